@@ -1,0 +1,1 @@
+"""hf-gpu-estimator: how much GPU an LLM job needs, before you launch it."""

@@ -1,0 +1,146 @@
+"""Every exception the package raises.
+
+Each subclass also inherits the builtin it resembles, so ``except ValueError`` keeps working
+in user code, and carries the fields a caller needs to react programmatically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class EstimatorError(Exception):
+    """Base class of every error raised by hf-gpu-estimator."""
+
+    exit_code: int = 1
+
+
+class InvalidArgumentError(EstimatorError, ValueError):
+    """A user-supplied option has a bad value (the CLI exits with status 2)."""
+
+    exit_code = 2
+
+    def __init__(self, field: str, value: object, accepted: str, *, hint: str | None = None):
+        self.field = field
+        self.value = value
+        self.accepted = accepted
+        message = f"invalid {field}={value!r}: expected {accepted}"
+        if hint:
+            message += f" ({hint})"
+        super().__init__(message)
+
+
+class ConflictingOptionsError(InvalidArgumentError):
+    """Two options that are each valid cannot be combined."""
+
+    def __init__(self, field: str, value: object, reason: str, *, fix: str):
+        self.field = field
+        self.value = value
+        self.accepted = fix
+        EstimatorError.__init__(self, f"{field}={value!r} {reason}; {fix}")
+
+
+class UnknownNameError(InvalidArgumentError, LookupError):
+    """A name (GPU, optimizer, quantization, ...) is not in the registry; suggests close matches."""
+
+    def __init__(self, field: str, value: str, candidates: Iterable[str], *, ambiguous: bool = False):
+        import difflib
+
+        self.field = field
+        self.value = value
+        self.candidates = sorted(candidates)
+        self.accepted = ", ".join(self.candidates)
+        if ambiguous:
+            message = f"{field} {value!r} is ambiguous: {', '.join(self.candidates)}"
+        else:
+            close = difflib.get_close_matches(str(value), self.candidates, n=3, cutoff=0.5)
+            message = f"unknown {field} {value!r}"
+            if close:
+                message += f"; did you mean {', '.join(close)}?"
+            elif len(self.candidates) <= 12:
+                message += f"; expected one of {', '.join(self.candidates)}"
+        EstimatorError.__init__(self, message)
+
+
+class SourceError(EstimatorError):
+    """A model source could not be read."""
+
+
+class ModelNotFoundError(SourceError, LookupError):
+    """The repo, revision or path does not exist (and no catalog entry matches)."""
+
+    def __init__(self, source: str, message: str):
+        self.source = source
+        super().__init__(message)
+
+
+class RevisionNotFoundError(ModelNotFoundError):
+    """The repo exists but the requested revision does not."""
+
+
+class GatedRepoError(SourceError, PermissionError):
+    """The repo is gated or private and the request was not authorized."""
+
+    def __init__(self, source: str, message: str | None = None):
+        self.source = source
+        super().__init__(
+            message
+            or (
+                f"{source!r} is gated or private: accept its licence on the Hub and set HF_TOKEN "
+                "(or pass token=), or use a bundled catalog entry"
+            )
+        )
+
+
+class HubConnectionError(SourceError, ConnectionError):
+    """The Hub could not be reached (timeout, connection error, offline mode without a cache)."""
+
+    def __init__(self, source: str, message: str):
+        self.source = source
+        super().__init__(message)
+
+
+class MalformedConfigError(SourceError, ValueError):
+    """config.json is missing, not JSON, or has a field of the wrong type."""
+
+    def __init__(self, source: str, message: str, *, field: str | None = None):
+        self.source = source
+        self.field = field
+        super().__init__(message)
+
+
+class MalformedHeaderError(SourceError, ValueError):
+    """A safetensors header is malformed, truncated or larger than the format allows."""
+
+    def __init__(self, source: str, message: str):
+        self.source = source
+        super().__init__(f"{source}: {message}")
+
+
+class UnsupportedArchitectureError(EstimatorError, NotImplementedError):
+    """The config's model_type has no dimension model and no headers were available."""
+
+    def __init__(self, model_type: object, supported: Iterable[str], *, hint: str | None = None):
+        self.model_type = model_type
+        self.supported = sorted(supported)
+        message = (
+            f"model_type {model_type!r} is not supported from config.json alone; supported: "
+            f"{', '.join(self.supported)}"
+        )
+        message += f" ({hint})" if hint else " (point at a repo or folder with safetensors files for exact counts)"
+        super().__init__(message)
+
+
+class MissingDependencyError(EstimatorError, ImportError):
+    """An optional dependency is needed for this feature."""
+
+    def __init__(self, package: str, extra: str, feature: str):
+        self.package = package
+        self.extra = extra
+        super().__init__(
+            f"{feature} needs {package!r}: pip install 'hf-gpu-estimator[{extra}]'"
+        )
+
+
+class TraceError(EstimatorError, RuntimeError):
+    """Exact mode could not trace the workload."""

@@ -1,0 +1,325 @@
+"""Workload: what the user wants to run, normalized and validated."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from hf_gpu_estimator.errors import ConflictingOptionsError, InvalidArgumentError, UnknownNameError
+
+Task = Literal["inference", "training"]
+Method = Literal["full", "lora", "qlora"]
+AttnImplementation = Literal["eager", "sdpa", "flash_attention_2"]
+Strategy = Literal["none", "ddp", "zero1", "zero2", "zero3", "fsdp", "fsdp-grad-op", "fsdp-hybrid"]
+
+TASKS: tuple[str, ...] = ("inference", "training")
+METHODS: tuple[str, ...] = ("full", "lora", "qlora")
+ATTN_IMPLEMENTATIONS: tuple[str, ...] = ("eager", "sdpa", "flash_attention_2")
+STRATEGIES: tuple[str, ...] = ("none", "ddp", "zero1", "zero2", "zero3", "fsdp", "fsdp-grad-op", "fsdp-hybrid")
+DTYPES: Mapping[str, int] = {"float32": 4, "float16": 2, "bfloat16": 2}
+DTYPE_ALIASES: Mapping[str, str] = {
+    "fp32": "float32", "float": "float32", "f32": "float32",
+    "fp16": "float16", "half": "float16", "f16": "float16",
+    "bf16": "bfloat16",
+}  # fmt: skip
+
+
+@dataclass(frozen=True, kw_only=True)
+class Precision:
+    """A Lightning precision setting: the dtype parameters live in and the dtype compute runs in."""
+
+    name: str
+    param_dtype: str
+    compute_dtype: str
+
+    @property
+    def mixed(self) -> bool:
+        return self.param_dtype != self.compute_dtype
+
+
+#: Lightning's precision names (lightning.fabric.connector._PRECISION_INPUT_STR).
+PRECISIONS: Mapping[str, Precision] = {
+    "32-true": Precision(name="32-true", param_dtype="float32", compute_dtype="float32"),
+    "16-mixed": Precision(name="16-mixed", param_dtype="float32", compute_dtype="float16"),
+    "bf16-mixed": Precision(name="bf16-mixed", param_dtype="float32", compute_dtype="bfloat16"),
+    "16-true": Precision(name="16-true", param_dtype="float16", compute_dtype="float16"),
+    "bf16-true": Precision(name="bf16-true", param_dtype="bfloat16", compute_dtype="bfloat16"),
+}
+PRECISION_ALIASES: Mapping[str, str] = {
+    "32": "32-true", "fp32": "32-true", "16": "16-mixed", "fp16": "16-mixed", "bf16": "bf16-mixed",
+    "fp16-mixed": "16-mixed", "fp16-true": "16-true",
+}  # fmt: skip
+
+
+@dataclass(frozen=True, kw_only=True)
+class OptimizerSpec:
+    """Optimizer state held per trainable parameter.
+
+    ``state_bytes_per_param`` is ``None`` where the state takes the parameter's own dtype
+    (``state_tensors`` tensors of the parameter's size, as torch.optim does).
+    """
+
+    name: str
+    state_tensors: float  # tensors of the parameter's size, in the parameter dtype
+    state_bytes_per_param: float | None = None  # fixed bytes per element (8-bit optimizers)
+    factored: bool = False  # Adafactor: row + column statistics for 2-D parameters
+    paged: bool = False  # bitsandbytes paged: states can be evicted to host memory
+    source: str = ""
+
+
+#: 8-bit blockwise states: 1 byte per element + one fp32 absmax per 256-element block,
+#: per bitsandbytes.optim.optimizer.Optimizer8bit (block size 256) — 1 + 4/256 bytes.
+_BNB_8BIT_STATE = 1 + 4 / 256
+
+OPTIMIZERS: Mapping[str, OptimizerSpec] = {
+    "adamw": OptimizerSpec(name="adamw", state_tensors=2, source="torch.optim.AdamW: exp_avg, exp_avg_sq like the param"),
+    "adam": OptimizerSpec(name="adam", state_tensors=2, source="torch.optim.Adam: exp_avg, exp_avg_sq like the param"),
+    "adamw-8bit": OptimizerSpec(name="adamw-8bit", state_tensors=0, state_bytes_per_param=2 * _BNB_8BIT_STATE,
+                                source="bitsandbytes AdamW8bit: two uint8 states + fp32 absmax per 256"),
+    "paged-adamw-8bit": OptimizerSpec(name="paged-adamw-8bit", state_tensors=0, state_bytes_per_param=2 * _BNB_8BIT_STATE,
+                                      paged=True, source="bitsandbytes PagedAdamW8bit (unified memory)"),
+    "paged-adamw": OptimizerSpec(name="paged-adamw", state_tensors=0, state_bytes_per_param=8, paged=True,
+                                 source="bitsandbytes PagedAdamW: two fp32 states in unified memory"),
+    "adafactor": OptimizerSpec(name="adafactor", state_tensors=0, factored=True,
+                               source="transformers Adafactor: row+col second moments, no first moment"),
+    "sgd": OptimizerSpec(name="sgd", state_tensors=0, source="torch.optim.SGD without momentum: no state"),
+    "sgd-momentum": OptimizerSpec(name="sgd-momentum", state_tensors=1, source="torch.optim.SGD momentum_buffer"),
+    "lion": OptimizerSpec(name="lion", state_tensors=1, source="Lion: one exp_avg like the param"),
+}  # fmt: skip
+OPTIMIZER_ALIASES: Mapping[str, str] = {
+    "adamw_torch": "adamw", "adamw_torch_fused": "adamw", "adamw_hf": "adamw", "adam_w": "adamw",
+    "adamw_8bit": "adamw-8bit", "adamw_bnb_8bit": "adamw-8bit", "adamw8bit": "adamw-8bit",
+    "paged_adamw_8bit": "paged-adamw-8bit", "paged_adamw_32bit": "paged-adamw", "paged-adamw-32bit": "paged-adamw",
+    "sgd_momentum": "sgd-momentum", "lion_32bit": "lion",
+}  # fmt: skip
+
+
+@dataclass(frozen=True, kw_only=True)
+class Parallelism:
+    """How the work is split across devices."""
+
+    num_gpus: int = 1
+    strategy: Strategy = "none"
+    tp: int = 1
+    pp: int = 1
+    offload_optimizer: bool = False
+    offload_params: bool = False
+
+    @property
+    def dp(self) -> int:
+        """Data-parallel degree: the devices left after tensor and pipeline parallel."""
+        return max(1, self.num_gpus // (self.tp * self.pp))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Workload:
+    """One run to estimate. Build it with :func:`make_workload`, which validates and normalizes."""
+
+    task: Task = "inference"
+    method: Method = "full"
+    batch_size: int = 1
+    seq_len: int = 1024
+    new_tokens: int = 256
+    dtype: str | None = None  # weight dtype (inference, and the frozen base of LoRA); None: checkpoint's
+    precision: Precision = PRECISIONS["bf16-mixed"]
+    optimizer: OptimizerSpec = OPTIMIZERS["adamw"]
+    gradient_checkpointing: bool = False
+    gradient_accumulation_steps: int = 1
+    attn_implementation: AttnImplementation = "sdpa"
+    quantization: str = "none"  # none, int8, nf4, fp4, fp8, gptq-4bit, awq-4bit, gguf:Q4_K_M, ...
+    kv_cache_dtype: str | None = None  # None: the compute dtype
+    lora_rank: int = 16
+    lora_alpha: int = 32
+    lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
+    parallelism: Parallelism = field(default_factory=Parallelism)
+
+    @property
+    def is_training(self) -> bool:
+        return self.task == "training"
+
+    def with_(self, **changes: object) -> Workload:
+        """A copy with ``changes`` applied (already-normalized values)."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def to_dict(self) -> dict[str, object]:
+        p = self.parallelism
+        return {
+            "task": self.task,
+            "method": self.method,
+            "batch_size": self.batch_size,
+            "seq_len": self.seq_len,
+            "new_tokens": self.new_tokens,
+            "dtype": self.dtype,
+            "precision": self.precision.name,
+            "optimizer": self.optimizer.name,
+            "gradient_checkpointing": self.gradient_checkpointing,
+            "gradient_accumulation_steps": self.gradient_accumulation_steps,
+            "attn_implementation": self.attn_implementation,
+            "quantization": self.quantization,
+            "kv_cache_dtype": self.kv_cache_dtype,
+            "lora_rank": self.lora_rank,
+            "lora_alpha": self.lora_alpha,
+            "lora_targets": list(self.lora_targets),
+            "num_gpus": p.num_gpus,
+            "strategy": p.strategy,
+            "tp": p.tp,
+            "pp": p.pp,
+            "offload_optimizer": p.offload_optimizer,
+            "offload_params": p.offload_params,
+        }
+
+
+def _choice(field_name: str, value: object, choices: tuple[str, ...] | Mapping[str, object],
+            aliases: Mapping[str, str] | None = None) -> str:
+    if not isinstance(value, str):
+        raise InvalidArgumentError(field_name, value, "one of " + ", ".join(choices))
+    key = value.strip().lower()
+    if aliases and key in aliases:
+        key = aliases[key]
+    if key not in choices:
+        raise UnknownNameError(field_name, value, list(choices))
+    return key
+
+
+def _positive_int(field_name: str, value: object, *, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgumentError(field_name, value, f"an integer >= {minimum}")
+    if value < minimum:
+        raise InvalidArgumentError(field_name, value, f"an integer >= {minimum}")
+    return value
+
+
+def _bool(field_name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidArgumentError(field_name, value, "True or False")
+    return value
+
+
+def normalize_dtype(field_name: str, value: object) -> str:
+    """Map 'bf16', 'torch.bfloat16', 'bfloat16' to the canonical torch name."""
+    text = str(value).removeprefix("torch.").strip().lower() if value is not None else ""
+    text = DTYPE_ALIASES.get(text, text)
+    if text not in DTYPES:
+        raise UnknownNameError(field_name, str(value), list(DTYPES))
+    return text
+
+
+def make_workload(
+    *,
+    task: str = "inference",
+    method: str = "full",
+    batch_size: int = 1,
+    seq_len: int = 1024,
+    new_tokens: int | None = None,
+    dtype: str | None = None,
+    precision: str | None = None,
+    optimizer: str = "adamw",
+    gradient_checkpointing: bool = False,
+    gradient_accumulation_steps: int = 1,
+    attn_implementation: str = "sdpa",
+    quantization: str | None = None,
+    kv_cache_dtype: str | None = None,
+    lora_rank: int = 16,
+    lora_alpha: int | None = None,
+    lora_targets: str | tuple[str, ...] | list[str] | None = None,
+    num_gpus: int = 1,
+    strategy: str | None = None,
+    tp: int = 1,
+    pp: int = 1,
+    offload_optimizer: bool = False,
+    offload_params: bool = False,
+) -> Workload:
+    """Validate user options and build a :class:`Workload`.
+
+    Raises:
+        InvalidArgumentError: an option has a bad value or options conflict; the message
+            names the field, the value and what is accepted.
+    """
+    from hf_gpu_estimator.quantization import normalize_quantization
+
+    task_ = _choice("task", task, TASKS)
+    method_ = _choice("method", method, METHODS)
+    batch = _positive_int("batch_size", batch_size)
+    seq = _positive_int("seq_len", seq_len)
+    if new_tokens is None:
+        new_tokens = 256 if task_ == "inference" else 0
+    new = _positive_int("new_tokens", new_tokens, minimum=0)
+    dtype_ = normalize_dtype("dtype", dtype) if dtype is not None else None
+    precision_ = PRECISIONS[_choice("precision", precision or "bf16-mixed", PRECISIONS, PRECISION_ALIASES)]
+    optimizer_ = OPTIMIZERS[_choice("optimizer", optimizer, OPTIMIZERS, OPTIMIZER_ALIASES)]
+    attn = _choice("attn_implementation", attn_implementation, ATTN_IMPLEMENTATIONS,
+                   {"flash_attention": "flash_attention_2", "fa2": "flash_attention_2", "flash": "flash_attention_2"})
+    quant = normalize_quantization(quantization if quantization is not None else ("nf4" if method_ == "qlora" else "none"))
+    kv_dtype = normalize_dtype("kv_cache_dtype", kv_cache_dtype) if kv_cache_dtype is not None else None
+    rank = _positive_int("lora_rank", lora_rank)
+    alpha = _positive_int("lora_alpha", lora_alpha if lora_alpha is not None else 2 * rank)
+    if lora_targets is None:
+        targets: tuple[str, ...] = ("q_proj", "v_proj")
+    elif isinstance(lora_targets, str):
+        targets = tuple(t.strip() for t in lora_targets.split(",") if t.strip())
+    else:
+        targets = tuple(lora_targets)
+    if not targets or not all(isinstance(t, str) and t for t in targets):
+        raise InvalidArgumentError("lora_targets", lora_targets, "module names such as q_proj,v_proj or all-linear")
+    gpus = _positive_int("num_gpus", num_gpus)
+    tp_ = _positive_int("tp", tp)
+    pp_ = _positive_int("pp", pp)
+    strategy_ = _choice("strategy", strategy or ("ddp" if gpus > 1 and task_ == "training" else "none"), STRATEGIES,
+                        {"deepspeed_stage_1": "zero1", "deepspeed_stage_2": "zero2", "deepspeed_stage_3": "zero3",
+                         "full_shard": "fsdp", "shard_grad_op": "fsdp-grad-op", "hybrid_shard": "fsdp-hybrid",
+                         "zero-1": "zero1", "zero-2": "zero2", "zero-3": "zero3"})
+    if gpus % (tp_ * pp_) != 0:
+        raise ConflictingOptionsError("num_gpus", gpus, f"is not a multiple of tp*pp={tp_ * pp_}",
+                                      fix="use --num-gpus equal to a multiple of --tp times --pp")
+
+    if method_ != "full" and task_ != "training":
+        raise ConflictingOptionsError("method", method_, "applies to training only",
+                                      fix="pass --task training, or --method full for inference")
+    if method_ == "qlora":
+        if quant.split(":")[0] not in ("nf4", "fp4"):
+            raise ConflictingOptionsError("quantization", quant, "is not a QLoRA base (bitsandbytes 4-bit)",
+                                          fix="use --quantization nf4 or fp4 with --method qlora")
+        if dtype_ == "float32" and precision is None:
+            pass  # compute dtype is the precision's; float32 base dtype only affects non-quantized parts
+    if method_ == "full" and task_ == "training" and quant != "none":
+        raise ConflictingOptionsError("quantization", quant, "cannot be trained in full (quantized weights take no gradients)",
+                                      fix="use --method qlora or lora, or --quantization none")
+    if strategy_ != "none" and gpus == 1:
+        raise ConflictingOptionsError("strategy", strategy_, "needs more than one GPU",
+                                      fix="pass --num-gpus 2 or more, or drop --strategy")
+    if task_ == "inference" and strategy_ not in ("none",):
+        raise ConflictingOptionsError("strategy", strategy_, "is a training strategy",
+                                      fix="use --tp/--pp to split inference across GPUs")
+    if (offload_optimizer or offload_params) and strategy_ not in ("zero2", "zero3", "fsdp", "zero1", "fsdp-hybrid", "fsdp-grad-op"):
+        raise ConflictingOptionsError("offload", True, f"needs a ZeRO/FSDP strategy, not {strategy_!r}",
+                                      fix="pass --strategy zero3 (or zero2/fsdp)")
+    if task_ == "inference" and gpus > 1 and tp_ * pp_ != gpus:
+        raise ConflictingOptionsError("num_gpus", gpus, f"does not match tp*pp={tp_ * pp_} for inference",
+                                      fix=f"pass --tp {gpus} (tensor parallel) or --pp {gpus}")
+    gc = _bool("gradient_checkpointing", gradient_checkpointing)
+    accumulation = _positive_int("gradient_accumulation_steps", gradient_accumulation_steps)
+
+    return Workload(
+        task=task_,  # type: ignore[arg-type]
+        method=method_,  # type: ignore[arg-type]
+        batch_size=batch,
+        seq_len=seq,
+        new_tokens=new,
+        dtype=dtype_,
+        precision=precision_,
+        optimizer=optimizer_,
+        gradient_checkpointing=gc,
+        gradient_accumulation_steps=accumulation,
+        attn_implementation=attn,  # type: ignore[arg-type]
+        quantization=quant,
+        kv_cache_dtype=kv_dtype,
+        lora_rank=rank,
+        lora_alpha=alpha,
+        lora_targets=targets,
+        parallelism=Parallelism(
+            num_gpus=gpus, strategy=strategy_, tp=tp_, pp=pp_,  # type: ignore[arg-type]
+            offload_optimizer=_bool("offload_optimizer", offload_optimizer),
+            offload_params=_bool("offload_params", offload_params),
+        ),
+    )
