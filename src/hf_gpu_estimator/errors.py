@@ -144,3 +144,15 @@ class MissingDependencyError(EstimatorError, ImportError):
 
 class TraceError(EstimatorError, RuntimeError):
     """Exact mode could not trace the workload."""
+
+
+class InvalidGPUEntryError(InvalidArgumentError):
+    """A GPU catalog entry (bundled or from a user file) has a missing or invalid field."""
+
+    def __init__(self, source: str, entry: str, field: str, problem: str):
+        self.source = source
+        self.entry = entry
+        self.field = field
+        self.value = None
+        self.accepted = problem
+        EstimatorError.__init__(self, f"{source}: GPU entry {entry!r}, field {field!r}: {problem}")

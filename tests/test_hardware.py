@@ -1,0 +1,445 @@
+"""Tests for the GPU catalog (hf_gpu_estimator.hardware)."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import pytest
+
+from hf_gpu_estimator.errors import InvalidArgumentError, InvalidGPUEntryError, UnknownNameError
+from hf_gpu_estimator.hardware import (
+    ENV_GPUS_FILE,
+    FLOPS_DTYPES,
+    GPU,
+    get_gpu,
+    gpu_from_dict,
+    list_gpus,
+    load_gpus,
+    register_gpus,
+    reset_registry,
+)
+
+GiB = 2**30
+MiB = 2**20
+ALL = list_gpus()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_registry(monkeypatch):
+    monkeypatch.delenv(ENV_GPUS_FILE, raising=False)
+    reset_registry()
+    yield
+    reset_registry()
+
+
+def _entry(**overrides):
+    data = {
+        "name": "My-GPU-48GB",
+        "vendor": "nvidia",
+        "aliases": ["mygpu"],
+        "memory_bytes": 48 * GiB,
+        "memory_bandwidth_bytes_per_s": 1.0e12,
+        "peak_flops": {"fp32": 50e12, "bf16": 200e12},
+        "source": "https://example.com/datasheet.pdf",
+        "date": "2026-11",
+    }
+    data.update(overrides)
+    return data
+
+
+# --------------------------------------------------------------------------- schema
+
+
+def test_catalog_size_and_vendors():
+    assert len(ALL) >= 45
+    assert {g.vendor for g in ALL} == {"nvidia", "amd", "intel", "apple"}
+
+
+@pytest.mark.parametrize("gpu", ALL, ids=[g.name for g in ALL])
+def test_entry_schema(gpu: GPU):
+    assert 1 * GiB <= gpu.memory_bytes <= 1024 * GiB
+    # Driver-reported memory is below the marketed capacity, but not absurdly so
+    # (Apple's default GPU share is the lowest, about two thirds).
+    assert 0.6 * gpu.memory_bytes <= gpu.usable_memory_bytes <= gpu.memory_bytes
+    if gpu.usable_memory_source is None:
+        assert gpu.usable_memory_bytes == gpu.memory_bytes
+    assert 1e11 <= gpu.memory_bandwidth_bytes_per_s <= 1e13
+    assert set(FLOPS_DTYPES) <= set(gpu.peak_flops)
+    for dtype, value in gpu.peak_flops.items():
+        if value is not None:
+            # Dense, not sparse: nothing listed exceeds B200's dense fp4 (9 PFLOP/s).
+            assert 1e12 <= value <= 1e16, dtype
+    flops = gpu.peak_flops
+    if flops["fp32"] and flops["bf16"]:
+        assert flops["bf16"] >= flops["fp32"]
+    for value in (gpu.power_watts, gpu.interconnect_bandwidth_bytes_per_s, gpu.price_per_hour_usd):
+        assert value is None or value > 0
+    if gpu.price_per_hour_usd is not None:
+        assert 0.05 <= gpu.price_per_hour_usd <= 50
+        assert gpu.price_source and gpu.price_source.startswith("https://")
+        assert gpu.price_date and re.fullmatch(r"\d{4}-\d{2}(-\d{2})?", gpu.price_date)
+    assert re.fullmatch(r"https?://\S+", gpu.source)
+    assert re.fullmatch(r"\d{4}-\d{2}(-\d{2})?", gpu.date)
+    assert gpu.unified_memory == (gpu.vendor == "apple")
+    # An entry that leaves a fact null must say why.
+    if any(v is None for v in flops.values()) or gpu.power_watts is None:
+        assert gpu.notes
+
+
+def test_bundled_file_round_trips(tmp_path):
+    path = tmp_path / "gpus.json"
+    path.write_text(json.dumps({"gpus": [g.to_dict() for g in ALL]}))
+    assert load_gpus(path) == tuple(ALL)
+
+
+def test_gpu_is_frozen_and_hashable():
+    gpu = get_gpu("RTX-4090")
+    with pytest.raises(AttributeError):
+        gpu.memory_bytes = 1  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        gpu.peak_flops["bf16"] = 1.0  # type: ignore[index]
+    assert {gpu: 1}[gpu] == 1
+
+
+# --------------------------------------------------------------------------- cross-checks
+
+
+def test_h100_sxm_matches_known_figures():
+    gpu = get_gpu("H100-SXM-80GB")
+    assert gpu.memory_bytes == 80 * GiB
+    assert gpu.usable_memory_bytes == 81559 * MiB
+    assert gpu.memory_bandwidth_bytes_per_s == pytest.approx(3.35e12)
+    assert gpu.peak_flops["bf16"] == pytest.approx(989.4e12)
+    assert gpu.peak_flops["fp8"] == pytest.approx(1979e12, rel=1e-3)
+    assert gpu.interconnect_bandwidth_bytes_per_s == pytest.approx(900e9)
+    assert gpu.power_watts == 700
+
+
+def test_a100_80gb_sxm_matches_known_figures():
+    gpu = get_gpu("A100-80GB-SXM")
+    assert gpu.memory_bandwidth_bytes_per_s == pytest.approx(2.039e12)
+    assert gpu.peak_flops["bf16"] == pytest.approx(312e12)
+    assert gpu.peak_flops["tf32"] == pytest.approx(156e12)
+    assert gpu.peak_flops["fp32"] == pytest.approx(19.5e12)
+
+
+def test_rtx_4090_uses_fp32_accumulate_rate():
+    gpu = get_gpu("RTX-4090")
+    assert gpu.memory_bytes == 24 * GiB
+    assert gpu.memory_bandwidth_bytes_per_s == pytest.approx(1008e9)
+    assert gpu.power_watts == 450
+    assert gpu.peak_flops["bf16"] == pytest.approx(165.2e12)
+    assert "fp32 accumulate" in gpu.notes
+
+
+def test_h200_usable_memory_measured():
+    gpu = get_gpu("H200")
+    assert gpu.usable_memory_bytes == 143771 * MiB
+    assert gpu.memory_bytes == 141 * GiB
+
+
+def test_apple_usable_memory_is_gpu_share():
+    gpu = get_gpu("M3-Max-128GB")
+    assert gpu.unified_memory
+    assert gpu.usable_memory_bytes == pytest.approx(0.75 * gpu.memory_bytes, rel=1e-3)
+    assert "recommendedMaxWorkingSetSize" in (gpu.usable_memory_source or "")
+
+
+def test_flops_accessor_accepts_torch_style_names():
+    gpu = get_gpu("A100-80GB-SXM")
+    assert gpu.flops("bfloat16") == gpu.flops("bf16") == pytest.approx(312e12)
+    assert gpu.flops("float32") == pytest.approx(19.5e12)
+    assert gpu.flops("fp64") == pytest.approx(19.5e12)
+    with pytest.raises(UnknownNameError):
+        gpu.flops("float13")
+
+
+# --------------------------------------------------------------------------- lookup
+
+REQUIRED = [
+    "V100-SXM2-16GB", "V100-SXM2-32GB", "T4", "A10", "A10G", "A30", "A40", "L4", "L40", "L40S",
+    "A100-40GB-PCIe", "A100-80GB-PCIe", "A100-40GB-SXM", "A100-80GB-SXM", "H100-PCIe-80GB",
+    "H100-SXM-80GB", "H100-NVL-94GB", "H200-SXM-141GB", "GH200-96GB", "B200-180GB",
+    "RTX-A6000", "RTX-6000-Ada", "RTX-3060-12GB", "RTX-3080-10GB", "RTX-3090", "RTX-4060-Ti-16GB",
+    "RTX-4070-Ti", "RTX-4080", "RTX-4090", "RTX-5090",
+    "MI210", "MI250X", "MI300X", "MI325X", "Radeon-RX-7900-XTX",
+    "Max-1550", "Gaudi-2", "Gaudi-3", "Arc-A770-16GB",
+    "M1-Max-64GB", "M2-Ultra-192GB", "M3-Max-128GB", "M4-Max-128GB", "M4-Pro-48GB",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", REQUIRED)
+def test_required_models_resolve(name):
+    assert get_gpu(name).name == name
+    assert get_gpu(name.lower().replace("-", " ")).name == name
+    assert get_gpu(name.upper().replace("-", "_")).name == name
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("4090", "RTX-4090"),
+        ("rtx4090", "RTX-4090"),
+        ("NVIDIA GeForce RTX 4090", "RTX-4090"),
+        ("NVIDIA H100 80GB HBM3", "H100-SXM-80GB"),
+        ("NVIDIA A100-SXM4-80GB", "A100-80GB-SXM"),
+        ("NVIDIA A100-SXM4-40GB", "A100-40GB-SXM"),
+        ("A100-80GB", "A100-80GB-SXM"),
+        ("h100 sxm", "H100-SXM-80GB"),
+        ("H100 PCIe", "H100-PCIe-80GB"),
+        ("NVIDIA H200", "H200-SXM-141GB"),
+        ("Tesla T4", "T4"),
+        ("a10", "A10"),
+        ("a10g", "A10G"),
+        ("l40", "L40"),
+        ("l4", "L4"),
+        ("AMD Instinct MI300X", "MI300X"),
+        ("7900 xtx", "Radeon-RX-7900-XTX"),
+        ("gaudi 3", "Gaudi-3"),
+        ("Intel Data Center GPU Max 1550", "Max-1550"),
+        ("m2 ultra", "M2-Ultra-192GB"),
+        ("RTX 6000 Ada Generation", "RTX-6000-Ada"),
+    ],
+)
+def test_aliases_and_partial_names(query, expected):
+    assert get_gpu(query).name == expected
+
+
+@pytest.mark.parametrize(
+    ("query", "members"),
+    [
+        ("a100", {"A100-40GB-PCIe", "A100-40GB-SXM", "A100-80GB-PCIe", "A100-80GB-SXM"}),
+        ("h100", {"H100-PCIe-80GB", "H100-SXM-80GB", "H100-NVL-94GB"}),
+        ("A100 PCIe", {"A100-40GB-PCIe", "A100-80GB-PCIe"}),
+        ("m3 max", {"M3-Max-64GB", "M3-Max-128GB"}),
+        ("v100", {"V100-SXM2-16GB", "V100-SXM2-32GB"}),
+    ],
+)
+def test_family_names_are_ambiguous(query, members):
+    with pytest.raises(UnknownNameError) as info:
+        get_gpu(query)
+    assert set(info.value.candidates) == members
+    assert "ambiguous" in str(info.value)
+    assert isinstance(info.value, LookupError) and isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("query", "suggestion"),
+    [("rtx 4900", "RTX-4090"), ("mi300", "MI300X"), ("h20", "H200-SXM-141GB"), ("L40SS", "L40S")],
+)
+def test_unknown_names_suggest_close_matches(query, suggestion):
+    with pytest.raises(UnknownNameError) as info:
+        get_gpu(query)
+    assert suggestion in info.value.candidates
+    assert suggestion in str(info.value)
+    assert "ambiguous" not in str(info.value)
+
+
+def test_digit_suffixes_do_not_match_partially():
+    # "L40" is not a prefix match for "L40S", nor "MI250" for "MI250X".
+    assert get_gpu("L40").name == "L40"
+    with pytest.raises(UnknownNameError):
+        get_gpu("MI250")
+
+
+def test_get_gpu_passes_gpu_through_and_rejects_non_strings():
+    gpu = get_gpu("T4")
+    assert get_gpu(gpu) is gpu
+    with pytest.raises(InvalidArgumentError):
+        get_gpu(42)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- filtering
+
+
+def test_list_by_vendor():
+    amd = list_gpus(vendor="AMD")
+    assert amd and all(g.vendor == "amd" for g in amd)
+    assert {g.name for g in list_gpus(vendor="apple")} >= {"M2-Ultra-192GB", "M4-Max-128GB"}
+    with pytest.raises(UnknownNameError):
+        list_gpus(vendor="qualcomm")
+
+
+def test_list_by_min_memory_uses_usable_memory():
+    big = list_gpus(min_memory_bytes=100 * GiB)
+    assert all(g.usable_memory_bytes >= 100 * GiB for g in big)
+    names = {g.name for g in big}
+    assert {"H200-SXM-141GB", "MI300X", "B200-180GB"} <= names
+    assert "H100-SXM-80GB" not in names
+    # An 80 GB H100 reports 81559 MiB, just under 80 GiB.
+    assert "H100-SXM-80GB" not in {g.name for g in list_gpus(min_memory_bytes=80 * GiB)}
+    assert list_gpus(vendor="nvidia", min_memory_bytes=0) == list_gpus(vendor="nvidia")
+    with pytest.raises(InvalidArgumentError):
+        list_gpus(min_memory_bytes=-1)
+
+
+# --------------------------------------------------------------------------- user files
+
+
+def test_load_json_list_and_object(tmp_path):
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps([_entry()]))
+    (gpu,) = load_gpus(path)
+    assert gpu.name == "My-GPU-48GB"
+    assert gpu.usable_memory_bytes == 48 * GiB and gpu.usable_memory_source is None
+    assert gpu.peak_flops["fp8"] is None and gpu.peak_flops["bf16"] == 200e12
+    path.write_text(json.dumps({"gpus": [_entry(usable_memory_bytes=47 * GiB, usable_memory_source="nvidia-smi")]}))
+    assert load_gpus(path)[0].usable_memory_bytes == 47 * GiB
+
+
+def test_load_yaml_when_available(tmp_path):
+    yaml = pytest.importorskip("yaml")
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump({"gpus": [_entry()]}))
+    assert load_gpus(path)[0].name == "My-GPU-48GB"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"memory_bytes": -5}, "memory_bytes"),
+        ({"memory_bytes": 48.5}, "memory_bytes"),
+        ({"memory_bandwidth_bytes_per_s": "fast"}, "memory_bandwidth_bytes_per_s"),
+        ({"peak_flops": {"bf16": 1e20}}, "peak_flops.bf16"),
+        ({"peak_flops": {"fp12": 1e12}}, "peak_flops.fp12"),
+        ({"vendor": "acme"}, "vendor"),
+        ({"source": "my notes"}, "source"),
+        ({"date": "yesterday"}, "date"),
+        ({"usable_memory_bytes": 96 * GiB}, "usable_memory_bytes"),
+        ({"price_per_hour_usd": 1.0}, "price_source"),
+        ({"form_factor": "brick"}, "form_factor"),
+        ({"memroy_bytes": 1}, "memroy_bytes"),
+        ({"aliases": "mygpu"}, "aliases"),
+    ],
+)
+def test_invalid_entries_name_entry_and_field(tmp_path, overrides, field):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps([_entry(), _entry(**{"name": "Second", "aliases": [], **overrides})]))
+    with pytest.raises(InvalidGPUEntryError) as info:
+        load_gpus(path)
+    err = info.value
+    assert err.field == field
+    assert err.entry == "Second"
+    assert str(path) in str(err) and "Second" in str(err) and field in str(err)
+    assert isinstance(err, ValueError) and err.exit_code == 2
+
+
+def test_missing_required_field(tmp_path):
+    data = _entry()
+    del data["source"]
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps([data]))
+    with pytest.raises(InvalidGPUEntryError, match="'source'"):
+        load_gpus(path)
+
+
+@pytest.mark.parametrize("content", ["{not json", '{"other": []}', '"text"'])
+def test_malformed_files(tmp_path, content):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(InvalidGPUEntryError):
+        load_gpus(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(InvalidGPUEntryError, match="cannot be read"):
+        load_gpus(tmp_path / "nope.json")
+
+
+def test_duplicate_alias_in_file(tmp_path):
+    path = tmp_path / "dup.json"
+    path.write_text(json.dumps([_entry(), _entry(name="Other", aliases=["my gpu"])]))
+    with pytest.raises(InvalidGPUEntryError, match="already names"):
+        load_gpus(path)
+
+
+def test_gpu_from_dict_and_direct_construction_validate():
+    assert gpu_from_dict(_entry()).name == "My-GPU-48GB"
+    with pytest.raises(InvalidGPUEntryError):
+        GPU(**{**_entry(), "aliases": (), "usable_memory_bytes": 0})
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def test_register_adds_and_overrides():
+    mine = gpu_from_dict(_entry())
+    register_gpus([mine])
+    assert get_gpu("mygpu") is mine
+    assert mine in list_gpus(vendor="nvidia")
+    cheaper = gpu_from_dict(
+        {
+            **get_gpu("T4").to_dict(),
+            "price_per_hour_usd": 0.1,
+            "price_source": "https://example.com/prices",
+            "price_date": "2026-11",
+        }
+    )
+    register_gpus([cheaper])
+    assert get_gpu("Tesla T4").price_per_hour_usd == 0.1
+    assert len([g for g in list_gpus() if g.name == "T4"]) == 1
+    reset_registry()
+    with pytest.raises(UnknownNameError):
+        get_gpu("mygpu")
+
+
+def test_register_rejects_alias_conflict_atomically():
+    clash = gpu_from_dict(_entry(name="Impostor", aliases=["4090"]))
+    with pytest.raises(InvalidGPUEntryError, match="already names"):
+        register_gpus([clash])
+    assert get_gpu("4090").name == "RTX-4090"
+    with pytest.raises(UnknownNameError):
+        get_gpu("Impostor")
+
+
+def test_register_rejects_non_gpu():
+    with pytest.raises(InvalidArgumentError):
+        register_gpus([{"name": "dict"}])  # type: ignore[list-item]
+
+
+def test_register_from_path(tmp_path):
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps([_entry()]))
+    register_gpus(path)
+    assert get_gpu("My GPU 48GB").name == "My-GPU-48GB"
+
+
+def test_env_var_file_is_loaded(tmp_path, monkeypatch):
+    first = tmp_path / "a.json"
+    second = tmp_path / "b.json"
+    first.write_text(json.dumps([_entry()]))
+    second.write_text(json.dumps([_entry(name="Lab-Card", aliases=[], memory_bytes=8 * GiB)]))
+    assert "My-GPU-48GB" not in {g.name for g in list_gpus()}
+    import os
+
+    monkeypatch.setenv(ENV_GPUS_FILE, f"{first}{os.pathsep}{second}")
+    assert get_gpu("mygpu").name == "My-GPU-48GB"
+    assert get_gpu("lab card").memory_bytes == 8 * GiB
+    monkeypatch.delenv(ENV_GPUS_FILE)
+    with pytest.raises(UnknownNameError):
+        get_gpu("mygpu")
+
+
+def test_env_var_bad_file_raises(tmp_path, monkeypatch):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([_entry(memory_bytes=0)]))
+    monkeypatch.setenv(ENV_GPUS_FILE, str(bad))
+    with pytest.raises(InvalidGPUEntryError, match="memory_bytes"):
+        get_gpu("T4")
+
+
+def test_import_does_not_load_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, hf_gpu_estimator.hardware as h; h.list_gpus(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_to_dict_is_json_ready():
+    data = get_gpu("MI300X").to_dict()
+    assert json.loads(json.dumps(data)) == data
+    assert not math.isnan(data["memory_bandwidth_bytes_per_s"])
