@@ -1,0 +1,223 @@
+"""Build the bundled model catalog from the per-model files in ``scripts/catalog_configs/``.
+
+Each input file holds one model's published ``config.json`` (verbatim, with the URL it came
+from) and, where one is known, the parameter count its publisher states. This script derives
+the exact parameter counts from the config with :mod:`hf_gpu_estimator.sources.architectures`,
+checks them against the published numbers, and writes
+``src/hf_gpu_estimator/sources/catalog/models.json``.
+
+The output is a pure function of the input files and the package's architecture code (sorted
+keys, no timestamps), so re-running the script reproduces it byte for byte; the test suite
+checks that.
+
+Usage::
+
+    python scripts/build_catalog.py            # rebuild models.json, report mismatches
+    python scripts/build_catalog.py --check    # exit 1 if models.json is out of date
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = ROOT / "scripts" / "catalog_configs"
+OUTPUT = ROOT / "src" / "hf_gpu_estimator" / "sources" / "catalog" / "models.json"
+
+SCHEMA_VERSION = 1
+#: A published count that differs from the derived one by more than this fraction is an error.
+TOLERANCE = 0.005
+
+_REQUIRED = ("id", "source", "gated", "config", "published_parameters", "published_parameters_source")
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """A derived parameter count that disagrees with the published one."""
+
+    model_id: str
+    derived: int
+    published: int
+    exact: bool
+
+    @property
+    def relative(self) -> float:
+        return (self.derived - self.published) / self.published
+
+    @property
+    def is_error(self) -> bool:
+        return abs(self.relative) > TOLERANCE
+
+    def __str__(self) -> str:
+        kind = "exact" if self.exact else "rounded"
+        return (
+            f"{self.model_id}: derived {self.derived:,} vs published {self.published:,} ({kind}), "
+            f"{self.relative * 100:+.3f} %"
+        )
+
+
+def stored_dtype(config: Mapping[str, Any]) -> tuple[str, str]:
+    """The dtype the checkpoint's floating weights are stored in, and where that came from.
+
+    ``torch_dtype`` (``dtype`` in configs written by transformers >= 4.56) names it. Configs
+    that predate the field (GPT-2, BERT, T5) were saved by code that wrote float32 tensors.
+    """
+    for key in ("torch_dtype", "dtype"):
+        value = config.get(key)
+        if isinstance(value, str) and value not in ("auto", ""):
+            return value.removeprefix("torch."), "config"
+    text_config = config.get("text_config")
+    if isinstance(text_config, Mapping):
+        return stored_dtype(text_config)
+    return "float32", "default"
+
+
+def _aliases(entry: Mapping[str, Any]) -> list[str]:
+    model_id: str = entry["id"]
+    names = {model_id.lower(), model_id.split("/", 1)[-1].lower()}
+    names.update(alias.lower() for alias in entry.get("aliases", ()))
+    names.discard(model_id.lower())  # the id itself is matched directly
+    return sorted(names)
+
+
+def _load_inputs(config_dir: Path) -> list[dict[str, Any]]:
+    entries = []
+    for path in sorted(config_dir.glob("*.json")):
+        entry = json.loads(path.read_text(encoding="utf-8"))
+        missing = [key for key in _REQUIRED if key not in entry]
+        if missing:
+            raise ValueError(f"{path.name}: missing {', '.join(missing)}")
+        expected_name = entry["id"].replace("/", "__") + ".json"
+        if path.name != expected_name:
+            raise ValueError(f"{path.name}: file name should be {expected_name} for id {entry['id']!r}")
+        entries.append(entry)
+    if not entries:
+        raise ValueError(f"no catalog inputs in {config_dir}")
+    return entries
+
+
+def _entry(raw: Mapping[str, Any]) -> dict[str, Any]:
+    from hf_gpu_estimator.sources.architectures import architecture_from_config, parameter_counts
+
+    config = raw["config"]
+    architecture_from_config(config)  # raises for an unsupported or malformed config
+    counts = parameter_counts(config)
+    dtype, dtype_source = stored_dtype(config)
+    out: dict[str, Any] = {
+        "id": raw["id"],
+        "aliases": _aliases(raw),
+        "source": raw["source"],
+        "confirmed_by": list(raw.get("confirmed_by", ())),
+        "gated": bool(raw["gated"]),
+        "model_type": config.get("model_type"),
+        "config": config,
+        "stored_dtype": dtype,
+        "stored_dtype_source": dtype_source,
+        "parameters": {
+            "total": counts.total,
+            "by_role": {role: int(n) for role, n in sorted(counts.by_role.items())},
+            "active": counts.active,
+        },
+        "published_parameters": raw["published_parameters"],
+        "published_parameters_exact": raw.get("published_parameters_exact"),
+        "published_parameters_source": raw["published_parameters_source"],
+        "published_parameters_verified": raw.get("published_parameters_verified"),
+    }
+    if raw.get("published_parameters_verified_by"):
+        out["published_parameters_verified_by"] = raw["published_parameters_verified_by"]
+    if raw.get("known_difference"):
+        out["known_difference"] = raw["known_difference"]
+    if raw.get("notes"):
+        out["notes"] = raw["notes"]
+    return out
+
+
+def cross_check(entries: Iterable[Mapping[str, Any]]) -> list[Mismatch]:
+    """Every entry whose derived total differs from its published count (after known differences)."""
+    found = []
+    for entry in entries:
+        published = entry.get("published_parameters")
+        if published is None:
+            continue
+        derived = entry["parameters"]["total"] + int((entry.get("known_difference") or {}).get("parameters", 0))
+        if derived != published:
+            found.append(
+                Mismatch(entry["id"], derived, int(published), bool(entry.get("published_parameters_exact")))
+            )
+    return found
+
+
+def build_entries(config_dir: Path = CONFIG_DIR) -> list[dict[str, Any]]:
+    """The catalog entries, sorted by id, with aliases checked for collisions."""
+    entries = sorted((_entry(raw) for raw in _load_inputs(config_dir)), key=lambda e: e["id"].lower())
+    owner: dict[str, str] = {}
+    for entry in entries:
+        for key in (entry["id"].lower(), *entry["aliases"]):
+            if key in owner and owner[key] != entry["id"]:
+                raise ValueError(f"alias {key!r} names both {owner[key]} and {entry['id']}")
+            owner[key] = entry["id"]
+    return entries
+
+
+def render(entries: list[dict[str, Any]]) -> str:
+    """The models.json text: deterministic (sorted keys, fixed indent, trailing newline)."""
+    document = {
+        "schema_version": SCHEMA_VERSION,
+        "generated_by": "scripts/build_catalog.py",
+        "tolerance": TOLERANCE,
+        "models": entries,
+    }
+    return json.dumps(document, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def build_catalog(config_dir: Path = CONFIG_DIR) -> str:
+    """The full models.json text built from ``config_dir``."""
+    return render(build_entries(config_dir))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="fail if models.json is out of date")
+    parser.add_argument("--force", action="store_true", help="write even when a published count disagrees")
+    parser.add_argument("--output", type=Path, default=OUTPUT)
+    args = parser.parse_args(argv)
+
+    entries = build_entries()
+    text = render(entries)
+    mismatches = cross_check(entries)
+    errors = [m for m in mismatches if m.is_error]
+    for m in mismatches:
+        tag = "ERROR" if m.is_error else "note "
+        print(f"{tag} parameter count mismatch: {m}", file=sys.stderr)
+
+    families = Counter(str(e["model_type"]) for e in entries)
+    print(f"{len(entries)} models: " + ", ".join(f"{k} {v}" for k, v in sorted(families.items())), file=sys.stderr)
+
+    if args.check:
+        current = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
+        if current != text:
+            print(f"{args.output} is out of date: run python scripts/build_catalog.py", file=sys.stderr)
+            return 1
+        return 1 if errors else 0
+    if errors and not args.force:
+        print(
+            f"!!! {len(errors)} published parameter count(s) differ by more than {TOLERANCE:.1%}; "
+            "fix the config files (or pass --force); models.json not written",
+            file=sys.stderr,
+        )
+        return 1
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text, encoding="utf-8")
+    print(f"wrote {args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

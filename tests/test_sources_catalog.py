@@ -1,0 +1,199 @@
+"""Tests for the bundled model catalog (sources/catalog) and its build script.
+
+Reference for the counts: the publisher's number recorded in each input file
+(``published_parameters``): Hugging Face safetensors totals, model cards, papers. Tolerance:
+exact published numbers must match exactly once the entry's documented ``known_difference``
+(buffers or duplicated tensors the checkpoint stores, which are not parameters) is added;
+rounded ones ("110M", "671B") within ``build_catalog.TOLERANCE`` (0.5 %).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hf_gpu_estimator.sources import catalog
+from hf_gpu_estimator.spec import ModelSpec
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD_SCRIPT = ROOT / "scripts" / "build_catalog.py"
+
+
+def _load_build_module():
+    spec = importlib.util.spec_from_file_location("build_catalog", BUILD_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("build_catalog", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+build = _load_build_module()
+MODELS = catalog.list_models()
+ENTRIES = {model_id: catalog.catalog_entry(model_id) for model_id in MODELS}
+
+
+def test_catalog_is_large_enough_and_sorted():
+    assert len(MODELS) >= 40
+    assert list(MODELS) == sorted(MODELS, key=str.lower)
+
+
+@pytest.mark.parametrize("model_id", MODELS, ids=MODELS)
+def test_every_entry_builds_a_model_spec(model_id):
+    spec = catalog.lookup(model_id)
+    assert isinstance(spec, ModelSpec)
+    assert spec.id == model_id
+    assert spec.architecture is not None
+    assert spec.parameters.total > 0
+    assert spec.parameters.active <= spec.parameters.total
+    assert sum(spec.parameters.by_role.values()) == spec.parameters.total
+    assert spec.provenance["parameters"] == "catalog"
+    assert spec.provenance["architecture"] == "catalog"
+    assert spec.source_url == ENTRIES[model_id]["source"]
+    assert spec.source_url.startswith(f"https://huggingface.co/{model_id}/")
+    assert spec.checkpoint_bytes and spec.checkpoint_bytes > 0
+    assert sum(spec.checkpoint_bytes_by_dtype.values()) == spec.checkpoint_bytes
+    assert any("bundled catalog" in a for a in spec.assumptions)
+    assert any("derived" in a for a in spec.assumptions)
+    assert spec.config["model_type"] == ENTRIES[model_id]["model_type"]
+
+
+@pytest.mark.parametrize("model_id", MODELS, ids=MODELS)
+def test_counts_match_published_numbers(model_id):
+    entry = ENTRIES[model_id]
+    published = entry["published_parameters"]
+    if published is None:
+        pytest.skip("no published count recorded")
+    derived = entry["parameters"]["total"] + (entry.get("known_difference") or {}).get("parameters", 0)
+    if entry["published_parameters_exact"]:
+        assert derived == published
+    else:
+        assert abs(derived - published) / published <= build.TOLERANCE
+
+
+def test_moe_entries_have_fewer_active_parameters():
+    for model_id in ("mistralai/Mixtral-8x7B-v0.1", "Qwen/Qwen3-30B-A3B", "deepseek-ai/DeepSeek-V3", "Qwen/Qwen1.5-MoE-A2.7B"):
+        spec = catalog.lookup(model_id)
+        assert spec.architecture.is_moe
+        assert spec.parameters.active < spec.parameters.total / 2
+
+
+def test_build_is_deterministic_and_models_json_is_current():
+    packaged = (ROOT / "src" / "hf_gpu_estimator" / "sources" / "catalog" / "models.json").read_text(encoding="utf-8")
+    first = build.build_catalog()
+    assert build.build_catalog() == first
+    assert first == packaged, "models.json is stale: run python scripts/build_catalog.py"
+
+
+def test_build_reports_no_mismatch_beyond_tolerance():
+    assert [m for m in build.cross_check(build.build_entries()) if m.is_error] == []
+
+
+def test_cross_check_flags_a_wrong_published_number(tmp_path):
+    raw = json.loads((build.CONFIG_DIR / "openai-community__gpt2.json").read_text(encoding="utf-8"))
+    raw["published_parameters"] = 130_000_000
+    (tmp_path / "openai-community__gpt2.json").write_text(json.dumps(raw), encoding="utf-8")
+    (mismatch,) = build.cross_check(build.build_entries(tmp_path))
+    assert mismatch.is_error and mismatch.model_id == "openai-community/gpt2"
+
+
+def test_build_rejects_alias_collisions(tmp_path):
+    for name in ("openai-community__gpt2.json", "openai-community__gpt2-medium.json"):
+        raw = json.loads((build.CONFIG_DIR / name).read_text(encoding="utf-8"))
+        raw["aliases"] = ["shared-name"]
+        (tmp_path / name).write_text(json.dumps(raw), encoding="utf-8")
+    with pytest.raises(ValueError, match="shared-name"):
+        build.build_entries(tmp_path)
+
+
+def test_input_files_record_their_sources():
+    for path in sorted(build.CONFIG_DIR.glob("*.json")):
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        assert raw["source"] == f"https://huggingface.co/{raw['id']}/blob/main/config.json", path.name
+        assert raw["confirmed_by"], path.name
+        assert "model_type" in raw["config"], path.name
+        if raw["published_parameters"] is not None:
+            assert raw["published_parameters_source"], path.name
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("meta-llama/Llama-2-13b-hf", "meta-llama/Llama-2-13b-hf"),
+        ("META-LLAMA/llama-2-13B-HF", "meta-llama/Llama-2-13b-hf"),
+        ("llama-2-13b", "meta-llama/Llama-2-13b-hf"),
+        ("Llama-2-13b-hf", "meta-llama/Llama-2-13b-hf"),
+        ("https://huggingface.co/mistralai/Mistral-7B-v0.1", "mistralai/Mistral-7B-v0.1"),
+        ("meta-llama/Meta-Llama-3.1-8B", "meta-llama/Llama-3.1-8B"),
+        ("gpt2", "openai-community/gpt2"),
+        ("bert-base-uncased", "google-bert/bert-base-uncased"),
+        ("qwen3-30b-a3b", "Qwen/Qwen3-30B-A3B"),
+    ],
+)
+def test_lookup_by_id_alias_and_case(query, expected):
+    assert catalog.lookup(query).id == expected
+    assert catalog.catalog_entry(query)["id"] == expected
+
+
+@pytest.mark.parametrize("query", ["not-a/model", "", "llama", 42])
+def test_unknown_models_are_none(query):
+    assert catalog.lookup(query) is None
+    assert catalog.catalog_entry(query) is None
+
+
+def test_gated_llama_2_13b_is_available_offline():
+    entry = catalog.catalog_entry("meta-llama/Llama-2-13b-hf")
+    assert entry["gated"] is True
+    spec = catalog.lookup("meta-llama/Llama-2-13b-hf")
+    assert spec.parameters.total == 13_015_864_320
+    assert spec.stored_dtype == "float16"
+    assert spec.checkpoint_bytes == 2 * 13_015_864_320
+    arch = spec.architecture
+    assert (arch.num_layers, arch.hidden_size, arch.num_attention_heads, arch.num_key_value_heads) == (40, 5120, 40, 40)
+    assert (arch.intermediate_size, arch.vocab_size, arch.tie_word_embeddings) == (13824, 32000, False)
+
+
+def test_fp8_checkpoint_is_described_as_quantized():
+    spec = catalog.lookup("deepseek-ai/DeepSeek-V3")
+    assert spec.quantization is not None and spec.quantization.method == "fp8"
+    assert spec.architecture.is_mla
+    assert "F8_E4M3" in spec.checkpoint_bytes_by_dtype
+    # float8 linear layers: about one byte per parameter, far below the bfloat16 size.
+    assert spec.parameters.total < spec.checkpoint_bytes < 1.05 * spec.parameters.total
+
+
+def test_catalog_entry_is_read_only():
+    entry = catalog.catalog_entry("gpt2")
+    with pytest.raises(TypeError):
+        entry["id"] = "other"  # type: ignore[index]
+    with pytest.raises(TypeError):
+        entry["config"]["n_layer"] = 1  # type: ignore[index]
+
+
+def test_spec_config_is_a_private_copy():
+    spec = catalog.lookup("gpt2")
+    spec.config["n_layer"] = 99  # type: ignore[index]
+    assert catalog.catalog_entry("gpt2")["config"]["n_layer"] == 12
+
+
+def test_lookup_is_fast_after_first_load():
+    catalog.lookup("meta-llama/Llama-2-13b-hf")
+    start = time.perf_counter()
+    for model_id in MODELS:
+        catalog.lookup(model_id.upper())
+    per_lookup = (time.perf_counter() - start) / len(MODELS)
+    assert per_lookup < 0.005
+
+
+def test_importing_the_catalog_does_not_import_torch():
+    code = (
+        "import sys; from hf_gpu_estimator.sources.catalog import lookup; "
+        "lookup('meta-llama/Llama-2-13b-hf'); print('torch' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
