@@ -151,6 +151,8 @@ class Architecture:
     num_decoder_layers: int | None = None
     # Linear layers of one (dense) block, for LoRA and quantization.
     linears: tuple[LinearShape, ...] = ()
+    # What the counts include or leave out, in words (e.g. a multimodal wrapper's vision tower).
+    notes: tuple[str, ...] = ()
 
     @property
     def is_moe(self) -> bool:

@@ -1,0 +1,156 @@
+"""The one-liner: ``estimate(model, **workload) -> Estimate``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from hf_gpu_estimator.errors import InvalidArgumentError
+from hf_gpu_estimator.memory import MemoryEstimate, estimate_memory
+from hf_gpu_estimator.spec import ModelSpec
+from hf_gpu_estimator.workload import Workload, make_workload
+
+if TYPE_CHECKING:
+    from hf_gpu_estimator.hardware import GPU
+
+#: Share of a GPU's memory kept free by ``fits`` by default: allocator growth between steps,
+#: other processes, and the estimate's own uncertainty.
+DEFAULT_MARGIN = 0.05
+
+GiB = 1 << 30
+
+
+@dataclass(frozen=True, kw_only=True)
+class Estimate:
+    """The result of :func:`estimate`: the model, the normalized workload, memory per device."""
+
+    spec: ModelSpec
+    workload: Workload
+    memory: MemoryEstimate
+    gpu: GPU | None = None
+    mode: str = "analytic"
+    assumptions: tuple[str, ...] = field(default=())
+
+    @property
+    def trainable_parameters(self) -> int:
+        from hf_gpu_estimator.memory.weights import plan_weights
+
+        if self.spec.architecture is None or not self.workload.is_training:
+            return 0
+        return plan_weights(self.spec, self.workload).trainable_params
+
+    def fits(self, gpu: str | GPU | None = None, *, margin: float = DEFAULT_MARGIN) -> bool:
+        """Whether the per-device total (what nvidia-smi would show) fits ``gpu`` with ``margin`` to spare.
+
+        Args:
+            gpu: a catalog name or GPU; default the ``gpu=`` given to :func:`estimate`.
+            margin: share of the device memory left free (0 to 0.5).
+        """
+        target = self._gpu(gpu)
+        if not isinstance(margin, (int, float)) or isinstance(margin, bool) or not 0 <= margin < 0.5:
+            raise InvalidArgumentError("margin", margin, "a number from 0 to 0.5")
+        return self.memory.device_total_bytes <= target.usable_memory_bytes * (1 - margin)
+
+    def headroom_bytes(self, gpu: str | GPU | None = None) -> int:
+        """Device memory left (negative: missing) on ``gpu`` after this workload."""
+        return self._gpu(gpu).usable_memory_bytes - self.memory.device_total_bytes
+
+    def _gpu(self, gpu: str | GPU | None) -> GPU:
+        from hf_gpu_estimator.hardware import get_gpu
+
+        if gpu is None:
+            if self.gpu is None:
+                raise InvalidArgumentError("gpu", None, "a GPU name (estimate(..., gpu=...) or fits('A100-80GB'))")
+            return self.gpu
+        return get_gpu(gpu)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON contract of DESIGN.md."""
+        spec = self.spec
+        arch = spec.architecture
+        model: dict[str, Any] = {
+            "id": spec.id,
+            "parameters": spec.parameters.total,
+            "trainable_parameters": self.trainable_parameters,
+            "active_parameters": spec.parameters.active,
+            "parameters_by_role": dict(spec.parameters.by_role),
+            "stored_dtype": spec.stored_dtype,
+            "model_type": arch.model_type if arch else None,
+            "provenance": dict(spec.provenance),
+        }
+        if spec.source_url:
+            model["source"] = spec.source_url
+        out: dict[str, Any] = {
+            "model": model,
+            "workload": self.workload.to_dict(),
+            "mode": self.mode,
+            "memory": self.memory.to_dict(),
+            "assumptions": list(self.assumptions),
+        }
+        if self.gpu is not None:
+            out["gpu"] = {"name": self.gpu.name, "usable_memory_bytes": self.gpu.usable_memory_bytes,
+                          "fits": self.fits(), "headroom_bytes": self.headroom_bytes()}
+        return out
+
+    def __str__(self) -> str:
+        from hf_gpu_estimator.report import render_table
+
+        return render_table(self)
+
+
+def estimate(model: Any, *, gpu: str | GPU | None = None, revision: str | None = None, token: str | None = None,
+             mode: str = "analytic", **workload: Any) -> Estimate:
+    """Estimate the GPU memory ``model`` needs for a workload.
+
+    Args:
+        model: a Hub id, a local path, a config dict, a ``PretrainedConfig``, a ModelSpec or a live
+            ``torch.nn.Module``.
+        gpu: a GPU catalog name to check against (``est.fits()``).
+        revision, token: for Hub ids.
+        mode: ``"analytic"`` (default, pure arithmetic) or ``"exact"`` (trace the real transformers
+            code on fake tensors; needs the ``torch`` extra).
+        **workload: the CLI's options as keywords: task, method, batch_size, seq_len, new_tokens,
+            dtype, precision, optimizer, gradient_checkpointing, attn_implementation, quantization,
+            lora_rank, lora_targets, num_gpus, strategy, tp, pp, ...
+
+    Returns:
+        An :class:`Estimate`; ``print(est)`` shows a table, ``est.to_dict()`` the JSON contract.
+
+    Example:
+        >>> est = estimate("meta-llama/Llama-2-7b-hf", batch_size=1, seq_len=512, new_tokens=64)
+        >>> est.memory.components["weights"] == 6_738_415_616 * 2
+        True
+    """
+    from hf_gpu_estimator.sources import inspect_model
+
+    if mode not in ("analytic", "exact"):
+        raise InvalidArgumentError("mode", mode, "'analytic' or 'exact'")
+    spec = inspect_model(model, revision=revision, token=token)
+    work = workload_from_kwargs(workload)
+    resolved_gpu = None
+    if gpu is not None:
+        from hf_gpu_estimator.hardware import get_gpu
+
+        resolved_gpu = get_gpu(gpu)
+    memory = estimate_memory(spec, work)
+    assumptions = (*spec.assumptions, *memory.assumptions)
+    if mode == "exact":
+        from hf_gpu_estimator.exact import exact_memory
+
+        memory, extra = exact_memory(spec, work, analytic=memory)
+        assumptions = (*spec.assumptions, *memory.assumptions, *extra)
+    return Estimate(spec=spec, workload=work, memory=memory, gpu=resolved_gpu, mode=mode, assumptions=assumptions)
+
+
+def workload_from_kwargs(options: Mapping[str, Any]) -> Workload:
+    """Build a Workload from keyword options, rejecting unknown names with a suggestion."""
+    import inspect
+
+    accepted = inspect.signature(make_workload).parameters
+    unknown = [k for k in options if k not in accepted]
+    if unknown:
+        from hf_gpu_estimator.errors import UnknownNameError
+
+        raise UnknownNameError("option", unknown[0], list(accepted))
+    return make_workload(**options)

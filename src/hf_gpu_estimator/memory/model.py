@@ -1,0 +1,366 @@
+"""The timeline: memory at each moment of a step, per device, and the peak."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hf_gpu_estimator.errors import ConflictingOptionsError
+from hf_gpu_estimator.memory import overhead
+from hf_gpu_estimator.memory.activations import (
+    decoder_layer_activations,
+    effective_attention,
+    inference_layer_transient,
+    loss_bytes,
+    norm_bytes,
+)
+from hf_gpu_estimator.memory.kv_cache import kv_cache_bytes
+from hf_gpu_estimator.memory.terms import BYTES, COMPONENTS, MemoryEstimate, Moment, Term
+from hf_gpu_estimator.memory.weights import WeightPlan, plan_weights
+from hf_gpu_estimator.spec import Architecture, ModelSpec
+from hf_gpu_estimator.workload import Workload
+
+#: Relative uncertainty of the activation terms against traces of transformers (tests hold the
+#: point value within 5 %); widened for what traces cannot see (kernel workspaces, fragmentation).
+ACTIVATION_RANGE = (0.95, 1.10)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Sharding:
+    weights: float = 1.0
+    grads: float = 1.0
+    optimizer: float = 1.0
+    activations: float = 1.0
+    layers: float = 1.0  # share of layers on the busiest device (pipeline parallel)
+
+
+def _sharding(workload: Workload) -> tuple[_Sharding, list[str]]:
+    p = workload.parallelism
+    notes: list[str] = []
+    tp, pp, dp = p.tp, p.pp, p.dp
+    weights = grads = opt = 1.0
+    if p.strategy in ("zero1",):
+        opt = 1 / dp
+    elif p.strategy in ("zero2", "fsdp-grad-op"):
+        opt = grads = 1 / dp
+    elif p.strategy in ("zero3", "fsdp"):
+        opt = grads = weights = 1 / dp
+    elif p.strategy == "fsdp-hybrid":
+        # HYBRID_SHARD: full sharding inside a node (8 GPUs), replication across nodes.
+        shard = min(dp, 8)
+        opt = grads = weights = 1 / shard
+        notes.append(f"fsdp-hybrid: sharded over {shard} GPUs of a node, replicated across nodes")
+    if p.offload_optimizer:
+        opt = 0.0
+    if p.offload_params:
+        weights = 0.0 if p.strategy in ("zero3", "fsdp") else weights
+    # Tensor parallel splits the block matrices, embeddings (vocab-parallel) and the attention/MLP
+    # activations; pipeline parallel gives each stage 1/pp of the layers.
+    return _Sharding(weights=weights / (tp * pp), grads=grads / (tp * pp), optimizer=opt / (tp * pp),
+                     activations=1 / tp, layers=1 / pp), notes
+
+
+def estimate_memory(spec: ModelSpec, workload: Workload) -> MemoryEstimate:
+    """Per-device memory of ``workload`` on the model ``spec`` (pure arithmetic)."""
+    arch = spec.architecture
+    if arch is None:
+        return _weights_only(spec, workload)
+    plan = plan_weights(spec, workload)
+    if workload.is_training:
+        return _training(spec, arch, plan, workload)
+    return _inference(spec, arch, plan, workload)
+
+
+def _finish(moments: list[Moment], terms: list[Term], workload: Workload, assumptions: list[str],
+            *, activation_bytes_at_peak: int, host_offload_bytes: int = 0) -> MemoryEstimate:
+    peak = max(moments, key=lambda m: m.total_bytes)
+    allocated = peak.total_bytes
+    low = allocated - int(activation_bytes_at_peak * (1 - ACTIVATION_RANGE[0]))
+    high = allocated + int(activation_bytes_at_peak * (ACTIVATION_RANGE[1] - 1))
+    task = workload.task
+    reserved = overhead.reserved_bytes(allocated, task)
+    context = overhead.CUDA_CONTEXT_BYTES
+    if workload.parallelism.num_gpus > 1:
+        context += overhead.NCCL_BYTES
+        assumptions.append(f"NCCL buffers: {overhead.NCCL_BYTES >> 20} MiB per process (NCCL_BUFFSIZE default)")
+    assumptions.append(
+        f"reserved = allocated x {overhead.RESERVED_RATIO[task]} (caching-allocator rounding and fragmentation, "
+        f"typical range {overhead.RESERVED_RATIO_RANGE[task][0]}-{overhead.RESERVED_RATIO_RANGE[task][1]})"
+    )
+    assumptions.append(
+        f"device total = reserved + CUDA context {context >> 20} MiB (range "
+        f"{overhead.CUDA_CONTEXT_RANGE_BYTES[0] >> 20}-{overhead.CUDA_CONTEXT_RANGE_BYTES[1] >> 20} MiB)"
+    )
+    components = {name: int(peak.components.get(name, 0)) for name in COMPONENTS}
+    return MemoryEstimate(
+        allocated_peak_bytes=allocated, reserved_peak_bytes=reserved, device_total_bytes=reserved + context,
+        allocated_low_bytes=low, allocated_high_bytes=high, components=components, phase_at_peak=peak.phase,
+        moments=tuple(moments), terms=tuple(terms), num_devices=workload.parallelism.num_gpus,
+        cuda_context_bytes=context, allocator_overhead_bytes=reserved - allocated,
+        host_offload_bytes=host_offload_bytes, assumptions=tuple(assumptions),
+    )  # fmt: skip
+
+
+def _weights_only(spec: ModelSpec, workload: Workload) -> MemoryEstimate:
+    if workload.is_training:
+        raise ConflictingOptionsError("task", workload.task, f"needs layer shapes, and {spec.id!r} has no config.json",
+                                      fix="inspect the model from a repo or folder with config.json")
+    dtype = workload.dtype or spec.stored_dtype
+    nbytes = spec.parameters.total * BYTES.get(dtype, 2)
+    terms = [Term(component="weights", name="weights", bytes=nbytes, formula=f"{spec.parameters.total:,} x {dtype}")]
+    moment = Moment(phase="load", components={"weights": nbytes, "workspace": overhead.CUBLAS_WORKSPACE_BYTES})
+    return _finish([moment], terms, workload,
+                   ["no config.json: only the weights are estimated (no KV cache or activations)"],
+                   activation_bytes_at_peak=0)
+
+
+def _workspace(workload: Workload) -> int:
+    return overhead.CUBLAS_WORKSPACE_BYTES
+
+
+def _inference(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: Workload) -> MemoryEstimate:
+    shard, notes = _sharding(workload)
+    p = workload.parallelism
+    assumptions = list(notes)
+    B, S, N = workload.batch_size, workload.seq_len, workload.new_tokens
+    c = BYTES[plan.compute_dtype]
+    kv_dtype_bytes = BYTES[workload.kv_cache_dtype] if workload.kv_cache_dtype else c
+    attn = effective_attention(arch, workload)
+    if attn != workload.attn_implementation:
+        assumptions.append(f"{arch.model_type} does not support {workload.attn_implementation}: transformers runs {attn}")
+    W = int(plan.weights_bytes * shard.weights)
+    ws = _workspace(workload)
+    layers_here = max(1, round(arch.num_layers * shard.layers))
+    layer_share = layers_here / arch.num_layers
+
+    def kv(tokens: int, *, storage: bool = False) -> int:
+        return int(kv_cache_bytes(arch, batch_size=B, tokens=tokens, dtype_bytes=kv_dtype_bytes, storage=storage,
+                                  kv_heads_divisor=p.tp) * layer_share)
+
+    # Prefill: every layer's cache holds the prompt (sliding layers keep a view of the full prompt
+    # until the first decode step); the largest transient is inside the last layer.
+    kv_prefill = kv(S, storage=True)
+    layer_transient = int(B * S * inference_layer_transient(arch, compute_bytes=c, attn=attn, seq_len=S, query_len=S)
+                          * shard.activations)
+    mask = B * S * S * c if attn == "eager" else 0  # 4-D additive mask built once per forward
+    hidden = B * S * c * arch.hidden_size  # embeddings / residual stream kept across layers
+    # Only the last position's logits (generate passes logits_to_keep=1), then an fp32 copy.
+    logits = B * arch.vocab_size * (c + 4)
+    dequant = _dequant_transient(arch, plan)
+    prefill = Moment(phase="prefill", components={
+        "weights": W, "kv_cache": kv_prefill, "activations": hidden,
+        "transient": max(layer_transient + mask + dequant, logits), "workspace": ws})
+    # Decode: the last step, with the cache at S + N - 1 tokens growing to S + N; DynamicCache.update
+    # concatenates (old and new tensors of one layer alive together).
+    total = S + max(N, 1)
+    kv_decode = kv(total - 1)
+    per_layer_kv = kv(total) // max(1, layers_here)
+    step_transient = int(B * inference_layer_transient(arch, compute_bytes=c, attn=attn, seq_len=total, query_len=1))
+    decode = Moment(phase="decode", components={
+        "weights": W, "kv_cache": kv_decode + per_layer_kv, "activations": B * c * arch.hidden_size,
+        "transient": step_transient + logits + dequant, "workspace": ws})
+    moments = [prefill] + ([decode] if N > 0 else [])
+    terms = [
+        Term(component="weights", name="weights", bytes=W, formula=plan.formula + _shard_note(shard.weights)),
+        Term(component="kv_cache", name="kv_cache (end of generation)", bytes=kv(total),
+             formula=_kv_formula(arch, B, total, kv_dtype_bytes)),
+        Term(component="transient", name="prefill layer peak", bytes=layer_transient,
+             formula=f"batch {B} x {S} tokens x per-token layer peak ({attn})", low=int(layer_transient * 0.9),
+             high=int(layer_transient * 1.2)),
+        Term(component="transient", name="last-position logits + fp32 copy", bytes=logits,
+             formula=f"{B} x vocab {arch.vocab_size} x ({c} + 4) B"),
+        Term(component="workspace", name="cuBLAS workspace", bytes=ws,
+             formula="32 MiB cuBLAS + 1 MiB cuBLASLt per stream (Hopper+), via the caching allocator"),
+    ]
+    if mask:
+        terms.append(Term(component="transient", name="eager 4-D attention mask", bytes=mask,
+                          formula=f"{B} x {S} x {S} x {c} B"))
+    if dequant:
+        terms.append(Term(component="transient", name="dequantized layer weight", bytes=dequant,
+                          formula="largest quantized linear dequantized to the compute dtype"))
+    assumptions.append("inference follows transformers generate: prefill with logits_to_keep=1, greedy decode, "
+                       "DynamicCache")
+    if arch.is_mla:
+        assumptions.append("MLA: the cache holds the compressed latent (kv_lora_rank + qk_rope_head_dim per token)")
+    if plan.quantization.startswith("gguf:"):
+        assumptions.append("GGUF runs in llama.cpp, not PyTorch: 'allocated' means llama.cpp's buffers; the KV "
+                           "cache is sized for seq_len + new_tokens as llama.cpp's n_ctx")
+    peak_activation = max(m.components.get("transient", 0) for m in moments)
+    return _finish(moments, terms, workload, assumptions, activation_bytes_at_peak=peak_activation)
+
+
+def _dequant_transient(arch: Architecture, plan: WeightPlan) -> int:
+    """bitsandbytes/GPTQ kernels on the prefill path dequantize one linear's weight at a time."""
+    if plan.quantization in ("nf4", "fp4", "int8") and arch.linears:
+        largest = max(lin.in_features * lin.out_features for lin in arch.linears)
+        return largest * BYTES[plan.compute_dtype]
+    return 0
+
+
+def _kv_formula(arch: Architecture, batch: int, tokens: int, dtype_bytes: int) -> str:
+    if arch.is_mla:
+        return (f"{batch} x {tokens} tokens x {arch.num_layers} layers x (kv_lora_rank {arch.kv_lora_rank} + "
+                f"rope {arch.qk_rope_head_dim}) x {dtype_bytes} B")
+    sliding = f", {arch.sliding_layers} sliding layers capped at {arch.sliding_window}" if arch.sliding_layers else ""
+    return (f"{batch} x {tokens} tokens x {arch.num_layers} layers x 2 x {arch.num_key_value_heads} kv heads x "
+            f"{arch.head_dim} x {dtype_bytes} B{sliding}")
+
+
+def _shard_note(factor: float) -> str:
+    return "" if factor == 1 else f" / {round(1 / factor) if factor else 'offloaded'} (sharded)"
+
+
+def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: Workload) -> MemoryEstimate:
+    shard, notes = _sharding(workload)
+    assumptions = list(notes)
+    p = workload.parallelism
+    B, S = workload.batch_size, workload.seq_len
+    T = B * S
+    precision = workload.precision
+    c = BYTES[precision.compute_dtype]
+    attn = effective_attention(arch, workload)
+    if attn != workload.attn_implementation:
+        assumptions.append(f"{arch.model_type} does not support {workload.attn_implementation}: transformers runs {attn}")
+    layers_here = arch.num_layers * shard.layers
+    micro_in_flight = 1.0
+    if p.pp > 1:
+        # 1F1B: the first stage holds pp micro-batches of activations for its L/pp layers.
+        micro_in_flight = min(p.pp, workload.gradient_accumulation_steps) if workload.gradient_accumulation_steps > 1 else 1
+        assumptions.append(f"pipeline 1F1B: first stage keeps {micro_in_flight:g} micro-batches in flight")
+
+    W = int(plan.weights_bytes * shard.weights)
+    trainable = plan.trainable_params
+    tb = plan.trainable_bytes_per_param
+    G = int(trainable * tb * shard.grads)
+    S_opt, opt_formula, opt_temp = _optimizer_bytes(spec, arch, plan, workload)
+    S_opt = int(S_opt * shard.optimizer)
+    opt_temp = int(opt_temp * shard.optimizer)
+    host = 0
+    if p.offload_optimizer:
+        host += int(_optimizer_bytes(spec, arch, plan, workload)[0] / max(1, p.dp))
+
+    layer = decoder_layer_activations(arch, workload, seq_len=S)
+    per_layer_saved = layer.checkpoint if workload.gradient_checkpointing else layer.saved + layer.training_cache
+    A_layers = int(T * per_layer_saved * layers_here * micro_in_flight * (1 if workload.gradient_checkpointing
+                                                                          else shard.activations))
+    # The layer being recomputed (checkpointing) or the last layer's forward extras.
+    A_recompute = int(T * (layer.saved + layer.forward_transient) * shard.activations) \
+        if workload.gradient_checkpointing else 0
+    loss_saved, loss_during, loss_backward = loss_bytes(arch, workload)
+    r = 4 if (precision.mixed and workload.method == "full") else c
+    final_norm = norm_bytes(arch.hidden_size, r, rms=arch.norm == "rmsnorm") + c * arch.hidden_size
+    head = int(T * (final_norm + loss_during) * shard.activations)
+    embeddings = T * r * arch.hidden_size  # the embedding output stays alive (read by layer 0's norm)
+
+    # Under autocast every fp32 weight that a matmul reads is cast once and the 16-bit copy is
+    # cached until autocast exits (and saved by F.linear until backward): linear and lm_head weights.
+    autocast_copies = 0
+    if precision.mixed and workload.method == "full":
+        linear_params = sum(spec.parameters.by_role.get(k, 0) for k in ("attention", "mlp", "experts", "router"))
+        linear_params += spec.parameters.lm_head or (spec.parameters.embedding if arch.tie_word_embeddings else 0)
+        autocast_copies = int(linear_params * c * shard.weights)
+    grad_accum_resident = G if workload.gradient_accumulation_steps > 1 else 0
+    dequant = _dequant_transient(arch, plan)
+    ws = _workspace(workload)
+
+    forward = Moment(phase="forward (loss)", components={
+        "weights": W + autocast_copies, "optimizer_states": S_opt, "gradients": grad_accum_resident,
+        "activations": A_layers + embeddings, "transient": head + A_recompute * 0 + dequant, "workspace": ws})
+    lm_head_grad = int(((spec.parameters.lm_head or 0) if workload.method == "full" else 0) * tb * shard.grads)
+    backward_start = Moment(phase="backward (start)", components={
+        "weights": W + autocast_copies, "optimizer_states": S_opt,
+        "gradients": max(grad_accum_resident, lm_head_grad),
+        "activations": A_layers + embeddings,
+        "transient": int(T * (final_norm + loss_saved + loss_backward - loss_saved) * shard.activations) + dequant,
+        "workspace": ws})
+    # Inside the backward of a layer: its recomputed activations (checkpointing), its gradient
+    # buffers; the gradients of the layers above are allocated, the activations below still saved.
+    layer_bw = int(T * layer.backward_transient * shard.activations) + A_recompute + dequant
+    backward_end = Moment(phase="backward (end)", components={
+        "weights": W, "optimizer_states": S_opt, "gradients": G,
+        "activations": embeddings if workload.gradient_checkpointing else 0,
+        "transient": layer_bw, "workspace": ws})
+    mid_layers = int(layers_here * 0.5)
+    backward_mid = Moment(phase="backward (layers)", components={
+        "weights": W + autocast_copies // 2, "optimizer_states": S_opt, "gradients": max(G // 2, grad_accum_resident),
+        "activations": A_layers // 2 + embeddings, "transient": layer_bw, "workspace": ws})
+    del mid_layers
+    step = Moment(phase="optimizer step", components={
+        "weights": W, "optimizer_states": S_opt, "gradients": G, "transient": opt_temp, "workspace": ws})
+    moments = [forward, backward_start, backward_mid, backward_end, step]
+
+    terms = [
+        Term(component="weights", name="weights", bytes=W, formula=plan.formula + _shard_note(shard.weights)),
+        Term(component="gradients", name="gradients", bytes=G,
+             formula=f"{trainable:,} trainable x {tb} B ({plan.trainable_dtype})" + _shard_note(shard.grads)),
+        Term(component="optimizer_states", name="optimizer states", bytes=S_opt, formula=opt_formula),
+        Term(component="activations", name="decoder layers (saved for backward)", bytes=A_layers,
+             formula=(f"{B} x {S} tokens x {layers_here:g} layers x {per_layer_saved:,.0f} B/token"
+                      + (" (checkpointed layer inputs)" if workload.gradient_checkpointing else "")),
+             low=int(A_layers * ACTIVATION_RANGE[0]), high=int(A_layers * ACTIVATION_RANGE[1])),
+        Term(component="transient", name="logits + fp32 loss", bytes=head,
+             formula=f"{T} tokens x ({loss_during:,.0f} B logits/loss + {final_norm:,.0f} B final norm)"),
+        Term(component="workspace", name="cuBLAS workspace", bytes=ws,
+             formula="32 MiB cuBLAS + 1 MiB cuBLASLt per stream (Hopper+), via the caching allocator"),
+    ]
+    if autocast_copies:
+        terms.append(Term(component="weights", name="autocast 16-bit weight copies", bytes=autocast_copies,
+                          formula="linear weights x 2 B, cached by autocast and saved by F.linear until backward"))
+    if layer.training_cache and not workload.gradient_checkpointing:
+        terms.append(Term(component="activations", name="DynamicCache built by the training forward",
+                          bytes=int(T * layer.training_cache * layers_here),
+                          formula="use_cache=True (config default) keeps a k/v copy per layer"))
+        assumptions.append("training forward without gradient checkpointing builds a DynamicCache (use_cache=True "
+                           "from the config), as model(input_ids, labels=...) does; pass use_cache=False to save it")
+    if opt_temp:
+        terms.append(Term(component="transient", name="optimizer step temporaries", bytes=opt_temp,
+                          formula="foreach AdamW: sqrt(exp_avg_sq) for every parameter (torch.optim.adam)"))
+    if p.strategy == "ddp":
+        bucket = int(trainable * tb)
+        terms.append(Term(component="gradients", name="DDP gradient buckets", bytes=bucket,
+                          formula="DistributedDataParallel(gradient_as_bucket_view=False) keeps a flat copy"))
+        for m in moments[1:]:
+            object.__setattr__(m, "components", {**m.components, "gradients": m.components["gradients"] + bucket})
+        assumptions.append("DDP default gradient_as_bucket_view=False: the reducer's buckets copy every gradient")
+    assumptions.append(f"training step: loss = model(input_ids, labels=input_ids).loss; backward; "
+                       f"{workload.optimizer.name}.step(); zero_grad(set_to_none=True); steady state (step >= 2)")
+    if plan.quantization in ("nf4", "fp4"):
+        assumptions.append("QLoRA: bitsandbytes 4-bit base with double quantization (absmax 8-bit per 64 weights)")
+    act_at_peak = A_layers + head
+    return _finish(moments, terms, workload, assumptions, activation_bytes_at_peak=act_at_peak,
+                   host_offload_bytes=host)
+
+
+def _optimizer_bytes(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: Workload) -> tuple[int, str, int]:
+    """(state bytes, formula, step temporaries) for the trainable parameters, whole model."""
+    opt = workload.optimizer
+    n = plan.trainable_params
+    tb = plan.trainable_bytes_per_param
+    if opt.factored:
+        # Adafactor: row and column second moments for each matrix, full for vectors.
+        matrices = _matrix_shapes(spec, arch, plan, workload)
+        factored = sum(rows + cols for rows, cols in matrices)
+        vectors = max(0, n - sum(rows * cols for rows, cols in matrices))
+        nbytes = (factored + vectors) * tb
+        largest = max((rows * cols for rows, cols in matrices), default=0)
+        return nbytes, f"Adafactor: rows + cols per matrix + vectors, x {tb} B", 3 * largest * 4
+    if opt.state_bytes_per_param is not None:
+        nbytes = int(n * opt.state_bytes_per_param)
+        return nbytes, f"{n:,} x {opt.state_bytes_per_param:.3f} B ({opt.source})", 0
+    nbytes = int(n * opt.state_tensors * tb)
+    temp = n * tb if opt.name in ("adamw", "adam") else 0
+    return nbytes, f"{n:,} x {opt.state_tensors:g} states x {tb} B ({opt.source})", temp
+
+
+def _matrix_shapes(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: Workload) -> list[tuple[int, int]]:
+    if workload.method != "full":
+        shapes = []
+        for lin in arch.linears:
+            if lin.count == 1 and ("all-linear" in workload.lora_targets or lin.name in workload.lora_targets):
+                shapes += [(workload.lora_rank, lin.in_features), (lin.out_features, workload.lora_rank)]
+        return shapes * arch.num_layers
+    shapes = [(lin.out_features, lin.in_features) for lin in arch.linears for _ in range(lin.count)]
+    shapes = shapes * arch.num_layers
+    shapes.append((arch.vocab_size, arch.hidden_size))
+    if not arch.tie_word_embeddings:
+        shapes.append((arch.vocab_size, arch.hidden_size))
+    return shapes
