@@ -1,0 +1,165 @@
+"""Regenerate tests/data/hub/: tiny Hub repos of config.json + header-only safetensors files.
+
+Each model is built by transformers on the meta device; its state dict's names, shapes and
+dtypes become a safetensors header whose data offsets describe a body that is not written
+(only the 8-byte length and the header JSON are). The loopback Hub stand-in
+(tests/hub_server.py) reports the full virtual size and serves range requests inside the
+header, which is all a header reader asks for.
+
+Run: .venv/bin/python scripts/make_hub_fixtures.py   (needs torch + transformers)
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+from pathlib import Path
+
+import torch
+import transformers
+
+from hf_gpu_estimator.sources.safetensors_header import build_header_bytes
+from hf_gpu_estimator.spec import TORCH_TO_SAFETENSORS
+
+ROOT = Path(__file__).resolve().parent.parent / "tests" / "data" / "hub"
+ORG = "hfge-test"
+
+TINY_LLAMA = {
+    "model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 128,
+    "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 256,
+    "max_position_embeddings": 128, "tie_word_embeddings": False, "torch_dtype": "bfloat16",
+}  # fmt: skip
+TINY_QWEN2 = {
+    "model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"], "hidden_size": 64, "intermediate_size": 160,
+    "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 320,
+    "max_position_embeddings": 128, "tie_word_embeddings": True, "dtype": "bfloat16",
+}  # fmt: skip
+TINY_GPT2 = {
+    "model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "n_embd": 64, "n_layer": 2, "n_head": 4,
+    "vocab_size": 256, "n_positions": 64, "torch_dtype": "float32", "bos_token_id": 0, "eos_token_id": 0,
+}  # fmt: skip
+LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+Tensors = list[tuple[str, str, tuple[int, ...]]]
+
+
+def meta_state(config: dict, dtype: torch.dtype) -> Tensors:
+    """(name, safetensors dtype, shape) of the model transformers builds from ``config``."""
+    cfg = transformers.AutoConfig.for_model(**config)
+    with torch.device("meta"):
+        model = transformers.AutoModelForCausalLM.from_config(cfg, dtype=dtype)
+    return [(n, TORCH_TO_SAFETENSORS[str(t.dtype).removeprefix("torch.")], tuple(t.shape))
+            for n, t in model.state_dict().items()]  # fmt: skip
+
+
+def write_safetensors(path: Path, tensors: Tensors) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data, _ = build_header_bytes(tensors, metadata={"format": "pt"})
+    path.write_bytes(data)  # header only: the body is virtual
+
+
+def write_repo(name: str, config: dict | None, files: dict[str, Tensors] | None = None, *,
+               sharded: bool = False, repo: dict | None = None) -> Path:  # fmt: skip
+    folder = ROOT / ORG / name
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    if config is not None:
+        (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    for filename, tensors in (files or {}).items():
+        write_safetensors(folder / filename, tensors)
+    if sharded and files:
+        total = sum(build_header_bytes(t)[1] for t in files.values())
+        weight_map = {n: f for f, ts in files.items() for n, _, _ in ts}
+        (folder / "model.safetensors.index.json").write_text(
+            json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2) + "\n"
+        )
+    if repo:
+        (folder / "_repo.json").write_text(json.dumps(repo, indent=2) + "\n")
+    return folder
+
+
+def shard(tensors: Tensors, n: int) -> dict[str, Tensors]:
+    out: dict[str, Tensors] = {f"model-{i + 1:05d}-of-{n:05d}.safetensors": [] for i in range(n)}
+    names = list(out)
+    for i, t in enumerate(tensors):
+        out[names[i * n // len(tensors)]].append(t)
+    return out
+
+
+def gptq(tensors: Tensors, bits: int, group: int) -> Tensors:
+    """Replace each decoder linear by auto-gptq QuantLinear's packed tensors (qweight [in*bits/32, out])."""
+    out: Tensors = []
+    for name, dtype, shape in tensors:
+        leaf = name.rsplit(".", 2)
+        if len(leaf) == 3 and leaf[1] in LINEARS and leaf[2] == "weight":
+            base = name[: -len(".weight")]
+            out_f, in_f = shape
+            out += [(f"{base}.qweight", "I32", (in_f * bits // 32, out_f)),
+                    (f"{base}.qzeros", "I32", (in_f // group, out_f * bits // 32)),
+                    (f"{base}.scales", "F16", (in_f // group, out_f)),
+                    (f"{base}.g_idx", "I32", (in_f,))]  # fmt: skip
+        else:
+            out.append((name, "F16" if dtype in ("F32", "BF16") else dtype, shape))
+    return out
+
+
+def bnb4(tensors: Tensors) -> Tensors:
+    """Replace each decoder linear by bitsandbytes Params4bit serialization (NF4, no double quant)."""
+    out: Tensors = []
+    for name, dtype, shape in tensors:
+        leaf = name.rsplit(".", 2)
+        if len(leaf) == 3 and leaf[1] in LINEARS and leaf[2] == "weight":
+            n = shape[0] * shape[1]
+            out += [(name, "U8", (n // 2, 1)), (f"{name}.absmax", "F32", (n // 64,)),
+                    (f"{name}.quant_map", "F32", (16,)),
+                    (f"{name}.quant_state.bitsandbytes__nf4", "U8", (96,))]  # fmt: skip
+        else:
+            out.append((name, dtype, shape))
+    return out
+
+
+def main() -> None:
+    shutil.rmtree(ROOT, ignore_errors=True)
+    llama = meta_state(TINY_LLAMA, torch.bfloat16)
+    # Llama-2 era checkpoints stored the rotary inv_freq buffer of every layer.
+    inv_freq = [(f"model.layers.{i}.self_attn.rotary_emb.inv_freq", "F32", (8,)) for i in range(2)]
+    write_repo("tiny-llama", TINY_LLAMA, {"model.safetensors": llama + inv_freq},
+               repo={"revisions": {"v1.0": "1111111111111111111111111111111111111111"}})  # fmt: skip
+    write_repo("gated-llama", TINY_LLAMA, {"model.safetensors": llama}, repo={"gated": True})
+
+    qwen = meta_state(TINY_QWEN2, torch.bfloat16)
+    if not any(n == "lm_head.weight" for n, _, _ in qwen):
+        raise SystemExit("expected the tied lm_head.weight in the qwen2 state dict")
+    write_repo("tiny-qwen2-sharded", TINY_QWEN2, shard(qwen, 3), sharded=True)
+
+    gpt2 = [(n.removeprefix("transformer."), d, s) for n, d, s in meta_state(TINY_GPT2, torch.float32)
+            if n != "lm_head.weight" and not n.endswith((".attn.bias", ".attn.masked_bias"))]  # fmt: skip
+    for i in range(TINY_GPT2["n_layer"]):  # modeling_gpt2 registered these as persistent buffers
+        gpt2 += [(f"h.{i}.attn.bias", "F32", (1, 1, 64, 64)), (f"h.{i}.attn.masked_bias", "F32", ())]
+    write_repo("tiny-gpt2", TINY_GPT2, {"model.safetensors": gpt2})
+
+    gptq_config = {**TINY_LLAMA, "torch_dtype": "float16", "quantization_config": {
+        "quant_method": "gptq", "bits": 4, "group_size": 32, "desc_act": False, "sym": True}}  # fmt: skip
+    write_repo("tiny-llama-gptq", gptq_config, {"model.safetensors": gptq(llama, 4, 32)})
+
+    bnb_config = {**TINY_LLAMA, "quantization_config": {
+        "quant_method": "bitsandbytes", "load_in_4bit": True, "bnb_4bit_quant_type": "nf4",
+        "bnb_4bit_compute_dtype": "bfloat16", "bnb_4bit_use_double_quant": False}}  # fmt: skip
+    write_repo("tiny-llama-bnb4", bnb_config, {"model.safetensors": bnb4(llama)})
+
+    write_repo("config-only", TINY_LLAMA)
+    bad = write_repo("bad-config", None)
+    (bad / "config.json").write_text('{"model_type": "llama", "hidden_size": 64,\n')
+    oversized = write_repo("bad-header", TINY_LLAMA)
+    (oversized / "model.safetensors").write_bytes(struct.pack("<Q", 200_000_000) + b'{"a":')
+    truncated = write_repo("truncated-header", TINY_LLAMA)
+    (truncated / "model.safetensors").write_bytes(struct.pack("<Q", 5000) + b'{"model.embed_tokens.weight": {"dty')
+
+    big = {**TINY_LLAMA, "num_hidden_layers": 8}
+    write_repo("sharded-30", big, shard(meta_state(big, torch.bfloat16), 30), sharded=True)
+    print(f"wrote {sum(1 for _ in ROOT.rglob('*') if _.is_file())} files under {ROOT}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""config.json as plain data: decoding, the stored dtype and the quantization_config.
+
+config.json is only ever read as JSON: no ``trust_remote_code``, no repo code imported.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+from hf_gpu_estimator.errors import MalformedConfigError
+from hf_gpu_estimator.spec import TORCH_TO_SAFETENSORS, QuantizationConfig
+
+
+def config_from_json_text(text: str | bytes, *, source: str) -> dict[str, object]:
+    """Decode config.json text into a dict.
+
+    Raises:
+        MalformedConfigError: not JSON, or not a JSON object.
+    """
+    try:
+        config = json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise MalformedConfigError(
+            source, f"{source}: config.json is not valid JSON ({e}); re-download or fix the file"
+        ) from e
+    if not isinstance(config, dict):
+        raise MalformedConfigError(
+            source, f"{source}: config.json holds a JSON {type(config).__name__}, expected an object"
+        )
+    return config
+
+
+def config_to_dict(config: object, *, source: str = "config") -> dict[str, object]:
+    """A plain dict from a dict or anything with ``to_dict()`` (``transformers.PretrainedConfig``).
+
+    Raises:
+        MalformedConfigError: ``to_dict()`` does not return a mapping, or the argument is neither.
+    """
+    if isinstance(config, Mapping):
+        return dict(config)
+    to_dict = getattr(config, "to_dict", None)
+    if callable(to_dict):
+        result = to_dict()
+        if isinstance(result, Mapping):
+            return dict(result)
+        raise MalformedConfigError(source, f"{type(config).__name__}.to_dict() returned {type(result).__name__}, not a dict")
+    raise MalformedConfigError(source, f"expected a config dict or PretrainedConfig, got {type(config).__name__}")
+
+
+def stored_dtype_from_config(config: Mapping[str, object], *, source: str = "config") -> str | None:
+    """The checkpoint dtype config.json declares (``dtype``, or the older ``torch_dtype``), torch name.
+
+    Returns ``None`` when absent or ``"auto"``.
+
+    Raises:
+        MalformedConfigError: a dtype name torch does not have.
+    """
+    for key in ("dtype", "torch_dtype"):  # transformers >= 4.56 writes "dtype"
+        value = config.get(key)
+        if value is None or value == "auto":
+            continue
+        name = str(value).removeprefix("torch.")
+        if name not in TORCH_TO_SAFETENSORS:
+            raise MalformedConfigError(
+                source,
+                f"{source}: config.json {key}={value!r} is not a dtype; expected one of {', '.join(TORCH_TO_SAFETENSORS)}",
+                field=key,
+            )
+        return name
+    return None
+
+
+def quantization_from_config(config: Mapping[str, object], *, source: str = "config") -> QuantizationConfig | None:
+    """Parse ``quantization_config`` (as transformers' quantizers write it) into a QuantizationConfig.
+
+    Raises:
+        MalformedConfigError: an unknown ``quant_method`` or a field of the wrong type.
+    """
+    qc = config.get("quantization_config")
+    if qc is None:
+        return None
+    if not isinstance(qc, Mapping):
+        raise MalformedConfigError(source, f"{source}: quantization_config must be an object", field="quantization_config")
+    method = str(qc.get("quant_method", "")).lower().replace("_", "-")
+    skip = qc.get("modules_to_not_convert") or qc.get("llm_int8_skip_modules") or qc.get("ignore") or ()
+    if isinstance(skip, str):
+        skip = (skip,)
+    common = {"modules_not_converted": tuple(str(s) for s in skip)}
+    # Field names: transformers/utils/quantization_config.py (BitsAndBytesConfig, GPTQConfig, AwqConfig,
+    # FineGrainedFP8Config, CompressedTensorsConfig, Mxfp4Config).
+    if method == "bitsandbytes" or (not method and (qc.get("load_in_4bit") or qc.get("load_in_8bit"))):
+        if qc.get("load_in_4bit"):
+            return QuantizationConfig(
+                method="bitsandbytes", bits=4, quant_type=str(qc.get("bnb_4bit_quant_type", "fp4")),
+                double_quant=bool(qc.get("bnb_4bit_use_double_quant", False)),
+                compute_dtype=_dtype_name(qc.get("bnb_4bit_compute_dtype")), **common,
+            )  # fmt: skip
+        if qc.get("load_in_8bit"):
+            return QuantizationConfig(method="bitsandbytes", bits=8, quant_type="int8", **common)
+        raise MalformedConfigError(
+            source, f"{source}: bitsandbytes quantization_config sets neither load_in_4bit nor load_in_8bit",
+            field="quantization_config",
+        )  # fmt: skip
+    if method in ("gptq", "awq"):
+        bits = _int_field(qc, ("bits", "w_bit"), default=4, source=source)
+        group = _int_field(qc, ("group_size", "q_group_size"), default=128, source=source)
+        version = qc.get("version") or qc.get("checkpoint_format")
+        return QuantizationConfig(
+            method=method, bits=bits, group_size=None if group == -1 else group,
+            quant_type=str(version).lower() if version else None, **common,
+        )  # fmt: skip
+    if method == "fp8":
+        block = qc.get("weight_block_size")
+        return QuantizationConfig(method="fp8", bits=8, quant_type="e4m3",
+                                  group_size=int(block[1]) if isinstance(block, list) and len(block) == 2 else None,
+                                  **common)  # fmt: skip
+    if method == "mxfp4":
+        # OCP MX: 32 fp4 values share one 8-bit scale -> 4 + 8/32 bits.
+        return QuantizationConfig(method="mxfp4", bits=4, group_size=32, quant_type="mxfp4", **common)
+    if method == "compressed-tensors":
+        return _compressed_tensors(qc, source=source, common=common)
+    raise MalformedConfigError(
+        source,
+        f"{source}: quantization_config.quant_method {qc.get('quant_method')!r} is not supported; supported: "
+        "bitsandbytes, gptq, awq, fp8, mxfp4, compressed-tensors (pass --quantization to override)",
+        field="quantization_config.quant_method",
+    )
+
+
+def _compressed_tensors(qc: Mapping[str, object], *, source: str, common: dict) -> QuantizationConfig:
+    groups = qc.get("config_groups") or {}
+    weights = None
+    if isinstance(groups, Mapping):
+        for group in groups.values():
+            if isinstance(group, Mapping) and isinstance(group.get("weights"), Mapping):
+                weights = group["weights"]
+                break
+    if weights is None:
+        raise MalformedConfigError(
+            source, f"{source}: compressed-tensors quantization_config has no config_groups[*].weights",
+            field="quantization_config.config_groups",
+        )  # fmt: skip
+    bits = _int_field(weights, ("num_bits",), default=8, source=source)
+    kind = str(weights.get("type", "int"))
+    group = weights.get("group_size")
+    return QuantizationConfig(
+        method="compressed-tensors", bits=bits, group_size=int(group) if isinstance(group, int) else None,
+        quant_type=f"{kind}{bits}", **common,
+    )  # fmt: skip
+
+
+def _int_field(mapping: Mapping[str, object], keys: tuple[str, ...], *, default: int, source: str) -> int:
+    for key in keys:
+        if key in mapping and mapping[key] is not None:
+            value = mapping[key]
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise MalformedConfigError(
+                    source, f"{source}: quantization_config.{key}={value!r} must be an int", field=f"quantization_config.{key}"
+                )
+            return value
+    return default
+
+
+def _dtype_name(value: object) -> str | None:
+    return None if value is None else str(value).removeprefix("torch.")

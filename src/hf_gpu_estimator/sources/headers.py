@@ -1,0 +1,326 @@
+"""Exact parameter counts from safetensors header tensors, corrected for what is not a parameter.
+
+A checkpoint's tensors are not its parameters: it also stores buffers (rotary ``inv_freq``,
+GPT-2's causal-mask ``attn.bias``), may store a tied output layer twice, and quantized
+checkpoints store packed integers plus scales. Each correction made here is reported as one
+line, so a user can see why the count differs from the sum of the header's shapes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from hf_gpu_estimator.errors import UnsupportedArchitectureError
+from hf_gpu_estimator.spec import (
+    ROLES,
+    TORCH_TO_SAFETENSORS,
+    Architecture,
+    ModelSpec,
+    ParameterCounts,
+    Provenance,
+    QuantizationConfig,
+    Role,
+    TensorInfo,
+)
+
+SAFETENSORS_TO_TORCH: Mapping[str, str] = {v: k for k, v in TORCH_TO_SAFETENSORS.items()}
+FLOAT_DTYPES = frozenset({"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"})
+
+# Buffers that checkpoints carry but modules do not register as parameters:
+#  - rotary inv_freq: persistent in transformers < 4.31 llama, so llama-2 era checkpoints hold it;
+#  - GPT-2 attn.bias (causal mask, 4-D) and attn.masked_bias (scalar): modeling_gpt2.py buffers;
+#  - position_ids: BERT-style embeddings buffer; cos/sin caches of older rotary modules.
+_BUFFER_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"(^|\.)inv_freq$"), "rotary_emb.inv_freq"),
+    (re.compile(r"(^|\.)attn\.masked_bias$"), "attn.masked_bias"),
+    (re.compile(r"(^|\.)(cos|sin)_cached$"), "rotary cos/sin cache"),
+    (re.compile(r"(^|\.)position_ids$"), "position_ids"),
+)
+_GPT2_MASK = re.compile(r"(^|\.)attn\.bias$")
+
+# Quantization side tensors: scales, zero points, codebooks, permutations, serialized state.
+# GPTQ/AWQ: qzeros, scales, g_idx (auto-gptq/autoawq QuantLinear); bitsandbytes 4-bit:
+# weight.absmax/quant_map/nested_*/quant_state.* (bnb.nn.Params4bit serialization); LLM.int8:
+# SCB and weight_format (bnb.nn.Int8Params); FP8: weight_scale(_inv), input_scale, k/v_scale;
+# compressed-tensors: weight_zero_point, weight_global_scale, weight_shape; MXFP4: *_scales.
+_AUX_SUFFIXES = (
+    ".qzeros", ".g_idx", ".weight.absmax", ".weight.quant_map", ".weight.nested_absmax", ".weight.nested_quant_map",
+    ".SCB", ".weight_format", ".weight_scale_inv", ".weight_scale", ".input_scale", ".k_scale", ".v_scale",
+    ".weight_zero_point", ".weight_global_scale", ".input_global_scale", ".weight_shape", ".output_scale",
+)  # fmt: skip
+
+_EMBEDDING_NAMES = re.compile(r"(^|\.)(embed_tokens|wte|word_embeddings|tok_embeddings|embed_in)\.weight$")
+_LM_HEAD = re.compile(r"(^|\.)(lm_head|embed_out)\.weight$")
+
+_ROLE_PATTERNS: tuple[tuple[Role, re.Pattern[str]], ...] = (
+    ("lm_head", re.compile(r"(^|\.)(lm_head|embed_out)(\.|$)")),
+    ("norm", re.compile(r"(^|\.)(ln_\w*|\w*norm\w*)(\.|$)", re.IGNORECASE)),
+    ("embedding", re.compile(r"(^|\.)(embed_tokens|wte|wpe|word_embeddings|position_embeddings|token_type_embeddings|"
+                             r"embed_positions|tok_embeddings|embed_in|embeddings)(\.|$)")),
+    ("router", re.compile(r"(^|\.)(router|shared_expert_gate)(\.|$)|"
+                          r"(^|\.)(mlp|block_sparse_moe|moe|feed_forward)\.gate\.(weight|bias|e_score_correction_bias)$|"
+                          r"e_score_correction_bias$")),
+    ("experts", re.compile(r"(^|\.)(experts|shared_experts?)(\.|$)")),
+    ("attention", re.compile(r"(^|\.)\w*(attn|attention)\w*(\.|$)")),
+    ("mlp", re.compile(r"(^|\.)(mlp|ffn|feed_forward|block_sparse_moe|moe)(\.|$)")),
+)  # fmt: skip
+
+
+def role_of(name: str) -> Role:
+    """The :data:`~hf_gpu_estimator.spec.ROLES` entry a tensor name belongs to, by name pattern."""
+    for role, pattern in _ROLE_PATTERNS:
+        if pattern.search(name):
+            return role
+    return "other"
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckpointCounts:
+    """What a checkpoint's tensors say: exact parameter counts, stored bytes, and the corrections made."""
+
+    parameters: ParameterCounts
+    checkpoint_bytes: int
+    checkpoint_bytes_by_dtype: Mapping[str, int]
+    #: Floating dtype (torch name) holding most parameter bytes; ``None`` if no floating tensors.
+    dominant_float_dtype: str | None
+    assumptions: tuple[str, ...] = field(default=())
+
+
+def count_parameters(
+    tensors: Iterable[TensorInfo],
+    *,
+    config: Mapping[str, object] | None = None,
+    architecture: Architecture | None = None,
+    quantization: QuantizationConfig | None = None,
+) -> CheckpointCounts:
+    """Exact parameter counts of a checkpoint from its header tensors.
+
+    Args:
+        tensors: Every tensor of every shard.
+        config: config.json, for ``tie_word_embeddings`` when ``architecture`` is unknown.
+        architecture: Dimensions, for tied embeddings and MoE active counts.
+        quantization: The checkpoint's quantization, for the packing factor of packed weights.
+
+    Returns:
+        Counts as ``sum(p.numel() for p in model.parameters())`` of the unquantized model gives
+        them, and one assumption line per kind of correction.
+    """
+    tensors = tuple(tensors)
+    by_name = {t.name: t for t in tensors}
+    bytes_by_dtype: Counter[str] = Counter()
+    for t in tensors:
+        bytes_by_dtype[t.dtype] += t.nbytes
+
+    by_role: dict[str, int] = dict.fromkeys(ROLES, 0)
+    float_bytes: Counter[str] = Counter()
+    skipped_buffers: Counter[str] = Counter()
+    aux_count = 0
+    packed: Counter[str] = Counter()
+    routed_expert_params = 0
+    tied_dropped: str | None = None
+    notes: list[str] = []
+
+    tie = _tie_flag(config, architecture)
+    embedding_shapes = {t.shape for t in tensors if _EMBEDDING_NAMES.search(t.name)}
+    qbits = _packing_bits(quantization, by_name, notes)
+
+    for t in tensors:
+        name = t.name
+        buffer = next((label for pattern, label in _BUFFER_PATTERNS if pattern.search(name)), None)
+        if buffer is None and _GPT2_MASK.search(name) and len(t.shape) == 4:
+            buffer = "attn.bias (causal mask)"
+        if buffer is not None:
+            skipped_buffers[buffer] += 1
+            continue
+        if _is_aux(name, by_name):
+            aux_count += 1
+            continue
+        numel = t.numel
+        logical_name = name
+        if name.endswith(".qweight"):
+            numel = t.numel * 32 // qbits
+            packed[f"GPTQ/AWQ qweight (int32, {32 // qbits} values per element)"] += 1
+            logical_name = name[: -len(".qweight")] + ".weight"
+        elif name.endswith(".weight_packed"):
+            numel = t.numel * 32 // qbits
+            packed[f"compressed-tensors weight_packed (int32, {32 // qbits} values per element)"] += 1
+            logical_name = name[: -len(".weight_packed")] + ".weight"
+        elif name.endswith("_blocks") and t.dtype == "U8" and f"{name[: -len('_blocks')]}_scales" in by_name:
+            numel = t.numel * 2
+            packed["MXFP4 *_blocks (uint8, 2 values per byte)"] += 1
+            logical_name = name[: -len("_blocks")]
+        elif t.dtype == "U8" and _is_bnb4(name, by_name):
+            # bnb packs two 4-bit values per uint8 (bitsandbytes functional.quantize_4bit); the
+            # logical shape sits in the quant_state tensor's bytes, which a header read never sees.
+            numel = t.numel * 2
+            packed["bitsandbytes 4-bit weight (uint8, 2 values per byte)"] += 1
+        elif tie and tied_dropped is None and _LM_HEAD.search(name) and t.shape in embedding_shapes:
+            tied_dropped = name
+            continue
+        role = role_of(logical_name)
+        by_role[role] += numel
+        if t.dtype in FLOAT_DTYPES:
+            float_bytes[t.dtype] += t.nbytes
+        if role == "experts" and not re.search(r"shared_experts?", logical_name):
+            routed_expert_params += numel
+
+    assumptions: list[str] = []
+    if skipped_buffers:
+        what = ", ".join(f"{label} ×{n}" for label, n in sorted(skipped_buffers.items()))
+        assumptions.append(f"not counted as parameters: {sum(skipped_buffers.values())} buffers stored in the checkpoint ({what})")
+    if tied_dropped:
+        assumptions.append(
+            f"{tied_dropped} is stored but tied to the input embeddings (tie_word_embeddings=true): counted once"
+        )
+    for label, n in sorted(packed.items()):
+        assumptions.append(f"logical parameter count of {n} packed tensors: {label}")
+    if aux_count:
+        assumptions.append(f"not counted as parameters: {aux_count} quantization scale/zero-point/state tensors")
+    assumptions.extend(notes)
+
+    total = sum(by_role.values())
+    active = total
+    if architecture is not None and architecture.is_moe and architecture.num_experts_per_tok:
+        # One token passes through top-k of the routed experts; shared experts always run.
+        inactive = routed_expert_params * (architecture.num_experts - architecture.num_experts_per_tok)
+        active = total - inactive // architecture.num_experts
+    dominant = max(float_bytes, key=lambda d: float_bytes[d]) if float_bytes else None
+    return CheckpointCounts(
+        parameters=ParameterCounts(total=total, by_role={r: n for r, n in by_role.items() if n}, active=active),
+        checkpoint_bytes=sum(bytes_by_dtype.values()),
+        checkpoint_bytes_by_dtype=dict(bytes_by_dtype),
+        dominant_float_dtype=SAFETENSORS_TO_TORCH.get(dominant) if dominant else None,
+        assumptions=tuple(assumptions),
+    )
+
+
+def _tie_flag(config: Mapping[str, object] | None, architecture: Architecture | None) -> bool:
+    if architecture is not None:
+        return architecture.tie_word_embeddings
+    if config is not None:
+        value = config.get("tie_word_embeddings")
+        if value is None and isinstance(config.get("text_config"), Mapping):
+            value = config["text_config"].get("tie_word_embeddings")  # type: ignore[union-attr]
+        return bool(value)
+    return False
+
+
+def _is_aux(name: str, by_name: Mapping[str, TensorInfo]) -> bool:
+    if name.endswith(_AUX_SUFFIXES) or ".weight.quant_state." in name:
+        return True
+    if name.endswith(".scales"):  # GPTQ/AWQ scales sit next to a qweight
+        return f"{name[: -len('.scales')]}.qweight" in by_name
+    if name.endswith("_scales"):  # MXFP4 scales sit next to *_blocks
+        return f"{name[: -len('_scales')]}_blocks" in by_name
+    return False
+
+
+def _is_bnb4(name: str, by_name: Mapping[str, TensorInfo]) -> bool:
+    return name.endswith(".weight") and (
+        f"{name}.absmax" in by_name or any(k.startswith(f"{name}.quant_state.") for k in by_name)
+    )
+
+
+def _packing_bits(
+    quantization: QuantizationConfig | None, by_name: Mapping[str, TensorInfo], notes: list[str]
+) -> int:
+    """Bits per packed value of int32-packed weights (GPTQ/AWQ qweight, compressed-tensors weight_packed)."""
+    if not any(n.endswith((".qweight", ".weight_packed")) for n in by_name):
+        return 4
+    if quantization is not None and quantization.method in ("gptq", "awq", "compressed-tensors"):
+        bits = int(quantization.bits)
+        if bits in (2, 3, 4, 8):
+            return bits
+    notes.append("packed int32 weights without a quantization_config giving bits: assumed 4-bit packing")
+    return 4
+
+
+
+def build_spec(
+    *,
+    model_id: str,
+    config: Mapping[str, object] | None,
+    tensors: tuple[TensorInfo, ...] | None,
+    revision: str | None = None,
+    parameter_source: Provenance = "header",
+    assumptions: Iterable[str] = (),
+) -> ModelSpec:
+    """Assemble a ModelSpec from config.json and/or header tensors.
+
+    With tensors, counts come from them (the truth about the checkpoint) and the config formula
+    of :mod:`~hf_gpu_estimator.sources.architectures` cross-checks them; without, counts come
+    from config.json alone.
+
+    Raises:
+        UnsupportedArchitectureError: no tensors and a model_type with no dimension model.
+        MalformedConfigError: a config field of the wrong type.
+    """
+    from hf_gpu_estimator.sources import architectures
+    from hf_gpu_estimator.sources.config import quantization_from_config, stored_dtype_from_config
+
+    notes = list(assumptions)
+    provenance: dict[str, Provenance] = {}
+    config = dict(config) if config is not None else None
+    quantization = quantization_from_config(config, source=model_id) if config else None
+    stored = stored_dtype_from_config(config, source=model_id) if config else None
+    architecture = None
+    if config is not None:
+        try:
+            architecture = architectures.architecture_from_config(config)
+        except UnsupportedArchitectureError:
+            if tensors is None:
+                raise
+            notes.append(
+                f"model_type {config.get('model_type')!r} has no dimension model: exact counts from the "
+                "safetensors headers, layer dimensions unknown"
+            )
+        else:
+            provenance["architecture"] = "config"
+    if tensors is not None:
+        counts = count_parameters(tensors, config=config, architecture=architecture, quantization=quantization)
+        notes.extend(counts.assumptions)
+        parameters = counts.parameters
+        provenance["parameters"] = parameter_source
+        if architecture is not None:
+            expected = architectures.parameter_counts(config).total
+            if expected != parameters.total:
+                notes.append(
+                    f"the checkpoint holds {parameters.total:,} parameters but config.json's formula gives "
+                    f"{expected:,} ({parameters.total - expected:+,}): using the checkpoint's count"
+                )
+        checkpoint_bytes: int | None = counts.checkpoint_bytes
+        bytes_by_dtype = counts.checkpoint_bytes_by_dtype
+        if stored is None and counts.dominant_float_dtype is not None:
+            stored = counts.dominant_float_dtype
+            provenance["stored_dtype"] = parameter_source
+    else:
+        if config is None:
+            raise ValueError("build_spec needs a config or tensors")
+        parameters = architectures.parameter_counts(config)
+        provenance["parameters"] = "config"
+        checkpoint_bytes, bytes_by_dtype = None, {}
+    if stored is not None and "stored_dtype" not in provenance:
+        provenance["stored_dtype"] = "config"
+    if stored is None:
+        stored = "float32"
+        provenance["stored_dtype"] = "default"
+        notes.append("no dtype in config.json or header: assumed float32 (transformers' default)")
+    if quantization is not None:
+        provenance["quantization"] = "config"
+    return ModelSpec(
+        id=model_id,
+        architecture=architecture,
+        parameters=parameters,
+        stored_dtype=stored,
+        checkpoint_bytes=checkpoint_bytes,
+        checkpoint_bytes_by_dtype=bytes_by_dtype,
+        quantization=quantization,
+        config=config or {},
+        tensors=tensors or (),
+        provenance=provenance,
+        revision=revision,
+        assumptions=tuple(notes),
+    )

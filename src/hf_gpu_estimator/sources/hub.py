@@ -1,0 +1,348 @@
+"""Hub I/O: config.json through the huggingface_hub cache, safetensors headers by range requests.
+
+Everything goes through ``huggingface_hub`` so ``HF_ENDPOINT``, ``HF_TOKEN``, ``HF_HUB_OFFLINE``
+and its cache behave as users expect. Tensor data is never requested: a header costs one
+request on the Hub's batched metadata endpoint, or two range requests per shard elsewhere
+(8 bytes for the length, then exactly the header).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from hf_gpu_estimator import errors
+from hf_gpu_estimator.sources.config import config_from_json_text
+from hf_gpu_estimator.sources.safetensors_header import (
+    LENGTH_PREFIX_BYTES,
+    header_length,
+    parse_header_json,
+    tensors_from_header,
+)
+from hf_gpu_estimator.spec import TensorInfo
+
+CONFIG_FILE = "config.json"
+SINGLE_FILE = "model.safetensors"
+INDEX_FILE = "model.safetensors.index.json"
+#: Seconds to wait for each request (huggingface_hub's HF_HUB_DOWNLOAD_TIMEOUT default is 10).
+TIMEOUT_S = 10.0
+_MAX_WORKERS = 8
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+_CACHE_VERSION = 1
+
+
+def looks_like_repo_id(text: str) -> bool:
+    """Whether ``text`` is shaped like a Hub repo id (``name`` or ``org/name``)."""
+    return bool(_REPO_ID.match(text)) and ".." not in text and not text.endswith((".", "-"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class HubCheckpoint:
+    """What the Hub (or its cache) holds about a repo: config.json and header tensors, either may be absent."""
+
+    repo_id: str
+    commit: str | None
+    config: dict[str, object] | None
+    tensors: tuple[TensorInfo, ...] | None
+    notes: tuple[str, ...] = ()
+    url: str | None = None
+
+
+def read_hub(repo_id: str, *, revision: str | None = None, token: str | bool | None = None) -> HubCheckpoint:
+    """Read config.json and every safetensors header of a Hub repo.
+
+    Args:
+        repo_id: ``org/name``.
+        revision: Branch, tag or commit; ``None`` for the default branch.
+        token: Hub token; ``None`` uses ``HF_TOKEN`` or the saved login, as huggingface_hub does.
+
+    Raises:
+        ModelNotFoundError, RevisionNotFoundError, GatedRepoError, HubConnectionError,
+        MalformedConfigError, MalformedHeaderError: typed, with the cause chained.
+    """
+    from huggingface_hub import constants
+
+    endpoint = _endpoint()
+    offline = constants.is_offline_mode()
+    notes: list[str] = []
+    config, commit = _read_config(repo_id, revision=revision, token=token, endpoint=endpoint, offline=offline)
+    if commit is None and revision is not None and re.fullmatch(r"[0-9a-f]{40}", revision):
+        commit = revision
+    tensors = _load_cached_tensors(repo_id, commit)
+    if tensors is None and offline:
+        notes.append("offline (HF_HUB_OFFLINE=1): safetensors headers not cached, counts from config.json")
+    elif tensors is None:
+        tensors, commit = _read_tensors(repo_id, revision=commit or revision, token=token, endpoint=endpoint,
+                                        main=revision in (None, "main"), commit=commit)  # fmt: skip
+        if tensors is not None and commit is not None:
+            _store_cached_tensors(repo_id, commit, tensors)
+        if tensors is None:
+            notes.append(f"{repo_id} has no {SINGLE_FILE} or {INDEX_FILE}: counts from config.json")
+    if config is None and tensors is None:
+        raise errors.ModelNotFoundError(
+            repo_id, f"{repo_id!r} has neither {CONFIG_FILE} nor safetensors weights; point at a transformers model repo"
+        )
+    return HubCheckpoint(
+        repo_id=repo_id, commit=commit, config=config, tensors=tensors, notes=tuple(notes),
+        url=f"{endpoint}/{repo_id}",
+    )  # fmt: skip
+
+
+def _endpoint() -> str:
+    from huggingface_hub import constants
+
+    # constants.ENDPOINT is read from HF_ENDPOINT at import; prefer the variable as it is now.
+    return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
+
+
+def _read_config(
+    repo_id: str, *, revision: str | None, token: str | bool | None, endpoint: str, offline: bool
+) -> tuple[dict[str, object] | None, str | None]:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
+    with _hub_errors(repo_id, revision=revision, endpoint=endpoint, offline=offline):
+        try:
+            path = hf_hub_download(repo_id, CONFIG_FILE, revision=revision, token=token, endpoint=endpoint)
+        except LocalEntryNotFoundError:
+            raise
+        except EntryNotFoundError:
+            return None, None
+    text = Path(path).read_bytes()
+    commit = Path(path).parent.name  # <cache>/models--org--name/snapshots/<commit>/config.json
+    return config_from_json_text(text, source=f"{repo_id}/{CONFIG_FILE}"), commit if re.fullmatch(r"[0-9a-f]{40}", commit) else None
+
+
+def _read_tensors(
+    repo_id: str, *, revision: str | None, token: str | bool | None, endpoint: str, main: bool, commit: str | None
+) -> tuple[tuple[TensorInfo, ...] | None, str | None]:
+    from huggingface_hub.errors import EntryNotFoundError
+
+    with _hub_errors(repo_id, revision=revision, endpoint=endpoint, offline=False):
+        if main:
+            batched = _batched_headers(repo_id, token=token, endpoint=endpoint)
+            if batched is not None:
+                return batched, commit
+        try:
+            index, index_commit = _get(repo_id, INDEX_FILE, revision=revision, token=token, endpoint=endpoint)
+        except EntryNotFoundError:
+            index = None
+            index_commit = None
+        commit = commit or index_commit
+        if index is not None:
+            shards = _shards_from_index(index, repo_id)
+        else:
+            shards = [SINGLE_FILE]
+        try:
+            with ThreadPoolExecutor(max_workers=min(_MAX_WORKERS, len(shards))) as pool:
+                results = list(pool.map(
+                    lambda shard: _read_remote_header(repo_id, shard, revision=commit or revision, token=token,
+                                                      endpoint=endpoint), shards))  # fmt: skip
+        except EntryNotFoundError:
+            if index is not None:
+                raise
+            return None, commit
+    tensors: list[TensorInfo] = []
+    seen: set[str] = set()
+    for shard, (shard_tensors, shard_commit) in zip(shards, results):
+        commit = commit or shard_commit
+        for t in shard_tensors:
+            if t.name in seen:
+                raise errors.MalformedHeaderError(f"{repo_id}/{shard}", f"tensor {t.name!r} appears in two shards")
+            seen.add(t.name)
+            tensors.append(t)
+    return tuple(tensors), commit
+
+
+def _batched_headers(repo_id: str, *, token: str | bool | None, endpoint: str) -> tuple[TensorInfo, ...] | None:
+    """Every shard header in one request, through the Hub's ``safetensors-metadata`` endpoint.
+
+    The endpoint serves the default branch only (huggingface_hub
+    ``HfApi.get_sharded_safetensors_metadata``); ``None`` when it answers 404 (single-file repo,
+    or a mirror without it), so the caller falls back to range reads.
+    """
+    from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+
+    url = f"{endpoint}/api/models/{repo_id}/safetensors-metadata/{quote(INDEX_FILE, safe='/')}"
+    response = get_session().get(url, headers=build_hf_headers(token=token), timeout=TIMEOUT_S)
+    if response.status_code in (404, 405, 501) and response.headers.get("X-Error-Code") not in (
+        "RepoNotFound", "GatedRepo"
+    ):  # fmt: skip
+        return None
+    hf_raise_for_status(response)
+    source = f"{repo_id}/{INDEX_FILE} (safetensors-metadata)"
+    try:
+        payload = response.json()
+        headers = payload["headers"]
+        if not isinstance(headers, dict):
+            raise TypeError("headers is not an object")
+    except (ValueError, KeyError, TypeError) as e:
+        raise errors.MalformedHeaderError(source, f"unexpected response from {url}: {e}") from e
+    tensors: list[TensorInfo] = []
+    for shard in sorted(headers):
+        header = headers[shard]
+        if not isinstance(header, dict):
+            raise errors.MalformedHeaderError(f"{repo_id}/{shard}", "header is not a JSON object")
+        tensors.extend(tensors_from_header(header, source=f"{repo_id}/{shard}"))
+    return tuple(tensors)
+
+
+def _shards_from_index(index: bytes, repo_id: str) -> list[str]:
+    source = f"{repo_id}/{INDEX_FILE}"
+    try:
+        data = json.loads(index)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise errors.MalformedHeaderError(source, f"index is not valid JSON ({e})") from e
+    weight_map = data.get("weight_map") if isinstance(data, dict) else None
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise errors.MalformedHeaderError(source, "index has no weight_map object of tensor name -> shard file")
+    shards = sorted(set(weight_map.values()))
+    for shard in shards:
+        if shard.startswith("/") or ".." in shard.replace("\\", "/").split("/"):
+            raise errors.MalformedHeaderError(source, f"shard path {shard!r} escapes the repo")
+    return shards
+
+
+def _get(
+    repo_id: str, filename: str, *, revision: str | None, token: str | bool | None, endpoint: str
+) -> tuple[bytes, str | None]:
+    """GET a small file; returns its bytes and the X-Repo-Commit."""
+    from huggingface_hub import hf_hub_url
+    from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+
+    url = hf_hub_url(repo_id, filename, revision=revision, endpoint=endpoint)
+    headers = build_hf_headers(token=token)
+    response = get_session().get(url, headers=headers, timeout=TIMEOUT_S, follow_redirects=True)
+    hf_raise_for_status(response)
+    return response.content, response.headers.get("X-Repo-Commit")
+
+
+def _read_remote_header(
+    repo_id: str, shard: str, *, revision: str | None, token: str | bool | None, endpoint: str
+) -> tuple[tuple[TensorInfo, ...], str | None]:
+    from huggingface_hub import hf_hub_url
+    from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+
+    source = f"{repo_id}/{shard}"
+    url = hf_hub_url(repo_id, shard, revision=revision, endpoint=endpoint)
+    session = get_session()
+
+    def fetch(first: int, last: int) -> tuple[bytes, int | None, str | None]:
+        headers = {**build_hf_headers(token=token), "Range": f"bytes={first}-{last}"}
+        response = session.get(url, headers=headers, timeout=TIMEOUT_S, follow_redirects=True)
+        hf_raise_for_status(response)
+        # A server that ignores Range answers 200 with the whole file: keep only what was asked.
+        data = response.content[first : last + 1] if response.status_code == 200 else response.content
+        total = response.headers.get("Content-Range", "").rpartition("/")[2]
+        return data, int(total) if total.isdigit() else None, response.headers.get("X-Repo-Commit")
+
+    prefix, file_bytes, commit = fetch(0, LENGTH_PREFIX_BYTES - 1)
+    length = header_length(prefix, source=source)
+    if file_bytes is not None and file_bytes < LENGTH_PREFIX_BYTES + length:
+        raise errors.MalformedHeaderError(
+            source, f"truncated: the header announces {length:,} bytes but the file is {file_bytes:,} bytes"
+        )
+    body, _, _ = fetch(LENGTH_PREFIX_BYTES, LENGTH_PREFIX_BYTES + length - 1)
+    if len(body) != length:
+        raise errors.MalformedHeaderError(source, f"truncated: the header announces {length:,} bytes, got {len(body):,}")
+    header = parse_header_json(body, source=source)
+    body_bytes = None if file_bytes is None else file_bytes - LENGTH_PREFIX_BYTES - length
+    return tensors_from_header(header, source=source, body_bytes=body_bytes), commit
+
+
+@contextmanager
+def _hub_errors(repo_id: str, *, revision: str | None, endpoint: str, offline: bool) -> Iterator[None]:
+    """Translate huggingface_hub and transport errors into ours; never echo request headers (tokens)."""
+    from huggingface_hub import errors as hub
+
+    try:
+        yield
+    except hub.GatedRepoError as e:
+        raise errors.GatedRepoError(repo_id) from e
+    except hub.RevisionNotFoundError as e:
+        raise errors.RevisionNotFoundError(
+            repo_id, f"revision {revision!r} of {repo_id!r} does not exist on {endpoint}: check the branch, tag or "
+            "commit, or leave revision unset for the default branch",
+        ) from e  # fmt: skip
+    except hub.RepositoryNotFoundError as e:
+        raise errors.ModelNotFoundError(
+            repo_id, f"{repo_id!r} is not a repo on {endpoint}: check the id; if it is private, set HF_TOKEN "
+            "(or pass token=)",
+        ) from e  # fmt: skip
+    except (hub.LocalEntryNotFoundError, hub.OfflineModeIsEnabled) as e:
+        if offline:
+            raise errors.HubConnectionError(
+                repo_id, f"offline mode (HF_HUB_OFFLINE=1) and {repo_id!r} is not in the huggingface_hub cache "
+                "(nor in the bundled catalog): unset HF_HUB_OFFLINE, or inspect it once while online",
+            ) from e  # fmt: skip
+        raise errors.HubConnectionError(
+            repo_id, f"could not reach {endpoint} for {repo_id!r} and it is not in the cache: check the network "
+            "or HF_ENDPOINT, or set HF_HUB_OFFLINE=1 to use only the cache",
+        ) from e  # fmt: skip
+    except hub.HfHubHTTPError as e:
+        status = getattr(getattr(e, "response", None), "status_code", None)
+        if status in (401, 403):
+            raise errors.GatedRepoError(repo_id) from e
+        raise errors.HubConnectionError(
+            repo_id, f"{endpoint} answered HTTP {status} for {repo_id!r}: retry later, or set HF_HUB_OFFLINE=1 "
+            "to use the cache",
+        ) from e  # fmt: skip
+    except _transport_errors() as e:
+        raise errors.HubConnectionError(
+            repo_id, f"could not reach {endpoint} for {repo_id!r} ({type(e).__name__}): check the network or "
+            "HF_ENDPOINT, or set HF_HUB_OFFLINE=1 to use only the cache",
+        ) from e  # fmt: skip
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    found: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    for module, name in (("httpx2", "TransportError"), ("httpx", "TransportError"), ("requests", "RequestException")):
+        try:
+            found.append(getattr(__import__(module), name))
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
+
+
+# --- A small cache of parsed headers, keyed by commit, so a second call needs no header requests
+# and works offline. It lives next to the huggingface_hub cache, under HF_HOME.
+
+
+def _cache_path(repo_id: str, commit: str) -> Path:
+    from huggingface_hub import constants
+
+    home = os.environ.get("HF_HOME") or constants.HF_HOME
+    return Path(home) / "hf_gpu_estimator" / "safetensors-headers" / repo_id.replace("/", "--") / f"{commit}.json"
+
+
+def _load_cached_tensors(repo_id: str, commit: str | None) -> tuple[TensorInfo, ...] | None:
+    if commit is None:
+        return None
+    path = _cache_path(repo_id, commit)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return None  # a damaged cache entry is re-fetched, not trusted
+    if not isinstance(data, Mapping) or data.get("version") != _CACHE_VERSION:
+        return None
+    return tuple(TensorInfo(name=n, dtype=d, shape=tuple(s)) for n, d, s in data["tensors"])
+
+
+def _store_cached_tensors(repo_id: str, commit: str, tensors: tuple[TensorInfo, ...]) -> None:
+    path = _cache_path(repo_id, commit)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"version": _CACHE_VERSION, "tensors": [[t.name, t.dtype, list(t.shape)] for t in tensors]}))
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only HF_HOME only costs the next call its header requests

@@ -1,0 +1,97 @@
+"""Header tensors -> exact parameter counts, with each correction reported."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hf_gpu_estimator.sources.headers import build_spec, count_parameters, role_of
+from hf_gpu_estimator.spec import QuantizationConfig, TensorInfo
+
+
+def T(name: str, dtype: str, *shape: int) -> TensorInfo:
+    return TensorInfo(name=name, dtype=dtype, shape=shape)
+
+
+@pytest.mark.parametrize(
+    ("name", "role"),
+    [("model.embed_tokens.weight", "embedding"), ("transformer.wte.weight", "embedding"), ("wpe.weight", "embedding"),
+     ("model.layers.0.self_attn.q_proj.weight", "attention"), ("h.0.attn.c_attn.bias", "attention"),
+     ("model.layers.0.post_attention_layernorm.weight", "norm"), ("h.0.ln_1.weight", "norm"),
+     ("model.layers.0.self_attn.q_norm.weight", "norm"), ("model.layers.0.mlp.gate_proj.weight", "mlp"),
+     ("model.layers.0.mlp.experts.3.up_proj.weight", "experts"), ("model.layers.0.mlp.gate.weight", "router"),
+     ("model.layers.0.block_sparse_moe.gate.weight", "router"), ("model.layers.0.mlp.shared_expert.up_proj.weight", "experts"),
+     ("lm_head.weight", "lm_head"), ("model.norm.weight", "norm"), ("score.weight", "other")],
+)  # fmt: skip
+def test_role_of(name, role):
+    assert role_of(name) == role
+
+
+def test_plain_counts_and_bytes():
+    counts = count_parameters([T("model.embed_tokens.weight", "BF16", 10, 4), T("model.norm.weight", "F32", 4)])
+    assert counts.parameters.total == 44
+    assert counts.parameters.by_role == {"embedding": 40, "norm": 4}
+    assert counts.checkpoint_bytes == 96 and counts.checkpoint_bytes_by_dtype == {"BF16": 80, "F32": 16}
+    assert counts.dominant_float_dtype == "bfloat16" and counts.assumptions == ()
+
+
+def test_tied_lm_head_counted_once_only_when_tied():
+    tensors = [T("model.embed_tokens.weight", "BF16", 10, 4), T("lm_head.weight", "BF16", 10, 4)]
+    tied = count_parameters(tensors, config={"tie_word_embeddings": True})
+    assert tied.parameters.total == 40 and "counted once" in tied.assumptions[0]
+    assert tied.checkpoint_bytes == 160  # both copies are on disk
+    assert count_parameters(tensors, config={"tie_word_embeddings": False}).parameters.total == 80
+
+
+def test_awq_layout_and_aux_tensors():
+    # AWQ packs along the output dim: qweight [in, out*bits/32]; scales [in/group, out].
+    tensors = [T("model.layers.0.mlp.up_proj.qweight", "I32", 64, 16), T("model.layers.0.mlp.up_proj.qzeros", "I32", 2, 16),
+               T("model.layers.0.mlp.up_proj.scales", "F16", 2, 128)]  # fmt: skip
+    counts = count_parameters(tensors, quantization=QuantizationConfig(method="awq", bits=4, group_size=32))
+    assert counts.parameters.total == 64 * 128 and counts.parameters.by_role == {"mlp": 64 * 128}
+
+
+def test_packed_without_config_assumes_4bit():
+    counts = count_parameters([T("a.mlp.up_proj.qweight", "I32", 8, 64)])
+    assert counts.parameters.total == 8 * 64 * 8
+    assert any("assumed 4-bit" in a for a in counts.assumptions)
+
+
+def test_fp8_int8_and_mxfp4_side_tensors():
+    tensors = [
+        T("l.self_attn.q_proj.weight", "F8_E4M3", 64, 64), T("l.self_attn.q_proj.weight_scale_inv", "F32", 1, 1),
+        T("l.self_attn.q_proj.input_scale", "F32"), T("l.mlp.up_proj.weight", "I8", 32, 64), T("l.mlp.up_proj.SCB", "F32", 32),
+        T("l.mlp.up_proj.weight_format", "U8"), T("l.mlp.experts.down_proj_blocks", "U8", 4, 8, 2, 16),
+        T("l.mlp.experts.down_proj_scales", "U8", 4, 8, 2),
+    ]  # fmt: skip
+    counts = count_parameters(tensors)
+    assert counts.parameters.by_role == {"attention": 4096, "mlp": 2048, "experts": 4 * 8 * 2 * 32}
+    assert any("MXFP4" in a for a in counts.assumptions)
+    assert any("5 quantization scale" in a for a in counts.assumptions)
+
+
+def test_moe_active_counts_routed_experts_top_k():
+    from hf_gpu_estimator.sources.architectures import architecture_from_config
+
+    arch = architecture_from_config({"model_type": "mixtral", "hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 1,
+                                     "num_attention_heads": 2, "num_key_value_heads": 1, "vocab_size": 10,
+                                     "num_local_experts": 4, "num_experts_per_tok": 2})  # fmt: skip
+    tensors = [T(f"model.layers.0.block_sparse_moe.experts.{e}.w1.weight", "BF16", 16, 8) for e in range(4)]
+    tensors.append(T("model.layers.0.block_sparse_moe.gate.weight", "BF16", 4, 8))
+    counts = count_parameters(tensors, architecture=arch)
+    assert counts.parameters.total == 4 * 128 + 32
+    assert counts.parameters.active == 2 * 128 + 32
+
+
+def test_build_spec_notes_a_mismatch_with_the_config_formula():
+    config = json.loads('{"model_type": "llama", "hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 1,'
+                        ' "num_attention_heads": 2, "vocab_size": 10, "torch_dtype": "bfloat16"}')  # fmt: skip
+    spec = build_spec(model_id="x", config=config, tensors=(T("model.embed_tokens.weight", "BF16", 10, 8),))
+    assert spec.parameters.total == 80 and spec.provenance["parameters"] == "header"
+    assert any("config.json's formula gives" in a for a in spec.assumptions)
+
+
+def test_build_spec_header_only_without_config():
+    spec = build_spec(model_id="f", config=None, tensors=(T("w", "F16", 2, 2),))
+    assert spec.architecture is None and spec.stored_dtype == "float16" and spec.provenance["stored_dtype"] == "header"
