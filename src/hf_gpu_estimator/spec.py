@@ -151,6 +151,11 @@ class Architecture:
     num_decoder_layers: int | None = None
     # Linear layers of one (dense) block, for LoRA and quantization.
     linears: tuple[LinearShape, ...] = ()
+    # Dropout probabilities in training (a saved bool mask per dropped tensor): after the
+    # embeddings, on the residual branches, on the attention probabilities.
+    embedding_dropout: float = 0.0
+    hidden_dropout: float = 0.0
+    attention_dropout: float = 0.0
     # What the counts include or leave out, in words (e.g. a multimodal wrapper's vision tower).
     notes: tuple[str, ...] = ()
 

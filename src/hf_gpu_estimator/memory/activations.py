@@ -31,6 +31,18 @@ from hf_gpu_estimator.workload import Workload
 #: Log-sum-exp kept by flash / memory-efficient attention for backward: fp32 per head per query.
 LSE_BYTES = 4
 
+#: Tensors of the MLP width an activation saves for backward, and how many are alive at once when
+#: it runs without autograd. ACT2FN (transformers/activations.py): silu, gelu, gelu_pytorch_tanh,
+#: relu are single ATen ops saving their input; "gelu_new" is written out in Python
+#: (0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 * x**3)))) and saves x, tanh(...), 0.5 * x and
+#: 1 + tanh(...).
+_ACT_SAVED = {"gelu_new": 4, "gelu_fast": 4, "quick_gelu": 2}
+_ACT_ALIVE = {"gelu_new": 4, "gelu_fast": 4, "quick_gelu": 3}
+
+
+def act_saved(hidden_act: str) -> int:
+    return _ACT_SAVED.get(hidden_act, 1)
+
 
 @dataclass(frozen=True, kw_only=True)
 class LayerActivations:
@@ -95,22 +107,31 @@ def norm_bytes(hidden: int, input_bytes: int, *, rms: bool) -> float:
     return input_bytes * hidden + 8
 
 
-def _saves_input(name_group: tuple[str, ...], workload: Workload) -> bool:
-    """Does a linear layer save its input? Only when its weight takes a gradient: every linear in full
-    training; under LoRA, the targeted ones (lora_A reads the input), since ``y = x W^T`` with a frozen
-    ``W`` needs only ``W`` for the input gradient. bitsandbytes' MatMul4Bit likewise keeps only the
-    packed weight."""
-    if workload.method == "full":
-        return True
-    targets = set(workload.lora_targets)
-    return "all-linear" in targets or bool(targets & set(name_group))
-
-
-_ATTN_IN = ("q_proj", "k_proj", "v_proj", "qkv_proj", "c_attn", "query_key_value", "Wqkv", "q_a_proj",
-            "kv_a_proj_with_mqa", "query", "key", "value")
-_ATTN_OUT = ("o_proj", "c_proj", "dense", "out_proj", "o")
+_ATTN_IN = ("q_proj", "k_proj", "v_proj", "qkv_proj", "c_attn", "query_key_value", "Wqkv", "q_a_proj", "q_b_proj",
+            "kv_a_proj_with_mqa", "kv_b_proj", "query", "key", "value")
+_ATTN_OUT = ("o_proj", "dense", "out_proj", "o", "attn.c_proj")
 _MLP_IN = ("gate_proj", "up_proj", "gate_up_proj", "c_fc", "dense_h_to_4h", "fc1", "w1", "w3", "wi", "wi_0", "wi_1")
-_MLP_OUT = ("down_proj", "c_proj", "dense_4h_to_h", "fc2", "w2", "wo")
+_MLP_OUT = ("down_proj", "dense_4h_to_h", "fc2", "w2", "wo", "mlp.c_proj")
+
+
+def _savers(arch: Architecture, workload: Workload, group: tuple[str, ...]) -> int:
+    """How many linear layers of ``group`` save their input for backward.
+
+    ``y = x W^T`` needs ``x`` only for the weight gradient: every linear saves it in full training;
+    under LoRA only the targeted ones do (their lora_A reads the input), a frozen linear keeps only
+    its weight. bitsandbytes' MatMul4Bit likewise keeps only the packed weight.
+    """
+    names = [lin.name for lin in arch.linears if lin.count == 1]
+    if arch.family == "gpt2" or arch.model_type == "gpt2":
+        # GPT-2 reuses c_proj in attention and MLP: resolve by position.
+        names = ["c_attn", "attn.c_proj", "c_fc", "mlp.c_proj"]
+    in_group = [n for n in names if n in group]
+    if workload.method == "full":
+        return len(in_group)
+    targets = set(workload.lora_targets)
+    if "all-linear" in targets:
+        return len(in_group)
+    return sum(1 for n in in_group if n.split(".")[-1] in targets)
 
 
 def decoder_layer_activations(arch: Architecture, workload: Workload, *, seq_len: int) -> LayerActivations:
@@ -128,29 +149,37 @@ def decoder_layer_activations(arch: Architecture, workload: Workload, *, seq_len
     qe = 4 if r == 4 else c
     rms = arch.norm == "rmsnorm"
     H, I, a, k, vd, qk = d.hidden, d.intermediate, d.heads, d.kv_heads, d.v_head_dim, d.qk_head_dim
-    attn_in = _saves_input(_ATTN_IN, workload)
-    attn_out = _saves_input(_ATTN_OUT, workload)
-    mlp_in = _saves_input(_MLP_IN, workload)
-    mlp_out = _saves_input(_MLP_OUT, workload)
+    # Linear inputs are saved once and shared by the readers, except under mixed precision where
+    # every reader saves its own 16-bit cast: autocast casts fp32 inputs per call (it caches only
+    # leaf weights), and peft casts a LoRA layer's input to the fp32 adapter dtype first
+    # (LoraLayer._cast_input_dtype), which autocast then casts back per layer.
+    per_module = mixed and (not full or r == 4)
 
-    def norm(readers_save: bool, readers: int) -> float:
-        # fp32 input copy (pow/mul) + rsqrt; the normalized cast is saved by ``weight *`` only when
-        # the norm weight trains; the output is saved once by its readers (or once per reader
-        # under autocast, each casting separately).
-        out = 0.0
+    def linear_inputs(savers: int, size: int, *, already_saved: bool) -> float:
+        if savers == 0:
+            return 0.0
+        if per_module:
+            return savers * c * size
+        return 0.0 if already_saved else c * size
+
+    attn_in = _savers(arch, workload, _ATTN_IN)
+    attn_out = _savers(arch, workload, _ATTN_OUT)
+    mlp_in = _savers(arch, workload, _MLP_IN)
+    mlp_out = _savers(arch, workload, _MLP_OUT)
+
+    def norm() -> float:
+        # RMSNorm: fp32 input copy (pow/mul) + rsqrt; the normalized cast is saved by ``weight *``
+        # only when the norm weight trains. LayerNorm (native_layer_norm): input + fp32 mean/rstd.
         if rms:
-            out += 4 * H + 4 + (r * H if full else 0)
-        else:
-            out += r * H + 8
-        if readers_save:
-            out += readers * c * H if (mixed and r == 4) else c * H
-        return out
+            return 4 * H + 4 + (r * H if full else 0)
+        return (r * H if full or True else 0) + 8
 
     saved = 0.0
     if arch.parallel_attention:
-        saved += norm(attn_in or mlp_in, (d.attn_inputs if attn_in else 0) + (d.mlp_inputs if mlp_in else 0))
+        saved += norm() + linear_inputs(attn_in + mlp_in, H, already_saved=False)
     else:
-        saved += norm(attn_in, d.attn_inputs) + norm(mlp_in, d.mlp_inputs)
+        saved += 2 * norm() + linear_inputs(attn_in, H, already_saved=False) + linear_inputs(mlp_in, H,
+                                                                                              already_saved=False)
 
     attn = effective_attention(arch, workload)
     repeat = a != k
@@ -160,17 +189,23 @@ def decoder_layer_activations(arch: Architecture, workload: Workload, *, seq_len
         saved += c * (a if repeat else k) * qk  # k, repeated to every head for GQA
         saved += c * (a if repeat else k) * vd  # v
         saved += (4 + c) * a * seq_len  # fp32 softmax (saved by softmax) + its cast (saved by matmul)
-        saved += c * a * vd  # transposed, contiguous output, read by o_proj
+        saved += linear_inputs(attn_out, a * vd, already_saved=False)  # transposed, contiguous output
         forward_transient = mask_bytes * a * seq_len + mask_bytes * seq_len  # masked scores; the 4-D mask
     else:
         saved += c * a * qk + c * k * qk + c * k * vd + c * a * vd + LSE_BYTES * a
+        saved += linear_inputs(attn_out, a * vd, already_saved=True)
         forward_transient = qe * a * qk + 2 * c * H  # fp32 q before SDPA's cast; projection outputs
-    del attn_out  # o_proj reads the attention output, which attention already saves
+    # The DynamicCache a training forward builds (use_cache=True) holds copies of k and v, and
+    # attention reads (and saves) those copies: nothing extra, except where attention saves a
+    # different tensor: SDPA's bf16 cast of an fp32 k (mixed precision), eager's repeated k/v (GQA).
     training_cache = 0.0
     if not workload.gradient_checkpointing:
-        training_cache = qe * k * qk + c * k * vd
         if arch.is_mla:
             training_cache = c * (int(arch.kv_lora_rank or 0) + int(arch.qk_rope_head_dim or 0))
+        elif attn == "eager" and repeat:
+            training_cache = qe * k * qk + c * k * vd
+        elif qe != c:
+            training_cache = qe * k * qk
 
     # MLP: act saves its input, the product saves both factors, down saves the product when it trains.
     inter = I
@@ -178,15 +213,25 @@ def decoder_layer_activations(arch: Architecture, workload: Workload, *, seq_len
     if arch.is_moe:
         inter = arch.moe_intermediate_size or I
         copies = arch.num_experts_per_tok
-    per_mlp = (3 if d.gated else 1) * c * inter + (c * inter if mlp_out else 0)
+    # Gated: act saves the gate output, the product saves act(gate) and up; plain: act's tensors.
+    act_tensors = act_saved(arch.hidden_act) + (2 if d.gated else 0)
+    per_mlp = act_tensors * c * inter + linear_inputs(mlp_out, inter, already_saved=False)
     mlp = per_mlp * copies
     if arch.is_moe:
         mlp += c * H * copies  # token copies gathered per expert
         if arch.num_shared_experts or arch.shared_expert_intermediate_size:
             shared_inter = arch.shared_expert_intermediate_size or inter * max(1, arch.num_shared_experts)
-            mlp += (3 if d.gated else 1) * c * shared_inter + (c * shared_inter if mlp_out else 0)
+            mlp += act_tensors * c * shared_inter + linear_inputs(mlp_out, shared_inter,
+                                                                             already_saved=False)
         mlp += 4 * arch.num_experts  # router logits in fp32 (softmax saved)
     saved += mlp
+    # Dropout in training saves a bool mask per dropped element (native_dropout): the two residual
+    # branches; eager's dropped probabilities (saved by the second matmul instead of their cast,
+    # so only the mask is extra). SDPA's fused dropout keeps an RNG seed.
+    if arch.hidden_dropout:
+        saved += 2 * H
+    if arch.attention_dropout and attn == "eager":
+        saved += a * seq_len
     backward_transient = 3 * c * inter * copies + 2 * r * H
     return LayerActivations(
         saved=saved, training_cache=training_cache, forward_transient=forward_transient,
@@ -214,6 +259,13 @@ def loss_bytes(arch: Architecture, workload: Workload) -> tuple[float, float, fl
     return saved, during, backward
 
 
+def eager_score_bytes(compute_bytes: int) -> int:
+    """Peak bytes per attention-score element inside eager attention without autograd."""
+    c = compute_bytes
+    upcast = 0 if c == 4 else 4
+    return max(2 * c, c + upcast + 4, c + 4 + c)
+
+
 def inference_layer_transient(arch: Architecture, *, compute_bytes: int, attn: str, seq_len: int,
                               query_len: int) -> float:
     """Peak per-token bytes alive inside one decoder layer under ``torch.no_grad`` (prefill or decode),
@@ -224,12 +276,15 @@ def inference_layer_transient(arch: Architecture, *, compute_bytes: int, attn: s
     inter = arch.moe_intermediate_size * arch.num_experts_per_tok if arch.is_moe else d.intermediate
     if arch.is_moe and (arch.shared_expert_intermediate_size or arch.num_shared_experts):
         inter = max(inter, arch.shared_expert_intermediate_size or arch.moe_intermediate_size)
-    # MLP: residual + input + act(gate) + up + product alive at the multiply.
-    mlp = 2 * c * H + (3 if d.gated else 2) * c * inter
+    # MLP: residual + input + act(gate) + up + product alive at the multiply (gated); the
+    # activation's own temporaries otherwise.
+    mlp = 2 * c * H + (3 if d.gated else max(2, _ACT_ALIVE.get(arch.hidden_act, 2))) * c * inter
     # RMSNorm: input + fp32 copy + fp32 normalized.
     norm = c * H + 8 * H
     attn_bytes = 2 * c * H + c * (d.heads * d.qk_head_dim * 2 + d.kv_heads * (d.qk_head_dim + d.v_head_dim) * 2)
     if attn == "eager":
-        # scores (scaled, masked), fp32 softmax and its cast: per query position, over seq_len keys.
-        attn_bytes += (2 * c + 4) * d.heads * seq_len + c * seq_len
+        # Per score element at the softmax: the masked scores, softmax(dtype=float32)'s fp32 copy of
+        # its input (none when already fp32) and its fp32 output (ATen softmax with a dtype casts
+        # first); plus the additive 4-D mask.
+        attn_bytes += eager_score_bytes(c) * d.heads * seq_len + c * seq_len
     return max(mlp, norm, attn_bytes)

@@ -227,7 +227,7 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
         micro_in_flight = min(p.pp, workload.gradient_accumulation_steps) if workload.gradient_accumulation_steps > 1 else 1
         assumptions.append(f"pipeline 1F1B: first stage keeps {micro_in_flight:g} micro-batches in flight")
 
-    W = int(plan.weights_bytes * shard.weights)
+    W = int((plan.weights_bytes + plan.adapter_bytes) * shard.weights)
     trainable = plan.trainable_params
     tb = plan.trainable_bytes_per_param
     G = int(trainable * tb * shard.grads)
@@ -250,6 +250,8 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
     final_norm = norm_bytes(arch.hidden_size, r, rms=arch.norm == "rmsnorm") + c * arch.hidden_size
     head = int(T * (final_norm + loss_during) * shard.activations)
     embeddings = T * r * arch.hidden_size  # the embedding output stays alive (read by layer 0's norm)
+    if arch.embedding_dropout:
+        embeddings += T * arch.hidden_size  # dropout's bool mask
 
     # Under autocast every fp32 weight that a matmul reads is cast once and the 16-bit copy is
     # cached until autocast exits (and saved by F.linear until backward): linear and lm_head weights.

@@ -1258,7 +1258,33 @@ def architecture_from_config(config: Mapping[str, Any]) -> Architecture:
         >>> a.num_key_value_heads, a.head_dim, a.layer_types
         (8, 128, ('sliding_attention', 'sliding_attention'))
     """
-    return _analyze(config).architecture
+    arch = _analyze(config).architecture
+    return dataclasses.replace(arch, **_dropouts(config, arch.model_type))
+
+
+#: Dropout fields per family and transformers' config defaults: (embedding, hidden, attention).
+_DROPOUT_FIELDS: Mapping[str, tuple[tuple[str, float], tuple[str, float], tuple[str, float]]] = {
+    "gpt2": (("embd_pdrop", 0.1), ("resid_pdrop", 0.1), ("attn_pdrop", 0.1)),  # configuration_gpt2.py
+    "bert": (("hidden_dropout_prob", 0.1), ("hidden_dropout_prob", 0.1), ("attention_probs_dropout_prob", 0.1)),
+    "t5": (("dropout_rate", 0.1), ("dropout_rate", 0.1), ("dropout_rate", 0.1)),  # configuration_t5.py
+    "phi": (("embd_pdrop", 0.0), ("resid_pdrop", 0.0), ("attention_dropout", 0.0)),  # configuration_phi.py
+    "phi3": (("embd_pdrop", 0.0), ("resid_pdrop", 0.0), ("attention_dropout", 0.0)),
+    "gpt_neox": (("hidden_dropout", 0.0), ("hidden_dropout", 0.0), ("attention_dropout", 0.0)),
+    "falcon": (("hidden_dropout", 0.0), ("hidden_dropout", 0.0), ("attention_dropout", 0.0)),
+}
+
+
+def _dropouts(config: Mapping[str, Any], model_type: str) -> dict[str, float]:
+    fields = _DROPOUT_FIELDS.get(model_type, (("", 0.0), ("", 0.0), ("attention_dropout", 0.0)))
+    source = config.get("text_config") if isinstance(config.get("text_config"), Mapping) else config
+    out = {}
+    for name, (key, default) in zip(("embedding_dropout", "hidden_dropout", "attention_dropout"), fields):
+        value = source.get(key, default) if key else default
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+            raise MalformedConfigError("config.json", f"config.json: field {key!r} is {value!r}, expected a "
+                                       "probability in [0, 1) (fix the value, or remove the field)", field=key)
+        out[name] = float(value)
+    return out
 
 
 def parameter_counts(config: Mapping[str, Any]) -> ParameterCounts:

@@ -1,0 +1,121 @@
+"""The accuracy matrix: analytic estimates against exact-mode traces of transformers.
+
+Each case is a small config of a real family (the same code paths as the full-size model, in
+seconds on a CPU) and a workload. ``compare`` runs both sides; the test suite holds every case
+within :data:`TOLERANCE` and ``benchmarks/accuracy_report.py`` writes docs/accuracy.md from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Relative error allowed between the analytic ``allocated_peak_bytes`` (without the cuBLAS
+#: workspace, which traces on fake tensors cannot see) and the traced peak.
+TOLERANCE = 0.05
+
+_LLAMA = {"model_type": "llama", "hidden_size": 512, "intermediate_size": 1408, "num_hidden_layers": 4,
+          "num_attention_heads": 8, "num_key_value_heads": 2, "vocab_size": 4096, "max_position_embeddings": 4096,
+          "tie_word_embeddings": False, "torch_dtype": "bfloat16"}
+_QWEN2 = {"model_type": "qwen2", "hidden_size": 448, "intermediate_size": 1216, "num_hidden_layers": 4,
+          "num_attention_heads": 7, "num_key_value_heads": 1, "vocab_size": 6144, "max_position_embeddings": 4096,
+          "tie_word_embeddings": True, "torch_dtype": "bfloat16"}
+_GPT2 = {"model_type": "gpt2", "n_embd": 384, "n_layer": 4, "n_head": 6, "vocab_size": 4096, "n_positions": 1024,
+         "torch_dtype": "float32"}
+_MISTRAL = {"model_type": "mistral", "hidden_size": 512, "intermediate_size": 1792, "num_hidden_layers": 4,
+            "num_attention_heads": 8, "num_key_value_heads": 2, "vocab_size": 4096, "sliding_window": 256,
+            "max_position_embeddings": 4096, "torch_dtype": "bfloat16"}
+_MIXTRAL = {"model_type": "mixtral", "hidden_size": 384, "intermediate_size": 768, "num_hidden_layers": 3,
+            "num_attention_heads": 6, "num_key_value_heads": 2, "num_local_experts": 4, "num_experts_per_tok": 2,
+            "vocab_size": 4096, "max_position_embeddings": 4096, "torch_dtype": "bfloat16"}
+_GEMMA2 = {"model_type": "gemma2", "hidden_size": 384, "intermediate_size": 1024, "num_hidden_layers": 4,
+           "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 96, "vocab_size": 8192,
+           "sliding_window": 256, "max_position_embeddings": 4096, "torch_dtype": "bfloat16"}
+_QWEN3 = {"model_type": "qwen3", "hidden_size": 512, "intermediate_size": 1536, "num_hidden_layers": 4,
+          "num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 64, "vocab_size": 4096,
+          "max_position_embeddings": 4096, "tie_word_embeddings": True, "torch_dtype": "bfloat16"}
+
+FAMILIES: Mapping[str, Mapping[str, Any]] = {
+    "llama": _LLAMA, "qwen2": _QWEN2, "gpt2": _GPT2, "mistral": _MISTRAL, "mixtral": _MIXTRAL,
+    "gemma2": _GEMMA2, "qwen3": _QWEN3,
+}  # fmt: skip
+
+
+@dataclass(frozen=True, kw_only=True)
+class Case:
+    family: str
+    workload: Mapping[str, Any]
+    known_gap: float | None = None  # measured error where the analytic model is known to miss, with a reason
+    reason: str = ""
+
+    @property
+    def id(self) -> str:
+        w = self.workload
+        parts = [self.family, w.get("task", "inference")]
+        for key in ("method", "precision", "attn_implementation", "optimizer"):
+            if key in w:
+                parts.append(str(w[key]))
+        if w.get("gradient_checkpointing"):
+            parts.append("ckpt")
+        parts.append(f"b{w.get('batch_size', 1)}s{w.get('seq_len', 1024)}")
+        return "-".join(parts)
+
+
+def _cases() -> tuple[Case, ...]:
+    cases: list[Case] = []
+    for family in FAMILIES:
+        for attn in ("sdpa", "eager"):
+            cases.append(Case(family=family, workload={"task": "inference", "batch_size": 2, "seq_len": 512,
+                                                       "new_tokens": 32, "attn_implementation": attn}))
+        for precision, optimizer, attn, ckpt in (
+            ("bf16-true", "adamw", "sdpa", False),
+            ("bf16-mixed", "adamw", "sdpa", False),
+            ("32-true", "sgd", "eager", False),
+            ("bf16-true", "adamw", "eager", True),
+            ("bf16-mixed", "sgd", "sdpa", True),
+        ):
+            cases.append(Case(family=family, workload={
+                "task": "training", "precision": precision, "optimizer": optimizer, "attn_implementation": attn,
+                "gradient_checkpointing": ckpt, "batch_size": 2, "seq_len": 512}))
+    cases.append(Case(family="llama", workload={"task": "training", "method": "lora", "precision": "bf16-mixed",
+                                                "batch_size": 2, "seq_len": 512, "lora_targets": "all-linear"}))
+    cases.append(Case(family="qwen2", workload={"task": "training", "method": "lora", "precision": "bf16-true",
+                                                "batch_size": 2, "seq_len": 512, "gradient_checkpointing": True}))
+    return tuple(cases)
+
+
+CASES: tuple[Case, ...] = _cases()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Comparison:
+    case: Case
+    analytic_bytes: int
+    traced_bytes: int
+    analytic_phase: str
+    traced_phase: str
+    traced_breakdown: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def error(self) -> float:
+        return self.analytic_bytes / self.traced_bytes - 1
+
+
+def compare(case: Case) -> Comparison:
+    """Analytic vs traced peak for one case (needs the torch extra)."""
+    from hf_gpu_estimator.memory import estimate_memory
+    from hf_gpu_estimator.sources import inspect_model
+    from hf_gpu_estimator.trace import trace_workload
+    from hf_gpu_estimator.workload import make_workload
+
+    config = dict(FAMILIES[case.family])
+    spec = inspect_model(config)
+    workload = make_workload(**case.workload)
+    analytic = estimate_memory(spec, workload)
+    traced = trace_workload(config, workload)
+    return Comparison(
+        case=case, analytic_bytes=analytic.allocated_peak_bytes - analytic.components.get("workspace", 0),
+        traced_bytes=traced.peak_bytes, analytic_phase=analytic.phase_at_peak, traced_phase=traced.phase_at_peak,
+        traced_breakdown=dict(traced.breakdown_at_peak),
+    )  # fmt: skip
