@@ -1,4 +1,4 @@
-"""Command line: ``hfge estimate | inspect | gpus``. Each command parses, calls the API, renders."""
+"""Command line: ``hfge estimate | inspect | gpus | plan``. Each command parses, calls the API, renders."""
 
 from __future__ import annotations
 
@@ -18,6 +18,13 @@ EPILOG_ESTIMATE = """examples:
   hfge estimate Qwen/Qwen2.5-7B --task training --precision bf16-mixed --num-gpus 8 --strategy zero3 --format json
 """
 
+
+EPILOG_PLAN = """examples:
+  hfge plan meta-llama/Llama-3.1-8B --gpu H100-SXM-80GB --seq-len 1024 --new-tokens 256
+  hfge plan meta-llama/Llama-3.1-70B --gpu A100-80GB-SXM --max-model-len 8192 --format json
+  hfge plan meta-llama/Llama-3.1-8B --cheapest --request-rate 5 --input-tokens 1024 --output-tokens 256 --tpot-ms 50
+  hfge plan Qwen/Qwen2.5-7B --cheapest --task training --method lora --token-budget 2e9 --deadline-hours 24
+"""
 
 class _Parser(argparse.ArgumentParser):
     """argparse that prints one line (and exits 2) on bad arguments."""
@@ -98,7 +105,7 @@ def _workload_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="hfge", description="How much GPU an LLM job needs, before you launch it.",
                      formatter_class=argparse.RawDescriptionHelpFormatter,
-                     epilog="commands: estimate, inspect, gpus. 'hfge COMMAND --help' for examples.\n"
+                     epilog="commands: estimate, inspect, gpus, plan. 'hfge COMMAND --help' for examples.\n"
                             f"Set {DEBUG_ENV}=1 for full tracebacks.")
     from hf_gpu_estimator import __version__
 
@@ -119,12 +126,30 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(ins)
     ins.add_argument("--format", choices=("table", "json"), default="table")
 
+    pl = sub.add_parser("plan", help="what fits on a GPU, vLLM serving capacity, speed, cost; or the cheapest GPU",
+                        epilog=EPILOG_PLAN, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_model_args(pl)
+    _add_workload_args(pl)
+    pl.add_argument("--gpu", help="a GPU from the catalog (hfge gpus); required unless --cheapest")
+    pl.add_argument("--gpu-memory-utilization", type=float, default=0.9, help="vLLM's share of device memory (0.9)")
+    pl.add_argument("--max-model-len", type=_positive_int, help="vLLM context length (default: the model's maximum)")
+    pl.add_argument("--cheapest", action="store_true", help="rank GPU type x count across the catalog by cost")
+    pl.add_argument("--request-rate", type=float, help="requests per second (--cheapest serving)")
+    pl.add_argument("--input-tokens", type=_positive_int, help="mean prompt tokens per request (--cheapest)")
+    pl.add_argument("--output-tokens", type=_positive_int, help="mean generated tokens per request (--cheapest)")
+    pl.add_argument("--tpot-ms", type=float, help="p50 time-per-output-token target in ms (--cheapest)")
+    pl.add_argument("--ttft-ms", type=float, help="p50 time-to-first-token target in ms (--cheapest)")
+    pl.add_argument("--token-budget", type=float, help="training tokens (--cheapest with --task training)")
+    pl.add_argument("--deadline-hours", type=float, help="training deadline (--cheapest with --task training)")
+    pl.add_argument("--format", choices=("table", "json"), default="table")
+
     gpus = sub.add_parser("gpus", help="the GPU catalog",
                           epilog="examples:\n  hfge gpus\n  hfge gpus --vendor amd --min-memory-gib 64",
                           formatter_class=argparse.RawDescriptionHelpFormatter)
     gpus.add_argument("--vendor", help="nvidia, amd, intel or apple")
     gpus.add_argument("--min-memory-gib", type=float, help="only GPUs with at least this much usable memory")
     gpus.add_argument("--format", choices=("table", "json"), default="table")
+    _add_preflight_parser(sub)
     return parser
 
 
@@ -173,7 +198,104 @@ def _run(args: argparse.Namespace) -> int:
         else:
             _emit(_gpu_table(gpus), "table")
         return 0
+    if args.command == "plan":
+        return _run_plan(args)
+    if args.command == "preflight":
+        return _run_preflight(args)
     raise AssertionError(args.command)  # argparse rejects unknown commands
+
+
+def _run_plan(args: argparse.Namespace) -> int:
+    from hf_gpu_estimator import planner
+    from hf_gpu_estimator.errors import ConflictingOptionsError, InvalidArgumentError
+    from hf_gpu_estimator.estimate import workload_from_kwargs
+    from hf_gpu_estimator.hardware import get_gpu
+    from hf_gpu_estimator.sources import inspect_model
+
+    spec = inspect_model(args.model, revision=args.revision, token=args.token)
+    work = workload_from_kwargs(_workload_kwargs(args))
+    if args.cheapest:
+        if work.is_training:
+            if args.token_budget is None:
+                raise InvalidArgumentError("token_budget", None, "a token count (--token-budget 2e9)")
+            result: Any = planner.cheapest_training(spec, work, token_budget=args.token_budget,
+                                                    deadline_hours=args.deadline_hours)
+        else:
+            missing = [f for f in ("request_rate", "input_tokens", "output_tokens") if getattr(args, f) is None]
+            if missing:
+                raise InvalidArgumentError(missing[0], None, "a value: --cheapest serving needs --request-rate, "
+                                                             "--input-tokens and --output-tokens")
+            result = planner.cheapest_serving(spec, work, request_rate_per_s=args.request_rate,
+                                              input_tokens=args.input_tokens, output_tokens=args.output_tokens,
+                                              tpot_ms=args.tpot_ms, ttft_ms=args.ttft_ms,
+                                              gpu_memory_utilization=args.gpu_memory_utilization)
+        _emit(result.to_dict() if args.format == "json" else _cheapest_table(result), args.format)
+        return 0
+    if args.gpu is None:
+        raise ConflictingOptionsError("gpu", None, "is required", fix="pass --gpu NAME, or --cheapest to rank the catalog")
+    result = planner.plan(spec, work, get_gpu(args.gpu), gpu_memory_utilization=args.gpu_memory_utilization,
+                          max_model_len=args.max_model_len)
+    _emit(result.to_dict() if args.format == "json" else _plan_table(result), args.format)
+    return 0
+
+
+def _plan_table(p: Any) -> str:
+    from hf_gpu_estimator.report import _table
+
+    gib = 1 << 30
+    rows: list[tuple[str, str]] = [
+        ("gpu", f"{p.gpu.name} ({p.gpu.usable_memory_bytes / gib:.1f} GiB usable)"),
+        ("fits", f"{'yes' if p.fits else 'no'} ({p.device_total_bytes / gib:.2f} GiB per device)"),
+        ("max batch size", str(p.max_batch_size)),
+        ("max seq len", str(p.max_seq_len)),
+        ("min GPUs", p.min_gpus.description if p.min_gpus else "none tried fits"),
+    ]
+    if p.serving is not None:
+        s = p.serving
+        rows += [("vLLM KV cache", f"{s.kv_cache_tokens:,} tokens ({s.kv_pool_bytes / gib:.1f} GiB, {s.num_blocks:,} blocks)"),
+                 ("max concurrent seqs", f"{s.max_concurrent_sequences} at max_model_len {s.max_model_len:,}"),
+                 ("largest max_model_len", f"{s.largest_max_model_len:,}")]
+    sp = p.speed
+    if sp is not None and hasattr(sp, "tpot_seconds"):
+        rows += [("TTFT", f"{sp.ttft_seconds * 1e3:.1f} ms ({sp.prefill_bound}-bound)"),
+                 ("TPOT", f"{sp.tpot_seconds * 1e3:.2f} ms ({sp.decode_bound}-bound)"),
+                 ("decode", f"{sp.decode_tokens_per_s:,.0f} tokens/s at batch {sp.batch_size}")]
+    elif sp is not None:
+        rows += [("training", f"{sp.tokens_per_s:,.0f} tokens/s, {sp.step_seconds:.2f} s/step")]
+    if p.hourly_usd is not None:
+        cost = f"${p.hourly_usd:.2f}/h"
+        if p.usd_per_million_output_tokens is not None:
+            cost += f", ${p.usd_per_million_output_tokens:.2f} per 1M output tokens"
+        rows.append(("cost", cost))
+    out = _table(rows)
+    if p.notes:
+        out += "\n" + "\n".join(f"note: {n}" for n in p.notes)
+    return out
+
+
+def _cheapest_table(result: Any) -> str:
+    from hf_gpu_estimator.report import _table
+
+    rows = []
+    for o in result.options:
+        d = o.to_dict()
+        if "tpot_ms" in d:
+            rows.append((o.gpu, str(o.num_gpus), f"tp{o.tp}" + (f" pp{o.pp}" if o.pp > 1 else ""), str(o.replicas),
+                         str(o.batch_size), f"{d['tpot_ms']:.1f}", f"{d['ttft_ms']:.0f}", f"${o.hourly_usd:.2f}",
+                         f"${o.usd_per_million_output_tokens:.3f}"))
+        else:
+            rows.append((o.gpu, str(d["num_gpus"]), str(d["strategy"]), f"{d['tokens_per_s']:,.0f}",
+                         f"{o.hours:.1f}", f"${o.hourly_usd:.2f}", f"${o.total_usd:,.0f}"))
+    if rows and len(rows[0]) == 9:
+        header: tuple[str, ...] = ("gpu", "gpus", "split", "replicas", "batch", "TPOT ms", "TTFT ms", "$/hour",
+                                   "$/1M out")
+    else:
+        header = ("gpu", "gpus", "strategy", "tokens/s", "hours", "$/hour", "total $")
+    out = _table(rows, header=header)
+    if result.skipped:
+        out += f"\nskipped {len(result.skipped)} GPU types:"
+        out += "".join(f"\n  {s.gpu}: {s.reason}" for s in result.skipped)
+    return out
 
 
 def _emit(payload: Any, fmt: str) -> None:
@@ -216,6 +338,72 @@ def _gpu_table(gpus: Sequence[Any]) -> str:
                      f"{bf16 / 1e12:.0f} TFLOP/s" if bf16 else "-", price))
     return _table(rows, header=("gpu", "vendor", "memory", "bandwidth", "bf16 dense", "price"))
 
+
+
+# --- preflight (integrations): an accelerate config + a model, checked before `accelerate launch` ---
+
+EPILOG_PREFLIGHT = """examples:
+  hfge preflight --accelerate-config ~/.cache/huggingface/accelerate/default_config.yaml \\
+      meta-llama/Llama-2-7b-hf --batch-size 4 --seq-len 2048 --gpu A100-80GB
+  hfge preflight --accelerate-config fsdp.yaml Qwen/Qwen2.5-7B --device-memory-gib 24 --format json
+
+The config gives the devices, strategy, offload, mixed precision and gradient accumulation;
+a workload flag given explicitly wins over it. Exit status 0: fits, 1: does not fit.
+"""
+
+
+def _add_preflight_parser(sub: Any) -> None:
+    pre = sub.add_parser("preflight", help="will an accelerate-launched training run fit the GPU?",
+                         epilog=EPILOG_PREFLIGHT, formatter_class=argparse.RawDescriptionHelpFormatter)
+    pre.add_argument("--accelerate-config", required=True, metavar="FILE",
+                     help="an `accelerate config` YAML file (distributed_type, num_processes, mixed_precision ...)")
+    _add_model_args(pre)
+    _add_workload_args(pre)
+    pre.set_defaults(task="training")
+    device = pre.add_mutually_exclusive_group()
+    device.add_argument("--gpu", help="the GPU to check against (catalog name); default: the local CUDA device")
+    device.add_argument("--device-memory-gib", type=float, help="the device's memory in GiB")
+    pre.add_argument("--format", choices=("table", "json"), default="table")
+
+
+def _run_preflight(args: argparse.Namespace) -> int:
+    from hf_gpu_estimator.errors import InvalidArgumentError
+    from hf_gpu_estimator.integrations._core import evaluate
+    from hf_gpu_estimator.integrations.accelerate import workload_from_accelerate_config
+    from hf_gpu_estimator.sources import inspect_model
+
+    if args.device_memory_gib is not None and args.device_memory_gib <= 0:
+        raise InvalidArgumentError("--device-memory-gib", args.device_memory_gib, "a number > 0")
+    from_config, notes = workload_from_accelerate_config(args.accelerate_config)
+    flags = _workload_kwargs(args)
+    plain = _Parser(prog="hfge preflight")
+    _add_workload_args(plain)
+    defaults = plain.parse_args([])
+    defaults.task = "training"
+    explicit = {k: v for k, v in flags.items() if v != getattr(defaults, k, None)}
+    kwargs = {**flags, **from_config, **explicit}
+    spec = inspect_model(args.model, revision=args.revision, token=args.token)
+    memory = int(args.device_memory_gib * (1 << 30)) if args.device_memory_gib is not None else None
+    result = evaluate(spec, workload_kwargs=kwargs, gpu=args.gpu, device_memory_bytes=memory, notes=tuple(notes))
+    if result.status == "failed":
+        print(f"hfge: error: {result.error}", file=sys.stderr)
+        return 1
+    if result.status == "skipped":
+        print("hfge: error: no device to compare with: pass --gpu NAME or --device-memory-gib N", file=sys.stderr)
+        return 2
+    if args.format == "json":
+        _emit({
+            "status": result.status, "fits": result.fits, "required_bytes": result.required_bytes,
+            "available_bytes": result.available_bytes, "budget_bytes": result.budget_bytes,
+            "shortfall_bytes": result.shortfall_bytes, "device_source": result.device_source,
+            "workload": result.estimate.workload.to_dict() if result.estimate else None,
+            "suggestions": [{"key": s.key, "title": s.title, "options": dict(s.options),
+                             "device_total_bytes": s.device_total_bytes, "how": s.how} for s in result.suggestions],
+            "message": result.message, "notes": notes,
+        }, "json")  # fmt: skip
+    else:
+        _emit(result.message, "table")
+    return 0 if result.status == "fits" else 1
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -156,3 +156,45 @@ class InvalidGPUEntryError(InvalidArgumentError):
         self.value = None
         self.accepted = problem
         EstimatorError.__init__(self, f"{source}: GPU entry {entry!r}, field {field!r}: {problem}")
+
+
+class PreflightError(EstimatorError, MemoryError):
+    """A preflight check found that the workload will not fit the device (``on_exceed="raise"``).
+
+    Raised before the first training step, so no time is spent on a run that would end in
+    ``torch.OutOfMemoryError``. ``required_bytes`` and ``available_bytes`` are per device.
+    """
+
+    def __init__(self, message: str, *, required_bytes: int | None = None, available_bytes: int | None = None):
+        self.required_bytes = required_bytes
+        self.available_bytes = available_bytes
+        super().__init__(message)
+
+
+class MissingGPUDataError(EstimatorError, LookupError):
+    """A GPU catalog entry lacks a figure a speed or cost estimate needs (peak FLOP/s, link bandwidth, price)."""
+
+    def __init__(self, gpu: str, field: str, *, fix: str):
+        self.gpu = gpu
+        self.field = field
+        super().__init__(f"GPU {gpu!r} has no {field} in the catalog; {fix}")
+
+
+class MissingPriceError(MissingGPUDataError):
+    """A cost was asked for a GPU whose catalog entry has no ``price_per_hour_usd``."""
+
+    def __init__(self, gpu: str):
+        super().__init__(
+            gpu, "price_per_hour_usd",
+            fix=("give a price in a user GPU file (an entry named "
+                 f"{gpu!r} with price_per_hour_usd, price_source and price_date) loaded with HFGE_GPUS_FILE "
+                 "or hardware.register_gpus()"),
+        )
+
+
+class InfeasiblePlanError(EstimatorError, ValueError):
+    """A target cannot be met: a latency below the roofline floor, or a model that fits no GPU count tried."""
+
+    def __init__(self, message: str, *, reasons: Iterable[str] = ()):
+        self.reasons = tuple(reasons)
+        super().__init__(message)

@@ -56,6 +56,28 @@ class Estimate:
         """Device memory left (negative: missing) on ``gpu`` after this workload."""
         return self._gpu(gpu).usable_memory_bytes - self.memory.device_total_bytes
 
+    def max_batch_size(self, gpu: str | GPU | None = None, *, margin: float = DEFAULT_MARGIN) -> int:
+        """The largest per-device batch of this workload that fits ``gpu`` (see :func:`planner.max_batch_size`)."""
+        from hf_gpu_estimator.planner import max_batch_size
+
+        return max_batch_size(self.spec, self.workload, self._gpu(gpu), margin=margin)
+
+    def max_seq_len(self, gpu: str | GPU | None = None, *, margin: float = DEFAULT_MARGIN) -> int:
+        """The longest sequence (training) or prompt (inference) that fits ``gpu`` (see :func:`planner.max_seq_len`)."""
+        from hf_gpu_estimator.planner import max_seq_len
+
+        return max_seq_len(self.spec, self.workload, self._gpu(gpu), margin=margin)
+
+    def min_gpus(self, gpu: str | GPU | None = None, *, margin: float = DEFAULT_MARGIN) -> int:
+        """The fewest GPUs of type ``gpu`` that hold this workload (see :func:`planner.min_gpus` for the split).
+
+        Raises:
+            InfeasiblePlanError: Nothing tried fits.
+        """
+        from hf_gpu_estimator.planner import min_gpus
+
+        return min_gpus(self.spec, self.workload, self._gpu(gpu), margin=margin).num_gpus
+
     def _gpu(self, gpu: str | GPU | None) -> GPU:
         from hf_gpu_estimator.hardware import get_gpu
 

@@ -40,8 +40,13 @@ _ACT_SAVED = {"gelu_new": 4, "gelu_fast": 4, "quick_gelu": 2}
 _ACT_ALIVE = {"gelu_new": 4, "gelu_fast": 4, "quick_gelu": 3}
 
 
-def act_saved(hidden_act: str) -> int:
-    return _ACT_SAVED.get(hidden_act, 1)
+def act_saved_bytes(hidden_act: str, compute_bytes: int, mixed: bool) -> int:
+    """Bytes per MLP-width element an activation saves. Under autocast the Python gelu_new runs
+    ``pow`` in fp32 (an autocast fp32 op), so x**3's input, tanh, 1 + tanh are fp32 and 0.5 * x
+    stays 16-bit: 4 + 4 + 4 + 2 bytes."""
+    if hidden_act in ("gelu_new", "gelu_fast") and mixed:
+        return 14
+    return _ACT_SAVED.get(hidden_act, 1) * compute_bytes
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -127,6 +132,12 @@ def _savers(arch: Architecture, workload: Workload, group: tuple[str, ...]) -> i
         names = ["c_attn", "attn.c_proj", "c_fc", "mlp.c_proj"]
     in_group = [n for n in names if n in group]
     if workload.method == "full":
+        if arch.is_moe and group is _MLP_IN:
+            # The router (not in ``linears``) reads the MoE input; the experts read gathered copies,
+            # counted with the experts. Shared experts read it too.
+            return 1 + len(in_group)
+        if arch.is_moe and group is _MLP_OUT:
+            return 1  # each routed copy's down projection saves its input (per copy, see caller)
         return len(in_group)
     targets = set(workload.lora_targets)
     if "all-linear" in targets:
@@ -188,7 +199,9 @@ def decoder_layer_activations(arch: Architecture, workload: Workload, *, seq_len
         saved += c * a * qk  # q (cast to the compute dtype under autocast)
         saved += c * (a if repeat else k) * qk  # k, repeated to every head for GQA
         saved += c * (a if repeat else k) * vd  # v
-        saved += (4 + c) * a * seq_len  # fp32 softmax (saved by softmax) + its cast (saved by matmul)
+        # fp32 softmax (saved by softmax) + its 16-bit cast (saved by the second matmul; in fp32
+        # the cast is a no-op and the matmul saves the softmax output itself).
+        saved += (4 + (c if c != 4 else 0)) * a * seq_len
         saved += linear_inputs(attn_out, a * vd, already_saved=False)  # transposed, contiguous output
         forward_transient = mask_bytes * a * seq_len + mask_bytes * seq_len  # masked scores; the 4-D mask
     else:
@@ -214,14 +227,16 @@ def decoder_layer_activations(arch: Architecture, workload: Workload, *, seq_len
         inter = arch.moe_intermediate_size or I
         copies = arch.num_experts_per_tok
     # Gated: act saves the gate output, the product saves act(gate) and up; plain: act's tensors.
-    act_tensors = act_saved(arch.hidden_act) + (2 if d.gated else 0)
-    per_mlp = act_tensors * c * inter + linear_inputs(mlp_out, inter, already_saved=False)
+    act_bytes = act_saved_bytes(arch.hidden_act, c, mixed) + (2 * c if d.gated else 0)
+    per_mlp = act_bytes * inter + linear_inputs(mlp_out, inter, already_saved=False)
     mlp = per_mlp * copies
     if arch.is_moe:
-        mlp += c * H * copies  # token copies gathered per expert
+        # Per routed token: the gathered input (saved by the expert's linear) and the expert output
+        # saved by the routing-weight multiply (modeling_mixtral.MixtralExperts.forward).
+        mlp += 2 * c * H * copies
         if arch.num_shared_experts or arch.shared_expert_intermediate_size:
             shared_inter = arch.shared_expert_intermediate_size or inter * max(1, arch.num_shared_experts)
-            mlp += act_tensors * c * shared_inter + linear_inputs(mlp_out, shared_inter,
+            mlp += act_bytes * shared_inter + linear_inputs(mlp_out, shared_inter,
                                                                              already_saved=False)
         mlp += 4 * arch.num_experts  # router logits in fp32 (softmax saved)
     saved += mlp

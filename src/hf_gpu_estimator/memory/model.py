@@ -239,57 +239,70 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
         host += int(_optimizer_bytes(spec, arch, plan, workload)[0] / max(1, p.dp))
 
     layer = decoder_layer_activations(arch, workload, seq_len=S)
-    per_layer_saved = layer.checkpoint if workload.gradient_checkpointing else layer.saved + layer.training_cache
-    A_layers = int(T * per_layer_saved * layers_here * micro_in_flight * (1 if workload.gradient_checkpointing
-                                                                          else shard.activations))
-    # The layer being recomputed (checkpointing) or the last layer's forward extras.
-    A_recompute = int(T * (layer.saved + layer.forward_transient) * shard.activations) \
-        if workload.gradient_checkpointing else 0
+    ckpt = workload.gradient_checkpointing
+    act_share = 1.0 if ckpt else shard.activations
+    per_layer_saved = layer.checkpoint if ckpt else layer.saved + layer.training_cache
+    A_layer = int(T * per_layer_saved * micro_in_flight * act_share)  # one layer's saved tensors
+    A_layers = int(A_layer * layers_here)
+    full_layer = int(T * (layer.saved + layer.training_cache) * shard.activations)
     loss_saved, loss_during, loss_backward = loss_bytes(arch, workload)
     r = 4 if (precision.mixed and workload.method == "full") else c
     final_norm = norm_bytes(arch.hidden_size, r, rms=arch.norm == "rmsnorm") + c * arch.hidden_size
     head = int(T * (final_norm + loss_during) * shard.activations)
+    head_backward = int(T * (final_norm + loss_backward) * shard.activations)
     embeddings = T * r * arch.hidden_size  # the embedding output stays alive (read by layer 0's norm)
     if arch.embedding_dropout:
         embeddings += T * arch.hidden_size  # dropout's bool mask
+    layer_bw = int(T * layer.backward_transient * shard.activations)
 
-    # Under autocast every fp32 weight that a matmul reads is cast once and the 16-bit copy is
-    # cached until autocast exits (and saved by F.linear until backward): linear and lm_head weights.
-    autocast_copies = 0
+    # Under autocast every fp32 weight a matmul reads is cast once and the 16-bit copy cached until
+    # autocast exits; F.linear also saves it for backward (without checkpointing), so the copies
+    # live until each layer's backward. With checkpointing they die at autocast exit and each
+    # recomputed layer casts its own again.
+    counts = spec.parameters.by_role
+    layer_linear = sum(counts.get(k, 0) for k in ("attention", "mlp", "experts", "router")) / arch.num_layers
+    head_linear = counts.get("lm_head", 0) or (counts.get("embedding", 0) if arch.tie_word_embeddings else 0)
+    copies_layer = copies_head = 0
     if precision.mixed and workload.method == "full":
-        linear_params = sum(spec.parameters.by_role.get(k, 0) for k in ("attention", "mlp", "experts", "router"))
-        linear_params += spec.parameters.lm_head or (spec.parameters.embedding if arch.tie_word_embeddings else 0)
-        autocast_copies = int(linear_params * c * shard.weights)
-    grad_accum_resident = G if workload.gradient_accumulation_steps > 1 else 0
+        copies_layer = int(layer_linear * c * shard.weights * arch.num_layers / max(1, layers_here)) \
+            if layers_here else 0
+        copies_head = int(head_linear * c * shard.weights)
+    copies_all = int(copies_layer * layers_here) + copies_head
+
+    # Gradients appear as backward walks down: lm_head (and a tied embedding) first, each layer's
+    # as its backward ends, untied embeddings last.
+    trainable_full = workload.method == "full"
+    tied = arch.tie_word_embeddings
+    G_head = int(((counts.get("lm_head", 0) + (counts.get("embedding", 0) if tied else 0)) if trainable_full else 0)
+                 * tb * shard.grads)
+    G_emb = int((counts.get("embedding", 0) if trainable_full and not tied else 0) * tb * shard.grads)
+    G_layer = int((G - G_head - G_emb) / max(1, layers_here)) if layers_here else 0
+    G_res = G if workload.gradient_accumulation_steps > 1 else 0
+    recompute = full_layer + layer_bw + copies_layer if ckpt else layer_bw
+    live_copies = 0 if ckpt else copies_all
     dequant = _dequant_transient(arch, plan)
     ws = _workspace(workload)
 
-    forward = Moment(phase="forward (loss)", components={
-        "weights": W + autocast_copies, "optimizer_states": S_opt, "gradients": grad_accum_resident,
-        "activations": A_layers + embeddings, "transient": head + A_recompute * 0 + dequant, "workspace": ws})
-    lm_head_grad = int(((spec.parameters.lm_head or 0) if workload.method == "full" else 0) * tb * shard.grads)
-    backward_start = Moment(phase="backward (start)", components={
-        "weights": W + autocast_copies, "optimizer_states": S_opt,
-        "gradients": max(grad_accum_resident, lm_head_grad),
-        "activations": A_layers + embeddings,
-        "transient": int(T * (final_norm + loss_saved + loss_backward - loss_saved) * shard.activations) + dequant,
-        "workspace": ws})
-    # Inside the backward of a layer: its recomputed activations (checkpointing), its gradient
-    # buffers; the gradients of the layers above are allocated, the activations below still saved.
-    layer_bw = int(T * layer.backward_transient * shard.activations) + A_recompute + dequant
-    backward_end = Moment(phase="backward (end)", components={
-        "weights": W, "optimizer_states": S_opt, "gradients": G,
-        "activations": embeddings if workload.gradient_checkpointing else 0,
-        "transient": layer_bw, "workspace": ws})
-    mid_layers = int(layers_here * 0.5)
-    backward_mid = Moment(phase="backward (layers)", components={
-        "weights": W + autocast_copies // 2, "optimizer_states": S_opt, "gradients": max(G // 2, grad_accum_resident),
-        "activations": A_layers // 2 + embeddings, "transient": layer_bw, "workspace": ws})
-    del mid_layers
-    step = Moment(phase="optimizer step", components={
-        "weights": W, "optimizer_states": S_opt, "gradients": G, "transient": opt_temp, "workspace": ws})
-    moments = [forward, backward_start, backward_mid, backward_end, step]
+    # DistributedDataParallel's reducer allocates flat bucket tensors holding a copy of every
+    # gradient at construction (gradient_as_bucket_view=False by default): resident throughout.
+    bucket = int(trainable * tb) if p.strategy == "ddp" else 0
 
+    def moment(phase: str, *, weights: int, grads: int, acts: int, transient: int) -> Moment:
+        return Moment(phase=phase, components={
+            "weights": weights, "optimizer_states": S_opt, "gradients": grads + bucket, "activations": acts,
+            "transient": transient, "workspace": ws})
+
+    moments = [
+        moment("forward (loss)", weights=W + copies_all, grads=G_res, acts=A_layers + embeddings,
+               transient=head + dequant),
+        moment("backward (loss)", weights=W + live_copies, grads=G_res, acts=A_layers + embeddings,
+               transient=head_backward + dequant),
+        moment("backward (top layer)", weights=W + (live_copies - copies_head if not ckpt else 0),
+               grads=max(G_res, G_head + G_layer), acts=A_layers + embeddings, transient=recompute + dequant),
+        moment("backward (first layer)", weights=W + (copies_layer if not ckpt else 0),
+               grads=max(G_res, G - G_emb - G_layer), acts=A_layer + embeddings, transient=recompute + dequant),
+        moment("optimizer step", weights=W, grads=G, acts=0, transient=opt_temp),
+    ]
     terms = [
         Term(component="weights", name="weights", bytes=W, formula=plan.formula + _shard_note(shard.weights)),
         Term(component="gradients", name="gradients", bytes=G,
@@ -304,24 +317,20 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
         Term(component="workspace", name="cuBLAS workspace", bytes=ws,
              formula="32 MiB cuBLAS + 1 MiB cuBLASLt per stream (Hopper+), via the caching allocator"),
     ]
-    if autocast_copies:
-        terms.append(Term(component="weights", name="autocast 16-bit weight copies", bytes=autocast_copies,
-                          formula="linear weights x 2 B, cached by autocast and saved by F.linear until backward"))
-    if layer.training_cache and not workload.gradient_checkpointing:
+    if copies_all:
+        terms.append(Term(component="weights", name="autocast 16-bit weight copies", bytes=copies_all,
+                          formula="linear weights x 2 B, cached by autocast (and saved by F.linear until backward "
+                                  "without checkpointing)"))
+    if layer.training_cache and not ckpt:
         terms.append(Term(component="activations", name="DynamicCache built by the training forward",
                           bytes=int(T * layer.training_cache * layers_here),
-                          formula="use_cache=True (config default) keeps a k/v copy per layer"))
-        assumptions.append("training forward without gradient checkpointing builds a DynamicCache (use_cache=True "
-                           "from the config), as model(input_ids, labels=...) does; pass use_cache=False to save it")
+                          formula="use_cache=True (config default): k/v copies not otherwise saved"))
     if opt_temp:
         terms.append(Term(component="transient", name="optimizer step temporaries", bytes=opt_temp,
                           formula="foreach AdamW: sqrt(exp_avg_sq) for every parameter (torch.optim.adam)"))
-    if p.strategy == "ddp":
-        bucket = int(trainable * tb)
+    if bucket:
         terms.append(Term(component="gradients", name="DDP gradient buckets", bytes=bucket,
                           formula="DistributedDataParallel(gradient_as_bucket_view=False) keeps a flat copy"))
-        for m in moments[1:]:
-            object.__setattr__(m, "components", {**m.components, "gradients": m.components["gradients"] + bucket})
         assumptions.append("DDP default gradient_as_bucket_view=False: the reducer's buckets copy every gradient")
     assumptions.append(f"training step: loss = model(input_ids, labels=input_ids).loss; backward; "
                        f"{workload.optimizer.name}.step(); zero_grad(set_to_none=True); steady state (step >= 2)")

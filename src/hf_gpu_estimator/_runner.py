@@ -1,0 +1,518 @@
+"""Build a transformers model from a config and drive a workload's phases (shared by trace and measure).
+
+Both the exact-mode tracer (:mod:`hf_gpu_estimator.trace`, fake tensors) and the measurement
+runner (:mod:`hf_gpu_estimator.measure`, a real device) build the model and run the phases
+through this module, so the two see the same code path: the same model class, the same
+generate-like inference loop and the same training step. The caller observes the phases
+through a :class:`PhaseHooks` object.
+
+torch and transformers are imported inside the functions: ``import hf_gpu_estimator`` must
+not import them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from hf_gpu_estimator.errors import MissingDependencyError, TraceError
+from hf_gpu_estimator.workload import Workload
+
+if TYPE_CHECKING:
+    import torch
+
+#: Optimizers the runner builds (the workload's name → how). Others (8-bit, paged, lion) need
+#: bitsandbytes or extra packages; the analytic model covers them.
+SUPPORTED_OPTIMIZERS: tuple[str, ...] = ("adamw", "adam", "sgd", "sgd-momentum", "adafactor")
+
+#: Learning rate of every optimizer the runner builds: its value changes no memory.
+_LR = 1e-5
+
+#: Standard deviation of the random weights in measure mode (GPT-2/Llama initializer_range).
+_INIT_STD = 0.02
+
+QLORA_FALLBACK = "qlora base traced as bf16; 4-bit weights from the analytic model"
+
+
+class PhaseHooks(Protocol):
+    """How a caller observes the phases the runner drives."""
+
+    def phase(self, name: str) -> contextlib.AbstractContextManager[None]:
+        """Wrap one phase (``"prefill"``, ``"decode"``, ``"forward@1"`` ...)."""
+
+    def setup(self, name: str) -> contextlib.AbstractContextManager[None]:
+        """Wrap work that prepares a phase but is not one (its peak must not count)."""
+
+
+@dataclass(kw_only=True)
+class BuiltModel:
+    """A model ready to run, with what the build had to approximate."""
+
+    model: Any  # torch.nn.Module (a peft PeftModel for LoRA)
+    weight_dtype: str
+    fallbacks: list[str] = field(default_factory=list)
+
+
+def require_torch_stack(feature: str) -> None:
+    """Raise :class:`MissingDependencyError` unless torch and transformers import."""
+    for package in ("torch", "transformers"):
+        try:
+            __import__(package)
+        except ImportError as e:
+            raise MissingDependencyError(package, "trace", feature) from e
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    """The torch dtype for a canonical dtype name ('bfloat16' → torch.bfloat16)."""
+    import torch
+
+    dtype = getattr(torch, name, None)
+    if not isinstance(dtype, torch.dtype):
+        raise TraceError(f"unknown torch dtype {name!r}")
+    return dtype
+
+
+def weight_dtype(config: Mapping[str, Any], workload: Workload) -> str:
+    """The dtype the model's weights are built in.
+
+    Inference: ``workload.dtype``, else the config's ``dtype``/``torch_dtype``, else float32
+    (what ``from_config`` gives without a dtype). Training: the precision's parameter dtype
+    (Lightning: ``bf16-mixed`` keeps float32 weights, ``bf16-true`` bfloat16 ones); the frozen
+    base of LoRA takes ``workload.dtype`` when given.
+    """
+    from hf_gpu_estimator.workload import normalize_dtype
+
+    if workload.is_training:
+        if workload.method != "full":
+            # The frozen base of LoRA is loaded in the compute dtype (from_pretrained(dtype=bf16)),
+            # as the analytic model assumes (memory/weights.py plan_weights).
+            return workload.dtype or workload.precision.compute_dtype
+        return workload.precision.param_dtype
+    if workload.dtype is not None:
+        return workload.dtype
+    stored = config.get("dtype") or config.get("torch_dtype")
+    if stored is None or stored == "auto":
+        return "float32"
+    return normalize_dtype("config dtype", stored)
+
+
+def compute_dtype(workload: Workload, weights: str) -> str:
+    """The dtype activations are computed in: the precision's for training, the weights' otherwise."""
+    return workload.precision.compute_dtype if workload.is_training else weights
+
+
+def make_config(config: Mapping[str, Any]) -> Any:
+    """A transformers ``PretrainedConfig`` from a config.json mapping (never remote code)."""
+    import transformers
+
+    model_type = config.get("model_type")
+    if not isinstance(model_type, str) or not model_type:
+        raise TraceError("config has no 'model_type': exact mode needs a transformers config.json")
+    values = {k: v for k, v in config.items() if k != "model_type" and not k.startswith("_")}
+    # Values that describe the checkpoint, not the architecture: quantization is applied by
+    # the workload, remote code is never run, and the dtype is chosen by weight_dtype().
+    for key in ("quantization_config", "auto_map", "dtype", "torch_dtype"):
+        values.pop(key, None)
+    try:
+        return transformers.AutoConfig.for_model(model_type, **values)
+    except (ValueError, KeyError) as e:
+        raise TraceError(
+            f"transformers {transformers.__version__} has no architecture for model_type {model_type!r} "
+            "(exact mode never runs remote code; use the analytic estimate)"
+        ) from e
+
+
+@contextlib.contextmanager
+def _skip_init() -> Iterator[None]:
+    """Skip weight initialization: it dominates build time on 7B models and memory ignores it."""
+    try:
+        from transformers.initialization import no_init_weights  # transformers >= 5
+    except ImportError:  # pragma: no cover - older transformers
+        from transformers.modeling_utils import no_init_weights  # type: ignore[attr-defined,no-redef]
+    with no_init_weights():
+        yield
+
+
+def build_model(
+    config: Mapping[str, Any],
+    workload: Workload,
+    *,
+    device: str | torch.device,
+    init: str = "skip",
+    fake_mode: Any = None,
+) -> BuiltModel:
+    """Build the transformers causal-LM for ``config`` as ``workload`` runs it.
+
+    Args:
+        config: a config.json mapping with ``model_type``.
+        workload: the run; decides the weight dtype, attention implementation and LoRA.
+        device: where the tensors live ("cuda", "cpu"; fake in trace mode).
+        init: "skip" (no initializer runs: values are garbage, memory is the same),
+            "random" (skip, then fill every floating parameter with N(0, 0.02) on the device,
+            so measure mode computes on finite numbers) or "default" (transformers' own
+            initializers, for the naive benchmark).
+        fake_mode: a ``FakeTensorMode`` to build under (trace), or None (measure).
+
+    Raises:
+        TraceError: unknown architecture, or a build failure.
+    """
+    import torch
+    import transformers
+
+    base = build_base_model(config, workload, device=device, init=init, fake_mode=fake_mode)
+    with fake_mode if fake_mode is not None else contextlib.nullcontext():
+        apply_method(base, workload)
+    del torch, transformers
+    return base
+
+
+def build_base_model(
+    config: Mapping[str, Any],
+    workload: Workload,
+    *,
+    device: str | torch.device,
+    init: str = "skip",
+    fake_mode: Any = None,
+) -> BuiltModel:
+    """The plain transformers model (no LoRA), see :func:`build_model`."""
+    import torch
+    import transformers
+
+    cfg = make_config(config)
+    fallbacks: list[str] = []
+    dtype_name = weight_dtype(config, workload)
+    if workload.method == "qlora":
+        # bitsandbytes 4-bit layers run neither on CPU nor on fake tensors: the frozen base is
+        # traced in bf16 and the analytic model supplies the 4-bit weight bytes.
+        dtype_name = "bfloat16"
+        fallbacks.append(QLORA_FALLBACK)
+    attn = workload.attn_implementation
+    if attn == "flash_attention_2":
+        # The flash-attn package is CUDA-only and absent on fake tensors. SDPA's flash backend
+        # runs the same FlashAttention-2 kernels with the same memory (output + fp32 logsumexp);
+        # the runner routes SDPA to it (see trace._sdpa_backend).
+        attn = "sdpa"
+        fallbacks.append("flash_attention_2 traced as sdpa with the flash backend (same kernels)")
+    contexts: list[contextlib.AbstractContextManager[Any]] = []
+    if fake_mode is not None:
+        contexts.append(fake_mode)
+    contexts.append(torch.device(device))
+    if init in ("skip", "random"):
+        contexts.append(_skip_init())
+    try:
+        with contextlib.ExitStack() as stack:
+            for ctx in contexts:
+                stack.enter_context(ctx)
+            # "sdpa" is transformers' default: pass None so that, like from_pretrained without
+            # the argument, a model class without SDPA support (gemma2) falls back to eager.
+            model = transformers.AutoModelForCausalLM.from_config(
+                cfg, attn_implementation=None if attn == "sdpa" else attn, dtype=torch_dtype(dtype_name)
+            )
+    except ValueError as e:
+        if "Unrecognized configuration class" in str(e) or "not supported" in str(e):
+            raise TraceError(f"model_type {cfg.model_type!r} has no causal-LM class in transformers: {e}") from e
+        raise TraceError(f"could not build {cfg.model_type!r} from its config: {e}") from e
+    if init in ("skip", "random"):
+        # transformers 5 ties input/output embeddings inside its init path, which no_init_weights
+        # skips: tie explicitly, or a tied model is traced with a second (untied) lm_head.
+        with contextlib.ExitStack() as stack:
+            if fake_mode is not None:
+                stack.enter_context(fake_mode)
+            model.tie_weights()
+    used = getattr(model.config, "_attn_implementation", attn)
+    if used != attn:
+        fallbacks.append(f"{cfg.model_type} has no {attn} attention in transformers {transformers.__version__}: "
+                         f"runs {used} (transformers' own default)")
+    if init == "random":
+        with torch.no_grad():
+            for p in model.parameters():
+                if p.is_floating_point():
+                    p.normal_(0.0, _INIT_STD)
+    return BuiltModel(model=model, weight_dtype=dtype_name, fallbacks=fallbacks)
+
+
+def apply_method(built: BuiltModel, workload: Workload) -> None:
+    """Freeze the base and add LoRA adapters (peft) for ``lora``/``qlora``; no-op for ``full``."""
+    if not workload.is_training or workload.method == "full":
+        return
+    try:
+        import peft
+    except ImportError as e:
+        raise MissingDependencyError("peft", "trace", "tracing LoRA") from e
+    targets: str | list[str] = list(workload.lora_targets)
+    if targets == ["all-linear"]:
+        targets = "all-linear"
+    lora = peft.LoraConfig(
+        r=workload.lora_rank,
+        lora_alpha=workload.lora_alpha,
+        target_modules=targets,
+        lora_dropout=0.0,
+        task_type="CAUSAL_LM",
+    )
+    try:
+        built.model = peft.get_peft_model(built.model, lora)
+    except ValueError as e:
+        raise TraceError(f"peft could not add LoRA to {workload.lora_targets}: {e}") from e
+    if not workload.precision.mixed:
+        # Lightning's *-true precisions cast the whole module (adapters included) to the
+        # parameter dtype; under mixed precision peft keeps the adapters in float32.
+        import torch
+
+        built.model.to(torch_dtype(workload.precision.param_dtype))
+
+
+def make_optimizer(params: list[Any], workload: Workload) -> Any:
+    """The torch optimizer for ``workload.optimizer`` over ``params``.
+
+    AdamW/Adam use ``foreach=True`` explicitly: PyTorch's default on CUDA, while on fake or CPU
+    tensors the automatic choice falls back to the per-parameter loop, whose temporaries differ.
+
+    Raises:
+        TraceError: the optimizer needs a package the runner does not use (bitsandbytes, lion).
+    """
+    import torch
+
+    name = workload.optimizer.name
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=_LR, foreach=True)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=_LR, foreach=True)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=_LR, momentum=0.0, foreach=True)
+    if name == "sgd-momentum":
+        return torch.optim.SGD(params, lr=_LR, momentum=0.9, foreach=True)
+    if name == "adafactor":
+        from transformers.optimization import Adafactor
+
+        # Trainer's defaults for optim="adafactor" (scale_parameter=False, relative_step=False).
+        return Adafactor(params, lr=_LR, scale_parameter=False, relative_step=False, warmup_init=False)
+    raise TraceError(
+        f"optimizer {name!r} is not run in exact mode/measure (needs bitsandbytes or an extra package); "
+        f"supported: {', '.join(SUPPORTED_OPTIMIZERS)}; the analytic estimate covers it"
+    )
+
+
+def _cache_kwarg(model: Any) -> str:
+    """transformers >= 5.2x renamed ``past_key_values`` to ``cache`` (old name deprecated)."""
+    forward = getattr(model, "forward", None)
+    try:
+        params = inspect.signature(forward).parameters if forward is not None else {}
+    except (TypeError, ValueError):
+        params = {}
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def new_cache(model: Any) -> Any:
+    """The cache ``generate`` builds by default: ``DynamicCache(config=<text config>)``."""
+    from transformers import DynamicCache
+
+    config = model.config
+    get_text = getattr(config, "get_text_config", None)
+    text_config = get_text(decoder=True) if get_text is not None else config
+    try:
+        return DynamicCache(config=text_config)
+    except TypeError:  # pragma: no cover - older DynamicCache without config
+        return DynamicCache()
+
+
+def _greedy_next(logits: Any) -> Any:
+    # generate: outputs.logits[:, -1].to(copy=True, dtype=float32), then argmax for greedy.
+    import torch
+
+    next_logits = logits[:, -1, :].to(copy=True, dtype=torch.float32)
+    return torch.argmax(next_logits, dim=-1, keepdim=True)
+
+
+def random_ids(vocab_size: int, batch: int, seq: int, device: Any) -> Any:
+    """Token ids (int64, like a tokenizer's) of shape [batch, seq]."""
+    import torch
+
+    return torch.randint(0, vocab_size, (batch, seq), device=device, dtype=torch.long)
+
+
+def vocab_size(model: Any) -> int:
+    config = model.config
+    get_text = getattr(config, "get_text_config", None)
+    text_config = get_text(decoder=True) if get_text is not None else config
+    return int(text_config.vocab_size)
+
+
+def run_inference(
+    model: Any,
+    workload: Workload,
+    hooks: PhaseHooks,
+    *,
+    device: Any,
+    real_decode: bool,
+    on_decode_step: Callable[[int], None] | None = None,
+) -> Any:
+    """Greedy generation as ``model.generate`` runs it: prefill, then one token per step.
+
+    Each forward passes ``use_cache=True``, ``logits_to_keep=1`` (generate sets it when the
+    model supports it) and a ``DynamicCache(config=...)`` (generate's default cache), and takes
+    ``logits[:, -1].to(copy=True, dtype=float32)`` then argmax, as generate's greedy loop does.
+
+    Returns the cache (for its size).
+
+    Phases:
+        ``"prefill"``: the forward over the ``seq_len`` prompt tokens (cache filled to seq_len).
+        ``"decode"``: with ``real_decode`` (measure), all ``new_tokens - 1`` decode steps that
+            follow the prefill (the prefill itself yields the first new token). Without it
+            (trace), the *last* decode step only, the one with the largest cache: under
+            ``hooks.setup("decode_cache")`` the cache is filled by one prefill of
+            ``seq_len + new_tokens - 2`` tokens, whose outputs are dropped, then one
+            ``[batch, 1]`` step runs under ``hooks.phase("decode")``, growing the cache to
+            ``seq_len + new_tokens - 1`` entries. That is the step generate runs to produce
+            token ``new_tokens``; the cache's memory equals the one real decoding builds.
+    """
+    import torch
+
+    model.eval()
+    key = _cache_kwarg(model)
+    batch, seq, new = workload.batch_size, workload.seq_len, workload.new_tokens
+    vocab = vocab_size(model)
+    with torch.no_grad():
+        ids = random_ids(vocab, batch, seq, device)
+        cache = new_cache(model)
+        with hooks.phase("prefill"):
+            out = model(input_ids=ids, use_cache=True, logits_to_keep=1, **{key: cache})
+            token = _greedy_next(out.logits)
+            del out
+        del ids
+        if new <= 1:
+            return cache
+        if real_decode:
+            with hooks.phase("decode"):
+                for step in range(new - 1):
+                    out = model(input_ids=token, use_cache=True, logits_to_keep=1, **{key: cache})
+                    token = _greedy_next(out.logits)
+                    del out
+                    if on_decode_step is not None:
+                        on_decode_step(step)
+            return cache
+        del cache, token
+        with hooks.setup("decode_cache"):
+            cache = new_cache(model)
+            ids = random_ids(vocab, batch, seq + new - 2, device)
+            out = model(input_ids=ids, use_cache=True, logits_to_keep=1, **{key: cache})
+            token = _greedy_next(out.logits)
+            del out, ids
+        with hooks.phase("decode"):
+            out = model(input_ids=token, use_cache=True, logits_to_keep=1, **{key: cache})
+            token = _greedy_next(out.logits)
+            del out
+    return cache
+
+
+def prepare_training(
+    model: Any, workload: Workload, *, checkpoint_context_fn: Callable[[], Any] | None = None
+) -> tuple[Any, list[Any]]:
+    """``model.train()``, gradient checkpointing, and the optimizer over the trainable params.
+
+    Gradient checkpointing: ``model.gradient_checkpointing_enable()`` with transformers'
+    defaults: in transformers 5, ``{"use_reentrant": False}``, and it calls
+    ``enable_input_require_grads()`` for input_ids models (as Trainer/peft do for LoRA).
+    ``checkpoint_context_fn`` is passed to ``torch.utils.checkpoint`` as ``context_fn`` (the
+    tracer re-enters its torch-function mode during recomputation, which the autograd engine
+    does not propagate); it changes no memory.
+    """
+    model.train()
+    if workload.gradient_checkpointing:
+        # transformers >= 5.2x renamed it activation_checkpointing_enable (old name deprecated).
+        enable = getattr(model, "activation_checkpointing_enable", None)
+        if enable is not None and checkpoint_context_fn is not None:
+            enable({"use_reentrant": False, "context_fn": checkpoint_context_fn})
+        elif enable is not None:
+            enable()
+        elif checkpoint_context_fn is not None:
+            model.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={"use_reentrant": False, "context_fn": checkpoint_context_fn}
+            )
+        else:
+            model.gradient_checkpointing_enable()
+        if workload.method != "full" and hasattr(model, "enable_input_require_grads"):
+            model.enable_input_require_grads()
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise TraceError("the model has no trainable parameters for this workload")
+    return make_optimizer(params, workload), params
+
+
+def run_training(
+    model: Any,
+    optimizer: Any,
+    workload: Workload,
+    hooks: PhaseHooks,
+    *,
+    device: Any,
+    steps: int = 2,
+    on_micro_step: Callable[[], None] | None = None,
+    amp_context: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
+) -> Any:
+    """``steps`` optimizer steps, as Lightning's automatic optimization runs them.
+
+    Each micro-step: forward + loss under ``torch.autocast(device_type, compute_dtype)`` when the
+    precision is mixed (Lightning wraps exactly forward and loss), loss =
+    ``model(input_ids=ids, labels=ids).loss`` (transformers upcasts the logits to float32 in its
+    loss), ``loss.backward()`` outside autocast. After ``gradient_accumulation_steps``
+    micro-steps: ``optimizer.step()`` then ``optimizer.zero_grad(set_to_none=True)``.
+
+    Phases: ``"forward@{step}"``, ``"backward@{step}"``, ``"optimizer_step@{step}"`` for steps
+    1..``steps``; with accumulation, ``"forward@{step}.{micro}"`` and ``"backward@{step}.{micro}"``.
+
+    ``amp_context`` replaces ``torch.autocast`` around forward+loss (the tracer's emulation of
+    CUDA autocast on CPU-only torch builds).
+
+    Returns:
+        The last loss tensor (detached).
+    """
+    import torch
+
+    device_type = torch.device(device).type
+    autocast = workload.precision.mixed
+    amp_dtype = torch_dtype(workload.precision.compute_dtype)
+    accumulation = workload.gradient_accumulation_steps
+    ids = random_ids(vocab_size(model), workload.batch_size, workload.seq_len, device)
+    loss_value = None
+    for step in range(1, steps + 1):
+        for micro in range(1, accumulation + 1):
+            suffix = f"@{step}" if accumulation == 1 else f"@{step}.{micro}"
+            if on_micro_step is not None:
+                on_micro_step()
+            with hooks.phase("forward" + suffix):
+                if not autocast:
+                    ctx: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+                elif amp_context is not None:
+                    ctx = amp_context()
+                else:
+                    ctx = torch.autocast(device_type, dtype=amp_dtype)
+                with ctx:
+                    loss = model(input_ids=ids, labels=ids).loss
+                if accumulation > 1:
+                    loss = loss / accumulation
+            with hooks.phase("backward" + suffix):
+                loss.backward()
+            loss_value = loss.detach()
+            del loss
+        with hooks.phase(f"optimizer_step@{step}"):
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+    return loss_value
+
+
+def reset_model(model: Any, workload: Workload) -> None:
+    """Undo what a training run changed, so a cached base model can be traced again."""
+    if workload.gradient_checkpointing:
+        disable = getattr(model, "activation_checkpointing_disable", None) or model.gradient_checkpointing_disable
+        disable()
+        if hasattr(model, "disable_input_require_grads"):
+            try:
+                model.disable_input_require_grads()
+            except AttributeError:  # the hook was never registered
+                pass
+    for p in model.parameters():
+        p.grad = None
+    model.eval()

@@ -1,0 +1,263 @@
+"""planner.py: fit searches, min GPUs, vLLM serving capacity, cheapest plans, fleet, and the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from hf_gpu_estimator.cli import main
+from hf_gpu_estimator.errors import InfeasiblePlanError
+from hf_gpu_estimator.estimate import estimate
+from hf_gpu_estimator.hardware import get_gpu
+from hf_gpu_estimator.memory import estimate_memory
+from hf_gpu_estimator.memory.overhead import CUDA_CONTEXT_BYTES
+from hf_gpu_estimator.planner import (
+    RequestBucket,
+    cheapest_serving,
+    cheapest_training,
+    heterogeneous_serving,
+    max_batch_size,
+    max_seq_len,
+    min_gpus,
+    plan,
+    plan_fleet,
+    serving_capacity,
+    vllm_batch_defaults,
+)
+from hf_gpu_estimator.sources.catalog import lookup
+from hf_gpu_estimator.workload import make_workload
+
+PRICED = ["L4", "A10", "L40S", "A100-80GB-SXM", "H100-SXM-80GB"]
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+
+
+def _usable(gpu_name: str, margin: float = 0.05) -> float:
+    return get_gpu(gpu_name).usable_memory_bytes * (1 - margin)
+
+
+@pytest.mark.parametrize("task", ["inference", "training"])
+def test_max_batch_size_is_the_boundary(task: str) -> None:
+    spec, gpu = lookup("Qwen/Qwen2.5-0.5B"), get_gpu("RTX-4090")
+    work = make_workload(task=task, seq_len=1024)
+    b = max_batch_size(spec, work, gpu)
+    assert b >= 1
+    assert estimate_memory(spec, work.with_(batch_size=b)).device_total_bytes <= _usable("RTX-4090")
+    assert estimate_memory(spec, work.with_(batch_size=b + 1)).device_total_bytes > _usable("RTX-4090")
+
+
+def test_max_batch_size_zero_when_weights_do_not_fit() -> None:
+    assert max_batch_size(lookup("meta-llama/Llama-3.1-70B"), make_workload(), get_gpu("RTX-4090")) == 0
+
+
+def test_max_seq_len_capped_by_positions() -> None:
+    spec = lookup("openai-community/gpt2")  # 1024 positions
+    work = make_workload(seq_len=16, new_tokens=24)
+    assert max_seq_len(spec, work, get_gpu("H100-SXM-80GB")) == 1024 - 24
+
+
+def test_max_seq_len_is_the_boundary() -> None:
+    spec, gpu = lookup("meta-llama/Llama-3.1-8B"), get_gpu("RTX-4090")
+    work = make_workload(task="training", method="qlora", batch_size=1, gradient_checkpointing=True)
+    s = max_seq_len(spec, work, gpu)
+    assert 1 < s < spec.architecture.max_position_embeddings
+    assert estimate_memory(spec, work.with_(seq_len=s)).device_total_bytes <= _usable("RTX-4090")
+    assert estimate_memory(spec, work.with_(seq_len=s + 1)).device_total_bytes > _usable("RTX-4090")
+
+
+def test_min_gpus_inference_uses_tensor_parallel() -> None:
+    spec = lookup("meta-llama/Llama-3.1-70B")
+    par = min_gpus(spec, make_workload(seq_len=1024, new_tokens=256), get_gpu("A100-80GB-SXM"))
+    assert (par.num_gpus, par.tp, par.pp) == (2, 2, 1)
+    assert "tensor parallel 2" in par.description
+
+
+def test_min_gpus_training_escalates_strategy() -> None:
+    spec = lookup("meta-llama/Llama-3.1-8B")
+    work = make_workload(task="training", batch_size=1, seq_len=2048, gradient_checkpointing=True)
+    par = min_gpus(spec, work, get_gpu("A100-80GB-SXM"))
+    assert par.num_gpus > 1 and par.strategy in ("zero2", "zero3")
+    assert par.device_total_bytes <= _usable("A100-80GB-SXM")
+
+
+def test_min_gpus_infeasible_says_why() -> None:
+    # Llama-3.1-405B in fp32 (1.6 TB) on 10 GB GPUs: at most tp 8 x pp 16 = 128 GPUs, 1.28 TB.
+    with pytest.raises(InfeasiblePlanError, match="does not fit") as info:
+        min_gpus(lookup("meta-llama/Llama-3.1-405B"), make_workload(dtype="float32"), get_gpu("RTX-3080-10GB"))
+    assert "tensor parallel 8 x pipeline parallel 16" in str(info.value)
+
+
+def test_vllm_batch_defaults() -> None:
+    assert vllm_batch_defaults(get_gpu("H100-SXM-80GB")) == (8192, 1024)
+    assert vllm_batch_defaults(get_gpu("A100-80GB-SXM")) == (2048, 256)  # A100 excluded (vLLM PR #17885)
+    assert vllm_batch_defaults(get_gpu("L4")) == (2048, 256)
+
+
+def test_serving_capacity_formula() -> None:
+    spec, gpu = lookup("meta-llama/Llama-3.1-8B"), get_gpu("H100-SXM-80GB")
+    cap = serving_capacity(spec, make_workload(), gpu, max_model_len=8192)
+    arch = spec.architecture
+    per_token = 2 * arch.num_key_value_heads * arch.head_dim * 2 * arch.num_layers  # bf16 K and V
+    assert cap.kv_bytes_per_token == per_token == 131072
+    expected_pool = int(gpu.usable_memory_bytes * 0.9 - cap.profile_peak_bytes - CUDA_CONTEXT_BYTES)
+    assert cap.kv_pool_bytes == expected_pool
+    assert cap.num_blocks == expected_pool // (16 * per_token)
+    assert cap.kv_cache_tokens == cap.num_blocks * 16
+    assert cap.max_concurrent_sequences == cap.num_blocks // (8192 // 16)
+    # Weights 16.06 GB; the pool is what is left of 0.9 x 79.6 GiB: ~54-56 GiB -> ~450k tokens.
+    assert 400_000 < cap.kv_cache_tokens < 480_000
+    assert cap.fits and cap.largest_max_model_len == 131072
+
+
+def test_serving_capacity_mla_caches_latent() -> None:
+    spec = lookup("deepseek-ai/DeepSeek-V3")
+    arch = spec.architecture
+    cap = serving_capacity(spec, make_workload(num_gpus=8, tp=8), get_gpu("H200-SXM-141GB"), max_model_len=4096)
+    assert cap.kv_bytes_per_token == (arch.kv_lora_rank + arch.qk_rope_head_dim) * 2 * arch.num_layers
+
+
+def test_serving_capacity_lower_utilization_shrinks_pool() -> None:
+    spec, gpu = lookup("meta-llama/Llama-3.1-8B"), get_gpu("L40S")
+    hi = serving_capacity(spec, make_workload(), gpu, gpu_memory_utilization=0.9)
+    lo = serving_capacity(spec, make_workload(), gpu, gpu_memory_utilization=0.5)
+    assert lo.kv_cache_tokens < hi.kv_cache_tokens
+
+
+def test_serving_capacity_does_not_fit() -> None:
+    cap = serving_capacity(lookup("meta-llama/Llama-3.1-8B"), make_workload(), get_gpu("RTX-4060-Ti-16GB"))
+    assert not cap.fits and cap.kv_cache_tokens == 0
+
+
+def test_plan_contract() -> None:
+    spec = lookup("meta-llama/Llama-3.1-8B")
+    out = plan(spec, make_workload(seq_len=1024, new_tokens=256), get_gpu("H100-SXM-80GB"), max_model_len=8192).to_dict()
+    for key in ("gpu", "fits", "max_batch_size", "max_seq_len", "min_gpus", "serving", "assumptions"):
+        assert key in out
+    assert out["gpu"]["name"] == "H100-SXM-80GB"
+    assert out["fits"] is True and out["min_gpus"] == 1
+    assert isinstance(out["serving"]["kv_cache_tokens"], int)
+    assert isinstance(out["serving"]["max_concurrent_sequences"], int)
+    assert out["speed"]["decode_tokens_per_s"] > 0 and out["cost"]["hourly_usd"] > 0
+    json.dumps(out)
+
+
+def test_plan_without_price_or_flops_notes_it() -> None:
+    p = plan(lookup("meta-llama/Llama-3.2-1B"), make_workload(), get_gpu("T4"))
+    assert p.speed is None and any("peak_flops.bf16" in n for n in p.notes)
+    p = plan(lookup("meta-llama/Llama-3.2-1B"), make_workload(), get_gpu("MI300X"))
+    assert p.hourly_usd is None and any("price_per_hour_usd" in n for n in p.notes)
+
+
+def test_cheapest_serving_ranks_and_skips() -> None:
+    spec = lookup("meta-llama/Llama-3.1-8B")
+    result = cheapest_serving(spec, make_workload(), request_rate_per_s=5, input_tokens=1024, output_tokens=256,
+                              tpot_ms=50)
+    costs = [o.hourly_usd for o in result.options]
+    assert costs == sorted(costs)
+    assert all(o.tpot_seconds <= 0.050 for o in result.options)
+    for o in result.options:
+        assert o.replicas * o.requests_per_s_per_replica >= 5 - 1e-9
+        assert o.usd_per_million_output_tokens == pytest.approx(o.hourly_usd / (5 * 256 * 3600) * 1e6)
+    reasons = {s.gpu: s.reason for s in result.skipped}
+    assert "no price" in reasons["MI300X"]
+    assert "peak_flops" in reasons["T4"]
+
+
+def test_cheapest_serving_impossible_tpot() -> None:
+    with pytest.raises(InfeasiblePlanError, match=r"TPOT 0.1 ms.*floor"):
+        cheapest_serving(lookup("meta-llama/Llama-3.1-8B"), make_workload(), request_rate_per_s=1, input_tokens=512,
+                         output_tokens=128, tpot_ms=0.1, gpus=PRICED)
+
+
+def test_cheapest_serving_no_priced_gpu() -> None:
+    with pytest.raises(InfeasiblePlanError, match="price"):
+        cheapest_serving(lookup("meta-llama/Llama-3.1-8B"), make_workload(), request_rate_per_s=1, input_tokens=512,
+                         output_tokens=128, gpus=["MI300X", "A40"])
+
+
+def test_heterogeneous_mix_not_worse_than_single_type_by_much() -> None:
+    spec = lookup("meta-llama/Llama-3.1-8B")
+    buckets = [RequestBucket(rate_per_s=2, input_tokens=256, output_tokens=128),
+               RequestBucket(rate_per_s=0.5, input_tokens=8000, output_tokens=512)]
+    mix = heterogeneous_serving(spec, make_workload(), buckets, tpot_ms=80, gpus=PRICED)
+    assert len(mix.assignments) == 2 and mix.single_type is not None
+    assert mix.hourly_usd <= mix.single_type.hourly_usd * 2
+    assert math.isfinite(mix.hourly_usd)
+    json.dumps(mix.to_dict())
+
+
+def test_cheapest_training_with_deadline() -> None:
+    spec = lookup("meta-llama/Llama-3.2-1B")
+    work = make_workload(task="training", batch_size=4, seq_len=2048, gradient_checkpointing=True)
+    result = cheapest_training(spec, work, token_budget=1e9, deadline_hours=2, gpus=PRICED)
+    assert [o.total_usd for o in result.options] == sorted(o.total_usd for o in result.options)
+    assert all(o.hours <= 2 for o in result.options)
+    # Cost = GPU-hours x price = tokens / (tokens/s) x count x price.
+    best = result.best
+    assert best.total_usd == pytest.approx(1e9 / best.speed.tokens_per_s / 3600 * best.hourly_usd)
+
+
+def test_plan_fleet_dict() -> None:
+    fleet = plan_fleet({
+        "gpus": PRICED,
+        "models": [
+            {"model": "meta-llama/Llama-3.1-8B", "request_rate": 3, "input_tokens": 512, "output_tokens": 256,
+             "tpot_ms": 60},
+            {"model": "Qwen/Qwen2.5-0.5B", "token_budget": 1e8, "workload": {"batch_size": 8, "seq_len": 1024}},
+            {"model": "meta-llama/Llama-3.1-8B", "request_rate": 1, "input_tokens": 512, "output_tokens": 128,
+             "tpot_ms": 0.01},
+        ],
+    })
+    assert fleet.entries[0].serving is not None and fleet.entries[1].training is not None
+    assert fleet.entries[2].error and "TPOT" in fleet.entries[2].error
+    assert fleet.hourly_usd == pytest.approx(fleet.entries[0].serving.best.hourly_usd)
+    assert fleet.training_usd > 0
+    json.dumps(fleet.to_dict())
+
+
+def test_plan_fleet_json_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "fleet.json"
+    path.write_text(json.dumps({"models": [{"model": "Qwen/Qwen2.5-0.5B", "request_rate": 1, "input_tokens": 256,
+                                            "output_tokens": 64}], "gpus": ["L4"]}))
+    fleet = plan_fleet(path)
+    assert fleet.gpus == {"L4": fleet.entries[0].serving.best.num_gpus}
+
+
+def test_estimate_methods_delegate() -> None:
+    est = estimate("meta-llama/Llama-3.1-70B", seq_len=1024, new_tokens=128, gpu="A100-80GB-SXM")
+    assert est.min_gpus() == 2
+    assert est.max_batch_size() == 0
+    assert est.max_batch_size("B200-180GB") >= 1
+    assert est.max_seq_len("B200-180GB") > 1024
+
+
+def test_cli_plan_json(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["plan", "meta-llama/Llama-3.1-8B", "--gpu", "H100-SXM-80GB", "--max-model-len", "8192",
+                 "--format", "json"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["serving"]["max_model_len"] == 8192 and out["min_gpus"] == 1
+
+
+def test_cli_plan_cheapest_table(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["plan", "meta-llama/Llama-3.1-8B", "--cheapest", "--request-rate", "2", "--input-tokens", "512",
+                 "--output-tokens", "128", "--tpot-ms", "50"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "$/hour" in out and "skipped" in out
+
+
+def test_cli_plan_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "meta-llama/Llama-3.1-8B"]) == 2  # neither --gpu nor --cheapest
+    assert main(["plan", "meta-llama/Llama-3.1-8B", "--cheapest", "--request-rate", "1", "--input-tokens", "10",
+                 "--output-tokens", "10", "--tpot-ms", "0.001"]) == 1
+    err = capsys.readouterr().err
+    assert "TPOT" in err and err.count("\n") == 2
