@@ -71,13 +71,13 @@ def estimate_memory(spec: ModelSpec, workload: Workload) -> MemoryEstimate:
 
 
 def _finish(moments: list[Moment], terms: list[Term], workload: Workload, assumptions: list[str],
-            *, activation_bytes_at_peak: int, host_offload_bytes: int = 0) -> MemoryEstimate:
+            *, activation_bytes_at_peak: int, host_offload_bytes: int = 0, decode_kv_bytes: int = 0) -> MemoryEstimate:
     peak = max(moments, key=lambda m: m.total_bytes)
     allocated = peak.total_bytes
     low = allocated - int(activation_bytes_at_peak * (1 - ACTIVATION_RANGE[0]))
     high = allocated + int(activation_bytes_at_peak * (ACTIVATION_RANGE[1] - 1))
     task = workload.task
-    reserved = overhead.reserved_bytes(allocated, task)
+    reserved = overhead.reserved_bytes(allocated, task, decode_kv_bytes=decode_kv_bytes)
     context = overhead.CUDA_CONTEXT_BYTES
     if workload.parallelism.num_gpus > 1:
         context += overhead.NCCL_BYTES
@@ -85,6 +85,9 @@ def _finish(moments: list[Moment], terms: list[Term], workload: Workload, assump
     assumptions.append(
         f"reserved = allocated x {overhead.RESERVED_RATIO[task]} (caching-allocator rounding and fragmentation, "
         f"typical range {overhead.RESERVED_RATIO_RANGE[task][0]}-{overhead.RESERVED_RATIO_RANGE[task][1]})"
+        + (f" + {overhead.DECODE_FRAGMENTATION} x the final KV cache (blocks freed as decode grows the cache, "
+           f"measured {overhead.DECODE_FRAGMENTATION_RANGE[0]}-{overhead.DECODE_FRAGMENTATION_RANGE[1]})"
+           if decode_kv_bytes else "")
     )
     assumptions.append(
         f"device total = reserved + CUDA context {context >> 20} MiB (range "
@@ -185,7 +188,8 @@ def _inference(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: 
         assumptions.append("GGUF runs in llama.cpp, not PyTorch: 'allocated' means llama.cpp's buffers; the KV "
                            "cache is sized for seq_len + new_tokens as llama.cpp's n_ctx")
     peak_activation = max(m.components.get("transient", 0) for m in moments)
-    return _finish(moments, terms, workload, assumptions, activation_bytes_at_peak=peak_activation)
+    return _finish(moments, terms, workload, assumptions, activation_bytes_at_peak=peak_activation,
+                   decode_kv_bytes=kv(total) if N > 1 else 0)
 
 
 def _dequant_transient(arch: Architecture, plan: WeightPlan) -> int:

@@ -1,0 +1,743 @@
+"""Framework-free preflight: estimate once, compare with the device, explain, suggest fixes that fit.
+
+The integrations (Lightning, accelerate, transformers) only translate a framework's live state
+into ``workload_kwargs`` (the keywords of :func:`hf_gpu_estimator.make_workload`) and call
+:func:`evaluate` on rank zero, then :func:`enforce` on every rank. Nothing here imports torch
+unless the device has to be asked for its memory (neither ``gpu=`` nor ``device_memory_bytes=``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import math
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from hf_gpu_estimator.errors import InvalidArgumentError, PreflightError
+
+if TYPE_CHECKING:
+    from hf_gpu_estimator.estimate import Estimate
+    from hf_gpu_estimator.hardware import GPU
+    from hf_gpu_estimator.spec import ModelSpec
+
+__all__ = [
+    "DEFAULT_MARGIN",
+    "ON_EXCEED",
+    "PreflightResult",
+    "Suggestion",
+    "enforce",
+    "evaluate",
+    "preflight_check",
+    "resolve_device_memory",
+    "validate_options",
+]
+
+logger = logging.getLogger("hf_gpu_estimator.integrations")
+
+GiB = 1 << 30
+#: Share of the device kept free, as :meth:`Estimate.fits` does: allocator growth after the
+#: first steps, other processes, and the estimate's own uncertainty.
+DEFAULT_MARGIN = 0.05
+ON_EXCEED: tuple[str, ...] = ("warn", "raise")
+Status = Literal["fits", "exceeds", "skipped", "failed"]
+#: Which hint applies to an option that a combined suggestion changes.
+_HINT_KEYS: Mapping[str, str] = {"gradient_accumulation_steps": "batch_size", "offload_optimizer": "offload",
+                                 "quantization": "method"}
+#: Device counts tried by the "more devices" suggestion.
+_DEVICE_COUNTS = (2, 4, 8, 16, 32, 64)
+
+#: How to apply each kind of change, by default in CLI flags; integrations pass their own
+#: phrasing (format fields are the suggestion's ``options``).
+DEFAULT_HINTS: Mapping[str, str] = {
+    "batch_size": "--batch-size {batch_size} --gradient-accumulation-steps {gradient_accumulation_steps}",
+    "gradient_checkpointing": "--gradient-checkpointing",
+    "precision": "--precision {precision}",
+    "dtype": "--dtype {dtype}",
+    "method": "--method {method}",
+    "quantization": "--quantization {quantization}",
+    "optimizer": "--optimizer {optimizer}",
+    "strategy": "--strategy {strategy}",
+    "offload": "--strategy {strategy} --offload-optimizer",
+    "num_gpus": "--num-gpus {num_gpus} --strategy {strategy}",
+    "tp": "--num-gpus {num_gpus} --tp {tp}",
+}
+
+
+def _gib(nbytes: float) -> str:
+    return f"{nbytes / GiB:.2f} GiB"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Suggestion:
+    """One change to the workload, re-estimated and verified to fit.
+
+    Attributes:
+        key: the kind of change (``batch_size``, ``gradient_checkpointing``, ``precision``, ``method``,
+            ``optimizer``, ``strategy``, ``offload``, ``num_gpus``, ``tp``, ``dtype``, ``quantization``,
+            ``combined``).
+        title: the change in words.
+        options: the workload keywords that change (apply them over the original ``workload_kwargs``).
+        device_total_bytes: the re-estimated per-device total with the change.
+        how: how to apply it in the caller's framework.
+    """
+
+    key: str
+    title: str
+    options: Mapping[str, Any]
+    device_total_bytes: int
+    how: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class PreflightResult:
+    """What a preflight check found.
+
+    ``status`` is ``"fits"``, ``"exceeds"``, ``"skipped"`` (no device memory known: no ``gpu=``,
+    no ``device_memory_bytes=``, no CUDA) or ``"failed"`` (the estimator raised; ``error`` says why).
+    Byte counts are per device; ``available_bytes`` is the device's total memory and
+    ``budget_bytes`` what is left of it after the margin.
+    """
+
+    status: Status
+    message: str
+    estimate: Estimate | None = None
+    required_bytes: int | None = None
+    available_bytes: int | None = None
+    budget_bytes: int | None = None
+    device_source: str | None = None
+    suggestions: tuple[Suggestion, ...] = ()
+    error: str | None = None
+    workload_kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def fits(self) -> bool | None:
+        """True or False when compared, None when skipped or failed."""
+        if self.status in ("fits", "exceeds"):
+            return self.status == "fits"
+        return None
+
+    @property
+    def shortfall_bytes(self) -> int:
+        """Bytes missing per device (0 unless ``status == "exceeds"``)."""
+        if self.status != "exceeds" or self.required_bytes is None or self.budget_bytes is None:
+            return 0
+        return self.required_bytes - self.budget_bytes
+
+
+def validate_options(*, gpu: object = None, device_memory_bytes: object = None, on_exceed: object = "warn",
+                     margin: object = DEFAULT_MARGIN) -> None:
+    """Check the options every entry point shares; raise InvalidArgumentError (at construction)."""
+    if on_exceed not in ON_EXCEED:
+        raise InvalidArgumentError("on_exceed", on_exceed, "'warn' or 'raise'")
+    if gpu is not None and device_memory_bytes is not None:
+        raise InvalidArgumentError("gpu", gpu, "either gpu= or device_memory_bytes=, not both")
+    if device_memory_bytes is not None and (
+        isinstance(device_memory_bytes, bool) or not isinstance(device_memory_bytes, int) or device_memory_bytes < 1
+    ):
+        raise InvalidArgumentError("device_memory_bytes", device_memory_bytes, "an integer number of bytes >= 1")
+    if gpu is not None and not isinstance(gpu, str):
+        from hf_gpu_estimator.hardware import GPU
+
+        if not isinstance(gpu, GPU):
+            raise InvalidArgumentError("gpu", gpu, "a GPU catalog name such as 'A100-80GB' or a GPU")
+    if gpu is not None and isinstance(gpu, str):
+        from hf_gpu_estimator.hardware import get_gpu
+
+        get_gpu(gpu)  # unknown or ambiguous names fail now, with close matches
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin < 0.5:
+        raise InvalidArgumentError("margin", margin, "a number from 0 to 0.5")
+
+
+def resolve_device_memory(gpu: str | GPU | None = None, device_memory_bytes: int | None = None) -> tuple[int | None, str | None]:
+    """The device's total memory in bytes and where it came from, or ``(None, None)``.
+
+    Order: ``device_memory_bytes``; the catalog's ``usable_memory_bytes`` for ``gpu``; the total
+    that ``torch.cuda.mem_get_info()`` reports for the current CUDA device (torch installed and
+    CUDA available). Nothing else: a CPU-only machine has no device to compare with.
+    """
+    if device_memory_bytes is not None:
+        return device_memory_bytes, "device_memory_bytes"
+    if gpu is not None:
+        from hf_gpu_estimator.hardware import get_gpu
+
+        entry = get_gpu(gpu)
+        return entry.usable_memory_bytes, f"the catalog's {entry.name}"
+    torch = sys.modules.get("torch")
+    if torch is None and importlib.util.find_spec("torch") is not None:
+        import torch
+    if torch is not None and torch.cuda.is_available():
+        index = torch.cuda.current_device()
+        _free, total = torch.cuda.mem_get_info(index)
+        return int(total), f"cuda:{index} ({torch.cuda.get_device_name(index)}), torch.cuda.mem_get_info"
+    return None, None
+
+
+def evaluate(model_or_spec: Any, *, workload_kwargs: Mapping[str, Any], gpu: str | GPU | None = None,
+             device_memory_bytes: int | None = None, margin: float = DEFAULT_MARGIN,
+             hints: Mapping[str, str] | None = None, suggest: bool = True, notes: tuple[str, ...] = ()) -> PreflightResult:
+    """Estimate once and compare with the device; never raises for estimation problems.
+
+    Args:
+        model_or_spec: anything :func:`hf_gpu_estimator.estimate` accepts (a live module, a config
+            dict, a ModelSpec, a Hub id or path).
+        workload_kwargs: keywords of :func:`hf_gpu_estimator.make_workload`.
+        gpu, device_memory_bytes: the device to compare with (see :func:`resolve_device_memory`).
+        margin: share of the device kept free.
+        hints: how to apply each kind of suggestion in the caller's framework (see ``DEFAULT_HINTS``).
+        suggest: search for changes that fit when the workload does not.
+        notes: what the integration could not read, appended to the message.
+
+    Returns:
+        A :class:`PreflightResult`; ``status="failed"`` with ``error`` set when the estimator raised.
+    """
+    kwargs = dict(workload_kwargs)
+    try:
+        available, source = resolve_device_memory(gpu, device_memory_bytes)
+    except Exception as e:  # a broken CUDA driver must not stop a run
+        return PreflightResult(status="failed", message=f"hf-gpu-estimator: could not read the device memory: {e}",
+                               error=f"{type(e).__name__}: {e}", workload_kwargs=kwargs)
+    if available is None:
+        return PreflightResult(status="skipped", workload_kwargs=kwargs,
+                               message="hf-gpu-estimator: no device to compare with (no CUDA device, and neither "
+                                       "gpu= nor device_memory_bytes= was given); memory preflight skipped")
+    try:
+        from hf_gpu_estimator.estimate import estimate
+        from hf_gpu_estimator.sources import inspect_model
+
+        spec = inspect_model(model_or_spec)
+        est = estimate(spec, **kwargs)
+    except Exception as e:
+        return PreflightResult(status="failed", available_bytes=available, device_source=source, workload_kwargs=kwargs,
+                               error=f"{type(e).__name__}: {e}",
+                               message=f"hf-gpu-estimator: memory estimate failed ({type(e).__name__}: {e}); "
+                                       "the run continues without a preflight check")
+    required = est.memory.device_total_bytes
+    budget = int(available * (1 - margin))
+    if required <= budget:
+        message = (f"hf-gpu-estimator: fits: about {_gib(required)} per device of {_gib(available)} "
+                   f"({source}); {_gib(budget - required)} to spare after a {margin:.0%} margin")
+        return PreflightResult(status="fits", message=message, estimate=est, required_bytes=required,
+                               available_bytes=available, budget_bytes=budget, device_source=source,
+                               workload_kwargs=kwargs)
+    suggestions: tuple[Suggestion, ...] = ()
+    suggest_error = None
+    if suggest:
+        try:
+            suggestions = tuple(suggest_fixes(spec, kwargs, budget_bytes=budget, hints=hints))
+        except Exception as e:  # suggestions are a courtesy; the warning itself must still go out
+            suggest_error = f"{type(e).__name__}: {e}"
+    message = _exceed_message(est, required=required, available=available, budget=budget, margin=margin,
+                              source=source, suggestions=suggestions, suggest_error=suggest_error, notes=notes)
+    return PreflightResult(status="exceeds", message=message, estimate=est, required_bytes=required,
+                           available_bytes=available, budget_bytes=budget, device_source=source,
+                           suggestions=suggestions, workload_kwargs=kwargs)
+
+
+def enforce(status: str, message: str, *, on_exceed: str = "warn", log: logging.Logger | None = None,
+            emit: bool = True, required_bytes: int | None = None, available_bytes: int | None = None) -> None:
+    """Act on a verdict: log it (when ``emit``, i.e. on rank zero) and raise if asked to.
+
+    ``exceeds`` logs a warning and, with ``on_exceed="raise"``, raises PreflightError on every
+    rank (so no rank waits on a collective the others never reach). ``failed`` logs a warning
+    and never raises; ``fits`` and ``skipped`` log at info level.
+    """
+    log = log or logger
+    if emit:
+        if status in ("exceeds", "failed"):
+            log.warning(message)
+        else:
+            log.info(message)
+    if status == "exceeds" and on_exceed == "raise":
+        raise PreflightError(message, required_bytes=required_bytes, available_bytes=available_bytes)
+
+
+def preflight_check(model_or_spec: Any, *, workload_kwargs: Mapping[str, Any], gpu: str | GPU | None = None,
+                    device_memory_bytes: int | None = None, on_exceed: str = "warn",
+                    logger: logging.Logger | None = None, margin: float = DEFAULT_MARGIN,
+                    hints: Mapping[str, str] | None = None, notes: tuple[str, ...] = ()) -> PreflightResult:
+    """Estimate once, compare with the device, log the verdict, raise if asked to.
+
+    Args:
+        model_or_spec: a live module, config dict, ModelSpec, Hub id or path.
+        workload_kwargs: keywords of :func:`hf_gpu_estimator.make_workload`.
+        gpu: a catalog name whose usable memory is the device's.
+        device_memory_bytes: the device's total memory (wins over ``gpu``; give one of them).
+        on_exceed: ``"warn"`` (log a warning) or ``"raise"`` (PreflightError).
+        logger: where the verdict goes; default ``hf_gpu_estimator.integrations``.
+        margin: share of the device kept free (default 5 %).
+        hints: how to apply each suggestion in the caller's framework.
+        notes: what the caller could not read, appended to the message.
+
+    Returns:
+        The :class:`PreflightResult`.
+
+    Raises:
+        PreflightError: the workload does not fit and ``on_exceed="raise"``.
+        InvalidArgumentError: bad options (not a failed estimate, which only warns).
+
+    Example:
+        >>> from hf_gpu_estimator.integrations import preflight_check
+        >>> r = preflight_check("meta-llama/Llama-2-7b-hf", device_memory_bytes=8 << 30,
+        ...                     workload_kwargs={"task": "training", "batch_size": 1, "seq_len": 512})
+        >>> r.status, r.shortfall_bytes > 0, any(s.key == "method" for s in r.suggestions)
+        ('exceeds', True, True)
+    """
+    validate_options(gpu=gpu, device_memory_bytes=device_memory_bytes, on_exceed=on_exceed, margin=margin)
+    result = evaluate(model_or_spec, workload_kwargs=workload_kwargs, gpu=gpu, device_memory_bytes=device_memory_bytes,
+                      margin=margin, hints=hints, notes=notes)
+    enforce(result.status, result.message, on_exceed=on_exceed, log=logger, required_bytes=result.required_bytes,
+            available_bytes=result.available_bytes)
+    return result
+
+
+# --- suggestions -----------------------------------------------------------------------------------
+
+
+def suggest_fixes(spec: ModelSpec, kwargs: Mapping[str, Any], *, budget_bytes: int,
+                  hints: Mapping[str, str] | None = None) -> list[Suggestion]:
+    """Changes to ``kwargs`` that bring the per-device total under ``budget_bytes``, each re-estimated.
+
+    One change at a time (smaller batch with more accumulation, gradient checkpointing, bf16,
+    LoRA/QLoRA, 8-bit optimizer, ZeRO-3/FSDP, offload, more devices; for inference: smaller
+    batch, bf16, quantization, tensor parallel); when none fits alone, the cheapest combination
+    (checkpointing + bf16 + the largest batch that then fits).
+    """
+    from hf_gpu_estimator.workload import make_workload
+
+    hints = {**DEFAULT_HINTS, **(hints or {})}
+    base = dict(kwargs)
+    work = make_workload(**base)
+    normalized = work.to_dict()
+    out: list[Suggestion] = []
+
+    def total(options: Mapping[str, Any]) -> int | None:
+        return _device_total(spec, {**base, **options})
+
+    def add(key: str, title: str, options: dict[str, Any]) -> bool:
+        value = total(options)
+        if value is None or value > budget_bytes:
+            return False
+        how = _format_hint(hints.get(key, ""), {**base, **options})
+        out.append(Suggestion(key=key, title=title, options=options, device_total_bytes=value, how=how))
+        return True
+
+    p = work.parallelism
+    batch = work.batch_size
+    accumulation = work.gradient_accumulation_steps
+    if batch > 1:
+        best = _largest_batch(lambda b: total({"batch_size": b, "gradient_accumulation_steps":
+                                               math.ceil(batch * accumulation / b)}), batch - 1, budget_bytes)
+        if best is not None:
+            steps = math.ceil(batch * accumulation / best)
+            title = f"batch size {best} per device"
+            if work.is_training:
+                title += f" with gradient accumulation {steps} (effective batch kept at >= {batch * accumulation})"
+            add("batch_size", title, {"batch_size": best, "gradient_accumulation_steps": steps})
+    if work.is_training:
+        if not work.gradient_checkpointing:
+            add("gradient_checkpointing", "gradient checkpointing (recompute each layer in backward)",
+                {"gradient_checkpointing": True})
+        if work.precision.name == "32-true":
+            if not add("precision", "bf16 mixed precision", {"precision": "bf16-mixed"}):
+                add("precision", "pure bf16 weights (bf16-true)", {"precision": "bf16-true"})
+        elif work.precision.name in ("16-mixed", "bf16-mixed") and work.method == "full":
+            add("precision", "pure bf16 weights and optimizer states (bf16-true)", {"precision": "bf16-true"})
+        if work.method == "full":
+            if not add("method", "LoRA (train adapters, freeze the base model)", {"method": "lora"}):
+                add("method", "QLoRA (4-bit NF4 base, LoRA adapters)", {"method": "qlora", "quantization": None})
+        elif work.method == "lora":
+            add("method", "QLoRA (4-bit NF4 base model)", {"method": "qlora", "quantization": None})
+        if work.optimizer.name in ("adamw", "adam"):
+            add("optimizer", "8-bit AdamW (bitsandbytes)", {"optimizer": "adamw-8bit"})
+        sharded = p.strategy in ("zero3", "fsdp")
+        if p.num_gpus > 1 and not sharded:
+            add("strategy", "ZeRO-3 / FSDP full sharding of weights, gradients and optimizer states",
+                {"strategy": "zero3"})
+        if p.num_gpus > 1 and p.strategy != "none" and not p.offload_optimizer:
+            add("offload", "offload the optimizer states to CPU memory" + (" (ZeRO-3)" if p.strategy == "ddp" else ""),
+                {"strategy": p.strategy if p.strategy != "ddp" else "zero3", "offload_optimizer": True})
+        strategy = p.strategy if sharded or p.strategy == "fsdp-hybrid" else "zero3"
+        for n in _DEVICE_COUNTS:
+            if n > p.num_gpus and add("num_gpus", f"{n} devices with {'FSDP/ZeRO-3' if strategy == 'zero3' else strategy} "
+                                                  f"sharding", {"num_gpus": n, "strategy": strategy}):
+                break
+    else:
+        if (work.dtype or spec.stored_dtype) == "float32":
+            add("dtype", "load the weights in bfloat16", {"dtype": "bfloat16"})
+        if work.quantization == "none":
+            if not add("quantization", "8-bit weights (bitsandbytes int8)", {"quantization": "int8"}):
+                add("quantization", "4-bit weights (bitsandbytes nf4)", {"quantization": "nf4"})
+        for n in _DEVICE_COUNTS:
+            if n > p.num_gpus and add("tp", f"{n} devices with tensor parallelism", {"num_gpus": n, "tp": n, "pp": 1}):
+                break
+    if not out and work.is_training:
+        # No single change fits: combine the cheap ones (no change of method first), then LoRA.
+        light: dict[str, Any] = {"gradient_checkpointing": True}
+        if work.precision.name == "32-true":
+            light["precision"] = "bf16-mixed"
+        combos = [light]
+        if p.num_gpus > 1 and p.strategy not in ("zero3", "fsdp"):
+            combos.append({**light, "strategy": "zero3"})
+        if work.method == "full":
+            combos.append({**light, "method": "lora"})
+            combos.append({**light, "method": "qlora", "quantization": None})
+        for combo in combos:
+            best = _largest_batch(lambda b, c=combo: total({**c, "batch_size": b, "gradient_accumulation_steps":
+                                                             math.ceil(batch * accumulation / b)}), batch, budget_bytes)
+            if best is None:
+                continue
+            options = {**combo, "batch_size": best, "gradient_accumulation_steps": math.ceil(batch * accumulation / best)}
+            shown = {k: v for k, v in options.items() if v is not None and normalized.get(k) != v}
+            hints_used = dict.fromkeys(_HINT_KEYS.get(k, k) for k in shown)
+            how = "; ".join(_format_hint(hints.get(k, ""), {**base, **options}) for k in hints_used if hints.get(k))
+            value = total(options)
+            if value is not None and value <= budget_bytes:
+                title = "together: " + ", ".join(f"{k}={v}" for k, v in shown.items())
+                out.append(Suggestion(key="combined", title=title, options=options, device_total_bytes=value, how=how))
+            if len(out) >= 2:
+                break
+    return out
+
+
+def _device_total(spec: ModelSpec, options: Mapping[str, Any]) -> int | None:
+    from hf_gpu_estimator.errors import EstimatorError
+    from hf_gpu_estimator.memory import estimate_memory
+    from hf_gpu_estimator.workload import make_workload
+
+    try:
+        return estimate_memory(spec, make_workload(**options)).device_total_bytes
+    except EstimatorError:  # the change does not apply to this model/workload (e.g. no LoRA targets)
+        return None
+
+
+def _largest_batch(total: Callable[[int], int | None], upper: int, budget: int) -> int | None:
+    """Largest b in [1, upper] with total(b) <= budget (memory grows with the batch: binary search)."""
+    first = total(1)
+    if first is None or first > budget:
+        return None
+    lo, hi = 1, upper
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        value = total(mid)
+        if value is not None and value <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _format_hint(template: str, values: Mapping[str, Any]) -> str:
+    try:
+        return template.format(**values)
+    except (KeyError, IndexError, ValueError):
+        return template
+
+
+def _exceed_message(est: Estimate, *, required: int, available: int, budget: int, margin: float, source: str | None,
+                    suggestions: tuple[Suggestion, ...], suggest_error: str | None, notes: tuple[str, ...]) -> str:
+    w = est.workload
+    mem = est.memory
+    devices = w.parallelism.num_gpus
+    what = (f"{w.task} ({w.method}) of {est.spec.id}, batch {w.batch_size} x {w.seq_len} tokens, "
+            f"{w.precision.name if w.is_training else (w.dtype or est.spec.stored_dtype)}, "
+            f"{w.optimizer.name if w.is_training else 'no optimizer'}, "
+            f"{devices} device{'s' if devices > 1 else ''}"
+            f"{', ' + w.parallelism.strategy if w.parallelism.strategy != 'none' else ''}")
+    parts = ", ".join(f"{name.replace('_', ' ')} {_gib(v)}" for name, v in mem.components.items() if v >= (1 << 20))
+    lines = [
+        f"hf-gpu-estimator: this run will likely run out of GPU memory: it needs about {_gib(required)} per device, "
+        f"the device has {_gib(available)} ({source}), {_gib(budget)} after a {margin:.0%} margin: "
+        f"{_gib(required - budget)} short.",
+        f"  workload: {what}",
+        f"  peak at {mem.phase_at_peak}: {parts}; + allocator {_gib(mem.allocator_overhead_bytes)} "
+        f"+ CUDA context {_gib(mem.cuda_context_bytes)}",
+    ]
+    if suggestions:
+        lines.append("  each of these fits (re-estimated):")
+        for s in suggestions:
+            lines.append(f"    - {s.title}: {_gib(s.device_total_bytes)}" + (f"  [{s.how}]" if s.how else ""))
+    elif suggest_error:
+        lines.append(f"  (no suggestions: {suggest_error})")
+    else:
+        lines.append("  no single change we model fits this device; use a larger GPU or more devices")
+    for note in notes:
+        lines.append(f"  note: {note}")
+    return "\n".join(lines)
+
+
+# --- reading live objects (duck-typed: no torch import) ---------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelFacts:
+    """What a live model tells the estimator: the spec source and the workload options it implies.
+
+    ``source`` is what to hand :func:`inspect_model` (the transformers model inside a wrapper, or
+    its config when the module holds LoRA adapters or quantized weights that would be counted
+    twice); ``options`` are workload keywords (method, LoRA rank/targets, quantization, dtype,
+    gradient checkpointing); ``notes`` say what was guessed.
+    """
+
+    source: Any
+    options: Mapping[str, Any]
+    notes: tuple[str, ...] = ()
+    trainable_parameters: int = 0
+    total_parameters: int = 0
+    trainable_dtype: str | None = None
+
+
+def _config_of(module: Any) -> Any:
+    config = getattr(module, "config", None)
+    if config is None:
+        return None
+    model_type = config.get("model_type") if isinstance(config, Mapping) else getattr(config, "model_type", None)
+    return config if model_type else None
+
+
+def find_transformers_model(model: Any) -> Any:
+    """The outermost submodule (``model`` included) that carries a transformers config or a peft config."""
+    modules = model.named_modules() if callable(getattr(model, "named_modules", None)) else [("", model)]
+    for _name, module in modules:
+        if getattr(module, "peft_config", None) or _config_of(module) is not None:
+            return module
+    return None
+
+
+def describe_model(model: Any) -> ModelFacts:
+    """Read a live ``torch.nn.Module`` (a LightningModule, a peft model, a transformers model ...)."""
+    notes: list[str] = []
+    options: dict[str, Any] = {}
+    total = trainable = 0
+    dtypes: dict[str, int] = {}
+    frozen_dtypes: dict[str, int] = {}
+    for p in model.parameters():
+        n = p.numel()
+        total += n
+        name = str(p.dtype).removeprefix("torch.")
+        if p.requires_grad:
+            trainable += n
+            dtypes[name] = dtypes.get(name, 0) + n
+        elif p.is_floating_point():
+            frozen_dtypes[name] = frozen_dtypes.get(name, 0) + n
+    trainable_dtype = max(dtypes, key=dtypes.__getitem__) if dtypes else None
+    inner = find_transformers_model(model)
+    source: Any = inner if inner is not None else model
+    if inner is None:
+        notes.append(f"{type(model).__name__} holds no transformers model: layer shapes come from the module only")
+    peft_config = getattr(inner, "peft_config", None) if inner is not None else None
+    config = _config_of(inner) if inner is not None else None
+    quant = _quantization(config)
+    if peft_config:
+        adapter = next(iter(peft_config.values())) if isinstance(peft_config, Mapping) else peft_config
+        options["method"] = "qlora" if quant in ("nf4", "fp4") else "lora"
+        rank = getattr(adapter, "r", None)
+        if isinstance(rank, int) and rank > 0:
+            options["lora_rank"] = rank
+        alpha = getattr(adapter, "lora_alpha", None)
+        if isinstance(alpha, int) and alpha > 0:
+            options["lora_alpha"] = alpha
+        targets = getattr(adapter, "target_modules", None)
+        if isinstance(targets, str):
+            options["lora_targets"] = ("all-linear",) if targets == "all-linear" else None
+            if targets != "all-linear":
+                notes.append(f"LoRA target_modules is a regex ({targets!r}); estimated with the default q_proj,v_proj")
+        elif targets:
+            options["lora_targets"] = tuple(sorted(targets))
+        options = {k: v for k, v in options.items() if v is not None}
+        # The live module also holds the adapters; the config gives the base model's exact counts.
+        base_config = config if config is not None else _config_of(getattr(inner, "base_model", None))
+        if base_config is not None:
+            source = base_config
+    elif total and trainable < total / 2:
+        options["method"] = "qlora" if quant in ("nf4", "fp4") else "lora"
+        notes.append(f"{trainable:,} of {total:,} parameters are trainable without a peft config: estimated as "
+                     f"LoRA with rank 16 on q_proj,v_proj")
+        if quant is not None and config is not None:
+            source = config
+    if quant is not None and options.get("method") in ("lora", "qlora"):
+        options["quantization"] = quant
+    if options.get("method") in ("lora", "qlora") and frozen_dtypes:
+        frozen = max(frozen_dtypes, key=frozen_dtypes.__getitem__)
+        if frozen in ("float32", "float16", "bfloat16"):
+            options["dtype"] = frozen
+    options["gradient_checkpointing"] = gradient_checkpointing_enabled(model)
+    if inner is not None and inner is not model and not peft_config:
+        inner_total = sum(p.numel() for p in inner.parameters())
+        if total > inner_total:
+            notes.append(f"{total - inner_total:,} parameters outside {type(inner).__name__} are not estimated")
+    return ModelFacts(source=source, options=options, notes=tuple(notes), trainable_parameters=trainable,
+                      total_parameters=total, trainable_dtype=trainable_dtype)
+
+
+def _quantization(config: Any) -> str | None:
+    if config is None:
+        return None
+    qc = config.get("quantization_config") if isinstance(config, Mapping) else getattr(config, "quantization_config", None)
+    if qc is None:
+        return None
+    if not isinstance(qc, Mapping):
+        qc = qc.to_dict() if callable(getattr(qc, "to_dict", None)) else vars(qc)
+    if qc.get("load_in_4bit"):
+        return str(qc.get("bnb_4bit_quant_type") or "nf4")
+    if qc.get("load_in_8bit"):
+        return "int8"
+    return None
+
+
+def gradient_checkpointing_enabled(model: Any) -> bool:
+    """Any submodule with ``gradient_checkpointing = True``.
+
+    This is what transformers' ``is_activation_checkpointing`` (formerly ``is_gradient_checkpointing``,
+    deprecated in v5 with a FutureWarning, so not read here) computes, and it also covers a
+    plain module that sets the attribute.
+    """
+    modules = model.modules() if callable(getattr(model, "modules", None)) else [model]
+    for module in modules:
+        if getattr(module, "gradient_checkpointing", False) is True:
+            return True
+    return False
+
+
+#: torch / bitsandbytes / transformers optimizer classes -> our optimizer names.
+OPTIMIZER_CLASSES: Mapping[str, str] = {
+    "AdamW": "adamw", "Adam": "adam", "FusedAdam": "adamw", "DeepSpeedCPUAdam": "adamw",
+    "AdamW8bit": "adamw-8bit", "Adam8bit": "adamw-8bit", "PagedAdamW8bit": "paged-adamw-8bit",
+    "PagedAdam8bit": "paged-adamw-8bit", "PagedAdamW": "paged-adamw", "PagedAdamW32bit": "paged-adamw",
+    "Adafactor": "adafactor", "Lion": "lion", "Lion32bit": "lion", "SGD": "sgd",
+}  # fmt: skip
+
+
+def optimizer_name(optimizer: Any) -> tuple[str | None, str | None]:
+    """Our name for a live optimizer (unwrapping Lightning/accelerate wrappers), and a note if unknown."""
+    seen = 0
+    while seen < 4 and type(optimizer).__name__ in ("LightningOptimizer", "AcceleratedOptimizer"):
+        optimizer = getattr(optimizer, "optimizer", None) or getattr(optimizer, "_optimizer", None)
+        seen += 1
+    cls = type(optimizer).__name__
+    # A user subclass (a step counter, a scheduler hook) keeps its base class's state.
+    name = next((OPTIMIZER_CLASSES[c.__name__] for c in type(optimizer).__mro__ if c.__name__ in OPTIMIZER_CLASSES), None)
+    if name == "sgd":
+        groups = getattr(optimizer, "param_groups", [])
+        if any(g.get("momentum", 0) for g in groups):
+            name = "sgd-momentum"
+    if name is None:
+        return None, f"optimizer {cls} is not modeled: estimated as AdamW (two states per parameter)"
+    return name, None
+
+
+def seq_len_of_item(item: Any) -> int | None:
+    """Tokens in one dataset item: ``input_ids`` of a dict, the first tensor of a tuple, a tensor or list."""
+    if isinstance(item, Mapping):
+        for key in ("input_ids", "inputs", "input", "tokens", "x"):
+            if key in item:
+                return seq_len_of_item(item[key])
+        return None
+    shape = getattr(item, "shape", None)
+    if shape is not None:
+        return int(shape[-1]) if len(shape) >= 1 else None
+    if isinstance(item, (list, tuple)) and item:
+        if all(isinstance(v, int) for v in item):
+            return len(item)
+        return seq_len_of_item(item[0])
+    return None
+
+
+def peek_dataloader(dataloader: Any) -> tuple[int | None, int | None]:
+    """``(batch_size, seq_len)`` of a DataLoader without iterating it: its batch size and ``dataset[0]``.
+
+    Map-style datasets only (``len`` and indexing); an iterable dataset is never touched, since
+    reading from it would consume the user's stream.
+    """
+    if isinstance(dataloader, Mapping):
+        dataloader = next(iter(dataloader.values()), None)
+    elif isinstance(dataloader, (list, tuple)):
+        dataloader = dataloader[0] if dataloader else None
+    if dataloader is None:
+        return None, None
+    batch = getattr(dataloader, "batch_size", None)
+    if batch is None:
+        batch = getattr(getattr(dataloader, "batch_sampler", None), "batch_size", None)
+    seq = None
+    dataset = getattr(dataloader, "dataset", None)
+    try:
+        iterable = any(cls.__name__ == "IterableDataset" for cls in type(dataset).__mro__)
+        if dataset is not None and not iterable and len(dataset) > 0:
+            seq = seq_len_of_item(dataset[0])
+    except (TypeError, NotImplementedError, IndexError, KeyError):
+        seq = None  # an iterable or lazily indexed dataset: the caller needs seq_len=
+    return (batch if isinstance(batch, int) else None), seq
+
+
+def shape_of_batch(batch: Any) -> tuple[int | None, int | None]:
+    """``(batch_size, seq_len)`` of a batch as a DataLoader yields it (dict of tensors, tensor, tuple)."""
+    if isinstance(batch, Mapping):
+        for key in ("input_ids", "inputs", "input", "tokens", "x"):
+            if key in batch:
+                return shape_of_batch(batch[key])
+        return None, None
+    shape = getattr(batch, "shape", None)
+    if shape is not None and len(shape) >= 2:
+        return int(shape[0]), int(shape[-1])
+    if isinstance(batch, (list, tuple)) and batch:
+        return shape_of_batch(batch[0])
+    return None, None
+
+
+# --- parallelism ---------------------------------------------------------------------------------
+
+#: torch.distributed.fsdp.ShardingStrategy names (and accelerate's 1-5 codes) -> our strategies.
+FSDP_SHARDING: Mapping[str, str] = {
+    "FULL_SHARD": "fsdp", "SHARD_GRAD_OP": "fsdp-grad-op", "NO_SHARD": "ddp", "HYBRID_SHARD": "fsdp-hybrid",
+    "_HYBRID_SHARD_ZERO2": "fsdp-hybrid", "HYBRID_SHARD_ZERO2": "fsdp-hybrid",
+    "1": "fsdp", "2": "fsdp-grad-op", "3": "ddp", "4": "fsdp-hybrid", "5": "fsdp-hybrid",
+}  # fmt: skip
+
+
+def fsdp_options(sharding: Any, *, offload: bool, num_gpus: int) -> tuple[dict[str, Any], list[str]]:
+    """Workload keywords for FSDP with ``sharding`` (enum, name or accelerate code) and CPU offload."""
+    key = str(getattr(sharding, "name", sharding)).upper().removeprefix("SHARDINGSTRATEGY.")
+    strategy = FSDP_SHARDING.get(key)
+    notes: list[str] = []
+    if strategy is None:
+        notes.append(f"FSDP sharding {sharding!r} is not modeled: estimated as FULL_SHARD")
+        strategy = "fsdp"
+    return _parallel(strategy, num_gpus=num_gpus, offload_optimizer=offload, offload_params=offload, notes=notes)
+
+
+def deepspeed_options(config: Mapping[str, Any] | None, *, num_gpus: int) -> tuple[dict[str, Any], list[str]]:
+    """Workload keywords from a DeepSpeed config dict (``zero_optimization.stage`` and offload devices)."""
+    zero = (config or {}).get("zero_optimization") or {}
+    stage = zero.get("stage", 0)
+    try:
+        stage = int(stage)
+    except (TypeError, ValueError):
+        stage = 0  # "auto" (transformers fills it later): no sharding is the conservative reading
+    strategy = {0: "ddp", 1: "zero1", 2: "zero2", 3: "zero3"}.get(stage, "zero3")
+
+    def offloaded(key: str) -> bool:
+        device = (zero.get(key) or {}).get("device", "none")
+        return str(device).lower() in ("cpu", "nvme")
+
+    return _parallel(strategy, num_gpus=num_gpus, offload_optimizer=offloaded("offload_optimizer"),
+                     offload_params=offloaded("offload_param"), notes=[])
+
+
+def _parallel(strategy: str, *, num_gpus: int, offload_optimizer: bool = False, offload_params: bool = False,
+              notes: list[str]) -> tuple[dict[str, Any], list[str]]:
+    if num_gpus <= 1:
+        if strategy not in ("ddp", "none") or offload_optimizer or offload_params:
+            notes.append(f"{strategy} on one device shards nothing; offload on one device is not modeled")
+        return {"num_gpus": 1}, notes
+    if strategy in ("ddp", "zero1") and offload_params:
+        offload_params = False
+    if strategy == "ddp":
+        offload_optimizer = False
+    out: dict[str, Any] = {"num_gpus": num_gpus, "strategy": strategy}
+    if offload_optimizer:
+        out["offload_optimizer"] = True
+    if offload_params:
+        out["offload_params"] = True
+    return out, notes

@@ -1,0 +1,268 @@
+"""accelerate: ``preflight(accelerator, model, ...)`` before the training loop, and accelerate config files for the CLI.
+
+Usage (call it before ``accelerator.prepare``, while the model is whole)::
+
+    from hf_gpu_estimator.integrations.accelerate import preflight
+
+    accelerator = Accelerator(mixed_precision="bf16", gradient_accumulation_steps=4)
+    preflight(accelerator, model, optimizer, batch_size=8, seq_len=2048, gpu="A100-80GB")
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import accelerate
+from accelerate.utils import broadcast_object_list
+
+from hf_gpu_estimator.errors import InvalidArgumentError, MalformedConfigError
+from hf_gpu_estimator.integrations._core import (
+    DEFAULT_MARGIN,
+    PreflightResult,
+    deepspeed_options,
+    describe_model,
+    enforce,
+    evaluate,
+    fsdp_options,
+    optimizer_name,
+    validate_options,
+)
+
+__all__ = ["ACCELERATE_HINTS", "preflight", "workload_from_accelerate_config", "workload_from_accelerator"]
+
+log = logging.getLogger("hf_gpu_estimator.integrations.accelerate")
+
+#: How to apply each suggestion in an accelerate script.
+ACCELERATE_HINTS: Mapping[str, str] = {
+    "batch_size": "DataLoader(batch_size={batch_size}), Accelerator(gradient_accumulation_steps={gradient_accumulation_steps})",
+    "gradient_checkpointing": "model.gradient_checkpointing_enable() before accelerator.prepare",
+    "precision": "Accelerator(mixed_precision='bf16')",
+    "method": "peft.get_peft_model(model, LoraConfig(...)) (QLoRA: BitsAndBytesConfig(load_in_4bit=True))",
+    "optimizer": "bitsandbytes.optim.AdamW8bit",
+    "strategy": "accelerate config: distributed_type DEEPSPEED with zero_stage 3, or FSDP FULL_SHARD",
+    "offload": "accelerate config: DeepSpeed offload_optimizer_device cpu",
+    "num_gpus": "accelerate launch --num_processes {num_gpus} with FSDP/DeepSpeed ZeRO-3",
+}  # fmt: skip
+
+#: accelerate's ``mixed_precision`` -> our (Lightning) precision names. "no" depends on the
+#: parameters' dtype (see :func:`_precision`).
+_MIXED = {"fp16": "16-mixed", "bf16": "bf16-mixed", "fp8": "bf16-mixed"}
+
+
+def preflight(accelerator: accelerate.Accelerator, model: Any, optimizer: Any = None, *, batch_size: int, seq_len: int,
+              gpu: Any = None, device_memory_bytes: int | None = None, on_exceed: str = "warn",
+              margin: float = DEFAULT_MARGIN) -> PreflightResult:
+    """Estimate the training run's memory per device and warn (or raise) before the first step.
+
+    The estimate runs once, on the main process; the verdict is broadcast so that with
+    ``on_exceed="raise"`` every process raises. Messages go to the
+    ``hf_gpu_estimator.integrations.accelerate`` logger on the main process. A failing estimate
+    logs a warning and returns a ``"failed"`` result.
+
+    Reads ``accelerator.state`` (mixed_precision, distributed_type, num_processes, the DeepSpeed
+    plugin's zero_stage and offload devices, the FSDP plugin's sharding and cpu_offload),
+    ``accelerator.gradient_accumulation_steps``, the model (trainable vs frozen parameters, peft
+    adapters, gradient checkpointing) and the optimizer's class.
+
+    Args:
+        accelerator: the Accelerator (its state says precision and parallelism).
+        model: the model, before ``prepare`` (after it, FSDP/DeepSpeed hold shards; a DDP wrapper
+            is unwrapped).
+        optimizer: the optimizer (default: AdamW is assumed).
+        batch_size: sequences per device per step.
+        seq_len: tokens per sequence.
+        gpu, device_memory_bytes: the device to compare with (default: the CUDA device; on a
+            machine without CUDA the check is skipped).
+        on_exceed: ``"warn"`` or ``"raise"`` (PreflightError).
+        margin: share of the device kept free.
+
+    Returns:
+        The :class:`PreflightResult` (on other processes: the verdict without the estimate).
+
+    Raises:
+        PreflightError: it does not fit and ``on_exceed="raise"``.
+        InvalidArgumentError: bad arguments.
+    """
+    validate_options(gpu=gpu, device_memory_bytes=device_memory_bytes, on_exceed=on_exceed, margin=margin)
+    for name, value in (("batch_size", batch_size), ("seq_len", seq_len)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InvalidArgumentError(name, value, "an integer >= 1")
+    result: PreflightResult | None = None
+    if accelerator.is_main_process:
+        try:
+            inner = accelerator.unwrap_model(model)
+            facts = describe_model(inner)
+            kwargs, notes = workload_from_accelerator(accelerator, optimizer, trainable_dtype=facts.trainable_dtype)
+            kwargs.update(facts.options, batch_size=batch_size, seq_len=seq_len)
+            result = evaluate(facts.source, workload_kwargs=kwargs, gpu=gpu, device_memory_bytes=device_memory_bytes,
+                              margin=margin, hints=ACCELERATE_HINTS, notes=(*facts.notes, *notes))
+        except Exception as e:  # the estimator failing never stops a run
+            result = PreflightResult(status="failed", error=f"{type(e).__name__}: {e}",
+                                     message=f"hf-gpu-estimator: memory preflight failed ({type(e).__name__}: {e}); "
+                                             "the run continues")
+    verdict = [(result.status, result.message, result.required_bytes, result.available_bytes) if result else None]
+    if accelerator.num_processes > 1:
+        broadcast_object_list(verdict, from_process=0)
+    status, message, required, available = verdict[0]
+    if result is None:
+        result = PreflightResult(status=status, message=message, required_bytes=required, available_bytes=available)
+    enforce(status, message, on_exceed=on_exceed, log=log, emit=accelerator.is_main_process,
+            required_bytes=required, available_bytes=available)
+    return result
+
+
+def workload_from_accelerator(accelerator: accelerate.Accelerator, optimizer: Any = None, *,
+                              trainable_dtype: str | None = None) -> tuple[dict[str, Any], list[str]]:
+    """Workload keywords (but the batch shape and the model's own) from an Accelerator's state, and notes."""
+    state = accelerator.state
+    notes: list[str] = []
+    kwargs: dict[str, Any] = {"task": "training",
+                              "precision": _precision(str(state.mixed_precision), trainable_dtype, notes)}
+    steps = getattr(accelerator, "gradient_accumulation_steps", 1)
+    if isinstance(steps, int) and steps >= 1:
+        kwargs["gradient_accumulation_steps"] = steps
+    devices = max(1, int(state.num_processes))
+    kind = str(getattr(state.distributed_type, "value", state.distributed_type)).upper()
+    if kind == "DEEPSPEED":
+        plugin = getattr(state, "deepspeed_plugin", None)
+        options, more = _deepspeed_plugin_options(plugin, devices)
+    elif kind == "FSDP":
+        plugin = getattr(state, "fsdp_plugin", None)
+        options, more = _fsdp_plugin_options(plugin, devices)
+    else:
+        options, more = {"num_gpus": devices}, []
+        if devices > 1:
+            options["strategy"] = "ddp"
+    kwargs.update(options)
+    notes.extend(more)
+    if optimizer is not None:
+        name, note = optimizer_name(optimizer)
+        if name is not None:
+            kwargs["optimizer"] = name
+        if note:
+            notes.append(note)
+    return kwargs, notes
+
+
+def _precision(mixed: str, trainable_dtype: str | None, notes: list[str]) -> str:
+    mixed = mixed.lower()
+    if mixed in _MIXED:
+        if mixed == "fp8":
+            notes.append("fp8 mixed precision is estimated as bf16-mixed (fp8 matmuls keep bf16 activations)")
+        return _MIXED[mixed]
+    # mixed_precision="no": compute runs in the parameters' own dtype.
+    return {"bfloat16": "bf16-true", "float16": "16-true"}.get(trainable_dtype or "float32", "32-true")
+
+
+def _deepspeed_plugin_options(plugin: Any, devices: int) -> tuple[dict[str, Any], list[str]]:
+    if plugin is None:
+        return deepspeed_options(None, num_gpus=devices)
+    config = getattr(plugin, "deepspeed_config", None) or {}
+    zero = dict(config.get("zero_optimization") or {})
+    # The plugin's own fields fill what the config leaves out (or sets to "auto").
+    if not isinstance(zero.get("stage"), int) and getattr(plugin, "zero_stage", None) is not None:
+        zero["stage"] = plugin.zero_stage
+    for key, attr in (("offload_optimizer", "offload_optimizer_device"), ("offload_param", "offload_param_device")):
+        if not (zero.get(key) or {}).get("device") and getattr(plugin, attr, None):
+            zero[key] = {"device": getattr(plugin, attr)}
+    return deepspeed_options({"zero_optimization": zero}, num_gpus=devices)
+
+
+def _fsdp_plugin_options(plugin: Any, devices: int) -> tuple[dict[str, Any], list[str]]:
+    if plugin is None:
+        return fsdp_options("FULL_SHARD", offload=False, num_gpus=devices)
+    version = getattr(plugin, "fsdp_version", 1) or 1
+    reshard = getattr(plugin, "reshard_after_forward", None)
+    if version == 2 or isinstance(reshard, bool):
+        sharding = "FULL_SHARD" if reshard in (None, True) else "SHARD_GRAD_OP"
+    else:
+        sharding = reshard if reshard is not None else getattr(plugin, "sharding_strategy", "FULL_SHARD")
+    offload = getattr(plugin, "cpu_offload", False)
+    if not isinstance(offload, bool):  # CPUOffload(offload_params=...) or FSDP2's CPUOffloadPolicy
+        offload = bool(getattr(offload, "offload_params", True))
+    return fsdp_options(sharding, offload=offload, num_gpus=devices)
+
+
+def workload_from_accelerate_config(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[str]]:
+    """Workload keywords from an ``accelerate config`` YAML (or JSON) file, and notes.
+
+    Reads ``distributed_type``, ``num_processes`` (all machines together, as accelerate counts
+    them), ``mixed_precision``, ``deepspeed_config`` (``zero_stage``, ``offload_optimizer_device``,
+    ``offload_param_device``, ``gradient_accumulation_steps``, or the ``deepspeed_config_file`` it
+    names) and ``fsdp_config`` (``fsdp_sharding_strategy``, ``fsdp_offload_params``,
+    ``fsdp_version``, ``fsdp_reshard_after_forward``, ``fsdp_activation_checkpointing``).
+
+    Raises:
+        MalformedConfigError: the file is missing, not YAML, or not a mapping.
+    """
+    import yaml
+
+    file = Path(path).expanduser()
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise MalformedConfigError(str(file), f"cannot read accelerate config {str(file)!r}: {e}") from e
+    except yaml.YAMLError as e:
+        raise MalformedConfigError(str(file), f"accelerate config {str(file)!r} is not YAML: {e}") from e
+    if not isinstance(data, Mapping):
+        raise MalformedConfigError(str(file), f"accelerate config {str(file)!r} is not a mapping")
+    notes: list[str] = []
+    kwargs: dict[str, Any] = {"task": "training"}
+    mixed = str(data.get("mixed_precision") or "no").lower()
+    kwargs["precision"] = _precision(mixed, None, notes)
+    devices = _int(data.get("num_processes"), 1, file, "num_processes")
+    kind = str(data.get("distributed_type") or "NO").upper()
+    if kind == "DEEPSPEED":
+        ds = dict(data.get("deepspeed_config") or {})
+        config_file = ds.get("deepspeed_config_file")
+        if config_file:
+            target = (file.parent / str(config_file)).expanduser()
+            try:
+                config = json.loads(target.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as e:
+                raise MalformedConfigError(str(target), f"cannot read deepspeed_config_file {str(target)!r}: {e}") from e
+            steps = config.get("gradient_accumulation_steps")
+        else:
+            config = {"zero_optimization": {
+                "stage": ds.get("zero_stage", 2),
+                "offload_optimizer": {"device": ds.get("offload_optimizer_device", "none")},
+                "offload_param": {"device": ds.get("offload_param_device", "none")}}}
+            steps = ds.get("gradient_accumulation_steps")
+        if isinstance(steps, int) and steps >= 1:
+            kwargs["gradient_accumulation_steps"] = steps
+        options, more = deepspeed_options(config, num_gpus=devices)
+    elif kind == "FSDP":
+        fsdp = dict(data.get("fsdp_config") or {})
+        if int(fsdp.get("fsdp_version", 1) or 1) == 2:
+            reshard = fsdp.get("fsdp_reshard_after_forward", True)
+            sharding = "FULL_SHARD" if reshard in (True, "true", "True", "FULL_SHARD") else "SHARD_GRAD_OP"
+        else:
+            sharding = fsdp.get("fsdp_sharding_strategy", fsdp.get("fsdp_reshard_after_forward", "FULL_SHARD"))
+        options, more = fsdp_options(sharding, offload=bool(fsdp.get("fsdp_offload_params", False)), num_gpus=devices)
+        if fsdp.get("fsdp_activation_checkpointing"):
+            kwargs["gradient_checkpointing"] = True
+    elif kind in ("NO", "MULTI_GPU", "MULTI_NPU", "MULTI_XPU", "MULTI_MLU", "MULTI_HPU", "MULTI_SDAA", "MULTI_MUSA"):
+        options, more = {"num_gpus": devices}, []
+        if devices > 1:
+            options["strategy"] = "ddp"
+    else:
+        options, more = {"num_gpus": devices}, [f"distributed_type {kind} is estimated as data parallel"]
+        if devices > 1:
+            options["strategy"] = "ddp"
+    kwargs.update(options)
+    notes.extend(more)
+    return kwargs, notes
+
+
+def _int(value: Any, default: int, file: Path, field: str) -> int:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise MalformedConfigError(str(file), f"{file}: {field} should be an integer >= 1, got {value!r}", field=field)
+    return value
