@@ -151,6 +151,12 @@ class Architecture:
     num_decoder_layers: int | None = None
     # Linear layers of one (dense) block, for LoRA and quantization.
     linears: tuple[LinearShape, ...] = ()
+    # Normalization details that change what is saved for backward: "gemma" RMSNorm computes
+    # (x * w) in fp32 and casts after; gemma2/3 add post-attention and post-MLP norms (4 per
+    # layer); qwen3/gemma3 normalize q and k per head ("head"), olmo2 over the projection ("full").
+    norm_style: Literal["llama", "gemma"] = "llama"
+    norms_per_layer: int = 2
+    qk_norm: Literal["head", "full"] | None = None
     # Dropout probabilities in training (a saved bool mask per dropped tensor): after the
     # embeddings, on the residual branches, on the attention probabilities.
     embedding_dropout: float = 0.0

@@ -178,19 +178,26 @@ def decoder_layer_activations(arch: Architecture, workload: Workload, *, seq_len
     mlp_in = _savers(arch, workload, _MLP_IN)
     mlp_out = _savers(arch, workload, _MLP_OUT)
 
-    def norm() -> float:
-        # RMSNorm: fp32 input copy (pow/mul) + rsqrt; the normalized cast is saved by ``weight *``
-        # only when the norm weight trains. LayerNorm (native_layer_norm): input + fp32 mean/rstd.
+    def norm(width: int = H) -> float:
+        # RMSNorm: fp32 input copy (pow/mul) + rsqrt; llama's ``weight * x.to(dtype)`` saves the
+        # normalized cast, gemma's ``(x * (1 + w)).type_as`` the fp32 normalized tensor, only when
+        # the norm weight trains. LayerNorm (native_layer_norm): input + fp32 mean/rstd.
         if rms:
-            return 4 * H + 4 + (r * H if full else 0)
-        return (r * H if full or True else 0) + 8
+            trained = (4 if arch.norm_style == "gemma" else r) * width if full else 0
+            return 4 * width + 4 + trained
+        return r * width + 8
 
     saved = 0.0
     if arch.parallel_attention:
         saved += norm() + linear_inputs(attn_in + mlp_in, H, already_saved=False)
     else:
-        saved += 2 * norm() + linear_inputs(attn_in, H, already_saved=False) + linear_inputs(mlp_in, H,
-                                                                                              already_saved=False)
+        saved += arch.norms_per_layer * norm() + linear_inputs(attn_in, H, already_saved=False) \
+            + linear_inputs(mlp_in, H, already_saved=False)
+    if arch.qk_norm == "head":
+        # Per-head RMSNorm of q and k (its input is the projection output, in the compute dtype).
+        saved += norm(a * qk) + norm(k * qk) - 8 + 4 * (a + k)  # rsqrt per head, not per token
+    elif arch.qk_norm == "full":
+        saved += norm(a * qk) + norm(k * qk)
 
     attn = effective_attention(arch, workload)
     repeat = a != k
@@ -201,7 +208,16 @@ def decoder_layer_activations(arch: Architecture, workload: Workload, *, seq_len
         saved += c * (a if repeat else k) * vd  # v
         # fp32 softmax (saved by softmax) + its 16-bit cast (saved by the second matmul; in fp32
         # the cast is a no-op and the matmul saves the softmax output itself).
-        saved += (4 + (c if c != 4 else 0)) * a * seq_len
+        # softmax's output (fp32 where the model asks for it, or autocast runs softmax in fp32),
+        # then what the second matmul saves: the dropout output (+ its bool mask), or the 16-bit
+        # cast of the probabilities (nothing new when softmax already ran in the compute dtype).
+        s_b = c if (arch.model_type in NATIVE_SOFTMAX and not mixed) else 4
+        if arch.attention_dropout:
+            saved += (s_b + c + 1) * a * seq_len
+        else:
+            saved += (s_b + (c if s_b != c else 0)) * a * seq_len
+        if arch.attn_logit_softcapping:
+            saved += c * a * seq_len  # tanh(scores / cap) saves its output (gemma2)
         saved += linear_inputs(attn_out, a * vd, already_saved=False)  # transposed, contiguous output
         forward_transient = mask_bytes * a * seq_len + mask_bytes * seq_len  # masked scores; the 4-D mask
     else:
@@ -223,17 +239,22 @@ def decoder_layer_activations(arch: Architecture, workload: Workload, *, seq_len
     # MLP: act saves its input, the product saves both factors, down saves the product when it trains.
     inter = I
     copies = 1
+    # Gated: act saves the gate output, the product saves act(gate) and up; plain: act's tensors.
+    act_bytes = act_saved_bytes(arch.hidden_act, c, mixed) + (2 * c if d.gated else 0)
     if arch.is_moe:
         inter = arch.moe_intermediate_size or I
         copies = arch.num_experts_per_tok
-    # Gated: act saves the gate output, the product saves act(gate) and up; plain: act's tensors.
-    act_bytes = act_saved_bytes(arch.hidden_act, c, mixed) + (2 * c if d.gated else 0)
-    per_mlp = act_bytes * inter + linear_inputs(mlp_out, inter, already_saved=False)
+        # transformers 5 runs the routed experts through grouped_mm (integrations/moe.py
+        # grouped_mm_experts_forward), which autocast does not touch: they compute in the expert
+        # weights' dtype (fp32 under mixed precision). Per routed token: the gathered input, the
+        # fused gate/up output, act(gate), the product, and the expert output saved by the
+        # routing-weight multiply.
+        e = BYTES[precision.param_dtype] if full else c
+        per_mlp = e * (2 * H + 4 * inter) if d.gated else e * (2 * H + 2 * inter)
+    else:
+        per_mlp = act_bytes * inter + linear_inputs(mlp_out, inter, already_saved=False)
     mlp = per_mlp * copies
     if arch.is_moe:
-        # Per routed token: the gathered input (saved by the expert's linear) and the expert output
-        # saved by the routing-weight multiply (modeling_mixtral.MixtralExperts.forward).
-        mlp += 2 * c * H * copies
         if arch.num_shared_experts or arch.shared_expert_intermediate_size:
             shared_inter = arch.shared_expert_intermediate_size or inter * max(1, arch.num_shared_experts)
             mlp += act_bytes * shared_inter + linear_inputs(mlp_out, shared_inter,
@@ -245,8 +266,6 @@ def decoder_layer_activations(arch: Architecture, workload: Workload, *, seq_len
     # so only the mask is extra). SDPA's fused dropout keeps an RNG seed.
     if arch.hidden_dropout:
         saved += 2 * H
-    if arch.attention_dropout and attn == "eager":
-        saved += a * seq_len
     backward_transient = 3 * c * inter * copies + 2 * r * H
     return LayerActivations(
         saved=saved, training_cache=training_cache, forward_transient=forward_transient,
@@ -271,14 +290,23 @@ def loss_bytes(arch: Architecture, workload: Workload) -> tuple[float, float, fl
     saved = 4 * V + softcap
     during = c * V + upcast * V + 4 * V + softcap
     backward = 4 * V + 4 * V + 4 * V
+    if arch.final_logit_softcapping:
+        # tanh backward: the 16-bit gradient next to the saved tanh output (measured by trace).
+        backward += c * V
     return saved, during, backward
 
 
-def eager_score_bytes(compute_bytes: int) -> int:
+#: Families whose eager attention runs softmax in the scores' dtype (no ``dtype=torch.float32``).
+NATIVE_SOFTMAX = frozenset({"gpt2", "bert", "t5", "falcon"})
+
+
+def eager_score_bytes(compute_bytes: int, *, native_softmax: bool = False) -> int:
     """Peak bytes per attention-score element inside eager attention without autograd."""
     c = compute_bytes
+    if native_softmax:
+        return 2 * c  # scores and their scaled/masked/softmaxed successor
     upcast = 0 if c == 4 else 4
-    return max(2 * c, c + upcast + 4, c + 4 + c)
+    return max(2 * c, c + upcast + 4, c + 4 + (c if upcast else 0))
 
 
 def inference_layer_transient(arch: Architecture, *, compute_bytes: int, attn: str, seq_len: int,
@@ -294,6 +322,14 @@ def inference_layer_transient(arch: Architecture, *, compute_bytes: int, attn: s
     # MLP: residual + input + act(gate) + up + product alive at the multiply (gated); the
     # activation's own temporaries otherwise.
     mlp = 2 * c * H + (3 if d.gated else max(2, _ACT_ALIVE.get(arch.hidden_act, 2))) * c * inter
+    if arch.is_moe:
+        # grouped_mm experts: per routed token the gathered input stays alive with the fused
+        # gate/up output, act(gate) and the product (integrations/moe.py grouped_mm_experts_forward).
+        k_top = arch.num_experts_per_tok
+        mlp = 2 * c * H + k_top * c * (H + (4 if d.gated else 2) * (arch.moe_intermediate_size or d.intermediate))
+        if arch.shared_expert_intermediate_size or arch.num_shared_experts:
+            shared = arch.shared_expert_intermediate_size or arch.moe_intermediate_size * arch.num_shared_experts
+            mlp = max(mlp, 2 * c * H + 3 * c * shared) + c * H
     # RMSNorm: input + fp32 copy + fp32 normalized.
     norm = c * H + 8 * H
     attn_bytes = 2 * c * H + c * (d.heads * d.qk_head_dim * 2 + d.kv_heads * (d.qk_head_dim + d.v_head_dim) * 2)
@@ -301,5 +337,6 @@ def inference_layer_transient(arch: Architecture, *, compute_bytes: int, attn: s
         # Per score element at the softmax: the masked scores, softmax(dtype=float32)'s fp32 copy of
         # its input (none when already fp32) and its fp32 output (ATen softmax with a dtype casts
         # first); plus the additive 4-D mask.
-        attn_bytes += eager_score_bytes(c) * d.heads * seq_len + c * seq_len
+        attn_bytes += eager_score_bytes(c, native_softmax=arch.model_type in NATIVE_SOFTMAX) * d.heads * seq_len \
+            + c * seq_len
     return max(mlp, norm, attn_bytes)

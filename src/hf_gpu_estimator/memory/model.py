@@ -264,7 +264,11 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
     # live until each layer's backward. With checkpointing they die at autocast exit and each
     # recomputed layer casts its own again.
     counts = spec.parameters.by_role
-    layer_linear = sum(counts.get(k, 0) for k in ("attention", "mlp", "experts", "router")) / arch.num_layers
+    # Routed experts run through grouped_mm, which autocast does not cast: no copies for them.
+    layer_linear = sum(counts.get(k, 0) for k in ("attention", "mlp", "router")) / arch.num_layers
+    if arch.is_moe and arch.shared_expert_intermediate_size:
+        layer_linear += 3 * arch.hidden_size * arch.shared_expert_intermediate_size * (
+            len(arch.moe_layers) or arch.num_layers) / arch.num_layers
     head_linear = counts.get("lm_head", 0) or (counts.get("embedding", 0) if arch.tie_word_embeddings else 0)
     copies_layer = copies_head = 0
     if precision.mixed and workload.method == "full":

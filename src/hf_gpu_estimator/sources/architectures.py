@@ -38,6 +38,11 @@ from hf_gpu_estimator.spec import ROLES, Architecture, LinearShape, ParameterCou
 __all__ = ["SUPPORTED_MODEL_TYPES", "architecture_from_config", "model_class_name", "parameter_counts"]
 
 _MISSING: Any = object()
+#: Upper bounds on config integers, so a hostile or corrupt config.json is a typed error rather than
+#: an OverflowError or a multi-GB per-layer tuple. Far above any real model (vocabularies ~2**18,
+#: hidden sizes ~2**15, ~100 layers).
+_MAX_INT = 1 << 40
+_MAX_LAYERS = 100_000
 _FULL = "full_attention"
 _SLIDING = "sliding_attention"
 
@@ -96,6 +101,9 @@ class _Fields:
             raise self._error(self._name(name, aliases), value, f"an integer >= {minimum}")
         if value < minimum:
             raise self._error(self._name(name, aliases), value, f"an integer >= {minimum}")
+        maximum = _MAX_LAYERS if name.endswith("layers") or name == "n_layer" else _MAX_INT
+        if value > maximum:
+            raise self._error(self._name(name, aliases), value, f"an integer from {minimum} to {maximum:,}")
         return value
 
     def boolean(self, name: str, default: bool, *, aliases: Sequence[str] = ()) -> bool:
@@ -1259,7 +1267,22 @@ def architecture_from_config(config: Mapping[str, Any]) -> Architecture:
         (8, 128, ('sliding_attention', 'sliding_attention'))
     """
     arch = _analyze(config).architecture
-    return dataclasses.replace(arch, **_dropouts(config, arch.model_type))
+    return dataclasses.replace(arch, **_dropouts(config, arch.model_type), **_norm_details(arch.model_type))
+
+
+def _norm_details(model_type: str) -> dict[str, Any]:
+    """Per-family normalization layout (modeling_<family>.py): gemma's RMSNorm flavour, gemma2/3's
+    extra post-norms, qwen3/gemma3 per-head q/k norms, olmo2's q/k norms over the projection."""
+    out: dict[str, Any] = {}
+    if model_type in ("gemma", "gemma2", "gemma3", "gemma3_text"):
+        out["norm_style"] = "gemma"
+    if model_type in ("gemma2", "gemma3", "gemma3_text"):
+        out["norms_per_layer"] = 4
+    if model_type in ("qwen3", "qwen3_moe", "gemma3", "gemma3_text"):
+        out["qk_norm"] = "head"
+    elif model_type == "olmo2":
+        out["qk_norm"] = "full"
+    return out
 
 
 #: Dropout fields per family and transformers' config defaults: (embedding, hidden, attention).
