@@ -15,6 +15,13 @@ virtual file size (header + the body the offsets describe) and serves zeros for 
 so a reader that strays into tensor data is counted. A repo's optional ``_repo.json`` sets
 ``{"gated": true}`` (401 GatedRepo without ``Authorization: Bearer TEST_TOKEN``) and extra
 ``{"revisions": {"v1.0": "<sha>"}}``. Every request and the body bytes sent are recorded.
+
+Fault injection (for network-failure tests): ``hub.inject(Fault(...))`` makes matching
+requests misbehave — delay, drop the connection, answer a status (429 + Retry-After, 5xx,
+401/403/404), send a short or mis-labelled range, redirect, or announce more bytes than it
+sends. Faults apply in order, each ``times`` times (``None``: always); ``reset()`` and
+``clear_faults()`` remove them. Extra repos can be served from another folder with
+``start(root=...)``.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import socket
 import struct
 import threading
 from dataclasses import dataclass, field
@@ -44,6 +52,56 @@ class Request:
 
 
 @dataclass
+class Fault:
+    """How matching requests misbehave.
+
+    Matching: ``path`` is a regex searched in the request path; ``method`` ("GET"/"HEAD") and
+    ``ranged`` (True: only requests with a Range header, False: only without) narrow it.
+
+    Actions (the first that is set wins):
+        delay_s: wait this long before answering normally (bounded; cut short by ``stop()``).
+        reset: close the connection with a TCP reset instead of answering.
+        status: answer this status with ``headers`` (e.g. ``{"Retry-After": "1"}``),
+            ``error_code`` as X-Error-Code, and ``body`` (default: a small JSON error).
+        redirect: answer 302 to this location (absolute, or a path on this server).
+        short_by: answer the range correctly labelled but ``short_by`` bytes short, with a
+            Content-Length to match (a well-formed, lying, response).
+        content_range: answer 206 with this Content-Range header instead of the right one.
+        truncate_by: announce the full Content-Length but send ``truncate_by`` fewer bytes, then
+            close (a connection cut mid-body).
+        ignore_range: answer 200 with the whole virtual file, as a server without range support.
+        commit: answer with this X-Repo-Commit.
+    """
+
+    path: str = ""
+    method: str | None = None
+    ranged: bool | None = None
+    times: int | None = None
+    delay_s: float | None = None
+    reset: bool = False
+    status: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    error_code: str | None = None
+    body: bytes | None = None
+    redirect: str | None = None
+    short_by: int | None = None
+    content_range: str | None = None
+    truncate_by: int | None = None
+    ignore_range: bool = False
+    commit: str | None = None
+    hits: int = 0
+
+    def matches(self, method: str, path: str, has_range: bool) -> bool:
+        if self.times is not None and self.hits >= self.times:
+            return False
+        if self.method is not None and self.method != method:
+            return False
+        if self.ranged is not None and self.ranged != has_range:
+            return False
+        return re.search(self.path, path) is not None
+
+
+@dataclass
 class HubStandIn:
     """Handle on a running stand-in: its endpoint and what it served."""
 
@@ -51,6 +109,26 @@ class HubStandIn:
     server: ThreadingHTTPServer
     requests: list[Request] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    faults: list[Fault] = field(default_factory=list)
+    stopping: threading.Event = field(default_factory=threading.Event)
+    #: Authorization headers received, in order (to check where a token went).
+    authorizations: list[str | None] = field(default_factory=list)
+
+    def inject(self, *faults: Fault) -> None:
+        with self.lock:
+            self.faults.extend(faults)
+
+    def clear_faults(self) -> None:
+        with self.lock:
+            self.faults.clear()
+
+    def take_fault(self, method: str, path: str, has_range: bool) -> Fault | None:
+        with self.lock:
+            for fault in self.faults:
+                if fault.matches(method, path, has_range):
+                    fault.hits += 1
+                    return fault
+        return None
 
     @property
     def bytes_served(self) -> int:
@@ -63,10 +141,14 @@ class HubStandIn:
             return len(self.requests)
 
     def reset(self) -> None:
+        """Forget the recorded requests, and remove every injected fault."""
         with self.lock:
             self.requests.clear()
+            self.authorizations.clear()
+            self.faults.clear()
 
     def stop(self) -> None:
+        self.stopping.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -106,6 +188,12 @@ class _Handler(BaseHTTPRequestHandler):
     # -- routing -------------------------------------------------------------------------
     def _dispatch(self, *, head: bool) -> None:
         path = unquote(urlsplit(self.path).path)
+        with self.hub.lock:
+            self.hub.authorizations.append(self.headers.get("Authorization"))
+        fault = self.hub.take_fault(self.command, path, self.headers.get("Range") is not None)
+        self._fault = fault
+        if fault is not None and self._misbehave(fault, head=head):
+            return
         m = re.fullmatch(r"/api/models/([^/]+/[^/]+)/safetensors-metadata/(.+)", path)
         if m:
             return self._sharded_metadata(m.group(1), m.group(2), head=head)
@@ -167,7 +255,31 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, b"", headers, head=True, length=size)
         # Bytes past the stored header stand for tensor data: zeros, counted like any other.
         body = data[first : last + 1] + b"\0" * max(0, last + 1 - max(first, len(data)))
-        self._send(status, body, headers, head=False)
+        status, body, headers, length = self._alter(status, body, headers, size, len(data), head=head)
+        if length is not None and length < 0:
+            return self._send_whole(data, -length, headers)
+        self._send(status, body, headers, head=False, length=length)
+
+    def _send_whole(self, data: bytes, size: int, headers: dict[str, str]) -> None:
+        """200 with the whole virtual file, in chunks, stopping when the client hangs up."""
+        sent = 0
+        try:
+            self.send_response(200)
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(size))
+            self.end_headers()
+            self.wfile.write(data)
+            sent = len(data)
+            zeros = b"\0" * (1 << 16)
+            while sent < size and not self.hub.stopping.is_set():
+                chunk = zeros[: min(len(zeros), size - sent)]
+                self.wfile.write(chunk)
+                sent += len(chunk)
+        except OSError:
+            self.close_connection = True
+        finally:
+            self._record(200, sent)
 
     def _model_info(self, repo_id: str, revision: str, *, head: bool) -> None:
         found = self._repo(repo_id, revision, head=head)
@@ -199,6 +311,60 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.dumps(payload, separators=(",", ":")).encode()
         self._send(200, body, {"Content-Type": "application/json", "X-Repo-Commit": commit}, head=head)
 
+    # -- faults --------------------------------------------------------------------------
+    def _misbehave(self, fault: Fault, *, head: bool) -> bool:
+        """Act on a fault that replaces the answer; ``False`` lets the request go on (maybe altered later)."""
+        if fault.delay_s is not None:
+            self.hub.stopping.wait(min(fault.delay_s, 30.0))
+            return False
+        if fault.reset:
+            self._record(0, 0)
+            # SO_LINGER 0: close() sends RST, the client sees "connection reset by peer".
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
+            self.connection.close()
+            return True
+        if fault.status is not None:
+            headers = {"Content-Type": "application/json", "X-Error-Message": f"injected {fault.status}", **fault.headers}
+            if fault.error_code:
+                headers["X-Error-Code"] = fault.error_code
+            body = fault.body if fault.body is not None else json.dumps({"error": f"injected {fault.status}"}).encode()
+            self._send(fault.status, body, headers, head=head)
+            return True
+        if fault.redirect is not None:
+            self._send(302, b"", {"Location": fault.redirect, **fault.headers}, head=head)
+            return True
+        return False
+
+    def _alter(self, status: int, body: bytes, headers: dict[str, str], size: int, data_len: int,
+               *, head: bool) -> tuple[int, bytes, dict[str, str], int | None]:
+        """Apply a fault that changes a normal file answer: short, mislabelled, truncated or whole."""
+        fault = getattr(self, "_fault", None)
+        length: int | None = None
+        if fault is None or head:
+            return status, body, headers, length
+        if fault.commit is not None:
+            headers["X-Repo-Commit"] = fault.commit
+        if fault.ignore_range:
+            headers.pop("Content-Range", None)
+            # The whole virtual file: its stored bytes then zeros, sent lazily by _send.
+            return 200, b"", headers, -size
+        if status != 206:
+            return status, body, headers, length
+        if fault.short_by is not None:
+            body = body[: max(0, len(body) - fault.short_by)]
+        if fault.content_range is not None:
+            headers["Content-Range"] = fault.content_range
+        if fault.truncate_by is not None:
+            length = len(body)
+            body = body[: max(0, len(body) - fault.truncate_by)]
+            self.close_connection = True
+        return status, body, headers, length
+
+    def _record(self, status: int, body_bytes: int) -> None:
+        with self.hub.lock:
+            self.hub.requests.append(Request(self.command, self.path, status, self.headers.get("Range"), body_bytes))
+
     # -- plumbing ------------------------------------------------------------------------
     def _error(self, status: int, code: str | None, message: str, *, head: bool, commit: str | None = None) -> None:
         headers = {"X-Error-Message": message, "Content-Type": "application/json"}
@@ -210,16 +376,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, body: bytes, headers: dict[str, str], *, head: bool, length: int | None = None) -> None:
         # Recorded before anything goes out, so a client that has its answer sees the record.
-        with self.hub.lock:
-            self.hub.requests.append(Request(self.command, self.path, status, self.headers.get("Range"),
-                                             0 if head else len(body)))  # fmt: skip
-        self.send_response(status)
-        for key, value in headers.items():
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(body) if length is None else length))
-        self.end_headers()
-        if not head:
-            self.wfile.write(body)
+        self._record(status, 0 if head else len(body))
+        try:
+            self.send_response(status)
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(body) if length is None else length))
+            self.end_headers()
+            if not head:
+                self.wfile.write(body)
+        except OSError:  # the client gave up (a timeout under test): nothing to answer
+            self.close_connection = True
 
 
 def start(root: Path = DATA, host: str = "127.0.0.1", port: int = 0) -> HubStandIn:

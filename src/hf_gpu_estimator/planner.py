@@ -102,7 +102,7 @@ def _usable(gpu: GPU, margin: float) -> float:
 
 
 def _fits(spec: ModelSpec, workload: Workload, gpu: GPU, margin: float) -> bool:
-    return estimate_memory(spec, workload).device_total_bytes <= _usable(gpu, margin)
+    return estimate_memory(spec, workload, detail=False).device_total_bytes <= _usable(gpu, margin)
 
 
 def _largest(ok: Callable[[int], bool], low: int, high: int) -> int:
@@ -153,6 +153,7 @@ def max_seq_len(spec: ModelSpec, workload: Workload, gpu: GPU, *, margin: float 
     Capped at the model's ``max_position_embeddings`` (minus ``new_tokens`` for inference);
     0 when one token does not fit.
     """
+    _usable(gpu, margin)  # validate the margin even when no length is tried
     return _largest(lambda s: _fits(spec, workload.with_(seq_len=s), gpu, margin), 1, max(0, _seq_cap(spec, workload)))
 
 
@@ -230,7 +231,7 @@ def min_gpus(spec: ModelSpec, workload: Workload, gpu: GPU, *, margin: float = D
     if not workload.is_training:
         for tp, pp in _inference_candidates(spec):
             w = workload.with_(parallelism=Parallelism(num_gpus=tp * pp, tp=tp, pp=pp))
-            total = estimate_memory(spec, w).device_total_bytes
+            total = estimate_memory(spec, w, detail=False).device_total_bytes
             best_total = total if best_total is None else min(best_total, total)
             if total <= usable:
                 how = ", ".join(x for x in (f"tensor parallel {tp}" if tp > 1 else "",
@@ -918,7 +919,7 @@ def cheapest_training(spec: ModelSpec, workload: Workload, *, token_budget: floa
                 speed = training_speed(spec, w, gpu)
                 cost = training_cost(gpu, n, tokens=budget, tokens_per_s=speed.tokens_per_s)
                 this = Parallelization(num_gpus=n, strategy=strategy, offload_optimizer=par.offload_optimizer,
-                                       device_total_bytes=estimate_memory(spec, w).device_total_bytes, workload=w,
+                                       device_total_bytes=estimate_memory(spec, w, detail=False).device_total_bytes, workload=w,
                                        description=f"{n} x {gpu.name}, {strategy}")
                 option = TrainingOption(gpu=gpu.name, parallelization=this, speed=speed, hours=cost.hours,
                                         total_usd=cost.total_usd, hourly_usd=hourly_cost_usd(gpu, n))

@@ -146,7 +146,26 @@ def _savers(arch: Architecture, workload: Workload, group: tuple[str, ...]) -> i
 
 
 def decoder_layer_activations(arch: Architecture, workload: Workload, *, seq_len: int) -> LayerActivations:
-    """Per-token activation bytes of one decoder layer in training (see module docstring)."""
+    """Per-token activation bytes of one decoder layer in training (see module docstring).
+
+    Cached on what it depends on (not the batch size), so the planner's sweeps stay cheap.
+    """
+    key = (id(arch), workload.precision.name, workload.method, workload.lora_targets, workload.attn_implementation,
+           workload.gradient_checkpointing, seq_len)
+    hit = _CACHE.get(key)
+    if hit is not None and hit[0] is arch:  # the identity check guards against a reused id()
+        return hit[1]
+    value = _decoder_layer_activations(arch, workload, seq_len)
+    if len(_CACHE) > 4096:
+        _CACHE.clear()
+    _CACHE[key] = (arch, value)
+    return value
+
+
+_CACHE: dict[tuple[object, ...], tuple[Architecture, LayerActivations]] = {}
+
+
+def _decoder_layer_activations(arch: Architecture, workload: Workload, seq_len: int) -> LayerActivations:
     d = dims(arch)
     precision = workload.precision
     mixed = precision.mixed

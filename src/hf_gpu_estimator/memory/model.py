@@ -59,19 +59,24 @@ def _sharding(workload: Workload) -> tuple[_Sharding, list[str]]:
                      activations=1 / tp, layers=1 / pp), notes
 
 
-def estimate_memory(spec: ModelSpec, workload: Workload) -> MemoryEstimate:
-    """Per-device memory of ``workload`` on the model ``spec`` (pure arithmetic)."""
+def estimate_memory(spec: ModelSpec, workload: Workload, *, detail: bool = True) -> MemoryEstimate:
+    """Per-device memory of ``workload`` on the model ``spec`` (pure arithmetic).
+
+    ``detail=False`` skips the per-term formulas and assumption texts (same numbers): the
+    planner's searches call it thousands of times.
+    """
     arch = spec.architecture
     if arch is None:
         return _weights_only(spec, workload)
     plan = plan_weights(spec, workload)
     if workload.is_training:
-        return _training(spec, arch, plan, workload)
-    return _inference(spec, arch, plan, workload)
+        return _training(spec, arch, plan, workload, detail=detail)
+    return _inference(spec, arch, plan, workload, detail=detail)
 
 
 def _finish(moments: list[Moment], terms: list[Term], workload: Workload, assumptions: list[str],
-            *, activation_bytes_at_peak: int, host_offload_bytes: int = 0, decode_kv_bytes: int = 0) -> MemoryEstimate:
+            *, activation_bytes_at_peak: int, host_offload_bytes: int = 0, decode_kv_bytes: int = 0,
+            detail: bool = True) -> MemoryEstimate:
     peak = max(moments, key=lambda m: m.total_bytes)
     allocated = peak.total_bytes
     low = allocated - int(activation_bytes_at_peak * (1 - ACTIVATION_RANGE[0]))
@@ -81,6 +86,20 @@ def _finish(moments: list[Moment], terms: list[Term], workload: Workload, assump
     context = overhead.CUDA_CONTEXT_BYTES
     if workload.parallelism.num_gpus > 1:
         context += overhead.NCCL_BYTES
+    if detail:
+        _overhead_notes(assumptions, workload, task, context, decode_kv_bytes)
+    components = {name: int(peak.components.get(name, 0)) for name in COMPONENTS}
+    return MemoryEstimate(
+        allocated_peak_bytes=allocated, reserved_peak_bytes=reserved, device_total_bytes=reserved + context,
+        allocated_low_bytes=low, allocated_high_bytes=high, components=components, phase_at_peak=peak.phase,
+        moments=tuple(moments), terms=tuple(terms), num_devices=workload.parallelism.num_gpus,
+        cuda_context_bytes=context, allocator_overhead_bytes=reserved - allocated,
+        host_offload_bytes=host_offload_bytes, assumptions=tuple(assumptions),
+    )  # fmt: skip
+
+
+def _overhead_notes(assumptions: list[str], workload: Workload, task: str, context: int, decode_kv_bytes: int) -> None:
+    if workload.parallelism.num_gpus > 1:
         assumptions.append(f"NCCL buffers: {overhead.NCCL_BYTES >> 20} MiB per process (NCCL_BUFFSIZE default)")
     assumptions.append(
         f"reserved = allocated x {overhead.RESERVED_RATIO[task]} (caching-allocator rounding and fragmentation, "
@@ -93,14 +112,6 @@ def _finish(moments: list[Moment], terms: list[Term], workload: Workload, assump
         f"device total = reserved + CUDA context {context >> 20} MiB (range "
         f"{overhead.CUDA_CONTEXT_RANGE_BYTES[0] >> 20}-{overhead.CUDA_CONTEXT_RANGE_BYTES[1] >> 20} MiB)"
     )
-    components = {name: int(peak.components.get(name, 0)) for name in COMPONENTS}
-    return MemoryEstimate(
-        allocated_peak_bytes=allocated, reserved_peak_bytes=reserved, device_total_bytes=reserved + context,
-        allocated_low_bytes=low, allocated_high_bytes=high, components=components, phase_at_peak=peak.phase,
-        moments=tuple(moments), terms=tuple(terms), num_devices=workload.parallelism.num_gpus,
-        cuda_context_bytes=context, allocator_overhead_bytes=reserved - allocated,
-        host_offload_bytes=host_offload_bytes, assumptions=tuple(assumptions),
-    )  # fmt: skip
 
 
 def _weights_only(spec: ModelSpec, workload: Workload) -> MemoryEstimate:
@@ -120,7 +131,8 @@ def _workspace(workload: Workload) -> int:
     return overhead.CUBLAS_WORKSPACE_BYTES
 
 
-def _inference(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: Workload) -> MemoryEstimate:
+def _inference(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: Workload, *,
+               detail: bool = True) -> MemoryEstimate:
     shard, notes = _sharding(workload)
     p = workload.parallelism
     assumptions = list(notes)
@@ -162,34 +174,36 @@ def _inference(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: 
         "weights": W, "kv_cache": kv_decode + per_layer_kv, "activations": B * c * arch.hidden_size,
         "transient": step_transient + logits + dequant, "workspace": ws})
     moments = [prefill] + ([decode] if N > 0 else [])
-    terms = [
-        Term(component="weights", name="weights", bytes=W, formula=plan.formula + _shard_note(shard.weights)),
-        Term(component="kv_cache", name="kv_cache (end of generation)", bytes=kv(total),
-             formula=_kv_formula(arch, B, total, kv_dtype_bytes)),
-        Term(component="transient", name="prefill layer peak", bytes=layer_transient,
-             formula=f"batch {B} x {S} tokens x per-token layer peak ({attn})", low=int(layer_transient * 0.9),
-             high=int(layer_transient * 1.2)),
-        Term(component="transient", name="last-position logits + fp32 copy", bytes=logits,
-             formula=f"{B} x vocab {arch.vocab_size} x ({c} + 4) B"),
-        Term(component="workspace", name="cuBLAS workspace", bytes=ws,
-             formula="32 MiB cuBLAS + 1 MiB cuBLASLt per stream (Hopper+), via the caching allocator"),
-    ]
-    if mask:
-        terms.append(Term(component="transient", name="eager 4-D attention mask", bytes=mask,
-                          formula=f"{B} x {S} x {S} x {c} B"))
-    if dequant:
-        terms.append(Term(component="transient", name="dequantized layer weight", bytes=dequant,
-                          formula="largest quantized linear dequantized to the compute dtype"))
-    assumptions.append("inference follows transformers generate: prefill with logits_to_keep=1, greedy decode, "
-                       "DynamicCache")
-    if arch.is_mla:
-        assumptions.append("MLA: the cache holds the compressed latent (kv_lora_rank + qk_rope_head_dim per token)")
-    if plan.quantization.startswith("gguf:"):
-        assumptions.append("GGUF runs in llama.cpp, not PyTorch: 'allocated' means llama.cpp's buffers; the KV "
-                           "cache is sized for seq_len + new_tokens as llama.cpp's n_ctx")
+    terms: list[Term] = []
+    if detail:
+        terms = [
+            Term(component="weights", name="weights", bytes=W, formula=plan.formula + _shard_note(shard.weights)),
+            Term(component="kv_cache", name="kv_cache (end of generation)", bytes=kv(total),
+                 formula=_kv_formula(arch, B, total, kv_dtype_bytes)),
+            Term(component="transient", name="prefill layer peak", bytes=layer_transient,
+                 formula=f"batch {B} x {S} tokens x per-token layer peak ({attn})", low=int(layer_transient * 0.9),
+                 high=int(layer_transient * 1.2)),
+            Term(component="transient", name="last-position logits + fp32 copy", bytes=logits,
+                 formula=f"{B} x vocab {arch.vocab_size} x ({c} + 4) B"),
+            Term(component="workspace", name="cuBLAS workspace", bytes=ws,
+                 formula="32 MiB cuBLAS + 1 MiB cuBLASLt per stream (Hopper+), via the caching allocator"),
+        ]
+        if mask:
+            terms.append(Term(component="transient", name="eager 4-D attention mask", bytes=mask,
+                              formula=f"{B} x {S} x {S} x {c} B"))
+        if dequant:
+            terms.append(Term(component="transient", name="dequantized layer weight", bytes=dequant,
+                              formula="largest quantized linear dequantized to the compute dtype"))
+        assumptions.append("inference follows transformers generate: prefill with logits_to_keep=1, greedy decode, "
+                           "DynamicCache")
+        if arch.is_mla:
+            assumptions.append("MLA: the cache holds the compressed latent (kv_lora_rank + qk_rope_head_dim per token)")
+        if plan.quantization.startswith("gguf:"):
+            assumptions.append("GGUF runs in llama.cpp, not PyTorch: 'allocated' means llama.cpp's buffers; the KV "
+                               "cache is sized for seq_len + new_tokens as llama.cpp's n_ctx")
     peak_activation = max(m.components.get("transient", 0) for m in moments)
     return _finish(moments, terms, workload, assumptions, activation_bytes_at_peak=peak_activation,
-                   decode_kv_bytes=kv(total) if N > 1 else 0)
+                   decode_kv_bytes=kv(total) if N > 1 else 0, detail=detail)
 
 
 def _dequant_transient(arch: Architecture, plan: WeightPlan) -> int:
@@ -213,7 +227,8 @@ def _shard_note(factor: float) -> str:
     return "" if factor == 1 else f" / {round(1 / factor) if factor else 'offloaded'} (sharded)"
 
 
-def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: Workload) -> MemoryEstimate:
+def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: Workload, *,
+              detail: bool = True) -> MemoryEstimate:
     shard, notes = _sharding(workload)
     assumptions = list(notes)
     p = workload.parallelism
@@ -311,42 +326,44 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
                grads=max(G_res, G - G_emb - G_layer), acts=A_layer + embeddings, transient=recompute + dequant),
         moment("optimizer step", weights=W, grads=G, acts=0, transient=opt_temp),
     ]
-    terms = [
-        Term(component="weights", name="weights", bytes=W, formula=plan.formula + _shard_note(shard.weights)),
-        Term(component="gradients", name="gradients", bytes=G,
-             formula=f"{trainable:,} trainable x {tb} B ({plan.trainable_dtype})" + _shard_note(shard.grads)),
-        Term(component="optimizer_states", name="optimizer states", bytes=S_opt, formula=opt_formula),
-        Term(component="activations", name="decoder layers (saved for backward)", bytes=A_layers,
-             formula=(f"{B} x {S} tokens x {layers_here:g} layers x {per_layer_saved:,.0f} B/token"
-                      + (" (checkpointed layer inputs)" if workload.gradient_checkpointing else "")),
-             low=int(A_layers * ACTIVATION_RANGE[0]), high=int(A_layers * ACTIVATION_RANGE[1])),
-        Term(component="transient", name="logits + fp32 loss", bytes=head,
-             formula=f"{T} tokens x ({loss_during:,.0f} B logits/loss + {final_norm:,.0f} B final norm)"),
-        Term(component="workspace", name="cuBLAS workspace", bytes=ws,
-             formula="32 MiB cuBLAS + 1 MiB cuBLASLt per stream (Hopper+), via the caching allocator"),
-    ]
-    if copies_all:
-        terms.append(Term(component="weights", name="autocast 16-bit weight copies", bytes=copies_all,
-                          formula="linear weights x 2 B, cached by autocast (and saved by F.linear until backward "
-                                  "without checkpointing)"))
-    if layer.training_cache and not ckpt:
-        terms.append(Term(component="activations", name="DynamicCache built by the training forward",
-                          bytes=int(T * layer.training_cache * layers_here),
-                          formula="use_cache=True (config default): k/v copies not otherwise saved"))
-    if opt_temp:
-        terms.append(Term(component="transient", name="optimizer step temporaries", bytes=opt_temp,
-                          formula="foreach AdamW: sqrt(exp_avg_sq) for every parameter (torch.optim.adam)"))
-    if bucket:
-        terms.append(Term(component="gradients", name="DDP gradient buckets", bytes=bucket,
-                          formula="DistributedDataParallel(gradient_as_bucket_view=False) keeps a flat copy"))
-        assumptions.append("DDP default gradient_as_bucket_view=False: the reducer's buckets copy every gradient")
-    assumptions.append(f"training step: loss = model(input_ids, labels=input_ids).loss; backward; "
-                       f"{workload.optimizer.name}.step(); zero_grad(set_to_none=True); steady state (step >= 2)")
-    if plan.quantization in ("nf4", "fp4"):
-        assumptions.append("QLoRA: bitsandbytes 4-bit base with double quantization (absmax 8-bit per 64 weights)")
+    terms: list[Term] = []
+    if detail:
+        terms = [
+            Term(component="weights", name="weights", bytes=W, formula=plan.formula + _shard_note(shard.weights)),
+            Term(component="gradients", name="gradients", bytes=G,
+                 formula=f"{trainable:,} trainable x {tb} B ({plan.trainable_dtype})" + _shard_note(shard.grads)),
+            Term(component="optimizer_states", name="optimizer states", bytes=S_opt, formula=opt_formula),
+            Term(component="activations", name="decoder layers (saved for backward)", bytes=A_layers,
+                 formula=(f"{B} x {S} tokens x {layers_here:g} layers x {per_layer_saved:,.0f} B/token"
+                          + (" (checkpointed layer inputs)" if workload.gradient_checkpointing else "")),
+                 low=int(A_layers * ACTIVATION_RANGE[0]), high=int(A_layers * ACTIVATION_RANGE[1])),
+            Term(component="transient", name="logits + fp32 loss", bytes=head,
+                 formula=f"{T} tokens x ({loss_during:,.0f} B logits/loss + {final_norm:,.0f} B final norm)"),
+            Term(component="workspace", name="cuBLAS workspace", bytes=ws,
+                 formula="32 MiB cuBLAS + 1 MiB cuBLASLt per stream (Hopper+), via the caching allocator"),
+        ]
+        if copies_all:
+            terms.append(Term(component="weights", name="autocast 16-bit weight copies", bytes=copies_all,
+                              formula="linear weights x 2 B, cached by autocast (and saved by F.linear until backward "
+                                      "without checkpointing)"))
+        if layer.training_cache and not ckpt:
+            terms.append(Term(component="activations", name="DynamicCache built by the training forward",
+                              bytes=int(T * layer.training_cache * layers_here),
+                              formula="use_cache=True (config default): k/v copies not otherwise saved"))
+        if opt_temp:
+            terms.append(Term(component="transient", name="optimizer step temporaries", bytes=opt_temp,
+                              formula="foreach AdamW: sqrt(exp_avg_sq) for every parameter (torch.optim.adam)"))
+        if bucket:
+            terms.append(Term(component="gradients", name="DDP gradient buckets", bytes=bucket,
+                              formula="DistributedDataParallel(gradient_as_bucket_view=False) keeps a flat copy"))
+            assumptions.append("DDP default gradient_as_bucket_view=False: the reducer's buckets copy every gradient")
+        assumptions.append(f"training step: loss = model(input_ids, labels=input_ids).loss; backward; "
+                           f"{workload.optimizer.name}.step(); zero_grad(set_to_none=True); steady state (step >= 2)")
+        if plan.quantization in ("nf4", "fp4"):
+            assumptions.append("QLoRA: bitsandbytes 4-bit base with double quantization (absmax 8-bit per 64 weights)")
     act_at_peak = A_layers + head
     return _finish(moments, terms, workload, assumptions, activation_bytes_at_peak=act_at_peak,
-                   host_offload_bytes=host)
+                   host_offload_bytes=host, detail=detail)
 
 
 def _optimizer_bytes(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: Workload) -> tuple[int, str, int]:

@@ -54,8 +54,14 @@ def inspect_model(source: ModelSource, *, revision: str | None = None, token: st
         return source
     if isinstance(source, (str, os.PathLike)):
         text = os.fspath(source)
+        if isinstance(text, bytes):
+            raise errors.InvalidArgumentError("model", text, "a str path or Hub id, not bytes")
         path = Path(text).expanduser()
-        if path.exists():
+        try:
+            exists = path.exists()
+        except (OSError, ValueError):  # a name too long for the OS, an embedded NUL byte
+            exists = False
+        if exists:
             if revision is not None:
                 raise errors.InvalidArgumentError("revision", revision, "unset for a local path", hint=str(path))
             return _from_local(path)

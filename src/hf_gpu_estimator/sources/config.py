@@ -5,11 +5,15 @@ config.json is only ever read as JSON: no ``trust_remote_code``, no repo code im
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 
 from hf_gpu_estimator.errors import MalformedConfigError
+from hf_gpu_estimator.sources._json import JSONProblem, loads
 from hf_gpu_estimator.spec import TORCH_TO_SAFETENSORS, QuantizationConfig
+
+#: config.json files are kilobytes; the largest on the Hub (long id2label maps) are a few MB.
+#: Anything bigger is not a config, and decoding it would cost memory unbounded.
+MAX_CONFIG_BYTES = 64 << 20
 
 
 def config_from_json_text(text: str | bytes, *, source: str) -> dict[str, object]:
@@ -19,8 +23,8 @@ def config_from_json_text(text: str | bytes, *, source: str) -> dict[str, object
         MalformedConfigError: not JSON, or not a JSON object.
     """
     try:
-        config = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        config = loads(text, max_bytes=MAX_CONFIG_BYTES)
+    except JSONProblem as e:
         raise MalformedConfigError(
             source, f"{source}: config.json is not valid JSON ({e}); re-download or fix the file"
         ) from e

@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from hf_gpu_estimator import errors
+from hf_gpu_estimator.sources._json import JSONProblem, loads
 from hf_gpu_estimator.sources.config import config_from_json_text
 from hf_gpu_estimator.sources.safetensors_header import (
     LENGTH_PREFIX_BYTES,
@@ -36,11 +37,16 @@ TIMEOUT_S = 10.0
 _MAX_WORKERS = 8
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _CACHE_VERSION = 1
+_MAX_REPO_ID_CHARS = 96
+#: The index lists shard names; a real one is well under a megabyte.
+_MAX_INDEX_BYTES = 64 << 20
 
 
 def looks_like_repo_id(text: str) -> bool:
     """Whether ``text`` is shaped like a Hub repo id (``name`` or ``org/name``)."""
-    return bool(_REPO_ID.match(text)) and ".." not in text and not text.endswith((".", "-"))
+    # huggingface_hub's validate_repo_id also caps the length at 96 characters.
+    return (bool(_REPO_ID.match(text)) and ".." not in text and not text.endswith((".", "-"))
+            and len(text) <= _MAX_REPO_ID_CHARS)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -179,11 +185,11 @@ def _batched_headers(repo_id: str, *, token: str | bool | None, endpoint: str) -
     hf_raise_for_status(response)
     source = f"{repo_id}/{INDEX_FILE} (safetensors-metadata)"
     try:
-        payload = response.json()
+        payload = loads(response.content, strict=True)
         headers = payload["headers"]
         if not isinstance(headers, dict):
             raise TypeError("headers is not an object")
-    except (ValueError, KeyError, TypeError) as e:
+    except (JSONProblem, KeyError, TypeError) as e:
         raise errors.MalformedHeaderError(source, f"unexpected response from {url}: {e}") from e
     tensors: list[TensorInfo] = []
     for shard in sorted(headers):
@@ -197,8 +203,8 @@ def _batched_headers(repo_id: str, *, token: str | bool | None, endpoint: str) -
 def _shards_from_index(index: bytes, repo_id: str) -> list[str]:
     source = f"{repo_id}/{INDEX_FILE}"
     try:
-        data = json.loads(index)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        data = loads(index, max_bytes=_MAX_INDEX_BYTES)
+    except JSONProblem as e:
         raise errors.MalformedHeaderError(source, f"index is not valid JSON ({e})") from e
     weight_map = data.get("weight_map") if isinstance(data, dict) else None
     if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
@@ -221,7 +227,7 @@ def _get(
     headers = build_hf_headers(token=token)
     response = get_session().get(url, headers=headers, timeout=TIMEOUT_S, follow_redirects=True)
     hf_raise_for_status(response)
-    return response.content, response.headers.get("X-Repo-Commit")
+    return response.content, _commit_header(response)
 
 
 def _read_remote_header(
@@ -236,12 +242,32 @@ def _read_remote_header(
 
     def fetch(first: int, last: int) -> tuple[bytes, int | None, str | None]:
         headers = {**build_hf_headers(token=token), "Range": f"bytes={first}-{last}"}
-        response = session.get(url, headers=headers, timeout=TIMEOUT_S, follow_redirects=True)
-        hf_raise_for_status(response)
-        # A server that ignores Range answers 200 with the whole file: keep only what was asked.
-        data = response.content[first : last + 1] if response.status_code == 200 else response.content
-        total = response.headers.get("Content-Range", "").rpartition("/")[2]
-        return data, int(total) if total.isdigit() else None, response.headers.get("X-Repo-Commit")
+        # Streamed, so a server that ignores Range (200 with the whole, maybe many-GB, file) costs
+        # only the bytes asked for; no retries here: a failure is a typed error, never a loop.
+        with session.stream("GET", url, headers=headers, timeout=TIMEOUT_S, follow_redirects=True) as response:
+            hf_raise_for_status(response)
+            chunks: list[bytes] = []
+            kept = 0
+            for chunk in response.iter_bytes():
+                chunks.append(chunk)
+                kept += len(chunk)
+                if kept > last:
+                    break
+            content = b"".join(chunks)
+            status, content_range = response.status_code, response.headers.get("Content-Range", "")
+            commit = _commit_header(response)
+        if status == 200:
+            return content[first : last + 1], None, commit
+        m = re.fullmatch(r"\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*", content_range)
+        total = int(m.group(3)) if m and m.group(3).isdigit() else None
+        end = last if total is None else min(last, total - 1)
+        if status != 206 or m is None or int(m.group(1)) != first or int(m.group(2)) != end or len(content) != end - first + 1:
+            raise errors.HubConnectionError(
+                repo_id, f"{endpoint} answered HTTP {status} with Content-Range {content_range!r} and {len(content):,} "
+                f"bytes to a request for bytes {first}-{last} of {shard!r}: the server or a proxy mangled the range "
+                "request; retry later, or set HF_ENDPOINT to a Hub that supports range requests",
+            )  # fmt: skip
+        return content, total, commit
 
     prefix, file_bytes, commit = fetch(0, LENGTH_PREFIX_BYTES - 1)
     length = header_length(prefix, source=source)
@@ -264,6 +290,8 @@ def _hub_errors(repo_id: str, *, revision: str | None, endpoint: str, offline: b
 
     try:
         yield
+    except errors.EstimatorError:
+        raise  # already typed (HubConnectionError is also a ConnectionError: do not wrap it again)
     except hub.GatedRepoError as e:
         raise errors.GatedRepoError(repo_id) from e
     except hub.RevisionNotFoundError as e:
@@ -277,6 +305,16 @@ def _hub_errors(repo_id: str, *, revision: str | None, endpoint: str, offline: b
             "(or pass token=)",
         ) from e  # fmt: skip
     except (hub.LocalEntryNotFoundError, hub.OfflineModeIsEnabled) as e:
+        # hf_hub_download hides the HEAD's HTTP error behind "not in the local cache": use it.
+        head = e.__cause__ if isinstance(e.__cause__, hub.HfHubHTTPError) else None
+        status = getattr(getattr(head, "response", None), "status_code", None)
+        if status in (401, 403):
+            raise errors.GatedRepoError(repo_id) from e
+        if status is not None and not offline:
+            raise errors.HubConnectionError(
+                repo_id, f"{endpoint} answered HTTP {status} for {repo_id!r} and it is not in the cache: retry "
+                "later, or set HF_HUB_OFFLINE=1 to use the cache",
+            ) from e  # fmt: skip
         if offline:
             raise errors.HubConnectionError(
                 repo_id, f"offline mode (HF_HUB_OFFLINE=1) and {repo_id!r} is not in the huggingface_hub cache "
@@ -294,6 +332,11 @@ def _hub_errors(repo_id: str, *, revision: str | None, endpoint: str, offline: b
             repo_id, f"{endpoint} answered HTTP {status} for {repo_id!r}: retry later, or set HF_HUB_OFFLINE=1 "
             "to use the cache",
         ) from e  # fmt: skip
+    except hub.HFValidationError as e:
+        raise errors.ModelNotFoundError(
+            repo_id, f"{repo_id!r} (revision {revision!r}) is not a valid Hub repo id or revision: "
+            f"{str(e).splitlines()[0]}",
+        ) from e  # fmt: skip
     except _transport_errors() as e:
         raise errors.HubConnectionError(
             repo_id, f"could not reach {endpoint} for {repo_id!r} ({type(e).__name__}): check the network or "
@@ -302,8 +345,11 @@ def _hub_errors(repo_id: str, *, revision: str | None, endpoint: str, offline: b
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:
+    # RequestError, not only TransportError: TooManyRedirects (a redirect loop) and DecodingError
+    # (a corrupt gzip body) are request errors that are not transport errors.
     found: list[type[BaseException]] = [ConnectionError, TimeoutError]
-    for module, name in (("httpx2", "TransportError"), ("httpx", "TransportError"), ("requests", "RequestException")):
+    for module, name in (("httpx2", "RequestError"), ("httpx2", "StreamError"), ("httpx", "RequestError"),
+                         ("requests", "RequestException")):
         try:
             found.append(getattr(__import__(module), name))
         except (ImportError, AttributeError):
@@ -315,34 +361,70 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
 # and works offline. It lives next to the huggingface_hub cache, under HF_HOME.
 
 
+def _commit_header(response: object) -> str | None:
+    """The response's X-Repo-Commit if it is a commit sha; it names a cache file, so nothing else is trusted."""
+    value = response.headers.get("X-Repo-Commit")  # type: ignore[attr-defined]
+    return value if isinstance(value, str) and re.fullmatch(r"[0-9a-f]{40}", value) else None
+
+
 def _cache_path(repo_id: str, commit: str) -> Path:
     from huggingface_hub import constants
 
+    if not re.fullmatch(r"[0-9a-f]{40}", commit) or not looks_like_repo_id(repo_id):
+        raise ValueError(f"not a cache key: {repo_id!r} @ {commit!r}")  # never a path outside the cache
     home = os.environ.get("HF_HOME") or constants.HF_HOME
     return Path(home) / "hf_gpu_estimator" / "safetensors-headers" / repo_id.replace("/", "--") / f"{commit}.json"
 
 
 def _load_cached_tensors(repo_id: str, commit: str | None) -> tuple[TensorInfo, ...] | None:
-    if commit is None:
+    if commit is None or not re.fullmatch(r"[0-9a-f]{40}", commit):
         return None
+    from hf_gpu_estimator.spec import DTYPE_BYTES
+
     path = _cache_path(repo_id, commit)
     try:
-        data = json.loads(path.read_text())
+        data = loads(path.read_bytes())
+        if not isinstance(data, Mapping) or data.get("version") != _CACHE_VERSION:
+            raise JSONProblem(f"not a version-{_CACHE_VERSION} header cache entry")
+        entries = data.get("tensors")
+        if not isinstance(entries, list):
+            raise JSONProblem("no tensors list")
+        tensors = []
+        for entry in entries:
+            if not (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], str)
+                    and entry[1] in DTYPE_BYTES and isinstance(entry[2], list)
+                    and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in entry[2])):
+                raise JSONProblem(f"bad tensor entry {str(entry)[:80]}")
+            tensors.append(TensorInfo(name=entry[0], dtype=entry[1], shape=tuple(entry[2])))
     except FileNotFoundError:
         return None
-    except (OSError, ValueError):
-        return None  # a damaged cache entry is re-fetched, not trusted
-    if not isinstance(data, Mapping) or data.get("version") != _CACHE_VERSION:
+    except (OSError, JSONProblem) as e:
+        # A damaged entry (a crash mid-write on an old version, disk trouble, a hand edit) is
+        # re-fetched, never trusted; say so once, since it costs the user the header requests.
+        import warnings
+
+        warnings.warn(f"ignoring the damaged header cache file {path} ({e}); the headers are read again",
+                      RuntimeWarning, stacklevel=3)  # fmt: skip
         return None
-    return tuple(TensorInfo(name=n, dtype=d, shape=tuple(s)) for n, d, s in data["tensors"])
+    return tuple(tensors)
 
 
 def _store_cached_tensors(repo_id: str, commit: str, tensors: tuple[TensorInfo, ...]) -> None:
+    import threading
+
+    if not re.fullmatch(r"[0-9a-f]{40}", commit):
+        return
     path = _cache_path(repo_id, commit)
+    # Written to a unique temporary name then renamed: a reader sees the old entry or the whole
+    # new one, never half of one, even with two processes (or threads) writing the same commit.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps({"version": _CACHE_VERSION, "tensors": [[t.name, t.dtype, list(t.shape)] for t in tensors]}))
         os.replace(tmp, path)
     except OSError:
-        pass  # a read-only HF_HOME only costs the next call its header requests
+        # A read-only HF_HOME only costs the next call its header requests.
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from hf_gpu_estimator import errors
-from hf_gpu_estimator.sources.config import config_from_json_text
+from hf_gpu_estimator.sources._json import JSONProblem, loads
+from hf_gpu_estimator.sources.config import MAX_CONFIG_BYTES, config_from_json_text
 from hf_gpu_estimator.sources.safetensors_header import (
     LENGTH_PREFIX_BYTES,
     header_length,
@@ -58,8 +58,31 @@ def read_local(path: str | os.PathLike[str]) -> LocalCheckpoint:
     Raises:
         ModelNotFoundError: the path holds neither config.json nor safetensors weights.
         MalformedConfigError, MalformedHeaderError: unreadable config.json, index or header.
+        SourceError: a file cannot be read (permissions, I/O error).
     """
     path = Path(path)
+    try:
+        return _read_local(path)
+    except OSError as e:
+        where = e.filename or path
+        raise errors.SourceError(
+            f"cannot read {where}: {e.strerror or type(e).__name__}; check that it exists and is readable"
+        ) from e
+
+
+def _read_small(path: Path, limit: int) -> bytes:
+    """A JSON file's bytes, refusing one too large to be what its name says (bounded memory)."""
+    size = path.stat().st_size
+    if size > limit:
+        problem = f"{size:,} bytes, over the {limit:,} a {path.name} can plausibly be; the file is corrupt"
+        if path.name == CONFIG_FILE:
+            raise errors.MalformedConfigError(str(path), f"{path}: {problem}")
+        raise errors.MalformedHeaderError(str(path), problem)
+    with path.open("rb") as f:
+        return f.read(limit + 1)
+
+
+def _read_local(path: Path) -> LocalCheckpoint:
     if path.is_file():
         if path.suffix != ".safetensors":
             raise errors.ModelNotFoundError(
@@ -70,7 +93,7 @@ def read_local(path: str | os.PathLike[str]) -> LocalCheckpoint:
     config = None
     config_path = path / CONFIG_FILE
     if config_path.is_file():
-        config = config_from_json_text(config_path.read_bytes(), source=str(config_path))
+        config = config_from_json_text(_read_small(config_path, MAX_CONFIG_BYTES), source=str(config_path))
     tensors: tuple[TensorInfo, ...] | None = None
     notes: list[str] = []
     if (path / INDEX_FILE).is_file():
@@ -78,7 +101,8 @@ def read_local(path: str | os.PathLike[str]) -> LocalCheckpoint:
     elif (path / SINGLE_FILE).is_file():
         tensors = read_safetensors_header(path / SINGLE_FILE)
     else:
-        others = sorted(p.name for p in path.glob("*.safetensors"))
+        # Regular files only: a FIFO named *.safetensors would block the read forever.
+        others = sorted(p.name for p in path.glob("*.safetensors") if p.is_file())
         if len(others) == 1:
             tensors = read_safetensors_header(path / others[0])
         elif config is not None:
@@ -94,8 +118,8 @@ def _read_sharded(folder: Path) -> tuple[TensorInfo, ...]:
     index_path = folder / INDEX_FILE
     source = str(index_path)
     try:
-        index = json.loads(index_path.read_bytes())
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        index = loads(_read_small(index_path, MAX_CONFIG_BYTES))
+    except JSONProblem as e:
         raise errors.MalformedHeaderError(source, f"index is not valid JSON ({e})") from e
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):

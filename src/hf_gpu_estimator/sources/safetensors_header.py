@@ -13,6 +13,7 @@ import struct
 from collections.abc import Mapping
 
 from hf_gpu_estimator.errors import MalformedHeaderError
+from hf_gpu_estimator.sources._json import JSONProblem, loads
 from hf_gpu_estimator.spec import DTYPE_BYTES, TensorInfo
 
 #: The safetensors crate refuses headers above 100 MB (``MAX_HEADER_SIZE`` in
@@ -60,11 +61,13 @@ def parse_header_json(header_bytes: bytes, *, source: str) -> dict[str, object]:
     """Decode the header JSON into a dict (no validation of the entries).
 
     Raises:
-        MalformedHeaderError: not UTF-8, not JSON, or not a JSON object.
+        MalformedHeaderError: not UTF-8, not JSON (duplicate keys, NaN, nesting beyond the
+            interpreter's recursion limit, integers beyond its digit limit included), or not a
+            JSON object.
     """
     try:
-        header = json.loads(header_bytes.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        header = loads(header_bytes, strict=True)
+    except JSONProblem as e:
         raise MalformedHeaderError(source, f"header is not valid UTF-8 JSON ({e}); the file is truncated or corrupt") from e
     if not isinstance(header, dict):
         raise MalformedHeaderError(source, f"header is a JSON {type(header).__name__}, expected an object")
@@ -100,6 +103,11 @@ def tensors_from_header(
             continue
         if not isinstance(entry, dict):
             raise MalformedHeaderError(source, f"tensor {name!r}: entry is {type(entry).__name__}, expected an object")
+        if not name.isascii():
+            try:  # a "\ud800" escape decodes to a lone surrogate, which serde_json (the crate) refuses
+                name.encode("utf-8")
+            except UnicodeEncodeError:
+                raise MalformedHeaderError(source, f"tensor name {name!r} is not valid Unicode") from None
         dtype = entry.get("dtype")
         if dtype not in _DTYPE_BITS:
             raise MalformedHeaderError(
