@@ -251,7 +251,12 @@ def make_workload(
     attn = _choice("attn_implementation", attn_implementation, ATTN_IMPLEMENTATIONS,
                    {"flash_attention": "flash_attention_2", "fa2": "flash_attention_2", "flash": "flash_attention_2"})
     quant = normalize_quantization(quantization if quantization is not None else ("nf4" if method_ == "qlora" else "none"))
-    kv_dtype = normalize_dtype("kv_cache_dtype", kv_cache_dtype) if kv_cache_dtype is not None else None
+    kv_dtype = None
+    if kv_cache_dtype is not None:
+        fp8 = {"fp8": "float8_e4m3fn", "fp8_e4m3": "float8_e4m3fn", "float8_e4m3fn": "float8_e4m3fn",
+               "fp8_e5m2": "float8_e5m2", "float8_e5m2": "float8_e5m2"}
+        key = str(kv_cache_dtype).removeprefix("torch.").strip().lower()
+        kv_dtype = fp8[key] if key in fp8 else normalize_dtype("kv_cache_dtype", kv_cache_dtype)
     rank = _positive_int("lora_rank", lora_rank)
     alpha = _positive_int("lora_alpha", lora_alpha if lora_alpha is not None else 2 * rank)
     if lora_targets is None:
@@ -280,8 +285,13 @@ def make_workload(
         if quant.split(":")[0] not in ("nf4", "fp4"):
             raise ConflictingOptionsError("quantization", quant, "is not a QLoRA base (bitsandbytes 4-bit)",
                                           fix="use --quantization nf4 or fp4 with --method qlora")
-        if dtype_ == "float32" and precision is None:
-            pass  # compute dtype is the precision's; float32 base dtype only affects non-quantized parts
+        if dtype_ is not None:
+            raise ConflictingOptionsError("dtype", dtype_, "conflicts with --method qlora (its base is 4-bit NF4/FP4 "
+                                          "and computes in the precision's dtype)",
+                                          fix="drop --dtype (set --precision bf16-mixed/16-mixed), or use --method lora")
+    if task_ == "training" and quant.startswith("gguf:"):
+        raise ConflictingOptionsError("quantization", quant, "is an inference format (llama.cpp)",
+                                      fix="train with --method qlora --quantization nf4, or estimate inference")
     if method_ == "full" and task_ == "training" and quant != "none":
         raise ConflictingOptionsError("quantization", quant, "cannot be trained in full (quantized weights take no gradients)",
                                       fix="use --method qlora or lora, or --quantization none")

@@ -68,6 +68,15 @@ def estimate_memory(spec: ModelSpec, workload: Workload, *, detail: bool = True)
     arch = spec.architecture
     if arch is None:
         return _weights_only(spec, workload)
+    tp = workload.parallelism.tp
+    if tp > 1 and (arch.num_attention_heads % tp or (arch.num_key_value_heads % tp and tp % arch.num_key_value_heads)):
+        raise ConflictingOptionsError(
+            "tp", tp, f"does not divide the {arch.num_attention_heads} attention heads / "
+                      f"{arch.num_key_value_heads} KV heads of {spec.id}",
+            fix=f"use a --tp that divides {arch.num_attention_heads} (and the KV heads, or a multiple of them)")
+    if workload.parallelism.pp > arch.num_layers:
+        raise ConflictingOptionsError("pp", workload.parallelism.pp, f"exceeds the {arch.num_layers} layers of {spec.id}",
+                                      fix=f"use --pp <= {arch.num_layers}")
     plan = plan_weights(spec, workload)
     if workload.is_training:
         return _training(spec, arch, plan, workload, detail=detail)

@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 #: Bytes per element of the dtypes the memory model handles (torch names).
-BYTES: Mapping[str, int] = {"float32": 4, "float16": 2, "bfloat16": 2, "float8_e4m3fn": 1, "int8": 1, "uint8": 1}
+BYTES: Mapping[str, int] = {"float32": 4, "float16": 2, "bfloat16": 2, "float8_e4m3fn": 1, "float8_e5m2": 1,
+                            "int8": 1, "uint8": 1}
 
 #: The components a moment is made of, in display order. They add up to the allocated total.
 COMPONENTS: tuple[str, ...] = (

@@ -100,6 +100,10 @@ def _from_hub(repo_id: str, *, revision: str | None, token: str | None) -> Model
         raise errors.ModelNotFoundError(
             repo_id, f"{repo_id!r} is neither an existing file or folder nor a Hub repo id (org/name); check the path"
         )
+    if revision is None and _unreachable_with_catalog_entry(repo_id):
+        fallback = _catalog(repo_id, reason=f"the Hub did not answer within {PROBE_TIMEOUT_S:g} s")
+        if fallback is not None:
+            return fallback
     try:
         checkpoint = read_hub(repo_id, revision=revision, token=token)
         return build_spec(model_id=repo_id, config=checkpoint.config, tensors=checkpoint.tensors,
@@ -134,6 +138,34 @@ def _from_hub(repo_id: str, *, revision: str | None, token: str | None) -> Model
         if fallback is None:
             raise
         return fallback
+
+
+#: One quick request, no retries, before huggingface_hub's download (whose retries with backoff take
+#: about 20 s when there is no network at all): only for ids the catalog can answer, not cached.
+PROBE_TIMEOUT_S = 3.0
+_REACHABLE: dict[str, bool] = {}
+
+
+def _unreachable_with_catalog_entry(repo_id: str) -> bool:
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    from hf_gpu_estimator.sources import catalog
+    from hf_gpu_estimator.sources.hub import _endpoint
+
+    if constants.is_offline_mode() or catalog.catalog_entry(repo_id) is None:
+        return False
+    if isinstance(try_to_load_from_cache(repo_id, "config.json"), str):
+        return False  # cached: let huggingface_hub revalidate or fall back to the cache
+    endpoint = _endpoint()
+    if endpoint not in _REACHABLE:
+        from huggingface_hub.utils import get_session
+
+        try:
+            get_session().head(endpoint, timeout=PROBE_TIMEOUT_S)
+            _REACHABLE[endpoint] = True
+        except Exception:  # any transport failure means "not reachable now"; HTTP answers mean reachable
+            _REACHABLE[endpoint] = False
+    return not _REACHABLE[endpoint]
 
 
 def _catalog(repo_id: str, *, reason: str) -> ModelSpec | None:

@@ -1,0 +1,220 @@
+"""Semantics of the analytic memory model: KV cache, weights and quantization, optimizers,
+parallelism, LoRA, the timeline. References are named per test (published figures or the
+formula's source); the accuracy of the whole against traces and GPUs is in test_accuracy_*.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from hf_gpu_estimator.errors import ConflictingOptionsError, InvalidArgumentError
+from hf_gpu_estimator.memory import estimate_memory
+from hf_gpu_estimator.memory.kv_cache import kv_bytes_per_token_per_layer, kv_cache_bytes
+from hf_gpu_estimator.memory.weights import lora_parameters, plan_weights
+from hf_gpu_estimator.quantization import GGUF_TYPES, linear_bits_per_weight
+from hf_gpu_estimator.sources.catalog import lookup
+from hf_gpu_estimator.workload import make_workload
+
+GiB = 1 << 30
+
+
+@pytest.fixture(scope="module")
+def llama7b():
+    return lookup("meta-llama/Llama-2-7b-hf")
+
+
+def test_kv_cache_gqa_bytes_per_token():
+    # Mistral-7B: 32 layers x 2 x 8 KV heads x 128 x 2 B = 128 KiB per token.
+    arch = lookup("mistralai/Mistral-7B-v0.1").architecture
+    assert kv_bytes_per_token_per_layer(arch, 2) * arch.num_layers == 131072
+
+
+def test_kv_cache_mha_llama2_7b(llama7b):
+    # Llama-2-7B: 32 x 2 x 32 x 128 x 2 B = 512 KiB per token (MHA).
+    arch = llama7b.architecture
+    assert kv_cache_bytes(arch, batch_size=1, tokens=1, dtype_bytes=2) == 524288
+
+
+def test_kv_cache_mla_caches_the_latent():
+    # DeepSeek-V3: (kv_lora_rank 512 + rope 64) x 2 B per layer per token (transformers 5 caches the latent).
+    arch = lookup("deepseek-ai/DeepSeek-V3").architecture
+    assert kv_bytes_per_token_per_layer(arch, 2) == (512 + 64) * 2
+
+
+def test_sliding_window_layers_cap_the_cache():
+    # Mistral-7B-v0.1: sliding_window 4096 on every layer; DynamicSlidingWindowLayer keeps window - 1.
+    arch = lookup("mistralai/Mistral-7B-v0.1").architecture
+    short = kv_cache_bytes(arch, batch_size=1, tokens=4095, dtype_bytes=2)
+    long = kv_cache_bytes(arch, batch_size=1, tokens=32000, dtype_bytes=2)
+    assert long == short
+    # ... but right after a longer prefill the full prompt is still held (a view keeps the storage).
+    assert kv_cache_bytes(arch, batch_size=1, tokens=32000, dtype_bytes=2, storage=True) > long
+
+
+def test_gemma2_alternates_sliding_and_full_layers():
+    arch = lookup("google/gemma-2-9b").architecture
+    assert arch.sliding_layers == arch.num_layers // 2
+
+
+def test_fp8_kv_cache_halves_it(llama7b):
+    bf16 = estimate_memory(llama7b, make_workload(seq_len=4096, new_tokens=1, dtype="bfloat16"))
+    fp8 = estimate_memory(llama7b, make_workload(seq_len=4096, new_tokens=1, dtype="bfloat16", kv_cache_dtype="fp8"))
+    assert fp8.components["kv_cache"] == pytest.approx(bf16.components["kv_cache"] / 2, rel=0.01)
+
+
+def test_weights_in_checkpoint_dtype(llama7b):
+    est = estimate_memory(llama7b, make_workload())
+    assert est.components["weights"] == 6_738_415_616 * 2
+
+
+def test_nf4_bits_per_weight_with_double_quant():
+    # QLoRA paper (Dettmers et al. 2023, sec. 3): 4 bits + 0.127 bits of constants with double quantization.
+    assert linear_bits_per_weight("nf4") == pytest.approx(4.127, abs=0.001)
+    assert linear_bits_per_weight("nf4", double_quant=False) == 4.5
+
+
+def test_gguf_type_traits():
+    # ggml type traits: Q4_K 144 bytes per 256 weights = 4.5 bpw, Q6_K 210/256 = 6.5625, Q8_0 34/32 = 8.5.
+    assert GGUF_TYPES["Q4_K"].bits_per_weight == 4.5
+    assert GGUF_TYPES["Q6_K"].bits_per_weight == 6.5625
+    assert GGUF_TYPES["Q8_0"].bits_per_weight == 8.5
+
+
+def test_gguf_q4_k_m_file_size(llama7b):
+    # llama.cpp's Llama-2-7B Q4_K_M file is 3.80 GiB (4.08 GB; TheBloke/Llama-2-7B-GGUF model card lists
+    # llama-2-7b.Q4_K_M.gguf at 4.08 GB). Tolerance 5 %: the mix rules are simplified.
+    plan = plan_weights(llama7b, make_workload(quantization="gguf:Q4_K_M"))
+    assert plan.weights_bytes / 1e9 == pytest.approx(4.08, rel=0.05)
+
+
+def test_lora_parameters_match_peft(llama7b):
+    # peft on Llama-2-7B, r=8, q_proj+v_proj prints "trainable params: 4,194,304".
+    work = make_workload(task="training", method="lora", lora_rank=8, lora_targets="q_proj,v_proj")
+    assert lora_parameters(llama7b, work) == 4_194_304
+
+
+def test_lora_unknown_target_is_an_error(llama7b):
+    work = make_workload(task="training", method="lora", lora_targets="query_proj")
+    with pytest.raises(ConflictingOptionsError, match="q_proj"):
+        estimate_memory(llama7b, work)
+
+
+@pytest.mark.parametrize(("optimizer", "bytes_per_param"), [
+    ("adamw", 8), ("sgd", 0), ("sgd-momentum", 4), ("lion", 4), ("adamw-8bit", 2 * (1 + 4 / 256)),
+], ids=str)
+def test_optimizer_state_bytes(llama7b, optimizer, bytes_per_param):
+    # torch.optim keeps states in the parameter dtype (fp32 under bf16-mixed); bitsandbytes 8-bit: one
+    # byte per state + an fp32 absmax per 256-element block.
+    est = estimate_memory(llama7b, make_workload(task="training", optimizer=optimizer))
+    assert est.components["optimizer_states"] == pytest.approx(6_738_415_616 * bytes_per_param, rel=1e-6)
+
+
+def test_adafactor_is_factored(llama7b):
+    adam = estimate_memory(llama7b, make_workload(task="training", precision="bf16-true"))
+    ada = estimate_memory(llama7b, make_workload(task="training", precision="bf16-true", optimizer="adafactor"))
+    assert ada.components["optimizer_states"] < adam.components["optimizer_states"] / 100
+
+
+def test_zero3_shards_weights_grads_and_states(llama7b):
+    one = estimate_memory(llama7b, make_workload(task="training"))
+    z3 = estimate_memory(llama7b, make_workload(task="training", num_gpus=8, strategy="zero3"))
+    step = {m.phase: m for m in z3.moments}["optimizer step"].components
+    step1 = {m.phase: m for m in one.moments}["optimizer step"].components
+    for component in ("weights", "gradients", "optimizer_states"):
+        assert step[component] == pytest.approx(step1[component] / 8, rel=1e-6)
+
+
+def test_zero1_shards_only_states(llama7b):
+    one = estimate_memory(llama7b, make_workload(task="training", num_gpus=4, strategy="ddp"))
+    z1 = estimate_memory(llama7b, make_workload(task="training", num_gpus=4, strategy="zero1"))
+    s1 = {m.phase: m for m in z1.moments}["optimizer step"].components
+    s0 = {m.phase: m for m in one.moments}["optimizer step"].components
+    assert s1["optimizer_states"] == pytest.approx(s0["optimizer_states"] / 4, rel=1e-6)
+    assert s1["weights"] == s0["weights"]
+
+
+def test_ddp_keeps_gradient_buckets(llama7b):
+    single = estimate_memory(llama7b, make_workload(task="training", precision="bf16-true"))
+    ddp = estimate_memory(llama7b, make_workload(task="training", precision="bf16-true", num_gpus=2, strategy="ddp"))
+    step = {m.phase: m for m in ddp.moments}["optimizer step"].components
+    step1 = {m.phase: m for m in single.moments}["optimizer step"].components
+    assert step["gradients"] == 2 * step1["gradients"]
+
+
+def test_tensor_parallel_splits_weights_and_kv(llama7b):
+    one = estimate_memory(llama7b, make_workload(seq_len=4096, new_tokens=16))
+    tp4 = estimate_memory(llama7b, make_workload(seq_len=4096, new_tokens=16, num_gpus=4, tp=4))
+    assert tp4.components["weights"] == pytest.approx(one.components["weights"] / 4, rel=1e-6)
+    assert tp4.components["kv_cache"] == pytest.approx(one.components["kv_cache"] / 4, rel=0.01)
+
+
+def test_tensor_parallel_must_divide_heads(llama7b):
+    with pytest.raises(ConflictingOptionsError, match="attention heads"):
+        estimate_memory(llama7b, make_workload(num_gpus=3, tp=3))
+
+
+def test_offload_moves_optimizer_to_host(llama7b):
+    est = estimate_memory(llama7b, make_workload(task="training", num_gpus=8, strategy="zero3", offload_optimizer=True))
+    assert est.components["optimizer_states"] == 0
+    assert est.host_offload_bytes > 0
+
+
+def test_gradient_checkpointing_lowers_activations(llama7b):
+    full = estimate_memory(llama7b, make_workload(task="training", batch_size=4, seq_len=2048))
+    ckpt = estimate_memory(llama7b, make_workload(task="training", batch_size=4, seq_len=2048,
+                                                  gradient_checkpointing=True))
+    assert ckpt.allocated_peak_bytes < full.allocated_peak_bytes
+
+
+def test_components_add_up_and_ranges_bracket_the_point(llama7b):
+    for work in (make_workload(), make_workload(task="training", method="qlora", gradient_checkpointing=True)):
+        est = estimate_memory(llama7b, work)
+        assert sum(est.components.values()) == est.allocated_peak_bytes
+        assert est.allocated_low_bytes <= est.allocated_peak_bytes <= est.allocated_high_bytes
+        assert est.allocated_peak_bytes <= est.reserved_peak_bytes < est.device_total_bytes
+        assert all(t.formula for t in est.terms)
+
+
+def test_qlora_fits_a_24gb_card(llama7b):
+    # The QLoRA paper's claim: a 7B model fine-tunes on one consumer 24 GB GPU.
+    est = estimate_memory(llama7b, make_workload(task="training", method="qlora", batch_size=1, seq_len=2048,
+                                                 gradient_checkpointing=True, optimizer="paged-adamw-8bit"))
+    assert est.device_total_bytes < 22 * GiB
+
+
+def test_full_training_7b_does_not_fit_80gb_in_fp32_adam(llama7b):
+    est = estimate_memory(llama7b, make_workload(task="training", precision="32-true"))
+    assert est.device_total_bytes > 80 * GiB
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"method": "qlora", "task": "training", "dtype": "float32"},
+    {"task": "training", "quantization": "gguf:Q4_K_M", "method": "lora"},
+    {"task": "training", "quantization": "nf4"},
+    {"method": "lora"},
+    {"batch_size": 0},
+    {"precision": "bf17-mixed", "task": "training"},
+], ids=str)
+def test_bad_workloads_raise_typed_errors(kwargs):
+    with pytest.raises(InvalidArgumentError):
+        make_workload(**kwargs)
+
+
+def test_detail_false_gives_the_same_numbers(llama7b):
+    work = make_workload(task="training", batch_size=2, seq_len=1024)
+    a = estimate_memory(llama7b, work)
+    b = estimate_memory(llama7b, work, detail=False)
+    assert (a.allocated_peak_bytes, a.reserved_peak_bytes, a.device_total_bytes) == (
+        b.allocated_peak_bytes, b.reserved_peak_bytes, b.device_total_bytes)
+    assert b.terms == () and a.terms
+
+
+def test_catalog_fallback_is_fast_when_the_hub_is_unreachable():
+    import time
+
+    from hf_gpu_estimator.sources import inspect_model
+
+    start = time.perf_counter()
+    spec = inspect_model("meta-llama/Llama-2-13b-hf")  # conftest points HF_ENDPOINT at a closed port
+    assert time.perf_counter() - start < 10
+    assert spec.provenance["parameters"] == "catalog"
