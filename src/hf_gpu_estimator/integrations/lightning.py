@@ -162,10 +162,12 @@ class MemoryPreflight(Callback):
         import torch
 
         measured = torch.cuda.max_memory_allocated(pl_module.device)
-        predicted = est.memory.allocated_peak_bytes
+        # Compare like with like: the first step has no optimizer state before its optimizer.step().
+        predicted = est.memory.first_step_allocated_bytes or est.memory.allocated_peak_bytes
         log.info("hf-gpu-estimator: after the first optimizer step: torch.cuda.max_memory_allocated %.2f GiB, "
-                 "predicted %.2f GiB (%+.1f %%)", measured / 2**30, predicted / 2**30,
-                 100 * (predicted - measured) / measured if measured else 0.0)
+                 "predicted for step 1 %.2f GiB (%+.1f %%); steady state from step 2: %.2f GiB",
+                 measured / 2**30, predicted / 2**30,
+                 100 * (predicted - measured) / measured if measured else 0.0, est.memory.allocated_peak_bytes / 2**30)
 
     def _evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> PreflightResult:
         facts = self._facts or describe_model(pl_module)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from hf_gpu_estimator.errors import ConflictingOptionsError
@@ -371,8 +372,11 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
         if plan.quantization in ("nf4", "fp4"):
             assumptions.append("QLoRA: bitsandbytes 4-bit base with double quantization (absmax 8-bit per 64 weights)")
     act_at_peak = A_layers + head
-    return _finish(moments, terms, workload, assumptions, activation_bytes_at_peak=act_at_peak,
-                   host_offload_bytes=host, detail=detail)
+    result = _finish(moments, terms, workload, assumptions, activation_bytes_at_peak=act_at_peak,
+                     host_offload_bytes=host, detail=detail)
+    # Step 1: no optimizer state until the first optimizer.step() creates it.
+    first = max([m.total_bytes - S_opt for m in moments[:-1]] + [moments[-1].total_bytes])
+    return dataclasses.replace(result, first_step_allocated_bytes=first)
 
 
 def _optimizer_bytes(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: Workload) -> tuple[int, str, int]:

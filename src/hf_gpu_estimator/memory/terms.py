@@ -66,6 +66,9 @@ class MemoryEstimate:
     cuda_context_bytes: int
     allocator_overhead_bytes: int
     host_offload_bytes: int = 0
+    #: Training: the allocated peak of the *first* step, before optimizer states exist (what
+    #: max_memory_allocated shows after one step); the steady-state peak is allocated_peak_bytes.
+    first_step_allocated_bytes: int | None = None
     assumptions: tuple[str, ...] = field(default=())
 
     def to_dict(self) -> dict[str, object]:
@@ -80,6 +83,7 @@ class MemoryEstimate:
             "cuda_context_bytes": self.cuda_context_bytes,
             "allocator_overhead_bytes": self.allocator_overhead_bytes,
             "host_offload_bytes": self.host_offload_bytes,
+            "first_step_allocated_bytes": self.first_step_allocated_bytes,
             "moments": [{"phase": m.phase, "total_bytes": m.total_bytes, **dict(m.components)} for m in self.moments],
             "terms": [
                 {"component": t.component, "name": t.name, "bytes": t.bytes, "formula": t.formula,
