@@ -4,6 +4,7 @@ Run once on a lent GPU (designed for an H200 with 141 GB, ≤ 5 minutes, no netw
 
     python benchmarks/gpu_measure.py --out DIR            # full matrix (~35 cases)
     python benchmarks/gpu_measure.py --out DIR --quick    # a few small cases
+    python benchmarks/gpu_measure.py --out DIR --set extra --no-trace   # the second H200 run
     python benchmarks/gpu_measure.py --out DIR --device cpu --quick   # smoke test, tiny configs
 
 Each case appends one JSON line (``"kind": "measure"``) to ``DIR/gpu_results.jsonl`` as soon
@@ -63,6 +64,44 @@ def tiny(config: dict[str, Any]) -> dict[str, Any]:
     if out.get("sliding_window"):
         out["sliding_window"] = 32
     return out
+
+
+def extra_matrix() -> list[tuple[str, str, dict[str, Any]]]:
+    """Second set (--set extra): what the first H200 run did not cover — fp32 GQA (SDPA's math
+    backend), eager prefill, LoRA under autocast, gemma2 mixed, qwen3 q/k norms, Adafactor, large KV."""
+    inf = dict(task="inference", new_tokens=64)
+    trn = dict(task="training", optimizer="adamw")
+    cases: list[tuple[str, str, dict[str, Any]]] = []
+
+    def add(config: str, label: str, **kw: Any) -> None:
+        cases.append((f"{config}/{label}", config, kw))
+
+    add("qwen2.5-0.5b", "inf-fp32-b4-s2048", **inf, batch_size=4, seq_len=2048, dtype="float32")
+    add("qwen2.5-0.5b", "train-32true-b2-s1024", **trn, batch_size=2, seq_len=1024, precision="32-true")
+    add("qwen2.5-0.5b", "lora-all-bf16mixed-b4-s1024", **trn, method="lora", batch_size=4, seq_len=1024,
+        precision="bf16-mixed", lora_targets="all-linear")
+    add("tinyllama-1.1b", "inf-eager-b4-s4096", **inf, batch_size=4, seq_len=4096, dtype="bfloat16",
+        attn_implementation="eager")
+    add("tinyllama-1.1b", "train-bf16mixed-b4-s2048", **trn, batch_size=4, seq_len=2048, precision="bf16-mixed")
+    add("tinyllama-1.1b", "train-bf16true-b2-s1024-adafactor", batch_size=2, seq_len=1024, task="training",
+        precision="bf16-true", optimizer="adafactor")
+    add("qwen3-1.7b", "inf-b8-s2048", **inf, batch_size=8, seq_len=2048, dtype="bfloat16")
+    add("qwen3-1.7b", "train-bf16true-b2-s2048", **trn, batch_size=2, seq_len=2048, precision="bf16-true")
+    add("qwen3-1.7b", "train-bf16mixed-b2-s2048-gc", **trn, batch_size=2, seq_len=2048, precision="bf16-mixed",
+        gradient_checkpointing=True)
+    add("gemma-2-2b", "train-bf16mixed-b1-s1024", **trn, batch_size=1, seq_len=1024, precision="bf16-mixed")
+    add("gemma-2-2b", "train-bf16true-b2-s2048-gc", **trn, batch_size=2, seq_len=2048, precision="bf16-true",
+        gradient_checkpointing=True)
+    add("mixtral-tiny-moe", "train-bf16true-b4-s2048", **trn, batch_size=4, seq_len=2048, precision="bf16-true")
+    add("llama-2-7b", "inf-eager-b1-s4096", **inf, batch_size=1, seq_len=4096, dtype="float16",
+        attn_implementation="eager")
+    add("qwen2.5-7b", "inf-b16-s4096", **inf, batch_size=16, seq_len=4096, dtype="bfloat16")
+    add("llama-2-7b", "lora-r16-bf16mixed-b8-s2048-gc", **trn, method="lora", batch_size=8, seq_len=2048,
+        precision="bf16-mixed", lora_rank=16, lora_targets="all-linear", gradient_checkpointing=True)
+    add("mistral-7b-v0.1", "lora-r16-bf16true-b2-s4096-gc", **trn, method="lora", batch_size=2, seq_len=4096,
+        precision="bf16-true", dtype="bfloat16", lora_rank=16, lora_targets="q_proj,v_proj",
+        gradient_checkpointing=True)
+    return cases
 
 
 def matrix(quick: bool) -> list[tuple[str, str, dict[str, Any]]]:
@@ -179,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--quick", action="store_true", help="a few small cases")
+    parser.add_argument("--set", choices=("main", "extra"), default="main", help="which matrix (extra: second run)")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--trace", action=argparse.BooleanOptionalAction, default=None,
                         help="also trace each case in exact mode (default: on for CUDA)")
@@ -195,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "gpu_results.jsonl"
     signal.signal(signal.SIGALRM, _alarm)
-    cases = matrix(args.quick)
+    cases = extra_matrix() if args.set == "extra" else matrix(args.quick)
     if args.only:
         keys = [k for k in args.only.split(",") if k]
         cases = [c for c in cases if any(k in c[0] for k in keys)]

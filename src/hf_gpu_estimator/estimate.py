@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -115,6 +116,24 @@ class Estimate:
                           "fits": self.fits(), "headroom_bytes": self.headroom_bytes()}
         return out
 
+    def plot(self, path: str | os.PathLike[str] | None = None, *,
+             gpus: Sequence[str | GPU] = ("RTX-4090", "A100-80GB", "H100-SXM-80GB")) -> Any:
+        """A stacked bar of the memory components against the capacity of ``gpus`` (needs the ``[plot]`` extra).
+
+        Args:
+            path: where to save a PNG; ``None`` returns the matplotlib Figure instead.
+            gpus: GPU catalog names drawn as capacity lines (the estimate's own ``gpu=`` is added).
+
+        Returns:
+            The saved path, or the Figure when ``path`` is ``None``.
+        """
+        from hf_gpu_estimator.plots import memory_bar
+
+        names = list(gpus)
+        if self.gpu is not None and self.gpu.name not in names:
+            names.append(self.gpu)
+        return memory_bar(self, path=path, gpus=names)
+
     def __str__(self) -> str:
         from hf_gpu_estimator.report import render_table
 
@@ -122,16 +141,20 @@ class Estimate:
 
 
 def estimate(model: Any, *, gpu: str | GPU | None = None, revision: str | None = None, token: str | None = None,
-             mode: str = "analytic", **workload: Any) -> Estimate:
+             mode: str = "analytic", calibration: Any = None, **workload: Any) -> Estimate:
     """Estimate the GPU memory ``model`` needs for a workload.
 
     Args:
         model: a Hub id, a local path, a config dict, a ``PretrainedConfig``, a ModelSpec or a live
             ``torch.nn.Module``.
-        gpu: a GPU catalog name to check against (``est.fits()``).
+        gpu: a GPU catalog name to check against (``est.fits()``); a calibration measured on that
+            GPU (see :mod:`hf_gpu_estimator.calibration`) then sets the reserved and CUDA-context overheads.
         revision, token: for Hub ids.
         mode: ``"analytic"`` (default, pure arithmetic) or ``"exact"`` (trace the real transformers
             code on fake tensors; needs the ``torch`` extra).
+        calibration: a calibrated device name ("NVIDIA H200") or a ``DeviceCalibration`` to take the
+            non-tensor overheads from; ``None`` (default): the ``gpu``'s calibration if there is one;
+            ``False``: never. It never changes the tensor terms.
         **workload: the CLI's options as keywords: task, method, batch_size, seq_len, new_tokens,
             dtype, precision, optimizer, gradient_checkpointing, attn_implementation, quantization,
             lora_rank, lora_targets, num_gpus, strategy, tp, pp, ...
@@ -162,6 +185,12 @@ def estimate(model: Any, *, gpu: str | GPU | None = None, revision: str | None =
 
         memory, extra = exact_memory(spec, work, analytic=memory)
         assumptions = (*spec.assumptions, *memory.assumptions, *extra)
+    if calibration is not None or resolved_gpu is not None:
+        from hf_gpu_estimator.calibration import apply_calibration, resolve_calibration
+
+        device_calibration = resolve_calibration(calibration, resolved_gpu)
+        if device_calibration is not None:
+            memory, assumptions = apply_calibration(memory, work, device_calibration, assumptions)
     return Estimate(spec=spec, workload=work, memory=memory, gpu=resolved_gpu, mode=mode, assumptions=assumptions)
 
 

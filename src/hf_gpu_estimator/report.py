@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from hf_gpu_estimator.memory.terms import COMPONENTS
 
 if TYPE_CHECKING:
     from hf_gpu_estimator.estimate import Estimate
+    from hf_gpu_estimator.hardware import GPU
     from hf_gpu_estimator.spec import ModelSpec
+    from hf_gpu_estimator.suggest import Suggestion
 
 GiB = 1 << 30
 
@@ -72,6 +75,13 @@ def _workload_line(est: Estimate) -> str:
 
 
 def render_spec(spec: ModelSpec) -> str:
+    text = _table(_spec_rows(spec))
+    if spec.assumptions:
+        text += "\n\nnotes:\n" + "\n".join(f"  - {a}" for a in spec.assumptions)
+    return text
+
+
+def _spec_rows(spec: ModelSpec) -> list[tuple[str, str]]:
     arch = spec.architecture
     rows = [
         ("id", spec.id),
@@ -103,7 +113,214 @@ def render_spec(spec: ModelSpec) -> str:
         if arch.is_mla:
             rows.append(("MLA ranks (q / kv)", f"{arch.q_lora_rank} / {arch.kv_lora_rank}"))
     rows.append(("facts from", ", ".join(f"{k}: {v}" for k, v in spec.provenance.items())))
-    text = _table([(a, b) for a, b in rows])
-    if spec.assumptions:
-        text += "\n\nnotes:\n" + "\n".join(f"  - {a}" for a in spec.assumptions)
-    return text
+    return rows
+
+
+# --------------------------------------------------------------------------- formats: text, rich, markdown
+#
+# Every command builds a list of Sections (plain strings, computed by the API) and one renderer
+# turns them into plain text, a rich table (colour, on a terminal) or GitHub markdown.
+
+#: The formats of ``--format`` other than json.
+TEXT_FORMATS: tuple[str, ...] = ("table", "markdown", "text")
+#: GPUs an estimate is checked against when none is asked: a 24 GB consumer card, the two datacenter classics.
+COMMON_GPUS: tuple[str, ...] = ("RTX-4090", "A100-80GB", "H100-SXM-80GB")
+_STYLES = {"ok": "bold green", "bad": "bold red", "dim": "dim", "total": "bold"}
+_MARKS = {"ok": "✓ ", "bad": "✗ "}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Section:
+    """One titled table of display strings, with optional lines under it.
+
+    ``row_styles`` names a style per row (``"ok"``, ``"bad"``, ``"total"``, ``"dim"`` or ``None``):
+    colour in rich, a mark in markdown, nothing in plain text.
+    """
+
+    title: str | None = None
+    header: tuple[str, ...] | None = None
+    rows: tuple[tuple[str, ...], ...] = ()
+    row_styles: tuple[str | None, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+def gpu_label(gpu: GPU) -> str:
+    """``RTX-4090 (24 GB)``: the name and the marketed memory as the vendor writes it.
+
+    Vendors write "24 GB" for 24 GiB of HBM/GDDR (the catalog stores ``memory_bytes`` in binary
+    units), so the marketed figure is ``memory_bytes / 2**30`` labelled GB.
+    """
+    return f"{gpu.name} ({gpu.memory_bytes / GiB:.0f} GB)"
+
+
+def rich_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("rich") is not None
+
+
+def render_sections(sections: list[Section], fmt: str = "text") -> str:
+    """Sections as ``"text"`` (aligned columns), ``"markdown"`` (GitHub tables) or ``"table"`` (rich, as text)."""
+    if fmt == "markdown":
+        return _markdown(sections)
+    if fmt == "table" and rich_available():
+        import io
+
+        from rich.console import Console
+
+        buf = io.StringIO()
+        console = Console(file=buf, width=120, force_terminal=False, color_system=None)
+        for renderable in _rich(sections):
+            console.print(renderable)
+        return buf.getvalue().rstrip("\n")
+    return _plain(sections)
+
+
+def print_sections(sections: list[Section], fmt: str = "table", *, file: Any = None) -> None:
+    """Print sections to ``file`` (stdout): rich with colour on a terminal when ``fmt == "table"``."""
+    import sys
+
+    out = file if file is not None else sys.stdout
+    if fmt == "table" and rich_available():
+        from rich.console import Console
+
+        console = Console(file=out)
+        if not console.is_terminal:  # piped: wide enough that no header or number wraps
+            console = Console(file=out, width=max(console.width, 160))
+        for renderable in _rich(sections):
+            console.print(renderable)
+        return
+    out.write(render_sections(sections, "markdown" if fmt == "markdown" else "text") + "\n")
+
+
+def _plain(sections: list[Section]) -> str:
+    parts = []
+    for s in sections:
+        lines = [s.title] if s.title else []
+        if s.rows:
+            lines.append(_table(list(s.rows), header=s.header))
+        lines += list(s.notes)
+        parts.append("\n".join(lines))
+    return "\n\n".join(p for p in parts if p)
+
+
+def _numeric_columns(s: Section) -> list[bool]:
+    """Right-align a column (after the first) when every filled cell is a number: "12.55 GiB", "+9.48", "$3.78"."""
+    def number(cell: str) -> bool:
+        text = cell.strip().lstrip("+-$")
+        return not cell.strip() or text[:1].isdigit()
+
+    return [i > 0 and all(number(row[i]) for row in s.rows) for i in range(len(s.rows[0]))]
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _markdown(sections: list[Section]) -> str:
+    parts = []
+    for s in sections:
+        lines = [f"**{_md_cell(s.title)}**", ""] if s.title else []
+        if s.rows:
+            header = s.header or tuple("" for _ in s.rows[0])
+            lines.append("| " + " | ".join(_md_cell(h) for h in header) + " |")
+            lines.append("|" + "|".join("---:" if num else ":---" for num in _numeric_columns(s)) + "|")
+            for n, row in enumerate(s.rows):
+                style = s.row_styles[n] if n < len(s.row_styles) else None
+                cells = [_md_cell(c) for c in row]
+                if style in _MARKS:
+                    cells[-1] = _MARKS[style] + cells[-1]
+                if style == "total":
+                    cells = [f"**{c}**" if c.strip() else c for c in cells]
+                lines.append("| " + " | ".join(cells) + " |")
+        if s.notes:
+            if s.rows:
+                lines.append("")
+            lines += [f"- {_md_cell(n)}" for n in s.notes] if s.rows else [_md_cell(n) for n in s.notes]
+        parts.append("\n".join(lines))
+    return "\n\n".join(p for p in parts if p)
+
+
+def _rich(sections: list[Section]) -> list[Any]:
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    out: list[Any] = []
+    for s in sections:
+        if s.rows:
+            table = Table(title=s.title, title_justify="left", title_style="bold", box=box.SIMPLE_HEAD,
+                          show_header=s.header is not None, header_style="bold cyan")
+            numeric = _numeric_columns(s)
+            for i, name in enumerate(s.header or tuple("" for _ in s.rows[0])):
+                table.add_column(name, justify="right" if numeric[i] else "left", overflow="fold")
+            for n, row in enumerate(s.rows):
+                style = s.row_styles[n] if n < len(s.row_styles) else None
+                table.add_row(*row, style=_STYLES.get(style or "", None))
+            out.append(table)
+        elif s.title:
+            out.append(Text(s.title, style="bold"))
+        for note in s.notes:
+            out.append(Text(note, style="dim" if note.startswith(("note", "assumption", "skipped", "  ")) else ""))
+    return out
+
+
+def estimate_sections(est: Estimate, *, gpus: tuple[GPU, ...] = (), suggestions: tuple[Suggestion, ...] = (),
+                      suggestions_for: GPU | None = None) -> list[Section]:
+    """An estimate as sections: the breakdown (GiB), totals with their range, fits per GPU, suggestions."""
+    spec, mem = est.spec, est.memory
+    head = Section(title=f"{spec.id}  ({spec.parameters.total:,} parameters, {spec.stored_dtype})",
+                   notes=(_workload_line(est),))
+    allocated = mem.allocated_peak_bytes or 1
+    rows: list[tuple[str, ...]] = []
+    styles: list[str | None] = []
+    for name in COMPONENTS:
+        value = mem.components.get(name, 0)
+        if value:
+            rows.append((name.replace("_", " "), gib(value), f"{100 * value / allocated:.0f} %"))
+            styles.append(None)
+    rows += [
+        ("allocated peak (torch max_memory_allocated)", gib(mem.allocated_peak_bytes), "100 %"),
+        ("  range low - high", f"{gib(mem.allocated_low_bytes)} - {gib(mem.allocated_high_bytes)}", ""),
+        ("reserved peak (torch max_memory_reserved)", gib(mem.reserved_peak_bytes), ""),
+        ("device total (nvidia-smi, with CUDA context)", gib(mem.device_total_bytes), ""),
+    ]
+    styles += ["total", "dim", None, "total"]
+    devices = mem.num_devices
+    title = f"Memory per device, peak during {mem.phase_at_peak}" + (f" ({devices} devices)" if devices > 1 else "")
+    memory = Section(title=title, header=("component", "memory", "share"), rows=tuple(rows), row_styles=tuple(styles))
+    sections = [head, memory]
+    if gpus:
+        fit_rows: list[tuple[str, ...]] = []
+        fit_styles: list[str | None] = []
+        for g in gpus:
+            ok = est.fits(g)
+            headroom = est.headroom_bytes(g)
+            fit_rows.append((gpu_label(g), gib(g.usable_memory_bytes), gib(mem.device_total_bytes),
+                             ("+" if headroom >= 0 else "-") + gib(abs(headroom)),
+                             "fits" if ok else "does not fit"))
+            fit_styles.append("ok" if ok else "bad")
+        sections.append(Section(title="Fits per GPU (5 % kept free)",
+                                header=("gpu", "usable", "needs", "headroom", "verdict"),
+                                rows=tuple(fit_rows), row_styles=tuple(fit_styles)))
+    if suggestions_for is not None:
+        if suggestions:
+            sections.append(Section(
+                title=f"To fit {gpu_label(suggestions_for)}, each re-estimated",
+                header=("change", "flags", "device total"),
+                rows=tuple((s.title, s.flags, gib(s.device_total_bytes)) for s in suggestions),
+                row_styles=tuple("ok" for _ in suggestions)))
+        else:
+            sections.append(Section(notes=(f"no single change we model fits {suggestions_for.name}: "
+                                           "try a larger GPU, or `hfge plan MODEL --cheapest`",)))
+    if est.assumptions:
+        sections.append(Section(notes=(f"{len(est.assumptions)} assumptions: --format json lists them; "
+                                       "docs/methodology.md explains each term",)))
+    return sections
+
+
+def spec_sections(spec: ModelSpec) -> list[Section]:
+    """``hfge inspect`` as one section (the rows of :func:`render_spec`)."""
+    rows = _spec_rows(spec)
+    notes = tuple(f"note: {a}" for a in spec.assumptions)
+    return [Section(title=spec.id, header=("fact", "value"), rows=tuple(rows), notes=notes)]

@@ -1,0 +1,220 @@
+"""The web calculator (the ``[web]`` extra, Gradio): ``hfge serve`` locally, or ``app.py`` as a Hugging Face Space.
+
+:func:`calculate` is the whole computation (plain strings and a PNG path, testable without a
+browser); :func:`build_app` only lays the form out around it. Models in the bundled catalog are
+answered offline and instantly unless "read the Hub" is ticked.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+from hf_gpu_estimator.errors import EstimatorError, MissingDependencyError
+
+__all__ = ["DEFAULTS", "Result", "build_app", "calculate", "serve"]
+
+#: The form's initial values (also the e2e test's inputs).
+DEFAULTS: dict[str, Any] = {
+    "model": "meta-llama/Llama-2-7b-hf", "task": "inference", "method": "full", "batch_size": 1, "seq_len": 1024,
+    "new_tokens": 256, "dtype": "checkpoint", "precision": "bf16-mixed", "optimizer": "adamw",
+    "gradient_checkpointing": False, "quantization": "none", "gpu": "A100-80GB-SXM", "num_gpus": 1,
+    "read_hub": False,
+}  # fmt: skip
+DTYPES = ("checkpoint", "bfloat16", "float16", "float32")
+PRECISIONS = ("bf16-mixed", "16-mixed", "32-true", "bf16-true", "16-true")
+OPTIMIZERS = ("adamw", "adamw-8bit", "paged-adamw-8bit", "adafactor", "sgd", "lion")
+QUANTIZATIONS = ("none", "int8", "nf4", "fp4", "fp8", "gptq-4bit", "awq-4bit", "gguf:Q4_K_M", "gguf:Q8_0")
+#: Traffic the cheapest-serving table is sized for, and the token budget of the cheapest-training one.
+SERVING_REQUESTS_PER_S = 1.0
+TRAINING_TOKENS = 1e9
+
+
+@dataclass(frozen=True, kw_only=True)
+class Result:
+    """What the page shows, as markdown strings and a PNG path (``None`` on error)."""
+
+    summary: str
+    breakdown: str
+    fits: str
+    plan: str
+    plot_path: str | None
+
+
+def _spec(model: str, *, read_hub: bool) -> Any:
+    from hf_gpu_estimator.sources import inspect_model
+    from hf_gpu_estimator.sources.catalog import lookup
+
+    spec = None if read_hub else lookup(model)
+    return spec if spec is not None else inspect_model(model)
+
+
+def workload_kwargs(*, task: str, method: str, batch_size: float, seq_len: float, new_tokens: float, dtype: str,
+                    precision: str, optimizer: str, gradient_checkpointing: bool, quantization: str,
+                    num_gpus: float = 1) -> dict[str, Any]:
+    """The form's values as :func:`~hf_gpu_estimator.estimate` keywords (numbers arrive as floats)."""
+    training = task == "training"
+    kwargs: dict[str, Any] = {
+        "task": task, "method": method if training else "full", "batch_size": int(batch_size),
+        "seq_len": int(seq_len), "new_tokens": int(new_tokens) if not training else 0,
+        "dtype": None if dtype in ("checkpoint", "", None) else dtype,
+        "precision": precision if training else None, "optimizer": optimizer,
+        "gradient_checkpointing": bool(gradient_checkpointing) and training,
+        "quantization": None if quantization in ("none", "", None) and method == "qlora" else quantization,
+    }  # fmt: skip
+    n = int(num_gpus)
+    if n > 1:
+        kwargs.update({"num_gpus": n, "strategy": "zero3"} if training else {"num_gpus": n, "tp": n})
+    return kwargs
+
+
+def calculate(model: str, task: str, method: str, batch_size: float, seq_len: float, new_tokens: float, dtype: str,
+              precision: str, optimizer: str, gradient_checkpointing: bool, quantization: str, gpu: str,
+              num_gpus: float = 1, read_hub: bool = False, *, plot_dir: str | None = None) -> Result:
+    """Estimate, check the fit across GPUs, suggest changes, rank the cheapest GPUs; errors become a message."""
+    from hf_gpu_estimator.estimate import estimate
+    from hf_gpu_estimator.hardware import get_gpu
+    from hf_gpu_estimator.report import COMMON_GPUS, _markdown, estimate_sections, gib
+    from hf_gpu_estimator.suggest import suggest
+
+    try:
+        spec = _spec(model.strip(), read_hub=read_hub)
+        kwargs = workload_kwargs(task=task, method=method, batch_size=batch_size, seq_len=seq_len,
+                                 new_tokens=new_tokens, dtype=dtype, precision=precision, optimizer=optimizer,
+                                 gradient_checkpointing=gradient_checkpointing, quantization=quantization,
+                                 num_gpus=num_gpus)
+        est = estimate(spec, gpu=gpu, **kwargs)
+        target = get_gpu(gpu)
+        gpus = (target, *(g for g in (get_gpu(n) for n in COMMON_GPUS) if g.name != target.name))
+        tips = suggest(est, target)
+        sections = estimate_sections(est, gpus=gpus, suggestions=tips,
+                                     suggestions_for=None if est.fits() else target)
+    except (EstimatorError, ValueError, OSError) as e:
+        message = str(e).splitlines()[0] if str(e) else type(e).__name__
+        return Result(summary=f"**Error:** {message}", breakdown="", fits="", plan="", plot_path=None)
+    verdict = "fits" if est.fits() else "does **not** fit"
+    summary = (f"### {gib(est.memory.device_total_bytes)} per device ({target.name}: {verdict})\n\n"
+               f"{spec.id}: {sections[0].notes[0]}. Peak during **{est.memory.phase_at_peak}**; allocated "
+               f"{gib(est.memory.allocated_low_bytes)} - {gib(est.memory.allocated_high_bytes)}.")
+    breakdown = _markdown(sections[1:2])
+    fits = _markdown(sections[2:])
+    plan = _plan_markdown(est)
+    plot_path = None
+    try:
+        directory = plot_dir or tempfile.mkdtemp(prefix="hfge-")
+        plot_path = str(est.plot(os.path.join(directory, "memory.png"), gpus=[g.name for g in gpus]))
+    except MissingDependencyError as e:
+        fits += f"\n\n(no chart: {e})"
+    return Result(summary=summary, breakdown=breakdown, fits=fits, plan=plan, plot_path=plot_path)
+
+
+def _plan_markdown(est: Any) -> str:
+    """The planner's cheapest options for this workload (serving 1 req/s, or training on 1e9 tokens)."""
+    from hf_gpu_estimator import planner
+    from hf_gpu_estimator.report import Section, _markdown
+
+    w = est.workload
+    try:
+        if w.is_training:
+            result: Any = planner.cheapest_training(est.spec, w, token_budget=TRAINING_TOKENS)
+            rows = tuple((o.gpu, str(o.parallelization.num_gpus), o.parallelization.strategy,
+                          f"{o.speed.tokens_per_s:,.0f}", f"{o.hours:,.1f}", f"${o.hourly_usd:,.2f}",
+                          f"${o.total_usd:,.0f}") for o in result.options[:5])
+            header = ("gpu", "gpus", "strategy", "tokens/s", "hours", "$/hour", "total $")
+            title = f"Cheapest GPUs to train on {TRAINING_TOKENS:.0e} tokens"
+        else:
+            result = planner.cheapest_serving(est.spec, w, request_rate_per_s=SERVING_REQUESTS_PER_S,
+                                              input_tokens=w.seq_len, output_tokens=max(1, w.new_tokens))
+            rows = tuple((o.gpu, str(o.num_gpus), str(o.batch_size), f"{o.tpot_seconds * 1e3:.1f}",
+                          f"${o.hourly_usd:,.2f}", f"${o.usd_per_million_output_tokens:,.3f}")
+                         for o in result.options[:5])
+            header = ("gpu", "gpus", "batch", "TPOT ms", "$/hour", "$/1M out")
+            title = (f"Cheapest GPUs to serve {SERVING_REQUESTS_PER_S:g} request/s of {w.seq_len} + "
+                     f"{w.new_tokens} tokens")
+    except EstimatorError as e:
+        return f"(no plan: {str(e).splitlines()[0]})"
+    styles = ("ok",) + (None,) * (len(rows) - 1)
+    return _markdown([Section(title=title, header=header, rows=rows, row_styles=styles,
+                              notes=("catalog on-demand prices; `hfge plan MODEL --cheapest` for other targets",))])
+
+
+def _gradio() -> Any:
+    try:
+        import gradio as gr
+    except ImportError as e:
+        raise MissingDependencyError("gradio", "web", "the web calculator") from e
+    return gr
+
+
+def build_app() -> Any:
+    """The Gradio Blocks of the calculator (``app.launch()`` serves it)."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    gr = _gradio()
+    from hf_gpu_estimator.hardware import list_gpus
+    from hf_gpu_estimator.sources.catalog import list_models
+
+    d = DEFAULTS
+    with gr.Blocks(title="hf-gpu-estimator", analytics_enabled=False) as app:
+        gr.Markdown("# How much GPU does this LLM job need?\n"
+                    "Memory per device, which GPUs fit, and the cheapest GPUs, before you launch. "
+                    "Pure arithmetic from the model's config: nothing is downloaded but `config.json` and the "
+                    "safetensors headers, and models in the bundled catalog work offline.")
+        with gr.Row():
+            with gr.Column(scale=1):
+                model = gr.Textbox(label="Model (Hub id or local folder)", value=d["model"], elem_id="model")
+                pick = gr.Dropdown(label="or pick from the bundled catalog", choices=list(list_models()), value=None,
+                                   elem_id="catalog")
+                read_hub = gr.Checkbox(label="read the Hub even for catalog models", value=d["read_hub"],
+                                       elem_id="read_hub")
+                task = gr.Radio(["inference", "training"], label="Task", value=d["task"], elem_id="task")
+                method = gr.Radio(["full", "lora", "qlora"], label="Method (training)", value=d["method"],
+                                  elem_id="method")
+                with gr.Row():
+                    batch = gr.Number(label="Batch size (per GPU)", value=d["batch_size"], precision=0, minimum=1,
+                                      elem_id="batch_size")
+                    seq = gr.Number(label="Sequence / prompt tokens", value=d["seq_len"], precision=0, minimum=1,
+                                    elem_id="seq_len")
+                    new = gr.Number(label="New tokens (inference)", value=d["new_tokens"], precision=0, minimum=0,
+                                    elem_id="new_tokens")
+                with gr.Row():
+                    dtype = gr.Dropdown(list(DTYPES), label="Weights dtype", value=d["dtype"], elem_id="dtype")
+                    precision = gr.Dropdown(list(PRECISIONS), label="Training precision", value=d["precision"],
+                                            elem_id="precision")
+                with gr.Row():
+                    optimizer = gr.Dropdown(list(OPTIMIZERS), label="Optimizer", value=d["optimizer"],
+                                            elem_id="optimizer")
+                    quant = gr.Dropdown(list(QUANTIZATIONS), label="Quantization", value=d["quantization"],
+                                        elem_id="quantization")
+                checkpointing = gr.Checkbox(label="Gradient checkpointing", value=d["gradient_checkpointing"],
+                                            elem_id="gradient_checkpointing")
+                with gr.Row():
+                    gpu = gr.Dropdown([g.name for g in list_gpus()], label="GPU", value=d["gpu"], elem_id="gpu")
+                    num_gpus = gr.Number(label="GPUs", value=d["num_gpus"], precision=0, minimum=1,
+                                         elem_id="num_gpus")
+                go = gr.Button("Estimate", variant="primary", elem_id="estimate")
+            with gr.Column(scale=2):
+                summary = gr.Markdown(elem_id="summary")
+                with gr.Row():
+                    breakdown = gr.Markdown(elem_id="breakdown")
+                    fits = gr.Markdown(elem_id="fits")
+                plot = gr.Image(label="Memory per device vs GPU capacity", type="filepath", elem_id="plot",
+                                height=480)
+                plan = gr.Markdown(elem_id="plan")
+        inputs = [model, task, method, batch, seq, new, dtype, precision, optimizer, checkpointing, quant, gpu,
+                  num_gpus, read_hub]
+
+        def run(*values: Any) -> tuple[Any, ...]:
+            r = calculate(*values)
+            return r.summary, r.breakdown, r.fits, r.plan, r.plot_path
+
+        pick.change(lambda m: m or gr.update(), inputs=[pick], outputs=[model])
+        go.click(run, inputs=inputs, outputs=[summary, breakdown, fits, plan, plot])
+        app.load(run, inputs=inputs, outputs=[summary, breakdown, fits, plan, plot])
+    return app
+
+
+def serve(*, host: str = "127.0.0.1", port: int = 7860) -> None:
+    """Serve the calculator until interrupted (``hfge serve``)."""
+    build_app().launch(server_name=host, server_port=port, show_error=True)
