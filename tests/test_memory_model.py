@@ -218,3 +218,21 @@ def test_catalog_fallback_is_fast_when_the_hub_is_unreachable():
     spec = inspect_model("meta-llama/Llama-2-13b-hf")  # conftest points HF_ENDPOINT at a closed port
     assert time.perf_counter() - start < 10
     assert spec.provenance["parameters"] == "catalog"
+
+
+def test_public_estimate_is_the_function_after_submodule_import():
+    import importlib
+
+    importlib.import_module("hf_gpu_estimator.estimate")
+    from hf_gpu_estimator import estimate
+
+    assert callable(estimate) and estimate.__name__ == "estimate"
+
+
+def test_import_stays_free_of_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, hf_gpu_estimator; hf_gpu_estimator.estimate; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

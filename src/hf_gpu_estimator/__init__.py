@@ -34,6 +34,13 @@ if TYPE_CHECKING:
     from hf_gpu_estimator.workload import Workload, make_workload
 
 
+# ``estimate`` is both a submodule and the function it defines: once the submodule is imported the
+# package attribute would be the module, and ``from hf_gpu_estimator import estimate`` would return
+# it. Binding the function eagerly (pure Python: no torch, no network) settles the name for good —
+# later imports of the submodule find it in sys.modules and do not rebind the attribute.
+from hf_gpu_estimator.estimate import Estimate, estimate  # noqa: E402
+
+
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
