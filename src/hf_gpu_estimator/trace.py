@@ -255,6 +255,14 @@ class _CudaSemantics(TorchFunctionMode):
                     args, kwargs = self._cast_all(args, kwargs, widest)
         if func is torch.nn.functional.scaled_dot_product_attention:
             return self._sdpa(*args, **kwargs)
+        if name == "softmax" and args and isinstance(args[0], torch.Tensor) and args[0].dtype == torch.float16:
+            # CUDA's softmax(fp16, dtype=float32) runs half_to_float: fp32 output, no fp32 copy of the
+            # input (aten/src/ATen/native/SoftMax.cpp; bf16 is converted first, as on CPU).
+            positional_dtype = 3 if func is torch.nn.functional.softmax else 2
+            dtype = kwargs.get("dtype", args[positional_dtype] if len(args) > positional_dtype else None)
+            dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
+            if dtype == torch.float32 and dim is not None:
+                return torch.ops.aten._softmax(args[0], dim, True)
         if name in ("grouped_mm", "_grouped_mm") and len(args) >= 2 and args[0].dtype != torch.bfloat16 \
                 and args[0].dim() == 2 and args[1].dim() == 3 and kwargs.get("bias") is None:
             self.grouped_mm_stand_ins += 1

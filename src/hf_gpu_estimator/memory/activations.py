@@ -92,16 +92,27 @@ def dims(arch: Architecture) -> Dims:
     )  # fmt: skip
 
 
-def effective_attention(arch: Architecture, workload: Workload) -> str:
-    """The attention implementation transformers really runs.
+def effective_attention(arch: Architecture, workload: Workload, compute_dtype: str | None = None) -> str:
+    """The attention implementation transformers really runs, as far as memory goes.
 
-    Models with attention-logit softcapping (gemma2) do not support SDPA (``_supports_sdpa = False``):
-    transformers falls back to eager. flash_attention_2 keeps the same saved tensors as SDPA's flash
-    backend.
+    * Models with attention-logit softcapping (gemma2) do not support SDPA (``_supports_sdpa =
+      False``): transformers falls back to eager.
+    * SDPA in fp32 with grouped-query attention: transformers passes ``enable_gqa=True`` (no mask,
+      head_dim <= 256; integrations/sdpa_attention.py use_gqa_in_sdpa), flash refuses fp32 and the
+      memory-efficient kernel refuses GQA (sdp_utils.cpp), so PyTorch runs the math backend, which
+      materializes the scores like eager. Measured on an H200: Qwen2.5-0.5B fp32, batch 4 x 2048,
+      4.24 GiB allocated where a fused kernel would need 2.6 GiB.
+    * flash_attention_2 keeps the same saved tensors as SDPA's flash backend.
     """
-    if arch.attn_logit_softcapping and workload.attn_implementation == "sdpa":
+    attn = workload.attn_implementation
+    if arch.attn_logit_softcapping and attn == "sdpa":
         return "eager"
-    return workload.attn_implementation
+    if compute_dtype is None:
+        compute_dtype = workload.precision.compute_dtype if workload.is_training else (workload.dtype or "bfloat16")
+    if attn == "sdpa" and compute_dtype == "float32" and arch.num_attention_heads != arch.num_key_value_heads \
+            and (arch.head_dim or 0) <= 256:
+        return "eager"
+    return attn
 
 
 def norm_bytes(hidden: int, input_bytes: int, *, rms: bool) -> float:
@@ -319,17 +330,25 @@ def loss_bytes(arch: Architecture, workload: Workload) -> tuple[float, float, fl
 NATIVE_SOFTMAX = frozenset({"gpt2", "bert", "t5", "falcon"})
 
 
-def eager_score_bytes(compute_bytes: int, *, native_softmax: bool = False) -> int:
-    """Peak bytes per attention-score element inside eager attention without autograd."""
+def eager_score_bytes(compute_bytes: int, *, native_softmax: bool = False, float16: bool = False) -> int:
+    """Peak bytes per attention-score element inside eager attention without autograd.
+
+    ``softmax(x, dtype=float32)`` on CUDA writes fp32 straight from an fp16 input (half_to_float)
+    but converts a bf16 input to an fp32 copy first (aten/src/ATen/native/SoftMax.cpp ``softmax``).
+    Measured on an H200: Llama-2-7B fp16 at 4096 tokens 8 bytes per score element, TinyLlama
+    bf16 10 bytes.
+    """
     c = compute_bytes
     if native_softmax:
         return 2 * c  # scores and their scaled/masked/softmaxed successor
-    upcast = 0 if c == 4 else 4
-    return max(2 * c, c + upcast + 4, c + 4 + (c if upcast else 0))
+    if c == 4:
+        return 8  # scores + softmax output; the casts are no-ops
+    copy = 0 if float16 else 4
+    return max(2 * c, c + copy + 4, c + 4 + c)
 
 
 def inference_layer_transient(arch: Architecture, *, compute_bytes: int, attn: str, seq_len: int,
-                              query_len: int) -> float:
+                              query_len: int, float16: bool = False) -> float:
     """Peak per-token bytes alive inside one decoder layer under ``torch.no_grad`` (prefill or decode),
     excluding the KV cache. ``seq_len`` is the key length (for eager's score matrix)."""
     d = dims(arch)
@@ -356,6 +375,7 @@ def inference_layer_transient(arch: Architecture, *, compute_bytes: int, attn: s
         # Per score element at the softmax: the masked scores, softmax(dtype=float32)'s fp32 copy of
         # its input (none when already fp32) and its fp32 output (ATen softmax with a dtype casts
         # first); plus the additive 4-D mask.
-        attn_bytes += eager_score_bytes(c, native_softmax=arch.model_type in NATIVE_SOFTMAX) * d.heads * seq_len \
+        attn_bytes += eager_score_bytes(c, native_softmax=arch.model_type in NATIVE_SOFTMAX,
+                                        float16=float16) * d.heads * seq_len \
             + c * seq_len
     return max(mlp, norm, attn_bytes)

@@ -149,7 +149,7 @@ def _inference(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: 
     B, S, N = workload.batch_size, workload.seq_len, workload.new_tokens
     c = BYTES[plan.compute_dtype]
     kv_dtype_bytes = BYTES[workload.kv_cache_dtype] if workload.kv_cache_dtype else c
-    attn = effective_attention(arch, workload)
+    attn = effective_attention(arch, workload, plan.compute_dtype)
     if attn != workload.attn_implementation:
         assumptions.append(f"{arch.model_type} does not support {workload.attn_implementation}: transformers runs {attn}")
     W = int(plan.weights_bytes * shard.weights)
@@ -164,7 +164,8 @@ def _inference(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: 
     # Prefill: every layer's cache holds the prompt (sliding layers keep a view of the full prompt
     # until the first decode step); the largest transient is inside the last layer.
     kv_prefill = kv(S, storage=True)
-    layer_transient = int(B * S * inference_layer_transient(arch, compute_bytes=c, attn=attn, seq_len=S, query_len=S)
+    layer_transient = int(B * S * inference_layer_transient(arch, compute_bytes=c, attn=attn, seq_len=S, query_len=S,
+                                                         float16=plan.compute_dtype == "float16")
                           * shard.activations)
     mask = B * S * S * c if attn == "eager" else 0  # 4-D additive mask built once per forward
     hidden = B * S * c * arch.hidden_size  # embeddings / residual stream kept across layers
