@@ -259,9 +259,38 @@ def apply_method(built: BuiltModel, workload: Workload) -> None:
     if not workload.precision.mixed:
         # Lightning's *-true precisions cast the whole module (adapters included) to the
         # parameter dtype; under mixed precision peft keeps the adapters in float32.
-        import torch
+        cast_floating_(built.model, torch_dtype(workload.precision.param_dtype))
 
-        built.model.to(torch_dtype(workload.precision.param_dtype))
+
+def cast_floating_(module: Any, dtype: torch.dtype) -> None:
+    """Cast ``module``'s floating parameters and buffers to ``dtype`` in place, like ``module.to(dtype)``.
+
+    ``Module.to`` goes through ``Module._apply``, which swaps every FakeTensor parameter with
+    ``torch.utils.swap_tensors`` (even one already in ``dtype``), and a swap refuses a tensor
+    with a weakref: the fake-tensor converter memo, MemTracker or autograd may hold one, so
+    ``.to`` fails on fake tensors with "_apply(): Couldn't swap ...". Here only tensors whose
+    dtype differs are replaced, by new Parameters (tied parameters stay tied), and nothing
+    is swapped. On real tensors the result equals ``module.to(dtype)``.
+    """
+    import torch
+
+    cast: dict[int, tuple[Any, Any]] = {}  # id → (original, cast); the original kept alive so ids stay unique
+
+    def converted(t: Any, make: Callable[[Any], Any]) -> Any:
+        hit = cast.get(id(t))
+        if hit is None:
+            with torch.no_grad():
+                hit = cast[id(t)] = (t, make(t))
+        return hit[1]
+
+    for sub in module.modules():
+        for name, param in list(sub._parameters.items()):
+            if param is not None and param.is_floating_point() and param.dtype != dtype:
+                sub._parameters[name] = converted(
+                    param, lambda p: torch.nn.Parameter(p.to(dtype), requires_grad=p.requires_grad))
+        for name, buf in list(sub._buffers.items()):
+            if buf is not None and buf.is_floating_point() and buf.dtype != dtype:
+                sub._buffers[name] = converted(buf, lambda b: b.to(dtype))
 
 
 def make_optimizer(params: list[Any], workload: Workload) -> Any:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import platform
 import resource
 import shutil
@@ -88,6 +89,26 @@ def nvml_used_bytes() -> int | None:
     try:
         return int(float(text)) * 2**20 if text else None  # nvidia-smi reports MiB
     except ValueError:
+        return None
+
+
+def nvml_used_bytes_before_init() -> int | None:
+    """nvidia-smi's used memory on the device this process will use, without initializing CUDA.
+
+    :func:`nvml_used_bytes` asks torch for the current device, which creates this process's
+    CUDA context; called first, this one gives what *other* processes hold (calibration
+    subtracts it). The device is the first of ``CUDA_VISIBLE_DEVICES`` when it is an index, else 0.
+    """
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return None
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
+    index = visible if visible.isdigit() else "0"
+    try:
+        done = subprocess.run([exe, "--query-gpu=memory.used", "--format=csv,noheader,nounits", "-i", index],
+                              capture_output=True, text=True, timeout=10, check=True)
+        return int(float(done.stdout.strip().splitlines()[0])) * 2**20
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
         return None
 
 

@@ -1,0 +1,224 @@
+"""Exact mode as an estimate: a traced peak turned into a :class:`MemoryEstimate` with the analytic contract.
+
+:func:`exact_memory` traces the workload on the real transformers model (fake tensors, see
+:mod:`hf_gpu_estimator.trace`) and maps the trace's categories at the peak onto the
+estimate's components. What a trace cannot see comes from the analytic estimate, and each
+such piece is named in the returned assumptions:
+
+* the cuBLAS workspace (allocated by cuBLAS handles at the first GEMM, outside any traced
+  operator) — always added;
+* quantized weights (QLoRA's 4-bit base, int8/fp8/GPTQ/AWQ/GGUF): bitsandbytes and the other
+  kernels run neither on CPU nor on fake tensors, so the base is traced in 16 bits and the
+  analytic weights term replaces the traced one;
+* optimizers the runner does not build (8-bit and paged AdamW, Lion): the workload is traced
+  with plain SGD (no state) and the analytic optimizer-state term is added on top.
+
+Reserved and device totals follow :mod:`hf_gpu_estimator.memory.overhead` (a device calibration,
+when one applies, is layered on by :mod:`hf_gpu_estimator.calibration`, as for analytic mode).
+
+This module imports torch only inside :func:`exact_memory`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from hf_gpu_estimator.errors import TraceError
+from hf_gpu_estimator.memory import overhead
+from hf_gpu_estimator.memory.terms import COMPONENTS, MemoryEstimate, Moment, Term
+from hf_gpu_estimator.workload import OPTIMIZERS, Workload
+
+if TYPE_CHECKING:
+    from hf_gpu_estimator.spec import ModelSpec
+    from hf_gpu_estimator.trace import TraceResult
+
+#: Beyond this many parameters a fake-tensor trace takes minutes (it runs every operator of
+#: every layer in Python); the analytic model answers in milliseconds.
+MAX_TRACE_PARAMETERS = 200_000_000_000
+
+#: How many of the trace's top memory holders the assumptions list.
+TOP_HOLDERS = 5
+
+#: Trace category (TraceResult.breakdown_at_peak) → estimate component.
+CATEGORY_TO_COMPONENT: Mapping[str, str] = {
+    "params": "weights",
+    "buffers": "weights",
+    "grads": "gradients",
+    "optimizer": "optimizer_states",
+    "activations": "activations",
+    "temporaries": "transient",
+    "inputs": "transient",
+}
+
+_ANALYTIC_HINT = "use analytic mode instead (drop --exact / mode='exact')"
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):,.1f} MiB"
+
+
+def exact_memory(spec: ModelSpec, workload: Workload, *, analytic: MemoryEstimate,
+                 max_parameters: int = MAX_TRACE_PARAMETERS) -> tuple[MemoryEstimate, tuple[str, ...]]:
+    """Trace ``workload`` on ``spec``'s transformers model and return it as a :class:`MemoryEstimate`.
+
+    Args:
+        spec: a ModelSpec with its ``config`` (config.json), from :func:`inspect_model`.
+        workload: the normalized workload.
+        analytic: the analytic estimate of the same workload; supplies the pieces a trace
+            cannot see (cuBLAS workspace, quantized weights, unsupported optimizers) and the
+            CUDA context.
+        max_parameters: refuse larger models (the trace would take minutes).
+
+    Returns:
+        ``(memory, assumptions)``: ``memory.allocated_peak_bytes`` is the traced peak plus the
+        cuBLAS workspace (plus the analytic fallbacks listed in ``assumptions``), and
+        ``memory.components`` adds up to it. The assumptions name the phase and module at the
+        peak and the top memory holders.
+
+    Raises:
+        TraceError: no config, an architecture transformers cannot build, a model too large to
+            trace, a multi-device split, or a failure while tracing; the message says what to do.
+        MissingDependencyError: torch or transformers is not installed.
+    """
+    from hf_gpu_estimator._runner import SUPPORTED_OPTIMIZERS, require_torch_stack
+
+    config = dict(spec.config or {})
+    if not config.get("model_type"):
+        raise TraceError(f"exact mode needs the model's config.json, and {spec.id!r} was read without one "
+                         f"(header-only or catalog source); {_ANALYTIC_HINT}, or point at a repo or folder "
+                         "with config.json")
+    p = workload.parallelism
+    if p.num_gpus > 1 and (p.strategy not in ("none", "ddp") or p.tp > 1 or p.pp > 1):
+        raise TraceError(f"exact mode traces one device and cannot shard it ({p.strategy}, tp={p.tp}, pp={p.pp}); "
+                         f"{_ANALYTIC_HINT}, or trace with --num-gpus 1")
+    if spec.parameters.total > max_parameters:
+        raise TraceError(f"{spec.id!r} has {spec.parameters.total / 1e9:,.0f}B parameters: tracing it on fake tensors "
+                         f"would take minutes (limit {max_parameters / 1e9:,.0f}B); {_ANALYTIC_HINT}, or trace a "
+                         "config of the same family with fewer layers")
+    require_torch_stack("exact mode")
+    from hf_gpu_estimator.trace import trace_workload
+
+    notes: list[str] = []
+    traced_workload = workload
+    optimizer_fallback = workload.is_training and workload.optimizer.name not in SUPPORTED_OPTIMIZERS
+    if optimizer_fallback:
+        # No bitsandbytes/lion on fake tensors: trace with stateless SGD, add the analytic states.
+        traced_workload = workload.with_(optimizer=OPTIMIZERS["sgd"])
+    if p.num_gpus > 1:
+        traced_workload = traced_workload.with_(parallelism=type(p)())
+    try:
+        trace = trace_workload(config, traced_workload)
+    except TraceError as e:
+        raise TraceError(f"{e}; {_ANALYTIC_HINT}") from e
+    memory = _to_memory(trace, workload, analytic, optimizer_fallback=optimizer_fallback, notes=notes)
+    return memory, (*notes, *(f"trace: {f}" for f in trace.fallbacks))
+
+
+def _to_memory(trace: TraceResult, workload: Workload, analytic: MemoryEstimate, *, optimizer_fallback: bool,
+               notes: list[str]) -> MemoryEstimate:
+    import transformers
+
+    components = dict.fromkeys(COMPONENTS, 0)
+    for category, nbytes in trace.breakdown_at_peak.items():
+        components[CATEGORY_TO_COMPONENT.get(category, "transient")] += int(nbytes)
+    source = f"traced: transformers {transformers.__version__} on fake tensors, at {trace.phase_at_peak}"
+    terms: list[Term] = []
+
+    # The KV cache lives among the traced activations (it is built inside the attention forward).
+    if not workload.is_training and trace.kv_cache_bytes:
+        if trace.phase_at_peak == "prefill":
+            prefill = next((m for m in analytic.moments if m.phase == "prefill"), None)
+            kv = prefill.components.get("kv_cache", 0) if prefill is not None else 0
+            kv_note = "the prompt's cache (analytic size at prefill)"
+        else:
+            kv, kv_note = trace.kv_cache_bytes, "the cache at the last decode step (traced)"
+        kv = min(kv, components["activations"])
+        components["activations"] -= kv
+        components["kv_cache"] += kv
+        notes.append(f"exact: kv_cache split out of the traced activations: {kv_note}")
+        terms.append(Term(component="kv_cache", name="kv_cache (end of generation)", bytes=trace.kv_cache_bytes,
+                          formula="traced DynamicCache storage after the last decode step"))
+
+    # Pieces the trace cannot see, from the analytic estimate.
+    ws = analytic.components.get("workspace", 0) or overhead.CUBLAS_WORKSPACE_BYTES
+    components["workspace"] = ws
+    notes.append(f"exact: + cuBLAS workspace {_mib(ws)} (analytic term: cuBLAS allocates it at the first GEMM, "
+                 "which fake tensors never run)")
+    if workload.quantization != "none":
+        traced_weights = components["weights"]
+        components["weights"] = analytic.components.get("weights", traced_weights)
+        notes.append(f"exact: {workload.quantization} weights from the analytic model "
+                     f"({_mib(components['weights'])}; traced unquantized base: {_mib(traced_weights)}): quantized "
+                     "kernels (bitsandbytes, GPTQ, AWQ, GGUF) do not run on fake tensors")
+    if optimizer_fallback:
+        states = analytic.components.get("optimizer_states", 0)
+        components["optimizer_states"] += states
+        notes.append(f"exact: optimizer {workload.optimizer.name!r} is not run on fake tensors: traced with SGD "
+                     f"(no state) + the analytic optimizer states {_mib(states)} ({workload.optimizer.source})")
+    if workload.parallelism.num_gpus > 1:
+        notes.append(f"exact: traced one replica of {workload.parallelism.num_gpus} (DDP); DDP gradient buckets "
+                     "are not traced")
+
+    allocated = sum(components.values())
+    task = workload.task
+    decode_kv = (trace.kv_cache_bytes or 0) if (not workload.is_training and workload.new_tokens > 1) else 0
+    reserved = overhead.reserved_bytes(allocated, task, decode_kv_bytes=decode_kv)
+    context = analytic.cuda_context_bytes
+    notes.append(f"reserved = allocated x {overhead.RESERVED_RATIO[task]} (caching allocator, typical range "
+                 f"{overhead.RESERVED_RATIO_RANGE[task][0]}-{overhead.RESERVED_RATIO_RANGE[task][1]})"
+                 + (f" + {overhead.DECODE_FRAGMENTATION} x the final KV cache" if decode_kv else ""))
+    notes.append(f"device total = reserved + CUDA context {context >> 20} MiB")
+    notes.append(f"exact: peak in phase {trace.phase_at_peak!r}"
+                 + (f", inside {trace.module_at_peak}" if trace.module_at_peak else "")
+                 + f"; traced peak {_mib(trace.peak_bytes)} in {trace.trace_seconds:.1f} s")
+    if trace.top_holders:
+        holders = ", ".join(f"{name} {_mib(n)}" for name, n in trace.top_holders[:TOP_HOLDERS])
+        notes.append(f"exact: top memory holders (parameters + what their forward kept): {holders}")
+    notes.append("exact: kernel-internal workspaces of fused kernels (flash backward's fp32 accumulators) are "
+                 "not traced")
+
+    for name in COMPONENTS:
+        if components[name] and not any(t.component == name for t in terms):
+            formula = source
+            if name == "workspace":
+                formula = "analytic: cuBLAS + cuBLASLt workspaces via the caching allocator"
+            elif name == "weights" and workload.quantization != "none":
+                formula = f"analytic: {workload.quantization} weights"
+            elif name == "optimizer_states" and optimizer_fallback:
+                formula = f"analytic: {workload.optimizer.source}"
+            terms.append(Term(component=name, name=name.replace("_", " "), bytes=components[name], formula=formula))
+    shift = allocated - trace.peak_bytes  # what the analytic pieces add to every phase
+    moments = [Moment(phase=trace.phase_at_peak, components=components, note="traced peak")]
+    for phase, peak in trace.phase_peaks.items():
+        if phase != trace.phase_at_peak:
+            moments.append(Moment(phase=phase, components={"transient": int(peak) + shift},
+                                  note="traced phase peak (total only)"))
+    return MemoryEstimate(
+        allocated_peak_bytes=allocated, reserved_peak_bytes=reserved, device_total_bytes=reserved + context,
+        allocated_low_bytes=allocated, allocated_high_bytes=allocated, components=components,
+        phase_at_peak=trace.phase_at_peak, moments=tuple(moments), terms=tuple(terms),
+        num_devices=analytic.num_devices, cuda_context_bytes=context, allocator_overhead_bytes=reserved - allocated,
+        host_offload_bytes=analytic.host_offload_bytes, assumptions=(),
+    )  # fmt: skip
+
+
+def compare(analytic: MemoryEstimate, exact: MemoryEstimate) -> dict[str, Any]:
+    """Analytic vs exact, per component and in total: bytes of each, difference, relative error.
+
+    The relative error is analytic / exact - 1 (``None`` where exact is zero).
+    """
+
+    def row(a: int, e: int) -> dict[str, Any]:
+        return {"analytic_bytes": a, "exact_bytes": e, "difference_bytes": a - e,
+                "relative_error": (a / e - 1) if e else None}
+
+    out: dict[str, Any] = {"components": {}, "phase_at_peak": {"analytic": analytic.phase_at_peak,
+                                                               "exact": exact.phase_at_peak}}
+    for name in COMPONENTS:
+        a, e = int(analytic.components.get(name, 0)), int(exact.components.get(name, 0))
+        if a or e:
+            out["components"][name] = row(a, e)
+    for key in ("allocated_peak_bytes", "reserved_peak_bytes", "device_total_bytes"):
+        out[key] = row(getattr(analytic, key), getattr(exact, key))
+    return out
