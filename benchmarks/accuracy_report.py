@@ -154,7 +154,7 @@ def _workload_kwargs(w: dict[str, Any]) -> dict[str, Any]:
 
 def measurement_section() -> list[str]:
     from hf_gpu_estimator import perf
-    from hf_gpu_estimator.estimate import estimate
+    from hf_gpu_estimator.estimator import estimate
     from hf_gpu_estimator.hardware import get_gpu
     from hf_gpu_estimator.sources import inspect_model
 

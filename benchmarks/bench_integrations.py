@@ -51,7 +51,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.disable(logging.WARNING)  # the callbacks' messages are not what is measured
 
-    from hf_gpu_estimator.estimate import estimate
+    from hf_gpu_estimator.estimator import estimate
     from hf_gpu_estimator.integrations import preflight_check
     from hf_gpu_estimator.integrations.lightning import MemoryPreflight
     from hf_gpu_estimator.sources.catalog import lookup

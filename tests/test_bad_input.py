@@ -13,7 +13,7 @@ import pytest
 
 from hf_gpu_estimator import errors
 from hf_gpu_estimator.cli import main
-from hf_gpu_estimator.estimate import estimate
+from hf_gpu_estimator.estimator import estimate
 from hf_gpu_estimator.sources import inspect_model
 from hf_gpu_estimator.workload import make_workload
 
@@ -231,7 +231,7 @@ def test_cli_bad_arguments_exit_2_with_one_line(argv, capsys, offline):
 
 
 def test_cli_internal_errors_are_one_line_with_exit_1(capsys, monkeypatch):
-    import hf_gpu_estimator.estimate as estimate_module
+    import hf_gpu_estimator.estimator as estimate_module
 
     monkeypatch.setattr(estimate_module, "estimate", lambda *a, **k: 1 / 0)
     assert main(["estimate", M]) == 1

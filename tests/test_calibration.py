@@ -12,7 +12,7 @@ import pytest
 from hf_gpu_estimator import calibration
 from hf_gpu_estimator.calibration import DeviceCalibration, Sample
 from hf_gpu_estimator.errors import UnknownNameError
-from hf_gpu_estimator.estimate import estimate
+from hf_gpu_estimator.estimator import estimate
 from hf_gpu_estimator.memory import overhead
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"

@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from hf_gpu_estimator.errors import TraceError  # noqa: E402
-from hf_gpu_estimator.estimate import estimate  # noqa: E402
+from hf_gpu_estimator.estimator import estimate  # noqa: E402
 from hf_gpu_estimator.exact import exact_memory  # noqa: E402
 from hf_gpu_estimator.memory import estimate_memory  # noqa: E402
 from hf_gpu_estimator.memory.terms import COMPONENTS  # noqa: E402

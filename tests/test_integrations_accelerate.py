@@ -90,12 +90,12 @@ def test_raise_stops_before_the_first_step(adamw_steps: list[int]) -> None:
 
 def test_failing_estimator_does_not_stop_the_run(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
                                                  adamw_steps: list[int]) -> None:
-    import hf_gpu_estimator.estimate
+    import hf_gpu_estimator.estimator
 
     def broken(*args, **kwargs):
         raise RuntimeError("estimator exploded")
 
-    monkeypatch.setattr(hf_gpu_estimator.estimate, "estimate", broken)
+    monkeypatch.setattr(hf_gpu_estimator.estimator, "estimate", broken)
     assert e2e.main(["--device-memory-bytes", str(SMALL), "--on-exceed", "raise", "--max-steps", "2"]) == 2
     assert any("estimator exploded" in m for m in _ours(caplog))
     assert len(adamw_steps) == 2

@@ -82,12 +82,12 @@ def test_raise_stops_before_the_first_step() -> None:
 
 
 def test_failing_estimator_does_not_stop_the_run(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    import hf_gpu_estimator.estimate
+    import hf_gpu_estimator.estimator
 
     def broken(*args, **kwargs):
         raise RuntimeError("estimator exploded")
 
-    monkeypatch.setattr(hf_gpu_estimator.estimate, "estimate", broken)
+    monkeypatch.setattr(hf_gpu_estimator.estimator, "estimate", broken)
     callback = MemoryPreflight(device_memory_bytes=SMALL, on_exceed="raise")
     model = _fit(callback)
     assert model.optimizer_steps == 2
@@ -175,7 +175,7 @@ def test_peft_model_is_estimated_as_lora() -> None:
 
 
 def test_suggestions_are_present_and_verified() -> None:
-    from hf_gpu_estimator.estimate import estimate
+    from hf_gpu_estimator.estimator import estimate
     from hf_gpu_estimator.sources.catalog import lookup
 
     spec = lookup("meta-llama/Llama-2-7b-hf")
@@ -192,7 +192,7 @@ def test_suggestions_are_present_and_verified() -> None:
 
 
 def test_batch_size_suggestion_keeps_the_effective_batch() -> None:
-    from hf_gpu_estimator.estimate import estimate
+    from hf_gpu_estimator.estimator import estimate
     from hf_gpu_estimator.sources.catalog import lookup
 
     spec = lookup("meta-llama/Llama-2-7b-hf")

@@ -87,12 +87,12 @@ def test_raise_stops_before_the_first_step(tmp_path: Path) -> None:
 
 def test_failing_estimator_does_not_stop_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                   caplog: pytest.LogCaptureFixture) -> None:
-    import hf_gpu_estimator.estimate
+    import hf_gpu_estimator.estimator
 
     def broken(*args, **kwargs):
         raise RuntimeError("estimator exploded")
 
-    monkeypatch.setattr(hf_gpu_estimator.estimate, "estimate", broken)
+    monkeypatch.setattr(hf_gpu_estimator.estimator, "estimate", broken)
     _trainer(tmp_path, MemoryPreflightCallback(device_memory_bytes=SMALL, on_exceed="raise")).train()
     assert e2e.StepCounter.steps == 2
     assert any("estimator exploded" in m for m in _ours(caplog))

@@ -223,7 +223,7 @@ def test_catalog_fallback_is_fast_when_the_hub_is_unreachable():
 def test_public_estimate_is_the_function_after_submodule_import():
     import importlib
 
-    importlib.import_module("hf_gpu_estimator.estimate")
+    importlib.import_module("hf_gpu_estimator.estimator")
     from hf_gpu_estimator import estimate
 
     assert callable(estimate) and estimate.__name__ == "estimate"

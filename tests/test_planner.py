@@ -9,7 +9,7 @@ import pytest
 
 from hf_gpu_estimator.cli import main
 from hf_gpu_estimator.errors import InfeasiblePlanError
-from hf_gpu_estimator.estimate import estimate
+from hf_gpu_estimator.estimator import estimate
 from hf_gpu_estimator.hardware import get_gpu
 from hf_gpu_estimator.memory import estimate_memory
 from hf_gpu_estimator.memory.overhead import CUDA_CONTEXT_BYTES

@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("matplotlib", reason="plots need the [plot] extra (matplotlib)")
 
 from hf_gpu_estimator import plots, planner  # noqa: E402
-from hf_gpu_estimator.estimate import estimate  # noqa: E402
+from hf_gpu_estimator.estimator import estimate  # noqa: E402
 from hf_gpu_estimator.errors import InvalidArgumentError  # noqa: E402
 from hf_gpu_estimator.hardware import get_gpu  # noqa: E402
 from hf_gpu_estimator.sources.catalog import lookup  # noqa: E402

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hf_gpu_estimator.estimate import estimate
+from hf_gpu_estimator.estimator import estimate
 from hf_gpu_estimator.cli import main
 from hf_gpu_estimator.memory import estimate_memory
 from hf_gpu_estimator.report import COMMON_GPUS, Section, estimate_sections, gib, render_sections
@@ -80,7 +80,7 @@ def test_suggestions_fit_when_re_estimated() -> None:
     budget = est.gpu.usable_memory_bytes * 0.95
     for tip in tips:
         assert estimate_memory(est.spec, tip.workload).device_total_bytes == tip.device_total_bytes <= budget
-    assert {t.key for t in tips} & {"lora", "qlora", "gradient_checkpointing", "batch_size"}
+    assert {t.key for t in tips} & {"method", "combined", "gradient_checkpointing", "batch_size"}
 
 
 def test_batch_suggestion_uses_the_largest_batch_that_fits() -> None:

@@ -24,7 +24,7 @@ from hub_server import Fault
 
 from hf_gpu_estimator import errors
 from hf_gpu_estimator.cli import main
-from hf_gpu_estimator.estimate import estimate
+from hf_gpu_estimator.estimator import estimate
 from hf_gpu_estimator.sources import hub as hub_source
 from hf_gpu_estimator.sources import inspect_model
 from hf_gpu_estimator.sources.safetensors_header import build_header_bytes

@@ -84,7 +84,7 @@ def _gib_cell(text: str, label: str) -> str:
 
 
 def test_inference_numbers_match_estimate(page: object) -> None:
-    from hf_gpu_estimator.estimate import estimate
+    from hf_gpu_estimator.estimator import estimate
     from hf_gpu_estimator.report import gib
 
     p = page
@@ -111,7 +111,7 @@ def test_inference_numbers_match_estimate(page: object) -> None:
 
 
 def test_training_that_does_not_fit_shows_suggestions(page: object) -> None:
-    from hf_gpu_estimator.estimate import estimate
+    from hf_gpu_estimator.estimator import estimate
     from hf_gpu_estimator.report import gib
 
     p = page

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "estimate": "hf_gpu_estimator.estimate",
-    "Estimate": "hf_gpu_estimator.estimate",
+    "estimate": "hf_gpu_estimator.estimator",
+    "Estimate": "hf_gpu_estimator.estimator",
     "inspect_model": "hf_gpu_estimator.sources",
     "ModelSpec": "hf_gpu_estimator.spec",
     "Workload": "hf_gpu_estimator.workload",
@@ -27,18 +27,11 @@ __all__ = sorted(_LAZY)
 
 if TYPE_CHECKING:
     from hf_gpu_estimator.errors import EstimatorError
-    from hf_gpu_estimator.estimate import Estimate, estimate
+    from hf_gpu_estimator.estimator import Estimate, estimate
     from hf_gpu_estimator.hardware import GPU, get_gpu, list_gpus
     from hf_gpu_estimator.sources import inspect_model
     from hf_gpu_estimator.spec import ModelSpec
     from hf_gpu_estimator.workload import Workload, make_workload
-
-
-# ``estimate`` is both a submodule and the function it defines: once the submodule is imported the
-# package attribute would be the module, and ``from hf_gpu_estimator import estimate`` would return
-# it. Binding the function eagerly (pure Python: no torch, no network) settles the name for good —
-# later imports of the submodule find it in sys.modules and do not rebind the attribute.
-from hf_gpu_estimator.estimate import Estimate, estimate  # noqa: E402
 
 
 def __getattr__(name: str) -> Any:

@@ -303,7 +303,7 @@ def find_calibration(name: str, *, path: str | os.PathLike[str] | None = None) -
 
 def resolve_calibration(calibration: object, gpu: GPU | None, *,
                         path: str | os.PathLike[str] | None = None) -> DeviceCalibration | None:
-    """What :func:`hf_gpu_estimator.estimate` applies for its ``calibration=`` and ``gpu=`` arguments.
+    """What :func:`hf_gpu_estimator.estimator` applies for its ``calibration=`` and ``gpu=`` arguments.
 
     ``None``: the calibration of ``gpu`` if the file has one (no file read without a gpu);
     ``False``: none; a :class:`DeviceCalibration`: itself; a string: that device (it must exist).

@@ -257,7 +257,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _run_estimate(args: argparse.Namespace) -> int:
-    from hf_gpu_estimator.estimate import estimate
+    from hf_gpu_estimator.estimator import estimate
 
     if args.compare:
         return _run_compare(args)
@@ -306,7 +306,7 @@ def _print(sections: Any, fmt: str) -> None:
 def _run_plan(args: argparse.Namespace) -> int:
     from hf_gpu_estimator import planner
     from hf_gpu_estimator.errors import ConflictingOptionsError, InvalidArgumentError
-    from hf_gpu_estimator.estimate import workload_from_kwargs
+    from hf_gpu_estimator.estimator import workload_from_kwargs
     from hf_gpu_estimator.hardware import get_gpu
     from hf_gpu_estimator.sources import inspect_model
 
@@ -597,7 +597,7 @@ def _gib_or_dash(value: int | None) -> str:
 
 
 def _run_compare(args: argparse.Namespace) -> int:
-    from hf_gpu_estimator.estimate import estimate
+    from hf_gpu_estimator.estimator import estimate
     from hf_gpu_estimator.exact import compare
     from hf_gpu_estimator.report import Section
     from hf_gpu_estimator.sources import inspect_model
@@ -686,7 +686,7 @@ def _run_measure(args: argparse.Namespace) -> int:
 
     from hf_gpu_estimator._runner import require_torch_stack
     from hf_gpu_estimator.errors import ConflictingOptionsError, MissingDependencyError, PreflightError, TraceError
-    from hf_gpu_estimator.estimate import estimate, workload_from_kwargs
+    from hf_gpu_estimator.estimator import estimate, workload_from_kwargs
     from hf_gpu_estimator.report import gib
     from hf_gpu_estimator.sources import inspect_model
 

@@ -19,7 +19,7 @@ from hf_gpu_estimator.errors import InvalidArgumentError, MissingDependencyError
 from hf_gpu_estimator.memory.terms import COMPONENTS
 
 if TYPE_CHECKING:
-    from hf_gpu_estimator.estimate import Estimate
+    from hf_gpu_estimator.estimator import Estimate
     from hf_gpu_estimator.hardware import GPU
 
 __all__ = ["memory_bar", "plan_chart", "sweep"]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from hf_gpu_estimator.memory.terms import COMPONENTS
 
 if TYPE_CHECKING:
-    from hf_gpu_estimator.estimate import Estimate
+    from hf_gpu_estimator.estimator import Estimate
     from hf_gpu_estimator.hardware import GPU
     from hf_gpu_estimator.spec import ModelSpec
     from hf_gpu_estimator.suggest import Suggestion

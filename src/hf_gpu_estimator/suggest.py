@@ -1,122 +1,250 @@
-"""What to change when a workload does not fit a GPU: each suggestion re-estimated and verified to fit.
+"""What to change when a workload does not fit: each suggestion re-estimated and verified to fit a byte budget.
 
-Pure arithmetic over :func:`~hf_gpu_estimator.memory.estimate_memory` and
-:func:`~hf_gpu_estimator.planner.max_batch_size`; the CLI, the web app and the plots only render it.
+One search (:func:`search`) serves the CLI, the web app and the framework pre-flight checks
+(:mod:`hf_gpu_estimator.integrations`); it is pure arithmetic over
+:func:`~hf_gpu_estimator.memory.estimate_memory`. Callers only render it: the CLI shows ``flags``, the
+integrations fill ``how`` from their own hint templates.
 
 >>> from hf_gpu_estimator import estimate
 >>> est = estimate("meta-llama/Llama-2-7b-hf", task="training", batch_size=4, seq_len=1024)
->>> [s.key for s in suggest(est, "RTX-4090")]
-['lora', 'qlora']
+>>> [(s.key, s.flags) for s in suggest(est, "RTX-4090")]
+[('combined', '--gradient-checkpointing --method lora'), ('combined', '--gradient-checkpointing --method qlora')]
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
 from hf_gpu_estimator.errors import EstimatorError
 
 if TYPE_CHECKING:
-    from hf_gpu_estimator.estimate import Estimate
+    from hf_gpu_estimator.estimator import Estimate
     from hf_gpu_estimator.hardware import GPU
+    from hf_gpu_estimator.spec import ModelSpec
     from hf_gpu_estimator.workload import Workload
 
-__all__ = ["Suggestion", "suggest", "suggestion_target"]
+__all__ = ["CLI_FLAGS", "ChangeKind", "Suggestion", "search", "suggest", "suggestion_target"]
+
+#: The kinds of change the search tries; the integrations map each to a "how to apply" template.
+ChangeKind = Literal["batch_size", "gradient_checkpointing", "precision", "dtype", "method", "quantization",
+                     "optimizer", "strategy", "offload", "num_gpus", "tp"]
+
+#: The CLI flag for each workload keyword a suggestion changes (``{}`` is the new value).
+CLI_FLAGS: Mapping[str, str] = {
+    "batch_size": "--batch-size {}", "gradient_accumulation_steps": "--gradient-accumulation-steps {}",
+    "gradient_checkpointing": "--gradient-checkpointing", "precision": "--precision {}", "dtype": "--dtype {}",
+    "method": "--method {}", "quantization": "--quantization {}", "optimizer": "--optimizer {}",
+    "num_gpus": "--num-gpus {}", "strategy": "--strategy {}", "tp": "--tp {}", "pp": "--pp {}",
+    "offload_optimizer": "--offload-optimizer",
+}  # fmt: skip
+
+#: Device counts tried by the "more devices" suggestion for training (inference uses the valid TP degrees).
+_DEVICE_COUNTS = (2, 4, 8, 16, 32, 64)
 
 
 @dataclass(frozen=True, kw_only=True)
 class Suggestion:
-    """One change to the workload that fits the GPU once re-estimated.
+    """One change to the workload, re-estimated and verified to fit.
 
     Attributes:
-        key: the kind of change: ``batch_size``, ``gradient_checkpointing``, ``lora``, ``qlora``,
-            ``quantization``, ``tensor_parallel``.
+        key: the kind of change (a :data:`ChangeKind`), or ``combined`` when no single change fits
+            and several are applied together.
         title: the change in words.
-        flags: the CLI flags that apply it (``--gradient-checkpointing``).
+        options: the :func:`~hf_gpu_estimator.make_workload` keywords that change; apply them over
+            the original keywords (a value of ``None`` means that keyword's default).
+        changes: the kinds of change applied (``(key,)`` unless combined).
         workload: the changed workload.
         device_total_bytes: its re-estimated per-device total.
+        flags: the CLI flags that apply it (``--method qlora``).
+        how: how to apply it in the caller's framework; empty from :func:`search`, filled by the
+            integrations' hint templates.
     """
 
-    key: str
+    key: ChangeKind | Literal["combined"]
     title: str
-    flags: str
+    options: Mapping[str, Any]
+    changes: tuple[ChangeKind, ...]
     workload: Workload
     device_total_bytes: int
+    flags: str
+    how: str = ""
+
+
+@dataclass(frozen=True)
+class _Change:
+    kind: ChangeKind
+    title: str
+    options: Mapping[str, Any]
+
+
+def search(spec: ModelSpec, workload: Workload | Mapping[str, Any], *, budget_bytes: float,
+           limit: int | None = None) -> tuple[Suggestion, ...]:
+    """Changes that bring the per-device total of ``workload`` under ``budget_bytes``, cheapest first.
+
+    Tried in order, each kept only if the re-estimated total fits: the largest batch that fits
+    (with gradient accumulation keeping the effective batch in training). Training: gradient
+    checkpointing, bf16 (mixed, else pure), LoRA, QLoRA, 8-bit AdamW, ZeRO-3/FSDP sharding,
+    optimizer offload, more devices. Inference: bfloat16 weights (from float32), int8 else nf4
+    weights, tensor parallelism. When no single change fits a training run: checkpointing (and
+    bf16-mixed from fp32) alone, with ZeRO-3, with LoRA, with QLoRA, each with the largest batch
+    that then fits (two at most).
+
+    Args:
+        spec: the model.
+        workload: the run, or the :func:`~hf_gpu_estimator.make_workload` keywords that build it
+            (suggestion ``options`` apply over these).
+        budget_bytes: the per-device bytes a suggestion may use (the device after the margin).
+        limit: stop after this many suggestions (``None``: all).
+
+    Returns:
+        The suggestions; ``()`` when nothing modeled fits.
+    """
+    from hf_gpu_estimator.memory import estimate_memory
+    from hf_gpu_estimator.planner import _largest, valid_tp_degrees
+    from hf_gpu_estimator.workload import Workload, make_workload
+
+    if isinstance(workload, Workload):
+        work, base = workload, workload.to_dict()
+    else:
+        base = dict(workload)
+        work = make_workload(**base)
+    normalized = work.to_dict()
+    out: list[Suggestion] = []
+
+    def verify(options: Mapping[str, Any]) -> tuple[Workload, int] | None:
+        try:
+            changed = make_workload(**{**base, **options})
+            total = estimate_memory(spec, changed, detail=False).device_total_bytes
+        except EstimatorError:  # the change does not apply to this model/workload (e.g. no LoRA targets)
+            return None
+        return (changed, total) if total <= budget_bytes else None
+
+    def full() -> bool:
+        return limit is not None and len(out) >= limit
+
+    def add(changes: list[_Change], *, combined: bool = False) -> bool:
+        options = {k: v for c in changes for k, v in c.options.items()}
+        verified = verify(options)
+        if verified is None:
+            return False
+        changed, total = verified
+        flags = " ".join(CLI_FLAGS[k].format(v) for k, v in options.items()
+                         if v is not None and normalized.get(k) != v and k in CLI_FLAGS)
+        out.append(Suggestion(key="combined" if combined else changes[0].kind,
+                              title=" + ".join(c.title for c in changes), options=options,
+                              changes=tuple(dict.fromkeys(c.kind for c in changes)), workload=changed,
+                              device_total_bytes=total, flags=flags))
+        return True
+
+    effective = work.batch_size * work.gradient_accumulation_steps
+
+    def batch_change(b: int) -> _Change:
+        if not work.is_training:
+            return _Change("batch_size", f"batch size {b}", {"batch_size": b})
+        steps = math.ceil(effective / b)
+        return _Change("batch_size", f"batch size {b} with gradient accumulation {steps} (effective batch >= {effective})",
+                       {"batch_size": b, "gradient_accumulation_steps": steps})
+
+    def largest_batch(changes: list[_Change], upper: int) -> int:
+        """Largest batch in [1, upper] that fits with ``changes`` (memory grows with the batch); 0 if none."""
+        def fits(b: int) -> bool:
+            return verify({k: v for c in [*changes, batch_change(b)] for k, v in c.options.items()}) is not None
+
+        return _largest(fits, 1, upper)
+
+    # Single changes; within a tuple, the first alternative that fits is kept.
+    singles: list[tuple[_Change, ...]] = []
+    p = work.parallelism
+    checkpointing = _Change("gradient_checkpointing", "gradient checkpointing", {"gradient_checkpointing": True})
+    if work.is_training:
+        if not work.gradient_checkpointing:
+            singles.append((checkpointing,))
+        if work.precision.name == "32-true":
+            singles.append((_Change("precision", "bf16 mixed precision", {"precision": "bf16-mixed"}),
+                            _Change("precision", "pure bf16 weights (bf16-true)", {"precision": "bf16-true"})))
+        elif work.precision.name in ("16-mixed", "bf16-mixed") and work.method == "full":
+            singles.append((_Change("precision", "pure bf16 weights and optimizer states (bf16-true)",
+                                    {"precision": "bf16-true"}),))
+        lora = _Change("method", "LoRA adapters (frozen base)", {"method": "lora"})
+        # quantization None: the method's default (NF4 for QLoRA)
+        qlora = _Change("method", "QLoRA (4-bit NF4 base + LoRA)", {"method": "qlora", "quantization": None})
+        if work.method == "full":
+            singles.append((lora,))
+        if work.method in ("full", "lora"):
+            singles.append((qlora,))
+        if work.optimizer.name in ("adamw", "adam"):
+            singles.append((_Change("optimizer", "8-bit AdamW (bitsandbytes)", {"optimizer": "adamw-8bit"}),))
+        sharded = p.strategy in ("zero3", "fsdp")
+        zero3 = _Change("strategy", "ZeRO-3 / FSDP full sharding of weights, gradients and optimizer states",
+                        {"strategy": "zero3"})
+        if p.num_gpus > 1 and not sharded:
+            singles.append((zero3,))
+        if p.num_gpus > 1 and p.strategy != "none" and not p.offload_optimizer:
+            singles.append((_Change("offload", "offload the optimizer states to CPU memory"
+                                    + (" (ZeRO-3)" if p.strategy == "ddp" else ""),
+                                    {"strategy": p.strategy if p.strategy != "ddp" else "zero3", "offload_optimizer": True}),))
+        strategy = p.strategy if sharded or p.strategy == "fsdp-hybrid" else "zero3"
+        singles.append(tuple(_Change("num_gpus", f"{n} devices with {'FSDP/ZeRO-3' if strategy == 'zero3' else strategy} "
+                                                 f"sharding", {"num_gpus": n, "strategy": strategy})
+                             for n in _DEVICE_COUNTS if n > p.num_gpus))
+    else:
+        if (work.dtype or spec.stored_dtype) == "float32":
+            singles.append((_Change("dtype", "load the weights in bfloat16", {"dtype": "bfloat16"}),))
+        if work.quantization == "none":
+            singles.append((_Change("quantization", "8-bit weights (bitsandbytes int8)", {"quantization": "int8"}),
+                            _Change("quantization", "4-bit weights (bitsandbytes nf4)", {"quantization": "nf4"})))
+        singles.append(tuple(_Change("tp", f"{n} GPUs with tensor parallelism", {"num_gpus": n, "tp": n, "pp": 1})
+                             for n in valid_tp_degrees(spec.architecture) if n > p.num_gpus))
+
+    if work.batch_size > 1:
+        best = largest_batch([], work.batch_size - 1)
+        if best >= 1:
+            add([batch_change(best)])
+    for alternatives in singles:
+        if full():
+            break
+        for change in alternatives:
+            if add([change]):
+                break
+    if out or not work.is_training:
+        return tuple(out)
+
+    # No single change fits: combine the cheap ones (no change of method first), then LoRA, QLoRA.
+    light = [] if work.gradient_checkpointing else [checkpointing]
+    if work.precision.name == "32-true":
+        light.append(_Change("precision", "bf16 mixed precision", {"precision": "bf16-mixed"}))
+    combos = [light] if light else []
+    if p.num_gpus > 1 and p.strategy not in ("zero3", "fsdp"):
+        combos.append([*light, zero3])
+    if work.method == "full":
+        combos.append([*light, lora])
+    if work.method in ("full", "lora"):
+        combos.append([*light, qlora])
+    found = 0
+    for combo in combos:
+        if found >= 2 or full():
+            break
+        best = largest_batch(combo, work.batch_size)
+        if best >= 1 and add(combo + ([batch_change(best)] if best != work.batch_size else []), combined=True):
+            found += 1
+    return tuple(out)
 
 
 def suggest(est: Estimate, gpu: str | GPU | None = None, *, limit: int = 3, margin: float | None = None) -> tuple[Suggestion, ...]:
-    """Up to ``limit`` single changes that make ``est`` fit ``gpu``, cheapest first; ``()`` when it already fits.
+    """Up to ``limit`` changes that make ``est`` fit ``gpu``, cheapest first; ``()`` when it already fits.
 
-    Tried in order: the largest batch that fits (:func:`planner.max_batch_size`, with gradient
-    accumulation keeping the effective batch in training), gradient checkpointing, LoRA, QLoRA,
-    then checkpointing together with LoRA or QLoRA; for inference, int8 or nf4 weights and tensor
-    parallelism over 2-8 GPUs. A change is kept only if the re-estimated total fits.
+    The :func:`search` over ``est``'s workload with the GPU's usable memory less ``margin``.
     """
-    from hf_gpu_estimator.estimate import DEFAULT_MARGIN
-    from hf_gpu_estimator.memory import estimate_memory
-    from hf_gpu_estimator.planner import max_batch_size, valid_tp_degrees
-    from hf_gpu_estimator.workload import Parallelism
+    from hf_gpu_estimator.estimator import DEFAULT_MARGIN
 
     target = est._gpu(gpu)
     margin = DEFAULT_MARGIN if margin is None else margin
     if est.fits(target, margin=margin):
         return ()
-    budget = target.usable_memory_bytes * (1 - margin)
-    spec, work = est.spec, est.workload
-    out: list[Suggestion] = []
-
-    def add(key: str, title: str, flags: str, changed: Workload) -> bool:
-        if len(out) >= limit:
-            return False
-        try:
-            total = estimate_memory(spec, changed).device_total_bytes
-        except EstimatorError:  # the change does not apply to this model (e.g. no LoRA targets)
-            return False
-        if total > budget:
-            return False
-        out.append(Suggestion(key=key, title=title, flags=flags, workload=changed, device_total_bytes=total))
-        return True
-
-    if work.batch_size > 1:
-        best = min(max_batch_size(spec, work, target, margin=margin), work.batch_size - 1)
-        if best >= 1:
-            steps = math.ceil(work.batch_size * work.gradient_accumulation_steps / best)
-            title, flags = f"batch size {best}", f"--batch-size {best}"
-            if work.is_training:
-                title += f" with gradient accumulation {steps}"
-                flags += f" --gradient-accumulation-steps {steps}"
-            add("batch_size", title, flags, work.with_(batch_size=best, gradient_accumulation_steps=steps))
-    if work.is_training:
-        gc = work.gradient_checkpointing
-        if not gc:
-            add("gradient_checkpointing", "gradient checkpointing", "--gradient-checkpointing",
-                work.with_(gradient_checkpointing=True))
-        if work.method == "full":
-            add("lora", "LoRA adapters (frozen base)", "--method lora", work.with_(method="lora"))
-        if work.method in ("full", "lora"):
-            add("qlora", "QLoRA (4-bit NF4 base + LoRA)", "--method qlora",
-                work.with_(method="qlora", quantization="nf4"))
-        if not gc and not out:  # no single change fits: checkpointing together with a lighter method
-            if work.method == "full":
-                add("lora", "LoRA + gradient checkpointing", "--method lora --gradient-checkpointing",
-                    work.with_(method="lora", gradient_checkpointing=True))
-            if work.method in ("full", "lora"):
-                add("qlora", "QLoRA + gradient checkpointing", "--method qlora --gradient-checkpointing",
-                    work.with_(method="qlora", quantization="nf4", gradient_checkpointing=True))
-    else:
-        if work.quantization == "none":
-            if not add("quantization", "8-bit weights (bitsandbytes int8)", "--quantization int8",
-                       work.with_(quantization="int8")):
-                add("quantization", "4-bit weights (bitsandbytes nf4)", "--quantization nf4",
-                    work.with_(quantization="nf4"))
-        p = work.parallelism
-        for n in valid_tp_degrees(spec.architecture):
-            if n > p.num_gpus and add("tensor_parallel", f"{n} GPUs with tensor parallelism",
-                                      f"--num-gpus {n} --tp {n}",
-                                      work.with_(parallelism=Parallelism(num_gpus=n, tp=n, pp=1))):
-                break
-    return tuple(out)
+    return search(est.spec, est.workload, budget_bytes=target.usable_memory_bytes * (1 - margin), limit=limit)
 
 
 def suggestion_target(est: Estimate, gpus: tuple[GPU, ...]) -> GPU | None:

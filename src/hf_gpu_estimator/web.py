@@ -54,7 +54,7 @@ def _spec(model: str, *, read_hub: bool) -> Any:
 def workload_kwargs(*, task: str, method: str, batch_size: float, seq_len: float, new_tokens: float, dtype: str,
                     precision: str, optimizer: str, gradient_checkpointing: bool, quantization: str,
                     num_gpus: float = 1) -> dict[str, Any]:
-    """The form's values as :func:`~hf_gpu_estimator.estimate` keywords (numbers arrive as floats)."""
+    """The form's values as :func:`~hf_gpu_estimator.estimator` keywords (numbers arrive as floats)."""
     training = task == "training"
     kwargs: dict[str, Any] = {
         "task": task, "method": method if training else "full", "batch_size": int(batch_size),
@@ -74,7 +74,7 @@ def calculate(model: str, task: str, method: str, batch_size: float, seq_len: fl
               precision: str, optimizer: str, gradient_checkpointing: bool, quantization: str, gpu: str,
               num_gpus: float = 1, read_hub: bool = False, *, plot_dir: str | None = None) -> Result:
     """Estimate, check the fit across GPUs, suggest changes, rank the cheapest GPUs; errors become a message."""
-    from hf_gpu_estimator.estimate import estimate
+    from hf_gpu_estimator.estimator import estimate
     from hf_gpu_estimator.hardware import get_gpu
     from hf_gpu_estimator.report import COMMON_GPUS, _markdown, estimate_sections, gib
     from hf_gpu_estimator.suggest import suggest

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import math
 import sys
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from hf_gpu_estimator.errors import InvalidArgumentError, PreflightError
+from hf_gpu_estimator.suggest import Suggestion, search
 
 if TYPE_CHECKING:
-    from hf_gpu_estimator.estimate import Estimate
+    from hf_gpu_estimator.estimator import Estimate
     from hf_gpu_estimator.hardware import GPU
     from hf_gpu_estimator.spec import ModelSpec
 
@@ -43,52 +43,13 @@ GiB = 1 << 30
 DEFAULT_MARGIN = 0.05
 ON_EXCEED: tuple[str, ...] = ("warn", "raise")
 Status = Literal["fits", "exceeds", "skipped", "failed"]
-#: Which hint applies to an option that a combined suggestion changes.
-_HINT_KEYS: Mapping[str, str] = {"gradient_accumulation_steps": "batch_size", "offload_optimizer": "offload",
-                                 "quantization": "method"}
-#: Device counts tried by the "more devices" suggestion.
-_DEVICE_COUNTS = (2, 4, 8, 16, 32, 64)
-
-#: How to apply each kind of change, by default in CLI flags; integrations pass their own
-#: phrasing (format fields are the suggestion's ``options``).
-DEFAULT_HINTS: Mapping[str, str] = {
-    "batch_size": "--batch-size {batch_size} --gradient-accumulation-steps {gradient_accumulation_steps}",
-    "gradient_checkpointing": "--gradient-checkpointing",
-    "precision": "--precision {precision}",
-    "dtype": "--dtype {dtype}",
-    "method": "--method {method}",
-    "quantization": "--quantization {quantization}",
-    "optimizer": "--optimizer {optimizer}",
-    "strategy": "--strategy {strategy}",
-    "offload": "--strategy {strategy} --offload-optimizer",
-    "num_gpus": "--num-gpus {num_gpus} --strategy {strategy}",
-    "tp": "--num-gpus {num_gpus} --tp {tp}",
-}
+#: How to apply each kind of change, keyed by :data:`~hf_gpu_estimator.suggest.ChangeKind`; format
+#: fields are the changed workload's keywords. Kinds without a template fall back to the CLI flags.
+Hints = Mapping[str, str]
 
 
 def _gib(nbytes: float) -> str:
     return f"{nbytes / GiB:.2f} GiB"
-
-
-@dataclass(frozen=True, kw_only=True)
-class Suggestion:
-    """One change to the workload, re-estimated and verified to fit.
-
-    Attributes:
-        key: the kind of change (``batch_size``, ``gradient_checkpointing``, ``precision``, ``method``,
-            ``optimizer``, ``strategy``, ``offload``, ``num_gpus``, ``tp``, ``dtype``, ``quantization``,
-            ``combined``).
-        title: the change in words.
-        options: the workload keywords that change (apply them over the original ``workload_kwargs``).
-        device_total_bytes: the re-estimated per-device total with the change.
-        how: how to apply it in the caller's framework.
-    """
-
-    key: str
-    title: str
-    options: Mapping[str, Any]
-    device_total_bytes: int
-    how: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -177,16 +138,16 @@ def resolve_device_memory(gpu: str | GPU | None = None, device_memory_bytes: int
 
 def evaluate(model_or_spec: Any, *, workload_kwargs: Mapping[str, Any], gpu: str | GPU | None = None,
              device_memory_bytes: int | None = None, margin: float = DEFAULT_MARGIN,
-             hints: Mapping[str, str] | None = None, suggest: bool = True, notes: tuple[str, ...] = ()) -> PreflightResult:
+             hints: Hints | None = None, suggest: bool = True, notes: tuple[str, ...] = ()) -> PreflightResult:
     """Estimate once and compare with the device; never raises for estimation problems.
 
     Args:
-        model_or_spec: anything :func:`hf_gpu_estimator.estimate` accepts (a live module, a config
+        model_or_spec: anything :func:`hf_gpu_estimator.estimator` accepts (a live module, a config
             dict, a ModelSpec, a Hub id or path).
         workload_kwargs: keywords of :func:`hf_gpu_estimator.make_workload`.
         gpu, device_memory_bytes: the device to compare with (see :func:`resolve_device_memory`).
         margin: share of the device kept free.
-        hints: how to apply each kind of suggestion in the caller's framework (see ``DEFAULT_HINTS``).
+        hints: how to apply each kind of suggestion in the caller's framework (default: CLI flags).
         suggest: search for changes that fit when the workload does not.
         notes: what the integration could not read, appended to the message.
 
@@ -204,7 +165,7 @@ def evaluate(model_or_spec: Any, *, workload_kwargs: Mapping[str, Any], gpu: str
                                message="hf-gpu-estimator: no device to compare with (no CUDA device, and neither "
                                        "gpu= nor device_memory_bytes= was given); memory preflight skipped")
     try:
-        from hf_gpu_estimator.estimate import estimate
+        from hf_gpu_estimator.estimator import estimate
         from hf_gpu_estimator.sources import inspect_model
 
         spec = inspect_model(model_or_spec)
@@ -257,7 +218,7 @@ def enforce(status: str, message: str, *, on_exceed: str = "warn", log: logging.
 def preflight_check(model_or_spec: Any, *, workload_kwargs: Mapping[str, Any], gpu: str | GPU | None = None,
                     device_memory_bytes: int | None = None, on_exceed: str = "warn",
                     logger: logging.Logger | None = None, margin: float = DEFAULT_MARGIN,
-                    hints: Mapping[str, str] | None = None, notes: tuple[str, ...] = ()) -> PreflightResult:
+                    hints: Hints | None = None, notes: tuple[str, ...] = ()) -> PreflightResult:
     """Estimate once, compare with the device, log the verdict, raise if asked to.
 
     Args:
@@ -297,136 +258,17 @@ def preflight_check(model_or_spec: Any, *, workload_kwargs: Mapping[str, Any], g
 
 
 def suggest_fixes(spec: ModelSpec, kwargs: Mapping[str, Any], *, budget_bytes: int,
-                  hints: Mapping[str, str] | None = None) -> list[Suggestion]:
-    """Changes to ``kwargs`` that bring the per-device total under ``budget_bytes``, each re-estimated.
-
-    One change at a time (smaller batch with more accumulation, gradient checkpointing, bf16,
-    LoRA/QLoRA, 8-bit optimizer, ZeRO-3/FSDP, offload, more devices; for inference: smaller
-    batch, bf16, quantization, tensor parallel); when none fits alone, the cheapest combination
-    (checkpointing + bf16 + the largest batch that then fits).
-    """
-    from hf_gpu_estimator.workload import make_workload
-
-    hints = {**DEFAULT_HINTS, **(hints or {})}
-    base = dict(kwargs)
-    work = make_workload(**base)
-    normalized = work.to_dict()
-    out: list[Suggestion] = []
-
-    def total(options: Mapping[str, Any]) -> int | None:
-        return _device_total(spec, {**base, **options})
-
-    def add(key: str, title: str, options: dict[str, Any]) -> bool:
-        value = total(options)
-        if value is None or value > budget_bytes:
-            return False
-        how = _format_hint(hints.get(key, ""), {**base, **options})
-        out.append(Suggestion(key=key, title=title, options=options, device_total_bytes=value, how=how))
-        return True
-
-    p = work.parallelism
-    batch = work.batch_size
-    accumulation = work.gradient_accumulation_steps
-    if batch > 1:
-        best = _largest_batch(lambda b: total({"batch_size": b, "gradient_accumulation_steps":
-                                               math.ceil(batch * accumulation / b)}), batch - 1, budget_bytes)
-        if best is not None:
-            steps = math.ceil(batch * accumulation / best)
-            title = f"batch size {best} per device"
-            if work.is_training:
-                title += f" with gradient accumulation {steps} (effective batch kept at >= {batch * accumulation})"
-            add("batch_size", title, {"batch_size": best, "gradient_accumulation_steps": steps})
-    if work.is_training:
-        if not work.gradient_checkpointing:
-            add("gradient_checkpointing", "gradient checkpointing (recompute each layer in backward)",
-                {"gradient_checkpointing": True})
-        if work.precision.name == "32-true":
-            if not add("precision", "bf16 mixed precision", {"precision": "bf16-mixed"}):
-                add("precision", "pure bf16 weights (bf16-true)", {"precision": "bf16-true"})
-        elif work.precision.name in ("16-mixed", "bf16-mixed") and work.method == "full":
-            add("precision", "pure bf16 weights and optimizer states (bf16-true)", {"precision": "bf16-true"})
-        if work.method == "full":
-            if not add("method", "LoRA (train adapters, freeze the base model)", {"method": "lora"}):
-                add("method", "QLoRA (4-bit NF4 base, LoRA adapters)", {"method": "qlora", "quantization": None})
-        elif work.method == "lora":
-            add("method", "QLoRA (4-bit NF4 base model)", {"method": "qlora", "quantization": None})
-        if work.optimizer.name in ("adamw", "adam"):
-            add("optimizer", "8-bit AdamW (bitsandbytes)", {"optimizer": "adamw-8bit"})
-        sharded = p.strategy in ("zero3", "fsdp")
-        if p.num_gpus > 1 and not sharded:
-            add("strategy", "ZeRO-3 / FSDP full sharding of weights, gradients and optimizer states",
-                {"strategy": "zero3"})
-        if p.num_gpus > 1 and p.strategy != "none" and not p.offload_optimizer:
-            add("offload", "offload the optimizer states to CPU memory" + (" (ZeRO-3)" if p.strategy == "ddp" else ""),
-                {"strategy": p.strategy if p.strategy != "ddp" else "zero3", "offload_optimizer": True})
-        strategy = p.strategy if sharded or p.strategy == "fsdp-hybrid" else "zero3"
-        for n in _DEVICE_COUNTS:
-            if n > p.num_gpus and add("num_gpus", f"{n} devices with {'FSDP/ZeRO-3' if strategy == 'zero3' else strategy} "
-                                                  f"sharding", {"num_gpus": n, "strategy": strategy}):
-                break
-    else:
-        if (work.dtype or spec.stored_dtype) == "float32":
-            add("dtype", "load the weights in bfloat16", {"dtype": "bfloat16"})
-        if work.quantization == "none":
-            if not add("quantization", "8-bit weights (bitsandbytes int8)", {"quantization": "int8"}):
-                add("quantization", "4-bit weights (bitsandbytes nf4)", {"quantization": "nf4"})
-        for n in _DEVICE_COUNTS:
-            if n > p.num_gpus and add("tp", f"{n} devices with tensor parallelism", {"num_gpus": n, "tp": n, "pp": 1}):
-                break
-    if not out and work.is_training:
-        # No single change fits: combine the cheap ones (no change of method first), then LoRA.
-        light: dict[str, Any] = {"gradient_checkpointing": True}
-        if work.precision.name == "32-true":
-            light["precision"] = "bf16-mixed"
-        combos = [light]
-        if p.num_gpus > 1 and p.strategy not in ("zero3", "fsdp"):
-            combos.append({**light, "strategy": "zero3"})
-        if work.method == "full":
-            combos.append({**light, "method": "lora"})
-            combos.append({**light, "method": "qlora", "quantization": None})
-        for combo in combos:
-            best = _largest_batch(lambda b, c=combo: total({**c, "batch_size": b, "gradient_accumulation_steps":
-                                                             math.ceil(batch * accumulation / b)}), batch, budget_bytes)
-            if best is None:
-                continue
-            options = {**combo, "batch_size": best, "gradient_accumulation_steps": math.ceil(batch * accumulation / best)}
-            shown = {k: v for k, v in options.items() if v is not None and normalized.get(k) != v}
-            hints_used = dict.fromkeys(_HINT_KEYS.get(k, k) for k in shown)
-            how = "; ".join(_format_hint(hints.get(k, ""), {**base, **options}) for k in hints_used if hints.get(k))
-            value = total(options)
-            if value is not None and value <= budget_bytes:
-                title = "together: " + ", ".join(f"{k}={v}" for k, v in shown.items())
-                out.append(Suggestion(key="combined", title=title, options=options, device_total_bytes=value, how=how))
-            if len(out) >= 2:
-                break
-    return out
+                  hints: Hints | None = None) -> list[Suggestion]:
+    """Changes to ``kwargs`` that bring the per-device total under ``budget_bytes`` (see
+    :func:`hf_gpu_estimator.suggest.search`), each with ``how`` phrased by ``hints``."""
+    return [with_hint(s, hints) for s in search(spec, kwargs, budget_bytes=budget_bytes)]
 
 
-def _device_total(spec: ModelSpec, options: Mapping[str, Any]) -> int | None:
-    from hf_gpu_estimator.errors import EstimatorError
-    from hf_gpu_estimator.memory import estimate_memory
-    from hf_gpu_estimator.workload import make_workload
-
-    try:
-        return estimate_memory(spec, make_workload(**options)).device_total_bytes
-    except EstimatorError:  # the change does not apply to this model/workload (e.g. no LoRA targets)
-        return None
-
-
-def _largest_batch(total: Callable[[int], int | None], upper: int, budget: int) -> int | None:
-    """Largest b in [1, upper] with total(b) <= budget (memory grows with the batch: binary search)."""
-    first = total(1)
-    if first is None or first > budget:
-        return None
-    lo, hi = 1, upper
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        value = total(mid)
-        if value is not None and value <= budget:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
+def with_hint(suggestion: Suggestion, hints: Hints | None) -> Suggestion:
+    """``suggestion`` with ``how`` filled from ``hints`` (one template per kind of change), else its CLI flags."""
+    values = suggestion.workload.to_dict()
+    parts = [_format_hint(hints[kind], values) for kind in suggestion.changes if hints and hints.get(kind)]
+    return replace(suggestion, how="; ".join(dict.fromkeys(parts)) or suggestion.flags)
 
 
 def _format_hint(template: str, values: Mapping[str, Any]) -> str:
