@@ -151,3 +151,12 @@ def test_seed_reads_hfge_measure_files() -> None:
     samples = [s for f in files for s in calibration.samples_from_measure_json(f)]
     assert len(samples) == len(files) >= 1
     assert {s.device_name for s in samples} == {"NVIDIA H200"}
+
+
+def test_deeply_nested_calibration_file_is_ignored_with_a_warning(tmp_path, monkeypatch):
+    from hf_gpu_estimator import calibration
+
+    monkeypatch.setenv("HFGE_CACHE_DIR", str(tmp_path))
+    (tmp_path / "calibration.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.warns(RuntimeWarning, match="corrupt calibration"):
+        assert calibration.find_calibration("NVIDIA H200") is None

@@ -36,6 +36,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hf_gpu_estimator.errors import InvalidArgumentError, UnknownNameError
+# json.loads that raises only JSONProblem (a ValueError): deep nesting and huge numbers included.
+from hf_gpu_estimator.sources import _json
 from hf_gpu_estimator.memory import overhead
 
 if TYPE_CHECKING:
@@ -212,7 +214,7 @@ def _read(path: Path) -> dict[str, dict[str, Any]]:
         return hit[1]
     devices: dict[str, dict[str, Any]] = {}
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = _json.loads(path.read_bytes())
         if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("devices"), dict):
             raise ValueError(f"not a {FORMAT!r} file")
         if data.get("version") != VERSION:
@@ -397,7 +399,7 @@ def samples_from_jsonl(path: str | os.PathLike[str]) -> list[Sample]:
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            row = _json.loads(line)
         except json.JSONDecodeError as e:
             raise InvalidArgumentError("calibration source", f"{p}:{lineno}", "JSON lines", hint=str(e)) from e
         if row.get("case") == "_environment":
@@ -436,7 +438,7 @@ def samples_from_measure_json(path: str | os.PathLike[str]) -> list[Sample]:
     """The sample of a file saved by ``hfge measure --output`` (none for a CPU/MPS run)."""
     p = Path(path)
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
+        data = _json.loads(p.read_bytes())
     except json.JSONDecodeError as e:
         raise InvalidArgumentError("calibration source", str(p), "a JSON file from 'hfge measure'", hint=str(e)) from e
     if not isinstance(data, dict) or data.get("format") != MEASURE_FORMAT:
