@@ -44,6 +44,9 @@ def isolated_hf_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
     # Port 9 (discard) on loopback: a test that forgets the stand-in fails fast instead of going online.
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    from hf_gpu_estimator.sources import hub as hub_source
+
+    monkeypatch.setattr(hub_source, "_unreachable", {})  # each test finds out for itself
     if "huggingface_hub" in sys.modules:
         _patch_hub_constants(monkeypatch, home=home, endpoint="http://127.0.0.1:9", offline=False)
     return home
@@ -99,12 +102,15 @@ def local_model(tmp_path: Path):
 
 @pytest.fixture
 def no_hub_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    """huggingface_hub retries connection errors with exponential backoff (~20 s); skip the waits."""
+    """Retries wait with exponential backoff (ours and huggingface_hub's); skip the waits."""
     import time
     import types
 
     from huggingface_hub.utils import _http
 
+    from hf_gpu_estimator.sources import hub as hub_source
+
+    monkeypatch.setattr(hub_source, "_sleep", lambda seconds: None)
     fast = types.SimpleNamespace(**{k: getattr(time, k) for k in dir(time) if not k.startswith("_")})
     fast.sleep = lambda seconds: None
     monkeypatch.setattr(_http, "time", fast)

@@ -7,6 +7,8 @@ It answers what huggingface_hub asks when it downloads files and reads safetenso
   (``RepoNotFound``, ``GatedRepo``, ``RevisionNotFound``, ``EntryNotFound``), as
   huggingface_hub.utils.hf_raise_for_status reads them;
 - ``GET /api/models/{repo_id}[/revision/{rev}]``: model info with its ``siblings``;
+- ``GET /api/models?search=...&limit=...``: the model search (``HfApi.list_models``), ids containing
+  the term;
 - ``GET /api/models/{repo_id}/safetensors-metadata/{index}``: every shard header in one
   response, as ``HfApi.get_sharded_safetensors_metadata`` expects (default branch only).
 
@@ -194,6 +196,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._fault = fault
         if fault is not None and self._misbehave(fault, head=head):
             return
+        if path == "/api/models":
+            return self._search(urlsplit(self.path).query, head=head)
         m = re.fullmatch(r"/api/models/([^/]+/[^/]+)/safetensors-metadata/(.+)", path)
         if m:
             return self._sharded_metadata(m.group(1), m.group(2), head=head)
@@ -292,6 +296,19 @@ class _Handler(BaseHTTPRequestHandler):
                 "gated": "auto" if (folder / "_repo.json").is_file() and "gated" in (folder / "_repo.json").read_text() else False,
                 "siblings": siblings}  # fmt: skip
         self._send(200, json.dumps(info).encode(), {"Content-Type": "application/json"}, head=head)
+
+    def _search(self, query: str, *, head: bool) -> None:
+        """``HfApi.list_models(search=..., limit=...)``: repo ids containing the term (case-insensitive)."""
+        from urllib.parse import parse_qs
+
+        params = parse_qs(query)
+        term = params.get("search", [""])[0].lower()
+        limit = int(params.get("limit", ["1000"])[0])
+        ids = sorted(f"{org.name}/{repo.name}" for org in self.root.iterdir() if org.is_dir()
+                     for repo in org.iterdir() if repo.is_dir())  # fmt: skip
+        found = [{"id": i, "modelId": i, "private": False, "downloads": 0, "likes": 0, "tags": []}
+                 for i in ids if term in i.lower()][:limit]  # fmt: skip
+        self._send(200, json.dumps(found).encode(), {"Content-Type": "application/json"}, head=head)
 
     def _sharded_metadata(self, repo_id: str, filename: str, *, head: bool) -> None:
         found = self._repo(repo_id, "main", head=head)

@@ -3,11 +3,13 @@
 Every fault ends in a typed error that names the fix (or in a correct answer after a bounded
 number of retries), within a bounded time. What huggingface_hub retries and what we do not:
 
-- ``hf_hub_download`` (config.json): the HEAD is not retried; if it fails with a network error,
-  408/429 or 5xx and the file is not cached, it is tried again with backoff, at most 5 more
-  times (1+2+4+8+8 s of sleep, or ``Retry-After`` + 1 s each when the server sends one);
-- our own header reads (``safetensors-metadata`` and the two range GETs per shard) are never
-  retried: each request is bounded by ``sources.hub.TIMEOUT_S`` and a failure is a typed error.
+- every request of ours (the config.json HEAD that runs before ``hf_hub_download``, the
+  ``safetensors-metadata`` request, the index and the two range GETs per shard) is retried only
+  for transient failures (408/429/5xx, a read timeout, a dropped connection), at most
+  ``sources.hub.MAX_ATTEMPTS`` times within ``RETRY_BUDGET_S`` (backoff 1, 2, 4 s or Retry-After);
+- a connection that cannot be made (refused, DNS failure, connect timeout) is not retried: one
+  line, at once, and the catalog where it has the model; huggingface_hub's own retry lines never
+  print.
 """
 
 from __future__ import annotations
@@ -149,26 +151,45 @@ def test_a_transient_config_error_then_success(faulty, status):
 
 
 def test_retry_after_is_honoured_but_bounded(hub, monkeypatch):
-    """huggingface_hub sleeps Retry-After + 1 s per retry (5 at most); record the sleeps instead."""
-    import types
-
-    from huggingface_hub.utils import _http
-
+    """Retry-After is waited (recorded here, not slept), within MAX_ATTEMPTS and RETRY_BUDGET_S."""
     slept: list[float] = []
-    fake = types.SimpleNamespace(**{k: getattr(time, k) for k in dir(time) if not k.startswith("_")})
-    fake.sleep = slept.append
-    monkeypatch.setattr(_http, "time", fake)
+    monkeypatch.setattr(hub_source, "_sleep", slept.append)
     hub.inject(Fault(path=CONFIG, status=429, headers={"Retry-After": "2"}))
-    with pytest.raises(errors.HubConnectionError):
+    with pytest.raises(errors.HubConnectionError, match="asks to wait 2 s"):
         inspect_model(REPO)
-    assert slept and len(slept) <= 5 and all(s == 3.0 for s in slept)
+    assert slept == [2.0] * (hub_source.MAX_ATTEMPTS - 1)
+    assert len([r for r in hub.requests if r.path.endswith("config.json")]) == hub_source.MAX_ATTEMPTS
 
 
-def test_range_reads_are_not_retried(faulty):
-    faulty.inject(Fault(path=RANGED, ranged=True, status=503))
-    with pytest.raises(errors.HubConnectionError):
+def test_a_retry_after_beyond_the_budget_is_not_waited(hub, monkeypatch):
+    slept: list[float] = []
+    monkeypatch.setattr(hub_source, "_sleep", slept.append)
+    hub.inject(Fault(path=CONFIG, status=429, headers={"Retry-After": "3600"}))
+    with pytest.raises(errors.HubConnectionError, match="retry later"):
+        _timed(lambda: inspect_model(REPO))
+    assert slept == []
+
+
+@pytest.mark.parametrize("status", [503, 429])
+def test_range_reads_are_retried_a_bounded_number_of_times(faulty, status):
+    faulty.inject(Fault(path=RANGED, ranged=True, status=status))
+    with pytest.raises(errors.HubConnectionError, match="retry later"):
+        _timed(lambda: inspect_model(REPO))
+    assert len([r for r in faulty.requests if r.range]) == hub_source.MAX_ATTEMPTS
+
+
+def test_a_transient_range_error_then_success(faulty):
+    faulty.inject(Fault(path=RANGED, ranged=True, status=503, times=2))
+    assert _timed(lambda: inspect_model(REPO)).provenance["parameters"] == "header"
+
+
+@pytest.mark.parametrize("status", [404, 410])
+def test_a_404_never_says_retry_later(faulty, status):
+    faulty.inject(Fault(path=RANGED, ranged=True, status=status))
+    with pytest.raises(errors.ModelNotFoundError) as info:
         inspect_model(REPO)
-    assert len([r for r in faulty.requests if r.range]) == 1
+    assert "retry" not in str(info.value)
+    assert len([r for r in faulty.requests if r.range]) == 1  # an answer, not an outage: no retry
 
 
 def test_a_server_ignoring_range_costs_only_the_header_bytes(faulty):
@@ -286,7 +307,7 @@ def test_local_paths_need_no_network(local_model, offline):
 
 
 def test_fault_knobs_leave_the_stand_in_usable(faulty):
-    faulty.inject(Fault(path=RANGED, reset=True, times=1))
+    faulty.inject(Fault(path=RANGED, reset=True, times=hub_source.MAX_ATTEMPTS))
     with pytest.raises(errors.HubConnectionError):
         inspect_model(REPO)
     assert inspect_model(REPO).provenance["parameters"] == "header"

@@ -6,6 +6,7 @@ each source imports what it needs when called.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import replace
@@ -99,25 +100,25 @@ def _from_hub(repo_id: str, *, revision: str | None, token: str | None) -> Model
     if not looks_like_repo_id(repo_id):
         raise errors.ModelNotFoundError(
             repo_id, f"{repo_id!r} is neither an existing file or folder nor a Hub repo id (org/name); check the path"
-        )
-    if revision is None and _unreachable_with_catalog_entry(repo_id):
-        fallback = _catalog(repo_id, reason=f"the Hub did not answer within {PROBE_TIMEOUT_S:g} s")
-        if fallback is not None:
-            return fallback
+            + _did_you_mean(repo_id, hub=False)
+        )  # fmt: skip
     try:
         checkpoint = read_hub(repo_id, revision=revision, token=token)
         return build_spec(model_id=repo_id, config=checkpoint.config, tensors=checkpoint.tensors,
                           revision=checkpoint.commit, assumptions=checkpoint.notes)  # fmt: skip
     except errors.RevisionNotFoundError:
         raise  # the catalog describes the default branch only
-    except errors.HubConnectionError:
+    except errors.HubConnectionError as e:
         from huggingface_hub import constants
 
+        from hf_gpu_estimator.sources.hub import unreachable_reason
+
+        reason = unreachable_reason()
         why = "offline mode (HF_HUB_OFFLINE=1) is on and the repo is not cached" if constants.is_offline_mode() else (
-            "the Hub could not be reached and the repo is not cached")  # fmt: skip
+            f"the Hub could not be reached ({reason})" if reason else f"the Hub could not be reached: {e}")  # fmt: skip
         fallback = _catalog(repo_id, reason=why)
         if fallback is None:
-            raise
+            raise _with_suggestions(e, repo_id, hub=False) from e
         return fallback
     except errors.GatedRepoError as e:
         fallback = _catalog(repo_id, reason="the repo is gated and no authorized token was given")
@@ -128,9 +129,9 @@ def _from_hub(repo_id: str, *, revision: str | None, token: str | None) -> Model
             ) from e  # fmt: skip
         return fallback
     except errors.ModelNotFoundError as e:
-        fallback = _catalog(repo_id, reason=f"the Hub answered: {e}")
+        fallback = _catalog(repo_id, reason=f"the Hub answered that {repo_id!r} is not a repo, and the catalog knows that name")
         if fallback is None:
-            raise
+            raise _with_suggestions(e, repo_id, hub=True, token=token) from e
         return fallback
     except errors.UnsupportedArchitectureError:
         # Only config.json was available (offline, no header cache) and it has no dimension model.
@@ -140,32 +141,26 @@ def _from_hub(repo_id: str, *, revision: str | None, token: str | None) -> Model
         return fallback
 
 
-#: One quick request, no retries, before huggingface_hub's download (whose retries with backoff take
-#: about 20 s when there is no network at all): only for ids the catalog can answer, not cached.
-PROBE_TIMEOUT_S = 3.0
-_REACHABLE: dict[str, bool] = {}
+def _did_you_mean(repo_id: str, *, hub: bool, token: str | bool | None = None) -> str:
+    """``"; did you mean a, b?"`` from the catalog and, when ``hub``, the Hub's model search; or ``""``."""
+    from hf_gpu_estimator.sources.catalog import similar_ids
+
+    found = list(similar_ids(repo_id))
+    if hub:
+        from hf_gpu_estimator.sources.hub import similar_repo_ids
+
+        found += similar_repo_ids(repo_id, token=token)
+    found = list(dict.fromkeys(f for f in found if f.lower() != repo_id.lower()))[:4]
+    return f"; did you mean {', '.join(found)}?" if found else ""
 
 
-def _unreachable_with_catalog_entry(repo_id: str) -> bool:
-    from huggingface_hub import constants, try_to_load_from_cache
-
-    from hf_gpu_estimator.sources import catalog
-    from hf_gpu_estimator.sources.hub import _endpoint
-
-    if constants.is_offline_mode() or catalog.catalog_entry(repo_id) is None:
-        return False
-    if isinstance(try_to_load_from_cache(repo_id, "config.json"), str):
-        return False  # cached: let huggingface_hub revalidate or fall back to the cache
-    endpoint = _endpoint()
-    if endpoint not in _REACHABLE:
-        from huggingface_hub.utils import get_session
-
-        try:
-            get_session().head(endpoint, timeout=PROBE_TIMEOUT_S)
-            _REACHABLE[endpoint] = True
-        except Exception:  # any transport failure means "not reachable now"; HTTP answers mean reachable
-            _REACHABLE[endpoint] = False
-    return not _REACHABLE[endpoint]
+def _with_suggestions(error: errors.SourceError, repo_id: str, *, hub: bool,
+                      token: str | bool | None = None) -> errors.SourceError:  # fmt: skip
+    hint = _did_you_mean(repo_id, hub=hub, token=token)
+    if not hint:
+        return error
+    copy = type(error)(repo_id, str(error) + hint)
+    return copy
 
 
 def _catalog(repo_id: str, *, reason: str) -> ModelSpec | None:
@@ -178,4 +173,8 @@ def _catalog(repo_id: str, *, reason: str) -> ModelSpec | None:
     entry = lookup(repo_id)
     if entry is None:
         return None
-    return replace(entry, assumptions=(f"facts from the bundled catalog because {reason}", *entry.assumptions))
+    message = f"facts from the bundled catalog ({entry.id}) because {reason}"
+    # One line on stderr (logging's last-resort handler when the application configures none): the
+    # answer is the catalog's, and the user should know before reading it.
+    logging.getLogger("hf_gpu_estimator").warning("%s", message)
+    return replace(entry, assumptions=(message, *entry.assumptions))

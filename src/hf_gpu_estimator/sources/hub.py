@@ -9,13 +9,16 @@ request on the Hub's batched metadata endpoint, or two range requests per shard 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import quote
 
 from hf_gpu_estimator import errors
@@ -34,6 +37,24 @@ SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
 #: Seconds to wait for each request (huggingface_hub's HF_HUB_DOWNLOAD_TIMEOUT default is 10).
 TIMEOUT_S = 10.0
+#: Seconds to wait for a connection (DNS + TCP + TLS). A Hub that cannot be reached fails after
+#: this once, with no retry: retrying a refused connection or a failed DNS lookup only adds
+#: waiting (huggingface_hub's download retries them five times, about 23 s, printing each).
+CONNECT_TIMEOUT_S = 3.0
+#: Transient answers (HTTP 408/429/5xx, a read timeout, a connection dropped mid-answer) are
+#: retried with exponential backoff (1, 2, 4 s), at most this many attempts in all ...
+MAX_ATTEMPTS = 4
+#: ... and never past this many seconds after the first attempt (a Retry-After asking for longer
+#: ends the retries at once).
+RETRY_BUDGET_S = 15.0
+#: After a connection failure, the endpoint is treated as unreachable for this long, so a
+#: process that inspects many models (planner sweeps, a web server) does not wait once per model.
+UNREACHABLE_MEMO_S = 30.0
+#: Statuses worth a retry (huggingface_hub.utils._http._DEFAULT_RETRY_ON_STATUS_CODES).
+TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+_sleep = time.sleep  # tests replace it
+_unreachable: dict[str, tuple[float, str]] = {}
+T = TypeVar("T")
 _MAX_WORKERS = 8
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _CACHE_VERSION = 1
@@ -78,12 +99,18 @@ def read_hub(repo_id: str, *, revision: str | None = None, token: str | bool | N
     endpoint = _endpoint()
     offline = constants.is_offline_mode()
     notes: list[str] = []
-    config, commit = _read_config(repo_id, revision=revision, token=token, endpoint=endpoint, offline=offline)
+    config, commit, reached = _read_config(repo_id, revision=revision, token=token, endpoint=endpoint,
+                                           offline=offline)  # fmt: skip
     if commit is None and revision is not None and re.fullmatch(r"[0-9a-f]{40}", revision):
         commit = revision
+    if not reached and not offline:
+        notes.append(f"{endpoint} could not be reached ({_unreachable[endpoint][1]}): config.json from the "
+                     "huggingface_hub cache")  # fmt: skip
     tensors = _load_cached_tensors(repo_id, commit)
     if tensors is None and offline:
         notes.append("offline (HF_HUB_OFFLINE=1): safetensors headers not cached, counts from config.json")
+    elif tensors is None and not reached:
+        notes.append("safetensors headers not cached: counts from config.json")
     elif tensors is None:
         tensors, commit = _read_tensors(repo_id, revision=commit or revision, token=token, endpoint=endpoint,
                                         main=revision in (None, "main"), commit=commit)  # fmt: skip
@@ -101,6 +128,12 @@ def read_hub(repo_id: str, *, revision: str | None = None, token: str | bool | N
     )  # fmt: skip
 
 
+def unreachable_reason(endpoint: str | None = None) -> str | None:
+    """Why ``endpoint`` (default: the current one) was found unreachable in the last moments, or ``None``."""
+    memo = _unreachable.get(endpoint or _endpoint())
+    return memo[1] if memo is not None and time.monotonic() < memo[0] else None
+
+
 def _endpoint() -> str:
     from huggingface_hub import constants
 
@@ -110,20 +143,171 @@ def _endpoint() -> str:
 
 def _read_config(
     repo_id: str, *, revision: str | None, token: str | bool | None, endpoint: str, offline: bool
-) -> tuple[dict[str, object] | None, str | None]:
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+) -> tuple[dict[str, object] | None, str | None, bool]:
+    """config.json (or ``None`` when the repo has none), its commit, and whether the Hub answered.
 
+    Online, one HEAD (retried only for transient answers, see :func:`_retrying`) decides first:
+    an unreachable Hub falls back to the huggingface_hub cache at once, or fails in one line,
+    instead of going through ``hf_hub_download``'s own retries.
+    """
+    from huggingface_hub import hf_hub_download, hf_hub_url, try_to_load_from_cache
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
+
+    reached = offline
     with _hub_errors(repo_id, revision=revision, endpoint=endpoint, offline=offline):
+        if not offline:
+            url = hf_hub_url(repo_id, CONFIG_FILE, revision=revision, endpoint=endpoint)
+            try:
+                metadata = _retrying(lambda: _head(url, token=token), endpoint=endpoint)
+                reached = True
+            except EntryNotFoundError:
+                return None, None, True
+            except (HubUnreachable, HfHubHTTPError, *_transport_errors()) as e:
+                transient = isinstance(e, HubUnreachable) or not isinstance(e, HfHubHTTPError) or getattr(
+                    getattr(e, "response", None), "status_code", None) in TRANSIENT_STATUS  # fmt: skip
+                if not transient:
+                    raise
+                try:  # as hf_hub_download does when its HEAD fails: the cached file, if there is one
+                    path = hf_hub_download(repo_id, CONFIG_FILE, revision=revision, token=token, endpoint=endpoint,
+                                           local_files_only=True)  # fmt: skip
+                except (LocalEntryNotFoundError, EntryNotFoundError):
+                    if not isinstance(e, HubUnreachable):
+                        raise e from None
+                    raise errors.HubConnectionError(
+                        repo_id, f"could not reach {endpoint} for {repo_id!r} ({e.reason}) and it is not in the cache: "
+                        "check the network or HF_ENDPOINT, or set HF_HUB_OFFLINE=1 to use only the cache",
+                    ) from e  # fmt: skip
+                if not isinstance(e, HubUnreachable):
+                    _unreachable[endpoint] = (time.monotonic() + UNREACHABLE_MEMO_S, _describe(e))
+                return _config_at(path, repo_id) + (False,)
+            # Already cached at the commit the HEAD named: no second request (hf_hub_download would HEAD again).
+            commit = getattr(metadata, "commit_hash", None)
+            if isinstance(commit, str) and re.fullmatch(r"[0-9a-f]{40}", commit):
+                cached = try_to_load_from_cache(repo_id, CONFIG_FILE, revision=commit)
+                if isinstance(cached, str):
+                    return _config_at(cached, repo_id) + (True,)
         try:
-            path = hf_hub_download(repo_id, CONFIG_FILE, revision=revision, token=token, endpoint=endpoint)
+            with _quiet_hub_retries():
+                path = hf_hub_download(repo_id, CONFIG_FILE, revision=revision, token=token, endpoint=endpoint)
         except LocalEntryNotFoundError:
             raise
         except EntryNotFoundError:
-            return None, None
+            return None, None, reached
+    return _config_at(path, repo_id) + (reached,)
+
+
+def _config_at(path: str, repo_id: str) -> tuple[dict[str, object], str | None]:
     text = Path(path).read_bytes()
     commit = Path(path).parent.name  # <cache>/models--org--name/snapshots/<commit>/config.json
-    return config_from_json_text(text, source=f"{repo_id}/{CONFIG_FILE}"), commit if re.fullmatch(r"[0-9a-f]{40}", commit) else None
+    return (config_from_json_text(text, source=f"{repo_id}/{CONFIG_FILE}"),
+            commit if re.fullmatch(r"[0-9a-f]{40}", commit) else None)  # fmt: skip
+
+
+class HubUnreachable(Exception):
+    """No connection could be made (DNS failure, refused, connect timeout); ``reason`` says which."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(reason)
+
+
+def _timeout() -> object:
+    import httpx2
+
+    return httpx2.Timeout(TIMEOUT_S, connect=min(CONNECT_TIMEOUT_S, TIMEOUT_S))
+
+
+def _head(url: str, *, token: str | bool | None) -> object:
+    """One HEAD of a Hub file, following the Hub's relative redirects (renamed repos), no retry."""
+    from huggingface_hub import get_hf_file_metadata
+
+    return get_hf_file_metadata(url, token=token, timeout=_timeout(), retry_on_errors=False)
+
+
+def _retrying(call: Callable[[], T], *, endpoint: str) -> T:
+    """``call()``, retried for transient failures within :data:`MAX_ATTEMPTS` and :data:`RETRY_BUDGET_S`.
+
+    Transient: HTTP 408/429/5xx, a read timeout, a connection dropped mid-answer. Not retried:
+    any other HTTP answer (404 is an answer, not an outage), and a connection that cannot be
+    made at all (DNS failure, refused, connect timeout): that raises :class:`HubUnreachable`
+    after one attempt, and the endpoint is remembered as unreachable for :data:`UNREACHABLE_MEMO_S`.
+    """
+    import httpx2
+    from huggingface_hub.errors import HfHubHTTPError
+
+    memo = _unreachable.get(endpoint)
+    if memo is not None and time.monotonic() < memo[0]:
+        raise HubUnreachable(memo[1])
+    deadline = time.monotonic() + RETRY_BUDGET_S
+    wait = 1.0
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        try:
+            result = call()
+        except HfHubHTTPError as e:
+            response = getattr(e, "response", None)
+            if getattr(response, "status_code", None) not in TRANSIENT_STATUS:
+                raise
+            error: BaseException = e
+            delay = _retry_after(response)
+            delay = wait if delay is None else delay
+        except (httpx2.ConnectError, httpx2.ConnectTimeout) as e:
+            reason = _connect_reason(e)
+            _unreachable[endpoint] = (time.monotonic() + UNREACHABLE_MEMO_S, reason)
+            raise HubUnreachable(reason) from e
+        except (httpx2.TimeoutException, httpx2.NetworkError, httpx2.RemoteProtocolError) as e:
+            error, delay = e, wait
+        else:
+            _unreachable.pop(endpoint, None)
+            return result
+        if attempt == MAX_ATTEMPTS or time.monotonic() + delay > deadline:
+            raise error
+        _sleep(delay)
+        wait *= 2
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def _retry_after(response: object) -> float | None:
+    value = getattr(response, "headers", {}).get("Retry-After")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None  # an HTTP date: treated as no hint
+
+
+def _describe(e: BaseException) -> str:
+    status = getattr(getattr(e, "response", None), "status_code", None)
+    return f"HTTP {status}" if status is not None else type(e).__name__
+
+
+def _connect_reason(e: BaseException) -> str:
+    import httpx2
+
+    text = str(e).splitlines()[0] if str(e) else ""
+    if isinstance(e, httpx2.ConnectTimeout):
+        return f"no connection within {CONNECT_TIMEOUT_S:g} s"
+    if "Name or service not known" in text or "nodename nor servname" in text or "getaddrinfo" in text \
+            or "Temporary failure in name resolution" in text:
+        return "DNS lookup failed"
+    if "refused" in text.lower():
+        return "connection refused"
+    return text or type(e).__name__
+
+
+class _DropRetryLines(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR
+
+
+@contextmanager
+def _quiet_hub_retries() -> Iterator[None]:
+    """Hide huggingface_hub's per-retry warning lines: our error (or answer) says what happened."""
+    logger = logging.getLogger("huggingface_hub.utils._http")
+    quiet = _DropRetryLines()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
 
 
 def _read_tensors(
@@ -137,7 +321,9 @@ def _read_tensors(
             if batched is not None:
                 return batched, commit
         try:
-            index, index_commit = _get(repo_id, INDEX_FILE, revision=revision, token=token, endpoint=endpoint)
+            index, index_commit = _retrying(
+                lambda: _get(repo_id, INDEX_FILE, revision=revision, token=token, endpoint=endpoint), endpoint=endpoint
+            )
         except EntryNotFoundError:
             index = None
             index_commit = None
@@ -177,12 +363,19 @@ def _batched_headers(repo_id: str, *, token: str | bool | None, endpoint: str) -
     from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
     url = f"{endpoint}/api/models/{repo_id}/safetensors-metadata/{quote(INDEX_FILE, safe='/')}"
-    response = get_session().get(url, headers=build_hf_headers(token=token), timeout=TIMEOUT_S)
-    if response.status_code in (404, 405, 501) and response.headers.get("X-Error-Code") not in (
-        "RepoNotFound", "GatedRepo"
-    ):  # fmt: skip
+
+    def fetch() -> object:
+        response = get_session().get(url, headers=build_hf_headers(token=token), timeout=_timeout())
+        if response.status_code in (404, 405, 501) and response.headers.get("X-Error-Code") not in (
+            "RepoNotFound", "GatedRepo"
+        ):  # fmt: skip
+            return None
+        hf_raise_for_status(response)
+        return response
+
+    response = _retrying(fetch, endpoint=endpoint)
+    if response is None:
         return None
-    hf_raise_for_status(response)
     source = f"{repo_id}/{INDEX_FILE} (safetensors-metadata)"
     try:
         payload = loads(response.content, strict=True)
@@ -225,7 +418,7 @@ def _get(
 
     url = hf_hub_url(repo_id, filename, revision=revision, endpoint=endpoint)
     headers = build_hf_headers(token=token)
-    response = get_session().get(url, headers=headers, timeout=TIMEOUT_S, follow_redirects=True)
+    response = get_session().get(url, headers=headers, timeout=_timeout(), follow_redirects=True)
     hf_raise_for_status(response)
     return response.content, _commit_header(response)
 
@@ -243,8 +436,8 @@ def _read_remote_header(
     def fetch(first: int, last: int) -> tuple[bytes, int | None, str | None]:
         headers = {**build_hf_headers(token=token), "Range": f"bytes={first}-{last}"}
         # Streamed, so a server that ignores Range (200 with the whole, maybe many-GB, file) costs
-        # only the bytes asked for; no retries here: a failure is a typed error, never a loop.
-        with session.stream("GET", url, headers=headers, timeout=TIMEOUT_S, follow_redirects=True) as response:
+        # only the bytes asked for; retried only for transient failures (_retrying).
+        with session.stream("GET", url, headers=headers, timeout=_timeout(), follow_redirects=True) as response:
             hf_raise_for_status(response)
             chunks: list[bytes] = []
             kept = 0
@@ -269,13 +462,13 @@ def _read_remote_header(
             )  # fmt: skip
         return content, total, commit
 
-    prefix, file_bytes, commit = fetch(0, LENGTH_PREFIX_BYTES - 1)
+    prefix, file_bytes, commit = _retrying(lambda: fetch(0, LENGTH_PREFIX_BYTES - 1), endpoint=endpoint)
     length = header_length(prefix, source=source)
     if file_bytes is not None and file_bytes < LENGTH_PREFIX_BYTES + length:
         raise errors.MalformedHeaderError(
             source, f"truncated: the header announces {length:,} bytes but the file is {file_bytes:,} bytes"
         )
-    body, _, _ = fetch(LENGTH_PREFIX_BYTES, LENGTH_PREFIX_BYTES + length - 1)
+    body, _, _ = _retrying(lambda: fetch(LENGTH_PREFIX_BYTES, LENGTH_PREFIX_BYTES + length - 1), endpoint=endpoint)
     if len(body) != length:
         raise errors.MalformedHeaderError(source, f"truncated: the header announces {length:,} bytes, got {len(body):,}")
     header = parse_header_json(body, source=source)
@@ -292,6 +485,11 @@ def _hub_errors(repo_id: str, *, revision: str | None, endpoint: str, offline: b
         yield
     except errors.EstimatorError:
         raise  # already typed (HubConnectionError is also a ConnectionError: do not wrap it again)
+    except HubUnreachable as e:
+        raise errors.HubConnectionError(
+            repo_id, f"could not reach {endpoint} for {repo_id!r} ({e.reason}): check the network or HF_ENDPOINT, "
+            "or set HF_HUB_OFFLINE=1 to use only the cache",
+        ) from e  # fmt: skip
     except hub.GatedRepoError as e:
         raise errors.GatedRepoError(repo_id) from e
     except hub.RevisionNotFoundError as e:
@@ -300,10 +498,7 @@ def _hub_errors(repo_id: str, *, revision: str | None, endpoint: str, offline: b
             "commit, or leave revision unset for the default branch",
         ) from e  # fmt: skip
     except hub.RepositoryNotFoundError as e:
-        raise errors.ModelNotFoundError(
-            repo_id, f"{repo_id!r} is not a repo on {endpoint}: check the id; if it is private, set HF_TOKEN "
-            "(or pass token=)",
-        ) from e  # fmt: skip
+        raise _not_a_repo(repo_id, endpoint) from e
     except (hub.LocalEntryNotFoundError, hub.OfflineModeIsEnabled) as e:
         # hf_hub_download hides the HEAD's HTTP error behind "not in the local cache": use it.
         head = e.__cause__ if isinstance(e.__cause__, hub.HfHubHTTPError) else None
@@ -311,10 +506,7 @@ def _hub_errors(repo_id: str, *, revision: str | None, endpoint: str, offline: b
         if status in (401, 403):
             raise errors.GatedRepoError(repo_id) from e
         if status is not None and not offline:
-            raise errors.HubConnectionError(
-                repo_id, f"{endpoint} answered HTTP {status} for {repo_id!r} and it is not in the cache: retry "
-                "later, or set HF_HUB_OFFLINE=1 to use the cache",
-            ) from e  # fmt: skip
+            raise _http_error(repo_id, endpoint, status, getattr(head, "response", None)) from e
         if offline:
             raise errors.HubConnectionError(
                 repo_id, f"offline mode (HF_HUB_OFFLINE=1) and {repo_id!r} is not in the huggingface_hub cache "
@@ -328,10 +520,7 @@ def _hub_errors(repo_id: str, *, revision: str | None, endpoint: str, offline: b
         status = getattr(getattr(e, "response", None), "status_code", None)
         if status in (401, 403):
             raise errors.GatedRepoError(repo_id) from e
-        raise errors.HubConnectionError(
-            repo_id, f"{endpoint} answered HTTP {status} for {repo_id!r}: retry later, or set HF_HUB_OFFLINE=1 "
-            "to use the cache",
-        ) from e  # fmt: skip
+        raise _http_error(repo_id, endpoint, status, getattr(e, "response", None)) from e
     except hub.HFValidationError as e:
         raise errors.ModelNotFoundError(
             repo_id, f"{repo_id!r} (revision {revision!r}) is not a valid Hub repo id or revision: "
@@ -342,6 +531,32 @@ def _hub_errors(repo_id: str, *, revision: str | None, endpoint: str, offline: b
             repo_id, f"could not reach {endpoint} for {repo_id!r} ({type(e).__name__}): check the network or "
             "HF_ENDPOINT, or set HF_HUB_OFFLINE=1 to use only the cache",
         ) from e  # fmt: skip
+
+
+def _not_a_repo(repo_id: str, endpoint: str) -> errors.ModelNotFoundError:
+    return errors.ModelNotFoundError(
+        repo_id, f"{repo_id!r} is not a repo on {endpoint}: check the id; if it is private, set HF_TOKEN (or pass token=)"
+    )
+
+
+def _http_error(repo_id: str, endpoint: str, status: int | None, response: object) -> errors.SourceError:
+    """The error for an HTTP answer that is not gating: only a transient one says "retry later"."""
+    if status in (404, 410):
+        return errors.ModelNotFoundError(
+            repo_id, f"{endpoint} answered HTTP {status} (not found) for {repo_id!r}: check the id, and the "
+            "file names if the repo was renamed or reorganized",
+        )  # fmt: skip
+    if status in TRANSIENT_STATUS:
+        after = _retry_after(response) if status == 429 else None
+        wait = f" and asks to wait {after:g} s" if after else ""
+        return errors.HubConnectionError(
+            repo_id, f"{endpoint} answered HTTP {status} for {repo_id!r}{wait} (retried within {RETRY_BUDGET_S:g} s): "
+            "retry later, or set HF_HUB_OFFLINE=1 to use the cache",
+        )  # fmt: skip
+    return errors.HubConnectionError(
+        repo_id, f"{endpoint} answered HTTP {status} for {repo_id!r}: check HF_ENDPOINT (a proxy or mirror may "
+        "not serve this request), or set HF_HUB_OFFLINE=1 to use the cache",
+    )  # fmt: skip
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:
@@ -428,3 +643,35 @@ def _store_cached_tensors(repo_id: str, commit: str, tensors: tuple[TensorInfo, 
             tmp.unlink(missing_ok=True)
         except OSError:
             pass
+
+
+#: The Hub's model search is asked for this many of its most-downloaded matches.
+_SEARCH_LIMIT = 20
+
+
+def similar_repo_ids(repo_id: str, *, token: str | bool | None = None, limit: int = 3) -> tuple[str, ...]:
+    """Hub repos whose ids are close to ``repo_id``, through the Hub's model search.
+
+    One ``HfApi.list_models(search=...)`` request on the repo name (the Hub matches substrings),
+    and, when that finds nothing, one on its longest word; the matches are ranked by similarity to
+    the whole id. Best-effort: a search that fails adds no suggestions (the caller's error stands).
+    """
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    name = repo_id.rsplit("/", 1)[-1]
+    words = sorted(re.split(r"[-_.]", name), key=len, reverse=True)
+    queries = [name] + ([words[0]] if words and words[0] != name and len(words[0]) >= 3 else [])
+    api = HfApi(endpoint=_endpoint(), token=token)
+    found: list[str] = []
+    for query in queries:
+        try:
+            found = [m.id for m in api.list_models(search=query, sort="downloads", limit=_SEARCH_LIMIT)]
+        except (HfHubHTTPError, *_transport_errors()):
+            return ()
+        found = [f for f in found if f.lower() != repo_id.lower()]
+        if found:
+            break
+    from hf_gpu_estimator.sources.catalog import rank_similar
+
+    return rank_similar(repo_id, found, limit=limit)

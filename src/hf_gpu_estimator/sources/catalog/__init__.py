@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from importlib import resources
 from types import MappingProxyType
@@ -26,7 +26,7 @@ from typing import Any
 
 from hf_gpu_estimator.spec import DTYPE_BYTES, TORCH_TO_SAFETENSORS, ModelSpec, ParameterCounts, QuantizationConfig
 
-__all__ = ["catalog_entry", "list_models", "lookup"]
+__all__ = ["catalog_entry", "list_models", "lookup", "rank_similar", "similar_ids"]
 
 _DATA_FILE = "models.json"
 _lock = threading.Lock()
@@ -72,6 +72,38 @@ def _resolve(model_id: str) -> str | None:
     if key.startswith("https://huggingface.co/"):
         key = key.removeprefix("https://huggingface.co/").strip("/")
     return keys.get(key)
+
+
+def rank_similar(name: str, candidates: Iterable[str], *, limit: int = 3, cutoff: float = 0.75) -> tuple[str, ...]:
+    """The ``candidates`` closest to ``name`` (case-insensitive, difflib ratio >= ``cutoff``), best first.
+
+    >>> rank_similar("meta-lama/Llama-2-7b-hf", ["meta-llama/Llama-2-7b-hf", "gpt2"])
+    ('meta-llama/Llama-2-7b-hf',)
+    """
+    from difflib import SequenceMatcher
+
+    key = name.strip().lower()
+    scored = []
+    for candidate in dict.fromkeys(candidates):
+        ratio = SequenceMatcher(None, key, candidate.lower()).ratio()
+        if ratio >= cutoff:
+            scored.append((-ratio, candidate))
+    return tuple(c for _, c in sorted(scored)[:limit])
+
+
+def similar_ids(model_id: str, *, limit: int = 3) -> tuple[str, ...]:
+    """Catalog ids whose id or alias is close to ``model_id`` ("did you mean"), best first.
+
+    >>> similar_ids("meta-lama/Llama-2-7b-hf")[0]
+    'meta-llama/Llama-2-7b-hf'
+    """
+    if not isinstance(model_id, str):
+        return ()
+    _, keys, _ = _load()
+    key = model_id.strip().lower()
+    # Compare the name part with the aliases too: "llama2-7b-hf" is close to "llama-2-7b-hf".
+    close = rank_similar(key, keys, limit=4 * limit) + rank_similar(key.rsplit("/", 1)[-1], keys, limit=4 * limit)
+    return tuple(dict.fromkeys(keys[k] for k in close))[:limit]
 
 
 def list_models() -> tuple[str, ...]:
