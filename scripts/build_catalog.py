@@ -83,6 +83,8 @@ def _aliases(entry: Mapping[str, Any]) -> list[str]:
     model_id: str = entry["id"]
     names = {model_id.lower(), model_id.split("/", 1)[-1].lower()}
     names.update(alias.lower() for alias in entry.get("aliases", ()))
+    # Meta's original releases (params.json + consolidated.*.pth) are the same weights as the -hf twin.
+    names.update(repo.lower() for repo in entry.get("original_repos", ()))
     names.discard(model_id.lower())  # the id itself is matched directly
     return sorted(names)
 
@@ -134,6 +136,9 @@ def _entry(raw: Mapping[str, Any]) -> dict[str, Any]:
         out["published_parameters_verified_by"] = raw["published_parameters_verified_by"]
     if raw.get("known_difference"):
         out["known_difference"] = raw["known_difference"]
+    if raw.get("original_repos"):
+        out["original_repos"] = list(raw["original_repos"])
+        out["original_repos_source"] = raw["original_repos_source"]
     if raw.get("notes"):
         out["notes"] = raw["notes"]
     return out

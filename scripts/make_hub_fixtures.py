@@ -119,6 +119,55 @@ def bnb4(tensors: Tensors) -> Tensors:
     return out
 
 
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def sentencepiece_model(pieces: int) -> bytes:
+    """A sentencepiece ``tokenizer.model`` with ``pieces`` entries, in protobuf wire format.
+
+    sentencepiece_model.proto: ``ModelProto { repeated SentencePiece pieces = 1; TrainerSpec
+    trainer_spec = 2; ... }``, ``SentencePiece { string piece = 1; float score = 2; Type type = 3; }``.
+    """
+    out = bytearray()
+    for i in range(pieces):
+        text = f"<{i}>".encode()
+        piece = b"\x0a" + _varint(len(text)) + text + b"\x15" + struct.pack("<f", -float(i)) + b"\x18\x01"
+        out += b"\x0a" + _varint(len(piece)) + piece
+    trainer = b"\x18" + _varint(pieces)  # TrainerSpec.vocab_size (field 3, varint)
+    return bytes(out + b"\x12" + _varint(len(trainer)) + trainer)
+
+
+#: Meta's params.json for a tiny Llama-2-style model (keys as github.com/meta-llama/llama ModelArgs).
+TINY_META_PARAMS = {"dim": 64, "multiple_of": 32, "n_heads": 4, "n_kv_heads": 2, "n_layers": 2, "norm_eps": 1e-05,
+                    "vocab_size": -1}  # fmt: skip
+#: Llama-2-13B's params.json as Meta publishes it (https://huggingface.co/meta-llama/Llama-2-13b/blob/main/params.json).
+LLAMA2_13B_PARAMS = {"dim": 5120, "multiple_of": 256, "n_heads": 40, "n_layers": 40, "norm_eps": 1e-05, "vocab_size": -1}
+
+
+def write_meta_repo(name: str, params: dict, *, folder: str = "", pth_bytes: tuple[int, ...], tokenizer_pieces: int | None,
+                    org: str = ORG, repo: dict | None = None) -> Path:  # fmt: skip
+    """Meta's layout: params.json, consolidated.NN.pth stubs (their size declared in _repo.json), tokenizer.model."""
+    root = ROOT / org / name
+    shutil.rmtree(root, ignore_errors=True)
+    where = root / folder
+    where.mkdir(parents=True)
+    (where / "params.json").write_text(json.dumps(params) + "\n")
+    sizes = {}
+    for i, size in enumerate(pth_bytes):
+        (where / f"consolidated.{i:02d}.pth").write_bytes(b"")
+        sizes[f"{folder}consolidated.{i:02d}.pth"] = size
+    if tokenizer_pieces is not None:
+        (where / "tokenizer.model").write_bytes(sentencepiece_model(tokenizer_pieces))
+    (root / "_repo.json").write_text(json.dumps({**(repo or {}), "sizes": sizes}, indent=2) + "\n")
+    return root
+
+
 def main() -> None:
     shutil.rmtree(ROOT, ignore_errors=True)
     llama = meta_state(TINY_LLAMA, torch.bfloat16)
@@ -155,6 +204,18 @@ def main() -> None:
     (oversized / "model.safetensors").write_bytes(struct.pack("<Q", 200_000_000) + b'{"a":')
     truncated = write_repo("truncated-header", TINY_LLAMA)
     (truncated / "model.safetensors").write_bytes(struct.pack("<Q", 5000) + b'{"model.embed_tokens.weight": {"dty')
+
+    # Meta's original layout; sizes: 2 bytes (bf16) per parameter (131,392 and 149,312 parameters).
+    write_meta_repo("tiny-llama-meta", TINY_META_PARAMS, pth_bytes=(2 * 131_392,), tokenizer_pieces=256)
+    write_meta_repo("gated-llama-meta", TINY_META_PARAMS, pth_bytes=(2 * 131_392,), tokenizer_pieces=256,
+                    repo={"gated": True})  # fmt: skip
+    write_meta_repo("tiny-llama3-original", {**TINY_META_PARAMS, "vocab_size": 300, "ffn_dim_multiplier": 1.3,
+                                             "rope_theta": 500000.0}, folder="original/",
+                    pth_bytes=(2 * 149_312,), tokenizer_pieces=None)  # fmt: skip
+    # The real Llama-2-13b params.json, gated as on the Hub; shard sizes derived (2 bytes x 13,015,864,320
+    # parameters, halved over two model-parallel files), not the Hub's own figures.
+    write_meta_repo("Llama-2-13b", LLAMA2_13B_PARAMS, org="meta-llama", pth_bytes=(13_015_864_320, 13_015_864_320),
+                    tokenizer_pieces=None, repo={"gated": True})  # fmt: skip
 
     big = {**TINY_LLAMA, "num_hidden_layers": 8}
     write_repo("sharded-30", big, shard(meta_state(big, torch.bfloat16), 30), sharded=True)

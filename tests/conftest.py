@@ -87,6 +87,8 @@ def materialize(repo: str, dest: Path) -> Path:
     shutil.copytree(src, dest, ignore=shutil.ignore_patterns("_repo.json"))
     for path in dest.glob("*.safetensors"):
         os.truncate(path, hub_server.virtual_size(path))
+    for name, size in hub_server.declared_sizes(src).items():  # consolidated.*.pth stubs
+        os.truncate(dest / name, size)
     return dest
 
 

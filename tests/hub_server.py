@@ -15,8 +15,9 @@ It answers what huggingface_hub asks when it downloads files and reads safetenso
 Safetensors fixtures hold only the 8-byte length and the header; the server reports the
 virtual file size (header + the body the offsets describe) and serves zeros for body bytes,
 so a reader that strays into tensor data is counted. A repo's optional ``_repo.json`` sets
-``{"gated": true}`` (401 GatedRepo without ``Authorization: Bearer TEST_TOKEN``) and extra
-``{"revisions": {"v1.0": "<sha>"}}``. Every request and the body bytes sent are recorded.
+``{"gated": true}`` (401 GatedRepo without ``Authorization: Bearer TEST_TOKEN``), extra
+``{"revisions": {"v1.0": "<sha>"}}``, and ``{"sizes": {"consolidated.00.pth": N}}`` for files kept
+as stubs (reported with that size, served as zeros). Every request and the body bytes sent are recorded.
 
 Fault injection (for network-failure tests): ``hub.inject(Fault(...))`` makes matching
 requests misbehave — delay, drop the connection, answer a status (429 + Retry-After, 5xx,
@@ -159,8 +160,19 @@ def commit_of(repo_id: str) -> str:
     return hashlib.sha1(repo_id.encode()).hexdigest()
 
 
-def virtual_size(path: Path) -> int:
-    """Size of the full file a header-only fixture stands for (the real size if it has no valid header)."""
+def declared_sizes(folder: Path) -> dict[str, int]:
+    """``_repo.json``'s ``sizes``: the size the Hub reports for files kept as stubs (``consolidated.*.pth``)."""
+    meta = folder / "_repo.json"
+    return json.loads(meta.read_text()).get("sizes", {}) if meta.is_file() else {}
+
+
+def virtual_size(path: Path, *, repo: Path | None = None) -> int:
+    """Size of the full file a fixture stands for: a declared size, the header-only safetensors' full
+    size, or the real size."""
+    if repo is not None:
+        declared = declared_sizes(repo).get(str(path.relative_to(repo)))
+        if declared is not None:
+            return int(declared)
     data = path.read_bytes()
     if not path.name.endswith(".safetensors") or len(data) < 8:
         return len(data)
@@ -236,7 +248,7 @@ class _Handler(BaseHTTPRequestHandler):
         if filename.startswith("_") or ".." in filename.split("/") or not file.is_file():
             return self._error(404, "EntryNotFound", f"{filename} does not exist", head=head, commit=commit)
         data = file.read_bytes()
-        size = virtual_size(file)
+        size = virtual_size(file, repo=folder)
         etag = f'"{hashlib.sha1(data).hexdigest()}"'
         headers = {"X-Repo-Commit": commit, "ETag": etag, "X-Linked-Etag": etag, "Accept-Ranges": "bytes"}
         first, last, status = 0, size - 1, 200
@@ -292,6 +304,11 @@ class _Handler(BaseHTTPRequestHandler):
         folder, commit = found
         siblings = [{"rfilename": str(p.relative_to(folder))} for p in sorted(folder.rglob("*"))
                     if p.is_file() and not p.name.startswith("_")]  # fmt: skip
+        if "blobs=" in urlsplit(self.path).query:  # HfApi.model_info(files_metadata=True)
+            for sibling in siblings:
+                file = folder / sibling["rfilename"]
+                sibling["size"] = virtual_size(file, repo=folder)
+                sibling["blobId"] = hashlib.sha1(file.read_bytes()).hexdigest()
         info = {"id": repo_id, "modelId": repo_id, "sha": commit, "private": False,
                 "gated": "auto" if (folder / "_repo.json").is_file() and "gated" in (folder / "_repo.json").read_text() else False,
                 "siblings": siblings}  # fmt: skip

@@ -151,6 +151,8 @@ def test_offline_without_cache_names_offline_mode(hub, offline):
 def _fake_catalog(monkeypatch, entries: dict[str, ModelSpec]) -> None:
     module = types.ModuleType("hf_gpu_estimator.sources.catalog")
     module.lookup = entries.get  # type: ignore[attr-defined]
+    module.catalog_entry = lambda model_id: None  # type: ignore[attr-defined]
+    module.similar_ids = lambda model_id: ()  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "hf_gpu_estimator.sources.catalog", module)
 
 

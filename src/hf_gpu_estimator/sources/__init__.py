@@ -88,9 +88,57 @@ def _from_local(path: Path) -> ModelSpec:
     from hf_gpu_estimator.sources.headers import build_spec
     from hf_gpu_estimator.sources.local import read_local
 
+    if path.is_dir() and not (path / "config.json").is_file():
+        from hf_gpu_estimator.sources import meta
+
+        params_path = meta.find_local_params(path)
+        if params_path is not None:
+            return _from_local_meta(path, params_path)
     checkpoint = read_local(path)
     return build_spec(model_id=str(path), config=checkpoint.config, tensors=checkpoint.tensors,
                       assumptions=checkpoint.notes)  # fmt: skip
+
+
+def _from_local_meta(folder: Path, params_path: Path) -> ModelSpec:
+    from hf_gpu_estimator.sources import meta
+
+    try:
+        params = meta.params_from_bytes(params_path.read_bytes()[: 1 << 20], source=str(params_path))
+
+        def tokenizer() -> tuple[str, bytes] | None:
+            found = meta.local_tokenizer(params_path)
+            if found is None or found.stat().st_size > meta.MAX_TOKENIZER_BYTES:
+                return None
+            return str(found), found.read_bytes()
+
+        sizes = {p.name: p.stat().st_size for p in params_path.parent.glob("consolidated.*.pth") if p.is_file()}
+    except OSError as e:
+        raise errors.SourceError(f"cannot read {e.filename or folder}: {e.strerror or type(e).__name__}") from e
+    return meta.build_meta_spec(model_id=str(folder), params=params, params_source=str(params_path),
+                                read_tokenizer=tokenizer, file_sizes=sizes)  # fmt: skip
+
+
+def _from_hub_meta(checkpoint: object, *, token: str | None) -> ModelSpec:
+    from hf_gpu_estimator.sources import meta
+    from hf_gpu_estimator.sources.hub import read_hub_file
+
+    repo_id, name = checkpoint.repo_id, checkpoint.meta_params_file  # type: ignore[attr-defined]
+    folder = name.rsplit("/", 1)[0] + "/" if "/" in name else ""
+    files = checkpoint.file_sizes or {}  # type: ignore[attr-defined]
+
+    def tokenizer() -> tuple[str, bytes] | None:
+        for candidate in (f"{folder}tokenizer.model", "tokenizer.model", f"{folder}tokenizer.json", "tokenizer.json"):
+            if candidate in files:
+                data = read_hub_file(repo_id, candidate, revision=checkpoint.commit, token=token,  # type: ignore[attr-defined]
+                                     max_bytes=meta.MAX_TOKENIZER_BYTES)  # fmt: skip
+                return f"{repo_id}/{candidate}", data
+        return None
+
+    return meta.build_meta_spec(
+        model_id=repo_id, params=checkpoint.meta_params, params_source=f"{repo_id}/{name}",  # type: ignore[attr-defined]
+        read_tokenizer=tokenizer, revision=checkpoint.commit, notes=checkpoint.notes,  # type: ignore[attr-defined]
+        file_sizes={k: v for k, v in files.items() if k.startswith(folder)},
+    )  # fmt: skip
 
 
 def _from_hub(repo_id: str, *, revision: str | None, token: str | None) -> ModelSpec:
@@ -104,6 +152,8 @@ def _from_hub(repo_id: str, *, revision: str | None, token: str | None) -> Model
         )  # fmt: skip
     try:
         checkpoint = read_hub(repo_id, revision=revision, token=token)
+        if checkpoint.meta_params is not None:
+            return _from_hub_meta(checkpoint, token=token)
         return build_spec(model_id=repo_id, config=checkpoint.config, tensors=checkpoint.tensors,
                           revision=checkpoint.commit, assumptions=checkpoint.notes)  # fmt: skip
     except errors.RevisionNotFoundError:
@@ -173,7 +223,12 @@ def _catalog(repo_id: str, *, reason: str) -> ModelSpec | None:
     entry = lookup(repo_id)
     if entry is None:
         return None
-    message = f"facts from the bundled catalog ({entry.id}) because {reason}"
+    from hf_gpu_estimator.sources.catalog import catalog_entry
+
+    originals = {r.lower() for r in (catalog_entry(repo_id) or {}).get("original_repos", ())}
+    twin = (f"; {repo_id} is Meta's original release of the same weights (params.json + consolidated.*.pth)"
+            if repo_id.strip().lower() in originals else "")  # fmt: skip
+    message = f"facts from the bundled catalog ({entry.id}) because {reason}{twin}"
     # One line on stderr (logging's last-resort handler when the application configures none): the
     # answer is the catalog's, and the user should know before reading it.
     logging.getLogger("hf_gpu_estimator").warning("%s", message)

@@ -80,6 +80,11 @@ class HubCheckpoint:
     tensors: tuple[TensorInfo, ...] | None
     notes: tuple[str, ...] = ()
     url: str | None = None
+    #: Meta's original layout (no config.json): params.json's path in the repo and its content.
+    meta_params_file: str | None = None
+    meta_params: dict[str, object] | None = None
+    #: File sizes the Hub reports (read when the repo has no config.json).
+    file_sizes: Mapping[str, int] | None = None
 
 
 def read_hub(repo_id: str, *, revision: str | None = None, token: str | bool | None = None) -> HubCheckpoint:
@@ -106,6 +111,13 @@ def read_hub(repo_id: str, *, revision: str | None = None, token: str | bool | N
     if not reached and not offline:
         notes.append(f"{endpoint} could not be reached ({_unreachable[endpoint][1]}): config.json from the "
                      "huggingface_hub cache")  # fmt: skip
+    if config is None and reached and not offline:
+        meta = _read_meta_params(repo_id, revision=revision, token=token, endpoint=endpoint)
+        if meta is not None:
+            name, params, sizes, meta_commit = meta
+            return HubCheckpoint(repo_id=repo_id, commit=commit or meta_commit, config=None, tensors=None,
+                                 notes=tuple(notes), url=f"{endpoint}/{repo_id}", meta_params_file=name,
+                                 meta_params=params, file_sizes=sizes)  # fmt: skip
     tensors = _load_cached_tensors(repo_id, commit)
     if tensors is None and offline:
         notes.append("offline (HF_HUB_OFFLINE=1): safetensors headers not cached, counts from config.json")
@@ -194,6 +206,46 @@ def _read_config(
         except EntryNotFoundError:
             return None, None, reached
     return _config_at(path, repo_id) + (reached,)
+
+
+def _read_meta_params(
+    repo_id: str, *, revision: str | None, token: str | bool | None, endpoint: str
+) -> tuple[str, dict[str, object], dict[str, int], str | None] | None:
+    """Meta's params.json (root or ``original/``) with the repo's file sizes; ``None`` if the repo has none.
+
+    One model-info request lists the files and their sizes; params.json is then downloaded
+    through the huggingface_hub cache (a few hundred bytes).
+    """
+    from huggingface_hub import HfApi, hf_hub_download
+
+    from hf_gpu_estimator.sources.meta import PARAMS_LOCATIONS, params_from_bytes
+
+    api = HfApi(endpoint=endpoint, token=token)
+    with _hub_errors(repo_id, revision=revision, endpoint=endpoint, offline=False):
+        info = _retrying(lambda: api.model_info(repo_id, revision=revision, files_metadata=True, timeout=TIMEOUT_S),
+                         endpoint=endpoint)  # fmt: skip
+        sizes = {s.rfilename: int(s.size) for s in info.siblings or () if s.size is not None}
+        names = {s.rfilename for s in info.siblings or ()}
+        name = next((n for n in PARAMS_LOCATIONS if n in names), None)
+        if name is None:
+            return None
+        with _quiet_hub_retries():
+            path = hf_hub_download(repo_id, name, revision=info.sha or revision, token=token, endpoint=endpoint)
+    data = Path(path).read_bytes()
+    return name, params_from_bytes(data, source=f"{repo_id}/{name}"), sizes, info.sha
+
+
+def read_hub_file(repo_id: str, filename: str, *, revision: str | None, token: str | bool | None,
+                  max_bytes: int) -> bytes:  # fmt: skip
+    """A small file of a repo, through the huggingface_hub cache (refused when over ``max_bytes``)."""
+    from huggingface_hub import hf_hub_download
+
+    endpoint = _endpoint()
+    with _hub_errors(repo_id, revision=revision, endpoint=endpoint, offline=False), _quiet_hub_retries():
+        path = Path(hf_hub_download(repo_id, filename, revision=revision, token=token, endpoint=endpoint))
+    if path.stat().st_size > max_bytes:
+        raise errors.MalformedConfigError(f"{repo_id}/{filename}", f"{repo_id}/{filename}: over {max_bytes:,} bytes")
+    return path.read_bytes()
 
 
 def _config_at(path: str, repo_id: str) -> tuple[dict[str, object], str | None]:
