@@ -110,7 +110,8 @@ def _add_workload_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--gradient-accumulation-steps", type=_positive_int, default=1)
     g.add_argument("--attn-implementation", default="sdpa", help="eager, sdpa (default), flash_attention_2")
     g.add_argument("--quantization", help="none, int8, nf4, fp4, fp8, gptq-4bit, awq-4bit, gguf:Q4_K_M ...")
-    g.add_argument("--kv-cache-dtype", help="KV cache dtype (default: the compute dtype)")
+    g.add_argument("--kv-cache-dtype", help="KV cache dtype (default: the compute dtype); GGUF: f16, q8_0, q4_0 ...")
+    g.add_argument("--gpu-layers", type=int, help="GGUF/llama.cpp: layers offloaded to the GPU (-ngl; default all)")
     g.add_argument("--lora-rank", type=_positive_int, default=16)
     g.add_argument("--lora-alpha", type=_positive_int)
     g.add_argument("--lora-targets", help="comma-separated module names, or all-linear (default q_proj,v_proj)")
@@ -132,7 +133,7 @@ def _workload_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "kv_cache_dtype": args.kv_cache_dtype, "lora_rank": args.lora_rank, "lora_alpha": args.lora_alpha,
         "lora_targets": args.lora_targets, "num_gpus": args.num_gpus, "strategy": args.strategy,
         "tp": args.tp, "pp": args.pp, "offload_optimizer": args.offload_optimizer,
-        "offload_params": args.offload_params,
+        "offload_params": args.offload_params, "gpu_layers": args.gpu_layers,
     }  # fmt: skip
 
 
