@@ -229,3 +229,24 @@ def test_gpu_layers_and_kv_types():
     assert top.kv_gpu == 31 * 32 * MiB
     with pytest.raises(errors.InvalidArgumentError):
         llamacpp_memory(spec, n_ctx=8192, kv_type="q3_k")
+
+
+def test_moe_and_sliding_window_architectures():
+    from gguf_writer import U32
+
+    dims = dict(n_layer=4, n_embd=256, n_ff=128, n_head=8, n_head_kv=2, vocab=1000)
+    moe = [("llama.expert_count", U32, 8), ("llama.expert_used_count", U32, 2)]
+    head, _ = header_bytes(llama_metadata(**dims, tokens=False, extra=moe), llama_tensors(**dims, n_expert=8))
+    spec = spec_from_gguf([parse(head)], model_id="moe")
+    a = spec.architecture
+    assert (a.num_experts, a.num_experts_per_tok, a.moe_intermediate_size, a.moe_layers) == (8, 2, 128, (0, 1, 2, 3))
+    assert spec.parameters.by_role["experts"] == 4 * 3 * 256 * 128 * 8
+    assert spec.parameters.active < spec.parameters.total
+    swa = [("gemma3.attention.sliding_window", U32, 512)]
+    head, _ = header_bytes(llama_metadata("gemma3", **{**dims, "n_layer": 6}, tokens=False, extra=swa),
+                           llama_tensors(**{**dims, "n_layer": 6}))
+    g = spec_from_gguf([parse(head)], model_id="g3")
+    assert g.architecture.sliding_layers == 5
+    m = llamacpp_memory(g, n_ctx=8192)
+    per_cell = 2 * 64 * 2  # K + V rows of 2 KV heads x head_dim 32, f16
+    assert m.kv == (8192 + 5 * 1024) * per_cell  # sliding layers keep pad(512 + 512, 256) cells
