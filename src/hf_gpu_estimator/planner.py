@@ -1047,7 +1047,7 @@ def plan_fleet(source: str | os.PathLike[str] | Mapping[str, Any]) -> FleetPlan:
     Raises:
         InvalidArgumentError: The file is unreadable or an entry has unknown keys.
     """
-    from hf_gpu_estimator.estimator import workload_from_kwargs
+    from hf_gpu_estimator.workload import workload_from_kwargs
     from hf_gpu_estimator.sources import inspect_model
 
     data = _read_fleet(source)
