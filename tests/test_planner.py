@@ -1,4 +1,4 @@
-"""planner.py: fit searches, min GPUs, vLLM serving capacity, cheapest plans, fleet, and the CLI."""
+"""planner/: fit searches, min GPUs, vLLM serving capacity, cheapest plans, fleet, and the CLI."""
 
 from __future__ import annotations
 
@@ -229,6 +229,30 @@ def test_plan_fleet_json_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
                                             "output_tokens": 64}], "gpus": ["L4"]}))
     fleet = plan_fleet(path)
     assert fleet.gpus == {"L4": fleet.entries[0].serving.best.num_gpus}
+
+
+def test_plan_fleet_resolver_is_injected() -> None:
+    seen: list[str] = []
+
+    def resolve(model_id: str):  # type: ignore[no-untyped-def]
+        seen.append(model_id)
+        return lookup("Qwen/Qwen2.5-0.5B")
+
+    fleet = plan_fleet({"models": [{"model": "my/served-model", "request_rate": 1, "input_tokens": 256,
+                                    "output_tokens": 64}], "gpus": ["L4"]}, resolve=resolve)
+    assert seen == ["my/served-model"] and fleet.entries[0].serving is not None
+
+
+def test_planner_package_does_no_io() -> None:
+    """The planner is pure arithmetic: importing it loads neither the Hub client nor the sources layer."""
+    import subprocess
+    import sys
+
+    code = ("import sys, hf_gpu_estimator.planner; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'huggingface_hub') "
+            "or m.startswith('hf_gpu_estimator.sources')]; print(bad); sys.exit(1 if bad else 0)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_estimate_methods_delegate() -> None:

@@ -1,0 +1,1 @@
+"""Serving engines: how much KV cache each engine would allocate on a device, and what it holds."""
