@@ -1,174 +1,257 @@
-"""vLLM: the KV-cache pool its worker sizes after the profile run, and what the pool holds."""
+"""vLLM: the KV-cache pool its worker sizes after the profile run, by vLLM version, and what the pool holds.
+
+vLLM sizes the pool once at start-up (vllm/v1/worker/gpu_worker.py ``determine_available_memory``;
+vllm/worker/worker.py ``determine_num_available_blocks`` in the V0 engine)::
+
+    pool = total_memory * gpu_memory_utilization - (weights + activation peak of the profile run + non-torch)
+
+The profile run is one forward of ``max_num_batched_tokens`` dummy tokens through vLLM's own layers
+(no attention score matrix: with no attention metadata the attention kernels are skipped, and vLLM's
+paged kernels never build one) and a dummy sampler pass over ``min(max_num_seqs, tokens)`` rows of
+logits. The pool is then cut into blocks of ``block_size`` tokens over every cache layer of the
+device; with sliding-window layers the hybrid allocator caps their blocks at the window.
+
+Modelled versions (``--vllm-version``):
+
+* ``0.6`` (the V0 engine before vLLM PR #12126): non-torch memory is everything outside torch's
+  allocator (CUDA context, cuBLAS, NCCL): 1.79 GiB per rank at tp=1 and 3.58 GiB at tp=2 on an
+  H100 in the log of vLLM PR #10511; profile tokens ``max(max_model_len, 2048)`` without chunked
+  prefill; the V0 sampler keeps sorted copies of the logits (39 bytes per logit).
+* ``0.7`` (V0 after PR #12126): the memory snapshot is taken after the CUDA context exists, so
+  only the non-torch *increase* during the profile run counts (0.16 GiB at tp=1 in that PR's log;
+  NCCL buffers on top for tp > 1).
+* ``0.8`` (0.8 to 0.19, the V1 engine): as 0.7 for non-torch memory; scheduler budgets from
+  ``EngineArgs.get_batch_defaults`` (:func:`vllm_batch_defaults`); a sampler pass holding the fp32
+  logits; CUDA graphs are captured after the pool is sized and live in the
+  ``1 - gpu_memory_utilization`` headroom.
+
+The published start-up logs each version is checked against are in
+``tests/data/vllm_startup_logs.json`` with their sources and each row's error in
+``tests/test_planner_engines.py``.
+"""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+from typing import Literal
 
 from hf_gpu_estimator.errors import InvalidArgumentError
 from hf_gpu_estimator.hardware import GPU
-from hf_gpu_estimator.memory import estimate_memory, overhead
-from hf_gpu_estimator.memory.kv_cache import kv_bytes_per_token_per_layer
+from hf_gpu_estimator.memory import overhead
 from hf_gpu_estimator.memory.terms import BYTES
 from hf_gpu_estimator.memory.weights import plan_weights
-from hf_gpu_estimator.spec import ModelSpec
+from hf_gpu_estimator.planner.engines._capacity import (
+    ServingCapacity,
+    capacity_problem,
+    check_context,
+    check_fraction,
+    check_tp,
+    kv_layout,
+    pool_capacity,
+    weights_per_device,
+)
+from hf_gpu_estimator.spec import Architecture, ModelSpec
 from hf_gpu_estimator.workload import Workload
 
 #: vLLM's default ``gpu_memory_utilization`` (vllm/config CacheConfig; ``--gpu-memory-utilization``).
 DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
 #: vLLM's default KV block size on CUDA: 16 tokens (CacheConfig.block_size).
 VLLM_BLOCK_SIZE = 16
+GiB = 1 << 30
 
 
-def vllm_batch_defaults(gpu: GPU) -> tuple[int, int]:
+@dataclass(frozen=True, kw_only=True)
+class VllmVersion:
+    """How one vLLM release sizes its KV pool.
+
+    Attributes:
+        version: ``X.Y`` of the first release the rule applies to.
+        engine: ``v0`` (LLMEngine) or ``v1`` (EngineCore).
+        releases: The ``X.Y`` releases the rule covers (what ``--vllm-version`` accepts).
+        non_torch_tp1_bytes: Non-torch memory counted against the pool on a single GPU.
+        non_torch_multi_gpu_bytes: What communicators (NCCL, custom all-reduce) add per rank with several GPUs.
+        sampler_bytes_per_logit: Bytes per logit the dummy sampler pass holds at its peak.
+        source: Where the rule and its constants come from.
+    """
+
+    version: str
+    engine: Literal["v0", "v1"]
+    releases: tuple[str, ...]
+    non_torch_tp1_bytes: int
+    non_torch_multi_gpu_bytes: int
+    sampler_bytes_per_logit: int
+    source: str
+
+    def non_torch_bytes(self, tp: int, pp: int) -> int:
+        """Non-torch memory per rank: the single-GPU figure, plus communicator buffers with more than one GPU."""
+        return self.non_torch_tp1_bytes + (self.non_torch_multi_gpu_bytes if tp * pp > 1 else 0)
+
+
+#: V0 sampler peak per logit, fitted on the activation peak logged in vLLM PR #10511 (Llama-3-8B,
+#: 256 rows: 1.26 GiB) and checked on vLLM issue #13882 (Qwen2.5-7B, 256 rows: 1.42 GiB logged,
+#: 1.40 GiB modelled). It matches the tensors the V0 top-p/top-k sampler keeps together: logits in
+#: the model dtype (2) and fp32 (4), temperature-scaled logits (4), sorted logits (4) and int64 sort
+#: indices (8), softmax over the sorted logits (4) and its cumsum (4), the mask (1), probabilities
+#: (4) and log-probabilities (4).
+V0_SAMPLER_BYTES_PER_LOGIT = 39
+#: V1 sampler peak per logit: the fp32 logits of the dummy sampler pass only (an assumption: the V1
+#: sampler samples top-k/top-p with FlashInfer kernels that keep no sorted copy; no published
+#: activation breakdown of a V1 profile run was found to check it).
+V1_SAMPLER_BYTES_PER_LOGIT = 4
+
+VLLM_VERSIONS: dict[str, VllmVersion] = {
+    "0.6": VllmVersion(
+        version="0.6", engine="v0", releases=("0.6",),
+        non_torch_tp1_bytes=int(1.79 * GiB), non_torch_multi_gpu_bytes=int(1.79 * GiB),
+        sampler_bytes_per_logit=V0_SAMPLER_BYTES_PER_LOGIT,
+        source="vllm/worker/worker.py determine_num_available_blocks; non-torch 1.79 GiB (tp=1) and 3.58 GiB "
+               "(tp=2) per rank on an H100 in https://github.com/vllm-project/vllm/pull/10511"),
+    "0.7": VllmVersion(
+        version="0.7", engine="v0", releases=("0.7",),
+        non_torch_tp1_bytes=int(0.16 * GiB), non_torch_multi_gpu_bytes=overhead.NCCL_BYTES,
+        sampler_bytes_per_logit=V0_SAMPLER_BYTES_PER_LOGIT,
+        source="vllm/worker/worker.py after https://github.com/vllm-project/vllm/pull/12126 (only the non-torch "
+               "increase during profiling counts: 0.16 GiB at tp=1 in that PR's log)"),
+    "0.8": VllmVersion(
+        version="0.8", engine="v1",
+        releases=("0.8", "0.9", "0.10", "0.11", "0.12", "0.13", "0.14", "0.15", "0.16", "0.17", "0.18", "0.19"),
+        non_torch_tp1_bytes=int(0.16 * GiB), non_torch_multi_gpu_bytes=overhead.NCCL_BYTES,
+        sampler_bytes_per_logit=V1_SAMPLER_BYTES_PER_LOGIT,
+        source="vllm/v1/worker/gpu_worker.py determine_available_memory (the V1 engine, default from 0.8); "
+               "non-torch increase 0.16 GiB at tp=1 as in https://github.com/vllm-project/vllm/pull/12126"),
+}  # fmt: skip
+#: The newest modelled rule (the default of ``--vllm-version``).
+DEFAULT_VLLM_VERSION = "0.8"
+
+
+def resolve_vllm_version(version: str | None) -> VllmVersion:
+    """The sizing rule for ``version`` (``X.Y`` or ``X.Y.Z``; ``None``: the newest modelled).
+
+    Raises:
+        InvalidArgumentError: A version no rule covers.
+    """
+    if version is None:
+        return VLLM_VERSIONS[DEFAULT_VLLM_VERSION]
+    text = str(version).strip().lstrip("v")
+    parts = text.split(".")
+    short = ".".join(parts[:2])
+    for rule in VLLM_VERSIONS.values():
+        if short in rule.releases and all(p.isdigit() for p in parts) and len(parts) in (2, 3):
+            return rule
+    accepted = ", ".join(r for rule in VLLM_VERSIONS.values() for r in rule.releases)
+    raise InvalidArgumentError("vllm_version", version, f"a modelled vLLM release: {accepted}")
+
+
+def vllm_batch_defaults(gpu: GPU, version: str | None = None, *, max_model_len: int | None = None) -> tuple[int, int]:
     """vLLM's default ``(max_num_batched_tokens, max_num_seqs)`` for ``vllm serve`` on ``gpu``.
 
-    vLLM ``EngineArgs.get_batch_defaults`` (vllm/engine/arg_utils.py): GPUs with >= 70 GiB whose name
+    V1 (``EngineArgs.get_batch_defaults``, vllm/engine/arg_utils.py): GPUs with >= 70 GiB whose name
     does not contain "a100" (H100, H200, MI300X ...) get 8192 tokens / 1024 sequences for the
     OpenAI server (16384 for the offline ``LLM`` class); others 2048 / 256 (a larger budget lowered
-    A100 throughput, vLLM PR #17885).
+    A100 throughput, vLLM PR #17885). V0 without chunked prefill: ``max(max_model_len, 2048)`` tokens
+    and 256 sequences (SchedulerConfig); with chunked prefill (on by default above 32K context) 512.
     """
-    if gpu.usable_memory_bytes >= 70 * (1 << 30) and "a100" not in gpu.name.lower():
+    rule = resolve_vllm_version(version)
+    if rule.engine == "v0":
+        if max_model_len is not None and max_model_len > 32768:
+            return 512, 256
+        return max(max_model_len or 2048, 2048), 256
+    if gpu.usable_memory_bytes >= 70 * GiB and "a100" not in gpu.name.lower():
         return 8192, 1024
     return 2048, 256
 
 
-@dataclass(frozen=True, kw_only=True)
-class ServingCapacity:
-    """The KV-cache pool vLLM would allocate on each device, and what it holds.
+def profile_activation_bytes(arch: Architecture, tokens: int, rows: int, *, act_bytes: int, tp: int,
+                             sampler_bytes_per_logit: int) -> int:
+    """Torch's activation peak of vLLM's profile run on one rank: a forward of ``tokens`` tokens through
+    vLLM's layers, then the dummy sampler over ``rows`` logits rows; the larger of the two.
 
-    Follows vLLM's ``Worker.determine_available_memory`` (vllm/v1/worker/gpu_worker.py): after a
-    profiling forward of ``max_num_batched_tokens`` dummy tokens,
-    ``kv_pool = total_memory * gpu_memory_utilization - (torch peak of the profile run + non-torch memory)``,
-    then the pool is cut into blocks of ``block_size`` tokens for every layer of the device.
-
-    Attributes:
-        gpu: Catalog name.
-        tp, pp: Parallel degrees of one replica.
-        gpu_memory_utilization: vLLM's setting.
-        max_num_batched_tokens, max_num_seqs: Scheduler budgets (the profile run's size).
-        total_memory_bytes: What the driver reports as total (``torch.cuda.mem_get_info()[1]``).
-        weights_bytes: Weights per device.
-        profile_peak_bytes: torch's peak during the profile run (weights + activations + sampler).
-        non_torch_bytes: CUDA context and NCCL buffers.
-        kv_pool_bytes: The pool (0 when negative).
-        kv_bytes_per_token: One token's KV bytes on one device (all its layers).
-        num_blocks: Blocks in the pool.
-        kv_cache_tokens: ``num_blocks * block_size`` ("GPU KV cache size: N tokens" in vLLM's log).
-        max_model_len: The context length sequences are sized for.
-        max_concurrent_sequences: Sequences of ``max_model_len`` tokens the pool holds at once.
-        largest_max_model_len: The longest ``max_model_len`` vLLM would accept (one sequence fits),
-            capped at the model's ``max_position_embeddings``.
-        fits: Whether vLLM would start (the weights fit and one ``max_model_len`` sequence fits).
-        assumptions: Simplifications.
+    Forward (vllm/model_executor/models/llama.py and layers/fused_moe): the residual stream (layer
+    input, residual, normed input: ``3 * tokens * hidden``) plus the larger of the attention block
+    (fused qkv, attention output, o_proj output) and the MLP (fused gate_up, activation output,
+    down_proj output; gate_up stays referenced until the MLP returns) or the fused-MoE intermediate
+    caches (``tokens * top_k * (3 * moe_intermediate / tp + hidden)``). No attention scores: the
+    attention kernels are skipped without metadata in the profile run.
     """
-
-    gpu: str
-    tp: int
-    pp: int
-    gpu_memory_utilization: float
-    max_num_batched_tokens: int
-    max_num_seqs: int
-    block_size: int
-    total_memory_bytes: int
-    weights_bytes: int
-    profile_peak_bytes: int
-    non_torch_bytes: int
-    kv_pool_bytes: int
-    kv_bytes_per_token: int
-    num_blocks: int
-    kv_cache_tokens: int
-    max_model_len: int
-    max_concurrent_sequences: int
-    largest_max_model_len: int
-    fits: bool
-    assumptions: tuple[str, ...]
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "kv_cache_tokens": self.kv_cache_tokens, "max_concurrent_sequences": self.max_concurrent_sequences,
-            "max_model_len": self.max_model_len, "largest_max_model_len": self.largest_max_model_len,
-            "num_blocks": self.num_blocks, "block_size": self.block_size, "kv_pool_bytes": self.kv_pool_bytes,
-            "kv_bytes_per_token": self.kv_bytes_per_token, "weights_bytes": self.weights_bytes,
-            "profile_peak_bytes": self.profile_peak_bytes, "non_torch_bytes": self.non_torch_bytes,
-            "total_memory_bytes": self.total_memory_bytes, "gpu_memory_utilization": self.gpu_memory_utilization,
-            "max_num_batched_tokens": self.max_num_batched_tokens, "max_num_seqs": self.max_num_seqs,
-            "tp": self.tp, "pp": self.pp, "fits": self.fits,
-        }  # fmt: skip
-
-
-def _kv_bytes_per_token_device(spec: ModelSpec, workload: Workload) -> int:
-    arch = spec.architecture
-    if arch is None or not arch.is_decoder:
-        return 0
-    p = workload.parallelism
-    c = BYTES[workload.kv_cache_dtype] if workload.kv_cache_dtype else BYTES[plan_weights(spec, workload).compute_dtype]
-    per_layer = kv_bytes_per_token_per_layer(arch, c)
-    if p.tp > 1 and not arch.is_mla:  # heads split; replicated when fewer KV heads than devices
-        per_layer = per_layer * max(1, arch.num_key_value_heads // p.tp) // arch.num_key_value_heads
-    layers = math.ceil(arch.num_layers / p.pp)
-    return per_layer * layers
+    h = arch.hidden_size
+    q_dim = arch.num_attention_heads * arch.head_dim // tp
+    kv_dim = max(1, arch.num_key_value_heads // tp) * arch.head_dim if not arch.is_mla else (
+        int(arch.kv_lora_rank or 0) + int(arch.qk_rope_head_dim or 0))
+    attention = q_dim + 2 * kv_dim + q_dim + h
+    if arch.is_moe:
+        mlp = arch.num_experts_per_tok * (3 * arch.moe_intermediate_size // tp + h)
+        if arch.num_dense_layers:
+            mlp = max(mlp, (3 if arch.gated_mlp else 2) * arch.intermediate_size // tp + h)
+    else:
+        mlp = (3 if arch.gated_mlp else 2) * arch.intermediate_size // tp + h
+    forward = tokens * act_bytes * (3 * h + max(attention, mlp))
+    sampler = tokens * act_bytes * h + rows * arch.vocab_size * sampler_bytes_per_logit
+    return int(max(forward, sampler))
 
 
 def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
                      gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION,
                      max_model_len: int | None = None, max_num_batched_tokens: int | None = None,
-                     max_num_seqs: int | None = None, block_size: int = VLLM_BLOCK_SIZE) -> ServingCapacity:
+                     max_num_seqs: int | None = None, block_size: int = VLLM_BLOCK_SIZE,
+                     vllm_version: str | None = None) -> ServingCapacity:
     """The KV pool vLLM would size for ``spec`` on ``gpu`` (per device of a ``tp x pp`` replica).
 
     Args:
         spec: The model.
         workload: Inference workload: dtype, quantization, kv_cache_dtype, tp, pp.
         gpu: The GPU type.
-        gpu_memory_utilization: vLLM's ``--gpu-memory-utilization`` (0 to 1).
+        gpu_memory_utilization: vLLM's ``--gpu-memory-utilization`` (0 to 1].
         max_model_len: vLLM's ``--max-model-len``; default the model's ``max_position_embeddings``.
         max_num_batched_tokens, max_num_seqs: default :func:`vllm_batch_defaults`.
         block_size: Tokens per KV block.
+        vllm_version: ``X.Y``; default the newest modelled (:data:`DEFAULT_VLLM_VERSION`).
+
+    Raises:
+        InvalidArgumentError: A utilisation outside (0, 1], an unknown version, a context longer than
+            the model supports, or a tensor-parallel degree that does not split the heads.
     """
-    if (not isinstance(gpu_memory_utilization, (int, float)) or isinstance(gpu_memory_utilization, bool)
-            or not 0 < gpu_memory_utilization <= 1):
-        raise InvalidArgumentError("gpu_memory_utilization", gpu_memory_utilization, "a number in (0, 1]")
+    utilization = check_fraction("gpu_memory_utilization", gpu_memory_utilization)
+    rule = resolve_vllm_version(vllm_version)
     arch = spec.architecture
     if arch is None:
         raise InvalidArgumentError("model", spec.id, "a model with config.json (layer shapes) for serving capacity")
-    default_tokens, default_seqs = vllm_batch_defaults(gpu)
-    tokens = max_num_batched_tokens or default_tokens
-    seqs = max_num_seqs or default_seqs
+    p = workload.parallelism
+    check_tp(arch, p.tp)
     max_pos = arch.max_position_embeddings or (workload.seq_len + workload.new_tokens)
     model_len = max_model_len if max_model_len is not None else max_pos
-    if isinstance(model_len, bool) or not isinstance(model_len, int) or model_len < 1:
-        raise InvalidArgumentError("max_model_len", model_len, "an integer >= 1")
-    # The profile run: one forward of `tokens` dummy tokens without a KV cache, then the sampler over
-    # min(max_num_seqs, tokens) rows of fp32 logits (vllm/v1/worker/gpu_model_runner.py profile_run).
-    profile = workload.with_(batch_size=1, seq_len=tokens, new_tokens=0)
-    est = estimate_memory(spec, profile)
-    torch_peak = est.allocated_peak_bytes - est.components.get("kv_cache", 0)
-    sampler = min(seqs, tokens) * arch.vocab_size * 4 // workload.parallelism.tp
-    profile_peak = torch_peak + sampler
-    p = workload.parallelism
-    non_torch = overhead.CUDA_CONTEXT_BYTES + (overhead.NCCL_BYTES if p.tp * p.pp > 1 else 0)
+    check_context(spec, model_len)
+    default_tokens, default_seqs = vllm_batch_defaults(gpu, rule.version, max_model_len=model_len)
+    tokens = max_num_batched_tokens or default_tokens
+    seqs = max_num_seqs or default_seqs
+    weights = weights_per_device(spec, workload)
+    act_bytes = int(BYTES[plan_weights(spec, workload).compute_dtype])
+    activations = profile_activation_bytes(arch, tokens, min(seqs, tokens), act_bytes=act_bytes, tp=p.tp,
+                                           sampler_bytes_per_logit=rule.sampler_bytes_per_logit)
+    if p.pp > 1:
+        # only the last stage samples; every stage runs its share of the layers
+        activations = profile_activation_bytes(arch, tokens, 0, act_bytes=act_bytes, tp=p.tp, sampler_bytes_per_logit=0)
+    non_torch = rule.non_torch_bytes(p.tp, p.pp)
     total = gpu.usable_memory_bytes
-    pool = int(total * gpu_memory_utilization - profile_peak - non_torch)
-    per_token = _kv_bytes_per_token_device(spec, workload)
-    page = per_token * block_size
-    blocks = max(0, pool) // page if page else 0
-    kv_tokens = blocks * block_size
-    per_seq_blocks = math.ceil(model_len / block_size)
-    concurrent = min(blocks // per_seq_blocks, 1 << 31) if per_seq_blocks else 0
+    pool = int(total * utilization - weights - activations - non_torch)
+    layout = kv_layout(spec, workload)
+    blocks, kv_tokens, concurrent, longest = pool_capacity(layout, pool, block_size=block_size,
+                                                           max_model_len=model_len, max_position=max_pos)
+    problem = capacity_problem("vLLM", pool, weights, total, utilization, concurrent, model_len, kv_tokens)
     assumptions = (
-        f"vLLM KV pool = {gpu_memory_utilization} x {total / (1 << 30):.1f} GiB - profile peak "
-        f"({tokens} batched tokens) - non-torch {non_torch >> 20} MiB (vllm/v1/worker/gpu_worker.py "
-        "determine_available_memory)",
-        f"KV blocks of {block_size} tokens over every attention layer of the device (sliding-window layers "
-        "counted as full: conservative for the hybrid allocator)",
-        "CUDA graphs captured after the KV pool is sized are not subtracted",
+        f"vLLM {rule.version} rule ({rule.engine.upper()} engine, releases {rule.releases[0]}-{rule.releases[-1]}): "
+        f"KV pool = {utilization:g} x {total / GiB:.2f} GiB - weights - profile activations ({tokens} batched "
+        f"tokens, {min(seqs, tokens)} sampler rows) - non-torch {non_torch / GiB:.2f} GiB ({rule.source})",
+        f"KV blocks of {block_size} tokens over every cache layer of the device"
+        + (f"; {layout.sliding_layers} sliding-window layers capped at {layout.window} tokens per sequence "
+           "(hybrid allocator)" if layout.sliding_layers else ""),
+        "CUDA graphs are captured after the pool is sized (inside the 1 - gpu_memory_utilization headroom)",
     )
     return ServingCapacity(
-        gpu=gpu.name, tp=p.tp, pp=p.pp, gpu_memory_utilization=float(gpu_memory_utilization),
-        max_num_batched_tokens=tokens, max_num_seqs=seqs, block_size=block_size, total_memory_bytes=total,
-        weights_bytes=est.components.get("weights", 0), profile_peak_bytes=int(profile_peak),
-        non_torch_bytes=non_torch, kv_pool_bytes=max(0, pool), kv_bytes_per_token=per_token, num_blocks=int(blocks),
-        kv_cache_tokens=int(kv_tokens), max_model_len=model_len, max_concurrent_sequences=int(concurrent),
-        largest_max_model_len=int(min(kv_tokens, max_pos)), fits=pool > 0 and kv_tokens >= model_len,
+        engine="vllm", engine_version=rule.version, gpu=gpu.name, tp=p.tp, pp=p.pp,
+        gpu_memory_utilization=utilization, max_num_batched_tokens=tokens, max_num_seqs=seqs,
+        block_size=block_size, total_memory_bytes=total, weights_bytes=int(weights),
+        profile_peak_bytes=int(weights + activations), non_torch_bytes=int(non_torch), kv_pool_bytes=max(0, pool),
+        kv_bytes_per_token=layout.token_bytes, num_blocks=blocks, kv_cache_tokens=kv_tokens, max_model_len=model_len,
+        max_concurrent_sequences=concurrent, largest_max_model_len=longest, fits=problem is None, problem=problem,
         assumptions=assumptions,
     )  # fmt: skip
