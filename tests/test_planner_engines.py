@@ -164,3 +164,14 @@ def test_plan_engine_json(engine: str) -> None:
     p = plan(lookup("Qwen/Qwen2.5-0.5B"), make_workload(), get_gpu("L4"), engine=engine, max_model_len=4096)
     out = p.to_dict()["serving"]
     assert out["engine"] == engine and out["kv_cache_tokens"] > 0 and out["max_concurrent_sequences"] >= 1
+
+
+def test_cheapest_serving_defaults_and_unpriced_line() -> None:
+    from hf_gpu_estimator.planner import cheapest_serving
+
+    result = cheapest_serving(lookup("Qwen/Qwen2.5-0.5B"), make_workload())
+    assert result.request_rate_per_s == 1.0 and result.input_tokens == 1024 and result.output_tokens == 256
+    out = result.to_dict()
+    assert set(out["unpriced"]) == set(result.unpriced)
+    if result.unpriced:
+        assert "no price" in (result.unpriced_note() or "")

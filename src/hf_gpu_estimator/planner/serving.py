@@ -94,11 +94,26 @@ class CheapestServing:
     def best(self) -> ServingOption:
         return self.options[0]
 
+    @property
+    def unpriced(self) -> tuple[str, ...]:
+        """GPU types left out only for lacking a price."""
+        return tuple(s.gpu for s in self.skipped if s.reason.startswith("no price"))
+
+    def unpriced_note(self) -> str | None:
+        """One line about the GPU types that could not be ranked for lack of a price."""
+        if not self.unpriced:
+            return None
+        return (f"{len(self.unpriced)} GPU types have no price and are not ranked ({', '.join(self.unpriced[:6])}"
+                + (", ..." if len(self.unpriced) > 6 else "") + "); add price_per_hour_usd in a user GPU file "
+                "(HFGE_GPUS_FILE)")
+
     def to_dict(self) -> dict[str, object]:
         return {"request_rate_per_s": self.request_rate_per_s, "input_tokens": self.input_tokens,
                 "output_tokens": self.output_tokens, "tpot_ms": self.tpot_ms, "ttft_ms": self.ttft_ms,
                 "options": [o.to_dict() for o in self.options],
-                "skipped": [{"gpu": s.gpu, "reason": s.reason} for s in self.skipped],
+                "skipped": [{"gpu": s.gpu, "reason": s.reason} for s in self.skipped
+                            if not s.reason.startswith("no price")],
+                "unpriced": list(self.unpriced), "unpriced_note": self.unpriced_note(),
                 "assumptions": list(self.assumptions)}
 
 
@@ -160,8 +175,16 @@ def _best_on_gpu(spec: ModelSpec, workload: Workload, gpu: GPU, **kw: Any) -> Se
     return best if best is not None else "; ".join(dict.fromkeys(reasons[-2:]))
 
 
-def cheapest_serving(spec: ModelSpec, workload: Workload, *, request_rate_per_s: float, input_tokens: int,
-                     output_tokens: int, tpot_ms: float | None = None, ttft_ms: float | None = None,
+#: Serving defaults when the traffic is not given (``--cheapest --task inference`` alone): one request
+#: per second of 1024 prompt tokens and 256 output tokens, a chat-sized request (a chosen default,
+#: not a measurement; pass the real traffic for a real plan).
+DEFAULT_REQUEST_RATE_PER_S = 1.0
+DEFAULT_INPUT_TOKENS = 1024
+DEFAULT_OUTPUT_TOKENS = 256
+
+
+def cheapest_serving(spec: ModelSpec, workload: Workload, *, request_rate_per_s: float = DEFAULT_REQUEST_RATE_PER_S,
+                     input_tokens: int = DEFAULT_INPUT_TOKENS, output_tokens: int = DEFAULT_OUTPUT_TOKENS, tpot_ms: float | None = None, ttft_ms: float | None = None,
                      gpus: Iterable[str | GPU] | None = None,
                      gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION) -> CheapestServing:
     """Rank GPU type x count by $/hour for serving ``request_rate_per_s`` requests of mean size
