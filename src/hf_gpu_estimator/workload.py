@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
 
 from hf_gpu_estimator.errors import ConflictingOptionsError, InvalidArgumentError, UnknownNameError
 
@@ -340,3 +340,14 @@ def make_workload(
             offload_params=_bool("offload_params", offload_params),
         ),
     )
+
+
+def workload_from_kwargs(options: Mapping[str, Any]) -> Workload:
+    """Build a Workload from keyword options, rejecting unknown names with a suggestion."""
+    import inspect
+
+    accepted = inspect.signature(make_workload).parameters
+    unknown = [k for k in options if k not in accepted]
+    if unknown:
+        raise UnknownNameError("option", unknown[0], list(accepted))
+    return make_workload(**options)
