@@ -16,8 +16,9 @@ Safetensors fixtures hold only the 8-byte length and the header; the server repo
 virtual file size (header + the body the offsets describe) and serves zeros for body bytes,
 so a reader that strays into tensor data is counted. A repo's optional ``_repo.json`` sets
 ``{"gated": true}`` (401 GatedRepo without ``Authorization: Bearer TEST_TOKEN``), extra
-``{"revisions": {"v1.0": "<sha>"}}``, and ``{"sizes": {"consolidated.00.pth": N}}`` for files kept
-as stubs (reported with that size, served as zeros). Every request and the body bytes sent are recorded.
+``{"revisions": {"v1.0": "<sha>"}}``, and ``{"sizes": {"<file>": bytes}}`` for files kept as
+stubs (header-only GGUF files, ``consolidated.*.pth``): reported with that size, the rest served
+as zeros. Every request and the body bytes sent are recorded.
 
 Fault injection (for network-failure tests): ``hub.inject(Fault(...))`` makes matching
 requests misbehave — delay, drop the connection, answer a status (429 + Retry-After, 5xx,
@@ -169,11 +170,11 @@ def declared_sizes(folder: Path) -> dict[str, int]:
 def virtual_size(path: Path, *, repo: Path | None = None) -> int:
     """Size of the full file a fixture stands for: a declared size, the header-only safetensors' full
     size, or the real size."""
-    if repo is not None:
-        declared = declared_sizes(repo).get(str(path.relative_to(repo)))
-        if declared is not None:
-            return int(declared)
     data = path.read_bytes()
+    repo = path.parent if repo is None else repo
+    declared = declared_sizes(repo).get(str(path.relative_to(repo)))
+    if declared is not None:
+        return max(len(data), int(declared))
     if not path.name.endswith(".safetensors") or len(data) < 8:
         return len(data)
     (n,) = struct.unpack("<Q", data[:8])

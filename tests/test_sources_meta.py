@@ -45,7 +45,7 @@ RELEASES = [
 
 @pytest.mark.parametrize(("params", "twin"), [r[1:] for r in RELEASES], ids=[r[0] for r in RELEASES])
 def test_params_map_onto_the_twin_dimensions_and_exact_count(params, twin):
-    from hf_gpu_estimator.sources.architectures import parameter_counts
+    from hf_gpu_estimator.architectures import parameter_counts
 
     twin_entry = catalog.catalog_entry(twin)
     vocab = params["vocab_size"] if params["vocab_size"] > 0 else twin_entry["config"]["vocab_size"]
