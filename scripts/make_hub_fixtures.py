@@ -14,10 +14,14 @@ from __future__ import annotations
 import json
 import shutil
 import struct
+import sys
 from pathlib import Path
 
 import torch
 import transformers
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from checkpoint_layouts import awq, bnb4, fp8_channel, gptq, mxfp4  # noqa: E402
 
 from hf_gpu_estimator.sources.safetensors_header import build_header_bytes
 from hf_gpu_estimator.spec import TORCH_TO_SAFETENSORS
@@ -39,14 +43,23 @@ TINY_GPT2 = {
     "model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "n_embd": 64, "n_layer": 2, "n_head": 4,
     "vocab_size": 256, "n_positions": 64, "torch_dtype": "float32", "bos_token_id": 0, "eos_token_id": 0,
 }  # fmt: skip
-LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+TINY_GPT_OSS = {
+    "model_type": "gpt_oss", "architectures": ["GptOssForCausalLM"], "hidden_size": 64, "intermediate_size": 64,
+    "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+    "num_local_experts": 4, "num_experts_per_tok": 2, "experts_per_token": 2, "vocab_size": 256,
+    "layer_types": ["sliding_attention", "full_attention"], "sliding_window": 8, "max_position_embeddings": 128,
+    "attention_bias": True, "tie_word_embeddings": False, "torch_dtype": "bfloat16",
+    "quantization_config": {"quant_method": "mxfp4", "modules_to_not_convert": [
+        "model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"]},
+}  # fmt: skip
 
 Tensors = list[tuple[str, str, tuple[int, ...]]]
 
 
 def meta_state(config: dict, dtype: torch.dtype) -> Tensors:
     """(name, safetensors dtype, shape) of the model transformers builds from ``config``."""
-    cfg = transformers.AutoConfig.for_model(**config)
+    cfg = transformers.AutoConfig.for_model(**{k: v for k, v in config.items() if k != "quantization_config"})
     with torch.device("meta"):
         model = transformers.AutoModelForCausalLM.from_config(cfg, dtype=dtype)
     return [(n, TORCH_TO_SAFETENSORS[str(t.dtype).removeprefix("torch.")], tuple(t.shape))
@@ -84,38 +97,6 @@ def shard(tensors: Tensors, n: int) -> dict[str, Tensors]:
     names = list(out)
     for i, t in enumerate(tensors):
         out[names[i * n // len(tensors)]].append(t)
-    return out
-
-
-def gptq(tensors: Tensors, bits: int, group: int) -> Tensors:
-    """Replace each decoder linear by auto-gptq QuantLinear's packed tensors (qweight [in*bits/32, out])."""
-    out: Tensors = []
-    for name, dtype, shape in tensors:
-        leaf = name.rsplit(".", 2)
-        if len(leaf) == 3 and leaf[1] in LINEARS and leaf[2] == "weight":
-            base = name[: -len(".weight")]
-            out_f, in_f = shape
-            out += [(f"{base}.qweight", "I32", (in_f * bits // 32, out_f)),
-                    (f"{base}.qzeros", "I32", (in_f // group, out_f * bits // 32)),
-                    (f"{base}.scales", "F16", (in_f // group, out_f)),
-                    (f"{base}.g_idx", "I32", (in_f,))]  # fmt: skip
-        else:
-            out.append((name, "F16" if dtype in ("F32", "BF16") else dtype, shape))
-    return out
-
-
-def bnb4(tensors: Tensors) -> Tensors:
-    """Replace each decoder linear by bitsandbytes Params4bit serialization (NF4, no double quant)."""
-    out: Tensors = []
-    for name, dtype, shape in tensors:
-        leaf = name.rsplit(".", 2)
-        if len(leaf) == 3 and leaf[1] in LINEARS and leaf[2] == "weight":
-            n = shape[0] * shape[1]
-            out += [(name, "U8", (n // 2, 1)), (f"{name}.absmax", "F32", (n // 64,)),
-                    (f"{name}.quant_map", "F32", (16,)),
-                    (f"{name}.quant_state.bitsandbytes__nf4", "U8", (96,))]  # fmt: skip
-        else:
-            out.append((name, dtype, shape))
     return out
 
 
@@ -196,6 +177,23 @@ def main() -> None:
         "quant_method": "bitsandbytes", "load_in_4bit": True, "bnb_4bit_quant_type": "nf4",
         "bnb_4bit_compute_dtype": "bfloat16", "bnb_4bit_use_double_quant": False}}  # fmt: skip
     write_repo("tiny-llama-bnb4", bnb_config, {"model.safetensors": bnb4(llama)})
+
+    awq_config = {**TINY_LLAMA, "torch_dtype": "float16", "quantization_config": {
+        "quant_method": "awq", "bits": 4, "group_size": 32, "version": "gemm", "zero_point": True}}  # fmt: skip
+    write_repo("tiny-llama-awq", awq_config, {"model.safetensors": awq(llama, 4, 32)})
+
+    # compressed-tensors FP8, per-channel weights (RedHatAI/neuralmagic "-FP8" checkpoints' config shape).
+    fp8_config = {**TINY_LLAMA, "quantization_config": {
+        "quant_method": "compressed-tensors", "format": "float-quantized", "ignore": ["lm_head"],
+        "config_groups": {"group_0": {"targets": ["Linear"], "input_activations": {
+            "num_bits": 8, "type": "float", "strategy": "token", "dynamic": True, "symmetric": True},
+            "weights": {"num_bits": 8, "type": "float", "strategy": "channel", "dynamic": False,
+                        "symmetric": True}}}}}  # fmt: skip
+    write_repo("tiny-llama-fp8", fp8_config, {"model.safetensors": fp8_channel(llama)})
+
+    # gpt-oss with MXFP4 experts (config fields and quantization_config as openai/gpt-oss-20b's).
+    oss = meta_state(TINY_GPT_OSS, torch.bfloat16)
+    write_repo("tiny-gpt-oss-mxfp4", TINY_GPT_OSS, {"model.safetensors": mxfp4(oss)})
 
     write_repo("config-only", TINY_LLAMA)
     bad = write_repo("bad-config", None)

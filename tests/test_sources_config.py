@@ -59,7 +59,7 @@ def test_stored_dtype_rejects_unknown():
         ({"quant_method": "awq", "bits": 4, "group_size": 128, "version": "GEMM"},
          QuantizationConfig(method="awq", bits=4, group_size=128, quant_type="gemm")),
         ({"quant_method": "fp8", "weight_block_size": [128, 128]},
-         QuantizationConfig(method="fp8", bits=8, quant_type="e4m3", group_size=128)),
+         QuantizationConfig(method="fp8", bits=8, quant_type="e4m3", group_size=128 * 128)),  # weights per scale
         ({"quant_method": "compressed-tensors",
           "config_groups": {"group_0": {"weights": {"num_bits": 4, "type": "int", "group_size": 128}}}},
          QuantizationConfig(method="compressed-tensors", bits=4, group_size=128, quant_type="int4")),

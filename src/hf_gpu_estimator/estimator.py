@@ -172,13 +172,18 @@ def estimate(model: Any, *, gpu: str | GPU | None = None, revision: str | None =
         from hf_gpu_estimator.hardware import get_gpu
 
         resolved_gpu = get_gpu(gpu)
+    from hf_gpu_estimator.memory.weights import resolve_quantization
+
+    # The checkpoint's own quantization (and, for MXFP4, whether --gpu runs its kernels) decides how
+    # the weights load; the workload then shows it (JSON workload.quantization, the table header).
+    work, loaded = resolve_quantization(spec, work, gpu=resolved_gpu)
     memory = estimate_memory(spec, work)
-    assumptions = (*spec.assumptions, *memory.assumptions)
+    assumptions = (*spec.assumptions, *loaded, *memory.assumptions)
     if mode == "exact":
         from hf_gpu_estimator.exact import exact_memory
 
         memory, extra = exact_memory(spec, work, analytic=memory)
-        assumptions = (*spec.assumptions, *memory.assumptions, *extra)
+        assumptions = (*spec.assumptions, *loaded, *memory.assumptions, *extra)
     if calibration is not None or resolved_gpu is not None:
         from hf_gpu_estimator.calibration import apply_calibration, resolve_calibration
 

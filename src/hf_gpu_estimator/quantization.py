@@ -146,9 +146,18 @@ def normalize_gguf_type(value: str) -> str:
 #  - bitsandbytes LLM.int8: int8 weights + one fp32 scale per output row (SCB).
 #  - GPTQ/AWQ 4-bit, group 128: int32-packed 4-bit weights + fp16 scale and packed 4-bit zero
 #    per group -> 4 + 16/128 + 4/128 bits.
-#  - FP8 (e4m3) per-tensor or per-block scales: 8 bits (+ negligible scales).
+#  - FP8 (e4m3): 8 bits + one float32 scale per block (FineGrainedFP8 weight_block_size, 128x128:
+#    32/16384 bits) or per output channel (compressed-tensors "channel" strategy: the scale's bits
+#    over the row length; read exactly from the header when there is one).
+#  - MXFP4 (OCP Microscaling spec v1.0): 32 fp4 (e2m1) values share one 8-bit (e8m0) scale:
+#    4 + 8/32 = 4.25 bits (gpt-oss *_blocks U8 two values per byte + *_scales U8).
+#  - W4A16 (compressed-tensors pack-quantized int4): int32-packed 4-bit + a 16-bit scale per group,
+#    as GPTQ without zero points (symmetric): 4 + 16/group bits.
+#  - W8A8 (compressed-tensors int-quantized int8): int8 + one scale per output row.
+#  - dequantized: a prequantized checkpoint expanded to the compute dtype on load (transformers
+#    Mxfp4Config(dequantize=True), chosen automatically where the MXFP4 kernels do not run).
 QUANTIZATIONS: tuple[str, ...] = ("none", "int8", "nf4", "fp4", "fp8", "gptq-4bit", "gptq-8bit", "gptq-3bit",
-                                  "gptq-2bit", "awq-4bit")
+                                  "gptq-2bit", "awq-4bit", "mxfp4", "w4a16", "w8a8", "dequantized")
 
 
 def normalize_quantization(value: object) -> str:
@@ -174,6 +183,12 @@ def linear_bits_per_weight(quantization: str, *, double_quant: bool = True, grou
     if quantization == "int8":
         return 8.0  # + one fp32 scale per row, added per layer by the weights model
     if quantization == "fp8":
+        return 8.0 + (32 / group_size if group_size > 128 else 0.0)  # block scales; per-channel: negligible
+    if quantization == "mxfp4":
+        return 4 + 8 / 32
+    if quantization == "w4a16":
+        return 4 + 16 / group_size
+    if quantization == "w8a8":
         return 8.0
     if quantization.startswith(("gptq-", "awq-")):
         bits = int(quantization.split("-")[1].removesuffix("bit"))

@@ -62,6 +62,10 @@ class QuantizationConfig:
     double_quant: bool = False
     compute_dtype: str | None = None
     modules_not_converted: tuple[str, ...] = ()
+    #: From the safetensors headers, when they were read: the logical parameters held in quantized
+    #: storage, and the bytes of that storage (packed or 8-bit weights, scales, zero points, state).
+    quantized_parameters: int | None = None
+    quantized_bytes: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -359,9 +359,9 @@ def _quant(config: Any, spec: Any) -> tuple[str, float]:
 
     if config is None:
         if spec.quantization is not None:
-            from hf_gpu_estimator.memory.weights import _checkpoint_quantization
+            from hf_gpu_estimator.memory.weights import checkpoint_quantization
 
-            quant = _checkpoint_quantization(spec)
+            quant = checkpoint_quantization(spec)
             if quant != "none":
                 group = spec.quantization.group_size or 128
                 return quant, linear_bits_per_weight(quant, group_size=group)

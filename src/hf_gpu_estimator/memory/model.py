@@ -135,9 +135,9 @@ def _weights_only(spec: ModelSpec, workload: Workload) -> MemoryEstimate:
     if workload.is_training:
         raise ConflictingOptionsError("task", workload.task, f"needs layer shapes, and {spec.id!r} has no config.json",
                                       fix="inspect the model from a repo or folder with config.json")
-    dtype = workload.dtype or spec.stored_dtype
-    nbytes = spec.parameters.total * BYTES.get(dtype, 2)
-    terms = [Term(component="weights", name="weights", bytes=nbytes, formula=f"{spec.parameters.total:,} x {dtype}")]
+    plan = plan_weights(spec, workload)  # the checkpoint's quantized storage as stored, when it has one
+    nbytes = plan.weights_bytes
+    terms = [Term(component="weights", name="weights", bytes=nbytes, formula=plan.formula)]
     moment = Moment(phase="load", components={"weights": nbytes, "workspace": overhead.CUBLAS_WORKSPACE_BYTES})
     return _finish([moment], terms, workload,
                    ["no config.json: only the weights are estimated (no KV cache or activations)"],

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from hf_gpu_estimator.errors import ConflictingOptionsError
 from hf_gpu_estimator.memory.terms import BYTES
 from hf_gpu_estimator.quantization import linear_bits_per_weight
-from hf_gpu_estimator.spec import ModelSpec
+from hf_gpu_estimator.spec import ModelSpec, QuantizationConfig
 from hf_gpu_estimator.workload import Workload
 
 #: by_role entries made of the decoder blocks' linear layers: what bitsandbytes, GPTQ and AWQ
@@ -96,9 +96,8 @@ def plan_weights(spec: ModelSpec, workload: Workload) -> WeightPlan:
     counts = spec.parameters
     total = counts.total
     precision = workload.precision
+    workload, _ = resolve_quantization(spec, workload)
     quant = workload.quantization
-    if spec.quantization is not None and quant == "none" and not workload.is_training:
-        quant = _checkpoint_quantization(spec)
     stored = checkpoint_float_dtype(spec)
 
     if not workload.is_training:
@@ -115,8 +114,24 @@ def plan_weights(spec: ModelSpec, workload: Workload) -> WeightPlan:
     bits = 8.0 * BYTES[weight_dtype]
     extra_bytes = 0.0
     formula = f"{total:,} params x {BYTES[weight_dtype]} B ({weight_dtype})"
-    if quant != "none":
-        quantized_params = sum(counts.by_role.get(role, 0) for role in QUANTIZED_ROLES)
+    stored_q = spec.quantization
+    if quant == "dequantized":
+        formula += f": the checkpoint's {checkpoint_quantization(spec)} weights dequantized on load"
+    elif quant != "none" and quant == checkpoint_quantization(spec) and stored_q is not None \
+            and stored_q.quantized_parameters and stored_q.quantized_bytes:
+        # The loader keeps the checkpoint's quantized tensors as stored (packed ints, float8, MXFP4
+        # blocks, bnb 4-bit) with their scales: their bytes come from the safetensors headers.
+        quantized_params = stored_q.quantized_parameters
+        rest = total - quantized_params
+        weights_bytes = stored_q.quantized_bytes + rest * BYTES[weight_dtype]
+        bits = 8 * stored_q.quantized_bytes / quantized_params
+        formula = (f"{quantized_params:,} quantized params as stored ({quant}: {stored_q.quantized_bytes:,} B with "
+                   f"scales, from the headers) + {rest:,} other params x {BYTES[weight_dtype]} B ({weight_dtype})")
+        return _finish_plan(spec, workload, weight_dtype=weight_dtype, compute_dtype=compute_dtype, quant=quant,
+                            quantized_params=quantized_params, bits=bits, weights_bytes=weights_bytes,
+                            formula=formula)  # fmt: skip
+    elif quant != "none":
+        quantized_params = sum(counts.by_role.get(role, 0) for role in quantized_roles(quant))
         if quant.startswith("gguf:"):
             return _gguf_plan(spec, workload, quant, weight_dtype)
         bits = linear_bits_per_weight(quant, group_size=(spec.quantization.group_size if spec.quantization and
@@ -128,7 +143,14 @@ def plan_weights(spec: ModelSpec, workload: Workload) -> WeightPlan:
         formula = (f"{quantized_params:,} linear params x {bits:.3f} bits ({quant}) + "
                    f"{total - quantized_params:,} other params x {BYTES[weight_dtype]} B ({weight_dtype})")
     weights_bytes = int(quantized_params * bits / 8 + (total - quantized_params) * BYTES[weight_dtype] + extra_bytes)
+    return _finish_plan(spec, workload, weight_dtype=weight_dtype, compute_dtype=compute_dtype, quant=quant,
+                        quantized_params=quantized_params, bits=bits, weights_bytes=weights_bytes, formula=formula)
 
+
+def _finish_plan(spec: ModelSpec, workload: Workload, *, weight_dtype: str, compute_dtype: str, quant: str,
+                 quantized_params: int, bits: float, weights_bytes: int, formula: str) -> WeightPlan:  # fmt: skip
+    total = spec.parameters.total
+    precision = workload.precision
     adapter_params = 0
     adapter_bytes = 0
     if not workload.is_training:
@@ -147,8 +169,27 @@ def plan_weights(spec: ModelSpec, workload: Workload) -> WeightPlan:
     )  # fmt: skip
 
 
-def _checkpoint_quantization(spec: ModelSpec) -> str:
-    q = spec.quantization
+def quantized_roles(quantization: str) -> tuple[str, ...]:
+    """The ``by_role`` entries a scheme quantizes.
+
+    MXFP4 (gpt-oss): the experts only (its modules_to_not_convert keep attention, router, embeddings
+    and head). Block FP8 (DeepSeek-V3, FineGrainedFP8): attention, MLP and expert linears; the
+    router gate stays in the checkpoint dtype. Others: every decoder linear (:data:`QUANTIZED_ROLES`).
+    """
+    if quantization == "mxfp4":
+        return ("experts",)
+    if quantization == "fp8":
+        return ("attention", "mlp", "experts")
+    return QUANTIZED_ROLES
+
+
+def checkpoint_quantization(spec: ModelSpec) -> str:
+    """The checkpoint's own quantization as a workload name (``"none"`` for an unquantized checkpoint)."""
+    return quantization_name(spec.quantization)
+
+
+def quantization_name(q: QuantizationConfig | None) -> str:
+    """A parsed ``quantization_config`` as a workload quantization name."""
     if q is None:
         return "none"
     method = q.method.lower()
@@ -156,9 +197,92 @@ def _checkpoint_quantization(spec: ModelSpec) -> str:
         return "int8" if q.bits == 8 else (q.quant_type or "nf4")
     if method in ("gptq", "awq"):
         return f"{method}-{int(q.bits)}bit"
-    if method == "fp8":
-        return "fp8"
+    if method in ("fp8", "mxfp4"):
+        return method
+    if method == "compressed-tensors":
+        kind = (q.quant_type or "").lower()
+        if kind.startswith("float") and int(q.bits) == 8:
+            return "fp8"
+        if kind.startswith("int") and int(q.bits) == 4:
+            return "w4a16"
+        if kind.startswith("int") and int(q.bits) == 8:
+            return "w8a8"
+    if method == "gguf":
+        return "none"  # GGUF files are planned by llama.cpp's model (memory.llamacpp), not here
     return "none"
+
+
+
+def mxfp4_kernels_run_on(gpu: object | None) -> bool | None:
+    """Whether transformers keeps MXFP4 packed on ``gpu`` (``None``: no GPU named, so unknown).
+
+    transformers ``quantizers/quantizer_mxfp4.py`` (``Mxfp4HfQuantizer.validate_environment``):
+    a prequantized MXFP4 model stays packed on CUDA devices of compute capability >= 7.5 and on
+    Intel XPUs (with triton >= 3.4 / 3.5 and the ``kernels`` package), and is dequantized to bf16
+    anywhere else (no CUDA/XPU device: CPU, Apple MPS, Gaudi; or compute capability < 7.5).
+    In the GPU catalog only the V100 (compute capability 7.0) is NVIDIA and below 7.5; ROCm
+    devices report their gfx version as the capability (MI200/MI300 >= 9.0).
+    """
+    if gpu is None:
+        return None
+    vendor = str(getattr(gpu, "vendor", "")).lower()
+    name = str(getattr(gpu, "name", "")).upper()
+    if vendor == "nvidia":
+        return not name.startswith(("V100", "P100", "P40", "K80"))
+    if vendor == "amd":
+        return True
+    if vendor == "intel":
+        return not name.startswith("GAUDI")
+    return False  # apple (MPS) and anything without CUDA or XPU
+
+
+def resolve_quantization(spec: ModelSpec, workload: Workload, *, gpu: object | None = None) -> tuple[Workload, tuple[str, ...]]:
+    """The workload with the checkpoint's own quantization applied, and what was decided.
+
+    A prequantized checkpoint (GPTQ, AWQ, bitsandbytes, FP8, compressed-tensors, MXFP4) loads
+    quantized: ``--quantization`` left at ``none`` becomes the checkpoint's, for inference and for
+    LoRA (PEFT trains adapters on the quantized base); full training dequantizes it (quantized
+    weights take no gradients). MXFP4 stays packed where transformers' kernels run
+    (:func:`mxfp4_kernels_run_on`) and becomes ``dequantized`` (bf16) elsewhere and for training.
+
+    Raises:
+        ConflictingOptionsError: ``--quantization`` names a different scheme than the checkpoint's,
+            or ``--method qlora`` on a checkpoint that is already quantized another way.
+    """
+    ckpt = checkpoint_quantization(spec)
+    asked = workload.quantization
+    if ckpt == "none" or asked == "dequantized" or (asked == ckpt and not (ckpt == "mxfp4" and workload.is_training)):
+        return workload, ()
+    if workload.is_training and workload.method == "full":
+        if asked != "none":
+            return workload, ()  # make_workload already refuses a quantized full training
+        return workload, (f"full training: the checkpoint's {ckpt} weights are dequantized to the precision's "
+                          "dtype (quantized weights take no gradients)",)  # fmt: skip
+    if asked != "none":
+        if workload.method == "qlora":
+            raise ConflictingOptionsError(
+                "method", "qlora", f"quantizes the base with bitsandbytes, but the checkpoint is already quantized "
+                f"({ckpt}, from its quantization_config)",
+                fix="use --method lora: PEFT trains adapters on the checkpoint's quantized base")  # fmt: skip
+        raise ConflictingOptionsError(
+            "quantization", asked, f"contradicts the checkpoint's own quantization ({ckpt}, from its "
+            "quantization_config)", fix=f"drop --quantization (the checkpoint loads as {ckpt}), or use an "
+            "unquantized checkpoint")  # fmt: skip
+    if ckpt == "mxfp4":
+        runs = mxfp4_kernels_run_on(gpu)
+        if workload.is_training or runs is False:
+            why = ("training: transformers' MXFP4 layers are not trainable (Mxfp4HfQuantizer.is_trainable)"
+                   if workload.is_training else f"{getattr(gpu, 'name', gpu)} has no MXFP4 triton kernels "
+                   "(transformers needs CUDA compute capability >= 7.5 or an Intel XPU)")  # fmt: skip
+            return workload.with_(quantization="dequantized", dtype=workload.dtype or "bfloat16"), (
+                f"MXFP4 checkpoint dequantized to {workload.dtype or 'bfloat16'} on load: {why}",)
+        where = "on " + str(getattr(gpu, "name", gpu)) if runs else "assuming a GPU with the kernels"
+        return workload.with_(quantization="mxfp4"), (
+            f"MXFP4 experts kept packed (4.25 bits per weight) {where}: transformers runs them with the triton "
+            "kernels on CUDA compute capability >= 7.5 or Intel XPU (triton >= 3.4 and the kernels package), and "
+            "dequantizes them to bf16 elsewhere (quantizers/quantizer_mxfp4.py)",)  # fmt: skip
+    return workload.with_(quantization=ckpt), (f"the checkpoint is prequantized ({ckpt}): loaded quantized, as "
+                                               "transformers keeps it",)  # fmt: skip
 
 
 def _gguf_plan(spec: ModelSpec, workload: Workload, quant: str, weight_dtype: str) -> WeightPlan:

@@ -115,10 +115,12 @@ def quantization_from_config(config: Mapping[str, object], *, source: str = "con
             quant_type=str(version).lower() if version else None, **common,
         )  # fmt: skip
     if method == "fp8":
+        # FineGrainedFP8Config: one float32 scale (weight_scale_inv) per weight_block_size block;
+        # group_size is the number of weights per scale, as the catalog stores it.
         block = qc.get("weight_block_size")
-        return QuantizationConfig(method="fp8", bits=8, quant_type="e4m3",
-                                  group_size=int(block[1]) if isinstance(block, list) and len(block) == 2 else None,
-                                  **common)  # fmt: skip
+        group = int(block[0]) * int(block[1]) if isinstance(block, list) and len(block) == 2 and all(
+            isinstance(b, int) and not isinstance(b, bool) and b > 0 for b in block) else None  # fmt: skip
+        return QuantizationConfig(method="fp8", bits=8, quant_type="e4m3", group_size=group, **common)
     if method == "mxfp4":
         # OCP MX: 32 fp4 values share one 8-bit scale -> 4 + 8/32 bits.
         return QuantizationConfig(method="mxfp4", bits=4, group_size=32, quant_type="mxfp4", **common)
@@ -146,10 +148,12 @@ def _compressed_tensors(qc: Mapping[str, object], *, source: str, common: dict) 
             field="quantization_config.config_groups",
         )  # fmt: skip
     bits = _int_field(weights, ("num_bits",), default=8, source=source)
-    kind = str(weights.get("type", "int"))
+    # compressed-tensors QuantizationArgs: type "int" or "float"; strategy tensor/channel/group/block.
+    kind = str(weights.get("type", "int")).lower()
     group = weights.get("group_size")
     return QuantizationConfig(
-        method="compressed-tensors", bits=bits, group_size=int(group) if isinstance(group, int) else None,
+        method="compressed-tensors", bits=bits,
+        group_size=int(group) if isinstance(group, int) and not isinstance(group, bool) else None,
         quant_type=f"{kind}{bits}", **common,
     )  # fmt: skip
 

@@ -28,6 +28,9 @@ from hf_gpu_estimator.spec import (
 
 SAFETENSORS_TO_TORCH: Mapping[str, str] = {v: k for k, v in TORCH_TO_SAFETENSORS.items()}
 FLOAT_DTYPES = frozenset({"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"})
+#: Element types that, in a checkpoint with a quantization_config, hold quantized weights as they are
+#: (compressed-tensors / FineGrainedFP8 float8, LLM.int8 and W8A8 int8): one byte per parameter.
+_QUANTIZED_DTYPES = frozenset({"F8_E4M3", "F8_E5M2", "I8"})
 
 # Buffers that checkpoints carry but modules do not register as parameters:
 #  - rotary inv_freq: persistent in transformers < 4.31 llama, so llama-2 era checkpoints hold it;
@@ -87,6 +90,10 @@ class CheckpointCounts:
     #: Floating dtype (torch name) holding most parameter bytes; ``None`` if no floating tensors.
     dominant_float_dtype: str | None
     assumptions: tuple[str, ...] = field(default=())
+    #: Logical parameters in quantized storage (packed ints, float8, MXFP4 blocks, bnb 4-bit, int8)
+    #: and the bytes of that storage with its scales, zero points and state tensors.
+    quantized_parameters: int = 0
+    quantized_bytes: int = 0
 
 
 def count_parameters(
@@ -118,6 +125,9 @@ def count_parameters(
     float_bytes: Counter[str] = Counter()
     skipped_buffers: Counter[str] = Counter()
     aux_count = 0
+    aux_bytes = 0
+    quantized_params = 0
+    quantized_bytes = 0
     packed: Counter[str] = Counter()
     routed_expert_params = 0
     tied_dropped: str | None = None
@@ -137,9 +147,11 @@ def count_parameters(
             continue
         if _is_aux(name, by_name):
             aux_count += 1
+            aux_bytes += t.nbytes
             continue
         numel = t.numel
         logical_name = name
+        before = sum(packed.values())
         if name.endswith(".qweight"):
             numel = t.numel * 32 // qbits
             packed[f"GPTQ/AWQ qweight (int32, {32 // qbits} values per element)"] += 1
@@ -162,7 +174,11 @@ def count_parameters(
             continue
         role = role_of(logical_name)
         by_role[role] += numel
-        if t.dtype in FLOAT_DTYPES:
+        if sum(packed.values()) > before or (quantization is not None and t.dtype in _QUANTIZED_DTYPES):
+            # float8 / int8 weights of a quantized checkpoint are quantized storage too (their scales are aux).
+            quantized_params += numel
+            quantized_bytes += t.nbytes
+        elif t.dtype in FLOAT_DTYPES:
             float_bytes[t.dtype] += t.nbytes
         if role == "experts" and not re.search(r"shared_experts?", logical_name):
             routed_expert_params += numel
@@ -194,6 +210,8 @@ def count_parameters(
         checkpoint_bytes_by_dtype=dict(bytes_by_dtype),
         dominant_float_dtype=SAFETENSORS_TO_TORCH.get(dominant) if dominant else None,
         assumptions=tuple(assumptions),
+        quantized_parameters=quantized_params,
+        quantized_bytes=quantized_bytes + aux_bytes if quantized_params else 0,
     )
 
 
@@ -310,6 +328,11 @@ def build_spec(
         notes.append("no dtype in config.json or header: assumed float32 (transformers' default)")
     if quantization is not None:
         provenance["quantization"] = "config"
+        if tensors is not None and counts.quantized_parameters:
+            from dataclasses import replace
+
+            quantization = replace(quantization, quantized_parameters=counts.quantized_parameters,
+                                   quantized_bytes=counts.quantized_bytes)  # fmt: skip
     return ModelSpec(
         id=model_id,
         architecture=architecture,

@@ -32,11 +32,6 @@ _DATA_FILE = "models.json"
 _lock = threading.Lock()
 _index: tuple[dict[str, Mapping[str, Any]], dict[str, str], tuple[str, ...]] | None = None
 
-# FP8 block quantization (DeepSeek-V3 style, ``weight_block_size``): the linear layers of the
-# decoder blocks are stored as float8 with one float32 scale per block; embeddings, norms,
-# router and head stay in the config's ``torch_dtype``.
-_FP8_ROLES = frozenset({"attention", "mlp", "experts"})
-
 
 def _freeze(value: Any) -> Any:
     if isinstance(value, dict):
@@ -129,42 +124,37 @@ def lookup(model_id: str) -> ModelSpec | None:
     return None if canonical is None else _spec(canonical)
 
 
-def _quantization(config: Mapping[str, Any]) -> QuantizationConfig | None:
-    raw = config.get("quantization_config")
-    if not raw:
-        return None
-    method = str(raw.get("quant_method", "")).lower()
-    if method == "fp8":
-        block = raw.get("weight_block_size")
-        return QuantizationConfig(
-            method="fp8",
-            bits=8,
-            group_size=int(block[0]) * int(block[1]) if block else None,
-            quant_type=str(raw.get("fmt", "e4m3")),
-        )
-    # Only FP8 checkpoints are bundled today; a new method needs its storage rules here.
-    raise ValueError(f"catalog entry has unsupported quantization_config {dict(raw)!r}")
+#: Where the bytes of each scheme's quantized storage sit, for checkpoint_bytes_by_dtype.
+_STORAGE_DTYPE = {"fp8": "F8_E4M3", "mxfp4": "U8", "nf4": "U8", "fp4": "U8", "int8": "I8", "w8a8": "I8"}
 
 
 def _checkpoint_bytes(
     parameters: ParameterCounts, dtype: str, quantization: QuantizationConfig | None
-) -> tuple[int, dict[str, int]]:
+) -> tuple[int, dict[str, int], str | None]:
+    """Derived checkpoint size: unquantized parameters at ``dtype``, quantized ones at the scheme's bits."""
+    from hf_gpu_estimator.memory.weights import quantization_name, quantized_roles
+    from hf_gpu_estimator.quantization import linear_bits_per_weight
+
     st_dtype = TORCH_TO_SAFETENSORS[dtype]
     width = DTYPE_BYTES[st_dtype]
-    if quantization is None:
-        return int(parameters.total * width), {st_dtype: int(parameters.total * width)}
-    quantized = sum(n for role, n in parameters.by_role.items() if role in _FP8_ROLES)
+    name = quantization_name(quantization)
+    if name == "none":
+        return int(parameters.total * width), {st_dtype: int(parameters.total * width)}, None
+    quantized = sum(n for role, n in parameters.by_role.items() if role in quantized_roles(name))
+    bits = linear_bits_per_weight(name, group_size=quantization.group_size or 128)  # type: ignore[union-attr]
     rest = parameters.total - quantized
-    scales = 4 * -(-quantized // (quantization.group_size or 1)) if quantization.group_size else 0
-    by_dtype = {"F8_E4M3": quantized, st_dtype: int(rest * width)}
-    if scales:
-        by_dtype["F32"] = scales
-    return sum(by_dtype.values()), by_dtype
+    storage = _STORAGE_DTYPE.get(name, "I32")
+    by_dtype = {storage: -(-int(quantized * bits) // 8)}
+    by_dtype[st_dtype] = by_dtype.get(st_dtype, 0) + int(rest * width)
+    return sum(by_dtype.values()), by_dtype, (
+        f"checkpoint size derived: {quantized:,} quantized parameters at {bits:.3f} bits ({name}, scales "
+        f"included), everything else in {dtype}; not read from the files")  # fmt: skip
 
 
 @lru_cache(maxsize=None)
 def _spec(canonical: str) -> ModelSpec:
     from hf_gpu_estimator.architectures import architecture_from_config
+    from hf_gpu_estimator.sources.config import quantization_from_config
 
     entry = _load()[0][canonical]
     # A private deep copy: callers may treat ModelSpec.config as the plain dict a Hub source gives.
@@ -172,23 +162,20 @@ def _spec(canonical: str) -> ModelSpec:
     counts = entry["parameters"]
     parameters = ParameterCounts(total=counts["total"], by_role=dict(counts["by_role"]), active=counts["active"])
     dtype = entry["stored_dtype"]
-    quantization = _quantization(config)
-    checkpoint_bytes, by_dtype = _checkpoint_bytes(parameters, dtype, quantization)
+    quantization = quantization_from_config(config, source=canonical)
+    checkpoint_bytes, by_dtype, quantized_note = _checkpoint_bytes(parameters, dtype, quantization)
 
     assumptions = [
         f"facts from the bundled catalog (config.json published at {entry['source']}); "
         "no network access or token was used",
     ]
-    if quantization is None:
+    if quantized_note is None:
         assumptions.append(
             f"checkpoint size derived as {parameters.total:,} parameters x {DTYPE_BYTES[TORCH_TO_SAFETENSORS[dtype]]:g} "
             f"bytes ({dtype}); not read from the files"
         )
     else:
-        assumptions.append(
-            "checkpoint size derived: decoder linear layers in float8 with one float32 scale per "
-            f"{quantization.group_size} weights, everything else in {dtype}; not read from the files"
-        )
+        assumptions.append(quantized_note)
     if entry["stored_dtype_source"] == "default":
         assumptions.append("config.json names no torch_dtype; the checkpoint is assumed to store float32")
     if entry.get("notes"):
