@@ -22,7 +22,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from hf_gpu_estimator.architectures._fields import MISSING, Fields, Head, Tally, lin
+from hf_gpu_estimator.architectures._fields import Fields, Head, Tally, lin
 from hf_gpu_estimator.architectures.blocks import attention_linears, gated_linears
 from hf_gpu_estimator.spec import FFN, Architecture, Layer, LinearShape, Mixer
 
