@@ -115,6 +115,10 @@ def test_input_files_record_their_sources():
     for path in sorted(build.CONFIG_DIR.glob("*.json")):
         raw = json.loads(path.read_text(encoding="utf-8"))
         assert raw["source"] == f"https://huggingface.co/{raw['id']}/blob/main/config.json", path.name
+        if "derived_from" in raw:  # a fine-tune, mirror or quantization: its base, and why, in the notes
+            assert raw["derived_from"] in {p.stem.replace("__", "/") for p in build.CONFIG_DIR.glob("*.json")}
+            assert raw["notes"].startswith("config.json not read: "), path.name
+            continue
         assert raw["confirmed_by"], path.name
         assert "model_type" in raw["config"], path.name
         if raw["published_parameters"] is not None:
@@ -197,3 +201,29 @@ def test_importing_the_catalog_does_not_import_torch():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("model_id", [m for m in MODELS if ENTRIES[m].get("published_checkpoint_bytes")])
+def test_derived_checkpoint_size_matches_the_published_files(model_id):
+    # Tolerance 0.5 %: the catalog derives the size from config-only counts and the scheme's bits.
+    published = ENTRIES[model_id]["published_checkpoint_bytes"]
+    assert abs(catalog.lookup(model_id).checkpoint_bytes / published - 1) < 0.005
+
+
+@pytest.mark.parametrize(("model_id", "method"), [
+    ("TheBloke/Llama-2-7B-Chat-GPTQ", "gptq"), ("Qwen/Qwen2.5-7B-Instruct-AWQ", "awq"), ("Qwen/Qwen3-8B-FP8", "fp8"),
+    ("RedHatAI/Meta-Llama-3.1-8B-Instruct-FP8", "compressed-tensors"), ("openai/gpt-oss-20b", "mxfp4"),
+    ("unsloth/Meta-Llama-3.1-8B-Instruct-bnb-4bit", "bitsandbytes")])
+def test_prequantized_entries_keep_their_quantization(model_id, method):
+    from hf_gpu_estimator import estimate
+
+    spec = catalog.lookup(model_id)
+    assert spec.quantization is not None and spec.quantization.method == method
+    unquantized = spec.parameters.total * 2
+    assert spec.checkpoint_bytes < 0.75 * unquantized
+    assert estimate(spec).memory.components["weights"] < 0.75 * unquantized
+
+
+def test_derived_entries_name_their_base_in_the_assumptions():
+    spec = catalog.lookup("Qwen/Qwen2.5-7B-Instruct-AWQ")
+    assert any("config.json not read" in a and "Qwen/Qwen2.5-7B-Instruct" in a for a in spec.assumptions)
