@@ -112,7 +112,44 @@ SMALL_CASES: list[tuple[str, dict[str, Any]]] = [
     ("cohere-tiny", _tiny("cohere", num_key_value_heads=2)),
     ("cohere-tiny-qk-norm", _tiny("cohere", use_qk_norm=True, num_key_value_heads=2)),
     ("granite-tiny", _tiny("granite", mlp_bias=True, attention_bias=True)),
+    ("smollm3-tiny-sliding", _tiny("smollm3", pad_token_id=None, num_hidden_layers=4, num_key_value_heads=2,
+                                   use_sliding_window=True, sliding_window=32)),
+    ("smollm3-tiny-untied", _tiny("smollm3", pad_token_id=None, tie_word_embeddings=False, mlp_bias=True,
+                                  no_rope_layers=[1, 0, 1])),
+    ("olmo3-tiny", _tiny("olmo3", pad_token_id=None, num_hidden_layers=5, num_key_value_heads=2)),
+    ("ernie4_5-tiny", _tiny("ernie4_5", pad_token_id=None, head_dim=16, use_bias=True)),
+    ("ernie4_5_moe-tiny", _tiny("ernie4_5_moe", pad_token_id=None, num_hidden_layers=4, num_key_value_heads=2,
+                                use_bias=True, moe_num_experts=5, moe_k=2, moe_intermediate_size=24,
+                                moe_layer_end_index=2)),
+    ("ernie4_5_moe-tiny-interval", _tiny("ernie4_5_moe", pad_token_id=None, tie_word_embeddings=False,
+                                         moe_num_experts=4, moe_k=2, moe_intermediate_size=24, moe_layer_interval=2,
+                                         moe_layer_start_index=0, moe_num_shared_experts=0)),
+    ("phimoe-tiny", _tiny("phimoe", pad_token_id=None, num_key_value_heads=2, attention_bias=True, lm_head_bias=True,
+                          num_local_experts=4, sliding_window=32)),
+    ("gpt_oss-tiny", _tiny("gpt_oss", num_key_value_heads=2, head_dim=16, num_local_experts=4, num_experts_per_tok=2)),
+    ("gpt_oss-tiny-nobias-tied", _tiny("gpt_oss", intermediate_size=48, head_dim=8, num_local_experts=3,
+                                       num_experts_per_tok=1, attention_bias=False, tie_word_embeddings=True,
+                                       sliding_window=16, layer_types=["full_attention", "sliding_attention",
+                                                                       "sliding_attention"])),
+    ("llama4_text-tiny", _tiny("llama4_text", num_hidden_layers=4, intermediate_size=48, intermediate_size_mlp=80,
+                               num_key_value_heads=2, head_dim=16, num_local_experts=4, num_experts_per_tok=2,
+                               interleave_moe_layer_step=2, attention_chunk_size=32)),
+    ("llama4_text-tiny-all-moe-tied", _tiny("llama4_text", intermediate_size=48, intermediate_size_mlp=80,
+                                            head_dim=16, num_local_experts=3, tie_word_embeddings=True,
+                                            attention_bias=True, attention_chunk_size=None)),
+    ("llama4-tiny-vision", {"model_type": "llama4",
+                            "text_config": _tiny("llama4_text", num_hidden_layers=4, intermediate_size=48,
+                                                 intermediate_size_mlp=80, num_key_value_heads=2, head_dim=16,
+                                                 num_local_experts=4, num_experts_per_tok=2,
+                                                 interleave_moe_layer_step=2),
+                            "vision_config": {"hidden_size": 32, "intermediate_size": 40, "num_hidden_layers": 2,
+                                              "num_attention_heads": 2, "image_size": 56, "patch_size": 14,
+                                              "vision_output_dim": 48, "projector_input_dim": 24,
+                                              "projector_output_dim": 24}}),
 ]  # fmt: skip
+
+#: Families whose transformers modules store routed experts as (num_experts, in_features, out_features).
+EXPERTS_IN_OUT = {"gpt_oss", "llama4"}
 
 REAL_CASES = sorted(p.stem for p in CONFIGS.glob("*.json"))
 
@@ -133,21 +170,23 @@ def _meta_model(config: dict[str, Any]) -> Any:
 
 def _role_of(name: str) -> str:
     """Classify a transformers parameter name into ROLES, the way parameter_counts documents it."""
-    if any(k in name for k in ("vision_tower", "multi_modal_projector", "pooler", "seq_relationship")):
+    if any(k in name for k in ("vision_tower", "multi_modal_projector", "pooler", "seq_relationship",
+                               "vision_model", "model.visual.")):
         return "other"
     if any(k in name for k in ("norm", "ln_", "LayerNorm", "layer_norm")):
         return "norm"
-    if "shared_expert_gate" in name or name.endswith("mlp.gate.weight"):
+    if ("shared_expert_gate" in name or name.endswith("mlp.gate.weight") or ".router." in name
+            or "e_score_correction_bias" in name):
         return "router"
     if "experts" in name or "shared_expert." in name:
         return "experts"
     if any(k in name for k in ("embed", "wte", "wpe", "shared.weight")):
         return "embedding"
-    if name.startswith(("lm_head", "cls.predictions")):
+    if name.startswith(("lm_head", "cls.predictions", "language_model.lm_head")):
         return "lm_head"
     if any(k in name for k in ("attn", "attention", "Attention")):
         return "attention"
-    if any(k in name for k in ("mlp", "DenseReluDense", "intermediate", "output.dense")):
+    if any(k in name for k in ("mlp", "DenseReluDense", "intermediate", "output.dense", "feed_forward")):
         return "mlp"
     raise AssertionError(f"unclassified parameter {name}")
 
@@ -198,7 +237,10 @@ def test_architecture_matches_meta_model(config: dict[str, Any]) -> None:
         if linear.count != 1:
             # transformers 5 stores routed experts as (num_experts, out_features, in_features).
             shapes = {tuple(p.shape) for n, p in params.items() if n.endswith("experts." + linear.name)}
-            assert shapes == {(linear.count, linear.out_features, linear.in_features)}, linear
+            if arch.family in EXPERTS_IN_OUT:
+                assert shapes == {(linear.count, linear.in_features, linear.out_features)}, linear
+            else:
+                assert shapes == {(linear.count, linear.out_features, linear.in_features)}, linear
             continue
         # Find one nn.Linear (or GPT-2's Conv1D) with this leaf name and these features.
         found = any(

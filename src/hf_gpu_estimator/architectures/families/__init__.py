@@ -12,12 +12,14 @@ from hf_gpu_estimator.architectures.families import (
     gemma3,
     gpt2,
     gpt_neox,
+    gpt_oss,
+    llama4,
     llama_like,
     phi,
     t5,
 )
 
-_MODULES = (llama_like, gemma3, deepseek_v3, phi, gpt2, gpt_neox, falcon, bert, t5)
+_MODULES = (llama_like, gemma3, deepseek_v3, phi, gpt2, gpt_neox, falcon, bert, t5, gpt_oss, llama4)
 
 
 def _collect() -> dict[str, Family]:
