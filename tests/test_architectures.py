@@ -146,6 +146,21 @@ SMALL_CASES: list[tuple[str, dict[str, Any]]] = [
                                               "num_attention_heads": 2, "image_size": 56, "patch_size": 14,
                                               "vision_output_dim": 48, "projector_input_dim": 24,
                                               "projector_output_dim": 24}}),
+    ("deepseek_v2-tiny-mlp-bias", _tiny("deepseek_v2", n_routed_experts=6, n_shared_experts=2,
+                                        first_k_dense_replace=1, q_lora_rank=24, kv_lora_rank=16, qk_rope_head_dim=8,
+                                        qk_nope_head_dim=8, v_head_dim=12, mlp_bias=True, **_MOE_TINY)),
+    ("deepseek_v2-tiny-no-q-lora", _tiny("deepseek_v2", num_hidden_layers=2, n_routed_experts=4, q_lora_rank=None,
+                                         kv_lora_rank=16, qk_rope_head_dim=8, qk_nope_head_dim=8, v_head_dim=8,
+                                         attention_bias=True, moe_intermediate_size=24, num_experts_per_tok=1)),
+    ("glm4_moe-tiny", _tiny("glm4_moe", num_key_value_heads=2, n_routed_experts=6, n_shared_experts=2,
+                            first_k_dense_replace=1, attention_bias=True, use_qk_norm=True, head_dim=24, **_MOE_TINY)),
+    ("glm4_moe-tiny-all-moe-tied", _tiny("glm4_moe", num_hidden_layers=2, n_routed_experts=4, first_k_dense_replace=0,
+                                         num_experts_per_tok=1, moe_intermediate_size=24, tie_word_embeddings=True)),
+    ("gpt_bigcode-tiny-mqa", {"model_type": "gpt_bigcode", "n_embd": 64, "n_layer": 2, "n_head": 4, "n_positions": 64,
+                              "vocab_size": 211}),
+    ("gpt_bigcode-tiny-mha-cross-untied", {"model_type": "gpt_bigcode", "n_embd": 64, "n_layer": 2, "n_head": 4,
+                                           "n_inner": 80, "vocab_size": 211, "multi_query": False,
+                                           "add_cross_attention": True, "tie_word_embeddings": False}),
 ]  # fmt: skip
 
 #: Families whose transformers modules store routed experts as (num_experts, in_features, out_features).
@@ -343,6 +358,29 @@ def test_moe_and_mla_fields() -> None:
     assert {x.count for x in experts} == {6}
     q3 = architecture_from_config(_real("qwen3-30b-a3b"))
     assert (q3.head_dim, q3.num_experts, q3.moe_intermediate_size, len(q3.moe_layers)) == (128, 128, 768, 48)
+
+
+def test_new_family_layers() -> None:
+    """Per-layer mixers and FFNs of the families with mixed layers."""
+    oss = architecture_from_config(_tiny("gpt_oss", head_dim=16, num_local_experts=4, num_experts_per_tok=2))
+    assert [(x.mixer.kind, x.mixer.window, x.mixer.sinks, x.ffn.kind) for x in oss.layers] == [
+        ("sliding", 128, True, "moe"), ("full", None, True, "moe"), ("sliding", 128, True, "moe")]
+    l4 = architecture_from_config(_tiny("llama4_text", num_hidden_layers=8, head_dim=16, num_local_experts=4,
+                                        interleave_moe_layer_step=2))
+    assert [x.mixer.kind for x in l4.layers] == ["chunked"] * 3 + ["full"] + ["chunked"] * 3 + ["full"]
+    assert {x.mixer.chunk for x in l4.layers if x.mixer.kind == "chunked"} == {8192}
+    assert [x.ffn.kind for x in l4.layers] == ["dense", "moe"] * 4
+    assert l4.layers[1].ffn.shared == l4.moe_intermediate_size
+    smol = architecture_from_config(_tiny("smollm3", num_hidden_layers=8, use_sliding_window=True, sliding_window=64))
+    assert smol.layer_types == ("full_attention",) * 3 + ("sliding_attention",) + ("full_attention",) * 3 + (
+        "sliding_attention",)
+    olmo = architecture_from_config(_tiny("olmo3", num_hidden_layers=8))
+    assert olmo.sliding_layers == 6 and olmo.sliding_window == 4096
+    ernie = architecture_from_config(_tiny("ernie4_5_moe", num_hidden_layers=6, moe_layer_interval=2))
+    assert ernie.moe_layers == (1, 3, 5) and ernie.num_shared_experts == 2
+    v2 = architecture_from_config({"model_type": "deepseek_v2"})
+    assert v2.is_mla and v2.num_experts_per_tok == 0 and any("null" in n for n in v2.notes)
+    assert architecture_from_config({"model_type": "gpt_bigcode"}).num_key_value_heads == 1
 
 
 def test_family_flags() -> None:

@@ -10,6 +10,7 @@ from hf_gpu_estimator.architectures.families import (
     deepseek_v3,
     falcon,
     gemma3,
+    glm4_moe,
     gpt2,
     gpt_neox,
     gpt_oss,
@@ -19,7 +20,7 @@ from hf_gpu_estimator.architectures.families import (
     t5,
 )
 
-_MODULES = (llama_like, gemma3, deepseek_v3, phi, gpt2, gpt_neox, falcon, bert, t5, gpt_oss, llama4)
+_MODULES = (llama_like, gemma3, deepseek_v3, phi, gpt2, gpt_neox, falcon, bert, t5, gpt_oss, llama4, glm4_moe)
 
 
 def _collect() -> dict[str, Family]:
