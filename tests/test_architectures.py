@@ -161,6 +161,35 @@ SMALL_CASES: list[tuple[str, dict[str, Any]]] = [
     ("gpt_bigcode-tiny-mha-cross-untied", {"model_type": "gpt_bigcode", "n_embd": 64, "n_layer": 2, "n_head": 4,
                                            "n_inner": 80, "vocab_size": 211, "multi_query": False,
                                            "add_cross_attention": True, "tie_word_embeddings": False}),
+    ("mistral3-tiny", {"model_type": "mistral3",
+                       "text_config": _tiny("mistral", num_key_value_heads=2, head_dim=16),
+                       "vision_config": {"model_type": "pixtral", "hidden_size": 32, "intermediate_size": 48,
+                                         "num_hidden_layers": 2, "num_attention_heads": 2, "image_size": 56,
+                                         "patch_size": 14, "head_dim": 16}}),
+    ("mistral3-tiny-untied-bias-2-features", {"model_type": "mistral3", "tie_word_embeddings": False,
+                                              "multimodal_projector_bias": True, "vision_feature_layer": [-1, -2],
+                                              "text_config": _tiny("mistral", num_key_value_heads=2),
+                                              "vision_config": {"model_type": "pixtral", "hidden_size": 32,
+                                                                "intermediate_size": 48, "num_hidden_layers": 1,
+                                                                "num_attention_heads": 2, "image_size": 56,
+                                                                "patch_size": 14, "head_dim": 16}}),
+    ("qwen2_5_vl-tiny", {"model_type": "qwen2_5_vl", "text_config": _tiny("qwen2_5_vl_text", num_key_value_heads=2),
+                         "vision_config": {"depth": 2, "hidden_size": 32, "intermediate_size": 40, "num_heads": 2,
+                                           "out_hidden_size": 64, "fullatt_block_indexes": [1]}}),
+    ("qwen2_5_vl-tiny-flat", {**_tiny("qwen2_5_vl", num_key_value_heads=2),
+                              "vision_config": {"depth": 1, "hidden_size": 32, "intermediate_size": 40,
+                                                "num_heads": 2, "out_hidden_size": 64}}),
+    ("qwen3_vl-tiny", {"model_type": "qwen3_vl", "text_config": _tiny("qwen3_vl_text", num_key_value_heads=2,
+                                                                        head_dim=16),
+                       "vision_config": {"depth": 3, "hidden_size": 32, "intermediate_size": 40, "num_heads": 2,
+                                         "out_hidden_size": 64, "deepstack_visual_indexes": [0, 2],
+                                         "num_position_embeddings": 64}}),
+    ("mllama-tiny", {"model_type": "mllama",
+                     "text_config": _tiny("mllama_text_model", num_key_value_heads=2, num_hidden_layers=4,
+                                          cross_attention_layers=[1, 3], pad_token_id=None),
+                     "vision_config": {"hidden_size": 32, "intermediate_size": 40, "num_hidden_layers": 2,
+                                       "num_global_layers": 1, "attention_heads": 2, "image_size": 28,
+                                       "patch_size": 14, "vision_output_dim": 64, "intermediate_layers_indices": [0]}}),
 ]  # fmt: skip
 
 #: Families whose transformers modules store routed experts as (num_experts, in_features, out_features).
@@ -381,6 +410,20 @@ def test_new_family_layers() -> None:
     v2 = architecture_from_config({"model_type": "deepseek_v2"})
     assert v2.is_mla and v2.num_experts_per_tok == 0 and any("null" in n for n in v2.notes)
     assert architecture_from_config({"model_type": "gpt_bigcode"}).num_key_value_heads == 1
+
+
+def test_images() -> None:
+    """Vision parameters and tokens per image of the vision-language wrappers."""
+    gemma3 = architecture_from_config(_real("gemma-3-4b"))
+    assert gemma3.tokens_per_image == 256 and gemma3.vision_parameters == parameter_counts(_real("gemma-3-4b")).by_role[
+        "other"]
+    expected = {"mistral3": 37 * 38, "qwen2_5_vl": 37 * 37, "qwen3_vl": 32 * 32, "mllama": 1, "llama4": 256}
+    for model_type, tokens in expected.items():
+        arch = architecture_from_config({"model_type": model_type})
+        assert arch.tokens_per_image == tokens, model_type
+        assert arch.vision_parameters == parameter_counts({"model_type": model_type}).by_role["other"] > 0
+    mllama = architecture_from_config({"model_type": "mllama"})
+    assert [i for i, x in enumerate(mllama.layers) if x.mixer.kind == "cross"] == [3, 8, 13, 18, 23, 28, 33, 38]
 
 
 def test_family_flags() -> None:

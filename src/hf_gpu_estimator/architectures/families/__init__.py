@@ -18,9 +18,10 @@ from hf_gpu_estimator.architectures.families import (
     llama_like,
     phi,
     t5,
+    vision_language,
 )
 
-_MODULES = (llama_like, gemma3, deepseek_v3, phi, gpt2, gpt_neox, falcon, bert, t5, gpt_oss, llama4, glm4_moe)
+_MODULES = (llama_like, gemma3, deepseek_v3, phi, gpt2, gpt_neox, falcon, bert, t5, gpt_oss, llama4, glm4_moe, vision_language)
 
 
 def _collect() -> dict[str, Family]:
