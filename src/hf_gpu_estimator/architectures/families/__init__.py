@@ -36,3 +36,11 @@ def _collect() -> dict[str, Family]:
 
 #: model_type -> Family, for every family module.
 FAMILIES: Mapping[str, Family] = _collect()
+
+
+def model_types_by_module() -> dict[str, tuple[str, ...]]:
+    """Family module name (``...families.llama_like``) -> the model types it registers, sorted (for docs/coverage.md)."""
+    out: dict[str, list[str]] = {}
+    for model_type, family in sorted(FAMILIES.items()):
+        out.setdefault(family.module, []).append(model_type)
+    return {module: tuple(types) for module, types in out.items()}
