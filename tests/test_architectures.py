@@ -112,7 +112,88 @@ SMALL_CASES: list[tuple[str, dict[str, Any]]] = [
     ("cohere-tiny", _tiny("cohere", num_key_value_heads=2)),
     ("cohere-tiny-qk-norm", _tiny("cohere", use_qk_norm=True, num_key_value_heads=2)),
     ("granite-tiny", _tiny("granite", mlp_bias=True, attention_bias=True)),
+    ("smollm3-tiny-sliding", _tiny("smollm3", pad_token_id=None, num_hidden_layers=4, num_key_value_heads=2,
+                                   use_sliding_window=True, sliding_window=32)),
+    ("smollm3-tiny-untied", _tiny("smollm3", pad_token_id=None, tie_word_embeddings=False, mlp_bias=True,
+                                  no_rope_layers=[1, 0, 1])),
+    ("olmo3-tiny", _tiny("olmo3", pad_token_id=None, num_hidden_layers=5, num_key_value_heads=2)),
+    ("ernie4_5-tiny", _tiny("ernie4_5", pad_token_id=None, head_dim=16, use_bias=True)),
+    ("ernie4_5_moe-tiny", _tiny("ernie4_5_moe", pad_token_id=None, num_hidden_layers=4, num_key_value_heads=2,
+                                use_bias=True, moe_num_experts=5, moe_k=2, moe_intermediate_size=24,
+                                moe_layer_end_index=2)),
+    ("ernie4_5_moe-tiny-interval", _tiny("ernie4_5_moe", pad_token_id=None, tie_word_embeddings=False,
+                                         moe_num_experts=4, moe_k=2, moe_intermediate_size=24, moe_layer_interval=2,
+                                         moe_layer_start_index=0, moe_num_shared_experts=0)),
+    ("phimoe-tiny", _tiny("phimoe", pad_token_id=None, num_key_value_heads=2, attention_bias=True, lm_head_bias=True,
+                          num_local_experts=4, sliding_window=32)),
+    ("gpt_oss-tiny", _tiny("gpt_oss", num_key_value_heads=2, head_dim=16, num_local_experts=4, num_experts_per_tok=2)),
+    ("gpt_oss-tiny-nobias-tied", _tiny("gpt_oss", intermediate_size=48, head_dim=8, num_local_experts=3,
+                                       num_experts_per_tok=1, attention_bias=False, tie_word_embeddings=True,
+                                       sliding_window=16, layer_types=["full_attention", "sliding_attention",
+                                                                       "sliding_attention"])),
+    ("llama4_text-tiny", _tiny("llama4_text", num_hidden_layers=4, intermediate_size=48, intermediate_size_mlp=80,
+                               num_key_value_heads=2, head_dim=16, num_local_experts=4, num_experts_per_tok=2,
+                               interleave_moe_layer_step=2, attention_chunk_size=32)),
+    ("llama4_text-tiny-all-moe-tied", _tiny("llama4_text", intermediate_size=48, intermediate_size_mlp=80,
+                                            head_dim=16, num_local_experts=3, tie_word_embeddings=True,
+                                            attention_bias=True, attention_chunk_size=None)),
+    ("llama4-tiny-vision", {"model_type": "llama4",
+                            "text_config": _tiny("llama4_text", num_hidden_layers=4, intermediate_size=48,
+                                                 intermediate_size_mlp=80, num_key_value_heads=2, head_dim=16,
+                                                 num_local_experts=4, num_experts_per_tok=2,
+                                                 interleave_moe_layer_step=2),
+                            "vision_config": {"hidden_size": 32, "intermediate_size": 40, "num_hidden_layers": 2,
+                                              "num_attention_heads": 2, "image_size": 56, "patch_size": 14,
+                                              "vision_output_dim": 48, "projector_input_dim": 24,
+                                              "projector_output_dim": 24}}),
+    ("deepseek_v2-tiny-mlp-bias", _tiny("deepseek_v2", n_routed_experts=6, n_shared_experts=2,
+                                        first_k_dense_replace=1, q_lora_rank=24, kv_lora_rank=16, qk_rope_head_dim=8,
+                                        qk_nope_head_dim=8, v_head_dim=12, mlp_bias=True, **_MOE_TINY)),
+    ("deepseek_v2-tiny-no-q-lora", _tiny("deepseek_v2", num_hidden_layers=2, n_routed_experts=4, q_lora_rank=None,
+                                         kv_lora_rank=16, qk_rope_head_dim=8, qk_nope_head_dim=8, v_head_dim=8,
+                                         attention_bias=True, moe_intermediate_size=24, num_experts_per_tok=1)),
+    ("glm4_moe-tiny", _tiny("glm4_moe", num_key_value_heads=2, n_routed_experts=6, n_shared_experts=2,
+                            first_k_dense_replace=1, attention_bias=True, use_qk_norm=True, head_dim=24, **_MOE_TINY)),
+    ("glm4_moe-tiny-all-moe-tied", _tiny("glm4_moe", num_hidden_layers=2, n_routed_experts=4, first_k_dense_replace=0,
+                                         num_experts_per_tok=1, moe_intermediate_size=24, tie_word_embeddings=True)),
+    ("gpt_bigcode-tiny-mqa", {"model_type": "gpt_bigcode", "n_embd": 64, "n_layer": 2, "n_head": 4, "n_positions": 64,
+                              "vocab_size": 211}),
+    ("gpt_bigcode-tiny-mha-cross-untied", {"model_type": "gpt_bigcode", "n_embd": 64, "n_layer": 2, "n_head": 4,
+                                           "n_inner": 80, "vocab_size": 211, "multi_query": False,
+                                           "add_cross_attention": True, "tie_word_embeddings": False}),
+    ("mistral3-tiny", {"model_type": "mistral3",
+                       "text_config": _tiny("mistral", num_key_value_heads=2, head_dim=16),
+                       "vision_config": {"model_type": "pixtral", "hidden_size": 32, "intermediate_size": 48,
+                                         "num_hidden_layers": 2, "num_attention_heads": 2, "image_size": 56,
+                                         "patch_size": 14, "head_dim": 16}}),
+    ("mistral3-tiny-untied-bias-2-features", {"model_type": "mistral3", "tie_word_embeddings": False,
+                                              "multimodal_projector_bias": True, "vision_feature_layer": [-1, -2],
+                                              "text_config": _tiny("mistral", num_key_value_heads=2),
+                                              "vision_config": {"model_type": "pixtral", "hidden_size": 32,
+                                                                "intermediate_size": 48, "num_hidden_layers": 1,
+                                                                "num_attention_heads": 2, "image_size": 56,
+                                                                "patch_size": 14, "head_dim": 16}}),
+    ("qwen2_5_vl-tiny", {"model_type": "qwen2_5_vl", "text_config": _tiny("qwen2_5_vl_text", num_key_value_heads=2),
+                         "vision_config": {"depth": 2, "hidden_size": 32, "intermediate_size": 40, "num_heads": 2,
+                                           "out_hidden_size": 64, "fullatt_block_indexes": [1]}}),
+    ("qwen2_5_vl-tiny-flat", {**_tiny("qwen2_5_vl", num_key_value_heads=2),
+                              "vision_config": {"depth": 1, "hidden_size": 32, "intermediate_size": 40,
+                                                "num_heads": 2, "out_hidden_size": 64}}),
+    ("qwen3_vl-tiny", {"model_type": "qwen3_vl", "text_config": _tiny("qwen3_vl_text", num_key_value_heads=2,
+                                                                        head_dim=16),
+                       "vision_config": {"depth": 3, "hidden_size": 32, "intermediate_size": 40, "num_heads": 2,
+                                         "out_hidden_size": 64, "deepstack_visual_indexes": [0, 2],
+                                         "num_position_embeddings": 64}}),
+    ("mllama-tiny", {"model_type": "mllama",
+                     "text_config": _tiny("mllama_text_model", num_key_value_heads=2, num_hidden_layers=4,
+                                          cross_attention_layers=[1, 3], pad_token_id=None),
+                     "vision_config": {"hidden_size": 32, "intermediate_size": 40, "num_hidden_layers": 2,
+                                       "num_global_layers": 1, "attention_heads": 2, "image_size": 28,
+                                       "patch_size": 14, "vision_output_dim": 64, "intermediate_layers_indices": [0]}}),
 ]  # fmt: skip
+
+#: Families whose transformers modules store routed experts as (num_experts, in_features, out_features).
+EXPERTS_IN_OUT = {"gpt_oss", "llama4"}
 
 REAL_CASES = sorted(p.stem for p in CONFIGS.glob("*.json"))
 
@@ -133,21 +214,23 @@ def _meta_model(config: dict[str, Any]) -> Any:
 
 def _role_of(name: str) -> str:
     """Classify a transformers parameter name into ROLES, the way parameter_counts documents it."""
-    if any(k in name for k in ("vision_tower", "multi_modal_projector", "pooler", "seq_relationship")):
+    if any(k in name for k in ("vision_tower", "multi_modal_projector", "pooler", "seq_relationship",
+                               "vision_model", "model.visual.")):
         return "other"
     if any(k in name for k in ("norm", "ln_", "LayerNorm", "layer_norm")):
         return "norm"
-    if "shared_expert_gate" in name or name.endswith("mlp.gate.weight"):
+    if ("shared_expert_gate" in name or name.endswith("mlp.gate.weight") or ".router." in name
+            or "e_score_correction_bias" in name):
         return "router"
     if "experts" in name or "shared_expert." in name:
         return "experts"
     if any(k in name for k in ("embed", "wte", "wpe", "shared.weight")):
         return "embedding"
-    if name.startswith(("lm_head", "cls.predictions")):
+    if name.startswith(("lm_head", "cls.predictions", "language_model.lm_head")):
         return "lm_head"
     if any(k in name for k in ("attn", "attention", "Attention")):
         return "attention"
-    if any(k in name for k in ("mlp", "DenseReluDense", "intermediate", "output.dense")):
+    if any(k in name for k in ("mlp", "DenseReluDense", "intermediate", "output.dense", "feed_forward")):
         return "mlp"
     raise AssertionError(f"unclassified parameter {name}")
 
@@ -198,7 +281,10 @@ def test_architecture_matches_meta_model(config: dict[str, Any]) -> None:
         if linear.count != 1:
             # transformers 5 stores routed experts as (num_experts, out_features, in_features).
             shapes = {tuple(p.shape) for n, p in params.items() if n.endswith("experts." + linear.name)}
-            assert shapes == {(linear.count, linear.out_features, linear.in_features)}, linear
+            if arch.family in EXPERTS_IN_OUT:
+                assert shapes == {(linear.count, linear.in_features, linear.out_features)}, linear
+            else:
+                assert shapes == {(linear.count, linear.out_features, linear.in_features)}, linear
             continue
         # Find one nn.Linear (or GPT-2's Conv1D) with this leaf name and these features.
         found = any(
@@ -301,6 +387,43 @@ def test_moe_and_mla_fields() -> None:
     assert {x.count for x in experts} == {6}
     q3 = architecture_from_config(_real("qwen3-30b-a3b"))
     assert (q3.head_dim, q3.num_experts, q3.moe_intermediate_size, len(q3.moe_layers)) == (128, 128, 768, 48)
+
+
+def test_new_family_layers() -> None:
+    """Per-layer mixers and FFNs of the families with mixed layers."""
+    oss = architecture_from_config(_tiny("gpt_oss", head_dim=16, num_local_experts=4, num_experts_per_tok=2))
+    assert [(x.mixer.kind, x.mixer.window, x.mixer.sinks, x.ffn.kind) for x in oss.layers] == [
+        ("sliding", 128, True, "moe"), ("full", None, True, "moe"), ("sliding", 128, True, "moe")]
+    l4 = architecture_from_config(_tiny("llama4_text", num_hidden_layers=8, head_dim=16, num_local_experts=4,
+                                        interleave_moe_layer_step=2))
+    assert [x.mixer.kind for x in l4.layers] == ["chunked"] * 3 + ["full"] + ["chunked"] * 3 + ["full"]
+    assert {x.mixer.chunk for x in l4.layers if x.mixer.kind == "chunked"} == {8192}
+    assert [x.ffn.kind for x in l4.layers] == ["dense", "moe"] * 4
+    assert l4.layers[1].ffn.shared == l4.moe_intermediate_size
+    smol = architecture_from_config(_tiny("smollm3", num_hidden_layers=8, use_sliding_window=True, sliding_window=64))
+    assert smol.layer_types == ("full_attention",) * 3 + ("sliding_attention",) + ("full_attention",) * 3 + (
+        "sliding_attention",)
+    olmo = architecture_from_config(_tiny("olmo3", num_hidden_layers=8))
+    assert olmo.sliding_layers == 6 and olmo.sliding_window == 4096
+    ernie = architecture_from_config(_tiny("ernie4_5_moe", num_hidden_layers=6, moe_layer_interval=2))
+    assert ernie.moe_layers == (1, 3, 5) and ernie.num_shared_experts == 2
+    v2 = architecture_from_config({"model_type": "deepseek_v2"})
+    assert v2.is_mla and v2.num_experts_per_tok == 0 and any("null" in n for n in v2.notes)
+    assert architecture_from_config({"model_type": "gpt_bigcode"}).num_key_value_heads == 1
+
+
+def test_images() -> None:
+    """Vision parameters and tokens per image of the vision-language wrappers."""
+    gemma3 = architecture_from_config(_real("gemma-3-4b"))
+    assert gemma3.tokens_per_image == 256 and gemma3.vision_parameters == parameter_counts(_real("gemma-3-4b")).by_role[
+        "other"]
+    expected = {"mistral3": 37 * 38, "qwen2_5_vl": 37 * 37, "qwen3_vl": 32 * 32, "mllama": 1, "llama4": 256}
+    for model_type, tokens in expected.items():
+        arch = architecture_from_config({"model_type": model_type})
+        assert arch.tokens_per_image == tokens, model_type
+        assert arch.vision_parameters == parameter_counts({"model_type": model_type}).by_role["other"] > 0
+    mllama = architecture_from_config({"model_type": "mllama"})
+    assert [i for i, x in enumerate(mllama.layers) if x.mixer.kind == "cross"] == [3, 8, 13, 18, 23, 28, 33, 38]
 
 
 def test_family_flags() -> None:
