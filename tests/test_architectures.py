@@ -114,6 +114,19 @@ SMALL_CASES: list[tuple[str, dict[str, Any]]] = [
     ("granite-tiny", _tiny("granite", mlp_bias=True, attention_bias=True)),
 ]  # fmt: skip
 
+# Recurrent and hybrid families (architectures/recurrent.py and their family modules).
+_SSM_TINY = {"hidden_size": 64, "num_hidden_layers": 2, "vocab_size": 211}
+HYBRID_CASES: list[tuple[str, dict[str, Any]]] = [
+    ("mamba-tiny", {"model_type": "mamba", **_SSM_TINY}),
+    ("mamba-tiny-bias-untied", {"model_type": "mamba", **_SSM_TINY, "use_bias": True, "use_conv_bias": False,
+                                "time_step_rank": 7, "tie_word_embeddings": False}),
+    ("mamba2-tiny", {"model_type": "mamba2", **_SSM_TINY, "num_heads": 8, "head_dim": 16, "n_groups": 2,
+                     "state_size": 16}),
+    ("mamba2-tiny-bias-tied", {"model_type": "mamba2", **_SSM_TINY, "num_heads": 8, "head_dim": 16, "n_groups": 2,
+                               "state_size": 16, "use_bias": True, "use_conv_bias": False,
+                               "tie_word_embeddings": True}),
+]  # fmt: skip
+
 REAL_CASES = sorted(p.stem for p in CONFIGS.glob("*.json"))
 
 
@@ -131,16 +144,21 @@ def _meta_model(config: dict[str, Any]) -> Any:
         return getattr(transformers, model_class_name(config))(cfg)
 
 
-def _role_of(name: str) -> str:
+def _role_of(name: str, moe: bool = False) -> str:
     """Classify a transformers parameter name into ROLES, the way parameter_counts documents it."""
     if any(k in name for k in ("vision_tower", "multi_modal_projector", "pooler", "seq_relationship")):
         return "other"
     if any(k in name for k in ("norm", "ln_", "LayerNorm", "layer_norm")):
         return "norm"
-    if "shared_expert_gate" in name or name.endswith("mlp.gate.weight"):
+    if "shared_expert_gate" in name or name.endswith(("mlp.gate.weight", "router.weight", "mixer.gate.weight")):
         return "router"
-    if "experts" in name or "shared_expert." in name:
+    if "experts" in name or "shared_expert." in name or "latent_proj" in name or (moe and "shared_mlp" in name):
         return "experts"
+    # Hybrids: nemotron_h's MLP blocks are "mixer"s; Mamba/DeltaNet/short-conv mixers count as attention.
+    if any(k in name for k in ("mixer.up_proj", "mixer.down_proj", "feed_forward", "shared_mlp")):
+        return "mlp"
+    if any(k in name for k in ("mixer.", "mamba.", "conv.")):
+        return "attention"
     if any(k in name for k in ("embed", "wte", "wpe", "shared.weight")):
         return "embedding"
     if name.startswith(("lm_head", "cls.predictions")):
@@ -154,13 +172,14 @@ def _role_of(name: str) -> str:
 
 def _meta_roles(model: Any) -> dict[str, int]:
     roles = dict.fromkeys(ROLES, 0)
+    moe = any("experts" in name for name, _ in model.named_parameters())
     for name, p in model.named_parameters():  # de-duplicates tied parameters, as parameters() does
-        roles[_role_of(name)] += p.numel()
+        roles[_role_of(name, moe)] += p.numel()
     return roles
 
 
 def _case_configs() -> list[Any]:
-    return [pytest.param(c, id=i) for i, c in SMALL_CASES] + [
+    return [pytest.param(c, id=i) for i, c in SMALL_CASES + HYBRID_CASES] + [
         pytest.param(_real(n), id=n) for n in REAL_CASES
     ]
 
@@ -333,7 +352,7 @@ def test_model_class_name() -> None:
 
 
 def test_every_supported_type_has_a_small_case() -> None:
-    covered = {c["model_type"] for _, c in SMALL_CASES}
+    covered = {c["model_type"] for _, c in SMALL_CASES + HYBRID_CASES}
     assert covered == set(SUPPORTED_MODEL_TYPES)
 
 
@@ -343,8 +362,8 @@ def test_every_supported_type_has_a_small_case() -> None:
 
 
 def test_unknown_model_type() -> None:
-    with pytest.raises(UnsupportedArchitectureError, match="'mamba'") as info:
-        parameter_counts({"model_type": "mamba"})
+    with pytest.raises(UnsupportedArchitectureError, match="'no_such_type'") as info:
+        parameter_counts({"model_type": "no_such_type"})
     assert "llama" in info.value.supported
 
 

@@ -79,17 +79,17 @@ def kv_cache_bytes(arch: Architecture, *, batch_size: int, tokens: int, dtype_by
         return 0
     total = 0
     for layer, count in arch.layer_groups:
-        m = layer.mixer
-        if m.has_cache:
-            held = tokens if storage else m.cached_tokens(tokens)
-            total += count * held * _per_token_on_device(m, dtype_bytes, kv_heads_divisor)
-        else:
-            total += count * state_bytes_per_sequence(m, dtype_bytes) // max(1, kv_heads_divisor)
+        for m in layer.mixers:  # falcon_h1 layers hold an attention cache and a Mamba2 state
+            if m.has_cache:
+                held = tokens if storage else m.cached_tokens(tokens)
+                total += count * held * _per_token_on_device(m, dtype_bytes, kv_heads_divisor)
+            else:
+                total += count * state_bytes_per_sequence(m, dtype_bytes) // max(1, kv_heads_divisor)
     return batch_size * total
 
 
 def kv_bytes_per_token(arch: Architecture, dtype_bytes: int, *, kv_heads_divisor: int = 1) -> int:
     """Bytes one more token of context costs across all layers, ignoring window caps (the paged
     pool's full-attention view; recurrent layers cost nothing per token)."""
-    return sum(count * _per_token_on_device(layer.mixer, dtype_bytes, kv_heads_divisor)
-               for layer, count in arch.layer_groups if layer.mixer.has_cache)
+    return sum(count * _per_token_on_device(m, dtype_bytes, kv_heads_divisor)
+               for layer, count in arch.layer_groups for m in layer.mixers if m.has_cache)

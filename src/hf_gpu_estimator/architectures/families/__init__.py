@@ -13,11 +13,13 @@ from hf_gpu_estimator.architectures.families import (
     gpt2,
     gpt_neox,
     llama_like,
+    mamba,
     phi,
     t5,
 )
 
-_MODULES = (llama_like, gemma3, deepseek_v3, phi, gpt2, gpt_neox, falcon, bert, t5)
+_MODULES = (llama_like, gemma3, deepseek_v3, phi, gpt2, gpt_neox, falcon, bert, t5,
+            mamba)
 
 
 def _collect() -> dict[str, Family]:
