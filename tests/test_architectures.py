@@ -125,6 +125,16 @@ HYBRID_CASES: list[tuple[str, dict[str, Any]]] = [
     ("mamba2-tiny-bias-tied", {"model_type": "mamba2", **_SSM_TINY, "num_heads": 8, "head_dim": 16, "n_groups": 2,
                                "state_size": 16, "use_bias": True, "use_conv_bias": False,
                                "tie_word_embeddings": True}),
+    ("qwen3_next-tiny", _tiny("qwen3_next", num_hidden_layers=5, num_key_value_heads=2, head_dim=16,
+                              linear_num_key_heads=2, linear_num_value_heads=4, linear_key_head_dim=8,
+                              linear_value_head_dim=12, num_experts=6, shared_expert_intermediate_size=40,
+                              mlp_only_layers=[1], **_MOE_TINY)),
+    ("qwen3_next-tiny-dense-types", _tiny("qwen3_next", num_hidden_layers=4, num_key_value_heads=2, head_dim=16,
+                                          linear_num_key_heads=2, linear_num_value_heads=2, linear_key_head_dim=8,
+                                          linear_value_head_dim=8, num_experts=0, attention_bias=True,
+                                          tie_word_embeddings=True,
+                                          layer_types=["linear_attention", "full_attention", "full_attention",
+                                                       "linear_attention"])),
 ]  # fmt: skip
 
 REAL_CASES = sorted(p.stem for p in CONFIGS.glob("*.json"))
@@ -269,6 +279,19 @@ PUBLISHED_ROUNDED = [
     # (the 685B on the Hub adds the 14B MTP module, which transformers does not build).
     ("deepseek-v3", 671.0, 37.0),
 ]
+
+
+def test_qwen3_next_80b_header_count() -> None:
+    # Qwen3-Next-80B-A3B: "80B total, 3B activated" (https://huggingface.co/Qwen/Qwen3-Next-80B-A3B-Instruct);
+    # 79,674,391,296 is the sum of the safetensors header shapes of the same architecture (Qwen/Qwen3-Coder-Next)
+    # less the MTP tensors transformers does not build, with 3,874,929,408 used per token.
+    counts = parameter_counts(_real("qwen3-next-80b-a3b"))
+    assert (counts.total, counts.active) == (79_674_391_296, 3_874_929_408)
+    arch = architecture_from_config(_real("qwen3-next-80b-a3b"))
+    assert arch.layer_types[:4] == ("linear_attention",) * 3 + ("full_attention",)
+    assert arch.attention_layers == 12 and arch.mixer_kinds == ("linear", "full")
+    deltanet = arch.layers[0].mixer
+    assert deltanet.state_elements == 32 * 128 * 128 and deltanet.conv_elements == (2 * 16 * 128 + 32 * 128) * 4
 
 
 @pytest.mark.parametrize(("name", "total_b", "active_b"), PUBLISHED_ROUNDED, ids=[n for n, *_ in PUBLISHED_ROUNDED])

@@ -14,12 +14,13 @@ from hf_gpu_estimator.architectures.families import (
     gpt_neox,
     llama_like,
     mamba,
+    qwen3_next,
     phi,
     t5,
 )
 
 _MODULES = (llama_like, gemma3, deepseek_v3, phi, gpt2, gpt_neox, falcon, bert, t5,
-            mamba)
+            mamba, qwen3_next)
 
 
 def _collect() -> dict[str, Family]:
