@@ -131,3 +131,50 @@ def pattern_list(f: Fields, name: str, allowed: Mapping[str, str], num_layers: i
             or any(not isinstance(v, str) or v not in allowed for v in value)):
         raise f.error(name, value, expected)
     return tuple(allowed[v] for v in value)
+
+
+def gqa(f: Fields, hidden: int, heads: int, kv_heads: int, *, bias: bool, o_name: str = "o_proj",
+        qk_norm: int = 0, head_dim: int | None = None) -> Part:
+    """A plain grouped-query attention block (q/k/v/o) as a Part: ``head_dim`` is the config's ``head_dim``
+    when present, else ``head_dim`` (a config class default), else ``hidden // heads``
+    (``getattr(config, "head_dim", ...)`` in the hybrids' modeling files); ``qk_norm``: parameters of
+    per-head q/k norms."""
+    if heads % kv_heads:
+        raise f.error("num_key_value_heads", kv_heads, f"a divisor of num_attention_heads={heads}")
+    head_dim = f.opt_int("head_dim", head_dim) or hidden // heads
+    q_out, kv_out = heads * head_dim, kv_heads * head_dim
+    linears = (
+        LinearShape(name="q_proj", in_features=hidden, out_features=q_out, bias=bias),
+        LinearShape(name="k_proj", in_features=hidden, out_features=kv_out, bias=bias),
+        LinearShape(name="v_proj", in_features=hidden, out_features=kv_out, bias=bias),
+        LinearShape(name=o_name, in_features=q_out, out_features=hidden, bias=bias),
+    )
+    params = sum(lin(x.in_features, x.out_features, x.bias) for x in linears)
+    return Part(params, qk_norm, linears, Mixer(kind="full", heads=heads, kv_heads=kv_heads, head_dim=head_dim))
+
+
+def period_offset(f: Fields, period_name: str, offset_name: str, period: int, offset: int) -> tuple[int, int]:
+    """A layer pattern's period and offset (jamba's ``attn_layer_period``/``attn_layer_offset``), with
+    transformers' check that the offset is smaller than the period (``validate_architecture``)."""
+    p = f.integer(period_name, period)
+    o = f.integer(offset_name, offset, minimum=0)
+    if o >= p:
+        raise f.error(offset_name, o, f"smaller than {period_name}={p}")
+    return p, o
+
+
+#: Per-layer type names transformers accepts, legacy ones remapped (configuration_utils._LEGACY_LAYER_TYPE_REMAP).
+MAMBA_OR_ATTENTION = {"mamba": "linear_attention", "linear_attention": "linear_attention",
+                      "attention": "full_attention", "full_attention": "full_attention"}
+
+
+def mamba2_heads(f: Fields, inner: int, heads_name: str, heads: int, head_dim_name: str) -> tuple[int, int]:
+    """Mamba2 heads and head width with ``"auto"`` head width = inner // heads, and transformers' check that
+    heads * head_dim equals the mixer width (``validate_architecture`` of falcon_h1 / granitemoehybrid)."""
+    n = f.integer(heads_name, heads)
+    raw = f.raw(head_dim_name)
+    d = inner // n if raw is MISSING or raw == "auto" else f.integer(head_dim_name, 1)
+    if n * d != inner:
+        raise f.error(head_dim_name, raw if raw is not MISSING else "auto",
+                      f"{heads_name} * {head_dim_name} equal to the Mamba width {inner}")
+    return n, d

@@ -9,18 +9,23 @@ from hf_gpu_estimator.architectures.families import (
     bert,
     deepseek_v3,
     falcon,
+    falcon_h1,
     gemma3,
     gpt2,
     gpt_neox,
+    lfm2,
+    granitemoehybrid,
     llama_like,
+    jamba,
     mamba,
+    nemotron_h,
     qwen3_next,
     phi,
     t5,
 )
 
 _MODULES = (llama_like, gemma3, deepseek_v3, phi, gpt2, gpt_neox, falcon, bert, t5,
-            mamba, qwen3_next)
+            mamba, qwen3_next, jamba, granitemoehybrid, falcon_h1, nemotron_h, lfm2)
 
 
 def _collect() -> dict[str, Family]:
