@@ -461,3 +461,42 @@ def test_import_is_torch_free() -> None:
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+_STATE_CASES = ["mamba-tiny", "mamba2-tiny", "qwen3_next-tiny", "jamba-tiny", "nemotron_h-tiny-pattern", "lfm2-tiny",
+                "falcon_h1-tiny", "granitemoehybrid-tiny"]
+
+
+@pytest.mark.parametrize("case", _STATE_CASES)
+def test_recurrent_state_shapes_and_dtypes(case: str) -> None:
+    """The conv and recurrent states transformers caches after a bf16 prefill match each Mixer's elements
+    and the dtypes memory/kv_cache.py uses (conv: model dtype; recurrent: fp32)."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from hf_gpu_estimator.memory.kv_cache import state_bytes_per_sequence
+
+    config = dict(HYBRID_CASES)[case] if case in dict(HYBRID_CASES) else dict(SMALL_CASES)[case]
+    kwargs = {k: v for k, v in config.items() if k != "model_type"}
+    torch.manual_seed(0)
+    model = getattr(transformers, model_class_name(config))(transformers.CONFIG_MAPPING[config["model_type"]](**kwargs))
+    model = model.to(torch.bfloat16).eval()
+    with torch.no_grad():
+        cache = model(torch.randint(0, 200, (1, 9)), use_cache=True).past_key_values
+    arch = architecture_from_config(config)
+    checked = 0
+    for i, layer in enumerate(arch.layers):
+        for mixer in layer.mixers:
+            if mixer.kind not in ("ssm", "linear", "conv"):
+                continue
+            held = cache.layers[i]
+            conv = held.conv_states[0]
+            assert conv.dtype == torch.bfloat16 and conv.numel() == mixer.conv_elements
+            recurrent = held.recurrent_states.get(0)
+            n = 0 if recurrent is None else recurrent.numel()
+            assert n == mixer.state_elements
+            if recurrent is not None:
+                assert recurrent.dtype == torch.float32
+            nbytes = conv.numel() * 2 + n * 4
+            assert state_bytes_per_sequence(mixer, 2) == nbytes
+            checked += 1
+    assert checked

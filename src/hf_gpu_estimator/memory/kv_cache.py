@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from hf_gpu_estimator.spec import STATE_KINDS, Architecture, Mixer
 
-#: Bytes per element of the recurrent states transformers keeps. Mamba/Mamba2 caches hold the conv
-#: and SSM states in the model dtype (cache_utils / modeling_mamba2.py ``MambaCache``); gated
-#: DeltaNet's chunked kernel returns its final state in fp32 (modeling_qwen3_next.py
-#: ``torch_chunk_gated_delta_rule`` computes in float32), the conv state in the model dtype.
-_STATE_FP32_KINDS = frozenset({"linear"})
+#: Recurrent states are fp32 whatever the model dtype: transformers 5 caches ``zeros_like`` of the final
+#: state the scan returns (cache_utils.LinearAttentionLayer), and the scans compute in fp32
+#: (modeling_mamba.py ``mamba_selective_scan`` promotes through the fp32 ``discrete_A``; modeling_mamba2.py
+#: ``mamba2_chunk_scan`` and modeling_qwen3_next.py ``torch_chunk_gated_delta_rule`` cast to float32).
+#: The convolution states keep the model dtype. Checked for mamba, mamba2, jamba, nemotron_h, qwen3_next
+#: and lfm2 in bfloat16 by tests/test_architectures.py::test_recurrent_state_shapes_and_dtypes.
+_STATE_FP32_KINDS = frozenset({"linear", "ssm"})
 
 
 def kv_bytes_per_token_per_layer(arch: Architecture, dtype_bytes: int) -> int:
