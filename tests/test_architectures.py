@@ -161,6 +161,13 @@ HYBRID_CASES: list[tuple[str, dict[str, Any]]] = [
                                      ssm_state_size=16, n_routed_experts=4, moe_intermediate_size=24,
                                      moe_shared_expert_intermediate_size=40, moe_latent_size=32, mlp_bias=True,
                                      use_bias=True, tie_word_embeddings=True)),
+    ("gemma3n_text-tiny", _tiny("gemma3n_text", num_hidden_layers=7, num_key_value_heads=2, head_dim=16,
+                                vocab_size_per_layer_input=150, hidden_size_per_layer_input=8, laurel_rank=4,
+                                num_kv_shared_layers=2)),
+    ("gemma3n_text-tiny-widths", _tiny("gemma3n_text", intermediate_size=[96, 80, 64], num_key_value_heads=2,
+                                       head_dim=16, vocab_size_per_layer_input=150, hidden_size_per_layer_input=8,
+                                       laurel_rank=4, num_kv_shared_layers=0, altup_num_inputs=3,
+                                       tie_word_embeddings=False, attention_bias=True)),
     ("lfm2-tiny", _tiny("lfm2", num_key_value_heads=2, full_attn_idxs=[1], block_multiple_of=16)),
     ("lfm2-tiny-types", _tiny("lfm2", num_hidden_layers=2, num_key_value_heads=2, layer_types=["conv",
                               "full_attention"], block_auto_adjust_ff_dim=False, conv_bias=True,
@@ -190,6 +197,9 @@ def _role_of(name: str, moe: bool = False) -> str:
         return "other"
     if any(k in name for k in ("norm", "ln_", "LayerNorm", "layer_norm")):
         return "norm"
+    if any(k in name for k in ("altup", "laurel", "per_layer_input_gate", "per_layer_projection",
+                               "per_layer_model_projection")):  # gemma3n's extra streams and inputs
+        return "other"
     if "shared_expert_gate" in name or name.endswith(("mlp.gate.weight", "router.weight", "mixer.gate.weight")):
         return "router"
     if "experts" in name or "shared_expert." in name or "latent_proj" in name or (moe and "shared_mlp" in name):
@@ -500,3 +510,19 @@ def test_recurrent_state_shapes_and_dtypes(case: str) -> None:
             assert state_bytes_per_sequence(mixer, 2) == nbytes
             checked += 1
     assert checked
+
+
+def test_kv_sharing_and_parallel_mixers_in_the_cache() -> None:
+    """gemma3n's KV-shared layers keep no cache; falcon_h1 layers keep an attention cache and a Mamba2 state."""
+    from hf_gpu_estimator.memory.kv_cache import kv_cache_bytes, state_bytes_per_sequence
+
+    g = architecture_from_config(dict(HYBRID_CASES)["gemma3n_text-tiny"])
+    assert [m.mixer.kv_shared for m in g.layers] == [False] * 5 + [True] * 2
+    kv = 2 * 2 * 16 * 2  # keys + values, 2 KV heads of 16, bf16
+    # 5 producing layers: index 4 is full attention (100 tokens), the others slide over 512 (all 100 kept).
+    assert kv_cache_bytes(g, batch_size=1, tokens=100, dtype_bytes=2) == 5 * 100 * kv
+    h = architecture_from_config(dict(HYBRID_CASES)["falcon_h1-tiny"])
+    layer = h.layers[0]
+    assert layer.mixer.kind == "full" and layer.parallel is not None and layer.parallel.kind == "ssm"
+    per_layer = 10 * layer.mixer.cache_elements_per_token() * 2 + state_bytes_per_sequence(layer.parallel, 2)
+    assert kv_cache_bytes(h, batch_size=1, tokens=10, dtype_bytes=2) == 2 * per_layer

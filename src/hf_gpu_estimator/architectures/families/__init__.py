@@ -11,6 +11,7 @@ from hf_gpu_estimator.architectures.families import (
     falcon,
     falcon_h1,
     gemma3,
+    gemma3n,
     gpt2,
     gpt_neox,
     lfm2,
@@ -25,7 +26,7 @@ from hf_gpu_estimator.architectures.families import (
 )
 
 _MODULES = (llama_like, gemma3, deepseek_v3, phi, gpt2, gpt_neox, falcon, bert, t5,
-            mamba, qwen3_next, jamba, granitemoehybrid, falcon_h1, nemotron_h, lfm2)
+            mamba, qwen3_next, jamba, granitemoehybrid, falcon_h1, nemotron_h, lfm2, gemma3n)
 
 
 def _collect() -> dict[str, Family]:
