@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from hf_gpu_estimator.errors import MalformedConfigError, UnsupportedArchitectureError
 from hf_gpu_estimator.architectures import (
     SUPPORTED_MODEL_TYPES,
     architecture_from_config,
     model_class_name,
     parameter_counts,
 )
+from hf_gpu_estimator.errors import MalformedConfigError, UnsupportedArchitectureError
 from hf_gpu_estimator.spec import ROLES
 
 CONFIGS = Path(__file__).parent / "configs"
@@ -194,6 +194,65 @@ SMALL_CASES: list[tuple[str, dict[str, Any]]] = [
 
 #: Families whose transformers modules store routed experts as (num_experts, in_features, out_features).
 EXPERTS_IN_OUT = {"gpt_oss", "llama4"}
+# Recurrent and hybrid families (architectures/recurrent.py and their family modules).
+_SSM_TINY = {"hidden_size": 64, "num_hidden_layers": 2, "vocab_size": 211}
+HYBRID_CASES: list[tuple[str, dict[str, Any]]] = [
+    ("mamba-tiny", {"model_type": "mamba", **_SSM_TINY}),
+    ("mamba-tiny-bias-untied", {"model_type": "mamba", **_SSM_TINY, "use_bias": True, "use_conv_bias": False,
+                                "time_step_rank": 7, "tie_word_embeddings": False}),
+    ("mamba2-tiny", {"model_type": "mamba2", **_SSM_TINY, "num_heads": 8, "head_dim": 16, "n_groups": 2,
+                     "state_size": 16}),
+    ("mamba2-tiny-bias-tied", {"model_type": "mamba2", **_SSM_TINY, "num_heads": 8, "head_dim": 16, "n_groups": 2,
+                               "state_size": 16, "use_bias": True, "use_conv_bias": False,
+                               "tie_word_embeddings": True}),
+    ("qwen3_next-tiny", _tiny("qwen3_next", num_hidden_layers=5, num_key_value_heads=2, head_dim=16,
+                              linear_num_key_heads=2, linear_num_value_heads=4, linear_key_head_dim=8,
+                              linear_value_head_dim=12, num_experts=6, shared_expert_intermediate_size=40,
+                              mlp_only_layers=[1], **_MOE_TINY)),
+    ("qwen3_next-tiny-dense-types", _tiny("qwen3_next", num_hidden_layers=4, num_key_value_heads=2, head_dim=16,
+                                          linear_num_key_heads=2, linear_num_value_heads=2, linear_key_head_dim=8,
+                                          linear_value_head_dim=8, num_experts=0, attention_bias=True,
+                                          tie_word_embeddings=True,
+                                          layer_types=["linear_attention", "full_attention", "full_attention",
+                                                       "linear_attention"])),
+    ("jamba-tiny", _tiny("jamba", num_hidden_layers=5, num_key_value_heads=2, num_experts=4, attn_layer_period=3,
+                         attn_layer_offset=1, mamba_d_state=8, num_experts_per_tok=2)),
+    ("jamba-tiny-dense-tied", _tiny("jamba", num_key_value_heads=2, num_experts=1, mamba_dt_rank=5,
+                                    mamba_proj_bias=True, tie_word_embeddings=True)),
+    ("granitemoehybrid-tiny", _tiny("granitemoehybrid", num_key_value_heads=2, num_local_experts=4,
+                                    shared_intermediate_size=40, layer_types=["mamba", "attention", "mamba"],
+                                    mamba_n_heads=8, mamba_n_groups=2, mamba_d_state=16)),
+    ("granitemoehybrid-tiny-dense", _tiny("granitemoehybrid", num_hidden_layers=2, num_local_experts=0,
+                                          shared_intermediate_size=40, mamba_n_heads=8, mamba_d_state=16,
+                                          layer_types=["full_attention", "linear_attention"], attention_bias=True,
+                                          mamba_proj_bias=True, tie_word_embeddings=True)),
+    ("falcon_h1-tiny", _tiny("falcon_h1", num_hidden_layers=2, num_key_value_heads=2, mamba_d_ssm=96,
+                             mamba_n_heads=6, mamba_n_groups=2, mamba_d_state=16)),
+    ("falcon_h1-tiny-options", _tiny("falcon_h1", num_hidden_layers=2, num_key_value_heads=2, head_dim=8,
+                                     mamba_d_ssm=None, mamba_n_heads=8, mamba_d_state=16, mamba_rms_norm=True,
+                                     projectors_bias=True, mlp_bias=True, attention_bias=True,
+                                     tie_word_embeddings=True)),
+    ("nemotron_h-tiny-pattern", _tiny("nemotron_h", num_key_value_heads=2, head_dim=16,
+                                      hybrid_override_pattern="M-*EM", mamba_num_heads=8, mamba_head_dim=8,
+                                      n_groups=2, ssm_state_size=16, n_routed_experts=4, moe_intermediate_size=24,
+                                      moe_shared_expert_intermediate_size=40)),
+    ("nemotron_h-tiny-latent", _tiny("nemotron_h", num_key_value_heads=4, layers_block_type=["mamba", "attention",
+                                     "moe"], mamba_num_heads=8, mamba_head_dim=8, mamba_n_groups=2,
+                                     ssm_state_size=16, n_routed_experts=4, moe_intermediate_size=24,
+                                     moe_shared_expert_intermediate_size=40, moe_latent_size=32, mlp_bias=True,
+                                     use_bias=True, tie_word_embeddings=True)),
+    ("gemma3n_text-tiny", _tiny("gemma3n_text", num_hidden_layers=7, num_key_value_heads=2, head_dim=16,
+                                vocab_size_per_layer_input=150, hidden_size_per_layer_input=8, laurel_rank=4,
+                                num_kv_shared_layers=2)),
+    ("gemma3n_text-tiny-widths", _tiny("gemma3n_text", intermediate_size=[96, 80, 64], num_key_value_heads=2,
+                                       head_dim=16, vocab_size_per_layer_input=150, hidden_size_per_layer_input=8,
+                                       laurel_rank=4, num_kv_shared_layers=0, altup_num_inputs=3,
+                                       tie_word_embeddings=False, attention_bias=True)),
+    ("lfm2-tiny", _tiny("lfm2", num_key_value_heads=2, full_attn_idxs=[1], block_multiple_of=16)),
+    ("lfm2-tiny-types", _tiny("lfm2", num_hidden_layers=2, num_key_value_heads=2, layer_types=["conv",
+                              "full_attention"], block_auto_adjust_ff_dim=False, conv_bias=True,
+                              tie_word_embeddings=False)),
+]  # fmt: skip
 
 REAL_CASES = sorted(p.stem for p in CONFIGS.glob("*.json"))
 
@@ -212,18 +271,26 @@ def _meta_model(config: dict[str, Any]) -> Any:
         return getattr(transformers, model_class_name(config))(cfg)
 
 
-def _role_of(name: str) -> str:
+def _role_of(name: str, moe: bool = False) -> str:
     """Classify a transformers parameter name into ROLES, the way parameter_counts documents it."""
     if any(k in name for k in ("vision_tower", "multi_modal_projector", "pooler", "seq_relationship",
                                "vision_model", "model.visual.")):
         return "other"
     if any(k in name for k in ("norm", "ln_", "LayerNorm", "layer_norm")):
         return "norm"
-    if ("shared_expert_gate" in name or name.endswith("mlp.gate.weight") or ".router." in name
-            or "e_score_correction_bias" in name):
+    if any(k in name for k in ("altup", "laurel", "per_layer_input_gate", "per_layer_projection",
+                               "per_layer_model_projection")):  # gemma3n's extra streams and inputs
+        return "other"
+    if ("shared_expert_gate" in name or name.endswith(("mlp.gate.weight", "router.weight", "mixer.gate.weight"))
+            or ".router." in name or "e_score_correction_bias" in name):
         return "router"
-    if "experts" in name or "shared_expert." in name:
+    if "experts" in name or "shared_expert." in name or "latent_proj" in name or (moe and "shared_mlp" in name):
         return "experts"
+    # Hybrids: nemotron_h's MLP blocks are "mixer"s; Mamba/DeltaNet/short-conv mixers count as attention.
+    if any(k in name for k in ("mixer.up_proj", "mixer.down_proj", "feed_forward", "shared_mlp")):
+        return "mlp"
+    if any(k in name for k in ("mixer.", "mamba.", "conv.")):
+        return "attention"
     if any(k in name for k in ("embed", "wte", "wpe", "shared.weight")):
         return "embedding"
     if name.startswith(("lm_head", "cls.predictions", "language_model.lm_head")):
@@ -237,13 +304,14 @@ def _role_of(name: str) -> str:
 
 def _meta_roles(model: Any) -> dict[str, int]:
     roles = dict.fromkeys(ROLES, 0)
+    moe = any("experts" in name for name, _ in model.named_parameters())
     for name, p in model.named_parameters():  # de-duplicates tied parameters, as parameters() does
-        roles[_role_of(name)] += p.numel()
+        roles[_role_of(name, moe)] += p.numel()
     return roles
 
 
 def _case_configs() -> list[Any]:
-    return [pytest.param(c, id=i) for i, c in SMALL_CASES] + [
+    return [pytest.param(c, id=i) for i, c in SMALL_CASES + HYBRID_CASES] + [
         pytest.param(_real(n), id=n) for n in REAL_CASES
     ]
 
@@ -336,6 +404,19 @@ PUBLISHED_ROUNDED = [
     # (the 685B on the Hub adds the 14B MTP module, which transformers does not build).
     ("deepseek-v3", 671.0, 37.0),
 ]
+
+
+def test_qwen3_next_80b_header_count() -> None:
+    # Qwen3-Next-80B-A3B: "80B total, 3B activated" (https://huggingface.co/Qwen/Qwen3-Next-80B-A3B-Instruct);
+    # 79,674,391,296 is the sum of the safetensors header shapes of the same architecture (Qwen/Qwen3-Coder-Next)
+    # less the MTP tensors transformers does not build, with 3,874,929,408 used per token.
+    counts = parameter_counts(_real("qwen3-next-80b-a3b"))
+    assert (counts.total, counts.active) == (79_674_391_296, 3_874_929_408)
+    arch = architecture_from_config(_real("qwen3-next-80b-a3b"))
+    assert arch.layer_types[:4] == ("linear_attention",) * 3 + ("full_attention",)
+    assert arch.attention_layers == 12 and arch.mixer_kinds == ("linear", "full")
+    deltanet = arch.layers[0].mixer
+    assert deltanet.state_elements == 32 * 128 * 128 and deltanet.conv_elements == (2 * 16 * 128 + 32 * 128) * 4
 
 
 @pytest.mark.parametrize(("name", "total_b", "active_b"), PUBLISHED_ROUNDED, ids=[n for n, *_ in PUBLISHED_ROUNDED])
@@ -456,7 +537,7 @@ def test_model_class_name() -> None:
 
 
 def test_every_supported_type_has_a_small_case() -> None:
-    covered = {c["model_type"] for _, c in SMALL_CASES}
+    covered = {c["model_type"] for _, c in SMALL_CASES + HYBRID_CASES}
     assert covered == set(SUPPORTED_MODEL_TYPES)
 
 
@@ -528,3 +609,58 @@ def test_import_is_torch_free() -> None:
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+_STATE_CASES = ["mamba-tiny", "mamba2-tiny", "qwen3_next-tiny", "jamba-tiny", "nemotron_h-tiny-pattern", "lfm2-tiny",
+                "falcon_h1-tiny", "granitemoehybrid-tiny"]
+
+
+@pytest.mark.parametrize("case", _STATE_CASES)
+def test_recurrent_state_shapes_and_dtypes(case: str) -> None:
+    """The conv and recurrent states transformers caches after a bf16 prefill match each Mixer's elements
+    and the dtypes memory/kv_cache.py uses (conv: model dtype; recurrent: fp32)."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from hf_gpu_estimator.memory.kv_cache import state_bytes_per_sequence
+
+    config = dict(HYBRID_CASES)[case] if case in dict(HYBRID_CASES) else dict(SMALL_CASES)[case]
+    kwargs = {k: v for k, v in config.items() if k != "model_type"}
+    torch.manual_seed(0)
+    model = getattr(transformers, model_class_name(config))(transformers.CONFIG_MAPPING[config["model_type"]](**kwargs))
+    model = model.to(torch.bfloat16).eval()
+    with torch.no_grad():
+        cache = model(torch.randint(0, 200, (1, 9)), use_cache=True).past_key_values
+    arch = architecture_from_config(config)
+    checked = 0
+    for i, layer in enumerate(arch.layers):
+        for mixer in layer.mixers:
+            if mixer.kind not in ("ssm", "linear", "conv"):
+                continue
+            held = cache.layers[i]
+            conv = held.conv_states[0]
+            assert conv.dtype == torch.bfloat16 and conv.numel() == mixer.conv_elements
+            recurrent = held.recurrent_states.get(0)
+            n = 0 if recurrent is None else recurrent.numel()
+            assert n == mixer.state_elements
+            if recurrent is not None:
+                assert recurrent.dtype == torch.float32
+            nbytes = conv.numel() * 2 + n * 4
+            assert state_bytes_per_sequence(mixer, 2) == nbytes
+            checked += 1
+    assert checked
+
+
+def test_kv_sharing_and_parallel_mixers_in_the_cache() -> None:
+    """gemma3n's KV-shared layers keep no cache; falcon_h1 layers keep an attention cache and a Mamba2 state."""
+    from hf_gpu_estimator.memory.kv_cache import kv_cache_bytes, state_bytes_per_sequence
+
+    g = architecture_from_config(dict(HYBRID_CASES)["gemma3n_text-tiny"])
+    assert [m.mixer.kv_shared for m in g.layers] == [False] * 5 + [True] * 2
+    kv = 2 * 2 * 16 * 2  # keys + values, 2 KV heads of 16, bf16
+    # 5 producing layers: index 4 is full attention (100 tokens), the others slide over 512 (all 100 kept).
+    assert kv_cache_bytes(g, batch_size=1, tokens=100, dtype_bytes=2) == 5 * 100 * kv
+    h = architecture_from_config(dict(HYBRID_CASES)["falcon_h1-tiny"])
+    layer = h.layers[0]
+    assert layer.mixer.kind == "full" and layer.parallel is not None and layer.parallel.kind == "ssm"
+    per_layer = 10 * layer.mixer.cache_elements_per_token() * 2 + state_bytes_per_sequence(layer.parallel, 2)
+    assert kv_cache_bytes(h, batch_size=1, tokens=10, dtype_bytes=2) == 2 * per_layer
