@@ -107,3 +107,14 @@ def test_catalog_similar_ids(typed, expected):
 
 def test_nothing_close_suggests_nothing():
     assert catalog.similar_ids("zzzz/qqqq-xxxx") == ()
+
+
+@pytest.mark.parametrize("repo", ["hfge-test/zzzz-qqqq-xxxx", "hfge-test/tiny-lama"])
+def test_the_error_chain_has_no_cycle(hub, repo):
+    with pytest.raises(errors.ModelNotFoundError) as info:
+        inspect_model(repo)
+    seen, e = set(), info.value
+    while e is not None:
+        assert id(e) not in seen  # a cycle would hang any code that walks __cause__
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__

@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import NoReturn
 
 from hf_gpu_estimator import errors
 from hf_gpu_estimator.spec import ModelSpec
@@ -176,7 +177,7 @@ def _from_hub(repo_id: str, *, revision: str | None, token: str | None) -> Model
             f"the Hub could not be reached ({reason})" if reason else f"the Hub could not be reached: {e}")  # fmt: skip
         fallback = _catalog(repo_id, reason=why)
         if fallback is None:
-            raise _with_suggestions(e, repo_id, hub=False) from e
+            _raise_with_suggestions(e, repo_id, hub=False)
         return fallback
     except errors.GatedRepoError as e:
         fallback = _catalog(repo_id, reason="the repo is gated and no authorized token was given")
@@ -189,7 +190,7 @@ def _from_hub(repo_id: str, *, revision: str | None, token: str | None) -> Model
     except errors.ModelNotFoundError as e:
         fallback = _catalog(repo_id, reason=f"the Hub answered that {repo_id!r} is not a repo, and the catalog knows that name")
         if fallback is None:
-            raise _with_suggestions(e, repo_id, hub=True, token=token) from e
+            _raise_with_suggestions(e, repo_id, hub=True, token=token)
         return fallback
     except errors.UnsupportedArchitectureError:
         # Only config.json was available (offline, no header cache) and it has no dimension model.
@@ -212,13 +213,13 @@ def _did_you_mean(repo_id: str, *, hub: bool, token: str | bool | None = None) -
     return f"; did you mean {', '.join(found)}?" if found else ""
 
 
-def _with_suggestions(error: errors.SourceError, repo_id: str, *, hub: bool,
-                      token: str | bool | None = None) -> errors.SourceError:  # fmt: skip
+def _raise_with_suggestions(error: errors.SourceError, repo_id: str, *, hub: bool,
+                            token: str | bool | None = None) -> NoReturn:  # fmt: skip
+    """Raise ``error`` again, with "did you mean" appended when there is something close."""
     hint = _did_you_mean(repo_id, hub=hub, token=token)
     if not hint:
-        return error
-    copy = type(error)(repo_id, str(error) + hint)
-    return copy
+        raise error
+    raise type(error)(repo_id, str(error) + hint) from error
 
 
 def _catalog(repo_id: str, *, reason: str) -> ModelSpec | None:
