@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from hf_gpu_estimator.memory.terms import BYTES
-from hf_gpu_estimator.spec import FFN, STATE_KINDS, Architecture, Layer, LinearShape, Mixer
+from hf_gpu_estimator.spec import ATTENTION_KINDS, FFN, STATE_KINDS, Architecture, Layer, LinearShape, Mixer
 from hf_gpu_estimator.workload import Workload
 
 #: Log-sum-exp kept by flash / memory-efficient attention for backward: fp32 per head per query.
@@ -234,8 +234,14 @@ def _layer_activations(arch: Architecture, layer: Layer, workload: Workload, seq
         return 0.0 if already_saved else c * size
 
     recurrent = mixer.kind in STATE_KINDS
-    # A recurrent mixer reads the layer input through one in_proj (the attention linears are not its own).
-    attn_in = (1 if full else 0) if recurrent else _savers(arch, workload, "attn_in", moe=is_moe)
+    # A recurrent mixer reads the layer input through one in_proj (the attention linears are not its
+    # own); a feed-forward-only block (mixer "none") has no mixer input at all.
+    if mixer.kind == "none":
+        attn_in = 0
+    elif recurrent:
+        attn_in = 1 if full else 0
+    else:
+        attn_in = _savers(arch, workload, "attn_in", moe=is_moe)
     attn_out = _savers(arch, workload, "attn_out", moe=is_moe)
     mlp_in = _savers(arch, workload, "mlp_in", moe=is_moe) if ffn.kind != "none" else 0
     mlp_out = _savers(arch, workload, "mlp_out", moe=is_moe) if ffn.kind != "none" else 0
@@ -253,12 +259,17 @@ def _layer_activations(arch: Architecture, layer: Layer, workload: Workload, seq
     if arch.parallel_attention:
         saved += norm() + linear_inputs(attn_in + mlp_in, H, already_saved=False)
     else:
-        # A mixer-only layer (Mamba, a Nemotron-H block) has one norm; mixer + MLP the family's count.
-        norms = arch.norms_per_layer if ffn.kind != "none" else 1
+        # A single-part block (Mamba, a Nemotron-H MLP block) has one norm; mixer + MLP the family's count.
+        norms = arch.norms_per_layer if ffn.kind != "none" and mixer.kind != "none" else 1
         saved += norms * norm() + linear_inputs(attn_in, H, already_saved=False) \
             + linear_inputs(mlp_in, H, already_saved=False)
-    if recurrent:
-        saved_mixer, forward_transient = recurrent_saved_bytes(mixer, compute_bytes=c)
+    if layer.parallel is not None:  # falcon_h1: a Mamba2 mixer beside attention, reading the same input
+        saved_parallel, _ = recurrent_saved_bytes(layer.parallel, compute_bytes=c, hidden=H)
+        saved += saved_parallel
+    if mixer.kind == "none":
+        forward_transient, training_cache = 0.0, 0.0
+    elif recurrent:
+        saved_mixer, forward_transient = recurrent_saved_bytes(mixer, compute_bytes=c, hidden=H)
         saved += saved_mixer
         training_cache = 0.0
     else:
@@ -368,51 +379,53 @@ def _ffn_saved(arch: Architecture, ffn: FFN, workload: Workload, d: Dims, *, c: 
     return mlp
 
 
-#: Chunk length of the chunked scans transformers' torch fallbacks run (modeling_qwen3_next.py
-#: torch_chunk_gated_delta_rule chunk_size=64; modeling_mamba2.py torch_forward uses config.chunk_size,
-#: 256 by default, and the estimate takes the smaller, costlier one).
-SCAN_CHUNK = 64
+#: Chunk lengths of the chunked scans transformers' torch fallbacks run: modeling_qwen3_next.py
+#: ``torch_chunk_gated_delta_rule`` chunk_size=64; modeling_mamba2.py ``torch_forward`` uses
+#: config.chunk_size (256 by default). A mixer's ``chunk`` overrides them.
+DELTANET_CHUNK = 64
+MAMBA2_CHUNK = 256
 
 
-def _scan_dims(mixer: Mixer) -> tuple[int, int, int]:
-    """(heads, state width per head, conv channels) of a recurrent mixer."""
-    heads = mixer.heads or 1
-    per_head = mixer.state_elements // max(1, mixer.inner) if mixer.kind == "ssm" else \
-        mixer.state_elements // max(1, heads * (mixer.head_dim or 1))
-    channels = mixer.conv_elements // (mixer.conv_kernel or 4)
-    return heads, per_head, channels
-
-
-def recurrent_saved_bytes(mixer: Mixer, *, compute_bytes: int) -> tuple[float, float]:
-    """(saved for backward, forward transient) per token of a linear-attention or SSM mixer in training,
-    following transformers' torch fallback paths (what runs without the CUDA kernels, and what exact
-    mode traces).
+def recurrent_saved_bytes(mixer: Mixer, *, compute_bytes: int, hidden: int) -> tuple[float, float]:
+    """(saved for backward, forward transient) per token of a linear-attention, SSM or short-conv mixer
+    in training, following transformers' torch fallback paths (what runs without the CUDA kernels, and
+    what exact mode traces). The layer input saved by its in_proj is counted by the caller.
 
     * Gated DeltaNet (modeling_qwen3_next.py): in_proj outputs and the short convolution's input and
       output in the compute dtype; ``torch_chunk_gated_delta_rule`` upcasts q, k, v to fp32,
       L2-normalizes q and k, builds per-chunk ``chunk x chunk`` decay and attention matrices per head
-      and keeps one ``k_dim x v_dim`` state per head per chunk; the gated RMSNorm works in fp32.
-    * Mamba2 (modeling_mamba2.py ``torch_forward``): the same shape with a segment-sum matrix per
-      chunk and a ``head_dim x d_state`` state per head per chunk.
-    * Mamba (modeling_mamba.py ``slow_forward``): the discretized ``A`` and ``B x u`` are
-      materialized at ``inner x d_state`` per token in fp32, and the scan keeps every step's state.
+      (about 3 of them) and keeps one ``k_dim x v_dim`` state per head per chunk; the gated RMSNorm
+      works in fp32.
+    * Mamba2 (modeling_mamba2.py ``torch_forward``): in_proj output, conv input/output, fp32 x, B, C
+      (expanded to heads), three ``chunk x chunk`` segment-sum matrices per head, a
+      ``head_dim x d_state`` state per head per chunk, fp32 outputs and gated norm.
+    * Mamba (modeling_mamba.py ``slow_forward``): the discretized ``A``, ``B``, ``B x u`` and every
+      step's state are materialized at ``inner x d_state`` per token in fp32.
+    * Short conv (LFM2): B, C, x, B*x, the conv output and out_proj's input, in the compute dtype.
     """
     c = compute_bytes
-    inner = mixer.inner
-    heads, per_head, channels = _scan_dims(mixer)
+    inner = mixer.inner or hidden
+    channels = mixer.conv_elements // (mixer.conv_kernel or 4)
+    if mixer.kind == "conv":
+        return c * 6 * inner, c * 2 * inner
+    heads = mixer.heads or 1
     if mixer.kind == "linear":
+        chunk = mixer.chunk or DELTANET_CHUNK
         dv = mixer.head_dim or 1
-        dk = per_head // dv if per_head >= dv else per_head
-        saved = (c * 2 * channels + c * (2 * heads + inner) + 4 * 2 * (2 * heads * dk + inner)
-                 + 4 * 3 * heads * SCAN_CHUNK + 4 * mixer.state_elements / SCAN_CHUNK + 4 * 3 * inner + c * inner)
-        return saved, 4 * 2 * heads * SCAN_CHUNK
+        dk = mixer.state_elements // max(1, heads * dv)
+        saved = (c * (2 * channels + 2 * heads + inner) + 4 * (4 * heads * dk + 2 * inner + heads * dk + inner
+                 + 3 * heads * dk) + 4 * 3 * heads * chunk + 4 * mixer.state_elements / chunk + 4 * 2 * inner
+                 + c * inner)
+        return saved, 4 * 2 * heads * chunk
+    d_state = mixer.state_elements // max(1, inner)
     if mixer.heads:  # Mamba2: multi-head SSD
-        d_state = per_head
-        saved = (c * (2 * inner + 2 * (channels - inner) + heads) + c * 2 * channels + 4 * (inner + 2 * heads * d_state)
-                 + 4 * 3 * heads * SCAN_CHUNK + 4 * 2 * mixer.state_elements / SCAN_CHUNK + 4 * 3 * inner + c * inner)
-        return saved, 4 * 2 * heads * SCAN_CHUNK
-    d_state = per_head  # Mamba1: inner x d_state per token, materialized
-    saved = c * 2 * inner + c * 2 * inner + c * inner + 4 * 3 * inner * d_state + 4 * 2 * inner + c * inner
+        chunk = mixer.chunk or MAMBA2_CHUNK
+        saved = (c * (inner + channels + heads) + c * 2 * channels + 4 * (2 * inner + 2 * heads * d_state)
+                 + 4 * 3 * heads * chunk + 4 * heads * d_state + 4 * mixer.state_elements / chunk
+                 + 4 * 3 * inner + 4 * inner + c * inner)
+        return saved, 4 * 2 * heads * chunk
+    # Mamba1: four inner x d_state fp32 tensors per token, and the matmul with C reads a 16-bit copy.
+    saved = c * 2 * inner + c * 2 * inner + c * inner + (16 + c) * inner * d_state + 4 * 2 * inner + c * inner
     return saved, 4 * 2 * inner * d_state
 
 
@@ -459,32 +472,45 @@ def eager_score_bytes(compute_bytes: int, *, native_softmax: bool = False, float
 def inference_layer_transient(arch: Architecture, *, compute_bytes: int, attn: str, seq_len: int,
                               query_len: int, float16: bool = False) -> float:
     """Peak per-token bytes alive inside one decoder layer under ``torch.no_grad`` (prefill or decode),
-    excluding the KV cache. ``seq_len`` is the key length (for eager's score matrix)."""
+    excluding the KV cache: the largest over the model's distinct layers. ``seq_len`` is the key
+    length (for eager's score matrix)."""
     d = dims(arch)
     c = compute_bytes
     H = d.hidden
-    inter = arch.moe_intermediate_size * arch.num_experts_per_tok if arch.is_moe else d.intermediate
-    if arch.is_moe and (arch.shared_expert_intermediate_size or arch.num_shared_experts):
-        inter = max(inter, arch.shared_expert_intermediate_size or arch.moe_intermediate_size)
-    # MLP: residual + input + act(gate) + up + product alive at the multiply (gated); the
-    # activation's own temporaries otherwise.
-    mlp = 2 * c * H + (3 if d.gated else max(2, _ACT_ALIVE.get(arch.hidden_act, 2))) * c * inter
-    if arch.is_moe:
-        # grouped_mm experts: per routed token the gathered input stays alive with the fused
-        # gate/up output, act(gate) and the product (integrations/moe.py grouped_mm_experts_forward).
-        k_top = arch.num_experts_per_tok
-        mlp = 2 * c * H + k_top * c * (H + (4 if d.gated else 2) * (arch.moe_intermediate_size or d.intermediate))
-        if arch.shared_expert_intermediate_size or arch.num_shared_experts:
-            shared = arch.shared_expert_intermediate_size or arch.moe_intermediate_size * arch.num_shared_experts
-            mlp = max(mlp, 2 * c * H + 3 * c * shared) + c * H
     # RMSNorm: input + fp32 copy + fp32 normalized.
-    norm = c * H + 8 * H
-    attn_bytes = 2 * c * H + c * (d.heads * d.qk_head_dim * 2 + d.kv_heads * (d.qk_head_dim + d.v_head_dim) * 2)
-    if attn == "eager":
-        # Per score element at the softmax: the masked scores, softmax(dtype=float32)'s fp32 copy of
-        # its input (none when already fp32) and its fp32 output (ATen softmax with a dtype casts
-        # first); plus the additive 4-D mask.
-        attn_bytes += eager_score_bytes(c, native_softmax=arch.native_softmax,
-                                        float16=float16) * d.heads * seq_len \
-            + c * seq_len
-    return max(mlp, norm, attn_bytes)
+    peak = float(c * H + 8 * H)
+    kinds = {layer.mixer.kind for layer, _ in arch.layer_groups}
+    if kinds & ATTENTION_KINDS:
+        attn_bytes = 2 * c * H + c * (d.heads * d.qk_head_dim * 2 + d.kv_heads * (d.qk_head_dim + d.v_head_dim) * 2)
+        if attn == "eager":
+            # Per score element at the softmax: the masked scores, softmax(dtype=float32)'s fp32 copy of
+            # its input (none when already fp32) and its fp32 output (ATen softmax with a dtype casts
+            # first); plus the additive 4-D mask.
+            attn_bytes += eager_score_bytes(c, native_softmax=arch.native_softmax,
+                                            float16=float16) * d.heads * seq_len + c * seq_len
+        peak = max(peak, attn_bytes)
+    for layer, _ in arch.layer_groups:
+        for mixer in layer.mixers:
+            if mixer.kind in STATE_KINDS:
+                # Without autograd a chunked scan's intermediates die as it goes; the sum of what
+                # training would save bounds what is alive at once (decode runs the recurrent step).
+                saved, transient = recurrent_saved_bytes(mixer, compute_bytes=c, hidden=H)
+                peak = max(peak, 2 * c * H + (saved + transient if query_len > 1 else 4 * c * (mixer.inner or H)))
+        peak = max(peak, _ffn_inference_bytes(arch, layer.ffn, c, H, d.intermediate))
+    return peak
+
+
+def _ffn_inference_bytes(arch: Architecture, ffn: FFN, c: int, H: int, default_inter: int) -> float:
+    if ffn.kind == "none":
+        return 0.0
+    inter = ffn.intermediate or default_inter
+    if ffn.kind != "moe":
+        # MLP: residual + input + act(gate) + up + product alive at the multiply (gated); the
+        # activation's own temporaries otherwise.
+        return 2 * c * H + (3 if ffn.gated else max(2, _ACT_ALIVE.get(arch.hidden_act, 2))) * c * inter
+    # grouped_mm experts: per routed token the gathered input stays alive with the fused gate/up
+    # output, act(gate) and the product (integrations/moe.py grouped_mm_experts_forward).
+    mlp = 2 * c * H + ffn.top_k * c * (H + (4 if ffn.gated else 2) * inter)
+    if ffn.shared:
+        mlp = max(mlp, 2 * c * H + 3 * c * ffn.shared) + c * H
+    return mlp
