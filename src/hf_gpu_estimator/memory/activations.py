@@ -411,7 +411,7 @@ def recurrent_saved_bytes(mixer: Mixer, *, compute_bytes: int, hidden: int) -> t
     heads = mixer.heads or 1
     if mixer.kind == "linear":
         chunk = mixer.chunk or DELTANET_CHUNK
-        dv = mixer.head_dim or 1
+        dv = mixer.value_dim or 1
         dk = mixer.state_elements // max(1, heads * dv)
         saved = (c * (2 * channels + 2 * heads + inner) + 4 * (4 * heads * dk + 2 * inner + heads * dk + inner
                  + 3 * heads * dk) + 4 * 3 * heads * chunk + 4 * mixer.state_elements / chunk + 4 * 2 * inner
