@@ -58,6 +58,12 @@ def cached_tokens_per_layer(arch: Architecture, tokens: int, *, storage: bool = 
     return out
 
 
+def layer_kv_bytes_per_token(mixer: Mixer, dtype_bytes: int, *, kv_heads_divisor: int = 1) -> int:
+    """Bytes one token adds to one layer's cache on one device of a ``kv_heads_divisor``-way tensor split
+    (0 for recurrent kinds)."""
+    return _per_token_on_device(mixer, dtype_bytes, kv_heads_divisor)
+
+
 def _per_token_on_device(mixer: Mixer, dtype_bytes: int, kv_heads_divisor: int) -> int:
     per_token = mixer.cache_elements_per_token() * dtype_bytes
     if kv_heads_divisor > 1 and mixer.kind != "mla" and mixer.kv_heads:
