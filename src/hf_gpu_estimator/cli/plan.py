@@ -43,8 +43,8 @@ def register(subparsers: Any) -> None:
     engine = p.add_argument_group("serving engine")
     engine.add_argument("--engine", choices=ENGINES,
                         help="serving engine for the capacity answer (default: vllm; llama.cpp for a GGUF model)")
-    engine.add_argument("--vllm-version", help="vLLM release X.Y whose sizing rule applies (default: the newest "
-                                               "modelled; see docs/serving.md)")
+    engine.add_argument("--vllm-version", help="vLLM release X.Y whose sizing rule applies, 0.6 to 0.19 (default: "
+                                               "the newest; see docs/serving.md)")
     engine.add_argument("--gpu-memory-utilization", type=float,
                         help="vLLM's share of device memory (default 0.9)")
     engine.add_argument("--max-model-len", type=positive_int,
@@ -98,6 +98,8 @@ def engine_settings(args: argparse.Namespace, engine: str) -> dict[str, Any]:
     if engine == "llama.cpp":
         layers = args.n_gpu_layers if args.n_gpu_layers is not None else args.gpu_layers
         settings["n_gpu_layers"] = None if layers is None or layers < 0 else layers
+        if args.ctx_size is None and args.max_model_len is not None:  # each slot gets -c / -np tokens
+            settings["ctx_size"] = args.max_model_len * (args.parallel or 1)
     elif args.n_gpu_layers is not None:
         raise ConflictingOptionsError("n_gpu_layers", args.n_gpu_layers, f"is a llama.cpp setting, not {engine}'s",
                                       fix="pass --engine llama.cpp, or drop --n-gpu-layers")
