@@ -260,3 +260,24 @@ def test_cheapest_serving_defaults_and_unpriced_line() -> None:
     assert set(out["unpriced"]) == set(result.unpriced)
     if result.unpriced:
         assert "no price" in (result.unpriced_note() or "")
+
+
+def test_vllm_hybrid_model_from_its_config() -> None:
+    """A Qwen3-Next layer stack (36 gated-DeltaNet + 12 full-attention layers) at tp=4: the recurrent state
+    in bf16 (conv 8192 x 3 + SSM 32 x 128 x 128 values, split 4 ways: 274,432 B per layer) needs an
+    attention block of 16 x ceil(274432 / (16 x 1024)) = 272 tokens (1 KV head of 256 per rank, K and V, bf16)."""
+    from hf_gpu_estimator.sources import inspect_model
+
+    config = {"model_type": "qwen3_next", "hidden_size": 2048, "intermediate_size": 5120, "num_hidden_layers": 48,
+              "num_attention_heads": 16, "num_key_value_heads": 2, "head_dim": 256, "vocab_size": 151936,
+              "max_position_embeddings": 262144, "linear_num_value_heads": 32, "linear_num_key_heads": 16,
+              "linear_key_head_dim": 128, "linear_value_head_dim": 128, "linear_conv_kernel_dim": 4,
+              "num_experts": 512, "num_experts_per_tok": 10, "moe_intermediate_size": 512,
+              "shared_expert_intermediate_size": 512, "torch_dtype": "bfloat16",
+              "layer_types": (["linear_attention"] * 3 + ["full_attention"]) * 12}
+    spec, work = inspect_model(config), make_workload(tp=4)
+    cap = serving_capacity(spec, work, get_gpu("H100-SXM-80GB"), max_model_len=32768)
+    assert cap.block_size == 272 and cap.fits
+    assert "36 linear" in cap.assumptions[1] and "4 groups of 12 layers" in cap.assumptions[1]
+    sglang = engine_capacity(spec, work, get_gpu("H100-SXM-80GB"), engine="sglang", max_model_len=32768)
+    assert sglang.kv_bytes_per_token == 12 * 1024  # only the full-attention layers grow with the context

@@ -32,11 +32,15 @@ def kv_bytes_per_token_per_layer(arch: Architecture, dtype_bytes: int) -> int:
     return 0
 
 
-def state_bytes_per_sequence(mixer: Mixer, dtype_bytes: int) -> int:
-    """Bytes of a recurrent layer's state for one sequence (0 for attention kinds)."""
+def state_bytes_per_sequence(mixer: Mixer, dtype_bytes: int, *, state_dtype_bytes: int | None = None) -> int:
+    """Bytes of a recurrent layer's state for one sequence (0 for attention kinds).
+
+    ``state_dtype_bytes`` overrides the recurrent state's element size (transformers': fp32 for
+    linear attention, the model dtype otherwise) for engines that keep it in another dtype.
+    """
     if mixer.kind not in STATE_KINDS:
         return 0
-    state = 4 if mixer.kind in _STATE_FP32_KINDS else dtype_bytes
+    state = state_dtype_bytes or (4 if mixer.kind in _STATE_FP32_KINDS else dtype_bytes)
     return mixer.state_elements * state + mixer.conv_elements * dtype_bytes
 
 

@@ -231,9 +231,14 @@ class KVLayout:
         return ", ".join(parts) or "no cache layers"
 
 
-def kv_layout(spec: ModelSpec, workload: Workload, *, dtype_bytes: int | None = None) -> KVLayout:
+def kv_layout(spec: ModelSpec, workload: Workload, *, dtype_bytes: int | None = None,
+              state_dtype_bytes: int | None = None) -> KVLayout:
     """Per-device cache layout: layers split by ``pp``, KV heads by ``tp`` (replicated below one head per
-    rank, MLA's latent never split), recurrent states split by ``tp``; bytes from memory/kv_cache.py."""
+    rank, MLA's latent never split), recurrent states split by ``tp``; bytes from memory/kv_cache.py.
+
+    ``state_dtype_bytes``: the recurrent states' element size where the engine's differs from
+    transformers' (vLLM keeps them in the model dtype).
+    """
     arch = spec.architecture
     if arch is None or not arch.is_decoder:
         return KVLayout(groups=())
@@ -244,7 +249,7 @@ def kv_layout(spec: ModelSpec, workload: Workload, *, dtype_bytes: int | None = 
         m = layer.mixer
         span = m.window if m.kind == "sliding" else m.chunk if m.kind == "chunked" else None
         key = (m.kind, span, layer_kv_bytes_per_token(m, c, kv_heads_divisor=p.tp),
-               state_bytes_per_sequence(m, c) // p.tp)
+               state_bytes_per_sequence(m, c, state_dtype_bytes=state_dtype_bytes) // p.tp)
         counts[key] = counts.get(key, 0) + count
     groups = tuple(CacheGroup(kind=kind, layers=math.ceil(n / p.pp), token_bytes=token, span=span, state_bytes=state)
                    for (kind, span, token, state), n in counts.items())

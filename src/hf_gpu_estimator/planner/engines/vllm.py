@@ -327,7 +327,9 @@ def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
     non_torch = rule.non_torch_bytes(p.tp, p.pp)
     total = gpu.usable_memory_bytes
     pool = int(total * utilization - weights - activations - non_torch)
-    layout = kv_layout(spec, workload)
+    # Mamba and linear-attention states in the model dtype (mamba_ssm_cache_dtype "auto",
+    # vllm/model_executor/layers/mamba/mamba_utils.py MambaStateDtypeCalculator)
+    layout = kv_layout(spec, workload, state_dtype_bytes=act_bytes)
     if rule.hybrid_allocator:
         hybrid = hybrid_pool(layout, pool, block_size=block_size, max_model_len=model_len, max_position=max_pos,
                              max_num_batched_tokens=tokens)
