@@ -229,7 +229,7 @@ def make_workload(
     lora_rank: int = 16,
     lora_alpha: int | None = None,
     lora_targets: str | tuple[str, ...] | list[str] | None = None,
-    num_gpus: int = 1,
+    num_gpus: int | None = None,
     strategy: str | None = None,
     tp: int = 1,
     pp: int = 1,
@@ -277,9 +277,10 @@ def make_workload(
         targets = tuple(lora_targets)
     if not targets or not all(isinstance(t, str) and t for t in targets):
         raise InvalidArgumentError("lora_targets", lora_targets, "module names such as q_proj,v_proj or all-linear")
-    gpus = _positive_int("num_gpus", num_gpus)
     tp_ = _positive_int("tp", tp)
     pp_ = _positive_int("pp", pp)
+    # --tp/--pp alone imply their product, as vLLM needs only --tensor-parallel-size
+    gpus = _positive_int("num_gpus", num_gpus) if num_gpus is not None else tp_ * pp_
     strategy_ = _choice("strategy", strategy or ("ddp" if gpus > 1 and task_ == "training" else "none"), STRATEGIES,
                         {"deepspeed_stage_1": "zero1", "deepspeed_stage_2": "zero2", "deepspeed_stage_3": "zero3",
                          "full_shard": "fsdp", "shard_grad_op": "fsdp-grad-op", "hybrid_shard": "fsdp-hybrid",

@@ -54,7 +54,7 @@ WORKLOAD_FLAGS: tuple[Flag, ...] = (
     Flag("--lora-rank", {"type": positive_int, "default": 16}),
     Flag("--lora-alpha", {"type": positive_int}),
     Flag("--lora-targets", {"help": "comma-separated module names, or all-linear (default q_proj,v_proj)"}),
-    Flag("--num-gpus", {"type": positive_int, "default": 1}),
+    Flag("--num-gpus", {"type": positive_int, "help": "GPUs in all (default: tp x pp)"}),
     Flag("--strategy", {"help": "ddp, zero1, zero2, zero3, fsdp, fsdp-grad-op, fsdp-hybrid"}),
     Flag("--tp", {"type": positive_int, "default": 1, "help": "tensor-parallel degree"}),
     Flag("--pp", {"type": positive_int, "default": 1, "help": "pipeline-parallel degree"}),
