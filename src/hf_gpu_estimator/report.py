@@ -12,7 +12,7 @@ from hf_gpu_estimator.memory.terms import COMPONENTS
 if TYPE_CHECKING:
     from hf_gpu_estimator.estimator import Estimate
     from hf_gpu_estimator.hardware import GPU
-    from hf_gpu_estimator.spec import ModelSpec
+    from hf_gpu_estimator.spec import Architecture, ModelSpec
     from hf_gpu_estimator.suggest import Suggestion
 
 
@@ -100,8 +100,8 @@ def _spec_rows(spec: ModelSpec) -> list[tuple[str, str]]:
         rows.append(("quantization", f"{q.method} {q.bits:g}-bit" + (f", group {q.group_size}" if q.group_size else "")))
     if arch is not None:
         rows += [
-            ("model type", arch.model_type),
-            ("layers", str(arch.num_layers)),
+            ("model type", arch.model_type + (" (generic family)" if arch.derivation == "generic" else "")),
+            ("layers", str(arch.num_layers) + _layer_mix(arch)),
             ("hidden / intermediate", f"{arch.hidden_size} / {arch.intermediate_size}"),
             ("heads / kv heads / head dim", f"{arch.num_attention_heads} / {arch.num_key_value_heads} / {arch.head_dim}"),
             ("vocab", f"{arch.vocab_size:,}" + (" (tied)" if arch.tie_word_embeddings else "")),
@@ -114,6 +114,17 @@ def _spec_rows(spec: ModelSpec) -> list[tuple[str, str]]:
             rows.append(("MLA ranks (q / kv)", f"{arch.q_lora_rank} / {arch.kv_lora_rank}"))
     rows.append(("facts from", ", ".join(f"{k}: {v}" for k, v in spec.provenance.items())))
     return rows
+
+
+def _layer_mix(arch: Architecture) -> str:
+    """' (30 linear + 10 full attention)' for a model whose layers differ; empty for a uniform one."""
+    counts: dict[str, int] = {}
+    for layer, n in arch.layer_groups:
+        kinds = "+".join(m.kind for m in layer.mixers)
+        counts[kinds] = counts.get(kinds, 0) + n
+    if len(counts) < 2:
+        return ""
+    return " (" + " + ".join(f"{n} {kind}" for kind, n in counts.items()) + ")"
 
 
 # --------------------------------------------------------------------------- formats: text, rich, markdown
