@@ -12,7 +12,7 @@ import pytest
 from hf_gpu_estimator.estimator import estimate
 from hf_gpu_estimator.cli import main
 from hf_gpu_estimator.memory import estimate_memory
-from hf_gpu_estimator.report import COMMON_GPUS, Section, estimate_sections, gib, render_sections
+from hf_gpu_estimator.report import COMMON_GPUS, Section, estimate_sections, gib, gib_range, render_sections
 from hf_gpu_estimator.sources.catalog import lookup
 from hf_gpu_estimator.suggest import suggest, suggestion_target
 
@@ -48,7 +48,8 @@ def test_estimate_formats_show_units_range_phase_and_fits(fmt: str, capsys: pyte
     est = estimate(LLAMA)
     mem = est.memory
     assert gib(mem.components["weights"]) in out and gib(mem.device_total_bytes) in out
-    assert f"{gib(mem.allocated_low_bytes)} - {gib(mem.allocated_high_bytes)}" in out
+    assert gib_range(mem.allocated_low_bytes, mem.allocated_high_bytes) in out
+    assert gib_range(*est.device_total_range_bytes) in out
     assert f"peak during {mem.phase_at_peak}" in out
     for name in ("RTX-4090", "A100-80GB-SXM", "H100-SXM-80GB"):
         assert name in out

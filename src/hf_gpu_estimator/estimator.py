@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from hf_gpu_estimator.constants import DEFAULT_MARGIN
+from hf_gpu_estimator.constants import COMMON_GPUS, DEFAULT_MARGIN
 from hf_gpu_estimator.errors import InvalidArgumentError
 from hf_gpu_estimator.memory import MemoryEstimate, estimate_memory
 from hf_gpu_estimator.spec import ModelSpec
+from hf_gpu_estimator.verdict import Verdict, judge, search_margin, uncertainty_for
 from hf_gpu_estimator.workload import Workload, workload_from_kwargs
 
 if TYPE_CHECKING:
     from hf_gpu_estimator.hardware import GPU
+    from hf_gpu_estimator.suggest import Suggestion
 
 @dataclass(frozen=True, kw_only=True)
 class Estimate:
@@ -35,45 +37,59 @@ class Estimate:
             return 0
         return plan_weights(self.spec, self.workload).trainable_params
 
-    def fits(self, gpu: str | GPU | None = None, *, margin: float = DEFAULT_MARGIN) -> bool:
-        """Whether the per-device total (what nvidia-smi would show) fits ``gpu`` with ``margin`` to spare.
+    @property
+    def device_total_range_bytes(self) -> tuple[int, int]:
+        """``(low, high)``: the device total the measured error band allows (see :mod:`hf_gpu_estimator.verdict`)."""
+        u = uncertainty_for(self.workload)
+        total = self.memory.device_total_bytes
+        return u.low_bytes(total), u.high_bytes(total)
+
+    def verdict(self, gpu: str | GPU | None = None, *, margin: float = DEFAULT_MARGIN) -> Verdict:
+        """Fits, tight or does not fit ``gpu``: the high end of the device-total range against its usable
+        memory less ``margin`` (see :mod:`hf_gpu_estimator.verdict`).
 
         Args:
             gpu: a catalog name or GPU; default the ``gpu=`` given to :func:`estimate`.
             margin: share of the device memory left free (0 to 0.5).
         """
-        target = self._gpu(gpu)
-        if not isinstance(margin, (int, float)) or isinstance(margin, bool) or not 0 <= margin < 0.5:
-            raise InvalidArgumentError("margin", margin, "a number from 0 to 0.5")
-        return self.memory.device_total_bytes <= target.usable_memory_bytes * (1 - margin)
+        target = self.target_gpu(gpu)
+        return judge(self.memory.device_total_bytes, self.workload, target.usable_memory_bytes, name=target.name,
+                     margin=margin)
 
-    def headroom_bytes(self, gpu: str | GPU | None = None) -> int:
-        """Device memory left (negative: missing) on ``gpu`` after this workload."""
-        return self._gpu(gpu).usable_memory_bytes - self.memory.device_total_bytes
+    def fits(self, gpu: str | GPU | None = None, *, margin: float = DEFAULT_MARGIN) -> bool:
+        """Whether even the high end of the per-device total (what nvidia-smi would show) fits ``gpu``
+        with ``margin`` to spare: ``verdict(gpu).verdict == "fits"``."""
+        return self.verdict(gpu, margin=margin).fits
+
+    def headroom_bytes(self, gpu: str | GPU | None = None, *, margin: float = DEFAULT_MARGIN) -> int:
+        """Memory left on ``gpu`` at the high end, after the margin (negative: missing); the verdict's basis."""
+        return self.verdict(gpu, margin=margin).headroom_bytes
 
     def max_batch_size(self, gpu: str | GPU | None = None, *, margin: float = DEFAULT_MARGIN) -> int:
-        """The largest per-device batch of this workload that fits ``gpu`` (see :func:`planner.max_batch_size`)."""
+        """The largest per-device batch of this workload whose verdict on ``gpu`` is "fits"
+        (:func:`planner.max_batch_size` under :func:`verdict.search_margin`)."""
         from hf_gpu_estimator.planner import max_batch_size
 
-        return max_batch_size(self.spec, self.workload, self._gpu(gpu), margin=margin)
+        return max_batch_size(self.spec, self.workload, self.target_gpu(gpu), margin=search_margin(self.workload, margin))
 
     def max_seq_len(self, gpu: str | GPU | None = None, *, margin: float = DEFAULT_MARGIN) -> int:
-        """The longest sequence (training) or prompt (inference) that fits ``gpu`` (see :func:`planner.max_seq_len`)."""
+        """The longest sequence (training) or prompt (inference) whose verdict on ``gpu`` is "fits"."""
         from hf_gpu_estimator.planner import max_seq_len
 
-        return max_seq_len(self.spec, self.workload, self._gpu(gpu), margin=margin)
+        return max_seq_len(self.spec, self.workload, self.target_gpu(gpu), margin=search_margin(self.workload, margin))
 
     def min_gpus(self, gpu: str | GPU | None = None, *, margin: float = DEFAULT_MARGIN) -> int:
-        """The fewest GPUs of type ``gpu`` that hold this workload (see :func:`planner.min_gpus` for the split).
+        """The fewest GPUs of type ``gpu`` on which the verdict is "fits" (see :func:`planner.min_gpus` for the split).
 
         Raises:
             InfeasiblePlanError: Nothing tried fits.
         """
         from hf_gpu_estimator.planner import min_gpus
 
-        return min_gpus(self.spec, self.workload, self._gpu(gpu), margin=margin).num_gpus
+        return min_gpus(self.spec, self.workload, self.target_gpu(gpu), margin=search_margin(self.workload, margin)).num_gpus
 
-    def _gpu(self, gpu: str | GPU | None) -> GPU:
+    def target_gpu(self, gpu: str | GPU | None = None) -> GPU:
+        """``gpu`` resolved in the catalog, or the ``gpu=`` given to :func:`estimate`."""
         from hf_gpu_estimator.hardware import get_gpu
 
         if gpu is None:
@@ -82,8 +98,14 @@ class Estimate:
             return self.gpu
         return get_gpu(gpu)
 
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON contract of DESIGN.md."""
+    def to_dict(self, *, gpus: Sequence[str | GPU] | None = None, suggestions: Sequence[Suggestion] = ()) -> dict[str, Any]:
+        """The JSON contract of DESIGN.md.
+
+        Args:
+            gpus: the GPUs to give a verdict for (``gpus`` list); default the ``gpu=`` given to
+                :func:`estimate`, else :data:`~hf_gpu_estimator.constants.COMMON_GPUS`.
+            suggestions: changes that would make it fit (``suggestions`` list), from :func:`suggest.suggest`.
+        """
         spec = self.spec
         arch = spec.architecture
         model: dict[str, Any] = {
@@ -98,20 +120,26 @@ class Estimate:
         }
         if spec.source_url:
             model["source"] = spec.source_url
+        memory = self.memory.to_dict()
+        memory["device_total_range_bytes"] = list(self.device_total_range_bytes)
+        targets = list(gpus) if gpus is not None else [self.gpu] if self.gpu is not None else list(COMMON_GPUS)
         out: dict[str, Any] = {
             "model": model,
             "workload": self.workload.to_dict(),
             "mode": self.mode,
-            "memory": self.memory.to_dict(),
+            "memory": memory,
+            "gpus": [self.verdict(g).to_dict() for g in targets],
+            "suggestions": [s.to_dict() for s in suggestions],
             "assumptions": list(self.assumptions),
         }
         if self.gpu is not None:
+            v = self.verdict()
             out["gpu"] = {"name": self.gpu.name, "usable_memory_bytes": self.gpu.usable_memory_bytes,
-                          "fits": self.fits(), "headroom_bytes": self.headroom_bytes()}
+                          "fits": v.fits, "verdict": v.verdict, "headroom_bytes": v.headroom_bytes}
         return out
 
     def plot(self, path: str | os.PathLike[str] | None = None, *,
-             gpus: Sequence[str | GPU] = ("RTX-4090", "A100-80GB", "H100-SXM-80GB")) -> Any:
+             gpus: Sequence[str | GPU] = COMMON_GPUS) -> Any:
         """A stacked bar of the memory components against the capacity of ``gpus`` (needs the ``[plot]`` extra).
 
         Args:
@@ -132,6 +160,54 @@ class Estimate:
         from hf_gpu_estimator.report import render_table
 
         return render_table(self)
+
+
+def fit_context(spec: ModelSpec, options: Mapping[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """Fit the workload's context into the model's positions (``max_position_embeddings``).
+
+    A ``seq_len`` or ``new_tokens`` given explicitly that does not fit is an error naming the limit;
+    the defaults (1024 tokens, 256 generated) shrink to fit and say so in the returned notes.
+
+    Returns:
+        The options with ``seq_len``/``new_tokens`` filled in where a default had to shrink, and the notes.
+
+    Raises:
+        ConflictingOptionsError: An explicit ``seq_len`` (+ ``new_tokens`` in inference) exceeds the limit.
+    """
+    from hf_gpu_estimator.errors import ConflictingOptionsError
+    from hf_gpu_estimator.workload import DEFAULT_NEW_TOKENS, DEFAULT_SEQ_LEN
+
+    out = dict(options)
+    limit = spec.architecture.max_position_embeddings if spec.architecture is not None else None
+    seq, new = out.get("seq_len"), out.get("new_tokens")
+    if not limit or not isinstance(seq, (int, type(None))) or not isinstance(new, (int, type(None))):
+        return out, ()  # no limit known, or bad values make_workload will name
+    method = out.get("method")
+    training = out.get("task", None if method in (None, "full") else "training") == "training"
+    where = f"the model's limit of {limit:,} tokens (max_position_embeddings of {spec.id})"
+    if seq is not None and seq > limit:
+        raise ConflictingOptionsError("seq_len", seq, f"exceeds {where}", fix=f"use --seq-len {limit} or less")
+    if training:
+        if seq is None and DEFAULT_SEQ_LEN > limit:
+            out["seq_len"] = limit
+            return out, (f"seq_len: {limit:,} tokens, {where} (the default {DEFAULT_SEQ_LEN:,} is longer)",)
+        return out, ()
+    if new is not None and seq is not None and seq + new > limit:
+        raise ConflictingOptionsError("seq_len", seq, f"+ new_tokens={new} exceeds {where}",
+                                      fix=f"use --seq-len {limit - new} or less, or fewer --new-tokens")
+    if new is not None and new >= limit:
+        raise ConflictingOptionsError("new_tokens", new, f"leaves no prompt within {where}",
+                                      fix=f"use --new-tokens {limit // 4} or less")
+    notes = []
+    if new is None:
+        new = min(DEFAULT_NEW_TOKENS, limit - seq if seq is not None else limit // 4)
+        if new != DEFAULT_NEW_TOKENS:
+            out["new_tokens"] = new
+            notes.append(f"new_tokens: {new:,} generated tokens (not {DEFAULT_NEW_TOKENS}) to stay within {where}")
+    if seq is None and DEFAULT_SEQ_LEN + new > limit:
+        out["seq_len"] = limit - new
+        notes.append(f"seq_len: {limit - new:,} prompt tokens (not {DEFAULT_SEQ_LEN:,}) to stay within {where}")
+    return out, tuple(notes)
 
 
 def estimate(model: Any, *, gpu: str | GPU | None = None, revision: str | None = None, token: str | None = None,
@@ -166,19 +242,20 @@ def estimate(model: Any, *, gpu: str | GPU | None = None, revision: str | None =
     if mode not in ("analytic", "exact"):
         raise InvalidArgumentError("mode", mode, "'analytic' or 'exact'")
     spec = inspect_model(model, revision=revision, token=token)
-    work = workload_from_kwargs(workload)
+    options, context_notes = fit_context(spec, workload)
+    work = workload_from_kwargs(options)
     resolved_gpu = None
     if gpu is not None:
         from hf_gpu_estimator.hardware import get_gpu
 
         resolved_gpu = get_gpu(gpu)
     memory = estimate_memory(spec, work)
-    assumptions = (*spec.assumptions, *memory.assumptions)
+    assumptions = (*context_notes, *spec.assumptions, *memory.assumptions)
     if mode == "exact":
         from hf_gpu_estimator.exact import exact_memory
 
         memory, extra = exact_memory(spec, work, analytic=memory)
-        assumptions = (*spec.assumptions, *memory.assumptions, *extra)
+        assumptions = (*context_notes, *spec.assumptions, *memory.assumptions, *extra)
     if calibration is not None or resolved_gpu is not None:
         from hf_gpu_estimator.calibration import apply_calibration, resolve_calibration
 

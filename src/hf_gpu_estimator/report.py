@@ -6,14 +6,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from hf_gpu_estimator.constants import GiB, MiB
+from hf_gpu_estimator.constants import COMMON_GPUS, DEFAULT_MARGIN, GiB, MiB  # noqa: F401  (COMMON_GPUS: re-exported)
 from hf_gpu_estimator.memory.terms import COMPONENTS
 
 if TYPE_CHECKING:
     from hf_gpu_estimator.estimator import Estimate
+    from hf_gpu_estimator.exact import Comparison, Difference
     from hf_gpu_estimator.hardware import GPU
     from hf_gpu_estimator.spec import ModelSpec
     from hf_gpu_estimator.suggest import Suggestion
+    from hf_gpu_estimator.verdict import Verdict
 
 
 def gib(nbytes: float) -> str:
@@ -46,13 +48,28 @@ def render_table(est: Estimate) -> str:
     rows.append(("  range", f"{gib(mem.allocated_low_bytes)} - {gib(mem.allocated_high_bytes)}"))
     rows.append(("reserved peak", gib(mem.reserved_peak_bytes)))
     rows.append(("device total (nvidia-smi)", gib(mem.device_total_bytes)))
+    rows.append(("  measured range", gib_range(*est.device_total_range_bytes)))
     body = _table(rows, header=(f"per device, peak at {mem.phase_at_peak}", "memory"))
     tail = []
     if est.gpu is not None:
-        verdict = "fits" if est.fits() else "does NOT fit"
-        tail.append(f"\n{est.gpu.name} ({gib(est.gpu.usable_memory_bytes)} usable): {verdict}, "
-                    f"headroom {gib(est.headroom_bytes())}")
+        tail.append("\n" + verdict_line(est.verdict()))
     return "\n".join(head) + body + "\n".join(tail)
+
+
+def gib_range(low: float, high: float) -> str:
+    """``17.20–18.04 GiB``: a range of bytes in GiB."""
+    return f"{low / GiB:,.2f}–{high / GiB:,.2f} GiB"
+
+
+def signed_gib(nbytes: float) -> str:
+    return ("+" if nbytes >= 0 else "-") + gib(abs(nbytes))
+
+
+def verdict_line(v: Verdict) -> str:
+    """``fits: needs 17.20–18.04 GiB of 24.00 GiB (RTX-4090), 4.76 GiB to spare after a 5 % margin``."""
+    spare = (f"{gib(v.headroom_bytes)} to spare" if v.headroom_bytes >= 0 else f"{gib(-v.headroom_bytes)} short")
+    return (f"{v.verdict}: needs {gib_range(v.needs_low_bytes, v.needs_high_bytes)} of {gib(v.usable_bytes)} "
+            f"({v.name}), {spare} at the high end after a {v.margin:.0%} margin")
 
 
 def _workload_line(est: Estimate) -> str:
@@ -123,10 +140,10 @@ def _spec_rows(spec: ModelSpec) -> list[tuple[str, str]]:
 
 #: The formats of ``--format`` other than json.
 TEXT_FORMATS: tuple[str, ...] = ("table", "markdown", "text")
-#: GPUs an estimate is checked against when none is asked: a 24 GB consumer card, the two datacenter classics.
-COMMON_GPUS: tuple[str, ...] = ("RTX-4090", "A100-80GB", "H100-SXM-80GB")
-_STYLES = {"ok": "bold green", "bad": "bold red", "dim": "dim", "total": "bold"}
-_MARKS = {"ok": "✓ ", "bad": "✗ "}
+_STYLES = {"ok": "bold green", "warn": "bold yellow", "bad": "bold red", "dim": "dim", "total": "bold"}
+_MARKS = {"ok": "✓ ", "warn": "~ ", "bad": "✗ "}
+#: The row style of each verdict.
+VERDICT_STYLES = {"fits": "ok", "tight": "warn", "does not fit": "bad"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -164,16 +181,21 @@ def render_sections(sections: list[Section], fmt: str = "text") -> str:
     if fmt == "markdown":
         return _markdown(sections)
     if fmt == "table" and rich_available():
-        import io
-
-        from rich.console import Console
-
-        buf = io.StringIO()
-        console = Console(file=buf, width=120, force_terminal=False, color_system=None)
-        for renderable in _rich(sections):
-            console.print(renderable)
-        return buf.getvalue().rstrip("\n")
+        return _rich_text(sections, width=120)
     return _plain(sections)
+
+
+def _rich_text(sections: list[Section], *, width: int) -> str:
+    """The rich tables as plain text ``width`` columns wide, without the padding rich leaves at line ends."""
+    import io
+
+    from rich.console import Console
+
+    buf = io.StringIO()
+    console = Console(file=buf, width=width, force_terminal=False, color_system=None)
+    for renderable in _rich(sections):
+        console.print(renderable)
+    return "\n".join(line.rstrip() for line in buf.getvalue().rstrip("\n").splitlines())
 
 
 def print_sections(sections: list[Section], fmt: str = "table", *, file: Any = None) -> None:
@@ -185,10 +207,12 @@ def print_sections(sections: list[Section], fmt: str = "table", *, file: Any = N
         from rich.console import Console
 
         console = Console(file=out)
-        if not console.is_terminal:  # piped: wide enough that no header or number wraps
-            console = Console(file=out, width=max(console.width, 160))
-        for renderable in _rich(sections):
-            console.print(renderable)
+        if console.is_terminal:
+            for renderable in _rich(sections):
+                console.print(renderable)
+            return
+        # Piped: wide enough that no header or number wraps, and no padding at the ends of lines.
+        out.write(_rich_text(sections, width=max(console.width, 160)) + "\n")
         return
     out.write(render_sections(sections, "markdown" if fmt == "markdown" else "text") + "\n")
 
@@ -281,35 +305,33 @@ def estimate_sections(est: Estimate, *, gpus: tuple[GPU, ...] = (), suggestions:
             styles.append(None)
     rows += [
         ("allocated peak (torch max_memory_allocated)", gib(mem.allocated_peak_bytes), "100 %"),
-        ("  range low - high", f"{gib(mem.allocated_low_bytes)} - {gib(mem.allocated_high_bytes)}", ""),
+        ("  range", gib_range(mem.allocated_low_bytes, mem.allocated_high_bytes), ""),
         ("reserved peak (torch max_memory_reserved)", gib(mem.reserved_peak_bytes), ""),
         ("device total (nvidia-smi, with CUDA context)", gib(mem.device_total_bytes), ""),
+        ("  measured range", gib_range(*est.device_total_range_bytes), ""),
     ]
-    styles += ["total", "dim", None, "total"]
+    styles += ["total", "dim", None, "total", "dim"]
     devices = mem.num_devices
     title = f"Memory per device, peak during {mem.phase_at_peak}" + (f" ({devices} devices)" if devices > 1 else "")
     memory = Section(title=title, header=("component", "memory", "share"), rows=tuple(rows), row_styles=tuple(styles))
     sections = [head, memory]
     if gpus:
-        fit_rows: list[tuple[str, ...]] = []
-        fit_styles: list[str | None] = []
-        for g in gpus:
-            ok = est.fits(g)
-            headroom = est.headroom_bytes(g)
-            fit_rows.append((gpu_label(g), gib(g.usable_memory_bytes), gib(mem.device_total_bytes),
-                             ("+" if headroom >= 0 else "-") + gib(abs(headroom)),
-                             "fits" if ok else "does not fit"))
-            fit_styles.append("ok" if ok else "bad")
-        sections.append(Section(title="Fits per GPU (5 % kept free)",
-                                header=("gpu", "usable", "needs", "headroom", "verdict"),
-                                rows=tuple(fit_rows), row_styles=tuple(fit_styles)))
+        verdicts = [est.verdict(g) for g in gpus]
+        fit_rows = tuple((gpu_label(g), gib(v.usable_bytes), gib_range(v.needs_low_bytes, v.needs_high_bytes),
+                          signed_gib(v.headroom_bytes), v.verdict) for g, v in zip(gpus, verdicts))
+        fit_styles = tuple(VERDICT_STYLES[v.verdict] for v in verdicts)
+        margin = verdicts[0].margin
+        sections.append(Section(title=f"Fits per GPU: the high end of the range vs usable memory less {margin:.0%}",
+                                header=("gpu", "usable", "needs (range)", "headroom", "verdict"),
+                                rows=fit_rows, row_styles=fit_styles,
+                                notes=(f"range: {verdicts[0].basis}",)))
     if suggestions_for is not None:
         if suggestions:
             sections.append(Section(
                 title=f"To fit {gpu_label(suggestions_for)}, each re-estimated",
-                header=("change", "flags", "device total"),
-                rows=tuple((s.title, s.flags, gib(s.device_total_bytes)) for s in suggestions),
-                row_styles=tuple("ok" for _ in suggestions)))
+                header=("change", "flags", "device total", "high end"),
+                rows=tuple((s.title, s.flags, gib(s.device_total_bytes), gib(s.device_total_high_bytes))
+                           for s in suggestions)))
         else:
             sections.append(Section(notes=(f"no single change we model fits {suggestions_for.name}: "
                                            "try a larger GPU, or `hfge plan MODEL --cheapest`",)))
@@ -434,24 +456,44 @@ def cheapest_sections(result: Any) -> list[Section]:
                     notes=tuple(notes))]
 
 
-def compare_sections(spec: ModelSpec, analytic: Estimate, exact: Estimate, diff: Any) -> list[Section]:
+def compare_sections(spec: ModelSpec, analytic: Estimate, exact: Estimate, diff: Comparison) -> list[Section]:
     """``hfge estimate --compare``: analytic and exact side by side, per component and in total."""
 
-    def line(name: str, d: dict[str, Any]) -> tuple[str, ...]:
-        delta = d["difference_bytes"]
-        return (name, size(d["analytic_bytes"]), size(d["exact_bytes"]), ("+" if delta >= 0 else "-") + size(abs(delta)),
-                percent(d["relative_error"]))
+    def line(name: str, d: Difference) -> tuple[str, ...]:
+        delta = d.difference_bytes
+        # "n/a" where the exact figure shows as zero: a percentage of (next to) nothing says nothing.
+        error = "n/a" if size(d.exact_bytes) == size(0) else percent(d.relative_error)
+        return (name, size(d.analytic_bytes), size(d.exact_bytes), ("+" if delta >= 0 else "-") + size(abs(delta)), error)
 
-    rows = [line(name, d) for name, d in diff["components"].items()]
-    rows += [line("allocated peak", diff["allocated_peak_bytes"]), line("reserved peak", diff["reserved_peak_bytes"]),
-             line("device total", diff["device_total_bytes"])]
-    styles = (None,) * len(diff["components"]) + ("total", None, None)
-    notes = [f"peak phase: analytic {analytic.memory.phase_at_peak!r}, exact {exact.memory.phase_at_peak!r}",
+    rows = [line(name, d) for name, d in diff.components.items()]
+    rows += [line("allocated peak", diff.allocated_peak), line("reserved peak", diff.reserved_peak),
+             line("device total", diff.device_total)]
+    styles = (None,) * len(diff.components) + ("total", None, None)
+    notes = [f"peak phase: analytic {diff.analytic_phase!r}, exact {diff.exact_phase!r}",
              "error = analytic / exact - 1"]
     notes += [a for a in exact.assumptions if a.startswith(("exact:", "trace:"))]
     return [Section(title=f"{spec.id}: analytic vs exact (traced) memory per device",
                     header=("component", "analytic", "exact", "difference", "error"), rows=tuple(rows),
                     row_styles=styles, notes=tuple(notes))]
+
+
+def grid_sections(ests: Sequence[Estimate], gpus: Sequence[GPU]) -> list[Section]:
+    """``--dtype a,b --quantization x,y``: one row per combination, the verdict per GPU in the last columns."""
+    first = ests[0]
+    rows, styles = [], []
+    for est in ests:
+        w, mem = est.workload, est.memory
+        verdicts = [est.verdict(g) for g in gpus]
+        rows.append((w.dtype or f"{est.spec.stored_dtype} (checkpoint)", w.quantization,
+                     gib(mem.components.get("weights", 0)), gib(mem.allocated_peak_bytes),
+                     gib_range(*est.device_total_range_bytes), *(v.verdict for v in verdicts)))
+        styles.append(VERDICT_STYLES["fits" if all(v.fits for v in verdicts) else
+                                     "does not fit" if not any(v.verdict != "does not fit" for v in verdicts) else "tight"])
+    return [Section(title=f"{first.spec.id}  ({first.spec.parameters.total:,} parameters)", notes=(_workload_line(first),)),
+            Section(title="Memory per device by dtype and quantization",
+                    header=("dtype", "quantization", "weights", "allocated peak", "device total (range)",
+                            *(g.name for g in gpus)), rows=tuple(rows), row_styles=tuple(styles),
+                    notes=(f"verdict: the high end of the range vs usable memory less {DEFAULT_MARGIN:.0%}",))]
 
 
 def measure_sections(payload: dict[str, Any], model_id: str) -> list[Section]:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from collections.abc import Sequence
+from typing import Any
 
 from hf_gpu_estimator.cli import estimate, gpus, inspect_model, measure, plan, preflight, serve
 from hf_gpu_estimator.cli._common import Parser
@@ -40,11 +42,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    """Our warnings as one line on stderr ("hfge: warning: ..."); other libraries' as Python prints them."""
+    from hf_gpu_estimator.errors import IgnoredOptionWarning
+
+    if issubclass(category, IgnoredOptionWarning) or filename.startswith(_PACKAGE_DIR):
+        print(f"hfge: warning: {message}", file=sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``hfge``; returns the exit status (0 ok, 1 error, 2 bad arguments, 130 interrupted)."""
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args))
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            warnings.showwarning = _show_warning
+            return int(args.func(args))
     except KeyboardInterrupt:
         print("hfge: interrupted", file=sys.stderr)
         return 130
