@@ -162,17 +162,36 @@ class Estimate:
         return render_table(self)
 
 
+#: Model types whose positions are a learned table of ``max_position_embeddings`` rows, so a longer
+#: context cannot run (an index error); each names the table in transformers' modeling code. Other
+#: models (rotary, ALiBi) run past ``max_position_embeddings``, beyond the length they were trained on.
+LEARNED_POSITION_TABLES: Mapping[str, str] = {
+    "gpt2": "GPT2Model.wpe (nn.Embedding(max_position_embeddings, ...))",
+    "gpt_bigcode": "GPTBigCodeModel.wpe",
+    "gpt_neo": "GPTNeoModel.wpe",
+    "opt": "OPTLearnedPositionalEmbedding",
+    "biogpt": "BioGptLearnedPositionalEmbedding",
+    "bert": "BertEmbeddings.position_embeddings",
+    "roberta": "RobertaEmbeddings.position_embeddings",
+    "distilbert": "Embeddings.position_embeddings",
+    "whisper": "WhisperDecoder.embed_positions",
+}
+
+
 def fit_context(spec: ModelSpec, options: Mapping[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
     """Fit the workload's context into the model's positions (``max_position_embeddings``).
 
-    A ``seq_len`` or ``new_tokens`` given explicitly that does not fit is an error naming the limit;
-    the defaults (1024 tokens, 256 generated) shrink to fit and say so in the returned notes.
+    The defaults (1024 tokens, 256 generated) shrink to fit, with a note. An explicit context past
+    the limit is an error naming it when the positions are a learned table (:data:`LEARNED_POSITION_TABLES`:
+    it cannot run); with computed positions (rotary, ALiBi) it runs past the trained length, so it is a
+    warning and a note.
 
     Returns:
         The options with ``seq_len``/``new_tokens`` filled in where a default had to shrink, and the notes.
 
     Raises:
-        ConflictingOptionsError: An explicit ``seq_len`` (+ ``new_tokens`` in inference) exceeds the limit.
+        ConflictingOptionsError: An explicit ``seq_len`` (+ ``new_tokens`` in inference) exceeds a
+            learned position table.
     """
     from hf_gpu_estimator.errors import ConflictingOptionsError
     from hf_gpu_estimator.workload import DEFAULT_NEW_TOKENS, DEFAULT_SEQ_LEN
@@ -185,28 +204,40 @@ def fit_context(spec: ModelSpec, options: Mapping[str, Any]) -> tuple[dict[str, 
     method = out.get("method")
     training = out.get("task", None if method in (None, "full") else "training") == "training"
     where = f"the model's limit of {limit:,} tokens (max_position_embeddings of {spec.id})"
+    learned = spec.architecture.model_type in LEARNED_POSITION_TABLES
+    notes: list[str] = []
+
+    def too_long(field: str, value: int, what: str, fix: str) -> None:
+        if learned:
+            raise ConflictingOptionsError(field, value, f"{what} exceeds {where}".strip(), fix=fix)
+        note = (f"{field}: {what.strip() or value} goes past {where}; its positions are computed, so it runs, "
+                "but beyond the length the model was trained on")
+        import warnings
+
+        warnings.warn(note, stacklevel=3)
+        notes.append(note)
+
     if seq is not None and seq > limit:
-        raise ConflictingOptionsError("seq_len", seq, f"exceeds {where}", fix=f"use --seq-len {limit} or less")
+        too_long("seq_len", seq, "", f"use --seq-len {limit} or less")
     if training:
         if seq is None and DEFAULT_SEQ_LEN > limit:
             out["seq_len"] = limit
-            return out, (f"seq_len: {limit:,} tokens, {where} (the default {DEFAULT_SEQ_LEN:,} is longer)",)
-        return out, ()
-    if new is not None and seq is not None and seq + new > limit:
-        raise ConflictingOptionsError("seq_len", seq, f"+ new_tokens={new} exceeds {where}",
-                                      fix=f"use --seq-len {limit - new} or less, or fewer --new-tokens")
-    if new is not None and new >= limit:
-        raise ConflictingOptionsError("new_tokens", new, f"leaves no prompt within {where}",
-                                      fix=f"use --new-tokens {limit // 4} or less")
-    notes = []
+            notes.append(f"seq_len: {limit:,} tokens, {where} (the default {DEFAULT_SEQ_LEN:,} is longer)")
+        return out, tuple(notes)
+    if new is not None and seq is not None and seq + new > limit and seq <= limit:
+        too_long("seq_len", seq, f"{seq} + new_tokens {new}", f"use --seq-len {max(limit - new, 1)} or less, or fewer --new-tokens")
+    if new is not None and seq is None and new >= limit:
+        too_long("new_tokens", new, "", f"use --new-tokens {limit // 4} or less")
     if new is None:
+        if seq is not None and seq >= limit:  # past the limit already (computed positions, warned)
+            return out, tuple(notes)
         new = min(DEFAULT_NEW_TOKENS, limit - seq if seq is not None else limit // 4)
         if new != DEFAULT_NEW_TOKENS:
             out["new_tokens"] = new
             notes.append(f"new_tokens: {new:,} generated tokens (not {DEFAULT_NEW_TOKENS}) to stay within {where}")
     if seq is None and DEFAULT_SEQ_LEN + new > limit:
-        out["seq_len"] = limit - new
-        notes.append(f"seq_len: {limit - new:,} prompt tokens (not {DEFAULT_SEQ_LEN:,}) to stay within {where}")
+        out["seq_len"] = max(limit - new, 1)
+        notes.append(f"seq_len: {out['seq_len']:,} prompt tokens (not {DEFAULT_SEQ_LEN:,}) to stay within {where}")
     return out, tuple(notes)
 
 
