@@ -161,6 +161,32 @@ class Estimate:
 
         return render_table(self)
 
+    def __repr__(self) -> str:
+        """One line: the model, the workload and the device total with its range."""
+        from hf_gpu_estimator.report import gib, gib_range, workload_line
+
+        low, high = self.device_total_range_bytes
+        gpu = f", {self.gpu.name}: {self.verdict().verdict}" if self.gpu is not None else ""
+        return (f"Estimate({self.spec.id!r}, {workload_line(self)}: device total {gib(self.memory.device_total_bytes)} "
+                f"({gib_range(low, high)}){gpu})")
+
+    def _sections(self) -> list[Any]:
+        from hf_gpu_estimator.hardware import get_gpu
+        from hf_gpu_estimator.report import estimate_sections
+
+        gpus = (self.gpu,) if self.gpu is not None else tuple(get_gpu(g) for g in COMMON_GPUS)
+        return estimate_sections(self, gpus=gpus)
+
+    def _repr_markdown_(self) -> str:
+        from hf_gpu_estimator.report import render_sections
+
+        return render_sections(self._sections(), "markdown")
+
+    def _repr_html_(self) -> str:
+        from hf_gpu_estimator.report import render_sections
+
+        return render_sections(self._sections(), "html")
+
 
 #: Model types whose positions are a learned table of ``max_position_embeddings`` rows, so a longer
 #: context cannot run (an index error); each names the table in transformers' modeling code. Other

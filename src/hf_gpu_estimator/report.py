@@ -39,7 +39,7 @@ def render_table(est: Estimate) -> str:
     spec, work, mem = est.spec, est.workload, est.memory
     head = [
         f"{spec.id}  ({spec.parameters.total:,} parameters, {spec.stored_dtype})",
-        _workload_line(est),
+        workload_line(est),
         "",
     ]
     rows = [(name.replace("_", " "), gib(mem.components.get(name, 0))) for name in COMPONENTS
@@ -72,7 +72,8 @@ def verdict_line(v: Verdict) -> str:
             f"({v.name}), {spare} at the high end after a {v.margin:.0%} margin")
 
 
-def _workload_line(est: Estimate) -> str:
+def workload_line(est: Estimate) -> str:
+    """The workload in one line: task, batch, tokens, dtype or precision, attention, quantization, split."""
     w = est.workload
     if w.is_training:
         parts = [f"training ({w.method})", f"batch {w.batch_size} x {w.seq_len} tokens", w.precision.name,
@@ -177,9 +178,12 @@ def rich_available() -> bool:
 
 
 def render_sections(sections: list[Section], fmt: str = "text") -> str:
-    """Sections as ``"text"`` (aligned columns), ``"markdown"`` (GitHub tables) or ``"table"`` (rich, as text)."""
+    """Sections as ``"text"`` (aligned columns), ``"markdown"`` (GitHub tables), ``"html"`` (notebooks)
+    or ``"table"`` (rich, as text)."""
     if fmt == "markdown":
         return _markdown(sections)
+    if fmt == "html":
+        return _html(sections)
     if fmt == "table" and rich_available():
         return _rich_text(sections, width=120)
     return _plain(sections)
@@ -265,6 +269,34 @@ def _markdown(sections: list[Section]) -> str:
     return "\n\n".join(p for p in parts if p)
 
 
+def _html(sections: list[Section]) -> str:
+    """Sections as HTML tables (Jupyter's ``_repr_html_``): numbers right-aligned, verdict rows coloured."""
+    from html import escape
+
+    colours = {"ok": "#1a7f37", "warn": "#9a6700", "bad": "#cf222e"}
+    parts = []
+    for s in sections:
+        if s.title:
+            parts.append(f"<p><b>{escape(s.title)}</b></p>")
+        if s.rows:
+            numeric = _numeric_columns(s)
+            head = "".join(f"<th style='text-align:{'right' if numeric[i] else 'left'}'>{escape(h)}</th>"
+                           for i, h in enumerate(s.header or ()))
+            body = []
+            for n, row in enumerate(s.rows):
+                style = s.row_styles[n] if n < len(s.row_styles) else None
+                css = f" style='color:{colours[style]}'" if style in colours else ""
+                weight = "font-weight:bold;" if style == "total" else ""
+                cells = "".join(f"<td style='{weight}text-align:{'right' if numeric[i] else 'left'};white-space:nowrap'>"
+                                f"{escape(c)}</td>" for i, c in enumerate(row))
+                body.append(f"<tr{css}>{cells}</tr>")
+            parts.append("<table>" + (f"<thead><tr>{head}</tr></thead>" if head else "") + "<tbody>" + "".join(body)
+                         + "</tbody></table>")
+        if s.notes:
+            parts.append("".join(f"<div>{escape(n)}</div>" for n in s.notes))
+    return "\n".join(parts)
+
+
 def _rich(sections: list[Section]) -> list[Any]:
     from rich import box
     from rich.table import Table
@@ -294,7 +326,7 @@ def estimate_sections(est: Estimate, *, gpus: tuple[GPU, ...] = (), suggestions:
     """An estimate as sections: the breakdown (GiB), totals with their range, fits per GPU, suggestions."""
     spec, mem = est.spec, est.memory
     head = Section(title=f"{spec.id}  ({spec.parameters.total:,} parameters, {spec.stored_dtype})",
-                   notes=(_workload_line(est),))
+                   notes=(workload_line(est),))
     allocated = mem.allocated_peak_bytes or 1
     rows: list[tuple[str, ...]] = []
     styles: list[str | None] = []
@@ -489,7 +521,7 @@ def grid_sections(ests: Sequence[Estimate], gpus: Sequence[GPU]) -> list[Section
                      gib_range(*est.device_total_range_bytes), *(v.verdict for v in verdicts)))
         styles.append(VERDICT_STYLES["fits" if all(v.fits for v in verdicts) else
                                      "does not fit" if not any(v.verdict != "does not fit" for v in verdicts) else "tight"])
-    return [Section(title=f"{first.spec.id}  ({first.spec.parameters.total:,} parameters)", notes=(_workload_line(first),)),
+    return [Section(title=f"{first.spec.id}  ({first.spec.parameters.total:,} parameters)", notes=(workload_line(first),)),
             Section(title="Memory per device by dtype and quantization",
                     header=("dtype", "quantization", "weights", "allocated peak", "device total (range)",
                             *(g.name for g in gpus)), rows=tuple(rows), row_styles=tuple(styles),
