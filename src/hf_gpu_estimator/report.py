@@ -24,11 +24,13 @@ def gib(nbytes: float) -> str:
 
 
 def _table(rows: list[tuple[str, ...]], *, header: tuple[str, ...] | None = None) -> str:
+    """Aligned plain-text columns: numbers right-aligned, words left-aligned (see :func:`_numeric_columns`)."""
     all_rows = ([header] if header else []) + rows
     widths = [max(len(r[i]) for r in all_rows) for i in range(len(all_rows[0]))]
+    numeric = _numeric_columns(Section(header=header, rows=tuple(rows)))
     lines = []
     for n, row in enumerate(all_rows):
-        cells = [row[0].ljust(widths[0])] + [cell.rjust(w) for cell, w in zip(row[1:], widths[1:])]
+        cells = [cell.rjust(w) if num else cell.ljust(w) for cell, w, num in zip(row, widths, numeric)]
         lines.append("  ".join(cells).rstrip())
         if header and n == 0:
             lines.append("  ".join("-" * w for w in widths))
