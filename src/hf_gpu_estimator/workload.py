@@ -223,7 +223,8 @@ def _ignored(task: str, method: str, options: Mapping[str, tuple[object, object]
     unused = {
         "inference": ("precision", "optimizer", "gradient_checkpointing", "gradient_accumulation_steps",
                       "lora_rank", "lora_alpha", "lora_targets", "offload_optimizer", "offload_params"),
-        "training": ("new_tokens",) + (("dtype", "lora_rank", "lora_alpha", "lora_targets") if method == "full" else ()),
+        "training": ("new_tokens", "gpu_layers")
+                    + (("dtype", "lora_rank", "lora_alpha", "lora_targets") if method == "full" else ()),
     }[task]
     return [f"{name}={value}" for name in unused for value, default in [options[name]] if value != default]
 
@@ -345,6 +346,7 @@ def make_workload(
         "lora_alpha": (alpha, 2 * rank), "lora_targets": (",".join(targets), "q_proj,v_proj"),
         "offload_optimizer": (offload_optimizer, False),
         "offload_params": (offload_params, False), "new_tokens": (new, 0), "dtype": (dtype_, None),
+        "gpu_layers": (gpu_layers_, None),
     })  # fmt: skip
     if ignored:
         import warnings

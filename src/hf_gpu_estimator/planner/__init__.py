@@ -21,7 +21,6 @@ from hf_gpu_estimator.planner._search import (
     TP_DEGREES,
     TRAINING_GPU_COUNTS,
     Skipped,
-    _largest,  # noqa: F401  (used by hf_gpu_estimator.suggest)
 )
 from hf_gpu_estimator.planner.engines.vllm import (
     DEFAULT_GPU_MEMORY_UTILIZATION,
