@@ -226,9 +226,8 @@ def build_app() -> Any:
                 go = gr.Button("Estimate", variant="primary", elem_id="estimate")
             with gr.Column(scale=2):
                 summary = gr.Markdown(elem_id="summary")
-                with gr.Row():
-                    breakdown = gr.Markdown(elem_id="breakdown")
-                    fits = gr.Markdown(elem_id="fits")
+                breakdown = gr.Markdown(elem_id="breakdown")  # stacked: side by side, both scroll below ~1400 px
+                fits = gr.Markdown(elem_id="fits")
                 plot = gr.Image(label="Memory per device vs GPU capacity", type="filepath", elem_id="plot",
                                 height=480)
                 plan = gr.Markdown(elem_id="plan")
