@@ -437,7 +437,8 @@ def plan_sections(p: Any) -> list[Section]:
     """``hfge plan --gpu``: a :class:`~hf_gpu_estimator.planner.Plan` as fact/value rows."""
     rows: list[tuple[str, str]] = [
         ("gpu", f"{p.gpu.name} ({p.gpu.usable_memory_bytes / GiB:.1f} GiB usable)"),
-        ("fits", f"{'yes' if p.fits else 'no'} ({p.device_total_bytes / GiB:.2f} GiB per device)"),
+        ("fits", f"{'yes' if p.fits else 'no'}: needs {gib_range(*_range(p.device_total_bytes, p.workload))} per device "
+                 f"(the high end vs usable less the margin)"),
         ("max batch size", str(p.max_batch_size)),
         ("max seq len", str(p.max_seq_len)),
         ("min GPUs", p.min_gpus.description if p.min_gpus else "none tried fits"),
@@ -462,6 +463,13 @@ def plan_sections(p: Any) -> list[Section]:
     styles = [("ok" if p.fits else "bad") if name == "fits" else None for name, _ in rows]
     return [Section(title=f"{p.gpu.name}: plan", rows=tuple(rows), row_styles=tuple(styles),
                     notes=tuple(f"note: {n}" for n in p.notes))]
+
+
+def _range(total_bytes: int, workload: Any) -> tuple[int, int]:
+    from hf_gpu_estimator.verdict import uncertainty_for
+
+    u = uncertainty_for(workload)
+    return u.low_bytes(total_bytes), u.high_bytes(total_bytes)
 
 
 def cheapest_sections(result: Any) -> list[Section]:

@@ -50,8 +50,12 @@ def run(args: argparse.Namespace) -> int:
     from hf_gpu_estimator.report import cheapest_sections, plan_sections
     from hf_gpu_estimator.workload import workload_from_kwargs
 
+    from hf_gpu_estimator.estimator import fit_context
+    from hf_gpu_estimator.verdict import search_margin
+
     spec = read_spec(args)
-    work = workload_from_kwargs(workload_kwargs(args))
+    options, _notes = fit_context(spec, workload_kwargs(args))
+    work = workload_from_kwargs(options)
     if args.cheapest:
         if work.is_training:
             if args.token_budget is None:
@@ -72,8 +76,9 @@ def run(args: argparse.Namespace) -> int:
         if args.gpu is None:
             raise ConflictingOptionsError("gpu", None, "is required",
                                           fix="pass --gpu NAME, or --cheapest to rank the catalog")
+        # The margin under which fits, max batch and min GPUs agree with estimate's verdict (its high end).
         result = planner.plan(spec, work, get_gpu(args.gpu), gpu_memory_utilization=args.gpu_memory_utilization,
-                              max_model_len=args.max_model_len)
+                              max_model_len=args.max_model_len, margin=search_margin(work))
         sections = plan_sections
     if args.format == "json":
         emit(result.to_dict(), "json")
