@@ -200,7 +200,12 @@ CLI_CASES = [
     ["estimate", M, "--seq-len", "1000", "--new-tokens", "100"],
     ["estimate", M, "--gpu", "RTX-4090,H9000"], ["estimate", M, "--gpu", "RTX-4090,"],
     ["estimate", M, "--dtype", "float32,int4"], ["estimate", M, "--quantization", "none,int3"],
-    ["estimate", M, "--dtype", ","],
+    ["estimate", M, "--dtype", ","], ["estimate", M, "--gpu", "A100"], ["estimate", M, "--gpu", ""],
+    ["estimate", M, "--gpu", "RTX-4090", "--gpu", "H9000"], ["estimate", M, "--compare", "--seq-len", "5000"],
+    ["estimate", M, "--task", "training", "--method", "qlora", "--dtype", "int8"],
+    ["plan", M, "--gpu", "A100-80GB", "--seq-len", "5000"], ["plan", M, "--gpu", "A100"],
+    ["measure", M, "--seq-len", "5000", "--device", "cpu"],
+    ["preflight", "--accelerate-config", "x.yaml", M, "--gpu", "A100"],
     ["estimate", M, "--task", "training", "--quantization", "nf4"], ["estimate", M, "--strategy", "zero3", "--task", "training"],
     ["estimate", M, "--num-gpus", "3", "--tp", "2"], ["estimate", M, "--task", "training", "--offload-optimizer"],
     ["estimate", M, "--no-such-flag"], ["estimate"], ["frobnicate", M], [],
@@ -253,8 +258,12 @@ def test_integrations_warn_and_continue_on_bad_input(caplog):
     import logging
 
     caplog.set_level(logging.WARNING)
-    for kwargs in ({"batch_size": 0}, {"optimizer": "adam9"}, {"task": "train"}, {"num_gpus": -1}):
+    for kwargs in ({"batch_size": 0}, {"optimizer": "adam9"}, {"task": "train"}, {"num_gpus": -1},
+                   {"seq_len": 10**6}, {"task": "inference", "method": "lora"}):
         result = core.evaluate(inspect_model(GPT2), workload_kwargs=kwargs, gpu="A100-80GB")
         assert result.status == "failed" and result.error and "\n" not in str(result.error)
-    result = core.evaluate(inspect_model(GPT2), workload_kwargs={}, gpu="H9000")
-    assert result.status == "failed"
+    for gpu in ("H9000", "A100", "H100"):  # unknown, ambiguous: warned, the run continues
+        result = core.evaluate(inspect_model(GPT2), workload_kwargs={}, gpu=gpu)
+        assert result.status == "failed" and "skipped" in result.message and gpu in result.message
+    with pytest.warns(UserWarning, match="below 1 GiB"):
+        core.validate_options(device_memory_bytes=24)

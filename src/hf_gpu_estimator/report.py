@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from hf_gpu_estimator.estimator import Estimate
     from hf_gpu_estimator.exact import Comparison, Difference
     from hf_gpu_estimator.hardware import GPU
+    from hf_gpu_estimator.measure import MeasureReport
     from hf_gpu_estimator.spec import ModelSpec
     from hf_gpu_estimator.suggest import Suggestion
     from hf_gpu_estimator.verdict import Verdict
@@ -38,7 +39,7 @@ def _table(rows: list[tuple[str, ...]], *, header: tuple[str, ...] | None = None
 
 
 def render_table(est: Estimate) -> str:
-    spec, work, mem = est.spec, est.workload, est.memory
+    spec, mem = est.spec, est.memory
     head = [
         f"{spec.id}  ({spec.parameters.total:,} parameters, {spec.stored_dtype})",
         workload_line(est),
@@ -367,11 +368,11 @@ def estimate_sections(est: Estimate, *, gpus: tuple[GPU, ...] = (), suggestions:
                 rows=tuple((s.title, s.flags, gib(s.device_total_bytes), gib(s.device_total_high_bytes))
                            for s in suggestions)))
         else:
-            sections.append(Section(notes=(f"no single change we model fits {suggestions_for.name}: "
-                                           "try a larger GPU, or `hfge plan MODEL --cheapest`",)))
+            sections.append(Section(notes=((f"no single change we model fits {suggestions_for.name}: "
+                                            "try a larger GPU, or `hfge plan MODEL --cheapest`"),)))
     if est.assumptions:
-        sections.append(Section(notes=(f"{len(est.assumptions)} assumptions: --format json lists them; "
-                                       "docs/methodology.md explains each term",)))
+        sections.append(Section(notes=((f"{len(est.assumptions)} assumptions: --format json lists them; "
+                                        "docs/methodology.md explains each term"),)))
     return sections
 
 
@@ -538,37 +539,35 @@ def grid_sections(ests: Sequence[Estimate], gpus: Sequence[GPU]) -> list[Section
                     notes=(f"verdict: the high end of the range vs usable memory less {DEFAULT_MARGIN:.0%}",))]
 
 
-def measure_sections(payload: dict[str, Any], model_id: str) -> list[Section]:
+def measure_sections(report: MeasureReport) -> list[Section]:
     """``hfge measure``: measured vs analytic (vs exact) memory, each with its error, and throughput."""
-    measured = payload["measured"]
-    a, e = payload["analytic"], payload["exact"]
-    has_exact = "error" not in e
+    m = report.measured
+    a, e = report.analytic, report.exact
     rows: list[tuple[str, ...]] = []
-    for label, key, mkey in (("allocated peak", "allocated_peak_bytes", "allocated_peak_bytes"),
-                             ("reserved peak", "reserved_peak_bytes", "reserved_peak_bytes"),
-                             ("device total (nvidia-smi)", "device_total_bytes", "nvml_process_bytes")):
-        err_key = {"allocated_peak_bytes": "allocated", "reserved_peak_bytes": "reserved"}.get(key, "device_total")
-        row = [label, size_or_dash(measured.get(mkey)), size(a[key]), percent(a["errors"][err_key])]
-        if has_exact:
-            row += [size(e[key]), percent(e["errors"][err_key])]
+    for label, measured, attr in (("allocated peak", m.allocated_peak_bytes, "allocated"),
+                                  ("reserved peak", m.reserved_peak_bytes, "reserved"),
+                                  ("device total (nvidia-smi)", report.nvml_process_bytes, "device_total")):
+        key = "device_total_bytes" if attr == "device_total" else f"{attr}_peak_bytes"
+        row = [label, size_or_dash(measured), size(getattr(a, key)), percent(getattr(a, f"{attr}_error"))]
+        if e is not None:
+            row += [size(getattr(e, key)), percent(getattr(e, f"{attr}_error"))]
         rows.append(tuple(row))
-    header = ("", "measured", "analytic", "error") + (("exact", "error") if has_exact else ())
-    notes = [f"command: {payload['command']}", "error = estimate / measured - 1"]
-    peaks = measured.get("phase_peaks") or {}
-    if peaks:
-        notes.append(f"measured peak in {max(peaks, key=peaks.get)!r}; analytic peak in {a['phase_at_peak']!r}"
-                     + (f"; exact peak in {e['phase_at_peak']!r}" if has_exact else ""))
-    speed = [f"{name} {measured[key]:,.0f} tokens/s" for name, key in
-             (("prefill", "prefill_tokens_per_s"), ("decode", "decode_tokens_per_s"), ("train", "train_tokens_per_s"))
-             if measured.get(key)]
+    header = ("", "measured", "analytic", "error") + (("exact", "error") if e is not None else ())
+    notes = [f"command: {report.command}", "error = estimate / measured - 1"]
+    if m.phase_peaks:
+        notes.append(f"measured peak in {max(m.phase_peaks, key=m.phase_peaks.__getitem__)!r}; analytic peak in "
+                     f"{a.phase_at_peak!r}" + (f"; exact peak in {e.phase_at_peak!r}" if e is not None else ""))
+    speed = [f"{name} {value:,.0f} tokens/s" for name, value in
+             (("prefill", m.prefill_tokens_per_s), ("decode", m.decode_tokens_per_s), ("train", m.train_tokens_per_s))
+             if value]
     if speed:
         notes.append("throughput: " + ", ".join(speed))
-    if measured.get("allocated_peak_bytes") is None:
-        notes.append(f"{payload['device']['requested']}: no allocator statistics; host peak RSS "
-                     f"{size_or_dash(measured.get('host_peak_rss_bytes'))} (Python, torch and the model: not comparable)")
-    if not has_exact:
-        notes.append(f"exact: {e['error']}")
-    v = payload["versions"]
+    if m.allocated_peak_bytes is None:
+        notes.append(f"{report.device.requested}: no allocator statistics; host peak RSS "
+                     f"{size_or_dash(m.host_peak_rss_bytes)} (Python, torch and the model: not comparable)")
+    if e is None:
+        notes.append(f"exact: {report.exact_error}")
+    v = m.versions
     notes.append("versions: " + ", ".join(f"{k} {v[k]}" for k in ("torch", "transformers", "cuda", "driver") if k in v))
-    return [Section(title=f"{model_id} on {payload['device']['name']}: measured vs estimated", header=header,
+    return [Section(title=f"{report.model_id} on {report.device.name}: measured vs estimated", header=header,
                     rows=tuple(rows), notes=tuple(notes))]

@@ -46,12 +46,11 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from hf_gpu_estimator import planner
     from hf_gpu_estimator.errors import ConflictingOptionsError, InvalidArgumentError
+    from hf_gpu_estimator.estimator import fit_context
     from hf_gpu_estimator.hardware import get_gpu
     from hf_gpu_estimator.report import cheapest_sections, plan_sections
-    from hf_gpu_estimator.workload import workload_from_kwargs
-
-    from hf_gpu_estimator.estimator import fit_context
     from hf_gpu_estimator.verdict import search_margin
+    from hf_gpu_estimator.workload import workload_from_kwargs
 
     spec = read_spec(args)
     options, _notes = fit_context(spec, workload_kwargs(args))
