@@ -161,3 +161,14 @@ def test_missing_optional_dependency_is_one_line_naming_the_extra(argv, extra, t
     lines = out.stderr.strip().splitlines()
     assert out.returncode == 1 and len(lines) == 1, out.stderr
     assert f"pip install 'hf-gpu-estimator[{extra}]'" in lines[0]
+
+
+def test_docs_cli_help_is_current(monkeypatch):
+    spec = importlib.util.spec_from_file_location("render_cli_help", PACKAGE.parents[1] / "scripts" / "render_cli_help.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setenv("COLUMNS", module.WIDTH)
+    doc = module.DOC.read_text(encoding="utf-8")
+    block = doc[doc.index(module.BEGIN) + len(module.BEGIN):doc.index(module.END)]
+    assert block.strip() == module.render().strip(), "docs/cli.md is stale: run python scripts/render_cli_help.py"
+    assert "### `hfge measure --help`" in block

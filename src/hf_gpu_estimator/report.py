@@ -523,19 +523,18 @@ def compare_sections(spec: ModelSpec, analytic: Estimate, exact: Estimate, diff:
 def grid_sections(ests: Sequence[Estimate], gpus: Sequence[GPU]) -> list[Section]:
     """``--dtype a,b --quantization x,y``: one row per combination, the verdict per GPU in the last columns."""
     first = ests[0]
-    rows, styles = [], []
+    rows = []
     for est in ests:
         w, mem = est.workload, est.memory
-        verdicts = [est.verdict(g) for g in gpus]
         rows.append((w.dtype or f"{est.spec.stored_dtype} (checkpoint)", w.quantization,
                      gib(mem.components.get("weights", 0)), gib(mem.allocated_peak_bytes),
-                     gib_range(*est.device_total_range_bytes), *(v.verdict for v in verdicts)))
-        styles.append(VERDICT_STYLES["fits" if all(v.fits for v in verdicts) else
-                                     "does not fit" if not any(v.verdict != "does not fit" for v in verdicts) else "tight"])
-    return [Section(title=f"{first.spec.id}  ({first.spec.parameters.total:,} parameters)", notes=(workload_line(first),)),
+                     gib_range(*est.device_total_range_bytes), *(est.verdict(g).verdict for g in gpus)))
+    per_row = {first.workload.dtype or first.spec.stored_dtype, first.workload.quantization}
+    line = ", ".join(part for part in workload_line(first).split(", ") if part not in per_row)
+    return [Section(title=f"{first.spec.id}  ({first.spec.parameters.total:,} parameters)", notes=(line,)),
             Section(title="Memory per device by dtype and quantization",
                     header=("dtype", "quantization", "weights", "allocated peak", "device total (range)",
-                            *(g.name for g in gpus)), rows=tuple(rows), row_styles=tuple(styles),
+                            *(g.name for g in gpus)), rows=tuple(rows),
                     notes=(f"verdict: the high end of the range vs usable memory less {DEFAULT_MARGIN:.0%}",))]
 
 
