@@ -155,3 +155,15 @@ def test_import_stays_cheap() -> None:
             "print(sorted(m for m in ('torch', 'matplotlib', 'gradio', 'rich') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_notebook_displays_and_short_reprs() -> None:
+    from hf_gpu_estimator import planner
+    from hf_gpu_estimator.hardware import get_gpu
+
+    est = estimate(lookup(LLAMA), gpu="RTX-4090")
+    assert len(repr(est)) < 300 and "\n" not in repr(est) and "13.37–15.71 GiB" in repr(est)
+    html, md = est._repr_html_(), est._repr_markdown_()
+    assert "<table>" in html and "fits" in html and "| component | memory | share |" in md
+    p = planner.plan(est.spec, est.workload, get_gpu("RTX-4090"))
+    assert len(repr(p)) < 200 and "<table>" in p._repr_html_() and "max batch size" in p._repr_markdown_()
