@@ -167,3 +167,36 @@ def test_notebook_displays_and_short_reprs() -> None:
     assert "<table>" in html and "fits" in html and "| component | memory | share |" in md
     p = planner.plan(est.spec, est.workload, get_gpu("RTX-4090"))
     assert len(repr(p)) < 200 and "<table>" in p._repr_html_() and "max batch size" in p._repr_markdown_()
+
+
+@pytest.mark.parametrize("fmt", ["table", "text", "markdown"])
+def test_no_trailing_spaces_when_piped(fmt: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["estimate", LLAMA, "--task", "training", "--gpu", "RTX-4090", "--format", fmt]) == 0
+    out = capsys.readouterr().out
+    assert [line for line in out.splitlines() if line != line.rstrip()] == []
+
+
+def test_compare_says_n_a_for_an_error_on_nothing() -> None:
+    from hf_gpu_estimator.exact import Comparison, Difference
+    from hf_gpu_estimator.report import compare_sections
+
+    est = estimate(lookup(LLAMA))
+    zero, tiny = Difference(analytic_bytes=0, exact_bytes=0), Difference(analytic_bytes=0, exact_bytes=1000)
+    diff = Comparison(components={"activations": zero, "transient": tiny}, allocated_peak=zero, reserved_peak=zero,
+                      device_total=zero, analytic_phase="decode", exact_phase="decode")
+    (section,) = compare_sections(est.spec, est, est, diff)
+    assert all(row[-1] == "n/a" for row in section.rows), section.rows
+    assert diff.to_dict()["components"]["transient"]["relative_error"] == -1.0  # the JSON keeps the number
+
+
+def test_ignored_options_are_one_warning_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["estimate", LLAMA, "--precision", "bf16-true", "--optimizer", "sgd", "--format", "json"]) == 0
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == ["hfge: warning: precision=bf16-true, optimizer=sgd do not apply to inference: ignored"]
+
+
+def test_recipes_are_accepted() -> None:
+    qlora = estimate(lookup(LLAMA), method="qlora", dtype="bfloat16")
+    assert qlora.workload.task == "training" and qlora.workload.precision.compute_dtype == "bfloat16"
+    assert qlora.workload.dtype == "bfloat16"
+    assert estimate(lookup(LLAMA), method="lora").workload.is_training
