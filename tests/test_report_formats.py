@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from hf_gpu_estimator.estimator import estimate
 from hf_gpu_estimator.cli import main
+from hf_gpu_estimator.estimator import estimate
 from hf_gpu_estimator.memory import estimate_memory
 from hf_gpu_estimator.report import COMMON_GPUS, Section, estimate_sections, gib, gib_range, render_sections
 from hf_gpu_estimator.sources.catalog import lookup

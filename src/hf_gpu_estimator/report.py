@@ -438,8 +438,8 @@ def plan_sections(p: Any) -> list[Section]:
     """``hfge plan --gpu``: a :class:`~hf_gpu_estimator.planner.Plan` as fact/value rows."""
     rows: list[tuple[str, str]] = [
         ("gpu", f"{p.gpu.name} ({p.gpu.usable_memory_bytes / GiB:.1f} GiB usable)"),
-        ("fits", f"{'yes' if p.fits else 'no'}: needs {gib_range(*_range(p.device_total_bytes, p.workload))} per device "
-                 f"(the high end vs usable less the margin)"),
+        ("fits", (f"{'yes' if p.fits else 'no'}: needs {gib_range(*_range(p.device_total_bytes, p.workload))} "
+                  "per device (the high end vs usable less the margin)")),
         ("max batch size", str(p.max_batch_size)),
         ("max seq len", str(p.max_seq_len)),
         ("min GPUs", p.min_gpus.description if p.min_gpus else "none tried fits"),
