@@ -22,6 +22,7 @@ from hf_gpu_estimator.planner._search import (
     TRAINING_GPU_COUNTS,
     Skipped,
 )
+from hf_gpu_estimator.planner.engines import ENGINES, default_engine, engine_capacity
 from hf_gpu_estimator.planner.engines.vllm import (
     DEFAULT_GPU_MEMORY_UTILIZATION,
     VLLM_BLOCK_SIZE,
@@ -40,6 +41,7 @@ from hf_gpu_estimator.planner.training import CheapestTraining, TrainingOption, 
 __all__ = [
     "DEFAULT_GPU_MEMORY_UTILIZATION",
     "DEFAULT_MARGIN",
+    "ENGINES",
     "PP_DEGREES",
     "SEARCH_CAP",
     "TP_DEGREES",
@@ -59,6 +61,8 @@ __all__ = [
     "TrainingOption",
     "cheapest_serving",
     "cheapest_training",
+    "default_engine",
+    "engine_capacity",
     "heterogeneous_serving",
     "max_batch_size",
     "max_seq_len",
