@@ -130,6 +130,7 @@ class Workload:
     quantization: str = "none"  # none, int8, nf4, fp4, fp8, gptq-4bit, awq-4bit, gguf:Q4_K_M, ...
     kv_cache_dtype: str | None = None  # None: the compute dtype; llama.cpp also q8_0, q4_0 ...
     gpu_layers: int | None = None  # llama.cpp -ngl; None: every layer
+    images: int = 0  # images per sequence (vision-language models): their tokens join the sequence
     lora_rank: int = 16
     lora_alpha: int = 32
     lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
@@ -160,6 +161,7 @@ class Workload:
             "quantization": self.quantization,
             "kv_cache_dtype": self.kv_cache_dtype,
             "gpu_layers": self.gpu_layers,
+            "images": self.images,
             "lora_rank": self.lora_rank,
             "lora_alpha": self.lora_alpha,
             "lora_targets": list(self.lora_targets),
@@ -207,12 +209,34 @@ def normalize_dtype(field_name: str, value: object) -> str:
     return text
 
 
+#: Tokens per sequence (training) or prompt tokens (inference) when none are given.
+DEFAULT_SEQ_LEN = 1024
+#: Tokens generated after the prompt (inference) when none are given.
+DEFAULT_NEW_TOKENS = 256
+
+#: The compute precision a QLoRA/LoRA ``dtype`` implies when no precision is given: the QLoRA
+#: recipe loads with ``torch_dtype=bfloat16`` and ``bnb_4bit_compute_dtype=bfloat16`` and trains
+#: under bf16 autocast (transformers docs, "bitsandbytes" quantization; peft QLoRA examples).
+_PRECISION_OF_DTYPE: Mapping[str, str] = {"bfloat16": "bf16-mixed", "float16": "16-mixed", "float32": "32-true"}
+
+
+def _ignored(task: str, method: str, options: Mapping[str, tuple[object, object]]) -> list[str]:
+    """The options given (value != default) that ``task``/``method`` do not use, as ``name=value``."""
+    unused = {
+        "inference": ("precision", "optimizer", "gradient_checkpointing", "gradient_accumulation_steps",
+                      "lora_rank", "lora_alpha", "lora_targets", "offload_optimizer", "offload_params"),
+        "training": ("new_tokens", "gpu_layers")
+                    + (("dtype", "lora_rank", "lora_alpha", "lora_targets") if method == "full" else ()),
+    }[task]
+    return [f"{name}={value}" for name in unused for value, default in [options[name]] if value != default]
+
+
 def make_workload(
     *,
-    task: str = "inference",
+    task: str | None = None,
     method: str = "full",
     batch_size: int = 1,
-    seq_len: int = 1024,
+    seq_len: int | None = None,
     new_tokens: int | None = None,
     dtype: str | None = None,
     precision: str | None = None,
@@ -223,10 +247,11 @@ def make_workload(
     quantization: str | None = None,
     kv_cache_dtype: str | None = None,
     gpu_layers: int | None = None,
+    images: int = 0,
     lora_rank: int = 16,
     lora_alpha: int | None = None,
     lora_targets: str | tuple[str, ...] | list[str] | None = None,
-    num_gpus: int = 1,
+    num_gpus: int | None = None,
     strategy: str | None = None,
     tp: int = 1,
     pp: int = 1,
@@ -235,20 +260,28 @@ def make_workload(
 ) -> Workload:
     """Validate user options and build a :class:`Workload`.
 
+    ``task`` defaults to ``"training"`` when ``method`` is ``lora`` or ``qlora``, else ``"inference"``.
+    With QLoRA, ``dtype`` is the dtype of the modules left unquantized and, unless ``precision`` is
+    given, the compute dtype (as ``torch_dtype`` with ``bnb_4bit_compute_dtype`` in the QLoRA recipe).
+    Options that the task does not use (``precision`` for inference, ``new_tokens`` for training ...)
+    are ignored with one :class:`~hf_gpu_estimator.errors.IgnoredOptionWarning`.
+
     Raises:
         InvalidArgumentError: an option has a bad value or options conflict; the message
             names the field, the value and what is accepted.
     """
     from hf_gpu_estimator.quantization import normalize_quantization
 
-    task_ = _choice("task", task, TASKS)
     method_ = _choice("method", method, METHODS)
+    task_ = _choice("task", task if task is not None else ("inference" if method_ == "full" else "training"), TASKS)
     batch = _positive_int("batch_size", batch_size)
-    seq = _positive_int("seq_len", seq_len)
+    seq = _positive_int("seq_len", seq_len if seq_len is not None else DEFAULT_SEQ_LEN)
     if new_tokens is None:
-        new_tokens = 256 if task_ == "inference" else 0
+        new_tokens = DEFAULT_NEW_TOKENS if task_ == "inference" else 0
     new = _positive_int("new_tokens", new_tokens, minimum=0)
     dtype_ = normalize_dtype("dtype", dtype) if dtype is not None else None
+    if precision is None and method_ == "qlora" and dtype_ is not None:
+        precision = _PRECISION_OF_DTYPE[dtype_]
     precision_ = PRECISIONS[_choice("precision", precision or "bf16-mixed", PRECISIONS, PRECISION_ALIASES)]
     optimizer_ = OPTIMIZERS[_choice("optimizer", optimizer, OPTIMIZERS, OPTIMIZER_ALIASES)]
     attn = _choice("attn_implementation", attn_implementation, ATTN_IMPLEMENTATIONS,
@@ -263,6 +296,7 @@ def make_workload(
         llamacpp = ("q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl")
         kv_dtype = fp8[key] if key in fp8 else key if key in llamacpp else normalize_dtype("kv_cache_dtype", kv_cache_dtype)
     gpu_layers_ = None if gpu_layers is None else _positive_int("gpu_layers", gpu_layers, minimum=0)
+    images_ = _positive_int("images", images, minimum=0)
     rank = _positive_int("lora_rank", lora_rank)
     alpha = _positive_int("lora_alpha", lora_alpha if lora_alpha is not None else 2 * rank)
     if lora_targets is None:
@@ -273,9 +307,10 @@ def make_workload(
         targets = tuple(lora_targets)
     if not targets or not all(isinstance(t, str) and t for t in targets):
         raise InvalidArgumentError("lora_targets", lora_targets, "module names such as q_proj,v_proj or all-linear")
-    gpus = _positive_int("num_gpus", num_gpus)
     tp_ = _positive_int("tp", tp)
     pp_ = _positive_int("pp", pp)
+    # --tp/--pp alone imply their product, as vLLM needs only --tensor-parallel-size
+    gpus = _positive_int("num_gpus", num_gpus) if num_gpus is not None else tp_ * pp_
     strategy_ = _choice("strategy", strategy or ("ddp" if gpus > 1 and task_ == "training" else "none"), STRATEGIES,
                         {"deepspeed_stage_1": "zero1", "deepspeed_stage_2": "zero2", "deepspeed_stage_3": "zero3",
                          "full_shard": "fsdp", "shard_grad_op": "fsdp-grad-op", "hybrid_shard": "fsdp-hybrid",
@@ -287,14 +322,9 @@ def make_workload(
     if method_ != "full" and task_ != "training":
         raise ConflictingOptionsError("method", method_, "applies to training only",
                                       fix="pass --task training, or --method full for inference")
-    if method_ == "qlora":
-        if quant.split(":")[0] not in ("nf4", "fp4"):
-            raise ConflictingOptionsError("quantization", quant, "is not a QLoRA base (bitsandbytes 4-bit)",
-                                          fix="use --quantization nf4 or fp4 with --method qlora")
-        if dtype_ is not None:
-            raise ConflictingOptionsError("dtype", dtype_, "conflicts with --method qlora (its base is 4-bit NF4/FP4 "
-                                          "and computes in the precision's dtype)",
-                                          fix="drop --dtype (set --precision bf16-mixed/16-mixed), or use --method lora")
+    if method_ == "qlora" and quant.split(":")[0] not in ("nf4", "fp4"):
+        raise ConflictingOptionsError("quantization", quant, "is not a QLoRA base (bitsandbytes 4-bit)",
+                                      fix="use --quantization nf4 or fp4 with --method qlora")
     if task_ == "training" and quant.startswith("gguf:"):
         raise ConflictingOptionsError("quantization", quant, "is an inference format (llama.cpp)",
                                       fix="train with --method qlora --quantization nf4, or estimate inference")
@@ -315,6 +345,22 @@ def make_workload(
                                       fix=f"pass --tp {gpus} (tensor parallel) or --pp {gpus}")
     gc = _bool("gradient_checkpointing", gradient_checkpointing)
     accumulation = _positive_int("gradient_accumulation_steps", gradient_accumulation_steps)
+    ignored = _ignored(task_, method_, {
+        "precision": (precision_.name, "bf16-mixed"), "optimizer": (optimizer_.name, "adamw"),
+        "gradient_checkpointing": (gc, False), "gradient_accumulation_steps": (accumulation, 1), "lora_rank": (rank, 16),
+        "lora_alpha": (alpha, 2 * rank), "lora_targets": (",".join(targets), "q_proj,v_proj"),
+        "offload_optimizer": (offload_optimizer, False),
+        "offload_params": (offload_params, False), "new_tokens": (new, 0), "dtype": (dtype_, None),
+        "gpu_layers": (gpu_layers_, None),
+    })  # fmt: skip
+    if ignored:
+        import warnings
+
+        from hf_gpu_estimator.errors import IgnoredOptionWarning
+
+        warnings.warn(IgnoredOptionWarning(f"{', '.join(ignored)} {'does' if len(ignored) == 1 else 'do'} not apply "
+                                           f"to {task_}{' (' + method_ + ')' if task_ == 'training' else ''}: ignored"),
+                      stacklevel=2)
 
     return Workload(
         task=task_,  # type: ignore[arg-type]
@@ -331,6 +377,7 @@ def make_workload(
         quantization=quant,
         kv_cache_dtype=kv_dtype,
         gpu_layers=gpu_layers_,
+        images=images_,
         lora_rank=rank,
         lora_alpha=alpha,
         lora_targets=targets,

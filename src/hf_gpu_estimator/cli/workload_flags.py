@@ -32,10 +32,10 @@ class Flag:
 
 
 WORKLOAD_FLAGS: tuple[Flag, ...] = (
-    Flag("--task", {"default": "inference", "help": "inference (default) or training"}),
+    Flag("--task", {"help": "inference (default) or training (the default with --method lora or qlora)"}),
     Flag("--method", {"default": "full", "help": "full (default), lora or qlora"}),
     Flag("--batch-size", {"type": positive_int, "default": 1, "help": "sequences per device (default 1)"}),
-    Flag("--seq-len", {"type": positive_int, "default": 1024,
+    Flag("--seq-len", {"type": positive_int,
                        "help": "tokens per sequence (training) or prompt tokens (inference); default 1024"}),
     Flag("--new-tokens", {"type": non_negative_int, "default": None,
                           "help": "tokens generated after the prompt (inference; default 256)"}),
@@ -49,10 +49,12 @@ WORKLOAD_FLAGS: tuple[Flag, ...] = (
     Flag("--quantization", {"help": "none, int8, nf4, fp4, fp8, gptq-4bit, awq-4bit, gguf:Q4_K_M ..."}),
     Flag("--kv-cache-dtype", {"help": "KV cache dtype (default: the compute dtype); GGUF: f16, q8_0, q4_0 ..."}),
     Flag("--gpu-layers", {"type": non_negative_int, "help": "GGUF/llama.cpp: layers offloaded to the GPU (-ngl; default all)"}),
+    Flag("--images", {"type": non_negative_int, "default": 0,
+                      "help": "images per sequence (vision-language models: each adds the model's tokens per image)"}),
     Flag("--lora-rank", {"type": positive_int, "default": 16}),
     Flag("--lora-alpha", {"type": positive_int}),
     Flag("--lora-targets", {"help": "comma-separated module names, or all-linear (default q_proj,v_proj)"}),
-    Flag("--num-gpus", {"type": positive_int, "default": 1}),
+    Flag("--num-gpus", {"type": positive_int, "help": "GPUs in all (default: tp x pp)"}),
     Flag("--strategy", {"help": "ddp, zero1, zero2, zero3, fsdp, fsdp-grad-op, fsdp-hybrid"}),
     Flag("--tp", {"type": positive_int, "default": 1, "help": "tensor-parallel degree"}),
     Flag("--pp", {"type": positive_int, "default": 1, "help": "pipeline-parallel degree"}),
