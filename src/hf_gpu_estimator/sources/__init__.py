@@ -175,7 +175,7 @@ def _from_hub(repo_id: str, *, revision: str | None, token: str | None) -> Model
         reason = unreachable_reason()
         why = "offline mode (HF_HUB_OFFLINE=1) is on and the repo is not cached" if constants.is_offline_mode() else (
             f"the Hub could not be reached ({reason})" if reason else f"the Hub could not be reached: {e}")  # fmt: skip
-        fallback = _catalog(repo_id, reason=why)
+        fallback = _catalog(repo_id, reason=why, notice=not constants.is_offline_mode())
         if fallback is None:
             _raise_with_suggestions(e, repo_id, hub=False)
         return fallback
@@ -222,7 +222,7 @@ def _raise_with_suggestions(error: errors.SourceError, repo_id: str, *, hub: boo
     raise type(error)(repo_id, str(error) + hint) from error
 
 
-def _catalog(repo_id: str, *, reason: str) -> ModelSpec | None:
+def _catalog(repo_id: str, *, reason: str, notice: bool = False) -> ModelSpec | None:
     try:
         from hf_gpu_estimator.sources.catalog import lookup
     except ModuleNotFoundError as e:  # the catalog package is optional data while it is being built
@@ -238,7 +238,9 @@ def _catalog(repo_id: str, *, reason: str) -> ModelSpec | None:
     twin = (f"; {repo_id} is Meta's original release of the same weights (params.json + consolidated.*.pth)"
             if repo_id.strip().lower() in originals else "")  # fmt: skip
     message = f"facts from the bundled catalog ({entry.id}) because {reason}{twin}"
-    # One line on stderr (logging's last-resort handler when the application configures none): the
-    # answer is the catalog's, and the user should know before reading it.
-    logging.getLogger("hf_gpu_estimator").warning("%s", message)
+    if notice:
+        # The Hub failed unasked (offline mode and gating are the user's own settings): one line on
+        # stderr (logging's last-resort handler when the application configures none) says the
+        # answer is the catalog's before anyone reads it.
+        logging.getLogger("hf_gpu_estimator").warning("%s", message)
     return replace(entry, assumptions=(message, *entry.assumptions))
