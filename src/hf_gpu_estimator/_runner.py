@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from hf_gpu_estimator.errors import MissingDependencyError, TraceError
+from hf_gpu_estimator.errors import MissingDependencyError, TraceError, UnknownModelTypeError
 from hf_gpu_estimator.workload import Workload
 
 if TYPE_CHECKING:
@@ -116,13 +116,70 @@ def make_config(config: Mapping[str, Any]) -> Any:
     # the workload, remote code is never run, and the dtype is chosen by weight_dtype().
     for key in ("quantization_config", "auto_map", "dtype", "torch_dtype"):
         values.pop(key, None)
+    if not knows_model_type(model_type):
+        raise UnknownModelTypeError(model_type, transformers.__version__)
     try:
-        return transformers.AutoConfig.for_model(model_type, **values)
-    except (ValueError, KeyError) as e:
-        raise TraceError(
-            f"transformers {transformers.__version__} has no architecture for model_type {model_type!r} "
-            "(exact mode never runs remote code; use the analytic estimate)"
-        ) from e
+        cfg = transformers.AutoConfig.for_model(model_type, **values)
+    except (ValueError, KeyError, TypeError) as e:
+        raise TraceError(f"transformers {transformers.__version__} could not build a {model_type!r} config from "
+                         f"config.json: {type(e).__name__}: {e}") from e
+    architectures = config.get("architectures")
+    if isinstance(architectures, list) and architectures and isinstance(architectures[0], str):
+        cfg.architectures = [architectures[0]]
+    return cfg
+
+
+def knows_model_type(model_type: str) -> bool:
+    """Whether the installed transformers implements ``model_type`` (its ``CONFIG_MAPPING_NAMES``)."""
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    return model_type in CONFIG_MAPPING_NAMES
+
+
+#: The auto mappings tried after the causal-LM one, for types without a ``*ForCausalLM`` class:
+#: vision-language wrappers (``*ForConditionalGeneration``) take input_ids alone and generate text.
+_WRAPPER_MAPPINGS = ("MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES", "MODEL_FOR_MULTIMODAL_LM_MAPPING_NAMES")
+
+
+def model_class(cfg: Any) -> Any:
+    """The transformers class exact mode builds for ``cfg`` (never remote code).
+
+    In order: the causal-LM class of ``cfg.model_type`` (``AutoModelForCausalLM``), then the
+    config's ``architectures[0]`` when transformers itself defines that class for this config
+    type (multimodal ``*ForConditionalGeneration`` wrappers), then the image-text-to-text and
+    multimodal-LM auto classes.
+
+    Raises:
+        TraceError: transformers knows the model type but has no generating class for it.
+    """
+    import transformers
+    from transformers.models.auto import modeling_auto
+
+    model_type = cfg.model_type
+    candidates: list[str] = []
+    causal = modeling_auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(model_type)
+    if causal:
+        candidates.append(causal)
+    for name in getattr(cfg, "architectures", None) or ():
+        if isinstance(name, str):
+            candidates.append(name)
+    for mapping in _WRAPPER_MAPPINGS:
+        name = getattr(modeling_auto, mapping, {}).get(model_type)
+        if name:
+            candidates.append(name)
+    for name in dict.fromkeys(candidates):
+        cls = getattr(transformers, name, None) if name.isidentifier() else None
+        config_class = getattr(cls, "config_class", None)
+        # Only transformers' own classes, and only for this config type (an architectures entry
+        # naming another type's class, or a remote-code class, is never used).
+        if isinstance(cls, type) and hasattr(cls, "_from_config") and (
+            config_class is None or isinstance(cfg, config_class)
+        ):
+            return cls
+    raise TraceError(
+        f"transformers {transformers.__version__} has no text-generating class for model_type {model_type!r} "
+        f"(tried: {', '.join(dict.fromkeys(candidates)) or 'no *ForCausalLM / *ForConditionalGeneration class'})"
+    )
 
 
 @contextlib.contextmanager
@@ -182,6 +239,7 @@ def build_base_model(
     import transformers
 
     cfg = make_config(config)
+    cls = model_class(cfg)
     fallbacks: list[str] = []
     dtype_name = weight_dtype(config, workload)
     if workload.method == "qlora":
@@ -208,13 +266,12 @@ def build_base_model(
                 stack.enter_context(ctx)
             # "sdpa" is transformers' default: pass None so that, like from_pretrained without
             # the argument, a model class without SDPA support (gemma2) falls back to eager.
-            model = transformers.AutoModelForCausalLM.from_config(
+            model = cls._from_config(
                 cfg, attn_implementation=None if attn == "sdpa" else attn, dtype=torch_dtype(dtype_name)
             )
-    except ValueError as e:
-        if "Unrecognized configuration class" in str(e) or "not supported" in str(e):
-            raise TraceError(f"model_type {cfg.model_type!r} has no causal-LM class in transformers: {e}") from e
-        raise TraceError(f"could not build {cfg.model_type!r} from its config: {e}") from e
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError, NotImplementedError) as e:
+        raise TraceError(f"could not build {cls.__name__} ({cfg.model_type!r}) from its config: "
+                         f"{type(e).__name__}: {e}") from e
     if init in ("skip", "random"):
         # transformers 5 ties input/output embeddings inside its init path, which no_init_weights
         # skips: tie explicitly, or a tied model is traced with a second (untied) lm_head.
@@ -232,6 +289,32 @@ def build_base_model(
                 if p.is_floating_point():
                     p.normal_(0.0, _INIT_STD)
     return BuiltModel(model=model, weight_dtype=dtype_name, fallbacks=fallbacks)
+
+
+def build_meta_model(config: Mapping[str, Any]) -> Any:
+    """The transformers model for ``config`` on the meta device (shapes only, no memory), tied as loaded.
+
+    ``sum(p.numel() for p in model.parameters())`` of it is the exact parameter count (a tied
+    embedding and head are one parameter, counted once).
+
+    Raises:
+        UnknownModelTypeError: transformers does not implement the model type.
+        TraceError: no generating class, or the build failed.
+    """
+    import torch
+
+    cfg = make_config(config)
+    cls = model_class(cfg)
+    dtype = config.get("dtype") or config.get("torch_dtype")
+    try:
+        with torch.device("meta"), _skip_init():
+            model = cls._from_config(cfg, dtype=torch_dtype(dtype) if isinstance(dtype, str) and dtype != "auto"
+                                     else None)
+        model.tie_weights()
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError, NotImplementedError, RuntimeError) as e:
+        raise TraceError(f"could not build {cls.__name__} ({cfg.model_type!r}) on the meta device: "
+                         f"{type(e).__name__}: {e}") from e
+    return model
 
 
 def apply_method(built: BuiltModel, workload: Workload) -> None:

@@ -146,6 +146,21 @@ class TraceError(EstimatorError, RuntimeError):
     """Exact mode could not trace the workload."""
 
 
+class UnknownModelTypeError(TraceError, LookupError):
+    """The installed transformers does not implement the config's model_type, so exact mode cannot build it."""
+
+    def __init__(self, model_type: object, transformers_version: str, *, supported: Iterable[str] = ()):
+        self.model_type = model_type
+        self.transformers_version = transformers_version
+        self.supported = sorted(supported)
+        analytic = (f"the analytic estimate supports {', '.join(self.supported)}; " if self.supported else "")
+        super().__init__(
+            f"model_type {model_type!r} is unknown to transformers {transformers_version} (no config class in "
+            f"CONFIG_MAPPING_NAMES): {analytic}--exact needs a transformers version that implements {model_type!r} "
+            "(pip install -U transformers), and never runs remote code"
+        )
+
+
 class InvalidGPUEntryError(InvalidArgumentError):
     """A GPU catalog entry (bundled or from a user file) has a missing or invalid field."""
 
