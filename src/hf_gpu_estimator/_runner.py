@@ -407,16 +407,6 @@ def make_optimizer(params: list[Any], workload: Workload) -> Any:
     )
 
 
-def _cache_kwarg(model: Any) -> str:
-    """transformers >= 5.2x renamed ``past_key_values`` to ``cache`` (old name deprecated)."""
-    forward = getattr(model, "forward", None)
-    try:
-        params = inspect.signature(forward).parameters if forward is not None else {}
-    except (TypeError, ValueError):
-        params = {}
-    return "cache" if "cache" in params else "past_key_values"
-
-
 def new_cache(model: Any) -> Any:
     """The cache ``generate`` builds by default: ``DynamicCache(config=<text config>)``."""
     from transformers import DynamicCache
@@ -424,6 +414,12 @@ def new_cache(model: Any) -> Any:
     config = model.config
     get_text = getattr(config, "get_text_config", None)
     text_config = get_text(decoder=True) if get_text is not None else config
+    decoder_layers = getattr(text_config, "decoder_layers", None)
+    if isinstance(decoder_layers, int) and decoder_layers != getattr(text_config, "num_hidden_layers", None):
+        # The decoder half of an encoder-decoder config used as a causal LM (BartForCausalLM ...):
+        # num_hidden_layers names the encoder's stack, so a cache sized by it is too short. A cache
+        # without config grows one full-attention layer per decoder layer (these have no sliding).
+        return DynamicCache()
     try:
         return DynamicCache(config=text_config)
     except TypeError:  # pragma: no cover - older DynamicCache without config
@@ -464,7 +460,8 @@ def run_inference(
     """Greedy generation as ``model.generate`` runs it: prefill, then one token per step.
 
     Each forward passes ``use_cache=True``, ``logits_to_keep=1`` (generate sets it when the
-    model supports it) and a ``DynamicCache(config=...)`` (generate's default cache), and takes
+    model supports it) and a ``DynamicCache(config=...)`` (generate's default cache; models that
+    keep their own state, such as RWKV, get theirs back as generate passes it), and takes
     ``logits[:, -1].to(copy=True, dtype=float32)`` then argmax, as generate's greedy loop does.
 
     Returns the cache (for its size).
@@ -483,40 +480,73 @@ def run_inference(
     import torch
 
     model.eval()
-    key = _cache_kwarg(model)
+    step = _Stepper(model)
     batch, seq, new = workload.batch_size, workload.seq_len, workload.new_tokens
     vocab = vocab_size(model)
     with torch.no_grad():
         ids = random_ids(vocab, batch, seq, device)
-        cache = new_cache(model)
+        cache = step.new_cache()
         with hooks.phase("prefill"):
-            out = model(input_ids=ids, use_cache=True, logits_to_keep=1, **{key: cache})
-            token = _greedy_next(out.logits)
-            del out
+            token, cache = step(ids, cache)
         del ids
         if new <= 1:
             return cache
         if real_decode:
             with hooks.phase("decode"):
-                for step in range(new - 1):
-                    out = model(input_ids=token, use_cache=True, logits_to_keep=1, **{key: cache})
-                    token = _greedy_next(out.logits)
-                    del out
+                for i in range(new - 1):
+                    token, cache = step(token, cache)
                     if on_decode_step is not None:
-                        on_decode_step(step)
+                        on_decode_step(i)
             return cache
         del cache, token
         with hooks.setup("decode_cache"):
-            cache = new_cache(model)
             ids = random_ids(vocab, batch, seq + new - 2, device)
-            out = model(input_ids=ids, use_cache=True, logits_to_keep=1, **{key: cache})
-            token = _greedy_next(out.logits)
-            del out, ids
+            token, cache = step(ids, step.new_cache())
+            del ids
         with hooks.phase("decode"):
-            out = model(input_ids=token, use_cache=True, logits_to_keep=1, **{key: cache})
-            token = _greedy_next(out.logits)
-            del out
+            token, cache = step(token, cache)
     return cache
+
+
+#: Output fields that carry a model's own decoding state, when it does not take a DynamicCache
+#: (transformers' ``_supports_default_dynamic_cache``: rwkv ``state``, xlstm ``cache_params``,
+#: xlnet ``mems``, reformer ``past_buckets_states``, minimax's own cache).
+_STATE_FIELDS = ("past_key_values", "cache", "state", "cache_params", "mems", "past_buckets_states")
+
+
+class _Stepper:
+    """One greedy generation step as ``generate`` runs it, for the model's cache convention."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        forward = getattr(model, "forward", None)
+        try:
+            self.params = set(inspect.signature(forward).parameters) if forward is not None else set()
+        except (TypeError, ValueError):
+            self.params = set()
+        self.key = "cache" if "cache" in self.params else "past_key_values"
+        # generate passes logits_to_keep=1 when the forward accepts it.
+        self.extra = {"logits_to_keep": 1} if "logits_to_keep" in self.params else {}
+        supports = getattr(model, "_supports_default_dynamic_cache", None)
+        self.own_state = callable(supports) and not supports()
+
+    def new_cache(self) -> Any:
+        return None if self.own_state else new_cache(self.model)
+
+    def __call__(self, ids: Any, cache: Any) -> tuple[Any, Any]:
+        kwargs: dict[str, Any] = {"use_cache": True, **self.extra}
+        if cache is not None:
+            kwargs[self.state_key if self.own_state else self.key] = cache
+        out = self.model(input_ids=ids, **kwargs)
+        if self.own_state:
+            cache = next((getattr(out, f) for f in _STATE_FIELDS if getattr(out, f, None) is not None), None)
+        token = _greedy_next(out.logits)
+        del out
+        return token, cache
+
+    @property
+    def state_key(self) -> str:
+        return next((f for f in _STATE_FIELDS if f in self.params), self.key)
 
 
 def prepare_training(

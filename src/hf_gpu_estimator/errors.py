@@ -6,7 +6,7 @@ in user code, and carries the fields a caller needs to react programmatically.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 
 class EstimatorError(Exception):
@@ -120,9 +120,12 @@ class MalformedHeaderError(SourceError, ValueError):
 class UnsupportedArchitectureError(EstimatorError, NotImplementedError):
     """The config's model_type has no dimension model and no headers were available."""
 
-    def __init__(self, model_type: object, supported: Iterable[str], *, hint: str | None = None):
+    def __init__(self, model_type: object, supported: Iterable[str], *, hint: str | None = None,
+                 config: Mapping[str, object] | None = None):
         self.model_type = model_type
         self.supported = sorted(supported)
+        #: The config.json mapping that was inspected, when known: exact mode can still trace it.
+        self.config = config
         message = (
             f"model_type {model_type!r} is not supported from config.json alone; supported: "
             f"{', '.join(self.supported)}"

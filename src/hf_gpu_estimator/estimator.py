@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from hf_gpu_estimator.errors import InvalidArgumentError
+from hf_gpu_estimator.errors import InvalidArgumentError, UnsupportedArchitectureError
 from hf_gpu_estimator.memory import MemoryEstimate, estimate_memory
 from hf_gpu_estimator.spec import ModelSpec
 from hf_gpu_estimator.workload import Workload, make_workload
@@ -171,7 +171,15 @@ def estimate(model: Any, *, gpu: str | GPU | None = None, revision: str | None =
 
     if mode not in ("analytic", "exact"):
         raise InvalidArgumentError("mode", mode, "'analytic' or 'exact'")
-    spec = inspect_model(model, revision=revision, token=token)
+    try:
+        spec = inspect_model(model, revision=revision, token=token)
+    except UnsupportedArchitectureError as e:
+        # No analytic family: exact mode traces whatever transformers implements.
+        if mode != "exact" or not e.config:
+            raise
+        from hf_gpu_estimator.exact import spec_for_unsupported
+
+        spec = spec_for_unsupported(e, model)
     work = workload_from_kwargs(workload)
     resolved_gpu = None
     if gpu is not None:

@@ -580,12 +580,23 @@ def _storage_bytes(tensors: Any) -> int:
 
 
 def _cache_tensors(cache: Any) -> list[torch.Tensor]:
+    """Every tensor a decoding cache holds: keys and values, and the conv/recurrent states of
+    linear-attention and SSM layers; a model's own state (tuples of tensors) as well."""
     out: list[torch.Tensor] = []
-    for layer in getattr(cache, "layers", []) or []:
-        for name in ("keys", "values"):
-            t = getattr(layer, name, None)
-            if isinstance(t, torch.Tensor):
-                out.append(t)
+    if isinstance(cache, torch.Tensor):
+        return [cache]
+    if isinstance(cache, (list, tuple)):
+        for item in cache:
+            out.extend(_cache_tensors(item))
+        return out
+    layers = getattr(cache, "layers", None)
+    holders = list(layers) if isinstance(layers, (list, tuple)) else [cache]
+    for holder in holders:
+        for value in vars(holder).values():
+            if isinstance(value, torch.Tensor):
+                out.append(value)
+            elif isinstance(value, (list, tuple)) and value and all(isinstance(v, torch.Tensor) for v in value):
+                out.extend(value)
     return out
 
 

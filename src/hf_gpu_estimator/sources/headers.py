@@ -270,8 +270,9 @@ def build_spec(
     if config is not None:
         try:
             architecture = architectures.architecture_from_config(config)
-        except UnsupportedArchitectureError:
+        except UnsupportedArchitectureError as e:
             if tensors is None:
+                e.config = config  # exact mode traces it without an analytic family
                 raise
             notes.append(
                 f"model_type {config.get('model_type')!r} has no dimension model: exact counts from the "
