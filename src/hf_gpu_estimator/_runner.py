@@ -511,7 +511,7 @@ def run_inference(
 #: Output fields that carry a model's own decoding state, when it does not take a DynamicCache
 #: (transformers' ``_supports_default_dynamic_cache``: rwkv ``state``, xlstm ``cache_params``,
 #: xlnet ``mems``, reformer ``past_buckets_states``, minimax's own cache).
-_STATE_FIELDS = ("past_key_values", "cache", "state", "cache_params", "mems", "past_buckets_states")
+_STATE_FIELDS = ("cache", "past_key_values", "state", "cache_params", "mems", "past_buckets_states")
 
 
 class _Stepper:
