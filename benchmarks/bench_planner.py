@@ -6,7 +6,7 @@ Run from the repository root (offline, no GPU needed):
 
 It prints the time of one ``estimate_memory`` call, of ``plan()`` on every catalog GPU (fit
 searches, vLLM serving capacity, speed, cost), of ``cheapest_serving`` over the catalog, and the
-ratios. Goal: the whole-catalog planner well under 1 s.
+ratios. Goal: the whole-catalog planner under 0.5 s for a cached model.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def main(model: str = "meta-llama/Llama-3.1-8B") -> None:
     print(f"one analytic estimate:        {one * 1e3:8.3f} ms")
     print(f"plan() on every catalog GPU:  {catalog * 1e3:8.1f} ms  ({catalog / one:,.0f}x one estimate)")
     print(f"cheapest_serving (catalog):   {cheapest * 1e3:8.1f} ms  ({cheapest / one:,.0f}x one estimate)")
-    print("goal: < 1000 ms each:", "met" if max(catalog, cheapest) < 1.0 else "MISSED")
+    print("goal: < 500 ms each:", "met" if max(catalog, cheapest) < 0.5 else "MISSED")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Each input file holds one model's published ``config.json`` (verbatim, with the URL it came
 from) and, where one is known, the parameter count its publisher states. This script derives
-the exact parameter counts from the config with :mod:`hf_gpu_estimator.sources.architectures`,
+the exact parameter counts from the config with :mod:`hf_gpu_estimator.architectures`,
 checks them against the published numbers, and writes
 ``src/hf_gpu_estimator/sources/catalog/models.json``.
 
@@ -104,7 +104,7 @@ def _load_inputs(config_dir: Path) -> list[dict[str, Any]]:
 
 
 def _entry(raw: Mapping[str, Any]) -> dict[str, Any]:
-    from hf_gpu_estimator.sources.architectures import architecture_from_config, parameter_counts
+    from hf_gpu_estimator.architectures import architecture_from_config, parameter_counts
 
     config = raw["config"]
     architecture_from_config(config)  # raises for an unsupported or malformed config

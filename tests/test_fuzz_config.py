@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from hf_gpu_estimator import errors
 from hf_gpu_estimator.memory import estimate_memory
 from hf_gpu_estimator.sources import inspect_model
-from hf_gpu_estimator.sources.architectures import SUPPORTED_MODEL_TYPES, architecture_from_config, parameter_counts
+from hf_gpu_estimator.architectures import SUPPORTED_MODEL_TYPES, architecture_from_config, parameter_counts
 from hf_gpu_estimator.sources.config import config_from_json_text
 from hf_gpu_estimator.workload import make_workload
 

@@ -71,7 +71,7 @@ def test_cli_measure_table(model_dir: Path, capsys: pytest.CaptureFixture[str]) 
 
 def test_cli_measure_refuses_a_device_too_small(model_dir: Path, monkeypatch: pytest.MonkeyPatch,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(cli, "_device_free_bytes", lambda device: (1 << 20, 1 << 30, "tiny-gpu"))
+    monkeypatch.setattr(cli.measure, "_device_free_bytes", lambda device: (1 << 20, 1 << 30, "tiny-gpu"))
     assert cli.main(["measure", str(model_dir), "--device", "cpu"]) == 1
     err = capsys.readouterr().err
     assert "free" in err and "analytic" in err and "smaller workload" in err and "--device cpu" in err

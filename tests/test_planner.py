@@ -1,4 +1,4 @@
-"""planner.py: fit searches, min GPUs, vLLM serving capacity, cheapest plans, fleet, and the CLI."""
+"""planner/: fit searches, min GPUs, vLLM serving capacity, cheapest plans, fleet, and the CLI."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from hf_gpu_estimator.errors import InfeasiblePlanError
 from hf_gpu_estimator.estimator import estimate
 from hf_gpu_estimator.hardware import get_gpu
 from hf_gpu_estimator.memory import estimate_memory
-from hf_gpu_estimator.memory.overhead import CUDA_CONTEXT_BYTES
 from hf_gpu_estimator.planner import (
     RequestBucket,
     cheapest_serving,
@@ -107,13 +106,13 @@ def test_serving_capacity_formula() -> None:
     arch = spec.architecture
     per_token = 2 * arch.num_key_value_heads * arch.head_dim * 2 * arch.num_layers  # bf16 K and V
     assert cap.kv_bytes_per_token == per_token == 131072
-    expected_pool = int(gpu.usable_memory_bytes * 0.9 - cap.profile_peak_bytes - CUDA_CONTEXT_BYTES)
+    expected_pool = int(gpu.usable_memory_bytes * 0.9 - cap.profile_peak_bytes - cap.non_torch_bytes)
     assert cap.kv_pool_bytes == expected_pool
     assert cap.num_blocks == expected_pool // (16 * per_token)
     assert cap.kv_cache_tokens == cap.num_blocks * 16
     assert cap.max_concurrent_sequences == cap.num_blocks // (8192 // 16)
-    # Weights 16.06 GB; the pool is what is left of 0.9 x 79.6 GiB: ~54-56 GiB -> ~450k tokens.
-    assert 400_000 < cap.kv_cache_tokens < 480_000
+    # Weights 16.06 GB; the pool is what is left of 0.9 x the reported total: ~54-57 GiB -> ~450k tokens.
+    assert 400_000 < cap.kv_cache_tokens < 490_000
     assert cap.fits and cap.largest_max_model_len == 131072
 
 
@@ -229,6 +228,30 @@ def test_plan_fleet_json_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
                                             "output_tokens": 64}], "gpus": ["L4"]}))
     fleet = plan_fleet(path)
     assert fleet.gpus == {"L4": fleet.entries[0].serving.best.num_gpus}
+
+
+def test_plan_fleet_resolver_is_injected() -> None:
+    seen: list[str] = []
+
+    def resolve(model_id: str):  # type: ignore[no-untyped-def]
+        seen.append(model_id)
+        return lookup("Qwen/Qwen2.5-0.5B")
+
+    fleet = plan_fleet({"models": [{"model": "my/served-model", "request_rate": 1, "input_tokens": 256,
+                                    "output_tokens": 64}], "gpus": ["L4"]}, resolve=resolve)
+    assert seen == ["my/served-model"] and fleet.entries[0].serving is not None
+
+
+def test_planner_package_does_no_io() -> None:
+    """The planner is pure arithmetic: importing it loads neither the Hub client nor the sources layer."""
+    import subprocess
+    import sys
+
+    code = ("import sys, hf_gpu_estimator.planner; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'huggingface_hub') "
+            "or m.startswith('hf_gpu_estimator.sources')]; print(bad); sys.exit(1 if bad else 0)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_estimate_methods_delegate() -> None:

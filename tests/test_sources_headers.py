@@ -72,7 +72,7 @@ def test_fp8_int8_and_mxfp4_side_tensors():
 
 
 def test_moe_active_counts_routed_experts_top_k():
-    from hf_gpu_estimator.sources.architectures import architecture_from_config
+    from hf_gpu_estimator.architectures import architecture_from_config
 
     arch = architecture_from_config({"model_type": "mixtral", "hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 1,
                                      "num_attention_heads": 2, "num_key_value_heads": 1, "vocab_size": 10,

@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from hf_gpu_estimator.constants import DEFAULT_MARGIN
 from hf_gpu_estimator.errors import InvalidArgumentError, UnsupportedArchitectureError
 from hf_gpu_estimator.memory import MemoryEstimate, estimate_memory
 from hf_gpu_estimator.spec import ModelSpec
-from hf_gpu_estimator.workload import Workload, make_workload
+from hf_gpu_estimator.workload import Workload, workload_from_kwargs
 
 if TYPE_CHECKING:
     from hf_gpu_estimator.hardware import GPU
-
-#: Share of a GPU's memory kept free by ``fits`` by default: allocator growth between steps,
-#: other processes, and the estimate's own uncertainty.
-DEFAULT_MARGIN = 0.05
-
-GiB = 1 << 30
-
 
 @dataclass(frozen=True, kw_only=True)
 class Estimate:
@@ -201,15 +195,3 @@ def estimate(model: Any, *, gpu: str | GPU | None = None, revision: str | None =
             memory, assumptions = apply_calibration(memory, work, device_calibration, assumptions)
     return Estimate(spec=spec, workload=work, memory=memory, gpu=resolved_gpu, mode=mode, assumptions=assumptions)
 
-
-def workload_from_kwargs(options: Mapping[str, Any]) -> Workload:
-    """Build a Workload from keyword options, rejecting unknown names with a suggestion."""
-    import inspect
-
-    accepted = inspect.signature(make_workload).parameters
-    unknown = [k for k in options if k not in accepted]
-    if unknown:
-        from hf_gpu_estimator.errors import UnknownNameError
-
-        raise UnknownNameError("option", unknown[0], list(accepted))
-    return make_workload(**options)

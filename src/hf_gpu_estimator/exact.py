@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from hf_gpu_estimator.constants import MiB
 from hf_gpu_estimator.errors import TraceError, UnknownModelTypeError, UnsupportedArchitectureError
 from hf_gpu_estimator.memory import overhead
 from hf_gpu_estimator.memory.terms import COMPONENTS, MemoryEstimate, Moment, Term
@@ -55,7 +56,7 @@ _ANALYTIC_HINT = "use analytic mode instead (drop --exact / mode='exact')"
 
 
 def _mib(n: int) -> str:
-    return f"{n / (1 << 20):,.1f} MiB"
+    return f"{n / MiB:,.1f} MiB"
 
 
 def exact_memory(spec: ModelSpec, workload: Workload, *, analytic: MemoryEstimate,

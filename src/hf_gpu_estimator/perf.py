@@ -24,7 +24,7 @@ from typing import Literal
 
 from hf_gpu_estimator.errors import InvalidArgumentError, MissingGPUDataError
 from hf_gpu_estimator.hardware import GPU
-from hf_gpu_estimator.memory.kv_cache import cached_tokens_per_layer, kv_bytes_per_token_per_layer
+from hf_gpu_estimator.memory.kv_cache import cached_tokens_per_layer, kv_cache_bytes
 from hf_gpu_estimator.memory.terms import BYTES
 from hf_gpu_estimator.memory.weights import plan_weights
 from hf_gpu_estimator.spec import Architecture, ModelSpec
@@ -136,7 +136,8 @@ def flops_per_token(spec: ModelSpec, *, context_tokens: int) -> FlopsPerToken:
     qk_dim = (arch.qk_nope_head_dim or 0) + (arch.qk_rope_head_dim or 0) if arch.is_mla else arch.head_dim
     v_dim = arch.v_head_dim or arch.head_dim
     per_layer_context = cached_tokens_per_layer(arch, max(0, context_tokens))
-    # 2 FLOPs per multiply-add, for QK^T (qk_dim) and for AV (v_dim), per head and key.
+    # 2 FLOPs per multiply-add, for QK^T (qk_dim) and for AV (v_dim), per head and key (recurrent
+    # layers attend to no cache: 0 tokens).
     attention = 2.0 * arch.num_attention_heads * (qk_dim + v_dim) * sum(per_layer_context)
     return FlopsPerToken(matmul_params=int(matmul), dense_flops=2.0 * matmul, attention_flops=attention,
                          context_tokens=context_tokens)
@@ -271,8 +272,8 @@ def _step(spec: ModelSpec, workload: Workload, gpu: GPU, *, batch: int, query_to
         expert_params = spec.parameters.by_role.get("experts", 0)
         expert_bytes = weights * expert_params / max(1, plan.total_params)
         weights = weights - expert_bytes + expert_bytes * _expert_read_fraction(arch, tokens)
-    kv_layers = sum(cached_tokens_per_layer(arch, context_tokens)) if arch.is_decoder else 0
-    kv_read = batch * kv_bytes_per_token_per_layer(arch, kv_dtype_bytes) * kv_layers
+    # Every layer's cache (or recurrent state) is read once per decode step.
+    kv_read = kv_cache_bytes(arch, batch_size=batch, tokens=context_tokens, dtype_bytes=kv_dtype_bytes)
     activations = 2 * tokens * arch.hidden_size * c * arch.num_layers  # residual stream in and out, per layer
     nbytes = (weights + kv_read + activations) / tp  # per device; pp stages run in sequence
     f = flops_per_token(spec, context_tokens=context_tokens)

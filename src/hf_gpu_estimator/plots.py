@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hf_gpu_estimator.constants import GiB
 from hf_gpu_estimator.errors import InvalidArgumentError, MissingDependencyError
 from hf_gpu_estimator.memory.terms import COMPONENTS
 
@@ -23,8 +24,6 @@ if TYPE_CHECKING:
     from hf_gpu_estimator.hardware import GPU
 
 __all__ = ["memory_bar", "plan_chart", "sweep"]
-
-GiB = 1 << 30
 
 #: One colour per memory component (colour-blind safe, Okabe-Ito), and the non-torch layers on top.
 COLORS: Mapping[str, str] = {

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from hf_gpu_estimator.constants import GiB, MiB
 from hf_gpu_estimator.memory.terms import COMPONENTS
 
 if TYPE_CHECKING:
@@ -12,8 +14,6 @@ if TYPE_CHECKING:
     from hf_gpu_estimator.hardware import GPU
     from hf_gpu_estimator.spec import ModelSpec
     from hf_gpu_estimator.suggest import Suggestion
-
-GiB = 1 << 30
 
 
 def gib(nbytes: float) -> str:
@@ -324,3 +324,167 @@ def spec_sections(spec: ModelSpec) -> list[Section]:
     rows = _spec_rows(spec)
     notes = tuple(f"note: {a}" for a in spec.assumptions)
     return [Section(title=spec.id, header=("fact", "value"), rows=tuple(rows), notes=notes)]
+
+
+# --------------------------------------------------------------------------- the other commands' sections
+
+
+def size(nbytes: int) -> str:
+    """GiB, or MiB below 1 GiB (the tiny configs of CPU runs)."""
+    return gib(nbytes) if abs(nbytes) >= GiB else f"{nbytes / MiB:,.1f} MiB"
+
+
+def size_or_dash(nbytes: int | None) -> str:
+    return "-" if nbytes is None else size(nbytes)
+
+
+def percent(value: float | None) -> str:
+    """A relative error as ``+1.2%``; ``-`` when there is none."""
+    return "-" if value is None else f"{value * 100:+.1f}%"
+
+
+def spec_to_dict(spec: ModelSpec) -> dict[str, Any]:
+    """``hfge inspect --format json``: ``parameters`` at the top level."""
+    import dataclasses
+
+    arch = dataclasses.asdict(spec.architecture) if spec.architecture is not None else None
+    return {
+        "id": spec.id,
+        "parameters": spec.parameters.total,
+        "active_parameters": spec.parameters.active,
+        "parameters_by_role": dict(spec.parameters.by_role),
+        "stored_dtype": spec.stored_dtype,
+        "checkpoint_bytes": spec.checkpoint_bytes,
+        "checkpoint_bytes_by_dtype": dict(spec.checkpoint_bytes_by_dtype),
+        "quantization": dataclasses.asdict(spec.quantization) if spec.quantization else None,
+        "architecture": arch,
+        "provenance": dict(spec.provenance),
+        "revision": spec.revision,
+        "source": spec.source_url,
+        "assumptions": list(spec.assumptions),
+    }
+
+
+def gpu_sections(gpus: Sequence[GPU]) -> list[Section]:
+    """``hfge gpus``: one row per catalog entry."""
+    rows = []
+    for g in gpus:
+        bf16 = g.peak_flops.get("bf16")
+        price = f"${g.price_per_hour_usd:.2f}/h" if g.price_per_hour_usd else "-"
+        rows.append((g.name, g.vendor, f"{g.usable_memory_bytes / GiB:.1f} GiB",
+                     f"{g.memory_bandwidth_bytes_per_s / 1e12:.2f} TB/s",
+                     f"{bf16 / 1e12:.0f} TFLOP/s" if bf16 else "-", price))
+    return [Section(header=("gpu", "vendor", "memory", "bandwidth", "bf16 dense", "price"), rows=tuple(rows))]
+
+
+def plan_sections(p: Any) -> list[Section]:
+    """``hfge plan --gpu``: a :class:`~hf_gpu_estimator.planner.Plan` as fact/value rows."""
+    rows: list[tuple[str, str]] = [
+        ("gpu", f"{p.gpu.name} ({p.gpu.usable_memory_bytes / GiB:.1f} GiB usable)"),
+        ("fits", f"{'yes' if p.fits else 'no'} ({p.device_total_bytes / GiB:.2f} GiB per device)"),
+        ("max batch size", str(p.max_batch_size)),
+        ("max seq len", str(p.max_seq_len)),
+        ("min GPUs", p.min_gpus.description if p.min_gpus else "none tried fits"),
+    ]
+    if p.serving is not None:
+        s = p.serving
+        rows += [("vLLM KV cache", f"{s.kv_cache_tokens:,} tokens ({s.kv_pool_bytes / GiB:.1f} GiB, {s.num_blocks:,} blocks)"),
+                 ("max concurrent seqs", f"{s.max_concurrent_sequences} at max_model_len {s.max_model_len:,}"),
+                 ("largest max_model_len", f"{s.largest_max_model_len:,}")]
+    sp = p.speed
+    if sp is not None and hasattr(sp, "tpot_seconds"):
+        rows += [("TTFT", f"{sp.ttft_seconds * 1e3:.1f} ms ({sp.prefill_bound}-bound)"),
+                 ("TPOT", f"{sp.tpot_seconds * 1e3:.2f} ms ({sp.decode_bound}-bound)"),
+                 ("decode", f"{sp.decode_tokens_per_s:,.0f} tokens/s at batch {sp.batch_size}")]
+    elif sp is not None:
+        rows += [("training", f"{sp.tokens_per_s:,.0f} tokens/s, {sp.step_seconds:.2f} s/step")]
+    if p.hourly_usd is not None:
+        cost = f"${p.hourly_usd:.2f}/h"
+        if p.usd_per_million_output_tokens is not None:
+            cost += f", ${p.usd_per_million_output_tokens:.2f} per 1M output tokens"
+        rows.append(("cost", cost))
+    styles = [("ok" if p.fits else "bad") if name == "fits" else None for name, _ in rows]
+    return [Section(title=f"{p.gpu.name}: plan", rows=tuple(rows), row_styles=tuple(styles),
+                    notes=tuple(f"note: {n}" for n in p.notes))]
+
+
+def cheapest_sections(result: Any) -> list[Section]:
+    """``hfge plan --cheapest``: the options, cheapest first, then what was skipped and why."""
+    rows = []
+    for o in result.options:
+        d = o.to_dict()
+        if "tpot_ms" in d:
+            rows.append((o.gpu, str(o.num_gpus), f"tp{o.tp}" + (f" pp{o.pp}" if o.pp > 1 else ""), str(o.replicas),
+                         str(o.batch_size), f"{d['tpot_ms']:.1f}", f"{d['ttft_ms']:.0f}", f"${o.hourly_usd:.2f}",
+                         f"${o.usd_per_million_output_tokens:.3f}"))
+        else:
+            rows.append((o.gpu, str(d["num_gpus"]), str(d["strategy"]), f"{d['tokens_per_s']:,.0f}",
+                         f"{o.hours:.1f}", f"${o.hourly_usd:.2f}", f"${o.total_usd:,.0f}"))
+    if rows and len(rows[0]) == 9:
+        header: tuple[str, ...] = ("gpu", "gpus", "split", "replicas", "batch", "TPOT ms", "TTFT ms", "$/hour",
+                                   "$/1M out")
+    else:
+        header = ("gpu", "gpus", "strategy", "tokens/s", "hours", "$/hour", "total $")
+    notes: list[str] = []
+    if result.skipped:
+        notes.append(f"skipped {len(result.skipped)} GPU types:")
+        notes += [f"  {s.gpu}: {s.reason}" for s in result.skipped]
+    styles = ("ok",) + (None,) * (len(rows) - 1) if rows else ()
+    return [Section(title="Cheapest options, cheapest first", header=header, rows=tuple(rows), row_styles=styles,
+                    notes=tuple(notes))]
+
+
+def compare_sections(spec: ModelSpec, analytic: Estimate, exact: Estimate, diff: Any) -> list[Section]:
+    """``hfge estimate --compare``: analytic and exact side by side, per component and in total."""
+
+    def line(name: str, d: dict[str, Any]) -> tuple[str, ...]:
+        delta = d["difference_bytes"]
+        return (name, size(d["analytic_bytes"]), size(d["exact_bytes"]), ("+" if delta >= 0 else "-") + size(abs(delta)),
+                percent(d["relative_error"]))
+
+    rows = [line(name, d) for name, d in diff["components"].items()]
+    rows += [line("allocated peak", diff["allocated_peak_bytes"]), line("reserved peak", diff["reserved_peak_bytes"]),
+             line("device total", diff["device_total_bytes"])]
+    styles = (None,) * len(diff["components"]) + ("total", None, None)
+    notes = [f"peak phase: analytic {analytic.memory.phase_at_peak!r}, exact {exact.memory.phase_at_peak!r}",
+             "error = analytic / exact - 1"]
+    notes += [a for a in exact.assumptions if a.startswith(("exact:", "trace:"))]
+    return [Section(title=f"{spec.id}: analytic vs exact (traced) memory per device",
+                    header=("component", "analytic", "exact", "difference", "error"), rows=tuple(rows),
+                    row_styles=styles, notes=tuple(notes))]
+
+
+def measure_sections(payload: dict[str, Any], model_id: str) -> list[Section]:
+    """``hfge measure``: measured vs analytic (vs exact) memory, each with its error, and throughput."""
+    measured = payload["measured"]
+    a, e = payload["analytic"], payload["exact"]
+    has_exact = "error" not in e
+    rows: list[tuple[str, ...]] = []
+    for label, key, mkey in (("allocated peak", "allocated_peak_bytes", "allocated_peak_bytes"),
+                             ("reserved peak", "reserved_peak_bytes", "reserved_peak_bytes"),
+                             ("device total (nvidia-smi)", "device_total_bytes", "nvml_process_bytes")):
+        err_key = {"allocated_peak_bytes": "allocated", "reserved_peak_bytes": "reserved"}.get(key, "device_total")
+        row = [label, size_or_dash(measured.get(mkey)), size(a[key]), percent(a["errors"][err_key])]
+        if has_exact:
+            row += [size(e[key]), percent(e["errors"][err_key])]
+        rows.append(tuple(row))
+    header = ("", "measured", "analytic", "error") + (("exact", "error") if has_exact else ())
+    notes = [f"command: {payload['command']}", "error = estimate / measured - 1"]
+    peaks = measured.get("phase_peaks") or {}
+    if peaks:
+        notes.append(f"measured peak in {max(peaks, key=peaks.get)!r}; analytic peak in {a['phase_at_peak']!r}"
+                     + (f"; exact peak in {e['phase_at_peak']!r}" if has_exact else ""))
+    speed = [f"{name} {measured[key]:,.0f} tokens/s" for name, key in
+             (("prefill", "prefill_tokens_per_s"), ("decode", "decode_tokens_per_s"), ("train", "train_tokens_per_s"))
+             if measured.get(key)]
+    if speed:
+        notes.append("throughput: " + ", ".join(speed))
+    if measured.get("allocated_peak_bytes") is None:
+        notes.append(f"{payload['device']['requested']}: no allocator statistics; host peak RSS "
+                     f"{size_or_dash(measured.get('host_peak_rss_bytes'))} (Python, torch and the model: not comparable)")
+    if not has_exact:
+        notes.append(f"exact: {e['error']}")
+    v = payload["versions"]
+    notes.append("versions: " + ", ".join(f"{k} {v[k]}" for k in ("torch", "transformers", "cuda", "driver") if k in v))
+    return [Section(title=f"{model_id} on {payload['device']['name']}: measured vs estimated", header=header,
+                    rows=tuple(rows), notes=tuple(notes))]

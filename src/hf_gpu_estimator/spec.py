@@ -99,6 +99,99 @@ class LinearShape:
     out_features: int
     count: int = 1  # how many of these in one block (MoE experts: num_experts)
     bias: bool = False
+    #: Which stream it reads or writes, where the name alone does not say (GPT-2 has a ``c_proj`` in
+    #: attention and in the MLP): "attn_in", "attn_out", "mlp_in", "mlp_out"; empty: known by name.
+    group: Literal["", "attn_in", "attn_out", "mlp_in", "mlp_out"] = ""
+
+
+MixerKind = Literal["full", "sliding", "chunked", "mla", "linear", "ssm", "cross"]
+#: Mixer kinds that keep a cache growing with the sequence (keys/values or a latent per token).
+ATTENTION_KINDS: frozenset[str] = frozenset({"full", "sliding", "chunked", "mla", "cross"})
+#: Mixer kinds that keep a fixed-size recurrent state per sequence instead.
+STATE_KINDS: frozenset[str] = frozenset({"linear", "ssm"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Mixer:
+    """The token mixer of one layer, with what its cache or state holds.
+
+    * ``full``: causal attention over every previous token. ``sliding``: over the last ``window``
+      tokens. ``chunked``: within fixed ``chunk``-token blocks (llama4). Any of them may carry
+      ``sinks`` (a learned per-head logit added to the softmax, gpt-oss): no cache of its own.
+    * ``mla``: multi-head latent attention, caching ``kv_lora_rank + rope_dim`` per token.
+    * ``linear``: linear attention (gated DeltaNet, ...): a recurrent state of ``state_elements``
+      per sequence plus a convolution state of ``conv_elements``, independent of the length.
+    * ``ssm``: a state-space block (Mamba/Mamba2): same two states.
+    * ``cross``: attention over an encoder's (or an image's) tokens.
+
+    For attention kinds, ``heads``/``kv_heads``/``head_dim``/``v_head_dim`` are the attention
+    shapes; for ``linear``/``ssm`` they describe the projections (heads and head width) and
+    ``inner`` is the width of the mixer's inner stream (e.g. Mamba's ``expand * hidden``).
+    """
+
+    kind: MixerKind
+    heads: int = 0
+    kv_heads: int = 0
+    head_dim: int = 0
+    v_head_dim: int = 0  # 0: same as head_dim
+    window: int | None = None
+    chunk: int | None = None
+    sinks: bool = False
+    kv_lora_rank: int = 0
+    rope_dim: int = 0
+    state_elements: int = 0
+    conv_elements: int = 0
+    inner: int = 0
+
+    @property
+    def value_dim(self) -> int:
+        return self.v_head_dim or self.head_dim
+
+    @property
+    def has_cache(self) -> bool:
+        return self.kind in ATTENTION_KINDS
+
+    def cache_elements_per_token(self) -> int:
+        """Elements one token adds to this layer's cache (0 for recurrent kinds)."""
+        if self.kind == "mla":
+            return self.kv_lora_rank + self.rope_dim
+        if self.kind in STATE_KINDS:
+            return 0
+        return self.kv_heads * (self.head_dim + self.value_dim)
+
+    def cached_tokens(self, tokens: int) -> int:
+        """Tokens this layer's cache holds after ``tokens`` tokens (transformers' caches: a sliding
+        layer keeps ``window - 1``, DynamicSlidingWindowLayer; a chunked layer keeps its window the
+        same way, cache_utils.ChunkedSlidingLayer)."""
+        if self.kind in STATE_KINDS:
+            return 0
+        if self.kind == "sliding" and self.window:
+            return min(tokens, self.window - 1)
+        if self.kind == "chunked" and self.chunk:
+            return min(tokens, self.chunk - 1)
+        return tokens
+
+
+@dataclass(frozen=True, kw_only=True)
+class FFN:
+    """The feed-forward part of one layer: ``dense`` (``gated``: SwiGLU/GeGLU, three matrices),
+    ``moe`` (``experts`` routed experts of width ``intermediate``, ``top_k`` per token, plus shared
+    experts of total width ``shared``), or ``none`` (a mixer-only layer: Mamba, Jamba's SSM blocks)."""
+
+    kind: Literal["dense", "moe", "none"]
+    intermediate: int = 0
+    gated: bool = True
+    experts: int = 0
+    top_k: int = 0
+    shared: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Layer:
+    """One decoder layer: a mixer and a feed-forward part."""
+
+    mixer: Mixer
+    ffn: FFN
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -162,8 +255,43 @@ class Architecture:
     embedding_dropout: float = 0.0
     hidden_dropout: float = 0.0
     attention_dropout: float = 0.0
+    # Eager attention runs softmax in the scores' dtype rather than fp32 (gpt2, bert, t5, falcon).
+    native_softmax: bool = False
     # What the counts include or leave out, in words (e.g. a multimodal wrapper's vision tower).
     notes: tuple[str, ...] = ()
+    #: One (mixer, ffn) per layer as the family describes it; empty for uniform models, whose
+    #: ``layers`` are derived from the scalar fields (so ``dataclasses.replace`` re-derives them).
+    per_layer: tuple[Layer, ...] = ()
+    #: The effective per-layer description (``per_layer``, or derived): what memory/ reads.
+    layers: tuple[Layer, ...] = field(init=False, repr=False, compare=False)
+    # Images: parameters of the vision tower + projector, and the tokens one image adds to the sequence.
+    vision_parameters: int = 0
+    tokens_per_image: int = 0
+    # "family" (a family module), or "generic" (standard config fields only: see assumptions).
+    derivation: Literal["family", "generic"] = "family"
+
+    def __post_init__(self) -> None:
+        if self.per_layer and len(self.per_layer) != self.num_layers:
+            raise ValueError(f"{len(self.per_layer)} layers given for num_layers={self.num_layers}")
+        object.__setattr__(self, "layers", self.per_layer or _derived_layers(self))
+        groups: dict[Layer, int] = {}
+        for layer in self.layers:
+            groups[layer] = groups.get(layer, 0) + 1
+        object.__setattr__(self, "_groups", tuple(groups.items()))
+
+    @property
+    def layer_groups(self) -> tuple[tuple[Layer, int], ...]:
+        """Distinct layers with how many times each occurs, in first-seen order (for fast sums)."""
+        return self._groups  # type: ignore[attr-defined]
+
+    @property
+    def mixer_kinds(self) -> tuple[str, ...]:
+        """The distinct mixer kinds, in first-seen order."""
+        return tuple(dict.fromkeys(layer.mixer.kind for layer, _ in self.layer_groups))
+
+    @property
+    def attention_layers(self) -> int:
+        return sum(n for layer, n in self.layer_groups if layer.mixer.has_cache)
 
     @property
     def is_moe(self) -> bool:
@@ -175,7 +303,36 @@ class Architecture:
 
     @property
     def sliding_layers(self) -> int:
-        return sum(1 for t in self.layer_types if t == "sliding_attention")
+        return sum(n for layer, n in self.layer_groups if layer.mixer.kind == "sliding")
+
+
+def _derived_layers(arch: Architecture) -> tuple[Layer, ...]:
+    """Per-layer (mixer, ffn) from the uniform scalar fields, for families that describe no layers."""
+    if arch.is_mla:
+        attention = {None: Mixer(kind="mla", heads=arch.num_attention_heads, kv_heads=arch.num_key_value_heads,
+                                 head_dim=arch.head_dim, v_head_dim=arch.v_head_dim or 0,
+                                 kv_lora_rank=int(arch.kv_lora_rank or 0), rope_dim=int(arch.qk_rope_head_dim or 0))}
+    else:
+        full = Mixer(kind="full", heads=arch.num_attention_heads, kv_heads=arch.num_key_value_heads,
+                     head_dim=arch.head_dim, v_head_dim=arch.v_head_dim or 0)
+        attention = {None: full}
+        if arch.sliding_window:
+            attention["sliding_attention"] = Mixer(
+                kind="sliding", heads=arch.num_attention_heads, kv_heads=arch.num_key_value_heads,
+                head_dim=arch.head_dim, v_head_dim=arch.v_head_dim or 0, window=arch.sliding_window)
+    dense = FFN(kind="dense", intermediate=arch.intermediate_size, gated=arch.gated_mlp)
+    moe = FFN(kind="moe", intermediate=arch.moe_intermediate_size or arch.intermediate_size, gated=arch.gated_mlp,
+              experts=arch.num_experts, top_k=arch.num_experts_per_tok,
+              shared=arch.shared_expert_intermediate_size) if arch.num_experts else dense
+    moe_set = set(arch.moe_layers) if arch.moe_layers else (
+        set(range(arch.num_dense_layers, arch.num_layers)) if arch.num_experts else set())
+    types = arch.layer_types or ()
+    layers = []
+    for i in range(arch.num_layers):
+        kind = types[i] if i < len(types) else None
+        mixer = attention.get(kind, attention[None])
+        layers.append(Layer(mixer=mixer, ffn=moe if i in moe_set else dense))
+    return tuple(layers)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -103,7 +103,8 @@ def search(spec: ModelSpec, workload: Workload | Mapping[str, Any], *, budget_by
         The suggestions; ``()`` when nothing modeled fits.
     """
     from hf_gpu_estimator.memory import estimate_memory
-    from hf_gpu_estimator.planner import _largest, valid_tp_degrees
+    from hf_gpu_estimator.monotone import largest_true
+    from hf_gpu_estimator.planner import valid_tp_degrees
     from hf_gpu_estimator.workload import Workload, make_workload
 
     if isinstance(workload, Workload):
@@ -153,7 +154,7 @@ def search(spec: ModelSpec, workload: Workload | Mapping[str, Any], *, budget_by
         def fits(b: int) -> bool:
             return verify({k: v for c in [*changes, batch_change(b)] for k, v in c.options.items()}) is not None
 
-        return _largest(fits, 1, upper)
+        return largest_true(fits, 1, upper)
 
     # Single changes; within a tuple, the first alternative that fits is kept.
     singles: list[tuple[_Change, ...]] = []
@@ -238,7 +239,7 @@ def suggest(est: Estimate, gpu: str | GPU | None = None, *, limit: int = 3, marg
 
     The :func:`search` over ``est``'s workload with the GPU's usable memory less ``margin``.
     """
-    from hf_gpu_estimator.estimator import DEFAULT_MARGIN
+    from hf_gpu_estimator.constants import DEFAULT_MARGIN
 
     target = est._gpu(gpu)
     margin = DEFAULT_MARGIN if margin is None else margin

@@ -76,7 +76,7 @@ def calculate(model: str, task: str, method: str, batch_size: float, seq_len: fl
     """Estimate, check the fit across GPUs, suggest changes, rank the cheapest GPUs; errors become a message."""
     from hf_gpu_estimator.estimator import estimate
     from hf_gpu_estimator.hardware import get_gpu
-    from hf_gpu_estimator.report import COMMON_GPUS, _markdown, estimate_sections, gib
+    from hf_gpu_estimator.report import COMMON_GPUS, estimate_sections, gib, render_sections
     from hf_gpu_estimator.suggest import suggest
 
     try:
@@ -98,8 +98,8 @@ def calculate(model: str, task: str, method: str, batch_size: float, seq_len: fl
     summary = (f"### {gib(est.memory.device_total_bytes)} per device ({target.name}: {verdict})\n\n"
                f"{spec.id}: {sections[0].notes[0]}. Peak during **{est.memory.phase_at_peak}**; allocated "
                f"{gib(est.memory.allocated_low_bytes)} - {gib(est.memory.allocated_high_bytes)}.")
-    breakdown = _markdown(sections[1:2])
-    fits = _markdown(sections[2:])
+    breakdown = render_sections(sections[1:2], "markdown")
+    fits = render_sections(sections[2:], "markdown")
     plan = _plan_markdown(est)
     plot_path = None
     try:
@@ -113,7 +113,7 @@ def calculate(model: str, task: str, method: str, batch_size: float, seq_len: fl
 def _plan_markdown(est: Any) -> str:
     """The planner's cheapest options for this workload (serving 1 req/s, or training on 1e9 tokens)."""
     from hf_gpu_estimator import planner
-    from hf_gpu_estimator.report import Section, _markdown
+    from hf_gpu_estimator.report import Section, render_sections
 
     w = est.workload
     try:
@@ -136,8 +136,8 @@ def _plan_markdown(est: Any) -> str:
     except EstimatorError as e:
         return f"(no plan: {str(e).splitlines()[0]})"
     styles = ("ok",) + (None,) * (len(rows) - 1)
-    return _markdown([Section(title=title, header=header, rows=rows, row_styles=styles,
-                              notes=("catalog on-demand prices; `hfge plan MODEL --cheapest` for other targets",))])
+    return render_sections([Section(title=title, header=header, rows=rows, row_styles=styles,
+                                    notes=("catalog on-demand prices; `hfge plan MODEL --cheapest` for other targets",))])
 
 
 def _gradio() -> Any:

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
+from hf_gpu_estimator.constants import DEFAULT_MARGIN, GiB
 from hf_gpu_estimator.errors import InvalidArgumentError, PreflightError
 from hf_gpu_estimator.suggest import Suggestion, search
 
@@ -37,10 +38,6 @@ __all__ = [
 
 logger = logging.getLogger("hf_gpu_estimator.integrations")
 
-GiB = 1 << 30
-#: Share of the device kept free, as :meth:`Estimate.fits` does: allocator growth after the
-#: first steps, other processes, and the estimate's own uncertainty.
-DEFAULT_MARGIN = 0.05
 ON_EXCEED: tuple[str, ...] = ("warn", "raise")
 Status = Literal["fits", "exceeds", "skipped", "failed"]
 #: How to apply each kind of change, keyed by :data:`~hf_gpu_estimator.suggest.ChangeKind`; format

@@ -18,6 +18,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 from typing_extensions import override
 
+from hf_gpu_estimator.constants import GiB
 from hf_gpu_estimator.errors import InvalidArgumentError
 from hf_gpu_estimator.integrations._core import (
     DEFAULT_MARGIN,
@@ -166,8 +167,8 @@ class MemoryPreflight(Callback):
         predicted = est.memory.first_step_allocated_bytes or est.memory.allocated_peak_bytes
         log.info("hf-gpu-estimator: after the first optimizer step: torch.cuda.max_memory_allocated %.2f GiB, "
                  "predicted for step 1 %.2f GiB (%+.1f %%); steady state from step 2: %.2f GiB",
-                 measured / 2**30, predicted / 2**30,
-                 100 * (predicted - measured) / measured if measured else 0.0, est.memory.allocated_peak_bytes / 2**30)
+                 measured / GiB, predicted / GiB,
+                 100 * (predicted - measured) / measured if measured else 0.0, est.memory.allocated_peak_bytes / GiB)
 
     def _evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> PreflightResult:
         facts = self._facts or describe_model(pl_module)

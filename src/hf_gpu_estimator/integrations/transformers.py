@@ -24,6 +24,7 @@ from typing import Any
 import transformers
 from transformers import TrainerCallback
 
+from hf_gpu_estimator.constants import GiB
 from hf_gpu_estimator.errors import InvalidArgumentError
 from hf_gpu_estimator.integrations._core import (
     DEFAULT_MARGIN,
@@ -41,7 +42,6 @@ from hf_gpu_estimator.integrations._core import (
 __all__ = ["LoadPlan", "MemoryPreflightCallback", "TRANSFORMERS_HINTS", "check_fits", "workload_from_training_args"]
 
 log = logging.getLogger("hf_gpu_estimator.integrations.transformers")
-GiB = 1 << 30
 
 #: How to apply each suggestion with TrainingArguments.
 TRANSFORMERS_HINTS: Mapping[str, str] = {

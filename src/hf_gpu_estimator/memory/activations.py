@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hf_gpu_estimator.memory.terms import BYTES
-from hf_gpu_estimator.spec import Architecture
+from hf_gpu_estimator.spec import Architecture, LinearShape
 from hf_gpu_estimator.workload import Workload
 
 #: Log-sum-exp kept by flash / memory-efficient attention for backward: fp32 per head per query.
@@ -123,31 +123,38 @@ def norm_bytes(hidden: int, input_bytes: int, *, rms: bool) -> float:
     return input_bytes * hidden + 8
 
 
+#: Linear layers by the stream they read or write, by peft leaf name (``LinearShape.group`` overrides).
 _ATTN_IN = ("q_proj", "k_proj", "v_proj", "qkv_proj", "c_attn", "query_key_value", "Wqkv", "q_a_proj", "q_b_proj",
             "kv_a_proj_with_mqa", "kv_b_proj", "query", "key", "value")
-_ATTN_OUT = ("o_proj", "dense", "out_proj", "o", "attn.c_proj")
+_ATTN_OUT = ("o_proj", "dense", "out_proj", "o")
 _MLP_IN = ("gate_proj", "up_proj", "gate_up_proj", "c_fc", "dense_h_to_4h", "fc1", "w1", "w3", "wi", "wi_0", "wi_1")
-_MLP_OUT = ("down_proj", "dense_4h_to_h", "fc2", "w2", "wo", "mlp.c_proj")
+_MLP_OUT = ("down_proj", "dense_4h_to_h", "fc2", "w2", "wo")
+_GROUPS = {"attn_in": _ATTN_IN, "attn_out": _ATTN_OUT, "mlp_in": _MLP_IN, "mlp_out": _MLP_OUT}
 
 
-def _savers(arch: Architecture, workload: Workload, group: tuple[str, ...]) -> int:
+def _group_of(linear: LinearShape) -> str:
+    if linear.group:
+        return linear.group
+    for group, names in _GROUPS.items():
+        if linear.name in names:
+            return group
+    return ""
+
+
+def _savers(arch: Architecture, workload: Workload, group: str) -> int:
     """How many linear layers of ``group`` save their input for backward.
 
     ``y = x W^T`` needs ``x`` only for the weight gradient: every linear saves it in full training;
     under LoRA only the targeted ones do (their lora_A reads the input), a frozen linear keeps only
     its weight. bitsandbytes' MatMul4Bit likewise keeps only the packed weight.
     """
-    names = [lin.name for lin in arch.linears if lin.count == 1]
-    if arch.family == "gpt2" or arch.model_type == "gpt2":
-        # GPT-2 reuses c_proj in attention and MLP: resolve by position.
-        names = ["c_attn", "attn.c_proj", "c_fc", "mlp.c_proj"]
-    in_group = [n for n in names if n in group]
+    in_group = [lin.name for lin in arch.linears if lin.count == 1 and _group_of(lin) == group]
     if workload.method == "full":
-        if arch.is_moe and group is _MLP_IN:
+        if arch.is_moe and group == "mlp_in":
             # The router (not in ``linears``) reads the MoE input; the experts read gathered copies,
             # counted with the experts. Shared experts read it too.
             return 1 + len(in_group)
-        if arch.is_moe and group is _MLP_OUT:
+        if arch.is_moe and group == "mlp_out":
             return 1  # each routed copy's down projection saves its input (per copy, see caller)
         return len(in_group)
     targets = set(workload.lora_targets)
@@ -203,10 +210,10 @@ def _decoder_layer_activations(arch: Architecture, workload: Workload, seq_len: 
             return savers * c * size
         return 0.0 if already_saved else c * size
 
-    attn_in = _savers(arch, workload, _ATTN_IN)
-    attn_out = _savers(arch, workload, _ATTN_OUT)
-    mlp_in = _savers(arch, workload, _MLP_IN)
-    mlp_out = _savers(arch, workload, _MLP_OUT)
+    attn_in = _savers(arch, workload, "attn_in")
+    attn_out = _savers(arch, workload, "attn_out")
+    mlp_in = _savers(arch, workload, "mlp_in")
+    mlp_out = _savers(arch, workload, "mlp_out")
 
     def norm(width: int = H) -> float:
         # RMSNorm: fp32 input copy (pow/mul) + rsqrt; llama's ``weight * x.to(dtype)`` saves the
@@ -241,7 +248,7 @@ def _decoder_layer_activations(arch: Architecture, workload: Workload, seq_len: 
         # softmax's output (fp32 where the model asks for it, or autocast runs softmax in fp32),
         # then what the second matmul saves: the dropout output (+ its bool mask), or the 16-bit
         # cast of the probabilities (nothing new when softmax already ran in the compute dtype).
-        s_b = c if (arch.model_type in NATIVE_SOFTMAX and not mixed) else 4
+        s_b = c if (arch.native_softmax and not mixed) else 4
         if arch.attention_dropout:
             saved += (s_b + c + 1) * a * seq_len
         else:
@@ -326,10 +333,6 @@ def loss_bytes(arch: Architecture, workload: Workload) -> tuple[float, float, fl
     return saved, during, backward
 
 
-#: Families whose eager attention runs softmax in the scores' dtype (no ``dtype=torch.float32``).
-NATIVE_SOFTMAX = frozenset({"gpt2", "bert", "t5", "falcon"})
-
-
 def eager_score_bytes(compute_bytes: int, *, native_softmax: bool = False, float16: bool = False) -> int:
     """Peak bytes per attention-score element inside eager attention without autograd.
 
@@ -375,7 +378,7 @@ def inference_layer_transient(arch: Architecture, *, compute_bytes: int, attn: s
         # Per score element at the softmax: the masked scores, softmax(dtype=float32)'s fp32 copy of
         # its input (none when already fp32) and its fp32 output (ATen softmax with a dtype casts
         # first); plus the additive 4-D mask.
-        attn_bytes += eager_score_bytes(c, native_softmax=arch.model_type in NATIVE_SOFTMAX,
+        attn_bytes += eager_score_bytes(c, native_softmax=arch.native_softmax,
                                         float16=float16) * d.heads * seq_len \
             + c * seq_len
     return max(mlp, norm, attn_bytes)

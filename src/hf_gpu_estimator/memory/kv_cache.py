@@ -1,57 +1,95 @@
-"""KV cache: bytes per token per layer, for transformers' DynamicCache and for paged serving."""
+"""KV cache and recurrent state, per layer kind, for transformers' caches and for paged serving.
+
+Each layer's mixer (``spec.Mixer``) says what it keeps: attention kinds a cache growing with the
+sequence (keys and values, or MLA's latent), capped at the window for sliding and chunked layers;
+linear-attention and SSM layers a fixed state per sequence. Sums run over ``layer_groups`` (distinct
+layers with their counts), so a 100-layer uniform model costs one term.
+"""
 
 from __future__ import annotations
 
-from hf_gpu_estimator.spec import Architecture
+from hf_gpu_estimator.spec import STATE_KINDS, Architecture, Mixer
+
+#: Bytes per element of the recurrent states transformers keeps. Mamba/Mamba2 caches hold the conv
+#: and SSM states in the model dtype (cache_utils / modeling_mamba2.py ``MambaCache``); gated
+#: DeltaNet's chunked kernel returns its final state in fp32 (modeling_qwen3_next.py
+#: ``torch_chunk_gated_delta_rule`` computes in float32), the conv state in the model dtype.
+_STATE_FP32_KINDS = frozenset({"linear"})
 
 
 def kv_bytes_per_token_per_layer(arch: Architecture, dtype_bytes: int) -> int:
-    """Bytes one token adds to one attention layer's cache.
+    """Bytes one token adds to one attention layer's cache (the first attention layer's kind).
 
     * MHA/GQA/MQA: keys and values, ``2 * num_key_value_heads * head_dim`` elements
       (``v_head_dim`` for values where it differs).
-    * MLA (deepseek_v3): transformers >= 5 caches the compressed latent and the shared rotary key,
+    * MLA (deepseek): transformers >= 5 caches the compressed latent and the shared rotary key,
       ``kv_lora_rank + qk_rope_head_dim`` elements (modeling_deepseek_v3.DeepseekV3Attention: the
       cache is updated "while latent KV is still compressed"), as vLLM and SGLang do.
     """
-    if arch.is_mla:
-        return (int(arch.kv_lora_rank or 0) + int(arch.qk_rope_head_dim or 0)) * dtype_bytes
-    v_dim = arch.v_head_dim or arch.head_dim
-    return arch.num_key_value_heads * (arch.head_dim + v_dim) * dtype_bytes
+    for layer, _ in arch.layer_groups:
+        if layer.mixer.has_cache:
+            return layer.mixer.cache_elements_per_token() * dtype_bytes
+    return 0
+
+
+def state_bytes_per_sequence(mixer: Mixer, dtype_bytes: int) -> int:
+    """Bytes of a recurrent layer's state for one sequence (0 for attention kinds)."""
+    if mixer.kind not in STATE_KINDS:
+        return 0
+    state = 4 if mixer.kind in _STATE_FP32_KINDS else dtype_bytes
+    return mixer.state_elements * state + mixer.conv_elements * dtype_bytes
 
 
 def cached_tokens_per_layer(arch: Architecture, tokens: int, *, storage: bool = False) -> list[int]:
-    """Tokens each layer's cache holds after ``tokens`` tokens.
+    """Tokens each layer's cache holds after ``tokens`` tokens (0 for recurrent layers).
 
-    Sliding-window layers (``layer_types`` entries ``"sliding_attention"``) keep the last
-    ``sliding_window - 1`` tokens (transformers cache_utils.DynamicSlidingWindowLayer). Right after a
+    Sliding-window layers keep the last ``window - 1`` tokens (transformers
+    cache_utils.DynamicSlidingWindowLayer), chunked layers likewise their chunk. Right after a
     prefill longer than the window, the kept keys are a *view* of the full prefill tensor, so the
-    storage still holds every prompt token until the first decode step: ``storage=True`` returns
-    that.
+    storage still holds every prompt token until the first decode step: ``storage=True`` returns that.
     """
-    types = arch.layer_types or ("full_attention",) * arch.num_layers
-    window = arch.sliding_window
     out = []
-    for kind in types:
-        if kind == "sliding_attention" and window and not storage:
-            out.append(min(tokens, window - 1))
-        else:
+    for layer in arch.layers:
+        m = layer.mixer
+        if storage and m.has_cache:
             out.append(tokens)
+        else:
+            out.append(m.cached_tokens(tokens))
     return out
+
+
+def _per_token_on_device(mixer: Mixer, dtype_bytes: int, kv_heads_divisor: int) -> int:
+    per_token = mixer.cache_elements_per_token() * dtype_bytes
+    if kv_heads_divisor > 1 and mixer.kind != "mla" and mixer.kv_heads:
+        # Heads are split across tensor-parallel ranks; replicated when fewer KV heads than ranks (vLLM).
+        kept = max(1, mixer.kv_heads // kv_heads_divisor)
+        per_token = per_token * kept // mixer.kv_heads
+    return per_token
 
 
 def kv_cache_bytes(arch: Architecture, *, batch_size: int, tokens: int, dtype_bytes: int,
                    storage: bool = False, kv_heads_divisor: int = 1) -> int:
-    """Bytes of the whole cache for ``batch_size`` sequences of ``tokens`` tokens.
+    """Bytes of the whole cache (attention caches + recurrent states) for ``batch_size`` sequences
+    of ``tokens`` tokens.
 
     ``kv_heads_divisor`` is the tensor-parallel degree (heads are split; replicated when fewer
     KV heads than devices, as vLLM does).
     """
-    per_token = kv_bytes_per_token_per_layer(arch, dtype_bytes)
-    if kv_heads_divisor > 1 and not arch.is_mla:
-        kept_heads = max(1, arch.num_key_value_heads // kv_heads_divisor)
-        per_token = per_token * kept_heads // arch.num_key_value_heads
-    attention_layers = cached_tokens_per_layer(arch, tokens, storage=storage)
     if not arch.is_decoder:
         return 0
-    return batch_size * per_token * sum(attention_layers)
+    total = 0
+    for layer, count in arch.layer_groups:
+        m = layer.mixer
+        if m.has_cache:
+            held = tokens if storage else m.cached_tokens(tokens)
+            total += count * held * _per_token_on_device(m, dtype_bytes, kv_heads_divisor)
+        else:
+            total += count * state_bytes_per_sequence(m, dtype_bytes) // max(1, kv_heads_divisor)
+    return batch_size * total
+
+
+def kv_bytes_per_token(arch: Architecture, dtype_bytes: int, *, kv_heads_divisor: int = 1) -> int:
+    """Bytes one more token of context costs across all layers, ignoring window caps (the paged
+    pool's full-attention view; recurrent layers cost nothing per token)."""
+    return sum(count * _per_token_on_device(layer.mixer, dtype_bytes, kv_heads_divisor)
+               for layer, count in arch.layer_groups if layer.mixer.has_cache)

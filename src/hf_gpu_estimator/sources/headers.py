@@ -251,14 +251,14 @@ def build_spec(
     """Assemble a ModelSpec from config.json and/or header tensors.
 
     With tensors, counts come from them (the truth about the checkpoint) and the config formula
-    of :mod:`~hf_gpu_estimator.sources.architectures` cross-checks them; without, counts come
+    of :mod:`~hf_gpu_estimator.architectures` cross-checks them; without, counts come
     from config.json alone.
 
     Raises:
         UnsupportedArchitectureError: no tensors and a model_type with no dimension model.
         MalformedConfigError: a config field of the wrong type.
     """
-    from hf_gpu_estimator.sources import architectures
+    from hf_gpu_estimator import architectures
     from hf_gpu_estimator.sources.config import quantization_from_config, stored_dtype_from_config
 
     notes = list(assumptions)

@@ -25,7 +25,7 @@ def spec_from_module(module: object, *, model_id: str | None = None) -> ModelSpe
         module: A ``torch.nn.Module``, e.g. a transformers model (its ``config`` supplies the architecture).
         model_id: Name for reports; default ``config._name_or_path`` or the class name.
     """
-    from hf_gpu_estimator.sources import architectures
+    from hf_gpu_estimator import architectures
 
     by_role: dict[str, int] = dict.fromkeys(ROLES, 0)
     bytes_by_dtype: Counter[str] = Counter()

@@ -132,7 +132,7 @@ def _checkpoint_bytes(
 
 @lru_cache(maxsize=None)
 def _spec(canonical: str) -> ModelSpec:
-    from hf_gpu_estimator.sources.architectures import architecture_from_config
+    from hf_gpu_estimator.architectures import architecture_from_config
 
     entry = _load()[0][canonical]
     # A private deep copy: callers may treat ModelSpec.config as the plain dict a Hub source gives.

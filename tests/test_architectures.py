@@ -1,4 +1,4 @@
-"""Tests for sources/architectures.py: exact counts against transformers models built on meta."""
+"""Tests for architectures/: exact counts against transformers models built on meta."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from hf_gpu_estimator.errors import MalformedConfigError, UnsupportedArchitectureError
-from hf_gpu_estimator.sources.architectures import (
+from hf_gpu_estimator.architectures import (
     SUPPORTED_MODEL_TYPES,
     architecture_from_config,
     model_class_name,
@@ -384,7 +384,7 @@ def test_not_a_mapping() -> None:
 
 def test_import_is_torch_free() -> None:
     code = (
-        "import sys, hf_gpu_estimator.sources.architectures as a;"
+        "import sys, hf_gpu_estimator.architectures as a;"
         "a.parameter_counts({'model_type': 'deepseek_v3'});"
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
     )

@@ -1,0 +1,206 @@
+"""Architectures: config.json (+ header shapes) -> exact parameter counts and per-layer dimensions (pure Python).
+
+The ground truth is transformers itself (v5): for a config ``c``, ``parameter_counts(c).total`` equals
+``sum(p.numel() for p in Cls(Config(**c)).parameters())`` for ``Cls = model_class_name(c)``, which
+counts tied weights once. Each family below mirrors its ``configuration_<family>.py`` defaults and
+``modeling_<family>.py`` module tree; the comments name the file a rule comes from. No torch, no I/O.
+
+Roles (``ParameterCounts.by_role``):
+
+* ``embedding``: token embeddings, learned positional embeddings (gpt2 ``wpe``, bert position and
+  token-type tables), and the lm_head when it is tied (it is the same tensor).
+* ``attention``: attention projections and their biases, T5's relative position bias table.
+* ``mlp``: dense feed-forward layers. ``experts``: routed and shared experts. ``router``: the
+  router weight and qwen2_moe's ``shared_expert_gate``.
+* ``norm``: every normalization weight and bias (including q/k norms and MLA's latent norms).
+* ``lm_head``: an untied output projection, phi's lm_head bias, bert's MLM head transform and bias.
+* ``other``: bert's pooler and next-sentence head, gemma3's SigLIP vision tower and projector.
+
+``active`` is what one token touches: the total minus the routed experts it is not sent to.
+
+``Architecture.linears`` lists one block's linear layers by the leaf names peft targets. For MoE
+models it describes a MoE block: the routed experts appear as transformers 5 stores them, fused 3-D
+parameters ``gate_up_proj`` (out = 2 * moe_intermediate_size) and ``down_proj`` with
+``count=num_experts``, then the shared expert's ``gate_proj``/``up_proj``/``down_proj``; the router
+is left out. T5's list is an encoder block.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from hf_gpu_estimator.architectures._fields import MISSING, Fields, Head
+from hf_gpu_estimator.architectures._registry import Family
+from hf_gpu_estimator.architectures.families import FAMILIES
+from hf_gpu_estimator.errors import MalformedConfigError, UnsupportedArchitectureError
+from hf_gpu_estimator.spec import Architecture, ParameterCounts
+
+__all__ = [
+    "SUPPORTED_MODEL_TYPES",
+    "Analysis",
+    "analyze",
+    "architecture_from_config",
+    "family_for",
+    "model_class_name",
+    "parameter_counts",
+]
+
+#: model_type values whose counts a family module derives exactly from config.json alone.
+SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(sorted(FAMILIES))
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """A config's architecture and exact parameter counts, derived together."""
+
+    architecture: Architecture
+    counts: ParameterCounts
+    class_name: str
+
+
+def family_for(model_type: str) -> Family | None:
+    """The family module's facts for ``model_type``, or ``None`` when it has none."""
+    return FAMILIES.get(model_type)
+def _family(config: Mapping[str, Any]) -> tuple[Fields, str, Family]:
+    source = "config.json"
+    if not isinstance(config, Mapping):
+        raise MalformedConfigError(
+            source, f"{source}: expected a JSON object (a mapping), got {type(config).__name__}"
+        )
+    name = config.get("_name_or_path")
+    if isinstance(name, str) and name:
+        source = f"{name}/config.json"
+    model_type = config.get("model_type")
+    if model_type is None:
+        raise MalformedConfigError(
+            source,
+            f"{source}: field 'model_type' is missing; add the model_type transformers uses "
+            f"(one of {', '.join(SUPPORTED_MODEL_TYPES)})",
+            field="model_type",
+        )
+    if not isinstance(model_type, str):
+        raise MalformedConfigError(
+            source, f"{source}: field 'model_type' is {model_type!r}, expected a string", field="model_type"
+        )
+    family = FAMILIES.get(model_type)
+    if family is None:
+        raise UnsupportedArchitectureError(model_type, SUPPORTED_MODEL_TYPES)
+    return Fields(config, source=source), model_type, family
+
+
+def _class_and_head(f: Fields, family: Family) -> tuple[str, Head]:
+    architectures = f.raw("architectures")
+    if architectures is not MISSING and architectures is not None:
+        if not isinstance(architectures, (list, tuple)) or not all(isinstance(a, str) for a in architectures):
+            raise f.error("architectures", architectures, "a list of class names")
+        if architectures and architectures[0] in family.classes:
+            return architectures[0], family.classes[architectures[0]]
+    return family.default_class, family.classes[family.default_class]
+
+
+def analyze(config: Mapping[str, Any]) -> Analysis:
+    """Architecture, exact counts and the counted class of ``config`` in one pass.
+
+    Raises:
+        UnsupportedArchitectureError: no family knows ``model_type``.
+        MalformedConfigError: a field we need has the wrong type or an impossible value.
+    """
+    f, model_type, family = _family(config)
+    class_name, head = _class_and_head(f, family)
+    arch, tally = family.analyze(f, model_type, head)
+    notes = arch.notes
+    architectures = f.raw("architectures")
+    if isinstance(architectures, (list, tuple)) and architectures and architectures[0] != class_name:
+        notes = (
+            *notes,
+            f"architectures[0]={architectures[0]!r} has no counting rule here; counted {class_name} "
+            "(its task head, if any, is not included)",
+        )
+    arch = dataclasses.replace(arch, notes=notes, native_softmax=family.native_softmax,
+                               **_dropouts(config, family))
+    return Analysis(architecture=arch, counts=tally.counts(), class_name=class_name)
+
+
+def model_class_name(config: Mapping[str, Any]) -> str:
+    """The transformers class whose parameters :func:`parameter_counts` counts.
+
+    ``config["architectures"][0]`` when it is a class this module knows how to count for the
+    family, else the family's default class (``*ForCausalLM``, ``T5ForConditionalGeneration``,
+    ``BertForMaskedLM``, ``Gemma3ForConditionalGeneration``).
+
+    Args:
+        config: a parsed config.json.
+
+    Returns:
+        A class name in the ``transformers`` namespace.
+
+    Raises:
+        UnsupportedArchitectureError: ``model_type`` is not in :data:`SUPPORTED_MODEL_TYPES`.
+        MalformedConfigError: ``model_type`` or ``architectures`` is missing or mistyped.
+
+    Example:
+        >>> model_class_name({"model_type": "llama"})
+        'LlamaForCausalLM'
+    """
+    f, _, family = _family(config)
+    return _class_and_head(f, family)[0]
+
+
+def architecture_from_config(config: Mapping[str, Any]) -> Architecture:
+    """The layer dimensions of a config, with transformers' defaults for absent fields.
+
+    Args:
+        config: a parsed config.json (for multimodal wrappers such as ``gemma3``, the wrapper with
+            ``text_config``; the dimensions returned are the language model's).
+
+    Returns:
+        The :class:`~hf_gpu_estimator.spec.Architecture`.
+
+    Raises:
+        UnsupportedArchitectureError: ``model_type`` is not in :data:`SUPPORTED_MODEL_TYPES`.
+        MalformedConfigError: a field we need has the wrong type or an impossible value.
+
+    Example:
+        >>> a = architecture_from_config({"model_type": "mistral", "num_hidden_layers": 2})
+        >>> a.num_key_value_heads, a.head_dim, a.layer_types
+        (8, 128, ('sliding_attention', 'sliding_attention'))
+    """
+    return analyze(config).architecture
+
+
+def _dropouts(config: Mapping[str, Any], family: Family) -> dict[str, float]:
+    source = config.get("text_config") if isinstance(config.get("text_config"), Mapping) else config
+    out = {}
+    for name, (key, default) in zip(("embedding_dropout", "hidden_dropout", "attention_dropout"), family.dropouts):
+        value = source.get(key, default) if key else default
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+            raise MalformedConfigError("config.json", f"config.json: field {key!r} is {value!r}, expected a "
+                                       "probability in [0, 1) (fix the value, or remove the field)", field=key)
+        out[name] = float(value)
+    return out
+
+
+def parameter_counts(config: Mapping[str, Any]) -> ParameterCounts:
+    """Exact parameter counts of ``model_class_name(config)`` built from ``config``.
+
+    Equal to ``sum(p.numel() for p in model.parameters())`` (tied weights once), split by role
+    (see the module docstring), with ``active`` the parameters one token uses.
+
+    Args:
+        config: a parsed config.json.
+
+    Returns:
+        The :class:`~hf_gpu_estimator.spec.ParameterCounts`.
+
+    Raises:
+        UnsupportedArchitectureError: ``model_type`` is not in :data:`SUPPORTED_MODEL_TYPES`.
+        MalformedConfigError: a field we need has the wrong type or an impossible value.
+
+    Example:
+        >>> parameter_counts({"model_type": "gpt2"}).total  # gpt2 (124M)
+        124439808
+    """
+    return analyze(config).counts

@@ -1,0 +1,57 @@
+"""Shared building blocks: attention and MLP linears, vision towers."""
+
+from __future__ import annotations
+
+from hf_gpu_estimator.architectures._fields import Fields, lin
+from hf_gpu_estimator.spec import LinearShape
+
+
+def attention_linears(
+    hidden: int, q_out: int, kv_out: int, qkv_bias: bool, o_bias: bool, *, fused: bool = False
+) -> tuple[LinearShape, ...]:
+    """q/k/v/o projections (``fused``: one ``qkv_proj``, as phi3)."""
+    if fused:
+        return (
+            LinearShape(name="qkv_proj", in_features=hidden, out_features=q_out + 2 * kv_out, bias=qkv_bias),
+            LinearShape(name="o_proj", in_features=q_out, out_features=hidden, bias=o_bias),
+        )
+    return (
+        LinearShape(name="q_proj", in_features=hidden, out_features=q_out, bias=qkv_bias),
+        LinearShape(name="k_proj", in_features=hidden, out_features=kv_out, bias=qkv_bias),
+        LinearShape(name="v_proj", in_features=hidden, out_features=kv_out, bias=qkv_bias),
+        LinearShape(name="o_proj", in_features=q_out, out_features=hidden, bias=o_bias),
+    )
+
+
+def gated_linears(hidden: int, inter: int, bias: bool) -> tuple[LinearShape, ...]:
+    """A SwiGLU/GeGLU MLP: gate, up and down projections."""
+    return (
+        LinearShape(name="gate_proj", in_features=hidden, out_features=inter, bias=bias),
+        LinearShape(name="up_proj", in_features=hidden, out_features=inter, bias=bias),
+        LinearShape(name="down_proj", in_features=inter, out_features=hidden, bias=bias),
+    )
+
+
+
+
+def siglip_vision(v: Fields) -> int:
+    """Parameters of transformers' SiglipVisionModel (modeling_siglip.py) for a vision_config."""
+    hidden = v.integer("hidden_size", 768)
+    inter = v.integer("intermediate_size", 3072)
+    layers = v.integer("num_hidden_layers", 12)
+    v.integer("num_attention_heads", 12)
+    channels = v.integer("num_channels", 3)
+    image = v.integer("image_size", 224)
+    patch = v.integer("patch_size", 16)
+    n = channels * patch * patch * hidden + hidden  # patch_embedding Conv2d with bias
+    n += (image // patch) ** 2 * hidden  # position_embedding
+    block = 4 * lin(hidden, hidden, True) + lin(hidden, inter, True) + lin(inter, hidden, True)
+    n += layers * (block + 2 * 2 * hidden)  # two LayerNorms with bias per encoder layer
+    n += 2 * hidden  # post_layernorm
+    if v.boolean("vision_use_head", True):
+        # SiglipMultiheadAttentionPoolingHead: probe, nn.MultiheadAttention, LayerNorm, MLP.
+        n += hidden + (3 * hidden * hidden + 3 * hidden) + lin(hidden, hidden, True) + 2 * hidden
+        n += lin(hidden, inter, True) + lin(inter, hidden, True)
+    return n
+
+

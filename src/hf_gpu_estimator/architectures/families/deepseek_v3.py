@@ -1,0 +1,118 @@
+"""DeepSeek-V3: MLA + MoE with shared experts and leading dense layers."""
+
+from __future__ import annotations
+
+from hf_gpu_estimator.architectures._fields import FULL, Fields, Head, Tally, lin
+from hf_gpu_estimator.architectures._registry import Family
+from hf_gpu_estimator.architectures.blocks import gated_linears
+from hf_gpu_estimator.spec import Architecture, LinearShape
+
+
+def analyze_deepseek_v3(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
+    # configuration_deepseek_v3.py defaults; modeling_deepseek_v3.py module tree. The config's
+    # num_nextn_predict_layers (MTP) has no module in transformers, so it is not counted.
+    hidden = f.integer("hidden_size", 7168)
+    inter = f.integer("intermediate_size", 18432)
+    moe_inter = f.integer("moe_intermediate_size", 2048)
+    layers = f.integer("num_hidden_layers", 61)
+    heads = f.integer("num_attention_heads", 128)
+    kv_heads = f.opt_int("num_key_value_heads", 128) or heads
+    n_shared = f.integer("n_shared_experts", 1, minimum=0)
+    n_routed = f.integer("n_routed_experts", 256, aliases=("num_local_experts",))
+    kv_rank = f.integer("kv_lora_rank", 512)
+    q_rank = f.opt_int("q_lora_rank", 1536)
+    rope = f.integer("qk_rope_head_dim", 64)
+    v_dim = f.integer("v_head_dim", 128)
+    nope = f.integer("qk_nope_head_dim", 128)
+    top_k = f.integer("num_experts_per_tok", 8)
+    first_dense = f.integer("first_k_dense_replace", 3, minimum=0)
+    vocab = f.integer("vocab_size", 129280)
+    tie = f.boolean("tie_word_embeddings", False)
+    bias = f.boolean("attention_bias", False)
+    if top_k > n_routed:
+        raise f.error("num_experts_per_tok", top_k, f"at most n_routed_experts={n_routed}")
+    qk_dim = nope + rope
+
+    if q_rank is None:
+        q_linears = (LinearShape(name="q_proj", in_features=hidden, out_features=heads * qk_dim),)
+        q_norm = 0
+    else:
+        q_linears = (
+            LinearShape(name="q_a_proj", in_features=hidden, out_features=q_rank, bias=bias),
+            LinearShape(name="q_b_proj", in_features=q_rank, out_features=heads * qk_dim),
+        )
+        q_norm = q_rank
+    attn_linears = q_linears + (
+        LinearShape(name="kv_a_proj_with_mqa", in_features=hidden, out_features=kv_rank + rope, bias=bias),
+        LinearShape(name="kv_b_proj", in_features=kv_rank, out_features=heads * (nope + v_dim)),
+        LinearShape(name="o_proj", in_features=heads * v_dim, out_features=hidden, bias=bias),
+    )
+    attn = sum(lin(x.in_features, x.out_features, x.bias) for x in attn_linears)
+    shared_inter = moe_inter * n_shared
+    expert = 3 * hidden * moe_inter
+    moe_layers = tuple(i for i in range(layers) if i >= first_dense)
+
+    t = Tally()
+    t.add("embedding", vocab * hidden)
+    for i in range(layers):
+        t.add("attention", attn)
+        t.add("norm", 2 * hidden + q_norm + kv_rank)
+        if i >= first_dense:
+            t.add("experts", n_routed * expert + 3 * hidden * shared_inter)
+            t.add("router", n_routed * hidden)  # gate.weight; e_score_correction_bias is a buffer
+            t.idle += (n_routed - top_k) * expert
+        else:
+            t.add("mlp", 3 * hidden * inter)
+    t.add("norm", hidden)
+    if head == "causal_lm" and not tie:
+        t.add("lm_head", vocab * hidden)
+
+    linears = attn_linears
+    if moe_layers:
+        linears += (
+            LinearShape(name="gate_up_proj", in_features=hidden, out_features=2 * moe_inter, count=n_routed),
+            LinearShape(name="down_proj", in_features=moe_inter, out_features=hidden, count=n_routed),
+        )
+        if shared_inter:
+            linears += gated_linears(hidden, shared_inter, False)
+    else:
+        linears += gated_linears(hidden, inter, False)
+    arch = Architecture(
+        model_type=model_type,
+        family="deepseek_v3",
+        num_layers=layers,
+        hidden_size=hidden,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        head_dim=qk_dim,
+        intermediate_size=inter,
+        vocab_size=vocab,
+        tie_word_embeddings=tie,
+        max_position_embeddings=f.integer("max_position_embeddings", 4096),
+        hidden_act=f.string("hidden_act", "silu"),
+        attention_bias=bias,
+        layer_types=(FULL,) * layers,
+        v_head_dim=v_dim,
+        num_experts=n_routed if moe_layers else 0,
+        num_experts_per_tok=top_k if moe_layers else 0,
+        moe_intermediate_size=moe_inter if moe_layers else 0,
+        num_shared_experts=n_shared if moe_layers else 0,
+        shared_expert_intermediate_size=shared_inter if moe_layers else 0,
+        num_dense_layers=min(first_dense, layers),
+        moe_layers=moe_layers,
+        q_lora_rank=q_rank,
+        kv_lora_rank=kv_rank,
+        qk_nope_head_dim=nope,
+        qk_rope_head_dim=rope,
+        linears=linears,
+        notes=("num_nextn_predict_layers (MTP) is not counted: transformers builds no module for it",),
+    )
+    return arch, t
+
+
+FAMILIES = {
+    "deepseek_v3": Family(
+        analyze=analyze_deepseek_v3, default_class="DeepseekV3ForCausalLM",
+        classes={"DeepseekV3ForCausalLM": "causal_lm", "DeepseekV3Model": "base"}, module=__name__,
+    ),
+}

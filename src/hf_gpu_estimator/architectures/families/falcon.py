@@ -1,0 +1,80 @@
+"""Falcon (falcon-7b/40b/180b, falcon-rw)."""
+
+from __future__ import annotations
+
+from hf_gpu_estimator.architectures._fields import FULL, Fields, Head, Tally, lin
+from hf_gpu_estimator.architectures._registry import Family
+from hf_gpu_estimator.spec import Architecture, LinearShape
+
+
+def analyze_falcon(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
+    # configuration_falcon.py: n_embed is a legacy alias of hidden_size; num_kv_heads defaults to
+    # num_attention_heads; ffn_hidden_size to 4 * hidden_size.
+    hidden = f.integer("n_embed", 4544, aliases=("hidden_size",))  # n_embed wins, as in __post_init__
+    layers = f.integer("num_hidden_layers", 32)
+    heads = f.integer("num_attention_heads", 71)
+    num_kv = f.opt_int("num_kv_heads") or heads
+    ffn = f.opt_int("ffn_hidden_size") or 4 * hidden
+    vocab = f.integer("vocab_size", 65024)
+    tie = f.boolean("tie_word_embeddings", True)
+    new_arch = f.boolean("new_decoder_architecture", False)
+    multi_query = f.boolean("multi_query", True)
+    parallel = f.boolean("parallel_attn", True)
+    bias = f.boolean("bias", False)
+    num_ln = f.opt_int("num_ln_in_parallel_attn")
+    head_dim = hidden // heads
+    # modeling_falcon.py FalconAttention.__init__
+    if new_arch:
+        qkv_out, kv_heads = (num_kv * 2 + heads) * head_dim, num_kv
+    elif multi_query:
+        qkv_out, kv_heads = hidden + 2 * head_dim, 1
+    else:
+        qkv_out, kv_heads = 3 * hidden, num_kv
+    # modeling_falcon.py FalconDecoderLayer.__init__
+    if num_ln is None and new_arch:
+        num_ln = 2
+    block_lns = 2 if (not parallel or num_ln == 2) else 1
+    linears = (
+        LinearShape(name="query_key_value", in_features=hidden, out_features=qkv_out, bias=bias),
+        LinearShape(name="dense", in_features=hidden, out_features=hidden, bias=bias),
+        LinearShape(name="dense_h_to_4h", in_features=hidden, out_features=ffn, bias=bias),
+        LinearShape(name="dense_4h_to_h", in_features=ffn, out_features=hidden, bias=bias),
+    )
+    t = Tally()
+    t.add("embedding", vocab * hidden)
+    t.add("attention", layers * (lin(hidden, qkv_out, bias) + lin(hidden, hidden, bias)))
+    t.add("mlp", layers * (lin(hidden, ffn, bias) + lin(ffn, hidden, bias)))
+    t.add("norm", layers * block_lns * 2 * hidden + 2 * hidden)  # + ln_f
+    if head == "causal_lm" and not tie:
+        t.add("lm_head", vocab * hidden)
+    arch = Architecture(
+        model_type=model_type,
+        family="falcon",
+        num_layers=layers,
+        hidden_size=hidden,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        head_dim=head_dim,
+        intermediate_size=ffn,
+        vocab_size=vocab,
+        tie_word_embeddings=tie,
+        max_position_embeddings=f.integer("max_position_embeddings", 2048),
+        hidden_act=f.string("activation", "gelu"),
+        gated_mlp=False,
+        norm="layernorm",
+        attention_bias=bias,
+        parallel_attention=parallel or new_arch,
+        layer_types=(FULL,) * layers,
+        linears=linears,
+    )
+    return arch, t
+
+
+FAMILIES = {
+    "falcon": Family(
+        analyze=analyze_falcon, default_class="FalconForCausalLM",
+        classes={"FalconForCausalLM": "causal_lm", "FalconModel": "base"},
+        dropouts=(("hidden_dropout", 0.0), ("hidden_dropout", 0.0), ("attention_dropout", 0.0)),
+        native_softmax=True, module=__name__,
+    ),
+}

@@ -1,0 +1,67 @@
+"""GPT-2: Conv1D layers (weight stored in x out), learned positions, tied head."""
+
+from __future__ import annotations
+
+from hf_gpu_estimator.architectures._fields import FULL, Fields, Head, Tally, lin
+from hf_gpu_estimator.architectures._registry import Family
+from hf_gpu_estimator.spec import Architecture, LinearShape
+
+
+def analyze_gpt2(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
+    # configuration_gpt2.py attribute_map: hidden_size -> n_embd, num_hidden_layers -> n_layer, ...
+    hidden = f.integer("n_embd", 768, aliases=("hidden_size",))
+    layers = f.integer("n_layer", 12, aliases=("num_hidden_layers",))
+    heads = f.integer("n_head", 12, aliases=("num_attention_heads",))
+    positions = f.integer("n_positions", 1024, aliases=("max_position_embeddings",))
+    inner = f.opt_int("n_inner") or 4 * hidden
+    vocab = f.integer("vocab_size", 50257)
+    tie = f.boolean("tie_word_embeddings", True)
+    cross = f.boolean("add_cross_attention", False)
+    linears = (
+        LinearShape(name="c_attn", in_features=hidden, out_features=3 * hidden, bias=True),
+        LinearShape(name="c_proj", in_features=hidden, out_features=hidden, bias=True, group="attn_out"),
+        LinearShape(name="c_fc", in_features=hidden, out_features=inner, bias=True),
+        LinearShape(name="c_proj", in_features=inner, out_features=hidden, bias=True, group="mlp_out"),
+    )
+    attn = lin(hidden, 3 * hidden, True) + lin(hidden, hidden, True)
+    norms = 2 * 2 * hidden  # ln_1, ln_2
+    if cross:  # crossattention: c_attn (2E), q_attn (E), c_proj (E); ln_cross_attn
+        attn += lin(hidden, 2 * hidden, True) + 2 * lin(hidden, hidden, True)
+        norms += 2 * hidden
+    t = Tally()
+    t.add("embedding", vocab * hidden + positions * hidden)  # wte + wpe
+    t.add("attention", layers * attn)
+    t.add("mlp", layers * (lin(hidden, inner, True) + lin(inner, hidden, True)))
+    t.add("norm", layers * norms + 2 * hidden)  # + ln_f
+    if head == "causal_lm" and not tie:
+        t.add("lm_head", vocab * hidden)
+    arch = Architecture(
+        model_type=model_type,
+        family="gpt2",
+        num_layers=layers,
+        hidden_size=hidden,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        head_dim=hidden // heads,
+        intermediate_size=inner,
+        vocab_size=vocab,
+        tie_word_embeddings=tie,
+        max_position_embeddings=positions,
+        hidden_act=f.string("activation_function", "gelu_new"),
+        gated_mlp=False,
+        norm="layernorm",
+        attention_bias=True,
+        layer_types=(FULL,) * layers,
+        linears=linears,
+    )
+    return arch, t
+
+
+FAMILIES = {
+    "gpt2": Family(
+        analyze=analyze_gpt2, default_class="GPT2LMHeadModel",
+        classes={"GPT2LMHeadModel": "causal_lm", "GPT2Model": "base"},
+        dropouts=(("embd_pdrop", 0.1), ("resid_pdrop", 0.1), ("attn_pdrop", 0.1)),  # configuration_gpt2.py
+        native_softmax=True, module=__name__,
+    ),
+}

@@ -1,0 +1,115 @@
+"""What every command shares: the one-line-error parser, argument types, model arguments, output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+FORMATS = ("table", "json", "markdown", "text")
+FORMAT_HELP = ("table (default; colour with rich when installed), json (the stable contract), "
+               "markdown (for issues and model cards), text (plain columns)")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that prints one line (and exits 2) on bad arguments."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def add_command(subparsers: Any, name: str, func: Callable[[argparse.Namespace], int], **kwargs: Any) -> Parser:
+    """A subcommand parser whose epilog keeps its line breaks, dispatching to ``func``."""
+    parser: Parser = subparsers.add_parser(name, formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
+    parser.set_defaults(func=func)
+    return parser
+
+
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``minimum``, one-line error otherwise."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
+        return value
+
+    return parse
+
+
+positive_int = int_at_least(1)
+non_negative_int = int_at_least(0)
+
+
+def finite_float(minimum: float, *, inclusive: bool) -> Callable[[str], float]:
+    """An argparse type: a finite number >= (or >) ``minimum``; nan and inf are refused here,
+    since ``int(x * GiB)`` on them raises outside the one-line error path."""
+    bound = f"{'>=' if inclusive else '>'} {minimum:g}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number {bound}, got {text!r}") from None
+        if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive):
+            raise argparse.ArgumentTypeError(f"expected a finite number {bound}, got {text!r}")
+        return value
+
+    return parse
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="Hub id (org/name), local folder, .safetensors file or config.json")
+    p.add_argument("--revision", help="Hub branch, tag or commit")
+    p.add_argument("--token", help="Hub token (default: HF_TOKEN or the saved login)")
+
+
+def add_format_arg(p: argparse.ArgumentParser, choices: tuple[str, ...] = FORMATS) -> None:
+    p.add_argument("--format", choices=choices, default="table", help=FORMAT_HELP if choices == FORMATS else None)
+
+
+def reading(model: str) -> Any:
+    """A spinner on stderr while the model's config and shard headers are read (a terminal with rich only)."""
+    import contextlib
+
+    from hf_gpu_estimator.report import rich_available
+
+    if not sys.stderr.isatty() or not rich_available() or os.path.exists(model):
+        return contextlib.nullcontext()
+    from rich.console import Console
+
+    return Console(stderr=True).status(f"reading {model} (config.json and safetensors headers) ...")
+
+
+def read_spec(args: argparse.Namespace) -> Any:
+    """The ModelSpec of ``args.model`` (with ``--revision``/``--token``), a spinner while it is read."""
+    from hf_gpu_estimator.sources import inspect_model
+
+    with reading(args.model):
+        return inspect_model(args.model, revision=args.revision, token=args.token)
+
+
+def print_sections(sections: Any, fmt: str) -> None:
+    from hf_gpu_estimator.report import print_sections as render
+
+    render(sections, fmt, file=sys.stdout)
+
+
+def emit(payload: Any, fmt: str) -> None:
+    """Data on stdout: JSON, or the text as it is."""
+    if fmt == "json":
+        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+    else:
+        sys.stdout.write(str(payload) + "\n")
+
+
+def message(text: str) -> None:
+    """A message for the user on stderr (data stays on stdout)."""
+    print(f"hfge: {text}", file=sys.stderr)

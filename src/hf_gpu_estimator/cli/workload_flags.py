@@ -1,0 +1,79 @@
+"""The workload flags shared by estimate, plan, measure and preflight, defined once.
+
+Each flag's destination is the :func:`~hf_gpu_estimator.workload.make_workload` keyword of the
+same name, so adding a workload option is one entry in :data:`WORKLOAD_FLAGS` (and the keyword in
+``make_workload``); every command that takes a workload picks it up.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from hf_gpu_estimator.cli._common import non_negative_int, positive_int
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One ``--flag`` and its argparse options; ``dest`` is the make_workload keyword."""
+
+    name: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def dest(self) -> str:
+        return self.name[2:].replace("-", "_")
+
+    @property
+    def default(self) -> Any:
+        return self.options.get("default", False if self.options.get("action") == "store_true" else None)
+
+
+WORKLOAD_FLAGS: tuple[Flag, ...] = (
+    Flag("--task", {"default": "inference", "help": "inference (default) or training"}),
+    Flag("--method", {"default": "full", "help": "full (default), lora or qlora"}),
+    Flag("--batch-size", {"type": positive_int, "default": 1, "help": "sequences per device (default 1)"}),
+    Flag("--seq-len", {"type": positive_int, "default": 1024,
+                       "help": "tokens per sequence (training) or prompt tokens (inference); default 1024"}),
+    Flag("--new-tokens", {"type": non_negative_int, "default": None,
+                          "help": "tokens generated after the prompt (inference; default 256)"}),
+    Flag("--dtype", {"help": "weight dtype: float32, float16, bfloat16 (default: the checkpoint's)"}),
+    Flag("--precision", {"help": "training precision: 32-true, 16-mixed, bf16-mixed (default), 16-true, bf16-true"}),
+    Flag("--optimizer", {"default": "adamw",
+                         "help": "adamw (default), adamw-8bit, paged-adamw-8bit, adafactor, sgd, sgd-momentum, lion"}),
+    Flag("--gradient-checkpointing", {"action": "store_true", "help": "recompute each decoder layer in backward"}),
+    Flag("--gradient-accumulation-steps", {"type": positive_int, "default": 1}),
+    Flag("--attn-implementation", {"default": "sdpa", "help": "eager, sdpa (default), flash_attention_2"}),
+    Flag("--quantization", {"help": "none, int8, nf4, fp4, fp8, gptq-4bit, awq-4bit, gguf:Q4_K_M ..."}),
+    Flag("--kv-cache-dtype", {"help": "KV cache dtype (default: the compute dtype); GGUF: f16, q8_0, q4_0 ..."}),
+    Flag("--gpu-layers", {"type": non_negative_int, "help": "GGUF/llama.cpp: layers offloaded to the GPU (-ngl; default all)"}),
+    Flag("--lora-rank", {"type": positive_int, "default": 16}),
+    Flag("--lora-alpha", {"type": positive_int}),
+    Flag("--lora-targets", {"help": "comma-separated module names, or all-linear (default q_proj,v_proj)"}),
+    Flag("--num-gpus", {"type": positive_int, "default": 1}),
+    Flag("--strategy", {"help": "ddp, zero1, zero2, zero3, fsdp, fsdp-grad-op, fsdp-hybrid"}),
+    Flag("--tp", {"type": positive_int, "default": 1, "help": "tensor-parallel degree"}),
+    Flag("--pp", {"type": positive_int, "default": 1, "help": "pipeline-parallel degree"}),
+    Flag("--offload-optimizer", {"action": "store_true", "help": "ZeRO/FSDP optimizer offload to CPU"}),
+    Flag("--offload-params", {"action": "store_true", "help": "ZeRO-3/FSDP parameter offload to CPU"}),
+)
+
+
+def add_workload_args(p: argparse.ArgumentParser) -> None:
+    """Add every workload flag to ``p`` (one argument group, "workload")."""
+    group = p.add_argument_group("workload")
+    for flag in WORKLOAD_FLAGS:
+        group.add_argument(flag.name, **flag.options)
+
+
+def workload_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The parsed workload flags as make_workload keywords."""
+    return {flag.dest: getattr(args, flag.dest) for flag in WORKLOAD_FLAGS}
+
+
+def explicit_workload_kwargs(args: argparse.Namespace, **defaults: Any) -> dict[str, Any]:
+    """The workload flags whose value differs from their default (``defaults`` overrides a flag's own)."""
+    return {flag.dest: getattr(args, flag.dest) for flag in WORKLOAD_FLAGS
+            if getattr(args, flag.dest) != defaults.get(flag.dest, flag.default)}

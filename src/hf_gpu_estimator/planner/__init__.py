@@ -1,0 +1,72 @@
+"""Planner: what fits (max batch, max context, min GPUs), serving capacity per engine, and the cheapest plan.
+
+One question per module, all pure arithmetic over :func:`~hf_gpu_estimator.memory.estimate_memory`
+and the roofline of :mod:`hf_gpu_estimator.perf` (no torch, no network):
+
+- :mod:`.fits`: the largest batch and sequence length on one device;
+- :mod:`.parallel`: the fewest GPUs of a type and the split (tensor, pipeline, data parallel);
+- :mod:`.engines`: the KV pool a serving engine sizes (:mod:`.engines.vllm`);
+- :mod:`.gpu_plan`: everything about one workload on one GPU type (``hfge plan``);
+- :mod:`.serving`, :mod:`.training`: the cheapest GPU type and count for a traffic or a token budget;
+- :mod:`.mix`: a heterogeneous GPU mix for several request sizes;
+- :mod:`.fleet`: several models at once (files are read and ids resolved by :mod:`hf_gpu_estimator.sources`).
+"""
+
+from __future__ import annotations
+
+from hf_gpu_estimator.planner._search import (
+    DEFAULT_MARGIN,
+    PP_DEGREES,
+    SEARCH_CAP,
+    TP_DEGREES,
+    TRAINING_GPU_COUNTS,
+    Skipped,
+    _largest,  # noqa: F401  (used by hf_gpu_estimator.suggest)
+)
+from hf_gpu_estimator.planner.engines.vllm import (
+    DEFAULT_GPU_MEMORY_UTILIZATION,
+    VLLM_BLOCK_SIZE,
+    ServingCapacity,
+    serving_capacity,
+    vllm_batch_defaults,
+)
+from hf_gpu_estimator.planner.fits import max_batch_size, max_seq_len
+from hf_gpu_estimator.planner.fleet import FleetEntry, FleetPlan, plan_fleet
+from hf_gpu_estimator.planner.gpu_plan import Plan, plan
+from hf_gpu_estimator.planner.mix import MixPlan, RequestBucket, heterogeneous_serving
+from hf_gpu_estimator.planner.parallel import Parallelization, min_gpus, valid_tp_degrees
+from hf_gpu_estimator.planner.serving import CheapestServing, ServingOption, cheapest_serving
+from hf_gpu_estimator.planner.training import CheapestTraining, TrainingOption, cheapest_training
+
+__all__ = [
+    "DEFAULT_GPU_MEMORY_UTILIZATION",
+    "DEFAULT_MARGIN",
+    "PP_DEGREES",
+    "SEARCH_CAP",
+    "TP_DEGREES",
+    "TRAINING_GPU_COUNTS",
+    "VLLM_BLOCK_SIZE",
+    "CheapestServing",
+    "CheapestTraining",
+    "FleetEntry",
+    "FleetPlan",
+    "MixPlan",
+    "Parallelization",
+    "Plan",
+    "RequestBucket",
+    "ServingCapacity",
+    "ServingOption",
+    "Skipped",
+    "TrainingOption",
+    "cheapest_serving",
+    "cheapest_training",
+    "heterogeneous_serving",
+    "max_batch_size",
+    "max_seq_len",
+    "min_gpus",
+    "plan",
+    "plan_fleet",
+    "serving_capacity",
+    "valid_tp_degrees",
+    "vllm_batch_defaults",
+]

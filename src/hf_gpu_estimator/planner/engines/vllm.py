@@ -1,0 +1,257 @@
+"""vLLM: the KV-cache pool its worker sizes after the profile run, by vLLM version, and what the pool holds.
+
+vLLM sizes the pool once at start-up (vllm/v1/worker/gpu_worker.py ``determine_available_memory``;
+vllm/worker/worker.py ``determine_num_available_blocks`` in the V0 engine)::
+
+    pool = total_memory * gpu_memory_utilization - (weights + activation peak of the profile run + non-torch)
+
+The profile run is one forward of ``max_num_batched_tokens`` dummy tokens through vLLM's own layers
+(no attention score matrix: with no attention metadata the attention kernels are skipped, and vLLM's
+paged kernels never build one) and a dummy sampler pass over ``min(max_num_seqs, tokens)`` rows of
+logits. The pool is then cut into blocks of ``block_size`` tokens over every cache layer of the
+device; with sliding-window layers the hybrid allocator caps their blocks at the window.
+
+Modelled versions (``--vllm-version``):
+
+* ``0.6`` (the V0 engine before vLLM PR #12126): non-torch memory is everything outside torch's
+  allocator (CUDA context, cuBLAS, NCCL): 1.79 GiB per rank at tp=1 and 3.58 GiB at tp=2 on an
+  H100 in the log of vLLM PR #10511; profile tokens ``max(max_model_len, 2048)`` without chunked
+  prefill; the V0 sampler keeps sorted copies of the logits (39 bytes per logit).
+* ``0.7`` (V0 after PR #12126): the memory snapshot is taken after the CUDA context exists, so
+  only the non-torch *increase* during the profile run counts (0.16 GiB at tp=1 in that PR's log;
+  NCCL buffers on top for tp > 1).
+* ``0.8`` (0.8 to 0.19, the V1 engine): as 0.7 for non-torch memory; scheduler budgets from
+  ``EngineArgs.get_batch_defaults`` (:func:`vllm_batch_defaults`); a sampler pass holding the fp32
+  logits; CUDA graphs are captured after the pool is sized and live in the
+  ``1 - gpu_memory_utilization`` headroom.
+
+The published start-up logs each version is checked against are in
+``tests/data/vllm_startup_logs.json`` with their sources and each row's error in
+``tests/test_planner_engines.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from hf_gpu_estimator.errors import InvalidArgumentError
+from hf_gpu_estimator.hardware import GPU
+from hf_gpu_estimator.memory import overhead
+from hf_gpu_estimator.memory.terms import BYTES
+from hf_gpu_estimator.memory.weights import plan_weights
+from hf_gpu_estimator.planner.engines._capacity import (
+    ServingCapacity,
+    capacity_problem,
+    check_context,
+    check_fraction,
+    check_tp,
+    kv_layout,
+    pool_capacity,
+    weights_per_device,
+)
+from hf_gpu_estimator.spec import Architecture, ModelSpec
+from hf_gpu_estimator.workload import Workload
+
+#: vLLM's default ``gpu_memory_utilization`` (vllm/config CacheConfig; ``--gpu-memory-utilization``).
+DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
+#: vLLM's default KV block size on CUDA: 16 tokens (CacheConfig.block_size).
+VLLM_BLOCK_SIZE = 16
+GiB = 1 << 30
+
+
+@dataclass(frozen=True, kw_only=True)
+class VllmVersion:
+    """How one vLLM release sizes its KV pool.
+
+    Attributes:
+        version: ``X.Y`` of the first release the rule applies to.
+        engine: ``v0`` (LLMEngine) or ``v1`` (EngineCore).
+        releases: The ``X.Y`` releases the rule covers (what ``--vllm-version`` accepts).
+        non_torch_tp1_bytes: Non-torch memory counted against the pool on a single GPU.
+        non_torch_multi_gpu_bytes: What communicators (NCCL, custom all-reduce) add per rank with several GPUs.
+        sampler_bytes_per_logit: Bytes per logit the dummy sampler pass holds at its peak.
+        source: Where the rule and its constants come from.
+    """
+
+    version: str
+    engine: Literal["v0", "v1"]
+    releases: tuple[str, ...]
+    non_torch_tp1_bytes: int
+    non_torch_multi_gpu_bytes: int
+    sampler_bytes_per_logit: int
+    source: str
+
+    def non_torch_bytes(self, tp: int, pp: int) -> int:
+        """Non-torch memory per rank: the single-GPU figure, plus communicator buffers with more than one GPU."""
+        return self.non_torch_tp1_bytes + (self.non_torch_multi_gpu_bytes if tp * pp > 1 else 0)
+
+
+#: V0 sampler peak per logit, fitted on the activation peak logged in vLLM PR #10511 (Llama-3-8B,
+#: 256 rows: 1.26 GiB) and checked on vLLM issue #13882 (Qwen2.5-7B, 256 rows: 1.42 GiB logged,
+#: 1.40 GiB modelled). It matches the tensors the V0 top-p/top-k sampler keeps together: logits in
+#: the model dtype (2) and fp32 (4), temperature-scaled logits (4), sorted logits (4) and int64 sort
+#: indices (8), softmax over the sorted logits (4) and its cumsum (4), the mask (1), probabilities
+#: (4) and log-probabilities (4).
+V0_SAMPLER_BYTES_PER_LOGIT = 39
+#: V1 sampler peak per logit: the fp32 logits of the dummy sampler pass only (an assumption: the V1
+#: sampler samples top-k/top-p with FlashInfer kernels that keep no sorted copy; no published
+#: activation breakdown of a V1 profile run was found to check it).
+V1_SAMPLER_BYTES_PER_LOGIT = 4
+
+VLLM_VERSIONS: dict[str, VllmVersion] = {
+    "0.6": VllmVersion(
+        version="0.6", engine="v0", releases=("0.6",),
+        non_torch_tp1_bytes=int(1.79 * GiB), non_torch_multi_gpu_bytes=int(1.79 * GiB),
+        sampler_bytes_per_logit=V0_SAMPLER_BYTES_PER_LOGIT,
+        source="vllm/worker/worker.py determine_num_available_blocks; non-torch 1.79 GiB (tp=1) and 3.58 GiB "
+               "(tp=2) per rank on an H100 in https://github.com/vllm-project/vllm/pull/10511"),
+    "0.7": VllmVersion(
+        version="0.7", engine="v0", releases=("0.7",),
+        non_torch_tp1_bytes=int(0.16 * GiB), non_torch_multi_gpu_bytes=overhead.NCCL_BYTES,
+        sampler_bytes_per_logit=V0_SAMPLER_BYTES_PER_LOGIT,
+        source="vllm/worker/worker.py after https://github.com/vllm-project/vllm/pull/12126 (only the non-torch "
+               "increase during profiling counts: 0.16 GiB at tp=1 in that PR's log)"),
+    "0.8": VllmVersion(
+        version="0.8", engine="v1",
+        releases=("0.8", "0.9", "0.10", "0.11", "0.12", "0.13", "0.14", "0.15", "0.16", "0.17", "0.18", "0.19"),
+        non_torch_tp1_bytes=int(0.16 * GiB), non_torch_multi_gpu_bytes=overhead.NCCL_BYTES,
+        sampler_bytes_per_logit=V1_SAMPLER_BYTES_PER_LOGIT,
+        source="vllm/v1/worker/gpu_worker.py determine_available_memory (the V1 engine, default from 0.8); "
+               "non-torch increase 0.16 GiB at tp=1 as in https://github.com/vllm-project/vllm/pull/12126"),
+}  # fmt: skip
+#: The newest modelled rule (the default of ``--vllm-version``).
+DEFAULT_VLLM_VERSION = "0.8"
+
+
+def resolve_vllm_version(version: str | None) -> VllmVersion:
+    """The sizing rule for ``version`` (``X.Y`` or ``X.Y.Z``; ``None``: the newest modelled).
+
+    Raises:
+        InvalidArgumentError: A version no rule covers.
+    """
+    if version is None:
+        return VLLM_VERSIONS[DEFAULT_VLLM_VERSION]
+    text = str(version).strip().lstrip("v")
+    parts = text.split(".")
+    short = ".".join(parts[:2])
+    for rule in VLLM_VERSIONS.values():
+        if short in rule.releases and all(p.isdigit() for p in parts) and len(parts) in (2, 3):
+            return rule
+    accepted = ", ".join(r for rule in VLLM_VERSIONS.values() for r in rule.releases)
+    raise InvalidArgumentError("vllm_version", version, f"a modelled vLLM release: {accepted}")
+
+
+def vllm_batch_defaults(gpu: GPU, version: str | None = None, *, max_model_len: int | None = None) -> tuple[int, int]:
+    """vLLM's default ``(max_num_batched_tokens, max_num_seqs)`` for ``vllm serve`` on ``gpu``.
+
+    V1 (``EngineArgs.get_batch_defaults``, vllm/engine/arg_utils.py): GPUs with >= 70 GiB whose name
+    does not contain "a100" (H100, H200, MI300X ...) get 8192 tokens / 1024 sequences for the
+    OpenAI server (16384 for the offline ``LLM`` class); others 2048 / 256 (a larger budget lowered
+    A100 throughput, vLLM PR #17885). V0 without chunked prefill: ``max(max_model_len, 2048)`` tokens
+    and 256 sequences (SchedulerConfig); with chunked prefill (on by default above 32K context) 512.
+    """
+    rule = resolve_vllm_version(version)
+    if rule.engine == "v0":
+        if max_model_len is not None and max_model_len > 32768:
+            return 512, 256
+        return max(max_model_len or 2048, 2048), 256
+    if gpu.usable_memory_bytes >= 70 * GiB and "a100" not in gpu.name.lower():
+        return 8192, 1024
+    return 2048, 256
+
+
+def profile_activation_bytes(arch: Architecture, tokens: int, rows: int, *, act_bytes: int, tp: int,
+                             sampler_bytes_per_logit: int) -> int:
+    """Torch's activation peak of vLLM's profile run on one rank: a forward of ``tokens`` tokens through
+    vLLM's layers, then the dummy sampler over ``rows`` logits rows; the larger of the two.
+
+    Forward (vllm/model_executor/models/llama.py and layers/fused_moe): the residual stream (layer
+    input, residual, normed input: ``3 * tokens * hidden``) plus the larger of the attention block
+    (fused qkv, attention output, o_proj output) and the MLP (fused gate_up, activation output,
+    down_proj output; gate_up stays referenced until the MLP returns) or the fused-MoE intermediate
+    caches (``tokens * top_k * (3 * moe_intermediate / tp + hidden)``). No attention scores: the
+    attention kernels are skipped without metadata in the profile run.
+    """
+    h = arch.hidden_size
+    q_dim = arch.num_attention_heads * arch.head_dim // tp
+    kv_dim = max(1, arch.num_key_value_heads // tp) * arch.head_dim if not arch.is_mla else (
+        int(arch.kv_lora_rank or 0) + int(arch.qk_rope_head_dim or 0))
+    attention = q_dim + 2 * kv_dim + q_dim + h
+    if arch.is_moe:
+        mlp = arch.num_experts_per_tok * (3 * arch.moe_intermediate_size // tp + h)
+        if arch.num_dense_layers:
+            mlp = max(mlp, (3 if arch.gated_mlp else 2) * arch.intermediate_size // tp + h)
+    else:
+        mlp = (3 if arch.gated_mlp else 2) * arch.intermediate_size // tp + h
+    forward = tokens * act_bytes * (3 * h + max(attention, mlp))
+    sampler = tokens * act_bytes * h + rows * arch.vocab_size * sampler_bytes_per_logit
+    return int(max(forward, sampler))
+
+
+def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
+                     gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION,
+                     max_model_len: int | None = None, max_num_batched_tokens: int | None = None,
+                     max_num_seqs: int | None = None, block_size: int = VLLM_BLOCK_SIZE,
+                     vllm_version: str | None = None) -> ServingCapacity:
+    """The KV pool vLLM would size for ``spec`` on ``gpu`` (per device of a ``tp x pp`` replica).
+
+    Args:
+        spec: The model.
+        workload: Inference workload: dtype, quantization, kv_cache_dtype, tp, pp.
+        gpu: The GPU type.
+        gpu_memory_utilization: vLLM's ``--gpu-memory-utilization`` (0 to 1].
+        max_model_len: vLLM's ``--max-model-len``; default the model's ``max_position_embeddings``.
+        max_num_batched_tokens, max_num_seqs: default :func:`vllm_batch_defaults`.
+        block_size: Tokens per KV block.
+        vllm_version: ``X.Y``; default the newest modelled (:data:`DEFAULT_VLLM_VERSION`).
+
+    Raises:
+        InvalidArgumentError: A utilisation outside (0, 1], an unknown version, a context longer than
+            the model supports, or a tensor-parallel degree that does not split the heads.
+    """
+    utilization = check_fraction("gpu_memory_utilization", gpu_memory_utilization)
+    rule = resolve_vllm_version(vllm_version)
+    arch = spec.architecture
+    if arch is None:
+        raise InvalidArgumentError("model", spec.id, "a model with config.json (layer shapes) for serving capacity")
+    p = workload.parallelism
+    check_tp(arch, p.tp)
+    max_pos = arch.max_position_embeddings or (workload.seq_len + workload.new_tokens)
+    model_len = max_model_len if max_model_len is not None else max_pos
+    check_context(spec, model_len)
+    default_tokens, default_seqs = vllm_batch_defaults(gpu, rule.version, max_model_len=model_len)
+    tokens = max_num_batched_tokens or default_tokens
+    seqs = max_num_seqs or default_seqs
+    weights = weights_per_device(spec, workload)
+    act_bytes = int(BYTES[plan_weights(spec, workload).compute_dtype])
+    activations = profile_activation_bytes(arch, tokens, min(seqs, tokens), act_bytes=act_bytes, tp=p.tp,
+                                           sampler_bytes_per_logit=rule.sampler_bytes_per_logit)
+    if p.pp > 1:
+        # only the last stage samples; every stage runs its share of the layers
+        activations = profile_activation_bytes(arch, tokens, 0, act_bytes=act_bytes, tp=p.tp, sampler_bytes_per_logit=0)
+    non_torch = rule.non_torch_bytes(p.tp, p.pp)
+    total = gpu.usable_memory_bytes
+    pool = int(total * utilization - weights - activations - non_torch)
+    layout = kv_layout(spec, workload)
+    blocks, kv_tokens, concurrent, longest = pool_capacity(layout, pool, block_size=block_size,
+                                                           max_model_len=model_len, max_position=max_pos)
+    problem = capacity_problem("vLLM", pool, weights, total, utilization, concurrent, model_len, kv_tokens)
+    assumptions = (
+        f"vLLM {rule.version} rule ({rule.engine.upper()} engine, releases {rule.releases[0]}-{rule.releases[-1]}): "
+        f"KV pool = {utilization:g} x {total / GiB:.2f} GiB - weights - profile activations ({tokens} batched "
+        f"tokens, {min(seqs, tokens)} sampler rows) - non-torch {non_torch / GiB:.2f} GiB ({rule.source})",
+        f"KV blocks of {block_size} tokens over every cache layer of the device"
+        + (f"; {layout.sliding_layers} sliding-window layers capped at {layout.window} tokens per sequence "
+           "(hybrid allocator)" if layout.sliding_layers else ""),
+        "CUDA graphs are captured after the pool is sized (inside the 1 - gpu_memory_utilization headroom)",
+    )
+    return ServingCapacity(
+        engine="vllm", engine_version=rule.version, gpu=gpu.name, tp=p.tp, pp=p.pp,
+        gpu_memory_utilization=utilization, max_num_batched_tokens=tokens, max_num_seqs=seqs,
+        block_size=block_size, total_memory_bytes=total, weights_bytes=int(weights),
+        profile_peak_bytes=int(weights + activations), non_torch_bytes=int(non_torch), kv_pool_bytes=max(0, pool),
+        kv_bytes_per_token=layout.token_bytes, num_blocks=blocks, kv_cache_tokens=kv_tokens, max_model_len=model_len,
+        max_concurrent_sequences=concurrent, largest_max_model_len=longest, fits=problem is None, problem=problem,
+        assumptions=assumptions,
+    )  # fmt: skip
