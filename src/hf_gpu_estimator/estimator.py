@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from hf_gpu_estimator.constants import DEFAULT_MARGIN
-from hf_gpu_estimator.errors import InvalidArgumentError, UnsupportedArchitectureError
+from hf_gpu_estimator.errors import InvalidArgumentError
 from hf_gpu_estimator.memory import MemoryEstimate, estimate_memory
 from hf_gpu_estimator.spec import ModelSpec
 from hf_gpu_estimator.workload import Workload, workload_from_kwargs
@@ -165,15 +165,12 @@ def estimate(model: Any, *, gpu: str | GPU | None = None, revision: str | None =
 
     if mode not in ("analytic", "exact"):
         raise InvalidArgumentError("mode", mode, "'analytic' or 'exact'")
-    try:
-        spec = inspect_model(model, revision=revision, token=token)
-    except UnsupportedArchitectureError as e:
-        # No analytic family: exact mode traces whatever transformers implements.
-        if mode != "exact" or not e.config:
-            raise
-        from hf_gpu_estimator.exact import spec_for_unsupported
+    if mode == "exact":
+        from hf_gpu_estimator.exact import inspect_for_exact
 
-        spec = spec_for_unsupported(e, model)
+        spec = inspect_for_exact(model, revision=revision, token=token)
+    else:
+        spec = inspect_model(model, revision=revision, token=token)
     work = workload_from_kwargs(workload)
     resolved_gpu = None
     if gpu is not None:

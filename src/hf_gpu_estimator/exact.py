@@ -116,6 +116,19 @@ def exact_memory(spec: ModelSpec, workload: Workload, *, analytic: MemoryEstimat
     return memory, (*notes, *(f"trace: {f}" for f in trace.fallbacks))
 
 
+def inspect_for_exact(source: object, *, revision: str | None = None, token: str | None = None) -> ModelSpec:
+    """:func:`~hf_gpu_estimator.sources.inspect_model`, except that a model type without an analytic
+    family is no veto: exact mode traces whatever transformers implements (:func:`spec_for_unsupported`)."""
+    from hf_gpu_estimator.sources import inspect_model
+
+    try:
+        return inspect_model(source, revision=revision, token=token)
+    except UnsupportedArchitectureError as e:
+        if not e.config:
+            raise
+        return spec_for_unsupported(e, source)
+
+
 def spec_for_unsupported(error: UnsupportedArchitectureError, source: object) -> ModelSpec:
     """The ModelSpec exact mode traces when inspection found no analytic family (``error.config`` set).
 

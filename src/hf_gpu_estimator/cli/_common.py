@@ -89,11 +89,17 @@ def reading(model: str) -> Any:
 
 
 def read_spec(args: argparse.Namespace) -> Any:
-    """The ModelSpec of ``args.model`` (with ``--revision``/``--token``), a spinner while it is read."""
+    """The ModelSpec of ``args.model`` (with ``--revision``/``--token``), a spinner while it is read.
+
+    With ``--exact``, a model type without an analytic family is traced anyway (exact.inspect_for_exact).
+    """
     from hf_gpu_estimator.sources import inspect_model
 
+    inspect = inspect_model
+    if getattr(args, "exact", False):
+        from hf_gpu_estimator.exact import inspect_for_exact as inspect
     with reading(args.model):
-        return inspect_model(args.model, revision=args.revision, token=args.token)
+        return inspect(args.model, revision=args.revision, token=args.token)
 
 
 def print_sections(sections: Any, fmt: str) -> None:
