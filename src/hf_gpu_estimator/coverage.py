@@ -303,55 +303,50 @@ def _first_line(text: str, limit: int = 160) -> str:
 
 def compare_entry(model_type: str, entry: Mapping[str, Any]) -> Row:
     """The analytic side of one recorded type against its traces (pure: no torch)."""
-    from hf_gpu_estimator.errors import EstimatorError
+    from dataclasses import replace
+
+    from hf_gpu_estimator.errors import EstimatorError, UnsupportedArchitectureError
     from hf_gpu_estimator.memory import estimate_memory
     from hf_gpu_estimator.sources import inspect_model
     from hf_gpu_estimator.workload import make_workload
 
-    layers = tuple(entry.get("layers") or (0, 0))
     traces = entry.get("traces") or {}
-    traced = {w: int(traces[w]["peak_bytes"]) for w in WORKLOADS if w in traces}
-    base = {"model_type": model_type, "layers": layers, "traced_parameters": entry.get("parameters"),
-            "traced_bytes": traced}
+    row = Row(model_type=model_type, status="outside", layers=tuple(entry.get("layers") or (0, 0)),
+              traced_parameters=entry.get("parameters"),
+              traced_bytes={w: int(traces[w]["peak_bytes"]) for w in WORKLOADS if w in traces})
     config = entry.get("config")
     if not config:
-        return Row(**base, status="not traced", reason=_first_line(entry.get("error", "no config")))
+        return replace(row, status="not traced", reason=_first_line(entry.get("error", "no config")))
+    problems: list[str] = []
     try:
         spec = inspect_model(dict(config))
     except (EstimatorError, ValueError, KeyError, TypeError) as e:
-        return Row(**base, status="not estimated" if traced else "not traced",
-                   reason=_first_line(f"{type(e).__name__}: {e}"))
-    arch = spec.architecture
-    family = arch.family if arch is not None else None
-    generic = bool(getattr(arch, "generic", False)) or family == "generic"
-    analytic: dict[str, int] = {}
-    problems: list[str] = []
-    if arch is None:
-        problems.append("no layer model (weights only)")
+        problems.append("no analytic family" if isinstance(e, UnsupportedArchitectureError)
+                        else f"{type(e).__name__}: {e}")
     else:
+        arch = spec.architecture
+        row = replace(row, family=arch.family if arch is not None else None, analytic_parameters=spec.parameters.total,
+                      generic=getattr(arch, "derivation", "family") == "generic")
+        if arch is None:
+            problems.append("no layer model (weights only)")
+        analytic: dict[str, int] = {}
         for w, options in WORKLOADS.items():
+            if arch is None:
+                break
             try:
                 m = estimate_memory(spec, make_workload(**options), detail=False)
             except (EstimatorError, ValueError, KeyError, TypeError) as e:
                 problems.append(f"{w}: {type(e).__name__}: {e}")
                 continue
             analytic[w] = m.allocated_peak_bytes - m.components.get("workspace", 0)
-    row = Row(**base, status="outside", family=family, generic=generic, analytic_parameters=spec.parameters.total,
-              analytic_bytes=analytic)
-    if len(traced) < len(WORKLOADS):
+        row = replace(row, analytic_bytes=analytic)
+    if len(row.traced_bytes) < len(WORKLOADS):
         missing = entry.get("errors") or {"trace": entry.get("error", "")}
-        reason = "; ".join(f"{k}: {v}" for k, v in missing.items())
-        return _replace(row, status="not traced", reason=_first_line(reason))
-    if problems or len(analytic) < len(WORKLOADS):
-        return _replace(row, status="not estimated", reason=_first_line("; ".join(problems)))
+        return replace(row, status="not traced", reason=_first_line("; ".join(f"{k}: {v}" for k, v in missing.items())))
+    if problems:
+        return replace(row, status="not estimated", reason=_first_line("; ".join(problems)))
     within = row.exact_count and all(abs(e) <= TOLERANCE[w] for w, e in row.errors.items())
-    return _replace(row, status="within" if within else "outside", reason=KNOWN_GAPS.get(model_type, ""))
-
-
-def _replace(row: Row, **changes: Any) -> Row:
-    from dataclasses import replace
-
-    return replace(row, **changes)
+    return replace(row, status="within" if within else "outside", reason=KNOWN_GAPS.get(model_type, ""))
 
 
 def rows(data: Mapping[str, Any] | None = None, *, stale: Mapping[str, str] | None = None) -> list[Row]:
