@@ -156,29 +156,30 @@ def model_class(cfg: Any) -> Any:
     from transformers.models.auto import modeling_auto
 
     model_type = cfg.model_type
-    candidates: list[str] = []
+    # (class name, whether transformers' auto mappings pair it with this model type)
+    candidates: list[tuple[str, bool]] = []
     causal = modeling_auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(model_type)
     if causal:
-        candidates.append(causal)
+        candidates.append((causal, True))
     for name in getattr(cfg, "architectures", None) or ():
         if isinstance(name, str):
-            candidates.append(name)
+            candidates.append((name, False))
     for mapping in _WRAPPER_MAPPINGS:
         name = getattr(modeling_auto, mapping, {}).get(model_type)
         if name:
-            candidates.append(name)
-    for name in dict.fromkeys(candidates):
+            candidates.append((name, True))
+    for name, mapped in dict.fromkeys(candidates):
         cls = getattr(transformers, name, None) if name.isidentifier() else None
         config_class = getattr(cls, "config_class", None)
-        # Only transformers' own classes, and only for this config type (an architectures entry
-        # naming another type's class, or a remote-code class, is never used).
+        # Only transformers' own classes; an architectures entry only when it is defined for this
+        # config type (one naming another type's class, or a remote-code class, is never used).
         if isinstance(cls, type) and hasattr(cls, "_from_config") and (
-            config_class is None or isinstance(cfg, config_class)
+            mapped or config_class is None or isinstance(cfg, config_class)
         ):
             return cls
     raise TraceError(
         f"transformers {transformers.__version__} has no text-generating class for model_type {model_type!r} "
-        f"(tried: {', '.join(dict.fromkeys(candidates)) or 'no *ForCausalLM / *ForConditionalGeneration class'})"
+        f"(tried: {', '.join(dict.fromkeys(n for n, _ in candidates)) or 'no *ForCausalLM / *ForConditionalGeneration class'})"
     )
 
 

@@ -223,6 +223,13 @@ def cut_config(config: Any) -> CutConfig:
             multiple = len(value) // num_layers
             text[name] = value[: keep * multiple]
             changes[prefix + name] = f"{_summary(value)} → first {keep * multiple}"
+        for name, value in text.items():
+            # Per-layer overrides keyed by layer index (gemma4's per_layer_config).
+            if isinstance(value, dict) and value and all(str(k).isdigit() for k in value):
+                kept_keys = {k: v for k, v in value.items() if int(k) < keep}
+                if len(kept_keys) != len(value):
+                    text[name] = kept_keys
+                    changes[prefix + name] = f"layers {sorted(int(k) for k in value)} → {sorted(int(k) for k in kept_keys)}"
         for name in _index_lists(text, num_layers):
             indices = text[name]
             if indices:
@@ -230,12 +237,40 @@ def cut_config(config: Any) -> CutConfig:
                 if kept != indices:
                     text[name] = kept
                     changes[prefix + name] = f"{indices} → {kept}"
+    _repair(model_type, text, changes, prefix)
     out = dict(full)
     if text_key:
         out[text_key] = text
     else:
         out = text
     return CutConfig(model_type=model_type, config=out, layers=(num_layers, keep), changes=changes)
+
+
+#: Fields some default configs leave unset although the model cannot be built without them; each
+#: is filled as transformers' own configs derive it when given (e.g. LlamaConfig: head_dim =
+#: hidden_size // num_attention_heads, num_key_value_heads = num_attention_heads). Recorded in the changes.
+_DERIVED_DEFAULTS = (
+    ("head_dim", lambda c: c["hidden_size"] // c["num_attention_heads"]),
+    ("num_key_value_heads", lambda c: c["num_attention_heads"]),
+)
+
+#: Per-type settings without which the default config cannot generate text, as transformers' own
+#: error message asks (reformer: "make sure that `is_decoder=True`").
+_TYPE_SETTINGS: Mapping[str, Mapping[str, Any]] = {"reformer": {"is_decoder": True}}
+
+
+def _repair(model_type: str, text: dict[str, Any], changes: dict[str, str], prefix: str) -> None:
+    for name, derive in _DERIVED_DEFAULTS:
+        if name in text and text[name] is None:
+            try:
+                text[name] = derive(text)
+            except (KeyError, TypeError, ZeroDivisionError):
+                continue
+            changes[prefix + name] = f"None → {text[name]} (unset in the default config)"
+    for name, value in _TYPE_SETTINGS.get(model_type, {}).items():
+        if text.get(name) != value:
+            changes[prefix + name] = f"{text.get(name)!r} → {value!r} (required to generate)"
+            text[name] = value
 
 
 def default_cut_config(model_type: str) -> CutConfig:
