@@ -306,6 +306,7 @@ class Row:
     family: str | None = None  # the analytic family (None: not estimated)
     generic: bool = False
     layers: tuple[int, int] = (0, 0)
+    kinds: tuple[str, ...] = ()  # the analytic layer kinds: mixer kinds, then "moe" when an FFN is MoE
     traced_parameters: int | None = None
     analytic_parameters: int | None = None
     traced_bytes: Mapping[str, int] = field(default_factory=dict)
@@ -360,7 +361,11 @@ def compare_entry(model_type: str, entry: Mapping[str, Any]) -> Row:
                         else f"{type(e).__name__}: {e}")
     else:
         arch = spec.architecture
+        kinds: tuple[str, ...] = ()
+        if arch is not None:
+            kinds = tuple(arch.mixer_kinds) + (("moe",) if any(l.ffn.kind == "moe" for l, _ in arch.layer_groups) else ())
         row = replace(row, family=arch.family if arch is not None else None, analytic_parameters=spec.parameters.total,
+                      kinds=kinds,
                       generic=getattr(arch, "derivation", "family") == "generic")
         if arch is None:
             problems.append("no layer model (weights only)")
@@ -455,6 +460,16 @@ def summarize(table: list[Row], *, types: int | None = None) -> Summary:
     )
 
 
+def by_kind(table: list[Row]) -> dict[str, list[Row]]:
+    """Estimated and traced types grouped by layer kind (a type under each of its kinds)."""
+    out: dict[str, list[Row]] = {}
+    for r in table:
+        if r.status in ("within", "outside"):
+            for kind in r.kinds:
+                out.setdefault(kind, []).append(r)
+    return dict(sorted(out.items()))
+
+
 def _pct(x: float | None) -> str:
     return "" if x is None else f"{x * 100:+.1f}%"
 
@@ -481,11 +496,22 @@ def render_markdown(table: list[Row], summary: Summary, versions: Mapping[str, s
         f"**{summary.within} of {summary.types} types within tolerance ({summary.coverage * 100:.1f}%)**; "
         f"traced: {summary.traced}; estimated analytically: {summary.estimated}; exact parameter counts: "
         f"{summary.exact_counts}.",
-        "",
-        "| model type | layers (default → cut) | family | parameters | " + " | ".join(f"{k} error" for k in w)
-        + " | status | reason |",
-        "|---|---|---|---:|" + "---:|" * len(w) + "---|---|",
     ]
+    kinds = by_kind(table)
+    if kinds:
+        lines += ["", "By layer kind (types whose analytic description contains the kind; a type counts under "
+                  "each of its kinds):", "", "| kind | types estimated | within tolerance | "
+                  + " | ".join(f"median \\|{k} error\\| | worst {k}" for k in w) + " |",
+                  "|---|---:|---:|" + "---:|---:|" * len(w)]
+        for kind, group in kinds.items():
+            cells = []
+            for k in w:
+                errs = sorted((r.errors[k] for r in group if k in r.errors), key=abs)
+                cells += [f"{abs(errs[len(errs) // 2]) * 100:.1f}%" if errs else "", _pct(errs[-1]) if errs else ""]
+            lines.append(f"| {kind} | {len(group)} | {sum(r.within for r in group)} | " + " | ".join(cells) + " |")
+    lines += ["", "| model type | layers (default → cut) | family | kinds | parameters | "
+              + " | ".join(f"{k} error" for k in w) + " | status | reason |",
+              "|---|---|---|---|---:|" + "---:|" * len(w) + "---|---|"]
     for r in table:
         family = "" if r.family is None else (f"{r.family} (generic)" if r.generic else r.family)
         params = "" if r.traced_parameters is None else f"{r.traced_parameters:,}"
@@ -495,7 +521,7 @@ def render_markdown(table: list[Row], summary: Summary, versions: Mapping[str, s
         cells = [_pct(errs.get(k)) for k in w]
         layers = f"{r.layers[0]} → {r.layers[1]}" if r.layers[0] else ""
         reason = r.reason.replace("|", "\\|")
-        lines.append(f"| {r.model_type} | {layers} | {family} | {params} | " + " | ".join(cells)
+        lines.append(f"| {r.model_type} | {layers} | {family} | {', '.join(r.kinds)} | {params} | " + " | ".join(cells)
                      + f" | {r.status} | {reason} |")
     return "\n".join(lines) + "\n"
 
