@@ -267,8 +267,8 @@ def build_base_model(
                 stack.enter_context(ctx)
             # "sdpa" is transformers' default: pass None so that, like from_pretrained without
             # the argument, a model class without SDPA support (gemma2) falls back to eager.
-            model = cls._from_config(
-                cfg, attn_implementation=None if attn == "sdpa" else attn, dtype=torch_dtype(dtype_name)
+            model = instantiate(
+                cls, cfg, attn_implementation=None if attn == "sdpa" else attn, dtype=torch_dtype(dtype_name)
             )
     except (ValueError, TypeError, AttributeError, KeyError, IndexError, NotImplementedError) as e:
         raise TraceError(f"could not build {cls.__name__} ({cfg.model_type!r}) from its config: "
@@ -292,6 +292,17 @@ def build_base_model(
     return BuiltModel(model=model, weight_dtype=dtype_name, fallbacks=fallbacks)
 
 
+def instantiate(cls: Any, cfg: Any, **kwargs: Any) -> Any:
+    """``cls._from_config(cfg, **kwargs)`` as ``AutoModelForCausalLM.from_config`` calls it: a text-only
+    class (llama4's ``Llama4ForCausalLM``) of a composite config gets the config's text part
+    (transformers ``auto_factory._BaseAutoModelClass.from_config``)."""
+    sub_configs = getattr(cfg, "sub_configs", None) or {}
+    text_class = sub_configs.get("text_config")
+    if text_class is not None and getattr(cls, "config_class", None) == text_class:
+        cfg = cfg.get_text_config()
+    return cls._from_config(cfg, **kwargs)
+
+
 def build_meta_model(config: Mapping[str, Any]) -> Any:
     """The transformers model for ``config`` on the meta device (shapes only, no memory), tied as loaded.
 
@@ -309,8 +320,8 @@ def build_meta_model(config: Mapping[str, Any]) -> Any:
     dtype = config.get("dtype") or config.get("torch_dtype")
     try:
         with torch.device("meta"), _skip_init():
-            model = cls._from_config(cfg, dtype=torch_dtype(dtype) if isinstance(dtype, str) and dtype != "auto"
-                                     else None)
+            model = instantiate(cls, cfg, dtype=torch_dtype(dtype) if isinstance(dtype, str) and dtype != "auto"
+                                else None)
         model.tie_weights()
     except (ValueError, TypeError, AttributeError, KeyError, IndexError, NotImplementedError, RuntimeError) as e:
         raise TraceError(f"could not build {cls.__name__} ({cfg.model_type!r}) on the meta device: "
