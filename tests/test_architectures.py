@@ -342,10 +342,26 @@ def test_every_supported_type_has_a_small_case() -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def test_unknown_model_type() -> None:
-    with pytest.raises(UnsupportedArchitectureError, match="'mamba'") as info:
-        parameter_counts({"model_type": "mamba"})
+def test_model_type_transformers_does_not_know() -> None:
+    with pytest.raises(UnsupportedArchitectureError, match="'chatglm'.*--exact needs a transformers") as info:
+        parameter_counts({"model_type": "chatglm", "hidden_size": 64})
     assert "llama" in info.value.supported
+    assert "\n" not in str(info.value)
+
+
+def test_generic_family_reads_standard_fields_and_aliases() -> None:
+    # A model type with no family module: dimensions through transformers' attribute_map aliases.
+    arch = architecture_from_config({"model_type": "gpt_neo", "hidden_size": 64, "num_layers": 2, "num_heads": 4,
+                                     "vocab_size": 100, "attention_types": [[["global", "local"], 1]]})
+    assert (arch.derivation, arch.hidden_size, arch.num_layers, arch.num_attention_heads) == ("generic", 64, 2, 4)
+    assert arch.notes and "generic" in arch.notes[0]
+
+
+def test_generic_family_attention_free_state_space_model() -> None:
+    arch = architecture_from_config({"model_type": "falcon_mamba", "hidden_size": 64, "num_hidden_layers": 2,
+                                     "state_size": 8, "expand": 2, "conv_kernel": 4, "vocab_size": 100})
+    assert arch.mixer_kinds == ("ssm",)
+    assert arch.layers[0].mixer.state_elements == 128 * 8
 
 
 @pytest.mark.parametrize(

@@ -274,9 +274,18 @@ class Architecture:
         if self.per_layer and len(self.per_layer) != self.num_layers:
             raise ValueError(f"{len(self.per_layer)} layers given for num_layers={self.num_layers}")
         object.__setattr__(self, "layers", self.per_layer or _derived_layers(self))
-        groups: dict[Layer, int] = {}
+        # Count by identity first (families reuse one Layer object per kind: cheap for 100k layers),
+        # then merge equal layers built separately.
+        by_id: dict[int, list] = {}
         for layer in self.layers:
-            groups[layer] = groups.get(layer, 0) + 1
+            entry = by_id.get(id(layer))
+            if entry is None:
+                by_id[id(layer)] = [layer, 1]
+            else:
+                entry[1] += 1
+        groups: dict[Layer, int] = {}
+        for layer, count in by_id.values():
+            groups[layer] = groups.get(layer, 0) + count
         object.__setattr__(self, "_groups", tuple(groups.items()))
 
     @property
@@ -327,11 +336,16 @@ def _derived_layers(arch: Architecture) -> tuple[Layer, ...]:
     moe_set = set(arch.moe_layers) if arch.moe_layers else (
         set(range(arch.num_dense_layers, arch.num_layers)) if arch.num_experts else set())
     types = arch.layer_types or ()
+    made: dict[tuple[int, int], Layer] = {}  # one Layer object per (mixer, ffn): cheap to group
     layers = []
     for i in range(arch.num_layers):
         kind = types[i] if i < len(types) else None
         mixer = attention.get(kind, attention[None])
-        layers.append(Layer(mixer=mixer, ffn=moe if i in moe_set else dense))
+        ffn = moe if i in moe_set else dense
+        layer = made.get((id(mixer), id(ffn)))
+        if layer is None:
+            layer = made[(id(mixer), id(ffn))] = Layer(mixer=mixer, ffn=ffn)
+        layers.append(layer)
     return tuple(layers)
 
 
