@@ -11,7 +11,7 @@ workloads in :data:`hf_gpu_estimator.coverage.WORKLOADS`. Results go to
 traced and a re-run continues. An entry is re-traced when the torch or transformers version or
 the cut config's hash changed; a type that fails to build or trace is recorded with the error
 (re-tried with ``--retry-errors``). A type whose tracing killed the process twice is recorded as
-failed.
+failed. ``--refresh-counts`` only recounts the parameters of fresh entries (no tracing).
 """
 
 from __future__ import annotations
@@ -76,20 +76,31 @@ def fresh(entry: dict[str, Any] | None, key: dict[str, str], *, retry_errors: bo
     return entry.get("status") == "ok" or not retry_errors
 
 
+def count(cut: coverage.CutConfig) -> dict[str, Any]:
+    """The model class, exact parameter count and its split by tensor-name role (meta device)."""
+    from collections import Counter
+
+    from hf_gpu_estimator import _runner
+    from hf_gpu_estimator.sources.headers import role_of
+
+    try:
+        model = _runner.build_meta_model(cut.config)
+    except Exception as e:  # recorded per type: the matrix lists what fails and why  # noqa: BLE001
+        return {"status": "error", "error": f"build: {type(e).__name__}: {e}"[:600]}
+    by_role: Counter[str] = Counter()
+    for name, p in model.named_parameters():  # tied parameters once, as parameters() yields them
+        by_role[role_of(name)] += p.numel()
+    return {"model_class": type(model).__name__, "parameters": int(sum(by_role.values())),
+            "parameters_by_role": dict(sorted(by_role.items()))}
+
+
 def trace_type(model_type: str, cut: coverage.CutConfig, timeout_s: int) -> dict[str, Any]:
     """Parameter count and traces of one model type (errors recorded, not raised)."""
     from hf_gpu_estimator import _runner, trace
     from hf_gpu_estimator.workload import make_workload
 
-    out: dict[str, Any] = {}
-    try:
-        model = _runner.build_meta_model(cut.config)
-        out["model_class"] = type(model).__name__
-        out["parameters"] = int(sum(p.numel() for p in model.parameters()))
-        del model
-    except Exception as e:  # recorded per type: the matrix lists what fails and why  # noqa: BLE001
-        out["status"] = "error"
-        out["error"] = f"build: {type(e).__name__}: {e}"[:600]
+    out = count(cut)
+    if out.get("status") == "error":
         return out
     traces: dict[str, Any] = {}
     errors: dict[str, str] = {}
@@ -124,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--retry-errors", action="store_true", help="re-trace types recorded as failed")
     parser.add_argument("--out", type=Path, default=coverage.DATA_PATH)
     parser.add_argument("--timeout", type=int, default=TIMEOUT_S, help="seconds per workload trace")
+    parser.add_argument("--refresh-counts", action="store_true",
+                        help="only recount the parameters of fresh entries (meta device, no tracing)")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
     import transformers
@@ -157,6 +170,13 @@ def main(argv: list[str] | None = None) -> int:
             continue
         key = {"torch": ver["torch"], "transformers": ver["transformers"], "config_hash": cut.config_hash}
         entry = data["entries"].get(model_type)
+        if args.refresh_counts:
+            if entry and all(entry.get(k) == v for k, v in key.items()) and entry.get("status") in ("ok", "partial"):
+                counted = count(cut)
+                if counted.get("status") != "error":
+                    entry.update(counted)
+                    save(data, args.out)
+            continue
         forced = bool(args.only)
         if not forced and fresh(entry, key, retry_errors=args.retry_errors):
             if entry.get("status") == "pending":  # the process died on it MAX_ATTEMPTS times

@@ -354,6 +354,7 @@ def compare_entry(model_type: str, entry: Mapping[str, Any]) -> Row:
     if not config:
         return replace(row, status="not traced", reason=_first_line(entry.get("error", "no config")))
     problems: list[str] = []
+    buckets: dict[str, dict[str, int]] = {}
     try:
         spec = inspect_model(dict(config))
     except (EstimatorError, ValueError, KeyError, TypeError) as e:
@@ -379,6 +380,7 @@ def compare_entry(model_type: str, entry: Mapping[str, Any]) -> Row:
                 problems.append(f"{w}: {type(e).__name__}: {e}")
                 continue
             analytic[w] = m.allocated_peak_bytes - m.components.get("workspace", 0)
+            buckets[w] = _analytic_buckets(m.components)
         row = replace(row, analytic_bytes=analytic)
     if len(row.traced_bytes) < len(WORKLOADS):
         missing = entry.get("errors") or {"trace": entry.get("error", "")}
@@ -386,7 +388,57 @@ def compare_entry(model_type: str, entry: Mapping[str, Any]) -> Row:
     if problems:
         return replace(row, status="not estimated", reason=_first_line("; ".join(problems)))
     within = row.exact_count and all(abs(e) <= TOLERANCE[w] for w, e in row.errors.items())
-    return replace(row, status="within" if within else "outside", reason=KNOWN_GAPS.get(model_type, ""))
+    if within:
+        return replace(row, status="within")
+    reason = KNOWN_GAPS.get(model_type) or diagnose(row, entry, spec.parameters.by_role, buckets)
+    return replace(row, status="outside", reason=reason)
+
+
+#: Memory buckets a trace and an analytic estimate both have (trace categories → analytic components).
+_TRACE_BUCKETS = {"params": "weights", "buffers": "weights", "grads": "gradients", "optimizer": "optimizer states"}
+_ANALYTIC_BUCKETS = {"weights": "weights", "gradients": "gradients", "optimizer_states": "optimizer states",
+                     "workspace": None}
+
+
+def _analytic_buckets(components: Mapping[str, int]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for name, nbytes in components.items():
+        bucket = _ANALYTIC_BUCKETS.get(name, "activations and cache")
+        if bucket is not None:
+            out[bucket] = out.get(bucket, 0) + int(nbytes)
+    return out
+
+
+def _bytes(n: int) -> str:
+    return f"{n / (1 << 20):+,.0f} MiB" if abs(n) >= 1 << 20 else f"{n / 1024:+,.0f} KiB"
+
+
+def diagnose(row: Row, entry: Mapping[str, Any], analytic_roles: Mapping[str, int],
+             analytic_buckets: Mapping[str, Mapping[str, int]]) -> str:
+    """Where an estimated type misses, from the recorded data: the parameter count by tensor-name
+    role (analytic − traced) and, per workload outside tolerance, the memory bucket differences at
+    the peak (largest first)."""
+    parts: list[str] = []
+    if not row.exact_count and row.traced_parameters is not None and row.analytic_parameters is not None:
+        traced_roles = entry.get("parameters_by_role") or {}
+        diffs = {r: analytic_roles.get(r, 0) - traced_roles.get(r, 0) for r in {*analytic_roles, *traced_roles}}
+        by_role = ", ".join(f"{r} {d:+,}" for r, d in sorted(diffs.items(), key=lambda x: -abs(x[1])) if d)
+        parts.append(f"parameters {row.analytic_parameters - row.traced_parameters:+,}"
+                     + (f" ({by_role})" if by_role and traced_roles else ""))
+    traces = entry.get("traces") or {}
+    for w, err in row.errors.items():
+        if abs(err) <= TOLERANCE[w]:
+            continue
+        traced: dict[str, int] = {}
+        for category, nbytes in (traces.get(w, {}).get("breakdown_at_peak") or {}).items():
+            bucket = _TRACE_BUCKETS.get(category, "activations and cache")
+            traced[bucket] = traced.get(bucket, 0) + int(nbytes)
+        analytic = analytic_buckets.get(w, {})
+        diffs = {b: analytic.get(b, 0) - traced.get(b, 0) for b in {*traced, *analytic}}
+        big = [f"{b} {_bytes(d)}" for b, d in sorted(diffs.items(), key=lambda x: -abs(x[1]))
+               if abs(d) >= 0.01 * row.traced_bytes[w]]
+        parts.append(f"{w} {err * 100:+.1f}%" + (f" ({', '.join(big)})" if big else ""))
+    return "; ".join(parts)
 
 
 def rows(data: Mapping[str, Any] | None = None, *, stale: Mapping[str, str] | None = None) -> list[Row]:
