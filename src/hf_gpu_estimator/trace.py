@@ -444,7 +444,8 @@ def _round_all_devices() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _swappable_params(fake_mode: FakeTensorMode) -> Iterator[None]:
-    """Let ``nn.Module.to()`` swap fake parameters created in this block (peft moves its adapters).
+    """Let ``nn.Module.to()`` swap fake parameters created in this block (peft moves its adapters, some
+    models cast submodules in ``__init__``).
 
     ``Module._apply`` always swaps FakeTensor parameters (``torch.utils.swap_tensors``), which
     refuses tensors with a weakref, and the fake-tensor converter's memo holds a weakref to every
@@ -557,7 +558,9 @@ def _base_model(config: Mapping[str, Any], workload: Workload, device: str, init
         return fake_mode, _runner.BuiltModel(model=built.model, weight_dtype=built.weight_dtype,
                                               fallbacks=list(built.fallbacks)), True
     fake_mode = FakeTensorMode(allow_non_fake_inputs=False)
-    built = _runner.build_base_model(config, workload, device=device, init=init, fake_mode=fake_mode)
+    # Some models move or cast submodules while they are built (``Module.to``/``.float()`` in __init__).
+    with _swappable_params(fake_mode):
+        built = _runner.build_base_model(config, workload, device=device, init=init, fake_mode=fake_mode)
     if cacheable:
         _model_cache[key] = (fake_mode, built)
         while len(_model_cache) > _CACHE_SIZE:
