@@ -288,8 +288,9 @@ def load_data(path: Path = DATA_PATH) -> dict[str, Any]:
 
 
 #: Share of all causal-LM types that must be within tolerance (exact counts, both workloads).
-#: Issue 11 targets 0.90; the figure rises as families land.
-MIN_COVERAGE = 0.0
+#: Issue 11 targets 0.90; the figure rises as families land (measured: 38 of 196 with the generic
+#: family of main at the time the traces were first recorded).
+MIN_COVERAGE = 0.19
 
 #: Types the analytic side estimates but misses (parameter count or a tolerance), with the reason.
 #: Types it cannot estimate yet, or that exact mode could not trace, are listed with their error
@@ -422,7 +423,7 @@ def diagnose(row: Row, entry: Mapping[str, Any], analytic_roles: Mapping[str, in
     if not row.exact_count and row.traced_parameters is not None and row.analytic_parameters is not None:
         traced_roles = entry.get("parameters_by_role") or {}
         diffs = {r: analytic_roles.get(r, 0) - traced_roles.get(r, 0) for r in {*analytic_roles, *traced_roles}}
-        by_role = ", ".join(f"{r} {d:+,}" for r, d in sorted(diffs.items(), key=lambda x: -abs(x[1])) if d)
+        by_role = ", ".join(f"{r} {d:+,}" for r, d in sorted(diffs.items(), key=lambda x: (-abs(x[1]), x[0])) if d)
         parts.append(f"parameters {row.analytic_parameters - row.traced_parameters:+,}"
                      + (f" ({by_role})" if by_role and traced_roles else ""))
     traces = entry.get("traces") or {}
@@ -435,7 +436,7 @@ def diagnose(row: Row, entry: Mapping[str, Any], analytic_roles: Mapping[str, in
             traced[bucket] = traced.get(bucket, 0) + int(nbytes)
         analytic = analytic_buckets.get(w, {})
         diffs = {b: analytic.get(b, 0) - traced.get(b, 0) for b in {*traced, *analytic}}
-        big = [f"{b} {_bytes(d)}" for b, d in sorted(diffs.items(), key=lambda x: -abs(x[1]))
+        big = [f"{b} {_bytes(d)}" for b, d in sorted(diffs.items(), key=lambda x: (-abs(x[1]), x[0]))
                if abs(d) >= 0.01 * row.traced_bytes[w]]
         parts.append(f"{w} {err * 100:+.1f}%" + (f" ({', '.join(big)})" if big else ""))
     return "; ".join(parts)
@@ -565,7 +566,7 @@ def render_markdown(table: list[Row], summary: Summary, versions: Mapping[str, s
               + " | ".join(f"{k} error" for k in w) + " | status | reason |",
               "|---|---|---|---|---:|" + "---:|" * len(w) + "---|---|"]
     for r in table:
-        family = "" if r.family is None else (f"{r.family} (generic)" if r.generic else r.family)
+        family = "generic" if r.generic else (r.family or "")
         params = "" if r.traced_parameters is None else f"{r.traced_parameters:,}"
         if r.traced_parameters is not None and r.analytic_parameters is not None and not r.exact_count:
             params += f" (analytic {r.analytic_parameters - r.traced_parameters:+,})"
