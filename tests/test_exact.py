@@ -242,3 +242,20 @@ def test_model_class_takes_multimodal_wrappers_and_never_foreign_classes() -> No
     assert model_class(cfg) is transformers.LlamaForCausalLM
     model = build_meta_model(TINY)
     assert next(model.parameters()).device.type == "meta"
+
+
+def test_exact_traces_a_config_the_analytic_model_rejects(monkeypatch: pytest.MonkeyPatch) -> None:
+    import hf_gpu_estimator.architectures as architectures
+
+    def reject(config: dict) -> object:
+        raise errors_mod.MalformedConfigError("config.json", "field 'x' is None", field="x")
+
+    monkeypatch.setattr(architectures, "architecture_from_config", reject)
+    with pytest.raises(errors_mod.MalformedConfigError):
+        estimate(dict(TINY))
+    est = estimate(dict(TINY), mode="exact", task="inference", batch_size=1, seq_len=16, new_tokens=2)
+    assert est.spec.architecture is None and est.memory.allocated_peak_bytes > 0
+    assert any("analytic model rejects" in a for a in est.assumptions)
+    # A config transformers cannot build either keeps the analytic error.
+    with pytest.raises(errors_mod.MalformedConfigError):
+        estimate({**TINY, "hidden_size": 63}, mode="exact")

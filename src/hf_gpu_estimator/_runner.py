@@ -120,7 +120,7 @@ def make_config(config: Mapping[str, Any]) -> Any:
         raise UnknownModelTypeError(model_type, transformers.__version__)
     try:
         cfg = transformers.AutoConfig.for_model(model_type, **values)
-    except (ValueError, KeyError, TypeError) as e:
+    except Exception as e:  # config classes validate with their own error types (huggingface_hub's strict dataclasses)
         raise TraceError(f"transformers {transformers.__version__} could not build a {model_type!r} config from "
                          f"config.json: {type(e).__name__}: {e}") from e
     architectures = config.get("architectures")

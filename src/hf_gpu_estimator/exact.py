@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from hf_gpu_estimator.constants import MiB
-from hf_gpu_estimator.errors import TraceError, UnknownModelTypeError, UnsupportedArchitectureError
+from hf_gpu_estimator.errors import MalformedConfigError, TraceError, UnknownModelTypeError, UnsupportedArchitectureError
 from hf_gpu_estimator.memory import overhead
 from hf_gpu_estimator.memory.terms import COMPONENTS, MemoryEstimate, Moment, Term
 from hf_gpu_estimator.workload import OPTIMIZERS, Workload
@@ -117,8 +117,9 @@ def exact_memory(spec: ModelSpec, workload: Workload, *, analytic: MemoryEstimat
 
 
 def inspect_for_exact(source: object, *, revision: str | None = None, token: str | None = None) -> ModelSpec:
-    """:func:`~hf_gpu_estimator.sources.inspect_model`, except that a model type without an analytic
-    family is no veto: exact mode traces whatever transformers implements (:func:`spec_for_unsupported`)."""
+    """:func:`~hf_gpu_estimator.sources.inspect_model`, except that the analytic layer model is no veto:
+    a config it has no family for, or rejects, is traced as transformers builds it
+    (:func:`spec_for_unsupported`); a transformers that cannot build it either raises the analytic error."""
     from hf_gpu_estimator.sources import inspect_model
 
     try:
@@ -127,6 +128,15 @@ def inspect_for_exact(source: object, *, revision: str | None = None, token: str
         if not e.config:
             raise
         return spec_for_unsupported(e, source)
+    except MalformedConfigError as e:
+        config = getattr(e, "config", None)  # set only where the analytic layer model rejected the config
+        if not config:
+            raise
+        try:
+            return spec_from_transformers(config, model_id=_model_id(config, source),
+                                          reason=f"the analytic model rejects this config ({e})")
+        except TraceError:
+            raise e from None
 
 
 def spec_for_unsupported(error: UnsupportedArchitectureError, source: object) -> ModelSpec:
@@ -146,11 +156,15 @@ def spec_for_unsupported(error: UnsupportedArchitectureError, source: object) ->
     model_type = config.get("model_type")
     if not isinstance(model_type, str) or not knows_model_type(model_type):
         raise UnknownModelTypeError(model_type, transformers.__version__, supported=error.supported) from error
-    name = config.get("_name_or_path")
-    model_id = source if isinstance(source, str) else (name if isinstance(name, str) and name else
-                                                          f"{model_type} (config)")
-    return spec_from_transformers(config, model_id=model_id,
+    return spec_from_transformers(config, model_id=_model_id(config, source),
                                   reason=f"model_type {model_type!r} has no analytic family")
+
+
+def _model_id(config: Mapping[str, Any], source: object) -> str:
+    name = config.get("_name_or_path")
+    if isinstance(source, str):
+        return source
+    return name if isinstance(name, str) and name else f"{config.get('model_type')} (config)"
 
 
 def spec_from_transformers(config: Mapping[str, Any], *, model_id: str, reason: str) -> ModelSpec:
@@ -179,7 +193,7 @@ def spec_from_transformers(config: Mapping[str, Any], *, model_id: str, reason: 
     require_torch_stack("exact mode")
     model = build_meta_model(config)
     spec = spec_from_module(model, model_id=model_id)
-    notes = tuple(n for n in spec.assumptions if "has no dimension model" not in n)
+    notes = tuple(n for n in spec.assumptions if "layer dimensions unknown" not in n)
     return replace(
         spec, config=dict(config), checkpoint_bytes=None, checkpoint_bytes_by_dtype={},
         provenance={**spec.provenance, "parameters": "module"},

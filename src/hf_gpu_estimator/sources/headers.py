@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from hf_gpu_estimator.errors import UnsupportedArchitectureError
+from hf_gpu_estimator.errors import MalformedConfigError, UnsupportedArchitectureError
 from hf_gpu_estimator.spec import (
     ROLES,
     TORCH_TO_SAFETENSORS,
@@ -272,6 +272,9 @@ def build_spec(
     if config is not None:
         try:
             architecture = architectures.architecture_from_config(config)
+        except MalformedConfigError as e:
+            e.config = config  # the analytic layer model rejects it; exact mode may still trace it
+            raise
         except UnsupportedArchitectureError as e:
             if tensors is None:
                 e.config = config  # exact mode traces it without an analytic family
