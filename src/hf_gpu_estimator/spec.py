@@ -104,11 +104,11 @@ class LinearShape:
     group: Literal["", "attn_in", "attn_out", "mlp_in", "mlp_out"] = ""
 
 
-MixerKind = Literal["full", "sliding", "chunked", "mla", "linear", "ssm", "cross"]
+MixerKind = Literal["full", "sliding", "chunked", "mla", "linear", "ssm", "conv", "cross", "none"]
 #: Mixer kinds that keep a cache growing with the sequence (keys/values or a latent per token).
 ATTENTION_KINDS: frozenset[str] = frozenset({"full", "sliding", "chunked", "mla", "cross"})
 #: Mixer kinds that keep a fixed-size recurrent state per sequence instead.
-STATE_KINDS: frozenset[str] = frozenset({"linear", "ssm"})
+STATE_KINDS: frozenset[str] = frozenset({"linear", "ssm", "conv"})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -122,7 +122,12 @@ class Mixer:
     * ``linear``: linear attention (gated DeltaNet, ...): a recurrent state of ``state_elements``
       per sequence plus a convolution state of ``conv_elements``, independent of the length.
     * ``ssm``: a state-space block (Mamba/Mamba2): same two states.
+    * ``conv``: a gated short convolution (LFM2): a convolution state only (``state_elements`` 0).
     * ``cross``: attention over an encoder's (or an image's) tokens.
+    * ``none``: no token mixer (a feed-forward-only block: Nemotron-H's MLP and MoE blocks).
+
+    ``kv_shared``: an attention layer that reads the keys and values of an earlier layer of its kind
+    and keeps no cache of its own (gemma3n's last ``num_kv_shared_layers``).
 
     For attention kinds, ``heads``/``kv_heads``/``head_dim``/``v_head_dim`` are the attention
     shapes; for ``linear``/``ssm`` they describe the projections (heads and head width) and
@@ -142,6 +147,7 @@ class Mixer:
     state_elements: int = 0
     conv_elements: int = 0
     inner: int = 0
+    kv_shared: bool = False
 
     @property
     def value_dim(self) -> int:
@@ -155,7 +161,7 @@ class Mixer:
         """Elements one token adds to this layer's cache (0 for recurrent kinds)."""
         if self.kind == "mla":
             return self.kv_lora_rank + self.rope_dim
-        if self.kind in STATE_KINDS:
+        if not self.has_cache or self.kv_shared:
             return 0
         return self.kv_heads * (self.head_dim + self.value_dim)
 
@@ -163,7 +169,7 @@ class Mixer:
         """Tokens this layer's cache holds after ``tokens`` tokens (transformers' caches: a sliding
         layer keeps ``window - 1``, DynamicSlidingWindowLayer; a chunked layer keeps its window the
         same way, cache_utils.ChunkedSlidingLayer)."""
-        if self.kind in STATE_KINDS:
+        if not self.has_cache or self.kv_shared:
             return 0
         if self.kind == "sliding" and self.window:
             return min(tokens, self.window - 1)
@@ -188,10 +194,20 @@ class FFN:
 
 @dataclass(frozen=True, kw_only=True)
 class Layer:
-    """One decoder layer: a mixer and a feed-forward part."""
+    """One decoder layer: a mixer and a feed-forward part.
+
+    ``parallel`` is a second mixer reading the same normalized input, its output summed with the
+    mixer's (falcon_h1: attention as ``mixer``, Mamba2 as ``parallel``; transformers caches both in one
+    ``LinearAttentionAndFullAttentionLayer``, cache_utils.py).
+    """
 
     mixer: Mixer
     ffn: FFN
+    parallel: Mixer | None = None
+
+    @property
+    def mixers(self) -> tuple[Mixer, ...]:
+        return (self.mixer,) if self.parallel is None else (self.mixer, self.parallel)
 
 
 @dataclass(frozen=True, kw_only=True)
