@@ -304,7 +304,7 @@ class Row:
 
     model_type: str
     status: str  # one of STATUSES
-    family: str | None = None  # the analytic family (None: not estimated)
+    family: str | None = None  # the family module that registers the type (or the analytic family's name)
     generic: bool = False
     layers: tuple[int, int] = (0, 0)
     kinds: tuple[str, ...] = ()  # the analytic layer kinds: mixer kinds, then "moe" when an FFN is MoE
@@ -366,7 +366,8 @@ def compare_entry(model_type: str, entry: Mapping[str, Any]) -> Row:
         kinds: tuple[str, ...] = ()
         if arch is not None:
             kinds = tuple(arch.mixer_kinds) + (("moe",) if any(l.ffn.kind == "moe" for l, _ in arch.layer_groups) else ())
-        row = replace(row, family=arch.family if arch is not None else None, analytic_parameters=spec.parameters.total,
+        row = replace(row, family=family_module(model_type) or (arch.family if arch is not None else None),
+                      analytic_parameters=spec.parameters.total,
                       kinds=kinds,
                       generic=getattr(arch, "derivation", "family") == "generic")
         if arch is None:
@@ -393,6 +394,19 @@ def compare_entry(model_type: str, entry: Mapping[str, Any]) -> Row:
         return replace(row, status="within")
     reason = KNOWN_GAPS.get(model_type) or diagnose(row, entry, spec.parameters.by_role, buckets)
     return replace(row, status="outside", reason=reason)
+
+
+def family_module(model_type: str) -> str | None:
+    """The family module (``llama_like`` ...) that registers ``model_type``, or None (generic family)."""
+    from hf_gpu_estimator.architectures import families
+
+    by_module = getattr(families, "model_types_by_module", None)
+    if by_module is None:
+        return None
+    for module, types in by_module().items():
+        if model_type in types:
+            return module.rsplit(".", 1)[-1]
+    return None
 
 
 #: Memory buckets a trace and an analytic estimate both have (trace categories → analytic components).
