@@ -297,9 +297,15 @@ def instantiate(cls: Any, cfg: Any, **kwargs: Any) -> Any:
     class (llama4's ``Llama4ForCausalLM``) of a composite config gets the config's text part
     (transformers ``auto_factory._BaseAutoModelClass.from_config``)."""
     sub_configs = getattr(cfg, "sub_configs", None) or {}
+    config_class = getattr(cls, "config_class", None)
     text_class = sub_configs.get("text_config")
-    if text_class is not None and getattr(cls, "config_class", None) == text_class:
+    if text_class is not None and config_class == text_class:
         cfg = cfg.get_text_config()
+    elif config_class is not None and not isinstance(cfg, config_class):
+        # A decoder class of a composite config under another name (musicgen's ``decoder``).
+        name = next((k for k, c in sub_configs.items() if c == config_class), None)
+        if name is not None and getattr(cfg, name, None) is not None:
+            cfg = getattr(cfg, name)
     return cls._from_config(cfg, **kwargs)
 
 

@@ -37,6 +37,16 @@ TOLERANCE: Mapping[str, float] = {"inference": 0.10, "training": 0.15}
 #: The fewest decoder layers a cut config keeps (two: layer-to-layer effects stay visible).
 MIN_LAYERS = 2
 
+#: A per-layer list with more distinct values than this describes layers one by one (indices,
+#: per-layer objects), not a pattern of layer kinds to keep.
+MAX_KINDS = 6
+
+#: Types whose layer pattern needs more than its first occurrence, with why: keep this many layers.
+MIN_LAYERS_BY_TYPE: Mapping[str, tuple[int, str]] = {
+    "zamba": (11, "its shared attention block is tied across hybrid layers (attn_layer_offset 4, "
+                  "attn_layer_period 6): transformers needs two of them"),
+}
+
 #: Per-layer list fields that hold layer *indices* (not one entry per layer).
 INDEX_LIST_FIELDS = ("mlp_only_layers", "full_attn_idxs", "cross_attention_layers", "hybrid_layer_ids",
                      "moe_layers_indices", "attn_layer_indices", "global_attn_layers", "no_rope_layers_indices")
@@ -51,6 +61,14 @@ PERIOD_FIELDS = ("decoder_sparse_step", "moe_layer_interval", "interleave_moe_la
 
 #: Offsets that go with a period field: keep offset + 1 layers.
 OFFSET_FIELDS = ("attn_layer_offset", "expert_layer_offset")
+
+#: Fields that say "the last N layers are different" (gemma3n's KV-sharing layers): keep the first of
+#: them, and the cut config has that one layer of the kind.
+TRAILING_FIELDS = ("num_kv_shared_layers",)
+
+#: Derived per-layer properties that are recomputed from the layer count (gemma4 marks the last layer
+#: of each attention type ``store``): not kinds to keep by prefix.
+IGNORED_PROPERTIES = ("kv_sharing_modes",)
 
 #: Repeating patterns given once (``recurrent_gemma``'s ``block_types``): keep one full cycle.
 PATTERN_FIELDS = ("block_types", "hybrid_override_pattern_cycle")
@@ -135,6 +153,9 @@ def layers_to_keep(text: Mapping[str, Any], num_layers: int, per_layer: Mapping[
     """
     keep = MIN_LAYERS
     for values in per_layer.values():
+        distinct = {json.dumps(v, sort_keys=True, default=str) for v in values}
+        if len(distinct) > MAX_KINDS:
+            continue  # one value per layer (indices, per-layer objects): not a pattern of kinds
         multiple = len(values) // num_layers
         keep = max(keep, _kinds_prefix(list(values), multiple))
     for name in _index_lists(text, num_layers):
@@ -160,6 +181,10 @@ def layers_to_keep(text: Mapping[str, Any], num_layers: int, per_layer: Mapping[
         value = text.get(name)
         if isinstance(value, (list, tuple)) and value:
             keep = max(keep, len(value))
+    for name in TRAILING_FIELDS:
+        value = text.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and 0 < value < num_layers:
+            keep = max(keep, num_layers - value + 1)
     return min(keep, num_layers)
 
 
@@ -202,7 +227,8 @@ def cut_config(config: Any) -> CutConfig:
     derived: dict[str, list[Any]] = {}
     if text_obj is not None:
         for name in dir(type(text_obj)):
-            if name.startswith("_") or name in per_layer or not isinstance(getattr(type(text_obj), name, None), property):
+            if name.startswith("_") or name in per_layer or name in IGNORED_PROPERTIES \
+                    or not isinstance(getattr(type(text_obj), name, None), property):
                 continue
             try:
                 value = getattr(text_obj, name)
@@ -211,6 +237,8 @@ def cut_config(config: Any) -> CutConfig:
             if isinstance(value, (list, tuple)) and len(value) == num_layers and num_layers > 1:
                 derived[name] = list(value)
     keep = layers_to_keep(text, num_layers, {**per_layer, **derived})
+    if model_type in MIN_LAYERS_BY_TYPE:
+        keep = min(num_layers, max(keep, MIN_LAYERS_BY_TYPE[model_type][0]))
     for name in _PAIRED_LAYER_FIELDS:
         value = text.get(name)
         if name != field_name and isinstance(value, int) and not isinstance(value, bool) and value > keep:
@@ -219,6 +247,11 @@ def cut_config(config: Any) -> CutConfig:
     if keep < num_layers:
         text[field_name] = keep
         changes[prefix + field_name] = f"{num_layers} → {keep}"
+        for name in TRAILING_FIELDS:
+            value = text.get(name)
+            if isinstance(value, int) and not isinstance(value, bool) and 0 < value < num_layers:
+                text[name] = keep - (num_layers - value)
+                changes[prefix + name] = f"{value} → {text[name]}"
         for name, value in per_layer.items():
             multiple = len(value) // num_layers
             text[name] = value[: keep * multiple]
@@ -254,9 +287,14 @@ _DERIVED_DEFAULTS = (
     ("num_key_value_heads", lambda c: c["num_attention_heads"]),
 )
 
-#: Per-type settings without which the default config cannot generate text, as transformers' own
-#: error message asks (reformer: "make sure that `is_decoder=True`").
-_TYPE_SETTINGS: Mapping[str, Mapping[str, Any]] = {"reformer": {"is_decoder": True}}
+#: Per-type settings without which the default config cannot generate text, each with its source.
+_TYPE_SETTINGS: Mapping[str, Mapping[str, Any]] = {
+    # transformers' own error: "If you want to use `ReformerModelWithLMHead` make sure that `is_decoder=True`".
+    "reformer": {"is_decoder": True},
+    # The default leaves top-k unset beside its 64 routed experts (DeepSeek-V2-Lite's shape), whose
+    # config.json routes 6 per token: https://huggingface.co/deepseek-ai/DeepSeek-V2-Lite/blob/main/config.json
+    "deepseek_v2": {"num_experts_per_tok": 6},
+}
 
 
 def _repair(model_type: str, text: dict[str, Any], changes: dict[str, str], prefix: str) -> None:
@@ -268,7 +306,7 @@ def _repair(model_type: str, text: dict[str, Any], changes: dict[str, str], pref
                 continue
             changes[prefix + name] = f"None → {text[name]} (unset in the default config)"
     for name, value in _TYPE_SETTINGS.get(model_type, {}).items():
-        if text.get(name) != value:
+        if text.get(name) is None or (name == "is_decoder" and text.get(name) != value):
             changes[prefix + name] = f"{text.get(name)!r} → {value!r} (required to generate)"
             text[name] = value
 
