@@ -161,3 +161,31 @@ def test_cut_treats_increasing_layer_lists_as_indices() -> None:
     assert cut.layers == (48, 4)
     assert cut.config["moe_layers"] == [0, 1, 2, 3]
     assert cut.config["no_rope_layers"] == [1, 1, 1, 0]
+
+
+class _Gemma4(_Config):
+    @property
+    def kv_sharing_modes(self) -> list[str | None]:  # recomputed from the layer count: not a kind
+        return [None] * (self.num_hidden_layers - 2) + ["store", "store"]
+
+
+def test_cut_ignores_per_layer_values_and_cuts_per_layer_dicts() -> None:
+    types = ["sliding_attention"] * 5 + ["full_attention"]
+    cut = coverage.cut_config(_Gemma4(model_type="gemma4_text", num_hidden_layers=30, layer_types=types * 5,
+                                      per_layer_config={"05": {"head_dim": 512}, "29": {"head_dim": 512}},
+                                      layer_ids=[f"id{i}" for i in range(30)]))
+    assert cut.layers == (30, 6)
+    assert cut.config["per_layer_config"] == {"05": {"head_dim": 512}}
+
+
+def test_cut_keeps_one_trailing_shared_layer() -> None:
+    cut = coverage.cut_config(_Config(model_type="gemma3n_text", num_hidden_layers=35, num_kv_shared_layers=15))
+    assert cut.layers == (35, 21)
+    assert cut.config["num_kv_shared_layers"] == 1
+
+
+def test_cut_fills_unset_dimensions_as_transformers_derives_them() -> None:
+    cut = coverage.cut_config(_Config(model_type="x", num_hidden_layers=4, hidden_size=256, num_attention_heads=4,
+                                      head_dim=None, num_key_value_heads=None))
+    assert (cut.config["head_dim"], cut.config["num_key_value_heads"]) == (64, 4)
+    assert "unset in the default config" in cut.changes["head_dim"]
