@@ -12,12 +12,16 @@ module is plain data and arithmetic.
 
 from __future__ import annotations
 
+import functools
+import gzip
 import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from hf_gpu_estimator.spec import TensorInfo
 
 #: Where the traces live (repository checkout; the data is not shipped in the wheel).
 DATA_PATH = Path(__file__).resolve().parents[2] / "tests" / "data" / "coverage_traces.json"
@@ -395,7 +399,13 @@ def compare_entry(model_type: str, entry: Mapping[str, Any]) -> Row:
     problems: list[str] = []
     buckets: dict[str, dict[str, int]] = {}
     try:
-        spec = inspect_model(dict(config))
+        tensors = header_tensors(model_type, entry)
+        if tensors is None:
+            spec = inspect_model(dict(config))
+        else:
+            from hf_gpu_estimator.sources.headers import build_spec
+
+            spec = build_spec(model_id=model_type, config=dict(config), tensors=tensors)
     except (EstimatorError, ValueError, KeyError, TypeError) as e:
         problems.append("no analytic family" if isinstance(e, UnsupportedArchitectureError)
                         else f"{type(e).__name__}: {e}")
@@ -432,6 +442,26 @@ def compare_entry(model_type: str, entry: Mapping[str, Any]) -> Row:
         return replace(row, status="within")
     reason = KNOWN_GAPS.get(model_type) or diagnose(row, entry, spec.parameters.by_role, buckets)
     return replace(row, status="outside", reason=reason)
+
+
+HEADERS_PATH = DATA_PATH.with_name("coverage_headers.json.gz")
+
+
+@functools.lru_cache(maxsize=1)
+def _headers() -> Mapping[str, Any]:
+    if not HEADERS_PATH.exists():
+        return {}
+    with gzip.open(HEADERS_PATH, "rt", encoding="utf-8") as f:
+        return json.load(f).get("entries", {})
+
+
+def header_tensors(model_type: str, entry: Mapping[str, Any]) -> tuple[TensorInfo, ...] | None:
+    """The recorded checkpoint header of ``model_type`` (what the Hub would serve), when it matches the
+    traced config; ``None`` otherwise (the analytic side then reads config.json alone)."""
+    recorded = _headers().get(model_type)
+    if not recorded or recorded.get("config_hash") != entry.get("config_hash"):
+        return None
+    return tuple(TensorInfo(name=n, dtype=d, shape=tuple(shape)) for n, d, shape in recorded["tensors"])
 
 
 def family_module(model_type: str) -> str | None:
