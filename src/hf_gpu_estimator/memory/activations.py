@@ -286,7 +286,7 @@ def _layer_activations(arch: Architecture, layer: Layer, workload: Workload, seq
     # so only the mask is extra). SDPA's fused dropout keeps an RNG seed.
     if arch.hidden_dropout:
         saved += 2 * H
-    copies = ffn.top_k if is_moe else 1
+    copies = ffn.routed_copies if is_moe else 1
     inter = (ffn.intermediate or I) if is_moe else I
     backward_transient = 3 * c * inter * copies + 2 * r * H
     return LayerActivations(
@@ -361,7 +361,7 @@ def _ffn_saved(arch: Architecture, ffn: FFN, workload: Workload, d: Dims, *, c: 
     act_bytes = act_saved_bytes(arch.hidden_act, c, mixed) + (2 * c if ffn.gated else 0)
     if ffn.kind == "moe":
         inter = ffn.intermediate or inter
-        copies = ffn.top_k
+        copies = ffn.routed_copies
         # transformers 5 runs the routed experts through grouped_mm (integrations/moe.py
         # grouped_mm_experts_forward), which autocast does not touch: they compute in the expert
         # weights' dtype (fp32 under mixed precision). Per routed token: the gathered input, the
@@ -530,7 +530,7 @@ def _ffn_inference_bytes(arch: Architecture, ffn: FFN, c: int, H: int, default_i
         return 2 * c * H + (3 if ffn.gated else max(2, _ACT_ALIVE.get(arch.hidden_act, 2))) * c * inter
     # grouped_mm experts: per routed token the gathered input stays alive with the fused gate/up
     # output, act(gate) and the product (integrations/moe.py grouped_mm_experts_forward).
-    mlp = 2 * c * H + ffn.top_k * c * (H + (4 if ffn.gated else 2) * inter)
+    mlp = 2 * c * H + ffn.routed_copies * c * (H + (4 if ffn.gated else 2) * inter)
     if ffn.shared:
         mlp = max(mlp, 2 * c * H + 3 * c * ffn.shared) + c * H
     return mlp
