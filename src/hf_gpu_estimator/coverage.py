@@ -291,9 +291,11 @@ _DERIVED_DEFAULTS = (
 _TYPE_SETTINGS: Mapping[str, Mapping[str, Any]] = {
     # transformers' own error: "If you want to use `ReformerModelWithLMHead` make sure that `is_decoder=True`".
     "reformer": {"is_decoder": True},
-    # The default leaves top-k unset beside its 64 routed experts (DeepSeek-V2-Lite's shape), whose
-    # config.json routes 6 per token: https://huggingface.co/deepseek-ai/DeepSeek-V2-Lite/blob/main/config.json
-    "deepseek_v2": {"num_experts_per_tok": 6},
+    # The default leaves top-k unset beside its 64 routed experts (DeepSeek-V2-Lite's shape) and gives
+    # the experts a width of 1407, whose bf16 rows grouped_mm rejects (16-byte strides); DeepSeek-V2-Lite's
+    # config.json routes 6 per token to experts 1408 wide:
+    # https://huggingface.co/deepseek-ai/DeepSeek-V2-Lite/blob/main/config.json
+    "deepseek_v2": {"num_experts_per_tok": 6, "moe_intermediate_size": 1408},
 }
 
 
@@ -306,7 +308,7 @@ def _repair(model_type: str, text: dict[str, Any], changes: dict[str, str], pref
                 continue
             changes[prefix + name] = f"None → {text[name]} (unset in the default config)"
     for name, value in _TYPE_SETTINGS.get(model_type, {}).items():
-        if text.get(name) is None or (name == "is_decoder" and text.get(name) != value):
+        if text.get(name) != value:
             changes[prefix + name] = f"{text.get(name)!r} → {value!r} (required to generate)"
             text[name] = value
 
