@@ -59,9 +59,19 @@ def main() -> int:
             entry["defaults"] = {}
             entry["error"] = type(e).__name__
         entry["causal_lm"] = model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+        if entry["causal_lm"]:
+            try:  # PreTrainedModel._supports_sdpa: False makes transformers fall back to eager attention
+                model_cls = getattr(transformers, MODEL_FOR_CAUSAL_LM_MAPPING_NAMES[model_type])
+                entry["supports_sdpa"] = bool(getattr(model_cls, "_supports_sdpa", True))
+            except Exception:
+                pass
         out[model_type] = entry
+    causal = {k for k, v in out.items() if v.get("causal_lm")}
+    keep = causal | {str(v["text_model_type"]) for k, v in out.items() if k in causal and v.get("text_model_type")}
+    out = {k: {kk: vv for kk, vv in v.items() if vv not in ({}, None) and kk != "causal_lm"}
+           for k, v in out.items() if k in keep}
     data = {"transformers": transformers.__version__, "torch": torch.__version__.split("+")[0], "model_types": out}
-    OUT.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    OUT.write_text(json.dumps(data, sort_keys=True, separators=(",", ":")) + "\n")
     print(f"{len(out)} model types -> {OUT}")
     return 0
 

@@ -164,3 +164,15 @@ def test_result_is_json_serializable() -> None:
     data = json.loads(json.dumps(result.to_dict()))
     assert data["peak_bytes"] == result.peak_bytes
     assert data["top_holders"]
+
+
+def test_dropout_saves_a_bool_mask_as_on_cuda() -> None:
+    """CPU's F.dropout saves an fp32 noise tensor; CUDA's fused native_dropout a bool mask (exact mode follows CUDA)."""
+    from hf_gpu_estimator.trace import _CudaSemantics
+
+    saved: list[torch.dtype] = []
+    x = torch.ones(8, 64, requires_grad=True)
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.dtype) or t, lambda t: t), _CudaSemantics():
+        torch.nn.functional.dropout(x * 1.0, 0.1, training=True)
+        torch.nn.functional.dropout(x * 1.0, 0.1, training=False)
+    assert saved == [torch.bool]

@@ -388,8 +388,15 @@ def plan_sections(p: Any) -> list[Section]:
     ]
     if p.serving is not None:
         s = p.serving
-        rows += [("vLLM KV cache", f"{s.kv_cache_tokens:,} tokens ({s.kv_pool_bytes / GiB:.1f} GiB, {s.num_blocks:,} blocks)"),
-                 ("max concurrent seqs", f"{s.max_concurrent_sequences} at max_model_len {s.max_model_len:,}"),
+        name = {"vllm": "vLLM", "sglang": "SGLang", "llama.cpp": "llama.cpp", "transformers": "transformers"}.get(
+            s.engine, s.engine)
+        rows += [("engine", name + (f" {s.engine_version}" if s.engine_version else "")
+                  + (f" (tp {s.tp}" + (f", pp {s.pp}" if s.pp > 1 else "") + ")" if s.tp * s.pp > 1 else "")),
+                 ("starts", "yes" if s.fits else f"no: {s.problem}"),
+                 (f"{name} KV cache", f"{s.kv_cache_tokens:,} tokens ({s.kv_pool_bytes / GiB:.1f} GiB, "
+                                      f"{s.num_blocks:,} blocks of {s.block_size})"),
+                 ("max concurrent seqs", f"{s.max_concurrent_sequences} at max_model_len {s.max_model_len:,}"
+                  + ("" if s.max_concurrent_sequences else f" ({name} would not start)")),
                  ("largest max_model_len", f"{s.largest_max_model_len:,}")]
     sp = p.speed
     if sp is not None and hasattr(sp, "tpot_seconds"):
@@ -403,7 +410,8 @@ def plan_sections(p: Any) -> list[Section]:
         if p.usd_per_million_output_tokens is not None:
             cost += f", ${p.usd_per_million_output_tokens:.2f} per 1M output tokens"
         rows.append(("cost", cost))
-    styles = [("ok" if p.fits else "bad") if name == "fits" else None for name, _ in rows]
+    styles = [("ok" if ok else "bad") if name in ("fits", "starts") else None
+              for name, _ in rows for ok in [p.fits if name == "fits" else (p.serving is not None and p.serving.fits)]]
     return [Section(title=f"{p.gpu.name}: plan", rows=tuple(rows), row_styles=tuple(styles),
                     notes=tuple(f"note: {n}" for n in p.notes))]
 

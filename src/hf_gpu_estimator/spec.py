@@ -131,7 +131,8 @@ class Mixer:
 
     For attention kinds, ``heads``/``kv_heads``/``head_dim``/``v_head_dim`` are the attention
     shapes; for ``linear``/``ssm`` they describe the projections (heads and head width) and
-    ``inner`` is the width of the mixer's inner stream (e.g. Mamba's ``expand * hidden``).
+    ``inner`` is the width of the mixer's inner stream (e.g. Mamba's ``expand * hidden``) and
+    ``conv_elements`` is ``channels x conv_kernel``.
     """
 
     kind: MixerKind
@@ -146,6 +147,7 @@ class Mixer:
     rope_dim: int = 0
     state_elements: int = 0
     conv_elements: int = 0
+    conv_kernel: int = 0
     inner: int = 0
     kv_shared: bool = False
 
@@ -273,6 +275,8 @@ class Architecture:
     attention_dropout: float = 0.0
     # Eager attention runs softmax in the scores' dtype rather than fp32 (gpt2, bert, t5, falcon).
     native_softmax: bool = False
+    # PreTrainedModel._supports_sdpa: when False transformers runs eager attention for "sdpa".
+    supports_sdpa: bool = True
     # What the counts include or leave out, in words (e.g. a multimodal wrapper's vision tower).
     notes: tuple[str, ...] = ()
     #: One (mixer, ffn) per layer as the family describes it; empty for uniform models, whose
@@ -346,9 +350,11 @@ def _derived_layers(arch: Architecture) -> tuple[Layer, ...]:
                 kind="sliding", heads=arch.num_attention_heads, kv_heads=arch.num_key_value_heads,
                 head_dim=arch.head_dim, v_head_dim=arch.v_head_dim or 0, window=arch.sliding_window)
     dense = FFN(kind="dense", intermediate=arch.intermediate_size, gated=arch.gated_mlp)
-    moe = FFN(kind="moe", intermediate=arch.moe_intermediate_size or arch.intermediate_size, gated=arch.gated_mlp,
-              experts=arch.num_experts, top_k=arch.num_experts_per_tok,
-              shared=arch.shared_expert_intermediate_size) if arch.num_experts else dense
+    moe_inter = arch.moe_intermediate_size or arch.intermediate_size
+    moe = FFN(kind="moe", intermediate=moe_inter, gated=arch.gated_mlp, experts=arch.num_experts,
+              top_k=arch.num_experts_per_tok,
+              shared=arch.shared_expert_intermediate_size or moe_inter * arch.num_shared_experts,
+              ) if arch.num_experts else dense
     moe_set = set(arch.moe_layers) if arch.moe_layers else (
         set(range(arch.num_dense_layers, arch.num_layers)) if arch.num_experts else set())
     types = arch.layer_types or ()

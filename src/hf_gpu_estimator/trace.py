@@ -255,6 +255,8 @@ class _CudaSemantics(TorchFunctionMode):
                     args, kwargs = self._cast_all(args, kwargs, widest)
         if func is torch.nn.functional.scaled_dot_product_attention:
             return self._sdpa(*args, **kwargs)
+        if func is torch.nn.functional.dropout:
+            return self._dropout(*args, **kwargs)
         if name == "softmax" and args and isinstance(args[0], torch.Tensor) and args[0].dtype == torch.float16:
             # CUDA's softmax(fp16, dtype=float32) runs half_to_float: fp32 output, no fp32 copy of the
             # input (aten/src/ATen/native/SoftMax.cpp; bf16 is converted first, as on CPU).
@@ -268,6 +270,16 @@ class _CudaSemantics(TorchFunctionMode):
             self.grouped_mm_stand_ins += 1
             return _GroupedMMShape.apply(args[0], args[1], kwargs.get("offs"))
         return func(*args, **kwargs)
+
+    @staticmethod
+    def _dropout(input: torch.Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> torch.Tensor:
+        """CUDA's dropout: ``at::dropout`` takes the fused ``native_dropout`` on CUDA, which saves a
+        bool mask for backward; on CPU it multiplies by a float noise tensor and saves that
+        (aten/src/ATen/native/Dropout.cpp ``is_fused_kernel_acceptable``, ``_dropout_impl``), 3 bytes
+        more per element than a GPU keeps."""
+        if not training or not 0 < p < 1 or input.device.type == "cuda" or inplace:
+            return torch.nn.functional.dropout(input, p, training, inplace)
+        return torch.native_dropout(input, p, True)[0]
 
     def _sdpa(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attn_mask: Any = None,
               dropout_p: float = 0.0, is_causal: bool = False, scale: float | None = None,

@@ -35,7 +35,12 @@ from typing import Any
 from hf_gpu_estimator.architectures._fields import MISSING, Fields, Head
 from hf_gpu_estimator.architectures._registry import Family
 from hf_gpu_estimator.architectures.families import FAMILIES
-from hf_gpu_estimator.architectures.generic import analyze_generic, known_model_types, transformers_version
+from hf_gpu_estimator.architectures.generic import (
+    analyze_generic,
+    generic_supports_sdpa,
+    known_model_types,
+    transformers_version,
+)
 from hf_gpu_estimator.errors import MalformedConfigError, UnsupportedArchitectureError
 from hf_gpu_estimator.spec import Architecture, ParameterCounts
 
@@ -135,7 +140,8 @@ def analyze(config: Mapping[str, Any]) -> Analysis:
             f"architectures[0]={architectures[0]!r} has no counting rule here; counted {class_name} "
             "(its task head, if any, is not included)",
         )
-    arch = dataclasses.replace(arch, notes=notes, native_softmax=family.native_softmax,
+    sdpa = family.supports_sdpa if family is not GENERIC else generic_supports_sdpa(model_type)
+    arch = dataclasses.replace(arch, notes=notes, native_softmax=family.native_softmax, supports_sdpa=sdpa,
                                **_dropouts(config, family))
     return Analysis(architecture=arch, counts=tally.counts(), class_name=class_name)
 

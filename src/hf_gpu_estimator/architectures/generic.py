@@ -77,6 +77,11 @@ def generic_assumption(model_type: str) -> str:
             f"module): {GENERIC_TOLERANCE} (docs/coverage.md); --exact traces the real code")
 
 
+def generic_supports_sdpa(model_type: str) -> bool:
+    """The causal-LM class's ``_supports_sdpa`` as recorded from transformers (True when unrecorded)."""
+    return bool(_data().get("model_types", {}).get(model_type, {}).get("supports_sdpa", True))
+
+
 def known_model_types() -> frozenset[str]:
     """Model types the recorded transformers implements as causal LMs (or their text models)."""
     return frozenset(_data().get("model_types", {}))
@@ -300,12 +305,13 @@ def _state_mixers(tf: Fields, hidden: int) -> dict[str, Mixer]:
             state, conv = n_heads * head * d_state, (inner + 2 * groups * d_state) * kernel
         else:  # Mamba1: inner x state
             state, conv = inner * d_state, inner * kernel
-        out["ssm"] = Mixer(kind="ssm", heads=n_heads or 0, head_dim=head or 0, state_elements=state,
-                           conv_elements=conv, inner=inner)
+        mamba2 = bool(n_heads and head and n_heads * head == inner)
+        out["ssm"] = Mixer(kind="ssm", heads=n_heads if mamba2 else 0, head_dim=head if mamba2 else 0,
+                           state_elements=state, conv_elements=conv, conv_kernel=kernel, inner=inner)
     nk, nv = first("linear_num_key_heads"), first("linear_num_value_heads")
     dk, dv = first("linear_key_head_dim"), first("linear_value_head_dim")
     if nk and nv and dk and dv:
         kernel = first("linear_conv_kernel_dim") or 4
         out["linear"] = Mixer(kind="linear", heads=nv, head_dim=dv, state_elements=nv * dk * dv,
-                              conv_elements=(2 * nk * dk + nv * dv) * kernel, inner=nv * dv)
+                              conv_elements=(2 * nk * dk + nv * dv) * kernel, conv_kernel=kernel, inner=nv * dv)
     return out

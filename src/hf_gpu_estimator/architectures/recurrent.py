@@ -43,7 +43,8 @@ def mamba1(hidden: int, inner: int, state: int, kernel: int, dt_rank: int, *, pr
     params = sum(lin(x.in_features, x.out_features, x.bias) for x in linears)
     params += inner * kernel + (inner if conv_bias else 0) + inner * state + inner
     norm = dt_rank + 2 * state if bc_norms else 0
-    mixer = Mixer(kind="ssm", inner=inner, state_elements=inner * state, conv_elements=inner * kernel)
+    mixer = Mixer(kind="ssm", inner=inner, state_elements=inner * state, conv_elements=inner * kernel,
+                  conv_kernel=kernel)
     return Part(params, norm, linears, mixer)
 
 
@@ -64,7 +65,7 @@ def mamba2(hidden: int, inner: int, heads: int, head_dim: int, groups: int, stat
     params = sum(lin(x.in_features, x.out_features, x.bias) for x in linears)
     params += conv_dim * kernel + (conv_dim if conv_bias else 0) + 3 * heads
     mixer = Mixer(kind="ssm", heads=heads, head_dim=head_dim, inner=inner,
-                  state_elements=heads * head_dim * state, conv_elements=conv_dim * kernel)
+                  state_elements=heads * head_dim * state, conv_elements=conv_dim * kernel, conv_kernel=kernel)
     return Part(params, inner if gated_norm else 0, linears, mixer)
 
 
@@ -84,7 +85,8 @@ def gated_deltanet(hidden: int, k_heads: int, v_heads: int, k_dim: int, v_dim: i
     )
     params = sum(lin(x.in_features, x.out_features, x.bias) for x in linears) + conv_dim * kernel + 2 * v_heads
     mixer = Mixer(kind="linear", heads=v_heads, kv_heads=k_heads, head_dim=k_dim, v_head_dim=v_dim,
-                  inner=value_dim, state_elements=v_heads * k_dim * v_dim, conv_elements=conv_dim * kernel)
+                  inner=value_dim, state_elements=v_heads * k_dim * v_dim, conv_elements=conv_dim * kernel,
+                  conv_kernel=kernel)
     return Part(params, v_dim, linears, mixer)
 
 
@@ -99,7 +101,8 @@ def short_conv(hidden: int, kernel: int, bias: bool) -> Part:
     )
     params = sum(lin(x.in_features, x.out_features, x.bias) for x in linears) + hidden * kernel
     params += hidden if bias else 0
-    return Part(params, 0, linears, Mixer(kind="conv", inner=hidden, conv_elements=hidden * kernel))
+    return Part(params, 0, linears, Mixer(kind="conv", inner=hidden, conv_elements=hidden * kernel,
+                                                      conv_kernel=kernel))
 
 
 def merge_linears(*groups: tuple[LinearShape, ...]) -> tuple[LinearShape, ...]:

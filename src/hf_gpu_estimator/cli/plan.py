@@ -1,4 +1,4 @@
-"""``hfge plan``: what fits on a GPU, vLLM serving capacity, speed and cost; or the cheapest GPUs."""
+"""``hfge plan``: what fits on a GPU, a serving engine's capacity, speed and cost; or the cheapest GPUs."""
 
 from __future__ import annotations
 
@@ -10,15 +10,23 @@ from hf_gpu_estimator.cli._common import (
     add_format_arg,
     add_model_args,
     emit,
+    int_at_least,
     positive_int,
     print_sections,
     read_spec,
 )
 from hf_gpu_estimator.cli.workload_flags import add_workload_args, workload_kwargs
 
+#: ``--engine`` choices (the planner's ENGINES, listed here so the parser needs no planner import).
+ENGINES = ("vllm", "sglang", "llama.cpp", "transformers")
+
 EPILOG = """examples:
   hfge plan meta-llama/Llama-3.1-8B --gpu H100-SXM-80GB --seq-len 1024 --new-tokens 256
   hfge plan meta-llama/Llama-3.1-70B --gpu A100-80GB-SXM --max-model-len 8192 --format json
+  hfge plan meta-llama/Llama-3.1-70B --gpu H100-SXM-80GB --tp 4 --vllm-version 0.15
+  hfge plan Qwen/Qwen2.5-7B --gpu L4 --engine sglang --mem-fraction-static 0.85 --max-model-len 8192
+  hfge plan unsloth/Qwen3-8B-GGUF:Q4_K_M --gpu RTX-4090 --engine llama.cpp -c 32768 -np 4
+  hfge plan meta-llama/Llama-3.1-8B --cheapest --gpu H100-SXM-80GB,L40S,A10G
   hfge plan meta-llama/Llama-3.1-8B --cheapest --request-rate 5 --input-tokens 1024 --output-tokens 256 --tpot-ms 50
   hfge plan Qwen/Qwen2.5-7B --cheapest --task training --method lora --token-budget 2e9 --deadline-hours 24
 """
@@ -29,10 +37,29 @@ def register(subparsers: Any) -> None:
                     help="what fits on a GPU, vLLM serving capacity, speed, cost; or the cheapest GPU")
     add_model_args(p)
     add_workload_args(p)
-    p.add_argument("--gpu", help="a GPU from the catalog (hfge gpus); required unless --cheapest")
-    p.add_argument("--gpu-memory-utilization", type=float, default=0.9, help="vLLM's share of device memory (0.9)")
-    p.add_argument("--max-model-len", type=positive_int, help="vLLM context length (default: the model's maximum)")
+    p.add_argument("--gpu", help="a GPU from the catalog (hfge gpus); required unless --cheapest, which it "
+                                 "restricts to the given types (comma-separated)")
     p.add_argument("--cheapest", action="store_true", help="rank GPU type x count across the catalog by cost")
+    engine = p.add_argument_group("serving engine")
+    engine.add_argument("--engine", choices=ENGINES,
+                        help="serving engine for the capacity answer (default: vllm; llama.cpp for a GGUF model)")
+    engine.add_argument("--vllm-version", help="vLLM release X.Y whose sizing rule applies, 0.6 to 0.19 (default: "
+                                               "the newest; see docs/serving.md)")
+    engine.add_argument("--gpu-memory-utilization", type=float,
+                        help="vLLM's share of device memory (default 0.9)")
+    engine.add_argument("--max-model-len", type=positive_int,
+                        help="context length the engine sizes sequences for (default: the model's maximum)")
+    engine.add_argument("--max-num-seqs", type=positive_int, help="vLLM's max_num_seqs (default: vLLM's, by GPU)")
+    engine.add_argument("--max-num-batched-tokens", type=positive_int,
+                        help="vLLM's token budget of one step (default: vLLM's, by GPU and version)")
+    engine.add_argument("--mem-fraction-static", type=float,
+                        help="SGLang's share of device memory for weights and KV pool (default: SGLang's, by GPU)")
+    engine.add_argument("-c", "--ctx-size", type=positive_int,
+                        help="llama.cpp: total context shared by the slots (default: the model's maximum)")
+    engine.add_argument("-np", "--parallel", type=positive_int, help="llama.cpp: parallel slots (default 1)")
+    engine.add_argument("-ngl", "--n-gpu-layers", type=int_at_least(-1), dest="n_gpu_layers",
+                        help="llama.cpp: layers offloaded to the GPU (-1 or more than the layers: all; "
+                             "same as --gpu-layers)")
     p.add_argument("--request-rate", type=float, help="requests per second (--cheapest serving)")
     p.add_argument("--input-tokens", type=positive_int, help="mean prompt tokens per request (--cheapest)")
     p.add_argument("--output-tokens", type=positive_int, help="mean generated tokens per request (--cheapest)")
@@ -43,6 +70,42 @@ def register(subparsers: Any) -> None:
     add_format_arg(p)
 
 
+def _gpu_names(text: str | None) -> list[str] | None:
+    """``--gpu A,B`` as a list (``None``: the whole catalog)."""
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        from hf_gpu_estimator.errors import InvalidArgumentError
+
+        raise InvalidArgumentError("gpu", text, "catalog names, comma-separated (hfge gpus)")
+    return names
+
+
+def engine_settings(args: argparse.Namespace, engine: str) -> dict[str, Any]:
+    """The engine flags given on the command line, as the planner's ``engine_settings``; a flag of
+    another engine is refused (it would be silently ignored otherwise)."""
+    from hf_gpu_estimator.errors import ConflictingOptionsError
+
+    owners = {"vllm_version": "vllm", "max_num_seqs": "vllm", "max_num_batched_tokens": "vllm",
+              "mem_fraction_static": "sglang", "ctx_size": "llama.cpp", "parallel": "llama.cpp"}
+    for name, owner in owners.items():
+        if getattr(args, name) is not None and owner != engine:
+            flag = "--" + name.replace("_", "-")
+            raise ConflictingOptionsError(name, getattr(args, name), f"is a {owner} setting, not {engine}'s",
+                                          fix=f"pass --engine {owner}, or drop {flag}")
+    settings = {name: getattr(args, name) for name, owner in owners.items() if owner == engine}
+    if engine == "llama.cpp":
+        layers = args.n_gpu_layers if args.n_gpu_layers is not None else args.gpu_layers
+        settings["n_gpu_layers"] = None if layers is None or layers < 0 else layers
+        if args.ctx_size is None and args.max_model_len is not None:  # each slot gets -c / -np tokens
+            settings["ctx_size"] = args.max_model_len * (args.parallel or 1)
+    elif args.n_gpu_layers is not None:
+        raise ConflictingOptionsError("n_gpu_layers", args.n_gpu_layers, f"is a llama.cpp setting, not {engine}'s",
+                                      fix="pass --engine llama.cpp, or drop --n-gpu-layers")
+    return {k: v for k, v in settings.items() if v is not None}
+
+
 def run(args: argparse.Namespace) -> int:
     from hf_gpu_estimator import planner
     from hf_gpu_estimator.errors import ConflictingOptionsError, InvalidArgumentError
@@ -51,29 +114,40 @@ def run(args: argparse.Namespace) -> int:
     from hf_gpu_estimator.workload import workload_from_kwargs
 
     spec = read_spec(args)
-    work = workload_from_kwargs(workload_kwargs(args))
+    kwargs = workload_kwargs(args)
+    if args.n_gpu_layers is not None and args.n_gpu_layers >= 0:
+        kwargs["gpu_layers"] = args.n_gpu_layers
+    work = workload_from_kwargs(kwargs)
+    utilization = args.gpu_memory_utilization
     if args.cheapest:
+        gpus = _gpu_names(args.gpu)
         if work.is_training:
             if args.token_budget is None:
                 raise InvalidArgumentError("token_budget", None, "a token count (--token-budget 2e9)")
             result: Any = planner.cheapest_training(spec, work, token_budget=args.token_budget,
-                                                    deadline_hours=args.deadline_hours)
+                                                    deadline_hours=args.deadline_hours, gpus=gpus)
         else:
-            missing = [f for f in ("request_rate", "input_tokens", "output_tokens") if getattr(args, f) is None]
-            if missing:
-                raise InvalidArgumentError(missing[0], None, "a value: --cheapest serving needs --request-rate, "
-                                                             "--input-tokens and --output-tokens")
-            result = planner.cheapest_serving(spec, work, request_rate_per_s=args.request_rate,
-                                              input_tokens=args.input_tokens, output_tokens=args.output_tokens,
-                                              tpot_ms=args.tpot_ms, ttft_ms=args.ttft_ms,
-                                              gpu_memory_utilization=args.gpu_memory_utilization)
+            traffic = {k: v for k, v in (("request_rate_per_s", args.request_rate), ("input_tokens", args.input_tokens),
+                                         ("output_tokens", args.output_tokens)) if v is not None}
+            if utilization is not None:
+                traffic["gpu_memory_utilization"] = utilization
+            result = planner.cheapest_serving(spec, work, tpot_ms=args.tpot_ms, ttft_ms=args.ttft_ms, gpus=gpus,
+                                              **traffic)
         sections = cheapest_sections
     else:
         if args.gpu is None:
             raise ConflictingOptionsError("gpu", None, "is required",
                                           fix="pass --gpu NAME, or --cheapest to rank the catalog")
-        result = planner.plan(spec, work, get_gpu(args.gpu), gpu_memory_utilization=args.gpu_memory_utilization,
-                              max_model_len=args.max_model_len)
+        engine = args.engine or planner.default_engine(spec, work)
+        options: dict[str, Any] = {}
+        if utilization is not None:
+            if engine != "vllm":
+                raise ConflictingOptionsError("gpu_memory_utilization", utilization, f"is a vllm setting, not {engine}'s",
+                                              fix="pass --engine vllm (SGLang: --mem-fraction-static)")
+            options["gpu_memory_utilization"] = utilization
+        settings = engine_settings(args, engine)
+        result = planner.plan(spec, work, get_gpu(args.gpu), max_model_len=args.max_model_len, engine=engine,
+                              vllm_version=settings.pop("vllm_version", None), engine_settings=settings, **options)
         sections = plan_sections
     if args.format == "json":
         emit(result.to_dict(), "json")

@@ -34,11 +34,15 @@ def kv_bytes_per_token_per_layer(arch: Architecture, dtype_bytes: int) -> int:
     return 0
 
 
-def state_bytes_per_sequence(mixer: Mixer, dtype_bytes: int) -> int:
-    """Bytes of a recurrent layer's state for one sequence (0 for attention kinds)."""
+def state_bytes_per_sequence(mixer: Mixer, dtype_bytes: int, *, state_dtype_bytes: int | None = None) -> int:
+    """Bytes of a recurrent layer's state for one sequence (0 for attention kinds).
+
+    ``state_dtype_bytes`` overrides the recurrent state's element size (transformers': fp32 for
+    linear attention, the model dtype otherwise) for engines that keep it in another dtype.
+    """
     if mixer.kind not in STATE_KINDS:
         return 0
-    state = 4 if mixer.kind in _STATE_FP32_KINDS else dtype_bytes
+    state = state_dtype_bytes or (4 if mixer.kind in _STATE_FP32_KINDS else dtype_bytes)
     return mixer.state_elements * state + mixer.conv_elements * dtype_bytes
 
 
@@ -58,6 +62,12 @@ def cached_tokens_per_layer(arch: Architecture, tokens: int, *, storage: bool = 
         else:
             out.append(m.cached_tokens(tokens))
     return out
+
+
+def layer_kv_bytes_per_token(mixer: Mixer, dtype_bytes: int, *, kv_heads_divisor: int = 1) -> int:
+    """Bytes one token adds to one layer's cache on one device of a ``kv_heads_divisor``-way tensor split
+    (0 for recurrent kinds)."""
+    return _per_token_on_device(mixer, dtype_bytes, kv_heads_divisor)
 
 
 def _per_token_on_device(mixer: Mixer, dtype_bytes: int, kv_heads_divisor: int) -> int:

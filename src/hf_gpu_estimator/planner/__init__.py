@@ -23,6 +23,7 @@ from hf_gpu_estimator.planner._search import (
     Skipped,
     _largest,  # noqa: F401  (used by hf_gpu_estimator.suggest)
 )
+from hf_gpu_estimator.planner.engines import ENGINES, default_engine, engine_capacity
 from hf_gpu_estimator.planner.engines.vllm import (
     DEFAULT_GPU_MEMORY_UTILIZATION,
     VLLM_BLOCK_SIZE,
@@ -41,6 +42,7 @@ from hf_gpu_estimator.planner.training import CheapestTraining, TrainingOption, 
 __all__ = [
     "DEFAULT_GPU_MEMORY_UTILIZATION",
     "DEFAULT_MARGIN",
+    "ENGINES",
     "PP_DEGREES",
     "SEARCH_CAP",
     "TP_DEGREES",
@@ -60,6 +62,8 @@ __all__ = [
     "TrainingOption",
     "cheapest_serving",
     "cheapest_training",
+    "default_engine",
+    "engine_capacity",
     "heterogeneous_serving",
     "max_batch_size",
     "max_seq_len",

@@ -12,7 +12,7 @@ from hf_gpu_estimator.hardware import GPU
 from hf_gpu_estimator.memory import estimate_memory
 from hf_gpu_estimator.perf import InferenceSpeed, TrainingSpeed, inference_speed, training_speed
 from hf_gpu_estimator.planner._search import DEFAULT_MARGIN, _usable
-from hf_gpu_estimator.planner.engines import ENGINES, ServingCapacity, engine_capacity
+from hf_gpu_estimator.planner.engines import ENGINES, ServingCapacity, default_engine, engine_capacity
 from hf_gpu_estimator.planner.engines.vllm import DEFAULT_GPU_MEMORY_UTILIZATION
 from hf_gpu_estimator.planner.fits import max_batch_size, max_seq_len
 from hf_gpu_estimator.planner.parallel import Parallelization, min_gpus
@@ -71,7 +71,7 @@ class Plan:
 
 def plan(spec: ModelSpec, workload: Workload, gpu: GPU, *,
          gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION, max_model_len: int | None = None,
-         margin: float = DEFAULT_MARGIN, engine: str = "vllm", vllm_version: str | None = None,
+         margin: float = DEFAULT_MARGIN, engine: str | None = None, vllm_version: str | None = None,
          engine_settings: Mapping[str, Any] | None = None) -> Plan:
     """Everything the planner knows about ``workload`` on ``gpu`` (the workload's own GPU count and split).
 
@@ -81,11 +81,14 @@ def plan(spec: ModelSpec, workload: Workload, gpu: GPU, *,
     note instead of failing.
 
     Args:
-        engine: Serving engine for the capacity answer (``vllm``, ``sglang``, ``llama.cpp``, ``transformers``).
+        engine: Serving engine for the capacity answer (``vllm``, ``sglang``, ``llama.cpp``, ``transformers``);
+            default :func:`~hf_gpu_estimator.planner.engines.default_engine` (llama.cpp for GGUF, else vLLM).
         vllm_version: ``X.Y`` of vLLM (``engine="vllm"``); default the newest modelled.
         engine_settings: Further engine flags (SGLang ``mem_fraction_static``; llama.cpp ``ctx_size``,
             ``parallel``, ``n_gpu_layers``; vLLM ``max_num_seqs`` ...).
     """
+    if engine is None:
+        engine = default_engine(spec, workload)
     if engine not in ENGINES:
         raise InvalidArgumentError("engine", engine, "one of " + ", ".join(ENGINES))
     est = estimate_memory(spec, workload)

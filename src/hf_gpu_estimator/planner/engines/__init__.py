@@ -15,7 +15,7 @@ from hf_gpu_estimator.planner.engines._capacity import ENGINES, ServingCapacity,
 from hf_gpu_estimator.spec import ModelSpec
 from hf_gpu_estimator.workload import Workload
 
-__all__ = ["ENGINES", "ServingCapacity", "engine_capacity"]
+__all__ = ["ENGINES", "ServingCapacity", "default_engine", "engine_capacity"]
 
 _SETTINGS = {
     "vllm": {"gpu_memory_utilization", "max_model_len", "max_num_batched_tokens", "max_num_seqs", "block_size",
@@ -59,6 +59,14 @@ def _transformers_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
         assumptions=("transformers generate: a static batch, DynamicCache grown per step; the largest batch whose "
                      "estimated device total fits with the planner's margin",),
     )  # fmt: skip
+
+
+def default_engine(spec: ModelSpec, workload: Workload) -> str:
+    """The engine a plan sizes when none is named: llama.cpp for a GGUF model (``gguf:`` quantization),
+    vLLM otherwise."""
+    from hf_gpu_estimator.memory.llamacpp import is_llamacpp
+
+    return "llama.cpp" if is_llamacpp(spec, workload.quantization) else "vllm"
 
 
 def engine_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *, engine: str = "vllm",

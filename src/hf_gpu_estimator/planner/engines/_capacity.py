@@ -4,13 +4,14 @@ it serves at a context length, and whether the engine would start at all."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 from hf_gpu_estimator.errors import InvalidArgumentError
-from hf_gpu_estimator.memory.kv_cache import kv_bytes_per_token_per_layer
+from hf_gpu_estimator.memory.kv_cache import layer_kv_bytes_per_token, state_bytes_per_sequence
 from hf_gpu_estimator.memory.terms import BYTES
 from hf_gpu_estimator.memory.weights import plan_weights
-from hf_gpu_estimator.spec import Architecture, ModelSpec
+from hf_gpu_estimator.spec import STATE_KINDS, Architecture, ModelSpec
 from hf_gpu_estimator.workload import Workload
 
 #: Engines the planner models (``--engine``).
@@ -141,72 +142,163 @@ def kv_dtype_bytes(spec: ModelSpec, workload: Workload) -> int:
 
 
 @dataclass(frozen=True, kw_only=True)
-class KVLayout:
-    """The cache layers one device holds, grouped as vLLM's hybrid allocator groups them.
+class CacheGroup:
+    """Layers of one device whose cache grows alike: same mixer kind, span and bytes per token.
 
-    ``full_layers`` keep every token; ``sliding_layers`` keep at most ``window`` tokens (plus one block
-    in flight). ``per_layer_token_bytes`` is one token in one layer on this device.
+    Attributes:
+        kind: The mixer kind (``full``, ``sliding``, ``chunked``, ``mla``, ``cross``, ``linear``, ``ssm``).
+        layers: How many such layers the device holds.
+        token_bytes: One token in one layer on this device (0 for recurrent kinds).
+        span: The tokens a sliding (window) or chunked (chunk) layer attends to; ``None``: every token.
+        state_bytes: One sequence's recurrent state in one layer on this device (``linear``, ``ssm``).
     """
 
-    full_layers: int
-    sliding_layers: int
-    window: int | None
-    per_layer_token_bytes: int
+    kind: str
+    layers: int
+    token_bytes: int
+    span: int | None = None
+    state_bytes: int = 0
+
+    @property
+    def is_state(self) -> bool:
+        return self.kind in STATE_KINDS
+
+    def blocks(self, tokens: int, block_size: int, *, in_flight: int = 0) -> int:
+        """Blocks one sequence of ``tokens`` tokens takes in one layer of this group, the most a paged
+        engine ever holds for it (vLLM kv_cache_interface ``max_memory_usage_bytes``): every token for
+        full attention; for a sliding layer the window - 1 plus the ``in_flight`` tokens of one
+        scheduler step, plus a block because the window need not start on a block boundary; for a
+        chunked layer the chunk plus the tokens in flight; one page of state for a recurrent layer."""
+        if self.is_state:
+            return 1
+        if self.span is None:
+            return math.ceil(tokens / block_size)
+        if self.kind == "sliding":
+            return math.ceil(min(tokens, self.span - 1 + in_flight) / block_size) + 1
+        return math.ceil(min(tokens, self.span + in_flight) / block_size)
+
+
+@dataclass(frozen=True, kw_only=True)
+class KVLayout:
+    """The cache layers one device holds, one :class:`CacheGroup` per kind (sizes from memory/kv_cache.py)."""
+
+    groups: tuple[CacheGroup, ...]
 
     @property
     def token_bytes(self) -> int:
-        """Bytes one token adds across every cache layer (sliding layers while under their window)."""
-        return self.per_layer_token_bytes * (self.full_layers + self.sliding_layers)
+        """Bytes one token adds across every attention layer of the device (window caps ignored)."""
+        return sum(g.layers * g.token_bytes for g in self.groups)
 
-    def sequence_bytes(self, tokens: int, block_size: int) -> int:
-        """Bytes one sequence of ``tokens`` tokens takes, whole blocks per layer."""
-        blocks = math.ceil(tokens / block_size)
-        sliding_blocks = blocks if not self.window else min(blocks, math.ceil(self.window / block_size) + 1)
-        page = self.per_layer_token_bytes * block_size
-        return page * (self.full_layers * blocks + self.sliding_layers * sliding_blocks)
+    @property
+    def state_bytes(self) -> int:
+        """Bytes of one sequence's recurrent state across the device's recurrent layers."""
+        return sum(g.layers * g.state_bytes for g in self.groups)
+
+    @property
+    def layers(self) -> int:
+        return sum(g.layers for g in self.groups)
+
+    @property
+    def windowed(self) -> bool:
+        return any(g.span is not None for g in self.groups)
+
+    def without_windows(self) -> KVLayout:
+        """The layout of an engine that keeps every token in sliding and chunked layers too."""
+        return KVLayout(groups=tuple(replace(g, kind="full", span=None) if g.span is not None else g
+                                     for g in self.groups))
+
+    def sequence_bytes(self, tokens: int, block_size: int, *, in_flight: int = 0, state_page: int | None = None) -> int:
+        """Bytes one sequence of ``tokens`` tokens takes at most, whole blocks per layer; a recurrent layer
+        takes its state, or ``state_page`` where the engine pads states to a common page (vLLM)."""
+        total = 0
+        for g in self.groups:
+            if g.is_state:
+                total += g.layers * (state_page if state_page is not None else g.state_bytes)
+            else:
+                total += g.layers * g.blocks(tokens, block_size, in_flight=in_flight) * g.token_bytes * block_size
+        return total
+
+    def describe(self) -> str:
+        """``"40 full, 8 sliding (window 4096), 36 linear (2.1 MiB state per sequence)"``."""
+        parts = []
+        for g in self.groups:
+            text = f"{g.layers} {g.kind}"
+            if g.span is not None:
+                text += f" ({'window' if g.kind == 'sliding' else 'chunk'} {g.span})"
+            if g.is_state:
+                text += f" ({g.state_bytes / (1 << 20):.2f} MiB state per sequence)"
+            parts.append(text)
+        return ", ".join(parts) or "no cache layers"
 
 
-def kv_layout(spec: ModelSpec, workload: Workload, *, dtype_bytes: int | None = None) -> KVLayout:
-    """Per-device KV layout: layers split by ``pp``, KV heads by ``tp`` (replicated below one head per rank)."""
+def kv_layout(spec: ModelSpec, workload: Workload, *, dtype_bytes: int | None = None,
+              state_dtype_bytes: int | None = None) -> KVLayout:
+    """Per-device cache layout: layers split by ``pp``, KV heads by ``tp`` (replicated below one head per
+    rank, MLA's latent never split), recurrent states split by ``tp``; bytes from memory/kv_cache.py.
+
+    ``state_dtype_bytes``: the recurrent states' element size where the engine's differs from
+    transformers' (vLLM keeps them in the model dtype).
+    """
     arch = spec.architecture
     if arch is None or not arch.is_decoder:
-        return KVLayout(full_layers=0, sliding_layers=0, window=None, per_layer_token_bytes=0)
+        return KVLayout(groups=())
     p = workload.parallelism
     c = dtype_bytes if dtype_bytes is not None else kv_dtype_bytes(spec, workload)
-    per_layer = kv_bytes_per_token_per_layer(arch, c)
-    if p.tp > 1 and not arch.is_mla:  # heads split; replicated when fewer KV heads than devices
-        per_layer = per_layer * max(1, arch.num_key_value_heads // p.tp) // arch.num_key_value_heads
-    layers = math.ceil(arch.num_layers / p.pp)
-    sliding = math.ceil(arch.sliding_layers / p.pp) if arch.sliding_window else 0
-    return KVLayout(full_layers=layers - sliding, sliding_layers=sliding, window=arch.sliding_window,
-                    per_layer_token_bytes=per_layer)
+    counts: dict[tuple[str, int | None, int, int], int] = {}
+    for layer, count in arch.layer_groups:
+        m = layer.mixer
+        span = m.window if m.kind == "sliding" else m.chunk if m.kind == "chunked" else None
+        key = (m.kind, span, layer_kv_bytes_per_token(m, c, kv_heads_divisor=p.tp),
+               state_bytes_per_sequence(m, c, state_dtype_bytes=state_dtype_bytes) // p.tp)
+        counts[key] = counts.get(key, 0) + count
+    groups = tuple(CacheGroup(kind=kind, layers=math.ceil(n / p.pp), token_bytes=token, span=span, state_bytes=state)
+                   for (kind, span, token, state), n in counts.items())
+    return KVLayout(groups=groups)
+
+
+def longest_sequence(layout: KVLayout, pool_bytes: int, *, block_size: int, max_position: int,
+                     in_flight: int = 0, state_page: int | None = None) -> int:
+    """The longest sequence (tokens, a multiple of ``block_size``, at most ``max_position``) one pool holds."""
+
+    def fits(n: int) -> bool:
+        return layout.sequence_bytes(n, block_size, in_flight=in_flight, state_page=state_page) <= pool_bytes
+
+    return largest_length(fits, max_position, block_size)
+
+
+def largest_length(fits: Callable[[int], bool], max_position: int, block_size: int) -> int:
+    """The largest length in ``[1, max_position]`` for which the monotone ``fits`` holds (0: none),
+    rounded down to whole blocks when over one block."""
+    if not fits(1):
+        return 0
+    if fits(max_position):
+        return max_position
+    low, high = 1, max_position  # fits(low), not fits(high)
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (mid, high) if fits(mid) else (low, mid)
+    return low // block_size * block_size or low
 
 
 def pool_capacity(layout: KVLayout, pool_bytes: int, *, block_size: int, max_model_len: int,
-                  max_position: int) -> tuple[int, int, int, int]:
-    """``(num_blocks, kv_cache_tokens, max_concurrent_sequences, largest_max_model_len)`` of a pool.
-
-    Blocks are sized over every cache layer of the device (vLLM V1 KVCacheConfig: one tensor per
-    layer, ``num_blocks = pool // (page_size * layers)``). With sliding-window layers (vLLM's hybrid
-    allocator) a sequence needs full blocks only in the full-attention layers; its sliding layers
-    stop at the window, so more sequences fit than ``kv_cache_tokens / max_model_len``.
+                  max_position: int, in_flight: int = 0) -> tuple[int, int, int, int]:
+    """``(num_blocks, kv_cache_tokens, max_concurrent_sequences, largest_max_model_len)`` of a pool whose
+    blocks span every cache layer (one page per layer), as SGLang's token pool and vLLM without the
+    hybrid allocator size it. Recurrent states take their own bytes per sequence.
     """
     pool = max(0, pool_bytes)
     page_all_layers = layout.token_bytes * block_size
-    if page_all_layers == 0:
+    per_seq = layout.sequence_bytes(max_model_len, block_size, in_flight=in_flight)
+    if per_seq == 0:
         return 0, 0, 0, 0
-    blocks = pool // page_all_layers
-    tokens = blocks * block_size
-    per_seq = layout.sequence_bytes(max_model_len, block_size)
-    concurrent = min(pool // per_seq, 1 << 31) if per_seq else 0
-    if layout.sliding_layers and layout.full_layers and layout.window:
-        # one long sequence: its sliding layers stop at the window, the full layers take the rest
-        page = layout.per_layer_token_bytes * block_size
-        sliding = page * layout.sliding_layers * (math.ceil(layout.window / block_size) + 1)
-        longest = max(0, pool - sliding) // (page * layout.full_layers) * block_size
-    else:
-        longest = tokens
-    return int(blocks), int(tokens), int(concurrent), int(min(longest, max_position))
+    concurrent = min(pool // per_seq, 1 << 31)
+    if page_all_layers:
+        blocks = pool // page_all_layers
+        tokens = blocks * block_size
+    else:  # only recurrent layers: a sequence's state is its block
+        blocks, tokens = concurrent, concurrent * max_model_len
+    longest = longest_sequence(layout, pool, block_size=block_size, max_position=max_position, in_flight=in_flight)
+    return int(blocks), int(tokens), int(concurrent), int(longest)
 
 
 def capacity_problem(engine: str, pool_bytes: int, weights_bytes: int, total_bytes: float, share: float,

@@ -1,77 +1,106 @@
-"""llama.cpp server: the KV cache it allocates for ``-c`` tokens shared by ``-np`` slots, on the GPU
-for the ``--n-gpu-layers`` it offloads.
+"""llama.cpp server: the buffers llama-server allocates for ``-c`` tokens shared by ``-np`` slots, with
+``--n-gpu-layers`` layers on the GPU (the GGUF memory model of :mod:`hf_gpu_estimator.memory.llamacpp`).
 
-llama-server allocates the whole cache up front (src/llama-kv-cache.cpp): ``n_ctx`` cells per layer,
-K and V in ``--cache-type-k/-v`` (f16 by default), split evenly across the ``-np`` parallel slots
-(each slot gets ``n_ctx / np`` tokens). Layers not offloaded keep their weights and cache in host
-memory. This is the minimal wiring: the compute buffer llama.cpp reserves (``llama_context``
-graph reservation, usually a few hundred MiB) is not modelled.
+llama-server allocates everything up front (src/llama-model.cpp load_tensors, src/llama-kv-cache.cpp,
+src/llama-context.cpp): the offloaded layers' weights, the KV cache of ``-c`` cells (padded to 256)
+in ``-ctk/-ctv`` (f16 by default; sliding-window layers keep ``n_swa x n_seq + n_ubatch`` cells), and
+the compute buffer of one 512-token micro-batch. Each of the ``-np`` slots gets ``-c / -np`` tokens.
+A transformers checkpoint is sized as ``convert_hf_to_gguf.py`` writes it in its own 16-bit type
+(``--quantization int8`` as Q8_0); ``--quantization gguf:<TYPE>`` as ``llama-quantize`` writes it.
 """
 
 from __future__ import annotations
 
-from hf_gpu_estimator.errors import InvalidArgumentError
+from hf_gpu_estimator.errors import ConflictingOptionsError, InvalidArgumentError
 from hf_gpu_estimator.hardware import GPU
 from hf_gpu_estimator.memory import overhead
-from hf_gpu_estimator.planner.engines._capacity import (
-    ServingCapacity,
-    check_context,
-    kv_layout,
-    weights_per_device,
-)
+from hf_gpu_estimator.memory.llamacpp import llamacpp_memory
+from hf_gpu_estimator.memory.weights import plan_weights
+from hf_gpu_estimator.planner.engines._capacity import ServingCapacity, check_context
 from hf_gpu_estimator.spec import ModelSpec
 from hf_gpu_estimator.workload import Workload
 
 GiB = 1 << 30
-#: llama-server's default ``-np`` (one slot).
+#: llama-server's ``-np`` when not given (one slot; builds from late 2025 pick 4 slots over a unified cache).
 LLAMACPP_DEFAULT_PARALLEL = 1
-#: f16 cache elements (``--cache-type-k f16`` default).
-LLAMACPP_KV_BYTES = 2
+#: torch dtypes and quantizations -> the GGUF type a transformers checkpoint is served in.
+_GGUF_OF = {"bfloat16": "gguf:BF16", "float16": "gguf:F16", "float32": "gguf:F32", "int8": "gguf:Q8_0"}
+#: torch KV dtypes -> llama.cpp -ctk/-ctv names.
+_KV_TYPE = {"float16": "f16", "bfloat16": "bf16", "float32": "f32"}
+
+
+def _gguf_quantization(spec: ModelSpec, workload: Workload) -> tuple[str | None, str | None]:
+    """(the ``gguf:`` type to size the model in, or ``None`` for a GGUF file as it is; a note)."""
+    quant = workload.quantization
+    if quant.startswith("gguf:"):
+        return quant, None
+    if getattr(spec, "gguf_tensors", ()) and quant == "none":
+        return None, None
+    if quant == "none":
+        dtype = plan_weights(spec, workload).compute_dtype
+        target = _GGUF_OF.get(dtype, "gguf:F16")
+        return target, f"served as a {target[5:]} GGUF (convert_hf_to_gguf.py of the {dtype} checkpoint)"
+    if quant == "int8":
+        return _GGUF_OF["int8"], "--quantization int8 served as a Q8_0 GGUF"
+    raise ConflictingOptionsError("quantization", quant, "is not a llama.cpp format",
+                                  fix="pass --quantization gguf:Q4_K_M (or another GGUF type), or another --engine")
 
 
 def llamacpp_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *, ctx_size: int | None = None,
                       parallel: int = LLAMACPP_DEFAULT_PARALLEL, n_gpu_layers: int | None = None) -> ServingCapacity:
     """What llama-server ``-c ctx_size -np parallel -ngl n_gpu_layers`` holds on ``gpu``.
 
+    With several GPUs (``tp x pp``) the buffers are split evenly by layers (``--split-mode layer``).
+
     Raises:
         InvalidArgumentError: A bad ``-c``, ``-np`` or ``-ngl``, or a context beyond the model's limit.
+        ConflictingOptionsError: A quantization llama.cpp does not serve (bitsandbytes, GPTQ ...).
     """
     arch = spec.architecture
     if arch is None:
         raise InvalidArgumentError("model", spec.id, "a model with layer shapes for serving capacity")
     if isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1:
         raise InvalidArgumentError("parallel", parallel, "an integer >= 1 (llama-server -np)")
-    layers = arch.num_layers
-    ngl = layers + 1 if n_gpu_layers is None or n_gpu_layers < 0 else n_gpu_layers
-    if isinstance(ngl, bool) or not isinstance(ngl, int):
+    if n_gpu_layers is not None and (isinstance(n_gpu_layers, bool) or not isinstance(n_gpu_layers, int)):
         raise InvalidArgumentError("n_gpu_layers", n_gpu_layers, "an integer (-1 or more than the layers: all)")
+    ngl = None if n_gpu_layers is None or n_gpu_layers < 0 else n_gpu_layers
     max_pos = arch.max_position_embeddings or (workload.seq_len + workload.new_tokens)
     ctx = ctx_size if ctx_size else max_pos
     check_context(spec, ctx)
-    offloaded = min(ngl, layers)
-    share = offloaded / layers
-    weights_all = weights_per_device(spec, workload)
-    weights = int(weights_all * share)  # the output layer goes with -ngl > layers; counted in the share
-    layout = kv_layout(spec, workload, dtype_bytes=LLAMACPP_KV_BYTES)
-    kv_per_token = layout.token_bytes * offloaded // max(1, layers)
-    kv = kv_per_token * ctx
+    if parallel > ctx:
+        raise InvalidArgumentError("parallel", parallel, f"at most -c {ctx} (each slot gets -c / -np tokens)")
+    quant, note = _gguf_quantization(spec, workload)
+    kv_type = workload.kv_cache_dtype or "float16"
+    kv_type = _KV_TYPE.get(kv_type, kv_type)
+    m = llamacpp_memory(spec, n_ctx=ctx, n_parallel=parallel, n_gpu_layers=ngl, kv_type=kv_type, quantization=quant)
+    devices = workload.parallelism.tp * workload.parallelism.pp
+    weights, kv, compute = m.weights_gpu // devices, m.kv_gpu // devices, m.compute_buffer
     total = gpu.usable_memory_bytes
-    free = total - overhead.CUDA_CONTEXT_BYTES - weights
-    per_slot = ctx // parallel
+    context = overhead.CUDA_CONTEXT_BYTES
+    free = total - context - weights - compute
+    per_cell = kv / max(1, m.kv_cells)
+    longest = min(max_pos, int(free // per_cell)) if per_cell else max_pos
     problem = None
-    if weights + kv > total - overhead.CUDA_CONTEXT_BYTES:
-        problem = (f"llama.cpp would not start: {weights / GiB:.1f} GiB of weights and {kv / GiB:.1f} GiB of KV cache "
-                   f"({ctx} tokens) exceed {gpu.name}'s {total / GiB:.1f} GiB; lower -c, offload fewer layers (-ngl) "
-                   "or pick a smaller quantization")
+    if weights + kv + compute > total - context:
+        problem = (f"llama.cpp would not start: {weights / GiB:.1f} GiB of weights, {kv / GiB:.1f} GiB of KV cache "
+                   f"({ctx} tokens) and a {compute / GiB:.2f} GiB compute buffer exceed {gpu.name}'s "
+                   f"{(total - context) / GiB:.1f} GiB; lower -c, offload fewer layers (-ngl) or pick a smaller "
+                   "quantization")
+    assumptions = [
+        (f"llama-server -c {ctx} -np {parallel} -ngl {m.n_gpu_layers}/{m.n_layer + 1} -ctk/-ctv {m.kv_type}: "
+         f"{m.formula}; {ctx // parallel} tokens per slot (memory/llamacpp.py)"),
+        f"{m.weights_host / GiB:.2f} GiB of weights and {m.kv_host / GiB:.2f} GiB of KV cache stay in host memory",
+    ]
+    if devices > 1:
+        assumptions.append(f"split by layers over {devices} GPUs (--split-mode layer), evenly")
+    if note:
+        assumptions.append(note)
     return ServingCapacity(
-        engine="llama.cpp", engine_version=None, gpu=gpu.name, tp=1, pp=1, gpu_memory_utilization=1.0,
-        max_num_batched_tokens=min(2048, ctx), max_num_seqs=parallel, block_size=1, total_memory_bytes=total,
-        weights_bytes=weights, profile_peak_bytes=weights, non_torch_bytes=overhead.CUDA_CONTEXT_BYTES,
-        kv_pool_bytes=int(kv) if problem is None else max(0, int(free)), kv_bytes_per_token=int(kv_per_token),
-        num_blocks=ctx, kv_cache_tokens=ctx, max_model_len=per_slot, max_concurrent_sequences=parallel,
-        largest_max_model_len=min(ctx, max_pos), fits=problem is None, problem=problem,
-        assumptions=(f"llama-server -c {ctx} -np {parallel} -ngl {ngl}: f16 KV for {ctx} tokens on the offloaded "
-                     f"{offloaded}/{layers} layers, {per_slot} tokens per slot (src/llama-kv-cache.cpp)",
-                     "llama.cpp compute buffer not modelled"),
+        engine="llama.cpp", engine_version=None, gpu=gpu.name, tp=workload.parallelism.tp,
+        pp=workload.parallelism.pp, gpu_memory_utilization=1.0, max_num_batched_tokens=min(2048, ctx),
+        max_num_seqs=parallel, block_size=1, total_memory_bytes=total, weights_bytes=int(weights),
+        profile_peak_bytes=int(weights + compute), non_torch_bytes=context, kv_pool_bytes=int(kv),
+        kv_bytes_per_token=int(per_cell), num_blocks=m.kv_cells, kv_cache_tokens=ctx, max_model_len=ctx // parallel,
+        max_concurrent_sequences=parallel if problem is None else 0, largest_max_model_len=max(0, longest),
+        fits=problem is None, problem=problem, assumptions=tuple(assumptions),
     )  # fmt: skip
-

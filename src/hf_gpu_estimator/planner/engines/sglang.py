@@ -15,8 +15,6 @@ amount by device memory and parallel size: ``(total - reserved) / total`` with `
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from hf_gpu_estimator.errors import InvalidArgumentError
 from hf_gpu_estimator.hardware import GPU
 from hf_gpu_estimator.memory import overhead
@@ -76,9 +74,9 @@ def sglang_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *, mem_fracti
     non_torch = overhead.CUDA_CONTEXT_BYTES + (overhead.NCCL_BYTES if p.tp * p.pp > 1 else 0)
     total = gpu.usable_memory_bytes
     pool = int(total * fraction - weights - non_torch)
-    layout = kv_layout(spec, workload)
-    # SGLang's default pool keeps every token in every layer (sliding layers too) unless its SWA pool is on
-    layout = replace(layout, full_layers=layout.full_layers + layout.sliding_layers, sliding_layers=0)
+    # SGLang's default token pool keeps every token in every attention layer (sliding ones too); recurrent
+    # layers take their state per sequence
+    layout = kv_layout(spec, workload).without_windows()
     blocks, kv_tokens, concurrent, longest = pool_capacity(layout, pool, block_size=SGLANG_PAGE_SIZE,
                                                            max_model_len=model_len, max_position=max_pos)
     problem = capacity_problem("SGLang", pool, weights, total, fraction, concurrent, model_len, kv_tokens)
@@ -91,5 +89,6 @@ def sglang_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *, mem_fracti
         max_concurrent_sequences=concurrent, largest_max_model_len=longest, fits=problem is None, problem=problem,
         assumptions=(f"SGLang token pool = {fraction:g} x {total / GiB:.2f} GiB - weights - CUDA context "
                      "(model_runner.py profile_max_num_token; default --mem-fraction-static from server_args.py)",
-                     "sliding-window layers keep every token (SGLang's default pool)"),
+                     f"{layout.describe()} per device; sliding-window layers keep every token (SGLang's default "
+                     "pool; its SWA pool for some architectures is not modelled)"),
     )  # fmt: skip

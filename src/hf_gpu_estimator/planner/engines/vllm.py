@@ -20,10 +20,20 @@ Modelled versions (``--vllm-version``):
 * ``0.7`` (V0 after PR #12126): the memory snapshot is taken after the CUDA context exists, so
   only the non-torch *increase* during the profile run counts (0.16 GiB at tp=1 in that PR's log;
   NCCL buffers on top for tp > 1).
-* ``0.8`` (0.8 to 0.19, the V1 engine): as 0.7 for non-torch memory; scheduler budgets from
-  ``EngineArgs.get_batch_defaults`` (:func:`vllm_batch_defaults`); a sampler pass holding the fp32
-  logits; CUDA graphs are captured after the pool is sized and live in the
-  ``1 - gpu_memory_utilization`` headroom.
+* ``0.8`` (0.8 and 0.9, the V1 engine): as 0.7 for non-torch memory; scheduler budgets from
+  ``EngineArgs.get_batch_defaults`` (:func:`vllm_batch_defaults`); the dummy sampler pass of the
+  profile run is the V0 sampler (vLLM PR #13594: sorted copies of the logits, 39 bytes per logit);
+  a model mixing full and sliding-window layers keeps every token in every layer.
+* ``0.10`` (0.10 to 0.16): as 0.8, with the hybrid KV cache manager: sliding-window and chunked
+  layers keep their window (plus the tokens of one scheduler step and a block), Mamba and
+  linear-attention layers one page of state per sequence, layers grouped by kind
+  (:func:`hybrid_pool`).
+* ``0.17`` (0.17 to 0.19): as 0.10, with the sampler pass of the profile run holding the fp32 logits
+  only (4 bytes per logit): the activation reservation fell ~60 % between 0.15 and 0.17 for
+  Qwen3-14B (41.9 -> 45.3 GiB of KV pool with the same settings, issue 13).
+
+CUDA graphs are captured after the pool is sized and live in the ``1 - gpu_memory_utilization``
+headroom in every modelled version (vLLM profiles CUDA graph memory by default from 0.21).
 
 The published start-up logs each version is checked against are in
 ``tests/data/vllm_startup_logs.json`` with their sources and each row's error in
@@ -32,6 +42,7 @@ The published start-up logs each version is checked against are in
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -41,12 +52,14 @@ from hf_gpu_estimator.memory import overhead
 from hf_gpu_estimator.memory.terms import BYTES
 from hf_gpu_estimator.memory.weights import plan_weights
 from hf_gpu_estimator.planner.engines._capacity import (
+    KVLayout,
     ServingCapacity,
     capacity_problem,
     check_context,
     check_fraction,
     check_tp,
     kv_layout,
+    largest_length,
     pool_capacity,
     weights_per_device,
 )
@@ -72,6 +85,8 @@ class VllmVersion:
         non_torch_multi_gpu_bytes: What communicators (NCCL, custom all-reduce) add per rank with several GPUs.
         sampler_bytes_per_logit: Bytes per logit the dummy sampler pass holds at its peak.
         source: Where the rule and its constants come from.
+        hybrid_allocator: Whether sliding-window, chunked and recurrent layers get their own KV cache
+            groups (:func:`hybrid_pool`); without it a model mixing kinds keeps every token in every layer.
     """
 
     version: str
@@ -81,6 +96,7 @@ class VllmVersion:
     non_torch_multi_gpu_bytes: int
     sampler_bytes_per_logit: int
     source: str
+    hybrid_allocator: bool = False
 
     def non_torch_bytes(self, tp: int, pp: int) -> int:
         """Non-torch memory per rank: the single-GPU figure, plus communicator buffers with more than one GPU."""
@@ -94,9 +110,9 @@ class VllmVersion:
 #: indices (8), softmax over the sorted logits (4) and its cumsum (4), the mask (1), probabilities
 #: (4) and log-probabilities (4).
 V0_SAMPLER_BYTES_PER_LOGIT = 39
-#: V1 sampler peak per logit: the fp32 logits of the dummy sampler pass only (an assumption: the V1
-#: sampler samples top-k/top-p with FlashInfer kernels that keep no sorted copy; no published
-#: activation breakdown of a V1 profile run was found to check it).
+#: V1 sampler peak per logit from 0.17: the fp32 logits of the dummy sampler pass only. Checked on
+#: vLLM 0.19 (Llama-3.1-8B on an H100, bf16/FP8: the pool within the device-total difference, issue 13)
+#: and on the Qwen3-14B pair of issue 13 (+2.5 %, settings assumed; tests/data/vllm_startup_logs.json).
 V1_SAMPLER_BYTES_PER_LOGIT = 4
 
 VLLM_VERSIONS: dict[str, VllmVersion] = {
@@ -113,15 +129,32 @@ VLLM_VERSIONS: dict[str, VllmVersion] = {
         source="vllm/worker/worker.py after https://github.com/vllm-project/vllm/pull/12126 (only the non-torch "
                "increase during profiling counts: 0.16 GiB at tp=1 in that PR's log)"),
     "0.8": VllmVersion(
-        version="0.8", engine="v1",
-        releases=("0.8", "0.9", "0.10", "0.11", "0.12", "0.13", "0.14", "0.15", "0.16", "0.17", "0.18", "0.19"),
+        version="0.8", engine="v1", releases=("0.8", "0.9"),
         non_torch_tp1_bytes=int(0.16 * GiB), non_torch_multi_gpu_bytes=overhead.NCCL_BYTES,
-        sampler_bytes_per_logit=V1_SAMPLER_BYTES_PER_LOGIT,
+        sampler_bytes_per_logit=V0_SAMPLER_BYTES_PER_LOGIT,
         source="vllm/v1/worker/gpu_worker.py determine_available_memory (the V1 engine, default from 0.8); "
-               "non-torch increase 0.16 GiB at tp=1 as in https://github.com/vllm-project/vllm/pull/12126"),
+               "non-torch increase 0.16 GiB at tp=1 as in https://github.com/vllm-project/vllm/pull/12126; the "
+               "V0 sampler in the profile run (https://github.com/vllm-project/vllm/pull/13594); "
+               "models mixing full and sliding-window layers treated as full attention "
+               "(https://github.com/vllm-project/vllm/pull/14097)"),
+    "0.10": VllmVersion(
+        version="0.10", engine="v1", releases=("0.10", "0.11", "0.12", "0.13", "0.14", "0.15", "0.16"),
+        non_torch_tp1_bytes=int(0.16 * GiB), non_torch_multi_gpu_bytes=overhead.NCCL_BYTES,
+        sampler_bytes_per_logit=V0_SAMPLER_BYTES_PER_LOGIT, hybrid_allocator=True,
+        source="vllm/v1/worker/gpu_worker.py determine_available_memory, the sampler pass holding sorted "
+               "copies of the logits (39 B per logit, checked on the v0.15 Qwen3-14B pool of issue 13: -0.2 %); "
+               "hybrid KV cache manager (vllm/v1/core/kv_cache_utils.py, RFC "
+               "https://github.com/vllm-project/vllm/issues/11382)"),
+    "0.17": VllmVersion(
+        version="0.17", engine="v1", releases=("0.17", "0.18", "0.19"),
+        non_torch_tp1_bytes=int(0.16 * GiB), non_torch_multi_gpu_bytes=overhead.NCCL_BYTES,
+        sampler_bytes_per_logit=V1_SAMPLER_BYTES_PER_LOGIT, hybrid_allocator=True,
+        source="vllm/v1/worker/gpu_worker.py determine_available_memory, the sampler pass holding the fp32 logits "
+               "only (the activation reservation fell ~60 % from 0.15 to 0.17 for Qwen3-14B, issue 13); hybrid KV "
+               "cache manager (vllm/v1/core/kv_cache_utils.py); CUDA graph memory not profiled before 0.21"),
 }  # fmt: skip
 #: The newest modelled rule (the default of ``--vllm-version``).
-DEFAULT_VLLM_VERSION = "0.8"
+DEFAULT_VLLM_VERSION = "0.17"
 
 
 def resolve_vllm_version(version: str | None) -> VllmVersion:
@@ -189,6 +222,67 @@ def profile_activation_bytes(arch: Architecture, tokens: int, rows: int, *, act_
     return int(max(forward, sampler))
 
 
+#: vLLM rounds an attention block grown to hold a Mamba state page to a multiple of this many tokens
+#: (vllm/model_executor/models/config.py HybridAttentionMambaModelConfig: kernel block alignment).
+KERNEL_BLOCK_ALIGNMENT = 16
+
+
+@dataclass(frozen=True, kw_only=True)
+class HybridPool:
+    """What vLLM V1's hybrid KV cache manager makes of a pool (vllm/v1/core/kv_cache_utils.py).
+
+    Layers of one kind form KV cache groups of ``group_size`` layers (the fewest layers of any kind,
+    or the most when no kind has 25 % more than another); the pool is cut into ``group_size``
+    tensors of ``num_blocks`` pages, each page shared by one layer of every group. A sequence takes
+    blocks in every group by its kind (:meth:`CacheGroup.blocks`); a Mamba/linear-attention layer one
+    page of state, the attention block grown until its page holds that state.
+    """
+
+    block_size: int
+    page_bytes: int
+    group_size: int
+    num_groups: int
+    num_blocks: int
+    kv_cache_tokens: int
+    max_concurrent_sequences: int
+    largest_max_model_len: int
+
+
+def hybrid_pool(layout: KVLayout, pool_bytes: int, *, block_size: int, max_model_len: int, max_position: int,
+                max_num_batched_tokens: int) -> HybridPool:
+    """vLLM V1's KV cache groups over ``layout`` and what a pool of ``pool_bytes`` holds
+    (``get_kv_cache_config``: ``_get_kv_cache_groups_uniform_page_size``, ``get_max_concurrency_for_kv_cache_config``,
+    ``_report_kv_cache_config``)."""
+    attention = [g for g in layout.groups if not g.is_state and g.layers]
+    states = [g for g in layout.groups if g.is_state and g.layers]
+    if not attention and not states:
+        return HybridPool(block_size=block_size, page_bytes=0, group_size=0, num_groups=0, num_blocks=0,
+                          kv_cache_tokens=0, max_concurrent_sequences=0, largest_max_model_len=0)
+    state_bytes = max((g.state_bytes for g in states), default=0)
+    token_bytes = max((g.token_bytes for g in attention), default=0)
+    if attention:
+        if state_bytes > token_bytes * block_size:
+            block_size = KERNEL_BLOCK_ALIGNMENT * math.ceil(state_bytes / (KERNEL_BLOCK_ALIGNMENT * token_bytes))
+        page = token_bytes * block_size
+    else:  # only recurrent layers: vLLM makes one block hold a whole sequence
+        block_size, page = max_model_len, state_bytes
+    counts = [g.layers for g in attention + states]
+    group_size = max(counts) if max(counts) < 1.25 * min(counts) else min(counts)
+    per_kind = [(g, math.ceil(g.layers / group_size)) for g in attention + states]
+    num_groups = sum(n for _, n in per_kind)
+    num_blocks = max(0, pool_bytes) // (page * group_size) if page else 0
+
+    def blocks_per_sequence(tokens: int) -> int:
+        return sum(n * g.blocks(tokens, block_size, in_flight=max_num_batched_tokens) for g, n in per_kind)
+
+    per_seq = blocks_per_sequence(max_model_len)
+    longest = largest_length(lambda n: blocks_per_sequence(n) <= num_blocks, max_position, block_size)
+    return HybridPool(block_size=block_size, page_bytes=page, group_size=group_size, num_groups=num_groups,
+                      num_blocks=num_blocks, kv_cache_tokens=num_blocks // num_groups * block_size,
+                      max_concurrent_sequences=num_blocks // per_seq if per_seq else 0,
+                      largest_max_model_len=longest)
+
+
 def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
                      gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION,
                      max_model_len: int | None = None, max_num_batched_tokens: int | None = None,
@@ -233,17 +327,32 @@ def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
     non_torch = rule.non_torch_bytes(p.tp, p.pp)
     total = gpu.usable_memory_bytes
     pool = int(total * utilization - weights - activations - non_torch)
-    layout = kv_layout(spec, workload)
-    blocks, kv_tokens, concurrent, longest = pool_capacity(layout, pool, block_size=block_size,
-                                                           max_model_len=model_len, max_position=max_pos)
+    # Mamba and linear-attention states in the model dtype (mamba_ssm_cache_dtype "auto",
+    # vllm/model_executor/layers/mamba/mamba_utils.py MambaStateDtypeCalculator)
+    layout = kv_layout(spec, workload, state_dtype_bytes=act_bytes)
+    if rule.hybrid_allocator:
+        hybrid = hybrid_pool(layout, pool, block_size=block_size, max_model_len=model_len, max_position=max_pos,
+                             max_num_batched_tokens=tokens)
+        block_size, blocks, kv_tokens = hybrid.block_size, hybrid.num_blocks, hybrid.kv_cache_tokens
+        concurrent, longest = hybrid.max_concurrent_sequences, hybrid.largest_max_model_len
+        paging = (f"hybrid KV cache manager: {layout.describe()} per device in {hybrid.num_groups} groups of "
+                  f"{hybrid.group_size} layers, blocks of {block_size} tokens; sliding layers hold the window - 1 "
+                  f"+ {tokens} batched tokens + 1 block, recurrent layers one page per sequence")
+    else:
+        mixed = len({g.kind for g in layout.groups}) > 1
+        used = layout.without_windows() if mixed else layout
+        blocks, kv_tokens, concurrent, longest = pool_capacity(used, pool, block_size=block_size,
+                                                               max_model_len=model_len, max_position=max_pos,
+                                                               in_flight=tokens)
+        paging = (f"KV blocks of {block_size} tokens over every cache layer ({layout.describe()})"
+                  + ("; no hybrid allocator before vLLM 0.10: sliding and chunked layers keep every token"
+                     if mixed and layout.windowed else ""))
     problem = capacity_problem("vLLM", pool, weights, total, utilization, concurrent, model_len, kv_tokens)
     assumptions = (
         f"vLLM {rule.version} rule ({rule.engine.upper()} engine, releases {rule.releases[0]}-{rule.releases[-1]}): "
         f"KV pool = {utilization:g} x {total / GiB:.2f} GiB - weights - profile activations ({tokens} batched "
         f"tokens, {min(seqs, tokens)} sampler rows) - non-torch {non_torch / GiB:.2f} GiB ({rule.source})",
-        f"KV blocks of {block_size} tokens over every cache layer of the device"
-        + (f"; {layout.sliding_layers} sliding-window layers capped at {layout.window} tokens per sequence "
-           "(hybrid allocator)" if layout.sliding_layers else ""),
+        paging,
         "CUDA graphs are captured after the pool is sized (inside the 1 - gpu_memory_utilization headroom)",
     )
     return ServingCapacity(

@@ -1,0 +1,59 @@
+"""``hfge plan``: engine flags, the JSON contract of DESIGN.md, --tp alone, --gpu with --cheapest."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hf_gpu_estimator.cli import main
+
+M = "Qwen/Qwen2.5-0.5B"  # a bundled catalog id: no network
+
+
+def _json(argv: list[str], capsys: pytest.CaptureFixture[str]) -> dict:  # type: ignore[type-arg]
+    assert main(["plan", M, *argv, "--format", "json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("argv, engine", [
+    (["--gpu", "L4"], "vllm"),
+    (["--gpu", "L4", "--vllm-version", "0.7", "--gpu-memory-utilization", "0.8", "--max-num-seqs", "64"], "vllm"),
+    (["--gpu", "L4", "--engine", "sglang", "--mem-fraction-static", "0.8", "--max-model-len", "8192"], "sglang"),
+    (["--gpu", "L4", "--engine", "llama.cpp", "-c", "8192", "-np", "4", "-ngl", "99"], "llama.cpp"),
+    (["--gpu", "L4", "--engine", "transformers", "--max-model-len", "4096"], "transformers"),
+], ids=["vllm", "vllm-0.7", "sglang", "llama.cpp", "transformers"])
+def test_plan_json_serving_contract(argv: list[str], engine: str, capsys: pytest.CaptureFixture[str], offline) -> None:
+    out = _json(argv, capsys)
+    s = out["serving"]
+    for key in ("kv_cache_tokens", "max_concurrent_sequences", "kv_pool_bytes", "weights_bytes"):
+        assert isinstance(s[key], int) and s[key] > 0, key
+    assert s["engine"] == engine and s["problem"] is None and s["would_start"]
+    assert {"gpu", "fits", "max_batch_size", "max_seq_len", "min_gpus", "assumptions"} <= set(out)
+
+
+def test_plan_engine_settings_reach_the_engine(capsys: pytest.CaptureFixture[str], offline) -> None:
+    s = _json(["--gpu", "L4", "--vllm-version", "0.7", "--gpu-memory-utilization", "0.5", "--max-num-seqs", "64"],
+              capsys)["serving"]
+    assert (s["engine_version"], s["gpu_memory_utilization"], s["max_num_seqs"]) == ("0.7", 0.5, 64)
+    s = _json(["--gpu", "L4", "--engine", "llama.cpp", "-c", "8192", "-np", "4"], capsys)["serving"]
+    assert (s["kv_cache_tokens"], s["max_concurrent_sequences"], s["max_model_len"]) == (8192, 4, 2048)
+    s = _json(["--gpu", "L4", "--engine", "sglang", "--mem-fraction-static", "0.5"], capsys)["serving"]
+    assert s["gpu_memory_utilization"] == 0.5
+
+
+def test_tp_alone_implies_its_gpus(capsys: pytest.CaptureFixture[str], offline) -> None:
+    out = _json(["--gpu", "H100-SXM-80GB", "--tp", "2"], capsys)
+    assert (out["workload"]["num_gpus"], out["workload"]["tp"]) == (2, 2)
+    assert out["serving"]["tp"] == 2
+
+
+def test_would_not_start_line(capsys: pytest.CaptureFixture[str], offline) -> None:
+    assert main(["plan", "meta-llama/Llama-3.1-8B-Instruct", "--gpu", "L4"]) == 0
+    out = capsys.readouterr().out
+    assert "starts" in out and "would not start" in out and "lower --max-model-len" in out
+
+
+def test_cheapest_restricted_to_the_given_gpus(capsys: pytest.CaptureFixture[str], offline) -> None:
+    out = _json(["--cheapest", "--gpu", "L4,H100-SXM-80GB"], capsys)
+    assert {o["gpu"] for o in out["options"]} <= {"L4", "H100-SXM-80GB"} and out["options"]
