@@ -37,7 +37,7 @@ def test_coverage_figures(matrix: Any, capsys: pytest.CaptureFixture[str]) -> No
     lines = [
         f"coverage: {s.within}/{s.types} causal-LM types within tolerance ({s.coverage:.1%}, "
         f"required {coverage.MIN_COVERAGE:.0%}); traced {s.traced}, estimated {s.estimated}, "
-        f"exact parameter counts {s.exact_counts}",
+        f"exact parameter counts {s.exact_counts}; outside only by the count {s.count_only}",
         *(f"  {status}: {len(types)}" for status, types in by_status.items()),
     ]
     for r in table:

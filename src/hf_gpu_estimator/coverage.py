@@ -328,9 +328,9 @@ def load_data(path: Path = DATA_PATH) -> dict[str, Any]:
 
 
 #: Share of all causal-LM types that must be within tolerance (exact counts, both workloads).
-#: Issue 11 targets 0.90; the figure rises as families land (measured: 38 of 196 with the generic
-#: family of main at the time the traces were first recorded).
-MIN_COVERAGE = 0.19
+#: Issue 11 targets 0.90; the figure rises as families land (measured with the generic, hybrid
+#: and recurrent families of main when the traces were recorded: 52 of 196).
+MIN_COVERAGE = 0.26
 
 #: Types the analytic side estimates but misses (parameter count or a tolerance), with the reason.
 #: Types it cannot estimate yet, or that exact mode could not trace, are listed with their error
@@ -551,6 +551,7 @@ class Summary:
     estimated: int
     exact_counts: int
     within: int
+    count_only: int = 0  # outside only by the parameter count (memory within tolerance)
 
     @property
     def coverage(self) -> float:
@@ -564,6 +565,8 @@ def summarize(table: list[Row], *, types: int | None = None) -> Summary:
         estimated=sum(1 for r in table if len(r.analytic_bytes) == len(WORKLOADS)),
         exact_counts=sum(1 for r in table if r.exact_count),
         within=sum(1 for r in table if r.within),
+        count_only=sum(1 for r in table if r.status == "outside" and not r.exact_count
+                       and all(abs(e) <= TOLERANCE[w] for w, e in r.errors.items())),
     )
 
 
@@ -602,7 +605,7 @@ def render_markdown(table: list[Row], summary: Summary, versions: Mapping[str, s
         "",
         f"**{summary.within} of {summary.types} types within tolerance ({summary.coverage * 100:.1f}%)**; "
         f"traced: {summary.traced}; estimated analytically: {summary.estimated}; exact parameter counts: "
-        f"{summary.exact_counts}.",
+        f"{summary.exact_counts}; outside only by the parameter count (memory within tolerance): {summary.count_only}.",
     ]
     kinds = by_kind(table)
     if kinds:
