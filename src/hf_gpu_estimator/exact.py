@@ -16,7 +16,13 @@ such piece is named in the returned assumptions:
 Reserved and device totals follow :mod:`hf_gpu_estimator.memory.overhead` (a device calibration,
 when one applies, is layered on by :mod:`hf_gpu_estimator.calibration`, as for analytic mode).
 
-This module imports torch only inside :func:`exact_memory`.
+Exact mode covers every model type the installed transformers implements, whether or not the
+analytic side has a family for it (:func:`inspect_for_exact`): the model class is the type's
+``*ForCausalLM``, else the config's ``architectures[0]`` when transformers defines it for that config,
+else its image-text-to-text wrapper (``*ForConditionalGeneration``); never remote code. Without an
+analytic layer model, the parameter counts come from the model built on the meta device.
+
+This module imports torch only inside its functions.
 """
 
 from __future__ import annotations
