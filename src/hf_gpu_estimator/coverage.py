@@ -30,6 +30,10 @@ WORKLOADS: Mapping[str, Mapping[str, Any]] = {
                  "optimizer": "adamw", "gradient_checkpointing": False, "attn_implementation": "sdpa"},
 }  # fmt: skip
 
+#: The version of what the tracer records (runner, tracer, cut): part of each entry's key, raised when a
+#: change alters a recorded figure, so older entries read as stale and are re-traced.
+TRACER_VERSION = 1
+
 #: Relative error allowed between the analytic ``allocated_peak_bytes`` (without the cuBLAS
 #: workspace, which a trace on fake tensors cannot see) and the traced peak (issue 11).
 TOLERANCE: Mapping[str, float] = {"inference": 0.10, "training": 0.15}
@@ -563,6 +567,9 @@ def stale_entries(data: Mapping[str, Any]) -> dict[str, str]:
         if (entry.get("torch"), entry.get("transformers")) != (torch.__version__, transformers.__version__):
             out[model_type] = (f"traced with torch {entry.get('torch')}, transformers {entry.get('transformers')}; "
                                f"installed: {torch.__version__}, {transformers.__version__}")
+            continue
+        if entry.get("tracer") != TRACER_VERSION:
+            out[model_type] = f"traced by tracer version {entry.get('tracer')}; current: {TRACER_VERSION}"
             continue
         if entry.get("status") == "pending":
             out[model_type] = "trace in progress or interrupted"
