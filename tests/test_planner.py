@@ -151,7 +151,7 @@ def test_plan_contract() -> None:
 def test_plan_without_price_or_flops_notes_it() -> None:
     p = plan(lookup("meta-llama/Llama-3.2-1B"), make_workload(), get_gpu("T4"))
     assert p.speed is None and any("peak_flops.bf16" in n for n in p.notes)
-    p = plan(lookup("meta-llama/Llama-3.2-1B"), make_workload(), get_gpu("MI300X"))
+    p = plan(lookup("meta-llama/Llama-3.2-1B"), make_workload(), get_gpu("MI355X"))
     assert p.hourly_usd is None and any("price_per_hour_usd" in n for n in p.notes)
 
 
@@ -166,7 +166,7 @@ def test_cheapest_serving_ranks_and_skips() -> None:
         assert o.replicas * o.requests_per_s_per_replica >= 5 - 1e-9
         assert o.usd_per_million_output_tokens == pytest.approx(o.hourly_usd / (5 * 256 * 3600) * 1e6)
     reasons = {s.gpu: s.reason for s in result.skipped}
-    assert "no price" in reasons["MI300X"]
+    assert "no price" in reasons["MI355X"]
     assert "peak_flops" in reasons["T4"]
 
 
@@ -179,7 +179,7 @@ def test_cheapest_serving_impossible_tpot() -> None:
 def test_cheapest_serving_no_priced_gpu() -> None:
     with pytest.raises(InfeasiblePlanError, match="price"):
         cheapest_serving(lookup("meta-llama/Llama-3.1-8B"), make_workload(), request_rate_per_s=1, input_tokens=512,
-                         output_tokens=128, gpus=["MI300X", "A40"])
+                         output_tokens=128, gpus=["MI355X", "B300-288GB"])
 
 
 def test_heterogeneous_mix_not_worse_than_single_type_by_much() -> None:
