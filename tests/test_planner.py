@@ -193,6 +193,23 @@ def test_heterogeneous_mix_not_worse_than_single_type_by_much() -> None:
     json.dumps(mix.to_dict())
 
 
+def test_heterogeneous_mix_sizes_buckets_at_their_rate() -> None:
+    # Over the whole priced catalog a low-rate bucket ranked by $/request at full load lands on a
+    # large GPU it leaves idle; sized at its own rate, the mix never costs more than one type.
+    spec = lookup("meta-llama/Llama-3.1-8B")
+    buckets = [RequestBucket(rate_per_s=2, input_tokens=256, output_tokens=128),
+               RequestBucket(rate_per_s=0.5, input_tokens=8000, output_tokens=512)]
+    mix = heterogeneous_serving(spec, make_workload(), buckets, tpot_ms=80)
+    assert mix.single_type is not None and mix.hourly_usd <= mix.single_type.hourly_usd + 1e-9
+    # The hourly cost is the packed replicas' price, bucket by bucket on the chosen types.
+    by_type: dict[tuple[str, int, int], float] = {}
+    for b, o in mix.assignments:
+        by_type[(o.gpu, o.tp, o.pp)] = by_type.get((o.gpu, o.tp, o.pp), 0.0) + b.rate_per_s / o.requests_per_s_per_replica
+    expected = sum(max(1, math.ceil(x - 1e-9)) * tp * pp * get_gpu(g).price_per_hour_usd
+                   for (g, tp, pp), x in by_type.items())
+    assert mix.hourly_usd == pytest.approx(expected)
+
+
 def test_cheapest_training_with_deadline() -> None:
     spec = lookup("meta-llama/Llama-3.2-1B")
     work = make_workload(task="training", batch_size=4, seq_len=2048, gradient_checkpointing=True)
