@@ -149,7 +149,7 @@ def test_plan_contract() -> None:
 
 
 def test_plan_without_price_or_flops_notes_it() -> None:
-    p = plan(lookup("meta-llama/Llama-3.2-1B"), make_workload(), get_gpu("T4"))
+    p = plan(lookup("meta-llama/Llama-3.2-1B"), make_workload(), get_gpu("A10G"))  # no bf16 or fp16 figure
     assert p.speed is None and any("peak_flops.bf16" in n for n in p.notes)
     p = plan(lookup("meta-llama/Llama-3.2-1B"), make_workload(), get_gpu("MI355X"))
     assert p.hourly_usd is None and any("price_per_hour_usd" in n for n in p.notes)
@@ -167,7 +167,41 @@ def test_cheapest_serving_ranks_and_skips() -> None:
         assert o.usd_per_million_output_tokens == pytest.approx(o.hourly_usd / (5 * 256 * 3600) * 1e6)
     reasons = {s.gpu: s.reason for s in result.skipped}
     assert "no price" in reasons["MI355X"]
-    assert "peak_flops" in reasons["T4"]
+    assert "T4" not in reasons  # no bf16: ranked in fp16
+
+
+def test_no_bf16_device_falls_back_to_fp16() -> None:
+    spec = lookup("meta-llama/Llama-3.2-1B")  # stored in bf16
+    p = plan(spec, make_workload(), get_gpu("T4"))
+    assert p.workload.dtype == "float16" and p.speed is not None
+    assert any("T4 has no bf16" in n for n in p.notes)
+    t = plan(spec, make_workload(task="training", method="lora", precision="bf16-mixed"), get_gpu("V100-SXM2-16GB"))
+    assert t.workload.precision.name == "16-mixed" and any("16-mixed" in n for n in t.notes)
+    # A bf16-capable device keeps bf16.
+    assert plan(spec, make_workload(), get_gpu("L4")).workload.dtype is None
+
+
+def test_bf16_preflight_on_t4_does_not_say_fits() -> None:
+    from hf_gpu_estimator.integrations._core import evaluate
+
+    spec = lookup("meta-llama/Llama-3.2-1B")
+    kwargs = {"task": "training", "method": "lora", "precision": "bf16-mixed", "batch_size": 1, "seq_len": 512}
+    r = evaluate(spec, workload_kwargs=kwargs, gpu="T4")
+    assert r.status == "exceeds" and "--precision 16-mixed" in r.message and r.shortfall_bytes == 0
+    assert evaluate(spec, workload_kwargs={**kwargs, "precision": "16-mixed"}, gpu="T4").status == "fits"
+    # Apple: no CUDA context in the preflight total either.
+    mac = evaluate(spec, workload_kwargs=kwargs, gpu="M2-16GB")
+    assert mac.status == "fits" and mac.required_bytes == mac.estimate.memory.reserved_peak_bytes
+
+
+def test_apple_gpu_has_no_cuda_context_and_no_vllm_pool() -> None:
+    spec, gpu = lookup("meta-llama/Llama-3.2-1B"), get_gpu("M2-16GB")
+    p = plan(spec, make_workload(), gpu)
+    mem = estimate_memory(spec, p.workload)
+    assert p.device_total_bytes == mem.reserved_peak_bytes  # Metal: context_bytes 0
+    assert p.serving is None and any("llama.cpp" in n and "vllm does not run" in n for n in p.notes)
+    served = plan(spec, make_workload(), gpu, engine="llama.cpp")
+    assert served.serving is not None and served.serving.non_torch_bytes == 0
 
 
 def test_cheapest_serving_impossible_tpot() -> None:

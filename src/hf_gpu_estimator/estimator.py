@@ -192,9 +192,11 @@ def estimate(model: Any, *, gpu: str | GPU | None = None, revision: str | None =
 
 def _with_device_context(memory: MemoryEstimate, gpu: GPU) -> MemoryEstimate:
     """``memory`` with the device runtime's own context in place of the CUDA default (Apple: none)."""
-    context = gpu.context_bytes or 0
+    from hf_gpu_estimator.memory.overhead import device_total_on, runtime_context_bytes
+
+    context = runtime_context_bytes(gpu)
     note = (f"device total = reserved + {gpu.runtime} runtime context {context >> 20} MiB "
             f"({gpu.name} has no CUDA context; catalog context_bytes)")
     kept = tuple(a for a in memory.assumptions if not a.startswith("device total = reserved"))
-    return replace(memory, device_total_bytes=memory.reserved_peak_bytes + context,
-                               cuda_context_bytes=context, assumptions=(*kept, note))
+    return replace(memory, device_total_bytes=device_total_on(memory, gpu), cuda_context_bytes=context,
+                   assumptions=(*kept, note))

@@ -56,17 +56,18 @@ def llamacpp_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *, ctx_size
     kv_per_token = layout.token_bytes * offloaded // max(1, layers)
     kv = kv_per_token * ctx
     total = gpu.usable_memory_bytes
-    free = total - overhead.CUDA_CONTEXT_BYTES - weights
+    context = overhead.runtime_context_bytes(gpu)
+    free = total - context - weights
     per_slot = ctx // parallel
     problem = None
-    if weights + kv > total - overhead.CUDA_CONTEXT_BYTES:
+    if weights + kv > total - context:
         problem = (f"llama.cpp would not start: {weights / GiB:.1f} GiB of weights and {kv / GiB:.1f} GiB of KV cache "
                    f"({ctx} tokens) exceed {gpu.name}'s {total / GiB:.1f} GiB; lower -c, offload fewer layers (-ngl) "
                    "or pick a smaller quantization")
     return ServingCapacity(
         engine="llama.cpp", engine_version=None, gpu=gpu.name, tp=1, pp=1, gpu_memory_utilization=1.0,
         max_num_batched_tokens=min(2048, ctx), max_num_seqs=parallel, block_size=1, total_memory_bytes=total,
-        weights_bytes=weights, profile_peak_bytes=weights, non_torch_bytes=overhead.CUDA_CONTEXT_BYTES,
+        weights_bytes=weights, profile_peak_bytes=weights, non_torch_bytes=context,
         kv_pool_bytes=int(kv) if problem is None else max(0, int(free)), kv_bytes_per_token=int(kv_per_token),
         num_blocks=ctx, kv_cache_tokens=ctx, max_model_len=per_slot, max_concurrent_sequences=parallel,
         largest_max_model_len=min(ctx, max_pos), fits=problem is None, problem=problem,
