@@ -40,6 +40,9 @@ EPILOG_PLAN = """examples:
   hfge plan meta-llama/Llama-3.1-70B --gpu A100-80GB-SXM --max-model-len 8192 --format json
   hfge plan meta-llama/Llama-3.1-8B --cheapest --request-rate 5 --input-tokens 1024 --output-tokens 256 --tpot-ms 50
   hfge plan Qwen/Qwen2.5-7B --cheapest --task training --method lora --token-budget 2e9 --deadline-hours 24
+  hfge plan meta-llama/Llama-3.1-8B --eval mmlu,gsm8k,hellaswag --gpu H100-SXM-80GB --engine vllm
+  hfge plan mistralai/Mistral-7B-v0.1 --eval open_llm_leaderboard --cheapest
+  hfge plan --fleet examples/fleet.yaml --format markdown
 """
 
 class _Parser(argparse.ArgumentParser):
@@ -87,8 +90,9 @@ def _finite_float(minimum: float, *, inclusive: bool) -> Any:
     return parse
 
 
-def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="Hub id (org/name), local folder, .safetensors file or config.json")
+def _add_model_args(p: argparse.ArgumentParser, *, optional: bool = False) -> None:
+    p.add_argument("model", nargs="?" if optional else None,
+                   help="Hub id (org/name), local folder, .safetensors file or config.json")
     p.add_argument("--revision", help="Hub branch, tag or commit")
     p.add_argument("--token", help="Hub token (default: HF_TOKEN or the saved login)")
 
@@ -164,8 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     pl = sub.add_parser("plan", help="what fits on a GPU, vLLM serving capacity, speed, cost; or the cheapest GPU",
                         epilog=EPILOG_PLAN, formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_model_args(pl)
+    _add_model_args(pl, optional=True)  # --fleet FILE and --eval-list need no MODEL
     _add_workload_args(pl)
+    from hf_gpu_estimator import evals_cli
+
+    evals_cli.add_arguments(pl)
     pl.add_argument("--gpu", help="a GPU from the catalog (hfge gpus); required unless --cheapest")
     pl.add_argument("--gpu-memory-utilization", type=float, default=0.9, help="vLLM's share of device memory (0.9)")
     pl.add_argument("--max-model-len", type=_positive_int, help="vLLM context length (default: the model's maximum)")
@@ -307,10 +314,18 @@ def _run_plan(args: argparse.Namespace) -> int:
     from hf_gpu_estimator.errors import ConflictingOptionsError, InvalidArgumentError
     from hf_gpu_estimator.estimator import workload_from_kwargs
     from hf_gpu_estimator.hardware import get_gpu
+    from hf_gpu_estimator import evals_cli
     from hf_gpu_estimator.sources import inspect_model
 
-    with _reading(args.model):
-        spec = inspect_model(args.model, revision=args.revision, token=args.token)
+    def load_spec() -> Any:
+        with _reading(args.model):
+            return inspect_model(args.model, revision=args.revision, token=args.token)
+
+    if evals_cli.wants(args):
+        return evals_cli.run(args, load_spec)
+    if not args.model:
+        raise ConflictingOptionsError("model", None, "is required", fix="hfge plan MODEL --gpu NAME (or --fleet FILE)")
+    spec = load_spec()
     work = workload_from_kwargs(_workload_kwargs(args))
     if args.cheapest:
         if work.is_training:
