@@ -126,7 +126,7 @@ def eval_sections(plan: Any) -> list[Section]:
                 ("$/hour", f"${plan.hourly_usd:.2f}" if plan.hourly_usd is not None else "no price"), ("cost", cost)]
     notes = ["* token lengths estimated (see data/eval_suites.json tokens_basis)"] if any(
         t.tokens_estimated for t in plan.tasks) else []
-    notes += [f"- {a}" for a in plan.assumptions]
+    notes += list(plan.assumptions)
     return [Section(title=f"{plan.model}: evaluation on {plan.num_gpus} x {plan.gpu} ({plan.engine})",
                     header=("task", "shots", "scoring", "requests", "forwards", "prompt tok", "processed",
                             "generated", "batch", "time"), rows=tuple(rows), row_styles=tuple(styles)),
