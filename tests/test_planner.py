@@ -329,6 +329,19 @@ def test_cli_plan_cheapest_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert "$/hour" in out and "skipped" in out
 
 
+def test_cli_plan_engine_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "meta-llama/Llama-3.1-8B", "--gpu", "L40S", "--engine", "sglang",
+                 "--mem-fraction-static", "0.85", "--max-model-len", "8192", "--format", "json"]) == 0
+    serving = json.loads(capsys.readouterr().out)["serving"]
+    assert serving["engine"] == "sglang" and serving["gpu_memory_utilization"] == 0.85
+    assert main(["plan", "meta-llama/Llama-3.2-1B", "--gpu", "M2-16GB", "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert "serving" not in out and any("llama.cpp" in n for n in out["notes"])
+    with pytest.raises(SystemExit) as info:
+        main(["plan", "meta-llama/Llama-3.1-8B", "--gpu", "L4", "--engine", "tgi"])
+    assert info.value.code == 2 and "vllm, sglang" in capsys.readouterr().err.replace("'", "")
+
+
 def test_cli_plan_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["plan", "meta-llama/Llama-3.1-8B"]) == 2  # neither --gpu nor --cheapest
     assert main(["plan", "meta-llama/Llama-3.1-8B", "--cheapest", "--request-rate", "1", "--input-tokens", "10",

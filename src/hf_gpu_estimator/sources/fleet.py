@@ -23,23 +23,39 @@ def read_fleet_file(source: str | os.PathLike[str]) -> Mapping[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise InvalidArgumentError("fleet", str(path), "a readable YAML or JSON file", hint=e.strerror) from e
-    if path.suffix.lower() in (".yaml", ".yml"):
+    return parse_fleet(text, yaml=path.suffix.lower() in (".yaml", ".yml"), where=str(path))
+
+
+def parse_fleet(text: str, *, yaml: bool | None = None, where: str = "fleet") -> Mapping[str, Any]:
+    """A fleet description from its text: JSON, or YAML when ``yaml`` (``None``: JSON if the text
+    starts with ``{``, else YAML).
+
+    Raises:
+        InvalidArgumentError: Not valid JSON/YAML, or not an object.
+        MissingDependencyError: YAML without PyYAML installed.
+    """
+    if yaml is None:
+        yaml = not text.lstrip().startswith("{")
+    if yaml:
         try:
-            import yaml
+            import yaml as pyyaml
         except ImportError as e:
             from hf_gpu_estimator.errors import MissingDependencyError
 
-            raise MissingDependencyError("pyyaml", "all", "reading a YAML fleet file") from e
-        data = yaml.safe_load(text)
+            raise MissingDependencyError("pyyaml", "yaml", "reading a YAML fleet file") from e
+        try:
+            data = pyyaml.safe_load(text)
+        except pyyaml.YAMLError as e:
+            raise InvalidArgumentError("fleet", where, "valid YAML", hint=str(e).splitlines()[0]) from e
     else:
         import json
 
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
-            raise InvalidArgumentError("fleet", str(path), "valid JSON", hint=str(e)) from e
+            raise InvalidArgumentError("fleet", where, "valid JSON", hint=str(e)) from e
     if not isinstance(data, Mapping):
-        raise InvalidArgumentError("fleet", str(path), "an object with a 'models' list")
+        raise InvalidArgumentError("fleet", where, "an object with a 'models' list")
     return data
 
 
