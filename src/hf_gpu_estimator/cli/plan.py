@@ -36,7 +36,8 @@ def register(subparsers: Any) -> None:
                     help="what fits on a GPU, vLLM serving capacity, speed, cost; or the cheapest GPU")
     add_model_args(p, optional=True)  # --fleet FILE and --eval-list need no MODEL
     add_workload_args(p)
-    p.add_argument("--gpu", help="a GPU from the catalog (hfge gpus); required unless --cheapest")
+    p.add_argument("--gpu", help="a GPU from the catalog (hfge gpus); required unless --cheapest, where a "
+                                 "comma-separated list restricts the search")
     p.add_argument("--engine", choices=ENGINES, default="vllm",
                    help="serving engine whose KV pool is sized (default vllm); with --eval: the engine "
                         "lm-evaluation-harness drives (vllm or transformers)")
@@ -47,9 +48,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--gpu-memory-utilization", type=float, default=0.9, help="vLLM's share of device memory (0.9)")
     p.add_argument("--max-model-len", type=positive_int, help="vLLM context length (default: the model's maximum)")
     p.add_argument("--cheapest", action="store_true", help="rank GPU type x count across the catalog by cost")
-    p.add_argument("--request-rate", type=float, help="requests per second (--cheapest serving)")
-    p.add_argument("--input-tokens", type=positive_int, help="mean prompt tokens per request (--cheapest)")
-    p.add_argument("--output-tokens", type=positive_int, help="mean generated tokens per request (--cheapest)")
+    p.add_argument("--request-rate", type=float, help="requests per second (--cheapest serving; default 1)")
+    p.add_argument("--input-tokens", type=positive_int,
+                   help="mean prompt tokens per request (--cheapest serving; default 1024)")
+    p.add_argument("--output-tokens", type=positive_int,
+                   help="mean generated tokens per request (--cheapest serving; default 256)")
     p.add_argument("--tpot-ms", type=float, help="p50 time-per-output-token target in ms (--cheapest)")
     p.add_argument("--ttft-ms", type=float, help="p50 time-to-first-token target in ms (--cheapest)")
     p.add_argument("--token-budget", type=float, help="training tokens (--cheapest with --task training)")
@@ -81,19 +84,18 @@ def run(args: argparse.Namespace) -> int:
     spec = read_spec(args)
     work = workload_from_kwargs(workload_kwargs(args))
     if args.cheapest:
+        gpus = args.gpu.split(",") if args.gpu else None  # --gpu restricts the search to the given types
         if work.is_training:
             if args.token_budget is None:
                 raise InvalidArgumentError("token_budget", None, "a token count (--token-budget 2e9)")
             result: Any = planner.cheapest_training(spec, work, token_budget=args.token_budget,
-                                                    deadline_hours=args.deadline_hours)
+                                                    deadline_hours=args.deadline_hours, gpus=gpus)
         else:
-            missing = [f for f in ("request_rate", "input_tokens", "output_tokens") if getattr(args, f) is None]
-            if missing:
-                raise InvalidArgumentError(missing[0], None, "a value: --cheapest serving needs --request-rate, "
-                                                             "--input-tokens and --output-tokens")
-            result = planner.cheapest_serving(spec, work, request_rate_per_s=args.request_rate,
-                                              input_tokens=args.input_tokens, output_tokens=args.output_tokens,
-                                              tpot_ms=args.tpot_ms, ttft_ms=args.ttft_ms,
+            # Traffic not given takes the planner's documented defaults (planner.serving.DEFAULT_*).
+            traffic = {"request_rate_per_s": args.request_rate, "input_tokens": args.input_tokens,
+                       "output_tokens": args.output_tokens}
+            result = planner.cheapest_serving(spec, work, **{k: v for k, v in traffic.items() if v is not None},
+                                              tpot_ms=args.tpot_ms, ttft_ms=args.ttft_ms, gpus=gpus,
                                               gpu_memory_utilization=args.gpu_memory_utilization)
         sections = cheapest_sections
     else:
