@@ -14,7 +14,8 @@ Safetensors fixtures hold only the 8-byte length and the header; the server repo
 virtual file size (header + the body the offsets describe) and serves zeros for body bytes,
 so a reader that strays into tensor data is counted. A repo's optional ``_repo.json`` sets
 ``{"gated": true}`` (401 GatedRepo without ``Authorization: Bearer TEST_TOKEN``) and extra
-``{"revisions": {"v1.0": "<sha>"}}``. Every request and the body bytes sent are recorded.
+``{"revisions": {"v1.0": "<sha>"}}``; header-only GGUF files take their full size from its
+``{"sizes": {"<file>.gguf": bytes}}``. Every request and the body bytes sent are recorded.
 
 Fault injection (for network-failure tests): ``hub.inject(Fault(...))`` makes matching
 requests misbehave — delay, drop the connection, answer a status (429 + Retry-After, 5xx,
@@ -160,6 +161,10 @@ def commit_of(repo_id: str) -> str:
 def virtual_size(path: Path) -> int:
     """Size of the full file a header-only fixture stands for (the real size if it has no valid header)."""
     data = path.read_bytes()
+    meta = path.parent / "_repo.json"
+    if path.name.endswith(".gguf") and meta.is_file():
+        # Header-only GGUF fixtures: the repo's _repo.json gives the full file's size ({"sizes": {name: bytes}}).
+        return max(len(data), int(json.loads(meta.read_text()).get("sizes", {}).get(path.name, 0)))
     if not path.name.endswith(".safetensors") or len(data) < 8:
         return len(data)
     (n,) = struct.unpack("<Q", data[:8])

@@ -117,6 +117,10 @@ class MalformedHeaderError(SourceError, ValueError):
         super().__init__(f"{source}: {message}")
 
 
+class MalformedGGUFError(MalformedHeaderError):
+    """A GGUF header is malformed, truncated, hostile (impossible counts or sizes) or of an unknown type."""
+
+
 class UnsupportedArchitectureError(EstimatorError, NotImplementedError):
     """The config's model_type has no dimension model and no headers were available."""
 

@@ -128,7 +128,8 @@ class Workload:
     gradient_accumulation_steps: int = 1
     attn_implementation: AttnImplementation = "sdpa"
     quantization: str = "none"  # none, int8, nf4, fp4, fp8, gptq-4bit, awq-4bit, gguf:Q4_K_M, ...
-    kv_cache_dtype: str | None = None  # None: the compute dtype
+    kv_cache_dtype: str | None = None  # None: the compute dtype; llama.cpp also q8_0, q4_0 ...
+    gpu_layers: int | None = None  # llama.cpp -ngl; None: every layer
     lora_rank: int = 16
     lora_alpha: int = 32
     lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
@@ -158,6 +159,7 @@ class Workload:
             "attn_implementation": self.attn_implementation,
             "quantization": self.quantization,
             "kv_cache_dtype": self.kv_cache_dtype,
+            "gpu_layers": self.gpu_layers,
             "lora_rank": self.lora_rank,
             "lora_alpha": self.lora_alpha,
             "lora_targets": list(self.lora_targets),
@@ -220,6 +222,7 @@ def make_workload(
     attn_implementation: str = "sdpa",
     quantization: str | None = None,
     kv_cache_dtype: str | None = None,
+    gpu_layers: int | None = None,
     lora_rank: int = 16,
     lora_alpha: int | None = None,
     lora_targets: str | tuple[str, ...] | list[str] | None = None,
@@ -256,7 +259,10 @@ def make_workload(
         fp8 = {"fp8": "float8_e4m3fn", "fp8_e4m3": "float8_e4m3fn", "float8_e4m3fn": "float8_e4m3fn",
                "fp8_e5m2": "float8_e5m2", "float8_e5m2": "float8_e5m2"}
         key = str(kv_cache_dtype).removeprefix("torch.").strip().lower()
-        kv_dtype = fp8[key] if key in fp8 else normalize_dtype("kv_cache_dtype", kv_cache_dtype)
+        # llama.cpp's quantized cache types (-ctk/-ctv), for GGUF models.
+        llamacpp = ("q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl")
+        kv_dtype = fp8[key] if key in fp8 else key if key in llamacpp else normalize_dtype("kv_cache_dtype", kv_cache_dtype)
+    gpu_layers_ = None if gpu_layers is None else _positive_int("gpu_layers", gpu_layers, minimum=0)
     rank = _positive_int("lora_rank", lora_rank)
     alpha = _positive_int("lora_alpha", lora_alpha if lora_alpha is not None else 2 * rank)
     if lora_targets is None:
@@ -324,6 +330,7 @@ def make_workload(
         attn_implementation=attn,  # type: ignore[arg-type]
         quantization=quant,
         kv_cache_dtype=kv_dtype,
+        gpu_layers=gpu_layers_,
         lora_rank=rank,
         lora_alpha=alpha,
         lora_targets=targets,

@@ -66,6 +66,13 @@ def estimate_memory(spec: ModelSpec, workload: Workload, *, detail: bool = True)
     ``detail=False`` skips the per-term formulas and assumption texts (same numbers): the
     planner's searches call it thousands of times.
     """
+    from hf_gpu_estimator.memory.llamacpp import is_llamacpp, llamacpp_estimate
+
+    if is_llamacpp(spec, workload.quantization):
+        return llamacpp_estimate(spec, workload, detail=detail)
+    if workload.kv_cache_dtype is not None and workload.kv_cache_dtype not in BYTES:
+        raise ConflictingOptionsError("kv_cache_dtype", workload.kv_cache_dtype, "is a llama.cpp cache type",
+                                      fix="use it with a GGUF model or --quantization gguf:<TYPE>, or pick fp8/float16")
     arch = spec.architecture
     if arch is None:
         return _weights_only(spec, workload)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from hf_gpu_estimator.errors import ConflictingOptionsError
 from hf_gpu_estimator.memory.terms import BYTES
-from hf_gpu_estimator.quantization import GGUF_MIXES, GGUF_TYPES, linear_bits_per_weight
+from hf_gpu_estimator.quantization import linear_bits_per_weight
 from hf_gpu_estimator.spec import ModelSpec
 from hf_gpu_estimator.workload import Workload
 
@@ -162,37 +162,17 @@ def _checkpoint_quantization(spec: ModelSpec) -> str:
 
 
 def _gguf_plan(spec: ModelSpec, workload: Workload, quant: str, weight_dtype: str) -> WeightPlan:
-    """llama.cpp storage: base type for every block matrix and the embedding, the mix's higher type
-    for attn_v/ffn_down in the 'more bits' layers and for the output layer, F32 norms.
+    """llama.cpp storage: each tensor in the type ``llama-quantize`` gives it (quantization.gguf_tensor_types)."""
+    from hf_gpu_estimator.quantization import gguf_scheme_bytes
 
-    Source: llama.cpp src/llama-quant.cpp (llama_tensor_get_type, use_more_bits: the first and last
-    eighth of the layers and every third layer in between).
-    """
     counts = spec.parameters
-    arch = spec.architecture
     kind = quant.split(":", 1)[1]
-    base, more = GGUF_MIXES.get(kind, (kind, kind))
-    base_bits, more_bits = GGUF_TYPES[base].bits_per_weight, GGUF_TYPES[more].bits_per_weight
-    block = sum(counts.by_role.get(role, 0) for role in QUANTIZED_ROLES)
-    hi = 0
-    if arch is not None and base != more:
-        n = arch.num_layers
-        more_layers = sum(1 for i in range(n) if i < n / 8 or i >= 7 * n / 8 or (i - n // 8) % 3 == 2)
-        per_layer = sum(lin.in_features * lin.out_features * lin.count for lin in arch.linears
-                        if lin.name in ("v_proj", "down_proj", "c_proj", "dense_4h_to_h", "fc2", "wo"))
-        hi = min(block, per_layer * more_layers)
-    output = counts.lm_head or (counts.embedding if arch is not None and arch.tie_word_embeddings else 0)
-    embedding = counts.embedding
-    norms = counts.total - block - counts.lm_head - embedding
-    total_bytes = ((block - hi) * base_bits + hi * more_bits + embedding * base_bits
-                   + (counts.lm_head * more_bits) + norms * 32) / 8
-    if arch is not None and arch.tie_word_embeddings:
-        total_bytes += output * (more_bits - base_bits) / 8
+    total_bytes, by_type = gguf_scheme_bytes(spec, kind)
+    mix = ", ".join(f"{name} {nbytes / 2**20:,.0f} MiB" for name, nbytes in sorted(by_type.items(), key=lambda kv: -kv[1]))
     return WeightPlan(
         weight_dtype=weight_dtype, compute_dtype=weight_dtype, quantization=quant, total_params=counts.total,
-        quantized_params=block + embedding + counts.lm_head,
-        quantized_bits=8 * total_bytes / max(1, counts.total), weights_bytes=int(total_bytes),
-        trainable_params=0, trainable_dtype=weight_dtype, adapter_params=0, adapter_bytes=0,
-        formula=f"llama.cpp {kind}: {base} ({base_bits:.4f} bpw), {more} ({more_bits:.4f} bpw) for output and "
-                f"{hi:,} attn_v/ffn_down params, F32 norms",
+        quantized_params=counts.total, quantized_bits=8 * total_bytes / max(1, counts.total),
+        weights_bytes=int(total_bytes), trainable_params=0, trainable_dtype=weight_dtype, adapter_params=0,
+        adapter_bytes=0,
+        formula=f"llama-quantize {kind} per-tensor types (src/llama-quant.cpp llama_tensor_get_type): {mix}",
     )  # fmt: skip

@@ -64,7 +64,15 @@ def inspect_model(source: ModelSource, *, revision: str | None = None, token: st
         if exists:
             if revision is not None:
                 raise errors.InvalidArgumentError("revision", revision, "unset for a local path", hint=str(path))
+            if path.is_file() and path.suffix.lower() == ".gguf":
+                from hf_gpu_estimator.sources.gguf import read_local_gguf
+
+                return read_local_gguf(path)
             return _from_local(path)
+        from hf_gpu_estimator.sources.gguf import is_gguf_reference, read_hub_gguf
+
+        if is_gguf_reference(text):
+            return read_hub_gguf(text, revision=revision, token=token)
         return _from_hub(text, revision=revision, token=token)
     if is_module(source):
         from hf_gpu_estimator.sources.module import spec_from_module

@@ -1,0 +1,240 @@
+"""Memory as llama.cpp allocates it: model buffers per device, the KV cache, the compute buffer.
+
+Pure arithmetic on a ModelSpec. What llama.cpp does (ggml-org/llama.cpp, src/llama-model.cpp
+load_tensors, src/llama-kv-cache.cpp, src/llama-context.cpp):
+
+* ``-ngl N`` offloads the last N of the ``n_layer + 1`` layers, the output layer (output_norm,
+  output.weight) counting as the top one: ``i_gpu_start = max(n_layer + 1 - N, 0)``. The input
+  layer (token_embd) always stays in host memory. A model without output.weight reads the
+  embedding matrix again as its output (TENSOR_DUPLICATED), so that copy sits with the output layer.
+* The KV cache holds ``n_ctx`` cells (padded to 256) for every layer, K and V of
+  ``n_head_kv * head_dim`` values each in ``-ctk``/``-ctv``'s type (f16 by default; q8_0 and q4_0
+  store 34 and 18 bytes per 32 values); a layer's cache lives with the layer. Sliding-window layers
+  keep ``min(n_ctx, n_swa * n_seq + n_ubatch)`` cells. MLA (deepseek2) caches the compressed latent.
+* The compute buffer is reserved for the worst micro-batch (``n_ubatch`` = 512 tokens, all output):
+  the logits ``n_ubatch x n_vocab`` f32 and the normalized hidden state it is computed from, or,
+  without flash attention, the ``n_ubatch x n_kv x n_head`` f32 attention scores, whichever is larger.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from hf_gpu_estimator.errors import ConflictingOptionsError, InvalidArgumentError
+from hf_gpu_estimator.quantization import GGUF_TYPES, GGUFTensor, MixModel, gguf_layout, gguf_tensor_types
+from hf_gpu_estimator.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from hf_gpu_estimator.memory.terms import MemoryEstimate
+    from hf_gpu_estimator.workload import Workload
+
+#: -ctk/-ctv types (common/arg.cpp kv_cache_types) -> ggml type names.
+KV_TYPES = {"f32": "F32", "f16": "F16", "bf16": "BF16", "q8_0": "Q8_0", "q4_0": "Q4_0", "q4_1": "Q4_1",
+            "iq4_nl": "IQ4_NL", "q5_0": "Q5_0", "q5_1": "Q5_1"}  # fmt: skip
+#: llama_context_default_params: n_ubatch 512; the KV cache size is padded to 256 cells.
+N_UBATCH = 512
+KV_PAD = 256
+
+
+@dataclass(frozen=True, kw_only=True)
+class LlamaCppMemory:
+    """llama.cpp's buffers for one model and context, in bytes."""
+
+    weights_gpu: int
+    weights_host: int
+    kv_gpu: int
+    kv_host: int
+    compute_buffer: int  # on the GPU
+    n_gpu_layers: int  # of n_layer + 1
+    n_layer: int
+    kv_cells: int
+    kv_type: str
+    formula: str
+
+    @property
+    def kv(self) -> int:
+        return self.kv_gpu + self.kv_host
+
+    @property
+    def total(self) -> int:
+        """GPU bytes: model buffer + KV buffer + compute buffer."""
+        return self.weights_gpu + self.kv_gpu + self.compute_buffer
+
+
+def gguf_tensors_of(spec: ModelSpec, quantization: str | None) -> tuple[GGUFTensor, ...]:
+    """The spec's GGUF tensors; for a transformers model, the tensors ``llama-quantize`` would write."""
+    own = getattr(spec, "gguf_tensors", ())
+    if own and (quantization is None or quantization == "none"):
+        return tuple(own)
+    if quantization is None or not quantization.startswith("gguf:"):
+        raise InvalidArgumentError("quantization", quantization, "gguf:<TYPE> for a model that is not a GGUF file")
+    if own:
+        layout = [(t.name, t.shape) for t in own]
+    else:
+        layout = gguf_layout(spec)
+    arch = spec.architecture
+    if arch is None:
+        raise ConflictingOptionsError("quantization", quantization, f"needs the layer shapes of {spec.id!r}",
+                                      fix="inspect a model with a config.json")
+    model = MixModel(arch=arch.model_type, n_layer=arch.num_layers, n_head=arch.num_attention_heads,
+                     n_head_kv=arch.num_key_value_heads, n_expert=arch.num_experts,
+                     is_70b=arch.num_layers == 80 and arch.hidden_size == 8192)
+    types = gguf_tensor_types(quantization.split(":", 1)[1], layout, model)
+    return tuple(GGUFTensor(name=n, shape=s, type=t) for (n, s), t in zip(layout, types))
+
+
+def llamacpp_memory(spec: ModelSpec, *, n_ctx: int, n_parallel: int = 1, n_gpu_layers: int | None = None,
+                    kv_type: str = "f16", quantization: str | None = None, flash_attention: bool = True,
+                    n_ubatch: int = N_UBATCH) -> LlamaCppMemory:
+    """llama.cpp's device and host buffers for ``spec`` served with ``-c n_ctx -np n_parallel -ngl N -ctk/-ctv``.
+
+    Args:
+        n_ctx: total context (``-c``), shared by the ``n_parallel`` slots.
+        n_gpu_layers: ``-ngl``; ``None`` offloads everything (``n_layer + 1`` with the output layer).
+        kv_type: f16 (default), q8_0, q4_0 ... for both K and V.
+        quantization: ``gguf:<TYPE>`` to size a transformers model as ``llama-quantize`` would write it.
+        flash_attention: ``-fa`` (llama.cpp's default ``auto`` turns it on where the backend supports it).
+    """
+    arch = spec.architecture
+    if arch is None:
+        raise ConflictingOptionsError("model", spec.id, "has no layer dimensions in its GGUF metadata",
+                                      fix="use a GGUF of a supported architecture")
+    for name, value in (("n_ctx", n_ctx), ("n_parallel", n_parallel), ("n_ubatch", n_ubatch)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InvalidArgumentError(name, value, "an integer >= 1")
+    key = kv_type.strip().lower()
+    if key not in KV_TYPES:
+        raise InvalidArgumentError("kv_cache_dtype", kv_type, ", ".join(KV_TYPES))
+    kv = GGUF_TYPES[KV_TYPES[key]]
+    n_layer = arch.num_layers
+    if n_gpu_layers is None:
+        n_gpu_layers = n_layer + 1
+    if isinstance(n_gpu_layers, bool) or not isinstance(n_gpu_layers, int) or n_gpu_layers < 0:
+        raise InvalidArgumentError("gpu_layers", n_gpu_layers, "an integer >= 0")
+    ngl = min(n_gpu_layers, n_layer + 1)
+    first_gpu = n_layer + 1 - ngl
+
+    def on_gpu(layer: int) -> bool:
+        return layer >= first_gpu
+
+    tensors = gguf_tensors_of(spec, quantization)
+    weights_gpu = weights_host = 0
+    names = {t.name for t in tensors}
+    for t in tensors:
+        if t.name.startswith("token_embd"):
+            layer = -1  # the input layer: always host
+        elif t.layer is not None:
+            layer = t.layer
+        elif t.name.startswith("output") or t.name.startswith("blk."):
+            layer = n_layer
+        else:
+            layer = -1
+        if layer >= 0 and on_gpu(layer):
+            weights_gpu += t.nbytes
+        else:
+            weights_host += t.nbytes
+    if "output.weight" not in names:
+        embd = next((t for t in tensors if t.name == "token_embd.weight"), None)
+        if embd is not None:
+            weights_gpu += embd.nbytes if on_gpu(n_layer) else 0
+            weights_host += embd.nbytes if not on_gpu(n_layer) else 0
+
+    cells = -(-n_ctx // KV_PAD) * KV_PAD
+    tokens = min(n_ubatch, n_ctx)
+    kv_gpu = kv_host = 0
+    sliding = set(i for i, t in enumerate(arch.layer_types) if t == "sliding_attention")
+    for layer in range(n_layer):
+        n = cells
+        if layer in sliding and arch.sliding_window:
+            n = min(cells, -(-(arch.sliding_window * n_parallel + n_ubatch) // KV_PAD) * KV_PAD)
+        if arch.is_mla:
+            k_row = (arch.kv_lora_rank or 0) + (arch.qk_rope_head_dim or 0)
+            v_row = arch.kv_lora_rank or 0
+        else:
+            k_row = arch.num_key_value_heads * arch.head_dim
+            v_row = arch.num_key_value_heads * (arch.v_head_dim or arch.head_dim)
+        if k_row % kv.block_size or v_row % kv.block_size:
+            raise ConflictingOptionsError("kv_cache_dtype", key, f"needs rows divisible by {kv.block_size}",
+                                          fix="use f16 or q8_0")
+        nbytes = n * (kv.row_bytes(k_row) + kv.row_bytes(v_row))
+        if on_gpu(layer):
+            kv_gpu += nbytes
+        else:
+            kv_host += nbytes
+
+    compute = 0
+    if ngl > 0:
+        logits = tokens * (arch.vocab_size + arch.hidden_size) * 4
+        heads = arch.num_attention_heads
+        scores = 0 if flash_attention else tokens * cells * heads * 4
+        compute = max(logits, scores)
+    formula = (f"-ngl {ngl}/{n_layer + 1} (token_embd on host), KV {cells} cells x {n_layer} layers in {key}, "
+               f"compute buffer for a {tokens}-token micro-batch "
+               + ("(logits f32)" if flash_attention else "(max of logits and attention scores f32)"))
+    return LlamaCppMemory(weights_gpu=weights_gpu, weights_host=weights_host, kv_gpu=kv_gpu, kv_host=kv_host,
+                          compute_buffer=compute, n_gpu_layers=ngl, n_layer=n_layer, kv_cells=cells, kv_type=key,
+                          formula=formula)  # fmt: skip
+
+
+def is_llamacpp(spec: ModelSpec, quantization: str) -> bool:
+    """Whether the model runs in llama.cpp: a GGUF file, or ``--quantization gguf:<TYPE>``."""
+    return bool(getattr(spec, "gguf_tensors", ())) or quantization.startswith("gguf:")
+
+
+_TORCH_KV = {"float16": "f16", "bfloat16": "bf16", "float32": "f32"}
+
+
+def llamacpp_estimate(spec: ModelSpec, workload: Workload, *, detail: bool = True) -> MemoryEstimate:
+    """The estimate of an inference workload served by llama.cpp (``estimate`` of a GGUF model).
+
+    ``batch_size`` sequences become ``-np`` parallel slots sharing ``-c = batch x (seq_len + new_tokens)``;
+    ``gpu_layers`` is ``-ngl``; ``kv_cache_dtype`` is ``-ctk``/``-ctv``.
+    """
+    from hf_gpu_estimator.memory import overhead
+    from hf_gpu_estimator.memory.terms import COMPONENTS, MemoryEstimate, Moment, Term
+
+    if workload.is_training:
+        raise ConflictingOptionsError("task", workload.task, f"{spec.id!r} is a GGUF model (llama.cpp, inference only)",
+                                      fix="estimate inference, or train from the transformers checkpoint")
+    if workload.parallelism.num_gpus > 1:
+        raise ConflictingOptionsError("num_gpus", workload.parallelism.num_gpus, "is not modelled for llama.cpp yet",
+                                      fix="estimate one GPU (llama.cpp splits layers across GPUs with -ts)")
+    kv_type = workload.kv_cache_dtype or "float16"
+    kv_type = _TORCH_KV.get(kv_type, kv_type)
+    quant = workload.quantization if workload.quantization.startswith("gguf:") else None
+    n_ctx = workload.batch_size * (workload.seq_len + workload.new_tokens)
+    m = llamacpp_memory(spec, n_ctx=n_ctx, n_parallel=workload.batch_size, n_gpu_layers=workload.gpu_layers,
+                        kv_type=kv_type, quantization=quant)  # fmt: skip
+    components = dict.fromkeys(COMPONENTS, 0)
+    components.update(weights=m.weights_gpu, kv_cache=m.kv_gpu, transient=m.compute_buffer)
+    moment = Moment(phase="llama.cpp buffers", components=components)
+    context = overhead.CUDA_CONTEXT_BYTES
+    terms: tuple[Term, ...] = ()
+    assumptions: tuple[str, ...] = ()
+    if detail:
+        terms = (
+            Term(component="weights", name="model buffer (GPU)", bytes=m.weights_gpu,
+                 formula=f"GGUF tensors of the {m.n_gpu_layers} offloaded layers (of {m.n_layer + 1}); "
+                         f"{m.weights_host:,} B stay in host memory"),
+            Term(component="kv_cache", name="KV buffer (GPU)", bytes=m.kv_gpu,
+                 formula=f"{m.kv_cells} cells x offloaded layers x (K + V) in {m.kv_type}"),
+            Term(component="transient", name="compute buffer", bytes=m.compute_buffer,
+                 formula="n_ubatch 512 x (n_vocab + n_embd) x 4 B (logits), or the f32 attention scores without "
+                         "flash attention", low=int(m.compute_buffer * 0.95), high=int(m.compute_buffer * 1.25)),
+        )  # fmt: skip
+        assumptions = (
+            "served by llama.cpp: 'allocated' is the sum of its CUDA buffers (model, KV, compute), as its log prints "
+            "them; reserved = allocated (ggml allocates its buffers once)",
+            f"llama.cpp -c {n_ctx} -np {workload.batch_size} -ngl {m.n_gpu_layers} -ctk/-ctv {m.kv_type}, "
+            "flash attention on (llama.cpp's default 'auto' on CUDA), n_ubatch 512; token_embd stays in host memory",
+            f"device total = allocated + CUDA context {context >> 20} MiB; cuBLAS/MMQ pool temporaries not counted",
+        )  # fmt: skip
+    allocated = moment.total_bytes
+    return MemoryEstimate(
+        allocated_peak_bytes=allocated, reserved_peak_bytes=allocated, device_total_bytes=allocated + context,
+        allocated_low_bytes=allocated - m.compute_buffer // 20, allocated_high_bytes=allocated + m.compute_buffer // 4,
+        components=components, phase_at_peak=moment.phase, moments=(moment,), terms=terms, num_devices=1,
+        cuda_context_bytes=context, allocator_overhead_bytes=0, host_offload_bytes=m.weights_host + m.kv_host,
+        assumptions=assumptions,
+    )  # fmt: skip
