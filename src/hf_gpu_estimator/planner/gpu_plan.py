@@ -119,6 +119,8 @@ def plan(spec: ModelSpec, workload: Workload, gpu: GPU, *,
             settings.update(gpu_memory_utilization=gpu_memory_utilization, vllm_version=vllm_version)
         if engine in ("vllm", "sglang", "transformers"):
             settings.setdefault("max_model_len", max_model_len)
+        if engine == "llama.cpp":
+            settings.setdefault("n_gpu_layers", run.gpu_layers)  # --gpu-layers is llama.cpp's -ngl
         serving = engine_capacity(spec, run, gpu, engine=engine, **settings)
         assumptions += serving.assumptions
         if serving.problem:
