@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from hf_gpu_estimator.errors import MalformedConfigError, UnsupportedArchitectureError
 from hf_gpu_estimator.architectures import (
     SUPPORTED_MODEL_TYPES,
     architecture_from_config,
     model_class_name,
     parameter_counts,
 )
+from hf_gpu_estimator.errors import MalformedConfigError, UnsupportedArchitectureError
 from hf_gpu_estimator.spec import ROLES
 
 CONFIGS = Path(__file__).parent / "configs"
@@ -112,6 +112,146 @@ SMALL_CASES: list[tuple[str, dict[str, Any]]] = [
     ("cohere-tiny", _tiny("cohere", num_key_value_heads=2)),
     ("cohere-tiny-qk-norm", _tiny("cohere", use_qk_norm=True, num_key_value_heads=2)),
     ("granite-tiny", _tiny("granite", mlp_bias=True, attention_bias=True)),
+    ("smollm3-tiny-sliding", _tiny("smollm3", pad_token_id=None, num_hidden_layers=4, num_key_value_heads=2,
+                                   use_sliding_window=True, sliding_window=32)),
+    ("smollm3-tiny-untied", _tiny("smollm3", pad_token_id=None, tie_word_embeddings=False, mlp_bias=True,
+                                  no_rope_layers=[1, 0, 1])),
+    ("olmo3-tiny", _tiny("olmo3", pad_token_id=None, num_hidden_layers=5, num_key_value_heads=2)),
+    ("ernie4_5-tiny", _tiny("ernie4_5", pad_token_id=None, head_dim=16, use_bias=True)),
+    ("ernie4_5_moe-tiny", _tiny("ernie4_5_moe", pad_token_id=None, num_hidden_layers=4, num_key_value_heads=2,
+                                use_bias=True, moe_num_experts=5, moe_k=2, moe_intermediate_size=24,
+                                moe_layer_end_index=2)),
+    ("ernie4_5_moe-tiny-interval", _tiny("ernie4_5_moe", pad_token_id=None, tie_word_embeddings=False,
+                                         moe_num_experts=4, moe_k=2, moe_intermediate_size=24, moe_layer_interval=2,
+                                         moe_layer_start_index=0, moe_num_shared_experts=0)),
+    ("phimoe-tiny", _tiny("phimoe", pad_token_id=None, num_key_value_heads=2, attention_bias=True, lm_head_bias=True,
+                          num_local_experts=4, sliding_window=32)),
+    ("gpt_oss-tiny", _tiny("gpt_oss", num_key_value_heads=2, head_dim=16, num_local_experts=4, num_experts_per_tok=2)),
+    ("gpt_oss-tiny-nobias-tied", _tiny("gpt_oss", intermediate_size=48, head_dim=8, num_local_experts=3,
+                                       num_experts_per_tok=1, attention_bias=False, tie_word_embeddings=True,
+                                       sliding_window=16, layer_types=["full_attention", "sliding_attention",
+                                                                       "sliding_attention"])),
+    ("llama4_text-tiny", _tiny("llama4_text", num_hidden_layers=4, intermediate_size=48, intermediate_size_mlp=80,
+                               num_key_value_heads=2, head_dim=16, num_local_experts=4, num_experts_per_tok=2,
+                               interleave_moe_layer_step=2, attention_chunk_size=32)),
+    ("llama4_text-tiny-all-moe-tied", _tiny("llama4_text", intermediate_size=48, intermediate_size_mlp=80,
+                                            head_dim=16, num_local_experts=3, tie_word_embeddings=True,
+                                            attention_bias=True, attention_chunk_size=None)),
+    ("llama4-tiny-vision", {"model_type": "llama4",
+                            "text_config": _tiny("llama4_text", num_hidden_layers=4, intermediate_size=48,
+                                                 intermediate_size_mlp=80, num_key_value_heads=2, head_dim=16,
+                                                 num_local_experts=4, num_experts_per_tok=2,
+                                                 interleave_moe_layer_step=2),
+                            "vision_config": {"hidden_size": 32, "intermediate_size": 40, "num_hidden_layers": 2,
+                                              "num_attention_heads": 2, "image_size": 56, "patch_size": 14,
+                                              "vision_output_dim": 48, "projector_input_dim": 24,
+                                              "projector_output_dim": 24}}),
+    ("deepseek_v2-tiny-mlp-bias", _tiny("deepseek_v2", n_routed_experts=6, n_shared_experts=2,
+                                        first_k_dense_replace=1, q_lora_rank=24, kv_lora_rank=16, qk_rope_head_dim=8,
+                                        qk_nope_head_dim=8, v_head_dim=12, mlp_bias=True, **_MOE_TINY)),
+    ("deepseek_v2-tiny-no-q-lora", _tiny("deepseek_v2", num_hidden_layers=2, n_routed_experts=4, q_lora_rank=None,
+                                         kv_lora_rank=16, qk_rope_head_dim=8, qk_nope_head_dim=8, v_head_dim=8,
+                                         attention_bias=True, moe_intermediate_size=24, num_experts_per_tok=1)),
+    ("glm4_moe-tiny", _tiny("glm4_moe", num_key_value_heads=2, n_routed_experts=6, n_shared_experts=2,
+                            first_k_dense_replace=1, attention_bias=True, use_qk_norm=True, head_dim=24, **_MOE_TINY)),
+    ("glm4_moe-tiny-all-moe-tied", _tiny("glm4_moe", num_hidden_layers=2, n_routed_experts=4, first_k_dense_replace=0,
+                                         num_experts_per_tok=1, moe_intermediate_size=24, tie_word_embeddings=True)),
+    ("gpt_bigcode-tiny-mqa", {"model_type": "gpt_bigcode", "n_embd": 64, "n_layer": 2, "n_head": 4, "n_positions": 64,
+                              "vocab_size": 211}),
+    ("gpt_bigcode-tiny-mha-cross-untied", {"model_type": "gpt_bigcode", "n_embd": 64, "n_layer": 2, "n_head": 4,
+                                           "n_inner": 80, "vocab_size": 211, "multi_query": False,
+                                           "add_cross_attention": True, "tie_word_embeddings": False}),
+    ("mistral3-tiny", {"model_type": "mistral3",
+                       "text_config": _tiny("mistral", num_key_value_heads=2, head_dim=16),
+                       "vision_config": {"model_type": "pixtral", "hidden_size": 32, "intermediate_size": 48,
+                                         "num_hidden_layers": 2, "num_attention_heads": 2, "image_size": 56,
+                                         "patch_size": 14, "head_dim": 16}}),
+    ("mistral3-tiny-untied-bias-2-features", {"model_type": "mistral3", "tie_word_embeddings": False,
+                                              "multimodal_projector_bias": True, "vision_feature_layer": [-1, -2],
+                                              "text_config": _tiny("mistral", num_key_value_heads=2),
+                                              "vision_config": {"model_type": "pixtral", "hidden_size": 32,
+                                                                "intermediate_size": 48, "num_hidden_layers": 1,
+                                                                "num_attention_heads": 2, "image_size": 56,
+                                                                "patch_size": 14, "head_dim": 16}}),
+    ("qwen2_5_vl-tiny", {"model_type": "qwen2_5_vl", "text_config": _tiny("qwen2_5_vl_text", num_key_value_heads=2),
+                         "vision_config": {"depth": 2, "hidden_size": 32, "intermediate_size": 40, "num_heads": 2,
+                                           "out_hidden_size": 64, "fullatt_block_indexes": [1]}}),
+    ("qwen2_5_vl-tiny-flat", {**_tiny("qwen2_5_vl", num_key_value_heads=2),
+                              "vision_config": {"depth": 1, "hidden_size": 32, "intermediate_size": 40,
+                                                "num_heads": 2, "out_hidden_size": 64}}),
+    ("qwen3_vl-tiny", {"model_type": "qwen3_vl", "text_config": _tiny("qwen3_vl_text", num_key_value_heads=2,
+                                                                        head_dim=16),
+                       "vision_config": {"depth": 3, "hidden_size": 32, "intermediate_size": 40, "num_heads": 2,
+                                         "out_hidden_size": 64, "deepstack_visual_indexes": [0, 2],
+                                         "num_position_embeddings": 64}}),
+    ("mllama-tiny", {"model_type": "mllama",
+                     "text_config": _tiny("mllama_text_model", num_key_value_heads=2, num_hidden_layers=4,
+                                          cross_attention_layers=[1, 3], pad_token_id=None),
+                     "vision_config": {"hidden_size": 32, "intermediate_size": 40, "num_hidden_layers": 2,
+                                       "num_global_layers": 1, "attention_heads": 2, "image_size": 28,
+                                       "patch_size": 14, "vision_output_dim": 64, "intermediate_layers_indices": [0]}}),
+]  # fmt: skip
+
+#: Families whose transformers modules store routed experts as (num_experts, in_features, out_features).
+EXPERTS_IN_OUT = {"gpt_oss", "llama4"}
+# Recurrent and hybrid families (architectures/recurrent.py and their family modules).
+_SSM_TINY = {"hidden_size": 64, "num_hidden_layers": 2, "vocab_size": 211}
+HYBRID_CASES: list[tuple[str, dict[str, Any]]] = [
+    ("mamba-tiny", {"model_type": "mamba", **_SSM_TINY}),
+    ("mamba-tiny-bias-untied", {"model_type": "mamba", **_SSM_TINY, "use_bias": True, "use_conv_bias": False,
+                                "time_step_rank": 7, "tie_word_embeddings": False}),
+    ("mamba2-tiny", {"model_type": "mamba2", **_SSM_TINY, "num_heads": 8, "head_dim": 16, "n_groups": 2,
+                     "state_size": 16}),
+    ("mamba2-tiny-bias-tied", {"model_type": "mamba2", **_SSM_TINY, "num_heads": 8, "head_dim": 16, "n_groups": 2,
+                               "state_size": 16, "use_bias": True, "use_conv_bias": False,
+                               "tie_word_embeddings": True}),
+    ("qwen3_next-tiny", _tiny("qwen3_next", num_hidden_layers=5, num_key_value_heads=2, head_dim=16,
+                              linear_num_key_heads=2, linear_num_value_heads=4, linear_key_head_dim=8,
+                              linear_value_head_dim=12, num_experts=6, shared_expert_intermediate_size=40,
+                              mlp_only_layers=[1], **_MOE_TINY)),
+    ("qwen3_next-tiny-dense-types", _tiny("qwen3_next", num_hidden_layers=4, num_key_value_heads=2, head_dim=16,
+                                          linear_num_key_heads=2, linear_num_value_heads=2, linear_key_head_dim=8,
+                                          linear_value_head_dim=8, num_experts=0, attention_bias=True,
+                                          tie_word_embeddings=True,
+                                          layer_types=["linear_attention", "full_attention", "full_attention",
+                                                       "linear_attention"])),
+    ("jamba-tiny", _tiny("jamba", num_hidden_layers=5, num_key_value_heads=2, num_experts=4, attn_layer_period=3,
+                         attn_layer_offset=1, mamba_d_state=8, num_experts_per_tok=2)),
+    ("jamba-tiny-dense-tied", _tiny("jamba", num_key_value_heads=2, num_experts=1, mamba_dt_rank=5,
+                                    mamba_proj_bias=True, tie_word_embeddings=True)),
+    ("granitemoehybrid-tiny", _tiny("granitemoehybrid", num_key_value_heads=2, num_local_experts=4,
+                                    shared_intermediate_size=40, layer_types=["mamba", "attention", "mamba"],
+                                    mamba_n_heads=8, mamba_n_groups=2, mamba_d_state=16)),
+    ("granitemoehybrid-tiny-dense", _tiny("granitemoehybrid", num_hidden_layers=2, num_local_experts=0,
+                                          shared_intermediate_size=40, mamba_n_heads=8, mamba_d_state=16,
+                                          layer_types=["full_attention", "linear_attention"], attention_bias=True,
+                                          mamba_proj_bias=True, tie_word_embeddings=True)),
+    ("falcon_h1-tiny", _tiny("falcon_h1", num_hidden_layers=2, num_key_value_heads=2, mamba_d_ssm=96,
+                             mamba_n_heads=6, mamba_n_groups=2, mamba_d_state=16)),
+    ("falcon_h1-tiny-options", _tiny("falcon_h1", num_hidden_layers=2, num_key_value_heads=2, head_dim=8,
+                                     mamba_d_ssm=None, mamba_n_heads=8, mamba_d_state=16, mamba_rms_norm=True,
+                                     projectors_bias=True, mlp_bias=True, attention_bias=True,
+                                     tie_word_embeddings=True)),
+    ("nemotron_h-tiny-pattern", _tiny("nemotron_h", num_key_value_heads=2, head_dim=16,
+                                      hybrid_override_pattern="M-*EM", mamba_num_heads=8, mamba_head_dim=8,
+                                      n_groups=2, ssm_state_size=16, n_routed_experts=4, moe_intermediate_size=24,
+                                      moe_shared_expert_intermediate_size=40)),
+    ("nemotron_h-tiny-latent", _tiny("nemotron_h", num_key_value_heads=4, layers_block_type=["mamba", "attention",
+                                     "moe"], mamba_num_heads=8, mamba_head_dim=8, mamba_n_groups=2,
+                                     ssm_state_size=16, n_routed_experts=4, moe_intermediate_size=24,
+                                     moe_shared_expert_intermediate_size=40, moe_latent_size=32, mlp_bias=True,
+                                     use_bias=True, tie_word_embeddings=True)),
+    ("gemma3n_text-tiny", _tiny("gemma3n_text", num_hidden_layers=7, num_key_value_heads=2, head_dim=16,
+                                vocab_size_per_layer_input=150, hidden_size_per_layer_input=8, laurel_rank=4,
+                                num_kv_shared_layers=2)),
+    ("gemma3n_text-tiny-widths", _tiny("gemma3n_text", intermediate_size=[96, 80, 64], num_key_value_heads=2,
+                                       head_dim=16, vocab_size_per_layer_input=150, hidden_size_per_layer_input=8,
+                                       laurel_rank=4, num_kv_shared_layers=0, altup_num_inputs=3,
+                                       tie_word_embeddings=False, attention_bias=True)),
+    ("lfm2-tiny", _tiny("lfm2", num_key_value_heads=2, full_attn_idxs=[1], block_multiple_of=16)),
+    ("lfm2-tiny-types", _tiny("lfm2", num_hidden_layers=2, num_key_value_heads=2, layer_types=["conv",
+                              "full_attention"], block_auto_adjust_ff_dim=False, conv_bias=True,
+                              tie_word_embeddings=False)),
 ]  # fmt: skip
 
 REAL_CASES = sorted(p.stem for p in CONFIGS.glob("*.json"))
@@ -131,36 +271,47 @@ def _meta_model(config: dict[str, Any]) -> Any:
         return getattr(transformers, model_class_name(config))(cfg)
 
 
-def _role_of(name: str) -> str:
+def _role_of(name: str, moe: bool = False) -> str:
     """Classify a transformers parameter name into ROLES, the way parameter_counts documents it."""
-    if any(k in name for k in ("vision_tower", "multi_modal_projector", "pooler", "seq_relationship")):
+    if any(k in name for k in ("vision_tower", "multi_modal_projector", "pooler", "seq_relationship",
+                               "vision_model", "model.visual.")):
         return "other"
     if any(k in name for k in ("norm", "ln_", "LayerNorm", "layer_norm")):
         return "norm"
-    if "shared_expert_gate" in name or name.endswith("mlp.gate.weight"):
+    if any(k in name for k in ("altup", "laurel", "per_layer_input_gate", "per_layer_projection",
+                               "per_layer_model_projection")):  # gemma3n's extra streams and inputs
+        return "other"
+    if ("shared_expert_gate" in name or name.endswith(("mlp.gate.weight", "router.weight", "mixer.gate.weight"))
+            or ".router." in name or "e_score_correction_bias" in name):
         return "router"
-    if "experts" in name or "shared_expert." in name:
+    if "experts" in name or "shared_expert." in name or "latent_proj" in name or (moe and "shared_mlp" in name):
         return "experts"
+    # Hybrids: nemotron_h's MLP blocks are "mixer"s; Mamba/DeltaNet/short-conv mixers count as attention.
+    if any(k in name for k in ("mixer.up_proj", "mixer.down_proj", "feed_forward", "shared_mlp")):
+        return "mlp"
+    if any(k in name for k in ("mixer.", "mamba.", "conv.")):
+        return "attention"
     if any(k in name for k in ("embed", "wte", "wpe", "shared.weight")):
         return "embedding"
-    if name.startswith(("lm_head", "cls.predictions")):
+    if name.startswith(("lm_head", "cls.predictions", "language_model.lm_head")):
         return "lm_head"
     if any(k in name for k in ("attn", "attention", "Attention")):
         return "attention"
-    if any(k in name for k in ("mlp", "DenseReluDense", "intermediate", "output.dense")):
+    if any(k in name for k in ("mlp", "DenseReluDense", "intermediate", "output.dense", "feed_forward")):
         return "mlp"
     raise AssertionError(f"unclassified parameter {name}")
 
 
 def _meta_roles(model: Any) -> dict[str, int]:
     roles = dict.fromkeys(ROLES, 0)
+    moe = any("experts" in name for name, _ in model.named_parameters())
     for name, p in model.named_parameters():  # de-duplicates tied parameters, as parameters() does
-        roles[_role_of(name)] += p.numel()
+        roles[_role_of(name, moe)] += p.numel()
     return roles
 
 
 def _case_configs() -> list[Any]:
-    return [pytest.param(c, id=i) for i, c in SMALL_CASES] + [
+    return [pytest.param(c, id=i) for i, c in SMALL_CASES + HYBRID_CASES] + [
         pytest.param(_real(n), id=n) for n in REAL_CASES
     ]
 
@@ -198,7 +349,10 @@ def test_architecture_matches_meta_model(config: dict[str, Any]) -> None:
         if linear.count != 1:
             # transformers 5 stores routed experts as (num_experts, out_features, in_features).
             shapes = {tuple(p.shape) for n, p in params.items() if n.endswith("experts." + linear.name)}
-            assert shapes == {(linear.count, linear.out_features, linear.in_features)}, linear
+            if arch.family in EXPERTS_IN_OUT:
+                assert shapes == {(linear.count, linear.in_features, linear.out_features)}, linear
+            else:
+                assert shapes == {(linear.count, linear.out_features, linear.in_features)}, linear
             continue
         # Find one nn.Linear (or GPT-2's Conv1D) with this leaf name and these features.
         found = any(
@@ -252,6 +406,19 @@ PUBLISHED_ROUNDED = [
 ]
 
 
+def test_qwen3_next_80b_header_count() -> None:
+    # Qwen3-Next-80B-A3B: "80B total, 3B activated" (https://huggingface.co/Qwen/Qwen3-Next-80B-A3B-Instruct);
+    # 79,674,391,296 is the sum of the safetensors header shapes of the same architecture (Qwen/Qwen3-Coder-Next)
+    # less the MTP tensors transformers does not build, with 3,874,929,408 used per token.
+    counts = parameter_counts(_real("qwen3-next-80b-a3b"))
+    assert (counts.total, counts.active) == (79_674_391_296, 3_874_929_408)
+    arch = architecture_from_config(_real("qwen3-next-80b-a3b"))
+    assert arch.layer_types[:4] == ("linear_attention",) * 3 + ("full_attention",)
+    assert arch.attention_layers == 12 and arch.mixer_kinds == ("linear", "full")
+    deltanet = arch.layers[0].mixer
+    assert deltanet.state_elements == 32 * 128 * 128 and deltanet.conv_elements == (2 * 16 * 128 + 32 * 128) * 4
+
+
 @pytest.mark.parametrize(("name", "total_b", "active_b"), PUBLISHED_ROUNDED, ids=[n for n, *_ in PUBLISHED_ROUNDED])
 def test_published_moe_counts(name: str, total_b: float, active_b: float) -> None:
     counts = parameter_counts(_real(name))
@@ -303,6 +470,43 @@ def test_moe_and_mla_fields() -> None:
     assert (q3.head_dim, q3.num_experts, q3.moe_intermediate_size, len(q3.moe_layers)) == (128, 128, 768, 48)
 
 
+def test_new_family_layers() -> None:
+    """Per-layer mixers and FFNs of the families with mixed layers."""
+    oss = architecture_from_config(_tiny("gpt_oss", head_dim=16, num_local_experts=4, num_experts_per_tok=2))
+    assert [(x.mixer.kind, x.mixer.window, x.mixer.sinks, x.ffn.kind) for x in oss.layers] == [
+        ("sliding", 128, True, "moe"), ("full", None, True, "moe"), ("sliding", 128, True, "moe")]
+    l4 = architecture_from_config(_tiny("llama4_text", num_hidden_layers=8, head_dim=16, num_local_experts=4,
+                                        interleave_moe_layer_step=2))
+    assert [x.mixer.kind for x in l4.layers] == ["chunked"] * 3 + ["full"] + ["chunked"] * 3 + ["full"]
+    assert {x.mixer.chunk for x in l4.layers if x.mixer.kind == "chunked"} == {8192}
+    assert [x.ffn.kind for x in l4.layers] == ["dense", "moe"] * 4
+    assert l4.layers[1].ffn.shared == l4.moe_intermediate_size
+    smol = architecture_from_config(_tiny("smollm3", num_hidden_layers=8, use_sliding_window=True, sliding_window=64))
+    assert smol.layer_types == ("full_attention",) * 3 + ("sliding_attention",) + ("full_attention",) * 3 + (
+        "sliding_attention",)
+    olmo = architecture_from_config(_tiny("olmo3", num_hidden_layers=8))
+    assert olmo.sliding_layers == 6 and olmo.sliding_window == 4096
+    ernie = architecture_from_config(_tiny("ernie4_5_moe", num_hidden_layers=6, moe_layer_interval=2))
+    assert ernie.moe_layers == (1, 3, 5) and ernie.num_shared_experts == 2
+    v2 = architecture_from_config({"model_type": "deepseek_v2"})
+    assert v2.is_mla and v2.num_experts_per_tok == 0 and any("null" in n for n in v2.notes)
+    assert architecture_from_config({"model_type": "gpt_bigcode"}).num_key_value_heads == 1
+
+
+def test_images() -> None:
+    """Vision parameters and tokens per image of the vision-language wrappers."""
+    gemma3 = architecture_from_config(_real("gemma-3-4b"))
+    assert gemma3.tokens_per_image == 256 and gemma3.vision_parameters == parameter_counts(_real("gemma-3-4b")).by_role[
+        "other"]
+    expected = {"mistral3": 37 * 38, "qwen2_5_vl": 37 * 37, "qwen3_vl": 32 * 32, "mllama": 1, "llama4": 256}
+    for model_type, tokens in expected.items():
+        arch = architecture_from_config({"model_type": model_type})
+        assert arch.tokens_per_image == tokens, model_type
+        assert arch.vision_parameters == parameter_counts({"model_type": model_type}).by_role["other"] > 0
+    mllama = architecture_from_config({"model_type": "mllama"})
+    assert [i for i, x in enumerate(mllama.layers) if x.mixer.kind == "cross"] == [3, 8, 13, 18, 23, 28, 33, 38]
+
+
 def test_family_flags() -> None:
     falcon = architecture_from_config(_real("falcon-7b"))
     assert falcon.num_key_value_heads == 1 and falcon.parallel_attention and falcon.norm == "layernorm"
@@ -333,7 +537,7 @@ def test_model_class_name() -> None:
 
 
 def test_every_supported_type_has_a_small_case() -> None:
-    covered = {c["model_type"] for _, c in SMALL_CASES}
+    covered = {c["model_type"] for _, c in SMALL_CASES + HYBRID_CASES}
     assert covered == set(SUPPORTED_MODEL_TYPES)
 
 
@@ -342,10 +546,26 @@ def test_every_supported_type_has_a_small_case() -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def test_unknown_model_type() -> None:
-    with pytest.raises(UnsupportedArchitectureError, match="'mamba'") as info:
-        parameter_counts({"model_type": "mamba"})
+def test_model_type_transformers_does_not_know() -> None:
+    with pytest.raises(UnsupportedArchitectureError, match="'chatglm'.*--exact needs a transformers") as info:
+        parameter_counts({"model_type": "chatglm", "hidden_size": 64})
     assert "llama" in info.value.supported
+    assert "\n" not in str(info.value)
+
+
+def test_generic_family_reads_standard_fields_and_aliases() -> None:
+    # A model type with no family module: dimensions through transformers' attribute_map aliases.
+    arch = architecture_from_config({"model_type": "gpt_neo", "hidden_size": 64, "num_layers": 2, "num_heads": 4,
+                                     "vocab_size": 100, "attention_types": [[["global", "local"], 1]]})
+    assert (arch.derivation, arch.hidden_size, arch.num_layers, arch.num_attention_heads) == ("generic", 64, 2, 4)
+    assert arch.notes and "generic" in arch.notes[0]
+
+
+def test_generic_family_attention_free_state_space_model() -> None:
+    arch = architecture_from_config({"model_type": "falcon_mamba", "hidden_size": 64, "num_hidden_layers": 2,
+                                     "state_size": 8, "expand": 2, "conv_kernel": 4, "vocab_size": 100})
+    assert arch.mixer_kinds == ("ssm",)
+    assert arch.layers[0].mixer.state_elements == 128 * 8
 
 
 @pytest.mark.parametrize(
@@ -389,3 +609,58 @@ def test_import_is_torch_free() -> None:
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+_STATE_CASES = ["mamba-tiny", "mamba2-tiny", "qwen3_next-tiny", "jamba-tiny", "nemotron_h-tiny-pattern", "lfm2-tiny",
+                "falcon_h1-tiny", "granitemoehybrid-tiny"]
+
+
+@pytest.mark.parametrize("case", _STATE_CASES)
+def test_recurrent_state_shapes_and_dtypes(case: str) -> None:
+    """The conv and recurrent states transformers caches after a bf16 prefill match each Mixer's elements
+    and the dtypes memory/kv_cache.py uses (conv: model dtype; recurrent: fp32)."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from hf_gpu_estimator.memory.kv_cache import state_bytes_per_sequence
+
+    config = dict(HYBRID_CASES)[case] if case in dict(HYBRID_CASES) else dict(SMALL_CASES)[case]
+    kwargs = {k: v for k, v in config.items() if k != "model_type"}
+    torch.manual_seed(0)
+    model = getattr(transformers, model_class_name(config))(transformers.CONFIG_MAPPING[config["model_type"]](**kwargs))
+    model = model.to(torch.bfloat16).eval()
+    with torch.no_grad():
+        cache = model(torch.randint(0, 200, (1, 9)), use_cache=True).past_key_values
+    arch = architecture_from_config(config)
+    checked = 0
+    for i, layer in enumerate(arch.layers):
+        for mixer in layer.mixers:
+            if mixer.kind not in ("ssm", "linear", "conv"):
+                continue
+            held = cache.layers[i]
+            conv = held.conv_states[0]
+            assert conv.dtype == torch.bfloat16 and conv.numel() == mixer.conv_elements
+            recurrent = held.recurrent_states.get(0)
+            n = 0 if recurrent is None else recurrent.numel()
+            assert n == mixer.state_elements
+            if recurrent is not None:
+                assert recurrent.dtype == torch.float32
+            nbytes = conv.numel() * 2 + n * 4
+            assert state_bytes_per_sequence(mixer, 2) == nbytes
+            checked += 1
+    assert checked
+
+
+def test_kv_sharing_and_parallel_mixers_in_the_cache() -> None:
+    """gemma3n's KV-shared layers keep no cache; falcon_h1 layers keep an attention cache and a Mamba2 state."""
+    from hf_gpu_estimator.memory.kv_cache import kv_cache_bytes, state_bytes_per_sequence
+
+    g = architecture_from_config(dict(HYBRID_CASES)["gemma3n_text-tiny"])
+    assert [m.mixer.kv_shared for m in g.layers] == [False] * 5 + [True] * 2
+    kv = 2 * 2 * 16 * 2  # keys + values, 2 KV heads of 16, bf16
+    # 5 producing layers: index 4 is full attention (100 tokens), the others slide over 512 (all 100 kept).
+    assert kv_cache_bytes(g, batch_size=1, tokens=100, dtype_bytes=2) == 5 * 100 * kv
+    h = architecture_from_config(dict(HYBRID_CASES)["falcon_h1-tiny"])
+    layer = h.layers[0]
+    assert layer.mixer.kind == "full" and layer.parallel is not None and layer.parallel.kind == "ssm"
+    per_layer = 10 * layer.mixer.cache_elements_per_token() * 2 + state_bytes_per_sequence(layer.parallel, 2)
+    assert kv_cache_bytes(h, batch_size=1, tokens=10, dtype_bytes=2) == 2 * per_layer

@@ -122,16 +122,17 @@ class MalformedGGUFError(MalformedHeaderError):
 
 
 class UnsupportedArchitectureError(EstimatorError, NotImplementedError):
-    """The config's model_type has no dimension model and no headers were available."""
+    """The config's model_type is one transformers does not implement (so no family and no generic estimate)."""
 
     def __init__(self, model_type: object, supported: Iterable[str], *, hint: str | None = None):
         self.model_type = model_type
         self.supported = sorted(supported)
-        message = (
-            f"model_type {model_type!r} is not supported from config.json alone; supported: "
-            f"{', '.join(self.supported)}"
-        )
-        message += f" ({hint})" if hint else " (point at a repo or folder with safetensors files for exact counts)"
+        if hint:
+            message = f"model_type {model_type!r} is not supported: {hint}"
+        else:
+            message = (f"model_type {model_type!r} is not supported from config.json alone; supported: "
+                       f"{', '.join(self.supported)} (point at a repo or folder with safetensors files for exact "
+                       "counts)")
         super().__init__(message)
 
 
@@ -202,3 +203,18 @@ class InfeasiblePlanError(EstimatorError, ValueError):
     def __init__(self, message: str, *, reasons: Iterable[str] = ()):
         self.reasons = tuple(reasons)
         super().__init__(message)
+
+
+class ConfigHeaderMismatchError(MalformedConfigError):
+    """config.json contradicts the checkpoint's own tensors (a dimension, the layer or expert count)."""
+
+    def __init__(self, source: str, *, field: str, config_value: object, header_value: object, evidence: str):
+        self.config_value = config_value
+        self.header_value = header_value
+        super().__init__(
+            source,
+            f"{source}: config.json says {field}={config_value!r} but the safetensors headers say {header_value!r} "
+            f"({evidence}); the config does not describe these weights: fix config.json or point at the matching "
+            "checkpoint",
+            field=field,
+        )

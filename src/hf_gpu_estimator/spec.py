@@ -104,11 +104,11 @@ class LinearShape:
     group: Literal["", "attn_in", "attn_out", "mlp_in", "mlp_out"] = ""
 
 
-MixerKind = Literal["full", "sliding", "chunked", "mla", "linear", "ssm", "cross"]
+MixerKind = Literal["full", "sliding", "chunked", "mla", "linear", "ssm", "conv", "cross", "none"]
 #: Mixer kinds that keep a cache growing with the sequence (keys/values or a latent per token).
 ATTENTION_KINDS: frozenset[str] = frozenset({"full", "sliding", "chunked", "mla", "cross"})
 #: Mixer kinds that keep a fixed-size recurrent state per sequence instead.
-STATE_KINDS: frozenset[str] = frozenset({"linear", "ssm"})
+STATE_KINDS: frozenset[str] = frozenset({"linear", "ssm", "conv"})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -122,11 +122,17 @@ class Mixer:
     * ``linear``: linear attention (gated DeltaNet, ...): a recurrent state of ``state_elements``
       per sequence plus a convolution state of ``conv_elements``, independent of the length.
     * ``ssm``: a state-space block (Mamba/Mamba2): same two states.
+    * ``conv``: a gated short convolution (LFM2): a convolution state only (``state_elements`` 0).
     * ``cross``: attention over an encoder's (or an image's) tokens.
+    * ``none``: no token mixer (a feed-forward-only block: Nemotron-H's MLP and MoE blocks).
+
+    ``kv_shared``: an attention layer that reads the keys and values of an earlier layer of its kind
+    and keeps no cache of its own (gemma3n's last ``num_kv_shared_layers``).
 
     For attention kinds, ``heads``/``kv_heads``/``head_dim``/``v_head_dim`` are the attention
     shapes; for ``linear``/``ssm`` they describe the projections (heads and head width) and
-    ``inner`` is the width of the mixer's inner stream (e.g. Mamba's ``expand * hidden``).
+    ``inner`` is the width of the mixer's inner stream (e.g. Mamba's ``expand * hidden``) and
+    ``conv_elements`` is ``channels x conv_kernel``.
     """
 
     kind: MixerKind
@@ -141,7 +147,9 @@ class Mixer:
     rope_dim: int = 0
     state_elements: int = 0
     conv_elements: int = 0
+    conv_kernel: int = 0
     inner: int = 0
+    kv_shared: bool = False
 
     @property
     def value_dim(self) -> int:
@@ -155,7 +163,7 @@ class Mixer:
         """Elements one token adds to this layer's cache (0 for recurrent kinds)."""
         if self.kind == "mla":
             return self.kv_lora_rank + self.rope_dim
-        if self.kind in STATE_KINDS:
+        if not self.has_cache or self.kv_shared:
             return 0
         return self.kv_heads * (self.head_dim + self.value_dim)
 
@@ -163,7 +171,7 @@ class Mixer:
         """Tokens this layer's cache holds after ``tokens`` tokens (transformers' caches: a sliding
         layer keeps ``window - 1``, DynamicSlidingWindowLayer; a chunked layer keeps its window the
         same way, cache_utils.ChunkedSlidingLayer)."""
-        if self.kind in STATE_KINDS:
+        if not self.has_cache or self.kv_shared:
             return 0
         if self.kind == "sliding" and self.window:
             return min(tokens, self.window - 1)
@@ -188,10 +196,20 @@ class FFN:
 
 @dataclass(frozen=True, kw_only=True)
 class Layer:
-    """One decoder layer: a mixer and a feed-forward part."""
+    """One decoder layer: a mixer and a feed-forward part.
+
+    ``parallel`` is a second mixer reading the same normalized input, its output summed with the
+    mixer's (falcon_h1: attention as ``mixer``, Mamba2 as ``parallel``; transformers caches both in one
+    ``LinearAttentionAndFullAttentionLayer``, cache_utils.py).
+    """
 
     mixer: Mixer
     ffn: FFN
+    parallel: Mixer | None = None
+
+    @property
+    def mixers(self) -> tuple[Mixer, ...]:
+        return (self.mixer,) if self.parallel is None else (self.mixer, self.parallel)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -257,6 +275,8 @@ class Architecture:
     attention_dropout: float = 0.0
     # Eager attention runs softmax in the scores' dtype rather than fp32 (gpt2, bert, t5, falcon).
     native_softmax: bool = False
+    # PreTrainedModel._supports_sdpa: when False transformers runs eager attention for "sdpa".
+    supports_sdpa: bool = True
     # What the counts include or leave out, in words (e.g. a multimodal wrapper's vision tower).
     notes: tuple[str, ...] = ()
     #: One (mixer, ffn) per layer as the family describes it; empty for uniform models, whose
@@ -274,9 +294,18 @@ class Architecture:
         if self.per_layer and len(self.per_layer) != self.num_layers:
             raise ValueError(f"{len(self.per_layer)} layers given for num_layers={self.num_layers}")
         object.__setattr__(self, "layers", self.per_layer or _derived_layers(self))
-        groups: dict[Layer, int] = {}
+        # Count by identity first (families reuse one Layer object per kind: cheap for 100k layers),
+        # then merge equal layers built separately.
+        by_id: dict[int, list] = {}
         for layer in self.layers:
-            groups[layer] = groups.get(layer, 0) + 1
+            entry = by_id.get(id(layer))
+            if entry is None:
+                by_id[id(layer)] = [layer, 1]
+            else:
+                entry[1] += 1
+        groups: dict[Layer, int] = {}
+        for layer, count in by_id.values():
+            groups[layer] = groups.get(layer, 0) + count
         object.__setattr__(self, "_groups", tuple(groups.items()))
 
     @property
@@ -321,17 +350,24 @@ def _derived_layers(arch: Architecture) -> tuple[Layer, ...]:
                 kind="sliding", heads=arch.num_attention_heads, kv_heads=arch.num_key_value_heads,
                 head_dim=arch.head_dim, v_head_dim=arch.v_head_dim or 0, window=arch.sliding_window)
     dense = FFN(kind="dense", intermediate=arch.intermediate_size, gated=arch.gated_mlp)
-    moe = FFN(kind="moe", intermediate=arch.moe_intermediate_size or arch.intermediate_size, gated=arch.gated_mlp,
-              experts=arch.num_experts, top_k=arch.num_experts_per_tok,
-              shared=arch.shared_expert_intermediate_size) if arch.num_experts else dense
+    moe_inter = arch.moe_intermediate_size or arch.intermediate_size
+    moe = FFN(kind="moe", intermediate=moe_inter, gated=arch.gated_mlp, experts=arch.num_experts,
+              top_k=arch.num_experts_per_tok,
+              shared=arch.shared_expert_intermediate_size or moe_inter * arch.num_shared_experts,
+              ) if arch.num_experts else dense
     moe_set = set(arch.moe_layers) if arch.moe_layers else (
         set(range(arch.num_dense_layers, arch.num_layers)) if arch.num_experts else set())
     types = arch.layer_types or ()
+    made: dict[tuple[int, int], Layer] = {}  # one Layer object per (mixer, ffn): cheap to group
     layers = []
     for i in range(arch.num_layers):
         kind = types[i] if i < len(types) else None
         mixer = attention.get(kind, attention[None])
-        layers.append(Layer(mixer=mixer, ffn=moe if i in moe_set else dense))
+        ffn = moe if i in moe_set else dense
+        layer = made.get((id(mixer), id(ffn)))
+        if layer is None:
+            layer = made[(id(mixer), id(ffn))] = Layer(mixer=mixer, ffn=ffn)
+        layers.append(layer)
     return tuple(layers)
 
 

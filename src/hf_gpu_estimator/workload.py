@@ -130,6 +130,7 @@ class Workload:
     quantization: str = "none"  # none, int8, nf4, fp4, fp8, gptq-4bit, awq-4bit, gguf:Q4_K_M, ...
     kv_cache_dtype: str | None = None  # None: the compute dtype; llama.cpp also q8_0, q4_0 ...
     gpu_layers: int | None = None  # llama.cpp -ngl; None: every layer
+    images: int = 0  # images per sequence (vision-language models): their tokens join the sequence
     lora_rank: int = 16
     lora_alpha: int = 32
     lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
@@ -160,6 +161,7 @@ class Workload:
             "quantization": self.quantization,
             "kv_cache_dtype": self.kv_cache_dtype,
             "gpu_layers": self.gpu_layers,
+            "images": self.images,
             "lora_rank": self.lora_rank,
             "lora_alpha": self.lora_alpha,
             "lora_targets": list(self.lora_targets),
@@ -223,6 +225,7 @@ def make_workload(
     quantization: str | None = None,
     kv_cache_dtype: str | None = None,
     gpu_layers: int | None = None,
+    images: int = 0,
     lora_rank: int = 16,
     lora_alpha: int | None = None,
     lora_targets: str | tuple[str, ...] | list[str] | None = None,
@@ -263,6 +266,7 @@ def make_workload(
         llamacpp = ("q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl")
         kv_dtype = fp8[key] if key in fp8 else key if key in llamacpp else normalize_dtype("kv_cache_dtype", kv_cache_dtype)
     gpu_layers_ = None if gpu_layers is None else _positive_int("gpu_layers", gpu_layers, minimum=0)
+    images_ = _positive_int("images", images, minimum=0)
     rank = _positive_int("lora_rank", lora_rank)
     alpha = _positive_int("lora_alpha", lora_alpha if lora_alpha is not None else 2 * rank)
     if lora_targets is None:
@@ -331,6 +335,7 @@ def make_workload(
         quantization=quant,
         kv_cache_dtype=kv_dtype,
         gpu_layers=gpu_layers_,
+        images=images_,
         lora_rank=rank,
         lora_alpha=alpha,
         lora_targets=targets,

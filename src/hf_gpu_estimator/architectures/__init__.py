@@ -35,6 +35,12 @@ from typing import Any
 from hf_gpu_estimator.architectures._fields import MISSING, Fields, Head
 from hf_gpu_estimator.architectures._registry import Family
 from hf_gpu_estimator.architectures.families import FAMILIES
+from hf_gpu_estimator.architectures.generic import (
+    analyze_generic,
+    generic_supports_sdpa,
+    known_model_types,
+    transformers_version,
+)
 from hf_gpu_estimator.errors import MalformedConfigError, UnsupportedArchitectureError
 from hf_gpu_estimator.spec import Architecture, ParameterCounts
 
@@ -50,6 +56,9 @@ __all__ = [
 
 #: model_type values whose counts a family module derives exactly from config.json alone.
 SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(sorted(FAMILIES))
+
+#: Every other model type transformers implements: standard fields, exact counts from headers.
+GENERIC = Family(analyze=analyze_generic, default_class="AutoModelForCausalLM", classes={}, module=__name__ + ".generic")
 
 
 @dataclass(frozen=True)
@@ -87,12 +96,23 @@ def _family(config: Mapping[str, Any]) -> tuple[Fields, str, Family]:
         )
     family = FAMILIES.get(model_type)
     if family is None:
-        raise UnsupportedArchitectureError(model_type, SUPPORTED_MODEL_TYPES)
+        if model_type not in known_model_types():
+            raise UnsupportedArchitectureError(
+                model_type, SUPPORTED_MODEL_TYPES,
+                hint=f"transformers {transformers_version()} does not implement {model_type!r} (remote code is never "
+                     "run): the estimate covers every model type it implements; --exact needs a transformers that "
+                     "knows this one")
+        family = GENERIC
     return Fields(config, source=source), model_type, family
 
 
 def _class_and_head(f: Fields, family: Family) -> tuple[str, Head]:
     architectures = f.raw("architectures")
+    if family is GENERIC:
+        head: Head = "conditional" if isinstance(f.raw("text_config"), Mapping) else "causal_lm"
+        if isinstance(architectures, (list, tuple)) and architectures and isinstance(architectures[0], str):
+            return architectures[0], head
+        return family.default_class, head
     if architectures is not MISSING and architectures is not None:
         if not isinstance(architectures, (list, tuple)) or not all(isinstance(a, str) for a in architectures):
             raise f.error("architectures", architectures, "a list of class names")
@@ -113,13 +133,15 @@ def analyze(config: Mapping[str, Any]) -> Analysis:
     arch, tally = family.analyze(f, model_type, head)
     notes = arch.notes
     architectures = f.raw("architectures")
-    if isinstance(architectures, (list, tuple)) and architectures and architectures[0] != class_name:
+    if isinstance(architectures, (list, tuple)) and architectures and architectures[0] != class_name \
+            and family is not GENERIC:
         notes = (
             *notes,
             f"architectures[0]={architectures[0]!r} has no counting rule here; counted {class_name} "
             "(its task head, if any, is not included)",
         )
-    arch = dataclasses.replace(arch, notes=notes, native_softmax=family.native_softmax,
+    sdpa = family.supports_sdpa if family is not GENERIC else generic_supports_sdpa(model_type)
+    arch = dataclasses.replace(arch, notes=notes, native_softmax=family.native_softmax, supports_sdpa=sdpa,
                                **_dropouts(config, family))
     return Analysis(architecture=arch, counts=tally.counts(), class_name=class_name)
 

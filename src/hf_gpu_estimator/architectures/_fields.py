@@ -17,6 +17,7 @@ MAX_INT = 1 << 40
 MAX_LAYERS = 100_000
 FULL = "full_attention"
 SLIDING = "sliding_attention"
+CHUNKED = "chunked_attention"  # llama4 (configuration_llama4.py)
 
 
 # --------------------------------------------------------------------------------------------
@@ -114,17 +115,17 @@ class Fields:
             raise self.error(name, value, "a list of integers")
         return tuple(value)
 
-    def layer_types(self, num_layers: int) -> tuple[str, ...] | None:
+    def layer_types(self, num_layers: int, allowed: tuple[str, ...] = (FULL, SLIDING)) -> tuple[str, ...] | None:
         value = self.raw("layer_types")
         if value is MISSING or value is None:
             return None
         if (
             not isinstance(value, (list, tuple))
             or len(value) != num_layers
-            or any(v not in (FULL, SLIDING) for v in value)
+            or any(v not in allowed for v in value)
         ):
             raise self.error(
-                "layer_types", value, f"a list of {num_layers} entries, each {FULL!r} or {SLIDING!r}"
+                "layer_types", value, f"a list of {num_layers} entries, each one of {', '.join(map(repr, allowed))}"
             )
         return tuple(value)
 

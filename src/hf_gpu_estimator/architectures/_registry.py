@@ -25,6 +25,7 @@ class Family:
         dropouts: the config fields (and defaults) of the embedding, residual and attention-probability
             dropouts; an empty name means the model has no such dropout.
         native_softmax: eager attention runs softmax in the scores' dtype (no ``dtype=torch.float32``).
+        supports_sdpa: the model class's ``_supports_sdpa`` (False: transformers runs eager for "sdpa").
         module: where the facts live, for the coverage table.
     """
 
@@ -33,4 +34,5 @@ class Family:
     classes: Mapping[str, Head]
     dropouts: tuple[DropoutField, DropoutField, DropoutField] = (("", 0.0), ("", 0.0), ("attention_dropout", 0.0))
     native_softmax: bool = False
+    supports_sdpa: bool = True
     module: str = ""

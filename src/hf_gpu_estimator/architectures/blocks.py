@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from hf_gpu_estimator.architectures._fields import Fields, lin
-from hf_gpu_estimator.spec import LinearShape
+from hf_gpu_estimator.architectures._fields import CHUNKED, SLIDING, Fields, lin
+from hf_gpu_estimator.spec import FFN, Layer, LinearShape, Mixer
 
 
 def attention_linears(
@@ -55,3 +55,27 @@ def siglip_vision(v: Fields) -> int:
     return n
 
 
+
+
+def attention_layers(
+    layer_types: tuple[str, ...],
+    ffns: tuple[FFN, ...],
+    *,
+    heads: int,
+    kv_heads: int,
+    head_dim: int,
+    window: int | None = None,
+    chunk: int | None = None,
+    sinks: bool = False,
+) -> tuple[Layer, ...]:
+    """One Layer per entry of ``layer_types`` (full/sliding/chunked attention) with its FFN.
+
+    A sliding or chunked layer without a window or chunk size attends to everything: ``full``.
+    """
+    shape = {"heads": heads, "kv_heads": kv_heads, "head_dim": head_dim, "sinks": sinks}
+    full = Mixer(kind="full", **shape)
+    mixers = {
+        SLIDING: Mixer(kind="sliding", window=window, **shape) if window else full,
+        CHUNKED: Mixer(kind="chunked", chunk=chunk, **shape) if chunk else full,
+    }
+    return tuple(Layer(mixer=mixers.get(kind, full), ffn=ffn) for kind, ffn in zip(layer_types, ffns, strict=True))

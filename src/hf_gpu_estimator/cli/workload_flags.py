@@ -49,6 +49,8 @@ WORKLOAD_FLAGS: tuple[Flag, ...] = (
     Flag("--quantization", {"help": "none, int8, nf4, fp4, fp8, gptq-4bit, awq-4bit, gguf:Q4_K_M ..."}),
     Flag("--kv-cache-dtype", {"help": "KV cache dtype (default: the compute dtype); GGUF: f16, q8_0, q4_0 ..."}),
     Flag("--gpu-layers", {"type": non_negative_int, "help": "GGUF/llama.cpp: layers offloaded to the GPU (-ngl; default all)"}),
+    Flag("--images", {"type": non_negative_int, "default": 0,
+                      "help": "images per sequence (vision-language models: each adds the model's tokens per image)"}),
     Flag("--lora-rank", {"type": positive_int, "default": 16}),
     Flag("--lora-alpha", {"type": positive_int}),
     Flag("--lora-targets", {"help": "comma-separated module names, or all-linear (default q_proj,v_proj)"}),

@@ -22,10 +22,11 @@ loss/loss_utils.py) under PyTorch autograd and autocast:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from hf_gpu_estimator.memory.terms import BYTES
-from hf_gpu_estimator.spec import Architecture, LinearShape
+from hf_gpu_estimator.spec import ATTENTION_KINDS, FFN, STATE_KINDS, Architecture, Layer, LinearShape, Mixer
 from hf_gpu_estimator.workload import Workload
 
 #: Log-sum-exp kept by flash / memory-efficient attention for backward: fp32 per head per query.
@@ -95,8 +96,8 @@ def dims(arch: Architecture) -> Dims:
 def effective_attention(arch: Architecture, workload: Workload, compute_dtype: str | None = None) -> str:
     """The attention implementation transformers really runs, as far as memory goes.
 
-    * Models with attention-logit softcapping (gemma2) do not support SDPA (``_supports_sdpa =
-      False``): transformers falls back to eager.
+    * Models whose class says ``_supports_sdpa = False`` (gemma2's softcapping, gpt-oss's sinks)
+      run eager: transformers falls back to it.
     * SDPA in fp32 with grouped-query attention: transformers passes ``enable_gqa=True`` (no mask,
       head_dim <= 256; integrations/sdpa_attention.py use_gqa_in_sdpa), flash refuses fp32 and the
       memory-efficient kernel refuses GQA (sdp_utils.cpp), so PyTorch runs the math backend, which
@@ -105,7 +106,7 @@ def effective_attention(arch: Architecture, workload: Workload, compute_dtype: s
     * flash_attention_2 keeps the same saved tensors as SDPA's flash backend.
     """
     attn = workload.attn_implementation
-    if arch.attn_logit_softcapping and attn == "sdpa":
+    if (arch.attn_logit_softcapping or not arch.supports_sdpa) and attn == "sdpa":
         return "eager"
     if compute_dtype is None:
         compute_dtype = workload.precision.compute_dtype if workload.is_training else (workload.dtype or "bfloat16")
@@ -141,7 +142,7 @@ def _group_of(linear: LinearShape) -> str:
     return ""
 
 
-def _savers(arch: Architecture, workload: Workload, group: str) -> int:
+def _savers(arch: Architecture, workload: Workload, group: str, *, moe: bool) -> int:
     """How many linear layers of ``group`` save their input for backward.
 
     ``y = x W^T`` needs ``x`` only for the weight gradient: every linear saves it in full training;
@@ -150,11 +151,11 @@ def _savers(arch: Architecture, workload: Workload, group: str) -> int:
     """
     in_group = [lin.name for lin in arch.linears if lin.count == 1 and _group_of(lin) == group]
     if workload.method == "full":
-        if arch.is_moe and group == "mlp_in":
+        if moe and group == "mlp_in":
             # The router (not in ``linears``) reads the MoE input; the experts read gathered copies,
             # counted with the experts. Shared experts read it too.
             return 1 + len(in_group)
-        if arch.is_moe and group == "mlp_out":
+        if moe and group == "mlp_out":
             return 1  # each routed copy's down projection saves its input (per copy, see caller)
         return len(in_group)
     targets = set(workload.lora_targets)
@@ -184,6 +185,25 @@ _CACHE: dict[tuple[object, ...], tuple[Architecture, LayerActivations]] = {}
 
 
 def _decoder_layer_activations(arch: Architecture, workload: Workload, seq_len: int) -> LayerActivations:
+    """The per-layer mean of what each distinct layer saves (sums over layers stay exact), and the
+    largest transients."""
+    groups = arch.layer_groups
+    if len(groups) == 1:
+        return _layer_activations(arch, groups[0][0], workload, seq_len)
+    parts = [(_layer_activations(arch, layer, workload, seq_len), n) for layer, n in groups]
+    total = sum(n for _, n in parts)
+
+    def mean(name: str) -> float:
+        return sum(getattr(part, name) * n for part, n in parts) / total
+
+    return LayerActivations(
+        saved=mean("saved"), training_cache=mean("training_cache"), checkpoint=mean("checkpoint"),
+        forward_transient=max(part.forward_transient for part, _ in parts),
+        backward_transient=max(part.backward_transient for part, _ in parts),
+    )  # fmt: skip
+
+
+def _layer_activations(arch: Architecture, layer: Layer, workload: Workload, seq_len: int) -> LayerActivations:
     d = dims(arch)
     precision = workload.precision
     mixed = precision.mixed
@@ -196,7 +216,10 @@ def _decoder_layer_activations(arch: Architecture, workload: Workload, seq_len: 
     # q/k after rotary: promoted to fp32 when cos/sin are fp32 (fp32 embeddings), else compute dtype.
     qe = 4 if r == 4 else c
     rms = arch.norm == "rmsnorm"
-    H, I, a, k, vd, qk = d.hidden, d.intermediate, d.heads, d.kv_heads, d.v_head_dim, d.qk_head_dim
+    H = d.hidden
+    ffn, mixer = layer.ffn, layer.mixer
+    is_moe = ffn.kind == "moe"
+    I = ffn.intermediate or d.intermediate
     # Linear inputs are saved once and shared by the readers, except under mixed precision where
     # every reader saves its own 16-bit cast: autocast casts fp32 inputs per call (it caches only
     # leaf weights), and peft casts a LoRA layer's input to the fp32 adapter dtype first
@@ -210,10 +233,18 @@ def _decoder_layer_activations(arch: Architecture, workload: Workload, seq_len: 
             return savers * c * size
         return 0.0 if already_saved else c * size
 
-    attn_in = _savers(arch, workload, "attn_in")
-    attn_out = _savers(arch, workload, "attn_out")
-    mlp_in = _savers(arch, workload, "mlp_in")
-    mlp_out = _savers(arch, workload, "mlp_out")
+    recurrent = mixer.kind in STATE_KINDS
+    # A recurrent mixer reads the layer input through one in_proj (the attention linears are not its
+    # own); a feed-forward-only block (mixer "none") has no mixer input at all.
+    if mixer.kind == "none":
+        attn_in = 0
+    elif recurrent:
+        attn_in = 1 if full else 0
+    else:
+        attn_in = _savers(arch, workload, "attn_in", moe=is_moe)
+    attn_out = _savers(arch, workload, "attn_out", moe=is_moe)
+    mlp_in = _savers(arch, workload, "mlp_in", moe=is_moe) if ffn.kind != "none" else 0
+    mlp_out = _savers(arch, workload, "mlp_out", moe=is_moe) if ffn.kind != "none" else 0
 
     def norm(width: int = H) -> float:
         # RMSNorm: fp32 input copy (pow/mul) + rsqrt; llama's ``weight * x.to(dtype)`` saves the
@@ -228,8 +259,49 @@ def _decoder_layer_activations(arch: Architecture, workload: Workload, seq_len: 
     if arch.parallel_attention:
         saved += norm() + linear_inputs(attn_in + mlp_in, H, already_saved=False)
     else:
-        saved += arch.norms_per_layer * norm() + linear_inputs(attn_in, H, already_saved=False) \
+        # A single-part block (Mamba, a Nemotron-H MLP block) has one norm; mixer + MLP the family's count.
+        norms = arch.norms_per_layer if ffn.kind != "none" and mixer.kind != "none" else 1
+        saved += norms * norm() + linear_inputs(attn_in, H, already_saved=False) \
             + linear_inputs(mlp_in, H, already_saved=False)
+    if layer.parallel is not None:  # falcon_h1: a Mamba2 mixer beside attention, reading the same input
+        saved_parallel, _ = recurrent_saved_bytes(layer.parallel, compute_bytes=c, hidden=H)
+        saved += saved_parallel
+    if mixer.kind == "none":
+        forward_transient, training_cache = 0.0, 0.0
+    elif recurrent:
+        saved_mixer, forward_transient = recurrent_saved_bytes(mixer, compute_bytes=c, hidden=H)
+        saved += saved_mixer
+        training_cache = 0.0
+    else:
+        saved_attn, forward_transient, training_cache = _attention_saved(
+            arch, workload, seq_len, d, c=c, r=r, qe=qe, attn_out=attn_out, norm=norm, linear_inputs=linear_inputs)
+        saved += saved_attn
+    inter = I
+    if ffn.kind == "none":
+        return LayerActivations(saved=saved, training_cache=training_cache, forward_transient=forward_transient,
+                                backward_transient=2 * r * H + 3 * c * max(mixer.inner, H), checkpoint=r * H)
+    saved += _ffn_saved(arch, ffn, workload, d, c=c, inter=inter, mlp_out=mlp_out, linear_inputs=linear_inputs)
+    # Dropout in training saves a bool mask per dropped element (native_dropout): the two residual
+    # branches; eager's dropped probabilities (saved by the second matmul instead of their cast,
+    # so only the mask is extra). SDPA's fused dropout keeps an RNG seed.
+    if arch.hidden_dropout:
+        saved += 2 * H
+    copies = ffn.top_k if is_moe else 1
+    inter = (ffn.intermediate or I) if is_moe else I
+    backward_transient = 3 * c * inter * copies + 2 * r * H
+    return LayerActivations(
+        saved=saved, training_cache=training_cache, forward_transient=forward_transient,
+        backward_transient=backward_transient, checkpoint=r * H,
+    )  # fmt: skip
+
+
+def _attention_saved(arch: Architecture, workload: Workload, seq_len: int, d: Dims, *, c: int, r: int, qe: int,
+                     attn_out: int, norm: Callable[..., float],
+                     linear_inputs: Callable[..., float]) -> tuple[float, float, float]:
+    """(saved, forward transient, training cache) per token of an attention mixer."""
+    a, k, vd, qk, H = d.heads, d.kv_heads, d.v_head_dim, d.qk_head_dim, d.hidden
+    mixed = workload.precision.mixed
+    saved = 0.0
     if arch.qk_norm == "head":
         # Per-head RMSNorm of q and k (its input is the projection output, in the compute dtype).
         saved += norm(a * qk) + norm(k * qk) - 8 + 4 * (a + k)  # rsqrt per head, not per token
@@ -273,41 +345,88 @@ def _decoder_layer_activations(arch: Architecture, workload: Workload, seq_len: 
         elif qe != c:
             training_cache = qe * k * qk
 
+    return saved, forward_transient, training_cache
+
+
+def _ffn_saved(arch: Architecture, ffn: FFN, workload: Workload, d: Dims, *, c: int, inter: int, mlp_out: int,
+               linear_inputs: Callable[..., float]) -> float:
+    """Bytes per token a dense or MoE feed-forward part saves for backward."""
+    precision = workload.precision
+    mixed = precision.mixed
+    full = workload.method == "full"
+    H = d.hidden
     # MLP: act saves its input, the product saves both factors, down saves the product when it trains.
-    inter = I
     copies = 1
     # Gated: act saves the gate output, the product saves act(gate) and up; plain: act's tensors.
-    act_bytes = act_saved_bytes(arch.hidden_act, c, mixed) + (2 * c if d.gated else 0)
-    if arch.is_moe:
-        inter = arch.moe_intermediate_size or I
-        copies = arch.num_experts_per_tok
+    act_bytes = act_saved_bytes(arch.hidden_act, c, mixed) + (2 * c if ffn.gated else 0)
+    if ffn.kind == "moe":
+        inter = ffn.intermediate or inter
+        copies = ffn.top_k
         # transformers 5 runs the routed experts through grouped_mm (integrations/moe.py
         # grouped_mm_experts_forward), which autocast does not touch: they compute in the expert
         # weights' dtype (fp32 under mixed precision). Per routed token: the gathered input, the
         # fused gate/up output, act(gate), the product, and the expert output saved by the
         # routing-weight multiply.
         e = BYTES[precision.param_dtype] if full else c
-        per_mlp = e * (2 * H + 4 * inter) if d.gated else e * (2 * H + 2 * inter)
+        per_mlp = e * (2 * H + 4 * inter) if ffn.gated else e * (2 * H + 2 * inter)
     else:
         per_mlp = act_bytes * inter + linear_inputs(mlp_out, inter, already_saved=False)
     mlp = per_mlp * copies
-    if arch.is_moe:
-        if arch.num_shared_experts or arch.shared_expert_intermediate_size:
-            shared_inter = arch.shared_expert_intermediate_size or inter * max(1, arch.num_shared_experts)
-            mlp += act_bytes * shared_inter + linear_inputs(mlp_out, shared_inter,
-                                                                             already_saved=False)
-        mlp += 4 * arch.num_experts  # router logits in fp32 (softmax saved)
-    saved += mlp
-    # Dropout in training saves a bool mask per dropped element (native_dropout): the two residual
-    # branches; eager's dropped probabilities (saved by the second matmul instead of their cast,
-    # so only the mask is extra). SDPA's fused dropout keeps an RNG seed.
-    if arch.hidden_dropout:
-        saved += 2 * H
-    backward_transient = 3 * c * inter * copies + 2 * r * H
-    return LayerActivations(
-        saved=saved, training_cache=training_cache, forward_transient=forward_transient,
-        backward_transient=backward_transient, checkpoint=r * H,
-    )  # fmt: skip
+    if ffn.kind == "moe":
+        if ffn.shared:
+            mlp += act_bytes * ffn.shared + linear_inputs(mlp_out, ffn.shared, already_saved=False)
+        mlp += 4 * ffn.experts  # router logits in fp32 (softmax saved)
+    return mlp
+
+
+#: Chunk lengths of the chunked scans transformers' torch fallbacks run: modeling_qwen3_next.py
+#: ``torch_chunk_gated_delta_rule`` chunk_size=64; modeling_mamba2.py ``torch_forward`` uses
+#: config.chunk_size (256 by default). A mixer's ``chunk`` overrides them.
+DELTANET_CHUNK = 64
+MAMBA2_CHUNK = 256
+
+
+def recurrent_saved_bytes(mixer: Mixer, *, compute_bytes: int, hidden: int) -> tuple[float, float]:
+    """(saved for backward, forward transient) per token of a linear-attention, SSM or short-conv mixer
+    in training, following transformers' torch fallback paths (what runs without the CUDA kernels, and
+    what exact mode traces). The layer input saved by its in_proj is counted by the caller.
+
+    * Gated DeltaNet (modeling_qwen3_next.py): in_proj outputs and the short convolution's input and
+      output in the compute dtype; ``torch_chunk_gated_delta_rule`` upcasts q, k, v to fp32,
+      L2-normalizes q and k, builds per-chunk ``chunk x chunk`` decay and attention matrices per head
+      (about 3 of them) and keeps one ``k_dim x v_dim`` state per head per chunk; the gated RMSNorm
+      works in fp32.
+    * Mamba2 (modeling_mamba2.py ``torch_forward``): in_proj output, conv input/output, fp32 x, B, C
+      (expanded to heads), three ``chunk x chunk`` segment-sum matrices per head, a
+      ``head_dim x d_state`` state per head per chunk, fp32 outputs and gated norm.
+    * Mamba (modeling_mamba.py ``slow_forward``): the discretized ``A``, ``B``, ``B x u`` and every
+      step's state are materialized at ``inner x d_state`` per token in fp32.
+    * Short conv (LFM2): B, C, x, B*x, the conv output and out_proj's input, in the compute dtype.
+    """
+    c = compute_bytes
+    inner = mixer.inner or hidden
+    channels = mixer.conv_elements // (mixer.conv_kernel or 4)
+    if mixer.kind == "conv":
+        return c * 6 * inner, c * 2 * inner
+    heads = mixer.heads or 1
+    if mixer.kind == "linear":
+        chunk = mixer.chunk or DELTANET_CHUNK
+        dv = mixer.head_dim or 1
+        dk = mixer.state_elements // max(1, heads * dv)
+        saved = (c * (2 * channels + 2 * heads + inner) + 4 * (4 * heads * dk + 2 * inner + heads * dk + inner
+                 + 3 * heads * dk) + 4 * 3 * heads * chunk + 4 * mixer.state_elements / chunk + 4 * 2 * inner
+                 + c * inner)
+        return saved, 4 * 2 * heads * chunk
+    d_state = mixer.state_elements // max(1, inner)
+    if mixer.heads:  # Mamba2: multi-head SSD
+        chunk = mixer.chunk or MAMBA2_CHUNK
+        saved = (c * (inner + channels + heads) + c * 2 * channels + 4 * (2 * inner + 2 * heads * d_state)
+                 + 4 * 3 * heads * chunk + 4 * heads * d_state + 4 * mixer.state_elements / chunk
+                 + 4 * 3 * inner + 4 * inner + c * inner)
+        return saved, 4 * 2 * heads * chunk
+    # Mamba1: four inner x d_state fp32 tensors per token, and the matmul with C reads a 16-bit copy.
+    saved = c * 2 * inner + c * 2 * inner + c * inner + (16 + c) * inner * d_state + 4 * 2 * inner + c * inner
+    return saved, 4 * 2 * inner * d_state
 
 
 def loss_bytes(arch: Architecture, workload: Workload) -> tuple[float, float, float]:
@@ -353,32 +472,45 @@ def eager_score_bytes(compute_bytes: int, *, native_softmax: bool = False, float
 def inference_layer_transient(arch: Architecture, *, compute_bytes: int, attn: str, seq_len: int,
                               query_len: int, float16: bool = False) -> float:
     """Peak per-token bytes alive inside one decoder layer under ``torch.no_grad`` (prefill or decode),
-    excluding the KV cache. ``seq_len`` is the key length (for eager's score matrix)."""
+    excluding the KV cache: the largest over the model's distinct layers. ``seq_len`` is the key
+    length (for eager's score matrix)."""
     d = dims(arch)
     c = compute_bytes
     H = d.hidden
-    inter = arch.moe_intermediate_size * arch.num_experts_per_tok if arch.is_moe else d.intermediate
-    if arch.is_moe and (arch.shared_expert_intermediate_size or arch.num_shared_experts):
-        inter = max(inter, arch.shared_expert_intermediate_size or arch.moe_intermediate_size)
-    # MLP: residual + input + act(gate) + up + product alive at the multiply (gated); the
-    # activation's own temporaries otherwise.
-    mlp = 2 * c * H + (3 if d.gated else max(2, _ACT_ALIVE.get(arch.hidden_act, 2))) * c * inter
-    if arch.is_moe:
-        # grouped_mm experts: per routed token the gathered input stays alive with the fused
-        # gate/up output, act(gate) and the product (integrations/moe.py grouped_mm_experts_forward).
-        k_top = arch.num_experts_per_tok
-        mlp = 2 * c * H + k_top * c * (H + (4 if d.gated else 2) * (arch.moe_intermediate_size or d.intermediate))
-        if arch.shared_expert_intermediate_size or arch.num_shared_experts:
-            shared = arch.shared_expert_intermediate_size or arch.moe_intermediate_size * arch.num_shared_experts
-            mlp = max(mlp, 2 * c * H + 3 * c * shared) + c * H
     # RMSNorm: input + fp32 copy + fp32 normalized.
-    norm = c * H + 8 * H
-    attn_bytes = 2 * c * H + c * (d.heads * d.qk_head_dim * 2 + d.kv_heads * (d.qk_head_dim + d.v_head_dim) * 2)
-    if attn == "eager":
-        # Per score element at the softmax: the masked scores, softmax(dtype=float32)'s fp32 copy of
-        # its input (none when already fp32) and its fp32 output (ATen softmax with a dtype casts
-        # first); plus the additive 4-D mask.
-        attn_bytes += eager_score_bytes(c, native_softmax=arch.native_softmax,
-                                        float16=float16) * d.heads * seq_len \
-            + c * seq_len
-    return max(mlp, norm, attn_bytes)
+    peak = float(c * H + 8 * H)
+    kinds = {layer.mixer.kind for layer, _ in arch.layer_groups}
+    if kinds & ATTENTION_KINDS:
+        attn_bytes = 2 * c * H + c * (d.heads * d.qk_head_dim * 2 + d.kv_heads * (d.qk_head_dim + d.v_head_dim) * 2)
+        if attn == "eager":
+            # Per score element at the softmax: the masked scores, softmax(dtype=float32)'s fp32 copy of
+            # its input (none when already fp32) and its fp32 output (ATen softmax with a dtype casts
+            # first); plus the additive 4-D mask.
+            attn_bytes += eager_score_bytes(c, native_softmax=arch.native_softmax,
+                                            float16=float16) * d.heads * seq_len + c * seq_len
+        peak = max(peak, attn_bytes)
+    for layer, _ in arch.layer_groups:
+        for mixer in layer.mixers:
+            if mixer.kind in STATE_KINDS:
+                # Without autograd a chunked scan's intermediates die as it goes; the sum of what
+                # training would save bounds what is alive at once (decode runs the recurrent step).
+                saved, transient = recurrent_saved_bytes(mixer, compute_bytes=c, hidden=H)
+                peak = max(peak, 2 * c * H + (saved + transient if query_len > 1 else 4 * c * (mixer.inner or H)))
+        peak = max(peak, _ffn_inference_bytes(arch, layer.ffn, c, H, d.intermediate))
+    return peak
+
+
+def _ffn_inference_bytes(arch: Architecture, ffn: FFN, c: int, H: int, default_inter: int) -> float:
+    if ffn.kind == "none":
+        return 0.0
+    inter = ffn.intermediate or default_inter
+    if ffn.kind != "moe":
+        # MLP: residual + input + act(gate) + up + product alive at the multiply (gated); the
+        # activation's own temporaries otherwise.
+        return 2 * c * H + (3 if ffn.gated else max(2, _ACT_ALIVE.get(arch.hidden_act, 2))) * c * inter
+    # grouped_mm experts: per routed token the gathered input stays alive with the fused gate/up
+    # output, act(gate) and the product (integrations/moe.py grouped_mm_experts_forward).
+    mlp = 2 * c * H + ffn.top_k * c * (H + (4 if ffn.gated else 2) * inter)
+    if ffn.shared:
+        mlp = max(mlp, 2 * c * H + 3 * c * ffn.shared) + c * H
+    return mlp

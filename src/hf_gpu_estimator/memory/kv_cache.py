@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from hf_gpu_estimator.spec import STATE_KINDS, Architecture, Mixer
 
-#: Bytes per element of the recurrent states transformers keeps. Mamba/Mamba2 caches hold the conv
-#: and SSM states in the model dtype (cache_utils / modeling_mamba2.py ``MambaCache``); gated
-#: DeltaNet's chunked kernel returns its final state in fp32 (modeling_qwen3_next.py
-#: ``torch_chunk_gated_delta_rule`` computes in float32), the conv state in the model dtype.
-_STATE_FP32_KINDS = frozenset({"linear"})
+#: Recurrent states are fp32 whatever the model dtype: transformers 5 caches ``zeros_like`` of the final
+#: state the scan returns (cache_utils.LinearAttentionLayer), and the scans compute in fp32
+#: (modeling_mamba.py ``mamba_selective_scan`` promotes through the fp32 ``discrete_A``; modeling_mamba2.py
+#: ``mamba2_chunk_scan`` and modeling_qwen3_next.py ``torch_chunk_gated_delta_rule`` cast to float32).
+#: The convolution states keep the model dtype. Checked for mamba, mamba2, jamba, nemotron_h, qwen3_next
+#: and lfm2 in bfloat16 by tests/test_architectures.py::test_recurrent_state_shapes_and_dtypes.
+_STATE_FP32_KINDS = frozenset({"linear", "ssm"})
 
 
 def kv_bytes_per_token_per_layer(arch: Architecture, dtype_bytes: int) -> int:
@@ -79,17 +81,17 @@ def kv_cache_bytes(arch: Architecture, *, batch_size: int, tokens: int, dtype_by
         return 0
     total = 0
     for layer, count in arch.layer_groups:
-        m = layer.mixer
-        if m.has_cache:
-            held = tokens if storage else m.cached_tokens(tokens)
-            total += count * held * _per_token_on_device(m, dtype_bytes, kv_heads_divisor)
-        else:
-            total += count * state_bytes_per_sequence(m, dtype_bytes) // max(1, kv_heads_divisor)
+        for m in layer.mixers:  # falcon_h1 layers hold an attention cache and a Mamba2 state
+            if m.has_cache:
+                held = tokens if storage else m.cached_tokens(tokens)
+                total += count * held * _per_token_on_device(m, dtype_bytes, kv_heads_divisor)
+            else:
+                total += count * state_bytes_per_sequence(m, dtype_bytes) // max(1, kv_heads_divisor)
     return batch_size * total
 
 
 def kv_bytes_per_token(arch: Architecture, dtype_bytes: int, *, kv_heads_divisor: int = 1) -> int:
     """Bytes one more token of context costs across all layers, ignoring window caps (the paged
     pool's full-attention view; recurrent layers cost nothing per token)."""
-    return sum(count * _per_token_on_device(layer.mixer, dtype_bytes, kv_heads_divisor)
-               for layer, count in arch.layer_groups if layer.mixer.has_cache)
+    return sum(count * _per_token_on_device(m, dtype_bytes, kv_heads_divisor)
+               for layer, count in arch.layer_groups for m in layer.mixers if m.has_cache)

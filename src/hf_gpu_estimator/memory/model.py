@@ -85,10 +85,29 @@ def estimate_memory(spec: ModelSpec, workload: Workload, *, detail: bool = True)
     if workload.parallelism.pp > arch.num_layers:
         raise ConflictingOptionsError("pp", workload.parallelism.pp, f"exceeds the {arch.num_layers} layers of {spec.id}",
                                       fix=f"use --pp <= {arch.num_layers}")
+    if workload.images:
+        return _with_images(spec, arch, workload, detail=detail)
     plan = plan_weights(spec, workload)
     if workload.is_training:
         return _training(spec, arch, plan, workload, detail=detail)
     return _inference(spec, arch, plan, workload, detail=detail)
+
+
+def _with_images(spec: ModelSpec, arch: Architecture, workload: Workload, *, detail: bool) -> MemoryEstimate:
+    """Images join the sequence as ``tokens_per_image`` placeholder tokens each (the processor expands
+    the image token; the vision tower's outputs replace their embeddings), so the language model sees a
+    longer sequence. The vision tower's weights are in the counts (role 'other')."""
+    if not arch.tokens_per_image:
+        raise ConflictingOptionsError("images", workload.images, f"needs a vision-language model; {spec.id} has no "
+                                      "vision tower (or no known tokens per image)", fix="drop --images")
+    extra = workload.images * arch.tokens_per_image
+    result = estimate_memory(spec, workload.with_(images=0, seq_len=workload.seq_len + extra), detail=detail)
+    if not detail:
+        return result
+    note = (f"{workload.images} image(s) x {arch.tokens_per_image} tokens per image = {extra:,} tokens added to each "
+            f"sequence ({workload.seq_len:,} -> {workload.seq_len + extra:,}); the vision tower's own activations "
+            "while it encodes the images are not modelled")
+    return dataclasses.replace(result, assumptions=(note, *result.assumptions))
 
 
 def _finish(moments: list[Moment], terms: list[Term], workload: Workload, assumptions: list[str],

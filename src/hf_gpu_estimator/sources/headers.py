@@ -259,6 +259,8 @@ def build_spec(
         MalformedConfigError: a config field of the wrong type.
     """
     from hf_gpu_estimator import architectures
+    from hf_gpu_estimator.architectures.checkpoint import check_against_config, refine_generic
+    from hf_gpu_estimator.architectures.generic import generic_assumption
     from hf_gpu_estimator.sources.config import quantization_from_config, stored_dtype_from_config
 
     notes = list(assumptions)
@@ -274,17 +276,21 @@ def build_spec(
             if tensors is None:
                 raise
             notes.append(
-                f"model_type {config.get('model_type')!r} has no dimension model: exact counts from the "
-                "safetensors headers, layer dimensions unknown"
+                f"model_type {config.get('model_type')!r} is not one transformers implements: exact counts from the "
+                "safetensors headers; layer dimensions unknown, so only the weights are estimated"
             )
         else:
             provenance["architecture"] = "config"
+            if tensors is not None:
+                check_against_config(architecture, tensors, config, source=f"{model_id}/config.json")
+                if architecture.derivation == "generic":
+                    architecture = refine_generic(architecture, tensors)
     if tensors is not None:
         counts = count_parameters(tensors, config=config, architecture=architecture, quantization=quantization)
         notes.extend(counts.assumptions)
         parameters = counts.parameters
         provenance["parameters"] = parameter_source
-        if architecture is not None:
+        if architecture is not None and architecture.derivation == "family":
             expected = architectures.parameter_counts(config).total
             if expected != parameters.total:
                 notes.append(
@@ -302,6 +308,11 @@ def build_spec(
         parameters = architectures.parameter_counts(config)
         provenance["parameters"] = "config"
         checkpoint_bytes, bytes_by_dtype = None, {}
+        if architecture is not None and architecture.derivation == "generic":
+            notes.append("generic family without safetensors headers: parameter counts assume llama-style blocks "
+                         "(approximate; point at the checkpoint for exact counts)")
+    if architecture is not None and architecture.derivation == "generic":
+        notes.append(generic_assumption(architecture.model_type))
     if stored is not None and "stored_dtype" not in provenance:
         provenance["stored_dtype"] = "config"
     if stored is None:

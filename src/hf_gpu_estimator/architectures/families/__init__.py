@@ -9,15 +9,28 @@ from hf_gpu_estimator.architectures.families import (
     bert,
     deepseek_v3,
     falcon,
+    falcon_h1,
     gemma3,
+    gemma3n,
+    glm4_moe,
     gpt2,
     gpt_neox,
+    gpt_oss,
+    granitemoehybrid,
+    jamba,
+    lfm2,
+    llama4,
     llama_like,
+    mamba,
+    nemotron_h,
     phi,
+    qwen3_next,
     t5,
+    vision_language,
 )
 
-_MODULES = (llama_like, gemma3, deepseek_v3, phi, gpt2, gpt_neox, falcon, bert, t5)
+_MODULES = (llama_like, gemma3, deepseek_v3, phi, gpt2, gpt_neox, falcon, bert, t5, gpt_oss, llama4, glm4_moe,
+            vision_language, mamba, qwen3_next, jamba, granitemoehybrid, falcon_h1, nemotron_h, lfm2, gemma3n)
 
 
 def _collect() -> dict[str, Family]:
@@ -32,3 +45,11 @@ def _collect() -> dict[str, Family]:
 
 #: model_type -> Family, for every family module.
 FAMILIES: Mapping[str, Family] = _collect()
+
+
+def model_types_by_module() -> dict[str, tuple[str, ...]]:
+    """Family module name (``...families.llama_like``) -> the model types it registers, sorted (for docs/coverage.md)."""
+    out: dict[str, list[str]] = {}
+    for model_type, family in sorted(FAMILIES.items()):
+        out.setdefault(family.module, []).append(model_type)
+    return {module: tuple(types) for module, types in out.items()}

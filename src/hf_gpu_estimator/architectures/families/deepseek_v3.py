@@ -1,4 +1,11 @@
-"""DeepSeek-V3: MLA + MoE with shared experts and leading dense layers."""
+"""DeepSeek-V2/V3: MLA + MoE with shared experts and leading dense layers.
+
+The two differ in defaults and in routing, not in their module trees (modeling_deepseek_v2.py,
+modeling_deepseek_v3.py): V2 routes by softmax then top-k ("greedy", or "group_limited_greedy"),
+has an ``mlp_bias`` option on the dense and shared MLPs, and its config leaves ``num_experts_per_tok``
+null; V3 routes by sigmoid plus a per-expert correction bias (a buffer, not a parameter) with
+group-limited top-k, and no MLP biases.
+"""
 
 from __future__ import annotations
 
@@ -8,27 +15,44 @@ from hf_gpu_estimator.architectures.blocks import gated_linears
 from hf_gpu_estimator.spec import Architecture, LinearShape
 
 
+#: Config defaults that differ: configuration_deepseek_v3.py, configuration_deepseek_v2.py.
+_DEFAULTS = {
+    "deepseek_v3": {"hidden_size": 7168, "intermediate_size": 18432, "moe_intermediate_size": 2048,
+                    "num_hidden_layers": 61, "num_attention_heads": 128, "num_key_value_heads": 128,
+                    "n_shared_experts": 1, "n_routed_experts": 256, "num_experts_per_tok": 8,
+                    "first_k_dense_replace": 3, "vocab_size": 129280, "max_position_embeddings": 4096},
+    "deepseek_v2": {"hidden_size": 4096, "intermediate_size": 11008, "moe_intermediate_size": 1407,
+                    "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": None,
+                    "n_shared_experts": 2, "n_routed_experts": 64, "num_experts_per_tok": None,
+                    "first_k_dense_replace": 0, "vocab_size": 102400, "max_position_embeddings": 2048},
+}  # fmt: skip
+
+
 def analyze_deepseek_v3(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
-    # configuration_deepseek_v3.py defaults; modeling_deepseek_v3.py module tree. The config's
-    # num_nextn_predict_layers (MTP) has no module in transformers, so it is not counted.
-    hidden = f.integer("hidden_size", 7168)
-    inter = f.integer("intermediate_size", 18432)
-    moe_inter = f.integer("moe_intermediate_size", 2048)
-    layers = f.integer("num_hidden_layers", 61)
-    heads = f.integer("num_attention_heads", 128)
-    kv_heads = f.opt_int("num_key_value_heads", 128) or heads
-    n_shared = f.integer("n_shared_experts", 1, minimum=0)
-    n_routed = f.integer("n_routed_experts", 256, aliases=("num_local_experts",))
+    # configuration_deepseek_v3.py / _v2.py defaults; modeling_deepseek_v3.py / _v2.py module trees. The
+    # config's num_nextn_predict_layers (MTP) has no module in transformers, so it is not counted.
+    d = _DEFAULTS[model_type]
+    v2 = model_type == "deepseek_v2"
+    hidden = f.integer("hidden_size", d["hidden_size"])
+    inter = f.integer("intermediate_size", d["intermediate_size"])
+    moe_inter = f.integer("moe_intermediate_size", d["moe_intermediate_size"])
+    layers = f.integer("num_hidden_layers", d["num_hidden_layers"])
+    heads = f.integer("num_attention_heads", d["num_attention_heads"])
+    kv_heads = f.opt_int("num_key_value_heads", d["num_key_value_heads"]) or heads
+    n_shared = f.integer("n_shared_experts", d["n_shared_experts"], minimum=0)
+    n_routed = f.integer("n_routed_experts", d["n_routed_experts"], aliases=("num_local_experts",))
     kv_rank = f.integer("kv_lora_rank", 512)
     q_rank = f.opt_int("q_lora_rank", 1536)
     rope = f.integer("qk_rope_head_dim", 64)
     v_dim = f.integer("v_head_dim", 128)
     nope = f.integer("qk_nope_head_dim", 128)
-    top_k = f.integer("num_experts_per_tok", 8)
-    first_dense = f.integer("first_k_dense_replace", 3, minimum=0)
-    vocab = f.integer("vocab_size", 129280)
+    given_top_k = f.opt_int("num_experts_per_tok", d["num_experts_per_tok"])
+    top_k = given_top_k or 0  # deepseek_v2's default is null: no routed expert is counted as active
+    first_dense = f.integer("first_k_dense_replace", d["first_k_dense_replace"], minimum=0)
+    vocab = f.integer("vocab_size", d["vocab_size"])
     tie = f.boolean("tie_word_embeddings", False)
     bias = f.boolean("attention_bias", False)
+    mlp_bias = v2 and f.boolean("mlp_bias", False)  # DeepseekV2MLP: dense layers and shared experts
     if top_k > n_routed:
         raise f.error("num_experts_per_tok", top_k, f"at most n_routed_experts={n_routed}")
     qk_dim = nope + rope
@@ -58,11 +82,12 @@ def analyze_deepseek_v3(f: Fields, model_type: str, head: Head) -> tuple[Archite
         t.add("attention", attn)
         t.add("norm", 2 * hidden + q_norm + kv_rank)
         if i >= first_dense:
-            t.add("experts", n_routed * expert + 3 * hidden * shared_inter)
+            shared = 2 * lin(hidden, shared_inter, mlp_bias) + lin(shared_inter, hidden, mlp_bias)
+            t.add("experts", n_routed * expert + shared)
             t.add("router", n_routed * hidden)  # gate.weight; e_score_correction_bias is a buffer
             t.idle += (n_routed - top_k) * expert
         else:
-            t.add("mlp", 3 * hidden * inter)
+            t.add("mlp", 2 * lin(hidden, inter, mlp_bias) + lin(inter, hidden, mlp_bias))
     t.add("norm", hidden)
     if head == "causal_lm" and not tie:
         t.add("lm_head", vocab * hidden)
@@ -74,12 +99,12 @@ def analyze_deepseek_v3(f: Fields, model_type: str, head: Head) -> tuple[Archite
             LinearShape(name="down_proj", in_features=moe_inter, out_features=hidden, count=n_routed),
         )
         if shared_inter:
-            linears += gated_linears(hidden, shared_inter, False)
+            linears += gated_linears(hidden, shared_inter, mlp_bias)
     else:
-        linears += gated_linears(hidden, inter, False)
+        linears += gated_linears(hidden, inter, mlp_bias)
     arch = Architecture(
         model_type=model_type,
-        family="deepseek_v3",
+        family=model_type,
         num_layers=layers,
         hidden_size=hidden,
         num_attention_heads=heads,
@@ -88,7 +113,7 @@ def analyze_deepseek_v3(f: Fields, model_type: str, head: Head) -> tuple[Archite
         intermediate_size=inter,
         vocab_size=vocab,
         tie_word_embeddings=tie,
-        max_position_embeddings=f.integer("max_position_embeddings", 4096),
+        max_position_embeddings=f.integer("max_position_embeddings", d["max_position_embeddings"]),
         hidden_act=f.string("hidden_act", "silu"),
         attention_bias=bias,
         layer_types=(FULL,) * layers,
@@ -105,7 +130,14 @@ def analyze_deepseek_v3(f: Fields, model_type: str, head: Head) -> tuple[Archite
         qk_nope_head_dim=nope,
         qk_rope_head_dim=rope,
         linears=linears,
-        notes=("num_nextn_predict_layers (MTP) is not counted: transformers builds no module for it",),
+        notes=(
+            "num_nextn_predict_layers (MTP) is not counted: transformers builds no module for it",
+            *(("num_experts_per_tok is null (transformers' default): no routed expert counted as active",)
+              if given_top_k is None and moe_layers else ()),
+            *(("routing: softmax over the experts, then top-k (topk_method greedy or group_limited_greedy); "
+               "the router runs in float32",) if v2 else
+              ("routing: sigmoid scores plus e_score_correction_bias (a buffer), group-limited top-k",)),
+        ),
     )
     return arch, t
 
@@ -114,5 +146,9 @@ FAMILIES = {
     "deepseek_v3": Family(
         analyze=analyze_deepseek_v3, default_class="DeepseekV3ForCausalLM",
         classes={"DeepseekV3ForCausalLM": "causal_lm", "DeepseekV3Model": "base"}, module=__name__,
+    ),
+    "deepseek_v2": Family(
+        analyze=analyze_deepseek_v3, default_class="DeepseekV2ForCausalLM",
+        classes={"DeepseekV2ForCausalLM": "causal_lm", "DeepseekV2Model": "base"}, module=__name__,
     ),
 }

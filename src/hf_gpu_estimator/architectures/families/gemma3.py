@@ -24,13 +24,18 @@ def analyze_gemma3(f: Fields, model_type: str, head: Head) -> tuple[Architecture
     tie = f.boolean("tie_word_embeddings", True)
     if head == "conditional" and not tie:
         t.add("lm_head", arch.vocab_size * arch.hidden_size)
+    # configuration_gemma3.py: mm_tokens_per_image (default 256) soft tokens per image, whatever its size.
+    tokens = f.integer("mm_tokens_per_image", 256)
     arch = dataclasses.replace(
         arch,
         model_type=model_type,
         tie_word_embeddings=tie,
+        vision_parameters=tower + projector,
+        tokens_per_image=tokens,
         notes=(
             f"counts include the SigLIP vision tower ({tower:,} parameters) and the multimodal "
             f"projector ({projector:,}) under role 'other'; the dimensions are the language model's",
+            f"tokens_per_image={tokens} (mm_tokens_per_image); the processor adds start/end-of-image markers",
         ),
     )
     return arch, t

@@ -38,21 +38,28 @@ class _Style:
     norm: Literal["rmsnorm", "layernorm"] = "rmsnorm"
     mlp: Literal["gated", "fused_gated", "plain"] = "gated"
     attn: Literal["separate", "fused_qkv"] = "separate"
-    sliding: Literal["none", "all", "qwen2", "qwen2_moe", "qwen3_moe", "alternate", "gemma3"] = "none"
+    sliding: Literal["none", "all", "qwen2", "qwen2_moe", "qwen3_moe", "alternate", "gemma3", "smollm3", "olmo3"] = (
+        "none")
     sliding_window: int | None = None  # config default
-    moe: Literal["none", "mixtral", "qwen2_moe", "qwen3_moe"] = "none"
+    moe: Literal["none", "mixtral", "qwen2_moe", "qwen3_moe", "ernie4_5_moe"] = "none"
+    lm_head_bias: Callable[[Fields], bool] = lambda f: False
     parallel_attention: bool = False
     softcapping: tuple[float | None, float | None] | None = None  # (attn, final) defaults
     # RMSNorm flavour: gemma computes (x * (1 + w)) in fp32 and casts after (modeling_gemma.py).
     norm_style: Literal["llama", "gemma"] = "llama"
     dropouts: tuple[tuple[str, float], tuple[str, float], tuple[str, float]] = (
         ("", 0.0), ("", 0.0), ("attention_dropout", 0.0))
+    experts_default: int = 8  # mixtral-style num_local_experts default
     causal_lm: str = ""
     base: str = ""
 
 
 def _attention_bias(f: Fields) -> bool:
     return f.boolean("attention_bias", False)
+
+
+def _use_bias(f: Fields) -> bool:
+    return f.boolean("use_bias", False)
 
 
 LLAMA_LIKE: dict[str, _Style] = {
@@ -183,6 +190,52 @@ LLAMA_LIKE: dict[str, _Style] = {
         mlp_bias=lambda f: f.boolean("mlp_bias", False),
         causal_lm="GraniteForCausalLM", base="GraniteModel",
     ),
+    # configuration_smollm3.py / modeling_smollm3.py: llama with NoPE on every 4th layer
+    # (no_rope_layers: no parameters, no cache change); with use_sliding_window, the NoPE layers slide.
+    "smollm3": _Style(
+        vocab_size=128256, hidden_size=2048, intermediate_size=11008, num_hidden_layers=36,
+        num_attention_heads=16, num_key_value_heads=4, head_dim=None, max_position_embeddings=32768,
+        tie_word_embeddings=True, qkv_bias=_attention_bias, o_bias=_attention_bias,
+        mlp_bias=lambda f: f.boolean("mlp_bias", False), sliding="smollm3", sliding_window=None,
+        causal_lm="SmolLM3ForCausalLM", base="SmolLM3Model",
+    ),
+    # configuration_olmo3.py / modeling_olmo3.py: olmo2 (post-norms, flat q/k norms) with 3 sliding
+    # layers (window 4096) then 1 full.
+    "olmo3": _Style(
+        vocab_size=50304, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
+        num_attention_heads=32, num_key_value_heads=None, head_dim=None, max_position_embeddings=2048,
+        tie_word_embeddings=False, qkv_bias=_attention_bias, o_bias=_attention_bias, qk_norm="flat",
+        sliding="olmo3", sliding_window=4096,
+        causal_lm="Olmo3ForCausalLM", base="Olmo3Model",
+    ),
+    # configuration_ernie4_5.py / modeling_ernie4_5.py: use_bias on q/k/v/o and the MLP, head_dim 128.
+    "ernie4_5": _Style(
+        vocab_size=103424, hidden_size=1024, intermediate_size=3072, num_hidden_layers=18,
+        num_attention_heads=16, num_key_value_heads=2, head_dim=128, max_position_embeddings=131072,
+        tie_word_embeddings=True, qkv_bias=_use_bias, o_bias=_use_bias, mlp_bias=_use_bias,
+        causal_lm="Ernie4_5ForCausalLM", base="Ernie4_5Model",
+    ),
+    # configuration_ernie4_5_moe.py / modeling_ernie4_5_moe.py: MoE layers from moe_layer_start_index to
+    # moe_layer_end_index every moe_layer_interval; shared experts (moe_num_shared_experts x
+    # moe_intermediate_size, use_bias); the router's e_score_correction_bias is an nn.Parameter; the
+    # lm_head carries a bias when use_bias (kept when the weight is tied).
+    "ernie4_5_moe": _Style(
+        vocab_size=103424, hidden_size=2560, intermediate_size=12288, num_hidden_layers=28,
+        num_attention_heads=20, num_key_value_heads=4, head_dim=None, max_position_embeddings=131072,
+        tie_word_embeddings=True, qkv_bias=_use_bias, o_bias=_use_bias, mlp_bias=_use_bias,
+        moe="ernie4_5_moe", lm_head_bias=_use_bias,
+        causal_lm="Ernie4_5_MoeForCausalLM", base="Ernie4_5_MoeModel",
+    ),
+    # configuration_phimoe.py / modeling_phimoe.py: mixtral with LayerNorm (+bias), attention_bias,
+    # lm_head_bias, 16 experts top-2, sliding_window (default null) on every layer.
+    "phimoe": _Style(
+        vocab_size=32064, hidden_size=4096, intermediate_size=6400, num_hidden_layers=32,
+        num_attention_heads=32, num_key_value_heads=8, head_dim=None, max_position_embeddings=4096 * 32,
+        tie_word_embeddings=False, qkv_bias=_attention_bias, o_bias=_attention_bias,
+        norm="layernorm", norm_params=2, sliding="all", sliding_window=None, moe="mixtral",
+        lm_head_bias=lambda f: f.boolean("lm_head_bias", False), experts_default=16,
+        causal_lm="PhimoeForCausalLM", base="PhimoeModel",
+    ),
 }  # fmt: skip
 
 
@@ -213,9 +266,19 @@ def _layer_types_llama_like(f: Fields, s: _Style, num_layers: int) -> tuple[tupl
                 SLIDING if (i + 1) % 2 and i < max_window_layers and use else FULL for i in range(num_layers)
             )
         return types, window if SLIDING in types else None
+    if s.sliding == "smollm3":  # configuration_smollm3.py
+        use = f.boolean("use_sliding_window", False)
+        given = f.layer_types(num_layers)
+        if given is None:
+            no_rope = _no_rope_layers(f, num_layers)
+            given = tuple(SLIDING if use and window is not None and not r else FULL for r in no_rope)
+        # modeling_smollm3.py: a layer slides only when use_sliding_window and its type says so.
+        return given, window if use and window is not None and SLIDING in given else None
     given = f.layer_types(num_layers)
     if given is not None:
         return given, window
+    if s.sliding == "olmo3":  # configuration_olmo3.py: every 4th layer full
+        return tuple(SLIDING if (i + 1) % 4 else FULL for i in range(num_layers)), window
     if s.sliding == "alternate":  # configuration_gemma2.py: even indices slide
         return tuple(SLIDING if (i + 1) % 2 else FULL for i in range(num_layers)), window
     # configuration_gemma3.py: `sliding_window_pattern` (default 6): every 6th layer is full.
@@ -223,8 +286,22 @@ def _layer_types_llama_like(f: Fields, s: _Style, num_layers: int) -> tuple[tupl
     return tuple(SLIDING if (i + 1) % pattern else FULL for i in range(num_layers)), window
 
 
-def analyze_llama_like(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
-    s = LLAMA_LIKE[model_type]
+def _no_rope_layers(f: Fields, num_layers: int) -> tuple[int, ...]:
+    """configuration_smollm3.py: 1 = the layer uses RoPE; by default every ``no_rope_layer_interval``-th does not."""
+    given = f.int_list("no_rope_layers")
+    if given is not None:
+        if len(given) != num_layers:
+            raise f.error("no_rope_layers", list(given), f"a list of {num_layers} entries (0 or 1)")
+        return given
+    interval = f.integer("no_rope_layer_interval", 4)
+    return tuple(int((i + 1) % interval != 0) for i in range(num_layers))
+
+
+def analyze_llama_like(
+    f: Fields, model_type: str, head: Head, style: _Style | None = None
+) -> tuple[Architecture, Tally]:
+    """Count a llama-like decoder; ``style`` overrides the row of ``model_type`` (VL text models)."""
+    s = style or LLAMA_LIKE[model_type]
     hidden = f.integer("hidden_size", s.hidden_size)
     layers = f.integer("num_hidden_layers", s.num_hidden_layers)
     heads = f.integer("num_attention_heads", s.num_attention_heads)
@@ -239,9 +316,10 @@ def analyze_llama_like(f: Fields, model_type: str, head: Head) -> tuple[Architec
 
     # Mixture of experts: which layers, how many experts, their width.
     num_experts = top_k = moe_inter = shared_inter = 0
+    n_shared = 1  # shared experts behind shared_inter (qwen2_moe: one of that width)
     moe_layers: tuple[int, ...] = ()
     if s.moe == "mixtral":
-        num_experts = f.integer("num_local_experts", 8, aliases=("num_experts",))
+        num_experts = f.integer("num_local_experts", s.experts_default, aliases=("num_experts",))
         top_k = f.integer("num_experts_per_tok", 2)
         moe_inter = inter
         moe_layers = tuple(range(layers))
@@ -260,6 +338,21 @@ def analyze_llama_like(f: Fields, model_type: str, head: Head) -> tuple[Architec
         )
         if top_k > num_experts and moe_layers:
             raise f.error("num_experts_per_tok", top_k, f"at most num_experts={num_experts}")
+    elif s.moe == "ernie4_5_moe":
+        # configuration_ernie4_5_moe.py attribute_map: num_experts -> moe_num_experts, num_experts_per_tok -> moe_k.
+        num_experts = f.integer("moe_num_experts", 64, aliases=("num_experts",))
+        top_k = f.integer("moe_k", 6, aliases=("num_experts_per_tok",))
+        moe_inter = f.integer("moe_intermediate_size", 1536)
+        n_shared = f.integer("moe_num_shared_experts", 2, minimum=0)
+        shared_inter = moe_inter * n_shared
+        start = f.integer("moe_layer_start_index", 1, minimum=0)
+        end = f.integer("moe_layer_end_index", -1, minimum=-1)
+        end = layers - 1 if end == -1 else end
+        interval = f.integer("moe_layer_interval", 1)
+        # modeling_ernie4_5_moe.py Ernie4_5_MoeDecoderLayer.__init__
+        moe_layers = tuple(i for i in range(layers) if (i + 1) % interval == 0 and start <= i <= end)
+        if top_k > num_experts and moe_layers:
+            raise f.error("moe_k", top_k, f"at most moe_num_experts={num_experts}")
     if s.moe == "mixtral" and top_k > num_experts:
         raise f.error("num_experts_per_tok", top_k, f"at most num_local_experts={num_experts}")
 
@@ -289,7 +382,11 @@ def analyze_llama_like(f: Fields, model_type: str, head: Head) -> tuple[Architec
             t.add("experts", num_experts * expert)
             t.add("router", num_experts * hidden)
             t.idle += (num_experts - top_k) * expert
-            if shared_inter:
+            if s.moe == "ernie4_5_moe":
+                t.add("router", num_experts)  # moe_statics.e_score_correction_bias, an nn.Parameter
+                if shared_inter:
+                    t.add("experts", 2 * lin(hidden, shared_inter, mlp_bias) + lin(shared_inter, hidden, mlp_bias))
+            elif shared_inter:
                 t.add("experts", 3 * hidden * shared_inter)
                 t.add("router", hidden)  # shared_expert_gate: Linear(hidden, 1, bias=False)
         else:
@@ -297,6 +394,8 @@ def analyze_llama_like(f: Fields, model_type: str, head: Head) -> tuple[Architec
     t.add("norm", hidden * s.norm_params)  # final norm
     if head == "causal_lm" and not tie:
         t.add("lm_head", vocab * hidden)
+    if head == "causal_lm" and s.lm_head_bias(f):
+        t.add("lm_head", vocab)  # the bias stays its own parameter when the weight is tied
 
     linears = attention_linears(hidden, q_out, kv_out, qkv_bias, o_bias, fused=s.attn == "fused_qkv")
     if moe_layers:
@@ -305,7 +404,7 @@ def analyze_llama_like(f: Fields, model_type: str, head: Head) -> tuple[Architec
             LinearShape(name="down_proj", in_features=moe_inter, out_features=hidden, count=num_experts),
         )
         if shared_inter:
-            linears += gated_linears(hidden, shared_inter, False)
+            linears += gated_linears(hidden, shared_inter, mlp_bias and s.moe == "ernie4_5_moe")
     elif s.mlp == "plain":
         linears += (
             LinearShape(name="c_fc", in_features=hidden, out_features=inter, bias=mlp_bias),
@@ -347,7 +446,7 @@ def analyze_llama_like(f: Fields, model_type: str, head: Head) -> tuple[Architec
         num_experts=num_experts if moe_layers else 0,
         num_experts_per_tok=top_k if moe_layers else 0,
         moe_intermediate_size=moe_inter if moe_layers else 0,
-        num_shared_experts=1 if shared_inter and moe_layers else 0,
+        num_shared_experts=n_shared if shared_inter and moe_layers else 0,
         shared_expert_intermediate_size=shared_inter if moe_layers else 0,
         moe_layers=moe_layers,
         linears=linears,

@@ -1,0 +1,80 @@
+"""Write the generic family's data: transformers' ``attribute_map`` aliases and config defaults per model type.
+
+The generic family reads any config.json through transformers' standard field names. Which name a
+model type really uses (``n_embd`` for ``hidden_size``, ``d_model``, ``num_layers`` ...) and its
+defaults for absent fields live in each ``configuration_<type>.py``; this script records them from
+the installed transformers so the analytic path needs no transformers at run time.
+
+Usage: .venv/bin/python scripts/build_generic_data.py   (rewrites src/hf_gpu_estimator/architectures/generic_data.json)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parents[1] / "src/hf_gpu_estimator/architectures/generic_data.json"
+
+#: Standard fields whose defaults the generic family may need (scalars only).
+FIELDS = (
+    "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim",
+    "intermediate_size", "vocab_size", "tie_word_embeddings", "hidden_act", "max_position_embeddings",
+    "sliding_window", "attention_chunk_size", "num_experts", "num_local_experts", "n_routed_experts",
+    "num_experts_per_tok", "moe_intermediate_size", "shared_expert_intermediate_size", "n_shared_experts",
+    "attention_bias", "mlp_bias", "kv_lora_rank", "q_lora_rank", "qk_rope_head_dim", "qk_nope_head_dim",
+    "v_head_dim", "state_size", "ssm_state_size", "mamba_d_state", "conv_kernel", "mamba_d_conv", "expand",
+    "mamba_expand", "mamba_n_heads", "mamba_d_head", "mamba_n_groups", "n_groups", "linear_num_key_heads",
+    "linear_num_value_heads", "linear_key_head_dim", "linear_value_head_dim", "linear_conv_kernel_dim",
+)  # fmt: skip
+
+
+def main() -> int:
+    import torch
+    import transformers
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    out: dict[str, dict[str, object]] = {}
+    for model_type in sorted(CONFIG_MAPPING.keys()):
+        try:
+            cls = CONFIG_MAPPING[model_type]
+        except Exception:  # a config class that fails to import in this environment
+            continue
+        entry: dict[str, object] = {"attribute_map": dict(getattr(cls, "attribute_map", {}) or {})}
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                cfg = cls()
+            text = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+            defaults = {}
+            for name in FIELDS:
+                value = getattr(text, name, None)
+                if isinstance(value, (bool, int, float, str)):
+                    defaults[name] = value
+            entry["defaults"] = defaults
+            entry["text_model_type"] = getattr(text, "model_type", model_type)
+        except Exception as e:  # configs that need arguments: aliases only
+            entry["defaults"] = {}
+            entry["error"] = type(e).__name__
+        entry["causal_lm"] = model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+        if entry["causal_lm"]:
+            try:  # PreTrainedModel._supports_sdpa: False makes transformers fall back to eager attention
+                model_cls = getattr(transformers, MODEL_FOR_CAUSAL_LM_MAPPING_NAMES[model_type])
+                entry["supports_sdpa"] = bool(getattr(model_cls, "_supports_sdpa", True))
+            except Exception:
+                pass
+        out[model_type] = entry
+    causal = {k for k, v in out.items() if v.get("causal_lm")}
+    keep = causal | {str(v["text_model_type"]) for k, v in out.items() if k in causal and v.get("text_model_type")}
+    out = {k: {kk: vv for kk, vv in v.items() if vv not in ({}, None) and kk != "causal_lm"}
+           for k, v in out.items() if k in keep}
+    data = {"transformers": transformers.__version__, "torch": torch.__version__.split("+")[0], "model_types": out}
+    OUT.write_text(json.dumps(data, sort_keys=True, separators=(",", ":")) + "\n")
+    print(f"{len(out)} model types -> {OUT}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

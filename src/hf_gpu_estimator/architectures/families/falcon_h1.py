@@ -1,0 +1,65 @@
+"""Falcon-H1: every layer runs attention and a Mamba2 mixer side by side on the same input, then an MLP.
+
+Each layer is described as ``Layer(mixer=<full attention>, parallel=<Mamba2>)``: both read the normalized
+input and their outputs are summed (modeling_falcon_h1.py ``FalconH1DecoderLayer.forward``), and transformers
+caches both for the layer (``layer_types`` are all ``"hybrid"``: cache_utils.LinearAttentionAndFullAttentionLayer).
+"""
+
+from __future__ import annotations
+
+from hf_gpu_estimator.architectures._fields import Fields, Head, Tally
+from hf_gpu_estimator.architectures._registry import Family
+from hf_gpu_estimator.architectures.blocks import gated_linears
+from hf_gpu_estimator.architectures.recurrent import gqa, mamba2, mamba2_heads
+from hf_gpu_estimator.spec import FFN, Architecture, Layer
+
+
+def analyze_falcon_h1(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
+    # configuration_falcon_h1.py defaults; modeling_falcon_h1.py module tree.
+    hidden = f.integer("hidden_size", 4096)
+    inter = f.integer("intermediate_size", 14336)
+    layers = f.integer("num_hidden_layers", 32)
+    heads = f.integer("num_attention_heads", 32)
+    kv_heads = f.opt_int("num_key_value_heads", 8) or heads
+    vocab = f.integer("vocab_size", 128000)
+    tie = f.boolean("tie_word_embeddings", False)
+    mlp_bias = f.boolean("mlp_bias", False)
+    attention = gqa(f, hidden, heads, kv_heads, bias=f.boolean("attention_bias", False))
+    # FalconH1Mixer: width mamba_d_ssm (default 1024), else mamba_expand * hidden_size; the gated RMSNorm
+    # exists only with mamba_rms_norm; out_proj's bias is projectors_bias.
+    inner = f.opt_int("mamba_d_ssm", 1024) or f.integer("mamba_expand", 2) * hidden
+    m_heads, m_head_dim = mamba2_heads(f, inner, "mamba_n_heads", 128, "mamba_d_head")
+    groups = f.integer("mamba_n_groups", 1)
+    if m_heads % groups:
+        raise f.error("mamba_n_groups", groups, f"a divisor of mamba_n_heads={m_heads}")
+    mamba = mamba2(hidden, inner, m_heads, m_head_dim, groups, f.integer("mamba_d_state", 256),
+                   f.integer("mamba_d_conv", 4), proj_bias=f.boolean("mamba_proj_bias", False),
+                   conv_bias=f.boolean("mamba_conv_bias", True), out_bias=f.boolean("projectors_bias", False),
+                   gated_norm=f.boolean("mamba_rms_norm", False))
+    mlp = gated_linears(hidden, inter, mlp_bias)
+
+    t = Tally()
+    t.add("embedding", vocab * hidden)
+    t.add("attention", layers * (attention.params + mamba.params))
+    t.add("norm", layers * (mamba.norm + 2 * hidden) + hidden)  # input_layernorm, pre_ff_layernorm; final
+    t.add("mlp", layers * sum(x.in_features * x.out_features + (x.out_features if x.bias else 0) for x in mlp))
+    if head == "causal_lm" and not tie:
+        t.add("lm_head", vocab * hidden)
+
+    layer = Layer(mixer=attention.mixer, parallel=mamba.mixer, ffn=FFN(kind="dense", intermediate=inter))
+    arch = Architecture(
+        model_type=model_type, family=model_type, num_layers=layers, hidden_size=hidden,
+        num_attention_heads=heads, num_key_value_heads=kv_heads, head_dim=attention.mixer.head_dim,
+        intermediate_size=inter, vocab_size=vocab, tie_word_embeddings=tie,
+        max_position_embeddings=f.integer("max_position_embeddings", 8192),
+        hidden_act=f.string("hidden_act", "silu"), attention_bias=f.boolean("attention_bias", False),
+        parallel_attention=True, layer_types=("hybrid",) * layers,
+        linears=attention.linears + mamba.linears + mlp, per_layer=(layer,) * layers,
+    )
+    return arch, t
+
+
+FAMILIES = {
+    "falcon_h1": Family(analyze=analyze_falcon_h1, default_class="FalconH1ForCausalLM",
+                        classes={"FalconH1ForCausalLM": "causal_lm", "FalconH1Model": "base"}, module=__name__),
+}

@@ -1,0 +1,163 @@
+"""Llama 4: MoE with a shared expert (interleaved with dense layers), chunked attention on RoPE layers, vision."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from hf_gpu_estimator.architectures._fields import CHUNKED, FULL, Fields, Head, Tally, lin
+from hf_gpu_estimator.architectures._registry import Family
+from hf_gpu_estimator.architectures.blocks import attention_layers, attention_linears, gated_linears
+from hf_gpu_estimator.spec import FFN, Architecture, LinearShape
+
+
+def analyze_llama4_text(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
+    # configuration_llama4.py Llama4TextConfig defaults; modeling_llama4.py module tree.
+    hidden = f.integer("hidden_size", 5120)
+    layers = f.integer("num_hidden_layers", 48)
+    heads = f.integer("num_attention_heads", 40)
+    kv_heads = f.opt_int("num_key_value_heads", 8) or heads
+    head_dim = f.opt_int("head_dim", 128) or hidden // heads
+    inter = f.integer("intermediate_size", 8192)  # experts and the shared expert
+    inter_mlp = f.integer("intermediate_size_mlp", 16384)  # dense layers
+    experts = f.integer("num_local_experts", 16, aliases=("num_experts",))
+    top_k = f.integer("num_experts_per_tok", 1)
+    vocab = f.integer("vocab_size", 202048)
+    tie = f.boolean("tie_word_embeddings", False)
+    bias = f.boolean("attention_bias", False)
+    chunk = f.opt_int("attention_chunk_size", 8192)
+    if top_k > experts:
+        raise f.error("num_experts_per_tok", top_k, f"at most num_local_experts={experts}")
+    # Llama4TextConfig.__post_init__: no_rope_layers[i] == 1 means layer i uses RoPE (every 4th does not);
+    # moe_layers every interleave_moe_layer_step-th layer; RoPE layers attend within chunks.
+    rope = f.int_list("no_rope_layers") or tuple(
+        int((i + 1) % f.integer("no_rope_layer_interval", 4) != 0) for i in range(layers))
+    if len(rope) != layers:
+        raise f.error("no_rope_layers", list(rope), f"a list of {layers} entries (0 or 1)")
+    given_moe = f.int_list("moe_layers")
+    if given_moe is None:
+        step = f.integer("interleave_moe_layer_step", 1)
+        given_moe = tuple(range(step - 1, layers, step))
+    moe_layers = tuple(sorted({i for i in given_moe if 0 <= i < layers}))
+    layer_types = f.layer_types(layers, (FULL, CHUNKED)) or tuple(
+        CHUNKED if r and chunk is not None else FULL for r in rope)
+    q_out, kv_out = heads * head_dim, kv_heads * head_dim
+
+    expert = 3 * hidden * inter  # Llama4TextExperts: gate_up_proj (E, H, 2I), down_proj (E, I, H)
+    t = Tally()
+    t.add("embedding", vocab * hidden)
+    # Llama4TextL2Norm (the q/k norm of RoPE layers) has no parameters.
+    t.add("attention", layers * (lin(hidden, q_out, bias) + 2 * lin(hidden, kv_out, bias) + lin(q_out, hidden, bias)))
+    t.add("norm", layers * 2 * hidden + hidden)
+    n_moe = len(moe_layers)
+    t.add("experts", n_moe * (experts * expert + 3 * hidden * inter))  # routed + shared_expert
+    t.add("router", n_moe * experts * hidden)  # Llama4Router: Linear(hidden, experts, bias=False)
+    t.add("mlp", (layers - n_moe) * 3 * hidden * inter_mlp)
+    t.idle += n_moe * (experts - top_k) * expert
+    if head == "causal_lm" and not tie:
+        t.add("lm_head", vocab * hidden)
+
+    moe = FFN(kind="moe", intermediate=inter, experts=experts, top_k=top_k, shared=inter)
+    dense = FFN(kind="dense", intermediate=inter_mlp)
+    moe_set = set(moe_layers)
+    per_layer = attention_layers(layer_types, tuple(moe if i in moe_set else dense for i in range(layers)),
+                                 heads=heads, kv_heads=kv_heads, head_dim=head_dim, chunk=chunk)
+    linears = attention_linears(hidden, q_out, kv_out, bias, bias)
+    if moe_layers:
+        linears += (
+            LinearShape(name="gate_up_proj", in_features=hidden, out_features=2 * inter, count=experts),
+            LinearShape(name="down_proj", in_features=inter, out_features=hidden, count=experts),
+        ) + gated_linears(hidden, inter, False)
+    else:
+        linears += gated_linears(hidden, inter_mlp, False)
+    arch = Architecture(
+        model_type=model_type,
+        family="llama4",
+        num_layers=layers,
+        hidden_size=hidden,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        head_dim=head_dim,
+        intermediate_size=inter_mlp,
+        vocab_size=vocab,
+        tie_word_embeddings=tie,
+        max_position_embeddings=f.integer("max_position_embeddings", 4096 * 32),
+        hidden_act=f.string("hidden_act", "silu"),
+        attention_bias=bias,
+        layer_types=layer_types,
+        num_experts=experts if moe_layers else 0,
+        num_experts_per_tok=top_k if moe_layers else 0,
+        moe_intermediate_size=inter if moe_layers else 0,
+        num_shared_experts=1 if moe_layers else 0,
+        shared_expert_intermediate_size=inter if moe_layers else 0,
+        moe_layers=moe_layers,
+        linears=linears,
+        per_layer=per_layer,
+        notes=(
+            f"chunked attention (attention_chunk_size={chunk}) on the RoPE layers, full attention on the NoPE "
+            "layers (every no_rope_layer_interval-th); the cache of a chunked layer is capped at its chunk "
+            "(cache_utils.ChunkedSlidingLayer)",
+            "router: sigmoid of the top-k logits scales the expert *inputs*; every token also runs the shared "
+            "expert; routed experts are stored (num_experts, in_features, out_features)",
+        ),
+    )
+    return arch, t
+
+
+def _llama4_vision(v: Fields, text_hidden: int) -> tuple[int, int, int]:
+    """(vision tower, projector, tokens per tile) of Llama4VisionModel + Llama4MultiModalProjector."""
+    hidden = v.integer("hidden_size", 768)
+    layers = v.integer("num_hidden_layers", 34)
+    v.integer("num_attention_heads", 16)
+    inter = v.integer("intermediate_size", 5632)
+    channels = v.integer("num_channels", 3)
+    image = v.integer("image_size", 448)
+    patch = v.integer("patch_size", 14)
+    out_dim = v.integer("vision_output_dim", 7680)
+    proj_in = v.integer("projector_input_dim", 4096)
+    proj_out = v.integer("projector_output_dim", 4096)
+    ratio = v.opt_float("pixel_shuffle_ratio", 0.5) or 0.5
+    if not 0 < ratio <= 1:
+        raise v.error("pixel_shuffle_ratio", ratio, "a number in (0, 1]")
+    patches = (image // patch) ** 2
+    n = channels * patch * patch * hidden  # Llama4UnfoldConvolution: Linear(C*p*p, hidden, bias=False)
+    n += hidden + (patches + 1) * hidden  # class_embedding, positional_embedding_vlm
+    n += 2 * 2 * hidden  # layernorm_pre, layernorm_post
+    n += layers * (4 * lin(hidden, hidden, True) + lin(hidden, inter, True) + lin(inter, hidden, True) + 4 * hidden)
+    n += lin(inter, proj_in, False) + lin(proj_out, proj_out, False)  # vision_adapter (Llama4VisionMLP2)
+    projector = lin(out_dim, text_hidden, False)  # Llama4MultiModalProjector.linear_1
+    return n, projector, int(patches * ratio * ratio)
+
+
+def analyze_llama4(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
+    # Llama4ForConditionalGeneration: vision_model + multi_modal_projector + language_model (Llama4ForCausalLM).
+    text = f.sub("text_config")
+    arch, t = analyze_llama4_text(text, "llama4_text", "causal_lm" if head == "conditional" else "base")
+    tower, projector, per_tile = _llama4_vision(f.sub("vision_config"), arch.hidden_size)
+    t.add("other", tower + projector)
+    arch = dataclasses.replace(
+        arch,
+        model_type=model_type,
+        vision_parameters=tower + projector,
+        tokens_per_image=per_tile,
+        notes=(
+            *arch.notes,
+            f"counts include the vision tower ({tower:,} parameters) and the projector ({projector:,}) under role "
+            "'other'; the dimensions are the language model's",
+            f"tokens_per_image={per_tile}: one image_size tile, (image_size/patch_size)^2 x "
+            "pixel_shuffle_ratio^2 (Llama4VisionPixelShuffleMLP); the processor splits larger images into "
+            "several tiles plus a global view, each adding as many",
+        ),
+    )
+    return arch, t
+
+
+FAMILIES = {
+    "llama4_text": Family(
+        analyze=analyze_llama4_text, default_class="Llama4ForCausalLM",
+        classes={"Llama4ForCausalLM": "causal_lm", "Llama4TextModel": "base"}, module=__name__,
+    ),
+    "llama4": Family(
+        analyze=analyze_llama4, default_class="Llama4ForConditionalGeneration",
+        classes={"Llama4ForConditionalGeneration": "conditional"}, module=__name__,
+    ),
+}

@@ -1,0 +1,318 @@
+"""Vision-language wrappers: a llama-like language model + a vision tower + a projector.
+
+The counted class is the ``*ForConditionalGeneration``; the dimensions are the language model's; the
+vision tower and projector are role ``other`` and ``Architecture.vision_parameters``.
+``tokens_per_image`` is what one image adds to the language model's sequence. Models with dynamic
+resolution have no fixed count: for them it is the count for a 1024 x 1024-pixel image (the
+reference named in the notes), computed by the processor's rule.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from hf_gpu_estimator.architectures._fields import MISSING, Fields, Head, Tally, lin
+from hf_gpu_estimator.architectures._registry import Family
+from hf_gpu_estimator.architectures.blocks import attention_linears, gated_linears
+from hf_gpu_estimator.architectures.families.llama_like import LLAMA_LIKE, _attention_bias, analyze_llama_like
+from hf_gpu_estimator.spec import FFN, Architecture, Layer, Mixer
+
+#: Side of the reference image for dynamic-resolution models, in pixels.
+REFERENCE_IMAGE_SIDE = 1024
+
+
+def _wrap(
+    f: Fields, model_type: str, head: Head, arch: Architecture, t: Tally, *, tower: int, projector: int,
+    tie_default: bool, tokens: int, tokens_note: str, extra_notes: tuple[str, ...] = (),
+) -> tuple[Architecture, Tally]:
+    """Add the vision parts and the wrapper's lm_head (tied by the top-level tie_word_embeddings)."""
+    t.add("other", tower + projector)
+    tie = f.boolean("tie_word_embeddings", tie_default)
+    if head == "conditional" and not tie:
+        t.add("lm_head", arch.vocab_size * arch.hidden_size)
+    arch = dataclasses.replace(
+        arch,
+        model_type=model_type,
+        tie_word_embeddings=tie,
+        vision_parameters=tower + projector,
+        tokens_per_image=tokens,
+        notes=(
+            *arch.notes,
+            f"counts include the vision tower ({tower:,} parameters) and the projector ({projector:,}) under "
+            "role 'other'; the dimensions are the language model's",
+            tokens_note,
+            *extra_notes,
+        ),
+    )
+    return arch, t
+
+
+# --------------------------------------------------------------------------------------------
+# Mistral 3 (Mistral-Small-3.1): Pixtral vision tower + patch-merging projector.
+# --------------------------------------------------------------------------------------------
+
+#: configuration_mistral3.py sub_configs_defaults: the text model built when text_config is absent
+#: (a present text_config takes its own model type's class defaults instead).
+_MISTRAL3_TEXT = {"model_type": "mistral", "head_dim": 128, "hidden_size": 5120, "intermediate_size": 32768,
+                  "max_position_embeddings": 131072, "num_attention_heads": 32, "num_hidden_layers": 40,
+                  "num_key_value_heads": 8, "sliding_window": None, "vocab_size": 131072}  # fmt: skip
+#: configuration_mistral3.py: the Pixtral vision config built when vision_config is absent.
+_MISTRAL3_VISION = {"intermediate_size": 4096, "hidden_size": 1024, "patch_size": 14, "image_size": 1540,
+                    "num_hidden_layers": 24, "num_attention_heads": 16}  # fmt: skip
+#: configuration_pixtral.py class defaults (a present vision_config).
+_PIXTRAL_DEFAULTS = {"hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24, "num_channels": 3,
+                     "image_size": 1024, "patch_size": 16}  # fmt: skip
+
+
+def _sub_or(f: Fields, name: str, defaults: dict) -> Fields:
+    """A nested config; when absent, the wrapper's documented defaults for it."""
+    if f.raw(name) is MISSING or f.raw(name) is None:
+        return Fields(defaults, source=f.source, prefix=f"{f.prefix}{name}.")
+    return f.sub(name)
+
+
+def _text_style(text: Fields, allowed: tuple[str, ...]) -> str:
+    model_type = text.string("model_type", allowed[0])
+    if model_type not in allowed:
+        raise text.error("model_type", model_type, f"one of {', '.join(allowed)}")
+    return model_type
+
+
+def analyze_mistral3(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
+    # modeling_mistral3.py (Mistral3MultiModalProjector, Mistral3PatchMerger); modeling_pixtral.py.
+    text = _sub_or(f, "text_config", _MISTRAL3_TEXT)
+    text_type = _text_style(text, ("mistral", "llama"))
+    arch, t = analyze_llama_like(text, text_type, "base")
+    given = f.raw("vision_config") not in (MISSING, None)
+    v = f.sub("vision_config") if given else Fields(_MISTRAL3_VISION, source=f.source, prefix="vision_config.")
+    d = _PIXTRAL_DEFAULTS if given else {**_PIXTRAL_DEFAULTS, **_MISTRAL3_VISION}
+    hidden = v.integer("hidden_size", d["hidden_size"])
+    inter = v.integer("intermediate_size", d["intermediate_size"])
+    layers = v.integer("num_hidden_layers", d["num_hidden_layers"])
+    channels = v.integer("num_channels", d["num_channels"])
+    image = v.integer("image_size", d["image_size"])
+    patch = v.integer("patch_size", d["patch_size"])
+    # PixtralVisionModel: patch_conv (no bias), ln_pre, per layer two RMSNorms + q/k/v/o + gated MLP, no biases.
+    tower = channels * patch * patch * hidden + hidden
+    tower += layers * (4 * hidden * hidden + 3 * hidden * inter + 2 * hidden)
+    merge = f.integer("spatial_merge_size", 2)
+    feature_layer = f.raw("vision_feature_layer")
+    n_features = len(feature_layer) if isinstance(feature_layer, (list, tuple)) else 1
+    bias = f.boolean("multimodal_projector_bias", False)
+    projector = hidden + hidden * merge * merge * hidden  # norm + patch_merger.merging_layer
+    projector += lin(hidden * n_features, arch.hidden_size, bias) + lin(arch.hidden_size, arch.hidden_size, bias)
+    # PixtralProcessor: one token per merged (patch*merge)-pixel cell, plus one [IMG_BREAK]/[IMG_END] per row.
+    side = min(REFERENCE_IMAGE_SIDE, image)
+    cells = math.ceil(side / (patch * merge))
+    tokens = cells * (cells + 1)
+    return _wrap(
+        f, model_type, head, arch, t, tower=tower, projector=projector, tie_default=True, tokens=tokens,
+        tokens_note=(f"tokens_per_image={tokens}: a {side} x {side}-pixel image (images up to image_size={image}) "
+                     f"gives {cells} x {cells} merged patches plus {cells} row-break/end tokens (PixtralProcessor)"),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Qwen2.5-VL and Qwen3-VL: windowed / deepstack ViTs with a patch merger.
+# --------------------------------------------------------------------------------------------
+
+# configuration_qwen2_5_vl.py Qwen2_5_VLTextConfig: qwen2 (q/k/v bias) with its own defaults.
+_QWEN2_5_VL_TEXT = dataclasses.replace(
+    LLAMA_LIKE["qwen2"], vocab_size=152064, hidden_size=8192, intermediate_size=29568, num_hidden_layers=80,
+    num_attention_heads=64, num_key_value_heads=8, max_position_embeddings=32768, tie_word_embeddings=False)
+# configuration_qwen3_vl.py Qwen3VLTextConfig: qwen3 (per-head q/k norms, head_dim 128), no sliding window.
+_QWEN3_VL_TEXT = dataclasses.replace(
+    LLAMA_LIKE["qwen3"], num_key_value_heads=32, max_position_embeddings=128000, sliding="none",
+    qkv_bias=_attention_bias, o_bias=_attention_bias)
+
+
+def _qwen_tokens(patch: int, merge: int) -> tuple[int, str]:
+    """Qwen2-VL image processor smart_resize: sides rounded to multiples of patch*merge; one token per cell."""
+    cells = round(REFERENCE_IMAGE_SIDE / (patch * merge))
+    tokens = cells * cells
+    return tokens, (f"tokens_per_image={tokens}: a {REFERENCE_IMAGE_SIDE} x {REFERENCE_IMAGE_SIDE}-pixel image, "
+                    f"sides rounded to multiples of {patch * merge} pixels (smart_resize), one token per "
+                    f"{patch * merge}-pixel cell, plus vision_start/vision_end; resolution is dynamic "
+                    "(min_pixels/max_pixels of the processor)")
+
+
+def _qwen_text(f: Fields) -> Fields:
+    # Qwen2_5_VLConfig.__post_init__: Hub configs saved flat keep the text fields at the top level.
+    return f.sub("text_config") if f.raw("text_config") not in (MISSING, None) else f
+
+
+def analyze_qwen2_5_vl(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
+    # modeling_qwen2_5_vl.py: Qwen2_5_VisionTransformerPretrainedModel + Qwen2_5_VLPatchMerger.
+    text = _qwen_text(f)
+    arch, t = analyze_llama_like(text, "qwen2", "base", style=_QWEN2_5_VL_TEXT)
+    v = f.sub("vision_config")
+    hidden = v.integer("hidden_size", 3584)
+    inter = v.integer("intermediate_size", 3420)
+    depth = v.integer("depth", 32, aliases=("num_hidden_layers",))
+    channels = v.integer("in_channels", 3)
+    patch = v.integer("patch_size", 14)
+    temporal = v.integer("temporal_patch_size", 2)
+    merge = v.integer("spatial_merge_size", 2)
+    out = v.integer("out_hidden_size", 3584)
+    tower = channels * temporal * patch * patch * hidden  # Conv3d patch embedding, no bias
+    # per block: two RMSNorms, fused qkv + proj with biases, gated MLP with biases.
+    tower += depth * (2 * hidden + lin(hidden, 3 * hidden, True) + lin(hidden, hidden, True)
+                      + 2 * lin(hidden, inter, True) + lin(inter, hidden, True))
+    wide = hidden * merge * merge
+    merger = hidden + lin(wide, wide, True) + lin(wide, out, True)  # ln_q + two-layer MLP
+    # Qwen2_5_VLConfig: an untied root tie_word_embeddings follows a text_config that ties.
+    tie_default = text.boolean("tie_word_embeddings", False) if text is not f else False
+    tokens, note = _qwen_tokens(patch, merge)
+    return _wrap(f, model_type, head, arch, t, tower=tower, projector=merger, tie_default=tie_default,
+                 tokens=tokens, tokens_note=note)
+
+
+def _qwen3_vl_vision(v: Fields) -> tuple[int, int, int, int]:
+    """(tower, mergers, patch, merge) of modeling_qwen3_vl.py Qwen3VLVisionModel."""
+    hidden = v.integer("hidden_size", 1152)
+    inter = v.integer("intermediate_size", 4304)
+    depth = v.integer("depth", 27, aliases=("num_hidden_layers",))
+    channels = v.integer("in_channels", 3)
+    patch = v.integer("patch_size", 16)
+    temporal = v.integer("temporal_patch_size", 2)
+    merge = v.integer("spatial_merge_size", 2)
+    out = v.integer("out_hidden_size", 3584)
+    positions = v.integer("num_position_embeddings", 2304)
+    deepstack = v.int_list("deepstack_visual_indexes")
+    n_deepstack = 3 if deepstack is None else len(deepstack)
+    tower = channels * temporal * patch * patch * hidden + hidden  # Conv3d with bias
+    tower += positions * hidden  # pos_embed
+    # per block: two LayerNorms with bias, fused qkv + proj, linear_fc1/linear_fc2, all with biases.
+    tower += depth * (4 * hidden + lin(hidden, 3 * hidden, True) + lin(hidden, hidden, True)
+                      + lin(hidden, inter, True) + lin(inter, hidden, True))
+    wide = hidden * merge * merge
+    mlp = lin(wide, wide, True) + lin(wide, out, True)
+    # merger normalizes before the shuffle (hidden); each deepstack merger after it (hidden * merge^2).
+    mergers = 2 * hidden + mlp + n_deepstack * (2 * wide + mlp)
+    return tower, mergers, patch, merge
+
+
+def analyze_qwen3_vl(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
+    text = f.sub("text_config")
+    arch, t = analyze_llama_like(text, "qwen3", "base", style=_QWEN3_VL_TEXT)
+    tower, mergers, patch, merge = _qwen3_vl_vision(f.sub("vision_config"))
+    tokens, note = _qwen_tokens(patch, merge)
+    return _wrap(f, model_type, head, arch, t, tower=tower, projector=mergers, tie_default=False,
+                 tokens=tokens, tokens_note=note,
+                 extra_notes=("deepstack: features of deepstack_visual_indexes are added to the first "
+                              "language-model layers' hidden states at the image positions",))
+
+
+# --------------------------------------------------------------------------------------------
+# Mllama (Llama 3.2 Vision): cross-attention layers read the image; the text sequence holds one token.
+# --------------------------------------------------------------------------------------------
+
+
+def _mllama_vision(v: Fields, text_hidden: int) -> tuple[int, int, int]:
+    """(tower, projector, vision tokens per image) of modeling_mllama.py MllamaVisionModel."""
+    hidden = v.integer("hidden_size", 1280)
+    layers = v.integer("num_hidden_layers", 32)
+    global_layers = v.integer("num_global_layers", 8)
+    inter = v.integer("intermediate_size", 5120)
+    channels = v.integer("num_channels", 3)
+    image = v.integer("image_size", 448)
+    patch = v.integer("patch_size", 14)
+    tiles = v.integer("max_num_tiles", 4)
+    out_dim = v.integer("vision_output_dim", 7680)
+    ratios = v.raw("supported_aspect_ratios")
+    n_ratios = len(ratios) if isinstance(ratios, (list, tuple)) else 8  # MllamaVisionConfig default: 8
+    patches = (image // patch) ** 2 + 1
+    n = channels * patch * patch * hidden + hidden  # patch_embedding (no bias), class_embedding
+    n += 1 + patches * hidden + (n_ratios + 1) * tiles * patches * hidden  # gated_positional_embedding
+    n += 2 * (1 + (n_ratios + 1) * tiles * hidden)  # pre/post tile positional embeddings (gated)
+    n += 2 * 2 * hidden  # layernorm_pre, layernorm_post
+    block = 4 * hidden * hidden + lin(hidden, inter, True) + lin(inter, hidden, True) + 4 * hidden
+    n += layers * block + global_layers * (block + 2)  # global layers add gate_attn, gate_ffn
+    projector = lin(out_dim, text_hidden, True)
+    return n, projector, tiles * patches
+
+
+def analyze_mllama(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
+    # configuration_mllama.py / modeling_mllama.py MllamaForConditionalGeneration.
+    text = f.sub("text_config")
+    hidden = text.integer("hidden_size", 4096)
+    layers = text.integer("num_hidden_layers", 40)
+    heads = text.integer("num_attention_heads", 32)
+    kv_heads = text.opt_int("num_key_value_heads", 8) or heads
+    inter = text.integer("intermediate_size", 14336)
+    vocab = text.integer("vocab_size", 128256)
+    head_dim = hidden // heads
+    cross = text.int_list("cross_attention_layers")
+    cross = (3, 8, 13, 18, 23, 28, 33, 38) if cross is None else cross
+    cross_set = {i for i in cross if 0 <= i < layers}
+    q_out, kv_out = heads * head_dim, kv_heads * head_dim
+    attn = lin(hidden, q_out, False) + 2 * lin(hidden, kv_out, False) + lin(q_out, hidden, False)
+
+    t = Tally()
+    t.add("embedding", (vocab + 8) * hidden)  # MllamaTextModel.embed_tokens: vocab_size + 8 rows
+    for i in range(layers):
+        t.add("attention", attn)
+        t.add("mlp", 3 * hidden * inter)
+        t.add("norm", 2 * hidden)
+        if i in cross_set:
+            t.add("attention", 2)  # cross_attn_attn_gate, cross_attn_mlp_gate (tanh gates)
+            t.add("norm", 2 * head_dim)  # cross_attn q_norm, k_norm
+    t.add("norm", hidden)
+    if head == "conditional":
+        t.add("lm_head", vocab * hidden)  # never tied (modeling_mllama.py leaves _tied_weights_keys out)
+    tower, projector, vision_tokens = _mllama_vision(f.sub("vision_config"), hidden)
+    t.add("other", tower + projector)
+
+    shape = {"heads": heads, "kv_heads": kv_heads, "head_dim": head_dim}
+    dense = FFN(kind="dense", intermediate=inter)
+    per_layer = tuple(Layer(mixer=Mixer(kind="cross" if i in cross_set else "full", **shape), ffn=dense)
+                      for i in range(layers))
+    arch = Architecture(
+        model_type=model_type,
+        family="mllama",
+        num_layers=layers,
+        hidden_size=hidden,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        head_dim=head_dim,
+        intermediate_size=inter,
+        vocab_size=vocab,
+        tie_word_embeddings=False,
+        max_position_embeddings=text.integer("max_position_embeddings", 131072),
+        hidden_act=text.string("hidden_act", "silu"),
+        layer_types=("full_attention",) * layers,
+        linears=attention_linears(hidden, q_out, kv_out, False, False) + gated_linears(hidden, inter, False),
+        per_layer=per_layer,
+        vision_parameters=tower + projector,
+        tokens_per_image=1,
+        notes=(
+            f"counts include the vision model ({tower:,} parameters) and the projector ({projector:,}) under role "
+            "'other'; the dimensions are the language model's",
+            f"tokens_per_image=1: the text holds one <|image|> token per image; the {len(cross_set)} cross-attention "
+            f"layers instead cache keys/values of {vision_tokens} vision tokens per image (max_num_tiles x "
+            "((image_size/patch_size)^2 + 1)), independent of the text length, and have no self-attention cache",
+        ),
+    )
+    return arch, t
+
+
+FAMILIES = {
+    "mistral3": Family(
+        analyze=analyze_mistral3, default_class="Mistral3ForConditionalGeneration",
+        classes={"Mistral3ForConditionalGeneration": "conditional", "Mistral3Model": "base"}, module=__name__,
+    ),
+    "qwen2_5_vl": Family(
+        analyze=analyze_qwen2_5_vl, default_class="Qwen2_5_VLForConditionalGeneration",
+        classes={"Qwen2_5_VLForConditionalGeneration": "conditional", "Qwen2_5_VLModel": "base"},
+        module=__name__,
+    ),
+    "qwen3_vl": Family(
+        analyze=analyze_qwen3_vl, default_class="Qwen3VLForConditionalGeneration",
+        classes={"Qwen3VLForConditionalGeneration": "conditional", "Qwen3VLModel": "base"}, module=__name__,
+    ),
+    "mllama": Family(
+        analyze=analyze_mllama, default_class="MllamaForConditionalGeneration",
+        classes={"MllamaForConditionalGeneration": "conditional", "MllamaModel": "base"}, module=__name__,
+    ),
+}

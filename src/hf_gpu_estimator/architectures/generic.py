@@ -1,0 +1,317 @@
+"""The generic family: any decoder config read through transformers' standard field names.
+
+For a ``model_type`` with no family module, the dimensions come from the standard fields
+(``hidden_size``, ``num_hidden_layers``, ``num_attention_heads``, ``num_key_value_heads``,
+``head_dim``, ``intermediate_size``, ``vocab_size``), resolved through the model type's
+``attribute_map`` (``n_embd`` for ``hidden_size`` ...) and its config defaults, both recorded from
+transformers by ``scripts/build_generic_data.py`` in ``generic_data.json``; a multimodal wrapper's
+``text_config`` is read instead of the wrapper. Layer kinds come from ``layer_types`` (or
+``layers_block_type``) and the sliding-window fields; experts from the MoE fields.
+
+Parameter counts from the config alone assume llama-style blocks (q/k/v/o projections, a gated MLP
+for SiLU activations and a plain one otherwise, two RMSNorms per block); with the checkpoint's
+safetensors headers the counts are exact (sources/headers.py counts the tensors). Everything it
+returns is marked ``derivation="generic"`` and says so in its notes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+from hf_gpu_estimator.architectures._fields import Fields, Head, Tally, lin
+from hf_gpu_estimator.architectures.blocks import attention_linears, gated_linears
+from hf_gpu_estimator.spec import FFN, Architecture, Layer, LinearShape, Mixer
+
+#: Names other configs use for the standard fields, beyond the model type's own ``attribute_map``.
+_ALIASES: Mapping[str, tuple[str, ...]] = {
+    "hidden_size": ("d_model", "n_embd", "dim", "model_dim", "embed_dim"),
+    "num_hidden_layers": ("n_layer", "num_layers", "n_layers"),
+    "num_attention_heads": ("n_head", "num_heads", "n_heads"),
+    "num_key_value_heads": ("num_kv_heads", "n_head_kv", "n_kv_heads", "multi_query_group_num"),
+    "head_dim": ("d_kv", "kv_channels", "attention_head_dim"),
+    "intermediate_size": ("ffn_hidden_size", "n_inner", "d_ff", "ffn_dim", "ffn_intermediate_size"),
+    "vocab_size": ("padded_vocab_size", "n_vocab"),
+    "max_position_embeddings": ("n_positions", "max_seq_len", "max_sequence_length", "seq_length", "n_ctx"),
+    "hidden_act": ("activation_function", "hidden_activation", "activation", "act_fn"),
+    "num_experts": ("num_local_experts", "n_routed_experts", "moe_num_experts"),
+    "num_experts_per_tok": ("moe_topk", "moe_k", "num_experts_per_token", "moe_top_k"),
+    "moe_intermediate_size": ("expert_intermediate_size", "moe_ffn_hidden_size"),
+    "sliding_window": ("sliding_window_size",),
+    "layer_types": ("layers_block_type", "block_types"),
+}  # fmt: skip
+
+#: SiLU-family activations go with gated (SwiGLU) MLPs in the transformers decoders that use them;
+#: GELU/ReLU decoders are split between gated and plain, so plain is assumed (headers give the truth).
+_GATED_ACTS = frozenset({"silu", "swish", "swiglu"})
+
+#: ``layer_types`` values -> mixer kinds (transformers' names across model types).
+_KINDS: tuple[tuple[str, str], ...] = (
+    ("sliding", "sliding"), ("chunk", "chunked"), ("linear", "linear"), ("mamba", "ssm"), ("ssm", "ssm"),
+    ("conv", "ssm"), ("recurrent", "linear"), ("rwkv", "linear"), ("cross", "cross"),
+)  # fmt: skip
+
+
+@lru_cache(maxsize=1)
+def _data() -> Mapping[str, Any]:
+    text = resources.files("hf_gpu_estimator.architectures").joinpath("generic_data.json").read_text()
+    return json.loads(text)
+
+
+def transformers_version() -> str:
+    """The transformers version ``generic_data.json`` was recorded from."""
+    return str(_data().get("transformers", "unknown"))
+
+
+#: The generic family's tolerance, as the coverage matrix measured it (docs/coverage.md,
+#: tests/test_coverage.py): analytic peak vs the traced peak of transformers' own code.
+GENERIC_TOLERANCE = "inference within 10 %, training within 15 % of exact-mode traces for most types"
+
+
+def generic_assumption(model_type: str) -> str:
+    """The assumption line every generic estimate carries."""
+    return (f"{model_type!r} is estimated by the generic family (transformers' standard config fields, no family "
+            f"module): {GENERIC_TOLERANCE} (docs/coverage.md); --exact traces the real code")
+
+
+def generic_supports_sdpa(model_type: str) -> bool:
+    """The causal-LM class's ``_supports_sdpa`` as recorded from transformers (True when unrecorded)."""
+    return bool(_data().get("model_types", {}).get(model_type, {}).get("supports_sdpa", True))
+
+
+def known_model_types() -> frozenset[str]:
+    """Model types the recorded transformers implements as causal LMs (or their text models)."""
+    return frozenset(_data().get("model_types", {}))
+
+
+class _Standard:
+    """Standard-name access over a config, through aliases and the recorded defaults."""
+
+    def __init__(self, f: Fields, model_type: str):
+        entry = _data().get("model_types", {}).get(model_type, {})
+        self.f = f
+        self.attribute_map: Mapping[str, str] = entry.get("attribute_map", {})
+        self.defaults: Mapping[str, Any] = entry.get("defaults", {})
+
+    def names(self, name: str) -> tuple[str, ...]:
+        mapped = self.attribute_map.get(name)
+        return tuple(dict.fromkeys(((mapped,) if mapped else ()) + (name,) + _ALIASES.get(name, ())))
+
+    def _default_int(self, name: str, default: int | None) -> int | None:
+        value = self.defaults.get(name, default)
+        return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+    def integer(self, name: str, default: int | None = None, *, minimum: int = 1) -> int:
+        names = self.names(name)
+        value = self.f.opt_int(names[0], self._default_int(name, default), aliases=names[1:], minimum=minimum)
+        if value is None:
+            raise self.f.error(names[0], None, f"an integer >= {minimum} (the generic family needs it)")
+        return value
+
+    def opt_int(self, name: str, *, minimum: int = 1) -> int | None:
+        names = self.names(name)
+        return self.f.opt_int(names[0], self._default_int(name, None), aliases=names[1:], minimum=minimum)
+
+    def boolean(self, name: str, default: bool) -> bool:
+        names = self.names(name)
+        fallback = self.defaults.get(name, default)
+        return self.f.boolean(names[0], fallback if isinstance(fallback, bool) else default, aliases=names[1:])
+
+    def string(self, name: str, default: str) -> str:
+        value = self.raw(name)
+        if isinstance(value, str):
+            return value
+        fallback = self.defaults.get(name, default)
+        return fallback if isinstance(fallback, str) else default
+
+    def raw(self, name: str) -> Any:
+        names = self.names(name)
+        return self.f.raw(names[0], names[1:])
+
+
+def _text_fields(f: Fields, model_type: str) -> tuple[Fields, str]:
+    """A multimodal wrapper's language model config (``text_config``), else the config itself."""
+    text = f.raw("text_config")
+    if isinstance(text, Mapping):
+        inner = text.get("model_type")
+        entry = _data().get("model_types", {}).get(model_type, {})
+        return f.sub("text_config"), inner if isinstance(inner, str) else str(entry.get("text_model_type", model_type))
+    return f, model_type
+
+
+def _mixer_kind(value: object) -> str:
+    text = str(value).lower()
+    for key, kind in _KINDS:
+        if key in text:
+            return kind
+    return "full"
+
+
+def analyze_generic(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
+    """Dimensions and per-layer kinds from standard fields; llama-style counts (see module docstring)."""
+    tf, text_type = _text_fields(f, model_type)
+    s = _Standard(tf, text_type)
+    hidden = s.integer("hidden_size")
+    layers = s.integer("num_hidden_layers")
+    states = _state_mixers(tf, hidden)
+    attention_free = s.opt_int("num_attention_heads") is None and bool(states)
+    # A pure state-space model (Mamba) has no attention fields: every layer is its recurrent kind.
+    heads = 1 if attention_free else s.integer("num_attention_heads")
+    kv_heads = s.opt_int("num_key_value_heads") or heads
+    if s.boolean("multi_query", False):
+        kv_heads = 1
+    head_dim = (s.opt_int("head_dim") or hidden // heads) if not attention_free else 0
+    inter = s.opt_int("intermediate_size") or 4 * hidden
+    vocab = s.integer("vocab_size")
+    tie = s.boolean("tie_word_embeddings", True)
+    act = s.string("hidden_act", "silu")
+    gated = act in _GATED_ACTS
+    bias = s.boolean("attention_bias", False)
+    window = s.opt_int("sliding_window")
+    chunk = s.opt_int("attention_chunk_size")
+
+    experts = s.opt_int("num_experts", minimum=0) or 0
+    top_k = (s.opt_int("num_experts_per_tok") or 0) if experts else 0
+    moe_inter = s.opt_int("moe_intermediate_size") or inter
+    shared = s.opt_int("shared_expert_intermediate_size", minimum=0) or 0
+    n_shared = s.opt_int("n_shared_experts", minimum=0) or tf.opt_int("num_shared_experts", None, minimum=0) or 0
+    if not shared and n_shared:
+        shared = n_shared * moe_inter
+    if experts and top_k > experts:
+        raise tf.error("num_experts_per_tok", top_k, f"at most the {experts} experts")
+    first_dense = tf.opt_int("first_k_dense_replace", 0, minimum=0) or 0
+    mlp_only = set(tf.int_list("mlp_only_layers") or ())
+    step = tf.opt_int("decoder_sparse_step", 1) or 1
+
+    kinds = _layer_kinds(tf, s, layers, window, chunk)
+    if attention_free:
+        kinds = [next(iter(states))] * layers
+    mixers: dict[str, Mixer] = {}
+
+    def mixer(kind: str) -> Mixer:
+        if kind not in mixers:
+            if kind in ("linear", "ssm"):
+                mixers[kind] = states.get(kind) or Mixer(kind=kind, inner=hidden)
+            else:
+                mixers[kind] = Mixer(kind=kind, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
+                                     window=window if kind == "sliding" else None,
+                                     chunk=chunk if kind == "chunked" else None)
+        return mixers[kind]
+
+    dense = FFN(kind="dense", intermediate=inter, gated=gated)
+    moe = FFN(kind="moe", intermediate=moe_inter, gated=gated, experts=experts, top_k=top_k, shared=shared)
+    made: dict[tuple[str, bool], Layer] = {}  # one Layer object per (kind, moe): cheap to group
+    per_layer = []
+    for i, kind in enumerate(kinds):
+        is_moe = experts > 0 and top_k > 0 and i >= first_dense and i not in mlp_only and (i + 1) % step == 0
+        if (kind, is_moe) not in made:
+            made[(kind, is_moe)] = Layer(mixer=mixer(kind), ffn=moe if is_moe else dense)
+        per_layer.append(made[(kind, is_moe)])
+    moe_layers = tuple(i for i, layer in enumerate(per_layer) if layer.ffn.kind == "moe")
+
+    q_out, kv_out = heads * head_dim, kv_heads * head_dim
+    attn = lin(hidden, q_out, bias) + 2 * lin(hidden, kv_out, bias) + lin(q_out, hidden, bias)
+    mats = 3 if gated else 2
+    t = Tally()
+    t.add("embedding", vocab * hidden)
+    for layer in per_layer:
+        m, ffn = layer.mixer, layer.ffn
+        # A recurrent block: in_proj (x, z and the state inputs) + out_proj, roughly 3 x hidden x inner.
+        t.add("attention", attn if m.has_cache else 3 * hidden * max(m.inner, hidden))
+        t.add("norm", 2 * hidden)
+        if ffn.kind == "moe":
+            expert = mats * hidden * moe_inter
+            t.add("experts", experts * expert + mats * hidden * shared)
+            t.add("router", experts * hidden)
+            t.idle += (experts - top_k) * expert
+        else:
+            t.add("mlp", mats * hidden * inter)
+    t.add("norm", hidden)
+    if head in ("causal_lm", "conditional") and not tie:
+        t.add("lm_head", vocab * hidden)
+
+    linears: tuple[LinearShape, ...] = attention_linears(hidden, q_out, kv_out, bias, bias)
+    if gated:
+        linears += gated_linears(hidden, inter, False)
+    else:
+        linears += (LinearShape(name="up_proj", in_features=hidden, out_features=inter),
+                    LinearShape(name="down_proj", in_features=inter, out_features=hidden))
+    arch = Architecture(
+        model_type=model_type,
+        family="generic",
+        num_layers=layers,
+        hidden_size=hidden,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        head_dim=head_dim,
+        intermediate_size=inter,
+        vocab_size=vocab,
+        tie_word_embeddings=tie,
+        max_position_embeddings=s.opt_int("max_position_embeddings"),
+        hidden_act=act,
+        gated_mlp=gated,
+        attention_bias=bias,
+        layer_types=tuple("sliding_attention" if k == "sliding" else "full_attention" for k in kinds),
+        sliding_window=window if "sliding" in kinds else None,
+        num_experts=experts if moe_layers else 0,
+        num_experts_per_tok=top_k if moe_layers else 0,
+        moe_intermediate_size=moe_inter if moe_layers else 0,
+        shared_expert_intermediate_size=shared if moe_layers else 0,
+        num_shared_experts=(n_shared or (1 if shared else 0)) if moe_layers else 0,
+        moe_layers=moe_layers,
+        linears=linears,
+        per_layer=tuple(per_layer),
+        derivation="generic",
+        notes=(f"{model_type!r} has no family module: dimensions from transformers' standard config fields "
+               "(generic family); parameter counts are exact only from the checkpoint's safetensors headers",),
+    )
+    return arch, t
+
+
+def _layer_kinds(tf: Fields, s: _Standard, layers: int, window: int | None, chunk: int | None) -> list[str]:
+    given = s.raw("layer_types")
+    if isinstance(given, (list, tuple)) and given:
+        if len(given) != layers or not all(isinstance(v, str) for v in given):
+            raise tf.error("layer_types", given, f"a list of {layers} layer-type names")
+        return [_mixer_kind(v) for v in given]
+    if window is not None and tf.raw("use_sliding_window") is not False:
+        return ["sliding"] * layers
+    if chunk is not None:
+        return ["chunked"] * layers
+    return ["full"] * layers
+
+
+def _state_mixers(tf: Fields, hidden: int) -> dict[str, Mixer]:
+    """Recurrent-state shapes from the usual Mamba / Mamba2 / linear-attention fields."""
+    out: dict[str, Mixer] = {}
+
+    def first(*names: str) -> int | None:
+        for name in names:
+            value = tf.opt_int(name, None)
+            if value:
+                return value
+        return None
+
+    d_state = first("state_size", "ssm_state_size", "mamba_d_state")
+    if d_state:
+        inner = first("mamba_intermediate_size") or (first("expand", "mamba_expand") or 2) * hidden
+        kernel = first("conv_kernel", "mamba_d_conv") or 4
+        groups = first("n_groups", "mamba_n_groups") or 1
+        n_heads, head = first("mamba_n_heads", "num_heads"), first("mamba_d_head", "head_dim")
+        if n_heads and head and n_heads * head == inner:  # Mamba2: heads x head_dim x state
+            state, conv = n_heads * head * d_state, (inner + 2 * groups * d_state) * kernel
+        else:  # Mamba1: inner x state
+            state, conv = inner * d_state, inner * kernel
+        mamba2 = bool(n_heads and head and n_heads * head == inner)
+        out["ssm"] = Mixer(kind="ssm", heads=n_heads if mamba2 else 0, head_dim=head if mamba2 else 0,
+                           state_elements=state, conv_elements=conv, conv_kernel=kernel, inner=inner)
+    nk, nv = first("linear_num_key_heads"), first("linear_num_value_heads")
+    dk, dv = first("linear_key_head_dim"), first("linear_value_head_dim")
+    if nk and nv and dk and dv:
+        kernel = first("linear_conv_kernel_dim") or 4
+        out["linear"] = Mixer(kind="linear", heads=nv, head_dim=dv, state_elements=nv * dk * dv,
+                              conv_elements=(2 * nk * dk + nv * dv) * kernel, conv_kernel=kernel, inner=nv * dv)
+    return out

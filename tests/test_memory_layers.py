@@ -1,0 +1,70 @@
+"""Memory per layer kind: caches and states, images, the generic family's estimate."""
+
+from __future__ import annotations
+
+import pytest
+
+from hf_gpu_estimator import estimate
+from hf_gpu_estimator.architectures import architecture_from_config
+from hf_gpu_estimator.errors import ConflictingOptionsError
+from hf_gpu_estimator.memory.kv_cache import kv_cache_bytes, state_bytes_per_sequence
+
+_QWEN3_NEXT = {"model_type": "qwen3_next", "hidden_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4,
+               "num_key_value_heads": 2, "head_dim": 32, "intermediate_size": 256, "vocab_size": 512,
+               "num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 64,
+               "shared_expert_intermediate_size": 64, "linear_num_key_heads": 2, "linear_num_value_heads": 4,
+               "linear_key_head_dim": 16, "linear_value_head_dim": 16, "linear_conv_kernel_dim": 4}
+
+
+def test_recurrent_state_does_not_grow_with_the_sequence() -> None:
+    arch = architecture_from_config(_QWEN3_NEXT)
+    assert set(arch.mixer_kinds) == {"linear", "full"}
+    short = kv_cache_bytes(arch, batch_size=1, tokens=100, dtype_bytes=2)
+    long = kv_cache_bytes(arch, batch_size=1, tokens=200, dtype_bytes=2)
+    attention = [layer for layer in arch.layers if layer.mixer.has_cache]
+    per_token = sum(layer.mixer.cache_elements_per_token() * 2 for layer in attention)
+    # Only the attention layers grow: 100 more tokens cost exactly 100 x their per-token bytes.
+    assert long - short == 100 * per_token
+    states = sum(state_bytes_per_sequence(layer.mixer, 2) for layer in arch.layers if not layer.mixer.has_cache)
+    assert short == 100 * per_token + states
+    assert kv_cache_bytes(arch, batch_size=3, tokens=100, dtype_bytes=2) == 3 * short
+
+
+def test_sliding_layers_are_capped_at_the_window() -> None:
+    arch = architecture_from_config({"model_type": "mistral", "num_hidden_layers": 2, "sliding_window": 64})
+    assert kv_cache_bytes(arch, batch_size=1, tokens=1000, dtype_bytes=2) == \
+        kv_cache_bytes(arch, batch_size=1, tokens=63, dtype_bytes=2)
+
+
+def test_generic_family_estimates_and_says_so() -> None:
+    est = estimate({"model_type": "gpt_neo", "hidden_size": 64, "num_layers": 2, "num_heads": 4, "vocab_size": 100,
+                    "attention_types": [[["global", "local"], 1]]}, seq_len=64, new_tokens=8)
+    assert est.memory.components["kv_cache"] > 0
+    assert any("generic family" in a for a in est.spec.assumptions)
+
+
+def test_images_join_the_sequence() -> None:
+    config = {"model_type": "gemma3", "text_config": {"num_hidden_layers": 2}}
+    plain = estimate(config, seq_len=512, new_tokens=0)
+    longer = estimate(config, seq_len=1024, new_tokens=0)
+    with_images = estimate(config, seq_len=512, new_tokens=0, images=2)  # 2 x 256 tokens per image
+    assert with_images.memory.allocated_peak_bytes == longer.memory.allocated_peak_bytes
+    assert with_images.memory.allocated_peak_bytes > plain.memory.allocated_peak_bytes
+    assert "image" in with_images.memory.assumptions[0]
+
+
+def test_images_need_a_vision_model() -> None:
+    with pytest.raises(ConflictingOptionsError, match="images"):
+        estimate({"model_type": "llama", "num_hidden_layers": 2}, images=1)
+
+
+@pytest.mark.parametrize("task", ["inference", "training"])
+def test_every_layer_kind_estimates(task: str) -> None:
+    configs = [
+        _QWEN3_NEXT,
+        {"model_type": "mamba", "hidden_size": 64, "num_hidden_layers": 2, "vocab_size": 100, "state_size": 8},
+        {"model_type": "falcon_mamba", "hidden_size": 64, "num_hidden_layers": 2, "vocab_size": 100, "state_size": 8},
+    ]
+    for config in configs:
+        est = estimate(config, task=task, seq_len=128, new_tokens=8)
+        assert est.memory.allocated_peak_bytes > 0
