@@ -130,3 +130,12 @@ def test_training_that_does_not_fit_shows_suggestions(page: object) -> None:
     assert "total $" in p.locator("#plan").inner_text()  # type: ignore[attr-defined]
     p.locator("#plot img").wait_for(timeout=30_000)  # type: ignore[attr-defined]
     p.screenshot(path=str(SCREENSHOTS / "web_training.png"), full_page=True)  # type: ignore[attr-defined]
+
+
+def test_fleet_tab_plans_the_example(page: object) -> None:
+    p = page
+    p.get_by_role("tab", name="Fleet").click()  # type: ignore[attr-defined]
+    p.locator("#plan_fleet").click()  # type: ignore[attr-defined]
+    p.locator("#fleet_plan").get_by_text("Fleet total").wait_for(timeout=120_000)  # type: ignore[attr-defined]
+    text = p.locator("#fleet_plan").inner_text()  # type: ignore[attr-defined]
+    assert "$/month" in text and "Error" not in text

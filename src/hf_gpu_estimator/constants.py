@@ -14,3 +14,6 @@ DEFAULT_MARGIN = 0.05
 
 #: Set to any value to let the CLI print full tracebacks instead of one line.
 DEBUG_ENV = "HFGE_DEBUG"
+
+#: Hours in a month for $/month figures: 8,760 hours a year / 12, the convention cloud price sheets use.
+HOURS_PER_MONTH = 730

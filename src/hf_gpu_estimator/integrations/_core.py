@@ -82,7 +82,7 @@ class PreflightResult:
         """Bytes missing per device (0 unless ``status == "exceeds"``)."""
         if self.status != "exceeds" or self.required_bytes is None or self.budget_bytes is None:
             return 0
-        return self.required_bytes - self.budget_bytes
+        return max(0, self.required_bytes - self.budget_bytes)
 
 
 def validate_options(*, gpu: object = None, device_memory_bytes: object = None, on_exceed: object = "warn",
@@ -174,6 +174,22 @@ def evaluate(model_or_spec: Any, *, workload_kwargs: Mapping[str, Any], gpu: str
                                        "the run continues without a preflight check")
     required = est.memory.device_total_bytes
     budget = int(available * (1 - margin))
+    if gpu is not None and device_memory_bytes is None:
+        from hf_gpu_estimator.hardware import get_gpu
+        from hf_gpu_estimator.memory.overhead import device_total_on
+        from hf_gpu_estimator.planner._search import fp16_fallback, lacks_bf16
+
+        entry = get_gpu(gpu)
+        required = device_total_on(est.memory, entry)  # Apple: no CUDA context
+        fp16, _ = fp16_fallback(spec, est.workload, entry)
+        if lacks_bf16(entry) and fp16 is not est.workload:  # bf16 does not run there, whatever its memory
+            fix = (f"--precision {fp16.precision.name}" if fp16.is_training else "--dtype float16")
+            message = (f"hf-gpu-estimator: bf16 is not supported on {entry.name} (compute capability below 8.0, "
+                       f"torch.cuda.is_bf16_supported() is False); use {fix} (fp16): it needs about {_gib(required)} "
+                       f"per device of {_gib(available)} ({source})")
+            return PreflightResult(status="exceeds", message=message, estimate=est, required_bytes=required,
+                                   available_bytes=available, budget_bytes=budget, device_source=source,
+                                   workload_kwargs=kwargs)
     if required <= budget:
         message = (f"hf-gpu-estimator: fits: about {_gib(required)} per device of {_gib(available)} "
                    f"({source}); {_gib(budget - required)} to spare after a {margin:.0%} margin")
