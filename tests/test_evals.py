@@ -149,3 +149,15 @@ def test_example_fleet_runs_offline(tmp_path: Path) -> None:
     plan = json.loads(out.stdout)
     assert len(plan["entries"]) == 3 and not any("error" in e for e in plan["entries"])
     assert plan["monthly_usd"] == pytest.approx(plan["hourly_usd"] * 730)
+
+
+def test_cli_eval_refuses_serving_only_engine_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    """--eval sizes vLLM at its defaults (or transformers): a serving engine's flags are refused, not ignored."""
+    from hf_gpu_estimator.cli import main
+
+    base = ["plan", "meta-llama/Llama-2-7b-hf", "--eval", "gsm8k", "--gpu", "H100-SXM-80GB"]
+    assert main([*base, "-c", "4096"]) == 2
+    assert "--ctx-size" in capsys.readouterr().err
+    assert main([*base, "--engine", "sglang"]) == 2
+    assert main([*base, "--engine", "transformers", "--gpu-memory-utilization", "0.8"]) == 2
+    assert main([*base, "--gpu-memory-utilization", "0.8", "--format", "json"]) == 0
