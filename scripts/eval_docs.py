@@ -15,7 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = (ROOT / "docs" / "evals.md", ROOT / "docs" / "fleet.md")
-BLOCK = re.compile(r"(<!-- BEGIN: (.+?) -->\n)(.*?)(<!-- END -->)", re.S)
+BLOCK = re.compile(r"(<!-- BEGIN: (.+?) -->\n)(.*?)(<!-- END -->)", re.DOTALL)
 
 
 def run(command: str) -> str:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from hf_gpu_estimator.errors import InvalidArgumentError, UnknownNameError
-from hf_gpu_estimator.planner.evals import eval_suites, eval_tasks, plan_eval, resolve_evals, task_demand
 from hf_gpu_estimator.hardware import get_gpu
+from hf_gpu_estimator.planner.evals import eval_tasks, plan_eval, resolve_evals, task_demand
 from hf_gpu_estimator.sources.catalog import lookup
 
 ROOT = Path(__file__).resolve().parents[1]

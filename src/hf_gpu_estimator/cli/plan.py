@@ -121,12 +121,14 @@ def engine_settings(args: argparse.Namespace, engine: str) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     from hf_gpu_estimator import planner
     from hf_gpu_estimator.errors import ConflictingOptionsError, InvalidArgumentError
+    from hf_gpu_estimator.estimator import fit_context
     from hf_gpu_estimator.hardware import get_gpu
     from hf_gpu_estimator.report import cheapest_sections, eval_list_sections, plan_sections
+    from hf_gpu_estimator.verdict import search_margin
     from hf_gpu_estimator.workload import workload_from_kwargs
 
     if args.eval_list:
-        print_sections(eval_list_sections(), "text" if args.format == "json" else args.format)
+        print_sections(eval_list_sections(planner.eval_suites(), planner.eval_tasks()), "text" if args.format == "json" else args.format)
         return 0
     if args.fleet:
         return _run_fleet(args)
@@ -136,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     if args.eval:
         return _run_eval(args)
     spec = read_spec(args)
-    kwargs = workload_kwargs(args)
+    kwargs, _notes = fit_context(spec, workload_kwargs(args))
     if args.n_gpu_layers is not None and args.n_gpu_layers >= 0:
         kwargs["gpu_layers"] = args.n_gpu_layers
     work = workload_from_kwargs(kwargs)
@@ -168,8 +170,10 @@ def run(args: argparse.Namespace) -> int:
                                               fix="pass --engine vllm (SGLang: --mem-fraction-static)")
             options["gpu_memory_utilization"] = utilization
         settings = engine_settings(args, engine)
+        # The margin under which fits, max batch and min GPUs agree with estimate's verdict (its high end).
         result = planner.plan(spec, work, get_gpu(args.gpu), max_model_len=args.max_model_len, engine=engine,
-                              vllm_version=settings.pop("vllm_version", None), engine_settings=settings, **options)
+                              vllm_version=settings.pop("vllm_version", None), engine_settings=settings,
+                              margin=search_margin(work), **options)
         sections = plan_sections
     if args.format == "json":
         emit(result.to_dict(), "json")

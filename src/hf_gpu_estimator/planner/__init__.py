@@ -22,7 +22,6 @@ from hf_gpu_estimator.planner._search import (
     TP_DEGREES,
     TRAINING_GPU_COUNTS,
     Skipped,
-    _largest,  # noqa: F401  (used by hf_gpu_estimator.suggest)
 )
 from hf_gpu_estimator.planner.engines import ENGINES, default_engine, engine_capacity
 from hf_gpu_estimator.planner.engines.vllm import (

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 
+from hf_gpu_estimator.constants import DEFAULT_MARGIN  # noqa: F401  (the searches' default margin)
 from hf_gpu_estimator.errors import InvalidArgumentError
 from hf_gpu_estimator.hardware import GPU, get_gpu, list_gpus
 from hf_gpu_estimator.memory import estimate_memory
 from hf_gpu_estimator.memory.overhead import device_total_on
+from hf_gpu_estimator.monotone import largest_true as _largest  # noqa: F401  (the planner's searches)
 from hf_gpu_estimator.spec import ModelSpec
 from hf_gpu_estimator.workload import Workload
 
-#: Share of the device memory kept free by the fit searches (same default as ``Estimate.fits``).
-DEFAULT_MARGIN = 0.05
 #: Tensor-parallel degrees tried inside one node (8 GPUs per node).
 TP_DEGREES: tuple[int, ...] = (1, 2, 4, 8)
 #: Pipeline stages tried across nodes (one node of tp=8 per stage).
@@ -35,35 +35,8 @@ def _fits(spec: ModelSpec, workload: Workload, gpu: GPU, margin: float) -> bool:
     return device_total_on(estimate_memory(spec, workload, detail=False), gpu) <= _usable(gpu, margin)
 
 
-def _largest(ok: Callable[[int], bool], low: int, high: int) -> int:
-    """Largest ``x`` in ``[low, high]`` with ``ok(x)`` for a monotone (true, then false) ``ok``; ``low - 1`` if none."""
-    if high < low or not ok(low):
-        return low - 1
-    good = low
-    probe = low
-    while True:  # exponential search for the first failure
-        nxt = min(probe * 2, high)
-        if nxt == probe:
-            return good
-        if not ok(nxt):
-            bad = nxt
-            break
-        good = probe = nxt
-        if good == high:
-            return good
-    while bad - good > 1:  # binary search between the last success and the first failure
-        mid = (good + bad) // 2
-        if ok(mid):
-            good = mid
-        else:
-            bad = mid
-    return good
-
-
-
 def _gib(nbytes: float | None) -> str:
     return "?" if nbytes is None else f"{nbytes / (1 << 30):.1f} GiB"
-
 
 
 @dataclass(frozen=True, kw_only=True)

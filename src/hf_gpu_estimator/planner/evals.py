@@ -36,8 +36,8 @@ from hf_gpu_estimator.errors import (
 )
 from hf_gpu_estimator.hardware import GPU, get_gpu, list_gpus
 from hf_gpu_estimator.memory import estimate_memory
-from hf_gpu_estimator.perf import decode_step_seconds, prefill_seconds
 from hf_gpu_estimator.memory.overhead import device_total_on
+from hf_gpu_estimator.perf import decode_step_seconds, prefill_seconds
 from hf_gpu_estimator.planner._search import fp16_fallback
 from hf_gpu_estimator.planner.engines import unsupported_engine
 from hf_gpu_estimator.planner.engines.vllm import DEFAULT_GPU_MEMORY_UTILIZATION, serving_capacity
@@ -55,8 +55,8 @@ __all__ = [
     "TaskDemand",
     "TaskRun",
     "cheapest_eval",
-    "eval_tasks",
     "eval_suites",
+    "eval_tasks",
     "plan_eval",
     "resolve_evals",
     "task_demand",

@@ -75,6 +75,20 @@ class Plan:
         out["assumptions"] = list(self.assumptions)
         return out
 
+    def __repr__(self) -> str:
+        return (f"Plan({self.gpu.name!r}, fits={self.fits}, device_total={self.device_total_bytes / (1 << 30):.2f} GiB, "
+                f"max_batch_size={self.max_batch_size}, max_seq_len={self.max_seq_len})")
+
+    def _repr_markdown_(self) -> str:  # notebooks: the CLI's table
+        from hf_gpu_estimator.report import plan_sections, render_sections
+
+        return render_sections(plan_sections(self), "markdown")
+
+    def _repr_html_(self) -> str:
+        from hf_gpu_estimator.report import plan_sections, render_sections
+
+        return render_sections(plan_sections(self), "html")
+
 
 def plan(spec: ModelSpec, workload: Workload, gpu: GPU, *,
          gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION, max_model_len: int | None = None,
