@@ -65,8 +65,9 @@ def finite_float(minimum: float, *, inclusive: bool) -> Callable[[str], float]:
     return parse
 
 
-def add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="Hub id (org/name), local folder, .safetensors file or config.json")
+def add_model_args(p: argparse.ArgumentParser, *, optional: bool = False) -> None:
+    p.add_argument("model", nargs="?" if optional else None,
+                   help="Hub id (org/name), local folder, .safetensors file or config.json")
     p.add_argument("--revision", help="Hub branch, tag or commit")
     p.add_argument("--token", help="Hub token (default: HF_TOKEN or the saved login)")
 
