@@ -570,3 +570,15 @@ def test_rental_gpus_have_dated_prices(name):
     assert gpu.price_per_hour_usd and gpu.price_source and gpu.price_date
     assert re.fullmatch(r"20\d\d-\d{2}(-\d{2})?", gpu.price_date)
     assert "Price:" in gpu.notes or "price" in gpu.notes.lower()
+
+
+@pytest.mark.parametrize(("name", "expected"), [("A100-80GB", "A100-80GB-SXM"), ("H100-80GB", "H100-SXM-80GB"),
+                                                ("A100-40GB", "A100-40GB-SXM")])
+def test_a_name_with_the_memory_size_names_the_sxm_part(name: str, expected: str) -> None:
+    assert get_gpu(name).name == expected
+
+
+@pytest.mark.parametrize("name", ["H100", "A100", "V100"])
+def test_a_name_without_size_or_form_factor_asks(name: str) -> None:
+    with pytest.raises(UnknownNameError, match="ambiguous"):
+        get_gpu(name)

@@ -26,7 +26,10 @@ Units and conventions (every entry, bundled or user-supplied, follows them):
 Lookup is case-insensitive and ignores spaces, underscores and hyphens; vendor words
 ("NVIDIA", "GeForce", "Tesla", "AMD", "Instinct", "Intel", "Apple") are dropped, so the string
 ``torch.cuda.get_device_name()`` returns usually resolves. A partial name (``"4090"``,
-``"H100 SXM"``) resolves when exactly one entry matches; otherwise it is ambiguous:
+``"H100 SXM"``) resolves when exactly one entry matches; otherwise it is ambiguous. A name that
+states the memory but not the form factor (``"A100-80GB"``, ``"H100-80GB"``, ``"A100-40GB"``) names
+the SXM part the clouds rent, and every result shows the full name it resolved to; a name with
+neither (``"H100"``, ``"A100"``, ``"V100"``) asks:
 
 >>> get_gpu("rtx 4090").name
 'RTX-4090'
