@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             cut = coverage.default_cut_config(model_type)
         except Exception as e:  # noqa: BLE001
             data["entries"][model_type] = {"torch": ver["torch"], "transformers": ver["transformers"],
-                                           "config_hash": None, "status": "error",
+                                           "tracer": coverage.TRACER_VERSION, "config_hash": None, "status": "error",
                                            "error": f"config: {type(e).__name__}: {e}"[:600]}
             save(data, args.out)
             print(f"[{i}/{len(types)}] {model_type}: config failed: {e}"[:200], flush=True)

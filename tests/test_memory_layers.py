@@ -68,3 +68,44 @@ def test_every_layer_kind_estimates(task: str) -> None:
     for config in configs:
         est = estimate(config, task=task, seq_len=128, new_tokens=8)
         assert est.memory.allocated_peak_bytes > 0
+
+
+def _header(config: dict) -> tuple:
+    """A meta-device header of ``config`` as the Hub would serve it (names, BF16, shapes)."""
+    import torch
+    import transformers
+
+    from hf_gpu_estimator.spec import TensorInfo
+
+    cfg = transformers.AutoConfig.for_model(**config)
+    with torch.device("meta"):
+        model = transformers.AutoModelForCausalLM.from_config(cfg)
+    return tuple(TensorInfo(name=n, dtype="BF16", shape=tuple(p.shape)) for n, p in model.named_parameters())
+
+
+_OPT = {"model_type": "opt", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "ffn_dim": 128,
+        "vocab_size": 100, "max_position_embeddings": 64}
+
+
+def test_generic_family_is_exact_from_headers() -> None:
+    from hf_gpu_estimator.sources.headers import build_spec
+
+    tensors = _header(_OPT)
+    spec = build_spec(model_id="opt-tiny", config=_OPT, tensors=tensors)
+    assert spec.architecture is not None and spec.architecture.derivation == "generic"
+    assert spec.parameters.total == sum(t.numel for t in tensors)
+    # The real linears of one block replace the llama-style guess (OPT: q/k/v/out_proj, fc1/fc2, plain MLP).
+    names = {lin.name for lin in spec.architecture.linears}
+    assert {"fc1", "fc2", "out_proj"} <= names and not spec.architecture.gated_mlp
+
+
+@pytest.mark.parametrize(("change", "field"), [({"hidden_size": 128, "num_attention_heads": 4}, "hidden_size"),
+                                               ({"num_hidden_layers": 3}, "num_hidden_layers")])
+def test_config_contradicting_its_headers_is_a_typed_error(change: dict, field: str) -> None:
+    from hf_gpu_estimator.errors import ConfigHeaderMismatchError
+    from hf_gpu_estimator.sources.headers import build_spec
+
+    tensors = _header(_OPT)
+    with pytest.raises(ConfigHeaderMismatchError, match=field) as info:
+        build_spec(model_id="opt-tiny", config={**_OPT, **change}, tensors=tensors)
+    assert info.value.field == field and "\n" not in str(info.value)

@@ -192,6 +192,14 @@ class FFN:
     experts: int = 0
     top_k: int = 0
     shared: int = 0
+    #: Every expert processes every token, weighted by its router score (llama4's Llama4TextMoe repeats
+    #: the input for each expert and runs one batched matmul): activations scale with ``experts``.
+    dense_experts: bool = False
+
+    @property
+    def routed_copies(self) -> int:
+        """Copies of each token the routed experts hold at once."""
+        return self.experts if self.dense_experts else self.top_k
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -38,7 +38,11 @@ def check_against_config(arch: Architecture, tensors: Iterable[TensorInfo], conf
     are allowed); the number of per-expert indices against the expert count.
     """
     tensors = _language_tensors(tensors)
-    for t in tensors:
+    # Factorized embeddings (ELECTRA/ALBERT ``embedding_size``, OPT ``word_embed_proj_dim``) are narrower
+    # than the hidden size by design: no width check for them.
+    factorized = any(isinstance(config.get(k), int) for k in ("embedding_size", "word_embed_proj_dim", "embedding_dim",
+                                                               "input_embedding_size"))
+    for t in tensors if not factorized else ():
         if _EMBED.search(t.name) and len(t.shape) == 2 and t.dtype in ("F32", "F16", "BF16"):
             if t.shape[1] != arch.hidden_size and t.shape[0] != arch.hidden_size:
                 raise ConfigHeaderMismatchError(source, field="hidden_size", config_value=arch.hidden_size,

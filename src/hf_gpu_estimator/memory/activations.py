@@ -286,7 +286,7 @@ def _layer_activations(arch: Architecture, layer: Layer, workload: Workload, seq
     # so only the mask is extra). SDPA's fused dropout keeps an RNG seed.
     if arch.hidden_dropout:
         saved += 2 * H
-    copies = ffn.top_k if is_moe else 1
+    copies = ffn.routed_copies if is_moe else 1
     inter = (ffn.intermediate or I) if is_moe else I
     backward_transient = 3 * c * inter * copies + 2 * r * H
     return LayerActivations(
@@ -361,7 +361,7 @@ def _ffn_saved(arch: Architecture, ffn: FFN, workload: Workload, d: Dims, *, c: 
     act_bytes = act_saved_bytes(arch.hidden_act, c, mixed) + (2 * c if ffn.gated else 0)
     if ffn.kind == "moe":
         inter = ffn.intermediate or inter
-        copies = ffn.top_k
+        copies = ffn.routed_copies
         # transformers 5 runs the routed experts through grouped_mm (integrations/moe.py
         # grouped_mm_experts_forward), which autocast does not touch: they compute in the expert
         # weights' dtype (fp32 under mixed precision). Per routed token: the gathered input, the
@@ -429,6 +429,27 @@ def recurrent_saved_bytes(mixer: Mixer, *, compute_bytes: int, hidden: int) -> t
     return saved, 4 * 2 * inner * d_state
 
 
+def recurrent_inference_bytes(mixer: Mixer, *, compute_bytes: int, hidden: int, seq_len: int) -> float:
+    """Peak per-token bytes inside a recurrent mixer's prefill under ``torch.no_grad``.
+
+    Mamba's slow path holds about three ``inner x d_state`` fp32 tensors per token at once (the
+    discretized A, B x u and the scan's output), measured by exact-mode trace of mamba's default
+    config: 41 MiB at 128 tokens, 13.7 bytes per ``inner x d_state`` element. Mamba2's chunked scan pads
+    the sequence to a multiple of its chunk (``torch_forward``: ``pad_tensor_by_size``), so a short
+    prompt pays for a whole chunk; without autograd about two thirds of what training saves is alive
+    at the peak (traces of mamba2, falcon_h1 and nemotron_h default configs). Gated DeltaNet and short
+    convolutions: what training saves (trace of qwen3_next: 42 MiB analytic vs 42 MiB traced).
+    """
+    saved, transient = recurrent_saved_bytes(mixer, compute_bytes=compute_bytes, hidden=hidden)
+    if mixer.kind == "ssm" and not mixer.heads:
+        return 14 * mixer.state_elements + 4 * compute_bytes * (mixer.inner or hidden)
+    if mixer.kind == "ssm":
+        chunk = mixer.chunk or MAMBA2_CHUNK
+        padded = -(-seq_len // chunk) * chunk
+        return (saved + transient) * 2 / 3 * padded / max(1, seq_len)
+    return saved
+
+
 def loss_bytes(arch: Architecture, workload: Workload) -> tuple[float, float, float]:
     """Per-token bytes of the output head and loss: (saved after forward, peak during the loss,
     peak at the start of backward).
@@ -492,10 +513,9 @@ def inference_layer_transient(arch: Architecture, *, compute_bytes: int, attn: s
     for layer, _ in arch.layer_groups:
         for mixer in layer.mixers:
             if mixer.kind in STATE_KINDS:
-                # Without autograd a chunked scan's intermediates die as it goes; the sum of what
-                # training would save bounds what is alive at once (decode runs the recurrent step).
-                saved, transient = recurrent_saved_bytes(mixer, compute_bytes=c, hidden=H)
-                peak = max(peak, 2 * c * H + (saved + transient if query_len > 1 else 4 * c * (mixer.inner or H)))
+                peak = max(peak, 2 * c * H + (recurrent_inference_bytes(mixer, compute_bytes=c, hidden=H,
+                                                                         seq_len=query_len)
+                                              if query_len > 1 else 4 * c * (mixer.inner or H)))
         peak = max(peak, _ffn_inference_bytes(arch, layer.ffn, c, H, d.intermediate))
     return peak
 
@@ -510,7 +530,7 @@ def _ffn_inference_bytes(arch: Architecture, ffn: FFN, c: int, H: int, default_i
         return 2 * c * H + (3 if ffn.gated else max(2, _ACT_ALIVE.get(arch.hidden_act, 2))) * c * inter
     # grouped_mm experts: per routed token the gathered input stays alive with the fused gate/up
     # output, act(gate) and the product (integrations/moe.py grouped_mm_experts_forward).
-    mlp = 2 * c * H + ffn.top_k * c * (H + (4 if ffn.gated else 2) * inter)
+    mlp = 2 * c * H + ffn.routed_copies * c * (H + (4 if ffn.gated else 2) * inter)
     if ffn.shared:
         mlp = max(mlp, 2 * c * H + 3 * c * ffn.shared) + c * H
     return mlp

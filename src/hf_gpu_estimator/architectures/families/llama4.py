@@ -56,7 +56,9 @@ def analyze_llama4_text(f: Fields, model_type: str, head: Head) -> tuple[Archite
     if head == "causal_lm" and not tie:
         t.add("lm_head", vocab * hidden)
 
-    moe = FFN(kind="moe", intermediate=inter, experts=experts, top_k=top_k, shared=inter)
+    # modeling_llama4.py Llama4TextMoe: routed_in = hidden_states.repeat(num_experts, 1), one bmm over all
+    # experts (scores zero for the unrouted ones): every expert sees every token.
+    moe = FFN(kind="moe", intermediate=inter, experts=experts, top_k=top_k, shared=inter, dense_experts=True)
     dense = FFN(kind="dense", intermediate=inter_mlp)
     moe_set = set(moe_layers)
     per_layer = attention_layers(layer_types, tuple(moe if i in moe_set else dense for i in range(layers)),

@@ -243,7 +243,8 @@ def _layer_types_llama_like(f: Fields, s: _Style, num_layers: int) -> tuple[tupl
     """Per-layer attention kinds and the window, as each family's config __post_init__ derives them."""
     if s.sliding == "none":
         return (FULL,) * num_layers, None
-    window = f.opt_int("sliding_window", s.sliding_window)
+    # A window of 0 (qwen2_moe's default config when use_sliding_window is false) means none.
+    window = f.opt_int("sliding_window", s.sliding_window, minimum=0) or None
     if s.sliding == "all":
         # Mistral, Mixtral, Phi3, Starcoder2: a non-null sliding_window applies to every layer.
         kind = SLIDING if window is not None else FULL
