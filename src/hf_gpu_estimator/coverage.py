@@ -651,15 +651,19 @@ def render_markdown(table: list[Row], summary: Summary, versions: Mapping[str, s
     kinds = by_kind(table)
     if kinds:
         lines += ["", "By layer kind (types whose analytic description contains the kind; a type counts under "
-                  "each of its kinds):", "", "| kind | types estimated | within tolerance | "
+                  "each of its kinds). The memory error columns take only the types whose parameter count is "
+                  "exact, so they measure the memory model of the kind, not the counting:", "",
+                  "| kind | types estimated | within tolerance | exact counts | "
                   + " | ".join(f"median \\|{k} error\\| | worst {k}" for k in w) + " |",
-                  "|---|---:|---:|" + "---:|---:|" * len(w)]
+                  "|---|---:|---:|---:|" + "---:|---:|" * len(w)]
         for kind, group in kinds.items():
+            exact = [r for r in group if r.exact_count]
             cells = []
             for k in w:
-                errs = sorted((r.errors[k] for r in group if k in r.errors), key=abs)
+                errs = sorted((r.errors[k] for r in exact if k in r.errors), key=abs)
                 cells += [f"{abs(errs[len(errs) // 2]) * 100:.1f}%" if errs else "", _pct(errs[-1]) if errs else ""]
-            lines.append(f"| {kind} | {len(group)} | {sum(r.within for r in group)} | " + " | ".join(cells) + " |")
+            lines.append(f"| {kind} | {len(group)} | {sum(r.within for r in group)} | {len(exact)} | "
+                         + " | ".join(cells) + " |")
     lines += ["", "| model type | layers (default → cut) | family | kinds | parameters | "
               + " | ".join(f"{k} error" for k in w) + " | status | reason |",
               "|---|---|---|---|---:|" + "---:|" * len(w) + "---|---|"]
