@@ -8,8 +8,8 @@ For each model type of ``MODEL_FOR_CAUSAL_LM_MAPPING_NAMES``: its default config
 the meta device, and exact-mode traces (:func:`hf_gpu_estimator.trace.trace_workload`) of the
 workloads in :data:`hf_gpu_estimator.coverage.WORKLOADS`. Results go to
 ``tests/data/coverage_traces.json`` after every model type, so an interrupted run keeps what it
-traced and a re-run continues. An entry is re-traced when the torch or transformers version or
-the cut config's hash changed; a type that fails to build or trace is recorded with the error
+traced and a re-run continues. An entry is re-traced when the torch or transformers version, the
+tracer version (:data:`hf_gpu_estimator.coverage.TRACER_VERSION`) or the cut config's hash changed; a type that fails to build or trace is recorded with the error
 (re-tried with ``--retry-errors``). A type whose tracing killed the process twice is recorded as
 failed. ``--refresh-counts`` only recounts the parameters of fresh entries (no tracing).
 """
@@ -163,12 +163,13 @@ def main(argv: list[str] | None = None) -> int:
             cut = coverage.default_cut_config(model_type)
         except Exception as e:  # noqa: BLE001
             data["entries"][model_type] = {"torch": ver["torch"], "transformers": ver["transformers"],
-                                           "config_hash": None, "status": "error",
+                                           "tracer": coverage.TRACER_VERSION, "config_hash": None, "status": "error",
                                            "error": f"config: {type(e).__name__}: {e}"[:600]}
             save(data, args.out)
             print(f"[{i}/{len(types)}] {model_type}: config failed: {e}"[:200], flush=True)
             continue
-        key = {"torch": ver["torch"], "transformers": ver["transformers"], "config_hash": cut.config_hash}
+        key = {"torch": ver["torch"], "transformers": ver["transformers"], "tracer": coverage.TRACER_VERSION,
+               "config_hash": cut.config_hash}
         entry = data["entries"].get(model_type)
         if args.refresh_counts:
             if entry and all(entry.get(k) == v for k, v in key.items()) and entry.get("status") in ("ok", "partial"):

@@ -66,10 +66,13 @@ def main() -> int:
             except Exception:
                 pass
         out[model_type] = entry
+    # Every model type transformers implements is recorded (a multimodal wrapper is read through its
+    # text_config); the field aliases and defaults only for causal LMs and their text models.
     causal = {k for k, v in out.items() if v.get("causal_lm")}
-    keep = causal | {str(v["text_model_type"]) for k, v in out.items() if k in causal and v.get("text_model_type")}
-    out = {k: {kk: vv for kk, vv in v.items() if vv not in ({}, None) and kk != "causal_lm"}
-           for k, v in out.items() if k in keep}
+    full = causal | {str(v["text_model_type"]) for k, v in out.items() if v.get("text_model_type")}
+    out = {k: {kk: vv for kk, vv in v.items() if vv not in ({}, None) and kk != "causal_lm"
+               and (k in full or kk in ("attribute_map", "text_model_type"))}
+           for k, v in out.items()}
     data = {"transformers": transformers.__version__, "torch": torch.__version__.split("+")[0], "model_types": out}
     OUT.write_text(json.dumps(data, sort_keys=True, separators=(",", ":")) + "\n")
     print(f"{len(out)} model types -> {OUT}")

@@ -21,7 +21,7 @@ GPT2 = {"model_type": "gpt2", "n_layer": 2, "n_embd": 64, "n_head": 4, "vocab_si
 
 # (field, bad value, the words the message must hold besides the field)
 WORKLOAD_CASES = [
-    ("task", "train", ()), ("task", 1, ()), ("task", None, ()),
+    ("task", "train", ()), ("task", 1, ()),
     ("method", "LoRA-XL", ()), ("method", ["lora"], ()),
     ("batch_size", 0, (">= 1",)), ("batch_size", -3, (">= 1",)), ("batch_size", 1.5, ()), ("batch_size", "8", ()),
     ("batch_size", True, ()), ("batch_size", None, ()), ("batch_size", float("nan"), ()),
@@ -83,7 +83,7 @@ def test_estimate_rejects_the_same(field, value, words):
 
 
 CONFLICTS = [
-    {"method": "lora"},  # inference
+    {"task": "inference", "method": "lora"},
     {"task": "training", "quantization": "nf4"},  # full training of quantized weights
     {"task": "training", "method": "qlora", "quantization": "int8"},
     {"task": "training", "strategy": "zero3"},  # one GPU
@@ -124,6 +124,8 @@ API_CASES = [
      errors.MalformedConfigError, "magic"),
     ("config-quant-not-object", lambda: inspect_model({**GPT2, "quantization_config": [4]}),
      errors.MalformedConfigError, "quantization_config"),
+    ("seq-len-over-limit", lambda: estimate(GPT2, seq_len=65), errors.ConflictingOptionsError, "64"),
+    ("context-over-limit", lambda: estimate(GPT2, seq_len=32, new_tokens=33), errors.ConflictingOptionsError, "64"),
     ("config-quant-bits", lambda: inspect_model({**GPT2, "quantization_config": {"quant_method": "gptq", "bits": "4"}}),
      errors.MalformedConfigError, "bits"),
 ]  # fmt: skip
@@ -172,7 +174,7 @@ def test_planner_methods_reject_bad_margins(method, margin):
 
 
 def test_absurd_but_valid_sizes_do_not_crash():
-    est = estimate(GPT2, batch_size=10**12, seq_len=10**9, new_tokens=10**9)
+    est = estimate({**GPT2, "n_positions": 2 * 10**9}, batch_size=10**12, seq_len=10**9, new_tokens=10**9)
     assert est.memory.device_total_bytes > 0 and not est.fits("A100-80GB")
     est.to_dict()
     str(est)
@@ -193,7 +195,17 @@ CLI_CASES = [
     ["estimate", M, "--num-gpus", "0"], ["estimate", M, "--tp", "0"], ["estimate", M, "--pp", "-2"],
     ["estimate", M, "--strategy", "zero9", "--task", "training", "--num-gpus", "2"],
     ["estimate", M, "--gradient-accumulation-steps", "0"], ["estimate", M, "--gpu", "H9000"],
-    ["estimate", M, "--format", "yaml"], ["estimate", M, "--method", "lora"],
+    ["estimate", M, "--format", "yaml"], ["estimate", M, "--method", "lora", "--task", "inference"],
+    ["estimate", M, "--seq-len", "2000"], ["estimate", M, "--task", "training", "--seq-len", "1025"],
+    ["estimate", M, "--seq-len", "1000", "--new-tokens", "100"],
+    ["estimate", M, "--gpu", "RTX-4090,H9000"], ["estimate", M, "--gpu", "RTX-4090,"],
+    ["estimate", M, "--dtype", "float32,int4"], ["estimate", M, "--quantization", "none,int3"],
+    ["estimate", M, "--dtype", ","], ["estimate", M, "--gpu", "A100"], ["estimate", M, "--gpu", ""],
+    ["estimate", M, "--gpu", "RTX-4090", "--gpu", "H9000"], ["estimate", M, "--compare", "--seq-len", "5000"],
+    ["estimate", M, "--task", "training", "--method", "qlora", "--dtype", "int8"],
+    ["plan", M, "--gpu", "A100-80GB", "--seq-len", "5000"], ["plan", M, "--gpu", "A100"],
+    ["measure", M, "--seq-len", "5000", "--device", "cpu"],
+    ["preflight", "--accelerate-config", "x.yaml", M, "--gpu", "A100"],
     ["estimate", M, "--task", "training", "--quantization", "nf4"], ["estimate", M, "--strategy", "zero3", "--task", "training"],
     ["estimate", M, "--num-gpus", "3", "--tp", "2"], ["estimate", M, "--task", "training", "--offload-optimizer"],
     ["estimate", M, "--no-such-flag"], ["estimate"], ["frobnicate", M], [],
@@ -253,8 +265,12 @@ def test_integrations_warn_and_continue_on_bad_input(caplog):
     import logging
 
     caplog.set_level(logging.WARNING)
-    for kwargs in ({"batch_size": 0}, {"optimizer": "adam9"}, {"task": "train"}, {"num_gpus": -1}):
+    for kwargs in ({"batch_size": 0}, {"optimizer": "adam9"}, {"task": "train"}, {"num_gpus": -1},
+                   {"seq_len": 10**6}, {"task": "inference", "method": "lora"}):
         result = core.evaluate(inspect_model(GPT2), workload_kwargs=kwargs, gpu="A100-80GB")
         assert result.status == "failed" and result.error and "\n" not in str(result.error)
-    result = core.evaluate(inspect_model(GPT2), workload_kwargs={}, gpu="H9000")
-    assert result.status == "failed"
+    for gpu in ("H9000", "A100", "H100"):  # unknown, ambiguous: warned, the run continues
+        result = core.evaluate(inspect_model(GPT2), workload_kwargs={}, gpu=gpu)
+        assert result.status == "failed" and "skipped" in result.message and gpu in result.message
+    with pytest.warns(UserWarning, match="below 1 GiB"):
+        core.validate_options(device_memory_bytes=24)

@@ -14,7 +14,7 @@ from hf_gpu_estimator import cli
 from hf_gpu_estimator.cli.workload_flags import WORKLOAD_FLAGS
 
 PACKAGE = Path(cli.__file__).resolve().parents[1]
-COMMAND_NAMES = ("estimate", "inspect", "plan", "gpus", "serve", "preflight", "measure")
+COMMAND_NAMES = ("estimate", "inspect", "plan", "gpus", "measure", "preflight", "serve")
 
 
 def test_every_command_is_a_module_that_registers_itself() -> None:
@@ -121,3 +121,54 @@ def test_no_private_names_imported_from_other_modules(module: str) -> None:
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("hf_gpu_estimator"):
             private = [a.name for a in node.names if a.name.startswith("_") and a.name != "__version__"]
             assert not private, f"{module} imports {private} from {node.module}"
+
+
+def test_help_lists_every_command(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    out = capsys.readouterr().out
+    for name in COMMAND_NAMES:
+        assert name in out.split("positional arguments")[1].split("options")[0]
+    assert "hfge measure" in out
+
+
+BLOCK = """
+import sys, importlib.abc
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in ("accelerate", "torch", "transformers", "peft", "lightning", "gradio", "matplotlib"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, Block())
+from hf_gpu_estimator.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize(("argv", "extra"), [
+    (["preflight", "--accelerate-config", "x.yaml", "gpt2", "--gpu", "RTX-4090"], "accelerate"),
+    (["estimate", "gpt2", "--exact"], "torch"),
+    (["measure", "gpt2", "--device", "cpu"], "torch"),
+    (["serve"], "web"),
+    (["estimate", "gpt2", "--plot", "x.png"], "plot"),
+], ids=lambda v: v if isinstance(v, str) else v[0])
+def test_missing_optional_dependency_is_one_line_naming_the_extra(argv, extra, tmp_path):
+    import os
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env.pop("HFGE_DEBUG", None)
+    out = subprocess.run([sys.executable, "-c", BLOCK, *argv], capture_output=True, text=True, check=False,
+                         cwd=tmp_path, env=env)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 1 and len(lines) == 1, out.stderr
+    assert f"pip install 'hf-gpu-estimator[{extra}]'" in lines[0]
+
+
+def test_docs_cli_help_is_current(monkeypatch):
+    spec = importlib.util.spec_from_file_location("render_cli_help", PACKAGE.parents[1] / "scripts" / "render_cli_help.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setenv("COLUMNS", module.WIDTH)
+    doc = module.DOC.read_text(encoding="utf-8")
+    block = doc[doc.index(module.BEGIN) + len(module.BEGIN):doc.index(module.END)]
+    assert block.strip() == module.render().strip(), "docs/cli.md is stale: run python scripts/render_cli_help.py"
+    assert "### `hfge measure --help`" in block

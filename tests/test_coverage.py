@@ -37,7 +37,7 @@ def test_coverage_figures(matrix: Any, capsys: pytest.CaptureFixture[str]) -> No
     lines = [
         f"coverage: {s.within}/{s.types} causal-LM types within tolerance ({s.coverage:.1%}, "
         f"required {coverage.MIN_COVERAGE:.0%}); traced {s.traced}, estimated {s.estimated}, "
-        f"exact parameter counts {s.exact_counts}",
+        f"exact parameter counts {s.exact_counts}; outside only by the count {s.count_only}",
         *(f"  {status}: {len(types)}" for status, types in by_status.items()),
     ]
     for r in table:
@@ -146,6 +146,8 @@ def test_stale_entry_is_not_trusted() -> None:
     assert "traced with" in stale["llama"]
     entry = dict(data["entries"]["llama"], config_hash="0" * 16)
     assert "cut config changed" in coverage.stale_entries({"entries": {"llama": entry}})["llama"]
+    entry = dict(data["entries"]["llama"], tracer=coverage.TRACER_VERSION - 1)
+    assert "tracer version" in coverage.stale_entries({"entries": {"llama": entry}})["llama"]
 
 
 def test_compare_entry_without_a_family_says_why() -> None:
@@ -189,3 +191,12 @@ def test_cut_fills_unset_dimensions_as_transformers_derives_them() -> None:
                                       head_dim=None, num_key_value_heads=None))
     assert (cut.config["head_dim"], cut.config["num_key_value_heads"]) == (64, 4)
     assert "unset in the default config" in cut.changes["head_dim"]
+
+
+def test_traced_models_are_the_counted_models() -> None:
+    """The traced model has the parameters of the model counted on the meta device (same class, same config)."""
+    data = coverage.load_data()
+    mismatched = {t: (e.get("parameters"), {w: tr["parameters"] for w, tr in e.get("traces", {}).items()})
+                  for t, e in data.get("entries", {}).items()
+                  if any(tr["parameters"] != e.get("parameters") for tr in e.get("traces", {}).values())}
+    assert not mismatched, f"re-run benchmarks/coverage_traces.py --only {' '.join(mismatched)}: {mismatched}"

@@ -62,11 +62,26 @@ def test_warns_when_the_run_does_not_fit(caplog: pytest.LogCaptureFixture) -> No
     assert model.optimizer_steps == 2  # warn only: the run goes on
 
 
-def test_silent_when_it_fits(caplog: pytest.LogCaptureFixture) -> None:
+def test_one_info_line_when_it_fits(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    import lightning.pytorch.utilities as utilities
+
+    said: list[str] = []
+    monkeypatch.setattr(utilities, "rank_zero_info", lambda message, *a, **k: said.append(message))
     callback = MemoryPreflight(device_memory_bytes=LARGE)
     _fit(callback)
     assert _ours(caplog) == []
     assert callback.result.status == "fits"
+    (line,) = said
+    assert line.startswith("hf-gpu-estimator: fits: needs ") and "\n" not in line
+    assert len(repr(callback.result)) < 300 and repr(callback.result) == str(callback.result)
+
+
+@pytest.mark.parametrize("kwargs", [{"gpu": "H9000"}, {"gpu": "A100"}], ids=str)
+def test_bad_device_arguments_warn_and_the_run_continues(caplog: pytest.LogCaptureFixture, kwargs: dict) -> None:
+    callback = MemoryPreflight(**kwargs)
+    model = _fit(callback)
+    (warning,) = _ours(caplog)
+    assert "memory preflight skipped" in warning.getMessage() and model.optimizer_steps == 2
 
 
 def test_raise_stops_before_the_first_step() -> None:
@@ -112,7 +127,7 @@ def test_arguments_are_validated() -> None:
     with pytest.raises(InvalidArgumentError, match="input_shape"):
         MemoryPreflight(input_shape=(4,))
     with pytest.raises(InvalidArgumentError, match="gpu"):
-        MemoryPreflight(gpu="A100")  # ambiguous catalog name fails at construction
+        MemoryPreflight(gpu=80)  # not a name at all
 
 
 def test_batch_shape_sources_in_documented_order() -> None:
@@ -204,8 +219,8 @@ def test_batch_size_suggestion_keeps_the_effective_batch() -> None:
     (batch,) = [s for s in result.suggestions if s.key == "batch_size"]
     b, steps = batch.options["batch_size"], batch.options["gradient_accumulation_steps"]
     assert 2 <= b < 16 and b * steps >= 16 * 2
-    too_big = estimate(spec, **{**work, "batch_size": b + 1}).memory.device_total_bytes
-    assert too_big > result.budget_bytes  # the largest that fits
+    too_big = estimate(spec, **{**work, "batch_size": b + 1})
+    assert too_big.device_total_range_bytes[1] > result.budget_bytes  # the largest whose high end fits
 
 
 def test_ddp_two_processes_warn_once() -> None:
@@ -220,3 +235,8 @@ def test_ddp_two_processes_warn_once() -> None:
     assert out.count("will likely run out of GPU memory") == 1, out[-3000:]
     assert "2 devices, ddp" in out
     assert "optimizer steps: 2" in out
+
+
+def test_device_memory_below_a_gib_is_warned_about_at_construction() -> None:
+    with pytest.warns(UserWarning, match="below 1 GiB"):
+        MemoryPreflight(device_memory_bytes=24)

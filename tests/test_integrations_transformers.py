@@ -46,8 +46,19 @@ def reset_steps():
     e2e.StepCounter.steps = 0
 
 
+@pytest.fixture(autouse=True)
+def transformers_records(caplog: pytest.LogCaptureFixture):
+    """transformers' logger does not propagate to the root: hand caplog's handler to ours."""
+    from hf_gpu_estimator.integrations.transformers import log
+
+    log.addHandler(caplog.handler)
+    yield
+    log.removeHandler(caplog.handler)
+
+
 def _ours(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name.startswith("hf_gpu_estimator") and r.levelno >= logging.WARNING]
+    records = {id(r): r for r in caplog.records}.values()  # once, whether or not transformers propagates
+    return [r.getMessage() for r in records if r.name == "transformers.hf_gpu_estimator" and r.levelno >= logging.WARNING]
 
 
 def _trainer(tmp_path: Path, callback: MemoryPreflightCallback, *, max_steps: int = 2, **args):
@@ -72,10 +83,22 @@ def test_warns_and_trains(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> N
     assert e2e.StepCounter.steps == 2
 
 
-def test_silent_when_it_fits(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_one_summary_line_when_it_fits(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     callback = MemoryPreflightCallback(device_memory_bytes=LARGE)
     _trainer(tmp_path, callback, max_steps=1).train()
-    assert _ours(caplog) == [] and callback.result.status == "fits"
+    (line,) = _ours(caplog)
+    assert callback.result.status == "fits" and line.startswith("hf-gpu-estimator: fits: needs ") and "\n" not in line
+    assert len(repr(callback.result)) < 300
+
+
+@pytest.mark.parametrize("kwargs", [{"gpu": "H9000"}, {"gpu": "A100"}], ids=str)
+def test_bad_device_arguments_warn_and_training_continues(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                          kwargs: dict) -> None:
+    callback = MemoryPreflightCallback(**kwargs)
+    _trainer(tmp_path, callback, max_steps=1).train()
+    (line,) = _ours(caplog)
+    assert "memory preflight skipped" in line and callback.result.status == "failed"
+    assert e2e.StepCounter.steps == 1
 
 
 def test_raise_stops_before_the_first_step(tmp_path: Path) -> None:
@@ -123,7 +146,12 @@ def test_training_arguments_mapping(tmp_path: Path) -> None:
         MemoryPreflightCallback(seq_len=0)
 
 
-def test_check_fits_places_layers_greedily() -> None:
+def test_check_fits_places_layers_greedily(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The CPU share of device_map="auto" defaults to the host's available memory: pin it, so the
+    # result does not depend on what else the machine runs.
+    import psutil
+
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: type("VM", (), {"available": 64 * GiB})())
     plan = check_fits(LLAMA_7B, device_map="sequential", dtype="bfloat16", max_memory={0: "6GiB", 1: "10GiB"})
     assert plan.fits and set(plan.bytes_by_device) == {0, 1}
     assert plan.bytes_by_device[0] <= 6 * GiB and plan.bytes_by_device[0] > 5 * GiB  # filled before the next

@@ -188,10 +188,9 @@ def test_full_training_7b_does_not_fit_80gb_in_fp32_adam(llama7b):
 
 
 @pytest.mark.parametrize("kwargs", [
-    {"method": "qlora", "task": "training", "dtype": "float32"},
     {"task": "training", "quantization": "gguf:Q4_K_M", "method": "lora"},
     {"task": "training", "quantization": "nf4"},
-    {"method": "lora"},
+    {"method": "lora", "task": "inference"},
     {"batch_size": 0},
     {"precision": "bf17-mixed", "task": "training"},
 ], ids=str)

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from hf_gpu_estimator.estimator import estimate
 from hf_gpu_estimator.cli import main
+from hf_gpu_estimator.estimator import estimate
 from hf_gpu_estimator.memory import estimate_memory
-from hf_gpu_estimator.report import COMMON_GPUS, Section, estimate_sections, gib, render_sections
+from hf_gpu_estimator.report import COMMON_GPUS, Section, estimate_sections, gib, gib_range, render_sections
 from hf_gpu_estimator.sources.catalog import lookup
 from hf_gpu_estimator.suggest import suggest, suggestion_target
 
@@ -48,7 +48,8 @@ def test_estimate_formats_show_units_range_phase_and_fits(fmt: str, capsys: pyte
     est = estimate(LLAMA)
     mem = est.memory
     assert gib(mem.components["weights"]) in out and gib(mem.device_total_bytes) in out
-    assert f"{gib(mem.allocated_low_bytes)} - {gib(mem.allocated_high_bytes)}" in out
+    assert gib_range(mem.allocated_low_bytes, mem.allocated_high_bytes) in out
+    assert gib_range(*est.device_total_range_bytes) in out
     assert f"peak during {mem.phase_at_peak}" in out
     for name in ("RTX-4090", "A100-80GB-SXM", "H100-SXM-80GB"):
         assert name in out
@@ -154,3 +155,48 @@ def test_import_stays_cheap() -> None:
             "print(sorted(m for m in ('torch', 'matplotlib', 'gradio', 'rich') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_notebook_displays_and_short_reprs() -> None:
+    from hf_gpu_estimator import planner
+    from hf_gpu_estimator.hardware import get_gpu
+
+    est = estimate(lookup(LLAMA), gpu="RTX-4090")
+    assert len(repr(est)) < 300 and "\n" not in repr(est) and "13.37–15.71 GiB" in repr(est)
+    html, md = est._repr_html_(), est._repr_markdown_()
+    assert "<table>" in html and "fits" in html and "| component | memory | share |" in md
+    p = planner.plan(est.spec, est.workload, get_gpu("RTX-4090"))
+    assert len(repr(p)) < 200 and "<table>" in p._repr_html_() and "max batch size" in p._repr_markdown_()
+
+
+@pytest.mark.parametrize("fmt", ["table", "text", "markdown"])
+def test_no_trailing_spaces_when_piped(fmt: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["estimate", LLAMA, "--task", "training", "--gpu", "RTX-4090", "--format", fmt]) == 0
+    out = capsys.readouterr().out
+    assert [line for line in out.splitlines() if line != line.rstrip()] == []
+
+
+def test_compare_says_n_a_for_an_error_on_nothing() -> None:
+    from hf_gpu_estimator.exact import Comparison, Difference
+    from hf_gpu_estimator.report import compare_sections
+
+    est = estimate(lookup(LLAMA))
+    zero, tiny = Difference(analytic_bytes=0, exact_bytes=0), Difference(analytic_bytes=0, exact_bytes=1000)
+    diff = Comparison(components={"activations": zero, "transient": tiny}, allocated_peak=zero, reserved_peak=zero,
+                      device_total=zero, analytic_phase="decode", exact_phase="decode")
+    (section,) = compare_sections(est.spec, est, est, diff)
+    assert all(row[-1] == "n/a" for row in section.rows), section.rows
+    assert diff.to_dict()["components"]["transient"]["relative_error"] == -1.0  # the JSON keeps the number
+
+
+def test_ignored_options_are_one_warning_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["estimate", LLAMA, "--precision", "bf16-true", "--optimizer", "sgd", "--format", "json"]) == 0
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == ["hfge: warning: precision=bf16-true, optimizer=sgd do not apply to inference: ignored"]
+
+
+def test_recipes_are_accepted() -> None:
+    qlora = estimate(lookup(LLAMA), method="qlora", dtype="bfloat16")
+    assert qlora.workload.task == "training" and qlora.workload.precision.compute_dtype == "bfloat16"
+    assert qlora.workload.dtype == "bfloat16"
+    assert estimate(lookup(LLAMA), method="lora").workload.is_training

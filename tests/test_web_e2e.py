@@ -130,3 +130,37 @@ def test_training_that_does_not_fit_shows_suggestions(page: object) -> None:
     assert "total $" in p.locator("#plan").inner_text()  # type: ignore[attr-defined]
     p.locator("#plot img").wait_for(timeout=30_000)  # type: ignore[attr-defined]
     p.screenshot(path=str(SCREENSHOTS / "web_training.png"), full_page=True)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("width", [1280, 800])
+def test_tables_do_not_wrap_inside_words(page: object, width: int) -> None:
+    """At a laptop's and a narrow window's width: every header cell on one line, the assumptions and the
+    token field present, the verdict with its range in the summary."""
+    p = page
+    p.set_viewport_size({"width": width, "height": 1300})  # type: ignore[attr-defined]
+    p.locator("#task").get_by_role("radio", name="inference").check()  # type: ignore[attr-defined]
+    p.locator("#estimate").click()  # type: ignore[attr-defined]
+    p.locator("#summary").get_by_text("needs").wait_for(timeout=60_000)  # type: ignore[attr-defined]
+    assert re.search(r"(fits|tight|does not fit) — needs [\d.]+–[\d.]+ GiB", p.locator("#summary").inner_text())  # type: ignore[attr-defined]
+    assert p.locator("#token input").count() == 1  # type: ignore[attr-defined]
+    box = p.locator("#assumptions_box")  # type: ignore[attr-defined]
+    if "catalog" not in box.inner_text():
+        box.get_by_text("Assumptions").first.click()
+    p.wait_for_function("() => document.querySelector('#assumptions_box').innerText.includes('catalog')",
+                        timeout=30_000)  # type: ignore[attr-defined]
+    heights = p.evaluate("""() => [...document.querySelectorAll('#breakdown th, #fits th, #plan th')].map(
+        th => [th.innerText, th.getBoundingClientRect().height,
+               parseFloat(getComputedStyle(th).lineHeight) || parseFloat(getComputedStyle(th).fontSize) * 1.6])""")  # type: ignore[attr-defined]
+    assert heights
+    wrapped = [text for text, height, line in heights if height > 2.2 * line]
+    assert not wrapped, wrapped
+    p.screenshot(path=str(SCREENSHOTS / f"web_{width}px.png"), full_page=True)  # type: ignore[attr-defined]
+
+
+def test_fleet_tab_plans_the_example(page: object) -> None:
+    p = page
+    p.get_by_role("tab", name="Fleet").click()  # type: ignore[attr-defined]
+    p.locator("#plan_fleet").click()  # type: ignore[attr-defined]
+    p.locator("#fleet_plan").get_by_text("Fleet total").wait_for(timeout=120_000)  # type: ignore[attr-defined]
+    text = p.locator("#fleet_plan").inner_text()  # type: ignore[attr-defined]
+    assert "$/month" in text and "Error" not in text

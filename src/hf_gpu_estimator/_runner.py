@@ -62,7 +62,7 @@ def require_torch_stack(feature: str) -> None:
         try:
             __import__(package)
         except ImportError as e:
-            raise MissingDependencyError(package, "trace", feature) from e
+            raise MissingDependencyError(package, "torch", feature) from e
 
 
 def torch_dtype(name: str) -> torch.dtype:
@@ -342,7 +342,7 @@ def apply_method(built: BuiltModel, workload: Workload) -> None:
     try:
         import peft
     except ImportError as e:
-        raise MissingDependencyError("peft", "trace", "tracing LoRA") from e
+        raise MissingDependencyError("peft", "peft", "tracing LoRA") from e
     targets: str | list[str] = list(workload.lora_targets)
     if targets == ["all-linear"]:
         targets = "all-linear"

@@ -12,5 +12,18 @@ GiB = 1 << 30
 #: (see ``estimator.Estimate.verdict``).
 DEFAULT_MARGIN = 0.05
 
+#: GPUs an estimate is checked against when none is asked: a 24 GB consumer card, the two datacenter classics.
+COMMON_GPUS: tuple[str, ...] = ("RTX-4090", "A100-80GB", "H100-SXM-80GB")
+
+#: The extra of pyproject.toml that installs each optional package (the import name as the key):
+#: a missing one ends the CLI with one line naming it.
+EXTRAS: dict[str, str] = {
+    "torch": "torch", "transformers": "torch", "peft": "peft", "accelerate": "accelerate",
+    "lightning": "lightning", "rich": "rich", "matplotlib": "plot", "gradio": "web",
+}  # fmt: skip
+
 #: Set to any value to let the CLI print full tracebacks instead of one line.
 DEBUG_ENV = "HFGE_DEBUG"
+
+#: Hours in a month for $/month figures: 8,760 hours a year / 12, the convention cloud price sheets use.
+HOURS_PER_MONTH = 730

@@ -15,6 +15,10 @@ class EstimatorError(Exception):
     exit_code: int = 1
 
 
+class IgnoredOptionWarning(UserWarning):
+    """Options were given that do not apply to the workload (``--precision`` for inference ...); they are ignored."""
+
+
 class InvalidArgumentError(EstimatorError, ValueError):
     """A user-supplied option has a bad value (the CLI exits with status 2)."""
 

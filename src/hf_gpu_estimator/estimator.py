@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from hf_gpu_estimator.constants import DEFAULT_MARGIN
+from hf_gpu_estimator.constants import COMMON_GPUS, DEFAULT_MARGIN
 from hf_gpu_estimator.errors import InvalidArgumentError
 from hf_gpu_estimator.memory import MemoryEstimate, estimate_memory
 from hf_gpu_estimator.spec import ModelSpec
+from hf_gpu_estimator.verdict import Verdict, judge, search_margin, uncertainty_for
 from hf_gpu_estimator.workload import Workload, workload_from_kwargs
 
 if TYPE_CHECKING:
     from hf_gpu_estimator.hardware import GPU
+    from hf_gpu_estimator.suggest import Suggestion
 
 @dataclass(frozen=True, kw_only=True)
 class Estimate:
@@ -35,45 +37,59 @@ class Estimate:
             return 0
         return plan_weights(self.spec, self.workload).trainable_params
 
-    def fits(self, gpu: str | GPU | None = None, *, margin: float = DEFAULT_MARGIN) -> bool:
-        """Whether the per-device total (what nvidia-smi would show) fits ``gpu`` with ``margin`` to spare.
+    @property
+    def device_total_range_bytes(self) -> tuple[int, int]:
+        """``(low, high)``: the device total the measured error band allows (see :mod:`hf_gpu_estimator.verdict`)."""
+        u = uncertainty_for(self.workload)
+        total = self.memory.device_total_bytes
+        return u.low_bytes(total), u.high_bytes(total)
+
+    def verdict(self, gpu: str | GPU | None = None, *, margin: float = DEFAULT_MARGIN) -> Verdict:
+        """Fits, tight or does not fit ``gpu``: the high end of the device-total range against its usable
+        memory less ``margin`` (see :mod:`hf_gpu_estimator.verdict`).
 
         Args:
             gpu: a catalog name or GPU; default the ``gpu=`` given to :func:`estimate`.
             margin: share of the device memory left free (0 to 0.5).
         """
-        target = self._gpu(gpu)
-        if not isinstance(margin, (int, float)) or isinstance(margin, bool) or not 0 <= margin < 0.5:
-            raise InvalidArgumentError("margin", margin, "a number from 0 to 0.5")
-        return self.memory.device_total_bytes <= target.usable_memory_bytes * (1 - margin)
+        target = self.target_gpu(gpu)
+        return judge(self.memory.device_total_bytes, self.workload, target.usable_memory_bytes, name=target.name,
+                     margin=margin)
 
-    def headroom_bytes(self, gpu: str | GPU | None = None) -> int:
-        """Device memory left (negative: missing) on ``gpu`` after this workload."""
-        return self._gpu(gpu).usable_memory_bytes - self.memory.device_total_bytes
+    def fits(self, gpu: str | GPU | None = None, *, margin: float = DEFAULT_MARGIN) -> bool:
+        """Whether even the high end of the per-device total (what nvidia-smi would show) fits ``gpu``
+        with ``margin`` to spare: ``verdict(gpu).verdict == "fits"``."""
+        return self.verdict(gpu, margin=margin).fits
+
+    def headroom_bytes(self, gpu: str | GPU | None = None, *, margin: float = DEFAULT_MARGIN) -> int:
+        """Memory left on ``gpu`` at the high end, after the margin (negative: missing); the verdict's basis."""
+        return self.verdict(gpu, margin=margin).headroom_bytes
 
     def max_batch_size(self, gpu: str | GPU | None = None, *, margin: float = DEFAULT_MARGIN) -> int:
-        """The largest per-device batch of this workload that fits ``gpu`` (see :func:`planner.max_batch_size`)."""
+        """The largest per-device batch of this workload whose verdict on ``gpu`` is "fits"
+        (:func:`planner.max_batch_size` under :func:`verdict.search_margin`)."""
         from hf_gpu_estimator.planner import max_batch_size
 
-        return max_batch_size(self.spec, self.workload, self._gpu(gpu), margin=margin)
+        return max_batch_size(self.spec, self.workload, self.target_gpu(gpu), margin=search_margin(self.workload, margin))
 
     def max_seq_len(self, gpu: str | GPU | None = None, *, margin: float = DEFAULT_MARGIN) -> int:
-        """The longest sequence (training) or prompt (inference) that fits ``gpu`` (see :func:`planner.max_seq_len`)."""
+        """The longest sequence (training) or prompt (inference) whose verdict on ``gpu`` is "fits"."""
         from hf_gpu_estimator.planner import max_seq_len
 
-        return max_seq_len(self.spec, self.workload, self._gpu(gpu), margin=margin)
+        return max_seq_len(self.spec, self.workload, self.target_gpu(gpu), margin=search_margin(self.workload, margin))
 
     def min_gpus(self, gpu: str | GPU | None = None, *, margin: float = DEFAULT_MARGIN) -> int:
-        """The fewest GPUs of type ``gpu`` that hold this workload (see :func:`planner.min_gpus` for the split).
+        """The fewest GPUs of type ``gpu`` on which the verdict is "fits" (see :func:`planner.min_gpus` for the split).
 
         Raises:
             InfeasiblePlanError: Nothing tried fits.
         """
         from hf_gpu_estimator.planner import min_gpus
 
-        return min_gpus(self.spec, self.workload, self._gpu(gpu), margin=margin).num_gpus
+        return min_gpus(self.spec, self.workload, self.target_gpu(gpu), margin=search_margin(self.workload, margin)).num_gpus
 
-    def _gpu(self, gpu: str | GPU | None) -> GPU:
+    def target_gpu(self, gpu: str | GPU | None = None) -> GPU:
+        """``gpu`` resolved in the catalog, or the ``gpu=`` given to :func:`estimate`."""
         from hf_gpu_estimator.hardware import get_gpu
 
         if gpu is None:
@@ -82,8 +98,14 @@ class Estimate:
             return self.gpu
         return get_gpu(gpu)
 
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON contract of DESIGN.md."""
+    def to_dict(self, *, gpus: Sequence[str | GPU] | None = None, suggestions: Sequence[Suggestion] = ()) -> dict[str, Any]:
+        """The JSON contract of DESIGN.md.
+
+        Args:
+            gpus: the GPUs to give a verdict for (``gpus`` list); default the ``gpu=`` given to
+                :func:`estimate`, else :data:`~hf_gpu_estimator.constants.COMMON_GPUS`.
+            suggestions: changes that would make it fit (``suggestions`` list), from :func:`suggest.suggest`.
+        """
         spec = self.spec
         arch = spec.architecture
         model: dict[str, Any] = {
@@ -98,20 +120,26 @@ class Estimate:
         }
         if spec.source_url:
             model["source"] = spec.source_url
+        memory = self.memory.to_dict()
+        memory["device_total_range_bytes"] = list(self.device_total_range_bytes)
+        targets = list(gpus) if gpus is not None else [self.gpu] if self.gpu is not None else list(COMMON_GPUS)
         out: dict[str, Any] = {
             "model": model,
             "workload": self.workload.to_dict(),
             "mode": self.mode,
-            "memory": self.memory.to_dict(),
+            "memory": memory,
+            "gpus": [self.verdict(g).to_dict() for g in targets],
+            "suggestions": [s.to_dict() for s in suggestions],
             "assumptions": list(self.assumptions),
         }
         if self.gpu is not None:
+            v = self.verdict()
             out["gpu"] = {"name": self.gpu.name, "usable_memory_bytes": self.gpu.usable_memory_bytes,
-                          "fits": self.fits(), "headroom_bytes": self.headroom_bytes()}
+                          "fits": v.fits, "verdict": v.verdict, "headroom_bytes": v.headroom_bytes}
         return out
 
     def plot(self, path: str | os.PathLike[str] | None = None, *,
-             gpus: Sequence[str | GPU] = ("RTX-4090", "A100-80GB", "H100-SXM-80GB")) -> Any:
+             gpus: Sequence[str | GPU] = COMMON_GPUS) -> Any:
         """A stacked bar of the memory components against the capacity of ``gpus`` (needs the ``[plot]`` extra).
 
         Args:
@@ -132,6 +160,111 @@ class Estimate:
         from hf_gpu_estimator.report import render_table
 
         return render_table(self)
+
+    def __repr__(self) -> str:
+        """One line: the model, the workload and the device total with its range."""
+        from hf_gpu_estimator.report import gib, gib_range, workload_line
+
+        low, high = self.device_total_range_bytes
+        gpu = f", {self.gpu.name}: {self.verdict().verdict}" if self.gpu is not None else ""
+        return (f"Estimate({self.spec.id!r}, {workload_line(self)}: device total {gib(self.memory.device_total_bytes)} "
+                f"({gib_range(low, high)}){gpu})")
+
+    def _sections(self) -> list[Any]:
+        from hf_gpu_estimator.hardware import get_gpu
+        from hf_gpu_estimator.report import estimate_sections
+
+        gpus = (self.gpu,) if self.gpu is not None else tuple(get_gpu(g) for g in COMMON_GPUS)
+        return estimate_sections(self, gpus=gpus)
+
+    def _repr_markdown_(self) -> str:
+        from hf_gpu_estimator.report import render_sections
+
+        return render_sections(self._sections(), "markdown")
+
+    def _repr_html_(self) -> str:
+        from hf_gpu_estimator.report import render_sections
+
+        return render_sections(self._sections(), "html")
+
+
+#: Model types whose positions are a learned table of ``max_position_embeddings`` rows, so a longer
+#: context cannot run (an index error); each names the table in transformers' modeling code. Other
+#: models (rotary, ALiBi) run past ``max_position_embeddings``, beyond the length they were trained on.
+LEARNED_POSITION_TABLES: Mapping[str, str] = {
+    "gpt2": "GPT2Model.wpe (nn.Embedding(max_position_embeddings, ...))",
+    "gpt_bigcode": "GPTBigCodeModel.wpe",
+    "gpt_neo": "GPTNeoModel.wpe",
+    "opt": "OPTLearnedPositionalEmbedding",
+    "biogpt": "BioGptLearnedPositionalEmbedding",
+    "bert": "BertEmbeddings.position_embeddings",
+    "roberta": "RobertaEmbeddings.position_embeddings",
+    "distilbert": "Embeddings.position_embeddings",
+    "whisper": "WhisperDecoder.embed_positions",
+}
+
+
+def fit_context(spec: ModelSpec, options: Mapping[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """Fit the workload's context into the model's positions (``max_position_embeddings``).
+
+    The defaults (1024 tokens, 256 generated) shrink to fit, with a note. An explicit context past
+    the limit is an error naming it when the positions are a learned table (:data:`LEARNED_POSITION_TABLES`:
+    it cannot run); with computed positions (rotary, ALiBi) it runs past the trained length, so it is a
+    warning and a note.
+
+    Returns:
+        The options with ``seq_len``/``new_tokens`` filled in where a default had to shrink, and the notes.
+
+    Raises:
+        ConflictingOptionsError: An explicit ``seq_len`` (+ ``new_tokens`` in inference) exceeds a
+            learned position table.
+    """
+    from hf_gpu_estimator.errors import ConflictingOptionsError
+    from hf_gpu_estimator.workload import DEFAULT_NEW_TOKENS, DEFAULT_SEQ_LEN
+
+    out = dict(options)
+    limit = spec.architecture.max_position_embeddings if spec.architecture is not None else None
+    seq, new = out.get("seq_len"), out.get("new_tokens")
+    if not limit or not isinstance(seq, (int, type(None))) or not isinstance(new, (int, type(None))):
+        return out, ()  # no limit known, or bad values make_workload will name
+    method = out.get("method")
+    training = out.get("task", None if method in (None, "full") else "training") == "training"
+    where = f"the model's limit of {limit:,} tokens (max_position_embeddings of {spec.id})"
+    learned = spec.architecture.model_type in LEARNED_POSITION_TABLES
+    notes: list[str] = []
+
+    def too_long(field: str, value: int, what: str, fix: str) -> None:
+        if learned:
+            raise ConflictingOptionsError(field, value, f"{what} exceeds {where}".strip(), fix=fix)
+        note = (f"{field}: {what.strip() or value} goes past {where}; its positions are computed, so it runs, "
+                "but beyond the length the model was trained on")
+        import warnings
+
+        warnings.warn(note, stacklevel=3)
+        notes.append(note)
+
+    if seq is not None and seq > limit:
+        too_long("seq_len", seq, "", f"use --seq-len {limit} or less")
+    if training:
+        if seq is None and DEFAULT_SEQ_LEN > limit:
+            out["seq_len"] = limit
+            notes.append(f"seq_len: {limit:,} tokens, {where} (the default {DEFAULT_SEQ_LEN:,} is longer)")
+        return out, tuple(notes)
+    if new is not None and seq is not None and seq + new > limit and seq <= limit:
+        too_long("seq_len", seq, f"{seq} + new_tokens {new}", f"use --seq-len {max(limit - new, 1)} or less, or fewer --new-tokens")
+    if new is not None and seq is None and new >= limit:
+        too_long("new_tokens", new, "", f"use --new-tokens {limit // 4} or less")
+    if new is None:
+        if seq is not None and seq >= limit:  # past the limit already (computed positions, warned)
+            return out, tuple(notes)
+        new = min(DEFAULT_NEW_TOKENS, limit - seq if seq is not None else limit // 4)
+        if new != DEFAULT_NEW_TOKENS:
+            out["new_tokens"] = new
+            notes.append(f"new_tokens: {new:,} generated tokens (not {DEFAULT_NEW_TOKENS}) to stay within {where}")
+    if seq is None and DEFAULT_SEQ_LEN + new > limit:
+        out["seq_len"] = max(limit - new, 1)
+        notes.append(f"seq_len: {out['seq_len']:,} prompt tokens (not {DEFAULT_SEQ_LEN:,}) to stay within {where}")
+    return out, tuple(notes)
 
 
 def estimate(model: Any, *, gpu: str | GPU | None = None, revision: str | None = None, token: str | None = None,
@@ -171,19 +304,22 @@ def estimate(model: Any, *, gpu: str | GPU | None = None, revision: str | None =
         spec = inspect_for_exact(model, revision=revision, token=token)
     else:
         spec = inspect_model(model, revision=revision, token=token)
-    work = workload_from_kwargs(workload)
+    options, context_notes = fit_context(spec, workload)
+    work = workload_from_kwargs(options)
     resolved_gpu = None
     if gpu is not None:
         from hf_gpu_estimator.hardware import get_gpu
 
         resolved_gpu = get_gpu(gpu)
     memory = estimate_memory(spec, work)
-    assumptions = (*spec.assumptions, *memory.assumptions)
+    if resolved_gpu is not None and resolved_gpu.context_bytes is not None:
+        memory = _with_device_context(memory, resolved_gpu)
+    assumptions = (*context_notes, *spec.assumptions, *memory.assumptions)
     if mode == "exact":
         from hf_gpu_estimator.exact import exact_memory
 
         memory, extra = exact_memory(spec, work, analytic=memory)
-        assumptions = (*spec.assumptions, *memory.assumptions, *extra)
+        assumptions = (*context_notes, *spec.assumptions, *memory.assumptions, *extra)
     if calibration is not None or resolved_gpu is not None:
         from hf_gpu_estimator.calibration import apply_calibration, resolve_calibration
 
@@ -192,3 +328,14 @@ def estimate(model: Any, *, gpu: str | GPU | None = None, revision: str | None =
             memory, assumptions = apply_calibration(memory, work, device_calibration, assumptions)
     return Estimate(spec=spec, workload=work, memory=memory, gpu=resolved_gpu, mode=mode, assumptions=assumptions)
 
+
+def _with_device_context(memory: MemoryEstimate, gpu: GPU) -> MemoryEstimate:
+    """``memory`` with the device runtime's own context in place of the CUDA default (Apple: none)."""
+    from hf_gpu_estimator.memory.overhead import device_total_on, runtime_context_bytes
+
+    context = runtime_context_bytes(gpu)
+    note = (f"device total = reserved + {gpu.runtime} runtime context {context >> 20} MiB "
+            f"({gpu.name} has no CUDA context; catalog context_bytes)")
+    kept = tuple(a for a in memory.assumptions if not a.startswith("device total = reserved"))
+    return replace(memory, device_total_bytes=device_total_on(memory, gpu), cuda_context_bytes=context,
+                   assumptions=(*kept, note))

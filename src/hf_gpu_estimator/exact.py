@@ -16,12 +16,19 @@ such piece is named in the returned assumptions:
 Reserved and device totals follow :mod:`hf_gpu_estimator.memory.overhead` (a device calibration,
 when one applies, is layered on by :mod:`hf_gpu_estimator.calibration`, as for analytic mode).
 
-This module imports torch only inside :func:`exact_memory`.
+Exact mode covers every model type the installed transformers implements, whether or not the
+analytic side has a family for it (:func:`inspect_for_exact`): the model class is the type's
+``*ForCausalLM``, else the config's ``architectures[0]`` when transformers defines it for that config,
+else its image-text-to-text wrapper (``*ForConditionalGeneration``); never remote code. Without an
+analytic layer model, the parameter counts come from the model built on the meta device.
+
+This module imports torch only inside its functions.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from hf_gpu_estimator.constants import MiB
@@ -295,22 +302,56 @@ def _to_memory(trace: TraceResult, workload: Workload, analytic: MemoryEstimate,
     )  # fmt: skip
 
 
-def compare(analytic: MemoryEstimate, exact: MemoryEstimate) -> dict[str, Any]:
-    """Analytic vs exact, per component and in total: bytes of each, difference, relative error.
+@dataclass(frozen=True, kw_only=True)
+class Difference:
+    """One figure, analytic against exact; ``relative_error`` is analytic / exact - 1 (``None`` where exact is 0)."""
 
-    The relative error is analytic / exact - 1 (``None`` where exact is zero).
-    """
+    analytic_bytes: int
+    exact_bytes: int
 
-    def row(a: int, e: int) -> dict[str, Any]:
-        return {"analytic_bytes": a, "exact_bytes": e, "difference_bytes": a - e,
-                "relative_error": (a / e - 1) if e else None}
+    @property
+    def difference_bytes(self) -> int:
+        return self.analytic_bytes - self.exact_bytes
 
-    out: dict[str, Any] = {"components": {}, "phase_at_peak": {"analytic": analytic.phase_at_peak,
-                                                               "exact": exact.phase_at_peak}}
-    for name in COMPONENTS:
-        a, e = int(analytic.components.get(name, 0)), int(exact.components.get(name, 0))
-        if a or e:
-            out["components"][name] = row(a, e)
-    for key in ("allocated_peak_bytes", "reserved_peak_bytes", "device_total_bytes"):
-        out[key] = row(getattr(analytic, key), getattr(exact, key))
-    return out
+    @property
+    def relative_error(self) -> float | None:
+        return self.analytic_bytes / self.exact_bytes - 1 if self.exact_bytes else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"analytic_bytes": self.analytic_bytes, "exact_bytes": self.exact_bytes,
+                "difference_bytes": self.difference_bytes, "relative_error": self.relative_error}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Comparison:
+    """Analytic vs exact memory: per component (those either side holds) and the three totals."""
+
+    components: Mapping[str, Difference]
+    allocated_peak: Difference
+    reserved_peak: Difference
+    device_total: Difference
+    analytic_phase: str
+    exact_phase: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``difference`` object of ``hfge estimate --compare --format json``."""
+        return {"components": {name: d.to_dict() for name, d in self.components.items()},
+                "phase_at_peak": {"analytic": self.analytic_phase, "exact": self.exact_phase},
+                "allocated_peak_bytes": self.allocated_peak.to_dict(),
+                "reserved_peak_bytes": self.reserved_peak.to_dict(),
+                "device_total_bytes": self.device_total.to_dict()}
+
+
+def compare(analytic: MemoryEstimate, exact: MemoryEstimate) -> Comparison:
+    """Analytic vs exact, per component and in total: bytes of each, difference, relative error."""
+
+    def diff(a: int, e: int) -> Difference:
+        return Difference(analytic_bytes=int(a), exact_bytes=int(e))
+
+    components = {name: diff(analytic.components.get(name, 0), exact.components.get(name, 0)) for name in COMPONENTS
+                  if analytic.components.get(name, 0) or exact.components.get(name, 0)}
+    return Comparison(components=components,
+                      allocated_peak=diff(analytic.allocated_peak_bytes, exact.allocated_peak_bytes),
+                      reserved_peak=diff(analytic.reserved_peak_bytes, exact.reserved_peak_bytes),
+                      device_total=diff(analytic.device_total_bytes, exact.device_total_bytes),
+                      analytic_phase=analytic.phase_at_peak, exact_phase=exact.phase_at_peak)

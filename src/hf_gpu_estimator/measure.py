@@ -69,6 +69,100 @@ class MeasureResult:
         return out
 
 
+
+def relative_error(estimated: int | None, measured: int | None) -> float | None:
+    """``estimated / measured - 1``; ``None`` when either is unknown or nothing was measured."""
+    if estimated is None or not measured:
+        return None
+    return estimated / measured - 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class EstimateFigures:
+    """One estimate's figures beside a measurement, with the relative errors (estimate / measured - 1)."""
+
+    allocated_peak_bytes: int
+    reserved_peak_bytes: int
+    device_total_bytes: int
+    phase_at_peak: str
+    components: Mapping[str, int]
+    allocated_error: float | None
+    reserved_error: float | None
+    device_total_error: float | None
+
+    @classmethod
+    def of(cls, memory: Any, measured: MeasureResult, nvml_process_bytes: int | None) -> EstimateFigures:
+        return cls(allocated_peak_bytes=memory.allocated_peak_bytes, reserved_peak_bytes=memory.reserved_peak_bytes,
+                   device_total_bytes=memory.device_total_bytes, phase_at_peak=memory.phase_at_peak,
+                   components=dict(memory.components),
+                   allocated_error=relative_error(memory.allocated_peak_bytes, measured.allocated_peak_bytes),
+                   reserved_error=relative_error(memory.reserved_peak_bytes, measured.reserved_peak_bytes),
+                   device_total_error=relative_error(memory.device_total_bytes, nvml_process_bytes))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"allocated_peak_bytes": self.allocated_peak_bytes, "reserved_peak_bytes": self.reserved_peak_bytes,
+                "device_total_bytes": self.device_total_bytes, "phase_at_peak": self.phase_at_peak,
+                "components": dict(self.components),
+                "errors": {"allocated": self.allocated_error, "reserved": self.reserved_error,
+                           "device_total": self.device_total_error}}
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeviceInfo:
+    """The device a measurement ran on, as the run saw it before starting."""
+
+    requested: str
+    name: str
+    total_bytes: int | None
+    free_bytes_before: int | None
+    other_processes_bytes: int | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class MeasureReport:
+    """``hfge measure``: the run, what it measured, and the estimates beside it (``--output`` saves :meth:`to_dict`).
+
+    ``nvml_process_bytes`` is nvidia-smi's used memory at the end less what other processes held
+    before (``None`` off CUDA); ``exact`` is ``None`` when the trace was skipped or failed
+    (``exact_error`` says which).
+    """
+
+    command: str
+    recorded_at: str
+    model_id: str
+    parameters: int
+    config: Mapping[str, Any]
+    workload: Workload
+    device: DeviceInfo
+    measured: MeasureResult
+    nvml_process_bytes: int | None
+    analytic: EstimateFigures
+    exact: EstimateFigures | None = None
+    exact_error: str | None = None
+    calibration: str | None = None
+
+    #: The ``format`` field of the saved JSON (readers check it).
+    FORMAT = "hfge-measure/1"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The saved JSON (``format: hfge-measure/1``), read by benchmarks/accuracy_report.py."""
+        return {
+            "format": self.FORMAT,
+            "command": self.command,
+            "recorded_at": self.recorded_at,
+            "model": {"id": self.model_id, "parameters": self.parameters, "config": dict(self.config)},
+            "workload": self.workload.to_dict(),
+            "device": {"requested": self.device.requested, "name": self.device.name,
+                       "total_bytes": self.device.total_bytes, "free_bytes_before": self.device.free_bytes_before,
+                       "other_processes_bytes": self.device.other_processes_bytes},
+            "versions": dict(self.measured.versions),
+            "measured": {**self.measured.to_dict(), "nvml_process_bytes": self.nvml_process_bytes},
+            "analytic": self.analytic.to_dict(),
+            "exact": self.exact.to_dict() if self.exact is not None else {"error": self.exact_error or "skipped"},
+            "calibration": self.calibration,
+        }
+
+
 def _nvidia_smi(query: str) -> str | None:
     exe = shutil.which("nvidia-smi")
     if exe is None:

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hf_gpu_estimator.constants import GiB
+from hf_gpu_estimator.constants import COMMON_GPUS, GiB
 from hf_gpu_estimator.errors import InvalidArgumentError, MissingDependencyError
 from hf_gpu_estimator.memory.terms import COMPONENTS
 
@@ -87,9 +87,10 @@ def _gpu_lines(ax: Any, gpus: list[GPU], *, horizontal: bool = True) -> None:
 
 
 def memory_bar(est: Estimate, *, path: str | os.PathLike[str] | None = None,
-               gpus: Sequence[str | GPU] | None = ("RTX-4090", "A100-80GB", "H100-SXM-80GB")) -> Any:
+               gpus: Sequence[str | GPU] | None = COMMON_GPUS) -> Any:
     """One stacked bar: the components at the peak, allocator slack and CUDA context up to the device
-    total, with the allocated range as an error bar and each GPU's usable memory as a dashed line."""
+    total, with the allocated range and the device total's measured range as error bars and each
+    GPU's usable memory as a dashed line."""
     plt = _pyplot()
     mem = est.memory
     targets = _gpus(gpus)
@@ -108,9 +109,12 @@ def memory_bar(est: Estimate, *, path: str | os.PathLike[str] | None = None,
     peak = mem.allocated_peak_bytes / GiB
     ax.errorbar([0.3], [peak], yerr=[[peak - low], [high - peak]], fmt="_", color="black", capsize=4,
                 label=f"allocated {low:.1f}-{high:.1f} GiB")
-    ax.text(0, bottom, f"{bottom:.2f} GiB", ha="center", va="bottom", fontweight="bold")
+    total_low, total_high = (b / GiB for b in est.device_total_range_bytes)
+    ax.errorbar([-0.3], [bottom], yerr=[[bottom - total_low], [total_high - bottom]], fmt="_", color="#cf222e",
+                capsize=4, label=f"device total, measured range {total_low:.1f}-{total_high:.1f} GiB (verdicts use the top)")
+    ax.text(0, total_high, f"{bottom:.2f} GiB", ha="center", va="bottom", fontweight="bold")
     _gpu_lines(ax, targets)
-    top = max([bottom] + [g.usable_memory_bytes / GiB for g in targets]) * 1.12
+    top = max([total_high] + [g.usable_memory_bytes / GiB for g in targets]) * 1.12
     ax.set_ylim(0, top)
     ax.set_xlim(-0.8, 0.8)
     ax.set_xticks([0])

@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from hf_gpu_estimator.constants import GiB, MiB
+from hf_gpu_estimator.constants import (  # noqa: F401  (COMMON_GPUS: re-exported)
+    COMMON_GPUS,
+    DEFAULT_MARGIN,
+    HOURS_PER_MONTH,
+    GiB,
+    MiB,
+)
 from hf_gpu_estimator.memory.terms import COMPONENTS
 
 if TYPE_CHECKING:
     from hf_gpu_estimator.estimator import Estimate
+    from hf_gpu_estimator.exact import Comparison, Difference
     from hf_gpu_estimator.hardware import GPU
-    from hf_gpu_estimator.spec import ModelSpec
+    from hf_gpu_estimator.measure import MeasureReport
+    from hf_gpu_estimator.spec import Architecture, ModelSpec
     from hf_gpu_estimator.suggest import Suggestion
+    from hf_gpu_estimator.verdict import Verdict
 
 
 def gib(nbytes: float) -> str:
@@ -22,11 +31,13 @@ def gib(nbytes: float) -> str:
 
 
 def _table(rows: list[tuple[str, ...]], *, header: tuple[str, ...] | None = None) -> str:
+    """Aligned plain-text columns: numbers right-aligned, words left-aligned (see :func:`_numeric_columns`)."""
     all_rows = ([header] if header else []) + rows
     widths = [max(len(r[i]) for r in all_rows) for i in range(len(all_rows[0]))]
+    numeric = _numeric_columns(Section(header=header, rows=tuple(rows)))
     lines = []
     for n, row in enumerate(all_rows):
-        cells = [row[0].ljust(widths[0])] + [cell.rjust(w) for cell, w in zip(row[1:], widths[1:])]
+        cells = [cell.rjust(w) if num else cell.ljust(w) for cell, w, num in zip(row, widths, numeric)]
         lines.append("  ".join(cells).rstrip())
         if header and n == 0:
             lines.append("  ".join("-" * w for w in widths))
@@ -34,10 +45,10 @@ def _table(rows: list[tuple[str, ...]], *, header: tuple[str, ...] | None = None
 
 
 def render_table(est: Estimate) -> str:
-    spec, work, mem = est.spec, est.workload, est.memory
+    spec, mem = est.spec, est.memory
     head = [
         f"{spec.id}  ({spec.parameters.total:,} parameters, {spec.stored_dtype})",
-        _workload_line(est),
+        workload_line(est),
         "",
     ]
     rows = [(name.replace("_", " "), gib(mem.components.get(name, 0))) for name in COMPONENTS
@@ -46,16 +57,32 @@ def render_table(est: Estimate) -> str:
     rows.append(("  range", f"{gib(mem.allocated_low_bytes)} - {gib(mem.allocated_high_bytes)}"))
     rows.append(("reserved peak", gib(mem.reserved_peak_bytes)))
     rows.append(("device total (nvidia-smi)", gib(mem.device_total_bytes)))
+    rows.append(("  measured range", gib_range(*est.device_total_range_bytes)))
     body = _table(rows, header=(f"per device, peak at {mem.phase_at_peak}", "memory"))
     tail = []
     if est.gpu is not None:
-        verdict = "fits" if est.fits() else "does NOT fit"
-        tail.append(f"\n{est.gpu.name} ({gib(est.gpu.usable_memory_bytes)} usable): {verdict}, "
-                    f"headroom {gib(est.headroom_bytes())}")
+        tail.append("\n" + verdict_line(est.verdict()))
     return "\n".join(head) + body + "\n".join(tail)
 
 
-def _workload_line(est: Estimate) -> str:
+def gib_range(low: float, high: float) -> str:
+    """``17.20–18.04 GiB``: a range of bytes in GiB."""
+    return f"{low / GiB:,.2f}–{high / GiB:,.2f} GiB"
+
+
+def signed_gib(nbytes: float) -> str:
+    return ("+" if nbytes >= 0 else "-") + gib(abs(nbytes))
+
+
+def verdict_line(v: Verdict) -> str:
+    """``fits: needs 17.20–18.04 GiB of 24.00 GiB (RTX-4090), 4.76 GiB to spare after a 5 % margin``."""
+    spare = (f"{gib(v.headroom_bytes)} to spare" if v.headroom_bytes >= 0 else f"{gib(-v.headroom_bytes)} short")
+    return (f"{v.verdict}: needs {gib_range(v.needs_low_bytes, v.needs_high_bytes)} of {gib(v.usable_bytes)} "
+            f"({v.name}), {spare} at the high end after a {v.margin:.0%} margin")
+
+
+def workload_line(est: Estimate) -> str:
+    """The workload in one line: task, batch, tokens, dtype or precision, attention, quantization, split."""
     w = est.workload
     if w.is_training:
         parts = [f"training ({w.method})", f"batch {w.batch_size} x {w.seq_len} tokens", w.precision.name,
@@ -100,8 +127,8 @@ def _spec_rows(spec: ModelSpec) -> list[tuple[str, str]]:
         rows.append(("quantization", f"{q.method} {q.bits:g}-bit" + (f", group {q.group_size}" if q.group_size else "")))
     if arch is not None:
         rows += [
-            ("model type", arch.model_type),
-            ("layers", str(arch.num_layers)),
+            ("model type", arch.model_type + (" (generic family)" if arch.derivation == "generic" else "")),
+            ("layers", str(arch.num_layers) + _layer_mix(arch)),
             ("hidden / intermediate", f"{arch.hidden_size} / {arch.intermediate_size}"),
             ("heads / kv heads / head dim", f"{arch.num_attention_heads} / {arch.num_key_value_heads} / {arch.head_dim}"),
             ("vocab", f"{arch.vocab_size:,}" + (" (tied)" if arch.tie_word_embeddings else "")),
@@ -116,6 +143,17 @@ def _spec_rows(spec: ModelSpec) -> list[tuple[str, str]]:
     return rows
 
 
+def _layer_mix(arch: Architecture) -> str:
+    """' (30 linear + 10 full attention)' for a model whose layers differ; empty for a uniform one."""
+    counts: dict[str, int] = {}
+    for layer, n in arch.layer_groups:
+        kinds = "+".join(m.kind for m in layer.mixers)
+        counts[kinds] = counts.get(kinds, 0) + n
+    if len(counts) < 2:
+        return ""
+    return " (" + " + ".join(f"{n} {kind}" for kind, n in counts.items()) + ")"
+
+
 # --------------------------------------------------------------------------- formats: text, rich, markdown
 #
 # Every command builds a list of Sections (plain strings, computed by the API) and one renderer
@@ -123,10 +161,10 @@ def _spec_rows(spec: ModelSpec) -> list[tuple[str, str]]:
 
 #: The formats of ``--format`` other than json.
 TEXT_FORMATS: tuple[str, ...] = ("table", "markdown", "text")
-#: GPUs an estimate is checked against when none is asked: a 24 GB consumer card, the two datacenter classics.
-COMMON_GPUS: tuple[str, ...] = ("RTX-4090", "A100-80GB", "H100-SXM-80GB")
-_STYLES = {"ok": "bold green", "bad": "bold red", "dim": "dim", "total": "bold"}
-_MARKS = {"ok": "✓ ", "bad": "✗ "}
+_STYLES = {"ok": "bold green", "warn": "bold yellow", "bad": "bold red", "dim": "dim", "total": "bold"}
+_MARKS = {"ok": "✓ ", "warn": "~ ", "bad": "✗ "}
+#: The row style of each verdict.
+VERDICT_STYLES = {"fits": "ok", "tight": "warn", "does not fit": "bad"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -160,20 +198,28 @@ def rich_available() -> bool:
 
 
 def render_sections(sections: list[Section], fmt: str = "text") -> str:
-    """Sections as ``"text"`` (aligned columns), ``"markdown"`` (GitHub tables) or ``"table"`` (rich, as text)."""
+    """Sections as ``"text"`` (aligned columns), ``"markdown"`` (GitHub tables), ``"html"`` (notebooks)
+    or ``"table"`` (rich, as text)."""
     if fmt == "markdown":
         return _markdown(sections)
+    if fmt == "html":
+        return _html(sections)
     if fmt == "table" and rich_available():
-        import io
-
-        from rich.console import Console
-
-        buf = io.StringIO()
-        console = Console(file=buf, width=120, force_terminal=False, color_system=None)
-        for renderable in _rich(sections):
-            console.print(renderable)
-        return buf.getvalue().rstrip("\n")
+        return _rich_text(sections, width=120)
     return _plain(sections)
+
+
+def _rich_text(sections: list[Section], *, width: int) -> str:
+    """The rich tables as plain text ``width`` columns wide, without the padding rich leaves at line ends."""
+    import io
+
+    from rich.console import Console
+
+    buf = io.StringIO()
+    console = Console(file=buf, width=width, force_terminal=False, color_system=None)
+    for renderable in _rich(sections):
+        console.print(renderable)
+    return "\n".join(line.rstrip() for line in buf.getvalue().rstrip("\n").splitlines())
 
 
 def print_sections(sections: list[Section], fmt: str = "table", *, file: Any = None) -> None:
@@ -185,10 +231,12 @@ def print_sections(sections: list[Section], fmt: str = "table", *, file: Any = N
         from rich.console import Console
 
         console = Console(file=out)
-        if not console.is_terminal:  # piped: wide enough that no header or number wraps
-            console = Console(file=out, width=max(console.width, 160))
-        for renderable in _rich(sections):
-            console.print(renderable)
+        if console.is_terminal:
+            for renderable in _rich(sections):
+                console.print(renderable)
+            return
+        # Piped: wide enough that no header or number wraps, and no padding at the ends of lines.
+        out.write(_rich_text(sections, width=max(console.width, 160)) + "\n")
         return
     out.write(render_sections(sections, "markdown" if fmt == "markdown" else "text") + "\n")
 
@@ -241,6 +289,34 @@ def _markdown(sections: list[Section]) -> str:
     return "\n\n".join(p for p in parts if p)
 
 
+def _html(sections: list[Section]) -> str:
+    """Sections as HTML tables (Jupyter's ``_repr_html_``): numbers right-aligned, verdict rows coloured."""
+    from html import escape
+
+    colours = {"ok": "#1a7f37", "warn": "#9a6700", "bad": "#cf222e"}
+    parts = []
+    for s in sections:
+        if s.title:
+            parts.append(f"<p><b>{escape(s.title)}</b></p>")
+        if s.rows:
+            numeric = _numeric_columns(s)
+            head = "".join(f"<th style='text-align:{'right' if numeric[i] else 'left'}'>{escape(h)}</th>"
+                           for i, h in enumerate(s.header or ()))
+            body = []
+            for n, row in enumerate(s.rows):
+                style = s.row_styles[n] if n < len(s.row_styles) else None
+                css = f" style='color:{colours[style]}'" if style in colours else ""
+                weight = "font-weight:bold;" if style == "total" else ""
+                cells = "".join(f"<td style='{weight}text-align:{'right' if numeric[i] else 'left'};white-space:nowrap'>"
+                                f"{escape(c)}</td>" for i, c in enumerate(row))
+                body.append(f"<tr{css}>{cells}</tr>")
+            parts.append("<table>" + (f"<thead><tr>{head}</tr></thead>" if head else "") + "<tbody>" + "".join(body)
+                         + "</tbody></table>")
+        if s.notes:
+            parts.append("".join(f"<div>{escape(n)}</div>" for n in s.notes))
+    return "\n".join(parts)
+
+
 def _rich(sections: list[Section]) -> list[Any]:
     from rich import box
     from rich.table import Table
@@ -270,7 +346,7 @@ def estimate_sections(est: Estimate, *, gpus: tuple[GPU, ...] = (), suggestions:
     """An estimate as sections: the breakdown (GiB), totals with their range, fits per GPU, suggestions."""
     spec, mem = est.spec, est.memory
     head = Section(title=f"{spec.id}  ({spec.parameters.total:,} parameters, {spec.stored_dtype})",
-                   notes=(_workload_line(est),))
+                   notes=(workload_line(est),))
     allocated = mem.allocated_peak_bytes or 1
     rows: list[tuple[str, ...]] = []
     styles: list[str | None] = []
@@ -281,41 +357,39 @@ def estimate_sections(est: Estimate, *, gpus: tuple[GPU, ...] = (), suggestions:
             styles.append(None)
     rows += [
         ("allocated peak (torch max_memory_allocated)", gib(mem.allocated_peak_bytes), "100 %"),
-        ("  range low - high", f"{gib(mem.allocated_low_bytes)} - {gib(mem.allocated_high_bytes)}", ""),
+        ("  range", gib_range(mem.allocated_low_bytes, mem.allocated_high_bytes), ""),
         ("reserved peak (torch max_memory_reserved)", gib(mem.reserved_peak_bytes), ""),
         ("device total (nvidia-smi, with CUDA context)", gib(mem.device_total_bytes), ""),
+        ("  measured range", gib_range(*est.device_total_range_bytes), ""),
     ]
-    styles += ["total", "dim", None, "total"]
+    styles += ["total", "dim", None, "total", "dim"]
     devices = mem.num_devices
     title = f"Memory per device, peak during {mem.phase_at_peak}" + (f" ({devices} devices)" if devices > 1 else "")
     memory = Section(title=title, header=("component", "memory", "share"), rows=tuple(rows), row_styles=tuple(styles))
     sections = [head, memory]
     if gpus:
-        fit_rows: list[tuple[str, ...]] = []
-        fit_styles: list[str | None] = []
-        for g in gpus:
-            ok = est.fits(g)
-            headroom = est.headroom_bytes(g)
-            fit_rows.append((gpu_label(g), gib(g.usable_memory_bytes), gib(mem.device_total_bytes),
-                             ("+" if headroom >= 0 else "-") + gib(abs(headroom)),
-                             "fits" if ok else "does not fit"))
-            fit_styles.append("ok" if ok else "bad")
-        sections.append(Section(title="Fits per GPU (5 % kept free)",
-                                header=("gpu", "usable", "needs", "headroom", "verdict"),
-                                rows=tuple(fit_rows), row_styles=tuple(fit_styles)))
+        verdicts = [est.verdict(g) for g in gpus]
+        fit_rows = tuple((gpu_label(g), gib(v.usable_bytes), gib_range(v.needs_low_bytes, v.needs_high_bytes),
+                          signed_gib(v.headroom_bytes), v.verdict) for g, v in zip(gpus, verdicts))
+        fit_styles = tuple(VERDICT_STYLES[v.verdict] for v in verdicts)
+        margin = verdicts[0].margin
+        sections.append(Section(title=f"Fits per GPU: the high end of the range vs usable memory less {margin:.0%}",
+                                header=("gpu", "usable", "needs (range)", "headroom", "verdict"),
+                                rows=fit_rows, row_styles=fit_styles,
+                                notes=(f"range: {verdicts[0].basis}",)))
     if suggestions_for is not None:
         if suggestions:
             sections.append(Section(
                 title=f"To fit {gpu_label(suggestions_for)}, each re-estimated",
-                header=("change", "flags", "device total"),
-                rows=tuple((s.title, s.flags, gib(s.device_total_bytes)) for s in suggestions),
-                row_styles=tuple("ok" for _ in suggestions)))
+                header=("change", "flags", "device total", "high end"),
+                rows=tuple((s.title, s.flags, gib(s.device_total_bytes), gib(s.device_total_high_bytes))
+                           for s in suggestions)))
         else:
-            sections.append(Section(notes=(f"no single change we model fits {suggestions_for.name}: "
-                                           "try a larger GPU, or `hfge plan MODEL --cheapest`",)))
+            sections.append(Section(notes=((f"no single change we model fits {suggestions_for.name}: "
+                                            "try a larger GPU, or `hfge plan MODEL --cheapest`"),)))
     if est.assumptions:
-        sections.append(Section(notes=(f"{len(est.assumptions)} assumptions: --format json lists them; "
-                                       "docs/methodology.md explains each term",)))
+        sections.append(Section(notes=((f"{len(est.assumptions)} assumptions: --format json lists them; "
+                                        "docs/methodology.md explains each term"),)))
     return sections
 
 
@@ -381,7 +455,8 @@ def plan_sections(p: Any) -> list[Section]:
     """``hfge plan --gpu``: a :class:`~hf_gpu_estimator.planner.Plan` as fact/value rows."""
     rows: list[tuple[str, str]] = [
         ("gpu", f"{p.gpu.name} ({p.gpu.usable_memory_bytes / GiB:.1f} GiB usable)"),
-        ("fits", f"{'yes' if p.fits else 'no'} ({p.device_total_bytes / GiB:.2f} GiB per device)"),
+        ("fits", (f"{'yes' if p.fits else 'no'}: needs {gib_range(*_range(p.device_total_bytes, p.workload))} "
+                  "per device (the high end vs usable less the margin)")),
         ("max batch size", str(p.max_batch_size)),
         ("max seq len", str(p.max_seq_len)),
         ("min GPUs", p.min_gpus.description if p.min_gpus else "none tried fits"),
@@ -416,6 +491,13 @@ def plan_sections(p: Any) -> list[Section]:
                     notes=tuple(f"note: {n}" for n in p.notes))]
 
 
+def _range(total_bytes: int, workload: Any) -> tuple[int, int]:
+    from hf_gpu_estimator.verdict import uncertainty_for
+
+    u = uncertainty_for(workload)
+    return u.low_bytes(total_bytes), u.high_bytes(total_bytes)
+
+
 def cheapest_sections(result: Any) -> list[Section]:
     """``hfge plan --cheapest``: the options, cheapest first, then what was skipped and why."""
     rows = []
@@ -442,19 +524,20 @@ def cheapest_sections(result: Any) -> list[Section]:
                     notes=tuple(notes))]
 
 
-def compare_sections(spec: ModelSpec, analytic: Estimate, exact: Estimate, diff: Any) -> list[Section]:
+def compare_sections(spec: ModelSpec, analytic: Estimate, exact: Estimate, diff: Comparison) -> list[Section]:
     """``hfge estimate --compare``: analytic and exact side by side, per component and in total."""
 
-    def line(name: str, d: dict[str, Any]) -> tuple[str, ...]:
-        delta = d["difference_bytes"]
-        return (name, size(d["analytic_bytes"]), size(d["exact_bytes"]), ("+" if delta >= 0 else "-") + size(abs(delta)),
-                percent(d["relative_error"]))
+    def line(name: str, d: Difference) -> tuple[str, ...]:
+        delta = d.difference_bytes
+        # "n/a" where the exact figure shows as zero: a percentage of (next to) nothing says nothing.
+        error = "n/a" if size(d.exact_bytes) == size(0) else percent(d.relative_error)
+        return (name, size(d.analytic_bytes), size(d.exact_bytes), ("+" if delta >= 0 else "-") + size(abs(delta)), error)
 
-    rows = [line(name, d) for name, d in diff["components"].items()]
-    rows += [line("allocated peak", diff["allocated_peak_bytes"]), line("reserved peak", diff["reserved_peak_bytes"]),
-             line("device total", diff["device_total_bytes"])]
-    styles = (None,) * len(diff["components"]) + ("total", None, None)
-    notes = [f"peak phase: analytic {analytic.memory.phase_at_peak!r}, exact {exact.memory.phase_at_peak!r}",
+    rows = [line(name, d) for name, d in diff.components.items()]
+    rows += [line("allocated peak", diff.allocated_peak), line("reserved peak", diff.reserved_peak),
+             line("device total", diff.device_total)]
+    styles = (None,) * len(diff.components) + ("total", None, None)
+    notes = [f"peak phase: analytic {diff.analytic_phase!r}, exact {diff.exact_phase!r}",
              "error = analytic / exact - 1"]
     notes += [a for a in exact.assumptions if a.startswith(("exact:", "trace:"))]
     return [Section(title=f"{spec.id}: analytic vs exact (traced) memory per device",
@@ -462,37 +545,154 @@ def compare_sections(spec: ModelSpec, analytic: Estimate, exact: Estimate, diff:
                     row_styles=styles, notes=tuple(notes))]
 
 
-def measure_sections(payload: dict[str, Any], model_id: str) -> list[Section]:
+def grid_sections(ests: Sequence[Estimate], gpus: Sequence[GPU]) -> list[Section]:
+    """``--dtype a,b --quantization x,y``: one row per combination, the verdict per GPU in the last columns."""
+    first = ests[0]
+    rows = []
+    for est in ests:
+        w, mem = est.workload, est.memory
+        rows.append((w.dtype or f"{est.spec.stored_dtype} (checkpoint)", w.quantization,
+                     gib(mem.components.get("weights", 0)), gib(mem.allocated_peak_bytes),
+                     gib_range(*est.device_total_range_bytes), *(est.verdict(g).verdict for g in gpus)))
+    per_row = {first.workload.dtype or first.spec.stored_dtype, first.workload.quantization}
+    line = ", ".join(part for part in workload_line(first).split(", ") if part not in per_row)
+    return [Section(title=f"{first.spec.id}  ({first.spec.parameters.total:,} parameters)", notes=(line,)),
+            Section(title="Memory per device by dtype and quantization",
+                    header=("dtype", "quantization", "weights", "allocated peak", "device total (range)",
+                            *(g.name for g in gpus)), rows=tuple(rows),
+                    notes=(f"verdict: the high end of the range vs usable memory less {DEFAULT_MARGIN:.0%}",))]
+
+
+def measure_sections(report: MeasureReport) -> list[Section]:
     """``hfge measure``: measured vs analytic (vs exact) memory, each with its error, and throughput."""
-    measured = payload["measured"]
-    a, e = payload["analytic"], payload["exact"]
-    has_exact = "error" not in e
+    m = report.measured
+    a, e = report.analytic, report.exact
     rows: list[tuple[str, ...]] = []
-    for label, key, mkey in (("allocated peak", "allocated_peak_bytes", "allocated_peak_bytes"),
-                             ("reserved peak", "reserved_peak_bytes", "reserved_peak_bytes"),
-                             ("device total (nvidia-smi)", "device_total_bytes", "nvml_process_bytes")):
-        err_key = {"allocated_peak_bytes": "allocated", "reserved_peak_bytes": "reserved"}.get(key, "device_total")
-        row = [label, size_or_dash(measured.get(mkey)), size(a[key]), percent(a["errors"][err_key])]
-        if has_exact:
-            row += [size(e[key]), percent(e["errors"][err_key])]
+    for label, measured, attr in (("allocated peak", m.allocated_peak_bytes, "allocated"),
+                                  ("reserved peak", m.reserved_peak_bytes, "reserved"),
+                                  ("device total (nvidia-smi)", report.nvml_process_bytes, "device_total")):
+        key = "device_total_bytes" if attr == "device_total" else f"{attr}_peak_bytes"
+        row = [label, size_or_dash(measured), size(getattr(a, key)), percent(getattr(a, f"{attr}_error"))]
+        if e is not None:
+            row += [size(getattr(e, key)), percent(getattr(e, f"{attr}_error"))]
         rows.append(tuple(row))
-    header = ("", "measured", "analytic", "error") + (("exact", "error") if has_exact else ())
-    notes = [f"command: {payload['command']}", "error = estimate / measured - 1"]
-    peaks = measured.get("phase_peaks") or {}
-    if peaks:
-        notes.append(f"measured peak in {max(peaks, key=peaks.get)!r}; analytic peak in {a['phase_at_peak']!r}"
-                     + (f"; exact peak in {e['phase_at_peak']!r}" if has_exact else ""))
-    speed = [f"{name} {measured[key]:,.0f} tokens/s" for name, key in
-             (("prefill", "prefill_tokens_per_s"), ("decode", "decode_tokens_per_s"), ("train", "train_tokens_per_s"))
-             if measured.get(key)]
+    header = ("", "measured", "analytic", "error") + (("exact", "error") if e is not None else ())
+    notes = [f"command: {report.command}", "error = estimate / measured - 1"]
+    if m.phase_peaks:
+        notes.append(f"measured peak in {max(m.phase_peaks, key=m.phase_peaks.__getitem__)!r}; analytic peak in "
+                     f"{a.phase_at_peak!r}" + (f"; exact peak in {e.phase_at_peak!r}" if e is not None else ""))
+    speed = [f"{name} {value:,.0f} tokens/s" for name, value in
+             (("prefill", m.prefill_tokens_per_s), ("decode", m.decode_tokens_per_s), ("train", m.train_tokens_per_s))
+             if value]
     if speed:
         notes.append("throughput: " + ", ".join(speed))
-    if measured.get("allocated_peak_bytes") is None:
-        notes.append(f"{payload['device']['requested']}: no allocator statistics; host peak RSS "
-                     f"{size_or_dash(measured.get('host_peak_rss_bytes'))} (Python, torch and the model: not comparable)")
-    if not has_exact:
-        notes.append(f"exact: {e['error']}")
-    v = payload["versions"]
+    if m.allocated_peak_bytes is None:
+        notes.append(f"{report.device.requested}: no allocator statistics; host peak RSS "
+                     f"{size_or_dash(m.host_peak_rss_bytes)} (Python, torch and the model: not comparable)")
+    if e is None:
+        notes.append(f"exact: {report.exact_error}")
+    v = m.versions
     notes.append("versions: " + ", ".join(f"{k} {v[k]}" for k in ("torch", "transformers", "cuda", "driver") if k in v))
-    return [Section(title=f"{model_id} on {payload['device']['name']}: measured vs estimated", header=header,
+    return [Section(title=f"{report.model_id} on {report.device.name}: measured vs estimated", header=header,
                     rows=tuple(rows), notes=tuple(notes))]
+
+
+def _token_count(n: float) -> str:
+    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.2f}{unit}"
+    return f"{n:.0f}"
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.2f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds:.0f} s"
+
+
+def eval_sections(plan: Any) -> list[Section]:
+    """``hfge plan MODEL --eval ...``: per-task demand and the totals of an :class:`~hf_gpu_estimator.planner.evals.EvalPlan`."""
+    rows = []
+    styles: list[str | None] = []
+    for t in plan.tasks:
+        rows.append((t.task + ("*" if t.tokens_estimated else ""), str(t.num_fewshot), t.kind, f"{t.requests:,}",
+                     f"{t.forwards:,}", f"{t.prompt_tokens:,.0f}", _token_count(t.processed_tokens),
+                     _token_count(t.generated_tokens), str(t.batch_size), _duration(t.seconds)))
+        styles.append(None)
+    d = plan.to_dict()["total"]
+    rows.append(("total", "", "", f"{d['requests']:,}", f"{d['forwards']:,}", "", _token_count(d["processed_tokens"]),
+                 _token_count(d["generated_tokens"]), "", _duration(d["seconds"])))
+    styles.append("total")
+    cost = f"${plan.cost_usd:,.2f}" if plan.cost_usd is not None else "no price"
+    summary = [("engine", plan.engine), ("GPUs", f"{plan.num_gpus} x {plan.gpu}"),
+               ("weights per device", f"{plan.weights_bytes / GiB:.1f} GiB"),
+               ("memory per device", f"{plan.device_total_bytes / GiB:.1f} GiB")]
+    if plan.kv_cache_tokens is not None:
+        summary.append(("vLLM KV cache", f"{plan.kv_cache_tokens:,} tokens"))
+    summary += [("wall time", _duration(plan.seconds)), ("GPU-hours", f"{plan.gpu_hours:.2f}"),
+                ("$/hour", f"${plan.hourly_usd:.2f}" if plan.hourly_usd is not None else "no price"), ("cost", cost)]
+    notes = ["* token lengths estimated (see data/eval_suites.json tokens_basis)"] if any(
+        t.tokens_estimated for t in plan.tasks) else []
+    notes += list(plan.assumptions)
+    return [Section(title=f"{plan.model}: evaluation on {plan.num_gpus} x {plan.gpu} ({plan.engine})",
+                    header=("task", "shots", "scoring", "requests", "forwards", "prompt tok", "processed",
+                            "generated", "batch", "time"), rows=tuple(rows), row_styles=tuple(styles)),
+            Section(title="Totals", rows=tuple(summary), notes=tuple(notes))]
+
+
+def eval_ranking_section(ranked: Any) -> Section:
+    """``hfge plan MODEL --eval ... --cheapest``: the GPU types by the cost of the whole evaluation."""
+    rows = tuple((p.gpu, str(p.num_gpus), _duration(p.seconds), f"{p.gpu_hours:.2f}", f"${p.hourly_usd:.2f}",
+                  f"${p.cost_usd:,.2f}") for p in ranked.options)
+    notes = (f"skipped {len(ranked.skipped)} GPU types",) if ranked.skipped else ()
+    return Section(title="GPU types, cheapest first", header=("gpu", "gpus", "wall time", "GPU-hours", "$/hour", "cost"),
+                   rows=rows, row_styles=("ok",) + (None,) * (len(rows) - 1), notes=notes)
+
+
+def eval_list_sections(suites: Mapping[str, Any], tasks: Mapping[str, Any]) -> list[Section]:
+    """``hfge plan --eval-list``: the suites and tasks of the evaluation data (``planner.eval_suites()``,
+    ``planner.eval_tasks()``)."""
+    suite_rows = [(name, s.title, ", ".join(t + (f":{k}" if k is not None else "") for t, k in s.tasks))
+                  for name, s in suites.items()]
+    rows = tuple((t.name, t.suite, f"{t.examples:,}", str(t.num_fewshot), t.kind,
+                  "estimate" if t.tokens_estimated else "measured") for t in tasks.values())
+    return [Section(title="Evaluation suites (--eval NAME, or all)", header=("suite", "title", "tasks"),
+                    rows=tuple(suite_rows)),
+            Section(title="Tasks", header=("task", "suite", "examples", "shots", "scoring", "token lengths"), rows=rows)]
+
+
+def fleet_sections(result: Any) -> list[Section]:
+    """``hfge plan --fleet FILE``: one table per model and a total (GPUs by type, $/hour, $/month)."""
+    sections = []
+    for e in result.entries:
+        if e.error:
+            sections.append(Section(title=f"{e.model} ({e.kind})", rows=(("error", e.error),), row_styles=("bad",)))
+            continue
+        best = (e.serving or e.training).best.to_dict()  # type: ignore[union-attr]
+        if e.kind == "serving":
+            s = e.serving
+            rows = (("traffic", f"{s.request_rate_per_s:g} req/s, {s.input_tokens} -> {s.output_tokens} tokens"),
+                    ("GPUs", f"{best['num_gpus']} x {best['gpu']} (tp {best['tp']}, {best['replicas']} replicas)"),
+                    ("batch per replica", f"{best['batch_size']} ({e.serving.best.limit})"),
+                    ("TPOT / TTFT", f"{best['tpot_ms']:.1f} ms / {best['ttft_ms']:.0f} ms"),
+                    ("$/hour", f"${best['hourly_usd']:.2f}"),
+                    ("$/month", f"${best['hourly_usd'] * HOURS_PER_MONTH:,.0f}"),
+                    ("$/1M output tokens", f"${best['usd_per_million_output_tokens']:.3f}"))
+        else:
+            rows = (("token budget", f"{e.training.token_budget:.3g} tokens"),
+                    ("GPUs", f"{best['num_gpus']} x {best['gpu']} ({best['strategy']})"),
+                    ("throughput", f"{best['tokens_per_s']:,.0f} tokens/s"), ("hours", f"{best['hours']:.1f}"),
+                    ("$/hour", f"${best['hourly_usd']:.2f}"), ("total", f"${best['total_usd']:,.0f}"))
+        sections.append(Section(title=f"{e.model} ({e.kind})", rows=rows))
+    total = [(g, str(n)) for g, n in sorted(result.gpus.items())]
+    total += [("serving $/hour", f"${result.hourly_usd:,.2f}"),
+              ("serving $/month", f"${result.hourly_usd * HOURS_PER_MONTH:,.0f}")]
+    if result.training_usd:
+        total.append(("training jobs $", f"${result.training_usd:,.0f}"))
+    failed = sum(1 for e in result.entries if e.error)
+    notes = (f"{failed} entries could not be planned (see above)",) if failed else ()
+    sections.append(Section(title="Fleet total: serving GPUs by type, $/hour, $/month", rows=tuple(total),
+                            row_styles=("total",) * len(total), notes=notes))
+    return sections

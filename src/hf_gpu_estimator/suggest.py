@@ -14,11 +14,12 @@ integrations fill ``how`` from their own hint templates.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from hf_gpu_estimator.errors import EstimatorError
+from hf_gpu_estimator.errors import EstimatorError, IgnoredOptionWarning
 
 if TYPE_CHECKING:
     from hf_gpu_estimator.estimator import Estimate
@@ -58,6 +59,8 @@ class Suggestion:
         changes: the kinds of change applied (``(key,)`` unless combined).
         workload: the changed workload.
         device_total_bytes: its re-estimated per-device total.
+        device_total_high_bytes: the high end of that total's measured range (what was checked
+            against the budget; see :mod:`hf_gpu_estimator.verdict`).
         flags: the CLI flags that apply it (``--method qlora``).
         how: how to apply it in the caller's framework; empty from :func:`search`, filled by the
             integrations' hint templates.
@@ -69,8 +72,24 @@ class Suggestion:
     changes: tuple[ChangeKind, ...]
     workload: Workload
     device_total_bytes: int
+    device_total_high_bytes: int
     flags: str
     how: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``suggestions`` entries of the JSON outputs."""
+        return {"key": self.key, "title": self.title, "options": dict(self.options), "flags": self.flags,
+                "device_total_bytes": self.device_total_bytes, "device_total_high_bytes": self.device_total_high_bytes,
+                "how": self.how}
+
+
+def _quiet_workload(options: Mapping[str, Any]) -> Workload:
+    """make_workload without the ignored-options warning: the caller's own estimate gave it once."""
+    from hf_gpu_estimator.workload import make_workload
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", IgnoredOptionWarning)
+        return make_workload(**options)
 
 
 @dataclass(frozen=True)
@@ -84,7 +103,8 @@ def search(spec: ModelSpec, workload: Workload | Mapping[str, Any], *, budget_by
            limit: int | None = None) -> tuple[Suggestion, ...]:
     """Changes that bring the per-device total of ``workload`` under ``budget_bytes``, cheapest first.
 
-    Tried in order, each kept only if the re-estimated total fits: the largest batch that fits
+    Tried in order, each kept only if the high end of the re-estimated total's measured range
+    (:func:`hf_gpu_estimator.verdict.uncertainty_for` of the changed workload) fits: the largest batch that fits
     (with gradient accumulation keeping the effective batch in training). Training: gradient
     checkpointing, bf16 (mixed, else pure), LoRA, QLoRA, 8-bit AdamW, ZeRO-3/FSDP sharding,
     optimizer offload, more devices. Inference: bfloat16 weights (from float32), int8 else nf4
@@ -96,7 +116,7 @@ def search(spec: ModelSpec, workload: Workload | Mapping[str, Any], *, budget_by
         spec: the model.
         workload: the run, or the :func:`~hf_gpu_estimator.make_workload` keywords that build it
             (suggestion ``options`` apply over these).
-        budget_bytes: the per-device bytes a suggestion may use (the device after the margin).
+        budget_bytes: the per-device bytes a suggestion's high end may use (the device after the margin).
         limit: stop after this many suggestions (``None``: all).
 
     Returns:
@@ -105,23 +125,25 @@ def search(spec: ModelSpec, workload: Workload | Mapping[str, Any], *, budget_by
     from hf_gpu_estimator.memory import estimate_memory
     from hf_gpu_estimator.monotone import largest_true
     from hf_gpu_estimator.planner import valid_tp_degrees
-    from hf_gpu_estimator.workload import Workload, make_workload
+    from hf_gpu_estimator.verdict import uncertainty_for
+    from hf_gpu_estimator.workload import Workload
 
     if isinstance(workload, Workload):
         work, base = workload, workload.to_dict()
     else:
         base = dict(workload)
-        work = make_workload(**base)
+        work = _quiet_workload(base)
     normalized = work.to_dict()
     out: list[Suggestion] = []
 
-    def verify(options: Mapping[str, Any]) -> tuple[Workload, int] | None:
+    def verify(options: Mapping[str, Any]) -> tuple[Workload, int, int] | None:
         try:
-            changed = make_workload(**{**base, **options})
+            changed = _quiet_workload({**base, **options})
             total = estimate_memory(spec, changed, detail=False).device_total_bytes
         except EstimatorError:  # the change does not apply to this model/workload (e.g. no LoRA targets)
             return None
-        return (changed, total) if total <= budget_bytes else None
+        high = uncertainty_for(changed).high_bytes(total)
+        return (changed, total, high) if high <= budget_bytes else None
 
     def full() -> bool:
         return limit is not None and len(out) >= limit
@@ -131,13 +153,13 @@ def search(spec: ModelSpec, workload: Workload | Mapping[str, Any], *, budget_by
         verified = verify(options)
         if verified is None:
             return False
-        changed, total = verified
+        changed, total, high = verified
         flags = " ".join(CLI_FLAGS[k].format(v) for k, v in options.items()
                          if v is not None and normalized.get(k) != v and k in CLI_FLAGS)
         out.append(Suggestion(key="combined" if combined else changes[0].kind,
                               title=" + ".join(c.title for c in changes), options=options,
                               changes=tuple(dict.fromkeys(c.kind for c in changes)), workload=changed,
-                              device_total_bytes=total, flags=flags))
+                              device_total_bytes=total, device_total_high_bytes=high, flags=flags))
         return True
 
     effective = work.batch_size * work.gradient_accumulation_steps
@@ -237,15 +259,15 @@ def search(spec: ModelSpec, workload: Workload | Mapping[str, Any], *, budget_by
 def suggest(est: Estimate, gpu: str | GPU | None = None, *, limit: int = 3, margin: float | None = None) -> tuple[Suggestion, ...]:
     """Up to ``limit`` changes that make ``est`` fit ``gpu``, cheapest first; ``()`` when it already fits.
 
-    The :func:`search` over ``est``'s workload with the GPU's usable memory less ``margin``.
+    The :func:`search` over ``est``'s workload with the GPU's usable memory less ``margin`` (the
+    verdict's limit), so each suggestion's verdict is "fits".
     """
     from hf_gpu_estimator.constants import DEFAULT_MARGIN
 
-    target = est._gpu(gpu)
-    margin = DEFAULT_MARGIN if margin is None else margin
-    if est.fits(target, margin=margin):
+    verdict = est.verdict(gpu, margin=DEFAULT_MARGIN if margin is None else margin)
+    if verdict.fits:
         return ()
-    return search(est.spec, est.workload, budget_bytes=target.usable_memory_bytes * (1 - margin), limit=limit)
+    return search(est.spec, est.workload, budget_bytes=verdict.limit_bytes, limit=limit)
 
 
 def suggestion_target(est: Estimate, gpus: tuple[GPU, ...]) -> GPU | None:

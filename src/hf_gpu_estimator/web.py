@@ -10,11 +10,15 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hf_gpu_estimator.errors import EstimatorError, MissingDependencyError
 
-__all__ = ["DEFAULTS", "Result", "build_app", "calculate", "serve"]
+if TYPE_CHECKING:
+    from hf_gpu_estimator.estimator import Estimate
+    from hf_gpu_estimator.verdict import Verdict
+
+__all__ = ["DEFAULTS", "FLEET_EXAMPLE", "Result", "build_app", "calculate", "plan_fleet_markdown", "serve"]
 
 #: The form's initial values (also the e2e test's inputs).
 DEFAULTS: dict[str, Any] = {
@@ -27,28 +31,56 @@ DTYPES = ("checkpoint", "bfloat16", "float16", "float32")
 PRECISIONS = ("bf16-mixed", "16-mixed", "32-true", "bf16-true", "16-true")
 OPTIMIZERS = ("adamw", "adamw-8bit", "paged-adamw-8bit", "adafactor", "sgd", "lion")
 QUANTIZATIONS = ("none", "int8", "nf4", "fp4", "fp8", "gptq-4bit", "awq-4bit", "gguf:Q4_K_M", "gguf:Q8_0")
+#: Tables: headers never break inside a word, numbers never wrap; a table wider than its column scrolls.
+CSS = """
+.prose table { display: block; overflow-x: auto; max-width: 100%; }
+.prose th { white-space: nowrap; word-break: keep-all; }
+.prose td { white-space: nowrap; }
+"""
 #: Traffic the cheapest-serving table is sized for, and the token budget of the cheapest-training one.
 SERVING_REQUESTS_PER_S = 1.0
 TRAINING_TOKENS = 1e9
+#: The fleet tab's initial file (schema: :func:`hf_gpu_estimator.planner.plan_fleet`; YAML or JSON).
+FLEET_EXAMPLE = """\
+gpus: [H100-SXM-80GB, A100-80GB-SXM, L40S, L4]
+models:
+  - model: meta-llama/Llama-3.1-8B-Instruct
+    request_rate: 2          # requests per second
+    input_tokens: 1024
+    output_tokens: 256
+    tpot_ms: 50              # p50 time per output token
+  - model: Qwen/Qwen2.5-7B
+    token_budget: 1.0e+8     # a LoRA fine-tune on 100M tokens
+    workload: {task: training, method: lora, batch_size: 4, seq_len: 2048, gradient_checkpointing: true}
+"""
 
 
 @dataclass(frozen=True, kw_only=True)
 class Result:
-    """What the page shows, as markdown strings and a PNG path (``None`` on error)."""
+    """What the page shows: markdown strings, a PNG path, and the figures behind them (``None`` on error).
+
+    Attributes:
+        estimate: the :class:`~hf_gpu_estimator.estimator.Estimate` (``None`` when the inputs were refused).
+        verdict: the verdict on the chosen GPU (:class:`~hf_gpu_estimator.verdict.Verdict`).
+        assumptions: what the estimate assumed, one markdown bullet each.
+    """
 
     summary: str
     breakdown: str
     fits: str
     plan: str
     plot_path: str | None
+    assumptions: str = ""
+    estimate: Estimate | None = None
+    verdict: Verdict | None = None
 
 
-def _spec(model: str, *, read_hub: bool) -> Any:
+def _spec(model: str, *, read_hub: bool, token: str | None = None) -> Any:
     from hf_gpu_estimator.sources import inspect_model
     from hf_gpu_estimator.sources.catalog import lookup
 
     spec = None if read_hub else lookup(model)
-    return spec if spec is not None else inspect_model(model)
+    return spec if spec is not None else inspect_model(model, token=token or None)
 
 
 def workload_kwargs(*, task: str, method: str, batch_size: float, seq_len: float, new_tokens: float, dtype: str,
@@ -72,15 +104,18 @@ def workload_kwargs(*, task: str, method: str, batch_size: float, seq_len: float
 
 def calculate(model: str, task: str, method: str, batch_size: float, seq_len: float, new_tokens: float, dtype: str,
               precision: str, optimizer: str, gradient_checkpointing: bool, quantization: str, gpu: str,
-              num_gpus: float = 1, read_hub: bool = False, *, plot_dir: str | None = None) -> Result:
-    """Estimate, check the fit across GPUs, suggest changes, rank the cheapest GPUs; errors become a message."""
+              num_gpus: float = 1, read_hub: bool = False, token: str = "", *, plot_dir: str | None = None) -> Result:
+    """Estimate, check the fit across GPUs, suggest changes, rank the cheapest GPUs; errors become a message.
+
+    ``token`` is a Hub token for gated or private repos (used for this request only, never stored).
+    """
     from hf_gpu_estimator.estimator import estimate
     from hf_gpu_estimator.hardware import get_gpu
-    from hf_gpu_estimator.report import COMMON_GPUS, estimate_sections, gib, render_sections
+    from hf_gpu_estimator.report import COMMON_GPUS, estimate_sections, gib, gib_range, render_sections
     from hf_gpu_estimator.suggest import suggest
 
     try:
-        spec = _spec(model.strip(), read_hub=read_hub)
+        spec = _spec(model.strip(), read_hub=read_hub, token=token.strip() if token else None)
         kwargs = workload_kwargs(task=task, method=method, batch_size=batch_size, seq_len=seq_len,
                                  new_tokens=new_tokens, dtype=dtype, precision=precision, optimizer=optimizer,
                                  gradient_checkpointing=gradient_checkpointing, quantization=quantization,
@@ -94,12 +129,16 @@ def calculate(model: str, task: str, method: str, batch_size: float, seq_len: fl
     except (EstimatorError, ValueError, OSError) as e:
         message = str(e).splitlines()[0] if str(e) else type(e).__name__
         return Result(summary=f"**Error:** {message}", breakdown="", fits="", plan="", plot_path=None)
-    verdict = "fits" if est.fits() else "does **not** fit"
-    summary = (f"### {gib(est.memory.device_total_bytes)} per device ({target.name}: {verdict})\n\n"
-               f"{spec.id}: {sections[0].notes[0]}. Peak during **{est.memory.phase_at_peak}**; allocated "
-               f"{gib(est.memory.allocated_low_bytes)} - {gib(est.memory.allocated_high_bytes)}.")
+    v = est.verdict()
+    low, high = est.device_total_range_bytes
+    summary = (f"### {target.name}: {v.verdict} — needs {gib_range(low, high)} of {gib(v.usable_bytes)}\n\n"
+               f"{spec.id}: {sections[0].notes[0]}. Estimate {gib(est.memory.device_total_bytes)} per device "
+               f"(nvidia-smi), peak during **{est.memory.phase_at_peak}**; the range is the error measured on real "
+               f"GPUs for this kind of run ({v.basis.split(':')[0]}); the verdict takes its high end against "
+               f"{gib(v.limit_bytes)} ({v.margin:.0%} kept free).")
     breakdown = render_sections(sections[1:2], "markdown")
-    fits = render_sections(sections[2:], "markdown")
+    fits = render_sections([s for s in sections[2:] if not (s.notes and "assumptions:" in s.notes[0])], "markdown")
+    assumptions = "\n".join(f"- {a}" for a in est.assumptions)
     plan = _plan_markdown(est)
     plot_path = None
     try:
@@ -107,7 +146,8 @@ def calculate(model: str, task: str, method: str, batch_size: float, seq_len: fl
         plot_path = str(est.plot(os.path.join(directory, "memory.png"), gpus=[g.name for g in gpus]))
     except MissingDependencyError as e:
         fits += f"\n\n(no chart: {e})"
-    return Result(summary=summary, breakdown=breakdown, fits=fits, plan=plan, plot_path=plot_path)
+    return Result(summary=summary, breakdown=breakdown, fits=fits, plan=plan, plot_path=plot_path,
+                  assumptions=assumptions, estimate=est, verdict=v)
 
 
 def _plan_markdown(est: Any) -> str:
@@ -135,9 +175,23 @@ def _plan_markdown(est: Any) -> str:
                      f"{w.new_tokens} tokens")
     except EstimatorError as e:
         return f"(no plan: {str(e).splitlines()[0]})"
-    styles = ("ok",) + (None,) * (len(rows) - 1)
-    return render_sections([Section(title=title, header=header, rows=rows, row_styles=styles,
-                                    notes=("catalog on-demand prices; `hfge plan MODEL --cheapest` for other targets",))])
+    return render_sections([Section(title=title, header=header, rows=rows,
+                                    notes=("catalog on-demand prices; `hfge plan MODEL --cheapest` for other targets",))],
+                           "markdown")
+
+
+def plan_fleet_markdown(text: str) -> str:
+    """The fleet tab: a YAML or JSON fleet description -> one table per model and the fleet's total
+    (what ``hfge plan --fleet FILE --format markdown`` prints); errors become one line."""
+    from hf_gpu_estimator.planner import plan_fleet
+    from hf_gpu_estimator.report import fleet_sections, render_sections
+    from hf_gpu_estimator.sources.fleet import parse_fleet, validate_fleet
+
+    try:
+        result = plan_fleet(validate_fleet(parse_fleet(text)))
+    except (EstimatorError, ValueError, OSError) as e:
+        return f"**Error:** {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+    return render_sections(fleet_sections(result), "markdown")
 
 
 def _gradio() -> Any:
@@ -157,17 +211,20 @@ def build_app() -> Any:
 
     d = DEFAULTS
     with gr.Blocks(title="hf-gpu-estimator", analytics_enabled=False) as app:
+        gr.HTML(f"<style>{CSS}</style>", padding=False)  # in the page, whichever way it is launched
         gr.Markdown("# How much GPU does this LLM job need?\n"
                     "Memory per device, which GPUs fit, and the cheapest GPUs, before you launch. "
                     "Pure arithmetic from the model's config: nothing is downloaded but `config.json` and the "
                     "safetensors headers, and models in the bundled catalog work offline.")
-        with gr.Row():
+        with gr.Tab("One job", elem_id="tab-job"), gr.Row():
             with gr.Column(scale=1):
                 model = gr.Textbox(label="Model (Hub id or local folder)", value=d["model"], elem_id="model")
                 pick = gr.Dropdown(label="or pick from the bundled catalog", choices=list(list_models()), value=None,
                                    elem_id="catalog")
                 read_hub = gr.Checkbox(label="read the Hub even for catalog models", value=d["read_hub"],
                                        elem_id="read_hub")
+                token = gr.Textbox(label="Hub token (optional: gated or private repos; used for this request, "
+                                         "never stored)", type="password", value="", elem_id="token")
                 task = gr.Radio(["inference", "training"], label="Task", value=d["task"], elem_id="task")
                 method = gr.Radio(["full", "lora", "qlora"], label="Method (training)", value=d["method"],
                                   elem_id="method")
@@ -196,22 +253,37 @@ def build_app() -> Any:
                 go = gr.Button("Estimate", variant="primary", elem_id="estimate")
             with gr.Column(scale=2):
                 summary = gr.Markdown(elem_id="summary")
-                with gr.Row():
-                    breakdown = gr.Markdown(elem_id="breakdown")
-                    fits = gr.Markdown(elem_id="fits")
+                breakdown = gr.Markdown(elem_id="breakdown")  # stacked: side by side, both scroll below ~1400 px
+                fits = gr.Markdown(elem_id="fits")
                 plot = gr.Image(label="Memory per device vs GPU capacity", type="filepath", elem_id="plot",
                                 height=480)
                 plan = gr.Markdown(elem_id="plan")
+                with gr.Accordion("Assumptions (what the estimate takes for granted, each with its source)",
+                                  open=False, elem_id="assumptions_box"):
+                    assumptions = gr.Markdown(elem_id="assumptions")
         inputs = [model, task, method, batch, seq, new, dtype, precision, optimizer, checkpointing, quant, gpu,
-                  num_gpus, read_hub]
+                  num_gpus, read_hub, token]
+        outputs = [summary, breakdown, fits, plan, plot, assumptions]
 
         def run(*values: Any) -> tuple[Any, ...]:
             r = calculate(*values)
-            return r.summary, r.breakdown, r.fits, r.plan, r.plot_path
+            return r.summary, r.breakdown, r.fits, r.plan, r.plot_path, r.assumptions
 
         pick.change(lambda m: m or gr.update(), inputs=[pick], outputs=[model])
-        go.click(run, inputs=inputs, outputs=[summary, breakdown, fits, plan, plot])
-        app.load(run, inputs=inputs, outputs=[summary, breakdown, fits, plan, plot])
+        go.click(run, inputs=inputs, outputs=outputs)
+        app.load(run, inputs=inputs, outputs=outputs)
+        with gr.Tab("Fleet", elem_id="tab-fleet"):
+            gr.Markdown("Several models and their traffic at once: each is planned on its cheapest GPU type "
+                        "(serving at its request rate and TPOT target, or training on its token budget), then the "
+                        "fleet's GPUs by type and its $/hour and $/month. Same file as `hfge plan --fleet FILE`.")
+            with gr.Row():
+                with gr.Column(scale=1):
+                    fleet_text = gr.Code(value=FLEET_EXAMPLE, language="yaml", label="Fleet (YAML or JSON)",
+                                         elem_id="fleet_file")
+                    fleet_go = gr.Button("Plan the fleet", variant="primary", elem_id="plan_fleet")
+                with gr.Column(scale=2):
+                    fleet_out = gr.Markdown(elem_id="fleet_plan")
+            fleet_go.click(plan_fleet_markdown, inputs=[fleet_text], outputs=[fleet_out])
     return app
 
 

@@ -209,12 +209,34 @@ def normalize_dtype(field_name: str, value: object) -> str:
     return text
 
 
+#: Tokens per sequence (training) or prompt tokens (inference) when none are given.
+DEFAULT_SEQ_LEN = 1024
+#: Tokens generated after the prompt (inference) when none are given.
+DEFAULT_NEW_TOKENS = 256
+
+#: The compute precision a QLoRA/LoRA ``dtype`` implies when no precision is given: the QLoRA
+#: recipe loads with ``torch_dtype=bfloat16`` and ``bnb_4bit_compute_dtype=bfloat16`` and trains
+#: under bf16 autocast (transformers docs, "bitsandbytes" quantization; peft QLoRA examples).
+_PRECISION_OF_DTYPE: Mapping[str, str] = {"bfloat16": "bf16-mixed", "float16": "16-mixed", "float32": "32-true"}
+
+
+def _ignored(task: str, method: str, options: Mapping[str, tuple[object, object]]) -> list[str]:
+    """The options given (value != default) that ``task``/``method`` do not use, as ``name=value``."""
+    unused = {
+        "inference": ("precision", "optimizer", "gradient_checkpointing", "gradient_accumulation_steps",
+                      "lora_rank", "lora_alpha", "lora_targets", "offload_optimizer", "offload_params"),
+        "training": ("new_tokens", "gpu_layers")
+                    + (("dtype", "lora_rank", "lora_alpha", "lora_targets") if method == "full" else ()),
+    }[task]
+    return [f"{name}={value}" for name in unused for value, default in [options[name]] if value != default]
+
+
 def make_workload(
     *,
-    task: str = "inference",
+    task: str | None = None,
     method: str = "full",
     batch_size: int = 1,
-    seq_len: int = 1024,
+    seq_len: int | None = None,
     new_tokens: int | None = None,
     dtype: str | None = None,
     precision: str | None = None,
@@ -238,20 +260,28 @@ def make_workload(
 ) -> Workload:
     """Validate user options and build a :class:`Workload`.
 
+    ``task`` defaults to ``"training"`` when ``method`` is ``lora`` or ``qlora``, else ``"inference"``.
+    With QLoRA, ``dtype`` is the dtype of the modules left unquantized and, unless ``precision`` is
+    given, the compute dtype (as ``torch_dtype`` with ``bnb_4bit_compute_dtype`` in the QLoRA recipe).
+    Options that the task does not use (``precision`` for inference, ``new_tokens`` for training ...)
+    are ignored with one :class:`~hf_gpu_estimator.errors.IgnoredOptionWarning`.
+
     Raises:
         InvalidArgumentError: an option has a bad value or options conflict; the message
             names the field, the value and what is accepted.
     """
     from hf_gpu_estimator.quantization import normalize_quantization
 
-    task_ = _choice("task", task, TASKS)
     method_ = _choice("method", method, METHODS)
+    task_ = _choice("task", task if task is not None else ("inference" if method_ == "full" else "training"), TASKS)
     batch = _positive_int("batch_size", batch_size)
-    seq = _positive_int("seq_len", seq_len)
+    seq = _positive_int("seq_len", seq_len if seq_len is not None else DEFAULT_SEQ_LEN)
     if new_tokens is None:
-        new_tokens = 256 if task_ == "inference" else 0
+        new_tokens = DEFAULT_NEW_TOKENS if task_ == "inference" else 0
     new = _positive_int("new_tokens", new_tokens, minimum=0)
     dtype_ = normalize_dtype("dtype", dtype) if dtype is not None else None
+    if precision is None and method_ == "qlora" and dtype_ is not None:
+        precision = _PRECISION_OF_DTYPE[dtype_]
     precision_ = PRECISIONS[_choice("precision", precision or "bf16-mixed", PRECISIONS, PRECISION_ALIASES)]
     optimizer_ = OPTIMIZERS[_choice("optimizer", optimizer, OPTIMIZERS, OPTIMIZER_ALIASES)]
     attn = _choice("attn_implementation", attn_implementation, ATTN_IMPLEMENTATIONS,
@@ -292,14 +322,9 @@ def make_workload(
     if method_ != "full" and task_ != "training":
         raise ConflictingOptionsError("method", method_, "applies to training only",
                                       fix="pass --task training, or --method full for inference")
-    if method_ == "qlora":
-        if quant.split(":")[0] not in ("nf4", "fp4"):
-            raise ConflictingOptionsError("quantization", quant, "is not a QLoRA base (bitsandbytes 4-bit)",
-                                          fix="use --quantization nf4 or fp4 with --method qlora")
-        if dtype_ is not None:
-            raise ConflictingOptionsError("dtype", dtype_, "conflicts with --method qlora (its base is 4-bit NF4/FP4 "
-                                          "and computes in the precision's dtype)",
-                                          fix="drop --dtype (set --precision bf16-mixed/16-mixed), or use --method lora")
+    if method_ == "qlora" and quant.split(":")[0] not in ("nf4", "fp4"):
+        raise ConflictingOptionsError("quantization", quant, "is not a QLoRA base (bitsandbytes 4-bit)",
+                                      fix="use --quantization nf4 or fp4 with --method qlora")
     if task_ == "training" and quant.startswith("gguf:"):
         raise ConflictingOptionsError("quantization", quant, "is an inference format (llama.cpp)",
                                       fix="train with --method qlora --quantization nf4, or estimate inference")
@@ -320,6 +345,22 @@ def make_workload(
                                       fix=f"pass --tp {gpus} (tensor parallel) or --pp {gpus}")
     gc = _bool("gradient_checkpointing", gradient_checkpointing)
     accumulation = _positive_int("gradient_accumulation_steps", gradient_accumulation_steps)
+    ignored = _ignored(task_, method_, {
+        "precision": (precision_.name, "bf16-mixed"), "optimizer": (optimizer_.name, "adamw"),
+        "gradient_checkpointing": (gc, False), "gradient_accumulation_steps": (accumulation, 1), "lora_rank": (rank, 16),
+        "lora_alpha": (alpha, 2 * rank), "lora_targets": (",".join(targets), "q_proj,v_proj"),
+        "offload_optimizer": (offload_optimizer, False),
+        "offload_params": (offload_params, False), "new_tokens": (new, 0), "dtype": (dtype_, None),
+        "gpu_layers": (gpu_layers_, None),
+    })  # fmt: skip
+    if ignored:
+        import warnings
+
+        from hf_gpu_estimator.errors import IgnoredOptionWarning
+
+        warnings.warn(IgnoredOptionWarning(f"{', '.join(ignored)} {'does' if len(ignored) == 1 else 'do'} not apply "
+                                           f"to {task_}{' (' + method_ + ')' if task_ == 'training' else ''}: ignored"),
+                      stacklevel=2)
 
     return Workload(
         task=task_,  # type: ignore[arg-type]

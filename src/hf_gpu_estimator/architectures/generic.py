@@ -83,7 +83,7 @@ def generic_supports_sdpa(model_type: str) -> bool:
 
 
 def known_model_types() -> frozenset[str]:
-    """Model types the recorded transformers implements as causal LMs (or their text models)."""
+    """Every model type the recorded transformers implements (causal LMs, their text models, wrappers)."""
     return frozenset(_data().get("model_types", {}))
 
 

@@ -65,8 +65,9 @@ def finite_float(minimum: float, *, inclusive: bool) -> Callable[[str], float]:
     return parse
 
 
-def add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="Hub id (org/name), local folder, .safetensors file or config.json")
+def add_model_args(p: argparse.ArgumentParser, *, optional: bool = False) -> None:
+    p.add_argument("model", nargs="?" if optional else None,
+                   help="Hub id (org/name), local folder, .safetensors file or config.json")
     p.add_argument("--revision", help="Hub branch, tag or commit")
     p.add_argument("--token", help="Hub token (default: HF_TOKEN or the saved login)")
 
@@ -119,3 +120,30 @@ def emit(payload: Any, fmt: str) -> None:
 def message(text: str) -> None:
     """A message for the user on stderr (data stays on stdout)."""
     print(f"hfge: {text}", file=sys.stderr)
+
+
+def split_list(field: str, value: str) -> tuple[str, ...]:
+    """``"a,b"`` as ``("a", "b")``; an empty item is a bad argument naming ``field``."""
+    from hf_gpu_estimator.errors import InvalidArgumentError
+
+    items = tuple(item.strip() for item in value.split(","))
+    if not all(items):
+        raise InvalidArgumentError(field, value, "names separated by commas, none empty")
+    return items
+
+
+def add_gpu_arg(p: argparse.ArgumentParser, help: str) -> None:
+    p.add_argument("--gpu", action="append", metavar="NAME[,NAME...]",
+                   help=help + "; comma-separated or repeated for several")
+
+
+def resolve_gpus(values: list[str] | None) -> tuple[Any, ...]:
+    """``--gpu`` values (repeated, comma-separated) as catalog entries, in order, without repeats."""
+    from hf_gpu_estimator.hardware import get_gpu
+
+    gpus: dict[str, Any] = {}
+    for value in values or ():
+        for name in split_list("gpu", value):
+            gpu = get_gpu(name)
+            gpus.setdefault(gpu.name, gpu)
+    return tuple(gpus.values())

@@ -8,11 +8,14 @@ from typing import Any
 from hf_gpu_estimator.cli._common import (
     add_command,
     add_format_arg,
+    add_gpu_arg,
     add_model_args,
     emit,
     message,
     print_sections,
     read_spec,
+    resolve_gpus,
+    split_list,
 )
 from hf_gpu_estimator.cli.workload_flags import add_workload_args, workload_kwargs
 
@@ -30,7 +33,7 @@ def register(subparsers: Any) -> None:
     p = add_command(subparsers, "estimate", run, help="memory per device for a workload", epilog=EPILOG)
     add_model_args(p)
     add_workload_args(p)
-    p.add_argument("--gpu", help="check against a GPU from the catalog (hfge gpus)")
+    add_gpu_arg(p, "check against GPUs from the catalog (hfge gpus); default RTX-4090, A100-80GB, H100-SXM-80GB")
     p.add_argument("--exact", action="store_true", help="trace the real transformers code on fake tensors")
     p.add_argument("--compare", action="store_true",
                    help="analytic and exact side by side, with the difference per component and in total")
@@ -55,29 +58,50 @@ def calibration_arg(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hf_gpu_estimator.constants import COMMON_GPUS
     from hf_gpu_estimator.estimator import estimate
+    from hf_gpu_estimator.hardware import get_gpu
 
     if args.compare:
         return run_compare(args)
+    gpus = resolve_gpus(args.gpu)
+    kwargs = workload_kwargs(args)
+    dtypes = split_list("dtype", args.dtype) if args.dtype else (None,)
+    quants = split_list("quantization", args.quantization) if args.quantization else (None,)
     spec = read_spec(args)
-    est = estimate(spec, gpu=args.gpu, mode="exact" if args.exact else "analytic", calibration=calibration_arg(args),
-                   **workload_kwargs(args))
+    targets = gpus or tuple(get_gpu(g) for g in COMMON_GPUS)
+    if len(dtypes) > 1 or len(quants) > 1:
+        return run_grid(args, spec, kwargs, dtypes, quants, targets)
+    est = estimate(spec, gpu=gpus[0] if len(gpus) == 1 else None, mode="exact" if args.exact else "analytic",
+                   calibration=calibration_arg(args), **kwargs)
+    from hf_gpu_estimator.report import estimate_sections
+    from hf_gpu_estimator.suggest import suggest, suggestion_target
+
+    target = suggestion_target(est, targets)
+    tips = suggest(est, target) if target is not None else ()
     if args.format == "json":
-        emit(est.to_dict(), "json")
+        emit(est.to_dict(gpus=targets, suggestions=tips), "json")
     else:
-        from hf_gpu_estimator.hardware import get_gpu
-        from hf_gpu_estimator.report import COMMON_GPUS, estimate_sections
-        from hf_gpu_estimator.suggest import suggest, suggestion_target
-
-        gpus = (est.gpu,) if est.gpu is not None else tuple(get_gpu(g) for g in COMMON_GPUS)
-        target = suggestion_target(est, gpus)
-        tips = suggest(est, target) if target is not None else ()
-        print_sections(estimate_sections(est, gpus=gpus, suggestions=tips, suggestions_for=target), args.format)
+        print_sections(estimate_sections(est, gpus=targets, suggestions=tips, suggestions_for=target), args.format)
     if args.plot:
-        from hf_gpu_estimator.report import COMMON_GPUS
-
-        path = est.plot(args.plot, gpus=(args.gpu,) if args.gpu else COMMON_GPUS)
+        path = est.plot(args.plot, gpus=targets)
         message(f"plot saved to {path}")
+    return 0
+
+
+def run_grid(args: argparse.Namespace, spec: Any, kwargs: dict[str, Any], dtypes: tuple[str | None, ...],
+             quants: tuple[str | None, ...], gpus: tuple[Any, ...]) -> int:
+    """``--dtype a,b`` / ``--quantization x,y``: one estimate per combination, side by side."""
+    from hf_gpu_estimator.estimator import estimate
+    from hf_gpu_estimator.report import grid_sections
+
+    ests = [estimate(spec, mode="exact" if args.exact else "analytic", calibration=calibration_arg(args),
+                     **{**kwargs, "dtype": d, "quantization": q}) for d in dtypes for q in quants]
+    if args.format == "json":
+        first = ests[0].to_dict(gpus=gpus)
+        emit({"model": first["model"], "estimates": [e.to_dict(gpus=gpus) for e in ests]}, "json")
+    else:
+        print_sections(grid_sections(ests, gpus), args.format)
     return 0
 
 
@@ -86,16 +110,19 @@ def run_compare(args: argparse.Namespace) -> int:
     from hf_gpu_estimator.exact import compare
     from hf_gpu_estimator.report import compare_sections
 
+    gpus = resolve_gpus(args.gpu)
+    gpu = gpus[0] if len(gpus) == 1 else None
     spec = read_spec(args)
     kwargs = workload_kwargs(args)
     cal = calibration_arg(args)
-    analytic = estimate(spec, gpu=args.gpu, calibration=cal, **kwargs)
-    exact = estimate(spec, gpu=args.gpu, calibration=cal, mode="exact", **kwargs)
+    analytic = estimate(spec, gpu=gpu, calibration=cal, **kwargs)
+    exact = estimate(spec, gpu=gpu, calibration=cal, mode="exact", **kwargs)
     diff = compare(analytic.memory, exact.memory)
     if args.format == "json":
         a, e = analytic.to_dict(), exact.to_dict()
         emit({"model": a["model"], "workload": a["workload"], "analytic": a["memory"], "exact": e["memory"],
-              "difference": diff, "assumptions": {"analytic": a["assumptions"], "exact": e["assumptions"]}}, "json")
+              "difference": diff.to_dict(), "assumptions": {"analytic": a["assumptions"], "exact": e["assumptions"]}},
+             "json")
         return 0
     print_sections(compare_sections(spec, analytic, exact, diff), args.format)
     return 0

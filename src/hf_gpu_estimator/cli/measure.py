@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 from typing import Any
@@ -45,12 +46,6 @@ def register(subparsers: Any) -> None:
     p.add_argument("--no-exact", action="store_true", help="skip the exact-mode trace")
     p.add_argument("--no-calibrate", action="store_true", help="do not add this run to the device calibration")
     add_format_arg(p)
-
-
-def _rel(estimated: int | None, measured: int | None) -> float | None:
-    if estimated is None or not measured:
-        return None
-    return estimated / measured - 1
 
 
 def _device_free_bytes(device: str) -> tuple[int | None, int | None, str]:
@@ -146,39 +141,26 @@ def run(args: argparse.Namespace) -> int:
         raise PreflightError(f"out of memory on {args.device} ({device_name}) while measuring: use 'hfge estimate' "
                              "(analytic mode), a smaller workload or --device cpu", required_bytes=need,
                              available_bytes=free) from e
+    from hf_gpu_estimator.measure import DeviceInfo, EstimateFigures, MeasureReport
+
     nvml_total = None
     if measured.nvml_used_bytes is not None:
         nvml_total = measured.nvml_used_bytes - (other_bytes or 0)
-
-    def figures(est: Any) -> dict[str, Any]:
-        m = est.memory
-        return {"allocated_peak_bytes": m.allocated_peak_bytes, "reserved_peak_bytes": m.reserved_peak_bytes,
-                "device_total_bytes": m.device_total_bytes, "phase_at_peak": m.phase_at_peak,
-                "components": dict(m.components),
-                "errors": {"allocated": _rel(m.allocated_peak_bytes, measured.allocated_peak_bytes),
-                           "reserved": _rel(m.reserved_peak_bytes, measured.reserved_peak_bytes),
-                           "device_total": _rel(m.device_total_bytes, nvml_total)}}  # fmt: skip
-
     command = _measure_command(args)
-    payload: dict[str, Any] = {
-        "format": "hfge-measure/1",
-        "command": command,
-        "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "model": {"id": spec.id, "parameters": spec.parameters.total, "config": dict(spec.config)},
-        "workload": work.to_dict(),
-        "device": {"requested": args.device, "name": measured.device_name, "total_bytes": total,
-                   "free_bytes_before": free, "other_processes_bytes": other_bytes},
-        "versions": dict(measured.versions),
-        "measured": {**measured.to_dict(), "nvml_process_bytes": nvml_total},
-        "analytic": figures(analytic),
-        "exact": figures(exact) if exact is not None else {"error": exact_error or "skipped (--no-exact)"},
-        "calibration": None,
-    }
+    report = MeasureReport(
+        command=command, recorded_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), model_id=spec.id,
+        parameters=spec.parameters.total, config=dict(spec.config), workload=work,
+        device=DeviceInfo(requested=args.device, name=measured.device_name, total_bytes=total, free_bytes_before=free,
+                          other_processes_bytes=other_bytes),
+        measured=measured, nvml_process_bytes=nvml_total,
+        analytic=EstimateFigures.of(analytic.memory, measured, nvml_total),
+        exact=EstimateFigures.of(exact.memory, measured, nvml_total) if exact is not None else None,
+        exact_error=exact_error or ("skipped (--no-exact)" if exact is None else None))
     if cuda and not args.no_calibrate:
         from hf_gpu_estimator.calibration import record_measurement
 
         path = record_measurement(measured, work, source=command, other_processes_bytes=other_bytes)
-        payload["calibration"] = str(path) if path else None
+        report = dataclasses.replace(report, calibration=str(path) if path else None)
         if path:
             message(f"calibration for {measured.device_name} updated: {path}")
     if args.output:
@@ -186,10 +168,10 @@ def run(args: argparse.Namespace) -> int:
 
         out = Path(args.output)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
+        out.write_text(json.dumps(report.to_dict(), indent=2, default=str) + "\n", encoding="utf-8")
         message(f"result saved to {out}")
     if args.format == "json":
-        emit(payload, "json")
+        emit(report.to_dict(), "json")
     else:
-        print_sections(measure_sections(payload, spec.id), args.format)
+        print_sections(measure_sections(report), args.format)
     return 0

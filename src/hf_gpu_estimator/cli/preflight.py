@@ -41,6 +41,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.device_memory_gib is not None and args.device_memory_gib <= 0:
         raise InvalidArgumentError("--device-memory-gib", args.device_memory_gib, "a number > 0")
+    if args.gpu is not None:  # a bad name is a bad argument here (exit 2), before the config is read
+        from hf_gpu_estimator.hardware import get_gpu
+
+        get_gpu(args.gpu)
     from_config, notes = workload_from_accelerate_config(args.accelerate_config)
     kwargs = {**workload_kwargs(args), **from_config, **explicit_workload_kwargs(args, task="training")}
     spec = inspect_model(args.model, revision=args.revision, token=args.token)

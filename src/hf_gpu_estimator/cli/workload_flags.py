@@ -32,10 +32,10 @@ class Flag:
 
 
 WORKLOAD_FLAGS: tuple[Flag, ...] = (
-    Flag("--task", {"default": "inference", "help": "inference (default) or training"}),
+    Flag("--task", {"help": "inference (default) or training (the default with --method lora or qlora)"}),
     Flag("--method", {"default": "full", "help": "full (default), lora or qlora"}),
     Flag("--batch-size", {"type": positive_int, "default": 1, "help": "sequences per device (default 1)"}),
-    Flag("--seq-len", {"type": positive_int, "default": 1024,
+    Flag("--seq-len", {"type": positive_int,
                        "help": "tokens per sequence (training) or prompt tokens (inference); default 1024"}),
     Flag("--new-tokens", {"type": non_negative_int, "default": None,
                           "help": "tokens generated after the prompt (inference; default 256)"}),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -39,7 +39,10 @@ __all__ = [
 logger = logging.getLogger("hf_gpu_estimator.integrations")
 
 ON_EXCEED: tuple[str, ...] = ("warn", "raise")
-Status = Literal["fits", "exceeds", "skipped", "failed"]
+Status = Literal["fits", "tight", "exceeds", "skipped", "failed"]
+#: Below this, ``device_memory_bytes`` was most likely meant in GiB (``device_memory_bytes=24``):
+#: warned about when the callback is built (the value is still used, as given).
+MIN_DEVICE_MEMORY_BYTES = GiB
 #: How to apply each kind of change, keyed by :data:`~hf_gpu_estimator.suggest.ChangeKind`; format
 #: fields are the changed workload's keywords. Kinds without a template fall back to the CLI flags.
 Hints = Mapping[str, str]
@@ -53,16 +56,19 @@ def _gib(nbytes: float) -> str:
 class PreflightResult:
     """What a preflight check found.
 
-    ``status`` is ``"fits"``, ``"exceeds"``, ``"skipped"`` (no device memory known: no ``gpu=``,
-    no ``device_memory_bytes=``, no CUDA) or ``"failed"`` (the estimator raised; ``error`` says why).
-    Byte counts are per device; ``available_bytes`` is the device's total memory and
-    ``budget_bytes`` what is left of it after the margin.
+    ``status`` is the verdict (:mod:`hf_gpu_estimator.verdict`): ``"fits"``, ``"tight"`` (the
+    estimate's measured range straddles the budget) or ``"exceeds"`` (does not fit); or
+    ``"skipped"`` (no device memory known: no ``gpu=``, no ``device_memory_bytes=``, no CUDA) or
+    ``"failed"`` (a bad ``gpu=``/``device_memory_bytes=``, or the estimator raised; ``error`` says why).
+    Byte counts are per device: ``required_bytes`` is the estimate and ``required_high_bytes`` the
+    high end of its range, compared with ``budget_bytes`` (the device's ``available_bytes`` less the margin).
     """
 
     status: Status
     message: str
     estimate: Estimate | None = None
     required_bytes: int | None = None
+    required_high_bytes: int | None = None
     available_bytes: int | None = None
     budget_bytes: int | None = None
     device_source: str | None = None
@@ -72,22 +78,35 @@ class PreflightResult:
 
     @property
     def fits(self) -> bool | None:
-        """True or False when compared, None when skipped or failed."""
-        if self.status in ("fits", "exceeds"):
+        """True when the verdict is "fits", False when "tight" or "exceeds", None when skipped or failed."""
+        if self.status in ("fits", "tight", "exceeds"):
             return self.status == "fits"
         return None
 
     @property
     def shortfall_bytes(self) -> int:
-        """Bytes missing per device (0 unless ``status == "exceeds"``)."""
-        if self.status != "exceeds" or self.required_bytes is None or self.budget_bytes is None:
+        """Bytes missing per device at the high end of the range (0 when it fits)."""
+        high = self.required_high_bytes if self.required_high_bytes is not None else self.required_bytes
+        if self.status not in ("tight", "exceeds") or high is None or self.budget_bytes is None:
             return 0
-        return self.required_bytes - self.budget_bytes
+        return max(0, high - self.budget_bytes)
+
+    def __repr__(self) -> str:
+        """One line: the status and its first line (``print(callback.result)`` in a notebook)."""
+        return f"PreflightResult(status={self.status!r}, {self.message.splitlines()[0].removeprefix('hf-gpu-estimator: ')!r})"
+
+    __str__ = __repr__
 
 
 def validate_options(*, gpu: object = None, device_memory_bytes: object = None, on_exceed: object = "warn",
                      margin: object = DEFAULT_MARGIN) -> None:
-    """Check the options every entry point shares; raise InvalidArgumentError (at construction)."""
+    """Check the options every entry point shares; raise InvalidArgumentError (at construction).
+
+    Values of the right type that look wrong do not raise, so a typo never stops training: a
+    device memory below 1 GiB is warned about here (``UserWarning``) and used as given; an unknown
+    or ambiguous GPU name makes the check skip with one warning when the run starts
+    (:func:`device_problem`).
+    """
     if on_exceed not in ON_EXCEED:
         raise InvalidArgumentError("on_exceed", on_exceed, "'warn' or 'raise'")
     if gpu is not None and device_memory_bytes is not None:
@@ -96,17 +115,31 @@ def validate_options(*, gpu: object = None, device_memory_bytes: object = None, 
         isinstance(device_memory_bytes, bool) or not isinstance(device_memory_bytes, int) or device_memory_bytes < 1
     ):
         raise InvalidArgumentError("device_memory_bytes", device_memory_bytes, "an integer number of bytes >= 1")
+    if device_memory_bytes is not None and device_memory_bytes < MIN_DEVICE_MEMORY_BYTES:
+        import warnings
+
+        warnings.warn(f"hf-gpu-estimator: device_memory_bytes={device_memory_bytes} is below 1 GiB: it is a number of "
+                      f"bytes ({device_memory_bytes} << 30 for {device_memory_bytes} GiB)", stacklevel=3)
     if gpu is not None and not isinstance(gpu, str):
         from hf_gpu_estimator.hardware import GPU
 
         if not isinstance(gpu, GPU):
             raise InvalidArgumentError("gpu", gpu, "a GPU catalog name such as 'A100-80GB' or a GPU")
-    if gpu is not None and isinstance(gpu, str):
-        from hf_gpu_estimator.hardware import get_gpu
-
-        get_gpu(gpu)  # unknown or ambiguous names fail now, with close matches
     if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin < 0.5:
         raise InvalidArgumentError("margin", margin, "a number from 0 to 0.5")
+
+
+def device_problem(gpu: str | GPU | None = None, device_memory_bytes: int | None = None) -> str | None:
+    """Why ``gpu=`` cannot be compared with (an unknown or ambiguous name: the check is then skipped), or None."""
+    if isinstance(gpu, str):
+        from hf_gpu_estimator.errors import UnknownNameError
+        from hf_gpu_estimator.hardware import get_gpu
+
+        try:
+            get_gpu(gpu)
+        except UnknownNameError as e:
+            return str(e)
+    return None
 
 
 def resolve_device_memory(gpu: str | GPU | None = None, device_memory_bytes: int | None = None) -> tuple[int | None, str | None]:
@@ -152,6 +185,10 @@ def evaluate(model_or_spec: Any, *, workload_kwargs: Mapping[str, Any], gpu: str
         A :class:`PreflightResult`; ``status="failed"`` with ``error`` set when the estimator raised.
     """
     kwargs = dict(workload_kwargs)
+    problem = device_problem(gpu, device_memory_bytes)
+    if problem is not None:
+        return PreflightResult(status="failed", error=problem, workload_kwargs=kwargs,
+                               message=f"hf-gpu-estimator: memory preflight skipped: {problem}; the run continues")
     try:
         available, source = resolve_device_memory(gpu, device_memory_bytes)
     except Exception as e:  # a broken CUDA driver must not stop a run
@@ -172,14 +209,33 @@ def evaluate(model_or_spec: Any, *, workload_kwargs: Mapping[str, Any], gpu: str
                                error=f"{type(e).__name__}: {e}",
                                message=f"hf-gpu-estimator: memory estimate failed ({type(e).__name__}: {e}); "
                                        "the run continues without a preflight check")
-    required = est.memory.device_total_bytes
-    budget = int(available * (1 - margin))
-    if required <= budget:
-        message = (f"hf-gpu-estimator: fits: about {_gib(required)} per device of {_gib(available)} "
-                   f"({source}); {_gib(budget - required)} to spare after a {margin:.0%} margin")
-        return PreflightResult(status="fits", message=message, estimate=est, required_bytes=required,
-                               available_bytes=available, budget_bytes=budget, device_source=source,
-                               workload_kwargs=kwargs)
+    from hf_gpu_estimator.report import verdict_line
+    from hf_gpu_estimator.verdict import judge
+
+    device_total = est.memory.device_total_bytes
+    entry = None
+    if gpu is not None and device_memory_bytes is None:
+        from hf_gpu_estimator.hardware import get_gpu
+        from hf_gpu_estimator.memory.overhead import device_total_on
+
+        entry = get_gpu(gpu)
+        device_total = device_total_on(est.memory, entry)  # Apple: no CUDA context
+    verdict = judge(device_total, est.workload, available, name=source or "device", margin=margin)
+    required, high, budget = verdict.needs_bytes, verdict.needs_high_bytes, verdict.limit_bytes
+    common = {"estimate": est, "required_bytes": required, "required_high_bytes": high, "available_bytes": available,
+              "budget_bytes": budget, "device_source": source, "workload_kwargs": kwargs}
+    if entry is not None:
+        from hf_gpu_estimator.planner._search import fp16_fallback, lacks_bf16
+
+        fp16, _ = fp16_fallback(spec, est.workload, entry)
+        if lacks_bf16(entry) and fp16 is not est.workload:  # bf16 does not run there, whatever its memory
+            fix = (f"--precision {fp16.precision.name}" if fp16.is_training else "--dtype float16")
+            message = (f"hf-gpu-estimator: bf16 is not supported on {entry.name} (compute capability below 8.0, "
+                       f"torch.cuda.is_bf16_supported() is False); use {fix} (fp16): it needs about {_gib(required)} "
+                       f"per device of {_gib(available)} ({source})")
+            return PreflightResult(status="exceeds", message=message, **common)
+    if verdict.fits:
+        return PreflightResult(status="fits", message=f"hf-gpu-estimator: {verdict_line(verdict)}", **common)
     suggestions: tuple[Suggestion, ...] = ()
     suggest_error = None
     if suggest:
@@ -187,27 +243,28 @@ def evaluate(model_or_spec: Any, *, workload_kwargs: Mapping[str, Any], gpu: str
             suggestions = tuple(suggest_fixes(spec, kwargs, budget_bytes=budget, hints=hints))
         except Exception as e:  # suggestions are a courtesy; the warning itself must still go out
             suggest_error = f"{type(e).__name__}: {e}"
-    message = _exceed_message(est, required=required, available=available, budget=budget, margin=margin,
-                              source=source, suggestions=suggestions, suggest_error=suggest_error, notes=notes)
-    return PreflightResult(status="exceeds", message=message, estimate=est, required_bytes=required,
-                           available_bytes=available, budget_bytes=budget, device_source=source,
-                           suggestions=suggestions, workload_kwargs=kwargs)
+    message = _exceed_message(est, verdict_text=verdict_line(verdict), suggestions=suggestions,
+                              suggest_error=suggest_error, notes=notes)
+    return PreflightResult(status="tight" if verdict.verdict == "tight" else "exceeds", message=message,
+                           suggestions=suggestions, **common)
 
 
 def enforce(status: str, message: str, *, on_exceed: str = "warn", log: logging.Logger | None = None,
-            emit: bool = True, required_bytes: int | None = None, available_bytes: int | None = None) -> None:
-    """Act on a verdict: log it (when ``emit``, i.e. on rank zero) and raise if asked to.
+            emit: bool = True, required_bytes: int | None = None, available_bytes: int | None = None,
+            say: Callable[[str], None] | None = None) -> None:
+    """Act on a verdict: print it once (when ``emit``, i.e. on rank zero) and raise if asked to.
 
-    ``exceeds`` logs a warning and, with ``on_exceed="raise"``, raises PreflightError on every
-    rank (so no rank waits on a collective the others never reach). ``failed`` logs a warning
-    and never raises; ``fits`` and ``skipped`` log at info level.
+    ``exceeds``, ``tight`` and ``failed`` go to ``log`` at warning level; ``fits`` and ``skipped``
+    to ``say`` (the framework's own printing: Lightning's ``rank_zero_info``, ``accelerator.print``;
+    default ``log.info``). With ``on_exceed="raise"``, ``exceeds`` raises PreflightError on every
+    rank (so no rank waits on a collective the others never reach); ``tight`` and ``failed`` never raise.
     """
     log = log or logger
     if emit:
-        if status in ("exceeds", "failed"):
+        if status in ("exceeds", "tight", "failed"):
             log.warning(message)
         else:
-            log.info(message)
+            (say or log.info)(message)
     if status == "exceeds" and on_exceed == "raise":
         raise PreflightError(message, required_bytes=required_bytes, available_bytes=available_bytes)
 
@@ -275,8 +332,8 @@ def _format_hint(template: str, values: Mapping[str, Any]) -> str:
         return template
 
 
-def _exceed_message(est: Estimate, *, required: int, available: int, budget: int, margin: float, source: str | None,
-                    suggestions: tuple[Suggestion, ...], suggest_error: str | None, notes: tuple[str, ...]) -> str:
+def _exceed_message(est: Estimate, *, verdict_text: str, suggestions: tuple[Suggestion, ...],
+                    suggest_error: str | None, notes: tuple[str, ...]) -> str:
     w = est.workload
     mem = est.memory
     devices = w.parallelism.num_gpus
@@ -286,10 +343,9 @@ def _exceed_message(est: Estimate, *, required: int, available: int, budget: int
             f"{devices} device{'s' if devices > 1 else ''}"
             f"{', ' + w.parallelism.strategy if w.parallelism.strategy != 'none' else ''}")
     parts = ", ".join(f"{name.replace('_', ' ')} {_gib(v)}" for name, v in mem.components.items() if v >= (1 << 20))
+    risk = "may" if verdict_text.startswith("tight") else "will likely"
     lines = [
-        f"hf-gpu-estimator: this run will likely run out of GPU memory: it needs about {_gib(required)} per device, "
-        f"the device has {_gib(available)} ({source}), {_gib(budget)} after a {margin:.0%} margin: "
-        f"{_gib(required - budget)} short.",
+        f"hf-gpu-estimator: this run {risk} run out of GPU memory: {verdict_text}",
         f"  workload: {what}",
         f"  peak at {mem.phase_at_peak}: {parts}; + allocator {_gib(mem.allocator_overhead_bytes)} "
         f"+ CUDA context {_gib(mem.cuda_context_bytes)}",
@@ -297,7 +353,8 @@ def _exceed_message(est: Estimate, *, required: int, available: int, budget: int
     if suggestions:
         lines.append("  each of these fits (re-estimated):")
         for s in suggestions:
-            lines.append(f"    - {s.title}: {_gib(s.device_total_bytes)}" + (f"  [{s.how}]" if s.how else ""))
+            lines.append(f"    - {s.title}: {_gib(s.device_total_bytes)} (up to {_gib(s.device_total_high_bytes)})"
+                         + (f"  [{s.how}]" if s.how else ""))
     elif suggest_error:
         lines.append(f"  (no suggestions: {suggest_error})")
     else:

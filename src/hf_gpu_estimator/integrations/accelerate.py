@@ -61,9 +61,10 @@ def preflight(accelerator: accelerate.Accelerator, model: Any, optimizer: Any = 
     """Estimate the training run's memory per device and warn (or raise) before the first step.
 
     The estimate runs once, on the main process; the verdict is broadcast so that with
-    ``on_exceed="raise"`` every process raises. Messages go to the
-    ``hf_gpu_estimator.integrations.accelerate`` logger on the main process. A failing estimate
-    logs a warning and returns a ``"failed"`` result.
+    ``on_exceed="raise"`` every process raises. One line on the main process: "fits" or "skipped"
+    through ``accelerator.print``; problems as a warning on the ``hf_gpu_estimator.integrations.accelerate``
+    logger. A failing estimate, an unknown ``gpu`` or a ``device_memory_bytes`` below 1 GiB warn
+    and return a ``"failed"`` result.
 
     Reads ``accelerator.state`` (mixed_precision, distributed_type, num_processes, the DeepSpeed
     plugin's zero_stage and offload devices, the FSDP plugin's sharding and cpu_offload),
@@ -113,7 +114,7 @@ def preflight(accelerator: accelerate.Accelerator, model: Any, optimizer: Any = 
     if result is None:
         result = PreflightResult(status=status, message=message, required_bytes=required, available_bytes=available)
     enforce(status, message, on_exceed=on_exceed, log=log, emit=accelerator.is_main_process,
-            required_bytes=required, available_bytes=available)
+            required_bytes=required, available_bytes=available, say=accelerator.print)
     return result
 
 

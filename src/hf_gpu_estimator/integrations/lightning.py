@@ -58,9 +58,11 @@ class MemoryPreflight(Callback):
 
     The estimate is computed once, on global rank zero, in ``on_train_start`` (after the fit loop
     has loaded the train dataloader, before the first batch is fetched); the verdict is broadcast
-    so that with ``on_exceed="raise"`` every rank stops together. Messages go to the
-    ``hf_gpu_estimator.integrations.lightning`` logger on rank zero only. A failing estimate logs
-    a warning and the run continues.
+    so that with ``on_exceed="raise"`` every rank stops together. One line on rank zero: "fits" or
+    "skipped" through Lightning's ``rank_zero_info``; "tight", "does not fit" (with the changes that
+    would fit) and failures as a warning on the ``hf_gpu_estimator.integrations.lightning`` logger.
+    A failing estimate, an unknown ``gpu`` or a ``device_memory_bytes`` below 1 GiB warn and the
+    run continues.
 
     What it reads: the LightningModule's parameters (trainable vs frozen; a peft model's rank and
     target modules; a bitsandbytes 4-bit base), ``trainer.precision``, the strategy (DDP, FSDP
@@ -146,8 +148,10 @@ class MemoryPreflight(Callback):
         if verdict is None:  # rank zero always sets it; nothing to act on otherwise
             return
         status, message, required, available = verdict
+        from lightning.pytorch.utilities import rank_zero_info
+
         enforce(status, message, on_exceed=self.on_exceed, log=log, emit=trainer.is_global_zero,
-                required_bytes=required, available_bytes=available)
+                required_bytes=required, available_bytes=available, say=rank_zero_info)
 
     @override
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,

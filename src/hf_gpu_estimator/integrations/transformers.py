@@ -41,7 +41,10 @@ from hf_gpu_estimator.integrations._core import (
 
 __all__ = ["LoadPlan", "MemoryPreflightCallback", "TRANSFORMERS_HINTS", "check_fits", "workload_from_training_args"]
 
-log = logging.getLogger("hf_gpu_estimator.integrations.transformers")
+#: Under transformers' own logger, so its handler and verbosity (``TRANSFORMERS_VERBOSITY``,
+#: ``logging.set_verbosity_*``) apply: problems at warning level, and the one summary line at
+#: warning level too, since transformers shows only warnings by default.
+log = transformers.utils.logging.get_logger("transformers.hf_gpu_estimator")
 
 #: How to apply each suggestion with TrainingArguments.
 TRANSFORMERS_HINTS: Mapping[str, str] = {
@@ -108,7 +111,7 @@ class MemoryPreflightCallback(TrainerCallback):
         verdict = _broadcast(verdict)
         status, message, required, available = verdict
         enforce(status, message, on_exceed=self.on_exceed, log=log, emit=state.is_world_process_zero,
-                required_bytes=required, available_bytes=available)
+                required_bytes=required, available_bytes=available, say=log.warning)
 
     def _evaluate(self, args: Any, model: Any, optimizer: Any, train_dataloader: Any) -> PreflightResult:
         if model is None:

@@ -53,7 +53,7 @@ def read_safetensors_header(path: str | os.PathLike[str]) -> tuple[TensorInfo, .
 
 
 def read_local(path: str | os.PathLike[str]) -> LocalCheckpoint:
-    """Read a model folder, or a single .safetensors file (no config: architecture unknown).
+    """Read a model folder, a config.json file (no weights), or a single .safetensors file (no config: architecture unknown).
 
     Raises:
         ModelNotFoundError: the path holds neither config.json nor safetensors weights.
@@ -75,7 +75,7 @@ def _read_small(path: Path, limit: int) -> bytes:
     size = path.stat().st_size
     if size > limit:
         problem = f"{size:,} bytes, over the {limit:,} a {path.name} can plausibly be; the file is corrupt"
-        if path.name == CONFIG_FILE:
+        if path.name == CONFIG_FILE or path.suffix == ".json" and "index" not in path.name:
             raise errors.MalformedConfigError(str(path), f"{path}: {problem}")
         raise errors.MalformedHeaderError(str(path), problem)
     with path.open("rb") as f:
@@ -84,9 +84,14 @@ def _read_small(path: Path, limit: int) -> bytes:
 
 def _read_local(path: Path) -> LocalCheckpoint:
     if path.is_file():
+        if path.suffix == ".json":  # a config.json on its own: the architecture, no weights to count
+            config = config_from_json_text(_read_small(path, MAX_CONFIG_BYTES), source=str(path))
+            return LocalCheckpoint(path=path, config=config, tensors=None,
+                                   notes=(f"{path.name} alone: counts from the config, no weights read",))
         if path.suffix != ".safetensors":
             raise errors.ModelNotFoundError(
-                str(path), f"{path} is a file but not .safetensors; point at a model folder or a .safetensors file"
+                str(path), f"{path} is a file but not .safetensors or config.json; point at a model folder, a .safetensors "
+                "file or a config.json"
             )
         return LocalCheckpoint(path=path, config=None, tensors=read_safetensors_header(path),
                                notes=(f"single file {path.name}: no config.json, counts from its header only",))  # fmt: skip

@@ -1,0 +1,164 @@
+"""Fit verdicts: the device-total range a workload may really reach, against a GPU's usable memory.
+
+The analytic device total (what nvidia-smi shows) has a measured error that depends mostly on the
+attention path and the task: eager attention's large score tensors and activation checkpointing's
+recomputation fragment PyTorch's caching allocator, so ``max_memory_reserved`` (and nvidia-smi)
+can sit far above the allocated peak. :data:`UNCERTAINTY` holds, per path, the worst under- and
+over-estimate of the device total measured on real GPUs; the range is
+``[total / (1 + over), total / (1 + under)]`` (error = estimate / measured - 1, so a -31.8 % error
+means the device really used ``total / 0.682``).
+
+A verdict compares the *high end* of that range with the usable memory less the margin:
+``"fits"`` when the high end is within it, ``"does not fit"`` when even the low end is over it,
+``"tight"`` when the range straddles it. Headroom is measured on the same basis (limit - high end).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from hf_gpu_estimator.constants import DEFAULT_MARGIN
+from hf_gpu_estimator.errors import InvalidArgumentError
+
+if TYPE_CHECKING:
+    from hf_gpu_estimator.workload import Workload
+
+VerdictName = Literal["fits", "tight", "does not fit"]
+VERDICTS: tuple[str, ...] = ("fits", "tight", "does not fit")
+
+#: Where :data:`UNCERTAINTY` comes from; ``tests/test_verdict.py`` recomputes every figure from
+#: these files and fails when they disagree.
+SOURCE = ("docs/accuracy.md, section 2 (nvidia-smi total, estimate / measured - 1): the runs in "
+          "benchmarks/results/h200-2026-11-26*.json[l], NVIDIA H200, torch 2.11, transformers 5.17")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Uncertainty:
+    """The measured error band of the device total on one attention path and task.
+
+    ``under`` is the worst under-estimate (estimate / measured - 1, <= 0) and ``over`` the worst
+    over-estimate (>= 0) among ``runs`` measured runs; ``worst_run`` names the run behind ``under``.
+    """
+
+    key: str
+    under: float
+    over: float
+    runs: int
+    worst_run: str
+
+    def high_bytes(self, total_bytes: int) -> int:
+        """The most the device may really use when the estimate is ``total_bytes``."""
+        return math.ceil(total_bytes / (1 + self.under))
+
+    def low_bytes(self, total_bytes: int) -> int:
+        """The least the device may really use when the estimate is ``total_bytes``."""
+        return math.floor(total_bytes / (1 + self.over))
+
+
+def _u(key: str, under: float, over: float, runs: int, worst_run: str) -> Uncertainty:
+    return Uncertainty(key=key, under=under, over=over, runs=runs, worst_run=worst_run)
+
+
+#: Per attention path ("eager", or "sdpa" for the fused kernels: sdpa and flash_attention_2) and
+#: task (inference; training, with or without activation checkpointing). Source: :data:`SOURCE`.
+UNCERTAINTY: Mapping[str, Uncertainty] = {
+    u.key: u for u in (
+        _u("inference/sdpa", -0.0759, 0.0857, 16, "gemma-2-2b/inf-b1-s2048"),
+        _u("inference/eager", -0.3176, 0.0687, 2, "tinyllama-1.1b/inf-eager-b4-s4096"),
+        _u("training/sdpa", -0.1217, 0.0517, 22, "h200-2026-11-26-measure-qwen2.5-0.5b-lora-bf16true-b2-s512"),
+        _u("training/sdpa/checkpointing", -0.1939, 0.0381, 9, "gemma-2-2b/train-bf16true-b2-s2048-gc"),
+        _u("training/eager", -0.0899, 0.0606, 3, "gemma-2-2b/train-bf16true-b1-s1024-eager"),
+        # Not measured: the wider of training/eager and training/sdpa/checkpointing on each side.
+        _u("training/eager/checkpointing", -0.1939, 0.0606, 0, "none measured (training/sdpa/checkpointing's)"),
+    )
+}  # fmt: skip
+
+
+def uncertainty_key(workload: Workload) -> str:
+    """The :data:`UNCERTAINTY` entry that applies to ``workload``."""
+    path = "eager" if workload.attn_implementation == "eager" else "sdpa"
+    if not workload.is_training:
+        return f"inference/{path}"
+    return f"training/{path}" + ("/checkpointing" if workload.gradient_checkpointing else "")
+
+
+def uncertainty_for(workload: Workload) -> Uncertainty:
+    return UNCERTAINTY[uncertainty_key(workload)]
+
+
+def _check_margin(margin: object) -> float:
+    if not isinstance(margin, (int, float)) or isinstance(margin, bool) or not 0 <= margin < 0.5:
+        raise InvalidArgumentError("margin", margin, "a number from 0 to 0.5")
+    return float(margin)
+
+
+def search_margin(workload: Workload, margin: float = DEFAULT_MARGIN) -> float:
+    """The margin under which a *point* estimate fits exactly when its high end fits with ``margin``.
+
+    ``total / (1 + under) <= usable * (1 - margin)``  <=>  ``total <= usable * (1 - m)`` with
+    ``m = 1 - (1 - margin) * (1 + under)``: the planner's searches (max batch, min GPUs) take it so
+    their answers agree with :func:`judge`.
+    """
+    return 1 - (1 - _check_margin(margin)) * (1 + uncertainty_for(workload).under)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Verdict:
+    """Does one workload fit one device? Bytes per device."""
+
+    name: str
+    usable_bytes: int
+    needs_bytes: int
+    needs_low_bytes: int
+    needs_high_bytes: int
+    margin: float
+    basis: str
+
+    @property
+    def limit_bytes(self) -> int:
+        """The usable memory less the margin: what the high end is compared with."""
+        return int(self.usable_bytes * (1 - self.margin))
+
+    @property
+    def headroom_bytes(self) -> int:
+        """Memory left at the high end, margin included (negative: missing)."""
+        return self.limit_bytes - self.needs_high_bytes
+
+    @property
+    def verdict(self) -> VerdictName:
+        if self.needs_high_bytes <= self.limit_bytes:
+            return "fits"
+        if self.needs_low_bytes > self.limit_bytes:
+            return "does not fit"
+        return "tight"
+
+    @property
+    def fits(self) -> bool:
+        return self.verdict == "fits"
+
+    def to_dict(self) -> dict[str, object]:
+        """The ``gpus`` entries of ``estimate --format json``."""
+        return {"name": self.name, "usable_bytes": self.usable_bytes, "needs_bytes": self.needs_bytes,
+                "needs_low_bytes": self.needs_low_bytes, "needs_high_bytes": self.needs_high_bytes,
+                "limit_bytes": self.limit_bytes, "margin": self.margin, "headroom_bytes": self.headroom_bytes,
+                "verdict": self.verdict, "basis": self.basis}
+
+
+def judge(total_bytes: int, workload: Workload, usable_bytes: int, *, name: str,
+          margin: float = DEFAULT_MARGIN) -> Verdict:
+    """The verdict for an estimated device total ``total_bytes`` on a device with ``usable_bytes``.
+
+    >>> from hf_gpu_estimator.workload import make_workload
+    >>> v = judge(20 << 30, make_workload(), 24 << 30, name="RTX-4090")
+    >>> v.verdict, round(v.needs_high_bytes / (1 << 30), 2), round(v.headroom_bytes / (1 << 30), 2)
+    ('fits', 21.64, 1.16)
+    """
+    u = uncertainty_for(workload)
+    return Verdict(name=name, usable_bytes=int(usable_bytes), needs_bytes=int(total_bytes),
+                   needs_low_bytes=u.low_bytes(total_bytes), needs_high_bytes=u.high_bytes(total_bytes),
+                   margin=_check_margin(margin),
+                   basis=f"{u.key}: measured device-total error {u.under:+.1%} to {u.over:+.1%} "
+                         f"over {u.runs} runs (docs/accuracy.md)")
