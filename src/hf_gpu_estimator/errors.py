@@ -165,7 +165,8 @@ class UnknownModelTypeError(TraceError, LookupError):
         self.model_type = model_type
         self.transformers_version = transformers_version
         self.supported = sorted(supported)
-        analytic = (f"the analytic estimate supports {', '.join(self.supported)}; " if self.supported else "")
+        analytic = ("the analytic estimate covers every model type transformers implements (family modules: "
+                    f"{', '.join(self.supported)}; the rest through the generic family); " if self.supported else "")
         super().__init__(
             f"model_type {model_type!r} is unknown to transformers {transformers_version} (no config class in "
             f"CONFIG_MAPPING_NAMES): {analytic}--exact needs a transformers version that implements {model_type!r} "
