@@ -215,7 +215,7 @@ def test_unknown_model_type_says_what_is_supported(tmp_path: Path) -> None:
     config = {"model_type": "not_a_transformers_type", "hidden_size": 64}
     with pytest.raises(errors_mod.UnknownModelTypeError, match="--exact needs a transformers") as info:
         estimate(dict(config), mode="exact")
-    assert "analytic estimate supports" in str(info.value) and "llama" in str(info.value)
+    assert "analytic estimate covers every model type" in str(info.value) and "llama" in str(info.value)
     assert isinstance(info.value, LookupError) and isinstance(info.value, TraceError)
     folder = tmp_path / "m"
     folder.mkdir()
