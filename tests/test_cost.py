@@ -30,12 +30,12 @@ def test_training_cost() -> None:
 
 
 def test_missing_price_names_gpu_and_fix() -> None:
-    gpu = get_gpu("MI300X")
+    gpu = get_gpu("MI355X")
     assert gpu.price_per_hour_usd is None
     with pytest.raises(MissingPriceError) as info:
         price_per_hour_usd(gpu)
     message = str(info.value)
-    assert "MI300X" in message and "price_per_hour_usd" in message and "HFGE_GPUS_FILE" in message
+    assert "MI355X" in message and "price_per_hour_usd" in message and "HFGE_GPUS_FILE" in message
     assert isinstance(info.value, LookupError)
 
 

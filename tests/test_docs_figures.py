@@ -17,3 +17,20 @@ def test_readme_figures_match_the_accuracy_report():
     expected = report.readme_figures((ROOT / "docs" / "accuracy.md").read_text(encoding="utf-8"))
     assert block.strip() == expected.strip(), (
         "README.md and docs/accuracy.md disagree: run benchmarks/accuracy_report.py --readme-only")
+
+
+def test_readme_counts_match_the_catalogs_and_the_coverage_page():
+    import json
+    import re
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    gpus = json.loads((ROOT / "src/hf_gpu_estimator/hardware/gpus.json").read_text(encoding="utf-8"))["gpus"]
+    assert f"GPU catalog ({len(gpus)} accelerators" in readme, "README's GPU count is stale"
+    from hf_gpu_estimator.sources import catalog
+
+    found = re.search(r"bundled catalog of (\d+) ", readme)
+    assert found and int(found.group(1)) == len(catalog.list_models()), "README's model catalog count is stale"
+    coverage = (ROOT / "docs/coverage.md").read_text(encoding="utf-8")
+    within = re.search(r"\*\*(\d+) of (\d+) types within tolerance", coverage)
+    assert within and f"{within.group(1)} of {within.group(2)} types within tolerance" in readme.replace("\n  ", " "), (
+        "README's coverage figure differs from docs/coverage.md: copy it from the page")

@@ -14,6 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from hf_gpu_estimator import errors as errors_mod  # noqa: E402
 from hf_gpu_estimator.errors import TraceError  # noqa: E402
 from hf_gpu_estimator.estimator import estimate  # noqa: E402
 from hf_gpu_estimator.exact import exact_memory  # noqa: E402
@@ -166,3 +167,95 @@ def test_lora_true_precision_traces_in_a_fresh_process() -> None:
     assert dtype == "bfloat16" and int(trainable) > 0
     # bf16 adapters: AdamW's two states take 2 x 2 bytes per trainable parameter (512-byte blocks).
     assert int(trainable) * 4 <= int(states) < int(trainable) * 4 + 2 * 512 * 64
+
+
+# --- every architecture transformers implements: inspecting never vetoes exact mode.
+
+#: RWKV: a recurrent model transformers implements and the analytic side has no family for
+#: (its own decoding state instead of a DynamicCache).
+TINY_RWKV = {"model_type": "rwkv", "hidden_size": 64, "attention_hidden_size": 64, "intermediate_size": 128,
+             "num_hidden_layers": 2, "vocab_size": 512, "context_length": 256, "torch_dtype": "bfloat16"}
+
+
+def _no_family(config: dict) -> errors_mod.UnsupportedArchitectureError:
+    return errors_mod.UnsupportedArchitectureError(config["model_type"], ["llama"], config=config)
+
+
+def test_exact_traces_a_type_without_analytic_family() -> None:
+    from hf_gpu_estimator._runner import build_meta_model
+    from hf_gpu_estimator.exact import spec_for_unsupported
+
+    spec = spec_for_unsupported(_no_family(dict(TINY_RWKV)), "tiny-rwkv")
+    model = build_meta_model(TINY_RWKV)
+    assert spec.parameters.total == sum(p.numel() for p in model.parameters())
+    assert spec.architecture is None and spec.config["model_type"] == "rwkv"
+    assert any("no analytic family" in a for a in spec.assumptions)
+    work = make_workload(task="inference", batch_size=1, seq_len=16, new_tokens=4)
+    memory, notes = exact_memory(spec, work, analytic=estimate_memory(spec, work))
+    assert memory.allocated_peak_bytes == sum(memory.components.values())
+    assert memory.components["weights"] >= spec.parameters.total * 2  # bf16, each tensor rounded to 512 bytes
+    assert memory.components["kv_cache"] > 0  # RWKV's recurrent state, returned by the model itself
+
+
+def test_estimate_exact_falls_back_when_inspection_has_no_family(monkeypatch: pytest.MonkeyPatch) -> None:
+    import hf_gpu_estimator.sources as sources
+
+    def unsupported(model: object, **_: object) -> object:
+        raise _no_family(dict(TINY))
+
+    monkeypatch.setattr(sources, "inspect_model", unsupported)
+    with pytest.raises(errors_mod.UnsupportedArchitectureError):
+        estimate(dict(TINY))  # analytic mode still says it has no family
+    est = estimate(dict(TINY), mode="exact", task="inference", batch_size=1, seq_len=16, new_tokens=2)
+    assert est.spec.parameters.total == inspect_model(dict(TINY)).parameters.total
+    assert est.mode == "exact" and est.memory.allocated_peak_bytes > est.memory.components["weights"]
+
+
+def test_unknown_model_type_says_what_is_supported(tmp_path: Path) -> None:
+    config = {"model_type": "not_a_transformers_type", "hidden_size": 64}
+    with pytest.raises(errors_mod.UnknownModelTypeError, match="--exact needs a transformers") as info:
+        estimate(dict(config), mode="exact")
+    assert "analytic estimate covers every model type" in str(info.value) and "llama" in str(info.value)
+    assert isinstance(info.value, LookupError) and isinstance(info.value, TraceError)
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(config))
+    run = subprocess.run([sys.executable, "-m", "hf_gpu_estimator", "estimate", str(folder), "--exact"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "not_a_transformers_type" in lines[0] and "--exact needs" in lines[0]
+
+
+def test_model_class_takes_multimodal_wrappers_and_never_foreign_classes() -> None:
+    import transformers
+
+    from hf_gpu_estimator._runner import build_meta_model, make_config, model_class
+
+    # qwen2_5_vl has no *ForCausalLM: its *ForConditionalGeneration generates text.
+    cfg = make_config({"model_type": "qwen2_5_vl"})
+    assert model_class(cfg).__name__ == "Qwen2_5_VLForConditionalGeneration"
+    # architectures[0] is used only when transformers defines it for this config type.
+    cfg = make_config({**TINY, "architectures": ["Qwen2ForCausalLM"]})
+    assert model_class(cfg) is transformers.LlamaForCausalLM
+    cfg = make_config({**TINY, "architectures": ["MyRemoteCodeForCausalLM"], "auto_map": {"x": "y"}})
+    assert model_class(cfg) is transformers.LlamaForCausalLM
+    model = build_meta_model(TINY)
+    assert next(model.parameters()).device.type == "meta"
+
+
+def test_exact_traces_a_config_the_analytic_model_rejects(monkeypatch: pytest.MonkeyPatch) -> None:
+    import hf_gpu_estimator.architectures as architectures
+
+    def reject(config: dict) -> object:
+        raise errors_mod.MalformedConfigError("config.json", "field 'x' is None", field="x")
+
+    monkeypatch.setattr(architectures, "architecture_from_config", reject)
+    with pytest.raises(errors_mod.MalformedConfigError):
+        estimate(dict(TINY))
+    est = estimate(dict(TINY), mode="exact", task="inference", batch_size=1, seq_len=16, new_tokens=2)
+    assert est.spec.architecture is None and est.memory.allocated_peak_bytes > 0
+    assert any("analytic model rejects" in a for a in est.assumptions)
+    # A config transformers cannot build either keeps the analytic error.
+    with pytest.raises(errors_mod.MalformedConfigError):
+        estimate({**TINY, "hidden_size": 63}, mode="exact")

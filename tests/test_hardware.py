@@ -60,17 +60,17 @@ def test_catalog_size_and_vendors():
 @pytest.mark.parametrize("gpu", ALL, ids=[g.name for g in ALL])
 def test_entry_schema(gpu: GPU):
     assert 1 * GiB <= gpu.memory_bytes <= 1024 * GiB
-    # Driver-reported memory is below the marketed capacity, but not absurdly so
+    # Device-reported memory is below the marketed capacity, but not absurdly so
     # (Apple's default GPU share is the lowest, about two thirds).
     assert 0.6 * gpu.memory_bytes <= gpu.usable_memory_bytes <= gpu.memory_bytes
-    if gpu.usable_memory_source is None:
-        assert gpu.usable_memory_bytes == gpu.memory_bytes
-    assert 1e11 <= gpu.memory_bandwidth_bytes_per_s <= 1e13
+    # Every bundled entry says where its reported figure comes from.
+    assert gpu.usable_memory_source
+    assert 5e10 <= gpu.memory_bandwidth_bytes_per_s <= 1e13  # M1: 68.25 GB/s
     assert set(FLOPS_DTYPES) <= set(gpu.peak_flops)
     for dtype, value in gpu.peak_flops.items():
         if value is not None:
-            # Dense, not sparse: nothing listed exceeds B200's dense fp4 (9 PFLOP/s).
-            assert 1e12 <= value <= 1e16, dtype
+            # Dense, not sparse: nothing listed exceeds B300's dense fp4 (13.5 PFLOP/s).
+            assert 1e12 <= value <= 1.4e16, dtype
     flops = gpu.peak_flops
     if flops["fp32"] and flops["bf16"]:
         assert flops["bf16"] >= flops["fp32"]
@@ -82,7 +82,11 @@ def test_entry_schema(gpu: GPU):
         assert gpu.price_date and re.fullmatch(r"\d{4}-\d{2}(-\d{2})?", gpu.price_date)
     assert re.fullmatch(r"https?://\S+", gpu.source)
     assert re.fullmatch(r"\d{4}-\d{2}(-\d{2})?", gpu.date)
-    assert gpu.unified_memory == (gpu.vendor == "apple")
+    assert gpu.unified_memory == (gpu.form_factor == "unified")
+    assert gpu.runtime == {"nvidia": "cuda", "amd": "rocm", "apple": "metal"}.get(gpu.vendor, gpu.runtime)
+    # Apple GPUs run under Metal: no CUDA context; everything else keeps the estimator's default.
+    assert (gpu.context_bytes == 0) == (gpu.vendor == "apple")
+    assert gpu.has_cuda_context == (gpu.vendor != "apple")
     # An entry that leaves a fact null must say why.
     if any(v is None for v in flops.values()) or gpu.power_watts is None:
         assert gpu.notes
@@ -109,7 +113,9 @@ def test_gpu_is_frozen_and_hashable():
 def test_h100_sxm_matches_known_figures():
     gpu = get_gpu("H100-SXM-80GB")
     assert gpu.memory_bytes == 80 * GiB
-    assert gpu.usable_memory_bytes == 81559 * MiB
+    # What torch/vLLM report (79.19 GiB), not nvidia-smi's 81559 MiB.
+    assert gpu.usable_memory_bytes == pytest.approx(79.19 * GiB, abs=5 * MiB)
+    assert not gpu.usable_memory_derived
     assert gpu.memory_bandwidth_bytes_per_s == pytest.approx(3.35e12)
     assert gpu.peak_flops["bf16"] == pytest.approx(989.4e12)
     assert gpu.peak_flops["fp8"] == pytest.approx(1979e12, rel=1e-3)
@@ -136,7 +142,8 @@ def test_rtx_4090_uses_fp32_accumulate_rate():
 
 def test_h200_usable_memory_measured():
     gpu = get_gpu("H200")
-    assert gpu.usable_memory_bytes == 143771 * MiB
+    # torch total_memory measured on an H200 (benchmarks/results/h200-2026-11-26.jsonl).
+    assert gpu.usable_memory_bytes == 150109880320
     assert gpu.memory_bytes == 141 * GiB
 
 
@@ -199,7 +206,22 @@ def test_required_models_resolve(name):
         ("7900 xtx", "Radeon-RX-7900-XTX"),
         ("gaudi 3", "Gaudi-3"),
         ("Intel Data Center GPU Max 1550", "Max-1550"),
-        ("m2 ultra", "M2-Ultra-192GB"),
+        ("m2 ultra 192gb", "M2-Ultra-192GB"),
+        ("Apple M4 24GB", "M4-24GB"),
+        ("NVIDIA B300 SXM6 AC", "B300-288GB"),
+        ("b300", "B300-288GB"),
+        ("gb200", "GB200-186GB"),
+        ("NVIDIA RTX PRO 6000 Blackwell Workstation Edition", "RTX-PRO-6000-Blackwell"),
+        ("NVIDIA GeForce RTX 5080", "RTX-5080"),
+        ("rtx 5070 ti", "RTX-5070-Ti"),
+        ("NVIDIA GB10", "DGX-Spark-GB10"),
+        ("dgx spark", "DGX-Spark-GB10"),
+        ("AMD Instinct MI355X", "MI355X"),
+        ("Ryzen AI Max+ 395", "Ryzen-AI-Max-395-128GB"),
+        ("strix halo", "Ryzen-AI-Max-395-128GB"),
+        ("jetson thor", "Jetson-AGX-Thor"),
+        ("NVIDIA Thor", "Jetson-AGX-Thor"),
+        ("jetson agx orin", "Jetson-AGX-Orin-64GB"),
         ("RTX 6000 Ada Generation", "RTX-6000-Ada"),
     ],
 )
@@ -213,7 +235,9 @@ def test_aliases_and_partial_names(query, expected):
         ("a100", {"A100-40GB-PCIe", "A100-40GB-SXM", "A100-80GB-PCIe", "A100-80GB-SXM"}),
         ("h100", {"H100-PCIe-80GB", "H100-SXM-80GB", "H100-NVL-94GB"}),
         ("A100 PCIe", {"A100-40GB-PCIe", "A100-80GB-PCIe"}),
-        ("m3 max", {"M3-Max-64GB", "M3-Max-128GB"}),
+        ("m3 max", {"M3-Max-48GB", "M3-Max-64GB", "M3-Max-128GB"}),
+        ("m2 ultra", {"M2-Ultra-64GB", "M2-Ultra-128GB", "M2-Ultra-192GB"}),
+        ("m4 max", {"M4-Max-48GB", "M4-Max-64GB", "M4-Max-128GB"}),
         ("v100", {"V100-SXM2-16GB", "V100-SXM2-32GB"}),
     ],
 )
@@ -443,3 +467,118 @@ def test_to_dict_is_json_ready():
     data = get_gpu("MI300X").to_dict()
     assert json.loads(json.dumps(data)) == data
     assert not math.isnan(data["memory_bandwidth_bytes_per_s"])
+
+
+# --------------------------------------------------------------------------- device-reported memory
+
+
+@pytest.mark.parametrize("gpu", ALL, ids=[g.name for g in ALL])
+def test_derived_usable_memory_states_its_rule(gpu: GPU):
+    if gpu.usable_memory_derived:
+        # A derived figure names the rule and the entries (or document) it comes from.
+        assert "ratio" in gpu.usable_memory_source or "Variable Graphics Memory" in gpu.usable_memory_source
+    elif gpu.vendor != "apple" and "project" not in (gpu.usable_memory_source or ""):
+        assert "https://" in (gpu.usable_memory_source or "") or "exact-string search" in gpu.usable_memory_source
+
+
+@pytest.mark.parametrize(
+    ("name", "reported_gib"),
+    [("L40S", 44.39), ("A10G", 21.99), ("L4", 22.03), ("A100-80GB-SXM", 79.25), ("B200-180GB", 178.34),
+     ("RTX-4090", 23.64), ("DGX-Spark-GB10", 121.69), ("B300-288GB", 267.68)],
+)
+def test_reported_memory_matches_published_readings(name, reported_gib):
+    # The readings print two decimals of GiB: 5 MiB covers the rounding.
+    gpu = get_gpu(name)
+    assert gpu.usable_memory_bytes == pytest.approx(reported_gib * GiB, abs=5 * MiB)
+    assert not gpu.usable_memory_derived
+
+
+def test_most_rental_gpus_have_a_device_reading():
+    rental = ["T4", "A10", "A10G", "L4", "L40S", "A100-40GB-SXM", "A100-80GB-SXM", "H100-SXM-80GB", "H200-SXM-141GB",
+              "B200-180GB", "RTX-4090", "V100-SXM2-32GB"]
+    assert [n for n in rental if get_gpu(n).usable_memory_derived] == []
+
+
+def test_no_bf16_devices():
+    for name in ("T4", "V100-SXM2-16GB", "V100-SXM2-32GB"):
+        assert not get_gpu(name).supports_bf16
+        assert get_gpu(name).peak_flops["fp16"]
+    for name in ("A100-80GB-SXM", "L4", "H100-SXM-80GB", "RTX-5080", "MI355X"):
+        assert get_gpu(name).supports_bf16
+
+
+# --------------------------------------------------------------------------- Apple Silicon
+
+
+APPLE = list_gpus(vendor="apple")
+
+
+@pytest.mark.parametrize("gpu", APPLE, ids=[g.name for g in APPLE])
+def test_apple_share_follows_metal_default(gpu: GPU):
+    # recommendedMaxWorkingSetSize: 2/3 of unified memory at 36 GB and below, 3/4 above.
+    share = 2 / 3 if gpu.memory_bytes <= 36 * GiB else 3 / 4
+    assert gpu.usable_memory_bytes == pytest.approx(share * gpu.memory_bytes, abs=1)
+    assert gpu.runtime == "metal" and gpu.context_bytes == 0
+    assert gpu.peak_flops["fp32"] and gpu.memory_bandwidth_bytes_per_s
+
+
+def test_apple_line_includes_base_chips():
+    names = {g.name for g in APPLE}
+    for chip in ("M1", "M2", "M3", "M4"):
+        for tier in ("", "-Pro", "-Max"):
+            assert any(n.startswith(f"{chip}{tier}-") for n in names), chip + tier
+    assert {"M1-8GB", "M2-8GB", "M3-8GB", "M4-16GB", "M2-Ultra-192GB", "M3-Ultra-512GB"} <= names
+    # llama.cpp logs: 8 GB M1 -> 5461.34 MiB, 16 GB -> 10922.67 MiB, 64 GB M1 Max -> 49152 MiB.
+    assert get_gpu("M1-8GB").usable_memory_bytes / MiB == pytest.approx(5461.34, abs=0.01)
+    assert get_gpu("M1-16GB").usable_memory_bytes / MiB == pytest.approx(10922.67, abs=0.01)
+    assert get_gpu("M1-Max-64GB").usable_memory_bytes == 49152 * MiB
+
+
+def test_estimate_on_a_mac_has_no_cuda_context():
+    from hf_gpu_estimator import estimate
+
+    config = {"model_type": "llama", "hidden_size": 256, "intermediate_size": 688, "num_hidden_layers": 2,
+              "num_attention_heads": 4, "num_key_value_heads": 4, "vocab_size": 1000, "max_position_embeddings": 512}
+    mac = estimate(config, gpu="M2-8GB", batch_size=1, seq_len=64, new_tokens=8)
+    cuda = estimate(config, gpu="L4", batch_size=1, seq_len=64, new_tokens=8)
+    assert mac.memory.device_total_bytes == mac.memory.reserved_peak_bytes
+    assert mac.memory.cuda_context_bytes == 0
+    assert any("no CUDA context" in a for a in mac.assumptions)
+    assert not any(a.startswith("device total = reserved + CUDA context") for a in mac.assumptions)
+    assert cuda.memory.device_total_bytes > cuda.memory.reserved_peak_bytes
+
+
+def test_gpu_fields_validate():
+    with pytest.raises(InvalidGPUEntryError, match="runtime"):
+        gpu_from_dict(_entry(runtime="opencl"))
+    with pytest.raises(InvalidGPUEntryError, match="context_bytes"):
+        gpu_from_dict(_entry(context_bytes=-1))
+    assert gpu_from_dict(_entry(vendor="apple", form_factor="unified", unified_memory=True)).runtime == "metal"
+
+
+# --------------------------------------------------------------------------- prices
+
+
+PRICED = ["H200-SXM-141GB", "B200-180GB", "GB200-186GB", "MI300X", "MI325X", "RTX-4090", "RTX-A6000", "A10G", "L40S",
+          "A100-80GB-SXM", "A100-40GB-SXM", "H100-SXM-80GB", "H100-PCIe-80GB", "L4", "T4", "V100-SXM2-16GB",
+          "RTX-PRO-6000-Blackwell", "RTX-5090", "RTX-3090", "RTX-6000-Ada", "A40", "L40", "A10"]
+
+
+@pytest.mark.parametrize("name", PRICED)
+def test_rental_gpus_have_dated_prices(name):
+    gpu = get_gpu(name)
+    assert gpu.price_per_hour_usd and gpu.price_source and gpu.price_date
+    assert re.fullmatch(r"20\d\d-\d{2}(-\d{2})?", gpu.price_date)
+    assert "Price:" in gpu.notes or "price" in gpu.notes.lower()
+
+
+@pytest.mark.parametrize(("name", "expected"), [("A100-80GB", "A100-80GB-SXM"), ("H100-80GB", "H100-SXM-80GB"),
+                                                ("A100-40GB", "A100-40GB-SXM")])
+def test_a_name_with_the_memory_size_names_the_sxm_part(name: str, expected: str) -> None:
+    assert get_gpu(name).name == expected
+
+
+@pytest.mark.parametrize("name", ["H100", "A100", "V100"])
+def test_a_name_without_size_or_form_factor_asks(name: str) -> None:
+    with pytest.raises(UnknownNameError, match="ambiguous"):
+        get_gpu(name)

@@ -149,9 +149,9 @@ def test_plan_contract() -> None:
 
 
 def test_plan_without_price_or_flops_notes_it() -> None:
-    p = plan(lookup("meta-llama/Llama-3.2-1B"), make_workload(), get_gpu("T4"))
+    p = plan(lookup("meta-llama/Llama-3.2-1B"), make_workload(), get_gpu("A10G"))  # no bf16 or fp16 figure
     assert p.speed is None and any("peak_flops.bf16" in n for n in p.notes)
-    p = plan(lookup("meta-llama/Llama-3.2-1B"), make_workload(), get_gpu("MI300X"))
+    p = plan(lookup("meta-llama/Llama-3.2-1B"), make_workload(), get_gpu("MI355X"))
     assert p.hourly_usd is None and any("price_per_hour_usd" in n for n in p.notes)
 
 
@@ -166,8 +166,42 @@ def test_cheapest_serving_ranks_and_skips() -> None:
         assert o.replicas * o.requests_per_s_per_replica >= 5 - 1e-9
         assert o.usd_per_million_output_tokens == pytest.approx(o.hourly_usd / (5 * 256 * 3600) * 1e6)
     reasons = {s.gpu: s.reason for s in result.skipped}
-    assert "no price" in reasons["MI300X"]
-    assert "peak_flops" in reasons["T4"]
+    assert "no price" in reasons["MI355X"]
+    assert "T4" not in reasons  # no bf16: ranked in fp16
+
+
+def test_no_bf16_device_falls_back_to_fp16() -> None:
+    spec = lookup("meta-llama/Llama-3.2-1B")  # stored in bf16
+    p = plan(spec, make_workload(), get_gpu("T4"))
+    assert p.workload.dtype == "float16" and p.speed is not None
+    assert any("T4 has no bf16" in n for n in p.notes)
+    t = plan(spec, make_workload(task="training", method="lora", precision="bf16-mixed"), get_gpu("V100-SXM2-16GB"))
+    assert t.workload.precision.name == "16-mixed" and any("16-mixed" in n for n in t.notes)
+    # A bf16-capable device keeps bf16.
+    assert plan(spec, make_workload(), get_gpu("L4")).workload.dtype is None
+
+
+def test_bf16_preflight_on_t4_does_not_say_fits() -> None:
+    from hf_gpu_estimator.integrations._core import evaluate
+
+    spec = lookup("meta-llama/Llama-3.2-1B")
+    kwargs = {"task": "training", "method": "lora", "precision": "bf16-mixed", "batch_size": 1, "seq_len": 512}
+    r = evaluate(spec, workload_kwargs=kwargs, gpu="T4")
+    assert r.status == "exceeds" and "--precision 16-mixed" in r.message and r.shortfall_bytes == 0
+    assert evaluate(spec, workload_kwargs={**kwargs, "precision": "16-mixed"}, gpu="T4").status == "fits"
+    # Apple: no CUDA context in the preflight total either.
+    mac = evaluate(spec, workload_kwargs=kwargs, gpu="M2-16GB")
+    assert mac.status == "fits" and mac.required_bytes == mac.estimate.memory.reserved_peak_bytes
+
+
+def test_apple_gpu_has_no_cuda_context_and_no_vllm_pool() -> None:
+    spec, gpu = lookup("meta-llama/Llama-3.2-1B"), get_gpu("M2-16GB")
+    p = plan(spec, make_workload(), gpu)
+    mem = estimate_memory(spec, p.workload)
+    assert p.device_total_bytes == mem.reserved_peak_bytes  # Metal: context_bytes 0
+    assert p.serving is None and any("llama.cpp" in n and "vllm does not run" in n for n in p.notes)
+    served = plan(spec, make_workload(), gpu, engine="llama.cpp")
+    assert served.serving is not None and served.serving.non_torch_bytes == 0
 
 
 def test_cheapest_serving_impossible_tpot() -> None:
@@ -179,7 +213,7 @@ def test_cheapest_serving_impossible_tpot() -> None:
 def test_cheapest_serving_no_priced_gpu() -> None:
     with pytest.raises(InfeasiblePlanError, match="price"):
         cheapest_serving(lookup("meta-llama/Llama-3.1-8B"), make_workload(), request_rate_per_s=1, input_tokens=512,
-                         output_tokens=128, gpus=["MI300X", "A40"])
+                         output_tokens=128, gpus=["MI355X", "B300-288GB"])
 
 
 def test_heterogeneous_mix_not_worse_than_single_type_by_much() -> None:
@@ -191,6 +225,23 @@ def test_heterogeneous_mix_not_worse_than_single_type_by_much() -> None:
     assert mix.hourly_usd <= mix.single_type.hourly_usd * 2
     assert math.isfinite(mix.hourly_usd)
     json.dumps(mix.to_dict())
+
+
+def test_heterogeneous_mix_sizes_buckets_at_their_rate() -> None:
+    # Over the whole priced catalog a low-rate bucket ranked by $/request at full load lands on a
+    # large GPU it leaves idle; sized at its own rate, the mix never costs more than one type.
+    spec = lookup("meta-llama/Llama-3.1-8B")
+    buckets = [RequestBucket(rate_per_s=2, input_tokens=256, output_tokens=128),
+               RequestBucket(rate_per_s=0.5, input_tokens=8000, output_tokens=512)]
+    mix = heterogeneous_serving(spec, make_workload(), buckets, tpot_ms=80)
+    assert mix.single_type is not None and mix.hourly_usd <= mix.single_type.hourly_usd + 1e-9
+    # The hourly cost is the packed replicas' price, bucket by bucket on the chosen types.
+    by_type: dict[tuple[str, int, int], float] = {}
+    for b, o in mix.assignments:
+        by_type[(o.gpu, o.tp, o.pp)] = by_type.get((o.gpu, o.tp, o.pp), 0.0) + b.rate_per_s / o.requests_per_s_per_replica
+    expected = sum(max(1, math.ceil(x - 1e-9)) * tp * pp * get_gpu(g).price_per_hour_usd
+                   for (g, tp, pp), x in by_type.items())
+    assert mix.hourly_usd == pytest.approx(expected)
 
 
 def test_cheapest_training_with_deadline() -> None:
@@ -276,6 +327,19 @@ def test_cli_plan_cheapest_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0
     out = capsys.readouterr().out
     assert "$/hour" in out and "skipped" in out
+
+
+def test_cli_plan_engine_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "meta-llama/Llama-3.1-8B", "--gpu", "L40S", "--engine", "sglang",
+                 "--mem-fraction-static", "0.85", "--max-model-len", "8192", "--format", "json"]) == 0
+    serving = json.loads(capsys.readouterr().out)["serving"]
+    assert serving["engine"] == "sglang" and serving["gpu_memory_utilization"] == 0.85
+    assert main(["plan", "meta-llama/Llama-3.2-1B", "--gpu", "M2-16GB", "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert "serving" not in out and any("llama.cpp" in n for n in out["notes"])
+    with pytest.raises(SystemExit) as info:
+        main(["plan", "meta-llama/Llama-3.1-8B", "--gpu", "L4", "--engine", "tgi"])
+    assert info.value.code == 2 and "vllm, sglang" in capsys.readouterr().err.replace("'", "")
 
 
 def test_cli_plan_errors(capsys: pytest.CaptureFixture[str]) -> None:

@@ -155,3 +155,12 @@ def test_tables_do_not_wrap_inside_words(page: object, width: int) -> None:
     wrapped = [text for text, height, line in heights if height > 2.2 * line]
     assert not wrapped, wrapped
     p.screenshot(path=str(SCREENSHOTS / f"web_{width}px.png"), full_page=True)  # type: ignore[attr-defined]
+
+
+def test_fleet_tab_plans_the_example(page: object) -> None:
+    p = page
+    p.get_by_role("tab", name="Fleet").click()  # type: ignore[attr-defined]
+    p.locator("#plan_fleet").click()  # type: ignore[attr-defined]
+    p.locator("#fleet_plan").get_by_text("Fleet total").wait_for(timeout=120_000)  # type: ignore[attr-defined]
+    text = p.locator("#fleet_plan").inner_text()  # type: ignore[attr-defined]
+    assert "$/month" in text and "Error" not in text

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from hf_gpu_estimator.errors import MissingDependencyError, TraceError
+from hf_gpu_estimator.errors import MissingDependencyError, TraceError, UnknownModelTypeError
 from hf_gpu_estimator.workload import Workload
 
 if TYPE_CHECKING:
@@ -116,13 +116,71 @@ def make_config(config: Mapping[str, Any]) -> Any:
     # the workload, remote code is never run, and the dtype is chosen by weight_dtype().
     for key in ("quantization_config", "auto_map", "dtype", "torch_dtype"):
         values.pop(key, None)
+    if not knows_model_type(model_type):
+        raise UnknownModelTypeError(model_type, transformers.__version__)
     try:
-        return transformers.AutoConfig.for_model(model_type, **values)
-    except (ValueError, KeyError) as e:
-        raise TraceError(
-            f"transformers {transformers.__version__} has no architecture for model_type {model_type!r} "
-            "(exact mode never runs remote code; use the analytic estimate)"
-        ) from e
+        cfg = transformers.AutoConfig.for_model(model_type, **values)
+    except Exception as e:  # config classes validate with their own error types (huggingface_hub's strict dataclasses)
+        raise TraceError(f"transformers {transformers.__version__} could not build a {model_type!r} config from "
+                         f"config.json: {type(e).__name__}: {e}") from e
+    architectures = config.get("architectures")
+    if isinstance(architectures, list) and architectures and isinstance(architectures[0], str):
+        cfg.architectures = [architectures[0]]
+    return cfg
+
+
+def knows_model_type(model_type: str) -> bool:
+    """Whether the installed transformers implements ``model_type`` (its ``CONFIG_MAPPING_NAMES``)."""
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    return model_type in CONFIG_MAPPING_NAMES
+
+
+#: The auto mappings tried after the causal-LM one, for types without a ``*ForCausalLM`` class:
+#: vision-language wrappers (``*ForConditionalGeneration``) take input_ids alone and generate text.
+_WRAPPER_MAPPINGS = ("MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES", "MODEL_FOR_MULTIMODAL_LM_MAPPING_NAMES")
+
+
+def model_class(cfg: Any) -> Any:
+    """The transformers class exact mode builds for ``cfg`` (never remote code).
+
+    In order: the causal-LM class of ``cfg.model_type`` (``AutoModelForCausalLM``), then the
+    config's ``architectures[0]`` when transformers itself defines that class for this config
+    type (multimodal ``*ForConditionalGeneration`` wrappers), then the image-text-to-text and
+    multimodal-LM auto classes.
+
+    Raises:
+        TraceError: transformers knows the model type but has no generating class for it.
+    """
+    import transformers
+    from transformers.models.auto import modeling_auto
+
+    model_type = cfg.model_type
+    # (class name, whether transformers' auto mappings pair it with this model type)
+    candidates: list[tuple[str, bool]] = []
+    causal = modeling_auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(model_type)
+    if causal:
+        candidates.append((causal, True))
+    for name in getattr(cfg, "architectures", None) or ():
+        if isinstance(name, str):
+            candidates.append((name, False))
+    for mapping in _WRAPPER_MAPPINGS:
+        name = getattr(modeling_auto, mapping, {}).get(model_type)
+        if name:
+            candidates.append((name, True))
+    for name, mapped in dict.fromkeys(candidates):
+        cls = getattr(transformers, name, None) if name.isidentifier() else None
+        config_class = getattr(cls, "config_class", None)
+        # Only transformers' own classes; an architectures entry only when it is defined for this
+        # config type (one naming another type's class, or a remote-code class, is never used).
+        if isinstance(cls, type) and hasattr(cls, "_from_config") and (
+            mapped or config_class is None or isinstance(cfg, config_class)
+        ):
+            return cls
+    raise TraceError(
+        f"transformers {transformers.__version__} has no text-generating class for model_type {model_type!r} "
+        f"(tried: {', '.join(dict.fromkeys(n for n, _ in candidates)) or 'no *ForCausalLM / *ForConditionalGeneration class'})"
+    )
 
 
 @contextlib.contextmanager
@@ -182,6 +240,7 @@ def build_base_model(
     import transformers
 
     cfg = make_config(config)
+    cls = model_class(cfg)
     fallbacks: list[str] = []
     dtype_name = weight_dtype(config, workload)
     if workload.method == "qlora":
@@ -208,13 +267,12 @@ def build_base_model(
                 stack.enter_context(ctx)
             # "sdpa" is transformers' default: pass None so that, like from_pretrained without
             # the argument, a model class without SDPA support (gemma2) falls back to eager.
-            model = transformers.AutoModelForCausalLM.from_config(
-                cfg, attn_implementation=None if attn == "sdpa" else attn, dtype=torch_dtype(dtype_name)
+            model = instantiate(
+                cls, cfg, attn_implementation=None if attn == "sdpa" else attn, dtype=torch_dtype(dtype_name)
             )
-    except ValueError as e:
-        if "Unrecognized configuration class" in str(e) or "not supported" in str(e):
-            raise TraceError(f"model_type {cfg.model_type!r} has no causal-LM class in transformers: {e}") from e
-        raise TraceError(f"could not build {cfg.model_type!r} from its config: {e}") from e
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError, NotImplementedError) as e:
+        raise TraceError(f"could not build {cls.__name__} ({cfg.model_type!r}) from its config: "
+                         f"{type(e).__name__}: {e}") from e
     if init in ("skip", "random"):
         # transformers 5 ties input/output embeddings inside its init path, which no_init_weights
         # skips: tie explicitly, or a tied model is traced with a second (untied) lm_head.
@@ -232,6 +290,49 @@ def build_base_model(
                 if p.is_floating_point():
                     p.normal_(0.0, _INIT_STD)
     return BuiltModel(model=model, weight_dtype=dtype_name, fallbacks=fallbacks)
+
+
+def instantiate(cls: Any, cfg: Any, **kwargs: Any) -> Any:
+    """``cls._from_config(cfg, **kwargs)`` as ``AutoModelForCausalLM.from_config`` calls it: a text-only
+    class (llama4's ``Llama4ForCausalLM``) of a composite config gets the config's text part
+    (transformers ``auto_factory._BaseAutoModelClass.from_config``)."""
+    sub_configs = getattr(cfg, "sub_configs", None) or {}
+    config_class = getattr(cls, "config_class", None)
+    text_class = sub_configs.get("text_config")
+    if text_class is not None and config_class == text_class:
+        cfg = cfg.get_text_config()
+    elif config_class is not None and not isinstance(cfg, config_class):
+        # A decoder class of a composite config under another name (musicgen's ``decoder``).
+        name = next((k for k, c in sub_configs.items() if c == config_class), None)
+        if name is not None and getattr(cfg, name, None) is not None:
+            cfg = getattr(cfg, name)
+    return cls._from_config(cfg, **kwargs)
+
+
+def build_meta_model(config: Mapping[str, Any]) -> Any:
+    """The transformers model for ``config`` on the meta device (shapes only, no memory), tied as loaded.
+
+    ``sum(p.numel() for p in model.parameters())`` of it is the exact parameter count (a tied
+    embedding and head are one parameter, counted once).
+
+    Raises:
+        UnknownModelTypeError: transformers does not implement the model type.
+        TraceError: no generating class, or the build failed.
+    """
+    import torch
+
+    cfg = make_config(config)
+    cls = model_class(cfg)
+    dtype = config.get("dtype") or config.get("torch_dtype")
+    try:
+        with torch.device("meta"), _skip_init():
+            model = instantiate(cls, cfg, dtype=torch_dtype(dtype) if isinstance(dtype, str) and dtype != "auto"
+                                else None)
+        model.tie_weights()
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError, NotImplementedError, RuntimeError) as e:
+        raise TraceError(f"could not build {cls.__name__} ({cfg.model_type!r}) on the meta device: "
+                         f"{type(e).__name__}: {e}") from e
+    return model
 
 
 def apply_method(built: BuiltModel, workload: Workload) -> None:
@@ -324,16 +425,6 @@ def make_optimizer(params: list[Any], workload: Workload) -> Any:
     )
 
 
-def _cache_kwarg(model: Any) -> str:
-    """transformers >= 5.2x renamed ``past_key_values`` to ``cache`` (old name deprecated)."""
-    forward = getattr(model, "forward", None)
-    try:
-        params = inspect.signature(forward).parameters if forward is not None else {}
-    except (TypeError, ValueError):
-        params = {}
-    return "cache" if "cache" in params else "past_key_values"
-
-
 def new_cache(model: Any) -> Any:
     """The cache ``generate`` builds by default: ``DynamicCache(config=<text config>)``."""
     from transformers import DynamicCache
@@ -341,6 +432,12 @@ def new_cache(model: Any) -> Any:
     config = model.config
     get_text = getattr(config, "get_text_config", None)
     text_config = get_text(decoder=True) if get_text is not None else config
+    decoder_layers = getattr(text_config, "decoder_layers", None)
+    if isinstance(decoder_layers, int) and decoder_layers != getattr(text_config, "num_hidden_layers", None):
+        # The decoder half of an encoder-decoder config used as a causal LM (BartForCausalLM ...):
+        # num_hidden_layers names the encoder's stack, so a cache sized by it is too short. A cache
+        # without config grows one full-attention layer per decoder layer (these have no sliding).
+        return DynamicCache()
     try:
         return DynamicCache(config=text_config)
     except TypeError:  # pragma: no cover - older DynamicCache without config
@@ -381,7 +478,8 @@ def run_inference(
     """Greedy generation as ``model.generate`` runs it: prefill, then one token per step.
 
     Each forward passes ``use_cache=True``, ``logits_to_keep=1`` (generate sets it when the
-    model supports it) and a ``DynamicCache(config=...)`` (generate's default cache), and takes
+    model supports it) and a ``DynamicCache(config=...)`` (generate's default cache; models that
+    keep their own state, such as RWKV, get theirs back as generate passes it), and takes
     ``logits[:, -1].to(copy=True, dtype=float32)`` then argmax, as generate's greedy loop does.
 
     Returns the cache (for its size).
@@ -400,40 +498,73 @@ def run_inference(
     import torch
 
     model.eval()
-    key = _cache_kwarg(model)
+    step = _Stepper(model)
     batch, seq, new = workload.batch_size, workload.seq_len, workload.new_tokens
     vocab = vocab_size(model)
     with torch.no_grad():
         ids = random_ids(vocab, batch, seq, device)
-        cache = new_cache(model)
+        cache = step.new_cache()
         with hooks.phase("prefill"):
-            out = model(input_ids=ids, use_cache=True, logits_to_keep=1, **{key: cache})
-            token = _greedy_next(out.logits)
-            del out
+            token, cache = step(ids, cache)
         del ids
         if new <= 1:
             return cache
         if real_decode:
             with hooks.phase("decode"):
-                for step in range(new - 1):
-                    out = model(input_ids=token, use_cache=True, logits_to_keep=1, **{key: cache})
-                    token = _greedy_next(out.logits)
-                    del out
+                for i in range(new - 1):
+                    token, cache = step(token, cache)
                     if on_decode_step is not None:
-                        on_decode_step(step)
+                        on_decode_step(i)
             return cache
         del cache, token
         with hooks.setup("decode_cache"):
-            cache = new_cache(model)
             ids = random_ids(vocab, batch, seq + new - 2, device)
-            out = model(input_ids=ids, use_cache=True, logits_to_keep=1, **{key: cache})
-            token = _greedy_next(out.logits)
-            del out, ids
+            token, cache = step(ids, step.new_cache())
+            del ids
         with hooks.phase("decode"):
-            out = model(input_ids=token, use_cache=True, logits_to_keep=1, **{key: cache})
-            token = _greedy_next(out.logits)
-            del out
+            token, cache = step(token, cache)
     return cache
+
+
+#: Output fields that carry a model's own decoding state, when it does not take a DynamicCache
+#: (transformers' ``_supports_default_dynamic_cache``: rwkv ``state``, xlstm ``cache_params``,
+#: xlnet ``mems``, reformer ``past_buckets_states``, minimax's own cache).
+_STATE_FIELDS = ("cache", "past_key_values", "state", "cache_params", "mems", "past_buckets_states")
+
+
+class _Stepper:
+    """One greedy generation step as ``generate`` runs it, for the model's cache convention."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        forward = getattr(model, "forward", None)
+        try:
+            self.params = set(inspect.signature(forward).parameters) if forward is not None else set()
+        except (TypeError, ValueError):
+            self.params = set()
+        self.key = "cache" if "cache" in self.params else "past_key_values"
+        # generate passes logits_to_keep=1 when the forward accepts it.
+        self.extra = {"logits_to_keep": 1} if "logits_to_keep" in self.params else {}
+        supports = getattr(model, "_supports_default_dynamic_cache", None)
+        self.own_state = callable(supports) and not supports()
+
+    def new_cache(self) -> Any:
+        return None if self.own_state else new_cache(self.model)
+
+    def __call__(self, ids: Any, cache: Any) -> tuple[Any, Any]:
+        kwargs: dict[str, Any] = {"use_cache": True, **self.extra}
+        if cache is not None:
+            kwargs[self.state_key if self.own_state else self.key] = cache
+        out = self.model(input_ids=ids, **kwargs)
+        if self.own_state:
+            cache = next((getattr(out, f) for f in _STATE_FIELDS if getattr(out, f, None) is not None), None)
+        token = _greedy_next(out.logits)
+        del out
+        return token, cache
+
+    @property
+    def state_key(self) -> str:
+        return next((f for f in _STATE_FIELDS if f in self.params), self.key)
 
 
 def prepare_training(

@@ -24,3 +24,6 @@ EXTRAS: dict[str, str] = {
 
 #: Set to any value to let the CLI print full tracebacks instead of one line.
 DEBUG_ENV = "HFGE_DEBUG"
+
+#: Hours in a month for $/month figures: 8,760 hours a year / 12, the convention cloud price sheets use.
+HOURS_PER_MONTH = 730

@@ -6,7 +6,7 @@ in user code, and carries the fields a caller needs to react programmatically.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 
 class EstimatorError(Exception):
@@ -128,9 +128,12 @@ class MalformedGGUFError(MalformedHeaderError):
 class UnsupportedArchitectureError(EstimatorError, NotImplementedError):
     """The config's model_type is one transformers does not implement (so no family and no generic estimate)."""
 
-    def __init__(self, model_type: object, supported: Iterable[str], *, hint: str | None = None):
+    def __init__(self, model_type: object, supported: Iterable[str], *, hint: str | None = None,
+                 config: Mapping[str, object] | None = None):
         self.model_type = model_type
         self.supported = sorted(supported)
+        #: The config.json mapping that was inspected, when known: exact mode can still trace it.
+        self.config = config
         if hint:
             message = f"model_type {model_type!r} is not supported: {hint}"
         else:
@@ -153,6 +156,22 @@ class MissingDependencyError(EstimatorError, ImportError):
 
 class TraceError(EstimatorError, RuntimeError):
     """Exact mode could not trace the workload."""
+
+
+class UnknownModelTypeError(TraceError, LookupError):
+    """The installed transformers does not implement the config's model_type, so exact mode cannot build it."""
+
+    def __init__(self, model_type: object, transformers_version: str, *, supported: Iterable[str] = ()):
+        self.model_type = model_type
+        self.transformers_version = transformers_version
+        self.supported = sorted(supported)
+        analytic = ("the analytic estimate covers every model type transformers implements (family modules: "
+                    f"{', '.join(self.supported)}; the rest through the generic family); " if self.supported else "")
+        super().__init__(
+            f"model_type {model_type!r} is unknown to transformers {transformers_version} (no config class in "
+            f"CONFIG_MAPPING_NAMES): {analytic}--exact needs a transformers version that implements {model_type!r} "
+            "(pip install -U transformers), and never runs remote code"
+        )
 
 
 class InvalidGPUEntryError(InvalidArgumentError):

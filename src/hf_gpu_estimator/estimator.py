@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from hf_gpu_estimator.constants import COMMON_GPUS, DEFAULT_MARGIN
@@ -298,7 +298,12 @@ def estimate(model: Any, *, gpu: str | GPU | None = None, revision: str | None =
 
     if mode not in ("analytic", "exact"):
         raise InvalidArgumentError("mode", mode, "'analytic' or 'exact'")
-    spec = inspect_model(model, revision=revision, token=token)
+    if mode == "exact":
+        from hf_gpu_estimator.exact import inspect_for_exact
+
+        spec = inspect_for_exact(model, revision=revision, token=token)
+    else:
+        spec = inspect_model(model, revision=revision, token=token)
     options, context_notes = fit_context(spec, workload)
     work = workload_from_kwargs(options)
     resolved_gpu = None
@@ -312,6 +317,8 @@ def estimate(model: Any, *, gpu: str | GPU | None = None, revision: str | None =
     # the weights load; the workload then shows it (JSON workload.quantization, the table header).
     work, loaded = resolve_quantization(spec, work, gpu=resolved_gpu)
     memory = estimate_memory(spec, work)
+    if resolved_gpu is not None and resolved_gpu.context_bytes is not None:
+        memory = _with_device_context(memory, resolved_gpu)
     assumptions = (*context_notes, *spec.assumptions, *loaded, *memory.assumptions)
     if mode == "exact":
         from hf_gpu_estimator.exact import exact_memory
@@ -326,3 +333,14 @@ def estimate(model: Any, *, gpu: str | GPU | None = None, revision: str | None =
             memory, assumptions = apply_calibration(memory, work, device_calibration, assumptions)
     return Estimate(spec=spec, workload=work, memory=memory, gpu=resolved_gpu, mode=mode, assumptions=assumptions)
 
+
+def _with_device_context(memory: MemoryEstimate, gpu: GPU) -> MemoryEstimate:
+    """``memory`` with the device runtime's own context in place of the CUDA default (Apple: none)."""
+    from hf_gpu_estimator.memory.overhead import device_total_on, runtime_context_bytes
+
+    context = runtime_context_bytes(gpu)
+    note = (f"device total = reserved + {gpu.runtime} runtime context {context >> 20} MiB "
+            f"({gpu.name} has no CUDA context; catalog context_bytes)")
+    kept = tuple(a for a in memory.assumptions if not a.startswith("device total = reserved"))
+    return replace(memory, device_total_bytes=device_total_on(memory, gpu), cuda_context_bytes=context,
+                   assumptions=(*kept, note))

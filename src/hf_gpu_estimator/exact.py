@@ -16,7 +16,13 @@ such piece is named in the returned assumptions:
 Reserved and device totals follow :mod:`hf_gpu_estimator.memory.overhead` (a device calibration,
 when one applies, is layered on by :mod:`hf_gpu_estimator.calibration`, as for analytic mode).
 
-This module imports torch only inside :func:`exact_memory`.
+Exact mode covers every model type the installed transformers implements, whether or not the
+analytic side has a family for it (:func:`inspect_for_exact`): the model class is the type's
+``*ForCausalLM``, else the config's ``architectures[0]`` when transformers defines it for that config,
+else its image-text-to-text wrapper (``*ForConditionalGeneration``); never remote code. Without an
+analytic layer model, the parameter counts come from the model built on the meta device.
+
+This module imports torch only inside its functions.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from hf_gpu_estimator.constants import MiB
-from hf_gpu_estimator.errors import TraceError
+from hf_gpu_estimator.errors import MalformedConfigError, TraceError, UnknownModelTypeError, UnsupportedArchitectureError
 from hf_gpu_estimator.memory import overhead
 from hf_gpu_estimator.memory.terms import COMPONENTS, MemoryEstimate, Moment, Term
 from hf_gpu_estimator.workload import OPTIMIZERS, Workload
@@ -117,6 +123,92 @@ def exact_memory(spec: ModelSpec, workload: Workload, *, analytic: MemoryEstimat
     return memory, (*notes, *(f"trace: {f}" for f in trace.fallbacks))
 
 
+def inspect_for_exact(source: object, *, revision: str | None = None, token: str | None = None) -> ModelSpec:
+    """:func:`~hf_gpu_estimator.sources.inspect_model`, except that the analytic layer model is no veto:
+    a config it has no family for, or rejects, is traced as transformers builds it
+    (:func:`spec_for_unsupported`); a transformers that cannot build it either raises the analytic error."""
+    from hf_gpu_estimator.sources import inspect_model
+
+    try:
+        return inspect_model(source, revision=revision, token=token)
+    except UnsupportedArchitectureError as e:
+        if not e.config:
+            raise
+        return spec_for_unsupported(e, source)
+    except MalformedConfigError as e:
+        config = getattr(e, "config", None)  # set only where the analytic layer model rejected the config
+        if not config:
+            raise
+        try:
+            return spec_from_transformers(config, model_id=_model_id(config, source),
+                                          reason=f"the analytic model rejects this config ({e})")
+        except TraceError:
+            raise e from None
+
+
+def spec_for_unsupported(error: UnsupportedArchitectureError, source: object) -> ModelSpec:
+    """The ModelSpec exact mode traces when inspection found no analytic family (``error.config`` set).
+
+    Raises:
+        UnknownModelTypeError: transformers does not know the model type either: the message
+            names what the analytic side supports and that ``--exact`` needs a transformers
+            that implements it.
+    """
+    from hf_gpu_estimator._runner import knows_model_type, require_torch_stack
+
+    require_torch_stack("exact mode")
+    import transformers
+
+    config = dict(error.config or {})
+    model_type = config.get("model_type")
+    if not isinstance(model_type, str) or not knows_model_type(model_type):
+        raise UnknownModelTypeError(model_type, transformers.__version__, supported=error.supported) from error
+    return spec_from_transformers(config, model_id=_model_id(config, source),
+                                  reason=f"model_type {model_type!r} has no analytic family")
+
+
+def _model_id(config: Mapping[str, Any], source: object) -> str:
+    name = config.get("_name_or_path")
+    if isinstance(source, str):
+        return source
+    return name if isinstance(name, str) and name else f"{config.get('model_type')} (config)"
+
+
+def spec_from_transformers(config: Mapping[str, Any], *, model_id: str, reason: str) -> ModelSpec:
+    """A ModelSpec for exact mode when the analytic side cannot describe ``config``.
+
+    The transformers model is built on the meta device (no memory) and its parameters are
+    counted as :func:`hf_gpu_estimator.sources.module.spec_from_module` counts a live model, so
+    the counts are exact; ``architecture`` stays ``None`` (no analytic layer model), which
+    exact mode does not need.
+
+    Args:
+        config: the config.json mapping (with ``model_type``).
+        model_id: the name for reports.
+        reason: why the analytic side could not describe it (kept in the assumptions).
+
+    Raises:
+        UnknownModelTypeError: transformers does not implement the model type.
+        TraceError: transformers has no generating class for it, or the build failed.
+        MissingDependencyError: torch or transformers is not installed.
+    """
+    from dataclasses import replace
+
+    from hf_gpu_estimator._runner import build_meta_model, require_torch_stack
+    from hf_gpu_estimator.sources.module import spec_from_module
+
+    require_torch_stack("exact mode")
+    model = build_meta_model(config)
+    spec = spec_from_module(model, model_id=model_id)
+    notes = tuple(n for n in spec.assumptions if "layer dimensions unknown" not in n)
+    return replace(
+        spec, config=dict(config), checkpoint_bytes=None, checkpoint_bytes_by_dtype={},
+        provenance={**spec.provenance, "parameters": "module"},
+        assumptions=(f"{reason}: exact mode traces transformers' {type(model).__name__}; parameter counts from "
+                     "that model built on the meta device", *notes),
+    )  # fmt: skip
+
+
 def _to_memory(trace: TraceResult, workload: Workload, analytic: MemoryEstimate, *, optimizer_fallback: bool,
                notes: list[str]) -> MemoryEstimate:
     import transformers
@@ -131,8 +223,13 @@ def _to_memory(trace: TraceResult, workload: Workload, analytic: MemoryEstimate,
     if not workload.is_training and trace.kv_cache_bytes:
         if trace.phase_at_peak == "prefill":
             prefill = next((m for m in analytic.moments if m.phase == "prefill"), None)
-            kv = prefill.components.get("kv_cache", 0) if prefill is not None else 0
-            kv_note = "the prompt's cache (analytic size at prefill)"
+            if prefill is not None:
+                kv = prefill.components.get("kv_cache", 0)
+                kv_note = "the prompt's cache (analytic size at prefill)"
+            else:  # no analytic layer model: the final cache scaled to the prompt's length
+                entries = workload.seq_len + max(workload.new_tokens, 1) - 1
+                kv = trace.kv_cache_bytes * workload.seq_len // entries
+                kv_note = "the prompt's cache (traced final cache x prompt / final length)"
         else:
             kv, kv_note = trace.kv_cache_bytes, "the cache at the last decode step (traced)"
         kv = min(kv, components["activations"])

@@ -456,7 +456,8 @@ def _round_all_devices() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _swappable_params(fake_mode: FakeTensorMode) -> Iterator[None]:
-    """Let ``nn.Module.to()`` swap fake parameters created in this block (peft moves its adapters).
+    """Let ``nn.Module.to()`` swap fake parameters created in this block (peft moves its adapters, some
+    models cast submodules in ``__init__``).
 
     ``Module._apply`` always swaps FakeTensor parameters (``torch.utils.swap_tensors``), which
     refuses tensors with a weakref, and the fake-tensor converter's memo holds a weakref to every
@@ -569,7 +570,9 @@ def _base_model(config: Mapping[str, Any], workload: Workload, device: str, init
         return fake_mode, _runner.BuiltModel(model=built.model, weight_dtype=built.weight_dtype,
                                               fallbacks=list(built.fallbacks)), True
     fake_mode = FakeTensorMode(allow_non_fake_inputs=False)
-    built = _runner.build_base_model(config, workload, device=device, init=init, fake_mode=fake_mode)
+    # Some models move or cast submodules while they are built (``Module.to``/``.float()`` in __init__).
+    with _swappable_params(fake_mode):
+        built = _runner.build_base_model(config, workload, device=device, init=init, fake_mode=fake_mode)
     if cacheable:
         _model_cache[key] = (fake_mode, built)
         while len(_model_cache) > _CACHE_SIZE:
@@ -592,12 +595,23 @@ def _storage_bytes(tensors: Any) -> int:
 
 
 def _cache_tensors(cache: Any) -> list[torch.Tensor]:
+    """Every tensor a decoding cache holds: keys and values, and the conv/recurrent states of
+    linear-attention and SSM layers; a model's own state (tuples of tensors) as well."""
     out: list[torch.Tensor] = []
-    for layer in getattr(cache, "layers", []) or []:
-        for name in ("keys", "values"):
-            t = getattr(layer, name, None)
-            if isinstance(t, torch.Tensor):
-                out.append(t)
+    if isinstance(cache, torch.Tensor):
+        return [cache]
+    if isinstance(cache, (list, tuple)):
+        for item in cache:
+            out.extend(_cache_tensors(item))
+        return out
+    layers = getattr(cache, "layers", None)
+    holders = list(layers) if isinstance(layers, (list, tuple)) else [cache]
+    for holder in holders:
+        for value in vars(holder).values():
+            if isinstance(value, torch.Tensor):
+                out.append(value)
+            elif isinstance(value, (list, tuple)) and value and all(isinstance(v, torch.Tensor) for v in value):
+                out.extend(value)
     return out
 
 

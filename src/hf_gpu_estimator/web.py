@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from hf_gpu_estimator.estimator import Estimate
     from hf_gpu_estimator.verdict import Verdict
 
-__all__ = ["DEFAULTS", "Result", "build_app", "calculate", "serve"]
+__all__ = ["DEFAULTS", "FLEET_EXAMPLE", "Result", "build_app", "calculate", "plan_fleet_markdown", "serve"]
 
 #: The form's initial values (also the e2e test's inputs).
 DEFAULTS: dict[str, Any] = {
@@ -40,6 +40,19 @@ CSS = """
 #: Traffic the cheapest-serving table is sized for, and the token budget of the cheapest-training one.
 SERVING_REQUESTS_PER_S = 1.0
 TRAINING_TOKENS = 1e9
+#: The fleet tab's initial file (schema: :func:`hf_gpu_estimator.planner.plan_fleet`; YAML or JSON).
+FLEET_EXAMPLE = """\
+gpus: [H100-SXM-80GB, A100-80GB-SXM, L40S, L4]
+models:
+  - model: meta-llama/Llama-3.1-8B-Instruct
+    request_rate: 2          # requests per second
+    input_tokens: 1024
+    output_tokens: 256
+    tpot_ms: 50              # p50 time per output token
+  - model: Qwen/Qwen2.5-7B
+    token_budget: 1.0e+8     # a LoRA fine-tune on 100M tokens
+    workload: {task: training, method: lora, batch_size: 4, seq_len: 2048, gradient_checkpointing: true}
+"""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -167,6 +180,20 @@ def _plan_markdown(est: Any) -> str:
                            "markdown")
 
 
+def plan_fleet_markdown(text: str) -> str:
+    """The fleet tab: a YAML or JSON fleet description -> one table per model and the fleet's total
+    (what ``hfge plan --fleet FILE --format markdown`` prints); errors become one line."""
+    from hf_gpu_estimator.planner import plan_fleet
+    from hf_gpu_estimator.report import fleet_sections, render_sections
+    from hf_gpu_estimator.sources.fleet import parse_fleet, validate_fleet
+
+    try:
+        result = plan_fleet(validate_fleet(parse_fleet(text)))
+    except (EstimatorError, ValueError, OSError) as e:
+        return f"**Error:** {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+    return render_sections(fleet_sections(result), "markdown")
+
+
 def _gradio() -> Any:
     try:
         import gradio as gr
@@ -189,7 +216,7 @@ def build_app() -> Any:
                     "Memory per device, which GPUs fit, and the cheapest GPUs, before you launch. "
                     "Pure arithmetic from the model's config: nothing is downloaded but `config.json` and the "
                     "safetensors headers, and models in the bundled catalog work offline.")
-        with gr.Row():
+        with gr.Tab("One job", elem_id="tab-job"), gr.Row():
             with gr.Column(scale=1):
                 model = gr.Textbox(label="Model (Hub id or local folder)", value=d["model"], elem_id="model")
                 pick = gr.Dropdown(label="or pick from the bundled catalog", choices=list(list_models()), value=None,
@@ -245,6 +272,18 @@ def build_app() -> Any:
         pick.change(lambda m: m or gr.update(), inputs=[pick], outputs=[model])
         go.click(run, inputs=inputs, outputs=outputs)
         app.load(run, inputs=inputs, outputs=outputs)
+        with gr.Tab("Fleet", elem_id="tab-fleet"):
+            gr.Markdown("Several models and their traffic at once: each is planned on its cheapest GPU type "
+                        "(serving at its request rate and TPOT target, or training on its token budget), then the "
+                        "fleet's GPUs by type and its $/hour and $/month. Same file as `hfge plan --fleet FILE`.")
+            with gr.Row():
+                with gr.Column(scale=1):
+                    fleet_text = gr.Code(value=FLEET_EXAMPLE, language="yaml", label="Fleet (YAML or JSON)",
+                                         elem_id="fleet_file")
+                    fleet_go = gr.Button("Plan the fleet", variant="primary", elem_id="plan_fleet")
+                with gr.Column(scale=2):
+                    fleet_out = gr.Markdown(elem_id="fleet_plan")
+            fleet_go.click(plan_fleet_markdown, inputs=[fleet_text], outputs=[fleet_out])
     return app
 
 

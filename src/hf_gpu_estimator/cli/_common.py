@@ -65,8 +65,9 @@ def finite_float(minimum: float, *, inclusive: bool) -> Callable[[str], float]:
     return parse
 
 
-def add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="Hub id (org/name), local folder, .safetensors file or config.json")
+def add_model_args(p: argparse.ArgumentParser, *, optional: bool = False) -> None:
+    p.add_argument("model", nargs="?" if optional else None,
+                   help="Hub id (org/name), local folder, .safetensors file or config.json")
     p.add_argument("--revision", help="Hub branch, tag or commit")
     p.add_argument("--token", help="Hub token (default: HF_TOKEN or the saved login)")
 
@@ -89,11 +90,17 @@ def reading(model: str) -> Any:
 
 
 def read_spec(args: argparse.Namespace) -> Any:
-    """The ModelSpec of ``args.model`` (with ``--revision``/``--token``), a spinner while it is read."""
+    """The ModelSpec of ``args.model`` (with ``--revision``/``--token``), a spinner while it is read.
+
+    With ``--exact``, a model type without an analytic family is traced anyway (exact.inspect_for_exact).
+    """
     from hf_gpu_estimator.sources import inspect_model
 
+    inspect = inspect_model
+    if getattr(args, "exact", False):
+        from hf_gpu_estimator.exact import inspect_for_exact as inspect
     with reading(args.model):
-        return inspect_model(args.model, revision=args.revision, token=args.token)
+        return inspect(args.model, revision=args.revision, token=args.token)
 
 
 def print_sections(sections: Any, fmt: str) -> None:

@@ -1,4 +1,5 @@
-"""``hfge plan``: what fits on a GPU, a serving engine's capacity, speed and cost; or the cheapest GPUs."""
+"""``hfge plan``: what fits on a GPU, a serving engine's capacity, speed and cost; the cheapest GPUs;
+the cost of an evaluation (``--eval``); a whole fleet (``--fleet FILE``)."""
 
 from __future__ import annotations
 
@@ -29,20 +30,25 @@ EPILOG = """examples:
   hfge plan meta-llama/Llama-3.1-8B --cheapest --gpu H100-SXM-80GB,L40S,A10G
   hfge plan meta-llama/Llama-3.1-8B --cheapest --request-rate 5 --input-tokens 1024 --output-tokens 256 --tpot-ms 50
   hfge plan Qwen/Qwen2.5-7B --cheapest --task training --method lora --token-budget 2e9 --deadline-hours 24
+  hfge plan meta-llama/Llama-3.1-8B --eval mmlu,gsm8k,hellaswag --gpu H100-SXM-80GB --engine vllm
+  hfge plan mistralai/Mistral-7B-v0.1 --eval open_llm_leaderboard --cheapest
+  hfge plan --eval-list
+  hfge plan --fleet examples/fleet.yaml --format markdown
 """
 
 
 def register(subparsers: Any) -> None:
     p = add_command(subparsers, "plan", run, epilog=EPILOG,
                     help="what fits on a GPU, vLLM serving capacity, speed, cost; or the cheapest GPU")
-    add_model_args(p)
+    add_model_args(p, optional=True)  # --fleet FILE and --eval-list need no MODEL
     add_workload_args(p)
     p.add_argument("--gpu", help="a GPU from the catalog (hfge gpus); required unless --cheapest, which it "
                                  "restricts to the given types (comma-separated)")
     p.add_argument("--cheapest", action="store_true", help="rank GPU type x count across the catalog by cost")
     engine = p.add_argument_group("serving engine")
     engine.add_argument("--engine", choices=ENGINES,
-                        help="serving engine for the capacity answer (default: vllm; llama.cpp for a GGUF model)")
+                        help="serving engine for the capacity answer (default: vllm; llama.cpp for a GGUF model); "
+                             "with --eval: the engine lm-evaluation-harness drives (vllm or transformers)")
     engine.add_argument("--vllm-version", help="vLLM release X.Y whose sizing rule applies, 0.6 to 0.19 (default: "
                                                "the newest; see docs/serving.md)")
     engine.add_argument("--gpu-memory-utilization", type=float,
@@ -60,13 +66,19 @@ def register(subparsers: Any) -> None:
     engine.add_argument("-ngl", "--n-gpu-layers", type=int_at_least(-1), dest="n_gpu_layers",
                         help="llama.cpp: layers offloaded to the GPU (-1 or more than the layers: all; "
                              "same as --gpu-layers)")
-    p.add_argument("--request-rate", type=float, help="requests per second (--cheapest serving)")
-    p.add_argument("--input-tokens", type=positive_int, help="mean prompt tokens per request (--cheapest)")
-    p.add_argument("--output-tokens", type=positive_int, help="mean generated tokens per request (--cheapest)")
+    p.add_argument("--request-rate", type=float, help="requests per second (--cheapest serving; default 1)")
+    p.add_argument("--input-tokens", type=positive_int,
+                   help="mean prompt tokens per request (--cheapest serving; default 1024)")
+    p.add_argument("--output-tokens", type=positive_int,
+                   help="mean generated tokens per request (--cheapest serving; default 256)")
     p.add_argument("--tpot-ms", type=float, help="p50 time-per-output-token target in ms (--cheapest)")
     p.add_argument("--ttft-ms", type=float, help="p50 time-to-first-token target in ms (--cheapest)")
     p.add_argument("--token-budget", type=float, help="training tokens (--cheapest with --task training)")
     p.add_argument("--deadline-hours", type=float, help="training deadline (--cheapest with --task training)")
+    p.add_argument("--eval", help="evaluation suites or tasks, comma-separated (mmlu,gsm8k,hellaswag; NAME:K sets "
+                                  "the few-shot count; 'all'); see --eval-list")
+    p.add_argument("--eval-list", action="store_true", help="list the evaluation suites and tasks, then exit")
+    p.add_argument("--fleet", help="a YAML or JSON file of models and their traffic (no MODEL needed)")
     add_format_arg(p)
 
 
@@ -111,10 +123,20 @@ def run(args: argparse.Namespace) -> int:
     from hf_gpu_estimator.errors import ConflictingOptionsError, InvalidArgumentError
     from hf_gpu_estimator.estimator import fit_context
     from hf_gpu_estimator.hardware import get_gpu
-    from hf_gpu_estimator.report import cheapest_sections, plan_sections
+    from hf_gpu_estimator.report import cheapest_sections, eval_list_sections, plan_sections
     from hf_gpu_estimator.verdict import search_margin
     from hf_gpu_estimator.workload import workload_from_kwargs
 
+    if args.eval_list:
+        print_sections(eval_list_sections(planner.eval_suites(), planner.eval_tasks()), "text" if args.format == "json" else args.format)
+        return 0
+    if args.fleet:
+        return _run_fleet(args)
+    if not args.model:
+        raise ConflictingOptionsError("model", None, "is required",
+                                      fix="hfge plan MODEL --gpu NAME (or --fleet FILE, or --eval-list)")
+    if args.eval:
+        return _run_eval(args)
     spec = read_spec(args)
     kwargs, _notes = fit_context(spec, workload_kwargs(args))
     if args.n_gpu_layers is not None and args.n_gpu_layers >= 0:
@@ -157,4 +179,65 @@ def run(args: argparse.Namespace) -> int:
         emit(result.to_dict(), "json")
     else:
         print_sections(sections(result), args.format)
+    return 0
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    """``hfge plan MODEL --eval ...``: the evaluation on ``--gpu``, or every priced GPU type ranked."""
+    from hf_gpu_estimator.errors import ConflictingOptionsError
+    from hf_gpu_estimator.planner import evals
+    from hf_gpu_estimator.report import eval_ranking_section, eval_sections
+    from hf_gpu_estimator.workload import workload_from_kwargs
+
+    engine = args.engine or "vllm"
+    if engine not in evals.EVAL_ENGINES:
+        raise ConflictingOptionsError("engine", engine, "cannot size an evaluation",
+                                      fix="--engine " + " or --engine ".join(evals.EVAL_ENGINES) + " with --eval")
+    unused = [n for n in ("vllm_version", "max_num_seqs", "max_num_batched_tokens", "mem_fraction_static", "ctx_size",
+                          "parallel", "n_gpu_layers", "max_model_len") if getattr(args, n) is not None]
+    if args.gpu_memory_utilization is not None and (engine != "vllm" or args.cheapest):
+        unused.insert(0, "gpu_memory_utilization")
+    if unused:  # the evaluation planner takes vLLM's --gpu-memory-utilization only; refused, not ignored
+        flag = "--" + unused[0].replace("_", "-")
+        raise ConflictingOptionsError(unused[0], getattr(args, unused[0]), "does not apply to --eval",
+                                      fix=f"drop {flag} (--eval sizes vLLM at its defaults, or transformers)")
+    runs = evals.resolve_evals(args.eval)  # bad names fail before the model is read
+    spec = read_spec(args)
+    work = workload_from_kwargs(workload_kwargs(args))
+    if args.cheapest:
+        ranked = evals.cheapest_eval(spec, work, [f"{r.task.name}:{r.num_fewshot}" for r in runs], engine=engine,
+                                     gpus=_gpu_names(args.gpu))
+        if args.format == "json":
+            emit(ranked.to_dict(), "json")
+        else:
+            print_sections([*eval_sections(ranked.best), eval_ranking_section(ranked)], args.format)
+        return 0
+    if args.gpu is None:
+        raise ConflictingOptionsError("gpu", None, "is required", fix="pass --gpu NAME, or --cheapest to rank the catalog")
+    result = evals.plan_eval(spec, work, args.gpu, runs, engine=engine,
+                             gpu_memory_utilization=args.gpu_memory_utilization)
+    if args.format == "json":
+        emit(result.to_dict(), "json")
+    else:
+        print_sections(eval_sections(result), args.format)
+    return 0
+
+
+def _run_fleet(args: argparse.Namespace) -> int:
+    """``hfge plan --fleet FILE``: every model's cheapest plan and the fleet's GPUs and cost."""
+    from hf_gpu_estimator.errors import ConflictingOptionsError
+    from hf_gpu_estimator.planner import plan_fleet
+    from hf_gpu_estimator.report import fleet_sections
+    from hf_gpu_estimator.sources.fleet import validate_fleet
+
+    if args.eval or args.model:
+        what = "--eval" if args.eval else "MODEL"
+        raise ConflictingOptionsError("fleet", args.fleet, f"cannot be combined with {what}",
+                                      fix="the fleet file names its models; plan a single model or an evaluation "
+                                          "in its own command")
+    result = plan_fleet(validate_fleet(args.fleet))
+    if args.format == "json":
+        emit(result.to_dict(), "json")
+    else:
+        print_sections(fleet_sections(result), args.format)
     return 0

@@ -4,11 +4,19 @@ Units and conventions (every entry, bundled or user-supplied, follows them):
 
 * ``memory_bytes`` is the marketed capacity read as binary units, because GPU memory is
   built from power-of-two devices: an "80GB" HBM3 card is ``80 * 2**30`` bytes.
-  ``usable_memory_bytes`` is what the driver reports as total (``nvidia-smi`` /
-  ``torch.cuda.mem_get_info()[1]``), which is lower (ECC, driver reservations); for Apple
-  Silicon it is the GPU's share of unified memory (Metal's ``recommendedMaxWorkingSetSize``).
-  Where it was not measured, the entry's ``usable_memory_source`` is ``None`` and the value
-  equals ``memory_bytes``.
+  ``usable_memory_bytes`` is the total the device reports to the framework
+  (``torch.cuda.mem_get_info()[1]``, vLLM's ``total_gpu_memory``, CUDA's
+  ``totalGlobalMem``), which is lower than the marketed figure (ECC, the driver's reserved
+  region: an H100 80GB reports 79.19 GiB, nvidia-smi 81559 MiB); for Apple Silicon it is the
+  GPU's default share of unified memory (Metal's ``recommendedMaxWorkingSetSize``). Fit
+  verdicts and plans use it. ``usable_memory_source`` says where the figure was read; one
+  that starts with ``"derived:"`` was computed from sourced entries of the same memory
+  generation by the rule it states. A user entry may omit it: the value then equals
+  ``memory_bytes`` and the source is ``None``.
+* ``runtime`` is the software stack that owns the device (``cuda``, ``rocm``, ``metal``,
+  ``xpu``, ``hpu``); ``context_bytes`` is the per-process memory that stack takes outside the
+  framework's allocator, ``None`` for the estimator's CUDA default (Apple: 0, Metal has no
+  CUDA context).
 * Bandwidths are decimal bytes per second (1 TB/s = 1e12 B/s).
 * ``peak_flops`` holds *dense* peak rates in FLOP/s (int8 in OP/s); datasheets that print
   2:4-sparsity figures are halved. Tensor-core fp16/bf16 figures are the fp32-accumulate
@@ -18,7 +26,10 @@ Units and conventions (every entry, bundled or user-supplied, follows them):
 Lookup is case-insensitive and ignores spaces, underscores and hyphens; vendor words
 ("NVIDIA", "GeForce", "Tesla", "AMD", "Instinct", "Intel", "Apple") are dropped, so the string
 ``torch.cuda.get_device_name()`` returns usually resolves. A partial name (``"4090"``,
-``"H100 SXM"``) resolves when exactly one entry matches; otherwise it is ambiguous:
+``"H100 SXM"``) resolves when exactly one entry matches; otherwise it is ambiguous. A name that
+states the memory but not the form factor (``"A100-80GB"``, ``"H100-80GB"``, ``"A100-40GB"``) names
+the SXM part the clouds rent, and every result shows the full name it resolved to; a name with
+neither (``"H100"``, ``"A100"``, ``"V100"``) asks:
 
 >>> get_gpu("rtx 4090").name
 'RTX-4090'
@@ -56,6 +67,7 @@ __all__ = [
     "ENV_GPUS_FILE",
     "FLOPS_DTYPES",
     "GPU",
+    "RUNTIMES",
     "VENDORS",
     "get_gpu",
     "gpu_from_dict",
@@ -73,6 +85,9 @@ FLOPS_DTYPES: tuple[str, ...] = ("fp32", "tf32", "fp16", "bf16", "fp8", "int8")
 #: Further dtypes an entry may carry.
 OPTIONAL_FLOPS_DTYPES: tuple[str, ...] = ("fp64", "fp4", "int4")
 FORM_FACTORS: tuple[str, ...] = ("SXM", "PCIe", "OAM", "superchip", "consumer", "workstation", "unified")
+#: Software stacks a device runs under (``cuda`` also for Jetson and DGX Spark).
+RUNTIMES: tuple[str, ...] = ("cuda", "rocm", "metal", "xpu", "hpu")
+_DEFAULT_RUNTIME = {"nvidia": "cuda", "amd": "rocm", "intel": "xpu", "apple": "metal"}
 # The fastest dense rate any listed accelerator reaches is B200 fp4 (~9e15); 1e17 leaves
 # room for future parts while catching a figure entered in the wrong unit.
 _MAX_PLAUSIBLE_FLOPS = 1e17
@@ -110,8 +125,11 @@ class GPU:
         price_date: When the price was listed (``YYYY-MM`` or ``YYYY-MM-DD``).
         form_factor: ``SXM``, ``PCIe``, ``OAM``, ``superchip``, ``consumer``,
             ``workstation`` or ``unified``.
-        unified_memory: Whether memory is shared with the CPU (Apple Silicon, GH200's LPDDR
-            is *not* counted in ``memory_bytes``).
+        unified_memory: Whether memory is shared with the CPU (Apple Silicon, DGX Spark,
+            Jetson, Ryzen AI Max; GH200's LPDDR is *not* counted in ``memory_bytes``).
+        runtime: ``cuda``, ``rocm``, ``metal``, ``xpu`` or ``hpu``; defaults from the vendor.
+        context_bytes: Memory the runtime takes per process outside the framework's
+            allocator; ``None`` means the estimator's CUDA-context default applies.
         source: Datasheet (or closest public spec page) URL.
         date: When the facts were read or published.
         notes: Caveats: figures not found, widely-cited figures not opened, conversions.
@@ -133,6 +151,8 @@ class GPU:
     price_date: str | None = None
     form_factor: str | None = None
     unified_memory: bool = False
+    runtime: str = ""
+    context_bytes: int | None = None
     source: str
     date: str
     notes: str = ""
@@ -142,6 +162,8 @@ class GPU:
         flops = {dtype: None for dtype in FLOPS_DTYPES}
         flops.update(self.peak_flops)
         object.__setattr__(self, "peak_flops", MappingProxyType(flops))
+        if not self.runtime and self.vendor in _DEFAULT_RUNTIME:
+            object.__setattr__(self, "runtime", _DEFAULT_RUNTIME[self.vendor])
         _validate(self, source="<GPU>")
 
     @property
@@ -153,6 +175,21 @@ class GPU:
     def usable_memory_gib(self) -> float:
         """Driver-reported memory in GiB (for display)."""
         return self.usable_memory_bytes / 2**30
+
+    @property
+    def usable_memory_derived(self) -> bool:
+        """Whether ``usable_memory_bytes`` was derived by rule rather than read off a device."""
+        return (self.usable_memory_source or "").startswith("derived:")
+
+    @property
+    def supports_bf16(self) -> bool:
+        """Whether the device has a bf16 matmul rate (T4, V100 and Apple GPUs do not publish one)."""
+        return self.peak_flops.get("bf16") is not None
+
+    @property
+    def has_cuda_context(self) -> bool:
+        """Whether a process on this device pays the estimator's CUDA-context default."""
+        return self.context_bytes is None
 
     def flops(self, dtype: str) -> float | None:
         """Dense peak FLOP/s for a dtype name (``bf16``, ``bfloat16``, ``float32`` ...).
@@ -240,6 +277,11 @@ def _validate(gpu: GPU, *, source: str) -> None:
         raise _fail(source, entry, "price_source", f"an http(s) URL, got {gpu.price_source!r}")
     if gpu.price_date is not None and (not isinstance(gpu.price_date, str) or not _DATE_RE.match(gpu.price_date)):
         raise _fail(source, entry, "price_date", f"YYYY-MM or YYYY-MM-DD, got {gpu.price_date!r}")
+    if gpu.runtime not in RUNTIMES:
+        raise _fail(source, entry, "runtime", f"one of {', '.join(RUNTIMES)}, got {gpu.runtime!r}")
+    context = gpu.context_bytes
+    if context is not None and (not isinstance(context, int) or isinstance(context, bool) or not 0 <= context < 2**34):
+        raise _fail(source, entry, "context_bytes", f"a non-negative integer number of bytes or null, got {context!r}")
     if not isinstance(gpu.unified_memory, bool):
         raise _fail(source, entry, "unified_memory", f"true or false, got {gpu.unified_memory!r}")
     if not isinstance(gpu.source, str) or not _URL_RE.match(gpu.source):
@@ -295,8 +337,9 @@ def gpu_from_dict(data: Mapping[str, Any], *, source: str = "<dict>") -> GPU:
     for key in ("notes",):
         if kwargs.get(key) is None:
             kwargs.pop(key, None)
-    if kwargs.get("unified_memory") is None:
-        kwargs.pop("unified_memory", None)
+    for key in ("unified_memory", "runtime"):
+        if kwargs.get(key) is None:
+            kwargs.pop(key, None)
     try:
         return GPU(**kwargs)
     except InvalidGPUEntryError as e:

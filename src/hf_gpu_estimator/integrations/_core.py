@@ -212,10 +212,28 @@ def evaluate(model_or_spec: Any, *, workload_kwargs: Mapping[str, Any], gpu: str
     from hf_gpu_estimator.report import verdict_line
     from hf_gpu_estimator.verdict import judge
 
-    verdict = judge(est.memory.device_total_bytes, est.workload, available, name=source or "device", margin=margin)
+    device_total = est.memory.device_total_bytes
+    entry = None
+    if gpu is not None and device_memory_bytes is None:
+        from hf_gpu_estimator.hardware import get_gpu
+        from hf_gpu_estimator.memory.overhead import device_total_on
+
+        entry = get_gpu(gpu)
+        device_total = device_total_on(est.memory, entry)  # Apple: no CUDA context
+    verdict = judge(device_total, est.workload, available, name=source or "device", margin=margin)
     required, high, budget = verdict.needs_bytes, verdict.needs_high_bytes, verdict.limit_bytes
     common = {"estimate": est, "required_bytes": required, "required_high_bytes": high, "available_bytes": available,
               "budget_bytes": budget, "device_source": source, "workload_kwargs": kwargs}
+    if entry is not None:
+        from hf_gpu_estimator.planner._search import fp16_fallback, lacks_bf16
+
+        fp16, _ = fp16_fallback(spec, est.workload, entry)
+        if lacks_bf16(entry) and fp16 is not est.workload:  # bf16 does not run there, whatever its memory
+            fix = (f"--precision {fp16.precision.name}" if fp16.is_training else "--dtype float16")
+            message = (f"hf-gpu-estimator: bf16 is not supported on {entry.name} (compute capability below 8.0, "
+                       f"torch.cuda.is_bf16_supported() is False); use {fix} (fp16): it needs about {_gib(required)} "
+                       f"per device of {_gib(available)} ({source})")
+            return PreflightResult(status="exceeds", message=message, **common)
     if verdict.fits:
         return PreflightResult(status="fits", message=f"hf-gpu-estimator: {verdict_line(verdict)}", **common)
     suggestions: tuple[Suggestion, ...] = ()

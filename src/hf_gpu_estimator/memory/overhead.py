@@ -6,6 +6,12 @@ calibration that replaces them); each names its source.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hf_gpu_estimator.hardware import GPU
+    from hf_gpu_estimator.memory.terms import MemoryEstimate
+
 MiB = 1 << 20
 
 #: cuBLAS + cuBLASLt workspaces PyTorch allocates through its caching allocator, so they count in
@@ -49,3 +55,18 @@ def reserved_bytes(allocated_bytes: int, task: str, ratio: float | None = None, 
     r = ratio if ratio is not None else RESERVED_RATIO[task]
     value = int(allocated_bytes * r + DECODE_FRAGMENTATION * decode_kv_bytes)
     return -(-value // (2 * MiB)) * (2 * MiB)
+
+
+def runtime_context_bytes(gpu: GPU) -> int:
+    """Per-process memory the device's runtime takes outside the allocator: the catalog's
+    ``context_bytes`` where an entry sets it (Apple: 0, Metal has no CUDA context), else the
+    CUDA default above."""
+    return CUDA_CONTEXT_BYTES if gpu.context_bytes is None else gpu.context_bytes
+
+
+def device_total_on(memory: MemoryEstimate, gpu: GPU | None) -> int:
+    """``memory.device_total_bytes`` on ``gpu``: the entry's own runtime context in place of the CUDA
+    default (and of NCCL buffers, which a non-CUDA runtime does not allocate)."""
+    if gpu is None or gpu.context_bytes is None:
+        return memory.device_total_bytes
+    return memory.reserved_peak_bytes + gpu.context_bytes

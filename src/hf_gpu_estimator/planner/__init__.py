@@ -9,7 +9,8 @@ and the roofline of :mod:`hf_gpu_estimator.perf` (no torch, no network):
 - :mod:`.gpu_plan`: everything about one workload on one GPU type (``hfge plan``);
 - :mod:`.serving`, :mod:`.training`: the cheapest GPU type and count for a traffic or a token budget;
 - :mod:`.mix`: a heterogeneous GPU mix for several request sizes;
-- :mod:`.fleet`: several models at once (files are read and ids resolved by :mod:`hf_gpu_estimator.sources`).
+- :mod:`.fleet`: several models at once (files are read and ids resolved by :mod:`hf_gpu_estimator.sources`);
+- :mod:`.evals`: the tokens, time and cost of running benchmark suites (lm-evaluation-harness).
 """
 
 from __future__ import annotations
@@ -30,6 +31,19 @@ from hf_gpu_estimator.planner.engines.vllm import (
     serving_capacity,
     vllm_batch_defaults,
 )
+from hf_gpu_estimator.planner.evals import (
+    EVAL_ENGINES,
+    CheapestEval,
+    EvalPlan,
+    EvalTask,
+    TaskDemand,
+    TaskRun,
+    cheapest_eval,
+    eval_suites,
+    eval_tasks,
+    plan_eval,
+    resolve_evals,
+)
 from hf_gpu_estimator.planner.fits import max_batch_size, max_seq_len
 from hf_gpu_estimator.planner.fleet import FleetEntry, FleetPlan, plan_fleet
 from hf_gpu_estimator.planner.gpu_plan import Plan, plan
@@ -42,13 +56,17 @@ __all__ = [
     "DEFAULT_GPU_MEMORY_UTILIZATION",
     "DEFAULT_MARGIN",
     "ENGINES",
+    "EVAL_ENGINES",
     "PP_DEGREES",
     "SEARCH_CAP",
     "TP_DEGREES",
     "TRAINING_GPU_COUNTS",
     "VLLM_BLOCK_SIZE",
+    "CheapestEval",
     "CheapestServing",
     "CheapestTraining",
+    "EvalPlan",
+    "EvalTask",
     "FleetEntry",
     "FleetPlan",
     "MixPlan",
@@ -58,17 +76,24 @@ __all__ = [
     "ServingCapacity",
     "ServingOption",
     "Skipped",
+    "TaskDemand",
+    "TaskRun",
     "TrainingOption",
+    "cheapest_eval",
     "cheapest_serving",
     "cheapest_training",
     "default_engine",
     "engine_capacity",
+    "eval_suites",
+    "eval_tasks",
     "heterogeneous_serving",
     "max_batch_size",
     "max_seq_len",
     "min_gpus",
     "plan",
+    "plan_eval",
     "plan_fleet",
+    "resolve_evals",
     "serving_capacity",
     "valid_tp_degrees",
     "vllm_batch_defaults",

@@ -10,6 +10,7 @@ from hf_gpu_estimator.constants import DEFAULT_MARGIN  # noqa: F401  (the search
 from hf_gpu_estimator.errors import InvalidArgumentError
 from hf_gpu_estimator.hardware import GPU, get_gpu, list_gpus
 from hf_gpu_estimator.memory import estimate_memory
+from hf_gpu_estimator.memory.overhead import device_total_on
 from hf_gpu_estimator.monotone import largest_true as _largest  # noqa: F401  (the planner's searches)
 from hf_gpu_estimator.spec import ModelSpec
 from hf_gpu_estimator.workload import Workload
@@ -31,7 +32,7 @@ def _usable(gpu: GPU, margin: float) -> float:
 
 
 def _fits(spec: ModelSpec, workload: Workload, gpu: GPU, margin: float) -> bool:
-    return estimate_memory(spec, workload, detail=False).device_total_bytes <= _usable(gpu, margin)
+    return device_total_on(estimate_memory(spec, workload, detail=False), gpu) <= _usable(gpu, margin)
 
 
 def _gib(nbytes: float | None) -> str:
@@ -63,3 +64,35 @@ def _positive_count(name: str, value: object) -> int:
 def _gpu_list(gpus: Iterable[str | GPU] | None) -> list[GPU]:
     return list(list_gpus()) if gpus is None else [get_gpu(g) for g in gpus]
 
+
+
+def lacks_bf16(gpu: GPU) -> bool:
+    """Whether a bf16 run cannot run on ``gpu``: a CUDA device whose catalog entry gives an fp16 rate
+    but no bf16 one (T4, V100: compute capability below 8.0, where torch.cuda.is_bf16_supported() is
+    False). An entry with neither rate is unknown, not this."""
+    return gpu.runtime == "cuda" and not gpu.supports_bf16 and gpu.peak_flops.get("fp16") is not None
+
+
+def fp16_fallback(spec: ModelSpec, workload: Workload, gpu: GPU) -> tuple[Workload, str | None]:
+    """``workload`` in fp16 where it computes in bf16 on a device that cannot (or publishes no bf16
+    rate: Apple GPUs, where llama.cpp and MLX run fp16), and a note; else unchanged.
+
+    Inference casts the weights to fp16 (``--dtype float16``); training switches ``bf16-mixed`` to
+    ``16-mixed`` and ``bf16-true`` to ``16-true`` (fp16 needs loss scaling, which Lightning's
+    ``16-mixed`` applies). The memory is the same (both are 2 bytes); the speed uses the fp16 rate.
+    """
+    from hf_gpu_estimator.memory.weights import plan_weights
+    from hf_gpu_estimator.workload import PRECISIONS
+
+    apple = gpu.runtime == "metal" and not gpu.supports_bf16 and gpu.peak_flops.get("fp16") is not None
+    if not (lacks_bf16(gpu) or apple) or plan_weights(spec, workload).compute_dtype != "bfloat16":
+        return workload, None
+    why = (f"{gpu.name} publishes no bf16 rate (llama.cpp and MLX run fp16 there)" if apple
+           else f"{gpu.name} has no bf16")
+    if not workload.is_training:
+        return workload.with_(dtype="float16"), f"{why}: planned in fp16 (--dtype float16)"
+    precision = PRECISIONS["16-true" if workload.precision.name == "bf16-true" else "16-mixed"]
+    changed = workload.with_(precision=precision,
+                             dtype="float16" if workload.dtype == "bfloat16" else workload.dtype)
+    return changed, (f"{why}: planned with --precision {precision.name} instead of {workload.precision.name} "
+                     "(fp16 with loss scaling)")

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from hf_gpu_estimator.constants import HOURS_PER_MONTH
 from hf_gpu_estimator.errors import EstimatorError, InvalidArgumentError
 from hf_gpu_estimator.planner.serving import CheapestServing, cheapest_serving
 from hf_gpu_estimator.planner.training import CheapestTraining, cheapest_training
@@ -54,7 +55,7 @@ class FleetPlan:
 
     def to_dict(self) -> dict[str, object]:
         return {"entries": [e.to_dict() for e in self.entries], "hourly_usd": self.hourly_usd,
-                "monthly_usd": self.hourly_usd * 730, "gpus": dict(self.gpus), "training_usd": self.training_usd}
+                "monthly_usd": self.hourly_usd * HOURS_PER_MONTH, "gpus": dict(self.gpus), "training_usd": self.training_usd}
 
 
 _FLEET_KEYS = {"model", "request_rate", "input_tokens", "output_tokens", "tpot_ms", "ttft_ms", "token_budget",

@@ -10,9 +10,16 @@ from hf_gpu_estimator.cost import hourly_cost_usd
 from hf_gpu_estimator.errors import InfeasiblePlanError, InvalidArgumentError, MissingGPUDataError
 from hf_gpu_estimator.hardware import GPU
 from hf_gpu_estimator.memory import estimate_memory
+from hf_gpu_estimator.memory.overhead import device_total_on
 from hf_gpu_estimator.perf import InferenceSpeed, TrainingSpeed, inference_speed, training_speed
-from hf_gpu_estimator.planner._search import DEFAULT_MARGIN, _usable
-from hf_gpu_estimator.planner.engines import ENGINES, ServingCapacity, default_engine, engine_capacity
+from hf_gpu_estimator.planner._search import DEFAULT_MARGIN, _usable, fp16_fallback
+from hf_gpu_estimator.planner.engines import (
+    ENGINES,
+    ServingCapacity,
+    default_engine,
+    engine_capacity,
+    unsupported_engine,
+)
 from hf_gpu_estimator.planner.engines.vllm import DEFAULT_GPU_MEMORY_UTILIZATION
 from hf_gpu_estimator.planner.fits import max_batch_size, max_seq_len
 from hf_gpu_estimator.planner.parallel import Parallelization, min_gpus
@@ -105,9 +112,11 @@ def plan(spec: ModelSpec, workload: Workload, gpu: GPU, *,
         engine = default_engine(spec, workload)
     if engine not in ENGINES:
         raise InvalidArgumentError("engine", engine, "one of " + ", ".join(ENGINES))
+    workload, fallback = fp16_fallback(spec, workload, gpu)
     est = estimate_memory(spec, workload)
-    fits = est.device_total_bytes <= _usable(gpu, margin)
-    notes: list[str] = []
+    device_total = device_total_on(est, gpu)
+    fits = device_total <= _usable(gpu, margin)
+    notes: list[str] = [fallback] if fallback else []
     assumptions: list[str] = list(est.assumptions)
     try:
         needed: Parallelization | None = min_gpus(spec, workload, gpu, margin=margin)
@@ -124,12 +133,17 @@ def plan(spec: ModelSpec, workload: Workload, gpu: GPU, *,
     hourly = per_million = None
     n = run.parallelism.num_gpus
     runnable = fits or run is not workload
-    if not run.is_training and spec.architecture is not None and runnable:
+    no_backend = unsupported_engine(engine, gpu)
+    if no_backend and not run.is_training:
+        notes.append(no_backend)
+    if not run.is_training and spec.architecture is not None and runnable and not no_backend:
         settings: dict[str, Any] = dict(engine_settings or {})
         if engine == "vllm":
             settings.update(gpu_memory_utilization=gpu_memory_utilization, vllm_version=vllm_version)
         if engine in ("vllm", "sglang", "transformers"):
             settings.setdefault("max_model_len", max_model_len)
+        if engine == "llama.cpp":
+            settings.setdefault("n_gpu_layers", run.gpu_layers)  # --gpu-layers is llama.cpp's -ngl
         serving = engine_capacity(spec, run, gpu, engine=engine, **settings)
         assumptions += serving.assumptions
         if serving.problem:
@@ -148,7 +162,7 @@ def plan(spec: ModelSpec, workload: Workload, gpu: GPU, *,
                 assumptions.append("$ per million output tokens at the workload's batch, decoding continuously")
     except MissingGPUDataError as e:
         notes.append(f"no cost: {e}")
-    return Plan(gpu=gpu, workload=workload, fits=fits, device_total_bytes=est.device_total_bytes,
+    return Plan(gpu=gpu, workload=workload, fits=fits, device_total_bytes=device_total,
                 max_batch_size=max_batch_size(spec, workload, gpu, margin=margin),
                 max_seq_len=max_seq_len(spec, workload, gpu, margin=margin), min_gpus=needed, serving=serving,
                 speed=speed, hourly_usd=hourly, usd_per_million_output_tokens=per_million, notes=tuple(notes),

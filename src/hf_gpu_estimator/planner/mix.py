@@ -6,11 +6,11 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from hf_gpu_estimator.errors import InvalidArgumentError
-from hf_gpu_estimator.hardware import GPU, get_gpu
-from hf_gpu_estimator.planner._search import _gpu_list
+from hf_gpu_estimator.errors import InfeasiblePlanError, InvalidArgumentError
+from hf_gpu_estimator.hardware import GPU
+from hf_gpu_estimator.planner._search import Skipped, _gpu_list, _positive_count, _positive_number
 from hf_gpu_estimator.planner.engines.vllm import DEFAULT_GPU_MEMORY_UTILIZATION
-from hf_gpu_estimator.planner.serving import ServingOption, _best_on_gpu, cheapest_serving
+from hf_gpu_estimator.planner.serving import ServingOption, _best_on_gpu, _no_option_message
 from hf_gpu_estimator.spec import ModelSpec
 from hf_gpu_estimator.workload import Workload
 
@@ -26,7 +26,7 @@ class RequestBucket:
 
 @dataclass(frozen=True, kw_only=True)
 class MixPlan:
-    """A heterogeneous GPU allocation: each request-size bucket on its cheapest GPU type.
+    """A heterogeneous GPU allocation: each request-size bucket on a GPU type, replicas packed per type.
 
     Attributes:
         assignments: ``(bucket, option)`` per bucket; ``option`` sized for that bucket alone.
@@ -63,61 +63,101 @@ class MixPlan:
 def heterogeneous_serving(spec: ModelSpec, workload: Workload, buckets: Sequence[RequestBucket], *,
                           tpot_ms: float | None = None, ttft_ms: float | None = None,
                           gpus: Iterable[str | GPU] | None = None) -> MixPlan:
-    """A greedy heterogeneous allocation in the spirit of Mélange (Griggs et al. 2024, arXiv:2404.14527).
+    """A heterogeneous allocation in the spirit of Mélange (Griggs et al. 2024, arXiv:2404.14527).
 
     Mélange solves a cost-aware bin packing (an ILP) of request-size slices onto GPU types. This
-    greedy version assigns each bucket to the GPU type (and tensor-parallel degree) with the lowest
-    $ per request at full load that meets the SLO, then packs the buckets sharing a type:
-    replicas = ceil(sum of the buckets' load fractions). It is never worse than ~1 replica per
-    type used over the optimum, and it is compared with the best single-type plan for the whole
-    traffic.
+    version searches the same objective greedily: each bucket is sized on every GPU type (and
+    tensor-parallel degree) at *its own rate*, the hourly cost of an assignment is
+    sum over types of ceil(sum of the buckets' load fractions) x GPUs per replica x price, and the
+    search starts from the cheaper of (a) each bucket on the type that serves it alone for the
+    least $/hour and (b) every single type for all buckets, then moves one bucket at a time to
+    the type that lowers the total until no move does. Ranking by $ per request at full load
+    instead would put a low-rate bucket on a large GPU it leaves mostly idle; starting from the
+    single-type plans makes the mix never cost more than the best single type.
 
     Raises:
+        InvalidArgumentError: No buckets, or a bucket's rate or sizes are not positive.
         InfeasiblePlanError: A bucket fits no GPU type under the SLO.
     """
     if not buckets:
         raise InvalidArgumentError("buckets", buckets, "at least one RequestBucket")
-    gpu_list = _gpu_list(gpus)
-    assignments: list[tuple[RequestBucket, ServingOption]] = []
-    load: dict[tuple[str, int, int], float] = {}
-    price: dict[str, float] = {}
     for b in buckets:
-        ranked = cheapest_serving(spec, workload, request_rate_per_s=b.rate_per_s, input_tokens=b.input_tokens,
-                                  output_tokens=b.output_tokens, tpot_ms=tpot_ms, ttft_ms=ttft_ms, gpus=gpu_list)
-        choice = min(ranked.options, key=lambda o: o.usd_per_request)
-        assignments.append((b, choice))
-        key = (choice.gpu, choice.tp, choice.pp)
-        load[key] = load.get(key, 0.0) + b.rate_per_s / choice.requests_per_s_per_replica
-        price[choice.gpu] = get_gpu(choice.gpu).price_per_hour_usd or 0.0
-    replicas = {f"{g} tp{tp}" if tp > 1 else g: (max(1, math.ceil(x - 1e-9)), tp * pp)
-                for (g, tp, pp), x in load.items()}
-    hourly = sum(max(1, math.ceil(x - 1e-9)) * tp * pp * price[g] for (g, tp, pp), x in load.items())
-    # Single type for all buckets: a weighted mean request size is not enough (costs are not linear
-    # in size), so size each type on every bucket and add the load fractions.
-    single: ServingOption | None = None
-    for gpu in gpu_list:
-        total_load = 0.0
-        first: ServingOption | None = None
-        for b in buckets:
+        _positive_number("rate_per_s", b.rate_per_s)
+        _positive_count("input_tokens", b.input_tokens)
+        _positive_count("output_tokens", b.output_tokens)
+    tpot_s = _positive_number("tpot_ms", tpot_ms) / 1e3 if tpot_ms is not None else None
+    ttft_s = _positive_number("ttft_ms", ttft_ms) / 1e3 if ttft_ms is not None else None
+    gpu_list = _gpu_list(gpus)
+    # options[i][gpu name]: bucket i alone on that type, sized for its own rate.
+    options: list[dict[str, ServingOption]] = []
+    for b in buckets:
+        row: dict[str, ServingOption] = {}
+        skipped: list[Skipped] = []
+        for gpu in gpu_list:
             r = _best_on_gpu(spec, workload, gpu, rate=b.rate_per_s, inp=b.input_tokens, out=b.output_tokens,
-                             tpot_s=tpot_ms / 1e3 if tpot_ms else None, ttft_s=ttft_ms / 1e3 if ttft_ms else None,
-                             utilization=DEFAULT_GPU_MEMORY_UTILIZATION)
+                             tpot_s=tpot_s, ttft_s=ttft_s, utilization=DEFAULT_GPU_MEMORY_UTILIZATION)
             if isinstance(r, str):
-                first = None
-                break
-            first = first or r
-            total_load += b.rate_per_s / r.requests_per_s_per_replica
-        if first is None:
-            continue
-        n = max(1, math.ceil(total_load - 1e-9))
-        cost = n * first.tp * first.pp * (gpu.price_per_hour_usd or 0.0)
-        if single is None or cost < single.hourly_usd:
-            single = ServingOption(gpu=gpu.name, tp=first.tp, pp=first.pp, replicas=n, batch_size=first.batch_size,
-                                   tpot_seconds=first.tpot_seconds, ttft_seconds=first.ttft_seconds,
-                                   requests_per_s_per_replica=sum(b.rate_per_s for b in buckets) / max(total_load, 1e-12),
-                                   hourly_usd=cost, usd_per_million_output_tokens=math.nan, limit=first.limit)
-    return MixPlan(assignments=tuple(assignments), replicas=replicas, hourly_usd=hourly, single_type=single,
-                   assumptions=("greedy per-bucket assignment to the lowest $/request GPU type, then "
-                                "ceil(sum of load fractions) replicas per type (Mélange, arXiv:2404.14527, "
-                                "solves this as an ILP)",))
+                skipped.append(Skipped(gpu=gpu.name, reason=r))
+            else:
+                row[gpu.name] = r
+        if not row:
+            raise InfeasiblePlanError(_no_option_message(spec, skipped, tpot_ms, ttft_ms),
+                                      reasons=[s.reason for s in skipped])
+        options.append(row)
+    price = {g.name: g.price_per_hour_usd or 0.0 for g in gpu_list}
 
+    def packed(assign: Sequence[str]) -> tuple[float, dict[tuple[str, int, int], float]]:
+        load: dict[tuple[str, int, int], float] = {}
+        for b, row, name in zip(buckets, options, assign):
+            o = row[name]
+            key = (name, o.tp, o.pp)
+            load[key] = load.get(key, 0.0) + b.rate_per_s / o.requests_per_s_per_replica
+        cost = sum(_replicas(x) * tp * pp * price[g] for (g, tp, pp), x in load.items())
+        return cost, load
+
+    alone = [min(row, key=lambda name: (row[name].hourly_usd, row[name].usd_per_request)) for row in options]
+    singles = {g.name: packed([g.name] * len(buckets))[0] for g in gpu_list
+               if all(g.name in row for row in options)}
+    assign = list(alone)
+    cost = packed(assign)[0]
+    if singles:
+        best_single = min(singles, key=singles.__getitem__)
+        if singles[best_single] < cost:
+            assign, cost = [best_single] * len(buckets), singles[best_single]
+    improved = True
+    while improved:
+        improved = False
+        for i, row in enumerate(options):
+            for name in row:
+                trial = [*assign[:i], name, *assign[i + 1:]]
+                trial_cost = packed(trial)[0]
+                if trial_cost < cost - 1e-9:
+                    assign, cost, improved = trial, trial_cost, True
+    hourly, load = packed(assign)
+    replicas = {f"{g} tp{tp}" if tp > 1 else g: (_replicas(x), tp * pp) for (g, tp, pp), x in load.items()}
+    single = None
+    if singles:
+        name = min(singles, key=singles.__getitem__)
+        _, single_load = packed([name] * len(buckets))
+        # Buckets may need different tensor-parallel degrees on one type (a long-context bucket tp=2):
+        # the option shows the widest replica and the GPU count of all of them.
+        first = max((options[i][name] for i in range(len(buckets))), key=lambda o: o.tp * o.pp)
+        total_load = sum(single_load.values())
+        gpus_used = sum(_replicas(x) * tp * pp for (_, tp, pp), x in single_load.items())
+        single = ServingOption(gpu=name, tp=first.tp, pp=first.pp,
+                               replicas=math.ceil(gpus_used / (first.tp * first.pp)),
+                               batch_size=first.batch_size, tpot_seconds=first.tpot_seconds,
+                               ttft_seconds=first.ttft_seconds,
+                               requests_per_s_per_replica=sum(b.rate_per_s for b in buckets) / max(total_load, 1e-12),
+                               hourly_usd=singles[name], usd_per_million_output_tokens=math.nan, limit=first.limit)
+    return MixPlan(assignments=tuple((b, row[name]) for b, row, name in zip(buckets, options, assign)),
+                   replicas=replicas, hourly_usd=hourly, single_type=single,
+                   assumptions=("each bucket sized on each GPU type at its own rate; replicas per type = "
+                                "ceil(sum of the load fractions of the buckets it serves); assignment found by "
+                                "local search from the cheaper of per-bucket cheapest and best single type "
+                                "(Mélange, arXiv:2404.14527, solves this as an ILP)",))
+
+
+def _replicas(load: float) -> int:
+    """Replicas that carry ``load`` (a sum of load fractions), at least one."""
+    return max(1, math.ceil(load - 1e-9))

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from hf_gpu_estimator.errors import InfeasiblePlanError
 from hf_gpu_estimator.hardware import GPU
 from hf_gpu_estimator.memory import estimate_memory
+from hf_gpu_estimator.memory.overhead import device_total_on
 from hf_gpu_estimator.planner._search import (
     DEFAULT_MARGIN,
     PP_DEGREES,
@@ -102,7 +103,7 @@ def min_gpus(spec: ModelSpec, workload: Workload, gpu: GPU, *, margin: float = D
     if not workload.is_training:
         for tp, pp in _inference_candidates(spec):
             w = workload.with_(parallelism=Parallelism(num_gpus=tp * pp, tp=tp, pp=pp))
-            total = estimate_memory(spec, w, detail=False).device_total_bytes
+            total = device_total_on(estimate_memory(spec, w, detail=False), gpu)
             best_total = total if best_total is None else min(best_total, total)
             if total <= usable:
                 how = ", ".join(x for x in (f"tensor parallel {tp}" if tp > 1 else "",
@@ -120,7 +121,7 @@ def min_gpus(spec: ModelSpec, workload: Workload, gpu: GPU, *, margin: float = D
         w = workload.with_(parallelism=Parallelism(num_gpus=n, strategy=strategy,  # type: ignore[arg-type]
                                                    offload_optimizer=offload))
         est = estimate_memory(spec, w)
-        total = est.device_total_bytes
+        total = device_total_on(est, gpu)
         if best_total is None or total < best_total:
             best_total, last_components = total, est.components
         if total <= usable:

@@ -25,7 +25,9 @@ from hf_gpu_estimator.planner._search import (
     _largest,
     _positive_count,
     _positive_number,
+    fp16_fallback,
 )
+from hf_gpu_estimator.planner.engines import unsupported_engine
 from hf_gpu_estimator.planner.engines.vllm import DEFAULT_GPU_MEMORY_UTILIZATION, serving_capacity
 from hf_gpu_estimator.planner.parallel import _inference_candidates
 from hf_gpu_estimator.spec import ModelSpec
@@ -160,6 +162,10 @@ def _serve_on(spec: ModelSpec, workload: Workload, gpu: GPU, tp: int, pp: int, *
 def _best_on_gpu(spec: ModelSpec, workload: Workload, gpu: GPU, **kw: Any) -> ServingOption | str:
     if gpu.price_per_hour_usd is None:
         return "no price in the catalog (add price_per_hour_usd in a user GPU file, HFGE_GPUS_FILE)"
+    no_backend = unsupported_engine("vllm", gpu)
+    if no_backend:
+        return no_backend
+    workload, _ = fp16_fallback(spec, workload, gpu)
     reasons: list[str] = []
     best: ServingOption | None = None
     for tp, pp in _inference_candidates(spec):

@@ -9,6 +9,7 @@ from hf_gpu_estimator.cost import hourly_cost_usd, training_cost
 from hf_gpu_estimator.errors import InfeasiblePlanError, InvalidArgumentError, MissingGPUDataError
 from hf_gpu_estimator.hardware import GPU
 from hf_gpu_estimator.memory import estimate_memory
+from hf_gpu_estimator.memory.overhead import device_total_on
 from hf_gpu_estimator.perf import TrainingSpeed, training_speed
 from hf_gpu_estimator.planner._search import (
     DEFAULT_MARGIN,
@@ -16,6 +17,7 @@ from hf_gpu_estimator.planner._search import (
     Skipped,
     _gpu_list,
     _positive_number,
+    fp16_fallback,
 )
 from hf_gpu_estimator.planner.parallel import Parallelization, min_gpus
 from hf_gpu_estimator.spec import ModelSpec
@@ -85,7 +87,7 @@ def cheapest_training(spec: ModelSpec, workload: Workload, *, token_budget: floa
                                                         "GPU file, HFGE_GPUS_FILE)"))
             continue
         try:
-            par = min_gpus(spec, workload, gpu, margin=margin)
+            par = min_gpus(spec, fp16_fallback(spec, workload, gpu)[0], gpu, margin=margin)
             option = None
             n = par.num_gpus
             while n <= TRAINING_GPU_COUNTS[-1]:
@@ -95,7 +97,7 @@ def cheapest_training(spec: ModelSpec, workload: Workload, *, token_budget: floa
                 speed = training_speed(spec, w, gpu)
                 cost = training_cost(gpu, n, tokens=budget, tokens_per_s=speed.tokens_per_s)
                 this = Parallelization(num_gpus=n, strategy=strategy, offload_optimizer=par.offload_optimizer,
-                                       device_total_bytes=estimate_memory(spec, w, detail=False).device_total_bytes, workload=w,
+                                       device_total_bytes=device_total_on(estimate_memory(spec, w, detail=False), gpu), workload=w,
                                        description=f"{n} x {gpu.name}, {strategy}")
                 option = TrainingOption(gpu=gpu.name, parallelization=this, speed=speed, hours=cost.hours,
                                         total_usd=cost.total_usd, hourly_usd=hourly_cost_usd(gpu, n))

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from hf_gpu_estimator.errors import UnsupportedArchitectureError
+from hf_gpu_estimator.errors import MalformedConfigError, UnsupportedArchitectureError
 from hf_gpu_estimator.spec import (
     ROLES,
     TORCH_TO_SAFETENSORS,
@@ -45,12 +45,13 @@ _BUFFER_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # models of transformers 5.24: the MoE router's correction bias (deepseek_v3 and 27 other types;
     # ernie4_5_moe keeps it as a parameter under ``moe_statics``), xIELU's beta/eps (apertus), the
     # lightning-attention decays (minimax), phi4-multimodal's audio normalizer, zaya's balancing biases,
-    # deepseek_v4's hash-routing table.
+    # deepseek_v4's hash-routing table, gemma4's per-layer scalar.
     (re.compile(r"(?<!moe_statics)\.e_score_correction_bias$"), "e_score_correction_bias"),
     (re.compile(r"(^|\.)act_fn\.(beta|eps)$"), "xIELU beta/eps"),
     (re.compile(r"(^|\.)(slope_rate|query_decay|key_decay|diagonal_decay)$"), "lightning-attention decays"),
     (re.compile(r"(^|\.)(global_mean|global_invstd)$"), "audio normalizer statistics"),
     (re.compile(r"(^|\.)(balancing_biases|tid2eid)$"), "router buffers"),
+    (re.compile(r"(^|\.)layers\.\d+\.layer_scalar$"), "gemma4 layer_scalar"),
 )
 _GPT2_MASK = re.compile(r"(^|\.)attn\.bias$")
 
@@ -300,8 +301,12 @@ def build_spec(
     if config is not None:
         try:
             architecture = architectures.architecture_from_config(config)
-        except UnsupportedArchitectureError:
+        except MalformedConfigError as e:
+            e.config = config  # the analytic layer model rejects it; exact mode may still trace it
+            raise
+        except UnsupportedArchitectureError as e:
             if tensors is None:
+                e.config = config  # exact mode traces it without an analytic family
                 raise
             notes.append(
                 f"model_type {config.get('model_type')!r} is not one transformers implements: exact counts from the "

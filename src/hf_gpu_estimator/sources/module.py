@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from hf_gpu_estimator.errors import UnsupportedArchitectureError
+from hf_gpu_estimator.errors import MalformedConfigError, UnsupportedArchitectureError
 from hf_gpu_estimator.sources.config import config_to_dict, quantization_from_config, stored_dtype_from_config
 from hf_gpu_estimator.sources.headers import role_of
 from hf_gpu_estimator.spec import ROLES, TORCH_TO_SAFETENSORS, ModelSpec, ParameterCounts, Provenance, TensorInfo
@@ -65,6 +65,8 @@ def spec_from_module(module: object, *, model_id: str | None = None) -> ModelSpe
             provenance["architecture"] = "config"
         except UnsupportedArchitectureError:
             notes.append(f"model_type {config['model_type']!r} has no dimension model: layer dimensions unknown")
+        except MalformedConfigError as e:  # a live model is what it is: counts stay exact
+            notes.append(f"the analytic layer model rejects this config ({e}): layer dimensions unknown")
     total = sum(by_role.values())
     active = total
     if architecture is not None and architecture.is_moe and architecture.num_experts_per_tok:

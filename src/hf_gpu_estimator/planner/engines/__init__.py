@@ -11,11 +11,12 @@ from typing import Any
 
 from hf_gpu_estimator.errors import InvalidArgumentError
 from hf_gpu_estimator.hardware import GPU
-from hf_gpu_estimator.planner.engines._capacity import ENGINES, ServingCapacity, check_context
+from hf_gpu_estimator.memory.overhead import device_total_on
+from hf_gpu_estimator.planner.engines._capacity import ENGINES, ServingCapacity, check_context, unsupported_engine
 from hf_gpu_estimator.spec import ModelSpec
 from hf_gpu_estimator.workload import Workload
 
-__all__ = ["ENGINES", "ServingCapacity", "default_engine", "engine_capacity"]
+__all__ = ["ENGINES", "ServingCapacity", "default_engine", "engine_capacity", "unsupported_engine"]
 
 _SETTINGS = {
     "vllm": {"gpu_memory_utilization", "max_model_len", "max_num_batched_tokens", "max_num_seqs", "block_size",
@@ -47,12 +48,12 @@ def _transformers_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
     per_token = kv // max(1, max(1, batch) * length)
     problem = None if batch >= 1 else (
         f"transformers would not run: one {length}-token sequence needs "
-        f"{est.device_total_bytes / (1 << 30):.1f} GiB on {gpu.name}; shorten the context, quantize, or add GPUs")
+        f"{device_total_on(est, gpu) / (1 << 30):.1f} GiB on {gpu.name}; shorten the context, quantize, or add GPUs")
     return ServingCapacity(
         engine="transformers", engine_version=None, gpu=gpu.name, tp=w.parallelism.tp, pp=w.parallelism.pp,
         gpu_memory_utilization=1.0, max_num_batched_tokens=length * max(1, batch), max_num_seqs=batch,
         block_size=1, total_memory_bytes=gpu.usable_memory_bytes, weights_bytes=est.components.get("weights", 0),
-        profile_peak_bytes=est.allocated_peak_bytes, non_torch_bytes=est.device_total_bytes - est.reserved_peak_bytes,
+        profile_peak_bytes=est.allocated_peak_bytes, non_torch_bytes=device_total_on(est, gpu) - est.reserved_peak_bytes,
         kv_pool_bytes=kv if batch else 0, kv_bytes_per_token=int(per_token), num_blocks=batch * length,
         kv_cache_tokens=batch * length, max_model_len=length, max_concurrent_sequences=batch,
         largest_max_model_len=min(max_pos, length) if batch else 0, fits=problem is None, problem=problem,
@@ -74,10 +75,13 @@ def engine_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *, engine: st
     """Dispatch to one engine's capacity model; ``settings`` are that engine's flags (``None`` values ignored).
 
     Raises:
-        InvalidArgumentError: An unknown engine, or a setting the engine does not take.
+        InvalidArgumentError: An unknown engine, a setting the engine does not take, or an engine
+            with no backend for the device (vLLM or SGLang on an Apple GPU).
     """
     if engine not in ENGINES:
         raise InvalidArgumentError("engine", engine, "one of " + ", ".join(ENGINES))
+    if unsupported_engine(engine, gpu):
+        raise InvalidArgumentError("engine", engine, f"llama.cpp or transformers on {gpu.name} ({gpu.runtime})")
     given = {k: v for k, v in settings.items() if v is not None}
     unknown = sorted(set(given) - _SETTINGS[engine])
     if unknown:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from hf_gpu_estimator.errors import InvalidArgumentError
+from hf_gpu_estimator.hardware import GPU
 from hf_gpu_estimator.memory.kv_cache import layer_kv_bytes_per_token, state_bytes_per_sequence
 from hf_gpu_estimator.memory.terms import BYTES
 from hf_gpu_estimator.memory.weights import plan_weights
@@ -16,6 +17,18 @@ from hf_gpu_estimator.workload import Workload
 
 #: Engines the planner models (``--engine``).
 ENGINES: tuple[str, ...] = ("vllm", "sglang", "llama.cpp", "transformers")
+#: Engines with no backend for a runtime: vLLM's and SGLang's GPU backends are CUDA, ROCm and others,
+#: not Metal (docs.vllm.ai installation: Apple silicon is a CPU-only build).
+_NO_BACKEND: dict[str, tuple[str, ...]] = {"metal": ("vllm", "sglang")}
+
+
+def unsupported_engine(engine: str, gpu: GPU) -> str | None:
+    """One line when ``engine`` does not run on ``gpu``'s runtime (vLLM on an Apple GPU), else ``None``."""
+    if engine not in _NO_BACKEND.get(gpu.runtime, ()):
+        return None
+    return (f"{engine} does not run on {gpu.name} ({gpu.runtime}: no {engine} GPU backend), so no {engine} KV pool; "
+            "on Apple GPUs serve with llama.cpp (--engine llama.cpp), MLX, or transformers on MPS "
+            "(--engine transformers)")
 
 
 @dataclass(frozen=True, kw_only=True)

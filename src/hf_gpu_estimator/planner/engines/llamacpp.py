@@ -76,7 +76,7 @@ def llamacpp_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *, ctx_size
     devices = workload.parallelism.tp * workload.parallelism.pp
     weights, kv, compute = m.weights_gpu // devices, m.kv_gpu // devices, m.compute_buffer
     total = gpu.usable_memory_bytes
-    context = overhead.CUDA_CONTEXT_BYTES
+    context = overhead.runtime_context_bytes(gpu)
     free = total - context - weights - compute
     per_cell = kv / max(1, m.kv_cells)
     longest = min(max_pos, int(free // per_cell)) if per_cell else max_pos

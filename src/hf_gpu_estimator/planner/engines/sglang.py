@@ -70,8 +70,8 @@ def sglang_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *, mem_fracti
     model_len = max_model_len if max_model_len is not None else max_pos
     check_context(spec, model_len)
     weights = weights_per_device(spec, workload)
-    # used after loading: the weights and the CUDA context (plus NCCL buffers with several GPUs)
-    non_torch = overhead.CUDA_CONTEXT_BYTES + (overhead.NCCL_BYTES if p.tp * p.pp > 1 else 0)
+    # used after loading: the weights and the runtime's context (plus NCCL buffers with several GPUs)
+    non_torch = overhead.runtime_context_bytes(gpu) + (overhead.NCCL_BYTES if p.tp * p.pp > 1 else 0)
     total = gpu.usable_memory_bytes
     pool = int(total * fraction - weights - non_torch)
     # SGLang's default token pool keeps every token in every attention layer (sliding ones too); recurrent
