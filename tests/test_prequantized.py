@@ -180,3 +180,14 @@ def test_compressed_tensors_fp8_8b_stays_8_bit():
     assert weights == spec.checkpoint_bytes
     bf16 = 2 * spec.parameters.total
     assert bf16 / weights > 1.7  # the bf16 estimate was +77 % over this
+
+
+@pytest.mark.parametrize("repo", ["tiny-llama-fp8", "tiny-llama-gptq"])
+def test_exact_mode_keeps_the_checkpoint_storage(hub, repo):
+    # Quantized kernels do not run on fake tensors: exact mode traces the unquantized base and takes the
+    # weights term from the checkpoint's stored bytes, as the analytic side does.
+    pytest.importorskip("transformers")
+    spec = inspect_model(f"{ORG}/{repo}")
+    exact = estimate(spec, mode="exact", seq_len=32, new_tokens=4)
+    assert exact.memory.components["weights"] == spec.checkpoint_bytes
+    assert any("weights from the analytic model" in a for a in exact.to_dict()["assumptions"])
