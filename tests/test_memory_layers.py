@@ -109,3 +109,11 @@ def test_config_contradicting_its_headers_is_a_typed_error(change: dict, field: 
     with pytest.raises(ConfigHeaderMismatchError, match=field) as info:
         build_spec(model_id="opt-tiny", config={**_OPT, **change}, tensors=tensors)
     assert info.value.field == field and "\n" not in str(info.value)
+
+
+def test_inspect_shows_the_layer_mix_of_a_hybrid() -> None:
+    from hf_gpu_estimator.report import render_spec
+    from hf_gpu_estimator.sources import inspect_model
+
+    text = render_spec(inspect_model(_QWEN3_NEXT))
+    assert "4 (3 linear + 1 full)" in text
