@@ -228,9 +228,14 @@ class Layer:
 class Architecture:
     """The layer dimensions the memory and speed models need.
 
-    Optional fields are ``None`` or 0 when the architecture does not have the feature.
-    ``layer_types`` has one entry per decoder layer: ``"full_attention"`` or
-    ``"sliding_attention"``.
+    ``layers`` is the truth: one :class:`Layer` (mixer, ffn) per decoder layer, grouped in
+    ``layer_groups``. The scalar fields describe the representative attention and MLP shapes (the
+    attention layers of a hybrid, the experts of a MoE), for what is uniform across layers (LoRA
+    targets, speed). A family that leaves ``per_layer`` empty gets ``layers`` derived from the scalar
+    fields (``layer_types``, ``sliding_window``, ``moe_layers``, MLA ranks), so ``dataclasses.replace``
+    re-derives them. Optional fields are ``None`` or 0 when the architecture does not have the
+    feature. ``layer_types`` has one entry per decoder layer: ``"full_attention"`` or
+    ``"sliding_attention"`` (the attention view; ``layers`` has every kind).
     """
 
     model_type: str
