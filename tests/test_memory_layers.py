@@ -117,3 +117,20 @@ def test_inspect_shows_the_layer_mix_of_a_hybrid() -> None:
 
     text = render_spec(inspect_model(_QWEN3_NEXT))
     assert "4 (3 linear + 1 full)" in text
+
+
+def test_lora_on_a_hybrid_counts_each_linear_in_the_layers_that_hold_it() -> None:
+    from hf_gpu_estimator.memory.weights import lora_parameters
+    from hf_gpu_estimator.sources import inspect_model
+    from hf_gpu_estimator.workload import make_workload
+
+    spec = inspect_model(_QWEN3_NEXT)  # 3 gated-DeltaNet layers + 1 full-attention layer
+    arch = spec.architecture
+    rank = 8
+    q = next(lin for lin in arch.linears if lin.name == "q_proj")
+    qkvz = next(lin for lin in arch.linears if lin.name == "in_proj_qkvz")
+    assert lora_parameters(spec, make_workload(task="training", method="lora", lora_rank=rank,
+                                               lora_targets="q_proj")) == rank * (q.in_features + q.out_features) * 1
+    assert lora_parameters(spec, make_workload(task="training", method="lora", lora_rank=rank,
+                                               lora_targets="in_proj_qkvz")) == \
+        rank * (qkvz.in_features + qkvz.out_features) * 3

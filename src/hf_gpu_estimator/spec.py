@@ -104,8 +104,9 @@ class LinearShape:
     count: int = 1  # how many of these in one block (MoE experts: num_experts)
     bias: bool = False
     #: Which stream it reads or writes, where the name alone does not say (GPT-2 has a ``c_proj`` in
-    #: attention and in the MLP): "attn_in", "attn_out", "mlp_in", "mlp_out"; empty: known by name.
-    group: Literal["", "attn_in", "attn_out", "mlp_in", "mlp_out"] = ""
+    #: attention and in the MLP): "attn_in", "attn_out", "mlp_in", "mlp_out", or "state" for the
+    #: projections of a recurrent mixer (Mamba's ``out_proj``); empty: known by name.
+    group: Literal["", "attn_in", "attn_out", "mlp_in", "mlp_out", "state"] = ""
 
 
 MixerKind = Literal["full", "sliding", "chunked", "mla", "linear", "ssm", "conv", "cross", "none"]

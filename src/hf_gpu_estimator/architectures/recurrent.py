@@ -35,10 +35,10 @@ def mamba1(hidden: int, inner: int, state: int, kernel: int, dt_rank: int, *, pr
     dt_proj (dt_rank -> inner, bias), A_log (inner x state), D (inner), out_proj (inner -> hidden).
     """
     linears = (
-        LinearShape(name="in_proj", in_features=hidden, out_features=2 * inner, bias=proj_bias),
-        LinearShape(name="x_proj", in_features=inner, out_features=dt_rank + 2 * state),
-        LinearShape(name="dt_proj", in_features=dt_rank, out_features=inner, bias=True),
-        LinearShape(name="out_proj", in_features=inner, out_features=hidden, bias=proj_bias),
+        LinearShape(name="in_proj", in_features=hidden, out_features=2 * inner, bias=proj_bias, group="state"),
+        LinearShape(name="x_proj", in_features=inner, out_features=dt_rank + 2 * state, group="state"),
+        LinearShape(name="dt_proj", in_features=dt_rank, out_features=inner, bias=True, group="state"),
+        LinearShape(name="out_proj", in_features=inner, out_features=hidden, bias=proj_bias, group="state"),
     )
     params = sum(lin(x.in_features, x.out_features, x.bias) for x in linears)
     params += inner * kernel + (inner if conv_bias else 0) + inner * state + inner
@@ -59,8 +59,8 @@ def mamba2(hidden: int, inner: int, heads: int, head_dim: int, groups: int, stat
     conv_dim = inner + 2 * groups * state
     out_bias = proj_bias if out_bias is None else out_bias
     linears = (
-        LinearShape(name="in_proj", in_features=hidden, out_features=inner + conv_dim + heads, bias=proj_bias),
-        LinearShape(name="out_proj", in_features=inner, out_features=hidden, bias=out_bias),
+        LinearShape(name="in_proj", in_features=hidden, out_features=inner + conv_dim + heads, bias=proj_bias, group="state"),
+        LinearShape(name="out_proj", in_features=inner, out_features=hidden, bias=out_bias, group="state"),
     )
     params = sum(lin(x.in_features, x.out_features, x.bias) for x in linears)
     params += conv_dim * kernel + (conv_dim if conv_bias else 0) + 3 * heads
@@ -79,9 +79,9 @@ def gated_deltanet(hidden: int, k_heads: int, v_heads: int, k_dim: int, v_dim: i
     key_dim, value_dim = k_heads * k_dim, v_heads * v_dim
     conv_dim = 2 * key_dim + value_dim
     linears = (
-        LinearShape(name="in_proj_qkvz", in_features=hidden, out_features=2 * key_dim + 2 * value_dim),
-        LinearShape(name="in_proj_ba", in_features=hidden, out_features=2 * v_heads),
-        LinearShape(name="out_proj", in_features=value_dim, out_features=hidden),
+        LinearShape(name="in_proj_qkvz", in_features=hidden, out_features=2 * key_dim + 2 * value_dim, group="state"),
+        LinearShape(name="in_proj_ba", in_features=hidden, out_features=2 * v_heads, group="state"),
+        LinearShape(name="out_proj", in_features=value_dim, out_features=hidden, group="state"),
     )
     params = sum(lin(x.in_features, x.out_features, x.bias) for x in linears) + conv_dim * kernel + 2 * v_heads
     mixer = Mixer(kind="linear", heads=v_heads, kv_heads=k_heads, head_dim=k_dim, v_head_dim=v_dim,
@@ -96,8 +96,8 @@ def short_conv(hidden: int, kernel: int, bias: bool) -> Part:
     Only a convolution state is cached: (hidden, kernel) per sequence (``conv_L_cache``).
     """
     linears = (
-        LinearShape(name="in_proj", in_features=hidden, out_features=3 * hidden, bias=bias),
-        LinearShape(name="out_proj", in_features=hidden, out_features=hidden, bias=bias),
+        LinearShape(name="in_proj", in_features=hidden, out_features=3 * hidden, bias=bias, group="state"),
+        LinearShape(name="out_proj", in_features=hidden, out_features=hidden, bias=bias, group="state"),
     )
     params = sum(lin(x.in_features, x.out_features, x.bias) for x in linears) + hidden * kernel
     params += hidden if bias else 0

@@ -142,6 +142,23 @@ def _group_of(linear: LinearShape) -> str:
     return ""
 
 
+def layers_holding(arch: Architecture, linear: LinearShape) -> int:
+    """How many decoder layers contain ``linear``: attention linears live in the attention layers, MLP
+    linears in the dense-FFN layers (and MoE layers with shared experts, which reuse the names),
+    recurrent projections in the state-space / linear-attention layers; all layers for uniform models."""
+    group = _group_of(linear)
+    if group in ("attn_in", "attn_out"):
+        held = sum(n for layer, n in arch.layer_groups if any(m.kind in ATTENTION_KINDS for m in layer.mixers))
+    elif group in ("mlp_in", "mlp_out"):
+        held = sum(n for layer, n in arch.layer_groups
+                   if layer.ffn.kind == "dense" or (layer.ffn.kind == "moe" and layer.ffn.shared))
+    elif group == "state":
+        held = sum(n for layer, n in arch.layer_groups if any(m.kind in STATE_KINDS for m in layer.mixers))
+    else:
+        held = 0
+    return held or arch.num_layers
+
+
 def _savers(arch: Architecture, workload: Workload, group: str, *, moe: bool) -> int:
     """How many linear layers of ``group`` save their input for backward.
 

@@ -11,6 +11,7 @@ from hf_gpu_estimator.memory.activations import (
     decoder_layer_activations,
     effective_attention,
     inference_layer_transient,
+    layers_holding,
     loss_bytes,
     norm_bytes,
 )
@@ -432,10 +433,11 @@ def _matrix_shapes(spec: ModelSpec, arch: Architecture, plan: WeightPlan, worklo
         shapes = []
         for lin in arch.linears:
             if lin.count == 1 and ("all-linear" in workload.lora_targets or lin.name in workload.lora_targets):
-                shapes += [(workload.lora_rank, lin.in_features), (lin.out_features, workload.lora_rank)]
-        return shapes * arch.num_layers
-    shapes = [(lin.out_features, lin.in_features) for lin in arch.linears for _ in range(lin.count)]
-    shapes = shapes * arch.num_layers
+                shapes += [(workload.lora_rank, lin.in_features), (lin.out_features, workload.lora_rank)] \
+                    * layers_holding(arch, lin)
+        return shapes
+    shapes = [(lin.out_features, lin.in_features) for lin in arch.linears
+              for _ in range(lin.count * layers_holding(arch, lin))]
     shapes.append((arch.vocab_size, arch.hidden_size))
     if not arch.tie_word_embeddings:
         shapes.append((arch.vocab_size, arch.hidden_size))

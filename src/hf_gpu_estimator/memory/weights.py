@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hf_gpu_estimator.errors import ConflictingOptionsError
+from hf_gpu_estimator.memory.activations import layers_holding
 from hf_gpu_estimator.memory.terms import BYTES
 from hf_gpu_estimator.quantization import linear_bits_per_weight
 from hf_gpu_estimator.spec import ModelSpec, QuantizationConfig
@@ -66,20 +67,22 @@ def lora_parameters(spec: ModelSpec, workload: Workload) -> int:
                                       fix="inspect a model with a config.json (or pass a supported config)")
     targets = set(workload.lora_targets)
     everything = "all-linear" in targets
-    per_layer = 0
+    total = 0
     matched = False
     for linear in arch.linears:
         if linear.count != 1:
             continue
         if everything or linear.name in targets:
             matched = True
-            per_layer += workload.lora_rank * (linear.in_features + linear.out_features)
+            # A hybrid's attention linears live only in its attention layers, its Mamba projections
+            # only in the Mamba layers.
+            total += workload.lora_rank * (linear.in_features + linear.out_features) * layers_holding(arch, linear)
     if not matched:
         names = ", ".join(sorted({lin.name for lin in arch.linears if lin.count == 1}))
         raise ConflictingOptionsError("lora_targets", ",".join(workload.lora_targets),
                                       f"matches no linear layer of {arch.model_type}",
                                       fix=f"use module names among: {names}, or all-linear")
-    return per_layer * arch.num_layers
+    return total
 
 
 def plan_weights(spec: ModelSpec, workload: Workload) -> WeightPlan:
