@@ -63,6 +63,9 @@ def main() -> int:
             try:  # PreTrainedModel._supports_sdpa: False makes transformers fall back to eager attention
                 model_cls = getattr(transformers, MODEL_FOR_CAUSAL_LM_MAPPING_NAMES[model_type])
                 entry["supports_sdpa"] = bool(getattr(model_cls, "_supports_sdpa", True))
+                # Whether the class ties its output projection to the input embeddings at all
+                # (tie_word_embeddings only acts through _tied_weights_keys; some classes declare none).
+                entry["ties_lm_head"] = bool(getattr(model_cls, "_tied_weights_keys", None))
             except Exception:
                 pass
         out[model_type] = entry

@@ -166,7 +166,9 @@ def analyze_generic(f: Fields, model_type: str, head: Head) -> tuple[Architectur
     head_dim = (s.opt_int("head_dim") or hidden // heads) if not attention_free else 0
     inter = s.opt_int("intermediate_size") or 4 * hidden
     vocab = s.integer("vocab_size")
-    tie = s.boolean("tie_word_embeddings", True)
+    # tie_word_embeddings only ties where the model class declares the tie (recorded per type).
+    tie = s.boolean("tie_word_embeddings", True) and bool(
+        _data().get("model_types", {}).get(model_type, {}).get("ties_lm_head", True))
     act = s.string("hidden_act", "silu")
     gated = act in _GATED_ACTS
     bias = s.boolean("attention_bias", False)
