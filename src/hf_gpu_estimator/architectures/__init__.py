@@ -58,7 +58,8 @@ __all__ = [
 SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(sorted(FAMILIES))
 
 #: Every other model type transformers implements: standard fields, exact counts from headers.
-GENERIC = Family(analyze=analyze_generic, default_class="AutoModelForCausalLM", classes={}, module=__name__ + ".generic")
+GENERIC = Family(analyze=analyze_generic, default_class="AutoModelForCausalLM", classes={},
+                 module=__name__ + ".generic")
 
 
 @dataclass(frozen=True)

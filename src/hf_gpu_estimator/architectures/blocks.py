@@ -23,6 +23,15 @@ def attention_linears(
     )
 
 
+def fused_experts(hidden: int, inter: int, experts: int, *, bias: bool = False) -> tuple[LinearShape, ...]:
+    """Routed experts as transformers 5 stores them: fused 3-D ``gate_up_proj`` (out = 2 x inter) and
+    ``down_proj`` parameters, ``count=experts`` (not nn.Linear: peft's all-linear skips them)."""
+    return (
+        LinearShape(name="gate_up_proj", in_features=hidden, out_features=2 * inter, count=experts, bias=bias),
+        LinearShape(name="down_proj", in_features=inter, out_features=hidden, count=experts, bias=bias),
+    )
+
+
 def gated_linears(hidden: int, inter: int, bias: bool) -> tuple[LinearShape, ...]:
     """A SwiGLU/GeGLU MLP: gate, up and down projections."""
     return (

@@ -55,7 +55,8 @@ def check_against_config(arch: Architecture, tensors: Iterable[TensorInfo], conf
         extra = extra if isinstance(extra, int) and not isinstance(extra, bool) else 0
         if not arch.num_layers <= found <= arch.num_layers + extra:
             raise ConfigHeaderMismatchError(source, field="num_hidden_layers", config_value=arch.num_layers,
-                                            header_value=found, evidence=f"decoder layers 0..{found - 1} in the weights")
+                                            header_value=found,
+                                            evidence=f"decoder layers 0..{found - 1} in the weights")
     experts = {int(m.group(1)) for t in tensors if (m := _EXPERT_INDEX.search(t.name))}
     if experts and arch.num_experts and max(experts) + 1 != arch.num_experts:
         raise ConfigHeaderMismatchError(source, field="num_experts", config_value=arch.num_experts,

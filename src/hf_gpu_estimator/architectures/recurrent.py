@@ -59,7 +59,8 @@ def mamba2(hidden: int, inner: int, heads: int, head_dim: int, groups: int, stat
     conv_dim = inner + 2 * groups * state
     out_bias = proj_bias if out_bias is None else out_bias
     linears = (
-        LinearShape(name="in_proj", in_features=hidden, out_features=inner + conv_dim + heads, bias=proj_bias, group="state"),
+        LinearShape(name="in_proj", in_features=hidden, out_features=inner + conv_dim + heads, bias=proj_bias,
+                    group="state"),
         LinearShape(name="out_proj", in_features=inner, out_features=hidden, bias=out_bias, group="state"),
     )
     params = sum(lin(x.in_features, x.out_features, x.bias) for x in linears)

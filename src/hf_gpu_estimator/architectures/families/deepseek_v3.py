@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from hf_gpu_estimator.architectures._fields import FULL, Fields, Head, Tally, lin
 from hf_gpu_estimator.architectures._registry import Family
-from hf_gpu_estimator.architectures.blocks import gated_linears
+from hf_gpu_estimator.architectures.blocks import fused_experts, gated_linears
 from hf_gpu_estimator.spec import Architecture, LinearShape
-
 
 #: Config defaults that differ: configuration_deepseek_v3.py, configuration_deepseek_v2.py.
 _DEFAULTS = {
@@ -95,8 +94,7 @@ def analyze_deepseek_v3(f: Fields, model_type: str, head: Head) -> tuple[Archite
     linears = attn_linears
     if moe_layers:
         linears += (
-            LinearShape(name="gate_up_proj", in_features=hidden, out_features=2 * moe_inter, count=n_routed),
-            LinearShape(name="down_proj", in_features=moe_inter, out_features=hidden, count=n_routed),
+            *fused_experts(hidden, moe_inter, n_routed),
         )
         if shared_inter:
             linears += gated_linears(hidden, shared_inter, mlp_bias)

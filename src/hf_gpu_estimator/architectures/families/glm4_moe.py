@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from hf_gpu_estimator.architectures._fields import FULL, Fields, Head, Tally, lin
 from hf_gpu_estimator.architectures._registry import Family
-from hf_gpu_estimator.architectures.blocks import attention_linears, gated_linears
-from hf_gpu_estimator.spec import Architecture, LinearShape
+from hf_gpu_estimator.architectures.blocks import attention_linears, fused_experts, gated_linears
+from hf_gpu_estimator.spec import Architecture
 
 
 def analyze_glm4_moe(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
@@ -48,8 +48,7 @@ def analyze_glm4_moe(f: Fields, model_type: str, head: Head) -> tuple[Architectu
     linears = attention_linears(hidden, q_out, kv_out, bias, False)
     if moe_layers:
         linears += (
-            LinearShape(name="gate_up_proj", in_features=hidden, out_features=2 * moe_inter, count=n_routed),
-            LinearShape(name="down_proj", in_features=moe_inter, out_features=hidden, count=n_routed),
+            *fused_experts(hidden, moe_inter, n_routed),
         )
         if shared_inter:
             linears += gated_linears(hidden, shared_inter, False)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from hf_gpu_estimator.architectures._fields import FULL, SLIDING, Fields, Head, Tally, lin
 from hf_gpu_estimator.architectures._registry import Family
-from hf_gpu_estimator.architectures.blocks import attention_layers, attention_linears
-from hf_gpu_estimator.spec import FFN, Architecture, LinearShape
+from hf_gpu_estimator.architectures.blocks import attention_layers, attention_linears, fused_experts
+from hf_gpu_estimator.spec import FFN, Architecture
 
 
 def analyze_gpt_oss(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
@@ -46,8 +46,7 @@ def analyze_gpt_oss(f: Fields, model_type: str, head: Head) -> tuple[Architectur
     per_layer = attention_layers(layer_types, (moe,) * layers, heads=heads, kv_heads=kv_heads,
                                  head_dim=head_dim, window=window, sinks=True)
     linears = attention_linears(hidden, q_out, kv_out, bias, bias) + (
-        LinearShape(name="gate_up_proj", in_features=hidden, out_features=2 * inter, count=experts, bias=True),
-        LinearShape(name="down_proj", in_features=inter, out_features=hidden, count=experts, bias=True),
+        *fused_experts(hidden, inter, experts, bias=True),
     )
     arch = Architecture(
         model_type=model_type,

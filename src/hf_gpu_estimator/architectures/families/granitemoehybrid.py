@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hf_gpu_estimator.architectures._fields import FULL, Fields, Head, Tally
 from hf_gpu_estimator.architectures._registry import Family
+from hf_gpu_estimator.architectures.blocks import fused_experts
 from hf_gpu_estimator.architectures.recurrent import (
     MAMBA_OR_ATTENTION,
     gqa,
@@ -66,8 +67,7 @@ def analyze_granitemoehybrid(f: Fields, model_type: str, head: Head) -> tuple[Ar
     if num_experts:
         ffn = FFN(kind="moe", intermediate=inter, experts=num_experts, top_k=top_k, shared=shared)
         ffn_linears = (
-            LinearShape(name="gate_up_proj", in_features=hidden, out_features=2 * inter, count=num_experts),
-            LinearShape(name="down_proj", in_features=inter, out_features=hidden, count=num_experts),
+            *fused_experts(hidden, inter, num_experts),
         ) + ffn_linears
     else:
         ffn = FFN(kind="dense", intermediate=shared)

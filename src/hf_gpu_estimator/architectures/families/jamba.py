@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from hf_gpu_estimator.architectures._fields import FULL, Fields, Head, Tally
 from hf_gpu_estimator.architectures._registry import Family
-from hf_gpu_estimator.architectures.blocks import gated_linears
+from hf_gpu_estimator.architectures.blocks import fused_experts, gated_linears
 from hf_gpu_estimator.architectures.recurrent import dt_rank, gqa, mamba1, merge_linears, period_offset
-from hf_gpu_estimator.spec import FFN, Architecture, Layer, LinearShape
+from hf_gpu_estimator.spec import FFN, Architecture, Layer
 
 LINEAR = "linear_attention"
 
@@ -61,8 +61,7 @@ def analyze_jamba(f: Fields, model_type: str, head: Head) -> tuple[Architecture,
     ffn_linears = gated_linears(hidden, inter, False) if len(moe_layers) < layers else ()
     if moe_layers:
         ffn_linears += (
-            LinearShape(name="gate_up_proj", in_features=hidden, out_features=2 * inter, count=num_experts),
-            LinearShape(name="down_proj", in_features=inter, out_features=hidden, count=num_experts),
+            *fused_experts(hidden, inter, num_experts),
         )
     kinds = tuple(dict.fromkeys(types))
     arch = Architecture(

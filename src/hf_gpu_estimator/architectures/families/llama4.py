@@ -6,8 +6,8 @@ import dataclasses
 
 from hf_gpu_estimator.architectures._fields import CHUNKED, FULL, Fields, Head, Tally, lin
 from hf_gpu_estimator.architectures._registry import Family
-from hf_gpu_estimator.architectures.blocks import attention_layers, attention_linears, gated_linears
-from hf_gpu_estimator.spec import FFN, Architecture, LinearShape
+from hf_gpu_estimator.architectures.blocks import attention_layers, attention_linears, fused_experts, gated_linears
+from hf_gpu_estimator.spec import FFN, Architecture
 
 
 def analyze_llama4_text(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
@@ -66,8 +66,7 @@ def analyze_llama4_text(f: Fields, model_type: str, head: Head) -> tuple[Archite
     linears = attention_linears(hidden, q_out, kv_out, bias, bias)
     if moe_layers:
         linears += (
-            LinearShape(name="gate_up_proj", in_features=hidden, out_features=2 * inter, count=experts),
-            LinearShape(name="down_proj", in_features=inter, out_features=hidden, count=experts),
+            *fused_experts(hidden, inter, experts),
         ) + gated_linears(hidden, inter, False)
     else:
         linears += gated_linears(hidden, inter_mlp, False)

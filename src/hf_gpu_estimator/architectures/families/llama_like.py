@@ -8,7 +8,7 @@ from typing import Literal
 
 from hf_gpu_estimator.architectures._fields import FULL, SLIDING, Fields, Head, Tally, lin
 from hf_gpu_estimator.architectures._registry import Family
-from hf_gpu_estimator.architectures.blocks import attention_linears, gated_linears
+from hf_gpu_estimator.architectures.blocks import attention_linears, fused_experts, gated_linears
 from hf_gpu_estimator.spec import Architecture, LinearShape
 
 
@@ -401,8 +401,7 @@ def analyze_llama_like(
     linears = attention_linears(hidden, q_out, kv_out, qkv_bias, o_bias, fused=s.attn == "fused_qkv")
     if moe_layers:
         linears += (
-            LinearShape(name="gate_up_proj", in_features=hidden, out_features=2 * moe_inter, count=num_experts),
-            LinearShape(name="down_proj", in_features=moe_inter, out_features=hidden, count=num_experts),
+            *fused_experts(hidden, moe_inter, num_experts),
         )
         if shared_inter:
             linears += gated_linears(hidden, shared_inter, mlp_bias and s.moe == "ernie4_5_moe")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hf_gpu_estimator.architectures._fields import FULL, Fields, Head, Tally, lin
 from hf_gpu_estimator.architectures._registry import Family
-from hf_gpu_estimator.architectures.blocks import attention_linears, gated_linears
+from hf_gpu_estimator.architectures.blocks import attention_linears, fused_experts, gated_linears
 from hf_gpu_estimator.architectures.recurrent import gated_deltanet, merge_linears, pattern_list
 from hf_gpu_estimator.spec import FFN, Architecture, Layer, LinearShape, Mixer
 
@@ -85,8 +85,7 @@ def analyze_qwen3_next(f: Fields, model_type: str, head: Head) -> tuple[Architec
     ffn_linears: tuple[LinearShape, ...] = ()
     if moe_layers:
         ffn_linears += (
-            LinearShape(name="gate_up_proj", in_features=hidden, out_features=2 * moe_inter, count=num_experts),
-            LinearShape(name="down_proj", in_features=moe_inter, out_features=hidden, count=num_experts),
+            *fused_experts(hidden, moe_inter, num_experts),
             *gated_linears(hidden, shared_inter, False),
         )
     if len(moe_layers) < layers:
