@@ -419,6 +419,10 @@ def recurrent_saved_bytes(mixer: Mixer, *, compute_bytes: int, hidden: int) -> t
     * Mamba (modeling_mamba.py ``slow_forward``): the discretized ``A``, ``B``, ``B x u`` and every
       step's state are materialized at ``inner x d_state`` per token in fp32.
     * Short conv (LFM2): B, C, x, B*x, the conv output and out_proj's input, in the compute dtype.
+
+    The tensor lists come from reading those code paths; the prefill peaks built on them are held
+    against traces (:func:`recurrent_inference_bytes`), but the training terms are not yet: the
+    coverage matrix's training step peaks at the optimizer step, where activations are gone.
     """
     c = compute_bytes
     inner = mixer.inner or hidden
