@@ -6,12 +6,14 @@ the same facts: for every traced type, the model transformers builds from the cu
 device (parameters once, tied weights once, plus persistent buffers), as ``save_pretrained`` would
 write it, in bfloat16.
 
-Usage: PYTHONPATH=src nice -n 10 .venv/bin/python benchmarks/coverage_headers.py
-(reads tests/data/coverage_traces.json, writes tests/data/coverage_headers.json.gz)
+Usage: PYTHONPATH=src nice -n 10 .venv/bin/python benchmarks/coverage_headers.py [--only TYPE ...]
+(reads tests/data/coverage_traces.json, writes tests/data/coverage_headers.json.gz; ``--only`` re-records
+those types and keeps the other recorded entries)
 """
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import json
 import sys
@@ -44,10 +46,18 @@ def header_tensors(config: dict) -> list[list[object]]:
     return out
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", help="model types to re-record (default: every traced type)")
+    args = parser.parse_args(argv)
     data = coverage.load_data()
     entries: dict[str, dict[str, object]] = {}
+    if args.only and OUT.exists():
+        with gzip.open(OUT, "rt", encoding="utf-8") as f:
+            entries = {k: v for k, v in json.load(f).get("entries", {}).items() if k not in args.only}
     for model_type, entry in sorted(data.get("entries", {}).items()):
+        if args.only and model_type not in args.only:
+            continue
         config = entry.get("config")
         if not config:
             continue
@@ -59,7 +69,7 @@ def main() -> int:
             print(f"{model_type}: {type(e).__name__}: {e}"[:200], file=sys.stderr)
             continue
         entries[model_type] = {"config_hash": entry.get("config_hash"), "tensors": tensors}
-    payload = {"versions": data.get("versions", {}), "entries": entries}
+    payload = {"versions": data.get("versions", {}), "entries": dict(sorted(entries.items()))}
     with gzip.open(OUT, "wt", encoding="utf-8") as f:
         json.dump(payload, f, separators=(",", ":"), sort_keys=True)
     print(f"{len(entries)} headers -> {OUT} ({OUT.stat().st_size:,} bytes)")
