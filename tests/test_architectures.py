@@ -184,6 +184,12 @@ SMALL_CASES: list[tuple[str, dict[str, Any]]] = [
                        "vision_config": {"depth": 3, "hidden_size": 32, "intermediate_size": 40, "num_heads": 2,
                                          "out_hidden_size": 64, "deepstack_visual_indexes": [0, 2],
                                          "num_position_embeddings": 64}}),
+    ("qwen3_vl_moe-tiny", {"model_type": "qwen3_vl_moe",
+                           "text_config": _tiny("qwen3_vl_moe_text", num_key_value_heads=2, head_dim=16, num_experts=6,
+                                                mlp_only_layers=[1], decoder_sparse_step=1, **_MOE_TINY),
+                           "vision_config": {"depth": 2, "hidden_size": 32, "intermediate_size": 40, "num_heads": 2,
+                                             "out_hidden_size": 64, "deepstack_visual_indexes": [1],
+                                             "num_position_embeddings": 64}}),
     ("mllama-tiny", {"model_type": "mllama",
                      "text_config": _tiny("mllama_text_model", num_key_value_heads=2, num_hidden_layers=4,
                                           cross_attention_layers=[1, 3], pad_token_id=None),
@@ -498,7 +504,7 @@ def test_images() -> None:
     gemma3 = architecture_from_config(_real("gemma-3-4b"))
     assert gemma3.tokens_per_image == 256 and gemma3.vision_parameters == parameter_counts(_real("gemma-3-4b")).by_role[
         "other"]
-    expected = {"mistral3": 37 * 38, "qwen2_5_vl": 37 * 37, "qwen3_vl": 32 * 32, "mllama": 1, "llama4": 256}
+    expected = {"mistral3": 37 * 38, "qwen2_5_vl": 37 * 37, "qwen3_vl": 32 * 32, "qwen3_vl_moe": 32 * 32, "mllama": 1, "llama4": 256}
     for model_type, tokens in expected.items():
         arch = architecture_from_config({"model_type": model_type})
         assert arch.tokens_per_image == tokens, model_type

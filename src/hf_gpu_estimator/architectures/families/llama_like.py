@@ -50,6 +50,8 @@ class _Style:
     dropouts: tuple[tuple[str, float], tuple[str, float], tuple[str, float]] = (
         ("", 0.0), ("", 0.0), ("attention_dropout", 0.0))
     experts_default: int = 8  # mixtral-style num_local_experts default
+    # qwen-style MoE defaults (num_experts, num_experts_per_tok, moe_intermediate_size); None: the row's own.
+    qwen_moe_defaults: tuple[int, int, int] | None = None
     causal_lm: str = ""
     base: str = ""
 
@@ -326,9 +328,10 @@ def analyze_llama_like(
         moe_layers = tuple(range(layers))
     elif s.moe in ("qwen2_moe", "qwen3_moe"):
         qwen2 = s.moe == "qwen2_moe"
-        num_experts = f.integer("num_experts", 60 if qwen2 else 128, aliases=("num_local_experts",), minimum=0)
-        top_k = f.integer("num_experts_per_tok", 4 if qwen2 else 8)
-        moe_inter = f.integer("moe_intermediate_size", 1408 if qwen2 else 768)
+        experts_d, top_k_d, moe_inter_d = s.qwen_moe_defaults or ((60, 4, 1408) if qwen2 else (128, 8, 768))
+        num_experts = f.integer("num_experts", experts_d, aliases=("num_local_experts",), minimum=0)
+        top_k = f.integer("num_experts_per_tok", top_k_d)
+        moe_inter = f.integer("moe_intermediate_size", moe_inter_d)
         if qwen2:
             shared_inter = f.integer("shared_expert_intermediate_size", 5632)
         step = f.integer("decoder_sparse_step", 1)

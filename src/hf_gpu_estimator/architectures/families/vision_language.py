@@ -126,6 +126,13 @@ _QWEN3_VL_TEXT = dataclasses.replace(
     LLAMA_LIKE["qwen3"], num_key_value_heads=32, max_position_embeddings=128000, sliding="none",
     qkv_bias=_attention_bias, o_bias=_attention_bias)
 
+# configuration_qwen3_vl_moe.py Qwen3VLMoeTextConfig: qwen3_moe blocks with qwen2_moe-sized defaults
+# (60 experts, top-4, width 1408), head_dim hidden/heads, tied, no sliding window.
+_QWEN3_VL_MOE_TEXT = dataclasses.replace(
+    LLAMA_LIKE["qwen3_moe"], vocab_size=151936, hidden_size=2048, intermediate_size=5632, num_hidden_layers=24,
+    num_attention_heads=16, num_key_value_heads=16, max_position_embeddings=128000, tie_word_embeddings=True,
+    sliding="none", qwen_moe_defaults=(60, 4, 1408))
+
 
 def _qwen_tokens(patch: int, merge: int) -> tuple[int, str]:
     """Qwen2-VL image processor smart_resize: sides rounded to multiples of patch*merge; one token per cell."""
@@ -196,6 +203,18 @@ def _qwen3_vl_vision(v: Fields) -> tuple[int, int, int, int]:
 def analyze_qwen3_vl(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
     text = f.sub("text_config")
     arch, t = analyze_llama_like(text, "qwen3", "base", style=_QWEN3_VL_TEXT)
+    tower, mergers, patch, merge = _qwen3_vl_vision(f.sub("vision_config"))
+    tokens, note = _qwen_tokens(patch, merge)
+    return _wrap(f, model_type, head, arch, t, tower=tower, projector=mergers, tie_default=False,
+                 tokens=tokens, tokens_note=note,
+                 extra_notes=("deepstack: features of deepstack_visual_indexes are added to the first "
+                              "language-model layers' hidden states at the image positions",))
+
+
+def analyze_qwen3_vl_moe(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
+    # modeling_qwen3_vl_moe.py: Qwen3-VL's vision model and deepstack mergers over a qwen3_moe language model.
+    text = f.sub("text_config")
+    arch, t = analyze_llama_like(text, "qwen3_moe", "base", style=_QWEN3_VL_MOE_TEXT)
     tower, mergers, patch, merge = _qwen3_vl_vision(f.sub("vision_config"))
     tokens, note = _qwen_tokens(patch, merge)
     return _wrap(f, model_type, head, arch, t, tower=tower, projector=mergers, tie_default=False,
@@ -310,6 +329,11 @@ FAMILIES = {
     "qwen3_vl": Family(
         analyze=analyze_qwen3_vl, default_class="Qwen3VLForConditionalGeneration",
         classes={"Qwen3VLForConditionalGeneration": "conditional", "Qwen3VLModel": "base"}, module=__name__,
+    ),
+    "qwen3_vl_moe": Family(
+        analyze=analyze_qwen3_vl_moe, default_class="Qwen3VLMoeForConditionalGeneration",
+        classes={"Qwen3VLMoeForConditionalGeneration": "conditional", "Qwen3VLMoeModel": "base"},
+        module=__name__,
     ),
     "mllama": Family(
         analyze=analyze_mllama, default_class="MllamaForConditionalGeneration",
