@@ -511,6 +511,29 @@ def test_images() -> None:
         assert arch.vision_parameters == parameter_counts({"model_type": model_type}).by_role["other"] > 0
     mllama = architecture_from_config({"model_type": "mllama"})
     assert [i for i, x in enumerate(mllama.layers) if x.mixer.kind == "cross"] == [3, 8, 13, 18, 23, 28, 33, 38]
+    assert mllama.cross_tokens_per_image == 4 * ((448 // 14) ** 2 + 1)
+
+
+def test_cross_attention_cache_holds_the_image_tokens() -> None:
+    """mllama's cross-attention layers cache the vision tokens of the images, not the text; without
+    images transformers skips them (no cache, no activations)."""
+    from hf_gpu_estimator.memory import estimate_memory
+    from hf_gpu_estimator.memory.kv_cache import kv_cache_bytes
+    from hf_gpu_estimator.sources import inspect_model
+    from hf_gpu_estimator.workload import make_workload
+
+    arch = architecture_from_config({"model_type": "mllama"})
+    per_token = 2 * 8 * 128 * 2  # keys + values, 8 KV heads of 128, bf16
+    assert kv_cache_bytes(arch, batch_size=1, tokens=100, dtype_bytes=2) == 32 * 100 * per_token
+    spec = inspect_model({"model_type": "mllama"})
+    run = {"task": "inference", "batch_size": 1, "seq_len": 100, "new_tokens": 1, "dtype": "bfloat16"}
+    base = estimate_memory(spec, make_workload(**run))
+    two = estimate_memory(spec, make_workload(**run, images=2))
+    cross = 8 * 2 * arch.cross_tokens_per_image * per_token  # 8 layers x 2 images x 4,100 tokens
+    self_attn = 32 * 2 * per_token  # the two <|image|> tokens in the text
+    # The component also holds the cache's growth copies at decode (memory/model.py), hence not equal.
+    assert cross + self_attn <= two.components["kv_cache"] - base.components["kv_cache"] <= 1.02 * (cross + self_attn)
+    assert any("cross-attention layers cache" in a for a in two.assumptions)
 
 
 def test_family_flags() -> None:

@@ -128,7 +128,10 @@ class Mixer:
       per sequence plus a convolution state of ``conv_elements``, independent of the length.
     * ``ssm``: a state-space block (Mamba/Mamba2): same two states.
     * ``conv``: a gated short convolution (LFM2): a convolution state only (``state_elements`` 0).
-    * ``cross``: attention over an encoder's (or an image's) tokens.
+    * ``cross``: attention over an encoder's (or an image's) tokens: its cache holds the
+      ``source_tokens`` it attends, whatever the text length; with none (a text-only workload) the
+      layer does no work and keeps nothing (transformers' MllamaTextModel skips a cross-attention
+      layer that has no cross-attention states and nothing cached).
     * ``none``: no token mixer (a feed-forward-only block: Nemotron-H's MLP and MoE blocks).
 
     ``kv_shared``: an attention layer that reads the keys and values of an earlier layer of its kind
@@ -155,6 +158,7 @@ class Mixer:
     conv_kernel: int = 0
     inner: int = 0
     kv_shared: bool = False
+    source_tokens: int = 0  # cross: tokens of the source it attends (per sequence)
 
     @property
     def value_dim(self) -> int:
@@ -178,6 +182,8 @@ class Mixer:
         same way, cache_utils.ChunkedSlidingLayer)."""
         if not self.has_cache or self.kv_shared:
             return 0
+        if self.kind == "cross":
+            return self.source_tokens
         if self.kind == "sliding" and self.window:
             return min(tokens, self.window - 1)
         if self.kind == "chunked" and self.chunk:
@@ -305,6 +311,9 @@ class Architecture:
     # Images: parameters of the vision tower + projector, and the tokens one image adds to the sequence.
     vision_parameters: int = 0
     tokens_per_image: int = 0
+    #: Tokens one image gives the cross-attention layers to attend (mllama: tiles x patches); 0: images
+    #: join the text sequence instead (``tokens_per_image``).
+    cross_tokens_per_image: int = 0
     # "family" (a family module), or "generic" (standard config fields only: see assumptions).
     derivation: Literal["family", "generic"] = "family"
 

@@ -221,6 +221,10 @@ def _decoder_layer_activations(arch: Architecture, workload: Workload, seq_len: 
 
 
 def _layer_activations(arch: Architecture, layer: Layer, workload: Workload, seq_len: int) -> LayerActivations:
+    if layer.mixer.kind == "cross" and not layer.mixer.source_tokens:
+        # Nothing to attend: the layer is skipped whole (spec.Mixer, ``cross``).
+        return LayerActivations(saved=0.0, training_cache=0.0, forward_transient=0.0, backward_transient=0.0,
+                                checkpoint=0.0)
     d = dims(arch)
     precision = workload.precision
     mixed = precision.mixed

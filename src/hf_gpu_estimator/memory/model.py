@@ -102,13 +102,22 @@ def _with_images(spec: ModelSpec, arch: Architecture, workload: Workload, *, det
         raise ConflictingOptionsError("images", workload.images, f"needs a vision-language model; {spec.id} has no "
                                       "vision tower (or no known tokens per image)", fix="drop --images")
     extra = workload.images * arch.tokens_per_image
+    notes = [f"{workload.images} image(s) x {arch.tokens_per_image} tokens per image = {extra:,} tokens added to each "
+             f"sequence ({workload.seq_len:,} -> {workload.seq_len + extra:,}); the vision tower's own activations "
+             "while it encodes the images are not modelled"]
+    if arch.cross_tokens_per_image:
+        source = workload.images * arch.cross_tokens_per_image
+        layers = tuple(dataclasses.replace(layer, mixer=dataclasses.replace(layer.mixer, source_tokens=source))
+                       if layer.mixer.kind == "cross" else layer for layer in arch.layers)
+        spec = dataclasses.replace(spec, architecture=dataclasses.replace(arch, per_layer=layers))
+        cross = sum(1 for layer in layers if layer.mixer.kind == "cross")
+        notes.append(f"the {cross} cross-attention layers cache keys/values of {source:,} vision tokens per sequence "
+                     f"({workload.images} x {arch.cross_tokens_per_image:,}); their attention activations are "
+                     "modelled as self-attention over the text")
     result = estimate_memory(spec, workload.with_(images=0, seq_len=workload.seq_len + extra), detail=detail)
     if not detail:
         return result
-    note = (f"{workload.images} image(s) x {arch.tokens_per_image} tokens per image = {extra:,} tokens added to each "
-            f"sequence ({workload.seq_len:,} -> {workload.seq_len + extra:,}); the vision tower's own activations "
-            "while it encodes the images are not modelled")
-    return dataclasses.replace(result, assumptions=(note, *result.assumptions))
+    return dataclasses.replace(result, assumptions=(*notes, *result.assumptions))
 
 
 def _finish(moments: list[Moment], terms: list[Term], workload: Workload, assumptions: list[str],

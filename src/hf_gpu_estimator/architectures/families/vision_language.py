@@ -305,6 +305,7 @@ def analyze_mllama(f: Fields, model_type: str, head: Head) -> tuple[Architecture
         per_layer=per_layer,
         vision_parameters=tower + projector,
         tokens_per_image=1,
+        cross_tokens_per_image=vision_tokens,
         notes=(
             f"counts include the vision model ({tower:,} parameters) and the projector ({projector:,}) under role "
             "'other'; the dimensions are the language model's",
