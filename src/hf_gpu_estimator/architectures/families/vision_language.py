@@ -15,7 +15,7 @@ import math
 from hf_gpu_estimator.architectures._fields import MISSING, Fields, Head, Tally, lin
 from hf_gpu_estimator.architectures._registry import Family
 from hf_gpu_estimator.architectures.blocks import attention_linears, gated_linears
-from hf_gpu_estimator.architectures.families.llama_like import LLAMA_LIKE, _attention_bias, analyze_llama_like
+from hf_gpu_estimator.architectures.families.llama_like import LLAMA_LIKE, _attention_bias, _Style, analyze_llama_like
 from hf_gpu_estimator.spec import FFN, Architecture, Layer, Mixer
 
 #: Side of the reference image for dynamic-resolution models, in pixels.
@@ -200,27 +200,27 @@ def _qwen3_vl_vision(v: Fields) -> tuple[int, int, int, int]:
     return tower, mergers, patch, merge
 
 
-def analyze_qwen3_vl(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
+def _analyze_qwen3_vl(
+    f: Fields, model_type: str, head: Head, *, text_type: str, style: _Style
+) -> tuple[Architecture, Tally]:
+    # modeling_qwen3_vl.py / modeling_qwen3_vl_moe.py: one vision model and deepstack mergers over a qwen3
+    # (dense) or qwen3_moe language model.
     text = f.sub("text_config")
-    arch, t = analyze_llama_like(text, "qwen3", "base", style=_QWEN3_VL_TEXT)
+    arch, t = analyze_llama_like(text, text_type, "base", style=style)
     tower, mergers, patch, merge = _qwen3_vl_vision(f.sub("vision_config"))
     tokens, note = _qwen_tokens(patch, merge)
     return _wrap(f, model_type, head, arch, t, tower=tower, projector=mergers, tie_default=False,
                  tokens=tokens, tokens_note=note,
                  extra_notes=("deepstack: features of deepstack_visual_indexes are added to the first "
                               "language-model layers' hidden states at the image positions",))
+
+
+def analyze_qwen3_vl(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
+    return _analyze_qwen3_vl(f, model_type, head, text_type="qwen3", style=_QWEN3_VL_TEXT)
 
 
 def analyze_qwen3_vl_moe(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
-    # modeling_qwen3_vl_moe.py: Qwen3-VL's vision model and deepstack mergers over a qwen3_moe language model.
-    text = f.sub("text_config")
-    arch, t = analyze_llama_like(text, "qwen3_moe", "base", style=_QWEN3_VL_MOE_TEXT)
-    tower, mergers, patch, merge = _qwen3_vl_vision(f.sub("vision_config"))
-    tokens, note = _qwen_tokens(patch, merge)
-    return _wrap(f, model_type, head, arch, t, tower=tower, projector=mergers, tie_default=False,
-                 tokens=tokens, tokens_note=note,
-                 extra_notes=("deepstack: features of deepstack_visual_indexes are added to the first "
-                              "language-model layers' hidden states at the image positions",))
+    return _analyze_qwen3_vl(f, model_type, head, text_type="qwen3_moe", style=_QWEN3_VL_MOE_TEXT)
 
 
 # --------------------------------------------------------------------------------------------
