@@ -258,6 +258,14 @@ HYBRID_CASES: list[tuple[str, dict[str, Any]]] = [
     ("lfm2-tiny-types", _tiny("lfm2", num_hidden_layers=2, num_key_value_heads=2, layer_types=["conv",
                               "full_attention"], block_auto_adjust_ff_dim=False, conv_bias=True,
                               tie_word_embeddings=False)),
+    # Dory: one input, two looped recurrent and one output layer; config.json's (attention, "mlp") pairs with
+    # every layer count doubled (DoryConfig.to_dict), and the plain form with a third loop and "last_loop" caches.
+    ("dory-tiny-paired", _tiny("dory", num_hidden_layers=8, num_key_value_heads=2, head_dim=16,
+                               layer_types=["sliding_attention", "mlp"] * 3 + ["full_attention", "mlp"],
+                               n_input_layers=2, n_recurrent_layers=4, n_output_layers=2)),
+    ("dory-tiny-plain", _tiny("dory", num_hidden_layers=4, num_key_value_heads=2, head_dim=16, n_input_layers=1,
+                              n_output_layers=1, n_recurrent_loops=3, recurrent_kv_cache_mode="last_loop",
+                              tie_word_embeddings=True, attention_bias=True)),
 ]  # fmt: skip
 
 REAL_CASES = sorted(p.stem for p in CONFIGS.glob("*.json"))
@@ -286,6 +294,8 @@ def _role_of(name: str, moe: bool = False) -> str:
         return "norm"
     if any(k in name for k in ("altup", "laurel", "per_layer_input_gate", "per_layer_projection",
                                "per_layer_model_projection")):  # gemma3n's extra streams and inputs
+        return "other"
+    if ".lambda_" in name:  # dory's residual interpolation rates
         return "other"
     if ("shared_expert_gate" in name or name.endswith(("mlp.gate.weight", "router.weight", "mixer.gate.weight"))
             or ".router." in name or "e_score_correction_bias" in name):
@@ -343,7 +353,10 @@ def test_architecture_matches_meta_model(config: dict[str, Any]) -> None:
     arch = architecture_from_config(config)
     cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
     assert len(arch.layer_types) == arch.num_layers
-    if hasattr(cfg, "layer_types") and cfg.layer_types is not None and arch.model_type not in ("mistral",):
+    if arch.weight_layers:
+        assert arch.stored_layers == len(model.model.layers)
+    if hasattr(cfg, "layer_types") and cfg.layer_types is not None and arch.model_type not in ("mistral",) \
+            and not arch.weight_layers:  # a looped model's layers are its runs (test_looped_layers)
         assert tuple(cfg.layer_types) == arch.layer_types
     # Module leaf names, and the names of fused 3-D expert parameters (experts.gate_up_proj).
     leaves = {part for n, _ in model.named_parameters() for part in n.split(".")[-2:]}
@@ -497,6 +510,19 @@ def test_new_family_layers() -> None:
     v2 = architecture_from_config({"model_type": "deepseek_v2"})
     assert v2.is_mla and v2.num_experts_per_tok == 0 and any("null" in n for n in v2.notes)
     assert architecture_from_config({"model_type": "gpt_bigcode"}).num_key_value_heads == 1
+
+
+def test_looped_layers() -> None:
+    """Dory's layers in the order a forward runs them: the recurrent section once per loop, each run with its
+    own cache under "per_loop", only the last loop's under "last_loop"; weights once per distinct layer."""
+    paired = dict(SMALL_CASES + HYBRID_CASES)["dory-tiny-paired"]
+    arch = architecture_from_config(paired)
+    assert (arch.num_layers, arch.stored_layers) == (6, 4)
+    assert [x.mixer.kind for x in arch.layers] == ["sliding"] * 5 + ["full"]
+    assert not any(x.mixer.kv_shared for x in arch.layers)
+    plain = architecture_from_config(dict(SMALL_CASES + HYBRID_CASES)["dory-tiny-plain"])
+    assert (plain.num_layers, plain.stored_layers) == (8, 4)
+    assert [x.mixer.kv_shared for x in plain.layers] == [False] + [True] * 4 + [False] * 3
 
 
 def test_images() -> None:

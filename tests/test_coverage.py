@@ -200,3 +200,16 @@ def test_traced_models_are_the_counted_models() -> None:
                   for t, e in data.get("entries", {}).items()
                   if any(tr["parameters"] != e.get("parameters") for tr in e.get("traces", {}).values())}
     assert not mismatched, f"re-run benchmarks/coverage_traces.py --only {' '.join(mismatched)}: {mismatched}"
+
+
+def test_repairs_of_default_configs_transformers_rejects() -> None:
+    """Per-type repairs are recorded with their reason: keyword overrides where transformers' validation rejects
+    the default config itself (gemma4_assistant), settings after the cut (dory's sections, Qwen4-Exp's indexer)."""
+    assistant = coverage.default_cut_config("gemma4_assistant")
+    assert assistant.config["text_config"]["hidden_size_per_layer_input"] == 0
+    assert assistant.changes["text_config.hidden_size_per_layer_input"].startswith("256 → 0 (")
+    dory = coverage.default_cut_config("dory")
+    sections = [dory.config[k] for k in ("n_input_layers", "n_recurrent_layers", "n_output_layers")]
+    assert sum(sections) == dory.config["num_hidden_layers"] == 8 and all(sections)
+    qwen4 = coverage.default_cut_config("qwen4_exp")
+    assert qwen4.config["text_config"]["indexer_head_dim"] == 128 and "text_config.indexer_budget" in qwen4.changes

@@ -176,3 +176,22 @@ def test_dropout_saves_a_bool_mask_as_on_cuda() -> None:
         torch.nn.functional.dropout(x * 1.0, 0.1, training=True)
         torch.nn.functional.dropout(x * 1.0, 0.1, training=False)
     assert saved == [torch.bool]
+
+
+def test_deepcopy_of_a_fake_constant() -> None:
+    """torch's Tensor.__deepcopy__ fails on a fake tensor made from real data (a CPU constant behind a meta
+    storage); under exact mode it is a fresh fake clone (dory deep-copies its looped section's cache layers)."""
+    import copy
+
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from hf_gpu_estimator.trace import _CudaSemantics
+
+    with FakeTensorMode(), _CudaSemantics():
+        t = torch.tensor([3, 4], dtype=torch.long)
+        memo: dict[int, object] = {}
+        out = copy.deepcopy(t, memo)
+        assert out is not t and out.shape == t.shape and out.dtype == t.dtype
+        assert copy.deepcopy(t, memo) is out
+        empty = torch.empty(4, 5)
+        assert copy.deepcopy(empty).shape == (4, 5)  # the ordinary path, unchanged

@@ -17,7 +17,7 @@ import gzip
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,11 @@ MAX_KINDS = 6
 MIN_LAYERS_BY_TYPE: Mapping[str, tuple[int, str]] = {
     "zamba": (11, "its shared attention block is tied across hybrid layers (attn_layer_offset 4, "
                   "attn_layer_period 6): transformers needs two of them"),
+    # DoryConfig.to_dict writes each decoder layer as two blocks (attention, then "mlp") and doubles the
+    # layer counts; from_dict halves them again, so the cut must keep whole pairs: 8 blocks = 4 layers,
+    # one input, two recurrent and one output layer (see _TYPE_SETTINGS), the fourth full attention.
+    "dory": (8, ("config.json lists each decoder layer as two blocks (attention, mlp): keep whole pairs, "
+                 "4 decoder layers with the first full-attention one")),
 }
 
 #: Per-layer list fields that hold layer *indices* (not one entry per layer).
@@ -295,7 +300,21 @@ _DERIVED_DEFAULTS = (
     ("num_key_value_heads", lambda c: c["num_attention_heads"]),
 )
 
-#: Per-type settings without which the default config cannot generate text, each with its source.
+#: Qwen4-Exp's default layers are linear or "indexed_attention" (full attention behind a QSA token indexer), and
+#: the indexer's five sizes default to None, so transformers cannot build the default config's attention layers.
+#: The sizes are those of the released Qwen4-Exp text config (4 index query heads and 1 key head of 128, a budget
+#: of 2048 tokens in blocks of 4), and with them its partial_rotary_factor 0.25: transformers' validate_architecture
+#: requires the rotary part of a 256-wide attention head (256 x 1.0 at the default rope) to fit the 128-wide index
+#: head. No config.json of Qwen/Qwen4-Exp is in the reference library; the values are those third-party loaders of
+#: the checkpoint mirror (a moespresso loader test's qwen4_exp_text config; vLLM's Qwen4-Exp serving notes give the
+#: compress ratio 4).
+_QWEN4_EXP_QSA: Mapping[str, Any] = {
+    "indexer_n_heads": 4, "indexer_kv_heads": 1, "indexer_head_dim": 128, "indexer_budget": 2048,
+    "indexer_compress_ratio": 4,
+    "rope_parameters": {"rope_theta": 10000.0, "rope_type": "default", "partial_rotary_factor": 0.25},
+}
+
+#: Per-type settings without which the default config cannot be built or generate text, each with its source.
 _TYPE_SETTINGS: Mapping[str, Mapping[str, Any]] = {
     # transformers' own error: "If you want to use `ReformerModelWithLMHead` make sure that `is_decoder=True`".
     "reformer": {"is_decoder": True},
@@ -304,6 +323,13 @@ _TYPE_SETTINGS: Mapping[str, Mapping[str, Any]] = {
     # config.json routes 6 per token to experts 1408 wide:
     # https://huggingface.co/deepseek-ai/DeepSeek-V2-Lite/blob/main/config.json
     "deepseek_v2": {"num_experts_per_tok": 6, "moe_intermediate_size": 1408},
+    "qwen4_exp": _QWEN4_EXP_QSA,
+    "qwen4_exp_text": _QWEN4_EXP_QSA,
+    # Dory's cut (MIN_LAYERS_BY_TYPE) keeps 4 decoder layers; DoryConfig.validate_architecture requires
+    # n_input + n_recurrent + n_output = num_hidden_layers, all written doubled in config.json (one attention and
+    # one mlp block per layer). The default splits 36 layers 8 / 20 / 8; the cut keeps one input, two recurrent
+    # (run n_recurrent_loops = 2 times) and one output layer, so every section stays.
+    "dory": {"n_input_layers": 2, "n_recurrent_layers": 4, "n_output_layers": 2},
 }
 
 
@@ -321,11 +347,45 @@ def _repair(model_type: str, text: dict[str, Any], changes: dict[str, str], pref
             text[name] = value
 
 
+#: Per-type keyword arguments to ``AutoConfig.for_model`` where transformers' own validation rejects the default
+#: config (so it cannot be repaired after construction), each with why; recorded in the cut's changes.
+_CONFIG_OVERRIDES: Mapping[str, tuple[Mapping[str, Any], str]] = {
+    # Gemma4AssistantConfig's default text config is gemma4_text's default, with per-layer inputs (256 wide, over a
+    # 262144-token vocabulary), which its own validate_architecture forbids ("hidden_size_per_layer_input must be 0",
+    # then the same for vocab_size_per_layer_input): the values are the only ones the validator accepts.
+    "gemma4_assistant": ({"text_config": {"hidden_size_per_layer_input": 0, "vocab_size_per_layer_input": 0}},
+                         "Gemma4AssistantConfig.validate_architecture requires it"),
+}
+
+
+def _override_changes(config: Any, overrides: Mapping[str, Any], why: str, prefix: str = "") -> dict[str, str]:
+    """``"old → new (why)"`` per overridden field, the old value being the field's class default."""
+    import dataclasses
+
+    changes: dict[str, str] = {}
+    for name, value in overrides.items():
+        if isinstance(value, Mapping):
+            changes.update(_override_changes(getattr(config, name), value, why, f"{prefix}{name}."))
+            continue
+        default = next((f.default for f in dataclasses.fields(config) if f.name == name), None)
+        changes[prefix + name] = f"{default!r} → {value!r} ({why})"
+    return changes
+
+
 def default_cut_config(model_type: str) -> CutConfig:
-    """``AutoConfig.for_model(model_type)`` cut by :func:`cut_config` (needs transformers)."""
+    """``AutoConfig.for_model(model_type)`` cut by :func:`cut_config` (needs transformers).
+
+    Where transformers rejects the default config itself, the per-type :data:`_CONFIG_OVERRIDES` are passed to
+    ``for_model`` and recorded in the changes.
+    """
     import transformers
 
-    return cut_config(transformers.AutoConfig.for_model(model_type))
+    overrides, why = _CONFIG_OVERRIDES.get(model_type, ({}, ""))
+    config = transformers.AutoConfig.for_model(model_type, **overrides)
+    cut = cut_config(config)
+    if not overrides:
+        return cut
+    return replace(cut, changes={**_override_changes(config, overrides, why), **cut.changes})
 
 
 def load_data(path: Path = DATA_PATH) -> dict[str, Any]:
@@ -370,10 +430,15 @@ TRACE_GAPS: Mapping[str, str] = {
     "dbrx": "transformers cannot build the default config",
     "dots1": "transformers cannot build the default config",
     "lfm2_moe": "transformers cannot build the default config (layer_types unset)",
-    "qwen4_exp": "transformers cannot build the default config (indexer sizes unset)",
-    "qwen4_exp_text": "transformers cannot build the default config (indexer sizes unset)",
-    "dory": "the default config fails transformers' own validation",
-    "gemma4_assistant": "the default config fails transformers' own validation",
+    "qwen4_exp": "its QSA indexer picks each query's tokens with nonzero over the attention mask, in a Python "
+                 "loop over batch and query (data-dependent shapes), which fake tensors cannot run; the "
+                 "default config also leaves the indexer sizes unset (repaired from the released config)",
+    "qwen4_exp_text": "its QSA indexer picks each query's tokens with nonzero over the attention mask, in a Python "
+                      "loop over batch and query (data-dependent shapes), which fake tensors cannot run; the "
+                      "default config also leaves the indexer sizes unset (repaired from the released config)",
+    "gemma4_assistant": "a draft model that runs on the main model's shared KV states and input embeddings "
+                        "(its forward rejects input ids alone); the default config also fails transformers' own "
+                        "validation (per-layer inputs, repaired to 0)",
 }
 
 
@@ -419,8 +484,6 @@ def _first_line(text: str, limit: int = 160) -> str:
 
 def compare_entry(model_type: str, entry: Mapping[str, Any]) -> Row:
     """The analytic side of one recorded type against its traces (pure: no torch)."""
-    from dataclasses import replace
-
     from hf_gpu_estimator.errors import EstimatorError, UnsupportedArchitectureError
     from hf_gpu_estimator.memory import estimate_memory
     from hf_gpu_estimator.sources import inspect_model

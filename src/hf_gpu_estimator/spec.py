@@ -306,6 +306,9 @@ class Architecture:
     #: One (mixer, ffn) per layer as the family describes it; empty for uniform models, whose
     #: ``layers`` are derived from the scalar fields (so ``dataclasses.replace`` re-derives them).
     per_layer: tuple[Layer, ...] = ()
+    #: Decoder layers with weights of their own, where ``layers`` lists some more than once because they run
+    #: more than once per forward (dory's looped section: ``layers`` is the order of the runs); 0: ``num_layers``.
+    weight_layers: int = 0
     #: The effective per-layer description (``per_layer``, or derived): what memory/ reads.
     layers: tuple[Layer, ...] = field(init=False, repr=False, compare=False)
     # Images: parameters of the vision tower + projector, and the tokens one image adds to the sequence.
@@ -339,6 +342,11 @@ class Architecture:
     def layer_groups(self) -> tuple[tuple[Layer, int], ...]:
         """Distinct layers with how many times each occurs, in first-seen order (for fast sums)."""
         return self._groups  # type: ignore[attr-defined]
+
+    @property
+    def stored_layers(self) -> int:
+        """Decoder layers with weights of their own (``num_layers`` unless some layers run more than once)."""
+        return self.weight_layers or self.num_layers
 
     @property
     def mixer_kinds(self) -> tuple[str, ...]:

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch._subclasses.fake_tensor import FakeTensorMode
+from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
 from torch.distributed._tools import mem_tracker as _mt
 from torch.overrides import TorchFunctionMode
 
@@ -255,6 +255,8 @@ class _CudaSemantics(TorchFunctionMode):
                     args, kwargs = self._cast_all(args, kwargs, widest)
         if func is torch.nn.functional.scaled_dot_product_attention:
             return self._sdpa(*args, **kwargs)
+        if name == "__deepcopy__" and args and isinstance(args[0], FakeTensor) and args[0].constant is not None:
+            return self._deepcopy_constant(*args, **kwargs)
         if func is torch.nn.functional.dropout:
             return self._dropout(*args, **kwargs)
         if name == "softmax" and args and isinstance(args[0], torch.Tensor) and args[0].dtype == torch.float16:
@@ -270,6 +272,20 @@ class _CudaSemantics(TorchFunctionMode):
             self.grouped_mm_stand_ins += 1
             return _GroupedMMShape.apply(args[0], args[1], kwargs.get("offs"))
         return func(*args, **kwargs)
+
+    @staticmethod
+    def _deepcopy_constant(t: torch.Tensor, memo: dict[int, Any]) -> torch.Tensor:
+        """``copy.deepcopy`` of a fake tensor made from real data (``torch.tensor(...)``, which keeps its value as
+        a CPU ``constant``): torch's ``Tensor.__deepcopy__`` sets the copy's storage to the meta one and fails
+        ("devices must match"). The copy is a fresh fake clone, as large as the tensor (dory's model deep-copies
+        the cache layers of its looped section, whose sliding-window layers hold such a scalar)."""
+        if id(t) in memo:
+            return memo[id(t)]
+        with torch.no_grad():
+            out = t.clone(memory_format=torch.preserve_format)
+        out.requires_grad_(t.requires_grad)
+        memo[id(t)] = out
+        return out
 
     @staticmethod
     def _dropout(input: torch.Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> torch.Tensor:

@@ -53,8 +53,8 @@ def check_against_config(arch: Architecture, tensors: Iterable[TensorInfo], conf
         found = max(indices) + 1
         extra = config.get("num_nextn_predict_layers", 0)
         extra = extra if isinstance(extra, int) and not isinstance(extra, bool) else 0
-        if not arch.num_layers <= found <= arch.num_layers + extra:
-            raise ConfigHeaderMismatchError(source, field="num_hidden_layers", config_value=arch.num_layers,
+        if not arch.stored_layers <= found <= arch.stored_layers + extra:
+            raise ConfigHeaderMismatchError(source, field="num_hidden_layers", config_value=arch.stored_layers,
                                             header_value=found,
                                             evidence=f"decoder layers 0..{found - 1} in the weights")
     experts = {int(m.group(1)) for t in tensors if (m := _EXPERT_INDEX.search(t.name))}

@@ -142,7 +142,7 @@ def plan_weights(spec: ModelSpec, workload: Workload) -> WeightPlan:
         if quant == "int8" and spec.architecture is not None:
             # LLM.int8 keeps one fp32 scale per output row (Int8Params.SCB).
             extra_bytes = 4 * sum(lin.out_features * lin.count for lin in spec.architecture.linears) \
-                * spec.architecture.num_layers
+                * spec.architecture.stored_layers
         formula = (f"{quantized_params:,} linear params x {bits:.3f} bits ({quant}) + "
                    f"{total - quantized_params:,} other params x {BYTES[weight_dtype]} B ({weight_dtype})")
     weights_bytes = int(quantized_params * bits / 8 + (total - quantized_params) * BYTES[weight_dtype] + extra_bytes)

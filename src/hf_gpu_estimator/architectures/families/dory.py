@@ -1,0 +1,130 @@
+"""Dory (NVIDIA Nemotron-Labs Dory): a looped normalized transformer (nGPT) with a recurrent middle section.
+
+modeling_dory.py: the decoder layers split into an input section (``n_input_layers``), a recurrent
+section (``n_recurrent_layers``) that runs ``n_recurrent_loops`` times, and an output section
+(``n_output_layers``). Each layer is gemma2's sandwich layer on the unit sphere: L2 norms without
+weights (input, post-attention, pre- and post-feed-forward, the attention's ``attn_sub_norm`` and the
+MLP's ``ffn_sub_norm``; q and k per head), afmoe's gated attention (an output ``gate_proj``) plus the
+learned scales ``sqk`` and ``s_gate``, a SwiGLU MLP with ``suv_gate``/``suv_up`` and the residual rates
+``lambda_1``/``lambda_2``. The lm_head carries a per-token ``logit_scale``.
+
+config.json writes each decoder layer as two blocks, an attention entry and an ``"mlp"`` entry in
+``layer_types``, with every layer count doubled (DoryConfig.to_dict); DoryConfig.__post_init__ halves
+them back. This module reads both forms.
+
+The architecture's ``per_layer`` lists the layers in the order one forward runs them: the recurrent
+section once per loop. Each run saves its own activations, and with ``recurrent_kv_cache_mode``
+``"per_loop"`` (the default) keeps its own cache (DoryModel.forward appends a copy of the recurrent
+cache layers per extra loop); with ``"last_loop"`` only the last loop writes one. Parameters are
+counted once per distinct layer.
+"""
+
+from __future__ import annotations
+
+from hf_gpu_estimator.architectures._fields import FULL, SLIDING, Fields, Head, Tally, lin
+from hf_gpu_estimator.architectures._registry import Family
+from hf_gpu_estimator.architectures.blocks import attention_linears, gated_linears
+from hf_gpu_estimator.spec import FFN, Architecture, Layer, LinearShape, Mixer
+
+
+def analyze_dory(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
+    # configuration_dory.py defaults.
+    hidden = f.integer("hidden_size", 2560)
+    inter = f.integer("intermediate_size", 7168)
+    heads = f.integer("num_attention_heads", 16)
+    kv_heads = f.integer("num_key_value_heads", 4)
+    head_dim = f.integer("head_dim", 256)
+    vocab = f.integer("vocab_size", 131072)
+    window = f.integer("sliding_window", 1024)
+    tie = f.boolean("tie_word_embeddings", False)
+    blocks = f.raw("layer_types")
+    # The released form lists (attention, "mlp") per layer and doubles the counts (DoryConfig.to_dict).
+    paired = isinstance(blocks, list) and "mlp" in blocks
+    scale = 2 if paired else 1
+    layers = f.integer("num_hidden_layers", 36 * scale) // scale
+    n_input = f.integer("n_input_layers", 8 * scale, minimum=0) // scale
+    n_output = f.integer("n_output_layers", 8 * scale, minimum=0) // scale
+    n_recurrent_raw = f.opt_int("n_recurrent_layers")
+    n_recurrent = n_recurrent_raw // scale if n_recurrent_raw is not None else layers - n_input - n_output
+    loops = f.integer("n_recurrent_loops", 2)
+    if n_input + n_recurrent + n_output != layers:
+        raise f.error("n_recurrent_layers", n_recurrent_raw,
+                      f"n_input_layers + n_recurrent_layers + n_output_layers = num_hidden_layers ({layers})")
+    if paired:
+        types = tuple(blocks[::2])
+        if len(types) != layers or any(t not in (FULL, SLIDING) for t in types):
+            raise f.error("layer_types", blocks, f"{layers} (attention, 'mlp') pairs")
+    else:
+        types = f.layer_types(layers) or tuple(FULL if (i + 1) % 4 == 0 else SLIDING for i in range(layers))
+    per_loop_cache = f.string("recurrent_kv_cache_mode", "per_loop") == "per_loop"
+
+    q_out, kv_out = heads * head_dim, kv_heads * head_dim
+    bias = f.boolean("attention_bias", False)
+    mlp_bias = f.boolean("mlp_bias", False)
+    linears = (
+        *attention_linears(hidden, q_out, kv_out, bias, bias),
+        # AfmoeAttention's output gate: sigmoid(gate_proj(x)) scales the attention output.
+        LinearShape(name="gate_proj", in_features=hidden, out_features=q_out, bias=False, group="attn_in"),
+        *gated_linears(hidden, inter, mlp_bias),
+    )
+    attn = sum(lin(x.in_features, x.out_features, x.bias) for x in linears[:5]) + 2 * q_out  # + sqk, s_gate
+    mlp = sum(lin(x.in_features, x.out_features, x.bias) for x in linears[5:]) + 2 * inter  # + suv_gate, suv_up
+    t = Tally()
+    t.add("embedding", vocab * hidden)
+    t.add("attention", layers * attn)
+    t.add("mlp", layers * mlp)
+    t.add("other", layers * 2 * hidden)  # lambda_1, lambda_2 (the residual interpolation rates)
+    if head == "causal_lm":
+        t.add("lm_head", vocab + (0 if tie else vocab * hidden))  # DoryLMHead: weight + logit_scale
+
+    dense = FFN(kind="dense", intermediate=inter, gated=True)
+    mixers = {
+        FULL: Mixer(kind="full", heads=heads, kv_heads=kv_heads, head_dim=head_dim),
+        SLIDING: Mixer(kind="sliding", heads=heads, kv_heads=kv_heads, head_dim=head_dim, window=window),
+    }
+    # A recurrent layer's earlier loops under "last_loop" read the cache without writing one.
+    reading = {k: Mixer(kind=m.kind, heads=heads, kv_heads=kv_heads, head_dim=head_dim, window=m.window,
+                        kv_shared=True) for k, m in mixers.items()}
+    made = {k: Layer(mixer=m, ffn=dense) for k, m in mixers.items()}
+    shared = {k: Layer(mixer=m, ffn=dense) for k, m in reading.items()}
+    recurrent = range(n_input, n_input + n_recurrent)
+    order: list[Layer] = [made[types[i]] for i in range(n_input)]
+    for loop in range(loops):
+        last = loop == loops - 1
+        order += [(made if per_loop_cache or last else shared)[types[i]] for i in recurrent]
+    order += [made[types[i]] for i in range(n_input + n_recurrent, layers)]
+    arch = Architecture(
+        model_type=model_type,
+        family="dory",
+        num_layers=len(order),
+        hidden_size=hidden,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        head_dim=head_dim,
+        intermediate_size=inter,
+        vocab_size=vocab,
+        tie_word_embeddings=tie,
+        max_position_embeddings=f.integer("max_position_embeddings", 8192),
+        hidden_act=f.string("hidden_act", "silu"),
+        attention_bias=bias,
+        layer_types=tuple(layer.mixer.kind == "sliding" and SLIDING or FULL for layer in order),
+        sliding_window=window,
+        linears=linears,
+        # Sandwich norms (4) plus attn_sub_norm and ffn_sub_norm, all L2 norms without weights.
+        norms_per_layer=6,
+        qk_norm="head",
+        per_layer=tuple(order),
+        weight_layers=layers,
+        notes=((f"{layers} decoder layers; the {n_recurrent} recurrent ones run {loops} times per forward, so the "
+                f"layer list has {len(order)} entries (activations and caches per run, parameters once)"),),
+    )
+    return arch, t
+
+
+FAMILIES = {
+    "dory": Family(
+        analyze=analyze_dory, default_class="DoryForCausalLM",
+        classes={"DoryForCausalLM": "causal_lm", "DoryModel": "base"},
+        module=__name__,
+    ),
+}
