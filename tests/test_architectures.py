@@ -200,6 +200,9 @@ SMALL_CASES: list[tuple[str, dict[str, Any]]] = [
 
 #: Families whose transformers modules store routed experts as (num_experts, in_features, out_features).
 EXPERTS_IN_OUT = {"gpt_oss", "llama4"}
+#: DBRX (modeling_dbrx.py DbrxExpertGLU) stores w1, v1 and w2 as one 2-D (experts x ffn_hidden_size, d_model)
+#: parameter each, under ``experts.mlp.``.
+EXPERTS_FLAT = {"dbrx"}
 # Recurrent and hybrid families (architectures/recurrent.py and their family modules).
 _SSM_TINY = {"hidden_size": 64, "num_hidden_layers": 2, "vocab_size": 211}
 HYBRID_CASES: list[tuple[str, dict[str, Any]]] = [
@@ -266,6 +269,18 @@ HYBRID_CASES: list[tuple[str, dict[str, Any]]] = [
     ("dory-tiny-plain", _tiny("dory", num_hidden_layers=4, num_key_value_heads=2, head_dim=16, n_input_layers=1,
                               n_output_layers=1, n_recurrent_loops=3, recurrent_kv_cache_mode="last_loop",
                               tie_word_embeddings=True, attention_bias=True)),
+    ("lfm2_moe-tiny", _tiny("lfm2_moe", num_hidden_layers=3, num_key_value_heads=2, num_dense_layers=1,
+                            layer_types=["conv", "full_attention", "conv"], num_experts=4, **_MOE_TINY)),
+    ("lfm2_moe-tiny-untied", _tiny("lfm2_moe", num_hidden_layers=2, num_key_value_heads=2, num_dense_layers=0,
+                                   layer_types=["full_attention", "conv"], num_experts=4, use_expert_bias=False,
+                                   conv_bias=True, tie_word_embeddings=False, **_MOE_TINY)),
+    ("dots1-tiny", _tiny("dots1", num_key_value_heads=2, first_k_dense_replace=1, n_routed_experts=4,
+                         n_shared_experts=2, max_window_layers=2, sliding_window=16, **_MOE_TINY)),
+    ("dots1-tiny-all-moe", _tiny("dots1", num_hidden_layers=2, num_key_value_heads=4, n_routed_experts=4, n_shared_experts=1,
+                                 attention_bias=True, tie_word_embeddings=True, **_MOE_TINY)),
+    ("dbrx-tiny", {"model_type": "dbrx", "d_model": 64, "n_heads": 4, "n_layers": 2, "vocab_size": 100,
+                   "max_seq_len": 64, "attn_config": {"kv_n_heads": 2, "clip_qkv": 8, "rope_theta": 10000},
+                   "ffn_config": {"ffn_hidden_size": 48, "moe_num_experts": 4, "moe_top_k": 2}}),
 ]  # fmt: skip
 
 REAL_CASES = sorted(p.stem for p in CONFIGS.glob("*.json"))
@@ -287,6 +302,7 @@ def _meta_model(config: dict[str, Any]) -> Any:
 
 def _role_of(name: str, moe: bool = False) -> str:
     """Classify a transformers parameter name into ROLES, the way parameter_counts documents it."""
+    name = name.replace(".norm_attn_norm.", ".")  # DBRX's container of its attention and block norms
     if any(k in name for k in ("vision_tower", "multi_modal_projector", "pooler", "seq_relationship",
                                "vision_model", "model.visual.")):
         return "other"
@@ -297,7 +313,8 @@ def _role_of(name: str, moe: bool = False) -> str:
         return "other"
     if ".lambda_" in name:  # dory's residual interpolation rates
         return "other"
-    if ("shared_expert_gate" in name or name.endswith(("mlp.gate.weight", "router.weight", "mixer.gate.weight"))
+    if ("shared_expert_gate" in name
+            or name.endswith(("mlp.gate.weight", "router.weight", "mixer.gate.weight", "feed_forward.gate.weight"))
             or ".router." in name or "e_score_correction_bias" in name):
         return "router"
     if "experts" in name or "shared_expert." in name or "latent_proj" in name or (moe and "shared_mlp" in name):
@@ -367,8 +384,11 @@ def test_architecture_matches_meta_model(config: dict[str, Any]) -> None:
     for linear in arch.linears:
         if linear.count != 1:
             # transformers 5 stores routed experts as (num_experts, out_features, in_features).
-            shapes = {tuple(p.shape) for n, p in params.items() if n.endswith("experts." + linear.name)}
-            if arch.family in EXPERTS_IN_OUT:
+            shapes = {tuple(p.shape) for n, p in params.items()
+                      if n.endswith(("experts." + linear.name, "experts.mlp." + linear.name))}
+            if arch.family in EXPERTS_FLAT:
+                assert shapes == {(linear.count * arch.moe_intermediate_size, arch.hidden_size)}, linear
+            elif arch.family in EXPERTS_IN_OUT:
                 assert shapes == {(linear.count, linear.in_features, linear.out_features)}, linear
             else:
                 assert shapes == {(linear.count, linear.out_features, linear.in_features)}, linear

@@ -58,6 +58,8 @@ MIN_LAYERS_BY_TYPE: Mapping[str, tuple[int, str]] = {
     # one input, two recurrent and one output layer (see _TYPE_SETTINGS), the fourth full attention.
     "dory": (8, ("config.json lists each decoder layer as two blocks (attention, mlp): keep whole pairs, "
                  "4 decoder layers with the first full-attention one")),
+    "lfm2_moe": (3, "its layer_types are set after the cut from LFM2-8B-A1B's pattern (_TYPE_LAYER_PATTERNS), "
+                    "whose first attention layer is the third"),
 }
 
 #: Per-layer list fields that hold layer *indices* (not one entry per layer).
@@ -283,7 +285,7 @@ def cut_config(config: Any) -> CutConfig:
                 if kept != indices:
                     text[name] = kept
                     changes[prefix + name] = f"{indices} → {kept}"
-    _repair(model_type, text, changes, prefix)
+    _repair(model_type, text, changes, prefix, keep)
     out = dict(full)
     if text_key:
         out[text_key] = text
@@ -330,10 +332,34 @@ _TYPE_SETTINGS: Mapping[str, Mapping[str, Any]] = {
     # one mlp block per layer). The default splits 36 layers 8 / 20 / 8; the cut keeps one input, two recurrent
     # (run n_recurrent_loops = 2 times) and one output layer, so every section stays.
     "dory": {"n_input_layers": 2, "n_recurrent_layers": 4, "n_output_layers": 2},
+    # DbrxAttention reads attn_config.rope_theta, which DbrxAttentionConfig does not define (the rotary
+    # embedding itself reads rope_parameters), and clamps q/k/v with clip_qkv, whose default None makes
+    # clamp(min=None, max=None) raise; DBRX's config.json sets 500000 and 8:
+    # https://huggingface.co/databricks/dbrx-base/blob/main/config.json
+    "dbrx": {"attn_config.rope_theta": 500000, "attn_config.clip_qkv": 8},
+    # The default leaves the expert counts unset (torch.empty(None, ...) in Dots1Experts and a None
+    # shared-expert width); dots.llm1 routes 6 of 128 experts per token beside 2 shared experts:
+    # https://huggingface.co/rednote-hilab/dots.llm1.base/blob/main/config.json
+    "dots1": {"n_routed_experts": 128, "n_shared_experts": 2, "num_experts_per_tok": 6},
+    # The rotary embedding keys rope_parameters by layer type and the default's is empty; North-Micro's
+    # config.json gives its full-attention layers no rotary embedding (null; NoPE):
+    # https://huggingface.co/CohereLabs/North-Micro-Vision-Instruct/blob/main/config.json (text_config)
+    "cohere_compass_text": {"rope_parameters": {"full_attention": None}},
+}
+
+#: Per-layer fields a default config leaves unset although the model reads one entry per layer, with a
+#: real checkpoint's pattern: the cut config takes its first entries (as many as it keeps layers).
+_TYPE_LAYER_PATTERNS: Mapping[str, Mapping[str, tuple[Any, ...]]] = {
+    # Lfm2MoeConfig, unlike Lfm2Config, derives no layer_types; LFM2-8B-A1B's 24 layers:
+    # https://huggingface.co/LiquidAI/LFM2-8B-A1B/blob/main/config.json
+    "lfm2_moe": {"layer_types": (
+        "conv", "conv", "full_attention", "conv", "conv", "conv", "full_attention", "conv", "conv", "conv",
+        "full_attention", "conv", "conv", "conv", "full_attention", "conv", "conv", "conv", "full_attention",
+        "conv", "conv", "full_attention", "conv", "conv")},
 }
 
 
-def _repair(model_type: str, text: dict[str, Any], changes: dict[str, str], prefix: str) -> None:
+def _repair(model_type: str, text: dict[str, Any], changes: dict[str, str], prefix: str, num_layers: int) -> None:
     for name, derive in _DERIVED_DEFAULTS:
         if name in text and text[name] is None:
             try:
@@ -342,9 +368,17 @@ def _repair(model_type: str, text: dict[str, Any], changes: dict[str, str], pref
                 continue
             changes[prefix + name] = f"None → {text[name]} (unset in the default config)"
     for name, value in _TYPE_SETTINGS.get(model_type, {}).items():
-        if text.get(name) != value:
-            changes[prefix + name] = f"{text.get(name)!r} → {value!r} (required to generate)"
-            text[name] = value
+        *parents, leaf = name.split(".")  # a dotted name sets a field of a nested config (dbrx's attn_config)
+        target = text
+        for parent in parents:
+            target = target[parent]
+        if target.get(leaf) != value:
+            changes[prefix + name] = f"{target.get(leaf)!r} → {value!r} (required to generate)"
+            target[leaf] = value
+    for name, pattern in _TYPE_LAYER_PATTERNS.get(model_type, {}).items():
+        if text.get(name) is None:
+            text[name] = list(pattern[:num_layers])
+            changes[prefix + name] = f"None → first {num_layers} of a checkpoint's {len(pattern)} (required to generate)"
 
 
 #: Per-type keyword arguments to ``AutoConfig.for_model`` where transformers' own validation rejects the default
@@ -426,10 +460,8 @@ TRACE_GAPS: Mapping[str, str] = {
     "gemma3n": "its vision tower needs the timm package",
     "xmod": "needs a language adapter chosen (set_default_language)",
     "git": "training: the loss expects the image tokens in front of the text",
-    "cohere_compass_text": "transformers cannot build the default config",
-    "dbrx": "transformers cannot build the default config",
-    "dots1": "transformers cannot build the default config",
-    "lfm2_moe": "transformers cannot build the default config (layer_types unset)",
+    "dbrx": "data-dependent control flow: DbrxExperts loops over the experts that nonzero() finds routed "
+            "(no grouped_mm experts implementation), which fake tensors cannot run",
     "qwen4_exp": "its QSA indexer picks each query's tokens with nonzero over the attention mask, in a Python "
                  "loop over batch and query (data-dependent shapes), which fake tensors cannot run; the "
                  "default config also leaves the indexer sizes unset (repaired from the released config)",

@@ -52,6 +52,9 @@ _BUFFER_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(^|\.)(global_mean|global_invstd)$"), "audio normalizer statistics"),
     (re.compile(r"(^|\.)(balancing_biases|tid2eid)$"), "router buffers"),
     (re.compile(r"(^|\.)layers\.\d+\.layer_scalar$"), "gemma4 layer_scalar"),
+    # lfm2_moe's routing bias (Lfm2MoeSparseMoeBlock registers an nn.Buffer; afmoe's ``mlp.expert_bias``
+    # is an nn.Parameter and stays counted).
+    (re.compile(r"(^|\.)feed_forward\.expert_bias$"), "lfm2_moe expert_bias"),
 )
 _GPT2_MASK = re.compile(r"(^|\.)attn\.bias$")
 
@@ -85,6 +88,9 @@ _ROLE_PATTERNS: tuple[tuple[Role, re.Pattern[str]], ...] = (
 
 def role_of(name: str) -> Role:
     """The :data:`~hf_gpu_estimator.spec.ROLES` entry a tensor name belongs to, by name pattern."""
+    # DBRX holds its attention and both block norms in one module named norm_attn_norm
+    # (modeling_dbrx.py DbrxNormAttentionNorm): the container's name says nothing of the role.
+    name = name.replace(".norm_attn_norm.", ".")
     for role, pattern in _ROLE_PATTERNS:
         if pattern.search(name):
             return role

@@ -7,8 +7,10 @@ from collections.abc import Mapping
 from hf_gpu_estimator.architectures._registry import Family
 from hf_gpu_estimator.architectures.families import (
     bert,
+    dbrx,
     deepseek_v3,
     dory,
+    dots1,
     falcon,
     falcon_h1,
     gemma3,
@@ -31,7 +33,8 @@ from hf_gpu_estimator.architectures.families import (
 )
 
 _MODULES = (llama_like, gemma3, deepseek_v3, phi, gpt2, gpt_neox, falcon, bert, t5, gpt_oss, llama4, glm4_moe,
-            vision_language, mamba, qwen3_next, jamba, granitemoehybrid, falcon_h1, nemotron_h, lfm2, gemma3n, dory)
+            vision_language, mamba, qwen3_next, jamba, granitemoehybrid, falcon_h1, nemotron_h, lfm2, gemma3n, dory,
+            dbrx, dots1)
 
 
 def _collect() -> dict[str, Family]:

@@ -1,9 +1,11 @@
-"""LFM2: gated short-convolution layers and attention layers, each followed by a SwiGLU MLP."""
+"""LFM2: gated short-convolution layers and attention layers, each followed by a SwiGLU MLP; LFM2-MoE
+(``lfm2_moe``) replaces the MLP after its first ``num_dense_layers`` layers with routed experts."""
 
 from __future__ import annotations
 
 from hf_gpu_estimator.architectures._fields import FULL, Fields, Head, Tally, lin
 from hf_gpu_estimator.architectures._registry import Family
+from hf_gpu_estimator.architectures.blocks import fused_experts
 from hf_gpu_estimator.architectures.recurrent import gqa, merge_linears, pattern_list, short_conv
 from hf_gpu_estimator.spec import FFN, Architecture, Layer, LinearShape
 
@@ -28,19 +30,35 @@ def _mlp_width(f: Fields, inter: int) -> int:
 
 
 def analyze_lfm2(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
-    # configuration_lfm2.py defaults (block_ff_dim and tie_embedding override the standard names).
-    hidden = f.integer("hidden_size", 2560)
+    # configuration_lfm2.py / configuration_lfm2_moe.py defaults (block_ff_dim and tie_embedding override
+    # the standard names).
+    moe = model_type == "lfm2_moe"
+    hidden = f.integer("hidden_size", 2048 if moe else 2560)
     layers = f.integer("num_hidden_layers", 32)
     heads = f.integer("num_attention_heads", 32)
     kv_heads = f.integer("num_key_value_heads", 8)
     vocab = f.integer("vocab_size", 65536)
     tie = f.boolean("tie_embedding", True, aliases=("tie_word_embeddings",))
-    inter = _mlp_width(f, f.integer("block_ff_dim", 12288, aliases=("intermediate_size",)))
+    if moe:  # Lfm2MoeMLP takes intermediate_size as it is (no block_auto_adjust_ff_dim)
+        inter = f.integer("intermediate_size", 7168)
+        moe_inter = f.integer("moe_intermediate_size", 1792)
+        experts = f.integer("num_experts", 32)
+        top_k = f.integer("num_experts_per_tok", 4)
+        dense_layers = f.integer("num_dense_layers", 2, minimum=0)
+        if top_k > experts:
+            raise f.error("num_experts_per_tok", top_k, f"at most num_experts={experts}")
+    else:
+        inter = _mlp_width(f, f.integer("block_ff_dim", 12288, aliases=("intermediate_size",)))
+        moe_inter = experts = top_k = 0
+        dense_layers = layers
     attention = gqa(f, hidden, heads, kv_heads, bias=False, o_name="out_proj")
     head_dim = attention.mixer.head_dim
     conv = short_conv(hidden, f.integer("conv_L_cache", 3), f.boolean("conv_bias", False))
     # Lfm2Config.__post_init__: layer_types, else attention at full_attn_idxs (default: every layer).
+    # Lfm2MoeConfig derives nothing (its modeling file indexes layer_types, so transformers cannot build
+    # the model without them): counted as Lfm2Config's default, attention in every layer, and said so.
     types = pattern_list(f, "layer_types", {FULL: FULL, CONV: CONV}, layers)
+    unset_types = types is None and moe
     if types is None:
         idxs = f.int_list("full_attn_idxs")
         full = set(range(layers)) if idxs is None else set(idxs)
@@ -53,27 +71,44 @@ def analyze_lfm2(f: Fields, model_type: str, head: Head) -> tuple[Architecture, 
 
     t = Tally()
     t.add("embedding", vocab * hidden)
-    for kind in types:
+    for i, kind in enumerate(types):
         if kind == FULL:
             t.add("attention", attention.params)
             t.add("norm", 2 * head_dim)  # q_layernorm, k_layernorm
         else:
             t.add("attention", conv.params)
         t.add("norm", 2 * hidden)  # operator_norm, ffn_norm
-        t.add("mlp", sum(lin(x.in_features, x.out_features, False) for x in mlp))
+        if i < dense_layers:
+            t.add("mlp", sum(lin(x.in_features, x.out_features, False) for x in mlp))
+        else:  # Lfm2MoeSparseMoeBlock: fused experts, the router's weight; expert_bias is a buffer
+            t.add("experts", experts * 3 * hidden * moe_inter)
+            t.add("router", experts * hidden)
+            t.idle += (experts - top_k) * 3 * hidden * moe_inter
     t.add("norm", hidden)  # embedding_norm (applied after the last layer)
     if head == "causal_lm" and not tie:
         t.add("lm_head", vocab * hidden)
 
-    ffn = FFN(kind="dense", intermediate=inter)
+    dense = FFN(kind="dense", intermediate=inter)
+    routed = FFN(kind="moe", intermediate=moe_inter, experts=experts, top_k=top_k)
+    moe_layers = tuple(range(min(dense_layers, layers), layers))
+    ffn_linears = (mlp if dense_layers else ()) + (fused_experts(hidden, moe_inter, experts) if moe_layers else ())
     kinds = tuple(dict.fromkeys(types))
     arch = Architecture(
         model_type=model_type, family=model_type, num_layers=layers, hidden_size=hidden,
         num_attention_heads=heads, num_key_value_heads=kv_heads, head_dim=head_dim, intermediate_size=inter,
         vocab_size=vocab, tie_word_embeddings=tie,
         max_position_embeddings=f.integer("max_position_embeddings", 128_000), layer_types=types,
-        qk_norm="head", linears=merge_linears(*(attention.linears if k == FULL else conv.linears for k in kinds), mlp),
-        per_layer=tuple(Layer(mixer=attention.mixer if k == FULL else conv.mixer, ffn=ffn) for k in types),
+        qk_norm="head",
+        linears=merge_linears(*(attention.linears if k == FULL else conv.linears for k in kinds), ffn_linears),
+        per_layer=tuple(Layer(mixer=attention.mixer if k == FULL else conv.mixer,
+                              ffn=dense if i < dense_layers else routed) for i, k in enumerate(types)),
+        num_experts=experts if moe_layers else 0, num_experts_per_tok=top_k if moe_layers else 0,
+        moe_intermediate_size=moe_inter if moe_layers else 0, num_dense_layers=min(dense_layers, layers),
+        moe_layers=moe_layers,
+        notes=(*(("routing: sigmoid scores plus expert_bias (a float32 buffer) pick the top-k; "
+                  "the experts run through transformers' experts implementation",) if moe_layers else ()),
+               *(("layer_types is unset (transformers cannot build lfm2_moe without it): every layer is "
+                  "counted as attention",) if unset_types else ())),
     )
     return arch, t
 
@@ -82,4 +117,7 @@ FAMILIES = {
     "lfm2": Family(analyze=analyze_lfm2, default_class="Lfm2ForCausalLM",
                    classes={"Lfm2ForCausalLM": "causal_lm", "Lfm2Model": "base"},
                    dropouts=(("", 0.0), ("", 0.0), ("", 0.0)), module=__name__),
+    "lfm2_moe": Family(analyze=analyze_lfm2, default_class="Lfm2MoeForCausalLM",
+                       classes={"Lfm2MoeForCausalLM": "causal_lm", "Lfm2MoeModel": "base"},
+                       dropouts=(("", 0.0), ("", 0.0), ("", 0.0)), module=__name__),
 }
