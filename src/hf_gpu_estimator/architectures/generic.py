@@ -176,6 +176,10 @@ def analyze_generic(f: Fields, model_type: str, head: Head) -> tuple[Architectur
     chunk = s.opt_int("attention_chunk_size")
 
     experts = s.opt_int("num_experts", minimum=0) or 0
+    if tf.raw("is_moe") is False:
+        # An explicit switch beside the expert fields (configuration_doge.py: is_moe=False keeps the dense MLP
+        # although num_experts and num_experts_per_tok have defaults): the layers are dense.
+        experts = 0
     top_k = (s.opt_int("num_experts_per_tok") or 0) if experts else 0
     moe_inter = s.opt_int("moe_intermediate_size") or inter
     shared = s.opt_int("shared_expert_intermediate_size", minimum=0) or 0

@@ -17,7 +17,7 @@ from hf_gpu_estimator.memory.activations import (
 )
 from hf_gpu_estimator.memory.kv_cache import kv_cache_bytes
 from hf_gpu_estimator.memory.terms import BYTES, COMPONENTS, MemoryEstimate, Moment, Term
-from hf_gpu_estimator.memory.weights import WeightPlan, plan_weights
+from hf_gpu_estimator.memory.weights import WeightPlan, plan_weights, step_inputs
 from hf_gpu_estimator.spec import Architecture, ModelSpec
 from hf_gpu_estimator.workload import Workload
 
@@ -88,7 +88,12 @@ def estimate_memory(spec: ModelSpec, workload: Workload, *, detail: bool = True)
                                       fix=f"use --pp <= {arch.num_layers}")
     if workload.images:
         return _with_images(spec, arch, workload, detail=detail)
-    plan = plan_weights(spec, workload)
+    return _estimate(spec, arch, workload, step_inputs(workload), detail=detail)
+
+
+def _estimate(spec: ModelSpec, arch: Architecture, workload: Workload, inputs: frozenset[str], *,
+              detail: bool) -> MemoryEstimate:
+    plan = plan_weights(spec, workload, inputs=inputs)
     if workload.is_training:
         return _training(spec, arch, plan, workload, detail=detail)
     return _inference(spec, arch, plan, workload, detail=detail)
@@ -97,12 +102,14 @@ def estimate_memory(spec: ModelSpec, workload: Workload, *, detail: bool = True)
 def _with_images(spec: ModelSpec, arch: Architecture, workload: Workload, *, detail: bool) -> MemoryEstimate:
     """Images join the sequence as ``tokens_per_image`` placeholder tokens each (the processor expands
     the image token; the vision tower's outputs replace their embeddings), so the language model sees a
-    longer sequence. The vision tower's weights are in the counts (role 'other')."""
+    longer sequence. The vision tower's weights are in the counts (role 'other'), and in training it gets
+    gradients and optimizer states."""
     if not arch.tokens_per_image:
         raise ConflictingOptionsError("images", workload.images, f"needs a vision-language model; {spec.id} has no "
                                       "vision tower (or no known tokens per image)", fix="drop --images")
     extra = workload.images * arch.tokens_per_image
-    result = estimate_memory(spec, workload.with_(images=0, seq_len=workload.seq_len + extra), detail=detail)
+    result = _estimate(spec, arch, workload.with_(images=0, seq_len=workload.seq_len + extra), step_inputs(workload),
+                       detail=detail)
     if not detail:
         return result
     note = (f"{workload.images} image(s) x {arch.tokens_per_image} tokens per image = {extra:,} tokens added to each "
@@ -287,7 +294,8 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
     W = int((plan.weights_bytes + plan.adapter_bytes) * shard.weights)
     trainable = plan.trainable_params
     tb = plan.trainable_bytes_per_param
-    G = int(trainable * tb * shard.grads)
+    # Only parameters the step reaches get a gradient (a tower the inputs do not feed runs no module).
+    G = int(plan.updated_params * tb * shard.grads)
     S_opt, opt_formula, opt_temp = _optimizer_bytes(spec, arch, plan, workload)
     S_opt = int(S_opt * shard.optimizer)
     opt_temp = int(opt_temp * shard.optimizer)
@@ -369,7 +377,7 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
         terms = [
             Term(component="weights", name="weights", bytes=W, formula=plan.formula + _shard_note(shard.weights)),
             Term(component="gradients", name="gradients", bytes=G,
-                 formula=f"{trainable:,} trainable x {tb} B ({plan.trainable_dtype})" + _shard_note(shard.grads)),
+                 formula=f"{plan.updated_params:,} trainable with a gradient x {tb} B ({plan.trainable_dtype})" + _shard_note(shard.grads)),
             Term(component="optimizer_states", name="optimizer states", bytes=S_opt, formula=opt_formula),
             Term(component="activations", name="decoder layers (saved for backward)", bytes=A_layers,
                  formula=(f"{B} x {S} tokens x {layers_here:g} layers x {per_layer_saved:,.0f} B/token"
@@ -399,6 +407,12 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
                            f"{workload.optimizer.name}.step(); zero_grad(set_to_none=True); steady state (step >= 2)")
         if plan.quantization in ("nf4", "fp4"):
             assumptions.append("QLoRA: bitsandbytes 4-bit base with double quantization (absmax 8-bit per 64 weights)")
+        if plan.unreached_params:
+            parts = ", ".join(f"{_INPUT_WORDS.get(k, k)} {n:,}" for k, n in sorted(plan.unreached.items()))
+            assumptions.append(
+                f"{plan.unreached_params:,} parameters are frozen by absence ({parts}): the step's inputs do not "
+                "reach them, so their modules do not run and they get no gradient, and no optimizer state (torch "
+                "optimizers create state only for parameters with a gradient); their weights still count")
     act_at_peak = A_layers + head
     result = _finish(moments, terms, workload, assumptions, activation_bytes_at_peak=act_at_peak,
                      host_offload_bytes=host, detail=detail)
@@ -407,10 +421,15 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
     return dataclasses.replace(result, first_step_allocated_bytes=first)
 
 
+#: How an assumption names the parameters each input reaches (ParameterCounts.off_text_path keys).
+_INPUT_WORDS = {"vision": "vision tower and projector, no images given", "audio": "audio tower and projector, "
+                "no audio given", "cross_attention": "cross-attention without the states it reads"}
+
+
 def _optimizer_bytes(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: Workload) -> tuple[int, str, int]:
     """(state bytes, formula, step temporaries) for the trainable parameters, whole model."""
     opt = workload.optimizer
-    n = plan.trainable_params
+    n = plan.updated_params
     tb = plan.trainable_bytes_per_param
     if opt.factored:
         # Adafactor: row and column second moments for each matrix, full for vectors.

@@ -83,6 +83,63 @@ _ROLE_PATTERNS: tuple[tuple[Role, re.Pattern[str]], ...] = (
 )  # fmt: skip
 
 
+#: Towers a text-only step does not run, by tensor-name segment: vision (gemma3/got_ocr2 ``vision_tower``,
+#: fuyu ``vision_embed_tokens``, phi4-multimodal ``image_embed``, git ``image_encoder``/``visual_projection``)
+#: and audio (moss ``audio_tower``, phi4-multimodal ``audio_embed``).
+_VISION = re.compile(r"(^|\.)(vision|visual|image|video)\w*(\.|$)")
+_AUDIO = re.compile(r"(^|\.)(audio|speech|acoustic)\w*(\.|$)")
+#: A multimodal projector serves the tower beside it (vision when there is one, else audio).
+_PROJECTOR = re.compile(r"(^|\.)(multi_modal_projector|multimodal_projector|mm_projector)(\.|$)")
+#: Cross-attention of a decoder layer (bart-style ``encoder_attn``, prophetnet/mllama ``cross_attn``, bert
+#: ``crossattention``) with its own norm and gates; blt's ``cross_attn_layers`` are its own stacks, not these.
+_CROSS = re.compile(r"(^|\.)(encoder_attn|cross_attn|crossattention)(_layer_norm|_layernorm|_attn_gate|_mlp_gate)?"
+                    r"(\.|$)")
+_SELF_ATTENTION = re.compile(r"(^|\.)(self_attn|self_attention|attention|attn)\.")
+_LAYER_PREFIX = re.compile(r"^(.*?(?:^|\.)(?:layers|layer|h|blocks|block)\.\d+\.)")
+
+
+def off_text_path(params: Iterable[tuple[str, int]]) -> dict[str, int]:
+    """Parameters a text-only step never reaches, by the input that does (:data:`~hf_gpu_estimator.spec.OFF_TEXT_INPUTS`).
+
+    From parameter names (pairs of name and element count): vision and audio towers with their projector;
+    the cross-attention of decoder layers when no encoder stack sits beside the decoder (``X.decoder.`` without
+    ``X.encoder.``: a ``*ForCausalLM`` of an encoder-decoder model, whose forward skips it without encoder
+    states, modeling_bart.py BartDecoderLayer); a layer whose only attention is cross-attention is skipped
+    whole (modeling_mllama.py MllamaTextModel.forward without image states).
+    """
+    params = list(params)
+    names = [n for n, _ in params]
+    has_vision = any(_VISION.search(n) for n in names)
+    prefixes = {n.split(".decoder.")[0] for n in names if ".decoder." in n or n.startswith("decoder.")}
+    encoders = {p for p in prefixes if any(n.startswith(f"{p}.encoder.") or n.startswith("encoder.") for n in names)}
+    cross_layers: set[str] = set()
+    self_layers: set[str] = set()
+    for n in names:
+        m = _LAYER_PREFIX.match(n)
+        if m is None:
+            continue
+        rest = n[len(m.group(1)):]
+        (cross_layers if _CROSS.match(rest) else self_layers if _SELF_ATTENTION.match(rest) else set()).add(m.group(1))
+    whole = cross_layers - self_layers
+    out: dict[str, int] = {}
+    for n, numel in params:
+        if _AUDIO.search(n):
+            key = "audio"
+        elif _VISION.search(n):
+            key = "vision"
+        elif _PROJECTOR.search(n):
+            key = "vision" if has_vision or not any(_AUDIO.search(x) for x in names) else "audio"
+        elif _CROSS.search(n) or ((m := _LAYER_PREFIX.match(n)) is not None and m.group(1) in whole):
+            owner = n.split(".decoder.")[0] if ".decoder." in n else None
+            if owner is not None and owner in encoders:
+                continue  # an encoder-decoder model: the decoder's cross-attention reads the encoder it holds
+            key = "cross_attention"
+        else:
+            continue
+        out[key] = out.get(key, 0) + numel
+    return out
+
+
 def role_of(name: str) -> Role:
     """The :data:`~hf_gpu_estimator.spec.ROLES` entry a tensor name belongs to, by name pattern."""
     for role, pattern in _ROLE_PATTERNS:
@@ -143,6 +200,7 @@ def count_parameters(
     routed_expert_params = 0
     tied_dropped: str | None = None
     notes: list[str] = []
+    counted: list[tuple[str, int]] = []
 
     tie = _tie_flag(config, architecture)
     embedding_shapes = {t.shape for t in tensors if _EMBEDDING_NAMES.search(t.name)}
@@ -185,6 +243,7 @@ def count_parameters(
             continue
         role = role_of(logical_name)
         by_role[role] += numel
+        counted.append((logical_name, numel))
         if sum(packed.values()) > before or (quantization is not None and t.dtype in _QUANTIZED_DTYPES):
             # float8 / int8 weights of a quantized checkpoint are quantized storage too (their scales are aux).
             quantized_params += numel
@@ -216,7 +275,8 @@ def count_parameters(
         active = total - inactive // architecture.num_experts
     dominant = max(float_bytes, key=lambda d: float_bytes[d]) if float_bytes else None
     return CheckpointCounts(
-        parameters=ParameterCounts(total=total, by_role={r: n for r, n in by_role.items() if n}, active=active),
+        parameters=ParameterCounts(total=total, by_role={r: n for r, n in by_role.items() if n}, active=active,
+                                   off_text_path=off_text_path(counted)),
         checkpoint_bytes=sum(bytes_by_dtype.values()),
         checkpoint_bytes_by_dtype=dict(bytes_by_dtype),
         dominant_float_dtype=SAFETENSORS_TO_TORCH.get(dominant) if dominant else None,
