@@ -309,6 +309,9 @@ class Architecture:
     native_softmax: bool = False
     # PreTrainedModel._supports_sdpa: when False transformers runs eager attention for "sdpa".
     supports_sdpa: bool = True
+    # The forward takes logits_to_keep, so generate's prefill computes the last position's logits only;
+    # False: logits for every prompt position (whisper's WhisperForCausalLM).
+    last_logits_only: bool = True
     # What the counts include or leave out, in words (e.g. a multimodal wrapper's vision tower).
     notes: tuple[str, ...] = ()
     #: One (mixer, ffn) per layer as the family describes it; empty for uniform models, whose

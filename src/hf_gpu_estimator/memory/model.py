@@ -203,8 +203,9 @@ def _inference(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: 
                           * shard.activations)
     mask = B * S * S * c if attn == "eager" else 0  # 4-D additive mask built once per forward
     hidden = B * S * c * arch.hidden_size  # embeddings / residual stream kept across layers
-    # Only the last position's logits (generate passes logits_to_keep=1), then an fp32 copy.
-    logits = B * arch.vocab_size * (c + 4)
+    # Only the last position's logits (generate passes logits_to_keep=1), then an fp32 copy; a forward
+    # without logits_to_keep computes them for every prompt position first.
+    logits = B * arch.vocab_size * ((c if arch.last_logits_only else S * c) + 4)
     dequant = _dequant_transient(arch, plan)
     prefill = Moment(phase="prefill", components={
         "weights": W, "kv_cache": kv_prefill, "activations": hidden,
@@ -228,8 +229,9 @@ def _inference(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: 
             Term(component="transient", name="prefill layer peak", bytes=layer_transient,
                  formula=f"batch {B} x {S} tokens x per-token layer peak ({attn})", low=int(layer_transient * 0.9),
                  high=int(layer_transient * 1.2)),
-            Term(component="transient", name="last-position logits + fp32 copy", bytes=logits,
-                 formula=f"{B} x vocab {arch.vocab_size} x ({c} + 4) B"),
+            Term(component="transient", name="last-position logits + fp32 copy" if arch.last_logits_only
+                 else "prompt logits + fp32 copy of the last", bytes=logits,
+                 formula=f"{B} x vocab {arch.vocab_size} x ({c if arch.last_logits_only else f'{S} x {c}'} + 4) B"),
             Term(component="workspace", name="cuBLAS workspace", bytes=ws,
                  formula="32 MiB cuBLAS + 1 MiB cuBLASLt per stream (Hopper+), via the caching allocator"),
         ]

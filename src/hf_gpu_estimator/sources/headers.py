@@ -41,6 +41,11 @@ _BUFFER_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(^|\.)attn\.masked_bias$"), "attn.masked_bias"),
     (re.compile(r"(^|\.)(cos|sin)_cached$"), "rotary cos/sin cache"),
     (re.compile(r"(^|\.)position_ids$"), "position_ids"),
+)
+# Persistent buffers of a model type transformers implements are recorded per type in generic_data.json
+# (architectures.generic.persistent_buffers), which also knows where a name usually a buffer is a parameter
+# (laguna's router e_score_correction_bias); these patterns serve the types without a record.
+_RECORDED_BUFFER_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # Persistent buffers transformers' modules register (register_buffer), recorded from the meta-device
     # models of transformers 5.24: the MoE router's correction bias (deepseek_v3 and 27 other types;
     # ernie4_5_moe keeps it as a parameter under ``moe_statics``), xIELU's beta/eps (apertus), the
@@ -203,12 +208,17 @@ def count_parameters(
     counted: list[tuple[str, int]] = []
 
     tie = _tie_flag(config, architecture)
+    buffer_patterns = _BUFFER_PATTERNS + _RECORDED_BUFFER_PATTERNS
+    recorded = _recorded_buffers(config)
+    if recorded is not None:
+        buffer_patterns = _BUFFER_PATTERNS + tuple(
+            (re.compile(rf"(^|\.){re.escape(suffix)}$"), suffix.rsplit(".", 1)[-1]) for suffix in recorded)
     embedding_shapes = {t.shape for t in tensors if _EMBEDDING_NAMES.search(t.name)}
     qbits = _packing_bits(quantization, by_name, notes)
 
     for t in tensors:
         name = t.name
-        buffer = next((label for pattern, label in _BUFFER_PATTERNS if pattern.search(name)), None)
+        buffer = next((label for pattern, label in buffer_patterns if pattern.search(name)), None)
         if buffer is None and _GPT2_MASK.search(name) and len(t.shape) == 4:
             buffer = "attn.bias (causal mask)"
         if buffer is not None:
@@ -284,6 +294,15 @@ def count_parameters(
         quantized_parameters=quantized_params,
         quantized_bytes=quantized_bytes + aux_bytes if quantized_params else 0,
     )
+
+
+def _recorded_buffers(config: Mapping[str, object] | None) -> frozenset[str] | None:
+    """The persistent-buffer name suffixes transformers registers for the config's model type, if recorded."""
+    if config is None or not isinstance(config.get("model_type"), str):
+        return None
+    from hf_gpu_estimator.architectures.generic import persistent_buffers
+
+    return persistent_buffers(str(config["model_type"]))
 
 
 def _tie_flag(config: Mapping[str, object] | None, architecture: Architecture | None) -> bool:
