@@ -42,7 +42,7 @@ def persistent_buffers(model_type: str) -> list[str] | None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model = _runner.build_meta_model(coverage.default_cut_config(model_type).config)
-    except Exception:  # a default config transformers cannot build: no record (the patterns apply)
+    except Exception:  # a default config transformers cannot build: no record (the patterns apply)  # noqa: BLE001
         return None
     out = set()
     for module_name, module in model.named_modules():

@@ -115,8 +115,8 @@ def off_text_path(params: Iterable[tuple[str, int]]) -> dict[str, int]:
     params = list(params)
     names = [n for n, _ in params]
     has_vision = any(_VISION.search(n) for n in names)
-    prefixes = {n.split(".decoder.")[0] for n in names if ".decoder." in n or n.startswith("decoder.")}
-    encoders = {p for p in prefixes if any(n.startswith(f"{p}.encoder.") or n.startswith("encoder.") for n in names)}
+    encoders = {p for p in {_decoder_owner(n) for n in names} - {None}
+                if any(n.startswith(f"{p}.encoder." if p else "encoder.") for n in names)}
     cross_layers: set[str] = set()
     self_layers: set[str] = set()
     for n in names:
@@ -135,14 +135,20 @@ def off_text_path(params: Iterable[tuple[str, int]]) -> dict[str, int]:
         elif _PROJECTOR.search(n):
             key = "vision" if has_vision or not any(_AUDIO.search(x) for x in names) else "audio"
         elif _CROSS.search(n) or ((m := _LAYER_PREFIX.match(n)) is not None and m.group(1) in whole):
-            owner = n.split(".decoder.")[0] if ".decoder." in n else None
-            if owner is not None and owner in encoders:
+            if _decoder_owner(n) in encoders:
                 continue  # an encoder-decoder model: the decoder's cross-attention reads the encoder it holds
             key = "cross_attention"
         else:
             continue
         out[key] = out.get(key, 0) + numel
     return out
+
+
+def _decoder_owner(name: str) -> str | None:
+    """The module holding the decoder stack a name sits in (``model`` for ``model.decoder.…``), if any."""
+    if name.startswith("decoder."):
+        return ""
+    return name.split(".decoder.")[0] if ".decoder." in name else None
 
 
 def role_of(name: str) -> Role:
