@@ -10,6 +10,7 @@ Usage: .venv/bin/python scripts/build_generic_data.py   (rewrites src/hf_gpu_est
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 import warnings
@@ -26,8 +27,33 @@ FIELDS = (
     "attention_bias", "mlp_bias", "kv_lora_rank", "q_lora_rank", "qk_rope_head_dim", "qk_nope_head_dim",
     "v_head_dim", "state_size", "ssm_state_size", "mamba_d_state", "conv_kernel", "mamba_d_conv", "expand",
     "mamba_expand", "mamba_n_heads", "mamba_d_head", "mamba_n_groups", "n_groups", "linear_num_key_heads",
-    "linear_num_value_heads", "linear_key_head_dim", "linear_value_head_dim", "linear_conv_kernel_dim",
+    "linear_num_value_heads", "linear_key_head_dim", "linear_value_head_dim", "linear_conv_kernel_dim", "is_moe",
 )  # fmt: skip
+
+
+def persistent_buffers(model_type: str) -> list[str] | None:
+    """Name suffixes of the persistent buffers (state-dict tensors that are not parameters) of the causal-LM
+    class at its default config cut to a few layers, on the meta device: what a checkpoint stores beside its
+    parameters. The suffix is the part after the last layer index (``mlp.gate.e_score_correction_bias``), or
+    the last two name parts outside layers. None when the default config cannot be built."""
+    from hf_gpu_estimator import _runner, coverage
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = _runner.build_meta_model(coverage.default_cut_config(model_type).config)
+    except Exception:  # a default config transformers cannot build: no record (the patterns apply)  # noqa: BLE001
+        return None
+    out = set()
+    for module_name, module in model.named_modules():
+        skip = getattr(module, "_non_persistent_buffers_set", set())
+        for buffer_name, b in module.named_buffers(recurse=False):
+            if buffer_name in skip or b is None:
+                continue
+            parts = f"{module_name}.{buffer_name}".strip(".").split(".")
+            index = max((i for i, p in enumerate(parts) if p.isdigit()), default=None)
+            out.add(".".join(parts[index + 1:] if index is not None else parts[-2:]))
+    return sorted(out)
 
 
 def main() -> int:
@@ -66,8 +92,13 @@ def main() -> int:
                 # Whether the class ties its output projection to the input embeddings at all
                 # (tie_word_embeddings only acts through _tied_weights_keys; some classes declare none).
                 entry["ties_lm_head"] = bool(getattr(model_cls, "_tied_weights_keys", None))
+                # Whether generate can ask for the last position's logits only (prefill logits_to_keep=1);
+                # without the argument the prefill computes logits for every prompt position.
+                if "logits_to_keep" not in inspect.signature(model_cls.forward).parameters:
+                    entry["logits_to_keep"] = False
             except Exception:
                 pass
+            entry["buffers"] = persistent_buffers(model_type)
         out[model_type] = entry
     # Every model type transformers implements is recorded (a multimodal wrapper is read through its
     # text_config); the field aliases and defaults only for causal LMs and their text models.

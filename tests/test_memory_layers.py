@@ -134,3 +134,33 @@ def test_lora_on_a_hybrid_counts_each_linear_in_the_layers_that_hold_it() -> Non
     assert lora_parameters(spec, make_workload(task="training", method="lora", lora_rank=rank,
                                                lora_targets="in_proj_qkvz")) == \
         rank * (qkvz.in_features + qkvz.out_features) * 3
+
+
+def test_towers_a_text_step_does_not_reach_get_no_gradient() -> None:
+    """AdamW creates state only for parameters with a gradient; a text-only step runs no vision tower
+    (coverage traces of gemma3, got_ocr2, phi4_multimodal: gradients and states of the language model only)."""
+    from hf_gpu_estimator.architectures import parameter_counts
+
+    config = {"model_type": "gemma3", "text_config": {"num_hidden_layers": 2}}
+    counts = parameter_counts(config)
+    vision = counts.off_text_path["vision"]
+    assert vision == architecture_from_config(config).vision_parameters > 0
+    run = {"task": "training", "seq_len": 64, "precision": "bf16-true"}
+    text = estimate(config, **run)
+    assert text.memory.components["gradients"] == 2 * (counts.total - vision)
+    assert text.memory.components["optimizer_states"] == 4 * (counts.total - vision)
+    assert any("frozen by absence" in a for a in text.memory.assumptions)
+    with_images = estimate(config, images=1, **run)  # the vision tower runs, and trains
+    assert with_images.memory.components["optimizer_states"] == 4 * counts.total
+    mllama = parameter_counts({"model_type": "mllama"}).off_text_path
+    assert set(mllama) == {"vision", "cross_attention"}
+
+
+def test_a_forward_without_logits_to_keep_computes_every_prompt_position() -> None:
+    # WhisperForCausalLM.forward has no logits_to_keep: the prefill makes [batch, prompt, vocab] logits.
+    config = {"model_type": "whisper", "d_model": 64, "decoder_layers": 2, "decoder_attention_heads": 4,
+              "vocab_size": 1000, "decoder_ffn_dim": 128}
+    arch = architecture_from_config(config)
+    assert not arch.last_logits_only and architecture_from_config({"model_type": "llama"}).last_logits_only
+    est = estimate(config, seq_len=128, new_tokens=1)
+    assert est.memory.components["transient"] >= 128 * 1000 * 2

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from hf_gpu_estimator.sources.headers import build_spec, count_parameters, role_of
+from hf_gpu_estimator.sources.headers import build_spec, count_parameters, off_text_path, role_of
 from hf_gpu_estimator.spec import QuantizationConfig, TensorInfo
 
 
@@ -95,3 +95,40 @@ def test_build_spec_notes_a_mismatch_with_the_config_formula():
 def test_build_spec_header_only_without_config():
     spec = build_spec(model_id="f", config=None, tensors=(T("w", "F16", 2, 2),))
     assert spec.architecture is None and spec.stored_dtype == "float16" and spec.provenance["stored_dtype"] == "header"
+
+
+def test_off_text_path_towers_projectors_and_cross_attention():
+    # got_ocr2-style vision tower + projector; moss-style audio tower + projector (no vision beside it).
+    vision = off_text_path([("model.vision_tower.layers.0.attn.qkv.weight", 30), ("model.multi_modal_projector.w", 5),
+                            ("model.language_model.layers.0.self_attn.q_proj.weight", 100)])
+    assert vision == {"vision": 35}
+    assert off_text_path([("model.audio_tower.layers.0.fc1.weight", 7), ("model.multi_modal_projector.linear_1.weight", 3),
+                          ("model.language_model.embed_tokens.weight", 50)]) == {"audio": 10}
+    # A *ForCausalLM of an encoder-decoder model: the decoder's cross-attention has no encoder to read.
+    decoder = [("model.decoder.layers.0.self_attn.q_proj.weight", 16), ("model.decoder.layers.0.encoder_attn.q_proj.weight", 16),
+               ("model.decoder.layers.0.encoder_attn_layer_norm.weight", 4), ("model.decoder.layers.0.fc1.weight", 64)]
+    assert off_text_path(decoder) == {"cross_attention": 20}
+    # The whole encoder-decoder model holds the encoder: its cross-attention runs.
+    assert off_text_path([*decoder, ("model.encoder.layers.0.self_attn.q_proj.weight", 16)]) == {}
+    # mllama: a layer whose only attention is cross-attention is skipped whole; blt's cross_attn_layers run.
+    mllama = [("model.layers.3.cross_attn.q_proj.weight", 16), ("model.layers.3.cross_attn_attn_gate", 1),
+              ("model.layers.3.mlp.up_proj.weight", 64), ("model.layers.3.post_attention_layernorm.weight", 4),
+              ("model.layers.4.self_attn.q_proj.weight", 16), ("model.layers.4.mlp.up_proj.weight", 64)]
+    assert off_text_path(mllama) == {"cross_attention": 85}
+    assert off_text_path([("model.local_decoder.cross_attn_layers.0.q_proj.weight", 16)]) == {}
+
+
+def test_header_counts_carry_the_off_text_path():
+    tensors = [TensorInfo(name="model.vision_tower.patch_embed.weight", dtype="BF16", shape=(8, 4)),
+               TensorInfo(name="model.language_model.embed_tokens.weight", dtype="BF16", shape=(10, 4))]
+    assert count_parameters(tensors).parameters.off_text_path == {"vision": 32}
+
+
+def test_persistent_buffers_are_recorded_per_type():
+    # deepseek_v3 registers the router's e_score_correction_bias as a buffer; laguna makes it a parameter.
+    name = "model.layers.0.mlp.gate.e_score_correction_bias"
+    tensors = [TensorInfo(name=name, dtype="F32", shape=(256,)),
+               TensorInfo(name="model.embed_tokens.weight", dtype="BF16", shape=(10, 4))]
+    assert count_parameters(tensors, config={"model_type": "deepseek_v3"}).parameters.total == 40
+    assert count_parameters(tensors, config={"model_type": "laguna"}).parameters.total == 296
+    assert count_parameters(tensors).parameters.total == 40  # no recorded type: the name patterns

@@ -26,6 +26,13 @@ Provenance = Literal["header", "config", "catalog", "module", "default"]
 Role = Literal["embedding", "attention", "mlp", "experts", "router", "norm", "lm_head", "other"]
 ROLES: tuple[Role, ...] = ("embedding", "attention", "mlp", "experts", "router", "norm", "lm_head", "other")
 
+#: Inputs other than text that some parameters are reached by only (:attr:`ParameterCounts.off_text_path`):
+#: a vision tower with its projector; an audio tower with its projector; cross-attention over states a
+#: text-only step does not have (an encoder the checkpoint does not hold, or the image features of
+#: mllama's cross-attention layers).
+OffTextInput = Literal["vision", "audio", "cross_attention"]
+OFF_TEXT_INPUTS: tuple[OffTextInput, ...] = ("vision", "audio", "cross_attention")
+
 
 @dataclass(frozen=True, kw_only=True)
 class TensorInfo:
@@ -80,10 +87,17 @@ class ParameterCounts:
     total: int
     by_role: Mapping[str, int]
     active: int
+    #: Parameters a text-only step never reaches, by the input that reaches them (:data:`OFF_TEXT_INPUTS`):
+    #: their modules do not run, so a training step gives them no gradient and AdamW no state.
+    off_text_path: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if sum(self.by_role.values()) != self.total:
             raise ValueError(f"by_role sums to {sum(self.by_role.values())}, total is {self.total}")
+        unknown = set(self.off_text_path) - set(OFF_TEXT_INPUTS)
+        if unknown or any(n < 0 for n in self.off_text_path.values()) or sum(self.off_text_path.values()) > self.total:
+            raise ValueError(f"off_text_path {dict(self.off_text_path)} must name inputs among {OFF_TEXT_INPUTS} "
+                             f"and hold at most the {self.total} parameters")
 
     @property
     def embedding(self) -> int:
@@ -301,6 +315,9 @@ class Architecture:
     native_softmax: bool = False
     # PreTrainedModel._supports_sdpa: when False transformers runs eager attention for "sdpa".
     supports_sdpa: bool = True
+    # The forward takes logits_to_keep, so generate's prefill computes the last position's logits only;
+    # False: logits for every prompt position (whisper's WhisperForCausalLM).
+    last_logits_only: bool = True
     # What the counts include or leave out, in words (e.g. a multimodal wrapper's vision tower).
     notes: tuple[str, ...] = ()
     #: One (mixer, ffn) per layer as the family describes it; empty for uniform models, whose

@@ -152,13 +152,19 @@ def lin(in_features: int, out_features: int, bias: bool) -> int:
 class Tally:
     roles: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ROLES, 0))
     idle: int = 0  # routed-expert parameters a single token is not sent to
+    #: Parameters only another input reaches (ParameterCounts.off_text_path), by that input.
+    off_text: dict[str, int] = field(default_factory=dict)
 
     def add(self, role: str, n: int) -> None:
         self.roles[role] += n
 
+    def add_off_text(self, source: str, n: int) -> None:
+        self.off_text[source] = self.off_text.get(source, 0) + n
+
     def counts(self) -> ParameterCounts:
         total = sum(self.roles.values())
-        return ParameterCounts(total=total, by_role=dict(self.roles), active=total - self.idle)
+        return ParameterCounts(total=total, by_role=dict(self.roles), active=total - self.idle,
+                               off_text_path={k: n for k, n in self.off_text.items() if n})
 
 
 

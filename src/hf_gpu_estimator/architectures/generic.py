@@ -82,6 +82,19 @@ def generic_supports_sdpa(model_type: str) -> bool:
     return bool(_data().get("model_types", {}).get(model_type, {}).get("supports_sdpa", True))
 
 
+def persistent_buffers(model_type: str) -> frozenset[str] | None:
+    """Name suffixes of the persistent buffers transformers registers for ``model_type`` (what a checkpoint
+    stores beside its parameters), recorded from the meta-device model; None when not recorded."""
+    recorded = _data().get("model_types", {}).get(model_type, {}).get("buffers")
+    return frozenset(recorded) if isinstance(recorded, list) else None
+
+
+def computes_last_logits_only(model_type: str) -> bool:
+    """Whether the causal-LM class's forward takes ``logits_to_keep`` (generate's prefill then computes the last
+    position's logits only); recorded from transformers (True when unrecorded)."""
+    return bool(_data().get("model_types", {}).get(model_type, {}).get("logits_to_keep", True))
+
+
 def known_model_types() -> frozenset[str]:
     """Every model type the recorded transformers implements (causal LMs, their text models, wrappers)."""
     return frozenset(_data().get("model_types", {}))
@@ -176,6 +189,10 @@ def analyze_generic(f: Fields, model_type: str, head: Head) -> tuple[Architectur
     chunk = s.opt_int("attention_chunk_size")
 
     experts = s.opt_int("num_experts", minimum=0) or 0
+    if not s.boolean("is_moe", True):
+        # An explicit switch beside the expert fields (configuration_doge.py: is_moe=False keeps the dense MLP
+        # although num_experts and num_experts_per_tok have defaults): the layers are dense.
+        experts = 0
     top_k = (s.opt_int("num_experts_per_tok") or 0) if experts else 0
     moe_inter = s.opt_int("moe_intermediate_size") or inter
     shared = s.opt_int("shared_expert_intermediate_size", minimum=0) or 0
@@ -267,6 +284,7 @@ def analyze_generic(f: Fields, model_type: str, head: Head) -> tuple[Architectur
         linears=linears,
         per_layer=tuple(per_layer),
         derivation="generic",
+        last_logits_only=computes_last_logits_only(model_type),
         notes=(f"{model_type!r} has no family module: dimensions from transformers' standard config fields "
                "(generic family); parameter counts are exact only from the checkpoint's safetensors headers",),
     )

@@ -17,7 +17,7 @@ from hf_gpu_estimator.memory.activations import (
 )
 from hf_gpu_estimator.memory.kv_cache import kv_cache_bytes
 from hf_gpu_estimator.memory.terms import BYTES, COMPONENTS, MemoryEstimate, Moment, Term
-from hf_gpu_estimator.memory.weights import WeightPlan, plan_weights
+from hf_gpu_estimator.memory.weights import WeightPlan, plan_weights, step_inputs
 from hf_gpu_estimator.spec import Architecture, ModelSpec
 from hf_gpu_estimator.workload import Workload
 
@@ -88,7 +88,12 @@ def estimate_memory(spec: ModelSpec, workload: Workload, *, detail: bool = True)
                                       fix=f"use --pp <= {arch.num_layers}")
     if workload.images:
         return _with_images(spec, arch, workload, detail=detail)
-    plan = plan_weights(spec, workload)
+    return _estimate(spec, arch, workload, step_inputs(workload), detail=detail)
+
+
+def _estimate(spec: ModelSpec, arch: Architecture, workload: Workload, inputs: frozenset[str], *,
+              detail: bool) -> MemoryEstimate:
+    plan = plan_weights(spec, workload, inputs=inputs)
     if workload.is_training:
         return _training(spec, arch, plan, workload, detail=detail)
     return _inference(spec, arch, plan, workload, detail=detail)
@@ -97,7 +102,8 @@ def estimate_memory(spec: ModelSpec, workload: Workload, *, detail: bool = True)
 def _with_images(spec: ModelSpec, arch: Architecture, workload: Workload, *, detail: bool) -> MemoryEstimate:
     """Images join the sequence as ``tokens_per_image`` placeholder tokens each (the processor expands
     the image token; the vision tower's outputs replace their embeddings), so the language model sees a
-    longer sequence. The vision tower's weights are in the counts (role 'other')."""
+    longer sequence. The vision tower's weights are in the counts (role 'other'), and in training it gets
+    gradients and optimizer states."""
     if not arch.tokens_per_image:
         raise ConflictingOptionsError("images", workload.images, f"needs a vision-language model; {spec.id} has no "
                                       "vision tower (or no known tokens per image)", fix="drop --images")
@@ -109,12 +115,14 @@ def _with_images(spec: ModelSpec, arch: Architecture, workload: Workload, *, det
         source = workload.images * arch.cross_tokens_per_image
         layers = tuple(dataclasses.replace(layer, mixer=dataclasses.replace(layer.mixer, source_tokens=source))
                        if layer.mixer.kind == "cross" else layer for layer in arch.layers)
-        spec = dataclasses.replace(spec, architecture=dataclasses.replace(arch, per_layer=layers))
+        arch = dataclasses.replace(arch, per_layer=layers)
+        spec = dataclasses.replace(spec, architecture=arch)
         cross = sum(1 for layer in layers if layer.mixer.kind == "cross")
         notes.append(f"the {cross} cross-attention layers cache keys/values of {source:,} vision tokens per sequence "
                      f"({workload.images} x {arch.cross_tokens_per_image:,}); their attention activations are "
                      "modelled as self-attention over the text")
-    result = estimate_memory(spec, workload.with_(images=0, seq_len=workload.seq_len + extra), detail=detail)
+    result = _estimate(spec, arch, workload.with_(images=0, seq_len=workload.seq_len + extra), step_inputs(workload),
+                       detail=detail)
     if not detail:
         return result
     return dataclasses.replace(result, assumptions=(*notes, *result.assumptions))
@@ -205,8 +213,9 @@ def _inference(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: 
                           * shard.activations)
     mask = B * S * S * c if attn == "eager" else 0  # 4-D additive mask built once per forward
     hidden = B * S * c * arch.hidden_size  # embeddings / residual stream kept across layers
-    # Only the last position's logits (generate passes logits_to_keep=1), then an fp32 copy.
-    logits = B * arch.vocab_size * (c + 4)
+    # Only the last position's logits (generate passes logits_to_keep=1), then an fp32 copy; a forward
+    # without logits_to_keep computes them for every prompt position first.
+    logits = B * arch.vocab_size * ((c if arch.last_logits_only else S * c) + 4)
     dequant = _dequant_transient(arch, plan)
     prefill = Moment(phase="prefill", components={
         "weights": W, "kv_cache": kv_prefill, "activations": hidden,
@@ -230,8 +239,9 @@ def _inference(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: 
             Term(component="transient", name="prefill layer peak", bytes=layer_transient,
                  formula=f"batch {B} x {S} tokens x per-token layer peak ({attn})", low=int(layer_transient * 0.9),
                  high=int(layer_transient * 1.2)),
-            Term(component="transient", name="last-position logits + fp32 copy", bytes=logits,
-                 formula=f"{B} x vocab {arch.vocab_size} x ({c} + 4) B"),
+            Term(component="transient", name="last-position logits + fp32 copy" if arch.last_logits_only
+                 else "prompt logits + fp32 copy of the last", bytes=logits,
+                 formula=f"{B} x vocab {arch.vocab_size} x ({c if arch.last_logits_only else f'{S} x {c}'} + 4) B"),
             Term(component="workspace", name="cuBLAS workspace", bytes=ws,
                  formula="32 MiB cuBLAS + 1 MiB cuBLASLt per stream (Hopper+), via the caching allocator"),
         ]
@@ -296,7 +306,8 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
     W = int((plan.weights_bytes + plan.adapter_bytes) * shard.weights)
     trainable = plan.trainable_params
     tb = plan.trainable_bytes_per_param
-    G = int(trainable * tb * shard.grads)
+    # Only parameters the step reaches get a gradient (a tower the inputs do not feed runs no module).
+    G = int(plan.updated_params * tb * shard.grads)
     S_opt, opt_formula, opt_temp = _optimizer_bytes(spec, arch, plan, workload)
     S_opt = int(S_opt * shard.optimizer)
     opt_temp = int(opt_temp * shard.optimizer)
@@ -378,7 +389,7 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
         terms = [
             Term(component="weights", name="weights", bytes=W, formula=plan.formula + _shard_note(shard.weights)),
             Term(component="gradients", name="gradients", bytes=G,
-                 formula=f"{trainable:,} trainable x {tb} B ({plan.trainable_dtype})" + _shard_note(shard.grads)),
+                 formula=f"{plan.updated_params:,} trainable with a gradient x {tb} B ({plan.trainable_dtype})" + _shard_note(shard.grads)),
             Term(component="optimizer_states", name="optimizer states", bytes=S_opt, formula=opt_formula),
             Term(component="activations", name="decoder layers (saved for backward)", bytes=A_layers,
                  formula=(f"{B} x {S} tokens x {layers_here:g} layers x {per_layer_saved:,.0f} B/token"
@@ -408,6 +419,12 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
                            f"{workload.optimizer.name}.step(); zero_grad(set_to_none=True); steady state (step >= 2)")
         if plan.quantization in ("nf4", "fp4"):
             assumptions.append("QLoRA: bitsandbytes 4-bit base with double quantization (absmax 8-bit per 64 weights)")
+        if plan.unreached_params:
+            parts = ", ".join(f"{_INPUT_WORDS.get(k, k)} {n:,}" for k, n in sorted(plan.unreached.items()))
+            assumptions.append(
+                f"{plan.unreached_params:,} parameters are frozen by absence ({parts}): the step's inputs do not "
+                "reach them, so their modules do not run and they get no gradient, and no optimizer state (torch "
+                "optimizers create state only for parameters with a gradient); their weights still count")
     act_at_peak = A_layers + head
     result = _finish(moments, terms, workload, assumptions, activation_bytes_at_peak=act_at_peak,
                      host_offload_bytes=host, detail=detail)
@@ -416,10 +433,15 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
     return dataclasses.replace(result, first_step_allocated_bytes=first)
 
 
+#: How an assumption names the parameters each input reaches (ParameterCounts.off_text_path keys).
+_INPUT_WORDS = {"vision": "vision tower and projector, no images given", "audio": "audio tower and projector, "
+                "no audio given", "cross_attention": "cross-attention without the states it reads"}
+
+
 def _optimizer_bytes(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: Workload) -> tuple[int, str, int]:
     """(state bytes, formula, step temporaries) for the trainable parameters, whole model."""
     opt = workload.optimizer
-    n = plan.trainable_params
+    n = plan.updated_params
     tb = plan.trainable_bytes_per_param
     if opt.factored:
         # Adafactor: row and column second moments for each matrix, full for vectors.

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from hf_gpu_estimator.errors import ConflictingOptionsError
 from hf_gpu_estimator.memory.activations import layers_holding
@@ -29,11 +30,23 @@ class WeightPlan:
     quantized_params: int  # stored at ``quantized_bits`` per weight
     quantized_bits: float
     weights_bytes: int  # all base parameters as stored
-    trainable_params: int
+    trainable_params: int  # requires_grad
     trainable_dtype: str
     adapter_params: int  # LoRA parameters (included in trainable_params)
     adapter_bytes: int
     formula: str
+    #: Trainable parameters the step's inputs do not reach, by input (ParameterCounts.off_text_path: a
+    #: vision tower without images ...): their modules do not run, so they get no gradient or optimizer state.
+    unreached: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def unreached_params(self) -> int:
+        return sum(self.unreached.values())
+
+    @property
+    def updated_params(self) -> int:
+        """Trainable parameters that get a gradient (and optimizer state) in the step."""
+        return self.trainable_params - self.unreached_params
 
     @property
     def weight_bytes_per_param(self) -> int:
@@ -85,8 +98,21 @@ def lora_parameters(spec: ModelSpec, workload: Workload) -> int:
     return total
 
 
-def plan_weights(spec: ModelSpec, workload: Workload) -> WeightPlan:
+#: Inputs besides text that a workload with images reaches: the vision tower and projector, and the
+#: cross-attention layers that read the image features (mllama); only vision-language models take images.
+IMAGE_INPUTS: frozenset[str] = frozenset({"vision", "cross_attention"})
+
+
+def step_inputs(workload: Workload) -> frozenset[str]:
+    """What a step feeds the model besides text (keys of ParameterCounts.off_text_path)."""
+    return IMAGE_INPUTS if workload.images else frozenset()
+
+
+def plan_weights(spec: ModelSpec, workload: Workload, *, inputs: frozenset[str] | None = None) -> WeightPlan:
     """Resolve dtypes, quantization and trainable parameters for ``workload``.
+
+    ``inputs``: what the step feeds besides text (default: :func:`step_inputs` of ``workload``); full
+    training updates only the parameters those inputs and the text reach.
 
     Dtype rules (what users of transformers/Lightning/peft get):
       * inference: ``--dtype`` or the checkpoint's dtype (transformers 5 loads ``dtype="auto"``);
@@ -132,7 +158,7 @@ def plan_weights(spec: ModelSpec, workload: Workload) -> WeightPlan:
                    f"scales, from the headers) + {rest:,} other params x {BYTES[weight_dtype]} B ({weight_dtype})")
         return _finish_plan(spec, workload, weight_dtype=weight_dtype, compute_dtype=compute_dtype, quant=quant,
                             quantized_params=quantized_params, bits=bits, weights_bytes=weights_bytes,
-                            formula=formula)  # fmt: skip
+                            formula=formula, inputs=inputs)  # fmt: skip
     elif quant != "none":
         quantized_params = sum(counts.by_role.get(role, 0) for role in quantized_roles(quant))
         if quant.startswith("gguf:"):
@@ -147,19 +173,24 @@ def plan_weights(spec: ModelSpec, workload: Workload) -> WeightPlan:
                    f"{total - quantized_params:,} other params x {BYTES[weight_dtype]} B ({weight_dtype})")
     weights_bytes = int(quantized_params * bits / 8 + (total - quantized_params) * BYTES[weight_dtype] + extra_bytes)
     return _finish_plan(spec, workload, weight_dtype=weight_dtype, compute_dtype=compute_dtype, quant=quant,
-                        quantized_params=quantized_params, bits=bits, weights_bytes=weights_bytes, formula=formula)
+                        quantized_params=quantized_params, bits=bits, weights_bytes=weights_bytes, formula=formula,
+                        inputs=inputs)
 
 
 def _finish_plan(spec: ModelSpec, workload: Workload, *, weight_dtype: str, compute_dtype: str, quant: str,
-                 quantized_params: int, bits: float, weights_bytes: int, formula: str) -> WeightPlan:  # fmt: skip
+                 quantized_params: int, bits: float, weights_bytes: int, formula: str,
+                 inputs: frozenset[str] | None) -> WeightPlan:  # fmt: skip
     total = spec.parameters.total
     precision = workload.precision
     adapter_params = 0
     adapter_bytes = 0
+    unreached: dict[str, int] = {}
     if not workload.is_training:
         trainable, trainable_dtype = 0, weight_dtype
     elif workload.method == "full":
         trainable, trainable_dtype = total, precision.param_dtype
+        fed = step_inputs(workload) if inputs is None else inputs
+        unreached = {k: n for k, n in spec.parameters.off_text_path.items() if k not in fed and n}
     else:
         adapter_params = lora_parameters(spec, workload)
         trainable, trainable_dtype = adapter_params, precision.param_dtype
@@ -168,7 +199,7 @@ def _finish_plan(spec: ModelSpec, workload: Workload, *, weight_dtype: str, comp
         weight_dtype=weight_dtype, compute_dtype=compute_dtype, quantization=quant, total_params=total,
         quantized_params=quantized_params, quantized_bits=bits, weights_bytes=weights_bytes,
         trainable_params=trainable, trainable_dtype=trainable_dtype, adapter_params=adapter_params,
-        adapter_bytes=adapter_bytes, formula=formula,
+        adapter_bytes=adapter_bytes, formula=formula, unreached=unreached,
     )  # fmt: skip
 
 

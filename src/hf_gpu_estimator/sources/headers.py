@@ -41,6 +41,11 @@ _BUFFER_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(^|\.)attn\.masked_bias$"), "attn.masked_bias"),
     (re.compile(r"(^|\.)(cos|sin)_cached$"), "rotary cos/sin cache"),
     (re.compile(r"(^|\.)position_ids$"), "position_ids"),
+)
+# Persistent buffers of a model type transformers implements are recorded per type in generic_data.json
+# (architectures.generic.persistent_buffers), which also knows where a name usually a buffer is a parameter
+# (laguna's router e_score_correction_bias); these patterns serve the types without a record.
+_RECORDED_BUFFER_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # Persistent buffers transformers' modules register (register_buffer), recorded from the meta-device
     # models of transformers 5.24: the MoE router's correction bias (deepseek_v3 and 27 other types;
     # ernie4_5_moe keeps it as a parameter under ``moe_statics``), xIELU's beta/eps (apertus), the
@@ -84,6 +89,69 @@ _ROLE_PATTERNS: tuple[tuple[Role, re.Pattern[str]], ...] = (
     ("attention", re.compile(r"(^|\.)\w*(attn|attention)\w*(\.|$)")),
     ("mlp", re.compile(r"(^|\.)(mlp|ffn|feed_forward|block_sparse_moe|moe)(\.|$)")),
 )  # fmt: skip
+
+
+#: Towers a text-only step does not run, by tensor-name segment: vision (gemma3/got_ocr2 ``vision_tower``,
+#: fuyu ``vision_embed_tokens``, phi4-multimodal ``image_embed``, git ``image_encoder``/``visual_projection``)
+#: and audio (moss ``audio_tower``, phi4-multimodal ``audio_embed``).
+_VISION = re.compile(r"(^|\.)(vision|visual|image|video)\w*(\.|$)")
+_AUDIO = re.compile(r"(^|\.)(audio|speech|acoustic)\w*(\.|$)")
+#: A multimodal projector serves the tower beside it (vision when there is one, else audio).
+_PROJECTOR = re.compile(r"(^|\.)(multi_modal_projector|multimodal_projector|mm_projector)(\.|$)")
+#: Cross-attention of a decoder layer (bart-style ``encoder_attn``, prophetnet/mllama ``cross_attn``, bert
+#: ``crossattention``) with its own norm and gates; blt's ``cross_attn_layers`` are its own stacks, not these.
+_CROSS = re.compile(r"(^|\.)(encoder_attn|cross_attn|crossattention)(_layer_norm|_layernorm|_attn_gate|_mlp_gate)?"
+                    r"(\.|$)")
+_SELF_ATTENTION = re.compile(r"(^|\.)(self_attn|self_attention|attention|attn)\.")
+_LAYER_PREFIX = re.compile(r"^(.*?(?:^|\.)(?:layers|layer|h|blocks|block)\.\d+\.)")
+
+
+def off_text_path(params: Iterable[tuple[str, int]]) -> dict[str, int]:
+    """Parameters a text-only step never reaches, by the input that does (:data:`~hf_gpu_estimator.spec.OFF_TEXT_INPUTS`).
+
+    From parameter names (pairs of name and element count): vision and audio towers with their projector;
+    the cross-attention of decoder layers when no encoder stack sits beside the decoder (``X.decoder.`` without
+    ``X.encoder.``: a ``*ForCausalLM`` of an encoder-decoder model, whose forward skips it without encoder
+    states, modeling_bart.py BartDecoderLayer); a layer whose only attention is cross-attention is skipped
+    whole (modeling_mllama.py MllamaTextModel.forward without image states).
+    """
+    params = list(params)
+    names = [n for n, _ in params]
+    has_vision = any(_VISION.search(n) for n in names)
+    encoders = {p for p in {_decoder_owner(n) for n in names} - {None}
+                if any(n.startswith(f"{p}.encoder." if p else "encoder.") for n in names)}
+    cross_layers: set[str] = set()
+    self_layers: set[str] = set()
+    for n in names:
+        m = _LAYER_PREFIX.match(n)
+        if m is None:
+            continue
+        rest = n[len(m.group(1)):]
+        (cross_layers if _CROSS.match(rest) else self_layers if _SELF_ATTENTION.match(rest) else set()).add(m.group(1))
+    whole = cross_layers - self_layers
+    out: dict[str, int] = {}
+    for n, numel in params:
+        if _AUDIO.search(n):
+            key = "audio"
+        elif _VISION.search(n):
+            key = "vision"
+        elif _PROJECTOR.search(n):
+            key = "vision" if has_vision or not any(_AUDIO.search(x) for x in names) else "audio"
+        elif _CROSS.search(n) or ((m := _LAYER_PREFIX.match(n)) is not None and m.group(1) in whole):
+            if _decoder_owner(n) in encoders:
+                continue  # an encoder-decoder model: the decoder's cross-attention reads the encoder it holds
+            key = "cross_attention"
+        else:
+            continue
+        out[key] = out.get(key, 0) + numel
+    return out
+
+
+def _decoder_owner(name: str) -> str | None:
+    """The module holding the decoder stack a name sits in (``model`` for ``model.decoder.…``), if any."""
+    if name.startswith("decoder."):
+        return ""
+    return name.split(".decoder.")[0] if ".decoder." in name else None
 
 
 def role_of(name: str) -> Role:
@@ -149,14 +217,20 @@ def count_parameters(
     routed_expert_params = 0
     tied_dropped: str | None = None
     notes: list[str] = []
+    counted: list[tuple[str, int]] = []
 
     tie = _tie_flag(config, architecture)
+    buffer_patterns = _BUFFER_PATTERNS + _RECORDED_BUFFER_PATTERNS
+    recorded = _recorded_buffers(config)
+    if recorded is not None:
+        buffer_patterns = _BUFFER_PATTERNS + tuple(
+            (re.compile(rf"(^|\.){re.escape(suffix)}$"), suffix.rsplit(".", 1)[-1]) for suffix in recorded)
     embedding_shapes = {t.shape for t in tensors if _EMBEDDING_NAMES.search(t.name)}
     qbits = _packing_bits(quantization, by_name, notes)
 
     for t in tensors:
         name = t.name
-        buffer = next((label for pattern, label in _BUFFER_PATTERNS if pattern.search(name)), None)
+        buffer = next((label for pattern, label in buffer_patterns if pattern.search(name)), None)
         if buffer is None and _GPT2_MASK.search(name) and len(t.shape) == 4:
             buffer = "attn.bias (causal mask)"
         if buffer is not None:
@@ -191,6 +265,7 @@ def count_parameters(
             continue
         role = role_of(logical_name)
         by_role[role] += numel
+        counted.append((logical_name, numel))
         if sum(packed.values()) > before or (quantization is not None and t.dtype in _QUANTIZED_DTYPES):
             # float8 / int8 weights of a quantized checkpoint are quantized storage too (their scales are aux).
             quantized_params += numel
@@ -222,7 +297,8 @@ def count_parameters(
         active = total - inactive // architecture.num_experts
     dominant = max(float_bytes, key=lambda d: float_bytes[d]) if float_bytes else None
     return CheckpointCounts(
-        parameters=ParameterCounts(total=total, by_role={r: n for r, n in by_role.items() if n}, active=active),
+        parameters=ParameterCounts(total=total, by_role={r: n for r, n in by_role.items() if n}, active=active,
+                                   off_text_path=off_text_path(counted)),
         checkpoint_bytes=sum(bytes_by_dtype.values()),
         checkpoint_bytes_by_dtype=dict(bytes_by_dtype),
         dominant_float_dtype=SAFETENSORS_TO_TORCH.get(dominant) if dominant else None,
@@ -230,6 +306,15 @@ def count_parameters(
         quantized_parameters=quantized_params,
         quantized_bytes=quantized_bytes + aux_bytes if quantized_params else 0,
     )
+
+
+def _recorded_buffers(config: Mapping[str, object] | None) -> frozenset[str] | None:
+    """The persistent-buffer name suffixes transformers registers for the config's model type, if recorded."""
+    if config is None or not isinstance(config.get("model_type"), str):
+        return None
+    from hf_gpu_estimator.architectures.generic import persistent_buffers
+
+    return persistent_buffers(str(config["model_type"]))
 
 
 def _tie_flag(config: Mapping[str, object] | None, architecture: Architecture | None) -> bool:

@@ -6,7 +6,7 @@ from collections import Counter
 
 from hf_gpu_estimator.errors import MalformedConfigError, UnsupportedArchitectureError
 from hf_gpu_estimator.sources.config import config_to_dict, quantization_from_config, stored_dtype_from_config
-from hf_gpu_estimator.sources.headers import role_of
+from hf_gpu_estimator.sources.headers import off_text_path, role_of
 from hf_gpu_estimator.spec import ROLES, TORCH_TO_SAFETENSORS, ModelSpec, ParameterCounts, Provenance, TensorInfo
 
 
@@ -33,6 +33,7 @@ def spec_from_module(module: object, *, model_id: str | None = None) -> ModelSpe
     tensors: list[TensorInfo] = []
     notes: list[str] = []
     packed = 0
+    counted: list[tuple[str, int]] = []
     for name, p in module.named_parameters():  # type: ignore[attr-defined]
         dtype = _safetensors_dtype(p.dtype)
         numel = p.numel()
@@ -43,6 +44,7 @@ def spec_from_module(module: object, *, model_id: str | None = None) -> ModelSpe
                 logical *= int(d)
             numel, packed = logical, packed + 1
         by_role[role_of(name)] += numel
+        counted.append((name, numel))
         nbytes = p.numel() * p.element_size()
         bytes_by_dtype[dtype] += nbytes
         if p.is_floating_point():
@@ -90,7 +92,8 @@ def spec_from_module(module: object, *, model_id: str | None = None) -> ModelSpe
     return ModelSpec(
         id=name or type(module).__name__,
         architecture=architecture,
-        parameters=ParameterCounts(total=total, by_role={r: n for r, n in by_role.items() if n}, active=active),
+        parameters=ParameterCounts(total=total, by_role={r: n for r, n in by_role.items() if n}, active=active,
+                                   off_text_path=off_text_path(counted)),
         stored_dtype=stored,
         checkpoint_bytes=sum(bytes_by_dtype.values()),
         checkpoint_bytes_by_dtype=dict(bytes_by_dtype),

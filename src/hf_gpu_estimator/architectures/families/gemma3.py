@@ -20,6 +20,7 @@ def analyze_gemma3(f: Fields, model_type: str, head: Head) -> tuple[Architecture
     # modeling_gemma3.py Gemma3MultiModalProjector: a (vision_hidden x text_hidden) matrix + RMSNorm.
     projector = vision_hidden * arch.hidden_size + vision_hidden
     t.add("other", tower + projector)
+    t.add_off_text("vision", tower + projector)
     # Gemma3ForConditionalGeneration ties lm_head by the top-level tie_word_embeddings (default True).
     tie = f.boolean("tie_word_embeddings", True)
     if head == "conditional" and not tie:

@@ -135,6 +135,7 @@ def analyze_llama4(f: Fields, model_type: str, head: Head) -> tuple[Architecture
     arch, t = analyze_llama4_text(text, "llama4_text", "causal_lm" if head == "conditional" else "base")
     tower, projector, per_tile = _llama4_vision(f.sub("vision_config"), arch.hidden_size)
     t.add("other", tower + projector)
+    t.add_off_text("vision", tower + projector)
     arch = dataclasses.replace(
         arch,
         model_type=model_type,

@@ -28,6 +28,7 @@ def _wrap(
 ) -> tuple[Architecture, Tally]:
     """Add the vision parts and the wrapper's lm_head (tied by the top-level tie_word_embeddings)."""
     t.add("other", tower + projector)
+    t.add_off_text("vision", tower + projector)
     tie = f.boolean("tie_word_embeddings", tie_default)
     if head == "conditional" and not tie:
         t.add("lm_head", arch.vocab_size * arch.hidden_size)
@@ -277,11 +278,15 @@ def analyze_mllama(f: Fields, model_type: str, head: Head) -> tuple[Architecture
         if i in cross_set:
             t.add("attention", 2)  # cross_attn_attn_gate, cross_attn_mlp_gate (tanh gates)
             t.add("norm", 2 * head_dim)  # cross_attn q_norm, k_norm
+            # MllamaTextModel.forward skips a cross-attention layer whole when there are no image states
+            # (and nothing cached): text-only steps never reach it.
+            t.add_off_text("cross_attention", attn + 3 * hidden * inter + 2 * hidden + 2 + 2 * head_dim)
     t.add("norm", hidden)
     if head == "conditional":
         t.add("lm_head", vocab * hidden)  # never tied (modeling_mllama.py leaves _tied_weights_keys out)
     tower, projector, vision_tokens = _mllama_vision(f.sub("vision_config"), hidden)
     t.add("other", tower + projector)
+    t.add_off_text("vision", tower + projector)
 
     shape = {"heads": heads, "kv_heads": kv_heads, "head_dim": head_dim}
     dense = FFN(kind="dense", intermediate=inter)
