@@ -16,7 +16,7 @@ import functools
 import gzip
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -225,6 +225,10 @@ def cut_config(config: Any) -> CutConfig:
     if field_name is None:
         return CutConfig(model_type=model_type, config=full, layers=(0, 0), changes={})
     num_layers = int(text[field_name])
+    patterned: dict[str, str] = {}
+    for name, (pattern, what) in _LAYER_PATTERNS.get(model_type, {}).items():
+        patterned[prefix + name] = f"{_summary(text.get(name))} → {what} (a real checkpoint's layer pattern)"
+        text[name] = pattern(num_layers)
     per_layer: dict[str, list[Any]] = {}
     indexed = _index_lists(text, num_layers)
     for name, value in text.items():
@@ -278,6 +282,8 @@ def cut_config(config: Any) -> CutConfig:
                 if kept != indices:
                     text[name] = kept
                     changes[prefix + name] = f"{indices} → {kept}"
+    for name, note in patterned.items():
+        changes[name] = f"{note}, then {changes[name]}" if name in changes else note
     _repair(model_type, text, changes, prefix)
     out = dict(full)
     if text_key:
@@ -294,6 +300,23 @@ _DERIVED_DEFAULTS = (
     ("head_dim", lambda c: c["hidden_size"] // c["num_attention_heads"]),
     ("num_key_value_heads", lambda c: c["num_attention_heads"]),
 )
+
+#: Per-type layer patterns set before the cut (field → a function of the default layer count, and what it
+#: sets), each with its source:
+#: hybrids whose default config has Mamba layers only. transformers' cache then holds no attention layer,
+#: and ``Cache.get_seq_length`` raises ("can only be called on Attention layers"), so the default config
+#: cannot generate; the real checkpoints interleave attention layers, and the cut keeps the first of them.
+_LAYER_PATTERNS: Mapping[str, Mapping[str, tuple[Callable[[int], Any], str]]] = {
+    # ibm-ai-platform/Bamba-9B (32 layers, the default's shape) has attention at layers 9, 18 and 27:
+    # "attn_layer_indices": [9, 18, 27] in its config.json (https://huggingface.co/ibm-ai-platform/Bamba-9B).
+    "bamba": {"attn_layer_indices": (lambda n: [i for i in (9, 18, 27) if i < n], "[9, 18, 27]")},
+    # ibm-granite/granite-4.0-h-tiny (40 layers) has attention at layers 5, 15, 25 and 35, Mamba elsewhere
+    # ("layer_types" in its config.json, https://huggingface.co/ibm-granite/granite-4.0-h-tiny; the GGUF's
+    # head_count_kv is 0 for layers 0-4, https://ollama.com/library/granite4:tiny-h): every tenth from 5.
+    "granitemoehybrid": {"layer_types": (
+        lambda n: ["full_attention" if i % 10 == 5 else "linear_attention" for i in range(n)],
+        "full_attention at every tenth layer from 5, linear_attention (Mamba) elsewhere")},
+}
 
 #: Per-type settings without which the default config cannot generate text, each with its source.
 _TYPE_SETTINGS: Mapping[str, Mapping[str, Any]] = {
@@ -350,10 +373,6 @@ KNOWN_GAPS: Mapping[str, str] = {}
 #: Why exact mode cannot trace a type at its default config, where transformers' error alone does not
 #: say it plainly (the recorded error follows in the table).
 TRACE_GAPS: Mapping[str, str] = {
-    "bamba": "the default config has only Mamba layers, and transformers' cache then has no attention layer "
-             "to give the sequence length",
-    "granitemoehybrid": "the default config has only Mamba layers, and transformers' cache then has no "
-                        "attention layer to give the sequence length",
     "jetmoe": "data-dependent control flow (.item()), which fake tensors cannot run",
     "xlm": "data-dependent control flow (.item()), which fake tensors cannot run",
     "prophetnet": "inference: data-dependent control flow (.item()), which fake tensors cannot run",
