@@ -226,6 +226,12 @@ HYBRID_CASES: list[tuple[str, dict[str, Any]]] = [
                                           shared_intermediate_size=40, mamba_n_heads=8, mamba_d_state=16,
                                           layer_types=["full_attention", "linear_attention"], attention_bias=True,
                                           mamba_proj_bias=True, tie_word_embeddings=True)),
+    ("bamba-tiny", _tiny("bamba", num_key_value_heads=2, attn_layer_indices=[1], mamba_n_heads=8, mamba_n_groups=2,
+                         mamba_d_state=16)),
+    ("bamba-tiny-options", _tiny("bamba", num_hidden_layers=2, num_key_value_heads=4, attn_layer_indices=[0],
+                                 mamba_n_heads=16, mamba_d_head=8, mamba_d_state=16, mamba_proj_bias=True,
+                                 mamba_conv_bias=False, attention_bias=True, mlp_bias=True,
+                                 tie_word_embeddings=True)),
     ("falcon_h1-tiny", _tiny("falcon_h1", num_hidden_layers=2, num_key_value_heads=2, mamba_d_ssm=96,
                              mamba_n_heads=6, mamba_n_groups=2, mamba_d_state=16)),
     ("falcon_h1-tiny-options", _tiny("falcon_h1", num_hidden_layers=2, num_key_value_heads=2, head_dim=8,
@@ -612,7 +618,7 @@ def test_import_is_torch_free() -> None:
 
 
 _STATE_CASES = ["mamba-tiny", "mamba2-tiny", "qwen3_next-tiny", "jamba-tiny", "nemotron_h-tiny-pattern", "lfm2-tiny",
-                "falcon_h1-tiny", "granitemoehybrid-tiny"]
+                "falcon_h1-tiny", "granitemoehybrid-tiny", "bamba-tiny"]
 
 
 @pytest.mark.parametrize("case", _STATE_CASES)

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from hf_gpu_estimator.architectures._registry import Family
 from hf_gpu_estimator.architectures.families import (
+    bamba,
     bert,
     deepseek_v3,
     falcon,
@@ -30,7 +31,8 @@ from hf_gpu_estimator.architectures.families import (
 )
 
 _MODULES = (llama_like, gemma3, deepseek_v3, phi, gpt2, gpt_neox, falcon, bert, t5, gpt_oss, llama4, glm4_moe,
-            vision_language, mamba, qwen3_next, jamba, granitemoehybrid, falcon_h1, nemotron_h, lfm2, gemma3n)
+            vision_language, mamba, qwen3_next, jamba, granitemoehybrid, falcon_h1, nemotron_h, lfm2, gemma3n,
+            bamba)
 
 
 def _collect() -> dict[str, Family]:
