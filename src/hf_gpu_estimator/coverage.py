@@ -87,6 +87,12 @@ _LAYER_FIELDS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers", "deco
 #: Encoder-decoder configs count the stacks apart (num_hidden_layers maps to one of them): cut both.
 _PAIRED_LAYER_FIELDS = ("encoder_layers", "decoder_layers", "num_decoder_layers")
 
+#: Second names of the decoder-layer count kept beside it: cut with it. xLSTMConfig fills ``num_blocks``
+#: from ``num_hidden_layers``, builds its blocks from ``num_blocks`` and sizes its cache from
+#: ``num_hidden_layers`` (configuration_xlstm.py, modeling_xlstm.py), so cutting one alone leaves blocks
+#: without a cache entry (``KeyError: 2`` in the trace).
+_ALIAS_LAYER_FIELDS = ("num_blocks",)
+
 #: Sub-configs holding the language model of a wrapper, in the order they are looked up.
 _TEXT_CONFIGS = ("text_config", "decoder", "decoder_config", "language_config", "llm_config")
 
@@ -251,7 +257,7 @@ def cut_config(config: Any) -> CutConfig:
     keep = layers_to_keep(text, num_layers, {**per_layer, **derived})
     if model_type in MIN_LAYERS_BY_TYPE:
         keep = min(num_layers, max(keep, MIN_LAYERS_BY_TYPE[model_type][0]))
-    for name in _PAIRED_LAYER_FIELDS:
+    for name in _PAIRED_LAYER_FIELDS + _ALIAS_LAYER_FIELDS:
         value = text.get(name)
         if name != field_name and isinstance(value, int) and not isinstance(value, bool) and value > keep:
             text[name] = keep
