@@ -236,6 +236,11 @@ HYBRID_CASES: list[tuple[str, dict[str, Any]]] = [
                    "context_length": 128}),
     ("rwkv-tiny-widths", {"model_type": "rwkv", "hidden_size": 64, "num_hidden_layers": 2, "vocab_size": 211,
                           "attention_hidden_size": 48, "intermediate_size": 80, "tie_word_embeddings": True}),
+    ("xlstm-tiny", {"model_type": "xlstm", "hidden_size": 64, "num_hidden_layers": 2, "num_heads": 4,
+                    "vocab_size": 211}),
+    ("xlstm-tiny-fused", {"model_type": "xlstm", "hidden_size": 64, "num_hidden_layers": 2, "num_heads": 2,
+                          "vocab_size": 211, "weight_mode": "fused", "use_bias": True, "qk_dim_factor": 0.25,
+                          "ffn_proj_factor": 1.3, "ffn_round_up_to_multiple_of": 16, "tie_word_embeddings": True}),
     ("falcon_h1-tiny", _tiny("falcon_h1", num_hidden_layers=2, num_key_value_heads=2, mamba_d_ssm=96,
                              mamba_n_heads=6, mamba_n_groups=2, mamba_d_state=16)),
     ("falcon_h1-tiny-options", _tiny("falcon_h1", num_hidden_layers=2, num_key_value_heads=2, head_dim=8,
@@ -297,9 +302,9 @@ def _role_of(name: str, moe: bool = False) -> str:
     if "experts" in name or "shared_expert." in name or "latent_proj" in name or (moe and "shared_mlp" in name):
         return "experts"
     # Hybrids: nemotron_h's MLP blocks are "mixer"s; Mamba/DeltaNet/short-conv mixers count as attention.
-    if any(k in name for k in ("mixer.up_proj", "mixer.down_proj", "feed_forward", "shared_mlp")):
+    if any(k in name for k in ("mixer.up_proj", "mixer.down_proj", "feed_forward", "shared_mlp", ".ffn.")):
         return "mlp"
-    if any(k in name for k in ("mixer.", "mamba.", "conv.")):
+    if any(k in name for k in ("mixer.", "mamba.", "conv.", "mlstm_layer.")):
         return "attention"
     if any(k in name for k in ("embed", "wte", "wpe", "shared.weight")):
         return "embedding"

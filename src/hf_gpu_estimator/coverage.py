@@ -108,7 +108,15 @@ class CutConfig:
 
     @property
     def config_hash(self) -> str:
-        return config_hash(self.config)
+        settings = WORKLOAD_SETTINGS.get(self.model_type)
+        # The per-workload settings are part of what was traced (absent for most types: their hash is the
+        # config's alone).
+        return config_hash({**self.config, "_workload_settings": settings} if settings else self.config)
+
+    def workload_config(self, workload: str) -> dict[str, Any]:
+        """The config traced for ``workload`` (a key of :data:`WORKLOADS`): the cut config with the
+        type's :data:`WORKLOAD_SETTINGS` for that workload."""
+        return {**self.config, **WORKLOAD_SETTINGS.get(self.model_type, {}).get(workload, {})}
 
 
 def config_hash(config: Mapping[str, Any]) -> str:
@@ -291,6 +299,9 @@ def cut_config(config: Any) -> CutConfig:
     for name, note in patterned.items():
         changes[name] = f"{note}, then {changes[name]}" if name in changes else note
     _repair(model_type, text, changes, prefix)
+    for workload, settings in WORKLOAD_SETTINGS.get(model_type, {}).items():
+        for name, value in settings.items():
+            changes[f"{workload}: {prefix}{name}"] = f"{text.get(name)!r} → {value!r} (this workload only)"
     out = dict(full)
     if text_key:
         out[text_key] = text
@@ -322,6 +333,19 @@ _LAYER_PATTERNS: Mapping[str, Mapping[str, tuple[Callable[[int], Any], str]]] = 
     "granitemoehybrid": {"layer_types": (
         lambda n: ["full_attention" if i % 10 == 5 else "linear_attention" for i in range(n)],
         "full_attention at every tenth layer from 5, linear_attention (Mamba) elsewhere")},
+}
+
+#: Per-type settings for one workload only, where the default config runs one workload and not the other,
+#: each with its source (part of the entry's config hash).
+WORKLOAD_SETTINGS: Mapping[str, Mapping[str, Mapping[str, Any]]] = {
+    # xLSTMConfig's default mode "inference" runs the inference kernels, which backward cannot go through
+    # ("expected scalar type float32 but found bfloat16" in bf16), and with use_cache=True the training
+    # forward copies each layer's new state in place into the cache tensors it saved for backward
+    # (modeling_xlstm.py xLSTMModel.forward: cache.rnn_state[...].copy_; "modified by an inplace operation").
+    # Training needs mode "train" (xLSTMBackend: the chunkwise native-autograd kernel) and no cache; mode
+    # "train" cannot generate (it needs the sequence length to be a multiple of chunk_size), so inference
+    # keeps the default.
+    "xlstm": {"training": {"mode": "train", "use_cache": False}},
 }
 
 #: Per-type settings without which the default config cannot generate text, each with its source.

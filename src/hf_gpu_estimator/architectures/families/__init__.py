@@ -29,11 +29,12 @@ from hf_gpu_estimator.architectures.families import (
     rwkv,
     t5,
     vision_language,
+    xlstm,
 )
 
 _MODULES = (llama_like, gemma3, deepseek_v3, phi, gpt2, gpt_neox, falcon, bert, t5, gpt_oss, llama4, glm4_moe,
             vision_language, mamba, qwen3_next, jamba, granitemoehybrid, falcon_h1, nemotron_h, lfm2, gemma3n,
-            bamba, rwkv)
+            bamba, rwkv, xlstm)
 
 
 def _collect() -> dict[str, Family]:
