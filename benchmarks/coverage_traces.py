@@ -108,7 +108,7 @@ def trace_type(model_type: str, cut: coverage.CutConfig, timeout_s: int) -> dict
         signal.alarm(timeout_s)
         start = time.perf_counter()
         try:
-            result = trace.trace_workload(cut.config, make_workload(**options))
+            result = trace.trace_workload(cut.workload_config(name), make_workload(**options))
         except _Timeout:
             errors[name] = f"timeout: no result within {timeout_s} s"
         except Exception as e:  # noqa: BLE001

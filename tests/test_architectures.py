@@ -235,6 +235,21 @@ HYBRID_CASES: list[tuple[str, dict[str, Any]]] = [
                                           shared_intermediate_size=40, mamba_n_heads=8, mamba_d_state=16,
                                           layer_types=["full_attention", "linear_attention"], attention_bias=True,
                                           mamba_proj_bias=True, tie_word_embeddings=True)),
+    ("bamba-tiny", _tiny("bamba", num_key_value_heads=2, attn_layer_indices=[1], mamba_n_heads=8, mamba_n_groups=2,
+                         mamba_d_state=16)),
+    ("bamba-tiny-options", _tiny("bamba", num_hidden_layers=2, num_key_value_heads=4, attn_layer_indices=[0],
+                                 mamba_n_heads=16, mamba_d_head=8, mamba_d_state=16, mamba_proj_bias=True,
+                                 mamba_conv_bias=False, attention_bias=True, mlp_bias=True,
+                                 tie_word_embeddings=True)),
+    ("rwkv-tiny", {"model_type": "rwkv", "hidden_size": 64, "num_hidden_layers": 3, "vocab_size": 211,
+                   "context_length": 128}),
+    ("rwkv-tiny-widths", {"model_type": "rwkv", "hidden_size": 64, "num_hidden_layers": 2, "vocab_size": 211,
+                          "attention_hidden_size": 48, "intermediate_size": 80, "tie_word_embeddings": True}),
+    ("xlstm-tiny", {"model_type": "xlstm", "hidden_size": 64, "num_hidden_layers": 2, "num_heads": 4,
+                    "vocab_size": 211}),
+    ("xlstm-tiny-fused", {"model_type": "xlstm", "hidden_size": 64, "num_hidden_layers": 2, "num_heads": 2,
+                          "vocab_size": 211, "weight_mode": "fused", "use_bias": True, "qk_dim_factor": 0.25,
+                          "ffn_proj_factor": 1.3, "ffn_round_up_to_multiple_of": 16, "tie_word_embeddings": True}),
     ("falcon_h1-tiny", _tiny("falcon_h1", num_hidden_layers=2, num_key_value_heads=2, mamba_d_ssm=96,
                              mamba_n_heads=6, mamba_n_groups=2, mamba_d_state=16)),
     ("falcon_h1-tiny-options", _tiny("falcon_h1", num_hidden_layers=2, num_key_value_heads=2, head_dim=8,
@@ -306,7 +321,7 @@ def _role_of(name: str, moe: bool = False) -> str:
     if any(k in name for k in ("vision_tower", "multi_modal_projector", "pooler", "seq_relationship",
                                "vision_model", "model.visual.")):
         return "other"
-    if any(k in name for k in ("norm", "ln_", "LayerNorm", "layer_norm")):
+    if any(k in name for k in ("norm", "ln_", "LayerNorm", "layer_norm", ".ln1.", ".ln2.", ".pre_ln.")):
         return "norm"
     if any(k in name for k in ("altup", "laurel", "per_layer_input_gate", "per_layer_projection",
                                "per_layer_model_projection")):  # gemma3n's extra streams and inputs
@@ -320,13 +335,13 @@ def _role_of(name: str, moe: bool = False) -> str:
     if "experts" in name or "shared_expert." in name or "latent_proj" in name or (moe and "shared_mlp" in name):
         return "experts"
     # Hybrids: nemotron_h's MLP blocks are "mixer"s; Mamba/DeltaNet/short-conv mixers count as attention.
-    if any(k in name for k in ("mixer.up_proj", "mixer.down_proj", "feed_forward", "shared_mlp")):
+    if any(k in name for k in ("mixer.up_proj", "mixer.down_proj", "feed_forward", "shared_mlp", ".ffn.")):
         return "mlp"
-    if any(k in name for k in ("mixer.", "mamba.", "conv.")):
+    if any(k in name for k in ("mixer.", "mamba.", "conv.", "mlstm_layer.")):
         return "attention"
     if any(k in name for k in ("embed", "wte", "wpe", "shared.weight")):
         return "embedding"
-    if name.startswith(("lm_head", "cls.predictions", "language_model.lm_head")):
+    if name.startswith(("lm_head", "cls.predictions", "language_model.lm_head")) or name == "head.weight":
         return "lm_head"
     if any(k in name for k in ("attn", "attention", "Attention")):
         return "attention"
@@ -687,7 +702,7 @@ def test_import_is_torch_free() -> None:
 
 
 _STATE_CASES = ["mamba-tiny", "mamba2-tiny", "qwen3_next-tiny", "jamba-tiny", "nemotron_h-tiny-pattern", "lfm2-tiny",
-                "falcon_h1-tiny", "granitemoehybrid-tiny"]
+                "falcon_h1-tiny", "granitemoehybrid-tiny", "bamba-tiny"]
 
 
 @pytest.mark.parametrize("case", _STATE_CASES)
@@ -723,6 +738,28 @@ def test_recurrent_state_shapes_and_dtypes(case: str) -> None:
             assert state_bytes_per_sequence(mixer, 2) == nbytes
             checked += 1
     assert checked
+
+
+def test_rwkv_state_shapes_and_dtypes() -> None:
+    """RWKV's state (five (batch, hidden, layers) tensors, not a Cache) matches the wkv Mixer's elements and
+    the dtypes memory/kv_cache.py uses: token-shift states in the model dtype, WKV states in fp32."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from hf_gpu_estimator.memory.kv_cache import state_bytes_per_sequence
+
+    config = dict(HYBRID_CASES)["rwkv-tiny"]
+    kwargs = {k: v for k, v in config.items() if k != "model_type"}
+    torch.manual_seed(0)
+    model = transformers.RwkvForCausalLM(transformers.RwkvConfig(**kwargs)).to(torch.bfloat16).eval()
+    with torch.no_grad():
+        state = model(torch.randint(0, 200, (1, 9)), use_cache=True).state
+    arch = architecture_from_config(config)
+    layers = arch.num_layers
+    mixer = arch.layers[0].mixer
+    assert [s.dtype for s in state] == [torch.bfloat16] * 2 + [torch.float32] * 3
+    assert sum(s.numel() for s in state[:2]) == layers * mixer.conv_elements
+    assert sum(s.numel() for s in state[2:]) == layers * mixer.state_elements
+    assert sum(s.numel() * s.element_size() for s in state) == layers * state_bytes_per_sequence(mixer, 2)
 
 
 def test_kv_sharing_and_parallel_mixers_in_the_cache() -> None:

@@ -16,7 +16,7 @@ import functools
 import gzip
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -58,8 +58,6 @@ MIN_LAYERS_BY_TYPE: Mapping[str, tuple[int, str]] = {
     # one input, two recurrent and one output layer (see _TYPE_SETTINGS), the fourth full attention.
     "dory": (8, ("config.json lists each decoder layer as two blocks (attention, mlp): keep whole pairs, "
                  "4 decoder layers with the first full-attention one")),
-    "lfm2_moe": (3, "its layer_types are set after the cut from LFM2-8B-A1B's pattern (_TYPE_LAYER_PATTERNS), "
-                    "whose first attention layer is the third"),
 }
 
 #: Per-layer list fields that hold layer *indices* (not one entry per layer).
@@ -94,6 +92,12 @@ _LAYER_FIELDS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers", "deco
 #: Encoder-decoder configs count the stacks apart (num_hidden_layers maps to one of them): cut both.
 _PAIRED_LAYER_FIELDS = ("encoder_layers", "decoder_layers", "num_decoder_layers")
 
+#: Second names of the decoder-layer count kept beside it: cut with it. xLSTMConfig fills ``num_blocks``
+#: from ``num_hidden_layers``, builds its blocks from ``num_blocks`` and sizes its cache from
+#: ``num_hidden_layers`` (configuration_xlstm.py, modeling_xlstm.py), so cutting one alone leaves blocks
+#: without a cache entry (``KeyError: 2`` in the trace).
+_ALIAS_LAYER_FIELDS = ("num_blocks",)
+
 #: Sub-configs holding the language model of a wrapper, in the order they are looked up.
 _TEXT_CONFIGS = ("text_config", "decoder", "decoder_config", "language_config", "llm_config")
 
@@ -109,7 +113,15 @@ class CutConfig:
 
     @property
     def config_hash(self) -> str:
-        return config_hash(self.config)
+        settings = WORKLOAD_SETTINGS.get(self.model_type)
+        # The per-workload settings are part of what was traced (absent for most types: their hash is the
+        # config's alone).
+        return config_hash({**self.config, "_workload_settings": settings} if settings else self.config)
+
+    def workload_config(self, workload: str) -> dict[str, Any]:
+        """The config traced for ``workload`` (a key of :data:`WORKLOADS`): the cut config with the
+        type's :data:`WORKLOAD_SETTINGS` for that workload."""
+        return {**self.config, **WORKLOAD_SETTINGS.get(self.model_type, {}).get(workload, {})}
 
 
 def config_hash(config: Mapping[str, Any]) -> str:
@@ -232,6 +244,10 @@ def cut_config(config: Any) -> CutConfig:
     if field_name is None:
         return CutConfig(model_type=model_type, config=full, layers=(0, 0), changes={})
     num_layers = int(text[field_name])
+    patterned: dict[str, str] = {}
+    for name, (pattern, what) in _LAYER_PATTERNS.get(model_type, {}).items():
+        patterned[prefix + name] = f"{_summary(text.get(name))} → {what} (a real checkpoint's layer pattern)"
+        text[name] = pattern(num_layers)
     per_layer: dict[str, list[Any]] = {}
     indexed = _index_lists(text, num_layers)
     for name, value in text.items():
@@ -254,7 +270,7 @@ def cut_config(config: Any) -> CutConfig:
     keep = layers_to_keep(text, num_layers, {**per_layer, **derived})
     if model_type in MIN_LAYERS_BY_TYPE:
         keep = min(num_layers, max(keep, MIN_LAYERS_BY_TYPE[model_type][0]))
-    for name in _PAIRED_LAYER_FIELDS:
+    for name in _PAIRED_LAYER_FIELDS + _ALIAS_LAYER_FIELDS:
         value = text.get(name)
         if name != field_name and isinstance(value, int) and not isinstance(value, bool) and value > keep:
             text[name] = keep
@@ -285,7 +301,12 @@ def cut_config(config: Any) -> CutConfig:
                 if kept != indices:
                     text[name] = kept
                     changes[prefix + name] = f"{indices} → {kept}"
-    _repair(model_type, text, changes, prefix, keep)
+    for name, note in patterned.items():
+        changes[name] = f"{note}, then {changes[name]}" if name in changes else note
+    _repair(model_type, text, changes, prefix)
+    for workload, settings in WORKLOAD_SETTINGS.get(model_type, {}).items():
+        for name, value in settings.items():
+            changes[f"{workload}: {prefix}{name}"] = f"{text.get(name)!r} → {value!r} (this workload only)"
     out = dict(full)
     if text_key:
         out[text_key] = text
@@ -314,6 +335,46 @@ _QWEN4_EXP_QSA: Mapping[str, Any] = {
     "indexer_n_heads": 4, "indexer_kv_heads": 1, "indexer_head_dim": 128, "indexer_budget": 2048,
     "indexer_compress_ratio": 4,
     "rope_parameters": {"rope_theta": 10000.0, "rope_type": "default", "partial_rotary_factor": 0.25},
+}
+
+#: LFM2-8B-A1B's layer_types (https://huggingface.co/LiquidAI/LFM2-8B-A1B/blob/main/config.json).
+_LFM2_8B_A1B_LAYERS = (
+    "conv", "conv", "full_attention", "conv", "conv", "conv", "full_attention", "conv", "conv", "conv",
+    "full_attention", "conv", "conv", "conv", "full_attention", "conv", "conv", "conv", "full_attention",
+    "conv", "conv", "full_attention", "conv", "conv")
+
+#: Per-type layer patterns set before the cut (field → a function of the default layer count, and what it
+#: sets), each with its source, where the default config's pattern cannot run: lfm2_moe's is unset; bamba's and
+#: granitemoehybrid's have Mamba layers only, so transformers' cache holds no attention layer and
+#: ``Cache.get_seq_length`` raises ("can only be called on Attention layers"). The real checkpoints interleave
+#: attention layers, and the cut keeps the first of them.
+_LAYER_PATTERNS: Mapping[str, Mapping[str, tuple[Callable[[int], Any], str]]] = {
+    # Lfm2MoeConfig, unlike Lfm2Config, derives no layer_types; past LFM2-8B-A1B's 24 layers (the default has
+    # 32), where the cut never reaches, conv.
+    "lfm2_moe": {"layer_types": (lambda n: [*_LFM2_8B_A1B_LAYERS[:n], *["conv"] * (n - len(_LFM2_8B_A1B_LAYERS))],
+                                 "LFM2-8B-A1B's layer_types")},
+    # ibm-ai-platform/Bamba-9B (32 layers, the default's shape) has attention at layers 9, 18 and 27:
+    # "attn_layer_indices": [9, 18, 27] in its config.json (https://huggingface.co/ibm-ai-platform/Bamba-9B).
+    "bamba": {"attn_layer_indices": (lambda n: [i for i in (9, 18, 27) if i < n], "[9, 18, 27]")},
+    # ibm-granite/granite-4.0-h-tiny (40 layers) has attention at layers 5, 15, 25 and 35, Mamba elsewhere
+    # ("layer_types" in its config.json, https://huggingface.co/ibm-granite/granite-4.0-h-tiny; the GGUF's
+    # head_count_kv is 0 for layers 0-4, https://ollama.com/library/granite4:tiny-h): every tenth from 5.
+    "granitemoehybrid": {"layer_types": (
+        lambda n: ["full_attention" if i % 10 == 5 else "linear_attention" for i in range(n)],
+        "full_attention at every tenth layer from 5, linear_attention (Mamba) elsewhere")},
+}
+
+#: Per-type settings for one workload only, where the default config runs one workload and not the other,
+#: each with its source (part of the entry's config hash).
+WORKLOAD_SETTINGS: Mapping[str, Mapping[str, Mapping[str, Any]]] = {
+    # xLSTMConfig's default mode "inference" runs the inference kernels, which backward cannot go through
+    # ("expected scalar type float32 but found bfloat16" in bf16), and with use_cache=True the training
+    # forward copies each layer's new state in place into the cache tensors it saved for backward
+    # (modeling_xlstm.py xLSTMModel.forward: cache.rnn_state[...].copy_; "modified by an inplace operation").
+    # Training needs mode "train" (xLSTMBackend: the chunkwise native-autograd kernel) and no cache; mode
+    # "train" cannot generate (it needs the sequence length to be a multiple of chunk_size), so inference
+    # keeps the default.
+    "xlstm": {"training": {"mode": "train", "use_cache": False}},
 }
 
 #: Per-type settings without which the default config cannot be built or generate text, each with its source.
@@ -347,19 +408,7 @@ _TYPE_SETTINGS: Mapping[str, Mapping[str, Any]] = {
     "cohere_compass_text": {"rope_parameters": {"full_attention": None}},
 }
 
-#: Per-layer fields a default config leaves unset although the model reads one entry per layer, with a
-#: real checkpoint's pattern: the cut config takes its first entries (as many as it keeps layers).
-_TYPE_LAYER_PATTERNS: Mapping[str, Mapping[str, tuple[Any, ...]]] = {
-    # Lfm2MoeConfig, unlike Lfm2Config, derives no layer_types; LFM2-8B-A1B's 24 layers:
-    # https://huggingface.co/LiquidAI/LFM2-8B-A1B/blob/main/config.json
-    "lfm2_moe": {"layer_types": (
-        "conv", "conv", "full_attention", "conv", "conv", "conv", "full_attention", "conv", "conv", "conv",
-        "full_attention", "conv", "conv", "conv", "full_attention", "conv", "conv", "conv", "full_attention",
-        "conv", "conv", "full_attention", "conv", "conv")},
-}
-
-
-def _repair(model_type: str, text: dict[str, Any], changes: dict[str, str], prefix: str, num_layers: int) -> None:
+def _repair(model_type: str, text: dict[str, Any], changes: dict[str, str], prefix: str) -> None:
     for name, derive in _DERIVED_DEFAULTS:
         if name in text and text[name] is None:
             try:
@@ -375,10 +424,6 @@ def _repair(model_type: str, text: dict[str, Any], changes: dict[str, str], pref
         if target.get(leaf) != value:
             changes[prefix + name] = f"{target.get(leaf)!r} → {value!r} (required to generate)"
             target[leaf] = value
-    for name, pattern in _TYPE_LAYER_PATTERNS.get(model_type, {}).items():
-        if text.get(name) is None:
-            text[name] = list(pattern[:num_layers])
-            changes[prefix + name] = f"None → first {num_layers} of a checkpoint's {len(pattern)} (required to generate)"
 
 
 #: Per-type keyword arguments to ``AutoConfig.for_model`` where transformers' own validation rejects the default
@@ -444,10 +489,6 @@ KNOWN_GAPS: Mapping[str, str] = {}
 #: Why exact mode cannot trace a type at its default config, where transformers' error alone does not
 #: say it plainly (the recorded error follows in the table).
 TRACE_GAPS: Mapping[str, str] = {
-    "bamba": "the default config has only Mamba layers, and transformers' cache then has no attention layer "
-             "to give the sequence length",
-    "granitemoehybrid": "the default config has only Mamba layers, and transformers' cache then has no "
-                        "attention layer to give the sequence length",
     "jetmoe": "data-dependent control flow (.item()), which fake tensors cannot run",
     "xlm": "data-dependent control flow (.item()), which fake tensors cannot run",
     "prophetnet": "inference: data-dependent control flow (.item()), which fake tensors cannot run",

@@ -123,11 +123,11 @@ class LinearShape:
     group: Literal["", "attn_in", "attn_out", "mlp_in", "mlp_out", "state"] = ""
 
 
-MixerKind = Literal["full", "sliding", "chunked", "mla", "linear", "ssm", "conv", "cross", "none"]
+MixerKind = Literal["full", "sliding", "chunked", "mla", "linear", "ssm", "conv", "wkv", "cross", "none"]
 #: Mixer kinds that keep a cache growing with the sequence (keys/values or a latent per token).
 ATTENTION_KINDS: frozenset[str] = frozenset({"full", "sliding", "chunked", "mla", "cross"})
 #: Mixer kinds that keep a fixed-size recurrent state per sequence instead.
-STATE_KINDS: frozenset[str] = frozenset({"linear", "ssm", "conv"})
+STATE_KINDS: frozenset[str] = frozenset({"linear", "ssm", "conv", "wkv"})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -142,6 +142,10 @@ class Mixer:
       per sequence plus a convolution state of ``conv_elements``, independent of the length.
     * ``ssm``: a state-space block (Mamba/Mamba2): same two states.
     * ``conv``: a gated short convolution (LFM2): a convolution state only (``state_elements`` 0).
+    * ``wkv``: RWKV-4's time mix, a per-channel recurrence over ``inner`` channels run token by token:
+      ``state_elements`` holds its numerator, denominator and running maximum (3 x ``inner``), and
+      ``conv_elements`` the token-shift states (the last token's input to the time mix and to the
+      channel mix, ``conv_kernel`` 1).
     * ``cross``: attention over an encoder's (or an image's) tokens: its cache holds the
       ``source_tokens`` it attends, whatever the text length; with none (a text-only workload) the
       layer does no work and keeps nothing (transformers' MllamaTextModel skips a cross-attention

@@ -182,3 +182,18 @@ def mamba2_heads(f: Fields, inner: int, heads_name: str, heads: int, head_dim_na
         raise f.error(head_dim_name, raw if raw is not MISSING else "auto",
                       f"{heads_name} * {head_dim_name} equal to the Mamba width {inner}")
     return n, d
+
+
+def mamba2_from_fields(f: Fields, hidden: int) -> Part:
+    """The Mamba2 mixer of the IBM hybrids (bamba's ``BambaMixer``, granitemoehybrid's
+    ``GraniteMoeHybridMambaLayer``) from their shared ``mamba_*`` fields and configuration defaults:
+    width ``mamba_expand * hidden_size``, 128 heads of ``"auto"`` width, one group, state 256, kernel 4,
+    conv bias, no projection bias, gated RMSNorm."""
+    inner = f.integer("mamba_expand", 2) * hidden
+    heads, head_dim = mamba2_heads(f, inner, "mamba_n_heads", 128, "mamba_d_head")
+    groups = f.integer("mamba_n_groups", 1)
+    if heads % groups:
+        raise f.error("mamba_n_groups", groups, f"a divisor of mamba_n_heads={heads}")
+    return mamba2(hidden, inner, heads, head_dim, groups, f.integer("mamba_d_state", 256),
+                  f.integer("mamba_d_conv", 4), proj_bias=f.boolean("mamba_proj_bias", False),
+                  conv_bias=f.boolean("mamba_conv_bias", True))

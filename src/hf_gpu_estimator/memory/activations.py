@@ -423,6 +423,13 @@ def recurrent_saved_bytes(mixer: Mixer, *, compute_bytes: int, hidden: int) -> t
     * Mamba (modeling_mamba.py ``slow_forward``): the discretized ``A``, ``B``, ``B x u`` and every
       step's state are materialized at ``inner x d_state`` per token in fp32.
     * Short conv (LFM2): B, C, x, B*x, the conv output and out_proj's input, in the compute dtype.
+    * RWKV-4 time mix (modeling_rwkv.py ``rwkv_linear_attention_cpu``, a Python loop over the tokens):
+      the shifted input and the three token-mixed inputs of key/value/receptance, the value, the
+      receptance's sigmoid, the output and its gated product in the compute dtype; each step saves
+      twelve fp32 ``inner``-wide tensors (the fp32 key, key + time_first, both exponentials of the
+      output and of the state update, numerator, denominator, the decayed maximum and the new
+      numerator, denominator and maximum states). The channel mix shifts its input the same way: the
+      shifted input, its second token-mixed input, the receptance's sigmoid and the value output.
 
     The tensor lists come from reading those code paths; the prefill peaks built on them are held
     against traces (:func:`recurrent_inference_bytes`), but the training terms are not yet: the
@@ -433,6 +440,11 @@ def recurrent_saved_bytes(mixer: Mixer, *, compute_bytes: int, hidden: int) -> t
     channels = mixer.conv_elements // (mixer.conv_kernel or 4)
     if mixer.kind == "conv":
         return c * 6 * inner, c * 2 * inner
+    if mixer.kind == "wkv":
+        # Time mix: 4 of the hidden width (the caller counts one), 4 of the mixer width, the loop's fp32
+        # tensors; channel mix: 5 of the hidden width (the caller counts one, as its linears' input).
+        # The bf16 key stays alive through the loop (its fp32 copies are what is saved).
+        return c * 3 * hidden + c * 4 * inner + 4 * 12 * inner + c * 4 * hidden, c * inner
     heads = mixer.heads or 1
     if mixer.kind == "linear":
         chunk = mixer.chunk or DELTANET_CHUNK
@@ -463,8 +475,12 @@ def recurrent_inference_bytes(mixer: Mixer, *, compute_bytes: int, hidden: int, 
     the sequence to a multiple of its chunk (``torch_forward``: ``pad_tensor_by_size``), so a short
     prompt pays for a whole chunk; without autograd about two thirds of what training saves is alive
     at the peak (traces of mamba2, falcon_h1 and nemotron_h default configs). Gated DeltaNet and short
-    convolutions: what training saves (trace of qwen3_next: 42 MiB analytic vs 42 MiB traced).
+    convolutions: what training saves (trace of qwen3_next: 42 MiB analytic vs 42 MiB traced). RWKV-4's
+    token loop: its four mixer-wide tensors (the loop's per-token tensors are one token wide).
     """
+    if mixer.kind == "wkv":
+        # Key, value, receptance and the output buffer alive through the token loop (modeling_rwkv.py).
+        return 4 * compute_bytes * (mixer.inner or hidden)
     saved, transient = recurrent_saved_bytes(mixer, compute_bytes=compute_bytes, hidden=hidden)
     if mixer.kind == "ssm" and not mixer.heads:
         return 14 * mixer.state_elements + 4 * compute_bytes * (mixer.inner or hidden)

@@ -15,8 +15,10 @@ from hf_gpu_estimator.spec import STATE_KINDS, Architecture, Mixer
 #: (modeling_mamba.py ``mamba_selective_scan`` promotes through the fp32 ``discrete_A``; modeling_mamba2.py
 #: ``mamba2_chunk_scan`` and modeling_qwen3_next.py ``torch_chunk_gated_delta_rule`` cast to float32).
 #: The convolution states keep the model dtype. Checked for mamba, mamba2, jamba, nemotron_h, qwen3_next
-#: and lfm2 in bfloat16 by tests/test_architectures.py::test_recurrent_state_shapes_and_dtypes.
-_STATE_FP32_KINDS = frozenset({"linear", "ssm"})
+#: and lfm2 in bfloat16 by tests/test_architectures.py::test_recurrent_state_shapes_and_dtypes. RWKV-4
+#: (``wkv``) keeps its numerator, denominator and maximum in fp32 and its token-shift states in the model
+#: dtype (modeling_rwkv.py ``RwkvModel.forward``: ``dtype=inputs_embeds.dtype if i <= 1 else torch.float32``).
+_STATE_FP32_KINDS = frozenset({"linear", "ssm", "wkv"})
 
 
 def kv_bytes_per_token_per_layer(arch: Architecture, dtype_bytes: int) -> int:

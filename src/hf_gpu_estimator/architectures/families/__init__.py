@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from hf_gpu_estimator.architectures._registry import Family
 from hf_gpu_estimator.architectures.families import (
+    bamba,
     bert,
     dbrx,
     deepseek_v3,
@@ -28,13 +29,15 @@ from hf_gpu_estimator.architectures.families import (
     nemotron_h,
     phi,
     qwen3_next,
+    rwkv,
     t5,
     vision_language,
+    xlstm,
 )
 
 _MODULES = (llama_like, gemma3, deepseek_v3, phi, gpt2, gpt_neox, falcon, bert, t5, gpt_oss, llama4, glm4_moe,
             vision_language, mamba, qwen3_next, jamba, granitemoehybrid, falcon_h1, nemotron_h, lfm2, gemma3n, dory,
-            dbrx, dots1)
+            dbrx, dots1, bamba, rwkv, xlstm)
 
 
 def _collect() -> dict[str, Family]:

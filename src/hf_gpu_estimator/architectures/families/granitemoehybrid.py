@@ -8,8 +8,7 @@ from hf_gpu_estimator.architectures.blocks import fused_experts
 from hf_gpu_estimator.architectures.recurrent import (
     MAMBA_OR_ATTENTION,
     gqa,
-    mamba2,
-    mamba2_heads,
+    mamba2_from_fields,
     merge_linears,
     pattern_list,
 )
@@ -29,14 +28,7 @@ def analyze_granitemoehybrid(f: Fields, model_type: str, head: Head) -> tuple[Ar
     top_k = f.opt_int("num_experts_per_tok", 2) or 0
     shared = f.integer("shared_intermediate_size", 1024)
     attention = gqa(f, hidden, heads, kv_heads, bias=f.boolean("attention_bias", False))
-    inner = f.integer("mamba_expand", 2) * hidden
-    m_heads, m_head_dim = mamba2_heads(f, inner, "mamba_n_heads", 128, "mamba_d_head")
-    groups = f.integer("mamba_n_groups", 1)
-    if m_heads % groups:
-        raise f.error("mamba_n_groups", groups, f"a divisor of mamba_n_heads={m_heads}")
-    bias = f.boolean("mamba_proj_bias", False)
-    mamba = mamba2(hidden, inner, m_heads, m_head_dim, groups, f.integer("mamba_d_state", 256),
-                   f.integer("mamba_d_conv", 4), proj_bias=bias, conv_bias=f.boolean("mamba_conv_bias", True))
+    mamba = mamba2_from_fields(f, hidden)
     # GraniteMoeHybridConfig.__post_init__: layer_types default to all Mamba ("linear_attention").
     types = pattern_list(f, "layer_types", MAMBA_OR_ATTENTION, layers) or ("linear_attention",) * layers
     if num_experts and top_k > num_experts:
