@@ -16,7 +16,7 @@ import functools
 import gzip
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,15 @@ MAX_KINDS = 6
 MIN_LAYERS_BY_TYPE: Mapping[str, tuple[int, str]] = {
     "zamba": (11, "its shared attention block is tied across hybrid layers (attn_layer_offset 4, "
                   "attn_layer_period 6): transformers needs two of them"),
+}
+
+#: Types whose layer-count field is derived from the real count, with why: the field holding the real count,
+#: and how the derived field follows from it (the cut sets the real count and recomputes the derived one).
+DERIVED_LAYER_COUNTS: Mapping[str, tuple[str, Callable[[Mapping[str, Any], int], int], str]] = {
+    "hrm_text": ("num_layers_per_stack", lambda c, n: n * c["H_cycles"] * (c["L_cycles"] + 1),
+                 "HrmTextConfig.__post_init__ sets num_hidden_layers = num_layers_per_stack x H_cycles x "
+                 "(L_cycles + 1), one cache slot per attention call of its recurrence; each of its two stacks "
+                 "builds num_layers_per_stack layers"),
 }
 
 #: Per-layer list fields that hold layer *indices* (not one entry per layer).
@@ -224,6 +233,10 @@ def cut_config(config: Any) -> CutConfig:
     prefix = f"{text_key}." if text_key else ""
     if field_name is None:
         return CutConfig(model_type=model_type, config=full, layers=(0, 0), changes={})
+    derived_count = DERIVED_LAYER_COUNTS.get(model_type)
+    derived_field = None
+    if derived_count is not None and isinstance(text.get(derived_count[0]), int):
+        derived_field, field_name = field_name, derived_count[0]
     num_layers = int(text[field_name])
     per_layer: dict[str, list[Any]] = {}
     indexed = _index_lists(text, num_layers)
@@ -255,6 +268,9 @@ def cut_config(config: Any) -> CutConfig:
     if keep < num_layers:
         text[field_name] = keep
         changes[prefix + field_name] = f"{num_layers} → {keep}"
+        if derived_field is not None and derived_count is not None:
+            value, text[derived_field] = text[derived_field], derived_count[1](text, keep)
+            changes[prefix + derived_field] = f"{value} → {text[derived_field]}"
         for name in TRAILING_FIELDS:
             value = text.get(name)
             if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= num_layers:
