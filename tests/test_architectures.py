@@ -249,6 +249,9 @@ HYBRID_CASES: list[tuple[str, dict[str, Any]]] = [
                                        laurel_rank=4, num_kv_shared_layers=0, altup_num_inputs=3,
                                        tie_word_embeddings=False, attention_bias=True)),
     ("lfm2-tiny", _tiny("lfm2", num_key_value_heads=2, full_attn_idxs=[1], block_multiple_of=16)),
+    ("hrm_text-tiny", _tiny("hrm_text", num_hidden_layers=2, H_cycles=2, L_cycles=2)),
+    ("hrm_text-tiny-split", _tiny("hrm_text", num_hidden_layers=12, num_layers_per_stack=2, H_cycles=2, L_cycles=2,
+                                  head_dim=8, attention_bias=True, mlp_bias=True, tie_word_embeddings=True)),
     ("lfm2-tiny-types", _tiny("lfm2", num_hidden_layers=2, num_key_value_heads=2, layer_types=["conv",
                               "full_attention"], block_auto_adjust_ff_dim=False, conv_bias=True,
                               tie_word_embeddings=False)),
@@ -291,6 +294,8 @@ def _role_of(name: str, moe: bool = False) -> str:
         return "mlp"
     if any(k in name for k in ("mixer.", "mamba.", "conv.")):
         return "attention"
+    if name.endswith("z_L_init"):  # hrm_text's initial low-level state
+        return "other"
     if any(k in name for k in ("embed", "wte", "wpe", "shared.weight")):
         return "embedding"
     if name.startswith(("lm_head", "cls.predictions", "language_model.lm_head")):

@@ -376,12 +376,18 @@ TRACE_GAPS: Mapping[str, str] = {
     "longcat_flash": "a data-dependent output shape (nonzero in the router), which fake tensors cannot run",
     "reformer": "inference: data-dependent control flow; training: axial position shape must factor the "
                 "sequence length",
-    "musicgen": "an audio decoder: its input ids are [batch x codebooks, seq], not text tokens",
-    "musicgen_melody": "an audio decoder: its input ids are [batch x codebooks, seq], not text tokens",
-    "gemma4_unified_assistant": "a draft model that runs on the main model's shared KV states",
-    "gemma3n": "its vision tower needs the timm package",
-    "xmod": "needs a language adapter chosen (set_default_language)",
-    "git": "training: the loss expects the image tokens in front of the text",
+    "gemma4_unified_assistant": "a draft model: its forward takes the main model's input embeddings and shared "
+                                "KV states (shared_kv_states) and raises without them; alone it has no memory "
+                                "of its own to trace, and with them the figure is the main model's",
+    "gemma3n": "its vision tower (TimmWrapperModel) needs timm, and timm needs torchvision, which has no "
+               "build for the CPU-only torch of the tracing environment",
+    "xmod": "its language adapters pick rows by a boolean mask (hidden_states[lang_ids == i]), a data-dependent "
+            "shape which fake tensors cannot run (the runner sets the default language)",
+    "git": "training: transformers' GitForCausalLM loss always drops the image_patch_tokens (197 at the default "
+           "config) in front of the logits, so text-only training fails in transformers itself",
+    "blt": "transformers' BltModel builds DynamicCache(config=BltConfig) whenever use_cache (the config's default) "
+           "and BltConfig has no num_hidden_layers: forward, forward with labels and generate all fail in "
+           "transformers itself (checked on a real CPU model; use_cache=False runs)",
     "cohere_compass_text": "transformers cannot build the default config",
     "dbrx": "transformers cannot build the default config",
     "dots1": "transformers cannot build the default config",
