@@ -304,6 +304,8 @@ def _role_of(name: str, moe: bool = False) -> str:
         return "attention"
     if any(k in name for k in ("mlp", "DenseReluDense", "intermediate", "output.dense", "feed_forward")):
         return "mlp"
+    if any(k in name for k in (".fc1.", ".fc2.")):  # musicgen's plain MLP
+        return "mlp"
     raise AssertionError(f"unclassified parameter {name}")
 
 
@@ -333,6 +335,35 @@ def test_counts_match_meta_model(config: dict[str, Any]) -> None:
         assert ours.active == ours.total
     else:
         assert 0 < ours.active < ours.total
+
+
+_MUSICGEN_TINY = {"hidden_size": 64, "ffn_dim": 96, "num_hidden_layers": 2, "num_attention_heads": 4,
+                  "vocab_size": 211, "num_codebooks": 3, "max_position_embeddings": 128}
+
+# Composite configs whose causal-LM class runs on a sub-config (musicgen's decoder): the referee is the
+# runner's meta build, which hands the class that sub-config as AutoModelForCausalLM.from_config does.
+COMPOSITE_CASES: list[tuple[str, dict[str, Any]]] = [
+    ("musicgen-tiny", {"model_type": "musicgen", "decoder": {"model_type": "musicgen_decoder", **_MUSICGEN_TINY}}),
+    ("musicgen_melody-tiny", {"model_type": "musicgen_melody",
+                              "decoder": {"model_type": "musicgen_melody_decoder", **_MUSICGEN_TINY}}),
+]
+
+
+@pytest.mark.parametrize("config", [pytest.param(c, id=i) for i, c in COMPOSITE_CASES])
+def test_composite_counts_match_meta_model(config: dict[str, Any]) -> None:
+    pytest.importorskip("torch")
+    from hf_gpu_estimator import _runner
+
+    model = _runner.build_meta_model(config)
+    ours = parameter_counts(config)
+    assert ours.total == sum(p.numel() for p in model.parameters())
+    assert dict(ours.by_role) == _meta_roles(model)
+    arch = architecture_from_config(config)
+    assert arch.num_layers == len(model.model.decoder.layers)
+    modules = dict(model.named_modules())
+    for linear in arch.linears:
+        assert any(n.endswith("." + linear.name) and _features(m) == (linear.in_features, linear.out_features,
+                                                                      linear.bias) for n, m in modules.items()), linear
 
 
 @pytest.mark.parametrize("config", _case_configs())

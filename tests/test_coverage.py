@@ -200,3 +200,11 @@ def test_traced_models_are_the_counted_models() -> None:
                   for t, e in data.get("entries", {}).items()
                   if any(tr["parameters"] != e.get("parameters") for tr in e.get("traces", {}).values())}
     assert not mismatched, f"re-run benchmarks/coverage_traces.py --only {' '.join(mismatched)}: {mismatched}"
+
+
+def test_cut_sets_the_real_count_of_a_derived_layer_field() -> None:
+    """hrm_text: num_hidden_layers counts the calls of its recurrence; the cut sets num_layers_per_stack."""
+    cut = coverage.cut_config(_Config(model_type="hrm_text", num_hidden_layers=128, num_layers_per_stack=16,
+                                      H_cycles=2, L_cycles=3))
+    assert cut.layers == (16, 2)
+    assert (cut.config["num_layers_per_stack"], cut.config["num_hidden_layers"]) == (2, 16)

@@ -23,6 +23,7 @@ from hf_gpu_estimator.architectures.families import (
     llama4,
     llama_like,
     mamba,
+    musicgen,
     nemotron_h,
     phi,
     qwen3_next,
@@ -32,7 +33,7 @@ from hf_gpu_estimator.architectures.families import (
 
 _MODULES = (llama_like, gemma3, deepseek_v3, phi, gpt2, gpt_neox, falcon, bert, t5, gpt_oss, llama4, glm4_moe,
             vision_language, mamba, qwen3_next, jamba, granitemoehybrid, falcon_h1, nemotron_h, lfm2, gemma3n,
-            hrm_text)
+            hrm_text, musicgen)
 
 
 def _collect() -> dict[str, Family]:
