@@ -334,7 +334,7 @@ def _adapt_built(model: Any, model_type: str, dtype_name: str) -> list[str]:
             done.append(f"{model_type}: transformers builds some weights in float32 whatever the dtype; "
                         f"cast to {dtype_name} as model.to({dtype_name}) does")
     if model_type in _DEFAULT_LANGUAGE_TYPES and getattr(model.config, "default_language", None) is None:
-        language = list(model.config.languages)[0]
+        language = next(iter(model.config.languages))
         model.set_default_language(language)
         done.append(f"{model_type}: no default_language in the config: runs the {language} adapter "
                     "(set_default_language); every language adapter has the same shape")

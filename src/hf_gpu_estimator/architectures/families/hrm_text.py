@@ -71,8 +71,8 @@ def analyze_hrm_text(f: Fields, model_type: str, head: Head) -> tuple[Architectu
         linears=(*attention_linears(hidden, q_out, kv_out, bias, bias),
                  LinearShape(name="gate_proj", in_features=hidden, out_features=q_out, bias=bias),
                  *gated_linears(hidden, inter, mlp_bias)),
-        notes=(f"{stacks} weight layers (two stacks of {per_stack}) called {calls} times by the H/L recurrence, "
-               "one cache slot per call",),
+        notes=((f"{stacks} weight layers (two stacks of {per_stack}) called {calls} times by the H/L recurrence, "
+                "one cache slot per call"),),
     )
     return arch, t
 

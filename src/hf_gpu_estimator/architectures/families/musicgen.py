@@ -60,8 +60,8 @@ def analyze_musicgen(f: Fields, model_type: str, head: Head) -> tuple[Architectu
                  LinearShape(name="out_proj", in_features=hidden, out_features=hidden),
                  LinearShape(name="fc1", in_features=hidden, out_features=inter),
                  LinearShape(name="fc2", in_features=inter, out_features=hidden)),
-        notes=(f"the audio decoder (MusicgenForCausalLM): {codebooks} codebook streams, each with its own "
-               "embedding and head; the text encoder and the audio codec are not counted",),
+        notes=((f"the audio decoder (MusicgenForCausalLM): {codebooks} codebook streams, each with its own "
+                "embedding and head; the text encoder and the audio codec are not counted"),),
     )
     return arch, t
 
