@@ -273,6 +273,9 @@ HYBRID_CASES: list[tuple[str, dict[str, Any]]] = [
                                        laurel_rank=4, num_kv_shared_layers=0, altup_num_inputs=3,
                                        tie_word_embeddings=False, attention_bias=True)),
     ("lfm2-tiny", _tiny("lfm2", num_key_value_heads=2, full_attn_idxs=[1], block_multiple_of=16)),
+    ("hrm_text-tiny", _tiny("hrm_text", num_hidden_layers=2, H_cycles=2, L_cycles=2)),
+    ("hrm_text-tiny-split", _tiny("hrm_text", num_hidden_layers=12, num_layers_per_stack=2, H_cycles=2, L_cycles=2,
+                                  head_dim=8, attention_bias=True, mlp_bias=True, tie_word_embeddings=True)),
     ("lfm2-tiny-types", _tiny("lfm2", num_hidden_layers=2, num_key_value_heads=2, layer_types=["conv",
                               "full_attention"], block_auto_adjust_ff_dim=False, conv_bias=True,
                               tie_word_embeddings=False)),
@@ -339,6 +342,8 @@ def _role_of(name: str, moe: bool = False) -> str:
         return "mlp"
     if any(k in name for k in ("mixer.", "mamba.", "conv.", "mlstm_layer.")):
         return "attention"
+    if name.endswith("z_L_init"):  # hrm_text's initial low-level state
+        return "other"
     if any(k in name for k in ("embed", "wte", "wpe", "shared.weight")):
         return "embedding"
     if name.startswith(("lm_head", "cls.predictions", "language_model.lm_head")) or name == "head.weight":
@@ -346,6 +351,8 @@ def _role_of(name: str, moe: bool = False) -> str:
     if any(k in name for k in ("attn", "attention", "Attention")):
         return "attention"
     if any(k in name for k in ("mlp", "DenseReluDense", "intermediate", "output.dense", "feed_forward")):
+        return "mlp"
+    if any(k in name for k in (".fc1.", ".fc2.")):  # musicgen's plain MLP
         return "mlp"
     raise AssertionError(f"unclassified parameter {name}")
 
@@ -376,6 +383,35 @@ def test_counts_match_meta_model(config: dict[str, Any]) -> None:
         assert ours.active == ours.total
     else:
         assert 0 < ours.active < ours.total
+
+
+_MUSICGEN_TINY = {"hidden_size": 64, "ffn_dim": 96, "num_hidden_layers": 2, "num_attention_heads": 4,
+                  "vocab_size": 211, "num_codebooks": 3, "max_position_embeddings": 128}
+
+# Composite configs whose causal-LM class runs on a sub-config (musicgen's decoder): the referee is the
+# runner's meta build, which hands the class that sub-config as AutoModelForCausalLM.from_config does.
+COMPOSITE_CASES: list[tuple[str, dict[str, Any]]] = [
+    ("musicgen-tiny", {"model_type": "musicgen", "decoder": {"model_type": "musicgen_decoder", **_MUSICGEN_TINY}}),
+    ("musicgen_melody-tiny", {"model_type": "musicgen_melody",
+                              "decoder": {"model_type": "musicgen_melody_decoder", **_MUSICGEN_TINY}}),
+]
+
+
+@pytest.mark.parametrize("config", [pytest.param(c, id=i) for i, c in COMPOSITE_CASES])
+def test_composite_counts_match_meta_model(config: dict[str, Any]) -> None:
+    pytest.importorskip("torch")
+    from hf_gpu_estimator import _runner
+
+    model = _runner.build_meta_model(config)
+    ours = parameter_counts(config)
+    assert ours.total == sum(p.numel() for p in model.parameters())
+    assert dict(ours.by_role) == _meta_roles(model)
+    arch = architecture_from_config(config)
+    assert arch.num_layers == len(model.model.decoder.layers)
+    modules = dict(model.named_modules())
+    for linear in arch.linears:
+        assert any(n.endswith("." + linear.name) and _features(m) == (linear.in_features, linear.out_features,
+                                                                      linear.bias) for n, m in modules.items()), linear
 
 
 @pytest.mark.parametrize("config", _case_configs())
@@ -627,7 +663,7 @@ def test_model_class_name() -> None:
 
 
 def test_every_supported_type_has_a_small_case() -> None:
-    covered = {c["model_type"] for _, c in SMALL_CASES + HYBRID_CASES}
+    covered = {c["model_type"] for _, c in SMALL_CASES + HYBRID_CASES + COMPOSITE_CASES}
     assert covered == set(SUPPORTED_MODEL_TYPES)
 
 

@@ -213,3 +213,11 @@ def test_repairs_of_default_configs_transformers_rejects() -> None:
     assert sum(sections) == dory.config["num_hidden_layers"] == 8 and all(sections)
     qwen4 = coverage.default_cut_config("qwen4_exp")
     assert qwen4.config["text_config"]["indexer_head_dim"] == 128 and "text_config.indexer_budget" in qwen4.changes
+
+
+def test_cut_sets_the_real_count_of_a_derived_layer_field() -> None:
+    """hrm_text: num_hidden_layers counts the calls of its recurrence; the cut sets num_layers_per_stack."""
+    cut = coverage.cut_config(_Config(model_type="hrm_text", num_hidden_layers=128, num_layers_per_stack=16,
+                                      H_cycles=2, L_cycles=3))
+    assert cut.layers == (16, 2)
+    assert (cut.config["num_layers_per_stack"], cut.config["num_hidden_layers"]) == (2, 16)

@@ -273,6 +273,8 @@ def build_base_model(
     except (ValueError, TypeError, AttributeError, KeyError, IndexError, NotImplementedError) as e:
         raise TraceError(f"could not build {cls.__name__} ({cfg.model_type!r}) from its config: "
                          f"{type(e).__name__}: {e}") from e
+    with fake_mode if fake_mode is not None else contextlib.nullcontext():
+        fallbacks.extend(_adapt_built(model, cfg.model_type, dtype_name))
     if init in ("skip", "random"):
         # transformers 5 ties input/output embeddings inside its init path, which no_init_weights
         # skips: tie explicitly, or a tied model is traced with a second (untied) lm_head.
@@ -290,6 +292,53 @@ def build_base_model(
                 if p.is_floating_point():
                     p.normal_(0.0, _INIT_STD)
     return BuiltModel(model=model, weight_dtype=dtype_name, fallbacks=fallbacks)
+
+
+# Per-type adaptations: each acts only on the model types it names (the ``model_type`` of the config the
+# built class runs on), with the reason; every other type takes the common path unchanged.
+
+#: Types transformers builds with some weights in float32 whatever dtype is asked for: cast as
+#: ``model.to(dtype)`` does (what Lightning's ``*-true`` precisions do to the module, and what a user
+#: must do to run them in half precision). XLNet creates its attention weights with
+#: ``torch.FloatTensor`` (modeling_xlnet.py ``XLNetRelativeAttention.__init__``), which ignores the
+#: default dtype; ``from_pretrained(dtype=bfloat16)`` keeps them float32 too (the loader casts to the
+#: built parameter's dtype), and the first einsum then fails on mixed bfloat16/float32 operands.
+_CAST_TO_WEIGHT_DTYPE = ("xlnet",)
+
+#: Types that run one language adapter per input and raise without one chosen ("Input language unknown.
+#: Please call `XmodPreTrainedModel.set_default_language()`"): the config's first language is set. Every
+#: adapter has the same shape, so the memory does not depend on which.
+_DEFAULT_LANGUAGE_TYPES = ("xmod",)
+
+#: Audio decoders whose token ids hold one row per codebook: ``input_ids`` [batch x num_codebooks, seq]
+#: and ``labels`` [batch, seq, num_codebooks] (MusicgenForCausalLM.forward's documented shapes).
+_CODEBOOK_TYPES = ("musicgen_decoder", "musicgen_melody_decoder")
+
+#: Types whose forward takes the whole sequence at every decoding step and drops the cached prefix itself:
+#: ``CpmAntForCausalLM.prepare_inputs_for_generation`` passes generate's full ``input_ids`` on ("forward
+#: slices off the cached prefix itself, so it needs the full input_ids").
+_FULL_IDS_TYPES = ("cpmant",)
+
+
+def _model_type(model: Any) -> str:
+    return str(getattr(getattr(model, "config", None), "model_type", ""))
+
+
+def _adapt_built(model: Any, model_type: str, dtype_name: str) -> list[str]:
+    """The per-type adaptations of a freshly built model (see above); returns what was done."""
+    done: list[str] = []
+    if model_type in _CAST_TO_WEIGHT_DTYPE:
+        dtype = torch_dtype(dtype_name)
+        if any(p.is_floating_point() and p.dtype != dtype for p in model.parameters()):
+            cast_floating_(model, dtype)
+            done.append(f"{model_type}: transformers builds some weights in float32 whatever the dtype; "
+                        f"cast to {dtype_name} as model.to({dtype_name}) does")
+    if model_type in _DEFAULT_LANGUAGE_TYPES and getattr(model.config, "default_language", None) is None:
+        language = next(iter(model.config.languages))
+        model.set_default_language(language)
+        done.append(f"{model_type}: no default_language in the config: runs the {language} adapter "
+                    "(set_default_language); every language adapter has the same shape")
+    return done
 
 
 def instantiate(cls: Any, cfg: Any, **kwargs: Any) -> Any:
@@ -459,6 +508,21 @@ def random_ids(vocab_size: int, batch: int, seq: int, device: Any) -> Any:
     return torch.randint(0, vocab_size, (batch, seq), device=device, dtype=torch.long)
 
 
+def input_ids(model: Any, batch: int, seq: int, device: Any) -> Any:
+    """The model's token ids for ``batch`` sequences of ``seq`` tokens: [batch, seq], or one row per
+    codebook for the audio decoders of :data:`_CODEBOOK_TYPES` ([batch x num_codebooks, seq])."""
+    rows = batch * int(model.config.num_codebooks) if _model_type(model) in _CODEBOOK_TYPES else batch
+    return random_ids(vocab_size(model), rows, seq, device)
+
+
+def labels_for(model: Any, ids: Any, batch: int) -> Any:
+    """The training labels for ``ids`` (the same tokens, as ``labels=input_ids`` for a causal LM): the
+    codebook decoders take them as [batch, seq, num_codebooks]."""
+    if _model_type(model) in _CODEBOOK_TYPES:
+        return ids.view(batch, -1, ids.shape[-1]).transpose(1, 2)
+    return ids
+
+
 def vocab_size(model: Any) -> int:
     config = model.config
     get_text = getattr(config, "get_text_config", None)
@@ -500,9 +564,8 @@ def run_inference(
     model.eval()
     step = _Stepper(model)
     batch, seq, new = workload.batch_size, workload.seq_len, workload.new_tokens
-    vocab = vocab_size(model)
     with torch.no_grad():
-        ids = random_ids(vocab, batch, seq, device)
+        ids = input_ids(model, batch, seq, device)
         cache = step.new_cache()
         with hooks.phase("prefill"):
             token, cache = step(ids, cache)
@@ -518,7 +581,7 @@ def run_inference(
             return cache
         del cache, token
         with hooks.setup("decode_cache"):
-            ids = random_ids(vocab, batch, seq + new - 2, device)
+            ids = input_ids(model, batch, seq + new - 2, device)
             token, cache = step(ids, step.new_cache())
             del ids
         with hooks.phase("decode"):
@@ -547,11 +610,19 @@ class _Stepper:
         self.extra = {"logits_to_keep": 1} if "logits_to_keep" in self.params else {}
         supports = getattr(model, "_supports_default_dynamic_cache", None)
         self.own_state = callable(supports) and not supports()
+        # The tokens so far, for the types that take them all at every step (_FULL_IDS_TYPES).
+        self.full_ids = _model_type(model) in _FULL_IDS_TYPES
+        self.history: Any = None
 
     def new_cache(self) -> Any:
+        self.history = None  # a new sequence
         return None if self.own_state else new_cache(self.model)
 
     def __call__(self, ids: Any, cache: Any) -> tuple[Any, Any]:
+        if self.full_ids:
+            import torch
+
+            ids = self.history = ids if self.history is None else torch.cat([self.history, ids], dim=1)
         kwargs: dict[str, Any] = {"use_cache": True, **self.extra}
         if cache is not None:
             kwargs[self.state_key if self.own_state else self.key] = cache
@@ -635,7 +706,8 @@ def run_training(
     autocast = workload.precision.mixed
     amp_dtype = torch_dtype(workload.precision.compute_dtype)
     accumulation = workload.gradient_accumulation_steps
-    ids = random_ids(vocab_size(model), workload.batch_size, workload.seq_len, device)
+    ids = input_ids(model, workload.batch_size, workload.seq_len, device)
+    labels = labels_for(model, ids, workload.batch_size)
     loss_value = None
     for step in range(1, steps + 1):
         for micro in range(1, accumulation + 1):
@@ -650,7 +722,7 @@ def run_training(
                 else:
                     ctx = torch.autocast(device_type, dtype=amp_dtype)
                 with ctx:
-                    loss = model(input_ids=ids, labels=ids).loss
+                    loss = model(input_ids=ids, labels=labels).loss
                 if accumulation > 1:
                     loss = loss / accumulation
             with hooks.phase("backward" + suffix):

@@ -60,6 +60,15 @@ MIN_LAYERS_BY_TYPE: Mapping[str, tuple[int, str]] = {
                  "4 decoder layers with the first full-attention one")),
 }
 
+#: Types whose layer-count field is derived from the real count, with why: the field holding the real count,
+#: and how the derived field follows from it (the cut sets the real count and recomputes the derived one).
+DERIVED_LAYER_COUNTS: Mapping[str, tuple[str, Callable[[Mapping[str, Any], int], int], str]] = {
+    "hrm_text": ("num_layers_per_stack", lambda c, n: n * c["H_cycles"] * (c["L_cycles"] + 1),
+                 "HrmTextConfig.__post_init__ sets num_hidden_layers = num_layers_per_stack x H_cycles x "
+                 "(L_cycles + 1), one cache slot per attention call of its recurrence; each of its two stacks "
+                 "builds num_layers_per_stack layers"),
+}
+
 #: Per-layer list fields that hold layer *indices* (not one entry per layer).
 INDEX_LIST_FIELDS = ("mlp_only_layers", "full_attn_idxs", "cross_attention_layers", "hybrid_layer_ids",
                      "moe_layers_indices", "attn_layer_indices", "global_attn_layers", "no_rope_layers_indices")
@@ -243,6 +252,10 @@ def cut_config(config: Any) -> CutConfig:
     prefix = f"{text_key}." if text_key else ""
     if field_name is None:
         return CutConfig(model_type=model_type, config=full, layers=(0, 0), changes={})
+    derived_count = DERIVED_LAYER_COUNTS.get(model_type)
+    derived_field = None
+    if derived_count is not None and isinstance(text.get(derived_count[0]), int):
+        derived_field, field_name = field_name, derived_count[0]
     num_layers = int(text[field_name])
     patterned: dict[str, str] = {}
     for name, (pattern, what) in _LAYER_PATTERNS.get(model_type, {}).items():
@@ -278,6 +291,9 @@ def cut_config(config: Any) -> CutConfig:
     if keep < num_layers:
         text[field_name] = keep
         changes[prefix + field_name] = f"{num_layers} → {keep}"
+        if derived_field is not None and derived_count is not None:
+            value, text[derived_field] = text[derived_field], derived_count[1](text, keep)
+            changes[prefix + derived_field] = f"{value} → {text[derived_field]}"
         for name in TRAILING_FIELDS:
             value = text.get(name)
             if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= num_layers:
@@ -495,12 +511,18 @@ TRACE_GAPS: Mapping[str, str] = {
     "longcat_flash": "a data-dependent output shape (nonzero in the router), which fake tensors cannot run",
     "reformer": "inference: data-dependent control flow; training: axial position shape must factor the "
                 "sequence length",
-    "musicgen": "an audio decoder: its input ids are [batch x codebooks, seq], not text tokens",
-    "musicgen_melody": "an audio decoder: its input ids are [batch x codebooks, seq], not text tokens",
-    "gemma4_unified_assistant": "a draft model that runs on the main model's shared KV states",
-    "gemma3n": "its vision tower needs the timm package",
-    "xmod": "needs a language adapter chosen (set_default_language)",
-    "git": "training: the loss expects the image tokens in front of the text",
+    "gemma4_unified_assistant": "a draft model: its forward takes the main model's input embeddings and shared "
+                                "KV states (shared_kv_states) and raises without them; alone it has no memory "
+                                "of its own to trace, and with them the figure is the main model's",
+    "gemma3n": "its vision tower (TimmWrapperModel) needs timm, and timm needs torchvision, which has no "
+               "build for the CPU-only torch of the tracing environment",
+    "xmod": "its language adapters pick rows by a boolean mask (hidden_states[lang_ids == i]), a data-dependent "
+            "shape which fake tensors cannot run (the runner sets the default language)",
+    "git": "training: transformers' GitForCausalLM loss always drops the image_patch_tokens (197 at the default "
+           "config) in front of the logits, so text-only training fails in transformers itself",
+    "blt": "transformers' BltModel builds DynamicCache(config=BltConfig) whenever use_cache (the config's default) "
+           "and BltConfig has no num_hidden_layers: forward, forward with labels and generate all fail in "
+           "transformers itself (checked on a real CPU model; use_cache=False runs)",
     "dbrx": "data-dependent control flow: DbrxExperts loops over the experts that nonzero() finds routed "
             "(no grouped_mm experts implementation), which fake tensors cannot run",
     "qwen4_exp": "its QSA indexer picks each query's tokens with nonzero over the attention mask, in a Python "

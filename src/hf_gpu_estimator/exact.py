@@ -179,8 +179,8 @@ def spec_from_transformers(config: Mapping[str, Any], *, model_id: str, reason: 
 
     The transformers model is built on the meta device (no memory) and its parameters are
     counted as :func:`hf_gpu_estimator.sources.module.spec_from_module` counts a live model, so
-    the counts are exact; ``architecture`` stays ``None`` (no analytic layer model), which
-    exact mode does not need.
+    the counts are exact; ``architecture`` is what the built module's config gives (``None`` where
+    no analytic layer model reads it), which exact mode does not need.
 
     Args:
         config: the config.json mapping (with ``model_type``).

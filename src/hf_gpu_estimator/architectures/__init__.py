@@ -195,7 +195,8 @@ def architecture_from_config(config: Mapping[str, Any]) -> Architecture:
 
 
 def _dropouts(config: Mapping[str, Any], family: Family) -> dict[str, float]:
-    source = config.get("text_config") if isinstance(config.get("text_config"), Mapping) else config
+    # The language model's sub-config of a wrapper (text_config), or a composite's decoder (musicgen).
+    source = next((config[k] for k in ("text_config", "decoder") if isinstance(config.get(k), Mapping)), config)
     out = {}
     for name, (key, default) in zip(("embedding_dropout", "hidden_dropout", "attention_dropout"), family.dropouts):
         value = source.get(key, default) if key else default

@@ -53,6 +53,11 @@ def check_against_config(arch: Architecture, tensors: Iterable[TensorInfo], conf
         found = max(indices) + 1
         extra = config.get("num_nextn_predict_layers", 0)
         extra = extra if isinstance(extra, int) and not isinstance(extra, bool) else 0
+        # Models of weight stacks called several times (hrm_text) count layer calls in num_hidden_layers
+        # and index each stack's layers from 0: the checkpoint holds num_layers_per_stack of them.
+        per_stack = config.get("num_layers_per_stack")
+        if isinstance(per_stack, int) and not isinstance(per_stack, bool) and found == per_stack:
+            found = arch.stored_layers
         if not arch.stored_layers <= found <= arch.stored_layers + extra:
             raise ConfigHeaderMismatchError(source, field="num_hidden_layers", config_value=arch.stored_layers,
                                             header_value=found,

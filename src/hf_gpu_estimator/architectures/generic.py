@@ -269,7 +269,7 @@ def analyze_generic(f: Fields, model_type: str, head: Head) -> tuple[Architectur
         intermediate_size=inter,
         vocab_size=vocab,
         tie_word_embeddings=tie,
-        max_position_embeddings=s.opt_int("max_position_embeddings"),
+        max_position_embeddings=_position_limit(s),
         hidden_act=act,
         gated_mlp=gated,
         attention_bias=bias,
@@ -289,6 +289,14 @@ def analyze_generic(f: Fields, model_type: str, head: Head) -> tuple[Architectur
                "(generic family); parameter counts are exact only from the checkpoint's safetensors headers",),
     )
     return arch, t
+
+
+def _position_limit(s: _Standard) -> int | None:
+    """``max_position_embeddings``, or None where the model has no limit: configs that say so with -1
+    (XLNetConfig.max_position_embeddings: "one of the few models that has no sequence length limit")."""
+    names = s.names("max_position_embeddings")
+    value = s.f.opt_int(names[0], s._default_int("max_position_embeddings", None), aliases=names[1:], minimum=-1)
+    return value if value is not None and value > 0 else None
 
 
 def _layer_kinds(tf: Fields, s: _Standard, layers: int, window: int | None, chunk: int | None) -> list[str]:

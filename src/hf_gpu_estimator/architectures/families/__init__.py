@@ -21,11 +21,13 @@ from hf_gpu_estimator.architectures.families import (
     gpt_neox,
     gpt_oss,
     granitemoehybrid,
+    hrm_text,
     jamba,
     lfm2,
     llama4,
     llama_like,
     mamba,
+    musicgen,
     nemotron_h,
     phi,
     qwen3_next,
@@ -37,7 +39,7 @@ from hf_gpu_estimator.architectures.families import (
 
 _MODULES = (llama_like, gemma3, deepseek_v3, phi, gpt2, gpt_neox, falcon, bert, t5, gpt_oss, llama4, glm4_moe,
             vision_language, mamba, qwen3_next, jamba, granitemoehybrid, falcon_h1, nemotron_h, lfm2, gemma3n, dory,
-            dbrx, dots1, bamba, rwkv, xlstm)
+            dbrx, dots1, bamba, rwkv, xlstm, hrm_text, musicgen)
 
 
 def _collect() -> dict[str, Family]:

@@ -1,0 +1,86 @@
+"""HRM-Text: two weight-tied transformer stacks (H and L) run in a hierarchical recurrence."""
+
+from __future__ import annotations
+
+from hf_gpu_estimator.architectures._fields import FULL, Fields, Head, Tally, lin
+from hf_gpu_estimator.architectures._registry import Family
+from hf_gpu_estimator.architectures.blocks import attention_linears, gated_linears
+from hf_gpu_estimator.spec import Architecture, LinearShape
+
+
+def analyze_hrm_text(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
+    """configuration_hrm_text.py defaults, modeling_hrm_text.py's module tree.
+
+    ``HrmTextModel`` holds two stacks (``H_module``, ``L_module``) of ``num_layers_per_stack`` decoder
+    layers each. Its forward runs them ``H_cycles x (L_cycles + 1)`` times (``L_cycles`` L-stack calls,
+    then one H-stack call, per H cycle), and every call of a layer writes its own cache slot: the config
+    keeps ``num_hidden_layers = num_layers_per_stack x H_cycles x (L_cycles + 1)``, and transformers'
+    ``DynamicCache(config=...)`` holds that many layers. The architecture therefore has one layer per
+    attention call (the cache and the activations), while the weights are those of the two stacks.
+    """
+    hidden = f.integer("hidden_size", 1536)
+    h_cycles = f.integer("H_cycles", 2)
+    l_cycles = f.integer("L_cycles", 3)
+    per_stack = f.opt_int("num_layers_per_stack", None)
+    if per_stack is None:
+        # A config as first written (or a legacy one): num_hidden_layers is the per-stack count, and
+        # HrmTextConfig.__post_init__ derives the number of calls from it.
+        per_stack = f.integer("num_hidden_layers", 16)
+        calls = per_stack * h_cycles * (l_cycles + 1)
+    else:
+        calls = f.integer("num_hidden_layers", per_stack * h_cycles * (l_cycles + 1))
+    if calls != per_stack * h_cycles * (l_cycles + 1):
+        raise f.error("num_hidden_layers", calls, f"num_layers_per_stack x H_cycles x (L_cycles + 1) = "
+                                                  f"{per_stack * h_cycles * (l_cycles + 1)}")
+    heads = f.integer("num_attention_heads", 12)
+    head_dim = f.integer("head_dim", 128)
+    kv_heads = heads  # HrmTextAttention: k/v project to num_attention_heads x head_dim (no GQA field)
+    inter = f.integer("intermediate_size", 4096)
+    vocab = f.integer("vocab_size", 151808)
+    tie = f.boolean("tie_word_embeddings", False)
+    bias = f.boolean("attention_bias", False)
+    mlp_bias = f.boolean("mlp_bias", False)
+    q_out, kv_out = heads * head_dim, kv_heads * head_dim
+    # HrmTextAttention: q/k/v/o and a sigmoid output gate (hidden -> heads x head_dim); the MLP is SwiGLU.
+    # Its RMSNorms (input, post-attention, each stack's final_norm) have no weight.
+    attention = (lin(hidden, q_out, bias) + 2 * lin(hidden, kv_out, bias) + lin(q_out, hidden, bias)
+                 + lin(hidden, q_out, bias))
+    stacks = 2 * per_stack
+    t = Tally()
+    t.add("embedding", vocab * hidden)
+    t.add("attention", stacks * attention)
+    t.add("mlp", stacks * (2 * lin(hidden, inter, mlp_bias) + lin(inter, hidden, mlp_bias)))
+    t.add("other", hidden)  # z_L_init, the L stack's initial state (a frozen parameter)
+    if head == "causal_lm" and not tie:
+        t.add("lm_head", vocab * hidden)
+    arch = Architecture(
+        model_type=model_type,
+        family="hrm_text",
+        num_layers=calls,
+        hidden_size=hidden,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        head_dim=head_dim,
+        intermediate_size=inter,
+        vocab_size=vocab,
+        tie_word_embeddings=tie,
+        max_position_embeddings=f.integer("max_position_embeddings", 2048),
+        hidden_act=f.string("hidden_act", "silu"),
+        attention_bias=bias,
+        layer_types=(FULL,) * calls,
+        linears=(*attention_linears(hidden, q_out, kv_out, bias, bias),
+                 LinearShape(name="gate_proj", in_features=hidden, out_features=q_out, bias=bias),
+                 *gated_linears(hidden, inter, mlp_bias)),
+        notes=((f"{stacks} weight layers (two stacks of {per_stack}) called {calls} times by the H/L recurrence, "
+                "one cache slot per call"),),
+    )
+    return arch, t
+
+
+FAMILIES = {
+    "hrm_text": Family(
+        analyze=analyze_hrm_text, default_class="HrmTextForCausalLM",
+        classes={"HrmTextForCausalLM": "causal_lm", "HrmTextModel": "base"},
+        module=__name__,
+    ),
+}

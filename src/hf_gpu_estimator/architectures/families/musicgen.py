@@ -1,0 +1,81 @@
+"""MusicGen and MusicGen-Melody audio decoders (``MusicgenForCausalLM``): one token stream per codebook."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from hf_gpu_estimator.architectures._fields import FULL, Fields, Head, Tally, lin
+from hf_gpu_estimator.architectures._registry import Family
+from hf_gpu_estimator.architectures.blocks import attention_linears
+from hf_gpu_estimator.spec import Architecture, LinearShape
+
+
+def analyze_musicgen(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
+    """configuration_musicgen.py ``MusicgenDecoderConfig`` defaults, modeling_musicgen.py's module tree.
+
+    ``MusicgenForCausalLM`` is the decoder of the composite model (its ``decoder`` config): the
+    ``num_codebooks`` token streams each have an embedding of ``vocab_size + 1`` rows (the extra one
+    is the pad/BOS id) summed into one hidden state, and a head of their own. Each layer has
+    self-attention, cross-attention to the conditioning (MusicGen only: MusicGen-Melody prepends its
+    conditioning to the sequence instead) and a plain ``fc1``/``fc2`` MLP, LayerNorms before each;
+    positions are a sinusoidal buffer (no parameters). The T5 text encoder and the EnCodec audio
+    model of ``MusicgenForConditionalGeneration`` are not part of it.
+    """
+    d = f.sub("decoder") if isinstance(f.raw("decoder"), Mapping) else f  # the composite config's decoder
+    hidden = d.integer("hidden_size", 1024)
+    layers = d.integer("num_hidden_layers", 24)
+    heads = d.integer("num_attention_heads", 16)
+    inter = d.integer("ffn_dim", 4096)
+    vocab = d.integer("vocab_size", 2048)
+    codebooks = d.integer("num_codebooks", 4)
+    cross = model_type in ("musicgen", "musicgen_decoder")
+    head_dim = hidden // heads
+    attention = 4 * lin(hidden, hidden, False)  # q/k/v/out_proj, no bias (MusicgenAttention bias=False)
+    t = Tally()
+    t.add("embedding", codebooks * (vocab + 1) * hidden)
+    t.add("attention", layers * attention * (2 if cross else 1))
+    t.add("mlp", layers * (lin(hidden, inter, False) + lin(inter, hidden, False)))
+    # LayerNorms (weight + bias): self-attention, cross-attention (MusicGen), final; and the decoder's last.
+    t.add("norm", (layers * (3 if cross else 2) + 1) * 2 * hidden)
+    if head == "causal_lm":
+        t.add("lm_head", codebooks * vocab * hidden)  # lm_heads: one per codebook, no bias
+    arch = Architecture(
+        model_type=model_type,
+        family="musicgen",
+        num_layers=layers,
+        hidden_size=hidden,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        head_dim=head_dim,
+        intermediate_size=inter,
+        vocab_size=vocab,
+        tie_word_embeddings=False,
+        max_position_embeddings=d.integer("max_position_embeddings", 2048),
+        hidden_act=d.string("activation_function", "gelu"),
+        gated_mlp=False,
+        norm="layernorm",
+        norms_per_layer=3 if cross else 2,
+        layer_types=(FULL,) * layers,
+        linears=(*attention_linears(hidden, hidden, hidden, False, False)[:3],
+                 LinearShape(name="out_proj", in_features=hidden, out_features=hidden),
+                 LinearShape(name="fc1", in_features=hidden, out_features=inter),
+                 LinearShape(name="fc2", in_features=inter, out_features=hidden)),
+        notes=((f"the audio decoder (MusicgenForCausalLM): {codebooks} codebook streams, each with its own "
+                "embedding and head; the text encoder and the audio codec are not counted"),),
+    )
+    return arch, t
+
+
+_FAMILY = {
+    "analyze": analyze_musicgen,
+    # MusicgenDecoder: dropout after the embeddings and on both residual branches; attention_dropout.
+    "dropouts": (("dropout", 0.1), ("dropout", 0.1), ("attention_dropout", 0.0)),
+    "module": __name__,
+}
+
+FAMILIES = {
+    "musicgen": Family(default_class="MusicgenForCausalLM", classes={"MusicgenForCausalLM": "causal_lm"},
+                       **_FAMILY),
+    "musicgen_melody": Family(default_class="MusicgenMelodyForCausalLM",
+                              classes={"MusicgenMelodyForCausalLM": "causal_lm"}, **_FAMILY),
+}
