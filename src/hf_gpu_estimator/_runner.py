@@ -32,7 +32,7 @@ SUPPORTED_OPTIMIZERS: tuple[str, ...] = ("adamw", "adam", "sgd", "sgd-momentum",
 _LR = 1e-5
 
 #: Standard deviation of the random weights in measure mode (GPT-2/Llama initializer_range).
-_INIT_STD = 0.02
+RANDOM_INIT_STD = 0.02
 
 QLORA_FALLBACK = "qlora base traced as bf16; 4-bit weights from the analytic model"
 
@@ -288,7 +288,7 @@ def build_base_model(
         with torch.no_grad():
             for p in model.parameters():
                 if p.is_floating_point():
-                    p.normal_(0.0, _INIT_STD)
+                    p.normal_(0.0, RANDOM_INIT_STD)
     return BuiltModel(model=model, weight_dtype=dtype_name, fallbacks=fallbacks)
 
 
