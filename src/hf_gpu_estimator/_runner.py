@@ -494,6 +494,9 @@ def run_inference(
             ``[batch, 1]`` step runs under ``hooks.phase("decode")``, growing the cache to
             ``seq_len + new_tokens - 1`` entries. That is the step generate runs to produce
             token ``new_tokens``; the cache's memory equals the one real decoding builds.
+
+    Types of :data:`FULL_SEQUENCE_STEPS` are given the whole sequence at every step through
+    their ``prepare_inputs_for_generation``, as their generate does.
     """
     import torch
 
@@ -506,13 +509,16 @@ def run_inference(
         cache = step.new_cache()
         with hooks.phase("prefill"):
             token, cache = step(ids, cache)
-        del ids
+        if not step.full_sequence:
+            del ids
         if new <= 1:
             return cache
         if real_decode:
             with hooks.phase("decode"):
                 for i in range(new - 1):
-                    token, cache = step(token, cache)
+                    if step.full_sequence:
+                        ids = torch.cat([ids, token], dim=1)
+                    token, cache = step(ids if step.full_sequence else token, cache)
                     if on_decode_step is not None:
                         on_decode_step(i)
             return cache
@@ -520,10 +526,24 @@ def run_inference(
         with hooks.setup("decode_cache"):
             ids = random_ids(vocab, batch, seq + new - 2, device)
             token, cache = step(ids, step.new_cache())
-            del ids
+            if step.full_sequence:
+                ids = torch.cat([ids, token], dim=1)
+            else:
+                del ids
         with hooks.phase("decode"):
-            token, cache = step(token, cache)
+            token, cache = step(ids if step.full_sequence else token, cache)
     return cache
+
+
+#: Types whose ``generate`` feeds the whole sequence at every step, through the class's own
+#: ``prepare_inputs_for_generation``, with why. Only these are stepped that way; every other type gets
+#: the new token alone, as transformers' default ``prepare_inputs_for_generation`` slices it.
+FULL_SEQUENCE_STEPS: Mapping[str, str] = {
+    # XLMWithLMHeadModel.prepare_inputs_for_generation appends a mask token to the whole sequence and
+    # XLMModel.forward drops the positions its cache holds ("do not recompute cached elements"): given
+    # the new token alone it slices the input to a negative length.
+    "xlm": "XLM's generate passes the whole sequence plus a mask token; its forward skips the cached part",
+}
 
 
 #: Output fields that carry a model's own decoding state, when it does not take a DynamicCache
@@ -547,6 +567,7 @@ class _Stepper:
         self.extra = {"logits_to_keep": 1} if "logits_to_keep" in self.params else {}
         supports = getattr(model, "_supports_default_dynamic_cache", None)
         self.own_state = callable(supports) and not supports()
+        self.full_sequence = getattr(model.config, "model_type", None) in FULL_SEQUENCE_STEPS
 
     def new_cache(self) -> Any:
         return None if self.own_state else new_cache(self.model)
@@ -555,7 +576,11 @@ class _Stepper:
         kwargs: dict[str, Any] = {"use_cache": True, **self.extra}
         if cache is not None:
             kwargs[self.state_key if self.own_state else self.key] = cache
-        out = self.model(input_ids=ids, **kwargs)
+        if self.full_sequence:
+            kwargs = self.model.prepare_inputs_for_generation(ids, **kwargs)
+            out = self.model(**kwargs)
+        else:
+            out = self.model(input_ids=ids, **kwargs)
         if self.own_state:
             cache = next((getattr(out, f) for f in _STATE_FIELDS if getattr(out, f, None) is not None), None)
         token = _greedy_next(out.logits)
