@@ -354,12 +354,14 @@ TRACE_GAPS: Mapping[str, str] = {
              "to give the sequence length",
     "granitemoehybrid": "the default config has only Mamba layers, and transformers' cache then has no "
                         "attention layer to give the sequence length",
-    "jetmoe": "data-dependent control flow (.item()), which fake tensors cannot run",
-    "xlm": "data-dependent control flow (.item()), which fake tensors cannot run",
-    "prophetnet": "inference: data-dependent control flow (.item()), which fake tensors cannot run",
-    "longcat_flash": "a data-dependent output shape (nonzero in the router), which fake tensors cannot run",
-    "reformer": "inference: data-dependent control flow; training: axial position shape must factor the "
-                "sequence length",
+    "longcat_flash": "a data-dependent output shape (nonzero in the router): the real-values retry needs "
+                     "host copies of its 54.4 B parameters after the cut (512 experts per MoE layer), 101 GiB "
+                     "in bfloat16, past the 8 GiB limit (constants.REAL_VALUES_MAX_BYTES)",
+    "reformer": "inference in bfloat16: the axial position embeddings are float32 parameters "
+                "(AxialPositionEmbeddings builds them with dtype=torch.float32), so the hidden states become "
+                "float32 and the LSH attention's decode step (einsum with the cached states and bfloat16 "
+                "weights) fails; training: axial_pos_shape (64, 64) must multiply to the sequence length "
+                "(128), and a shape of 128 positions would fail inference, which needs at least 144",
     "musicgen": "an audio decoder: its input ids are [batch x codebooks, seq], not text tokens",
     "musicgen_melody": "an audio decoder: its input ids are [batch x codebooks, seq], not text tokens",
     "gemma4_unified_assistant": "a draft model that runs on the main model's shared KV states",

@@ -305,6 +305,9 @@ class Architecture:
     # Images: parameters of the vision tower + projector, and the tokens one image adds to the sequence.
     vision_parameters: int = 0
     tokens_per_image: int = 0
+    # Parameters a text-only causal-LM forward never runs (a decoder's cross-attention when no encoder
+    # feeds it: BartForCausalLM, ProphetNetForCausalLM): they take no gradient and no optimizer state.
+    unused_parameters: int = 0
     # "family" (a family module), or "generic" (standard config fields only: see assumptions).
     derivation: Literal["family", "generic"] = "family"
 

@@ -453,10 +453,34 @@ class _RealValues(TorchDispatchMode):
             name = str(func.overloadpacket.__name__)
             self.answered[name] = self.answered.get(name, 0) + 1
             return pytree.tree_map(self._to_fake, out)
-        except NotImplementedError:
-            # The real kernel is CUDA-only (raised before the fake kernel ran): run fake only.
+        except (NotImplementedError, RuntimeError):
+            # The real CPU kernel refused what the fake kernel takes (a CUDA-only kernel, a dtype mix
+            # only CUDA accepts); it raised before the fake kernel ran. The fake kernel decides: it
+            # runs alone (an error of its own is the trace's error), then the twins are made on the
+            # CPU with the floating inputs in the output's dtype, where that works.
             with self._fake_only():
-                return func(*args, **kwargs)
+                out = func(*args, **kwargs)
+            self._promoted_twins(func, args, kwargs, out)
+            return out
+
+    def _promoted_twins(self, func: Any, args: Any, kwargs: dict[str, Any], out: Any) -> None:
+        fakes = pytree.tree_leaves(out)
+        dtype = next((t.dtype for t in fakes if isinstance(t, FakeTensor) and t.is_floating_point()), None)
+        if func._schema.is_mutable or dtype is None:
+            return
+        real = self._twins((args, kwargs))
+        if real is None:
+            return
+        with no_dispatch():
+            promoted = pytree.tree_map(
+                lambda t: t.to(dtype) if isinstance(t, torch.Tensor) and t.is_floating_point() else t, real)
+            try:
+                twins = pytree.tree_leaves(func(*promoted[0], **promoted[1]))
+            except (NotImplementedError, RuntimeError):
+                return  # no twin: a data-dependent operator downstream fails as it did
+            for fake, twin in zip(fakes, twins):
+                if isinstance(fake, FakeTensor) and isinstance(twin, torch.Tensor) and twin.shape == fake.shape:
+                    fake.real_tensor = twin.to(fake.dtype)
 
     def _fused_attention(self, func: Any, args: Any, kwargs: dict[str, Any]) -> Any:
         with self._fake_only():

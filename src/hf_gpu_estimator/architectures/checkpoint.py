@@ -19,6 +19,12 @@ from hf_gpu_estimator.spec import Architecture, LinearShape, TensorInfo
 _LAYER = re.compile(r"(?:^|\.)(?:layers|h|blocks|block|decoder\.layers)\.(\d+)\.")
 _OTHER_TOWER = re.compile(r"vision|visual|audio|image|encoder\.|mm_projector|multi_modal|speech|mtp", re.IGNORECASE)
 _EMBED = re.compile(r"(?:^|\.)(?:embed_tokens|wte|word_embeddings|tok_embeddings|embed_in)\.weight$")
+#: A decoder layer's cross-attention with its norm (bart/marian ``encoder_attn`` and
+#: ``encoder_attn_layer_norm``, prophetnet ``cross_attn`` and ``cross_attn_layer_norm``, bert
+#: ``crossattention``), and an encoder stack that would feed it.
+_CROSS_ATTENTION = re.compile(
+    r"(?:^|\.)(?:encoder_attn|cross_attn|crossattention|cross_attention)(?:_layer_norm|_layernorm)?\.")
+_ENCODER_STACK = re.compile(r"(?:^|\.)encoder\.")
 _EXPERT_INDEX = re.compile(r"(?:^|\.)experts\.(\d+)\.")
 _GATED_LEAVES = frozenset({"gate_proj", "w1", "w3", "gate_up_proj", "wi_0"})
 _DOWN_LEAVES = frozenset({"down_proj", "w2", "fc2", "c_proj", "dense_4h_to_h", "wo"})
@@ -91,6 +97,20 @@ def refine_generic(arch: Architecture, tensors: Iterable[TensorInfo]) -> Archite
         if layer.ffn.kind == "dense" else layer
         for layer in arch.per_layer
     )
-    note = "generic family: linear layers of one block read from the safetensors headers"
+    notes = [*arch.notes, "generic family: linear layers of one block read from the safetensors headers"]
+    unused = _unused_cross_attention(tensors)
+    if unused:
+        notes.append(f"{unused:,} cross-attention parameters with no encoder in the checkpoint: a causal-LM "
+                     "forward never runs them (no gradient, no optimizer state)")
     return dataclasses.replace(arch, linears=linears, gated_mlp=gated, intermediate_size=inter, per_layer=layers,
-                               notes=(*arch.notes, note))
+                               unused_parameters=unused, notes=tuple(notes))
+
+
+def _unused_cross_attention(tensors: Iterable[TensorInfo]) -> int:
+    """Parameters of decoder cross-attention blocks when no encoder stack is in the checkpoint (a
+    ``*ForCausalLM`` of an encoder-decoder family: its forward passes no encoder states, the blocks
+    are skipped)."""
+    tensors = list(tensors)
+    if any(_ENCODER_STACK.search(t.name) for t in tensors):
+        return 0
+    return sum(t.numel for t in tensors if _CROSS_ATTENTION.search(t.name))

@@ -159,7 +159,9 @@ def _finish_plan(spec: ModelSpec, workload: Workload, *, weight_dtype: str, comp
     if not workload.is_training:
         trainable, trainable_dtype = 0, weight_dtype
     elif workload.method == "full":
-        trainable, trainable_dtype = total, precision.param_dtype
+        # A parameter the forward never runs gets no gradient (its .grad stays None), so no state either.
+        unused = spec.architecture.unused_parameters if spec.architecture is not None else 0
+        trainable, trainable_dtype = total - unused, precision.param_dtype
     else:
         adapter_params = lora_parameters(spec, workload)
         trainable, trainable_dtype = adapter_params, precision.param_dtype
