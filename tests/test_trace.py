@@ -221,3 +221,12 @@ def test_real_values_refused_past_the_host_limit(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(trace, "REAL_VALUES_MAX_BYTES", 1 << 10)
     with pytest.raises(TraceError, match="needs real values .* do not fit"):
         trace_workload(_JETMOE, make_workload(**_SMALL, task="inference", new_tokens=4, dtype="bfloat16"))
+
+
+def test_xlm_decodes_with_the_whole_sequence() -> None:
+    """XLM's generate feeds the whole sequence each step (its forward drops the cached positions); its
+    length check (.item()) takes the real-values retry."""
+    config = dict(model_type="xlm", emb_dim=64, n_layers=2, n_heads=4, vocab_size=512, max_position_embeddings=256)
+    result = trace_workload(config, make_workload(**_SMALL, task="inference", new_tokens=4, dtype="bfloat16"))
+    assert set(result.phase_peaks) == {"prefill", "decode"}
+    assert any("real values" in f for f in result.fallbacks)

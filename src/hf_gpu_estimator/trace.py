@@ -401,9 +401,11 @@ class _RealValues(TorchDispatchMode):
     the real number). The fused attention kernels CUDA picks have no CPU kernel: their fake
     outputs are made without propagation and the forward output's twin is computed by CPU
     attention (flash: ``_scaled_dot_product_flash_attention_for_cpu``; memory-efficient: the math
-    kernel with the same mask). Other operators without a CPU kernel (the fused attention
-    backwards) run fake only; their outputs have no twin, and a data-dependent operator that
-    needs one fails as before.
+    kernel with the same mask). Other operators whose CPU kernel refuses what the fake kernel
+    takes (the fused attention backwards; a float32 input with bfloat16 norm weights, which only
+    CUDA's kernel mixes) run fake only; their twins are computed with the floating inputs in the
+    output's dtype where that works, and otherwise they have none, and a data-dependent operator
+    that needs one fails as before.
     """
 
     def __init__(self, fake_mode: FakeTensorMode) -> None:
