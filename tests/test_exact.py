@@ -261,7 +261,7 @@ def test_exact_traces_a_config_the_analytic_model_rejects(monkeypatch: pytest.Mo
         estimate({**TINY, "hidden_size": 63}, mode="exact")
 
 
-# Per-type adaptations of the runner (_runner._CAST_TO_WEIGHT_DTYPE, _CODEBOOK_TYPES, _FULL_IDS_TYPES): tiny
+# Per-type adaptations of the runner (_runner._CAST_TO_WEIGHT_DTYPE, _CODEBOOK_TYPES, FULL_SEQUENCE_STEPS): tiny
 # configs that failed before them, traced for both workloads.
 _ADAPTED = {
     "xlnet": {"model_type": "xlnet", "d_model": 64, "n_layer": 2, "n_head": 4, "d_inner": 96, "vocab_size": 211},

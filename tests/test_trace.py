@@ -195,3 +195,57 @@ def test_deepcopy_of_a_fake_constant() -> None:
         assert copy.deepcopy(t, memo) is out
         empty = torch.empty(4, 5)
         assert copy.deepcopy(empty).shape == (4, 5)  # the ordinary path, unchanged
+
+
+# Real-values fallback: a data-dependent operator (.item(), nonzero) has no answer on fake tensors.
+_JETMOE = dict(model_type="jetmoe", hidden_size=64, num_hidden_layers=2, num_key_value_heads=4, kv_channels=16,
+               intermediate_size=128, num_local_experts=4, num_experts_per_tok=2, vocab_size=512)
+_SMALL = dict(batch_size=1, seq_len=32)
+
+
+@pytest.mark.parametrize("options", [dict(task="inference", new_tokens=4, dtype="bfloat16"),
+                                     dict(task="training", precision="bf16-true")], ids=["inference", "training"])
+def test_data_dependent_model_traced_with_real_values(options: dict) -> None:
+    """JetMoE's router calls .tolist() on its expert counts: the fake run fails, the real-values run answers."""
+    from hf_gpu_estimator.trace import _trace_workload
+
+    workload = make_workload(**_SMALL, **options)
+    with pytest.raises(TraceError, match="DataDependentOutputException"):
+        _trace_workload(_JETMOE, workload, init="skip", use_cache=False, real_values=False)
+    result = trace_workload(_JETMOE, workload)
+    assert any("real values (_local_scalar_dense" in f and "seed 0" in f for f in result.fallbacks)
+    assert result.breakdown_at_peak["params"] == _rounded_param_bytes(_JETMOE, 2)
+    assert sum(result.breakdown_at_peak.values()) == result.peak_bytes
+    # Seeded: a re-trace routes the same tokens to the same experts.
+    assert trace_workload(_JETMOE, workload).peak_bytes == result.peak_bytes
+
+
+@pytest.mark.parametrize("options", [dict(task="inference", new_tokens=4, dtype="bfloat16"),
+                                     dict(task="training", precision="bf16-true")], ids=["inference", "training"])
+def test_real_values_keep_the_fake_accounting(options: dict) -> None:
+    """On a model without data-dependent operators the real twins change no recorded figure."""
+    from hf_gpu_estimator.trace import _trace_workload
+
+    workload = make_workload(**_SMALL, **options)
+    fake = _trace_workload(CONFIGS["mixtral"], workload, init="skip", use_cache=False, real_values=False)
+    real = _trace_workload(CONFIGS["mixtral"], workload, init="skip", use_cache=False, real_values=True)
+    for name in ("peak_bytes", "phase_at_peak", "phase_peaks", "breakdown_at_peak", "kv_cache_bytes",
+                 "optimizer_state_bytes", "attention_backends"):
+        assert getattr(real, name) == getattr(fake, name), name
+
+
+def test_real_values_refused_past_the_host_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hf_gpu_estimator import trace
+
+    monkeypatch.setattr(trace, "REAL_VALUES_MAX_BYTES", 1 << 10)
+    with pytest.raises(TraceError, match="needs real values .* do not fit"):
+        trace_workload(_JETMOE, make_workload(**_SMALL, task="inference", new_tokens=4, dtype="bfloat16"))
+
+
+def test_xlm_decodes_with_the_whole_sequence() -> None:
+    """XLM's generate feeds the whole sequence each step (its forward drops the cached positions); its
+    length check (.item()) takes the real-values retry."""
+    config = dict(model_type="xlm", emb_dim=64, n_layers=2, n_heads=4, vocab_size=512, max_position_embeddings=256)
+    result = trace_workload(config, make_workload(**_SMALL, task="inference", new_tokens=4, dtype="bfloat16"))
+    assert set(result.phase_peaks) == {"prefill", "decode"}
+    assert any("real values" in f for f in result.fallbacks)

@@ -32,7 +32,7 @@ SUPPORTED_OPTIMIZERS: tuple[str, ...] = ("adamw", "adam", "sgd", "sgd-momentum",
 _LR = 1e-5
 
 #: Standard deviation of the random weights in measure mode (GPT-2/Llama initializer_range).
-_INIT_STD = 0.02
+RANDOM_INIT_STD = 0.02
 
 QLORA_FALLBACK = "qlora base traced as bf16; 4-bit weights from the analytic model"
 
@@ -290,7 +290,7 @@ def build_base_model(
         with torch.no_grad():
             for p in model.parameters():
                 if p.is_floating_point():
-                    p.normal_(0.0, _INIT_STD)
+                    p.normal_(0.0, RANDOM_INIT_STD)
     return BuiltModel(model=model, weight_dtype=dtype_name, fallbacks=fallbacks)
 
 
@@ -313,12 +313,6 @@ _DEFAULT_LANGUAGE_TYPES = ("xmod",)
 #: Audio decoders whose token ids hold one row per codebook: ``input_ids`` [batch x num_codebooks, seq]
 #: and ``labels`` [batch, seq, num_codebooks] (MusicgenForCausalLM.forward's documented shapes).
 _CODEBOOK_TYPES = ("musicgen_decoder", "musicgen_melody_decoder")
-
-#: Types whose forward takes the whole sequence at every decoding step and drops the cached prefix itself:
-#: ``CpmAntForCausalLM.prepare_inputs_for_generation`` passes generate's full ``input_ids`` on ("forward
-#: slices off the cached prefix itself, so it needs the full input_ids").
-_FULL_IDS_TYPES = ("cpmant",)
-
 
 def _model_type(model: Any) -> str:
     return str(getattr(getattr(model, "config", None), "model_type", ""))
@@ -558,6 +552,9 @@ def run_inference(
             ``[batch, 1]`` step runs under ``hooks.phase("decode")``, growing the cache to
             ``seq_len + new_tokens - 1`` entries. That is the step generate runs to produce
             token ``new_tokens``; the cache's memory equals the one real decoding builds.
+
+    Types of :data:`FULL_SEQUENCE_STEPS` are given the whole sequence at every step through
+    their ``prepare_inputs_for_generation``, as their generate does.
     """
     import torch
 
@@ -569,13 +566,16 @@ def run_inference(
         cache = step.new_cache()
         with hooks.phase("prefill"):
             token, cache = step(ids, cache)
-        del ids
+        if not step.full_sequence:
+            del ids
         if new <= 1:
             return cache
         if real_decode:
             with hooks.phase("decode"):
                 for i in range(new - 1):
-                    token, cache = step(token, cache)
+                    if step.full_sequence:
+                        ids = torch.cat([ids, token], dim=1)
+                    token, cache = step(ids if step.full_sequence else token, cache)
                     if on_decode_step is not None:
                         on_decode_step(i)
             return cache
@@ -583,10 +583,27 @@ def run_inference(
         with hooks.setup("decode_cache"):
             ids = input_ids(model, batch, seq + new - 2, device)
             token, cache = step(ids, step.new_cache())
-            del ids
+            if step.full_sequence:
+                ids = torch.cat([ids, token], dim=1)
+            else:
+                del ids
         with hooks.phase("decode"):
-            token, cache = step(token, cache)
+            token, cache = step(ids if step.full_sequence else token, cache)
     return cache
+
+
+#: Types whose ``generate`` feeds the whole sequence at every step, through the class's own
+#: ``prepare_inputs_for_generation``, with why. Only these are stepped that way; every other type gets
+#: the new token alone, as transformers' default ``prepare_inputs_for_generation`` slices it.
+FULL_SEQUENCE_STEPS: Mapping[str, str] = {
+    # XLMWithLMHeadModel.prepare_inputs_for_generation appends a mask token to the whole sequence and
+    # XLMModel.forward drops the positions its cache holds ("do not recompute cached elements"): given
+    # the new token alone it slices the input to a negative length.
+    "xlm": "XLM's generate passes the whole sequence plus a mask token; its forward skips the cached part",
+    # CpmAntForCausalLM.prepare_inputs_for_generation passes generate's full input_ids on ("forward slices off
+    # the cached prefix itself, so it needs the full input_ids").
+    "cpmant": "CPM-Ant's generate passes the whole sequence; its forward slices off the cached prefix",
+}
 
 
 #: Output fields that carry a model's own decoding state, when it does not take a DynamicCache
@@ -610,23 +627,20 @@ class _Stepper:
         self.extra = {"logits_to_keep": 1} if "logits_to_keep" in self.params else {}
         supports = getattr(model, "_supports_default_dynamic_cache", None)
         self.own_state = callable(supports) and not supports()
-        # The tokens so far, for the types that take them all at every step (_FULL_IDS_TYPES).
-        self.full_ids = _model_type(model) in _FULL_IDS_TYPES
-        self.history: Any = None
+        self.full_sequence = getattr(model.config, "model_type", None) in FULL_SEQUENCE_STEPS
 
     def new_cache(self) -> Any:
-        self.history = None  # a new sequence
         return None if self.own_state else new_cache(self.model)
 
     def __call__(self, ids: Any, cache: Any) -> tuple[Any, Any]:
-        if self.full_ids:
-            import torch
-
-            ids = self.history = ids if self.history is None else torch.cat([self.history, ids], dim=1)
         kwargs: dict[str, Any] = {"use_cache": True, **self.extra}
         if cache is not None:
             kwargs[self.state_key if self.own_state else self.key] = cache
-        out = self.model(input_ids=ids, **kwargs)
+        if self.full_sequence:
+            kwargs = self.model.prepare_inputs_for_generation(ids, **kwargs)
+            out = self.model(**kwargs)
+        else:
+            out = self.model(input_ids=ids, **kwargs)
         if self.own_state:
             cache = next((getattr(out, f) for f in _STATE_FIELDS if getattr(out, f, None) is not None), None)
         token = _greedy_next(out.logits)

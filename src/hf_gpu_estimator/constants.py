@@ -27,3 +27,8 @@ DEBUG_ENV = "HFGE_DEBUG"
 
 #: Hours in a month for $/month figures: 8,760 hours a year / 12, the convention cloud price sheets use.
 HOURS_PER_MONTH = 730
+
+#: Exact mode's real-values fallback (a data-dependent operator) keeps a real CPU copy of every
+#: tensor: refuse it when the weights (x4 for full training: gradients, two AdamW states) pass this,
+#: so a trace does not exhaust the host's memory (a 2-layer cut of a 50B-parameter MoE would take ~100 GiB).
+REAL_VALUES_MAX_BYTES = 8 * GiB

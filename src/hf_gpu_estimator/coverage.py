@@ -505,12 +505,14 @@ KNOWN_GAPS: Mapping[str, str] = {}
 #: Why exact mode cannot trace a type at its default config, where transformers' error alone does not
 #: say it plainly (the recorded error follows in the table).
 TRACE_GAPS: Mapping[str, str] = {
-    "jetmoe": "data-dependent control flow (.item()), which fake tensors cannot run",
-    "xlm": "data-dependent control flow (.item()), which fake tensors cannot run",
-    "prophetnet": "inference: data-dependent control flow (.item()), which fake tensors cannot run",
-    "longcat_flash": "a data-dependent output shape (nonzero in the router), which fake tensors cannot run",
-    "reformer": "inference: data-dependent control flow; training: axial position shape must factor the "
-                "sequence length",
+    "longcat_flash": "a data-dependent output shape (nonzero in the router): the real-values retry needs "
+                     "host copies of its 54.4 B parameters after the cut (512 experts per MoE layer), 101 GiB "
+                     "in bfloat16, past the 8 GiB limit (constants.REAL_VALUES_MAX_BYTES)",
+    "reformer": "inference in bfloat16: the axial position embeddings are float32 parameters "
+                "(AxialPositionEmbeddings builds them with dtype=torch.float32), so the hidden states become "
+                "float32 and the LSH attention's decode step (einsum with the cached states and bfloat16 "
+                "weights) fails; training: axial_pos_shape (64, 64) must multiply to the sequence length "
+                "(128), and a shape of 128 positions would fail inference, which needs at least 144",
     "gemma4_unified_assistant": "a draft model: its forward takes the main model's input embeddings and shared "
                                 "KV states (shared_kv_states) and raises without them; alone it has no memory "
                                 "of its own to trace, and with them the figure is the main model's",

@@ -25,6 +25,15 @@ CUDA code paths. The tracer must take the paths a CUDA GPU (sm80+, e.g. A100/H10
   (which materializes the scores, in float32 for half inputs as CUDA's math path upcasts).
   The fused kernels' outputs (attention output, float32 logsumexp) are what the fake kernel
   allocates; their internal workspaces (flash backward's float32 ``dq_accum``) are not.
+* Data-dependent operators (``.item()``, ``.tolist()``, ``nonzero``, boolean indexing) have no
+  answer on fake tensors. A workload whose trace fails on one is traced again with real values
+  (:class:`_RealValues`): every fake tensor carries a real CPU twin (torch's
+  ``fake_tensor_propagate_real_tensors``), the weights are random (N(0, 0.02), as measure mode,
+  under a fixed seed :data:`REAL_VALUES_SEED`), and the data-dependent operators are answered
+  from the twins. Memory is still counted on the fake tensors, by the same tracker, rounding
+  and CUDA routing; only the values that steer control flow (an MoE's token split among its
+  experts, a length check) come from the twins, and so from the seeded random weights. Recorded
+  in ``fallbacks``; it runs only after the fake run failed on such an operator.
 * Eager attention materializes ``[batch, heads, q, k]`` scores and softmaxes them in float32
   (transformers' ``eager_attention_forward``); the causal-LM loss upcasts logits to float32
   (transformers ``ForCausalLMLoss``): both are the real code and are traced as such.
@@ -44,11 +53,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
+from torch._subclasses.fake_tensor import (
+    DataDependentOutputException,
+    DynamicOutputShapeException,
+    FakeTensor,
+    FakeTensorMode,
+)
 from torch.distributed._tools import mem_tracker as _mt
 from torch.overrides import TorchFunctionMode
+from torch.utils._mode_utils import no_dispatch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils import _pytree as pytree
 
 from hf_gpu_estimator import _runner
+from hf_gpu_estimator.constants import REAL_VALUES_MAX_BYTES
 from hf_gpu_estimator.errors import TraceError
 from hf_gpu_estimator.workload import Workload
 
@@ -368,6 +386,160 @@ def functools_reduce_promote(dtypes: list[torch.dtype]) -> torch.dtype:
 
 
 # --------------------------------------------------------------------------------------------
+# Real values for data-dependent operators (the fallback after a fake run failed on one).
+
+#: Seed of the random weights and token ids of a real-values trace: the values that steer
+#: control flow (an MoE's routing) depend on them, so a re-trace gives the same figures.
+REAL_VALUES_SEED = 0
+
+_DATA_DEPENDENT = (DataDependentOutputException, DynamicOutputShapeException)
+
+_aten = torch.ops.aten
+
+
+def _is_data_dependent(error: BaseException) -> bool:
+    """Whether ``error`` (or what it was raised from) is fake tensors' data-dependent failure."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, _DATA_DEPENDENT):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+class _RealValues(TorchDispatchMode):
+    """Answers data-dependent operators from the real twins fake tensors carry.
+
+    Sits between the ``FakeTensorMode`` (built with ``fake_tensor_propagate_real_tensors``, so
+    every operator also runs on the twins) and the memory tracker, so the tracker sees every
+    output this mode makes. An operator whose fake kernel raises a data-dependent exception is
+    run on the twins and its outputs become fake tensors of the real shapes (``item()`` returns
+    the real number). The fused attention kernels CUDA picks have no CPU kernel: their fake
+    outputs are made without propagation and the forward output's twin is computed by CPU
+    attention (flash: ``_scaled_dot_product_flash_attention_for_cpu``; memory-efficient: the math
+    kernel with the same mask). Other operators whose CPU kernel refuses what the fake kernel
+    takes (the fused attention backwards; a float32 input with bfloat16 norm weights, which only
+    CUDA's kernel mixes) run fake only; their twins are computed with the floating inputs in the
+    output's dtype where that works, and otherwise they have none, and a data-dependent operator
+    that needs one fails as before.
+    """
+
+    def __init__(self, fake_mode: FakeTensorMode) -> None:
+        super().__init__()
+        self.fake_mode = fake_mode
+        self.answered: dict[str, int] = {}
+
+    @contextlib.contextmanager
+    def _fake_only(self) -> Iterator[None]:
+        previous = self.fake_mode.propagate_real_tensors
+        self.fake_mode.propagate_real_tensors = False
+        try:
+            yield
+        finally:
+            self.fake_mode.propagate_real_tensors = previous
+
+    @staticmethod
+    def _twins(tree: Any) -> Any | None:
+        leaves, spec = pytree.tree_flatten(tree)
+        real = []
+        for leaf in leaves:
+            if isinstance(leaf, FakeTensor):
+                if leaf.real_tensor is None:
+                    return None
+                leaf = leaf.real_tensor
+            real.append(leaf)
+        return pytree.tree_unflatten(real, spec)
+
+    def _to_fake(self, value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            return self.fake_mode.fake_tensor_converter.from_real_tensor(self.fake_mode, value)
+        return value
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        if func in (_aten._scaled_dot_product_flash_attention.default,
+                    _aten._scaled_dot_product_efficient_attention.default):
+            return self._fused_attention(func, args, kwargs)
+        try:
+            return func(*args, **kwargs)
+        except _DATA_DEPENDENT:
+            real = self._twins((args, kwargs))
+            if real is None:
+                raise
+            with no_dispatch():
+                out = func(*real[0], **real[1])
+            name = str(func.overloadpacket.__name__)
+            self.answered[name] = self.answered.get(name, 0) + 1
+            return pytree.tree_map(self._to_fake, out)
+        except (NotImplementedError, RuntimeError):
+            # The real CPU kernel refused what the fake kernel takes (a CUDA-only kernel, a dtype mix
+            # only CUDA accepts); it raised before the fake kernel ran. The fake kernel decides: it
+            # runs alone (an error of its own is the trace's error), then the twins are made on the
+            # CPU with the floating inputs in the output's dtype, where that works.
+            with self._fake_only():
+                out = func(*args, **kwargs)
+            self._promoted_twins(func, args, kwargs, out)
+            return out
+
+    def _promoted_twins(self, func: Any, args: Any, kwargs: dict[str, Any], out: Any) -> None:
+        fakes = pytree.tree_leaves(out)
+        dtype = next((t.dtype for t in fakes if isinstance(t, FakeTensor) and t.is_floating_point()), None)
+        if func._schema.is_mutable or dtype is None:
+            return
+        real = self._twins((args, kwargs))
+        if real is None:
+            return
+        with no_dispatch():
+            promoted = pytree.tree_map(
+                lambda t: t.to(dtype) if isinstance(t, torch.Tensor) and t.is_floating_point() else t, real)
+            try:
+                twins = pytree.tree_leaves(func(*promoted[0], **promoted[1]))
+            except (NotImplementedError, RuntimeError):
+                return  # no twin: a data-dependent operator downstream fails as it did
+            for fake, twin in zip(fakes, twins):
+                if isinstance(fake, FakeTensor) and isinstance(twin, torch.Tensor) and twin.shape == fake.shape:
+                    fake.real_tensor = twin.to(fake.dtype)
+
+    def _fused_attention(self, func: Any, args: Any, kwargs: dict[str, Any]) -> Any:
+        with self._fake_only():
+            out = func(*args, **kwargs)
+        real = self._twins((args, kwargs))
+        if real is None:
+            return out
+        (query, key, value, *rest), options = real
+        scale = options.get("scale")
+        with no_dispatch():
+            if func is _aten._scaled_dot_product_flash_attention.default:
+                dropout_p, is_causal = (list(rest) + [0.0, False])[:2]
+                twin = _aten._scaled_dot_product_flash_attention_for_cpu(
+                    query, key, value, dropout_p, is_causal, scale=scale)[0]
+            else:
+                attn_bias, _, dropout_p, is_causal = (list(rest) + [None, False, 0.0, False][len(rest):])[:4]
+                twin = _aten._scaled_dot_product_attention_math(
+                    query, key, value, attn_bias, dropout_p, is_causal, None, scale=scale)[0]
+        out[0].real_tensor = twin
+        return out
+
+
+def _real_values_guard(config: Mapping[str, Any], workload: Workload) -> None:
+    """Refuse a real-values trace whose twins would not fit the host's memory limit."""
+    model = _runner.build_meta_model(config)
+    n_params = sum(p.numel() for p in model.parameters())
+    del model
+    dtype = _runner.torch_dtype(_runner.weight_dtype(config, workload))
+    # Full training keeps weights, gradients and two AdamW states of the same size.
+    copies = 4 if workload.is_training and workload.method == "full" else 1
+    needed = n_params * dtype.itemsize * copies
+    if needed > REAL_VALUES_MAX_BYTES:
+        raise TraceError(
+            f"tracing {config.get('model_type')!r} needs real values (a data-dependent operator) and their "
+            f"host copies do not fit: {n_params:,} parameters x {dtype.itemsize} bytes x {copies} "
+            f"({needed / 2**30:.1f} GiB) > {REAL_VALUES_MAX_BYTES / 2**30:.0f} GiB "
+            "(constants.REAL_VALUES_MAX_BYTES)"
+        )
+
+
+# --------------------------------------------------------------------------------------------
 # The memory tracker.
 
 
@@ -570,8 +742,11 @@ def _fake_device() -> str:
     return "cuda" if torch.backends.cuda.is_built() else "cpu"
 
 
-def _base_model(config: Mapping[str, Any], workload: Workload, device: str, init: str) -> tuple[Any, _runner.BuiltModel, bool]:
-    """(fake mode, built base model, reused) from the LRU cache when the method is full."""
+def _base_model(config: Mapping[str, Any], workload: Workload, device: str, init: str,
+                real_values: bool = False) -> tuple[Any, _runner.BuiltModel, bool]:
+    """(fake mode, built base model, reused) from the LRU cache when the method is full.
+
+    ``real_values``: a fake mode whose tensors carry real twins (never cached)."""
     key = (
         json.dumps(dict(config), sort_keys=True, default=str),
         _runner.weight_dtype(config, workload) if workload.method != "qlora" else "bfloat16",
@@ -579,13 +754,14 @@ def _base_model(config: Mapping[str, Any], workload: Workload, device: str, init
         device,
         init,
     )
-    cacheable = workload.method == "full"
+    cacheable = workload.method == "full" and not real_values
     if cacheable and key in _model_cache:
         _model_cache.move_to_end(key)
         fake_mode, built = _model_cache[key]
         return fake_mode, _runner.BuiltModel(model=built.model, weight_dtype=built.weight_dtype,
                                               fallbacks=list(built.fallbacks)), True
-    fake_mode = FakeTensorMode(allow_non_fake_inputs=False)
+    with torch._functorch.config.patch(fake_tensor_propagate_real_tensors=real_values):
+        fake_mode = FakeTensorMode(allow_non_fake_inputs=False)
     # Some models move or cast submodules while they are built (``Module.to``/``.float()`` in __init__).
     with _swappable_params(fake_mode):
         built = _runner.build_base_model(config, workload, device=device, init=init, fake_mode=fake_mode)
@@ -647,9 +823,24 @@ def trace_workload(config: Mapping[str, Any], workload: Workload, *, init: str =
         init: weight initialization ("skip", or "default" for the naive benchmark).
         use_cache: reuse a fake model built for the same config, dtype and attention.
 
+    A trace that fails on a data-dependent operator is run again with real values (see the
+    module's docstring), recorded in ``fallbacks``.
+
     Raises:
         TraceError: unknown architecture, unsupported optimizer, or a failure while tracing.
     """
+    try:
+        return _trace_workload(config, workload, init=init, use_cache=use_cache, real_values=False)
+    except TraceError as e:
+        if not _is_data_dependent(e):
+            raise
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(REAL_VALUES_SEED)
+        return _trace_workload(config, workload, init=init, use_cache=use_cache, real_values=True)
+
+
+def _trace_workload(config: Mapping[str, Any], workload: Workload, *, init: str, use_cache: bool,
+                    real_values: bool) -> TraceResult:
     start = time.perf_counter()
     fallbacks: list[str] = []
     if workload.parallelism.num_gpus > 1:
@@ -667,7 +858,10 @@ def trace_workload(config: Mapping[str, Any], workload: Workload, *, init: str =
                          "CUDA autocast op lists and 512-byte allocation rounding emulated")
     if not use_cache:
         clear_cache()
-    fake_mode, built, reused = _base_model(config, workload, device, init)
+    if real_values:
+        _real_values_guard(config, workload)
+        init = "random" if init == "skip" else init
+    fake_mode, built, reused = _base_model(config, workload, device, init, real_values)
     fallbacks.extend(built.fallbacks)
     model = built.model
     try:
@@ -682,6 +876,9 @@ def trace_workload(config: Mapping[str, Any], workload: Workload, *, init: str =
             if emulate_amp:
                 stack.enter_context(_round_all_devices())
             stack.enter_context(fake_mode)
+            real_mode = _RealValues(fake_mode) if real_values else None
+            if real_mode is not None:
+                stack.enter_context(real_mode)  # below the tracker: it sees what this mode makes
             tracker.track_external(model)
             if workload.is_training:
                 amp = _runner.torch_dtype(workload.precision.compute_dtype)
@@ -714,6 +911,14 @@ def trace_workload(config: Mapping[str, Any], workload: Workload, *, init: str =
             extra = breakdown["optimizer"] - min(breakdown["optimizer"], opt_bytes)
             breakdown["optimizer"] -= extra
             breakdown["temporaries"] = breakdown.get("temporaries", 0) + extra
+        if real_mode is not None:
+            answered = ", ".join(f"{op} x{n}" for op, n in sorted(real_mode.answered.items()))
+            weights = f"random weights N(0, {_runner.RANDOM_INIT_STD})" if init == "random" else f"{init} weights"
+            fallbacks.append(
+                f"data-dependent operators answered from real values ({answered or 'none'}): fake tensors "
+                f"carried real CPU twins, {weights} and token ids under seed {REAL_VALUES_SEED}, so "
+                "data-dependent splits (MoE routing) follow those values"
+            )
         if semantics.grouped_mm_stand_ins:
             fallbacks.append("MoE grouped_mm on float32 traced with a shape-only stand-in (torch's meta kernel is bf16-only)")
         n_params = sum(p.numel() for p in model.parameters())
