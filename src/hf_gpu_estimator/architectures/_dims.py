@@ -105,6 +105,10 @@ class Dims:
         return {x.name: getattr(self, x.name) for x in dataclasses.fields(self)}
 
     def architecture(self, model_type: str, *, family: str | None = None, **details: Any) -> Architecture:
-        """The :class:`~hf_gpu_estimator.spec.Architecture` of these dimensions and the family's ``details``;
-        ``family`` defaults to ``model_type``."""
-        return Architecture(model_type=model_type, family=family or model_type, **self.keywords(), **details)
+        """The :class:`~hf_gpu_estimator.spec.Architecture` of these dimensions and the family's ``details``.
+
+        ``family`` defaults to ``model_type``; ``details`` may also replace a dimension the family reports
+        otherwise than it reads it (falcon's key/value heads, dory's layer runs).
+        """
+        keywords = {**self.keywords(), **details}
+        return Architecture(model_type=model_type, family=family or model_type, **keywords)
