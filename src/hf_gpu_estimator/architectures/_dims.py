@@ -41,7 +41,7 @@ class Dims:
         num_attention_heads: int,
         intermediate_size: int | None,
         vocab_size: int,
-        tie_word_embeddings: bool,
+        tie_word_embeddings: bool | None,
         max_position_embeddings: int | None,
         hidden_act: str = "silu",
         num_key_value_heads: int | None | Derived = None,
@@ -55,6 +55,7 @@ class Dims:
             f: the (text) config's fields.
             intermediate_size: the default; ``None``: absent or null means ``4 * hidden_size`` (gpt2's
                 ``n_inner``, falcon's ``ffn_hidden_size``).
+            tie_word_embeddings: the default; ``None``: the model never ties its head (not read).
             max_position_embeddings: the default; ``None``: the family has no such limit (not read).
             num_key_value_heads: the default; absent with a ``None`` default, or an explicit null, means
                 ``num_attention_heads`` (transformers' ``getattr(config, ..., None) or``); :data:`DERIVED`: not
@@ -91,7 +92,7 @@ class Dims:
             inter = integer("intermediate_size", intermediate_size)
         vocab = integer("vocab_size", vocab_size)
         first, *aliases = names.get("tie_word_embeddings", ("tie_word_embeddings",))
-        tie = f.boolean(first, tie_word_embeddings, aliases=aliases)
+        tie = tie_word_embeddings is not None and f.boolean(first, tie_word_embeddings, aliases=aliases)
         positions = (None if max_position_embeddings is None
                      else integer("max_position_embeddings", max_position_embeddings))
         first, *aliases = names.get("hidden_act", ("hidden_act",))
