@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
+from hf_gpu_estimator.architectures._dims import DERIVED, Dims
 from hf_gpu_estimator.architectures._fields import FULL, Fields, Head, Tally, lin
 from hf_gpu_estimator.architectures._registry import Family
 from hf_gpu_estimator.spec import Architecture, LinearShape
 
 
 def analyze_bert(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
-    hidden = f.integer("hidden_size", 768)
-    layers = f.integer("num_hidden_layers", 12)
-    heads = f.integer("num_attention_heads", 12)
-    inter = f.integer("intermediate_size", 3072)
-    vocab = f.integer("vocab_size", 30522)
-    positions = f.integer("max_position_embeddings", 512)
+    d = Dims.read(f, hidden_size=768, num_hidden_layers=12, num_attention_heads=12, num_key_value_heads=DERIVED,
+                  head_dim=DERIVED, intermediate_size=3072, vocab_size=30522, tie_word_embeddings=True,
+                  max_position_embeddings=512, hidden_act="gelu")
+    hidden, inter, layers, vocab = d.hidden_size, d.intermediate_size, d.num_layers, d.vocab_size
+    heads, positions, tie = d.num_attention_heads, d.max_position_embeddings, d.tie_word_embeddings
     type_vocab = f.integer("type_vocab_size", 2, minimum=0)
-    tie = f.boolean("tie_word_embeddings", True)
     is_decoder = f.boolean("is_decoder", False)
     cross = f.boolean("add_cross_attention", False)
     if cross and not is_decoder:
@@ -51,19 +50,9 @@ def analyze_bert(f: Fields, model_type: str, head: Head) -> tuple[Architecture, 
             t.add("lm_head", vocab * hidden + vocab)
     if head == "pretraining":
         t.add("other", lin(hidden, 2, True))  # seq_relationship (next-sentence prediction)
-    arch = Architecture(
-        model_type=model_type,
+    arch = d.architecture(
+        model_type,
         family="bert",
-        num_layers=layers,
-        hidden_size=hidden,
-        num_attention_heads=heads,
-        num_key_value_heads=heads,
-        head_dim=hidden // heads,
-        intermediate_size=inter,
-        vocab_size=vocab,
-        tie_word_embeddings=tie,
-        max_position_embeddings=positions,
-        hidden_act=f.string("hidden_act", "gelu"),
         gated_mlp=False,
         norm="layernorm",
         attention_bias=True,

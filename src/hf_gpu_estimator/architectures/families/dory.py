@@ -21,6 +21,7 @@ counted once per distinct layer.
 
 from __future__ import annotations
 
+from hf_gpu_estimator.architectures._dims import Dims
 from hf_gpu_estimator.architectures._fields import FULL, SLIDING, Fields, Head, Tally, lin
 from hf_gpu_estimator.architectures._registry import Family
 from hf_gpu_estimator.architectures.blocks import attention_linears, gated_linears
@@ -29,19 +30,17 @@ from hf_gpu_estimator.spec import FFN, Architecture, Layer, LinearShape, Mixer
 
 def analyze_dory(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
     # configuration_dory.py defaults.
-    hidden = f.integer("hidden_size", 2560)
-    inter = f.integer("intermediate_size", 7168)
-    heads = f.integer("num_attention_heads", 16)
-    kv_heads = f.integer("num_key_value_heads", 4)
-    head_dim = f.integer("head_dim", 256)
-    vocab = f.integer("vocab_size", 131072)
-    window = f.integer("sliding_window", 1024)
-    tie = f.boolean("tie_word_embeddings", False)
     blocks = f.raw("layer_types")
     # The released form lists (attention, "mlp") per layer and doubles the counts (DoryConfig.to_dict).
     paired = isinstance(blocks, list) and "mlp" in blocks
     scale = 2 if paired else 1
-    layers = f.integer("num_hidden_layers", 36 * scale) // scale
+    d = Dims.read(f, hidden_size=2560, intermediate_size=7168, num_hidden_layers=36 * scale, num_attention_heads=16,
+                  num_key_value_heads=4, head_dim=256, required=True, vocab_size=131072, tie_word_embeddings=False,
+                  max_position_embeddings=8192)
+    hidden, inter, vocab, tie = d.hidden_size, d.intermediate_size, d.vocab_size, d.tie_word_embeddings
+    heads, kv_heads, head_dim = d.num_attention_heads, d.num_key_value_heads, d.head_dim
+    layers = d.num_layers // scale
+    window = f.integer("sliding_window", 1024)
     n_input = f.integer("n_input_layers", 8 * scale, minimum=0) // scale
     n_output = f.integer("n_output_layers", 8 * scale, minimum=0) // scale
     n_recurrent_raw = f.opt_int("n_recurrent_layers")
@@ -93,19 +92,10 @@ def analyze_dory(f: Fields, model_type: str, head: Head) -> tuple[Architecture, 
         last = loop == loops - 1
         order += [(made if per_loop_cache or last else shared)[types[i]] for i in recurrent]
     order += [made[types[i]] for i in range(n_input + n_recurrent, layers)]
-    arch = Architecture(
-        model_type=model_type,
+    arch = d.architecture(
+        model_type,
         family="dory",
         num_layers=len(order),
-        hidden_size=hidden,
-        num_attention_heads=heads,
-        num_key_value_heads=kv_heads,
-        head_dim=head_dim,
-        intermediate_size=inter,
-        vocab_size=vocab,
-        tie_word_embeddings=tie,
-        max_position_embeddings=f.integer("max_position_embeddings", 8192),
-        hidden_act=f.string("hidden_act", "silu"),
         attention_bias=bias,
         layer_types=tuple(layer.mixer.kind == "sliding" and SLIDING or FULL for layer in order),
         sliding_window=window,

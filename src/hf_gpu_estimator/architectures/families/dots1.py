@@ -8,6 +8,7 @@ index ``max_window_layers`` and above slide when ``sliding_window`` is set (Dots
 
 from __future__ import annotations
 
+from hf_gpu_estimator.architectures._dims import Dims
 from hf_gpu_estimator.architectures._fields import FULL, SLIDING, Fields, Head, Tally, lin
 from hf_gpu_estimator.architectures._registry import Family
 from hf_gpu_estimator.architectures.blocks import fused_experts, gated_linears
@@ -18,14 +19,11 @@ from hf_gpu_estimator.spec import FFN, Architecture, Layer, Mixer
 def analyze_dots1(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
     # configuration_dots1.py defaults. Its n_routed_experts, n_shared_experts and num_experts_per_tok
     # default to null (the model cannot be built so): here they are required once a layer is MoE.
-    hidden = f.integer("hidden_size", 4608)
-    inter = f.integer("intermediate_size", 10944)
+    d = Dims.read(f, hidden_size=4608, intermediate_size=10944, num_hidden_layers=62, num_attention_heads=32,
+                  num_key_value_heads=32, vocab_size=152064, tie_word_embeddings=False, max_position_embeddings=2048)
+    hidden, inter, layers, vocab = d.hidden_size, d.intermediate_size, d.num_layers, d.vocab_size
+    heads, kv_heads, head_dim = d.num_attention_heads, d.num_key_value_heads, d.head_dim
     moe_inter = f.integer("moe_intermediate_size", 1408)
-    layers = f.integer("num_hidden_layers", 62)
-    heads = f.integer("num_attention_heads", 32)
-    kv_heads = f.opt_int("num_key_value_heads", 32) or heads
-    vocab = f.integer("vocab_size", 152064)
-    tie = f.boolean("tie_word_embeddings", False)
     bias = f.boolean("attention_bias", False)
     first_dense = min(f.integer("first_k_dense_replace", 0, minimum=0), layers)
     moe_layers = tuple(range(first_dense, layers))
@@ -41,7 +39,6 @@ def analyze_dots1(f: Fields, model_type: str, head: Head) -> tuple[Architecture,
         types = tuple(SLIDING if window is not None and i >= max_window else FULL for i in range(layers))
 
     attention = gqa(f, hidden, heads, kv_heads, bias=bias)
-    head_dim = attention.mixer.head_dim
     shared_inter = moe_inter * n_shared
     expert = 3 * hidden * moe_inter
     t = Tally()
@@ -56,7 +53,7 @@ def analyze_dots1(f: Fields, model_type: str, head: Head) -> tuple[Architecture,
         else:
             t.add("mlp", 3 * hidden * inter)
     t.add("norm", hidden)
-    if head == "causal_lm" and not tie:
+    if head == "causal_lm" and not d.tie_word_embeddings:
         t.add("lm_head", vocab * hidden)
 
     sliding = Mixer(kind="sliding", heads=heads, kv_heads=kv_heads, head_dim=head_dim, window=window)
@@ -67,12 +64,8 @@ def analyze_dots1(f: Fields, model_type: str, head: Head) -> tuple[Architecture,
     linears = attention.linears + (gated_linears(hidden, inter, False) if first_dense else ())
     if moe_layers:
         linears += fused_experts(hidden, moe_inter, experts)
-    arch = Architecture(
-        model_type=model_type, family=model_type, num_layers=layers, hidden_size=hidden,
-        num_attention_heads=heads, num_key_value_heads=kv_heads, head_dim=head_dim, intermediate_size=inter,
-        vocab_size=vocab, tie_word_embeddings=tie,
-        max_position_embeddings=f.integer("max_position_embeddings", 2048),
-        hidden_act=f.string("hidden_act", "silu"), attention_bias=bias, layer_types=types,
+    arch = d.architecture(
+        model_type, attention_bias=bias, layer_types=types,
         sliding_window=window if SLIDING in types else None, qk_norm="head",
         num_experts=experts, num_experts_per_tok=top_k, moe_intermediate_size=moe_inter if moe_layers else 0,
         num_shared_experts=n_shared, shared_expert_intermediate_size=shared_inter,

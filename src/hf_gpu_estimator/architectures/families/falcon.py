@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hf_gpu_estimator.architectures._dims import DERIVED, Dims
 from hf_gpu_estimator.architectures._fields import FULL, Fields, Head, Tally, lin
 from hf_gpu_estimator.architectures._registry import Family
 from hf_gpu_estimator.spec import Architecture, LinearShape
@@ -10,19 +11,19 @@ from hf_gpu_estimator.spec import Architecture, LinearShape
 def analyze_falcon(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
     # configuration_falcon.py: n_embed is a legacy alias of hidden_size; num_kv_heads defaults to
     # num_attention_heads; ffn_hidden_size to 4 * hidden_size.
-    hidden = f.integer("n_embed", 4544, aliases=("hidden_size",))  # n_embed wins, as in __post_init__
-    layers = f.integer("num_hidden_layers", 32)
-    heads = f.integer("num_attention_heads", 71)
-    num_kv = f.opt_int("num_kv_heads") or heads
-    ffn = f.opt_int("ffn_hidden_size") or 4 * hidden
-    vocab = f.integer("vocab_size", 65024)
-    tie = f.boolean("tie_word_embeddings", True)
+    d = Dims.read(f, hidden_size=4544, num_hidden_layers=32, num_attention_heads=71, head_dim=DERIVED,
+                  intermediate_size=None, vocab_size=65024, tie_word_embeddings=True, max_position_embeddings=2048,
+                  hidden_act="gelu",
+                  names={"hidden_size": ("n_embed", "hidden_size"),  # n_embed wins, as in __post_init__
+                         "num_key_value_heads": ("num_kv_heads",), "intermediate_size": ("ffn_hidden_size",),
+                         "hidden_act": ("activation",)})
+    hidden, ffn, layers, vocab = d.hidden_size, d.intermediate_size, d.num_layers, d.vocab_size
+    heads, num_kv, head_dim, tie = d.num_attention_heads, d.num_key_value_heads, d.head_dim, d.tie_word_embeddings
     new_arch = f.boolean("new_decoder_architecture", False)
     multi_query = f.boolean("multi_query", True)
     parallel = f.boolean("parallel_attn", True)
     bias = f.boolean("bias", False)
     num_ln = f.opt_int("num_ln_in_parallel_attn")
-    head_dim = hidden // heads
     # modeling_falcon.py FalconAttention.__init__
     if new_arch:
         qkv_out, kv_heads = (num_kv * 2 + heads) * head_dim, num_kv
@@ -47,19 +48,10 @@ def analyze_falcon(f: Fields, model_type: str, head: Head) -> tuple[Architecture
     t.add("norm", layers * block_lns * 2 * hidden + 2 * hidden)  # + ln_f
     if head == "causal_lm" and not tie:
         t.add("lm_head", vocab * hidden)
-    arch = Architecture(
-        model_type=model_type,
+    arch = d.architecture(
+        model_type,
         family="falcon",
-        num_layers=layers,
-        hidden_size=hidden,
-        num_attention_heads=heads,
         num_key_value_heads=kv_heads,
-        head_dim=head_dim,
-        intermediate_size=ffn,
-        vocab_size=vocab,
-        tie_word_embeddings=tie,
-        max_position_embeddings=f.integer("max_position_embeddings", 2048),
-        hidden_act=f.string("activation", "gelu"),
         gated_mlp=False,
         norm="layernorm",
         attention_bias=bias,

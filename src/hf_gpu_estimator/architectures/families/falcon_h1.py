@@ -7,6 +7,7 @@ caches both for the layer (``layer_types`` are all ``"hybrid"``: cache_utils.Lin
 
 from __future__ import annotations
 
+from hf_gpu_estimator.architectures._dims import Dims
 from hf_gpu_estimator.architectures._fields import Fields, Head, Tally
 from hf_gpu_estimator.architectures._registry import Family
 from hf_gpu_estimator.architectures.blocks import gated_linears
@@ -16,15 +17,11 @@ from hf_gpu_estimator.spec import FFN, Architecture, Layer
 
 def analyze_falcon_h1(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
     # configuration_falcon_h1.py defaults; modeling_falcon_h1.py module tree.
-    hidden = f.integer("hidden_size", 4096)
-    inter = f.integer("intermediate_size", 14336)
-    layers = f.integer("num_hidden_layers", 32)
-    heads = f.integer("num_attention_heads", 32)
-    kv_heads = f.opt_int("num_key_value_heads", 8) or heads
-    vocab = f.integer("vocab_size", 128000)
-    tie = f.boolean("tie_word_embeddings", False)
+    d = Dims.read(f, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+                  num_key_value_heads=8, vocab_size=128000, tie_word_embeddings=False, max_position_embeddings=8192)
+    hidden, inter, layers, vocab = d.hidden_size, d.intermediate_size, d.num_layers, d.vocab_size
     mlp_bias = f.boolean("mlp_bias", False)
-    attention = gqa(f, hidden, heads, kv_heads, bias=f.boolean("attention_bias", False))
+    attention = gqa(f, hidden, d.num_attention_heads, d.num_key_value_heads, bias=f.boolean("attention_bias", False))
     # FalconH1Mixer: width mamba_d_ssm (default 1024), else mamba_expand * hidden_size; the gated RMSNorm
     # exists only with mamba_rms_norm; out_proj's bias is projectors_bias.
     inner = f.opt_int("mamba_d_ssm", 1024) or f.integer("mamba_expand", 2) * hidden
@@ -43,16 +40,12 @@ def analyze_falcon_h1(f: Fields, model_type: str, head: Head) -> tuple[Architect
     t.add("attention", layers * (attention.params + mamba.params))
     t.add("norm", layers * (mamba.norm + 2 * hidden) + hidden)  # input_layernorm, pre_ff_layernorm; final
     t.add("mlp", layers * sum(x.in_features * x.out_features + (x.out_features if x.bias else 0) for x in mlp))
-    if head == "causal_lm" and not tie:
+    if head == "causal_lm" and not d.tie_word_embeddings:
         t.add("lm_head", vocab * hidden)
 
     layer = Layer(mixer=attention.mixer, parallel=mamba.mixer, ffn=FFN(kind="dense", intermediate=inter))
-    arch = Architecture(
-        model_type=model_type, family=model_type, num_layers=layers, hidden_size=hidden,
-        num_attention_heads=heads, num_key_value_heads=kv_heads, head_dim=attention.mixer.head_dim,
-        intermediate_size=inter, vocab_size=vocab, tie_word_embeddings=tie,
-        max_position_embeddings=f.integer("max_position_embeddings", 8192),
-        hidden_act=f.string("hidden_act", "silu"), attention_bias=f.boolean("attention_bias", False),
+    arch = d.architecture(
+        model_type, attention_bias=f.boolean("attention_bias", False),
         parallel_attention=True, layer_types=("hybrid",) * layers,
         linears=attention.linears + mamba.linears + mlp, per_layer=(layer,) * layers,
     )

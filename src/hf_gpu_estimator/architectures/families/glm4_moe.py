@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hf_gpu_estimator.architectures._dims import Dims
 from hf_gpu_estimator.architectures._fields import FULL, Fields, Head, Tally, lin
 from hf_gpu_estimator.architectures._registry import Family
 from hf_gpu_estimator.architectures.blocks import attention_linears, fused_experts, gated_linears
@@ -10,20 +11,17 @@ from hf_gpu_estimator.spec import Architecture
 
 def analyze_glm4_moe(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
     # configuration_glm4_moe.py defaults; modeling_glm4_moe.py module tree.
-    hidden = f.integer("hidden_size", 4096)
-    inter = f.integer("intermediate_size", 10944)
-    moe_inter = f.integer("moe_intermediate_size", 1408)
-    layers = f.integer("num_hidden_layers", 46)
-    heads = f.integer("num_attention_heads", 96)
-    kv_heads = f.opt_int("num_key_value_heads", 8) or heads
     # Glm4MoeAttention: getattr(config, "head_dim", hidden_size // num_attention_heads).
-    head_dim = f.opt_int("head_dim", None) or hidden // heads
+    d = Dims.read(f, hidden_size=4096, intermediate_size=10944, num_hidden_layers=46, num_attention_heads=96,
+                  num_key_value_heads=8, vocab_size=151552, tie_word_embeddings=False, max_position_embeddings=131072)
+    hidden, inter, layers, vocab = d.hidden_size, d.intermediate_size, d.num_layers, d.vocab_size
+    tie = d.tie_word_embeddings
+    heads, kv_heads, head_dim = d.num_attention_heads, d.num_key_value_heads, d.head_dim
+    moe_inter = f.integer("moe_intermediate_size", 1408)
     n_shared = f.integer("n_shared_experts", 1, minimum=0)
     n_routed = f.integer("n_routed_experts", 128, aliases=("num_local_experts",))
     top_k = f.integer("num_experts_per_tok", 8)
     first_dense = f.integer("first_k_dense_replace", 1, minimum=0)
-    vocab = f.integer("vocab_size", 151552)
-    tie = f.boolean("tie_word_embeddings", False)
     bias = f.boolean("attention_bias", False)  # q/k/v only; o_proj never has a bias
     qk_norm = f.boolean("use_qk_norm", False)
     if top_k > n_routed:
@@ -54,19 +52,9 @@ def analyze_glm4_moe(f: Fields, model_type: str, head: Head) -> tuple[Architectu
             linears += gated_linears(hidden, shared_inter, False)
     else:
         linears += gated_linears(hidden, inter, False)
-    arch = Architecture(
-        model_type=model_type,
+    arch = d.architecture(
+        model_type,
         family="glm4_moe",
-        num_layers=layers,
-        hidden_size=hidden,
-        num_attention_heads=heads,
-        num_key_value_heads=kv_heads,
-        head_dim=head_dim,
-        intermediate_size=inter,
-        vocab_size=vocab,
-        tie_word_embeddings=tie,
-        max_position_embeddings=f.integer("max_position_embeddings", 131072),
-        hidden_act=f.string("hidden_act", "silu"),
         attention_bias=bias,
         layer_types=(FULL,) * layers,
         num_experts=n_routed if moe_layers else 0,

@@ -3,6 +3,7 @@ learned positions, tied head."""
 
 from __future__ import annotations
 
+from hf_gpu_estimator.architectures._dims import DERIVED, Dims
 from hf_gpu_estimator.architectures._fields import FULL, Fields, Head, Tally, lin
 from hf_gpu_estimator.architectures._registry import Family
 from hf_gpu_estimator.spec import Architecture, LinearShape
@@ -12,16 +13,19 @@ def analyze_gpt2(f: Fields, model_type: str, head: Head) -> tuple[Architecture, 
     # configuration_gpt2.py / configuration_gpt_bigcode.py attribute_map: hidden_size -> n_embd,
     # num_hidden_layers -> n_layer, ...
     bigcode = model_type == "gpt_bigcode"
-    hidden = f.integer("n_embd", 768, aliases=("hidden_size",))
-    layers = f.integer("n_layer", 12, aliases=("num_hidden_layers",))
-    heads = f.integer("n_head", 12, aliases=("num_attention_heads",))
+    d = Dims.read(f, hidden_size=768, num_hidden_layers=12, num_attention_heads=12, num_key_value_heads=DERIVED,
+                  head_dim=DERIVED, intermediate_size=None, vocab_size=50257, tie_word_embeddings=True,
+                  max_position_embeddings=1024, hidden_act="gelu_pytorch_tanh" if bigcode else "gelu_new",
+                  names={"hidden_size": ("n_embd", "hidden_size"),
+                         "num_hidden_layers": ("n_layer", "num_hidden_layers"),
+                         "num_attention_heads": ("n_head", "num_attention_heads"), "intermediate_size": ("n_inner",),
+                         "max_position_embeddings": ("n_positions", "max_position_embeddings"),
+                         "hidden_act": ("activation_function",)})
+    hidden, inner, layers, vocab = d.hidden_size, d.intermediate_size, d.num_layers, d.vocab_size
+    heads, positions, tie = d.num_attention_heads, d.max_position_embeddings, d.tie_word_embeddings
     # GPTBigCodeConfig: multi_query (default true) keeps one key/value head; c_attn fuses q, k and v.
     kv_heads = 1 if bigcode and f.boolean("multi_query", True) else heads
     kv_dim = kv_heads * (hidden // heads)
-    positions = f.integer("n_positions", 1024, aliases=("max_position_embeddings",))
-    inner = f.opt_int("n_inner") or 4 * hidden
-    vocab = f.integer("vocab_size", 50257)
-    tie = f.boolean("tie_word_embeddings", True)
     cross = f.boolean("add_cross_attention", False)
     linears = (
         LinearShape(name="c_attn", in_features=hidden, out_features=hidden + 2 * kv_dim, bias=True),
@@ -41,19 +45,9 @@ def analyze_gpt2(f: Fields, model_type: str, head: Head) -> tuple[Architecture, 
     t.add("norm", layers * norms + 2 * hidden)  # + ln_f
     if head == "causal_lm" and not tie:
         t.add("lm_head", vocab * hidden)
-    arch = Architecture(
-        model_type=model_type,
-        family=model_type,
-        num_layers=layers,
-        hidden_size=hidden,
-        num_attention_heads=heads,
+    arch = d.architecture(
+        model_type,
         num_key_value_heads=kv_heads,
-        head_dim=hidden // heads,
-        intermediate_size=inner,
-        vocab_size=vocab,
-        tie_word_embeddings=tie,
-        max_position_embeddings=positions,
-        hidden_act=f.string("activation_function", "gelu_pytorch_tanh" if bigcode else "gelu_new"),
         gated_mlp=False,
         norm="layernorm",
         attention_bias=True,

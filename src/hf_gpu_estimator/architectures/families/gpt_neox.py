@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+from hf_gpu_estimator.architectures._dims import DERIVED, Dims
 from hf_gpu_estimator.architectures._fields import FULL, Fields, Head, Tally, lin
 from hf_gpu_estimator.architectures._registry import Family
 from hf_gpu_estimator.spec import Architecture, LinearShape
 
 
 def analyze_gpt_neox(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
-    hidden = f.integer("hidden_size", 6144)
-    layers = f.integer("num_hidden_layers", 44)
-    heads = f.integer("num_attention_heads", 64)
-    inter = f.integer("intermediate_size", 24576)
-    vocab = f.integer("vocab_size", 50432)
-    tie = f.boolean("tie_word_embeddings", False)
+    d = Dims.read(f, hidden_size=6144, num_hidden_layers=44, num_attention_heads=64, num_key_value_heads=DERIVED,
+                  head_dim=DERIVED, intermediate_size=24576, vocab_size=50432, tie_word_embeddings=False,
+                  max_position_embeddings=2048, hidden_act="gelu")
+    hidden, inter, layers, vocab = d.hidden_size, d.intermediate_size, d.num_layers, d.vocab_size
+    tie = d.tie_word_embeddings
     bias = f.boolean("attention_bias", True)
     linears = (
         LinearShape(name="query_key_value", in_features=hidden, out_features=3 * hidden, bias=bias),
@@ -28,19 +28,9 @@ def analyze_gpt_neox(f: Fields, model_type: str, head: Head) -> tuple[Architectu
     t.add("norm", layers * 2 * 2 * hidden + 2 * hidden)  # two LayerNorms per layer + final_layer_norm
     if head == "causal_lm" and not tie:
         t.add("lm_head", vocab * hidden)
-    arch = Architecture(
-        model_type=model_type,
+    arch = d.architecture(
+        model_type,
         family="gpt_neox",
-        num_layers=layers,
-        hidden_size=hidden,
-        num_attention_heads=heads,
-        num_key_value_heads=heads,
-        head_dim=hidden // heads,
-        intermediate_size=inter,
-        vocab_size=vocab,
-        tie_word_embeddings=tie,
-        max_position_embeddings=f.integer("max_position_embeddings", 2048),
-        hidden_act=f.string("hidden_act", "gelu"),
         gated_mlp=False,
         norm="layernorm",
         attention_bias=bias,

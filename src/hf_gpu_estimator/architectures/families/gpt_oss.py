@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hf_gpu_estimator.architectures._dims import Dims
 from hf_gpu_estimator.architectures._fields import FULL, SLIDING, Fields, Head, Tally, lin
 from hf_gpu_estimator.architectures._registry import Family
 from hf_gpu_estimator.architectures.blocks import attention_layers, attention_linears, fused_experts
@@ -10,16 +11,14 @@ from hf_gpu_estimator.spec import FFN, Architecture
 
 def analyze_gpt_oss(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
     # configuration_gpt_oss.py defaults; modeling_gpt_oss.py module tree.
-    hidden = f.integer("hidden_size", 2880)
-    layers = f.integer("num_hidden_layers", 36)
-    heads = f.integer("num_attention_heads", 64)
-    kv_heads = f.opt_int("num_key_value_heads", 8) or heads
-    head_dim = f.opt_int("head_dim", 64) or hidden // heads
-    inter = f.integer("intermediate_size", 2880)
+    d = Dims.read(f, hidden_size=2880, num_hidden_layers=36, num_attention_heads=64, num_key_value_heads=8,
+                  head_dim=64, intermediate_size=2880, vocab_size=201088, tie_word_embeddings=False,
+                  max_position_embeddings=131072)
+    hidden, inter, layers, vocab = d.hidden_size, d.intermediate_size, d.num_layers, d.vocab_size
+    tie = d.tie_word_embeddings
+    heads, kv_heads, head_dim = d.num_attention_heads, d.num_key_value_heads, d.head_dim
     experts = f.integer("num_local_experts", 128, aliases=("num_experts",))
     top_k = f.integer("num_experts_per_tok", 4)
-    vocab = f.integer("vocab_size", 201088)
-    tie = f.boolean("tie_word_embeddings", False)
     bias = f.boolean("attention_bias", True)
     window = f.opt_int("sliding_window", 128)
     if top_k > experts:
@@ -48,19 +47,9 @@ def analyze_gpt_oss(f: Fields, model_type: str, head: Head) -> tuple[Architectur
     linears = attention_linears(hidden, q_out, kv_out, bias, bias) + (
         *fused_experts(hidden, inter, experts, bias=True),
     )
-    arch = Architecture(
-        model_type=model_type,
+    arch = d.architecture(
+        model_type,
         family="gpt_oss",
-        num_layers=layers,
-        hidden_size=hidden,
-        num_attention_heads=heads,
-        num_key_value_heads=kv_heads,
-        head_dim=head_dim,
-        intermediate_size=inter,
-        vocab_size=vocab,
-        tie_word_embeddings=tie,
-        max_position_embeddings=f.integer("max_position_embeddings", 131072),
-        hidden_act=f.string("hidden_act", "silu"),
         attention_bias=bias,
         layer_types=layer_types,
         sliding_window=window if SLIDING in layer_types else None,

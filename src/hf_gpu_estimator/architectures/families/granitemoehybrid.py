@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hf_gpu_estimator.architectures._dims import Dims
 from hf_gpu_estimator.architectures._fields import FULL, Fields, Head, Tally
 from hf_gpu_estimator.architectures._registry import Family
 from hf_gpu_estimator.architectures.blocks import fused_experts
@@ -17,13 +18,10 @@ from hf_gpu_estimator.spec import FFN, Architecture, Layer, LinearShape
 
 def analyze_granitemoehybrid(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
     # configuration_granitemoehybrid.py defaults; modeling_granitemoehybrid.py module tree.
-    hidden = f.integer("hidden_size", 4096)
-    inter = f.integer("intermediate_size", 11008)
-    layers = f.integer("num_hidden_layers", 32)
-    heads = f.integer("num_attention_heads", 32)
-    kv_heads = f.opt_int("num_key_value_heads", None) or heads
-    vocab = f.integer("vocab_size", 32000)
-    tie = f.boolean("tie_word_embeddings", False)
+    d = Dims.read(f, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
+                  vocab_size=32000, tie_word_embeddings=False, max_position_embeddings=2048)
+    hidden, inter, layers, vocab = d.hidden_size, d.intermediate_size, d.num_layers, d.vocab_size
+    heads, kv_heads, tie = d.num_attention_heads, d.num_key_value_heads, d.tie_word_embeddings
     num_experts = f.opt_int("num_local_experts", 8, minimum=0) or 0
     top_k = f.opt_int("num_experts_per_tok", 2) or 0
     shared = f.integer("shared_intermediate_size", 1024)
@@ -65,12 +63,8 @@ def analyze_granitemoehybrid(f: Fields, model_type: str, head: Head) -> tuple[Ar
         ffn = FFN(kind="dense", intermediate=shared)
     per_layer = tuple(Layer(mixer=attention.mixer if k == FULL else mamba.mixer, ffn=ffn) for k in types)
     kinds = tuple(dict.fromkeys(types))
-    arch = Architecture(
-        model_type=model_type, family=model_type, num_layers=layers, hidden_size=hidden,
-        num_attention_heads=heads, num_key_value_heads=kv_heads, head_dim=attention.mixer.head_dim,
-        intermediate_size=shared if not num_experts else inter, vocab_size=vocab, tie_word_embeddings=tie,
-        max_position_embeddings=f.integer("max_position_embeddings", 2048),
-        hidden_act=f.string("hidden_act", "silu"), layer_types=types,
+    arch = d.architecture(
+        model_type, intermediate_size=shared if not num_experts else inter, layer_types=types,
         num_experts=num_experts, num_experts_per_tok=top_k if num_experts else 0,
         moe_intermediate_size=inter if num_experts else 0, num_shared_experts=1 if num_experts else 0,
         shared_expert_intermediate_size=shared if num_experts else 0,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hf_gpu_estimator.architectures._dims import DERIVED, Dims
 from hf_gpu_estimator.architectures._fields import FULL, Fields, Head, Tally, lin
 from hf_gpu_estimator.architectures._registry import Family
 from hf_gpu_estimator.architectures.blocks import attention_linears, gated_linears
@@ -18,26 +19,26 @@ def analyze_hrm_text(f: Fields, model_type: str, head: Head) -> tuple[Architectu
     ``DynamicCache(config=...)`` holds that many layers. The architecture therefore has one layer per
     attention call (the cache and the activations), while the weights are those of the two stacks.
     """
-    hidden = f.integer("hidden_size", 1536)
     h_cycles = f.integer("H_cycles", 2)
     l_cycles = f.integer("L_cycles", 3)
-    per_stack = f.opt_int("num_layers_per_stack", None)
-    if per_stack is None:
+    given_per_stack = f.opt_int("num_layers_per_stack", None)
+    # HrmTextAttention: k/v project to num_attention_heads x head_dim (no GQA field).
+    d = Dims.read(f, hidden_size=1536, num_hidden_layers=16 if given_per_stack is None else
+                  given_per_stack * h_cycles * (l_cycles + 1), num_attention_heads=12,
+                  num_key_value_heads=DERIVED, head_dim=128, required=True, intermediate_size=4096,
+                  vocab_size=151808, tie_word_embeddings=False, max_position_embeddings=2048)
+    hidden, inter, vocab, tie = d.hidden_size, d.intermediate_size, d.vocab_size, d.tie_word_embeddings
+    heads, kv_heads, head_dim = d.num_attention_heads, d.num_key_value_heads, d.head_dim
+    if given_per_stack is None:
         # A config as first written (or a legacy one): num_hidden_layers is the per-stack count, and
         # HrmTextConfig.__post_init__ derives the number of calls from it.
-        per_stack = f.integer("num_hidden_layers", 16)
+        per_stack = d.num_layers
         calls = per_stack * h_cycles * (l_cycles + 1)
     else:
-        calls = f.integer("num_hidden_layers", per_stack * h_cycles * (l_cycles + 1))
+        per_stack, calls = given_per_stack, d.num_layers
     if calls != per_stack * h_cycles * (l_cycles + 1):
         raise f.error("num_hidden_layers", calls, f"num_layers_per_stack x H_cycles x (L_cycles + 1) = "
                                                   f"{per_stack * h_cycles * (l_cycles + 1)}")
-    heads = f.integer("num_attention_heads", 12)
-    head_dim = f.integer("head_dim", 128)
-    kv_heads = heads  # HrmTextAttention: k/v project to num_attention_heads x head_dim (no GQA field)
-    inter = f.integer("intermediate_size", 4096)
-    vocab = f.integer("vocab_size", 151808)
-    tie = f.boolean("tie_word_embeddings", False)
     bias = f.boolean("attention_bias", False)
     mlp_bias = f.boolean("mlp_bias", False)
     q_out, kv_out = heads * head_dim, kv_heads * head_dim
@@ -53,19 +54,10 @@ def analyze_hrm_text(f: Fields, model_type: str, head: Head) -> tuple[Architectu
     t.add("other", hidden)  # z_L_init, the L stack's initial state (a frozen parameter)
     if head == "causal_lm" and not tie:
         t.add("lm_head", vocab * hidden)
-    arch = Architecture(
-        model_type=model_type,
+    arch = d.architecture(
+        model_type,
         family="hrm_text",
         num_layers=calls,
-        hidden_size=hidden,
-        num_attention_heads=heads,
-        num_key_value_heads=kv_heads,
-        head_dim=head_dim,
-        intermediate_size=inter,
-        vocab_size=vocab,
-        tie_word_embeddings=tie,
-        max_position_embeddings=f.integer("max_position_embeddings", 2048),
-        hidden_act=f.string("hidden_act", "silu"),
         attention_bias=bias,
         layer_types=(FULL,) * calls,
         linears=(*attention_linears(hidden, q_out, kv_out, bias, bias),

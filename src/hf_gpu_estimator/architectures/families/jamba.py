@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hf_gpu_estimator.architectures._dims import Dims
 from hf_gpu_estimator.architectures._fields import FULL, Fields, Head, Tally
 from hf_gpu_estimator.architectures._registry import Family
 from hf_gpu_estimator.architectures.blocks import fused_experts, gated_linears
@@ -13,18 +14,14 @@ LINEAR = "linear_attention"
 
 def analyze_jamba(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
     # configuration_jamba.py defaults; modeling_jamba.py (JambaAttentionDecoderLayer / JambaMambaDecoderLayer).
-    hidden = f.integer("hidden_size", 4096)
-    inter = f.integer("intermediate_size", 14336)
-    layers = f.integer("num_hidden_layers", 32)
-    heads = f.integer("num_attention_heads", 32)
-    kv_heads = f.opt_int("num_key_value_heads", 8) or heads
-    vocab = f.integer("vocab_size", 65536)
-    tie = f.boolean("tie_word_embeddings", False)
+    d = Dims.read(f, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+                  num_key_value_heads=8, vocab_size=65536, tie_word_embeddings=False, max_position_embeddings=262144)
+    hidden, inter, layers, vocab = d.hidden_size, d.intermediate_size, d.num_layers, d.vocab_size
     num_experts = f.integer("num_experts", 16, aliases=("num_local_experts",))
     top_k = f.integer("num_experts_per_tok", 2)
     attn_period, attn_offset = period_offset(f, "attn_layer_period", "attn_layer_offset", 8, 4)
     expert_period, expert_offset = period_offset(f, "expert_layer_period", "expert_layer_offset", 2, 1)
-    attention = gqa(f, hidden, heads, kv_heads, bias=False)
+    attention = gqa(f, hidden, d.num_attention_heads, d.num_key_value_heads, bias=False)
     # JambaMambaMixer: Mamba1 with RMSNorms on dt, B and C.
     mamba = mamba1(hidden, f.integer("mamba_expand", 2) * hidden, f.integer("mamba_d_state", 16),
                    f.integer("mamba_d_conv", 4), dt_rank(f, "mamba_dt_rank", hidden),
@@ -51,7 +48,7 @@ def analyze_jamba(f: Fields, model_type: str, head: Head) -> tuple[Architecture,
         else:
             t.add("mlp", 3 * hidden * inter)
     t.add("norm", hidden)  # final_layernorm
-    if head == "causal_lm" and not tie:
+    if head == "causal_lm" and not d.tie_word_embeddings:
         t.add("lm_head", vocab * hidden)
 
     dense = FFN(kind="dense", intermediate=inter)
@@ -64,12 +61,8 @@ def analyze_jamba(f: Fields, model_type: str, head: Head) -> tuple[Architecture,
             *fused_experts(hidden, inter, num_experts),
         )
     kinds = tuple(dict.fromkeys(types))
-    arch = Architecture(
-        model_type=model_type, family=model_type, num_layers=layers, hidden_size=hidden,
-        num_attention_heads=heads, num_key_value_heads=kv_heads, head_dim=attention.mixer.head_dim,
-        intermediate_size=inter, vocab_size=vocab, tie_word_embeddings=tie,
-        max_position_embeddings=f.integer("max_position_embeddings", 262144),
-        hidden_act=f.string("hidden_act", "silu"), layer_types=types,
+    arch = d.architecture(
+        model_type, layer_types=types,
         num_experts=num_experts if moe_layers else 0, num_experts_per_tok=top_k if moe_layers else 0,
         moe_intermediate_size=inter if moe_layers else 0, moe_layers=moe_layers,
         linears=merge_linears(*(attention.linears if k == FULL else mamba.linears for k in kinds), ffn_linears),

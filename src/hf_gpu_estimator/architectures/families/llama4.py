@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from hf_gpu_estimator.architectures._dims import Dims
 from hf_gpu_estimator.architectures._fields import CHUNKED, FULL, Fields, Head, Tally, lin
 from hf_gpu_estimator.architectures._registry import Family
 from hf_gpu_estimator.architectures.blocks import attention_layers, attention_linears, fused_experts, gated_linears
@@ -12,17 +13,15 @@ from hf_gpu_estimator.spec import FFN, Architecture
 
 def analyze_llama4_text(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
     # configuration_llama4.py Llama4TextConfig defaults; modeling_llama4.py module tree.
-    hidden = f.integer("hidden_size", 5120)
-    layers = f.integer("num_hidden_layers", 48)
-    heads = f.integer("num_attention_heads", 40)
-    kv_heads = f.opt_int("num_key_value_heads", 8) or heads
-    head_dim = f.opt_int("head_dim", 128) or hidden // heads
-    inter = f.integer("intermediate_size", 8192)  # experts and the shared expert
+    # intermediate_size: the experts' and the shared expert's width.
+    d = Dims.read(f, hidden_size=5120, num_hidden_layers=48, num_attention_heads=40, num_key_value_heads=8,
+                  head_dim=128, intermediate_size=8192, vocab_size=202048, tie_word_embeddings=False,
+                  max_position_embeddings=4096 * 32)
+    hidden, inter, layers, vocab = d.hidden_size, d.intermediate_size, d.num_layers, d.vocab_size
+    heads, kv_heads, head_dim, tie = d.num_attention_heads, d.num_key_value_heads, d.head_dim, d.tie_word_embeddings
     inter_mlp = f.integer("intermediate_size_mlp", 16384)  # dense layers
     experts = f.integer("num_local_experts", 16, aliases=("num_experts",))
     top_k = f.integer("num_experts_per_tok", 1)
-    vocab = f.integer("vocab_size", 202048)
-    tie = f.boolean("tie_word_embeddings", False)
     bias = f.boolean("attention_bias", False)
     chunk = f.opt_int("attention_chunk_size", 8192)
     if top_k > experts:
@@ -70,19 +69,10 @@ def analyze_llama4_text(f: Fields, model_type: str, head: Head) -> tuple[Archite
         ) + gated_linears(hidden, inter, False)
     else:
         linears += gated_linears(hidden, inter_mlp, False)
-    arch = Architecture(
-        model_type=model_type,
+    arch = d.architecture(
+        model_type,
         family="llama4",
-        num_layers=layers,
-        hidden_size=hidden,
-        num_attention_heads=heads,
-        num_key_value_heads=kv_heads,
-        head_dim=head_dim,
         intermediate_size=inter_mlp,
-        vocab_size=vocab,
-        tie_word_embeddings=tie,
-        max_position_embeddings=f.integer("max_position_embeddings", 4096 * 32),
-        hidden_act=f.string("hidden_act", "silu"),
         attention_bias=bias,
         layer_types=layer_types,
         num_experts=experts if moe_layers else 0,

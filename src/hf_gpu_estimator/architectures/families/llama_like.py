@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from hf_gpu_estimator.architectures._dims import Dims
 from hf_gpu_estimator.architectures._fields import FULL, SLIDING, Fields, Head, Tally, lin
 from hf_gpu_estimator.architectures._registry import Family
 from hf_gpu_estimator.architectures.blocks import attention_linears, fused_experts, gated_linears
@@ -305,14 +306,13 @@ def analyze_llama_like(
 ) -> tuple[Architecture, Tally]:
     """Count a llama-like decoder; ``style`` overrides the row of ``model_type`` (VL text models)."""
     s = style or LLAMA_LIKE[model_type]
-    hidden = f.integer("hidden_size", s.hidden_size)
-    layers = f.integer("num_hidden_layers", s.num_hidden_layers)
-    heads = f.integer("num_attention_heads", s.num_attention_heads)
-    kv_heads = f.opt_int("num_key_value_heads", s.num_key_value_heads) or heads
-    head_dim = f.opt_int("head_dim", s.head_dim) or hidden // heads
-    inter = f.integer("intermediate_size", s.intermediate_size)
-    vocab = f.integer("vocab_size", s.vocab_size)
-    tie = f.boolean("tie_word_embeddings", s.tie_word_embeddings)
+    d = Dims.read(f, hidden_size=s.hidden_size, num_hidden_layers=s.num_hidden_layers,
+                  num_attention_heads=s.num_attention_heads, num_key_value_heads=s.num_key_value_heads,
+                  head_dim=s.head_dim, intermediate_size=s.intermediate_size, vocab_size=s.vocab_size,
+                  tie_word_embeddings=s.tie_word_embeddings, max_position_embeddings=s.max_position_embeddings,
+                  hidden_act=s.hidden_act, names={"hidden_act": (s.act_field,)})
+    hidden, inter, layers, vocab = d.hidden_size, d.intermediate_size, d.num_layers, d.vocab_size
+    heads, kv_heads, head_dim, tie = d.num_attention_heads, d.num_key_value_heads, d.head_dim, d.tie_word_embeddings
     qkv_bias, o_bias, mlp_bias = s.qkv_bias(f), s.o_bias(f), s.mlp_bias(f)
     q_out, kv_out = heads * head_dim, kv_heads * head_dim
     layer_types, window = _layer_types_llama_like(f, s, layers)
@@ -425,19 +425,8 @@ def analyze_llama_like(
     if s.softcapping is not None:
         attn_cap = f.opt_float("attn_logit_softcapping", s.softcapping[0])
         final_cap = f.opt_float("final_logit_softcapping", s.softcapping[1])
-    arch = Architecture(
-        model_type=model_type,
-        family=model_type,
-        num_layers=layers,
-        hidden_size=hidden,
-        num_attention_heads=heads,
-        num_key_value_heads=kv_heads,
-        head_dim=head_dim,
-        intermediate_size=inter,
-        vocab_size=vocab,
-        tie_word_embeddings=tie,
-        max_position_embeddings=f.integer("max_position_embeddings", s.max_position_embeddings),
-        hidden_act=f.string(s.act_field, s.hidden_act),
+    arch = d.architecture(
+        model_type,
         gated_mlp=s.mlp != "plain",
         norm=s.norm,
         attention_bias=qkv_bias or o_bias,

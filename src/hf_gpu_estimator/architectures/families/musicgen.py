@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from hf_gpu_estimator.architectures._dims import DERIVED, Dims
 from hf_gpu_estimator.architectures._fields import FULL, Fields, Head, Tally, lin
 from hf_gpu_estimator.architectures._registry import Family
 from hf_gpu_estimator.architectures.blocks import attention_linears
@@ -22,14 +23,13 @@ def analyze_musicgen(f: Fields, model_type: str, head: Head) -> tuple[Architectu
     model of ``MusicgenForConditionalGeneration`` are not part of it.
     """
     d = f.sub("decoder") if isinstance(f.raw("decoder"), Mapping) else f  # the composite config's decoder
-    hidden = d.integer("hidden_size", 1024)
-    layers = d.integer("num_hidden_layers", 24)
-    heads = d.integer("num_attention_heads", 16)
-    inter = d.integer("ffn_dim", 4096)
-    vocab = d.integer("vocab_size", 2048)
+    dims = Dims.read(d, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, num_key_value_heads=DERIVED,
+                     head_dim=DERIVED, intermediate_size=4096, vocab_size=2048, tie_word_embeddings=None,
+                     max_position_embeddings=2048, hidden_act="gelu",
+                     names={"intermediate_size": ("ffn_dim",), "hidden_act": ("activation_function",)})
+    hidden, inter, layers, vocab = dims.hidden_size, dims.intermediate_size, dims.num_layers, dims.vocab_size
     codebooks = d.integer("num_codebooks", 4)
     cross = model_type in ("musicgen", "musicgen_decoder")
-    head_dim = hidden // heads
     attention = 4 * lin(hidden, hidden, False)  # q/k/v/out_proj, no bias (MusicgenAttention bias=False)
     t = Tally()
     t.add("embedding", codebooks * (vocab + 1) * hidden)
@@ -39,19 +39,9 @@ def analyze_musicgen(f: Fields, model_type: str, head: Head) -> tuple[Architectu
     t.add("norm", (layers * (3 if cross else 2) + 1) * 2 * hidden)
     if head == "causal_lm":
         t.add("lm_head", codebooks * vocab * hidden)  # lm_heads: one per codebook, no bias
-    arch = Architecture(
-        model_type=model_type,
+    arch = dims.architecture(
+        model_type,
         family="musicgen",
-        num_layers=layers,
-        hidden_size=hidden,
-        num_attention_heads=heads,
-        num_key_value_heads=heads,
-        head_dim=head_dim,
-        intermediate_size=inter,
-        vocab_size=vocab,
-        tie_word_embeddings=False,
-        max_position_embeddings=d.integer("max_position_embeddings", 2048),
-        hidden_act=d.string("activation_function", "gelu"),
         gated_mlp=False,
         norm="layernorm",
         norms_per_layer=3 if cross else 2,

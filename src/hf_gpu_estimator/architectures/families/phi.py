@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
+from hf_gpu_estimator.architectures._dims import Dims
 from hf_gpu_estimator.architectures._fields import FULL, Fields, Head, Tally, lin
 from hf_gpu_estimator.architectures._registry import Family
 from hf_gpu_estimator.spec import Architecture, LinearShape
 
 
 def analyze_phi(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
-    hidden = f.integer("hidden_size", 2048)
-    inter = f.integer("intermediate_size", 8192)
-    layers = f.integer("num_hidden_layers", 24)
-    heads = f.integer("num_attention_heads", 32)
-    kv_heads = f.opt_int("num_key_value_heads") or heads
-    head_dim = f.opt_int("head_dim") or hidden // heads
-    vocab = f.integer("vocab_size", 51200)
-    tie = f.boolean("tie_word_embeddings", False)
+    d = Dims.read(f, hidden_size=2048, intermediate_size=8192, num_hidden_layers=24, num_attention_heads=32,
+                  vocab_size=51200, tie_word_embeddings=False, max_position_embeddings=2048, hidden_act="gelu_new")
+    hidden, inter, layers, vocab = d.hidden_size, d.intermediate_size, d.num_layers, d.vocab_size
+    tie = d.tie_word_embeddings
+    heads, kv_heads, head_dim = d.num_attention_heads, d.num_key_value_heads, d.head_dim
     q_out, kv_out = heads * head_dim, kv_heads * head_dim
     linears = (
         LinearShape(name="q_proj", in_features=hidden, out_features=q_out, bias=True),
@@ -38,19 +36,9 @@ def analyze_phi(f: Fields, model_type: str, head: Head) -> tuple[Architecture, T
     if head == "causal_lm":
         # modeling_phi.py: lm_head = Linear(hidden, vocab, bias=True); only the weight can be tied.
         t.add("lm_head", vocab + (0 if tie else vocab * hidden))
-    arch = Architecture(
-        model_type=model_type,
+    arch = d.architecture(
+        model_type,
         family="phi",
-        num_layers=layers,
-        hidden_size=hidden,
-        num_attention_heads=heads,
-        num_key_value_heads=kv_heads,
-        head_dim=head_dim,
-        intermediate_size=inter,
-        vocab_size=vocab,
-        tie_word_embeddings=tie,
-        max_position_embeddings=f.integer("max_position_embeddings", 2048),
-        hidden_act=f.string("hidden_act", "gelu_new"),
         gated_mlp=False,
         norm="layernorm",
         attention_bias=True,

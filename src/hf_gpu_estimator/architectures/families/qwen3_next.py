@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hf_gpu_estimator.architectures._dims import Dims
 from hf_gpu_estimator.architectures._fields import FULL, Fields, Head, Tally, lin
 from hf_gpu_estimator.architectures._registry import Family
 from hf_gpu_estimator.architectures.blocks import attention_linears, fused_experts, gated_linears
@@ -13,14 +14,11 @@ LINEAR = "linear_attention"
 
 def analyze_qwen3_next(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
     # configuration_qwen3_next.py defaults; modeling_qwen3_next.py module tree.
-    hidden = f.integer("hidden_size", 2048)
-    inter = f.integer("intermediate_size", 5632)
-    layers = f.integer("num_hidden_layers", 48)
-    heads = f.integer("num_attention_heads", 16)
-    kv_heads = f.integer("num_key_value_heads", 2)
-    head_dim = f.integer("head_dim", 256)
-    vocab = f.integer("vocab_size", 151936)
-    tie = f.boolean("tie_word_embeddings", False)
+    d = Dims.read(f, hidden_size=2048, intermediate_size=5632, num_hidden_layers=48, num_attention_heads=16,
+                  num_key_value_heads=2, head_dim=256, required=True, vocab_size=151936, tie_word_embeddings=False,
+                  max_position_embeddings=32768)
+    hidden, inter, layers, vocab = d.hidden_size, d.intermediate_size, d.num_layers, d.vocab_size
+    heads, kv_heads, head_dim = d.num_attention_heads, d.num_key_value_heads, d.head_dim
     bias = f.boolean("attention_bias", False)
     k_heads = f.integer("linear_num_key_heads", 16)
     v_heads = f.integer("linear_num_value_heads", 32)
@@ -74,7 +72,7 @@ def analyze_qwen3_next(f: Fields, model_type: str, head: Head) -> tuple[Architec
         else:
             t.add("mlp", 3 * hidden * inter)
     t.add("norm", hidden)
-    if head == "causal_lm" and not tie:
+    if head == "causal_lm" and not d.tie_word_embeddings:
         t.add("lm_head", vocab * hidden)
 
     full = Mixer(kind="full", heads=heads, kv_heads=kv_heads, head_dim=head_dim)
@@ -92,12 +90,8 @@ def analyze_qwen3_next(f: Fields, model_type: str, head: Head) -> tuple[Architec
         ffn_linears += gated_linears(hidden, inter, False)
     mixers = tuple(dict.fromkeys(types))
     linears = merge_linears(*(attn_linears if k == FULL else deltanet.linears for k in mixers), ffn_linears)
-    arch = Architecture(
-        model_type=model_type, family=model_type, num_layers=layers, hidden_size=hidden,
-        num_attention_heads=heads, num_key_value_heads=kv_heads, head_dim=head_dim, intermediate_size=inter,
-        vocab_size=vocab, tie_word_embeddings=tie,
-        max_position_embeddings=f.integer("max_position_embeddings", 32768),
-        hidden_act=f.string("hidden_act", "silu"), attention_bias=bias, layer_types=types,
+    arch = d.architecture(
+        model_type, attention_bias=bias, layer_types=types,
         num_experts=num_experts if moe_layers else 0, num_experts_per_tok=top_k if moe_layers else 0,
         moe_intermediate_size=moe_inter if moe_layers else 0, num_shared_experts=1 if moe_layers else 0,
         shared_expert_intermediate_size=shared_inter if moe_layers else 0, moe_layers=moe_layers,

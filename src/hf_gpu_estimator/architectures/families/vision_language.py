@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+from hf_gpu_estimator.architectures._dims import DERIVED, Dims
 from hf_gpu_estimator.architectures._fields import MISSING, Fields, Head, Tally, lin
 from hf_gpu_estimator.architectures._registry import Family
 from hf_gpu_estimator.architectures.blocks import attention_linears, gated_linears
@@ -256,13 +257,11 @@ def _mllama_vision(v: Fields, text_hidden: int) -> tuple[int, int, int]:
 def analyze_mllama(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
     # configuration_mllama.py / modeling_mllama.py MllamaForConditionalGeneration.
     text = f.sub("text_config")
-    hidden = text.integer("hidden_size", 4096)
-    layers = text.integer("num_hidden_layers", 40)
-    heads = text.integer("num_attention_heads", 32)
-    kv_heads = text.opt_int("num_key_value_heads", 8) or heads
-    inter = text.integer("intermediate_size", 14336)
-    vocab = text.integer("vocab_size", 128256)
-    head_dim = hidden // heads
+    d = Dims.read(text, hidden_size=4096, num_hidden_layers=40, num_attention_heads=32, num_key_value_heads=8,
+                  head_dim=DERIVED, intermediate_size=14336, vocab_size=128256, tie_word_embeddings=None,
+                  max_position_embeddings=131072)
+    hidden, inter, layers, vocab = d.hidden_size, d.intermediate_size, d.num_layers, d.vocab_size
+    heads, kv_heads, head_dim = d.num_attention_heads, d.num_key_value_heads, d.head_dim
     cross = text.int_list("cross_attention_layers")
     cross = (3, 8, 13, 18, 23, 28, 33, 38) if cross is None else cross
     cross_set = {i for i in cross if 0 <= i < layers}
@@ -292,19 +291,9 @@ def analyze_mllama(f: Fields, model_type: str, head: Head) -> tuple[Architecture
     dense = FFN(kind="dense", intermediate=inter)
     per_layer = tuple(Layer(mixer=Mixer(kind="cross" if i in cross_set else "full", **shape), ffn=dense)
                       for i in range(layers))
-    arch = Architecture(
-        model_type=model_type,
+    arch = d.architecture(
+        model_type,
         family="mllama",
-        num_layers=layers,
-        hidden_size=hidden,
-        num_attention_heads=heads,
-        num_key_value_heads=kv_heads,
-        head_dim=head_dim,
-        intermediate_size=inter,
-        vocab_size=vocab,
-        tie_word_embeddings=False,
-        max_position_embeddings=text.integer("max_position_embeddings", 131072),
-        hidden_act=text.string("hidden_act", "silu"),
         layer_types=("full_attention",) * layers,
         linears=attention_linears(hidden, q_out, kv_out, False, False) + gated_linears(hidden, inter, False),
         per_layer=per_layer,
