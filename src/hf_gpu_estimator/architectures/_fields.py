@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -87,14 +88,17 @@ class Fields:
             raise self.error(self._name(name, aliases), value, "true or false")
         return value
 
-    def opt_float(self, name: str, default: float | None) -> float | None:
+    def opt_float(self, name: str, default: float | None, *, positive: bool = False) -> float | None:
         value = self.raw(name)
         if value is MISSING:
             return default
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.error(name, value, "a number or null")
+        expected = "a positive number or null" if positive else "a finite number or null"
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise self.error(name, value, expected)
+        if positive and value <= 0:
+            raise self.error(name, value, expected)
         return float(value)
 
     def string(self, name: str, default: str, *, aliases: Sequence[str] = ()) -> str:

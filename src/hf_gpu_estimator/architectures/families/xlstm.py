@@ -26,9 +26,9 @@ def analyze_xlstm(f: Fields, model_type: str, head: Head) -> tuple[Architecture,
     tie = False
     heads = f.integer("num_heads", 8)
     bias = f.boolean("use_bias", False)
-    qk = int(hidden * (f.opt_float("qk_dim_factor", 0.5) or 0.5))
-    v = int(hidden * (f.opt_float("v_dim_factor", 1.0) or 1.0))
-    up = _round_up(hidden * (f.opt_float("ffn_proj_factor", 2.667) or 2.667),
+    qk = int(hidden * (f.opt_float("qk_dim_factor", 0.5, positive=True) or 0.5))
+    v = int(hidden * (f.opt_float("v_dim_factor", 1.0, positive=True) or 1.0))
+    up = _round_up(hidden * (f.opt_float("ffn_proj_factor", 2.667, positive=True) or 2.667),
                    f.integer("ffn_round_up_to_multiple_of", 64))
     fused = f.string("weight_mode", "single") == "fused"
     if fused:
