@@ -518,15 +518,11 @@ TRACE_GAPS: Mapping[str, str] = {
                                 "of its own to trace, and with them the figure is the main model's",
     "gemma3n": "its vision tower (TimmWrapperModel) needs timm, and timm needs torchvision, which has no "
                "build for the CPU-only torch of the tracing environment",
-    "xmod": "its language adapters pick rows by a boolean mask (hidden_states[lang_ids == i]), a data-dependent "
-            "shape which fake tensors cannot run (the runner sets the default language)",
     "git": "training: transformers' GitForCausalLM loss always drops the image_patch_tokens (197 at the default "
            "config) in front of the logits, so text-only training fails in transformers itself",
     "blt": "transformers' BltModel builds DynamicCache(config=BltConfig) whenever use_cache (the config's default) "
            "and BltConfig has no num_hidden_layers: forward, forward with labels and generate all fail in "
            "transformers itself (checked on a real CPU model; use_cache=False runs)",
-    "dbrx": "data-dependent control flow: DbrxExperts loops over the experts that nonzero() finds routed "
-            "(no grouped_mm experts implementation), which fake tensors cannot run",
     "qwen4_exp": "its QSA indexer picks each query's tokens with nonzero over the attention mask, in a Python "
                  "loop over batch and query (data-dependent shapes), which fake tensors cannot run; the "
                  "default config also leaves the indexer sizes unset (repaired from the released config)",
