@@ -249,3 +249,35 @@ def test_xlm_decodes_with_the_whole_sequence() -> None:
     result = trace_workload(config, make_workload(**_SMALL, task="inference", new_tokens=4, dtype="bfloat16"))
     assert set(result.phase_peaks) == {"prefill", "decode"}
     assert any("real values" in f for f in result.fallbacks)
+
+
+_DBRX = dict(model_type="dbrx", d_model=64, n_heads=4, n_layers=2, max_seq_len=256, vocab_size=512,
+             attn_config=dict(kv_n_heads=2, rope_theta=500000, clip_qkv=8),
+             ffn_config=dict(ffn_hidden_size=128, moe_num_experts=4, moe_top_k=2))
+
+
+def test_no_grad_views_of_parameters_as_module_inputs() -> None:
+    """DBRX's experts loop (nonzero, so real values) slices each expert's weights and passes the slices to a
+    submodule; in the no-grad inference forward the slices require a gradient but have no autograd node, which
+    torch's ModTracker cannot hook ("Expected gradient function to be set"): they are left out of its hook."""
+    result = trace_workload(_DBRX, make_workload(**_SMALL, task="inference", new_tokens=4, dtype="bfloat16"))
+    assert set(result.phase_peaks) == {"prefill", "decode"}
+    assert any("real values (" in f and "nonzero" in f for f in result.fallbacks)
+    assert result.breakdown_at_peak["params"] == _rounded_param_bytes(_DBRX, 2)
+
+
+def test_real_twin_of_flash_attention_with_dropout() -> None:
+    """X-MOD's language adapters pick rows by a boolean mask (real values); in training its attention keeps
+    dropout 0.1, and CUDA's flash kernel takes dropout where the CPU flash kernel refuses it: the twin of the
+    flash output comes from the math kernel."""
+    from hf_gpu_estimator.trace import _trace_workload
+
+    config = dict(model_type="xmod", hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                  intermediate_size=128, vocab_size=512, max_position_embeddings=256, is_decoder=True,
+                  attention_probs_dropout_prob=0.1)
+    workload = make_workload(**_SMALL, task="training", precision="bf16-true")
+    with pytest.raises(TraceError, match="DataDependent|DynamicOutputShape"):
+        _trace_workload(config, workload, init="skip", use_cache=False, real_values=False)
+    result = trace_workload(config, workload)
+    assert result.attention_backends.get("flash"), result.attention_backends
+    assert any("real values (" in f for f in result.fallbacks)

@@ -59,7 +59,9 @@ from torch._subclasses.fake_tensor import (
     FakeTensor,
     FakeTensorMode,
 )
+from torch.autograd import graph as _autograd_graph
 from torch.distributed._tools import mem_tracker as _mt
+from torch.distributed._tools import mod_tracker as _mod_tracker
 from torch.overrides import TorchFunctionMode
 from torch.utils._mode_utils import no_dispatch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -416,8 +418,9 @@ class _RealValues(TorchDispatchMode):
     run on the twins and its outputs become fake tensors of the real shapes (``item()`` returns
     the real number). The fused attention kernels CUDA picks have no CPU kernel: their fake
     outputs are made without propagation and the forward output's twin is computed by CPU
-    attention (flash: ``_scaled_dot_product_flash_attention_for_cpu``; memory-efficient: the math
-    kernel with the same mask). Other operators whose CPU kernel refuses what the fake kernel
+    attention (flash: ``_scaled_dot_product_flash_attention_for_cpu``, or the math kernel where
+    training applies attention dropout, which the CPU flash kernel refuses; memory-efficient: the
+    math kernel with the same mask and dropout). Other operators whose CPU kernel refuses what the fake kernel
     takes (the fused attention backwards; a float32 input with bfloat16 norm weights, which only
     CUDA's kernel mixes) run fake only; their twins are computed with the floating inputs in the
     output's dtype where that works, and otherwise they have none, and a data-dependent operator
@@ -509,12 +512,15 @@ class _RealValues(TorchDispatchMode):
         (query, key, value, *rest), options = real
         scale = options.get("scale")
         with no_dispatch():
-            if func is _aten._scaled_dot_product_flash_attention.default:
-                dropout_p, is_causal = (list(rest) + [0.0, False])[:2]
-                twin = _aten._scaled_dot_product_flash_attention_for_cpu(
-                    query, key, value, dropout_p, is_causal, scale=scale)[0]
+            flash = func is _aten._scaled_dot_product_flash_attention.default
+            if flash:
+                attn_bias, (dropout_p, is_causal) = None, (list(rest) + [0.0, False])[:2]
             else:
                 attn_bias, _, dropout_p, is_causal = (list(rest) + [None, False, 0.0, False][len(rest):])[:4]
+            if flash and not dropout_p:
+                twin = _aten._scaled_dot_product_flash_attention_for_cpu(
+                    query, key, value, dropout_p, is_causal, scale=scale)[0]
+            else:  # the CPU flash kernel refuses dropout > 0 (attention dropout in training); math takes it
                 twin = _aten._scaled_dot_product_attention_math(
                     query, key, value, attn_bias, dropout_p, is_causal, None, scale=scale)[0]
         out[0].real_tensor = twin
@@ -640,6 +646,44 @@ def _round_all_devices() -> Iterator[None]:
         yield
     finally:
         _mt._WeakRefInfo._calculate_mem_consumed = original  # type: ignore[method-assign]
+
+
+def _has_grad_node(t: torch.Tensor) -> bool:
+    try:
+        _autograd_graph._get_grad_fn_or_grad_acc(t)
+    except AssertionError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _grad_hooks_on_reachable_tensors() -> Iterator[None]:
+    """Let ModTracker hook a module's inputs even when one has no autograd node.
+
+    ModTracker hooks a gradient on every module input that requires one, to pop the module when
+    backward reaches it; a view of a parameter taken under ``no_grad`` (DBRX's experts slice
+    their weights in a no-grad forward and pass the slices to a submodule) requires a gradient
+    but has no node, and torch's ``register_multi_grad_hook`` raises ("Expected gradient function
+    to be set"). No gradient can ever arrive through such a view, so it is left out of the hook
+    (and a hook with no tensor left is not registered). Tensors with nodes are hooked as before:
+    this only acts where torch raised.
+    """
+    original = _mod_tracker.register_multi_grad_hook
+
+    def register(tensors: Any, fn: Any, **kwargs: Any) -> Any:
+        try:
+            return original(tensors, fn, **kwargs)
+        except AssertionError:
+            reachable = [t for t in tensors if _has_grad_node(t)]
+            if len(reachable) == len(tensors):
+                raise
+            return original(reachable, fn, **kwargs) if reachable else None
+
+    _mod_tracker.register_multi_grad_hook = register  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        _mod_tracker.register_multi_grad_hook = original  # type: ignore[assignment]
 
 
 @contextlib.contextmanager
@@ -875,6 +919,7 @@ def _trace_workload(config: Mapping[str, Any], workload: Workload, *, init: str,
         with contextlib.ExitStack() as stack:
             if emulate_amp:
                 stack.enter_context(_round_all_devices())
+            stack.enter_context(_grad_hooks_on_reachable_tensors())
             stack.enter_context(fake_mode)
             real_mode = _RealValues(fake_mode) if real_values else None
             if real_mode is not None:
