@@ -221,3 +221,16 @@ def test_cut_sets_the_real_count_of_a_derived_layer_field() -> None:
                                       H_cycles=2, L_cycles=3))
     assert cut.layers == (16, 2)
     assert (cut.config["num_layers_per_stack"], cut.config["num_hidden_layers"]) == (2, 16)
+
+
+def test_generic_assumption_quotes_the_measured_error() -> None:
+    """Every generic estimate carries the coverage matrix's figures for the generic family; they follow the data."""
+    from hf_gpu_estimator.architectures.generic import GENERIC_MEASURED
+
+    generic = [r for r in coverage.rows() if r.generic and r.status in ("within", "outside")]
+    measured = {"types": len(generic), "within": sum(r.within for r in generic)}
+    for w in ("inference", "training"):
+        errors = sorted(abs(r.errors[w]) for r in generic if w in r.errors)
+        measured[f"{w}_median"] = round(errors[len(errors) // 2], 3)
+        measured[f"{w}_worst"] = round(errors[-1], 3)
+    assert measured == GENERIC_MEASURED, f"update architectures/generic.py GENERIC_MEASURED to {measured}"
