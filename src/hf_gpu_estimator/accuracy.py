@@ -186,8 +186,8 @@ KNOWN_GAPS: Mapping[str, tuple[float, str]] = {
         -0.057, "the recomputed Mamba2 layer's backward: about 6 MiB short (backward buffers of the scan not "
                 "counted, recurrent_backward_bytes is 0 for Mamba2)"),
     "qwen3_next-inference-sdpa-b2s512": (
-        +0.104, "gated DeltaNet prefill counted as its training saved set; the traced no-grad peak holds "
-                "about 3.5 MiB less"),
+        +0.104, "gated DeltaNet prefill counted as its training saved set (recurrent_inference_bytes); the traced "
+                "no-grad peak holds about 3.5 MiB less"),
     "qwen3_next-training-bf16-true-sdpa-adamw-b2s512": (
         -0.095, "gated DeltaNet chunked rule's saved tensors: traced 152 MiB of activations at the loss' "
                 "backward, about 21 MiB more than counted"),
@@ -208,18 +208,19 @@ KNOWN_GAPS: Mapping[str, tuple[float, str]] = {
         -0.223, "eager prefill with sinks and two mask patterns: the trace holds about 4 MiB of 4-D masks "
                 "(2 counted) and about 5 MiB more of gathered expert tensors than _ffn_inference_bytes counts"),
     "gpt_oss-training-bf16-true-sdpa-adamw-b2s512": (
-        -0.091, "eager attention with sinks (cat of the sink column, max-subtracted scores) and the routed "
-                "experts' gathered biases: about 11 MiB short"),
+        -0.091, "eager attention with sinks and clamped-SwiGLU experts: about 11 MiB of activations short, "
+                "not yet itemized against the trace"),
     "llama4_text-training-bf16-true-sdpa-adamw-b2s512": (
-        -0.058, "chunked attention and dense-expert MoE layers: about 9 MiB of activations short"),
+        -0.058, "chunked attention and dense-expert MoE layers: about 9 MiB of activations short, not yet "
+                "itemized against the trace"),
     "deepseek_v3-inference-sdpa-b2s512": (
-        -0.182, "MLA prefill: the decompressed k/v (kv_b_proj output, k_pe expanded to every head, q/k "
-                "concatenations) held at once, about 3 MiB more than counted"),
+        -0.182, "MLA + MoE prefill: about 3 MiB short of the traced 8.8 MiB of activations, not yet itemized "
+                "against the trace"),
     "deepseek_v3-training-bf16-true-sdpa-adamw-b2s512": (
-        -0.051, "MLA's saved tensors (kv_b_proj output, concatenated q/k): about 6 MiB short"),
+        -0.051, "MLA + MoE training: about 6 MiB of activations short, not yet itemized against the trace"),
     "rwkv-inference-sdpa-b16s64": (
         -0.163, "RWKV-4 prefill: the token loop's four mixer-wide tensors counted; the trace holds about "
-                "2.5 MiB more (the shifted inputs of time and channel mix)"),
+                "2.5 MiB more, not yet itemized"),
 }
 
 
