@@ -36,6 +36,53 @@ _QWEN3 = {"model_type": "qwen3", "hidden_size": 512, "intermediate_size": 1536, 
           "num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 64, "vocab_size": 4096,
           "max_position_embeddings": 4096, "tie_word_embeddings": True, "torch_dtype": "bfloat16"}
 
+# Recurrent, hybrid and MoE families: every layer kind of the full-size model present, a few layers,
+# hidden 256 (the same code paths: transformers' torch fallbacks, which exact mode traces).
+_MAMBA2 = {"model_type": "mamba2", "hidden_size": 256, "num_hidden_layers": 3, "num_heads": 8, "head_dim": 64,
+           "expand": 2, "state_size": 64, "n_groups": 2, "conv_kernel": 4, "chunk_size": 256, "time_step_rank": 16,
+           "vocab_size": 4096, "tie_word_embeddings": False, "torch_dtype": "bfloat16"}
+_QWEN3_NEXT = {"model_type": "qwen3_next", "hidden_size": 256, "intermediate_size": 512, "num_hidden_layers": 4,
+               "layer_types": ["linear_attention"] * 3 + ["full_attention"], "num_attention_heads": 4,
+               "num_key_value_heads": 2, "head_dim": 64, "linear_conv_kernel_dim": 4, "linear_key_head_dim": 32,
+               "linear_value_head_dim": 32, "linear_num_key_heads": 4, "linear_num_value_heads": 8,
+               "num_experts": 8, "num_experts_per_tok": 2, "moe_intermediate_size": 128,
+               "shared_expert_intermediate_size": 128, "decoder_sparse_step": 1, "vocab_size": 4096,
+               "max_position_embeddings": 4096, "torch_dtype": "bfloat16"}
+_JAMBA = {"model_type": "jamba", "hidden_size": 256, "intermediate_size": 512, "num_hidden_layers": 4,
+          "num_attention_heads": 4, "num_key_value_heads": 2, "attn_layer_period": 4, "attn_layer_offset": 2,
+          "expert_layer_period": 2, "expert_layer_offset": 1, "num_experts": 4, "num_experts_per_tok": 2,
+          "mamba_d_state": 16, "mamba_d_conv": 4, "mamba_expand": 2, "mamba_dt_rank": 16, "use_mamba_kernels": False,
+          "vocab_size": 4096, "max_position_embeddings": 4096, "torch_dtype": "bfloat16"}
+_GRANITEMOEHYBRID = {
+    "model_type": "granitemoehybrid", "hidden_size": 256, "intermediate_size": 256, "num_hidden_layers": 4,
+    "layer_types": ["mamba"] * 3 + ["attention"], "num_attention_heads": 4, "num_key_value_heads": 2,
+    "num_local_experts": 4, "num_experts_per_tok": 2, "shared_intermediate_size": 512, "mamba_n_heads": 8,
+    "mamba_d_head": 64, "mamba_n_groups": 1, "mamba_d_state": 64, "mamba_d_conv": 4, "mamba_expand": 2,
+    "mamba_chunk_size": 256, "vocab_size": 4096, "max_position_embeddings": 4096, "torch_dtype": "bfloat16"}
+_LFM2 = {"model_type": "lfm2", "hidden_size": 256, "intermediate_size": 1152, "num_hidden_layers": 4,
+         "layer_types": ["conv", "conv", "full_attention", "conv"], "full_attn_idxs": [2], "num_attention_heads": 4,
+         "num_key_value_heads": 2, "conv_L_cache": 3, "block_multiple_of": 256, "vocab_size": 4096,
+         "max_position_embeddings": 4096, "tie_word_embeddings": True, "torch_dtype": "bfloat16"}
+_GPT_OSS = {"model_type": "gpt_oss", "hidden_size": 256, "intermediate_size": 256, "num_hidden_layers": 2,
+            "layer_types": ["sliding_attention", "full_attention"], "sliding_window": 128, "num_attention_heads": 4,
+            "num_key_value_heads": 2, "head_dim": 64, "num_local_experts": 8, "num_experts_per_tok": 2,
+            "vocab_size": 4096, "torch_dtype": "bfloat16"}
+_LLAMA4_TEXT = {"model_type": "llama4_text", "hidden_size": 256, "intermediate_size": 256,
+                "intermediate_size_mlp": 512, "num_hidden_layers": 4, "num_attention_heads": 4,
+                "num_key_value_heads": 2, "head_dim": 64, "num_local_experts": 4, "num_experts_per_tok": 1,
+                "moe_layers": [1, 3], "interleave_moe_layer_step": 2, "no_rope_layers": [1, 1, 1, 0],
+                "layer_types": ["chunked_attention"] * 3 + ["full_attention"], "attention_chunk_size": 128,
+                "vocab_size": 4096, "max_position_embeddings": 4096, "torch_dtype": "bfloat16"}
+_DEEPSEEK_V3 = {"model_type": "deepseek_v3", "hidden_size": 256, "intermediate_size": 512, "num_hidden_layers": 3,
+                "first_k_dense_replace": 1, "num_attention_heads": 4, "num_key_value_heads": 4,
+                "q_lora_rank": 96, "kv_lora_rank": 64, "qk_rope_head_dim": 32, "qk_nope_head_dim": 32,
+                "v_head_dim": 32, "head_dim": 32, "n_routed_experts": 8, "num_experts_per_tok": 2,
+                "n_shared_experts": 1, "moe_intermediate_size": 128, "n_group": 2, "topk_group": 1,
+                "vocab_size": 4096, "max_position_embeddings": 4096, "torch_dtype": "bfloat16"}
+_RWKV = {"model_type": "rwkv", "hidden_size": 256, "attention_hidden_size": 256, "intermediate_size": 1024,
+         "num_hidden_layers": 2, "vocab_size": 4096, "context_length": 1024, "tie_word_embeddings": False,
+         "torch_dtype": "bfloat16"}
+
 #: Real scale: https://huggingface.co/meta-llama/Llama-2-7b-hf/blob/main/config.json
 _LLAMA2_7B = {"model_type": "llama", "hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
               "num_attention_heads": 32, "num_key_value_heads": 32, "vocab_size": 32000,
@@ -44,6 +91,18 @@ _LLAMA2_7B = {"model_type": "llama", "hidden_size": 4096, "intermediate_size": 1
 FAMILIES: Mapping[str, Mapping[str, Any]] = {
     "llama": _LLAMA, "qwen2": _QWEN2, "gpt2": _GPT2, "mistral": _MISTRAL, "mixtral": _MIXTRAL,
     "gemma2": _GEMMA2, "qwen3": _QWEN3, "llama-2-7b": _LLAMA2_7B,
+    "mamba2": _MAMBA2, "qwen3_next": _QWEN3_NEXT, "jamba": _JAMBA, "granitemoehybrid": _GRANITEMOEHYBRID,
+    "lfm2": _LFM2, "gpt_oss": _GPT_OSS, "llama4_text": _LLAMA4_TEXT, "deepseek_v3": _DEEPSEEK_V3, "rwkv": _RWKV,
+}  # fmt: skip
+
+#: Families held on the workloads where their layers' activations dominate (inference prefill, a
+#: 16-bit training step, mixed precision with checkpointing), not the full attention/precision grid,
+#: with their (batch, sequence). Jamba's Mamba and RWKV-4 run a Python loop over the tokens in
+#: transformers' torch fallback (seconds per hundred steps on fake tensors): the same tokens in
+#: shorter sequences.
+LAYER_KIND_FAMILIES: Mapping[str, tuple[int, int]] = {
+    "mamba2": (2, 512), "qwen3_next": (2, 512), "jamba": (8, 128), "granitemoehybrid": (2, 512), "lfm2": (2, 512),
+    "gpt_oss": (2, 512), "llama4_text": (2, 512), "deepseek_v3": (2, 512), "rwkv": (16, 64),
 }  # fmt: skip
 
 
@@ -70,7 +129,7 @@ class Case:
 def _cases() -> tuple[Case, ...]:
     cases: list[Case] = []
     for family in FAMILIES:
-        if family == "llama-2-7b":
+        if family == "llama-2-7b" or family in LAYER_KIND_FAMILIES:
             continue
         for attn in ("sdpa", "eager"):
             cases.append(Case(family=family, workload={"task": "inference", "batch_size": 2, "seq_len": 512,
@@ -89,6 +148,13 @@ def _cases() -> tuple[Case, ...]:
                                                 "batch_size": 2, "seq_len": 512, "lora_targets": "all-linear"}))
     cases.append(Case(family="qwen2", workload={"task": "training", "method": "lora", "precision": "bf16-true",
                                                 "batch_size": 2, "seq_len": 512, "gradient_checkpointing": True}))
+    for family, (batch, seq) in LAYER_KIND_FAMILIES.items():
+        shape = {"batch_size": batch, "seq_len": seq, "attn_implementation": "sdpa"}
+        cases.append(Case(family=family, workload={"task": "inference", "new_tokens": 32, **shape}))
+        cases.append(Case(family=family, workload={"task": "training", "precision": "bf16-true", "optimizer": "adamw",
+                                                   **shape}))
+        cases.append(Case(family=family, workload={"task": "training", "precision": "bf16-mixed", "optimizer": "adamw",
+                                                   "gradient_checkpointing": True, **shape}))
     # Real scale (each trace a few seconds).
     cases.append(Case(family="llama-2-7b", workload={"task": "inference", "batch_size": 4, "seq_len": 2048,
                                                      "new_tokens": 64}))
@@ -108,6 +174,53 @@ KNOWN_GAPS: Mapping[str, tuple[float, str]] = {
     "gemma2-training-bf16-mixed-sdpa-sgd-ckpt-b2s512": (
         -0.053, "gemma2 under autocast with checkpointing: the softcapped logits' backward in mixed "
                 "precision, about 9 MiB short"),
+    # Layer kinds first held against traces where activations dominate; not yet itemized against the
+    # trace (the traced breakdown at the peak is given).
+    "mamba2-inference-sdpa-b2s512": (
+        -0.104, "Mamba2 chunked-scan prefill: traced 51.7 MiB of activations at the peak, the analytic "
+                "two-thirds-of-training rule about 6 MiB short"),
+    "mamba2-training-bf16-true-sdpa-adamw-b2s512": (
+        -0.134, "Mamba2 torch_forward's saved tensors: traced 206 MiB of activations at the loss' backward, "
+                "about 35 MiB more than recurrent_saved_bytes counts"),
+    "mamba2-training-bf16-mixed-sdpa-adamw-ckpt-b2s512": (
+        -0.057, "the recomputed Mamba2 layer's backward: about 6 MiB short (backward buffers of the scan not "
+                "counted, recurrent_backward_bytes is 0 for Mamba2)"),
+    "qwen3_next-inference-sdpa-b2s512": (
+        +0.104, "gated DeltaNet prefill counted as its training saved set (recurrent_inference_bytes); the traced "
+                "no-grad peak holds about 3.5 MiB less"),
+    "qwen3_next-training-bf16-true-sdpa-adamw-b2s512": (
+        -0.095, "gated DeltaNet chunked rule's saved tensors: traced 152 MiB of activations at the loss' "
+                "backward, about 21 MiB more than counted"),
+    "qwen3_next-training-bf16-mixed-sdpa-adamw-ckpt-b2s512": (
+        -0.059, "the recomputed DeltaNet layer's backward buffers (9.5 MiB of temporaries traced) not counted"),
+    "jamba-inference-sdpa-b8s128": (
+        +0.071, "Mamba slow-path prefill rule (14 bytes per inner x d_state element, fit on mamba's default "
+                "config) about 9 MiB high on this config"),
+    "jamba-training-bf16-true-sdpa-adamw-b8s128": (
+        +0.062, "Mamba slow-path saved tensors: the analytic top-layer backward (saved set + two inner x "
+                "d_state fp32 gradient buffers, fit on the checkpointed case) is about 36 MiB above the trace"),
+    "granitemoehybrid-inference-sdpa-b2s512": (
+        -0.076, "Mamba2 chunked-scan prefill beside MoE: about 5 MiB short (as mamba2's prefill)"),
+    "granitemoehybrid-training-bf16-true-sdpa-adamw-b2s512": (
+        -0.105, "Mamba2 torch_forward's saved tensors: traced 256 MiB of activations at the loss' backward, "
+                "about 35 MiB more than counted (as mamba2)"),
+    "gpt_oss-inference-sdpa-b2s512": (
+        -0.223, "eager prefill with sinks and two mask patterns: the trace holds about 4 MiB of 4-D masks "
+                "(2 counted) and about 5 MiB more of gathered expert tensors than _ffn_inference_bytes counts"),
+    "gpt_oss-training-bf16-true-sdpa-adamw-b2s512": (
+        -0.091, "eager attention with sinks and clamped-SwiGLU experts: about 11 MiB of activations short, "
+                "not yet itemized against the trace"),
+    "llama4_text-training-bf16-true-sdpa-adamw-b2s512": (
+        -0.058, "chunked attention and dense-expert MoE layers: about 9 MiB of activations short, not yet "
+                "itemized against the trace"),
+    "deepseek_v3-inference-sdpa-b2s512": (
+        -0.182, "MLA + MoE prefill: about 3 MiB short of the traced 8.8 MiB of activations, not yet itemized "
+                "against the trace"),
+    "deepseek_v3-training-bf16-true-sdpa-adamw-b2s512": (
+        -0.051, "MLA + MoE training: about 6 MiB of activations short, not yet itemized against the trace"),
+    "rwkv-inference-sdpa-b16s64": (
+        -0.163, "RWKV-4 prefill: the token loop's four mixer-wide tensors counted; the trace holds about "
+                "2.5 MiB more, not yet itemized"),
 }
 
 

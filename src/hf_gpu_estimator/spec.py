@@ -224,6 +224,14 @@ class FFN:
     #: Every expert processes every token, weighted by its router score (llama4's Llama4TextMoe repeats
     #: the input for each expert and runs one batched matmul): activations scale with ``experts``.
     dense_experts: bool = False
+    #: The routed experts carry biases, which transformers' grouped_mm path gathers per routed token
+    #: (integrations/moe.py ``gate_up_proj_bias[expert_ids_g]``): a ``2 x intermediate`` (gated) copy
+    #: per routed token, alive until the experts return.
+    expert_bias: bool = False
+    #: The experts' gating is gpt-oss's clamped SwiGLU (modeling_gpt_oss.py ``GptOssExperts._apply_gate``):
+    #: ``gate.clamp``, ``up.clamp``, ``gate * sigmoid(gate * alpha)``, ``(up + 1) * glu``, each a new
+    #: ``intermediate``-wide tensor, where a plain GLU makes ``act(gate)`` and the product.
+    clamped_swiglu: bool = False
 
     @property
     def routed_copies(self) -> int:

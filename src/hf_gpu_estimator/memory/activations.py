@@ -22,6 +22,7 @@ loss/loss_utils.py) under PyTorch autograd and autocast:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -59,6 +60,9 @@ class LayerActivations:
     forward_transient: float  # extra bytes alive at the layer's forward peak, beyond ``saved``
     backward_transient: float  # gradient buffers alive while the layer's backward runs
     checkpoint: float  # what non-reentrant checkpointing keeps per layer (the layer input)
+    #: saved + training_cache of the largest distinct layer: what recomputing one layer under
+    #: checkpointing rebuilds at worst (a hybrid's Mamba layer saves far more than its mean).
+    largest: float = 0.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -206,7 +210,8 @@ def _decoder_layer_activations(arch: Architecture, workload: Workload, seq_len: 
     largest transients."""
     groups = arch.layer_groups
     if len(groups) == 1:
-        return _layer_activations(arch, groups[0][0], workload, seq_len)
+        one = _layer_activations(arch, groups[0][0], workload, seq_len)
+        return dataclasses.replace(one, largest=one.saved + one.training_cache)
     parts = [(_layer_activations(arch, layer, workload, seq_len), n) for layer, n in groups]
     total = sum(n for _, n in parts)
 
@@ -217,6 +222,7 @@ def _decoder_layer_activations(arch: Architecture, workload: Workload, seq_len: 
         saved=mean("saved"), training_cache=mean("training_cache"), checkpoint=mean("checkpoint"),
         forward_transient=max(part.forward_transient for part, _ in parts),
         backward_transient=max(part.backward_transient for part, _ in parts),
+        largest=max(part.saved + part.training_cache for part, _ in parts),
     )  # fmt: skip
 
 
@@ -300,7 +306,9 @@ def _layer_activations(arch: Architecture, layer: Layer, workload: Workload, seq
     inter = I
     if ffn.kind == "none":
         return LayerActivations(saved=saved, training_cache=training_cache, forward_transient=forward_transient,
-                                backward_transient=2 * r * H + 3 * c * max(mixer.inner, H), checkpoint=r * H)
+                                backward_transient=2 * r * H + max(3 * c * max(mixer.inner, H),
+                                                                   recurrent_backward_bytes(mixer)),
+                                checkpoint=r * H)
     saved += _ffn_saved(arch, ffn, workload, d, c=c, inter=inter, mlp_out=mlp_out, linear_inputs=linear_inputs)
     # Dropout in training saves a bool mask per dropped element (native_dropout): the two residual
     # branches; eager's dropped probabilities (saved by the second matmul instead of their cast,
@@ -309,7 +317,7 @@ def _layer_activations(arch: Architecture, layer: Layer, workload: Workload, seq
         saved += 2 * H
     copies = ffn.routed_copies if is_moe else 1
     inter = (ffn.intermediate or I) if is_moe else I
-    backward_transient = 3 * c * inter * copies + 2 * r * H
+    backward_transient = max(3 * c * inter * copies, recurrent_backward_bytes(mixer)) + 2 * r * H
     return LayerActivations(
         saved=saved, training_cache=training_cache, forward_transient=forward_transient,
         backward_transient=backward_transient, checkpoint=r * H,
@@ -390,6 +398,10 @@ def _ffn_saved(arch: Architecture, ffn: FFN, workload: Workload, d: Dims, *, c: 
         # routing-weight multiply.
         e = BYTES[precision.param_dtype] if full else c
         per_mlp = e * (2 * H + 4 * inter) if ffn.gated else e * (2 * H + 2 * inter)
+        if ffn.clamped_swiglu:
+            # sigmoid saves its output, ``gate * sigmoid`` the clamped gate, ``(up + 1) * glu`` both
+            # factors: the clamped gate, glu and up + 1 beyond a plain GLU's act(gate).
+            per_mlp += e * 3 * inter
     else:
         per_mlp = act_bytes * inter + linear_inputs(mlp_out, inter, already_saved=False)
     mlp = per_mlp * copies
@@ -464,6 +476,21 @@ def recurrent_saved_bytes(mixer: Mixer, *, compute_bytes: int, hidden: int) -> t
     # Mamba1: four inner x d_state fp32 tensors per token, and the matmul with C reads a 16-bit copy.
     saved = c * 2 * inner + c * 2 * inner + c * inner + (16 + c) * inner * d_state + 4 * 2 * inner + c * inner
     return saved, 4 * 2 * inner * d_state
+
+
+def recurrent_backward_bytes(mixer: Mixer) -> float:
+    """Gradient buffers per token alive while a recurrent mixer's backward runs.
+
+    Mamba's slow path (no heads): the gradients of its ``inner x d_state`` fp32 tensors (discretized
+    A, B x u, the states). Exact-mode trace of a jamba config (hidden 256, d_state 16, 8 x 128 tokens,
+    bf16-mixed with checkpointing): 132 MiB of temporaries at the backward peak (four such tensors),
+    while the saved ones they replace are freed: the peak exceeds the recomputed layer's saved tensors
+    by about two of them (366 MiB traced; 297 MiB without this term).
+    Other kinds: not measured apart from their layer's other buffers (0).
+    """
+    if mixer.kind == "ssm" and not mixer.heads:
+        return 2 * 4 * mixer.state_elements
+    return 0.0
 
 
 def recurrent_inference_bytes(mixer: Mixer, *, compute_bytes: int, hidden: int, seq_len: int) -> float:
@@ -561,6 +588,16 @@ def inference_layer_transient(arch: Architecture, *, compute_bytes: int, attn: s
     return peak
 
 
+def _expert_extra_alive(ffn: FFN, inter: int) -> int:
+    """Elements per routed token the experts hold at their inference peak beyond a plain GLU's: the
+    gathered biases of the up projection (alive until the experts return) and the clamped SwiGLU's
+    three extra tensors (clamped gate and up, ``up + 1``; see :class:`spec.FFN`). Exact-mode trace of
+    a gpt-oss config (hidden 256, 8 experts, top-2): six ``intermediate``-wide tensors per routed
+    token at the gating's last multiply plus the 2 x intermediate gathered bias and gate/up output."""
+    extra = (2 if ffn.gated else 1) * inter if ffn.expert_bias else 0
+    return extra + (3 * inter if ffn.clamped_swiglu else 0)
+
+
 def _ffn_inference_bytes(arch: Architecture, ffn: FFN, c: int, H: int, default_inter: int) -> float:
     if ffn.kind == "none":
         return 0.0
@@ -571,7 +608,7 @@ def _ffn_inference_bytes(arch: Architecture, ffn: FFN, c: int, H: int, default_i
         return 2 * c * H + (3 if ffn.gated else max(2, _ACT_ALIVE.get(arch.hidden_act, 2))) * c * inter
     # grouped_mm experts: per routed token the gathered input stays alive with the fused gate/up
     # output, act(gate) and the product (integrations/moe.py grouped_mm_experts_forward).
-    mlp = 2 * c * H + ffn.routed_copies * c * (H + (4 if ffn.gated else 2) * inter)
+    mlp = 2 * c * H + ffn.routed_copies * c * (H + (4 if ffn.gated else 2) * inter + _expert_extra_alive(ffn, inter))
     if ffn.shared:
         mlp = max(mlp, 2 * c * H + 3 * c * ffn.shared) + c * H
     return mlp

@@ -185,6 +185,13 @@ def _workspace(workload: Workload) -> int:
     return overhead.CUBLAS_WORKSPACE_BYTES
 
 
+def _mask_patterns(arch: Architecture) -> int:
+    """Distinct attention masks an eager forward builds: causal, sliding-window, chunked."""
+    kinds = {"full" if m.kind in ("full", "mla") else m.kind for layer, _ in arch.layer_groups for m in layer.mixers
+             if m.kind in ("full", "mla", "sliding", "chunked")}
+    return max(1, len(kinds))
+
+
 def _inference(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: Workload, *,
                detail: bool = True) -> MemoryEstimate:
     shard, notes = _sharding(workload)
@@ -211,7 +218,9 @@ def _inference(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: 
     layer_transient = int(B * S * inference_layer_transient(arch, compute_bytes=c, attn=attn, seq_len=S, query_len=S,
                                                          float16=plan.compute_dtype == "float16")
                           * shard.activations)
-    mask = B * S * S * c if attn == "eager" else 0  # 4-D additive mask built once per forward
+    # 4-D additive mask built once per forward, one per masking pattern (transformers builds a causal
+    # and a sliding-window mask when both layer kinds are present; masking_utils create_masks_for_generate).
+    mask = B * S * S * c * _mask_patterns(arch) if attn == "eager" else 0
     hidden = B * S * c * arch.hidden_size  # embeddings / residual stream kept across layers
     # Only the last position's logits (generate passes logits_to_keep=1), then an fp32 copy; a forward
     # without logits_to_keep computes them for every prompt position first.
@@ -247,7 +256,7 @@ def _inference(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: 
         ]
         if mask:
             terms.append(Term(component="transient", name="eager 4-D attention mask", bytes=mask,
-                              formula=f"{B} x {S} x {S} x {c} B"))
+                              formula=f"{_mask_patterns(arch)} x {B} x {S} x {S} x {c} B"))
         if dequant:
             terms.append(Term(component="transient", name="dequantized layer weight", bytes=dequant,
                               formula="largest quantized linear dequantized to the compute dtype"))
@@ -321,7 +330,8 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
     per_layer_saved = layer.checkpoint if ckpt else layer.saved + layer.training_cache
     A_layer = int(T * per_layer_saved * micro_in_flight * act_share)  # one layer's saved tensors
     A_layers = int(A_layer * layers_here)
-    full_layer = int(T * (layer.saved + layer.training_cache) * shard.activations)
+    # The layer checkpointing recomputes at the backward peak: the largest one (hybrids differ by layer).
+    largest_layer = int(T * layer.largest * shard.activations)
     loss_saved, loss_during, loss_backward = loss_bytes(arch, workload)
     r = 4 if (precision.mixed and workload.method == "full") else c
     final_norm = norm_bytes(arch.hidden_size, r, rms=arch.norm == "rmsnorm") + c * arch.hidden_size
@@ -359,7 +369,7 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
     G_emb = int((counts.get("embedding", 0) if trainable_full and not tied else 0) * tb * shard.grads)
     G_layer = int((G - G_head - G_emb) / max(1, layers_here)) if layers_here else 0
     G_res = G if workload.gradient_accumulation_steps > 1 else 0
-    recompute = full_layer + layer_bw + copies_layer if ckpt else layer_bw
+    recompute = largest_layer + layer_bw + copies_layer if ckpt else layer_bw
     live_copies = 0 if ckpt else copies_all
     dequant = _dequant_transient(arch, plan)
     ws = _workspace(workload)

@@ -41,7 +41,7 @@ def analyze_gpt_oss(f: Fields, model_type: str, head: Head) -> tuple[Architectur
     if head == "causal_lm" and not tie:
         t.add("lm_head", vocab * hidden)
 
-    moe = FFN(kind="moe", intermediate=inter, experts=experts, top_k=top_k)
+    moe = FFN(kind="moe", intermediate=inter, experts=experts, top_k=top_k, expert_bias=True, clamped_swiglu=True)
     per_layer = attention_layers(layer_types, (moe,) * layers, heads=heads, kv_heads=kv_heads,
                                  head_dim=head_dim, window=window, sinks=True)
     linears = attention_linears(hidden, q_out, kv_out, bias, bias) + (
