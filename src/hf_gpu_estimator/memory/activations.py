@@ -569,9 +569,16 @@ def inference_layer_transient(arch: Architecture, *, compute_bytes: int, attn: s
     # RMSNorm: input + fp32 copy + fp32 normalized.
     peak = float(c * H + 8 * H)
     kinds = {layer.mixer.kind for layer, _ in arch.layer_groups}
+    sinks = any(m.sinks for layer, _ in arch.layer_groups for m in layer.mixers)
     if kinds & ATTENTION_KINDS:
         attn_bytes = 2 * c * H + c * (d.heads * d.qk_head_dim * 2 + d.kv_heads * (d.qk_head_dim + d.v_head_dim) * 2)
-        if attn == "eager":
+        if attn == "eager" and sinks:
+            # Attention sinks (modeling_gpt_oss.py eager_attention_forward): the masked scores stay bound
+            # while torch.cat appends the sink column and the row max is subtracted, and softmax runs in
+            # the scores' dtype: three score tensors, two of them one column wider (the 4-D masks are
+            # counted per forward by the caller).
+            attn_bytes += c * d.heads * (seq_len + 2 * (seq_len + 1))
+        elif attn == "eager":
             # Per score element at the softmax: the masked scores, softmax(dtype=float32)'s fp32 copy of
             # its input (none when already fp32) and its fp32 output (ATen softmax with a dtype casts
             # first); plus the additive 4-D mask.
@@ -584,7 +591,14 @@ def inference_layer_transient(arch: Architecture, *, compute_bytes: int, attn: s
                 peak = max(peak, 2 * c * H + (recurrent_inference_bytes(mixer, compute_bytes=c, hidden=H,
                                                                          seq_len=query_len)
                                               if query_len > 1 else 4 * c * (mixer.inner or H)))
-        peak = max(peak, _ffn_inference_bytes(arch, layer.ffn, c, H, d.intermediate))
+        held = 0
+        if attn == "eager" and layer.mixer.kind in ATTENTION_KINDS:
+            # Eager attention returns its probabilities in the compute dtype and the decoder layer keeps
+            # them bound (``hidden_states, _ = self.self_attn(...)``, modeling_llama.py and most siblings)
+            # until it returns: alive through the feed-forward. With sinks they are a slice of the
+            # softmax output, which keeps the sink column (modeling_gpt_oss.py ``probs[..., :-1]``).
+            held = c * d.heads * (seq_len + (1 if layer.mixer.sinks else 0))
+        peak = max(peak, _ffn_inference_bytes(arch, layer.ffn, c, H, d.intermediate) + held)
     return peak
 
 
