@@ -207,9 +207,6 @@ KNOWN_GAPS: Mapping[str, tuple[float, str]] = {
     "llama4_text-training-bf16-true-sdpa-adamw-b2s512": (
         -0.058, "chunked attention and dense-expert MoE layers: about 9 MiB of activations short, not yet "
                 "itemized against the trace"),
-    "deepseek_v3-inference-sdpa-b2s512": (
-        -0.182, "MLA + MoE prefill: about 3 MiB short of the traced 8.8 MiB of activations, not yet itemized "
-                "against the trace"),
     "deepseek_v3-training-bf16-true-sdpa-adamw-b2s512": (
         -0.051, "MLA + MoE training: about 6 MiB of activations short, not yet itemized against the trace"),
     "rwkv-inference-sdpa-b16s64": (

@@ -620,9 +620,16 @@ def _ffn_inference_bytes(arch: Architecture, ffn: FFN, c: int, H: int, default_i
         # MLP: residual + input + act(gate) + up + product alive at the multiply (gated); the
         # activation's own temporaries otherwise.
         return 2 * c * H + (3 if ffn.gated else max(2, _ACT_ALIVE.get(arch.hidden_act, 2))) * c * inter
-    # grouped_mm experts: per routed token the gathered input stays alive with the fused gate/up
-    # output, act(gate) and the product (integrations/moe.py grouped_mm_experts_forward).
-    mlp = 2 * c * H + ffn.routed_copies * c * (H + (4 if ffn.gated else 2) * inter + _expert_extra_alive(ffn, inter))
+    # grouped_mm experts (integrations/moe.py grouped_mm_experts_forward), per routed token: at the
+    # gating, the gathered input stays alive with the fused gate/up output, act(gate) and the product;
+    # at the end, the gathered input, the down projection's output, the output weighted by the routing
+    # weights (in their dtype) and its copy restored to token order (``weighted_out[inv_perm]``).
+    # Exact-mode trace of a deepseek_v3 config (hidden 256, expert width 128, top-2, fp32 routing): the
+    # prefill peaks at that reorder.
+    gating = c * (H + (4 if ffn.gated else 2) * inter + _expert_extra_alive(ffn, inter))
+    weighted = 4 if ffn.fp32_routing else c
+    reorder = 2 * c * H + 2 * weighted * H
+    mlp = 2 * c * H + ffn.routed_copies * max(gating, reorder)
     if ffn.shared:
         mlp = max(mlp, 2 * c * H + 3 * c * ffn.shared) + c * H
     return mlp
