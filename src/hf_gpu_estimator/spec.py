@@ -232,8 +232,9 @@ class FFN:
     #: ``gate.clamp``, ``up.clamp``, ``gate * sigmoid(gate * alpha)``, ``(up + 1) * glu``, each a new
     #: ``intermediate``-wide tensor, where a plain GLU makes ``act(gate)`` and the product.
     clamped_swiglu: bool = False
-    #: The router hands the experts float32 weights (deepseek_v2/v3's router runs in fp32 and never casts
-    #: back): transformers' grouped_mm path multiplies the 16-bit expert outputs by them
+    #: The router computes in float32 (deepseek_v2/v3's TopkRouter casts its input and weight to fp32 and
+    #: never casts back): in training F.linear saves the fp32 copy of the input, and transformers'
+    #: grouped_mm path multiplies the 16-bit expert outputs by fp32 routing weights
     #: (integrations/moe.py ``proj_out * sample_weights_g``), so the weighted outputs are float32.
     fp32_routing: bool = False
 

@@ -163,14 +163,21 @@ def layers_holding(arch: Architecture, linear: LinearShape) -> int:
     return held or arch.num_layers
 
 
-def _savers(arch: Architecture, workload: Workload, group: str, *, moe: bool) -> int:
-    """How many linear layers of ``group`` save their input for backward.
+#: MLA's linears reading the layer input; q_b_proj and kv_b_proj read the normalized latents
+#: (modeling_deepseek_v3.py DeepseekV3Attention).
+_MLA_HIDDEN_READERS = ("q_proj", "q_a_proj", "kv_a_proj_with_mqa")
+
+
+def _savers(arch: Architecture, workload: Workload, group: str, *, moe: bool,
+            names: tuple[str, ...] | None = None) -> int:
+    """How many linear layers of ``group`` (of ``names`` when given) save their input for backward.
 
     ``y = x W^T`` needs ``x`` only for the weight gradient: every linear saves it in full training;
     under LoRA only the targeted ones do (their lora_A reads the input), a frozen linear keeps only
     its weight. bitsandbytes' MatMul4Bit likewise keeps only the packed weight.
     """
-    in_group = [lin.name for lin in arch.linears if lin.count == 1 and _group_of(lin) == group]
+    in_group = [lin.name for lin in arch.linears if lin.count == 1 and _group_of(lin) == group
+                and (names is None or lin.name in names)]
     if workload.method == "full":
         if moe and group == "mlp_in":
             # The router (not in ``linears``) reads the MoE input; the experts read gathered copies,
@@ -268,7 +275,8 @@ def _layer_activations(arch: Architecture, layer: Layer, workload: Workload, seq
     elif recurrent:
         attn_in = 1 if full else 0
     else:
-        attn_in = _savers(arch, workload, "attn_in", moe=is_moe)
+        attn_in = _savers(arch, workload, "attn_in", moe=is_moe,
+                          names=_MLA_HIDDEN_READERS if mixer.kind == "mla" else None)
     attn_out = _savers(arch, workload, "attn_out", moe=is_moe)
     mlp_in = _savers(arch, workload, "mlp_in", moe=is_moe) if ffn.kind != "none" else 0
     mlp_out = _savers(arch, workload, "mlp_out", moe=is_moe) if ffn.kind != "none" else 0
@@ -336,6 +344,18 @@ def _attention_saved(arch: Architecture, workload: Workload, seq_len: int, d: Di
         saved += norm(a * qk) + norm(k * qk) - 8 + 4 * (a + k)  # rsqrt per head, not per token
     elif arch.qk_norm == "full":
         saved += norm(a * qk) + norm(k * qk)
+
+    if arch.is_mla:
+        # MLA (modeling_deepseek_v3.py DeepseekV3Attention): q_a_layernorm and kv_a_layernorm normalize
+        # the low-rank latents (an RMSNorm each: fp32 copy, 16-bit cast, output); q_b_proj saves the
+        # normalized q latent, and the normalized kv latent stays alive beside the cache's copy that
+        # kv_b_proj reads (exact-mode trace of a deepseek_v3 config). kv_b_proj's output holds the
+        # non-rotary keys and the values, which SDPA saves as a view of it: the keys' share is extra.
+        q_rank, kv_rank = int(arch.q_lora_rank or 0), int(arch.kv_lora_rank or 0)
+        if q_rank:
+            q_b = _savers(arch, workload, "attn_in", moe=False, names=("q_b_proj",))
+            saved += norm(q_rank) + linear_inputs(q_b, q_rank, already_saved=False)
+        saved += norm(kv_rank) + c * kv_rank + c * k * int(arch.qk_nope_head_dim or 0)
 
     attn = effective_attention(arch, workload)
     repeat = a != k
@@ -409,6 +429,11 @@ def _ffn_saved(arch: Architecture, ffn: FFN, workload: Workload, d: Dims, *, c: 
         if ffn.shared:
             mlp += act_bytes * ffn.shared + linear_inputs(mlp_out, ffn.shared, already_saved=False)
         mlp += 4 * ffn.experts  # router logits in fp32 (softmax saved)
+        if ffn.fp32_routing and full and not mixed and c != 4:
+            # A float32 router (DeepseekV3TopkRouter: F.linear(hidden_states.type(torch.float32), ...))
+            # saves the fp32 copy of its input for its weight's gradient; autocast would cast it back to
+            # 16 bits (counted with the MoE input's readers).
+            mlp += 4 * H
     return mlp
 
 
