@@ -177,6 +177,9 @@ class Mixer:
     inner: int = 0
     kv_shared: bool = False
     source_tokens: int = 0  # cross: tokens of the source it attends (per sequence)
+    #: q and k pass through a weightless per-head L2 norm computed in fp32 (llama4's Llama4TextL2Norm on
+    #: its RoPE layers): what it saves is not a model-wide ``Architecture.qk_norm``.
+    l2_qk_norm: bool = False
 
     @property
     def value_dim(self) -> int:

@@ -309,7 +309,8 @@ def _layer_activations(arch: Architecture, layer: Layer, workload: Workload, seq
         training_cache = 0.0
     else:
         saved_attn, forward_transient, training_cache = _attention_saved(
-            arch, workload, seq_len, d, c=c, r=r, qe=qe, attn_out=attn_out, norm=norm, linear_inputs=linear_inputs)
+            arch, workload, seq_len, d, c=c, r=r, qe=qe, attn_out=attn_out, norm=norm, linear_inputs=linear_inputs,
+            mixer=mixer)
         saved += saved_attn
     inter = I
     if ffn.kind == "none":
@@ -332,9 +333,17 @@ def _layer_activations(arch: Architecture, layer: Layer, workload: Workload, seq
     )  # fmt: skip
 
 
+def sdpa_gets_mask(mixer: Mixer, seq_len: int) -> bool:
+    """Whether transformers hands SDPA an explicit mask for this layer at ``seq_len`` keys (no padding):
+    masking_utils ``_ignore_causal_mask_sdpa`` drops a causal mask for ``is_causal``, but a sliding or
+    chunked one only while the keys fit in the window (``kv_length < local_attention_size``)."""
+    local = mixer.window if mixer.kind == "sliding" else mixer.chunk if mixer.kind == "chunked" else None
+    return local is not None and seq_len >= local
+
+
 def _attention_saved(arch: Architecture, workload: Workload, seq_len: int, d: Dims, *, c: int, r: int, qe: int,
-                     attn_out: int, norm: Callable[..., float],
-                     linear_inputs: Callable[..., float]) -> tuple[float, float, float]:
+                     attn_out: int, norm: Callable[..., float], linear_inputs: Callable[..., float],
+                     mixer: Mixer) -> tuple[float, float, float]:
     """(saved, forward transient, training cache) per token of an attention mixer."""
     a, k, vd, qk, H = d.heads, d.kv_heads, d.v_head_dim, d.qk_head_dim, d.hidden
     mixed = workload.precision.mixed
@@ -345,6 +354,11 @@ def _attention_saved(arch: Architecture, workload: Workload, seq_len: int, d: Di
     elif arch.qk_norm == "full":
         saved += norm(a * qk) + norm(k * qk)
 
+    if mixer.l2_qk_norm:
+        # Llama4TextL2Norm (modeling_llama4.py): ``x.float() * rsqrt(x.pow(2).mean(-1) + eps)``, then
+        # ``type_as(x)``: the fp32 copies of q and k and an rsqrt per head are saved; the 16-bit result is
+        # the q/k attention reads (counted there).
+        saved += 4 * (a + k) * qk + 4 * (a + k)
     if arch.is_mla:
         # MLA (modeling_deepseek_v3.py DeepseekV3Attention): q_a_layernorm and kv_a_layernorm normalize
         # the low-rank latents (an RMSNorm each: fp32 copy, 16-bit cast, output); q_b_proj saves the
@@ -378,6 +392,14 @@ def _attention_saved(arch: Architecture, workload: Workload, seq_len: int, d: Di
             saved += c * a * seq_len  # tanh(scores / cap) saves its output (gemma2)
         saved += linear_inputs(attn_out, a * vd, already_saved=False)  # transposed, contiguous output
         forward_transient = mask_bytes * a * seq_len + mask_bytes * seq_len  # masked scores; the 4-D mask
+    elif sdpa_gets_mask(mixer, seq_len):
+        # With a mask transformers does not pass enable_gqa (sdpa_attention.py use_gqa_in_sdpa): k and v are
+        # repeated to every head (repeat_kv, new tensors SDPA saves), and SDPA turns the boolean mask into an
+        # additive one in the compute dtype, which the memory-efficient kernel saves: a (batch, 1, S, S)
+        # tensor per layer. Exact-mode trace of a llama4_text config (chunked layers, 512 tokens, chunk 128).
+        saved += c * a * qk + c * a * qk + c * a * vd + c * a * vd + LSE_BYTES * a + c * seq_len
+        saved += linear_inputs(attn_out, a * vd, already_saved=True)
+        forward_transient = qe * a * qk + 2 * c * H
     else:
         saved += c * a * qk + c * k * qk + c * k * vd + c * a * vd + LSE_BYTES * a
         saved += linear_inputs(attn_out, a * vd, already_saved=True)
