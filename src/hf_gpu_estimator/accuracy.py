@@ -204,9 +204,6 @@ KNOWN_GAPS: Mapping[str, tuple[float, str]] = {
     "granitemoehybrid-training-bf16-true-sdpa-adamw-b2s512": (
         -0.105, "Mamba2 torch_forward's saved tensors: traced 256 MiB of activations at the loss' backward, "
                 "about 35 MiB more than counted (as mamba2)"),
-    "llama4_text-training-bf16-true-sdpa-adamw-b2s512": (
-        -0.058, "chunked attention and dense-expert MoE layers: about 9 MiB of activations short, not yet "
-                "itemized against the trace"),
     "rwkv-inference-sdpa-b16s64": (
         -0.163, "RWKV-4 prefill: the token loop's four mixer-wide tensors counted; the trace holds about "
                 "2.5 MiB more, not yet itemized"),
