@@ -204,20 +204,6 @@ KNOWN_GAPS: Mapping[str, tuple[float, str]] = {
     "granitemoehybrid-training-bf16-true-sdpa-adamw-b2s512": (
         -0.105, "Mamba2 torch_forward's saved tensors: traced 256 MiB of activations at the loss' backward, "
                 "about 35 MiB more than counted (as mamba2)"),
-    "gpt_oss-inference-sdpa-b2s512": (
-        -0.223, "eager prefill with sinks and two mask patterns: the trace holds about 4 MiB of 4-D masks "
-                "(2 counted) and about 5 MiB more of gathered expert tensors than _ffn_inference_bytes counts"),
-    "gpt_oss-training-bf16-true-sdpa-adamw-b2s512": (
-        -0.091, "eager attention with sinks and clamped-SwiGLU experts: about 11 MiB of activations short, "
-                "not yet itemized against the trace"),
-    "llama4_text-training-bf16-true-sdpa-adamw-b2s512": (
-        -0.058, "chunked attention and dense-expert MoE layers: about 9 MiB of activations short, not yet "
-                "itemized against the trace"),
-    "deepseek_v3-inference-sdpa-b2s512": (
-        -0.182, "MLA + MoE prefill: about 3 MiB short of the traced 8.8 MiB of activations, not yet itemized "
-                "against the trace"),
-    "deepseek_v3-training-bf16-true-sdpa-adamw-b2s512": (
-        -0.051, "MLA + MoE training: about 6 MiB of activations short, not yet itemized against the trace"),
     "rwkv-inference-sdpa-b16s64": (
         -0.163, "RWKV-4 prefill: the token loop's four mixer-wide tensors counted; the trace holds about "
                 "2.5 MiB more, not yet itemized"),

@@ -177,6 +177,9 @@ class Mixer:
     inner: int = 0
     kv_shared: bool = False
     source_tokens: int = 0  # cross: tokens of the source it attends (per sequence)
+    #: q and k pass through a weightless per-head L2 norm computed in fp32 (llama4's Llama4TextL2Norm on
+    #: its RoPE layers): what it saves is not a model-wide ``Architecture.qk_norm``.
+    l2_qk_norm: bool = False
 
     @property
     def value_dim(self) -> int:
@@ -232,6 +235,11 @@ class FFN:
     #: ``gate.clamp``, ``up.clamp``, ``gate * sigmoid(gate * alpha)``, ``(up + 1) * glu``, each a new
     #: ``intermediate``-wide tensor, where a plain GLU makes ``act(gate)`` and the product.
     clamped_swiglu: bool = False
+    #: The router computes in float32 (deepseek_v2/v3's TopkRouter casts its input and weight to fp32 and
+    #: never casts back): in training F.linear saves the fp32 copy of the input, and transformers'
+    #: grouped_mm path multiplies the 16-bit expert outputs by fp32 routing weights
+    #: (integrations/moe.py ``proj_out * sample_weights_g``), so the weighted outputs are float32.
+    fp32_routing: bool = False
 
     @property
     def routed_copies(self) -> int:
@@ -299,6 +307,7 @@ class Architecture:
     moe_intermediate_size: int = 0
     num_shared_experts: int = 0
     shared_expert_intermediate_size: int = 0
+    moe_fp32_routing: bool = False  # the derived MoE layers' FFN.fp32_routing
     num_dense_layers: int = 0  # leading dense layers before MoE ones (deepseek_v3 first_k_dense_replace)
     moe_layers: tuple[int, ...] = ()  # indices of MoE layers
     # Multi-head latent attention (deepseek).
@@ -418,7 +427,7 @@ def _derived_layers(arch: Architecture) -> tuple[Layer, ...]:
     moe = FFN(kind="moe", intermediate=moe_inter, gated=arch.gated_mlp, experts=arch.num_experts,
               top_k=arch.num_experts_per_tok,
               shared=arch.shared_expert_intermediate_size or moe_inter * arch.num_shared_experts,
-              ) if arch.num_experts else dense
+              fp32_routing=arch.moe_fp32_routing) if arch.num_experts else dense
     moe_set = set(arch.moe_layers) if arch.moe_layers else (
         set(range(arch.num_dense_layers, arch.num_layers)) if arch.num_experts else set())
     types = arch.layer_types or ()

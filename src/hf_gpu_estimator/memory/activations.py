@@ -163,14 +163,21 @@ def layers_holding(arch: Architecture, linear: LinearShape) -> int:
     return held or arch.num_layers
 
 
-def _savers(arch: Architecture, workload: Workload, group: str, *, moe: bool) -> int:
-    """How many linear layers of ``group`` save their input for backward.
+#: MLA's linears reading the layer input; q_b_proj and kv_b_proj read the normalized latents
+#: (modeling_deepseek_v3.py DeepseekV3Attention).
+_MLA_HIDDEN_READERS = ("q_proj", "q_a_proj", "kv_a_proj_with_mqa")
+
+
+def _savers(arch: Architecture, workload: Workload, group: str, *, moe: bool,
+            names: tuple[str, ...] | None = None) -> int:
+    """How many linear layers of ``group`` (of ``names`` when given) save their input for backward.
 
     ``y = x W^T`` needs ``x`` only for the weight gradient: every linear saves it in full training;
     under LoRA only the targeted ones do (their lora_A reads the input), a frozen linear keeps only
     its weight. bitsandbytes' MatMul4Bit likewise keeps only the packed weight.
     """
-    in_group = [lin.name for lin in arch.linears if lin.count == 1 and _group_of(lin) == group]
+    in_group = [lin.name for lin in arch.linears if lin.count == 1 and _group_of(lin) == group
+                and (names is None or lin.name in names)]
     if workload.method == "full":
         if moe and group == "mlp_in":
             # The router (not in ``linears``) reads the MoE input; the experts read gathered copies,
@@ -268,7 +275,8 @@ def _layer_activations(arch: Architecture, layer: Layer, workload: Workload, seq
     elif recurrent:
         attn_in = 1 if full else 0
     else:
-        attn_in = _savers(arch, workload, "attn_in", moe=is_moe)
+        attn_in = _savers(arch, workload, "attn_in", moe=is_moe,
+                          names=_MLA_HIDDEN_READERS if mixer.kind == "mla" else None)
     attn_out = _savers(arch, workload, "attn_out", moe=is_moe)
     mlp_in = _savers(arch, workload, "mlp_in", moe=is_moe) if ffn.kind != "none" else 0
     mlp_out = _savers(arch, workload, "mlp_out", moe=is_moe) if ffn.kind != "none" else 0
@@ -301,7 +309,8 @@ def _layer_activations(arch: Architecture, layer: Layer, workload: Workload, seq
         training_cache = 0.0
     else:
         saved_attn, forward_transient, training_cache = _attention_saved(
-            arch, workload, seq_len, d, c=c, r=r, qe=qe, attn_out=attn_out, norm=norm, linear_inputs=linear_inputs)
+            arch, workload, seq_len, d, c=c, r=r, qe=qe, attn_out=attn_out, norm=norm, linear_inputs=linear_inputs,
+            mixer=mixer)
         saved += saved_attn
     inter = I
     if ffn.kind == "none":
@@ -324,9 +333,17 @@ def _layer_activations(arch: Architecture, layer: Layer, workload: Workload, seq
     )  # fmt: skip
 
 
+def sdpa_gets_mask(mixer: Mixer, seq_len: int) -> bool:
+    """Whether transformers hands SDPA an explicit mask for this layer at ``seq_len`` keys (no padding):
+    masking_utils ``_ignore_causal_mask_sdpa`` drops a causal mask for ``is_causal``, but a sliding or
+    chunked one only while the keys fit in the window (``kv_length < local_attention_size``)."""
+    local = mixer.window if mixer.kind == "sliding" else mixer.chunk if mixer.kind == "chunked" else None
+    return local is not None and seq_len >= local
+
+
 def _attention_saved(arch: Architecture, workload: Workload, seq_len: int, d: Dims, *, c: int, r: int, qe: int,
-                     attn_out: int, norm: Callable[..., float],
-                     linear_inputs: Callable[..., float]) -> tuple[float, float, float]:
+                     attn_out: int, norm: Callable[..., float], linear_inputs: Callable[..., float],
+                     mixer: Mixer) -> tuple[float, float, float]:
     """(saved, forward transient, training cache) per token of an attention mixer."""
     a, k, vd, qk, H = d.heads, d.kv_heads, d.v_head_dim, d.qk_head_dim, d.hidden
     mixed = workload.precision.mixed
@@ -336,6 +353,23 @@ def _attention_saved(arch: Architecture, workload: Workload, seq_len: int, d: Di
         saved += norm(a * qk) + norm(k * qk) - 8 + 4 * (a + k)  # rsqrt per head, not per token
     elif arch.qk_norm == "full":
         saved += norm(a * qk) + norm(k * qk)
+
+    if mixer.l2_qk_norm:
+        # Llama4TextL2Norm (modeling_llama4.py): ``x.float() * rsqrt(x.pow(2).mean(-1) + eps)``, then
+        # ``type_as(x)``: the fp32 copies of q and k and an rsqrt per head are saved; the 16-bit result is
+        # the q/k attention reads (counted there).
+        saved += 4 * (a + k) * qk + 4 * (a + k)
+    if arch.is_mla:
+        # MLA (modeling_deepseek_v3.py DeepseekV3Attention): q_a_layernorm and kv_a_layernorm normalize
+        # the low-rank latents (an RMSNorm each: fp32 copy, 16-bit cast, output); q_b_proj saves the
+        # normalized q latent, and the normalized kv latent stays alive beside the cache's copy that
+        # kv_b_proj reads (exact-mode trace of a deepseek_v3 config). kv_b_proj's output holds the
+        # non-rotary keys and the values, which SDPA saves as a view of it: the keys' share is extra.
+        q_rank, kv_rank = int(arch.q_lora_rank or 0), int(arch.kv_lora_rank or 0)
+        if q_rank:
+            q_b = _savers(arch, workload, "attn_in", moe=False, names=("q_b_proj",))
+            saved += norm(q_rank) + linear_inputs(q_b, q_rank, already_saved=False)
+        saved += norm(kv_rank) + c * kv_rank + c * k * int(arch.qk_nope_head_dim or 0)
 
     attn = effective_attention(arch, workload)
     repeat = a != k
@@ -358,6 +392,14 @@ def _attention_saved(arch: Architecture, workload: Workload, seq_len: int, d: Di
             saved += c * a * seq_len  # tanh(scores / cap) saves its output (gemma2)
         saved += linear_inputs(attn_out, a * vd, already_saved=False)  # transposed, contiguous output
         forward_transient = mask_bytes * a * seq_len + mask_bytes * seq_len  # masked scores; the 4-D mask
+    elif sdpa_gets_mask(mixer, seq_len):
+        # With a mask transformers does not pass enable_gqa (sdpa_attention.py use_gqa_in_sdpa): k and v are
+        # repeated to every head (repeat_kv, new tensors SDPA saves), and SDPA turns the boolean mask into an
+        # additive one in the compute dtype, which the memory-efficient kernel saves: a (batch, 1, S, S)
+        # tensor per layer. Exact-mode trace of a llama4_text config (chunked layers, 512 tokens, chunk 128).
+        saved += c * a * qk + c * a * qk + c * a * vd + c * a * vd + LSE_BYTES * a + c * seq_len
+        saved += linear_inputs(attn_out, a * vd, already_saved=True)
+        forward_transient = qe * a * qk + 2 * c * H
     else:
         saved += c * a * qk + c * k * qk + c * k * vd + c * a * vd + LSE_BYTES * a
         saved += linear_inputs(attn_out, a * vd, already_saved=True)
@@ -409,6 +451,11 @@ def _ffn_saved(arch: Architecture, ffn: FFN, workload: Workload, d: Dims, *, c: 
         if ffn.shared:
             mlp += act_bytes * ffn.shared + linear_inputs(mlp_out, ffn.shared, already_saved=False)
         mlp += 4 * ffn.experts  # router logits in fp32 (softmax saved)
+        if ffn.fp32_routing and full and not mixed and c != 4:
+            # A float32 router (DeepseekV3TopkRouter: F.linear(hidden_states.type(torch.float32), ...))
+            # saves the fp32 copy of its input for its weight's gradient; autocast would cast it back to
+            # 16 bits (counted with the MoE input's readers).
+            mlp += 4 * H
     return mlp
 
 
@@ -569,9 +616,16 @@ def inference_layer_transient(arch: Architecture, *, compute_bytes: int, attn: s
     # RMSNorm: input + fp32 copy + fp32 normalized.
     peak = float(c * H + 8 * H)
     kinds = {layer.mixer.kind for layer, _ in arch.layer_groups}
+    sinks = any(m.sinks for layer, _ in arch.layer_groups for m in layer.mixers)
     if kinds & ATTENTION_KINDS:
         attn_bytes = 2 * c * H + c * (d.heads * d.qk_head_dim * 2 + d.kv_heads * (d.qk_head_dim + d.v_head_dim) * 2)
-        if attn == "eager":
+        if attn == "eager" and sinks:
+            # Attention sinks (modeling_gpt_oss.py eager_attention_forward): the masked scores stay bound
+            # while torch.cat appends the sink column and the row max is subtracted, and softmax runs in
+            # the scores' dtype: three score tensors, two of them one column wider (the 4-D masks are
+            # counted per forward by the caller).
+            attn_bytes += c * d.heads * (seq_len + 2 * (seq_len + 1))
+        elif attn == "eager":
             # Per score element at the softmax: the masked scores, softmax(dtype=float32)'s fp32 copy of
             # its input (none when already fp32) and its fp32 output (ATen softmax with a dtype casts
             # first); plus the additive 4-D mask.
@@ -584,7 +638,14 @@ def inference_layer_transient(arch: Architecture, *, compute_bytes: int, attn: s
                 peak = max(peak, 2 * c * H + (recurrent_inference_bytes(mixer, compute_bytes=c, hidden=H,
                                                                          seq_len=query_len)
                                               if query_len > 1 else 4 * c * (mixer.inner or H)))
-        peak = max(peak, _ffn_inference_bytes(arch, layer.ffn, c, H, d.intermediate))
+        held = 0
+        if attn == "eager" and layer.mixer.kind in ATTENTION_KINDS:
+            # Eager attention returns its probabilities in the compute dtype and the decoder layer keeps
+            # them bound (``hidden_states, _ = self.self_attn(...)``, modeling_llama.py and most siblings)
+            # until it returns: alive through the feed-forward. With sinks they are a slice of the
+            # softmax output, which keeps the sink column (modeling_gpt_oss.py ``probs[..., :-1]``).
+            held = c * d.heads * (seq_len + (1 if layer.mixer.sinks else 0))
+        peak = max(peak, _ffn_inference_bytes(arch, layer.ffn, c, H, d.intermediate) + held)
     return peak
 
 
@@ -606,9 +667,16 @@ def _ffn_inference_bytes(arch: Architecture, ffn: FFN, c: int, H: int, default_i
         # MLP: residual + input + act(gate) + up + product alive at the multiply (gated); the
         # activation's own temporaries otherwise.
         return 2 * c * H + (3 if ffn.gated else max(2, _ACT_ALIVE.get(arch.hidden_act, 2))) * c * inter
-    # grouped_mm experts: per routed token the gathered input stays alive with the fused gate/up
-    # output, act(gate) and the product (integrations/moe.py grouped_mm_experts_forward).
-    mlp = 2 * c * H + ffn.routed_copies * c * (H + (4 if ffn.gated else 2) * inter + _expert_extra_alive(ffn, inter))
+    # grouped_mm experts (integrations/moe.py grouped_mm_experts_forward), per routed token: at the
+    # gating, the gathered input stays alive with the fused gate/up output, act(gate) and the product;
+    # at the end, the gathered input, the down projection's output, the output weighted by the routing
+    # weights (in their dtype) and its copy restored to token order (``weighted_out[inv_perm]``).
+    # Exact-mode trace of a deepseek_v3 config (hidden 256, expert width 128, top-2, fp32 routing): the
+    # prefill peaks at that reorder.
+    gating = c * (H + (4 if ffn.gated else 2) * inter + _expert_extra_alive(ffn, inter))
+    weighted = 4 if ffn.fp32_routing else c
+    reorder = 2 * c * H + 2 * weighted * H
+    mlp = 2 * c * H + ffn.routed_copies * max(gating, reorder)
     if ffn.shared:
         mlp = max(mlp, 2 * c * H + 3 * c * ffn.shared) + c * H
     return mlp

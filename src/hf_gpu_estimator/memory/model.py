@@ -14,6 +14,7 @@ from hf_gpu_estimator.memory.activations import (
     layers_holding,
     loss_bytes,
     norm_bytes,
+    sdpa_gets_mask,
 )
 from hf_gpu_estimator.memory.kv_cache import kv_cache_bytes
 from hf_gpu_estimator.memory.terms import BYTES, COMPONENTS, MemoryEstimate, Moment, Term
@@ -185,6 +186,14 @@ def _workspace(workload: Workload) -> int:
     return overhead.CUBLAS_WORKSPACE_BYTES
 
 
+def _sdpa_mask_patterns(arch: Architecture, seq_len: int) -> int:
+    """Distinct boolean masks an SDPA prefill of ``seq_len`` tokens builds: a causal mask is skipped for
+    ``is_causal``, a sliding or chunked one only while the prompt fits in its window
+    (masking_utils ``sdpa_mask``, see :func:`activations.sdpa_gets_mask`)."""
+    return len({(m.kind, m.window, m.chunk) for layer, _ in arch.layer_groups for m in layer.mixers
+                if sdpa_gets_mask(m, seq_len)})
+
+
 def _mask_patterns(arch: Architecture) -> int:
     """Distinct attention masks an eager forward builds: causal, sliding-window, chunked."""
     kinds = {"full" if m.kind in ("full", "mla") else m.kind for layer, _ in arch.layer_groups for m in layer.mixers
@@ -221,6 +230,10 @@ def _inference(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: 
     # 4-D additive mask built once per forward, one per masking pattern (transformers builds a causal
     # and a sliding-window mask when both layer kinds are present; masking_utils create_masks_for_generate).
     mask = B * S * S * c * _mask_patterns(arch) if attn == "eager" else 0
+    if attn == "sdpa":
+        # SDPA gets boolean masks (1 byte per element) where a pattern cannot be skipped: alive for the
+        # whole forward (exact-mode trace of a llama4_text config: the chunked mask at the MoE peak).
+        mask = B * S * S * _sdpa_mask_patterns(arch, S)
     hidden = B * S * c * arch.hidden_size  # embeddings / residual stream kept across layers
     # Only the last position's logits (generate passes logits_to_keep=1), then an fp32 copy; a forward
     # without logits_to_keep computes them for every prompt position first.
@@ -254,9 +267,12 @@ def _inference(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: 
             Term(component="workspace", name="cuBLAS workspace", bytes=ws,
                  formula="32 MiB cuBLAS + 1 MiB cuBLASLt per stream (Hopper+), via the caching allocator"),
         ]
-        if mask:
+        if mask and attn == "eager":
             terms.append(Term(component="transient", name="eager 4-D attention mask", bytes=mask,
                               formula=f"{_mask_patterns(arch)} x {B} x {S} x {S} x {c} B"))
+        elif mask:
+            terms.append(Term(component="transient", name="SDPA boolean attention masks", bytes=mask,
+                              formula=f"{_sdpa_mask_patterns(arch, S)} x {B} x {S} x {S} x 1 B"))
         if dequant:
             terms.append(Term(component="transient", name="dequantized layer weight", bytes=dequant,
                               formula="largest quantized linear dequantized to the compute dtype"))

@@ -121,6 +121,9 @@ def analyze_deepseek_v3(f: Fields, model_type: str, head: Head) -> tuple[Archite
         moe_intermediate_size=moe_inter if moe_layers else 0,
         num_shared_experts=n_shared if moe_layers else 0,
         shared_expert_intermediate_size=shared_inter if moe_layers else 0,
+        # DeepseekV2/V3TopkRouter: F.linear on float32 input and weight, softmax/sigmoid in fp32, top-k
+        # weights scaled and returned as float32.
+        moe_fp32_routing=bool(moe_layers),
         num_dense_layers=min(first_dense, layers),
         moe_layers=moe_layers,
         q_lora_rank=q_rank,

@@ -78,6 +78,7 @@ FAMILIES = {
         analyze=analyze_gpt_oss, default_class="GptOssForCausalLM",
         classes={"GptOssForCausalLM": "causal_lm", "GptOssModel": "base"},
         native_softmax=True,  # eager_attention_forward: softmax(..., dtype=combined_logits.dtype)
+        supports_sdpa=False,  # GptOssPreTrainedModel._supports_sdpa = False (the sinks): "sdpa" runs eager
         module=__name__,
     ),
 }

@@ -62,6 +62,10 @@ def analyze_llama4_text(f: Fields, model_type: str, head: Head) -> tuple[Archite
     moe_set = set(moe_layers)
     per_layer = attention_layers(layer_types, tuple(moe if i in moe_set else dense for i in range(layers)),
                                  heads=heads, kv_heads=kv_heads, head_dim=head_dim, chunk=chunk)
+    if f.boolean("use_qk_norm", True):
+        # Llama4TextAttention: ``if config.use_qk_norm and self.use_rope: self.qk_norm = Llama4TextL2Norm``.
+        per_layer = tuple(dataclasses.replace(layer, mixer=dataclasses.replace(layer.mixer, l2_qk_norm=True))
+                          if r else layer for layer, r in zip(per_layer, rope, strict=True))
     linears = attention_linears(hidden, q_out, kv_out, bias, bias)
     if moe_layers:
         linears += (
