@@ -176,12 +176,6 @@ KNOWN_GAPS: Mapping[str, tuple[float, str]] = {
                 "precision, about 9 MiB short"),
     # Layer kinds first held against traces where activations dominate; not yet itemized against the
     # trace (the traced breakdown at the peak is given).
-    "jamba-inference-sdpa-b8s128": (
-        +0.071, "Mamba slow-path prefill rule (14 bytes per inner x d_state element, fit on mamba's default "
-                "config) about 9 MiB high on this config"),
-    "jamba-training-bf16-true-sdpa-adamw-b8s128": (
-        +0.062, "Mamba slow-path saved tensors: the analytic top-layer backward (saved set + two inner x "
-                "d_state fp32 gradient buffers, fit on the checkpointed case) is about 36 MiB above the trace"),
     "gpt_oss-inference-sdpa-b2s512": (
         -0.223, "eager prefill with sinks and two mask patterns: the trace holds about 4 MiB of 4-D masks "
                 "(2 counted) and about 5 MiB more of gathered expert tensors than _ffn_inference_bytes counts"),

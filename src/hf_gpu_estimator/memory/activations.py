@@ -459,8 +459,9 @@ def recurrent_saved_bytes(mixer: Mixer, *, compute_bytes: int, hidden: int, seq_
       with its normalized output), B and C expanded to the heads (five ``heads x d_state`` copies: two
       einsums for G, ``B * decay``, the einsums of the states and of C against them), three ``chunk x
       chunk`` matrices per head (``exp(segment_sum)``, G, and G masked), and the chunk states twice.
-    * Mamba (modeling_mamba.py ``slow_forward``): the discretized ``A``, ``B``, ``B x u`` and every
-      step's state are materialized at ``inner x d_state`` per token in fp32.
+    * Mamba (modeling_mamba.py / modeling_jamba.py ``mamba_selective_scan``, a loop over the tokens),
+      itemized on a jamba config: the discretized ``A`` and ``B`` and every step's state are saved at
+      ``inner x d_state`` per token in fp32 (``B x u`` is not saved), each state's 16-bit copy too.
     * Short conv (LFM2): B, C, x, B*x, the conv output and out_proj's input, in the compute dtype.
     * RWKV-4 time mix (modeling_rwkv.py ``rwkv_linear_attention_cpu``, a Python loop over the tokens):
       the shifted input and the three token-mixed inputs of key/value/receptance, the value, the
@@ -512,19 +513,24 @@ def recurrent_saved_bytes(mixer: Mixer, *, compute_bytes: int, hidden: int, seq_
                  + e * padded * (4 * heads * d_state + 2 * heads * chunk + 3 * inner)
                  + e * mixer.state_elements * (2 * padded / chunk + per_seq))
         return saved, 4 * 2 * heads * chunk
-    # Mamba1: four inner x d_state fp32 tensors per token, and the matmul with C reads a 16-bit copy.
-    saved = c * 2 * inner + c * 2 * inner + c * inner + (16 + c) * inner * d_state + 4 * 2 * inner + c * inner
+    # Mamba1 (``mamba_selective_scan``'s token loop): three inner x d_state fp32 tensors per token (the
+    # discretized A saved by exp, discrete_B saved by ``* x``, every step's state saved by the next step)
+    # and the 16-bit copy of each state the matmul with C reads; inner-wide: the in_proj output (x and the
+    # gate, the convolution's input), the convolution's output, x_proj's input, dt before and after
+    # softplus, the D skip's and the gate's 16-bit factors, out_proj's input, and x and the skip's sum
+    # in fp32.
+    saved = c * 9 * inner + 4 * 2 * inner + (12 + c) * inner * d_state
     return saved, 4 * 2 * inner * d_state
 
 
 def recurrent_backward_bytes(mixer: Mixer, *, seq_len: int | None = None, autocast: bool = False) -> float:
     """Gradient buffers per token alive while a recurrent mixer's backward runs, beyond its saved tensors.
 
-    Mamba's slow path (no heads): the gradients of its ``inner x d_state`` fp32 tensors (discretized
-    A, B x u, the states). Exact-mode trace of a jamba config (hidden 256, d_state 16, 8 x 128 tokens,
-    bf16-mixed with checkpointing): 132 MiB of temporaries at the backward peak (four such tensors),
-    while the saved ones they replace are freed: the peak exceeds the recomputed layer's saved tensors
-    by about two of them (366 MiB traced; 297 MiB without this term).
+    Mamba's token loop (no heads): each step's gradient of a slice of the discretized A and of ``B x u``
+    is materialized full-size by ``select_backward`` and summed, so several ``inner x d_state`` fp32
+    tensors are alive while the saved states are freed step by step. Measured on the jamba accuracy
+    config (d_state 16, 8 x 128 tokens), one layer's backward run alone: 122,686 bytes per token above
+    its saved set under autocast, 124,700 in bf16: 15 bytes per ``inner x d_state`` element.
     Mamba2's chunked scan (``mamba2_chunk_scan``): the backward peaks at the ``chunk x chunk`` matrices'
     gradients. Measured on the mamba2 accuracy config (8 heads, chunk 256, 2 x 512 tokens), one layer's
     backward run alone: 15,961 bytes per token above its saved set under autocast (the 16-bit gradient
@@ -533,7 +539,7 @@ def recurrent_backward_bytes(mixer: Mixer, *, seq_len: int | None = None, autoca
     Other kinds: not measured apart from their layer's other buffers (0).
     """
     if mixer.kind == "ssm" and not mixer.heads:
-        return 2 * 4 * mixer.state_elements
+        return 15 * mixer.state_elements
     if mixer.kind == "ssm":
         padded, _ = _chunking(mixer.chunk or MAMBA2_CHUNK, seq_len)
         return (2 if autocast else 1) * 4 * mixer.heads * (mixer.chunk or MAMBA2_CHUNK) * padded
@@ -543,9 +549,8 @@ def recurrent_backward_bytes(mixer: Mixer, *, seq_len: int | None = None, autoca
 def recurrent_inference_bytes(mixer: Mixer, *, compute_bytes: int, hidden: int, seq_len: int) -> float:
     """Peak per-token bytes inside a recurrent mixer's prefill under ``torch.no_grad``.
 
-    Mamba's slow path holds about three ``inner x d_state`` fp32 tensors per token at once (the
-    discretized A, B x u and the scan's output), measured by exact-mode trace of mamba's default
-    config: 41 MiB at 128 tokens, 13.7 bytes per ``inner x d_state`` element. The chunked scans pad the
+    Mamba's token loop holds three ``inner x d_state`` fp32 tensors per token at once (the discretized A
+    and B, B x u), itemized from the live tensors at the traced peak of a jamba config. The chunked scans pad the
     sequence to a multiple of their chunk, so a short prompt pays for a whole chunk, and keep every local
     alive to the end (itemized from the live tensors at the traced peak):
 
@@ -568,7 +573,9 @@ def recurrent_inference_bytes(mixer: Mixer, *, compute_bytes: int, hidden: int, 
         # Key, value, receptance and the output buffer alive through the token loop (modeling_rwkv.py).
         return 4 * c * inner
     if mixer.kind == "ssm" and not mixer.heads:
-        return 14 * mixer.state_elements + 4 * c * inner
+        # At the D skip's sum after the loop: discrete A, discrete B and B x u (fp32, inner x d_state), the
+        # in_proj output, conv output, its contiguous copy, dt, the stacked outputs, x and the sum in fp32.
+        return 12 * mixer.state_elements + 6 * c * inner + 4 * 2 * inner
     heads = mixer.heads or 1
     channels = mixer.conv_elements // (mixer.conv_kernel or 4)
     if mixer.kind == "ssm":
