@@ -190,9 +190,6 @@ KNOWN_GAPS: Mapping[str, tuple[float, str]] = {
                 "against the trace"),
     "deepseek_v3-training-bf16-true-sdpa-adamw-b2s512": (
         -0.051, "MLA + MoE training: about 6 MiB of activations short, not yet itemized against the trace"),
-    "rwkv-inference-sdpa-b16s64": (
-        -0.163, "RWKV-4 prefill: the token loop's four mixer-wide tensors counted; the trace holds about "
-                "2.5 MiB more, not yet itemized"),
 }
 
 

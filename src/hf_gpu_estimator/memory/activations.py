@@ -661,7 +661,14 @@ def inference_layer_transient(arch: Architecture, *, compute_bytes: int, attn: s
                 peak = max(peak, 2 * c * H + (recurrent_inference_bytes(mixer, compute_bytes=c, hidden=H,
                                                                          seq_len=query_len)
                                               if query_len > 1 else 4 * c * (mixer.inner or H)))
-        peak = max(peak, _ffn_inference_bytes(arch, layer.ffn, c, H, d.intermediate))
+        ffn = _ffn_inference_bytes(arch, layer.ffn, c, H, d.intermediate)
+        if layer.mixer.kind == "wkv":
+            # RWKV-4's channel mix (modeling_rwkv.py RwkvFeedForward) shifts its input by one token and
+            # mixes it into the key and receptance inputs: three hidden-wide tensors beyond the MLP's; the
+            # block (RwkvBlock.forward) keeps the time mix's output and its own input alive until it
+            # returns. Live tensors at the traced prefill peak of an rwkv config (inside the channel mix).
+            ffn += 5 * c * H
+        peak = max(peak, ffn)
     return peak
 
 
