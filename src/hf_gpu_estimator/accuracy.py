@@ -174,39 +174,6 @@ KNOWN_GAPS: Mapping[str, tuple[float, str]] = {
     "gemma2-training-bf16-mixed-sdpa-sgd-ckpt-b2s512": (
         -0.053, "gemma2 under autocast with checkpointing: the softcapped logits' backward in mixed "
                 "precision, about 9 MiB short"),
-    # Layer kinds first held against traces where activations dominate; not yet itemized against the
-    # trace (the traced breakdown at the peak is given).
-    "mamba2-inference-sdpa-b2s512": (
-        -0.104, "Mamba2 chunked-scan prefill: traced 51.7 MiB of activations at the peak, the analytic "
-                "two-thirds-of-training rule about 6 MiB short"),
-    "mamba2-training-bf16-true-sdpa-adamw-b2s512": (
-        -0.134, "Mamba2 torch_forward's saved tensors: traced 206 MiB of activations at the loss' backward, "
-                "about 35 MiB more than recurrent_saved_bytes counts"),
-    "mamba2-training-bf16-mixed-sdpa-adamw-ckpt-b2s512": (
-        -0.057, "the recomputed Mamba2 layer's backward: about 6 MiB short (backward buffers of the scan not "
-                "counted, recurrent_backward_bytes is 0 for Mamba2)"),
-    "qwen3_next-inference-sdpa-b2s512": (
-        +0.104, "gated DeltaNet prefill counted as its training saved set (recurrent_inference_bytes); the traced "
-                "no-grad peak holds about 3.5 MiB less"),
-    "qwen3_next-training-bf16-true-sdpa-adamw-b2s512": (
-        -0.095, "gated DeltaNet chunked rule's saved tensors: traced 152 MiB of activations at the loss' "
-                "backward, about 21 MiB more than counted"),
-    "qwen3_next-training-bf16-mixed-sdpa-adamw-ckpt-b2s512": (
-        -0.059, "the recomputed DeltaNet layer's backward buffers (9.5 MiB of temporaries traced) not counted"),
-    "jamba-inference-sdpa-b8s128": (
-        +0.071, "Mamba slow-path prefill rule (14 bytes per inner x d_state element, fit on mamba's default "
-                "config) about 9 MiB high on this config"),
-    "jamba-training-bf16-true-sdpa-adamw-b8s128": (
-        +0.062, "Mamba slow-path saved tensors: the analytic top-layer backward (saved set + two inner x "
-                "d_state fp32 gradient buffers, fit on the checkpointed case) is about 36 MiB above the trace"),
-    "granitemoehybrid-inference-sdpa-b2s512": (
-        -0.076, "Mamba2 chunked-scan prefill beside MoE: about 5 MiB short (as mamba2's prefill)"),
-    "granitemoehybrid-training-bf16-true-sdpa-adamw-b2s512": (
-        -0.105, "Mamba2 torch_forward's saved tensors: traced 256 MiB of activations at the loss' backward, "
-                "about 35 MiB more than counted (as mamba2)"),
-    "rwkv-inference-sdpa-b16s64": (
-        -0.163, "RWKV-4 prefill: the token loop's four mixer-wide tensors counted; the trace holds about "
-                "2.5 MiB more, not yet itemized"),
 }
 
 

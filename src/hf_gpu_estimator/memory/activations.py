@@ -299,12 +299,14 @@ def _layer_activations(arch: Architecture, layer: Layer, workload: Workload, seq
         saved += norms * norm() + linear_inputs(attn_in, H, already_saved=False) \
             + linear_inputs(mlp_in, H, already_saved=False)
     if layer.parallel is not None:  # falcon_h1: a Mamba2 mixer beside attention, reading the same input
-        saved_parallel, _ = recurrent_saved_bytes(layer.parallel, compute_bytes=c, hidden=H)
+        saved_parallel, _ = recurrent_saved_bytes(layer.parallel, compute_bytes=c, hidden=H, seq_len=seq_len,
+                                               autocast=mixed)
         saved += saved_parallel
     if mixer.kind == "none":
         forward_transient, training_cache = 0.0, 0.0
     elif recurrent:
-        saved_mixer, forward_transient = recurrent_saved_bytes(mixer, compute_bytes=c, hidden=H)
+        saved_mixer, forward_transient = recurrent_saved_bytes(mixer, compute_bytes=c, hidden=H, seq_len=seq_len,
+                                                                autocast=mixed)
         saved += saved_mixer
         training_cache = 0.0
     else:
@@ -313,12 +315,13 @@ def _layer_activations(arch: Architecture, layer: Layer, workload: Workload, seq
             mixer=mixer)
         saved += saved_attn
     inter = I
+    mixer_backward = recurrent_backward_bytes(mixer, seq_len=seq_len, autocast=mixed) if recurrent else 0.0
     if ffn.kind == "none":
         return LayerActivations(saved=saved, training_cache=training_cache, forward_transient=forward_transient,
-                                backward_transient=2 * r * H + max(3 * c * max(mixer.inner, H),
-                                                                   recurrent_backward_bytes(mixer)),
+                                backward_transient=2 * r * H + max(3 * c * max(mixer.inner, H), mixer_backward),
                                 checkpoint=r * H)
-    saved += _ffn_saved(arch, ffn, workload, d, c=c, inter=inter, mlp_out=mlp_out, linear_inputs=linear_inputs)
+    ffn_saved = _ffn_saved(arch, ffn, workload, d, c=c, inter=inter, mlp_out=mlp_out, linear_inputs=linear_inputs)
+    saved += ffn_saved
     # Dropout in training saves a bool mask per dropped element (native_dropout): the two residual
     # branches; eager's dropped probabilities (saved by the second matmul instead of their cast,
     # so only the mask is extra). SDPA's fused dropout keeps an RNG seed.
@@ -326,7 +329,8 @@ def _layer_activations(arch: Architecture, layer: Layer, workload: Workload, seq
         saved += 2 * H
     copies = ffn.routed_copies if is_moe else 1
     inter = (ffn.intermediate or I) if is_moe else I
-    backward_transient = max(3 * c * inter * copies, recurrent_backward_bytes(mixer)) + 2 * r * H
+    # Backward runs the feed-forward part first: its saved tensors are freed before the mixer's buffers grow.
+    backward_transient = max(3 * c * inter * copies, mixer_backward - ffn_saved) + 2 * r * H
     return LayerActivations(
         saved=saved, training_cache=training_cache, forward_transient=forward_transient,
         backward_transient=backward_transient, checkpoint=r * H,
@@ -466,21 +470,45 @@ DELTANET_CHUNK = 64
 MAMBA2_CHUNK = 256
 
 
-def recurrent_saved_bytes(mixer: Mixer, *, compute_bytes: int, hidden: int) -> tuple[float, float]:
+def _chunking(chunk: int, seq_len: int | None) -> tuple[float, float]:
+    """(padded tokens per token, 1 / tokens per sequence) of a chunked scan: transformers pads the
+    sequence to a multiple of the chunk (``pad_tensor_by_size`` / ``F.pad``). Unknown length: no padding,
+    one sequence of unbounded length."""
+    if not seq_len:
+        return 1.0, 0.0
+    return -(-seq_len // chunk) * chunk / seq_len, 1 / seq_len
+
+
+def recurrent_saved_bytes(mixer: Mixer, *, compute_bytes: int, hidden: int, seq_len: int | None = None,
+                          autocast: bool = False) -> tuple[float, float]:
     """(saved for backward, forward transient) per token of a linear-attention, SSM or short-conv mixer
     in training, following transformers' torch fallback paths (what runs without the CUDA kernels, and
-    what exact mode traces). The layer input saved by its in_proj is counted by the caller.
+    what exact mode traces). The layer input saved by its in_proj is counted by the caller. ``seq_len``
+    (tokens per sequence) sizes the chunked scans' padding; ``autocast``: mixed precision, where the
+    scans' matmuls save 16-bit copies of their fp32 operands (itemized under the tracer's CUDA autocast).
 
-    * Gated DeltaNet (modeling_qwen3_next.py): in_proj outputs and the short convolution's input and
-      output in the compute dtype; ``torch_chunk_gated_delta_rule`` upcasts q, k, v to fp32,
-      L2-normalizes q and k, builds per-chunk ``chunk x chunk`` decay and attention matrices per head
-      (about 3 of them) and keeps one ``k_dim x v_dim`` state per head per chunk; the gated RMSNorm
-      works in fp32.
-    * Mamba2 (modeling_mamba2.py ``torch_forward``): in_proj output, conv input/output, fp32 x, B, C
-      (expanded to heads), three ``chunk x chunk`` segment-sum matrices per head, a
-      ``head_dim x d_state`` state per head per chunk, fp32 outputs and gated norm.
-    * Mamba (modeling_mamba.py ``slow_forward``): the discretized ``A``, ``B``, ``B x u`` and every
-      step's state are materialized at ``inner x d_state`` per token in fp32.
+    * Gated DeltaNet (modeling_qwen3_next.py ``Qwen3NextGatedDeltaNet.forward`` and
+      ``torch_chunk_gated_delta_rule``), itemized from the tensors autograd saves on a qwen3_next config:
+      in the compute dtype the concatenated q/k/v (the convolution's input) and the convolution's output,
+      beta, and three value-wide tensors of the gated RMSNorm and out_proj; in fp32, per token, q and k
+      before their L2 norm, then six key-wide tensors (the padded key and query, ``k_beta``, ``k_cumdecay``
+      and the decayed query and key the chunk loop reads), six value-wide ones (the padded value,
+      ``new_values``, the loop's ``v_new``, and the gated norm's input, gate and ``silu(gate)``), five
+      ``chunk``-wide matrices per head (the pairwise decay, ``k_beta @ key^T`` and ``query @ key^T`` saved
+      by their masking products, the UT system saved by ``solve_triangular``, the masked intra-chunk
+      attention the loop reads), and one state per head per chunk.
+    * Mamba2 (modeling_mamba2.py ``Mamba2Mixer.forward`` with ``mamba2_chunk_scan`` and
+      ``MambaRMSNormGated``; bamba, falcon_h1, granitemoehybrid, nemotron_h and zamba2 copy them),
+      itemized the same way on a mamba2 config: the in_proj output (held by the convolution as its input),
+      the convolution's output, dt twice (softplus, clamp) and out_proj's input in the compute dtype; in
+      fp32 the upcast x, six inner-wide tensors (x padded for the D skip, x copied by two einsums,
+      ``C_times_states`` saved by the decay product; the gated norm's gate, input and product are five
+      with its normalized output), B and C expanded to the heads (five ``heads x d_state`` copies: two
+      einsums for G, ``B * decay``, the einsums of the states and of C against them), three ``chunk x
+      chunk`` matrices per head (``exp(segment_sum)``, G, and G masked), and the chunk states twice.
+    * Mamba (modeling_mamba.py / modeling_jamba.py ``mamba_selective_scan``, a loop over the tokens),
+      itemized on a jamba config: the discretized ``A`` and ``B`` and every step's state are saved at
+      ``inner x d_state`` per token in fp32 (``B x u`` is not saved), each state's 16-bit copy too.
     * Short conv (LFM2): B, C, x, B*x, the conv output and out_proj's input, in the compute dtype.
     * RWKV-4 time mix (modeling_rwkv.py ``rwkv_linear_attention_cpu``, a Python loop over the tokens):
       the shifted input and the three token-mixed inputs of key/value/receptance, the value, the
@@ -489,10 +517,6 @@ def recurrent_saved_bytes(mixer: Mixer, *, compute_bytes: int, hidden: int) -> t
       output and of the state update, numerator, denominator, the decayed maximum and the new
       numerator, denominator and maximum states). The channel mix shifts its input the same way: the
       shifted input, its second token-mixed input, the receptance's sigmoid and the value output.
-
-    The tensor lists come from reading those code paths; the prefill peaks built on them are held
-    against traces (:func:`recurrent_inference_bytes`), but the training terms are not yet: the
-    coverage matrix's training step peaks at the optimizer step, where activations are gone.
     """
     c = compute_bytes
     inner = mixer.inner or hidden
@@ -507,61 +531,114 @@ def recurrent_saved_bytes(mixer: Mixer, *, compute_bytes: int, hidden: int) -> t
     heads = mixer.heads or 1
     if mixer.kind == "linear":
         chunk = mixer.chunk or DELTANET_CHUNK
+        padded, _ = _chunking(chunk, seq_len)
         dv = mixer.value_dim or 1
-        dk = mixer.state_elements // max(1, heads * dv)
-        saved = (c * (2 * channels + 2 * heads + inner) + 4 * (4 * heads * dk + 2 * inner + heads * dk + inner
-                 + 3 * heads * dk) + 4 * 3 * heads * chunk + 4 * mixer.state_elements / chunk + 4 * 2 * inner
-                 + c * inner)
-        return saved, 4 * 2 * heads * chunk
+        keys = heads * (mixer.state_elements // max(1, heads * dv))  # q/k width after repeat to the value heads
+        scores = heads * chunk
+        saved = c * (2 * channels + heads) + 4 * 9 * heads + 4 * 2 * keys
+        if autocast:
+            # The matmuls save 16-bit copies of their fp32 operands (seven key-wide, two score-wide and
+            # the loop's intra-chunk slice, v_new and states), the fp32 ones are saved by the products.
+            saved += (padded * (4 * 4 * keys + c * 7 * keys + 4 * 2 * scores + c * 3 * scores)
+                      + 4 * inner * (2 * padded + 4) + c * inner * (padded + 2)
+                      + (4 + 2 * c) * mixer.state_elements * padded / chunk)
+        else:
+            saved += (padded * (4 * 6 * keys + 4 * 5 * scores) + 4 * inner * (3 * padded + 3) + c * 3 * inner
+                      + 4 * mixer.state_elements * padded / chunk)
+        return saved, 4 * 2 * scores
     d_state = mixer.state_elements // max(1, inner)
     if mixer.heads:  # Mamba2: multi-head SSD
         chunk = mixer.chunk or MAMBA2_CHUNK
-        saved = (c * (inner + channels + heads) + c * 2 * channels + 4 * (2 * inner + 2 * heads * d_state)
-                 + 4 * 3 * heads * chunk + 4 * heads * d_state + 4 * mixer.state_elements / chunk
-                 + 4 * 3 * inner + 4 * inner + c * inner)
+        padded, per_seq = _chunking(chunk, seq_len)
+        # The convolution keeps the in_proj output (gate, x/B/C, dt) as its input; under autocast it casts
+        # ``.to(conv weight dtype)`` (fp32) back to 16 bits and keeps that x/B/C copy instead. softplus is
+        # an fp32 autocast op. The einsums save 16-bit copies of their fp32 operands under autocast.
+        conv_in = channels if autocast else inner + channels + heads
+        e = c if autocast else 4
+        saved = (c * (conv_in + channels + inner) + (4 if autocast else c) * 2 * heads + 4 * 4 * heads
+                 + 4 * inner * (6 + padded) + 4 * heads * d_state * padded + 4 * heads * chunk * padded
+                 + e * padded * (4 * heads * d_state + 2 * heads * chunk + 3 * inner)
+                 + e * mixer.state_elements * (2 * padded / chunk + per_seq))
         return saved, 4 * 2 * heads * chunk
-    # Mamba1: four inner x d_state fp32 tensors per token, and the matmul with C reads a 16-bit copy.
-    saved = c * 2 * inner + c * 2 * inner + c * inner + (16 + c) * inner * d_state + 4 * 2 * inner + c * inner
+    # Mamba1 (``mamba_selective_scan``'s token loop): three inner x d_state fp32 tensors per token (the
+    # discretized A saved by exp, discrete_B saved by ``* x``, every step's state saved by the next step)
+    # and the 16-bit copy of each state the matmul with C reads; inner-wide: the in_proj output (x and the
+    # gate, the convolution's input), the convolution's output, x_proj's input, dt before and after
+    # softplus, the D skip's and the gate's 16-bit factors, out_proj's input, and x and the skip's sum
+    # in fp32.
+    saved = c * 9 * inner + 4 * 2 * inner + (12 + c) * inner * d_state
     return saved, 4 * 2 * inner * d_state
 
 
-def recurrent_backward_bytes(mixer: Mixer) -> float:
-    """Gradient buffers per token alive while a recurrent mixer's backward runs.
+def recurrent_backward_bytes(mixer: Mixer, *, seq_len: int | None = None, autocast: bool = False) -> float:
+    """Gradient buffers per token alive while a recurrent mixer's backward runs, beyond its saved tensors.
 
-    Mamba's slow path (no heads): the gradients of its ``inner x d_state`` fp32 tensors (discretized
-    A, B x u, the states). Exact-mode trace of a jamba config (hidden 256, d_state 16, 8 x 128 tokens,
-    bf16-mixed with checkpointing): 132 MiB of temporaries at the backward peak (four such tensors),
-    while the saved ones they replace are freed: the peak exceeds the recomputed layer's saved tensors
-    by about two of them (366 MiB traced; 297 MiB without this term).
+    Mamba's token loop (no heads): each step's gradient of a slice of the discretized A and of ``B x u``
+    is materialized full-size by ``select_backward`` and summed, so several ``inner x d_state`` fp32
+    tensors are alive while the saved states are freed step by step. Measured on the jamba accuracy
+    config (d_state 16, 8 x 128 tokens), one layer's backward run alone: 122,686 bytes per token above
+    its saved set under autocast, 124,700 in bf16: 15 bytes per ``inner x d_state`` element.
+    Mamba2's chunked scan (``mamba2_chunk_scan``): the backward peaks at the ``chunk x chunk`` matrices'
+    gradients. Measured on the mamba2 accuracy config (8 heads, chunk 256, 2 x 512 tokens), one layer's
+    backward run alone: 15,961 bytes per token above its saved set under autocast (the 16-bit gradient
+    of the masked scores, its fp32 copy and the two fp32 gradients of its factors, while the tensors
+    already consumed are freed: about two fp32 score matrices per head), 8,441 in bf16 (about one).
     Other kinds: not measured apart from their layer's other buffers (0).
     """
     if mixer.kind == "ssm" and not mixer.heads:
-        return 2 * 4 * mixer.state_elements
+        return 15 * mixer.state_elements
+    if mixer.kind == "ssm":
+        padded, _ = _chunking(mixer.chunk or MAMBA2_CHUNK, seq_len)
+        return (2 if autocast else 1) * 4 * mixer.heads * (mixer.chunk or MAMBA2_CHUNK) * padded
     return 0.0
 
 
 def recurrent_inference_bytes(mixer: Mixer, *, compute_bytes: int, hidden: int, seq_len: int) -> float:
     """Peak per-token bytes inside a recurrent mixer's prefill under ``torch.no_grad``.
 
-    Mamba's slow path holds about three ``inner x d_state`` fp32 tensors per token at once (the
-    discretized A, B x u and the scan's output), measured by exact-mode trace of mamba's default
-    config: 41 MiB at 128 tokens, 13.7 bytes per ``inner x d_state`` element. Mamba2's chunked scan pads
-    the sequence to a multiple of its chunk (``torch_forward``: ``pad_tensor_by_size``), so a short
-    prompt pays for a whole chunk; without autograd about two thirds of what training saves is alive
-    at the peak (traces of mamba2, falcon_h1 and nemotron_h default configs). Gated DeltaNet and short
-    convolutions: what training saves (trace of qwen3_next: 42 MiB analytic vs 42 MiB traced). RWKV-4's
-    token loop: its four mixer-wide tensors (the loop's per-token tensors are one token wide).
+    Mamba's token loop holds three ``inner x d_state`` fp32 tensors per token at once (the discretized A
+    and B, B x u), itemized from the live tensors at the traced peak of a jamba config. The chunked scans pad the
+    sequence to a multiple of their chunk, so a short prompt pays for a whole chunk, and keep every local
+    alive to the end (itemized from the live tensors at the traced peak):
+
+    * Mamba2 (``mamba2_chunk_scan``, peak at its last sum): the in_proj output and the convolution's
+      output in the compute dtype; in fp32 the three ``chunk x chunk`` matrices per head, seven
+      inner-wide tensors (the D skip, padded x, the diagonal and off-diagonal outputs, the states read
+      by C, their sum and its contiguous copy), three ``heads x d_state`` ones (padded B and C, B times
+      the decay) and the chunk states.
+    * Gated DeltaNet (``torch_chunk_gated_delta_rule``, peak in the chunk loop): the in_proj outputs, the
+      convolution's output and the copied gate z in the compute dtype; in fp32 three ``chunk``-wide
+      matrices per head (the pairwise decay, the UT system, the intra-chunk attention), four value-wide
+      tensors (the padded value, ``v_beta``, ``new_values``, the output buffer) and six key-wide ones
+      (``k_beta``, its decayed copy, ``k_cumdecay``, the decayed query and key, one more copy of them).
+    * Short convolutions: what training saves. RWKV-4's token loop: its four mixer-wide tensors (the
+      loop's per-token tensors are one token wide).
     """
+    c = compute_bytes
+    inner = mixer.inner or hidden
     if mixer.kind == "wkv":
         # Key, value, receptance and the output buffer alive through the token loop (modeling_rwkv.py).
-        return 4 * compute_bytes * (mixer.inner or hidden)
-    saved, transient = recurrent_saved_bytes(mixer, compute_bytes=compute_bytes, hidden=hidden)
+        return 4 * c * inner
     if mixer.kind == "ssm" and not mixer.heads:
-        return 14 * mixer.state_elements + 4 * compute_bytes * (mixer.inner or hidden)
+        # At the D skip's sum after the loop: discrete A, discrete B and B x u (fp32, inner x d_state), the
+        # in_proj output, conv output, its contiguous copy, dt, the stacked outputs, x and the sum in fp32.
+        return 12 * mixer.state_elements + 6 * c * inner + 4 * 2 * inner
+    heads = mixer.heads or 1
+    channels = mixer.conv_elements // (mixer.conv_kernel or 4)
     if mixer.kind == "ssm":
         chunk = mixer.chunk or MAMBA2_CHUNK
-        padded = -(-seq_len // chunk) * chunk
-        return (saved + transient) * 2 / 3 * padded / max(1, seq_len)
+        padded, per_seq = _chunking(chunk, seq_len)
+        d_state = mixer.state_elements // max(1, inner)
+        return (c * (inner + 2 * channels + heads) + padded * (4 * 3 * heads * chunk + 4 * 7 * inner
+                + 4 * 3 * heads * d_state) + 4 * 4 * heads + 4 * mixer.state_elements * (padded / chunk + 2 * per_seq))
+    if mixer.kind == "linear":
+        chunk = mixer.chunk or DELTANET_CHUNK
+        padded, per_seq = _chunking(chunk, seq_len)
+        dv = mixer.value_dim or 1
+        keys = heads * (mixer.state_elements // max(1, heads * dv))
+        return (c * (2 * channels + 2 * inner + 5 * heads) + padded * (4 * 3 * heads * chunk + 4 * 4 * inner
+                + 4 * 6 * keys) + 4 * 2 * mixer.state_elements * per_seq)
+    saved, _ = recurrent_saved_bytes(mixer, compute_bytes=c, hidden=hidden, seq_len=seq_len)
     return saved
 
 
@@ -645,7 +722,14 @@ def inference_layer_transient(arch: Architecture, *, compute_bytes: int, attn: s
             # until it returns: alive through the feed-forward. With sinks they are a slice of the
             # softmax output, which keeps the sink column (modeling_gpt_oss.py ``probs[..., :-1]``).
             held = c * d.heads * (seq_len + (1 if layer.mixer.sinks else 0))
-        peak = max(peak, _ffn_inference_bytes(arch, layer.ffn, c, H, d.intermediate) + held)
+        ffn = _ffn_inference_bytes(arch, layer.ffn, c, H, d.intermediate) + held
+        if layer.mixer.kind == "wkv":
+            # RWKV-4's channel mix (modeling_rwkv.py RwkvFeedForward) shifts its input by one token and
+            # mixes it into the key and receptance inputs: three hidden-wide tensors beyond the MLP's; the
+            # block (RwkvBlock.forward) keeps the time mix's output and its own input alive until it
+            # returns. Live tensors at the traced prefill peak of an rwkv config (inside the channel mix).
+            ffn += 5 * c * H
+        peak = max(peak, ffn)
     return peak
 
 
