@@ -18,11 +18,10 @@ import gzip
 import json
 import sys
 import warnings
-from pathlib import Path
 
 from hf_gpu_estimator import coverage
 
-OUT = Path(__file__).resolve().parents[1] / "tests/data/coverage_headers.json.gz"
+OUT = coverage.HEADERS_PATH
 
 
 def header_tensors(config: dict) -> list[list[object]]:
@@ -52,9 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     data = coverage.load_data()
     entries: dict[str, dict[str, object]] = {}
-    if args.only and OUT.exists():
-        with gzip.open(OUT, "rt", encoding="utf-8") as f:
-            entries = {k: v for k, v in json.load(f).get("entries", {}).items() if k not in args.only}
+    if args.only:  # the other recorded entries stay
+        entries = {k: v for k, v in coverage.load_headers().items() if k not in args.only}
     for model_type, entry in sorted(data.get("entries", {}).items()):
         if args.only and model_type not in args.only:
             continue
@@ -69,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{model_type}: {type(e).__name__}: {e}"[:200], file=sys.stderr)
             continue
         entries[model_type] = {"config_hash": entry.get("config_hash"), "tensors": tensors}
-    payload = {"versions": data.get("versions", {}), "entries": dict(sorted(entries.items()))}
+    payload = {"versions": data.get("versions", {}), "entries": entries}
     with gzip.open(OUT, "wt", encoding="utf-8") as f:
         json.dump(payload, f, separators=(",", ":"), sort_keys=True)
     print(f"{len(entries)} headers -> {OUT} ({OUT.stat().st_size:,} bytes)")

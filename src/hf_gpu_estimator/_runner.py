@@ -627,7 +627,7 @@ class _Stepper:
         self.extra = {"logits_to_keep": 1} if "logits_to_keep" in self.params else {}
         supports = getattr(model, "_supports_default_dynamic_cache", None)
         self.own_state = callable(supports) and not supports()
-        self.full_sequence = getattr(model.config, "model_type", None) in FULL_SEQUENCE_STEPS
+        self.full_sequence = _model_type(model) in FULL_SEQUENCE_STEPS
 
     def new_cache(self) -> Any:
         return None if self.own_state else new_cache(self.model)

@@ -29,6 +29,8 @@ DEBUG_ENV = "HFGE_DEBUG"
 HOURS_PER_MONTH = 730
 
 #: Exact mode's real-values fallback (a data-dependent operator) keeps a real CPU copy of every
-#: tensor: refuse it when the weights (x4 for full training: gradients, two AdamW states) pass this,
-#: so a trace does not exhaust the host's memory (a 2-layer cut of a 50B-parameter MoE would take ~100 GiB).
+#: tensor: refuse it when the weights (with gradients and optimizer states for full training) pass
+#: this, so a trace does not exhaust the host's memory. 8 GiB leaves room beside the traced process
+#: on a 16-32 GB workstation or CI runner; longcat_flash's default config cut to 2 layers (54.4 B
+#: parameters, 101 GiB of bf16 copies) is refused, a 2-layer jetmoe (0.8 B, 1.4 GiB) is not.
 REAL_VALUES_MAX_BYTES = 8 * GiB

@@ -320,9 +320,10 @@ def cut_config(config: Any) -> CutConfig:
     for name, note in patterned.items():
         changes[name] = f"{note}, then {changes[name]}" if name in changes else note
     _repair(model_type, text, changes, prefix)
+    top = full if text_key else text  # CutConfig.workload_config sets them on the top-level config
     for workload, settings in WORKLOAD_SETTINGS.get(model_type, {}).items():
         for name, value in settings.items():
-            changes[f"{workload}: {prefix}{name}"] = f"{text.get(name)!r} → {value!r} (this workload only)"
+            changes[f"{workload}: {name}"] = f"{top.get(name)!r} → {value!r} (this workload only)"
     out = dict(full)
     if text_key:
         out[text_key] = text
@@ -344,9 +345,9 @@ _DERIVED_DEFAULTS = (
 #: The sizes are those of the released Qwen4-Exp text config (4 index query heads and 1 key head of 128, a budget
 #: of 2048 tokens in blocks of 4), and with them its partial_rotary_factor 0.25: transformers' validate_architecture
 #: requires the rotary part of a 256-wide attention head (256 x 1.0 at the default rope) to fit the 128-wide index
-#: head. No config.json of Qwen/Qwen4-Exp is in the reference library; the values are those third-party loaders of
-#: the checkpoint mirror (a moespresso loader test's qwen4_exp_text config; vLLM's Qwen4-Exp serving notes give the
-#: compress ratio 4).
+#: head. Unverified against Qwen/Qwen4-Exp's own config.json: the values as third-party loaders of the checkpoint
+#: give them (a moespresso loader test's qwen4_exp_text config); vLLM's Qwen4-Exp serving notes give the compress
+#: ratio 4.
 _QWEN4_EXP_QSA: Mapping[str, Any] = {
     "indexer_n_heads": 4, "indexer_kv_heads": 1, "indexer_head_dim": 128, "indexer_budget": 2048,
     "indexer_compress_ratio": 4,
@@ -438,7 +439,7 @@ def _repair(model_type: str, text: dict[str, Any], changes: dict[str, str], pref
         for parent in parents:
             target = target[parent]
         if target.get(leaf) != value:
-            changes[prefix + name] = f"{target.get(leaf)!r} → {value!r} (required to generate)"
+            changes[prefix + name] = f"{target.get(leaf)!r} → {value!r} (required to build or generate)"
             target[leaf] = value
 
 
@@ -529,12 +530,12 @@ TRACE_GAPS: Mapping[str, str] = {
                                 "KV states (shared_kv_states) and raises without them; alone it has no memory "
                                 "of its own to trace, and with them the figure is the main model's",
     "gemma3n": "its vision tower (TimmWrapperModel) needs timm, and timm needs torchvision, which has no "
-               "build for the CPU-only torch of the tracing environment",
+               "build for the CPU-only torch 2.13 the traces are recorded with",
     "git": "training: transformers' GitForCausalLM loss always drops the image_patch_tokens (197 at the default "
            "config) in front of the logits, so text-only training fails in transformers itself",
     "blt": "transformers' BltModel builds DynamicCache(config=BltConfig) whenever use_cache (the config's default) "
            "and BltConfig has no num_hidden_layers: forward, forward with labels and generate all fail in "
-           "transformers itself (checked on a real CPU model; use_cache=False runs)",
+           "transformers itself (with use_cache=False it runs)",
     "qwen4_exp": _QWEN4_EXP_GAP,
     "qwen4_exp_text": _QWEN4_EXP_GAP,
     "gemma4_assistant": "a draft model that runs on the main model's shared KV states and input embeddings "
@@ -653,7 +654,8 @@ HEADERS_PATH = DATA_PATH.with_name("coverage_headers.json.gz")
 
 
 @functools.lru_cache(maxsize=1)
-def _headers() -> Mapping[str, Any]:
+def load_headers() -> Mapping[str, Any]:
+    """The recorded checkpoint headers by model type (``benchmarks/coverage_headers.py``)."""
     if not HEADERS_PATH.exists():
         return {}
     with gzip.open(HEADERS_PATH, "rt", encoding="utf-8") as f:
@@ -663,7 +665,7 @@ def _headers() -> Mapping[str, Any]:
 def header_tensors(model_type: str, entry: Mapping[str, Any]) -> tuple[TensorInfo, ...] | None:
     """The recorded checkpoint header of ``model_type`` (what the Hub would serve), when it matches the
     traced config; ``None`` otherwise (the analytic side then reads config.json alone)."""
-    recorded = _headers().get(model_type)
+    recorded = load_headers().get(model_type)
     if not recorded or recorded.get("config_hash") != entry.get("config_hash"):
         return None
     return tuple(TensorInfo(name=n, dtype=d, shape=tuple(shape)) for n, d, shape in recorded["tensors"])

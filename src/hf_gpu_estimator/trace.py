@@ -63,12 +63,12 @@ from torch.autograd import graph as _autograd_graph
 from torch.distributed._tools import mem_tracker as _mt
 from torch.distributed._tools import mod_tracker as _mod_tracker
 from torch.overrides import TorchFunctionMode
+from torch.utils import _pytree as pytree
 from torch.utils._mode_utils import no_dispatch
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils import _pytree as pytree
 
 from hf_gpu_estimator import _runner
-from hf_gpu_estimator.constants import REAL_VALUES_MAX_BYTES
+from hf_gpu_estimator.constants import REAL_VALUES_MAX_BYTES, GiB
 from hf_gpu_estimator.errors import TraceError
 from hf_gpu_estimator.workload import Workload
 
@@ -533,15 +533,20 @@ def _real_values_guard(config: Mapping[str, Any], workload: Workload) -> None:
     n_params = sum(p.numel() for p in model.parameters())
     del model
     dtype = _runner.torch_dtype(_runner.weight_dtype(config, workload))
-    # Full training keeps weights, gradients and two AdamW states of the same size.
-    copies = 4 if workload.is_training and workload.method == "full" else 1
-    needed = n_params * dtype.itemsize * copies
+    per_param = float(dtype.itemsize)  # the weights
+    if workload.is_training and workload.method == "full":
+        # Gradients, and the optimizer's states (workload.OptimizerSpec: tensors of the parameter's size,
+        # or fixed bytes per element for the 8-bit optimizers).
+        optimizer = workload.optimizer
+        state = (optimizer.state_bytes_per_param if optimizer.state_bytes_per_param is not None
+                 else optimizer.state_tensors * dtype.itemsize)
+        per_param += dtype.itemsize + state
+    needed = int(n_params * per_param)
     if needed > REAL_VALUES_MAX_BYTES:
         raise TraceError(
             f"tracing {config.get('model_type')!r} needs real values (a data-dependent operator) and their "
-            f"host copies do not fit: {n_params:,} parameters x {dtype.itemsize} bytes x {copies} "
-            f"({needed / 2**30:.1f} GiB) > {REAL_VALUES_MAX_BYTES / 2**30:.0f} GiB "
-            "(constants.REAL_VALUES_MAX_BYTES)"
+            f"host copies do not fit: {n_params:,} parameters x {per_param:g} bytes "
+            f"({needed / GiB:.1f} GiB) > {REAL_VALUES_MAX_BYTES / GiB:.0f} GiB (constants.REAL_VALUES_MAX_BYTES)"
         )
 
 
