@@ -235,3 +235,24 @@ def test_import_stays_free_of_torch():
     code = "import sys, hf_gpu_estimator; hf_gpu_estimator.estimate; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("config", [
+    {"model_type": "hrm_text", "hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 12,
+     "num_layers_per_stack": 2, "H_cycles": 2, "L_cycles": 2, "num_attention_heads": 4, "vocab_size": 211},
+    {"model_type": "dory", "hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 8, "num_attention_heads": 4,
+     "num_key_value_heads": 2, "head_dim": 16, "vocab_size": 211,
+     "layer_types": ["sliding_attention", "mlp"] * 3 + ["full_attention", "mlp"],
+     "n_input_layers": 2, "n_recurrent_layers": 4, "n_output_layers": 2},
+], ids=["hrm_text", "dory"])
+def test_lora_counts_weight_layers_of_looped_models(config):
+    """A looped model runs some layers more than once; LoRA adapts each weight layer once (peft wraps modules)."""
+    torch = pytest.importorskip("torch")
+    from hf_gpu_estimator._runner import build_meta_model
+    from hf_gpu_estimator.sources import inspect_model
+
+    model = build_meta_model(config)
+    wrapped = sum(8 * (m.in_features + m.out_features) for name, m in model.named_modules()
+                  if isinstance(m, torch.nn.Linear) and name.rsplit(".", 1)[-1] in ("q_proj", "v_proj"))
+    work = make_workload(task="training", method="lora", lora_rank=8, lora_targets="q_proj,v_proj")
+    assert lora_parameters(inspect_model(config), work) == wrapped

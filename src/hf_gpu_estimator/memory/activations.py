@@ -149,7 +149,11 @@ def _group_of(linear: LinearShape) -> str:
 def layers_holding(arch: Architecture, linear: LinearShape) -> int:
     """How many decoder layers contain ``linear``: attention linears live in the attention layers, MLP
     linears in the dense-FFN layers (and MoE layers with shared experts, which reuse the names),
-    recurrent projections in the state-space / linear-attention layers; all layers for uniform models."""
+    recurrent projections in the state-space / linear-attention layers; all layers for uniform models.
+
+    Weight layers, not runs: a looped model (dory's recurrent section, hrm_text's two stacks) runs some of
+    its layers more than once, and its ``layers`` list each run; the count is scaled by
+    ``stored_layers / num_layers`` (the looped layers are alike)."""
     group = _group_of(linear)
     if group in ("attn_in", "attn_out"):
         held = sum(n for layer, n in arch.layer_groups if any(m.kind in ATTENTION_KINDS for m in layer.mixers))
@@ -160,7 +164,10 @@ def layers_holding(arch: Architecture, linear: LinearShape) -> int:
         held = sum(n for layer, n in arch.layer_groups if any(m.kind in STATE_KINDS for m in layer.mixers))
     else:
         held = 0
-    return held or arch.num_layers
+    held = held or arch.num_layers
+    if arch.stored_layers != arch.num_layers:
+        held = max(1, held * arch.stored_layers // arch.num_layers)
+    return held
 
 
 #: MLA's linears reading the layer input; q_b_proj and kv_b_proj read the normalized latents

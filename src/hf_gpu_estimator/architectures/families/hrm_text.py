@@ -30,7 +30,7 @@ def analyze_hrm_text(f: Fields, model_type: str, head: Head) -> tuple[Architectu
     hidden, inter, vocab, tie = d.hidden_size, d.intermediate_size, d.vocab_size, d.tie_word_embeddings
     heads, kv_heads, head_dim = d.num_attention_heads, d.num_key_value_heads, d.head_dim
     if given_per_stack is None:
-        # A config as first written (or a legacy one): num_hidden_layers is the per-stack count, and
+        # A config without num_layers_per_stack: num_hidden_layers is the per-stack count, and
         # HrmTextConfig.__post_init__ derives the number of calls from it.
         per_stack = d.num_layers
         calls = per_stack * h_cycles * (l_cycles + 1)
@@ -58,10 +58,11 @@ def analyze_hrm_text(f: Fields, model_type: str, head: Head) -> tuple[Architectu
         model_type,
         family="hrm_text",
         num_layers=calls,
+        weight_layers=stacks,
         attention_bias=bias,
         layer_types=(FULL,) * calls,
         linears=(*attention_linears(hidden, q_out, kv_out, bias, bias),
-                 LinearShape(name="gate_proj", in_features=hidden, out_features=q_out, bias=bias),
+                 LinearShape(name="gate_proj", in_features=hidden, out_features=q_out, bias=bias, group="attn_in"),
                  *gated_linears(hidden, inter, mlp_bias)),
         notes=((f"{stacks} weight layers (two stacks of {per_stack}) called {calls} times by the H/L recurrence, "
                 "one cache slot per call"),),
