@@ -58,7 +58,9 @@ def analyze_dots1(f: Fields, model_type: str, head: Head) -> tuple[Architecture,
 
     sliding = Mixer(kind="sliding", heads=heads, kv_heads=kv_heads, head_dim=head_dim, window=window)
     dense = FFN(kind="dense", intermediate=inter)
-    routed = FFN(kind="moe", intermediate=moe_inter, experts=experts, top_k=top_k, shared=shared_inter)
+    # Dots1TopkRouter: float32 router logits, sigmoid scores, float32 top-k weights (modeling_dots1.py).
+    routed = FFN(kind="moe", intermediate=moe_inter, experts=experts, top_k=top_k, shared=shared_inter,
+                 fp32_routing=True)
     per_layer = tuple(Layer(mixer=attention.mixer if types[i] == FULL else sliding,
                             ffn=dense if i < first_dense else routed) for i in range(layers))
     linears = attention.linears + (gated_linears(hidden, inter, False) if first_dense else ())

@@ -64,6 +64,7 @@ def analyze_glm4_moe(f: Fields, model_type: str, head: Head) -> tuple[Architectu
         shared_expert_intermediate_size=shared_inter if moe_layers else 0,
         num_dense_layers=min(first_dense, layers),
         moe_layers=moe_layers,
+        moe_fp32_routing=bool(moe_layers),  # Glm4MoeTopkRouter: float32 logits and top-k weights
         linears=linears,
         qk_norm="head" if qk_norm else None,
         notes=(

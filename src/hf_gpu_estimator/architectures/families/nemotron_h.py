@@ -93,8 +93,9 @@ def analyze_nemotron_h(f: Fields, model_type: str, head: Head) -> tuple[Architec
         MAMBA: Layer(mixer=mamba.mixer, ffn=FFN(kind="none")),
         ATTENTION: Layer(mixer=attention.mixer, ffn=FFN(kind="none")),
         MLP: Layer(mixer=none, ffn=FFN(kind="dense", intermediate=inter, gated=False)),
+        # NemotronHTopkRouter: float32 router logits and top-k weights (modeling_nemotron_h.py).
         MOE: Layer(mixer=none, ffn=FFN(kind="moe", intermediate=moe_inter, gated=False, experts=num_experts,
-                                       top_k=top_k, shared=shared)),
+                                       top_k=top_k, shared=shared, fp32_routing=True)),
     }
     for kind in types:
         t.add("norm", hidden)
