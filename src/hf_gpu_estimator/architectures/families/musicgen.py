@@ -37,6 +37,10 @@ def analyze_musicgen(f: Fields, model_type: str, head: Head) -> tuple[Architectu
     t.add("mlp", layers * (lin(hidden, inter, False) + lin(inter, hidden, False)))
     # LayerNorms (weight + bias): self-attention, cross-attention (MusicGen), final; and the decoder's last.
     t.add("norm", (layers * (3 if cross else 2) + 1) * 2 * hidden)
+    if cross:
+        # MusicgenDecoderLayer skips encoder_attn without encoder states: a decoder-only step never reaches
+        # it (as sources/headers.off_text_path finds from the tensor names).
+        t.add_off_text("cross_attention", layers * (attention + 2 * hidden))
     if head == "causal_lm":
         t.add("lm_head", codebooks * vocab * hidden)  # lm_heads: one per codebook, no bias
     arch = dims.architecture(
