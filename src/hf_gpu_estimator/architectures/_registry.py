@@ -12,6 +12,10 @@ from hf_gpu_estimator.spec import Architecture
 DropoutField = tuple[str, float]
 
 
+#: ``Family.dropouts`` of a model without dropout (the recurrent families: no attention probabilities).
+NO_DROPOUT: tuple[DropoutField, DropoutField, DropoutField] = (("", 0.0), ("", 0.0), ("", 0.0))
+
+
 @dataclass(frozen=True, kw_only=True)
 class Family:
     """Every fact about one model type that is not a config value.

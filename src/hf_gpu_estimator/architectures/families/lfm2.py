@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from hf_gpu_estimator.architectures._fields import FULL, Fields, Head, Tally, lin
-from hf_gpu_estimator.architectures._registry import Family
+from hf_gpu_estimator.architectures._registry import NO_DROPOUT, Family
 from hf_gpu_estimator.architectures.blocks import fused_experts
 from hf_gpu_estimator.architectures.recurrent import gqa, merge_linears, pattern_list, short_conv
 from hf_gpu_estimator.spec import FFN, Architecture, Layer, LinearShape
@@ -116,8 +116,8 @@ def analyze_lfm2(f: Fields, model_type: str, head: Head) -> tuple[Architecture, 
 FAMILIES = {
     "lfm2": Family(analyze=analyze_lfm2, default_class="Lfm2ForCausalLM",
                    classes={"Lfm2ForCausalLM": "causal_lm", "Lfm2Model": "base"},
-                   dropouts=(("", 0.0), ("", 0.0), ("", 0.0)), module=__name__),
+                   dropouts=NO_DROPOUT, module=__name__),
     "lfm2_moe": Family(analyze=analyze_lfm2, default_class="Lfm2MoeForCausalLM",
                        classes={"Lfm2MoeForCausalLM": "causal_lm", "Lfm2MoeModel": "base"},
-                       dropouts=(("", 0.0), ("", 0.0), ("", 0.0)), module=__name__),
+                       dropouts=NO_DROPOUT, module=__name__),
 }

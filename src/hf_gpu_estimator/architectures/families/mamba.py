@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from hf_gpu_estimator.architectures._fields import Fields, Head, Tally
-from hf_gpu_estimator.architectures._registry import Family
+from hf_gpu_estimator.architectures._registry import NO_DROPOUT, Family
 from hf_gpu_estimator.architectures.recurrent import Part, dt_rank, mamba1, mamba2
 from hf_gpu_estimator.spec import FFN, Architecture, Layer
-
-_NO_DROPOUT = (("", 0.0), ("", 0.0), ("", 0.0))
 
 
 def _ssm_stack(f: Fields, model_type: str, head: Head, *, hidden: int, layers: int, vocab: int, tie: bool,
@@ -68,8 +66,8 @@ def analyze_mamba2(f: Fields, model_type: str, head: Head) -> tuple[Architecture
 FAMILIES = {
     "mamba": Family(analyze=analyze_mamba, default_class="MambaForCausalLM",
                     classes={"MambaForCausalLM": "causal_lm", "MambaModel": "base"},
-                    dropouts=_NO_DROPOUT, module=__name__),
+                    dropouts=NO_DROPOUT, module=__name__),
     "mamba2": Family(analyze=analyze_mamba2, default_class="Mamba2ForCausalLM",
                      classes={"Mamba2ForCausalLM": "causal_lm", "Mamba2Model": "base"},
-                     dropouts=_NO_DROPOUT, module=__name__),
+                     dropouts=NO_DROPOUT, module=__name__),
 }

@@ -4,10 +4,8 @@ channel mix (a squared-ReLU MLP gated by a receptance), both reading a token-shi
 from __future__ import annotations
 
 from hf_gpu_estimator.architectures._fields import Fields, Head, Tally, lin
-from hf_gpu_estimator.architectures._registry import Family
+from hf_gpu_estimator.architectures._registry import NO_DROPOUT, Family
 from hf_gpu_estimator.spec import FFN, Architecture, Layer, LinearShape, Mixer
-
-_NO_DROPOUT = (("", 0.0), ("", 0.0), ("", 0.0))
 
 
 def analyze_rwkv(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
@@ -60,6 +58,6 @@ def analyze_rwkv(f: Fields, model_type: str, head: Head) -> tuple[Architecture, 
 
 FAMILIES = {
     "rwkv": Family(analyze=analyze_rwkv, default_class="RwkvForCausalLM",
-                   classes={"RwkvForCausalLM": "causal_lm", "RwkvModel": "base"}, dropouts=_NO_DROPOUT,
+                   classes={"RwkvForCausalLM": "causal_lm", "RwkvModel": "base"}, dropouts=NO_DROPOUT,
                    module=__name__),
 }

@@ -4,10 +4,8 @@ with exponential input and sigmoid forget gates per head) and a SwiGLU feed-forw
 from __future__ import annotations
 
 from hf_gpu_estimator.architectures._fields import Fields, Head, Tally, lin
-from hf_gpu_estimator.architectures._registry import Family
+from hf_gpu_estimator.architectures._registry import NO_DROPOUT, Family
 from hf_gpu_estimator.spec import FFN, Architecture, Layer, LinearShape, Mixer
-
-_NO_DROPOUT = (("", 0.0), ("", 0.0), ("", 0.0))
 
 
 def _round_up(x: float, multiple: int) -> int:
@@ -82,6 +80,6 @@ def analyze_xlstm(f: Fields, model_type: str, head: Head) -> tuple[Architecture,
 
 FAMILIES = {
     "xlstm": Family(analyze=analyze_xlstm, default_class="xLSTMForCausalLM",
-                    classes={"xLSTMForCausalLM": "causal_lm", "xLSTMModel": "base"}, dropouts=_NO_DROPOUT,
+                    classes={"xLSTMForCausalLM": "causal_lm", "xLSTMModel": "base"}, dropouts=NO_DROPOUT,
                     module=__name__),
 }
