@@ -403,16 +403,15 @@ def _attention_saved(arch: Architecture, workload: Workload, seq_len: int, d: Di
             saved += c * a * seq_len  # tanh(scores / cap) saves its output (gemma2)
         saved += linear_inputs(attn_out, a * vd, already_saved=False)  # transposed, contiguous output
         forward_transient = mask_bytes * a * seq_len + mask_bytes * seq_len  # masked scores; the 4-D mask
-    elif sdpa_gets_mask(mixer, seq_len):
-        # With a mask transformers does not pass enable_gqa (sdpa_attention.py use_gqa_in_sdpa): k and v are
-        # repeated to every head (repeat_kv, new tensors SDPA saves), and SDPA turns the boolean mask into an
-        # additive one in the compute dtype, which the memory-efficient kernel saves: a (batch, 1, S, S)
-        # tensor per layer. Exact-mode trace of a llama4_text config (chunked layers, 512 tokens, chunk 128).
-        saved += c * a * qk + c * a * qk + c * a * vd + c * a * vd + LSE_BYTES * a + c * seq_len
-        saved += linear_inputs(attn_out, a * vd, already_saved=True)
-        forward_transient = qe * a * qk + 2 * c * H
     else:
-        saved += c * a * qk + c * k * qk + c * k * vd + c * a * vd + LSE_BYTES * a
+        # SDPA saves q, k, v, its output and the logsumexp. With a mask transformers does not pass enable_gqa
+        # (sdpa_attention.py use_gqa_in_sdpa): k and v are repeated to every head (repeat_kv, new tensors SDPA
+        # saves), and SDPA turns the boolean mask into an additive one in the compute dtype, which the
+        # memory-efficient kernel saves: a (batch, 1, S, S) tensor per layer. Exact-mode trace of a
+        # llama4_text config (chunked layers, 512 tokens, chunk 128).
+        masked = sdpa_gets_mask(mixer, seq_len)
+        kv = a if masked else k
+        saved += c * a * qk + c * kv * qk + c * kv * vd + c * a * vd + LSE_BYTES * a + (c * seq_len if masked else 0)
         saved += linear_inputs(attn_out, a * vd, already_saved=True)
         forward_transient = qe * a * qk + 2 * c * H  # fp32 q before SDPA's cast; projection outputs
     # The DynamicCache a training forward builds (use_cache=True) holds copies of k and v, and
