@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from hf_gpu_estimator.architectures._fields import CHUNKED, SLIDING, Fields, lin
-from hf_gpu_estimator.spec import FFN, Layer, LinearShape, Mixer
+import dataclasses
+from typing import Any
+
+from hf_gpu_estimator.architectures._fields import CHUNKED, SLIDING, Fields, Tally, lin
+from hf_gpu_estimator.spec import FFN, Architecture, Layer, LinearShape, Mixer
 
 
 def attention_linears(
@@ -41,6 +44,19 @@ def gated_linears(hidden: int, inter: int, bias: bool) -> tuple[LinearShape, ...
     )
 
 
+
+
+def with_vision(arch: Architecture, t: Tally, *, model_type: str, tower: int, projector: int, tokens: int,
+                notes: tuple[str, ...], tower_note: str = "", **changes: Any) -> Architecture:
+    """A vision-language wrapper around the language model ``arch``: the vision tower and projector are
+    counted under role ``other`` and off the text path (a text-only step never reaches them), and one
+    image adds ``tokens`` to the sequence. ``changes`` are further Architecture fields (tie_word_embeddings)."""
+    t.add("other", tower + projector)
+    t.add_off_text("vision", tower + projector)
+    tower_note = tower_note or (f"counts include the vision tower ({tower:,} parameters) and the projector "
+                                f"({projector:,}) under role 'other'; the dimensions are the language model's")
+    return dataclasses.replace(arch, model_type=model_type, vision_parameters=tower + projector, tokens_per_image=tokens,
+                               notes=(*arch.notes, tower_note, *notes), **changes)
 
 
 def siglip_vision(v: Fields) -> int:

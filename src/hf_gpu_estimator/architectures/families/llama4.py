@@ -7,7 +7,13 @@ import dataclasses
 from hf_gpu_estimator.architectures._dims import Dims
 from hf_gpu_estimator.architectures._fields import CHUNKED, FULL, Fields, Head, Tally, lin
 from hf_gpu_estimator.architectures._registry import Family
-from hf_gpu_estimator.architectures.blocks import attention_layers, attention_linears, fused_experts, gated_linears
+from hf_gpu_estimator.architectures.blocks import (
+    attention_layers,
+    attention_linears,
+    fused_experts,
+    gated_linears,
+    with_vision,
+)
 from hf_gpu_estimator.spec import FFN, Architecture
 
 
@@ -128,22 +134,10 @@ def analyze_llama4(f: Fields, model_type: str, head: Head) -> tuple[Architecture
     text = f.sub("text_config")
     arch, t = analyze_llama4_text(text, "llama4_text", "causal_lm" if head == "conditional" else "base")
     tower, projector, per_tile = _llama4_vision(f.sub("vision_config"), arch.hidden_size)
-    t.add("other", tower + projector)
-    t.add_off_text("vision", tower + projector)
-    arch = dataclasses.replace(
-        arch,
-        model_type=model_type,
-        vision_parameters=tower + projector,
-        tokens_per_image=per_tile,
-        notes=(
-            *arch.notes,
-            f"counts include the vision tower ({tower:,} parameters) and the projector ({projector:,}) under role "
-            "'other'; the dimensions are the language model's",
-            f"tokens_per_image={per_tile}: one image_size tile, (image_size/patch_size)^2 x "
-            "pixel_shuffle_ratio^2 (Llama4VisionPixelShuffleMLP); the processor splits larger images into "
-            "several tiles plus a global view, each adding as many",
-        ),
-    )
+    arch = with_vision(arch, t, model_type=model_type, tower=tower, projector=projector, tokens=per_tile, notes=(
+        f"tokens_per_image={per_tile}: one image_size tile, (image_size/patch_size)^2 x "
+        "pixel_shuffle_ratio^2 (Llama4VisionPixelShuffleMLP); the processor splits larger images into "
+        "several tiles plus a global view, each adding as many",))
     return arch, t
 
 

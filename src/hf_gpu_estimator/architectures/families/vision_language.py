@@ -15,7 +15,7 @@ import math
 from hf_gpu_estimator.architectures._dims import DERIVED, Dims
 from hf_gpu_estimator.architectures._fields import MISSING, Fields, Head, Tally, lin
 from hf_gpu_estimator.architectures._registry import Family
-from hf_gpu_estimator.architectures.blocks import attention_linears, gated_linears
+from hf_gpu_estimator.architectures.blocks import attention_linears, gated_linears, with_vision
 from hf_gpu_estimator.architectures.families.llama_like import LLAMA_LIKE, _attention_bias, _Style, analyze_llama_like
 from hf_gpu_estimator.spec import FFN, Architecture, Layer, Mixer
 
@@ -28,25 +28,11 @@ def _wrap(
     tie_default: bool, tokens: int, tokens_note: str, extra_notes: tuple[str, ...] = (),
 ) -> tuple[Architecture, Tally]:
     """Add the vision parts and the wrapper's lm_head (tied by the top-level tie_word_embeddings)."""
-    t.add("other", tower + projector)
-    t.add_off_text("vision", tower + projector)
     tie = f.boolean("tie_word_embeddings", tie_default)
     if head == "conditional" and not tie:
         t.add("lm_head", arch.vocab_size * arch.hidden_size)
-    arch = dataclasses.replace(
-        arch,
-        model_type=model_type,
-        tie_word_embeddings=tie,
-        vision_parameters=tower + projector,
-        tokens_per_image=tokens,
-        notes=(
-            *arch.notes,
-            f"counts include the vision tower ({tower:,} parameters) and the projector ({projector:,}) under "
-            "role 'other'; the dimensions are the language model's",
-            tokens_note,
-            *extra_notes,
-        ),
-    )
+    arch = with_vision(arch, t, model_type=model_type, tower=tower, projector=projector, tokens=tokens,
+                       notes=(tokens_note, *extra_notes), tie_word_embeddings=tie)
     return arch, t
 
 
