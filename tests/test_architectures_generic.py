@@ -2,15 +2,67 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from hf_gpu_estimator.architectures import SUPPORTED_MODEL_TYPES, generic
 
 
+LOCK = Path(__file__).resolve().parents[1] / "requirements" / "test.lock"
+
+
+def _locked(package: str) -> str:
+    for line in LOCK.read_text().splitlines():
+        if line.lower().startswith(f"{package}=="):
+            return line.split("==", 1)[1].strip()
+    raise AssertionError(f"{package} is not pinned in {LOCK}")
+
+
+def test_record_is_from_the_locked_transformers() -> None:
+    assert generic.transformers_version() == _locked("transformers"), (
+        "generic_data.json was recorded from another transformers than requirements/test.lock pins: "
+        "run scripts/refresh_transformers.py")
+
+
 def test_record_is_from_the_installed_transformers() -> None:
     transformers = pytest.importorskip("transformers")
+    if transformers.__version__ != _locked("transformers"):
+        pytest.skip(f"transformers {transformers.__version__} is installed, not the locked "
+                    f"{_locked('transformers')}: scripts/test.sh installs the lock")
     assert generic.transformers_version() == transformers.__version__, (
-        "generic_data.json was recorded from another transformers: run scripts/build_generic_data.py")
+        "generic_data.json was recorded from another transformers: run scripts/refresh_transformers.py")
+
+
+#: A complete llama-style config under a model type no transformers release records.
+UNRECORDED = {"model_type": "brand_new_lm", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+              "num_key_value_heads": 2, "intermediate_size": 128, "vocab_size": 256, "hidden_act": "silu",
+              "max_position_embeddings": 512}
+
+
+@pytest.mark.parametrize("recorded", ["5.25.0", "9.0.0"])
+def test_a_type_the_record_does_not_know_is_estimated_generically(recorded: str,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A user whose transformers is newer (or older) than the record gets an estimate, not a failure: the
+    standard fields are read with no recorded defaults, and one assumption line names the recorded version."""
+    from hf_gpu_estimator import estimate
+
+    data = dict(generic._data())
+    monkeypatch.setattr(generic, "_data", lambda: {**data, "transformers": recorded})
+    est = estimate(UNRECORDED)
+    assert est.spec.architecture.derivation == "generic"
+    assert est.spec.parameters.total > 0 and est.memory.allocated_peak_bytes > 0
+    lines = [a for a in est.assumptions if "not among the model types recorded" in str(a)]
+    assert len(lines) == 1 and f"transformers {recorded}" in str(lines[0])
+
+
+def test_an_unrecorded_type_without_standard_fields_is_unsupported() -> None:
+    from hf_gpu_estimator.architectures import parameter_counts
+    from hf_gpu_estimator.errors import UnsupportedArchitectureError
+
+    with pytest.raises(UnsupportedArchitectureError, match="no standard field") as info:
+        parameter_counts({"model_type": "brand_new_lm", "hidden_size": 64})
+    assert "\n" not in str(info.value)
 
 
 def test_record_covers_every_causal_lm_type() -> None:

@@ -37,6 +37,7 @@ from hf_gpu_estimator.architectures._registry import Family
 from hf_gpu_estimator.architectures.families import FAMILIES
 from hf_gpu_estimator.architectures.generic import (
     analyze_generic,
+    generic_assumption,
     generic_supports_sdpa,
     known_model_types,
     transformers_version,
@@ -95,16 +96,23 @@ def _family(config: Mapping[str, Any]) -> tuple[Fields, str, Family]:
         raise MalformedConfigError(
             source, f"{source}: field 'model_type' is {model_type!r}, expected a string", field="model_type"
         )
-    family = FAMILIES.get(model_type)
-    if family is None:
-        if model_type not in known_model_types():
-            raise UnsupportedArchitectureError(
-                model_type, SUPPORTED_MODEL_TYPES,
-                hint=f"transformers {transformers_version()} does not implement {model_type!r} (remote code is never "
-                     "run): the estimate covers every model type it implements; --exact needs a transformers that "
-                     "knows this one")
-        family = GENERIC
-    return Fields(config, source=source), model_type, family
+    return Fields(config, source=source), model_type, FAMILIES.get(model_type, GENERIC)
+
+
+def _analyze_unrecorded(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Any]:
+    """The generic family on a model type the record does not know: a config without the standard fields is
+    refused as unsupported (nothing to read), not as malformed."""
+    try:
+        arch, tally = analyze_generic(f, model_type, head)
+    except MalformedConfigError as e:
+        if e.field is None or f.raw(e.field) is not MISSING:
+            raise
+        raise UnsupportedArchitectureError(
+            model_type, SUPPORTED_MODEL_TYPES,
+            hint=f"transformers {transformers_version()} (the recorded version) does not implement {model_type!r} "
+                 f"and its config has no standard field {e.field!r} to read it by (remote code is never run); "
+                 "--exact needs a transformers that knows this type", config=f.config) from e
+    return dataclasses.replace(arch, notes=(*arch.notes, generic_assumption(model_type))), tally
 
 
 def _class_and_head(f: Fields, family: Family) -> tuple[str, Head]:
@@ -131,7 +139,10 @@ def analyze(config: Mapping[str, Any]) -> Analysis:
     """
     f, model_type, family = _family(config)
     class_name, head = _class_and_head(f, family)
-    arch, tally = family.analyze(f, model_type, head)
+    if family is GENERIC and model_type not in known_model_types():
+        arch, tally = _analyze_unrecorded(f, model_type, head)
+    else:
+        arch, tally = family.analyze(f, model_type, head)
     notes = arch.notes
     architectures = f.raw("architectures")
     if isinstance(architectures, (list, tuple)) and architectures and architectures[0] != class_name \

@@ -84,7 +84,14 @@ GENERIC_TOLERANCE = (
 
 
 def generic_assumption(model_type: str) -> str:
-    """The assumption line every generic estimate carries."""
+    """The assumption line every generic estimate carries; for a model type the record does not know (a newer
+    transformers than the record, or remote code), the line that says so and names the recorded version."""
+    if model_type not in known_model_types():
+        return (f"{model_type!r} is not among the model types recorded from transformers {transformers_version()} "
+                "(a newer transformers, or remote code, which is never run): read through transformers' standard "
+                "config field names and their common aliases, with no recorded defaults; parameter counts are "
+                "exact only from the checkpoint's safetensors headers; --exact traces it where the installed "
+                "transformers implements it")
     return (f"{model_type!r} is estimated by the generic family (transformers' standard config fields, no family "
             f"module): {GENERIC_TOLERANCE} (docs/coverage.md); --exact traces the real code")
 
