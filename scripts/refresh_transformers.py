@@ -9,7 +9,7 @@ Steps, each an existing command run as a subprocess so an interrupted refresh re
    model type the installed transformers implements.
 2. ``benchmarks/coverage_traces.py``: re-traces only the coverage entries that are stale (other torch or
    transformers version, another cut config) and traces the new causal-LM types.
-3. ``benchmarks/coverage_headers.py --only ...``: the checkpoint headers of the re-traced types.
+3. ``benchmarks/coverage_headers.py``: the checkpoint headers of every traced type.
 4. ``benchmarks/coverage_report.py``: docs/coverage.md.
 
 Then it prints what changed: model types added and removed, and every type whose status or error moved past
@@ -26,7 +26,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 GENERIC = ROOT / "src/hf_gpu_estimator/architectures/generic_data.json"
@@ -65,11 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     _run("scripts/build_generic_data.py")
     new_types = set(json.loads(GENERIC.read_text())["model_types"])
     if not args.skip_traces:
-        traced_before = {t: e.get("traces") for t, e in _load_entries().items()}
         _run("benchmarks/coverage_traces.py")
-        changed = sorted(t for t, e in _load_entries().items() if e.get("traces") != traced_before.get(t))
-        if changed:
-            _run("benchmarks/coverage_headers.py", "--only", *changed)
+        _run("benchmarks/coverage_headers.py")  # every type (seconds): headers follow the traced cut configs
     _run("benchmarks/coverage_report.py")
     after = _statuses()
 
@@ -90,12 +86,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{within}/{len(after)} coverage types within tolerance; {regressions} fell out of it; "
           f"{time.monotonic() - start:.0f} s")
     return 1 if regressions else 0
-
-
-def _load_entries() -> dict[str, Any]:
-    from hf_gpu_estimator import coverage
-
-    return dict(coverage.load_data().get("entries", {}))
 
 
 if __name__ == "__main__":

@@ -451,6 +451,13 @@ _CONFIG_OVERRIDES: Mapping[str, tuple[Mapping[str, Any], str]] = {
     # then the same for vocab_size_per_layer_input): the values are the only ones the validator accepts.
     "gemma4_assistant": ({"text_config": {"hidden_size_per_layer_input": 0, "vocab_size_per_layer_input": 0}},
                          "Gemma4AssistantConfig.validate_architecture requires it"),
+    # Kolibri1_1's indexer picks tokens with torch.unique (aten._unique2, data-dependent shapes), so the trace takes
+    # the real-values retry; its default 5-layer cut holds 5.43 B parameters (384 routed experts of 3 x 2560 x 512
+    # in three MoE layers, a 128,000-token embedding and head): 10.1 GiB of bf16 host copies for inference and
+    # 40.4 GiB for training, past constants.REAL_VALUES_MAX_BYTES. Fewer experts and a smaller vocabulary keep
+    # every layer kind (MoE, dense, sliding, indexed and KV-sharing layers) and bring the copies under the limit.
+    "kolibri1_1": ({"num_local_experts": 16, "vocab_size": 32000},
+                   "real-values host copies of the default cut exceed constants.REAL_VALUES_MAX_BYTES"),
 }
 
 
@@ -492,7 +499,7 @@ def load_data(path: Path = DATA_PATH) -> dict[str, Any]:
 
 
 #: Share of all causal-LM types that must be within tolerance (exact counts, both workloads).
-#: Issue 11's target; measured 187 of 196 (0.954) with the family modules, the generic family and the
+#: Issue 11's target; measured 191 of 200 (0.955, transformers 5.25.0) with the family modules, the generic family and the
 #: checkpoint headers of tests/data/coverage_headers.json.gz; the rest are listed with their error and
 #: reason in docs/coverage.md.
 MIN_COVERAGE = 0.90
@@ -500,7 +507,16 @@ MIN_COVERAGE = 0.90
 #: Types the analytic side estimates but misses (parameter count or a tolerance), with the reason.
 #: Types it cannot estimate yet, or that exact mode could not trace, are listed with their error
 #: automatically (see :func:`rows`).
-KNOWN_GAPS: Mapping[str, str] = {}
+KNOWN_GAPS: Mapping[str, str] = {
+    "ergo": (
+        "ErgoPreTrainedModel._keep_in_fp32_modules_strict keeps embed_tokens, the norms and the residual gates in "
+        "float32 whatever the load dtype (the 262,144 x 8,192 embedding: 8.0 GiB, not 4.0 GiB), which the generic "
+        "family does not model (weights -4,120 MiB); and ErgoLinearWithFP32Output computes the vocabulary logits "
+        "as F.linear(x.float(), weight.float()) off CUDA, a float32 copy of lm_head (8.0 GiB) that the fake-tensor "
+        "trace records at the prefill peak, where a CUDA device in inference takes torch.mm(..., out_dtype=float32) "
+        "without the copy (modeling_ergo.py, transformers 5.25.0)"
+    ),
+}
 
 
 #: Qwen4-Exp (and its text model): the parameter figures are those of the meta-device model of the cut config.
