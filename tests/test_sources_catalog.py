@@ -117,7 +117,10 @@ def test_input_files_record_their_sources():
         assert raw["source"] == f"https://huggingface.co/{raw['id']}/blob/main/config.json", path.name
         if "derived_from" in raw:  # a fine-tune, mirror or quantization: its base, and why, in the notes
             assert raw["derived_from"] in {p.stem.replace("__", "/") for p in build.CONFIG_DIR.glob("*.json")}
-            assert raw["notes"].startswith("config.json not read: "), path.name
+            if raw["facts"] == "inherited":
+                assert raw["notes"].startswith("config.json not read: "), path.name
+            else:  # facts read from the repository's own config.json, and where they were read
+                assert raw["config_facts_source"] == raw["source"] and raw["config_facts_read_in"], path.name
             continue
         assert raw["confirmed_by"], path.name
         assert "model_type" in raw["config"], path.name
@@ -227,3 +230,69 @@ def test_prequantized_entries_keep_their_quantization(model_id, method):
 def test_derived_entries_name_their_base_in_the_assumptions():
     spec = catalog.lookup("Qwen/Qwen2.5-7B-Instruct-AWQ")
     assert any("config.json not read" in a and "Qwen/Qwen2.5-7B-Instruct" in a for a in spec.assumptions)
+
+
+# --- Issue 19 item 6: every entry carries its own config.json facts, or says they are inherited. ---
+
+INHERITED_LINE = "inherited from"
+
+
+def test_every_entry_says_whose_architecture_facts_it_carries():
+    counts = {"own": 0, "inherited": 0}
+    for model_id, entry in ENTRIES.items():
+        counts[entry["facts"]] += 1
+        if entry.get("derived_from") is None:
+            assert entry["facts"] == "own", model_id  # its own config.json, verbatim
+        inherited = [a for a in catalog.lookup(model_id).assumptions if INHERITED_LINE in a and "unverified" in a]
+        assert len(inherited) == (entry["facts"] == "inherited"), model_id
+    assert counts["own"] > 100 and counts["inherited"] < 210
+
+
+@pytest.mark.parametrize("model_id", [m for m in MODELS if ENTRIES[m].get("config_facts")])
+def test_recorded_config_json_facts_match_the_entry(model_id):
+    entry = ENTRIES[model_id]
+    assert entry["config_facts_source"] == f"https://huggingface.co/{model_id}/blob/main/config.json"
+    assert build.fact_differences(entry) == []
+
+
+def _write_derived(tmp_path, **changes):
+    base = json.loads((build.CONFIG_DIR / "mistralai__Mistral-7B-Instruct-v0.1.json").read_text(encoding="utf-8"))
+    derived = json.loads((build.CONFIG_DIR / "mistralai__Mistral-7B-Instruct-v0.2.json").read_text(encoding="utf-8"))
+    derived.update(changes)
+    for raw in (base, derived):
+        (tmp_path / (raw["id"].replace("/", "__") + ".json")).write_text(json.dumps(raw), encoding="utf-8")
+
+
+def test_build_rejects_a_derived_entry_whose_inherited_facts_are_known_to_differ(tmp_path):
+    # v0.2 taking v0.1's sliding_window of 4096 where its own config.json states null.
+    _write_derived(tmp_path, config_overrides={"rope_theta": 1000000.0})
+    with pytest.raises(ValueError, match="sliding_window: config.json has None, the catalog config 4096"):
+        build.build_entries(tmp_path)
+
+
+def test_build_rejects_own_facts_without_a_source(tmp_path):
+    _write_derived(tmp_path, config_facts={})
+    with pytest.raises(ValueError, match="facts 'own' needs config_facts"):
+        build.build_entries(tmp_path)
+
+
+@pytest.mark.parametrize(("model_id", "facts"), [
+    # https://huggingface.co/mistralai/Mistral-7B-Instruct-v0.2: 32k context, rope-theta 1e6, no sliding window.
+    ("mistralai/Mistral-7B-Instruct-v0.2",
+     {"sliding_window": None, "rope_theta": 1e6, "max_position_embeddings": 32768}),
+], ids=["mistral-7b-instruct-v0.2"])
+def test_known_instruct_versus_base_differences_are_recorded(model_id, facts):
+    entry = ENTRIES[model_id]
+    for key, value in facts.items():
+        assert entry["config_facts"][key] == value and entry["config"][key] == value, key
+
+
+def test_mistral_7b_instruct_v0_2_attends_to_the_full_context_on_every_layer():
+    from hf_gpu_estimator import estimate
+
+    # 32 layers x 8 kv heads x 128 dims x (k, v) x 2 bytes x 32,768 tokens: no layer capped at 4,096 tokens.
+    spec = catalog.lookup("mistralai/Mistral-7B-Instruct-v0.2")
+    kv = estimate(spec, seq_len=32768).memory.components["kv_cache"]
+    assert kv == 32 * 8 * 128 * 2 * 2 * 32768
+    assert kv == estimate(catalog.lookup("mistralai/Mistral-7B-Instruct-v0.3"), seq_len=32768).memory.components[
+        "kv_cache"]

@@ -176,6 +176,14 @@ def _spec(canonical: str) -> ModelSpec:
         )
     else:
         assumptions.append(quantized_note)
+    if entry.get("facts") == "inherited":
+        assumptions.append(
+            f"architecture facts (rope_theta, sliding_window, max_position_embeddings, vocab size, tied "
+            f"embeddings) inherited from {entry['derived_from']}'s config.json; unverified against this "
+            "repository's own config.json")
+    elif entry.get("config_facts"):
+        checked = ", ".join(f"{k}={v!r}" for k, v in entry["config_facts"].items())
+        assumptions.append(f"architecture facts checked against {entry['config_facts_source']}: {checked}")
     if entry["stored_dtype_source"] == "default":
         assumptions.append("config.json names no torch_dtype; the checkpoint is assumed to store float32")
     if entry.get("notes"):
