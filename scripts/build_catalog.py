@@ -39,9 +39,10 @@ _REQUIRED = ("id", "source", "gated", "published_parameters", "published_paramet
 #: A derived entry (a fine-tune, mirror or quantization of another entry) names its base instead of
 #: carrying a config: the base's config with ``config_overrides`` applied (a ``null`` value is written
 #: as JSON null, as config.json states ``"sliding_window": null``). ``facts`` says whether its
-#: architecture facts were checked against its own config.json ("own") or are the base's ("inherited").
+#: architecture facts were checked against its own config.json ("own") or are the base's ("inherited"); an
+#: entry whose config was put together from sources that each quote part of it says "partial".
 _DERIVED = ("derived_from", "config_overrides", "notes", "facts")
-_FACTS = ("own", "inherited")
+_FACTS = ("own", "inherited", "partial")
 #: The architecture facts that differ between instruct and base releases (issue 19 item 6): a derived
 #: entry whose config_facts name one of them with another value than its resolved config fails the build.
 KEY_FACTS = ("rope_theta", "sliding_window", "max_position_embeddings", "vocab_size", "tie_word_embeddings")
@@ -118,6 +119,8 @@ def _load_inputs(config_dir: Path) -> list[dict[str, Any]]:
                 raise ValueError(f"{path.name}: facts 'own' needs config_facts read from its own config.json")
         elif "config" not in entry:
             raise ValueError(f"{path.name}: missing config (or derived_from)")
+        elif entry.get("facts", "own") not in _FACTS:
+            raise ValueError(f"{path.name}: facts is {entry['facts']!r}; use one of {', '.join(_FACTS)}")
         if entry.get("config_facts") and not entry.get("config_facts_source"):
             raise ValueError(f"{path.name}: config_facts need config_facts_source (the config.json URL)")
         entries.append(entry)

@@ -238,14 +238,17 @@ INHERITED_LINE = "inherited from"
 
 
 def test_every_entry_says_whose_architecture_facts_it_carries():
-    counts = {"own": 0, "inherited": 0}
+    counts = {"own": 0, "inherited": 0, "partial": 0}
     for model_id, entry in ENTRIES.items():
         counts[entry["facts"]] += 1
-        if entry.get("derived_from") is None:
-            assert entry["facts"] == "own", model_id  # its own config.json, verbatim
-        inherited = [a for a in catalog.lookup(model_id).assumptions if INHERITED_LINE in a and "unverified" in a]
+        if entry.get("derived_from") is None:  # its own config.json, verbatim, or put together from partial quotes
+            assert entry["facts"] in ("own", "partial"), model_id
+        assumptions = catalog.lookup(model_id).assumptions
+        inherited = [a for a in assumptions if INHERITED_LINE in a and "unverified" in a]
         assert len(inherited) == (entry["facts"] == "inherited"), model_id
-    assert counts["own"] > 100 and counts["inherited"] < 210
+        partial = [a for a in assumptions if a.startswith("architecture facts put together") and "unverified" in a]
+        assert len(partial) == (entry["facts"] == "partial"), model_id
+    assert counts["own"] >= 118  # 111 verbatim configs, 7 derived entries checked against their own config.json
 
 
 @pytest.mark.parametrize("model_id", [m for m in MODELS if ENTRIES[m].get("config_facts")])
@@ -296,3 +299,74 @@ def test_mistral_7b_instruct_v0_2_attends_to_the_full_context_on_every_layer():
     assert kv == 32 * 8 * 128 * 2 * 2 * 32768
     assert kv == estimate(catalog.lookup("mistralai/Mistral-7B-Instruct-v0.3"), seq_len=32768).memory.components[
         "kv_cache"]
+
+
+# --- Issue 22: every model the llm-d planner's 74 vLLM v0.19 runs name resolves offline. ---
+
+#: The model column of results_raw.csv (llm-d-incubation/llm-d-planner d3121e05, accuracy/results/), exactly
+#: as written there (one id in lower case: the Hub resolves ids case-insensitively, and so does the catalog).
+LLMD_MODELS = (
+    "codellama/CodeLlama-34b-hf", "codellama/CodeLlama-7b-hf", "deepseek-ai/DeepSeek-V2-Lite-Chat", "google/gemma-2-27b-it",
+    "google/gemma-2-2b-it", "google/gemma-2-9b-it", "google/gemma-3-12b-it", "google/gemma-3-27b-it", "google/gemma-3-4b-it",
+    "google/gemma-7b", "ibm-granite/granite-3.1-2b-instruct", "ibm-granite/granite-3.1-8b-instruct",
+    "ibm-granite/granite-3.3-8b-instruct", "ibm-granite/granite-vision-3.3-2b", "meta-llama/Llama-3.1-8B-Instruct",
+    "meta-llama/Llama-4-Scout-17B-16E-Instruct", "microsoft/phi-2", "microsoft/phi-4",
+    "mistralai/Mistral-Small-3.1-24B-Instruct-2503", "mistralai/Mixtral-8x7B-Instruct-v0.1", "moonshotai/Kimi-Dev-72B",
+    "moonshotai/Kimi-VL-A3B-Instruct", "openai/gpt-oss-20b", "Qwen/Qwen1.5-MoE-A2.7B", "Qwen/Qwen2.5-72B-Instruct",
+    "Qwen/Qwen2.5-7B-Instruct", "Qwen/Qwen3-14B", "Qwen/Qwen3-30B-A3B", "Qwen/Qwen3-8B",
+    "RedHatAI/Llama-3.3-70B-Instruct-fp8-dynamic", "RedHatAI/Meta-Llama-3.1-8B-Instruct-quantized.w4a16",
+    "RedHatAI/Meta-Llama-3.1-8B-Instruct-quantized.w8a8", "RedHatAI/Mistral-Small-3.1-24B-Instruct-2503-quantized.w8a8",
+    "RedHatAI/Qwen2.5-7B-Instruct-fp8-dynamic", "RedHatAI/Qwen2.5-7B-Instruct-quantized.w8a8",
+    "redhatai/Llama-3.3-70B-Instruct-quantized.w8a8",
+)
+_LLMD_CSV = [p / "results_raw.csv" for p in (ROOT / "benchmarks" / "llmd", ROOT.parent / "shared" / "data" / "vllm-v0.19-h100-llm-d",
+                                             ROOT.parent.parent / "shared" / "data" / "vllm-v0.19-h100-llm-d")]
+
+
+def test_the_llmd_model_list_is_the_csv_model_column():
+    import csv
+
+    path = next((p for p in _LLMD_CSV if p.exists()), None)
+    if path is None:
+        pytest.skip("results_raw.csv of the llm-d data set is not in this checkout")
+    with path.open(newline="", encoding="utf-8") as f:
+        named = {row["model"] for row in csv.DictReader(f) if row["model"]}  # 8 failed runs name no model
+    assert named == set(LLMD_MODELS)
+
+
+@pytest.mark.parametrize("model_id", LLMD_MODELS, ids=LLMD_MODELS)
+def test_every_llmd_benchmark_model_resolves_offline(model_id, offline):
+    from hf_gpu_estimator import inspect_model
+
+    spec = inspect_model(model_id)
+    assert spec.provenance["parameters"] == "catalog" and spec.id.lower() == model_id.lower()
+    entry = ENTRIES[spec.id]
+    assert entry["source"] == f"https://huggingface.co/{spec.id}/blob/main/config.json"
+    assert entry["facts"] in ("own", "inherited", "partial")
+    assert entry.get("config_facts_source") or entry.get("confirmed_by") or entry["notes"].startswith("config.json not read")
+
+
+@pytest.mark.parametrize(("model_id", "method", "bits"), [
+    ("RedHatAI/Meta-Llama-3.1-8B-Instruct-quantized.w8a8", "compressed-tensors", 8),
+    ("RedHatAI/Meta-Llama-3.1-8B-Instruct-quantized.w4a16", "compressed-tensors", 4),
+    ("RedHatAI/Mistral-Small-3.1-24B-Instruct-2503-quantized.w8a8", "compressed-tensors", 8),
+    ("RedHatAI/Qwen2.5-7B-Instruct-quantized.w8a8", "compressed-tensors", 8),
+    ("redhatai/Llama-3.3-70B-Instruct-quantized.w8a8", "compressed-tensors", 8),
+], ids=["llama-3.1-8b-w8a8", "llama-3.1-8b-w4a16", "mistral-small-3.1-w8a8", "qwen2.5-7b-w8a8", "llama-3.3-70b-w8a8"])
+def test_llmd_quantized_checkpoints_keep_their_scheme(model_id, method, bits):
+    spec = catalog.lookup(model_id)
+    assert spec.quantization.method == method and spec.quantization.bits == bits
+
+
+@pytest.mark.parametrize(("model_id", "gib", "tolerance"), [
+    # vLLM v0.19.0 "Model loading took X GiB" on one H100 (llm-d runs, results_raw.csv weight_memory_gib). The
+    # language-model-only entries (Kimi-VL, granite-vision) are left out: their vision towers are not counted.
+    ("ibm-granite/granite-3.3-8b-instruct", 15.25, 0.005), ("ibm-granite/granite-3.1-8b-instruct", 15.25, 0.005),
+    ("ibm-granite/granite-3.1-2b-instruct", 4.74, 0.006), ("deepseek-ai/DeepSeek-V2-Lite-Chat", 29.43, 0.005),
+    ("mistralai/Mistral-Small-3.1-24B-Instruct-2503", 44.76, 0.005), ("moonshotai/Kimi-Dev-72B", 2 * 67.82, 0.005),
+    ("RedHatAI/Meta-Llama-3.1-8B-Instruct-quantized.w8a8", 8.49, 0.005),
+    ("RedHatAI/Qwen2.5-7B-Instruct-quantized.w8a8", 8.14, 0.005),
+], ids=["granite-3.3-8b", "granite-3.1-8b", "granite-3.1-2b", "deepseek-v2-lite-chat", "mistral-small-3.1",
+        "kimi-dev-72b-tp2", "llama-3.1-8b-w8a8", "qwen2.5-7b-w8a8"])
+def test_llmd_entries_match_the_weights_vllm_loaded(model_id, gib, tolerance):
+    assert catalog.lookup(model_id).checkpoint_bytes / 2**30 == pytest.approx(gib, rel=tolerance)

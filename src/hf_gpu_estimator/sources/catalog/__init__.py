@@ -181,6 +181,10 @@ def _spec(canonical: str) -> ModelSpec:
             f"architecture facts (rope_theta, sliding_window, max_position_embeddings, vocab size, tied "
             f"embeddings) inherited from {entry['derived_from']}'s config.json; unverified against this "
             "repository's own config.json")
+    elif entry.get("facts") == "partial":
+        assumptions.append(
+            "architecture facts put together from sources that each quote part of this repository's config.json "
+            "(the entry's notes name them); fields none of them quotes take the config class defaults; unverified")
     elif entry.get("config_facts"):
         checked = ", ".join(f"{k}={v!r}" for k, v in entry["config_facts"].items())
         assumptions.append(f"architecture facts checked against {entry['config_facts_source']}: {checked}")
