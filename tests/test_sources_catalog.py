@@ -279,15 +279,29 @@ def test_build_rejects_own_facts_without_a_source(tmp_path):
         build.build_entries(tmp_path)
 
 
-@pytest.mark.parametrize(("model_id", "facts"), [
-    # https://huggingface.co/mistralai/Mistral-7B-Instruct-v0.2: 32k context, rope-theta 1e6, no sliding window.
-    ("mistralai/Mistral-7B-Instruct-v0.2",
-     {"sliding_window": None, "rope_theta": 1e6, "max_position_embeddings": 32768}),
-], ids=["mistral-7b-instruct-v0.2"])
-def test_known_instruct_versus_base_differences_are_recorded(model_id, facts):
+#: Instruct-versus-base facts read from each repository's own config.json (the entries' config_facts name where):
+#: (entry, fact, its value, the value in the config of the bundled entry it is derived from).
+KNOWN_DIFFERENCES = [
+    ("mistralai/Mistral-7B-Instruct-v0.2", "sliding_window", None, 4096),
+    ("mistralai/Mistral-7B-Instruct-v0.2", "rope_theta", 1e6, 1e4),
+    ("mistralai/Mistral-7B-Instruct-v0.2", "max_position_embeddings", 32768, 32768),
+    ("Qwen/Qwen2.5-1.5B-Instruct", "max_position_embeddings", 32768, 131072),
+    ("Qwen/Qwen2.5-1.5B-Instruct", "sliding_window", 32768, 131072),
+    ("Qwen/Qwen2.5-14B-Instruct", "max_position_embeddings", 32768, 131072),
+    ("Qwen/Qwen2.5-Coder-32B-Instruct", "max_position_embeddings", 32768, 131072),
+    ("Qwen/Qwen2.5-72B-Instruct-AWQ", "intermediate_size", 29696, 29568),
+    ("Qwen/Qwen2-7B", "max_position_embeddings", 131072, 32768),
+    ("meta-llama/Llama-3.1-70B-Instruct", "max_position_embeddings", 131072, 131072),
+    ("meta-llama/Llama-3.2-1B-Instruct", "rope_theta", 500000.0, 500000.0),
+]
+
+
+@pytest.mark.parametrize(("model_id", "key", "value", "base_value"), KNOWN_DIFFERENCES,
+                         ids=[f"{m.split('/')[1]}-{k}" for m, k, _, _ in KNOWN_DIFFERENCES])
+def test_known_instruct_versus_base_differences_are_recorded(model_id, key, value, base_value):
     entry = ENTRIES[model_id]
-    for key, value in facts.items():
-        assert entry["config_facts"][key] == value and entry["config"][key] == value, key
+    assert entry["facts"] == "own" and entry["config_facts"][key] == value and entry["config"][key] == value
+    assert ENTRIES[entry["derived_from"]]["config"].get(key) == base_value
 
 
 def test_mistral_7b_instruct_v0_2_attends_to_the_full_context_on_every_layer():

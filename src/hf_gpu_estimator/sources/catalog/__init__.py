@@ -187,7 +187,8 @@ def _spec(canonical: str) -> ModelSpec:
             "(the entry's notes name them); fields none of them quotes take the config class defaults; unverified")
     elif entry.get("config_facts"):
         checked = ", ".join(f"{k}={v!r}" for k, v in entry["config_facts"].items())
-        assumptions.append(f"architecture facts checked against {entry['config_facts_source']}: {checked}")
+        rest = f"; its other fields are those of {entry['derived_from']} (bundled)" if entry.get("derived_from") else ""
+        assumptions.append(f"architecture facts checked against {entry['config_facts_source']}: {checked}{rest}")
     if entry["stored_dtype_source"] == "default":
         assumptions.append("config.json names no torch_dtype; the checkpoint is assumed to store float32")
     if entry.get("notes"):
