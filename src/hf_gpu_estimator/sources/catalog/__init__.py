@@ -165,8 +165,9 @@ def _spec(canonical: str) -> ModelSpec:
     quantization = quantization_from_config(config, source=canonical)
     checkpoint_bytes, by_dtype, quantized_note = _checkpoint_bytes(parameters, dtype, quantization)
 
+    what = {"own": "config.json published at", "inherited": "entry for", "partial": "config put together for"}
     assumptions = [
-        f"facts from the bundled catalog (config.json published at {entry['source']}); "
+        f"facts from the bundled catalog ({what[entry.get('facts', 'own')]} {entry['source']}); "
         "no network access or token was used",
     ]
     if quantized_note is None:
