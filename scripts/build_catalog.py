@@ -6,6 +6,13 @@ the exact parameter counts from the config with :mod:`hf_gpu_estimator.architect
 checks them against the published numbers, and writes
 ``src/hf_gpu_estimator/sources/catalog/models.json``.
 
+A derived input (a fine-tune, mirror or quantization of another entry) carries no config: it names its base
+(``derived_from``) and the keys its own config.json changes (``config_overrides``), and says whether its
+architecture facts were read from its own config.json (``facts: "own"``, with ``config_facts``: each fact's
+value, ``config_facts_source``: that config.json's URL, ``config_facts_read_in``: where the values were read)
+or are the base's, unverified (``"inherited"``). ``"partial"`` marks a config put together from sources that
+each quote part of it. The build refuses an entry whose resolved config contradicts its ``config_facts``.
+
 The output is a pure function of the input files and the package's architecture code (sorted
 keys, no timestamps), so re-running the script reproduces it byte for byte; the test suite
 checks that.
