@@ -188,7 +188,7 @@ def _spec(canonical: str) -> ModelSpec:
         assumptions.append(
             "architecture facts put together from sources that each quote part of this repository's config.json "
             "(the entry's notes name them); fields none of them quotes take the config class defaults; unverified")
-    elif entry.get("config_facts"):
+    if entry.get("config_facts") and entry.get("facts") != "partial":
         checked = ", ".join(f"{k}={v!r}" for k, v in entry["config_facts"].items())
         rest = f"; its other fields are those of {entry['derived_from']} (bundled)" if entry.get("derived_from") else ""
         assumptions.append(f"architecture facts checked against {entry['config_facts_source']}: {checked}{rest}")
