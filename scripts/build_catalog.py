@@ -126,8 +126,8 @@ def _load_inputs(config_dir: Path) -> list[dict[str, Any]]:
                 raise ValueError(f"{path.name}: facts 'own' needs config_facts read from its own config.json")
         elif "config" not in entry:
             raise ValueError(f"{path.name}: missing config (or derived_from)")
-        elif entry.get("facts", "own") not in _FACTS:
-            raise ValueError(f"{path.name}: facts is {entry['facts']!r}; use one of {', '.join(_FACTS)}")
+        elif entry.get("facts", "own") not in ("own", "partial"):
+            raise ValueError(f"{path.name}: facts is {entry['facts']!r}; an entry with its own config says own or partial")
         if entry.get("config_facts") and not entry.get("config_facts_source"):
             raise ValueError(f"{path.name}: config_facts need config_facts_source (the config.json URL)")
         entries.append(entry)

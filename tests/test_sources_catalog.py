@@ -386,3 +386,11 @@ def test_llmd_quantized_checkpoints_keep_their_scheme(model_id, method, bits):
         "kimi-dev-72b-tp2", "llama-3.1-8b-w8a8", "qwen2.5-7b-w8a8"])
 def test_llmd_entries_match_the_weights_vllm_loaded(model_id, gib, tolerance):
     assert catalog.lookup(model_id).checkpoint_bytes / 2**30 == pytest.approx(gib, rel=tolerance)
+
+
+def test_build_rejects_an_unknown_facts_marker(tmp_path):
+    raw = json.loads((build.CONFIG_DIR / "openai-community__gpt2.json").read_text(encoding="utf-8"))
+    raw["facts"] = "inherited"  # an entry with its own config inherits nothing
+    (tmp_path / "openai-community__gpt2.json").write_text(json.dumps(raw), encoding="utf-8")
+    with pytest.raises(ValueError, match="own or partial"):
+        build.build_entries(tmp_path)
