@@ -6,6 +6,13 @@ the exact parameter counts from the config with :mod:`hf_gpu_estimator.architect
 checks them against the published numbers, and writes
 ``src/hf_gpu_estimator/sources/catalog/models.json``.
 
+A derived input (a fine-tune, mirror or quantization of another entry) carries no config: it names its base
+(``derived_from``) and the keys its own config.json changes (``config_overrides``), and says whether its
+architecture facts were read from its own config.json (``facts: "own"``, with ``config_facts``: each fact's
+value, ``config_facts_source``: that config.json's URL, ``config_facts_read_in``: where the values were read)
+or are the base's, unverified (``"inherited"``). ``"partial"`` marks a config put together from sources that
+each quote part of it. The build refuses an entry whose resolved config contradicts its ``config_facts``.
+
 The output is a pure function of the input files and the package's architecture code (sorted
 keys, no timestamps), so re-running the script reproduces it byte for byte; the test suite
 checks that.
@@ -37,8 +44,15 @@ TOLERANCE = 0.005
 
 _REQUIRED = ("id", "source", "gated", "published_parameters", "published_parameters_source")
 #: A derived entry (a fine-tune, mirror or quantization of another entry) names its base instead of
-#: carrying a config: the base's config with ``config_overrides`` applied (a ``null`` removes a key).
-_DERIVED = ("derived_from", "config_overrides", "notes")
+#: carrying a config: the base's config with ``config_overrides`` applied (a ``null`` value is written
+#: as JSON null, as config.json states ``"sliding_window": null``). ``facts`` says whether its
+#: architecture facts were checked against its own config.json ("own") or are the base's ("inherited"); an
+#: entry whose config was put together from sources that each quote part of it says "partial".
+_DERIVED = ("derived_from", "config_overrides", "notes", "facts")
+_FACTS = ("own", "inherited", "partial")
+#: The architecture facts that differ between instruct and base releases (issue 19 item 6): a derived
+#: entry whose config_facts name one of them with another value than its resolved config fails the build.
+KEY_FACTS = ("rope_theta", "sliding_window", "max_position_embeddings", "vocab_size", "tie_word_embeddings")
 
 
 @dataclass(frozen=True)
@@ -106,15 +120,40 @@ def _load_inputs(config_dir: Path) -> list[dict[str, Any]]:
             absent = [key for key in _DERIVED if key not in entry]
             if absent or "config" in entry:
                 raise ValueError(f"{path.name}: a derived entry has {', '.join(_DERIVED)} and no config")
+            if entry["facts"] not in _FACTS:
+                raise ValueError(f"{path.name}: facts is {entry['facts']!r}; use one of {', '.join(_FACTS)}")
+            if entry["facts"] == "own" and not entry.get("config_facts"):
+                raise ValueError(f"{path.name}: facts 'own' needs config_facts read from its own config.json")
         elif "config" not in entry:
             raise ValueError(f"{path.name}: missing config (or derived_from)")
+        elif entry.get("facts", "own") not in ("own", "partial"):
+            raise ValueError(f"{path.name}: facts is {entry['facts']!r}; an entry with its own config says own or partial")
+        if entry.get("config_facts") and not entry.get("config_facts_source"):
+            raise ValueError(f"{path.name}: config_facts need config_facts_source (the config.json URL)")
         entries.append(entry)
     if not entries:
         raise ValueError(f"no catalog inputs in {config_dir}")
     by_id = {e["id"]: e for e in entries}
     for entry in entries:
         _resolve_config(entry, by_id, ())
+    for entry in entries:
+        differing = fact_differences(entry)
+        if differing:
+            raise ValueError(f"{entry['id']}: the config differs from the facts its own config.json states "
+                             f"({entry['config_facts_source']}): {'; '.join(differing)}")
     return entries
+
+
+def fact_differences(entry: Mapping[str, Any]) -> list[str]:
+    """Each recorded config.json fact (``config_facts``) that the entry's resolved config contradicts."""
+    config = entry["config"]
+    out = []
+    for key, value in (entry.get("config_facts") or {}).items():
+        if key not in config:
+            out.append(f"{key}: config.json has {value!r}, the catalog config has no such key")
+        elif config[key] != value or isinstance(config[key], bool) != isinstance(value, bool):
+            out.append(f"{key}: config.json has {value!r}, the catalog config {config[key]!r}")
+    return out
 
 
 def _resolve_config(entry: dict[str, Any], by_id: Mapping[str, dict[str, Any]], seen: tuple[str, ...]) -> dict:
@@ -125,11 +164,7 @@ def _resolve_config(entry: dict[str, Any], by_id: Mapping[str, dict[str, Any]], 
     if base_id not in by_id or base_id in seen:
         raise ValueError(f"{entry['id']}: derived_from {base_id!r} is not a catalog entry (or is circular)")
     config = json.loads(json.dumps(_resolve_config(by_id[base_id], by_id, (*seen, entry["id"]))))
-    for key, value in entry["config_overrides"].items():
-        if value is None:
-            config.pop(key, None)
-        else:
-            config[key] = value
+    config.update(entry["config_overrides"])
     entry["config"] = config
     return config
 
@@ -175,6 +210,12 @@ def _entry(raw: Mapping[str, Any]) -> dict[str, Any]:
         out["notes"] = raw["notes"]
     if raw.get("derived_from"):
         out["derived_from"] = raw["derived_from"]
+    out["facts"] = raw.get("facts", "own")
+    if raw.get("config_facts"):
+        out["config_facts"] = dict(raw["config_facts"])
+        out["config_facts_source"] = raw["config_facts_source"]
+        if raw.get("config_facts_read_in"):
+            out["config_facts_read_in"] = list(raw["config_facts_read_in"])
     if raw.get("published_checkpoint_bytes"):
         out["published_checkpoint_bytes"] = raw["published_checkpoint_bytes"]
         out["published_checkpoint_bytes_source"] = raw["published_checkpoint_bytes_source"]
