@@ -71,6 +71,13 @@ REFUSALS: tuple[tuple[str, str], ...] = (
     ("environment: data-parallel launch on one GPU", r"DP adjusted local rank"),
 )
 MODELLED_REFUSALS = ("max_model_len", "tp", "memory")
+#: The runs the vLLM 0.18 rule's measured constants were read from (planner/engines/vllm.py: the sampler's
+#: bytes per logit, non-torch memory at tp=1/2/4 and on a pipeline stage that does not sample); the
+#: "held out" figures leave them out.
+CALIBRATION = frozenset({
+    "meta-llama-llama-3-1-8b---h100-80gb--tp1pp1dp1--8192.log", "meta-llama-llama-3-1-8b---h100-80gb--tp1pp2dp1--8192.log",
+    "meta-llama-llama-3-1-8b---h100-80gb--tp2pp1dp1--8192.log", "meta-llama-llama-3-1-8b---h100-80gb--tp4pp1dp1--8192.log",
+})
 
 
 # --------------------------------------------------------------------------------------------- data
@@ -242,7 +249,7 @@ def evaluate() -> dict[str, object]:
             "dp": int(run.args["dp"]), "max_model_len": int(run.args["max_model_len"] or 0),
             "gpu_memory_utilization": float(run.args["gpu_memory_utilization"]), "dtype": run.args["dtype"],
             "quantization": run.args["quantization"], "kv_cache_dtype": run.args["kv_cache_dtype"],
-            "class": run.run_class, "vllm_started": run.started, "vllm_refusal": run.refusal,
+            "class": run.run_class, "calibration": run.log_file in CALIBRATION, "vllm_started": run.started, "vllm_refusal": run.refusal,
             "vllm_error": run.args["error"] or None, "expressible": not not_expressible,
             "we_start": None if not_expressible else our_refusal is None, "our_refusal": our_refusal,
             "components": {},
@@ -274,8 +281,11 @@ def summarize(rows: list[dict[str, object]]) -> dict[str, object]:
         ours_err = [r["components"][name]["ours_error"] for r in started]  # type: ignore[index]
         llmd_err = [r["components"][name]["llmd_error"] for r in started]  # type: ignore[index]
         both = [(o, t) for o, t in zip(ours_err, llmd_err) if o is not None and t is not None]
+        held_out = [r["components"][name]["ours_error"] for r in started if not r["calibration"]]  # type: ignore[index]
         per_component[name] = {
             "ours_mae": _mae([e for e in ours_err if e is not None]), "ours_n": sum(e is not None for e in ours_err),
+            "ours_mae_held_out": _mae([e for e in held_out if e is not None]),
+            "held_out_n": sum(e is not None for e in held_out),
             "llmd_mae": _mae([e for e in llmd_err if e is not None]), "llmd_n": sum(e is not None for e in llmd_err),
             "ours_mae_both": _mae([o for o, _ in both]), "llmd_mae_both": _mae([t for _, t in both]), "both_n": len(both),
         }
@@ -316,11 +326,13 @@ def render_table(result: dict[str, object]) -> str:
         f"{s['runs']} runs ({s['started']} started, {s['refused']} refused); {s['expressible']} expressible offline "
         f"(not in the catalog: {', '.join(s['not_expressible_models']) or 'none'}).",
         "",
-        "| component | ours: MAE (runs) | llm-d: MAE (runs) | on the runs both predict: ours / llm-d (runs) |",
-        "|---|---|---|---|",
+        "| component | ours: MAE (runs) | ours, held out (runs) | llm-d: MAE (runs) | on the runs both predict: ours / "
+        "llm-d (runs) |",
+        "|---|---|---|---|---|",
     ]
     for name, c in s["components"].items():
-        lines.append(f"| {name} | {_pct(c['ours_mae'])} ({c['ours_n']}) | {_pct(c['llmd_mae'])} ({c['llmd_n']}) | "
+        lines.append(f"| {name} | {_pct(c['ours_mae'])} ({c['ours_n']}) | {_pct(c['ours_mae_held_out'])} "
+                     f"({c['held_out_n']}) | {_pct(c['llmd_mae'])} ({c['llmd_n']}) | "
                      f"{_pct(c['ours_mae_both'])} / {_pct(c['llmd_mae_both'])} ({c['both_n']}) |")
     lines += ["", "| run class | runs | weights: ours / llm-d | KV pool: ours / llm-d | max concurrency: ours / llm-d |",
               "|---|---|---|---|---|"]

@@ -118,8 +118,8 @@ def test_vllm_fp32_profile_has_no_score_matrix() -> None:
 
 def test_vllm_versions_and_bad_input() -> None:
     spec, gpu = lookup("meta-llama/Llama-3.1-8B-Instruct"), get_gpu("H100-SXM-80GB")
-    assert resolve_vllm_version(None).version == "0.17"
-    assert resolve_vllm_version("0.19.1").version == "0.17"
+    assert resolve_vllm_version(None).version == "0.18"
+    assert resolve_vllm_version("0.19.1").version == "0.18" and resolve_vllm_version("0.17").version == "0.17"
     assert resolve_vllm_version("0.9.2").version == "0.8" and not resolve_vllm_version("0.9").hybrid_allocator
     assert resolve_vllm_version("0.12").version == "0.10" and resolve_vllm_version("0.12").hybrid_allocator
     assert resolve_vllm_version("v0.6").engine == "v0"
@@ -137,7 +137,7 @@ def test_vllm_versions_and_bad_input() -> None:
         engine_capacity(spec, make_workload(), gpu, engine="tgi")
     with pytest.raises(InvalidArgumentError, match="ctx_size.*a setting of vllm"):
         engine_capacity(spec, make_workload(), gpu, engine="vllm", ctx_size=4096)
-    assert set(VLLM_VERSIONS) == {"0.6", "0.7", "0.8", "0.10", "0.17"}
+    assert set(VLLM_VERSIONS) == {"0.6", "0.7", "0.8", "0.10", "0.17", "0.18"}
 
 
 def test_would_not_start_is_said() -> None:
@@ -282,3 +282,25 @@ def test_vllm_hybrid_model_from_its_config() -> None:
     assert "36 linear" in cap.assumptions[1] and "4 groups of 12 layers" in cap.assumptions[1]
     sglang = engine_capacity(spec, work, get_gpu("H100-SXM-80GB"), engine="sglang", max_model_len=32768)
     assert sglang.kv_bytes_per_token == 12 * 1024  # only the full-attention layers grow with the context
+
+
+def _version_sweep() -> list[dict[str, str]]:
+    import csv
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "llmd" / "version_sweep.csv"
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("row", _version_sweep(), ids=lambda r: f"qwen3-14b-v{r['vllm_version']}")
+def test_vllm_pool_across_versions_matches_the_llmd_sweep(row: dict) -> None:  # type: ignore[type-arg]
+    """Qwen3-14B on an H100 at 0.95, vLLM 0.15 to 0.18 (llm-d planner's version sweep, benchmarks/llmd/).
+    Pool: 0.15/0.16 -0.28 %, 0.17 -0.02 %, 0.18 -0.04 %; the sampler constant of 0.17+ is fitted on another run."""
+    cap = serving_capacity(lookup(row["model"]), make_workload(), _gpu_with_total(float(row["gpu_total_gib"])),
+                           vllm_version=row["vllm_version"], gpu_memory_utilization=float(row["gpu_memory_utilization"]),
+                           max_model_len=int(row["max_model_len"]))
+    assert cap.kv_pool_bytes / GiB / float(row["kv_pool_gib"]) - 1 == pytest.approx(0, abs=0.01)
+    assert cap.kv_cache_tokens / int(row["kv_cache_tokens"]) - 1 == pytest.approx(0, abs=0.01)
+    assert cap.max_concurrency == pytest.approx(float(row["max_concurrency"]), rel=0.01)
+    assert (cap.profile_peak_bytes - cap.weights_bytes) / GiB == pytest.approx(float(row["activation_gib"]), rel=0.05)

@@ -42,6 +42,7 @@ The published start-up logs each version is checked against are in
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -97,9 +98,26 @@ class VllmVersion:
     sampler_bytes_per_logit: int
     source: str
     hybrid_allocator: bool = False
+    #: Non-torch memory of a pipeline stage that does not sample (pp > 1, tp = 1); ``None``: the single-GPU figure.
+    non_torch_no_sampler_bytes: int | None = None
+    #: What communicators add per rank by tensor-parallel degree (the largest degree listed applies above it);
+    #: empty: ``non_torch_multi_gpu_bytes`` for every degree.
+    non_torch_tp_bytes: tuple[tuple[int, int], ...] = ()
 
-    def non_torch_bytes(self, tp: int, pp: int) -> int:
-        """Non-torch memory per rank: the single-GPU figure, plus communicator buffers with more than one GPU."""
+    def non_torch_bytes(self, tp: int, pp: int, *, samples: bool = True) -> int:
+        """Non-torch memory per rank: the single-GPU figure, plus communicator buffers with more than one GPU.
+
+        ``samples``: whether the rank runs the sampler (the last pipeline stage); the others, where the rule
+        measured them, count less.
+        """
+        if self.non_torch_tp_bytes:
+            base = self.non_torch_tp1_bytes if samples or self.non_torch_no_sampler_bytes is None \
+                else self.non_torch_no_sampler_bytes
+            comm = 0
+            for degree, extra in self.non_torch_tp_bytes:
+                if tp >= degree:
+                    comm = extra
+            return base + (comm if tp > 1 else 0)
         return self.non_torch_tp1_bytes + (self.non_torch_multi_gpu_bytes if tp * pp > 1 else 0)
 
 
@@ -110,10 +128,23 @@ class VllmVersion:
 #: indices (8), softmax over the sorted logits (4) and its cumsum (4), the mask (1), probabilities
 #: (4) and log-probabilities (4).
 V0_SAMPLER_BYTES_PER_LOGIT = 39
-#: V1 sampler peak per logit from 0.17: the fp32 logits of the dummy sampler pass only. Checked on
-#: vLLM 0.19 (Llama-3.1-8B on an H100, bf16/FP8: the pool within the device-total difference, issue 13)
-#: and on the Qwen3-14B pair of issue 13 (+2.5 %, settings assumed; tests/data/vllm_startup_logs.json).
-V1_SAMPLER_BYTES_PER_LOGIT = 4
+#: V1 sampler peak per logit from 0.17, over ``max_num_seqs`` rows of the full vocabulary (gathered
+#: across tensor-parallel ranks): FITTED on one run, Llama-3.1-8B bf16 tp=1 on vLLM 0.19 / H100 (llm-d
+#: planner data, benchmarks/llmd/: 1.89 GiB = 64 MiB hidden states + 1024 x 128256 x 14.96 B). Held out:
+#: the other sampler-bound runs of that set (14.45 B for gpt-oss-20b to 15.0 B for Llama-3.3-70B) and
+#: Qwen3-14B on 0.17 and 0.18 (version-sweep: 2.23 GiB, 14.85 B). Consistent with the model-dtype
+#: logits (2 B), their fp32 copy (4 B), two fp32 working tensors of the top-k/top-p sampling path and a
+#: byte mask (unverified against vLLM's sampler code).
+V1_SAMPLER_BYTES_PER_LOGIT = 15
+#: Non-torch memory per rank on vLLM 0.18-0.19 on an H100, from the logs of the llm-d planner's runs
+#: (benchmarks/llmd/results_raw.csv, "non-torch forward increase memory"): 0.25 GiB on one GPU
+#: (Llama-3.1-8B; 0.24-0.27 over the other 30 single-GPU runs; 0.13 on 0.17 in the Qwen3-14B version
+#: sweep), 0.07 GiB on the first stage of a pipeline (which does not sample; pp=2 and 4), and with
+#: tensor parallelism 2.07 GiB at tp=2 and 2.13 GiB at tp=4 (Llama-3.1-8B; held out: 2.06-2.11 and
+#: 2.13-2.21 over the other tp runs): communicator buffers (NCCL, custom all-reduce).
+V018_NON_TORCH_BYTES = int(0.25 * GiB)
+V018_NON_TORCH_NO_SAMPLER_BYTES = int(0.07 * GiB)
+V018_NON_TORCH_TP_BYTES = ((2, int((2.07 - 0.25) * GiB)), (4, int((2.13 - 0.25) * GiB)))
 
 VLLM_VERSIONS: dict[str, VllmVersion] = {
     "0.6": VllmVersion(
@@ -146,15 +177,25 @@ VLLM_VERSIONS: dict[str, VllmVersion] = {
                "hybrid KV cache manager (vllm/v1/core/kv_cache_utils.py, RFC "
                "https://github.com/vllm-project/vllm/issues/11382)"),
     "0.17": VllmVersion(
-        version="0.17", engine="v1", releases=("0.17", "0.18", "0.19"),
-        non_torch_tp1_bytes=int(0.16 * GiB), non_torch_multi_gpu_bytes=overhead.NCCL_BYTES,
+        version="0.17", engine="v1", releases=("0.17",),
+        non_torch_tp1_bytes=int(0.13 * GiB), non_torch_multi_gpu_bytes=overhead.NCCL_BYTES,
         sampler_bytes_per_logit=V1_SAMPLER_BYTES_PER_LOGIT, hybrid_allocator=True,
-        source="vllm/v1/worker/gpu_worker.py determine_available_memory, the sampler pass holding the fp32 logits "
-               "only (the activation reservation fell ~60 % from 0.15 to 0.17 for Qwen3-14B, issue 13); hybrid KV "
-               "cache manager (vllm/v1/core/kv_cache_utils.py); CUDA graph memory not profiled before 0.21"),
+        source="vllm/v1/worker/gpu_worker.py determine_available_memory; the sampler pass's peak fell ~60 % from "
+               "0.16 to 0.17 (Qwen3-14B on an H100: 5.64 -> 2.23 GiB, non-torch 0.13 GiB, llm-d planner "
+               "version sweep); hybrid KV cache manager (vllm/v1/core/kv_cache_utils.py); CUDA graph memory "
+               "captured after the pool is sized"),
+    "0.18": VllmVersion(
+        version="0.18", engine="v1", releases=("0.18", "0.19"),
+        non_torch_tp1_bytes=V018_NON_TORCH_BYTES, non_torch_multi_gpu_bytes=V018_NON_TORCH_TP_BYTES[0][1],
+        non_torch_no_sampler_bytes=V018_NON_TORCH_NO_SAMPLER_BYTES, non_torch_tp_bytes=V018_NON_TORCH_TP_BYTES,
+        sampler_bytes_per_logit=V1_SAMPLER_BYTES_PER_LOGIT, hybrid_allocator=True,
+        source="vllm/v1/worker/gpu_worker.py determine_available_memory at v0.19.0 (its log: CUDA graph memory "
+               "estimated but not profiled by default, VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS=0); non-torch "
+               "0.25 GiB on one H100, 2.07/2.13 GiB per rank at tp=2/4 (llm-d planner's 74 v0.19.0 runs, "
+               "benchmarks/llmd/; 0.13 -> 0.25 GiB between 0.17 and 0.18 in its version sweep)"),
 }  # fmt: skip
 #: The newest modelled rule (the default of ``--vllm-version``).
-DEFAULT_VLLM_VERSION = "0.17"
+DEFAULT_VLLM_VERSION = "0.18"
 
 
 def resolve_vllm_version(version: str | None) -> VllmVersion:
@@ -205,6 +246,11 @@ def profile_activation_bytes(arch: Architecture, tokens: int, rows: int, *, act_
     down_proj output; gate_up stays referenced until the MLP returns) or the fused-MoE intermediate
     caches (``tokens * top_k * (3 * moe_intermediate / tp + hidden)``). No attention scores: the
     attention kernels are skipped without metadata in the profile run.
+
+    Sampler: the forward's ``tokens x hidden`` output, still referenced, and ``rows`` logits rows of the
+    whole vocabulary (gathered over tensor-parallel ranks, so the same on every rank: Llama-3.1-8B logs
+    1.89 GiB at tp=1, 2 and 4 on vLLM 0.19) at ``sampler_bytes_per_logit``; none on a pipeline stage
+    that does not sample (``rows=0``).
     """
     h = arch.hidden_size
     q_dim = arch.num_attention_heads * arch.head_dim // tp
@@ -219,6 +265,8 @@ def profile_activation_bytes(arch: Architecture, tokens: int, rows: int, *, act_
         mlp = (3 if arch.gated_mlp else 2) * arch.intermediate_size // tp + h
     forward = tokens * act_bytes * (3 * h + max(attention, mlp))
     sampler = tokens * act_bytes * h + rows * arch.vocab_size * sampler_bytes_per_logit
+    if rows == 0:
+        sampler = 0
     return int(max(forward, sampler))
 
 
@@ -246,6 +294,8 @@ class HybridPool:
     kv_cache_tokens: int
     max_concurrent_sequences: int
     largest_max_model_len: int
+    #: ``num_blocks`` over the blocks of one ``max_model_len`` sequence, as vLLM logs it ("Maximum concurrency ... 58.11x").
+    max_concurrency: float = 0.0
 
 
 def hybrid_pool(layout: KVLayout, pool_bytes: int, *, block_size: int, max_model_len: int, max_position: int,
@@ -280,7 +330,45 @@ def hybrid_pool(layout: KVLayout, pool_bytes: int, *, block_size: int, max_model
     return HybridPool(block_size=block_size, page_bytes=page, group_size=group_size, num_groups=num_groups,
                       num_blocks=num_blocks, kv_cache_tokens=num_blocks // num_groups * block_size,
                       max_concurrent_sequences=num_blocks // per_seq if per_seq else 0,
-                      largest_max_model_len=longest)
+                      largest_max_model_len=longest, max_concurrency=num_blocks / per_seq if per_seq else 0.0)
+
+
+def pipeline_layers(num_layers: int, pp: int) -> list[int]:
+    """Layers per pipeline stage as vLLM splits them (vllm/distributed/utils.py ``get_pp_indices``): an
+    even share, the remainder to the stages before the last, from the second-to-last backwards."""
+    parts = [num_layers // pp] * pp
+    for i in range(2, num_layers % pp + 2):
+        parts[-i] += 1
+    return parts
+
+
+def rotary_cache_bytes(arch: Architecture, act_bytes: int) -> int:
+    """vLLM's RotaryEmbedding ``cos_sin_cache`` buffer (vllm/model_executor/layers/rotary_embedding): one
+    ``max_position_embeddings x rotary_dim`` tensor in the model dtype, shared by the layers and counted
+    in "Model loading took": 0.03 GiB for Llama-3.1-8B in bf16, 0.06 GiB in fp32 (its logged weights are
+    14.99 / 29.98 GiB where the parameters take 14.96 / 29.92)."""
+    rotary_dim = int(arch.qk_rope_head_dim or 0) if arch.is_mla else arch.head_dim
+    return int(arch.max_position_embeddings or 0) * rotary_dim * act_bytes
+
+
+def stage_weights(spec: ModelSpec, workload: Workload, *, act_bytes: int) -> tuple[int, int]:
+    """Weight bytes per rank on the first and the last pipeline stage (equal without pipeline parallelism).
+
+    The decoder layers split as :func:`pipeline_layers`; the first stage holds the (vocab-parallel)
+    embedding, the last the LM head (its own copy when the embeddings are tied); both the rotary cache.
+    """
+    arch = spec.architecture
+    p = workload.parallelism
+    whole = weights_per_device(spec, workload.with_(parallelism=dataclasses.replace(p, pp=1, num_gpus=p.tp)))
+    rope = rotary_cache_bytes(arch, act_bytes) if arch is not None else 0
+    if p.pp == 1 or arch is None:
+        return whole + rope, whole + rope
+    embed = spec.parameters.embedding * act_bytes // p.tp
+    untied_head = spec.parameters.lm_head * act_bytes // p.tp
+    head = untied_head if untied_head else embed
+    layers = max(0, whole - embed - untied_head)
+    parts = pipeline_layers(arch.num_layers, p.pp)
+    return (layers * parts[0] // arch.num_layers + embed + rope, layers * parts[-1] // arch.num_layers + head + rope)
 
 
 def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
@@ -317,37 +405,57 @@ def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
     default_tokens, default_seqs = vllm_batch_defaults(gpu, rule.version, max_model_len=model_len)
     tokens = max_num_batched_tokens or default_tokens
     seqs = max_num_seqs or default_seqs
-    weights = weights_per_device(spec, workload)
     act_bytes = int(BYTES[plan_weights(spec, workload).compute_dtype])
-    activations = profile_activation_bytes(arch, tokens, min(seqs, tokens), act_bytes=act_bytes, tp=p.tp,
-                                           sampler_bytes_per_logit=rule.sampler_bytes_per_logit)
-    if p.pp > 1:
-        # only the last stage samples; every stage runs its share of the layers
-        activations = profile_activation_bytes(arch, tokens, 0, act_bytes=act_bytes, tp=p.tp, sampler_bytes_per_logit=0)
-    non_torch = rule.non_torch_bytes(p.tp, p.pp)
+    first_weights, last_weights = stage_weights(spec, workload, act_bytes=act_bytes)
     total = gpu.usable_memory_bytes
-    pool = int(total * utilization - weights - activations - non_torch)
     # Mamba and linear-attention states in the model dtype (mamba_ssm_cache_dtype "auto",
     # vllm/model_executor/layers/mamba/mamba_utils.py MambaStateDtypeCalculator)
     layout = kv_layout(spec, workload, state_dtype_bytes=act_bytes)
+    mixed = len({g.kind for g in layout.groups}) > 1
+
+    def rank(weights: int, samples: bool) -> tuple[int, int, int, tuple[int, int, int, int, float]]:
+        """(activations, non-torch, pool, (blocks, tokens, concurrent, longest, concurrency)) of one rank."""
+        activations = profile_activation_bytes(arch, tokens, min(seqs, tokens) if samples else 0, act_bytes=act_bytes,
+                                               tp=p.tp, sampler_bytes_per_logit=rule.sampler_bytes_per_logit)
+        non_torch = rule.non_torch_bytes(p.tp, p.pp, samples=samples)
+        pool = int(total * utilization - weights - activations - non_torch)
+        if rule.hybrid_allocator:
+            h = hybrid_pool(layout, pool, block_size=block_size, max_model_len=model_len, max_position=max_pos,
+                            max_num_batched_tokens=tokens)
+            return activations, non_torch, pool, (h.num_blocks, h.kv_cache_tokens, h.max_concurrent_sequences,
+                                                  h.largest_max_model_len, h.max_concurrency)
+        used = layout.without_windows() if mixed else layout
+        got = pool_capacity(used, pool, block_size=block_size, max_model_len=model_len, max_position=max_pos,
+                            in_flight=tokens)
+        per_seq = used.sequence_bytes(model_len, block_size, in_flight=tokens)
+        return activations, non_torch, pool, (*got, max(0, pool) / per_seq if per_seq else 0.0)
+
+    # vLLM logs rank 0's memory; every rank sizes its own pool and the engine keeps the fewest blocks
+    # (the first pipeline stage holds the embedding, the last the LM head and the sampler).
+    activations, non_torch, pool, first = rank(first_weights, samples=p.pp == 1)
+    weights = first_weights
+    blocks, kv_tokens, concurrent, longest, concurrency = first
+    smallest_pool = pool
+    if p.pp > 1:
+        *_, last_pool, last = rank(last_weights, samples=True)
+        smallest_pool = min(pool, last_pool)
+        if last[0] < blocks:
+            blocks, kv_tokens, concurrent, longest, concurrency = last
     if rule.hybrid_allocator:
         hybrid = hybrid_pool(layout, pool, block_size=block_size, max_model_len=model_len, max_position=max_pos,
                              max_num_batched_tokens=tokens)
-        block_size, blocks, kv_tokens = hybrid.block_size, hybrid.num_blocks, hybrid.kv_cache_tokens
-        concurrent, longest = hybrid.max_concurrent_sequences, hybrid.largest_max_model_len
+        block_size = hybrid.block_size
         paging = (f"hybrid KV cache manager: {layout.describe()} per device in {hybrid.num_groups} groups of "
                   f"{hybrid.group_size} layers, blocks of {block_size} tokens; sliding layers hold the window - 1 "
                   f"+ {tokens} batched tokens + 1 block, recurrent layers one page per sequence")
     else:
-        mixed = len({g.kind for g in layout.groups}) > 1
-        used = layout.without_windows() if mixed else layout
-        blocks, kv_tokens, concurrent, longest = pool_capacity(used, pool, block_size=block_size,
-                                                               max_model_len=model_len, max_position=max_pos,
-                                                               in_flight=tokens)
         paging = (f"KV blocks of {block_size} tokens over every cache layer ({layout.describe()})"
                   + ("; no hybrid allocator before vLLM 0.10: sliding and chunked layers keep every token"
                      if mixed and layout.windowed else ""))
-    problem = capacity_problem("vLLM", pool, weights, total, utilization, concurrent, model_len, kv_tokens)
+    if p.pp > 1:
+        paging += (f"; pipeline of {p.pp} stages: memory figures are rank 0's (embedding, no sampler), blocks the "
+                   f"fewest over the first and last stage (last: {last_weights / GiB:.2f} GiB of weights, LM head and sampler)")
+    problem = capacity_problem("vLLM", smallest_pool, weights, total, utilization, concurrent, model_len, kv_tokens)
     assumptions = (
         f"vLLM {rule.version} rule ({rule.engine.upper()} engine, releases {rule.releases[0]}-{rule.releases[-1]}): "
         f"KV pool = {utilization:g} x {total / GiB:.2f} GiB - weights - profile activations ({tokens} batched "
@@ -362,5 +470,5 @@ def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
         profile_peak_bytes=int(weights + activations), non_torch_bytes=int(non_torch), kv_pool_bytes=max(0, pool),
         kv_bytes_per_token=layout.token_bytes, num_blocks=blocks, kv_cache_tokens=kv_tokens, max_model_len=model_len,
         max_concurrent_sequences=concurrent, largest_max_model_len=longest, fits=problem is None, problem=problem,
-        assumptions=assumptions,
+        assumptions=assumptions, max_concurrency=concurrency,
     )  # fmt: skip
