@@ -342,25 +342,74 @@ def pipeline_layers(num_layers: int, pp: int) -> list[int]:
     return parts
 
 
-def rotary_cache_bytes(arch: Architecture, act_bytes: int) -> int:
-    """vLLM's RotaryEmbedding ``cos_sin_cache`` buffer (vllm/model_executor/layers/rotary_embedding): one
-    ``max_position_embeddings x rotary_dim`` tensor in the model dtype, shared by the layers and counted
-    in "Model loading took": 0.03 GiB for Llama-3.1-8B in bf16, 0.06 GiB in fp32 (its logged weights are
-    14.99 / 29.98 GiB where the parameters take 14.96 / 29.92)."""
-    rotary_dim = int(arch.qk_rope_head_dim or 0) if arch.is_mla else arch.head_dim
-    return int(arch.max_position_embeddings or 0) * rotary_dim * act_bytes
+#: Model types whose sliding-window layers get a rotary embedding of their own, unscaled (vLLM's gemma3.py:
+#: ``rope_local_base_freq`` on sliding layers, ``rope_scaling`` on the others).
+LOCAL_ROPE_MODEL_TYPES = frozenset({"gemma3", "gemma3_text"})
+
+
+def rotary_cache_bytes(spec: ModelSpec, act_bytes: int) -> int:
+    """vLLM's RotaryEmbedding ``cos_sin_cache`` buffers (vllm/model_executor/layers/rotary_embedding,
+    ``get_rope``, one per distinct configuration): ``positions x rotary_dim`` in the model dtype, counted
+    in "Model loading took". Positions: ``max_position_embeddings``, times the factor for ``linear`` and
+    ``dynamic`` scaling, ``original_max_position_embeddings x factor`` for ``yarn``. On the llm-d vLLM
+    0.19 logs: Llama-3.1-8B 0.03 GiB (14.99 logged, 14.96 of parameters), gemma-3-4b 0.06 + 0.5 GiB
+    (local and 8x linear-scaled global rope: 8.58 logged, 8.01 of parameters)."""
+    arch = spec.architecture
+    if arch is None:
+        return 0
+    config = spec.config.get("text_config") if isinstance(spec.config.get("text_config"), dict) else spec.config
+    scaling = config.get("rope_scaling") if isinstance(config.get("rope_scaling"), dict) else {}
+    partial = config.get("partial_rotary_factor")
+    rotary_dim = int(arch.qk_rope_head_dim or 0) if arch.is_mla else int(arch.head_dim * (
+        float(partial) if isinstance(partial, (int, float)) and not isinstance(partial, bool) else 1.0))
+    positions = int(arch.max_position_embeddings or 0)
+    kind = scaling.get("rope_type") or scaling.get("type")
+    factor = scaling.get("factor")
+    if isinstance(factor, (int, float)) and not isinstance(factor, bool):
+        if kind in ("linear", "dynamic"):
+            positions = int(positions * factor)
+        elif kind == "yarn":
+            positions = int(int(scaling.get("original_max_position_embeddings") or positions) * factor)
+    caches = positions
+    if arch.model_type in LOCAL_ROPE_MODEL_TYPES and kind:
+        caches += int(arch.max_position_embeddings or 0)
+    return caches * rotary_dim * act_bytes
+
+
+#: MXFP4 bytes per expert weight: 4-bit values plus one 8-bit scale per 32 (the checkpoint's layout).
+MXFP4_BYTES_PER_WEIGHT = 0.5 + 1 / 32
+
+
+def kernel_padding_bytes(spec: ModelSpec, workload: Workload) -> int:
+    """Bytes per rank vLLM adds to quantized MoE experts for its kernels: MXFP4 experts (gpt-oss) on CUDA
+    are created with the hidden size rounded up to 256 and the per-rank intermediate size to 128
+    (vllm/model_executor/layers/quantization/mxfp4.py ``Mxfp4MoEMethod.create_weights``, as in the
+    releases read; the v0.19.0 file unverified). gpt-oss-20b: 13.64 GiB logged at tp=1 (12.82 GiB of
+    checkpoint tensors; +0.86 GiB modelled), 7.01 GiB at tp=2 (+0.65 GiB modelled, 0.59 logged)."""
+    arch = spec.architecture
+    q = spec.quantization
+    if arch is None or q is None or q.method != "mxfp4" or not arch.is_moe or workload.quantization not in ("none", "mxfp4"):
+        return 0
+    tp = workload.parallelism.tp
+    hidden, inter = arch.hidden_size, arch.moe_intermediate_size // tp
+    padded_hidden, padded_inter = -(-hidden // 256) * 256, -(-inter // 128) * 128
+    moe_layers = len(arch.moe_layers) if arch.moe_layers else arch.num_layers - arch.num_dense_layers
+    extra = 3 * (padded_hidden * padded_inter - hidden * inter) * arch.num_experts * moe_layers
+    return int(extra * MXFP4_BYTES_PER_WEIGHT)
 
 
 def stage_weights(spec: ModelSpec, workload: Workload, *, act_bytes: int) -> tuple[int, int]:
     """Weight bytes per rank on the first and the last pipeline stage (equal without pipeline parallelism).
 
     The decoder layers split as :func:`pipeline_layers`; the first stage holds the (vocab-parallel)
-    embedding, the last the LM head (its own copy when the embeddings are tied); both the rotary cache.
+    embedding, the last the LM head (its own copy when the embeddings are tied); both the rotary cache
+    (:func:`rotary_cache_bytes`); the layers their kernel padding (:func:`kernel_padding_bytes`).
     """
     arch = spec.architecture
     p = workload.parallelism
     whole = weights_per_device(spec, workload.with_(parallelism=dataclasses.replace(p, pp=1, num_gpus=p.tp)))
-    rope = rotary_cache_bytes(arch, act_bytes) if arch is not None else 0
+    rope = rotary_cache_bytes(spec, act_bytes)
+    whole += kernel_padding_bytes(spec, workload)  # per expert layer: split with the layers below
     if p.pp == 1 or arch is None:
         return whole + rope, whole + rope
     embed = spec.parameters.embedding * act_bytes // p.tp
