@@ -28,12 +28,21 @@ Modelled versions (``--vllm-version``):
   layers keep their window (plus the tokens of one scheduler step and a block), Mamba and
   linear-attention layers one page of state per sequence, layers grouped by kind
   (:func:`hybrid_pool`).
-* ``0.17`` (0.17 to 0.19): as 0.10, with the sampler pass of the profile run holding the fp32 logits
-  only (4 bytes per logit): the activation reservation fell ~60 % between 0.15 and 0.17 for
-  Qwen3-14B (41.9 -> 45.3 GiB of KV pool with the same settings, issue 13).
+* ``0.17``: as 0.10, with the sampler pass of the profile run holding 15 bytes per logit (fitted, see
+  :data:`V1_SAMPLER_BYTES_PER_LOGIT`): the activation reservation fell ~60 % between 0.16 and 0.17 for
+  Qwen3-14B (5.64 -> 2.23 GiB, llm-d planner's version sweep); non-torch 0.13 GiB.
+* ``0.18`` (0.18 and 0.19, the default): as 0.17, non-torch memory as measured on H100 logs of 0.19
+  (0.25 GiB on one GPU, 2.07 / 2.13 GiB per rank at tp=2 / 4, 0.07 GiB on a pipeline stage that does
+  not sample); checked on the llm-d planner's 74 runs (benchmarks/llmd_vllm.py).
+
+Weights are what vLLM loads: the checkpoint's tensors, the rotary cos/sin caches
+(:func:`rotary_cache_bytes`) and the kernel padding of MXFP4 experts (:func:`kernel_padding_bytes`),
+per pipeline stage (:func:`stage_weights`); every rank sizes its own pool and the engine keeps the
+fewest blocks.
 
 CUDA graphs are captured after the pool is sized and live in the ``1 - gpu_memory_utilization``
-headroom in every modelled version (vLLM profiles CUDA graph memory by default from 0.21).
+headroom in every modelled version (the 0.19 log: "CUDA graph memory profiling will be enabled by
+default", VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS=0 at v0.19.0).
 
 The published start-up logs each version is checked against are in
 ``tests/data/vllm_startup_logs.json`` with their sources and each row's error in
