@@ -137,7 +137,7 @@ def test_vllm_versions_and_bad_input() -> None:
         engine_capacity(spec, make_workload(), gpu, engine="tgi")
     with pytest.raises(InvalidArgumentError, match="ctx_size.*a setting of vllm"):
         engine_capacity(spec, make_workload(), gpu, engine="vllm", ctx_size=4096)
-    assert set(VLLM_VERSIONS) == {"0.6", "0.7", "0.8", "0.10", "0.17", "0.18"}
+    assert set(VLLM_VERSIONS) == {"0.6", "0.7", "0.8", "0.10", "0.17", "0.18", "0.21"}
 
 
 def test_would_not_start_is_said() -> None:
@@ -304,3 +304,17 @@ def test_vllm_pool_across_versions_matches_the_llmd_sweep(row: dict) -> None:  #
     assert cap.kv_cache_tokens / int(row["kv_cache_tokens"]) - 1 == pytest.approx(0, abs=0.01)
     assert cap.max_concurrency == pytest.approx(float(row["max_concurrency"]), rel=0.01)
     assert (cap.profile_peak_bytes - cap.weights_bytes) / GiB == pytest.approx(float(row["activation_gib"]), rel=0.05)
+
+
+def test_vllm_021_counts_cuda_graphs_and_defaults_to_092() -> None:
+    """From 0.21 vLLM profiles CUDA-graph memory before sizing the pool and defaults to 0.92 utilisation."""
+    spec, gpu = lookup("meta-llama/Llama-3.1-8B-Instruct"), get_gpu("H100-SXM-80GB")
+    old = serving_capacity(spec, make_workload(), gpu, vllm_version="0.19", max_model_len=8192)
+    new = serving_capacity(spec, make_workload(), gpu, vllm_version="0.27.1", max_model_len=8192)
+    assert (old.gpu_memory_utilization, new.gpu_memory_utilization) == (0.9, 0.92)
+    assert old.cuda_graph_bytes is None and new.cuda_graph_bytes == pytest.approx(0.84 * GiB, rel=0.01)
+    expected = old.kv_pool_bytes + 0.02 * gpu.usable_memory_bytes - new.cuda_graph_bytes
+    assert new.kv_pool_bytes == pytest.approx(expected, abs=2)
+    same = serving_capacity(spec, make_workload(), gpu, vllm_version="0.21", max_model_len=8192,
+                            gpu_memory_utilization=0.9)
+    assert same.kv_pool_bytes == pytest.approx(old.kv_pool_bytes - same.cuda_graph_bytes, abs=2)

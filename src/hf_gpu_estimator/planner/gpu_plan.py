@@ -20,7 +20,6 @@ from hf_gpu_estimator.planner.engines import (
     engine_capacity,
     unsupported_engine,
 )
-from hf_gpu_estimator.planner.engines.vllm import DEFAULT_GPU_MEMORY_UTILIZATION
 from hf_gpu_estimator.planner.fits import max_batch_size, max_seq_len
 from hf_gpu_estimator.planner.parallel import Parallelization, min_gpus
 from hf_gpu_estimator.spec import ModelSpec
@@ -91,7 +90,7 @@ class Plan:
 
 
 def plan(spec: ModelSpec, workload: Workload, gpu: GPU, *,
-         gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION, max_model_len: int | None = None,
+         gpu_memory_utilization: float | None = None, max_model_len: int | None = None,
          margin: float = DEFAULT_MARGIN, engine: str | None = None, vllm_version: str | None = None,
          engine_settings: Mapping[str, Any] | None = None) -> Plan:
     """Everything the planner knows about ``workload`` on ``gpu`` (the workload's own GPU count and split).

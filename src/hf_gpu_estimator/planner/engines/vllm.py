@@ -34,6 +34,10 @@ Modelled versions (``--vllm-version``):
 * ``0.18`` (0.18 and 0.19, the default): as 0.17, non-torch memory as measured on H100 logs of 0.19
   (0.25 GiB on one GPU, 2.07 / 2.13 GiB per rank at tp=2 / 4, 0.07 GiB on a pipeline stage that does
   not sample); checked on the llm-d planner's 74 runs (benchmarks/llmd_vllm.py).
+* ``0.21`` (0.21 to 0.27): as 0.18, with CUDA-graph memory profiled before the pool is sized (vLLM's
+  default since v0.21.0, as its log says; modelled as the typical estimate of the 0.19 logs,
+  :data:`V021_CUDA_GRAPH_BYTES`) and ``--gpu-memory-utilization`` 0.92 by default. Not checked against
+  a log of these releases.
 
 Weights are what vLLM loads: the checkpoint's tensors, the rotary cos/sin caches
 (:func:`rotary_cache_bytes`) and the kernel padding of MXFP4 experts (:func:`kernel_padding_bytes`),
@@ -112,6 +116,11 @@ class VllmVersion:
     #: What communicators add per rank by tensor-parallel degree (the largest degree listed applies above it);
     #: empty: ``non_torch_multi_gpu_bytes`` for every degree.
     non_torch_tp_bytes: tuple[tuple[int, int], ...] = ()
+    #: CUDA-graph memory counted against the pool (vLLM's own estimate, profiled before the pool is sized);
+    #: 0: graphs are captured afterwards, in the ``1 - gpu_memory_utilization`` headroom.
+    cuda_graph_bytes: int = 0
+    #: ``--gpu-memory-utilization`` when not given.
+    default_gpu_memory_utilization: float = 0.9
 
     def non_torch_bytes(self, tp: int, pp: int, *, samples: bool = True) -> int:
         """Non-torch memory per rank: the single-GPU figure, plus communicator buffers with more than one GPU.
@@ -154,6 +163,12 @@ V1_SAMPLER_BYTES_PER_LOGIT = 15
 V018_NON_TORCH_BYTES = int(0.25 * GiB)
 V018_NON_TORCH_NO_SAMPLER_BYTES = int(0.07 * GiB)
 V018_NON_TORCH_TP_BYTES = ((2, int((2.07 - 0.25) * GiB)), (4, int((2.13 - 0.25) * GiB)))
+#: CUDA-graph memory as vLLM estimates it before sizing the pool (one capture per mode, then the second
+#: capture's increase times the other capture sizes, vLLM issue #45178): 0.84 GiB, the estimate vLLM 0.19
+#: logs for Llama-3.1-8B on an H100 (PIECEWISE 138 MiB + 50 x 6 MiB, FULL 260 MiB + 50 x 6 MiB, 51 sizes
+#: each). A MEASURED constant standing for a per-model figure: over the llm-d planner's 59 started runs
+#: the estimate ranges 0.49-1.92 GiB; other GPUs unverified.
+V021_CUDA_GRAPH_BYTES = int(0.84 * GiB)
 
 VLLM_VERSIONS: dict[str, VllmVersion] = {
     "0.6": VllmVersion(
@@ -202,8 +217,19 @@ VLLM_VERSIONS: dict[str, VllmVersion] = {
                "estimated but not profiled by default, VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS=0); non-torch "
                "0.25 GiB on one H100, 2.07/2.13 GiB per rank at tp=2/4 (llm-d planner's 74 v0.19.0 runs, "
                "benchmarks/llmd/; 0.13 -> 0.25 GiB between 0.17 and 0.18 in its version sweep)"),
+    "0.21": VllmVersion(
+        version="0.21", engine="v1", releases=("0.21", "0.22", "0.23", "0.24", "0.25", "0.26", "0.27"),
+        non_torch_tp1_bytes=V018_NON_TORCH_BYTES, non_torch_multi_gpu_bytes=V018_NON_TORCH_TP_BYTES[0][1],
+        non_torch_no_sampler_bytes=V018_NON_TORCH_NO_SAMPLER_BYTES, non_torch_tp_bytes=V018_NON_TORCH_TP_BYTES,
+        sampler_bytes_per_logit=V1_SAMPLER_BYTES_PER_LOGIT, hybrid_allocator=True,
+        cuda_graph_bytes=V021_CUDA_GRAPH_BYTES, default_gpu_memory_utilization=0.92,
+        source="as 0.18, with CUDA-graph memory profiled before the pool is sized (vLLM's log from 0.27.1: 'CUDA "
+               "graph memory profiling is enabled (default since v0.21.0)', https://github.com/gpustack/runner/pull/251; "
+               "the estimate: https://github.com/vllm-project/vllm/pull/30515) and --gpu-memory-utilization 0.92 by "
+               "default (https://docs.vllm.ai/en/stable/cli/serve/; the first release with 0.92 unverified); "
+               "non-torch memory and the sampler carried over from 0.19 (unverified on these releases)"),
 }  # fmt: skip
-#: The newest modelled rule (the default of ``--vllm-version``).
+#: The newest rule checked against logs (the default of ``--vllm-version``).
 DEFAULT_VLLM_VERSION = "0.18"
 
 
@@ -430,7 +456,7 @@ def stage_weights(spec: ModelSpec, workload: Workload, *, act_bytes: int) -> tup
 
 
 def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
-                     gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION,
+                     gpu_memory_utilization: float | None = None,
                      max_model_len: int | None = None, max_num_batched_tokens: int | None = None,
                      max_num_seqs: int | None = None, block_size: int = VLLM_BLOCK_SIZE,
                      vllm_version: str | None = None) -> ServingCapacity:
@@ -450,8 +476,9 @@ def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
         InvalidArgumentError: A utilisation outside (0, 1], an unknown version, a context longer than
             the model supports, or a tensor-parallel degree that does not split the heads.
     """
-    utilization = check_fraction("gpu_memory_utilization", gpu_memory_utilization)
     rule = resolve_vllm_version(vllm_version)
+    utilization = check_fraction("gpu_memory_utilization", rule.default_gpu_memory_utilization
+                                 if gpu_memory_utilization is None else gpu_memory_utilization)
     arch = spec.architecture
     if arch is None:
         raise InvalidArgumentError("model", spec.id, "a model with config.json (layer shapes) for serving capacity")
@@ -476,7 +503,7 @@ def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
         activations = profile_activation_bytes(arch, tokens, min(seqs, tokens) if samples else 0, act_bytes=act_bytes,
                                                tp=p.tp, sampler_bytes_per_logit=rule.sampler_bytes_per_logit)
         non_torch = rule.non_torch_bytes(p.tp, p.pp, samples=samples)
-        pool = int(total * utilization - weights - activations - non_torch)
+        pool = int(total * utilization - weights - activations - non_torch - rule.cuda_graph_bytes)
         if rule.hybrid_allocator:
             h = hybrid_pool(layout, pool, block_size=block_size, max_model_len=model_len, max_position=max_pos,
                             max_num_batched_tokens=tokens)
@@ -517,9 +544,11 @@ def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
     assumptions = (
         f"vLLM {rule.version} rule ({rule.engine.upper()} engine, releases {rule.releases[0]}-{rule.releases[-1]}): "
         f"KV pool = {utilization:g} x {total / GiB:.2f} GiB - weights - profile activations ({tokens} batched "
-        f"tokens, {min(seqs, tokens)} sampler rows) - non-torch {non_torch / GiB:.2f} GiB ({rule.source})",
+        f"tokens, {min(seqs, tokens)} sampler rows) - non-torch {non_torch / GiB:.2f} GiB"
+        + (f" - CUDA graphs {rule.cuda_graph_bytes / GiB:.2f} GiB" if rule.cuda_graph_bytes else "") + f" ({rule.source})",
         paging,
-        "CUDA graphs are captured after the pool is sized (inside the 1 - gpu_memory_utilization headroom)",
+        "CUDA graphs: vLLM's estimate counted in the pool (a typical H100 figure, not this model's)" if rule.cuda_graph_bytes
+        else "CUDA graphs are captured after the pool is sized (inside the 1 - gpu_memory_utilization headroom)",
     )
     return ServingCapacity(
         engine="vllm", engine_version=rule.version, gpu=gpu.name, tp=p.tp, pp=p.pp,
@@ -528,5 +557,5 @@ def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
         profile_peak_bytes=int(weights + activations), non_torch_bytes=int(non_torch), kv_pool_bytes=max(0, pool),
         kv_bytes_per_token=layout.token_bytes, num_blocks=blocks, kv_cache_tokens=kv_tokens, max_model_len=model_len,
         max_concurrent_sequences=concurrent, largest_max_model_len=longest, fits=problem is None, problem=problem,
-        assumptions=assumptions, max_concurrency=concurrency,
+        assumptions=assumptions, max_concurrency=concurrency, cuda_graph_bytes=rule.cuda_graph_bytes or None,
     )  # fmt: skip
