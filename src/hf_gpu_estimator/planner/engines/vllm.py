@@ -217,18 +217,15 @@ VLLM_VERSIONS: dict[str, VllmVersion] = {
                "estimated but not profiled by default, VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS=0); non-torch "
                "0.25 GiB on one H100, 2.07/2.13 GiB per rank at tp=2/4 (llm-d planner's 74 v0.19.0 runs, "
                "benchmarks/llmd/; 0.13 -> 0.25 GiB between 0.17 and 0.18 in its version sweep)"),
-    "0.21": VllmVersion(
-        version="0.21", engine="v1", releases=("0.21", "0.22", "0.23", "0.24", "0.25", "0.26", "0.27"),
-        non_torch_tp1_bytes=V018_NON_TORCH_BYTES, non_torch_multi_gpu_bytes=V018_NON_TORCH_TP_BYTES[0][1],
-        non_torch_no_sampler_bytes=V018_NON_TORCH_NO_SAMPLER_BYTES, non_torch_tp_bytes=V018_NON_TORCH_TP_BYTES,
-        sampler_bytes_per_logit=V1_SAMPLER_BYTES_PER_LOGIT, hybrid_allocator=True,
-        cuda_graph_bytes=V021_CUDA_GRAPH_BYTES, default_gpu_memory_utilization=0.92,
-        source="as 0.18, with CUDA-graph memory profiled before the pool is sized (vLLM's log from 0.27.1: 'CUDA "
-               "graph memory profiling is enabled (default since v0.21.0)', https://github.com/gpustack/runner/pull/251; "
-               "the estimate: https://github.com/vllm-project/vllm/pull/30515) and --gpu-memory-utilization 0.92 by "
-               "default (https://docs.vllm.ai/en/stable/cli/serve/; the first release with 0.92 unverified); "
-               "non-torch memory and the sampler carried over from 0.19 (unverified on these releases)"),
 }  # fmt: skip
+VLLM_VERSIONS["0.21"] = dataclasses.replace(
+    VLLM_VERSIONS["0.18"], version="0.21", releases=("0.21", "0.22", "0.23", "0.24", "0.25", "0.26", "0.27"),
+    cuda_graph_bytes=V021_CUDA_GRAPH_BYTES, default_gpu_memory_utilization=0.92,
+    source="as 0.18, with CUDA-graph memory profiled before the pool is sized (vLLM's log from 0.27.1: 'CUDA "
+           "graph memory profiling is enabled (default since v0.21.0)', https://github.com/gpustack/runner/pull/251; "
+           "the estimate: https://github.com/vllm-project/vllm/pull/30515) and --gpu-memory-utilization 0.92 by "
+           "default (https://docs.vllm.ai/en/stable/cli/serve/; the first release with 0.92 unverified); "
+           "non-torch memory and the sampler carried over from 0.19 (unverified on these releases)")
 #: The newest rule checked against logs (the default of ``--vllm-version``).
 DEFAULT_VLLM_VERSION = "0.18"
 
