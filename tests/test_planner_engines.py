@@ -318,3 +318,43 @@ def test_vllm_021_counts_cuda_graphs_and_defaults_to_092() -> None:
     same = serving_capacity(spec, make_workload(), gpu, vllm_version="0.21", max_model_len=8192,
                             gpu_memory_utilization=0.9)
     assert same.kv_pool_bytes == pytest.approx(old.kv_pool_bytes - same.cuda_graph_bytes, abs=2)
+
+
+def test_vllm_stage_weights_rotary_caches_and_mxfp4_padding() -> None:
+    """Weights as vLLM 0.19 logs them on an H100 (llm-d planner runs, benchmarks/llmd/results_raw.csv)."""
+    from hf_gpu_estimator.planner.engines.vllm import (
+        kernel_padding_bytes,
+        pipeline_layers,
+        rotary_cache_bytes,
+        stage_weights,
+    )
+
+    assert pipeline_layers(32, 4) == [8, 8, 8, 8] and pipeline_layers(30, 4) == [7, 8, 8, 7]
+    llama = lookup("meta-llama/Llama-3.1-8B-Instruct")
+    assert rotary_cache_bytes(llama, 2) == 131072 * 128 * 2
+    first, last = stage_weights(llama, make_workload(pp=4, num_gpus=4), act_bytes=2)
+    assert first / GiB == pytest.approx(4.26, abs=0.01)  # logged on rank 0: embedding + 8 layers
+    assert last / GiB == pytest.approx(first / GiB, abs=0.05)  # LM head + 8 layers
+    gemma3 = lookup("google/gemma-3-4b-it")  # local rope + 8x linear-scaled global rope
+    assert rotary_cache_bytes(gemma3, 2) == (131072 + 8 * 131072) * 256 * 2
+    whole, _ = stage_weights(gemma3, make_workload(), act_bytes=2)
+    assert whole / GiB == pytest.approx(8.58, rel=0.005)
+    oss = lookup("openai/gpt-oss-20b")
+    assert kernel_padding_bytes(oss, make_workload()) / GiB == pytest.approx(0.86, abs=0.01)
+    assert kernel_padding_bytes(llama, make_workload()) == 0
+    tp2, _ = stage_weights(oss, make_workload(tp=2, num_gpus=2), act_bytes=2)
+    assert tp2 / GiB == pytest.approx(7.01, rel=0.01)  # 7.06 modelled
+
+
+def test_vllm_018_non_torch_by_rank() -> None:
+    """0.25 GiB on one GPU, 2.07 / 2.13 per rank at tp=2 / 4, 0.07 on a pipeline stage that does not sample."""
+    rule = resolve_vllm_version("0.19")
+    assert rule.non_torch_bytes(1, 1) / GiB == pytest.approx(0.25, abs=0.005)
+    assert rule.non_torch_bytes(2, 1) / GiB == pytest.approx(2.07, abs=0.005)
+    assert rule.non_torch_bytes(8, 1) / GiB == pytest.approx(2.13, abs=0.005)
+    assert rule.non_torch_bytes(1, 2, samples=False) / GiB == pytest.approx(0.07, abs=0.005)
+    spec, gpu = lookup("meta-llama/Llama-3.1-8B-Instruct"), get_gpu("H100-SXM-80GB")
+    cap = serving_capacity(spec, make_workload(pp=2, num_gpus=2), gpu, vllm_version="0.19",
+                           gpu_memory_utilization=0.95, max_model_len=8192)
+    assert cap.non_torch_bytes / GiB == pytest.approx(0.07, abs=0.005)  # rank 0, as vLLM logs it
+    assert cap.kv_cache_tokens / 1075312 - 1 == pytest.approx(0, abs=0.01)  # logged; the last stage binds
