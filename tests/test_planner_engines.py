@@ -358,3 +358,12 @@ def test_vllm_018_non_torch_by_rank() -> None:
                            gpu_memory_utilization=0.95, max_model_len=8192)
     assert cap.non_torch_bytes / GiB == pytest.approx(0.07, abs=0.005)  # rank 0, as vLLM logs it
     assert cap.kv_cache_tokens / 1075312 - 1 == pytest.approx(0, abs=0.01)  # logged; the last stage binds
+
+
+def test_vllm_refuses_a_tp_that_does_not_split_the_padded_vocabulary() -> None:
+    from hf_gpu_estimator.planner.engines.vllm import check_vocab_split
+
+    arch = lookup("Qwen/Qwen3-14B").architecture
+    with pytest.raises(InvalidArgumentError, match="151936"):
+        check_vocab_split(arch, 5)  # vLLM 0.19: "151936 is not divisible by 5"
+    check_vocab_split(arch, 8)

@@ -365,6 +365,22 @@ def hybrid_pool(layout: KVLayout, pool_bytes: int, *, block_size: int, max_model
                       largest_max_model_len=longest, max_concurrency=num_blocks / per_seq if per_seq else 0.0)
 
 
+#: vLLM pads the vocabulary of its embedding and LM head to a multiple of this before splitting it over
+#: tensor-parallel ranks (vllm/model_executor/layers/vocab_parallel_embedding.py DEFAULT_VOCAB_PADDING_SIZE).
+VOCAB_PADDING = 64
+
+
+def check_vocab_split(arch: Architecture, tp: int) -> None:
+    """vLLM splits the padded vocabulary evenly over the tensor-parallel ranks and asserts it divides:
+    Qwen3-14B at tp=5 fails with "151936 is not divisible by 5" (llm-d planner's vLLM 0.19 log)."""
+    padded = -(-arch.vocab_size // VOCAB_PADDING) * VOCAB_PADDING
+    if tp > 1 and padded % tp:
+        accepted = [t for t in (1, 2, 4, 8, 16) if padded % t == 0]
+        raise InvalidArgumentError(
+            "tp", tp, f"a degree that divides the vocabulary padded to {VOCAB_PADDING} ({padded} for "
+            f"{arch.vocab_size}): {', '.join(map(str, accepted))}")
+
+
 def pipeline_layers(num_layers: int, pp: int) -> list[int]:
     """Layers per pipeline stage as vLLM splits them (vllm/distributed/utils.py ``get_pp_indices``): an
     even share, the remainder to the stages before the last, from the second-to-last backwards."""
@@ -481,6 +497,7 @@ def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
         raise InvalidArgumentError("model", spec.id, "a model with config.json (layer shapes) for serving capacity")
     p = workload.parallelism
     check_tp(arch, p.tp)
+    check_vocab_split(arch, p.tp)
     max_pos = arch.max_position_embeddings or (workload.seq_len + workload.new_tokens)
     model_len = max_model_len if max_model_len is not None else max_pos
     check_context(spec, model_len)
