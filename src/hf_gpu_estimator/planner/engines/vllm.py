@@ -287,8 +287,8 @@ def profile_activation_bytes(arch: Architecture, tokens: int, rows: int, *, act_
     that does not sample (``rows=0``). With ``moe_cache_kept`` (0.18 and later) a MoE model's fused-MoE
     caches of the forward (the gate/up output and the down output, ``tokens * top_k * (2 * moe_intermediate
     / tp + hidden)``) are still allocated during the sampler pass: on the llm-d vLLM 0.19 logs this
-    accounts for the MoE runs' activation peaks above the sampler's (Qwen3-30B-A3B 2.68 GiB logged, 2.66
-    modelled; Qwen1.5-MoE-A2.7B 2.47 / 2.50; DeepSeek-V2-Lite 1.93 / 1.95; Mixtral-8x7B tp=2 1.21 / 1.09),
+    accounts for the MoE runs' activation peaks above the sampler's (Qwen3-30B-A3B 2.68 GiB logged, 2.64
+    modelled; Qwen1.5-MoE-A2.7B 2.47 / 2.50; DeepSeek-V2-Lite 1.93 / 1.94; Mixtral-8x7B tp=2 1.21 / 1.08),
     which dense models of the same vocabulary do not show (unverified against vLLM's code).
     """
     h = arch.hidden_size
