@@ -367,3 +367,28 @@ def test_vllm_refuses_a_tp_that_does_not_split_the_padded_vocabulary() -> None:
     with pytest.raises(InvalidArgumentError, match="151936"):
         check_vocab_split(arch, 5)  # vLLM 0.19: "151936 is not divisible by 5"
     check_vocab_split(arch, 8)
+
+
+def test_llamacpp_flash_attention_on_off_auto() -> None:
+    """-fa auto follows ggml-cuda's kernels (head size, cache types); -fa off adds the f32 attention scores
+    of one micro-batch to the compute buffer and refuses a quantized V cache."""
+    from hf_gpu_estimator.errors import ConflictingOptionsError
+    from hf_gpu_estimator.memory.llamacpp import flash_attention_on
+
+    spec, gpu = lookup("meta-llama/Llama-3.1-8B-Instruct"), get_gpu("RTX-4090")
+    assert flash_attention_on(spec)[0] and flash_attention_on(spec, mode="on")[0]
+    assert not flash_attention_on(spec, mode="off")[0]
+    assert not flash_attention_on(spec, kv_type_k="q4_1")[0]  # not in a default CUDA build
+    assert flash_attention_on(spec, kv_type_k="q8_0", kv_type_v="q4_0")[0]
+    assert not flash_attention_on(spec, kv_type_k="q4_0", kv_type_v="q8_0")[0]
+    assert flash_attention_on(spec, kv_type_k="q4_1", runtime="metal")[0]
+    with pytest.raises(InvalidArgumentError, match="flash_attn"):
+        flash_attention_on(spec, mode="yes")
+    on = engine_capacity(spec, make_workload(), gpu, engine="llama.cpp", ctx_size=8192)
+    off = engine_capacity(spec, make_workload(), gpu, engine="llama.cpp", ctx_size=8192, flash_attn="off")
+    scores = 512 * 8192 * 32 * 4  # n_ubatch x cells x heads, f32
+    assert off.profile_peak_bytes - off.weights_bytes == max(scores, on.profile_peak_bytes - on.weights_bytes)
+    assert any("-fa off" in a for a in off.assumptions)
+    with pytest.raises(ConflictingOptionsError, match="flash attention"):
+        engine_capacity(spec, make_workload(kv_cache_dtype="q8_0"), gpu, engine="llama.cpp", ctx_size=8192,
+                        flash_attn="off")
