@@ -75,8 +75,10 @@ MODELLED_REFUSALS = ("max_model_len", "tp", "memory")
 #: bytes per logit, non-torch memory at tp=1/2/4 and on a pipeline stage that does not sample); the
 #: "held out" figures leave them out.
 CALIBRATION = frozenset({
-    "meta-llama-llama-3-1-8b---h100-80gb--tp1pp1dp1--8192.log", "meta-llama-llama-3-1-8b---h100-80gb--tp1pp2dp1--8192.log",
-    "meta-llama-llama-3-1-8b---h100-80gb--tp2pp1dp1--8192.log", "meta-llama-llama-3-1-8b---h100-80gb--tp4pp1dp1--8192.log",
+    "meta-llama-llama-3-1-8b---h100-80gb--tp1pp1dp1--8192.log",
+    "meta-llama-llama-3-1-8b---h100-80gb--tp1pp2dp1--8192.log",
+    "meta-llama-llama-3-1-8b---h100-80gb--tp2pp1dp1--8192.log",
+    "meta-llama-llama-3-1-8b---h100-80gb--tp4pp1dp1--8192.log",
 })
 
 
@@ -160,7 +162,8 @@ class Run:
                 "--tp", a["tp"], "--pp", a["pp"], "--gpu-memory-utilization", a["gpu_memory_utilization"],
                 "--format", "json"]
         if int(a["dp"]) > 1:
-            argv[argv.index("--tp"):argv.index("--tp")] = ["--num-gpus", str(int(a["tp"]) * int(a["pp"]) * int(a["dp"]))]
+            gpus = int(a["tp"]) * int(a["pp"]) * int(a["dp"])
+            argv[argv.index("--tp"):argv.index("--tp")] = ["--num-gpus", str(gpus)]
         if a["max_model_len"]:
             argv += ["--max-model-len", a["max_model_len"]]
         if a["dtype"] not in ("auto", ""):
@@ -249,7 +252,8 @@ def evaluate() -> dict[str, object]:
             "dp": int(run.args["dp"]), "max_model_len": int(run.args["max_model_len"] or 0),
             "gpu_memory_utilization": float(run.args["gpu_memory_utilization"]), "dtype": run.args["dtype"],
             "quantization": run.args["quantization"], "kv_cache_dtype": run.args["kv_cache_dtype"],
-            "class": run.run_class, "calibration": run.log_file in CALIBRATION, "vllm_started": run.started, "vllm_refusal": run.refusal,
+            "class": run.run_class, "calibration": run.log_file in CALIBRATION, "vllm_started": run.started,
+            "vllm_refusal": run.refusal,
             "vllm_error": run.args["error"] or None, "expressible": not not_expressible,
             "we_start": None if not_expressible else our_refusal is None, "our_refusal": our_refusal,
             "components": {},
@@ -303,7 +307,8 @@ def summarize(rows: list[dict[str, object]]) -> dict[str, object]:
     expressible = [r for r in rows if r["expressible"]]
     return {
         "runs": len(rows), "started": len(started), "refused": len(refused),
-        "expressible": len(expressible), "not_expressible_models": sorted({str(r["model"]) for r in rows if not r["expressible"]}),
+        "expressible": len(expressible),
+        "not_expressible_models": sorted({str(r["model"]) for r in rows if not r["expressible"]}),
         "components": per_component, "classes": per_class,
         "refused_for_a_modelled_reason": len(modelled),
         "refused_by_us_too": sum(1 for r in modelled if r["we_start"] is False),
@@ -356,7 +361,8 @@ def print_runs(result: dict[str, object]) -> None:
     names = [c[0] for c in COMPONENTS]
     print("run".ljust(62) + "".join(n[:12].rjust(22) for n in names))
     for r in result["runs"]:
-        label = f"{r['model'][-34:]} tp{r['tp']} pp{r['pp']} {r['max_model_len']} {r['dtype'][:4]} {r['quantization'][:5]} {r['kv_cache_dtype']}"
+        label = (f"{r['model'][-34:]} tp{r['tp']} pp{r['pp']} {r['max_model_len']} {r['dtype'][:4]} "
+                 f"{r['quantization'][:5]} {r['kv_cache_dtype']}")
         if not r["vllm_started"]:
             print(label.ljust(62) + f"  vLLM refused ({r['vllm_refusal']}); ours: "
                   + ("not expressible" if not r["expressible"] else r["our_refusal"] or "starts"))

@@ -222,9 +222,11 @@ def flash_attention_on(spec: ModelSpec, *, mode: str = "auto", runtime: str = "c
     else:
         need = CUDA_FA_GQA_HEAD_SIZES.get((k_dim, v_dim))
         sizes_ok = need is not None and gqa >= 2 and gqa % need == 0
-    types_ok = ({kv_type_k, v_type} <= CUDA_FA_KV_TYPES) and (kv_type_k == v_type or (kv_type_k, v_type) == ("q8_0", "q4_0"))
+    pair_ok = kv_type_k == v_type or (kv_type_k, v_type) == ("q8_0", "q4_0")
+    types_ok = {kv_type_k, v_type} <= CUDA_FA_KV_TYPES and pair_ok
     if sizes_ok and types_ok:
-        return True, f"-fa auto: on (ggml-cuda runs flash attention for head size {k_dim}/{v_dim}, {kv_type_k}/{v_type} cache)"
+        return True, (f"-fa auto: on (ggml-cuda runs flash attention for head size {k_dim}/{v_dim}, "
+                      f"{kv_type_k}/{v_type} cache)")
     why = f"head size {k_dim}/{v_dim}" if not sizes_ok else f"a {kv_type_k}/{v_type} cache"
     return False, f"-fa auto: off (ggml-cuda has no flash-attention kernel for {why}, so llama.cpp turns it off)"
 

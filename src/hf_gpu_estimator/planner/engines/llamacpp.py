@@ -51,7 +51,8 @@ def llamacpp_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *, ctx_size
                       flash_attn: str | None = None) -> ServingCapacity:
     """What llama-server ``-c ctx_size -np parallel -ngl n_gpu_layers -fa flash_attn`` holds on ``gpu``.
 
-    ``flash_attn``: ``on``, ``off`` or ``auto`` (the default; :func:`~hf_gpu_estimator.memory.llamacpp.flash_attention_on`).
+    ``flash_attn``: ``on``, ``off`` or ``auto`` (the default;
+    :func:`~hf_gpu_estimator.memory.llamacpp.flash_attention_on`).
     Without flash attention the compute buffer holds the f32 attention scores of one micro-batch, and a
     quantized V cache is refused (llama.cpp: "V cache quantization requires flash_attn").
 

@@ -119,7 +119,8 @@ class VllmVersion:
     #: CUDA-graph memory counted against the pool (vLLM's own estimate, profiled before the pool is sized);
     #: 0: graphs are captured afterwards, in the ``1 - gpu_memory_utilization`` headroom.
     cuda_graph_bytes: int = 0
-    #: Whether a MoE model's fused-MoE caches stay allocated through the sampler pass (:func:`profile_activation_bytes`).
+    #: Whether a MoE model's fused-MoE caches stay allocated through the sampler pass
+    #: (:func:`profile_activation_bytes`).
     moe_cache_kept: bool = False
     #: ``--gpu-memory-utilization`` when not given.
     default_gpu_memory_utilization: float = 0.9
@@ -335,7 +336,8 @@ class HybridPool:
     kv_cache_tokens: int
     max_concurrent_sequences: int
     largest_max_model_len: int
-    #: ``num_blocks`` over the blocks of one ``max_model_len`` sequence, as vLLM logs it ("Maximum concurrency ... 58.11x").
+    #: ``num_blocks`` over the blocks of one ``max_model_len`` sequence, as vLLM logs it
+    #: ("Maximum concurrency ... 58.11x").
     max_concurrency: float = 0.0
 
 
@@ -445,7 +447,9 @@ def kernel_padding_bytes(spec: ModelSpec, workload: Workload) -> int:
     checkpoint tensors; +0.86 GiB modelled), 7.01 GiB at tp=2 (+0.65 GiB modelled, 0.59 logged)."""
     arch = spec.architecture
     q = spec.quantization
-    if arch is None or q is None or q.method != "mxfp4" or not arch.is_moe or workload.quantization not in ("none", "mxfp4"):
+    if arch is None or q is None or q.method != "mxfp4" or not arch.is_moe:
+        return 0
+    if workload.quantization not in ("none", "mxfp4"):
         return 0
     tp = workload.parallelism.tp
     hidden, inter = arch.hidden_size, arch.moe_intermediate_size // tp
@@ -566,16 +570,18 @@ def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
                      if mixed and layout.windowed else ""))
     if p.pp > 1:
         paging += (f"; pipeline of {p.pp} stages: memory figures are rank 0's (embedding, no sampler), blocks the "
-                   f"fewest over the first and last stage (last: {last_weights / GiB:.2f} GiB of weights, LM head and sampler)")
+                   f"fewest over the first and last stage (last: {last_weights / GiB:.2f} GiB of weights, LM head "
+                   "and sampler)")
     problem = capacity_problem("vLLM", smallest_pool, weights, total, utilization, concurrent, model_len, kv_tokens)
     assumptions = (
         f"vLLM {rule.version} rule ({rule.engine.upper()} engine, releases {rule.releases[0]}-{rule.releases[-1]}): "
         f"KV pool = {utilization:g} x {total / GiB:.2f} GiB - weights - profile activations ({tokens} batched "
         f"tokens, {min(seqs, tokens)} sampler rows) - non-torch {non_torch / GiB:.2f} GiB"
-        + (f" - CUDA graphs {rule.cuda_graph_bytes / GiB:.2f} GiB" if rule.cuda_graph_bytes else "") + f" ({rule.source})",
+        + (f" - CUDA graphs {rule.cuda_graph_bytes / GiB:.2f} GiB" if rule.cuda_graph_bytes else "")
+        + f" ({rule.source})",
         paging,
-        "CUDA graphs: vLLM's estimate counted in the pool (a typical H100 figure, not this model's)" if rule.cuda_graph_bytes
-        else "CUDA graphs are captured after the pool is sized (inside the 1 - gpu_memory_utilization headroom)",
+        "CUDA graphs: vLLM's estimate counted in the pool (a typical H100 figure, not this model's)"
+        if rule.cuda_graph_bytes else "CUDA graphs are captured after the pool is sized (inside the 1 - gpu_memory_utilization headroom)",
     )
     return ServingCapacity(
         engine="vllm", engine_version=rule.version, gpu=gpu.name, tp=p.tp, pp=p.pp,
