@@ -238,7 +238,7 @@ def test_aliases_and_partial_names(query, expected):
         ("m3 max", {"M3-Max-48GB", "M3-Max-64GB", "M3-Max-128GB"}),
         ("m2 ultra", {"M2-Ultra-64GB", "M2-Ultra-128GB", "M2-Ultra-192GB"}),
         ("m4 max", {"M4-Max-48GB", "M4-Max-64GB", "M4-Max-128GB"}),
-        ("v100", {"V100-SXM2-16GB", "V100-SXM2-32GB"}),
+        ("v100", {"V100-SXM2-16GB", "V100-SXM2-32GB", "V100-PCIe-16GB"}),
     ],
 )
 def test_family_names_are_ambiguous(query, members):
@@ -251,7 +251,7 @@ def test_family_names_are_ambiguous(query, members):
 
 @pytest.mark.parametrize(
     ("query", "suggestion"),
-    [("rtx 4900", "RTX-4090"), ("mi300", "MI300X"), ("h20", "H200-SXM-141GB"), ("L40SS", "L40S")],
+    [("rtx 4900", "RTX-4090"), ("mi300", "MI300X"), ("h2000", "H200-SXM-141GB"), ("L40SS", "L40S")],
 )
 def test_unknown_names_suggest_close_matches(query, suggestion):
     with pytest.raises(UnknownNameError) as info:

@@ -49,10 +49,10 @@ def register(subparsers: Any) -> None:
     engine.add_argument("--engine", choices=ENGINES,
                         help="serving engine for the capacity answer (default: vllm; llama.cpp for a GGUF model); "
                              "with --eval: the engine lm-evaluation-harness drives (vllm or transformers)")
-    engine.add_argument("--vllm-version", help="vLLM release X.Y whose sizing rule applies, 0.6 to 0.19 (default: "
-                                               "the newest; see docs/serving.md)")
+    engine.add_argument("--vllm-version", help="vLLM release X.Y whose sizing rule applies, 0.6 to 0.27 (default: "
+                                               "0.19, the newest checked against logs; see docs/serving.md)")
     engine.add_argument("--gpu-memory-utilization", type=float,
-                        help="vLLM's share of device memory (default 0.9)")
+                        help="vLLM's share of device memory (default 0.9; 0.92 from vLLM 0.21)")
     engine.add_argument("--max-model-len", type=positive_int,
                         help="context length the engine sizes sequences for (default: the model's maximum)")
     engine.add_argument("--max-num-seqs", type=positive_int, help="vLLM's max_num_seqs (default: vLLM's, by GPU)")
@@ -66,6 +66,8 @@ def register(subparsers: Any) -> None:
     engine.add_argument("-ngl", "--n-gpu-layers", type=int_at_least(-1), dest="n_gpu_layers",
                         help="llama.cpp: layers offloaded to the GPU (-1 or more than the layers: all; "
                              "same as --gpu-layers)")
+    engine.add_argument("-fa", "--flash-attn", choices=("on", "off", "auto"), dest="flash_attn",
+                        help="llama.cpp: flash attention (default auto: on where the GPU backend runs it)")
     p.add_argument("--request-rate", type=float, help="requests per second (--cheapest serving; default 1)")
     p.add_argument("--input-tokens", type=positive_int,
                    help="mean prompt tokens per request (--cheapest serving; default 1024)")
@@ -100,7 +102,8 @@ def engine_settings(args: argparse.Namespace, engine: str) -> dict[str, Any]:
     from hf_gpu_estimator.errors import ConflictingOptionsError
 
     owners = {"vllm_version": "vllm", "max_num_seqs": "vllm", "max_num_batched_tokens": "vllm",
-              "mem_fraction_static": "sglang", "ctx_size": "llama.cpp", "parallel": "llama.cpp"}
+              "mem_fraction_static": "sglang", "ctx_size": "llama.cpp", "parallel": "llama.cpp",
+              "flash_attn": "llama.cpp"}
     for name, owner in owners.items():
         if getattr(args, name) is not None and owner != engine:
             flag = "--" + name.replace("_", "-")
@@ -194,7 +197,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         raise ConflictingOptionsError("engine", engine, "cannot size an evaluation",
                                       fix="--engine " + " or --engine ".join(evals.EVAL_ENGINES) + " with --eval")
     unused = [n for n in ("vllm_version", "max_num_seqs", "max_num_batched_tokens", "mem_fraction_static", "ctx_size",
-                          "parallel", "n_gpu_layers", "max_model_len") if getattr(args, n) is not None]
+                          "parallel", "n_gpu_layers", "flash_attn", "max_model_len") if getattr(args, n) is not None]
     if args.gpu_memory_utilization is not None and (engine != "vllm" or args.cheapest):
         unused.insert(0, "gpu_memory_utilization")
     if unused:  # the evaluation planner takes vLLM's --gpu-memory-utilization only; refused, not ignored

@@ -177,6 +177,60 @@ def llamacpp_memory(spec: ModelSpec, *, n_ctx: int, n_parallel: int = 1, n_gpu_l
                           formula=formula)  # fmt: skip
 
 
+#: ``-fa`` values (common/arg.cpp: on, off, auto; ``auto`` is the default).
+FLASH_ATTN_MODES = ("on", "off", "auto")
+#: Head sizes ggml's CUDA/HIP backend runs flash attention for with equal K and V head sizes, and the
+#: (K, V) pairs it runs only with the grouped-query path (ggml/src/ggml-cuda/fattn.cu
+#: ``ggml_cuda_get_best_fattn_kernel``, ggml-org/llama.cpp commit 00a2d609).
+CUDA_FA_HEAD_SIZES = frozenset({40, 64, 72, 80, 96, 112, 128, 256})
+CUDA_FA_GQA_HEAD_SIZES = {(192, 128): 8, (320, 256): 32, (512, 512): 1, (576, 512): 1}
+#: Cache types that kernel takes (f32, f16, q4_0, q8_0, bf16; q4_1/q5_0/q5_1 only in GGML_CUDA_FA_ALL_QUANTS
+#: builds), K and V of one type or q8_0 K with q4_0 V.
+CUDA_FA_KV_TYPES = frozenset({"f32", "f16", "q4_0", "q8_0", "bf16"})
+
+
+def flash_attention_on(spec: ModelSpec, *, mode: str = "auto", runtime: str = "cuda", kv_type_k: str = "f16",
+                       kv_type_v: str | None = None) -> tuple[bool, str]:
+    """Whether llama.cpp runs flash attention for ``-fa mode``, and why.
+
+    ``auto`` (src/llama-context.cpp): llama.cpp reserves a graph and turns flash attention off when a
+    layer's FLASH_ATTN_EXT op would run on another device than that layer's KV cache, i.e. when the
+    GPU backend does not support it. For CUDA and ROCm that is ggml-cuda's rule: the head sizes of
+    :data:`CUDA_FA_HEAD_SIZES` (K and V equal), MLA's 576/512 and the listed grouped pairs, and the
+    cache types of :data:`CUDA_FA_KV_TYPES`. Other backends (Metal, Vulkan, CPU) are taken to support it
+    (unverified).
+
+    Raises:
+        InvalidArgumentError: A mode other than on, off, auto.
+    """
+    key = str(mode).strip().lower()
+    if key not in FLASH_ATTN_MODES:
+        raise InvalidArgumentError("flash_attn", mode, "on, off or auto (llama.cpp -fa)")
+    if key != "auto":
+        return key == "on", f"-fa {key}"
+    arch = spec.architecture
+    if arch is None or runtime not in ("cuda", "rocm"):
+        return True, f"-fa auto: on ({runtime} backend, support assumed)"
+    v_type = kv_type_v or kv_type_k
+    if arch.is_mla:
+        k_dim, v_dim = (arch.kv_lora_rank or 0) + (arch.qk_rope_head_dim or 0), arch.kv_lora_rank or 0
+    else:
+        k_dim, v_dim = arch.head_dim, arch.v_head_dim or arch.head_dim
+    gqa = arch.num_attention_heads // max(1, arch.num_key_value_heads) if not arch.is_mla else arch.num_attention_heads
+    if k_dim in CUDA_FA_HEAD_SIZES:
+        sizes_ok = v_dim == k_dim
+    else:
+        need = CUDA_FA_GQA_HEAD_SIZES.get((k_dim, v_dim))
+        sizes_ok = need is not None and gqa >= 2 and gqa % need == 0
+    pair_ok = kv_type_k == v_type or (kv_type_k, v_type) == ("q8_0", "q4_0")
+    types_ok = {kv_type_k, v_type} <= CUDA_FA_KV_TYPES and pair_ok
+    if sizes_ok and types_ok:
+        return True, (f"-fa auto: on (ggml-cuda runs flash attention for head size {k_dim}/{v_dim}, "
+                      f"{kv_type_k}/{v_type} cache)")
+    why = f"head size {k_dim}/{v_dim}" if not sizes_ok else f"a {kv_type_k}/{v_type} cache"
+    return False, f"-fa auto: off (ggml-cuda has no flash-attention kernel for {why}, so llama.cpp turns it off)"
+
+
 def is_llamacpp(spec: ModelSpec, quantization: str) -> bool:
     """Whether the model runs in llama.cpp: a GGUF file, or ``--quantization gguf:<TYPE>``."""
     return bool(getattr(spec, "gguf_tensors", ())) or quantization.startswith("gguf:")
@@ -204,8 +258,9 @@ def llamacpp_estimate(spec: ModelSpec, workload: Workload, *, detail: bool = Tru
     kv_type = _TORCH_KV.get(kv_type, kv_type)
     quant = workload.quantization if workload.quantization.startswith("gguf:") else None
     n_ctx = workload.batch_size * (workload.seq_len + workload.new_tokens)
+    fa, fa_note = flash_attention_on(spec, kv_type_k=kv_type)
     m = llamacpp_memory(spec, n_ctx=n_ctx, n_parallel=workload.batch_size, n_gpu_layers=workload.gpu_layers,
-                        kv_type=kv_type, quantization=quant)  # fmt: skip
+                        kv_type=kv_type, quantization=quant, flash_attention=fa)  # fmt: skip
     components = dict.fromkeys(COMPONENTS, 0)
     components.update(weights=m.weights_gpu, kv_cache=m.kv_gpu, transient=m.compute_buffer)
     moment = Moment(phase="llama.cpp buffers", components=components)
@@ -227,7 +282,7 @@ def llamacpp_estimate(spec: ModelSpec, workload: Workload, *, detail: bool = Tru
             "served by llama.cpp: 'allocated' is the sum of its CUDA buffers (model, KV, compute), as its log prints "
             "them; reserved = allocated (ggml allocates its buffers once)",
             f"llama.cpp -c {n_ctx} -np {workload.batch_size} -ngl {m.n_gpu_layers} -ctk/-ctv {m.kv_type}, "
-            "flash attention on (llama.cpp's default 'auto' on CUDA), n_ubatch 512; token_embd stays in host memory",
+            f"{fa_note} on CUDA, n_ubatch 512; token_embd stays in host memory",
             f"device total = allocated + CUDA context {context >> 20} MiB; cuBLAS/MMQ pool temporaries not counted",
         )  # fmt: skip
     allocated = moment.total_bytes

@@ -20,7 +20,6 @@ from hf_gpu_estimator.planner.engines import (
     engine_capacity,
     unsupported_engine,
 )
-from hf_gpu_estimator.planner.engines.vllm import DEFAULT_GPU_MEMORY_UTILIZATION
 from hf_gpu_estimator.planner.fits import max_batch_size, max_seq_len
 from hf_gpu_estimator.planner.parallel import Parallelization, min_gpus
 from hf_gpu_estimator.spec import ModelSpec
@@ -91,7 +90,7 @@ class Plan:
 
 
 def plan(spec: ModelSpec, workload: Workload, gpu: GPU, *,
-         gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION, max_model_len: int | None = None,
+         gpu_memory_utilization: float | None = None, max_model_len: int | None = None,
          margin: float = DEFAULT_MARGIN, engine: str | None = None, vllm_version: str | None = None,
          engine_settings: Mapping[str, Any] | None = None) -> Plan:
     """Everything the planner knows about ``workload`` on ``gpu`` (the workload's own GPU count and split).
@@ -127,7 +126,8 @@ def plan(spec: ModelSpec, workload: Workload, gpu: GPU, *,
     if not fits and needed is not None and needed.num_gpus > workload.parallelism.num_gpus:
         run = needed.workload
         notes.append(f"does not fit {workload.parallelism.num_gpus} x {gpu.name}; the smallest configuration that "
-                     f"does is {needed.description}: speed, cost and serving below are for it")
+                     f"does is {needed.description}: speed and cost below are for it (the serving engine's answer is "
+                     f"for the {workload.parallelism.num_gpus} GPU(s) asked)")
     serving = None
     speed: InferenceSpeed | TrainingSpeed | None = None
     hourly = per_million = None
@@ -136,15 +136,17 @@ def plan(spec: ModelSpec, workload: Workload, gpu: GPU, *,
     no_backend = unsupported_engine(engine, gpu)
     if no_backend and not run.is_training:
         notes.append(no_backend)
-    if not run.is_training and spec.architecture is not None and runnable and not no_backend:
+    # The engine answers at the split asked (DESIGN: never swapped silently): it says itself whether it
+    # would start, and the analytic estimate's margin is not vLLM's profile run.
+    if not workload.is_training and spec.architecture is not None and not no_backend:
         settings: dict[str, Any] = dict(engine_settings or {})
         if engine == "vllm":
             settings.update(gpu_memory_utilization=gpu_memory_utilization, vllm_version=vllm_version)
         if engine in ("vllm", "sglang", "transformers"):
             settings.setdefault("max_model_len", max_model_len)
         if engine == "llama.cpp":
-            settings.setdefault("n_gpu_layers", run.gpu_layers)  # --gpu-layers is llama.cpp's -ngl
-        serving = engine_capacity(spec, run, gpu, engine=engine, **settings)
+            settings.setdefault("n_gpu_layers", workload.gpu_layers)  # --gpu-layers is llama.cpp's -ngl
+        serving = engine_capacity(spec, workload, gpu, engine=engine, **settings)
         assumptions += serving.assumptions
         if serving.problem:
             notes.append(serving.problem)

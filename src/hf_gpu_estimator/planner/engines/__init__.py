@@ -22,7 +22,7 @@ _SETTINGS = {
     "vllm": {"gpu_memory_utilization", "max_model_len", "max_num_batched_tokens", "max_num_seqs", "block_size",
              "vllm_version"},
     "sglang": {"mem_fraction_static", "max_model_len"},
-    "llama.cpp": {"ctx_size", "parallel", "n_gpu_layers"},
+    "llama.cpp": {"ctx_size", "parallel", "n_gpu_layers", "flash_attn"},
     "transformers": {"max_model_len"},
 }
 

@@ -84,6 +84,11 @@ class ServingCapacity:
     fits: bool
     problem: str | None = None
     assumptions: tuple[str, ...]
+    #: Sequences of ``max_model_len`` tokens the pool holds, unrounded, as vLLM logs it ("Maximum concurrency
+    #: for 8,192 tokens per request: 58.11x"); ``None`` where the engine does not say.
+    max_concurrency: float | None = None
+    #: CUDA-graph memory the engine counts against the pool (vLLM from 0.21); ``None``: not counted.
+    cuda_graph_bytes: int | None = None
 
     @property
     def would_start(self) -> bool:
@@ -100,6 +105,7 @@ class ServingCapacity:
             "total_memory_bytes": self.total_memory_bytes, "gpu_memory_utilization": self.gpu_memory_utilization,
             "max_num_batched_tokens": self.max_num_batched_tokens, "max_num_seqs": self.max_num_seqs,
             "tp": self.tp, "pp": self.pp, "fits": self.fits, "would_start": self.fits, "problem": self.problem,
+            "max_concurrency": self.max_concurrency, "cuda_graph_bytes": self.cuda_graph_bytes,
         }  # fmt: skip
 
 

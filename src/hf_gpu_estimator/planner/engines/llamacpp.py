@@ -14,7 +14,7 @@ from __future__ import annotations
 from hf_gpu_estimator.errors import ConflictingOptionsError, InvalidArgumentError
 from hf_gpu_estimator.hardware import GPU
 from hf_gpu_estimator.memory import overhead
-from hf_gpu_estimator.memory.llamacpp import llamacpp_memory
+from hf_gpu_estimator.memory.llamacpp import flash_attention_on, llamacpp_memory
 from hf_gpu_estimator.memory.weights import plan_weights
 from hf_gpu_estimator.planner.engines._capacity import ServingCapacity, check_context
 from hf_gpu_estimator.spec import ModelSpec
@@ -47,8 +47,14 @@ def _gguf_quantization(spec: ModelSpec, workload: Workload) -> tuple[str | None,
 
 
 def llamacpp_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *, ctx_size: int | None = None,
-                      parallel: int = LLAMACPP_DEFAULT_PARALLEL, n_gpu_layers: int | None = None) -> ServingCapacity:
-    """What llama-server ``-c ctx_size -np parallel -ngl n_gpu_layers`` holds on ``gpu``.
+                      parallel: int = LLAMACPP_DEFAULT_PARALLEL, n_gpu_layers: int | None = None,
+                      flash_attn: str | None = None) -> ServingCapacity:
+    """What llama-server ``-c ctx_size -np parallel -ngl n_gpu_layers -fa flash_attn`` holds on ``gpu``.
+
+    ``flash_attn``: ``on``, ``off`` or ``auto`` (the default;
+    :func:`~hf_gpu_estimator.memory.llamacpp.flash_attention_on`).
+    Without flash attention the compute buffer holds the f32 attention scores of one micro-batch, and a
+    quantized V cache is refused (llama.cpp: "V cache quantization requires flash_attn").
 
     With several GPUs (``tp x pp``) the buffers are split evenly by layers (``--split-mode layer``).
 
@@ -72,7 +78,12 @@ def llamacpp_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *, ctx_size
     quant, note = _gguf_quantization(spec, workload)
     kv_type = workload.kv_cache_dtype or "float16"
     kv_type = _KV_TYPE.get(kv_type, kv_type)
-    m = llamacpp_memory(spec, n_ctx=ctx, n_parallel=parallel, n_gpu_layers=ngl, kv_type=kv_type, quantization=quant)
+    fa, fa_note = flash_attention_on(spec, mode=flash_attn or "auto", runtime=gpu.runtime, kv_type_k=kv_type)
+    if not fa and kv_type not in ("f16", "bf16", "f32"):
+        raise ConflictingOptionsError("kv_cache_dtype", kv_type, "needs flash attention in llama.cpp (a quantized V "
+                                      f"cache); {fa_note}", fix="pass -fa on, or an f16 cache")
+    m = llamacpp_memory(spec, n_ctx=ctx, n_parallel=parallel, n_gpu_layers=ngl, kv_type=kv_type, quantization=quant,
+                        flash_attention=fa)
     devices = workload.parallelism.tp * workload.parallelism.pp
     weights, kv, compute = m.weights_gpu // devices, m.kv_gpu // devices, m.compute_buffer
     total = gpu.usable_memory_bytes
@@ -90,6 +101,7 @@ def llamacpp_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *, ctx_size
         (f"llama-server -c {ctx} -np {parallel} -ngl {m.n_gpu_layers}/{m.n_layer + 1} -ctk/-ctv {m.kv_type}: "
          f"{m.formula}; {ctx // parallel} tokens per slot (memory/llamacpp.py)"),
         f"{m.weights_host / GiB:.2f} GiB of weights and {m.kv_host / GiB:.2f} GiB of KV cache stay in host memory",
+        fa_note,
     ]
     if devices > 1:
         assumptions.append(f"split by layers over {devices} GPUs (--split-mode layer), evenly")

@@ -28,12 +28,25 @@ Modelled versions (``--vllm-version``):
   layers keep their window (plus the tokens of one scheduler step and a block), Mamba and
   linear-attention layers one page of state per sequence, layers grouped by kind
   (:func:`hybrid_pool`).
-* ``0.17`` (0.17 to 0.19): as 0.10, with the sampler pass of the profile run holding the fp32 logits
-  only (4 bytes per logit): the activation reservation fell ~60 % between 0.15 and 0.17 for
-  Qwen3-14B (41.9 -> 45.3 GiB of KV pool with the same settings, issue 13).
+* ``0.17``: as 0.10, with the sampler pass of the profile run holding 15 bytes per logit (fitted, see
+  :data:`V1_SAMPLER_BYTES_PER_LOGIT`): the activation reservation fell ~60 % between 0.16 and 0.17 for
+  Qwen3-14B (5.64 -> 2.23 GiB, llm-d planner's version sweep); non-torch 0.13 GiB.
+* ``0.18`` (0.18 and 0.19, the default): as 0.17, non-torch memory as measured on H100 logs of 0.19
+  (0.25 GiB on one GPU, 2.07 / 2.13 GiB per rank at tp=2 / 4, 0.07 GiB on a pipeline stage that does
+  not sample); checked on the llm-d planner's 74 runs (benchmarks/llmd_vllm.py).
+* ``0.21`` (0.21 to 0.27): as 0.18, with CUDA-graph memory profiled before the pool is sized (vLLM's
+  default since v0.21.0, as its log says; modelled as the typical estimate of the 0.19 logs,
+  :data:`V021_CUDA_GRAPH_BYTES`) and ``--gpu-memory-utilization`` 0.92 by default. Not checked against
+  a log of these releases.
+
+Weights are what vLLM loads: the checkpoint's tensors, the rotary cos/sin caches
+(:func:`rotary_cache_bytes`) and the kernel padding of MXFP4 experts (:func:`kernel_padding_bytes`),
+per pipeline stage (:func:`stage_weights`); every rank sizes its own pool and the engine keeps the
+fewest blocks.
 
 CUDA graphs are captured after the pool is sized and live in the ``1 - gpu_memory_utilization``
-headroom in every modelled version (vLLM profiles CUDA graph memory by default from 0.21).
+headroom in every modelled version (the 0.19 log: "CUDA graph memory profiling will be enabled by
+default", VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS=0 at v0.19.0).
 
 The published start-up logs each version is checked against are in
 ``tests/data/vllm_startup_logs.json`` with their sources and each row's error in
@@ -42,6 +55,7 @@ The published start-up logs each version is checked against are in
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -97,9 +111,34 @@ class VllmVersion:
     sampler_bytes_per_logit: int
     source: str
     hybrid_allocator: bool = False
+    #: Non-torch memory of a pipeline stage that does not sample (pp > 1, tp = 1); ``None``: the single-GPU figure.
+    non_torch_no_sampler_bytes: int | None = None
+    #: What communicators add per rank by tensor-parallel degree (the largest degree listed applies above it);
+    #: empty: ``non_torch_multi_gpu_bytes`` for every degree.
+    non_torch_tp_bytes: tuple[tuple[int, int], ...] = ()
+    #: CUDA-graph memory counted against the pool (vLLM's own estimate, profiled before the pool is sized);
+    #: 0: graphs are captured afterwards, in the ``1 - gpu_memory_utilization`` headroom.
+    cuda_graph_bytes: int = 0
+    #: Whether a MoE model's fused-MoE caches stay allocated through the sampler pass
+    #: (:func:`profile_activation_bytes`).
+    moe_cache_kept: bool = False
+    #: ``--gpu-memory-utilization`` when not given.
+    default_gpu_memory_utilization: float = 0.9
 
-    def non_torch_bytes(self, tp: int, pp: int) -> int:
-        """Non-torch memory per rank: the single-GPU figure, plus communicator buffers with more than one GPU."""
+    def non_torch_bytes(self, tp: int, pp: int, *, samples: bool = True) -> int:
+        """Non-torch memory per rank: the single-GPU figure, plus communicator buffers with more than one GPU.
+
+        ``samples``: whether the rank runs the sampler (the last pipeline stage); the others, where the rule
+        measured them, count less.
+        """
+        if self.non_torch_tp_bytes:
+            base = self.non_torch_tp1_bytes if samples or self.non_torch_no_sampler_bytes is None \
+                else self.non_torch_no_sampler_bytes
+            comm = 0
+            for degree, extra in self.non_torch_tp_bytes:
+                if tp >= degree:
+                    comm = extra
+            return base + (comm if tp > 1 else 0)
         return self.non_torch_tp1_bytes + (self.non_torch_multi_gpu_bytes if tp * pp > 1 else 0)
 
 
@@ -110,10 +149,29 @@ class VllmVersion:
 #: indices (8), softmax over the sorted logits (4) and its cumsum (4), the mask (1), probabilities
 #: (4) and log-probabilities (4).
 V0_SAMPLER_BYTES_PER_LOGIT = 39
-#: V1 sampler peak per logit from 0.17: the fp32 logits of the dummy sampler pass only. Checked on
-#: vLLM 0.19 (Llama-3.1-8B on an H100, bf16/FP8: the pool within the device-total difference, issue 13)
-#: and on the Qwen3-14B pair of issue 13 (+2.5 %, settings assumed; tests/data/vllm_startup_logs.json).
-V1_SAMPLER_BYTES_PER_LOGIT = 4
+#: V1 sampler peak per logit from 0.17, over ``max_num_seqs`` rows of the full vocabulary (gathered
+#: across tensor-parallel ranks): FITTED on one run, Llama-3.1-8B bf16 tp=1 on vLLM 0.19 / H100 (llm-d
+#: planner data, benchmarks/llmd/: 1.89 GiB = 64 MiB hidden states + 1024 x 128256 x 14.96 B). Held out:
+#: the other sampler-bound runs of that set (14.45 B for gpt-oss-20b to 15.0 B for Llama-3.3-70B) and
+#: Qwen3-14B on 0.17 and 0.18 (version-sweep: 2.23 GiB, 14.85 B). Consistent with the model-dtype
+#: logits (2 B), their fp32 copy (4 B), two fp32 working tensors of the top-k/top-p sampling path and a
+#: byte mask (unverified against vLLM's sampler code).
+V1_SAMPLER_BYTES_PER_LOGIT = 15
+#: Non-torch memory per rank on vLLM 0.18-0.19 on an H100, from the logs of the llm-d planner's runs
+#: (benchmarks/llmd/results_raw.csv, "non-torch forward increase memory"): 0.25 GiB on one GPU
+#: (Llama-3.1-8B; 0.24-0.27 over the other 30 single-GPU runs; 0.13 on 0.17 in the Qwen3-14B version
+#: sweep), 0.07 GiB on the first stage of a pipeline (which does not sample; pp=2 and 4), and with
+#: tensor parallelism 2.07 GiB at tp=2 and 2.13 GiB at tp=4 (Llama-3.1-8B; held out: 2.06-2.11 and
+#: 2.13-2.21 over the other tp runs): communicator buffers (NCCL, custom all-reduce).
+V018_NON_TORCH_BYTES = int(0.25 * GiB)
+V018_NON_TORCH_NO_SAMPLER_BYTES = int(0.07 * GiB)
+V018_NON_TORCH_TP_BYTES = ((2, int((2.07 - 0.25) * GiB)), (4, int((2.13 - 0.25) * GiB)))
+#: CUDA-graph memory as vLLM estimates it before sizing the pool (one capture per mode, then the second
+#: capture's increase times the other capture sizes, vLLM issue #45178): 0.84 GiB, the estimate vLLM 0.19
+#: logs for Llama-3.1-8B on an H100 (PIECEWISE 138 MiB + 50 x 6 MiB, FULL 260 MiB + 50 x 6 MiB, 51 sizes
+#: each). A MEASURED constant standing for a per-model figure: over the llm-d planner's 59 started runs
+#: the estimate ranges 0.49-1.92 GiB; other GPUs unverified.
+V021_CUDA_GRAPH_BYTES = int(0.84 * GiB)
 
 VLLM_VERSIONS: dict[str, VllmVersion] = {
     "0.6": VllmVersion(
@@ -146,15 +204,33 @@ VLLM_VERSIONS: dict[str, VllmVersion] = {
                "hybrid KV cache manager (vllm/v1/core/kv_cache_utils.py, RFC "
                "https://github.com/vllm-project/vllm/issues/11382)"),
     "0.17": VllmVersion(
-        version="0.17", engine="v1", releases=("0.17", "0.18", "0.19"),
-        non_torch_tp1_bytes=int(0.16 * GiB), non_torch_multi_gpu_bytes=overhead.NCCL_BYTES,
+        version="0.17", engine="v1", releases=("0.17",),
+        non_torch_tp1_bytes=int(0.13 * GiB), non_torch_multi_gpu_bytes=overhead.NCCL_BYTES,
         sampler_bytes_per_logit=V1_SAMPLER_BYTES_PER_LOGIT, hybrid_allocator=True,
-        source="vllm/v1/worker/gpu_worker.py determine_available_memory, the sampler pass holding the fp32 logits "
-               "only (the activation reservation fell ~60 % from 0.15 to 0.17 for Qwen3-14B, issue 13); hybrid KV "
-               "cache manager (vllm/v1/core/kv_cache_utils.py); CUDA graph memory not profiled before 0.21"),
+        source="vllm/v1/worker/gpu_worker.py determine_available_memory; the sampler pass's peak fell ~60 % from "
+               "0.16 to 0.17 (Qwen3-14B on an H100: 5.64 -> 2.23 GiB, non-torch 0.13 GiB, llm-d planner "
+               "version sweep); hybrid KV cache manager (vllm/v1/core/kv_cache_utils.py); CUDA graph memory "
+               "captured after the pool is sized"),
+    "0.18": VllmVersion(
+        version="0.18", engine="v1", releases=("0.18", "0.19"),
+        non_torch_tp1_bytes=V018_NON_TORCH_BYTES, non_torch_multi_gpu_bytes=V018_NON_TORCH_TP_BYTES[0][1],
+        non_torch_no_sampler_bytes=V018_NON_TORCH_NO_SAMPLER_BYTES, non_torch_tp_bytes=V018_NON_TORCH_TP_BYTES,
+        sampler_bytes_per_logit=V1_SAMPLER_BYTES_PER_LOGIT, hybrid_allocator=True, moe_cache_kept=True,
+        source="vllm/v1/worker/gpu_worker.py determine_available_memory at v0.19.0 (its log: CUDA graph memory "
+               "estimated but not profiled by default, VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS=0); non-torch "
+               "0.25 GiB on one H100, 2.07/2.13 GiB per rank at tp=2/4 (llm-d planner's 74 v0.19.0 runs, "
+               "benchmarks/llmd/; 0.13 -> 0.25 GiB between 0.17 and 0.18 in its version sweep)"),
 }  # fmt: skip
-#: The newest modelled rule (the default of ``--vllm-version``).
-DEFAULT_VLLM_VERSION = "0.17"
+VLLM_VERSIONS["0.21"] = dataclasses.replace(
+    VLLM_VERSIONS["0.18"], version="0.21", releases=("0.21", "0.22", "0.23", "0.24", "0.25", "0.26", "0.27"),
+    cuda_graph_bytes=V021_CUDA_GRAPH_BYTES, default_gpu_memory_utilization=0.92,
+    source="as 0.18, with CUDA-graph memory profiled before the pool is sized (vLLM's log from 0.27.1: 'CUDA "
+           "graph memory profiling is enabled (default since v0.21.0)', https://github.com/gpustack/runner/pull/251; "
+           "the estimate: https://github.com/vllm-project/vllm/pull/30515) and --gpu-memory-utilization 0.92 by "
+           "default (https://docs.vllm.ai/en/stable/cli/serve/; the first release with 0.92 unverified); "
+           "non-torch memory and the sampler carried over from 0.19 (unverified on these releases)")
+#: The newest rule checked against logs (the default of ``--vllm-version``).
+DEFAULT_VLLM_VERSION = "0.18"
 
 
 def resolve_vllm_version(version: str | None) -> VllmVersion:
@@ -195,7 +271,7 @@ def vllm_batch_defaults(gpu: GPU, version: str | None = None, *, max_model_len: 
 
 
 def profile_activation_bytes(arch: Architecture, tokens: int, rows: int, *, act_bytes: int, tp: int,
-                             sampler_bytes_per_logit: int) -> int:
+                             sampler_bytes_per_logit: int, moe_cache_kept: bool = False) -> int:
     """Torch's activation peak of vLLM's profile run on one rank: a forward of ``tokens`` tokens through
     vLLM's layers, then the dummy sampler over ``rows`` logits rows; the larger of the two.
 
@@ -205,6 +281,16 @@ def profile_activation_bytes(arch: Architecture, tokens: int, rows: int, *, act_
     down_proj output; gate_up stays referenced until the MLP returns) or the fused-MoE intermediate
     caches (``tokens * top_k * (3 * moe_intermediate / tp + hidden)``). No attention scores: the
     attention kernels are skipped without metadata in the profile run.
+
+    Sampler: the forward's ``tokens x hidden`` output, still referenced, and ``rows`` logits rows of the
+    whole vocabulary (gathered over tensor-parallel ranks, so the same on every rank: Llama-3.1-8B logs
+    1.89 GiB at tp=1, 2 and 4 on vLLM 0.19) at ``sampler_bytes_per_logit``; none on a pipeline stage
+    that does not sample (``rows=0``). With ``moe_cache_kept`` (0.18 and later) a MoE model's fused-MoE
+    caches of the forward (the gate/up output and the down output, ``tokens * top_k * (2 * moe_intermediate
+    / tp + hidden)``) are still allocated during the sampler pass: on the llm-d vLLM 0.19 logs this
+    accounts for the MoE runs' activation peaks above the sampler's (Qwen3-30B-A3B 2.68 GiB logged, 2.64
+    modelled; Qwen1.5-MoE-A2.7B 2.47 / 2.50; DeepSeek-V2-Lite 1.93 / 1.94; Mixtral-8x7B tp=2 1.21 / 1.08),
+    which dense models of the same vocabulary do not show (unverified against vLLM's code).
     """
     h = arch.hidden_size
     q_dim = arch.num_attention_heads * arch.head_dim // tp
@@ -219,6 +305,10 @@ def profile_activation_bytes(arch: Architecture, tokens: int, rows: int, *, act_
         mlp = (3 if arch.gated_mlp else 2) * arch.intermediate_size // tp + h
     forward = tokens * act_bytes * (3 * h + max(attention, mlp))
     sampler = tokens * act_bytes * h + rows * arch.vocab_size * sampler_bytes_per_logit
+    if moe_cache_kept and arch.is_moe:
+        sampler += tokens * act_bytes * arch.num_experts_per_tok * (2 * arch.moe_intermediate_size // tp + h)
+    if rows == 0:
+        sampler = 0
     return int(max(forward, sampler))
 
 
@@ -246,6 +336,9 @@ class HybridPool:
     kv_cache_tokens: int
     max_concurrent_sequences: int
     largest_max_model_len: int
+    #: ``num_blocks`` over the blocks of one ``max_model_len`` sequence, as vLLM logs it
+    #: ("Maximum concurrency ... 58.11x").
+    max_concurrency: float = 0.0
 
 
 def hybrid_pool(layout: KVLayout, pool_bytes: int, *, block_size: int, max_model_len: int, max_position: int,
@@ -280,11 +373,116 @@ def hybrid_pool(layout: KVLayout, pool_bytes: int, *, block_size: int, max_model
     return HybridPool(block_size=block_size, page_bytes=page, group_size=group_size, num_groups=num_groups,
                       num_blocks=num_blocks, kv_cache_tokens=num_blocks // num_groups * block_size,
                       max_concurrent_sequences=num_blocks // per_seq if per_seq else 0,
-                      largest_max_model_len=longest)
+                      largest_max_model_len=longest, max_concurrency=num_blocks / per_seq if per_seq else 0.0)
+
+
+#: vLLM pads the vocabulary of its embedding and LM head to a multiple of this before splitting it over
+#: tensor-parallel ranks (vllm/model_executor/layers/vocab_parallel_embedding.py DEFAULT_VOCAB_PADDING_SIZE).
+VOCAB_PADDING = 64
+
+
+def check_vocab_split(arch: Architecture, tp: int) -> None:
+    """vLLM splits the padded vocabulary evenly over the tensor-parallel ranks and asserts it divides:
+    Qwen3-14B at tp=5 fails with "151936 is not divisible by 5" (llm-d planner's vLLM 0.19 log)."""
+    padded = -(-arch.vocab_size // VOCAB_PADDING) * VOCAB_PADDING
+    if tp > 1 and padded % tp:
+        accepted = [t for t in (1, 2, 4, 8, 16) if padded % t == 0]
+        raise InvalidArgumentError(
+            "tp", tp, f"a degree that divides the vocabulary padded to {VOCAB_PADDING} ({padded} for "
+            f"{arch.vocab_size}): {', '.join(map(str, accepted))}")
+
+
+def pipeline_layers(num_layers: int, pp: int) -> list[int]:
+    """Layers per pipeline stage as vLLM splits them (vllm/distributed/utils.py ``get_pp_indices``): an
+    even share, the remainder to the stages before the last, from the second-to-last backwards."""
+    parts = [num_layers // pp] * pp
+    for i in range(2, num_layers % pp + 2):
+        parts[-i] += 1
+    return parts
+
+
+#: Model types whose sliding-window layers get a rotary embedding of their own, unscaled (vLLM's gemma3.py:
+#: ``rope_local_base_freq`` on sliding layers, ``rope_scaling`` on the others).
+LOCAL_ROPE_MODEL_TYPES = frozenset({"gemma3", "gemma3_text"})
+
+
+def rotary_cache_bytes(spec: ModelSpec, act_bytes: int) -> int:
+    """vLLM's RotaryEmbedding ``cos_sin_cache`` buffers (vllm/model_executor/layers/rotary_embedding,
+    ``get_rope``, one per distinct configuration): ``positions x rotary_dim`` in the model dtype, counted
+    in "Model loading took". Positions: ``max_position_embeddings``, times the factor for ``linear`` and
+    ``dynamic`` scaling, ``original_max_position_embeddings x factor`` for ``yarn``. On the llm-d vLLM
+    0.19 logs: Llama-3.1-8B 0.03 GiB (14.99 logged, 14.96 of parameters), gemma-3-4b 0.06 + 0.5 GiB
+    (local and 8x linear-scaled global rope: 8.58 logged, 8.01 of parameters)."""
+    arch = spec.architecture
+    if arch is None:
+        return 0
+    config = spec.config.get("text_config") if isinstance(spec.config.get("text_config"), dict) else spec.config
+    scaling = config.get("rope_scaling") if isinstance(config.get("rope_scaling"), dict) else {}
+    partial = config.get("partial_rotary_factor")
+    rotary_dim = int(arch.qk_rope_head_dim or 0) if arch.is_mla else int(arch.head_dim * (
+        float(partial) if isinstance(partial, (int, float)) and not isinstance(partial, bool) else 1.0))
+    positions = int(arch.max_position_embeddings or 0)
+    kind = scaling.get("rope_type") or scaling.get("type")
+    factor = scaling.get("factor")
+    if isinstance(factor, (int, float)) and not isinstance(factor, bool):
+        if kind in ("linear", "dynamic"):
+            positions = int(positions * factor)
+        elif kind == "yarn":
+            positions = int(int(scaling.get("original_max_position_embeddings") or positions) * factor)
+    caches = positions
+    if arch.model_type in LOCAL_ROPE_MODEL_TYPES and kind:
+        caches += int(arch.max_position_embeddings or 0)
+    return caches * rotary_dim * act_bytes
+
+
+#: MXFP4 bytes per expert weight: 4-bit values plus one 8-bit scale per 32 (the checkpoint's layout).
+MXFP4_BYTES_PER_WEIGHT = 0.5 + 1 / 32
+
+
+def kernel_padding_bytes(spec: ModelSpec, workload: Workload) -> int:
+    """Bytes per rank vLLM adds to quantized MoE experts for its kernels: MXFP4 experts (gpt-oss) on CUDA
+    are created with the hidden size rounded up to 256 and the per-rank intermediate size to 128
+    (vllm/model_executor/layers/quantization/mxfp4.py ``Mxfp4MoEMethod.create_weights``, as in the
+    releases read; the v0.19.0 file unverified). gpt-oss-20b: 13.64 GiB logged at tp=1 (12.82 GiB of
+    checkpoint tensors; +0.86 GiB modelled), 7.01 GiB at tp=2 (+0.65 GiB modelled, 0.59 logged)."""
+    arch = spec.architecture
+    q = spec.quantization
+    if arch is None or q is None or q.method != "mxfp4" or not arch.is_moe:
+        return 0
+    if workload.quantization not in ("none", "mxfp4"):
+        return 0
+    tp = workload.parallelism.tp
+    hidden, inter = arch.hidden_size, arch.moe_intermediate_size // tp
+    padded_hidden, padded_inter = -(-hidden // 256) * 256, -(-inter // 128) * 128
+    moe_layers = len(arch.moe_layers) if arch.moe_layers else arch.num_layers - arch.num_dense_layers
+    extra = 3 * (padded_hidden * padded_inter - hidden * inter) * arch.num_experts * moe_layers
+    return int(extra * MXFP4_BYTES_PER_WEIGHT)
+
+
+def stage_weights(spec: ModelSpec, workload: Workload, *, act_bytes: int) -> tuple[int, int]:
+    """Weight bytes per rank on the first and the last pipeline stage (equal without pipeline parallelism).
+
+    The decoder layers split as :func:`pipeline_layers`; the first stage holds the (vocab-parallel)
+    embedding, the last the LM head (its own copy when the embeddings are tied); both the rotary cache
+    (:func:`rotary_cache_bytes`); the layers their kernel padding (:func:`kernel_padding_bytes`).
+    """
+    arch = spec.architecture
+    p = workload.parallelism
+    whole = weights_per_device(spec, workload.with_(parallelism=dataclasses.replace(p, pp=1, num_gpus=p.tp)))
+    rope = rotary_cache_bytes(spec, act_bytes)
+    whole += kernel_padding_bytes(spec, workload)  # per expert layer: split with the layers below
+    if p.pp == 1 or arch is None:
+        return whole + rope, whole + rope
+    embed = spec.parameters.embedding * act_bytes // p.tp
+    untied_head = spec.parameters.lm_head * act_bytes // p.tp
+    head = untied_head if untied_head else embed
+    layers = max(0, whole - embed - untied_head)
+    parts = pipeline_layers(arch.num_layers, p.pp)
+    return (layers * parts[0] // arch.num_layers + embed + rope, layers * parts[-1] // arch.num_layers + head + rope)
 
 
 def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
-                     gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION,
+                     gpu_memory_utilization: float | None = None,
                      max_model_len: int | None = None, max_num_batched_tokens: int | None = None,
                      max_num_seqs: int | None = None, block_size: int = VLLM_BLOCK_SIZE,
                      vllm_version: str | None = None) -> ServingCapacity:
@@ -304,56 +502,86 @@ def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
         InvalidArgumentError: A utilisation outside (0, 1], an unknown version, a context longer than
             the model supports, or a tensor-parallel degree that does not split the heads.
     """
-    utilization = check_fraction("gpu_memory_utilization", gpu_memory_utilization)
     rule = resolve_vllm_version(vllm_version)
+    utilization = check_fraction("gpu_memory_utilization", rule.default_gpu_memory_utilization
+                                 if gpu_memory_utilization is None else gpu_memory_utilization)
     arch = spec.architecture
     if arch is None:
         raise InvalidArgumentError("model", spec.id, "a model with config.json (layer shapes) for serving capacity")
     p = workload.parallelism
     check_tp(arch, p.tp)
+    check_vocab_split(arch, p.tp)
     max_pos = arch.max_position_embeddings or (workload.seq_len + workload.new_tokens)
     model_len = max_model_len if max_model_len is not None else max_pos
     check_context(spec, model_len)
     default_tokens, default_seqs = vllm_batch_defaults(gpu, rule.version, max_model_len=model_len)
     tokens = max_num_batched_tokens or default_tokens
     seqs = max_num_seqs or default_seqs
-    weights = weights_per_device(spec, workload)
     act_bytes = int(BYTES[plan_weights(spec, workload).compute_dtype])
-    activations = profile_activation_bytes(arch, tokens, min(seqs, tokens), act_bytes=act_bytes, tp=p.tp,
-                                           sampler_bytes_per_logit=rule.sampler_bytes_per_logit)
-    if p.pp > 1:
-        # only the last stage samples; every stage runs its share of the layers
-        activations = profile_activation_bytes(arch, tokens, 0, act_bytes=act_bytes, tp=p.tp, sampler_bytes_per_logit=0)
-    non_torch = rule.non_torch_bytes(p.tp, p.pp)
+    first_weights, last_weights = stage_weights(spec, workload, act_bytes=act_bytes)
     total = gpu.usable_memory_bytes
-    pool = int(total * utilization - weights - activations - non_torch)
     # Mamba and linear-attention states in the model dtype (mamba_ssm_cache_dtype "auto",
     # vllm/model_executor/layers/mamba/mamba_utils.py MambaStateDtypeCalculator)
     layout = kv_layout(spec, workload, state_dtype_bytes=act_bytes)
+    mixed = len({g.kind for g in layout.groups}) > 1
+
+    # not for MXFP4 experts (gpt-oss), whose kernels keep no such caches: 2.87 GiB logged at tp=2, the sampler's figure
+    moe_cache_kept = rule.moe_cache_kept and not (spec.quantization is not None and spec.quantization.method == "mxfp4")
+
+    def rank(weights: int, samples: bool) -> tuple[int, int, int, tuple[int, int, int, int, float]]:
+        """(activations, non-torch, pool, (blocks, tokens, concurrent, longest, concurrency)) of one rank."""
+        activations = profile_activation_bytes(arch, tokens, min(seqs, tokens) if samples else 0, act_bytes=act_bytes,
+                                               tp=p.tp, sampler_bytes_per_logit=rule.sampler_bytes_per_logit,
+                                               moe_cache_kept=moe_cache_kept)
+        non_torch = rule.non_torch_bytes(p.tp, p.pp, samples=samples)
+        pool = int(total * utilization - weights - activations - non_torch - rule.cuda_graph_bytes)
+        if rule.hybrid_allocator:
+            h = hybrid_pool(layout, pool, block_size=block_size, max_model_len=model_len, max_position=max_pos,
+                            max_num_batched_tokens=tokens)
+            return activations, non_torch, pool, (h.num_blocks, h.kv_cache_tokens, h.max_concurrent_sequences,
+                                                  h.largest_max_model_len, h.max_concurrency)
+        used = layout.without_windows() if mixed else layout
+        got = pool_capacity(used, pool, block_size=block_size, max_model_len=model_len, max_position=max_pos,
+                            in_flight=tokens)
+        per_seq = used.sequence_bytes(model_len, block_size, in_flight=tokens)
+        return activations, non_torch, pool, (*got, max(0, pool) / per_seq if per_seq else 0.0)
+
+    # vLLM logs rank 0's memory; every rank sizes its own pool and the engine keeps the fewest blocks
+    # (the first pipeline stage holds the embedding, the last the LM head and the sampler).
+    activations, non_torch, pool, first = rank(first_weights, samples=p.pp == 1)
+    weights = first_weights
+    blocks, kv_tokens, concurrent, longest, concurrency = first
+    smallest_pool = pool
+    if p.pp > 1:
+        *_, last_pool, last = rank(last_weights, samples=True)
+        smallest_pool = min(pool, last_pool)
+        if last[0] < blocks:
+            blocks, kv_tokens, concurrent, longest, concurrency = last
     if rule.hybrid_allocator:
         hybrid = hybrid_pool(layout, pool, block_size=block_size, max_model_len=model_len, max_position=max_pos,
                              max_num_batched_tokens=tokens)
-        block_size, blocks, kv_tokens = hybrid.block_size, hybrid.num_blocks, hybrid.kv_cache_tokens
-        concurrent, longest = hybrid.max_concurrent_sequences, hybrid.largest_max_model_len
+        block_size = hybrid.block_size
         paging = (f"hybrid KV cache manager: {layout.describe()} per device in {hybrid.num_groups} groups of "
                   f"{hybrid.group_size} layers, blocks of {block_size} tokens; sliding layers hold the window - 1 "
                   f"+ {tokens} batched tokens + 1 block, recurrent layers one page per sequence")
     else:
-        mixed = len({g.kind for g in layout.groups}) > 1
-        used = layout.without_windows() if mixed else layout
-        blocks, kv_tokens, concurrent, longest = pool_capacity(used, pool, block_size=block_size,
-                                                               max_model_len=model_len, max_position=max_pos,
-                                                               in_flight=tokens)
         paging = (f"KV blocks of {block_size} tokens over every cache layer ({layout.describe()})"
                   + ("; no hybrid allocator before vLLM 0.10: sliding and chunked layers keep every token"
                      if mixed and layout.windowed else ""))
-    problem = capacity_problem("vLLM", pool, weights, total, utilization, concurrent, model_len, kv_tokens)
+    if p.pp > 1:
+        paging += (f"; pipeline of {p.pp} stages: memory figures are rank 0's (embedding, no sampler), blocks the "
+                   f"fewest over the first and last stage (last: {last_weights / GiB:.2f} GiB of weights, LM head "
+                   "and sampler)")
+    problem = capacity_problem("vLLM", smallest_pool, weights, total, utilization, concurrent, model_len, kv_tokens)
     assumptions = (
         f"vLLM {rule.version} rule ({rule.engine.upper()} engine, releases {rule.releases[0]}-{rule.releases[-1]}): "
         f"KV pool = {utilization:g} x {total / GiB:.2f} GiB - weights - profile activations ({tokens} batched "
-        f"tokens, {min(seqs, tokens)} sampler rows) - non-torch {non_torch / GiB:.2f} GiB ({rule.source})",
+        f"tokens, {min(seqs, tokens)} sampler rows) - non-torch {non_torch / GiB:.2f} GiB"
+        + (f" - CUDA graphs {rule.cuda_graph_bytes / GiB:.2f} GiB" if rule.cuda_graph_bytes else "")
+        + f" ({rule.source})",
         paging,
-        "CUDA graphs are captured after the pool is sized (inside the 1 - gpu_memory_utilization headroom)",
+        "CUDA graphs: vLLM's estimate counted in the pool (a typical H100 figure, not this model's)"
+        if rule.cuda_graph_bytes else "CUDA graphs are captured after the pool is sized (inside the 1 - gpu_memory_utilization headroom)",
     )
     return ServingCapacity(
         engine="vllm", engine_version=rule.version, gpu=gpu.name, tp=p.tp, pp=p.pp,
@@ -362,5 +590,5 @@ def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
         profile_peak_bytes=int(weights + activations), non_torch_bytes=int(non_torch), kv_pool_bytes=max(0, pool),
         kv_bytes_per_token=layout.token_bytes, num_blocks=blocks, kv_cache_tokens=kv_tokens, max_model_len=model_len,
         max_concurrent_sequences=concurrent, largest_max_model_len=longest, fits=problem is None, problem=problem,
-        assumptions=assumptions,
+        assumptions=assumptions, max_concurrency=concurrency, cuda_graph_bytes=rule.cuda_graph_bytes or None,
     )  # fmt: skip
