@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from hf_gpu_estimator.census import CACHE_FILE, read_rows, run_census, write_dataset
+from hf_gpu_estimator.census import CACHE_FILE, census_rows, read_rows, run_census, write_dataset
 from hf_gpu_estimator.errors import InvalidArgumentError
-from hf_gpu_estimator.planner.census import GPU_CLASSES_GB, census_rows, class_capacity_bytes, parse_jobs
+from hf_gpu_estimator.planner.census import GPU_CLASSES_GB, class_capacity_bytes, parse_jobs
 from hf_gpu_estimator.sources.catalog import lookup
 from hf_gpu_estimator.sources.census import ModelRef
 

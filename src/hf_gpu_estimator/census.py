@@ -20,6 +20,7 @@ import os
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, fields
@@ -27,10 +28,20 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from hf_gpu_estimator.errors import EstimatorError, InvalidArgumentError, MissingDependencyError
-from hf_gpu_estimator.planner.census import DEFAULT_GPUS, CensusRow, Job, census_rows, parse_jobs, refused_rows
+from hf_gpu_estimator.planner.census import (
+    DEFAULT_GPUS,
+    GPU_CLASSES_GB,
+    CensusRow,
+    Job,
+    census_row,
+    class_capacity_bytes,
+    job_refused_row,
+    parse_jobs,
+    refused_rows,
+)
 from hf_gpu_estimator.sources.census import ModelRef
 
-__all__ = ["CACHE_FILE", "Census", "push_to_hub", "read_rows", "run_census", "write_dataset"]
+__all__ = ["CACHE_FILE", "Census", "census_rows", "push_to_hub", "read_rows", "run_census", "write_dataset"]
 
 #: Rows finished so far, one JSON line per model, in the output folder: a census interrupted and
 #: run again with the same grid skips them. Not uploaded by ``--push-to-hub``.
@@ -127,6 +138,35 @@ class _Progress:
         if self.stream is not None:
             self.stream.write("\n")
             self.stream.flush()
+
+
+#: warnings.catch_warnings swaps process-wide state: one estimate at a time records its warnings, so a
+#: threaded census gives each row its own notes (the estimate is ~1 ms of a row's ~10 ms).
+_WARNINGS_LOCK = threading.Lock()
+
+
+def census_rows(spec: Any, jobs: Sequence[Job], *, gpus: Sequence[str] = DEFAULT_GPUS,
+                created_at: str | None = None) -> list[CensusRow]:
+    """One row per job for ``spec`` (a ModelSpec, or anything :func:`~hf_gpu_estimator.estimate` takes); a job
+    the estimator refuses is a refused row with the reason, and its warnings become the row's notes."""
+    from hf_gpu_estimator.estimator import estimate
+    from hf_gpu_estimator.hardware import get_gpu
+    from hf_gpu_estimator.sources import inspect_model
+
+    spec = inspect_model(spec)
+    resolved = tuple(get_gpu(g) for g in gpus)
+    capacities = {gb: class_capacity_bytes(gb) for gb in GPU_CLASSES_GB}
+    rows = []
+    for job in jobs:
+        try:
+            with _WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                est = estimate(spec, **job.options)
+            rows.append(census_row(est, job, resolved, capacities=capacities, created_at=created_at,
+                                   notes=[str(w.message) for w in caught]))
+        except EstimatorError as e:
+            rows.append(job_refused_row(spec, job, e, [g.name for g in resolved], created_at=created_at))
+    return rows
 
 
 def _resolver(offline: bool, token: str | bool | None) -> Callable[[str], Any]:

@@ -6,19 +6,19 @@ GPUs of each asked catalog GPU that hold it, the cheapest of those by $/hour wit
 $ per million tokens, and where the facts came from. A model that cannot be read or a job that is
 refused is a row too, with the reason: a census never stops at one bad repo.
 
-Models are read by :mod:`hf_gpu_estimator.census` (the I/O: catalog, Hub, cache, threads); this
-module only turns a :class:`~hf_gpu_estimator.spec.ModelSpec` (or the error that replaced it) into rows.
+Models are read and estimated by :mod:`hf_gpu_estimator.census` (the I/O: catalog, Hub, cache, threads);
+this module only turns an :class:`~hf_gpu_estimator.estimator.Estimate` (or the error that replaced it) into a row.
 
->>> from hf_gpu_estimator.sources.catalog import lookup
->>> rows = census_rows(lookup("meta-llama/Llama-2-7b-hf"), parse_jobs("inference:ctx=2048"), gpus=("RTX-4090",))
->>> rows[0].gpu_class_gb, rows[0].min_gpus["RTX-4090"], rows[0].source
+>>> from hf_gpu_estimator import estimate, get_gpu
+>>> job = parse_job("inference:ctx=2048")
+>>> row = census_row(estimate("meta-llama/Llama-2-7b-hf", **job.options), job, [get_gpu("RTX-4090")])
+>>> row.gpu_class_gb, row.min_gpus["RTX-4090"], row.source
 (24, 1, 'catalog')
 """
 
 from __future__ import annotations
 
 import re
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Literal
@@ -32,8 +32,8 @@ if TYPE_CHECKING:
     from hf_gpu_estimator.planner.parallel import Parallelization
     from hf_gpu_estimator.spec import ModelSpec
 
-__all__ = ["DEFAULT_GPUS", "DEFAULT_JOBS", "GPU_CLASSES_GB", "CensusRow", "Job", "census_rows", "class_capacity_bytes",
-           "fit_on", "parse_job", "parse_jobs", "refused_rows"]
+__all__ = ["DEFAULT_GPUS", "DEFAULT_JOBS", "GPU_CLASSES_GB", "CensusRow", "Job", "census_row", "class_capacity_bytes",
+           "fit_on", "job_refused_row", "parse_job", "parse_jobs", "refused_rows"]
 
 #: Memory classes of the GPUs people buy or rent, in GB as vendors name them (the catalog stores an
 #: "80GB" part as 80 GiB: H100-SXM-80GB's memory_bytes is 85,899,345,920); each is judged against
@@ -291,14 +291,23 @@ def _speed_and_cost(est: Estimate, gpu: GPU, plan: Parallelization) -> tuple[flo
     return hourly, tokens_per_s, cost_per_million_tokens_usd(gpu, plan.num_gpus, tokens_per_s)
 
 
-def _row(spec: ModelSpec, job: Job, gpus: Sequence[GPU], capacities: Mapping[int, int],
-         created_at: str | None) -> CensusRow:
-    from hf_gpu_estimator.estimator import estimate
+def census_row(est: Estimate, job: Job, gpus: Sequence[GPU], *, capacities: Mapping[int, int] | None = None,
+               created_at: str | None = None, notes: Sequence[str] = ()) -> CensusRow:
+    """The row of one model × job from its :class:`~hf_gpu_estimator.estimator.Estimate` (made by
+    :func:`hf_gpu_estimator.census.census_rows`, which also turns a refused estimate into a refused row).
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        est = estimate(spec, **job.options)
-    notes = [str(w.message) for w in caught]
+    Args:
+        est: the job's estimate on one device.
+        job: the job it answers.
+        gpus: catalog GPUs to count and price.
+        capacities: :func:`class_capacity_bytes` per class (computed when not given).
+        created_at: the repo's creation date on the Hub (ISO 8601), when known.
+        notes: warnings the estimate raised.
+    """
+    spec = est.spec
+    if capacities is None:
+        capacities = {gb: class_capacity_bytes(gb) for gb in GPU_CLASSES_GB}
+    notes = list(notes)
     low, high = est.device_total_range_bytes
     counts: dict[str, int | None] = {}
     cheapest: tuple[float, GPU, Parallelization] | None = None
@@ -330,27 +339,10 @@ def _row(spec: ModelSpec, job: Job, gpus: Sequence[GPU], capacities: Mapping[int
     )  # fmt: skip
 
 
-def census_rows(spec: ModelSpec, jobs: Sequence[Job], *, gpus: Sequence[str | GPU] = DEFAULT_GPUS,
-                created_at: str | None = None) -> list[CensusRow]:
-    """One row per job for ``spec``; a job the estimator refuses is a refused row with the reason.
-
-    Args:
-        spec: the model (from :func:`~hf_gpu_estimator.sources.inspect_model` or the catalog).
-        jobs: from :func:`parse_jobs`.
-        gpus: catalog GPUs to count and price (names or entries).
-        created_at: the repo's creation date on the Hub (ISO 8601), when known.
-    """
-    from hf_gpu_estimator.hardware import get_gpu
-
-    resolved = tuple(get_gpu(g) for g in gpus)
-    capacities = {gb: class_capacity_bytes(gb) for gb in GPU_CLASSES_GB}
-    rows = []
-    for job in jobs:
-        try:
-            rows.append(_row(spec, job, resolved, capacities, created_at))
-        except EstimatorError as e:
-            rows.append(CensusRow(model=spec.id, job=job.name, source="refused", reason=_reason(e),
-                                  model_type=spec.architecture.model_type if spec.architecture else None,
-                                  parameters=spec.parameters.total, active_parameters=spec.parameters.active,
-                                  min_gpus={g.name: None for g in resolved}, created_at=created_at))
-    return rows
+def job_refused_row(spec: ModelSpec, job: Job, error: BaseException | str, gpus: Sequence[str], *,
+                    created_at: str | None = None) -> CensusRow:
+    """The row of a job the estimator refuses for a model it could read (the reason kept, the model's counts too)."""
+    return CensusRow(model=spec.id, job=job.name, source="refused", reason=_reason(error),
+                     model_type=spec.architecture.model_type if spec.architecture else None,
+                     parameters=spec.parameters.total, active_parameters=spec.parameters.active,
+                     min_gpus=dict.fromkeys(gpus), created_at=created_at)
