@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -50,6 +50,10 @@ DATA_STEM = "census"
 #: Concurrent Hub reads: each model costs 3 to 5 small requests (HEAD + config.json + headers);
 #: 8 at once keeps a connection pool busy without tripping the Hub's rate limits.
 DEFAULT_WORKERS = 8
+#: Below this many models a second process costs more to start (about 0.5 s to import) than it saves.
+PROCESSES_FROM = 64
+#: Processes at most by default: more would contend with the Hub reads' threads for little gain.
+MAX_PROCESSES = 4
 _INT_FIELDS = {"parameters", "active_parameters", "trainable_parameters", "memory_low_bytes", "memory_bytes",
                "memory_high_bytes", "gpu_class_gb", "cheapest_num_gpus"}
 _FLOAT_FIELDS = {"cheapest_usd_per_hour", "tokens_per_s", "usd_per_million_tokens"}
@@ -202,10 +206,73 @@ def _model_rows(ref: ModelRef, jobs: Sequence[Job], gpus: Sequence[str],
     return rows
 
 
+def _cpus() -> int:
+    """CPUs this process may run on (its affinity, which containers and taskset narrow), not the host's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def _threaded_rows(refs: Sequence[ModelRef], jobs: Sequence[Job], gpus: Sequence[str], resolve: Callable[[str], Any],
+                   workers: int) -> Iterator[tuple[ModelRef, list[CensusRow]]]:
+    """Each model's rows as they finish, ``workers`` models read at once (in input order with one worker)."""
+    if workers == 1:
+        for ref in refs:
+            yield ref, _model_rows(ref, jobs, gpus, resolve)
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="census") as pool:
+        # At most 2 x workers reads in flight: a listing of 100,000 ids is not 100,000 futures.
+        pending: dict[Future[list[CensusRow]], ModelRef] = {}
+        try:
+            for ref in refs:
+                pending[pool.submit(_model_rows, ref, jobs, gpus, resolve)] = ref
+                while len(pending) >= 2 * workers:
+                    finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        yield pending.pop(future), future.result()
+            for future in list(pending):
+                yield pending.pop(future), future.result()
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+def _chunk_rows(refs: Sequence[ModelRef], jobs: Sequence[Job], gpus: Sequence[str], offline: bool,
+                token: str | bool | None, workers: int) -> list[tuple[ModelRef, list[CensusRow]]]:
+    """A child process's share: its models read by its own threads (specs never cross processes, rows do)."""
+    return list(_threaded_rows(refs, jobs, gpus, _resolver(offline, token), workers))
+
+
+def _in_processes(todo: Sequence[ModelRef], jobs: Sequence[Job], gpus: Sequence[str], *, offline: bool,
+                  token: str | bool | None, workers: int, processes: int,
+                  finish: Callable[[ModelRef, list[CensusRow]], None]) -> None:
+    """The rows of ``todo`` in ``processes`` processes (the arithmetic holds the GIL: threads share one core).
+
+    Chunks of a few dozen models keep every process busy to the end and the cache written as they finish.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    size = max(1, min(32, len(todo) // (4 * processes)))
+    chunks = [todo[i:i + size] for i in range(0, len(todo), size)]
+    # spawn, not fork: forking a process that runs threads (a Hub client, a web server) can deadlock the child.
+    with ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_chunk_rows, chunk, jobs, gpus, offline, token, workers) for chunk in chunks]
+        try:
+            for future in as_completed(futures):
+                for ref, rows in future.result():
+                    finish(ref, rows)
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
 def run_census(refs: Iterable[ModelRef], jobs: Sequence[Job] | None = None, *, gpus: Sequence[str] = DEFAULT_GPUS,
                models: str = "", offline: bool = False, token: str | bool | None = None,
-               workers: int | None = None, cache_dir: str | os.PathLike[str] | None = None,
-               progress: bool | None = None, resolve: Callable[[str], Any] | None = None) -> Census:
+               workers: int | None = None, processes: int | None = None,
+               cache_dir: str | os.PathLike[str] | None = None, progress: bool | None = None,
+               resolve: Callable[[str], Any] | None = None) -> Census:
     """Every model × job as a row.
 
     Args:
@@ -215,8 +282,11 @@ def run_census(refs: Iterable[ModelRef], jobs: Sequence[Job] | None = None, *, g
         models: how the set was asked (``catalog``, a file, ``hub:TAG:N``), for the card.
         offline: read models from the bundled catalog only (no network).
         token: Hub token for gated repos.
-        workers: concurrent model reads (default 1 offline, where the work is arithmetic, else
-            :data:`DEFAULT_WORKERS`); each read keeps the Hub layer's retry rules.
+        workers: concurrent model reads per process (default 1 offline, where the work is arithmetic,
+            else :data:`DEFAULT_WORKERS`); each read keeps the Hub layer's retry rules.
+        processes: processes sharing the models (the arithmetic holds the GIL, so threads use one core);
+            default 1 for fewer than :data:`PROCESSES_FROM` models to compute, else up to
+            :data:`MAX_PROCESSES` of the CPUs. Not with a custom ``resolve``.
         cache_dir: keep finished models in ``cache_dir/.census-cache.jsonl`` and skip those already there.
         progress: a progress line on stderr (default: when stderr is a terminal).
         resolve: model id -> ModelSpec (default: the catalog offline, else ``inspect_model``).
@@ -227,8 +297,12 @@ def run_census(refs: Iterable[ModelRef], jobs: Sequence[Job] | None = None, *, g
     gpu_names = tuple(dict.fromkeys(get_gpu(g).name for g in gpus))
     refs = tuple(dict.fromkeys(refs))
     workers = workers if workers is not None else (1 if offline else DEFAULT_WORKERS)
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise InvalidArgumentError("workers", workers, "an integer >= 1")
+    for name, value in (("workers", workers), ("processes", processes)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise InvalidArgumentError(name, value, "an integer >= 1")
+    if processes is not None and processes > 1 and resolve is not None:
+        raise InvalidArgumentError("processes", processes, "1 with a custom resolve (it cannot cross processes)")
+    custom = resolve is not None
     resolve = resolve or _resolver(offline, token)
     info = versions()
     fingerprint = _fingerprint(jobs, gpu_names, info["hf-gpu-estimator"])
@@ -240,6 +314,8 @@ def run_census(refs: Iterable[ModelRef], jobs: Sequence[Job] | None = None, *, g
         cache_path.parent.mkdir(parents=True, exist_ok=True)
     resumed = len(done)
     todo = [r for r in refs if r.id not in done]
+    if processes is None:
+        processes = 1 if custom or len(todo) < PROCESSES_FROM else min(MAX_PROCESSES, _cpus())
     show = sys.stderr.isatty() if progress is None else progress
     bar = _Progress(len(refs), stream=sys.stderr if show else None, done=resumed)
     start = time.monotonic()
@@ -256,26 +332,12 @@ def run_census(refs: Iterable[ModelRef], jobs: Sequence[Job] | None = None, *, g
             bar.update(rows)
 
     try:
-        if workers == 1:
-            for ref in todo:
-                finish(ref, _model_rows(ref, jobs, gpu_names, resolve))
+        if processes > 1:
+            _in_processes(todo, jobs, gpu_names, offline=offline, token=token, workers=workers,
+                          processes=processes, finish=finish)
         else:
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="census") as pool:
-                # At most 2 x workers reads in flight: a listing of 100,000 ids is not 100,000 futures.
-                pending: dict[Future[list[CensusRow]], ModelRef] = {}
-                queue = iter(todo)
-                try:
-                    for ref in queue:
-                        pending[pool.submit(_model_rows, ref, jobs, gpu_names, resolve)] = ref
-                        while len(pending) >= 2 * workers:
-                            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                            for future in finished:
-                                finish(pending.pop(future), future.result())
-                    for future in list(pending):
-                        finish(pending.pop(future), future.result())
-                except BaseException:
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    raise
+            for ref, rows in _threaded_rows(todo, jobs, gpu_names, resolve, workers):
+                finish(ref, rows)
     finally:
         if cache is not None:
             cache.close()

@@ -34,7 +34,9 @@ def register(subparsers: Any) -> None:
                    help="catalog GPUs to count and price (default RTX-4090, L40S, A100-80GB-SXM, H100-SXM-80GB, "
                         "H200-SXM-141GB, B200-180GB)")
     p.add_argument("--output", required=True, metavar="DIR", help="folder for census.csv/.parquet, README.md, plots/")
-    p.add_argument("--workers", type=positive_int, help="concurrent model reads (default 8; 1 for the catalog)")
+    p.add_argument("--workers", type=positive_int, help="concurrent model reads per process (default 8; 1 for the catalog)")
+    p.add_argument("--processes", type=positive_int,
+                   help="processes sharing the arithmetic (default: up to 4 of the CPUs from 64 models, else 1)")
     p.add_argument("--no-plots", action="store_true", help="write the data and card only")
     p.add_argument("--push-to-hub", metavar="ORG/NAME", help="upload the folder to this Hub dataset repo")
     p.add_argument("--private", action="store_true", help="create the Hub dataset repo private")
@@ -52,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     gpus = tuple(g.name for g in resolve_gpus(args.gpus)) if args.gpus else DEFAULT_GPUS
     refs = model_refs(args.models, sort=args.sort, token=args.token)
     census = run_census(refs, jobs, gpus=gpus, models=args.models, offline=args.models == "catalog",
-                        token=args.token, workers=args.workers, cache_dir=args.output)
+                        token=args.token, workers=args.workers, processes=args.processes,
+                        cache_dir=args.output)
     write_dataset(census, args.output, plots=not args.no_plots)
     print(summary_line(census, args.output))
     if args.push_to_hub:

@@ -231,13 +231,16 @@ def fit_on(est: Estimate, gpu: GPU) -> tuple[Parallelization | None, str | None]
     does), with a note when the search stopped at a split the estimator does not model.
 
     The census's one question "does it fit": the estimate's verdict on one device
-    (:meth:`~hf_gpu_estimator.estimator.Estimate.verdict`), else the planner's search under the same
-    margin (:func:`~hf_gpu_estimator.verdict.search_margin`), as ``Estimate.min_gpus`` does.
+    (:meth:`~hf_gpu_estimator.estimator.Estimate.fits`), else the planner's search over more devices
+    under the same margin (:func:`~hf_gpu_estimator.verdict.search_margin`), as ``Estimate.min_gpus`` does.
     """
     from hf_gpu_estimator.errors import ConflictingOptionsError
-    from hf_gpu_estimator.planner.parallel import min_gpus
+    from hf_gpu_estimator.planner.parallel import Parallelization, min_gpus
     from hf_gpu_estimator.verdict import search_margin
 
+    if est.workload.parallelism.num_gpus == 1 and est.fits(gpu):
+        return Parallelization(num_gpus=1, device_total_bytes=est.memory.device_total_bytes, workload=est.workload,
+                               description=f"1 x {gpu.name}, one GPU"), None
     try:
         return min_gpus(est.spec, est.workload, gpu, margin=search_margin(est.workload)), None
     except InfeasiblePlanError:
