@@ -85,11 +85,12 @@ def test_an_interrupted_census_resumes_from_its_cache(tmp_path: Path) -> None:
     assert other_grid.resumed == 0
 
 
-def test_threads_give_the_rows_of_a_sequential_run() -> None:
+def test_threads_and_processes_give_the_rows_of_a_sequential_run() -> None:
     refs = [ModelRef(id=i) for i in ("openai-community/gpt2", "Qwen/Qwen2.5-0.5B", "meta-llama/Llama-2-7b-hf")]
     jobs = parse_jobs("inference:ctx=1024,qlora:ctx=512")
-    assert (run_census(refs, jobs, gpus=GPUS, offline=True, workers=3).rows
-            == run_census(refs, jobs, gpus=GPUS, offline=True, workers=1).rows)
+    sequential = run_census(refs, jobs, gpus=GPUS, offline=True, workers=1, processes=1).rows
+    assert run_census(refs, jobs, gpus=GPUS, offline=True, workers=3, processes=1).rows == sequential
+    assert run_census(refs, jobs, gpus=GPUS, offline=True, workers=2, processes=2).rows == sequential
 
 
 def test_the_dataset_round_trips_and_its_card_names_columns_units_versions_and_grid(tmp_path: Path) -> None:
