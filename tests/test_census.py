@@ -203,3 +203,27 @@ def test_the_catalog_census_data_is_what_the_estimator_gives_now(model: str) -> 
     kept = [r for r in read_rows(script.DATA) if r.model == model]
     now = run_census([ModelRef(id=model)], offline=True, gpus=script.gpus_of(script.DATA)).rows
     assert list(now) == kept, f"the catalog census is stale: run {script.COMMAND}"
+
+
+def test_web_census_table_filters_and_sorts_the_catalog_census() -> None:
+    from hf_gpu_estimator.web_census import HEADERS, census_table
+
+    job = "inference:ctx=4096"
+    every = census_table(job)
+    assert len(every) == 320 and all(len(row) == len(HEADERS) for row in every)
+    small = census_table(job, "24", "llama", sort="memory per device")
+    assert small and all(row[1] == "llama" and int(row[5].split()[0]) <= 24 for row in small)
+    assert [row[3] for row in small] == sorted(row[3] for row in small)
+    refused = [row for row in census_table("lora:ctx=2048") if str(row[-1]).startswith("refused")]
+    assert refused and "max_position_embeddings" in refused[0][-1]
+    with pytest.raises(InvalidArgumentError):
+        census_table("serve")
+
+
+@pytest.mark.slow  # imports gradio and builds the whole app (5 s idle, 20 s on a loaded machine)
+def test_web_app_has_the_census_tab() -> None:
+    pytest.importorskip("gradio")
+    from hf_gpu_estimator.web import build_app
+
+    app = build_app()
+    assert "census_table" in {getattr(block, "elem_id", None) for block in app.blocks.values()}
