@@ -23,7 +23,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -71,7 +71,6 @@ class Census:
     versions: Mapping[str, str]
     seconds: float = 0.0
     resumed: int = 0
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def model_ids(self) -> tuple[str, ...]:
@@ -202,7 +201,7 @@ def _model_rows(ref: ModelRef, jobs: Sequence[Job], gpus: Sequence[str],
                             gpus=gpus, created_at=ref.created_at)  # fmt: skip
     rows = census_rows(spec, jobs, gpus=gpus, created_at=ref.created_at)
     if spec.id != ref.id:  # a catalog alias, a renamed repo: the row keeps the id that was asked
-        rows = [CensusRow(**{**{f.name: getattr(r, f.name) for f in fields(r)}, "model": ref.id}) for r in rows]
+        rows = [replace(r, model=ref.id) for r in rows]
     return rows
 
 

@@ -3,6 +3,7 @@ docs page "GPU demand of the catalog models". Figures are counted from the rows;
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections import Counter
 from collections.abc import Sequence
@@ -148,7 +149,7 @@ def dataset_card(census: Census, *, data_files: Sequence[str] = ("census.csv",),
     version_lines = "\n".join(f"- {name}: {version}" for name, version in census.versions.items())
     plots = "\n\n".join(f"![{p.rsplit('/', 1)[-1].removesuffix('.png').replace('-', ' ')}]({p})" for p in images)
     return f"""---
-pretty_name: "GPU demand of open LLMs: hfge census ({census.models or 'models'})"
+pretty_name: {json.dumps(f"GPU demand of open LLMs: hfge census ({census.models or 'models'})")}
 license: apache-2.0
 tags:
 - gpu

@@ -56,7 +56,15 @@ def run(args: argparse.Namespace) -> int:
     census = run_census(refs, jobs, gpus=gpus, models=args.models, offline=args.models == "catalog",
                         token=args.token, workers=args.workers, processes=args.processes,
                         cache_dir=args.output)
+    import importlib.util
+
+    from hf_gpu_estimator.census import parquet_available
+
     write_dataset(census, args.output, plots=not args.no_plots)
+    if not parquet_available():
+        message("census.csv only: Parquet needs pyarrow (pip install 'hf-gpu-estimator[census]')")
+    if not args.no_plots and importlib.util.find_spec("matplotlib") is None:
+        message("no plots: they need matplotlib (pip install 'hf-gpu-estimator[plot]')")
     print(summary_line(census, args.output))
     if args.push_to_hub:
         url = push_to_hub(args.output, args.push_to_hub, token=args.token, private=args.private)

@@ -123,6 +123,11 @@ def parse_job(text: str) -> Job:
         options["dtype"] = values["dtype"]
     if "gc" in values:
         options["gradient_checkpointing"] = values["gc"] not in ("0", "false", "no")
+    if "engine" in values:
+        from hf_gpu_estimator.planner.engines import ENGINES
+
+        if values["engine"] not in ENGINES:
+            raise InvalidArgumentError("jobs", text, "engine= one of " + ", ".join(ENGINES))
     try:
         make_workload(**options)  # a job no model could run is a bad argument, not 320 refused rows
     except EstimatorError as e:
