@@ -85,6 +85,23 @@ def test_an_interrupted_census_resumes_from_its_cache(tmp_path: Path) -> None:
     assert other_grid.resumed == 0
 
 
+def test_an_interrupt_keeps_the_finished_models_for_the_next_run(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    refs = [ModelRef(id="openai-community/gpt2"), ModelRef(id="Qwen/Qwen2.5-0.5B")]
+    jobs = parse_jobs("inference:ctx=512")
+
+    def interrupted(model_id: str):  # type: ignore[no-untyped-def]
+        if model_id == "Qwen/Qwen2.5-0.5B":
+            raise KeyboardInterrupt
+        return lookup(model_id)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_census(refs, jobs, gpus=GPUS, cache_dir=tmp_path, resolve=interrupted, progress=True)
+    assert "\rcensus [" in capsys.readouterr().err  # the progress line
+    again = run_census(refs, jobs, gpus=GPUS, cache_dir=tmp_path, offline=True)
+    assert again.resumed == 1 and [r.model for r in again.rows] == [r.id for r in refs]
+
+
 def test_threads_and_processes_give_the_rows_of_a_sequential_run() -> None:
     refs = [ModelRef(id=i) for i in ("openai-community/gpt2", "Qwen/Qwen2.5-0.5B", "meta-llama/Llama-2-7b-hf")]
     jobs = parse_jobs("inference:ctx=1024,qlora:ctx=512")
@@ -165,6 +182,20 @@ def test_hub_top_n_by_likes_with_release_dates_and_a_broken_repo_row(listed_hub,
         from hf_gpu_estimator.census_plots import demand_by_release
 
         assert demand_by_release(census.rows, path=tmp_path / "d.png") is not None
+
+
+def test_the_hub_listing_is_retried_like_every_hub_request(listed_hub, no_hub_backoff) -> None:  # type: ignore[no-untyped-def]
+    from hub_server import Fault
+
+    from hf_gpu_estimator.sources.census import model_refs
+
+    listed_hub.inject(Fault(path="^/api/models$", status=503, times=2))
+    assert len(model_refs("hub:text-generation:2")) == 2
+    listed_hub.inject(Fault(path="^/api/models$", status=404, error_code="RepoNotFound"))
+    from hf_gpu_estimator.errors import SourceError
+
+    with pytest.raises(SourceError):
+        model_refs("hub:text-generation:2")
 
 
 def test_push_to_hub_uploads_the_folder_but_not_the_cache(hub, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
