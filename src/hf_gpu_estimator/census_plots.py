@@ -13,13 +13,17 @@ from typing import Any
 
 from hf_gpu_estimator.census_report import REPORT_CLASSES_GB, share_fitting
 from hf_gpu_estimator.constants import GiB
-from hf_gpu_estimator.planner.census import CensusRow
+from hf_gpu_estimator.planner.census import CensusRow, class_capacity_bytes
 from hf_gpu_estimator.plots import _finish, _pyplot
 
 __all__ = ["cheapest_gpus", "demand_by_release", "draw_all", "memory_vs_parameters", "share_by_class"]
 
 #: Okabe-Ito, colour-blind safe (as plots.COLORS), one per job.
 _JOB_COLORS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#F0E442", "#000000")
+
+
+#: Options with their own colour in :func:`cheapest_gpus` (tab20 has 20); the rarer ones share one bar.
+_MOST_OPTIONS = 15
 
 
 def _jobs(rows: Sequence[CensusRow]) -> list[str]:
@@ -32,7 +36,7 @@ def _answered(rows: Sequence[CensusRow]) -> list[CensusRow]:
 
 def memory_vs_parameters(rows: Sequence[CensusRow], *, path: str | os.PathLike[str] | None = None) -> Any:
     """Device total per device (one device) against total parameters, one colour per job, log-log, with the
-    24 and 80 GB lines."""
+    usable memory of the 24 and 80 GB classes (:func:`~hf_gpu_estimator.planner.census.class_capacity_bytes`)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 5.5))
     answered = _answered(rows)
@@ -40,11 +44,13 @@ def memory_vs_parameters(rows: Sequence[CensusRow], *, path: str | os.PathLike[s
         points = [r for r in answered if r.job == job]
         ax.scatter([r.parameters / 1e9 for r in points], [r.memory_bytes / GiB for r in points],  # type: ignore[operator]
                    s=12, alpha=0.7, color=_JOB_COLORS[n % len(_JOB_COLORS)], label=f"{job} ({len(points)})")
-    for gb, style in ((24, ":"), (80, "--")):
-        ax.axhline(gb, color="grey", linestyle=style, linewidth=1)
-        ax.text(ax.get_xlim()[0] if answered else 0, gb, f" {gb} GB", va="bottom", fontsize=8, color="dimgrey")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    for gb, style in ((24, ":"), (80, "--")):
+        usable = class_capacity_bytes(gb) / GiB
+        ax.axhline(usable, color="grey", linestyle=style, linewidth=1)
+        ax.text(0.99, usable, f"{gb} GB class ({usable:.1f} GiB usable)", transform=ax.get_yaxis_transform(),
+                ha="right", va="bottom", fontsize=8, color="dimgrey")
     ax.set_xlabel("parameters (billions)")
     ax.set_ylabel("GiB per device (one device)")
     ax.set_title("Memory per device vs parameters, per job", fontsize=11)
@@ -66,7 +72,7 @@ def share_by_class(rows: Sequence[CensusRow], *, path: str | os.PathLike[str] | 
     ax.set_xticks(range(len(jobs)))
     ax.set_xticklabels(jobs, rotation=20, ha="right", fontsize=8)
     ax.set_ylim(0, 100)
-    ax.set_ylabel("% of models that run on one GPU")
+    ax.set_ylabel("% of the answered models that run on one GPU")
     ax.set_title("Share of the models that run on one GPU of each size", fontsize=11)
     ax.legend(fontsize=8, ncol=len(REPORT_CLASSES_GB), loc="upper center", bbox_to_anchor=(0.5, -0.25), frameon=False)
     ax.grid(axis="y", alpha=0.3)
@@ -79,13 +85,17 @@ def cheapest_gpus(rows: Sequence[CensusRow], *, path: str | os.PathLike[str] | N
     jobs = _jobs(rows)
     per_job = {job: Counter(f"{r.cheapest_num_gpus} x {r.cheapest_gpu}" for r in rows
                             if r.job == job and r.cheapest_gpu is not None) for job in jobs}  # fmt: skip
-    options = [name for name, _ in sum(per_job.values(), Counter()).most_common()]
+    ranked = [name for name, _ in sum(per_job.values(), Counter()).most_common()]
+    shown, rest = ranked[:_MOST_OPTIONS], set(ranked[_MOST_OPTIONS:])
     fig, ax = plt.subplots(figsize=(9, 0.6 * len(jobs) + 2.5))
     left = [0] * len(jobs)
     cmap = plt.get_cmap("tab20")
-    for k, option in enumerate(options):
-        counts = [per_job[job].get(option, 0) for job in jobs]
-        ax.barh(range(len(jobs)), counts, left=left, color=cmap(k % 20), label=option)
+    groups = [(option, {option}, cmap(k)) for k, option in enumerate(shown)]
+    if rest:
+        groups.append((f"{len(rest)} other options", rest, "#DDDDDD"))
+    for label, members, color in groups:
+        counts = [sum(per_job[job].get(m, 0) for m in members) for job in jobs]
+        ax.barh(range(len(jobs)), counts, left=left, color=color, label=label)
         left = [a + b for a, b in zip(left, counts)]
     ax.set_yticks(range(len(jobs)))
     ax.set_yticklabels(jobs, fontsize=8)
