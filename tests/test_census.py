@@ -111,9 +111,10 @@ def test_threads_and_processes_give_the_rows_of_a_sequential_run() -> None:
 
 
 def test_the_dataset_round_trips_and_its_card_names_columns_units_versions_and_grid(tmp_path: Path) -> None:
-    refs = [ModelRef(id="openai-community/gpt2"), ModelRef(id="no-such/model")]
-    census = run_census(refs, parse_jobs("inference:ctx=1024,full:ctx=512"), gpus=GPUS, offline=True,
-                        models="ids.txt")
+    refs = [ModelRef(id="openai-community/gpt2"), ModelRef(id="no-such/model"), ModelRef(id="meta-llama/Llama-3.1-70B")]
+    census = run_census(refs, parse_jobs("inference:ctx=1024,full:ctx=512,inference:ctx=1024:quant=gguf:Q4_K_M"),
+                        gpus=GPUS, offline=True, models="ids.txt")
+    assert len(census.rows[-1].notes) == 1 and "; " in census.rows[-1].notes[0]  # llama.cpp on 2 x RTX-4090
     written = write_dataset(census, tmp_path, plots=importlib.util.find_spec("matplotlib") is not None)
     assert read_rows(tmp_path / "census.csv") == census.rows
     card = (tmp_path / "README.md").read_text()

@@ -47,7 +47,7 @@ COLUMNS: tuple[tuple[str, str, str, str], ...] = (
                                             "continuously at the job's batch (inference), training tokens (training)"),
     ("usd_per_million_tokens", "float64", "USD", "cheapest_usd_per_hour / (tokens_per_s x 3600) x 1e6"),
     ("created_at", "string", "ISO 8601", "the repo's creation date on the Hub (Hub listings only)"),
-    ("notes", "string", "", "warnings the estimate raised (a context past the trained length ...), joined by '; '"),
+    ("notes", "string", "", "warnings the estimate raised (a context past the trained length ...), one per line"),
 )  # fmt: skip
 
 

@@ -39,7 +39,7 @@ __all__ = ["DEFAULT_GPUS", "DEFAULT_JOBS", "GPU_CLASSES_GB", "CensusRow", "Job",
 #: "80GB" part as 80 GiB: H100-SXM-80GB's memory_bytes is 85,899,345,920); each is judged against
 #: :func:`class_capacity_bytes`. 8-12-16-24-32 GB:
 #: consumer cards (RTX 4060 Ti 16 GB, RTX 4090 24 GB, RTX 5090 32 GB); 48: L40S/RTX 6000 Ada;
-#: 80: A100/H100; 96: RTX PRO 6000 Blackwell/GH200; 141: H200; 192: MI300X/B200 class.
+#: 80: A100/H100; 96: RTX PRO 6000 Blackwell/GH200; 141: H200; 192: MI300X (B200's 180 GB falls in it).
 GPU_CLASSES_GB: tuple[int, ...] = (8, 12, 16, 24, 32, 48, 80, 96, 141, 192)
 
 #: The job grid when none is asked: serving at a 4k context in the checkpoint's dtype, in fp8 and in
@@ -51,8 +51,6 @@ DEFAULT_JOBS: tuple[str, ...] = ("inference:ctx=4096", "inference:ctx=4096:quant
 #: card, the rented workhorses, and the largest parts.
 DEFAULT_GPUS: tuple[str, ...] = ("RTX-4090", "L40S", "A100-80GB-SXM", "H100-SXM-80GB", "H200-SXM-141GB", "B200-180GB")
 
-#: Generated tokens of an inference job when ``new=`` is not given (the estimator's default).
-DEFAULT_NEW_TOKENS = 256
 _KINDS = ("inference", "lora", "qlora", "full")
 _KEYS = {"ctx": "tokens per sequence: prompt + generated (inference), sequence length (training)",
          "new": "generated tokens (inference)", "batch": "sequences per device",
@@ -88,7 +86,7 @@ def parse_job(text: str) -> Job:
     >>> parse_job("qlora:ctx=2048").options["method"]
     'qlora'
     """
-    from hf_gpu_estimator.workload import make_workload
+    from hf_gpu_estimator.workload import DEFAULT_NEW_TOKENS, make_workload
 
     parts = _SPLIT.split(text.strip())
     kind = parts[0]
@@ -183,14 +181,14 @@ class CensusRow:
         return self.source == "refused"
 
     def to_record(self) -> dict[str, Any]:
-        """A flat record: one ``min_gpus_<GPU>`` column per asked GPU, notes joined by ``"; "``."""
+        """A flat record: one ``min_gpus_<GPU>`` column per asked GPU, notes one per line."""
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name == "min_gpus":
                 out.update({f"min_gpus_{name}": n for name, n in value.items()})
             elif f.name == "notes":
-                out["notes"] = "; ".join(value) or None
+                out["notes"] = "\n".join(value) or None  # one line each (census_row), so the split is exact
             else:
                 out[f.name] = value
         return out
@@ -205,7 +203,7 @@ class CensusRow:
             if key in names and key not in ("min_gpus", "notes"):
                 kwargs[key] = value
         notes = record.get("notes")
-        kwargs["notes"] = tuple(notes.split("; ")) if notes else ()
+        kwargs["notes"] = tuple(notes.split("\n")) if notes else ()
         return cls(**kwargs)
 
 
@@ -343,7 +341,7 @@ def census_row(est: Estimate, job: Job, gpus: Sequence[GPU], *, capacities: Mapp
         gpu_class_gb=_gpu_class(est, capacities), min_gpus=counts,
         cheapest_gpu=cheapest[1].name if cheapest else None, cheapest_num_gpus=cheapest[2].num_gpus if cheapest else None,
         cheapest_usd_per_hour=hourly, tokens_per_s=tokens_per_s, usd_per_million_tokens=per_million,
-        created_at=created_at, notes=tuple(dict.fromkeys(notes)),
+        created_at=created_at, notes=tuple(dict.fromkeys(" ".join(n.split()) for n in notes)),
     )  # fmt: skip
 
 
