@@ -259,3 +259,19 @@ def test_web_app_has_the_census_tab() -> None:
 
     app = build_app()
     assert "census_table" in {getattr(block, "elem_id", None) for block in app.blocks.values()}
+
+
+def test_cli_census_of_hub_ids_pushed_to_the_hub(hub, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    from hf_gpu_estimator.cli import main
+
+    ids = tmp_path / "ids.txt"
+    ids.write_text("hfge-test/tiny-llama\nhfge-test/gated-llama\n")
+    out = tmp_path / "out"
+    code = main(["census", "--models", str(ids), "--jobs", "inference:ctx=64:new=16", "--gpus", "L4", "--no-plots",
+                 "--output", str(out), "--push-to-hub", "hfge-test/tiny-census"])
+    captured = capsys.readouterr()
+    assert code == 0 and "uploaded to" in captured.err
+    tiny, gated = read_rows(out / "census.csv")
+    assert tiny.source == "family" and tiny.min_gpus == {"L4": 1}
+    assert gated.source == "refused" and gated.reason.startswith("GatedRepoError")
+    assert hub.uploads["datasets/hfge-test/tiny-census"]["census.csv"] == (out / "census.csv").read_bytes()
