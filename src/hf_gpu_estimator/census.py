@@ -431,19 +431,8 @@ def push_to_hub(out_dir: str | os.PathLike[str], repo_id: str, *, token: str | b
                 private: bool = False) -> str:
     """Upload the dataset folder to a Hub dataset repo (created when missing); returns its URL.
 
-    The resume cache stays local. Errors are the Hub layer's typed errors (gated, not found, unreachable).
+    The resume cache (:data:`CACHE_FILE`) stays local. Errors are the Hub layer's typed errors.
     """
-    from huggingface_hub import HfApi
+    from hf_gpu_estimator.sources.census import upload_folder
 
-    from hf_gpu_estimator.sources.hub import _endpoint, _hub_errors, looks_like_repo_id
-
-    if "/" not in repo_id or not looks_like_repo_id(repo_id):
-        raise InvalidArgumentError("push-to-hub", repo_id, "ORG/NAME, a Hub dataset repo id")
-    endpoint = _endpoint()
-    api = HfApi(endpoint=endpoint, token=token)
-    with _hub_errors(repo_id, revision=None, endpoint=endpoint, offline=False):
-        url = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-        api.upload_folder(folder_path=str(out_dir), repo_id=repo_id, repo_type="dataset",
-                          ignore_patterns=[CACHE_FILE, f"{CACHE_FILE}.*"],
-                          commit_message="hfge census")
-    return str(url)
+    return upload_folder(out_dir, repo_id, token=token, private=private, ignore=(CACHE_FILE, f"{CACHE_FILE}.*"))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from hf_gpu_estimator import errors
 
-__all__ = ["HUB_SORTS", "ModelRef", "list_hub_models", "model_refs", "read_model_list"]
+__all__ = ["HUB_SORTS", "ModelRef", "list_hub_models", "model_refs", "read_model_list", "upload_folder"]
 
 #: ``--sort`` names and the ``HfApi.list_models(sort=...)`` value each means.
 HUB_SORTS: dict[str, str] = {"downloads": "downloads", "likes": "likes", "trending": "trending_score"}
@@ -87,3 +87,28 @@ def model_refs(models: str, *, sort: str = "downloads", token: str | bool | None
             raise errors.InvalidArgumentError("models", models, "hub:PIPELINE_TAG:N, e.g. hub:text-generation:100")
         return list_hub_models(tag, int(count), sort=sort, token=token)
     return read_model_list(models)
+
+
+def upload_folder(folder: str | os.PathLike[str], repo_id: str, *, token: str | bool | None = None,
+                  private: bool = False, ignore: tuple[str, ...] = ()) -> str:
+    """``folder`` into the Hub dataset repo ``repo_id`` (``HfApi.create_repo(exist_ok=True)`` then
+    ``upload_folder``), leaving out the ``ignore`` patterns; returns the repo's URL.
+
+    Raises:
+        InvalidArgumentError: ``repo_id`` is not ``ORG/NAME``.
+        GatedRepoError, ModelNotFoundError, HubConnectionError: as every Hub request (no write access, no
+            such namespace, the Hub unreachable).
+    """
+    from huggingface_hub import HfApi
+
+    from hf_gpu_estimator.sources.hub import _endpoint, _hub_errors, looks_like_repo_id
+
+    if "/" not in repo_id or not looks_like_repo_id(repo_id):
+        raise errors.InvalidArgumentError("push-to-hub", repo_id, "ORG/NAME, a Hub dataset repo id")
+    endpoint = _endpoint()
+    api = HfApi(endpoint=endpoint, token=token)
+    with _hub_errors(repo_id, revision=None, endpoint=endpoint, offline=False):
+        url = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="dataset", ignore_patterns=list(ignore),
+                          commit_message="hfge census")
+    return str(url)
