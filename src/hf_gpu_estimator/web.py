@@ -284,6 +284,9 @@ def build_app() -> Any:
                 with gr.Column(scale=2):
                     fleet_out = gr.Markdown(elem_id="fleet_plan")
             fleet_go.click(plan_fleet_markdown, inputs=[fleet_text], outputs=[fleet_out])
+        from hf_gpu_estimator.web_census import census_tab
+
+        census_tab(gr)
     return app
 
 
