@@ -13,7 +13,6 @@ integrations fill ``how`` from their own hint templates.
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -167,16 +166,21 @@ def search(spec: ModelSpec, workload: Workload | Mapping[str, Any], *, budget_by
     def batch_change(b: int) -> _Change:
         if not work.is_training:
             return _Change("batch_size", f"batch size {b}", {"batch_size": b})
-        steps = math.ceil(effective / b)
-        return _Change("batch_size", f"batch size {b} with gradient accumulation {steps} (effective batch >= {effective})",
-                       {"batch_size": b, "gradient_accumulation_steps": steps})
+        steps = effective // b
+        return _Change("batch_size", f"batch size {b} with gradient accumulation {steps} (effective batch {b} x "
+                       f"{steps} = {effective}, as before)", {"batch_size": b, "gradient_accumulation_steps": steps})
 
     def largest_batch(changes: list[_Change], upper: int) -> int:
-        """Largest batch in [1, upper] that fits with ``changes`` (memory grows with the batch); 0 if none."""
+        """Largest batch in [1, upper] that fits with ``changes`` (memory grows with the batch); 0 if none.
+        In training only a divisor of the effective batch, so that accumulation keeps it exactly."""
         def fits(b: int) -> bool:
-            return verify({k: v for c in [*changes, batch_change(b)] for k, v in c.options.items()}) is not None
+            options = {k: v for c in changes for k, v in c.options.items()}
+            return verify({**options, "batch_size": b}) is not None
 
-        return largest_true(fits, 1, upper)
+        best = largest_true(fits, 1, upper)
+        if work.is_training:
+            best = max((d for d in range(1, best + 1) if effective % d == 0), default=0)
+        return best
 
     # Single changes; within a tuple, the first alternative that fits is kept.
     singles: list[tuple[_Change, ...]] = []
@@ -267,7 +271,8 @@ def suggest(est: Estimate, gpu: str | GPU | None = None, *, limit: int = 3, marg
     verdict = est.verdict(gpu, margin=DEFAULT_MARGIN if margin is None else margin)
     if verdict.fits:
         return ()
-    return search(est.spec, est.workload, budget_bytes=verdict.limit_bytes, limit=limit)
+    # the workload as it runs on that GPU (its own MXFP4 and bf16 support), from the one fit
+    return search(est.spec, verdict.workload or est.workload, budget_bytes=verdict.limit_bytes, limit=limit)
 
 
 def suggestion_target(est: Estimate, gpus: tuple[GPU, ...]) -> GPU | None:

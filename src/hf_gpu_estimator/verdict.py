@@ -202,7 +202,7 @@ def judge(total_bytes: int, workload: Workload, usable_bytes: int, *, name: str,
     >>> from hf_gpu_estimator.workload import make_workload
     >>> v = judge(20 << 30, make_workload(), 24 << 30, name="RTX-4090")
     >>> v.verdict, round(v.needs_high_bytes / (1 << 30), 2), round(v.headroom_bytes / (1 << 30), 2)
-    ('fits', 21.64, 1.16)
+    ('fits', 21.62, 1.18)
     """
     u = uncertainty_for(workload)
     return Verdict(name=name, usable_bytes=int(usable_bytes), needs_bytes=int(total_bytes),

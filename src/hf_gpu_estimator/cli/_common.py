@@ -147,3 +147,31 @@ def resolve_gpus(values: list[str] | None) -> tuple[Any, ...]:
             gpu = get_gpu(name)
             gpus.setdefault(gpu.name, gpu)
     return tuple(gpus.values())
+
+
+def add_device_args(p: argparse.ArgumentParser) -> None:
+    """``--free-memory`` (a shared GPU) and ``--device-memory-gib`` (a card not in the catalog)."""
+    group = p.add_argument_group("device")
+    group.add_argument("--free-memory", type=finite_float(0, inclusive=False), metavar="GiB",
+                       help="memory free on the device (nvidia-smi, a shared GPU): verdicts are judged against it")
+    group.add_argument("--device-memory-gib", type=finite_float(0, inclusive=False), metavar="GiB",
+                       help="the device's memory, for a card not in the catalog (with --gpu: that card's other "
+                            "facts, with this memory)")
+
+
+def free_memory_arg(args: argparse.Namespace) -> int | None:
+    """``--free-memory`` in bytes (``None`` when not given)."""
+    value = getattr(args, "free_memory", None)
+    return None if value is None else int(value * (1 << 30))
+
+
+def device_gpus(args: argparse.Namespace) -> tuple[Any, ...]:
+    """``--gpu`` as catalog entries, each with ``--device-memory-gib`` when given (alone: one device
+    known by its memory)."""
+    gpus = resolve_gpus(args.gpu if isinstance(args.gpu, list) or args.gpu is None else [args.gpu])
+    memory = getattr(args, "device_memory_gib", None)
+    if memory is None:
+        return gpus
+    from hf_gpu_estimator.planner.deployment import device_gpu
+
+    return tuple(device_gpu(memory, g) for g in gpus) or (device_gpu(memory),)

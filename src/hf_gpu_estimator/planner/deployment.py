@@ -479,3 +479,28 @@ def training_launch(spec: ModelSpec, work: Workload, d: Deployment) -> Launch:
             "quantization": work.quantization}
     return Launch(engine="training", command=cmd, args={k: v for k, v in args.items() if v is not None},
                   extra={"accelerate": accelerate, "lightning": lightning, "training_arguments": ta})
+
+
+# --------------------------------------------------------------------------- a device given by its memory
+
+#: ``usable_memory_source`` of a device given by ``--device-memory-gib``.
+DEVICE_MEMORY_SOURCE = "--device-memory-gib (given by the user)"
+
+
+def device_gpu(memory_gib: float, like: GPU | None = None) -> GPU:
+    """A GPU with ``memory_gib`` GiB for a card not in the catalog: ``like``'s other facts (bandwidth,
+    FLOP/s, runtime) when given, else a CUDA device known by its memory only (no speed or price)."""
+    if isinstance(memory_gib, bool) or not isinstance(memory_gib, (int, float)) or not 0 < memory_gib < 1 << 20:
+        raise InvalidArgumentError("device_memory_gib", memory_gib, "a positive number of GiB, e.g. 24")
+    nbytes = int(memory_gib * GiB)
+    if like is not None:
+        return replace(like, name=f"{like.name} ({memory_gib:g} GiB)", aliases=(), memory_bytes=nbytes,
+                       usable_memory_bytes=nbytes, usable_memory_source=DEVICE_MEMORY_SOURCE)
+    return GPU(name=f"device-{memory_gib:g}GiB", vendor="nvidia", memory_bytes=nbytes, usable_memory_bytes=nbytes,
+               usable_memory_source=DEVICE_MEMORY_SOURCE, memory_bandwidth_bytes_per_s=1.0, peak_flops={},
+               source=DEVICE_MEMORY_SOURCE, date="", notes="memory only: no bandwidth, FLOP/s or price")
+
+
+def known_by_memory_only(gpu: GPU) -> bool:
+    """Whether ``gpu`` is a :func:`device_gpu` without a catalog entry behind it (no speed, no price)."""
+    return gpu.source == DEVICE_MEMORY_SOURCE
