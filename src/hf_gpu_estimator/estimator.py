@@ -11,7 +11,7 @@ from hf_gpu_estimator.constants import COMMON_GPUS, DEFAULT_MARGIN
 from hf_gpu_estimator.errors import InvalidArgumentError
 from hf_gpu_estimator.memory import MemoryEstimate, estimate_memory
 from hf_gpu_estimator.spec import ModelSpec
-from hf_gpu_estimator.verdict import Verdict, judge, search_margin, uncertainty_for
+from hf_gpu_estimator.verdict import Verdict, uncertainty_for
 from hf_gpu_estimator.workload import Workload, workload_from_kwargs
 
 if TYPE_CHECKING:
@@ -97,18 +97,25 @@ class Estimate:
         """Memory left on ``gpu`` at the high end, after the margin (negative: missing); the verdict's basis."""
         return self.verdict(gpu, margin=margin).headroom_bytes
 
+    def _deployment(self, gpu: str | GPU | None, margin: float) -> Any:
+        from hf_gpu_estimator.planner.deployment import Deployment
+
+        p = self.workload.parallelism
+        return Deployment(gpu=self.target_gpu(gpu), tp=p.tp, pp=p.pp, num_gpus=p.num_gpus, margin=margin,
+                          free_memory_bytes=self.free_memory_bytes)
+
     def max_batch_size(self, gpu: str | GPU | None = None, *, margin: float = DEFAULT_MARGIN) -> int:
         """The largest per-device batch of this workload whose verdict on ``gpu`` is "fits"
-        (:func:`planner.max_batch_size` under :func:`verdict.search_margin`)."""
+        (:func:`planner.max_batch_size`, asking the same :func:`~hf_gpu_estimator.planner.deployment.fit`)."""
         from hf_gpu_estimator.planner import max_batch_size
 
-        return max_batch_size(self.spec, self.workload, self.target_gpu(gpu), margin=search_margin(self.workload, margin))
+        return max_batch_size(self.spec, self.asked_workload or self.workload, self._deployment(gpu, margin))
 
     def max_seq_len(self, gpu: str | GPU | None = None, *, margin: float = DEFAULT_MARGIN) -> int:
         """The longest sequence (training) or prompt (inference) whose verdict on ``gpu`` is "fits"."""
         from hf_gpu_estimator.planner import max_seq_len
 
-        return max_seq_len(self.spec, self.workload, self.target_gpu(gpu), margin=search_margin(self.workload, margin))
+        return max_seq_len(self.spec, self.asked_workload or self.workload, self._deployment(gpu, margin))
 
     def min_gpus(self, gpu: str | GPU | None = None, *, margin: float = DEFAULT_MARGIN) -> int:
         """The fewest GPUs of type ``gpu`` on which the verdict is "fits" (see :func:`planner.min_gpus` for the split).
@@ -118,7 +125,7 @@ class Estimate:
         """
         from hf_gpu_estimator.planner import min_gpus
 
-        return min_gpus(self.spec, self.workload, self.target_gpu(gpu), margin=search_margin(self.workload, margin)).num_gpus
+        return min_gpus(self.spec, self.asked_workload or self.workload, self._deployment(gpu, margin)).num_gpus
 
     def target_gpu(self, gpu: str | GPU | None = None) -> GPU:
         """``gpu`` resolved in the catalog, or the ``gpu=`` given to :func:`estimate`."""

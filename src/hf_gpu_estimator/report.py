@@ -453,26 +453,33 @@ def gpu_sections(gpus: Sequence[GPU]) -> list[Section]:
 
 def plan_sections(p: Any) -> list[Section]:
     """``hfge plan --gpu``: a :class:`~hf_gpu_estimator.planner.Plan` as fact/value rows."""
+    v = p.verdict
+    if v is not None:
+        needs = (gib(v.needs_bytes) if v.needs_low_bytes == v.needs_high_bytes
+                 else gib_range(v.needs_low_bytes, v.needs_high_bytes))
+        basis = (f"{gib(v.limit_bytes)} usable ({v.margin:.0%} kept free)" if v.engine_starts is None
+                 else f"{gib(v.limit_bytes)} the engine may use")
+        fits_text = f"{v.verdict}: needs {needs} per device of {basis}"
+    else:
+        fits_text = f"{'yes' if p.fits else 'no'}: needs {gib_range(*_range(p.device_total_bytes, p.workload))} per device"
+    on = p.deployment.describe() if p.deployment is not None else p.gpu.name
     rows: list[tuple[str, str]] = [
         ("gpu", f"{p.gpu.name} ({p.gpu.usable_memory_bytes / GiB:.1f} GiB usable)"),
-        ("fits", (f"{'yes' if p.fits else 'no'}: needs {gib_range(*_range(p.device_total_bytes, p.workload))} "
-                  "per device (the high end vs usable less the margin)")),
-        ("max batch size", str(p.max_batch_size)),
-        ("max seq len", str(p.max_seq_len)),
-        ("min GPUs", p.min_gpus.description if p.min_gpus else "none tried fits"),
+        ("deployment", on),
+        ("fits", fits_text),
     ]
     if p.serving is not None:
         s = p.serving
         name = {"vllm": "vLLM", "sglang": "SGLang", "llama.cpp": "llama.cpp", "transformers": "transformers"}.get(
             s.engine, s.engine)
-        rows += [("engine", name + (f" {s.engine_version}" if s.engine_version else "")
-                  + (f" (tp {s.tp}" + (f", pp {s.pp}" if s.pp > 1 else "") + ")" if s.tp * s.pp > 1 else "")),
-                 ("starts", "yes" if s.fits else f"no: {s.problem}"),
-                 (f"{name} KV cache", f"{s.kv_cache_tokens:,} tokens ({s.kv_pool_bytes / GiB:.1f} GiB, "
-                                      f"{s.num_blocks:,} blocks of {s.block_size})"),
-                 ("max concurrent seqs", f"{s.max_concurrent_sequences} at max_model_len {s.max_model_len:,}"
-                  + ("" if s.max_concurrent_sequences else f" ({name} would not start)")),
+        rows += [(f"{name} KV cache", f"{s.kv_cache_tokens:,} tokens ({s.kv_pool_bytes / GiB:.1f} GiB"
+                                      + (f", {s.num_blocks:,} blocks of {s.block_size})" if s.block_size > 1 else ")")),
+                 ("max concurrent seqs", f"{p.max_batch_size} at max_model_len {s.max_model_len:,}"
+                  + ("" if p.fits else f" ({name} would not start)")),
                  ("largest max_model_len", f"{s.largest_max_model_len:,}")]
+    else:
+        rows += [("max batch size", str(p.max_batch_size)), ("max seq len", str(p.max_seq_len))]
+    rows.append(("min GPUs", p.min_gpus.description if p.min_gpus else "none tried fits"))
     sp = p.speed
     if sp is not None and hasattr(sp, "tpot_seconds"):
         rows += [("TTFT", f"{sp.ttft_seconds * 1e3:.1f} ms ({sp.prefill_bound}-bound)"),
@@ -485,8 +492,14 @@ def plan_sections(p: Any) -> list[Section]:
         if p.usd_per_million_output_tokens is not None:
             cost += f", ${p.usd_per_million_output_tokens:.2f} per 1M output tokens"
         rows.append(("cost", cost))
-    styles = [("ok" if ok else "bad") if name in ("fits", "starts") else None
-              for name, _ in rows for ok in [p.fits if name == "fits" else (p.serving is not None and p.serving.fits)]]
+    launch = p.launch if p.fits else (p.min_gpus.verdict.launch if p.min_gpus and p.min_gpus.verdict else None)
+    if launch is not None:
+        rows.append(("launch" if p.fits else f"launch ({p.min_gpus.num_gpus} GPUs)", launch.command))
+        extra = launch.extra
+        for key in ("lightning", "training_arguments"):
+            if key in extra:
+                rows.append((key.replace("_", " "), ", ".join(f"{k}={v!r}" for k, v in extra[key].items())))
+    styles = [("ok" if p.fits else "bad") if name == "fits" else None for name, _ in rows]
     return [Section(title=f"{p.gpu.name}: plan", rows=tuple(rows), row_styles=tuple(styles),
                     notes=tuple(f"note: {n}" for n in p.notes))]
 

@@ -346,7 +346,7 @@ def largest_gpu_layers(spec: ModelSpec, workload: Workload, deployment: Deployme
     full = at(layers)
     if full.fits:
         return layers, full
-    best = largest_true(lambda n: at(n).fits, 0, layers)
+    best = largest_true(lambda n: at(n).fits, 1, layers - 1)
     if best == 0 and not at(0).fits:
         return None
     return best, at(best)
