@@ -382,7 +382,12 @@ def resolve_gpus(gpu: str | GPU | Sequence[str | GPU] | None) -> tuple[GPU, ...]
 
     if gpu is None:
         return ()
-    items: list[Any] = [gpu] if isinstance(gpu, (str, GPUType)) else list(gpu)
+    if isinstance(gpu, (str, GPUType)):
+        items: list[Any] = [gpu]
+    elif isinstance(gpu, (list, tuple)):
+        items = list(gpu)
+    else:
+        raise InvalidArgumentError("gpu", gpu, "a GPU catalog name, a GPU, or a list of them")
     out: dict[str, GPUType] = {}
     for item in items:
         names = [n.strip() for n in item.split(",")] if isinstance(item, str) else [item]

@@ -511,26 +511,39 @@ def _range(total_bytes: int, workload: Any) -> tuple[int, int]:
     return u.low_bytes(total_bytes), u.high_bytes(total_bytes)
 
 
-def cheapest_sections(result: Any) -> list[Section]:
-    """``hfge plan --cheapest``: the options, cheapest first, then what was skipped and why."""
+def cheapest_sections(result: Any, *, verbose: bool = False) -> list[Section]:
+    """``hfge plan --cheapest``: the options, cheapest first, then one line on what was skipped (``verbose``:
+    every GPU type skipped and why)."""
+    from hf_gpu_estimator.planner._search import skipped_line
+    from hf_gpu_estimator.planner.serving import CheapestServing
+
     rows = []
+    serving = isinstance(result, CheapestServing)
     for o in result.options:
         d = o.to_dict()
-        if "tpot_ms" in d:
+        if serving:
             rows.append((o.gpu, str(o.num_gpus), f"tp{o.tp}" + (f" pp{o.pp}" if o.pp > 1 else ""), str(o.replicas),
                          str(o.batch_size), f"{d['tpot_ms']:.1f}", f"{d['ttft_ms']:.0f}", f"${o.hourly_usd:.2f}",
                          f"${o.usd_per_million_output_tokens:.3f}"))
         else:
             rows.append((o.gpu, str(d["num_gpus"]), str(d["strategy"]), f"{d['tokens_per_s']:,.0f}",
                          f"{o.hours:.1f}", f"${o.hourly_usd:.2f}", f"${o.total_usd:,.0f}"))
-    if rows and len(rows[0]) == 9:
+    if serving:
         header: tuple[str, ...] = ("gpu", "gpus", "split", "replicas", "batch", "TPOT ms", "TTFT ms", "$/hour",
                                    "$/1M out")
     else:
         header = ("gpu", "gpus", "strategy", "tokens/s", "hours", "$/hour", "total $")
     notes: list[str] = []
-    if result.skipped:
-        notes.append(f"skipped {len(result.skipped)} GPU types:")
+    if serving and result.max_model_len:
+        notes.append(f"{result.engine} at max_model_len {result.max_model_len:,}: only splits that start are ranked")
+    best = result.options[0] if result.options else None
+    launch = getattr(best, "launch", None)
+    if launch is not None:
+        notes.append("launch: " + (launch if isinstance(launch, str) else launch.command))
+    line = skipped_line(result.skipped, verbose=verbose)
+    if line:
+        notes.append(line)
+    if verbose:
         notes += [f"  {s.gpu}: {s.reason}" for s in result.skipped]
     styles = ("ok",) + (None,) * (len(rows) - 1) if rows else ()
     return [Section(title="Cheapest options, cheapest first", header=header, rows=tuple(rows), row_styles=styles,

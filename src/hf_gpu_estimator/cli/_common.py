@@ -48,6 +48,19 @@ positive_int = int_at_least(1)
 non_negative_int = int_at_least(0)
 
 
+def token_count(text: str) -> int:
+    """A token count as engines and papers write it: ``32768``, ``32k`` (x 1024), ``1m`` (x 1024^2)."""
+    value = text.strip().lower().replace("_", "")
+    scale = {"k": 1 << 10, "m": 1 << 20}.get(value[-1:], 1)
+    try:
+        number = int(value[:-1] if scale > 1 else value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a token count >= 1 (4096, 32k), got {text!r}")
+    return number * scale
+
+
 def finite_float(minimum: float, *, inclusive: bool) -> Callable[[str], float]:
     """An argparse type: a finite number >= (or >) ``minimum``; nan and inf are refused here,
     since ``int(x * GiB)`` on them raises outside the one-line error path."""

@@ -8,9 +8,12 @@ from typing import Any
 
 from hf_gpu_estimator.cli._common import (
     add_command,
+    add_device_args,
     add_format_arg,
     add_model_args,
+    device_gpus,
     emit,
+    free_memory_arg,
     int_at_least,
     positive_int,
     print_sections,
@@ -42,9 +45,11 @@ def register(subparsers: Any) -> None:
                     help="what fits on a GPU, vLLM serving capacity, speed, cost; or the cheapest GPU")
     add_model_args(p, optional=True)  # --fleet FILE and --eval-list need no MODEL
     add_workload_args(p)
-    p.add_argument("--gpu", help="a GPU from the catalog (hfge gpus); required unless --cheapest, which it "
-                                 "restricts to the given types (comma-separated)")
+    p.add_argument("--gpu", help="GPUs from the catalog (hfge gpus), comma-separated: a plan for each (default: "
+                                 "RTX-4090, A100-80GB, H100-SXM-80GB); with --cheapest, the types to rank")
     p.add_argument("--cheapest", action="store_true", help="rank GPU type x count across the catalog by cost")
+    p.add_argument("--verbose", action="store_true", help="--cheapest: list every GPU type skipped and why")
+    add_device_args(p)
     engine = p.add_argument_group("serving engine")
     engine.add_argument("--engine", choices=ENGINES,
                         help="serving engine for the capacity answer (default: vllm; llama.cpp for a GGUF model); "
@@ -63,6 +68,8 @@ def register(subparsers: Any) -> None:
     engine.add_argument("-c", "--ctx-size", type=positive_int,
                         help="llama.cpp: total context shared by the slots (default: the model's maximum)")
     engine.add_argument("-np", "--parallel", type=positive_int, help="llama.cpp: parallel slots (default 1)")
+    engine.add_argument("-fa", "--flash-attn", choices=("on", "off", "auto"),
+                        help="llama.cpp: flash attention (default auto: on where the backend has it)")
     engine.add_argument("-ngl", "--n-gpu-layers", type=int_at_least(-1), dest="n_gpu_layers",
                         help="llama.cpp: layers offloaded to the GPU (-1 or more than the layers: all; "
                              "same as --gpu-layers)")
@@ -100,7 +107,8 @@ def engine_settings(args: argparse.Namespace, engine: str) -> dict[str, Any]:
     from hf_gpu_estimator.errors import ConflictingOptionsError
 
     owners = {"vllm_version": "vllm", "max_num_seqs": "vllm", "max_num_batched_tokens": "vllm",
-              "mem_fraction_static": "sglang", "ctx_size": "llama.cpp", "parallel": "llama.cpp"}
+              "mem_fraction_static": "sglang", "ctx_size": "llama.cpp", "parallel": "llama.cpp",
+              "flash_attn": "llama.cpp"}
     for name, owner in owners.items():
         if getattr(args, name) is not None and owner != engine:
             flag = "--" + name.replace("_", "-")
@@ -112,6 +120,8 @@ def engine_settings(args: argparse.Namespace, engine: str) -> dict[str, Any]:
         settings["n_gpu_layers"] = None if layers is None or layers < 0 else layers
         if args.ctx_size is None and args.max_model_len is not None:  # each slot gets -c / -np tokens
             settings["ctx_size"] = args.max_model_len * (args.parallel or 1)
+        if args.flash_attn is not None:
+            settings["flash_attn"] = None if args.flash_attn == "auto" else args.flash_attn == "on"
     elif args.n_gpu_layers is not None:
         raise ConflictingOptionsError("n_gpu_layers", args.n_gpu_layers, f"is a llama.cpp setting, not {engine}'s",
                                       fix="pass --engine llama.cpp, or drop --n-gpu-layers")
@@ -124,7 +134,6 @@ def run(args: argparse.Namespace) -> int:
     from hf_gpu_estimator.estimator import fit_context
     from hf_gpu_estimator.hardware import get_gpu
     from hf_gpu_estimator.report import cheapest_sections, eval_list_sections, plan_sections
-    from hf_gpu_estimator.verdict import search_margin
     from hf_gpu_estimator.workload import workload_from_kwargs
 
     if args.eval_list:
@@ -155,13 +164,14 @@ def run(args: argparse.Namespace) -> int:
                                          ("output_tokens", args.output_tokens)) if v is not None}
             if utilization is not None:
                 traffic["gpu_memory_utilization"] = utilization
+            engine = args.engine or planner.default_engine(spec, work)
+            settings = engine_settings(args, engine)
             result = planner.cheapest_serving(spec, work, tpot_ms=args.tpot_ms, ttft_ms=args.ttft_ms, gpus=gpus,
-                                              **traffic)
+                                              engine=engine, max_model_len=args.max_model_len,
+                                              vllm_version=settings.pop("vllm_version", None),
+                                              engine_settings=settings, **traffic)
         sections = cheapest_sections
     else:
-        if args.gpu is None:
-            raise ConflictingOptionsError("gpu", None, "is required",
-                                          fix="pass --gpu NAME, or --cheapest to rank the catalog")
         engine = args.engine or planner.default_engine(spec, work)
         options: dict[str, Any] = {}
         if utilization is not None:
@@ -170,15 +180,26 @@ def run(args: argparse.Namespace) -> int:
                                               fix="pass --engine vllm (SGLang: --mem-fraction-static)")
             options["gpu_memory_utilization"] = utilization
         settings = engine_settings(args, engine)
-        # The margin under which fits, max batch and min GPUs agree with estimate's verdict (its high end).
-        result = planner.plan(spec, work, get_gpu(args.gpu), max_model_len=args.max_model_len, engine=engine,
-                              vllm_version=settings.pop("vllm_version", None), engine_settings=settings,
-                              margin=search_margin(work), **options)
-        sections = plan_sections
+        if args.gpu is None and args.device_memory_gib is None:
+            from hf_gpu_estimator.constants import COMMON_GPUS
+
+            gpus = tuple(get_gpu(g) for g in COMMON_GPUS)
+        else:
+            gpus = device_gpus(argparse.Namespace(gpu=_gpu_names(args.gpu) if args.gpu else None,
+                                                  device_memory_gib=args.device_memory_gib))
+        version = settings.pop("vllm_version", None)
+        plans = [planner.plan(spec, work, g, max_model_len=args.max_model_len, engine=args.engine,
+                              vllm_version=version, engine_settings=settings,
+                              free_memory_bytes=free_memory_arg(args), **options) for g in gpus]
+        if args.format == "json":
+            emit(plans[0].to_dict() if len(plans) == 1 else {"plans": [p.to_dict() for p in plans]}, "json")
+        else:
+            print_sections([s for p in plans for s in plan_sections(p)], args.format)
+        return 0
     if args.format == "json":
         emit(result.to_dict(), "json")
     else:
-        print_sections(sections(result), args.format)
+        print_sections(sections(result, verbose=args.verbose), args.format)
     return 0
 
 

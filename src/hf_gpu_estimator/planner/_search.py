@@ -39,12 +39,39 @@ def _gib(nbytes: float | None) -> str:
     return "?" if nbytes is None else f"{nbytes / (1 << 30):.1f} GiB"
 
 
+#: Why a GPU type was left out of a ranking (the closing line counts them by kind).
+SKIP_KINDS: dict[str, str] = {
+    "no_price": "no price", "no_backend": "no backend for the engine", "does_not_fit": "does not start or fit",
+    "target": "misses the latency target", "no_data": "no figures for the speed", "deadline": "misses the deadline",
+    "other": "other reasons",
+}
+
+
 @dataclass(frozen=True, kw_only=True)
 class Skipped:
-    """A GPU type left out of a ranking, and why."""
+    """A GPU type left out of a ranking, and why.
+
+    Attributes:
+        kind: One of :data:`SKIP_KINDS` (counted in the closing line; never parsed from ``reason``).
+        value_ms: The latency floor behind a ``target`` skip (TPOT or TTFT, in ms).
+    """
 
     gpu: str
     reason: str
+    kind: str = "other"
+    value_ms: float | None = None
+
+
+def skipped_line(skipped: Iterable[Skipped], *, verbose: bool = False) -> str | None:
+    """One line on what a ranking left out, by kind (``--verbose`` lists them)."""
+    items = list(skipped)
+    if not items:
+        return None
+    counts: dict[str, int] = {}
+    for s in items:
+        counts[s.kind] = counts.get(s.kind, 0) + 1
+    parts = ", ".join(f"{n} {SKIP_KINDS.get(k, k)}" for k, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    return f"skipped {len(items)} GPU types ({parts})" + ("" if verbose else "; --verbose lists them")
 
 
 
