@@ -487,6 +487,20 @@ def training_launch(spec: ModelSpec, work: Workload, d: Deployment) -> Launch:
 DEVICE_MEMORY_SOURCE = "--device-memory-gib (given by the user)"
 
 
+@dataclass(frozen=True, kw_only=True)
+class MemoryOnlyGPU(GPU):
+    """A device known only by the memory the user or the driver gives: not a catalog entry, so it has no
+    datasheet to cite and no bandwidth, FLOP/s or price (speed and cost are left out for it)."""
+
+    def __post_init__(self) -> None:
+        from types import MappingProxyType
+
+        from hf_gpu_estimator.hardware import FLOPS_DTYPES
+
+        object.__setattr__(self, "peak_flops", MappingProxyType(dict.fromkeys(FLOPS_DTYPES)))
+        object.__setattr__(self, "runtime", self.runtime or "cuda")
+
+
 def device_gpu(memory_gib: float, like: GPU | None = None) -> GPU:
     """A GPU with ``memory_gib`` GiB for a card not in the catalog: ``like``'s other facts (bandwidth,
     FLOP/s, runtime) when given, else a CUDA device known by its memory only (no speed or price)."""
@@ -496,11 +510,12 @@ def device_gpu(memory_gib: float, like: GPU | None = None) -> GPU:
     if like is not None:
         return replace(like, name=f"{like.name} ({memory_gib:g} GiB)", aliases=(), memory_bytes=nbytes,
                        usable_memory_bytes=nbytes, usable_memory_source=DEVICE_MEMORY_SOURCE)
-    return GPU(name=f"device-{memory_gib:g}GiB", vendor="nvidia", memory_bytes=nbytes, usable_memory_bytes=nbytes,
-               usable_memory_source=DEVICE_MEMORY_SOURCE, memory_bandwidth_bytes_per_s=1.0, peak_flops={},
-               source=DEVICE_MEMORY_SOURCE, date="", notes="memory only: no bandwidth, FLOP/s or price")
+    return MemoryOnlyGPU(name=f"device-{memory_gib:.4g}GiB", vendor="nvidia", memory_bytes=nbytes,
+                         usable_memory_bytes=nbytes, usable_memory_source=DEVICE_MEMORY_SOURCE,
+                         memory_bandwidth_bytes_per_s=0.0, peak_flops={}, source=DEVICE_MEMORY_SOURCE, date="",
+                         notes="memory only: no bandwidth, FLOP/s or price")
 
 
 def known_by_memory_only(gpu: GPU) -> bool:
     """Whether ``gpu`` is a :func:`device_gpu` without a catalog entry behind it (no speed, no price)."""
-    return gpu.source == DEVICE_MEMORY_SOURCE
+    return isinstance(gpu, MemoryOnlyGPU)
