@@ -75,15 +75,29 @@ def signed_gib(nbytes: float) -> str:
 
 
 def verdict_line(v: Verdict) -> str:
-    """``fits: needs 17.20–18.04 GiB of 24.00 GiB (RTX-4090), 4.76 GiB to spare after a 5 % margin``."""
+    """``fits: needs 17.20–18.04 GiB of 22.80 GiB (RTX-4090: 24.00 GiB less 5 %), 4.76 GiB to spare at the high end``:
+    the needs against the same limit the headroom is computed from."""
     spare = (f"{gib(v.headroom_bytes)} to spare" if v.headroom_bytes >= 0 else f"{gib(-v.headroom_bytes)} short")
-    return (f"{v.verdict}: needs {gib_range(v.needs_low_bytes, v.needs_high_bytes)} of {gib(v.usable_bytes)} "
-            f"({v.name}), {spare} at the high end after a {v.margin:.0%} margin")
+    why = f"; {v.problem}" if v.problem else ""
+    return (f"{v.verdict}: needs {gib_range(v.needs_low_bytes, v.needs_high_bytes)} of {gib(v.limit_bytes)} "
+            f"({v.name}: {gib(v.usable_bytes)} less {v.margin:.0%}), {spare} at the high end{why}")
+
+
+def _served_by_llamacpp(est: Estimate) -> bool:
+    from hf_gpu_estimator.memory.llamacpp import is_llamacpp
+
+    return not est.workload.is_training and is_llamacpp(est.spec, est.workload.quantization)
 
 
 def workload_line(est: Estimate) -> str:
-    """The workload in one line: task, batch, tokens, dtype or precision, attention, quantization, split."""
+    """The workload in one line: task, batch, tokens, dtype or precision, attention, quantization, split
+    (llama.cpp: its -c, -np and -ngl instead of torch's attention path)."""
     w = est.workload
+    if _served_by_llamacpp(est):
+        ctx = w.batch_size * (w.seq_len + w.new_tokens)
+        ngl = "all" if w.gpu_layers is None else str(w.gpu_layers)
+        return (f"llama.cpp inference, {w.seq_len} prompt + {w.new_tokens} new tokens, {w.quantization}, "
+                f"-c {ctx} -np {w.batch_size} -ngl {ngl}")
     if w.is_training:
         parts = [f"training ({w.method})", f"batch {w.batch_size} x {w.seq_len} tokens", w.precision.name,
                  w.optimizer.name]
@@ -355,26 +369,35 @@ def estimate_sections(est: Estimate, *, gpus: tuple[GPU, ...] = (), suggestions:
         if value:
             rows.append((name.replace("_", " "), gib(value), f"{100 * value / allocated:.0f} %"))
             styles.append(None)
-    rows += [
-        ("allocated peak (torch max_memory_allocated)", gib(mem.allocated_peak_bytes), "100 %"),
-        ("  range", gib_range(mem.allocated_low_bytes, mem.allocated_high_bytes), ""),
-        ("reserved peak (torch max_memory_reserved)", gib(mem.reserved_peak_bytes), ""),
-        ("device total (nvidia-smi, with CUDA context)", gib(mem.device_total_bytes), ""),
-        ("  measured range", gib_range(*est.device_total_range_bytes), ""),
-    ]
-    styles += ["total", "dim", None, "total", "dim"]
+    if _served_by_llamacpp(est):  # llama.cpp's own words: its buffers, not torch's allocator
+        rows += [
+            ("GPU buffers (model + KV + compute, as llama.cpp logs them)", gib(mem.allocated_peak_bytes), "100 %"),
+            ("  range", gib_range(mem.allocated_low_bytes, mem.allocated_high_bytes), ""),
+            ("device total (nvidia-smi: buffers + CUDA context)", gib(mem.device_total_bytes), ""),
+            ("  measured range", gib_range(*est.device_total_range_bytes), ""),
+        ]
+        styles += ["total", "dim", "total", "dim"]
+    else:
+        rows += [
+            ("allocated peak (torch max_memory_allocated)", gib(mem.allocated_peak_bytes), "100 %"),
+            ("  range", gib_range(mem.allocated_low_bytes, mem.allocated_high_bytes), ""),
+            ("reserved peak (torch max_memory_reserved)", gib(mem.reserved_peak_bytes), ""),
+            ("device total (nvidia-smi, with CUDA context)", gib(mem.device_total_bytes), ""),
+            ("  measured range", gib_range(*est.device_total_range_bytes), ""),
+        ]
+        styles += ["total", "dim", None, "total", "dim"]
     devices = mem.num_devices
     title = f"Memory per device, peak during {mem.phase_at_peak}" + (f" ({devices} devices)" if devices > 1 else "")
     memory = Section(title=title, header=("component", "memory", "share"), rows=tuple(rows), row_styles=tuple(styles))
     sections = [head, memory]
     if gpus:
         verdicts = [est.verdict(g) for g in gpus]
-        fit_rows = tuple((gpu_label(g), gib(v.usable_bytes), gib_range(v.needs_low_bytes, v.needs_high_bytes),
+        fit_rows = tuple((gpu_label(g), gib(v.limit_bytes), gib_range(v.needs_low_bytes, v.needs_high_bytes),
                           signed_gib(v.headroom_bytes), v.verdict) for g, v in zip(gpus, verdicts))
         fit_styles = tuple(VERDICT_STYLES[v.verdict] for v in verdicts)
         margin = verdicts[0].margin
         sections.append(Section(title=f"Fits per GPU: the high end of the range vs usable memory less {margin:.0%}",
-                                header=("gpu", "usable", "needs (range)", "headroom", "verdict"),
+                                header=("gpu", f"usable - {margin:.0%}", "needs (range)", "headroom", "verdict"),
                                 rows=fit_rows, row_styles=fit_styles,
                                 notes=(f"range: {verdicts[0].basis}",)))
     if suggestions_for is not None:

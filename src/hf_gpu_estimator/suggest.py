@@ -30,7 +30,7 @@ __all__ = ["CLI_FLAGS", "ChangeKind", "Suggestion", "search", "suggest", "sugges
 
 #: The kinds of change the search tries; the integrations map each to a "how to apply" template.
 ChangeKind = Literal["batch_size", "gradient_checkpointing", "precision", "dtype", "method", "quantization",
-                     "optimizer", "strategy", "offload", "num_gpus", "tp"]
+                     "optimizer", "strategy", "offload", "num_gpus", "tp", "gpu_layers"]
 
 #: The CLI flag for each workload keyword a suggestion changes (``{}`` is the new value).
 CLI_FLAGS: Mapping[str, str] = {
@@ -38,7 +38,7 @@ CLI_FLAGS: Mapping[str, str] = {
     "gradient_checkpointing": "--gradient-checkpointing", "precision": "--precision {}", "dtype": "--dtype {}",
     "method": "--method {}", "quantization": "--quantization {}", "optimizer": "--optimizer {}",
     "num_gpus": "--num-gpus {}", "strategy": "--strategy {}", "tp": "--tp {}", "pp": "--pp {}",
-    "offload_optimizer": "--offload-optimizer",
+    "offload_optimizer": "--offload-optimizer", "gpu_layers": "--gpu-layers {}",
 }  # fmt: skip
 
 #: Device counts tried by the "more devices" suggestion for training (inference uses the valid TP degrees).
@@ -122,6 +122,7 @@ def search(spec: ModelSpec, workload: Workload | Mapping[str, Any], *, budget_by
         The suggestions; ``()`` when nothing modeled fits.
     """
     from hf_gpu_estimator.memory import estimate_memory
+    from hf_gpu_estimator.memory.llamacpp import is_llamacpp
     from hf_gpu_estimator.monotone import largest_true
     from hf_gpu_estimator.planner import valid_tp_degrees
     from hf_gpu_estimator.verdict import uncertainty_for
@@ -217,6 +218,14 @@ def search(spec: ModelSpec, workload: Workload | Mapping[str, Any], *, budget_by
         singles.append(tuple(_Change("num_gpus", f"{n} devices with {'FSDP/ZeRO-3' if strategy == 'zero3' else strategy} "
                                                  f"sharding", {"num_gpus": n, "strategy": strategy})
                              for n in _DEVICE_COUNTS if n > p.num_gpus))
+    elif is_llamacpp(spec, work.quantization):
+        # llama.cpp: the most layers that fit on the GPU (-ngl), the rest in host memory
+        layers = spec.architecture.num_layers + 1 if spec.architecture is not None else 0
+        top = layers if work.gpu_layers is None else min(work.gpu_layers, layers)
+        ngl = largest_true(lambda n: verify({"gpu_layers": n}) is not None, 1, top - 1) if top > 1 else 0
+        if ngl >= 1:
+            singles.append((_Change("gpu_layers", f"offload {ngl} of {layers} layers to the GPU (-ngl {ngl}), the "
+                                    "rest from host memory (slower decode)", {"gpu_layers": ngl}),))
     else:
         if (work.dtype or spec.stored_dtype) == "float32":
             singles.append((_Change("dtype", "load the weights in bfloat16", {"dtype": "bfloat16"}),))

@@ -182,8 +182,10 @@ def prepare(spec: ModelSpec, workload: Workload, deployment: Deployment) -> tupl
     if fallback:
         notes.append(Assumption(key="fp16_fallback", text=fallback))
     changes: dict[str, Any] = {"parallelism": deployment.parallelism(work)}
-    if deployment.kv_cache_dtype is not None:
-        changes["kv_cache_dtype"] = deployment.kv_cache_dtype
+    if deployment.kv_cache_dtype is not None:  # the engine's word (fp8) as make_workload normalizes it
+        from hf_gpu_estimator.workload import make_workload
+
+        changes["kv_cache_dtype"] = make_workload(kv_cache_dtype=deployment.kv_cache_dtype).kv_cache_dtype
     if deployment.engine == "llama.cpp" and deployment.n_gpu_layers is not None:
         changes["gpu_layers"] = None if deployment.n_gpu_layers < 0 else deployment.n_gpu_layers
     return work.with_(**changes), tuple(notes)
