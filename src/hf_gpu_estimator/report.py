@@ -497,7 +497,7 @@ def plan_sections(p: Any) -> list[Section]:
             s.engine, s.engine)
         rows += [(f"{name} KV cache", f"{s.kv_cache_tokens:,} tokens ({s.kv_pool_bytes / GiB:.1f} GiB"
                                       + (f", {s.num_blocks:,} blocks of {s.block_size})" if s.block_size > 1 else ")")),
-                 ("max concurrent seqs", f"{p.max_batch_size} at max_model_len {s.max_model_len:,}"
+                 ("max batch size (concurrent seqs)", f"{p.max_batch_size} at max_model_len {s.max_model_len:,}"
                   + ("" if p.fits else f" ({name} would not start)")),
                  ("largest max_model_len", f"{s.largest_max_model_len:,}")]
     else:
@@ -537,11 +537,8 @@ def _range(total_bytes: int, workload: Any) -> tuple[int, int]:
 def cheapest_sections(result: Any, *, verbose: bool = False) -> list[Section]:
     """``hfge plan --cheapest``: the options, cheapest first, then one line on what was skipped (``verbose``:
     every GPU type skipped and why)."""
-    from hf_gpu_estimator.planner._search import skipped_line
-    from hf_gpu_estimator.planner.serving import CheapestServing
-
     rows = []
-    serving = isinstance(result, CheapestServing)
+    serving = result.kind == "serving"
     for o in result.options:
         d = o.to_dict()
         if serving:
@@ -560,10 +557,10 @@ def cheapest_sections(result: Any, *, verbose: bool = False) -> list[Section]:
     if serving and result.max_model_len:
         notes.append(f"{result.engine} at max_model_len {result.max_model_len:,}: only splits that start are ranked")
     best = result.options[0] if result.options else None
-    launch = getattr(best, "launch", None)
+    launch = None if best is None else best.launch if serving else (best.launch.command if best.launch else None)
     if launch is not None:
-        notes.append("launch: " + (launch if isinstance(launch, str) else launch.command))
-    line = skipped_line(result.skipped, verbose=verbose)
+        notes.append("launch: " + launch)
+    line = result.skipped_note(verbose=verbose)
     if line:
         notes.append(line)
     if verbose:

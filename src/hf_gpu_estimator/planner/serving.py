@@ -20,6 +20,7 @@ from hf_gpu_estimator.perf import (
 )
 from hf_gpu_estimator.planner._search import (
     Skipped,
+    skipped_line,
     _gpu_list,
     _largest,
     _positive_count,
@@ -94,6 +95,13 @@ class CheapestServing:
     assumptions: tuple[str, ...]
     engine: str = "vllm"
     max_model_len: int | None = None
+
+    #: What this ranking is of (the report picks its columns by it).
+    kind = "serving"
+
+    def skipped_note(self, *, verbose: bool = False) -> str | None:
+        """One line on the GPU types left out, by kind (``verbose``: the caller lists them too)."""
+        return skipped_line(self.skipped, verbose=verbose)
 
     @property
     def best(self) -> ServingOption:

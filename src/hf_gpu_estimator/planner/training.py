@@ -13,6 +13,7 @@ from hf_gpu_estimator.planner._search import (
     DEFAULT_MARGIN,
     TRAINING_GPU_COUNTS,
     Skipped,
+    skipped_line,
     _gpu_list,
     _positive_number,
 )
@@ -55,6 +56,13 @@ class CheapestTraining:
     options: tuple[TrainingOption, ...]
     skipped: tuple[Skipped, ...]
     assumptions: tuple[str, ...]
+
+    #: What this ranking is of (the report picks its columns by it).
+    kind = "training"
+
+    def skipped_note(self, *, verbose: bool = False) -> str | None:
+        """One line on the GPU types left out, by kind (``verbose``: the caller lists them too)."""
+        return skipped_line(self.skipped, verbose=verbose)
 
     @property
     def best(self) -> TrainingOption:
