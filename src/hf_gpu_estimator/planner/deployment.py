@@ -297,6 +297,8 @@ def _engine_fit(spec: ModelSpec, work: Workload, deployment: Deployment, notes: 
             sized_gpu = replace(gpu, usable_memory_bytes=int(free))
             extra.append(Assumption(key="free_memory", text=f"{name} sized on {free / GiB:.2f} GiB free"))
     cap = engine_capacity(spec, work, sized_gpu, engine=engine, **settings)
+    if engine == "transformers":
+        return _transformers_fit(spec, work, d, notes, cap)
     if engine == "sglang" and sized_gpu is not gpu:
         cap = replace(cap, gpu=gpu.name)
     problem = problem or cap.problem
@@ -319,6 +321,20 @@ def _engine_fit(spec: ModelSpec, work: Workload, deployment: Deployment, notes: 
     if starts:
         v = replace(v, launch=serving_launch(spec, work, d, cap))
     return v
+
+
+def _transformers_fit(spec: ModelSpec, work: Workload, d: Deployment, notes: tuple[Assumption, ...],
+                      cap: Any) -> Verdict:
+    """transformers ``generate`` serves a static batch: the framework verdict of one ``max_model_len``
+    sequence (the measured range, fits / tight / does not fit), with the batch it holds as capacity."""
+    length = cap.max_model_len
+    new = min(work.new_tokens, max(0, length - 1))
+    one = work.with_(batch_size=1, seq_len=length - new, new_tokens=new)
+    v = _framework_fit(spec, one, one, d.with_(engine=None), notes, None)
+    launch = transformers_launch(spec, work, d) if v.fits else None
+    return replace(v, deployment=d, workload=work, serving=cap, launch=launch,
+                   assumptions=(*v.assumptions, *(Assumption(key=f"transformers:{i}", text=t)
+                                                  for i, t in enumerate(cap.assumptions))))
 
 
 _ENGINE_LABEL = {"vllm": "vLLM", "sglang": "SGLang", "llama.cpp": "llama.cpp", "transformers": "transformers"}
