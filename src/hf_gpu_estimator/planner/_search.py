@@ -9,8 +9,6 @@ from dataclasses import dataclass
 from hf_gpu_estimator.constants import DEFAULT_MARGIN  # noqa: F401  (the searches' default margin)
 from hf_gpu_estimator.errors import InvalidArgumentError
 from hf_gpu_estimator.hardware import GPU, get_gpu, list_gpus
-from hf_gpu_estimator.memory import estimate_memory
-from hf_gpu_estimator.memory.overhead import device_total_on
 from hf_gpu_estimator.monotone import largest_true as _largest  # noqa: F401  (the planner's searches)
 from hf_gpu_estimator.spec import ModelSpec
 from hf_gpu_estimator.workload import Workload
@@ -23,16 +21,6 @@ PP_DEGREES: tuple[int, ...] = (1, 2, 4, 8, 16)
 TRAINING_GPU_COUNTS: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 #: Largest batch / sequence length the searches go to when nothing else caps them.
 SEARCH_CAP = 1 << 20
-
-
-def _usable(gpu: GPU, margin: float) -> float:
-    if not isinstance(margin, (int, float)) or isinstance(margin, bool) or not 0 <= margin < 0.5:
-        raise InvalidArgumentError("margin", margin, "a number from 0 to 0.5")
-    return gpu.usable_memory_bytes * (1 - margin)
-
-
-def _fits(spec: ModelSpec, workload: Workload, gpu: GPU, margin: float) -> bool:
-    return device_total_on(estimate_memory(spec, workload, detail=False), gpu) <= _usable(gpu, margin)
 
 
 def _gib(nbytes: float | None) -> str:
