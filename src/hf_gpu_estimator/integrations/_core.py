@@ -314,7 +314,7 @@ def preflight_check(model_or_spec: Any, *, workload_kwargs: Mapping[str, Any], g
         >>> from hf_gpu_estimator.integrations import preflight_check
         >>> r = preflight_check("meta-llama/Llama-2-7b-hf", device_memory_bytes=8 << 30,
         ...                     workload_kwargs={"task": "training", "batch_size": 1, "seq_len": 512})
-        >>> r.status, r.shortfall_bytes > 0, any(s.key == "method" for s in r.suggestions)
+        >>> r.status, r.shortfall_bytes > 0, any("method" in s.changes for s in r.suggestions)
         ('exceeds', True, True)
     """
     validate_options(gpu=gpu, device_memory_bytes=device_memory_bytes, on_exceed=on_exceed, margin=margin)
