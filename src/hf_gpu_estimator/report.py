@@ -503,8 +503,10 @@ def plan_sections(p: Any) -> list[Section]:
     else:
         rows += [("max batch size", str(p.max_batch_size)), ("max seq len", str(p.max_seq_len))]
     rows.append(("min GPUs", p.min_gpus.description if p.min_gpus else "none tried fits"))
+    from hf_gpu_estimator.perf import InferenceSpeed
+
     sp = p.speed
-    if sp is not None and hasattr(sp, "tpot_seconds"):
+    if isinstance(sp, InferenceSpeed):
         rows += [("TTFT", f"{sp.ttft_seconds * 1e3:.1f} ms ({sp.prefill_bound}-bound)"),
                  ("TPOT", f"{sp.tpot_seconds * 1e3:.2f} ms ({sp.decode_bound}-bound)"),
                  ("decode", f"{sp.decode_tokens_per_s:,.0f} tokens/s at batch {sp.batch_size}")]

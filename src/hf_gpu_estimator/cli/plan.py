@@ -235,12 +235,12 @@ def _run_eval(args: argparse.Namespace) -> int:
         return 0
     if args.gpu is None:
         raise ConflictingOptionsError("gpu", None, "is required", fix="pass --gpu NAME, or --cheapest to rank the catalog")
-    result = evals.plan_eval(spec, work, args.gpu, runs, engine=engine,
-                             gpu_memory_utilization=args.gpu_memory_utilization)
+    results = [evals.plan_eval(spec, work, name, runs, engine=engine,
+                               gpu_memory_utilization=args.gpu_memory_utilization) for name in _gpu_names(args.gpu) or ()]
     if args.format == "json":
-        emit(result.to_dict(), "json")
+        emit(results[0].to_dict() if len(results) == 1 else {"plans": [r.to_dict() for r in results]}, "json")
     else:
-        print_sections(eval_sections(result), args.format)
+        print_sections([s for r in results for s in eval_sections(r)], args.format)
     return 0
 
 
