@@ -109,16 +109,6 @@ def _check_margin(margin: object) -> float:
     return float(margin)
 
 
-def search_margin(workload: Workload, margin: float = DEFAULT_MARGIN) -> float:
-    """The margin under which a *point* estimate fits exactly when its high end fits with ``margin``.
-
-    ``total / (1 + under) <= usable * (1 - margin)``  <=>  ``total <= usable * (1 - m)`` with
-    ``m = 1 - (1 - margin) * (1 + under)``: the planner's searches (max batch, min GPUs) take it so
-    their answers agree with :func:`judge`.
-    """
-    return 1 - (1 - _check_margin(margin)) * (1 + uncertainty_for(workload).under)
-
-
 @dataclass(frozen=True, kw_only=True)
 class Verdict:
     """Does one workload fit one device? Bytes per device.
