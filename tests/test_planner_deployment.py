@@ -16,6 +16,7 @@ from hf_gpu_estimator.planner import cheapest_serving, min_gpus, plan
 from hf_gpu_estimator.planner.deployment import Deployment, device_gpu, fit, largest_gpu_layers
 from hf_gpu_estimator.sources.catalog import lookup
 from hf_gpu_estimator.workload import make_workload
+from test_sources_gguf import gguf_hub  # noqa: F401  (the loopback Hub of GGUF repos)
 
 H100, A100 = "H100-SXM-80GB", "A100-80GB-SXM"
 
@@ -203,3 +204,14 @@ def test_training_plan_carries_its_settings():
     ta = p.launch.extra["training_arguments"]
     assert ta["per_device_train_batch_size"] == 4 and ta["gradient_accumulation_steps"] == 2
     assert p.launch.extra["lightning"]["accumulate_grad_batches"] == 2
+
+
+def test_llamacpp_launch_of_a_hub_gguf(gguf_hub):
+    from hf_gpu_estimator.sources import inspect_model
+
+    spec = inspect_model("hfge-gguf/tiny-GGUF:Q4_K_M")
+    v = fit(spec, make_workload(), Deployment(gpu=get_gpu("RTX-4090"), engine="llama.cpp", max_model_len=512,
+                                              parallel=2))
+    assert v.fits
+    assert v.launch.command.startswith("llama-server -hf hfge-gguf/tiny-GGUF:Q4_K_M -ngl ")
+    assert "-c 1024 -fa on -np 2" in v.launch.command

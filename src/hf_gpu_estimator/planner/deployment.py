@@ -417,17 +417,30 @@ def llamacpp_launch(spec: ModelSpec, work: Workload, d: Deployment, cap: Any) ->
     layers = (arch.num_layers + 1) if arch is not None else 0
     ngl = layers if work.gpu_layers is None else min(work.gpu_layers, layers)
     quant = work.quantization[5:] if work.quantization.startswith("gguf:") else None
+    import os
+
     repo = spec.id
-    if ":" in repo or repo.endswith(".gguf"):
-        source = ("-m", repo) if repo.endswith(".gguf") else ("-hf", repo)
-    elif getattr(spec, "gguf_tensors", ()) or "gguf" in repo.lower():
-        source = ("-hf", f"{repo}:{quant}" if quant else repo)
+    gguf = bool(getattr(spec, "gguf_tensors", ()))
+    source: list[str]
+    if gguf and os.path.exists(repo):  # a local file
+        source = ["-m", repo]
+    elif gguf and repo.endswith(".gguf") and repo.count("/") >= 2:  # org/repo/file.gguf on the Hub
+        from hf_gpu_estimator.quantization import GGUF_FILE_TYPES
+
+        org, name, file = repo.split("/", 2)
+        tag = file.removesuffix(".gguf").rsplit("-", 1)[-1].upper()
+        # llama.cpp's org/repo:QUANT picks that file (common/arg.cpp --hf-repo); another name: --hf-file
+        single = "/" not in file and "-of-" not in file
+        source = (["-hf", f"{org}/{name}:{tag}"] if single and tag in GGUF_FILE_TYPES
+                  else ["-hf", f"{org}/{name}", "--hf-file", file])
+    elif gguf:  # org/repo:QUANT, llama.cpp's own convention
+        source = ["-hf", repo]
     else:  # a transformers checkpoint: convert_hf_to_gguf.py (+ llama-quantize) first
-        source = ("-m", f"{repo.rsplit('/', 1)[-1]}-{quant or 'F16'}.gguf")
+        source = ["-m", f"{repo.rsplit('/', 1)[-1]}-{quant or 'F16'}.gguf"]
     ctx = cap.kv_cache_tokens
-    args: dict[str, Any] = {source[0].lstrip("-"): source[1], "n_gpu_layers": ngl, "ctx_size": ctx,
-                            "flash_attn": "off" if d.flash_attn is False else "on"}
-    flags = [source[0], source[1], "-ngl", str(ngl), "-c", str(ctx), "-fa", args["flash_attn"]]
+    args: dict[str, Any] = {flag.lstrip("-").replace("-", "_"): value for flag, value in zip(source[::2], source[1::2])}
+    args.update(n_gpu_layers=ngl, ctx_size=ctx, flash_attn="off" if d.flash_attn is False else "on")
+    flags = [*source, "-ngl", str(ngl), "-c", str(ctx), "-fa", args["flash_attn"]]
     if cap.max_num_seqs > 1:
         args["parallel"] = cap.max_num_seqs
         flags += ["-np", str(cap.max_num_seqs)]
@@ -439,7 +452,7 @@ def llamacpp_launch(spec: ModelSpec, work: Workload, d: Deployment, cap: Any) ->
         split = ",".join(["1"] * d.devices)
         args["tensor_split"] = split
         flags += ["--split-mode", "layer", "--tensor-split", split]
-    extra = {} if source[0] == "-hf" else {"convert": f"convert_hf_to_gguf.py then llama-quantize to {quant or 'F16'}"}
+    extra = {} if gguf else {"convert": f"convert_hf_to_gguf.py, then llama-quantize to {quant or 'F16'}"}
     return Launch(engine="llama.cpp", command="llama-server " + " ".join(flags), args=args, extra=extra)
 
 
