@@ -67,8 +67,11 @@ class Estimate:
                                 free_memory_bytes=self.free_memory_bytes)
         asked = self.asked_workload or self.workload
         here, _ = prepare(self.spec, asked, deployment)
-        # the estimate's own memory (calibrated for its GPU) where this GPU runs the same workload
-        same = here == self.workload and (self.gpu is None or target == self.gpu)
+        # the estimate's own memory (calibrated, or traced) where this GPU runs the same workload; fp16 in
+        # place of bf16 (a GPU without bf16) takes the same bytes
+        mine = self.workload
+        same = (here == mine or here.with_(dtype=mine.dtype, precision=mine.precision) == mine) and (
+            self.gpu is None or target == self.gpu)
         return fit(self.spec, asked, deployment, memory=self.memory if same else None)
 
     def verdicts(self, *, margin: float = DEFAULT_MARGIN) -> tuple[Verdict, ...]:
