@@ -504,6 +504,8 @@ def training_launch(spec: ModelSpec, work: Workload, d: Deployment) -> Launch:
             accelerate["offload_optimizer_device"] = "cpu"
     elif p.strategy.startswith("fsdp"):
         accelerate["use_fsdp"] = True
+    elif p.num_gpus > 1:  # plain data parallel (accelerate launch --multi_gpu)
+        accelerate["multi_gpu"] = True
     cmd = "accelerate launch " + " ".join(
         f"--{k}" if v is True else f"--{k} {v}" for k, v in accelerate.items()) + " train.py"
     args = {"method": work.method, "seq_len": work.seq_len, "lora_rank": work.lora_rank if work.method != "full" else None,

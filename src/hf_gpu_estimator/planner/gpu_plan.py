@@ -118,7 +118,7 @@ def deployment_of(spec: ModelSpec, workload: Workload, gpu: GPU, *, engine: str 
     p = workload.parallelism
     settings = dict(engine_settings or {})
     if workload.is_training:
-        return Deployment(gpu=gpu, num_gpus=p.num_gpus, strategy=p.strategy, margin=margin,
+        return Deployment(gpu=gpu, tp=p.tp, pp=p.pp, num_gpus=p.num_gpus, strategy=p.strategy, margin=margin,
                           free_memory_bytes=free_memory_bytes)
     if engine == "none":  # the framework itself, no serving engine
         return Deployment(gpu=gpu, tp=p.tp, pp=p.pp, num_gpus=p.num_gpus, margin=margin,
