@@ -214,12 +214,12 @@ def fit(spec: ModelSpec, workload: Workload, deployment: Deployment, *, memory: 
     """
     work, notes = prepare(spec, workload, deployment)
     if deployment.engine is None or work.is_training:
-        return _framework_fit(spec, workload, work, deployment, notes, memory)
+        return _framework_fit(spec, work, deployment, notes, memory)
     return _engine_fit(spec, work, deployment, notes)
 
 
-def _framework_fit(spec: ModelSpec, asked: Workload, work: Workload, deployment: Deployment,
-                   notes: tuple[Assumption, ...], memory: Any) -> Verdict:
+def _framework_fit(spec: ModelSpec, work: Workload, deployment: Deployment, notes: tuple[Assumption, ...],
+                   memory: Any) -> Verdict:
     from hf_gpu_estimator.memory import estimate_memory
     from hf_gpu_estimator.memory.overhead import device_total_on
 
@@ -251,9 +251,16 @@ def engine_settings(deployment: Deployment, work: Workload) -> dict[str, Any]:
     if d.engine == "sglang":
         return {"mem_fraction_static": d.mem_fraction_static, "max_model_len": d.max_model_len}
     if d.engine == "llama.cpp":
+        from hf_gpu_estimator.planner.engines import _SETTINGS
+
         parallel = d.parallel or 1
         ctx = d.ctx_size if d.ctx_size is not None else (d.max_model_len * parallel if d.max_model_len else None)
-        return {"ctx_size": ctx, "parallel": parallel, "n_gpu_layers": work.gpu_layers}
+        out: dict[str, Any] = {"ctx_size": ctx, "parallel": parallel, "n_gpu_layers": work.gpu_layers}
+        # -fa where the llama.cpp model takes it (its memory model sizes the compute buffer by it)
+        name = next((n for n in ("flash_attn", "flash_attention") if n in _SETTINGS["llama.cpp"]), None)
+        if name is not None and d.flash_attn is not None:
+            out[name] = d.flash_attn
+        return out
     return {"max_model_len": d.max_model_len}
 
 
@@ -277,8 +284,11 @@ def _engine_fit(spec: ModelSpec, work: Workload, deployment: Deployment, notes: 
     problem: str | None = None
     if free is not None and free < gpu.usable_memory_bytes:
         if engine == "vllm":
-            share = settings.get("gpu_memory_utilization", 0.9)
-            if free < share * gpu.usable_memory_bytes:
+            from hf_gpu_estimator.planner.engines.vllm import DEFAULT_GPU_MEMORY_UTILIZATION, resolve_vllm_version
+
+            share = settings.get("gpu_memory_utilization", DEFAULT_GPU_MEMORY_UTILIZATION)
+            v1 = resolve_vllm_version(settings.get("vllm_version")).engine == "v1"
+            if v1 and free < share * gpu.usable_memory_bytes:
                 problem = (f"vLLM would not start: {free / GiB:.2f} GiB free on {gpu.name} is less than "
                            f"--gpu-memory-utilization {share:g} x {gpu.usable_memory_bytes / GiB:.2f} GiB; pass "
                            f"--gpu-memory-utilization {math.floor(free / gpu.usable_memory_bytes * 100) / 100:g} or "
@@ -330,7 +340,7 @@ def _transformers_fit(spec: ModelSpec, work: Workload, d: Deployment, notes: tup
     length = cap.max_model_len
     new = min(work.new_tokens, max(0, length - 1))
     one = work.with_(batch_size=1, seq_len=length - new, new_tokens=new)
-    v = _framework_fit(spec, one, one, d.with_(engine=None), notes, None)
+    v = _framework_fit(spec, one, d.with_(engine=None), notes, None)
     launch = transformers_launch(spec, work, d) if v.fits else None
     return replace(v, deployment=d, workload=work, serving=cap, launch=launch,
                    assumptions=(*v.assumptions, *(Assumption(key=f"transformers:{i}", text=t)
