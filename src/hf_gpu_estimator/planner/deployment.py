@@ -300,6 +300,7 @@ def _engine_fit(spec: ModelSpec, work: Workload, deployment: Deployment, notes: 
             # of ``free`` bytes with the fraction that keeps total x (1 - fraction) free.
             fraction = settings.get("mem_fraction_static") or default_mem_fraction_static(gpu, d.tp, d.pp)
             settings["mem_fraction_static"] = max(0.01, 1 - gpu.usable_memory_bytes * (1 - fraction) / free)
+            d = d.with_(mem_fraction_static=fraction)  # the launch line keeps SGLang's own fraction
             sized_gpu = replace(gpu, usable_memory_bytes=int(free))
             extra.append(Assumption(key="free_memory", text=(
                 f"SGLang pool from {free / GiB:.2f} GiB free: total x {fraction:g} less what other processes hold")))
@@ -407,7 +408,8 @@ def serving_launch(spec: ModelSpec, work: Workload, d: Deployment, cap: Any) -> 
         flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in args.items() if k != "model")
         return Launch(engine="vllm", command=f"vllm serve {repo} {flags}", args=args)
     if d.engine == "sglang":
-        args = {"model_path": repo, "tp": d.tp, "mem_fraction_static": d.mem_fraction_static or cap.gpu_memory_utilization,
+        args = {"model_path": repo, "tp": d.tp,
+                "mem_fraction_static": round(d.mem_fraction_static or cap.gpu_memory_utilization, 3),
                 "context_length": cap.max_model_len}
         if d.pp > 1:
             args["pp_size"] = d.pp
@@ -466,11 +468,15 @@ def llamacpp_launch(spec: ModelSpec, work: Workload, d: Deployment, cap: Any) ->
     return Launch(engine="llama.cpp", command="llama-server " + " ".join(flags), args=args, extra=extra)
 
 
+#: torch's device name for each runtime (ROCm builds answer to "cuda").
+_TORCH_DEVICE = {"cuda": "cuda", "rocm": "cuda", "metal": "mps", "xpu": "xpu", "hpu": "hpu"}
+
+
 def transformers_launch(spec: ModelSpec, work: Workload, d: Deployment) -> Launch:
     """``AutoModelForCausalLM.from_pretrained(...)`` with the dtype, quantization and device map assumed."""
     args: dict[str, Any] = {"pretrained_model_name_or_path": spec.id,
                             "dtype": work.dtype or "auto",
-                            "device_map": d.device_map or ("auto" if d.devices > 1 else "cuda"),
+                            "device_map": d.device_map or ("auto" if d.devices > 1 else _TORCH_DEVICE.get(d.gpu.runtime, "cuda")),
                             "attn_implementation": work.attn_implementation}
     if d.max_memory_bytes is not None:
         args["max_memory"] = {i: f"{d.max_memory_bytes / GiB:.1f}GiB" for i in range(d.devices)}
