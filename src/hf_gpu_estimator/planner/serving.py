@@ -150,9 +150,10 @@ def _serve_on(spec: ModelSpec, workload: Workload, d: Deployment, *, rate: float
                        reason=f"tp={tp}: TTFT floor {ttft * 1e3:.1f} ms > target {ttft_s * 1e3:g} ms")
     limit = "kv_cache"
     most = cap.max_concurrent_sequences
-    if cap.max_model_len != inp + out:
+    if cap.max_model_len != inp + out and d.engine != "llama.cpp":
         # the engine starts at max_model_len, but its pool takes blocks as tokens arrive: the batch it decodes
-        # is the pool's sequences of the requests' own length (the same pool, sized for that length)
+        # is the pool's sequences of the requests' own length (the same pool, sized for that length);
+        # llama.cpp's slots are fixed (-np, each -c / -np tokens)
         at_length = fit(spec, w, d.with_(max_model_len=inp + out)).serving
         most = at_length.max_concurrent_sequences if at_length is not None else most
     if cap.max_num_seqs < most:
