@@ -210,7 +210,7 @@ class Estimate:
         from hf_gpu_estimator.report import gib, gib_range, workload_line
 
         low, high = self.device_total_range_bytes
-        gpu = f", {self.gpu.name}: {self.verdict().verdict}" if self.gpu is not None else ""
+        gpu = "".join(f", {v.name}: {v.verdict}" for v in self.verdicts()) if self.gpus or self.gpu else ""
         return (f"Estimate({self.spec.id!r}, {workload_line(self)}: device total {gib(self.memory.device_total_bytes)} "
                 f"({gib_range(low, high)}){gpu})")
 

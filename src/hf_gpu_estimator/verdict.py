@@ -136,11 +136,13 @@ class Verdict:
     assumptions: tuple[Assumption, ...] = field(default=(), repr=False, compare=False)
 
     def __repr__(self) -> str:
-        """``Verdict('fits', RTX-4090: needs 17.20-18.04 GiB of 24.00 GiB, headroom +1.16 GiB)``."""
+        """``Verdict('fits', RTX-4090: needs 17.20-18.04 GiB of 22.80 GiB (24.00 GiB less 5%), headroom +4.76 GiB)``:
+        the needs against the limit the headroom is computed from."""
         gib = 1 << 30
         why = f", {self.problem}" if self.problem else ""
         return (f"Verdict({self.verdict!r}, {self.name}: needs {self.needs_low_bytes / gib:.2f}-"
-                f"{self.needs_high_bytes / gib:.2f} GiB of {self.usable_bytes / gib:.2f} GiB, "
+                f"{self.needs_high_bytes / gib:.2f} GiB of {self.limit_bytes / gib:.2f} GiB "
+                f"({self.usable_bytes / gib:.2f} GiB less {self.margin:.0%}), "
                 f"headroom {self.headroom_bytes / gib:+.2f} GiB{why})")
 
     @property
