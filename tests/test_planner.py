@@ -351,8 +351,8 @@ def test_cli_plan_engine_flags(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_cli_plan_errors(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["plan", "meta-llama/Llama-3.1-8B"]) == 0  # no --gpu: a plan on each common GPU (issue 21)
-    assert capsys.readouterr().out.count(": plan") == 3
+    assert main(["plan", "meta-llama/Llama-3.1-8B"]) == 0  # no --gpu: every GPU type of the catalog (issue 21)
+    assert "Every GPU type" in capsys.readouterr().out
     assert main(["plan", "meta-llama/Llama-3.1-8B", "--cheapest", "--request-rate", "1", "--input-tokens", "10",
                  "--output-tokens", "10", "--tpot-ms", "0.001"]) == 1
     err = capsys.readouterr().err

@@ -215,3 +215,20 @@ def test_llamacpp_launch_of_a_hub_gguf(gguf_hub):
     assert v.fits
     assert v.launch.command.startswith("llama-server -hf hfge-gguf/tiny-GGUF:Q4_K_M -ngl ")
     assert "-c 1024 -fa on -np 2" in v.launch.command
+
+
+def test_plan_without_gpu_answers_over_the_catalog(capsys):
+    """Issue: 'plan MODEL --max-model-len 32768' without --gpu was 'error: gpu=None is required'."""
+    from hf_gpu_estimator.hardware import list_gpus
+    from hf_gpu_estimator.planner import plan_catalog
+
+    spec = lookup("meta-llama/Llama-3.1-70B")
+    overview = plan_catalog(spec, make_workload(), max_model_len=32768)
+    assert len(overview.rows) == len(list_gpus())
+    h100 = next(r for r in overview.rows if r.gpu.name == H100)
+    assert h100.verdict.verdict == "would not start" and (h100.min_gpus.tp, h100.min_gpus.pp) == (4, 1)
+    counts = [r.min_gpus.num_gpus for r in overview.rows if r.min_gpus is not None]
+    assert counts == sorted(counts)
+    assert main(["plan", "meta-llama/Llama-3.1-70B", "--max-model-len", "32768", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["gpus"]
+    assert next(r for r in rows if r["gpu"] == H100)["launch"].startswith("vllm serve")

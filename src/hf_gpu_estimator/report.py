@@ -178,7 +178,7 @@ TEXT_FORMATS: tuple[str, ...] = ("table", "markdown", "text")
 _STYLES = {"ok": "bold green", "warn": "bold yellow", "bad": "bold red", "dim": "dim", "total": "bold"}
 _MARKS = {"ok": "✓ ", "warn": "~ ", "bad": "✗ "}
 #: The row style of each verdict.
-VERDICT_STYLES = {"fits": "ok", "tight": "warn", "does not fit": "bad"}
+VERDICT_STYLES = {"fits": "ok", "tight": "warn", "does not fit": "bad", "would not start": "bad"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -527,6 +527,33 @@ def plan_sections(p: Any) -> list[Section]:
     styles = [("ok" if p.fits else "bad") if name == "fits" else None for name, _ in rows]
     return [Section(title=f"{p.gpu.name}: plan", rows=tuple(rows), row_styles=tuple(styles),
                     notes=tuple(f"note: {n}" for n in p.notes))]
+
+
+def catalog_sections(result: Any, *, verbose: bool = False) -> list[Section]:
+    """``hfge plan MODEL`` without ``--gpu``: one row per GPU type, fewest GPUs and cheapest first; the
+    types on which nothing tried fits in one closing line (``verbose``: each with its reason)."""
+    rows, styles = [], []
+    left_out = [r for r in result.rows if r.min_gpus is None]
+    for r in result.rows:
+        if r.min_gpus is None:
+            continue
+        m = r.min_gpus
+        split = m.description.split(", ", 1)[1] if ", " in m.description else m.description
+        rows.append((r.gpu.name, f"{r.gpu.usable_memory_bytes / GiB:.0f} GiB", r.verdict.verdict, str(m.num_gpus),
+                     split, "-" if r.hourly_usd is None else f"${r.hourly_usd:.2f}"))
+        styles.append(VERDICT_STYLES[r.verdict.verdict])
+    what = (f"{result.engine} at max_model_len {result.max_model_len:,}" if result.engine and result.max_model_len
+            else "as the framework runs it")
+    notes = [f"verdict on 1 GPU; 'gpus': the fewest on which it starts and fits ({what}); "
+             "hfge plan MODEL --gpu NAME for the launch command"]
+    if left_out:
+        notes.append(f"{len(left_out)} GPU types fit at none of the splits tried"
+                     + ("" if verbose else "; --verbose lists them"))
+        if verbose:
+            notes += [f"  {r.gpu.name}: {r.reason}" for r in left_out]
+    return [Section(title="Every GPU type: fewest GPUs first, then cheapest",
+                    header=("gpu", "memory", "on 1 GPU", "gpus", "split", "$/hour"), rows=tuple(rows),
+                    row_styles=tuple(styles), notes=tuple(notes))]
 
 
 def _range(total_bytes: int, workload: Any) -> tuple[int, int]:

@@ -46,9 +46,10 @@ def register(subparsers: Any) -> None:
     add_model_args(p, optional=True)  # --fleet FILE and --eval-list need no MODEL
     add_workload_args(p)
     p.add_argument("--gpu", help="GPUs from the catalog (hfge gpus), comma-separated: a plan for each (default: "
-                                 "RTX-4090, A100-80GB, H100-SXM-80GB); with --cheapest, the types to rank")
+                                 "every type of the catalog in one table); with --cheapest, the types to rank")
     p.add_argument("--cheapest", action="store_true", help="rank GPU type x count across the catalog by cost")
-    p.add_argument("--verbose", action="store_true", help="--cheapest: list every GPU type skipped and why")
+    p.add_argument("--verbose", action="store_true",
+                   help="--cheapest and the catalog table: list every GPU type left out and why")
     add_device_args(p)
     engine = p.add_argument_group("serving engine")
     engine.add_argument("--engine", choices=ENGINES,
@@ -180,14 +181,20 @@ def run(args: argparse.Namespace) -> int:
                                               fix="pass --engine vllm (SGLang: --mem-fraction-static)")
             options["gpu_memory_utilization"] = utilization
         settings = engine_settings(args, engine)
-        if args.gpu is None and args.device_memory_gib is None:
-            from hf_gpu_estimator.constants import COMMON_GPUS
-
-            gpus = tuple(get_gpu(g) for g in COMMON_GPUS)
-        else:
-            gpus = device_gpus(argparse.Namespace(gpu=_gpu_names(args.gpu) if args.gpu else None,
-                                                  device_memory_gib=args.device_memory_gib))
         version = settings.pop("vllm_version", None)
+        if args.gpu is None and args.device_memory_gib is None:  # every GPU type of the catalog
+            from hf_gpu_estimator.report import catalog_sections
+
+            overview = planner.plan_catalog(spec, work, engine=args.engine, max_model_len=args.max_model_len,
+                                            vllm_version=version, engine_settings=settings,
+                                            free_memory_bytes=free_memory_arg(args), **options)
+            if args.format == "json":
+                emit(overview.to_dict(), "json")
+            else:
+                print_sections(catalog_sections(overview, verbose=args.verbose), args.format)
+            return 0
+        gpus = device_gpus(argparse.Namespace(gpu=_gpu_names(args.gpu) if args.gpu else None,
+                                              device_memory_gib=args.device_memory_gib))
         plans = [planner.plan(spec, work, g, max_model_len=args.max_model_len, engine=args.engine,
                               vllm_version=version, engine_settings=settings,
                               free_memory_bytes=free_memory_arg(args), **options) for g in gpus]

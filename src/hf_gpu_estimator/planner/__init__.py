@@ -50,7 +50,7 @@ from hf_gpu_estimator.planner.evals import (
 )
 from hf_gpu_estimator.planner.fits import max_batch_size, max_seq_len
 from hf_gpu_estimator.planner.fleet import FleetEntry, FleetPlan, plan_fleet
-from hf_gpu_estimator.planner.gpu_plan import Plan, plan
+from hf_gpu_estimator.planner.gpu_plan import CatalogPlan, Plan, plan, plan_catalog
 from hf_gpu_estimator.planner.mix import MixPlan, RequestBucket, heterogeneous_serving
 from hf_gpu_estimator.planner.parallel import Parallelization, min_gpus, valid_tp_degrees
 from hf_gpu_estimator.planner.serving import CheapestServing, ServingOption, cheapest_serving
@@ -66,6 +66,7 @@ __all__ = [
     "TP_DEGREES",
     "TRAINING_GPU_COUNTS",
     "VLLM_BLOCK_SIZE",
+    "CatalogPlan",
     "CheapestEval",
     "CheapestServing",
     "CheapestTraining",
@@ -100,6 +101,7 @@ __all__ = [
     "max_seq_len",
     "min_gpus",
     "plan",
+    "plan_catalog",
     "plan_eval",
     "plan_fleet",
     "resolve_evals",

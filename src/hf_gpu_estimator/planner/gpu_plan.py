@@ -263,3 +263,72 @@ def plan(spec: ModelSpec, workload: Workload, gpu: GPU, *,
                 usd_per_million_output_tokens=per_million, notes=tuple(dict.fromkeys(notes)),
                 assumptions=tuple(dict.fromkeys(assumptions)), runs_on=run.parallelism if runnable else None,
                 verdict=v, deployment=d)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CatalogRow:
+    """One GPU type of :func:`plan_catalog`: the verdict on one GPU, and the fewest that fit."""
+
+    gpu: GPU
+    verdict: Verdict
+    min_gpus: Parallelization | None
+    hourly_usd: float | None
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        v = self.min_gpus.verdict if self.min_gpus is not None else None
+        return {"gpu": self.gpu.name, "usable_memory_bytes": self.gpu.usable_memory_bytes,
+                "verdict": self.verdict.verdict, "min_gpus": self.min_gpus.num_gpus if self.min_gpus else None,
+                "tp": self.min_gpus.tp if self.min_gpus else None, "pp": self.min_gpus.pp if self.min_gpus else None,
+                "hourly_usd": self.hourly_usd, "launch": v.launch.command if v is not None and v.launch else None,
+                "reason": self.reason}
+
+
+@dataclass(frozen=True, kw_only=True)
+class CatalogPlan:
+    """``hfge plan MODEL`` without ``--gpu``: every GPU type of the catalog, fewest GPUs first."""
+
+    engine: str | None
+    max_model_len: int | None
+    rows: tuple[CatalogRow, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"engine": self.engine, "max_model_len": self.max_model_len, "gpus": [r.to_dict() for r in self.rows]}
+
+
+def plan_catalog(spec: ModelSpec, workload: Workload, gpus: Any = None, *, engine: str | None = None,
+                 max_model_len: int | None = None, gpu_memory_utilization: float | None = None,
+                 vllm_version: str | None = None, engine_settings: Mapping[str, Any] | None = None,
+                 free_memory_bytes: int | None = None, margin: float = DEFAULT_MARGIN) -> CatalogPlan:
+    """The verdict on one GPU of each type (``gpus``, default the catalog) and the fewest GPUs of it on
+    which the engine starts (serving: at ``max_model_len``, default the workload's prompt + new tokens)
+    or the training fits, cheapest first where priced."""
+    from hf_gpu_estimator.planner._search import _gpu_list
+    from hf_gpu_estimator.planner.engines import unsupported_engine
+
+    context = max_model_len
+    if context is None and not workload.is_training:
+        context = workload.seq_len + workload.new_tokens
+    rows: list[CatalogRow] = []
+    for gpu in _gpu_list(gpus):
+        name = engine
+        if name is None and not workload.is_training and unsupported_engine(default_engine(spec, workload), gpu):
+            name = "none"  # vLLM on an Apple GPU: the framework (transformers on MPS)
+        d = deployment_of(spec, workload, gpu, engine=name, gpu_memory_utilization=gpu_memory_utilization,
+                          max_model_len=context if name != "none" else None, margin=margin,
+                          vllm_version=vllm_version, engine_settings=engine_settings,
+                          free_memory_bytes=free_memory_bytes)
+        one = fit(spec, workload, d)
+        try:
+            needed: Parallelization | None = min_gpus(spec, workload, d.with_(num_gpus=None), margin=margin)
+            reason = None
+        except InfeasiblePlanError as e:
+            needed, reason = None, str(e)
+        hourly = None
+        if needed is not None and gpu.price_per_hour_usd is not None:
+            hourly = hourly_cost_usd(gpu, needed.num_gpus)
+        rows.append(CatalogRow(gpu=gpu, verdict=one, min_gpus=needed, hourly_usd=hourly, reason=reason))
+    rows.sort(key=lambda r: (r.min_gpus is None, r.min_gpus.num_gpus if r.min_gpus else 0,
+                             r.hourly_usd if r.hourly_usd is not None else float("inf"), r.gpu.name))
+    first = rows[0].verdict.deployment if rows else None
+    return CatalogPlan(engine=first.engine if first is not None else engine, max_model_len=context, rows=tuple(rows))
