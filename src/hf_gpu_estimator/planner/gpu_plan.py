@@ -110,6 +110,11 @@ class Plan:
         return render_sections(plan_sections(self), "html")
 
 
+#: ``engine=`` for no serving engine: the framework itself (transformers on the device, as ``estimate``
+#: sizes it); what a plan falls back to where the default engine has no backend (vLLM on an Apple GPU).
+FRAMEWORK = "none"
+
+
 def deployment_of(spec: ModelSpec, workload: Workload, gpu: GPU, *, engine: str | None = None,
                   gpu_memory_utilization: float | None = None, max_model_len: int | None = None,
                   margin: float = DEFAULT_MARGIN, vllm_version: str | None = None,
@@ -120,7 +125,7 @@ def deployment_of(spec: ModelSpec, workload: Workload, gpu: GPU, *, engine: str 
     if workload.is_training:
         return Deployment(gpu=gpu, tp=p.tp, pp=p.pp, num_gpus=p.num_gpus, strategy=p.strategy, margin=margin,
                           free_memory_bytes=free_memory_bytes)
-    if engine == "none":  # the framework itself, no serving engine
+    if engine == FRAMEWORK:  # the framework itself, no serving engine
         return Deployment(gpu=gpu, tp=p.tp, pp=p.pp, num_gpus=p.num_gpus, margin=margin,
                           free_memory_bytes=free_memory_bytes)
     if engine is None:
@@ -206,7 +211,7 @@ def plan(spec: ModelSpec, workload: Workload, gpu: GPU, *,
         no_backend = unsupported_engine(default_engine(spec, workload), gpu)
         if no_backend:  # vLLM on an Apple GPU: judged as transformers runs there (MPS), with the note
             notes.append(no_backend)
-            engine = "none"
+            engine = FRAMEWORK
     d = deployment_of(spec, workload, gpu, engine=engine, gpu_memory_utilization=gpu_memory_utilization,
                       max_model_len=max_model_len, margin=margin, vllm_version=vllm_version,
                       engine_settings=engine_settings, free_memory_bytes=free_memory_bytes)
@@ -313,9 +318,9 @@ def plan_catalog(spec: ModelSpec, workload: Workload, gpus: Any = None, *, engin
     for gpu in _gpu_list(gpus):
         name = engine
         if name is None and not workload.is_training and unsupported_engine(default_engine(spec, workload), gpu):
-            name = "none"  # vLLM on an Apple GPU: the framework (transformers on MPS)
+            name = FRAMEWORK  # vLLM on an Apple GPU: the framework (transformers on MPS)
         d = deployment_of(spec, workload, gpu, engine=name, gpu_memory_utilization=gpu_memory_utilization,
-                          max_model_len=context if name != "none" else None, margin=margin,
+                          max_model_len=context if name != FRAMEWORK else None, margin=margin,
                           vllm_version=vllm_version, engine_settings=engine_settings,
                           free_memory_bytes=free_memory_bytes)
         one = fit(spec, workload, d)
