@@ -18,6 +18,7 @@ from hf_gpu_estimator.cli._common import (
     positive_int,
     print_sections,
     read_spec,
+    token_count,
 )
 from hf_gpu_estimator.cli.workload_flags import add_workload_args, workload_kwargs
 
@@ -59,14 +60,14 @@ def register(subparsers: Any) -> None:
                                                "the newest; see docs/serving.md)")
     engine.add_argument("--gpu-memory-utilization", type=float,
                         help="vLLM's share of device memory (default 0.9)")
-    engine.add_argument("--max-model-len", type=positive_int,
-                        help="context length the engine sizes sequences for (default: the model's maximum)")
+    engine.add_argument("--max-model-len", type=token_count,
+                        help="context length the engine sizes sequences for (default: the model's maximum); 32k = 32768")
     engine.add_argument("--max-num-seqs", type=positive_int, help="vLLM's max_num_seqs (default: vLLM's, by GPU)")
     engine.add_argument("--max-num-batched-tokens", type=positive_int,
                         help="vLLM's token budget of one step (default: vLLM's, by GPU and version)")
     engine.add_argument("--mem-fraction-static", type=float,
                         help="SGLang's share of device memory for weights and KV pool (default: SGLang's, by GPU)")
-    engine.add_argument("-c", "--ctx-size", type=positive_int,
+    engine.add_argument("-c", "--ctx-size", type=token_count,
                         help="llama.cpp: total context shared by the slots (default: the model's maximum)")
     engine.add_argument("-np", "--parallel", type=positive_int, help="llama.cpp: parallel slots (default 1)")
     engine.add_argument("-fa", "--flash-attn", choices=("on", "off", "auto"),
