@@ -7,10 +7,13 @@ from typing import Any
 
 from hf_gpu_estimator.cli._common import (
     add_command,
+    add_device_args,
     add_format_arg,
     add_gpu_arg,
     add_model_args,
+    device_gpus,
     emit,
+    free_memory_arg,
     message,
     print_sections,
     read_spec,
@@ -37,6 +40,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--exact", action="store_true", help="trace the real transformers code on fake tensors")
     p.add_argument("--compare", action="store_true",
                    help="analytic and exact side by side, with the difference per component and in total")
+    add_device_args(p)
     add_calibration_arg(p)
     add_format_arg(p)
     p.add_argument("--plot", metavar="PNG", help="also save a stacked-bar chart of the breakdown against the "
@@ -64,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.compare:
         return run_compare(args)
-    gpus = resolve_gpus(args.gpu)
+    gpus = device_gpus(args)
     kwargs = workload_kwargs(args)
     dtypes = split_list("dtype", args.dtype) if args.dtype else (None,)
     quants = split_list("quantization", args.quantization) if args.quantization else (None,)
@@ -72,8 +76,8 @@ def run(args: argparse.Namespace) -> int:
     targets = gpus or tuple(get_gpu(g) for g in COMMON_GPUS)
     if len(dtypes) > 1 or len(quants) > 1:
         return run_grid(args, spec, kwargs, dtypes, quants, targets)
-    est = estimate(spec, gpu=gpus[0] if len(gpus) == 1 else None, mode="exact" if args.exact else "analytic",
-                   calibration=calibration_arg(args), **kwargs)
+    est = estimate(spec, gpu=gpus or None, mode="exact" if args.exact else "analytic",
+                   calibration=calibration_arg(args), free_memory_bytes=free_memory_arg(args), **kwargs)
     from hf_gpu_estimator.report import estimate_sections
     from hf_gpu_estimator.suggest import suggest, suggestion_target
 

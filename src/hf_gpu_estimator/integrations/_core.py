@@ -32,6 +32,7 @@ __all__ = [
     "enforce",
     "evaluate",
     "preflight_check",
+    "resolve_device",
     "resolve_device_memory",
     "validate_options",
 ]
@@ -149,21 +150,32 @@ def resolve_device_memory(gpu: str | GPU | None = None, device_memory_bytes: int
     that ``torch.cuda.mem_get_info()`` reports for the current CUDA device (torch installed and
     CUDA available). Nothing else: a CPU-only machine has no device to compare with.
     """
+    total, _free, source = resolve_device(gpu, device_memory_bytes)
+    return total, source
+
+
+def resolve_device(gpu: str | GPU | None = None,
+                   device_memory_bytes: int | None = None) -> tuple[int | None, int | None, str | None]:
+    """``(total, free, source)``: :func:`resolve_device_memory`, and for the current CUDA device what it
+    reports free to this run (``mem_get_info`` free plus what this process's allocator already holds,
+    which the estimate counts itself); ``free`` is ``None`` unless it is read from the device."""
     if device_memory_bytes is not None:
-        return device_memory_bytes, "device_memory_bytes"
+        return device_memory_bytes, None, "device_memory_bytes"
     if gpu is not None:
         from hf_gpu_estimator.hardware import get_gpu
 
         entry = get_gpu(gpu)
-        return entry.usable_memory_bytes, f"the catalog's {entry.name}"
+        return entry.usable_memory_bytes, None, f"the catalog's {entry.name}"
     torch = sys.modules.get("torch")
     if torch is None and importlib.util.find_spec("torch") is not None:
         import torch
     if torch is not None and torch.cuda.is_available():
         index = torch.cuda.current_device()
-        _free, total = torch.cuda.mem_get_info(index)
-        return int(total), f"cuda:{index} ({torch.cuda.get_device_name(index)}), torch.cuda.mem_get_info"
-    return None, None
+        free, total = torch.cuda.mem_get_info(index)
+        free = int(free) + int(torch.cuda.memory_reserved(index))
+        return int(total), min(free, int(total)), (f"cuda:{index} ({torch.cuda.get_device_name(index)}), "
+                                                   "torch.cuda.mem_get_info")
+    return None, None, None
 
 
 def evaluate(model_or_spec: Any, *, workload_kwargs: Mapping[str, Any], gpu: str | GPU | None = None,
@@ -190,7 +202,7 @@ def evaluate(model_or_spec: Any, *, workload_kwargs: Mapping[str, Any], gpu: str
         return PreflightResult(status="failed", error=problem, workload_kwargs=kwargs,
                                message=f"hf-gpu-estimator: memory preflight skipped: {problem}; the run continues")
     try:
-        available, source = resolve_device_memory(gpu, device_memory_bytes)
+        available, free, source = resolve_device(gpu, device_memory_bytes)
     except Exception as e:  # a broken CUDA driver must not stop a run
         return PreflightResult(status="failed", message=f"hf-gpu-estimator: could not read the device memory: {e}",
                                error=f"{type(e).__name__}: {e}", workload_kwargs=kwargs)
@@ -203,24 +215,29 @@ def evaluate(model_or_spec: Any, *, workload_kwargs: Mapping[str, Any], gpu: str
         from hf_gpu_estimator.sources import inspect_model
 
         spec = inspect_model(model_or_spec)
-        est = estimate(spec, **kwargs)
+        est = estimate(spec, free_memory_bytes=free if free is not None and free < available else None, **kwargs)
     except Exception as e:
         return PreflightResult(status="failed", available_bytes=available, device_source=source, workload_kwargs=kwargs,
                                error=f"{type(e).__name__}: {e}",
                                message=f"hf-gpu-estimator: memory estimate failed ({type(e).__name__}: {e}); "
                                        "the run continues without a preflight check")
-    from hf_gpu_estimator.report import verdict_line
-    from hf_gpu_estimator.verdict import judge
+    from dataclasses import replace
 
-    device_total = est.memory.device_total_bytes
+    from hf_gpu_estimator.report import verdict_line
+
     entry = None
     if gpu is not None and device_memory_bytes is None:
         from hf_gpu_estimator.hardware import get_gpu
-        from hf_gpu_estimator.memory.overhead import device_total_on
 
         entry = get_gpu(gpu)
-        device_total = device_total_on(est.memory, entry)  # Apple: no CUDA context
-    verdict = judge(device_total, est.workload, available, name=source or "device", margin=margin)
+    # the one fit: the catalog entry (its own runtime context, MXFP4 and bf16 support), else a device
+    # known by the memory it reports
+    from hf_gpu_estimator.planner.deployment import device_gpu
+
+    target = entry if entry is not None else device_gpu(available / (1 << 30))
+    verdict = replace(est.verdict(target, margin=margin), name=source or "device")
+    if free is not None and free < available:
+        available = free
     required, high, budget = verdict.needs_bytes, verdict.needs_high_bytes, verdict.limit_bytes
     common = {"estimate": est, "required_bytes": required, "required_high_bytes": high, "available_bytes": available,
               "budget_bytes": budget, "device_source": source, "workload_kwargs": kwargs}
@@ -297,7 +314,7 @@ def preflight_check(model_or_spec: Any, *, workload_kwargs: Mapping[str, Any], g
         >>> from hf_gpu_estimator.integrations import preflight_check
         >>> r = preflight_check("meta-llama/Llama-2-7b-hf", device_memory_bytes=8 << 30,
         ...                     workload_kwargs={"task": "training", "batch_size": 1, "seq_len": 512})
-        >>> r.status, r.shortfall_bytes > 0, any(s.key == "method" for s in r.suggestions)
+        >>> r.status, r.shortfall_bytes > 0, any("method" in s.changes for s in r.suggestions)
         ('exceeds', True, True)
     """
     validate_options(gpu=gpu, device_memory_bytes=device_memory_bytes, on_exceed=on_exceed, margin=margin)

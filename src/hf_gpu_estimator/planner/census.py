@@ -233,19 +233,15 @@ def fit_on(est: Estimate, gpu: GPU) -> tuple[Parallelization | None, str | None]
     """The fewest GPUs of type ``gpu`` on which ``est``'s job fits, and the split (``None`` when none tried
     does), with a note when the search stopped at a split the estimator does not model.
 
-    The census's one question "does it fit": the estimate's verdict on one device
-    (:meth:`~hf_gpu_estimator.estimator.Estimate.fits`), else the planner's search over more devices
-    under the same margin (:func:`~hf_gpu_estimator.verdict.search_margin`), as ``Estimate.min_gpus`` does.
+    The census's one question "does it fit" is the planner's one :func:`~hf_gpu_estimator.planner.deployment.fit`,
+    through :func:`~hf_gpu_estimator.planner.parallel.min_gpus` (one GPU first, then larger splits).
     """
     from hf_gpu_estimator.errors import ConflictingOptionsError
+    from hf_gpu_estimator.planner.deployment import Deployment
     from hf_gpu_estimator.planner.parallel import Parallelization, min_gpus
-    from hf_gpu_estimator.verdict import search_margin
 
-    if est.workload.parallelism.num_gpus == 1 and est.fits(gpu):
-        return Parallelization(num_gpus=1, device_total_bytes=est.memory.device_total_bytes, workload=est.workload,
-                               description=f"1 x {gpu.name}, one GPU"), None
     try:
-        return min_gpus(est.spec, est.workload, gpu, margin=search_margin(est.workload)), None
+        return min_gpus(est.spec, est.asked_workload or est.workload, Deployment(gpu=gpu)), None
     except InfeasiblePlanError:
         return None, None
     except ConflictingOptionsError as e:  # e.g. llama.cpp across GPUs: one GPU was judged, more are not modelled
