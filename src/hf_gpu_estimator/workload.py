@@ -135,6 +135,18 @@ class Workload:
     lora_alpha: int = 32
     lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
     parallelism: Parallelism = field(default_factory=Parallelism)
+    # The training recipe (frameworks.py resolves the framework's defaults into these fields).
+    framework: str = "hf"
+    loss: str = "hf"  # frameworks.LOSS_KINDS
+    lora_dropout: float = 0.0
+    lora_on_lm_head: bool = False
+    double_quant: bool = True  # bitsandbytes bnb_4bit_use_double_quant
+    quantized_saves_input: bool = False  # 4-bit matmul keeps its input (bitsandbytes < 0.43.2)
+    quantize_lm_head: bool = False
+    kbit_fp32_casts: bool = False  # peft prepare_model_for_kbit_training
+    optimizer_in_backward: bool = False  # each parameter stepped (and its gradient freed) in backward
+    activation_offloading: bool = False  # saved activations moved to host memory during forward
+    torch_compile: bool = False  # the model and loss under torch.compile (fused loss: see memory/recipe.py)
 
     @property
     def is_training(self) -> bool:
@@ -171,6 +183,17 @@ class Workload:
             "pp": p.pp,
             "offload_optimizer": p.offload_optimizer,
             "offload_params": p.offload_params,
+            "framework": self.framework,
+            "loss": self.loss,
+            "lora_dropout": self.lora_dropout,
+            "lora_on_lm_head": self.lora_on_lm_head,
+            "double_quant": self.double_quant,
+            "quantized_saves_input": self.quantized_saves_input,
+            "quantize_lm_head": self.quantize_lm_head,
+            "kbit_fp32_casts": self.kbit_fp32_casts,
+            "optimizer_in_backward": self.optimizer_in_backward,
+            "activation_offloading": self.activation_offloading,
+            "torch_compile": self.torch_compile,
         }
 
 
@@ -257,6 +280,17 @@ def make_workload(
     pp: int = 1,
     offload_optimizer: bool = False,
     offload_params: bool = False,
+    framework: str = "hf",
+    loss: str | None = None,
+    lora_dropout: float | None = None,
+    lora_on_lm_head: bool = False,
+    double_quant: bool = True,
+    quantized_saves_input: bool | None = None,
+    quantize_lm_head: bool | None = None,
+    kbit_fp32_casts: bool | None = None,
+    optimizer_in_backward: bool = False,
+    activation_offloading: bool = False,
+    torch_compile: bool = False,
 ) -> Workload:
     """Validate user options and build a :class:`Workload`.
 
@@ -266,10 +300,15 @@ def make_workload(
     Options that the task does not use (``precision`` for inference, ``new_tokens`` for training ...)
     are ignored with one :class:`~hf_gpu_estimator.errors.IgnoredOptionWarning`.
 
+    ``framework`` (``hf`` default, ``trl``, ``axolotl``, ``unsloth``, ``llama-factory``, ``torchtune``,
+    ``litgpt``) fills ``loss``, ``lora_dropout``, ``quantized_saves_input``, ``quantize_lm_head`` and
+    ``kbit_fp32_casts`` when they are not given (:mod:`hf_gpu_estimator.frameworks`).
+
     Raises:
         InvalidArgumentError: an option has a bad value or options conflict; the message
             names the field, the value and what is accepted.
     """
+    from hf_gpu_estimator.frameworks import LOSS_KINDS, framework_profile
     from hf_gpu_estimator.quantization import normalize_quantization
 
     method_ = _choice("method", method, METHODS)
@@ -343,6 +382,14 @@ def make_workload(
     if task_ == "inference" and gpus > 1 and tp_ * pp_ != gpus:
         raise ConflictingOptionsError("num_gpus", gpus, f"does not match tp*pp={tp_ * pp_} for inference",
                                       fix=f"pass --tp {gpus} (tensor parallel) or --pp {gpus}")
+    profile = framework_profile(framework)
+    loss_ = _choice("loss", loss, LOSS_KINDS, {"chunked-ce": "chunked-fp32"}) if loss is not None else profile.loss
+    dropout = profile.lora_dropout if lora_dropout is None else lora_dropout
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        raise InvalidArgumentError("lora_dropout", lora_dropout, "a probability in [0, 1)")
+    if optimizer_in_backward and gradient_accumulation_steps != 1:
+        raise ConflictingOptionsError("optimizer_in_backward", True, "steps each parameter as its gradient arrives",
+                                      fix="use --gradient-accumulation-steps 1 with it")
     gc = _bool("gradient_checkpointing", gradient_checkpointing)
     accumulation = _positive_int("gradient_accumulation_steps", gradient_accumulation_steps)
     ignored = _ignored(task_, method_, {
@@ -386,6 +433,19 @@ def make_workload(
             offload_optimizer=_bool("offload_optimizer", offload_optimizer),
             offload_params=_bool("offload_params", offload_params),
         ),
+        framework=profile.name,
+        loss=loss_,
+        lora_dropout=float(dropout),
+        lora_on_lm_head=_bool("lora_on_lm_head", lora_on_lm_head),
+        double_quant=_bool("double_quant", double_quant),
+        quantized_saves_input=profile.quantized_saves_input if quantized_saves_input is None
+        else _bool("quantized_saves_input", quantized_saves_input),
+        quantize_lm_head=profile.quantize_lm_head if quantize_lm_head is None
+        else _bool("quantize_lm_head", quantize_lm_head),
+        kbit_fp32_casts=profile.kbit_fp32_casts if kbit_fp32_casts is None else _bool("kbit_fp32_casts", kbit_fp32_casts),
+        optimizer_in_backward=_bool("optimizer_in_backward", optimizer_in_backward),
+        activation_offloading=_bool("activation_offloading", activation_offloading),
+        torch_compile=_bool("torch_compile", torch_compile),
     )
 
 
