@@ -46,6 +46,9 @@ class FrameworkProfile:
     #: transformers' ``gelu_new`` is written out in Python (LitGPT litgpt/model.py: ``F.gelu(x,
     #: approximate=config.gelu_approximate)``).
     single_op_gelu: bool = False
+    #: The output head is its own weight even where the checkpoint ties it to the embeddings (LitGPT copies
+    #: ``lm_head`` from ``wte`` at conversion; ``train.tie_embeddings`` defaults to null, config_hub YAMLs).
+    unties_head: bool = False
     notes: tuple[str, ...] = ()
 
 
@@ -87,7 +90,8 @@ FRAMEWORKS: Mapping[str, FrameworkProfile] = {
         name="litgpt", release="LitGPT 0.4 (config_hub at 00af8b0d), bitsandbytes==0.42.0 pinned",
         source="https://github.com/Lightning-AI/litgpt/blob/00af8b0d/litgpt/finetune/lora.py (lm_head_chunk_size=128, "
                "chunked_cross_entropy); pyproject.toml pins bitsandbytes==0.42.0",
-        loss="chunked", quantized_saves_input=True, quantize_lm_head=True, lora_dropout=0.05, single_op_gelu=True),
+        loss="chunked", quantized_saves_input=True, quantize_lm_head=True, lora_dropout=0.05, single_op_gelu=True,
+        unties_head=True),
 }  # fmt: skip
 
 #: Tokens per output-head chunk, by loss kind: LitGPT ``lm_head_chunk_size=128``; torchtune

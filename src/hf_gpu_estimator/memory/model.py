@@ -505,11 +505,17 @@ def _recipe_weights(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workl
     * A quantized head (Fabric's BitsandbytesPrecision converts every nn.Linear) stores it at 4 bits.
     """
     notes: list[str] = []
-    if workload.method != "qlora":
+    if workload.method == "full":
         return 0, notes
     wbytes = BYTES[plan.weight_dtype]
     head = spec.parameters.by_role.get("lm_head", 0)
     extra = 0
+    if arch.tie_word_embeddings and not head and framework_profile(workload.framework).unties_head:
+        head = arch.vocab_size * arch.hidden_size
+        extra += head * wbytes
+        notes.append(f"{workload.framework}: the output head is a copy of the tied embeddings ({head:,} params)")
+    if workload.method != "qlora":
+        return extra, notes
     if workload.quantize_lm_head and head:
         extra -= int(head * (wbytes - plan.quantized_bits / 8))
         notes.append(f"{workload.framework}: the output head is a 4-bit layer too ({head:,} params)")
