@@ -31,7 +31,7 @@ from hf_gpu_estimator import estimate  # noqa: E402
 from hf_gpu_estimator.workload import make_workload  # noqa: E402
 
 RUNS = HERE / "runs.json"
-UNITS = {"GB": 1e9, "GiB": float(1 << 30), "MiB": float(1 << 20), "MB": 1e6}
+UNITS = {"GB": 1e9, "GiB": float(1 << 30), "MiB": float(1 << 20), "MB": 1e6, "B": 1.0}
 METRICS = {"max_memory_allocated": "allocated_peak_bytes", "peak_memory_active": "allocated_peak_bytes",
            "max_memory_reserved": "reserved_peak_bytes", "nvidia-smi": "device_total_bytes"}
 #: Settings that describe the run but are not workload options (the input, not the memory).

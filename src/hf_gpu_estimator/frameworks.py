@@ -15,12 +15,13 @@ from typing import Literal
 
 #: How the output head and the loss hold the logits, per token (see memory/recipe.py ``loss_terms``):
 #: ``hf``: 16-bit logits kept by the model output, an fp32 upcast, fp32 log_softmax saved (transformers 5
-#: ``ForCausalLMLoss``); ``hf-fp32-logits``: transformers 4.3x-4.4x, ``logits = logits.float()`` kept by the
-#: output plus the contiguous shifted copy; ``chunked``: the head runs in token chunks whose 16-bit outputs
+#: ``ForCausalLMLoss``); ``hf-fp32-logits``: transformers 4.3x-4.45, ``logits = logits.float()`` kept by the
+#: output plus the contiguous shifted copy; ``hf-shifted-copy``: transformers 4.46-4.48 ``ForCausalLMLoss``,
+#: 16-bit logits kept by the output, the fp32 upcast and its contiguous shifted copy inside the loss; ``chunked``: the head runs in token chunks whose 16-bit outputs
 #: and log_softmax stay 16-bit (LitGPT ``chunked_cross_entropy``); ``chunked-fp32``: 16-bit chunks, each
 #: upcast to fp32 in the loss, fp32 log_softmax saved per chunk (torchtune ``CEWithChunkedOutputLoss``).
-LossKind = Literal["hf", "hf-fp32-logits", "chunked", "chunked-fp32"]
-LOSS_KINDS: tuple[str, ...] = ("hf", "hf-fp32-logits", "chunked", "chunked-fp32")
+LossKind = Literal["hf", "hf-fp32-logits", "hf-shifted-copy", "chunked", "chunked-fp32"]
+LOSS_KINDS: tuple[str, ...] = ("hf", "hf-fp32-logits", "hf-shifted-copy", "chunked", "chunked-fp32")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -126,6 +126,8 @@ def loss_terms(arch: Architecture, workload: Workload) -> tuple[float, float, fl
     * ``hf-fp32-logits`` (transformers 4.3x-4.4x ``LlamaForCausalLM.forward``: ``logits = logits.float()``
       returned in the output, ``shift_logits = logits[..., :-1, :].contiguous()``): the fp32 logits, their
       shifted copy and the fp32 log_softmax together; the fp32 logits stay alive through backward.
+    * ``hf-shifted-copy`` (transformers 4.46-4.48 ``loss_utils.ForCausalLMLoss``: ``logits.float()`` then
+      ``logits[..., :-1, :].contiguous()``): ``hf`` plus the fp32 shifted copy while the loss runs.
     * ``chunked`` (LitGPT ``lm_head_chunk_size=128`` + ``chunked_cross_entropy``): every 16-bit chunk kept
       in a list and each chunk's 16-bit log_softmax saved; no fp32 copy.
     * ``chunked-fp32`` (torchtune ``CEWithChunkedOutputLoss``): 16-bit chunks kept, each upcast to fp32 in
@@ -137,6 +139,9 @@ def loss_terms(arch: Architecture, workload: Workload) -> tuple[float, float, fl
     V = arch.vocab_size
     if workload.loss == "hf-fp32-logits":
         return 8 * V, 12 * V, 16 * V
+    if workload.loss == "hf-shifted-copy":
+        saved, during, backward = loss_bytes(arch, workload)
+        return saved, during + 4 * V, backward
     share = _chunk_tokens(workload) / max(1, workload.seq_len)
     if workload.loss == "chunked":
         return 2 * c * V, 2 * c * V, 2 * c * V + 2 * c * V * share
