@@ -75,6 +75,9 @@ _BNB_8BIT_STATE = 1 + 4 / 256
 OPTIMIZERS: Mapping[str, OptimizerSpec] = {
     "adamw": OptimizerSpec(name="adamw", state_tensors=2, source="torch.optim.AdamW: exp_avg, exp_avg_sq like the param"),
     "adam": OptimizerSpec(name="adam", state_tensors=2, source="torch.optim.Adam: exp_avg, exp_avg_sq like the param"),
+    "adamw-fused": OptimizerSpec(name="adamw-fused", state_tensors=2,
+                                 source="torch.optim.AdamW(fused=True): exp_avg, exp_avg_sq like the param; one fused "
+                                        "kernel per parameter group, no foreach temporaries"),
     "adamw-8bit": OptimizerSpec(name="adamw-8bit", state_tensors=0, state_bytes_per_param=2 * _BNB_8BIT_STATE,
                                 source="bitsandbytes AdamW8bit: two uint8 states + fp32 absmax per 256"),
     "paged-adamw-8bit": OptimizerSpec(name="paged-adamw-8bit", state_tensors=0, state_bytes_per_param=2 * _BNB_8BIT_STATE,
@@ -88,7 +91,7 @@ OPTIMIZERS: Mapping[str, OptimizerSpec] = {
     "lion": OptimizerSpec(name="lion", state_tensors=1, source="Lion: one exp_avg like the param"),
 }  # fmt: skip
 OPTIMIZER_ALIASES: Mapping[str, str] = {
-    "adamw_torch": "adamw", "adamw_torch_fused": "adamw", "adamw_hf": "adamw", "adam_w": "adamw",
+    "adamw_torch": "adamw", "adamw_torch_fused": "adamw-fused", "fused-adamw": "adamw-fused", "adamw_hf": "adamw", "adam_w": "adamw",
     "adamw_8bit": "adamw-8bit", "adamw_bnb_8bit": "adamw-8bit", "adamw8bit": "adamw-8bit",
     "paged_adamw_8bit": "paged-adamw-8bit", "paged_adamw_32bit": "paged-adamw", "paged-adamw-32bit": "paged-adamw",
     "sgd_momentum": "sgd-momentum", "lion_32bit": "lion",

@@ -62,7 +62,7 @@ def _precision(bf16: Any, fp16: Any) -> str | None:
 
 
 #: Optimizer names of HF TrainingArguments ``optim`` and axolotl ``optimizer`` the estimator knows.
-_HF_OPTIM = {"adamw_torch": "adamw", "adamw_torch_fused": "adamw", "adamw_hf": "adamw", "adamw_apex_fused": "adamw",
+_HF_OPTIM = {"adamw_torch": "adamw", "adamw_torch_fused": "adamw-fused", "adamw_hf": "adamw", "adamw_apex_fused": "adamw",
              "adamw_8bit": "adamw-8bit", "adamw_bnb_8bit": "adamw-8bit", "paged_adamw_8bit": "paged-adamw-8bit",
              "paged_adamw_32bit": "paged-adamw", "adafactor": "adafactor", "sgd": "sgd", "lion_32bit": "lion",
              "adam": "adam", "adamw": "adamw"}
@@ -326,6 +326,8 @@ def _torchtune(data: Mapping[str, Any], flat: Mapping[str, Any]) -> tuple[str | 
     optim = r.get("optimizer._component_")
     if optim is not None:
         options["optimizer"] = _TORCHTUNE_OPTIM.get(optim, optim)
+        if options["optimizer"] == "adamw" and _truthy(r.get("optimizer.fused")):
+            options["optimizer"] = "adamw-fused"
     loss = r.get("loss._component_")
     if loss is not None:
         options["loss"] = "chunked-fp32" if "Chunked" in loss else "hf"
