@@ -146,3 +146,12 @@ def test_published_runs_command_prints_a_summary():
                          capture_output=True, text=True, check=True, timeout=120)
     payload = json.loads(out.stdout)
     assert payload["summary"][0]["group"] == "all"
+
+
+def test_the_whole_run_starts_at_load(llama):
+    """A QLoRA base quantized at load and cast by the k-bit recipe: the load is a moment of the run, and the
+    peak (and the first step) never sit below it."""
+    est = estimate_memory(llama, train(method="qlora", batch_size=1, seq_len=16, kbit_fp32_casts=True))
+    load = est.moments[0]
+    assert load.phase == "load" and load.components["transient"] == 32000 * 4096 * 2
+    assert est.allocated_peak_bytes >= load.total_bytes and est.first_step_allocated_bytes >= load.total_bytes

@@ -429,6 +429,7 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
             "weights": weights, "optimizer_states": S_opt, "gradients": grads + bucket, "activations": acts,
             "transient": transient, "workspace": ws})
 
+    load = _load_moment(spec, arch, plan, workload, int((plan.weights_bytes + recipe_weights) * shard.weights))
     moments = [
         moment("forward (loss)", weights=W + copies_all, grads=G_res, acts=A_layers + embeddings,
                transient=head + dequant),
@@ -490,11 +491,31 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
                 "reach them, so their modules do not run and they get no gradient, and no optimizer state (torch "
                 "optimizers create state only for parameters with a gradient); their weights still count")
     act_at_peak = A_layers + head
-    result = _finish(moments, terms, workload, assumptions, activation_bytes_at_peak=act_at_peak,
-                     host_offload_bytes=host, detail=detail)
     # Step 1: no optimizer state until the first optimizer.step() creates it.
     first = max([m.total_bytes - S_opt for m in moments[:-1]] + [moments[-1].total_bytes])
-    return dataclasses.replace(result, first_step_allocated_bytes=first)
+    if load.total_bytes > max(m.total_bytes for m in moments) and detail:
+        assumptions.append(f"the peak is at load ({load.components['transient'] / 2**30:.2f} GiB of load-time "
+                           "tensors over the weights); the caching allocator keeps it reserved for the run")
+    result = _finish([load, *moments], terms, workload, assumptions, activation_bytes_at_peak=act_at_peak,
+                     host_offload_bytes=host, detail=detail)
+    return dataclasses.replace(result, first_step_allocated_bytes=max(first, load.total_bytes))
+
+
+def _load_moment(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: Workload, weights: int) -> Moment:
+    """The model on the device after loading, with the largest tensor the load path holds beside it.
+
+    * A QLoRA base quantized at load (transformers' bitsandbytes integration, ``Params4bit`` moved to the
+      device): each linear weight arrives in 16 bits and is quantized on the GPU, one at a time.
+    * The k-bit recipe's fp32 casts (``param.data = param.data.to(float32)``): the largest non-quantized
+      tensor (the embedding) exists in 16 and 32 bits while it is cast.
+    Other loads (transformers 5 materializes each parameter in place) add nothing beyond the weights.
+    """
+    transient = 0
+    if workload.method == "qlora" and arch.linears:
+        transient = max(lin.in_features * lin.out_features for lin in arch.linears) * BYTES[plan.compute_dtype]
+    if workload.method == "qlora" and workload.kbit_fp32_casts and BYTES[plan.weight_dtype] < 4:
+        transient = max(transient, arch.vocab_size * arch.hidden_size * BYTES[plan.weight_dtype])
+    return Moment(phase="load", components={"weights": weights, "transient": transient})
 
 
 def _recipe_weights(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: Workload) -> tuple[int, list[str]]:
