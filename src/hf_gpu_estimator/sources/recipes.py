@@ -171,13 +171,24 @@ def _set(options: Options, key: str, value: Any) -> None:
         options[key] = value
 
 
+def _set_flag(options: Options, key: str, value: Any) -> None:
+    """A yes/no option, when the config gives one (YAML booleans, "true"/"auto" strings)."""
+    if value is not None:
+        options[key] = _truthy(value)
+
+
+def _separate_files(r: _Reader, notes: list[str], packing_key: str, packed_to: str) -> None:
+    if r.get(packing_key) is not None:
+        notes.append(f"{packing_key}: sequences packed to {packed_to} (the estimate uses {packed_to} tokens)")
+    if r.get("deepspeed"):
+        notes.append("deepspeed config is a separate file: pass it with another --config")
+
+
 def _hf_common(r: _Reader, options: Options) -> None:
     """TrainingArguments keys shared by HF Trainer, TRL, axolotl and LLaMA-Factory."""
     _set(options, "batch_size", r.get("per_device_train_batch_size", "micro_batch_size"))
     _set(options, "gradient_accumulation_steps", r.get("gradient_accumulation_steps"))
-    gc = r.get("gradient_checkpointing")
-    if gc is not None:
-        options["gradient_checkpointing"] = _truthy(gc)
+    _set_flag(options, "gradient_checkpointing", r.get("gradient_checkpointing"))
     precision = _precision(r.get("bf16"), r.get("fp16"))
     _set(options, "precision", precision)
     optim = r.get("optim", "optimizer")
@@ -219,15 +230,9 @@ def _axolotl(data: Mapping[str, Any], flat: Mapping[str, Any]) -> tuple[str | No
         options["attn_implementation"] = "flash_attention_2"
     elif _truthy(r.get("sdp_attention")):
         options["attn_implementation"] = "sdpa"
-    dq = r.get("bnb_config_kwargs.bnb_4bit_use_double_quant")
-    if dq is not None:
-        options["double_quant"] = _truthy(dq)
-    notes = []
-    if r.get("sample_packing") is not None:
-        notes.append("sample_packing: sequences packed to sequence_len (the estimate uses sequence_len tokens)")
-    ds = r.get("deepspeed")
-    if ds:
-        notes.append(f"deepspeed config {ds} is a separate file: pass it with another --config")
+    _set_flag(options, "double_quant", r.get("bnb_config_kwargs.bnb_4bit_use_double_quant"))
+    notes: list[str] = []
+    _separate_files(r, notes, "sample_packing", "sequence_len")
     if r.get("fsdp") or r.get("fsdp_config"):
         notes.append("fsdp settings: pass --num-gpus and --strategy fsdp (sharding across GPUs)")
     return model, options, r.used, notes
@@ -251,9 +256,7 @@ def _llama_factory(data: Mapping[str, Any], flat: Mapping[str, Any]) -> tuple[st
     _lora(r, options, rank="lora_rank", alpha="lora_alpha", dropout="lora_dropout", targets="lora_target")
     if "lora_targets" not in options and kind == "lora":
         options["lora_targets"] = ("all-linear",)  # LLaMA-Factory's default lora_target is "all"
-    dq = r.get("double_quantization")
-    if dq is not None:
-        options["double_quant"] = _truthy(dq)
+    _set_flag(options, "double_quant", r.get("double_quantization"))
     fa = r.get("flash_attn")
     if fa is not None:
         options["attn_implementation"] = {"fa2": "flash_attention_2", "sdpa": "sdpa", "disabled": "eager"}.get(
@@ -261,9 +264,8 @@ def _llama_factory(data: Mapping[str, Any], flat: Mapping[str, Any]) -> tuple[st
     disable = r.get("disable_gradient_checkpointing")
     # LLaMA-Factory checkpoints unless told not to (model_args.disable_gradient_checkpointing, default False).
     options.setdefault("gradient_checkpointing", not _truthy(disable))
-    notes = []
-    if r.get("deepspeed"):
-        notes.append("deepspeed config is a separate file: pass it with another --config")
+    notes: list[str] = []
+    _separate_files(r, notes, "packing", "cutoff_len")
     return model, options, r.used, notes
 
 
@@ -320,9 +322,7 @@ def _torchtune(data: Mapping[str, Any], flat: Mapping[str, Any]) -> tuple[str | 
     for key, option in (("enable_activation_checkpointing", "gradient_checkpointing"),
                         ("enable_activation_offloading", "activation_offloading"),
                         ("optimizer_in_bwd", "optimizer_in_backward"), ("compile", "torch_compile")):
-        value = r.get(key)
-        if value is not None:
-            options[option] = _truthy(value)
+        _set_flag(options, option, r.get(key))
     optim = r.get("optimizer._component_")
     if optim is not None:
         options["optimizer"] = _TORCHTUNE_OPTIM.get(optim, optim)
@@ -405,14 +405,9 @@ def _trl(data: Mapping[str, Any], flat: Mapping[str, Any], *, framework: str) ->
     _hf_common(r, options)
     _set(options, "seq_len", r.get("max_seq_length", "max_length"))
     _lora(r, options, rank="lora_r", alpha="lora_alpha", dropout="lora_dropout", targets="lora_target_modules")
-    dq = r.get("use_bnb_nested_quant")
-    if dq is not None:
-        options["double_quant"] = _truthy(dq)
-    notes = []
-    if r.get("packing") is not None:
-        notes.append("packing: sequences packed to max_seq_length")
-    if r.get("deepspeed"):
-        notes.append("deepspeed config is a separate file: pass it with another --config")
+    _set_flag(options, "double_quant", r.get("use_bnb_nested_quant"))
+    notes: list[str] = []
+    _separate_files(r, notes, "packing", "max_seq_length")
     return model, options, r.used, notes
 
 
