@@ -422,7 +422,11 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
         # (torchtune optimizer_in_bwd): at most one layer's gradients are alive, and no separate step.
         opt_temp = 0
 
+    gathered = _fsdp_gathered_bytes(spec, arch, plan, workload, recipe_weights)
+
     def moment(phase: str, *, weights: int, grads: int, acts: int, transient: int) -> Moment:
+        if phase != "optimizer step":
+            weights += gathered
         if workload.optimizer_in_backward:
             grads = min(grads, max(G_layer, G_head, G_emb))
         return Moment(phase=phase, components={
@@ -465,6 +469,11 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
             terms.append(Term(component="activations", name="DynamicCache built by the training forward",
                               bytes=int(T * layer.training_cache * layers_here),
                               formula="use_cache=True (config default): k/v copies not otherwise saved"))
+        if gathered:
+            terms.append(Term(component="weights", name="FSDP all-gathered units", bytes=gathered,
+                              formula="2 decoder layers unsharded (the current unit and the one BACKWARD_PRE "
+                                      "prefetches) + the root unit (embeddings, head), kept unsharded from forward "
+                                      "to backward (torch FSDP1 _post_forward_reshard)"))
         if paged:
             assumptions.append(f"{workload.optimizer.name}: its {paged / 2**30:.2f} GiB of states live in CUDA unified "
                                "memory (cudaMallocManaged), outside torch's allocator; they use free device memory and "
@@ -499,6 +508,24 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
     result = _finish([load, *moments], terms, workload, assumptions, activation_bytes_at_peak=act_at_peak,
                      host_offload_bytes=host, detail=detail)
     return dataclasses.replace(result, first_step_allocated_bytes=max(first, load.total_bytes))
+
+
+def _fsdp_gathered_bytes(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: Workload,
+                         recipe_weights: int) -> int:
+    """Unsharded parameters FSDP (FULL_SHARD, one unit per decoder layer) holds during forward and backward,
+    beside the shards: the unit running and the next one (``BackwardPrefetch.BACKWARD_PRE``, accelerate's
+    default), and the root unit (embeddings, final norm, head), which torch FSDP1 does not reshard after forward
+    ("do not free the root's parameters in the post-forward", torch/distributed/fsdp/_runtime_utils.py). With
+    CPU offload of parameters the same units are gathered onto the GPU."""
+    p = workload.parallelism
+    if p.strategy not in ("fsdp", "fsdp-hybrid") or p.dp < 2:
+        return 0
+    counts = spec.parameters.by_role
+    root_params = counts.get("embedding", 0) + counts.get("lm_head", 0) + counts.get("norm", 0) / max(1, arch.num_layers)
+    total = plan.weights_bytes + plan.adapter_bytes + recipe_weights
+    root_bytes = root_params * BYTES[plan.weight_dtype]
+    layer_bytes = max(0.0, (total - root_bytes) / max(1, arch.num_layers))
+    return int(2 * layer_bytes + root_bytes)
 
 
 def _load_moment(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: Workload, weights: int) -> Moment:

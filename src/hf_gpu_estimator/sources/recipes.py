@@ -111,7 +111,10 @@ def parse_recipe(data: Mapping[str, Any], *, name: str = "config") -> RecipeConf
         raise MalformedConfigError(
             name, f"{name}: not a config this reads: axolotl or LLaMA-Factory YAML, a torchtune recipe config, a LitGPT "
                   "config, TRL/TrainingArguments JSON, an accelerate config or DeepSpeed JSON")
-    model, options, used, notes = _PARSERS[kind](data, flat)
+    if kind == "accelerate":
+        model, options, used, notes = _accelerate(data, flat, source=Path(name))
+    else:
+        model, options, used, notes = _PARSERS[kind](data, flat)
     no_effect = sorted(k for k in flat if k not in used and _NO_EFFECT.search(k))
     unknown = sorted(k for k in flat if k not in used and k not in no_effect)
     return RecipeConfig(kind=kind, model=model, options=options, understood=tuple(sorted(used)),
@@ -411,51 +414,32 @@ def _trl(data: Mapping[str, Any], flat: Mapping[str, Any], *, framework: str) ->
     return model, options, r.used, notes
 
 
-def _accelerate(data: Mapping[str, Any], flat: Mapping[str, Any]) -> tuple[str | None, Options, set[str], list[str]]:
-    r = _Reader(flat)
-    options: Options = {}
-    kind = str(r.get("distributed_type") or "NO").upper()
-    gpus = r.get("num_processes")
-    if isinstance(gpus, int) and gpus >= 1:
-        options["num_gpus"] = gpus
-    mp = r.get("mixed_precision")
-    if mp and str(mp).lower() in ("bf16", "fp16"):
-        options["precision"] = "bf16-mixed" if str(mp).lower() == "bf16" else "16-mixed"
-    if kind == "DEEPSPEED":
-        stage = r.get("deepspeed_config.zero_stage")
-        if stage is not None:
-            options["strategy"] = f"zero{int(stage)}"
-        if str(r.get("deepspeed_config.offload_optimizer_device") or "none").lower() in ("cpu", "nvme"):
-            options["offload_optimizer"] = True
-        if str(r.get("deepspeed_config.offload_param_device") or "none").lower() in ("cpu", "nvme"):
-            options["offload_params"] = True
-        ga = r.get("deepspeed_config.gradient_accumulation_steps")
-        if isinstance(ga, int):
-            options["gradient_accumulation_steps"] = ga
-    elif kind == "FSDP":
-        strategy = str(r.get("fsdp_config.fsdp_sharding_strategy") or "FULL_SHARD").upper()
-        options["strategy"] = {"FULL_SHARD": "fsdp", "1": "fsdp", "SHARD_GRAD_OP": "fsdp-grad-op", "2": "fsdp-grad-op",
-                               "HYBRID_SHARD": "fsdp-hybrid", "4": "fsdp-hybrid", "NO_SHARD": "ddp"}.get(strategy, "fsdp")
-        if _truthy(r.get("fsdp_config.fsdp_offload_params")):
-            options.update(offload_params=True, offload_optimizer=True)
-        if _truthy(r.get("fsdp_config.fsdp_activation_checkpointing")):
-            options["gradient_checkpointing"] = True
-    elif kind == "MULTI_GPU" and options.get("num_gpus", 1) > 1:
-        options["strategy"] = "ddp"
-    return None, options, r.used, []
+#: The accelerate-config keys integrations._core.accelerate_config_options reads.
+_ACCELERATE_KEYS = re.compile(r"^(distributed_type|num_processes|mixed_precision|deepspeed_config\.(zero_stage|"
+                              r"offload_optimizer_device|offload_param_device|gradient_accumulation_steps|"
+                              r"deepspeed_config_file)|fsdp_config\.fsdp_(version|reshard_after_forward|"
+                              r"sharding_strategy|offload_params|activation_checkpointing))$")
+
+
+def _accelerate(data: Mapping[str, Any], flat: Mapping[str, Any], *, source: Path) -> tuple[str | None, Options, set[str],
+                                                                                          list[str]]:
+    from hf_gpu_estimator.integrations._core import accelerate_config_options
+
+    options, notes = accelerate_config_options(data, source=source)
+    return None, options, {k for k in flat if _ACCELERATE_KEYS.match(k)}, notes
 
 
 def _deepspeed(data: Mapping[str, Any], flat: Mapping[str, Any]) -> tuple[str | None, Options, set[str], list[str]]:
+    from hf_gpu_estimator.integrations._core import deepspeed_options
+
     r = _Reader(flat)
-    options: Options = {}
-    stage = r.get("zero_optimization.stage")
-    if isinstance(stage, int) and stage > 0:
-        options["strategy"] = f"zero{stage}"
-    if str(r.get("zero_optimization.offload_optimizer.device") or "none").lower() in ("cpu", "nvme"):
-        options["offload_optimizer"] = True
-    if str(r.get("zero_optimization.offload_param.device") or "none").lower() in ("cpu", "nvme"):
-        options["offload_params"] = True
-    for key in ("zero_optimization.offload_optimizer.pin_memory", "zero_optimization.offload_param.pin_memory"):
+    # A DeepSpeed JSON does not say how many GPUs run it: the strategy is read as for several, and the count
+    # comes from the launcher's config or --num-gpus.
+    options, notes = deepspeed_options(data, num_gpus=2)
+    options.pop("num_gpus", None)
+    r.get("zero_optimization.stage", "zero_optimization.offload_optimizer.device", "zero_optimization.offload_param.device")
+    for key in ("zero_optimization.offload_optimizer.device", "zero_optimization.offload_param.device",
+                "zero_optimization.offload_optimizer.pin_memory", "zero_optimization.offload_param.pin_memory"):
         r.get(key)
     mb = r.get("train_micro_batch_size_per_gpu")
     if isinstance(mb, int):
@@ -467,7 +451,6 @@ def _deepspeed(data: Mapping[str, Any], flat: Mapping[str, Any]) -> tuple[str | 
         options["precision"] = "bf16-mixed"
     elif _truthy(r.get("fp16.enabled")):
         options["precision"] = "16-mixed"
-    notes = []
     buffers = [key for key in ("reduce_bucket_size", "allgather_bucket_size", "stage3_prefetch_bucket_size",
                                "stage3_param_persistence_threshold", "stage3_max_live_parameters",
                                "stage3_max_reuse_distance", "sub_group_size", "overlap_comm", "contiguous_gradients")
@@ -480,7 +463,7 @@ def _deepspeed(data: Mapping[str, Any], flat: Mapping[str, Any]) -> tuple[str | 
 _PARSERS: dict[str, Callable[[Mapping[str, Any], Mapping[str, Any]], tuple[str | None, Options, set[str], list[str]]]] = {
     "axolotl": _axolotl, "llama-factory": _llama_factory, "torchtune": _torchtune, "litgpt": _litgpt,
     "trl": lambda d, f: _trl(d, f, framework="trl"), "hf": lambda d, f: _trl(d, f, framework="hf"),
-    "accelerate": _accelerate, "deepspeed": _deepspeed,
+    "deepspeed": _deepspeed,
 }  # fmt: skip
 
 
