@@ -155,3 +155,17 @@ def test_the_whole_run_starts_at_load(llama):
     load = est.moments[0]
     assert load.phase == "load" and load.components["transient"] == 32000 * 4096 * 2
     assert est.allocated_peak_bytes >= load.total_bytes and est.first_step_allocated_bytes >= load.total_bytes
+
+
+def test_zero3_offload_on_one_gpu_keeps_the_gathered_units(llama):
+    """DeepSpeed ZeRO-3 with parameters and optimizer offloaded runs on one GPU: the GPU holds the gathered
+    layers and the root unit, one reduce bucket of gradients at most, and no optimizer state."""
+    work = train(method="full", precision="bf16-mixed", gradient_checkpointing=True, strategy="zero3", num_gpus=1,
+                 offload_optimizer=True, offload_params=True)
+    est = estimate_memory(llama, work)
+    gathered = next(t.bytes for t in est.terms if t.name == "FSDP all-gathered units")
+    assert est.components["optimizer_states"] == 0 and 0 < gathered <= est.components["weights"]
+    assert est.components["gradients"] <= 5e8 * 4
+    assert est.host_offload_bytes > 6_738_415_616 * 8  # fp32 Adam states (and the gradients) on the host
+    with pytest.raises(ConflictingOptionsError, match="offload"):
+        train(method="full", strategy="zero3", num_gpus=1)

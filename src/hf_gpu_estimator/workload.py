@@ -373,9 +373,13 @@ def make_workload(
     if method_ == "full" and task_ == "training" and quant != "none":
         raise ConflictingOptionsError("quantization", quant, "cannot be trained in full (quantized weights take no gradients)",
                                       fix="use --method qlora or lora, or --quantization none")
-    if strategy_ != "none" and gpus == 1:
-        raise ConflictingOptionsError("strategy", strategy_, "needs more than one GPU",
-                                      fix="pass --num-gpus 2 or more, or drop --strategy")
+    # One GPU with a sharding strategy is DeepSpeed ZeRO-Offload / FSDP CPU offload: it means something only
+    # with an offload.
+    if strategy_ != "none" and gpus == 1 and not (
+            (offload_optimizer or offload_params) and strategy_ in ("zero2", "zero3", "fsdp", "fsdp-grad-op")):
+        raise ConflictingOptionsError("strategy", strategy_, "needs more than one GPU (or, on one GPU, an offload)",
+                                      fix="pass --num-gpus 2 or more, add --offload-optimizer/--offload-params, "
+                                          "or drop --strategy")
     if task_ == "inference" and strategy_ not in ("none",):
         raise ConflictingOptionsError("strategy", strategy_, "is a training strategy",
                                       fix="use --tp/--pp to split inference across GPUs")

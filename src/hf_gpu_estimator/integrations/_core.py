@@ -702,8 +702,16 @@ def deepspeed_options(config: Mapping[str, Any] | None, *, num_gpus: int) -> tup
 def _parallel(strategy: str, *, num_gpus: int, offload_optimizer: bool = False, offload_params: bool = False,
               notes: list[str]) -> tuple[dict[str, Any], list[str]]:
     if num_gpus <= 1:
-        if strategy not in ("ddp", "none") or offload_optimizer or offload_params:
-            notes.append(f"{strategy} on one device shards nothing; offload on one device is not modeled")
+        if (offload_optimizer or offload_params) and strategy in ("zero2", "zero3", "fsdp", "fsdp-grad-op"):
+            # ZeRO-Offload / FSDP CPU offload on one GPU: the offload is what it does.
+            out: dict[str, Any] = {"num_gpus": 1, "strategy": strategy}
+            if offload_optimizer:
+                out["offload_optimizer"] = True
+            if offload_params and strategy in ("zero3", "fsdp"):
+                out["offload_params"] = True
+            return out, notes
+        if strategy not in ("ddp", "none"):
+            notes.append(f"{strategy} on one device shards nothing")
         return {"num_gpus": 1}, notes
     if strategy in ("ddp", "zero1") and offload_params:
         offload_params = False

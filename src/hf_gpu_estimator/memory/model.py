@@ -339,6 +339,13 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
     tb = plan.trainable_bytes_per_param
     # Only parameters the step reaches get a gradient (a tower the inputs do not feed runs no module).
     G = int(plan.updated_params * tb * shard.grads)
+    offloaded_grads = 0
+    if p.offload_optimizer and p.strategy in ("zero2", "zero3", "fsdp", "fsdp-grad-op", "fsdp-hybrid") and G:
+        # The optimizer steps on the CPU, so gradients leave the GPU as they are reduced: DeepSpeed keeps one
+        # reduce bucket (reduce_bucket_size default 5e8 elements, deepspeed/runtime/zero/config.py); FSDP's CPU
+        # offload moves each unit's gradient shard to the host after its reduce-scatter (one layer's worth).
+        bucket = int(5e8 * tb) if p.strategy.startswith("zero") else int(G / max(1, arch.num_layers))
+        offloaded_grads, G = G, min(G, bucket)
     S_opt, opt_formula, opt_temp = _optimizer_bytes(spec, arch, plan, workload)
     S_opt = int(S_opt * shard.optimizer)
     paged = 0
@@ -347,7 +354,7 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
         # PyTorch's caching allocator: not in max_memory_allocated, and paged to host memory under pressure.
         paged, S_opt = S_opt, 0
     opt_temp = int(opt_temp * shard.optimizer)
-    host = 0
+    host = offloaded_grads
     if p.offload_optimizer:
         host += int(_optimizer_bytes(spec, arch, plan, workload)[0] / max(1, p.dp))
 
@@ -406,7 +413,8 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
     G_head = int(((counts.get("lm_head", 0) + (counts.get("embedding", 0) if tied else 0)) if trainable_full else 0)
                  * tb * shard.grads)
     G_emb = int((counts.get("embedding", 0) if trainable_full and not tied else 0) * tb * shard.grads)
-    G_layer = int((G - G_head - G_emb) / max(1, layers_here)) if layers_here else 0
+    G_head, G_emb = min(G_head, G), min(G_emb, G)
+    G_layer = max(0, int((G - G_head - G_emb) / max(1, layers_here))) if layers_here else 0
     G_res = G if workload.gradient_accumulation_steps > 1 else 0
     recompute = largest_layer + layer_bw + copies_layer if ckpt else layer_bw
     live_copies = 0 if ckpt else copies_all
@@ -516,9 +524,13 @@ def _fsdp_gathered_bytes(spec: ModelSpec, arch: Architecture, plan: WeightPlan, 
     beside the shards: the unit running and the next one (``BackwardPrefetch.BACKWARD_PRE``, accelerate's
     default), and the root unit (embeddings, final norm, head), which torch FSDP1 does not reshard after forward
     ("do not free the root's parameters in the post-forward", torch/distributed/fsdp/_runtime_utils.py). With
-    CPU offload of parameters the same units are gathered onto the GPU."""
+    CPU offload of parameters the same units are gathered onto the GPU (one GPU included); DeepSpeed ZeRO-3 with
+    its parameters offloaded is estimated with the same two units (its prefetch and live-parameter buckets are
+    not modelled)."""
     p = workload.parallelism
-    if p.strategy not in ("fsdp", "fsdp-hybrid") or p.dp < 2:
+    offloaded = p.offload_params and p.strategy in ("fsdp", "zero3")
+    if p.strategy not in ("fsdp", "fsdp-hybrid", "zero3") or (p.dp < 2 and not offloaded) \
+            or (p.strategy == "zero3" and not offloaded):
         return 0
     counts = spec.parameters.by_role
     root_params = counts.get("embedding", 0) + counts.get("lm_head", 0) + counts.get("norm", 0) / max(1, arch.num_layers)
