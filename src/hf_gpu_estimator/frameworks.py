@@ -62,20 +62,21 @@ FRAMEWORKS: Mapping[str, FrameworkProfile] = {
         source="https://github.com/huggingface/transformers/blob/main/src/transformers/loss/loss_utils.py; "
                "https://github.com/bitsandbytes-foundation/bitsandbytes/blob/0.45.0/bitsandbytes/autograd/_functions.py"),
     "trl": FrameworkProfile(
-        name="trl", release="trl 0.12 (SFTTrainer) on transformers 5.x, peft 0.13, bitsandbytes >= 0.43.2",
-        source="https://github.com/huggingface/trl/blob/v0.12.0/trl/trainer/sft_trainer.py (_prepare_peft_model: "
-               "prepare_model_for_kbit_training for a k-bit model with a peft config)",
+        name="trl", release="trl 0.13 (SFTTrainer) on transformers, peft 0.13, bitsandbytes >= 0.43.2",
+        source="https://github.com/huggingface/trl/blob/v0.13.0/trl/trainer/sft_trainer.py (_prepare_peft_model: "
+               "prepare_model_for_kbit_training for a k-bit model unless it is sharded: FSDP / ZeRO-3)",
         kbit_fp32_casts=True, notes=(_PEFT_KBIT,)),
     "axolotl": FrameworkProfile(
-        name="axolotl", release="axolotl 0.5 (transformers + peft + bitsandbytes)",
+        name="axolotl", release="axolotl 0.5.0 (transformers + peft + bitsandbytes)",
         source="https://github.com/axolotl-ai-cloud/axolotl/blob/v0.5.0/src/axolotl/utils/models.py "
-               "(prepare_model_for_kbit_training for adapter=qlora)",
+               "(ModelLoader.prepare_model: prepare_model_for_kbit_training for 4/8-bit lora/qlora, skipped for "
+               "FSDP QLoRA and ZeRO-3)",
         kbit_fp32_casts=True, notes=(_PEFT_KBIT,)),
     "llama-factory": FrameworkProfile(
-        name="llama-factory", release="LLaMA-Factory 0.9 (transformers + peft + bitsandbytes)",
-        source="https://github.com/hiyouga/LLaMA-Factory/blob/v0.9.0/src/llamafactory/model/model_utils/checkpointing.py "
-               "(prepare_model_for_training: layer norms upcast to fp32 when upcast_layernorm)",
-        notes=("LLaMA-Factory casts layer norms to fp32 only with upcast_layernorm (default off)",)),
+        name="llama-factory", release="LLaMA-Factory (transformers + peft + bitsandbytes)",
+        source="https://github.com/hiyouga/LLaMA-Factory (estimated as the hf stack; its own k-bit preparation "
+               "is unverified)",
+        notes=("LLaMA-Factory is estimated as the hf stack (its k-bit preparation is unverified)",)),
     "unsloth": FrameworkProfile(
         name="unsloth", release="unsloth 2024.x",
         source="https://github.com/unslothai/unsloth (fast_cross_entropy_loss: chunked loss without an fp32 logits copy)",

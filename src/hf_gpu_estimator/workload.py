@@ -449,7 +449,9 @@ def make_workload(
         else _bool("quantized_saves_input", quantized_saves_input),
         quantize_lm_head=profile.quantize_lm_head if quantize_lm_head is None
         else _bool("quantize_lm_head", quantize_lm_head),
-        kbit_fp32_casts=profile.kbit_fp32_casts if kbit_fp32_casts is None else _bool("kbit_fp32_casts", kbit_fp32_casts),
+        # trl and axolotl skip prepare_model_for_kbit_training for sharded QLoRA (FSDP, ZeRO-3): frameworks.py.
+        kbit_fp32_casts=(profile.kbit_fp32_casts and strategy_ not in ("fsdp", "fsdp-hybrid", "fsdp-grad-op", "zero3"))
+        if kbit_fp32_casts is None else _bool("kbit_fp32_casts", kbit_fp32_casts),
         optimizer_in_backward=_bool("optimizer_in_backward", optimizer_in_backward),
         activation_offloading=_bool("activation_offloading", activation_offloading),
         torch_compile=_bool("torch_compile", torch_compile),
