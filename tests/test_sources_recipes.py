@@ -56,7 +56,8 @@ def test_keys_nothing_reads_are_reported():
 
 
 def test_files_of_one_run_merge_in_order():
-    merged = merge_recipes([read_recipe(DATA / "trl-sft-qlora.json"), read_recipe(DATA / "deepspeed-zero3-offload.json")])
+    merged = merge_recipes([read_recipe(DATA / "trl-sft-qlora.json"),
+                            read_recipe(DATA / "deepspeed-zero3-offload.json")])
     assert merged.model == "Qwen/Qwen2.5-7B" and merged.kind == "trl+deepspeed"
     assert merged.options["strategy"] == "zero3" and merged.options["lora_rank"] == 16
 

@@ -17,8 +17,9 @@ from typing import Literal
 #: ``hf``: 16-bit logits kept by the model output, an fp32 upcast, fp32 log_softmax saved (transformers 5
 #: ``ForCausalLMLoss``); ``hf-fp32-logits``: transformers 4.3x-4.45, ``logits = logits.float()`` kept by the
 #: output plus the contiguous shifted copy; ``hf-shifted-copy``: transformers 4.46-4.48 ``ForCausalLMLoss``,
-#: 16-bit logits kept by the output, the fp32 upcast and its contiguous shifted copy inside the loss; ``chunked``: the head runs in token chunks whose 16-bit outputs
-#: and log_softmax stay 16-bit (LitGPT ``chunked_cross_entropy``); ``chunked-fp32``: 16-bit chunks, each
+#: 16-bit logits kept by the output, the fp32 upcast and its contiguous shifted copy inside the loss;
+#: ``chunked``: the head runs in token chunks whose 16-bit outputs and log_softmax stay 16-bit (LitGPT
+#: ``chunked_cross_entropy``); ``chunked-fp32``: 16-bit chunks, each
 #: upcast to fp32 in the loss, fp32 log_softmax saved per chunk (torchtune ``CEWithChunkedOutputLoss``).
 LossKind = Literal["hf", "hf-fp32-logits", "hf-shifted-copy", "chunked", "chunked-fp32"]
 LOSS_KINDS: tuple[str, ...] = ("hf", "hf-fp32-logits", "hf-shifted-copy", "chunked", "chunked-fp32")
@@ -60,7 +61,8 @@ FRAMEWORKS: Mapping[str, FrameworkProfile] = {
     "hf": FrameworkProfile(
         name="hf", release="transformers 5.x, peft 0.13+, bitsandbytes >= 0.43.2",
         source="https://github.com/huggingface/transformers/blob/main/src/transformers/loss/loss_utils.py; "
-               "https://github.com/bitsandbytes-foundation/bitsandbytes/blob/0.45.0/bitsandbytes/autograd/_functions.py"),
+               "https://github.com/bitsandbytes-foundation/bitsandbytes/blob/0.45.0/"
+               "bitsandbytes/autograd/_functions.py"),
     "trl": FrameworkProfile(
         name="trl", release="trl 0.13 (SFTTrainer) on transformers, peft 0.13, bitsandbytes >= 0.43.2",
         source="https://github.com/huggingface/trl/blob/v0.13.0/trl/trainer/sft_trainer.py (_prepare_peft_model: "
@@ -79,7 +81,8 @@ FRAMEWORKS: Mapping[str, FrameworkProfile] = {
         notes=("LLaMA-Factory is estimated as the hf stack (its k-bit preparation is unverified)",)),
     "unsloth": FrameworkProfile(
         name="unsloth", release="unsloth 2024.x",
-        source="https://github.com/unslothai/unsloth (fast_cross_entropy_loss: chunked loss without an fp32 logits copy)",
+        source="https://github.com/unslothai/unsloth (fast_cross_entropy_loss: chunked loss without an fp32 "
+               "logits copy; unverified at a release)",
         loss="chunked",
         notes=("unsloth's patched kernels and its offloaded gradient checkpointing are not modelled: estimate is an "
                "upper bound on its activations",)),

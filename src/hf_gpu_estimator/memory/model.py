@@ -330,9 +330,13 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
         assumptions.append(f"pipeline 1F1B: first stage keeps {micro_in_flight:g} micro-batches in flight")
 
     recipe_weights, recipe_notes = _recipe_weights(spec, arch, plan, workload)
+    profile = framework_profile(workload.framework)
+    if detail and profile.name != "hf":
+        assumptions.append(f"framework {profile.name} ({profile.release}): {profile.source}")
+        assumptions.extend(profile.notes)
     W = int((plan.weights_bytes + plan.adapter_bytes + recipe_weights) * shard.weights)
     assumptions += recipe_notes
-    if framework_profile(workload.framework).single_op_gelu and arch.hidden_act in ("gelu_new", "gelu_fast"):
+    if profile.single_op_gelu and arch.hidden_act in ("gelu_new", "gelu_fast"):
         arch = dataclasses.replace(arch, hidden_act="gelu_pytorch_tanh")
         assumptions.append(f"{workload.framework} runs its own model: its tanh GELU is one op (saves only its input)")
     trainable = plan.trainable_params

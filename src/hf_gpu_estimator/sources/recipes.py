@@ -62,7 +62,8 @@ def _precision(bf16: Any, fp16: Any) -> str | None:
 
 
 #: Optimizer names of HF TrainingArguments ``optim`` and axolotl ``optimizer`` the estimator knows.
-_HF_OPTIM = {"adamw_torch": "adamw", "adamw_torch_fused": "adamw-fused", "adamw_hf": "adamw", "adamw_apex_fused": "adamw",
+_HF_OPTIM = {"adamw_torch": "adamw", "adamw_torch_fused": "adamw-fused", "adamw_hf": "adamw",
+             "adamw_apex_fused": "adamw",
              "adamw_8bit": "adamw-8bit", "adamw_bnb_8bit": "adamw-8bit", "paged_adamw_8bit": "paged-adamw-8bit",
              "paged_adamw_32bit": "paged-adamw", "adafactor": "adafactor", "sgd": "sgd", "lion_32bit": "lion",
              "adam": "adam", "adamw": "adamw"}
@@ -109,8 +110,8 @@ def parse_recipe(data: Mapping[str, Any], *, name: str = "config") -> RecipeConf
     kind = _detect(data)
     if kind is None:
         raise MalformedConfigError(
-            name, f"{name}: not a config this reads: axolotl or LLaMA-Factory YAML, a torchtune recipe config, a LitGPT "
-                  "config, TRL/TrainingArguments JSON, an accelerate config or DeepSpeed JSON")
+            name, f"{name}: not a config this reads: axolotl or LLaMA-Factory YAML, a torchtune recipe config, a "
+                  "LitGPT config, TRL/TrainingArguments JSON, an accelerate config or DeepSpeed JSON")
     if kind == "accelerate":
         model, options, used, notes = _accelerate(data, flat, source=Path(name))
     else:
@@ -421,8 +422,10 @@ _ACCELERATE_KEYS = re.compile(r"^(distributed_type|num_processes|mixed_precision
                               r"sharding_strategy|offload_params|activation_checkpointing))$")
 
 
-def _accelerate(data: Mapping[str, Any], flat: Mapping[str, Any], *, source: Path) -> tuple[str | None, Options, set[str],
-                                                                                          list[str]]:
+Parsed = tuple[str | None, Options, set[str], list[str]]  # model, options, keys used, notes
+
+
+def _accelerate(data: Mapping[str, Any], flat: Mapping[str, Any], *, source: Path) -> Parsed:
     from hf_gpu_estimator.integrations._core import accelerate_config_options
 
     options, notes = accelerate_config_options(data, source=source)
@@ -437,8 +440,8 @@ def _deepspeed(data: Mapping[str, Any], flat: Mapping[str, Any]) -> tuple[str | 
     # comes from the launcher's config or --num-gpus.
     options, notes = deepspeed_options(data, num_gpus=2)
     options.pop("num_gpus", None)
-    r.get("zero_optimization.stage", "zero_optimization.offload_optimizer.device", "zero_optimization.offload_param.device")
-    for key in ("zero_optimization.offload_optimizer.device", "zero_optimization.offload_param.device",
+    for key in ("zero_optimization.stage", "zero_optimization.offload_optimizer.device",
+                "zero_optimization.offload_param.device",
                 "zero_optimization.offload_optimizer.pin_memory", "zero_optimization.offload_param.pin_memory"):
         r.get(key)
     mb = r.get("train_micro_batch_size_per_gpu")
@@ -460,7 +463,7 @@ def _deepspeed(data: Mapping[str, Any], flat: Mapping[str, Any]) -> tuple[str | 
     return None, options, r.used, notes
 
 
-_PARSERS: dict[str, Callable[[Mapping[str, Any], Mapping[str, Any]], tuple[str | None, Options, set[str], list[str]]]] = {
+_PARSERS: dict[str, Callable[[Mapping[str, Any], Mapping[str, Any]], Parsed]] = {
     "axolotl": _axolotl, "llama-factory": _llama_factory, "torchtune": _torchtune, "litgpt": _litgpt,
     "trl": lambda d, f: _trl(d, f, framework="trl"), "hf": lambda d, f: _trl(d, f, framework="hf"),
     "deepspeed": _deepspeed,
