@@ -387,6 +387,9 @@ def _litgpt(data: Mapping[str, Any], flat: Mapping[str, Any]) -> tuple[str | Non
     elif isinstance(data.get("optimizer"), str):
         r.used.add("optimizer")
         options["optimizer"] = str(data["optimizer"]).lower()
+    if options["method"] == "qlora" and options.get("optimizer", "adamw") == "adamw":
+        # litgpt/utils.py instantiate_bnb_optimizer (00af8b0d): a quantized run steps with bnb.optim.PagedAdamW.
+        options["optimizer"] = "paged-adamw"
     notes = ["LitGPT LoRA switches mapped to transformers module names (q_proj, k_proj, v_proj, o_proj, the MLP)"]
     return model, options, r.used, notes
 
