@@ -27,7 +27,7 @@ CASES = {
         "activation_offloading": True, "torch_compile": True, "precision": "bf16-true"}),
     "litgpt-qlora.yaml": ("litgpt", "meta-llama/Llama-2-7b-hf", {
         "method": "qlora", "batch_size": 2, "seq_len": 512, "lora_rank": 32, "lora_targets": ("q_proj", "v_proj"),
-        "double_quant": False, "precision": "bf16-true", "optimizer": "paged-adamw"}),
+        "double_quant": False, "precision": "bf16-true", "optimizer": "paged-adamw", "gradient_accumulation_steps": 4}),
     "trl-sft-qlora.json": ("trl", "Qwen/Qwen2.5-7B", {
         "method": "qlora", "batch_size": 4, "seq_len": 2048, "lora_rank": 16, "optimizer": "paged-adamw-8bit",
         "lora_targets": ("q_proj", "k_proj", "v_proj", "o_proj")}),

@@ -375,9 +375,15 @@ def _litgpt(data: Mapping[str, Any], flat: Mapping[str, Any]) -> tuple[str | Non
             options["lora_targets"] = tuple(targets)
         if _truthy(r.get("lora_head")):
             options["lora_on_lm_head"] = True
-    _set(options, "batch_size", r.get("train.micro_batch_size"))
+    micro = r.get("train.micro_batch_size")
+    _set(options, "batch_size", micro)
     _set(options, "seq_len", r.get("train.max_seq_length"))
     devices = r.get("devices")
+    global_batch = r.get("train.global_batch_size")
+    if isinstance(global_batch, int) and isinstance(micro, int) and micro > 0:
+        # litgpt/args.py TrainArgs.gradient_accumulation_iters: global_batch_size // (devices * micro_batch_size)
+        per_step = micro * (devices if isinstance(devices, int) and devices > 0 else 1)
+        options["gradient_accumulation_steps"] = max(1, global_batch // per_step)
     if isinstance(devices, int) and devices > 1:
         # LitGPT's multi-device finetuning wraps FSDP with activation checkpointing per block (finetune/lora.py).
         options.update(num_gpus=devices, strategy="fsdp", gradient_checkpointing=True)
