@@ -22,7 +22,7 @@ CASES = {
         "method": "qlora", "batch_size": 1, "seq_len": 1024, "lora_rank": 8, "lora_targets": ("all-linear",),
         "gradient_checkpointing": True, "gradient_accumulation_steps": 8}),
     "torchtune-3B-qlora.yaml": ("torchtune", "meta-llama/Llama-3.2-3B", {
-        "method": "qlora", "batch_size": 2, "seq_len": 4096, "lora_rank": 64, "double_quant": False,
+        "method": "qlora", "batch_size": 2, "seq_len": 4096, "lora_rank": 64, "double_quant": True,
         "lora_targets": ("q_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"), "loss": "chunked-fp32",
         "activation_offloading": True, "torch_compile": True, "precision": "bf16-true"}),
     "litgpt-qlora.yaml": ("litgpt", "meta-llama/Llama-2-7b-hf", {

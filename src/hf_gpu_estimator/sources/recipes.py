@@ -306,7 +306,9 @@ def _torchtune(data: Mapping[str, Any], flat: Mapping[str, Any]) -> tuple[str | 
         notes.append(f"torchtune builder {builder!r} has no Hub id here: give the model on the command line")
     options["method"] = "qlora" if builder.startswith("qlora_") else "lora" if builder.startswith("lora_") else "full"
     if options["method"] == "qlora":
-        options["quantization"], options["double_quant"] = "nf4", False  # torchao NF4: no double quantization
+        # torchao NF4 (torchao/dtypes/nf4tensor.py to_nf4): 64-weight blocks whose scalers are quantized again in
+        # blocks of 256, as bitsandbytes' double quantization; linear_nf4 keeps only the weight for backward.
+        options["quantization"], options["double_quant"] = "nf4", True
     if options["method"] != "full":
         attn = [_TORCHTUNE_ATTN.get(m, m) for m in model_cfg.get("lora_attn_modules", ())]
         mlp = ["gate_proj", "up_proj", "down_proj"] if model_cfg.get("apply_lora_to_mlp") else []
