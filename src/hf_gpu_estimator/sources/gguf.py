@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hf_gpu_estimator import errors
+from hf_gpu_estimator.architectures._fields import Fields
+from hf_gpu_estimator.constants import MAX_INT, MAX_LAYERS
+from hf_gpu_estimator.errors import excerpt
 from hf_gpu_estimator.quantization import (
     GGUF_FILE_TYPES_BY_ID,
     GGUF_TYPES,
@@ -158,7 +161,7 @@ def parse_gguf_header(fetch: Fetch, *, source: str, file_bytes: int | None = Non
         raise r.fail(f"not a GGUF file (starts with {magic!r}, expected {MAGIC!r})")
     version = r.u32("version")
     if version not in VERSIONS:
-        hint = " (a big-endian file)" if version.to_bytes(4, "little")[::-1] in (b"\0\0\0\2", b"\0\0\0\3") else ""
+        hint = " (a big-endian file)" if version.to_bytes(4, "little") in (b"\0\0\0\2", b"\0\0\0\3") else ""
         raise r.fail(f"GGUF version {version} is not supported{hint}; expected 2 or 3 (re-convert with llama.cpp)")
     n_tensors = r.u64("tensor count")
     n_kv = r.u64("metadata count")
@@ -324,9 +327,12 @@ class GGUFModelSpec(ModelSpec):
 def _architecture(meta: Mapping[str, object], arch: str, tensors: tuple[GGUFTensor, ...],
                   model_id: str) -> tuple[Architecture | None, list[str]]:
     notes: list[str] = []
+    fields = _Metadata(meta, arch, source=model_id)
 
     def get(key: str, default: int | None = None) -> int | None:
-        return _int(meta, f"{arch}.{key}", default)
+        # 0 is how converters write "absent" (a recurrent model's head counts); negatives and values
+        # past the limits every source shares are typed errors.
+        return fields.opt_int(key, default, minimum=0, maximum=MAX_LAYERS if key == "block_count" else MAX_INT)
 
     n_layer = get("block_count")
     n_embd = get("embedding_length")
@@ -335,7 +341,13 @@ def _architecture(meta: Mapping[str, object], arch: str, tensors: tuple[GGUFTens
         notes.append(f"GGUF architecture {arch!r} lacks {arch}.block_count/embedding_length/attention.head_count: "
                      "parameter counts and weights only")
         return None, notes
+    _check_against_tensors(fields, tensors, n_layer=n_layer, n_embd=n_embd)
     n_head_kv = get("attention.head_count_kv", n_head) or n_head
+    if n_head_kv > n_head:
+        raise fields.contradiction("attention.head_count_kv", n_head_kv, "attention.head_count", n_head)
+    if not get("attention.key_length") and n_embd < n_head:
+        raise fields.contradiction("attention.head_count", n_head, "embedding_length", n_embd,
+                                   why="a head dimension of 0 (and no attention.key_length)")
     head_k = get("attention.key_length", n_embd // n_head) or n_embd // n_head
     head_v = get("attention.value_length", head_k) or head_k
     by_name = {t.name: t for t in tensors}
@@ -374,6 +386,9 @@ def _architecture(meta: Mapping[str, object], arch: str, tensors: tuple[GGUFTens
         value_mla = get("attention.value_length_mla")
         qk_head = key_mla or head_k
         v_head = value_mla or head_v
+        if rope and rope > qk_head:
+            raise fields.contradiction("rope.dimension_count", rope, "the key length", qk_head,
+                                       why="the rotary part of a key cannot exceed the key")
         mla = {"kv_lora_rank": kv_lora, "q_lora_rank": q_lora or None, "qk_rope_head_dim": rope,
                "qk_nope_head_dim": qk_head - (rope or 0), "v_head_dim": v_head}
         head_k = qk_head
@@ -402,6 +417,51 @@ def _architecture(meta: Mapping[str, object], arch: str, tensors: tuple[GGUFTens
         notes=(f"from GGUF metadata ({arch}.*) and tensor shapes",),
     )  # fmt: skip
     return architecture, notes
+
+
+class _Metadata(Fields):
+    """An architecture's GGUF metadata (``{arch}.*``) read under the limits config.json is read under.
+
+    Per-layer arrays (``head_count_kv`` per layer) read as their largest element; a too-long array
+    (kept only as its length) as absent.
+    """
+
+    def __init__(self, meta: Mapping[str, object], arch: str, *, source: str):
+        prefix = f"{arch}."
+        view: dict[str, object] = {}
+        for key, value in meta.items():
+            if not key.startswith(prefix):
+                continue
+            if isinstance(value, GGUFArray):
+                ints = [v for v in value.values or () if isinstance(v, int) and not isinstance(v, bool)]
+                if not ints or len(ints) != len(value.values or ()):
+                    continue  # not a per-layer count (a bool pattern, strings): not read as a number
+                value = max(ints)
+            view[key[len(prefix):]] = value
+        super().__init__(view, source=source, prefix=prefix)
+
+    def error(self, name: str, value: object, expected: str) -> errors.MalformedGGUFError:
+        return errors.MalformedGGUFError(
+            self.source, f"metadata {self.prefix}{name}={excerpt(value)}, expected {expected}: the file is corrupt or "
+            "was written by a broken converter; re-convert it with llama.cpp")  # fmt: skip
+
+    def contradiction(self, key: str, value: object, other: str, other_value: object, *,
+                      why: str = "a contradiction") -> errors.MalformedGGUFError:
+        return errors.MalformedGGUFError(
+            self.source, f"metadata {self.prefix}{key}={excerpt(value)} contradicts {other}={excerpt(other_value)} "
+            f"({why}): the file is corrupt or was written by a broken converter; re-convert it with llama.cpp")
+
+
+def _check_against_tensors(fields: _Metadata, tensors: tuple[GGUFTensor, ...], *, n_layer: int, n_embd: int) -> None:
+    """The metadata must describe the tensors it ships with: the block count and the embedding width."""
+    layers = {t.layer for t in tensors if t.layer is not None}
+    if layers and max(layers) + 1 != n_layer:
+        raise fields.contradiction("block_count", n_layer, "the tensors", f"blk.0 to blk.{max(layers)}",
+                                   why="blocks in the file")
+    embd = next((t for t in tensors if t.name == "token_embd.weight"), None)
+    if embd is not None and len(embd.shape) == 2 and embd.shape[0] != n_embd:
+        raise fields.contradiction("embedding_length", n_embd, "token_embd.weight", list(embd.shape),
+                                   why="ne0 of the token embedding is the embedding width")
 
 
 # --- I/O: local files and Hub files -----------------------------------------------------------------
