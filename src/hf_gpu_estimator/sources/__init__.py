@@ -75,7 +75,10 @@ def inspect_model(source: ModelSource, *, revision: str | None = None, token: st
 
         if is_gguf_reference(text):
             return read_hub_gguf(text, revision=revision, token=token)
-        return _from_hub(text, revision=revision, token=token)
+        from hf_gpu_estimator.sources.hub import with_deadline
+
+        # One deadline for every request of this inspection, the did-you-mean search included.
+        return with_deadline(lambda: _from_hub(text, revision=revision, token=token), source=text[:200])
     if is_module(source):
         from hf_gpu_estimator.sources.module import spec_from_module
 
@@ -139,7 +142,7 @@ def _from_hub_meta(checkpoint: object, *, token: str | None) -> ModelSpec:
         for candidate in (f"{folder}tokenizer.model", "tokenizer.model", f"{folder}tokenizer.json", "tokenizer.json"):
             if candidate in files:
                 data = read_hub_file(repo_id, candidate, revision=checkpoint.commit, token=token,  # type: ignore[attr-defined]
-                                     max_bytes=meta.MAX_TOKENIZER_BYTES)  # fmt: skip
+                                     max_bytes=meta.MAX_TOKENIZER_BYTES, size=files[candidate])  # fmt: skip
                 return f"{repo_id}/{candidate}", data
         return None
 
@@ -172,7 +175,7 @@ def _from_hub(repo_id: str, *, revision: str | None, token: str | None) -> Model
 
         from hf_gpu_estimator.sources.hub import unreachable_reason
 
-        reason = unreachable_reason()
+        reason = unreachable_reason(repo_id=repo_id)
         why = "offline mode (HF_HUB_OFFLINE=1) is on and the repo is not cached" if constants.is_offline_mode() else (
             f"the Hub could not be reached ({reason})" if reason else f"the Hub could not be reached: {e}")  # fmt: skip
         fallback = _catalog(repo_id, reason=why, notice=not constants.is_offline_mode())

@@ -545,68 +545,70 @@ def _quant_tags(filename: str) -> list[str]:
 
 
 def read_hub_gguf(reference: str, *, revision: str | None = None, token: str | bool | None = None) -> GGUFModelSpec:
-    """Read a GGUF's header(s) from the Hub by range requests: ``org/repo:QUANT`` or ``org/repo/file.gguf``."""
-    from hf_gpu_estimator.sources.hub import _endpoint, _hub_errors
+    """Read a GGUF's header(s) from the Hub by range requests: ``org/repo:QUANT`` or ``org/repo/file.gguf``.
+
+    Every request is retried by the Hub layer's rules and runs within the run's deadline; each answer
+    must be the range asked for, and the file size its Content-Range declares bounds the header (tensors
+    past the end of the file are refused, as for a local file).
+    """
+    from hf_gpu_estimator.sources.hub import _endpoint, _hub_errors, model_files, with_deadline
 
     endpoint = _endpoint()
     m = _QUANT_REF.match(reference)
-    with _hub_errors(reference, revision=revision, endpoint=endpoint, offline=False):
-        if m is not None:
-            repo_id = m.group("repo")
-            from huggingface_hub import HfApi
 
-            info = HfApi(endpoint=endpoint).model_info(repo_id, revision=revision, token=token)
-            files = [s.rfilename for s in (info.siblings or [])]
-            filename = choose_file(files, m.group("quant"), repo_id=repo_id)
-        else:
-            f = _FILE_REF.match(reference)
-            if f is None:
-                raise errors.ModelNotFoundError(reference, f"{reference!r} is not org/repo:QUANT or org/repo/file.gguf")
-            repo_id, filename = f.group("repo"), f.group("file")
+    def read() -> list[GGUFHeader]:
+        nonlocal repo_id, filename
+        if m is not None:
+            files, _ = model_files(repo_id, revision=revision, token=token, endpoint=endpoint)
+            filename = choose_file(list(files), m.group("quant"), repo_id=repo_id)
         folder, _, stem = filename.rpartition("/")
         headers = []
         for name in split_names(stem):
             path = f"{folder}/{name}" if folder else name
             reader = _RangeReader(repo_id, path, revision=revision, token=token, endpoint=endpoint)
-            headers.append(parse_gguf_header(reader.fetch, source=f"{repo_id}/{path}", file_bytes=None))
-    spec = spec_from_gguf(headers, model_id=f"{repo_id}/{filename}")
-    return spec
+            size = reader.prefetch()
+            headers.append(parse_gguf_header(reader.fetch, source=f"{repo_id}/{path}", file_bytes=size))
+        return headers
+
+    if m is not None:
+        repo_id, filename = m.group("repo"), ""
+    else:
+        f = _FILE_REF.match(reference)
+        if f is None:
+            raise errors.ModelNotFoundError(reference, f"{reference!r} is not org/repo:QUANT or org/repo/file.gguf")
+        repo_id, filename = f.group("repo"), f.group("file")
+    with _hub_errors(reference, revision=revision, endpoint=endpoint, offline=False):
+        headers = with_deadline(read, source=reference)
+    return spec_from_gguf(headers, model_id=f"{repo_id}/{filename}")
 
 
 class _RangeReader:
-    """``fetch(offset, length)`` over HTTP range requests through huggingface_hub's session."""
+    """``fetch(offset, length)`` over HTTP range requests (:func:`~hf_gpu_estimator.sources.hub.ranged_get`)."""
 
     def __init__(self, repo_id: str, filename: str, *, revision: str | None, token: str | bool | None, endpoint: str):
         from huggingface_hub import hf_hub_url
 
         self.url = hf_hub_url(repo_id, filename, revision=revision, endpoint=endpoint)
+        self.repo_id = repo_id
+        self.endpoint = endpoint
         self.token = token
         self.source = f"{repo_id}/{filename}"
-        self.requests = 0
-        self.bytes = 0
+        self.head = b""
+
+    def prefetch(self) -> int | None:
+        """Read the first window; returns the file size the answer declares (``None`` if it declares none)."""
+        self.head, size = self._get(0, FIRST_READ_BYTES)
+        return size
 
     def fetch(self, offset: int, length: int) -> bytes:
-        from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+        if offset + length <= len(self.head):
+            return self.head[offset : offset + length]
+        return self._get(offset, length)[0]
 
-        last = offset + length - 1
-        headers = {**build_hf_headers(token=self.token), "Range": f"bytes={offset}-{last}"}
-        self.requests += 1
-        # Streamed and cut at the bytes asked for: a server that ignores Range costs no more.
-        with get_session().stream("GET", self.url, headers=headers, timeout=10.0, follow_redirects=True) as response:
-            if response.status_code == 416:
-                return b""  # asked past the end: the parser reports the truncation
-            hf_raise_for_status(response)
-            chunks: list[bytes] = []
-            kept = 0
-            for chunk in response.iter_bytes():
-                chunks.append(chunk)
-                kept += len(chunk)
-                if kept >= length + (offset if response.status_code == 200 else 0):
-                    break
-            data = b"".join(chunks)
-        if response.status_code == 200:
-            data = data[offset : offset + length]
-        elif response.status_code != 206:
-            raise errors.HubConnectionError(self.source, f"HTTP {response.status_code} to a range request for {self.source}")
-        self.bytes += len(data)
-        return data[:length]
+    def _get(self, offset: int, length: int) -> tuple[bytes, int | None]:
+        from hf_gpu_estimator.sources.hub import _retrying, ranged_get
+
+        data, size, _ = _retrying(
+            lambda: ranged_get(self.url, offset, offset + length - 1, token=self.token, source=self.source,
+                               endpoint=self.endpoint), endpoint=self.endpoint, repo_id=self.repo_id)  # fmt: skip
+        return data[:length], size
