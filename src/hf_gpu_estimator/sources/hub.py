@@ -230,6 +230,12 @@ def _read_config(
                 cached = try_to_load_from_cache(repo_id, CONFIG_FILE, revision=commit)
                 if isinstance(cached, str):
                     return _config_at(cached, repo_id) + (True,)
+                # Our own GET: retried like every other request, capped, within the deadline (hf_hub_download
+                # retries nothing after its HEAD and reads whatever length the server sends).
+                data = _download_to_cache(repo_id, CONFIG_FILE, revision=revision, commit=commit,
+                                          etag=getattr(metadata, "etag", None), token=token, endpoint=endpoint,
+                                          max_bytes=MAX_CONFIG_BYTES)  # fmt: skip
+                return config_from_json_text(data, source=f"{repo_id}/{CONFIG_FILE}"), commit, True
         try:
             with _quiet_hub_retries():
                 path = hf_hub_download(repo_id, CONFIG_FILE, revision=revision, token=token, endpoint=endpoint)
@@ -238,6 +244,58 @@ def _read_config(
         except EntryNotFoundError:
             return None, None, reached
     return _config_at(path, repo_id) + (reached,)
+
+
+def _download_to_cache(repo_id: str, filename: str, *, revision: str | None, commit: str, etag: str | None,
+                       token: str | bool | None, endpoint: str, max_bytes: int) -> bytes:  # fmt: skip
+    """GET a small file at ``commit`` (capped, retried), kept in the huggingface_hub cache; returns its bytes.
+
+    The cache layout huggingface_hub reads (``try_to_load_from_cache``, ``hf_hub_download(local_files_only=True)``,
+    offline mode): ``blobs/<etag>``, ``snapshots/<commit>/<filename>`` linking to it, ``refs/<revision>``
+    naming the commit (huggingface_hub ``file_download.py``, ``_cache_commit_hash_for_specific_revision``).
+    """
+    import hashlib
+
+    from huggingface_hub import constants, hf_hub_url
+    from huggingface_hub.file_download import repo_folder_name
+
+    source = f"{repo_id}/{filename}"
+
+    def too_large(reason: str) -> Exception:
+        return errors.MalformedConfigError(source, f"{source}: {reason}; the file is corrupt", field=filename)
+
+    url = hf_hub_url(repo_id, filename, revision=commit, endpoint=endpoint)
+    answer = _retrying(lambda: _stream_get(url, token=token, max_bytes=max_bytes, too_large=too_large),
+                       endpoint=endpoint, repo_id=repo_id)  # fmt: skip
+    data = answer.content
+    cache = Path(os.environ.get("HF_HUB_CACHE") or constants.HF_HUB_CACHE)
+    storage = cache / repo_folder_name(repo_id=repo_id, repo_type="model")
+    name = etag.strip('"') if isinstance(etag, str) and re.fullmatch(r'"?[\w-]{1,128}"?', etag) else \
+        hashlib.sha256(data).hexdigest()  # fmt: skip
+    blob = storage / "blobs" / name
+    snapshot = storage / "snapshots" / commit / filename
+    tmp = blob.with_name(f".{blob.name}.{os.getpid()}.{threading.get_ident()}.incomplete")
+    try:
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(data)  # then renamed: a reader never sees half a blob
+        os.replace(tmp, blob)
+        snapshot.parent.mkdir(parents=True, exist_ok=True)
+        if not snapshot.exists():
+            try:
+                snapshot.symlink_to(os.path.relpath(blob, snapshot.parent))
+            except OSError:  # no symlinks (Windows without developer mode): a copy, as huggingface_hub does
+                snapshot.write_bytes(data)
+        ref = revision or constants.DEFAULT_REVISION
+        if ref != commit and ".." not in ref.split("/"):
+            (storage / "refs" / ref).parent.mkdir(parents=True, exist_ok=True)
+            (storage / "refs" / ref).write_text(commit)
+    except OSError:
+        # A read-only cache costs only the next call its download: the bytes are in hand.
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+    return data
 
 
 def _read_meta_params(
@@ -357,7 +415,7 @@ def _deadline_error(source: str, budget: float) -> errors.HubConnectionError:
     )  # fmt: skip
 
 
-def _remaining(source: str) -> float:
+def _remaining(source: str, *, slack: float = 0.0) -> float:
     """Seconds left before the run's deadline (infinite outside :func:`with_deadline`).
 
     Raises:
@@ -367,7 +425,7 @@ def _remaining(source: str) -> float:
     if found is None:
         return math.inf
     left = found[0] - time.monotonic()
-    if left <= 0:
+    if left <= slack:
         raise _deadline_error(source, found[1])
     return left
 
@@ -529,6 +587,7 @@ def _retrying(call: Callable[[], T], *, endpoint: str, repo_id: str | None = Non
             _unreachable[endpoint] = (time.monotonic() + UNREACHABLE_MEMO_S, reason)
             raise HubUnreachable(reason) from e
         except (httpx2.TimeoutException, httpx2.NetworkError, httpx2.RemoteProtocolError) as e:
+            _remaining(repo_id or endpoint, slack=0.05)  # a timeout cut to the deadline: say so
             error, delay = e, wait
         else:
             _unreachable.pop(endpoint, None)
