@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from hf_gpu_estimator.constants import MAX_EXCERPT_CHARS
+from hf_gpu_estimator.constants import MAX_EXCERPT_CHARS, MAX_SUGGEST_CHARS
 
 
 def excerpt(value: object, limit: int = MAX_EXCERPT_CHARS) -> str:
@@ -81,10 +81,13 @@ class UnknownNameError(InvalidArgumentError, LookupError):
         self.candidates = sorted(candidates)
         self.accepted = ", ".join(self.candidates)
         if ambiguous:
-            message = f"{field} {value!r} is ambiguous: {', '.join(self.candidates)}"
+            message = f"{field} {excerpt(value)} is ambiguous: {', '.join(self.candidates)}"
         else:
-            close = difflib.get_close_matches(str(value), self.candidates, n=3, cutoff=0.5)
-            message = f"unknown {field} {value!r}"
+            text = str(value)
+            # difflib is quadratic in the length: a name longer than any candidate is no typo of one.
+            close = difflib.get_close_matches(text, self.candidates, n=3, cutoff=0.5) if len(text) <= MAX_SUGGEST_CHARS \
+                else []  # fmt: skip
+            message = f"unknown {field} {excerpt(value)}"
             if close:
                 message += f"; did you mean {', '.join(close)}?"
             elif len(self.candidates) <= 12:

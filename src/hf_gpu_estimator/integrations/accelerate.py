@@ -11,7 +11,6 @@ Usage (call it before ``accelerator.prepare``, while the model is whole)::
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Mapping
@@ -52,6 +51,8 @@ ACCELERATE_HINTS: Mapping[str, str] = {
 
 #: accelerate's ``mixed_precision`` -> our (Lightning) precision names. "no" depends on the
 #: parameters' dtype (see :func:`_precision`).
+#: An accelerate config is a few hundred bytes; anything past a megabyte is not one.
+_MAX_CONFIG_CHARS = 1 << 20
 _MIXED = {"fp16": "16-mixed", "bf16": "bf16-mixed", "fp8": "bf16-mixed"}
 
 
@@ -200,16 +201,24 @@ def workload_from_accelerate_config(path: str | os.PathLike[str]) -> tuple[dict[
     ``fsdp_version``, ``fsdp_reshard_after_forward``, ``fsdp_activation_checkpointing``).
 
     Raises:
-        MalformedConfigError: the file is missing, not YAML, or not a mapping.
+        InvalidArgumentError: the file cannot be read.
+        MalformedConfigError: not YAML (aliases and deep nesting included), or not a mapping.
     """
-    import yaml
+    from hf_gpu_estimator.errors import InvalidArgumentError
+    from hf_gpu_estimator.sources._yaml import YAMLProblem, loads
 
     file = Path(path).expanduser()
     try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise MalformedConfigError(str(file), f"cannot read accelerate config {str(file)!r}: {e}") from e
-    except yaml.YAMLError as e:
+        with file.open("rb") as f:
+            raw = f.read(_MAX_CONFIG_CHARS + 1)
+    except OSError as e:  # a file named on the command line that is not there: a bad argument (exit 2)
+        raise InvalidArgumentError("--accelerate-config", str(file), "a readable accelerate config YAML file",
+                                   hint=e.strerror) from e  # fmt: skip
+    try:
+        data = loads(raw.decode("utf-8"), max_chars=_MAX_CONFIG_CHARS, max_depth=16)
+    except UnicodeDecodeError as e:
+        raise MalformedConfigError(str(file), f"accelerate config {str(file)!r} is not UTF-8 text (byte {e.start})") from e
+    except YAMLProblem as e:
         raise MalformedConfigError(str(file), f"accelerate config {str(file)!r} is not YAML: {e}") from e
     if not isinstance(data, Mapping):
         raise MalformedConfigError(str(file), f"accelerate config {str(file)!r} is not a mapping")
@@ -224,9 +233,15 @@ def workload_from_accelerate_config(path: str | os.PathLike[str]) -> tuple[dict[
         config_file = ds.get("deepspeed_config_file")
         if config_file:
             target = (file.parent / str(config_file)).expanduser()
+            from hf_gpu_estimator.sources._json import JSONProblem
+            from hf_gpu_estimator.sources._json import loads as json_loads
+
             try:
-                config = json.loads(target.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as e:
+                with target.open("rb") as f:
+                    config = json_loads(f.read(_MAX_CONFIG_CHARS + 1), max_bytes=_MAX_CONFIG_CHARS)
+                if not isinstance(config, Mapping):
+                    raise JSONProblem(f"a JSON {type(config).__name__}, not an object")
+            except (OSError, JSONProblem) as e:
                 raise MalformedConfigError(str(target), f"cannot read deepspeed_config_file {str(target)!r}: {e}") from e
             steps = config.get("gradient_accumulation_steps")
         else:

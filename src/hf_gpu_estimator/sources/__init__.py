@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from hf_gpu_estimator import errors
+from hf_gpu_estimator.errors import excerpt
 from hf_gpu_estimator.spec import ModelSpec
 
 __all__ = ["inspect_model"]
@@ -159,7 +160,7 @@ def _from_hub(repo_id: str, *, revision: str | None, token: str | None) -> Model
 
     if not looks_like_repo_id(repo_id):
         raise errors.ModelNotFoundError(
-            repo_id, f"{repo_id!r} is neither an existing file or folder nor a Hub repo id (org/name); check the path"
+            repo_id, f"{excerpt(repo_id)} is neither an existing file or folder nor a Hub repo id (org/name); check the path"
             + _did_you_mean(repo_id, hub=False)
         )  # fmt: skip
     try:
@@ -204,8 +205,16 @@ def _from_hub(repo_id: str, *, revision: str | None, token: str | None) -> Model
 
 
 def _did_you_mean(repo_id: str, *, hub: bool, token: str | bool | None = None) -> str:
-    """``"; did you mean a, b?"`` from the catalog and, when ``hub``, the Hub's model search; or ``""``."""
+    """``"; did you mean a, b?"`` from the catalog and, when ``hub``, the Hub's model search; or ``""``.
+
+    An id longer than :data:`~hf_gpu_estimator.constants.MAX_SUGGEST_CHARS` (the Hub's ids stop at 96
+    characters) is no typo of a real one, and comparing it costs time quadratic in its length: none.
+    """
+    from hf_gpu_estimator.constants import MAX_SUGGEST_CHARS
     from hf_gpu_estimator.sources.catalog import similar_ids
+
+    if len(repo_id) > MAX_SUGGEST_CHARS:
+        return ""
 
     found = list(similar_ids(repo_id))
     if hub:
