@@ -34,6 +34,8 @@ class Tally:
     """What a suite of hostile cases did: for the closing figures (cases, crashes, hangs, peak RSS growth)."""
 
     cases: int = 0
+    hangs: int = 0
+    crashes: int = 0
     typed_errors: int = 0
     answers: int = 0
     slowest_s: float = 0.0
@@ -41,7 +43,8 @@ class Tally:
     by_error: dict[str, int] = field(default_factory=dict)
 
     def line(self) -> str:
-        return (f"{self.cases} cases: {self.answers} answers, {self.typed_errors} typed errors, 0 crashes, 0 hangs; "
+        return (f"{self.cases} cases: {self.answers} answers, {self.typed_errors} typed errors, {self.crashes} crashes, "
+                f"{self.hangs} hangs; "
                 f"slowest {self.slowest_s:.2f} s, peak RSS growth {self.peak_rss_growth_bytes / MiB:.1f} MiB")
 
 
@@ -52,6 +55,8 @@ def bounded(call: Callable[[], T], *, seconds: float, rss_mib: float = 200) -> T
     """Run a hostile case: it returns, or raises a typed one-line error, within ``seconds`` and ``rss_mib``.
 
     Anything else (another exception type, a multi-line message, a time or memory overrun) fails the test.
+    The case runs in a daemon thread: one that hangs fails the test at its bound instead of holding the
+    suite (the thread is abandoned).
     """
     base = rss_bytes()
     peak = [base or 0]
@@ -67,8 +72,25 @@ def bounded(call: Callable[[], T], *, seconds: float, rss_mib: float = 200) -> T
     if base is not None:
         sampler.start()
     start = time.monotonic()
+    outcome: list[tuple[bool, object]] = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, call()))
+        except BaseException as e:  # judged in the caller's thread
+            outcome.append((False, e))
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(seconds)
     try:
-        result: T | errors.EstimatorError = call()
+        if not outcome:
+            TALLY.hangs += 1
+            raise AssertionError(f"hung: no answer within {seconds} s")
+        ok, value = outcome[0]
+        if not ok:
+            raise value  # type: ignore[misc]
+        result: T | errors.EstimatorError = value  # type: ignore[assignment]
         TALLY.answers += 1
     except errors.EstimatorError as e:
         text = str(e)
@@ -76,6 +98,11 @@ def bounded(call: Callable[[], T], *, seconds: float, rss_mib: float = 200) -> T
         TALLY.typed_errors += 1
         TALLY.by_error[type(e).__name__] = TALLY.by_error.get(type(e).__name__, 0) + 1
         result = e
+    except AssertionError:
+        raise
+    except BaseException:
+        TALLY.crashes += 1
+        raise
     finally:
         elapsed = time.monotonic() - start
         done.set()

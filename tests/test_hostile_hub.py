@@ -171,12 +171,19 @@ def test_a_bad_deadline_variable_is_a_typed_error(faulty, monkeypatch):
         inspect_model(REPO)
 
 
-def test_figures():
-    print(f"\nhostile hub: {TALLY.line()}")
-
-
 @pytest.mark.parametrize("status", [502, 429])
 def test_config_get_after_a_good_head_is_retried(faulty, status):
     faulty.inject(Fault(path=r"/config\.json$", method="GET", status=status, times=2, headers={"Retry-After": "0"}))
     spec = bounded(lambda: inspect_model(REPO), seconds=5)
     assert not isinstance(spec, errors.EstimatorError), spec
+
+
+def test_a_config_json_lying_in_its_head_is_cut_at_the_limit(faulty):
+    faulty.inject(Fault(path=r"/config\.json$", method="GET", huge_body=int(1.2 * GIB)))
+    e = bounded(lambda: inspect_model(REPO), seconds=6, rss_mib=250)
+    assert isinstance(e, errors.MalformedConfigError) and "limit" in str(e), e
+    assert faulty.bytes_served < 200 << 20
+
+
+def test_figures():
+    print(f"\nhostile suite so far (sources, then hub, when run together): {TALLY.line()}")
