@@ -116,7 +116,8 @@ def _from_local_meta(folder: Path, params_path: Path) -> ModelSpec:
     from hf_gpu_estimator.sources import meta
 
     try:
-        params = meta.params_from_bytes(params_path.read_bytes()[: 1 << 20], source=str(params_path))
+        with params_path.open("rb") as f:  # one byte past params_from_bytes' limit: it refuses, nothing more is read
+            params = meta.params_from_bytes(f.read(meta.MAX_PARAMS_BYTES + 1), source=str(params_path))
 
         def tokenizer() -> tuple[str, bytes] | None:
             found = meta.local_tokenizer(params_path)

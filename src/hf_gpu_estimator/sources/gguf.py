@@ -453,7 +453,12 @@ class _Metadata(Fields):
 
 
 def _check_against_tensors(fields: _Metadata, tensors: tuple[GGUFTensor, ...], *, n_layer: int, n_embd: int) -> None:
-    """The metadata must describe the tensors it ships with: the block count and the embedding width."""
+    """The metadata must describe the tensors it ships with: the block count and the embedding width.
+
+    llama.cpp demands the same when it loads a file: it creates ``blk.{i}.*`` for every ``i`` below
+    ``block_count`` and fails on a tensor it did not create (``llama-model.cpp`` ``load_tensors``,
+    "wrong number of tensors").
+    """
     layers = {t.layer for t in tensors if t.layer is not None}
     if layers and max(layers) + 1 != n_layer:
         raise fields.contradiction("block_count", n_layer, "the tensors", f"blk.0 to blk.{max(layers)}",
@@ -556,9 +561,8 @@ def read_hub_gguf(reference: str, *, revision: str | None = None, token: str | b
     endpoint = _endpoint()
     m = _QUANT_REF.match(reference)
 
-    def read() -> list[GGUFHeader]:
-        nonlocal repo_id, filename
-        if m is not None:
+    def read(repo_id: str, filename: str | None) -> tuple[str, list[GGUFHeader]]:
+        if filename is None:
             files, _ = model_files(repo_id, revision=revision, token=token, endpoint=endpoint)
             filename = choose_file(list(files), m.group("quant"), repo_id=repo_id)
         folder, _, stem = filename.rpartition("/")
@@ -568,17 +572,17 @@ def read_hub_gguf(reference: str, *, revision: str | None = None, token: str | b
             reader = _RangeReader(repo_id, path, revision=revision, token=token, endpoint=endpoint)
             size = reader.prefetch()
             headers.append(parse_gguf_header(reader.fetch, source=f"{repo_id}/{path}", file_bytes=size))
-        return headers
+        return filename, headers
 
     if m is not None:
-        repo_id, filename = m.group("repo"), ""
+        repo_id, named = m.group("repo"), None
     else:
         f = _FILE_REF.match(reference)
         if f is None:
             raise errors.ModelNotFoundError(reference, f"{reference!r} is not org/repo:QUANT or org/repo/file.gguf")
-        repo_id, filename = f.group("repo"), f.group("file")
+        repo_id, named = f.group("repo"), f.group("file")
     with _hub_errors(reference, revision=revision, endpoint=endpoint, offline=False):
-        headers = with_deadline(read, source=reference)
+        filename, headers = with_deadline(lambda: read(repo_id, named), source=reference)
     return spec_from_gguf(headers, model_id=f"{repo_id}/{filename}")
 
 

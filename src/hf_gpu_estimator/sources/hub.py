@@ -72,8 +72,6 @@ _MAX_INDEX_BYTES = 64 << 20
 _MAX_METADATA_BYTES = 256 << 20
 #: A model-info answer lists the repo's files (the largest repos: tens of thousands of files, a few MB).
 _MAX_MODEL_INFO_BYTES = 64 << 20
-#: params.json is a few hundred bytes.
-_MAX_PARAMS_BYTES = 1 << 20
 #: Of an error answer (4xx/5xx), only this much is read: its message, never a hostile body.
 _MAX_ERROR_BODY_BYTES = 64 << 10
 #: The deadline of the run in progress (time.monotonic()), shared by the threads it starts.
@@ -306,14 +304,14 @@ def _read_meta_params(
     One model-info request lists the files and their sizes; params.json (a few hundred bytes) is
     then read with a cap.
     """
-    from hf_gpu_estimator.sources.meta import PARAMS_LOCATIONS, params_from_bytes
+    from hf_gpu_estimator.sources.meta import MAX_PARAMS_BYTES, PARAMS_LOCATIONS, params_from_bytes
 
     with _hub_errors(repo_id, revision=revision, endpoint=endpoint, offline=False):
         files, sha = model_files(repo_id, revision=revision, token=token, endpoint=endpoint)
         name = next((n for n in PARAMS_LOCATIONS if n in files), None)
         if name is None:
             return None
-        data = read_hub_file(repo_id, name, revision=sha or revision, token=token, max_bytes=_MAX_PARAMS_BYTES,
+        data = read_hub_file(repo_id, name, revision=sha or revision, token=token, max_bytes=MAX_PARAMS_BYTES,
                              size=files[name])  # fmt: skip
     sizes = {n: size for n, size in files.items() if size is not None}
     return name, params_from_bytes(data, source=f"{repo_id}/{name}"), sizes, sha
@@ -459,7 +457,9 @@ def _stream_get(url: str, *, token: str | bool | None, max_bytes: int, too_large
         declared = response.headers.get("Content-Length", "")
         if status < 400 and range_ is None and declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
             raise too_large(f"the server announces {int(declared):,} bytes, over the limit of {max_bytes:,}")
-        stop = range_[1] + 1 if range_ is not None and status == 200 else None
+        stop = range_[1] + 1 if range_ is not None and status == 200 else None  # the range is read out of the whole
+        if stop is not None:
+            limit = stop
         chunks: list[bytes] = []
         kept = 0
         for chunk in response.iter_bytes():

@@ -27,6 +27,8 @@ WEIGHTS_PATTERN = re.compile(r"(^|/)consolidated\.\d+\.pth$")
 #: Meta's Llama 2 checkpoints store bfloat16 (the -hf conversion casts them to float16):
 #: https://github.com/huggingface/transformers/issues/25446
 STORED_DTYPE = "bfloat16"
+#: params.json is a few hundred bytes; a megabyte is no params.json.
+MAX_PARAMS_BYTES = 1 << 20
 #: sentencepiece models are hundreds of KB; tokenizer.json a few MB.
 MAX_TOKENIZER_BYTES = 64 << 20
 _REQUIRED = ("dim", "n_layers", "n_heads")
@@ -168,7 +170,7 @@ def params_from_bytes(data: bytes, *, source: str) -> dict[str, object]:
     from hf_gpu_estimator.sources._json import JSONProblem, loads
 
     try:
-        params = loads(data, max_bytes=1 << 20)
+        params = loads(data, max_bytes=MAX_PARAMS_BYTES)
     except JSONProblem as e:
         raise errors.MalformedConfigError(source, f"{source}: params.json is not valid JSON ({e})") from e
     if not is_meta_params(params):
