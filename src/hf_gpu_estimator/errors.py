@@ -85,8 +85,8 @@ class UnknownNameError(InvalidArgumentError, LookupError):
         else:
             text = str(value)
             # difflib is quadratic in the length: a name longer than any candidate is no typo of one.
-            close = difflib.get_close_matches(text, self.candidates, n=3, cutoff=0.5) if len(text) <= MAX_SUGGEST_CHARS \
-                else []  # fmt: skip
+            close = (difflib.get_close_matches(text, self.candidates, n=3, cutoff=0.5)
+                     if len(text) <= MAX_SUGGEST_CHARS else [])
             message = f"unknown {field} {excerpt(value)}"
             if close:
                 message += f"; did you mean {', '.join(close)}?"

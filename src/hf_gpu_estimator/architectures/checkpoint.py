@@ -19,7 +19,8 @@ from hf_gpu_estimator.spec import Architecture, LinearShape, TensorInfo
 _LAYER = re.compile(r"(?:^|\.)(?:layers|h|blocks|block|decoder\.layers)\.(\d+)\.")
 _OTHER_TOWER = re.compile(r"vision|visual|audio|image|encoder\.|mm_projector|multi_modal|speech|mtp", re.IGNORECASE)
 _EMBED = re.compile(r"(?:^|\.)(?:embed_tokens|wte|word_embeddings|tok_embeddings|embed_in)\.weight$")
-_FIRST_K_PROJ = re.compile(r"(?:^|\.)(?:layers|h|blocks|block|decoder\.layers)\.0\.(?:self_attn|attention|attn)\.k_proj\.weight$")
+_FIRST_K_PROJ = re.compile(
+    r"(?:^|\.)(?:layers|h|blocks|block|decoder\.layers)\.0\.(?:self_attn|attention|attn)\.k_proj\.weight$")
 _EXPERT_INDEX = re.compile(r"(?:^|\.)experts\.(\d+)\.")
 _GATED_LEAVES = frozenset({"gate_proj", "w1", "w3", "gate_up_proj", "wi_0"})
 _DOWN_LEAVES = frozenset({"down_proj", "w2", "fc2", "c_proj", "dense_4h_to_h", "wo"})

@@ -65,7 +65,8 @@ def finite_float(minimum: float, *, inclusive: bool) -> Callable[[str], float]:
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a number {bound}, got {excerpt(text)}") from None
-        if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive) or value > MAX_FLAG_NUMBER:
+        if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive) \
+                or value > MAX_FLAG_NUMBER:  # fmt: skip
             raise argparse.ArgumentTypeError(f"expected a finite number {bound} and <= {MAX_FLAG_NUMBER:g}, "
                                              f"got {excerpt(text)}")
         return value

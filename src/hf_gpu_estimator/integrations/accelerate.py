@@ -217,7 +217,8 @@ def workload_from_accelerate_config(path: str | os.PathLike[str]) -> tuple[dict[
     try:
         data = loads(raw.decode("utf-8"), max_chars=_MAX_CONFIG_CHARS, max_depth=16)
     except UnicodeDecodeError as e:
-        raise MalformedConfigError(str(file), f"accelerate config {str(file)!r} is not UTF-8 text (byte {e.start})") from e
+        raise MalformedConfigError(str(file), f"accelerate config {str(file)!r} is not UTF-8 text "
+                                   f"(byte {e.start})") from e
     except YAMLProblem as e:
         raise MalformedConfigError(str(file), f"accelerate config {str(file)!r} is not YAML: {e}") from e
     if not isinstance(data, Mapping):

@@ -161,7 +161,8 @@ def _from_hub(repo_id: str, *, revision: str | None, token: str | None) -> Model
 
     if not looks_like_repo_id(repo_id):
         raise errors.ModelNotFoundError(
-            repo_id, f"{excerpt(repo_id)} is neither an existing file or folder nor a Hub repo id (org/name); check the path"
+            repo_id, f"{excerpt(repo_id)} is neither an existing file or folder nor a Hub repo id (org/name); "
+            "check the path"
             + _did_you_mean(repo_id, hub=False)
         )  # fmt: skip
     try:

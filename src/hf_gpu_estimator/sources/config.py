@@ -69,7 +69,8 @@ def stored_dtype_from_config(config: Mapping[str, object], *, source: str = "con
         if name not in TORCH_TO_SAFETENSORS:
             raise MalformedConfigError(
                 source,
-                f"{source}: config.json {key}={excerpt(value)} is not a dtype; expected one of {', '.join(TORCH_TO_SAFETENSORS)}",
+                f"{source}: config.json {key}={excerpt(value)} is not a dtype; expected one of "
+                f"{', '.join(TORCH_TO_SAFETENSORS)}",
                 field=key,
             )
         return name
@@ -156,7 +157,8 @@ def _compressed_tensors(qc: Mapping[str, object], *, source: str, common: dict) 
     # compressed-tensors QuantizationArgs: type "int" or "float"; strategy tensor/channel/group/block.
     kind = str(weights.get("type", "int")).lower()
     group = weights.get("group_size")
-    if group is not None and (isinstance(group, bool) or not isinstance(group, int) or not (group == -1 or 0 < group <= MAX_INT)):
+    if group is not None and (isinstance(group, bool) or not isinstance(group, int)
+                              or not (group == -1 or 0 < group <= MAX_INT)):  # fmt: skip
         raise _bad_field(source, "group_size", group, f"null, -1 or an integer from 1 to {MAX_INT:,}")
     return QuantizationConfig(
         method="compressed-tensors", bits=bits,
@@ -179,7 +181,8 @@ def _int_field(mapping: Mapping[str, object], keys: tuple[str, ...], *, default:
 
 def _bad_field(source: str, key: str, value: object, expected: str) -> MalformedConfigError:
     return MalformedConfigError(
-        source, f"{source}: quantization_config.{key}={excerpt(value)}, expected {expected}", field=f"quantization_config.{key}"
+        source, f"{source}: quantization_config.{key}={excerpt(value)}, expected {expected}",
+        field=f"quantization_config.{key}",
     )
 
 

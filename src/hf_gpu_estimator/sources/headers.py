@@ -388,7 +388,8 @@ def build_spec(
     if tensors is not None and not tensors:
         from hf_gpu_estimator.errors import MalformedHeaderError
 
-        said = f"config.json describes a {excerpt(config.get('model_type'))} model" if config else "there is no config.json"
+        said = (f"config.json describes a {excerpt(config.get('model_type'))} model" if config
+                else "there is no config.json")
         raise MalformedHeaderError(model_id, f"the safetensors headers list no tensors, and {said}: the checkpoint "
                                    "is empty or truncated; re-download it")  # fmt: skip
     config = dict(config) if config is not None else None

@@ -107,7 +107,8 @@ def tensors_from_header(
         if name == METADATA_KEY:
             continue
         if not isinstance(entry, dict):
-            raise MalformedHeaderError(source, f"tensor {excerpt(name)}: entry is {type(entry).__name__}, expected an object")
+            raise MalformedHeaderError(source, f"tensor {excerpt(name)}: entry is {type(entry).__name__}, "
+                                       "expected an object")
         if not name.isascii():
             try:  # a "\ud800" escape decodes to a lone surrogate, which serde_json (the crate) refuses
                 name.encode("utf-8")
@@ -120,9 +121,10 @@ def tensors_from_header(
                 f"{', '.join(sorted(_DTYPE_BITS))}",
             )  # fmt: skip
         shape = entry.get("shape")
-        if not isinstance(shape, list) or len(shape) > MAX_DIMS or not all(_is_int(d) and 0 <= d <= MAX_INT for d in shape):
-            raise MalformedHeaderError(source, f"tensor {excerpt(name)}: shape {excerpt(shape)} is not a list of at most "
-                                       f"{MAX_DIMS} non-negative ints up to {MAX_INT:,}")  # fmt: skip
+        if not isinstance(shape, list) or len(shape) > MAX_DIMS \
+                or not all(_is_int(d) and 0 <= d <= MAX_INT for d in shape):  # fmt: skip
+            raise MalformedHeaderError(source, f"tensor {excerpt(name)}: shape {excerpt(shape)} is not a list of at "
+                                       f"most {MAX_DIMS} non-negative ints up to {MAX_INT:,}")  # fmt: skip
         offsets = entry.get("data_offsets")
         if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(o) and o >= 0 for o in offsets)):
             raise MalformedHeaderError(
@@ -130,7 +132,8 @@ def tensors_from_header(
             )
         begin, end = offsets
         if end < begin:
-            raise MalformedHeaderError(source, f"tensor {excerpt(name)}: data_offsets {excerpt(offsets)} end before they begin")
+            raise MalformedHeaderError(source, f"tensor {excerpt(name)}: data_offsets {excerpt(offsets)} end before "
+                                       "they begin")
         info = TensorInfo(name=name, dtype=dtype, shape=tuple(shape))
         bits = info.numel * _DTYPE_BITS[dtype]
         if bits % 8 or bits // 8 != end - begin:
