@@ -185,5 +185,11 @@ def test_a_config_json_lying_in_its_head_is_cut_at_the_limit(faulty):
     assert faulty.bytes_served < 200 << 20
 
 
+def test_a_huge_search_answer_adds_no_suggestions(faulty):
+    faulty.inject(Fault(path=r"^/api/models$", method="GET", huge_body=int(1.2 * GIB)))
+    e = bounded(lambda: inspect_model("hfge-test/tiny-lama"), seconds=5, rss_mib=100)
+    assert isinstance(e, errors.ModelNotFoundError) and "did you mean" not in str(e), e
+
+
 def test_figures():
     print(f"\nhostile suite so far (sources, then hub, when run together): {TALLY.line()}")

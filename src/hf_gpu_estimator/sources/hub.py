@@ -960,33 +960,41 @@ def _store_cached_tensors(repo_id: str, commit: str, tensors: tuple[TensorInfo, 
             pass
 
 
-#: The Hub's model search is asked for this many of its most-downloaded matches.
+#: The Hub's model search is asked for this many of its most-downloaded matches (a few KB of answer).
 _SEARCH_LIMIT = 20
+_MAX_SEARCH_BYTES = 1 << 20
 
 
 def similar_repo_ids(repo_id: str, *, token: str | bool | None = None, limit: int = 3) -> tuple[str, ...]:
     """Hub repos whose ids are close to ``repo_id``, through the Hub's model search.
 
-    One ``HfApi.list_models(search=...)`` request on the repo name (the Hub matches substrings),
-    and, when that finds nothing, one on its longest word; the matches are ranked by similarity to
-    the whole id. Best-effort: a search that fails adds no suggestions (the caller's error stands).
+    One search request (``/api/models?search=...``, as ``HfApi.list_models`` sends it) on the repo
+    name (the Hub matches substrings), and, when that finds nothing, one on its longest word; the
+    matches are ranked by similarity to the whole id. Each answer is read with a cap, within the
+    run's deadline. Best-effort: a search that fails adds no suggestions (the caller's error stands).
     """
-    from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
 
     name = repo_id.rsplit("/", 1)[-1]
     words = sorted(re.split(r"[-_.]", name), key=len, reverse=True)
     queries = [name] + ([words[0]] if words and words[0] != name and len(words[0]) >= 3 else [])
-    api = HfApi(endpoint=_endpoint(), token=token)
+    endpoint = _endpoint()
     found: list[str] = []
+
+    def too_large(reason: str) -> Exception:
+        return errors.HubConnectionError(repo_id, f"model search: {reason}")
+
     for query in queries:
+        url = f"{endpoint}/api/models?search={quote(query, safe='')}&sort=downloads&direction=-1&limit={_SEARCH_LIMIT}"
         try:
-            found = [m.id for m in api.list_models(search=query, sort="downloads", limit=_SEARCH_LIMIT)]
-        except (HfHubHTTPError, *_transport_errors()):
+            answer = _stream_get(url, token=token, max_bytes=_MAX_SEARCH_BYTES, too_large=too_large)
+            models = loads(answer.content, max_bytes=_MAX_SEARCH_BYTES)
+        except (HfHubHTTPError, JSONProblem, *_transport_errors()):
             return ()
-        found = [f for f in found if f.lower() != repo_id.lower()]
+        found = [m["id"] for m in models if isinstance(m, dict) and isinstance(m.get("id"), str)
+                 and m["id"].lower() != repo_id.lower()] if isinstance(models, list) else []  # fmt: skip
         if found:
             break
     from hf_gpu_estimator.sources.catalog import rank_similar
 
-    return rank_similar(repo_id, found, limit=limit)
+    return rank_similar(repo_id, found[:_SEARCH_LIMIT], limit=limit)
