@@ -636,12 +636,14 @@ def accelerate_precision(mixed: str, trainable_dtype: str | None, notes: list[st
     return {"bfloat16": "bf16-true", "float16": "16-true"}.get(trainable_dtype or "float32", "32-true")
 
 
+#: An accelerate or DeepSpeed config is a few hundred bytes; anything past a megabyte is not one.
+MAX_CONFIG_CHARS = 1 << 20
+
+
 def accelerate_config_options(data: Mapping[str, Any], *, source: Path) -> tuple[dict[str, Any], list[str]]:
     """Workload keywords and notes from a loaded ``accelerate config`` mapping (see
     :func:`hf_gpu_estimator.integrations.accelerate.workload_from_accelerate_config`); ``source`` is the
     file it came from (a ``deepspeed_config_file`` is read relative to it)."""
-    import json
-
     notes: list[str] = []
     kwargs: dict[str, Any] = {"task": "training"}
     mixed = str(data.get("mixed_precision") or "no").lower()
@@ -653,9 +655,15 @@ def accelerate_config_options(data: Mapping[str, Any], *, source: Path) -> tuple
         config_file = ds.get("deepspeed_config_file")
         if config_file:
             target = (source.parent / str(config_file)).expanduser()
+            from hf_gpu_estimator.sources._json import JSONProblem
+            from hf_gpu_estimator.sources._json import loads as json_loads
+
             try:
-                config = json.loads(target.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as e:
+                with target.open("rb") as f:
+                    config = json_loads(f.read(MAX_CONFIG_CHARS + 1), max_bytes=MAX_CONFIG_CHARS)
+                if not isinstance(config, Mapping):
+                    raise JSONProblem(f"a JSON {type(config).__name__}, not an object")
+            except (OSError, JSONProblem) as e:
                 raise MalformedConfigError(str(target), f"cannot read deepspeed_config_file {str(target)!r}: {e}") from e
             steps = config.get("gradient_accumulation_steps")
         else:

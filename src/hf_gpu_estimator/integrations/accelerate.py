@@ -22,9 +22,10 @@ from accelerate.utils import broadcast_object_list
 
 from hf_gpu_estimator.errors import InvalidArgumentError, MalformedConfigError
 from hf_gpu_estimator.integrations._core import (
+    DEFAULT_MARGIN,
+    MAX_CONFIG_CHARS,
     accelerate_config_options,
     accelerate_precision,
-    DEFAULT_MARGIN,
     PreflightResult,
     deepspeed_options,
     describe_model,
@@ -186,16 +187,25 @@ def workload_from_accelerate_config(path: str | os.PathLike[str]) -> tuple[dict[
     ``fsdp_version``, ``fsdp_reshard_after_forward``, ``fsdp_activation_checkpointing``).
 
     Raises:
-        MalformedConfigError: the file is missing, not YAML, or not a mapping.
+        InvalidArgumentError: the file cannot be read.
+        MalformedConfigError: not YAML (aliases and deep nesting included), or not a mapping.
     """
-    import yaml
+    from hf_gpu_estimator.errors import InvalidArgumentError
+    from hf_gpu_estimator.sources._yaml import YAMLProblem, loads
 
     file = Path(path).expanduser()
     try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise MalformedConfigError(str(file), f"cannot read accelerate config {str(file)!r}: {e}") from e
-    except yaml.YAMLError as e:
+        with file.open("rb") as f:
+            raw = f.read(MAX_CONFIG_CHARS + 1)
+    except OSError as e:  # a file named on the command line that is not there: a bad argument (exit 2)
+        raise InvalidArgumentError("--accelerate-config", str(file), "a readable accelerate config YAML file",
+                                   hint=e.strerror) from e  # fmt: skip
+    try:
+        data = loads(raw.decode("utf-8"), max_chars=MAX_CONFIG_CHARS, max_depth=16)
+    except UnicodeDecodeError as e:
+        raise MalformedConfigError(str(file), f"accelerate config {str(file)!r} is not UTF-8 text "
+                                   f"(byte {e.start})") from e
+    except YAMLProblem as e:
         raise MalformedConfigError(str(file), f"accelerate config {str(file)!r} is not YAML: {e}") from e
     if not isinstance(data, Mapping):
         raise MalformedConfigError(str(file), f"accelerate config {str(file)!r} is not a mapping")
