@@ -204,13 +204,63 @@ def test_sglang_keeps_every_token_in_sliding_layers() -> None:
 
 def test_sglang_pool() -> None:
     spec, gpu = lookup("meta-llama/Llama-3.1-8B-Instruct"), get_gpu("H100-SXM-80GB")
-    frac = default_mem_fraction_static(gpu)
+    frac = default_mem_fraction_static(gpu, version="0.5.2")
     assert frac == pytest.approx((gpu.usable_memory_bytes / GiB - 10.0) / (gpu.usable_memory_bytes / GiB), abs=1e-3)
     cap = engine_capacity(spec, make_workload(), gpu, engine="sglang", max_model_len=8192)
     assert cap.kv_cache_tokens == cap.kv_pool_bytes // cap.kv_bytes_per_token
     assert cap.fits and cap.engine == "sglang"
     with pytest.raises(InvalidArgumentError, match="mem_fraction_static"):
         engine_capacity(spec, make_workload(), gpu, engine="sglang", mem_fraction_static=1.2)
+
+
+@pytest.mark.parametrize(("gpu", "tp", "version", "reserved_mib"), [
+    # 0.4.8-0.5.2: by device class, 9.5 + tp/2 GiB below 90 GiB, 2.8 + tp/10 below 35 GiB.
+    ("H100-SXM-80GB", 1, "0.4.8", 10 * 1024), ("H100-SXM-80GB", 4, "0.5.2", 11.5 * 1024),
+    ("L4", 2, "0.4.10", 3.0 * 1024),
+    # 0.5.3-0.5.9: 512 + 1.5 x chunked_prefill_size + 2 x cuda_graph_max_bs + tp/8 GiB (at least 10 GiB above
+    # 60 GiB): H100 8192 / 256 -> 13,440 MiB; L4 2048 / 16 (24 from 0.5.5); A100-40GB 4096 / 32.
+    ("H100-SXM-80GB", 1, "0.5.6", 512 + 8192 * 1.5 + 256 * 2 + 128), ("L4", 1, "0.5.4", 512 + 3072 + 32 + 128),
+    ("L4", 1, "0.5.5.post1", 512 + 3072 + 48 + 128), ("A100-40GB", 1, "0.5.9", 512 + 6144 + 64 + 128),
+    # 0.5.10: + 8 MiB per piecewise CUDA-graph token count up to chunked_prefill_size (58 counts up to 8192).
+    ("H100-SXM-80GB", 1, "0.5.10", 512 + 8192 * 1.5 + 256 * 2 + 128 + 58 * 8),
+])
+def test_sglang_mem_fraction_static_by_release(gpu: str, tp: int, version: str, reserved_mib: float) -> None:
+    """The default --mem-fraction-static of each SGLang rule, as server_args.py computes it (wheels on PyPI)."""
+    device = get_gpu(gpu)
+    mem = device.usable_memory_bytes / 2**20
+    assert default_mem_fraction_static(device, tp, version=version) == pytest.approx(
+        round((mem - reserved_mib) / mem, 3), abs=1e-4)
+
+
+def test_sglang_older_rules_speculative_and_vlm() -> None:
+    h100, h200 = get_gpu("H100-SXM-80GB"), get_gpu("H200")
+    assert default_mem_fraction_static(h100, 4, version="0.4.6") == 0.85  # by tp up to 80 GiB
+    assert default_mem_fraction_static(h200, 1, version="0.4.6") == pytest.approx(
+        1 - 13 * 1024 / (h200.usable_memory_bytes / 2**20), abs=1e-4)
+    assert default_mem_fraction_static(h100, 1, version="0.4.7", speculative_method="eagle") == pytest.approx(0.88 * 0.95)
+    # EAGLE-style drafts reserve 2 GiB more (4 GiB from 0.5.10), a standalone draft model 6 GiB.
+    mem = h100.usable_memory_bytes / 2**20
+    base = 512 + 8192 * 1.5 + 256 * 2 + 128
+    assert default_mem_fraction_static(h100, version="0.5.6", speculative_method="eagle3") == round(
+        (mem - base - 2048) / mem, 3)
+    assert default_mem_fraction_static(h100, version="0.5.6", speculative_method="draft") == round(
+        (mem - base - 6144) / mem, 3)
+    assert default_mem_fraction_static(h100, version="0.5.6", speculative_method="ngram") == round((mem - base) / mem, 3)
+    # adjust_mem_fraction_for_vlm from 0.4.10: gemma-3's SigLIP (27 x 1152) is 1.42 x ViT-L's complexity.
+    gemma3 = lookup("google/gemma-3-27b-it")
+    factor = 0.95 * (1 - 0.1 * (27 * 1152**2 / (24 * 1024**2) - 1))
+    plain = default_mem_fraction_static(h100, version="0.5.6")
+    assert default_mem_fraction_static(h100, version="0.5.6", spec=gemma3) == pytest.approx(plain * factor, abs=1e-4)
+    assert default_mem_fraction_static(h100, version="0.4.8", spec=gemma3) == default_mem_fraction_static(
+        h100, version="0.4.8")
+    with pytest.raises(InvalidArgumentError, match="sglang_version"):
+        default_mem_fraction_static(h100, version="0.3.0")
+    with pytest.raises(InvalidArgumentError, match="sglang_version"):
+        default_mem_fraction_static(h100, version="0.5")
+    cap = engine_capacity(lookup("meta-llama/Llama-3.1-8B-Instruct"), make_workload(), h100, engine="sglang",
+                          sglang_version="0.5.4", max_model_len=8192)
+    assert cap.engine_version == "0.5.4" and cap.gpu_memory_utilization == default_mem_fraction_static(
+        h100, version="0.5.4")
 
 
 def test_llamacpp_slots_and_offload() -> None:
