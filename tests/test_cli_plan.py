@@ -57,3 +57,9 @@ def test_would_not_start_line(capsys: pytest.CaptureFixture[str], offline) -> No
 def test_cheapest_restricted_to_the_given_gpus(capsys: pytest.CaptureFixture[str], offline) -> None:
     out = _json(["--cheapest", "--gpu", "L4,H100-SXM-80GB"], capsys)
     assert {o["gpu"] for o in out["options"]} <= {"L4", "H100-SXM-80GB"} and out["options"]
+
+
+def test_sglang_version_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    s = _json(["--gpu", "H100-SXM-80GB", "--engine", "sglang", "--sglang-version", "0.4.8", "--max-model-len", "8192"],
+              capsys)["serving"]
+    assert s["engine_version"] == "0.4.8" and s["gpu_memory_utilization"] == 0.874

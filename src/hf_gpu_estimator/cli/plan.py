@@ -60,6 +60,8 @@ def register(subparsers: Any) -> None:
                         help="vLLM's token budget of one step (default: vLLM's, by GPU and version)")
     engine.add_argument("--mem-fraction-static", type=float,
                         help="SGLang's share of device memory for weights and KV pool (default: SGLang's, by GPU)")
+    engine.add_argument("--sglang-version", help="SGLang release X.Y.Z whose --mem-fraction-static default applies, "
+                                                 "0.4.6 to 0.5.10 (default 0.5.10; see docs/serving.md)")
     engine.add_argument("-c", "--ctx-size", type=positive_int,
                         help="llama.cpp: total context shared by the slots (default: the model's maximum)")
     engine.add_argument("-np", "--parallel", type=positive_int, help="llama.cpp: parallel slots (default 1)")
@@ -102,7 +104,8 @@ def engine_settings(args: argparse.Namespace, engine: str) -> dict[str, Any]:
     from hf_gpu_estimator.errors import ConflictingOptionsError
 
     owners = {"vllm_version": "vllm", "max_num_seqs": "vllm", "max_num_batched_tokens": "vllm",
-              "mem_fraction_static": "sglang", "ctx_size": "llama.cpp", "parallel": "llama.cpp",
+              "mem_fraction_static": "sglang", "sglang_version": "sglang", "ctx_size": "llama.cpp",
+              "parallel": "llama.cpp",
               "flash_attn": "llama.cpp"}
     for name, owner in owners.items():
         if getattr(args, name) is not None and owner != engine:
@@ -196,8 +199,9 @@ def _run_eval(args: argparse.Namespace) -> int:
     if engine not in evals.EVAL_ENGINES:
         raise ConflictingOptionsError("engine", engine, "cannot size an evaluation",
                                       fix="--engine " + " or --engine ".join(evals.EVAL_ENGINES) + " with --eval")
-    unused = [n for n in ("vllm_version", "max_num_seqs", "max_num_batched_tokens", "mem_fraction_static", "ctx_size",
-                          "parallel", "n_gpu_layers", "flash_attn", "max_model_len") if getattr(args, n) is not None]
+    unused = [n for n in ("vllm_version", "max_num_seqs", "max_num_batched_tokens", "mem_fraction_static",
+                          "sglang_version", "ctx_size", "parallel", "n_gpu_layers", "flash_attn", "max_model_len")
+              if getattr(args, n) is not None]
     if args.gpu_memory_utilization is not None and (engine != "vllm" or args.cheapest):
         unused.insert(0, "gpu_memory_utilization")
     if unused:  # the evaluation planner takes vLLM's --gpu-memory-utilization only; refused, not ignored
