@@ -442,3 +442,17 @@ def test_llamacpp_flash_attention_on_off_auto() -> None:
     with pytest.raises(ConflictingOptionsError, match="flash attention"):
         engine_capacity(spec, make_workload(kv_cache_dtype="q8_0"), gpu, engine="llama.cpp", ctx_size=8192,
                         flash_attn="off")
+
+
+def test_vllm_profile_run_keeps_the_dummy_encoder_outputs() -> None:
+    """vLLM V1's profile run caches the encoder outputs of as many images as the encoder budget holds (the llm-d
+    gemma-3 logs: 'a budget of 8192 tokens, and profiled with 32 image items') through the LM forward."""
+    from hf_gpu_estimator.planner.engines.vllm import encoder_output_bytes
+
+    gemma = lookup("google/gemma-3-27b-it")
+    assert encoder_output_bytes(gemma.architecture, 8192, act_bytes=2) == (32 * 256 * 5376 * 2, 32)
+    assert encoder_output_bytes(lookup("meta-llama/Llama-3.1-8B-Instruct").architecture, 8192, act_bytes=2) == (0, 0)
+    h100, work = get_gpu("H100-SXM-80GB"), make_workload()
+    v1 = engine_capacity(gemma, work, h100, engine="vllm", max_model_len=8192)
+    v0 = engine_capacity(gemma, work, h100, engine="vllm", max_model_len=8192, vllm_version="0.7")
+    assert any("encoder cache" in a for a in v1.assumptions) and not any("encoder cache" in a for a in v0.assumptions)
