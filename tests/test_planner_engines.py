@@ -456,3 +456,66 @@ def test_vllm_profile_run_keeps_the_dummy_encoder_outputs() -> None:
     v1 = engine_capacity(gemma, work, h100, engine="vllm", max_model_len=8192)
     v0 = engine_capacity(gemma, work, h100, engine="vllm", max_model_len=8192, vllm_version="0.7")
     assert any("encoder cache" in a for a in v1.assumptions) and not any("encoder cache" in a for a in v0.assumptions)
+
+
+# --------------------------------------------------------------------------------------------
+# Speculative decoding.
+# --------------------------------------------------------------------------------------------
+
+_EAGLE_HEAD = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": 4096,
+               "intermediate_size": 14336, "num_hidden_layers": 1, "num_attention_heads": 32, "num_key_value_heads": 8,
+               "vocab_size": 128256, "max_position_embeddings": 2048, "tie_word_embeddings": False}  # fmt: skip
+
+
+def test_speculative_drafters_count_what_the_engines_load() -> None:
+    from hf_gpu_estimator.planner.engines.speculative import Speculative, draft_cost
+    from hf_gpu_estimator.sources import inspect_model
+
+    target, work = lookup("meta-llama/Llama-3.1-8B-Instruct"), make_workload()
+    layer = 4 * 4096 * 4096 - 2 * 4096 * 3072 + 3 * 4096 * 14336 + 2 * 4096  # q/o 4096^2, k/v 4096 x 1024, MLP, norms
+    eagle = draft_cost(target, Speculative(method="eagle", draft=inspect_model(_EAGLE_HEAD)), work)
+    assert eagle.parameters == layer + 4096 + 2 * 4096 * 4096  # + final norm + fc; embedding and LM head shared
+    assert eagle.kv_bytes_per_token == 2 * 8 * 128 * 2
+    head3 = inspect_model({**_EAGLE_HEAD, "architectures": ["LlamaForCausalLMEagle3"], "draft_vocab_size": 32000})
+    eagle3 = draft_cost(target, Speculative(method="eagle3", draft=head3), work)
+    assert eagle3.parameters == eagle.parameters - 2 * 4096 * 4096 + 4096 * (4096 + 2 * 1024) + 3 * 4096 * 4096 \
+        + 32000 * 4096
+    # DeepSeek-V3's MTP module: 11.6e9 parameters without its copies of the embedding and LM head (2 x 0.93e9;
+    # DeepSeek counts 14B for the module with them).
+    ds = lookup("deepseek-ai/DeepSeek-V3")
+    mtp = draft_cost(ds, Speculative(method="mtp"), make_workload(num_gpus=8, tp=8))
+    assert 11.5e9 < mtp.parameters < 11.7e9 and mtp.layout.layers == 1
+    assert mtp.kv_bytes_per_token == (512 + 64) * 2  # one MLA latent per token, not split over tp
+    with pytest.raises(InvalidArgumentError, match="MTP layers"):
+        draft_cost(target, Speculative(method="mtp"), work)
+    with pytest.raises(InvalidArgumentError, match="draft_model"):
+        Speculative(method="eagle")
+    assert draft_cost(target, Speculative(method="ngram", num_speculative_tokens=3), work).weights_bytes == 0
+
+
+def test_speculative_decoding_in_each_engine() -> None:
+    from hf_gpu_estimator.planner.engines.speculative import Speculative
+
+    target, draft, h100 = lookup("meta-llama/Llama-3.1-8B-Instruct"), lookup("meta-llama/Llama-3.2-1B-Instruct"), \
+        get_gpu("H100-SXM-80GB")
+    spec_dec, work = Speculative(method="draft", num_speculative_tokens=4, draft=draft), make_workload()
+    # vLLM: the draft model loads with the target and its 16 layers (2 KiB per token each) share the pool.
+    plain = engine_capacity(target, work, h100, engine="vllm", max_model_len=8192)
+    with_draft = engine_capacity(target, work, h100, engine="vllm", max_model_len=8192, speculative=spec_dec)
+    assert with_draft.kv_bytes_per_token == plain.kv_bytes_per_token + 16 * 2048
+    assert with_draft.weights_bytes - plain.weights_bytes == pytest.approx(1_235_814_400 * 2, rel=0.01)
+    assert with_draft.kv_cache_tokens == pytest.approx(with_draft.kv_pool_bytes / with_draft.kv_bytes_per_token,
+                                                       abs=16)
+    # SGLang: the target's pool is profiled alone, then grows by the draft slots; the reserve is 6 GiB larger.
+    s_plain = engine_capacity(target, work, h100, engine="sglang", max_model_len=8192)
+    s_draft = engine_capacity(target, work, h100, engine="sglang", max_model_len=8192, speculative=spec_dec)
+    assert s_draft.gpu_memory_utilization < s_plain.gpu_memory_utilization
+    assert any("extra token slots" in a for a in s_draft.assumptions) and s_draft.fits
+    # llama.cpp: --model-draft, one draft context per slot.
+    l_plain = engine_capacity(target, work, h100, engine="llama.cpp", ctx_size=16384, parallel=2)
+    l_draft = engine_capacity(target, work, h100, engine="llama.cpp", ctx_size=16384, parallel=2, speculative=spec_dec)
+    assert l_draft.weights_bytes > l_plain.weights_bytes + 2 * GiB and l_draft.kv_pool_bytes > l_plain.kv_pool_bytes
+    with pytest.raises(InvalidArgumentError, match="model-draft"):
+        engine_capacity(target, work, h100, engine="llama.cpp", speculative=Speculative(method="ngram"))
+    with pytest.raises(InvalidArgumentError, match="speculative"):
+        engine_capacity(target, work, h100, engine="transformers", speculative=spec_dec)

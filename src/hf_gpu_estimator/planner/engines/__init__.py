@@ -20,9 +20,9 @@ __all__ = ["ENGINES", "ServingCapacity", "default_engine", "engine_capacity", "u
 
 _SETTINGS = {
     "vllm": {"gpu_memory_utilization", "max_model_len", "max_num_batched_tokens", "max_num_seqs", "block_size",
-             "vllm_version"},
-    "sglang": {"mem_fraction_static", "max_model_len", "sglang_version"},
-    "llama.cpp": {"ctx_size", "parallel", "n_gpu_layers", "flash_attn"},
+             "vllm_version", "speculative"},
+    "sglang": {"mem_fraction_static", "max_model_len", "sglang_version", "speculative"},
+    "llama.cpp": {"ctx_size", "parallel", "n_gpu_layers", "flash_attn", "speculative"},
     "transformers": {"max_model_len"},
 }
 

@@ -54,6 +54,13 @@ from hf_gpu_estimator.planner.engines._capacity import (
     pool_capacity,
     weights_per_device,
 )
+from hf_gpu_estimator.planner.engines.speculative import (
+    Speculative,
+    draft_cost,
+    draft_steps_headroom,
+    sglang_max_num_reqs,
+    speculative_note,
+)
 from hf_gpu_estimator.spec import ModelSpec
 from hf_gpu_estimator.workload import Workload
 
@@ -225,8 +232,15 @@ def vlm_fraction_factor(config: Mapping[str, Any]) -> float:
 
 
 def sglang_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *, mem_fraction_static: float | None = None,
-                    max_model_len: int | None = None, sglang_version: str | None = None) -> ServingCapacity:
+                    max_model_len: int | None = None, sglang_version: str | None = None,
+                    speculative: Speculative | None = None) -> ServingCapacity:
     """The token pool SGLang would size for ``spec`` on ``gpu`` (per device of a ``tp x pp`` replica).
+
+    With ``speculative`` (EAGLE, EAGLE-3, MTP as NEXTN, a standalone draft model; model_runner.py
+    ``init_memory_pool``): the target's pool is profiled from its own layers, then target and drafter
+    each get ``max_total_num_tokens`` plus ``max_num_reqs x (steps x topk + draft tokens) + 100`` slots;
+    the drafter's weights and cache, and those extra slots, come out of the ``1 - mem_fraction_static``
+    share the default fraction reserves more of (+2/4/6 GiB by release and method).
 
     Raises:
         InvalidArgumentError: A fraction outside (0, 1], an unknown release, a context beyond the
@@ -239,7 +253,8 @@ def sglang_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *, mem_fracti
     check_tp(arch, p.tp)
     rule, release = resolve_sglang_version(sglang_version)
     fraction = (check_fraction("mem_fraction_static", mem_fraction_static) if mem_fraction_static is not None
-                else default_mem_fraction_static(gpu, p.tp, p.pp, version=sglang_version, spec=spec))
+                else default_mem_fraction_static(gpu, p.tp, p.pp, version=sglang_version, spec=spec,
+                                                 speculative_method=speculative.method if speculative else None))
     max_pos = arch.max_position_embeddings or (workload.seq_len + workload.new_tokens)
     model_len = max_model_len if max_model_len is not None else max_pos
     check_context(spec, model_len)
@@ -254,6 +269,19 @@ def sglang_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *, mem_fracti
     blocks, kv_tokens, concurrent, longest = pool_capacity(layout, pool, block_size=SGLANG_PAGE_SIZE,
                                                            max_model_len=model_len, max_position=max_pos)
     problem = capacity_problem("SGLang", pool, weights, total, fraction, concurrent, model_len, kv_tokens)
+    spec_notes: tuple[str, ...] = ()
+    if speculative is not None and speculative.method != "ngram":
+        drafter = draft_cost(spec, speculative, workload)
+        extra_slots = draft_steps_headroom(sglang_max_num_reqs(kv_tokens, model_len), speculative)
+        kv_tokens += extra_slots
+        extra = drafter.weights_bytes + drafter.kv_bytes_per_token * kv_tokens + extra_slots * layout.token_bytes
+        reserve = total * (1 - fraction)
+        spec_notes = (speculative_note(speculative, drafter) + f"; {extra_slots:,} extra token slots, "
+                      f"{extra / GiB:.2f} GiB in all out of the {reserve / GiB:.2f} GiB the fraction keeps free",)
+        if problem is None and extra > reserve:
+            problem = (f"SGLang would run out of memory: the drafter's weights and cache need {extra / GiB:.1f} GiB of "
+                       f"the {reserve / GiB:.1f} GiB --mem-fraction-static {fraction:g} keeps free (with activations "
+                       "and CUDA graphs); lower --mem-fraction-static or use a smaller draft")
     chunk = sglang_batch_defaults(total / MiB, p.tp, release)[0] if rule.version not in ("0.4.6", "0.4.7") else (
         2048 if total / MiB < 25_000 else 8192)
     given = "given" if mem_fraction_static is not None else (
@@ -269,5 +297,5 @@ def sglang_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *, mem_fracti
         assumptions=(f"SGLang token pool = {fraction:g} x {total / GiB:.2f} GiB - weights - CUDA context "
                      f"(model_runner.py profile_max_num_token); --mem-fraction-static {given}",
                      f"{layout.describe()} per device; sliding-window layers keep every token (SGLang's default "
-                     "pool; its SWA pool for some architectures is not modelled)"),
+                     "pool; its SWA pool for some architectures is not modelled)", *spec_notes),
     )  # fmt: skip

@@ -77,6 +77,7 @@ from hf_gpu_estimator.planner.engines._capacity import (
     pool_capacity,
     weights_per_device,
 )
+from hf_gpu_estimator.planner.engines.speculative import Speculative, draft_cost, merged_layout, speculative_note
 from hf_gpu_estimator.spec import Architecture, ModelSpec
 from hf_gpu_estimator.workload import Workload
 
@@ -502,7 +503,7 @@ def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
                      gpu_memory_utilization: float | None = None,
                      max_model_len: int | None = None, max_num_batched_tokens: int | None = None,
                      max_num_seqs: int | None = None, block_size: int = VLLM_BLOCK_SIZE,
-                     vllm_version: str | None = None) -> ServingCapacity:
+                     vllm_version: str | None = None, speculative: Speculative | None = None) -> ServingCapacity:
     """The KV pool vLLM would size for ``spec`` on ``gpu`` (per device of a ``tp x pp`` replica).
 
     Args:
@@ -514,6 +515,9 @@ def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
         max_num_batched_tokens, max_num_seqs: default :func:`vllm_batch_defaults`.
         block_size: Tokens per KV block.
         vllm_version: ``X.Y``; default the newest modelled (:data:`DEFAULT_VLLM_VERSION`).
+        speculative: A draft model, EAGLE head or MTP layers (:mod:`.speculative`): the drafter is loaded
+            with the target ("Model loading took" counts it; on the last pipeline stage) and its attention
+            layers take their place in the same KV cache config, so every token costs both.
 
     Raises:
         InvalidArgumentError: A utilisation outside (0, 1], an unknown version, a context longer than
@@ -540,6 +544,11 @@ def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
     # Mamba and linear-attention states in the model dtype (mamba_ssm_cache_dtype "auto",
     # vllm/model_executor/layers/mamba/mamba_utils.py MambaStateDtypeCalculator)
     layout = kv_layout(spec, workload, state_dtype_bytes=act_bytes)
+    drafter = draft_cost(spec, speculative, workload) if speculative is not None else None
+    if drafter is not None:
+        layout = merged_layout(layout, drafter)
+        last_weights += drafter.weights_bytes
+        first_weights += drafter.weights_bytes if p.pp == 1 else 0
     mixed = len({g.kind for g in layout.groups}) > 1
 
     # not for MXFP4 experts (gpt-oss), whose kernels keep no such caches: 2.87 GiB logged at tp=2, the sampler's figure
@@ -603,7 +612,9 @@ def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
         paging,
         "CUDA graphs: vLLM's estimate counted in the pool (a typical H100 figure, not this model's)"
         if rule.cuda_graph_bytes else "CUDA graphs are captured after the pool is sized (inside the 1 - gpu_memory_utilization headroom)",
-    ) + ((f"vision encoder: the profile run keeps the dummy outputs of {images} image(s) x {arch.tokens_per_image} "
+    ) + ((speculative_note(speculative, drafter) + "; the drafter's dummy run and the rejection sampler's in the "
+          "profile run are not modelled",) if speculative is not None and drafter is not None else ()) + ((
+          f"vision encoder: the profile run keeps the dummy outputs of {images} image(s) x {arch.tokens_per_image} "
           f"tokens x {arch.hidden_size} ({encoder / GiB:.3f} GiB) in the encoder cache through the forward and the "
           "sampler (gpu_model_runner.py profile_run); the vision tower's own forward peak is not modelled",)
          if encoder else ())
