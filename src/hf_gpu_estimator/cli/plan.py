@@ -15,6 +15,7 @@ from hf_gpu_estimator.cli._common import (
     positive_int,
     print_sections,
     read_spec,
+    reading,
 )
 from hf_gpu_estimator.cli.workload_flags import add_workload_args, workload_kwargs
 
@@ -68,6 +69,13 @@ def register(subparsers: Any) -> None:
     engine.add_argument("-ngl", "--n-gpu-layers", type=int_at_least(-1), dest="n_gpu_layers",
                         help="llama.cpp: layers offloaded to the GPU (-1 or more than the layers: all; "
                              "same as --gpu-layers)")
+    engine.add_argument("--draft-model", help="speculative decoding: the draft model or EAGLE head (Hub id or path); "
+                                              "vllm, sglang, llama.cpp (--model-draft)")
+    engine.add_argument("--speculative-method", choices=("draft", "eagle", "eagle3", "mtp", "ngram"),
+                        help="speculative decoding: what drafts (default: draft with --draft-model; mtp uses the "
+                             "model's own MTP layers)")
+    engine.add_argument("--num-speculative-tokens", type=positive_int,
+                        help="speculative decoding: tokens proposed per step (default 1)")
     engine.add_argument("-fa", "--flash-attn", choices=("on", "off", "auto"), dest="flash_attn",
                         help="llama.cpp: flash attention (default auto: on where the GPU backend runs it)")
     p.add_argument("--request-rate", type=float, help="requests per second (--cheapest serving; default 1)")
@@ -124,6 +132,30 @@ def engine_settings(args: argparse.Namespace, engine: str) -> dict[str, Any]:
     return {k: v for k, v in settings.items() if v is not None}
 
 
+def speculative_setting(args: argparse.Namespace, engine: str) -> Any:
+    """The :class:`~hf_gpu_estimator.planner.engines.speculative.Speculative` the flags ask for, or ``None``;
+    the draft checkpoint is read like the model (Hub, catalog, path)."""
+    from hf_gpu_estimator.errors import ConflictingOptionsError
+    from hf_gpu_estimator.planner.engines.speculative import Speculative
+    from hf_gpu_estimator.sources import inspect_model
+
+    given = [n for n in ("draft_model", "speculative_method", "num_speculative_tokens") if getattr(args, n) is not None]
+    if not given:
+        return None
+    if engine not in ("vllm", "sglang", "llama.cpp"):
+        raise ConflictingOptionsError(given[0], getattr(args, given[0]), f"is a speculative-decoding setting, which "
+                                      f"{engine} has no model of", fix="pass --engine vllm, sglang or llama.cpp")
+    method = args.speculative_method or ("draft" if args.draft_model else None)
+    if method is None:
+        raise ConflictingOptionsError("num_speculative_tokens", args.num_speculative_tokens, "needs a drafter",
+                                      fix="add --draft-model ID or --speculative-method mtp|ngram")
+    draft = None
+    if args.draft_model is not None:
+        with reading(args.draft_model):
+            draft = inspect_model(args.draft_model, revision=None, token=args.token)
+    return Speculative(method=method, num_speculative_tokens=args.num_speculative_tokens or 1, draft=draft)
+
+
 def run(args: argparse.Namespace) -> int:
     from hf_gpu_estimator import planner
     from hf_gpu_estimator.errors import ConflictingOptionsError, InvalidArgumentError
@@ -176,6 +208,9 @@ def run(args: argparse.Namespace) -> int:
                                               fix="pass --engine vllm (SGLang: --mem-fraction-static)")
             options["gpu_memory_utilization"] = utilization
         settings = engine_settings(args, engine)
+        speculative = speculative_setting(args, engine)
+        if speculative is not None:
+            settings["speculative"] = speculative
         # The margin under which fits, max batch and min GPUs agree with estimate's verdict (its high end).
         result = planner.plan(spec, work, get_gpu(args.gpu), max_model_len=args.max_model_len, engine=engine,
                               vllm_version=settings.pop("vllm_version", None), engine_settings=settings,
@@ -200,7 +235,8 @@ def _run_eval(args: argparse.Namespace) -> int:
         raise ConflictingOptionsError("engine", engine, "cannot size an evaluation",
                                       fix="--engine " + " or --engine ".join(evals.EVAL_ENGINES) + " with --eval")
     unused = [n for n in ("vllm_version", "max_num_seqs", "max_num_batched_tokens", "mem_fraction_static",
-                          "sglang_version", "ctx_size", "parallel", "n_gpu_layers", "flash_attn", "max_model_len")
+                          "sglang_version", "ctx_size", "parallel", "n_gpu_layers", "flash_attn", "max_model_len",
+                          "draft_model", "speculative_method", "num_speculative_tokens")
               if getattr(args, n) is not None]
     if args.gpu_memory_utilization is not None and (engine != "vllm" or args.cheapest):
         unused.insert(0, "gpu_memory_utilization")
