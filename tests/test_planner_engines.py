@@ -519,3 +519,11 @@ def test_speculative_decoding_in_each_engine() -> None:
         engine_capacity(target, work, h100, engine="llama.cpp", speculative=Speculative(method="ngram"))
     with pytest.raises(InvalidArgumentError, match="speculative"):
         engine_capacity(target, work, h100, engine="transformers", speculative=spec_dec)
+
+
+def test_engines_refuse_tensor_parallelism_over_mig_slices() -> None:
+    spec, mig = lookup("meta-llama/Llama-3.1-8B-Instruct"), get_gpu("H100 MIG 3g.40gb")
+    one = engine_capacity(spec, make_workload(), mig, engine="vllm", max_model_len=8192)
+    assert one.fits and one.total_memory_bytes == mig.usable_memory_bytes
+    with pytest.raises(InvalidArgumentError, match="MIG slice"):
+        engine_capacity(spec, make_workload(num_gpus=2, tp=2), mig, engine="vllm", max_model_len=8192)
