@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -527,3 +528,19 @@ def test_engines_refuse_tensor_parallelism_over_mig_slices() -> None:
     assert one.fits and one.total_memory_bytes == mig.usable_memory_bytes
     with pytest.raises(InvalidArgumentError, match="MIG slice"):
         engine_capacity(spec, make_workload(num_gpus=2, tp=2), mig, engine="vllm", max_model_len=8192)
+
+
+def test_llamacpp_vision_tower_goes_to_the_mmproj_file() -> None:
+    """convert_hf_to_gguf.py writes gemma-3's SigLIP tower and projector to the --mmproj file: the text GGUF
+    holds the language model's tensors only; --mmproj loads the tower in f16."""
+    from hf_gpu_estimator.memory.llamacpp import gguf_tensors_of
+
+    gemma, gpu = lookup("google/gemma-3-4b-it"), get_gpu("RTX-4090")
+    vision = gemma.architecture.vision_parameters
+    assert sum(math.prod(t.shape) for t in gguf_tensors_of(gemma, "gguf:F16")) == gemma.parameters.total - vision
+    text = engine_capacity(gemma, make_workload(), gpu, engine="llama.cpp", ctx_size=4096)
+    both = engine_capacity(gemma, make_workload(), gpu, engine="llama.cpp", ctx_size=4096, mmproj=True)
+    assert both.weights_bytes - text.weights_bytes == 2 * vision
+    with pytest.raises(InvalidArgumentError, match="vision"):
+        engine_capacity(lookup("meta-llama/Llama-3.1-8B-Instruct"), make_workload(), gpu, engine="llama.cpp",
+                        mmproj=True)

@@ -49,7 +49,8 @@ def _gguf_quantization(spec: ModelSpec, workload: Workload) -> tuple[str | None,
 
 def llamacpp_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *, ctx_size: int | None = None,
                       parallel: int = LLAMACPP_DEFAULT_PARALLEL, n_gpu_layers: int | None = None,
-                      flash_attn: str | None = None, speculative: Speculative | None = None) -> ServingCapacity:
+                      flash_attn: str | None = None, speculative: Speculative | None = None,
+                      mmproj: bool = False) -> ServingCapacity:
     """What llama-server ``-c ctx_size -np parallel -ngl n_gpu_layers -fa flash_attn`` holds on ``gpu``.
 
     ``flash_attn``: ``on``, ``off`` or ``auto`` (the default;
@@ -63,6 +64,10 @@ def llamacpp_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *, ctx_size
     layers on the GPU) and gives every slot a draft context of the slot's ``-c / -np`` cells in f16 with
     its own compute buffer (tools/server/server.cpp ``load_model``, ``init``: ``slot.ctx_dft``); the
     draft is sized in the target's GGUF type.
+
+    ``mmproj``: a vision-language model served with ``--mmproj``: the vision tower and projector, which
+    convert_hf_to_gguf.py writes to that separate file (f16 by default), are loaded on the GPU (tools/mtmd,
+    offloaded unless ``--no-mmproj-offload``); the image encoder's compute buffer is not modelled.
 
     Raises:
         InvalidArgumentError: A bad ``-c``, ``-np`` or ``-ngl``, or a context beyond the model's limit.
@@ -92,7 +97,14 @@ def llamacpp_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *, ctx_size
                         flash_attention=fa)
     devices = workload.parallelism.tp * workload.parallelism.pp
     weights, kv, compute = m.weights_gpu // devices, m.kv_gpu // devices, m.compute_buffer
-    draft_note = None
+    draft_note = mmproj_note = None
+    if mmproj:
+        if not arch.vision_parameters:
+            raise InvalidArgumentError("mmproj", mmproj, f"a vision-language model ({spec.id} has no vision tower)")
+        weights += arch.vision_parameters * 2
+        mmproj_note = (f"--mmproj: the vision tower and projector ({arch.vision_parameters:,} parameters) in f16, "
+                       f"{arch.vision_parameters * 2 / GiB:.2f} GiB on the GPU; the image encoder's compute buffer "
+                       "is not modelled")
     if speculative is not None:
         if speculative.method != "draft" or speculative.draft is None:
             raise InvalidArgumentError("speculative_method", speculative.method,
@@ -126,8 +138,7 @@ def llamacpp_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *, ctx_size
         assumptions.append(f"split by layers over {devices} GPUs (--split-mode layer), evenly")
     if note:
         assumptions.append(note)
-    if draft_note:
-        assumptions.append(draft_note)
+    assumptions += [n for n in (draft_note, mmproj_note) if n]
     return ServingCapacity(
         engine="llama.cpp", engine_version=None, gpu=gpu.name, tp=workload.parallelism.tp,
         pp=workload.parallelism.pp, gpu_memory_utilization=1.0, max_num_batched_tokens=min(2048, ctx),
