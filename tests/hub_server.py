@@ -7,8 +7,13 @@ It answers what huggingface_hub asks when it downloads files and reads safetenso
   (``RepoNotFound``, ``GatedRepo``, ``RevisionNotFound``, ``EntryNotFound``), as
   huggingface_hub.utils.hf_raise_for_status reads them;
 - ``GET /api/models/{repo_id}[/revision/{rev}]``: model info with its ``siblings``;
-- ``GET /api/models?search=...&limit=...``: the model search (``HfApi.list_models``), ids containing
-  the term;
+- ``GET /api/models?search=...&pipeline_tag=...&sort=...&limit=...``: the model search
+  (``HfApi.list_models``), ids containing the term, with the ``pipeline_tag``, ``downloads``, ``likes``,
+  ``trendingScore`` and ``createdAt`` a repo's ``_repo.json`` gives, sorted by the asked field (descending);
+- ``POST /api/validate-yaml`` (README.md's front matter must be a YAML mapping), ``POST /api/repos/create``,
+  ``POST /api/{type}s/{repo_id}/preupload/{rev}`` (every file "regular") and
+  ``POST /api/{type}s/{repo_id}/commit/{rev}`` (NDJSON, base64 files): what ``HfApi.create_repo`` and
+  ``upload_folder`` send; uploaded files are kept in ``hub.uploads["{type}s/{repo_id}"]`` (memory only);
 - ``GET /api/models/{repo_id}/safetensors-metadata/{index}``: every shard header in one
   response, as ``HfApi.get_sharded_safetensors_metadata`` expects (default branch only).
 
@@ -117,6 +122,8 @@ class HubStandIn:
     stopping: threading.Event = field(default_factory=threading.Event)
     #: Authorization headers received, in order (to check where a token went).
     authorizations: list[str | None] = field(default_factory=list)
+    #: Files committed through the upload endpoints: ``"datasets/org/name"`` -> path -> bytes.
+    uploads: dict[str, dict[str, bytes]] = field(default_factory=dict)
 
     def inject(self, *faults: Fault) -> None:
         with self.lock:
@@ -199,6 +206,60 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self._dispatch(head=False)
+
+    def do_POST(self) -> None:
+        path = unquote(urlsplit(self.path).path)
+        with self.hub.lock:
+            self.hub.authorizations.append(self.headers.get("Authorization"))
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if path == "/api/validate-yaml":  # upload_folder checks README.md's front matter first
+            content = json.loads(body)["content"]
+            problems = []
+            if content.startswith("---\n"):
+                import yaml
+
+                try:
+                    if not isinstance(yaml.safe_load(content[4 : content.index("\n---", 3)]), dict):
+                        problems.append({"message": "the front matter is not a mapping"})
+                except (ValueError, yaml.YAMLError) as e:
+                    problems.append({"message": f"invalid YAML: {e}"})
+            return self._send(400 if problems else 200, json.dumps({"errors": problems, "warnings": []}).encode(),
+                              {"Content-Type": "application/json"}, head=False)
+        if path == "/api/repos/create":
+            request = json.loads(body or b"{}")
+            name = f"{request['organization']}/{request['name']}" if request.get("organization") else request["name"]
+            kind = request.get("type") or "model"
+            key = f"{kind}s/{name}"
+            with self.hub.lock:
+                exists = key in self.hub.uploads
+                self.hub.uploads.setdefault(key, {})
+            url = f"{self.hub.endpoint}/{'' if kind == 'model' else kind + 's/'}{name}"
+            # The Hub's 409 names the existing repo's url too (create_repo(exist_ok=True) reads it).
+            answer = {"error": "You already created this repo", "url": url} if exists else {"url": url, "name": name}
+            return self._send(409 if exists else 200, json.dumps(answer).encode(),
+                              {"Content-Type": "application/json"}, head=False)
+        m = re.fullmatch(r"/api/(models|datasets|spaces)/([^/]+/[^/]+)/(preupload|commit)/([^/]+)", path)
+        if not m:
+            return self._error(404, "EntryNotFound", f"no route for POST {path}", head=False)
+        key = f"{m.group(1)}/{m.group(2)}"
+        with self.hub.lock:
+            files = self.hub.uploads.get(key)
+        if files is None:
+            return self._error(404, "RepoNotFound", "Repository not found", head=False)
+        if m.group(3) == "preupload":
+            listed = json.loads(body)["files"]
+            answer = {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in listed]}
+            return self._send(200, json.dumps(answer).encode(), {"Content-Type": "application/json"}, head=False)
+        import base64
+
+        for line in body.decode().splitlines():
+            item = json.loads(line)
+            if item["key"] == "file":
+                with self.hub.lock:
+                    files[item["value"]["path"]] = base64.b64decode(item["value"]["content"])
+        oid = hashlib.sha1(body).hexdigest()
+        answer = {"commitUrl": f"{self.hub.endpoint}/{key}/commit/{oid}", "commitOid": oid}
+        self._send(200, json.dumps(answer).encode(), {"Content-Type": "application/json"}, head=False)
 
     # -- routing -------------------------------------------------------------------------
     def _dispatch(self, *, head: bool) -> None:
@@ -316,17 +377,29 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, json.dumps(info).encode(), {"Content-Type": "application/json"}, head=head)
 
     def _search(self, query: str, *, head: bool) -> None:
-        """``HfApi.list_models(search=..., limit=...)``: repo ids containing the term (case-insensitive)."""
+        """``HfApi.list_models(search=..., pipeline_tag=..., sort=..., limit=...)``: repo ids containing the
+        term (case-insensitive), with the listing fields of each repo's ``_repo.json``."""
         from urllib.parse import parse_qs
 
         params = parse_qs(query)
         term = params.get("search", [""])[0].lower()
+        tag = params.get("pipeline_tag", [None])[0]
+        sort = params.get("sort", [None])[0]
         limit = int(params.get("limit", ["1000"])[0])
-        ids = sorted(f"{org.name}/{repo.name}" for org in self.root.iterdir() if org.is_dir()
-                     for repo in org.iterdir() if repo.is_dir())  # fmt: skip
-        found = [{"id": i, "modelId": i, "private": False, "downloads": 0, "likes": 0, "tags": []}
-                 for i in ids if term in i.lower()][:limit]  # fmt: skip
-        self._send(200, json.dumps(found).encode(), {"Content-Type": "application/json"}, head=head)
+        found = []
+        for org in sorted(p for p in self.root.iterdir() if p.is_dir()):
+            for repo in sorted(p for p in org.iterdir() if p.is_dir()):
+                repo_id = f"{org.name}/{repo.name}"
+                meta = json.loads((repo / "_repo.json").read_text()) if (repo / "_repo.json").is_file() else {}
+                if term not in repo_id.lower() or (tag is not None and meta.get("pipeline_tag") != tag):
+                    continue
+                item = {"id": repo_id, "modelId": repo_id, "private": False, "downloads": 0, "likes": 0, "tags": []}
+                item.update({k: meta[k] for k in ("pipeline_tag", "downloads", "likes", "trendingScore", "createdAt")
+                             if k in meta})
+                found.append(item)
+        if sort in ("downloads", "likes", "trendingScore"):
+            found.sort(key=lambda item: -item.get(sort, 0))
+        self._send(200, json.dumps(found[:limit]).encode(), {"Content-Type": "application/json"}, head=head)
 
     def _sharded_metadata(self, repo_id: str, filename: str, *, head: bool) -> None:
         found = self._repo(repo_id, "main", head=head)

@@ -14,7 +14,7 @@ from hf_gpu_estimator import cli
 from hf_gpu_estimator.cli.workload_flags import WORKLOAD_FLAGS
 
 PACKAGE = Path(cli.__file__).resolve().parents[1]
-COMMAND_NAMES = ("estimate", "inspect", "plan", "gpus", "measure", "preflight", "serve")
+COMMAND_NAMES = ("estimate", "inspect", "plan", "gpus", "measure", "preflight", "serve", "census")
 
 
 def test_every_command_is_a_module_that_registers_itself() -> None:

@@ -285,3 +285,21 @@ def test_runner_adapts_types_that_need_it(model_type: str) -> None:
     assert training.peak_bytes > training.parameters * 2  # bf16 weights, then gradients and states
     if model_type == "xlnet":  # its float32-built attention weights are cast, and say so
         assert any("cast to bfloat16" in f for f in inference.fallbacks)
+
+
+@pytest.mark.parametrize("recipe", [
+    {"precision": "bf16-true", "quantized_saves_input": True},
+    {"precision": "bf16-true", "lora_dropout": 0.1},
+    {"precision": "bf16-mixed", "kbit_fp32_casts": True},
+], ids=["bnb-keeps-input", "lora-dropout", "kbit-casts"])
+def test_exact_traces_the_qlora_recipe(recipe) -> None:
+    """Exact mode runs the recipe on its bf16 stand-in of the 4-bit base (bitsandbytes' MatMul4Bit autograd,
+    peft's dropout and k-bit casts): the trace grows with the recipe, and the analytic terms follow it
+    (within 6 % of the traced peak on this config; reference: the trace)."""
+    big = {**TINY, "hidden_size": 256, "intermediate_size": 512}
+    work = dict(task="training", batch_size=2, seq_len=256, method="qlora", **recipe)
+    plain = dict(work, quantized_saves_input=False, lora_dropout=0.0, kbit_fp32_casts=False)
+    exact = estimate(dict(big), mode="exact", **work).memory.allocated_peak_bytes
+    assert exact > estimate(dict(big), mode="exact", **plain).memory.allocated_peak_bytes
+    analytic = estimate(dict(big), **work).memory.allocated_peak_bytes
+    assert abs(analytic / exact - 1) < 0.06

@@ -218,8 +218,8 @@ def test_batch_size_suggestion_keeps_the_effective_batch() -> None:
     result = preflight_check(spec, workload_kwargs=work, device_memory_bytes=int((big + small) / 2 / 0.95))
     (batch,) = [s for s in result.suggestions if s.key == "batch_size"]
     b, steps = batch.options["batch_size"], batch.options["gradient_accumulation_steps"]
-    assert 2 <= b < 16 and b * steps >= 16 * 2
-    too_big = estimate(spec, **{**work, "batch_size": b + 1})
+    assert 2 <= b < 16 and b * steps == 16 * 2  # the effective batch exactly (issue 21), not 3 x 11 = 33
+    too_big = estimate(spec, **{**work, "batch_size": 2 * b})  # the next divisor of 32
     assert too_big.device_total_range_bytes[1] > result.budget_bytes  # the largest whose high end fits
 
 

@@ -290,9 +290,11 @@ def test_plan_that_does_not_fit_reports_the_smallest_configuration() -> None:
     p = plan(spec, make_workload(seq_len=1024, new_tokens=256), gpu)
     assert not p.fits and p.min_gpus is not None and p.runs_on is not None
     assert p.runs_on.num_gpus == p.min_gpus.num_gpus > 1
-    # the engine answers at the split asked, never at another one silently (DESIGN: plan --format json)
+    # the serving answer is for the tp asked, never swapped silently (issue 21); min GPUs carries its launch
     assert p.serving is not None and p.serving.tp == 1 and not p.serving.would_start
-    assert any("smallest configuration" in n for n in p.notes)
+    assert p.min_gpus.verdict is not None and p.min_gpus.verdict.serving.would_start
+    assert f"--tensor-parallel-size {p.min_gpus.tp}" in p.min_gpus.to_dict()["launch"]
+    assert any("the smallest that does" in n for n in p.notes)
     assert p.to_dict()["runs_on"]["num_gpus"] == p.min_gpus.num_gpus
 
 

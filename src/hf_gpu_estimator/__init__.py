@@ -21,6 +21,9 @@ _LAZY = {
     "get_gpu": "hf_gpu_estimator.hardware",
     "list_gpus": "hf_gpu_estimator.hardware",
     "EstimatorError": "hf_gpu_estimator.errors",
+    "Deployment": "hf_gpu_estimator.planner.deployment",
+    "fit": "hf_gpu_estimator.planner.deployment",
+    "Verdict": "hf_gpu_estimator.verdict",
 }
 
 __all__ = sorted(_LAZY)
@@ -29,8 +32,10 @@ if TYPE_CHECKING:
     from hf_gpu_estimator.errors import EstimatorError
     from hf_gpu_estimator.estimator import Estimate, estimate
     from hf_gpu_estimator.hardware import GPU, get_gpu, list_gpus
+    from hf_gpu_estimator.planner.deployment import Deployment, fit
     from hf_gpu_estimator.sources import inspect_model
     from hf_gpu_estimator.spec import ModelSpec
+    from hf_gpu_estimator.verdict import Verdict
     from hf_gpu_estimator.workload import Workload, make_workload
 
 

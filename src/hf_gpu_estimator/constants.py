@@ -19,7 +19,7 @@ COMMON_GPUS: tuple[str, ...] = ("RTX-4090", "A100-80GB", "H100-SXM-80GB")
 #: a missing one ends the CLI with one line naming it.
 EXTRAS: dict[str, str] = {
     "torch": "torch", "transformers": "torch", "peft": "peft", "accelerate": "accelerate",
-    "lightning": "lightning", "rich": "rich", "matplotlib": "plot", "gradio": "web",
+    "lightning": "lightning", "rich": "rich", "matplotlib": "plot", "gradio": "web", "pyarrow": "census", "ray": "ray",
 }  # fmt: skip
 
 #: Set to any value to let the CLI print full tracebacks instead of one line.

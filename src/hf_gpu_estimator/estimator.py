@@ -11,7 +11,7 @@ from hf_gpu_estimator.constants import COMMON_GPUS, DEFAULT_MARGIN
 from hf_gpu_estimator.errors import InvalidArgumentError
 from hf_gpu_estimator.memory import MemoryEstimate, estimate_memory
 from hf_gpu_estimator.spec import ModelSpec
-from hf_gpu_estimator.verdict import Verdict, judge, search_margin, uncertainty_for
+from hf_gpu_estimator.verdict import Verdict, uncertainty_for
 from hf_gpu_estimator.workload import Workload, workload_from_kwargs
 
 if TYPE_CHECKING:
@@ -28,6 +28,13 @@ class Estimate:
     gpu: GPU | None = None
     mode: str = "analytic"
     assumptions: tuple[str, ...] = field(default=())
+    #: Every GPU given to :func:`estimate` (``gpu=`` a list); ``gpu`` is set when exactly one was.
+    gpus: tuple[GPU, ...] = field(default=())
+    #: The workload as asked, before the checkpoint's quantization was decided for a GPU: each GPU's
+    #: verdict decides it again for that GPU (MXFP4 kept packed only where its kernels run).
+    asked_workload: Workload | None = field(default=None, repr=False)
+    #: What the device reports free (shared GPUs): verdicts are judged against it.
+    free_memory_bytes: int | None = None
 
     @property
     def trainable_parameters(self) -> int:
@@ -52,31 +59,66 @@ class Estimate:
             gpu: a catalog name or GPU; default the ``gpu=`` given to :func:`estimate`.
             margin: share of the device memory left free (0 to 0.5).
         """
+        from hf_gpu_estimator.planner.deployment import Deployment, fit, prepare
+
         target = self.target_gpu(gpu)
-        return judge(self.memory.device_total_bytes, self.workload, target.usable_memory_bytes, name=target.name,
-                     margin=margin)
+        p = self.workload.parallelism
+        deployment = Deployment(gpu=target, tp=p.tp, pp=p.pp, num_gpus=p.num_gpus, margin=margin,
+                                free_memory_bytes=self.free_memory_bytes)
+        asked = self.asked_workload or self.workload
+        here, _ = prepare(self.spec, asked, deployment)
+        # the estimate's own memory (calibrated, or traced) where this GPU runs the same workload; fp16 in
+        # place of bf16 (a GPU without bf16) takes the same bytes
+        mine = self.workload
+        same = (here == mine or here.with_(dtype=mine.dtype, precision=mine.precision) == mine) and (
+            self.gpu is None or target == self.gpu)
+        return fit(self.spec, asked, deployment, memory=self.memory if same else None)
+
+    def verdicts(self, *, margin: float = DEFAULT_MARGIN) -> tuple[Verdict, ...]:
+        """The verdict on every GPU judged: the ``gpu=`` given (one or a list), else
+        :data:`~hf_gpu_estimator.constants.COMMON_GPUS` (what ``print(est)`` and the CLI show)."""
+        return tuple(self.verdict(g, margin=margin) for g in self.judged_gpus)
+
+    @property
+    def judged_gpus(self) -> tuple[GPU, ...]:
+        """The GPUs the verdict table shows: those given to :func:`estimate`, else the common ones."""
+        from hf_gpu_estimator.hardware import get_gpu
+
+        if self.gpus:
+            return self.gpus
+        return (self.gpu,) if self.gpu is not None else tuple(get_gpu(g) for g in COMMON_GPUS)
 
     def fits(self, gpu: str | GPU | None = None, *, margin: float = DEFAULT_MARGIN) -> bool:
         """Whether even the high end of the per-device total (what nvidia-smi would show) fits ``gpu``
-        with ``margin`` to spare: ``verdict(gpu).verdict == "fits"``."""
+        with ``margin`` to spare: ``verdict(gpu).verdict == "fits"``. Without ``gpu`` and with none (or
+        several) given to :func:`estimate`: whether it fits at least one of :attr:`judged_gpus`."""
+        if gpu is None and self.gpu is None:
+            return any(v.fits for v in self.verdicts(margin=margin))
         return self.verdict(gpu, margin=margin).fits
 
     def headroom_bytes(self, gpu: str | GPU | None = None, *, margin: float = DEFAULT_MARGIN) -> int:
         """Memory left on ``gpu`` at the high end, after the margin (negative: missing); the verdict's basis."""
         return self.verdict(gpu, margin=margin).headroom_bytes
 
+    def _deployment(self, gpu: str | GPU | None, margin: float) -> Any:
+        from hf_gpu_estimator.planner.deployment import Deployment
+
+        p = self.workload.parallelism
+        return Deployment(gpu=self.target_gpu(gpu), tp=p.tp, pp=p.pp, num_gpus=p.num_gpus, margin=margin,
+                          free_memory_bytes=self.free_memory_bytes)
+
     def max_batch_size(self, gpu: str | GPU | None = None, *, margin: float = DEFAULT_MARGIN) -> int:
         """The largest per-device batch of this workload whose verdict on ``gpu`` is "fits"
-        (:func:`planner.max_batch_size` under :func:`verdict.search_margin`)."""
+        (:func:`planner.max_batch_size`, asking the same :func:`~hf_gpu_estimator.planner.deployment.fit`)."""
         from hf_gpu_estimator.planner import max_batch_size
 
-        return max_batch_size(self.spec, self.workload, self.target_gpu(gpu), margin=search_margin(self.workload, margin))
+        return max_batch_size(self.spec, self.asked_workload or self.workload, self._deployment(gpu, margin))
 
     def max_seq_len(self, gpu: str | GPU | None = None, *, margin: float = DEFAULT_MARGIN) -> int:
         """The longest sequence (training) or prompt (inference) whose verdict on ``gpu`` is "fits"."""
         from hf_gpu_estimator.planner import max_seq_len
 
-        return max_seq_len(self.spec, self.workload, self.target_gpu(gpu), margin=search_margin(self.workload, margin))
+        return max_seq_len(self.spec, self.asked_workload or self.workload, self._deployment(gpu, margin))
 
     def min_gpus(self, gpu: str | GPU | None = None, *, margin: float = DEFAULT_MARGIN) -> int:
         """The fewest GPUs of type ``gpu`` on which the verdict is "fits" (see :func:`planner.min_gpus` for the split).
@@ -86,7 +128,7 @@ class Estimate:
         """
         from hf_gpu_estimator.planner import min_gpus
 
-        return min_gpus(self.spec, self.workload, self.target_gpu(gpu), margin=search_margin(self.workload, margin)).num_gpus
+        return min_gpus(self.spec, self.asked_workload or self.workload, self._deployment(gpu, margin)).num_gpus
 
     def target_gpu(self, gpu: str | GPU | None = None) -> GPU:
         """``gpu`` resolved in the catalog, or the ``gpu=`` given to :func:`estimate`."""
@@ -94,7 +136,8 @@ class Estimate:
 
         if gpu is None:
             if self.gpu is None:
-                raise InvalidArgumentError("gpu", None, "a GPU name (estimate(..., gpu=...) or fits('A100-80GB'))")
+                names = ", ".join(g.name for g in self.judged_gpus)
+                raise InvalidArgumentError("gpu", None, f"one GPU name (estimate(..., gpu=...) or a GPU of {names})")
             return self.gpu
         return get_gpu(gpu)
 
@@ -122,7 +165,7 @@ class Estimate:
             model["source"] = spec.source_url
         memory = self.memory.to_dict()
         memory["device_total_range_bytes"] = list(self.device_total_range_bytes)
-        targets = list(gpus) if gpus is not None else [self.gpu] if self.gpu is not None else list(COMMON_GPUS)
+        targets = list(gpus) if gpus is not None else list(self.judged_gpus)
         out: dict[str, Any] = {
             "model": model,
             "workload": self.workload.to_dict(),
@@ -157,25 +200,24 @@ class Estimate:
         return memory_bar(self, path=path, gpus=names)
 
     def __str__(self) -> str:
-        from hf_gpu_estimator.report import render_table
+        """The CLI's table: the breakdown, the range and the verdict on every judged GPU."""
+        from hf_gpu_estimator.report import render_sections
 
-        return render_table(self)
+        return render_sections(self._sections(), "text")
 
     def __repr__(self) -> str:
         """One line: the model, the workload and the device total with its range."""
         from hf_gpu_estimator.report import gib, gib_range, workload_line
 
         low, high = self.device_total_range_bytes
-        gpu = f", {self.gpu.name}: {self.verdict().verdict}" if self.gpu is not None else ""
+        gpu = "".join(f", {v.name}: {v.verdict}" for v in self.verdicts()) if self.gpus or self.gpu else ""
         return (f"Estimate({self.spec.id!r}, {workload_line(self)}: device total {gib(self.memory.device_total_bytes)} "
                 f"({gib_range(low, high)}){gpu})")
 
     def _sections(self) -> list[Any]:
-        from hf_gpu_estimator.hardware import get_gpu
         from hf_gpu_estimator.report import estimate_sections
 
-        gpus = (self.gpu,) if self.gpu is not None else tuple(get_gpu(g) for g in COMMON_GPUS)
-        return estimate_sections(self, gpus=gpus)
+        return estimate_sections(self, gpus=self.judged_gpus)
 
     def _repr_markdown_(self) -> str:
         from hf_gpu_estimator.report import render_sections
@@ -267,15 +309,18 @@ def fit_context(spec: ModelSpec, options: Mapping[str, Any]) -> tuple[dict[str, 
     return out, tuple(notes)
 
 
-def estimate(model: Any, *, gpu: str | GPU | None = None, revision: str | None = None, token: str | None = None,
-             mode: str = "analytic", calibration: Any = None, **workload: Any) -> Estimate:
+def estimate(model: Any, *, gpu: str | GPU | Sequence[str | GPU] | None = None, revision: str | None = None,
+             token: str | None = None, mode: str = "analytic", calibration: Any = None,
+             free_memory_bytes: int | None = None, **workload: Any) -> Estimate:
     """Estimate the GPU memory ``model`` needs for a workload.
 
     Args:
         model: a Hub id, a local path, a config dict, a ``PretrainedConfig``, a ModelSpec or a live
             ``torch.nn.Module``.
-        gpu: a GPU catalog name to check against (``est.fits()``); a calibration measured on that
-            GPU (see :mod:`hf_gpu_estimator.calibration`) then sets the reserved and CUDA-context overheads.
+        gpu: a GPU catalog name to check against (``est.fits()``), or a list of them (each judged on its
+            own; ``"A,B"`` as on the CLI); with one GPU, a calibration measured on it (see
+            :mod:`hf_gpu_estimator.calibration`) sets the reserved and CUDA-context overheads.
+        free_memory_bytes: what the device reports free (a shared GPU); verdicts are judged against it.
         revision, token: for Hub ids.
         mode: ``"analytic"`` (default, pure arithmetic) or ``"exact"`` (trace the real transformers
             code on fake tensors; needs the ``torch`` extra).
@@ -306,11 +351,9 @@ def estimate(model: Any, *, gpu: str | GPU | None = None, revision: str | None =
         spec = inspect_model(model, revision=revision, token=token)
     options, context_notes = fit_context(spec, workload)
     work = workload_from_kwargs(options)
-    resolved_gpu = None
-    if gpu is not None:
-        from hf_gpu_estimator.hardware import get_gpu
-
-        resolved_gpu = get_gpu(gpu)
+    asked = work
+    resolved = resolve_gpus(gpu)
+    resolved_gpu = resolved[0] if len(resolved) == 1 else None
     from hf_gpu_estimator.memory.weights import resolve_quantization
 
     # The checkpoint's own quantization (and, for MXFP4, whether --gpu runs its kernels) decides how
@@ -331,7 +374,34 @@ def estimate(model: Any, *, gpu: str | GPU | None = None, revision: str | None =
         device_calibration = resolve_calibration(calibration, resolved_gpu)
         if device_calibration is not None:
             memory, assumptions = apply_calibration(memory, work, device_calibration, assumptions)
-    return Estimate(spec=spec, workload=work, memory=memory, gpu=resolved_gpu, mode=mode, assumptions=assumptions)
+    return Estimate(spec=spec, workload=work, memory=memory, gpu=resolved_gpu, mode=mode, assumptions=assumptions,
+                    gpus=resolved, asked_workload=asked, free_memory_bytes=free_memory_bytes)
+
+
+def resolve_gpus(gpu: str | GPU | Sequence[str | GPU] | None) -> tuple[GPU, ...]:
+    """``gpu=`` as catalog entries, in order, without repeats: a name, ``"A,B"``, a GPU, or a list of them."""
+    from hf_gpu_estimator.hardware import GPU as GPUType
+    from hf_gpu_estimator.hardware import get_gpu
+
+    if gpu is None:
+        return ()
+    if isinstance(gpu, (str, GPUType)):
+        items: list[Any] = [gpu]
+    elif isinstance(gpu, (list, tuple)):
+        items = list(gpu)
+    else:
+        raise InvalidArgumentError("gpu", gpu, "a GPU catalog name, a GPU, or a list of them")
+    out: dict[str, GPUType] = {}
+    for item in items:
+        names = [n.strip() for n in item.split(",")] if isinstance(item, str) else [item]
+        for name in names:
+            if isinstance(name, str) and not name:
+                raise InvalidArgumentError("gpu", gpu, "catalog names separated by commas, none empty")
+            entry = get_gpu(name)
+            out.setdefault(entry.name, entry)
+    if not out:
+        raise InvalidArgumentError("gpu", gpu, "at least one GPU name")
+    return tuple(out.values())
 
 
 def _with_device_context(memory: MemoryEstimate, gpu: GPU) -> MemoryEstimate:

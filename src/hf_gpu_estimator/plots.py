@@ -167,8 +167,15 @@ def sweep(spec_or_model: Any, workload_kwargs: Mapping[str, Any] | None = None, 
     targets = _gpus(gpu)
     _gpu_lines(ax, targets)
     if targets:
-        limit = targets[0].usable_memory_bytes * 0.95
-        fitting = [v for v, e in zip(values, estimates) if e.device_total_bytes <= limit]
+        from hf_gpu_estimator.planner.deployment import Deployment, fit
+
+        # "fits" is the one fit's verdict (the high end of the measured range vs usable less the margin)
+        works = [make_workload(**{**base, over: v}) for v in values]
+        deployments = [Deployment(gpu=targets[0], tp=w.parallelism.tp, pp=w.parallelism.pp,
+                                  num_gpus=w.parallelism.num_gpus) for w in works]
+        verdicts = [fit(spec, w, d) for w, d in zip(works, deployments)]
+        limit = verdicts[0].limit_bytes
+        fitting = [v for v, verdict in zip(values, verdicts) if verdict.fits]
         if fitting:
             ax.axvline(fitting[-1], color="grey", linestyle=":", linewidth=1)
             ax.annotate(f"largest that fits: {fitting[-1]:,}", (fitting[-1], limit / GiB), xytext=(6, -14),

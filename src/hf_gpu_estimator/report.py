@@ -75,15 +75,29 @@ def signed_gib(nbytes: float) -> str:
 
 
 def verdict_line(v: Verdict) -> str:
-    """``fits: needs 17.20–18.04 GiB of 24.00 GiB (RTX-4090), 4.76 GiB to spare after a 5 % margin``."""
+    """``fits: needs 17.20–18.04 GiB of 22.80 GiB (RTX-4090: 24.00 GiB less 5 %), 4.76 GiB to spare at the high end``:
+    the needs against the same limit the headroom is computed from."""
     spare = (f"{gib(v.headroom_bytes)} to spare" if v.headroom_bytes >= 0 else f"{gib(-v.headroom_bytes)} short")
-    return (f"{v.verdict}: needs {gib_range(v.needs_low_bytes, v.needs_high_bytes)} of {gib(v.usable_bytes)} "
-            f"({v.name}), {spare} at the high end after a {v.margin:.0%} margin")
+    why = f"; {v.problem}" if v.problem else ""
+    return (f"{v.verdict}: needs {gib_range(v.needs_low_bytes, v.needs_high_bytes)} of {gib(v.limit_bytes)} "
+            f"({v.name}: {gib(v.usable_bytes)} less {v.margin:.0%}), {spare} at the high end{why}")
+
+
+def _served_by_llamacpp(est: Estimate) -> bool:
+    from hf_gpu_estimator.memory.llamacpp import is_llamacpp
+
+    return not est.workload.is_training and is_llamacpp(est.spec, est.workload.quantization)
 
 
 def workload_line(est: Estimate) -> str:
-    """The workload in one line: task, batch, tokens, dtype or precision, attention, quantization, split."""
+    """The workload in one line: task, batch, tokens, dtype or precision, attention, quantization, split
+    (llama.cpp: its -c, -np and -ngl instead of torch's attention path)."""
     w = est.workload
+    if _served_by_llamacpp(est):
+        ctx = w.batch_size * (w.seq_len + w.new_tokens)
+        ngl = "all" if w.gpu_layers is None else str(w.gpu_layers)
+        return (f"llama.cpp inference, {w.seq_len} prompt + {w.new_tokens} new tokens, {w.quantization}, "
+                f"-c {ctx} -np {w.batch_size} -ngl {ngl}")
     if w.is_training:
         parts = [f"training ({w.method})", f"batch {w.batch_size} x {w.seq_len} tokens", w.precision.name,
                  w.optimizer.name]
@@ -164,7 +178,7 @@ TEXT_FORMATS: tuple[str, ...] = ("table", "markdown", "text")
 _STYLES = {"ok": "bold green", "warn": "bold yellow", "bad": "bold red", "dim": "dim", "total": "bold"}
 _MARKS = {"ok": "✓ ", "warn": "~ ", "bad": "✗ "}
 #: The row style of each verdict.
-VERDICT_STYLES = {"fits": "ok", "tight": "warn", "does not fit": "bad"}
+VERDICT_STYLES = {"fits": "ok", "tight": "warn", "does not fit": "bad", "would not start": "bad"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -355,26 +369,35 @@ def estimate_sections(est: Estimate, *, gpus: tuple[GPU, ...] = (), suggestions:
         if value:
             rows.append((name.replace("_", " "), gib(value), f"{100 * value / allocated:.0f} %"))
             styles.append(None)
-    rows += [
-        ("allocated peak (torch max_memory_allocated)", gib(mem.allocated_peak_bytes), "100 %"),
-        ("  range", gib_range(mem.allocated_low_bytes, mem.allocated_high_bytes), ""),
-        ("reserved peak (torch max_memory_reserved)", gib(mem.reserved_peak_bytes), ""),
-        ("device total (nvidia-smi, with CUDA context)", gib(mem.device_total_bytes), ""),
-        ("  measured range", gib_range(*est.device_total_range_bytes), ""),
-    ]
-    styles += ["total", "dim", None, "total", "dim"]
+    if _served_by_llamacpp(est):  # llama.cpp's own words: its buffers, not torch's allocator
+        rows += [
+            ("GPU buffers (model + KV + compute, as llama.cpp logs them)", gib(mem.allocated_peak_bytes), "100 %"),
+            ("  range", gib_range(mem.allocated_low_bytes, mem.allocated_high_bytes), ""),
+            ("device total (nvidia-smi: buffers + CUDA context)", gib(mem.device_total_bytes), ""),
+            ("  measured range", gib_range(*est.device_total_range_bytes), ""),
+        ]
+        styles += ["total", "dim", "total", "dim"]
+    else:
+        rows += [
+            ("allocated peak (torch max_memory_allocated)", gib(mem.allocated_peak_bytes), "100 %"),
+            ("  range", gib_range(mem.allocated_low_bytes, mem.allocated_high_bytes), ""),
+            ("reserved peak (torch max_memory_reserved)", gib(mem.reserved_peak_bytes), ""),
+            ("device total (nvidia-smi, with CUDA context)", gib(mem.device_total_bytes), ""),
+            ("  measured range", gib_range(*est.device_total_range_bytes), ""),
+        ]
+        styles += ["total", "dim", None, "total", "dim"]
     devices = mem.num_devices
     title = f"Memory per device, peak during {mem.phase_at_peak}" + (f" ({devices} devices)" if devices > 1 else "")
     memory = Section(title=title, header=("component", "memory", "share"), rows=tuple(rows), row_styles=tuple(styles))
     sections = [head, memory]
     if gpus:
         verdicts = [est.verdict(g) for g in gpus]
-        fit_rows = tuple((gpu_label(g), gib(v.usable_bytes), gib_range(v.needs_low_bytes, v.needs_high_bytes),
+        fit_rows = tuple((gpu_label(g), gib(v.limit_bytes), gib_range(v.needs_low_bytes, v.needs_high_bytes),
                           signed_gib(v.headroom_bytes), v.verdict) for g, v in zip(gpus, verdicts))
         fit_styles = tuple(VERDICT_STYLES[v.verdict] for v in verdicts)
         margin = verdicts[0].margin
         sections.append(Section(title=f"Fits per GPU: the high end of the range vs usable memory less {margin:.0%}",
-                                header=("gpu", "usable", "needs (range)", "headroom", "verdict"),
+                                header=("gpu", f"usable - {margin:.0%}", "needs (range)", "headroom", "verdict"),
                                 rows=fit_rows, row_styles=fit_styles,
                                 notes=(f"range: {verdicts[0].basis}",)))
     if suggestions_for is not None:
@@ -453,28 +476,37 @@ def gpu_sections(gpus: Sequence[GPU]) -> list[Section]:
 
 def plan_sections(p: Any) -> list[Section]:
     """``hfge plan --gpu``: a :class:`~hf_gpu_estimator.planner.Plan` as fact/value rows."""
+    v = p.verdict
+    if v is not None:
+        needs = (gib(v.needs_bytes) if v.needs_low_bytes == v.needs_high_bytes
+                 else gib_range(v.needs_low_bytes, v.needs_high_bytes))
+        basis = (f"{gib(v.limit_bytes)} usable ({v.margin:.0%} kept free)" if v.engine_starts is None
+                 else f"{gib(v.limit_bytes)} the engine may use")
+        fits_text = f"{v.verdict}: needs {needs} per device of {basis}"
+    else:
+        fits_text = f"{'yes' if p.fits else 'no'}: needs {gib_range(*_range(p.device_total_bytes, p.workload))} per device"
+    on = p.deployment.describe() if p.deployment is not None else p.gpu.name
     rows: list[tuple[str, str]] = [
         ("gpu", f"{p.gpu.name} ({p.gpu.usable_memory_bytes / GiB:.1f} GiB usable)"),
-        ("fits", (f"{'yes' if p.fits else 'no'}: needs {gib_range(*_range(p.device_total_bytes, p.workload))} "
-                  "per device (the high end vs usable less the margin)")),
-        ("max batch size", str(p.max_batch_size)),
-        ("max seq len", str(p.max_seq_len)),
-        ("min GPUs", p.min_gpus.description if p.min_gpus else "none tried fits"),
+        ("deployment", on),
+        ("fits", fits_text),
     ]
     if p.serving is not None:
         s = p.serving
         name = {"vllm": "vLLM", "sglang": "SGLang", "llama.cpp": "llama.cpp", "transformers": "transformers"}.get(
             s.engine, s.engine)
-        rows += [("engine", name + (f" {s.engine_version}" if s.engine_version else "")
-                  + (f" (tp {s.tp}" + (f", pp {s.pp}" if s.pp > 1 else "") + ")" if s.tp * s.pp > 1 else "")),
-                 ("starts", "yes" if s.fits else f"no: {s.problem}"),
-                 (f"{name} KV cache", f"{s.kv_cache_tokens:,} tokens ({s.kv_pool_bytes / GiB:.1f} GiB, "
-                                      f"{s.num_blocks:,} blocks of {s.block_size})"),
-                 ("max concurrent seqs", f"{s.max_concurrent_sequences} at max_model_len {s.max_model_len:,}"
-                  + ("" if s.max_concurrent_sequences else f" ({name} would not start)")),
+        rows += [(f"{name} KV cache", f"{s.kv_cache_tokens:,} tokens ({s.kv_pool_bytes / GiB:.1f} GiB"
+                                      + (f", {s.num_blocks:,} blocks of {s.block_size})" if s.block_size > 1 else ")")),
+                 ("max batch size (concurrent seqs)", f"{p.max_batch_size} at max_model_len {s.max_model_len:,}"
+                  + ("" if p.fits else f" ({name} would not start)")),
                  ("largest max_model_len", f"{s.largest_max_model_len:,}")]
+    else:
+        rows += [("max batch size", str(p.max_batch_size)), ("max seq len", str(p.max_seq_len))]
+    rows.append(("min GPUs", p.min_gpus.description if p.min_gpus else "none tried fits"))
+    from hf_gpu_estimator.perf import InferenceSpeed
+
     sp = p.speed
-    if sp is not None and hasattr(sp, "tpot_seconds"):
+    if isinstance(sp, InferenceSpeed):
         rows += [("TTFT", f"{sp.ttft_seconds * 1e3:.1f} ms ({sp.prefill_bound}-bound)"),
                  ("TPOT", f"{sp.tpot_seconds * 1e3:.2f} ms ({sp.decode_bound}-bound)"),
                  ("decode", f"{sp.decode_tokens_per_s:,.0f} tokens/s at batch {sp.batch_size}")]
@@ -485,10 +517,43 @@ def plan_sections(p: Any) -> list[Section]:
         if p.usd_per_million_output_tokens is not None:
             cost += f", ${p.usd_per_million_output_tokens:.2f} per 1M output tokens"
         rows.append(("cost", cost))
-    styles = [("ok" if ok else "bad") if name in ("fits", "starts") else None
-              for name, _ in rows for ok in [p.fits if name == "fits" else (p.serving is not None and p.serving.fits)]]
+    launch = p.launch if p.fits else (p.min_gpus.verdict.launch if p.min_gpus and p.min_gpus.verdict else None)
+    if launch is not None:
+        rows.append(("launch" if p.fits else f"launch ({p.min_gpus.num_gpus} GPUs)", launch.command))
+        extra = launch.extra
+        for key in ("lightning", "training_arguments"):
+            if key in extra:
+                rows.append((key.replace("_", " "), ", ".join(f"{k}={v!r}" for k, v in extra[key].items())))
+    styles = [("ok" if p.fits else "bad") if name == "fits" else None for name, _ in rows]
     return [Section(title=f"{p.gpu.name}: plan", rows=tuple(rows), row_styles=tuple(styles),
                     notes=tuple(f"note: {n}" for n in p.notes))]
+
+
+def catalog_sections(result: Any, *, verbose: bool = False) -> list[Section]:
+    """``hfge plan MODEL`` without ``--gpu``: one row per GPU type, fewest GPUs and cheapest first; the
+    types on which nothing tried fits in one closing line (``verbose``: each with its reason)."""
+    rows, styles = [], []
+    left_out = [r for r in result.rows if r.min_gpus is None]
+    for r in result.rows:
+        if r.min_gpus is None:
+            continue
+        m = r.min_gpus
+        split = m.description.split(", ", 1)[1] if ", " in m.description else m.description
+        rows.append((r.gpu.name, f"{r.gpu.usable_memory_bytes / GiB:.0f} GiB", r.verdict.verdict, str(m.num_gpus),
+                     split, "-" if r.hourly_usd is None else f"${r.hourly_usd:.2f}"))
+        styles.append(VERDICT_STYLES[r.verdict.verdict])
+    what = (f"{result.engine} at max_model_len {result.max_model_len:,}" if result.engine and result.max_model_len
+            else "as the framework runs it")
+    notes = [f"verdict on 1 GPU; 'gpus': the fewest on which it starts and fits ({what}); "
+             "hfge plan MODEL --gpu NAME for the launch command"]
+    if left_out:
+        notes.append(f"{len(left_out)} GPU types fit at none of the splits tried"
+                     + ("" if verbose else "; --verbose lists them"))
+        if verbose:
+            notes += [f"  {r.gpu.name}: {r.reason}" for r in left_out]
+    return [Section(title="Every GPU type: fewest GPUs first, then cheapest",
+                    header=("gpu", "memory", "on 1 GPU", "gpus", "split", "$/hour"), rows=tuple(rows),
+                    row_styles=tuple(styles), notes=tuple(notes))]
 
 
 def _range(total_bytes: int, workload: Any) -> tuple[int, int]:
@@ -498,26 +563,36 @@ def _range(total_bytes: int, workload: Any) -> tuple[int, int]:
     return u.low_bytes(total_bytes), u.high_bytes(total_bytes)
 
 
-def cheapest_sections(result: Any) -> list[Section]:
-    """``hfge plan --cheapest``: the options, cheapest first, then what was skipped and why."""
+def cheapest_sections(result: Any, *, verbose: bool = False) -> list[Section]:
+    """``hfge plan --cheapest``: the options, cheapest first, then one line on what was skipped (``verbose``:
+    every GPU type skipped and why)."""
     rows = []
+    serving = result.kind == "serving"
     for o in result.options:
         d = o.to_dict()
-        if "tpot_ms" in d:
+        if serving:
             rows.append((o.gpu, str(o.num_gpus), f"tp{o.tp}" + (f" pp{o.pp}" if o.pp > 1 else ""), str(o.replicas),
                          str(o.batch_size), f"{d['tpot_ms']:.1f}", f"{d['ttft_ms']:.0f}", f"${o.hourly_usd:.2f}",
                          f"${o.usd_per_million_output_tokens:.3f}"))
         else:
             rows.append((o.gpu, str(d["num_gpus"]), str(d["strategy"]), f"{d['tokens_per_s']:,.0f}",
                          f"{o.hours:.1f}", f"${o.hourly_usd:.2f}", f"${o.total_usd:,.0f}"))
-    if rows and len(rows[0]) == 9:
+    if serving:
         header: tuple[str, ...] = ("gpu", "gpus", "split", "replicas", "batch", "TPOT ms", "TTFT ms", "$/hour",
                                    "$/1M out")
     else:
         header = ("gpu", "gpus", "strategy", "tokens/s", "hours", "$/hour", "total $")
     notes: list[str] = []
-    if result.skipped:
-        notes.append(f"skipped {len(result.skipped)} GPU types:")
+    if serving and result.max_model_len:
+        notes.append(f"{result.engine} at max_model_len {result.max_model_len:,}: only splits that start are ranked")
+    best = result.options[0] if result.options else None
+    launch = None if best is None else best.launch if serving else (best.launch.command if best.launch else None)
+    if launch is not None:
+        notes.append("launch: " + launch)
+    line = result.skipped_note(verbose=verbose)
+    if line:
+        notes.append(line)
+    if verbose:
         notes += [f"  {s.gpu}: {s.reason}" for s in result.skipped]
     styles = ("ok",) + (None,) * (len(rows) - 1) if rows else ()
     return [Section(title="Cheapest options, cheapest first", header=header, rows=tuple(rows), row_styles=styles,

@@ -13,7 +13,6 @@ integrations fill ``how`` from their own hint templates.
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ __all__ = ["CLI_FLAGS", "ChangeKind", "Suggestion", "search", "suggest", "sugges
 
 #: The kinds of change the search tries; the integrations map each to a "how to apply" template.
 ChangeKind = Literal["batch_size", "gradient_checkpointing", "precision", "dtype", "method", "quantization",
-                     "optimizer", "strategy", "offload", "num_gpus", "tp"]
+                     "optimizer", "strategy", "offload", "num_gpus", "tp", "gpu_layers"]
 
 #: The CLI flag for each workload keyword a suggestion changes (``{}`` is the new value).
 CLI_FLAGS: Mapping[str, str] = {
@@ -39,7 +38,7 @@ CLI_FLAGS: Mapping[str, str] = {
     "gradient_checkpointing": "--gradient-checkpointing", "precision": "--precision {}", "dtype": "--dtype {}",
     "method": "--method {}", "quantization": "--quantization {}", "optimizer": "--optimizer {}",
     "num_gpus": "--num-gpus {}", "strategy": "--strategy {}", "tp": "--tp {}", "pp": "--pp {}",
-    "offload_optimizer": "--offload-optimizer",
+    "offload_optimizer": "--offload-optimizer", "gpu_layers": "--gpu-layers {}",
 }  # fmt: skip
 
 #: Device counts tried by the "more devices" suggestion for training (inference uses the valid TP degrees).
@@ -123,6 +122,7 @@ def search(spec: ModelSpec, workload: Workload | Mapping[str, Any], *, budget_by
         The suggestions; ``()`` when nothing modeled fits.
     """
     from hf_gpu_estimator.memory import estimate_memory
+    from hf_gpu_estimator.memory.llamacpp import is_llamacpp
     from hf_gpu_estimator.monotone import largest_true
     from hf_gpu_estimator.planner import valid_tp_degrees
     from hf_gpu_estimator.verdict import uncertainty_for
@@ -167,16 +167,21 @@ def search(spec: ModelSpec, workload: Workload | Mapping[str, Any], *, budget_by
     def batch_change(b: int) -> _Change:
         if not work.is_training:
             return _Change("batch_size", f"batch size {b}", {"batch_size": b})
-        steps = math.ceil(effective / b)
-        return _Change("batch_size", f"batch size {b} with gradient accumulation {steps} (effective batch >= {effective})",
-                       {"batch_size": b, "gradient_accumulation_steps": steps})
+        steps = effective // b
+        return _Change("batch_size", f"batch size {b} with gradient accumulation {steps} (effective batch {b} x "
+                       f"{steps} = {effective}, as before)", {"batch_size": b, "gradient_accumulation_steps": steps})
 
     def largest_batch(changes: list[_Change], upper: int) -> int:
-        """Largest batch in [1, upper] that fits with ``changes`` (memory grows with the batch); 0 if none."""
+        """Largest batch in [1, upper] that fits with ``changes`` (memory grows with the batch); 0 if none.
+        In training only a divisor of the effective batch, so that accumulation keeps it exactly."""
         def fits(b: int) -> bool:
-            return verify({k: v for c in [*changes, batch_change(b)] for k, v in c.options.items()}) is not None
+            options = {k: v for c in changes for k, v in c.options.items()}
+            return verify({**options, "batch_size": b}) is not None
 
-        return largest_true(fits, 1, upper)
+        best = largest_true(fits, 1, upper)
+        if work.is_training:
+            best = max((d for d in range(1, best + 1) if effective % d == 0), default=0)
+        return best
 
     # Single changes; within a tuple, the first alternative that fits is kept.
     singles: list[tuple[_Change, ...]] = []
@@ -213,6 +218,14 @@ def search(spec: ModelSpec, workload: Workload | Mapping[str, Any], *, budget_by
         singles.append(tuple(_Change("num_gpus", f"{n} devices with {'FSDP/ZeRO-3' if strategy == 'zero3' else strategy} "
                                                  f"sharding", {"num_gpus": n, "strategy": strategy})
                              for n in _DEVICE_COUNTS if n > p.num_gpus))
+    elif is_llamacpp(spec, work.quantization):
+        # llama.cpp: the most layers that fit on the GPU (-ngl), the rest in host memory
+        layers = spec.architecture.num_layers + 1 if spec.architecture is not None else 0
+        top = layers if work.gpu_layers is None else min(work.gpu_layers, layers)
+        ngl = largest_true(lambda n: verify({"gpu_layers": n}) is not None, 1, top - 1) if top > 1 else 0
+        if ngl >= 1:
+            singles.append((_Change("gpu_layers", f"offload {ngl} of {layers} layers to the GPU (-ngl {ngl}), the "
+                                    "rest from host memory (slower decode)", {"gpu_layers": ngl}),))
     else:
         if (work.dtype or spec.stored_dtype) == "float32":
             singles.append((_Change("dtype", "load the weights in bfloat16", {"dtype": "bfloat16"}),))
@@ -267,7 +280,8 @@ def suggest(est: Estimate, gpu: str | GPU | None = None, *, limit: int = 3, marg
     verdict = est.verdict(gpu, margin=DEFAULT_MARGIN if margin is None else margin)
     if verdict.fits:
         return ()
-    return search(est.spec, est.workload, budget_bytes=verdict.limit_bytes, limit=limit)
+    # the workload as it runs on that GPU (its own MXFP4 and bf16 support), from the one fit
+    return search(est.spec, verdict.workload or est.workload, budget_bytes=verdict.limit_bytes, limit=limit)
 
 
 def suggestion_target(est: Estimate, gpus: tuple[GPU, ...]) -> GPU | None:

@@ -17,22 +17,36 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from hf_gpu_estimator.constants import DEFAULT_MARGIN
 from hf_gpu_estimator.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
+    from hf_gpu_estimator.planner.deployment import Deployment, Launch
+    from hf_gpu_estimator.planner.engines import ServingCapacity
     from hf_gpu_estimator.workload import Workload
 
-VerdictName = Literal["fits", "tight", "does not fit"]
-VERDICTS: tuple[str, ...] = ("fits", "tight", "does not fit")
+VerdictName = Literal["fits", "tight", "does not fit", "would not start"]
+VERDICTS: tuple[str, ...] = ("fits", "tight", "does not fit", "would not start")
 
 #: Where :data:`UNCERTAINTY` comes from; ``tests/test_verdict.py`` recomputes every figure from
 #: these files and fails when they disagree.
 SOURCE = ("docs/accuracy.md, section 2 (nvidia-smi total, estimate / measured - 1): the runs in "
           "benchmarks/results/h200-2026-11-26*.json[l], NVIDIA H200, torch 2.11, transformers 5.17")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Assumption:
+    """One assumption of a result: a ``key`` that names what it is about (replaced by key, never
+    found by matching text) and the ``text`` shown to the user."""
+
+    key: str
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -95,19 +109,16 @@ def _check_margin(margin: object) -> float:
     return float(margin)
 
 
-def search_margin(workload: Workload, margin: float = DEFAULT_MARGIN) -> float:
-    """The margin under which a *point* estimate fits exactly when its high end fits with ``margin``.
-
-    ``total / (1 + under) <= usable * (1 - margin)``  <=>  ``total <= usable * (1 - m)`` with
-    ``m = 1 - (1 - margin) * (1 + under)``: the planner's searches (max batch, min GPUs) take it so
-    their answers agree with :func:`judge`.
-    """
-    return 1 - (1 - _check_margin(margin)) * (1 + uncertainty_for(workload).under)
-
-
 @dataclass(frozen=True, kw_only=True)
 class Verdict:
-    """Does one workload fit one device? Bytes per device."""
+    """Does one workload fit one device? Bytes per device.
+
+    The answer of :func:`hf_gpu_estimator.planner.deployment.fit`: without a serving engine, the
+    measured range of the device total against the usable memory less the margin; with one
+    (``engine_starts`` set), the engine's own start-up sizing decides, and ``problem`` says why it
+    would not start. ``deployment``, ``workload`` (as it runs on this GPU), ``serving`` and ``launch``
+    are filled by ``fit``.
+    """
 
     name: str
     usable_bytes: int
@@ -116,6 +127,23 @@ class Verdict:
     needs_high_bytes: int
     margin: float
     basis: str
+    engine_starts: bool | None = None
+    problem: str | None = None
+    deployment: Deployment | None = field(default=None, repr=False, compare=False)
+    workload: Workload | None = field(default=None, repr=False, compare=False)
+    serving: ServingCapacity | None = field(default=None, repr=False, compare=False)
+    launch: Launch | None = field(default=None, repr=False, compare=False)
+    assumptions: tuple[Assumption, ...] = field(default=(), repr=False, compare=False)
+
+    def __repr__(self) -> str:
+        """``Verdict('fits', RTX-4090: needs 17.20-18.04 GiB of 22.80 GiB (24.00 GiB less 5%), headroom +4.76 GiB)``:
+        the needs against the limit the headroom is computed from."""
+        gib = 1 << 30
+        why = f", {self.problem}" if self.problem else ""
+        return (f"Verdict({self.verdict!r}, {self.name}: needs {self.needs_low_bytes / gib:.2f}-"
+                f"{self.needs_high_bytes / gib:.2f} GiB of {self.limit_bytes / gib:.2f} GiB "
+                f"({self.usable_bytes / gib:.2f} GiB less {self.margin:.0%}), "
+                f"headroom {self.headroom_bytes / gib:+.2f} GiB{why})")
 
     @property
     def limit_bytes(self) -> int:
@@ -129,6 +157,8 @@ class Verdict:
 
     @property
     def verdict(self) -> VerdictName:
+        if self.engine_starts is not None:  # the engine's own sizing decides (a point estimate)
+            return "fits" if self.engine_starts else "would not start"
         if self.needs_high_bytes <= self.limit_bytes:
             return "fits"
         if self.needs_low_bytes > self.limit_bytes:
@@ -141,10 +171,20 @@ class Verdict:
 
     def to_dict(self) -> dict[str, object]:
         """The ``gpus`` entries of ``estimate --format json``."""
-        return {"name": self.name, "usable_bytes": self.usable_bytes, "needs_bytes": self.needs_bytes,
+        out: dict[str, object] = {"name": self.name, "usable_bytes": self.usable_bytes, "needs_bytes": self.needs_bytes,
                 "needs_low_bytes": self.needs_low_bytes, "needs_high_bytes": self.needs_high_bytes,
                 "limit_bytes": self.limit_bytes, "margin": self.margin, "headroom_bytes": self.headroom_bytes,
                 "verdict": self.verdict, "basis": self.basis}
+        if self.problem is not None:
+            out["problem"] = self.problem
+        if self.deployment is not None:
+            out["deployment"] = self.deployment.to_dict()
+        if self.launch is not None:
+            out["launch"] = self.launch.command
+            out["launch_args"] = self.launch.to_dict()
+        if self.assumptions:
+            out["assumptions"] = [a.text for a in self.assumptions]
+        return out
 
 
 def judge(total_bytes: int, workload: Workload, usable_bytes: int, *, name: str,
@@ -154,7 +194,7 @@ def judge(total_bytes: int, workload: Workload, usable_bytes: int, *, name: str,
     >>> from hf_gpu_estimator.workload import make_workload
     >>> v = judge(20 << 30, make_workload(), 24 << 30, name="RTX-4090")
     >>> v.verdict, round(v.needs_high_bytes / (1 << 30), 2), round(v.headroom_bytes / (1 << 30), 2)
-    ('fits', 21.64, 1.16)
+    ('fits', 21.62, 1.18)
     """
     u = uncertainty_for(workload)
     return Verdict(name=name, usable_bytes=int(usable_bytes), needs_bytes=int(total_bytes),

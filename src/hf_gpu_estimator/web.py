@@ -130,8 +130,8 @@ def calculate(model: str, task: str, method: str, batch_size: float, seq_len: fl
         message = str(e).splitlines()[0] if str(e) else type(e).__name__
         return Result(summary=f"**Error:** {message}", breakdown="", fits="", plan="", plot_path=None)
     v = est.verdict()
-    low, high = est.device_total_range_bytes
-    summary = (f"### {target.name}: {v.verdict} — needs {gib_range(low, high)} of {gib(v.usable_bytes)}\n\n"
+    low, high = v.needs_low_bytes, v.needs_high_bytes  # the one fit's range on this GPU
+    summary = (f"### {target.name}: {v.verdict} — needs {gib_range(low, high)} of {gib(v.limit_bytes)}\n\n"
                f"{spec.id}: {sections[0].notes[0]}. Estimate {gib(est.memory.device_total_bytes)} per device "
                f"(nvidia-smi), peak during **{est.memory.phase_at_peak}**; the range is the error measured on real "
                f"GPUs for this kind of run ({v.basis.split(':')[0]}); the verdict takes its high end against "
@@ -284,6 +284,9 @@ def build_app() -> Any:
                 with gr.Column(scale=2):
                     fleet_out = gr.Markdown(elem_id="fleet_plan")
             fleet_go.click(plan_fleet_markdown, inputs=[fleet_text], outputs=[fleet_out])
+        from hf_gpu_estimator.web_census import census_tab
+
+        census_tab(gr)
     return app
 
 

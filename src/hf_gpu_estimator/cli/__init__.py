@@ -10,12 +10,12 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from hf_gpu_estimator.cli import estimate, gpus, inspect_model, measure, plan, preflight, serve
+from hf_gpu_estimator.cli import census, estimate, gpus, inspect_model, measure, plan, preflight, serve
 from hf_gpu_estimator.cli._common import Parser
 from hf_gpu_estimator.constants import DEBUG_ENV
 
 #: The commands in the order ``hfge --help`` lists them.
-COMMANDS = (estimate, inspect_model, plan, gpus, measure, preflight, serve)
+COMMANDS = (estimate, inspect_model, plan, gpus, measure, preflight, serve, census)
 
 EPILOG = """examples:
   hfge estimate meta-llama/Llama-2-7b-hf                      # inference memory, fits on common GPUs
@@ -25,6 +25,7 @@ EPILOG = """examples:
   hfge measure Qwen/Qwen2.5-0.5B --batch-size 8               # run it on this GPU: measured vs estimated
   hfge preflight --accelerate-config cfg.yaml MODEL           # check an accelerate launch before it starts
   hfge serve                                                  # the web calculator (pip install 'hf-gpu-estimator[web]')
+  hfge census --models catalog --output census/               # GPU demand of every catalog model: a dataset
 
 'hfge COMMAND --help' for each command's flags and examples.
 --format table (rich when installed), markdown, text or json on estimate/inspect/gpus/plan/measure.

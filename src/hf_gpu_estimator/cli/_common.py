@@ -48,6 +48,19 @@ positive_int = int_at_least(1)
 non_negative_int = int_at_least(0)
 
 
+def token_count(text: str) -> int:
+    """A token count as engines and papers write it: ``32768``, ``32k`` (x 1024), ``1m`` (x 1024^2)."""
+    value = text.strip().lower().replace("_", "")
+    scale = {"k": 1 << 10, "m": 1 << 20}.get(value[-1:], 1)
+    try:
+        number = int(value[:-1] if scale > 1 else value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a token count >= 1 (4096, 32k), got {text!r}")
+    return number * scale
+
+
 def finite_float(minimum: float, *, inclusive: bool) -> Callable[[str], float]:
     """An argparse type: a finite number >= (or >) ``minimum``; nan and inf are refused here,
     since ``int(x * GiB)`` on them raises outside the one-line error path."""
@@ -147,3 +160,31 @@ def resolve_gpus(values: list[str] | None) -> tuple[Any, ...]:
             gpu = get_gpu(name)
             gpus.setdefault(gpu.name, gpu)
     return tuple(gpus.values())
+
+
+def add_device_args(p: argparse.ArgumentParser) -> None:
+    """``--free-memory`` (a shared GPU) and ``--device-memory-gib`` (a card not in the catalog)."""
+    group = p.add_argument_group("device")
+    group.add_argument("--free-memory", type=finite_float(0, inclusive=False), metavar="GiB",
+                       help="memory free on the device (nvidia-smi, a shared GPU): verdicts are judged against it")
+    group.add_argument("--device-memory-gib", type=finite_float(0, inclusive=False), metavar="GiB",
+                       help="the device's memory, for a card not in the catalog (with --gpu: that card's other "
+                            "facts, with this memory)")
+
+
+def free_memory_arg(args: argparse.Namespace) -> int | None:
+    """``--free-memory`` in bytes (``None`` when not given)."""
+    value = getattr(args, "free_memory", None)
+    return None if value is None else int(value * (1 << 30))
+
+
+def device_gpus(args: argparse.Namespace) -> tuple[Any, ...]:
+    """``--gpu`` as catalog entries, each with ``--device-memory-gib`` when given (alone: one device
+    known by its memory)."""
+    gpus = resolve_gpus(args.gpu if isinstance(args.gpu, list) or args.gpu is None else [args.gpu])
+    memory = getattr(args, "device_memory_gib", None)
+    if memory is None:
+        return gpus
+    from hf_gpu_estimator.planner.deployment import device_gpu
+
+    return tuple(device_gpu(memory, g) for g in gpus) or (device_gpu(memory),)

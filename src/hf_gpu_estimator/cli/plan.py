@@ -8,14 +8,18 @@ from typing import Any
 
 from hf_gpu_estimator.cli._common import (
     add_command,
+    add_device_args,
     add_format_arg,
     add_model_args,
+    device_gpus,
     emit,
+    free_memory_arg,
     int_at_least,
     positive_int,
     print_sections,
     read_spec,
     reading,
+    token_count,
 )
 from hf_gpu_estimator.cli.workload_flags import add_workload_args, workload_kwargs
 
@@ -43,9 +47,12 @@ def register(subparsers: Any) -> None:
                     help="what fits on a GPU, vLLM serving capacity, speed, cost; or the cheapest GPU")
     add_model_args(p, optional=True)  # --fleet FILE and --eval-list need no MODEL
     add_workload_args(p)
-    p.add_argument("--gpu", help="a GPU from the catalog (hfge gpus); required unless --cheapest, which it "
-                                 "restricts to the given types (comma-separated)")
+    p.add_argument("--gpu", help="GPUs from the catalog (hfge gpus), comma-separated: a plan for each (default: "
+                                 "every type of the catalog in one table); with --cheapest, the types to rank")
     p.add_argument("--cheapest", action="store_true", help="rank GPU type x count across the catalog by cost")
+    p.add_argument("--verbose", action="store_true",
+                   help="--cheapest and the catalog table: list every GPU type left out and why")
+    add_device_args(p)
     engine = p.add_argument_group("serving engine")
     engine.add_argument("--engine", choices=ENGINES,
                         help="serving engine for the capacity answer (default: vllm; llama.cpp for a GGUF model); "
@@ -54,8 +61,8 @@ def register(subparsers: Any) -> None:
                                                "0.19, the newest checked against logs; see docs/serving.md)")
     engine.add_argument("--gpu-memory-utilization", type=float,
                         help="vLLM's share of device memory (default 0.9; 0.92 from vLLM 0.21)")
-    engine.add_argument("--max-model-len", type=positive_int,
-                        help="context length the engine sizes sequences for (default: the model's maximum)")
+    engine.add_argument("--max-model-len", type=token_count,
+                        help="context length the engine sizes sequences for (default: the model's maximum); 32k = 32768")
     engine.add_argument("--max-num-seqs", type=positive_int, help="vLLM's max_num_seqs (default: vLLM's, by GPU)")
     engine.add_argument("--max-num-batched-tokens", type=positive_int,
                         help="vLLM's token budget of one step (default: vLLM's, by GPU and version)")
@@ -63,9 +70,11 @@ def register(subparsers: Any) -> None:
                         help="SGLang's share of device memory for weights and KV pool (default: SGLang's, by GPU)")
     engine.add_argument("--sglang-version", help="SGLang release X.Y.Z whose --mem-fraction-static default applies, "
                                                  "0.4.6 to 0.5.10 (default 0.5.10; see docs/serving.md)")
-    engine.add_argument("-c", "--ctx-size", type=positive_int,
+    engine.add_argument("-c", "--ctx-size", type=token_count,
                         help="llama.cpp: total context shared by the slots (default: the model's maximum)")
     engine.add_argument("-np", "--parallel", type=positive_int, help="llama.cpp: parallel slots (default 1)")
+    engine.add_argument("-fa", "--flash-attn", choices=("on", "off", "auto"),
+                        help="llama.cpp: flash attention (default auto: on where the backend has it)")
     engine.add_argument("-ngl", "--n-gpu-layers", type=int_at_least(-1), dest="n_gpu_layers",
                         help="llama.cpp: layers offloaded to the GPU (-1 or more than the layers: all; "
                              "same as --gpu-layers)")
@@ -76,8 +85,8 @@ def register(subparsers: Any) -> None:
                              "model's own MTP layers)")
     engine.add_argument("--num-speculative-tokens", type=positive_int,
                         help="speculative decoding: tokens proposed per step (default 1)")
-    engine.add_argument("-fa", "--flash-attn", choices=("on", "off", "auto"), dest="flash_attn",
-                        help="llama.cpp: flash attention (default auto: on where the GPU backend runs it)")
+    engine.add_argument("--mmproj", action="store_true", default=None,
+                        help="llama.cpp: load the vision-language model's projector and vision tower (--mmproj)")
     p.add_argument("--request-rate", type=float, help="requests per second (--cheapest serving; default 1)")
     p.add_argument("--input-tokens", type=positive_int,
                    help="mean prompt tokens per request (--cheapest serving; default 1024)")
@@ -114,7 +123,7 @@ def engine_settings(args: argparse.Namespace, engine: str) -> dict[str, Any]:
     owners = {"vllm_version": "vllm", "max_num_seqs": "vllm", "max_num_batched_tokens": "vllm",
               "mem_fraction_static": "sglang", "sglang_version": "sglang", "ctx_size": "llama.cpp",
               "parallel": "llama.cpp",
-              "flash_attn": "llama.cpp"}
+              "flash_attn": "llama.cpp", "mmproj": "llama.cpp"}
     for name, owner in owners.items():
         if getattr(args, name) is not None and owner != engine:
             flag = "--" + name.replace("_", "-")
@@ -162,7 +171,6 @@ def run(args: argparse.Namespace) -> int:
     from hf_gpu_estimator.estimator import fit_context
     from hf_gpu_estimator.hardware import get_gpu
     from hf_gpu_estimator.report import cheapest_sections, eval_list_sections, plan_sections
-    from hf_gpu_estimator.verdict import search_margin
     from hf_gpu_estimator.workload import workload_from_kwargs
 
     if args.eval_list:
@@ -193,13 +201,14 @@ def run(args: argparse.Namespace) -> int:
                                          ("output_tokens", args.output_tokens)) if v is not None}
             if utilization is not None:
                 traffic["gpu_memory_utilization"] = utilization
+            engine = args.engine or planner.default_engine(spec, work)
+            settings = engine_settings(args, engine)
             result = planner.cheapest_serving(spec, work, tpot_ms=args.tpot_ms, ttft_ms=args.ttft_ms, gpus=gpus,
-                                              **traffic)
+                                              engine=engine, max_model_len=args.max_model_len,
+                                              vllm_version=settings.pop("vllm_version", None),
+                                              engine_settings=settings, **traffic)
         sections = cheapest_sections
     else:
-        if args.gpu is None:
-            raise ConflictingOptionsError("gpu", None, "is required",
-                                          fix="pass --gpu NAME, or --cheapest to rank the catalog")
         engine = args.engine or planner.default_engine(spec, work)
         options: dict[str, Any] = {}
         if utilization is not None:
@@ -211,15 +220,32 @@ def run(args: argparse.Namespace) -> int:
         speculative = speculative_setting(args, engine)
         if speculative is not None:
             settings["speculative"] = speculative
-        # The margin under which fits, max batch and min GPUs agree with estimate's verdict (its high end).
-        result = planner.plan(spec, work, get_gpu(args.gpu), max_model_len=args.max_model_len, engine=engine,
-                              vllm_version=settings.pop("vllm_version", None), engine_settings=settings,
-                              margin=search_margin(work), **options)
-        sections = plan_sections
+        version = settings.pop("vllm_version", None)
+        if args.gpu is None and args.device_memory_gib is None:  # every GPU type of the catalog
+            from hf_gpu_estimator.report import catalog_sections
+
+            overview = planner.plan_catalog(spec, work, engine=args.engine, max_model_len=args.max_model_len,
+                                            vllm_version=version, engine_settings=settings,
+                                            free_memory_bytes=free_memory_arg(args), **options)
+            if args.format == "json":
+                emit(overview.to_dict(), "json")
+            else:
+                print_sections(catalog_sections(overview, verbose=args.verbose), args.format)
+            return 0
+        gpus = device_gpus(argparse.Namespace(gpu=_gpu_names(args.gpu) if args.gpu else None,
+                                              device_memory_gib=args.device_memory_gib))
+        plans = [planner.plan(spec, work, g, max_model_len=args.max_model_len, engine=args.engine,
+                              vllm_version=version, engine_settings=settings,
+                              free_memory_bytes=free_memory_arg(args), **options) for g in gpus]
+        if args.format == "json":
+            emit(plans[0].to_dict() if len(plans) == 1 else {"plans": [p.to_dict() for p in plans]}, "json")
+        else:
+            print_sections([s for p in plans for s in plan_sections(p)], args.format)
+        return 0
     if args.format == "json":
         emit(result.to_dict(), "json")
     else:
-        print_sections(sections(result), args.format)
+        print_sections(sections(result, verbose=args.verbose), args.format)
     return 0
 
 
@@ -236,7 +262,7 @@ def _run_eval(args: argparse.Namespace) -> int:
                                       fix="--engine " + " or --engine ".join(evals.EVAL_ENGINES) + " with --eval")
     unused = [n for n in ("vllm_version", "max_num_seqs", "max_num_batched_tokens", "mem_fraction_static",
                           "sglang_version", "ctx_size", "parallel", "n_gpu_layers", "flash_attn", "max_model_len",
-                          "draft_model", "speculative_method", "num_speculative_tokens")
+                          "draft_model", "speculative_method", "num_speculative_tokens", "mmproj")
               if getattr(args, n) is not None]
     if args.gpu_memory_utilization is not None and (engine != "vllm" or args.cheapest):
         unused.insert(0, "gpu_memory_utilization")
@@ -257,12 +283,12 @@ def _run_eval(args: argparse.Namespace) -> int:
         return 0
     if args.gpu is None:
         raise ConflictingOptionsError("gpu", None, "is required", fix="pass --gpu NAME, or --cheapest to rank the catalog")
-    result = evals.plan_eval(spec, work, args.gpu, runs, engine=engine,
-                             gpu_memory_utilization=args.gpu_memory_utilization)
+    results = [evals.plan_eval(spec, work, name, runs, engine=engine,
+                               gpu_memory_utilization=args.gpu_memory_utilization) for name in _gpu_names(args.gpu) or ()]
     if args.format == "json":
-        emit(result.to_dict(), "json")
+        emit(results[0].to_dict() if len(results) == 1 else {"plans": [r.to_dict() for r in results]}, "json")
     else:
-        print_sections(eval_sections(result), args.format)
+        print_sections([s for r in results for s in eval_sections(r)], args.format)
     return 0
 
 

@@ -44,6 +44,10 @@ def run(args: argparse.Namespace) -> int:
     if args.gpu is not None:  # a bad name is a bad argument here (exit 2), before the config is read
         from hf_gpu_estimator.hardware import get_gpu
 
+        if "," in args.gpu:
+            raise InvalidArgumentError("gpu", args.gpu, "one GPU: an accelerate launch runs on one device type",
+                                       hint="check each type in its own command, or compare them with hfge estimate "
+                                            f"--gpu {args.gpu}")
         get_gpu(args.gpu)
     from_config, notes = workload_from_accelerate_config(args.accelerate_config)
     kwargs = {**workload_kwargs(args), **from_config, **explicit_workload_kwargs(args, task="training")}

@@ -12,7 +12,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from hf_gpu_estimator.cli._common import non_negative_int, positive_int
+from hf_gpu_estimator.cli._common import finite_float, non_negative_int, positive_int, token_count
+
+
+def on_off(text: str) -> bool:
+    """``on``/``off`` (also yes/no, true/false, 1/0) as a bool, for a flag whose default is on."""
+    value = text.strip().lower()
+    if value in ("on", "yes", "true", "1"):
+        return True
+    if value in ("off", "no", "false", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected on or off, got {text!r}")
 
 
 @dataclass(frozen=True)
@@ -21,6 +31,8 @@ class Flag:
 
     name: str
     options: Mapping[str, Any] = field(default_factory=dict)
+    #: Other spellings users of an engine type (vLLM's ``--tensor-parallel-size``/``-tp``).
+    aliases: tuple[str, ...] = ()
 
     @property
     def dest(self) -> str:
@@ -35,8 +47,9 @@ WORKLOAD_FLAGS: tuple[Flag, ...] = (
     Flag("--task", {"help": "inference (default) or training (the default with --method lora or qlora)"}),
     Flag("--method", {"default": "full", "help": "full (default), lora or qlora"}),
     Flag("--batch-size", {"type": positive_int, "default": 1, "help": "sequences per device (default 1)"}),
-    Flag("--seq-len", {"type": positive_int,
-                       "help": "tokens per sequence (training) or prompt tokens (inference); default 1024"}),
+    Flag("--seq-len", {"type": token_count,
+                       "help": "tokens per sequence (training) or prompt tokens (inference); default 1024; "
+                               "32k = 32768"}),
     Flag("--new-tokens", {"type": non_negative_int, "default": None,
                           "help": "tokens generated after the prompt (inference; default 256)"}),
     Flag("--dtype", {"help": "weight dtype: float32, float16, bfloat16 (default: the checkpoint's)"}),
@@ -56,10 +69,33 @@ WORKLOAD_FLAGS: tuple[Flag, ...] = (
     Flag("--lora-targets", {"help": "comma-separated module names, or all-linear (default q_proj,v_proj)"}),
     Flag("--num-gpus", {"type": positive_int, "help": "GPUs in all (default: tp x pp)"}),
     Flag("--strategy", {"help": "ddp, zero1, zero2, zero3, fsdp, fsdp-grad-op, fsdp-hybrid"}),
-    Flag("--tp", {"type": positive_int, "default": 1, "help": "tensor-parallel degree"}),
-    Flag("--pp", {"type": positive_int, "default": 1, "help": "pipeline-parallel degree"}),
+    Flag("--tp", {"type": positive_int, "default": 1, "help": "tensor-parallel degree"},
+         aliases=("--tensor-parallel-size", "-tp")),
+    Flag("--pp", {"type": positive_int, "default": 1, "help": "pipeline-parallel degree"},
+         aliases=("--pipeline-parallel-size", "-pp")),
     Flag("--offload-optimizer", {"action": "store_true", "help": "ZeRO/FSDP optimizer offload to CPU"}),
     Flag("--offload-params", {"action": "store_true", "help": "ZeRO-3/FSDP parameter offload to CPU"}),
+    # The training recipe: a framework profile's defaults, each overridable (frameworks.py, memory/recipe.py).
+    Flag("--framework", {"default": "hf",
+                         "help": "hf (default), trl, axolotl, unsloth, llama-factory, torchtune, litgpt: what the "
+                                 "framework allocates beyond the model"}),
+    Flag("--loss", {"help": "hf, hf-fp32-logits (transformers 4.3x-4.4x), chunked (LitGPT), chunked-fp32 (torchtune); "
+                            "default: the framework's"}),
+    Flag("--lora-dropout", {"type": finite_float(0.0, inclusive=True),
+                            "help": "LoRA dropout probability (default: the framework's; peft 0.0)"}),
+    Flag("--lora-on-lm-head", {"action": "store_true", "help": "a LoRA adapter on the output head too"}),
+    Flag("--double-quant", {"type": on_off, "default": True,
+                            "help": "bitsandbytes 4-bit double quantization: on (default) or off"}),
+    Flag("--kbit-fp32-casts", {"type": on_off,
+                               "help": "peft prepare_model_for_kbit_training's fp32 casts: on or off (default: the "
+                                       "framework's; trl and axolotl on)"}),
+    Flag("--quantized-saves-input", {"type": on_off,
+                                     "help": "the 4-bit matmul keeps its input for backward (bitsandbytes < 0.43.2): "
+                                             "on or off (default: the framework's)"}),
+    Flag("--optimizer-in-backward", {"action": "store_true",
+                                     "help": "step each parameter as its gradient arrives (torchtune optimizer_in_bwd)"}),
+    Flag("--activation-offloading", {"action": "store_true", "help": "saved activations offloaded to host memory"}),
+    Flag("--torch-compile", {"action": "store_true", "help": "model and loss under torch.compile"}),
 )
 
 
@@ -67,12 +103,30 @@ def add_workload_args(p: argparse.ArgumentParser) -> None:
     """Add every workload flag to ``p`` (one argument group, "workload")."""
     group = p.add_argument_group("workload")
     for flag in WORKLOAD_FLAGS:
-        group.add_argument(flag.name, **flag.options)
+        group.add_argument(flag.name, *flag.aliases, dest=flag.dest, **flag.options)
+
+
+#: ``--dtype`` words of other tools that mean "the checkpoint's" (vLLM, transformers ``torch_dtype="auto"``).
+_CHECKPOINT_DTYPE = ("auto",)
+
+
+def normalize_workload_words(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The words other tools use, as make_workload takes them: ``--dtype auto`` is the checkpoint's dtype;
+    a bare GGUF type (``--quantization Q4_K_M``) is ``gguf:Q4_K_M``."""
+    from hf_gpu_estimator.quantization import GGUF_FILE_TYPES, GGUF_TYPES
+
+    out = dict(kwargs)
+    if isinstance(out.get("dtype"), str) and out["dtype"].strip().lower() in _CHECKPOINT_DTYPE:
+        out["dtype"] = None
+    quant = out.get("quantization")
+    if isinstance(quant, str) and "," not in quant and quant.strip().upper() in {**GGUF_FILE_TYPES, **GGUF_TYPES}:
+        out["quantization"] = "gguf:" + quant.strip().upper()
+    return out
 
 
 def workload_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """The parsed workload flags as make_workload keywords."""
-    return {flag.dest: getattr(args, flag.dest) for flag in WORKLOAD_FLAGS}
+    return normalize_workload_words({flag.dest: getattr(args, flag.dest) for flag in WORKLOAD_FLAGS})
 
 
 def explicit_workload_kwargs(args: argparse.Namespace, **defaults: Any) -> dict[str, Any]:

@@ -13,10 +13,11 @@ import logging
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from hf_gpu_estimator.constants import DEFAULT_MARGIN, GiB
-from hf_gpu_estimator.errors import InvalidArgumentError, PreflightError
+from hf_gpu_estimator.errors import InvalidArgumentError, MalformedConfigError, PreflightError
 from hf_gpu_estimator.suggest import Suggestion, search
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ __all__ = [
     "enforce",
     "evaluate",
     "preflight_check",
+    "resolve_device",
     "resolve_device_memory",
     "validate_options",
 ]
@@ -149,21 +151,32 @@ def resolve_device_memory(gpu: str | GPU | None = None, device_memory_bytes: int
     that ``torch.cuda.mem_get_info()`` reports for the current CUDA device (torch installed and
     CUDA available). Nothing else: a CPU-only machine has no device to compare with.
     """
+    total, _free, source = resolve_device(gpu, device_memory_bytes)
+    return total, source
+
+
+def resolve_device(gpu: str | GPU | None = None,
+                   device_memory_bytes: int | None = None) -> tuple[int | None, int | None, str | None]:
+    """``(total, free, source)``: :func:`resolve_device_memory`, and for the current CUDA device what it
+    reports free to this run (``mem_get_info`` free plus what this process's allocator already holds,
+    which the estimate counts itself); ``free`` is ``None`` unless it is read from the device."""
     if device_memory_bytes is not None:
-        return device_memory_bytes, "device_memory_bytes"
+        return device_memory_bytes, None, "device_memory_bytes"
     if gpu is not None:
         from hf_gpu_estimator.hardware import get_gpu
 
         entry = get_gpu(gpu)
-        return entry.usable_memory_bytes, f"the catalog's {entry.name}"
+        return entry.usable_memory_bytes, None, f"the catalog's {entry.name}"
     torch = sys.modules.get("torch")
     if torch is None and importlib.util.find_spec("torch") is not None:
         import torch
     if torch is not None and torch.cuda.is_available():
         index = torch.cuda.current_device()
-        _free, total = torch.cuda.mem_get_info(index)
-        return int(total), f"cuda:{index} ({torch.cuda.get_device_name(index)}), torch.cuda.mem_get_info"
-    return None, None
+        free, total = torch.cuda.mem_get_info(index)
+        free = int(free) + int(torch.cuda.memory_reserved(index))
+        return int(total), min(free, int(total)), (f"cuda:{index} ({torch.cuda.get_device_name(index)}), "
+                                                   "torch.cuda.mem_get_info")
+    return None, None, None
 
 
 def evaluate(model_or_spec: Any, *, workload_kwargs: Mapping[str, Any], gpu: str | GPU | None = None,
@@ -190,7 +203,7 @@ def evaluate(model_or_spec: Any, *, workload_kwargs: Mapping[str, Any], gpu: str
         return PreflightResult(status="failed", error=problem, workload_kwargs=kwargs,
                                message=f"hf-gpu-estimator: memory preflight skipped: {problem}; the run continues")
     try:
-        available, source = resolve_device_memory(gpu, device_memory_bytes)
+        available, free, source = resolve_device(gpu, device_memory_bytes)
     except Exception as e:  # a broken CUDA driver must not stop a run
         return PreflightResult(status="failed", message=f"hf-gpu-estimator: could not read the device memory: {e}",
                                error=f"{type(e).__name__}: {e}", workload_kwargs=kwargs)
@@ -203,24 +216,29 @@ def evaluate(model_or_spec: Any, *, workload_kwargs: Mapping[str, Any], gpu: str
         from hf_gpu_estimator.sources import inspect_model
 
         spec = inspect_model(model_or_spec)
-        est = estimate(spec, **kwargs)
+        est = estimate(spec, free_memory_bytes=free if free is not None and free < available else None, **kwargs)
     except Exception as e:
         return PreflightResult(status="failed", available_bytes=available, device_source=source, workload_kwargs=kwargs,
                                error=f"{type(e).__name__}: {e}",
                                message=f"hf-gpu-estimator: memory estimate failed ({type(e).__name__}: {e}); "
                                        "the run continues without a preflight check")
-    from hf_gpu_estimator.report import verdict_line
-    from hf_gpu_estimator.verdict import judge
+    from dataclasses import replace
 
-    device_total = est.memory.device_total_bytes
+    from hf_gpu_estimator.report import verdict_line
+
     entry = None
     if gpu is not None and device_memory_bytes is None:
         from hf_gpu_estimator.hardware import get_gpu
-        from hf_gpu_estimator.memory.overhead import device_total_on
 
         entry = get_gpu(gpu)
-        device_total = device_total_on(est.memory, entry)  # Apple: no CUDA context
-    verdict = judge(device_total, est.workload, available, name=source or "device", margin=margin)
+    # the one fit: the catalog entry (its own runtime context, MXFP4 and bf16 support), else a device
+    # known by the memory it reports
+    from hf_gpu_estimator.planner.deployment import device_gpu
+
+    target = entry if entry is not None else device_gpu(available / (1 << 30))
+    verdict = replace(est.verdict(target, margin=margin), name=source or "device")
+    if free is not None and free < available:
+        available = free
     required, high, budget = verdict.needs_bytes, verdict.needs_high_bytes, verdict.limit_bytes
     common = {"estimate": est, "required_bytes": required, "required_high_bytes": high, "available_bytes": available,
               "budget_bytes": budget, "device_source": source, "workload_kwargs": kwargs}
@@ -297,7 +315,7 @@ def preflight_check(model_or_spec: Any, *, workload_kwargs: Mapping[str, Any], g
         >>> from hf_gpu_estimator.integrations import preflight_check
         >>> r = preflight_check("meta-llama/Llama-2-7b-hf", device_memory_bytes=8 << 30,
         ...                     workload_kwargs={"task": "training", "batch_size": 1, "seq_len": 512})
-        >>> r.status, r.shortfall_bytes > 0, any(s.key == "method" for s in r.suggestions)
+        >>> r.status, r.shortfall_bytes > 0, any("method" in s.changes for s in r.suggestions)
         ('exceeds', True, True)
     """
     validate_options(gpu=gpu, device_memory_bytes=device_memory_bytes, on_exceed=on_exceed, margin=margin)
@@ -603,6 +621,83 @@ def fsdp_options(sharding: Any, *, offload: bool, num_gpus: int) -> tuple[dict[s
     return _parallel(strategy, num_gpus=num_gpus, offload_optimizer=offload, offload_params=offload, notes=notes)
 
 
+#: accelerate's ``mixed_precision`` -> our (Lightning) precision names. "no" depends on the
+#: parameters' dtype (see :func:`accelerate_precision`).
+_MIXED = {"fp16": "16-mixed", "bf16": "bf16-mixed", "fp8": "bf16-mixed"}
+
+
+def accelerate_precision(mixed: str, trainable_dtype: str | None, notes: list[str]) -> str:
+    mixed = mixed.lower()
+    if mixed in _MIXED:
+        if mixed == "fp8":
+            notes.append("fp8 mixed precision is estimated as bf16-mixed (fp8 matmuls keep bf16 activations)")
+        return _MIXED[mixed]
+    # mixed_precision="no": compute runs in the parameters' own dtype.
+    return {"bfloat16": "bf16-true", "float16": "16-true"}.get(trainable_dtype or "float32", "32-true")
+
+
+def accelerate_config_options(data: Mapping[str, Any], *, source: Path) -> tuple[dict[str, Any], list[str]]:
+    """Workload keywords and notes from a loaded ``accelerate config`` mapping (see
+    :func:`hf_gpu_estimator.integrations.accelerate.workload_from_accelerate_config`); ``source`` is the
+    file it came from (a ``deepspeed_config_file`` is read relative to it)."""
+    import json
+
+    notes: list[str] = []
+    kwargs: dict[str, Any] = {"task": "training"}
+    mixed = str(data.get("mixed_precision") or "no").lower()
+    kwargs["precision"] = accelerate_precision(mixed, None, notes)
+    devices = _config_int(data.get("num_processes"), 1, source, "num_processes")
+    kind = str(data.get("distributed_type") or "NO").upper()
+    if kind == "DEEPSPEED":
+        ds = dict(data.get("deepspeed_config") or {})
+        config_file = ds.get("deepspeed_config_file")
+        if config_file:
+            target = (source.parent / str(config_file)).expanduser()
+            try:
+                config = json.loads(target.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as e:
+                raise MalformedConfigError(str(target), f"cannot read deepspeed_config_file {str(target)!r}: {e}") from e
+            steps = config.get("gradient_accumulation_steps")
+        else:
+            config = {"zero_optimization": {
+                "stage": ds.get("zero_stage", 2),
+                "offload_optimizer": {"device": ds.get("offload_optimizer_device", "none")},
+                "offload_param": {"device": ds.get("offload_param_device", "none")}}}
+            steps = ds.get("gradient_accumulation_steps")
+        if isinstance(steps, int) and steps >= 1:
+            kwargs["gradient_accumulation_steps"] = steps
+        options, more = deepspeed_options(config, num_gpus=devices)
+    elif kind == "FSDP":
+        fsdp = dict(data.get("fsdp_config") or {})
+        if int(fsdp.get("fsdp_version", 1) or 1) == 2:
+            reshard = fsdp.get("fsdp_reshard_after_forward", True)
+            sharding = "FULL_SHARD" if reshard in (True, "true", "True", "FULL_SHARD") else "SHARD_GRAD_OP"
+        else:
+            sharding = fsdp.get("fsdp_sharding_strategy", fsdp.get("fsdp_reshard_after_forward", "FULL_SHARD"))
+        options, more = fsdp_options(sharding, offload=bool(fsdp.get("fsdp_offload_params", False)), num_gpus=devices)
+        if fsdp.get("fsdp_activation_checkpointing"):
+            kwargs["gradient_checkpointing"] = True
+    elif kind in ("NO", "MULTI_GPU", "MULTI_NPU", "MULTI_XPU", "MULTI_MLU", "MULTI_HPU", "MULTI_SDAA", "MULTI_MUSA"):
+        options, more = {"num_gpus": devices}, []
+        if devices > 1:
+            options["strategy"] = "ddp"
+    else:
+        options, more = {"num_gpus": devices}, [f"distributed_type {kind} is estimated as data parallel"]
+        if devices > 1:
+            options["strategy"] = "ddp"
+    kwargs.update(options)
+    notes.extend(more)
+    return kwargs, notes
+
+
+def _config_int(value: Any, default: int, file: Path, field: str) -> int:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise MalformedConfigError(str(file), f"{file}: {field} should be an integer >= 1, got {value!r}", field=field)
+    return value
+
+
 def deepspeed_options(config: Mapping[str, Any] | None, *, num_gpus: int) -> tuple[dict[str, Any], list[str]]:
     """Workload keywords from a DeepSpeed config dict (``zero_optimization.stage`` and offload devices)."""
     zero = (config or {}).get("zero_optimization") or {}
@@ -624,8 +719,16 @@ def deepspeed_options(config: Mapping[str, Any] | None, *, num_gpus: int) -> tup
 def _parallel(strategy: str, *, num_gpus: int, offload_optimizer: bool = False, offload_params: bool = False,
               notes: list[str]) -> tuple[dict[str, Any], list[str]]:
     if num_gpus <= 1:
-        if strategy not in ("ddp", "none") or offload_optimizer or offload_params:
-            notes.append(f"{strategy} on one device shards nothing; offload on one device is not modeled")
+        if (offload_optimizer or offload_params) and strategy in ("zero2", "zero3", "fsdp", "fsdp-grad-op"):
+            # ZeRO-Offload / FSDP CPU offload on one GPU: the offload is what it does.
+            out: dict[str, Any] = {"num_gpus": 1, "strategy": strategy}
+            if offload_optimizer:
+                out["offload_optimizer"] = True
+            if offload_params and strategy in ("zero3", "fsdp"):
+                out["offload_params"] = True
+            return out, notes
+        if strategy not in ("ddp", "none"):
+            notes.append(f"{strategy} on one device shards nothing")
         return {"num_gpus": 1}, notes
     if strategy in ("ddp", "zero1") and offload_params:
         offload_params = False

@@ -1,5 +1,8 @@
 """Planner: what fits (max batch, max context, min GPUs), serving capacity per engine, and the cheapest plan.
 
+:mod:`.deployment` holds the one answer to "does it fit": :class:`Deployment` (engine, GPU type and
+count, tp/pp, the engine's settings, free memory) and :func:`fit`; every search below asks it.
+
 One question per module, all pure arithmetic over :func:`~hf_gpu_estimator.memory.estimate_memory`
 and the roofline of :mod:`hf_gpu_estimator.perf` (no torch, no network):
 
@@ -23,6 +26,7 @@ from hf_gpu_estimator.planner._search import (
     TRAINING_GPU_COUNTS,
     Skipped,
 )
+from hf_gpu_estimator.planner.deployment import Deployment, Launch, device_gpu, fit, largest_gpu_layers
 from hf_gpu_estimator.planner.engines import ENGINES, default_engine, engine_capacity
 from hf_gpu_estimator.planner.engines.vllm import (
     DEFAULT_GPU_MEMORY_UTILIZATION,
@@ -46,7 +50,7 @@ from hf_gpu_estimator.planner.evals import (
 )
 from hf_gpu_estimator.planner.fits import max_batch_size, max_seq_len
 from hf_gpu_estimator.planner.fleet import FleetEntry, FleetPlan, plan_fleet
-from hf_gpu_estimator.planner.gpu_plan import Plan, plan
+from hf_gpu_estimator.planner.gpu_plan import CatalogPlan, Plan, plan, plan_catalog
 from hf_gpu_estimator.planner.mix import MixPlan, RequestBucket, heterogeneous_serving
 from hf_gpu_estimator.planner.parallel import Parallelization, min_gpus, valid_tp_degrees
 from hf_gpu_estimator.planner.serving import CheapestServing, ServingOption, cheapest_serving
@@ -62,13 +66,16 @@ __all__ = [
     "TP_DEGREES",
     "TRAINING_GPU_COUNTS",
     "VLLM_BLOCK_SIZE",
+    "CatalogPlan",
     "CheapestEval",
     "CheapestServing",
     "CheapestTraining",
+    "Deployment",
     "EvalPlan",
     "EvalTask",
     "FleetEntry",
     "FleetPlan",
+    "Launch",
     "MixPlan",
     "Parallelization",
     "Plan",
@@ -83,14 +90,18 @@ __all__ = [
     "cheapest_serving",
     "cheapest_training",
     "default_engine",
+    "device_gpu",
     "engine_capacity",
     "eval_suites",
     "eval_tasks",
+    "fit",
     "heterogeneous_serving",
+    "largest_gpu_layers",
     "max_batch_size",
     "max_seq_len",
     "min_gpus",
     "plan",
+    "plan_catalog",
     "plan_eval",
     "plan_fleet",
     "resolve_evals",

@@ -9,8 +9,6 @@ from dataclasses import dataclass
 from hf_gpu_estimator.constants import DEFAULT_MARGIN  # noqa: F401  (the searches' default margin)
 from hf_gpu_estimator.errors import InvalidArgumentError
 from hf_gpu_estimator.hardware import GPU, get_gpu, list_gpus
-from hf_gpu_estimator.memory import estimate_memory
-from hf_gpu_estimator.memory.overhead import device_total_on
 from hf_gpu_estimator.monotone import largest_true as _largest  # noqa: F401  (the planner's searches)
 from hf_gpu_estimator.spec import ModelSpec
 from hf_gpu_estimator.workload import Workload
@@ -25,26 +23,43 @@ TRAINING_GPU_COUNTS: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1
 SEARCH_CAP = 1 << 20
 
 
-def _usable(gpu: GPU, margin: float) -> float:
-    if not isinstance(margin, (int, float)) or isinstance(margin, bool) or not 0 <= margin < 0.5:
-        raise InvalidArgumentError("margin", margin, "a number from 0 to 0.5")
-    return gpu.usable_memory_bytes * (1 - margin)
-
-
-def _fits(spec: ModelSpec, workload: Workload, gpu: GPU, margin: float) -> bool:
-    return device_total_on(estimate_memory(spec, workload, detail=False), gpu) <= _usable(gpu, margin)
-
-
 def _gib(nbytes: float | None) -> str:
     return "?" if nbytes is None else f"{nbytes / (1 << 30):.1f} GiB"
 
 
+#: Why a GPU type was left out of a ranking (the closing line counts them by kind).
+SKIP_KINDS: dict[str, str] = {
+    "no_price": "no price", "no_backend": "no backend for the engine", "does_not_fit": "does not start or fit",
+    "target": "misses the latency target", "no_data": "no figures for the speed", "deadline": "misses the deadline",
+    "other": "other reasons",
+}
+
+
 @dataclass(frozen=True, kw_only=True)
 class Skipped:
-    """A GPU type left out of a ranking, and why."""
+    """A GPU type left out of a ranking, and why.
+
+    Attributes:
+        kind: One of :data:`SKIP_KINDS` (counted in the closing line; never parsed from ``reason``).
+        value_ms: The latency floor behind a ``target`` skip (TPOT or TTFT, in ms).
+    """
 
     gpu: str
     reason: str
+    kind: str = "other"
+    value_ms: float | None = None
+
+
+def skipped_line(skipped: Iterable[Skipped], *, verbose: bool = False) -> str | None:
+    """One line on what a ranking left out, by kind (``--verbose`` lists them)."""
+    items = list(skipped)
+    if not items:
+        return None
+    counts: dict[str, int] = {}
+    for s in items:
+        counts[s.kind] = counts.get(s.kind, 0) + 1
+    parts = ", ".join(f"{n} {SKIP_KINDS.get(k, k)}" for k, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    return f"skipped {len(items)} GPU types ({parts})" + ("" if verbose else "; --verbose lists them")
 
 
 

@@ -40,7 +40,8 @@ from hf_gpu_estimator.memory.overhead import device_total_on
 from hf_gpu_estimator.perf import decode_step_seconds, prefill_seconds
 from hf_gpu_estimator.planner._search import fp16_fallback
 from hf_gpu_estimator.planner.engines import unsupported_engine
-from hf_gpu_estimator.planner.engines.vllm import DEFAULT_GPU_MEMORY_UTILIZATION, serving_capacity
+from hf_gpu_estimator.planner.deployment import Deployment
+from hf_gpu_estimator.planner.engines.vllm import DEFAULT_GPU_MEMORY_UTILIZATION
 from hf_gpu_estimator.planner.fits import max_batch_size
 from hf_gpu_estimator.planner.parallel import min_gpus
 from hf_gpu_estimator.spec import ModelSpec
@@ -458,7 +459,11 @@ def plan_eval(spec: ModelSpec, workload: Workload | None, gpu: GPU | str, evals:
     runs = tuple(evals) if isinstance(evals, Sequence) and evals and isinstance(evals[0], TaskRun) else resolve_evals(evals)  # type: ignore[arg-type]
     longest = max(int(r.task.prompt_tokens(r.num_fewshot) + r.task.continuation_tokens) for r in runs)
     longest_gen = max((min(r.task.generated_tokens, r.task.max_gen_toks) for r in runs), default=0)
-    par = min_gpus(spec, w0.with_(seq_len=max(1, longest), new_tokens=int(longest_gen), batch_size=1), g)
+    util = DEFAULT_GPU_MEMORY_UTILIZATION if gpu_memory_utilization is None else gpu_memory_utilization
+    # the one fit: the fewest GPUs on which the engine starts with room for the longest request
+    template = Deployment(gpu=g, engine="vllm" if engine == "vllm" else None, gpu_memory_utilization=util,
+                          max_model_len=max(1, longest + int(longest_gen)) if engine == "vllm" else None)
+    par = min_gpus(spec, w0.with_(seq_len=max(1, longest), new_tokens=int(longest_gen), batch_size=1), template)
     tp = par.tp * par.pp
     w = w0.with_(parallelism=Parallelism(num_gpus=tp, tp=par.tp, pp=par.pp))
     assumptions = [f"one replica of {tp} x {g.name} ({par.description}); more replicas (lm-eval data_parallel_size) "
@@ -468,12 +473,10 @@ def plan_eval(spec: ModelSpec, workload: Workload | None, gpu: GPU | str, evals:
     if fallback:
         assumptions.append(fallback)
     demands: list[TaskDemand] = []
-    util = DEFAULT_GPU_MEMORY_UTILIZATION if gpu_memory_utilization is None else gpu_memory_utilization
     kv_tokens: int | None = None
     if engine == "vllm":
-        cap = serving_capacity(spec, w.with_(seq_len=max(1, longest), new_tokens=int(longest_gen)), g,
-                               gpu_memory_utilization=util, max_model_len=max(1, longest + int(longest_gen)))
-        if not cap.fits:
+        cap = par.verdict.serving if par.verdict is not None else None
+        if cap is None or not cap.fits:
             raise InfeasiblePlanError(f"vLLM has no KV room for one {longest + int(longest_gen)}-token request of "
                                       f"{spec.id} on {tp} x {g.name}", reasons=("kv pool too small",))
         kv_tokens = cap.kv_cache_tokens

@@ -1,4 +1,8 @@
-"""Inverse searches on one device: the largest batch and the longest sequence that fit.
+"""Inverse searches on one device: the largest batch and the longest sequence whose verdict is "fits".
+
+Each step asks :func:`~hf_gpu_estimator.planner.deployment.fit`, so the answers agree with the
+verdicts of ``estimate`` and ``plan`` (the high end of the measured range against the usable
+memory less the margin).
 
 >>> from hf_gpu_estimator.sources.catalog import lookup
 >>> from hf_gpu_estimator.workload import make_workload
@@ -11,18 +15,30 @@ True
 from __future__ import annotations
 
 from hf_gpu_estimator.hardware import GPU
-from hf_gpu_estimator.planner._search import DEFAULT_MARGIN, SEARCH_CAP, _fits, _largest, _usable
+from hf_gpu_estimator.planner._search import DEFAULT_MARGIN, SEARCH_CAP, _largest
+from hf_gpu_estimator.planner.deployment import Deployment, fit
 from hf_gpu_estimator.spec import ModelSpec
+from hf_gpu_estimator.verdict import _check_margin
 from hf_gpu_estimator.workload import Workload
 
 
-def max_batch_size(spec: ModelSpec, workload: Workload, gpu: GPU, *, margin: float = DEFAULT_MARGIN) -> int:
-    """The largest per-device batch that fits ``gpu`` (0 when batch 1 does not fit).
+def framework_deployment(gpu: GPU | Deployment, workload: Workload, margin: float = DEFAULT_MARGIN) -> Deployment:
+    """The deployment of ``workload`` on ``gpu`` as the framework runs it (its own split), or ``gpu`` itself
+    when it is already a deployment."""
+    if isinstance(gpu, Deployment):
+        return gpu
+    p = workload.parallelism
+    return Deployment(gpu=gpu, tp=p.tp, pp=p.pp, num_gpus=max(p.num_gpus, p.tp * p.pp), margin=_check_margin(margin))
 
-    Memory grows monotonically with the batch, so this is a binary search over
-    :func:`estimate_memory` (about 20 evaluations).
+
+def max_batch_size(spec: ModelSpec, workload: Workload, gpu: GPU | Deployment, *, margin: float = DEFAULT_MARGIN) -> int:
+    """The largest per-device batch whose verdict on ``gpu`` is "fits" (0 when batch 1 does not fit).
+
+    Memory grows monotonically with the batch, so this is a binary search over :func:`fit`
+    (about 20 evaluations).
     """
-    return _largest(lambda b: _fits(spec, workload.with_(batch_size=b), gpu, margin), 1, SEARCH_CAP)
+    d = framework_deployment(gpu, workload, margin)
+    return _largest(lambda b: fit(spec, workload.with_(batch_size=b), d).fits, 1, SEARCH_CAP)
 
 
 def _seq_cap(spec: ModelSpec, workload: Workload) -> int:
@@ -33,11 +49,11 @@ def _seq_cap(spec: ModelSpec, workload: Workload) -> int:
     return cap
 
 
-def max_seq_len(spec: ModelSpec, workload: Workload, gpu: GPU, *, margin: float = DEFAULT_MARGIN) -> int:
-    """The largest sequence length (training) or prompt length (inference) that fits ``gpu``.
+def max_seq_len(spec: ModelSpec, workload: Workload, gpu: GPU | Deployment, *, margin: float = DEFAULT_MARGIN) -> int:
+    """The largest sequence length (training) or prompt length (inference) whose verdict on ``gpu`` is "fits".
 
     Capped at the model's ``max_position_embeddings`` (minus ``new_tokens`` for inference);
     0 when one token does not fit.
     """
-    _usable(gpu, margin)  # validate the margin even when no length is tried
-    return _largest(lambda s: _fits(spec, workload.with_(seq_len=s), gpu, margin), 1, max(0, _seq_cap(spec, workload)))
+    d = framework_deployment(gpu, workload, margin)
+    return _largest(lambda s: fit(spec, workload.with_(seq_len=s), d).fits, 1, max(0, _seq_cap(spec, workload)))

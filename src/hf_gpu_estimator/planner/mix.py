@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from hf_gpu_estimator.errors import InfeasiblePlanError, InvalidArgumentError
 from hf_gpu_estimator.hardware import GPU
 from hf_gpu_estimator.planner._search import Skipped, _gpu_list, _positive_count, _positive_number
+from hf_gpu_estimator.planner.deployment import Deployment
 from hf_gpu_estimator.planner.engines.vllm import DEFAULT_GPU_MEMORY_UTILIZATION
 from hf_gpu_estimator.planner.serving import ServingOption, _best_on_gpu, _no_option_message
 from hf_gpu_estimator.spec import ModelSpec
@@ -94,10 +95,12 @@ def heterogeneous_serving(spec: ModelSpec, workload: Workload, buckets: Sequence
         row: dict[str, ServingOption] = {}
         skipped: list[Skipped] = []
         for gpu in gpu_list:
-            r = _best_on_gpu(spec, workload, gpu, rate=b.rate_per_s, inp=b.input_tokens, out=b.output_tokens,
-                             tpot_s=tpot_s, ttft_s=ttft_s, utilization=DEFAULT_GPU_MEMORY_UTILIZATION)
-            if isinstance(r, str):
-                skipped.append(Skipped(gpu=gpu.name, reason=r))
+            d = Deployment(gpu=gpu, engine="vllm", max_model_len=b.input_tokens + b.output_tokens,
+                           gpu_memory_utilization=DEFAULT_GPU_MEMORY_UTILIZATION)
+            r = _best_on_gpu(spec, workload, d, rate=b.rate_per_s, inp=b.input_tokens, out=b.output_tokens,
+                             tpot_s=tpot_s, ttft_s=ttft_s)
+            if isinstance(r, Skipped):
+                skipped.append(r)
             else:
                 row[gpu.name] = r
         if not row:
