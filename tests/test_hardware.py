@@ -642,3 +642,13 @@ def test_mig_profiles_name_an_entry_of_the_same_file(tmp_path):
         {"parent": "Other", "parent_sms": 10, "profiles": []}]}))
     with pytest.raises(InvalidGPUEntryError, match="parent"):
         load_gpus(path)
+
+
+def test_cli_gpus_lists_mig_slices_on_request(capsys):
+    from hf_gpu_estimator.cli import main
+
+    assert main(["gpus", "--format", "json"]) == 0
+    assert not any(g["mig_parent"] for g in json.loads(capsys.readouterr().out))
+    assert main(["gpus", "--mig", "--vendor", "nvidia", "--format", "json"]) == 0
+    names = {g["name"] for g in json.loads(capsys.readouterr().out) if g["mig_parent"]}
+    assert "H100-SXM-80GB-MIG-1g.10gb" in names and len(names) == len(MIG)
