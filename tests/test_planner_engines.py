@@ -546,3 +546,21 @@ def test_llamacpp_vision_tower_goes_to_the_mmproj_file() -> None:
     with pytest.raises(InvalidArgumentError, match="vision"):
         engine_capacity(lookup("meta-llama/Llama-3.1-8B-Instruct"), make_workload(), gpu, engine="llama.cpp",
                         mmproj=True)
+
+
+def test_llamacpp_n_cpu_moe_keeps_the_first_layers_experts_on_the_host() -> None:
+    """--n-cpu-moe N: a CPU buffer override for blk.<i>.ffn_*_exps of the first N layers (common/arg.cpp)."""
+    from hf_gpu_estimator.memory.llamacpp import gguf_tensors_of, llamacpp_memory
+
+    spec = lookup("Qwen/Qwen3-30B-A3B")
+    experts = [t for t in gguf_tensors_of(spec, "gguf:Q4_K_M") if "_exps" in t.name and t.layer is not None
+               and t.layer < 12]
+    full = llamacpp_memory(spec, n_ctx=4096, quantization="gguf:Q4_K_M")
+    part = llamacpp_memory(spec, n_ctx=4096, quantization="gguf:Q4_K_M", n_cpu_moe=12)
+    moved = sum(t.nbytes for t in experts)
+    assert moved > 0 and full.weights_gpu - part.weights_gpu == moved == part.weights_host - full.weights_host
+    cap = engine_capacity(spec, make_workload(quantization="gguf:Q4_K_M"), get_gpu("RTX-4090"), engine="llama.cpp",
+                          ctx_size=4096, n_cpu_moe=12)
+    assert any("--n-cpu-moe 12" in a for a in cap.assumptions)
+    with pytest.raises(InvalidArgumentError, match="n_cpu_moe"):
+        llamacpp_memory(spec, n_ctx=4096, quantization="gguf:Q4_K_M", n_cpu_moe=-1)

@@ -64,6 +64,7 @@ class Deployment:
         speculative: Speculative decoding (a draft model, EAGLE head or MTP layers:
             :class:`~hf_gpu_estimator.planner.engines.speculative.Speculative`); vLLM, SGLang, llama.cpp.
         mmproj: llama.cpp ``--mmproj``: the vision tower and projector of a vision-language model loaded too.
+        n_cpu_moe: llama.cpp ``--n-cpu-moe``: the routed experts of the first N layers kept in host memory.
     """
 
     gpu: GPU
@@ -89,6 +90,7 @@ class Deployment:
     margin: float = DEFAULT_MARGIN
     speculative: Any = None
     mmproj: bool | None = None
+    n_cpu_moe: int | None = None
 
     def __post_init__(self) -> None:
         if self.engine is not None and self.engine not in ENGINE_NAMES:
@@ -142,7 +144,7 @@ class Deployment:
                                "engine": self.engine}
         for name in ("engine_version", "strategy", "max_model_len", "gpu_memory_utilization", "kv_cache_dtype",
                      "n_gpu_layers", "ctx_size", "parallel", "flash_attn", "mem_fraction_static", "max_num_seqs",
-                     "max_num_batched_tokens", "device_map", "max_memory_bytes", "free_memory_bytes"):
+                     "max_num_batched_tokens", "device_map", "max_memory_bytes", "free_memory_bytes", "n_cpu_moe"):
             value = getattr(self, name)
             if value is not None:
                 out[name] = value
@@ -272,6 +274,8 @@ def engine_settings(deployment: Deployment, work: Workload) -> dict[str, Any]:
             out["speculative"] = d.speculative
         if d.mmproj:
             out["mmproj"] = True
+        if d.n_cpu_moe:
+            out["n_cpu_moe"] = d.n_cpu_moe
         return out
     return {"max_model_len": d.max_model_len}
 
@@ -501,6 +505,9 @@ def llamacpp_launch(spec: ModelSpec, work: Workload, d: Deployment, cap: Any) ->
         args["model_draft"] = draft
         args["draft_max"] = d.speculative.num_speculative_tokens
         flags += ["--model-draft", draft, "--draft-max", str(d.speculative.num_speculative_tokens)]
+    if d.n_cpu_moe:
+        args["n_cpu_moe"] = d.n_cpu_moe
+        flags += ["--n-cpu-moe", str(d.n_cpu_moe)]
     if d.mmproj:
         mmproj = f"mmproj-{repo.rsplit('/', 1)[-1]}-f16.gguf"
         args["mmproj"] = mmproj

@@ -50,7 +50,7 @@ def _gguf_quantization(spec: ModelSpec, workload: Workload) -> tuple[str | None,
 def llamacpp_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *, ctx_size: int | None = None,
                       parallel: int = LLAMACPP_DEFAULT_PARALLEL, n_gpu_layers: int | None = None,
                       flash_attn: str | None = None, speculative: Speculative | None = None,
-                      mmproj: bool = False) -> ServingCapacity:
+                      mmproj: bool = False, n_cpu_moe: int | None = None) -> ServingCapacity:
     """What llama-server ``-c ctx_size -np parallel -ngl n_gpu_layers -fa flash_attn`` holds on ``gpu``.
 
     ``flash_attn``: ``on``, ``off`` or ``auto`` (the default;
@@ -64,6 +64,8 @@ def llamacpp_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *, ctx_size
     layers on the GPU) and gives every slot a draft context of the slot's ``-c / -np`` cells in f16 with
     its own compute buffer (tools/server/server.cpp ``load_model``, ``init``: ``slot.ctx_dft``); the
     draft is sized in the target's GGUF type.
+
+    ``n_cpu_moe``: ``--n-cpu-moe N``, the routed experts of the first N layers in host memory.
 
     ``mmproj``: a vision-language model served with ``--mmproj``: the vision tower and projector, which
     convert_hf_to_gguf.py writes to that separate file (f16 by default), are loaded on the GPU (tools/mtmd,
@@ -94,7 +96,7 @@ def llamacpp_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *, ctx_size
         raise ConflictingOptionsError("kv_cache_dtype", kv_type, "needs flash attention in llama.cpp (a quantized V "
                                       f"cache); {fa_note}", fix="pass -fa on, or an f16 cache")
     m = llamacpp_memory(spec, n_ctx=ctx, n_parallel=parallel, n_gpu_layers=ngl, kv_type=kv_type, quantization=quant,
-                        flash_attention=fa)
+                        flash_attention=fa, n_cpu_moe=n_cpu_moe or 0)
     devices = workload.parallelism.tp * workload.parallelism.pp
     weights, kv, compute = m.weights_gpu // devices, m.kv_gpu // devices, m.compute_buffer
     draft_note = mmproj_note = None
@@ -136,6 +138,9 @@ def llamacpp_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *, ctx_size
     ]
     if devices > 1:
         assumptions.append(f"split by layers over {devices} GPUs (--split-mode layer), evenly")
+    if n_cpu_moe:
+        assumptions.append(f"--n-cpu-moe {n_cpu_moe}: the routed experts of the first {n_cpu_moe} layers stay in host "
+                           "memory (common/arg.cpp: a CPU buffer override per layer)")
     if note:
         assumptions.append(note)
     assumptions += [n for n in (draft_note, mmproj_note) if n]
