@@ -118,7 +118,7 @@ def test_large_valid_header_is_parsed_in_bounded_time():
     start = time.monotonic()
     _, tensors = parse_safetensors_prefix(header, source="big", file_bytes=len(header) + body)
     # 0.3 s on an idle core; the bound only catches a hang or a quadratic parse (minutes), since a shared CI
-    # machine can stall a test for seconds: the speed itself is benchmarks/bench_gguf_header.py's to measure.
+    # machine can stall a test for seconds: speed belongs in benchmarks/ (bench_inspect.py times inspection).
     assert len(tensors) == 50_000 and time.monotonic() - start < 30
 
 
