@@ -70,12 +70,18 @@ class ConflictingOptionsError(InvalidArgumentError):
         EstimatorError.__init__(self, f"{field}={excerpt(value)} {reason}; {fix}")
 
 
+def close_matches(text: str, candidates: Iterable[str]) -> list[str]:
+    """Up to three candidates close to ``text``; none for a text longer than :data:`MAX_SUGGEST_CHARS`
+    (difflib is quadratic in the length: a name longer than any candidate is no typo of one)."""
+    import difflib
+
+    return difflib.get_close_matches(text, list(candidates), n=3, cutoff=0.5) if len(text) <= MAX_SUGGEST_CHARS else []
+
+
 class UnknownNameError(InvalidArgumentError, LookupError):
     """A name (GPU, optimizer, quantization, ...) is not in the registry; suggests close matches."""
 
     def __init__(self, field: str, value: str, candidates: Iterable[str], *, ambiguous: bool = False):
-        import difflib
-
         self.field = field
         self.value = value
         self.candidates = sorted(candidates)
@@ -83,10 +89,7 @@ class UnknownNameError(InvalidArgumentError, LookupError):
         if ambiguous:
             message = f"{field} {excerpt(value)} is ambiguous: {', '.join(self.candidates)}"
         else:
-            text = str(value)
-            # difflib is quadratic in the length: a name longer than any candidate is no typo of one.
-            close = (difflib.get_close_matches(text, self.candidates, n=3, cutoff=0.5)
-                     if len(text) <= MAX_SUGGEST_CHARS else [])
+            close = close_matches(str(value), self.candidates)
             message = f"unknown {field} {excerpt(value)}"
             if close:
                 message += f"; did you mean {', '.join(close)}?"

@@ -233,9 +233,14 @@ def analyze_generic(f: Fields, model_type: str, head: Head) -> tuple[Architectur
         if kind not in mixers:
             if kind in ("linear", "ssm"):
                 mixers[kind] = states.get(kind) or Mixer(kind=kind, inner=hidden)
+            elif kind == "sliding":
+                # Sliding layers with their own head counts (configuration_inkling.py swa_num_attention_heads,
+                # swa_num_key_value_heads, swa_head_dim: 16 KV heads on the sliding layers, 8 on the others).
+                mixers[kind] = Mixer(kind=kind, heads=tf.opt_int("swa_num_attention_heads", heads) or heads,
+                                     kv_heads=tf.opt_int("swa_num_key_value_heads", kv_heads) or kv_heads,
+                                     head_dim=tf.opt_int("swa_head_dim", head_dim) or head_dim, window=window)
             else:
                 mixers[kind] = Mixer(kind=kind, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
-                                     window=window if kind == "sliding" else None,
                                      chunk=chunk if kind == "chunked" else None)
         return mixers[kind]
 

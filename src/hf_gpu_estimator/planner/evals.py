@@ -33,6 +33,8 @@ from hf_gpu_estimator.errors import (
     InvalidArgumentError,
     MissingGPUDataError,
     UnknownNameError,
+    close_matches,
+    excerpt,
 )
 from hf_gpu_estimator.hardware import GPU, get_gpu, list_gpus
 from hf_gpu_estimator.memory import estimate_memory
@@ -255,10 +257,8 @@ def _unknown(name: str, tasks: dict[str, EvalTask], suites: dict[str, Suite]) ->
     names = list(dict.fromkeys([*suites, *tasks]))
     err = UnknownNameError("eval", name, names)
     listing = ", ".join(["all", *suites])
-    import difflib
-
-    close = difflib.get_close_matches(name.lower(), names, n=3, cutoff=0.5)
-    message = f"unknown eval {name!r}" + (f"; did you mean {', '.join(close)}?" if close else "")
+    close = close_matches(name.lower(), names)
+    message = f"unknown eval {excerpt(name)}" + (f"; did you mean {', '.join(close)}?" if close else "")
     message += f" Suites: {listing}; or a task name of one (hfge plan --eval-list)"
     EstimatorError.__init__(err, message)
     return err
