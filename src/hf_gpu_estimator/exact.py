@@ -35,6 +35,7 @@ from hf_gpu_estimator.constants import MiB
 from hf_gpu_estimator.errors import MalformedConfigError, TraceError, UnknownModelTypeError, UnsupportedArchitectureError
 from hf_gpu_estimator.memory import overhead
 from hf_gpu_estimator.memory.terms import COMPONENTS, MemoryEstimate, Moment, Term
+from hf_gpu_estimator.verdict import CONTEXT_KEY, RATIO_KEY, Assumption
 from hf_gpu_estimator.workload import OPTIMIZERS, Workload
 
 if TYPE_CHECKING:
@@ -264,10 +265,11 @@ def _to_memory(trace: TraceResult, workload: Workload, analytic: MemoryEstimate,
     decode_kv = (trace.kv_cache_bytes or 0) if (not workload.is_training and workload.new_tokens > 1) else 0
     reserved = overhead.reserved_bytes(allocated, task, decode_kv_bytes=decode_kv)
     context = analytic.cuda_context_bytes
-    notes.append(f"reserved = allocated x {overhead.RESERVED_RATIO[task]} (caching allocator, typical range "
-                 f"{overhead.RESERVED_RATIO_RANGE[task][0]}-{overhead.RESERVED_RATIO_RANGE[task][1]})"
-                 + (f" + {overhead.DECODE_FRAGMENTATION} x the final KV cache" if decode_kv else ""))
-    notes.append(f"device total = reserved + CUDA context {context >> 20} MiB")
+    notes.append(Assumption(key=RATIO_KEY, text=(
+        f"reserved = allocated x {overhead.RESERVED_RATIO[task]} (caching allocator, typical range "
+        f"{overhead.RESERVED_RATIO_RANGE[task][0]}-{overhead.RESERVED_RATIO_RANGE[task][1]})"
+        + (f" + {overhead.DECODE_FRAGMENTATION} x the final KV cache" if decode_kv else ""))))
+    notes.append(Assumption(key=CONTEXT_KEY, text=f"device total = reserved + CUDA context {context >> 20} MiB"))
     notes.append(f"exact: peak in phase {trace.phase_at_peak!r}"
                  + (f", inside {trace.module_at_peak}" if trace.module_at_peak else "")
                  + f"; traced peak {_mib(trace.peak_bytes)} in {trace.trace_seconds:.1f} s")
