@@ -80,6 +80,11 @@ class Fault:
             close (a connection cut mid-body).
         ignore_range: answer 200 with the whole virtual file, as a server without range support.
         commit: answer with this X-Repo-Commit.
+        huge_body: answer 200 with this many bytes (``body`` repeated, else spaces), sent in chunks until the
+            client hangs up; ``declare`` sends the true Content-Length, else the answer is chunked (no length).
+        drip_s: send the normal answer's body one byte every ``drip_s`` seconds (slow bytes; a read
+            timeout never fires). With ``status`` set, the error answer drips.
+        size: report this file size (HEAD Content-Length, Content-Range totals, model-info sizes), a lie.
     """
 
     path: str = ""
@@ -98,6 +103,10 @@ class Fault:
     truncate_by: int | None = None
     ignore_range: bool = False
     commit: str | None = None
+    huge_body: int | None = None
+    declare: bool = False
+    drip_s: float | None = None
+    size: int | None = None
     hits: int = 0
 
     def matches(self, method: str, path: str, has_range: bool) -> bool:
@@ -311,6 +320,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(404, "EntryNotFound", f"{filename} does not exist", head=head, commit=commit)
         data = file.read_bytes()
         size = virtual_size(file, repo=folder)
+        fault = getattr(self, "_fault", None)
+        if fault is not None and fault.size is not None:
+            size = fault.size  # a lie: the HEAD and the Content-Range totals say it, the bytes stay what they are
         etag = f'"{hashlib.sha1(data).hexdigest()}"'
         headers = {"X-Repo-Commit": commit, "ETag": etag, "X-Linked-Etag": etag, "Accept-Ranges": "bytes"}
         first, last, status = 0, size - 1, 200
@@ -442,7 +454,35 @@ class _Handler(BaseHTTPRequestHandler):
         if fault.redirect is not None:
             self._send(302, b"", {"Location": fault.redirect, **fault.headers}, head=head)
             return True
+        if fault.huge_body is not None:
+            self._send_huge(fault, head=head)
+            return True
         return False
+
+    def _send_huge(self, fault: Fault, *, head: bool) -> None:
+        """200 with ``fault.huge_body`` bytes, chunked unless declared, stopping when the client hangs up."""
+        sent = 0
+        unit = (fault.body or b" ") * max(1, (1 << 16) // len(fault.body or b" "))
+        try:
+            self.send_response(200)
+            for key, value in {"Content-Type": "application/json", **fault.headers}.items():
+                self.send_header(key, value)
+            if fault.declare or head:
+                self.send_header("Content-Length", str(fault.huge_body))
+            else:
+                self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            while not head and sent < fault.huge_body and not self.hub.stopping.is_set():
+                chunk = unit[: min(len(unit), fault.huge_body - sent)]
+                self.wfile.write(chunk if fault.declare else b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                sent += len(chunk)
+            if not head and not fault.declare:
+                self.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            pass
+        finally:
+            self.close_connection = True
+            self._record(200, sent)
 
     def _alter(self, status: int, body: bytes, headers: dict[str, str], size: int, data_len: int,
                *, head: bool) -> tuple[int, bytes, dict[str, str], int | None]:
@@ -485,14 +525,21 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(self, status: int, body: bytes, headers: dict[str, str], *, head: bool, length: int | None = None) -> None:
         # Recorded before anything goes out, so a client that has its answer sees the record.
         self._record(status, 0 if head else len(body))
+        drip = getattr(getattr(self, "_fault", None), "drip_s", None)
         try:
             self.send_response(status)
             for key, value in headers.items():
                 self.send_header(key, value)
             self.send_header("Content-Length", str(len(body) if length is None else length))
             self.end_headers()
-            if not head:
+            if not head and drip is None:
                 self.wfile.write(body)
+            elif not head:
+                for i in range(len(body)):  # slow bytes: each within any read timeout
+                    if self.hub.stopping.wait(drip):
+                        break
+                    self.wfile.write(body[i : i + 1])
+                    self.wfile.flush()
         except OSError:  # the client gave up (a timeout under test): nothing to answer
             self.close_connection = True
 

@@ -111,6 +111,35 @@ def test_threads_and_processes_give_the_rows_of_a_sequential_run() -> None:
     assert run_census(refs, jobs, gpus=GPUS, offline=True, workers=2, processes=2).rows == sequential
 
 
+def test_an_exact_job_traces_the_model() -> None:
+    pytest.importorskip("torch")
+    (job,) = parse_jobs("inference:ctx=64:new=8:mode=exact")
+    assert job.mode == "exact" and "mode" not in job.options
+    from hf_gpu_estimator import estimate
+
+    spec = lookup("openai-community/gpt2")
+    (row,) = census_rows(spec, (job,), gpus=GPUS)
+    traced = estimate(spec, mode="exact", batch_size=1, seq_len=56, new_tokens=8)
+    assert row.memory_bytes == traced.memory.device_total_bytes != estimate(spec, batch_size=1, seq_len=56,
+                                                                              new_tokens=8).memory.device_total_bytes
+    with pytest.raises(InvalidArgumentError, match="mode= analytic or exact"):
+        parse_jobs("inference:mode=fast")
+
+
+@pytest.mark.slow
+def test_the_ray_backend_gives_the_rows_of_a_local_run() -> None:
+    """Each model a Ray task on a local Ray instance (Ray 2.x has no in-process local mode any more): the same
+    rows as the local backend, an exact-mode job included, and a refused model still a row."""
+    pytest.importorskip("ray")
+    pytest.importorskip("torch")
+    refs = [ModelRef(id="openai-community/gpt2"), ModelRef(id="Qwen/Qwen2.5-0.5B"), ModelRef(id="no-such/model")]
+    jobs = parse_jobs("inference:ctx=1024,inference:ctx=64:new=8:mode=exact")
+    local = run_census(refs, jobs, gpus=GPUS, offline=True, workers=1, processes=1).rows
+    assert run_census(refs, jobs, gpus=GPUS, offline=True, backend="ray").rows == local
+    with pytest.raises(InvalidArgumentError, match="backend"):
+        run_census(refs, jobs, gpus=GPUS, offline=True, backend="dask")
+
+
 def test_the_dataset_round_trips_and_its_card_names_columns_units_versions_and_grid(tmp_path: Path) -> None:
     refs = [ModelRef(id="openai-community/gpt2"), ModelRef(id="no-such/model"), ModelRef(id="meta-llama/Llama-3.1-70B")]
     census = run_census(refs, parse_jobs("inference:ctx=1024,full:ctx=512,inference:ctx=1024:quant=gguf:Q4_K_M"),

@@ -188,4 +188,5 @@ def test_cli_preflight(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     code = cli(["preflight", "--accelerate-config", str(config), str(model), "--num-gpus", "2", "--device-memory-gib",
                 "80", "--format", "json"])
     assert json.loads(capsys.readouterr().out)["workload"]["num_gpus"] == 2
-    assert cli(["preflight", "--accelerate-config", str(tmp_path / "missing.yaml"), str(model), "--gpu", "A100-80GB"]) == 1
+    # a missing file named on the command line is a bad argument, as for plan --fleet (exit 2)
+    assert cli(["preflight", "--accelerate-config", str(tmp_path / "missing.yaml"), str(model), "--gpu", "A100-80GB"]) == 2

@@ -75,5 +75,5 @@ def test_quantization_absent_and_unknown():
     assert quantization_from_config({}) is None
     with pytest.raises(MalformedConfigError, match="'hqq' is not supported"):
         quantization_from_config({"quantization_config": {"quant_method": "hqq"}})
-    with pytest.raises(MalformedConfigError, match="must be an int"):
+    with pytest.raises(MalformedConfigError, match="expected an integer from 1 to 16"):
         quantization_from_config({"quantization_config": {"quant_method": "gptq", "bits": "4"}})

@@ -164,7 +164,7 @@ def census_rows(spec: Any, jobs: Sequence[Job], *, gpus: Sequence[str] = DEFAULT
         try:
             with _WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                est = estimate(spec, **job.options)
+                est = estimate(spec, mode=job.mode, **job.options)
             rows.append(census_row(est, job, resolved, capacities=capacities, created_at=created_at,
                                    notes=[str(w.message) for w in caught]))
         except EstimatorError as e:
@@ -267,11 +267,46 @@ def _in_processes(todo: Sequence[ModelRef], jobs: Sequence[Job], gpus: Sequence[
             raise
 
 
+def _in_ray(todo: Sequence[ModelRef], jobs: Sequence[Job], gpus: Sequence[str], *, offline: bool,
+            token: str | bool | None, finish: Callable[[ModelRef, list[CensusRow]], None]) -> None:
+    """The rows of ``todo`` as Ray tasks, one model each (its jobs' estimates or traces), streamed into
+    ``finish`` as they complete. Joins the cluster at ``RAY_ADDRESS`` (Ray's own variable), else starts a
+    local one for the run; a cluster that was already initialized is kept."""
+    try:
+        import ray
+    except ImportError as e:
+        raise MissingDependencyError("ray", "ray", "census --backend ray") from e
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=os.environ.get("RAY_ADDRESS") or None, include_dashboard=False, log_to_driver=False)
+    task = ray.remote(_chunk_rows)
+    pending = {task.remote([ref], jobs, gpus, offline, token, 1): ref for ref in todo}
+    try:
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            pending.pop(ready[0])
+            for ref, rows in ray.get(ready[0]):
+                finish(ref, rows)
+    except BaseException:
+        for future in pending:
+            ray.cancel(future)
+        raise
+    finally:
+        if started:
+            ray.shutdown()
+
+
+#: Where a census computes its rows: this machine's processes, or Ray tasks (``pip install
+#: 'hf-gpu-estimator[ray]'``) for a census that outgrows one machine (exact mode: seconds of CPU a row).
+BACKENDS = ("local", "ray")
+
+
 def run_census(refs: Iterable[ModelRef], jobs: Sequence[Job] | None = None, *, gpus: Sequence[str] = DEFAULT_GPUS,
                models: str = "", offline: bool = False, token: str | bool | None = None,
                workers: int | None = None, processes: int | None = None,
                cache_dir: str | os.PathLike[str] | None = None, progress: bool | None = None,
-               resolve: Callable[[str], Any] | None = None) -> Census:
+               resolve: Callable[[str], Any] | None = None, backend: str = "local") -> Census:
     """Every model × job as a row.
 
     Args:
@@ -289,6 +324,8 @@ def run_census(refs: Iterable[ModelRef], jobs: Sequence[Job] | None = None, *, g
         cache_dir: keep finished models in ``cache_dir/.census-cache.jsonl`` and skip those already there.
         progress: a progress line on stderr (default: when stderr is a terminal).
         resolve: model id -> ModelSpec (default: the catalog offline, else ``inspect_model``).
+        backend: ``local`` (threads and processes here) or ``ray`` (one Ray task per model, at ``RAY_ADDRESS``
+            or a local Ray instance; not with a custom ``resolve``).
     """
     from hf_gpu_estimator.hardware import get_gpu
 
@@ -299,6 +336,10 @@ def run_census(refs: Iterable[ModelRef], jobs: Sequence[Job] | None = None, *, g
     for name, value in (("workers", workers), ("processes", processes)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise InvalidArgumentError(name, value, "an integer >= 1")
+    if backend not in BACKENDS:
+        raise InvalidArgumentError("backend", backend, " or ".join(BACKENDS))
+    if backend == "ray" and resolve is not None:
+        raise InvalidArgumentError("backend", backend, "local with a custom resolve (it cannot cross machines)")
     if processes is not None and processes > 1 and resolve is not None:
         raise InvalidArgumentError("processes", processes, "1 with a custom resolve (it cannot cross processes)")
     custom = resolve is not None
@@ -331,7 +372,9 @@ def run_census(refs: Iterable[ModelRef], jobs: Sequence[Job] | None = None, *, g
             bar.update(rows)
 
     try:
-        if processes > 1:
+        if backend == "ray":
+            _in_ray(todo, jobs, gpu_names, offline=offline, token=token, finish=finish)
+        elif processes > 1:
             _in_processes(todo, jobs, gpu_names, offline=offline, token=token, workers=workers,
                           processes=processes, finish=finish)
         else:

@@ -19,7 +19,7 @@ COMMON_GPUS: tuple[str, ...] = ("RTX-4090", "A100-80GB", "H100-SXM-80GB")
 #: a missing one ends the CLI with one line naming it.
 EXTRAS: dict[str, str] = {
     "torch": "torch", "transformers": "torch", "peft": "peft", "accelerate": "accelerate",
-    "lightning": "lightning", "rich": "rich", "matplotlib": "plot", "gradio": "web", "pyarrow": "census",
+    "lightning": "lightning", "rich": "rich", "matplotlib": "plot", "gradio": "web", "pyarrow": "census", "ray": "ray",
 }  # fmt: skip
 
 #: Set to any value to let the CLI print full tracebacks instead of one line.
@@ -34,3 +34,52 @@ HOURS_PER_MONTH = 730
 #: on a 16-32 GB workstation or CI runner; longcat_flash's default config cut to 2 layers (54.4 B
 #: parameters, 101 GiB of bf16 copies) is refused, a 2-layer jetmoe (0.8 B, 1.4 GiB) is not.
 REAL_VALUES_MAX_BYTES = 8 * GiB
+
+# --- Limits on what a source may claim (config.json, GGUF metadata, params.json, quantization_config,
+# safetensors headers): one set of rules for every source, so a hostile or corrupt file is a typed error
+# rather than an OverflowError, a multi-GB per-layer tuple or a silently absurd estimate.
+
+#: The largest count or dimension any source may state: far above any real model (vocabularies ~2**18,
+#: hidden sizes ~2**15, experts ~2**10), far below what overflows a float or exhausts memory when multiplied.
+MAX_INT = 1 << 40
+#: The largest layer count (real models: ~100; one tuple entry per layer is kept).
+MAX_LAYERS = 100_000
+#: Quantization widths a quantization_config may state: GPTQ/AWQ/compressed-tensors use 2, 3, 4 or 8
+#: bits; 16 is the widest a "quantized" weight can be and still be smaller than its float.
+MAX_QUANT_BITS = 16
+#: Characters of a hostile value an error message quotes (a 30 MB string is never echoed whole).
+MAX_EXCERPT_CHARS = 120
+
+# --- The Hub: a deadline for the whole run, and bodies read with a cap.
+
+#: Seconds every request of one inspection together may take against the Hub (retries, slow bytes and
+#: stalls included); past it the run ends in one line (HubConnectionError). Per request timeouts alone
+#: let a server that sends one byte every few seconds hold a run forever. Override with this variable.
+HUB_DEADLINE_ENV = "HFGE_HUB_DEADLINE_S"
+HUB_DEADLINE_S = 30.0
+#: How many characters of a model id "did you mean" compares: difflib's ratio is quadratic in the
+#: length, and the longest Hub id is 96 characters (huggingface_hub validate_repo_id).
+MAX_SUGGEST_CHARS = 128
+
+
+def hub_deadline_s() -> float:
+    """The whole-run Hub deadline in seconds: ``HFGE_HUB_DEADLINE_S``, else :data:`HUB_DEADLINE_S`.
+
+    Raises:
+        InvalidArgumentError: the variable is set but not a positive number.
+    """
+    import math
+    import os
+
+    raw = os.environ.get(HUB_DEADLINE_ENV)
+    if not raw:
+        return HUB_DEADLINE_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        from hf_gpu_estimator.errors import InvalidArgumentError
+
+        raise InvalidArgumentError(HUB_DEADLINE_ENV, raw, "a positive number of seconds")
+    return value

@@ -8,6 +8,32 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from hf_gpu_estimator.constants import MAX_EXCERPT_CHARS, MAX_SUGGEST_CHARS
+
+
+def excerpt(value: object, limit: int = MAX_EXCERPT_CHARS) -> str:
+    """``repr(value)`` bounded to about ``limit`` characters: what a message quotes of a value it cannot trust.
+
+    Through :mod:`reprlib` (a few levels, a few items each), so a 30 MB string or a billion-laughs
+    structure is never rendered whole.
+
+    >>> excerpt("x" * 1000, 12)
+    "'xxx...xxxx' (1,000 characters)"
+    """
+    import reprlib
+
+    short = reprlib.Repr()
+    short.maxlevel, short.maxstring, short.maxlong, short.maxother = 3, limit, 40, limit
+    short.maxdict = short.maxlist = short.maxtuple = short.maxset = short.maxfrozenset = 6
+    try:
+        text = short.repr(value)
+    except (ValueError, RecursionError):  # an int past the digit limit, a repr that fails
+        text = f"<{type(value).__name__}>"
+    text = text if len(text) <= 2 * limit else text[: 2 * limit] + "..."
+    if isinstance(value, (str, bytes)) and len(value) > limit:
+        text += f" ({len(value):,} {'characters' if isinstance(value, str) else 'bytes'})"
+    return text
+
 
 class EstimatorError(Exception):
     """Base class of every error raised by hf-gpu-estimator."""
@@ -28,7 +54,7 @@ class InvalidArgumentError(EstimatorError, ValueError):
         self.field = field
         self.value = value
         self.accepted = accepted
-        message = f"invalid {field}={value!r}: expected {accepted}"
+        message = f"invalid {field}={excerpt(value)}: expected {accepted}"
         if hint:
             message += f" ({hint})"
         super().__init__(message)
@@ -41,7 +67,7 @@ class ConflictingOptionsError(InvalidArgumentError):
         self.field = field
         self.value = value
         self.accepted = fix
-        EstimatorError.__init__(self, f"{field}={value!r} {reason}; {fix}")
+        EstimatorError.__init__(self, f"{field}={excerpt(value)} {reason}; {fix}")
 
 
 class UnknownNameError(InvalidArgumentError, LookupError):
@@ -55,10 +81,13 @@ class UnknownNameError(InvalidArgumentError, LookupError):
         self.candidates = sorted(candidates)
         self.accepted = ", ".join(self.candidates)
         if ambiguous:
-            message = f"{field} {value!r} is ambiguous: {', '.join(self.candidates)}"
+            message = f"{field} {excerpt(value)} is ambiguous: {', '.join(self.candidates)}"
         else:
-            close = difflib.get_close_matches(str(value), self.candidates, n=3, cutoff=0.5)
-            message = f"unknown {field} {value!r}"
+            text = str(value)
+            # difflib is quadratic in the length: a name longer than any candidate is no typo of one.
+            close = (difflib.get_close_matches(text, self.candidates, n=3, cutoff=0.5)
+                     if len(text) <= MAX_SUGGEST_CHARS else [])
+            message = f"unknown {field} {excerpt(value)}"
             if close:
                 message += f"; did you mean {', '.join(close)}?"
             elif len(self.candidates) <= 12:

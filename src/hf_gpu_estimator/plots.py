@@ -50,6 +50,13 @@ def _finish(fig: Any, path: str | os.PathLike[str] | None) -> Any:
     if path is None:
         return fig
     out = Path(path)
+    if out.is_dir():
+        _pyplot().close(fig)
+        from hf_gpu_estimator.errors import InvalidArgumentError
+
+        raise InvalidArgumentError("plot", str(path), "a file path (a folder was given), e.g. memory.png")
+    if not out.suffix:  # matplotlib adds ".png" itself: the path returned (and reported) must be the file written
+        out = out.with_name(out.name + ".png")
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120, bbox_inches="tight")
     _pyplot().close(fig)

@@ -230,7 +230,7 @@ class GGUFTensor:
         if not self.name.startswith("blk."):
             return None
         head = self.name[4:].split(".", 1)[0]
-        return int(head) if head.isdigit() else None
+        return int(head) if head.isascii() and head.isdigit() else None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -329,7 +329,7 @@ def _mix_type(ftype: str, new: str, name: str, shape: tuple[int, ...], cat: str,
     def layer_of(counter: str) -> int:
         if m.n_expert > 1:
             head = name[4:].split(".", 1)[0] if name.startswith("blk.") else ""
-            return int(head) if head.isdigit() else counters[counter]
+            return int(head) if head.isascii() and head.isdigit() else counters[counter]
         return counters[counter]
 
     if cat == "output" or (tied and cat == "token_embd"):
@@ -519,7 +519,7 @@ def gguf_layout(spec: ModelSpec) -> list[tuple[str, tuple[int, ...]]]:
 def _layer_key(name: str) -> int:
     if name.startswith("blk."):
         head = name[4:].split(".", 1)[0]
-        if head.isdigit():
+        if head.isascii() and head.isdigit():
             return int(head)
     return -1
 

@@ -7,12 +7,15 @@ answered offline and instantly unless "read the Hub" is ticked.
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
+import threading
+import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from hf_gpu_estimator.errors import EstimatorError, MissingDependencyError
+from hf_gpu_estimator.errors import EstimatorError, InvalidArgumentError, MissingDependencyError
 
 if TYPE_CHECKING:
     from hf_gpu_estimator.estimator import Estimate
@@ -86,20 +89,74 @@ def _spec(model: str, *, read_hub: bool, token: str | None = None) -> Any:
 def workload_kwargs(*, task: str, method: str, batch_size: float, seq_len: float, new_tokens: float, dtype: str,
                     precision: str, optimizer: str, gradient_checkpointing: bool, quantization: str,
                     num_gpus: float = 1) -> dict[str, Any]:
-    """The form's values as :func:`~hf_gpu_estimator.estimator` keywords (numbers arrive as floats)."""
+    """The form's values as :func:`~hf_gpu_estimator.estimator` keywords (numbers arrive as floats).
+
+    Raises:
+        InvalidArgumentError: a number that is empty (``None``), not finite, not whole or below its minimum.
+    """
     training = task == "training"
     kwargs: dict[str, Any] = {
-        "task": task, "method": method if training else "full", "batch_size": int(batch_size),
-        "seq_len": int(seq_len), "new_tokens": int(new_tokens) if not training else 0,
+        "task": task, "method": method if training else "full", "batch_size": _whole("batch_size", batch_size),
+        "seq_len": _whole("seq_len", seq_len),
+        "new_tokens": _whole("new_tokens", new_tokens, minimum=0) if not training else 0,
         "dtype": None if dtype in ("checkpoint", "", None) else dtype,
         "precision": precision if training else None, "optimizer": optimizer,
         "gradient_checkpointing": bool(gradient_checkpointing) and training,
         "quantization": None if quantization in ("none", "", None) and method == "qlora" else quantization,
     }  # fmt: skip
-    n = int(num_gpus)
+    n = _whole("num_gpus", num_gpus)
     if n > 1:
         kwargs.update({"num_gpus": n, "strategy": "zero3"} if training else {"num_gpus": n, "tp": n})
     return kwargs
+
+
+#: The largest whole number a form field takes: far above any batch, length or GPU count, small enough
+#: that the arithmetic behind an estimate stays exact.
+_MAX_FORM_NUMBER = 1 << 40
+
+
+def _whole(field: str, value: object, *, minimum: int = 1) -> int:
+    """A form number as an int: a whole, finite number from ``minimum`` up (an emptied field sends ``None``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value != int(value) or not minimum <= value <= _MAX_FORM_NUMBER:  # fmt: skip
+        raise InvalidArgumentError(field, value, f"a whole number from {minimum} to {_MAX_FORM_NUMBER:,}")
+    return int(value)
+
+
+class _PlotFiles:
+    """Where the charts go: one private directory per process holding the last :attr:`keep` charts.
+
+    Gradio copies a returned image into its own cache once the answer is sent, so only recent files
+    are needed; older ones are deleted as new ones arrive, and the directory when the process exits.
+    """
+
+    keep = 16
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._directory: str | None = None
+        self._files: list[str] = []
+
+    def new(self) -> str:
+        with self._lock:
+            if self._directory is None or not os.path.isdir(self._directory):
+                import atexit
+                import shutil
+
+                self._directory = tempfile.mkdtemp(prefix="hfge-plots-")
+                atexit.register(shutil.rmtree, self._directory, True)
+            path = os.path.join(self._directory, f"memory-{uuid.uuid4().hex}.png")
+            self._files.append(path)
+            stale, self._files = self._files[: -self.keep], self._files[-self.keep :]
+        for old in stale:
+            try:
+                os.unlink(old)
+            except OSError:
+                pass
+        return path
+
+
+_PLOTS = _PlotFiles()
 
 
 def calculate(model: str, task: str, method: str, batch_size: float, seq_len: float, new_tokens: float, dtype: str,
@@ -115,6 +172,9 @@ def calculate(model: str, task: str, method: str, batch_size: float, seq_len: fl
     from hf_gpu_estimator.suggest import suggest
 
     try:
+        for field, text in (("model", model), ("gpu", gpu), ("token", token or "")):
+            if not isinstance(text, str) or (field != "token" and not text.strip()):
+                raise InvalidArgumentError(field, text, "a non-empty text" if field != "token" else "a text")
         spec = _spec(model.strip(), read_hub=read_hub, token=token.strip() if token else None)
         kwargs = workload_kwargs(task=task, method=method, batch_size=batch_size, seq_len=seq_len,
                                  new_tokens=new_tokens, dtype=dtype, precision=precision, optimizer=optimizer,
@@ -142,8 +202,8 @@ def calculate(model: str, task: str, method: str, batch_size: float, seq_len: fl
     plan = _plan_markdown(est)
     plot_path = None
     try:
-        directory = plot_dir or tempfile.mkdtemp(prefix="hfge-")
-        plot_path = str(est.plot(os.path.join(directory, "memory.png"), gpus=[g.name for g in gpus]))
+        target_path = os.path.join(plot_dir, "memory.png") if plot_dir else _PLOTS.new()
+        plot_path = str(est.plot(target_path, gpus=[g.name for g in gpus]))
     except MissingDependencyError as e:
         fits += f"\n\n(no chart: {e})"
     return Result(summary=summary, breakdown=breakdown, fits=fits, plan=plan, plot_path=plot_path,

@@ -75,6 +75,9 @@ _BNB_8BIT_STATE = 1 + 4 / 256
 OPTIMIZERS: Mapping[str, OptimizerSpec] = {
     "adamw": OptimizerSpec(name="adamw", state_tensors=2, source="torch.optim.AdamW: exp_avg, exp_avg_sq like the param"),
     "adam": OptimizerSpec(name="adam", state_tensors=2, source="torch.optim.Adam: exp_avg, exp_avg_sq like the param"),
+    "adamw-fused": OptimizerSpec(name="adamw-fused", state_tensors=2,
+                                 source="torch.optim.AdamW(fused=True): exp_avg, exp_avg_sq like the param; one fused "
+                                        "kernel per parameter group, no foreach temporaries"),
     "adamw-8bit": OptimizerSpec(name="adamw-8bit", state_tensors=0, state_bytes_per_param=2 * _BNB_8BIT_STATE,
                                 source="bitsandbytes AdamW8bit: two uint8 states + fp32 absmax per 256"),
     "paged-adamw-8bit": OptimizerSpec(name="paged-adamw-8bit", state_tensors=0, state_bytes_per_param=2 * _BNB_8BIT_STATE,
@@ -88,7 +91,7 @@ OPTIMIZERS: Mapping[str, OptimizerSpec] = {
     "lion": OptimizerSpec(name="lion", state_tensors=1, source="Lion: one exp_avg like the param"),
 }  # fmt: skip
 OPTIMIZER_ALIASES: Mapping[str, str] = {
-    "adamw_torch": "adamw", "adamw_torch_fused": "adamw", "adamw_hf": "adamw", "adam_w": "adamw",
+    "adamw_torch": "adamw", "adamw_torch_fused": "adamw-fused", "fused-adamw": "adamw-fused", "adamw_hf": "adamw", "adam_w": "adamw",
     "adamw_8bit": "adamw-8bit", "adamw_bnb_8bit": "adamw-8bit", "adamw8bit": "adamw-8bit",
     "paged_adamw_8bit": "paged-adamw-8bit", "paged_adamw_32bit": "paged-adamw", "paged-adamw-32bit": "paged-adamw",
     "sgd_momentum": "sgd-momentum", "lion_32bit": "lion",
@@ -135,6 +138,18 @@ class Workload:
     lora_alpha: int = 32
     lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
     parallelism: Parallelism = field(default_factory=Parallelism)
+    # The training recipe (frameworks.py resolves the framework's defaults into these fields).
+    framework: str = "hf"
+    loss: str = "hf"  # frameworks.LOSS_KINDS
+    lora_dropout: float = 0.0
+    lora_on_lm_head: bool = False
+    double_quant: bool = True  # bitsandbytes bnb_4bit_use_double_quant
+    quantized_saves_input: bool = False  # 4-bit matmul keeps its input (bitsandbytes < 0.43.2)
+    quantize_lm_head: bool = False
+    kbit_fp32_casts: bool = False  # peft prepare_model_for_kbit_training
+    optimizer_in_backward: bool = False  # each parameter stepped (and its gradient freed) in backward
+    activation_offloading: bool = False  # saved activations moved to host memory during forward
+    torch_compile: bool = False  # the model and loss under torch.compile (fused loss: see memory/recipe.py)
 
     @property
     def is_training(self) -> bool:
@@ -171,6 +186,17 @@ class Workload:
             "pp": p.pp,
             "offload_optimizer": p.offload_optimizer,
             "offload_params": p.offload_params,
+            "framework": self.framework,
+            "loss": self.loss,
+            "lora_dropout": self.lora_dropout,
+            "lora_on_lm_head": self.lora_on_lm_head,
+            "double_quant": self.double_quant,
+            "quantized_saves_input": self.quantized_saves_input,
+            "quantize_lm_head": self.quantize_lm_head,
+            "kbit_fp32_casts": self.kbit_fp32_casts,
+            "optimizer_in_backward": self.optimizer_in_backward,
+            "activation_offloading": self.activation_offloading,
+            "torch_compile": self.torch_compile,
         }
 
 
@@ -257,6 +283,17 @@ def make_workload(
     pp: int = 1,
     offload_optimizer: bool = False,
     offload_params: bool = False,
+    framework: str = "hf",
+    loss: str | None = None,
+    lora_dropout: float | None = None,
+    lora_on_lm_head: bool = False,
+    double_quant: bool = True,
+    quantized_saves_input: bool | None = None,
+    quantize_lm_head: bool | None = None,
+    kbit_fp32_casts: bool | None = None,
+    optimizer_in_backward: bool = False,
+    activation_offloading: bool = False,
+    torch_compile: bool = False,
 ) -> Workload:
     """Validate user options and build a :class:`Workload`.
 
@@ -266,10 +303,15 @@ def make_workload(
     Options that the task does not use (``precision`` for inference, ``new_tokens`` for training ...)
     are ignored with one :class:`~hf_gpu_estimator.errors.IgnoredOptionWarning`.
 
+    ``framework`` (``hf`` default, ``trl``, ``axolotl``, ``unsloth``, ``llama-factory``, ``torchtune``,
+    ``litgpt``) fills ``loss``, ``lora_dropout``, ``quantized_saves_input``, ``quantize_lm_head`` and
+    ``kbit_fp32_casts`` when they are not given (:mod:`hf_gpu_estimator.frameworks`).
+
     Raises:
         InvalidArgumentError: an option has a bad value or options conflict; the message
             names the field, the value and what is accepted.
     """
+    from hf_gpu_estimator.frameworks import LOSS_KINDS, framework_profile
     from hf_gpu_estimator.quantization import normalize_quantization
 
     method_ = _choice("method", method, METHODS)
@@ -331,9 +373,13 @@ def make_workload(
     if method_ == "full" and task_ == "training" and quant != "none":
         raise ConflictingOptionsError("quantization", quant, "cannot be trained in full (quantized weights take no gradients)",
                                       fix="use --method qlora or lora, or --quantization none")
-    if strategy_ != "none" and gpus == 1:
-        raise ConflictingOptionsError("strategy", strategy_, "needs more than one GPU",
-                                      fix="pass --num-gpus 2 or more, or drop --strategy")
+    # One GPU with a sharding strategy is DeepSpeed ZeRO-Offload / FSDP CPU offload: it means something only
+    # with an offload.
+    if strategy_ != "none" and gpus == 1 and not (
+            (offload_optimizer or offload_params) and strategy_ in ("zero2", "zero3", "fsdp", "fsdp-grad-op")):
+        raise ConflictingOptionsError("strategy", strategy_, "needs more than one GPU (or, on one GPU, an offload)",
+                                      fix="pass --num-gpus 2 or more, add --offload-optimizer/--offload-params, "
+                                          "or drop --strategy")
     if task_ == "inference" and strategy_ not in ("none",):
         raise ConflictingOptionsError("strategy", strategy_, "is a training strategy",
                                       fix="use --tp/--pp to split inference across GPUs")
@@ -343,6 +389,14 @@ def make_workload(
     if task_ == "inference" and gpus > 1 and tp_ * pp_ != gpus:
         raise ConflictingOptionsError("num_gpus", gpus, f"does not match tp*pp={tp_ * pp_} for inference",
                                       fix=f"pass --tp {gpus} (tensor parallel) or --pp {gpus}")
+    profile = framework_profile(framework)
+    loss_ = _choice("loss", loss, LOSS_KINDS, {"chunked-ce": "chunked-fp32"}) if loss is not None else profile.loss
+    dropout = profile.lora_dropout if lora_dropout is None else lora_dropout
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        raise InvalidArgumentError("lora_dropout", lora_dropout, "a probability in [0, 1)")
+    if optimizer_in_backward and gradient_accumulation_steps != 1:
+        raise ConflictingOptionsError("optimizer_in_backward", True, "steps each parameter as its gradient arrives",
+                                      fix="use --gradient-accumulation-steps 1 with it")
     gc = _bool("gradient_checkpointing", gradient_checkpointing)
     accumulation = _positive_int("gradient_accumulation_steps", gradient_accumulation_steps)
     ignored = _ignored(task_, method_, {
@@ -386,6 +440,21 @@ def make_workload(
             offload_optimizer=_bool("offload_optimizer", offload_optimizer),
             offload_params=_bool("offload_params", offload_params),
         ),
+        framework=profile.name,
+        loss=loss_,
+        lora_dropout=float(dropout),
+        lora_on_lm_head=_bool("lora_on_lm_head", lora_on_lm_head),
+        double_quant=_bool("double_quant", double_quant),
+        quantized_saves_input=profile.quantized_saves_input if quantized_saves_input is None
+        else _bool("quantized_saves_input", quantized_saves_input),
+        quantize_lm_head=profile.quantize_lm_head if quantize_lm_head is None
+        else _bool("quantize_lm_head", quantize_lm_head),
+        # trl and axolotl skip prepare_model_for_kbit_training for sharded QLoRA (FSDP, ZeRO-3): frameworks.py.
+        kbit_fp32_casts=(profile.kbit_fp32_casts and strategy_ not in ("fsdp", "fsdp-hybrid", "fsdp-grad-op", "zero3"))
+        if kbit_fp32_casts is None else _bool("kbit_fp32_casts", kbit_fp32_casts),
+        optimizer_in_backward=_bool("optimizer_in_backward", optimizer_in_backward),
+        activation_offloading=_bool("activation_offloading", activation_offloading),
+        torch_compile=_bool("torch_compile", torch_compile),
     )
 
 

@@ -7,15 +7,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from hf_gpu_estimator.errors import MalformedConfigError
+from hf_gpu_estimator.constants import MAX_INT, MAX_LAYERS
+from hf_gpu_estimator.errors import MalformedConfigError, excerpt
 from hf_gpu_estimator.spec import ROLES, ParameterCounts
 
 MISSING: Any = object()
-#: Upper bounds on config integers, so a hostile or corrupt config.json is a typed error rather than
-#: an OverflowError or a multi-GB per-layer tuple. Far above any real model (vocabularies ~2**18,
-#: hidden sizes ~2**15, ~100 layers).
-MAX_INT = 1 << 40
-MAX_LAYERS = 100_000
 FULL = "full_attention"
 SLIDING = "sliding_attention"
 CHUNKED = "chunked_attention"  # llama4 (configuration_llama4.py)
@@ -27,7 +23,12 @@ CHUNKED = "chunked_attention"  # llama4 (configuration_llama4.py)
 
 
 class Fields:
-    """Typed access to a config mapping; absent fields take the family default."""
+    """Typed access to a config mapping; absent fields take the family default.
+
+    Every source's numbers go through it (config.json, GGUF metadata, params.json), so they are read
+    under one set of limits (:data:`~hf_gpu_estimator.constants.MAX_INT`, ``MAX_LAYERS``); a source
+    with its own error type overrides :meth:`error`.
+    """
 
     def __init__(self, config: Mapping[str, Any], *, source: str, prefix: str = ""):
         self.config = config
@@ -38,7 +39,7 @@ class Fields:
         path = f"{self.prefix}{name}"
         return MalformedConfigError(
             self.source,
-            f"{self.source}: field {path!r} is {value!r}, expected {expected} "
+            f"{self.source}: field {path!r} is {excerpt(value)}, expected {expected} "
             f"(fix the value, or remove the field to use transformers' default)",
             field=path,
         )
@@ -62,7 +63,8 @@ class Fields:
         return value
 
     def opt_int(
-        self, name: str, default: int | None = None, *, aliases: Sequence[str] = (), minimum: int = 1
+        self, name: str, default: int | None = None, *, aliases: Sequence[str] = (), minimum: int = 1,
+        maximum: int | None = None,
     ) -> int | None:
         """An optional integer: absent -> ``default``; an explicit JSON null -> ``None``."""
         value = self.raw(name, aliases)
@@ -75,7 +77,8 @@ class Fields:
             raise self.error(self._name(name, aliases), value, f"an integer >= {minimum}")
         if value < minimum:
             raise self.error(self._name(name, aliases), value, f"an integer >= {minimum}")
-        maximum = MAX_LAYERS if name.endswith("layers") or name == "n_layer" else MAX_INT
+        if maximum is None:
+            maximum = MAX_LAYERS if name.endswith("layers") or name == "n_layer" else MAX_INT
         if value > maximum:
             raise self.error(self._name(name, aliases), value, f"an integer from {minimum} to {maximum:,}")
         return value

@@ -19,6 +19,8 @@ from hf_gpu_estimator.spec import Architecture, LinearShape, TensorInfo
 _LAYER = re.compile(r"(?:^|\.)(?:layers|h|blocks|block|decoder\.layers)\.(\d+)\.")
 _OTHER_TOWER = re.compile(r"vision|visual|audio|image|encoder\.|mm_projector|multi_modal|speech|mtp", re.IGNORECASE)
 _EMBED = re.compile(r"(?:^|\.)(?:embed_tokens|wte|word_embeddings|tok_embeddings|embed_in)\.weight$")
+_FIRST_K_PROJ = re.compile(
+    r"(?:^|\.)(?:layers|h|blocks|block|decoder\.layers)\.0\.(?:self_attn|attention|attn)\.k_proj\.weight$")
 _EXPERT_INDEX = re.compile(r"(?:^|\.)experts\.(\d+)\.")
 _GATED_LEAVES = frozenset({"gate_proj", "w1", "w3", "gate_up_proj", "wi_0"})
 _DOWN_LEAVES = frozenset({"down_proj", "w2", "fc2", "c_proj", "dense_4h_to_h", "wo"})
@@ -62,11 +64,32 @@ def check_against_config(arch: Architecture, tensors: Iterable[TensorInfo], conf
             raise ConfigHeaderMismatchError(source, field="num_hidden_layers", config_value=arch.stored_layers,
                                             header_value=found,
                                             evidence=f"decoder layers 0..{found - 1} in the weights")
+    _check_kv_heads(arch, tensors, source=source)
     experts = {int(m.group(1)) for t in tensors if (m := _EXPERT_INDEX.search(t.name))}
     if experts and arch.num_experts and max(experts) + 1 != arch.num_experts:
         raise ConfigHeaderMismatchError(source, field="num_experts", config_value=arch.num_experts,
                                         header_value=max(experts) + 1,
                                         evidence=f"experts 0..{max(experts)} in the weights")
+
+
+def _check_kv_heads(arch: Architecture, tensors: list[TensorInfo], *, source: str) -> None:
+    """The first layer's unquantized ``k_proj`` must be ``num_key_value_heads x head_dim`` rows wide.
+
+    Only for a first layer of plain attention (``full``/``sliding``/``chunked``) whose ``k_proj`` reads
+    the hidden state (``[kv_heads * head_dim, hidden_size]``, as ``nn.Linear`` stores it): a config that
+    claims more KV heads than the weights hold would size the KV cache for heads that do not exist.
+    """
+    if not arch.layers or arch.layers[0].mixer.kind not in ("full", "sliding", "chunked"):
+        return
+    mixer = arch.layers[0].mixer
+    for t in tensors:
+        if _FIRST_K_PROJ.search(t.name) and len(t.shape) == 2 and t.dtype in ("F32", "F16", "BF16") \
+                and t.shape[1] == arch.hidden_size:
+            if t.shape[0] != mixer.kv_heads * mixer.head_dim and mixer.head_dim and t.shape[0] % mixer.head_dim == 0:
+                raise ConfigHeaderMismatchError(source, field="num_key_value_heads", config_value=mixer.kv_heads,
+                                                header_value=t.shape[0] // mixer.head_dim,
+                                                evidence=f"{t.name} is {list(t.shape)}, {mixer.head_dim} per head")
+            return
 
 
 def refine_generic(arch: Architecture, tensors: Iterable[TensorInfo]) -> Architecture:

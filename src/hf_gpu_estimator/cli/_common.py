@@ -10,6 +10,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from hf_gpu_estimator.errors import excerpt
+
 FORMATS = ("table", "json", "markdown", "text")
 FORMAT_HELP = ("table (default; colour with rich when installed), json (the stable contract), "
                "markdown (for issues and model cards), text (plain columns)")
@@ -61,18 +63,25 @@ def token_count(text: str) -> int:
     return number * scale
 
 
+#: The largest number a float flag takes: a flag times GiB (or a price times hours) must stay a finite float
+#: and an int (``int(1e308 * GiB)`` overflows to inf); far above any memory size, rate or price.
+MAX_FLAG_NUMBER = 1e15
+
+
 def finite_float(minimum: float, *, inclusive: bool) -> Callable[[str], float]:
-    """An argparse type: a finite number >= (or >) ``minimum``; nan and inf are refused here,
-    since ``int(x * GiB)`` on them raises outside the one-line error path."""
+    """An argparse type: a finite number >= (or >) ``minimum`` and at most :data:`MAX_FLAG_NUMBER`; nan,
+    inf and 1e308 are refused here, since ``int(x * GiB)`` on them raises outside the one-line error path."""
     bound = f"{'>=' if inclusive else '>'} {minimum:g}"
 
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number {bound}, got {text!r}") from None
-        if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive):
-            raise argparse.ArgumentTypeError(f"expected a finite number {bound}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected a number {bound}, got {excerpt(text)}") from None
+        if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive) \
+                or value > MAX_FLAG_NUMBER:  # fmt: skip
+            raise argparse.ArgumentTypeError(f"expected a finite number {bound} and <= {MAX_FLAG_NUMBER:g}, "
+                                             f"got {excerpt(text)}")
         return value
 
     return parse

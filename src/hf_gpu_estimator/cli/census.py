@@ -12,11 +12,13 @@ EPILOG = """examples:
   hfge census --models hub:text-generation:1000 --sort likes --output top1000/
   hfge census --models ids.txt --jobs inference:ctx=8192:quant=fp8,qlora:ctx=4096 --gpus RTX-4090,H100-SXM-80GB --output out/
   hfge census --models catalog --output census/ --push-to-hub my-org/gpu-census
+  hfge census --models ids.txt --jobs inference:ctx=4096:mode=exact --backend ray --output traced/
 
 jobs: KIND[:key=value]..., KIND one of inference, lora, qlora, full; keys ctx (prompt + generated tokens, or
 the training sequence), new (generated tokens, default 256), batch, quant (fp8, nf4, awq-4bit, gguf:Q4_K_M ...),
-dtype, gc (gradient checkpointing, 1/0), engine. Default: inference:ctx=4096 in the checkpoint dtype, fp8 and
-gguf:Q4_K_M; lora, qlora and full at ctx=2048.
+dtype, gc (gradient checkpointing, 1/0), engine, mode (analytic, or exact: traces transformers' code, seconds
+of CPU a row, needs torch; with --backend ray each model is a Ray task). Default: inference:ctx=4096 in the
+checkpoint dtype, fp8 and gguf:Q4_K_M; lora, qlora and full at ctx=2048.
 
 An interrupted census resumes: rows already computed for the same grid are kept in OUTPUT/.census-cache.jsonl.
 Parquet is written when pyarrow is installed (pip install 'hf-gpu-estimator[census]'), CSV always."""
@@ -37,6 +39,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--workers", type=positive_int, help="concurrent model reads per process (default 8; 1 for the catalog)")
     p.add_argument("--processes", type=positive_int,
                    help="processes sharing the arithmetic (default: up to 4 of the CPUs from 64 models, else 1)")
+    p.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="local (this machine's processes, default) or ray: one Ray task per model, at RAY_ADDRESS "
+                        "or a local Ray instance (pip install 'hf-gpu-estimator[ray]'); for exact-mode jobs")
     p.add_argument("--no-plots", action="store_true", help="write the data and card only")
     p.add_argument("--push-to-hub", metavar="ORG/NAME", help="upload the folder to this Hub dataset repo")
     p.add_argument("--private", action="store_true", help="create the Hub dataset repo private")
@@ -55,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     refs = model_refs(args.models, sort=args.sort, token=args.token)
     census = run_census(refs, jobs, gpus=gpus, models=args.models, offline=args.models == "catalog",
                         token=args.token, workers=args.workers, processes=args.processes,
-                        cache_dir=args.output)
+                        cache_dir=args.output, backend=args.backend)
     import importlib.util
 
     from hf_gpu_estimator.census import parquet_available

@@ -20,7 +20,7 @@ from hf_gpu_estimator.cli._common import (
     resolve_gpus,
     split_list,
 )
-from hf_gpu_estimator.cli.workload_flags import add_workload_args, workload_kwargs
+from hf_gpu_estimator.cli.workload_flags import add_workload_args, explicit_workload_kwargs, workload_kwargs
 
 EPILOG = """examples:
   hfge estimate meta-llama/Llama-2-7b-hf
@@ -29,13 +29,19 @@ EPILOG = """examples:
   hfge estimate mistralai/Mistral-7B-v0.1 --task training --method qlora --batch-size 4 \\
       --seq-len 2048 --gradient-checkpointing --gpu RTX-4090
   hfge estimate Qwen/Qwen2.5-7B --task training --precision bf16-mixed --num-gpus 8 --strategy zero3 --format json
+  hfge estimate --config axolotl.yml --gpu RTX-4090      # model and workload from a training config
+  hfge estimate --config sft.json --config accelerate.yaml --config ds_zero3.json
 """
 
 
 def register(subparsers: Any) -> None:
     p = add_command(subparsers, "estimate", run, help="memory per device for a workload", epilog=EPILOG)
-    add_model_args(p)
+    add_model_args(p, optional=True)
     add_workload_args(p)
+    p.add_argument("--config", action="append", metavar="FILE",
+                   help="a training config (axolotl or LLaMA-Factory YAML, torchtune or LitGPT config, TRL / "
+                        "TrainingArguments JSON, accelerate config, DeepSpeed JSON); repeat to combine; flags "
+                        "given on the command line win")
     add_gpu_arg(p, "check against GPUs from the catalog (hfge gpus); default RTX-4090, A100-80GB, H100-SXM-80GB")
     p.add_argument("--exact", action="store_true", help="trace the real transformers code on fake tensors")
     p.add_argument("--compare", action="store_true",
@@ -69,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     if args.compare:
         return run_compare(args)
     gpus = device_gpus(args)
-    kwargs = workload_kwargs(args)
+    kwargs = config_workload_kwargs(args)
     dtypes = split_list("dtype", args.dtype) if args.dtype else (None,)
     quants = split_list("quantization", args.quantization) if args.quantization else (None,)
     spec = read_spec(args)
@@ -91,6 +97,29 @@ def run(args: argparse.Namespace) -> int:
         path = est.plot(args.plot, gpus=targets)
         message(f"plot saved to {path}")
     return 0
+
+
+def config_workload_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The workload keywords: from ``--config`` files (their model too, when MODEL is not given), with the flags
+    given on the command line winning; keys the files hold that nothing reads are reported on stderr."""
+    from hf_gpu_estimator.errors import InvalidArgumentError
+
+    if not getattr(args, "config", None):
+        if args.model is None:
+            raise InvalidArgumentError("model", None, "a Hub id, a local path, or --config FILE")
+        return workload_kwargs(args)
+    from hf_gpu_estimator.sources.recipes import merge_recipes, read_recipe
+
+    recipe = merge_recipes(read_recipe(path) for path in args.config)
+    if args.model is None:
+        if recipe.model is None:
+            raise InvalidArgumentError("model", None, f"a Hub id or path: the {recipe.kind} config names no model")
+        args.model = recipe.model
+    if recipe.unknown:
+        message(f"{recipe.kind} config: not understood, ignored: {', '.join(recipe.unknown)}")
+    for note in recipe.notes:
+        message(f"{recipe.kind} config: {note}")
+    return {**workload_kwargs(args), **recipe.options, **explicit_workload_kwargs(args)}
 
 
 def run_grid(args: argparse.Namespace, spec: Any, kwargs: dict[str, Any], dtypes: tuple[str | None, ...],
@@ -116,8 +145,8 @@ def run_compare(args: argparse.Namespace) -> int:
 
     gpus = resolve_gpus(args.gpu)
     gpu = gpus[0] if len(gpus) == 1 else None
+    kwargs = config_workload_kwargs(args)
     spec = read_spec(args)
-    kwargs = workload_kwargs(args)
     cal = calibration_arg(args)
     analytic = estimate(spec, gpu=gpu, calibration=cal, **kwargs)
     exact = estimate(spec, gpu=gpu, calibration=cal, mode="exact", **kwargs)

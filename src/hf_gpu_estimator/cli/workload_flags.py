@@ -12,7 +12,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from hf_gpu_estimator.cli._common import non_negative_int, positive_int, token_count
+from hf_gpu_estimator.cli._common import finite_float, non_negative_int, positive_int, token_count
+
+
+def on_off(text: str) -> bool:
+    """``on``/``off`` (also yes/no, true/false, 1/0) as a bool, for a flag whose default is on."""
+    value = text.strip().lower()
+    if value in ("on", "yes", "true", "1"):
+        return True
+    if value in ("off", "no", "false", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected on or off, got {text!r}")
 
 
 @dataclass(frozen=True)
@@ -65,6 +75,27 @@ WORKLOAD_FLAGS: tuple[Flag, ...] = (
          aliases=("--pipeline-parallel-size", "-pp")),
     Flag("--offload-optimizer", {"action": "store_true", "help": "ZeRO/FSDP optimizer offload to CPU"}),
     Flag("--offload-params", {"action": "store_true", "help": "ZeRO-3/FSDP parameter offload to CPU"}),
+    # The training recipe: a framework profile's defaults, each overridable (frameworks.py, memory/recipe.py).
+    Flag("--framework", {"default": "hf",
+                         "help": "hf (default), trl, axolotl, unsloth, llama-factory, torchtune, litgpt: what the "
+                                 "framework allocates beyond the model"}),
+    Flag("--loss", {"help": "hf, hf-fp32-logits (transformers 4.3x-4.4x), chunked (LitGPT), chunked-fp32 (torchtune); "
+                            "default: the framework's"}),
+    Flag("--lora-dropout", {"type": finite_float(0.0, inclusive=True),
+                            "help": "LoRA dropout probability (default: the framework's; peft 0.0)"}),
+    Flag("--lora-on-lm-head", {"action": "store_true", "help": "a LoRA adapter on the output head too"}),
+    Flag("--double-quant", {"type": on_off, "default": True,
+                            "help": "bitsandbytes 4-bit double quantization: on (default) or off"}),
+    Flag("--kbit-fp32-casts", {"type": on_off,
+                               "help": "peft prepare_model_for_kbit_training's fp32 casts: on or off (default: the "
+                                       "framework's; trl and axolotl on)"}),
+    Flag("--quantized-saves-input", {"type": on_off,
+                                     "help": "the 4-bit matmul keeps its input for backward (bitsandbytes < 0.43.2): "
+                                             "on or off (default: the framework's)"}),
+    Flag("--optimizer-in-backward", {"action": "store_true",
+                                     "help": "step each parameter as its gradient arrives (torchtune optimizer_in_bwd)"}),
+    Flag("--activation-offloading", {"action": "store_true", "help": "saved activations offloaded to host memory"}),
+    Flag("--torch-compile", {"action": "store_true", "help": "model and loss under torch.compile"}),
 )
 
 

@@ -539,6 +539,10 @@ def get_gpu(name: str | GPU) -> GPU:
 def _suggest(name: str) -> list[str]:
     import difflib
 
+    from hf_gpu_estimator.constants import MAX_SUGGEST_CHARS
+
+    if len(name) > MAX_SUGGEST_CHARS:  # no GPU name is that long; difflib is quadratic in it
+        return []
     index = _REGISTRY.index()
     close = difflib.get_close_matches(_key(name), list(index), n=8, cutoff=0.6)
     out: list[str] = []

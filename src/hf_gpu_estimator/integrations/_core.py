@@ -13,10 +13,11 @@ import logging
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from hf_gpu_estimator.constants import DEFAULT_MARGIN, GiB
-from hf_gpu_estimator.errors import InvalidArgumentError, PreflightError
+from hf_gpu_estimator.errors import InvalidArgumentError, MalformedConfigError, PreflightError
 from hf_gpu_estimator.suggest import Suggestion, search
 
 if TYPE_CHECKING:
@@ -620,6 +621,91 @@ def fsdp_options(sharding: Any, *, offload: bool, num_gpus: int) -> tuple[dict[s
     return _parallel(strategy, num_gpus=num_gpus, offload_optimizer=offload, offload_params=offload, notes=notes)
 
 
+#: accelerate's ``mixed_precision`` -> our (Lightning) precision names. "no" depends on the
+#: parameters' dtype (see :func:`accelerate_precision`).
+_MIXED = {"fp16": "16-mixed", "bf16": "bf16-mixed", "fp8": "bf16-mixed"}
+
+
+def accelerate_precision(mixed: str, trainable_dtype: str | None, notes: list[str]) -> str:
+    mixed = mixed.lower()
+    if mixed in _MIXED:
+        if mixed == "fp8":
+            notes.append("fp8 mixed precision is estimated as bf16-mixed (fp8 matmuls keep bf16 activations)")
+        return _MIXED[mixed]
+    # mixed_precision="no": compute runs in the parameters' own dtype.
+    return {"bfloat16": "bf16-true", "float16": "16-true"}.get(trainable_dtype or "float32", "32-true")
+
+
+#: An accelerate or DeepSpeed config is a few hundred bytes; anything past a megabyte is not one.
+MAX_CONFIG_CHARS = 1 << 20
+
+
+def accelerate_config_options(data: Mapping[str, Any], *, source: Path) -> tuple[dict[str, Any], list[str]]:
+    """Workload keywords and notes from a loaded ``accelerate config`` mapping (see
+    :func:`hf_gpu_estimator.integrations.accelerate.workload_from_accelerate_config`); ``source`` is the
+    file it came from (a ``deepspeed_config_file`` is read relative to it)."""
+    notes: list[str] = []
+    kwargs: dict[str, Any] = {"task": "training"}
+    mixed = str(data.get("mixed_precision") or "no").lower()
+    kwargs["precision"] = accelerate_precision(mixed, None, notes)
+    devices = _config_int(data.get("num_processes"), 1, source, "num_processes")
+    kind = str(data.get("distributed_type") or "NO").upper()
+    if kind == "DEEPSPEED":
+        ds = dict(data.get("deepspeed_config") or {})
+        config_file = ds.get("deepspeed_config_file")
+        if config_file:
+            target = (source.parent / str(config_file)).expanduser()
+            from hf_gpu_estimator.sources._json import JSONProblem
+            from hf_gpu_estimator.sources._json import loads as json_loads
+
+            try:
+                with target.open("rb") as f:
+                    config = json_loads(f.read(MAX_CONFIG_CHARS + 1), max_bytes=MAX_CONFIG_CHARS)
+                if not isinstance(config, Mapping):
+                    raise JSONProblem(f"a JSON {type(config).__name__}, not an object")
+            except (OSError, JSONProblem) as e:
+                raise MalformedConfigError(str(target), f"cannot read deepspeed_config_file {str(target)!r}: {e}") from e
+            steps = config.get("gradient_accumulation_steps")
+        else:
+            config = {"zero_optimization": {
+                "stage": ds.get("zero_stage", 2),
+                "offload_optimizer": {"device": ds.get("offload_optimizer_device", "none")},
+                "offload_param": {"device": ds.get("offload_param_device", "none")}}}
+            steps = ds.get("gradient_accumulation_steps")
+        if isinstance(steps, int) and steps >= 1:
+            kwargs["gradient_accumulation_steps"] = steps
+        options, more = deepspeed_options(config, num_gpus=devices)
+    elif kind == "FSDP":
+        fsdp = dict(data.get("fsdp_config") or {})
+        if int(fsdp.get("fsdp_version", 1) or 1) == 2:
+            reshard = fsdp.get("fsdp_reshard_after_forward", True)
+            sharding = "FULL_SHARD" if reshard in (True, "true", "True", "FULL_SHARD") else "SHARD_GRAD_OP"
+        else:
+            sharding = fsdp.get("fsdp_sharding_strategy", fsdp.get("fsdp_reshard_after_forward", "FULL_SHARD"))
+        options, more = fsdp_options(sharding, offload=bool(fsdp.get("fsdp_offload_params", False)), num_gpus=devices)
+        if fsdp.get("fsdp_activation_checkpointing"):
+            kwargs["gradient_checkpointing"] = True
+    elif kind in ("NO", "MULTI_GPU", "MULTI_NPU", "MULTI_XPU", "MULTI_MLU", "MULTI_HPU", "MULTI_SDAA", "MULTI_MUSA"):
+        options, more = {"num_gpus": devices}, []
+        if devices > 1:
+            options["strategy"] = "ddp"
+    else:
+        options, more = {"num_gpus": devices}, [f"distributed_type {kind} is estimated as data parallel"]
+        if devices > 1:
+            options["strategy"] = "ddp"
+    kwargs.update(options)
+    notes.extend(more)
+    return kwargs, notes
+
+
+def _config_int(value: Any, default: int, file: Path, field: str) -> int:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise MalformedConfigError(str(file), f"{file}: {field} should be an integer >= 1, got {value!r}", field=field)
+    return value
+
+
 def deepspeed_options(config: Mapping[str, Any] | None, *, num_gpus: int) -> tuple[dict[str, Any], list[str]]:
     """Workload keywords from a DeepSpeed config dict (``zero_optimization.stage`` and offload devices)."""
     zero = (config or {}).get("zero_optimization") or {}
@@ -641,8 +727,16 @@ def deepspeed_options(config: Mapping[str, Any] | None, *, num_gpus: int) -> tup
 def _parallel(strategy: str, *, num_gpus: int, offload_optimizer: bool = False, offload_params: bool = False,
               notes: list[str]) -> tuple[dict[str, Any], list[str]]:
     if num_gpus <= 1:
-        if strategy not in ("ddp", "none") or offload_optimizer or offload_params:
-            notes.append(f"{strategy} on one device shards nothing; offload on one device is not modeled")
+        if (offload_optimizer or offload_params) and strategy in ("zero2", "zero3", "fsdp", "fsdp-grad-op"):
+            # ZeRO-Offload / FSDP CPU offload on one GPU: the offload is what it does.
+            out: dict[str, Any] = {"num_gpus": 1, "strategy": strategy}
+            if offload_optimizer:
+                out["offload_optimizer"] = True
+            if offload_params and strategy in ("zero3", "fsdp"):
+                out["offload_params"] = True
+            return out, notes
+        if strategy not in ("ddp", "none"):
+            notes.append(f"{strategy} on one device shards nothing")
         return {"num_gpus": 1}, notes
     if strategy in ("ddp", "zero1") and offload_params:
         offload_params = False

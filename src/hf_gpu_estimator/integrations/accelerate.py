@@ -11,7 +11,6 @@ Usage (call it before ``accelerator.prepare``, while the model is whole)::
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Mapping
@@ -24,6 +23,9 @@ from accelerate.utils import broadcast_object_list
 from hf_gpu_estimator.errors import InvalidArgumentError, MalformedConfigError
 from hf_gpu_estimator.integrations._core import (
     DEFAULT_MARGIN,
+    MAX_CONFIG_CHARS,
+    accelerate_config_options,
+    accelerate_precision,
     PreflightResult,
     deepspeed_options,
     describe_model,
@@ -49,11 +51,6 @@ ACCELERATE_HINTS: Mapping[str, str] = {
     "offload": "accelerate config: DeepSpeed offload_optimizer_device cpu",
     "num_gpus": "accelerate launch --num_processes {num_gpus} with FSDP/DeepSpeed ZeRO-3",
 }  # fmt: skip
-
-#: accelerate's ``mixed_precision`` -> our (Lightning) precision names. "no" depends on the
-#: parameters' dtype (see :func:`_precision`).
-_MIXED = {"fp16": "16-mixed", "bf16": "bf16-mixed", "fp8": "bf16-mixed"}
-
 
 def preflight(accelerator: accelerate.Accelerator, model: Any, optimizer: Any = None, *, batch_size: int, seq_len: int,
               gpu: Any = None, device_memory_bytes: int | None = None, on_exceed: str = "warn",
@@ -124,7 +121,7 @@ def workload_from_accelerator(accelerator: accelerate.Accelerator, optimizer: An
     state = accelerator.state
     notes: list[str] = []
     kwargs: dict[str, Any] = {"task": "training",
-                              "precision": _precision(str(state.mixed_precision), trainable_dtype, notes)}
+                              "precision": accelerate_precision(str(state.mixed_precision), trainable_dtype, notes)}
     steps = getattr(accelerator, "gradient_accumulation_steps", 1)
     if isinstance(steps, int) and steps >= 1:
         kwargs["gradient_accumulation_steps"] = steps
@@ -149,16 +146,6 @@ def workload_from_accelerator(accelerator: accelerate.Accelerator, optimizer: An
         if note:
             notes.append(note)
     return kwargs, notes
-
-
-def _precision(mixed: str, trainable_dtype: str | None, notes: list[str]) -> str:
-    mixed = mixed.lower()
-    if mixed in _MIXED:
-        if mixed == "fp8":
-            notes.append("fp8 mixed precision is estimated as bf16-mixed (fp8 matmuls keep bf16 activations)")
-        return _MIXED[mixed]
-    # mixed_precision="no": compute runs in the parameters' own dtype.
-    return {"bfloat16": "bf16-true", "float16": "16-true"}.get(trainable_dtype or "float32", "32-true")
 
 
 def _deepspeed_plugin_options(plugin: Any, devices: int) -> tuple[dict[str, Any], list[str]]:
@@ -200,70 +187,26 @@ def workload_from_accelerate_config(path: str | os.PathLike[str]) -> tuple[dict[
     ``fsdp_version``, ``fsdp_reshard_after_forward``, ``fsdp_activation_checkpointing``).
 
     Raises:
-        MalformedConfigError: the file is missing, not YAML, or not a mapping.
+        InvalidArgumentError: the file cannot be read.
+        MalformedConfigError: not YAML (aliases and deep nesting included), or not a mapping.
     """
-    import yaml
+    from hf_gpu_estimator.errors import InvalidArgumentError
+    from hf_gpu_estimator.sources._yaml import YAMLProblem, loads
 
     file = Path(path).expanduser()
     try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise MalformedConfigError(str(file), f"cannot read accelerate config {str(file)!r}: {e}") from e
-    except yaml.YAMLError as e:
+        with file.open("rb") as f:
+            raw = f.read(MAX_CONFIG_CHARS + 1)
+    except OSError as e:  # a file named on the command line that is not there: a bad argument (exit 2)
+        raise InvalidArgumentError("--accelerate-config", str(file), "a readable accelerate config YAML file",
+                                   hint=e.strerror) from e  # fmt: skip
+    try:
+        data = loads(raw.decode("utf-8"), max_chars=MAX_CONFIG_CHARS, max_depth=16)
+    except UnicodeDecodeError as e:
+        raise MalformedConfigError(str(file), f"accelerate config {str(file)!r} is not UTF-8 text "
+                                   f"(byte {e.start})") from e
+    except YAMLProblem as e:
         raise MalformedConfigError(str(file), f"accelerate config {str(file)!r} is not YAML: {e}") from e
     if not isinstance(data, Mapping):
         raise MalformedConfigError(str(file), f"accelerate config {str(file)!r} is not a mapping")
-    notes: list[str] = []
-    kwargs: dict[str, Any] = {"task": "training"}
-    mixed = str(data.get("mixed_precision") or "no").lower()
-    kwargs["precision"] = _precision(mixed, None, notes)
-    devices = _int(data.get("num_processes"), 1, file, "num_processes")
-    kind = str(data.get("distributed_type") or "NO").upper()
-    if kind == "DEEPSPEED":
-        ds = dict(data.get("deepspeed_config") or {})
-        config_file = ds.get("deepspeed_config_file")
-        if config_file:
-            target = (file.parent / str(config_file)).expanduser()
-            try:
-                config = json.loads(target.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as e:
-                raise MalformedConfigError(str(target), f"cannot read deepspeed_config_file {str(target)!r}: {e}") from e
-            steps = config.get("gradient_accumulation_steps")
-        else:
-            config = {"zero_optimization": {
-                "stage": ds.get("zero_stage", 2),
-                "offload_optimizer": {"device": ds.get("offload_optimizer_device", "none")},
-                "offload_param": {"device": ds.get("offload_param_device", "none")}}}
-            steps = ds.get("gradient_accumulation_steps")
-        if isinstance(steps, int) and steps >= 1:
-            kwargs["gradient_accumulation_steps"] = steps
-        options, more = deepspeed_options(config, num_gpus=devices)
-    elif kind == "FSDP":
-        fsdp = dict(data.get("fsdp_config") or {})
-        if int(fsdp.get("fsdp_version", 1) or 1) == 2:
-            reshard = fsdp.get("fsdp_reshard_after_forward", True)
-            sharding = "FULL_SHARD" if reshard in (True, "true", "True", "FULL_SHARD") else "SHARD_GRAD_OP"
-        else:
-            sharding = fsdp.get("fsdp_sharding_strategy", fsdp.get("fsdp_reshard_after_forward", "FULL_SHARD"))
-        options, more = fsdp_options(sharding, offload=bool(fsdp.get("fsdp_offload_params", False)), num_gpus=devices)
-        if fsdp.get("fsdp_activation_checkpointing"):
-            kwargs["gradient_checkpointing"] = True
-    elif kind in ("NO", "MULTI_GPU", "MULTI_NPU", "MULTI_XPU", "MULTI_MLU", "MULTI_HPU", "MULTI_SDAA", "MULTI_MUSA"):
-        options, more = {"num_gpus": devices}, []
-        if devices > 1:
-            options["strategy"] = "ddp"
-    else:
-        options, more = {"num_gpus": devices}, [f"distributed_type {kind} is estimated as data parallel"]
-        if devices > 1:
-            options["strategy"] = "ddp"
-    kwargs.update(options)
-    notes.extend(more)
-    return kwargs, notes
-
-
-def _int(value: Any, default: int, file: Path, field: str) -> int:
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise MalformedConfigError(str(file), f"{file}: {field} should be an integer >= 1, got {value!r}", field=field)
-    return value
+    return accelerate_config_options(data, source=file)

@@ -6,17 +6,18 @@ import dataclasses
 from dataclasses import dataclass
 
 from hf_gpu_estimator.errors import ConflictingOptionsError
+from hf_gpu_estimator.frameworks import framework_profile
 from hf_gpu_estimator.memory import overhead
 from hf_gpu_estimator.memory.activations import (
     decoder_layer_activations,
     effective_attention,
     inference_layer_transient,
     layers_holding,
-    loss_bytes,
     norm_bytes,
     sdpa_gets_mask,
 )
 from hf_gpu_estimator.memory.kv_cache import kv_cache_bytes
+from hf_gpu_estimator.memory.recipe import head_adapter_bytes, loss_terms, recipe_layer_saved
 from hf_gpu_estimator.memory.terms import BYTES, COMPONENTS, MemoryEstimate, Moment, Term
 from hf_gpu_estimator.memory.weights import WeightPlan, plan_weights, step_inputs
 from hf_gpu_estimator.spec import Architecture, ModelSpec
@@ -329,15 +330,36 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
         micro_in_flight = min(p.pp, workload.gradient_accumulation_steps) if workload.gradient_accumulation_steps > 1 else 1
         assumptions.append(f"pipeline 1F1B: first stage keeps {micro_in_flight:g} micro-batches in flight")
 
-    W = int((plan.weights_bytes + plan.adapter_bytes) * shard.weights)
+    recipe_weights, recipe_notes = _recipe_weights(spec, arch, plan, workload)
+    profile = framework_profile(workload.framework)
+    if detail and profile.name != "hf":
+        assumptions.append(f"framework {profile.name} ({profile.release}): {profile.source}")
+        assumptions.extend(profile.notes)
+    W = int((plan.weights_bytes + plan.adapter_bytes + recipe_weights) * shard.weights)
+    assumptions += recipe_notes
+    if profile.single_op_gelu and arch.hidden_act in ("gelu_new", "gelu_fast"):
+        arch = dataclasses.replace(arch, hidden_act="gelu_pytorch_tanh")
+        assumptions.append(f"{workload.framework} runs its own model: its tanh GELU is one op (saves only its input)")
     trainable = plan.trainable_params
     tb = plan.trainable_bytes_per_param
     # Only parameters the step reaches get a gradient (a tower the inputs do not feed runs no module).
     G = int(plan.updated_params * tb * shard.grads)
+    offloaded_grads = 0
+    if p.offload_optimizer and p.strategy in ("zero2", "zero3", "fsdp", "fsdp-grad-op", "fsdp-hybrid") and G:
+        # The optimizer steps on the CPU, so gradients leave the GPU as they are reduced: DeepSpeed keeps one
+        # reduce bucket (reduce_bucket_size default 5e8 elements, deepspeed/runtime/zero/config.py); FSDP's CPU
+        # offload moves each unit's gradient shard to the host after its reduce-scatter (one layer's worth).
+        bucket = int(5e8 * tb) if p.strategy.startswith("zero") else int(G / max(1, arch.num_layers))
+        offloaded_grads, G = G, min(G, bucket)
     S_opt, opt_formula, opt_temp = _optimizer_bytes(spec, arch, plan, workload)
     S_opt = int(S_opt * shard.optimizer)
+    paged = 0
+    if workload.optimizer.paged:
+        # bitsandbytes paged optimizers allocate their states with cudaMallocManaged (unified memory), outside
+        # PyTorch's caching allocator: not in max_memory_allocated, and paged to host memory under pressure.
+        paged, S_opt = S_opt, 0
     opt_temp = int(opt_temp * shard.optimizer)
-    host = 0
+    host = offloaded_grads
     if p.offload_optimizer:
         host += int(_optimizer_bytes(spec, arch, plan, workload)[0] / max(1, p.dp))
 
@@ -345,11 +367,23 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
     ckpt = workload.gradient_checkpointing
     act_share = 1.0 if ckpt else shard.activations
     per_layer_saved = layer.checkpoint if ckpt else layer.saved + layer.training_cache
+    # The recipe's own saved tensors (memory/recipe.py): with checkpointing only the fp32 layer input of
+    # the k-bit recipe stays per layer; the rest is rebuilt with the recomputed layer.
+    extra = recipe_layer_saved(arch, workload)
+    per_layer_saved += extra.kbit_casts if ckpt else extra.total
+    recomputed_extra = extra.dropout + extra.quantized_inputs if ckpt else 0.0
     A_layer = int(T * per_layer_saved * micro_in_flight * act_share)  # one layer's saved tensors
     A_layers = int(A_layer * layers_here)
+    if workload.activation_offloading:
+        # torchtune OffloadActivations: saved tensors go to host memory as forward saves them and come back
+        # one layer ahead of backward: about two layers' worth stay on the device.
+        A_layers = min(A_layers, 2 * A_layer)
     # The layer checkpointing recomputes at the backward peak: the largest one (hybrids differ by layer).
-    largest_layer = int(T * layer.largest * shard.activations)
-    loss_saved, loss_during, loss_backward = loss_bytes(arch, workload)
+    largest_layer = int(T * (layer.largest + recomputed_extra) * shard.activations)
+    loss_saved, loss_during, loss_backward = loss_terms(arch, workload)
+    head_saved, head_transient = head_adapter_bytes(arch, workload)
+    loss_during += head_saved + head_transient
+    loss_backward += head_saved
     r = 4 if (precision.mixed and workload.method == "full") else c
     final_norm = norm_bytes(arch.hidden_size, r, rms=arch.norm == "rmsnorm") + c * arch.hidden_size
     head = int(T * (final_norm + loss_during) * shard.activations)
@@ -384,7 +418,8 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
     G_head = int(((counts.get("lm_head", 0) + (counts.get("embedding", 0) if tied else 0)) if trainable_full else 0)
                  * tb * shard.grads)
     G_emb = int((counts.get("embedding", 0) if trainable_full and not tied else 0) * tb * shard.grads)
-    G_layer = int((G - G_head - G_emb) / max(1, layers_here)) if layers_here else 0
+    G_head, G_emb = min(G_head, G), min(G_emb, G)
+    G_layer = max(0, int((G - G_head - G_emb) / max(1, layers_here))) if layers_here else 0
     G_res = G if workload.gradient_accumulation_steps > 1 else 0
     recompute = largest_layer + layer_bw + copies_layer if ckpt else layer_bw
     live_copies = 0 if ckpt else copies_all
@@ -395,11 +430,23 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
     # gradient at construction (gradient_as_bucket_view=False by default): resident throughout.
     bucket = int(trainable * tb) if p.strategy == "ddp" else 0
 
+    if workload.optimizer_in_backward:
+        # Each parameter is stepped by its own optimizer in a post-accumulate-grad hook and its gradient freed
+        # (torchtune optimizer_in_bwd): at most one layer's gradients are alive, and no separate step.
+        opt_temp = 0
+
+    gathered = _fsdp_gathered_bytes(spec, arch, plan, workload, recipe_weights)
+
     def moment(phase: str, *, weights: int, grads: int, acts: int, transient: int) -> Moment:
+        if phase != "optimizer step":
+            weights += gathered
+        if workload.optimizer_in_backward:
+            grads = min(grads, max(G_layer, G_head, G_emb))
         return Moment(phase=phase, components={
             "weights": weights, "optimizer_states": S_opt, "gradients": grads + bucket, "activations": acts,
             "transient": transient, "workspace": ws})
 
+    load = _load_moment(spec, arch, plan, workload, int((plan.weights_bytes + recipe_weights) * shard.weights))
     moments = [
         moment("forward (loss)", weights=W + copies_all, grads=G_res, acts=A_layers + embeddings,
                transient=head + dequant),
@@ -435,6 +482,15 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
             terms.append(Term(component="activations", name="DynamicCache built by the training forward",
                               bytes=int(T * layer.training_cache * layers_here),
                               formula="use_cache=True (config default): k/v copies not otherwise saved"))
+        if gathered:
+            terms.append(Term(component="weights", name="FSDP all-gathered units", bytes=gathered,
+                              formula="2 decoder layers unsharded (the current unit and the one BACKWARD_PRE "
+                                      "prefetches) + the root unit (embeddings, head), kept unsharded from forward "
+                                      "to backward (torch FSDP1 _post_forward_reshard)"))
+        if paged:
+            assumptions.append(f"{workload.optimizer.name}: its {paged / 2**30:.2f} GiB of states live in CUDA unified "
+                               "memory (cudaMallocManaged), outside torch's allocator; they use free device memory and "
+                               "page to host memory when it runs out")
         if opt_temp:
             terms.append(Term(component="transient", name="optimizer step temporaries", bytes=opt_temp,
                               formula="foreach AdamW: sqrt(exp_avg_sq) for every parameter (torch.optim.adam)"))
@@ -445,7 +501,11 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
         assumptions.append(f"training step: loss = model(input_ids, labels=input_ids).loss; backward; "
                            f"{workload.optimizer.name}.step(); zero_grad(set_to_none=True); steady state (step >= 2)")
         if plan.quantization in ("nf4", "fp4"):
-            assumptions.append("QLoRA: bitsandbytes 4-bit base with double quantization (absmax 8-bit per 64 weights)")
+            assumptions.append("QLoRA: bitsandbytes 4-bit base " + (
+                "with double quantization (absmax 8-bit per 64 weights)" if workload.double_quant
+                else "without double quantization (fp32 absmax per 64 weights)")
+                + ("; its matmul keeps its input for backward (bitsandbytes < 0.43.2)"
+                   if workload.quantized_saves_input else ""))
         if plan.unreached_params:
             parts = ", ".join(f"{_INPUT_WORDS.get(k, k)} {n:,}" for k, n in sorted(plan.unreached.items()))
             assumptions.append(
@@ -453,11 +513,83 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
                 "reach them, so their modules do not run and they get no gradient, and no optimizer state (torch "
                 "optimizers create state only for parameters with a gradient); their weights still count")
     act_at_peak = A_layers + head
-    result = _finish(moments, terms, workload, assumptions, activation_bytes_at_peak=act_at_peak,
-                     host_offload_bytes=host, detail=detail)
     # Step 1: no optimizer state until the first optimizer.step() creates it.
     first = max([m.total_bytes - S_opt for m in moments[:-1]] + [moments[-1].total_bytes])
-    return dataclasses.replace(result, first_step_allocated_bytes=first)
+    if load.total_bytes > max(m.total_bytes for m in moments) and detail:
+        assumptions.append(f"the peak is at load ({load.components['transient'] / 2**30:.2f} GiB of load-time "
+                           "tensors over the weights); the caching allocator keeps it reserved for the run")
+    result = _finish([load, *moments], terms, workload, assumptions, activation_bytes_at_peak=act_at_peak,
+                     host_offload_bytes=host, detail=detail)
+    return dataclasses.replace(result, first_step_allocated_bytes=max(first, load.total_bytes))
+
+
+def _fsdp_gathered_bytes(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: Workload,
+                         recipe_weights: int) -> int:
+    """Unsharded parameters FSDP (FULL_SHARD, one unit per decoder layer) holds during forward and backward,
+    beside the shards: the unit running and the next one (``BackwardPrefetch.BACKWARD_PRE``, accelerate's
+    default), and the root unit (embeddings, final norm, head), which torch FSDP1 does not reshard after forward
+    ("do not free the root's parameters in the post-forward", torch/distributed/fsdp/_runtime_utils.py). With
+    CPU offload of parameters the same units are gathered onto the GPU (one GPU included); DeepSpeed ZeRO-3 with
+    its parameters offloaded is estimated with the same two units (its prefetch and live-parameter buckets are
+    not modelled)."""
+    p = workload.parallelism
+    offloaded = p.offload_params and p.strategy in ("fsdp", "zero3")
+    if p.strategy not in ("fsdp", "fsdp-hybrid", "zero3") or (p.dp < 2 and not offloaded) \
+            or (p.strategy == "zero3" and not offloaded):
+        return 0
+    counts = spec.parameters.by_role
+    root_params = counts.get("embedding", 0) + counts.get("lm_head", 0) + counts.get("norm", 0) / max(1, arch.num_layers)
+    total = plan.weights_bytes + plan.adapter_bytes + recipe_weights
+    root_bytes = root_params * BYTES[plan.weight_dtype]
+    layer_bytes = max(0.0, (total - root_bytes) / max(1, arch.num_layers))
+    return int(2 * layer_bytes + root_bytes)
+
+
+def _load_moment(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: Workload, weights: int) -> Moment:
+    """The model on the device after loading, with the largest tensor the load path holds beside it.
+
+    * A QLoRA base quantized at load (transformers' bitsandbytes integration, ``Params4bit`` moved to the
+      device): each linear weight arrives in 16 bits and is quantized on the GPU, one at a time.
+    * The k-bit recipe's fp32 casts (``param.data = param.data.to(float32)``): the largest non-quantized
+      tensor (the embedding) exists in 16 and 32 bits while it is cast.
+    Other loads (transformers 5 materializes each parameter in place) add nothing beyond the weights.
+    """
+    transient = 0
+    if workload.method == "qlora" and arch.linears:
+        transient = max(lin.in_features * lin.out_features for lin in arch.linears) * BYTES[plan.compute_dtype]
+    if workload.method == "qlora" and workload.kbit_fp32_casts and BYTES[plan.weight_dtype] < 4:
+        transient = max(transient, arch.vocab_size * arch.hidden_size * BYTES[plan.weight_dtype])
+    return Moment(phase="load", components={"weights": weights, "transient": transient})
+
+
+def _recipe_weights(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: Workload) -> tuple[int, list[str]]:
+    """Bytes the recipe adds to (or takes from) the planned weights, and what it assumed.
+
+    * The k-bit recipe (peft ``prepare_model_for_kbit_training``, v0.13.0 src/peft/utils/other.py) casts
+      every 16-bit parameter that is not ``Params4bit`` to fp32: embeddings, norms, the head.
+    * A quantized head (Fabric's BitsandbytesPrecision converts every nn.Linear) stores it at 4 bits.
+    """
+    notes: list[str] = []
+    if workload.method == "full":
+        return 0, notes
+    wbytes = BYTES[plan.weight_dtype]
+    head = spec.parameters.by_role.get("lm_head", 0)
+    extra = 0
+    if arch.tie_word_embeddings and not head and framework_profile(workload.framework).unties_head:
+        head = arch.vocab_size * arch.hidden_size
+        extra += head * wbytes
+        notes.append(f"{workload.framework}: the output head is a copy of the tied embeddings ({head:,} params)")
+    if workload.method != "qlora":
+        return extra, notes
+    if workload.quantize_lm_head and head:
+        extra -= int(head * (wbytes - plan.quantized_bits / 8))
+        notes.append(f"{workload.framework}: the output head is a 4-bit layer too ({head:,} params)")
+    if workload.kbit_fp32_casts and wbytes < 4:
+        rest = plan.total_params - plan.quantized_params - (head if workload.quantize_lm_head else 0)
+        extra += rest * (4 - wbytes)
+        notes.append(f"prepare_model_for_kbit_training: {rest:,} non-4-bit params (embeddings, norms, head) cast to "
+                     "fp32")
+    return extra, notes
 
 
 #: How an assumption names the parameters each input reaches (ParameterCounts.off_text_path keys).

@@ -90,6 +90,11 @@ def lora_parameters(spec: ModelSpec, workload: Workload) -> int:
             # A hybrid's attention linears live only in its attention layers, its Mamba projections
             # only in the Mamba layers.
             total += workload.lora_rank * (linear.in_features + linear.out_features) * layers_holding(arch, linear)
+    if workload.lora_on_lm_head:
+        from hf_gpu_estimator.memory.recipe import head_adapter_params
+
+        total += head_adapter_params(arch, workload)
+        matched = True
     if not matched:
         names = ", ".join(sorted({lin.name for lin in arch.linears if lin.count == 1}))
         raise ConflictingOptionsError("lora_targets", ",".join(workload.lora_targets),
@@ -163,7 +168,7 @@ def plan_weights(spec: ModelSpec, workload: Workload, *, inputs: frozenset[str] 
         quantized_params = sum(counts.by_role.get(role, 0) for role in quantized_roles(quant))
         if quant.startswith("gguf:"):
             return _gguf_plan(spec, workload, quant, weight_dtype)
-        bits = linear_bits_per_weight(quant, group_size=(spec.quantization.group_size if spec.quantization and
+        bits = linear_bits_per_weight(quant, double_quant=workload.double_quant, group_size=(spec.quantization.group_size if spec.quantization and
                                                           spec.quantization.group_size else 128))
         if quant == "int8" and spec.architecture is not None:
             # LLM.int8 keeps one fp32 scale per output row (Int8Params.SCB).

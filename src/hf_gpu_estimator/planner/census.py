@@ -56,7 +56,8 @@ _KEYS = {"ctx": "tokens per sequence: prompt + generated (inference), sequence l
          "new": "generated tokens (inference)", "batch": "sequences per device",
          "quant": "a quantization (fp8, int8, nf4, awq-4bit, gguf:Q4_K_M ...)",
          "dtype": "weight dtype (bfloat16, float16, float32)", "engine": "a serving engine name, kept in the row",
-         "gc": "gradient checkpointing (1/0)"}  # fmt: skip
+         "gc": "gradient checkpointing (1/0)",
+         "mode": "analytic (default) or exact (traces transformers' code on fake tensors: seconds of CPU a row)"}  # fmt: skip
 #: A job's parts are split at a colon followed by ``key=`` so that ``quant=gguf:Q4_K_M`` stays whole.
 _SPLIT = re.compile(r":(?=[a-z]+=)")
 
@@ -71,6 +72,8 @@ class Job:
     kind: str
     options: Mapping[str, Any]
     engine: str | None = None
+    #: How the estimate is made (:func:`~hf_gpu_estimator.estimate`'s ``mode``): exact traces the model.
+    mode: Literal["analytic", "exact"] = "analytic"
 
     @property
     def is_training(self) -> bool:
@@ -79,7 +82,7 @@ class Job:
 
 def parse_job(text: str) -> Job:
     """``KIND[:key=value]...`` as a :class:`Job`: KIND is inference, lora, qlora or full; keys ``ctx``,
-    ``new``, ``batch``, ``quant``, ``dtype``, ``engine``, ``gc``.
+    ``new``, ``batch``, ``quant``, ``dtype``, ``engine``, ``gc``, ``mode``.
 
     >>> parse_job("inference:ctx=8192:quant=gguf:Q4_K_M").options["quantization"]
     'gguf:Q4_K_M'
@@ -126,11 +129,15 @@ def parse_job(text: str) -> Job:
 
         if values["engine"] not in ENGINES:
             raise InvalidArgumentError("jobs", text, "engine= one of " + ", ".join(ENGINES))
+    mode = values.get("mode", "analytic")
+    if mode not in ("analytic", "exact"):
+        raise InvalidArgumentError("jobs", text, "mode= analytic or exact")
     try:
         make_workload(**options)  # a job no model could run is a bad argument, not 320 refused rows
     except EstimatorError as e:
         raise InvalidArgumentError("jobs", text, str(e).splitlines()[0]) from e
-    return Job(name=text.strip(), kind=kind, options=options, engine=values.get("engine"))
+    return Job(name=text.strip(), kind=kind, options=options, engine=values.get("engine"),
+               mode=mode)  # type: ignore[arg-type]
 
 
 def parse_jobs(jobs: str | Iterable[str] | None = None) -> tuple[Job, ...]:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from hf_gpu_estimator import errors
+from hf_gpu_estimator.errors import excerpt
 from hf_gpu_estimator.spec import ModelSpec
 
 __all__ = ["inspect_model"]
@@ -76,9 +77,12 @@ def inspect_model(source: ModelSource, *, revision: str | None = None, token: st
         if is_gguf_reference(text):
             return read_hub_gguf(text, revision=revision, token=token)
         if _names_a_file(text):  # a path that does not exist: say so, never "could not reach the Hub"
-            raise errors.ModelNotFoundError(text, f"no such file or folder: {text[:200]!r}; check the path"
+            raise errors.ModelNotFoundError(text, f"no such file or folder: {excerpt(text)}; check the path"
                                             + _did_you_mean(text, hub=False))
-        return _from_hub(text, revision=revision, token=token)
+        from hf_gpu_estimator.sources.hub import with_deadline
+
+        # One deadline for every request of this inspection, the did-you-mean search included.
+        return with_deadline(lambda: _from_hub(text, revision=revision, token=token), source=text[:200])
     if is_module(source):
         from hf_gpu_estimator.sources.module import spec_from_module
 
@@ -115,7 +119,8 @@ def _from_local_meta(folder: Path, params_path: Path) -> ModelSpec:
     from hf_gpu_estimator.sources import meta
 
     try:
-        params = meta.params_from_bytes(params_path.read_bytes()[: 1 << 20], source=str(params_path))
+        with params_path.open("rb") as f:  # one byte past params_from_bytes' limit: it refuses, nothing more is read
+            params = meta.params_from_bytes(f.read(meta.MAX_PARAMS_BYTES + 1), source=str(params_path))
 
         def tokenizer() -> tuple[str, bytes] | None:
             found = meta.local_tokenizer(params_path)
@@ -142,7 +147,7 @@ def _from_hub_meta(checkpoint: object, *, token: str | None) -> ModelSpec:
         for candidate in (f"{folder}tokenizer.model", "tokenizer.model", f"{folder}tokenizer.json", "tokenizer.json"):
             if candidate in files:
                 data = read_hub_file(repo_id, candidate, revision=checkpoint.commit, token=token,  # type: ignore[attr-defined]
-                                     max_bytes=meta.MAX_TOKENIZER_BYTES)  # fmt: skip
+                                     max_bytes=meta.MAX_TOKENIZER_BYTES, size=files[candidate])  # fmt: skip
                 return f"{repo_id}/{candidate}", data
         return None
 
@@ -159,7 +164,8 @@ def _from_hub(repo_id: str, *, revision: str | None, token: str | None) -> Model
 
     if not looks_like_repo_id(repo_id):
         raise errors.ModelNotFoundError(
-            repo_id, f"{repo_id!r} is neither an existing file or folder nor a Hub repo id (org/name); check the path"
+            repo_id, f"{excerpt(repo_id)} is neither an existing file or folder nor a Hub repo id (org/name); "
+            "check the path"
             + _did_you_mean(repo_id, hub=False)
         )  # fmt: skip
     try:
@@ -175,7 +181,7 @@ def _from_hub(repo_id: str, *, revision: str | None, token: str | None) -> Model
 
         from hf_gpu_estimator.sources.hub import unreachable_reason
 
-        reason = unreachable_reason()
+        reason = unreachable_reason(repo_id=repo_id)
         why = "offline mode (HF_HUB_OFFLINE=1) is on and the repo is not cached" if constants.is_offline_mode() else (
             f"the Hub could not be reached ({reason})" if reason else f"the Hub could not be reached: {e}")  # fmt: skip
         fallback = _catalog(repo_id, reason=why, notice=not constants.is_offline_mode())
@@ -215,8 +221,16 @@ def _names_a_file(text: str) -> bool:
 
 
 def _did_you_mean(repo_id: str, *, hub: bool, token: str | bool | None = None) -> str:
-    """``"; did you mean a, b?"`` from the catalog and, when ``hub``, the Hub's model search; or ``""``."""
+    """``"; did you mean a, b?"`` from the catalog and, when ``hub``, the Hub's model search; or ``""``.
+
+    An id longer than :data:`~hf_gpu_estimator.constants.MAX_SUGGEST_CHARS` (the Hub's ids stop at 96
+    characters) is no typo of a real one, and comparing it costs time quadratic in its length: none.
+    """
+    from hf_gpu_estimator.constants import MAX_SUGGEST_CHARS
     from hf_gpu_estimator.sources.catalog import similar_ids
+
+    if len(repo_id) > MAX_SUGGEST_CHARS:
+        return ""
 
     found = list(similar_ids(repo_id))
     if hub:

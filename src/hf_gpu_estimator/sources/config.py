@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from hf_gpu_estimator.errors import MalformedConfigError
+from hf_gpu_estimator.constants import MAX_INT, MAX_QUANT_BITS
+from hf_gpu_estimator.errors import MalformedConfigError, excerpt
 from hf_gpu_estimator.sources._json import JSONProblem, loads
 from hf_gpu_estimator.spec import TORCH_TO_SAFETENSORS, QuantizationConfig
 
@@ -68,7 +69,8 @@ def stored_dtype_from_config(config: Mapping[str, object], *, source: str = "con
         if name not in TORCH_TO_SAFETENSORS:
             raise MalformedConfigError(
                 source,
-                f"{source}: config.json {key}={value!r} is not a dtype; expected one of {', '.join(TORCH_TO_SAFETENSORS)}",
+                f"{source}: config.json {key}={excerpt(value)} is not a dtype; expected one of "
+                f"{', '.join(TORCH_TO_SAFETENSORS)}",
                 field=key,
             )
         return name
@@ -107,8 +109,10 @@ def quantization_from_config(config: Mapping[str, object], *, source: str = "con
             field="quantization_config",
         )  # fmt: skip
     if method in ("gptq", "awq"):
-        bits = _int_field(qc, ("bits", "w_bit"), default=4, source=source)
-        group = _int_field(qc, ("group_size", "q_group_size"), default=128, source=source)
+        bits = _int_field(qc, ("bits", "w_bit"), default=4, source=source, maximum=MAX_QUANT_BITS)
+        group = _int_field(qc, ("group_size", "q_group_size"), default=128, source=source, minimum=-1)
+        if group == 0 or group < -1:
+            raise _bad_field(source, "group_size", group, f"-1 (one group per row) or an integer from 1 to {MAX_INT:,}")
         version = qc.get("version") or qc.get("checkpoint_format")
         return QuantizationConfig(
             method=method, bits=bits, group_size=None if group == -1 else group,
@@ -118,8 +122,10 @@ def quantization_from_config(config: Mapping[str, object], *, source: str = "con
         # FineGrainedFP8Config: one float32 scale (weight_scale_inv) per weight_block_size block;
         # group_size is the number of weights per scale, as the catalog stores it.
         block = qc.get("weight_block_size")
-        group = int(block[0]) * int(block[1]) if isinstance(block, list) and len(block) == 2 and all(
-            isinstance(b, int) and not isinstance(b, bool) and b > 0 for b in block) else None  # fmt: skip
+        if block is not None and not (isinstance(block, list) and len(block) == 2 and all(
+                isinstance(b, int) and not isinstance(b, bool) and 0 < b <= MAX_INT for b in block)):  # fmt: skip
+            raise _bad_field(source, "weight_block_size", block, f"a pair of integers from 1 to {MAX_INT:,}")
+        group = block[0] * block[1] if block is not None else None
         return QuantizationConfig(method="fp8", bits=8, quant_type="e4m3", group_size=group, **common)
     if method == "mxfp4":
         # OCP MX: 32 fp4 values share one 8-bit scale -> 4 + 8/32 bits.
@@ -128,7 +134,7 @@ def quantization_from_config(config: Mapping[str, object], *, source: str = "con
         return _compressed_tensors(qc, source=source, common=common)
     raise MalformedConfigError(
         source,
-        f"{source}: quantization_config.quant_method {qc.get('quant_method')!r} is not supported; supported: "
+        f"{source}: quantization_config.quant_method {excerpt(qc.get('quant_method'))} is not supported; supported: "
         "bitsandbytes, gptq, awq, fp8, mxfp4, compressed-tensors (pass --quantization to override)",
         field="quantization_config.quant_method",
     )
@@ -147,27 +153,37 @@ def _compressed_tensors(qc: Mapping[str, object], *, source: str, common: dict) 
             source, f"{source}: compressed-tensors quantization_config has no config_groups[*].weights",
             field="quantization_config.config_groups",
         )  # fmt: skip
-    bits = _int_field(weights, ("num_bits",), default=8, source=source)
+    bits = _int_field(weights, ("num_bits",), default=8, source=source, maximum=MAX_QUANT_BITS)
     # compressed-tensors QuantizationArgs: type "int" or "float"; strategy tensor/channel/group/block.
     kind = str(weights.get("type", "int")).lower()
     group = weights.get("group_size")
+    if group is not None and (isinstance(group, bool) or not isinstance(group, int)
+                              or not (group == -1 or 0 < group <= MAX_INT)):  # fmt: skip
+        raise _bad_field(source, "group_size", group, f"null, -1 or an integer from 1 to {MAX_INT:,}")
     return QuantizationConfig(
         method="compressed-tensors", bits=bits,
-        group_size=int(group) if isinstance(group, int) and not isinstance(group, bool) else None,
+        group_size=group if group is not None and group > 0 else None,
         quant_type=f"{kind}{bits}", **common,
     )  # fmt: skip
 
 
-def _int_field(mapping: Mapping[str, object], keys: tuple[str, ...], *, default: int, source: str) -> int:
+def _int_field(mapping: Mapping[str, object], keys: tuple[str, ...], *, default: int, source: str, minimum: int = 1,
+               maximum: int = MAX_INT) -> int:  # fmt: skip
+    """An integer of quantization_config from ``minimum`` to ``maximum`` (the limits every source shares)."""
     for key in keys:
         if key in mapping and mapping[key] is not None:
             value = mapping[key]
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise MalformedConfigError(
-                    source, f"{source}: quantization_config.{key}={value!r} must be an int", field=f"quantization_config.{key}"
-                )
+            if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+                raise _bad_field(source, key, value, f"an integer from {minimum} to {maximum:,}")
             return value
     return default
+
+
+def _bad_field(source: str, key: str, value: object, expected: str) -> MalformedConfigError:
+    return MalformedConfigError(
+        source, f"{source}: quantization_config.{key}={excerpt(value)}, expected {expected}",
+        field=f"quantization_config.{key}",
+    )
 
 
 def _dtype_name(value: object) -> str | None:

@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hf_gpu_estimator import errors
+from hf_gpu_estimator.architectures._fields import Fields
+from hf_gpu_estimator.constants import MAX_INT, MAX_LAYERS
+from hf_gpu_estimator.errors import excerpt
 from hf_gpu_estimator.quantization import (
     GGUF_FILE_TYPES_BY_ID,
     GGUF_TYPES,
@@ -158,7 +161,7 @@ def parse_gguf_header(fetch: Fetch, *, source: str, file_bytes: int | None = Non
         raise r.fail(f"not a GGUF file (starts with {magic!r}, expected {MAGIC!r})")
     version = r.u32("version")
     if version not in VERSIONS:
-        hint = " (a big-endian file)" if version.to_bytes(4, "little")[::-1] in (b"\0\0\0\2", b"\0\0\0\3") else ""
+        hint = " (a big-endian file)" if version.to_bytes(4, "little") in (b"\0\0\0\2", b"\0\0\0\3") else ""
         raise r.fail(f"GGUF version {version} is not supported{hint}; expected 2 or 3 (re-convert with llama.cpp)")
     n_tensors = r.u64("tensor count")
     n_kv = r.u64("metadata count")
@@ -324,9 +327,12 @@ class GGUFModelSpec(ModelSpec):
 def _architecture(meta: Mapping[str, object], arch: str, tensors: tuple[GGUFTensor, ...],
                   model_id: str) -> tuple[Architecture | None, list[str]]:
     notes: list[str] = []
+    fields = _Metadata(meta, arch, source=model_id)
 
     def get(key: str, default: int | None = None) -> int | None:
-        return _int(meta, f"{arch}.{key}", default)
+        # 0 is how converters write "absent" (a recurrent model's head counts); negatives and values
+        # past the limits every source shares are typed errors.
+        return fields.opt_int(key, default, minimum=0, maximum=MAX_LAYERS if key == "block_count" else MAX_INT)
 
     n_layer = get("block_count")
     n_embd = get("embedding_length")
@@ -335,7 +341,13 @@ def _architecture(meta: Mapping[str, object], arch: str, tensors: tuple[GGUFTens
         notes.append(f"GGUF architecture {arch!r} lacks {arch}.block_count/embedding_length/attention.head_count: "
                      "parameter counts and weights only")
         return None, notes
+    _check_against_tensors(fields, tensors, n_layer=n_layer, n_embd=n_embd)
     n_head_kv = get("attention.head_count_kv", n_head) or n_head
+    if n_head_kv > n_head:
+        raise fields.contradiction("attention.head_count_kv", n_head_kv, "attention.head_count", n_head)
+    if not get("attention.key_length") and n_embd < n_head:
+        raise fields.contradiction("attention.head_count", n_head, "embedding_length", n_embd,
+                                   why="a head dimension of 0 (and no attention.key_length)")
     head_k = get("attention.key_length", n_embd // n_head) or n_embd // n_head
     head_v = get("attention.value_length", head_k) or head_k
     by_name = {t.name: t for t in tensors}
@@ -374,6 +386,9 @@ def _architecture(meta: Mapping[str, object], arch: str, tensors: tuple[GGUFTens
         value_mla = get("attention.value_length_mla")
         qk_head = key_mla or head_k
         v_head = value_mla or head_v
+        if rope and rope > qk_head:
+            raise fields.contradiction("rope.dimension_count", rope, "the key length", qk_head,
+                                       why="the rotary part of a key cannot exceed the key")
         mla = {"kv_lora_rank": kv_lora, "q_lora_rank": q_lora or None, "qk_rope_head_dim": rope,
                "qk_nope_head_dim": qk_head - (rope or 0), "v_head_dim": v_head}
         head_k = qk_head
@@ -402,6 +417,56 @@ def _architecture(meta: Mapping[str, object], arch: str, tensors: tuple[GGUFTens
         notes=(f"from GGUF metadata ({arch}.*) and tensor shapes",),
     )  # fmt: skip
     return architecture, notes
+
+
+class _Metadata(Fields):
+    """An architecture's GGUF metadata (``{arch}.*``) read under the limits config.json is read under.
+
+    Per-layer arrays (``head_count_kv`` per layer) read as their largest element; a too-long array
+    (kept only as its length) as absent.
+    """
+
+    def __init__(self, meta: Mapping[str, object], arch: str, *, source: str):
+        prefix = f"{arch}."
+        view: dict[str, object] = {}
+        for key, value in meta.items():
+            if not key.startswith(prefix):
+                continue
+            if isinstance(value, GGUFArray):
+                ints = [v for v in value.values or () if isinstance(v, int) and not isinstance(v, bool)]
+                if not ints or len(ints) != len(value.values or ()):
+                    continue  # not a per-layer count (a bool pattern, strings): not read as a number
+                value = max(ints)
+            view[key[len(prefix):]] = value
+        super().__init__(view, source=source, prefix=prefix)
+
+    def error(self, name: str, value: object, expected: str) -> errors.MalformedGGUFError:
+        return errors.MalformedGGUFError(
+            self.source, f"metadata {self.prefix}{name}={excerpt(value)}, expected {expected}: the file is corrupt or "
+            "was written by a broken converter; re-convert it with llama.cpp")  # fmt: skip
+
+    def contradiction(self, key: str, value: object, other: str, other_value: object, *,
+                      why: str = "a contradiction") -> errors.MalformedGGUFError:
+        return errors.MalformedGGUFError(
+            self.source, f"metadata {self.prefix}{key}={excerpt(value)} contradicts {other}={excerpt(other_value)} "
+            f"({why}): the file is corrupt or was written by a broken converter; re-convert it with llama.cpp")
+
+
+def _check_against_tensors(fields: _Metadata, tensors: tuple[GGUFTensor, ...], *, n_layer: int, n_embd: int) -> None:
+    """The metadata must describe the tensors it ships with: the block count and the embedding width.
+
+    llama.cpp demands the same when it loads a file: it creates ``blk.{i}.*`` for every ``i`` below
+    ``block_count`` and fails on a tensor it did not create (``llama-model.cpp`` ``load_tensors``,
+    "wrong number of tensors").
+    """
+    layers = {t.layer for t in tensors if t.layer is not None}
+    if layers and max(layers) + 1 != n_layer:
+        raise fields.contradiction("block_count", n_layer, "the tensors", f"blk.0 to blk.{max(layers)}",
+                                   why="blocks in the file")
+    embd = next((t for t in tensors if t.name == "token_embd.weight"), None)
+    if embd is not None and len(embd.shape) == 2 and embd.shape[0] != n_embd:
+        raise fields.contradiction("embedding_length", n_embd, "token_embd.weight", list(embd.shape),
+                                   why="ne0 of the token embedding is the embedding width")
 
 
 # --- I/O: local files and Hub files -----------------------------------------------------------------
@@ -485,68 +550,69 @@ def _quant_tags(filename: str) -> list[str]:
 
 
 def read_hub_gguf(reference: str, *, revision: str | None = None, token: str | bool | None = None) -> GGUFModelSpec:
-    """Read a GGUF's header(s) from the Hub by range requests: ``org/repo:QUANT`` or ``org/repo/file.gguf``."""
-    from hf_gpu_estimator.sources.hub import _endpoint, _hub_errors
+    """Read a GGUF's header(s) from the Hub by range requests: ``org/repo:QUANT`` or ``org/repo/file.gguf``.
+
+    Every request is retried by the Hub layer's rules and runs within the run's deadline; each answer
+    must be the range asked for, and the file size its Content-Range declares bounds the header (tensors
+    past the end of the file are refused, as for a local file).
+    """
+    from hf_gpu_estimator.sources.hub import _endpoint, _hub_errors, model_files, with_deadline
 
     endpoint = _endpoint()
     m = _QUANT_REF.match(reference)
-    with _hub_errors(reference, revision=revision, endpoint=endpoint, offline=False):
-        if m is not None:
-            repo_id = m.group("repo")
-            from huggingface_hub import HfApi
 
-            info = HfApi(endpoint=endpoint).model_info(repo_id, revision=revision, token=token)
-            files = [s.rfilename for s in (info.siblings or [])]
-            filename = choose_file(files, m.group("quant"), repo_id=repo_id)
-        else:
-            f = _FILE_REF.match(reference)
-            if f is None:
-                raise errors.ModelNotFoundError(reference, f"{reference!r} is not org/repo:QUANT or org/repo/file.gguf")
-            repo_id, filename = f.group("repo"), f.group("file")
+    def read(repo_id: str, filename: str | None) -> tuple[str, list[GGUFHeader]]:
+        if filename is None:
+            files, _ = model_files(repo_id, revision=revision, token=token, endpoint=endpoint)
+            filename = choose_file(list(files), m.group("quant"), repo_id=repo_id)
         folder, _, stem = filename.rpartition("/")
         headers = []
         for name in split_names(stem):
             path = f"{folder}/{name}" if folder else name
             reader = _RangeReader(repo_id, path, revision=revision, token=token, endpoint=endpoint)
-            headers.append(parse_gguf_header(reader.fetch, source=f"{repo_id}/{path}", file_bytes=None))
-    spec = spec_from_gguf(headers, model_id=f"{repo_id}/{filename}")
-    return spec
+            size = reader.prefetch()
+            headers.append(parse_gguf_header(reader.fetch, source=f"{repo_id}/{path}", file_bytes=size))
+        return filename, headers
+
+    if m is not None:
+        repo_id, named = m.group("repo"), None
+    else:
+        f = _FILE_REF.match(reference)
+        if f is None:
+            raise errors.ModelNotFoundError(reference, f"{reference!r} is not org/repo:QUANT or org/repo/file.gguf")
+        repo_id, named = f.group("repo"), f.group("file")
+    with _hub_errors(reference, revision=revision, endpoint=endpoint, offline=False):
+        filename, headers = with_deadline(lambda: read(repo_id, named), source=reference)
+    return spec_from_gguf(headers, model_id=f"{repo_id}/{filename}")
 
 
 class _RangeReader:
-    """``fetch(offset, length)`` over HTTP range requests through huggingface_hub's session."""
+    """``fetch(offset, length)`` over HTTP range requests (:func:`~hf_gpu_estimator.sources.hub.ranged_get`)."""
 
     def __init__(self, repo_id: str, filename: str, *, revision: str | None, token: str | bool | None, endpoint: str):
         from huggingface_hub import hf_hub_url
 
         self.url = hf_hub_url(repo_id, filename, revision=revision, endpoint=endpoint)
+        self.repo_id = repo_id
+        self.endpoint = endpoint
         self.token = token
         self.source = f"{repo_id}/{filename}"
-        self.requests = 0
-        self.bytes = 0
+        self.head = b""
+
+    def prefetch(self) -> int | None:
+        """Read the first window; returns the file size the answer declares (``None`` if it declares none)."""
+        self.head, size = self._get(0, FIRST_READ_BYTES)
+        return size
 
     def fetch(self, offset: int, length: int) -> bytes:
-        from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+        if offset + length <= len(self.head):
+            return self.head[offset : offset + length]
+        return self._get(offset, length)[0]
 
-        last = offset + length - 1
-        headers = {**build_hf_headers(token=self.token), "Range": f"bytes={offset}-{last}"}
-        self.requests += 1
-        # Streamed and cut at the bytes asked for: a server that ignores Range costs no more.
-        with get_session().stream("GET", self.url, headers=headers, timeout=10.0, follow_redirects=True) as response:
-            if response.status_code == 416:
-                return b""  # asked past the end: the parser reports the truncation
-            hf_raise_for_status(response)
-            chunks: list[bytes] = []
-            kept = 0
-            for chunk in response.iter_bytes():
-                chunks.append(chunk)
-                kept += len(chunk)
-                if kept >= length + (offset if response.status_code == 200 else 0):
-                    break
-            data = b"".join(chunks)
-        if response.status_code == 200:
-            data = data[offset : offset + length]
-        elif response.status_code != 206:
-            raise errors.HubConnectionError(self.source, f"HTTP {response.status_code} to a range request for {self.source}")
-        self.bytes += len(data)
-        return data[:length]
+    def _get(self, offset: int, length: int) -> tuple[bytes, int | None]:
+        from hf_gpu_estimator.sources.hub import _retrying, ranged_get
+
+        data, size, _ = _retrying(
+            lambda: ranged_get(self.url, offset, offset + length - 1, token=self.token, source=self.source,
+                               endpoint=self.endpoint), endpoint=self.endpoint, repo_id=self.repo_id)  # fmt: skip
+        return data[:length], size

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from hf_gpu_estimator.errors import MalformedConfigError, UnsupportedArchitectureError
+from hf_gpu_estimator.errors import MalformedConfigError, UnsupportedArchitectureError, excerpt
 from hf_gpu_estimator.spec import (
     ROLES,
     TORCH_TO_SAFETENSORS,
@@ -385,6 +385,13 @@ def build_spec(
 
     notes = list(assumptions)
     provenance: dict[str, Provenance] = {}
+    if tensors is not None and not tensors:
+        from hf_gpu_estimator.errors import MalformedHeaderError
+
+        said = (f"config.json describes a {excerpt(config.get('model_type'))} model" if config
+                else "there is no config.json")
+        raise MalformedHeaderError(model_id, f"the safetensors headers list no tensors, and {said}: the checkpoint "
+                                   "is empty or truncated; re-download it")  # fmt: skip
     config = dict(config) if config is not None else None
     quantization = quantization_from_config(config, source=model_id) if config else None
     stored = stored_dtype_from_config(config, source=model_id) if config else None

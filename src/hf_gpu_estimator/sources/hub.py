@@ -8,10 +8,13 @@ request on the Hub's batched metadata endpoint, or two range requests per shard 
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
+import math
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -22,8 +25,9 @@ from typing import TypeVar
 from urllib.parse import quote
 
 from hf_gpu_estimator import errors
+from hf_gpu_estimator.constants import HUB_DEADLINE_ENV, hub_deadline_s
 from hf_gpu_estimator.sources._json import JSONProblem, loads
-from hf_gpu_estimator.sources.config import config_from_json_text
+from hf_gpu_estimator.sources.config import MAX_CONFIG_BYTES, config_from_json_text
 from hf_gpu_estimator.sources.safetensors_header import (
     LENGTH_PREFIX_BYTES,
     header_length,
@@ -49,7 +53,10 @@ MAX_ATTEMPTS = 4
 RETRY_BUDGET_S = 15.0
 #: After a connection failure, the endpoint is treated as unreachable for this long, so a
 #: process that inspects many models (planner sweeps, a web server) does not wait once per model.
+#: Only a connection that cannot be made marks the endpoint; an HTTP answer (a 503 for one repo) is
+#: about that repo, and is remembered for that repo only, for :data:`FAILED_REPO_MEMO_S`.
 UNREACHABLE_MEMO_S = 30.0
+FAILED_REPO_MEMO_S = 5.0
 #: Statuses worth a retry (huggingface_hub.utils._http._DEFAULT_RETRY_ON_STATUS_CODES).
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _sleep = time.sleep  # tests replace it
@@ -61,6 +68,15 @@ _CACHE_VERSION = 1
 _MAX_REPO_ID_CHARS = 96
 #: The index lists shard names; a real one is well under a megabyte.
 _MAX_INDEX_BYTES = 64 << 20
+#: The safetensors-metadata answer holds every shard's header (DeepSeek-V3's 163 shards: ~20 MB).
+_MAX_METADATA_BYTES = 256 << 20
+#: A model-info answer lists the repo's files (the largest repos: tens of thousands of files, a few MB).
+_MAX_MODEL_INFO_BYTES = 64 << 20
+#: Of an error answer (4xx/5xx), only this much is read: its message, never a hostile body.
+_MAX_ERROR_BODY_BYTES = 64 << 10
+#: The deadline of the run in progress (time.monotonic()), shared by the threads it starts.
+_DEADLINE: contextvars.ContextVar[tuple[float, float] | None] = contextvars.ContextVar("hfge_hub_deadline",
+                                                                                       default=None)
 
 
 def looks_like_repo_id(text: str) -> bool:
@@ -109,7 +125,7 @@ def read_hub(repo_id: str, *, revision: str | None = None, token: str | bool | N
     if commit is None and revision is not None and re.fullmatch(r"[0-9a-f]{40}", revision):
         commit = revision
     if not reached and not offline:
-        notes.append(f"{endpoint} could not be reached ({_unreachable[endpoint][1]}): config.json from the "
+        notes.append(f"{endpoint} could not be reached ({unreachable_reason(endpoint, repo_id)}): config.json from the "
                      "huggingface_hub cache")  # fmt: skip
     if config is None and reached and not offline:
         meta = _read_meta_params(repo_id, revision=revision, token=token, endpoint=endpoint)
@@ -140,10 +156,18 @@ def read_hub(repo_id: str, *, revision: str | None = None, token: str | bool | N
     )  # fmt: skip
 
 
-def unreachable_reason(endpoint: str | None = None) -> str | None:
-    """Why ``endpoint`` (default: the current one) was found unreachable in the last moments, or ``None``."""
-    memo = _unreachable.get(endpoint or _endpoint())
-    return memo[1] if memo is not None and time.monotonic() < memo[0] else None
+def unreachable_reason(endpoint: str | None = None, repo_id: str | None = None) -> str | None:
+    """Why ``endpoint`` (default: the current one), or ``repo_id`` on it, failed in the last moments, or ``None``."""
+    endpoint = endpoint or _endpoint()
+    for key in (endpoint, _repo_key(endpoint, repo_id) if repo_id else None):
+        memo = _unreachable.get(key) if key else None
+        if memo is not None and time.monotonic() < memo[0]:
+            return memo[1]
+    return None
+
+
+def _repo_key(endpoint: str, repo_id: str | None) -> str:
+    return f"{endpoint} {repo_id}"
 
 
 def _endpoint() -> str:
@@ -170,7 +194,7 @@ def _read_config(
         if not offline:
             url = hf_hub_url(repo_id, CONFIG_FILE, revision=revision, endpoint=endpoint)
             try:
-                metadata = _retrying(lambda: _head(url, token=token), endpoint=endpoint)
+                metadata = _retrying(lambda: _head(url, token=token), endpoint=endpoint, repo_id=repo_id)
                 reached = True
             except EntryNotFoundError:
                 return None, None, True
@@ -190,14 +214,26 @@ def _read_config(
                         "check the network or HF_ENDPOINT, or set HF_HUB_OFFLINE=1 to use only the cache",
                     ) from e  # fmt: skip
                 if not isinstance(e, HubUnreachable):
-                    _unreachable[endpoint] = (time.monotonic() + UNREACHABLE_MEMO_S, _describe(e))
+                    _unreachable[_repo_key(endpoint, repo_id)] = (time.monotonic() + FAILED_REPO_MEMO_S, _describe(e))
                 return _config_at(path, repo_id) + (False,)
+            size = getattr(metadata, "size", None)
+            if isinstance(size, int) and size > MAX_CONFIG_BYTES:  # refused before a byte of it is downloaded
+                raise errors.MalformedConfigError(
+                    f"{repo_id}/{CONFIG_FILE}", f"{repo_id}/{CONFIG_FILE}: the Hub reports {size:,} bytes, over the "
+                    f"{MAX_CONFIG_BYTES:,} a config.json can plausibly be; the file is corrupt", field=CONFIG_FILE,
+                )  # fmt: skip
             # Already cached at the commit the HEAD named: no second request (hf_hub_download would HEAD again).
             commit = getattr(metadata, "commit_hash", None)
             if isinstance(commit, str) and re.fullmatch(r"[0-9a-f]{40}", commit):
                 cached = try_to_load_from_cache(repo_id, CONFIG_FILE, revision=commit)
                 if isinstance(cached, str):
                     return _config_at(cached, repo_id) + (True,)
+                # Our own GET: retried like every other request, capped, within the deadline (hf_hub_download
+                # retries nothing after its HEAD and reads whatever length the server sends).
+                data = _download_to_cache(repo_id, CONFIG_FILE, revision=revision, commit=commit,
+                                          etag=getattr(metadata, "etag", None), token=token, endpoint=endpoint,
+                                          max_bytes=MAX_CONFIG_BYTES)  # fmt: skip
+                return config_from_json_text(data, source=f"{repo_id}/{CONFIG_FILE}"), commit, True
         try:
             with _quiet_hub_retries():
                 path = hf_hub_download(repo_id, CONFIG_FILE, revision=revision, token=token, endpoint=endpoint)
@@ -208,48 +244,108 @@ def _read_config(
     return _config_at(path, repo_id) + (reached,)
 
 
+def _download_to_cache(repo_id: str, filename: str, *, revision: str | None, commit: str, etag: str | None,
+                       token: str | bool | None, endpoint: str, max_bytes: int) -> bytes:  # fmt: skip
+    """GET a small file at ``commit`` (capped, retried), kept in the huggingface_hub cache; returns its bytes.
+
+    The cache layout huggingface_hub reads (``try_to_load_from_cache``, ``hf_hub_download(local_files_only=True)``,
+    offline mode): ``blobs/<etag>``, ``snapshots/<commit>/<filename>`` linking to it, ``refs/<revision>``
+    naming the commit (huggingface_hub ``file_download.py``, ``_cache_commit_hash_for_specific_revision``).
+    """
+    import hashlib
+
+    from huggingface_hub import constants, hf_hub_url
+    from huggingface_hub.file_download import repo_folder_name
+
+    source = f"{repo_id}/{filename}"
+
+    def too_large(reason: str) -> Exception:
+        return errors.MalformedConfigError(source, f"{source}: {reason}; the file is corrupt", field=filename)
+
+    url = hf_hub_url(repo_id, filename, revision=commit, endpoint=endpoint)
+    answer = _retrying(lambda: _stream_get(url, token=token, max_bytes=max_bytes, too_large=too_large),
+                       endpoint=endpoint, repo_id=repo_id)  # fmt: skip
+    data = answer.content
+    cache = Path(os.environ.get("HF_HUB_CACHE") or constants.HF_HUB_CACHE)
+    storage = cache / repo_folder_name(repo_id=repo_id, repo_type="model")
+    name = etag.strip('"') if isinstance(etag, str) and re.fullmatch(r'"?[\w-]{1,128}"?', etag) else \
+        hashlib.sha256(data).hexdigest()  # fmt: skip
+    blob = storage / "blobs" / name
+    snapshot = storage / "snapshots" / commit / filename
+    tmp = blob.with_name(f".{blob.name}.{os.getpid()}.{threading.get_ident()}.incomplete")
+    try:
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(data)  # then renamed: a reader never sees half a blob
+        os.replace(tmp, blob)
+        snapshot.parent.mkdir(parents=True, exist_ok=True)
+        if not snapshot.exists():
+            try:
+                snapshot.symlink_to(os.path.relpath(blob, snapshot.parent))
+            except OSError:  # no symlinks (Windows without developer mode): a copy, as huggingface_hub does
+                snapshot.write_bytes(data)
+        ref = revision or constants.DEFAULT_REVISION
+        if ref != commit and ".." not in ref.split("/"):
+            (storage / "refs" / ref).parent.mkdir(parents=True, exist_ok=True)
+            (storage / "refs" / ref).write_text(commit)
+    except OSError:
+        # A read-only cache costs only the next call its download: the bytes are in hand.
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+    return data
+
+
 def _read_meta_params(
     repo_id: str, *, revision: str | None, token: str | bool | None, endpoint: str
 ) -> tuple[str, dict[str, object], dict[str, int], str | None] | None:
     """Meta's params.json (root or ``original/``) with the repo's file sizes; ``None`` if the repo has none.
 
-    One model-info request lists the files and their sizes; params.json is then downloaded
-    through the huggingface_hub cache (a few hundred bytes).
+    One model-info request lists the files and their sizes; params.json (a few hundred bytes) is
+    then read with a cap.
     """
-    from huggingface_hub import HfApi, hf_hub_download
+    from hf_gpu_estimator.sources.meta import MAX_PARAMS_BYTES, PARAMS_LOCATIONS, params_from_bytes
 
-    from hf_gpu_estimator.sources.meta import PARAMS_LOCATIONS, params_from_bytes
-
-    api = HfApi(endpoint=endpoint, token=token)
     with _hub_errors(repo_id, revision=revision, endpoint=endpoint, offline=False):
-        info = _retrying(lambda: api.model_info(repo_id, revision=revision, files_metadata=True, timeout=TIMEOUT_S),
-                         endpoint=endpoint)  # fmt: skip
-        sizes = {s.rfilename: int(s.size) for s in info.siblings or () if s.size is not None}
-        names = {s.rfilename for s in info.siblings or ()}
-        name = next((n for n in PARAMS_LOCATIONS if n in names), None)
+        files, sha = model_files(repo_id, revision=revision, token=token, endpoint=endpoint)
+        name = next((n for n in PARAMS_LOCATIONS if n in files), None)
         if name is None:
             return None
-        with _quiet_hub_retries():
-            path = hf_hub_download(repo_id, name, revision=info.sha or revision, token=token, endpoint=endpoint)
-    data = Path(path).read_bytes()
-    return name, params_from_bytes(data, source=f"{repo_id}/{name}"), sizes, info.sha
+        data = read_hub_file(repo_id, name, revision=sha or revision, token=token, max_bytes=MAX_PARAMS_BYTES,
+                             size=files[name])  # fmt: skip
+    sizes = {n: size for n, size in files.items() if size is not None}
+    return name, params_from_bytes(data, source=f"{repo_id}/{name}"), sizes, sha
 
 
 def read_hub_file(repo_id: str, filename: str, *, revision: str | None, token: str | bool | None,
-                  max_bytes: int) -> bytes:  # fmt: skip
-    """A small file of a repo, through the huggingface_hub cache (refused when over ``max_bytes``)."""
-    from huggingface_hub import hf_hub_download
+                  max_bytes: int, size: int | None = None) -> bytes:  # fmt: skip
+    """A small file of a repo (params.json, a tokenizer), read with a cap, retried, within the deadline.
+
+    Refused when the Hub reports (``size``, from :func:`model_files`), announces or sends more than ``max_bytes``.
+
+    Raises:
+        MalformedConfigError: over ``max_bytes``.
+    """
+    from huggingface_hub import hf_hub_url
 
     endpoint = _endpoint()
-    with _hub_errors(repo_id, revision=revision, endpoint=endpoint, offline=False), _quiet_hub_retries():
-        path = Path(hf_hub_download(repo_id, filename, revision=revision, token=token, endpoint=endpoint))
-    if path.stat().st_size > max_bytes:
-        raise errors.MalformedConfigError(f"{repo_id}/{filename}", f"{repo_id}/{filename}: over {max_bytes:,} bytes")
-    return path.read_bytes()
+    source = f"{repo_id}/{filename}"
+
+    def too_large(reason: str) -> Exception:
+        return errors.MalformedConfigError(source, f"{source}: {reason}; the file is corrupt", field=filename)
+
+    if size is not None and size > max_bytes:
+        raise too_large(f"the Hub reports {size:,} bytes, over the limit of {max_bytes:,}")
+    url = hf_hub_url(repo_id, filename, revision=revision, endpoint=endpoint)
+    with _hub_errors(repo_id, revision=revision, endpoint=endpoint, offline=False):
+        answer = _retrying(lambda: _stream_get(url, token=token, max_bytes=max_bytes, too_large=too_large),
+                           endpoint=endpoint, repo_id=repo_id)  # fmt: skip
+    return answer.content
 
 
 def _config_at(path: str, repo_id: str) -> tuple[dict[str, object], str | None]:
-    text = Path(path).read_bytes()
+    with open(path, "rb") as f:
+        text = f.read(MAX_CONFIG_BYTES + 1)  # one byte over: config_from_json_text refuses it, nothing more is read
     commit = Path(path).parent.name  # <cache>/models--org--name/snapshots/<commit>/config.json
     return (config_from_json_text(text, source=f"{repo_id}/{CONFIG_FILE}"),
             commit if re.fullmatch(r"[0-9a-f]{40}", commit) else None)  # fmt: skip
@@ -266,7 +362,189 @@ class HubUnreachable(Exception):
 def _timeout() -> object:
     import httpx2
 
-    return httpx2.Timeout(TIMEOUT_S, connect=min(CONNECT_TIMEOUT_S, TIMEOUT_S))
+    left = _remaining("the Hub")
+    return httpx2.Timeout(min(TIMEOUT_S, left), connect=min(CONNECT_TIMEOUT_S, TIMEOUT_S, left))
+
+
+# --- One deadline for the whole run, and bodies read with a cap -------------------------------------
+
+
+def with_deadline(call: Callable[[], T], *, source: str) -> T:
+    """``call()`` under one deadline for every Hub request it makes (:data:`HUB_DEADLINE_ENV`).
+
+    Request timeouts bound each read, not a request, and retries multiply them: a server that
+    sends one byte every few seconds, or answers slowly many times, would hold a run forever. The
+    call runs in a daemon thread the caller waits for until the deadline; every request inside
+    takes its timeouts from the time left and every streamed body checks it between chunks, so
+    the thread ends soon after. A call made inside another shares the outer deadline.
+
+    Raises:
+        HubConnectionError: the deadline passed.
+    """
+    if _DEADLINE.get() is not None:
+        return call()
+    budget = hub_deadline_s()
+    token = _DEADLINE.set((time.monotonic() + budget, budget))
+    context = contextvars.copy_context()
+    _DEADLINE.reset(token)
+    outcome: list[tuple[bool, object]] = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, context.run(call)))
+        except BaseException as e:  # re-raised in the caller's thread
+            outcome.append((False, e))
+
+    worker = threading.Thread(target=run, name="hfge-hub", daemon=True)
+    worker.start()
+    worker.join(budget + 1.0)  # the worker raises at the deadline itself; the second covers its last read
+    if not outcome:
+        raise _deadline_error(source, budget)
+    ok, value = outcome[0]
+    if not ok:
+        raise value  # type: ignore[misc]
+    return value  # type: ignore[return-value]
+
+
+def _deadline_error(source: str, budget: float) -> errors.HubConnectionError:
+    return errors.HubConnectionError(
+        source, f"{_endpoint()} did not finish answering for {source!r} within {budget:g} s ({HUB_DEADLINE_ENV}): "
+        "the Hub or a proxy is stalling; retry later, raise the deadline, or set HF_HUB_OFFLINE=1 to use the cache",
+    )  # fmt: skip
+
+
+def _remaining(source: str, *, slack: float = 0.0) -> float:
+    """Seconds left before the run's deadline (infinite outside :func:`with_deadline`).
+
+    Raises:
+        HubConnectionError: none are left.
+    """
+    found = _DEADLINE.get()
+    if found is None:
+        return math.inf
+    left = found[0] - time.monotonic()
+    if left <= slack:
+        raise _deadline_error(source, found[1])
+    return left
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    content: bytes
+    headers: Mapping[str, str]
+
+
+def _stream_get(url: str, *, token: str | bool | None, max_bytes: int, too_large: Callable[[str], Exception],
+                range_: tuple[int, int] | None = None, accept: frozenset[int] = frozenset()) -> _Answer:  # fmt: skip
+    """GET ``url``, never reading a body past ``max_bytes`` (nor an error body past a few KB), within the deadline.
+
+    An error status raises as huggingface_hub's ``hf_raise_for_status`` would (from at most
+    :data:`_MAX_ERROR_BODY_BYTES` of the body). A body declared (Content-Length) or found longer than
+    ``max_bytes`` raises ``too_large(reason)``. With ``range_``, a server that ignores the Range
+    header (200 and the whole file) is read only up to the range's end. Statuses in ``accept`` are
+    returned (their body capped like an error's) instead of raised.
+    """
+    import httpx2
+    from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+
+    headers = build_hf_headers(token=token)
+    if range_ is not None:
+        headers["Range"] = f"bytes={range_[0]}-{range_[1]}"
+    with get_session().stream("GET", url, headers=headers, timeout=_timeout(), follow_redirects=True) as response:
+        status = response.status_code
+        limit = _MAX_ERROR_BODY_BYTES if status >= 400 else max_bytes
+        declared = response.headers.get("Content-Length", "")
+        if status < 400 and range_ is None and declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
+            raise too_large(f"the server announces {int(declared):,} bytes, over the limit of {max_bytes:,}")
+        stop = range_[1] + 1 if range_ is not None and status == 200 else None  # the range is read out of the whole
+        if stop is not None:
+            limit = stop
+        chunks: list[bytes] = []
+        kept = 0
+        for chunk in response.iter_bytes():
+            _remaining(url)
+            chunks.append(chunk)
+            kept += len(chunk)
+            if stop is not None and kept >= stop:
+                break
+            if kept > limit:
+                if status >= 400:
+                    break
+                raise too_large(f"the answer runs past the limit of {max_bytes:,} bytes")
+        content = b"".join(chunks)
+        if status >= 400 and status not in accept:
+            small = httpx2.Response(status, headers=response.headers, content=content[:limit], request=response.request)
+            hf_raise_for_status(small)
+        return _Answer(status, content, response.headers)
+
+
+def ranged_get(url: str, first: int, last: int, *, token: str | bool | None, source: str,
+               endpoint: str) -> tuple[bytes, int | None, str | None]:  # fmt: skip
+    """Bytes ``first..last`` of a Hub file: its bytes, the file size (Content-Range), the X-Repo-Commit.
+
+    The answer must be the range asked for: 206 with a Content-Range of exactly ``first`` to
+    ``min(last, size - 1)`` and that many bytes, or 200 (a server without range support, read only
+    as far as needed). A range past the end (416) is ``b""``. Anything else is a typed error: a
+    short or mislabelled range would otherwise cost a request per few bytes, or hide the file size.
+
+    Raises:
+        HubConnectionError: a mangled answer.
+    """
+    def mangled(reason: str) -> Exception:
+        return errors.HubConnectionError(source, f"{endpoint} answered a range request for {source!r} with {reason}")
+
+    answer = _stream_get(url, token=token, max_bytes=last - first + 1, too_large=mangled, range_=(first, last))
+    content_range = answer.headers.get("Content-Range", answer.headers.get("content-range", ""))
+    commit = _commit_header(answer)
+    m = re.fullmatch(r"\s*bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)\s*", content_range)
+    total = int(m.group(3)) if m and m.group(3).isdigit() else None
+    if answer.status == 416:
+        return b"", total, commit
+    if answer.status == 200:
+        length = answer.headers.get("Content-Length", answer.headers.get("content-length", ""))
+        return answer.content[first : last + 1], int(length) if length.isdigit() else None, commit
+    end = last if total is None else min(last, total - 1)
+    if answer.status != 206 or m is None or m.group(1) is None or int(m.group(1)) != first \
+            or int(m.group(2)) != end or len(answer.content) != end - first + 1:
+        raise errors.HubConnectionError(
+            source, f"{endpoint} answered HTTP {answer.status} with Content-Range {content_range[:80]!r} and "
+            f"{len(answer.content):,} bytes to a request for bytes {first}-{last} of {source!r}: the server or a proxy "
+            "mangled the range request; retry later, or set HF_ENDPOINT to a Hub that supports range requests",
+        )  # fmt: skip
+    return answer.content, total, commit
+
+
+def model_files(repo_id: str, *, revision: str | None, token: str | bool | None,
+                endpoint: str) -> tuple[dict[str, int | None], str | None]:  # fmt: skip
+    """The repo's files with the sizes the Hub reports, and its commit: one capped model-info request.
+
+    The answer is read with a cap (a hostile one of gigabytes costs nothing), within the deadline.
+    """
+    url = f"{endpoint}/api/models/{repo_id}" + (f"/revision/{quote(revision, safe='')}" if revision else "")
+    source = f"{repo_id} (model info)"
+
+    def too_large(reason: str) -> Exception:
+        return errors.MalformedHeaderError(source, f"model info: {reason}")
+
+    answer = _retrying(lambda: _stream_get(url + "?blobs=true", token=token, max_bytes=_MAX_MODEL_INFO_BYTES,
+                                           too_large=too_large), endpoint=endpoint, repo_id=repo_id)  # fmt: skip
+    try:
+        info = loads(answer.content, max_bytes=_MAX_MODEL_INFO_BYTES)
+        siblings = info["siblings"] if isinstance(info, dict) else None
+        if not isinstance(siblings, list):
+            raise TypeError("no siblings list")
+        files: dict[str, int | None] = {}
+        for sibling in siblings:
+            name, size = sibling["rfilename"], sibling.get("size")
+            if not isinstance(name, str) or not (size is None or (isinstance(size, int) and not isinstance(size, bool)
+                                                                and 0 <= size < 1 << 62)):  # fmt: skip
+                raise TypeError(f"bad file entry {errors.excerpt(sibling)}")
+            files[name] = size
+        sha = info.get("sha")
+    except (JSONProblem, KeyError, TypeError, AttributeError) as e:
+        raise errors.MalformedHeaderError(source, f"unexpected model info from {url}: {e}") from e
+    return files, sha if isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{40}", sha) else None
 
 
 def _head(url: str, *, token: str | bool | None) -> object:
@@ -276,24 +554,26 @@ def _head(url: str, *, token: str | bool | None) -> object:
     return get_hf_file_metadata(url, token=token, timeout=_timeout(), retry_on_errors=False)
 
 
-def _retrying(call: Callable[[], T], *, endpoint: str) -> T:
+def _retrying(call: Callable[[], T], *, endpoint: str, repo_id: str | None = None) -> T:
     """``call()``, retried for transient failures within :data:`MAX_ATTEMPTS` and :data:`RETRY_BUDGET_S`.
 
     Transient: HTTP 408/429/5xx, a read timeout, a connection dropped mid-answer. Not retried:
     any other HTTP answer (404 is an answer, not an outage), and a connection that cannot be
     made at all (DNS failure, refused, connect timeout): that raises :class:`HubUnreachable`
     after one attempt, and the endpoint is remembered as unreachable for :data:`UNREACHABLE_MEMO_S`.
+    Neither the retries nor their waits go past the run's deadline (:func:`deadline`).
     """
     import httpx2
     from huggingface_hub.errors import HfHubHTTPError
 
-    memo = _unreachable.get(endpoint)
-    if memo is not None and time.monotonic() < memo[0]:
-        raise HubUnreachable(memo[1])
-    deadline = time.monotonic() + RETRY_BUDGET_S
+    reason = unreachable_reason(endpoint, repo_id)
+    if reason is not None:
+        raise HubUnreachable(reason)
+    deadline = min(time.monotonic() + RETRY_BUDGET_S, time.monotonic() + _remaining(repo_id or endpoint))
     wait = 1.0
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
+            _remaining(repo_id or endpoint)
             result = call()
         except HfHubHTTPError as e:
             response = getattr(e, "response", None)
@@ -307,9 +587,11 @@ def _retrying(call: Callable[[], T], *, endpoint: str) -> T:
             _unreachable[endpoint] = (time.monotonic() + UNREACHABLE_MEMO_S, reason)
             raise HubUnreachable(reason) from e
         except (httpx2.TimeoutException, httpx2.NetworkError, httpx2.RemoteProtocolError) as e:
+            _remaining(repo_id or endpoint, slack=0.05)  # a timeout cut to the deadline: say so
             error, delay = e, wait
         else:
             _unreachable.pop(endpoint, None)
+            _unreachable.pop(_repo_key(endpoint, repo_id), None)
             return result
         if attempt == MAX_ATTEMPTS or time.monotonic() + delay > deadline:
             raise error
@@ -374,7 +656,8 @@ def _read_tensors(
                 return batched, commit
         try:
             index, index_commit = _retrying(
-                lambda: _get(repo_id, INDEX_FILE, revision=revision, token=token, endpoint=endpoint), endpoint=endpoint
+                lambda: _get(repo_id, INDEX_FILE, revision=revision, token=token, endpoint=endpoint), endpoint=endpoint,
+                repo_id=repo_id,
             )
         except EntryNotFoundError:
             index = None
@@ -386,9 +669,11 @@ def _read_tensors(
             shards = [SINGLE_FILE]
         try:
             with ThreadPoolExecutor(max_workers=min(_MAX_WORKERS, len(shards))) as pool:
-                results = list(pool.map(
-                    lambda shard: _read_remote_header(repo_id, shard, revision=commit or revision, token=token,
-                                                      endpoint=endpoint), shards))  # fmt: skip
+                # Each shard's read runs in a copy of this context: the run's deadline goes with it.
+                futures = [pool.submit(contextvars.copy_context().run, _read_remote_header, repo_id, shard,
+                                       revision=commit or revision, token=token, endpoint=endpoint)
+                           for shard in shards]  # fmt: skip
+                results = [f.result() for f in futures]
         except EntryNotFoundError:
             if index is not None:
                 raise
@@ -412,23 +697,25 @@ def _batched_headers(repo_id: str, *, token: str | bool | None, endpoint: str) -
     ``HfApi.get_sharded_safetensors_metadata``); ``None`` when it answers 404 (single-file repo,
     or a mirror without it), so the caller falls back to range reads.
     """
-    from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
-
     url = f"{endpoint}/api/models/{repo_id}/safetensors-metadata/{quote(INDEX_FILE, safe='/')}"
 
-    def fetch() -> object:
-        response = get_session().get(url, headers=build_hf_headers(token=token), timeout=_timeout())
-        if response.status_code in (404, 405, 501) and response.headers.get("X-Error-Code") not in (
-            "RepoNotFound", "GatedRepo"
-        ):  # fmt: skip
-            return None
-        hf_raise_for_status(response)
-        return response
+    source = f"{repo_id}/{INDEX_FILE} (safetensors-metadata)"
 
-    response = _retrying(fetch, endpoint=endpoint)
+    def too_large(reason: str) -> Exception:
+        return errors.MalformedHeaderError(source, reason)
+
+    def fetch() -> _Answer | None:
+        answer = _stream_get(url, token=token, max_bytes=_MAX_METADATA_BYTES, too_large=too_large,
+                             accept=frozenset({404, 405, 501}))  # fmt: skip
+        if answer.status in (404, 405, 501):
+            if answer.headers.get("X-Error-Code") not in ("RepoNotFound", "GatedRepo"):
+                return None
+            _stream_get(url, token=token, max_bytes=_MAX_METADATA_BYTES, too_large=too_large)  # raises, typed
+        return answer
+
+    response = _retrying(fetch, endpoint=endpoint, repo_id=repo_id)
     if response is None:
         return None
-    source = f"{repo_id}/{INDEX_FILE} (safetensors-metadata)"
     try:
         payload = loads(response.content, strict=True)
         headers = payload["headers"]
@@ -464,63 +751,39 @@ def _shards_from_index(index: bytes, repo_id: str) -> list[str]:
 def _get(
     repo_id: str, filename: str, *, revision: str | None, token: str | bool | None, endpoint: str
 ) -> tuple[bytes, str | None]:
-    """GET a small file; returns its bytes and the X-Repo-Commit."""
+    """GET the index (capped at :data:`_MAX_INDEX_BYTES`); returns its bytes and the X-Repo-Commit."""
     from huggingface_hub import hf_hub_url
-    from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
     url = hf_hub_url(repo_id, filename, revision=revision, endpoint=endpoint)
-    headers = build_hf_headers(token=token)
-    response = get_session().get(url, headers=headers, timeout=_timeout(), follow_redirects=True)
-    hf_raise_for_status(response)
-    return response.content, _commit_header(response)
+    source = f"{repo_id}/{filename}"
+
+    def too_large(reason: str) -> Exception:
+        return errors.MalformedHeaderError(source, f"{reason}: not a safetensors index")
+
+    answer = _stream_get(url, token=token, max_bytes=_MAX_INDEX_BYTES, too_large=too_large)
+    return answer.content, _commit_header(answer)
 
 
 def _read_remote_header(
     repo_id: str, shard: str, *, revision: str | None, token: str | bool | None, endpoint: str
 ) -> tuple[tuple[TensorInfo, ...], str | None]:
     from huggingface_hub import hf_hub_url
-    from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
     source = f"{repo_id}/{shard}"
     url = hf_hub_url(repo_id, shard, revision=revision, endpoint=endpoint)
-    session = get_session()
 
     def fetch(first: int, last: int) -> tuple[bytes, int | None, str | None]:
-        headers = {**build_hf_headers(token=token), "Range": f"bytes={first}-{last}"}
-        # Streamed, so a server that ignores Range (200 with the whole, maybe many-GB, file) costs
-        # only the bytes asked for; retried only for transient failures (_retrying).
-        with session.stream("GET", url, headers=headers, timeout=_timeout(), follow_redirects=True) as response:
-            hf_raise_for_status(response)
-            chunks: list[bytes] = []
-            kept = 0
-            for chunk in response.iter_bytes():
-                chunks.append(chunk)
-                kept += len(chunk)
-                if kept > last:
-                    break
-            content = b"".join(chunks)
-            status, content_range = response.status_code, response.headers.get("Content-Range", "")
-            commit = _commit_header(response)
-        if status == 200:
-            return content[first : last + 1], None, commit
-        m = re.fullmatch(r"\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*", content_range)
-        total = int(m.group(3)) if m and m.group(3).isdigit() else None
-        end = last if total is None else min(last, total - 1)
-        if status != 206 or m is None or int(m.group(1)) != first or int(m.group(2)) != end or len(content) != end - first + 1:
-            raise errors.HubConnectionError(
-                repo_id, f"{endpoint} answered HTTP {status} with Content-Range {content_range!r} and {len(content):,} "
-                f"bytes to a request for bytes {first}-{last} of {shard!r}: the server or a proxy mangled the range "
-                "request; retry later, or set HF_ENDPOINT to a Hub that supports range requests",
-            )  # fmt: skip
-        return content, total, commit
+        return ranged_get(url, first, last, token=token, source=source, endpoint=endpoint)
 
-    prefix, file_bytes, commit = _retrying(lambda: fetch(0, LENGTH_PREFIX_BYTES - 1), endpoint=endpoint)
+    prefix, file_bytes, commit = _retrying(lambda: fetch(0, LENGTH_PREFIX_BYTES - 1), endpoint=endpoint,
+                                           repo_id=repo_id)  # fmt: skip
     length = header_length(prefix, source=source)
     if file_bytes is not None and file_bytes < LENGTH_PREFIX_BYTES + length:
         raise errors.MalformedHeaderError(
             source, f"truncated: the header announces {length:,} bytes but the file is {file_bytes:,} bytes"
         )
-    body, _, _ = _retrying(lambda: fetch(LENGTH_PREFIX_BYTES, LENGTH_PREFIX_BYTES + length - 1), endpoint=endpoint)
+    body, _, _ = _retrying(lambda: fetch(LENGTH_PREFIX_BYTES, LENGTH_PREFIX_BYTES + length - 1), endpoint=endpoint,
+                           repo_id=repo_id)  # fmt: skip
     if len(body) != length:
         raise errors.MalformedHeaderError(source, f"truncated: the header announces {length:,} bytes, got {len(body):,}")
     header = parse_header_json(body, source=source)
@@ -697,33 +960,41 @@ def _store_cached_tensors(repo_id: str, commit: str, tensors: tuple[TensorInfo, 
             pass
 
 
-#: The Hub's model search is asked for this many of its most-downloaded matches.
+#: The Hub's model search is asked for this many of its most-downloaded matches (a few KB of answer).
 _SEARCH_LIMIT = 20
+_MAX_SEARCH_BYTES = 1 << 20
 
 
 def similar_repo_ids(repo_id: str, *, token: str | bool | None = None, limit: int = 3) -> tuple[str, ...]:
     """Hub repos whose ids are close to ``repo_id``, through the Hub's model search.
 
-    One ``HfApi.list_models(search=...)`` request on the repo name (the Hub matches substrings),
-    and, when that finds nothing, one on its longest word; the matches are ranked by similarity to
-    the whole id. Best-effort: a search that fails adds no suggestions (the caller's error stands).
+    One search request (``/api/models?search=...``, as ``HfApi.list_models`` sends it) on the repo
+    name (the Hub matches substrings), and, when that finds nothing, one on its longest word; the
+    matches are ranked by similarity to the whole id. Each answer is read with a cap, within the
+    run's deadline. Best-effort: a search that fails adds no suggestions (the caller's error stands).
     """
-    from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
 
     name = repo_id.rsplit("/", 1)[-1]
     words = sorted(re.split(r"[-_.]", name), key=len, reverse=True)
     queries = [name] + ([words[0]] if words and words[0] != name and len(words[0]) >= 3 else [])
-    api = HfApi(endpoint=_endpoint(), token=token)
+    endpoint = _endpoint()
     found: list[str] = []
+
+    def too_large(reason: str) -> Exception:
+        return errors.HubConnectionError(repo_id, f"model search: {reason}")
+
     for query in queries:
+        url = f"{endpoint}/api/models?search={quote(query, safe='')}&sort=downloads&direction=-1&limit={_SEARCH_LIMIT}"
         try:
-            found = [m.id for m in api.list_models(search=query, sort="downloads", limit=_SEARCH_LIMIT)]
-        except (HfHubHTTPError, *_transport_errors()):
+            answer = _stream_get(url, token=token, max_bytes=_MAX_SEARCH_BYTES, too_large=too_large)
+            models = loads(answer.content, max_bytes=_MAX_SEARCH_BYTES)
+        except (HfHubHTTPError, JSONProblem, *_transport_errors()):
             return ()
-        found = [f for f in found if f.lower() != repo_id.lower()]
+        found = [m["id"] for m in models if isinstance(m, dict) and isinstance(m.get("id"), str)
+                 and m["id"].lower() != repo_id.lower()] if isinstance(models, list) else []  # fmt: skip
         if found:
             break
     from hf_gpu_estimator.sources.catalog import rank_similar
 
-    return rank_similar(repo_id, found, limit=limit)
+    return rank_similar(repo_id, found[:_SEARCH_LIMIT], limit=limit)

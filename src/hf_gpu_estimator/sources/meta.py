@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from hf_gpu_estimator import errors
+from hf_gpu_estimator.constants import MAX_INT
 from hf_gpu_estimator.spec import ModelSpec
 
 PARAMS_FILE = "params.json"
@@ -26,6 +27,8 @@ WEIGHTS_PATTERN = re.compile(r"(^|/)consolidated\.\d+\.pth$")
 #: Meta's Llama 2 checkpoints store bfloat16 (the -hf conversion casts them to float16):
 #: https://github.com/huggingface/transformers/issues/25446
 STORED_DTYPE = "bfloat16"
+#: params.json is a few hundred bytes; a megabyte is no params.json.
+MAX_PARAMS_BYTES = 1 << 20
 #: sentencepiece models are hundreds of KB; tokenizer.json a few MB.
 MAX_TOKENIZER_BYTES = 64 << 20
 _REQUIRED = ("dim", "n_layers", "n_heads")
@@ -65,26 +68,32 @@ def llama_config(
     Raises:
         MalformedConfigError: a missing or mistyped field.
     """
-    dim = _int(params, "dim", source)
-    heads = _int(params, "n_heads", source)
-    kv_heads = _int(params, "n_kv_heads", source) if params.get("n_kv_heads") is not None else heads
-    multiple_of = _int(params, "multiple_of", source) if params.get("multiple_of") is not None else 256
-    multiplier = params.get("ffn_dim_multiplier")
-    if multiplier is not None and (isinstance(multiplier, bool) or not isinstance(multiplier, (int, float))
-                                   or multiplier <= 0):  # fmt: skip
-        raise errors.MalformedConfigError(source, f"{source}: ffn_dim_multiplier={multiplier!r} must be a positive "
-                                          "number", field="ffn_dim_multiplier")  # fmt: skip
+    from hf_gpu_estimator.architectures._fields import Fields
+
+    # The limits every source is read under (constants.MAX_INT, MAX_LAYERS): positive, bounded, finite.
+    fields = Fields(params, source=source)
+    dim = fields.integer("dim", 0)
+    heads = fields.integer("n_heads", 0)
+    kv_heads = fields.opt_int("n_kv_heads", heads) or heads
+    multiple_of = fields.opt_int("multiple_of", 256) or 256
+    multiplier = fields.opt_float("ffn_dim_multiplier", None, positive=True)
+    norm_eps = fields.opt_float("norm_eps", 1e-5, positive=True) or 1e-5
+    rope_theta = fields.opt_float("rope_theta", 10000.0, positive=True) or 10000.0
+    if multiplier is not None and multiplier * 8 * dim / 3 > MAX_INT:  # int(inf) would overflow
+        raise fields.error("ffn_dim_multiplier", multiplier, f"a positive number giving an FFN width up to {MAX_INT:,}")
+    if kv_heads > heads or heads % kv_heads:
+        raise errors.MalformedConfigError(source, f"{source}: n_kv_heads={kv_heads} does not divide n_heads={heads}",
+                                          field="n_kv_heads")  # fmt: skip
     if dim % heads:
         raise errors.MalformedConfigError(source, f"{source}: dim={dim} is not a multiple of n_heads={heads}",
                                           field="n_heads")  # fmt: skip
     notes: list[str] = []
     config: dict[str, object] = {
         "model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_act": "silu",
-        "hidden_size": dim, "num_hidden_layers": _int(params, "n_layers", source),
+        "hidden_size": dim, "num_hidden_layers": fields.integer("n_layers", 0),
         "num_attention_heads": heads, "num_key_value_heads": kv_heads,
-        "intermediate_size": intermediate_size(dim, multiple_of, None if multiplier is None else float(multiplier)),
-        "rms_norm_eps": float(params.get("norm_eps", 1e-5)),  # type: ignore[arg-type]
-        "rope_theta": float(params.get("rope_theta", 10000.0)),  # type: ignore[arg-type]
+        "intermediate_size": intermediate_size(dim, multiple_of, multiplier),
+        "rms_norm_eps": norm_eps, "rope_theta": rope_theta,
         "vocab_size": vocab_size, "torch_dtype": STORED_DTYPE,
     }  # fmt: skip
     if twin is not None:
@@ -161,7 +170,7 @@ def params_from_bytes(data: bytes, *, source: str) -> dict[str, object]:
     from hf_gpu_estimator.sources._json import JSONProblem, loads
 
     try:
-        params = loads(data, max_bytes=1 << 20)
+        params = loads(data, max_bytes=MAX_PARAMS_BYTES)
     except JSONProblem as e:
         raise errors.MalformedConfigError(source, f"{source}: params.json is not valid JSON ({e})") from e
     if not is_meta_params(params):
@@ -190,13 +199,6 @@ def local_tokenizer(params_path: Path) -> Path | None:
             if (folder / name).is_file():
                 return folder / name
     return None
-
-
-def _int(params: Mapping[str, object], key: str, source: str) -> int:
-    value = params.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise errors.MalformedConfigError(source, f"{source}: {key}={value!r} must be a positive int", field=key)
-    return value
 
 
 def _varint(data: bytes, i: int, source: str) -> tuple[int, int]:
@@ -252,7 +254,12 @@ def build_meta_spec(
     twin = catalog_entry(model_id)
     twin_config = dict(twin["config"]) if twin is not None else None
     vocab = params.get("vocab_size", -1)
-    if isinstance(vocab, int) and not isinstance(vocab, bool) and vocab > 0:
+    if isinstance(vocab, bool) or not isinstance(vocab, int) or not (vocab == -1 or 0 < vocab <= MAX_INT):
+        raise errors.MalformedConfigError(
+            params_source, f"{params_source}: vocab_size={errors.excerpt(vocab)}, expected -1 (the tokenizer's size) "
+            f"or an integer from 1 to {MAX_INT:,}", field="vocab_size",
+        )  # fmt: skip
+    if vocab > 0:
         vocab_size = vocab
     elif twin_config is not None and isinstance(twin_config.get("vocab_size"), int):
         vocab_size = int(twin_config["vocab_size"])  # type: ignore[arg-type]

@@ -12,7 +12,8 @@ import json
 import struct
 from collections.abc import Mapping
 
-from hf_gpu_estimator.errors import MalformedHeaderError
+from hf_gpu_estimator.constants import MAX_INT
+from hf_gpu_estimator.errors import MalformedHeaderError, excerpt
 from hf_gpu_estimator.sources._json import JSONProblem, loads
 from hf_gpu_estimator.spec import DTYPE_BYTES, TensorInfo
 
@@ -24,6 +25,10 @@ MAX_HEADER_BYTES = 100_000_000
 LENGTH_PREFIX_BYTES = 8
 
 METADATA_KEY = "__metadata__"
+
+#: Dimensions a tensor may have: the safetensors crate has no limit, torch allows 64; real checkpoints use 1-5
+#: (a conv3d weight). More is a corrupt header, and bounds the product of the dims with MAX_INT.
+MAX_DIMS = 8
 
 # Bits per element, so sub-byte dtypes (F4, F6) are checked exactly: the crate requires
 # numel * bits to be a whole number of bytes (safetensors/src/tensor.rs, Dtype::bitsize).
@@ -102,34 +107,39 @@ def tensors_from_header(
         if name == METADATA_KEY:
             continue
         if not isinstance(entry, dict):
-            raise MalformedHeaderError(source, f"tensor {name!r}: entry is {type(entry).__name__}, expected an object")
+            raise MalformedHeaderError(source, f"tensor {excerpt(name)}: entry is {type(entry).__name__}, "
+                                       "expected an object")
         if not name.isascii():
             try:  # a "\ud800" escape decodes to a lone surrogate, which serde_json (the crate) refuses
                 name.encode("utf-8")
             except UnicodeEncodeError:
-                raise MalformedHeaderError(source, f"tensor name {name!r} is not valid Unicode") from None
+                raise MalformedHeaderError(source, f"tensor name {excerpt(name)} is not valid Unicode") from None
         dtype = entry.get("dtype")
-        if dtype not in _DTYPE_BITS:
+        if not isinstance(dtype, str) or dtype not in _DTYPE_BITS:
             raise MalformedHeaderError(
-                source, f"tensor {name!r}: unknown dtype {dtype!r}; expected one of {', '.join(sorted(_DTYPE_BITS))}"
-            )
+                source, f"tensor {excerpt(name)}: unknown dtype {excerpt(dtype)}; expected one of "
+                f"{', '.join(sorted(_DTYPE_BITS))}",
+            )  # fmt: skip
         shape = entry.get("shape")
-        if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
-            raise MalformedHeaderError(source, f"tensor {name!r}: shape {shape!r} is not a list of non-negative ints")
+        if not isinstance(shape, list) or len(shape) > MAX_DIMS \
+                or not all(_is_int(d) and 0 <= d <= MAX_INT for d in shape):  # fmt: skip
+            raise MalformedHeaderError(source, f"tensor {excerpt(name)}: shape {excerpt(shape)} is not a list of at "
+                                       f"most {MAX_DIMS} non-negative ints up to {MAX_INT:,}")  # fmt: skip
         offsets = entry.get("data_offsets")
         if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(o) and o >= 0 for o in offsets)):
             raise MalformedHeaderError(
-                source, f"tensor {name!r}: data_offsets {offsets!r} is not a pair of non-negative ints"
+                source, f"tensor {excerpt(name)}: data_offsets {excerpt(offsets)} is not a pair of non-negative ints"
             )
         begin, end = offsets
         if end < begin:
-            raise MalformedHeaderError(source, f"tensor {name!r}: data_offsets {offsets!r} end before they begin")
+            raise MalformedHeaderError(source, f"tensor {excerpt(name)}: data_offsets {excerpt(offsets)} end before "
+                                       "they begin")
         info = TensorInfo(name=name, dtype=dtype, shape=tuple(shape))
         bits = info.numel * _DTYPE_BITS[dtype]
         if bits % 8 or bits // 8 != end - begin:
             raise MalformedHeaderError(
                 source,
-                f"tensor {name!r}: data_offsets span {end - begin} bytes but shape {list(shape)} of {dtype} "
+                f"tensor {excerpt(name)}: data_offsets span {end - begin} bytes but shape {list(shape)} of {dtype} "
                 f"needs {bits / 8:g}",
             )
         entries.append((begin, end, info))
@@ -138,7 +148,7 @@ def tensors_from_header(
     for begin, end, info in entries:
         if begin != position:
             what = "overlaps the previous tensor" if begin < position else f"leaves a gap after byte {position}"
-            raise MalformedHeaderError(source, f"tensor {info.name!r}: data_offsets start at {begin} and {what}")
+            raise MalformedHeaderError(source, f"tensor {excerpt(info.name)}: data_offsets start at {begin} and {what}")
         position = end
     if body_bytes is not None and position != body_bytes:
         raise MalformedHeaderError(

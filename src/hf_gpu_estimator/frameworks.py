@@ -1,0 +1,118 @@
+"""Fine-tuning frameworks as profiles: what each allocates beyond the model, at a named release.
+
+A profile is data: the loss implementation, whether its 4-bit layers keep their input for backward,
+whether the output head is quantized, the fp32 casts of the k-bit recipe, its LoRA defaults. The
+estimator reads the workload's resolved fields (``Workload.loss``, ``quantized_saves_input`` ...);
+``make_workload(framework=...)`` fills the ones the caller leaves out from the profile. The default,
+``hf``, is transformers 5 + peft + bitsandbytes as released today, which is what the trace referee runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+#: How the output head and the loss hold the logits, per token (see memory/recipe.py ``loss_terms``):
+#: ``hf``: 16-bit logits kept by the model output, an fp32 upcast, fp32 log_softmax saved (transformers 5
+#: ``ForCausalLMLoss``); ``hf-fp32-logits``: transformers 4.3x-4.45, ``logits = logits.float()`` kept by the
+#: output plus the contiguous shifted copy; ``hf-shifted-copy``: transformers 4.46-4.48 ``ForCausalLMLoss``,
+#: 16-bit logits kept by the output, the fp32 upcast and its contiguous shifted copy inside the loss;
+#: ``chunked``: the head runs in token chunks whose 16-bit outputs and log_softmax stay 16-bit (LitGPT
+#: ``chunked_cross_entropy``); ``chunked-fp32``: 16-bit chunks, each
+#: upcast to fp32 in the loss, fp32 log_softmax saved per chunk (torchtune ``CEWithChunkedOutputLoss``).
+LossKind = Literal["hf", "hf-fp32-logits", "hf-shifted-copy", "chunked", "chunked-fp32"]
+LOSS_KINDS: tuple[str, ...] = ("hf", "hf-fp32-logits", "hf-shifted-copy", "chunked", "chunked-fp32")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FrameworkProfile:
+    """What one framework allocates beyond the model's own tensors, at ``release``."""
+
+    name: str
+    release: str
+    source: str
+    loss: LossKind = "hf"
+    #: bitsandbytes' MatMul4Bit kept its input ``A`` in ``ctx.tensors`` until 0.43.2 (commit 9e753741,
+    #: "fix QLoRA mem bug: delete useless buffered activation", bitsandbytes/autograd/_functions.py).
+    quantized_saves_input: bool = False
+    #: The output head is a 4-bit layer too (Fabric's BitsandbytesPrecision converts every nn.Linear).
+    quantize_lm_head: bool = False
+    #: peft ``prepare_model_for_kbit_training`` (src/peft/utils/other.py, v0.13.0): every parameter that is
+    #: not Params4bit and is 16-bit is cast to fp32 (embeddings, norms, the head), and gradient
+    #: checkpointing is enabled unless the caller says otherwise.
+    kbit_fp32_casts: bool = False
+    #: Default LoRA dropout of the framework's LoRA config (peft LoraConfig: 0.0).
+    lora_dropout: float = 0.0
+    #: The framework runs its own model code whose tanh-GELU is one ATen op saving only its input, where
+    #: transformers' ``gelu_new`` is written out in Python (LitGPT litgpt/model.py: ``F.gelu(x,
+    #: approximate=config.gelu_approximate)``).
+    single_op_gelu: bool = False
+    #: The output head is its own weight even where the checkpoint ties it to the embeddings (LitGPT copies
+    #: ``lm_head`` from ``wte`` at conversion; ``train.tie_embeddings`` defaults to null, config_hub YAMLs).
+    unties_head: bool = False
+    notes: tuple[str, ...] = ()
+
+
+_PEFT_KBIT = ("QLoRA through peft.prepare_model_for_kbit_training: non-4-bit parameters (embeddings, norms, head) "
+              "cast to fp32")
+
+FRAMEWORKS: Mapping[str, FrameworkProfile] = {
+    "hf": FrameworkProfile(
+        name="hf", release="transformers 5.x, peft 0.13+, bitsandbytes >= 0.43.2",
+        source="https://github.com/huggingface/transformers/blob/main/src/transformers/loss/loss_utils.py; "
+               "https://github.com/bitsandbytes-foundation/bitsandbytes/blob/0.45.0/"
+               "bitsandbytes/autograd/_functions.py"),
+    "trl": FrameworkProfile(
+        name="trl", release="trl 0.13 (SFTTrainer) on transformers, peft 0.13, bitsandbytes >= 0.43.2",
+        source="https://github.com/huggingface/trl/blob/v0.13.0/trl/trainer/sft_trainer.py (_prepare_peft_model: "
+               "prepare_model_for_kbit_training for a k-bit model unless it is sharded: FSDP / ZeRO-3)",
+        kbit_fp32_casts=True, notes=(_PEFT_KBIT,)),
+    "axolotl": FrameworkProfile(
+        name="axolotl", release="axolotl 0.5.0 (transformers + peft + bitsandbytes)",
+        source="https://github.com/axolotl-ai-cloud/axolotl/blob/v0.5.0/src/axolotl/utils/models.py "
+               "(ModelLoader.prepare_model: prepare_model_for_kbit_training for 4/8-bit lora/qlora, skipped for "
+               "FSDP QLoRA and ZeRO-3)",
+        kbit_fp32_casts=True, notes=(_PEFT_KBIT,)),
+    "llama-factory": FrameworkProfile(
+        name="llama-factory", release="LLaMA-Factory (transformers + peft + bitsandbytes)",
+        source="https://github.com/hiyouga/LLaMA-Factory (estimated as the hf stack; its own k-bit preparation "
+               "is unverified)",
+        notes=("LLaMA-Factory is estimated as the hf stack (its k-bit preparation is unverified)",)),
+    "unsloth": FrameworkProfile(
+        name="unsloth", release="unsloth 2024.x",
+        source="https://github.com/unslothai/unsloth (fast_cross_entropy_loss: chunked loss without an fp32 "
+               "logits copy; unverified at a release)",
+        loss="chunked",
+        notes=("unsloth's patched kernels and its offloaded gradient checkpointing are not modelled: estimate is an "
+               "upper bound on its activations",)),
+    "torchtune": FrameworkProfile(
+        name="torchtune", release="torchtune 0.5.0",
+        source="https://github.com/pytorch/torchtune/blob/v0.5.0/torchtune/modules/loss/ce_chunked_output_loss.py; "
+               "QLoRA through torchao NF4 (linear_nf4 keeps only the weight for backward)",
+        loss="chunked-fp32"),
+    "litgpt": FrameworkProfile(
+        name="litgpt", release="LitGPT 0.4 (config_hub at 00af8b0d), bitsandbytes==0.42.0 pinned",
+        source="https://github.com/Lightning-AI/litgpt/blob/00af8b0d/litgpt/finetune/lora.py (lm_head_chunk_size=128, "
+               "chunked_cross_entropy); pyproject.toml pins bitsandbytes==0.42.0",
+        loss="chunked", quantized_saves_input=True, quantize_lm_head=True, lora_dropout=0.05, single_op_gelu=True,
+        unties_head=True),
+}  # fmt: skip
+
+#: Tokens per output-head chunk, by loss kind: LitGPT ``lm_head_chunk_size=128``; torchtune
+#: ``CEWithChunkedOutputLoss(num_output_chunks=8)`` splits the sequence in 8.
+LITGPT_HEAD_CHUNK_TOKENS = 128
+TORCHTUNE_OUTPUT_CHUNKS = 8
+
+
+def framework_profile(name: str) -> FrameworkProfile:
+    """The profile called ``name`` (case-insensitive; ``transformers`` is ``hf``)."""
+    from hf_gpu_estimator.errors import InvalidArgumentError, UnknownNameError
+
+    if not isinstance(name, str):
+        raise InvalidArgumentError("framework", name, "one of " + ", ".join(FRAMEWORKS))
+    key = name.strip().lower().replace("_", "-")
+    key = {"transformers": "hf", "huggingface": "hf", "llamafactory": "llama-factory"}.get(key, key)
+    if key not in FRAMEWORKS:
+        raise UnknownNameError("framework", name, list(FRAMEWORKS))
+    return FRAMEWORKS[key]

@@ -1,0 +1,153 @@
+"""What a fine-tuning recipe adds to the model's own tensors: 4-bit layers that keep their input, LoRA
+dropout, a LoRA adapter on the output head, the k-bit recipe's fp32 casts, the loss implementation,
+optimizer-in-backward and activation offloading. Pure arithmetic; sizes are bytes per token unless the
+name says otherwise. Each term is kept apart from memory/activations.py (which follows transformers'
+own forward) so a framework profile (frameworks.py) switches it on or off.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hf_gpu_estimator.frameworks import LITGPT_HEAD_CHUNK_TOKENS, TORCHTUNE_OUTPUT_CHUNKS
+from hf_gpu_estimator.memory.activations import _group_of, layers_holding, loss_bytes
+from hf_gpu_estimator.memory.terms import BYTES
+from hf_gpu_estimator.spec import Architecture, LinearShape
+from hf_gpu_estimator.workload import Workload
+
+
+def _targeted(workload: Workload, linear: LinearShape) -> bool:
+    targets = set(workload.lora_targets)
+    return "all-linear" in targets or linear.name in targets
+
+
+def _per_layer(arch: Architecture, linear: LinearShape) -> float:
+    """Mean number of ``linear`` per decoder layer (hybrids hold attention linears in some layers only)."""
+    return layers_holding(arch, linear) / max(1, arch.num_layers)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecipeLayer:
+    """Per-token bytes one decoder layer saves beyond memory/activations.py, by cause."""
+
+    dropout: float = 0.0
+    quantized_inputs: float = 0.0
+    kbit_casts: float = 0.0
+
+    @property
+    def total(self) -> float:
+        return self.dropout + self.quantized_inputs + self.kbit_casts
+
+
+def recipe_layer_saved(arch: Architecture, workload: Workload) -> RecipeLayer:
+    """Extra bytes per token per decoder layer saved for backward by the recipe (LoRA / QLoRA only).
+
+    * LoRA dropout p > 0 (peft ``LoraLayer``: ``lora_B(lora_A(dropout(x)))``, one ``nn.Dropout`` per
+      adapted module): dropout saves a bool mask per element; without autocast ``lora_A`` saves the dropped
+      copy instead of ``x``; under autocast it saves its own 16-bit cast either way (already counted).
+    * A 4-bit base whose matmul keeps its input (bitsandbytes < 0.43.2 ``MatMul4Bit``: ``ctx.tensors =
+      (A, B)``) keeps each distinct layer input alive: one per stream the block's linears read, unless a
+      LoRA adapter already saves that very tensor.
+    * The k-bit recipe's fp32 casts (peft ``prepare_model_for_kbit_training``) make the norms' weights fp32,
+      so each normalized tensor saved by ``weight * x`` is fp32, and the checkpointed layer input is fp32.
+    """
+    if workload.method == "full":
+        return RecipeLayer()
+    c = BYTES[workload.precision.compute_dtype]
+    mixed = workload.precision.mixed
+    linears = [lin for lin in arch.linears if lin.count == 1]
+    dropout = 0.0
+    # Streams (attn_in, attn_out, mlp_in, mlp_out) and the width of the tensor each reads.
+    streams: dict[str, int] = {}
+    lora_keeps_x: dict[str, bool] = {}
+    for lin in linears:
+        group = _group_of(lin) or lin.name
+        share = _per_layer(arch, lin)
+        streams[group] = max(streams.get(group, 0), lin.in_features)
+        if not _targeted(workload, lin):
+            continue
+        if workload.lora_dropout > 0:
+            dropout += share * lin.in_features * (1 if mixed else c + 1)
+        # Without autocast and without dropout, lora_A saves x itself (memory/activations.py counts it once).
+        lora_keeps_x[group] = lora_keeps_x.get(group, False) or (not mixed and workload.lora_dropout == 0)
+    if workload.lora_dropout > 0 and not mixed:
+        # lora_A saves the dropped copies, counted above, not the x activations.py counted once per stream.
+        dropout -= sum(c * streams[g] * _stream_share(arch, linears, g) for g in
+                       {(_group_of(lin) or lin.name) for lin in linears if _targeted(workload, lin)})
+    quantized = 0.0
+    if workload.method == "qlora" and workload.quantized_saves_input:
+        quantized = sum(c * width * _stream_share(arch, linears, g) for g, width in streams.items()
+                        if not lora_keeps_x.get(g, False))
+    casts = 0.0
+    if workload.method == "qlora" and workload.kbit_fp32_casts and c < 4:
+        # fp32 norm weights: the saved normalized tensors are fp32, and the residual stream (fp32 embeddings)
+        # that checkpointing keeps per layer is fp32.
+        casts = (4 - c) * arch.hidden_size * (1 if workload.gradient_checkpointing else arch.norms_per_layer)
+    return RecipeLayer(dropout=dropout, quantized_inputs=quantized, kbit_casts=casts)
+
+
+def _stream_share(arch: Architecture, linears: list[LinearShape], group: str) -> float:
+    return max((_per_layer(arch, lin) for lin in linears if (_group_of(lin) or lin.name) == group), default=0.0)
+
+
+def head_adapter_params(arch: Architecture, workload: Workload) -> int:
+    """LoRA on the output head: ``r * (hidden + vocab)`` (peft/LitGPT target ``lm_head``)."""
+    if workload.method == "full" or not workload.lora_on_lm_head:
+        return 0
+    return workload.lora_rank * (arch.hidden_size + arch.vocab_size)
+
+
+def head_adapter_bytes(arch: Architecture, workload: Workload) -> tuple[float, float]:
+    """(saved, forward transient) bytes per token of a LoRA adapter on the head: the dropout mask and
+    copy (or 16-bit cast) ``lora_A`` saves, its rank-r output saved by ``lora_B``, and ``lora_B``'s
+    vocabulary-wide output before it is added to the logits."""
+    if workload.method == "full" or not workload.lora_on_lm_head:
+        return 0.0, 0.0
+    c = BYTES[workload.precision.compute_dtype]
+    H = arch.hidden_size
+    saved = workload.lora_rank * c
+    if workload.lora_dropout > 0:
+        saved += H * (1 if workload.precision.mixed else c + 1)
+    elif workload.precision.mixed:
+        saved += H * c
+    return saved, arch.vocab_size * c
+
+
+def _chunk_tokens(workload: Workload) -> int:
+    if workload.loss == "chunked":
+        return min(LITGPT_HEAD_CHUNK_TOKENS, workload.seq_len)
+    return max(1, workload.seq_len // TORCHTUNE_OUTPUT_CHUNKS)
+
+
+def loss_terms(arch: Architecture, workload: Workload) -> tuple[float, float, float]:
+    """Per-token (saved, during the loss, at the start of backward) bytes of the head and loss for
+    ``workload.loss`` (frameworks.LOSS_KINDS); ``hf`` is :func:`activations.loss_bytes`.
+
+    * ``hf-fp32-logits`` (transformers 4.3x-4.4x ``LlamaForCausalLM.forward``: ``logits = logits.float()``
+      returned in the output, ``shift_logits = logits[..., :-1, :].contiguous()``): the fp32 logits, their
+      shifted copy and the fp32 log_softmax together; the fp32 logits stay alive through backward.
+    * ``hf-shifted-copy`` (transformers 4.46-4.48 ``loss_utils.ForCausalLMLoss``: ``logits.float()`` then
+      ``logits[..., :-1, :].contiguous()``): ``hf`` plus the fp32 shifted copy while the loss runs.
+    * ``chunked`` (LitGPT ``lm_head_chunk_size=128`` + ``chunked_cross_entropy``): every 16-bit chunk kept
+      in a list and each chunk's 16-bit log_softmax saved; no fp32 copy.
+    * ``chunked-fp32`` (torchtune ``CEWithChunkedOutputLoss``): 16-bit chunks kept, each upcast to fp32 in
+      turn, its fp32 log_softmax saved.
+    """
+    if workload.loss == "hf":
+        return loss_bytes(arch, workload)
+    c = BYTES[workload.precision.compute_dtype]
+    V = arch.vocab_size
+    if workload.loss == "hf-fp32-logits":
+        return 8 * V, 12 * V, 16 * V
+    if workload.loss == "hf-shifted-copy":
+        saved, during, backward = loss_bytes(arch, workload)
+        return saved, during + 4 * V, backward
+    share = _chunk_tokens(workload) / max(1, workload.seq_len)
+    if workload.loss == "chunked":
+        return 2 * c * V, 2 * c * V, 2 * c * V + 2 * c * V * share
+    up = 0 if c == 4 else 4  # the chunk's fp32 copy
+    if workload.torch_compile:
+        # torchtune compiles the loss (training.compile_loss): the fused cross-entropy keeps a log-sum-exp per
+        # token and recomputes the softmax of the chunk in backward, so no fp32 log_softmax is saved.
+        return c * V, c * V + (up + 4) * V * share, c * V + 2 * 4 * V * share
+    return c * V + 4 * V, c * V + 4 * V + up * V * share, c * V + 4 * V + 2 * 4 * V * share

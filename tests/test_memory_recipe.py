@@ -1,0 +1,171 @@
+"""The training recipe's memory terms (memory/recipe.py) and the framework profiles (frameworks.py)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hf_gpu_estimator.errors import ConflictingOptionsError, InvalidArgumentError, UnknownNameError
+from hf_gpu_estimator.frameworks import FRAMEWORKS, framework_profile
+from hf_gpu_estimator.memory.model import estimate_memory
+from hf_gpu_estimator.sources.catalog import lookup
+from hf_gpu_estimator.workload import make_workload
+
+ROOT = Path(__file__).resolve().parent.parent
+LLAMA = "meta-llama/Llama-2-7b-hf"  # hidden 4096, intermediate 11008, 32 layers, vocab 32000
+
+
+@pytest.fixture(scope="module")
+def llama():
+    return lookup(LLAMA)
+
+
+def train(**options):
+    base = {"task": "training", "batch_size": 2, "seq_len": 512, "precision": "bf16-true"}
+    return make_workload(**{**base, **options})
+
+
+@pytest.mark.parametrize("name", sorted(FRAMEWORKS), ids=str)
+def test_every_profile_names_its_source_and_release(name):
+    profile = framework_profile(name)
+    assert profile.source.startswith("https://") and profile.release
+    work = train(method="qlora", framework=name)
+    assert work.framework == name and work.loss == profile.loss
+    assert work.quantized_saves_input is profile.quantized_saves_input
+
+
+def test_framework_defaults_yield_to_explicit_options():
+    work = train(method="qlora", framework="litgpt", loss="hf", lora_dropout=0.0, quantized_saves_input=False)
+    assert (work.loss, work.lora_dropout, work.quantized_saves_input) == ("hf", 0.0, False)
+    assert make_workload(task="training", framework="Transformers").framework == "hf"
+
+
+@pytest.mark.parametrize(("options", "error"), [
+    ({"framework": "deepspeed-chat"}, UnknownNameError),
+    ({"lora_dropout": 1.5}, InvalidArgumentError),
+    ({"loss": "fused"}, UnknownNameError),
+    ({"optimizer_in_backward": True, "gradient_accumulation_steps": 4}, ConflictingOptionsError),
+], ids=["framework", "dropout", "loss", "optimizer-in-backward"])
+def test_bad_recipe_options_name_the_field(options, error):
+    with pytest.raises(error) as info:
+        train(method="lora", **options)
+    assert next(iter(options)) in str(info.value)
+
+
+def test_quantized_inputs_kept_per_stream(llama):
+    """bitsandbytes < 0.43.2 keeps each 4-bit matmul's input: per layer, the streams that no LoRA adapter
+    already saves (q/v adapters save the attention input): o_proj's (4096), the MLP's (4096) and
+    down_proj's (11008), 2 bytes each, for every token of every layer (no checkpointing)."""
+    plain = estimate_memory(llama, train(method="qlora"))
+    kept = estimate_memory(llama, train(method="qlora", quantized_saves_input=True))
+    expected = 2 * 512 * 32 * 2 * (4096 + 4096 + 11008)
+    assert kept.components["activations"] - plain.components["activations"] == expected
+
+
+def test_lora_dropout_saves_masks_and_dropped_copies(llama):
+    """Without autocast each adapted module saves a dropped copy and a bool mask of its input (q and v:
+    2 x 4096 x 3 bytes) in place of the input the adapters shared (4096 x 2 bytes)."""
+    plain = estimate_memory(llama, train(method="lora"))
+    dropped = estimate_memory(llama, train(method="lora", lora_dropout=0.05))
+    expected = 2 * 512 * 32 * (2 * 4096 * 3 - 4096 * 2)
+    assert dropped.components["activations"] - plain.components["activations"] == expected
+
+
+def test_lora_on_lm_head_trains_the_head_adapter(llama):
+    plain = estimate_memory(llama, train(method="lora", lora_rank=8))
+    head = estimate_memory(llama, train(method="lora", lora_rank=8, lora_on_lm_head=True))
+    params = 8 * (4096 + 32000)
+    plain_grads, head_grads = (next(t.bytes for t in e.terms if t.name == "gradients") for e in (plain, head))
+    assert head_grads - plain_grads == params * 2
+
+
+def test_double_quant_off_stores_fp32_absmax(llama):
+    dq = estimate_memory(llama, train(method="qlora"))
+    single = estimate_memory(llama, train(method="qlora", double_quant=False))
+    quantized = 6_476_005_376  # linear weights of the decoder layers
+    extra = quantized * ((4 + 32 / 64) - (4 + 8 / 64 + 32 / (64 * 256))) / 8
+    assert single.components["weights"] - dq.components["weights"] == pytest.approx(extra, abs=2)
+
+
+def test_kbit_casts_make_the_unquantized_parameters_fp32(llama):
+    plain = estimate_memory(llama, train(method="qlora"))
+    cast = estimate_memory(llama, train(method="qlora", kbit_fp32_casts=True))
+    rest = 262_410_240  # embeddings, head and norms
+    assert cast.components["weights"] - plain.components["weights"] == rest * 2
+
+
+def test_paged_optimizer_states_are_outside_the_allocator(llama):
+    est = estimate_memory(llama, train(method="full", optimizer="paged-adamw-8bit"))
+    assert est.components["optimizer_states"] == 0
+    assert any("unified" in a for a in est.assumptions)
+
+
+def test_optimizer_in_backward_keeps_one_layer_of_gradients(llama):
+    full = estimate_memory(llama, train(method="full", optimizer="adamw-8bit"))
+    fused = estimate_memory(llama, train(method="full", optimizer="adamw-8bit", optimizer_in_backward=True))
+    assert fused.components["gradients"] < full.components["gradients"] / 10
+    assert fused.allocated_peak_bytes < full.allocated_peak_bytes
+
+
+def test_chunked_loss_has_no_fp32_logits(llama):
+    hf = estimate_memory(llama, train(method="lora", seq_len=2048))
+    chunked = estimate_memory(llama, train(method="lora", seq_len=2048, loss="chunked"))
+    assert chunked.allocated_peak_bytes < hf.allocated_peak_bytes
+
+
+def test_default_framework_estimate_is_unchanged(llama):
+    """The hf profile adds nothing: the trace-checked model is what the default runs."""
+    work = train(method="qlora", gradient_checkpointing=True)
+    assert work.framework == "hf" and work.loss == "hf" and not work.quantized_saves_input
+    assert not work.kbit_fp32_casts and work.lora_dropout == 0.0
+
+
+def test_published_runs_benchmark_runs_every_row():
+    sys.path.insert(0, str(ROOT / "benchmarks" / "training_runs"))
+    try:
+        import run as bench
+    finally:
+        sys.path.pop(0)
+    runs = bench.load_runs()
+    assert len(runs) >= 30
+    for run in runs:
+        assert run["source"].startswith("https://") and run["quote"]
+        assert run["measured"]["metric"] in bench.METRICS and run["measured"]["unit"] in bench.UNITS
+    results = [bench.evaluate(run) for run in runs]
+    assert not [r["id"] for r in results if r["unmodelled"]], "every published setting has a model"
+    summary = {row["group"]: row for row in bench.summarize(results)}
+    assert summary["all"]["runs"] == len(runs)
+
+
+def test_published_runs_command_prints_a_summary():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "training_runs" / "run.py"), "--json"],
+                         capture_output=True, text=True, check=True, timeout=120)
+    payload = json.loads(out.stdout)
+    assert payload["summary"][0]["group"] == "all"
+
+
+def test_the_whole_run_starts_at_load(llama):
+    """A QLoRA base quantized at load and cast by the k-bit recipe: the load is a moment of the run, and the
+    peak (and the first step) never sit below it."""
+    est = estimate_memory(llama, train(method="qlora", batch_size=1, seq_len=16, kbit_fp32_casts=True))
+    load = est.moments[0]
+    assert load.phase == "load" and load.components["transient"] == 32000 * 4096 * 2
+    assert est.allocated_peak_bytes >= load.total_bytes and est.first_step_allocated_bytes >= load.total_bytes
+
+
+def test_zero3_offload_on_one_gpu_keeps_the_gathered_units(llama):
+    """DeepSpeed ZeRO-3 with parameters and optimizer offloaded runs on one GPU: the GPU holds the gathered
+    layers and the root unit, one reduce bucket of gradients at most, and no optimizer state."""
+    work = train(method="full", precision="bf16-mixed", gradient_checkpointing=True, strategy="zero3", num_gpus=1,
+                 offload_optimizer=True, offload_params=True)
+    est = estimate_memory(llama, work)
+    gathered = next(t.bytes for t in est.terms if t.name == "FSDP all-gathered units")
+    assert est.components["optimizer_states"] == 0 and 0 < gathered <= est.components["weights"]
+    assert est.components["gradients"] <= 5e8 * 4
+    assert est.host_offload_bytes > 6_738_415_616 * 8  # fp32 Adam states (and the gradients) on the host
+    with pytest.raises(ConflictingOptionsError, match="offload"):
+        train(method="full", strategy="zero3", num_gpus=1)
