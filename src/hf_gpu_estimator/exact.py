@@ -38,9 +38,13 @@ from hf_gpu_estimator.memory.terms import COMPONENTS, MemoryEstimate, Moment, Te
 from hf_gpu_estimator.verdict import CONTEXT_KEY, RATIO_KEY, Assumption
 from hf_gpu_estimator.workload import OPTIMIZERS, Workload
 
+
 if TYPE_CHECKING:
     from hf_gpu_estimator.spec import ModelSpec
     from hf_gpu_estimator.trace import TraceResult
+
+#: The key of the lines an exact estimate adds about its trace (``hfge estimate --compare`` lists them).
+TRACE_KEY = "exact.trace"
 
 #: Beyond this many parameters a fake-tensor trace takes minutes (it runs every operator of
 #: every layer in Python); the analytic model answers in milliseconds.
@@ -108,7 +112,7 @@ def exact_memory(spec: ModelSpec, workload: Workload, *, analytic: MemoryEstimat
     require_torch_stack("exact mode")
     from hf_gpu_estimator.trace import trace_workload
 
-    notes: list[str] = []
+    notes: list[str] = []  # "exact: ..." lines, and the overhead lines keyed as the analytic model keys them
     traced_workload = workload
     optimizer_fallback = workload.is_training and workload.optimizer.name not in SUPPORTED_OPTIMIZERS
     if optimizer_fallback:
@@ -121,7 +125,9 @@ def exact_memory(spec: ModelSpec, workload: Workload, *, analytic: MemoryEstimat
     except TraceError as e:
         raise TraceError(f"{e}; {_ANALYTIC_HINT}") from e
     memory = _to_memory(trace, workload, analytic, optimizer_fallback=optimizer_fallback, notes=notes)
-    return memory, (*notes, *(f"trace: {f}" for f in trace.fallbacks))
+    # what the trace itself says (every line but the keyed overhead ones), keyed for --compare's notes
+    traced = (*notes, *(f"trace: {f}" for f in trace.fallbacks))
+    return memory, tuple(n if isinstance(n, Assumption) else Assumption(n, key=TRACE_KEY) for n in traced)
 
 
 def inspect_for_exact(source: object, *, revision: str | None = None, token: str | None = None) -> ModelSpec:

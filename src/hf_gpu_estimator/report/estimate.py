@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from hf_gpu_estimator.constants import DEFAULT_MARGIN
+from hf_gpu_estimator.exact import TRACE_KEY
 from hf_gpu_estimator.memory.terms import COMPONENTS
 from hf_gpu_estimator.report.gpus import gpu_label
 from hf_gpu_estimator.report.render import (
@@ -19,6 +20,7 @@ from hf_gpu_estimator.report.render import (
     signed_gib,
     size,
 )
+from hf_gpu_estimator.verdict import key_of
 
 if TYPE_CHECKING:
     from hf_gpu_estimator.estimator import Estimate
@@ -162,7 +164,7 @@ def compare_sections(spec: ModelSpec, analytic: Estimate, exact: Estimate, diff:
     styles = (None,) * len(diff.components) + ("total", None, None)
     notes = [f"peak phase: analytic {diff.analytic_phase!r}, exact {diff.exact_phase!r}",
              "error = analytic / exact - 1"]
-    notes += [a for a in exact.assumptions if a.startswith(("exact:", "trace:"))]
+    notes += [a for a in exact.assumptions if key_of(a) == TRACE_KEY]
     return [Section(title=f"{spec.id}: analytic vs exact (traced) memory per device",
                     header=("component", "analytic", "exact", "difference", "error"), rows=tuple(rows),
                     row_styles=styles, notes=tuple(notes))]
