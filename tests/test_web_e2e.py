@@ -145,6 +145,8 @@ def test_tables_do_not_wrap_inside_words(page: object, width: int) -> None:
     field and the cost-table fields present, the verdict with its range in the summary."""
     p = page
     p.set_viewport_size({"width": width, "height": 1300})  # type: ignore[attr-defined]
+    p.locator("#summary").get_by_text("per device").wait_for(timeout=60_000)  # type: ignore[attr-defined]
+    _settled(p)
     p.locator("#task").get_by_role("radio", name="inference").check()  # type: ignore[attr-defined]
     _fill(p, "new_tokens", str(width // 10))  # this width's own answer, not the last one
     p.locator("#estimate").click()  # type: ignore[attr-defined]
@@ -180,13 +182,15 @@ def test_an_error_clears_when_the_input_is_fixed(page: object) -> None:
     """An emptied number is refused with a message; typing a valid one answers again without pressing Estimate."""
     p = page
     p.set_viewport_size({"width": 1280, "height": 1300})  # type: ignore[attr-defined]
+    p.locator("#summary").get_by_text("per device").wait_for(timeout=60_000)  # type: ignore[attr-defined]
+    _settled(p)
     _fill(p, "batch_size", "")
     p.locator("#estimate").click()  # type: ignore[attr-defined]
-    p.locator("#summary").get_by_text("Error").wait_for(timeout=60_000)  # type: ignore[attr-defined]
-    assert "batch_size" in p.locator("#summary").inner_text()  # type: ignore[attr-defined]
+    p.locator("#summary").get_by_text("batch_size").wait_for(timeout=60_000)  # type: ignore[attr-defined]
+    assert "Error:" in p.locator("#summary").inner_text()  # type: ignore[attr-defined]
     _fill(p, "batch_size", "2")  # no click: leaving the field answers again
     p.locator("#summary").get_by_text("batch 2").wait_for(timeout=60_000)  # type: ignore[attr-defined]
-    assert "Error" not in p.locator("#summary").inner_text()  # type: ignore[attr-defined]
+    assert "Error:" not in p.locator("#summary").inner_text()  # type: ignore[attr-defined]
     _fill(p, "token_budget", "0")
     p.locator("#estimate").click()  # type: ignore[attr-defined]
     p.locator("#summary").get_by_text("token_budget").wait_for(timeout=60_000)  # type: ignore[attr-defined]
