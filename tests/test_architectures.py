@@ -36,6 +36,9 @@ def _real(name: str) -> dict[str, Any]:
 
 
 _MOE_TINY = {"num_experts_per_tok": 2, "moe_intermediate_size": 24}
+#: A two-layer CLIP/SigLIP vision tower.
+_VIT_TINY = {"hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 2, "num_attention_heads": 2,
+             "image_size": 56, "patch_size": 14}
 
 # (id, config) — small configs exercise options; real ones pin published checkpoints.
 SMALL_CASES: list[tuple[str, dict[str, Any]]] = [
@@ -173,6 +176,21 @@ SMALL_CASES: list[tuple[str, dict[str, Any]]] = [
                                                                 "intermediate_size": 48, "num_hidden_layers": 1,
                                                                 "num_attention_heads": 2, "image_size": 56,
                                                                 "patch_size": 14, "head_dim": 16}}),
+    ("llava-tiny-clip-tied-by-text", {"model_type": "llava", "multimodal_projector_bias": False,
+                                      "text_config": _tiny("llama", num_key_value_heads=2, tie_word_embeddings=True),
+                                      "vision_config": {**_VIT_TINY, "model_type": "clip_vision_model"}}),
+    ("llava-tiny-siglip-qwen2", {"model_type": "llava", "vision_feature_select_strategy": "full",
+                                 "text_config": _tiny("qwen2", num_key_value_heads=2),
+                                 "vision_config": {**_VIT_TINY, "model_type": "siglip_vision_model",
+                                                   "vision_use_head": False}}),
+    ("llava_next-tiny-clip", {"model_type": "llava_next", "text_config": _tiny("mistral", head_dim=16),
+                              "vision_config": {**_VIT_TINY, "model_type": "clip_vision_model"}}),
+    # granite-vision's shape: a granite language model, SigLIP read at several layers, its own pinpoints.
+    ("llava_next-tiny-siglip-granite", {"model_type": "llava_next", "tie_word_embeddings": True,
+                                        "vision_feature_layer": [-2, -1], "vision_feature_select_strategy": "full",
+                                        "image_grid_pinpoints": [[56, 56], [56, 112], [112, 112]],
+                                        "text_config": _tiny("granite", num_key_value_heads=2),
+                                        "vision_config": {**_VIT_TINY, "model_type": "siglip_vision_model"}}),
     ("qwen2_5_vl-tiny", {"model_type": "qwen2_5_vl", "text_config": _tiny("qwen2_5_vl_text", num_key_value_heads=2),
                          "vision_config": {"depth": 2, "hidden_size": 32, "intermediate_size": 40, "num_heads": 2,
                                            "out_hidden_size": 64, "fullatt_block_indexes": [1]}}),
@@ -322,7 +340,7 @@ def _role_of(name: str, moe: bool = False) -> str:
     """Classify a transformers parameter name into ROLES, the way parameter_counts documents it."""
     name = name.replace(".norm_attn_norm.", ".")  # DBRX's container of its attention and block norms
     if any(k in name for k in ("vision_tower", "multi_modal_projector", "pooler", "seq_relationship",
-                               "vision_model", "model.visual.")):
+                               "vision_model", "model.visual.", "image_newline")):
         return "other"
     if any(k in name for k in ("norm", "ln_", "LayerNorm", "layer_norm", ".ln1.", ".ln2.", ".pre_ln.")):
         return "norm"
@@ -597,16 +615,39 @@ def test_looped_layers() -> None:
     assert [x.mixer.kv_shared for x in plain.layers] == [False] + [True] * 4 + [False] * 3
 
 
+def _granite_vision() -> dict[str, Any]:
+    from hf_gpu_estimator.sources.catalog import catalog_entry
+
+    entry = catalog_entry("ibm-granite/granite-vision-3.3-2b")
+    assert entry is not None
+    return entry["config"]
+
+
+def test_llava_next_counts_the_vision_tower() -> None:
+    """granite-vision-3.3-2b as vLLM holds it (5.54 GiB logged in the llm-d run): the granite language model,
+    the 27-layer SigLIP tower with its pooling head, the projector over four feature layers and image_newline."""
+    counts = parameter_counts(_granite_vision())
+    assert counts.total == 2_975_396_928 and counts.by_role["other"] == 441_863_232
+    assert counts.total * 2 / 2**30 == pytest.approx(5.54, abs=0.005)
+    assert counts.off_text_path == {"vision": 441_863_232}
+
+
 def test_images() -> None:
     """Vision parameters and tokens per image of the vision-language wrappers."""
     gemma3 = architecture_from_config(_real("gemma-3-4b"))
     assert gemma3.tokens_per_image == 256 and gemma3.vision_parameters == parameter_counts(_real("gemma-3-4b")).by_role[
         "other"]
-    expected = {"mistral3": 37 * 38, "qwen2_5_vl": 37 * 37, "qwen3_vl": 32 * 32, "qwen3_vl_moe": 32 * 32, "mllama": 1, "llama4": 256}
+    # llava: 24 x 24 patches of the 336-pixel CLIP view; llava_next adds the 672 x 672 grid's 48 x 48 features
+    # and 48 newlines (LlavaNextProcessor._get_number_of_features gives 2928 for a 1024 x 1024 image).
+    expected = {"mistral3": 37 * 38, "qwen2_5_vl": 37 * 37, "qwen3_vl": 32 * 32, "qwen3_vl_moe": 32 * 32, "mllama": 1,
+                "llama4": 256, "llava": 24 * 24, "llava_next": 48 * 48 + 48 + 24 * 24}
     for model_type, tokens in expected.items():
         arch = architecture_from_config({"model_type": model_type})
         assert arch.tokens_per_image == tokens, model_type
         assert arch.vision_parameters == parameter_counts({"model_type": model_type}).by_role["other"] > 0
+    # granite-vision-3.3-2b: SigLIP at 384 pixels (27 x 27 patches, no class token), best pinpoint 768 x 768.
+    granite = architecture_from_config(_granite_vision())
+    assert granite.tokens_per_image == 54 * 54 + 54 + 27 * 27
     mllama = architecture_from_config({"model_type": "mllama"})
     assert [i for i, x in enumerate(mllama.layers) if x.mixer.kind == "cross"] == [3, 8, 13, 18, 23, 28, 33, 38]
     assert mllama.cross_tokens_per_image == 4 * ((448 // 14) ** 2 + 1)

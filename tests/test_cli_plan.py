@@ -57,3 +57,22 @@ def test_would_not_start_line(capsys: pytest.CaptureFixture[str], offline) -> No
 def test_cheapest_restricted_to_the_given_gpus(capsys: pytest.CaptureFixture[str], offline) -> None:
     out = _json(["--cheapest", "--gpu", "L4,H100-SXM-80GB"], capsys)
     assert {o["gpu"] for o in out["options"]} <= {"L4", "H100-SXM-80GB"} and out["options"]
+
+
+def test_sglang_version_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    s = _json(["--gpu", "H100-SXM-80GB", "--engine", "sglang", "--sglang-version", "0.4.8", "--max-model-len", "8192"],
+              capsys)["serving"]
+    assert s["engine_version"] == "0.4.8" and s["gpu_memory_utilization"] == 0.874
+
+
+def test_speculative_decoding_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["--gpu", "H100-SXM-80GB", "--max-model-len", "8192"]
+    plain = _json(base, capsys)["serving"]
+    drafted = _json([*base, "--draft-model", "meta-llama/Llama-3.2-1B-Instruct", "--num-speculative-tokens", "4"],
+                    capsys)
+    assert drafted["serving"]["weights_bytes"] > plain["weights_bytes"] + 2 * 2**30
+    assert drafted["serving"]["kv_cache_tokens"] < plain["kv_cache_tokens"]
+    assert any(a.startswith("speculative decoding (draft, 4 token(s)") for a in drafted["assumptions"])
+    for argv in (["--speculative-method", "mtp"], ["--engine", "transformers", "--speculative-method", "ngram"],
+                 ["--num-speculative-tokens", "3"]):
+        assert main(["plan", M, *base, *argv]) == 2, argv

@@ -117,7 +117,9 @@ def test_large_valid_header_is_parsed_in_bounded_time():
     assert len(header) > 3_000_000
     start = time.monotonic()
     _, tensors = parse_safetensors_prefix(header, source="big", file_bytes=len(header) + body)
-    assert len(tensors) == 50_000 and time.monotonic() - start < 5
+    # 0.3 s on an idle core; the bound only catches a hang or a quadratic parse (minutes), since a shared CI
+    # machine can stall a test for seconds: speed belongs in benchmarks/ (bench_inspect.py times inspection).
+    assert len(tensors) == 50_000 and time.monotonic() - start < 30
 
 
 # --- generated inputs ---------------------------------------------------------------------------

@@ -582,3 +582,73 @@ def test_a_name_with_the_memory_size_names_the_sxm_part(name: str, expected: str
 def test_a_name_without_size_or_form_factor_asks(name: str) -> None:
     with pytest.raises(UnknownNameError, match="ambiguous"):
         get_gpu(name)
+
+
+# --------------------------------------------------------------------------- MIG slices
+
+
+MIG = [g for g in list_gpus(mig=True) if g.mig_parent]
+
+
+def test_mig_slices_are_listed_on_request_only():
+    assert not any(g.mig_parent for g in list_gpus())
+    assert {g.mig_parent for g in MIG} == {"A100-40GB-SXM", "A100-80GB-SXM", "H100-SXM-80GB", "H200-SXM-141GB"}
+    assert len(list_gpus(mig=True)) == len(ALL) + len(MIG)
+
+
+@pytest.mark.parametrize("gpu", MIG, ids=[g.name for g in MIG])
+def test_mig_slice_is_a_share_of_its_gpu(gpu: GPU):
+    parent = get_gpu(gpu.mig_parent)
+    slices = gpu.memory_bytes * 8 // parent.memory_bytes
+    assert gpu.memory_bytes * 8 == slices * parent.memory_bytes and 1 <= slices <= 8
+    assert gpu.memory_bandwidth_bytes_per_s == pytest.approx(parent.memory_bandwidth_bytes_per_s * slices / 8)
+    # The reported memory sits just below the slice's share (the driver keeps part of each slice).
+    assert 0.95 * gpu.memory_bytes <= gpu.usable_memory_bytes <= gpu.memory_bytes
+    for dtype, rate in gpu.peak_flops.items():
+        assert (rate is None) == (parent.peak_flops[dtype] is None)
+        assert rate is None or rate <= parent.peak_flops[dtype]
+    assert gpu.usable_memory_source and gpu.notes and gpu.price_per_hour_usd is None
+    assert gpu.source.startswith("https://docs.nvidia.com/datacenter/tesla/mig-user-guide/")
+
+
+@pytest.mark.parametrize(
+    ("query", "expected", "reported_gib"),
+    [
+        # The device names torch.cuda.get_device_name() gives inside a MIG instance.
+        ("NVIDIA A100-SXM4-40GB MIG 1g.5gb", "A100-40GB-SXM-MIG-1g.5gb", 4.75),
+        ("NVIDIA A100-SXM4-80GB MIG 3g.40gb", "A100-80GB-SXM-MIG-3g.40gb", 39.25),
+        ("NVIDIA H100 80GB HBM3 MIG 1g.10gb+me", "H100-SXM-80GB-MIG-1g.10gb", 9.75),
+        ("NVIDIA H100 80GB HBM3 MIG 7g.80gb", "H100-SXM-80GB-MIG-7g.80gb", 79.25),
+        ("h100 mig 3g.40gb", "H100-SXM-80GB-MIG-3g.40gb", 39.50),
+        ("NVIDIA H200 MIG 3g.71gb", "H200-SXM-141GB-MIG-3g.71gb", 69.73),
+    ],
+)
+def test_mig_device_names_resolve(query, expected, reported_gib):
+    gpu = get_gpu(query)
+    assert gpu.name == expected
+    assert gpu.usable_memory_bytes == pytest.approx(reported_gib * GiB, abs=5 * MiB)
+
+
+def test_mig_slices_do_not_answer_plain_partial_names():
+    assert get_gpu("h100 sxm").name == "H100-SXM-80GB"
+    assert get_gpu("h200").name == "H200-SXM-141GB"
+    with pytest.raises(UnknownNameError, match="ambiguous"):
+        get_gpu("mig 1g.10gb")  # A100 80GB and H100 both have one
+
+
+def test_mig_profiles_name_an_entry_of_the_same_file(tmp_path):
+    path = tmp_path / "gpus.json"
+    path.write_text(json.dumps({"gpus": [_entry()], "mig_profiles": [
+        {"parent": "Other", "parent_sms": 10, "profiles": []}]}))
+    with pytest.raises(InvalidGPUEntryError, match="parent"):
+        load_gpus(path)
+
+
+def test_cli_gpus_lists_mig_slices_on_request(capsys):
+    from hf_gpu_estimator.cli import main
+
+    assert main(["gpus", "--format", "json"]) == 0
+    assert not any(g["mig_parent"] for g in json.loads(capsys.readouterr().out))
+    assert main(["gpus", "--mig", "--vendor", "nvidia", "--format", "json"]) == 0
+    names = {g["name"] for g in json.loads(capsys.readouterr().out) if g["mig_parent"]}
+    assert "H100-SXM-80GB-MIG-1g.10gb" in names and len(names) == len(MIG)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -204,13 +205,63 @@ def test_sglang_keeps_every_token_in_sliding_layers() -> None:
 
 def test_sglang_pool() -> None:
     spec, gpu = lookup("meta-llama/Llama-3.1-8B-Instruct"), get_gpu("H100-SXM-80GB")
-    frac = default_mem_fraction_static(gpu)
+    frac = default_mem_fraction_static(gpu, version="0.5.2")
     assert frac == pytest.approx((gpu.usable_memory_bytes / GiB - 10.0) / (gpu.usable_memory_bytes / GiB), abs=1e-3)
     cap = engine_capacity(spec, make_workload(), gpu, engine="sglang", max_model_len=8192)
     assert cap.kv_cache_tokens == cap.kv_pool_bytes // cap.kv_bytes_per_token
     assert cap.fits and cap.engine == "sglang"
     with pytest.raises(InvalidArgumentError, match="mem_fraction_static"):
         engine_capacity(spec, make_workload(), gpu, engine="sglang", mem_fraction_static=1.2)
+
+
+@pytest.mark.parametrize(("gpu", "tp", "version", "reserved_mib"), [
+    # 0.4.8-0.5.2: by device class, 9.5 + tp/2 GiB below 90 GiB, 2.8 + tp/10 below 35 GiB.
+    ("H100-SXM-80GB", 1, "0.4.8", 10 * 1024), ("H100-SXM-80GB", 4, "0.5.2", 11.5 * 1024),
+    ("L4", 2, "0.4.10", 3.0 * 1024),
+    # 0.5.3-0.5.9: 512 + 1.5 x chunked_prefill_size + 2 x cuda_graph_max_bs + tp/8 GiB (at least 10 GiB above
+    # 60 GiB): H100 8192 / 256 -> 13,440 MiB; L4 2048 / 16 (24 from 0.5.5); A100-40GB 4096 / 32.
+    ("H100-SXM-80GB", 1, "0.5.6", 512 + 8192 * 1.5 + 256 * 2 + 128), ("L4", 1, "0.5.4", 512 + 3072 + 32 + 128),
+    ("L4", 1, "0.5.5.post1", 512 + 3072 + 48 + 128), ("A100-40GB", 1, "0.5.9", 512 + 6144 + 64 + 128),
+    # 0.5.10: + 8 MiB per piecewise CUDA-graph token count up to chunked_prefill_size (58 counts up to 8192).
+    ("H100-SXM-80GB", 1, "0.5.10", 512 + 8192 * 1.5 + 256 * 2 + 128 + 58 * 8),
+])
+def test_sglang_mem_fraction_static_by_release(gpu: str, tp: int, version: str, reserved_mib: float) -> None:
+    """The default --mem-fraction-static of each SGLang rule, as server_args.py computes it (wheels on PyPI)."""
+    device = get_gpu(gpu)
+    mem = device.usable_memory_bytes / 2**20
+    assert default_mem_fraction_static(device, tp, version=version) == pytest.approx(
+        round((mem - reserved_mib) / mem, 3), abs=1e-4)
+
+
+def test_sglang_older_rules_speculative_and_vlm() -> None:
+    h100, h200 = get_gpu("H100-SXM-80GB"), get_gpu("H200")
+    assert default_mem_fraction_static(h100, 4, version="0.4.6") == 0.85  # by tp up to 80 GiB
+    assert default_mem_fraction_static(h200, 1, version="0.4.6") == pytest.approx(
+        1 - 13 * 1024 / (h200.usable_memory_bytes / 2**20), abs=1e-4)
+    assert default_mem_fraction_static(h100, 1, version="0.4.7", speculative_method="eagle") == pytest.approx(0.88 * 0.95)
+    # EAGLE-style drafts reserve 2 GiB more (4 GiB from 0.5.10), a standalone draft model 6 GiB.
+    mem = h100.usable_memory_bytes / 2**20
+    base = 512 + 8192 * 1.5 + 256 * 2 + 128
+    assert default_mem_fraction_static(h100, version="0.5.6", speculative_method="eagle3") == round(
+        (mem - base - 2048) / mem, 3)
+    assert default_mem_fraction_static(h100, version="0.5.6", speculative_method="draft") == round(
+        (mem - base - 6144) / mem, 3)
+    assert default_mem_fraction_static(h100, version="0.5.6", speculative_method="ngram") == round((mem - base) / mem, 3)
+    # adjust_mem_fraction_for_vlm from 0.4.10: gemma-3's SigLIP (27 x 1152) is 1.42 x ViT-L's complexity.
+    gemma3 = lookup("google/gemma-3-27b-it")
+    factor = 0.95 * (1 - 0.1 * (27 * 1152**2 / (24 * 1024**2) - 1))
+    plain = default_mem_fraction_static(h100, version="0.5.6")
+    assert default_mem_fraction_static(h100, version="0.5.6", spec=gemma3) == pytest.approx(plain * factor, abs=1e-4)
+    assert default_mem_fraction_static(h100, version="0.4.8", spec=gemma3) == default_mem_fraction_static(
+        h100, version="0.4.8")
+    with pytest.raises(InvalidArgumentError, match="sglang_version"):
+        default_mem_fraction_static(h100, version="0.3.0")
+    with pytest.raises(InvalidArgumentError, match="sglang_version"):
+        default_mem_fraction_static(h100, version="0.5")
+    cap = engine_capacity(lookup("meta-llama/Llama-3.1-8B-Instruct"), make_workload(), h100, engine="sglang",
+                          sglang_version="0.5.4", max_model_len=8192)
+    assert cap.engine_version == "0.5.4" and cap.gpu_memory_utilization == default_mem_fraction_static(
+        h100, version="0.5.4")
 
 
 def test_llamacpp_slots_and_offload() -> None:
@@ -394,3 +445,122 @@ def test_llamacpp_flash_attention_on_off_auto() -> None:
     with pytest.raises(ConflictingOptionsError, match="flash attention"):
         engine_capacity(spec, make_workload(kv_cache_dtype="q8_0"), gpu, engine="llama.cpp", ctx_size=8192,
                         flash_attn="off")
+
+
+def test_vllm_profile_run_keeps_the_dummy_encoder_outputs() -> None:
+    """vLLM V1's profile run caches the encoder outputs of as many images as the encoder budget holds (the llm-d
+    gemma-3 logs: 'a budget of 8192 tokens, and profiled with 32 image items') through the LM forward."""
+    from hf_gpu_estimator.planner.engines.vllm import encoder_output_bytes
+
+    gemma = lookup("google/gemma-3-27b-it")
+    assert encoder_output_bytes(gemma.architecture, 8192, act_bytes=2) == (32 * 256 * 5376 * 2, 32)
+    assert encoder_output_bytes(lookup("meta-llama/Llama-3.1-8B-Instruct").architecture, 8192, act_bytes=2) == (0, 0)
+    h100, work = get_gpu("H100-SXM-80GB"), make_workload()
+    v1 = engine_capacity(gemma, work, h100, engine="vllm", max_model_len=8192)
+    v0 = engine_capacity(gemma, work, h100, engine="vllm", max_model_len=8192, vllm_version="0.7")
+    assert any("encoder cache" in a for a in v1.assumptions) and not any("encoder cache" in a for a in v0.assumptions)
+
+
+# --------------------------------------------------------------------------------------------
+# Speculative decoding.
+# --------------------------------------------------------------------------------------------
+
+_EAGLE_HEAD = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": 4096,
+               "intermediate_size": 14336, "num_hidden_layers": 1, "num_attention_heads": 32, "num_key_value_heads": 8,
+               "vocab_size": 128256, "max_position_embeddings": 2048, "tie_word_embeddings": False}  # fmt: skip
+
+
+def test_speculative_drafters_count_what_the_engines_load() -> None:
+    from hf_gpu_estimator.planner.engines.speculative import Speculative, draft_cost
+    from hf_gpu_estimator.sources import inspect_model
+
+    target, work = lookup("meta-llama/Llama-3.1-8B-Instruct"), make_workload()
+    layer = 4 * 4096 * 4096 - 2 * 4096 * 3072 + 3 * 4096 * 14336 + 2 * 4096  # q/o 4096^2, k/v 4096 x 1024, MLP, norms
+    eagle = draft_cost(target, Speculative(method="eagle", draft=inspect_model(_EAGLE_HEAD)), work)
+    assert eagle.parameters == layer + 4096 + 2 * 4096 * 4096  # + final norm + fc; embedding and LM head shared
+    assert eagle.kv_bytes_per_token == 2 * 8 * 128 * 2
+    head3 = inspect_model({**_EAGLE_HEAD, "architectures": ["LlamaForCausalLMEagle3"], "draft_vocab_size": 32000})
+    eagle3 = draft_cost(target, Speculative(method="eagle3", draft=head3), work)
+    assert eagle3.parameters == eagle.parameters - 2 * 4096 * 4096 + 4096 * (4096 + 2 * 1024) + 3 * 4096 * 4096 \
+        + 32000 * 4096
+    # DeepSeek-V3's MTP module: 11.6e9 parameters without its copies of the embedding and LM head (2 x 0.93e9;
+    # DeepSeek counts 14B for the module with them).
+    ds = lookup("deepseek-ai/DeepSeek-V3")
+    mtp = draft_cost(ds, Speculative(method="mtp"), make_workload(num_gpus=8, tp=8))
+    assert 11.5e9 < mtp.parameters < 11.7e9 and mtp.layout.layers == 1
+    assert mtp.kv_bytes_per_token == (512 + 64) * 2  # one MLA latent per token, not split over tp
+    with pytest.raises(InvalidArgumentError, match="MTP layers"):
+        draft_cost(target, Speculative(method="mtp"), work)
+    with pytest.raises(InvalidArgumentError, match="draft_model"):
+        Speculative(method="eagle")
+    assert draft_cost(target, Speculative(method="ngram", num_speculative_tokens=3), work).weights_bytes == 0
+
+
+def test_speculative_decoding_in_each_engine() -> None:
+    from hf_gpu_estimator.planner.engines.speculative import Speculative
+
+    target, draft, h100 = lookup("meta-llama/Llama-3.1-8B-Instruct"), lookup("meta-llama/Llama-3.2-1B-Instruct"), \
+        get_gpu("H100-SXM-80GB")
+    spec_dec, work = Speculative(method="draft", num_speculative_tokens=4, draft=draft), make_workload()
+    # vLLM: the draft model loads with the target and its 16 layers (2 KiB per token each) share the pool.
+    plain = engine_capacity(target, work, h100, engine="vllm", max_model_len=8192)
+    with_draft = engine_capacity(target, work, h100, engine="vllm", max_model_len=8192, speculative=spec_dec)
+    assert with_draft.kv_bytes_per_token == plain.kv_bytes_per_token + 16 * 2048
+    assert with_draft.weights_bytes - plain.weights_bytes == pytest.approx(1_235_814_400 * 2, rel=0.01)
+    assert with_draft.kv_cache_tokens == pytest.approx(with_draft.kv_pool_bytes / with_draft.kv_bytes_per_token,
+                                                       abs=16)
+    # SGLang: the target's pool is profiled alone, then grows by the draft slots; the reserve is 6 GiB larger.
+    s_plain = engine_capacity(target, work, h100, engine="sglang", max_model_len=8192)
+    s_draft = engine_capacity(target, work, h100, engine="sglang", max_model_len=8192, speculative=spec_dec)
+    assert s_draft.gpu_memory_utilization < s_plain.gpu_memory_utilization
+    assert any("extra token slots" in a for a in s_draft.assumptions) and s_draft.fits
+    # llama.cpp: --model-draft, one draft context per slot.
+    l_plain = engine_capacity(target, work, h100, engine="llama.cpp", ctx_size=16384, parallel=2)
+    l_draft = engine_capacity(target, work, h100, engine="llama.cpp", ctx_size=16384, parallel=2, speculative=spec_dec)
+    assert l_draft.weights_bytes > l_plain.weights_bytes + 2 * GiB and l_draft.kv_pool_bytes > l_plain.kv_pool_bytes
+    with pytest.raises(InvalidArgumentError, match="model-draft"):
+        engine_capacity(target, work, h100, engine="llama.cpp", speculative=Speculative(method="ngram"))
+    with pytest.raises(InvalidArgumentError, match="speculative"):
+        engine_capacity(target, work, h100, engine="transformers", speculative=spec_dec)
+
+
+def test_engines_refuse_tensor_parallelism_over_mig_slices() -> None:
+    spec, mig = lookup("meta-llama/Llama-3.1-8B-Instruct"), get_gpu("H100 MIG 3g.40gb")
+    one = engine_capacity(spec, make_workload(), mig, engine="vllm", max_model_len=8192)
+    assert one.fits and one.total_memory_bytes == mig.usable_memory_bytes
+    with pytest.raises(InvalidArgumentError, match="MIG slice"):
+        engine_capacity(spec, make_workload(num_gpus=2, tp=2), mig, engine="vllm", max_model_len=8192)
+
+
+def test_llamacpp_vision_tower_goes_to_the_mmproj_file() -> None:
+    """convert_hf_to_gguf.py writes gemma-3's SigLIP tower and projector to the --mmproj file: the text GGUF
+    holds the language model's tensors only; --mmproj loads the tower in f16."""
+    from hf_gpu_estimator.memory.llamacpp import gguf_tensors_of
+
+    gemma, gpu = lookup("google/gemma-3-4b-it"), get_gpu("RTX-4090")
+    vision = gemma.architecture.vision_parameters
+    assert sum(math.prod(t.shape) for t in gguf_tensors_of(gemma, "gguf:F16")) == gemma.parameters.total - vision
+    text = engine_capacity(gemma, make_workload(), gpu, engine="llama.cpp", ctx_size=4096)
+    both = engine_capacity(gemma, make_workload(), gpu, engine="llama.cpp", ctx_size=4096, mmproj=True)
+    assert both.weights_bytes - text.weights_bytes == 2 * vision
+    with pytest.raises(InvalidArgumentError, match="vision"):
+        engine_capacity(lookup("meta-llama/Llama-3.1-8B-Instruct"), make_workload(), gpu, engine="llama.cpp",
+                        mmproj=True)
+
+
+def test_llamacpp_n_cpu_moe_keeps_the_first_layers_experts_on_the_host() -> None:
+    """--n-cpu-moe N: a CPU buffer override for blk.<i>.ffn_*_exps of the first N layers (common/arg.cpp)."""
+    from hf_gpu_estimator.memory.llamacpp import gguf_tensors_of, llamacpp_memory
+
+    spec = lookup("Qwen/Qwen3-30B-A3B")
+    experts = [t for t in gguf_tensors_of(spec, "gguf:Q4_K_M") if "_exps" in t.name and t.layer is not None
+               and t.layer < 12]
+    full = llamacpp_memory(spec, n_ctx=4096, quantization="gguf:Q4_K_M")
+    part = llamacpp_memory(spec, n_ctx=4096, quantization="gguf:Q4_K_M", n_cpu_moe=12)
+    moved = sum(t.nbytes for t in experts)
+    assert moved > 0 and full.weights_gpu - part.weights_gpu == moved == part.weights_host - full.weights_host
+    cap = engine_capacity(spec, make_workload(quantization="gguf:Q4_K_M"), get_gpu("RTX-4090"), engine="llama.cpp",
+                          ctx_size=4096, n_cpu_moe=12)
+    assert any("--n-cpu-moe 12" in a for a in cap.assumptions)
+    with pytest.raises(InvalidArgumentError, match="n_cpu_moe"):
+        llamacpp_memory(spec, n_ctx=4096, quantization="gguf:Q4_K_M", n_cpu_moe=-1)

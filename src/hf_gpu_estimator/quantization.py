@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -472,7 +474,8 @@ def gguf_layout(spec: ModelSpec) -> list[tuple[str, tuple[int, ...]]]:
     """The tensors convert_hf_to_gguf.py would write for ``spec`` (names and ggml dims), in loader order.
 
     Built from the architecture's linears (fused gate_up split in two, experts as 3-D ``*_exps``), the
-    embedding and output matrices, and the remaining parameters as 1-D F32 tensors (norms, biases).
+    embedding and output matrices, and the remaining parameters as 1-D F32 tensors (norms, biases); a
+    vision-language model's vision tower and projector go to the ``--mmproj`` file instead.
     """
     from hf_gpu_estimator.errors import ConflictingOptionsError
 
@@ -487,7 +490,7 @@ def gguf_layout(spec: ModelSpec) -> list[tuple[str, tuple[int, ...]]]:
     if counts.lm_head:
         tensors.append(("output.weight", (hidden, counts.lm_head // hidden)))
     tensors.append(("token_embd.weight", (hidden, max(1, counts.embedding // hidden))))
-    matrices = sum(t[1][0] * t[1][1] for t in tensors if len(t[1]) == 2)
+    matrices = sum(math.prod(t[1]) for t in tensors)  # output_norm too, so the remainder does not count it again
     moe_layers = set(arch.moe_layers) if arch.moe_layers else (set(range(arch.num_layers)) if arch.is_moe else set())
     for layer in range(arch.num_layers):
         block: list[tuple[str, tuple[int, ...]]] = []
@@ -509,7 +512,8 @@ def gguf_layout(spec: ModelSpec) -> list[tuple[str, tuple[int, ...]]]:
             for d in dims:
                 n *= d
             matrices += n
-    rest = counts.total - matrices
+    # convert_hf_to_gguf.py writes a vision tower and its projector to the separate --mmproj file, not here
+    rest = counts.total - arch.vision_parameters - matrices
     if rest > 0:
         tensors.append(("blk.norms_and_biases", (rest,)))  # 1-D: stays F32
     # llama_model_loader's weights_map order: block index (-1 outside blocks), then name.

@@ -59,25 +59,43 @@ def with_vision(arch: Architecture, t: Tally, *, model_type: str, tower: int, pr
                                notes=(*arch.notes, tower_note, *notes), **changes)
 
 
-def siglip_vision(v: Fields) -> int:
-    """Parameters of transformers' SiglipVisionModel (modeling_siglip.py) for a vision_config."""
+def _vit_layer(hidden: int, inter: int) -> int:
+    """One CLIP/SigLIP encoder layer: q/k/v/out and fc1/fc2, all with biases, two LayerNorms with bias."""
+    return 4 * lin(hidden, hidden, True) + lin(hidden, inter, True) + lin(inter, hidden, True) + 2 * 2 * hidden
+
+
+def _vit_shape(v: Fields, *, patch: int) -> tuple[int, int, int, int, int, int]:
+    """``(hidden, intermediate, layers, channels, image, patch)`` of a CLIP or SigLIP vision_config, with the
+    class defaults both share (ViT-B) and the family's patch size."""
     hidden = v.integer("hidden_size", 768)
     inter = v.integer("intermediate_size", 3072)
     layers = v.integer("num_hidden_layers", 12)
     v.integer("num_attention_heads", 12)
-    channels = v.integer("num_channels", 3)
-    image = v.integer("image_size", 224)
-    patch = v.integer("patch_size", 16)
+    return (hidden, inter, layers, v.integer("num_channels", 3), v.integer("image_size", 224),
+            v.integer("patch_size", patch))
+
+
+def siglip_vision(v: Fields) -> int:
+    """Parameters of transformers' SiglipVisionModel (modeling_siglip.py) for a vision_config."""
+    hidden, inter, layers, channels, image, patch = _vit_shape(v, patch=16)
     n = channels * patch * patch * hidden + hidden  # patch_embedding Conv2d with bias
     n += (image // patch) ** 2 * hidden  # position_embedding
-    block = 4 * lin(hidden, hidden, True) + lin(hidden, inter, True) + lin(inter, hidden, True)
-    n += layers * (block + 2 * 2 * hidden)  # two LayerNorms with bias per encoder layer
+    n += layers * _vit_layer(hidden, inter)
     n += 2 * hidden  # post_layernorm
     if v.boolean("vision_use_head", True):
         # SiglipMultiheadAttentionPoolingHead: probe, nn.MultiheadAttention, LayerNorm, MLP.
         n += hidden + (3 * hidden * hidden + 3 * hidden) + lin(hidden, hidden, True) + 2 * hidden
         n += lin(hidden, inter, True) + lin(inter, hidden, True)
     return n
+
+
+def clip_vision(v: Fields) -> int:
+    """Parameters of transformers' CLIPVisionModel (modeling_clip.py, no projection) for a vision_config."""
+    hidden, inter, layers, channels, image, patch = _vit_shape(v, patch=32)
+    n = hidden + channels * patch * patch * hidden  # class_embedding, patch_embedding Conv2d without bias
+    n += ((image // patch) ** 2 + 1) * hidden  # position_embedding: the patches and the class token
+    n += 2 * 2 * hidden  # pre_layrnorm, post_layernorm
+    return n + layers * _vit_layer(hidden, inter)
 
 
 

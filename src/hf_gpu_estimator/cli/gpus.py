@@ -9,7 +9,8 @@ from hf_gpu_estimator.cli._common import add_command, add_format_arg, emit, fini
 
 EPILOG = """examples:
   hfge gpus
-  hfge gpus --vendor amd --min-memory-gib 64"""
+  hfge gpus --vendor amd --min-memory-gib 64
+  hfge gpus --mig"""
 
 
 def register(subparsers: Any) -> None:
@@ -17,6 +18,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--vendor", help="nvidia, amd, intel or apple")
     p.add_argument("--min-memory-gib", type=finite_float(0, inclusive=True),
                    help="only GPUs with at least this much usable memory")
+    p.add_argument("--mig", action="store_true", help="include the MIG slices of A100, H100 and H200 (by profile)")
     add_format_arg(p)
 
 
@@ -26,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from hf_gpu_estimator.report import gpu_sections
 
     min_bytes = int(args.min_memory_gib * GiB) if args.min_memory_gib is not None else None
-    gpus = list_gpus(vendor=args.vendor, min_memory_bytes=min_bytes)
+    gpus = list_gpus(vendor=args.vendor, min_memory_bytes=min_bytes, mig=args.mig)
     if args.format == "json":
         emit([g.to_dict() for g in gpus], "json")
     else:

@@ -18,6 +18,7 @@ from hf_gpu_estimator.cli._common import (
     positive_int,
     print_sections,
     read_spec,
+    reading,
     token_count,
 )
 from hf_gpu_estimator.cli.workload_flags import add_workload_args, workload_kwargs
@@ -67,6 +68,8 @@ def register(subparsers: Any) -> None:
                         help="vLLM's token budget of one step (default: vLLM's, by GPU and version)")
     engine.add_argument("--mem-fraction-static", type=float,
                         help="SGLang's share of device memory for weights and KV pool (default: SGLang's, by GPU)")
+    engine.add_argument("--sglang-version", help="SGLang release X.Y.Z whose --mem-fraction-static default applies, "
+                                                 "0.4.6 to 0.5.10 (default 0.5.10; see docs/serving.md)")
     engine.add_argument("-c", "--ctx-size", type=token_count,
                         help="llama.cpp: total context shared by the slots (default: the model's maximum)")
     engine.add_argument("-np", "--parallel", type=positive_int, help="llama.cpp: parallel slots (default 1)")
@@ -75,6 +78,17 @@ def register(subparsers: Any) -> None:
     engine.add_argument("-ngl", "--n-gpu-layers", type=int_at_least(-1), dest="n_gpu_layers",
                         help="llama.cpp: layers offloaded to the GPU (-1 or more than the layers: all; "
                              "same as --gpu-layers)")
+    engine.add_argument("--draft-model", help="speculative decoding: the draft model or EAGLE head (Hub id or path); "
+                                              "vllm, sglang, llama.cpp (--model-draft)")
+    engine.add_argument("--speculative-method", choices=("draft", "eagle", "eagle3", "mtp", "ngram"),
+                        help="speculative decoding: what drafts (default: draft with --draft-model; mtp uses the "
+                             "model's own MTP layers)")
+    engine.add_argument("--num-speculative-tokens", type=positive_int,
+                        help="speculative decoding: tokens proposed per step (default 1)")
+    engine.add_argument("-ncmoe", "--n-cpu-moe", type=int_at_least(0), dest="n_cpu_moe",
+                        help="llama.cpp: keep the routed experts of the first N layers in host memory")
+    engine.add_argument("--mmproj", action="store_true", default=None,
+                        help="llama.cpp: load the vision-language model's projector and vision tower (--mmproj)")
     p.add_argument("--request-rate", type=float, help="requests per second (--cheapest serving; default 1)")
     p.add_argument("--input-tokens", type=positive_int,
                    help="mean prompt tokens per request (--cheapest serving; default 1024)")
@@ -109,8 +123,9 @@ def engine_settings(args: argparse.Namespace, engine: str) -> dict[str, Any]:
     from hf_gpu_estimator.errors import ConflictingOptionsError
 
     owners = {"vllm_version": "vllm", "max_num_seqs": "vllm", "max_num_batched_tokens": "vllm",
-              "mem_fraction_static": "sglang", "ctx_size": "llama.cpp", "parallel": "llama.cpp",
-              "flash_attn": "llama.cpp"}
+              "mem_fraction_static": "sglang", "sglang_version": "sglang", "ctx_size": "llama.cpp",
+              "parallel": "llama.cpp",
+              "flash_attn": "llama.cpp", "mmproj": "llama.cpp", "n_cpu_moe": "llama.cpp"}
     for name, owner in owners.items():
         if getattr(args, name) is not None and owner != engine:
             flag = "--" + name.replace("_", "-")
@@ -126,6 +141,30 @@ def engine_settings(args: argparse.Namespace, engine: str) -> dict[str, Any]:
         raise ConflictingOptionsError("n_gpu_layers", args.n_gpu_layers, f"is a llama.cpp setting, not {engine}'s",
                                       fix="pass --engine llama.cpp, or drop --n-gpu-layers")
     return {k: v for k, v in settings.items() if v is not None}
+
+
+def speculative_setting(args: argparse.Namespace, engine: str) -> Any:
+    """The :class:`~hf_gpu_estimator.planner.engines.speculative.Speculative` the flags ask for, or ``None``;
+    the draft checkpoint is read like the model (Hub, catalog, path)."""
+    from hf_gpu_estimator.errors import ConflictingOptionsError
+    from hf_gpu_estimator.planner.engines.speculative import Speculative
+    from hf_gpu_estimator.sources import inspect_model
+
+    given = [n for n in ("draft_model", "speculative_method", "num_speculative_tokens") if getattr(args, n) is not None]
+    if not given:
+        return None
+    if engine not in ("vllm", "sglang", "llama.cpp"):
+        raise ConflictingOptionsError(given[0], getattr(args, given[0]), f"is a speculative-decoding setting, which "
+                                      f"{engine} has no model of", fix="pass --engine vllm, sglang or llama.cpp")
+    method = args.speculative_method or ("draft" if args.draft_model else None)
+    if method is None:
+        raise ConflictingOptionsError("num_speculative_tokens", args.num_speculative_tokens, "needs a drafter",
+                                      fix="add --draft-model ID or --speculative-method mtp|ngram")
+    draft = None
+    if args.draft_model is not None:
+        with reading(args.draft_model):
+            draft = inspect_model(args.draft_model, revision=None, token=args.token)
+    return Speculative(method=method, num_speculative_tokens=args.num_speculative_tokens or 1, draft=draft)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -181,6 +220,9 @@ def run(args: argparse.Namespace) -> int:
                                               fix="pass --engine vllm (SGLang: --mem-fraction-static)")
             options["gpu_memory_utilization"] = utilization
         settings = engine_settings(args, engine)
+        speculative = speculative_setting(args, engine)
+        if speculative is not None:
+            settings["speculative"] = speculative
         version = settings.pop("vllm_version", None)
         if args.gpu is None and args.device_memory_gib is None:  # every GPU type of the catalog
             from hf_gpu_estimator.report import catalog_sections
@@ -221,8 +263,10 @@ def _run_eval(args: argparse.Namespace) -> int:
     if engine not in evals.EVAL_ENGINES:
         raise ConflictingOptionsError("engine", engine, "cannot size an evaluation",
                                       fix="--engine " + " or --engine ".join(evals.EVAL_ENGINES) + " with --eval")
-    unused = [n for n in ("vllm_version", "max_num_seqs", "max_num_batched_tokens", "mem_fraction_static", "ctx_size",
-                          "parallel", "n_gpu_layers", "flash_attn", "max_model_len") if getattr(args, n) is not None]
+    unused = [n for n in ("vllm_version", "max_num_seqs", "max_num_batched_tokens", "mem_fraction_static",
+                          "sglang_version", "ctx_size", "parallel", "n_gpu_layers", "flash_attn", "max_model_len",
+                          "draft_model", "speculative_method", "num_speculative_tokens", "mmproj", "n_cpu_moe")
+              if getattr(args, n) is not None]
     if args.gpu_memory_utilization is not None and (engine != "vllm" or args.cheapest):
         unused.insert(0, "gpu_memory_utilization")
     if unused:  # the evaluation planner takes vLLM's --gpu-memory-utilization only; refused, not ignored

@@ -133,6 +133,8 @@ class GPU:
         source: Datasheet (or closest public spec page) URL.
         date: When the facts were read or published.
         notes: Caveats: figures not found, widely-cited figures not opened, conversions.
+        mig_parent: For a MIG slice (a GPU instance of a Multi-Instance GPU), the catalog name of the
+            full GPU it is cut from; ``None`` for a whole device.
     """
 
     name: str
@@ -156,6 +158,7 @@ class GPU:
     source: str
     date: str
     notes: str = ""
+    mig_parent: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "aliases", tuple(self.aliases))
@@ -290,6 +293,8 @@ def _validate(gpu: GPU, *, source: str) -> None:
         raise _fail(source, entry, "date", f"YYYY-MM or YYYY-MM-DD, got {gpu.date!r}")
     if not isinstance(gpu.notes, str):
         raise _fail(source, entry, "notes", "a string")
+    if gpu.mig_parent is not None and (not isinstance(gpu.mig_parent, str) or not gpu.mig_parent):
+        raise _fail(source, entry, "mig_parent", f"a catalog GPU name or null, got {gpu.mig_parent!r}")
 
 
 _FIELD_NAMES = frozenset(f.name for f in fields(GPU))
@@ -334,7 +339,7 @@ def gpu_from_dict(data: Mapping[str, Any], *, source: str = "<dict>") -> GPU:
         # JSON writers may emit 85899345920.0; accept integral floats, reject fractions.
         if isinstance(value, float) and value.is_integer():
             kwargs[key] = int(value)
-    for key in ("notes",):
+    for key in ("notes", "mig_parent"):
         if kwargs.get(key) is None:
             kwargs.pop(key, None)
     for key in ("unified_memory", "runtime"):
@@ -391,15 +396,81 @@ def load_gpus(path: str | os.PathLike[str]) -> tuple[GPU, ...]:
 
 
 def _entries_from_data(data: Any, *, source: str) -> tuple[GPU, ...]:
+    mig: Any = ()
     if isinstance(data, Mapping):
         if "gpus" not in data:
             raise _fail(source, "<file>", "gpus", "a list of GPU entries (or a top-level list)")
+        mig = data.get("mig_profiles", ())
         data = data["gpus"]
     if not isinstance(data, list):
         raise _fail(source, "<file>", "gpus", "a list of GPU entries")
     gpus = tuple(gpu_from_dict(item, source=f"{source}[{i}]") for i, item in enumerate(data))
+    gpus += _mig_slices(mig, {g.name: g for g in gpus}, source=f"{source}: mig_profiles")
     _check_unique(gpus, source=source)
     return gpus
+
+
+#: A MIG GPU instance owns a number of the full GPU's eight memory slices (NVIDIA MIG user guide,
+#: "Supported MIG Profiles": fractions of memory in eighths on A100, H100 and H200).
+MIG_MEMORY_SLICES = 8
+
+
+def _mig_slices(groups: Any, parents: Mapping[str, GPU], *, source: str) -> tuple[GPU, ...]:
+    """The MIG slices of a catalog file's ``mig_profiles``: per full GPU, its profiles with the memory
+    slices, SMs and reported GiB of each. Memory, bandwidth and peak rates are the full GPU's scaled by
+    memory slices (bandwidth: each slice owns its share of the memory controllers) and by SMs (rates)."""
+    if not isinstance(groups, (list, tuple)):
+        raise _fail(source, "<file>", "mig_profiles", "a list of {parent, profiles} objects")
+    out: list[GPU] = []
+    for group in groups:
+        parent = parents.get(group.get("parent")) if isinstance(group, Mapping) else None
+        if parent is None:
+            raise _fail(source, str(group.get("parent") if isinstance(group, Mapping) else group), "parent",
+                        "the name of a GPU entry of the same file")
+        total_sms = group.get("parent_sms")
+        if not isinstance(total_sms, int) or total_sms < 1:
+            raise _fail(source, parent.name, "parent_sms", "the full GPU's SM count")
+        like = parents.get(group["reported_like"]) if group.get("reported_like") else None
+        like_group = next((g for g in groups if g.get("parent") == group.get("reported_like")), None)
+        for profile in group.get("profiles", ()):
+            name = f"{parent.name}-MIG-{profile.get('profile')}"
+            slices, sms = profile.get("memory_slices"), profile.get("sms")
+            if not isinstance(slices, int) or not 1 <= slices <= MIG_MEMORY_SLICES:
+                raise _fail(source, name, "memory_slices", f"1 to {MIG_MEMORY_SLICES}")
+            if not isinstance(sms, int) or not 1 <= sms <= total_sms:
+                raise _fail(source, name, "sms", f"1 to parent_sms ({total_sms})")
+            if like is not None and like_group is not None:
+                # Reported bytes derived from a sibling GPU's listing of the profile with the same slices.
+                twin = next((p for p in like_group["profiles"] if p["profile"] == profile.get("like")), None)
+                if twin is None:
+                    raise _fail(source, name, "like", f"a profile of {like.name}")
+                ratio = twin["reported_gib"] * 2**30 / like.usable_memory_bytes
+                reported = round(parent.usable_memory_bytes * ratio)
+                reported_source = group["reported_source"]
+            else:
+                reported = round(float(profile.get("reported_gib", 0)) * 2**30)
+                reported_source = group["reported_source"] + (
+                    f"; {profile['reported_note']}" if profile.get("reported_note") else "")
+            fraction = sms / total_sms
+            devices = group.get("device_names", ())
+            suffixes = [profile["profile"]] + ([f"{profile['profile']}+me"] if profile.get("media_extensions") else [])
+            out.append(gpu_from_dict({
+                "name": name, "vendor": parent.vendor, "mig_parent": parent.name,
+                "aliases": [f"{device} MIG {suffix}" for device in devices for suffix in suffixes],
+                "memory_bytes": parent.memory_bytes * slices // MIG_MEMORY_SLICES,
+                "usable_memory_bytes": reported, "usable_memory_source": reported_source,
+                "memory_bandwidth_bytes_per_s": parent.memory_bandwidth_bytes_per_s * slices / MIG_MEMORY_SLICES,
+                "peak_flops": {k: (None if v is None else v * fraction) for k, v in parent.peak_flops.items()},
+                "form_factor": parent.form_factor, "runtime": parent.runtime, "context_bytes": parent.context_bytes,
+                "source": group["source"], "date": group["date"],
+                "notes": (f"MIG slice {profile['profile']} of the {parent.name}: {slices}/{MIG_MEMORY_SLICES} of its "
+                          f"memory and {sms} of its {total_sms} SMs (MIG user guide; SM counts as nvidia-smi mig "
+                          "-lgip lists them); bandwidth and peak rates are the full GPU's scaled by those fractions "
+                          "(derived, not measured). No peer-to-peer or NVLink between MIG devices and one per "
+                          "process: no tensor or pipeline parallelism across slices. Board power is the full "
+                          "GPU's, shared (null here); no price."),
+            }, source=source))
+    return tuple(out)
 
 
 # --------------------------------------------------------------------------- lookup
@@ -525,7 +596,9 @@ def get_gpu(name: str | GPU) -> GPU:
         return found
     query = _words(name)
     if query:
-        matches = [g for g in gpus if any(query <= _words(label) for label in (g.name, *g.aliases))]
+        # A MIG slice answers a partial name only when the name says MIG ("h100 mig 3g.40gb").
+        matches = [g for g in gpus if (g.mig_parent is None or "mig" in query)
+                   and any(query <= _words(label) for label in (g.name, *g.aliases))]
         if len(matches) == 1:
             return matches[0]
         if matches:
@@ -552,18 +625,22 @@ def _suggest(name: str) -> list[str]:
     return out[:3]
 
 
-def list_gpus(*, vendor: str | None = None, min_memory_bytes: int | None = None) -> tuple[GPU, ...]:
+def list_gpus(*, vendor: str | None = None, min_memory_bytes: int | None = None, mig: bool = False) -> tuple[GPU, ...]:
     """Catalog entries, optionally filtered, in catalog order.
 
     Args:
         vendor: Keep one vendor (``nvidia``, ``amd``, ``intel``, ``apple``; case-insensitive).
         min_memory_bytes: Keep entries whose ``usable_memory_bytes`` is at least this.
+        mig: Include the MIG slices (``GPU.mig_parent`` set); searches over "every GPU" leave them out,
+            since a slice is rented and placed as part of its full GPU.
 
     Raises:
         UnknownNameError: ``vendor`` is not a known vendor.
         InvalidArgumentError: ``min_memory_bytes`` is negative.
     """
     gpus = _REGISTRY.gpus()
+    if not mig:
+        gpus = tuple(g for g in gpus if g.mig_parent is None)
     if vendor is not None:
         if vendor.lower() not in VENDORS:
             raise UnknownNameError("vendor", vendor, VENDORS)

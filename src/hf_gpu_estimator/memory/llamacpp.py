@@ -18,6 +18,7 @@ load_tensors, src/llama-kv-cache.cpp, src/llama-context.cpp):
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -86,7 +87,7 @@ def gguf_tensors_of(spec: ModelSpec, quantization: str | None) -> tuple[GGUFTens
 
 def llamacpp_memory(spec: ModelSpec, *, n_ctx: int, n_parallel: int = 1, n_gpu_layers: int | None = None,
                     kv_type: str = "f16", quantization: str | None = None, flash_attention: bool = True,
-                    n_ubatch: int = N_UBATCH) -> LlamaCppMemory:
+                    n_ubatch: int = N_UBATCH, n_cpu_moe: int = 0) -> LlamaCppMemory:
     """llama.cpp's device and host buffers for ``spec`` served with ``-c n_ctx -np n_parallel -ngl N -ctk/-ctv``.
 
     Args:
@@ -95,6 +96,9 @@ def llamacpp_memory(spec: ModelSpec, *, n_ctx: int, n_parallel: int = 1, n_gpu_l
         kv_type: f16 (default), q8_0, q4_0 ... for both K and V.
         quantization: ``gguf:<TYPE>`` to size a transformers model as ``llama-quantize`` would write it.
         flash_attention: ``-fa`` (llama.cpp's default ``auto`` turns it on where the backend supports it).
+        n_cpu_moe: ``--n-cpu-moe N``: the routed experts of the first N layers stay in host memory (common/arg.cpp
+            adds a CPU buffer override for ``blk.<i>.ffn_(up|down|gate|gate_up)_(ch|)exps`` per layer; ``--cpu-moe``
+            is every layer).
     """
     arch = spec.architecture
     if arch is None:
@@ -118,6 +122,9 @@ def llamacpp_memory(spec: ModelSpec, *, n_ctx: int, n_parallel: int = 1, n_gpu_l
     def on_gpu(layer: int) -> bool:
         return layer >= first_gpu
 
+    if isinstance(n_cpu_moe, bool) or not isinstance(n_cpu_moe, int) or n_cpu_moe < 0:
+        raise InvalidArgumentError("n_cpu_moe", n_cpu_moe, "an integer >= 0 (llama.cpp --n-cpu-moe)")
+
     tensors = gguf_tensors_of(spec, quantization)
     weights_gpu = weights_host = 0
     names = {t.name for t in tensors}
@@ -130,7 +137,8 @@ def llamacpp_memory(spec: ModelSpec, *, n_ctx: int, n_parallel: int = 1, n_gpu_l
             layer = n_layer
         else:
             layer = -1
-        if layer >= 0 and on_gpu(layer):
+        experts_on_cpu = layer < n_cpu_moe and _EXPERTS.search(t.name) is not None
+        if layer >= 0 and on_gpu(layer) and not experts_on_cpu:
             weights_gpu += t.nbytes
         else:
             weights_host += t.nbytes
@@ -176,6 +184,9 @@ def llamacpp_memory(spec: ModelSpec, *, n_ctx: int, n_parallel: int = 1, n_gpu_l
                           compute_buffer=compute, n_gpu_layers=ngl, n_layer=n_layer, kv_cells=cells, kv_type=key,
                           formula=formula)  # fmt: skip
 
+
+#: The routed-expert tensors --cpu-moe / --n-cpu-moe keep in host memory (common/common.h LLM_FFN_EXPS_REGEX).
+_EXPERTS = re.compile(r"\.ffn_(up|down|gate|gate_up)_(ch|)exps")
 
 #: ``-fa`` values (common/arg.cpp: on, off, auto; ``auto`` is the default).
 FLASH_ATTN_MODES = ("on", "off", "auto")

@@ -46,7 +46,7 @@ class Deployment:
         gpu: The GPU type (a catalog entry, or one built for ``--device-memory-gib``).
         engine: ``vllm``, ``sglang``, ``llama.cpp`` or ``transformers`` (``generate`` with a static batch);
             ``None``: the framework itself (the estimate's device total, training included).
-        engine_version: The engine release whose rule applies (vLLM ``X.Y``).
+        engine_version: The engine release whose rule applies (vLLM ``X.Y``, SGLang ``X.Y.Z``).
         tp, pp: Tensor- and pipeline-parallel degrees (``--tensor-parallel-size``, ``--pipeline-parallel-size``).
         num_gpus: GPUs in all (default ``tp x pp``; training: the data-parallel count).
         strategy: Training strategy (``ddp``, ``zero3`` ...; ``None``: the workload's).
@@ -61,6 +61,10 @@ class Deployment:
             (``max_memory_bytes`` per GPU caps what the model may use there).
         free_memory_bytes: What the device reports free (shared GPUs); ``None``: the whole device.
         margin: The share of the device left free in the framework verdict (engines have their own share).
+        speculative: Speculative decoding (a draft model, EAGLE head or MTP layers:
+            :class:`~hf_gpu_estimator.planner.engines.speculative.Speculative`); vLLM, SGLang, llama.cpp.
+        mmproj: llama.cpp ``--mmproj``: the vision tower and projector of a vision-language model loaded too.
+        n_cpu_moe: llama.cpp ``--n-cpu-moe``: the routed experts of the first N layers kept in host memory.
     """
 
     gpu: GPU
@@ -84,6 +88,9 @@ class Deployment:
     max_memory_bytes: int | None = None
     free_memory_bytes: int | None = None
     margin: float = DEFAULT_MARGIN
+    speculative: Any = None
+    mmproj: bool | None = None
+    n_cpu_moe: int | None = None
 
     def __post_init__(self) -> None:
         if self.engine is not None and self.engine not in ENGINE_NAMES:
@@ -137,10 +144,16 @@ class Deployment:
                                "engine": self.engine}
         for name in ("engine_version", "strategy", "max_model_len", "gpu_memory_utilization", "kv_cache_dtype",
                      "n_gpu_layers", "ctx_size", "parallel", "flash_attn", "mem_fraction_static", "max_num_seqs",
-                     "max_num_batched_tokens", "device_map", "max_memory_bytes", "free_memory_bytes"):
+                     "max_num_batched_tokens", "device_map", "max_memory_bytes", "free_memory_bytes", "n_cpu_moe"):
             value = getattr(self, name)
             if value is not None:
                 out[name] = value
+        if self.speculative is not None:
+            out["speculative"] = {"method": self.speculative.method,
+                                  "num_speculative_tokens": self.speculative.num_speculative_tokens,
+                                  "draft_model": self.speculative.draft.id if self.speculative.draft else None}
+        if self.mmproj:
+            out["mmproj"] = True
         return out
 
 
@@ -247,15 +260,22 @@ def engine_settings(deployment: Deployment, work: Workload) -> dict[str, Any]:
     if d.engine == "vllm":
         return {"gpu_memory_utilization": d.gpu_memory_utilization, "max_model_len": d.max_model_len,
                 "vllm_version": d.engine_version, "max_num_seqs": d.max_num_seqs,
-                "max_num_batched_tokens": d.max_num_batched_tokens}
+                "max_num_batched_tokens": d.max_num_batched_tokens, "speculative": d.speculative}
     if d.engine == "sglang":
-        return {"mem_fraction_static": d.mem_fraction_static, "max_model_len": d.max_model_len}
+        return {"mem_fraction_static": d.mem_fraction_static, "max_model_len": d.max_model_len,
+                "sglang_version": d.engine_version, "speculative": d.speculative}
     if d.engine == "llama.cpp":
         parallel = d.parallel or 1
         ctx = d.ctx_size if d.ctx_size is not None else (d.max_model_len * parallel if d.max_model_len else None)
         out: dict[str, Any] = {"ctx_size": ctx, "parallel": parallel, "n_gpu_layers": work.gpu_layers}
         if d.flash_attn is not None:
             out["flash_attn"] = d.flash_attn
+        if d.speculative is not None:
+            out["speculative"] = d.speculative
+        if d.mmproj:
+            out["mmproj"] = True
+        if d.n_cpu_moe:
+            out["n_cpu_moe"] = d.n_cpu_moe
         return out
     return {"max_model_len": d.max_model_len}
 
@@ -295,7 +315,9 @@ def _engine_fit(spec: ModelSpec, work: Workload, deployment: Deployment, notes: 
             # SGLang sizes the pool from the memory free after loading: what another process holds
             # comes out of the pool (model_runner.py profile_max_num_token). The same pool on a device
             # of ``free`` bytes with the fraction that keeps total x (1 - fraction) free.
-            fraction = settings.get("mem_fraction_static") or default_mem_fraction_static(gpu, d.tp, d.pp)
+            fraction = settings.get("mem_fraction_static") or default_mem_fraction_static(
+                gpu, d.tp, d.pp, version=d.engine_version, spec=spec,
+                speculative_method=d.speculative.method if d.speculative is not None else None)
             settings["mem_fraction_static"] = max(0.01, 1 - gpu.usable_memory_bytes * (1 - fraction) / free)
             d = d.with_(mem_fraction_static=fraction)  # the launch line keeps SGLang's own fraction
             sized_gpu = replace(gpu, usable_memory_bytes=int(free))
@@ -407,6 +429,15 @@ def serving_launch(spec: ModelSpec, work: Workload, d: Deployment, cap: Any) -> 
             args["max_num_seqs"] = d.max_num_seqs
         if d.max_num_batched_tokens:
             args["max_num_batched_tokens"] = d.max_num_batched_tokens
+        sd = d.speculative
+        if sd is not None:  # vLLM's --speculative-config (method names of vllm/config/speculative.py)
+            config = {"method": {"draft": "draft_model"}.get(sd.method, sd.method),
+                      "num_speculative_tokens": sd.num_speculative_tokens}
+            if sd.draft is not None:
+                config["model"] = sd.draft.id
+            import json
+
+            args["speculative_config"] = "'" + json.dumps(config, separators=(",", ":")) + "'"
         flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in args.items() if k != "model")
         return Launch(engine="vllm", command=f"vllm serve {repo} {flags}", args=args)
     if d.engine == "sglang":
@@ -418,6 +449,13 @@ def serving_launch(spec: ModelSpec, work: Workload, d: Deployment, cap: Any) -> 
         if work.kv_cache_dtype:
             args["kv_cache_dtype"] = {"float8_e5m2": "fp8_e5m2", "float8_e4m3fn": "fp8_e4m3"}.get(
                 work.kv_cache_dtype, work.kv_cache_dtype)
+        sd = d.speculative
+        if sd is not None:  # SGLang's algorithm names (server_args.py --speculative-algorithm)
+            args["speculative_algorithm"] = {"draft": "STANDALONE", "eagle": "EAGLE", "eagle3": "EAGLE3",
+                                             "mtp": "NEXTN", "ngram": "NGRAM"}[sd.method]
+            if sd.draft is not None:
+                args["speculative_draft_model_path"] = sd.draft.id
+            args["speculative_num_steps"] = sd.num_speculative_tokens
         flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in args.items())
         return Launch(engine="sglang", command=f"python -m sglang.launch_server {flags}", args=args)
     if d.engine == "llama.cpp":
@@ -466,6 +504,19 @@ def llamacpp_launch(spec: ModelSpec, work: Workload, d: Deployment, cap: Any) ->
         split = ",".join(["1"] * d.devices)
         args["tensor_split"] = split
         flags += ["--split-mode", "layer", "--tensor-split", split]
+    if d.speculative is not None and d.speculative.draft is not None:
+        name = d.speculative.draft.id
+        draft = name if name.endswith(".gguf") else f"{name.rsplit('/', 1)[-1]}-{quant or 'F16'}.gguf"
+        args["model_draft"] = draft
+        args["draft_max"] = d.speculative.num_speculative_tokens
+        flags += ["--model-draft", draft, "--draft-max", str(d.speculative.num_speculative_tokens)]
+    if d.n_cpu_moe:
+        args["n_cpu_moe"] = d.n_cpu_moe
+        flags += ["--n-cpu-moe", str(d.n_cpu_moe)]
+    if d.mmproj:
+        mmproj = f"mmproj-{repo.rsplit('/', 1)[-1]}-f16.gguf"
+        args["mmproj"] = mmproj
+        flags += ["--mmproj", mmproj]
     extra = {} if gguf else {"convert": f"convert_hf_to_gguf.py, then llama-quantize to {quant or 'F16'}"}
     return Launch(engine="llama.cpp", command="llama-server " + " ".join(flags), args=args, extra=extra)
 

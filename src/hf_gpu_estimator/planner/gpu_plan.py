@@ -138,6 +138,11 @@ def deployment_of(spec: ModelSpec, workload: Workload, gpu: GPU, *, engine: str 
         from hf_gpu_estimator.planner.engines.vllm import resolve_vllm_version
 
         version = resolve_vllm_version(version).version
+    sglang_version = settings.pop("sglang_version", None)
+    if engine == "sglang":
+        from hf_gpu_estimator.planner.engines.sglang import resolve_sglang_version
+
+        version = ".".join(map(str, resolve_sglang_version(sglang_version)[1]))
     ngl = settings.pop("n_gpu_layers", None)
     if ngl is None and engine == "llama.cpp":
         ngl = workload.gpu_layers

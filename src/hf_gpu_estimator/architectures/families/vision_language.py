@@ -15,7 +15,13 @@ import math
 from hf_gpu_estimator.architectures._dims import DERIVED, Dims
 from hf_gpu_estimator.architectures._fields import MISSING, Fields, Head, Tally, lin
 from hf_gpu_estimator.architectures._registry import Family
-from hf_gpu_estimator.architectures.blocks import attention_linears, gated_linears, with_vision
+from hf_gpu_estimator.architectures.blocks import (
+    attention_linears,
+    clip_vision,
+    gated_linears,
+    siglip_vision,
+    with_vision,
+)
 from hf_gpu_estimator.architectures.families.llama_like import LLAMA_LIKE, _attention_bias, _Style, analyze_llama_like
 from hf_gpu_estimator.spec import FFN, Architecture, Layer, Mixer
 
@@ -25,10 +31,11 @@ REFERENCE_IMAGE_SIDE = 1024
 
 def _wrap(
     f: Fields, model_type: str, head: Head, arch: Architecture, t: Tally, *, tower: int, projector: int,
-    tie_default: bool, tokens: int, tokens_note: str, extra_notes: tuple[str, ...] = (),
+    tie_default: bool, tokens: int, tokens_note: str, extra_notes: tuple[str, ...] = (), tie: bool | None = None,
 ) -> tuple[Architecture, Tally]:
-    """Add the vision parts and the wrapper's lm_head (tied by the top-level tie_word_embeddings)."""
-    tie = f.boolean("tie_word_embeddings", tie_default)
+    """Add the vision parts and the wrapper's lm_head (tied by the top-level tie_word_embeddings, or ``tie``
+    where the wrapper's config resolves it otherwise)."""
+    tie = f.boolean("tie_word_embeddings", tie_default) if tie is None else tie
     if head == "conditional" and not tie:
         t.add("lm_head", arch.vocab_size * arch.hidden_size)
     arch = with_vision(arch, t, model_type=model_type, tower=tower, projector=projector, tokens=tokens,
@@ -212,6 +219,119 @@ def analyze_qwen3_vl_moe(f: Fields, model_type: str, head: Head) -> tuple[Archit
 
 
 # --------------------------------------------------------------------------------------------
+# LLaVA and LLaVA-NeXT (granite-vision): a CLIP or SigLIP tower + a two-layer projector.
+# --------------------------------------------------------------------------------------------
+
+#: configuration_llava.py / configuration_llava_next.py sub_configs_defaults: the CLIP tower built when
+#: vision_config is absent (a present vision_config takes its own model type's class defaults instead).
+_LLAVA_VISION = {"model_type": "clip_vision_model", "intermediate_size": 4096, "hidden_size": 1024,
+                 "patch_size": 14, "image_size": 336, "num_hidden_layers": 24, "num_attention_heads": 16}  # fmt: skip
+#: The vision towers a llava wrapper builds (AutoModel.from_config(vision_config)) and the class tokens
+#: each puts before its patches (CLIP's class embedding; SigLIP has none).
+_LLAVA_TOWERS = {"clip_vision_model": (clip_vision, 1), "siglip_vision_model": (siglip_vision, 0)}
+#: configuration_llava_next.py: image_grid_pinpoints when the config has none.
+_LLAVA_NEXT_PINPOINTS = ((336, 672), (672, 336), (672, 672), (1008, 336), (336, 1008))
+
+
+def _best_resolution(side: int, pinpoints: tuple[tuple[int, int], ...]) -> tuple[int, int]:
+    """image_processing_utils.select_best_resolution for a ``side`` x ``side`` image: the pinpoint that keeps
+    the most of the image, then wastes the least."""
+    best, kept_best, waste_best = pinpoints[0], -1, math.inf
+    for height, width in pinpoints:
+        scale = min(width / side, height / side)
+        kept = min(int(side * scale) * int(side * scale), side * side)
+        waste = width * height - kept
+        if kept > kept_best or (kept == kept_best and waste < waste_best):
+            best, kept_best, waste_best = (height, width), kept, waste
+    return best
+
+
+def _llava_next_tokens(f: Fields, image: int, patch: int, extra: int) -> tuple[int, str]:
+    """LlavaNextProcessor._get_number_of_features for the reference square image: the base view, the
+    high-resolution grid of the best pinpoint (unpadded) and one newline token per grid row."""
+    given = f.raw("image_grid_pinpoints")
+    if given in (MISSING, None):
+        pinpoints = _LLAVA_NEXT_PINPOINTS
+    elif isinstance(given, (list, tuple)) and given and all(
+            isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(x, int) and x > 0 for x in p)
+            for p in given):
+        pinpoints = tuple((int(p[0]), int(p[1])) for p in given)
+    else:
+        raise f.error("image_grid_pinpoints", given, "a list of [height, width] pairs")
+    side = REFERENCE_IMAGE_SIDE
+    height, width = _best_resolution(side, pinpoints)
+    cells = image // patch
+    rows, cols = cells * (height // image), cells * (width // image)
+    # A grid of another shape than the square image: the padding rows or columns are removed.
+    if rows > cols:
+        rows -= 2 * ((rows - cols) // 2)
+    else:
+        cols -= 2 * ((cols - rows) // 2)
+    tokens = rows * cols + rows + cells * cells + extra
+    return tokens, (f"tokens_per_image={tokens}: a {side} x {side}-pixel image takes the {height} x {width} "
+                    f"grid of image_grid_pinpoints: {rows} x {cols} features of its tiles, {rows} newline tokens and "
+                    f"the {cells} x {cells}-patch base view (LlavaNextProcessor); resolution is dynamic")
+
+
+def _llava_text(text: Fields) -> tuple[Architecture, Tally]:
+    """The language model a llava wrapper builds (AutoModel.from_config(text_config)), without its head."""
+    text_type = text.string("model_type", "llama")
+    if text_type in LLAMA_LIKE:
+        return analyze_llama_like(text, text_type, "base")
+    from hf_gpu_estimator.architectures.families import FAMILIES  # the registry imports this module
+
+    family = FAMILIES.get(text_type)
+    if family is not None:
+        return family.analyze(text, text_type, "base")
+    from hf_gpu_estimator.architectures.generic import analyze_generic
+
+    return analyze_generic(text, text_type, "base")
+
+
+def analyze_llava(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
+    # modeling_llava.py / modeling_llava_next.py: vision_tower, multi_modal_projector (linear_1 over the
+    # concatenated feature layers, linear_2), llava_next's image_newline, language_model, lm_head.
+    given = f.raw("vision_config") not in (MISSING, None)
+    v = f.sub("vision_config") if given else Fields(_LLAVA_VISION, source=f.source, prefix="vision_config.")
+    vision_type = v.string("model_type", "clip_vision_model")
+    if vision_type not in _LLAVA_TOWERS:
+        from hf_gpu_estimator.architectures.generic import analyze_generic
+
+        arch, t = analyze_generic(f, model_type, head)
+        note = (f"the {vision_type!r} vision tower and the projector are not counted (the llava family counts "
+                f"{' and '.join(_LLAVA_TOWERS)} towers); the counts are the language model's")
+        return dataclasses.replace(arch, notes=(*arch.notes, note)), t
+    tower_of, class_tokens = _LLAVA_TOWERS[vision_type]
+    tower = tower_of(v)
+    vision_hidden = v.integer("hidden_size", 768)
+    image = v.integer("image_size", 224)
+    patch = v.integer("patch_size", 32 if vision_type == "clip_vision_model" else 16)
+    arch, t = _llava_text(_sub_or(f, "text_config", {"model_type": "llama"}))
+    feature_layer = f.raw("vision_feature_layer")
+    n_features = len(feature_layer) if isinstance(feature_layer, (list, tuple)) else 1
+    bias = f.boolean("multimodal_projector_bias", True)
+    projector = lin(vision_hidden * n_features, arch.hidden_size, bias) + lin(arch.hidden_size, arch.hidden_size, bias)
+    # The processor counts the class token only where the strategy keeps it ("full"; "default" drops it).
+    strategy = f.string("vision_feature_select_strategy", "default")
+    extra = class_tokens - (1 if strategy == "default" else 0)
+    if model_type == "llava_next":
+        projector += arch.hidden_size  # image_newline
+        tokens, note = _llava_next_tokens(f, image, patch, extra)
+    else:
+        cells = image // patch
+        tokens = cells * cells + extra
+        note = (f"tokens_per_image={tokens}: every image is resized to {image} x {image} pixels, "
+                f"{cells} x {cells} patches of {patch} (LlavaProcessor)")
+    # configuration_llava.py forwards a text_config's tie_word_embeddings to a wrapper that does not tie;
+    # configuration_llava_next.py reads the wrapper's only.
+    tie = f.boolean("tie_word_embeddings", False)
+    if model_type == "llava" and f.raw("text_config") not in (MISSING, None):
+        tie = tie or f.sub("text_config").boolean("tie_word_embeddings", False)
+    return _wrap(f, model_type, head, arch, t, tower=tower, projector=projector, tie_default=tie, tie=tie,
+                 tokens=tokens, tokens_note=note)
+
+
+# --------------------------------------------------------------------------------------------
 # Mllama (Llama 3.2 Vision): cross-attention layers read the image; the text sequence holds one token.
 # --------------------------------------------------------------------------------------------
 
@@ -315,6 +435,14 @@ FAMILIES = {
         analyze=analyze_qwen3_vl_moe, default_class="Qwen3VLMoeForConditionalGeneration",
         classes={"Qwen3VLMoeForConditionalGeneration": "conditional", "Qwen3VLMoeModel": "base"},
         module=__name__,
+    ),
+    "llava": Family(
+        analyze=analyze_llava, default_class="LlavaForConditionalGeneration",
+        classes={"LlavaForConditionalGeneration": "conditional", "LlavaModel": "base"}, module=__name__,
+    ),
+    "llava_next": Family(
+        analyze=analyze_llava, default_class="LlavaNextForConditionalGeneration",
+        classes={"LlavaNextForConditionalGeneration": "conditional", "LlavaNextModel": "base"}, module=__name__,
     ),
     "mllama": Family(
         analyze=analyze_mllama, default_class="MllamaForConditionalGeneration",

@@ -20,9 +20,9 @@ __all__ = ["ENGINES", "ServingCapacity", "default_engine", "engine_capacity", "u
 
 _SETTINGS = {
     "vllm": {"gpu_memory_utilization", "max_model_len", "max_num_batched_tokens", "max_num_seqs", "block_size",
-             "vllm_version"},
-    "sglang": {"mem_fraction_static", "max_model_len"},
-    "llama.cpp": {"ctx_size", "parallel", "n_gpu_layers", "flash_attn"},
+             "vllm_version", "speculative"},
+    "sglang": {"mem_fraction_static", "max_model_len", "sglang_version", "speculative"},
+    "llama.cpp": {"ctx_size", "parallel", "n_gpu_layers", "flash_attn", "speculative", "mmproj", "n_cpu_moe"},
     "transformers": {"max_model_len"},
 }
 
@@ -82,6 +82,13 @@ def engine_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *, engine: st
         raise InvalidArgumentError("engine", engine, "one of " + ", ".join(ENGINES))
     if unsupported_engine(engine, gpu):
         raise InvalidArgumentError("engine", engine, f"llama.cpp or transformers on {gpu.name} ({gpu.runtime})")
+    p = workload.parallelism
+    if gpu.mig_parent is not None and p.tp * p.pp > 1:
+        # MIG devices have no peer-to-peer path and a process sees one of them (NVIDIA MIG user guide): the
+        # engines' tensor- and pipeline-parallel communicators cannot span slices.
+        raise InvalidArgumentError("num_gpus", p.tp * p.pp, f"1 on {gpu.name}: a MIG slice runs one process with no "
+                                   "peer-to-peer link, so tp/pp cannot span slices (pick a larger profile or the "
+                                   f"whole {gpu.mig_parent})")
     given = {k: v for k, v in settings.items() if v is not None}
     unknown = sorted(set(given) - _SETTINGS[engine])
     if unknown:

@@ -17,6 +17,7 @@ from hf_gpu_estimator.memory import overhead
 from hf_gpu_estimator.memory.llamacpp import flash_attention_on, llamacpp_memory
 from hf_gpu_estimator.memory.weights import plan_weights
 from hf_gpu_estimator.planner.engines._capacity import ServingCapacity, check_context
+from hf_gpu_estimator.planner.engines.speculative import Speculative
 from hf_gpu_estimator.spec import ModelSpec
 from hf_gpu_estimator.verdict import Assumption
 from hf_gpu_estimator.workload import Workload
@@ -52,7 +53,8 @@ def _gguf_quantization(spec: ModelSpec, workload: Workload) -> tuple[str | None,
 
 def llamacpp_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *, ctx_size: int | None = None,
                       parallel: int = LLAMACPP_DEFAULT_PARALLEL, n_gpu_layers: int | None = None,
-                      flash_attn: str | None = None) -> ServingCapacity:
+                      flash_attn: str | None = None, speculative: Speculative | None = None,
+                      mmproj: bool = False, n_cpu_moe: int | None = None) -> ServingCapacity:
     """What llama-server ``-c ctx_size -np parallel -ngl n_gpu_layers -fa flash_attn`` holds on ``gpu``.
 
     ``flash_attn``: ``on``, ``off`` or ``auto`` (the default;
@@ -61,6 +63,17 @@ def llamacpp_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *, ctx_size
     quantized V cache is refused (llama.cpp: "V cache quantization requires flash_attn").
 
     With several GPUs (``tp x pp``) the buffers are split evenly by layers (``--split-mode layer``).
+
+    ``speculative`` (method ``draft``: ``--model-draft``): llama-server loads the draft model once (all its
+    layers on the GPU) and gives every slot a draft context of the slot's ``-c / -np`` cells in f16 with
+    its own compute buffer (tools/server/server.cpp ``load_model``, ``init``: ``slot.ctx_dft``); the
+    draft is sized in the target's GGUF type.
+
+    ``n_cpu_moe``: ``--n-cpu-moe N``, the routed experts of the first N layers in host memory.
+
+    ``mmproj``: a vision-language model served with ``--mmproj``: the vision tower and projector, which
+    convert_hf_to_gguf.py writes to that separate file (f16 by default), are loaded on the GPU (tools/mtmd,
+    offloaded unless ``--no-mmproj-offload``); the image encoder's compute buffer is not modelled.
 
     Raises:
         InvalidArgumentError: A bad ``-c``, ``-np`` or ``-ngl``, or a context beyond the model's limit.
@@ -87,9 +100,29 @@ def llamacpp_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *, ctx_size
         raise ConflictingOptionsError("kv_cache_dtype", kv_type, "needs flash attention in llama.cpp (a quantized V "
                                       f"cache); {fa_note}", fix="pass -fa on, or an f16 cache")
     m = llamacpp_memory(spec, n_ctx=ctx, n_parallel=parallel, n_gpu_layers=ngl, kv_type=kv_type, quantization=quant,
-                        flash_attention=fa)
+                        flash_attention=fa, n_cpu_moe=n_cpu_moe or 0)
     devices = workload.parallelism.tp * workload.parallelism.pp
     weights, kv, compute = m.weights_gpu // devices, m.kv_gpu // devices, m.compute_buffer
+    draft_note = mmproj_note = None
+    if mmproj:
+        if not arch.vision_parameters:
+            raise InvalidArgumentError("mmproj", mmproj, f"a vision-language model ({spec.id} has no vision tower)")
+        weights += arch.vision_parameters * 2
+        mmproj_note = (f"--mmproj: the vision tower and projector ({arch.vision_parameters:,} parameters) in f16, "
+                       f"{arch.vision_parameters * 2 / GiB:.2f} GiB on the GPU; the image encoder's compute buffer "
+                       "is not modelled")
+    if speculative is not None:
+        if speculative.method != "draft" or speculative.draft is None:
+            raise InvalidArgumentError("speculative_method", speculative.method,
+                                       "draft for llama.cpp (llama-server --model-draft)")
+        d = llamacpp_memory(speculative.draft, n_ctx=ctx // parallel, n_parallel=1, kv_type="f16",
+                            quantization=quant, flash_attention=fa)
+        weights += d.weights_gpu // devices
+        kv += parallel * d.kv_gpu // devices
+        compute += parallel * d.compute_buffer
+        draft_note = (f"--model-draft {speculative.draft.id}: {d.weights_gpu / GiB:.2f} GiB of weights, and per slot a "
+                      f"draft context of {ctx // parallel} f16 cells ({d.kv_gpu / GiB:.2f} GiB) with a "
+                      f"{d.compute_buffer / GiB:.2f} GiB compute buffer (server.cpp slot.ctx_dft)")
     total = gpu.usable_memory_bytes
     context = overhead.runtime_context_bytes(gpu)
     free = total - context - weights - compute
@@ -110,8 +143,12 @@ def llamacpp_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *, ctx_size
     ]
     if devices > 1:
         assumptions.append(f"split by layers over {devices} GPUs (--split-mode layer), evenly")
+    if n_cpu_moe:
+        assumptions.append(f"--n-cpu-moe {n_cpu_moe}: the routed experts of the first {n_cpu_moe} layers stay in host "
+                           "memory (common/arg.cpp: a CPU buffer override per layer)")
     if note:
         assumptions.append(note)
+    assumptions += [n for n in (draft_note, mmproj_note) if n]
     return ServingCapacity(
         engine="llama.cpp", engine_version=None, gpu=gpu.name, tp=workload.parallelism.tp,
         pp=workload.parallelism.pp, gpu_memory_utilization=1.0, max_num_batched_tokens=min(2048, ctx),

@@ -1,19 +1,45 @@
-"""SGLang: the token pool its model runner sizes after loading the weights.
+"""SGLang: the token pool its model runner sizes after loading the weights, by SGLang release.
 
 SGLang (python/sglang/srt/model_executor/model_runner.py ``profile_max_num_token``) measures the
 free memory after the weights are loaded and keeps ``total * (1 - mem_fraction_static)`` free for
-activations and CUDA graphs::
+activations, CUDA graphs and (with speculative decoding) the draft model::
 
     rest = free_after_load - total * (1 - mem_fraction_static)
     max_total_num_tokens = rest // cell_size        # cell_size: one token's K and V over all layers
 
-The default ``--mem-fraction-static`` (python/sglang/srt/server_args.py, 2025) reserves a fixed
-amount by device memory and parallel size: ``(total - reserved) / total`` with ``reserved`` =
-2.8 + (tp x pp) / 10 GiB below 35 GiB, 9.5 + (tp x pp) / 2 below 90 GiB, 12 + (tp x pp) / 2 below
-160 GiB, else 32 GiB.
+The default ``--mem-fraction-static`` is a rule of ``python/sglang/srt/server_args.py`` that changed
+between releases (:data:`SGLANG_VERSIONS`, read from each release's wheel on PyPI). Each rule works on
+``gpu_mem``, the ``memory.total`` nvidia-smi reports in MiB (``get_nvgpu_memory_capacity``), which
+the catalog approximates by the memory torch reports (``usable_memory_bytes``; nvidia-smi's total is a
+few hundred MiB larger: 615 MiB on an H200), and ``mem_fraction_static = (gpu_mem - reserved) /
+gpu_mem`` where the rule gives ``reserved``:
+
+* ``0.4.6``: no reserve: 0.88 / 0.87 / 0.85 / 0.81 / 0.79 at tp 1 / 2 / 4 / 8 / 16 up to 80 GiB,
+  ``gpu_mem - 13 GiB`` above.
+* ``0.4.7``: the same fractions by ``tp x pp``; above 96 GiB ``min(f + 48 GiB (1 - f) / gpu_mem,
+  (gpu_mem - 18 GiB) / gpu_mem)`` (20 GiB with speculative decoding), above 180,000 MiB 0.79;
+  speculative decoding below 96 GiB multiplies the fraction by 0.95.
+* ``0.4.8`` (0.4.8 to 0.5.2): a reserve by device class: 2.8 + (tp x pp) / 10 GiB below 35 GiB,
+  9.5 + (tp x pp) / 2 below 90 GiB, 12 + (tp x pp) / 2 below 160 GiB, else 32 GiB; +2 GiB with
+  speculative decoding (+6 GiB for a standalone draft model from 0.5.2).
+* ``0.5.3`` (0.5.3 to 0.5.9): a reserve from the activation and CUDA-graph budgets: 512 MiB +
+  1.5 MiB x max(chunked_prefill_size, 2048) + 2 MiB x cuda_graph_max_bs + (tp x pp) / 8 GiB, at
+  least 10 GiB above 60 GiB; + 2 GiB for EAGLE-style drafts, + 6 GiB for a standalone draft model.
+  ``chunked_prefill_size`` and ``cuda_graph_max_bs`` by device class (:func:`sglang_batch_defaults`).
+* ``0.5.10``: as 0.5.3, with piecewise CUDA graphs on by default (8 MiB per captured token count up
+  to ``chunked_prefill_size``; 1.5 GiB for MLA models) and + 4 GiB for EAGLE-style drafts.
+
+From 0.4.10 a vision-language model's fraction is then scaled by ``0.95 x clamp(1 - 0.1 (L H^2 /
+(24 x 1024^2) - 1), 0.8, 1.05)`` for a vision tower of ``L`` layers of width ``H``
+(``adjust_mem_fraction_for_vlm``).
 """
 
 from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from hf_gpu_estimator.errors import InvalidArgumentError
 from hf_gpu_estimator.hardware import GPU
@@ -28,44 +54,207 @@ from hf_gpu_estimator.planner.engines._capacity import (
     pool_capacity,
     weights_per_device,
 )
+from hf_gpu_estimator.planner.engines.speculative import (
+    Speculative,
+    draft_cost,
+    draft_steps_headroom,
+    sglang_max_num_reqs,
+    speculative_note,
+)
 from hf_gpu_estimator.spec import ModelSpec
 from hf_gpu_estimator.workload import Workload
 
 GiB = 1 << 30
+MiB = 1 << 20
 #: SGLang's default page size: one token (server_args ``page_size``).
 SGLANG_PAGE_SIZE = 1
 
+Release = tuple[int, int, int]
 
-def default_mem_fraction_static(gpu: GPU, tp: int = 1, pp: int = 1) -> float:
-    """SGLang's default ``--mem-fraction-static`` on ``gpu`` (server_args.py ``_handle_gpu_memory_settings``)."""
-    gpu_gib = gpu.usable_memory_bytes / GiB
+
+@dataclass(frozen=True, kw_only=True)
+class SglangVersion:
+    """How a range of SGLang releases picks ``--mem-fraction-static``.
+
+    Attributes:
+        version: The first release of the range (what ``--sglang-version`` names it by).
+        first, last: The releases read at each end of the range (the ones between are taken to match).
+        source: What was read.
+    """
+
+    version: str
+    first: Release
+    last: Release
+    source: str
+
+    def covers(self, release: Release) -> bool:
+        return self.first <= release <= self.last
+
+
+def _wheel(versions: str) -> str:
+    return f"python/sglang/srt/server_args.py ``_handle_gpu_memory_settings`` in the sglang {versions} wheels on PyPI"
+
+
+SGLANG_VERSIONS: dict[str, SglangVersion] = {
+    "0.4.6": SglangVersion(version="0.4.6", first=(0, 4, 6), last=(0, 4, 6), source=_wheel("0.4.6")),
+    "0.4.7": SglangVersion(version="0.4.7", first=(0, 4, 7), last=(0, 4, 7), source=_wheel("0.4.7")),
+    "0.4.8": SglangVersion(version="0.4.8", first=(0, 4, 8), last=(0, 5, 2), source=_wheel("0.4.8, 0.4.10 and 0.5.2")),
+    "0.5.3": SglangVersion(version="0.5.3", first=(0, 5, 3), last=(0, 5, 9),
+                           source=_wheel("0.5.3, 0.5.4, 0.5.5, 0.5.6, 0.5.8 and 0.5.9")),
+    "0.5.10": SglangVersion(version="0.5.10", first=(0, 5, 10), last=(0, 5, 10), source=_wheel("0.5.10")),
+}  # fmt: skip
+#: The newest rule read (the default of ``--sglang-version``).
+DEFAULT_SGLANG_VERSION = "0.5.10"
+#: adjust_mem_fraction_for_vlm is in the 0.4.10 wheel and later, not in 0.4.8's (0.4.9 unread).
+VLM_ADJUST_FROM: Release = (0, 4, 10)
+
+
+def _release(version: str | None) -> Release:
+    if version is None:
+        return SGLANG_VERSIONS[DEFAULT_SGLANG_VERSION].first
+    m = re.fullmatch(r"v?(\d+)\.(\d+)\.(\d+)(?:\.post\d+)?", str(version).strip())
+    if m is None:
+        raise InvalidArgumentError("sglang_version", version, "an SGLang release X.Y.Z (0.5.6, 0.5.4.post1)")
+    return int(m[1]), int(m[2]), int(m[3])
+
+
+def resolve_sglang_version(version: str | None) -> tuple[SglangVersion, Release]:
+    """The rule for an SGLang release (``X.Y.Z``, ``.postN`` allowed; ``None``: the newest read).
+
+    Raises:
+        InvalidArgumentError: A release no rule covers.
+    """
+    release = _release(version)
+    for rule in SGLANG_VERSIONS.values():
+        if rule.covers(release):
+            return rule, release
+    ranges = ", ".join(f"{'.'.join(map(str, r.first))}" + (f" to {'.'.join(map(str, r.last))}" if r.last != r.first
+                                                             else "") for r in SGLANG_VERSIONS.values())
+    raise InvalidArgumentError("sglang_version", version, f"a modelled SGLang release: {ranges}")
+
+
+def sglang_batch_defaults(gpu_mem_mib: float, tp: int, release: Release) -> tuple[int, int]:
+    """``(chunked_prefill_size, cuda_graph_max_bs)`` SGLang picks by device memory from 0.5.3
+    (server_args.py ``_handle_gpu_memory_settings``; CUDA devices)."""
+    if gpu_mem_mib < 20 * 1024:
+        return 2048, 8
+    if gpu_mem_mib < 35 * 1024:  # A10, 4090, 5090: 16 graphs at tp < 4 in 0.5.3-0.5.4, 24 from 0.5.5
+        return 2048, (24 if release >= (0, 5, 5) else 16) if tp < 4 else 80
+    if gpu_mem_mib < 60 * 1024:
+        return 4096, 32 if tp < 4 else 160
+    if gpu_mem_mib < 160 * 1024:
+        return 8192, 256 if tp < 4 else 512
+    return 16384, 512
+
+
+def _piecewise_token_counts(max_tokens: int) -> int:
+    """How many token counts 0.5.10 captures piecewise CUDA graphs for (``_generate_piecewise_cuda_graph_tokens``)."""
+    sizes = [*range(4, 33, 4), *range(48, 257, 16), *range(288, 513, 32), *range(576, 1025, 64),
+             *range(1280, 4097, 256), *range(4608, max_tokens + 1, 512)]
+    return sum(1 for s in sizes if s <= max_tokens)
+
+
+#: Speculative methods SGLang sizes as EAGLE-style drafts (a head or MTP layers) and as a standalone model.
+STANDALONE_METHODS = frozenset({"draft"})
+
+
+def default_mem_fraction_static(gpu: GPU, tp: int = 1, pp: int = 1, *, version: str | None = None,
+                                spec: ModelSpec | None = None, speculative_method: str | None = None) -> float:
+    """SGLang's default ``--mem-fraction-static`` on ``gpu`` (server_args.py ``_handle_gpu_memory_settings``).
+
+    Args:
+        gpu, tp, pp: The device and the parallel sizes.
+        version: The SGLang release (``X.Y.Z``; default the newest read, :data:`DEFAULT_SGLANG_VERSION`).
+        spec: The model, for the MLA and vision-language adjustments.
+        speculative_method: ``draft`` (SGLang's STANDALONE), ``eagle``, ``eagle3`` or ``mtp`` (EAGLE-style),
+            ``ngram`` (no draft weights), or ``None``.
+    """
+    rule, release = resolve_sglang_version(version)
+    mem = gpu.usable_memory_bytes / MiB
     n = tp * pp
-    if gpu_gib < 35:
-        reserved = 2.8 + n / 10
-    elif gpu_gib < 90:
-        reserved = 9.5 + n / 2
-    elif gpu_gib < 160:
-        reserved = 12 + n / 2
+    spec_algo = speculative_method not in (None, "ngram")
+    standalone = speculative_method in STANDALONE_METHODS
+    if rule.version in ("0.4.6", "0.4.7"):
+        size = tp if rule.version == "0.4.6" else n
+        steps = ((16, 0.79), (8, 0.81), (4, 0.85), (2, 0.87))
+        by_size = next((f for limit, f in steps if size >= limit), 0.88)
+        if rule.version == "0.4.6":
+            fraction = by_size if mem <= 81920 else (mem - 13 * 1024) / mem
+        else:
+            fraction = by_size if mem <= 81920 else 0.88
+            if mem > 180_000:
+                fraction = 0.79
+            elif mem > 96 * 1024:
+                reserve = (20 if spec_algo else 18) * 1024
+                fraction = min(fraction + 48 * 1024 * (1 - fraction) / mem, (mem - reserve) / mem)
+            elif spec_algo:
+                fraction *= 0.95
     else:
-        reserved = 32.0
-    return round((gpu_gib - reserved) / gpu_gib, 3)
+        if rule.version == "0.4.8":
+            if mem < 35 * 1024:
+                reserved = (2.8 + n / 10) * 1024
+            elif mem < 90 * 1024:
+                reserved = (9.5 + n / 2) * 1024
+            elif mem < 160 * 1024:
+                reserved = (12 + n / 2) * 1024
+            else:
+                reserved = 32 * 1024
+            if spec_algo:
+                reserved += (6 if standalone and release >= (0, 5, 2) else 2) * 1024
+        else:
+            chunk, graphs = sglang_batch_defaults(mem, tp, release)
+            reserved = 512 + max(chunk, 2048) * 1.5 + graphs * 2 + n / 8 * 1024
+            if rule.version == "0.5.10":
+                mla = spec is not None and spec.architecture is not None and spec.architecture.is_mla
+                reserved += 1.5 * 1024 if mla else _piecewise_token_counts(chunk) * 8
+            if mem > 60 * 1024:
+                reserved = max(reserved, 10 * 1024)
+            if spec_algo:
+                reserved += (6 if standalone else 4 if rule.version == "0.5.10" else 2) * 1024
+        fraction = round((mem - reserved) / mem, 3)
+    if release >= VLM_ADJUST_FROM and spec is not None:
+        fraction *= vlm_fraction_factor(spec.config)
+    return round(fraction, 4)
+
+
+def vlm_fraction_factor(config: Mapping[str, Any]) -> float:
+    """``adjust_mem_fraction_for_vlm``: 0.95, scaled by the vision tower's ``layers x hidden^2`` against
+    ViT-L/14's (24 x 1024^2), 10 % per doubling, clamped to [0.8, 1.05]; 1 without a ``vision_config``."""
+    vision = config.get("vision_config")
+    if not isinstance(vision, Mapping):
+        return 1.0
+    layers = vision.get("num_hidden_layers", 24)
+    hidden = vision.get("hidden_size", 1024)
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (layers, hidden)):
+        return 1.0
+    ratio = layers * hidden**2 / (24 * 1024**2)
+    return 0.95 * max(0.8, min(1.05, 1.0 - 0.1 * (ratio - 1.0)))
 
 
 def sglang_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *, mem_fraction_static: float | None = None,
-                    max_model_len: int | None = None) -> ServingCapacity:
+                    max_model_len: int | None = None, sglang_version: str | None = None,
+                    speculative: Speculative | None = None) -> ServingCapacity:
     """The token pool SGLang would size for ``spec`` on ``gpu`` (per device of a ``tp x pp`` replica).
 
+    With ``speculative`` (EAGLE, EAGLE-3, MTP as NEXTN, a standalone draft model; model_runner.py
+    ``init_memory_pool``): the target's pool is profiled from its own layers, then target and drafter
+    each get ``max_total_num_tokens`` plus ``max_num_reqs x (steps x topk + draft tokens) + 100`` slots;
+    the drafter's weights and cache, and those extra slots, come out of the ``1 - mem_fraction_static``
+    share the default fraction reserves more of (+2/4/6 GiB by release and method).
+
     Raises:
-        InvalidArgumentError: A fraction outside (0, 1], a context beyond the model's limit, or a
-            tensor-parallel degree that does not split the heads.
+        InvalidArgumentError: A fraction outside (0, 1], an unknown release, a context beyond the
+            model's limit, or a tensor-parallel degree that does not split the heads.
     """
     arch = spec.architecture
     if arch is None:
         raise InvalidArgumentError("model", spec.id, "a model with config.json (layer shapes) for serving capacity")
     p = workload.parallelism
     check_tp(arch, p.tp)
+    rule, release = resolve_sglang_version(sglang_version)
     fraction = (check_fraction("mem_fraction_static", mem_fraction_static) if mem_fraction_static is not None
-                else default_mem_fraction_static(gpu, p.tp, p.pp))
+                else default_mem_fraction_static(gpu, p.tp, p.pp, version=sglang_version, spec=spec,
+                                                 speculative_method=speculative.method if speculative else None))
     max_pos = arch.max_position_embeddings or (workload.seq_len + workload.new_tokens)
     model_len = max_model_len if max_model_len is not None else max_pos
     check_context(spec, model_len)
@@ -80,15 +269,33 @@ def sglang_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *, mem_fracti
     blocks, kv_tokens, concurrent, longest = pool_capacity(layout, pool, block_size=SGLANG_PAGE_SIZE,
                                                            max_model_len=model_len, max_position=max_pos)
     problem = capacity_problem("SGLang", pool, weights, total, fraction, concurrent, model_len, kv_tokens)
+    spec_notes: tuple[str, ...] = ()
+    if speculative is not None and speculative.method != "ngram":
+        drafter = draft_cost(spec, speculative, workload)
+        extra_slots = draft_steps_headroom(sglang_max_num_reqs(kv_tokens, model_len), speculative)
+        kv_tokens += extra_slots
+        extra = drafter.weights_bytes + drafter.kv_bytes_per_token * kv_tokens + extra_slots * layout.token_bytes
+        reserve = total * (1 - fraction)
+        spec_notes = (speculative_note(speculative, drafter) + f"; {extra_slots:,} extra token slots, "
+                      f"{extra / GiB:.2f} GiB in all out of the {reserve / GiB:.2f} GiB the fraction keeps free",)
+        if problem is None and extra > reserve:
+            problem = (f"SGLang would run out of memory: the drafter's weights and cache need {extra / GiB:.1f} GiB of "
+                       f"the {reserve / GiB:.1f} GiB --mem-fraction-static {fraction:g} keeps free (with activations "
+                       "and CUDA graphs); lower --mem-fraction-static or use a smaller draft")
+    chunk = sglang_batch_defaults(total / MiB, p.tp, release)[0] if rule.version not in ("0.4.6", "0.4.7") else (
+        2048 if total / MiB < 25_000 else 8192)
+    given = "given" if mem_fraction_static is not None else (
+        f"SGLang {'.'.join(map(str, release))} default ({rule.version} rule: {rule.source}; nvidia-smi's total "
+        "taken as the catalog's reported memory)")
     return ServingCapacity(
-        engine="sglang", engine_version=None, gpu=gpu.name, tp=p.tp, pp=p.pp, gpu_memory_utilization=fraction,
-        max_num_batched_tokens=8192 if total >= 35 * GiB else 2048, max_num_seqs=concurrent,
+        engine="sglang", engine_version=".".join(map(str, release)), gpu=gpu.name, tp=p.tp, pp=p.pp,
+        gpu_memory_utilization=fraction, max_num_batched_tokens=chunk, max_num_seqs=concurrent,
         block_size=SGLANG_PAGE_SIZE, total_memory_bytes=total, weights_bytes=int(weights),
         profile_peak_bytes=int(weights), non_torch_bytes=int(non_torch), kv_pool_bytes=max(0, pool),
         kv_bytes_per_token=layout.token_bytes, num_blocks=blocks, kv_cache_tokens=kv_tokens, max_model_len=model_len,
         max_concurrent_sequences=concurrent, largest_max_model_len=longest, fits=problem is None, problem=problem,
         assumptions=(f"SGLang token pool = {fraction:g} x {total / GiB:.2f} GiB - weights - CUDA context "
-                     "(model_runner.py profile_max_num_token; default --mem-fraction-static from server_args.py)",
+                     f"(model_runner.py profile_max_num_token); --mem-fraction-static {given}",
                      f"{layout.describe()} per device; sliding-window layers keep every token (SGLang's default "
-                     "pool; its SWA pool for some architectures is not modelled)"),
+                     "pool; its SWA pool for some architectures is not modelled)", *spec_notes),
     )  # fmt: skip

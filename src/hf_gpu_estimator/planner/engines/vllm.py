@@ -77,6 +77,7 @@ from hf_gpu_estimator.planner.engines._capacity import (
     pool_capacity,
     weights_per_device,
 )
+from hf_gpu_estimator.planner.engines.speculative import Speculative, draft_cost, merged_layout, speculative_note
 from hf_gpu_estimator.spec import Architecture, ModelSpec
 from hf_gpu_estimator.workload import Workload
 
@@ -312,6 +313,23 @@ def profile_activation_bytes(arch: Architecture, tokens: int, rows: int, *, act_
     return int(max(forward, sampler))
 
 
+def encoder_output_bytes(arch: Architecture, budget_tokens: int, *, act_bytes: int) -> tuple[int, int]:
+    """``(bytes, images)``: the dummy encoder outputs of a vision-language model that vLLM V1's profile run
+    keeps in its encoder cache through the language model's dummy forward and the sampler
+    (vllm/v1/worker/gpu_model_runner.py ``profile_run``: ``self.encoder_cache["tmp"]``, cleared afterwards).
+    It runs as many images of the largest feature size as the encoder budget (``max_num_batched_tokens``
+    or one image's features, the larger; "Encoder cache will be initialized with a budget of 8192 tokens,
+    and profiled with 32 image items" for gemma-3 in the llm-d logs), each ``tokens_per_image`` embeddings of
+    the language model's width. The largest feature size is the processor's; ``tokens_per_image`` stands for
+    it (exact for fixed-size encoders such as gemma-3's 256, the reference image's count for dynamic
+    resolution). None for models without a vision tower or whose images go through cross-attention."""
+    per_image = arch.tokens_per_image
+    if not arch.vision_parameters or per_image <= 0 or arch.cross_tokens_per_image:
+        return 0, 0
+    images = max(1, budget_tokens // per_image)
+    return images * per_image * arch.hidden_size * act_bytes, images
+
+
 #: vLLM rounds an attention block grown to hold a Mamba state page to a multiple of this many tokens
 #: (vllm/model_executor/models/config.py HybridAttentionMambaModelConfig: kernel block alignment).
 KERNEL_BLOCK_ALIGNMENT = 16
@@ -485,7 +503,7 @@ def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
                      gpu_memory_utilization: float | None = None,
                      max_model_len: int | None = None, max_num_batched_tokens: int | None = None,
                      max_num_seqs: int | None = None, block_size: int = VLLM_BLOCK_SIZE,
-                     vllm_version: str | None = None) -> ServingCapacity:
+                     vllm_version: str | None = None, speculative: Speculative | None = None) -> ServingCapacity:
     """The KV pool vLLM would size for ``spec`` on ``gpu`` (per device of a ``tp x pp`` replica).
 
     Args:
@@ -497,6 +515,9 @@ def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
         max_num_batched_tokens, max_num_seqs: default :func:`vllm_batch_defaults`.
         block_size: Tokens per KV block.
         vllm_version: ``X.Y``; default the newest modelled (:data:`DEFAULT_VLLM_VERSION`).
+        speculative: A draft model, EAGLE head or MTP layers (:mod:`.speculative`): the drafter is loaded
+            with the target ("Model loading took" counts it; on the last pipeline stage) and its attention
+            layers take their place in the same KV cache config, so every token costs both.
 
     Raises:
         InvalidArgumentError: A utilisation outside (0, 1], an unknown version, a context longer than
@@ -523,16 +544,25 @@ def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
     # Mamba and linear-attention states in the model dtype (mamba_ssm_cache_dtype "auto",
     # vllm/model_executor/layers/mamba/mamba_utils.py MambaStateDtypeCalculator)
     layout = kv_layout(spec, workload, state_dtype_bytes=act_bytes)
+    drafter = draft_cost(spec, speculative, workload) if speculative is not None else None
+    if drafter is not None:
+        layout = merged_layout(layout, drafter)
+        last_weights += drafter.weights_bytes
+        first_weights += drafter.weights_bytes if p.pp == 1 else 0
     mixed = len({g.kind for g in layout.groups}) > 1
 
     # not for MXFP4 experts (gpt-oss), whose kernels keep no such caches: 2.87 GiB logged at tp=2, the sampler's figure
     moe_cache_kept = rule.moe_cache_kept and not (spec.quantization is not None and spec.quantization.method == "mxfp4")
 
-    def rank(weights: int, samples: bool) -> tuple[int, int, int, tuple[int, int, int, int, float]]:
+    # V1 keeps the dummy encoder outputs of a vision-language model through the profile run (first stage only)
+    encoder, images = encoder_output_bytes(arch, tokens, act_bytes=act_bytes) if rule.engine == "v1" else (0, 0)
+
+    def rank(weights: int, samples: bool, first: bool = True) -> tuple[int, int, int, tuple[int, int, int, int, float]]:
         """(activations, non-torch, pool, (blocks, tokens, concurrent, longest, concurrency)) of one rank."""
         activations = profile_activation_bytes(arch, tokens, min(seqs, tokens) if samples else 0, act_bytes=act_bytes,
                                                tp=p.tp, sampler_bytes_per_logit=rule.sampler_bytes_per_logit,
                                                moe_cache_kept=moe_cache_kept)
+        activations += encoder if first else 0
         non_torch = rule.non_torch_bytes(p.tp, p.pp, samples=samples)
         pool = int(total * utilization - weights - activations - non_torch - rule.cuda_graph_bytes)
         if rule.hybrid_allocator:
@@ -553,7 +583,7 @@ def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
     blocks, kv_tokens, concurrent, longest, concurrency = first
     smallest_pool = pool
     if p.pp > 1:
-        *_, last_pool, last = rank(last_weights, samples=True)
+        *_, last_pool, last = rank(last_weights, samples=True, first=False)
         smallest_pool = min(pool, last_pool)
         if last[0] < blocks:
             blocks, kv_tokens, concurrent, longest, concurrency = last
@@ -582,7 +612,12 @@ def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
         paging,
         "CUDA graphs: vLLM's estimate counted in the pool (a typical H100 figure, not this model's)"
         if rule.cuda_graph_bytes else "CUDA graphs are captured after the pool is sized (inside the 1 - gpu_memory_utilization headroom)",
-    )
+    ) + ((speculative_note(speculative, drafter) + "; the drafter's dummy run and the rejection sampler's in the "
+          "profile run are not modelled",) if speculative is not None and drafter is not None else ()) + ((
+          f"vision encoder: the profile run keeps the dummy outputs of {images} image(s) x {arch.tokens_per_image} "
+          f"tokens x {arch.hidden_size} ({encoder / GiB:.3f} GiB) in the encoder cache through the forward and the "
+          "sampler (gpu_model_runner.py profile_run); the vision tower's own forward peak is not modelled",)
+         if encoder else ())
     return ServingCapacity(
         engine="vllm", engine_version=rule.version, gpu=gpu.name, tp=p.tp, pp=p.pp,
         gpu_memory_utilization=utilization, max_num_batched_tokens=tokens, max_num_seqs=seqs,
