@@ -14,6 +14,7 @@ from hf_gpu_estimator.calibration import DeviceCalibration, Sample
 from hf_gpu_estimator.errors import UnknownNameError
 from hf_gpu_estimator.estimator import estimate
 from hf_gpu_estimator.memory import overhead
+from hf_gpu_estimator.verdict import CONTEXT_KEY, RATIO_KEY, key_of
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 H200_JSONL = RESULTS / "h200-2026-11-26.jsonl"
@@ -81,6 +82,9 @@ def test_estimate_with_gpu_uses_the_calibration_and_keeps_tensor_terms() -> None
     assert cal.memory.device_total_bytes == cal.memory.reserved_peak_bytes + 800 * MiB
     text = "\n".join(cal.assumptions)
     assert "calibrated: median of 2 training runs on NVIDIA H200" in text
+    # the default overhead lines are replaced by key, and the calibrated ones carry the same keys
+    assert [key_of(a) for a in cal.assumptions].count(RATIO_KEY) == 1
+    assert [key_of(a) for a in cal.assumptions].count(CONTEXT_KEY) == 1
     assert sum(a.startswith("reserved = allocated x") for a in cal.assumptions) == 1
     assert sum(a.startswith("device total = reserved") for a in cal.assumptions) == 1
     # Another GPU: no calibration applies; an explicit device name applies without gpu=.

@@ -172,3 +172,20 @@ def test_docs_cli_help_is_current(monkeypatch):
     block = doc[doc.index(module.BEGIN) + len(module.BEGIN):doc.index(module.END)]
     assert block.strip() == module.render().strip(), "docs/cli.md is stale: run python scripts/render_cli_help.py"
     assert "### `hfge measure --help`" in block
+
+
+def test_resource_warnings_of_libraries_are_not_shown(capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unclosed sockets of the servers the CLI runs (Gradio) are not the user's business."""
+    import argparse
+    import warnings
+
+    def noisy(args: object) -> int:
+        warnings.warn("unclosed <socket.socket fd=12>", ResourceWarning, stacklevel=1)
+        return 0
+
+    parser = argparse.ArgumentParser()
+    parser.set_defaults(func=noisy, command="serve")
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    assert cli.main([]) == 0
+    assert "ResourceWarning" not in capsys.readouterr().err

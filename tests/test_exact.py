@@ -287,6 +287,23 @@ def test_runner_adapts_types_that_need_it(model_type: str) -> None:
         assert any("cast to bfloat16" in f for f in inference.fallbacks)
 
 
+def test_pytorch_internal_warnings_are_not_shown() -> None:
+    """ModTracker's "Module is None. Skipping PRE_BW hook" and the like say nothing about the model."""
+    import warnings
+
+    from hf_gpu_estimator import trace
+
+    work = make_workload(task="training", batch_size=2, seq_len=16, precision="bf16-true")
+    with warnings.catch_warnings(record=True) as raw:
+        warnings.simplefilter("always")
+        trace._trace_workload(dict(_ADAPTED["xlnet"]), work, init="skip", use_cache=False, real_values=False)
+    assert any("torch" in w.filename for w in raw)  # PyTorch does warn inside the tracer ...
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        trace_workload(dict(_ADAPTED["xlnet"]), work, use_cache=False)
+    assert [str(w.message) for w in shown if "torch" in w.filename or "transformers" in w.filename] == []  # ... unseen
+
+
 @pytest.mark.parametrize("recipe", [
     {"precision": "bf16-true", "quantized_saves_input": True},
     {"precision": "bf16-true", "lora_dropout": 0.1},

@@ -357,3 +357,13 @@ def test_cli_plan_errors(capsys: pytest.CaptureFixture[str]) -> None:
                  "--output-tokens", "10", "--tpot-ms", "0.001"]) == 1
     err = capsys.readouterr().err
     assert "TPOT" in err.splitlines()[-1]  # one line (the catalog-fallback line is printed once per run)
+
+
+def test_latency_floor_is_told_by_its_metric_not_its_text() -> None:
+    from hf_gpu_estimator.planner.serving import cheapest_serving
+
+    spec = lookup("meta-llama/Llama-3.1-8B")
+    with pytest.raises(InfeasiblePlanError, match="no GPU meets TPOT 0.01 ms .* lowest roofline floor"):
+        cheapest_serving(spec, make_workload(), tpot_ms=0.01, gpus=["H100-SXM-80GB", "A100-80GB-SXM"])
+    with pytest.raises(InfeasiblePlanError, match="no GPU meets TTFT 0.01 ms .* lowest prefill floor"):
+        cheapest_serving(spec, make_workload(), ttft_ms=0.01, gpus=["H100-SXM-80GB", "A100-80GB-SXM"])

@@ -65,9 +65,9 @@ def test_markdown_marks_and_escapes() -> None:
 
 
 def test_plain_fallback_without_rich(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    import hf_gpu_estimator.report as report
+    from hf_gpu_estimator.report import render
 
-    monkeypatch.setattr(report, "rich_available", lambda: False)
+    monkeypatch.setattr(render, "rich_available", lambda: False)
     assert main(["estimate", LLAMA]) == 0
     out = capsys.readouterr().out
     assert "─" not in out and "device total (nvidia-smi, with CUDA context)" in out

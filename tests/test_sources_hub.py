@@ -185,4 +185,13 @@ def test_revision_not_found_does_not_fall_back(hub, monkeypatch):
 
 def test_not_a_path_nor_a_repo_id():
     with pytest.raises(errors.ModelNotFoundError, match="neither an existing file or folder nor a Hub repo id"):
-        inspect_model("./no/such/dir/")
+        inspect_model("no such model")
+
+
+@pytest.mark.parametrize("path", ["./no/such/dir/", "/no/such/model.gguf", "~/nope.safetensors", "missing/config.json",
+                                  "nope.json", "..\\models\\x"])
+def test_a_missing_local_file_says_no_such_file(path, monkeypatch):
+    """A path that does not exist is named as such, online or not (the Hub is never asked)."""
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    with pytest.raises(errors.ModelNotFoundError, match="no such file or folder"):
+        inspect_model(path)

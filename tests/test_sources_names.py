@@ -50,12 +50,17 @@ def test_unreachable_is_remembered_for_the_next_call(monkeypatch):
     assert calls == []  # no second connection attempt within UNREACHABLE_MEMO_S
 
 
-def test_unreachable_hub_falls_back_to_the_catalog_saying_so(caplog):
+def test_unreachable_hub_falls_back_to_the_catalog_saying_so(caplog, monkeypatch):
+    import hf_gpu_estimator.sources as sources
+
+    monkeypatch.setattr(sources, "_NOTICED", set())
     caplog.set_level(logging.WARNING, logger="hf_gpu_estimator")
     spec, elapsed = _timed(lambda: inspect_model("meta-llama/Llama-2-13b-hf"))
     assert elapsed < FAIL_FAST_S
     assert spec.provenance["parameters"] == "catalog"
     assert "could not be reached (connection refused)" in spec.assumptions[0]
+    again = inspect_model("meta-llama/Llama-2-13b-hf")  # once per process, however many estimates ask
+    assert "could not be reached (connection refused)" in again.assumptions[0]
     notices = [r.getMessage() for r in caplog.records if r.name == "hf_gpu_estimator"]
     assert len(notices) == 1 and "bundled catalog" in notices[0]
 

@@ -104,3 +104,17 @@ def test_suggestions_fit_at_the_high_end():
     for s in tips:
         changed = estimate(est.spec, gpu="RTX-4090", **s.workload.to_dict() | {"lora_targets": ",".join(s.workload.lora_targets)})
         assert changed.verdict().verdict == "fits", s.title
+
+
+def test_assumptions_are_keyed_and_replaced_by_key() -> None:
+    """The overhead lines carry keys; a GPU without a CUDA context swaps its line by key, not by text."""
+    from hf_gpu_estimator.verdict import CONTEXT_KEY, RATIO_KEY, Assumption, key_of
+
+    est = estimate(lookup("meta-llama/Llama-3.1-8B"), gpu="M4-Max-128GB", batch_size=1, seq_len=512, new_tokens=8)
+    keys = [key_of(a) for a in est.assumptions]
+    assert keys.count(RATIO_KEY) == 1 and keys.count(CONTEXT_KEY) == 1
+    (context,) = (a for a in est.assumptions if key_of(a) == CONTEXT_KEY)
+    assert "no CUDA context" in context
+    # JSON keeps plain strings; an Assumption is its text
+    assert json.loads(json.dumps(est.to_dict()["assumptions"])) == [str(a) for a in est.assumptions]
+    assert Assumption("x", key="k") == "x" and repr(Assumption("x", key="k")) == "Assumption(key='k', text='x')"

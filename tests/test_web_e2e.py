@@ -132,15 +132,28 @@ def test_training_that_does_not_fit_shows_suggestions(page: object) -> None:
     p.screenshot(path=str(SCREENSHOTS / "web_training.png"), full_page=True)  # type: ignore[attr-defined]
 
 
+def _settled(p: object) -> None:
+    """Wait until no output shows Gradio's "processing" overlay (a screenshot taken earlier is greyed out)."""
+    p.wait_for_function("() => ![...document.querySelectorAll('.progress-text, .eta-bar')]"  # type: ignore[attr-defined]
+                        ".some(e => e.offsetParent !== null)", timeout=60_000)
+
+
 @pytest.mark.parametrize("width", [1280, 800])
 def test_tables_do_not_wrap_inside_words(page: object, width: int) -> None:
-    """At a laptop's and a narrow window's width: every header cell on one line, the assumptions and the
-    token field present, the verdict with its range in the summary."""
+    """At a laptop's and a narrow window's width: every number of the tables in view (no table scrolls or
+    clips), every header cell on one line, plain units (no small capitals), the assumptions, the token
+    field and the cost-table fields present, the verdict with its range in the summary."""
     p = page
     p.set_viewport_size({"width": width, "height": 1300})  # type: ignore[attr-defined]
+    p.locator("#summary").get_by_text("per device").wait_for(timeout=60_000)  # type: ignore[attr-defined]
+    _settled(p)
     p.locator("#task").get_by_role("radio", name="inference").check()  # type: ignore[attr-defined]
+    _fill(p, "new_tokens", str(width // 10))  # this width's own answer, not the last one
     p.locator("#estimate").click()  # type: ignore[attr-defined]
-    p.locator("#summary").get_by_text("needs").wait_for(timeout=60_000)  # type: ignore[attr-defined]
+    p.locator("#summary").get_by_text(f"1024 prompt + {width // 10} new tokens").wait_for(timeout=60_000)  # type: ignore[attr-defined]
+    p.locator("#plot img").wait_for(timeout=30_000)  # type: ignore[attr-defined]
+    _settled(p)
+    assert p.locator("#request_rate input").count() == 1 and p.locator("#token_budget input").count() == 1  # type: ignore[attr-defined]
     assert re.search(r"(fits|tight|does not fit) — needs [\d.]+–[\d.]+ GiB", p.locator("#summary").inner_text())  # type: ignore[attr-defined]
     assert p.locator("#token input").count() == 1  # type: ignore[attr-defined]
     box = p.locator("#assumptions_box")  # type: ignore[attr-defined]
@@ -154,7 +167,35 @@ def test_tables_do_not_wrap_inside_words(page: object, width: int) -> None:
     assert heights
     wrapped = [text for text, height, line in heights if height > 2.2 * line]
     assert not wrapped, wrapped
+    clipped = p.evaluate("""() => [...document.querySelectorAll('#breakdown table, #fits table, #plan table')]
+        .filter(t => t.scrollWidth > t.clientWidth + 1 || t.getBoundingClientRect().right > window.innerWidth)
+        .map(t => t.innerText.split('\\n')[0])""")  # type: ignore[attr-defined]
+    assert not clipped, clipped
+    caps = p.evaluate("""() => [...document.querySelectorAll('#summary *, #breakdown *, #fits *, #plan *')]
+        .map(e => getComputedStyle(e)).filter(s => s.fontVariantCaps !== 'normal' || s.fontFamily.includes('Source Sans'))
+        .length""")  # type: ignore[attr-defined]
+    assert caps == 0
     p.screenshot(path=str(SCREENSHOTS / f"web_{width}px.png"), full_page=True)  # type: ignore[attr-defined]
+
+
+def test_an_error_clears_when_the_input_is_fixed(page: object) -> None:
+    """An emptied number is refused with a message; typing a valid one answers again without pressing Estimate."""
+    p = page
+    p.set_viewport_size({"width": 1280, "height": 1300})  # type: ignore[attr-defined]
+    p.locator("#summary").get_by_text("per device").wait_for(timeout=60_000)  # type: ignore[attr-defined]
+    _settled(p)
+    _fill(p, "batch_size", "")
+    p.locator("#estimate").click()  # type: ignore[attr-defined]
+    p.locator("#summary").get_by_text("batch_size").wait_for(timeout=60_000)  # type: ignore[attr-defined]
+    assert "Error:" in p.locator("#summary").inner_text()  # type: ignore[attr-defined]
+    _fill(p, "batch_size", "2")  # no click: leaving the field answers again
+    p.locator("#summary").get_by_text("batch 2").wait_for(timeout=60_000)  # type: ignore[attr-defined]
+    assert "Error:" not in p.locator("#summary").inner_text()  # type: ignore[attr-defined]
+    _fill(p, "token_budget", "0")
+    p.locator("#estimate").click()  # type: ignore[attr-defined]
+    p.locator("#summary").get_by_text("token_budget").wait_for(timeout=60_000)  # type: ignore[attr-defined]
+    _fill(p, "token_budget", "2e8")
+    p.locator("#summary").get_by_text("needs").wait_for(timeout=60_000)  # type: ignore[attr-defined]
 
 
 def test_fleet_tab_plans_the_example(page: object) -> None:

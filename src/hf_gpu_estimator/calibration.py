@@ -39,6 +39,7 @@ from hf_gpu_estimator.errors import InvalidArgumentError, UnknownNameError
 # json.loads that raises only JSONProblem (a ValueError): deep nesting and huge numbers included.
 from hf_gpu_estimator.sources import _json
 from hf_gpu_estimator.memory import overhead
+from hf_gpu_estimator.verdict import CONTEXT_KEY, RATIO_KEY, Assumption, replace_keyed
 
 if TYPE_CHECKING:
     from hf_gpu_estimator.hardware import GPU
@@ -336,7 +337,8 @@ def resolve_calibration(calibration: object, gpu: GPU | None, *,
 # --------------------------------------------------------------------------------------------
 # Applying a calibration.
 
-_OVERHEAD_PREFIXES = ("reserved = allocated x", "device total = reserved")
+#: The lines a calibration replaces (by key).
+_OVERHEAD_KEYS = (RATIO_KEY, CONTEXT_KEY)
 
 
 def apply_calibration(memory: MemoryEstimate, workload: Workload, cal: DeviceCalibration,
@@ -349,7 +351,7 @@ def apply_calibration(memory: MemoryEstimate, workload: Workload, cal: DeviceCal
     """
     task = workload.task
     allocated = memory.allocated_peak_bytes
-    notes = [a for a in assumptions if not a.startswith(_OVERHEAD_PREFIXES)]
+    notes: list[Assumption] = []
     ratio = cal.reserved_ratio.get(task)
     decode_kv = 0
     if not workload.is_training and workload.new_tokens > 1:
@@ -358,27 +360,28 @@ def apply_calibration(memory: MemoryEstimate, workload: Workload, cal: DeviceCal
     if ratio is not None:
         lo, hi = cal.ratio_range[task]
         reserved = overhead.reserved_bytes(allocated, task, ratio, decode_kv_bytes=decode_kv)
-        notes.append(f"reserved = allocated x {ratio} (calibrated: median of {cal.ratio_runs[task]} {task} runs on "
-                     f"{cal.device_name}, range {lo}-{hi}){frag}")
+        notes.append(Assumption(key=RATIO_KEY, text=f"reserved = allocated x {ratio} (calibrated: median of "
+                                f"{cal.ratio_runs[task]} {task} runs on {cal.device_name}, range {lo}-{hi}){frag}"))
     else:
         reserved = overhead.reserved_bytes(allocated, task, decode_kv_bytes=decode_kv)
-        notes.append(f"reserved = allocated x {overhead.RESERVED_RATIO[task]} (default: the calibration of "
-                     f"{cal.device_name} has no {task} runs){frag}")
+        notes.append(Assumption(key=RATIO_KEY, text=f"reserved = allocated x {overhead.RESERVED_RATIO[task]} "
+                                f"(default: the calibration of {cal.device_name} has no {task} runs){frag}"))
     extra = memory.cuda_context_bytes - overhead.CUDA_CONTEXT_BYTES  # NCCL buffers, when parallel
     if cal.cuda_context_bytes is not None:
         context = cal.cuda_context_bytes + max(0, extra)
         lo_c, hi_c = cal.context_range_bytes or (cal.cuda_context_bytes, cal.cuda_context_bytes)
-        notes.append(f"device total = reserved + CUDA context {context >> 20} MiB (calibrated: median of "
-                     f"{cal.context_runs} runs on {cal.device_name}, {lo_c >> 20}-{hi_c >> 20} MiB"
-                     + (f", + NCCL {extra >> 20} MiB" if extra > 0 else "") + ")")
+        notes.append(Assumption(key=CONTEXT_KEY, text=(
+            f"device total = reserved + CUDA context {context >> 20} MiB (calibrated: median of "
+            f"{cal.context_runs} runs on {cal.device_name}, {lo_c >> 20}-{hi_c >> 20} MiB"
+            + (f", + NCCL {extra >> 20} MiB" if extra > 0 else "") + ")")))
     else:
         context = memory.cuda_context_bytes
-        notes.append(f"device total = reserved + CUDA context {context >> 20} MiB (default: the calibration of "
-                     f"{cal.device_name} has no nvidia-smi figures)")
+        notes.append(Assumption(key=CONTEXT_KEY, text=f"device total = reserved + CUDA context {context >> 20} MiB "
+                                f"(default: the calibration of {cal.device_name} has no nvidia-smi figures)"))
     calibrated = replace(memory, reserved_peak_bytes=reserved, device_total_bytes=reserved + context,
                          cuda_context_bytes=context, allocator_overhead_bytes=reserved - allocated,
-                         assumptions=tuple(a for a in memory.assumptions if not a.startswith(_OVERHEAD_PREFIXES)))
-    return calibrated, tuple(notes)
+                         assumptions=replace_keyed(memory.assumptions, drop=_OVERHEAD_KEYS))
+    return calibrated, replace_keyed(assumptions, *notes)
 
 
 # --------------------------------------------------------------------------------------------

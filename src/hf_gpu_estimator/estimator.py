@@ -11,7 +11,7 @@ from hf_gpu_estimator.constants import COMMON_GPUS, DEFAULT_MARGIN
 from hf_gpu_estimator.errors import InvalidArgumentError
 from hf_gpu_estimator.memory import MemoryEstimate, estimate_memory
 from hf_gpu_estimator.spec import ModelSpec
-from hf_gpu_estimator.verdict import Verdict, uncertainty_for
+from hf_gpu_estimator.verdict import CONTEXT_KEY, Assumption, Verdict, replace_keyed, uncertainty_for
 from hf_gpu_estimator.workload import Workload, workload_from_kwargs
 
 if TYPE_CHECKING:
@@ -409,8 +409,7 @@ def _with_device_context(memory: MemoryEstimate, gpu: GPU) -> MemoryEstimate:
     from hf_gpu_estimator.memory.overhead import device_total_on, runtime_context_bytes
 
     context = runtime_context_bytes(gpu)
-    note = (f"device total = reserved + {gpu.runtime} runtime context {context >> 20} MiB "
-            f"({gpu.name} has no CUDA context; catalog context_bytes)")
-    kept = tuple(a for a in memory.assumptions if not a.startswith("device total = reserved"))
+    note = Assumption(key=CONTEXT_KEY, text=f"device total = reserved + {gpu.runtime} runtime context "
+                      f"{context >> 20} MiB ({gpu.name} has no CUDA context; catalog context_bytes)")
     return replace(memory, device_total_bytes=device_total_on(memory, gpu), cuda_context_bytes=context,
-                   assumptions=(*kept, note))
+                   assumptions=replace_keyed(memory.assumptions, note))

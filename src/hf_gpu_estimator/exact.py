@@ -35,11 +35,16 @@ from hf_gpu_estimator.constants import MiB
 from hf_gpu_estimator.errors import MalformedConfigError, TraceError, UnknownModelTypeError, UnsupportedArchitectureError
 from hf_gpu_estimator.memory import overhead
 from hf_gpu_estimator.memory.terms import COMPONENTS, MemoryEstimate, Moment, Term
+from hf_gpu_estimator.verdict import CONTEXT_KEY, RATIO_KEY, Assumption
 from hf_gpu_estimator.workload import OPTIMIZERS, Workload
+
 
 if TYPE_CHECKING:
     from hf_gpu_estimator.spec import ModelSpec
     from hf_gpu_estimator.trace import TraceResult
+
+#: The key of the lines an exact estimate adds about its trace (``hfge estimate --compare`` lists them).
+TRACE_KEY = "exact.trace"
 
 #: Beyond this many parameters a fake-tensor trace takes minutes (it runs every operator of
 #: every layer in Python); the analytic model answers in milliseconds.
@@ -107,7 +112,7 @@ def exact_memory(spec: ModelSpec, workload: Workload, *, analytic: MemoryEstimat
     require_torch_stack("exact mode")
     from hf_gpu_estimator.trace import trace_workload
 
-    notes: list[str] = []
+    notes: list[str] = []  # "exact: ..." lines, and the overhead lines keyed as the analytic model keys them
     traced_workload = workload
     optimizer_fallback = workload.is_training and workload.optimizer.name not in SUPPORTED_OPTIMIZERS
     if optimizer_fallback:
@@ -120,7 +125,9 @@ def exact_memory(spec: ModelSpec, workload: Workload, *, analytic: MemoryEstimat
     except TraceError as e:
         raise TraceError(f"{e}; {_ANALYTIC_HINT}") from e
     memory = _to_memory(trace, workload, analytic, optimizer_fallback=optimizer_fallback, notes=notes)
-    return memory, (*notes, *(f"trace: {f}" for f in trace.fallbacks))
+    # what the trace itself says (every line but the keyed overhead ones), keyed for --compare's notes
+    traced = (*notes, *(f"trace: {f}" for f in trace.fallbacks))
+    return memory, tuple(n if isinstance(n, Assumption) else Assumption(n, key=TRACE_KEY) for n in traced)
 
 
 def inspect_for_exact(source: object, *, revision: str | None = None, token: str | None = None) -> ModelSpec:
@@ -264,10 +271,11 @@ def _to_memory(trace: TraceResult, workload: Workload, analytic: MemoryEstimate,
     decode_kv = (trace.kv_cache_bytes or 0) if (not workload.is_training and workload.new_tokens > 1) else 0
     reserved = overhead.reserved_bytes(allocated, task, decode_kv_bytes=decode_kv)
     context = analytic.cuda_context_bytes
-    notes.append(f"reserved = allocated x {overhead.RESERVED_RATIO[task]} (caching allocator, typical range "
-                 f"{overhead.RESERVED_RATIO_RANGE[task][0]}-{overhead.RESERVED_RATIO_RANGE[task][1]})"
-                 + (f" + {overhead.DECODE_FRAGMENTATION} x the final KV cache" if decode_kv else ""))
-    notes.append(f"device total = reserved + CUDA context {context >> 20} MiB")
+    notes.append(Assumption(key=RATIO_KEY, text=(
+        f"reserved = allocated x {overhead.RESERVED_RATIO[task]} (caching allocator, typical range "
+        f"{overhead.RESERVED_RATIO_RANGE[task][0]}-{overhead.RESERVED_RATIO_RANGE[task][1]})"
+        + (f" + {overhead.DECODE_FRAGMENTATION} x the final KV cache" if decode_kv else ""))))
+    notes.append(Assumption(key=CONTEXT_KEY, text=f"device total = reserved + CUDA context {context >> 20} MiB"))
     notes.append(f"exact: peak in phase {trace.phase_at_peak!r}"
                  + (f", inside {trace.module_at_peak}" if trace.module_at_peak else "")
                  + f"; traced peak {_mib(trace.peak_bytes)} in {trace.trace_seconds:.1f} s")

@@ -47,6 +47,7 @@ import contextlib
 import json
 import math
 import time
+import warnings
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -878,14 +879,25 @@ def trace_workload(config: Mapping[str, Any], workload: Workload, *, init: str =
     Raises:
         TraceError: unknown architecture, unsupported optimizer, or a failure while tracing.
     """
-    try:
-        return _trace_workload(config, workload, init=init, use_cache=use_cache, real_values=False)
-    except TraceError as e:
-        if not _is_data_dependent(e):
-            raise
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(REAL_VALUES_SEED)
-        return _trace_workload(config, workload, init=init, use_cache=use_cache, real_values=True)
+    with warnings.catch_warnings():
+        # PyTorch's own warnings from inside the tracer (ModTracker: "The module hierarchy tracking maybe
+        # be messed up", "Module is None. Skipping PRE_BW hook") are about its tools, and the libraries'
+        # deprecations between each other (peft calling transformers' is_gradient_checkpointing) about
+        # their code: neither is about the user's model, so neither is shown.
+        warnings.filterwarnings("ignore", module=TORCH_MODULES)
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|peft)(\.|$)")
+        try:
+            return _trace_workload(config, workload, init=init, use_cache=use_cache, real_values=False)
+        except TraceError as e:
+            if not _is_data_dependent(e):
+                raise
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(REAL_VALUES_SEED)
+            return _trace_workload(config, workload, init=init, use_cache=use_cache, real_values=True)
+
+
+#: The modules whose warnings a trace hides (``warnings.filterwarnings(module=...)``).
+TORCH_MODULES = r"torch(\.|$)"
 
 
 def _trace_workload(config: Mapping[str, Any], workload: Workload, *, init: str, use_cache: bool,

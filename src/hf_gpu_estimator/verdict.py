@@ -16,7 +16,7 @@ A verdict compares the *high end* of that range with the usable memory less the 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -37,16 +37,54 @@ SOURCE = ("docs/accuracy.md, section 2 (nvidia-smi total, estimate / measured - 
           "benchmarks/results/h200-2026-11-26*.json[l], NVIDIA H200, torch 2.11, transformers 5.17")
 
 
-@dataclass(frozen=True, kw_only=True)
-class Assumption:
+class Assumption(str):
     """One assumption of a result: a ``key`` that names what it is about (replaced by key, never
-    found by matching text) and the ``text`` shown to the user."""
+    found by matching text) and the ``text`` shown to the user.
 
+    It is the text itself (a ``str``), so every list of assumptions stays a list of strings for
+    printing and for ``--format json``; :func:`replace_keyed` swaps lines by key.
+
+    >>> a = Assumption("device total = reserved + CUDA context 500 MiB", key=CONTEXT_KEY)
+    >>> a.key, a == a.text
+    ('overhead.context', True)
+    """
+
+    __slots__ = ("key",)
     key: str
-    text: str
+
+    def __new__(cls, text: str, *, key: str) -> Assumption:
+        self = super().__new__(cls, text)
+        self.key = key
+        return self
+
+    @property
+    def text(self) -> str:
+        return str.__str__(self)
 
     def __str__(self) -> str:
         return self.text
+
+    def __repr__(self) -> str:
+        return f"Assumption(key={self.key!r}, text={self.text!r})"
+
+    def __getnewargs_ex__(self) -> tuple[tuple[str], dict[str, str]]:
+        return (self.text,), {"key": self.key}
+
+
+#: Keys of the overhead lines that a device's calibration or runtime replaces.
+RATIO_KEY = "overhead.reserved_ratio"
+CONTEXT_KEY = "overhead.context"
+
+
+def key_of(assumption: str) -> str | None:
+    """The key of ``assumption`` (``None`` for a plain line)."""
+    return assumption.key if isinstance(assumption, Assumption) else None
+
+
+def replace_keyed(assumptions: Iterable[str], *new: Assumption, drop: Iterable[str] = ()) -> tuple[str, ...]:
+    """``assumptions`` without the lines keyed like ``new`` (or in ``drop``), then ``new``."""
+    keys = {a.key for a in new} | set(drop)
+    return (*(a for a in assumptions if key_of(a) not in keys), *new)
 
 
 @dataclass(frozen=True, kw_only=True)

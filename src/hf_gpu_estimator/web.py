@@ -28,21 +28,31 @@ DEFAULTS: dict[str, Any] = {
     "model": "meta-llama/Llama-2-7b-hf", "task": "inference", "method": "full", "batch_size": 1, "seq_len": 1024,
     "new_tokens": 256, "dtype": "checkpoint", "precision": "bf16-mixed", "optimizer": "adamw",
     "gradient_checkpointing": False, "quantization": "none", "gpu": "A100-80GB-SXM", "num_gpus": 1,
-    "read_hub": False,
+    "read_hub": False, "request_rate": 1.0, "token_budget": 1e9,
 }  # fmt: skip
 DTYPES = ("checkpoint", "bfloat16", "float16", "float32")
 PRECISIONS = ("bf16-mixed", "16-mixed", "32-true", "bf16-true", "16-true")
 OPTIMIZERS = ("adamw", "adamw-8bit", "paged-adamw-8bit", "adafactor", "sgd", "lion")
 QUANTIZATIONS = ("none", "int8", "nf4", "fp4", "fp8", "gptq-4bit", "awq-4bit", "gguf:Q4_K_M", "gguf:Q8_0")
-#: Tables: headers never break inside a word, numbers never wrap; a table wider than its column scrolls.
+#: Tables: headers never break inside a word, numbers never wrap, the first column (the words) wraps so
+#: every number stays in view; a table still wider than its column scrolls. Text in the system's own
+#: sans-serif: the theme's bundled Source Sans Pro draws some capitals of bold text as small capitals
+#: ("GiB", "CUDA" in the verdict and the totals).
 CSS = """
+.gradio-container { --font: ui-sans-serif, system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; }
 .prose table { display: block; overflow-x: auto; max-width: 100%; }
 .prose th { white-space: nowrap; word-break: keep-all; }
 .prose td { white-space: nowrap; }
+.prose td:first-child { white-space: normal; overflow-wrap: anywhere; min-width: 8em; }
 """
-#: Traffic the cheapest-serving table is sized for, and the token budget of the cheapest-training one.
-SERVING_REQUESTS_PER_S = 1.0
-TRAINING_TOKENS = 1e9
+#: The form column's and the results column's narrowest widths (px): below their sum (a window under
+#: about 1000 px) the results go under the form, at the full width of the page.
+FORM_MIN_WIDTH = 320
+RESULTS_MIN_WIDTH = 620
+#: Traffic the cheapest-serving table is sized for, and the token budget of the cheapest-training one
+#: (the form's defaults: both are fields of the page).
+SERVING_REQUESTS_PER_S = DEFAULTS["request_rate"]
+TRAINING_TOKENS = DEFAULTS["token_budget"]
 #: The fleet tab's initial file (schema: :func:`hf_gpu_estimator.planner.plan_fleet`; YAML or JSON).
 FLEET_EXAMPLE = """\
 gpus: [H100-SXM-80GB, A100-80GB-SXM, L40S, L4]
@@ -115,6 +125,14 @@ def workload_kwargs(*, task: str, method: str, batch_size: float, seq_len: float
 _MAX_FORM_NUMBER = 1 << 40
 
 
+def _positive(field: str, value: object) -> float:
+    """A form number that must be above zero and finite (a rate, a token budget)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not 0 < value <= _MAX_FORM_NUMBER:  # fmt: skip
+        raise InvalidArgumentError(field, value, f"a number above 0, up to {_MAX_FORM_NUMBER:,}")
+    return float(value)
+
+
 def _whole(field: str, value: object, *, minimum: int = 1) -> int:
     """A form number as an int: a whole, finite number from ``minimum`` up (an emptied field sends ``None``)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
@@ -161,10 +179,14 @@ _PLOTS = _PlotFiles()
 
 def calculate(model: str, task: str, method: str, batch_size: float, seq_len: float, new_tokens: float, dtype: str,
               precision: str, optimizer: str, gradient_checkpointing: bool, quantization: str, gpu: str,
-              num_gpus: float = 1, read_hub: bool = False, token: str = "", *, plot_dir: str | None = None) -> Result:
+              num_gpus: float = 1, read_hub: bool = False, token: str = "",
+              request_rate: float = SERVING_REQUESTS_PER_S, token_budget: float = TRAINING_TOKENS, *,
+              plot_dir: str | None = None) -> Result:
     """Estimate, check the fit across GPUs, suggest changes, rank the cheapest GPUs; errors become a message.
 
     ``token`` is a Hub token for gated or private repos (used for this request only, never stored).
+    ``request_rate`` (requests per second, of ``seq_len`` + ``new_tokens`` tokens) sizes the cheapest
+    serving table, ``token_budget`` (tokens) the cheapest training one.
     """
     from hf_gpu_estimator.estimator import estimate
     from hf_gpu_estimator.hardware import get_gpu
@@ -180,6 +202,7 @@ def calculate(model: str, task: str, method: str, batch_size: float, seq_len: fl
                                  new_tokens=new_tokens, dtype=dtype, precision=precision, optimizer=optimizer,
                                  gradient_checkpointing=gradient_checkpointing, quantization=quantization,
                                  num_gpus=num_gpus)
+        rate, budget = _positive("request_rate", request_rate), _positive("token_budget", token_budget)
         est = estimate(spec, gpu=gpu, **kwargs)
         target = get_gpu(gpu)
         gpus = (target, *(g for g in (get_gpu(n) for n in COMMON_GPUS) if g.name != target.name))
@@ -199,7 +222,7 @@ def calculate(model: str, task: str, method: str, batch_size: float, seq_len: fl
     breakdown = render_sections(sections[1:2], "markdown")
     fits = render_sections([s for s in sections[2:] if not (s.notes and "assumptions:" in s.notes[0])], "markdown")
     assumptions = "\n".join(f"- {a}" for a in est.assumptions)
-    plan = _plan_markdown(est)
+    plan = _plan_markdown(est, request_rate=rate, token_budget=budget)
     plot_path = None
     try:
         target_path = os.path.join(plot_dir, "memory.png") if plot_dir else _PLOTS.new()
@@ -210,28 +233,30 @@ def calculate(model: str, task: str, method: str, batch_size: float, seq_len: fl
                   assumptions=assumptions, estimate=est, verdict=v)
 
 
-def _plan_markdown(est: Any) -> str:
-    """The planner's cheapest options for this workload (serving 1 req/s, or training on 1e9 tokens)."""
+def _plan_markdown(est: Any, *, request_rate: float = SERVING_REQUESTS_PER_S,
+                   token_budget: float = TRAINING_TOKENS) -> str:
+    """The planner's cheapest options for this workload (serving ``request_rate`` requests per second, or
+    training on ``token_budget`` tokens)."""
     from hf_gpu_estimator import planner
     from hf_gpu_estimator.report import Section, render_sections
 
     w = est.workload
     try:
         if w.is_training:
-            result: Any = planner.cheapest_training(est.spec, w, token_budget=TRAINING_TOKENS)
+            result: Any = planner.cheapest_training(est.spec, w, token_budget=token_budget)
             rows = tuple((o.gpu, str(o.parallelization.num_gpus), o.parallelization.strategy,
                           f"{o.speed.tokens_per_s:,.0f}", f"{o.hours:,.1f}", f"${o.hourly_usd:,.2f}",
                           f"${o.total_usd:,.0f}") for o in result.options[:5])
             header = ("gpu", "gpus", "strategy", "tokens/s", "hours", "$/hour", "total $")
-            title = f"Cheapest GPUs to train on {TRAINING_TOKENS:.0e} tokens"
+            title = f"Cheapest GPUs to train on {token_budget:.3g} tokens"
         else:
-            result = planner.cheapest_serving(est.spec, w, request_rate_per_s=SERVING_REQUESTS_PER_S,
+            result = planner.cheapest_serving(est.spec, w, request_rate_per_s=request_rate,
                                               input_tokens=w.seq_len, output_tokens=max(1, w.new_tokens))
             rows = tuple((o.gpu, str(o.num_gpus), str(o.batch_size), f"{o.tpot_seconds * 1e3:.1f}",
                           f"${o.hourly_usd:,.2f}", f"${o.usd_per_million_output_tokens:,.3f}")
                          for o in result.options[:5])
             header = ("gpu", "gpus", "batch", "TPOT ms", "$/hour", "$/1M out")
-            title = (f"Cheapest GPUs to serve {SERVING_REQUESTS_PER_S:g} request/s of {w.seq_len} + "
+            title = (f"Cheapest GPUs to serve {request_rate:g} request/s of {w.seq_len} + "
                      f"{w.new_tokens} tokens")
     except EstimatorError as e:
         return f"(no plan: {str(e).splitlines()[0]})"
@@ -277,7 +302,7 @@ def build_app() -> Any:
                     "Pure arithmetic from the model's config: nothing is downloaded but `config.json` and the "
                     "safetensors headers, and models in the bundled catalog work offline.")
         with gr.Tab("One job", elem_id="tab-job"), gr.Row():
-            with gr.Column(scale=1):
+            with gr.Column(scale=1, min_width=FORM_MIN_WIDTH):
                 model = gr.Textbox(label="Model (Hub id or local folder)", value=d["model"], elem_id="model")
                 pick = gr.Dropdown(label="or pick from the bundled catalog", choices=list(list_models()), value=None,
                                    elem_id="catalog")
@@ -310,8 +335,13 @@ def build_app() -> Any:
                     gpu = gr.Dropdown([g.name for g in list_gpus()], label="GPU", value=d["gpu"], elem_id="gpu")
                     num_gpus = gr.Number(label="GPUs", value=d["num_gpus"], precision=0, minimum=1,
                                          elem_id="num_gpus")
+                with gr.Row():  # what the cheapest-GPU table below the chart assumes
+                    rate = gr.Number(label="Requests/s (serving cost table)", value=d["request_rate"],
+                                     elem_id="request_rate")
+                    budget = gr.Number(label="Tokens to train on (training cost table)", value=d["token_budget"],
+                                       elem_id="token_budget")
                 go = gr.Button("Estimate", variant="primary", elem_id="estimate")
-            with gr.Column(scale=2):
+            with gr.Column(scale=2, min_width=RESULTS_MIN_WIDTH):
                 summary = gr.Markdown(elem_id="summary")
                 breakdown = gr.Markdown(elem_id="breakdown")  # stacked: side by side, both scroll below ~1400 px
                 fits = gr.Markdown(elem_id="fits")
@@ -322,16 +352,25 @@ def build_app() -> Any:
                                   open=False, elem_id="assumptions_box"):
                     assumptions = gr.Markdown(elem_id="assumptions")
         inputs = [model, task, method, batch, seq, new, dtype, precision, optimizer, checkpointing, quant, gpu,
-                  num_gpus, read_hub, token]
-        outputs = [summary, breakdown, fits, plan, plot, assumptions]
+                  num_gpus, read_hub, token, rate, budget]
+        failed = gr.State(False)  # the page shows an error: the next change of an input answers again
+        outputs = [summary, breakdown, fits, plan, plot, assumptions, failed]
 
         def run(*values: Any) -> tuple[Any, ...]:
             r = calculate(*values)
-            return r.summary, r.breakdown, r.fits, r.plan, r.plot_path, r.assumptions
+            return r.summary, r.breakdown, r.fits, r.plan, r.plot_path, r.assumptions, r.estimate is None
+
+        def again(was_error: bool, *values: Any) -> tuple[Any, ...]:
+            """After an error, each edit answers again, so the error goes as soon as the input is fixed."""
+            return run(*values) if was_error else tuple(gr.skip() for _ in outputs)
 
         pick.change(lambda m: m or gr.update(), inputs=[pick], outputs=[model])
         go.click(run, inputs=inputs, outputs=outputs)
         app.load(run, inputs=inputs, outputs=outputs)
+        for field in inputs:  # typed fields when left or submitted, choices when changed
+            events = (field.blur, field.submit) if isinstance(field, (gr.Textbox, gr.Number)) else (field.change,)
+            for event in events:
+                event(again, inputs=[failed, *inputs], outputs=outputs, show_progress="hidden")
         with gr.Tab("Fleet", elem_id="tab-fleet"):
             gr.Markdown("Several models and their traffic at once: each is planned on its cheapest GPU type "
                         "(serving at its request rate and TPOT target, or training on its token budget), then the "

@@ -65,6 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("default")
+            # Unclosed sockets and files of the libraries we run (Gradio's server, httpx) are their
+            # developers' diagnostics, not the user's (Python hides them by default; "default" above shows them).
+            warnings.filterwarnings("ignore", category=ResourceWarning)
             warnings.showwarning = _show_warning
             return int(args.func(args))
     except KeyboardInterrupt:

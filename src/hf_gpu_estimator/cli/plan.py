@@ -172,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
     from hf_gpu_estimator.errors import ConflictingOptionsError, InvalidArgumentError
     from hf_gpu_estimator.estimator import fit_context
     from hf_gpu_estimator.hardware import get_gpu
-    from hf_gpu_estimator.report import cheapest_sections, eval_list_sections, plan_sections
+    from hf_gpu_estimator.report import eval_list_sections, plan_sections, serving_sections, training_sections
     from hf_gpu_estimator.workload import workload_from_kwargs
 
     if args.eval_list:
@@ -198,6 +198,7 @@ def run(args: argparse.Namespace) -> int:
                 raise InvalidArgumentError("token_budget", None, "a token count (--token-budget 2e9)")
             result: Any = planner.cheapest_training(spec, work, token_budget=args.token_budget,
                                                     deadline_hours=args.deadline_hours, gpus=gpus)
+            sections = training_sections
         else:
             traffic = {k: v for k, v in (("request_rate_per_s", args.request_rate), ("input_tokens", args.input_tokens),
                                          ("output_tokens", args.output_tokens)) if v is not None}
@@ -209,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
                                               engine=engine, max_model_len=args.max_model_len,
                                               vllm_version=settings.pop("vllm_version", None),
                                               engine_settings=settings, **traffic)
-        sections = cheapest_sections
+            sections = serving_sections
     else:
         engine = args.engine or planner.default_engine(spec, work)
         options: dict[str, Any] = {}

@@ -21,6 +21,7 @@ from hf_gpu_estimator.memory.recipe import head_adapter_bytes, loss_terms, recip
 from hf_gpu_estimator.memory.terms import BYTES, COMPONENTS, MemoryEstimate, Moment, Term
 from hf_gpu_estimator.memory.weights import WeightPlan, plan_weights, step_inputs
 from hf_gpu_estimator.spec import Architecture, ModelSpec
+from hf_gpu_estimator.verdict import CONTEXT_KEY, RATIO_KEY, Assumption
 from hf_gpu_estimator.workload import Workload
 
 #: Relative uncertainty of the activation terms against traces of transformers (tests hold the
@@ -157,17 +158,17 @@ def _finish(moments: list[Moment], terms: list[Term], workload: Workload, assump
 def _overhead_notes(assumptions: list[str], workload: Workload, task: str, context: int, decode_kv_bytes: int) -> None:
     if workload.parallelism.num_gpus > 1:
         assumptions.append(f"NCCL buffers: {overhead.NCCL_BYTES >> 20} MiB per process (NCCL_BUFFSIZE default)")
-    assumptions.append(
+    assumptions.append(Assumption(key=RATIO_KEY, text=
         f"reserved = allocated x {overhead.RESERVED_RATIO[task]} (caching-allocator rounding and fragmentation, "
         f"typical range {overhead.RESERVED_RATIO_RANGE[task][0]}-{overhead.RESERVED_RATIO_RANGE[task][1]})"
         + (f" + {overhead.DECODE_FRAGMENTATION} x the final KV cache (blocks freed as decode grows the cache, "
            f"measured {overhead.DECODE_FRAGMENTATION_RANGE[0]}-{overhead.DECODE_FRAGMENTATION_RANGE[1]})"
            if decode_kv_bytes else "")
-    )
-    assumptions.append(
+    ))
+    assumptions.append(Assumption(key=CONTEXT_KEY, text=
         f"device total = reserved + CUDA context {context >> 20} MiB (range "
         f"{overhead.CUDA_CONTEXT_RANGE_BYTES[0] >> 20}-{overhead.CUDA_CONTEXT_RANGE_BYTES[1] >> 20} MiB)"
-    )
+    ))
 
 
 def _weights_only(spec: ModelSpec, workload: Workload) -> MemoryEstimate:

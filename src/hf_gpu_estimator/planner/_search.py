@@ -41,13 +41,15 @@ class Skipped:
 
     Attributes:
         kind: One of :data:`SKIP_KINDS` (counted in the closing line; never parsed from ``reason``).
-        value_ms: The latency floor behind a ``target`` skip (TPOT or TTFT, in ms).
+        value_ms: The latency floor behind a ``target`` skip (in ms).
+        metric: Which latency a ``target`` skip misses (``"tpot"`` or ``"ttft"``).
     """
 
     gpu: str
     reason: str
     kind: str = "other"
     value_ms: float | None = None
+    metric: str | None = None
 
 
 def skipped_line(skipped: Iterable[Skipped], *, verbose: bool = False) -> str | None:

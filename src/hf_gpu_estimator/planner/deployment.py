@@ -340,7 +340,7 @@ def _engine_fit(spec: ModelSpec, work: Workload, deployment: Deployment, notes: 
         cap.kv_pool_bytes if engine == "llama.cpp" else _sequence_bytes(cap))
     margin = 1 - share if share < 1 else 0.0
     starts = problem is None
-    assumptions = (*notes, *extra, *(Assumption(key=f"{engine}:{i}", text=t) for i, t in enumerate(cap.assumptions)))
+    assumptions = (*notes, *extra, *_engine_notes(engine, cap.assumptions))
     v = Verdict(name=gpu.name, usable_bytes=int(usable), needs_bytes=int(needs), needs_low_bytes=int(needs),
                 needs_high_bytes=int(needs), margin=margin,
                 basis=f"{name}{' ' + cap.engine_version if cap.engine_version else ''} start-up sizing "
@@ -363,8 +363,13 @@ def _transformers_fit(spec: ModelSpec, work: Workload, d: Deployment, notes: tup
     v = _framework_fit(spec, one, d.with_(engine=None), notes, None)
     launch = transformers_launch(spec, work, d) if v.fits else None
     return replace(v, deployment=d, workload=work, serving=cap, launch=launch,
-                   assumptions=(*v.assumptions, *(Assumption(key=f"transformers:{i}", text=t)
-                                                  for i, t in enumerate(cap.assumptions))))
+                   assumptions=(*v.assumptions, *_engine_notes("transformers", cap.assumptions)))
+
+
+def _engine_notes(engine: str, lines: tuple[str, ...]) -> tuple[Assumption, ...]:
+    """An engine's lines, keyed: their own key where the engine gave one, else ``engine:i``."""
+    return tuple(t if isinstance(t, Assumption) else Assumption(key=f"{engine}:{i}", text=t)
+                 for i, t in enumerate(lines))
 
 
 _ENGINE_LABEL = {"vllm": "vLLM", "sglang": "SGLang", "llama.cpp": "llama.cpp", "transformers": "transformers"}

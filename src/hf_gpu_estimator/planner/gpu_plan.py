@@ -25,6 +25,7 @@ from hf_gpu_estimator.planner.deployment import (
     largest_gpu_layers,
 )
 from hf_gpu_estimator.planner.engines import ENGINES, ServingCapacity, default_engine
+from hf_gpu_estimator.planner.engines.llamacpp import HOST_MEMORY_KEY
 from hf_gpu_estimator.planner.fits import max_batch_size, max_seq_len
 from hf_gpu_estimator.planner.parallel import Parallelization, min_gpus
 from hf_gpu_estimator.spec import ModelSpec
@@ -182,7 +183,7 @@ def _llamacpp_layers(spec: ModelSpec, workload: Workload, d: Deployment, v: Verd
     ngl, w = found
     cap = w.serving
     layers = spec.architecture.num_layers + 1 if spec.architecture is not None else ngl
-    host = next((a.text for a in w.assumptions if "host memory" in a.text), "")
+    host = next((a.text for a in w.assumptions if a.key == HOST_MEMORY_KEY), "")
     notes.append(f"all {layers} layers do not fit {d.gpu.name}; -ngl {ngl} of {layers} does, the rest run from host "
                  f"memory ({host or 'their weights and KV cache in RAM'}): every token reads the host layers at the "
                  "CPU's memory bandwidth, so decode is slower than on the GPU alone (not modelled)"

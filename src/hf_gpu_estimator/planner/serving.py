@@ -146,7 +146,7 @@ def _serve_on(spec: ModelSpec, workload: Workload, d: Deployment, *, rate: float
     ctx = inp + max(out, 1) // 2
     ttft = prefill_seconds(spec, w, gpu, batch_size=1, prompt_tokens=inp)
     if ttft_s is not None and ttft > ttft_s:
-        return Skipped(gpu=gpu.name, kind="target", value_ms=ttft * 1e3,
+        return Skipped(gpu=gpu.name, kind="target", value_ms=ttft * 1e3, metric="ttft",
                        reason=f"tp={tp}: TTFT floor {ttft * 1e3:.1f} ms > target {ttft_s * 1e3:g} ms")
     limit = "kv_cache"
     most = cap.max_concurrent_sequences
@@ -161,7 +161,7 @@ def _serve_on(spec: ModelSpec, workload: Workload, d: Deployment, *, rate: float
     if tpot_s is not None:
         floor = decode_step_seconds(spec, w, gpu, batch_size=1, context_tokens=ctx)
         if floor > tpot_s:
-            return Skipped(gpu=gpu.name, kind="target", value_ms=floor * 1e3,
+            return Skipped(gpu=gpu.name, kind="target", value_ms=floor * 1e3, metric="tpot",
                            reason=f"tp={tp}: TPOT floor {floor * 1e3:.2f} ms (batch 1) > target {tpot_s * 1e3:g} ms")
         b = _largest(lambda x: decode_step_seconds(spec, w, gpu, batch_size=x, context_tokens=ctx) <= tpot_s, 1, most)
         if b < most:
@@ -205,7 +205,7 @@ def _best_on_gpu(spec: ModelSpec, workload: Workload, d: Deployment, **kw: Any) 
     if best is not None:
         return best
     last = reasons[-1] if reasons else Skipped(gpu=gpu.name, reason="no split tried")
-    floors = [r.value_ms for r in reasons if r.value_ms is not None]
+    floors = [r.value_ms for r in reasons if r.metric == last.metric and r.value_ms is not None]
     return replace(last, reason="; ".join(dict.fromkeys(r.reason for r in reasons[-2:])),
                    value_ms=min(floors) if floors else None)
 
@@ -275,11 +275,11 @@ def cheapest_serving(spec: ModelSpec, workload: Workload, *, request_rate_per_s:
 
 def _no_option_message(spec: ModelSpec, skipped: Sequence[Skipped], tpot_ms: float | None,
                        ttft_ms: float | None) -> str:
-    floors = [s.value_ms for s in skipped if s.kind == "target" and s.value_ms is not None and "TPOT" in s.reason]
+    floors = [s.value_ms for s in skipped if s.metric == "tpot" and s.value_ms is not None]
     if tpot_ms is not None and floors:
         return (f"no GPU meets TPOT {tpot_ms:g} ms for {spec.id}: the lowest roofline floor at batch 1 is "
                 f"{min(floors):.2f} ms; relax --tpot-ms, quantize the weights, or allow tensor parallel on faster GPUs")
-    ttfts = [s.value_ms for s in skipped if s.kind == "target" and s.value_ms is not None and "TTFT" in s.reason]
+    ttfts = [s.value_ms for s in skipped if s.metric == "ttft" and s.value_ms is not None]
     if ttft_ms is not None and ttfts:
         return (f"no GPU meets TTFT {ttft_ms:g} ms for {spec.id}: the lowest prefill floor is {min(ttfts):.1f} ms; "
                 "relax --ttft-ms or shorten the prompts")

@@ -76,6 +76,9 @@ def inspect_model(source: ModelSource, *, revision: str | None = None, token: st
 
         if is_gguf_reference(text):
             return read_hub_gguf(text, revision=revision, token=token)
+        if _names_a_file(text):  # a path that does not exist: say so, never "could not reach the Hub"
+            raise errors.ModelNotFoundError(text, f"no such file or folder: {excerpt(text)}; check the path"
+                                            + _did_you_mean(text, hub=False))
         from hf_gpu_estimator.sources.hub import with_deadline
 
         # One deadline for every request of this inspection, the did-you-mean search included.
@@ -206,6 +209,17 @@ def _from_hub(repo_id: str, *, revision: str | None, token: str | None) -> Model
         return fallback
 
 
+#: Suffixes of the model files a path may name (a Hub repo id never ends in one).
+_FILE_SUFFIXES = (".json", ".gguf", ".safetensors", ".bin", ".pth", ".pt")
+
+
+def _names_a_file(text: str) -> bool:
+    """Whether ``text`` (no such path, no GGUF Hub reference) is written as a path: ``./``, ``../``, ``/``,
+    ``~``, a backslash, or a model file's suffix."""
+    return (text.startswith(("./", "../", "/", "~", ".\\", "..\\")) or "\\" in text
+            or text.lower().endswith(_FILE_SUFFIXES))
+
+
 def _did_you_mean(repo_id: str, *, hub: bool, token: str | bool | None = None) -> str:
     """``"; did you mean a, b?"`` from the catalog and, when ``hub``, the Hub's model search; or ``""``.
 
@@ -236,6 +250,10 @@ def _raise_with_suggestions(error: errors.SourceError, repo_id: str, *, hub: boo
     raise type(error)(repo_id, str(error) + hint) from error
 
 
+#: The catalog-fallback lines already logged in this process.
+_NOTICED: set[str] = set()
+
+
 def _catalog(repo_id: str, *, reason: str, notice: bool = False) -> ModelSpec | None:
     try:
         from hf_gpu_estimator.sources.catalog import lookup
@@ -252,9 +270,11 @@ def _catalog(repo_id: str, *, reason: str, notice: bool = False) -> ModelSpec | 
     twin = (f"; {repo_id} is Meta's original release of the same weights (params.json + consolidated.*.pth)"
             if repo_id.strip().lower() in originals else "")  # fmt: skip
     message = f"facts from the bundled catalog ({entry.id}) because {reason}{twin}"
-    if notice:
+    if notice and message not in _NOTICED:
         # The Hub failed unasked (offline mode and gating are the user's own settings): one line on
         # stderr (logging's last-resort handler when the application configures none) says the
-        # answer is the catalog's before anyone reads it.
+        # answer is the catalog's before anyone reads it; once per process, however many estimates
+        # ask (the result's assumptions still say it every time).
+        _NOTICED.add(message)
         logging.getLogger("hf_gpu_estimator").warning("%s", message)
     return replace(entry, assumptions=(message, *entry.assumptions))

@@ -19,7 +19,11 @@ from hf_gpu_estimator.memory.weights import plan_weights
 from hf_gpu_estimator.planner.engines._capacity import ServingCapacity, check_context
 from hf_gpu_estimator.planner.engines.speculative import Speculative
 from hf_gpu_estimator.spec import ModelSpec
+from hf_gpu_estimator.verdict import Assumption
 from hf_gpu_estimator.workload import Workload
+
+#: The key of the line that says what stays in host memory (``-ngl`` below every layer).
+HOST_MEMORY_KEY = "llama.cpp:host_memory"
 
 GiB = 1 << 30
 #: llama-server's ``-np`` when not given (one slot; builds from late 2025 pick 4 slots over a unified cache).
@@ -133,7 +137,8 @@ def llamacpp_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *, ctx_size
     assumptions = [
         (f"llama-server -c {ctx} -np {parallel} -ngl {m.n_gpu_layers}/{m.n_layer + 1} -ctk/-ctv {m.kv_type}: "
          f"{m.formula}; {ctx // parallel} tokens per slot (memory/llamacpp.py)"),
-        f"{m.weights_host / GiB:.2f} GiB of weights and {m.kv_host / GiB:.2f} GiB of KV cache stay in host memory",
+        Assumption(key=HOST_MEMORY_KEY, text=f"{m.weights_host / GiB:.2f} GiB of weights and {m.kv_host / GiB:.2f} "
+                                             "GiB of KV cache stay in host memory"),
         fa_note,
     ]
     if devices > 1:
