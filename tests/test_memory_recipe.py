@@ -169,3 +169,22 @@ def test_zero3_offload_on_one_gpu_keeps_the_gathered_units(llama):
     assert est.host_offload_bytes > 6_738_415_616 * 8  # fp32 Adam states (and the gradients) on the host
     with pytest.raises(ConflictingOptionsError, match="offload"):
         train(method="full", strategy="zero3", num_gpus=1)
+
+
+def test_reentrant_checkpointing_holds_the_recomputed_layer_output(llama):
+    # torch.utils.checkpoint(use_reentrant=True) keeps the recomputed layer's output through the layer's backward:
+    # one T x hidden tensor in the residual stream's dtype (the trace check is in tests/test_exact.py).
+    off = estimate_memory(llama, train(method="lora", gradient_checkpointing=True, use_reentrant=False))
+    on = estimate_memory(llama, train(method="lora", gradient_checkpointing=True, use_reentrant=True))
+    top = {m.phase: m.total_bytes for m in on.moments}["backward (top layer)"]
+    assert top - {m.phase: m.total_bytes for m in off.moments}["backward (top layer)"] == 2 * 512 * 4096 * 2
+    # Without checkpointing the variant does not apply.
+    assert estimate_memory(llama, train(method="lora", use_reentrant=True)).allocated_peak_bytes == \
+        estimate_memory(llama, train(method="lora")).allocated_peak_bytes
+
+
+@pytest.mark.parametrize(("framework", "reentrant"), [("hf", False), ("trl", True), ("axolotl", True),
+                                                      ("llama-factory", True), ("torchtune", False)])
+def test_checkpointing_variant_follows_the_framework(framework, reentrant):
+    assert train(method="lora", framework=framework).use_reentrant is reentrant
+    assert train(method="lora", framework=framework, use_reentrant=not reentrant).use_reentrant is not reentrant

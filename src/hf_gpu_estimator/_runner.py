@@ -737,7 +737,9 @@ def prepare_training(
     does not propagate); it changes no memory.
     """
     model.train()
-    if workload.gradient_checkpointing:
+    if workload.gradient_checkpointing and workload.use_reentrant:
+        _reentrant_checkpointing(model, checkpoint_context_fn)
+    elif workload.gradient_checkpointing:
         # transformers >= 5.2x renamed it activation_checkpointing_enable (old name deprecated).
         enable = getattr(model, "activation_checkpointing_enable", None)
         if enable is not None and checkpoint_context_fn is not None:
@@ -756,6 +758,28 @@ def prepare_training(
     if not params:
         raise TraceError("the model has no trainable parameters for this workload")
     return make_optimizer(params, workload), params
+
+
+def _reentrant_checkpointing(model: Any, context_fn: Callable[[], Any] | None) -> None:
+    """Checkpoint every decoder layer with ``torch.utils.checkpoint(use_reentrant=True)``, as transformers
+    4.35-4.4x ``gradient_checkpointing_enable()`` did by default, and make the embedding output require a
+    gradient (``enable_input_require_grads``: the reentrant variant passes gradients only to inputs that
+    require one). The reentrant variant takes no ``context_fn``: the recompute (the layer run again with
+    gradients enabled, inside backward) enters ``context_fn``'s recompute context itself."""
+    import torch
+    from torch.utils.checkpoint import checkpoint
+
+    def checkpointed(function: Callable[..., Any], *args: Any) -> Any:
+        def layer(*inputs: Any) -> Any:
+            recompute = context_fn()[1] if context_fn is not None and torch.is_grad_enabled() else contextlib.nullcontext()
+            with recompute:
+                return function(*inputs)
+
+        return checkpoint(layer, *args, use_reentrant=True)
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base._set_gradient_checkpointing(enable=True, gradient_checkpointing_func=checkpointed)
+    model.enable_input_require_grads()
 
 
 def run_training(

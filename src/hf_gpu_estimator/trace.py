@@ -896,6 +896,10 @@ def _trace_workload(config: Mapping[str, Any], workload: Workload, *, init: str,
         fallbacks.append("traced on one device; parallelism is applied by the analytic model")
     if workload.quantization not in ("none", "nf4", "fp4") or (workload.quantization != "none" and workload.method != "qlora"):
         fallbacks.append(f"quantization {workload.quantization!r} not traced: weights traced unquantized")
+    if workload.is_training and workload.gradient_checkpointing and workload.use_reentrant:
+        fallbacks.append("reentrant checkpointing: torch's ModTracker loses the module hierarchy in the nested "
+                         "backward and the tracker keeps tensors of each recompute tracked after step 1 (they grow step by step, which a run does not), so phases after step "
+                         "1 read high; step 1's backward is the reference (tests/test_memory_recipe.py)")
     if workload.is_training:
         # Fail before building anything.
         if workload.optimizer.name not in _runner.SUPPORTED_OPTIMIZERS:

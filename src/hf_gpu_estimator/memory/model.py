@@ -420,7 +420,14 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
     G_head, G_emb = min(G_head, G), min(G_emb, G)
     G_layer = max(0, int((G - G_head - G_emb) / max(1, layers_here))) if layers_here else 0
     G_res = G if workload.gradient_accumulation_steps > 1 else 0
-    recompute = largest_layer + layer_bw + copies_layer if ckpt else layer_bw
+    # torch.utils.checkpoint's reentrant variant (CheckpointFunction.backward, torch 2.x) runs the whole layer
+    # again, its output included, and holds that output while torch.autograd.backward runs through the layer;
+    # the non-reentrant variant stops recomputing once every saved tensor is back (early_stop) and the
+    # layer's last op (the residual add) saves nothing. Traced: one layer output, T x hidden in the residual
+    # stream's dtype, above non-reentrant at the step-1 backward (tests/test_memory_recipe.py).
+    stream = 4 if workload.method == "qlora" and workload.kbit_fp32_casts else r
+    reentrant = int(T * stream * arch.hidden_size * shard.activations) if ckpt and workload.use_reentrant else 0
+    recompute = largest_layer + layer_bw + copies_layer + reentrant if ckpt else layer_bw
     live_copies = 0 if ckpt else copies_all
     dequant = _dequant_transient(arch, plan)
     ws = _workspace(workload)

@@ -193,6 +193,7 @@ def _hf_common(r: _Reader, options: Options) -> None:
     _set(options, "batch_size", r.get("per_device_train_batch_size", "micro_batch_size"))
     _set(options, "gradient_accumulation_steps", r.get("gradient_accumulation_steps"))
     _set_flag(options, "gradient_checkpointing", r.get("gradient_checkpointing"))
+    _set_flag(options, "use_reentrant", r.get("gradient_checkpointing_kwargs.use_reentrant"))
     precision = _precision(r.get("bf16"), r.get("fp16"))
     _set(options, "precision", precision)
     optim = r.get("optim", "optimizer")
@@ -265,6 +266,8 @@ def _llama_factory(data: Mapping[str, Any], flat: Mapping[str, Any]) -> tuple[st
     if fa is not None:
         options["attn_implementation"] = {"fa2": "flash_attention_2", "sdpa": "sdpa", "disabled": "eager"}.get(
             str(fa), "sdpa")
+    # LLaMA-Factory's own checkpointing (model_utils/checkpointing.py) is reentrant unless use_reentrant_gc: false.
+    _set_flag(options, "use_reentrant", r.get("use_reentrant_gc"))
     disable = r.get("disable_gradient_checkpointing")
     # LLaMA-Factory checkpoints unless told not to (model_args.disable_gradient_checkpointing, default False).
     options.setdefault("gradient_checkpointing", not _truthy(disable))
