@@ -305,16 +305,17 @@ def test_exact_traces_the_qlora_recipe(recipe) -> None:
     assert abs(analytic / exact - 1) < 0.06
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("method", "precision"), [("lora", "bf16-true"), ("full", "bf16-mixed")])
 def test_reentrant_checkpointing_matches_the_trace(method: str, precision: str) -> None:
     # The reentrant variant's extra is one layer output held through the layer's backward: the traced step-1
     # backward peaks differ by exactly what the analytic model adds. (After step 1 the tracker keeps the nested
     # recompute's tensors tracked, an artefact exact mode names in its fallbacks.)
-    config = dict(TINY, vocab_size=256)
+    config = dict(TINY, hidden_size=256, intermediate_size=512, num_hidden_layers=4, vocab_size=256)
     spec = inspect_model(dict(config))
     peaks, analytic = {}, {}
     for reentrant in (False, True):
-        work = make_workload(task="training", method=method, batch_size=2, seq_len=128, precision=precision,
+        work = make_workload(task="training", method=method, batch_size=2, seq_len=512, precision=precision,
                              gradient_checkpointing=True, use_reentrant=reentrant)
         traced = trace_workload(dict(config), work, use_cache=False)
         peaks[reentrant] = traced.phase_peaks["backward@1"]
