@@ -188,3 +188,33 @@ def test_reentrant_checkpointing_holds_the_recomputed_layer_output(llama):
 def test_checkpointing_variant_follows_the_framework(framework, reentrant):
     assert train(method="lora", framework=framework).use_reentrant is reentrant
     assert train(method="lora", framework=framework, use_reentrant=not reentrant).use_reentrant is not reentrant
+
+
+def test_classification_head_replaces_the_vocabulary_head(llama):
+    # AutoModelForSequenceClassification: a score linear of hidden x num_labels in place of lm_head (vocab x
+    # hidden), logits of num_labels per token; the trace check is in tests/test_exact.py.
+    lm = estimate_memory(llama, train(method="full", gradient_checkpointing=True))
+    cls = estimate_memory(llama, train(method="full", gradient_checkpointing=True, head="classification",
+                                       num_labels=3))
+    head_delta = (32000 - 3) * 4096
+    assert lm.components["weights"] - cls.components["weights"] == head_delta * 2
+    assert lm.components["optimizer_states"] - cls.components["optimizer_states"] == head_delta * 2 * 2
+    assert lm.allocated_peak_bytes > cls.allocated_peak_bytes
+    # No vocabulary logits: the head's per-token transient is num_labels wide.
+    logits = [next(t for t in e.terms if t.name == "logits + fp32 loss") for e in (lm, cls)]
+    assert "(6 B logits/loss" in logits[1].formula and logits[1].bytes < logits[0].bytes / 10
+
+
+@pytest.mark.parametrize(("options", "error"), [
+    (dict(num_labels=3), ConflictingOptionsError),
+    (dict(head="classification", num_labels=0), InvalidArgumentError),
+    (dict(head="regression"), UnknownNameError),
+], ids=["labels-without-head", "zero-labels", "unknown-head"])
+def test_bad_head_options_name_the_field(options, error):
+    with pytest.raises(error):
+        train(method="full", **options)
+
+
+def test_classification_head_is_a_training_estimate(llama):
+    with pytest.raises(ConflictingOptionsError, match="head"):
+        estimate_memory(llama, make_workload(task="inference", head="classification"))

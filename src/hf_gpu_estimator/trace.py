@@ -802,6 +802,7 @@ def _base_model(config: Mapping[str, Any], workload: Workload, device: str, init
         workload.attn_implementation,
         device,
         init,
+        f"{workload.head}:{workload.num_labels}",
     )
     cacheable = workload.method == "full" and not real_values
     if cacheable and key in _model_cache:

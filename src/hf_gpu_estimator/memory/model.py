@@ -88,9 +88,30 @@ def estimate_memory(spec: ModelSpec, workload: Workload, *, detail: bool = True)
     if workload.parallelism.pp > arch.num_layers:
         raise ConflictingOptionsError("pp", workload.parallelism.pp, f"exceeds the {arch.num_layers} layers of {spec.id}",
                                       fix=f"use --pp <= {arch.num_layers}")
+    if workload.head == "classification":
+        spec, arch = _with_classification_head(spec, arch, workload)
     if workload.images:
         return _with_images(spec, arch, workload, detail=detail)
     return _estimate(spec, arch, workload, step_inputs(workload), detail=detail)
+
+
+def _with_classification_head(spec: ModelSpec, arch: Architecture, workload: Workload) -> tuple[ModelSpec, Architecture]:
+    """The model as ``AutoModelForSequenceClassification`` builds it (transformers 5
+    ``GenericForSequenceClassification``): the decoder, and a ``score`` linear of hidden x num_labels, untied, in
+    place of the LM head. Its logits are [batch, seq, num_labels]; the loss reads one pooled row per sequence
+    (memory/recipe.py ``loss_terms``)."""
+    if not workload.is_training:
+        raise ConflictingOptionsError("head", workload.head, "is estimated for training",
+                                      fix="drop --head classification for inference, or pass --task training")
+    counts = spec.parameters
+    score = arch.hidden_size * workload.num_labels
+    by_role = dict(counts.by_role)
+    old = by_role.get("lm_head", 0)
+    by_role["lm_head"] = score
+    parameters = dataclasses.replace(counts, total=counts.total - old + score, by_role=by_role,
+                                     active=counts.active - old + score)
+    arch = dataclasses.replace(arch, tie_word_embeddings=False)
+    return dataclasses.replace(spec, parameters=parameters, architecture=arch), arch
 
 
 def _estimate(spec: ModelSpec, arch: Architecture, workload: Workload, inputs: frozenset[str], *,

@@ -236,6 +236,11 @@ def _axolotl(data: Mapping[str, Any], flat: Mapping[str, Any]) -> tuple[str | No
     elif _truthy(r.get("sdp_attention")):
         options["attn_implementation"] = "sdpa"
     _set_flag(options, "double_quant", r.get("bnb_config_kwargs.bnb_4bit_use_double_quant"))
+    # axolotl loads the model through the auto class its config names (type_of_model / model_type).
+    auto_class = r.get("type_of_model", "model_type")
+    if isinstance(auto_class, str) and auto_class.endswith("ForSequenceClassification"):
+        options["head"] = "classification"
+        _set(options, "num_labels", r.get("num_labels"))
     notes: list[str] = []
     _separate_files(r, notes, "sample_packing", "sequence_len")
     if r.get("fsdp") or r.get("fsdp_config"):
