@@ -218,3 +218,28 @@ def test_bad_head_options_name_the_field(options, error):
 def test_classification_head_is_a_training_estimate(llama):
     with pytest.raises(ConflictingOptionsError, match="head"):
         estimate_memory(llama, make_workload(task="inference", head="classification"))
+
+
+def test_zero2_reduce_bucket_is_held_during_backward(llama):
+    # DeepSpeedZeroOptimizer.backward: ipg_buffer = torch.empty(reduce_bucket_size, dtype=bf16) (stage_1_and_2.py).
+    base = dict(method="full", num_gpus=4, strategy="zero2", gradient_checkpointing=True)
+    plain = estimate_memory(llama, train(**base))
+    sized = estimate_memory(llama, train(**base, reduce_bucket_size=200_000_000, allgather_bucket_size=10**8))
+    before = {m.phase: m.total_bytes for m in plain.moments}
+    for m in sized.moments:
+        assert m.total_bytes - before[m.phase] == (2 * 200_000_000 if m.phase.startswith("backward") else 0), m.phase
+    assert any(t.name.startswith("DeepSpeed allgather") and t.bytes == 0 for t in sized.terms)
+
+
+def test_zero3_bucket_and_prefetch(llama):
+    base = dict(method="full", num_gpus=4, strategy="zero3", gradient_checkpointing=True)
+    plain = {m.phase: m.total_bytes for m in estimate_memory(llama, train(**base)).moments}
+    sized = estimate_memory(llama, train(**base, reduce_bucket_size=10**8, prefetch_bucket_size=5 * 10**7))
+    for m in sized.moments:
+        prefetch = 0 if m.phase in ("optimizer step", "load") else 2 * 5 * 10**7
+        assert m.total_bytes - plain[m.phase] == (0 if m.phase == "load" else 2 * 10**8 + prefetch), m.phase
+
+
+def test_bucket_sizes_need_a_zero_strategy():
+    with pytest.raises(ConflictingOptionsError, match="reduce_bucket_size"):
+        train(method="full", num_gpus=2, strategy="fsdp", reduce_bucket_size=10**8)

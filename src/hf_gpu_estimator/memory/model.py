@@ -20,6 +20,7 @@ from hf_gpu_estimator.memory.kv_cache import kv_cache_bytes
 from hf_gpu_estimator.memory.recipe import head_adapter_bytes, loss_terms, recipe_layer_saved
 from hf_gpu_estimator.memory.terms import BYTES, COMPONENTS, MemoryEstimate, Moment, Term
 from hf_gpu_estimator.memory.weights import WeightPlan, plan_weights, step_inputs
+from hf_gpu_estimator.memory.zero import REDUCE_BUCKET_DEFAULT, zero_buffers
 from hf_gpu_estimator.spec import Architecture, ModelSpec
 from hf_gpu_estimator.workload import Workload
 
@@ -369,7 +370,8 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
         # The optimizer steps on the CPU, so gradients leave the GPU as they are reduced: DeepSpeed keeps one
         # reduce bucket (reduce_bucket_size default 5e8 elements, deepspeed/runtime/zero/config.py); FSDP's CPU
         # offload moves each unit's gradient shard to the host after its reduce-scatter (one layer's worth).
-        bucket = int(5e8 * tb) if p.strategy.startswith("zero") else int(G / max(1, arch.num_layers))
+        bucket = int((workload.reduce_bucket_size or REDUCE_BUCKET_DEFAULT) * tb) if p.strategy.startswith("zero") \
+            else int(G / max(1, arch.num_layers))
         offloaded_grads, G = G, min(G, bucket)
     S_opt, opt_formula, opt_temp = _optimizer_bytes(spec, arch, plan, workload)
     S_opt = int(S_opt * shard.optimizer)
@@ -463,10 +465,12 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
         opt_temp = 0
 
     gathered = _fsdp_gathered_bytes(spec, arch, plan, workload, recipe_weights)
+    zero = zero_buffers(workload, param_bytes=c)
 
     def moment(phase: str, *, weights: int, grads: int, acts: int, transient: int) -> Moment:
         if phase != "optimizer step":
-            weights += gathered
+            weights += gathered + zero.gathered
+        grads += zero.resident + (zero.backward if phase.startswith("backward") else 0)
         if workload.optimizer_in_backward:
             grads = min(grads, max(G_layer, G_head, G_emb))
         return Moment(phase=phase, components={
@@ -509,6 +513,7 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
             terms.append(Term(component="activations", name="DynamicCache built by the training forward",
                               bytes=int(T * layer.training_cache * layers_here),
                               formula="use_cache=True (config default): k/v copies not otherwise saved"))
+        terms.extend(zero.terms)
         if gathered:
             terms.append(Term(component="weights", name="FSDP all-gathered units", bytes=gathered,
                               formula="2 decoder layers unsharded (the current unit and the one BACKWARD_PRE "
