@@ -243,3 +243,12 @@ def test_zero3_bucket_and_prefetch(llama):
 def test_bucket_sizes_need_a_zero_strategy():
     with pytest.raises(ConflictingOptionsError, match="reduce_bucket_size"):
         train(method="full", num_gpus=2, strategy="fsdp", reduce_bucket_size=10**8)
+
+
+def test_fp16_grad_scaler_adds_no_per_parameter_buffer(llama):
+    # GradScaler unscales in place and keeps 0-dim tensors only (torch/amp/grad_scaler.py): 16-mixed costs what
+    # bf16-mixed costs.
+    fp16 = estimate_memory(llama, train(method="full", precision="16-mixed", gradient_checkpointing=True))
+    bf16 = estimate_memory(llama, train(method="full", precision="bf16-mixed", gradient_checkpointing=True))
+    assert fp16.allocated_peak_bytes == bf16.allocated_peak_bytes
+    assert any("GradScaler" in a for a in fp16.assumptions)

@@ -530,6 +530,10 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
             terms.append(Term(component="gradients", name="DDP gradient buckets", bytes=bucket,
                               formula="DistributedDataParallel(gradient_as_bucket_view=False) keeps a flat copy"))
             assumptions.append("DDP default gradient_as_bucket_view=False: the reducer's buckets copy every gradient")
+        if precision.name == "16-mixed":
+            assumptions.append("16-mixed: torch.amp.GradScaler scales the loss, unscales the gradients in place "
+                               "(_amp_foreach_non_finite_check_and_unscale_) and keeps only 0-dim scale, growth and "
+                               "found-inf tensors: no per-parameter buffer beyond bf16-mixed (torch/amp/grad_scaler.py)")
         assumptions.append(f"training step: loss = model(input_ids, labels=input_ids).loss; backward; "
                            f"{workload.optimizer.name}.step(); zero_grad(set_to_none=True); steady state (step >= 2)")
         if plan.quantization in ("nf4", "fp4"):
