@@ -473,15 +473,8 @@ def _deepspeed(data: Mapping[str, Any], flat: Mapping[str, Any]) -> tuple[str | 
         options["precision"] = "bf16-mixed"
     elif _truthy(r.get("fp16.enabled")):
         options["precision"] = "16-mixed"
-    for key, option in (("reduce_bucket_size", "reduce_bucket_size"), ("allgather_bucket_size", "allgather_bucket_size"),
-                        ("stage3_prefetch_bucket_size", "prefetch_bucket_size")):
-        size = r.get(f"zero_optimization.{key}")
-        if isinstance(size, (int, float)) and not isinstance(size, bool) and size >= 1:
-            if options.get("strategy") in ("zero1", "zero2", "zero3"):
-                options[option] = int(size)
-        elif size is not None:
-            notes.append(f"zero_optimization.{key}={size!r}: transformers fills 'auto' from the model (hidden x "
-                         f"hidden; prefetch 0.9 x that): pass --{option.replace('_', '-')} to size it")
+    for key in ("reduce_bucket_size", "allgather_bucket_size", "stage3_prefetch_bucket_size"):
+        r.get(f"zero_optimization.{key}")  # read by deepspeed_options
     buffers = [key for key in ("stage3_param_persistence_threshold", "stage3_max_live_parameters",
                                "stage3_max_reuse_distance", "sub_group_size", "overlap_comm", "contiguous_gradients")
                if r.get(f"zero_optimization.{key}") is not None or f"zero_optimization.{key}" in r.used]
