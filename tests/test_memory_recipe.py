@@ -252,3 +252,14 @@ def test_fp16_grad_scaler_adds_no_per_parameter_buffer(llama):
     bf16 = estimate_memory(llama, train(method="full", precision="bf16-mixed", gradient_checkpointing=True))
     assert fp16.allocated_peak_bytes == bf16.allocated_peak_bytes
     assert any("GradScaler" in a for a in fp16.assumptions)
+
+
+def test_eager_module_loading_takes_the_published_context(llama):
+    from hf_gpu_estimator.memory import overhead
+
+    lazy = estimate_memory(llama, train(method="lora"))
+    eager = estimate_memory(llama, train(method="lora", cuda_module_loading="eager"))
+    assert eager.allocated_peak_bytes == lazy.allocated_peak_bytes
+    assert eager.device_total_bytes - lazy.device_total_bytes == \
+        overhead.CUDA_CONTEXT_EAGER_BYTES - overhead.CUDA_CONTEXT_BYTES
+    assert any("eager module loading" in a for a in eager.assumptions)

@@ -160,6 +160,7 @@ class Workload:
     reduce_bucket_size: int | None = None
     allgather_bucket_size: int | None = None
     prefetch_bucket_size: int | None = None
+    cuda_module_loading: str = "lazy"  # CUDA_MODULE_LOADING: the CUDA context's size (memory/overhead.py)
 
     @property
     def is_training(self) -> bool:
@@ -213,6 +214,7 @@ class Workload:
             "reduce_bucket_size": self.reduce_bucket_size,
             "allgather_bucket_size": self.allgather_bucket_size,
             "prefetch_bucket_size": self.prefetch_bucket_size,
+            "cuda_module_loading": self.cuda_module_loading,
         }
 
 
@@ -316,6 +318,7 @@ def make_workload(
     reduce_bucket_size: int | None = None,
     allgather_bucket_size: int | None = None,
     prefetch_bucket_size: int | None = None,
+    cuda_module_loading: str = "lazy",
 ) -> Workload:
     """Validate user options and build a :class:`Workload`.
 
@@ -330,7 +333,8 @@ def make_workload(
     ``kbit_fp32_casts`` and ``use_reentrant`` when they are not given (:mod:`hf_gpu_estimator.frameworks`).
     ``head="classification"`` puts a sequence-classification head of ``num_labels`` outputs in place of
     the LM head. ``reduce_bucket_size``, ``allgather_bucket_size`` and ``prefetch_bucket_size`` are DeepSpeed
-    ZeRO's ``zero_optimization`` sizes in elements (None: DeepSpeed's defaults).
+    ZeRO's ``zero_optimization`` sizes in elements (None: DeepSpeed's defaults). ``cuda_module_loading``
+    (``lazy``, PyTorch's default, or ``eager``) sizes the CUDA context in the device total.
 
     Raises:
         InvalidArgumentError: an option has a bad value or options conflict; the message
@@ -497,6 +501,7 @@ def make_workload(
         head=head_,
         num_labels=labels,
         **buckets,
+        cuda_module_loading=_choice("cuda_module_loading", cuda_module_loading, ("lazy", "eager")),
     )
 
 

@@ -108,6 +108,9 @@ WORKLOAD_FLAGS: tuple[Flag, ...] = (
                                   "help": "DeepSpeed ZeRO reduce_bucket_size, elements (default 5e8)"}),
     Flag("--allgather-bucket-size", {"type": positive_int,
                                      "help": "DeepSpeed ZeRO-1/2 allgather_bucket_size, elements (default 5e8)"}),
+    Flag("--cuda-module-loading", {"default": "lazy",
+                                   "help": "CUDA_MODULE_LOADING: lazy (default; PyTorch sets it) or eager (CUDA < 11.7 "
+                                           "or EAGER: a CUDA context of over 1000 MB)"}),
     Flag("--prefetch-bucket-size", {"type": positive_int,
                                     "help": "DeepSpeed ZeRO-3 stage3_prefetch_bucket_size, elements (default 5e7)"}),
 )

@@ -161,7 +161,7 @@ def _finish(moments: list[Moment], terms: list[Term], workload: Workload, assump
     high = allocated + int(activation_bytes_at_peak * (ACTIVATION_RANGE[1] - 1))
     task = workload.task
     reserved = overhead.reserved_bytes(allocated, task, decode_kv_bytes=decode_kv_bytes)
-    context = overhead.CUDA_CONTEXT_BYTES
+    context = overhead.cuda_context_bytes(workload.cuda_module_loading)
     if workload.parallelism.num_gpus > 1:
         context += overhead.NCCL_BYTES
     if detail:
@@ -186,9 +186,11 @@ def _overhead_notes(assumptions: list[str], workload: Workload, task: str, conte
            f"measured {overhead.DECODE_FRAGMENTATION_RANGE[0]}-{overhead.DECODE_FRAGMENTATION_RANGE[1]})"
            if decode_kv_bytes else "")
     )
+    low, high = overhead.cuda_context_range_bytes(workload.cuda_module_loading)
     assumptions.append(
-        f"device total = reserved + CUDA context {context >> 20} MiB (range "
-        f"{overhead.CUDA_CONTEXT_RANGE_BYTES[0] >> 20}-{overhead.CUDA_CONTEXT_RANGE_BYTES[1] >> 20} MiB)"
+        f"device total = reserved + CUDA context {context >> 20} MiB (range {low >> 20}-{high >> 20} MiB"
+        + (", eager module loading: every kernel loaded at init, pytorch/pytorch#107667)"
+           if workload.cuda_module_loading == "eager" else ")")
     )
 
 
