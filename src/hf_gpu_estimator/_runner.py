@@ -802,7 +802,8 @@ def _reentrant_checkpointing(model: Any, context_fn: Callable[[], Any] | None) -
 
     def checkpointed(function: Callable[..., Any], *args: Any) -> Any:
         def layer(*inputs: Any) -> Any:
-            recompute = context_fn()[1] if context_fn is not None and torch.is_grad_enabled() else contextlib.nullcontext()
+            recompute = (context_fn()[1] if context_fn is not None and torch.is_grad_enabled()
+                         else contextlib.nullcontext())
             with recompute:
                 return function(*inputs)
 

@@ -899,8 +899,9 @@ def _trace_workload(config: Mapping[str, Any], workload: Workload, *, init: str,
         fallbacks.append(f"quantization {workload.quantization!r} not traced: weights traced unquantized")
     if workload.is_training and workload.gradient_checkpointing and workload.use_reentrant:
         fallbacks.append("reentrant checkpointing: torch's ModTracker loses the module hierarchy in the nested "
-                         "backward and the tracker keeps tensors of each recompute tracked after step 1 (they grow step by step, which a run does not), so phases after step "
-                         "1 read high; step 1's backward is the reference (tests/test_memory_recipe.py)")
+                         "backward, and the tensors of each recompute stay tracked after step 1 (the traced phases "
+                         "grow step by step), so phases after step 1 read high; step 1's backward is the reference "
+                         "(tests/test_exact.py)")
     if workload.is_training:
         # Fail before building anything.
         if workload.optimizer.name not in _runner.SUPPORTED_OPTIMIZERS:

@@ -743,7 +743,8 @@ def deepspeed_options(config: Mapping[str, Any] | None, *, num_gpus: int) -> tup
     options, notes = _parallel(strategy, num_gpus=num_gpus, offload_optimizer=offloaded("offload_optimizer"),
                                offload_params=offloaded("offload_param"), notes=[])
     # The buffers' sizes, in elements (memory/zero.py); "auto" is filled by transformers from the model.
-    for key, option in (("reduce_bucket_size", "reduce_bucket_size"), ("allgather_bucket_size", "allgather_bucket_size"),
+    for key, option in (("reduce_bucket_size", "reduce_bucket_size"),
+                        ("allgather_bucket_size", "allgather_bucket_size"),
                         ("stage3_prefetch_bucket_size", "prefetch_bucket_size")):
         size = zero.get(key)
         if isinstance(size, (int, float)) and not isinstance(size, bool) and size >= 1:

@@ -96,7 +96,8 @@ def estimate_memory(spec: ModelSpec, workload: Workload, *, detail: bool = True)
     return _estimate(spec, arch, workload, step_inputs(workload), detail=detail)
 
 
-def _with_classification_head(spec: ModelSpec, arch: Architecture, workload: Workload) -> tuple[ModelSpec, Architecture]:
+def _with_classification_head(spec: ModelSpec, arch: Architecture,
+                              workload: Workload) -> tuple[ModelSpec, Architecture]:
     """The model as ``AutoModelForSequenceClassification`` builds it (transformers 5
     ``GenericForSequenceClassification``): the decoder, and a ``score`` linear of hidden x num_labels, untied, in
     place of the LM head. Its logits are [batch, seq, num_labels]; the loss reads one pooled row per sequence
@@ -535,7 +536,8 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
         if precision.name == "16-mixed":
             assumptions.append("16-mixed: torch.amp.GradScaler scales the loss, unscales the gradients in place "
                                "(_amp_foreach_non_finite_check_and_unscale_) and keeps only 0-dim scale, growth and "
-                               "found-inf tensors: no per-parameter buffer beyond bf16-mixed (torch/amp/grad_scaler.py)")
+                               "found-inf tensors: no per-parameter buffer beyond bf16-mixed "
+                               "(torch/amp/grad_scaler.py)")
         assumptions.append(f"training step: loss = model(input_ids, labels=input_ids).loss; backward; "
                            f"{workload.optimizer.name}.step(); zero_grad(set_to_none=True); steady state (step >= 2)")
         if plan.quantization in ("nf4", "fp4"):

@@ -55,7 +55,8 @@ def zero_buffers(workload: Workload, *, param_bytes: int) -> ZeroBuffers:
             Term(component="weights", name="DeepSpeed ZeRO-3 prefetched parameters", bytes=prefetch * param_bytes,
                  formula=f"stage3_prefetch_bucket_size {prefetch:,} x {param_bytes} B gathered ahead")))
     terms = [Term(component="gradients", name=f"DeepSpeed ZeRO-{strategy[-1]} contiguous gradient bucket",
-                  bytes=bucket, formula=f"ipg_buffer: reduce_bucket_size {reduce:,} x {param_bytes} B, during backward")]
+                  bytes=bucket,
+                  formula=f"ipg_buffer: reduce_bucket_size {reduce:,} x {param_bytes} B, during backward")]
     if workload.allgather_bucket_size is not None:
         terms.append(Term(component="weights", name="DeepSpeed allgather bucket", bytes=0,
                           formula="the updated shards are gathered in place (all_gather_into_tensor): no buffer"))
