@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from pathlib import Path
 
 import pytest
 
@@ -652,3 +653,25 @@ def test_cli_gpus_lists_mig_slices_on_request(capsys):
     assert main(["gpus", "--mig", "--vendor", "nvidia", "--format", "json"]) == 0
     names = {g["name"] for g in json.loads(capsys.readouterr().out) if g["mig_parent"]}
     assert "H100-SXM-80GB-MIG-1g.10gb" in names and len(names) == len(MIG)
+
+
+CUDA_CONTEXT_ROWS = json.loads((Path(__file__).resolve().parents[1] / "src" / "hf_gpu_estimator" / "hardware" /
+                                "cuda_context.json").read_text())["rows"]
+
+
+@pytest.mark.parametrize("row", CUDA_CONTEXT_ROWS, ids=lambda r: f"{r['module_loading']}-{r.get('gpu', r['stack'])}")
+def test_cuda_context_rows_name_their_source(row):
+    assert row["module_loading"] in ("lazy", "eager") and row["quote"]
+    assert row["source"].startswith(("https://", "benchmarks/"))
+
+
+def test_cuda_context_constants_follow_the_published_rows():
+    from hf_gpu_estimator.memory import overhead
+
+    eager = [r["mib_at_least"] for r in CUDA_CONTEXT_ROWS if r["module_loading"] == "eager"]
+    assert overhead.CUDA_CONTEXT_EAGER_RANGE_BYTES[0] >> 20 == max(eager)
+    assert overhead.CUDA_CONTEXT_EAGER_BYTES >= max(eager) << 20
+    training = [r["mib_range"] for r in CUDA_CONTEXT_ROWS if "mib_range" in r]
+    low, high = training[0]
+    assert low << 20 <= overhead.CUDA_CONTEXT_BYTES <= high << 20
+    assert overhead.cuda_context_bytes("lazy") == overhead.CUDA_CONTEXT_BYTES

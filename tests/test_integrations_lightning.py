@@ -240,3 +240,27 @@ def test_ddp_two_processes_warn_once() -> None:
 def test_device_memory_below_a_gib_is_warned_about_at_construction() -> None:
     with pytest.warns(UserWarning, match="below 1 GiB"):
         MemoryPreflight(device_memory_bytes=24)
+
+
+def test_reads_the_checkpointing_variant_and_a_classification_head() -> None:
+    import torch
+    import transformers
+
+    config = transformers.LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                                      num_key_value_heads=2, vocab_size=256, num_labels=5)
+    with torch.device("meta"):
+        model = transformers.LlamaForSequenceClassification(config)
+    enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+    enable({"use_reentrant": True})
+    facts = describe_model(model)
+    assert facts.options["gradient_checkpointing"] is True and facts.options["use_reentrant"] is True
+    assert (facts.options["head"], facts.options["num_labels"]) == ("classification", 5)
+
+
+def test_deepspeed_bucket_sizes_are_read() -> None:
+    from hf_gpu_estimator.integrations._core import deepspeed_options
+
+    options, notes = deepspeed_options({"zero_optimization": {"stage": 3, "reduce_bucket_size": 2e8,
+                                                              "stage3_prefetch_bucket_size": "auto"}}, num_gpus=4)
+    assert options["reduce_bucket_size"] == 200_000_000 and "prefetch_bucket_size" not in options
+    assert any("stage3_prefetch_bucket_size='auto'" in n for n in notes)

@@ -169,3 +169,97 @@ def test_zero3_offload_on_one_gpu_keeps_the_gathered_units(llama):
     assert est.host_offload_bytes > 6_738_415_616 * 8  # fp32 Adam states (and the gradients) on the host
     with pytest.raises(ConflictingOptionsError, match="offload"):
         train(method="full", strategy="zero3", num_gpus=1)
+
+
+def test_reentrant_checkpointing_holds_the_recomputed_layer_output(llama):
+    # torch.utils.checkpoint(use_reentrant=True) keeps the recomputed layer's output through the layer's backward:
+    # one T x hidden tensor in the residual stream's dtype (the trace check is in tests/test_exact.py).
+    off = estimate_memory(llama, train(method="lora", gradient_checkpointing=True, use_reentrant=False))
+    on = estimate_memory(llama, train(method="lora", gradient_checkpointing=True, use_reentrant=True))
+    top = {m.phase: m.total_bytes for m in on.moments}["backward (top layer)"]
+    assert top - {m.phase: m.total_bytes for m in off.moments}["backward (top layer)"] == 2 * 512 * 4096 * 2
+    # Without checkpointing the variant does not apply.
+    assert estimate_memory(llama, train(method="lora", use_reentrant=True)).allocated_peak_bytes == \
+        estimate_memory(llama, train(method="lora")).allocated_peak_bytes
+
+
+@pytest.mark.parametrize(("framework", "reentrant"), [("hf", False), ("trl", True), ("axolotl", True),
+                                                      ("llama-factory", True), ("torchtune", False)])
+def test_checkpointing_variant_follows_the_framework(framework, reentrant):
+    assert train(method="lora", framework=framework).use_reentrant is reentrant
+    assert train(method="lora", framework=framework, use_reentrant=not reentrant).use_reentrant is not reentrant
+
+
+def test_classification_head_replaces_the_vocabulary_head(llama):
+    # AutoModelForSequenceClassification: a score linear of hidden x num_labels in place of lm_head (vocab x
+    # hidden), logits of num_labels per token; the trace check is in tests/test_exact.py.
+    lm = estimate_memory(llama, train(method="full", gradient_checkpointing=True))
+    cls = estimate_memory(llama, train(method="full", gradient_checkpointing=True, head="classification",
+                                       num_labels=3))
+    head_delta = (32000 - 3) * 4096
+    assert lm.components["weights"] - cls.components["weights"] == head_delta * 2
+    assert lm.components["optimizer_states"] - cls.components["optimizer_states"] == head_delta * 2 * 2
+    assert lm.allocated_peak_bytes > cls.allocated_peak_bytes
+    # No vocabulary logits: the head's per-token transient is num_labels wide.
+    logits = [next(t for t in e.terms if t.name == "logits + fp32 loss") for e in (lm, cls)]
+    assert "(6 B logits/loss" in logits[1].formula and logits[1].bytes < logits[0].bytes / 10
+
+
+@pytest.mark.parametrize(("options", "error"), [
+    (dict(num_labels=3), ConflictingOptionsError),
+    (dict(head="classification", num_labels=0), InvalidArgumentError),
+    (dict(head="regression"), UnknownNameError),
+], ids=["labels-without-head", "zero-labels", "unknown-head"])
+def test_bad_head_options_name_the_field(options, error):
+    with pytest.raises(error):
+        train(method="full", **options)
+
+
+def test_classification_head_is_a_training_estimate(llama):
+    with pytest.raises(ConflictingOptionsError, match="head"):
+        estimate_memory(llama, make_workload(task="inference", head="classification"))
+
+
+def test_zero2_reduce_bucket_is_held_during_backward(llama):
+    # DeepSpeedZeroOptimizer.backward: ipg_buffer = torch.empty(reduce_bucket_size, dtype=bf16) (stage_1_and_2.py).
+    base = dict(method="full", num_gpus=4, strategy="zero2", gradient_checkpointing=True)
+    plain = estimate_memory(llama, train(**base))
+    sized = estimate_memory(llama, train(**base, reduce_bucket_size=200_000_000, allgather_bucket_size=10**8))
+    before = {m.phase: m.total_bytes for m in plain.moments}
+    for m in sized.moments:
+        assert m.total_bytes - before[m.phase] == (2 * 200_000_000 if m.phase.startswith("backward") else 0), m.phase
+    assert any(t.name.startswith("DeepSpeed allgather") and t.bytes == 0 for t in sized.terms)
+
+
+def test_zero3_bucket_and_prefetch(llama):
+    base = dict(method="full", num_gpus=4, strategy="zero3", gradient_checkpointing=True)
+    plain = {m.phase: m.total_bytes for m in estimate_memory(llama, train(**base)).moments}
+    sized = estimate_memory(llama, train(**base, reduce_bucket_size=10**8, prefetch_bucket_size=5 * 10**7))
+    for m in sized.moments:
+        prefetch = 0 if m.phase in ("optimizer step", "load") else 2 * 5 * 10**7
+        assert m.total_bytes - plain[m.phase] == (0 if m.phase == "load" else 2 * 10**8 + prefetch), m.phase
+
+
+def test_bucket_sizes_need_a_zero_strategy():
+    with pytest.raises(ConflictingOptionsError, match="reduce_bucket_size"):
+        train(method="full", num_gpus=2, strategy="fsdp", reduce_bucket_size=10**8)
+
+
+def test_fp16_grad_scaler_adds_no_per_parameter_buffer(llama):
+    # GradScaler unscales in place and keeps 0-dim tensors only (torch/amp/grad_scaler.py): 16-mixed costs what
+    # bf16-mixed costs.
+    fp16 = estimate_memory(llama, train(method="full", precision="16-mixed", gradient_checkpointing=True))
+    bf16 = estimate_memory(llama, train(method="full", precision="bf16-mixed", gradient_checkpointing=True))
+    assert fp16.allocated_peak_bytes == bf16.allocated_peak_bytes
+    assert any("GradScaler" in a for a in fp16.assumptions)
+
+
+def test_eager_module_loading_takes_the_published_context(llama):
+    from hf_gpu_estimator.memory import overhead
+
+    lazy = estimate_memory(llama, train(method="lora"))
+    eager = estimate_memory(llama, train(method="lora", cuda_module_loading="eager"))
+    assert eager.allocated_peak_bytes == lazy.allocated_peak_bytes
+    assert eager.device_total_bytes - lazy.device_total_bytes == \
+        overhead.CUDA_CONTEXT_EAGER_BYTES - overhead.CUDA_CONTEXT_BYTES
+    assert any("eager module loading" in a for a in eager.assumptions)

@@ -33,6 +33,13 @@ CASES = {
         "lora_targets": ("q_proj", "k_proj", "v_proj", "o_proj")}),
     "accelerate-fsdp.yaml": ("accelerate", None, {
         "num_gpus": 2, "strategy": "fsdp", "offload_params": True, "precision": "bf16-mixed"}),
+    "deepspeed-zero2-buckets.json": ("deepspeed", None, {
+        "strategy": "zero2", "reduce_bucket_size": 200_000_000, "allgather_bucket_size": 200_000_000,
+        "batch_size": 4}),
+    "trl-sft-reentrant.json": ("trl", "Qwen/Qwen2.5-0.5B", {
+        "method": "full", "gradient_checkpointing": True, "use_reentrant": False, "seq_len": 1024}),
+    "axolotl-classifier.yml": ("axolotl", "meta-llama/Llama-3.2-1B", {
+        "head": "classification", "num_labels": 4, "seq_len": 512, "gradient_checkpointing": True}),
     "deepspeed-zero3-offload.json": ("deepspeed", None, {
         "strategy": "zero3", "offload_optimizer": True, "offload_params": True}),
 }  # fmt: skip

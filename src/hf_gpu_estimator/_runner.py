@@ -227,6 +227,28 @@ def build_model(
     return base
 
 
+def classification_class(cfg: Any, num_labels: int) -> Any:
+    """``AutoModelForSequenceClassification``'s class for ``cfg``, with ``cfg.num_labels`` set; a config with no
+    ``pad_token_id`` gets 0, since the class refuses a batch above 1 without one (it pools each sequence's last
+    non-pad token; the traced ids are random, so which token is pooled does not change the memory).
+
+    Raises:
+        TraceError: transformers has no sequence-classification class for this model type.
+    """
+    import transformers
+    from transformers.models.auto import modeling_auto
+
+    name = modeling_auto.MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES.get(cfg.model_type)
+    cls = getattr(transformers, name, None) if name else None
+    if cls is None:
+        raise TraceError(f"transformers {transformers.__version__} has no sequence-classification class for "
+                         f"model_type {cfg.model_type!r}")
+    cfg.num_labels = num_labels
+    if getattr(cfg, "pad_token_id", None) is None:
+        cfg.pad_token_id = 0
+    return cls
+
+
 def build_base_model(
     config: Mapping[str, Any],
     workload: Workload,
@@ -240,7 +262,7 @@ def build_base_model(
     import transformers
 
     cfg = make_config(config)
-    cls = model_class(cfg)
+    cls = model_class(cfg) if workload.head != "classification" else classification_class(cfg, workload.num_labels)
     fallbacks: list[str] = []
     dtype_name = weight_dtype(config, workload)
     if workload.method == "qlora":
@@ -398,12 +420,17 @@ def apply_method(built: BuiltModel, workload: Workload) -> None:
         lora_alpha=workload.lora_alpha,
         target_modules=targets,
         lora_dropout=workload.lora_dropout,
-        task_type="CAUSAL_LM",
+        task_type=None if workload.head == "classification" else "CAUSAL_LM",
     )
     try:
         built.model = peft.get_peft_model(built.model, lora)
     except ValueError as e:
         raise TraceError(f"peft could not add LoRA to {workload.lora_targets}: {e}") from e
+    if workload.head == "classification":
+        # peft's SEQ_CLS task trains the new ``score`` head in full (modules_to_save: a trainable deep copy, which
+        # fake parameters cannot take): the head itself is made trainable instead, one hidden x num_labels
+        # weight less than peft holds.
+        built.model.get_base_model().score.weight.requires_grad_(True)
     if not workload.precision.mixed:
         # Lightning's *-true precisions cast the whole module (adapters included) to the
         # parameter dtype; under mixed precision peft keeps the adapters in float32.
@@ -586,6 +613,10 @@ def labels_for(model: Any, ids: Any, batch: int) -> Any:
     codebook decoders take them as [batch, seq, num_codebooks]."""
     if _model_type(model) in _CODEBOOK_TYPES:
         return ids.view(batch, -1, ids.shape[-1]).transpose(1, 2)
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if type(base).__name__.endswith("ForSequenceClassification"):
+        # One class id per sequence (ForSequenceClassificationLoss: single_label_classification).
+        return random_ids(int(model.config.num_labels), batch, 1, ids.device).view(batch)
     return ids
 
 
@@ -737,7 +768,9 @@ def prepare_training(
     does not propagate); it changes no memory.
     """
     model.train()
-    if workload.gradient_checkpointing:
+    if workload.gradient_checkpointing and workload.use_reentrant:
+        _reentrant_checkpointing(model, checkpoint_context_fn)
+    elif workload.gradient_checkpointing:
         # transformers >= 5.2x renamed it activation_checkpointing_enable (old name deprecated).
         enable = getattr(model, "activation_checkpointing_enable", None)
         if enable is not None and checkpoint_context_fn is not None:
@@ -756,6 +789,29 @@ def prepare_training(
     if not params:
         raise TraceError("the model has no trainable parameters for this workload")
     return make_optimizer(params, workload), params
+
+
+def _reentrant_checkpointing(model: Any, context_fn: Callable[[], Any] | None) -> None:
+    """Checkpoint every decoder layer with ``torch.utils.checkpoint(use_reentrant=True)``, as transformers
+    4.35-4.4x ``gradient_checkpointing_enable()`` did by default, and make the embedding output require a
+    gradient (``enable_input_require_grads``: the reentrant variant passes gradients only to inputs that
+    require one). The reentrant variant takes no ``context_fn``: the recompute (the layer run again with
+    gradients enabled, inside backward) enters ``context_fn``'s recompute context itself."""
+    import torch
+    from torch.utils.checkpoint import checkpoint
+
+    def checkpointed(function: Callable[..., Any], *args: Any) -> Any:
+        def layer(*inputs: Any) -> Any:
+            recompute = (context_fn()[1] if context_fn is not None and torch.is_grad_enabled()
+                         else contextlib.nullcontext())
+            with recompute:
+                return function(*inputs)
+
+        return checkpoint(layer, *args, use_reentrant=True)
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base._set_gradient_checkpointing(enable=True, gradient_checkpointing_func=checkpointed)
+    model.enable_input_require_grads()
 
 
 def run_training(

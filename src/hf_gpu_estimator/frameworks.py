@@ -51,6 +51,11 @@ class FrameworkProfile:
     #: The output head is its own weight even where the checkpoint ties it to the embeddings (LitGPT copies
     #: ``lm_head`` from ``wte`` at conversion; ``train.tie_embeddings`` defaults to null, config_hub YAMLs).
     unties_head: bool = False
+    #: Gradient checkpointing through torch.utils.checkpoint's reentrant variant (memory/model.py: the
+    #: recomputed layer's output stays alive through the layer's backward). transformers 5
+    #: ``activation_checkpointing_enable`` defaults to ``{"use_reentrant": False}`` (modeling_utils.py);
+    #: transformers 4.35-4.4x ``gradient_checkpointing_enable`` defaulted to ``{"use_reentrant": True}``.
+    use_reentrant: bool = False
     notes: tuple[str, ...] = ()
 
 
@@ -66,18 +71,22 @@ FRAMEWORKS: Mapping[str, FrameworkProfile] = {
     "trl": FrameworkProfile(
         name="trl", release="trl 0.13 (SFTTrainer) on transformers, peft 0.13, bitsandbytes >= 0.43.2",
         source="https://github.com/huggingface/trl/blob/v0.13.0/trl/trainer/sft_trainer.py (_prepare_peft_model: "
-               "prepare_model_for_kbit_training for a k-bit model unless it is sharded: FSDP / ZeRO-3)",
-        kbit_fp32_casts=True, notes=(_PEFT_KBIT,)),
+               "prepare_model_for_kbit_training for a k-bit model unless it is sharded: FSDP / ZeRO-3); trl 0.13 "
+               "needs transformers >= 4.46, whose gradient_checkpointing_enable defaults to use_reentrant=True",
+        kbit_fp32_casts=True, use_reentrant=True, notes=(_PEFT_KBIT,)),
     "axolotl": FrameworkProfile(
         name="axolotl", release="axolotl 0.5.0 (transformers + peft + bitsandbytes)",
         source="https://github.com/axolotl-ai-cloud/axolotl/blob/v0.5.0/src/axolotl/utils/models.py "
                "(ModelLoader.prepare_model: prepare_model_for_kbit_training for 4/8-bit lora/qlora, skipped for "
-               "FSDP QLoRA and ZeRO-3)",
-        kbit_fp32_casts=True, notes=(_PEFT_KBIT,)),
+               "FSDP QLoRA and ZeRO-3); src/axolotl/utils/config/__init__.py normalize_config: "
+               "gradient_checkpointing_kwargs = {'use_reentrant': True} when the config sets none",
+        kbit_fp32_casts=True, use_reentrant=True, notes=(_PEFT_KBIT,)),
     "llama-factory": FrameworkProfile(
         name="llama-factory", release="LLaMA-Factory (transformers + peft + bitsandbytes)",
         source="https://github.com/hiyouga/LLaMA-Factory (estimated as the hf stack; its own k-bit preparation "
-               "is unverified)",
+               "is unverified); src/llamafactory/model/model_utils/checkpointing.py checkpoints with "
+               "use_reentrant=True unless use_reentrant_gc is false",
+        use_reentrant=True,
         notes=("LLaMA-Factory is estimated as the hf stack (its k-bit preparation is unverified)",)),
     "unsloth": FrameworkProfile(
         name="unsloth", release="unsloth 2024.x",

@@ -16,6 +16,9 @@ Strategy = Literal["none", "ddp", "zero1", "zero2", "zero3", "fsdp", "fsdp-grad-
 TASKS: tuple[str, ...] = ("inference", "training")
 METHODS: tuple[str, ...] = ("full", "lora", "qlora")
 ATTN_IMPLEMENTATIONS: tuple[str, ...] = ("eager", "sdpa", "flash_attention_2")
+#: What sits on top of the decoder: the LM head (vocabulary logits), or a sequence-classification head
+#: (transformers ``*ForSequenceClassification``: a ``score`` linear of ``num_labels`` outputs).
+HEADS: tuple[str, ...] = ("causal-lm", "classification")
 STRATEGIES: tuple[str, ...] = ("none", "ddp", "zero1", "zero2", "zero3", "fsdp", "fsdp-grad-op", "fsdp-hybrid")
 DTYPES: Mapping[str, int] = {"float32": 4, "float16": 2, "bfloat16": 2}
 DTYPE_ALIASES: Mapping[str, str] = {
@@ -150,6 +153,14 @@ class Workload:
     optimizer_in_backward: bool = False  # each parameter stepped (and its gradient freed) in backward
     activation_offloading: bool = False  # saved activations moved to host memory during forward
     torch_compile: bool = False  # the model and loss under torch.compile (fused loss: see memory/recipe.py)
+    use_reentrant: bool = False  # torch.utils.checkpoint's reentrant variant (memory/model.py: the recompute)
+    head: str = "causal-lm"  # HEADS: the LM head, or a sequence-classification head of num_labels outputs
+    num_labels: int = 2  # classification head outputs (transformers PretrainedConfig default: 2)
+    # DeepSpeed ZeRO buffer sizes, in elements (None: DeepSpeed's default; memory/zero.py)
+    reduce_bucket_size: int | None = None
+    allgather_bucket_size: int | None = None
+    prefetch_bucket_size: int | None = None
+    cuda_module_loading: str = "lazy"  # CUDA_MODULE_LOADING: the CUDA context's size (memory/overhead.py)
 
     @property
     def is_training(self) -> bool:
@@ -197,6 +208,13 @@ class Workload:
             "optimizer_in_backward": self.optimizer_in_backward,
             "activation_offloading": self.activation_offloading,
             "torch_compile": self.torch_compile,
+            "use_reentrant": self.use_reentrant,
+            "head": self.head,
+            "num_labels": self.num_labels,
+            "reduce_bucket_size": self.reduce_bucket_size,
+            "allgather_bucket_size": self.allgather_bucket_size,
+            "prefetch_bucket_size": self.prefetch_bucket_size,
+            "cuda_module_loading": self.cuda_module_loading,
         }
 
 
@@ -294,6 +312,13 @@ def make_workload(
     optimizer_in_backward: bool = False,
     activation_offloading: bool = False,
     torch_compile: bool = False,
+    use_reentrant: bool | None = None,
+    head: str = "causal-lm",
+    num_labels: int | None = None,
+    reduce_bucket_size: int | None = None,
+    allgather_bucket_size: int | None = None,
+    prefetch_bucket_size: int | None = None,
+    cuda_module_loading: str = "lazy",
 ) -> Workload:
     """Validate user options and build a :class:`Workload`.
 
@@ -305,7 +330,11 @@ def make_workload(
 
     ``framework`` (``hf`` default, ``trl``, ``axolotl``, ``unsloth``, ``llama-factory``, ``torchtune``,
     ``litgpt``) fills ``loss``, ``lora_dropout``, ``quantized_saves_input``, ``quantize_lm_head`` and
-    ``kbit_fp32_casts`` when they are not given (:mod:`hf_gpu_estimator.frameworks`).
+    ``kbit_fp32_casts`` and ``use_reentrant`` when they are not given (:mod:`hf_gpu_estimator.frameworks`).
+    ``head="classification"`` puts a sequence-classification head of ``num_labels`` outputs in place of
+    the LM head. ``reduce_bucket_size``, ``allgather_bucket_size`` and ``prefetch_bucket_size`` are DeepSpeed
+    ZeRO's ``zero_optimization`` sizes in elements (None: DeepSpeed's defaults). ``cuda_module_loading``
+    (``lazy``, PyTorch's default, or ``eager``) sizes the CUDA context in the device total.
 
     Raises:
         InvalidArgumentError: an option has a bad value or options conflict; the message
@@ -398,6 +427,19 @@ def make_workload(
         raise ConflictingOptionsError("optimizer_in_backward", True, "steps each parameter as its gradient arrives",
                                       fix="use --gradient-accumulation-steps 1 with it")
     gc = _bool("gradient_checkpointing", gradient_checkpointing)
+    head_ = _choice("head", head, HEADS, {"lm": "causal-lm", "causal_lm": "causal-lm", "sequence-classification":
+                                          "classification", "seq-cls": "classification"})
+    if num_labels is not None and head_ != "classification":
+        raise ConflictingOptionsError("num_labels", num_labels, "sizes a classification head",
+                                      fix="add --head classification, or drop --num-labels")
+    labels = _positive_int("num_labels", num_labels if num_labels is not None else 2)
+    buckets = {name: None if value is None else _positive_int(name, value) for name, value in (
+        ("reduce_bucket_size", reduce_bucket_size), ("allgather_bucket_size", allgather_bucket_size),
+        ("prefetch_bucket_size", prefetch_bucket_size))}
+    given = [name for name, value in buckets.items() if value is not None]
+    if given and strategy_ not in ("zero1", "zero2", "zero3"):
+        raise ConflictingOptionsError(given[0], buckets[given[0]], f"is a DeepSpeed ZeRO setting, not {strategy_!r}",
+                                      fix="pass --strategy zero1, zero2 or zero3 with it")
     accumulation = _positive_int("gradient_accumulation_steps", gradient_accumulation_steps)
     ignored = _ignored(task_, method_, {
         "precision": (precision_.name, "bf16-mixed"), "optimizer": (optimizer_.name, "adamw"),
@@ -455,6 +497,11 @@ def make_workload(
         optimizer_in_backward=_bool("optimizer_in_backward", optimizer_in_backward),
         activation_offloading=_bool("activation_offloading", activation_offloading),
         torch_compile=_bool("torch_compile", torch_compile),
+        use_reentrant=profile.use_reentrant if use_reentrant is None else _bool("use_reentrant", use_reentrant),
+        head=head_,
+        num_labels=labels,
+        **buckets,
+        cuda_module_loading=_choice("cuda_module_loading", cuda_module_loading, ("lazy", "eager")),
     )
 
 

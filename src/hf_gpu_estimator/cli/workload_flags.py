@@ -96,6 +96,23 @@ WORKLOAD_FLAGS: tuple[Flag, ...] = (
                                      "help": "step each parameter as its gradient arrives (torchtune optimizer_in_bwd)"}),
     Flag("--activation-offloading", {"action": "store_true", "help": "saved activations offloaded to host memory"}),
     Flag("--torch-compile", {"action": "store_true", "help": "model and loss under torch.compile"}),
+    Flag("--use-reentrant", {"type": on_off,
+                             "help": "gradient checkpointing with torch.utils.checkpoint's reentrant variant: on or "
+                                     "off (default: the framework's; hf off as in transformers 5, trl, axolotl and "
+                                     "llama-factory on)"}),
+    Flag("--head", {"default": "causal-lm",
+                    "help": "causal-lm (default) or classification (AutoModelForSequenceClassification: a score "
+                            "head of --num-labels outputs, no vocabulary logits)"}),
+    Flag("--num-labels", {"type": positive_int, "help": "outputs of the classification head (default 2)"}),
+    Flag("--reduce-bucket-size", {"type": positive_int,
+                                  "help": "DeepSpeed ZeRO reduce_bucket_size, elements (default 5e8)"}),
+    Flag("--allgather-bucket-size", {"type": positive_int,
+                                     "help": "DeepSpeed ZeRO-1/2 allgather_bucket_size, elements (default 5e8)"}),
+    Flag("--cuda-module-loading", {"default": "lazy",
+                                   "help": "CUDA_MODULE_LOADING: lazy (default; PyTorch sets it) or eager (CUDA < 11.7 "
+                                           "or EAGER: a CUDA context of over 1000 MB)"}),
+    Flag("--prefetch-bucket-size", {"type": positive_int,
+                                    "help": "DeepSpeed ZeRO-3 stage3_prefetch_bucket_size, elements (default 5e7)"}),
 )
 
 

@@ -478,6 +478,12 @@ def describe_model(model: Any) -> ModelFacts:
         if frozen in ("float32", "float16", "bfloat16"):
             options["dtype"] = frozen
     options["gradient_checkpointing"] = gradient_checkpointing_enabled(model)
+    reentrant = checkpointing_reentrant(model)
+    if reentrant is not None:
+        options["use_reentrant"] = reentrant
+    labels = _classification_labels(inner if inner is not None else model)
+    if labels is not None:
+        options["head"], options["num_labels"] = "classification", labels
     if inner is not None and inner is not model and not peft_config:
         inner_total = sum(p.numel() for p in inner.parameters())
         if total > inner_total:
@@ -513,6 +519,28 @@ def gradient_checkpointing_enabled(model: Any) -> bool:
         if getattr(module, "gradient_checkpointing", False) is True:
             return True
     return False
+
+
+def checkpointing_reentrant(model: Any) -> bool | None:
+    """The ``use_reentrant`` a checkpointed layer runs with: transformers stores
+    ``functools.partial(checkpoint, **kwargs)`` as each layer's ``_gradient_checkpointing_func``
+    (modeling_utils.py ``_set_gradient_checkpointing``); None when no layer is checkpointed or the function is
+    not such a partial."""
+    modules = model.modules() if callable(getattr(model, "modules", None)) else [model]
+    for module in modules:
+        if getattr(module, "gradient_checkpointing", False) is True:
+            keywords = getattr(getattr(module, "_gradient_checkpointing_func", None), "keywords", None)
+            value = keywords.get("use_reentrant") if isinstance(keywords, Mapping) else None
+            return value if isinstance(value, bool) else None
+    return None
+
+
+def _classification_labels(model: Any) -> int | None:
+    """``config.num_labels`` of a transformers ``*ForSequenceClassification`` model, else None."""
+    if not type(model).__name__.endswith("ForSequenceClassification"):
+        return None
+    labels = getattr(getattr(model, "config", None), "num_labels", None)
+    return labels if isinstance(labels, int) and not isinstance(labels, bool) and labels >= 1 else None
 
 
 #: torch / bitsandbytes / transformers optimizer classes -> our optimizer names.
@@ -720,8 +748,20 @@ def deepspeed_options(config: Mapping[str, Any] | None, *, num_gpus: int) -> tup
         device = (zero.get(key) or {}).get("device", "none")
         return str(device).lower() in ("cpu", "nvme")
 
-    return _parallel(strategy, num_gpus=num_gpus, offload_optimizer=offloaded("offload_optimizer"),
-                     offload_params=offloaded("offload_param"), notes=[])
+    options, notes = _parallel(strategy, num_gpus=num_gpus, offload_optimizer=offloaded("offload_optimizer"),
+                               offload_params=offloaded("offload_param"), notes=[])
+    # The buffers' sizes, in elements (memory/zero.py); "auto" is filled by transformers from the model.
+    for key, option in (("reduce_bucket_size", "reduce_bucket_size"),
+                        ("allgather_bucket_size", "allgather_bucket_size"),
+                        ("stage3_prefetch_bucket_size", "prefetch_bucket_size")):
+        size = zero.get(key)
+        if isinstance(size, (int, float)) and not isinstance(size, bool) and size >= 1:
+            if options.get("strategy") in ("zero1", "zero2", "zero3"):
+                options[option] = int(size)
+        elif size is not None:
+            notes.append(f"zero_optimization.{key}={size!r}: transformers fills 'auto' from the model (hidden x "
+                         f"hidden; prefetch 0.9 x that): pass --{option.replace('_', '-')} to size it")
+    return options, notes
 
 
 def _parallel(strategy: str, *, num_gpus: int, offload_optimizer: bool = False, offload_params: bool = False,

@@ -20,6 +20,7 @@ from hf_gpu_estimator.memory.kv_cache import kv_cache_bytes
 from hf_gpu_estimator.memory.recipe import head_adapter_bytes, loss_terms, recipe_layer_saved
 from hf_gpu_estimator.memory.terms import BYTES, COMPONENTS, MemoryEstimate, Moment, Term
 from hf_gpu_estimator.memory.weights import WeightPlan, plan_weights, step_inputs
+from hf_gpu_estimator.memory.zero import REDUCE_BUCKET_DEFAULT, zero_buffers
 from hf_gpu_estimator.spec import Architecture, ModelSpec
 from hf_gpu_estimator.verdict import CONTEXT_KEY, RATIO_KEY, Assumption
 from hf_gpu_estimator.workload import Workload
@@ -89,9 +90,31 @@ def estimate_memory(spec: ModelSpec, workload: Workload, *, detail: bool = True)
     if workload.parallelism.pp > arch.num_layers:
         raise ConflictingOptionsError("pp", workload.parallelism.pp, f"exceeds the {arch.num_layers} layers of {spec.id}",
                                       fix=f"use --pp <= {arch.num_layers}")
+    if workload.head == "classification":
+        spec, arch = _with_classification_head(spec, arch, workload)
     if workload.images:
         return _with_images(spec, arch, workload, detail=detail)
     return _estimate(spec, arch, workload, step_inputs(workload), detail=detail)
+
+
+def _with_classification_head(spec: ModelSpec, arch: Architecture,
+                              workload: Workload) -> tuple[ModelSpec, Architecture]:
+    """The model as ``AutoModelForSequenceClassification`` builds it (transformers 5
+    ``GenericForSequenceClassification``): the decoder, and a ``score`` linear of hidden x num_labels, untied, in
+    place of the LM head. Its logits are [batch, seq, num_labels]; the loss reads one pooled row per sequence
+    (memory/recipe.py ``loss_terms``)."""
+    if not workload.is_training:
+        raise ConflictingOptionsError("head", workload.head, "is estimated for training",
+                                      fix="drop --head classification for inference, or pass --task training")
+    counts = spec.parameters
+    score = arch.hidden_size * workload.num_labels
+    by_role = dict(counts.by_role)
+    old = by_role.get("lm_head", 0)
+    by_role["lm_head"] = score
+    parameters = dataclasses.replace(counts, total=counts.total - old + score, by_role=by_role,
+                                     active=counts.active - old + score)
+    arch = dataclasses.replace(arch, tie_word_embeddings=False)
+    return dataclasses.replace(spec, parameters=parameters, architecture=arch), arch
 
 
 def _estimate(spec: ModelSpec, arch: Architecture, workload: Workload, inputs: frozenset[str], *,
@@ -140,7 +163,7 @@ def _finish(moments: list[Moment], terms: list[Term], workload: Workload, assump
     high = allocated + int(activation_bytes_at_peak * (ACTIVATION_RANGE[1] - 1))
     task = workload.task
     reserved = overhead.reserved_bytes(allocated, task, decode_kv_bytes=decode_kv_bytes)
-    context = overhead.CUDA_CONTEXT_BYTES
+    context = overhead.cuda_context_bytes(workload.cuda_module_loading)
     if workload.parallelism.num_gpus > 1:
         context += overhead.NCCL_BYTES
     if detail:
@@ -165,9 +188,11 @@ def _overhead_notes(assumptions: list[str], workload: Workload, task: str, conte
            f"measured {overhead.DECODE_FRAGMENTATION_RANGE[0]}-{overhead.DECODE_FRAGMENTATION_RANGE[1]})"
            if decode_kv_bytes else "")
     ))
+    low, high = overhead.cuda_context_range_bytes(workload.cuda_module_loading)
     assumptions.append(Assumption(key=CONTEXT_KEY, text=
-        f"device total = reserved + CUDA context {context >> 20} MiB (range "
-        f"{overhead.CUDA_CONTEXT_RANGE_BYTES[0] >> 20}-{overhead.CUDA_CONTEXT_RANGE_BYTES[1] >> 20} MiB)"
+        f"device total = reserved + CUDA context {context >> 20} MiB (range {low >> 20}-{high >> 20} MiB"
+        + (", eager module loading: every kernel loaded at init, pytorch/pytorch#107667)"
+           if workload.cuda_module_loading == "eager" else ")")
     ))
 
 
@@ -349,7 +374,8 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
         # The optimizer steps on the CPU, so gradients leave the GPU as they are reduced: DeepSpeed keeps one
         # reduce bucket (reduce_bucket_size default 5e8 elements, deepspeed/runtime/zero/config.py); FSDP's CPU
         # offload moves each unit's gradient shard to the host after its reduce-scatter (one layer's worth).
-        bucket = int(5e8 * tb) if p.strategy.startswith("zero") else int(G / max(1, arch.num_layers))
+        bucket = int((workload.reduce_bucket_size or REDUCE_BUCKET_DEFAULT) * tb) if p.strategy.startswith("zero") \
+            else int(G / max(1, arch.num_layers))
         offloaded_grads, G = G, min(G, bucket)
     S_opt, opt_formula, opt_temp = _optimizer_bytes(spec, arch, plan, workload)
     S_opt = int(S_opt * shard.optimizer)
@@ -421,7 +447,14 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
     G_head, G_emb = min(G_head, G), min(G_emb, G)
     G_layer = max(0, int((G - G_head - G_emb) / max(1, layers_here))) if layers_here else 0
     G_res = G if workload.gradient_accumulation_steps > 1 else 0
-    recompute = largest_layer + layer_bw + copies_layer if ckpt else layer_bw
+    # torch.utils.checkpoint's reentrant variant (CheckpointFunction.backward, torch 2.x) runs the whole layer
+    # again, its output included, and holds that output while torch.autograd.backward runs through the layer;
+    # the non-reentrant variant stops recomputing once every saved tensor is back (early_stop) and the
+    # layer's last op (the residual add) saves nothing. Traced: one layer output, T x hidden in the residual
+    # stream's dtype, above non-reentrant at the step-1 backward (tests/test_memory_recipe.py).
+    stream = 4 if workload.method == "qlora" and workload.kbit_fp32_casts else r
+    reentrant = int(T * stream * arch.hidden_size * shard.activations) if ckpt and workload.use_reentrant else 0
+    recompute = largest_layer + layer_bw + copies_layer + reentrant if ckpt else layer_bw
     live_copies = 0 if ckpt else copies_all
     dequant = _dequant_transient(arch, plan)
     ws = _workspace(workload)
@@ -436,10 +469,12 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
         opt_temp = 0
 
     gathered = _fsdp_gathered_bytes(spec, arch, plan, workload, recipe_weights)
+    zero = zero_buffers(workload, param_bytes=c)
 
     def moment(phase: str, *, weights: int, grads: int, acts: int, transient: int) -> Moment:
         if phase != "optimizer step":
-            weights += gathered
+            weights += gathered + zero.gathered
+        grads += zero.resident + (zero.backward if phase.startswith("backward") else 0)
         if workload.optimizer_in_backward:
             grads = min(grads, max(G_layer, G_head, G_emb))
         return Moment(phase=phase, components={
@@ -482,6 +517,7 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
             terms.append(Term(component="activations", name="DynamicCache built by the training forward",
                               bytes=int(T * layer.training_cache * layers_here),
                               formula="use_cache=True (config default): k/v copies not otherwise saved"))
+        terms.extend(zero.terms)
         if gathered:
             terms.append(Term(component="weights", name="FSDP all-gathered units", bytes=gathered,
                               formula="2 decoder layers unsharded (the current unit and the one BACKWARD_PRE "
@@ -498,6 +534,11 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
             terms.append(Term(component="gradients", name="DDP gradient buckets", bytes=bucket,
                               formula="DistributedDataParallel(gradient_as_bucket_view=False) keeps a flat copy"))
             assumptions.append("DDP default gradient_as_bucket_view=False: the reducer's buckets copy every gradient")
+        if precision.name == "16-mixed":
+            assumptions.append("16-mixed: torch.amp.GradScaler scales the loss, unscales the gradients in place "
+                               "(_amp_foreach_non_finite_check_and_unscale_) and keeps only 0-dim scale, growth and "
+                               "found-inf tensors: no per-parameter buffer beyond bf16-mixed "
+                               "(torch/amp/grad_scaler.py)")
         assumptions.append(f"training step: loss = model(input_ids, labels=input_ids).loss; backward; "
                            f"{workload.optimizer.name}.step(); zero_grad(set_to_none=True); steady state (step >= 2)")
         if plan.quantization in ("nf4", "fp4"):

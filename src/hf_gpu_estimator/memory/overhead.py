@@ -27,6 +27,28 @@ CUBLAS_WORKSPACE_BYTES = 64 * MiB
 CUDA_CONTEXT_BYTES = 768 * MiB
 CUDA_CONTEXT_RANGE_BYTES = (512 * MiB, 1024 * MiB)
 
+#: The CUDA context with eager module loading (``CUDA_MODULE_LOADING=EAGER``, or CUDA < 11.7): every kernel of every
+#: loaded library goes into the context at init, "which took >1000MB" (pytorch/pytorch#107667; the rows are in
+#: hardware/cuda_context.json). PyTorch sets LAZY itself when the variable is unset (torch/cuda/__init__.py,
+#: torch >= 1.13), and lazy loading is the CUDA default on Linux from 12.2: the lazy figure above applies then.
+#: 1024 MiB is the published lower bound; the high end of its range is unverified.
+CUDA_CONTEXT_EAGER_BYTES = 1024 * MiB
+CUDA_CONTEXT_EAGER_RANGE_BYTES = (1000 * MiB, 1536 * MiB)
+
+#: CUDA module loading modes (the CUDA_MODULE_LOADING values).
+MODULE_LOADING: tuple[str, ...] = ("lazy", "eager")
+
+
+def cuda_context_bytes(module_loading: str = "lazy") -> int:
+    """The per-process CUDA context for ``module_loading`` (``lazy``: the training figure measured on the H200;
+    ``eager``: the published eager-loading context)."""
+    return CUDA_CONTEXT_EAGER_BYTES if module_loading == "eager" else CUDA_CONTEXT_BYTES
+
+
+def cuda_context_range_bytes(module_loading: str = "lazy") -> tuple[int, int]:
+    return CUDA_CONTEXT_EAGER_RANGE_BYTES if module_loading == "eager" else CUDA_CONTEXT_RANGE_BYTES
+
+
 #: NCCL communicator buffers per process for data/tensor parallel (NCCL_BUFFSIZE 4 MiB per
 #: channel and peer, plus internal): a working figure for 8-GPU nodes, not measured here.
 NCCL_BYTES = 384 * MiB

@@ -133,9 +133,15 @@ def loss_terms(arch: Architecture, workload: Workload) -> tuple[float, float, fl
     * ``chunked-fp32`` (torchtune ``CEWithChunkedOutputLoss``): 16-bit chunks kept, each upcast to fp32 in
       turn, its fp32 log_softmax saved.
     """
+    c = BYTES[workload.precision.compute_dtype]
+    if workload.head == "classification":
+        # transformers 5 GenericForSequenceClassification: ``score`` gives [batch, seq, num_labels] logits in the
+        # compute dtype, of which one row per sequence is pooled; ForSequenceClassificationLoss runs on the
+        # pooled rows only. Backward: the gather's gradient, zeros of the logits' shape.
+        L = workload.num_labels
+        return 0.0, c * L, c * L
     if workload.loss == "hf":
         return loss_bytes(arch, workload)
-    c = BYTES[workload.precision.compute_dtype]
     V = arch.vocab_size
     if workload.loss == "hf-fp32-logits":
         return 8 * V, 12 * V, 16 * V

@@ -193,6 +193,7 @@ def _hf_common(r: _Reader, options: Options) -> None:
     _set(options, "batch_size", r.get("per_device_train_batch_size", "micro_batch_size"))
     _set(options, "gradient_accumulation_steps", r.get("gradient_accumulation_steps"))
     _set_flag(options, "gradient_checkpointing", r.get("gradient_checkpointing"))
+    _set_flag(options, "use_reentrant", r.get("gradient_checkpointing_kwargs.use_reentrant"))
     precision = _precision(r.get("bf16"), r.get("fp16"))
     _set(options, "precision", precision)
     optim = r.get("optim", "optimizer")
@@ -235,6 +236,11 @@ def _axolotl(data: Mapping[str, Any], flat: Mapping[str, Any]) -> tuple[str | No
     elif _truthy(r.get("sdp_attention")):
         options["attn_implementation"] = "sdpa"
     _set_flag(options, "double_quant", r.get("bnb_config_kwargs.bnb_4bit_use_double_quant"))
+    # axolotl loads the model through the auto class its config names (type_of_model / model_type).
+    auto_class = r.get("type_of_model", "model_type")
+    if isinstance(auto_class, str) and auto_class.endswith("ForSequenceClassification"):
+        options["head"] = "classification"
+        _set(options, "num_labels", r.get("num_labels"))
     notes: list[str] = []
     _separate_files(r, notes, "sample_packing", "sequence_len")
     if r.get("fsdp") or r.get("fsdp_config"):
@@ -265,6 +271,8 @@ def _llama_factory(data: Mapping[str, Any], flat: Mapping[str, Any]) -> tuple[st
     if fa is not None:
         options["attn_implementation"] = {"fa2": "flash_attention_2", "sdpa": "sdpa", "disabled": "eager"}.get(
             str(fa), "sdpa")
+    # LLaMA-Factory's own checkpointing (model_utils/checkpointing.py) is reentrant unless use_reentrant_gc: false.
+    _set_flag(options, "use_reentrant", r.get("use_reentrant_gc"))
     disable = r.get("disable_gradient_checkpointing")
     # LLaMA-Factory checkpoints unless told not to (model_args.disable_gradient_checkpointing, default False).
     options.setdefault("gradient_checkpointing", not _truthy(disable))
@@ -465,8 +473,9 @@ def _deepspeed(data: Mapping[str, Any], flat: Mapping[str, Any]) -> tuple[str | 
         options["precision"] = "bf16-mixed"
     elif _truthy(r.get("fp16.enabled")):
         options["precision"] = "16-mixed"
-    buffers = [key for key in ("reduce_bucket_size", "allgather_bucket_size", "stage3_prefetch_bucket_size",
-                               "stage3_param_persistence_threshold", "stage3_max_live_parameters",
+    for key in ("reduce_bucket_size", "allgather_bucket_size", "stage3_prefetch_bucket_size"):
+        r.get(f"zero_optimization.{key}")  # read by deepspeed_options
+    buffers = [key for key in ("stage3_param_persistence_threshold", "stage3_max_live_parameters",
                                "stage3_max_reuse_distance", "sub_group_size", "overlap_comm", "contiguous_gradients")
                if r.get(f"zero_optimization.{key}") is not None or f"zero_optimization.{key}" in r.used]
     if buffers:
