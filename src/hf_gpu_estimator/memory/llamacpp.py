@@ -290,7 +290,6 @@ def llamacpp_estimate(spec: ModelSpec, workload: Workload, *, detail: bool = Tru
     quant = workload.quantization if workload.quantization.startswith("gguf:") else None
     n_ctx = workload.batch_size * (workload.seq_len + workload.new_tokens)
     fa, fa_note = flash_attention_on(spec, kv_type_k=kv_type)
-    check_v_cache(fa, kv_cache_type("kv_cache_dtype", kv_type), fa_note)
     m = llamacpp_memory(spec, n_ctx=n_ctx, n_parallel=workload.batch_size, n_gpu_layers=workload.gpu_layers,
                         kv_type=kv_type, quantization=quant, flash_attention=fa)  # fmt: skip
     components = dict.fromkeys(COMPONENTS, 0)
