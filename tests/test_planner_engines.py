@@ -593,3 +593,25 @@ def test_llamacpp_cache_types_k_and_v() -> None:
     assert both.kv_pool_bytes == 8192 * 32 * 1024 // 32 * (34 + 18)
     with pytest.raises(InvalidArgumentError, match="cache_type_k"):
         engine_capacity(spec, work, gpu, engine="llama.cpp", ctx_size=8192, cache_type_k="q3_k")
+
+
+def test_vllm_serves_a_gguf_in_its_ggml_blocks() -> None:
+    """vLLM 0.19 keeps GGUF weights quantized (GGUFLinearMethod): the file's tensors over tp, plus the padding of a
+    merged q/k/v layer whose shards differ in type (Q4_K_M: Q6_K v beside Q4_K q and k, every row padded to Q6_K's);
+    a ggml type its kernels do not run is refused."""
+    from hf_gpu_estimator.planner.engines.vllm import gguf_weight_bytes, rotary_cache_bytes
+    from hf_gpu_estimator.quantization import gguf_scheme_bytes
+
+    spec, gpu = lookup("Qwen/Qwen2.5-7B-Instruct"), get_gpu("H100-SXM-80GB")
+    work = make_workload(quantization="gguf:Q4_K_M")
+    total, padding = gguf_weight_bytes(spec, work)
+    assert total - padding == gguf_scheme_bytes(spec, "Q4_K_M")[0]
+    assert padding > 0 and gguf_weight_bytes(spec, make_workload(quantization="gguf:Q8_0"))[1] == 0
+    cap = engine_capacity(spec, work, gpu, engine="vllm", max_model_len=8192)
+    assert cap.weights_bytes == total + rotary_cache_bytes(spec, 2)
+    assert any("GGUF" in a for a in cap.assumptions)
+    tp2 = engine_capacity(spec, make_workload(quantization="gguf:Q4_K_M", num_gpus=2, tp=2), gpu, engine="vllm",
+                          max_model_len=8192)
+    assert tp2.weights_bytes == total // 2 + rotary_cache_bytes(spec, 2)
+    with pytest.raises(ConflictingOptionsError, match="TQ1_0"):
+        engine_capacity(spec, make_workload(quantization="gguf:TQ1_0"), gpu, engine="vllm", max_model_len=8192)
