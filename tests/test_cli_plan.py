@@ -76,3 +76,18 @@ def test_speculative_decoding_flags(capsys: pytest.CaptureFixture[str]) -> None:
     for argv in (["--speculative-method", "mtp"], ["--engine", "transformers", "--speculative-method", "ngram"],
                  ["--num-speculative-tokens", "3"]):
         assert main(["plan", M, *base, *argv]) == 2, argv
+
+
+def test_llamacpp_cache_type_flags(capsys: pytest.CaptureFixture[str], offline) -> None:
+    """-ctk/-ctv reach llama.cpp's KV cache and its launch line; a quantized V with -fa off exits 2; on another
+    engine the flag is refused."""
+    base = ["--gpu", "L4", "--engine", "llama.cpp", "-c", "8192"]
+    f16 = _json(base, capsys)["serving"]
+    out = _json([*base, "-ctk", "q8_0", "-ctv", "q8_0"], capsys)
+    assert out["serving"]["kv_pool_bytes"] == f16["kv_pool_bytes"] * 34 // 64
+    launch = json.dumps(out)
+    assert "-ctk" in launch and "q8_0" in launch
+    assert main(["plan", M, *base, "-fa", "off", "-ctv", "q4_0"]) == 2
+    assert "cache_type_v" in capsys.readouterr().err
+    assert main(["plan", M, "--gpu", "L4", "-ctk", "q8_0"]) == 2
+    capsys.readouterr()

@@ -224,6 +224,10 @@ def test_required_models_resolve(name):
         ("NVIDIA Thor", "Jetson-AGX-Thor"),
         ("jetson agx orin", "Jetson-AGX-Orin-64GB"),
         ("RTX 6000 Ada Generation", "RTX-6000-Ada"),
+        ("NVIDIA RTX 4000 Ada Generation", "RTX-4000-Ada"),
+        ("NVIDIA GeForce RTX 3080 12GB", "RTX-3080-12GB"),
+        ("NVIDIA GeForce RTX 3080", "RTX-3080-10GB"),
+        ("A10 24GB", "A10"),
     ],
 )
 def test_aliases_and_partial_names(query, expected):

@@ -564,3 +564,54 @@ def test_llamacpp_n_cpu_moe_keeps_the_first_layers_experts_on_the_host() -> None
     assert any("--n-cpu-moe 12" in a for a in cap.assumptions)
     with pytest.raises(InvalidArgumentError, match="n_cpu_moe"):
         llamacpp_memory(spec, n_ctx=4096, quantization="gguf:Q4_K_M", n_cpu_moe=-1)
+
+
+def test_llamacpp_cache_types_k_and_v() -> None:
+    """-ctk/-ctv: K and V each in their own ggml type (bytes per 32 values: q8_0 34, q5_1 24, q5_0 22, q4_1 20,
+    q4_0 and iq4_nl 18); only a quantized V needs flash attention. Checked against a llama.cpp log of
+    Meta-Llama-3.1-8B-Instruct: "size = 272.00 MiB (4096 cells, 32 layers, 1/1 seqs), K (q8_0): 136.00 MiB,
+    V (q8_0): 136.00 MiB"."""
+    from hf_gpu_estimator.memory.llamacpp import llamacpp_memory
+
+    spec, gpu = lookup("meta-llama/Llama-3.1-8B-Instruct"), get_gpu("RTX-4090")
+    mib = 1 << 20
+    assert llamacpp_memory(spec, n_ctx=4096, kv_type="q8_0", quantization="gguf:Q4_K_M").kv == 272 * mib
+    per_32 = {"f32": 128, "f16": 64, "bf16": 64, "q8_0": 34, "q5_1": 24, "q5_0": 22, "q4_1": 20, "q4_0": 18,
+              "iq4_nl": 18}
+    for k, v in (("q8_0", "f16"), ("q4_0", "q4_1"), ("iq4_nl", "q5_1"), ("f32", "q5_0")):
+        m = llamacpp_memory(spec, n_ctx=4096, kv_type=k, kv_type_v=v, quantization="gguf:Q4_K_M")
+        assert m.kv == 4096 * 32 * 1024 // 32 * (per_32[k] + per_32[v]), (k, v)
+        assert m.kv_type == f"{k}/{v}"
+    work = make_workload()
+    # a quantized K runs without flash attention; a quantized V does not
+    k_only = engine_capacity(spec, work, gpu, engine="llama.cpp", ctx_size=8192, flash_attn="off", cache_type_k="q8_0")
+    assert k_only.kv_pool_bytes == 8192 * 32 * 1024 // 32 * (34 + 64)
+    with pytest.raises(ConflictingOptionsError, match="cache_type_v"):
+        engine_capacity(spec, work, gpu, engine="llama.cpp", ctx_size=8192, flash_attn="off", cache_type_v="q8_0")
+    both = engine_capacity(spec, make_workload(kv_cache_dtype="q4_0"), gpu, engine="llama.cpp", ctx_size=8192,
+                           cache_type_k="q8_0")  # -ctk over --kv-cache-dtype; V keeps q4_0; -fa auto: on (q8_0/q4_0)
+    assert both.kv_pool_bytes == 8192 * 32 * 1024 // 32 * (34 + 18)
+    with pytest.raises(InvalidArgumentError, match="cache_type_k"):
+        engine_capacity(spec, work, gpu, engine="llama.cpp", ctx_size=8192, cache_type_k="q3_k")
+
+
+def test_vllm_serves_a_gguf_in_its_ggml_blocks() -> None:
+    """vLLM 0.19 keeps GGUF weights quantized (GGUFLinearMethod): the file's tensors over tp, plus the padding of a
+    merged q/k/v layer whose shards differ in type (Q4_K_M: Q6_K v beside Q4_K q and k, every row padded to Q6_K's);
+    a ggml type its kernels do not run is refused."""
+    from hf_gpu_estimator.planner.engines.vllm import gguf_weight_bytes, rotary_cache_bytes
+    from hf_gpu_estimator.quantization import gguf_scheme_bytes
+
+    spec, gpu = lookup("Qwen/Qwen2.5-7B-Instruct"), get_gpu("H100-SXM-80GB")
+    work = make_workload(quantization="gguf:Q4_K_M")
+    total, padding = gguf_weight_bytes(spec, work)
+    assert total - padding == gguf_scheme_bytes(spec, "Q4_K_M")[0]
+    assert padding > 0 and gguf_weight_bytes(spec, make_workload(quantization="gguf:Q8_0"))[1] == 0
+    cap = engine_capacity(spec, work, gpu, engine="vllm", max_model_len=8192)
+    assert cap.weights_bytes == total + rotary_cache_bytes(spec, 2)
+    assert any("GGUF" in a for a in cap.assumptions)
+    tp2 = engine_capacity(spec, make_workload(quantization="gguf:Q4_K_M", num_gpus=2, tp=2), gpu, engine="vllm",
+                          max_model_len=8192)
+    assert tp2.weights_bytes == total // 2 + rotary_cache_bytes(spec, 2)
+    with pytest.raises(ConflictingOptionsError, match="TQ1_0"):
+        engine_capacity(spec, make_workload(quantization="gguf:TQ1_0"), gpu, engine="vllm", max_model_len=8192)

@@ -14,6 +14,7 @@ from hf_gpu_estimator import errors, estimate
 from hf_gpu_estimator.memory.llamacpp import llamacpp_memory
 from hf_gpu_estimator.quantization import GGUFTensor, MixModel, gguf_tensor_types, normalize_quantization
 from hf_gpu_estimator.sources import inspect_model
+from hf_gpu_estimator.sources.catalog import lookup
 from hf_gpu_estimator.sources.gguf import choose_file, parse_gguf_header, spec_from_gguf
 
 MiB = 1 << 20
@@ -160,6 +161,27 @@ def test_q4_k_m_tensor_types_match_a_real_file():
     for _, _, t in tensors:
         counts[t] = counts.get(t, 0) + 1
     assert counts == {"F32": 65, "Q4_K": 193, "Q6_K": 33}
+
+
+#: bartowski/<model>-GGUF file sizes in bytes (header included), as tabulated in ShelbyJenkins/llm_client's GGUF
+#: presets: fused-QKV (phi3 attn_qkv) checkpoints, whose mix follows llama-quant.cpp's own attn_qkv branch.
+PHI3_FILE_BYTES = {
+    "microsoft/Phi-3-medium-4k-instruct": {"Q2_K": 5143000448, "Q3_K_M": 6923411328, "Q4_K_M": 8566821248,
+                                           "Q5_K_M": 10074190208, "Q6_K": 11453817728},
+    "microsoft/Phi-3-mini-4k-instruct": {"Q2_K": 1416203264, "Q3_K_M": 1955475968, "Q4_K_M": 2393231360,
+                                         "Q5_K_M": 2815275008, "Q6_K": 3135852032},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("model", list(PHI3_FILE_BYTES))
+def test_fused_qkv_mixes_match_published_files(model: str):
+    """attn_qkv keeps Q2_K under Q2_K and takes Q5_K under Q4_K_M, Q6_K under Q5_K_M (the attn_v rule put
+    Q2_K 6.5-7.2 % over and Q5_K_M 1-2 % under); the files' headers are the remaining < 0.1 %."""
+    from hf_gpu_estimator.quantization import gguf_scheme_bytes
+
+    spec = lookup(model)
+    for ftype, size in PHI3_FILE_BYTES[model].items():
+        assert gguf_scheme_bytes(spec, ftype)[0] == pytest.approx(size, rel=0.001), ftype
 
 
 @pytest.mark.parametrize("text", ["gguf:iq3_M", "gguf:iq2_m", "gguf:fp16", "gguf:Q4_K", "gguf:bf16", "GGUF:tq1_0"])

@@ -350,8 +350,18 @@ def _mix_type(ftype: str, new: str, name: str, shape: tuple[int, ...], cat: str,
         if ftype in ("TQ1_0", "TQ2_0"):
             return "Q4_K"
         return new
+    if cat == "attn_qkv":
+        # A fused QKV (GPT-NeoX, Phi-3, Falcon ...) as the name-based llama-quant.cpp treats it, the rule the
+        # published GGUF files were made with: its own branch (Q3_K_M, Q3_K_L, IQ3_M -> Q4_K; Q4_K_M -> Q5_K;
+        # Q5_K_M -> Q6_K; the IQ1/IQ2 ftypes and Q2_K keep the default), after the attn_v branch, which matches
+        # only "attn_v.weight". llama.cpp's tensor_category refactor (src/llama-quant.cpp at 007dbbf3:
+        # category_is_attn_v) sends ATTENTION_QKV through the attn_v branch instead (Q2_K -> Q3_K), leaving its
+        # own branch unreachable; that rule puts GPT-NeoX Q2_K files ~6 % over the published ones.
+        if ftype in iq_low:
+            return new
+        return {"Q3_K_M": "Q4_K", "Q3_K_L": "Q4_K", "IQ3_M": "Q4_K", "Q4_K_M": "Q5_K", "Q5_K_M": "Q6_K"}.get(ftype, new)
     if ftype in iq_low:
-        if cat in ("attn_v", "attn_qkv", "attn_kv_b"):
+        if cat in ("attn_v", "attn_kv_b"):
             if m.n_gqa >= 4 or m.n_expert >= 4:
                 new = "Q4_K"
             else:
@@ -371,7 +381,7 @@ def _mix_type(ftype: str, new: str, name: str, shape: tuple[int, ...], cat: str,
             elif ftype in ("IQ2_S", "IQ2_M"):
                 new = "IQ3_S"
         return new
-    if cat in ("attn_v", "attn_qkv", "attn_kv_b"):
+    if cat in ("attn_v", "attn_kv_b"):
         i = counters["wv"]
         if ftype == "Q2_K":
             new = "Q4_K" if m.n_gqa >= 4 else "Q3_K"

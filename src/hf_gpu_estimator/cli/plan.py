@@ -87,6 +87,13 @@ def register(subparsers: Any) -> None:
                         help="speculative decoding: tokens proposed per step (default 1)")
     engine.add_argument("-ncmoe", "--n-cpu-moe", type=int_at_least(0), dest="n_cpu_moe",
                         help="llama.cpp: keep the routed experts of the first N layers in host memory")
+    engine.add_argument("-ctk", "--cache-type-k", dest="cache_type_k", type=str.lower,
+                        choices=("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"),
+                        help="llama.cpp: the K cache type (default: --kv-cache-dtype, else f16)")
+    engine.add_argument("-ctv", "--cache-type-v", dest="cache_type_v", type=str.lower,
+                        choices=("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"),
+                        help="llama.cpp: the V cache type; a quantized V needs flash attention (default: as -ctk "
+                             "given --kv-cache-dtype, else f16)")
     engine.add_argument("--mmproj", action="store_true", default=None,
                         help="llama.cpp: load the vision-language model's projector and vision tower (--mmproj)")
     p.add_argument("--request-rate", type=float, help="requests per second (--cheapest serving; default 1)")
@@ -125,7 +132,8 @@ def engine_settings(args: argparse.Namespace, engine: str) -> dict[str, Any]:
     owners = {"vllm_version": "vllm", "max_num_seqs": "vllm", "max_num_batched_tokens": "vllm",
               "mem_fraction_static": "sglang", "sglang_version": "sglang", "ctx_size": "llama.cpp",
               "parallel": "llama.cpp",
-              "flash_attn": "llama.cpp", "mmproj": "llama.cpp", "n_cpu_moe": "llama.cpp"}
+              "flash_attn": "llama.cpp", "mmproj": "llama.cpp", "n_cpu_moe": "llama.cpp",
+              "cache_type_k": "llama.cpp", "cache_type_v": "llama.cpp"}
     for name, owner in owners.items():
         if getattr(args, name) is not None and owner != engine:
             flag = "--" + name.replace("_", "-")
@@ -265,7 +273,8 @@ def _run_eval(args: argparse.Namespace) -> int:
                                       fix="--engine " + " or --engine ".join(evals.EVAL_ENGINES) + " with --eval")
     unused = [n for n in ("vllm_version", "max_num_seqs", "max_num_batched_tokens", "mem_fraction_static",
                           "sglang_version", "ctx_size", "parallel", "n_gpu_layers", "flash_attn", "max_model_len",
-                          "draft_model", "speculative_method", "num_speculative_tokens", "mmproj", "n_cpu_moe")
+                          "draft_model", "speculative_method", "num_speculative_tokens", "mmproj", "n_cpu_moe",
+                          "cache_type_k", "cache_type_v")
               if getattr(args, n) is not None]
     if args.gpu_memory_utilization is not None and (engine != "vllm" or args.cheapest):
         unused.insert(0, "gpu_memory_utilization")

@@ -7,9 +7,11 @@ load_tensors, src/llama-kv-cache.cpp, src/llama-context.cpp):
   output.weight) counting as the top one: ``i_gpu_start = max(n_layer + 1 - N, 0)``. The input
   layer (token_embd) always stays in host memory. A model without output.weight reads the
   embedding matrix again as its output (TENSOR_DUPLICATED), so that copy sits with the output layer.
-* The KV cache holds ``n_ctx`` cells (padded to 256) for every layer, K and V of
-  ``n_head_kv * head_dim`` values each in ``-ctk``/``-ctv``'s type (f16 by default; q8_0 and q4_0
-  store 34 and 18 bytes per 32 values); a layer's cache lives with the layer. Sliding-window layers
+* The KV cache holds ``n_ctx`` cells (padded to 256) for every layer, K of ``n_head_kv * head_dim``
+  values in ``-ctk``'s type and V in ``-ctv``'s (f16 by default; ggml's block sizes, ggml/src/ggml.c
+  type_traits: q8_0 34, q5_1 24, q5_0 22, q4_1 20, q4_0 and iq4_nl 18 bytes per 32 values); a layer's
+  cache lives with the layer. A quantized V cache needs flash attention (src/llama-context.cpp:
+  "V cache quantization requires flash_attn"); a quantized K cache does not. Sliding-window layers
   keep ``min(n_ctx, n_swa * n_seq + n_ubatch)`` cells. MLA (deepseek2) caches the compressed latent.
 * The compute buffer is reserved for the worst micro-batch (``n_ubatch`` = 512 tokens, all output):
   the logits ``n_ubatch x n_vocab`` f32 and the normalized hidden state it is computed from, or,
@@ -87,13 +89,14 @@ def gguf_tensors_of(spec: ModelSpec, quantization: str | None) -> tuple[GGUFTens
 
 def llamacpp_memory(spec: ModelSpec, *, n_ctx: int, n_parallel: int = 1, n_gpu_layers: int | None = None,
                     kv_type: str = "f16", quantization: str | None = None, flash_attention: bool = True,
-                    n_ubatch: int = N_UBATCH, n_cpu_moe: int = 0) -> LlamaCppMemory:
+                    n_ubatch: int = N_UBATCH, n_cpu_moe: int = 0, kv_type_v: str | None = None) -> LlamaCppMemory:
     """llama.cpp's device and host buffers for ``spec`` served with ``-c n_ctx -np n_parallel -ngl N -ctk/-ctv``.
 
     Args:
         n_ctx: total context (``-c``), shared by the ``n_parallel`` slots.
         n_gpu_layers: ``-ngl``; ``None`` offloads everything (``n_layer + 1`` with the output layer).
-        kv_type: f16 (default), q8_0, q4_0 ... for both K and V.
+        kv_type: ``-ctk``: f16 (default), q8_0, q4_0 ... (and ``-ctv`` unless ``kv_type_v`` is given).
+        kv_type_v: ``-ctv``; ``None``: ``kv_type``.
         quantization: ``gguf:<TYPE>`` to size a transformers model as ``llama-quantize`` would write it.
         flash_attention: ``-fa`` (llama.cpp's default ``auto`` turns it on where the backend supports it).
         n_cpu_moe: ``--n-cpu-moe N``: the routed experts of the first N layers stay in host memory (common/arg.cpp
@@ -107,10 +110,10 @@ def llamacpp_memory(spec: ModelSpec, *, n_ctx: int, n_parallel: int = 1, n_gpu_l
     for name, value in (("n_ctx", n_ctx), ("n_parallel", n_parallel), ("n_ubatch", n_ubatch)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise InvalidArgumentError(name, value, "an integer >= 1")
-    key = kv_type.strip().lower()
-    if key not in KV_TYPES:
-        raise InvalidArgumentError("kv_cache_dtype", kv_type, ", ".join(KV_TYPES))
-    kv = GGUF_TYPES[KV_TYPES[key]]
+    key = kv_cache_type("cache_type_k", kv_type)
+    key_v = kv_cache_type("cache_type_v", kv_type_v) if kv_type_v is not None else key
+    kv, kv_v = GGUF_TYPES[KV_TYPES[key]], GGUF_TYPES[KV_TYPES[key_v]]
+    label = key if key_v == key else f"{key}/{key_v}"
     n_layer = arch.num_layers
     if n_gpu_layers is None:
         n_gpu_layers = n_layer + 1
@@ -162,10 +165,11 @@ def llamacpp_memory(spec: ModelSpec, *, n_ctx: int, n_parallel: int = 1, n_gpu_l
         else:
             k_row = arch.num_key_value_heads * arch.head_dim
             v_row = arch.num_key_value_heads * (arch.v_head_dim or arch.head_dim)
-        if k_row % kv.block_size or v_row % kv.block_size:
-            raise ConflictingOptionsError("kv_cache_dtype", key, f"needs rows divisible by {kv.block_size}",
-                                          fix="use f16 or q8_0")
-        nbytes = n * (kv.row_bytes(k_row) + kv.row_bytes(v_row))
+        for name, t, row in (("cache_type_k", kv, k_row), ("cache_type_v", kv_v, v_row)):
+            if row % t.block_size:
+                raise ConflictingOptionsError(name, t.name.lower(), f"needs cache rows divisible by {t.block_size} "
+                                              f"({spec.id}: {row})", fix="use f16")
+        nbytes = n * (kv.row_bytes(k_row) + kv_v.row_bytes(v_row))
         if on_gpu(layer):
             kv_gpu += nbytes
         else:
@@ -177,12 +181,28 @@ def llamacpp_memory(spec: ModelSpec, *, n_ctx: int, n_parallel: int = 1, n_gpu_l
         heads = arch.num_attention_heads
         scores = 0 if flash_attention else tokens * cells * heads * 4
         compute = max(logits, scores)
-    formula = (f"-ngl {ngl}/{n_layer + 1} (token_embd on host), KV {cells} cells x {n_layer} layers in {key}, "
+    formula = (f"-ngl {ngl}/{n_layer + 1} (token_embd on host), KV {cells} cells x {n_layer} layers in {label}, "
                f"compute buffer for a {tokens}-token micro-batch "
                + ("(logits f32)" if flash_attention else "(max of logits and attention scores f32)"))
     return LlamaCppMemory(weights_gpu=weights_gpu, weights_host=weights_host, kv_gpu=kv_gpu, kv_host=kv_host,
-                          compute_buffer=compute, n_gpu_layers=ngl, n_layer=n_layer, kv_cells=cells, kv_type=key,
+                          compute_buffer=compute, n_gpu_layers=ngl, n_layer=n_layer, kv_cells=cells, kv_type=label,
                           formula=formula)  # fmt: skip
+
+
+def kv_cache_type(field: str, value: str) -> str:
+    """A ``-ctk``/``-ctv`` name (common/arg.cpp kv_cache_types), lower-cased; torch's 16/32-bit names accepted."""
+    key = _TORCH_KV.get(str(value), str(value)).strip().lower()
+    if key not in KV_TYPES:
+        raise InvalidArgumentError(field, value, ", ".join(KV_TYPES))
+    return key
+
+
+def check_v_cache(flash_attention: bool, kv_type_v: str, fa_note: str) -> None:
+    """llama.cpp refuses a quantized V cache without flash attention (src/llama-context.cpp: "V cache
+    quantization requires flash_attn"); a quantized K cache runs either way."""
+    if not flash_attention and kv_type_v not in ("f16", "bf16", "f32"):
+        raise ConflictingOptionsError("cache_type_v", kv_type_v, "needs flash attention in llama.cpp (a quantized V "
+                                      f"cache); {fa_note}", fix="pass -fa on, or an f16 V cache (-ctv f16)")
 
 
 #: The routed-expert tensors --cpu-moe / --n-cpu-moe keep in host memory (common/common.h LLM_FFN_EXPS_REGEX).

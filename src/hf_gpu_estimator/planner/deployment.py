@@ -65,6 +65,7 @@ class Deployment:
             :class:`~hf_gpu_estimator.planner.engines.speculative.Speculative`); vLLM, SGLang, llama.cpp.
         mmproj: llama.cpp ``--mmproj``: the vision tower and projector of a vision-language model loaded too.
         n_cpu_moe: llama.cpp ``--n-cpu-moe``: the routed experts of the first N layers kept in host memory.
+        cache_type_k, cache_type_v: llama.cpp ``-ctk`` / ``-ctv`` (q8_0, q4_0 ...); ``None``: ``kv_cache_dtype``.
     """
 
     gpu: GPU
@@ -91,6 +92,8 @@ class Deployment:
     speculative: Any = None
     mmproj: bool | None = None
     n_cpu_moe: int | None = None
+    cache_type_k: str | None = None
+    cache_type_v: str | None = None
 
     def __post_init__(self) -> None:
         if self.engine is not None and self.engine not in ENGINE_NAMES:
@@ -144,7 +147,8 @@ class Deployment:
                                "engine": self.engine}
         for name in ("engine_version", "strategy", "max_model_len", "gpu_memory_utilization", "kv_cache_dtype",
                      "n_gpu_layers", "ctx_size", "parallel", "flash_attn", "mem_fraction_static", "max_num_seqs",
-                     "max_num_batched_tokens", "device_map", "max_memory_bytes", "free_memory_bytes", "n_cpu_moe"):
+                     "max_num_batched_tokens", "device_map", "max_memory_bytes", "free_memory_bytes", "n_cpu_moe",
+                     "cache_type_k", "cache_type_v"):
             value = getattr(self, name)
             if value is not None:
                 out[name] = value
@@ -276,6 +280,9 @@ def engine_settings(deployment: Deployment, work: Workload) -> dict[str, Any]:
             out["mmproj"] = True
         if d.n_cpu_moe:
             out["n_cpu_moe"] = d.n_cpu_moe
+        for name in ("cache_type_k", "cache_type_v"):
+            if getattr(d, name) is not None:
+                out[name] = getattr(d, name)
         return out
     return {"max_model_len": d.max_model_len}
 
@@ -496,10 +503,12 @@ def llamacpp_launch(spec: ModelSpec, work: Workload, d: Deployment, cap: Any) ->
     if cap.max_num_seqs > 1:
         args["parallel"] = cap.max_num_seqs
         flags += ["-np", str(cap.max_num_seqs)]
-    if work.kv_cache_dtype:
-        kv = {"float16": "f16", "bfloat16": "bf16", "float32": "f32"}.get(work.kv_cache_dtype, work.kv_cache_dtype)
-        args["cache_type_k"] = args["cache_type_v"] = kv
-        flags += ["-ctk", kv, "-ctv", kv]
+    kv = {"float16": "f16", "bfloat16": "bf16", "float32": "f32"}.get(work.kv_cache_dtype or "", work.kv_cache_dtype)
+    for name, flag in (("cache_type_k", "-ctk"), ("cache_type_v", "-ctv")):
+        value = getattr(d, name) or kv
+        if value:
+            args[name] = value
+            flags += [flag, value]
     if d.devices > 1:
         split = ",".join(["1"] * d.devices)
         args["tensor_split"] = split

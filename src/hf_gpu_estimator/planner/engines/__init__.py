@@ -22,7 +22,8 @@ _SETTINGS = {
     "vllm": {"gpu_memory_utilization", "max_model_len", "max_num_batched_tokens", "max_num_seqs", "block_size",
              "vllm_version", "speculative"},
     "sglang": {"mem_fraction_static", "max_model_len", "sglang_version", "speculative"},
-    "llama.cpp": {"ctx_size", "parallel", "n_gpu_layers", "flash_attn", "speculative", "mmproj", "n_cpu_moe"},
+    "llama.cpp": {"ctx_size", "parallel", "n_gpu_layers", "flash_attn", "speculative", "mmproj", "n_cpu_moe",
+                  "cache_type_k", "cache_type_v"},
     "transformers": {"max_model_len"},
 }
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from hf_gpu_estimator.errors import ConflictingOptionsError, InvalidArgumentError
 from hf_gpu_estimator.hardware import GPU
 from hf_gpu_estimator.memory import overhead
-from hf_gpu_estimator.memory.llamacpp import flash_attention_on, llamacpp_memory
+from hf_gpu_estimator.memory.llamacpp import check_v_cache, flash_attention_on, kv_cache_type, llamacpp_memory
 from hf_gpu_estimator.memory.weights import plan_weights
 from hf_gpu_estimator.planner.engines._capacity import ServingCapacity, check_context
 from hf_gpu_estimator.planner.engines.speculative import Speculative
@@ -30,8 +30,6 @@ GiB = 1 << 30
 LLAMACPP_DEFAULT_PARALLEL = 1
 #: torch dtypes and quantizations -> the GGUF type a transformers checkpoint is served in.
 _GGUF_OF = {"bfloat16": "gguf:BF16", "float16": "gguf:F16", "float32": "gguf:F32", "int8": "gguf:Q8_0"}
-#: torch KV dtypes -> llama.cpp -ctk/-ctv names.
-_KV_TYPE = {"float16": "f16", "bfloat16": "bf16", "float32": "f32"}
 
 
 def _gguf_quantization(spec: ModelSpec, workload: Workload) -> tuple[str | None, str | None]:
@@ -54,13 +52,17 @@ def _gguf_quantization(spec: ModelSpec, workload: Workload) -> tuple[str | None,
 def llamacpp_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *, ctx_size: int | None = None,
                       parallel: int = LLAMACPP_DEFAULT_PARALLEL, n_gpu_layers: int | None = None,
                       flash_attn: str | None = None, speculative: Speculative | None = None,
-                      mmproj: bool = False, n_cpu_moe: int | None = None) -> ServingCapacity:
+                      mmproj: bool = False, n_cpu_moe: int | None = None, cache_type_k: str | None = None,
+                      cache_type_v: str | None = None) -> ServingCapacity:
     """What llama-server ``-c ctx_size -np parallel -ngl n_gpu_layers -fa flash_attn`` holds on ``gpu``.
 
     ``flash_attn``: ``on``, ``off`` or ``auto`` (the default;
     :func:`~hf_gpu_estimator.memory.llamacpp.flash_attention_on`).
     Without flash attention the compute buffer holds the f32 attention scores of one micro-batch, and a
     quantized V cache is refused (llama.cpp: "V cache quantization requires flash_attn").
+
+    ``cache_type_k`` / ``cache_type_v``: ``-ctk`` / ``-ctv`` (f16, bf16, f32, q8_0, q4_0, q4_1, iq4_nl,
+    q5_0, q5_1); each defaults to the workload's ``kv_cache_dtype``, else f16.
 
     With several GPUs (``tp x pp``) the buffers are split evenly by layers (``--split-mode layer``).
 
@@ -93,14 +95,14 @@ def llamacpp_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *, ctx_size
     if parallel > ctx:
         raise InvalidArgumentError("parallel", parallel, f"at most -c {ctx} (each slot gets -c / -np tokens)")
     quant, note = _gguf_quantization(spec, workload)
-    kv_type = workload.kv_cache_dtype or "float16"
-    kv_type = _KV_TYPE.get(kv_type, kv_type)
-    fa, fa_note = flash_attention_on(spec, mode=flash_attn or "auto", runtime=gpu.runtime, kv_type_k=kv_type)
-    if not fa and kv_type not in ("f16", "bf16", "f32"):
-        raise ConflictingOptionsError("kv_cache_dtype", kv_type, "needs flash attention in llama.cpp (a quantized V "
-                                      f"cache); {fa_note}", fix="pass -fa on, or an f16 cache")
-    m = llamacpp_memory(spec, n_ctx=ctx, n_parallel=parallel, n_gpu_layers=ngl, kv_type=kv_type, quantization=quant,
-                        flash_attention=fa, n_cpu_moe=n_cpu_moe or 0)
+    kv_type = kv_cache_type("kv_cache_dtype", workload.kv_cache_dtype or "f16")
+    kv_k = kv_cache_type("cache_type_k", cache_type_k) if cache_type_k is not None else kv_type
+    kv_v = kv_cache_type("cache_type_v", cache_type_v) if cache_type_v is not None else kv_type
+    fa, fa_note = flash_attention_on(spec, mode=flash_attn or "auto", runtime=gpu.runtime, kv_type_k=kv_k,
+                                     kv_type_v=kv_v)
+    check_v_cache(fa, kv_v, fa_note)
+    m = llamacpp_memory(spec, n_ctx=ctx, n_parallel=parallel, n_gpu_layers=ngl, kv_type=kv_k, quantization=quant,
+                        flash_attention=fa, n_cpu_moe=n_cpu_moe or 0, kv_type_v=kv_v)
     devices = workload.parallelism.tp * workload.parallelism.pp
     weights, kv, compute = m.weights_gpu // devices, m.kv_gpu // devices, m.compute_buffer
     draft_note = mmproj_note = None

@@ -60,7 +60,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from hf_gpu_estimator.errors import InvalidArgumentError
+from hf_gpu_estimator.errors import ConflictingOptionsError, InvalidArgumentError
 from hf_gpu_estimator.hardware import GPU
 from hf_gpu_estimator.memory import overhead
 from hf_gpu_estimator.memory.terms import BYTES
@@ -477,6 +477,56 @@ def kernel_padding_bytes(spec: ModelSpec, workload: Workload) -> int:
     return int(extra * MXFP4_BYTES_PER_WEIGHT)
 
 
+#: The ggml types vLLM's GGUF linear and embedding methods run (vllm/model_executor/layers/quantization/gguf.py
+#: at v0.19.0: UNQUANTIZED_TYPES | DEQUANT_TYPES); another type raises "Unsupported GGUF quantization type".
+VLLM_GGUF_TYPES = frozenset({"F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q8_1", "Q2_K", "Q3_K",
+                             "Q4_K", "Q5_K", "Q6_K", "IQ1_M", "IQ1_S", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS",
+                             "IQ3_S", "IQ4_XS", "IQ4_NL"})
+#: GGUF tensors vLLM loads into one merged layer (QKVParallelLinear, MergedColumnParallelLinear).
+_GGUF_MERGED = (("attn_q", "attn_k", "attn_v"), ("ffn_gate", "ffn_up"))
+
+
+def is_gguf(spec: ModelSpec, workload: Workload) -> bool:
+    """A GGUF file, or a transformers model sized as ``llama-quantize`` writes it (``--quantization gguf:TYPE``)."""
+    return bool(getattr(spec, "gguf_tensors", ())) or workload.quantization.startswith("gguf:")
+
+
+def gguf_weight_bytes(spec: ModelSpec, workload: Workload) -> tuple[int, int]:
+    """(bytes of the model's tensors as vLLM holds a GGUF checkpoint, of which merged-layer padding), whole model.
+
+    vLLM 0.19 keeps GGUF weights in their ggml blocks (GGUFLinearMethod, GGUFEmbeddingMethod: a uint8
+    ``qweight`` per layer, dequantized inside its kernels), so the weights are the file's tensors. A merged
+    layer whose shards differ in type (Q4_K_M's Q4_K q/k with a Q6_K v) is one dense tensor: the shards
+    stacked and each row padded to the widest shard's row (``GGUFLinearMethod._create_padded_weight_param``).
+
+    Raises:
+        ConflictingOptionsError: A tensor type vLLM's GGUF kernels do not run (TQ1_0, TQ2_0, MXFP4 ...).
+    """
+    from hf_gpu_estimator.memory.llamacpp import gguf_tensors_of
+
+    quant = workload.quantization if workload.quantization.startswith("gguf:") else None
+    tensors = gguf_tensors_of(spec, quant)
+    bad = sorted({t.type for t in tensors if t.type not in VLLM_GGUF_TYPES})
+    if bad:
+        raise ConflictingOptionsError("quantization", workload.quantization if quant else spec.id,
+                                      f"holds {', '.join(bad)} tensors, which vLLM's GGUF kernels do not run "
+                                      "(vllm/model_executor/layers/quantization/gguf.py: 'Unsupported GGUF "
+                                      "quantization type')", fix="pick a K- or I-quant GGUF, or --engine llama.cpp")
+    total = sum(t.nbytes for t in tensors)
+    by_name = {t.name: t for t in tensors}
+    padding = 0
+    for t in tensors:
+        for group in _GGUF_MERGED:
+            if t.layer is None or f".{group[0]}.weight" not in t.name or len(t.shape) != 2:
+                continue
+            shards = [by_name.get(t.name.replace(f".{group[0]}.", f".{g}.")) for g in group]
+            if any(x is None or len(x.shape) != 2 for x in shards):
+                continue
+            row = max(x.nbytes // x.shape[1] for x in shards if x is not None)
+            padding += sum(x.shape[1] * row - x.nbytes for x in shards if x is not None)
+    return total + padding, padding
+
+
 def stage_weights(spec: ModelSpec, workload: Workload, *, act_bytes: int) -> tuple[int, int]:
     """Weight bytes per rank on the first and the last pipeline stage (equal without pipeline parallelism).
 
@@ -486,7 +536,10 @@ def stage_weights(spec: ModelSpec, workload: Workload, *, act_bytes: int) -> tup
     """
     arch = spec.architecture
     p = workload.parallelism
-    whole = weights_per_device(spec, workload.with_(parallelism=dataclasses.replace(p, pp=1, num_gpus=p.tp)))
+    if is_gguf(spec, workload):
+        whole = gguf_weight_bytes(spec, workload)[0] // p.tp
+    else:
+        whole = weights_per_device(spec, workload.with_(parallelism=dataclasses.replace(p, pp=1, num_gpus=p.tp)))
     rope = rotary_cache_bytes(spec, act_bytes)
     whole += kernel_padding_bytes(spec, workload)  # per expert layer: split with the layers below
     if p.pp == 1 or arch is None:
@@ -612,7 +665,11 @@ def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
         paging,
         "CUDA graphs: vLLM's estimate counted in the pool (a typical H100 figure, not this model's)"
         if rule.cuda_graph_bytes else "CUDA graphs are captured after the pool is sized (inside the 1 - gpu_memory_utilization headroom)",
-    ) + ((speculative_note(speculative, drafter) + "; the drafter's dummy run and the rejection sampler's in the "
+    ) + ((f"GGUF ({workload.quantization if workload.quantization.startswith('gguf:') else 'the file'}): vLLM keeps the "
+          "ggml blocks (GGUFLinearMethod, dequantized in its kernels), so the weights are the file's tensors split "
+          f"over tp, plus {gguf_weight_bytes(spec, workload)[1] / GiB:.2f} GiB of padding where a merged q/k/v or "
+          "gate/up layer mixes types (vllm/model_executor/layers/quantization/gguf.py at v0.19.0; unverified against "
+          "a vLLM GGUF start-up log)",) if is_gguf(spec, workload) else ()) + ((speculative_note(speculative, drafter) + "; the drafter's dummy run and the rejection sampler's in the "
           "profile run are not modelled",) if speculative is not None and drafter is not None else ()) + ((
           f"vision encoder: the profile run keeps the dummy outputs of {images} image(s) x {arch.tokens_per_image} "
           f"tokens x {arch.hidden_size} ({encoder / GiB:.3f} GiB) in the encoder cache through the forward and the "
