@@ -263,3 +263,15 @@ def test_eager_module_loading_takes_the_published_context(llama):
     assert eager.device_total_bytes - lazy.device_total_bytes == \
         overhead.CUDA_CONTEXT_EAGER_BYTES - overhead.CUDA_CONTEXT_BYTES
     assert any("eager module loading" in a for a in eager.assumptions)
+
+
+@pytest.mark.parametrize("options", [
+    {"task": "training", "batch_size": 8, "seq_len": 2048},
+    {"task": "training", "head": "classification", "num_labels": 5, "seq_len": 512},
+    {"task": "inference", "seq_len": 1024, "new_tokens": 16},
+], ids=["causal-lm", "classification", "inference"])
+def test_normalized_workload_rebuilds_itself(options: dict) -> None:
+    """Suggestions and the planner rebuild a workload from its to_dict() (with changes over it): every
+    normalized field must be one make_workload takes back (a causal-LM's num_labels was refused)."""
+    w = make_workload(**options)
+    assert make_workload(**w.to_dict()) == w

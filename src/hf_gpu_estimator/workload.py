@@ -210,7 +210,7 @@ class Workload:
             "torch_compile": self.torch_compile,
             "use_reentrant": self.use_reentrant,
             "head": self.head,
-            "num_labels": self.num_labels,
+            "num_labels": self.num_labels if self.head == "classification" else None,  # make_workload refuses it otherwise
             "reduce_bucket_size": self.reduce_bucket_size,
             "allgather_bucket_size": self.allgather_bucket_size,
             "prefetch_bucket_size": self.prefetch_bucket_size,
