@@ -212,7 +212,7 @@ def build_base_model(
     if attn == "flash_attention_2":
         # The flash-attn package is CUDA-only and absent on fake tensors. SDPA's flash backend
         # runs the same FlashAttention-2 kernels with the same memory (output + fp32 logsumexp);
-        # the runner routes SDPA to it (see trace._sdpa_backend).
+        # the runner routes SDPA to it (see runtime/trace/cuda.py _sdpa_backend).
         attn = "sdpa"
         fallbacks.append("flash_attention_2 traced as sdpa with the flash backend (same kernels)")
     contexts: list[contextlib.AbstractContextManager[Any]] = []

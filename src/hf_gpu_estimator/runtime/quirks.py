@@ -28,7 +28,9 @@ _DEFAULT_LANGUAGE_TYPES = ("xmod",)
 #: and ``labels`` [batch, seq, num_codebooks] (MusicgenForCausalLM.forward's documented shapes).
 CODEBOOK_TYPES = ("musicgen_decoder", "musicgen_melody_decoder")
 
+
 def model_type_of(model: Any) -> str:
+    """The ``model_type`` of a built model's config ('' without one)."""
     return str(getattr(getattr(model, "config", None), "model_type", ""))
 
 

@@ -63,9 +63,18 @@ from hf_gpu_estimator.runtime.methods import apply_method
 from hf_gpu_estimator.runtime.optimizers import SUPPORTED_OPTIMIZERS, make_optimizer
 from hf_gpu_estimator.runtime.phases import prepare_training, reset_model, run_inference, run_training
 from hf_gpu_estimator.runtime.trace.cuda import CudaSemantics
-from hf_gpu_estimator.runtime.trace.real_values import REAL_VALUES_SEED, RealValues, is_data_dependent, real_values_guard
+from hf_gpu_estimator.runtime.trace.real_values import (
+    REAL_VALUES_SEED,
+    RealValues,
+    is_data_dependent,
+    real_values_guard,
+)
 from hf_gpu_estimator.runtime.trace.tracker import (
-    BLOCK_BYTES, CATEGORY_NAMES, Tracker, TraceHooks, grad_hooks_on_reachable_tensors, round_all_devices,
+    BLOCK_BYTES,
+    TraceHooks,
+    Tracker,
+    grad_hooks_on_reachable_tensors,
+    round_all_devices,
     swappable_params,
 )
 from hf_gpu_estimator.workload import Workload
@@ -134,6 +143,7 @@ def clear_cache() -> None:
 
 
 def fake_device() -> str:
+    """Where the fake tensors live: "cuda" on a CUDA build of torch, else "cpu" (see the module's docstring)."""
     return "cuda" if torch.backends.cuda.is_built() else "cpu"
 
 
@@ -155,7 +165,7 @@ def _base_model(config: Mapping[str, Any], workload: Workload, device: str, init
         _model_cache.move_to_end(key)
         fake_mode, built = _model_cache[key]
         return fake_mode, BuiltModel(model=built.model, weight_dtype=built.weight_dtype,
-                                              fallbacks=list(built.fallbacks)), True
+                                      fallbacks=list(built.fallbacks)), True
     with torch._functorch.config.patch(fake_tensor_propagate_real_tensors=real_values):
         fake_mode = FakeTensorMode(allow_non_fake_inputs=False)
     # Some models move or cast submodules while they are built (``Module.to``/``.float()`` in __init__).
@@ -247,7 +257,8 @@ TORCH_MODULES = r"torch(\.|$)"
 
 
 def trace_once(config: Mapping[str, Any], workload: Workload, *, init: str, use_cache: bool,
-                    real_values: bool) -> TraceResult:
+               real_values: bool) -> TraceResult:
+    """One attempt of :func:`trace_workload`, on plain fake tensors or (``real_values``) with real twins."""
     start = time.perf_counter()
     fallbacks: list[str] = []
     if workload.parallelism.num_gpus > 1:
