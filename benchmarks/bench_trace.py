@@ -5,7 +5,7 @@
 Workload: bf16-true, AdamW, batch 1, seq 512, two optimizer steps. "naive" builds the model on
 fake tensors with transformers' default weight initialization and traces with the stock
 ``MemTracker`` (per-module peak snapshots on every operator); "ours" is
-:func:`hf_gpu_estimator.trace.trace_workload` (initialization skipped, the lighter peak update;
+:func:`hf_gpu_estimator.runtime.trace.trace_workload` (initialization skipped, the lighter peak update;
 a second call reuses the cached fake model). Prints seconds, the ratio, the peaks (which
 must agree) and the process's peak RSS.
 """
@@ -28,13 +28,16 @@ def naive(config: dict, workload) -> tuple[float, int]:
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.distributed._tools.mem_tracker import MemTracker
 
-    from hf_gpu_estimator import _runner
-    from hf_gpu_estimator.trace import _CudaSemantics, _fake_device, _round_all_devices
+    from hf_gpu_estimator.runtime.build import build_model
+    from hf_gpu_estimator.runtime.phases import prepare_training, run_training
+    from hf_gpu_estimator.runtime.trace import fake_device
+    from hf_gpu_estimator.runtime.trace.cuda import CudaSemantics
+    from hf_gpu_estimator.runtime.trace.tracker import round_all_devices
 
     start = time.perf_counter()
-    device = _fake_device()
+    device = fake_device()
     fake = FakeTensorMode()
-    built = _runner.build_model(config, workload, device=device, init="default", fake_mode=fake)
+    built = build_model(config, workload, device=device, init="default", fake_mode=fake)
     model = built.model
     tracker = MemTracker()
 
@@ -51,11 +54,11 @@ def naive(config: dict, workload) -> tuple[float, int]:
 
             return contextlib.nullcontext()
 
-    with _round_all_devices(), fake:
-        optimizer, _ = _runner.prepare_training(model, workload)
+    with round_all_devices(), fake:
+        optimizer, _ = prepare_training(model, workload)
         tracker.track_external(model, optimizer)
-        with _CudaSemantics(), tracker:
-            _runner.run_training(model, optimizer, workload, Hooks(), device=device)
+        with CudaSemantics(), tracker:
+            run_training(model, optimizer, workload, Hooks(), device=device)
     peak = sum(tracker.get_tracker_snapshot("peak")[d]["Total"] for d in tracker.get_tracker_snapshot("peak"))
     del torch
     return time.perf_counter() - start, peak
@@ -65,7 +68,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "llama-2-7b.json")
     args = parser.parse_args()
-    from hf_gpu_estimator.trace import clear_cache, trace_workload
+    from hf_gpu_estimator.runtime.trace import clear_cache, trace_workload
     from hf_gpu_estimator.workload import make_workload
 
     config = json.loads(args.config.read_text())

@@ -28,9 +28,9 @@ def header_tensors(config: dict) -> list[list[object]]:
     """[name, safetensors dtype, shape] of every tensor save_pretrained would write (floats as BF16)."""
     import torch
 
-    from hf_gpu_estimator import _runner
+    from hf_gpu_estimator.runtime import build
 
-    model = _runner.build_meta_model(config)
+    model = build.build_meta_model(config)
     out: list[list[object]] = []
     for name, p in model.named_parameters():  # tied parameters once
         out.append([name, "BF16" if p.dtype.is_floating_point else str(p.dtype), list(p.shape)])

@@ -5,7 +5,7 @@
 For each model type of ``MODEL_FOR_CAUSAL_LM_MAPPING_NAMES``: its default config
 (``AutoConfig.for_model``) cut to a few layers with every layer kind kept
 (:func:`hf_gpu_estimator.coverage.cut_config`), the exact parameter count of the model built on
-the meta device, and exact-mode traces (:func:`hf_gpu_estimator.trace.trace_workload`) of the
+the meta device, and exact-mode traces (:func:`hf_gpu_estimator.runtime.trace.trace_workload`) of the
 workloads in :data:`hf_gpu_estimator.coverage.WORKLOADS`. Results go to
 ``tests/data/coverage_traces.json`` after every model type, so an interrupted run keeps what it
 traced and a re-run continues. An entry is re-traced when the torch or transformers version, the
@@ -80,11 +80,11 @@ def count(cut: coverage.CutConfig) -> dict[str, Any]:
     """The model class, exact parameter count and its split by tensor-name role (meta device)."""
     from collections import Counter
 
-    from hf_gpu_estimator import _runner
+    from hf_gpu_estimator.runtime import build
     from hf_gpu_estimator.sources.headers import role_of
 
     try:
-        model = _runner.build_meta_model(cut.config)
+        model = build.build_meta_model(cut.config)
     except Exception as e:  # recorded per type: the matrix lists what fails and why  # noqa: BLE001
         return {"status": "error", "error": f"build: {type(e).__name__}: {e}"[:600]}
     by_role: Counter[str] = Counter()
@@ -96,7 +96,7 @@ def count(cut: coverage.CutConfig) -> dict[str, Any]:
 
 def trace_type(model_type: str, cut: coverage.CutConfig, timeout_s: int) -> dict[str, Any]:
     """Parameter count and traces of one model type (errors recorded, not raised)."""
-    from hf_gpu_estimator import _runner, trace
+    from hf_gpu_estimator.runtime import trace
     from hf_gpu_estimator.workload import make_workload
 
     out = count(cut)

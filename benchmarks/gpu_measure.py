@@ -167,7 +167,7 @@ def matrix(quick: bool) -> list[tuple[str, str, dict[str, Any]]]:
 
 def run_case(case_id: str, config: dict[str, Any], kwargs: dict[str, Any], *, device: str,
              guard_s: int) -> dict[str, Any]:
-    from hf_gpu_estimator.measure import cleanup, measure_workload
+    from hf_gpu_estimator.runtime.measure import cleanup, measure_workload
 
     record: dict[str, Any] = {"case": case_id, "kind": "measure", "config": config.get("_source"),
                               "model_type": config["model_type"]}
@@ -196,7 +196,7 @@ def trace_case(case_id: str, config: dict[str, Any], kwargs: dict[str, Any], *, 
     record: dict[str, Any] = {"case": case_id, "kind": "trace"}
     start = time.perf_counter()
     try:
-        from hf_gpu_estimator.trace import trace_workload
+        from hf_gpu_estimator.runtime.trace import trace_workload
 
         signal.alarm(guard_s)
         try:
@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only:
         keys = [k for k in args.only.split(",") if k]
         cases = [c for c in cases if any(k in c[0] for k in keys)]
-    from hf_gpu_estimator.measure import nvml_used_bytes, versions
+    from hf_gpu_estimator.runtime.measure import nvml_used_bytes, versions
 
     started = time.perf_counter()
     rows: list[dict[str, Any]] = []

@@ -1,6 +1,6 @@
 """The analytic model against exact-mode traces of transformers (the referee), case by case.
 
-Reference: ``hf_gpu_estimator.trace.trace_workload`` (the real transformers model on fake tensors
+Reference: ``hf_gpu_estimator.runtime.trace.trace_workload`` (the real transformers model on fake tensors
 under PyTorch's memory tracker). Tolerance: ``accuracy.TOLERANCE`` (5 %) on the allocated peak,
 the cuBLAS workspace excluded (fake tensors cannot see it). Cases with a documented known gap
 must stay within their recorded error + 2 points, so a regression still fails.

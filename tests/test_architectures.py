@@ -418,9 +418,9 @@ COMPOSITE_CASES: list[tuple[str, dict[str, Any]]] = [
 @pytest.mark.parametrize("config", [pytest.param(c, id=i) for i, c in COMPOSITE_CASES])
 def test_composite_counts_match_meta_model(config: dict[str, Any]) -> None:
     pytest.importorskip("torch")
-    from hf_gpu_estimator import _runner
+    from hf_gpu_estimator.runtime import build
 
-    model = _runner.build_meta_model(config)
+    model = build.build_meta_model(config)
     ours = parameter_counts(config)
     assert ours.total == sum(p.numel() for p in model.parameters())
     assert dict(ours.by_role) == _meta_roles(model)

@@ -92,7 +92,7 @@ def test_unused_cross_attention_equals_the_parameters_without_gradient(config: d
     rule (sources/headers.off_text_path) finds them."""
     torch = pytest.importorskip("torch")
     pytest.importorskip("transformers")
-    from hf_gpu_estimator._runner import instantiate, make_config, model_class
+    from hf_gpu_estimator.runtime.build import instantiate, make_config, model_class
     from hf_gpu_estimator.sources.headers import off_text_path
 
     cfg = make_config(config)

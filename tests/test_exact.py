@@ -21,7 +21,7 @@ from hf_gpu_estimator.exact import exact_memory  # noqa: E402
 from hf_gpu_estimator.memory import estimate_memory  # noqa: E402
 from hf_gpu_estimator.memory.terms import COMPONENTS  # noqa: E402
 from hf_gpu_estimator.sources import inspect_model  # noqa: E402
-from hf_gpu_estimator.trace import trace_workload  # noqa: E402
+from hf_gpu_estimator.runtime.trace import trace_workload  # noqa: E402
 from hf_gpu_estimator.workload import make_workload  # noqa: E402
 
 TINY = {"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
@@ -137,7 +137,7 @@ def test_cli_compare_json_and_table(model_dir: Path, capsys: pytest.CaptureFixtu
 def test_cast_floating_does_not_swap_fake_parameters() -> None:
     from torch._subclasses.fake_tensor import FakeTensorMode
 
-    from hf_gpu_estimator._runner import cast_floating_
+    from hf_gpu_estimator.runtime.dtypes import cast_floating_
 
     with FakeTensorMode():
         model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 4))
@@ -154,7 +154,7 @@ def test_cast_floating_does_not_swap_fake_parameters() -> None:
 def test_lora_true_precision_traces_in_a_fresh_process() -> None:
     # The failure showed on the first trace of a process (on CUDA builds always): run one alone.
     code = (
-        "from hf_gpu_estimator.trace import trace_workload\n"
+        "from hf_gpu_estimator.runtime.trace import trace_workload\n"
         "from hf_gpu_estimator.workload import make_workload\n"
         f"cfg = {TINY!r}\n"
         "r = trace_workload(cfg, make_workload(task='training', method='lora', precision='bf16-true',"
@@ -182,7 +182,7 @@ def _no_family(config: dict) -> errors_mod.UnsupportedArchitectureError:
 
 
 def test_exact_traces_a_type_without_analytic_family() -> None:
-    from hf_gpu_estimator._runner import build_meta_model
+    from hf_gpu_estimator.runtime.build import build_meta_model
     from hf_gpu_estimator.exact import spec_for_unsupported
 
     spec = spec_for_unsupported(_no_family(dict(TINY_RWKV)), "tiny-rwkv")
@@ -230,7 +230,7 @@ def test_unknown_model_type_says_what_is_supported(tmp_path: Path) -> None:
 def test_model_class_takes_multimodal_wrappers_and_never_foreign_classes() -> None:
     import transformers
 
-    from hf_gpu_estimator._runner import build_meta_model, make_config, model_class
+    from hf_gpu_estimator.runtime.build import build_meta_model, make_config, model_class
 
     # qwen2_5_vl has no *ForCausalLM: its *ForConditionalGeneration generates text.
     cfg = make_config({"model_type": "qwen2_5_vl"})
@@ -261,7 +261,7 @@ def test_exact_traces_a_config_the_analytic_model_rejects(monkeypatch: pytest.Mo
         estimate({**TINY, "hidden_size": 63}, mode="exact")
 
 
-# Per-type adaptations of the runner (_runner._CAST_TO_WEIGHT_DTYPE, _CODEBOOK_TYPES, FULL_SEQUENCE_STEPS): tiny
+# Per-type adaptations of the runner (runtime/quirks.py: _CAST_TO_WEIGHT_DTYPE, CODEBOOK_TYPES, FULL_SEQUENCE_STEPS): tiny
 # configs that failed before them, traced for both workloads.
 _ADAPTED = {
     "xlnet": {"model_type": "xlnet", "d_model": 64, "n_layer": 2, "n_head": 4, "d_inner": 96, "vocab_size": 211},
@@ -291,12 +291,12 @@ def test_pytorch_internal_warnings_are_not_shown() -> None:
     """ModTracker's "Module is None. Skipping PRE_BW hook" and the like say nothing about the model."""
     import warnings
 
-    from hf_gpu_estimator import trace
+    from hf_gpu_estimator.runtime import trace
 
     work = make_workload(task="training", batch_size=2, seq_len=16, precision="bf16-true")
     with warnings.catch_warnings(record=True) as raw:
         warnings.simplefilter("always")
-        trace._trace_workload(dict(_ADAPTED["xlnet"]), work, init="skip", use_cache=False, real_values=False)
+        trace.trace_once(dict(_ADAPTED["xlnet"]), work, init="skip", use_cache=False, real_values=False)
     assert any("torch" in w.filename for w in raw)  # PyTorch does warn inside the tracer ...
     with warnings.catch_warnings(record=True) as shown:
         warnings.simplefilter("always")

@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from hf_gpu_estimator import cli  # noqa: E402
-from hf_gpu_estimator.measure import measure_workload  # noqa: E402
+from hf_gpu_estimator.runtime.measure import measure_workload  # noqa: E402
 from hf_gpu_estimator.workload import make_workload  # noqa: E402
 
 TINY = {"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,

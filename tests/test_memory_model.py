@@ -248,7 +248,7 @@ def test_import_stays_free_of_torch():
 def test_lora_counts_weight_layers_of_looped_models(config):
     """A looped model runs some layers more than once; LoRA adapts each weight layer once (peft wraps modules)."""
     torch = pytest.importorskip("torch")
-    from hf_gpu_estimator._runner import build_meta_model
+    from hf_gpu_estimator.runtime.build import build_meta_model
     from hf_gpu_estimator.sources import inspect_model
 
     model = build_meta_model(config)

@@ -1,4 +1,4 @@
-"""Exact mode (trace.py) on tiny configs: invariants that hold for the real implementation."""
+"""Exact mode (runtime/trace/) on tiny configs: invariants that hold for the real implementation."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from hf_gpu_estimator.errors import TraceError  # noqa: E402
-from hf_gpu_estimator.trace import trace_workload  # noqa: E402
+from hf_gpu_estimator.runtime.trace import trace_workload  # noqa: E402
 from hf_gpu_estimator.workload import make_workload  # noqa: E402
 
 _DECODER = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
@@ -30,7 +30,7 @@ TRAINING = dict(task="training", batch_size=2, seq_len=128, precision="bf16-true
 
 def _rounded_param_bytes(config: dict, dtype_bytes: int) -> int:
     """Parameter bytes as the CUDA allocator holds them: each tensor rounded up to 512 bytes."""
-    from hf_gpu_estimator._runner import make_config
+    from hf_gpu_estimator.runtime.build import make_config
     from transformers import AutoModelForCausalLM
 
     with torch.device("meta"):
@@ -168,11 +168,11 @@ def test_result_is_json_serializable() -> None:
 
 def test_dropout_saves_a_bool_mask_as_on_cuda() -> None:
     """CPU's F.dropout saves an fp32 noise tensor; CUDA's fused native_dropout a bool mask (exact mode follows CUDA)."""
-    from hf_gpu_estimator.trace import _CudaSemantics
+    from hf_gpu_estimator.runtime.trace.cuda import CudaSemantics
 
     saved: list[torch.dtype] = []
     x = torch.ones(8, 64, requires_grad=True)
-    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.dtype) or t, lambda t: t), _CudaSemantics():
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.dtype) or t, lambda t: t), CudaSemantics():
         torch.nn.functional.dropout(x * 1.0, 0.1, training=True)
         torch.nn.functional.dropout(x * 1.0, 0.1, training=False)
     assert saved == [torch.bool]
@@ -185,9 +185,9 @@ def test_deepcopy_of_a_fake_constant() -> None:
 
     from torch._subclasses.fake_tensor import FakeTensorMode
 
-    from hf_gpu_estimator.trace import _CudaSemantics
+    from hf_gpu_estimator.runtime.trace.cuda import CudaSemantics
 
-    with FakeTensorMode(), _CudaSemantics():
+    with FakeTensorMode(), CudaSemantics():
         t = torch.tensor([3, 4], dtype=torch.long)
         memo: dict[int, object] = {}
         out = copy.deepcopy(t, memo)
@@ -207,11 +207,11 @@ _SMALL = dict(batch_size=1, seq_len=32)
                                      dict(task="training", precision="bf16-true")], ids=["inference", "training"])
 def test_data_dependent_model_traced_with_real_values(options: dict) -> None:
     """JetMoE's router calls .tolist() on its expert counts: the fake run fails, the real-values run answers."""
-    from hf_gpu_estimator.trace import _trace_workload
+    from hf_gpu_estimator.runtime.trace import trace_once
 
     workload = make_workload(**_SMALL, **options)
     with pytest.raises(TraceError, match="DataDependentOutputException"):
-        _trace_workload(_JETMOE, workload, init="skip", use_cache=False, real_values=False)
+        trace_once(_JETMOE, workload, init="skip", use_cache=False, real_values=False)
     result = trace_workload(_JETMOE, workload)
     assert any("real values (_local_scalar_dense" in f and "seed 0" in f for f in result.fallbacks)
     assert result.breakdown_at_peak["params"] == _rounded_param_bytes(_JETMOE, 2)
@@ -224,20 +224,20 @@ def test_data_dependent_model_traced_with_real_values(options: dict) -> None:
                                      dict(task="training", precision="bf16-true")], ids=["inference", "training"])
 def test_real_values_keep_the_fake_accounting(options: dict) -> None:
     """On a model without data-dependent operators the real twins change no recorded figure."""
-    from hf_gpu_estimator.trace import _trace_workload
+    from hf_gpu_estimator.runtime.trace import trace_once
 
     workload = make_workload(**_SMALL, **options)
-    fake = _trace_workload(CONFIGS["mixtral"], workload, init="skip", use_cache=False, real_values=False)
-    real = _trace_workload(CONFIGS["mixtral"], workload, init="skip", use_cache=False, real_values=True)
+    fake = trace_once(CONFIGS["mixtral"], workload, init="skip", use_cache=False, real_values=False)
+    real = trace_once(CONFIGS["mixtral"], workload, init="skip", use_cache=False, real_values=True)
     for name in ("peak_bytes", "phase_at_peak", "phase_peaks", "breakdown_at_peak", "kv_cache_bytes",
                  "optimizer_state_bytes", "attention_backends"):
         assert getattr(real, name) == getattr(fake, name), name
 
 
 def test_real_values_refused_past_the_host_limit(monkeypatch: pytest.MonkeyPatch) -> None:
-    from hf_gpu_estimator import trace
+    from hf_gpu_estimator.runtime.trace import real_values
 
-    monkeypatch.setattr(trace, "REAL_VALUES_MAX_BYTES", 1 << 10)
+    monkeypatch.setattr(real_values, "REAL_VALUES_MAX_BYTES", 1 << 10)
     with pytest.raises(TraceError, match="needs real values .* do not fit"):
         trace_workload(_JETMOE, make_workload(**_SMALL, task="inference", new_tokens=4, dtype="bfloat16"))
 
@@ -270,14 +270,14 @@ def test_real_twin_of_flash_attention_with_dropout() -> None:
     """X-MOD's language adapters pick rows by a boolean mask (real values); in training its attention keeps
     dropout 0.1, and CUDA's flash kernel takes dropout where the CPU flash kernel refuses it: the twin of the
     flash output comes from the math kernel."""
-    from hf_gpu_estimator.trace import _trace_workload
+    from hf_gpu_estimator.runtime.trace import trace_once
 
     config = dict(model_type="xmod", hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
                   intermediate_size=128, vocab_size=512, max_position_embeddings=256, is_decoder=True,
                   attention_probs_dropout_prob=0.1)
     workload = make_workload(**_SMALL, task="training", precision="bf16-true")
     with pytest.raises(TraceError, match="DataDependent|DynamicOutputShape"):
-        _trace_workload(config, workload, init="skip", use_cache=False, real_values=False)
+        trace_once(config, workload, init="skip", use_cache=False, real_values=False)
     result = trace_workload(config, workload)
     assert result.attention_backends.get("flash"), result.attention_backends
     assert any("real values (" in f for f in result.fallbacks)

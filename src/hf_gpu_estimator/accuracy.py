@@ -204,7 +204,7 @@ def compare(case: Case) -> Comparison:
     """Analytic vs traced peak for one case (needs the torch extra)."""
     from hf_gpu_estimator.memory import estimate_memory
     from hf_gpu_estimator.sources import inspect_model
-    from hf_gpu_estimator.trace import trace_workload
+    from hf_gpu_estimator.runtime.trace import trace_workload
     from hf_gpu_estimator.workload import make_workload
 
     config = dict(FAMILIES[case.family])

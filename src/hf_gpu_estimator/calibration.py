@@ -480,7 +480,7 @@ def record_measurement(measured: Any, workload: Workload, *, source: str, other_
     """Add one ``measure_workload`` result (a CUDA run) to the calibration; ``None`` for CPU/MPS runs.
 
     Args:
-        measured: a :class:`hf_gpu_estimator.measure.MeasureResult`.
+        measured: a :class:`hf_gpu_estimator.runtime.measure.MeasureResult`.
         other_processes_bytes: nvidia-smi's used memory before this process initialized CUDA.
     """
     if measured.allocated_peak_bytes is None or measured.reserved_peak_bytes is None or not measured.allocated_peak_bytes:

@@ -1,7 +1,7 @@
 """Exact mode as an estimate: a traced peak turned into a :class:`MemoryEstimate` with the analytic contract.
 
 :func:`exact_memory` traces the workload on the real transformers model (fake tensors, see
-:mod:`hf_gpu_estimator.trace`) and maps the trace's categories at the peak onto the
+:mod:`hf_gpu_estimator.runtime.trace`) and maps the trace's categories at the peak onto the
 estimate's components. What a trace cannot see comes from the analytic estimate, and each
 such piece is named in the returned assumptions:
 
@@ -41,7 +41,7 @@ from hf_gpu_estimator.workload import OPTIMIZERS, Workload
 
 if TYPE_CHECKING:
     from hf_gpu_estimator.spec import ModelSpec
-    from hf_gpu_estimator.trace import TraceResult
+    from hf_gpu_estimator.runtime.trace import TraceResult
 
 #: The key of the lines an exact estimate adds about its trace (``hfge estimate --compare`` lists them).
 TRACE_KEY = "exact.trace"
@@ -94,7 +94,8 @@ def exact_memory(spec: ModelSpec, workload: Workload, *, analytic: MemoryEstimat
             trace, a multi-device split, or a failure while tracing; the message says what to do.
         MissingDependencyError: torch or transformers is not installed.
     """
-    from hf_gpu_estimator._runner import SUPPORTED_OPTIMIZERS, require_torch_stack
+    from hf_gpu_estimator.runtime.build import require_torch_stack
+    from hf_gpu_estimator.runtime.optimizers import SUPPORTED_OPTIMIZERS
 
     config = dict(spec.config or {})
     if not config.get("model_type"):
@@ -110,7 +111,7 @@ def exact_memory(spec: ModelSpec, workload: Workload, *, analytic: MemoryEstimat
                          f"would take minutes (limit {max_parameters / 1e9:,.0f}B); {_ANALYTIC_HINT}, or trace a "
                          "config of the same family with fewer layers")
     require_torch_stack("exact mode")
-    from hf_gpu_estimator.trace import trace_workload
+    from hf_gpu_estimator.runtime.trace import trace_workload
 
     notes: list[str] = []  # "exact: ..." lines, and the overhead lines keyed as the analytic model keys them
     traced_workload = workload
@@ -161,7 +162,7 @@ def spec_for_unsupported(error: UnsupportedArchitectureError, source: object) ->
             names what the analytic side supports and that ``--exact`` needs a transformers
             that implements it.
     """
-    from hf_gpu_estimator._runner import knows_model_type, require_torch_stack
+    from hf_gpu_estimator.runtime.build import knows_model_type, require_torch_stack
 
     require_torch_stack("exact mode")
     import transformers
@@ -201,7 +202,7 @@ def spec_from_transformers(config: Mapping[str, Any], *, model_id: str, reason: 
     """
     from dataclasses import replace
 
-    from hf_gpu_estimator._runner import build_meta_model, require_torch_stack
+    from hf_gpu_estimator.runtime.build import build_meta_model, require_torch_stack
     from hf_gpu_estimator.sources.module import spec_from_module
 
     require_torch_stack("exact mode")

@@ -94,7 +94,7 @@ def _measure_command(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     import time
 
-    from hf_gpu_estimator._runner import require_torch_stack
+    from hf_gpu_estimator.runtime.build import require_torch_stack
     from hf_gpu_estimator.errors import ConflictingOptionsError, MissingDependencyError, PreflightError, TraceError
     from hf_gpu_estimator.estimator import estimate
     from hf_gpu_estimator.report import gib, measure_sections
@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     require_torch_stack("measure mode")
     other_bytes = None
     if args.device.startswith("cuda"):
-        from hf_gpu_estimator.measure import nvml_used_bytes_before_init
+        from hf_gpu_estimator.runtime.measure import nvml_used_bytes_before_init
 
         other_bytes = nvml_used_bytes_before_init()  # before this process creates its CUDA context
     spec = read_spec(args)
@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
             exact_error = str(e)
     import torch
 
-    from hf_gpu_estimator.measure import measure_workload
+    from hf_gpu_estimator.runtime.measure import measure_workload
 
     try:
         measured = measure_workload(dict(spec.config), work, device=args.device, train_steps=args.steps)
@@ -141,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
         raise PreflightError(f"out of memory on {args.device} ({device_name}) while measuring: use 'hfge estimate' "
                              "(analytic mode), a smaller workload or --device cpu", required_bytes=need,
                              available_bytes=free) from e
-    from hf_gpu_estimator.measure import DeviceInfo, EstimateFigures, MeasureReport
+    from hf_gpu_estimator.runtime.measure import DeviceInfo, EstimateFigures, MeasureReport
 
     nvml_total = None
     if measured.nvml_used_bytes is not None:

@@ -1,4 +1,4 @@
-"""A :class:`~hf_gpu_estimator.measure.MeasureReport` (``hfge measure``): measured vs estimated."""
+"""A :class:`~hf_gpu_estimator.runtime.measure.MeasureReport` (``hfge measure``): measured vs estimated."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from hf_gpu_estimator.report.render import Section, percent, size, size_or_dash
 
 if TYPE_CHECKING:
-    from hf_gpu_estimator.measure import MeasureReport
+    from hf_gpu_estimator.runtime.measure import MeasureReport
 
 
 def measure_sections(report: MeasureReport) -> list[Section]:

@@ -1,6 +1,6 @@
 """Measure mode: run a workload on the local device with random weights; record peaks and speed.
 
-The model is built and driven by :mod:`hf_gpu_estimator._runner`, the code exact mode traces,
+The model is built and driven by :mod:`hf_gpu_estimator.runtime.phases`, the code exact mode traces,
 with real random weights (N(0, 0.02), filled on the device). On CUDA each phase is bracketed
 by ``torch.cuda.synchronize()`` and ``torch.cuda.reset_peak_memory_stats()``, so the phase
 peaks are ``torch.cuda.max_memory_allocated()`` within the phase; the run's peak is the largest
@@ -27,7 +27,9 @@ from typing import Any
 
 import torch
 
-from hf_gpu_estimator import _runner
+from hf_gpu_estimator.runtime.build import build_model
+from hf_gpu_estimator.runtime.dtypes import weight_dtype
+from hf_gpu_estimator.runtime.phases import prepare_training, run_inference, run_training
 from hf_gpu_estimator.workload import Workload
 
 
@@ -268,7 +270,7 @@ def measure_workload(config: Mapping[str, Any], workload: Workload, *, device: s
     """Run ``workload`` for real on ``device`` and measure memory and throughput.
 
     Inference: the prefill, then ``new_tokens - 1`` real greedy decode steps (generate's loop,
-    see :func:`hf_gpu_estimator._runner.run_inference`); prefill tokens/s = batch × seq_len /
+    see :func:`hf_gpu_estimator.runtime.phases.run_inference`); prefill tokens/s = batch × seq_len /
     prefill time, decode tokens/s = batch × (new_tokens − 1) / decode time. Training:
     ``train_steps`` optimizer steps; tokens/s over the steps after the first (warm-up):
     batch × seq_len × accumulation × (train_steps − 1) / their time.
@@ -282,7 +284,7 @@ def measure_workload(config: Mapping[str, Any], workload: Workload, *, device: s
     cuda = dev.type == "cuda"
     cleanup()
     baseline = nvml_used_bytes() if cuda else None
-    built = _runner.build_model(config, workload, device=dev, init="random")
+    built = build_model(config, workload, device=dev, init="random")
     model = built.model
     fallbacks = tuple(built.fallbacks)
     if cuda:
@@ -296,15 +298,15 @@ def measure_workload(config: Mapping[str, Any], workload: Workload, *, device: s
     optimizer = None
     try:
         if workload.is_training:
-            optimizer, _ = _runner.prepare_training(model, workload)
-            loss = _runner.run_training(model, optimizer, workload, hooks, device=dev, steps=train_steps)
+            optimizer, _ = prepare_training(model, workload)
+            loss = run_training(model, optimizer, workload, hooks, device=dev, steps=train_steps)
             loss_value = float(loss.float().item()) if loss is not None else None
             timed = [s for name, s in hooks.seconds.items() if not name.endswith(("@1", "@1.1")) and "@1." not in name]
             if train_steps > 1 and timed:
                 tokens = workload.batch_size * workload.seq_len * workload.gradient_accumulation_steps
                 train_tps = tokens * (train_steps - 1) / sum(timed)
         else:
-            cache = _runner.run_inference(model, workload, hooks, device=dev, real_decode=True)
+            cache = run_inference(model, workload, hooks, device=dev, real_decode=True)
             del cache
             if "prefill" in hooks.seconds:
                 prefill_tps = workload.batch_size * workload.seq_len / hooks.seconds["prefill"]
@@ -334,7 +336,7 @@ def measure_workload(config: Mapping[str, Any], workload: Workload, *, device: s
         loss=loss_value,
         parameters=n_params,
         trainable_parameters=n_train,
-        weight_dtype=_runner.weight_dtype(config, workload) if workload.method != "qlora" else "bfloat16",
+        weight_dtype=weight_dtype(config, workload) if workload.method != "qlora" else "bfloat16",
         versions=versions(),
         fallbacks=fallbacks,
         seconds=time.perf_counter() - start,
