@@ -153,15 +153,11 @@ def build_model(
     Raises:
         TraceError: unknown architecture, or a build failure.
     """
-    import torch
-    import transformers
-
     from hf_gpu_estimator.runtime.methods import apply_method  # methods builds on this module
 
     base = build_base_model(config, workload, device=device, init=init, fake_mode=fake_mode)
     with fake_mode if fake_mode is not None else contextlib.nullcontext():
         apply_method(base, workload)
-    del torch, transformers
     return base
 
 
