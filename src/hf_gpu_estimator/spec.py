@@ -334,6 +334,11 @@ class Architecture:
     attention_dropout: float = 0.0
     # Eager attention runs softmax in the scores' dtype rather than fp32 (gpt2, bert, t5, falcon).
     native_softmax: bool = False
+    # Score-sized tensors (compute dtype) a model's own eager attention keeps alive at its softmax beyond the
+    # standard function's (transformers' eager_attention_forward): the unmasked scores bound under a second name
+    # (bloom), a zeros tensor baddbmm adds to (gpt_neox_japanese), the previous layer's probabilities kept by the
+    # model's loop (``outputs = block(...)`` until the next block returns: falcon, bloom). Inference only.
+    eager_held_scores: int = 0
     # PreTrainedModel._supports_sdpa: when False transformers runs eager attention for "sdpa".
     supports_sdpa: bool = True
     # The forward takes logits_to_keep, so generate's prefill computes the last position's logits only;

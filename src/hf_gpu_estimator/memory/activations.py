@@ -709,11 +709,7 @@ def inference_layer_transient(arch: Architecture, *, compute_bytes: int, attn: s
             # counted per forward by the caller).
             attn_bytes += c * d.heads * (seq_len + 2 * (seq_len + 1))
         elif attn == "eager":
-            # Per score element at the softmax: the masked scores, softmax(dtype=float32)'s fp32 copy of
-            # its input (none when already fp32) and its fp32 output (ATen softmax with a dtype casts
-            # first); plus the additive 4-D mask.
-            attn_bytes += eager_score_bytes(c, native_softmax=arch.native_softmax,
-                                            float16=float16) * d.heads * seq_len + c * seq_len
+            attn_bytes = max(attn_bytes, _eager_softmax_bytes(arch, d, c, seq_len, float16=float16))
         peak = max(peak, attn_bytes)
     for layer, _ in arch.layer_groups:
         for mixer in layer.mixers:
@@ -737,6 +733,26 @@ def inference_layer_transient(arch: Architecture, *, compute_bytes: int, attn: s
             ffn += 5 * c * H
         peak = max(peak, ffn)
     return peak
+
+
+def _eager_softmax_bytes(arch: Architecture, d: Dims, c: int, seq_len: int, *, float16: bool) -> float:
+    """Per-token bytes alive inside eager attention at its softmax (no autograd), past the rotary step.
+
+    The residual and the normed input, the rotated queries, the keys and values repeated to the query heads
+    where they are grouped (repeat_kv copies; the layer's own keys and values are the cache's tensors, counted
+    with the cache, unless the model keeps no cache), and per score element the masked scores,
+    softmax(dtype=float32)'s fp32 copy of its input (none when already fp32) and its fp32 output (ATen softmax
+    with a dtype casts first), plus the scores a model keeps beyond those (Architecture.eager_held_scores). The
+    additive 4-D mask is built once per forward and counted by the caller. Exact-mode traces of the long-context
+    matrix (docs/coverage-long.md; llama at 4 x 2048 tokens: 5120 MiB of scores and 192 MiB of residual, normed
+    input and queries beside the cache and the mask).
+    """
+    kv_width = d.qk_head_dim + d.v_head_dim
+    repeated = c * d.heads * kv_width if d.kv_heads < d.heads else 0
+    own_kv = 0 if arch.is_decoder else c * d.kv_heads * kv_width
+    per_score = eager_score_bytes(c, native_softmax=arch.native_softmax, float16=float16) \
+        + c * arch.eager_held_scores
+    return 2 * c * d.hidden + c * d.heads * d.qk_head_dim + repeated + own_kv + per_score * d.heads * seq_len
 
 
 def _expert_extra_alive(ffn: FFN, inter: int) -> int:
