@@ -79,13 +79,20 @@ def eager_softmax_native(model_cls: type) -> bool | None:
         if match and not code.startswith(">>>") and _SCORES.search(match.group(1)):
             calls.append(code)
     if not calls:
-        return None
+        # A softmax module (cpmant's ``self.softmax = torch.nn.Softmax(dim=-1)``) runs in its input's dtype.
+        return True if "nn.Softmax(" in source else None
     return any(not _UPCAST.search(call) for call in calls)
 
 
 #: A softmax call and its first argument; attention-score names (not router or gate logits); an fp32 upcast.
 _SOFTMAX = re.compile(r"softmax\(\s*([A-Za-z_][A-Za-z_0-9.]*)")
 _SCORES = re.compile(r"^(?!.*(router|routing|gate|expert|logits)).*(attn|attention|scores)", re.IGNORECASE)
+#: Where the file's eager_attention_forward is not the text attention's, with the source.
+_NATIVE_SOFTMAX = {
+    "git": (True, "modeling_git.py GitSelfAttention.forward: softmax(attention_scores, dim=-1); the file's "
+                  "eager_attention_forward serves the vision encoder"),
+}
+
 #: A causal-LM class that only warns when the config is not a decoder (RobertaForCausalLM.__init__).
 _WARNS_NOT_DECODER = re.compile(r"if not config\.is_decoder:\s*\n\s*logger\.warning")
 _QUERY_UPCAST = re.compile(r"(query|key)\w*\.to\(torch\.float32\)")
@@ -135,7 +142,7 @@ def main() -> int:
                 # RobertaModel.forward: use_cache = False, create_bidirectional_mask).
                 if _WARNS_NOT_DECODER.search(inspect.getsource(model_cls)):
                     entry["reads_is_decoder"] = True
-                native = eager_softmax_native(model_cls)
+                native = _NATIVE_SOFTMAX.get(model_type, (eager_softmax_native(model_cls), ""))[0]
                 if native:
                     entry["native_softmax"] = True
                 if "logits_to_keep" not in inspect.signature(model_cls.forward).parameters:

@@ -16,6 +16,9 @@ per-workload time limit and the file format are those of ``benchmarks/coverage_t
 from __future__ import annotations
 
 import argparse
+import gzip
+import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 import signal
@@ -96,6 +99,10 @@ def _coverage_traces() -> Any:
 TIMEOUT_S = 600
 
 
+#: The checkpoint header (tensor names, dtypes, shapes) a Hub repo of each traced config would carry, as
+#: benchmarks/coverage_headers.py records it, keyed by the config's hash.
+HEADERS_PATH = DATA_PATH.with_name("coverage_long_headers.json.gz")
+
 #: Where the generated page goes.
 DOC_PATH = DATA_PATH.parents[2] / "docs" / "coverage-long.md"
 
@@ -104,10 +111,14 @@ DOC_PATH = DATA_PATH.parents[2] / "docs" / "coverage-long.md"
 #: tolerance (issue 11) for every workload.
 TOLERANCE = 0.10
 
-#: Share of the traced and estimated types that must be within :data:`TOLERANCE`, per workload, and the median
-#: absolute error it must not pass (issue 20's goal: 95 %, 2 %).
-MIN_WITHIN = 0.95
-MAX_MEDIAN = 0.02
+#: Issue 20's goal per workload: 95 % of the compared types within :data:`TOLERANCE`, median |error| at most 2 %.
+GOAL_WITHIN = 0.95
+GOAL_MEDIAN = 0.02
+
+#: What tests/test_coverage_long.py requires per workload (share within, median |error|): the goal where it is
+#: met, else the measured figure (docs/coverage-long.md), so a regression fails and the gap stays in view.
+MIN_WITHIN: dict[str, float] = {name: GOAL_WITHIN for name in WORKLOADS}
+MAX_MEDIAN: dict[str, float] = {name: GOAL_MEDIAN for name in WORKLOADS}
 
 #: Types outside :data:`TOLERANCE` on a workload, with why (the measured error is shown beside it).
 KNOWN_GAPS: dict[str, str] = {}
@@ -134,18 +145,32 @@ class Cell:
         return self.error is not None and abs(self.error) <= TOLERANCE
 
 
-def _spec(model_type: str, entry: Mapping[str, Any]) -> Any:
+def load_headers() -> dict[str, Any]:
+    """The recorded checkpoint headers by model type: ``{"config_hash": ..., "tensors": [[name, dtype, shape]]}``."""
+    if not HEADERS_PATH.exists():
+        return {}
+    with gzip.open(HEADERS_PATH, "rt", encoding="utf-8") as f:
+        return dict(json.load(f))
+
+
+def save_headers(headers: Mapping[str, Any]) -> None:
+    tmp = HEADERS_PATH.with_suffix(".tmp")
+    with gzip.GzipFile(tmp, "wb", mtime=0) as f:  # mtime 0: the same headers give the same bytes
+        f.write(json.dumps(dict(sorted(headers.items())), separators=(",", ":")).encode())
+    os.replace(tmp, HEADERS_PATH)
+
+
+def _spec(model_type: str, entry: Mapping[str, Any], headers: Mapping[str, Any]) -> Any:
     """The analytic ModelSpec of a recorded type: its cut config and, where recorded for the same config, the
     checkpoint header (as the coverage matrix reads them)."""
     from hf_gpu_estimator.sources import inspect_model
     from hf_gpu_estimator.sources.headers import build_spec
-
     from hf_gpu_estimator.spec import TensorInfo
 
-    if entry.get("tensors"):
-        tensors = tuple(TensorInfo(name=n, dtype=d, shape=tuple(shape)) for n, d, shape in entry["tensors"])
-    else:
-        tensors = coverage.header_tensors(model_type, entry)
+    recorded = headers.get(model_type)
+    tensors = None
+    if recorded and recorded["config_hash"] == coverage.config_hash(entry["config"]):
+        tensors = tuple(TensorInfo(name=n, dtype=d, shape=tuple(shape)) for n, d, shape in recorded["tensors"])
     config = dict(entry["config"])
     if tensors is None:
         return inspect_model(config)
@@ -159,13 +184,14 @@ def compare(data: Mapping[str, Any] | None = None) -> list[Cell]:
     from hf_gpu_estimator.workload import make_workload
 
     data = coverage.load_data(DATA_PATH) if data is None else data
+    headers = load_headers()
     cells = []
     for model_type, entry in sorted(data.get("entries", {}).items()):
         traces = entry.get("traces") or {}
         spec, why = None, ""
         if entry.get("config"):
             try:
-                spec = _spec(model_type, entry)
+                spec = _spec(model_type, entry, headers)
             except (EstimatorError, ValueError, KeyError, TypeError) as e:
                 why = f"not estimated: {type(e).__name__}: {e}"
             if spec is not None and spec.architecture is None:
@@ -233,8 +259,9 @@ def render_markdown(cells: list[Cell], versions: Mapping[str, str]) -> str:
         "and recorded checkpoint header. Workloads: "
         + "; ".join(f"**{k}**: " + ", ".join(f"{a}={b}" for a, b in v.items()) for k, v in WORKLOADS.items())
         + ". Error = analytic / traced − 1 on the peak allocated bytes (without the cuBLAS workspace). "
-        f"Tolerance ±{TOLERANCE * 100:.0f}% per workload; goal: {MIN_WITHIN * 100:.0f}% of the compared types "
-        f"within it, median |error| ≤ {MAX_MEDIAN * 100:.0f}%.",
+        f"Tolerance ±{TOLERANCE * 100:.0f}% per workload; goal (issue 20): {GOAL_WITHIN * 100:.0f}% of the compared "
+        f"types within it, median |error| ≤ {GOAL_MEDIAN * 100:.0f}%. A type outside names its reason "
+        "(`KNOWN_GAPS` in `benchmarks/matrix/long_context.py`).",
         "",
         "| workload | compared | within ±10% | share | median \\|error\\| | not compared |",
         "|---|---:|---:|---:|---:|---:|",
@@ -320,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only:
         types = [t for t in types if t in args.only]
     data["entries"] = {k: v for k, v in data.get("entries", {}).items() if k in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES}
+    headers = dict(load_headers())
     start_all = time.perf_counter()
     for i, model_type in enumerate(types, 1):
         try:
@@ -333,19 +361,28 @@ def main(argv: list[str] | None = None) -> int:
                "config_hash": cut.config_hash}
         entry = data["entries"].get(model_type)
         config, long_changes = long_config(cut.config)
-        if not entry or any(entry.get(k) != v for k, v in key.items()) or entry.get("config") != config:
+        if not entry or any(entry.get(k) != v for k, v in key.items()) \
+                or coverage.config_hash(entry.get("config") or {}) != coverage.config_hash(config):
             counted = coverage_traces.count(replace(cut, config=config))
             entry = {**key, "layers": list(cut.layers), "cut": dict(cut.changes), "long_changes": long_changes,
                      "config": config, **counted, "traces": {}, "errors": {}}
-            if long_changes and counted.get("status") != "error":
-                # The recorded checkpoint headers are of the unchanged cut: record this config's own.
-                entry["tensors"] = _coverage_headers().header_tensors(config)
+
             if counted.get("status") == "error":
                 data["entries"][model_type] = entry
                 coverage_traces.save(data, args.out)
                 continue
         if entry.get("status") == "error" and "traces" not in entry:
             continue
+        if headers.get(model_type, {}).get("config_hash") != coverage.config_hash(config):
+            # The checkpoint header of this very config (the coverage matrix's are of the 128-token cut, and
+            # re-recorded with each transformers release): what the analytic side reads, as from a Hub repo.
+            try:
+                tensors = _coverage_headers().header_tensors(config)
+            except Exception as e:  # a config transformers cannot build: the analytic side reads config.json  # noqa: BLE001
+                print(f"  {model_type}: no header ({type(e).__name__})", flush=True)
+            else:
+                headers[model_type] = {"config_hash": coverage.config_hash(config), "tensors": tensors}
+                save_headers(headers)
         entry.setdefault("traces", {})
         entry.setdefault("errors", {})
         for workload in args.workloads:

@@ -339,6 +339,10 @@ class Architecture:
     # (bloom), a zeros tensor baddbmm adds to (gpt_neox_japanese), the previous layer's probabilities kept by the
     # model's loop (``outputs = block(...)`` until the next block returns: falcon, bloom). Inference only.
     eager_held_scores: int = 0
+    # A DeepSeek-sparse-attention token indexer ahead of attention (deepseek_v32, glm_moe_dsa, axk2, hy_v4):
+    # (index heads, index head dim); 0 when absent.
+    indexer_heads: int = 0
+    indexer_head_dim: int = 0
     # PreTrainedModel._supports_sdpa: when False transformers runs eager attention for "sdpa".
     supports_sdpa: bool = True
     # The forward takes logits_to_keep, so generate's prefill computes the last position's logits only;

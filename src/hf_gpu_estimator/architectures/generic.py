@@ -282,6 +282,9 @@ def analyze_generic(f: Fields, model_type: str, head: Head) -> tuple[Architectur
         family="generic",
         is_decoder=decoder,
         eager_held_scores=_eager_held_scores(model_type, layers),
+        # A DeepSeek-sparse-attention token indexer (configuration_deepseek_v32.py index_n_heads, index_head_dim).
+        indexer_heads=tf.opt_int("index_n_heads", 0, minimum=0) or 0,
+        indexer_head_dim=tf.opt_int("index_head_dim", 0, minimum=0) or 0,
         num_layers=layers,
         hidden_size=hidden,
         num_attention_heads=heads,
@@ -321,6 +324,11 @@ _EAGER_HELD_SCORES: Mapping[str, tuple[int, int, str]] = {
     "bloom": (1, 1, "modeling_bloom.py BloomAttention.forward keeps the unmasked attention_scores bound beside "
                     "the masked attn_weights; BloomModel.forward keeps the previous block's probabilities in "
                     "``outputs``"),
+    "diffllama": (1, 0, "modeling_diffllama.py DiffLlamaAttention.forward runs eager attention twice (one call per "
+                        "half of the values) and keeps the first call's probabilities (attn_weights) bound "
+                        "through the second"),
+    "doge": (1, 0, "modeling_doge.py DogeAttention.prepare_dynamic_mask builds a per-head [batch, heads, query, key] "
+                   "mask in the compute dtype, passed to eager attention as its additive mask"),
     "gpt_neox_japanese": (1, 1, "modeling_gpt_neox_japanese.py _attn keeps the zeros tensor baddbmm adds to "
                                 "(attn_scores); GPTNeoXJapaneseModel.forward keeps the previous layer's "
                                 "probabilities in ``outputs``"),

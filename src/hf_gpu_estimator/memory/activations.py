@@ -710,7 +710,7 @@ def inference_layer_transient(arch: Architecture, *, compute_bytes: int, attn: s
             attn_bytes += c * d.heads * (seq_len + 2 * (seq_len + 1))
         elif attn == "eager":
             attn_bytes = max(attn_bytes, _eager_softmax_bytes(arch, d, c, seq_len, float16=float16))
-        peak = max(peak, attn_bytes)
+        peak = max(peak, attn_bytes, _indexer_bytes(arch, c, seq_len))
     for layer, _ in arch.layer_groups:
         for mixer in layer.mixers:
             if mixer.kind in STATE_KINDS:
@@ -733,6 +733,20 @@ def inference_layer_transient(arch: Architecture, *, compute_bytes: int, attn: s
             ffn += 5 * c * H
         peak = max(peak, ffn)
     return peak
+
+
+def _indexer_bytes(arch: Architecture, c: int, seq_len: int) -> float:
+    """Per-token bytes alive inside a DeepSeek-sparse-attention token indexer (no autograd), whatever the attention
+    implementation: ``torch.matmul(q.float() [b, s, heads, dim], k.float() [b, 1, dim, t])`` broadcasts the keys
+    over the queries, so matmul materializes them in fp32 (``dim`` floats per query and key) beside its fp32
+    scores (``heads`` per query and key); then ``relu`` writes a second score tensor (modeling_deepseek_v32.py
+    DeepseekV32Indexer.forward, transformers 5.25; the axk2 and hy_v4 indexers are the same code). The residual and
+    normed input stay alive. Exact-mode trace of axk2 at 4 x 2048 tokens (16 index heads of 128): 612 bytes per
+    query and key at the peak, inside the indexer."""
+    if not arch.indexer_heads:
+        return 0.0
+    h, dim = arch.indexer_heads, arch.indexer_head_dim
+    return 2 * c * arch.hidden_size + max(4 * dim + 4 * h, 8 * h) * seq_len
 
 
 def _eager_softmax_bytes(arch: Architecture, d: Dims, c: int, seq_len: int, *, float16: bool) -> float:
