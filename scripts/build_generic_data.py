@@ -84,9 +84,10 @@ def eager_softmax_native(model_cls: type) -> bool | None:
     return any(not _UPCAST.search(call) for call in calls)
 
 
-#: A softmax call and its first argument; attention-score names (not router or gate logits); an fp32 upcast.
+#: A softmax call and its first argument; attention-score names (not router or gate logits; openai-gpt's ``w``);
+#: an fp32 upcast.
 _SOFTMAX = re.compile(r"softmax\(\s*([A-Za-z_][A-Za-z_0-9.]*)")
-_SCORES = re.compile(r"^(?!.*(router|routing|gate|expert|logits)).*(attn|attention|scores)", re.IGNORECASE)
+_SCORES = re.compile(r"^(?!.*(router|routing|gate|expert|logits)).*(attn|attention|scores)|^w$", re.IGNORECASE)
 #: Where the file's eager_attention_forward is not the text attention's, with the source.
 _NATIVE_SOFTMAX = {
     "git": (True, "modeling_git.py GitSelfAttention.forward: softmax(attention_scores, dim=-1); the file's "
@@ -142,7 +143,12 @@ def main() -> int:
                 # RobertaModel.forward: use_cache = False, create_bidirectional_mask).
                 if _WARNS_NOT_DECODER.search(inspect.getsource(model_cls)):
                     entry["reads_is_decoder"] = True
-                native = _NATIVE_SOFTMAX.get(model_type, (eager_softmax_native(model_cls), ""))[0]
+                # A wrapper's language model runs its own type's attention (moss_transcribe_diarize's qwen3).
+                text_type = str(entry.get("text_model_type", model_type))
+                text_cls = model_cls
+                if text_type != model_type and text_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+                    text_cls = getattr(transformers, MODEL_FOR_CAUSAL_LM_MAPPING_NAMES[text_type], model_cls)
+                native = _NATIVE_SOFTMAX.get(model_type, (eager_softmax_native(text_cls), ""))[0]
                 if native:
                     entry["native_softmax"] = True
                 if "logits_to_keep" not in inspect.signature(model_cls.forward).parameters:

@@ -318,6 +318,9 @@ class Architecture:
     # Encoder-decoder / encoder-only.
     is_encoder_decoder: bool = False
     is_decoder: bool = True  # False for encoder-only models (bert)
+    # Attention without a causal mask (a RoBERTa-style causal-LM class whose config leaves is_decoder unset):
+    # no 4-D mask without padding; generate's DynamicCache is still filled (the layers update any cache given).
+    bidirectional: bool = False
     num_decoder_layers: int | None = None
     # Linear layers of one (dense) block, for LoRA and quantization.
     linears: tuple[LinearShape, ...] = ()

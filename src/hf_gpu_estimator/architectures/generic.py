@@ -280,7 +280,7 @@ def analyze_generic(f: Fields, model_type: str, head: Head) -> tuple[Architectur
     arch = Architecture(
         model_type=model_type,
         family="generic",
-        is_decoder=decoder,
+        bidirectional=not decoder,
         eager_held_scores=_eager_held_scores(model_type, layers),
         # A DeepSeek-sparse-attention token indexer (configuration_deepseek_v32.py index_n_heads, index_head_dim).
         indexer_heads=tf.opt_int("index_n_heads", 0, minimum=0) or 0,
@@ -329,6 +329,8 @@ _EAGER_HELD_SCORES: Mapping[str, tuple[int, int, str]] = {
                         "through the second"),
     "doge": (1, 0, "modeling_doge.py DogeAttention.prepare_dynamic_mask builds a per-head [batch, heads, query, key] "
                    "mask in the compute dtype, passed to eager attention as its additive mask"),
+    "megatron-bert": (0, 1, "modeling_megatron_bert.py MegatronBertEncoder.forward keeps the previous layer's "
+                            "outputs (its attention probabilities included) in ``layer_outputs``"),
     "gpt_neox_japanese": (1, 1, "modeling_gpt_neox_japanese.py _attn keeps the zeros tensor baddbmm adds to "
                                 "(attn_scores); GPTNeoXJapaneseModel.forward keeps the previous layer's "
                                 "probabilities in ``outputs``"),
@@ -341,16 +343,19 @@ def _eager_held_scores(model_type: str, layers: int) -> int:
 
 
 def _decoder(tf: Fields, model_type: str) -> tuple[bool, tuple[str, ...]]:
-    """Whether the causal-LM class runs as a decoder (causal attention, a KV cache), and the note saying
-    otherwise: a class that reads ``config.is_decoder`` (recorded per type) runs bidirectionally without a cache
-    unless the config sets it (modeling_roberta.py RobertaModel.forward: ``use_cache = False`` and
-    ``create_bidirectional_mask`` when ``not config.is_decoder``)."""
+    """Whether the causal-LM class runs as a decoder (causal attention), and the note saying otherwise: a class
+    that reads ``config.is_decoder`` (recorded per type) runs bidirectionally unless the config sets it
+    (modeling_roberta.py RobertaModel.forward: ``create_bidirectional_mask`` and ``use_cache = False`` when
+    ``not config.is_decoder``). ``use_cache = False`` only drops the cache from the output: every layer still
+    updates the cache it is given (RobertaSelfAttention.forward), and generate passes a DynamicCache, so the
+    cache fills as a decoder's does (exact-mode traces of camembert and xlm-roberta at 4 x 2048 tokens)."""
     if not _data().get("model_types", {}).get(model_type, {}).get("reads_is_decoder", False):
         return True, ()
     if tf.boolean("is_decoder", False):
         return True, ()
-    return False, (f"config.is_decoder is false: {model_type} runs bidirectionally without a KV cache, as "
-                   "transformers does (each generated token is a forward over the new token alone)",)
+    return False, (f"config.is_decoder is false: {model_type} attends bidirectionally (no causal mask), as "
+                   "transformers runs it; generate's KV cache still fills (every layer updates the cache it is "
+                   "given)",)
 
 
 def _position_limit(s: _Standard) -> int | None:

@@ -39,7 +39,11 @@ LSE_BYTES = 4
 #: (0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 * x**3)))) and saves x, tanh(...), 0.5 * x and
 #: 1 + tanh(...).
 _ACT_SAVED = {"gelu_new": 4, "gelu_fast": 4, "quick_gelu": 2}
-_ACT_ALIVE = {"gelu_new": 4, "gelu_fast": 4, "quick_gelu": 3}
+#: "relu2" (ReLUSquaredActivation: relu, then torch.square) holds the projection, relu's output and the square:
+#: three (exact-mode trace of arcee at 4 x 2048 tokens, sdpa: the prefill peaks there). "xielu" without the
+#: xielu CUDA package runs transformers' Python fallback (XIELUActivation._xielu_python: torch.where over two
+#: written-out branches): 5.65 MLP-wide tensors beside the residual at the traced peak of apertus (4 x 2048, sdpa).
+_ACT_ALIVE = {"gelu_new": 4, "gelu_fast": 4, "quick_gelu": 3, "relu2": 3, "xielu": 6}
 
 
 def act_saved_bytes(hidden_act: str, compute_bytes: int, mixed: bool) -> int:
@@ -784,9 +788,11 @@ def _ffn_inference_bytes(arch: Architecture, ffn: FFN, c: int, H: int, default_i
         return 0.0
     inter = ffn.intermediate or default_inter
     if ffn.kind != "moe":
-        # MLP: residual + input + act(gate) + up + product alive at the multiply (gated); the
-        # activation's own temporaries otherwise.
-        return 2 * c * H + (3 if ffn.gated else max(2, _ACT_ALIVE.get(arch.hidden_act, 2))) * c * inter
+        # MLP: residual + input + act(gate) + up + product alive at the multiply (gated; a fused gate_up_proj's
+        # output stays whole beside them, exact-mode trace of glm at 4 x 2048 tokens); the activation's own
+        # temporaries otherwise.
+        fused = 1 if ffn.gated and dims(arch).mlp_inputs == 1 else 0
+        return 2 * c * H + (3 + fused if ffn.gated else max(2, _ACT_ALIVE.get(arch.hidden_act, 2))) * c * inter
     # grouped_mm experts (integrations/moe.py grouped_mm_experts_forward), per routed token: at the
     # gating, the gathered input stays alive with the fused gate/up output, act(gate) and the product;
     # at the end, the gathered input, the down projection's output, the output weighted by the routing
