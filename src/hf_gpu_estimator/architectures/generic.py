@@ -324,6 +324,9 @@ _EAGER_HELD_SCORES: Mapping[str, tuple[int, int, str]] = {
     "bloom": (1, 1, "modeling_bloom.py BloomAttention.forward keeps the unmasked attention_scores bound beside "
                     "the masked attn_weights; BloomModel.forward keeps the previous block's probabilities in "
                     "``outputs``"),
+    "cpmant": (1, 0, "modeling_cpmant.py CpmAntModel.forward computes one per-head relative position bias "
+                     "[batch, heads, query, key] in the compute dtype for the whole forward, added to every "
+                     "layer's scores"),
     "diffllama": (1, 0, "modeling_diffllama.py DiffLlamaAttention.forward runs eager attention twice (one call per "
                         "half of the values) and keeps the first call's probabilities (attn_weights) bound "
                         "through the second"),
@@ -331,6 +334,9 @@ _EAGER_HELD_SCORES: Mapping[str, tuple[int, int, str]] = {
                    "mask in the compute dtype, passed to eager attention as its additive mask"),
     "megatron-bert": (0, 1, "modeling_megatron_bert.py MegatronBertEncoder.forward keeps the previous layer's "
                             "outputs (its attention probabilities included) in ``layer_outputs``"),
+    "openai-gpt": (1, 0, "modeling_openai.py Attention._attn masks with ``w = w * b + -1e4 * (1 - b)``: the scores, "
+                         "their masked product and the sum alive at once (three score tensors, one more than "
+                         "at its native softmax)"),
     "gpt_neox_japanese": (1, 1, "modeling_gpt_neox_japanese.py _attn keeps the zeros tensor baddbmm adds to "
                                 "(attn_scores); GPTNeoXJapaneseModel.forward keeps the previous layer's "
                                 "probabilities in ``outputs``"),
