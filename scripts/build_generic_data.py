@@ -149,6 +149,11 @@ def main() -> int:
                 if text_type != model_type and text_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
                     text_cls = getattr(transformers, MODEL_FOR_CAUSAL_LM_MAPPING_NAMES[text_type], model_cls)
                 native = _NATIVE_SOFTMAX.get(model_type, (eager_softmax_native(text_cls), ""))[0]
+                if text_cls is not model_cls:
+                    # Built without attn_implementation (transformers' default), each sub-model takes its own
+                    # default: the language model runs SDPA where its class supports it, whatever the wrapper's
+                    # flag (got_ocr2's wrapper says False; its qwen2 language model runs SDPA, exact-mode trace).
+                    entry["supports_sdpa"] = bool(getattr(text_cls, "_supports_sdpa", True))
                 if native:
                     entry["native_softmax"] = True
                 if "logits_to_keep" not in inspect.signature(model_cls.forward).parameters:
