@@ -734,7 +734,9 @@ def inference_layer_transient(arch: Architecture, *, compute_bytes: int, attn: s
             # mixes it into the key and receptance inputs: three hidden-wide tensors beyond the MLP's; the
             # block (RwkvBlock.forward) keeps the time mix's output and its own input alive until it
             # returns. Live tensors at the traced prefill peak of an rwkv config (inside the channel mix).
-            ffn += 5 * c * H
+            # Its squared ReLU is inline (torch.square(torch.relu(self.key(key)))): the projection is freed
+            # before the square, two MLP-wide tensors where ACT2FN's "relu2" module holds three.
+            ffn += 5 * c * H - (_ACT_ALIVE.get(arch.hidden_act, 2) - 2) * c * (layer.ffn.intermediate or d.intermediate)
         peak = max(peak, ffn)
     return peak
 
@@ -791,7 +793,7 @@ def _ffn_inference_bytes(arch: Architecture, ffn: FFN, c: int, H: int, default_i
         # MLP: residual + input + act(gate) + up + product alive at the multiply (gated; a fused gate_up_proj's
         # output stays whole beside them, exact-mode trace of glm at 4 x 2048 tokens); the activation's own
         # temporaries otherwise.
-        fused = 1 if ffn.gated and dims(arch).mlp_inputs == 1 else 0
+        fused = 1 if ffn.gated and any(lin.name == "gate_up_proj" for lin in arch.linears) else 0
         return 2 * c * H + (3 + fused if ffn.gated else max(2, _ACT_ALIVE.get(arch.hidden_act, 2))) * c * inter
     # grouped_mm experts (integrations/moe.py grouped_mm_experts_forward), per routed token: at the
     # gating, the gathered input stays alive with the fused gate/up output, act(gate) and the product;
