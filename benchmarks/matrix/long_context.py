@@ -49,9 +49,9 @@ WORKLOADS: dict[str, dict[str, Any]] = {
 
 #: Position-table fields raised to :data:`POSITIONS` where a default config holds fewer than a workload's tokens
 #: (prompt + new tokens): learned absolute positions (bert's 512, bart's 1024) would index past the table on a
-#: GPU, and some models check the length (gpt_neo's 2048 against 2050 tokens). Raised in the top-level config
-#: and the text/decoder sub-config; recorded in the entry's ``long_changes``.
-POSITION_FIELDS = ("max_position_embeddings", "n_positions", "n_ctx", "max_target_positions")
+#: GPU, and some models check the length (gpt_neo's 2048 against 2050 tokens; mpt's ALiBi table of max_seq_len).
+#: Raised in the top-level config and the text/decoder sub-config; recorded in the entry's ``long_changes``.
+POSITION_FIELDS = ("max_position_embeddings", "n_positions", "n_ctx", "max_target_positions", "max_seq_len")
 POSITIONS = 4096
 
 
