@@ -146,6 +146,13 @@ KNOWN_GAPS: dict[str, str] = {
     "ctrl": "unanalysed: the SDPA prefill peaks inside the feed-forward (ffn.1, ReLU) above the modelled MLP",
     "ernie4_5": "unanalysed: the SDPA prefill peaks inside self_attn above the modelled rotary/projection step",
     "dory": "unanalysed: the SDPA prefill of its looped section peaks above the estimate",
+    "musicgen": "MusicgenForCausalLM.forward takes no logits_to_keep: the SDPA prefill peaks at the stacked "
+                "logits of every codebook for every position, modelled for the last position only",
+    "musicgen_melody": "MusicgenMelodyForCausalLM.forward takes no logits_to_keep: the SDPA prefill peaks at the "
+                       "stacked logits of every codebook for every position, modelled for the last position only",
+    "minimax_m3_vl_text": "unanalysed: the SDPA prefill peaks below the estimate",
+    "modernbert-decoder": "unanalysed: the SDPA prefill peaks above the estimate",
+    "moshi": "unanalysed: the SDPA prefill peaks above the estimate",
     "gpt_bigcode": "a GPT-2-style block keeps the attention output and the residual bound through the MLP "
                    "(four hidden-wide tensors beside the MLP's; two modelled)",
 }

@@ -337,6 +337,10 @@ _EAGER_HELD_SCORES: Mapping[str, tuple[int, int, str]] = {
     "openai-gpt": (1, 0, "modeling_openai.py Attention._attn masks with ``w = w * b + -1e4 * (1 - b)``: the scores, "
                          "their masked product and the sum alive at once (three score tensors, one more than "
                          "at its native softmax)"),
+    "rembert": (0, 1, "modeling_rembert.py RemBertEncoder.forward keeps the previous layer's outputs (its "
+                      "attention probabilities included) in ``layer_outputs``"),
+    "roformer": (0, 1, "modeling_roformer.py RoFormerEncoder.forward keeps the previous layer's outputs (its "
+                       "attention probabilities included) in ``layer_outputs``"),
     "gpt_neox_japanese": (1, 1, "modeling_gpt_neox_japanese.py _attn keeps the zeros tensor baddbmm adds to "
                                 "(attn_scores); GPTNeoXJapaneseModel.forward keeps the previous layer's "
                                 "probabilities in ``outputs``"),
