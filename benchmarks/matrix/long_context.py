@@ -117,8 +117,11 @@ GOAL_MEDIAN = 0.02
 
 #: What tests/test_coverage_long.py requires per workload (share within, median |error|): the goal where it is
 #: met, else the measured figure (docs/coverage-long.md), so a regression fails and the gap stays in view.
-MIN_WITHIN: dict[str, float] = {name: GOAL_WITHIN for name in WORKLOADS}
-MAX_MEDIAN: dict[str, float] = {name: GOAL_MEDIAN for name in WORKLOADS}
+#: Measured (docs/coverage-long.md): inference sdpa 165 of 187 within (88.2 %), median 2.1 %; training 89 of 97
+#: (91.8 %), median 0.3 %; inference eager and training with checkpointing meet the goal.
+MIN_WITHIN: dict[str, float] = {**{name: GOAL_WITHIN for name in WORKLOADS}, "inference sdpa": 0.88,
+                                "training": 0.91}
+MAX_MEDIAN: dict[str, float] = {**{name: GOAL_MEDIAN for name in WORKLOADS}, "inference sdpa": 0.022}
 
 #: Types outside :data:`TOLERANCE` on a workload, with why (the measured error is shown beside it).
 KNOWN_GAPS: dict[str, str] = {
@@ -153,6 +156,16 @@ KNOWN_GAPS: dict[str, str] = {
     "minimax_m3_vl_text": "unanalysed: the SDPA prefill peaks below the estimate",
     "modernbert-decoder": "unanalysed: the SDPA prefill peaks above the estimate",
     "moshi": "unanalysed: the SDPA prefill peaks above the estimate",
+    "mpt": "unanalysed: the SDPA prefill (ALiBi bias added to the attention mask) peaks above the estimate",
+    "xlnet": "unanalysed: its relative two-stream attention (einsum position scores) holds more than the "
+             "modelled scores",
+    "xlstm": "unanalysed: the mLSTM prefill at 2048 tokens holds more than the chunkwise terms modelled",
+    "bart": "unanalysed: training the decoder of an encoder-decoder class (causal-LM use) peaks below the estimate, whose logits and loss terms dominate",
+    "bigbird_pegasus": "unanalysed: training the decoder of an encoder-decoder class (causal-LM use) peaks below the estimate, whose logits and loss terms dominate",
+    "blenderbot": "unanalysed: training the decoder of an encoder-decoder class (causal-LM use) peaks below the estimate, whose logits and loss terms dominate",
+    "blenderbot-small": "unanalysed: training the decoder of an encoder-decoder class (causal-LM use) peaks below the estimate, whose logits and loss terms dominate",
+    "gemma3n_text": "unanalysed: training peaks above the estimate",
+    "hrm_text": "unanalysed: training (its recurrent H/L cycles) peaks below the estimate",
     "gpt_bigcode": "a GPT-2-style block keeps the attention output and the residual bound through the MLP "
                    "(four hidden-wide tensors beside the MLP's; two modelled)",
 }
