@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -57,6 +58,49 @@ def persistent_buffers(model_type: str) -> list[str] | None:
     return sorted(out)
 
 
+def eager_softmax_native(model_cls: type) -> bool | None:
+    """Whether eager attention in the causal-LM class's modeling file runs softmax in the scores' dtype for a
+    bfloat16 model: a ``softmax(`` call on attention scores without ``dtype=torch.float32`` (bart's
+    ``nn.functional.softmax(attn_weights, dim=-1)``; xglm upcasts only float16 scores), in the file's
+    ``eager_attention_forward`` where it has one. None when the file holds no softmax on attention scores."""
+    try:
+        source = inspect.getsource(inspect.getmodule(model_cls))
+    except (OSError, TypeError):
+        return None
+    # The shared eager function where the file has one (other softmax calls serve routers or special layers).
+    eager = re.search(r"^def eager_attention_forward\(.*?(?=^(def|class) )", source, re.MULTILINE | re.DOTALL)
+    if eager:
+        source = eager.group(0)
+    if _QUERY_UPCAST.search(source):
+        return False  # scores computed in fp32 (gptj, codegen, gpt_neo upcast query and key first)
+    calls = []
+    for line in source.splitlines():
+        code = line.split("#", 1)[0].strip()
+        match = _SOFTMAX.search(code)
+        if match and not code.startswith(">>>") and _SCORES.search(match.group(1)):
+            calls.append(code)
+    if not calls:
+        # A softmax module (cpmant's ``self.softmax = torch.nn.Softmax(dim=-1)``) runs in its input's dtype.
+        return True if "nn.Softmax(" in source else None
+    return any(not _UPCAST.search(call) for call in calls)
+
+
+#: A softmax call and its first argument; attention-score names (not router or gate logits; openai-gpt's ``w``);
+#: an fp32 upcast.
+_SOFTMAX = re.compile(r"softmax\(\s*([A-Za-z_][A-Za-z_0-9.]*)")
+_SCORES = re.compile(r"^(?!.*(router|routing|gate|expert|logits)).*(attn|attention|scores)|^w$", re.IGNORECASE)
+#: Where the file's eager_attention_forward is not the text attention's, with the source.
+_NATIVE_SOFTMAX = {
+    "git": (True, "modeling_git.py GitSelfAttention.forward: softmax(attention_scores, dim=-1); the file's "
+                  "eager_attention_forward serves the vision encoder"),
+}
+
+#: A causal-LM class that only warns when the config is not a decoder (RobertaForCausalLM.__init__).
+_WARNS_NOT_DECODER = re.compile(r"if not config\.is_decoder:\s*\n\s*logger\.warning")
+_QUERY_UPCAST = re.compile(r"(query|key)\w*\.to\(torch\.float32\)")
+_UPCAST = re.compile(r"dtype=torch\.float(32)?\b|\.float\(\)")
+
+
 def main() -> int:
     import torch
     import transformers
@@ -95,6 +139,24 @@ def main() -> int:
                 entry["ties_lm_head"] = bool(getattr(model_cls, "_tied_weights_keys", None))
                 # Whether generate can ask for the last position's logits only (prefill logits_to_keep=1);
                 # without the argument the prefill computes logits for every prompt position.
+                # A causal-LM class that reads config.is_decoder (the RoBERTa family, BigBird ...) runs its
+                # layers bidirectionally without a cache unless the config sets it (modeling_roberta.py
+                # RobertaModel.forward: use_cache = False, create_bidirectional_mask).
+                if _WARNS_NOT_DECODER.search(inspect.getsource(model_cls)):
+                    entry["reads_is_decoder"] = True
+                # A wrapper's language model runs its own type's attention (moss_transcribe_diarize's qwen3).
+                text_type = str(entry.get("text_model_type", model_type))
+                text_cls = model_cls
+                if text_type != model_type and text_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+                    text_cls = getattr(transformers, MODEL_FOR_CAUSAL_LM_MAPPING_NAMES[text_type], model_cls)
+                native = _NATIVE_SOFTMAX.get(model_type, (eager_softmax_native(text_cls), ""))[0]
+                if text_cls is not model_cls:
+                    # Built without attn_implementation (transformers' default), each sub-model takes its own
+                    # default: the language model runs SDPA where its class supports it, whatever the wrapper's
+                    # flag (got_ocr2's wrapper says False; its qwen2 language model runs SDPA, exact-mode trace).
+                    entry["supports_sdpa"] = bool(getattr(text_cls, "_supports_sdpa", True))
+                if native:
+                    entry["native_softmax"] = True
                 if "logits_to_keep" not in inspect.signature(model_cls.forward).parameters:
                     entry["logits_to_keep"] = False
             except Exception:

@@ -318,6 +318,9 @@ class Architecture:
     # Encoder-decoder / encoder-only.
     is_encoder_decoder: bool = False
     is_decoder: bool = True  # False for encoder-only models (bert)
+    # Attention without a causal mask (a RoBERTa-style causal-LM class whose config leaves is_decoder unset):
+    # no 4-D mask without padding; generate's DynamicCache is still filled (the layers update any cache given).
+    bidirectional: bool = False
     num_decoder_layers: int | None = None
     # Linear layers of one (dense) block, for LoRA and quantization.
     linears: tuple[LinearShape, ...] = ()
@@ -334,6 +337,15 @@ class Architecture:
     attention_dropout: float = 0.0
     # Eager attention runs softmax in the scores' dtype rather than fp32 (gpt2, bert, t5, falcon).
     native_softmax: bool = False
+    # Score-sized tensors (compute dtype) a model's own eager attention keeps alive at its softmax beyond the
+    # standard function's (transformers' eager_attention_forward): the unmasked scores bound under a second name
+    # (bloom), a zeros tensor baddbmm adds to (gpt_neox_japanese), the previous layer's probabilities kept by the
+    # model's loop (``outputs = block(...)`` until the next block returns: falcon, bloom). Inference only.
+    eager_held_scores: int = 0
+    # A DeepSeek-sparse-attention token indexer ahead of attention (deepseek_v32, glm_moe_dsa, axk2, hy_v4):
+    # (index heads, index head dim); 0 when absent.
+    indexer_heads: int = 0
+    indexer_head_dim: int = 0
     # PreTrainedModel._supports_sdpa: when False transformers runs eager attention for "sdpa".
     supports_sdpa: bool = True
     # The forward takes logits_to_keep, so generate's prefill computes the last position's logits only;

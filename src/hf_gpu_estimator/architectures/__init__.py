@@ -38,6 +38,7 @@ from hf_gpu_estimator.architectures.families import FAMILIES
 from hf_gpu_estimator.architectures.generic import (
     analyze_generic,
     generic_assumption,
+    generic_native_softmax,
     generic_supports_sdpa,
     known_model_types,
     transformers_version,
@@ -153,7 +154,8 @@ def analyze(config: Mapping[str, Any]) -> Analysis:
             "(its task head, if any, is not included)",
         )
     sdpa = family.supports_sdpa if family is not GENERIC else generic_supports_sdpa(model_type)
-    arch = dataclasses.replace(arch, notes=notes, native_softmax=family.native_softmax, supports_sdpa=sdpa,
+    native = family.native_softmax if family is not GENERIC else generic_native_softmax(model_type)
+    arch = dataclasses.replace(arch, notes=notes, native_softmax=native, supports_sdpa=sdpa,
                                **_dropouts(config, family))
     return Analysis(architecture=arch, counts=tally.counts(), class_name=class_name)
 

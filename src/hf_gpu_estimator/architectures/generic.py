@@ -101,6 +101,12 @@ def generic_supports_sdpa(model_type: str) -> bool:
     return bool(_data().get("model_types", {}).get(model_type, {}).get("supports_sdpa", True))
 
 
+def generic_native_softmax(model_type: str) -> bool:
+    """Whether the causal-LM class's eager attention runs softmax in the scores' dtype (no fp32 upcast), as
+    recorded from its modeling file by ``scripts/build_generic_data.py`` (False when unrecorded)."""
+    return bool(_data().get("model_types", {}).get(model_type, {}).get("native_softmax", False))
+
+
 def persistent_buffers(model_type: str) -> frozenset[str] | None:
     """Name suffixes of the persistent buffers transformers registers for ``model_type`` (what a checkpoint
     stores beside its parameters), recorded from the meta-device model; None when not recorded."""
@@ -282,9 +288,15 @@ def analyze_generic(f: Fields, model_type: str, head: Head) -> tuple[Architectur
     else:
         linears += (LinearShape(name="up_proj", in_features=hidden, out_features=inter),
                     LinearShape(name="down_proj", in_features=inter, out_features=hidden))
+    decoder, decoder_note = _decoder(tf, model_type)
     arch = Architecture(
         model_type=model_type,
         family="generic",
+        bidirectional=not decoder,
+        eager_held_scores=_eager_held_scores(model_type, layers),
+        # A DeepSeek-sparse-attention token indexer (configuration_deepseek_v32.py index_n_heads, index_head_dim).
+        indexer_heads=tf.opt_int("index_n_heads", 0, minimum=0) or 0,
+        indexer_head_dim=tf.opt_int("index_head_dim", 0, minimum=0) or 0,
         num_layers=layers,
         hidden_size=hidden,
         num_attention_heads=heads,
@@ -310,9 +322,62 @@ def analyze_generic(f: Fields, model_type: str, head: Head) -> tuple[Architectur
         derivation="generic",
         last_logits_only=computes_last_logits_only(model_type),
         notes=(f"{model_type!r} has no family module: dimensions from transformers' standard config fields "
-               "(generic family); parameter counts are exact only from the checkpoint's safetensors headers",),
+               "(generic family); parameter counts are exact only from the checkpoint's safetensors headers",
+               *decoder_note),
     )
     return arch, t
+
+
+#: Score-sized tensors a type's own eager attention keeps alive at its softmax beyond transformers' standard
+#: eager function (Architecture.eager_held_scores), with the source; the previous layer's share counts only with
+#: two layers or more. Read in transformers 5.25, checked against the long-context traces (docs/coverage-long.md).
+_EAGER_HELD_SCORES: Mapping[str, tuple[int, int, str]] = {
+    # (held in every layer, held from the second layer on, why)
+    "bloom": (1, 1, "modeling_bloom.py BloomAttention.forward keeps the unmasked attention_scores bound beside "
+                    "the masked attn_weights; BloomModel.forward keeps the previous block's probabilities in "
+                    "``outputs``"),
+    "cpmant": (1, 0, "modeling_cpmant.py CpmAntModel.forward computes one per-head relative position bias "
+                     "[batch, heads, query, key] in the compute dtype for the whole forward, added to every "
+                     "layer's scores"),
+    "diffllama": (1, 0, "modeling_diffllama.py DiffLlamaAttention.forward runs eager attention twice (one call per "
+                        "half of the values) and keeps the first call's probabilities (attn_weights) bound "
+                        "through the second"),
+    "doge": (1, 0, "modeling_doge.py DogeAttention.prepare_dynamic_mask builds a per-head [batch, heads, query, key] "
+                   "mask in the compute dtype, passed to eager attention as its additive mask"),
+    "megatron-bert": (0, 1, "modeling_megatron_bert.py MegatronBertEncoder.forward keeps the previous layer's "
+                            "outputs (its attention probabilities included) in ``layer_outputs``"),
+    "openai-gpt": (1, 0, "modeling_openai.py Attention._attn masks with ``w = w * b + -1e4 * (1 - b)``: the scores, "
+                         "their masked product and the sum alive at once (three score tensors, one more than "
+                         "at its native softmax)"),
+    "rembert": (0, 1, "modeling_rembert.py RemBertEncoder.forward keeps the previous layer's outputs (its "
+                      "attention probabilities included) in ``layer_outputs``"),
+    "roformer": (0, 1, "modeling_roformer.py RoFormerEncoder.forward keeps the previous layer's outputs (its "
+                       "attention probabilities included) in ``layer_outputs``"),
+    "gpt_neox_japanese": (1, 1, "modeling_gpt_neox_japanese.py _attn keeps the zeros tensor baddbmm adds to "
+                                "(attn_scores); GPTNeoXJapaneseModel.forward keeps the previous layer's "
+                                "probabilities in ``outputs``"),
+}
+
+
+def _eager_held_scores(model_type: str, layers: int) -> int:
+    every, later, _ = _EAGER_HELD_SCORES.get(model_type, (0, 0, ""))
+    return every + (later if layers > 1 else 0)
+
+
+def _decoder(tf: Fields, model_type: str) -> tuple[bool, tuple[str, ...]]:
+    """Whether the causal-LM class runs as a decoder (causal attention), and the note saying otherwise: a class
+    that reads ``config.is_decoder`` (recorded per type) runs bidirectionally unless the config sets it
+    (modeling_roberta.py RobertaModel.forward: ``create_bidirectional_mask`` and ``use_cache = False`` when
+    ``not config.is_decoder``). ``use_cache = False`` only drops the cache from the output: every layer still
+    updates the cache it is given (RobertaSelfAttention.forward), and generate passes a DynamicCache, so the
+    cache fills as a decoder's does (exact-mode traces of camembert and xlm-roberta at 4 x 2048 tokens)."""
+    if not _data().get("model_types", {}).get(model_type, {}).get("reads_is_decoder", False):
+        return True, ()
+    if tf.boolean("is_decoder", False):
+        return True, ()
+    return False, (f"config.is_decoder is false: {model_type} attends bidirectionally (no causal mask), as "
+                   "transformers runs it; generate's KV cache still fills (every layer updates the cache it is "
+                   "given)",)
 
 
 def _position_limit(s: _Standard) -> int | None:

@@ -39,7 +39,11 @@ LSE_BYTES = 4
 #: (0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 * x**3)))) and saves x, tanh(...), 0.5 * x and
 #: 1 + tanh(...).
 _ACT_SAVED = {"gelu_new": 4, "gelu_fast": 4, "quick_gelu": 2}
-_ACT_ALIVE = {"gelu_new": 4, "gelu_fast": 4, "quick_gelu": 3}
+#: "relu2" (ReLUSquaredActivation: relu, then torch.square) holds the projection, relu's output and the square:
+#: three (exact-mode trace of arcee at 4 x 2048 tokens, sdpa: the prefill peaks there). "xielu" without the
+#: xielu CUDA package runs transformers' Python fallback (XIELUActivation._xielu_python: torch.where over two
+#: written-out branches): 5.65 MLP-wide tensors beside the residual at the traced peak of apertus (4 x 2048, sdpa).
+_ACT_ALIVE = {"gelu_new": 4, "gelu_fast": 4, "quick_gelu": 3, "relu2": 3, "xielu": 6}
 
 
 def act_saved_bytes(hidden_act: str, compute_bytes: int, mixed: bool) -> int:
@@ -709,12 +713,8 @@ def inference_layer_transient(arch: Architecture, *, compute_bytes: int, attn: s
             # counted per forward by the caller).
             attn_bytes += c * d.heads * (seq_len + 2 * (seq_len + 1))
         elif attn == "eager":
-            # Per score element at the softmax: the masked scores, softmax(dtype=float32)'s fp32 copy of
-            # its input (none when already fp32) and its fp32 output (ATen softmax with a dtype casts
-            # first); plus the additive 4-D mask.
-            attn_bytes += eager_score_bytes(c, native_softmax=arch.native_softmax,
-                                            float16=float16) * d.heads * seq_len + c * seq_len
-        peak = max(peak, attn_bytes)
+            attn_bytes = max(attn_bytes, _eager_softmax_bytes(arch, d, c, seq_len, float16=float16))
+        peak = max(peak, attn_bytes, _indexer_bytes(arch, c, seq_len))
     for layer, _ in arch.layer_groups:
         for mixer in layer.mixers:
             if mixer.kind in STATE_KINDS:
@@ -734,9 +734,45 @@ def inference_layer_transient(arch: Architecture, *, compute_bytes: int, attn: s
             # mixes it into the key and receptance inputs: three hidden-wide tensors beyond the MLP's; the
             # block (RwkvBlock.forward) keeps the time mix's output and its own input alive until it
             # returns. Live tensors at the traced prefill peak of an rwkv config (inside the channel mix).
-            ffn += 5 * c * H
+            # Its squared ReLU is inline (torch.square(torch.relu(self.key(key)))): the projection is freed
+            # before the square, two MLP-wide tensors where ACT2FN's "relu2" module holds three.
+            ffn += 5 * c * H - (_ACT_ALIVE.get(arch.hidden_act, 2) - 2) * c * (layer.ffn.intermediate or d.intermediate)
         peak = max(peak, ffn)
     return peak
+
+
+def _indexer_bytes(arch: Architecture, c: int, seq_len: int) -> float:
+    """Per-token bytes alive inside a DeepSeek-sparse-attention token indexer (no autograd), whatever the attention
+    implementation: ``torch.matmul(q.float() [b, s, heads, dim], k.float() [b, 1, dim, t])`` broadcasts the keys
+    over the queries, so matmul materializes them in fp32 (``dim`` floats per query and key) beside its fp32
+    scores (``heads`` per query and key); then ``relu`` writes a second score tensor (modeling_deepseek_v32.py
+    DeepseekV32Indexer.forward, transformers 5.25; the axk2 and hy_v4 indexers are the same code). The residual and
+    normed input stay alive. Exact-mode trace of axk2 at 4 x 2048 tokens (16 index heads of 128): 612 bytes per
+    query and key at the peak, inside the indexer."""
+    if not arch.indexer_heads:
+        return 0.0
+    h, dim = arch.indexer_heads, arch.indexer_head_dim
+    return 2 * c * arch.hidden_size + max(4 * dim + 4 * h, 8 * h) * seq_len
+
+
+def _eager_softmax_bytes(arch: Architecture, d: Dims, c: int, seq_len: int, *, float16: bool) -> float:
+    """Per-token bytes alive inside eager attention at its softmax (no autograd), past the rotary step.
+
+    The residual and the normed input, the rotated queries, the keys and values repeated to the query heads
+    where they are grouped (repeat_kv copies; the layer's own keys and values are the cache's tensors, counted
+    with the cache, unless the model keeps no cache), and per score element the masked scores,
+    softmax(dtype=float32)'s fp32 copy of its input (none when already fp32) and its fp32 output (ATen softmax
+    with a dtype casts first), plus the scores a model keeps beyond those (Architecture.eager_held_scores). The
+    additive 4-D mask is built once per forward and counted by the caller. Exact-mode traces of the long-context
+    matrix (docs/coverage-long.md; llama at 4 x 2048 tokens: 5120 MiB of scores and 192 MiB of residual, normed
+    input and queries beside the cache and the mask).
+    """
+    kv_width = d.qk_head_dim + d.v_head_dim
+    repeated = c * d.heads * kv_width if d.kv_heads < d.heads else 0
+    own_kv = 0 if arch.is_decoder else c * d.kv_heads * kv_width
+    per_score = eager_score_bytes(c, native_softmax=arch.native_softmax, float16=float16) \
+        + c * arch.eager_held_scores
+    return 2 * c * d.hidden + c * d.heads * d.qk_head_dim + repeated + own_kv + per_score * d.heads * seq_len
 
 
 def _expert_extra_alive(ffn: FFN, inter: int) -> int:
@@ -754,9 +790,11 @@ def _ffn_inference_bytes(arch: Architecture, ffn: FFN, c: int, H: int, default_i
         return 0.0
     inter = ffn.intermediate or default_inter
     if ffn.kind != "moe":
-        # MLP: residual + input + act(gate) + up + product alive at the multiply (gated); the
-        # activation's own temporaries otherwise.
-        return 2 * c * H + (3 if ffn.gated else max(2, _ACT_ALIVE.get(arch.hidden_act, 2))) * c * inter
+        # MLP: residual + input + act(gate) + up + product alive at the multiply (gated; a fused gate_up_proj's
+        # output stays whole beside them, exact-mode trace of glm at 4 x 2048 tokens); the activation's own
+        # temporaries otherwise.
+        fused = 1 if ffn.gated and any(lin.name == "gate_up_proj" for lin in arch.linears) else 0
+        return 2 * c * H + (3 + fused if ffn.gated else max(2, _ACT_ALIVE.get(arch.hidden_act, 2))) * c * inter
     # grouped_mm experts (integrations/moe.py grouped_mm_experts_forward), per routed token: at the
     # gating, the gathered input stays alive with the fused gate/up output, act(gate) and the product;
     # at the end, the gathered input, the down projection's output, the output weighted by the routing

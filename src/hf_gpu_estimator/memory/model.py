@@ -257,7 +257,11 @@ def _inference(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: 
     # 4-D additive mask built once per forward, one per masking pattern (transformers builds a causal
     # and a sliding-window mask when both layer kinds are present; masking_utils create_masks_for_generate).
     mask = B * S * S * c * _mask_patterns(arch) if attn == "eager" else 0
-    if attn == "sdpa":
+    if arch.bidirectional:
+        # Bidirectional without padding: create_bidirectional_mask returns no mask (masking_utils.py
+        # allow_is_bidirectional_skip; exact-mode traces of camembert at 4 x 2048 tokens hold none).
+        mask = 0
+    elif attn == "sdpa":
         # SDPA gets boolean masks (1 byte per element) where a pattern cannot be skipped: alive for the
         # whole forward (exact-mode trace of a llama4_text config: the chunked mask at the MoE peak).
         mask = B * S * S * _sdpa_mask_patterns(arch, S)

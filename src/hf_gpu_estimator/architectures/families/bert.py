@@ -57,7 +57,10 @@ def analyze_bert(f: Fields, model_type: str, head: Head) -> tuple[Architecture, 
         norm="layernorm",
         attention_bias=True,
         layer_types=(FULL,) * layers,
-        is_decoder=is_decoder,
+        # BertLMHeadModel generates: every layer updates the cache generate passes, whatever is_decoder says
+        # (modeling_bert.py BertSelfAttention.forward); without is_decoder its attention is bidirectional.
+        is_decoder=is_decoder or head == "lm_head_model",
+        bidirectional=not is_decoder,
         linears=linears,
     )
     return arch, t

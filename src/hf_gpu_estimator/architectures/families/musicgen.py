@@ -50,6 +50,9 @@ def analyze_musicgen(f: Fields, model_type: str, head: Head) -> tuple[Architectu
         norm="layernorm",
         norms_per_layer=3 if cross else 2,
         layer_types=(FULL,) * layers,
+        # MusicgenMelodyDecoder.forward keeps each layer's outputs (its attention probabilities included) in
+        # ``layer_outputs`` until the next layer returns (modeling_musicgen_melody.py, transformers 5.25).
+        eager_held_scores=1 if model_type == "musicgen_melody" and layers > 1 else 0,
         linears=(*attention_linears(hidden, hidden, hidden, False, False)[:3],
                  LinearShape(name="out_proj", in_features=hidden, out_features=hidden),
                  LinearShape(name="fc1", in_features=hidden, out_features=inter),
@@ -64,6 +67,9 @@ _FAMILY = {
     "analyze": analyze_musicgen,
     # MusicgenDecoder: dropout after the embeddings and on both residual branches; attention_dropout.
     "dropouts": (("dropout", 0.1), ("dropout", 0.1), ("attention_dropout", 0.0)),
+    # Eager softmax in the scores' dtype (modeling_musicgen.py / modeling_musicgen_melody.py
+    # eager_attention_forward: softmax(attn_weights, dim=-1), transformers 5.25).
+    "native_softmax": True,
     "module": __name__,
 }
 
