@@ -5,8 +5,8 @@ attention path and the task: eager attention's large score tensors and activatio
 recomputation fragment PyTorch's caching allocator, so ``max_memory_reserved`` (and nvidia-smi)
 can sit far above the allocated peak. :data:`UNCERTAINTY` holds, per path, the worst under- and
 over-estimate of the device total measured on real GPUs; the range is
-``[total / (1 + over), total / (1 + under)]`` (error = estimate / measured - 1, so a -31.8 % error
-means the device really used ``total / 0.682``).
+``[total / (1 + over), total / (1 + under)]`` (error = estimate / measured - 1, so a -32.0 % error
+means the device really used ``total / 0.680``).
 
 A verdict compares the *high end* of that range with the usable memory less the margin:
 ``"fits"`` when the high end is within it, ``"does not fit"`` when even the low end is over it,
@@ -118,8 +118,8 @@ def _u(key: str, under: float, over: float, runs: int, worst_run: str) -> Uncert
 #: task (inference; training, with or without activation checkpointing). Source: :data:`SOURCE`.
 UNCERTAINTY: Mapping[str, Uncertainty] = {
     u.key: u for u in (
-        _u("inference/sdpa", -0.0748, 0.0857, 16, "gemma-2-2b/inf-b1-s2048"),
-        _u("inference/eager", -0.3176, 0.0687, 2, "tinyllama-1.1b/inf-eager-b4-s4096"),
+        _u("inference/sdpa", -0.0771, 0.0857, 16, "gemma-2-2b/inf-b1-s2048"),
+        _u("inference/eager", -0.3203, 0.0592, 2, "tinyllama-1.1b/inf-eager-b4-s4096"),
         _u("training/sdpa", -0.1217, 0.0517, 22, "h200-2026-11-26-measure-qwen2.5-0.5b-lora-bf16true-b2-s512"),
         _u("training/sdpa/checkpointing", -0.1939, 0.0381, 9, "gemma-2-2b/train-bf16true-b2-s2048-gc"),
         _u("training/eager", -0.0899, 0.0606, 3, "gemma-2-2b/train-bf16true-b1-s1024-eager"),
