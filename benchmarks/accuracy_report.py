@@ -5,7 +5,7 @@
     .venv/bin/python benchmarks/accuracy_report.py --no-matrix   # measurements only (no torch needed)
     .venv/bin/python benchmarks/accuracy_report.py --readme-only # README's figures from docs/accuracy.md
 
-Part 1 runs every case of ``hf_gpu_estimator.accuracy.CASES`` (small configs of real families,
+Part 1 runs every case of ``matrix.cases.CASES`` (small configs of real families,
 traced on fake tensors; needs the torch extra). Part 2 reads every measurement under
 ``benchmarks/results/``: ``benchmarks/gpu_measure.py`` JSON lines (the models' configs are in
 ``benchmarks/configs/``) and ``hfge measure --output`` files (config inside); it compares the
@@ -65,7 +65,7 @@ def matrix_section() -> list[str]:
     import torch
     import transformers
 
-    from hf_gpu_estimator.accuracy import CASES, TOLERANCE, compare
+    from matrix.cases import CASES, TOLERANCE, compare
 
     rows, by_family = [], {}
     start = time.perf_counter()
@@ -81,7 +81,7 @@ def matrix_section() -> list[str]:
     out = [
         "## 1. Analytic vs exact (traced) peak allocated memory",
         "",
-        f"{len(CASES)} cases of `hf_gpu_estimator.accuracy.CASES`: small configs of each family (the code paths of the "
+        f"{len(CASES)} cases of `matrix.cases.CASES`: small configs of each family (the code paths of the "
         "full-size model), traced on fake tensors by exact mode (the real transformers code under torch's memory "
         "tracker). Error = analytic / traced − 1, on `allocated_peak_bytes` without the cuBLAS workspace (which a "
         f"trace cannot see). The test suite holds each case within ±{TOLERANCE:.0%}.",
@@ -269,7 +269,7 @@ def readme_figures(report: str) -> str:
             raise SystemExit(f"docs/accuracy.md has no line matching {pattern!r}: regenerate it")
         return match
 
-    cases = find(r"(\d+) cases of `hf_gpu_estimator.accuracy.CASES`").group(1)
+    cases = find(r"(\d+) cases of `matrix.cases.CASES`").group(1)
     overall = find(r"\*\*Overall: median \|error\| ([\d.]+%), worst ([-+\d.]+%)\.\*\*")
     memory = {key: find(rf"- {key}: (\d+) runs, median \|error\| ([\d.]+%), worst ([-+\d.]+%)")
               for key in ("allocated", "reserved", "nvidia-smi total")}

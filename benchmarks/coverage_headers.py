@@ -19,9 +19,9 @@ import json
 import sys
 import warnings
 
-from hf_gpu_estimator import coverage
+from matrix import compare
 
-OUT = coverage.HEADERS_PATH
+OUT = compare.HEADERS_PATH
 
 
 def header_tensors(config: dict) -> list[list[object]]:
@@ -49,10 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", help="model types to re-record (default: every traced type)")
     args = parser.parse_args(argv)
-    data = coverage.load_data()
+    data = compare.load_data()
     entries: dict[str, dict[str, object]] = {}
     if args.only:  # the other recorded entries stay
-        entries = {k: v for k, v in coverage.load_headers().items() if k not in args.only}
+        entries = {k: v for k, v in compare.load_headers().items() if k not in args.only}
     for model_type, entry in sorted(data.get("entries", {}).items()):
         if args.only and model_type not in args.only:
             continue

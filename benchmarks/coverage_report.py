@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import sys
 
-from hf_gpu_estimator import coverage
+from matrix import render
 
 
 def main() -> int:
-    table, summary = coverage.current_table()
-    coverage.DOC_PATH.write_text(coverage.build_markdown(table, summary))
+    table, summary = render.current_table()
+    render.DOC_PATH.write_text(render.build_markdown(table, summary))
     print(f"{summary.within}/{summary.types} within tolerance ({summary.coverage:.1%}); traced {summary.traced}, "
-          f"estimated {summary.estimated}, exact counts {summary.exact_counts}: wrote {coverage.DOC_PATH}")
+          f"estimated {summary.estimated}, exact counts {summary.exact_counts}: wrote {render.DOC_PATH}")
     return 0
 
 

@@ -4,12 +4,12 @@
 
 For each model type of ``MODEL_FOR_CAUSAL_LM_MAPPING_NAMES``: its default config
 (``AutoConfig.for_model``) cut to a few layers with every layer kind kept
-(:func:`hf_gpu_estimator.coverage.cut_config`), the exact parameter count of the model built on
+(:func:`matrix.cut.cut_config`), the exact parameter count of the model built on
 the meta device, and exact-mode traces (:func:`hf_gpu_estimator.runtime.trace.trace_workload`) of the
-workloads in :data:`hf_gpu_estimator.coverage.WORKLOADS`. Results go to
+workloads in :data:`matrix.compare.WORKLOADS`. Results go to
 ``tests/data/coverage_traces.json`` after every model type, so an interrupted run keeps what it
 traced and a re-run continues. An entry is re-traced when the torch or transformers version, the
-tracer version (:data:`hf_gpu_estimator.coverage.TRACER_VERSION`) or the cut config's hash changed; a type that fails to build or trace is recorded with the error
+tracer version (:data:`matrix.compare.TRACER_VERSION`) or the cut config's hash changed; a type that fails to build or trace is recorded with the error
 (re-tried with ``--retry-errors``). A type whose tracing killed the process twice is recorded as
 failed. ``--refresh-counts`` only recounts the parameters of fresh entries (no tracing).
 """
@@ -27,7 +27,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from hf_gpu_estimator import coverage
+from matrix import compare
+from matrix.cut import CutConfig, cut_config, default_cut_config
 
 #: Per-workload limit: a trace past it is recorded as failed (a default config too large for fake tensors).
 TIMEOUT_S = 300
@@ -76,7 +77,7 @@ def fresh(entry: dict[str, Any] | None, key: dict[str, str], *, retry_errors: bo
     return entry.get("status") == "ok" or not retry_errors
 
 
-def count(cut: coverage.CutConfig) -> dict[str, Any]:
+def count(cut: CutConfig) -> dict[str, Any]:
     """The model class, exact parameter count and its split by tensor-name role (meta device)."""
     from collections import Counter
 
@@ -94,7 +95,7 @@ def count(cut: coverage.CutConfig) -> dict[str, Any]:
             "parameters_by_role": dict(sorted(by_role.items()))}
 
 
-def trace_type(model_type: str, cut: coverage.CutConfig, timeout_s: int) -> dict[str, Any]:
+def trace_type(model_type: str, cut: CutConfig, timeout_s: int) -> dict[str, Any]:
     """Parameter count and traces of one model type (errors recorded, not raised)."""
     from hf_gpu_estimator.runtime import trace
     from hf_gpu_estimator.workload import make_workload
@@ -104,7 +105,7 @@ def trace_type(model_type: str, cut: coverage.CutConfig, timeout_s: int) -> dict
         return out
     traces: dict[str, Any] = {}
     errors: dict[str, str] = {}
-    for name, options in coverage.WORKLOADS.items():
+    for name, options in compare.WORKLOADS.items():
         signal.alarm(timeout_s)
         start = time.perf_counter()
         try:
@@ -133,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", help="model types to (re-)trace (default: all causal-LM types)")
     parser.add_argument("--retry-errors", action="store_true", help="re-trace types recorded as failed")
-    parser.add_argument("--out", type=Path, default=coverage.DATA_PATH)
+    parser.add_argument("--out", type=Path, default=compare.DATA_PATH)
     parser.add_argument("--timeout", type=int, default=TIMEOUT_S, help="seconds per workload trace")
     parser.add_argument("--refresh-counts", action="store_true",
                         help="only recount the parameters of fresh entries (meta device, no tracing)")
@@ -145,9 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     transformers.logging.set_verbosity_error()
     signal.signal(signal.SIGALRM, _alarm)
     ver = versions()
-    data = coverage.load_data(args.out)
+    data = compare.load_data(args.out)
     data["versions"] = ver  # of the latest run; each entry carries its own
-    data["workloads"] = {k: dict(v) for k, v in coverage.WORKLOADS.items()}
+    data["workloads"] = {k: dict(v) for k, v in compare.WORKLOADS.items()}
     data["command"] = "PYTHONPATH=src nice -n 10 python benchmarks/coverage_traces.py"
     types = sorted(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
     if args.only:
@@ -160,15 +161,15 @@ def main(argv: list[str] | None = None) -> int:
     total_start = time.perf_counter()
     for i, model_type in enumerate(types, 1):
         try:
-            cut = coverage.default_cut_config(model_type)
+            cut = default_cut_config(model_type)
         except Exception as e:  # noqa: BLE001
             data["entries"][model_type] = {"torch": ver["torch"], "transformers": ver["transformers"],
-                                           "tracer": coverage.TRACER_VERSION, "config_hash": None, "status": "error",
+                                           "tracer": compare.TRACER_VERSION, "config_hash": None, "status": "error",
                                            "error": f"config: {type(e).__name__}: {e}"[:600]}
             save(data, args.out)
             print(f"[{i}/{len(types)}] {model_type}: config failed: {e}"[:200], flush=True)
             continue
-        key = {"torch": ver["torch"], "transformers": ver["transformers"], "tracer": coverage.TRACER_VERSION,
+        key = {"torch": ver["torch"], "transformers": ver["transformers"], "tracer": compare.TRACER_VERSION,
                "config_hash": cut.config_hash}
         entry = data["entries"].get(model_type)
         if args.refresh_counts:

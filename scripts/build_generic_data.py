@@ -37,13 +37,14 @@ def persistent_buffers(model_type: str) -> list[str] | None:
     class at its default config cut to a few layers, on the meta device: what a checkpoint stores beside its
     parameters. The suffix is the part after the last layer index (``mlp.gate.e_score_correction_bias``), or
     the last two name parts outside layers. None when the default config cannot be built."""
-    from hf_gpu_estimator import coverage
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from matrix.cut import default_cut_config
     from hf_gpu_estimator.runtime import build
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model = build.build_meta_model(coverage.default_cut_config(model_type).config)
+            model = build.build_meta_model(default_cut_config(model_type).config)
     except Exception:  # a default config transformers cannot build: no record (the patterns apply)  # noqa: BLE001
         return None
     out = set()

@@ -13,7 +13,7 @@ Steps, each an existing command run as a subprocess so an interrupted refresh re
 4. ``benchmarks/coverage_report.py``: docs/coverage.md.
 
 Then it prints what changed: model types added and removed, and every type whose status or error moved past
-its tolerance (``coverage.TOLERANCE``) between the old and the new matrix. Exit status 1 when a type that was
+its tolerance (``compare.TOLERANCE``) between the old and the new matrix. Exit status 1 when a type that was
 within tolerance no longer is.
 """
 
@@ -40,12 +40,13 @@ def _run(*args: str) -> None:
 def _statuses() -> dict[str, tuple[str, dict[str, float]]]:
     """model_type -> (status, errors per workload) of the recorded matrix, as the current code compares it
     (staleness ignored: before the refresh every entry is stale against the newly installed transformers)."""
-    from hf_gpu_estimator import coverage
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from matrix import compare
     from hf_gpu_estimator.architectures import generic
 
-    coverage.load_headers.cache_clear()
+    compare.load_headers.cache_clear()
     generic._data.cache_clear()  # the record was rewritten by a subprocess
-    return {r.model_type: (r.status, r.errors) for r in coverage.rows(coverage.load_data())}
+    return {r.model_type: (r.status, r.errors) for r in compare.rows(compare.load_data())}
 
 
 def _fmt(errors: dict[str, float]) -> str:

@@ -16,7 +16,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from hf_gpu_estimator.accuracy import CASES, TOLERANCE, compare  # noqa: E402
+from matrix.cases import CASES, TOLERANCE, compare  # noqa: E402
 
 _errors: dict[str, float] = {}
 

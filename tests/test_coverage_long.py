@@ -12,14 +12,9 @@ Only the analytic side is computed here (no torch).
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks" / "matrix"))
-
-import long_context  # noqa: E402
+from matrix import long_context
 
 pytestmark = pytest.mark.skipif(not long_context.DATA_PATH.exists(), reason="no long-context traces recorded")
 

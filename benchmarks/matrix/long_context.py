@@ -3,7 +3,7 @@
     PYTHONPATH=src nice -n 10 python benchmarks/matrix/long_context.py [--workloads NAME ...] [--only TYPE ...]
     PYTHONPATH=src python benchmarks/matrix/long_context.py --render     # docs/coverage-long.md, no tracing
 
-The same cut default configs as the coverage matrix (:func:`hf_gpu_estimator.coverage.default_cut_config`),
+The same cut default configs as the coverage matrix (:func:`matrix.cut.default_cut_config`),
 traced in exact mode (:func:`hf_gpu_estimator.trace.trace_workload`, CUDA semantics) at the workloads of
 :data:`hf_gpu_estimator.WORKLOADS`: inference at batch 4 x 2048 prompt tokens with eager and sdpa
 attention, training at batch 2 x 2048 in bf16 mixed precision with and without gradient checkpointing. Results
@@ -28,7 +28,11 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from hf_gpu_estimator import coverage
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the matrix package
+
+from matrix import repairs  # noqa: E402
+from matrix.compare import TRACER_VERSION, load_data  # noqa: E402
+from matrix.cut import TEXT_CONFIGS, CutConfig, config_hash, default_cut_config  # noqa: E402
 
 #: Where the traces live.
 DATA_PATH = Path(__file__).resolve().parents[2] / "tests" / "data" / "coverage_long.json"
@@ -61,7 +65,7 @@ def long_config(config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, st
     tokens = max(int(o["seq_len"]) + int(o.get("new_tokens", 0)) for o in WORKLOADS.values())
     out = dict(config)
     changes: dict[str, str] = {}
-    for prefix, target in (("", out), *((f"{k}.", out[k]) for k in coverage._TEXT_CONFIGS
+    for prefix, target in (("", out), *((f"{k}.", out[k]) for k in TEXT_CONFIGS
                                         if isinstance(out.get(k), Mapping))):
         target = dict(target)
         for name in POSITION_FIELDS:
@@ -76,13 +80,12 @@ def long_config(config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, st
     return out, changes
 
 
-#: The coverage-matrix workload whose per-type settings (coverage.WORKLOAD_SETTINGS) each workload takes.
+#: The coverage-matrix workload whose per-type settings (repairs.WORKLOAD_SETTINGS) each workload takes.
 BASE_WORKLOAD = {name: str(options["task"]) for name, options in WORKLOADS.items()}
 
 
 def _coverage_headers() -> Any:
     """benchmarks/coverage_headers.py (the header a checkpoint of a config would carry)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import coverage_headers
 
     return coverage_headers
@@ -90,7 +93,6 @@ def _coverage_headers() -> Any:
 
 def _coverage_traces() -> Any:
     """benchmarks/coverage_traces.py (its parameter count, time limit and file writer)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import coverage_traces
 
     return coverage_traces
@@ -226,7 +228,7 @@ def _spec(model_type: str, entry: Mapping[str, Any], headers: Mapping[str, Any])
 
     recorded = headers.get(model_type)
     tensors = None
-    if recorded and recorded["config_hash"] == coverage.config_hash(entry["config"]):
+    if recorded and recorded["config_hash"] == config_hash(entry["config"]):
         tensors = tuple(TensorInfo(name=n, dtype=d, shape=tuple(shape)) for n, d, shape in recorded["tensors"])
     config = dict(entry["config"])
     if tensors is None:
@@ -240,7 +242,7 @@ def compare(data: Mapping[str, Any] | None = None) -> list[Cell]:
     from hf_gpu_estimator.memory import estimate_memory
     from hf_gpu_estimator.workload import make_workload
 
-    data = coverage.load_data(DATA_PATH) if data is None else data
+    data = load_data(DATA_PATH) if data is None else data
     headers = load_headers()
     cells = []
     for model_type, entry in sorted(data.get("entries", {}).items()):
@@ -345,11 +347,11 @@ def render_markdown(cells: list[Cell], versions: Mapping[str, str]) -> str:
 
 
 def build_markdown(cells: list[Cell] | None = None) -> str:
-    data = coverage.load_data(DATA_PATH)
+    data = load_data(DATA_PATH)
     return render_markdown(compare(data) if cells is None else cells, data.get("versions", {}))
 
 
-def trace_one(cut: coverage.CutConfig, config: Mapping[str, Any], workload: str, timeout_s: int) -> tuple[dict[str, Any] | None, str | None]:
+def trace_one(cut: CutConfig, config: Mapping[str, Any], workload: str, timeout_s: int) -> tuple[dict[str, Any] | None, str | None]:
     """The kept fields of one trace, or the error (recorded, not raised)."""
     from hf_gpu_estimator import trace
     from hf_gpu_estimator.workload import make_workload
@@ -358,7 +360,7 @@ def trace_one(cut: coverage.CutConfig, config: Mapping[str, Any], workload: str,
 
     signal.alarm(timeout_s)
     try:
-        settings = coverage.WORKLOAD_SETTINGS.get(cut.model_type, {}).get(BASE_WORKLOAD[workload], {})
+        settings = repairs.WORKLOAD_SETTINGS.get(cut.model_type, {}).get(BASE_WORKLOAD[workload], {})
         result = trace.trace_workload({**config, **settings},
                                       make_workload(**WORKLOADS[workload]))
     except coverage_traces._Timeout:
@@ -399,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     coverage_traces = _coverage_traces()
     signal.signal(signal.SIGALRM, coverage_traces._alarm)
     ver = coverage_traces.versions()
-    data = coverage.load_data(args.out)
+    data = load_data(args.out)
     data["versions"] = ver
     data["workloads"] = {k: dict(v) for k, v in WORKLOADS.items()}
     data["command"] = "PYTHONPATH=src nice -n 10 python benchmarks/matrix/long_context.py"
@@ -411,18 +413,18 @@ def main(argv: list[str] | None = None) -> int:
     start_all = time.perf_counter()
     for i, model_type in enumerate(types, 1):
         try:
-            cut = coverage.default_cut_config(model_type)
+            cut = default_cut_config(model_type)
         except Exception as e:  # noqa: BLE001
-            data["entries"][model_type] = {**ver, "tracer": coverage.TRACER_VERSION, "config_hash": None,
+            data["entries"][model_type] = {**ver, "tracer": TRACER_VERSION, "config_hash": None,
                                            "status": "error", "error": f"config: {type(e).__name__}: {e}"[:600]}
             coverage_traces.save(data, args.out)
             continue
-        key = {"torch": ver["torch"], "transformers": ver["transformers"], "tracer": coverage.TRACER_VERSION,
+        key = {"torch": ver["torch"], "transformers": ver["transformers"], "tracer": TRACER_VERSION,
                "config_hash": cut.config_hash}
         entry = data["entries"].get(model_type)
         config, long_changes = long_config(cut.config)
         if not entry or any(entry.get(k) != v for k, v in key.items()) \
-                or coverage.config_hash(entry.get("config") or {}) != coverage.config_hash(config):
+                or config_hash(entry.get("config") or {}) != config_hash(config):
             counted = coverage_traces.count(replace(cut, config=config))
             entry = {**key, "layers": list(cut.layers), "cut": dict(cut.changes), "long_changes": long_changes,
                      "config": config, **counted, "traces": {}, "errors": {}}
@@ -433,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
         if entry.get("status") == "error" and "traces" not in entry:
             continue
-        if headers.get(model_type, {}).get("config_hash") != coverage.config_hash(config):
+        if headers.get(model_type, {}).get("config_hash") != config_hash(config):
             # The checkpoint header of this very config (the coverage matrix's are of the 128-token cut, and
             # re-recorded with each transformers release): what the analytic side reads, as from a Hub repo.
             try:
@@ -441,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as e:  # a config transformers cannot build: the analytic side reads config.json  # noqa: BLE001
                 print(f"  {model_type}: no header ({type(e).__name__})", flush=True)
             else:
-                headers[model_type] = {"config_hash": coverage.config_hash(config), "tensors": tensors}
+                headers[model_type] = {"config_hash": config_hash(config), "tensors": tensors}
                 save_headers(headers)
         entry.setdefault("traces", {})
         entry.setdefault("errors", {})
