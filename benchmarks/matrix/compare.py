@@ -179,9 +179,7 @@ def compare_entry(model_type: str, entry: Mapping[str, Any]) -> Row:
                         else f"{type(e).__name__}: {e}")
     else:
         arch = spec.architecture
-        kinds: tuple[str, ...] = ()
-        if arch is not None:
-            kinds = tuple(arch.mixer_kinds) + (("moe",) if any(l.ffn.kind == "moe" for l, _ in arch.layer_groups) else ())
+        kinds = layer_kinds(arch)
         row = replace(row, family=family_module(model_type) or (arch.family if arch is not None else None),
                       analytic_parameters=spec.parameters.total,
                       kinds=kinds,
@@ -212,6 +210,13 @@ def compare_entry(model_type: str, entry: Mapping[str, Any]) -> Row:
         return replace(row, status="within")
     reason = KNOWN_GAPS.get(model_type) or diagnose(row, entry, spec.parameters.by_role, buckets)
     return replace(row, status="outside", reason=reason)
+
+
+def layer_kinds(arch: Any) -> tuple[str, ...]:
+    """The analytic layer kinds of an Architecture (None: none): its mixer kinds, then "moe" when an FFN is MoE."""
+    if arch is None:
+        return ()
+    return tuple(arch.mixer_kinds) + (("moe",) if any(l.ffn.kind == "moe" for l, _ in arch.layer_groups) else ())
 
 
 HEADERS_PATH = DATA_PATH.with_name("coverage_headers.json.gz")

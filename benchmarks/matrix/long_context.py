@@ -31,7 +31,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the matrix package
 
 from matrix import repairs  # noqa: E402
-from matrix.compare import TRACER_VERSION, load_data  # noqa: E402
+from matrix.compare import TRACER_VERSION, layer_kinds, load_data  # noqa: E402
 from matrix.cut import TEXT_CONFIGS, CutConfig, config_hash, default_cut_config  # noqa: E402
 
 #: Where the traces live.
@@ -192,6 +192,7 @@ class Cell:
     traced_bytes: int | None = None
     analytic_bytes: int | None = None
     problem: str = ""  # why there is no comparison (not traced, not estimated)
+    kinds: tuple[str, ...] = ()  # the analytic layer kinds (matrix.compare.layer_kinds)
 
     @property
     def error(self) -> float | None:
@@ -273,7 +274,8 @@ def compare(data: Mapping[str, Any] | None = None) -> list[Cell]:
                                   problem=f"not estimated: {type(e).__name__}: {e}"))
                 continue
             cells.append(Cell(model_type=model_type, workload=workload, traced_bytes=int(trace["peak_bytes"]),
-                              analytic_bytes=m.allocated_peak_bytes - m.components.get("workspace", 0)))
+                              analytic_bytes=m.allocated_peak_bytes - m.components.get("workspace", 0),
+                              kinds=layer_kinds(spec.architecture)))
     return cells
 
 
@@ -290,10 +292,11 @@ class WorkloadSummary:
         return self.within / self.compared if self.compared else 0.0
 
 
-def summarize(cells: list[Cell]) -> list[WorkloadSummary]:
+def summarize(cells: list[Cell], kind: str | None = None) -> list[WorkloadSummary]:
+    """Per workload; with ``kind``, over the compared types whose analytic description holds that layer kind."""
     out = []
     for workload in WORKLOADS:
-        group = [c for c in cells if c.workload == workload]
+        group = [c for c in cells if c.workload == workload and (kind is None or kind in c.kinds)]
         errs = sorted(abs(c.error) for c in group if c.error is not None)
         out.append(WorkloadSummary(workload=workload, compared=len(errs), within=sum(c.within for c in group),
                                    median_abs_error=errs[len(errs) // 2] if errs else None,
@@ -331,6 +334,17 @@ def render_markdown(cells: list[Cell], versions: Mapping[str, str]) -> str:
     for s in summarize(cells):
         med = "" if s.median_abs_error is None else f"{s.median_abs_error * 100:.1f}%"
         lines.append(f"| {s.workload} | {s.compared} | {s.within} | {s.share * 100:.1f}% | {med} | {s.not_compared} |")
+    kinds = sorted({k for c in cells for k in c.kinds})
+    if kinds:
+        lines += ["", "By layer kind (compared types whose analytic description holds the kind; a type counts under "
+                  "each of its kinds): within ±10% / compared, and the median |error|.", "",
+                  "| kind | " + " | ".join(WORKLOADS) + " |", "|---|" + "---:|" * len(WORKLOADS)]
+        for kind in kinds:
+            row = []
+            for s in summarize(cells, kind):
+                med = "" if s.median_abs_error is None else f", {s.median_abs_error * 100:.1f}%"
+                row.append(f"{s.within} / {s.compared}{med}" if s.compared else "")
+            lines.append(f"| {kind} | " + " | ".join(row) + " |")
     lines += ["", "| model type | workload | traced peak | analytic | error | status |", "|---|---|---:|---:|---:|---|"]
     for c in cells:
         traced = "" if c.traced_bytes is None else f"{c.traced_bytes / (1 << 20):,.0f} MiB"
