@@ -32,11 +32,14 @@ FIELDS = (
 )  # fmt: skip
 
 
-def persistent_buffers(model_type: str) -> list[str] | None:
-    """Name suffixes of the persistent buffers (state-dict tensors that are not parameters) of the causal-LM
-    class at its default config cut to a few layers, on the meta device: what a checkpoint stores beside its
-    parameters. The suffix is the part after the last layer index (``mlp.gate.e_score_correction_bias``), or
-    the last two name parts outside layers. None when the default config cannot be built."""
+def meta_facts(model_type: str) -> dict[str, object] | None:
+    """What the causal-LM class at its default config, cut to a few layers and built on the meta device, says
+    beyond its config: ``buffers``, the name suffixes of its persistent buffers (state-dict tensors that are not
+    parameters; the part after the last layer index, ``mlp.gate.e_score_correction_bias``, or the last two name
+    parts outside layers): what a checkpoint stores beside its parameters; and ``keep_in_fp32``, the module-name
+    patterns ``from_pretrained`` loads in float32 whatever the requested dtype (``PreTrainedModel._get_dtype_plan``:
+    ``_keep_in_fp32_modules_strict`` for a bfloat16 or float16 load, plus ``_keep_in_fp32_modules`` for a float16
+    one; merged from the submodels at init), by load dtype. None when the default config cannot be built."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from matrix.cut import default_cut_config
     from hf_gpu_estimator.runtime import build
@@ -56,7 +59,10 @@ def persistent_buffers(model_type: str) -> list[str] | None:
             parts = f"{module_name}.{buffer_name}".strip(".").split(".")
             index = max((i for i, p in enumerate(parts) if p.isdigit()), default=None)
             out.add(".".join(parts[index + 1:] if index is not None else parts[-2:]))
-    return sorted(out)
+    strict = {p for p in (getattr(model, "_keep_in_fp32_modules_strict", None) or ()) if p}
+    fp16 = strict | {p for p in (getattr(model, "_keep_in_fp32_modules", None) or ()) if p}
+    keep = {dtype: sorted(patterns) for dtype, patterns in (("bfloat16", strict), ("float16", fp16)) if patterns}
+    return {"buffers": sorted(out), "keep_in_fp32": keep}
 
 
 def eager_softmax_native(model_cls: type) -> bool | None:
@@ -162,7 +168,9 @@ def main() -> int:
                     entry["logits_to_keep"] = False
             except Exception:
                 pass
-            entry["buffers"] = persistent_buffers(model_type)
+            facts = meta_facts(model_type)
+            entry["buffers"] = None if facts is None else facts["buffers"]
+            entry["keep_in_fp32"] = {} if facts is None else facts["keep_in_fp32"]
         out[model_type] = entry
     # Every model type transformers implements is recorded (a multimodal wrapper is read through its
     # text_config); the field aliases and defaults only for causal LMs and their text models.

@@ -132,3 +132,41 @@ def test_persistent_buffers_are_recorded_per_type():
     assert count_parameters(tensors, config={"model_type": "deepseek_v3"}).parameters.total == 40
     assert count_parameters(tensors, config={"model_type": "laguna"}).parameters.total == 296
     assert count_parameters(tensors).parameters.total == 40  # no recorded type: the name patterns
+
+
+def test_modules_kept_in_float32_are_counted_per_requested_dtype():
+    # transformers 5.25: DeepseekV3PreTrainedModel._keep_in_fp32_modules_strict = ["e_score_correction_bias",
+    # "gate.weight"] (bf16 and fp16 loads); GptOssPreTrainedModel._keep_in_fp32_modules holds its norms (fp16 only).
+    router = TensorInfo(name="model.layers.3.mlp.gate.weight", dtype="BF16", shape=(256, 64))
+    gate_proj = TensorInfo(name="model.layers.3.mlp.experts.0.gate_proj.weight", dtype="BF16", shape=(32, 64))
+    kept = count_parameters([router, gate_proj], config={"model_type": "deepseek_v3"}).parameters.kept_fp32
+    assert kept == {"bfloat16": 256 * 64, "float16": 256 * 64}
+    norm = TensorInfo(name="model.layers.0.input_layernorm.weight", dtype="BF16", shape=(64,))
+    kept = count_parameters([norm, gate_proj], config={"model_type": "gpt_oss"}).parameters.kept_fp32
+    assert kept == {"float16": 64}
+    assert count_parameters([norm, gate_proj], config={"model_type": "llama"}).parameters.kept_fp32 == {}
+
+
+def test_kept_float32_modules_add_their_bytes_where_from_pretrained_loads_the_model():
+    from hf_gpu_estimator.memory.weights import plan_weights
+    from hf_gpu_estimator.workload import make_workload
+
+    config = {"model_type": "deepseek_v3", "hidden_size": 64, "intermediate_size": 128, "moe_intermediate_size": 32,
+              "num_hidden_layers": 1, "num_attention_heads": 4, "num_key_value_heads": 4, "vocab_size": 100,
+              "n_routed_experts": 4, "num_experts_per_tok": 2, "first_k_dense_replace": 0, "q_lora_rank": None,
+              "kv_lora_rank": 16, "qk_nope_head_dim": 8, "qk_rope_head_dim": 8, "v_head_dim": 16,
+              "torch_dtype": "bfloat16"}
+    pytest.importorskip("transformers")
+    from hf_gpu_estimator.runtime.build import build_meta_model  # the real tensor names
+
+    model = build_meta_model(config)
+    tensors = tuple(TensorInfo(name=n, dtype="BF16", shape=tuple(p.shape)) for n, p in model.state_dict().items())
+    spec = build_spec(model_id="tiny-dsv3", config=config, tensors=tensors)
+    kept = spec.parameters.kept_fp32["bfloat16"]
+    assert kept == 4 * 64  # the one layer's router weight
+    inference = plan_weights(spec, make_workload(task="inference", dtype="bfloat16"))
+    assert inference.weights_bytes == spec.parameters.total * 2 + kept * 2
+    lora = plan_weights(spec, make_workload(task="training", method="lora", precision="bf16-true"))
+    assert lora.weights_bytes == spec.parameters.total * 2 + kept * 2
+    full = plan_weights(spec, make_workload(task="training", method="full", precision="bf16-true"))
+    assert full.weights_bytes == spec.parameters.total * 2

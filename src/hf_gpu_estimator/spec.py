@@ -90,6 +90,9 @@ class ParameterCounts:
     #: Parameters a text-only step never reaches, by the input that reaches them (:data:`OFF_TEXT_INPUTS`):
     #: their modules do not run, so a training step gives them no gradient and AdamW no state.
     off_text_path: Mapping[str, int] = field(default_factory=dict)
+    #: Parameters ``from_pretrained`` keeps in float32 when asked for a 16-bit dtype, by that dtype
+    #: (``"bfloat16"``/``"float16"``; the model's ``_keep_in_fp32_modules(_strict)``): known from tensor names.
+    kept_fp32: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if sum(self.by_role.values()) != self.total:
@@ -98,6 +101,8 @@ class ParameterCounts:
         if unknown or any(n < 0 for n in self.off_text_path.values()) or sum(self.off_text_path.values()) > self.total:
             raise ValueError(f"off_text_path {dict(self.off_text_path)} must name inputs among {OFF_TEXT_INPUTS} "
                              f"and hold at most the {self.total} parameters")
+        if any(n < 0 or n > self.total for n in self.kept_fp32.values()):
+            raise ValueError(f"kept_fp32 {dict(self.kept_fp32)} must hold at most the {self.total} parameters")
 
     @property
     def embedding(self) -> int:

@@ -71,7 +71,7 @@ def transformers_version() -> str:
 #: peak of transformers' own code, over the traced types the generic family estimates (default configs
 #: cut to a few layers, with the checkpoint's headers), |error| median and worst, and how many of them
 #: are within 10 % (inference) and 15 % (training) with exact parameter counts.
-GENERIC_MEASURED = {"types": 137, "within": 136, "inference_median": 0.001, "inference_worst": 0.101,
+GENERIC_MEASURED = {"types": 137, "within": 137, "inference_median": 0.001, "inference_worst": 0.067,
                     "training_median": 0.000, "training_worst": 0.143}
 
 GENERIC_TOLERANCE = (
@@ -112,6 +112,16 @@ def persistent_buffers(model_type: str) -> frozenset[str] | None:
     stores beside its parameters), recorded from the meta-device model; None when not recorded."""
     recorded = _data().get("model_types", {}).get(model_type, {}).get("buffers")
     return frozenset(recorded) if isinstance(recorded, list) else None
+
+
+def keep_in_fp32(model_type: str) -> dict[str, tuple[str, ...]]:
+    """Module-name patterns ``from_pretrained`` loads in float32 whatever the requested dtype, by requested dtype
+    (``"bfloat16"``, ``"float16"``): transformers ``PreTrainedModel._get_dtype_plan`` (``_keep_in_fp32_modules_strict``
+    for both, ``_keep_in_fp32_modules`` for float16 only), matched as regular expressions searched in each
+    parameter name (``core_model_loading``'s glob alternation, ``*`` as ``.*``). Recorded by
+    ``scripts/build_generic_data.py``; empty when the type keeps none or is unrecorded."""
+    recorded = _data().get("model_types", {}).get(model_type, {}).get("keep_in_fp32") or {}
+    return {dtype: tuple(patterns) for dtype, patterns in recorded.items()}
 
 
 def computes_last_logits_only(model_type: str) -> bool:

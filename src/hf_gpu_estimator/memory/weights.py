@@ -187,6 +187,13 @@ def _finish_plan(spec: ModelSpec, workload: Workload, *, weight_dtype: str, comp
                  inputs: frozenset[str] | None) -> WeightPlan:  # fmt: skip
     total = spec.parameters.total
     precision = workload.precision
+    kept = spec.parameters.kept_fp32.get(weight_dtype, 0)
+    if kept and not (workload.is_training and workload.method == "full"):
+        # from_pretrained(dtype=...) keeps the model's _keep_in_fp32_modules(_strict) in float32 (transformers
+        # PreTrainedModel._get_dtype_plan); full training holds every parameter in its precision's dtype.
+        extra = kept * (BYTES["float32"] - BYTES[weight_dtype])
+        weights_bytes += extra
+        formula += f" + {kept:,} params kept in float32 by from_pretrained (_keep_in_fp32_modules): {extra:,} B more"
     adapter_params = 0
     adapter_bytes = 0
     unreached: dict[str, int] = {}
