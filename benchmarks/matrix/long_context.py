@@ -51,6 +51,15 @@ WORKLOADS: dict[str, dict[str, Any]] = {
                       "optimizer": "adamw", "gradient_checkpointing": True, "attn_implementation": "sdpa"},
 }  # fmt: skip
 
+#: The 8k workloads, where the model allows 8k tokens (issue 20): one request of 8192 prompt tokens, eager and
+#: sdpa, on the cut config as it is (a type whose position table holds fewer tokens is not traced).
+WORKLOADS_8K: dict[str, dict[str, Any]] = {
+    "inference eager 8k": {"task": "inference", "batch_size": 1, "seq_len": 8192, "new_tokens": 2,
+                           "dtype": "bfloat16", "attn_implementation": "eager"},
+    "inference sdpa 8k": {"task": "inference", "batch_size": 1, "seq_len": 8192, "new_tokens": 2,
+                          "dtype": "bfloat16", "attn_implementation": "sdpa"},
+}  # fmt: skip
+
 #: Position-table fields raised to :data:`POSITIONS` where a default config holds fewer than a workload's tokens
 #: (prompt + new tokens): learned absolute positions (bert's 512, bart's 1024) would index past the table on a
 #: GPU, and some models check the length (gpt_neo's 2048 against 2050 tokens; mpt's ALiBi table of max_seq_len).
@@ -59,10 +68,15 @@ POSITION_FIELDS = ("max_position_embeddings", "n_positions", "n_ctx", "max_targe
 POSITIONS = 4096
 
 
-def long_config(config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
-    """The cut config with every position table of :data:`POSITION_FIELDS` holding at least the longest workload's
-    tokens, and the changes."""
-    tokens = max(int(o["seq_len"]) + int(o.get("new_tokens", 0)) for o in WORKLOADS.values())
+def _tokens(workloads: Mapping[str, Mapping[str, Any]]) -> int:
+    return max(int(o["seq_len"]) + int(o.get("new_tokens", 0)) for o in workloads.values())
+
+
+def long_config(config: Mapping[str, Any], workloads: Mapping[str, Mapping[str, Any]] = WORKLOADS,
+                positions: int = POSITIONS) -> tuple[dict[str, Any], dict[str, str]]:
+    """The cut config with every position table of :data:`POSITION_FIELDS` holding fewer than the longest workload's
+    tokens raised to ``positions``, and the changes."""
+    tokens = _tokens(workloads)
     out = dict(config)
     changes: dict[str, str] = {}
     for prefix, target in (("", out), *((f"{k}.", out[k]) for k in TEXT_CONFIGS
@@ -71,8 +85,8 @@ def long_config(config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, st
         for name in POSITION_FIELDS:
             value = target.get(name)
             if isinstance(value, int) and not isinstance(value, bool) and 0 < value < tokens:
-                target[name] = POSITIONS
-                changes[prefix + name] = f"{value} → {POSITIONS} (fewer positions than {tokens} tokens)"
+                target[name] = positions
+                changes[prefix + name] = f"{value} → {positions} (fewer positions than {tokens} tokens)"
         if prefix:
             out[prefix[:-1]] = target
         else:
@@ -81,7 +95,7 @@ def long_config(config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, st
 
 
 #: The coverage-matrix workload whose per-type settings (repairs.WORKLOAD_SETTINGS) each workload takes.
-BASE_WORKLOAD = {name: str(options["task"]) for name, options in WORKLOADS.items()}
+BASE_WORKLOAD = {name: str(options["task"]) for name, options in {**WORKLOADS, **WORKLOADS_8K}.items()}
 
 
 def _coverage_headers() -> Any:
@@ -105,6 +119,33 @@ TIMEOUT_S = 600
 #: benchmarks/coverage_headers.py records it, keyed by the config's hash.
 HEADERS_PATH = DATA_PATH.with_name("coverage_long_headers.json.gz")
 
+#: The 8k traces and their checkpoint headers.
+DATA_PATH_8K = DATA_PATH.with_name("coverage_long_8k.json")
+HEADERS_PATH_8K = DATA_PATH.with_name("coverage_long_8k_headers.json.gz")
+
+
+@dataclass(frozen=True)
+class Context:
+    """One set of long-context workloads, with where its traces and headers live."""
+
+    name: str
+    workloads: Mapping[str, Mapping[str, Any]]
+    data_path: Path
+    headers_path: Path
+    positions: int  # what a position field shorter than the workloads' tokens is raised to
+    #: Whether a learned position table (a parameter, so the raise changes the parameter count) may be raised too;
+    #: where not, the type is not traced: the model does not allow that many tokens.
+    raise_learned: bool
+
+
+CONTEXTS: dict[str, Context] = {
+    "2k": Context("2k", WORKLOADS, DATA_PATH, HEADERS_PATH, positions=POSITIONS, raise_learned=True),
+    "8k": Context("8k", WORKLOADS_8K, DATA_PATH_8K, HEADERS_PATH_8K, positions=16384, raise_learned=False),
+}
+
+#: Every workload of every context, in order.
+ALL_WORKLOADS: dict[str, Mapping[str, Any]] = {k: v for c in CONTEXTS.values() for k, v in c.workloads.items()}
+
 #: Where the generated page goes.
 DOC_PATH = DATA_PATH.parents[2] / "docs" / "coverage-long.md"
 
@@ -121,9 +162,9 @@ GOAL_MEDIAN = 0.02
 #: met, else the measured figure (docs/coverage-long.md), so a regression fails and the gap stays in view.
 #: Measured (docs/coverage-long.md): inference sdpa 165 of 187 within (88.2 %), median 2.1 %; training 149 of 165
 #: (90.3 %), median 0.3 %; with checkpointing 146 of 158 (92.4 %), median 0.0 %; inference eager meets the goal.
-MIN_WITHIN: dict[str, float] = {**{name: GOAL_WITHIN for name in WORKLOADS}, "inference sdpa": 0.88,
+MIN_WITHIN: dict[str, float] = {**{name: GOAL_WITHIN for name in ALL_WORKLOADS}, "inference sdpa": 0.88,
                                 "training": 0.90, "training ckpt": 0.92}
-MAX_MEDIAN: dict[str, float] = {**{name: GOAL_MEDIAN for name in WORKLOADS}, "inference sdpa": 0.022}
+MAX_MEDIAN: dict[str, float] = {**{name: GOAL_MEDIAN for name in ALL_WORKLOADS}, "inference sdpa": 0.022}
 
 #: Types outside :data:`TOLERANCE` on a workload, with why (the measured error is shown beside it).
 KNOWN_GAPS: dict[str, str] = {
@@ -205,19 +246,19 @@ class Cell:
         return self.error is not None and abs(self.error) <= TOLERANCE
 
 
-def load_headers() -> dict[str, Any]:
+def load_headers(path: Path = HEADERS_PATH) -> dict[str, Any]:
     """The recorded checkpoint headers by model type: ``{"config_hash": ..., "tensors": [[name, dtype, shape]]}``."""
-    if not HEADERS_PATH.exists():
+    if not path.exists():
         return {}
-    with gzip.open(HEADERS_PATH, "rt", encoding="utf-8") as f:
+    with gzip.open(path, "rt", encoding="utf-8") as f:
         return dict(json.load(f))
 
 
-def save_headers(headers: Mapping[str, Any]) -> None:
-    tmp = HEADERS_PATH.with_suffix(".tmp")
+def save_headers(headers: Mapping[str, Any], path: Path = HEADERS_PATH) -> None:
+    tmp = path.with_suffix(".tmp")
     with gzip.GzipFile(tmp, "wb", mtime=0) as f:  # mtime 0: the same headers give the same bytes
         f.write(json.dumps(dict(sorted(headers.items())), separators=(",", ":")).encode())
-    os.replace(tmp, HEADERS_PATH)
+    os.replace(tmp, path)
 
 
 def _spec(model_type: str, entry: Mapping[str, Any], headers: Mapping[str, Any]) -> Any:
@@ -237,14 +278,18 @@ def _spec(model_type: str, entry: Mapping[str, Any], headers: Mapping[str, Any])
     return build_spec(model_id=model_type, config=config, tensors=tensors)
 
 
-def compare(data: Mapping[str, Any] | None = None) -> list[Cell]:
-    """Every recorded type x workload compared (pure: the analytic side only)."""
+def compare(data: Mapping[str, Any] | None = None, context: str | None = None) -> list[Cell]:
+    """Every recorded type x workload compared (pure: the analytic side only): of one context (``data`` its
+    traces, default the committed ones), or of every context when ``context`` and ``data`` are None."""
+    if context is None and data is None:
+        return [c for name in CONTEXTS for c in compare(context=name)]
+    ctx = CONTEXTS[context or "2k"]
     from hf_gpu_estimator.errors import EstimatorError
     from hf_gpu_estimator.memory import estimate_memory
     from hf_gpu_estimator.workload import make_workload
 
-    data = load_data(DATA_PATH) if data is None else data
-    headers = load_headers()
+    data = load_data(ctx.data_path) if data is None else data
+    headers = load_headers(ctx.headers_path)
     cells = []
     for model_type, entry in sorted(data.get("entries", {}).items()):
         traces = entry.get("traces") or {}
@@ -256,7 +301,7 @@ def compare(data: Mapping[str, Any] | None = None) -> list[Cell]:
                 why = f"not estimated: {type(e).__name__}: {e}"
             if spec is not None and spec.architecture is None:
                 spec, why = None, "not estimated: no layer model (weights only)"
-        for workload, options in WORKLOADS.items():
+        for workload, options in ctx.workloads.items():
             trace = traces.get(workload)
             if trace is None:
                 error = (entry.get("errors") or {}).get(workload) or entry.get("error")
@@ -295,7 +340,9 @@ class WorkloadSummary:
 def summarize(cells: list[Cell], kind: str | None = None) -> list[WorkloadSummary]:
     """Per workload; with ``kind``, over the compared types whose analytic description holds that layer kind."""
     out = []
-    for workload in WORKLOADS:
+    for workload in ALL_WORKLOADS:
+        if not any(c.workload == workload for c in cells):
+            continue
         group = [c for c in cells if c.workload == workload and (kind is None or kind in c.kinds)]
         errs = sorted(abs(c.error) for c in group if c.error is not None)
         out.append(WorkloadSummary(workload=workload, compared=len(errs), within=sum(c.within for c in group),
@@ -313,8 +360,9 @@ def render_markdown(cells: list[Cell], versions: Mapping[str, str]) -> str:
     lines = [
         "# Coverage at long context",
         "",
-        "Generated by `benchmarks/matrix/long_context.py --render` from `tests/data/coverage_long.json` (traced "
-        "by `benchmarks/matrix/long_context.py`); do not edit by hand.",
+        "Generated by `benchmarks/matrix/long_context.py --render` from `tests/data/coverage_long.json` and "
+        "`tests/data/coverage_long_8k.json` (traced by `benchmarks/matrix/long_context.py [--context 8k]`); do not "
+        "edit by hand.",
         "",
         f"Every causal-LM model type of transformers {versions.get('transformers', '?')} at the coverage matrix's "
         "cut default config (docs/coverage.md), traced in exact mode (torch "
@@ -323,6 +371,10 @@ def render_markdown(cells: list[Cell], versions: Mapping[str, str]) -> str:
         f"shorter than the longest workload are raised to {POSITIONS} positions in both (learned absolute "
         "positions would index past the table on a GPU). Workloads: "
         + "; ".join(f"**{k}**: " + ", ".join(f"{a}={b}" for a, b in v.items()) for k, v in WORKLOADS.items())
+        + ". At 8k, where the model allows it (the cut config as it is; a type whose position table holds fewer "
+        f"than {_tokens(WORKLOADS_8K)} positions is not compared; headers in "
+        "`tests/data/coverage_long_8k_headers.json.gz`): "
+        + "; ".join(f"**{k}**: " + ", ".join(f"{a}={b}" for a, b in v.items()) for k, v in WORKLOADS_8K.items())
         + ". Error = analytic / traced − 1 on the peak allocated bytes (without the cuBLAS workspace). "
         f"Tolerance ±{TOLERANCE * 100:.0f}% per workload; goal (issue 20): {GOAL_WITHIN * 100:.0f}% of the compared "
         f"types within it, median |error| ≤ {GOAL_MEDIAN * 100:.0f}%. A type outside names its reason "
@@ -331,6 +383,7 @@ def render_markdown(cells: list[Cell], versions: Mapping[str, str]) -> str:
         "| workload | compared | within ±10% | share | median \\|error\\| | not compared |",
         "|---|---:|---:|---:|---:|---:|",
     ]
+    present = [s.workload for s in summarize(cells)]
     for s in summarize(cells):
         med = "" if s.median_abs_error is None else f"{s.median_abs_error * 100:.1f}%"
         lines.append(f"| {s.workload} | {s.compared} | {s.within} | {s.share * 100:.1f}% | {med} | {s.not_compared} |")
@@ -338,7 +391,7 @@ def render_markdown(cells: list[Cell], versions: Mapping[str, str]) -> str:
     if kinds:
         lines += ["", "By layer kind (compared types whose analytic description holds the kind; a type counts under "
                   "each of its kinds): within ±10% / compared, and the median |error|.", "",
-                  "| kind | " + " | ".join(WORKLOADS) + " |", "|---|" + "---:|" * len(WORKLOADS)]
+                  "| kind | " + " | ".join(present) + " |", "|---|" + "---:|" * len(present)]
         for kind in kinds:
             row = []
             for s in summarize(cells, kind):
@@ -346,7 +399,8 @@ def render_markdown(cells: list[Cell], versions: Mapping[str, str]) -> str:
                 row.append(f"{s.within} / {s.compared}{med}" if s.compared else "")
             lines.append(f"| {kind} | " + " | ".join(row) + " |")
     lines += ["", "| model type | workload | traced peak | analytic | error | status |", "|---|---|---:|---:|---:|---|"]
-    for c in cells:
+    order = {w: i for i, w in enumerate(ALL_WORKLOADS)}
+    for c in sorted(cells, key=lambda c: (c.model_type, order.get(c.workload, len(order)))):
         traced = "" if c.traced_bytes is None else f"{c.traced_bytes / (1 << 20):,.0f} MiB"
         analytic = "" if c.analytic_bytes is None else f"{c.analytic_bytes / (1 << 20):,.0f} MiB"
         if c.error is None:
@@ -361,8 +415,7 @@ def render_markdown(cells: list[Cell], versions: Mapping[str, str]) -> str:
 
 
 def build_markdown(cells: list[Cell] | None = None) -> str:
-    data = load_data(DATA_PATH)
-    return render_markdown(compare(data) if cells is None else cells, data.get("versions", {}))
+    return render_markdown(compare() if cells is None else cells, load_data(DATA_PATH).get("versions", {}))
 
 
 def trace_one(cut: CutConfig, config: Mapping[str, Any], workload: str, timeout_s: int) -> tuple[dict[str, Any] | None, str | None]:
@@ -376,7 +429,7 @@ def trace_one(cut: CutConfig, config: Mapping[str, Any], workload: str, timeout_
     try:
         settings = repairs.WORKLOAD_SETTINGS.get(cut.model_type, {}).get(BASE_WORKLOAD[workload], {})
         result = trace.trace_workload({**config, **settings},
-                                      make_workload(**WORKLOADS[workload]))
+                                      make_workload(**ALL_WORKLOADS[workload]))
     except coverage_traces._Timeout:
         return None, f"timeout: no result within {timeout_s} s"
     except Exception as e:  # recorded per type and workload  # noqa: BLE001
@@ -392,14 +445,22 @@ def trace_one(cut: CutConfig, config: Mapping[str, Any], workload: str, timeout_
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workloads", nargs="*", default=list(WORKLOADS),
-                        choices=list(WORKLOADS), help="workloads to trace (default: all)")
+    parser.add_argument("--context", choices=list(CONTEXTS), default="2k",
+                        help="2k: batch 4 x 2048 inference and batch 2 x 2048 training (default); 8k: one request of "
+                             "8192 tokens where the model allows it")
+    parser.add_argument("--workloads", nargs="*", choices=list(ALL_WORKLOADS),
+                        help="workloads to trace (default: all of the context's)")
     parser.add_argument("--only", nargs="*", help="model types to trace (default: all causal-LM types)")
     parser.add_argument("--retry-errors", action="store_true", help="re-trace workloads recorded as failed")
-    parser.add_argument("--out", type=Path, default=DATA_PATH)
+    parser.add_argument("--out", type=Path, help="the traces file (default: the context's)")
     parser.add_argument("--timeout", type=int, default=TIMEOUT_S, help="seconds per workload trace")
     parser.add_argument("--render", action="store_true", help="only write docs/coverage-long.md (no tracing)")
     args = parser.parse_args(argv)
+    ctx = CONTEXTS[args.context]
+    args.workloads = args.workloads or list(ctx.workloads)
+    if set(args.workloads) - set(ctx.workloads):
+        parser.error(f"--workloads of the {ctx.name} context: {', '.join(ctx.workloads)}")
+    args.out = args.out or ctx.data_path
     if args.render:
         cells = compare()
         DOC_PATH.write_text(build_markdown(cells))
@@ -417,13 +478,14 @@ def main(argv: list[str] | None = None) -> int:
     ver = coverage_traces.versions()
     data = load_data(args.out)
     data["versions"] = ver
-    data["workloads"] = {k: dict(v) for k, v in WORKLOADS.items()}
-    data["command"] = "PYTHONPATH=src nice -n 10 python benchmarks/matrix/long_context.py"
+    data["workloads"] = {k: dict(v) for k, v in ctx.workloads.items()}
+    data["command"] = "PYTHONPATH=src nice -n 10 python benchmarks/matrix/long_context.py" + (
+        f" --context {ctx.name}" if ctx.name != "2k" else "")
     types = sorted(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
     if args.only:
         types = [t for t in types if t in args.only]
     data["entries"] = {k: v for k, v in data.get("entries", {}).items() if k in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES}
-    headers = dict(load_headers())
+    headers = dict(load_headers(ctx.headers_path))
     start_all = time.perf_counter()
     for i, model_type in enumerate(types, 1):
         try:
@@ -436,7 +498,17 @@ def main(argv: list[str] | None = None) -> int:
         key = {"torch": ver["torch"], "transformers": ver["transformers"], "tracer": TRACER_VERSION,
                "config_hash": cut.config_hash}
         entry = data["entries"].get(model_type)
-        config, long_changes = long_config(cut.config)
+        config, long_changes = long_config(cut.config, ctx.workloads, ctx.positions)
+        if long_changes and not ctx.raise_learned and (entry is None or entry.get("config_hash") != cut.config_hash):
+            before = coverage_traces.count(cut).get("parameters")
+            after = coverage_traces.count(replace(cut, config=config)).get("parameters")
+            if before != after:  # a learned position table: its length is the model's limit
+                why = ", ".join(f"{k}: {v.split(' →')[0]}" for k, v in long_changes.items())
+                data["entries"][model_type] = {**key, "status": "error", "layers": list(cut.layers),
+                                               "error": f"learned position table ({why} positions): the model does "
+                                                        f"not allow {_tokens(ctx.workloads)} tokens"}
+                coverage_traces.save(data, args.out)
+                continue
         if not entry or any(entry.get(k) != v for k, v in key.items()) \
                 or config_hash(entry.get("config") or {}) != config_hash(config):
             counted = coverage_traces.count(replace(cut, config=config))
@@ -458,7 +530,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {model_type}: no header ({type(e).__name__})", flush=True)
             else:
                 headers[model_type] = {"config_hash": config_hash(config), "tensors": tensors}
-                save_headers(headers)
+                save_headers(headers, ctx.headers_path)
         entry.setdefault("traces", {})
         entry.setdefault("errors", {})
         for workload in args.workloads:
