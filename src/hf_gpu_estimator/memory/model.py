@@ -527,7 +527,9 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
             Term(component="optimizer_states", name="optimizer states", bytes=S_opt, formula=opt_formula),
             Term(component="activations", name="decoder layers (saved for backward)", bytes=A_layers,
                  formula=(f"{B} x {S} tokens x {layers_here:g} layers x {per_layer_saved:,.0f} B/token"
-                          + (" (checkpointed layer inputs)" if workload.gradient_checkpointing else "")),
+                          + (" (checkpointed layer inputs)" if workload.gradient_checkpointing else "")
+                          + (f", of which {extra.own_model:+,.0f} B/token the framework's own model code (fused "
+                             "QKV attention, LoRAQKVLinear)" if extra.own_model and not ckpt else "")),
                  low=int(A_layers * ACTIVATION_RANGE[0]), high=int(A_layers * ACTIVATION_RANGE[1])),
             Term(component="transient", name="logits + fp32 loss", bytes=head,
                  formula=f"{T} tokens x ({loss_during:,.0f} B logits/loss + {final_norm:,.0f} B final norm)"),
@@ -539,11 +541,6 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
                               formula=f"{T} tokens x {previous / max(1, T):,.0f} B: its logits"
                                       + (" and its 4-bit layers' saved inputs" if previous > T * c * arch.vocab_size
                                          else "") + " until the next forward returns (LitGPT fit)"))
-        if extra.own_model and not ckpt:
-            terms.append(Term(component="activations", name="own model code (fused QKV attention, LoRAQKVLinear)",
-                              bytes=int(T * extra.own_model * layers_here * act_share),
-                              formula=f"{T} tokens x {layers_here:g} layers x {extra.own_model:,.0f} B/token, "
-                                      "included in the decoder layers above"))
         if copies_all:
             terms.append(Term(component="weights", name="autocast 16-bit weight copies", bytes=copies_all,
                               formula="linear weights x 2 B, cached by autocast (and saved by F.linear until backward "
