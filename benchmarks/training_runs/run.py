@@ -61,7 +61,8 @@ def evaluate(run: dict[str, Any], accepted: frozenset[str] | None = None) -> dic
         elif key not in DESCRIPTIVE:
             unmodelled[key] = value
     if "framework" in accepted:
-        options["framework"] = run["framework"]
+        # ``profile``: the framework's profile at the run's release where it differs from the current one.
+        options["framework"] = run.get("profile", run["framework"])
     if run.get("num_gpus", 1) > 1:
         options["num_gpus"] = run["num_gpus"]
     with warnings.catch_warnings():

@@ -9,6 +9,7 @@ estimator reads the workload's resolved fields (``Workload.loss``, ``quantized_s
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -56,11 +57,47 @@ class FrameworkProfile:
     #: ``activation_checkpointing_enable`` defaults to ``{"use_reentrant": False}`` (modeling_utils.py);
     #: transformers 4.35-4.4x ``gradient_checkpointing_enable`` defaulted to ``{"use_reentrant": True}``.
     use_reentrant: bool = False
+    #: The framework's own decoder with one fused QKV linear (LitGPT litgpt/model.py ``CausalSelfAttention``,
+    #: litgpt/lora.py ``LoRAQKVLinear``): what its attention and LoRA save differs from the transformers
+    #: forward memory/activations.py follows (memory/recipe.py ``own_model_layer_saved``).
+    fused_qkv_model: bool = False
+    #: The training loop keeps the previous micro-batch's output (LitGPT ``fit``: ``logits = model(...)``
+    #: rebinds the name only after the next forward returns), and with it every tensor the old graph's
+    #: nodes still hold (memory/recipe.py ``previous_step_bytes``).
+    keeps_previous_output: bool = False
+    #: The 4-bit weights are quantized from an fp16 copy, so they dequantize to fp16 and are then cast to
+    #: the compute dtype (Lightning ``BitsandbytesPrecision``: ``weight.to(dtype=torch.half)`` before
+    #: ``quantize_4bit``, whose ``QuantState.dtype`` ``dequantize_4bit`` allocates).
+    fp16_quant_state: bool = False
     notes: tuple[str, ...] = ()
 
 
 _PEFT_KBIT = ("QLoRA through peft.prepare_model_for_kbit_training: non-4-bit parameters (embeddings, norms, head) "
               "cast to fp32")
+
+_LITGPT = FrameworkProfile(
+    name="litgpt", release="LitGPT 0.4 (config_hub at 00af8b0d), lightning 2.3/2.4 dev, bitsandbytes==0.42.0 pinned",
+    source="https://github.com/Lightning-AI/litgpt/blob/00af8b0d/litgpt/finetune/lora.py (fit: "
+           "lm_head_chunk_size=128, chunked_cross_entropy, logits rebound after the next forward); "
+           "litgpt/model.py, litgpt/lora.py at 43c44323 (fused QKV, LoRAQKVLinear); Lightning "
+           "src/lightning/fabric/plugins/precision/bitsandbytes.py at 438f29f07a (fp16 quant_state); "
+           "bitsandbytes 0.42.0 bitsandbytes/autograd/_functions.py (MatMul4Bit ctx.tensors)",
+    loss="chunked", quantized_saves_input=True, quantize_lm_head=True, lora_dropout=0.05, single_op_gelu=True,
+    unties_head=True, fused_qkv_model=True, keeps_previous_output=True, fp16_quant_state=True)
+
+#: The 2023 package (lit_gpt, before the litgpt rename): the same model code and 4-bit path; its
+#: finetune/lora.py draws random micro-batches and forces the longest sample into iteration 0.
+_LIT_GPT_2023 = dataclasses.replace(
+    _LITGPT, name="lit-gpt",
+    release="lit-gpt 8641822 (Oct 2023), lightning 71aed751, bitsandbytes 0.41.1",
+    source="https://github.com/Lightning-AI/litgpt/blob/8641822/finetune/lora.py (get_batch: random micro-batches "
+           "padded to their own longest sample, the longest training sample forced into iteration 0; "
+           "lm_head_chunk_size=128, chunked_cross_entropy); lit_gpt/model.py, lit_gpt/lora.py at 8641822; "
+           "Lightning src/lightning/fabric/plugins/precision/bitsandbytes.py at 71aed751 (fp16 quant_state); "
+           "bitsandbytes 0.41.1 (18e827d6) MatMul4Bit ctx.tensors",
+    keeps_previous_output=False,
+    notes=("lit-gpt's finetune/lora.py runs the longest sample first (iteration 0) and shorter random micro-batches "
+           "after it, so no full-length micro-batch is held from before the peak",))
 
 FRAMEWORKS: Mapping[str, FrameworkProfile] = {
     "hf": FrameworkProfile(
@@ -100,12 +137,8 @@ FRAMEWORKS: Mapping[str, FrameworkProfile] = {
         source="https://github.com/pytorch/torchtune/blob/v0.5.0/torchtune/modules/loss/ce_chunked_output_loss.py; "
                "QLoRA through torchao NF4 (linear_nf4 keeps only the weight for backward)",
         loss="chunked-fp32"),
-    "litgpt": FrameworkProfile(
-        name="litgpt", release="LitGPT 0.4 (config_hub at 00af8b0d), bitsandbytes==0.42.0 pinned",
-        source="https://github.com/Lightning-AI/litgpt/blob/00af8b0d/litgpt/finetune/lora.py (lm_head_chunk_size=128, "
-               "chunked_cross_entropy); pyproject.toml pins bitsandbytes==0.42.0",
-        loss="chunked", quantized_saves_input=True, quantize_lm_head=True, lora_dropout=0.05, single_op_gelu=True,
-        unties_head=True),
+    "litgpt": _LITGPT,
+    "lit-gpt": _LIT_GPT_2023,
 }  # fmt: skip
 
 #: Tokens per output-head chunk, by loss kind: LitGPT ``lm_head_chunk_size=128``; torchtune

@@ -17,7 +17,13 @@ from hf_gpu_estimator.memory.activations import (
     sdpa_gets_mask,
 )
 from hf_gpu_estimator.memory.kv_cache import kv_cache_bytes
-from hf_gpu_estimator.memory.recipe import head_adapter_bytes, loss_terms, recipe_layer_saved
+from hf_gpu_estimator.memory.recipe import (
+    dequantized_bytes,
+    head_adapter_bytes,
+    loss_terms,
+    previous_output_bytes,
+    recipe_layer_saved,
+)
 from hf_gpu_estimator.memory.terms import BYTES, COMPONENTS, MemoryEstimate, Moment, Term
 from hf_gpu_estimator.memory.weights import WeightPlan, plan_weights, step_inputs
 from hf_gpu_estimator.memory.zero import REDUCE_BUCKET_DEFAULT, zero_buffers
@@ -401,7 +407,7 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
     # the k-bit recipe stays per layer; the rest is rebuilt with the recomputed layer.
     extra = recipe_layer_saved(arch, workload)
     per_layer_saved += extra.kbit_casts if ckpt else extra.total
-    recomputed_extra = extra.dropout + extra.quantized_inputs if ckpt else 0.0
+    recomputed_extra = extra.dropout + extra.quantized_inputs + extra.own_model if ckpt else 0.0
     A_layer = int(T * per_layer_saved * micro_in_flight * act_share)  # one layer's saved tensors
     A_layers = int(A_layer * layers_here)
     if workload.activation_offloading:
@@ -461,6 +467,14 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
     recompute = largest_layer + layer_bw + copies_layer + reentrant if ckpt else layer_bw
     live_copies = 0 if ckpt else copies_all
     dequant = _dequant_transient(arch, plan)
+    # Lightning's fp16 4-bit state: each dequantized weight exists in fp16 and in the compute dtype; the
+    # output head is the largest (memory/recipe.py dequantized_bytes).
+    dequant_head = max(dequant, dequantized_bytes(arch, workload, head=True))
+    dequant = max(dequant, dequantized_bytes(arch, workload, head=False))
+    dequant_head = max(dequant_head, dequant)
+    # The previous micro-batch's logits (and the 4-bit inputs its graph holds) until the new head has run.
+    previous = int(T * previous_output_bytes(arch, workload, extra.quantized_inputs * layers_here)
+                   * shard.activations)
     ws = _workspace(workload)
 
     # DistributedDataParallel's reducer allocates flat bucket tensors holding a copy of every
@@ -488,15 +502,22 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
     load = _load_moment(spec, arch, plan, workload, int((plan.weights_bytes + recipe_weights) * shard.weights))
     moments = [
         moment("forward (loss)", weights=W + copies_all, grads=G_res, acts=A_layers + embeddings,
-               transient=head + dequant),
+               transient=head + dequant_head),
         moment("backward (loss)", weights=W + live_copies, grads=G_res, acts=A_layers + embeddings,
-               transient=head_backward + dequant),
+               transient=head_backward + dequant_head),
         moment("backward (top layer)", weights=W + (live_copies - copies_head if not ckpt else 0),
                grads=max(G_res, G_head + G_layer), acts=A_layers + embeddings, transient=recompute + dequant),
         moment("backward (first layer)", weights=W + (copies_layer if not ckpt else 0),
                grads=max(G_res, G - G_emb - G_layer), acts=A_layer + embeddings, transient=recompute + dequant),
         moment("optimizer step", weights=W, grads=G, acts=0, transient=opt_temp),
     ]
+    if previous:
+        # The new head runs while the old output is still bound: its logits so far (all chunks) and the
+        # head's dequantized weight, beside the previous micro-batch's leftovers.
+        head_forward = int(T * (final_norm + BYTES[plan.compute_dtype] * arch.vocab_size + head_saved
+                                + head_transient) * shard.activations)
+        moments.insert(0, moment("forward (head, previous micro-batch held)", weights=W + copies_all, grads=G_res,
+                                 acts=A_layers + embeddings + previous, transient=head_forward + dequant_head))
     terms: list[Term] = []
     if detail:
         terms = [
@@ -506,13 +527,20 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
             Term(component="optimizer_states", name="optimizer states", bytes=S_opt, formula=opt_formula),
             Term(component="activations", name="decoder layers (saved for backward)", bytes=A_layers,
                  formula=(f"{B} x {S} tokens x {layers_here:g} layers x {per_layer_saved:,.0f} B/token"
-                          + (" (checkpointed layer inputs)" if workload.gradient_checkpointing else "")),
+                          + (" (checkpointed layer inputs)" if workload.gradient_checkpointing else "")
+                          + (f", of which {extra.own_model:+,.0f} B/token the framework's own model code (fused "
+                             "QKV attention, LoRAQKVLinear)" if extra.own_model and not ckpt else "")),
                  low=int(A_layers * ACTIVATION_RANGE[0]), high=int(A_layers * ACTIVATION_RANGE[1])),
             Term(component="transient", name="logits + fp32 loss", bytes=head,
                  formula=f"{T} tokens x ({loss_during:,.0f} B logits/loss + {final_norm:,.0f} B final norm)"),
             Term(component="workspace", name="cuBLAS workspace", bytes=ws,
                  formula="32 MiB cuBLAS + 1 MiB cuBLASLt per stream (Hopper+), via the caching allocator"),
         ]
+        if previous:
+            terms.append(Term(component="activations", name="previous micro-batch's output held", bytes=previous,
+                              formula=f"{T} tokens x {previous / max(1, T):,.0f} B: its logits"
+                                      + (" and its 4-bit layers' saved inputs" if previous > T * c * arch.vocab_size
+                                         else "") + " until the next forward returns (LitGPT fit)"))
         if copies_all:
             terms.append(Term(component="weights", name="autocast 16-bit weight copies", bytes=copies_all,
                               formula="linear weights x 2 B, cached by autocast (and saved by F.linear until backward "

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hf_gpu_estimator.frameworks import LITGPT_HEAD_CHUNK_TOKENS, TORCHTUNE_OUTPUT_CHUNKS
-from hf_gpu_estimator.memory.activations import _group_of, layers_holding, loss_bytes
+from hf_gpu_estimator.frameworks import LITGPT_HEAD_CHUNK_TOKENS, TORCHTUNE_OUTPUT_CHUNKS, framework_profile
+from hf_gpu_estimator.memory.activations import _group_of, effective_attention, layers_holding, loss_bytes
 from hf_gpu_estimator.memory.terms import BYTES
 from hf_gpu_estimator.spec import Architecture, LinearShape
 from hf_gpu_estimator.workload import Workload
@@ -33,10 +33,11 @@ class RecipeLayer:
     dropout: float = 0.0
     quantized_inputs: float = 0.0
     kbit_casts: float = 0.0
+    own_model: float = 0.0  # the framework's own decoder (own_model_layer_saved); may be negative
 
     @property
     def total(self) -> float:
-        return self.dropout + self.quantized_inputs + self.kbit_casts
+        return self.dropout + self.quantized_inputs + self.kbit_casts + self.own_model
 
 
 def recipe_layer_saved(arch: Architecture, workload: Workload) -> RecipeLayer:
@@ -51,8 +52,9 @@ def recipe_layer_saved(arch: Architecture, workload: Workload) -> RecipeLayer:
     * The k-bit recipe's fp32 casts (peft ``prepare_model_for_kbit_training``) make the norms' weights fp32,
       so each normalized tensor saved by ``weight * x`` is fp32, and the checkpointed layer input is fp32.
     """
+    own = own_model_layer_saved(arch, workload)
     if workload.method == "full":
-        return RecipeLayer()
+        return RecipeLayer(own_model=own)
     c = BYTES[workload.precision.compute_dtype]
     mixed = workload.precision.mixed
     linears = [lin for lin in arch.linears if lin.count == 1]
@@ -83,7 +85,98 @@ def recipe_layer_saved(arch: Architecture, workload: Workload) -> RecipeLayer:
         # fp32 norm weights: the saved normalized tensors are fp32, and the residual stream (fp32 embeddings)
         # that checkpointing keeps per layer is fp32.
         casts = (4 - c) * arch.hidden_size * (1 if workload.gradient_checkpointing else arch.norms_per_layer)
-    return RecipeLayer(dropout=dropout, quantized_inputs=quantized, kbit_casts=casts)
+    return RecipeLayer(dropout=dropout, quantized_inputs=quantized, kbit_casts=casts, own_model=own)
+
+
+_SEPARATE_QKV = ("q_proj", "k_proj", "v_proj")
+
+
+def own_model_layer_saved(arch: Architecture, workload: Workload) -> float:
+    """Per-token bytes one decoder layer of LitGPT's own model saves beyond the transformers forward that
+    memory/activations.py follows (profile ``fused_qkv_model``); negative where it saves less. Itemized
+    from the tensors autograd saves in one block of litgpt/model.py + litgpt/lora.py at 43c44323 (and
+    lit_gpt at 8641822), traced on fake tensors at bf16:
+
+    * ``CausalSelfAttention.forward`` splits one fused qkv output. Multi-head (``n_query_groups ==
+      n_head``): ``v`` is a reshape *view* of that output, so SDPA's saved ``v`` keeps the q and k parts
+      alive too (2 x heads x head_dim). Grouped/multi-query: ``k`` and ``v`` are ``expand``-ed to every
+      query head and copied by ``reshape``, and SDPA saves the copies, where transformers passes the
+      kv heads (``enable_gqa``): 2 x (heads - kv heads) x head_dim more.
+    * ``LoRAQKVLinear`` (LoRA on the fused qkv): one ``lora_dropout`` over the shared input where peft
+      drops it once per adapted q/k/v projection (recipe_layer_saved counts one per projection); when
+      only some of q/k/v are adapted, ``zero_pad``'s ``index_copy`` saves its source, the adapted
+      projections' deltas (derivatives.yaml ``index_copy``: ``grad.index_select(dim,
+      index).expand_as(source)``).
+    * The attention output is reshaped to a new tensor before ``proj``; with dropout on a LoRA ``proj``
+      its dropped copy is saved besides SDPA's output (recipe_layer_saved takes the stream as already
+      counted).
+    * ``LLaMAMLP`` keeps ``fc_1`` and ``fc_2`` apart where a checkpoint fuses them (Phi-3
+      ``gate_up_proj``): a second LoRA dropout on the MLP input.
+
+    The rank-r LoRA intermediates (``lora_B``'s saved input, r per adapted linear) are left out, as
+    for peft.
+    """
+    if not framework_profile(workload.framework).fused_qkv_model or arch.is_mla or not arch.num_attention_heads:
+        return 0.0
+    if effective_attention(arch, workload) == "eager":
+        return 0.0  # LitGPT's eager path (softcapping, sliding windows) is not itemized
+    c = BYTES[workload.precision.compute_dtype]
+    mixed = workload.precision.mixed
+    H = arch.hidden_size
+    a, g, hs = arch.num_attention_heads, arch.num_key_value_heads, arch.head_dim
+    share = max((_per_layer(arch, lin) for lin in arch.linears if _group_of(lin) == "attn_in"), default=1.0)
+    saved = 2 * c * a * hs if g == a else 2 * c * (a - g) * hs
+    if workload.method == "full":
+        return share * saved
+    linears = {lin.name: lin for lin in arch.linears if lin.count == 1}
+    p = workload.lora_dropout
+    dropped = 1 if mixed else c + 1  # bool mask (+ the dropped copy lora_A saves without autocast)
+    qkv = [linears[n] for n in _SEPARATE_QKV if n in linears and _targeted(workload, linears[n])]
+    if len(qkv) > 1 and p > 0:
+        saved -= (len(qkv) - 1) * H * dropped
+    if 0 < len(qkv) < 3 and all(n in linears for n in _SEPARATE_QKV):
+        saved += c * sum(lin.out_features for lin in qkv)
+    proj = [lin for lin in linears.values() if _group_of(lin) == "attn_out" and _targeted(workload, lin)]
+    if proj and p > 0 and not mixed:
+        saved += c * a * hs
+    fused_up = linears.get("gate_up_proj")
+    if fused_up is not None and _targeted(workload, fused_up) and p > 0:
+        saved += H * dropped
+    return share * saved
+
+
+def previous_output_bytes(arch: Architecture, workload: Workload, quantized_inputs: float) -> float:
+    """Per-token bytes the previous micro-batch leaves alive through the next forward (profile
+    ``keeps_previous_output``): LitGPT's ``fit`` rebinds ``logits`` only when the next ``model(...)``
+    returns, so the old logits (16-bit, every chunk) stay until the new head has run. The old graph's
+    nodes live as long: bitsandbytes < 0.43.2 ``MatMul4Bit`` keeps ``ctx.tensors = (A, B)`` as a plain
+    attribute, not ``save_for_backward``, so backward does not free it and each 4-bit layer's input of
+    the previous step stays too (``quantized_inputs``: all decoder layers' share, plus the head's input).
+    """
+    if not framework_profile(workload.framework).keeps_previous_output:
+        return 0.0
+    c = BYTES[workload.precision.compute_dtype]
+    held = c * arch.vocab_size
+    if workload.method == "qlora" and workload.quantized_saves_input and not workload.gradient_checkpointing:
+        held += quantized_inputs + (c * arch.hidden_size if workload.quantize_lm_head else 0)
+    return held
+
+
+def dequantized_bytes(arch: Architecture, workload: Workload, *, head: bool) -> int:
+    """Bytes of one 4-bit linear dequantized for its matmul when the 4-bit state is fp16 (profile
+    ``fp16_quant_state``): bitsandbytes ``dequantize_4bit`` allocates ``QuantState.dtype`` (fp16) and
+    ``MatMul4Bit`` casts it to the input's dtype (``.to(A.dtype)``), both alive during the cast. ``head``:
+    the output head (4-bit under Fabric's BitsandbytesPrecision), else the largest decoder linear."""
+    if workload.method != "qlora" or not framework_profile(workload.framework).fp16_quant_state:
+        return 0
+    if head:
+        if not workload.quantize_lm_head:
+            return 0
+        largest = arch.vocab_size * arch.hidden_size
+    else:
+        largest = max((lin.in_features * lin.out_features for lin in arch.linears), default=0)
+    cast = 0 if workload.precision.compute_dtype == "float16" else BYTES[workload.precision.compute_dtype]
+    return largest * (2 + cast)
 
 
 def _stream_share(arch: Architecture, linears: list[LinearShape], group: str) -> float:
