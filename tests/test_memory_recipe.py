@@ -117,6 +117,23 @@ def test_chunked_loss_has_no_fp32_logits(llama):
     assert chunked.allocated_peak_bytes < hf.allocated_peak_bytes
 
 
+def test_torchtune_compiled_loss_keeps_no_vocabulary_wide_fp32(llama):
+    """torchtune compile=True compiles the loss on its own: the fused cross-entropy saves its input and two fp32
+    values per token and allocates only the input-shaped gradient in backward (benchmarks/training_runs/
+    compiled_loss.py, inductor on the CPU)."""
+    from hf_gpu_estimator.memory.recipe import COMPILED_CE_ROW_BYTES, loss_terms
+
+    arch, V, row = llama.architecture, 32000, COMPILED_CE_ROW_BYTES
+    chunked = train(method="lora", seq_len=2048, framework="torchtune", torch_compile=True)
+    assert chunked.loss == "chunked-fp32"
+    assert loss_terms(arch, chunked) == (2 * V + row, 2 * V + row, 2 * V * (1 + 1 / 8) + row)
+    whole = train(method="lora", seq_len=2048, framework="torchtune", loss="hf", torch_compile=True)
+    assert loss_terms(arch, whole) == (4 * V + row, 2 * V + 4 * V + row, 8 * V + row)
+    eager = train(method="lora", seq_len=2048, framework="torchtune", loss="hf")
+    hf_compiled = train(method="lora", seq_len=2048, loss="hf", torch_compile=True)
+    assert loss_terms(arch, hf_compiled) == loss_terms(arch, eager) == loss_terms(arch, train(method="lora", seq_len=2048))
+
+
 def test_default_framework_estimate_is_unchanged(llama):
     """The hf profile adds nothing: the trace-checked model is what the default runs."""
     work = train(method="qlora", gradient_checkpointing=True)

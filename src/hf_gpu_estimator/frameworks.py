@@ -56,6 +56,10 @@ class FrameworkProfile:
     #: ``activation_checkpointing_enable`` defaults to ``{"use_reentrant": False}`` (modeling_utils.py);
     #: transformers 4.35-4.4x ``gradient_checkpointing_enable`` defaulted to ``{"use_reentrant": True}``.
     use_reentrant: bool = False
+    #: With ``torch_compile`` the loss is compiled on its own and the model's head stays eager (torchtune
+    #: ``training.compile_loss`` / ``compile_model``, training/_compile.py at v0.5.0): inductor fuses the upcast,
+    #: log_softmax and nll into one reduction (memory/recipe.py ``loss_terms``).
+    compiles_loss: bool = False
     notes: tuple[str, ...] = ()
 
 
@@ -98,8 +102,9 @@ FRAMEWORKS: Mapping[str, FrameworkProfile] = {
     "torchtune": FrameworkProfile(
         name="torchtune", release="torchtune 0.5.0",
         source="https://github.com/pytorch/torchtune/blob/v0.5.0/torchtune/modules/loss/ce_chunked_output_loss.py; "
+               "torchtune/training/_compile.py (compile_loss, per-layer compile_model); "
                "QLoRA through torchao NF4 (linear_nf4 keeps only the weight for backward)",
-        loss="chunked-fp32"),
+        loss="chunked-fp32", compiles_loss=True),
     "litgpt": FrameworkProfile(
         name="litgpt", release="LitGPT 0.4 (config_hub at 00af8b0d), bitsandbytes==0.42.0 pinned",
         source="https://github.com/Lightning-AI/litgpt/blob/00af8b0d/litgpt/finetune/lora.py (lm_head_chunk_size=128, "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hf_gpu_estimator.frameworks import LITGPT_HEAD_CHUNK_TOKENS, TORCHTUNE_OUTPUT_CHUNKS
+from hf_gpu_estimator.frameworks import LITGPT_HEAD_CHUNK_TOKENS, TORCHTUNE_OUTPUT_CHUNKS, framework_profile
 from hf_gpu_estimator.memory.activations import _group_of, layers_holding, loss_bytes
 from hf_gpu_estimator.memory.terms import BYTES
 from hf_gpu_estimator.spec import Architecture, LinearShape
@@ -113,6 +113,11 @@ def head_adapter_bytes(arch: Architecture, workload: Workload) -> tuple[float, f
     return saved, arch.vocab_size * c
 
 
+#: Per token, the fused cross-entropy's saved row max and log-sum-exp (two fp32 values), inductor's
+#: ``cpp_fused__log_softmax_..._nll_loss_forward`` outputs ``amax`` and ``log`` (benchmarks/training_runs/compiled_loss.py).
+COMPILED_CE_ROW_BYTES = 8
+
+
 def _chunk_tokens(workload: Workload) -> int:
     if workload.loss == "chunked":
         return min(LITGPT_HEAD_CHUNK_TOKENS, workload.seq_len)
@@ -140,9 +145,17 @@ def loss_terms(arch: Architecture, workload: Workload) -> tuple[float, float, fl
         # pooled rows only. Backward: the gather's gradient, zeros of the logits' shape.
         L = workload.num_labels
         return 0.0, c * L, c * L
-    if workload.loss == "hf":
-        return loss_bytes(arch, workload)
     V = arch.vocab_size
+    compiled = workload.torch_compile and framework_profile(workload.framework).compiles_loss
+    if workload.loss == "hf":
+        if compiled:
+            # torchtune compile=True, loss torch.nn.CrossEntropyLoss: the eager head upcasts (16-bit output and
+            # its fp32 copy together), the compiled loss saves its fp32 input and allocates only the fp32
+            # gradient in backward (benchmarks/training_runs/compiled_loss.py).
+            head16 = c * V if c < 4 else 0
+            return (4 * V + COMPILED_CE_ROW_BYTES, head16 + 4 * V + COMPILED_CE_ROW_BYTES,
+                    8 * V + COMPILED_CE_ROW_BYTES)
+        return loss_bytes(arch, workload)
     if workload.loss == "hf-fp32-logits":
         return 8 * V, 12 * V, 16 * V
     if workload.loss == "hf-shifted-copy":
@@ -151,9 +164,12 @@ def loss_terms(arch: Architecture, workload: Workload) -> tuple[float, float, fl
     share = _chunk_tokens(workload) / max(1, workload.seq_len)
     if workload.loss == "chunked":
         return 2 * c * V, 2 * c * V, 2 * c * V + 2 * c * V * share
+    if compiled:
+        # torchtune compiles ``compute_cross_entropy`` (one chunk's ``.float()`` + cross_entropy): the fused
+        # forward reads the 16-bit chunk, saves it with a max and a log-sum-exp per token and allocates nothing
+        # vocabulary-wide; its backward allocates only the chunk's 16-bit gradient and frees the chunk
+        # (benchmarks/training_runs/compiled_loss.py).
+        row = COMPILED_CE_ROW_BYTES
+        return c * V + row, c * V + row, c * V * (1 + share) + row
     up = 0 if c == 4 else 4  # the chunk's fp32 copy
-    if workload.torch_compile:
-        # torchtune compiles the loss (training.compile_loss): the fused cross-entropy keeps a log-sum-exp per
-        # token and recomputes the softmax of the chunk in backward, so no fp32 log_softmax is saved.
-        return c * V, c * V + (up + 4) * V * share, c * V + 2 * 4 * V * share
     return c * V + 4 * V, c * V + 4 * V + up * V * share, c * V + 4 * V + 2 * 4 * V * share
