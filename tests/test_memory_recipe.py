@@ -129,9 +129,59 @@ def test_torchtune_compiled_loss_keeps_no_vocabulary_wide_fp32(llama):
     assert loss_terms(arch, chunked) == (2 * V + row, 2 * V + row, 2 * V * (1 + 1 / 8) + row)
     whole = train(method="lora", seq_len=2048, framework="torchtune", loss="hf", torch_compile=True)
     assert loss_terms(arch, whole) == (4 * V + row, 2 * V + 4 * V + row, 8 * V + row)
+    # The full-finetune recipe drops compile_loss's return value: a whole loss stays eager there.
+    full = train(method="full", seq_len=2048, framework="torchtune", loss="hf", torch_compile=True)
+    assert loss_terms(arch, full) == loss_terms(arch, train(method="full", seq_len=2048))
     eager = train(method="lora", seq_len=2048, framework="torchtune", loss="hf")
     hf_compiled = train(method="lora", seq_len=2048, loss="hf", torch_compile=True)
     assert loss_terms(arch, hf_compiled) == loss_terms(arch, eager) == loss_terms(arch, train(method="lora", seq_len=2048))
+
+
+def _chunked_head_backward_peak(trainable_head: bool, vocab: int, hidden: int, tokens: int, chunks: int) -> int:
+    """Peak bytes under torch's MemTracker of torchtune's chunked tied head and compiled chunked loss,
+    the loss standing in with what the inductor trace shows: it saves the chunk and two fp32 values per token, and
+    its backward allocates one chunk-shaped 16-bit gradient. Real CPU tensors: the autograd engine sums gradients in
+    place only for plain tensors (torch/csrc/autograd/input_buffer.cpp ``can_accumulate_inplace``), not fake ones."""
+    import torch
+    import torch.nn.functional as F
+    from torch.distributed._tools.mem_tracker import MemTracker
+
+    class CompiledChunkLoss(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, logits):
+            rows = logits.new_empty((logits.shape[0], 2), dtype=torch.float32)
+            ctx.save_for_backward(logits, rows)
+            return logits.new_zeros((), dtype=torch.float32)
+
+        @staticmethod
+        def backward(ctx, grad):
+            logits, _ = ctx.saved_tensors
+            return torch.empty_like(logits)
+
+    embedding = torch.nn.Embedding(vocab, hidden, dtype=torch.bfloat16)
+    embedding.weight.requires_grad_(trainable_head)
+    h = torch.zeros(tokens, hidden, dtype=torch.bfloat16, requires_grad=True)
+    tracker = MemTracker()
+    tracker.track_external(embedding)
+    with tracker:
+        logits = [F.linear(chunk, embedding.weight) for chunk in h.chunk(chunks)]  # chunked_output, TiedLinear
+        loss = sum(CompiledChunkLoss.apply(chunk) for chunk in logits)
+        del logits
+        loss.backward()
+    peak = tracker.get_tracker_snapshot("peak")
+    return max(snap["Total"] for snap in peak.values())
+
+
+@pytest.mark.parametrize("trainable_head", [False, True], ids=["frozen-head", "trained-head"])
+def test_torchtune_chunked_head_backward_matches_the_trace(trainable_head):
+    """The loss backward of torchtune's chunked head: every chunk (or its gradient) and one more chunk; with a trained
+    head, each chunk's head backward adds a whole weight gradient to the sum: 3 x (weight gradient - one chunk) more
+    (memory/model.py). Llama 3.2 3B's ratio of chunk to head (tokens / 8 / hidden = 1/3) at a sixteenth of its size."""
+    V, H, T, chunks = 8016, 192, 512, 8
+    traced = _chunked_head_backward_peak(trainable_head, V, H, T, chunks)
+    weight, chunk = V * H * 2, T * 2 * V / chunks
+    analytic = weight + chunks * chunk + chunk + T * H * 2 + (3 * max(0, weight - chunk) if trainable_head else 0)
+    assert abs(traced - analytic) / analytic < 0.01, (traced, analytic)
 
 
 def test_default_framework_estimate_is_unchanged(llama):

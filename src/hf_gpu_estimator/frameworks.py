@@ -57,8 +57,9 @@ class FrameworkProfile:
     #: transformers 4.35-4.4x ``gradient_checkpointing_enable`` defaulted to ``{"use_reentrant": True}``.
     use_reentrant: bool = False
     #: With ``torch_compile`` the loss is compiled on its own and the model's head stays eager (torchtune
-    #: ``training.compile_loss`` / ``compile_model``, training/_compile.py at v0.5.0): inductor fuses the upcast,
-    #: log_softmax and nll into one reduction (memory/recipe.py ``loss_terms``).
+    #: ``training.compile_loss`` / ``compile_model``, training/_compile.py at v0.5.0; a chunked loss in every
+    #: recipe, a whole loss in the LoRA recipes only): inductor fuses the upcast, log_softmax and nll into one
+    #: reduction (memory/recipe.py ``loss_terms``).
     compiles_loss: bool = False
     notes: tuple[str, ...] = ()
 

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from hf_gpu_estimator.errors import ConflictingOptionsError
-from hf_gpu_estimator.frameworks import framework_profile
+from hf_gpu_estimator.frameworks import TORCHTUNE_OUTPUT_CHUNKS, framework_profile
 from hf_gpu_estimator.memory import overhead
 from hf_gpu_estimator.memory.activations import (
     decoder_layer_activations,
@@ -450,6 +450,15 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
     G_emb = int((counts.get("embedding", 0) if trainable_full and not tied else 0) * tb * shard.grads)
     G_head, G_emb = min(G_head, G), min(G_emb, G)
     G_layer = max(0, int((G - G_head - G_emb) / max(1, layers_here))) if layers_here else 0
+    # torchtune's chunked head (TransformerDecoder.chunked_output, v0.5.0) runs the head once per chunk: the loss
+    # backward first turns every chunk into its gradient (one chunk more at a time), then each chunk's head
+    # backward gives a whole weight gradient that is summed with the ones before; traced (torch's MemTracker, real
+    # tensors, tests/test_memory_recipe.py) the second sum peaks with three weight gradients and six of the eight
+    # chunk gradients: 3 x (head gradient - one chunk) above the loss backward's own peak when the head trains.
+    head_grad_sum = 0
+    if workload.loss == "chunked-fp32" and G_head:
+        chunk_bytes = T * c * arch.vocab_size / TORCHTUNE_OUTPUT_CHUNKS * shard.activations
+        head_grad_sum = int(max(0.0, 3 * (G_head - chunk_bytes)))
     G_res = G if workload.gradient_accumulation_steps > 1 else 0
     # torch.utils.checkpoint's reentrant variant (CheckpointFunction.backward, torch 2.x) runs the whole layer
     # again, its output included, and holds that output while torch.autograd.backward runs through the layer;
@@ -469,8 +478,9 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
 
     if workload.optimizer_in_backward:
         # Each parameter is stepped by its own optimizer in a post-accumulate-grad hook and its gradient freed
-        # (torchtune optimizer_in_bwd): at most one layer's gradients are alive, and no separate step.
-        opt_temp = 0
+        # (torchtune optimizer_in_bwd): at most one layer's gradients are alive, and no separate step; a step
+        # that allocates per parameter still does so, the largest parameter's with its own gradient alive.
+        opt_temp = int(_per_parameter_step_bytes(spec, arch, plan, workload) * shard.optimizer)
 
     gathered = _fsdp_gathered_bytes(spec, arch, plan, workload, recipe_weights)
     zero = zero_buffers(workload, param_bytes=c)
@@ -490,7 +500,7 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
         moment("forward (loss)", weights=W + copies_all, grads=G_res, acts=A_layers + embeddings,
                transient=head + dequant),
         moment("backward (loss)", weights=W + live_copies, grads=G_res, acts=A_layers + embeddings,
-               transient=head_backward + dequant),
+               transient=head_backward + dequant + head_grad_sum),
         moment("backward (top layer)", weights=W + (live_copies - copies_head if not ckpt else 0),
                grads=max(G_res, G_head + G_layer), acts=A_layers + embeddings, transient=recompute + dequant),
         moment("backward (first layer)", weights=W + (copies_layer if not ckpt else 0),
@@ -532,8 +542,12 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
                                "memory (cudaMallocManaged), outside torch's allocator; they use free device memory and "
                                "page to host memory when it runs out")
         if opt_temp:
+            formula = "foreach AdamW: sqrt(exp_avg_sq) for every parameter (torch.optim.adam)"
+            if workload.optimizer.step_bytes_per_element:
+                formula = (f"one parameter's step at a time: {workload.optimizer.step_bytes_per_element:g} B x the "
+                           f"largest parameter ({workload.optimizer.name})")
             terms.append(Term(component="transient", name="optimizer step temporaries", bytes=opt_temp,
-                              formula="foreach AdamW: sqrt(exp_avg_sq) for every parameter (torch.optim.adam)"))
+                              formula=formula))
         if bucket:
             terms.append(Term(component="gradients", name="DDP gradient buckets", bytes=bucket,
                               formula="DistributedDataParallel(gradient_as_bucket_view=False) keeps a flat copy"))
@@ -657,10 +671,20 @@ def _optimizer_bytes(spec: ModelSpec, arch: Architecture, plan: WeightPlan, work
         return nbytes, f"Adafactor: rows + cols per matrix + vectors, x {tb} B", 3 * largest * 4
     if opt.state_bytes_per_param is not None:
         nbytes = int(n * opt.state_bytes_per_param)
-        return nbytes, f"{n:,} x {opt.state_bytes_per_param:.3f} B ({opt.source})", 0
+        return nbytes, f"{n:,} x {opt.state_bytes_per_param:.3f} B ({opt.source})", \
+            _per_parameter_step_bytes(spec, arch, plan, workload)
     nbytes = int(n * opt.state_tensors * tb)
     temp = n * tb if opt.name in ("adamw", "adam") else 0
     return nbytes, f"{n:,} x {opt.state_tensors:g} states x {tb} B ({opt.source})", temp
+
+
+def _per_parameter_step_bytes(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: Workload) -> int:
+    """Temporaries of an optimizer that steps one parameter at a time: its bytes per element of the largest."""
+    per_element = workload.optimizer.step_bytes_per_element
+    if not per_element:
+        return 0
+    largest = max((rows * cols for rows, cols in _matrix_shapes(spec, arch, plan, workload)), default=0)
+    return int(per_element * largest)
 
 
 def _matrix_shapes(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: Workload) -> list[tuple[int, int]]:
