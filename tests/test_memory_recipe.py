@@ -184,6 +184,17 @@ def test_torchtune_chunked_head_backward_matches_the_trace(trainable_head):
     assert abs(traced - analytic) / analytic < 0.01, (traced, analytic)
 
 
+def test_activation_offloading_keeps_one_layer_input_on_the_device(llama):
+    """torchtune OffloadActivations keeps the last 5 saved tensors on the device; with checkpointing that is the
+    final norm's and at most one layer input; the embedding output goes with layer 0's."""
+    work = dict(method="lora", seq_len=2048, gradient_checkpointing=True, framework="torchtune")
+    kept = estimate_memory(llama, train(**work))
+    offloaded = estimate_memory(llama, train(**work, activation_offloading=True))
+    layer_input = 2 * 2048 * 4096 * 2  # batch x tokens x hidden x bf16
+    assert offloaded.components["activations"] == layer_input
+    assert kept.components["activations"] == (32 + 1) * layer_input
+
+
 def test_default_framework_estimate_is_unchanged(llama):
     """The hf profile adds nothing: the trace-checked model is what the default runs."""
     work = train(method="qlora", gradient_checkpointing=True)

@@ -405,9 +405,11 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
     A_layer = int(T * per_layer_saved * micro_in_flight * act_share)  # one layer's saved tensors
     A_layers = int(A_layer * layers_here)
     if workload.activation_offloading:
-        # torchtune OffloadActivations: saved tensors go to host memory as forward saves them and come back
-        # one layer ahead of backward: about two layers' worth stay on the device.
-        A_layers = min(A_layers, 2 * A_layer)
+        # torchtune OffloadActivations (training/_activation_offloading.py, v0.5.0): every saved tensor of at least
+        # min_offload_size=1024 B is copied to host memory as forward saves it, and its device copy is kept only
+        # while it is among the last max_fwd_stash_size=5 saved; the output head is exempt (a NoOpManager hook).
+        # At the loss the stash holds the final norm's saved tensors and at most one layer's worth.
+        A_layers = min(A_layers, A_layer)
     # The layer checkpointing recomputes at the backward peak: the largest one (hybrids differ by layer).
     largest_layer = int(T * (layer.largest + recomputed_extra) * shard.activations)
     loss_saved, loss_during, loss_backward = loss_terms(arch, workload)
@@ -421,6 +423,8 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
     embeddings = T * r * arch.hidden_size  # the embedding output stays alive (read by layer 0's norm)
     if arch.embedding_dropout:
         embeddings += T * arch.hidden_size  # dropout's bool mask
+    if workload.activation_offloading:
+        embeddings = 0  # saved by layer 0, so offloaded with it (above)
     layer_bw = int(T * layer.backward_transient * shard.activations)
 
     # Under autocast every fp32 weight a matmul reads is cast once and the 16-bit copy cached until
