@@ -195,6 +195,19 @@ def test_activation_offloading_keeps_one_layer_input_on_the_device(llama):
     assert kept.components["activations"] == (32 + 1) * layer_input
 
 
+@pytest.mark.parametrize(("compile_", "traced"), [(False, 152_168), (True, 98_664)], ids=["eager", "compiled"])
+def test_torchtune_layer_saves_what_its_trace_shows(compile_, traced):
+    """torchtune's own llama3_2 layer at Llama 3.2 3B's shapes, full finetune on packed positions: the bytes per token
+    benchmarks/training_runs/torchtune_layer.py printed (torch 2.13, CPU inductor)."""
+    from hf_gpu_estimator.memory.recipe import own_layer_saved
+
+    arch = lookup("meta-llama/Llama-3.2-3B").architecture
+    work = train(method="full", framework="torchtune", torch_compile=compile_)
+    assert own_layer_saved(arch, work) == traced
+    assert own_layer_saved(arch, train(method="full", torch_compile=compile_)) is None  # the hf stack: transformers
+    assert own_layer_saved(arch, train(method="full", framework="torchtune", gradient_checkpointing=True)) is None
+
+
 def test_default_framework_estimate_is_unchanged(llama):
     """The hf profile adds nothing: the trace-checked model is what the default runs."""
     work = train(method="qlora", gradient_checkpointing=True)

@@ -61,6 +61,9 @@ class FrameworkProfile:
     #: recipe, a whole loss in the LoRA recipes only): inductor fuses the upcast, log_softmax and nll into one
     #: reduction (memory/recipe.py ``loss_terms``).
     compiles_loss: bool = False
+    #: The framework builds its own decoder layer for llama-style models, whose saved tensors were traced eager
+    #: and under its per-layer compile (memory/recipe.py ``own_layer_saved``).
+    own_decoder_layer: bool = False
     notes: tuple[str, ...] = ()
 
 
@@ -105,7 +108,7 @@ FRAMEWORKS: Mapping[str, FrameworkProfile] = {
         source="https://github.com/pytorch/torchtune/blob/v0.5.0/torchtune/modules/loss/ce_chunked_output_loss.py; "
                "torchtune/training/_compile.py (compile_loss, per-layer compile_model); "
                "QLoRA through torchao NF4 (linear_nf4 keeps only the weight for backward)",
-        loss="chunked-fp32", compiles_loss=True),
+        loss="chunked-fp32", compiles_loss=True, own_decoder_layer=True),
     "litgpt": FrameworkProfile(
         name="litgpt", release="LitGPT 0.4 (config_hub at 00af8b0d), bitsandbytes==0.42.0 pinned",
         source="https://github.com/Lightning-AI/litgpt/blob/00af8b0d/litgpt/finetune/lora.py (lm_head_chunk_size=128, "

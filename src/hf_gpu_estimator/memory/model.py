@@ -17,7 +17,7 @@ from hf_gpu_estimator.memory.activations import (
     sdpa_gets_mask,
 )
 from hf_gpu_estimator.memory.kv_cache import kv_cache_bytes
-from hf_gpu_estimator.memory.recipe import head_adapter_bytes, loss_terms, recipe_layer_saved
+from hf_gpu_estimator.memory.recipe import head_adapter_bytes, loss_terms, own_layer_saved, recipe_layer_saved
 from hf_gpu_estimator.memory.terms import BYTES, COMPONENTS, MemoryEstimate, Moment, Term
 from hf_gpu_estimator.memory.weights import WeightPlan, plan_weights, step_inputs
 from hf_gpu_estimator.memory.zero import REDUCE_BUCKET_DEFAULT, zero_buffers
@@ -397,6 +397,12 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
     ckpt = workload.gradient_checkpointing
     act_share = 1.0 if ckpt else shard.activations
     per_layer_saved = layer.checkpoint if ckpt else layer.saved + layer.training_cache
+    own_layer = own_layer_saved(arch, workload)
+    if own_layer is not None:
+        per_layer_saved = own_layer
+        if detail:
+            assumptions.append(f"{profile.name}'s own decoder layer{' compiled per layer' if workload.torch_compile else ''}: "
+                               f"{own_layer:,.0f} B/token saved (traced, memory/recipe.py own_layer_saved)")
     # The recipe's own saved tensors (memory/recipe.py): with checkpointing only the fp32 layer input of
     # the k-bit recipe stays per layer; the rest is rebuilt with the recomputed layer.
     extra = recipe_layer_saved(arch, workload)

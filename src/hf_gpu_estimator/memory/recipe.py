@@ -86,6 +86,33 @@ def recipe_layer_saved(arch: Architecture, workload: Workload) -> RecipeLayer:
     return RecipeLayer(dropout=dropout, quantized_inputs=quantized, kbit_casts=casts)
 
 
+def own_layer_saved(arch: Architecture, workload: Workload) -> float | None:
+    """Bytes per token one torchtune decoder layer saves for backward, full finetune without checkpointing; ``None``
+    where the framework runs no traced layer of its own for this model.
+
+    torchtune v0.5.0 ``TransformerSelfAttentionLayer`` from the llama3_2 builder (RMSNorm as ``F.rms_norm`` on an
+    fp32 copy, RoPE from the gathered cache of packed positions, keys and values expanded to the query heads,
+    SwiGLU), traced in bf16 on the CPU (benchmarks/training_runs/torchtune_layer.py, torch 2.13) at 3B's shapes
+    and at two small ones (kv heads = heads and heads / 2): eager it saves 8 I + 28 H + 4 head_dim + 4 heads + 8
+    bytes per token; compiled per layer (``training.compile_model``, inductor) 6 I + 16 H + 2 head_dim + 4 heads +
+    8 (the norms keep their 16-bit input and a reciprocal, SiLU and the product are recomputed). torchtune's
+    llama builders take head_dim = hidden / heads, so the query width is H. A single kv head expands as a view
+    and saves less: not covered.
+    """
+    if workload.method != "full" or workload.gradient_checkpointing:
+        return None
+    if not framework_profile(workload.framework).own_decoder_layer:
+        return None
+    if (arch.is_moe or arch.is_mla or arch.parallel_attention or arch.attention_bias or not arch.gated_mlp
+            or arch.hidden_act != "silu" or arch.norm != "rmsnorm" or arch.mixer_kinds != ("full",)
+            or arch.num_key_value_heads < 2 or arch.num_attention_heads * arch.head_dim != arch.hidden_size):
+        return None
+    H, I, hd, nh = arch.hidden_size, arch.intermediate_size, arch.head_dim, arch.num_attention_heads
+    if workload.torch_compile:
+        return 6 * I + 16 * H + 2 * hd + 4 * nh + 8
+    return 8 * I + 28 * H + 4 * hd + 4 * nh + 8
+
+
 def _stream_share(arch: Architecture, linears: list[LinearShape], group: str) -> float:
     return max((_per_layer(arch, lin) for lin in linears if (_group_of(lin) or lin.name) == group), default=0.0)
 
