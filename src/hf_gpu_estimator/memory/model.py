@@ -403,6 +403,9 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
         if detail:
             assumptions.append(f"{profile.name}'s own decoder layer{' compiled per layer' if workload.torch_compile else ''}: "
                                f"{own_layer:,.0f} B/token saved (traced, memory/recipe.py own_layer_saved)")
+    elif detail and workload.torch_compile and not ckpt:
+        assumptions.append("torch.compile: the decoder layers' saved tensors are the eager ones (the compiled graph's "
+                           "are traced for torchtune's own llama-style layer in a full finetune only)")
     # The recipe's own saved tensors (memory/recipe.py): with checkpointing only the fp32 layer input of
     # the k-bit recipe stays per layer; the rest is rebuilt with the recomputed layer.
     extra = recipe_layer_saved(arch, workload)
