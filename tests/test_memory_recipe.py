@@ -117,6 +117,97 @@ def test_chunked_loss_has_no_fp32_logits(llama):
     assert chunked.allocated_peak_bytes < hf.allocated_peak_bytes
 
 
+def test_torchtune_compiled_loss_keeps_no_vocabulary_wide_fp32(llama):
+    """torchtune compile=True compiles the loss on its own: the fused cross-entropy saves its input and two fp32
+    values per token and allocates only the input-shaped gradient in backward (benchmarks/training_runs/
+    compiled_loss.py, inductor on the CPU)."""
+    from hf_gpu_estimator.memory.recipe import COMPILED_CE_ROW_BYTES, loss_terms
+
+    arch, V, row = llama.architecture, 32000, COMPILED_CE_ROW_BYTES
+    chunked = train(method="lora", seq_len=2048, framework="torchtune", torch_compile=True)
+    assert chunked.loss == "chunked-fp32"
+    assert loss_terms(arch, chunked) == (2 * V + row, 2 * V + row, 2 * V * (1 + 1 / 8) + row)
+    whole = train(method="lora", seq_len=2048, framework="torchtune", loss="hf", torch_compile=True)
+    assert loss_terms(arch, whole) == (4 * V + row, 2 * V + 4 * V + row, 8 * V + row)
+    # The full-finetune recipe drops compile_loss's return value: a whole loss stays eager there.
+    full = train(method="full", seq_len=2048, framework="torchtune", loss="hf", torch_compile=True)
+    assert loss_terms(arch, full) == loss_terms(arch, train(method="full", seq_len=2048))
+    eager = train(method="lora", seq_len=2048, framework="torchtune", loss="hf")
+    hf_compiled = train(method="lora", seq_len=2048, loss="hf", torch_compile=True)
+    assert loss_terms(arch, hf_compiled) == loss_terms(arch, eager) == loss_terms(arch, train(method="lora", seq_len=2048))
+
+
+def _chunked_head_backward_peak(trainable_head: bool, vocab: int, hidden: int, tokens: int, chunks: int) -> int:
+    """Peak bytes under torch's MemTracker of torchtune's chunked tied head and compiled chunked loss,
+    the loss standing in with what the inductor trace shows: it saves the chunk and two fp32 values per token, and
+    its backward allocates one chunk-shaped 16-bit gradient. Real CPU tensors: the autograd engine sums gradients in
+    place only for plain tensors (torch/csrc/autograd/input_buffer.cpp ``can_accumulate_inplace``), not fake ones."""
+    import torch
+    import torch.nn.functional as F
+    from torch.distributed._tools.mem_tracker import MemTracker
+
+    class CompiledChunkLoss(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, logits):
+            rows = logits.new_empty((logits.shape[0], 2), dtype=torch.float32)
+            ctx.save_for_backward(logits, rows)
+            return logits.new_zeros((), dtype=torch.float32)
+
+        @staticmethod
+        def backward(ctx, grad):
+            logits, _ = ctx.saved_tensors
+            return torch.empty_like(logits)
+
+    embedding = torch.nn.Embedding(vocab, hidden, dtype=torch.bfloat16)
+    embedding.weight.requires_grad_(trainable_head)
+    h = torch.zeros(tokens, hidden, dtype=torch.bfloat16, requires_grad=True)
+    tracker = MemTracker()
+    tracker.track_external(embedding)
+    with tracker:
+        logits = [F.linear(chunk, embedding.weight) for chunk in h.chunk(chunks)]  # chunked_output, TiedLinear
+        loss = sum(CompiledChunkLoss.apply(chunk) for chunk in logits)
+        del logits
+        loss.backward()
+    peak = tracker.get_tracker_snapshot("peak")
+    return max(snap["Total"] for snap in peak.values())
+
+
+@pytest.mark.parametrize("trainable_head", [False, True], ids=["frozen-head", "trained-head"])
+def test_torchtune_chunked_head_backward_matches_the_trace(trainable_head):
+    """The loss backward of torchtune's chunked head: every chunk (or its gradient) and one more chunk; with a trained
+    head, each chunk's head backward adds a whole weight gradient to the sum: 3 x (weight gradient - one chunk) more
+    (memory/model.py). Llama 3.2 3B's ratio of chunk to head (tokens / 8 / hidden = 1/3) at a sixteenth of its size."""
+    V, H, T, chunks = 8016, 192, 512, 8
+    traced = _chunked_head_backward_peak(trainable_head, V, H, T, chunks)
+    weight, chunk = V * H * 2, T * 2 * V / chunks
+    analytic = weight + chunks * chunk + chunk + T * H * 2 + (3 * max(0, weight - chunk) if trainable_head else 0)
+    assert abs(traced - analytic) / analytic < 0.01, (traced, analytic)
+
+
+def test_activation_offloading_keeps_one_layer_input_on_the_device(llama):
+    """torchtune OffloadActivations keeps the last 5 saved tensors on the device; with checkpointing that is the
+    final norm's and at most one layer input; the embedding output goes with layer 0's."""
+    work = dict(method="lora", seq_len=2048, gradient_checkpointing=True, framework="torchtune")
+    kept = estimate_memory(llama, train(**work))
+    offloaded = estimate_memory(llama, train(**work, activation_offloading=True))
+    layer_input = 2 * 2048 * 4096 * 2  # batch x tokens x hidden x bf16
+    assert offloaded.components["activations"] == layer_input
+    assert kept.components["activations"] == (32 + 1) * layer_input
+
+
+@pytest.mark.parametrize(("compile_", "traced"), [(False, 152_168), (True, 98_664)], ids=["eager", "compiled"])
+def test_torchtune_layer_saves_what_its_trace_shows(compile_, traced):
+    """torchtune's own llama3_2 layer at Llama 3.2 3B's shapes, full finetune on packed positions: the bytes per token
+    benchmarks/training_runs/torchtune_layer.py printed (torch 2.13, CPU inductor)."""
+    from hf_gpu_estimator.memory.recipe import own_layer_saved
+
+    arch = lookup("meta-llama/Llama-3.2-3B").architecture
+    work = train(method="full", framework="torchtune", torch_compile=compile_)
+    assert own_layer_saved(arch, work) == traced
+    assert own_layer_saved(arch, train(method="full", torch_compile=compile_)) is None  # the hf stack: transformers
+    assert own_layer_saved(arch, train(method="full", framework="torchtune", gradient_checkpointing=True)) is None
+
+
 def test_default_framework_estimate_is_unchanged(llama):
     """The hf profile adds nothing: the trace-checked model is what the default runs."""
     work = train(method="qlora", gradient_checkpointing=True)

@@ -69,6 +69,14 @@ class FrameworkProfile:
     #: the compute dtype (Lightning ``BitsandbytesPrecision``: ``weight.to(dtype=torch.half)`` before
     #: ``quantize_4bit``, whose ``QuantState.dtype`` ``dequantize_4bit`` allocates).
     fp16_quant_state: bool = False
+    #: With ``torch_compile`` the loss is compiled on its own and the model's head stays eager (torchtune
+    #: ``training.compile_loss`` / ``compile_model``, training/_compile.py at v0.5.0; a chunked loss in every
+    #: recipe, a whole loss in the LoRA recipes only): inductor fuses the upcast, log_softmax and nll into one
+    #: reduction (memory/recipe.py ``loss_terms``).
+    compiles_loss: bool = False
+    #: The framework builds its own decoder layer for llama-style models, whose saved tensors were traced eager
+    #: and under its per-layer compile (memory/recipe.py ``own_layer_saved``).
+    own_decoder_layer: bool = False
     notes: tuple[str, ...] = ()
 
 
@@ -135,8 +143,9 @@ FRAMEWORKS: Mapping[str, FrameworkProfile] = {
     "torchtune": FrameworkProfile(
         name="torchtune", release="torchtune 0.5.0",
         source="https://github.com/pytorch/torchtune/blob/v0.5.0/torchtune/modules/loss/ce_chunked_output_loss.py; "
+               "torchtune/training/_compile.py (compile_loss, per-layer compile_model); "
                "QLoRA through torchao NF4 (linear_nf4 keeps only the weight for backward)",
-        loss="chunked-fp32"),
+        loss="chunked-fp32", compiles_loss=True, own_decoder_layer=True),
     "litgpt": _LITGPT,
     "lit-gpt": _LIT_GPT_2023,
 }  # fmt: skip

@@ -68,6 +68,9 @@ class OptimizerSpec:
     state_bytes_per_param: float | None = None  # fixed bytes per element (8-bit optimizers)
     factored: bool = False  # Adafactor: row + column statistics for 2-D parameters
     paged: bool = False  # bitsandbytes paged: states can be evicted to host memory
+    #: Bytes per element of the stepped parameter that its step allocates as temporaries, where the step runs
+    #: one parameter at a time (so the largest parameter sets the peak).
+    step_bytes_per_element: float = 0.0
     source: str = ""
 
 
@@ -83,6 +86,12 @@ OPTIMIZERS: Mapping[str, OptimizerSpec] = {
                                         "kernel per parameter group, no foreach temporaries"),
     "adamw-8bit": OptimizerSpec(name="adamw-8bit", state_tensors=0, state_bytes_per_param=2 * _BNB_8BIT_STATE,
                                 source="bitsandbytes AdamW8bit: two uint8 states + fp32 absmax per 256"),
+    "adamw-8bit-torchao": OptimizerSpec(
+        name="adamw-8bit-torchao", state_tensors=0, state_bytes_per_param=2 * _BNB_8BIT_STATE,
+        step_bytes_per_element=2 * (4 + 4 / 256),
+        source="torchao 0.7 prototype.low_bit_optim.AdamW8bit: two uint8 states + fp32 scale per 256; each parameter "
+               "stepped by a compiled single_param_adam that allocates the fp32 exp_avg and exp_avg_sq of that "
+               "parameter (inductor trace: benchmarks/training_runs/torchao_adamw8bit.py)"),
     "paged-adamw-8bit": OptimizerSpec(name="paged-adamw-8bit", state_tensors=0, state_bytes_per_param=2 * _BNB_8BIT_STATE,
                                       paged=True, source="bitsandbytes PagedAdamW8bit (unified memory)"),
     "paged-adamw": OptimizerSpec(name="paged-adamw", state_tensors=0, state_bytes_per_param=8, paged=True,
@@ -97,7 +106,7 @@ OPTIMIZER_ALIASES: Mapping[str, str] = {
     "adamw_torch": "adamw", "adamw_torch_fused": "adamw-fused", "fused-adamw": "adamw-fused", "adamw_hf": "adamw", "adam_w": "adamw",
     "adamw_8bit": "adamw-8bit", "adamw_bnb_8bit": "adamw-8bit", "adamw8bit": "adamw-8bit",
     "paged_adamw_8bit": "paged-adamw-8bit", "paged_adamw_32bit": "paged-adamw", "paged-adamw-32bit": "paged-adamw",
-    "sgd_momentum": "sgd-momentum", "lion_32bit": "lion",
+    "sgd_momentum": "sgd-momentum", "lion_32bit": "lion", "torchao-adamw8bit": "adamw-8bit-torchao",
 }  # fmt: skip
 
 

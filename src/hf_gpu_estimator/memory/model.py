@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from hf_gpu_estimator.errors import ConflictingOptionsError
-from hf_gpu_estimator.frameworks import framework_profile
+from hf_gpu_estimator.frameworks import TORCHTUNE_OUTPUT_CHUNKS, framework_profile
 from hf_gpu_estimator.memory import overhead
 from hf_gpu_estimator.memory.activations import (
     decoder_layer_activations,
@@ -21,6 +21,7 @@ from hf_gpu_estimator.memory.recipe import (
     dequantized_bytes,
     head_adapter_bytes,
     loss_terms,
+    own_layer_saved,
     previous_output_bytes,
     recipe_layer_saved,
 )
@@ -403,6 +404,15 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
     ckpt = workload.gradient_checkpointing
     act_share = 1.0 if ckpt else shard.activations
     per_layer_saved = layer.checkpoint if ckpt else layer.saved + layer.training_cache
+    own_layer = own_layer_saved(arch, workload)
+    if own_layer is not None:
+        per_layer_saved = own_layer
+        if detail:
+            assumptions.append(f"{profile.name}'s own decoder layer{' compiled per layer' if workload.torch_compile else ''}: "
+                               f"{own_layer:,.0f} B/token saved (traced, memory/recipe.py own_layer_saved)")
+    elif detail and workload.torch_compile and not ckpt:
+        assumptions.append("torch.compile: the decoder layers' saved tensors are the eager ones (the compiled graph's "
+                           "are traced for torchtune's own llama-style layer in a full finetune only)")
     # The recipe's own saved tensors (memory/recipe.py): with checkpointing only the fp32 layer input of
     # the k-bit recipe stays per layer; the rest is rebuilt with the recomputed layer.
     extra = recipe_layer_saved(arch, workload)
@@ -411,9 +421,11 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
     A_layer = int(T * per_layer_saved * micro_in_flight * act_share)  # one layer's saved tensors
     A_layers = int(A_layer * layers_here)
     if workload.activation_offloading:
-        # torchtune OffloadActivations: saved tensors go to host memory as forward saves them and come back
-        # one layer ahead of backward: about two layers' worth stay on the device.
-        A_layers = min(A_layers, 2 * A_layer)
+        # torchtune OffloadActivations (training/_activation_offloading.py, v0.5.0): every saved tensor of at least
+        # min_offload_size=1024 B is copied to host memory as forward saves it, and its device copy is kept only
+        # while it is among the last max_fwd_stash_size=5 saved; the output head is exempt (a NoOpManager hook).
+        # At the loss the stash holds the final norm's saved tensors and at most one layer's worth.
+        A_layers = min(A_layers, A_layer)
     # The layer checkpointing recomputes at the backward peak: the largest one (hybrids differ by layer).
     largest_layer = int(T * (layer.largest + recomputed_extra) * shard.activations)
     loss_saved, loss_during, loss_backward = loss_terms(arch, workload)
@@ -427,6 +439,8 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
     embeddings = T * r * arch.hidden_size  # the embedding output stays alive (read by layer 0's norm)
     if arch.embedding_dropout:
         embeddings += T * arch.hidden_size  # dropout's bool mask
+    if workload.activation_offloading:
+        embeddings = 0  # saved by layer 0, so offloaded with it (above)
     layer_bw = int(T * layer.backward_transient * shard.activations)
 
     # Under autocast every fp32 weight a matmul reads is cast once and the 16-bit copy cached until
@@ -456,6 +470,15 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
     G_emb = int((counts.get("embedding", 0) if trainable_full and not tied else 0) * tb * shard.grads)
     G_head, G_emb = min(G_head, G), min(G_emb, G)
     G_layer = max(0, int((G - G_head - G_emb) / max(1, layers_here))) if layers_here else 0
+    # torchtune's chunked head (TransformerDecoder.chunked_output, v0.5.0) runs the head once per chunk: the loss
+    # backward first turns every chunk into its gradient (one chunk more at a time), then each chunk's head
+    # backward gives a whole weight gradient that is summed with the ones before; traced (torch's MemTracker, real
+    # tensors, tests/test_memory_recipe.py) the second sum peaks with three weight gradients and six of the eight
+    # chunk gradients: 3 x (head gradient - one chunk) above the loss backward's own peak when the head trains.
+    head_grad_sum = 0
+    if workload.loss == "chunked-fp32" and G_head:
+        chunk_bytes = T * c * arch.vocab_size / TORCHTUNE_OUTPUT_CHUNKS * shard.activations
+        head_grad_sum = int(max(0.0, 3 * (G_head - chunk_bytes)))
     G_res = G if workload.gradient_accumulation_steps > 1 else 0
     # torch.utils.checkpoint's reentrant variant (CheckpointFunction.backward, torch 2.x) runs the whole layer
     # again, its output included, and holds that output while torch.autograd.backward runs through the layer;
@@ -483,8 +506,9 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
 
     if workload.optimizer_in_backward:
         # Each parameter is stepped by its own optimizer in a post-accumulate-grad hook and its gradient freed
-        # (torchtune optimizer_in_bwd): at most one layer's gradients are alive, and no separate step.
-        opt_temp = 0
+        # (torchtune optimizer_in_bwd): at most one layer's gradients are alive, and no separate step; a step
+        # that allocates per parameter still does so, the largest parameter's with its own gradient alive.
+        opt_temp = int(_per_parameter_step_bytes(spec, arch, plan, workload) * shard.optimizer)
 
     gathered = _fsdp_gathered_bytes(spec, arch, plan, workload, recipe_weights)
     zero = zero_buffers(workload, param_bytes=c)
@@ -504,7 +528,7 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
         moment("forward (loss)", weights=W + copies_all, grads=G_res, acts=A_layers + embeddings,
                transient=head + dequant_head),
         moment("backward (loss)", weights=W + live_copies, grads=G_res, acts=A_layers + embeddings,
-               transient=head_backward + dequant_head),
+               transient=head_backward + dequant_head + head_grad_sum),
         moment("backward (top layer)", weights=W + (live_copies - copies_head if not ckpt else 0),
                grads=max(G_res, G_head + G_layer), acts=A_layers + embeddings, transient=recompute + dequant),
         moment("backward (first layer)", weights=W + (copies_layer if not ckpt else 0),
@@ -560,8 +584,12 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
                                "memory (cudaMallocManaged), outside torch's allocator; they use free device memory and "
                                "page to host memory when it runs out")
         if opt_temp:
+            formula = "foreach AdamW: sqrt(exp_avg_sq) for every parameter (torch.optim.adam)"
+            if workload.optimizer.step_bytes_per_element:
+                formula = (f"one parameter's step at a time: {workload.optimizer.step_bytes_per_element:g} B x the "
+                           f"largest parameter ({workload.optimizer.name})")
             terms.append(Term(component="transient", name="optimizer step temporaries", bytes=opt_temp,
-                              formula="foreach AdamW: sqrt(exp_avg_sq) for every parameter (torch.optim.adam)"))
+                              formula=formula))
         if bucket:
             terms.append(Term(component="gradients", name="DDP gradient buckets", bytes=bucket,
                               formula="DistributedDataParallel(gradient_as_bucket_view=False) keeps a flat copy"))
@@ -685,10 +713,20 @@ def _optimizer_bytes(spec: ModelSpec, arch: Architecture, plan: WeightPlan, work
         return nbytes, f"Adafactor: rows + cols per matrix + vectors, x {tb} B", 3 * largest * 4
     if opt.state_bytes_per_param is not None:
         nbytes = int(n * opt.state_bytes_per_param)
-        return nbytes, f"{n:,} x {opt.state_bytes_per_param:.3f} B ({opt.source})", 0
+        return nbytes, f"{n:,} x {opt.state_bytes_per_param:.3f} B ({opt.source})", \
+            _per_parameter_step_bytes(spec, arch, plan, workload)
     nbytes = int(n * opt.state_tensors * tb)
     temp = n * tb if opt.name in ("adamw", "adam") else 0
     return nbytes, f"{n:,} x {opt.state_tensors:g} states x {tb} B ({opt.source})", temp
+
+
+def _per_parameter_step_bytes(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: Workload) -> int:
+    """Temporaries of an optimizer that steps one parameter at a time: its bytes per element of the largest."""
+    per_element = workload.optimizer.step_bytes_per_element
+    if not per_element:
+        return 0
+    largest = max((rows * cols for rows, cols in _matrix_shapes(spec, arch, plan, workload)), default=0)
+    return int(per_element * largest)
 
 
 def _matrix_shapes(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: Workload) -> list[tuple[int, int]]:

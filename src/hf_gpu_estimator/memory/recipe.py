@@ -179,6 +179,33 @@ def dequantized_bytes(arch: Architecture, workload: Workload, *, head: bool) -> 
     return largest * (2 + cast)
 
 
+def own_layer_saved(arch: Architecture, workload: Workload) -> float | None:
+    """Bytes per token one torchtune decoder layer saves for backward, full finetune without checkpointing; ``None``
+    where the framework runs no traced layer of its own for this model.
+
+    torchtune v0.5.0 ``TransformerSelfAttentionLayer`` from the llama3_2 builder (RMSNorm as ``F.rms_norm`` on an
+    fp32 copy, RoPE from the gathered cache of packed positions, keys and values expanded to the query heads,
+    SwiGLU), traced in bf16 on the CPU (benchmarks/training_runs/torchtune_layer.py, torch 2.13) at 3B's shapes
+    and at two small ones (kv heads = heads and heads / 2): eager it saves 8 I + 28 H + 4 head_dim + 4 heads + 8
+    bytes per token; compiled per layer (``training.compile_model``, inductor) 6 I + 16 H + 2 head_dim + 4 heads +
+    8 (the norms keep their 16-bit input and a reciprocal, SiLU and the product are recomputed). torchtune's
+    llama builders take head_dim = hidden / heads, so the query width is H. A single kv head expands as a view
+    and saves less: not covered.
+    """
+    if workload.method != "full" or workload.gradient_checkpointing:
+        return None
+    if not framework_profile(workload.framework).own_decoder_layer:
+        return None
+    if (arch.is_moe or arch.is_mla or arch.parallel_attention or arch.attention_bias or not arch.gated_mlp
+            or arch.hidden_act != "silu" or arch.norm != "rmsnorm" or arch.mixer_kinds != ("full",)
+            or arch.num_key_value_heads < 2 or arch.num_attention_heads * arch.head_dim != arch.hidden_size):
+        return None
+    H, I, hd, nh = arch.hidden_size, arch.intermediate_size, arch.head_dim, arch.num_attention_heads
+    if workload.torch_compile:
+        return 6 * I + 16 * H + 2 * hd + 4 * nh + 8
+    return 8 * I + 28 * H + 4 * hd + 4 * nh + 8
+
+
 def _stream_share(arch: Architecture, linears: list[LinearShape], group: str) -> float:
     return max((_per_layer(arch, lin) for lin in linears if (_group_of(lin) or lin.name) == group), default=0.0)
 
@@ -204,6 +231,11 @@ def head_adapter_bytes(arch: Architecture, workload: Workload) -> tuple[float, f
     elif workload.precision.mixed:
         saved += H * c
     return saved, arch.vocab_size * c
+
+
+#: Per token, the fused cross-entropy's saved row max and log-sum-exp (two fp32 values), inductor's
+#: ``cpp_fused__log_softmax_..._nll_loss_forward`` outputs ``amax`` and ``log`` (benchmarks/training_runs/compiled_loss.py).
+COMPILED_CE_ROW_BYTES = 8
 
 
 def _chunk_tokens(workload: Workload) -> int:
@@ -233,9 +265,19 @@ def loss_terms(arch: Architecture, workload: Workload) -> tuple[float, float, fl
         # pooled rows only. Backward: the gather's gradient, zeros of the logits' shape.
         L = workload.num_labels
         return 0.0, c * L, c * L
-    if workload.loss == "hf":
-        return loss_bytes(arch, workload)
     V = arch.vocab_size
+    compiled = workload.torch_compile and framework_profile(workload.framework).compiles_loss
+    if workload.loss == "hf":
+        if compiled and workload.method != "full":
+            # torchtune compile=True, loss torch.nn.CrossEntropyLoss: the LoRA recipes keep the compiled loss
+            # (``self._loss_fn = training.compile_loss(...)``); the full-finetune recipe drops compile_loss's return
+            # value, so a whole loss stays eager there (recipes/*_single_device.py at v0.5.0). The eager head
+            # upcasts (16-bit output and its fp32 copy together), the compiled loss saves its fp32 input and
+            # allocates only the fp32 gradient in backward (benchmarks/training_runs/compiled_loss.py).
+            head16 = c * V if c < 4 else 0
+            return (4 * V + COMPILED_CE_ROW_BYTES, head16 + 4 * V + COMPILED_CE_ROW_BYTES,
+                    8 * V + COMPILED_CE_ROW_BYTES)
+        return loss_bytes(arch, workload)
     if workload.loss == "hf-fp32-logits":
         return 8 * V, 12 * V, 16 * V
     if workload.loss == "hf-shifted-copy":
@@ -244,9 +286,12 @@ def loss_terms(arch: Architecture, workload: Workload) -> tuple[float, float, fl
     share = _chunk_tokens(workload) / max(1, workload.seq_len)
     if workload.loss == "chunked":
         return 2 * c * V, 2 * c * V, 2 * c * V + 2 * c * V * share
+    if compiled:
+        # torchtune compiles ``compute_cross_entropy`` (one chunk's ``.float()`` + cross_entropy): the fused
+        # forward reads the 16-bit chunk, saves it with a max and a log-sum-exp per token and allocates nothing
+        # vocabulary-wide; its backward allocates only the chunk's 16-bit gradient and frees the chunk
+        # (benchmarks/training_runs/compiled_loss.py).
+        row = COMPILED_CE_ROW_BYTES
+        return c * V + row, c * V + row, c * V * (1 + share) + row
     up = 0 if c == 4 else 4  # the chunk's fp32 copy
-    if workload.torch_compile:
-        # torchtune compiles the loss (training.compile_loss): the fused cross-entropy keeps a log-sum-exp per
-        # token and recomputes the softmax of the chunk in backward, so no fp32 log_softmax is saved.
-        return c * V, c * V + (up + 4) * V * share, c * V + 2 * 4 * V * share
     return c * V + 4 * V, c * V + 4 * V + up * V * share, c * V + 4 * V + 2 * 4 * V * share

@@ -298,7 +298,7 @@ _TORCHTUNE_ATTN = {"q_proj": "q_proj", "k_proj": "k_proj", "v_proj": "v_proj", "
 _TORCHTUNE_OPTIM = {"torch.optim.AdamW": "adamw", "torch.optim.Adam": "adam", "torch.optim.SGD": "sgd",
                     "bitsandbytes.optim.PagedAdamW8bit": "paged-adamw-8bit", "bitsandbytes.optim.PagedAdamW":
                     "paged-adamw", "bitsandbytes.optim.AdamW8bit": "adamw-8bit",
-                    "torchao.prototype.low_bit_optim.AdamW8bit": "adamw-8bit"}  # fmt: skip
+                    "torchao.prototype.low_bit_optim.AdamW8bit": "adamw-8bit-torchao"}  # fmt: skip
 
 
 def _torchtune(data: Mapping[str, Any], flat: Mapping[str, Any]) -> tuple[str | None, Options, set[str], list[str]]:
