@@ -351,6 +351,9 @@ class Architecture:
     # The forward takes logits_to_keep, so generate's prefill computes the last position's logits only;
     # False: logits for every prompt position (whisper's WhisperForCausalLM).
     last_logits_only: bool = True
+    # Output heads whose logits the forward stacks (MusicgenForCausalLM: one lm_head per codebook, then
+    # ``torch.stack([head(h) for head in self.lm_heads], dim=1)``): each head's output and the stack, per position.
+    logit_heads: int = 1
     # What the counts include or leave out, in words (e.g. a multimodal wrapper's vision tower).
     notes: tuple[str, ...] = ()
     #: One (mixer, ffn) per layer as the family describes it; empty for uniform models, whose

@@ -267,8 +267,13 @@ def _inference(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: 
         mask = B * S * S * _sdpa_mask_patterns(arch, S)
     hidden = B * S * c * arch.hidden_size  # embeddings / residual stream kept across layers
     # Only the last position's logits (generate passes logits_to_keep=1), then an fp32 copy; a forward
-    # without logits_to_keep computes them for every prompt position first.
-    logits = B * arch.vocab_size * ((c if arch.last_logits_only else S * c) + 4)
+    # without logits_to_keep computes them for every prompt position first. Stacked heads (one per codebook) hold
+    # each head's output and the stack together (exact-mode trace of musicgen at 4 x 2048 tokens, sdpa: the
+    # prefill peaks at torch.stack, 4 heads' outputs and the stacked copy beside the cache).
+    heads = arch.logit_heads
+    stacked = 2 if heads > 1 else 1
+    logits = B * heads * arch.vocab_size * ((c if arch.last_logits_only else stacked * S * c) + 4)
+    step_logits = B * heads * arch.vocab_size * (stacked * c + 4)  # a decode step's one position
     dequant = _dequant_transient(arch, plan)
     prefill = Moment(phase="prefill", components={
         "weights": W, "kv_cache": kv_prefill, "activations": hidden,
@@ -281,7 +286,7 @@ def _inference(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: 
     step_transient = int(B * inference_layer_transient(arch, compute_bytes=c, attn=attn, seq_len=total, query_len=1))
     decode = Moment(phase="decode", components={
         "weights": W, "kv_cache": kv_decode + per_layer_kv, "activations": B * c * arch.hidden_size,
-        "transient": step_transient + logits + dequant, "workspace": ws})
+        "transient": step_transient + step_logits + dequant, "workspace": ws})
     moments = [prefill] + ([decode] if N > 0 else [])
     terms: list[Term] = []
     if detail:
@@ -294,7 +299,8 @@ def _inference(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: 
                  high=int(layer_transient * 1.2)),
             Term(component="transient", name="last-position logits + fp32 copy" if arch.last_logits_only
                  else "prompt logits + fp32 copy of the last", bytes=logits,
-                 formula=f"{B} x vocab {arch.vocab_size} x ({c if arch.last_logits_only else f'{S} x {c}'} + 4) B"),
+                 formula=(f"{B} x {heads} heads x " if heads > 1 else f"{B} x ")
+                 + f"vocab {arch.vocab_size} x ({c if arch.last_logits_only else f'{S} x {c}' + (' x 2' if heads > 1 else '')} + 4) B"),
             Term(component="workspace", name="cuBLAS workspace", bytes=ws,
                  formula="32 MiB cuBLAS + 1 MiB cuBLASLt per stream (Hopper+), via the caching allocator"),
         ]
