@@ -229,6 +229,11 @@ def _spec(model_type: str, entry: Mapping[str, Any], headers: Mapping[str, Any])
     if recorded and recorded["config_hash"] == coverage.config_hash(entry["config"]):
         tensors = tuple(TensorInfo(name=n, dtype=d, shape=tuple(shape)) for n, d, shape in recorded["tensors"])
     config = dict(entry["config"])
+    if entry.get("model_class") and not config.get("architectures"):
+        # The class traced (AutoModelForCausalLM's for the type), named as a checkpoint's config.json names it:
+        # a family counts its default class otherwise (bert: BertForMaskedLM, which keeps no cache, where
+        # BertLMHeadModel under generate fills one).
+        config["architectures"] = [entry["model_class"]]
     if tensors is None:
         return inspect_model(config)
     return build_spec(model_id=model_type, config=config, tensors=tensors)
