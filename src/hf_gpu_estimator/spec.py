@@ -342,6 +342,10 @@ class Architecture:
     # (bloom), a zeros tensor baddbmm adds to (gpt_neox_japanese), the previous layer's probabilities kept by the
     # model's loop (``outputs = block(...)`` until the next block returns: falcon, bloom). Inference only.
     eager_held_scores: int = 0
+    # Eager attention computes its scores in fp32 whatever the compute dtype (modeling_flint.py
+    # eager_attention_forward: ``torch.matmul(query.float(), key_states.float().transpose(2, 3))`` with autocast
+    # off), so the masked scores, the sink column's concatenation and the softmax are fp32. Read with sinks.
+    fp32_scores: bool = False
     # A DeepSeek-sparse-attention token indexer ahead of attention (deepseek_v32, glm_moe_dsa, axk2, hy_v4):
     # (index heads, index head dim); 0 when absent.
     indexer_heads: int = 0

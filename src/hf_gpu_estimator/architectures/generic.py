@@ -114,6 +114,14 @@ def persistent_buffers(model_type: str) -> frozenset[str] | None:
     return frozenset(recorded) if isinstance(recorded, list) else None
 
 
+def eager_sinks(model_type: str) -> tuple[bool, bool]:
+    """(sinks, fp32 scores) of the causal-LM class's eager attention as recorded from its modeling file by
+    ``scripts/build_generic_data.py``: a learned sink column appended to the scores before the softmax, and scores
+    computed from fp32 queries and keys (False, False when unrecorded)."""
+    entry = _data().get("model_types", {}).get(model_type, {})
+    return bool(entry.get("eager_sinks", False)), bool(entry.get("fp32_scores", False))
+
+
 def computes_last_logits_only(model_type: str) -> bool:
     """Whether the causal-LM class's forward takes ``logits_to_keep`` (generate's prefill then computes the last
     position's logits only); recorded from transformers (True when unrecorded)."""
@@ -231,6 +239,7 @@ def analyze_generic(f: Fields, model_type: str, head: Head) -> tuple[Architectur
     step = tf.opt_int("decoder_sparse_step", 1) or 1
 
     kinds = _layer_kinds(tf, s, layers, window, chunk)
+    sinks, fp32_scores = eager_sinks(model_type)
     if attention_free:
         kinds = [next(iter(states))] * layers
     mixers: dict[str, Mixer] = {}
@@ -244,10 +253,11 @@ def analyze_generic(f: Fields, model_type: str, head: Head) -> tuple[Architectur
                 # swa_num_key_value_heads, swa_head_dim: 16 KV heads on the sliding layers, 8 on the others).
                 mixers[kind] = Mixer(kind=kind, heads=tf.opt_int("swa_num_attention_heads", heads) or heads,
                                      kv_heads=tf.opt_int("swa_num_key_value_heads", kv_heads) or kv_heads,
-                                     head_dim=tf.opt_int("swa_head_dim", head_dim) or head_dim, window=window)
+                                     head_dim=tf.opt_int("swa_head_dim", head_dim) or head_dim, window=window,
+                                     sinks=sinks)
             else:
                 mixers[kind] = Mixer(kind=kind, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
-                                     chunk=chunk if kind == "chunked" else None)
+                                     chunk=chunk if kind == "chunked" else None, sinks=sinks)
         return mixers[kind]
 
     dense = FFN(kind="dense", intermediate=inter, gated=gated)
@@ -294,6 +304,7 @@ def analyze_generic(f: Fields, model_type: str, head: Head) -> tuple[Architectur
         family="generic",
         bidirectional=not decoder,
         eager_held_scores=_eager_held_scores(model_type, layers),
+        fp32_scores=fp32_scores,
         # A DeepSeek-sparse-attention token indexer (configuration_deepseek_v32.py index_n_heads, index_head_dim).
         indexer_heads=tf.opt_int("index_n_heads", 0, minimum=0) or 0,
         indexer_head_dim=tf.opt_int("index_head_dim", 0, minimum=0) or 0,

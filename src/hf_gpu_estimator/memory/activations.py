@@ -710,8 +710,14 @@ def inference_layer_transient(arch: Architecture, *, compute_bytes: int, attn: s
             # Attention sinks (modeling_gpt_oss.py eager_attention_forward): the masked scores stay bound
             # while torch.cat appends the sink column and the row max is subtracted, and softmax runs in
             # the scores' dtype: three score tensors, two of them one column wider (the 4-D masks are
-            # counted per forward by the caller).
-            attn_bytes += c * d.heads * (seq_len + 2 * (seq_len + 1))
+            # counted per forward by the caller). Flint's scores are fp32 (Architecture.fp32_scores): the
+            # masked scores, the concatenation and the softmax output, 12 bytes per score, beside the keys and
+            # values repeated to the query heads (repeat_kv) where they are grouped (exact-mode trace of flint
+            # at 4 x 2048 tokens: 6,146 MiB of fp32 scores and 128 MiB of repeated keys and values at the peak).
+            s = 4 if arch.fp32_scores else c
+            attn_bytes += s * d.heads * (seq_len + 2 * (seq_len + 1))
+            if arch.fp32_scores and d.kv_heads < d.heads:
+                attn_bytes += c * d.heads * (d.qk_head_dim + d.v_head_dim)
         elif attn == "eager":
             attn_bytes = max(attn_bytes, _eager_softmax_bytes(arch, d, c, seq_len, float16=float16))
         peak = max(peak, attn_bytes, _indexer_bytes(arch, c, seq_len))
@@ -726,8 +732,9 @@ def inference_layer_transient(arch: Architecture, *, compute_bytes: int, attn: s
             # Eager attention returns its probabilities in the compute dtype and the decoder layer keeps
             # them bound (``hidden_states, _ = self.self_attn(...)``, modeling_llama.py and most siblings)
             # until it returns: alive through the feed-forward. With sinks they are a slice of the
-            # softmax output, which keeps the sink column (modeling_gpt_oss.py ``probs[..., :-1]``).
-            held = c * d.heads * (seq_len + (1 if layer.mixer.sinks else 0))
+            # softmax output, which keeps the sink column (modeling_gpt_oss.py ``probs[..., :-1]``), unless cast
+            # to a new tensor (modeling_flint.py ``[..., :-1].to(value_states.dtype)``).
+            held = c * d.heads * (seq_len + (1 if layer.mixer.sinks and not arch.fp32_scores else 0))
         ffn = _ffn_inference_bytes(arch, layer.ffn, c, H, d.intermediate) + held
         if layer.mixer.kind == "wkv":
             # RWKV-4's channel mix (modeling_rwkv.py RwkvFeedForward) shifts its input by one token and
