@@ -639,8 +639,16 @@ def recurrent_inference_bytes(mixer: Mixer, *, compute_bytes: int, hidden: int, 
         chunk = mixer.chunk or MAMBA2_CHUNK
         padded, per_seq = _chunking(chunk, seq_len)
         d_state = mixer.state_elements // max(1, inner)
-        return (c * (inner + 2 * channels + heads) + padded * (4 * 3 * heads * chunk + 4 * 7 * inner
-                + 4 * 3 * heads * d_state) + 4 * 4 * heads + 4 * mixer.state_elements * (padded / chunk + 2 * per_seq))
+        # At the last sum, or earlier at the einsum of the chunks' new states, where the chunk states and their
+        # einsum copy, four heads x d_state tensors (B_decay's einsum copy included) and four inner-wide ones are
+        # alive beside the chunk x chunk matrices (exact-mode traces of nemotron_h at 4 x 2048 tokens, 128 heads
+        # of 64, d_state 128: the peak is there at chunk 64, both moments hold the same at its chunk of 128).
+        at_end = padded * (4 * 7 * inner + 4 * 3 * heads * d_state) + 4 * mixer.state_elements * (
+            padded / chunk + 2 * per_seq)
+        at_states = padded * (4 * 4 * inner + 4 * 4 * heads * d_state) + 4 * mixer.state_elements * (
+            2 * padded / chunk + 2 * per_seq)
+        return (c * (inner + 2 * channels + heads) + padded * 4 * 3 * heads * chunk + max(at_end, at_states)
+                + 4 * 4 * heads)
     if mixer.kind == "linear":
         chunk = mixer.chunk or DELTANET_CHUNK
         padded, per_seq = _chunking(chunk, seq_len)
