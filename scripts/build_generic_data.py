@@ -107,6 +107,20 @@ _SINK_COLUMN = re.compile(r"^    sinks = module\.sinks\.reshape\(", re.MULTILINE
 _SCORES_FLOAT = re.compile(r"matmul\(\s*query\w*\.float\(\)")
 
 
+def fp32_router(model_cls: type) -> bool:
+    """Whether the modeling file's MoE router computes its logits in fp32 from an fp32 copy of its input
+    (DeepseekV3TopkRouter-style ``F.linear(hidden_states.type(torch.float32), self.weight.type(torch.float32))``),
+    so the routing weights the experts' outputs are multiplied by are fp32."""
+    try:
+        source = inspect.getsource(inspect.getmodule(model_cls))
+    except (OSError, TypeError):
+        return False
+    return bool(_FP32_ROUTER.search(source))
+
+
+_FP32_ROUTER = re.compile(r"F\.linear\(\s*hidden_states\.(?:type\(torch\.float32\)|float\(\)|to\(torch\.float32\))")
+
+
 #: A softmax call and its first argument; attention-score names (not router or gate logits; openai-gpt's ``w``);
 #: an fp32 upcast.
 _SOFTMAX = re.compile(r"softmax\(\s*([A-Za-z_][A-Za-z_0-9.]*)")
@@ -184,6 +198,8 @@ def main() -> int:
                     entry["eager_sinks"] = True
                 if fp32_scores:
                     entry["fp32_scores"] = True
+                if fp32_router(text_cls):
+                    entry["fp32_router"] = True
                 if "logits_to_keep" not in inspect.signature(model_cls.forward).parameters:
                     entry["logits_to_keep"] = False
             except Exception:

@@ -122,6 +122,12 @@ def eager_sinks(model_type: str) -> tuple[bool, bool]:
     return bool(entry.get("eager_sinks", False)), bool(entry.get("fp32_scores", False))
 
 
+def fp32_router(model_type: str) -> bool:
+    """Whether the causal-LM class's MoE router computes in fp32 (``F.linear(hidden_states.type(torch.float32),
+    ...)``), as recorded from its modeling file by ``scripts/build_generic_data.py`` (False when unrecorded)."""
+    return bool(_data().get("model_types", {}).get(model_type, {}).get("fp32_router", False))
+
+
 def computes_last_logits_only(model_type: str) -> bool:
     """Whether the causal-LM class's forward takes ``logits_to_keep`` (generate's prefill then computes the last
     position's logits only); recorded from transformers (True when unrecorded)."""
@@ -261,7 +267,8 @@ def analyze_generic(f: Fields, model_type: str, head: Head) -> tuple[Architectur
         return mixers[kind]
 
     dense = FFN(kind="dense", intermediate=inter, gated=gated)
-    moe = FFN(kind="moe", intermediate=moe_inter, gated=gated, experts=experts, top_k=top_k, shared=shared)
+    moe = FFN(kind="moe", intermediate=moe_inter, gated=gated, experts=experts, top_k=top_k, shared=shared,
+              fp32_routing=fp32_router(model_type))
     made: dict[tuple[str, bool], Layer] = {}  # one Layer object per (kind, moe): cheap to group
     per_layer = []
     for i, kind in enumerate(kinds):
@@ -328,6 +335,10 @@ def analyze_generic(f: Fields, model_type: str, head: Head) -> tuple[Architectur
         shared_expert_intermediate_size=shared if moe_layers else 0,
         num_shared_experts=(n_shared or (1 if shared else 0)) if moe_layers else 0,
         moe_layers=moe_layers,
+        # A router computing in fp32 (recorded from the modeling file): the routing weights, and the experts'
+        # weighted outputs, are fp32 (exact-mode trace of minicpm5_moe at 4 x 2048 tokens: the prefill peaks at the
+        # fp32 weighted output and its reordered copy).
+        moe_fp32_routing=bool(moe_layers) and fp32_router(model_type),
         linears=linears,
         per_layer=tuple(per_layer),
         derivation="generic",
