@@ -240,6 +240,10 @@ class FFN:
     #: grouped_mm path multiplies the 16-bit expert outputs by fp32 routing weights
     #: (integrations/moe.py ``proj_out * sample_weights_g``), so the weighted outputs are float32.
     fp32_routing: bool = False
+    #: The routed experts run one at a time in a Python loop over the experts any token chose (modeling_dbrx.py
+    #: ``DbrxExperts.forward``: a gather of the expert's tokens, its GLU, the weighted output ``index_add_``-ed
+    #: into a zeros buffer of the layer's tokens), not through grouped_mm over every routed copy at once.
+    looped_experts: bool = False
 
     @property
     def routed_copies(self) -> int:
