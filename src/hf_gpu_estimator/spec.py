@@ -180,6 +180,16 @@ class Mixer:
     #: q and k pass through a weightless per-head L2 norm computed in fp32 (llama4's Llama4TextL2Norm on
     #: its RoPE layers): what it saves is not a model-wide ``Architecture.qk_norm``.
     l2_qk_norm: bool = False
+    #: BigBird's block-sparse attention (modeling_big_bird.py ``BigBirdBlockSparseAttention``): blocks of
+    #: ``block_size`` tokens attend to two global blocks, three sliding ones and ``random_blocks`` random ones;
+    #: 0 for dense attention. See :meth:`block_sparse_at`.
+    block_size: int = 0
+    random_blocks: int = 0
+
+    def block_sparse_at(self, tokens: int) -> bool:
+        """Whether the attention runs block-sparse over ``tokens`` tokens: BigBirdModel.forward switches to full
+        attention up to ``(5 + 2 x random_blocks) x block_size`` tokens."""
+        return bool(self.block_size) and tokens > (5 + 2 * self.random_blocks) * self.block_size
 
     @property
     def value_dim(self) -> int:

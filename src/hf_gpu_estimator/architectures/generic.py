@@ -246,6 +246,11 @@ def analyze_generic(f: Fields, model_type: str, head: Head) -> tuple[Architectur
 
     kinds = _layer_kinds(tf, s, layers, window, chunk)
     sinks, fp32_scores = eager_sinks(model_type)
+    # BigBird's block-sparse attention (configuration_big_bird.py attention_type, block_size 64,
+    # num_random_blocks 3); the decoder of an encoder-decoder (bigbird_pegasus) attends in full.
+    sparse: dict[str, int] = {}
+    if tf.string("attention_type", "") == "block_sparse" and not tf.boolean("is_encoder_decoder", False):
+        sparse = {"block_size": tf.integer("block_size", 64), "random_blocks": tf.integer("num_random_blocks", 3)}
     if attention_free:
         kinds = [next(iter(states))] * layers
     mixers: dict[str, Mixer] = {}
@@ -263,7 +268,7 @@ def analyze_generic(f: Fields, model_type: str, head: Head) -> tuple[Architectur
                                      sinks=sinks)
             else:
                 mixers[kind] = Mixer(kind=kind, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
-                                     chunk=chunk if kind == "chunked" else None, sinks=sinks)
+                                     chunk=chunk if kind == "chunked" else None, sinks=sinks, **sparse)
         return mixers[kind]
 
     dense = FFN(kind="dense", intermediate=inter, gated=gated)

@@ -250,7 +250,10 @@ def _inference(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: 
 
     # Prefill: every layer's cache holds the prompt (sliding layers keep a view of the full prompt
     # until the first decode step); the largest transient is inside the last layer.
-    kv_prefill = kv(S, storage=True)
+    # Block-sparse attention never writes to the cache (modeling_big_bird.py BigBirdModel.forward): a block-sparse
+    # prompt leaves it empty, and the decode steps (full attention, one token) fill it from there.
+    prompt = 0 if _prefill_writes_no_cache(arch, S) else S
+    kv_prefill = kv(prompt, storage=True)
     layer_transient = int(B * S * inference_layer_transient(arch, compute_bytes=c, attn=attn, seq_len=S, query_len=S,
                                                          float16=plan.compute_dtype == "float16")
                           * shard.activations)
@@ -281,8 +284,8 @@ def _inference(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: 
     # Decode: the last step, with the cache at S + N - 1 tokens growing to S + N; DynamicCache.update
     # concatenates (old and new tensors of one layer alive together).
     total = S + max(N, 1)
-    kv_decode = kv(total - 1)
-    per_layer_kv = kv(total) // max(1, layers_here)
+    kv_decode = kv(prompt + max(N, 1) - 1)
+    per_layer_kv = kv(prompt + max(N, 1)) // max(1, layers_here)
     step_transient = int(B * inference_layer_transient(arch, compute_bytes=c, attn=attn, seq_len=total, query_len=1))
     decode = Moment(phase="decode", components={
         "weights": W, "kv_cache": kv_decode + per_layer_kv, "activations": B * c * arch.hidden_size,
@@ -323,6 +326,12 @@ def _inference(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: 
     peak_activation = max(m.components.get("transient", 0) for m in moments)
     return _finish(moments, terms, workload, assumptions, activation_bytes_at_peak=peak_activation,
                    decode_kv_bytes=kv(total) if N > 1 else 0, detail=detail)
+
+
+def _prefill_writes_no_cache(arch: Architecture, tokens: int) -> bool:
+    """Whether every attention layer runs block-sparse over a ``tokens``-token prompt (spec.Mixer.block_sparse_at)."""
+    mixers = [m for layer, _ in arch.layer_groups for m in layer.mixers if m.has_cache]
+    return bool(mixers) and all(m.block_sparse_at(tokens) for m in mixers)
 
 
 def _dequant_transient(arch: Architecture, plan: WeightPlan) -> int:
