@@ -48,7 +48,9 @@ def analyze_musicgen(f: Fields, model_type: str, head: Head) -> tuple[Architectu
         family="musicgen",
         gated_mlp=False,
         norm="layernorm",
-        norms_per_layer=3 if cross else 2,
+        # encoder_attn_layer_norm runs only with encoder states (MusicgenDecoderLayer.forward, modeling_musicgen.py
+        # transformers 5.25): a decoder-only step normalizes twice per layer.
+        norms_per_layer=2,
         layer_types=(FULL,) * layers,
         # MusicgenForCausalLM.forward (and the melody one) takes no logits_to_keep and stacks one head's logits per
         # codebook (modeling_musicgen.py, transformers 5.25): generate's prefill computes every position's.
