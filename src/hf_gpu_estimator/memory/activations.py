@@ -390,7 +390,7 @@ def _attention_saved(arch: Architecture, workload: Workload, seq_len: int, d: Di
     repeat = a != k
     if mixer.block_sparse_at(seq_len):
         # Block-sparse attention runs whatever the implementation asked, and writes no cache.
-        saved += c * a * qk + 2 * c * k * qk + block_sparse_saved_bytes(mixer, c, H, seq_len, mixed=mixed)
+        saved += c * a * qk + c * k * (qk + vd) + block_sparse_saved_bytes(mixer, c, H, seq_len, mixed=mixed)
         saved += linear_inputs(attn_out, a * vd, already_saved=False)
         return saved, c * a * seq_len, 0.0
     if attn == "eager":

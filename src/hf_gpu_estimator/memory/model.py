@@ -284,8 +284,9 @@ def _inference(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: 
     # Decode: the last step, with the cache at S + N - 1 tokens growing to S + N; DynamicCache.update
     # concatenates (old and new tensors of one layer alive together).
     total = S + max(N, 1)
-    kv_decode = kv(prompt + max(N, 1) - 1)
-    per_layer_kv = kv(prompt + max(N, 1)) // max(1, layers_here)
+    cached = prompt + max(N, 1)  # what the cache holds at the end of generation
+    kv_decode = kv(cached - 1)
+    per_layer_kv = kv(cached) // max(1, layers_here)
     step_transient = int(B * inference_layer_transient(arch, compute_bytes=c, attn=attn, seq_len=total, query_len=1))
     decode = Moment(phase="decode", components={
         "weights": W, "kv_cache": kv_decode + per_layer_kv, "activations": B * c * arch.hidden_size,
@@ -295,8 +296,8 @@ def _inference(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: 
     if detail:
         terms = [
             Term(component="weights", name="weights", bytes=W, formula=plan.formula + _shard_note(shard.weights)),
-            Term(component="kv_cache", name="kv_cache (end of generation)", bytes=kv(total),
-                 formula=_kv_formula(arch, B, total, kv_dtype_bytes)),
+            Term(component="kv_cache", name="kv_cache (end of generation)", bytes=kv(cached),
+                 formula=_kv_formula(arch, B, cached, kv_dtype_bytes)),
             Term(component="transient", name="prefill layer peak", bytes=layer_transient,
                  formula=f"batch {B} x {S} tokens x per-token layer peak ({attn})", low=int(layer_transient * 0.9),
                  high=int(layer_transient * 1.2)),
@@ -325,7 +326,7 @@ def _inference(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: 
                                "cache is sized for seq_len + new_tokens as llama.cpp's n_ctx")
     peak_activation = max(m.components.get("transient", 0) for m in moments)
     return _finish(moments, terms, workload, assumptions, activation_bytes_at_peak=peak_activation,
-                   decode_kv_bytes=kv(total) if N > 1 else 0, detail=detail)
+                   decode_kv_bytes=kv(cached) if N > 1 else 0, detail=detail)
 
 
 def _prefill_writes_no_cache(arch: Architecture, tokens: int) -> bool:
