@@ -92,6 +92,42 @@ def eager_softmax_native(model_cls: type) -> bool | None:
     return any(not _UPCAST.search(call) for call in calls)
 
 
+def eager_sinks(model_cls: type) -> tuple[bool, bool]:
+    """(sinks, fp32 scores) of the eager attention in the causal-LM class's modeling file: whether its
+    ``eager_attention_forward`` appends a learned sink column to the scores (``torch.cat([attn_weights, sinks],
+    dim=-1)`` on every layer: gpt-oss, flint, hy_v4, deepseek_v4) and whether it computes the scores in fp32 from
+    upcast queries and keys (flint: ``torch.matmul(query.float(), key_states.float().transpose(2, 3))``)."""
+    try:
+        source = inspect.getsource(inspect.getmodule(model_cls))
+    except (OSError, TypeError):
+        return False, False
+    eager = re.search(r"^def eager_attention_forward\(.*?(?=^(def|class) )", source, re.MULTILINE | re.DOTALL)
+    if not eager:
+        return False, False
+    body = eager.group(0)
+    return bool(_SINK_COLUMN.search(body)), bool(_SCORES_FLOAT.search(body))
+
+
+#: The sink column built at the function's top level, on every layer (mimo_v2_flash builds it under ``if
+#: module.sinks is not None``, on its sliding layers only; inkling2 takes sinks as an optional argument).
+_SINK_COLUMN = re.compile(r"^    sinks = module\.sinks\.reshape\(", re.MULTILINE)
+_SCORES_FLOAT = re.compile(r"matmul\(\s*query\w*\.float\(\)")
+
+
+def fp32_router(model_cls: type) -> bool:
+    """Whether the modeling file's MoE router computes its logits in fp32 from an fp32 copy of its input
+    (DeepseekV3TopkRouter-style ``F.linear(hidden_states.type(torch.float32), self.weight.type(torch.float32))``),
+    so the routing weights the experts' outputs are multiplied by are fp32."""
+    try:
+        source = inspect.getsource(inspect.getmodule(model_cls))
+    except (OSError, TypeError):
+        return False
+    return bool(_FP32_ROUTER.search(source))
+
+
+_FP32_ROUTER = re.compile(r"F\.linear\(\s*hidden_states\.(?:type\(torch\.float32\)|float\(\)|to\(torch\.float32\))")
+
+
 #: A softmax call and its first argument; attention-score names (not router or gate logits; openai-gpt's ``w``);
 #: an fp32 upcast.
 _SOFTMAX = re.compile(r"softmax\(\s*([A-Za-z_][A-Za-z_0-9.]*)")
@@ -164,6 +200,13 @@ def main() -> int:
                     entry["supports_sdpa"] = bool(getattr(text_cls, "_supports_sdpa", True))
                 if native:
                     entry["native_softmax"] = True
+                sinks, fp32_scores = eager_sinks(text_cls)
+                if sinks:
+                    entry["eager_sinks"] = True
+                if fp32_scores:
+                    entry["fp32_scores"] = True
+                if fp32_router(text_cls):
+                    entry["fp32_router"] = True
                 if "logits_to_keep" not in inspect.signature(model_cls.forward).parameters:
                     entry["logits_to_keep"] = False
             except Exception:

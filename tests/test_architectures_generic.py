@@ -102,3 +102,35 @@ def test_unused_cross_attention_equals_the_parameters_without_gradient(config: d
     without_grad = sum(p.numel() for p in model.parameters() if p.grad is None)
     assert without_grad > 0
     assert off_text_path((n, p.numel()) for n, p in model.named_parameters()) == {"cross_attention": without_grad}
+
+
+def test_eager_sinks_fp32_scores_and_fp32_routers_are_recorded_from_the_modeling_files() -> None:
+    """scripts/build_generic_data.py reads them from each eager_attention_forward and router: flint computes fp32
+    scores with a sink column on every layer, minicpm5_moe routes in fp32; mimo_v2_flash's sinks sit on its
+    sliding layers only (not recorded); llama has none of them."""
+    from hf_gpu_estimator.architectures import architecture_from_config
+
+    assert generic.eager_sinks("flint") == (True, True) and generic.eager_sinks("gpt_oss") == (True, False)
+    assert generic.eager_sinks("mimo_v2_flash") == (False, False) == generic.eager_sinks("llama")
+    assert generic.fp32_router("minicpm5_moe") and not generic.fp32_router("qwen3_moe")
+    flint = architecture_from_config({"model_type": "flint", "num_hidden_layers": 2})
+    assert flint.fp32_scores and all(layer.mixer.sinks for layer in flint.layers)
+    moe = architecture_from_config({"model_type": "minicpm5_moe", "num_hidden_layers": 2})
+    assert all(layer.ffn.fp32_routing for layer in moe.layers if layer.ffn.kind == "moe")
+
+
+def test_record_matches_the_modeling_files() -> None:
+    """The recorded eager_sinks, fp32_scores and fp32_router keys are what the installed transformers' modeling
+    files say (scripts/build_generic_data.py)."""
+    transformers = pytest.importorskip("transformers")
+    if transformers.__version__ != generic.transformers_version():
+        pytest.skip("the record is of another transformers")
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import build_generic_data
+
+    for model_type in ("flint", "gpt_oss", "mimo_v2_flash", "minicpm5_moe", "qwen3_moe"):
+        cls = getattr(transformers, transformers.models.auto.modeling_auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES[model_type])
+        assert build_generic_data.eager_sinks(cls) == generic.eager_sinks(model_type), model_type
+        assert build_generic_data.fp32_router(cls) == generic.fp32_router(model_type), model_type

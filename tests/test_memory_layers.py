@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from hf_gpu_estimator import estimate
 from hf_gpu_estimator.architectures import architecture_from_config
 from hf_gpu_estimator.errors import ConflictingOptionsError
+from hf_gpu_estimator.memory.activations import inference_layer_transient
 from hf_gpu_estimator.memory.kv_cache import kv_cache_bytes, state_bytes_per_sequence
 
 _QWEN3_NEXT = {"model_type": "qwen3_next", "hidden_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4,
@@ -164,3 +167,45 @@ def test_a_forward_without_logits_to_keep_computes_every_prompt_position() -> No
     assert not arch.last_logits_only and architecture_from_config({"model_type": "llama"}).last_logits_only
     est = estimate(config, seq_len=128, new_tokens=1)
     assert est.memory.components["transient"] >= 128 * 1000 * 2
+
+
+def test_stacked_codebook_heads_hold_every_position_twice() -> None:
+    # MusicgenForCausalLM.forward: no logits_to_keep, torch.stack of one head's logits per codebook (each head's
+    # output and the stack alive together at the prefill's peak).
+    config = {"model_type": "musicgen", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+              "ffn_dim": 128, "vocab_size": 1000, "num_codebooks": 4}
+    arch = architecture_from_config(config)
+    assert arch.logit_heads == 4 and not arch.last_logits_only and arch.norms_per_layer == 2
+    est = estimate(config, seq_len=128, new_tokens=1, batch_size=2, dtype="bfloat16")
+    assert est.memory.components["transient"] >= 2 * 4 * 1000 * 2 * 128 * 2
+
+
+def test_block_sparse_attention_above_its_threshold_writes_no_cache() -> None:
+    # BigBirdModel.forward: block-sparse above (5 + 2 x num_random_blocks) x block_size tokens, never writing the
+    # cache; full attention (and a filled cache) up to it.
+    config = {"model_type": "big_bird", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+              "intermediate_size": 128, "vocab_size": 1000, "attention_type": "block_sparse", "block_size": 16,
+              "num_random_blocks": 1, "max_position_embeddings": 4096}
+    mixer = architecture_from_config(config).layers[0].mixer
+    assert (mixer.block_size, mixer.random_blocks) == (16, 1)
+    assert not mixer.block_sparse_at(112) and mixer.block_sparse_at(113)
+    long = estimate(config, seq_len=1024, new_tokens=2, batch_size=2, dtype="bfloat16")
+    short = estimate(config, seq_len=112, new_tokens=2, batch_size=2, dtype="bfloat16")
+    assert long.memory.components["kv_cache"] < short.memory.components["kv_cache"]
+    pegasus = architecture_from_config({**config, "model_type": "bigbird_pegasus", "is_encoder_decoder": True,
+                                        "d_model": 64, "decoder_layers": 2, "decoder_attention_heads": 4})
+    assert not pegasus.layers[0].mixer.block_size  # its causal LM is the decoder, which attends in full
+
+
+def test_looped_experts_hold_one_experts_tokens() -> None:
+    # DbrxExperts.forward runs the hit experts one by one: its prefill holds one expert's share of the tokens,
+    # where grouped_mm holds every routed copy.
+    config = {"model_type": "dbrx", "d_model": 256, "n_layers": 2, "n_heads": 4, "vocab_size": 1000,
+              "attn_config": {"kv_n_heads": 1}, "ffn_config": {"ffn_hidden_size": 1024, "moe_num_experts": 8,
+                                                              "moe_top_k": 4}}
+    arch = architecture_from_config(config)
+    assert arch.layers[0].ffn.looped_experts
+    grouped = dataclasses.replace(arch, per_layer=tuple(
+        dataclasses.replace(layer, ffn=dataclasses.replace(layer.ffn, looped_experts=False)) for layer in arch.layers))
+    kwargs = {"compute_bytes": 2, "attn": "sdpa", "seq_len": 1024, "query_len": 1024}
+    assert inference_layer_transient(arch, **kwargs) < inference_layer_transient(grouped, **kwargs)

@@ -185,6 +185,16 @@ class Mixer:
     #: q and k pass through a weightless per-head L2 norm computed in fp32 (llama4's Llama4TextL2Norm on
     #: its RoPE layers): what it saves is not a model-wide ``Architecture.qk_norm``.
     l2_qk_norm: bool = False
+    #: BigBird's block-sparse attention (modeling_big_bird.py ``BigBirdBlockSparseAttention``): blocks of
+    #: ``block_size`` tokens attend to two global blocks, three sliding ones and ``random_blocks`` random ones;
+    #: 0 for dense attention. See :meth:`block_sparse_at`.
+    block_size: int = 0
+    random_blocks: int = 0
+
+    def block_sparse_at(self, tokens: int) -> bool:
+        """Whether the attention runs block-sparse over ``tokens`` tokens: BigBirdModel.forward switches to full
+        attention up to ``(5 + 2 x random_blocks) x block_size`` tokens."""
+        return bool(self.block_size) and tokens > (5 + 2 * self.random_blocks) * self.block_size
 
     @property
     def value_dim(self) -> int:
@@ -245,6 +255,10 @@ class FFN:
     #: grouped_mm path multiplies the 16-bit expert outputs by fp32 routing weights
     #: (integrations/moe.py ``proj_out * sample_weights_g``), so the weighted outputs are float32.
     fp32_routing: bool = False
+    #: The routed experts run one at a time in a Python loop over the experts any token chose (modeling_dbrx.py
+    #: ``DbrxExperts.forward``: a gather of the expert's tokens, its GLU, the weighted output ``index_add_``-ed
+    #: into a zeros buffer of the layer's tokens), not through grouped_mm over every routed copy at once.
+    looped_experts: bool = False
 
     @property
     def routed_copies(self) -> int:
@@ -347,6 +361,10 @@ class Architecture:
     # (bloom), a zeros tensor baddbmm adds to (gpt_neox_japanese), the previous layer's probabilities kept by the
     # model's loop (``outputs = block(...)`` until the next block returns: falcon, bloom). Inference only.
     eager_held_scores: int = 0
+    # Eager attention computes its scores in fp32 whatever the compute dtype (modeling_flint.py
+    # eager_attention_forward: ``torch.matmul(query.float(), key_states.float().transpose(2, 3))`` with autocast
+    # off), so the masked scores, the sink column's concatenation and the softmax are fp32. Read with sinks.
+    fp32_scores: bool = False
     # A DeepSeek-sparse-attention token indexer ahead of attention (deepseek_v32, glm_moe_dsa, axk2, hy_v4):
     # (index heads, index head dim); 0 when absent.
     indexer_heads: int = 0
@@ -356,6 +374,9 @@ class Architecture:
     # The forward takes logits_to_keep, so generate's prefill computes the last position's logits only;
     # False: logits for every prompt position (whisper's WhisperForCausalLM).
     last_logits_only: bool = True
+    # Output heads whose logits the forward stacks (MusicgenForCausalLM: one lm_head per codebook, then
+    # ``torch.stack([head(h) for head in self.lm_heads], dim=1)``): each head's output and the stack, per position.
+    logit_heads: int = 1
     # What the counts include or leave out, in words (e.g. a multimodal wrapper's vision tower).
     notes: tuple[str, ...] = ()
     #: One (mixer, ffn) per layer as the family describes it; empty for uniform models, whose

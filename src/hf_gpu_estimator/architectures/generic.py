@@ -71,7 +71,7 @@ def transformers_version() -> str:
 #: peak of transformers' own code, over the traced types the generic family estimates (default configs
 #: cut to a few layers, with the checkpoint's headers), |error| median and worst, and how many of them
 #: are within 10 % (inference) and 15 % (training) with exact parameter counts.
-GENERIC_MEASURED = {"types": 137, "within": 137, "inference_median": 0.001, "inference_worst": 0.067,
+GENERIC_MEASURED = {"types": 137, "within": 137, "inference_median": 0.000, "inference_worst": 0.066,
                     "training_median": 0.000, "training_worst": 0.143}
 
 GENERIC_TOLERANCE = (
@@ -122,6 +122,18 @@ def keep_in_fp32(model_type: str) -> dict[str, tuple[str, ...]]:
     ``scripts/build_generic_data.py``; empty when the type keeps none or is unrecorded."""
     recorded = _data().get("model_types", {}).get(model_type, {}).get("keep_in_fp32") or {}
     return {dtype: tuple(patterns) for dtype, patterns in recorded.items()}
+def eager_sinks(model_type: str) -> tuple[bool, bool]:
+    """(sinks, fp32 scores) of the causal-LM class's eager attention as recorded from its modeling file by
+    ``scripts/build_generic_data.py``: a learned sink column appended to the scores before the softmax, and scores
+    computed from fp32 queries and keys (False, False when unrecorded)."""
+    entry = _data().get("model_types", {}).get(model_type, {})
+    return bool(entry.get("eager_sinks", False)), bool(entry.get("fp32_scores", False))
+
+
+def fp32_router(model_type: str) -> bool:
+    """Whether the causal-LM class's MoE router computes in fp32 (``F.linear(hidden_states.type(torch.float32),
+    ...)``), as recorded from its modeling file by ``scripts/build_generic_data.py`` (False when unrecorded)."""
+    return bool(_data().get("model_types", {}).get(model_type, {}).get("fp32_router", False))
 
 
 def computes_last_logits_only(model_type: str) -> bool:
@@ -241,6 +253,12 @@ def analyze_generic(f: Fields, model_type: str, head: Head) -> tuple[Architectur
     step = tf.opt_int("decoder_sparse_step", 1) or 1
 
     kinds = _layer_kinds(tf, s, layers, window, chunk)
+    sinks, fp32_scores = eager_sinks(model_type)
+    # BigBird's block-sparse attention (configuration_big_bird.py attention_type, block_size 64,
+    # num_random_blocks 3); the decoder of an encoder-decoder (bigbird_pegasus) attends in full.
+    sparse: dict[str, int] = {}
+    if tf.string("attention_type", "") == "block_sparse" and not tf.boolean("is_encoder_decoder", False):
+        sparse = {"block_size": tf.integer("block_size", 64), "random_blocks": tf.integer("num_random_blocks", 3)}
     if attention_free:
         kinds = [next(iter(states))] * layers
     mixers: dict[str, Mixer] = {}
@@ -254,14 +272,16 @@ def analyze_generic(f: Fields, model_type: str, head: Head) -> tuple[Architectur
                 # swa_num_key_value_heads, swa_head_dim: 16 KV heads on the sliding layers, 8 on the others).
                 mixers[kind] = Mixer(kind=kind, heads=tf.opt_int("swa_num_attention_heads", heads) or heads,
                                      kv_heads=tf.opt_int("swa_num_key_value_heads", kv_heads) or kv_heads,
-                                     head_dim=tf.opt_int("swa_head_dim", head_dim) or head_dim, window=window)
+                                     head_dim=tf.opt_int("swa_head_dim", head_dim) or head_dim, window=window,
+                                     sinks=sinks)
             else:
                 mixers[kind] = Mixer(kind=kind, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
-                                     chunk=chunk if kind == "chunked" else None)
+                                     chunk=chunk if kind == "chunked" else None, sinks=sinks, **sparse)
         return mixers[kind]
 
     dense = FFN(kind="dense", intermediate=inter, gated=gated)
-    moe = FFN(kind="moe", intermediate=moe_inter, gated=gated, experts=experts, top_k=top_k, shared=shared)
+    moe = FFN(kind="moe", intermediate=moe_inter, gated=gated, experts=experts, top_k=top_k, shared=shared,
+              fp32_routing=fp32_router(model_type))
     made: dict[tuple[str, bool], Layer] = {}  # one Layer object per (kind, moe): cheap to group
     per_layer = []
     for i, kind in enumerate(kinds):
@@ -304,6 +324,7 @@ def analyze_generic(f: Fields, model_type: str, head: Head) -> tuple[Architectur
         family="generic",
         bidirectional=not decoder,
         eager_held_scores=_eager_held_scores(model_type, layers),
+        fp32_scores=fp32_scores,
         # A DeepSeek-sparse-attention token indexer (configuration_deepseek_v32.py index_n_heads, index_head_dim).
         indexer_heads=tf.opt_int("index_n_heads", 0, minimum=0) or 0,
         indexer_head_dim=tf.opt_int("index_head_dim", 0, minimum=0) or 0,
@@ -327,6 +348,10 @@ def analyze_generic(f: Fields, model_type: str, head: Head) -> tuple[Architectur
         shared_expert_intermediate_size=shared if moe_layers else 0,
         num_shared_experts=(n_shared or (1 if shared else 0)) if moe_layers else 0,
         moe_layers=moe_layers,
+        # A router computing in fp32 (recorded from the modeling file): the routing weights, and the experts'
+        # weighted outputs, are fp32 (exact-mode trace of minicpm5_moe at 4 x 2048 tokens: the prefill peaks at the
+        # fp32 weighted output and its reordered copy).
+        moe_fp32_routing=bool(moe_layers) and fp32_router(model_type),
         linears=linears,
         per_layer=tuple(per_layer),
         derivation="generic",

@@ -49,12 +49,14 @@ def mamba1(hidden: int, inner: int, state: int, kernel: int, dt_rank: int, *, pr
 
 
 def mamba2(hidden: int, inner: int, heads: int, head_dim: int, groups: int, state: int, kernel: int, *,
-           proj_bias: bool, conv_bias: bool, out_bias: bool | None = None, gated_norm: bool = True) -> Part:
+           proj_bias: bool, conv_bias: bool, out_bias: bool | None = None, gated_norm: bool = True,
+           chunk: int = 0) -> Part:
     """modeling_mamba2.py ``Mamba2Mixer`` (also falcon_h1, nemotron_h, granitemoehybrid).
 
     conv_dim = inner + 2*groups*state; in_proj (hidden -> inner + conv_dim + heads); depthwise conv1d over
     conv_dim; dt_bias, A_log, D (heads each); gated RMSNorm (inner, optional in falcon_h1); out_proj.
-    The SSM state is (heads, head_dim, state) per sequence.
+    The SSM state is (heads, head_dim, state) per sequence. ``chunk``: the torch scan's chunk length
+    (``config.chunk_size``; 0: :data:`~hf_gpu_estimator.memory.activations.MAMBA2_CHUNK`).
     """
     conv_dim = inner + 2 * groups * state
     out_bias = proj_bias if out_bias is None else out_bias
@@ -66,7 +68,8 @@ def mamba2(hidden: int, inner: int, heads: int, head_dim: int, groups: int, stat
     params = sum(lin(x.in_features, x.out_features, x.bias) for x in linears)
     params += conv_dim * kernel + (conv_dim if conv_bias else 0) + 3 * heads
     mixer = Mixer(kind="ssm", heads=heads, head_dim=head_dim, inner=inner,
-                  state_elements=heads * head_dim * state, conv_elements=conv_dim * kernel, conv_kernel=kernel)
+                  state_elements=heads * head_dim * state, conv_elements=conv_dim * kernel, conv_kernel=kernel,
+                  chunk=chunk or None)
     return Part(params, inner if gated_norm else 0, linears, mixer)
 
 

@@ -388,6 +388,11 @@ def _attention_saved(arch: Architecture, workload: Workload, seq_len: int, d: Di
 
     attn = effective_attention(arch, workload)
     repeat = a != k
+    if mixer.block_sparse_at(seq_len):
+        # Block-sparse attention runs whatever the implementation asked, and writes no cache.
+        saved += c * a * qk + c * k * (qk + vd) + block_sparse_saved_bytes(mixer, c, H, seq_len, mixed=mixed)
+        saved += linear_inputs(attn_out, a * vd, already_saved=False)
+        return saved, c * a * seq_len, 0.0
     if attn == "eager":
         mask_bytes = 4 if r == 4 else c
         saved += c * a * qk  # q (cast to the compute dtype under autocast)
@@ -639,8 +644,16 @@ def recurrent_inference_bytes(mixer: Mixer, *, compute_bytes: int, hidden: int, 
         chunk = mixer.chunk or MAMBA2_CHUNK
         padded, per_seq = _chunking(chunk, seq_len)
         d_state = mixer.state_elements // max(1, inner)
-        return (c * (inner + 2 * channels + heads) + padded * (4 * 3 * heads * chunk + 4 * 7 * inner
-                + 4 * 3 * heads * d_state) + 4 * 4 * heads + 4 * mixer.state_elements * (padded / chunk + 2 * per_seq))
+        # At the last sum, or earlier at the einsum of the chunks' new states, where the chunk states and their
+        # einsum copy, four heads x d_state tensors (B_decay's einsum copy included) and four inner-wide ones are
+        # alive beside the chunk x chunk matrices (exact-mode traces of nemotron_h at 4 x 2048 tokens, 128 heads
+        # of 64, d_state 128: the peak is there at chunk 64, both moments hold the same at its chunk of 128).
+        at_end = padded * (4 * 7 * inner + 4 * 3 * heads * d_state) + 4 * mixer.state_elements * (
+            padded / chunk + 2 * per_seq)
+        at_states = padded * (4 * 4 * inner + 4 * 4 * heads * d_state) + 4 * mixer.state_elements * (
+            2 * padded / chunk + 2 * per_seq)
+        return (c * (inner + 2 * channels + heads) + padded * 4 * 3 * heads * chunk + max(at_end, at_states)
+                + 4 * 4 * heads)
     if mixer.kind == "linear":
         chunk = mixer.chunk or DELTANET_CHUNK
         padded, per_seq = _chunking(chunk, seq_len)
@@ -710,10 +723,19 @@ def inference_layer_transient(arch: Architecture, *, compute_bytes: int, attn: s
             # Attention sinks (modeling_gpt_oss.py eager_attention_forward): the masked scores stay bound
             # while torch.cat appends the sink column and the row max is subtracted, and softmax runs in
             # the scores' dtype: three score tensors, two of them one column wider (the 4-D masks are
-            # counted per forward by the caller).
-            attn_bytes += c * d.heads * (seq_len + 2 * (seq_len + 1))
+            # counted per forward by the caller). Flint's scores are fp32 (Architecture.fp32_scores): the
+            # masked scores, the concatenation and the softmax output, 12 bytes per score, beside the keys and
+            # values repeated to the query heads (repeat_kv) where they are grouped (exact-mode trace of flint
+            # at 4 x 2048 tokens: 6,146 MiB of fp32 scores and 128 MiB of repeated keys and values at the peak).
+            s = 4 if arch.fp32_scores else c
+            attn_bytes += s * d.heads * (seq_len + 2 * (seq_len + 1))
+            if arch.fp32_scores and d.kv_heads < d.heads:
+                attn_bytes += c * d.heads * (d.qk_head_dim + d.v_head_dim)
         elif attn == "eager":
             attn_bytes = max(attn_bytes, _eager_softmax_bytes(arch, d, c, seq_len, float16=float16))
+        sparse = [m for layer, _ in arch.layer_groups for m in layer.mixers if m.block_sparse_at(query_len)]
+        if sparse:
+            attn_bytes = max(block_sparse_inference_bytes(m, c, H, query_len) for m in sparse)
         peak = max(peak, attn_bytes, _indexer_bytes(arch, c, seq_len))
     for layer, _ in arch.layer_groups:
         for mixer in layer.mixers:
@@ -722,12 +744,17 @@ def inference_layer_transient(arch: Architecture, *, compute_bytes: int, attn: s
                                                                          seq_len=query_len)
                                               if query_len > 1 else 4 * c * (mixer.inner or H)))
         held = 0
-        if attn == "eager" and layer.mixer.kind in ATTENTION_KINDS:
+        if layer.mixer.block_sparse_at(query_len):
+            # The dense probabilities block-sparse attention returns (see block_sparse_inference_bytes), kept by
+            # the layer (modeling_big_bird.py BigBirdLayer: ``self_attention_outputs[1:]``) through the MLP.
+            held = c * d.heads * query_len
+        elif attn == "eager" and layer.mixer.kind in ATTENTION_KINDS:
             # Eager attention returns its probabilities in the compute dtype and the decoder layer keeps
             # them bound (``hidden_states, _ = self.self_attn(...)``, modeling_llama.py and most siblings)
             # until it returns: alive through the feed-forward. With sinks they are a slice of the
-            # softmax output, which keeps the sink column (modeling_gpt_oss.py ``probs[..., :-1]``).
-            held = c * d.heads * (seq_len + (1 if layer.mixer.sinks else 0))
+            # softmax output, which keeps the sink column (modeling_gpt_oss.py ``probs[..., :-1]``), unless cast
+            # to a new tensor (modeling_flint.py ``[..., :-1].to(value_states.dtype)``).
+            held = c * d.heads * (seq_len + (1 if layer.mixer.sinks and not arch.fp32_scores else 0))
         ffn = _ffn_inference_bytes(arch, layer.ffn, c, H, d.intermediate) + held
         if layer.mixer.kind == "wkv":
             # RWKV-4's channel mix (modeling_rwkv.py RwkvFeedForward) shifts its input by one token and
@@ -739,6 +766,46 @@ def inference_layer_transient(arch: Architecture, *, compute_bytes: int, attn: s
             ffn += 5 * c * H - (_ACT_ALIVE.get(arch.hidden_act, 2) - 2) * c * (layer.ffn.intermediate or d.intermediate)
         peak = max(peak, ffn)
     return peak
+
+
+def _block_fractions(mixer: Mixer, tokens: int) -> tuple[float, float]:
+    """(middle, random) of BigBird's block-sparse attention: the share of the query blocks that take the
+    banded path (all but the first two and last two) and that gather random blocks (all but the first and last)."""
+    blocks = tokens / mixer.block_size
+    return max(0.0, blocks - 4) / blocks, max(0.0, blocks - 2) / blocks
+
+
+def block_sparse_inference_bytes(mixer: Mixer, c: int, hidden: int, tokens: int) -> float:
+    """Per-token bytes alive at the end of BigBird's block-sparse attention without autograd
+    (modeling_big_bird.py ``BigBirdBlockSparseAttention.bigbird_block_sparse_attention``, transformers 5.25): the
+    dense ``attention_probs`` (zeros of [batch, heads, seq, seq] in the compute dtype, filled from the blocks'
+    weights, built whether or not attentions are output); per middle query block the band's products (sliding,
+    global and random keys), their concatenation and its softmax; the random blocks' fp32 mask and gathered keys
+    and values; the sliding keys and values; the first and last query blocks' products and softmax against every
+    key; the residual, normed input, q, k, v and the context. Exact-mode trace of big_bird at 4 x 2048 tokens
+    (block 64, 3 random blocks, 12 heads of 64): 954 of the 995 MiB of activations at the prefill peak (the rest:
+    the second and second-to-last query blocks' own products)."""
+    h, d, bs, r = mixer.heads, mixer.head_dim, mixer.block_size, mixer.random_blocks
+    middle, rand = _block_fractions(mixer, tokens)
+    return (c * h * tokens + 3 * c * h * (5 + r) * bs * middle + 4 * h * r * bs * rand + 2 * c * h * r * d * rand
+            + 2 * c * h * 3 * d * middle + 4 * c * h * bs + 6 * c * hidden)
+
+
+def block_sparse_saved_bytes(mixer: Mixer, c: int, hidden: int, tokens: int, *, mixed: bool) -> float:
+    """Per-token bytes BigBird's block-sparse attention saves for backward beyond q, k and v (see
+    :func:`block_sparse_inference_bytes`): per middle query block the band's softmax output (fp32 under autocast,
+    an autocast fp32 op) with the 16-bit casts of its sliding and random slices that the context matmuls read and a
+    contiguous copy of one three-block slice, the sliding keys and values and the gathered random keys'
+    contiguous slice; the first and last query blocks' softmax outputs and their 16-bit casts and copies; the
+    transposed contiguous keys and values. Itemized from the tensors saved in an exact-mode trace of big_bird
+    training at 2 x 2048 tokens, bf16-mixed (238.6 MiB per layer)."""
+    h, d, bs, r = mixer.heads, mixer.head_dim, mixer.block_size, mixer.random_blocks
+    middle, _ = _block_fractions(mixer, tokens)
+    soft = 4 if mixed else c
+    casts = c if mixed else 0
+    band = h * middle * (soft * (5 + r) * bs + casts * (3 + r) * bs + c * 3 * bs + c * d * (2 * 3 + r))
+    ends = 2 * h * bs * (soft + 2 * c)
+    return band + ends + 2 * c * hidden
 
 
 def _indexer_bytes(arch: Architecture, c: int, seq_len: int) -> float:
@@ -795,6 +862,15 @@ def _ffn_inference_bytes(arch: Architecture, ffn: FFN, c: int, H: int, default_i
         # temporaries otherwise.
         fused = 1 if ffn.gated and any(lin.name == "gate_up_proj" for lin in arch.linears) else 0
         return 2 * c * H + (3 + fused if ffn.gated else max(2, _ACT_ALIVE.get(arch.hidden_act, 2))) * c * inter
+    if ffn.looped_experts:
+        # One expert at a time (FFN.looped_experts): the zeros output buffer of every token, the previous
+        # expert's weighted output (still bound while the next expert runs) and, for the expert running, its
+        # gathered tokens, their gathered copy's twin, up, act(gate) and the product, beside the residual and the
+        # normed input. Its share of the tokens is top_k / experts when the routing is even (exact-mode trace of
+        # dbrx at 4 x 2048 tokens, 4 experts, top-1: 2,479 of the 8,192 tokens on the busiest expert, random
+        # weights).
+        share = ffn.top_k / max(1, ffn.experts)
+        return 2 * c * H + c * H + share * (3 * c * H + (3 if ffn.gated else 2) * c * inter)
     # grouped_mm experts (integrations/moe.py grouped_mm_experts_forward), per routed token: at the
     # gating, the gathered input stays alive with the fused gate/up output, act(gate) and the product;
     # at the end, the gathered input, the down projection's output, the output weighted by the routing

@@ -257,7 +257,10 @@ def _inference(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: 
 
     # Prefill: every layer's cache holds the prompt (sliding layers keep a view of the full prompt
     # until the first decode step); the largest transient is inside the last layer.
-    kv_prefill = kv(S, storage=True)
+    # Block-sparse attention never writes to the cache (modeling_big_bird.py BigBirdModel.forward): a block-sparse
+    # prompt leaves it empty, and the decode steps (full attention, one token) fill it from there.
+    prompt = 0 if _prefill_writes_no_cache(arch, S) else S
+    kv_prefill = kv(prompt, storage=True)
     layer_transient = int(B * S * inference_layer_transient(arch, compute_bytes=c, attn=attn, seq_len=S, query_len=S,
                                                          float16=plan.compute_dtype == "float16")
                           * shard.activations)
@@ -274,8 +277,13 @@ def _inference(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: 
         mask = B * S * S * _sdpa_mask_patterns(arch, S)
     hidden = B * S * c * arch.hidden_size  # embeddings / residual stream kept across layers
     # Only the last position's logits (generate passes logits_to_keep=1), then an fp32 copy; a forward
-    # without logits_to_keep computes them for every prompt position first.
-    logits = B * arch.vocab_size * ((c if arch.last_logits_only else S * c) + 4)
+    # without logits_to_keep computes them for every prompt position first. Stacked heads (one per codebook) hold
+    # each head's output and the stack together (exact-mode trace of musicgen at 4 x 2048 tokens, sdpa: the
+    # prefill peaks at torch.stack, 4 heads' outputs and the stacked copy beside the cache).
+    heads = arch.logit_heads
+    stacked = 2 if heads > 1 else 1
+    logits = B * heads * arch.vocab_size * ((c if arch.last_logits_only else stacked * S * c) + 4)
+    step_logits = B * heads * arch.vocab_size * (stacked * c + 4)  # a decode step's one position
     dequant = _dequant_transient(arch, plan)
     prefill = Moment(phase="prefill", components={
         "weights": W, "kv_cache": kv_prefill, "activations": hidden,
@@ -283,25 +291,27 @@ def _inference(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: 
     # Decode: the last step, with the cache at S + N - 1 tokens growing to S + N; DynamicCache.update
     # concatenates (old and new tensors of one layer alive together).
     total = S + max(N, 1)
-    kv_decode = kv(total - 1)
-    per_layer_kv = kv(total) // max(1, layers_here)
+    cached = prompt + max(N, 1)  # what the cache holds at the end of generation
+    kv_decode = kv(cached - 1)
+    per_layer_kv = kv(cached) // max(1, layers_here)
     step_transient = int(B * inference_layer_transient(arch, compute_bytes=c, attn=attn, seq_len=total, query_len=1))
     decode = Moment(phase="decode", components={
         "weights": W, "kv_cache": kv_decode + per_layer_kv, "activations": B * c * arch.hidden_size,
-        "transient": step_transient + logits + dequant, "workspace": ws})
+        "transient": step_transient + step_logits + dequant, "workspace": ws})
     moments = [prefill] + ([decode] if N > 0 else [])
     terms: list[Term] = []
     if detail:
         terms = [
             Term(component="weights", name="weights", bytes=W, formula=plan.formula + _shard_note(shard.weights)),
-            Term(component="kv_cache", name="kv_cache (end of generation)", bytes=kv(total),
-                 formula=_kv_formula(arch, B, total, kv_dtype_bytes)),
+            Term(component="kv_cache", name="kv_cache (end of generation)", bytes=kv(cached),
+                 formula=_kv_formula(arch, B, cached, kv_dtype_bytes)),
             Term(component="transient", name="prefill layer peak", bytes=layer_transient,
                  formula=f"batch {B} x {S} tokens x per-token layer peak ({attn})", low=int(layer_transient * 0.9),
                  high=int(layer_transient * 1.2)),
             Term(component="transient", name="last-position logits + fp32 copy" if arch.last_logits_only
                  else "prompt logits + fp32 copy of the last", bytes=logits,
-                 formula=f"{B} x vocab {arch.vocab_size} x ({c if arch.last_logits_only else f'{S} x {c}'} + 4) B"),
+                 formula=(f"{B} x {heads} heads x " if heads > 1 else f"{B} x ")
+                 + f"vocab {arch.vocab_size} x ({c if arch.last_logits_only else f'{S} x {c}' + (' x 2' if heads > 1 else '')} + 4) B"),
             Term(component="workspace", name="cuBLAS workspace", bytes=ws,
                  formula="32 MiB cuBLAS + 1 MiB cuBLASLt per stream (Hopper+), via the caching allocator"),
         ]
@@ -323,7 +333,13 @@ def _inference(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: 
                                "cache is sized for seq_len + new_tokens as llama.cpp's n_ctx")
     peak_activation = max(m.components.get("transient", 0) for m in moments)
     return _finish(moments, terms, workload, assumptions, activation_bytes_at_peak=peak_activation,
-                   decode_kv_bytes=kv(total) if N > 1 else 0, detail=detail)
+                   decode_kv_bytes=kv(cached) if N > 1 else 0, detail=detail)
+
+
+def _prefill_writes_no_cache(arch: Architecture, tokens: int) -> bool:
+    """Whether every attention layer runs block-sparse over a ``tokens``-token prompt (spec.Mixer.block_sparse_at)."""
+    mixers = [m for layer, _ in arch.layer_groups for m in layer.mixers if m.has_cache]
+    return bool(mixers) and all(m.block_sparse_at(tokens) for m in mixers)
 
 
 def _dequant_transient(arch: Architecture, plan: WeightPlan) -> int:

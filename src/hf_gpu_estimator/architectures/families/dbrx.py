@@ -57,7 +57,7 @@ def analyze_dbrx(f: Fields, model_type: str, head: Head) -> tuple[Architecture, 
         t.add("lm_head", vocab * hidden)
 
     layer = Layer(mixer=Mixer(kind="full", heads=heads, kv_heads=kv_heads, head_dim=head_dim),
-                  ffn=FFN(kind="moe", intermediate=inter, experts=experts, top_k=top_k))
+                  ffn=FFN(kind="moe", intermediate=inter, experts=experts, top_k=top_k, looped_experts=True))
     arch = Architecture(
         model_type=model_type, family=model_type, num_layers=layers, hidden_size=hidden,
         num_attention_heads=heads, num_key_value_heads=kv_heads, head_dim=head_dim, intermediate_size=inter,

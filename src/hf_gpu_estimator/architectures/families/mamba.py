@@ -58,7 +58,7 @@ def analyze_mamba2(f: Fields, model_type: str, head: Head) -> tuple[Architecture
         raise f.error("n_groups", groups, f"a divisor of num_heads={heads}")
     part = mamba2(hidden, inner, heads, head_dim, groups, f.integer("state_size", 128),
                   f.integer("conv_kernel", 4), proj_bias=f.boolean("use_bias", False),
-                  conv_bias=f.boolean("use_conv_bias", True))
+                  conv_bias=f.boolean("use_conv_bias", True), chunk=f.integer("chunk_size", 256))
     return _ssm_stack(f, model_type, head, hidden=hidden, layers=layers, vocab=vocab,
                       tie=f.boolean("tie_word_embeddings", False), part=part, notes=())
 

@@ -48,8 +48,14 @@ def analyze_musicgen(f: Fields, model_type: str, head: Head) -> tuple[Architectu
         family="musicgen",
         gated_mlp=False,
         norm="layernorm",
-        norms_per_layer=3 if cross else 2,
+        # encoder_attn_layer_norm runs only with encoder states (MusicgenDecoderLayer.forward, modeling_musicgen.py
+        # transformers 5.25): a decoder-only step normalizes twice per layer.
+        norms_per_layer=2,
         layer_types=(FULL,) * layers,
+        # MusicgenForCausalLM.forward (and the melody one) takes no logits_to_keep and stacks one head's logits per
+        # codebook (modeling_musicgen.py, transformers 5.25): generate's prefill computes every position's.
+        last_logits_only=False,
+        logit_heads=codebooks,
         # MusicgenMelodyDecoder.forward keeps each layer's outputs (its attention probabilities included) in
         # ``layer_outputs`` until the next layer returns (modeling_musicgen_melody.py, transformers 5.25).
         eager_held_scores=1 if model_type == "musicgen_melody" and layers > 1 else 0,

@@ -55,7 +55,10 @@ def analyze_nemotron_h(f: Fields, model_type: str, head: Head) -> tuple[Architec
     bias = f.boolean("use_bias", False)
     mamba = mamba2(hidden, m_heads * m_head_dim, m_heads, m_head_dim, groups, f.integer("ssm_state_size", 128),
                    f.integer("conv_kernel", 4, aliases=("mamba_d_conv",)), proj_bias=bias,
-                   conv_bias=f.boolean("use_conv_bias", True, aliases=("mamba_conv_bias",)))
+                   conv_bias=f.boolean("use_conv_bias", True, aliases=("mamba_conv_bias",)),
+                   # The torch scan's chunk (configuration_nemotron_h.py chunk_size, default 128; mamba_chunk_size
+                   # is read into it).
+                   chunk=f.integer("chunk_size", 128, aliases=("mamba_chunk_size",)))
     inter = f.integer("intermediate_size", 21504)
     mlp_bias = f.boolean("mlp_bias", False)
     mlp_linears = (
