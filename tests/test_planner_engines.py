@@ -272,7 +272,8 @@ def test_llamacpp_slots_and_offload() -> None:
     cap = engine_capacity(spec, make_workload(quantization="int8"), gpu, engine="llama.cpp", ctx_size=16384,
                           parallel=4)
     assert cap.kv_cache_tokens == 16384 and cap.max_concurrent_sequences == 4 and cap.max_model_len == 4096
-    m = llamacpp_memory(spec, n_ctx=16384, n_parallel=4, quantization="gguf:Q8_0")
+    # llama-server reserves one logits row per slot (llama.cpp PR #23861)
+    m = llamacpp_memory(spec, n_ctx=16384, n_parallel=4, quantization="gguf:Q8_0", n_outputs=4)
     assert (cap.weights_bytes, cap.kv_pool_bytes) == (m.weights_gpu, m.kv_gpu)
     assert cap.profile_peak_bytes == m.weights_gpu + m.compute_buffer
     assert "Q8_0" in " ".join(cap.assumptions)

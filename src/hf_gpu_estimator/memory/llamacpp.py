@@ -31,6 +31,7 @@ from hf_gpu_estimator.spec import ModelSpec
 
 if TYPE_CHECKING:
     from hf_gpu_estimator.memory.terms import MemoryEstimate
+    from hf_gpu_estimator.spec import Architecture
     from hf_gpu_estimator.workload import Workload
 
 #: -ctk/-ctv types (common/arg.cpp kv_cache_types) -> ggml type names.
@@ -91,7 +92,7 @@ def gguf_tensors_of(spec: ModelSpec, quantization: str | None) -> tuple[GGUFTens
 def llamacpp_memory(spec: ModelSpec, *, n_ctx: int, n_parallel: int = 1, n_gpu_layers: int | None = None,
                     kv_type: str = "f16", quantization: str | None = None, flash_attention: bool = True,
                     n_ubatch: int = N_UBATCH, n_cpu_moe: int = 0, kv_type_v: str | None = None,
-                    override_tensors: tuple[TensorOverride, ...] = ()) -> LlamaCppMemory:
+                    override_tensors: tuple[TensorOverride, ...] = (), n_outputs: int | None = None) -> LlamaCppMemory:
     """llama.cpp's device and host buffers for ``spec`` served with ``-c n_ctx -np n_parallel -ngl N -ctk/-ctv``.
 
     Args:
@@ -108,6 +109,10 @@ def llamacpp_memory(spec: ModelSpec, *, n_ctx: int, n_parallel: int = 1, n_gpu_l
             tensor's name matches (``std::regex_search``) puts it in that buffer, ahead of the layer's own
             device; the ``--n-cpu-moe`` patterns come after them, as llama.cpp appends each flag's overrides
             in turn (the -ot flags first here, as the launch line writes them).
+        n_outputs: the logits rows the worst-case graph is reserved with: ``None`` for ``n_ubatch`` (every
+            token of the micro-batch, ``graph_reserve(n_tokens, n_seqs, n_tokens)`` in llama.cpp releases
+            before PR #23861 and in tools that ask for every logit); llama-server from PR #23861 ("llama: limit
+            max outputs of llama_context", merged 2026-05-29) reserves one row per sequence (``-np``).
     """
     arch = spec.architecture
     if arch is None:
@@ -188,17 +193,81 @@ def llamacpp_memory(spec: ModelSpec, *, n_ctx: int, n_parallel: int = 1, n_gpu_l
             kv_host += nbytes
 
     compute = 0
+    outputs = tokens if n_outputs is None else max(1, min(n_outputs, tokens))
     if ngl > 0:
-        logits = tokens * (arch.vocab_size + arch.hidden_size) * 4
+        logits = outputs * (arch.vocab_size + arch.hidden_size) * 4
         heads = arch.num_attention_heads
         scores = 0 if flash_attention else tokens * cells * heads * 4
-        compute = max(logits, scores)
+        swa_cells = min(cells, -(-((arch.sliding_window or 0) * n_parallel + n_ubatch) // KV_PAD) * KV_PAD)
+        layers = tokens * 4 * layer_peak_values(arch) + mask_bytes(arch, tokens, cells, swa_cells, flash_attention)
+        compute = max(logits, scores, layers)
     formula = (f"-ngl {ngl}/{n_layer + 1} (token_embd on host), KV {cells} cells x {n_layer} layers in {label}, "
-               f"compute buffer for a {tokens}-token micro-batch "
-               + ("(logits f32)" if flash_attention else "(max of logits and attention scores f32)"))
+               f"compute buffer for a {tokens}-token micro-batch: the largest of the logits of {outputs} output "
+               "row(s), the layers' working set with the attention masks"
+               + ("" if flash_attention else ", the attention scores"))
     return LlamaCppMemory(weights_gpu=weights_gpu, weights_host=weights_host, kv_gpu=kv_gpu, kv_host=kv_host,
                           compute_buffer=compute, n_gpu_layers=ngl, n_layer=n_layer, kv_cells=cells, kv_type=label,
                           flash_attention=flash_attention, formula=formula)  # fmt: skip
+
+
+def layer_peak_values(arch: Architecture) -> int:
+    """Values per token of the micro-batch that one decoder layer holds at its peak in ggml's graph allocator
+    (ggml-alloc frees a tensor after its last use and computes norms, activations and rope in place), the
+    largest over the layers: the residual stream (``hidden``) beside
+
+    * attention (src/llama-graph.cpp ``build_attn`` with flash attention): q, k and v, then the attention
+      output (``heads x v_head_dim``) beside them, or the normalized input while q, k and v are computed;
+    * a gated FFN (``build_ffn``, ``LLM_FFN_PAR``): up, gate and their GLU product (3 x intermediate);
+      a plain one: up, its activation computed in place, beside the normalized input or the down
+      projection's output (intermediate + hidden);
+    * routed experts (``build_moe_ffn``, which runs the ``top_k`` experts ``ggml_top_k`` picks for each token
+      through ``ggml_mul_mat_id``, llama4 included): up, gate and their product (3 x intermediate x top_k), or
+      that product beside the experts' outputs and their router-weighted copy (2 x hidden x top_k); shared
+      experts as a gated FFN beside the routed result;
+    * with parallel attention (falcon, GPT-NeoX, phi-2: attention and FFN read the same input), the attention
+      output held while the FFN runs (+ hidden).
+
+    Recurrent mixers (Mamba, RWKV, linear attention) are sized by their projections only (their scan's
+    temporaries are not modelled).
+    """
+    hidden = arch.hidden_size
+    peak = 0
+    for layer in arch.layers:
+        m, f = layer.mixer, layer.ffn
+        if m.kind in ("full", "sliding", "chunked", "cross"):
+            q, kv = m.heads * m.head_dim, m.kv_heads * m.head_dim
+            v = m.kv_heads * m.value_dim
+            out = m.heads * m.value_dim
+            attn = q + kv + v + max(hidden, out)
+        elif m.kind == "mla":
+            q = m.heads * (m.head_dim or 0)
+            attn = q + m.kv_lora_rank + m.rope_dim + max(hidden, m.heads * m.value_dim)
+        else:
+            attn = hidden + 2 * (m.inner or hidden)
+        if f.kind == "moe":
+            routed = f.intermediate * f.top_k
+            ffn = max(3 * routed, routed + 2 * hidden * f.top_k)
+            if f.shared:
+                ffn = max(ffn, hidden + 3 * f.shared)
+        elif f.kind == "dense":
+            ffn = 3 * f.intermediate if f.gated else f.intermediate + hidden
+        else:
+            ffn = 0
+        if arch.parallel_attention:
+            ffn += hidden
+        peak = max(peak, hidden + max(attn, ffn))
+    return peak
+
+
+def mask_bytes(arch: Architecture, tokens: int, cells: int, swa_cells: int, flash_attention: bool) -> int:
+    """The attention masks the graph keeps for every layer (src/llama-graph.cpp ``build_attn_inp_kv``): an f32
+    ``n_kv x n_tokens`` mask per cache (the sliding-window cache its own, ``n_kv`` its cells) and, with flash
+    attention, its f16 copy (``ggml_cast(..., GGML_TYPE_F16)``)."""
+    per_value = 4 + (2 if flash_attention else 0)
+    kinds = {layer.mixer.kind for layer in arch.layers}
+    full = cells if kinds & {"full", "mla", "chunked"} else 0
+    swa = swa_cells if "sliding" in kinds else 0
+    return (full + swa) * tokens * per_value
 
 
 def cache_types(workload: Workload, cache_type_k: str | None = None,
@@ -218,14 +287,15 @@ def served_memory(spec: ModelSpec, workload: Workload, *, n_ctx: int, n_parallel
                   cache_type_v: str | None = None) -> tuple[LlamaCppMemory, str]:
     """llama.cpp's buffers as ``hfge estimate`` and ``hfge plan`` both size them: the K/V cache types
     (:func:`cache_types`), ``-fa`` as llama.cpp decides it for the backend (:func:`flash_attention_on`), the
-    quantized-V check, then :func:`llamacpp_memory`. Returns the buffers and the line that says how ``-fa``
-    was decided."""
+    quantized-V check, then :func:`llamacpp_memory` with one logits row per slot reserved, as llama-server
+    does from llama.cpp PR #23861 (gguf-parser-go's measured sweep: ``benchmarks/llamacpp_compute_buffers.py``).
+    Returns the buffers and the line that says how ``-fa`` was decided."""
     kv_k, kv_v = cache_types(workload, cache_type_k, cache_type_v)
     fa, fa_note = flash_attention_on(spec, mode=flash_attn, runtime=runtime, kv_type_k=kv_k, kv_type_v=kv_v)
     check_v_cache(fa, kv_v, fa_note)
     m = llamacpp_memory(spec, n_ctx=n_ctx, n_parallel=n_parallel, n_gpu_layers=n_gpu_layers, kv_type=kv_k,
                         quantization=quantization, flash_attention=fa, n_cpu_moe=n_cpu_moe, kv_type_v=kv_v,
-                        override_tensors=override_tensors)
+                        override_tensors=override_tensors, n_outputs=n_parallel)
     return m, fa_note
 
 
