@@ -84,7 +84,8 @@ def render_table(result: dict[str, object]) -> str:
         f"{_pct(s['full_all_outputs']['worst'])}. Against the partial-offload buffer (1-4 layers, which the model "
         f"does not distinguish): median |error| {s['partial']['median_abs'] * 100:.1f} %.",
         "",
-        "| model (architecture) | -c | measured full / partial (MiB) | ours (MiB) | error | ours, n_ubatch rows (MiB) |",
+        "| model (architecture) | -c | measured full / partial (MiB) | ours (MiB) | error "
+        "| ours, n_ubatch rows (MiB) |",
         "|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:  # type: ignore[union-attr]

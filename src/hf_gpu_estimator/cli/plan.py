@@ -205,7 +205,8 @@ def run(args: argparse.Namespace) -> int:
         return _run_eval(args)
     spec = read_spec(args)
     # -ctk/-ctv are parsed with the workload flags (estimate takes them there) and sized as engine settings here
-    kwargs, _notes = fit_context(spec, {k: v for k, v in workload_kwargs(args).items() if k not in _ENGINE_WORKLOAD_FLAGS})
+    asked = {k: v for k, v in workload_kwargs(args).items() if k not in _ENGINE_WORKLOAD_FLAGS}
+    kwargs, _notes = fit_context(spec, asked)
     if args.n_gpu_layers is not None and args.n_gpu_layers >= 0:
         kwargs["gpu_layers"] = args.n_gpu_layers
     work = workload_from_kwargs(kwargs)

@@ -321,8 +321,9 @@ _EXPERTS = re.compile(r"\.ffn_(up|down|gate|gate_up)_(ch|)exps")
 #: ``-ot`` buffer type names (common/arg.cpp ``--override-tensor`` looks the name up among the buffer types of
 #: the devices llama.cpp loaded: ``CPU``, ``CUDA0``, ``ROCm0``, ``Vulkan0``, ``Metal``, ``SYCL0`` ..., and a
 #: device's pinned host buffer ``CUDA_Host``); a host buffer keeps the tensor in host memory.
-_BUFFER_TYPE = re.compile(r"^(?:(?P<host>CPU(?:_\w+)?|\w+_Host)|(?:CUDA|ROCm|Vulkan|SYCL|MUSA|CANN|OpenCL|RPC)\w*|Metal|BLAS)$",
-                          re.IGNORECASE)
+_BUFFER_TYPE = re.compile(
+    r"^(?:(?P<host>CPU(?:_\w+)?|\w+_Host)|(?:CUDA|ROCm|Vulkan|SYCL|MUSA|CANN|OpenCL|RPC)\w*|Metal|BLAS)$",
+    re.IGNORECASE)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -477,7 +477,8 @@ def llamacpp_fit_params(spec: ModelSpec, workload: Workload, deployment: Deploym
         """(device bytes used, bytes free before loading, KV bytes) of one test allocation."""
         work, notes = prepare(spec, workload, dep)
         cap = _engine_fit(spec, work, dep, notes).serving
-        return cap.profile_peak_bytes + cap.kv_pool_bytes, cap.total_memory_bytes - cap.non_torch_bytes, cap.kv_pool_bytes
+        free = cap.total_memory_bytes - cap.non_torch_bytes
+        return cap.profile_peak_bytes + cap.kv_pool_bytes, free, cap.kv_pool_bytes
 
     full, free, kv = used(d)
     if free - full >= margin:

@@ -196,7 +196,8 @@ VLLM_VERSIONS: dict[str, VllmVersion] = {
         non_torch_other_gpu=overhead.CUDA_CONTEXT_BARE_BYTES,
         source="vllm/worker/worker.py determine_num_available_blocks; non-torch 1.79 GiB (tp=1) and 3.58 GiB "
                "(tp=2) per rank on an H100 in https://github.com/vllm-project/vllm/pull/10511; on other GPUs the "
-               "bare CUDA context (0.44 GiB logged on an RTX A6000, https://github.com/vllm-project/vllm/issues/10360)"),
+               "bare CUDA context (0.44 GiB logged on an RTX A6000, "
+               "https://github.com/vllm-project/vllm/issues/10360)"),
     "0.7": VllmVersion(
         version="0.7", engine="v0", releases=("0.7",),
         non_torch_tp1_bytes=int(0.16 * GiB), non_torch_multi_gpu_bytes=overhead.NCCL_BYTES,
