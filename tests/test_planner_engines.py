@@ -460,7 +460,8 @@ def test_llamacpp_flash_attention_on_off_auto() -> None:
         flash_attention_on(spec, mode="yes")
     on = engine_capacity(spec, make_workload(), gpu, engine="llama.cpp", ctx_size=8192)
     off = engine_capacity(spec, make_workload(), gpu, engine="llama.cpp", ctx_size=8192, flash_attn="off")
-    scores = 512 * 8192 * 32 * 4  # n_ubatch x cells x heads, f32
+    # n_ubatch x (cells x heads scores + heads x head_dim kqv + hidden residual), f32, and the f32 mask
+    scores = 512 * (8192 * 32 + 32 * 128 + 4096) * 4 + 8192 * 512 * 4
     assert off.profile_peak_bytes - off.weights_bytes == max(scores, on.profile_peak_bytes - on.weights_bytes)
     assert any("-fa off" in a for a in off.assumptions)
     with pytest.raises(ConflictingOptionsError, match="flash attention"):

@@ -14,8 +14,9 @@ load_tensors, src/llama-kv-cache.cpp, src/llama-context.cpp):
   "V cache quantization requires flash_attn"); a quantized K cache does not. Sliding-window layers
   keep ``min(n_ctx, n_swa * n_seq + n_ubatch)`` cells. MLA (deepseek2) caches the compressed latent.
 * The compute buffer is reserved for the worst micro-batch (``n_ubatch`` = 512 tokens, all output):
-  the logits ``n_ubatch x n_vocab`` f32 and the normalized hidden state it is computed from, or,
-  without flash attention, the ``n_ubatch x n_kv x n_head`` f32 attention scores, whichever is larger.
+  the logits ``n_ubatch x n_vocab`` f32 and the normalized hidden state it is computed from, a layer's
+  working set with the attention masks, or, without flash attention, the ``n_ubatch x n_kv x n_head`` f32
+  attention scores beside their product with V, the residual stream and the masks, whichever is largest.
 """
 
 from __future__ import annotations
@@ -197,9 +198,13 @@ def llamacpp_memory(spec: ModelSpec, *, n_ctx: int, n_parallel: int = 1, n_gpu_l
     if ngl > 0:
         logits = outputs * (arch.vocab_size + arch.hidden_size) * 4
         heads = arch.num_attention_heads
-        scores = 0 if flash_attention else tokens * cells * heads * 4
         swa_cells = min(cells, -(-((arch.sliding_window or 0) * n_parallel + n_ubatch) // KV_PAD) * KV_PAD)
-        layers = tokens * 4 * layer_peak_values(arch) + mask_bytes(arch, tokens, cells, swa_cells, flash_attention)
+        masks = mask_bytes(arch, tokens, cells, swa_cells, flash_attention)
+        # without flash attention (src/llama-graph.cpp build_attn_mha): kq = k x q, f32 n_kv x n_tokens x n_head,
+        # softmax in place with the mask, then v x kq beside it; the residual stream and the masks stay alive
+        out = heads * (arch.v_head_dim or arch.head_dim)
+        scores = 0 if flash_attention else tokens * (cells * heads + out + arch.hidden_size) * 4 + masks
+        layers = tokens * 4 * layer_peak_values(arch) + masks
         compute = max(logits, scores, layers)
     formula = (f"-ngl {ngl}/{n_layer + 1} (token_embd on host), KV {cells} cells x {n_layer} layers in {label}, "
                f"compute buffer for a {tokens}-token micro-batch: the largest of the logits of {outputs} output "
