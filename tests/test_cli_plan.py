@@ -91,3 +91,27 @@ def test_llamacpp_cache_type_flags(capsys: pytest.CaptureFixture[str], offline) 
     assert "cache_type_v" in capsys.readouterr().err
     assert main(["plan", M, "--gpu", "L4", "-ctk", "q8_0"]) == 2
     capsys.readouterr()
+
+
+def test_llamacpp_cache_types_on_estimate_and_override_and_fit_on_plan(capsys: pytest.CaptureFixture[str],
+                                                                        offline) -> None:
+    """estimate takes -ctk/-ctv as plan does (one flag definition, one sizing path); plan takes -ot and --fit and
+    writes what they chose on the launch line; each is refused where it does not apply."""
+    gguf = ["--quantization", "gguf:Q4_K_M", "--seq-len", "4000", "--new-tokens", "96"]
+    assert main(["estimate", M, *gguf, "-ctk", "q8_0", "-ctv", "q8_0", "--format", "json"]) == 0
+    est = json.loads(capsys.readouterr().out)
+    base = ["--gpu", "L4", "--engine", "llama.cpp", "-c", "4096", "--quantization", "gguf:Q4_K_M"]
+    plan = _json([*base, "-ctk", "q8_0", "-ctv", "q8_0"], capsys)
+    assert est["memory"]["components"]["kv_cache"] == plan["serving"]["kv_pool_bytes"]
+    assert est["workload"]["cache_type_k"] == "q8_0"
+    assert main(["estimate", M, "-ctk", "q8_0"]) == 2  # a transformers checkpoint served by transformers
+    assert "cache_type_k" in capsys.readouterr().err
+    ot = _json([*base, "-ot", r"blk\.1\.ffn_.*=CPU"], capsys)
+    assert ot["serving"]["weights_bytes"] < plan["serving"]["weights_bytes"]
+    assert "-ot" in ot["launch"]
+    fitted = _json(["--gpu", "L4", "--engine", "llama.cpp", "--quantization", "gguf:Q4_K_M", "--fit", "on"], capsys)
+    assert any(a.startswith("--fit: ") for a in fitted["assumptions"])
+    for argv in (["-ot", "x=CPU"], ["--fit", "on"]):
+        assert main(["plan", M, "--gpu", "L4", "--engine", "vllm", *argv]) == 2, argv
+    assert main(["plan", M, *base, "-ot", "x=NPU"]) == 2
+    capsys.readouterr()

@@ -672,6 +672,8 @@ def test_cuda_context_rows_name_their_source(row):
 def test_cuda_context_constants_follow_the_published_rows():
     from hf_gpu_estimator.memory import overhead
 
+    bare = sorted(r["mib"] for r in CUDA_CONTEXT_ROWS if r["module_loading"] == "lazy" and r["what"] == "bare context")
+    assert overhead.CUDA_CONTEXT_BARE_BYTES >> 20 == bare[len(bare) // 2]
     eager = [r["mib_at_least"] for r in CUDA_CONTEXT_ROWS if r["module_loading"] == "eager"]
     assert overhead.CUDA_CONTEXT_EAGER_RANGE_BYTES[0] >> 20 == max(eager)
     assert overhead.CUDA_CONTEXT_EAGER_BYTES >= max(eager) << 20

@@ -127,9 +127,13 @@ def test_hub_gguf_unknown_quant_and_missing_repo(gguf_hub):
 
 
 def test_estimate_of_a_hub_gguf_uses_llamacpp(gguf_hub):
-    est = estimate("hfge-gguf/tiny-GGUF:Q8_0", seq_len=1000, new_tokens=24, gpu_layers=2, kv_cache_dtype="q8_0")
+    est = estimate("hfge-gguf/tiny-GGUF:Q8_0", seq_len=1000, new_tokens=24, gpu_layers=2, cache_type_k="q8_0")
     assert est.memory.phase_at_peak == "llama.cpp buffers"
     assert est.memory.host_offload_bytes > 0  # token_embd and two layers stay on the host
+    # head size 32: ggml-cuda has no flash-attention kernel, -fa auto turns it off, and llama.cpp refuses a
+    # quantized V cache without it ("V cache quantization requires flash_attn"), in estimate as in plan
+    with pytest.raises(errors.ConflictingOptionsError, match="cache_type_v"):
+        estimate("hfge-gguf/tiny-GGUF:Q8_0", seq_len=1000, new_tokens=24, kv_cache_dtype="q8_0")
     with pytest.raises(errors.ConflictingOptionsError):
         estimate("hfge-gguf/tiny-GGUF:Q8_0", task="training", method="lora")
 

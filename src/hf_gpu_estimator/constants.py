@@ -83,3 +83,6 @@ def hub_deadline_s() -> float:
 
         raise InvalidArgumentError(HUB_DEADLINE_ENV, raw, "a positive number of seconds")
     return value
+
+#: llama.cpp's ``-ctk`` / ``-ctv`` cache types (common/arg.cpp ``kv_cache_types``), as the CLI offers them.
+LLAMACPP_CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")

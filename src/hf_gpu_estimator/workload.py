@@ -145,6 +145,9 @@ class Workload:
     quantization: str = "none"  # none, int8, nf4, fp4, fp8, gptq-4bit, awq-4bit, gguf:Q4_K_M, ...
     kv_cache_dtype: str | None = None  # None: the compute dtype; llama.cpp also q8_0, q4_0 ...
     gpu_layers: int | None = None  # llama.cpp -ngl; None: every layer
+    # llama.cpp -ctk / -ctv (memory/llamacpp.py KV_TYPES); None: kv_cache_dtype, else f16
+    cache_type_k: str | None = None
+    cache_type_v: str | None = None
     images: int = 0  # images per sequence (vision-language models): their tokens join the sequence
     lora_rank: int = 16
     lora_alpha: int = 32
@@ -196,6 +199,7 @@ class Workload:
             "quantization": self.quantization,
             "kv_cache_dtype": self.kv_cache_dtype,
             "gpu_layers": self.gpu_layers,
+            **{k: v for k, v in (("cache_type_k", self.cache_type_k), ("cache_type_v", self.cache_type_v)) if v},
             "images": self.images,
             "lora_rank": self.lora_rank,
             "lora_alpha": self.lora_alpha,
@@ -278,7 +282,7 @@ def _ignored(task: str, method: str, options: Mapping[str, tuple[object, object]
     unused = {
         "inference": ("precision", "optimizer", "gradient_checkpointing", "gradient_accumulation_steps",
                       "lora_rank", "lora_alpha", "lora_targets", "offload_optimizer", "offload_params"),
-        "training": ("new_tokens", "gpu_layers")
+        "training": ("new_tokens", "gpu_layers", "cache_type_k", "cache_type_v")
                     + (("dtype", "lora_rank", "lora_alpha", "lora_targets") if method == "full" else ()),
     }[task]
     return [f"{name}={value}" for name in unused for value, default in [options[name]] if value != default]
@@ -300,6 +304,8 @@ def make_workload(
     quantization: str | None = None,
     kv_cache_dtype: str | None = None,
     gpu_layers: int | None = None,
+    cache_type_k: str | None = None,
+    cache_type_v: str | None = None,
     images: int = 0,
     lora_rank: int = 16,
     lora_alpha: int | None = None,
@@ -376,6 +382,10 @@ def make_workload(
         llamacpp = ("q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl")
         kv_dtype = fp8[key] if key in fp8 else key if key in llamacpp else normalize_dtype("kv_cache_dtype", kv_cache_dtype)
     gpu_layers_ = None if gpu_layers is None else _positive_int("gpu_layers", gpu_layers, minimum=0)
+    from hf_gpu_estimator.memory.llamacpp import kv_cache_type  # the -ctk/-ctv names, checked in one place
+
+    cache_k = None if cache_type_k is None else kv_cache_type("cache_type_k", cache_type_k)
+    cache_v = None if cache_type_v is None else kv_cache_type("cache_type_v", cache_type_v)
     images_ = _positive_int("images", images, minimum=0)
     rank = _positive_int("lora_rank", lora_rank)
     alpha = _positive_int("lora_alpha", lora_alpha if lora_alpha is not None else 2 * rank)
@@ -456,7 +466,7 @@ def make_workload(
         "lora_alpha": (alpha, 2 * rank), "lora_targets": (",".join(targets), "q_proj,v_proj"),
         "offload_optimizer": (offload_optimizer, False),
         "offload_params": (offload_params, False), "new_tokens": (new, 0), "dtype": (dtype_, None),
-        "gpu_layers": (gpu_layers_, None),
+        "gpu_layers": (gpu_layers_, None), "cache_type_k": (cache_k, None), "cache_type_v": (cache_v, None),
     })  # fmt: skip
     if ignored:
         import warnings
@@ -482,6 +492,8 @@ def make_workload(
         quantization=quant,
         kv_cache_dtype=kv_dtype,
         gpu_layers=gpu_layers_,
+        cache_type_k=cache_k,
+        cache_type_v=cache_v,
         images=images_,
         lora_rank=rank,
         lora_alpha=alpha,

@@ -23,6 +23,8 @@ from hf_gpu_estimator.cli._common import (
 )
 from hf_gpu_estimator.cli.workload_flags import add_workload_args, workload_kwargs
 
+#: Workload flags that ``plan`` hands to the engine as its settings (llama.cpp ``-ctk`` / ``-ctv``).
+_ENGINE_WORKLOAD_FLAGS = ("cache_type_k", "cache_type_v")
 #: ``--engine`` choices (the planner's ENGINES, listed here so the parser needs no planner import).
 ENGINES = ("vllm", "sglang", "llama.cpp", "transformers")
 
@@ -87,13 +89,16 @@ def register(subparsers: Any) -> None:
                         help="speculative decoding: tokens proposed per step (default 1)")
     engine.add_argument("-ncmoe", "--n-cpu-moe", type=int_at_least(0), dest="n_cpu_moe",
                         help="llama.cpp: keep the routed experts of the first N layers in host memory")
-    engine.add_argument("-ctk", "--cache-type-k", dest="cache_type_k", type=str.lower,
-                        choices=("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"),
-                        help="llama.cpp: the K cache type (default: --kv-cache-dtype, else f16)")
-    engine.add_argument("-ctv", "--cache-type-v", dest="cache_type_v", type=str.lower,
-                        choices=("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"),
-                        help="llama.cpp: the V cache type; a quantized V needs flash attention (default: as -ctk "
-                             "given --kv-cache-dtype, else f16)")
+    engine.add_argument("-ot", "--override-tensor", dest="override_tensors", action="append", metavar="PATTERN=BUFFER",
+                        help="llama.cpp: tensors whose name matches PATTERN go to BUFFER (CPU: host memory; CUDA0 ...: "
+                             "the GPU); comma-separated or repeated, the first match wins")
+    engine.add_argument("-fit", "--fit", dest="fit_params", choices=("on", "off"),
+                        help="llama.cpp: choose -c, -ngl and the experts kept in host memory as llama-fit-params "
+                             "would, leaving --fit-target free (default off here)")
+    engine.add_argument("-fitt", "--fit-target", dest="fit_target_mib", type=positive_int, metavar="MiB",
+                        help="llama.cpp --fit: MiB left free on the device (default 1024)")
+    engine.add_argument("-fitc", "--fit-ctx", dest="fit_ctx", type=token_count,
+                        help="llama.cpp --fit: the smallest context it shrinks an unset -c to (default 4096)")
     engine.add_argument("--mmproj", action="store_true", default=None,
                         help="llama.cpp: load the vision-language model's projector and vision tower (--mmproj)")
     p.add_argument("--request-rate", type=float, help="requests per second (--cheapest serving; default 1)")
@@ -133,7 +138,8 @@ def engine_settings(args: argparse.Namespace, engine: str) -> dict[str, Any]:
               "mem_fraction_static": "sglang", "sglang_version": "sglang", "ctx_size": "llama.cpp",
               "parallel": "llama.cpp",
               "flash_attn": "llama.cpp", "mmproj": "llama.cpp", "n_cpu_moe": "llama.cpp",
-              "cache_type_k": "llama.cpp", "cache_type_v": "llama.cpp"}
+              "cache_type_k": "llama.cpp", "cache_type_v": "llama.cpp", "override_tensors": "llama.cpp",
+              "fit_params": "llama.cpp", "fit_target_mib": "llama.cpp", "fit_ctx": "llama.cpp"}
     for name, owner in owners.items():
         if getattr(args, name) is not None and owner != engine:
             flag = "--" + name.replace("_", "-")
@@ -141,6 +147,10 @@ def engine_settings(args: argparse.Namespace, engine: str) -> dict[str, Any]:
                                           fix=f"pass --engine {owner}, or drop {flag}")
     settings = {name: getattr(args, name) for name, owner in owners.items() if owner == engine}
     if engine == "llama.cpp":
+        if settings.get("override_tensors") is not None:
+            settings["override_tensors"] = tuple(settings["override_tensors"])
+        if settings.get("fit_params") is not None:
+            settings["fit_params"] = settings["fit_params"] == "on"
         layers = args.n_gpu_layers if args.n_gpu_layers is not None else args.gpu_layers
         settings["n_gpu_layers"] = None if layers is None or layers < 0 else layers
         if args.ctx_size is None and args.max_model_len is not None:  # each slot gets -c / -np tokens
@@ -194,7 +204,9 @@ def run(args: argparse.Namespace) -> int:
     if args.eval:
         return _run_eval(args)
     spec = read_spec(args)
-    kwargs, _notes = fit_context(spec, workload_kwargs(args))
+    # -ctk/-ctv are parsed with the workload flags (estimate takes them there) and sized as engine settings here
+    asked = {k: v for k, v in workload_kwargs(args).items() if k not in _ENGINE_WORKLOAD_FLAGS}
+    kwargs, _notes = fit_context(spec, asked)
     if args.n_gpu_layers is not None and args.n_gpu_layers >= 0:
         kwargs["gpu_layers"] = args.n_gpu_layers
     work = workload_from_kwargs(kwargs)
@@ -274,7 +286,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     unused = [n for n in ("vllm_version", "max_num_seqs", "max_num_batched_tokens", "mem_fraction_static",
                           "sglang_version", "ctx_size", "parallel", "n_gpu_layers", "flash_attn", "max_model_len",
                           "draft_model", "speculative_method", "num_speculative_tokens", "mmproj", "n_cpu_moe",
-                          "cache_type_k", "cache_type_v")
+                          "cache_type_k", "cache_type_v", "override_tensors", "fit_params", "fit_target_mib", "fit_ctx")
               if getattr(args, n) is not None]
     if args.gpu_memory_utilization is not None and (engine != "vllm" or args.cheapest):
         unused.insert(0, "gpu_memory_utilization")

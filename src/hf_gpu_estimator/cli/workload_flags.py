@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hf_gpu_estimator.cli._common import finite_float, non_negative_int, positive_int, token_count
+from hf_gpu_estimator.constants import LLAMACPP_CACHE_TYPES
 
 
 def on_off(text: str) -> bool:
@@ -62,6 +63,13 @@ WORKLOAD_FLAGS: tuple[Flag, ...] = (
     Flag("--quantization", {"help": "none, int8, nf4, fp4, fp8, gptq-4bit, awq-4bit, gguf:Q4_K_M ..."}),
     Flag("--kv-cache-dtype", {"help": "KV cache dtype (default: the compute dtype); GGUF: f16, q8_0, q4_0 ..."}),
     Flag("--gpu-layers", {"type": non_negative_int, "help": "GGUF/llama.cpp: layers offloaded to the GPU (-ngl; default all)"}),
+    Flag("--cache-type-k", {"type": str.lower, "choices": LLAMACPP_CACHE_TYPES,
+                            "help": "llama.cpp: the K cache type (default: --kv-cache-dtype, else f16)"},
+         aliases=("-ctk",)),
+    Flag("--cache-type-v", {"type": str.lower, "choices": LLAMACPP_CACHE_TYPES,
+                            "help": "llama.cpp: the V cache type; a quantized V needs flash attention (default: "
+                                    "--kv-cache-dtype, else f16)"},
+         aliases=("-ctv",)),
     Flag("--images", {"type": non_negative_int, "default": 0,
                       "help": "images per sequence (vision-language models: each adds the model's tokens per image)"}),
     Flag("--lora-rank", {"type": positive_int, "default": 16}),

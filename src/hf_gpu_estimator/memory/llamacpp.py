@@ -14,8 +14,9 @@ load_tensors, src/llama-kv-cache.cpp, src/llama-context.cpp):
   "V cache quantization requires flash_attn"); a quantized K cache does not. Sliding-window layers
   keep ``min(n_ctx, n_swa * n_seq + n_ubatch)`` cells. MLA (deepseek2) caches the compressed latent.
 * The compute buffer is reserved for the worst micro-batch (``n_ubatch`` = 512 tokens, all output):
-  the logits ``n_ubatch x n_vocab`` f32 and the normalized hidden state it is computed from, or,
-  without flash attention, the ``n_ubatch x n_kv x n_head`` f32 attention scores, whichever is larger.
+  the logits ``n_ubatch x n_vocab`` f32 and the normalized hidden state it is computed from, a layer's
+  working set with the attention masks, or, without flash attention, the ``n_ubatch x n_kv x n_head`` f32
+  attention scores beside their product with V, the residual stream and the masks, whichever is largest.
 """
 
 from __future__ import annotations
@@ -24,17 +25,18 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from hf_gpu_estimator.constants import LLAMACPP_CACHE_TYPES
 from hf_gpu_estimator.errors import ConflictingOptionsError, InvalidArgumentError
 from hf_gpu_estimator.quantization import GGUF_TYPES, GGUFTensor, MixModel, gguf_layout, gguf_tensor_types
 from hf_gpu_estimator.spec import ModelSpec
 
 if TYPE_CHECKING:
     from hf_gpu_estimator.memory.terms import MemoryEstimate
+    from hf_gpu_estimator.spec import Architecture
     from hf_gpu_estimator.workload import Workload
 
 #: -ctk/-ctv types (common/arg.cpp kv_cache_types) -> ggml type names.
-KV_TYPES = {"f32": "F32", "f16": "F16", "bf16": "BF16", "q8_0": "Q8_0", "q4_0": "Q4_0", "q4_1": "Q4_1",
-            "iq4_nl": "IQ4_NL", "q5_0": "Q5_0", "q5_1": "Q5_1"}  # fmt: skip
+KV_TYPES = {name: name.upper() for name in LLAMACPP_CACHE_TYPES}
 #: llama_context_default_params: n_ubatch 512; the KV cache size is padded to 256 cells.
 N_UBATCH = 512
 KV_PAD = 256
@@ -53,6 +55,7 @@ class LlamaCppMemory:
     n_layer: int
     kv_cells: int
     kv_type: str
+    flash_attention: bool
     formula: str
 
     @property
@@ -89,7 +92,8 @@ def gguf_tensors_of(spec: ModelSpec, quantization: str | None) -> tuple[GGUFTens
 
 def llamacpp_memory(spec: ModelSpec, *, n_ctx: int, n_parallel: int = 1, n_gpu_layers: int | None = None,
                     kv_type: str = "f16", quantization: str | None = None, flash_attention: bool = True,
-                    n_ubatch: int = N_UBATCH, n_cpu_moe: int = 0, kv_type_v: str | None = None) -> LlamaCppMemory:
+                    n_ubatch: int = N_UBATCH, n_cpu_moe: int = 0, kv_type_v: str | None = None,
+                    override_tensors: tuple[TensorOverride, ...] = (), n_outputs: int | None = None) -> LlamaCppMemory:
     """llama.cpp's device and host buffers for ``spec`` served with ``-c n_ctx -np n_parallel -ngl N -ctk/-ctv``.
 
     Args:
@@ -102,6 +106,14 @@ def llamacpp_memory(spec: ModelSpec, *, n_ctx: int, n_parallel: int = 1, n_gpu_l
         n_cpu_moe: ``--n-cpu-moe N``: the routed experts of the first N layers stay in host memory (common/arg.cpp
             adds a CPU buffer override for ``blk.<i>.ffn_(up|down|gate|gate_up)_(ch|)exps`` per layer; ``--cpu-moe``
             is every layer).
+        override_tensors: ``-ot PATTERN=BUFFER,...`` (:func:`parse_override_tensors`): the first pattern that a
+            tensor's name matches (``std::regex_search``) puts it in that buffer, ahead of the layer's own
+            device; the ``--n-cpu-moe`` patterns come after them, as llama.cpp appends each flag's overrides
+            in turn (the -ot flags first here, as the launch line writes them).
+        n_outputs: the logits rows the worst-case graph is reserved with: ``None`` for ``n_ubatch`` (every
+            token of the micro-batch, ``graph_reserve(n_tokens, n_seqs, n_tokens)`` in llama.cpp releases
+            before PR #23861 and in tools that ask for every logit); llama-server from PR #23861 ("llama: limit
+            max outputs of llama_context", merged 2026-05-29) reserves one row per sequence (``-np``).
     """
     arch = spec.architecture
     if arch is None:
@@ -140,8 +152,14 @@ def llamacpp_memory(spec: ModelSpec, *, n_ctx: int, n_parallel: int = 1, n_gpu_l
             layer = n_layer
         else:
             layer = -1
-        experts_on_cpu = layer < n_cpu_moe and _EXPERTS.search(t.name) is not None
-        if layer >= 0 and on_gpu(layer) and not experts_on_cpu:
+        override = next((o for o in override_tensors if o.regex.search(t.name)), None)
+        if override is not None:
+            gpu_tensor = not override.host
+        elif layer < n_cpu_moe and _EXPERTS.search(t.name) is not None:
+            gpu_tensor = False
+        else:
+            gpu_tensor = layer >= 0 and on_gpu(layer)
+        if gpu_tensor:
             weights_gpu += t.nbytes
         else:
             weights_host += t.nbytes
@@ -176,17 +194,114 @@ def llamacpp_memory(spec: ModelSpec, *, n_ctx: int, n_parallel: int = 1, n_gpu_l
             kv_host += nbytes
 
     compute = 0
+    outputs = tokens if n_outputs is None else max(1, min(n_outputs, tokens))
     if ngl > 0:
-        logits = tokens * (arch.vocab_size + arch.hidden_size) * 4
+        logits = outputs * (arch.vocab_size + arch.hidden_size) * 4
         heads = arch.num_attention_heads
-        scores = 0 if flash_attention else tokens * cells * heads * 4
-        compute = max(logits, scores)
+        swa_cells = min(cells, -(-((arch.sliding_window or 0) * n_parallel + n_ubatch) // KV_PAD) * KV_PAD)
+        masks = mask_bytes(arch, tokens, cells, swa_cells, flash_attention)
+        # without flash attention (src/llama-graph.cpp build_attn_mha): kq = k x q, f32 n_kv x n_tokens x n_head,
+        # softmax in place with the mask, then v x kq beside it; the residual stream and the masks stay alive
+        out = heads * (arch.v_head_dim or arch.head_dim)
+        scores = 0 if flash_attention else tokens * (cells * heads + out + arch.hidden_size) * 4 + masks
+        layers = tokens * 4 * layer_peak_values(arch) + masks
+        compute = max(logits, scores, layers)
     formula = (f"-ngl {ngl}/{n_layer + 1} (token_embd on host), KV {cells} cells x {n_layer} layers in {label}, "
-               f"compute buffer for a {tokens}-token micro-batch "
-               + ("(logits f32)" if flash_attention else "(max of logits and attention scores f32)"))
+               f"compute buffer for a {tokens}-token micro-batch: the largest of the logits of {outputs} output "
+               "row(s), the layers' working set with the attention masks"
+               + ("" if flash_attention else ", the attention scores"))
     return LlamaCppMemory(weights_gpu=weights_gpu, weights_host=weights_host, kv_gpu=kv_gpu, kv_host=kv_host,
                           compute_buffer=compute, n_gpu_layers=ngl, n_layer=n_layer, kv_cells=cells, kv_type=label,
-                          formula=formula)  # fmt: skip
+                          flash_attention=flash_attention, formula=formula)  # fmt: skip
+
+
+def layer_peak_values(arch: Architecture) -> int:
+    """Values per token of the micro-batch that one decoder layer holds at its peak in ggml's graph allocator
+    (ggml-alloc frees a tensor after its last use and computes norms, activations and rope in place), the
+    largest over the layers: the residual stream (``hidden``) beside
+
+    * attention (src/llama-graph.cpp ``build_attn`` with flash attention): q, k and v, then the attention
+      output (``heads x v_head_dim``) beside them, or the normalized input while q, k and v are computed;
+    * a gated FFN (``build_ffn``, ``LLM_FFN_PAR``): up, gate and their GLU product (3 x intermediate);
+      a plain one: up, its activation computed in place, beside the normalized input or the down
+      projection's output (intermediate + hidden);
+    * routed experts (``build_moe_ffn``, which runs the ``top_k`` experts ``ggml_top_k`` picks for each token
+      through ``ggml_mul_mat_id``, llama4 included): up, gate and their product (3 x intermediate x top_k), or
+      that product beside the experts' outputs and their router-weighted copy (2 x hidden x top_k); shared
+      experts as a gated FFN beside the routed result;
+    * with parallel attention (falcon, GPT-NeoX, phi-2: attention and FFN read the same input), the attention
+      output held while the FFN runs (+ hidden).
+
+    Recurrent mixers (Mamba, RWKV, linear attention) are sized by their projections only (their scan's
+    temporaries are not modelled).
+    """
+    hidden = arch.hidden_size
+    peak = 0
+    for layer in arch.layers:
+        m, f = layer.mixer, layer.ffn
+        if m.kind in ("full", "sliding", "chunked", "cross"):
+            q, kv = m.heads * m.head_dim, m.kv_heads * m.head_dim
+            v = m.kv_heads * m.value_dim
+            out = m.heads * m.value_dim
+            attn = q + kv + v + max(hidden, out)
+        elif m.kind == "mla":
+            q = m.heads * (m.head_dim or 0)
+            attn = q + m.kv_lora_rank + m.rope_dim + max(hidden, m.heads * m.value_dim)
+        else:
+            attn = hidden + 2 * (m.inner or hidden)
+        if f.kind == "moe":
+            routed = f.intermediate * f.top_k
+            ffn = max(3 * routed, routed + 2 * hidden * f.top_k)
+            if f.shared:
+                ffn = max(ffn, hidden + 3 * f.shared)
+        elif f.kind == "dense":
+            ffn = 3 * f.intermediate if f.gated else f.intermediate + hidden
+        else:
+            ffn = 0
+        if arch.parallel_attention:
+            ffn += hidden
+        peak = max(peak, hidden + max(attn, ffn))
+    return peak
+
+
+def mask_bytes(arch: Architecture, tokens: int, cells: int, swa_cells: int, flash_attention: bool) -> int:
+    """The attention masks the graph keeps for every layer (src/llama-graph.cpp ``build_attn_inp_kv``): an f32
+    ``n_kv x n_tokens`` mask per cache (the sliding-window cache its own, ``n_kv`` its cells) and, with flash
+    attention, its f16 copy (``ggml_cast(..., GGML_TYPE_F16)``)."""
+    per_value = 4 + (2 if flash_attention else 0)
+    kinds = {layer.mixer.kind for layer in arch.layers}
+    full = cells if kinds & {"full", "mla", "chunked"} else 0
+    swa = swa_cells if "sliding" in kinds else 0
+    return (full + swa) * tokens * per_value
+
+
+def cache_types(workload: Workload, cache_type_k: str | None = None,
+                cache_type_v: str | None = None) -> tuple[str, str]:
+    """``-ctk`` and ``-ctv`` for ``workload``: the ones given, else the workload's ``cache_type_k/v``, else its
+    ``kv_cache_dtype`` (both), else f16 (llama.cpp's default)."""
+    base = kv_cache_type("kv_cache_dtype", workload.kv_cache_dtype or "f16")
+    k = cache_type_k if cache_type_k is not None else workload.cache_type_k
+    v = cache_type_v if cache_type_v is not None else workload.cache_type_v
+    return (kv_cache_type("cache_type_k", k) if k is not None else base,
+            kv_cache_type("cache_type_v", v) if v is not None else base)
+
+
+def served_memory(spec: ModelSpec, workload: Workload, *, n_ctx: int, n_parallel: int, n_gpu_layers: int | None,
+                  quantization: str | None, runtime: str = "cuda", flash_attn: str = "auto", n_cpu_moe: int = 0,
+                  override_tensors: tuple[TensorOverride, ...] = (), cache_type_k: str | None = None,
+                  cache_type_v: str | None = None) -> tuple[LlamaCppMemory, str]:
+    """llama.cpp's buffers as ``hfge estimate`` and ``hfge plan`` both size them: the K/V cache types
+    (:func:`cache_types`), ``-fa`` as llama.cpp decides it for the backend (:func:`flash_attention_on`), the
+    quantized-V check, then :func:`llamacpp_memory` with one logits row per slot reserved, as llama-server
+    does from llama.cpp PR #23861 (gguf-parser-go's measured sweep: ``benchmarks/llamacpp_compute_buffers.py``).
+    Returns the buffers and the line that says how ``-fa`` was decided."""
+    kv_k, kv_v = cache_types(workload, cache_type_k, cache_type_v)
+    fa, fa_note = flash_attention_on(spec, mode=flash_attn, runtime=runtime, kv_type_k=kv_k, kv_type_v=kv_v)
+    check_v_cache(fa, kv_v, fa_note)
+    m = llamacpp_memory(spec, n_ctx=n_ctx, n_parallel=n_parallel, n_gpu_layers=n_gpu_layers, kv_type=kv_k,
+                        quantization=quantization, flash_attention=fa, n_cpu_moe=n_cpu_moe, kv_type_v=kv_v,
+                        override_tensors=override_tensors, n_outputs=n_parallel)
+    return m, fa_note
 
 
 def kv_cache_type(field: str, value: str) -> str:
@@ -207,6 +322,63 @@ def check_v_cache(flash_attention: bool, kv_type_v: str, fa_note: str) -> None:
 
 #: The routed-expert tensors --cpu-moe / --n-cpu-moe keep in host memory (common/common.h LLM_FFN_EXPS_REGEX).
 _EXPERTS = re.compile(r"\.ffn_(up|down|gate|gate_up)_(ch|)exps")
+
+#: ``-ot`` buffer type names (common/arg.cpp ``--override-tensor`` looks the name up among the buffer types of
+#: the devices llama.cpp loaded: ``CPU``, ``CUDA0``, ``ROCm0``, ``Vulkan0``, ``Metal``, ``SYCL0`` ..., and a
+#: device's pinned host buffer ``CUDA_Host``); a host buffer keeps the tensor in host memory.
+_BUFFER_TYPE = re.compile(
+    r"^(?:(?P<host>CPU(?:_\w+)?|\w+_Host)|(?:CUDA|ROCm|Vulkan|SYCL|MUSA|CANN|OpenCL|RPC)\w*|Metal|BLAS)$",
+    re.IGNORECASE)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TensorOverride:
+    """One ``-ot PATTERN=BUFFER`` entry: tensors whose name matches ``pattern`` go to ``buffer``."""
+
+    pattern: str
+    buffer: str
+
+    @property
+    def regex(self) -> re.Pattern[str]:
+        return re.compile(self.pattern)
+
+    @property
+    def host(self) -> bool:
+        match = _BUFFER_TYPE.match(self.buffer)
+        return bool(match and match.group("host"))
+
+    def __str__(self) -> str:
+        return f"{self.pattern}={self.buffer}"
+
+
+def parse_override_tensors(values: str | tuple[str, ...] | list[str] | None) -> tuple[TensorOverride, ...]:
+    """``-ot`` values (each ``PATTERN=BUFFER[,PATTERN=BUFFER...]``, common/arg.cpp ``--override-tensor``) in order.
+
+    The pattern is llama.cpp's ``std::regex`` (ECMAScript), read here with Python's ``re``: the two agree on the
+    patterns people write (``\\.ffn_.*_exps\\.=CPU``, ``blk\\.(1[0-9])\\.=CUDA0``); a pattern that uses a
+    syntax only one of them has (lookbehind, named groups) is read as Python reads it.
+
+    Raises:
+        InvalidArgumentError: An entry without ``=``, an unknown buffer type, or a pattern that does not compile.
+    """
+    if values is None:
+        return ()
+    items = [values] if isinstance(values, str) else list(values)
+    out: list[TensorOverride] = []
+    for value in items:
+        for entry in str(value).split(","):
+            pattern, sep, buffer = entry.partition("=")
+            if not sep or not pattern or not buffer:
+                raise InvalidArgumentError("override_tensor", entry, "PATTERN=BUFFER, e.g. '\\.ffn_.*_exps\\.=CPU'")
+            if not _BUFFER_TYPE.match(buffer):
+                raise InvalidArgumentError("override_tensor", entry, "a buffer type llama.cpp lists: CPU, CUDA0, "
+                                           "ROCm0, Vulkan0, Metal, SYCL0 ... (CUDA_Host: pinned host memory)")
+            try:
+                re.compile(pattern)
+            except re.error as e:
+                raise InvalidArgumentError("override_tensor", entry, f"a valid regular expression ({e})") from e
+            out.append(TensorOverride(pattern=pattern, buffer=buffer))
+    return tuple(out)
 
 #: ``-fa`` values (common/arg.cpp: on, off, auto; ``auto`` is the default).
 FLASH_ATTN_MODES = ("on", "off", "auto")
@@ -274,7 +446,9 @@ def llamacpp_estimate(spec: ModelSpec, workload: Workload, *, detail: bool = Tru
     """The estimate of an inference workload served by llama.cpp (``estimate`` of a GGUF model).
 
     ``batch_size`` sequences become ``-np`` parallel slots sharing ``-c = batch x (seq_len + new_tokens)``;
-    ``gpu_layers`` is ``-ngl``; ``kv_cache_dtype`` is ``-ctk``/``-ctv``.
+    ``gpu_layers`` is ``-ngl``; ``cache_type_k`` / ``cache_type_v`` are ``-ctk`` / ``-ctv`` (each defaults to
+    ``kv_cache_dtype``, else f16); ``-fa auto`` on CUDA. The buffers come from :func:`served_memory`, as
+    ``hfge plan --engine llama.cpp`` sizes them.
     """
     from hf_gpu_estimator.memory import overhead
     from hf_gpu_estimator.memory.terms import COMPONENTS, MemoryEstimate, Moment, Term
@@ -285,13 +459,10 @@ def llamacpp_estimate(spec: ModelSpec, workload: Workload, *, detail: bool = Tru
     if workload.parallelism.num_gpus > 1:
         raise ConflictingOptionsError("num_gpus", workload.parallelism.num_gpus, "is not modelled for llama.cpp yet",
                                       fix="estimate one GPU (llama.cpp splits layers across GPUs with -ts)")
-    kv_type = workload.kv_cache_dtype or "float16"
-    kv_type = _TORCH_KV.get(kv_type, kv_type)
     quant = workload.quantization if workload.quantization.startswith("gguf:") else None
     n_ctx = workload.batch_size * (workload.seq_len + workload.new_tokens)
-    fa, fa_note = flash_attention_on(spec, kv_type_k=kv_type)
-    m = llamacpp_memory(spec, n_ctx=n_ctx, n_parallel=workload.batch_size, n_gpu_layers=workload.gpu_layers,
-                        kv_type=kv_type, quantization=quant, flash_attention=fa)  # fmt: skip
+    m, fa_note = served_memory(spec, workload, n_ctx=n_ctx, n_parallel=workload.batch_size,
+                               n_gpu_layers=workload.gpu_layers, quantization=quant)
     components = dict.fromkeys(COMPONENTS, 0)
     components.update(weights=m.weights_gpu, kv_cache=m.kv_gpu, transient=m.compute_buffer)
     moment = Moment(phase="llama.cpp buffers", components=components)

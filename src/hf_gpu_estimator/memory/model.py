@@ -82,6 +82,11 @@ def estimate_memory(spec: ModelSpec, workload: Workload, *, detail: bool = True)
 
     if is_llamacpp(spec, workload.quantization):
         return llamacpp_estimate(spec, workload, detail=detail)
+    given = next((n for n in ("cache_type_k", "cache_type_v") if getattr(workload, n) is not None), None)
+    if given is not None:
+        raise ConflictingOptionsError(given, getattr(workload, given), f"is a llama.cpp cache type ({spec.id} is not "
+                                      "served by llama.cpp)", fix="use it with a GGUF model or --quantization "
+                                      "gguf:<TYPE>, or pass --kv-cache-dtype")
     if workload.kv_cache_dtype is not None and workload.kv_cache_dtype not in BYTES:
         raise ConflictingOptionsError("kv_cache_dtype", workload.kv_cache_dtype, "is a llama.cpp cache type",
                                       fix="use it with a GGUF model or --quantization gguf:<TYPE>, or pick fp8/float16")

@@ -27,6 +27,12 @@ CUBLAS_WORKSPACE_BYTES = 64 * MiB
 CUDA_CONTEXT_BYTES = 768 * MiB
 CUDA_CONTEXT_RANGE_BYTES = (512 * MiB, 1024 * MiB)
 
+#: The bare CUDA context with lazy module loading (a process that holds no tensors): the median of the published
+#: lazy "bare context" rows of hardware/cuda_context.json (256-527 MiB over RTX-3090, RTX-6000-Ada, H200 and the
+#: PyTorch issues' figures; tests/test_hardware.py checks it). What vLLM 0.6.4 counts as non-torch memory on a GPU
+#: with no log of its own (planner/engines/vllm.py).
+CUDA_CONTEXT_BARE_BYTES = 400 * MiB
+
 #: The CUDA context with eager module loading (``CUDA_MODULE_LOADING=EAGER``, or CUDA < 11.7): every kernel of every
 #: loaded library goes into the context at init, "which took >1000MB" (pytorch/pytorch#107667; the rows are in
 #: hardware/cuda_context.json). PyTorch sets LAZY itself when the variable is unset (torch/cuda/__init__.py,

@@ -66,6 +66,10 @@ class Deployment:
         mmproj: llama.cpp ``--mmproj``: the vision tower and projector of a vision-language model loaded too.
         n_cpu_moe: llama.cpp ``--n-cpu-moe``: the routed experts of the first N layers kept in host memory.
         cache_type_k, cache_type_v: llama.cpp ``-ctk`` / ``-ctv`` (q8_0, q4_0 ...); ``None``: ``kv_cache_dtype``.
+        override_tensors: llama.cpp ``-ot PATTERN=BUFFER,...`` entries, in order (``\\.ffn_.*_exps\\.=CPU``).
+        fit_params, fit_target_mib, fit_ctx: llama.cpp ``--fit on`` (what ``llama-fit-params`` chooses:
+            :func:`llamacpp_fit_params`), ``--fit-target`` (MiB left free per device, default 1024) and
+            ``--fit-ctx`` (the smallest context it shrinks ``-c`` to, default 4096).
     """
 
     gpu: GPU
@@ -94,6 +98,10 @@ class Deployment:
     n_cpu_moe: int | None = None
     cache_type_k: str | None = None
     cache_type_v: str | None = None
+    override_tensors: tuple[str, ...] | None = None
+    fit_params: bool | None = None
+    fit_target_mib: int | None = None
+    fit_ctx: int | None = None
 
     def __post_init__(self) -> None:
         if self.engine is not None and self.engine not in ENGINE_NAMES:
@@ -148,10 +156,12 @@ class Deployment:
         for name in ("engine_version", "strategy", "max_model_len", "gpu_memory_utilization", "kv_cache_dtype",
                      "n_gpu_layers", "ctx_size", "parallel", "flash_attn", "mem_fraction_static", "max_num_seqs",
                      "max_num_batched_tokens", "device_map", "max_memory_bytes", "free_memory_bytes", "n_cpu_moe",
-                     "cache_type_k", "cache_type_v"):
+                     "cache_type_k", "cache_type_v", "fit_params", "fit_target_mib", "fit_ctx"):
             value = getattr(self, name)
             if value is not None:
                 out[name] = value
+        if self.override_tensors:
+            out["override_tensors"] = list(self.override_tensors)
         if self.speculative is not None:
             out["speculative"] = {"method": self.speculative.method,
                                   "num_speculative_tokens": self.speculative.num_speculative_tokens,
@@ -232,6 +242,10 @@ def fit(spec: ModelSpec, workload: Workload, deployment: Deployment, *, memory: 
     work, notes = prepare(spec, workload, deployment)
     if deployment.engine is None or work.is_training:
         return _framework_fit(spec, work, deployment, notes, memory)
+    if deployment.engine == "llama.cpp" and deployment.fit_params:
+        deployment, fitted = llamacpp_fit_params(spec, workload, deployment)
+        work, notes = prepare(spec, workload, deployment)
+        notes = (*notes, Assumption(key="llama.cpp:fit", text=fitted))
     return _engine_fit(spec, work, deployment, notes)
 
 
@@ -283,6 +297,8 @@ def engine_settings(deployment: Deployment, work: Workload) -> dict[str, Any]:
         for name in ("cache_type_k", "cache_type_v"):
             if getattr(d, name) is not None:
                 out[name] = getattr(d, name)
+        if d.override_tensors:
+            out["override_tensors"] = tuple(d.override_tensors)
         return out
     return {"max_model_len": d.max_model_len}
 
@@ -412,6 +428,100 @@ def largest_gpu_layers(spec: ModelSpec, workload: Workload, deployment: Deployme
     return best, at(best)
 
 
+# --------------------------------------------------------------------------- llama.cpp --fit
+
+#: llama.cpp's ``--fit`` defaults (common/common.h ``fit_params_target``: 1024 MiB left free per device;
+#: ``fit_params_min_ctx``: 4096, the smallest context ``--fit`` shrinks an unset ``-c`` to).
+FIT_TARGET_MIB = 1024
+FIT_MIN_CTX = 4096
+#: Where the rule below comes from.
+FIT_SOURCE = "llama.cpp src/llama.cpp llama_params_fit_impl"
+
+
+def llamacpp_fit_params(spec: ModelSpec, workload: Workload, deployment: Deployment) -> tuple[Deployment, str]:
+    """What llama.cpp's ``--fit on`` (``llama-fit-params``) would choose on one device, as the deployment that
+    runs it, and one line saying what it chose.
+
+    The steps of ``llama_params_fit_impl`` (:data:`FIT_SOURCE`), each projected with :func:`fit` where
+    llama.cpp makes a test allocation (model + context + compute buffers on the device, against the
+    memory free after the CUDA context, less ``--fit-target``):
+
+    1. Every layer on the GPU at the context asked: enough left free, nothing changes.
+    2. No ``-c`` given: shrink the context from the model's trained length, by the deficit over the KV bytes
+       per token (``context bytes / n_ctx_train``), to no less than ``--fit-ctx``; done if that leaves the margin.
+    3. ``-ngl``, ``-ot`` or ``--n-cpu-moe`` given by the user: llama.cpp aborts the fit ("already set by
+       user") and runs with them.
+    4. A MoE model whose dense weights fit with every routed expert in host memory: the experts of
+       ``n_layer + 1 - layers_full`` layers (after the leading dense ones) move to host memory, ``layers_full =
+       surplus / (bytes of one layer's experts) + n_dense_lead + 1``, as ``--n-cpu-moe`` would.
+    5. Otherwise ``-ngl`` from a straight line through 1 and ``n_layer`` offloaded layers:
+       ``(free - margin - base) / per_layer`` (0 when even the base does not fit).
+
+    One device only (llama.cpp spreads layers over several devices step by step; not modelled).
+
+    Raises:
+        ConflictingOptionsError: ``--fit`` over several GPUs.
+    """
+    from hf_gpu_estimator.errors import ConflictingOptionsError
+
+    d = deployment.with_(fit_params=False)
+    if d.devices > 1:
+        raise ConflictingOptionsError("fit_params", True, "is modelled for one GPU (llama.cpp's --fit spreads layers "
+                                      "over several devices step by step)", fix="plan one GPU, or pass -ngl")
+    arch = spec.architecture
+    n_layer = arch.num_layers if arch is not None else 1
+    margin = (deployment.fit_target_mib if deployment.fit_target_mib is not None else FIT_TARGET_MIB) * (1 << 20)
+    min_ctx = deployment.fit_ctx if deployment.fit_ctx is not None else FIT_MIN_CTX
+
+    def used(dep: Deployment) -> tuple[int, int, int]:
+        """(device bytes used, bytes free before loading, KV bytes) of one test allocation."""
+        work, notes = prepare(spec, workload, dep)
+        cap = _engine_fit(spec, work, dep, notes).serving
+        free = cap.total_memory_bytes - cap.non_torch_bytes
+        return cap.profile_peak_bytes + cap.kv_pool_bytes, free, cap.kv_pool_bytes
+
+    full, free, kv = used(d)
+    if free - full >= margin:
+        return d, (f"--fit: every layer at the context asked leaves {(free - full) >> 20} MiB >= {margin >> 20} MiB "
+                   f"free, no changes ({FIT_SOURCE})")
+    surplus = free - full - margin
+    reduction_bytes = 0
+    steps: list[str] = []
+    user_ctx = d.ctx_size is not None or d.max_model_len is not None
+    n_ctx_train = (arch.max_position_embeddings if arch is not None else None) or 0
+    if not user_ctx and n_ctx_train > min_ctx and kv > 0:
+        per_token = kv // n_ctx_train
+        cut = min(-(-(-surplus) // per_token), n_ctx_train - min_ctx) if per_token else 0
+        reduction_bytes = cut * per_token
+        surplus += reduction_bytes
+        d = d.with_(ctx_size=n_ctx_train - cut)
+        steps.append(f"context {n_ctx_train} -> {n_ctx_train - cut}")
+        if surplus > 0:
+            return d, f"--fit: {steps[0]} leaves more than {margin >> 20} MiB free ({FIT_SOURCE})"
+    user_set = next((f for f, v in (("-ngl", d.n_gpu_layers), ("-ot", d.override_tensors), ("--n-cpu-moe", d.n_cpu_moe))
+                     if v), None)
+    if user_set is not None:
+        done = f"; {steps[0]}" if steps else ""
+        return d, f"--fit: {user_set} set by the user, llama.cpp aborts the fit and keeps it{done} ({FIT_SOURCE})"
+    if arch is not None and arch.num_experts:
+        lead = arch.num_dense_layers
+        dense, _, _ = used(d.with_(n_cpu_moe=n_layer))
+        left = free - dense - margin
+        if left >= 0:
+            per_layer = (full - reduction_bytes - dense) // max(1, n_layer - lead)
+            layers_full = left // per_layer + lead + 1 if per_layer > 0 else n_layer + 1
+            part = max(0, n_layer + 1 - layers_full)
+            steps.append(f"the routed experts of {part} layers in host memory (--n-cpu-moe {part})")
+            return d.with_(n_cpu_moe=part or None), f"--fit: {'; '.join(steps)} ({FIT_SOURCE})"
+    one, _, _ = used(d.with_(n_gpu_layers=1))
+    many, _, _ = used(d.with_(n_gpu_layers=n_layer))
+    per_layer = (many - one) // max(1, n_layer - 1)
+    base = one - per_layer
+    ngl = max(0, (free - margin - base) // per_layer) if per_layer > 0 else n_layer + 1
+    steps.append(f"-ngl {ngl} of {n_layer + 1} layers")
+    return d.with_(n_gpu_layers=int(min(ngl, n_layer + 1))), f"--fit: {'; '.join(steps)} ({FIT_SOURCE})"
+
+
 # --------------------------------------------------------------------------- launch commands
 
 
@@ -519,9 +629,13 @@ def llamacpp_launch(spec: ModelSpec, work: Workload, d: Deployment, cap: Any) ->
         args["model_draft"] = draft
         args["draft_max"] = d.speculative.num_speculative_tokens
         flags += ["--model-draft", draft, "--draft-max", str(d.speculative.num_speculative_tokens)]
+    for entry in d.override_tensors or ():
+        args.setdefault("override_tensor", []).append(entry)
+        flags += ["-ot", f"'{entry}'"]
     if d.n_cpu_moe:
         args["n_cpu_moe"] = d.n_cpu_moe
         flags += ["--n-cpu-moe", str(d.n_cpu_moe)]
+
     if d.mmproj:
         mmproj = f"mmproj-{repo.rsplit('/', 1)[-1]}-f16.gguf"
         args["mmproj"] = mmproj

@@ -175,7 +175,7 @@ def _llamacpp_layers(spec: ModelSpec, workload: Workload, d: Deployment, v: Verd
                      notes: list[str]) -> tuple[Deployment, Verdict]:
     """llama.cpp with every layer not fitting and no ``-ngl`` asked: the most layers that fit, the rest
     in host memory (said in a note, with the weights left on the host)."""
-    if v.fits or d.engine != "llama.cpp" or d.n_gpu_layers is not None:
+    if v.fits or d.engine != "llama.cpp" or d.n_gpu_layers is not None or d.fit_params:
         return d, v
     found = largest_gpu_layers(spec, workload, d)
     if found is None:

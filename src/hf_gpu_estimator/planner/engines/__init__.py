@@ -23,7 +23,7 @@ _SETTINGS = {
              "vllm_version", "speculative"},
     "sglang": {"mem_fraction_static", "max_model_len", "sglang_version", "speculative"},
     "llama.cpp": {"ctx_size", "parallel", "n_gpu_layers", "flash_attn", "speculative", "mmproj", "n_cpu_moe",
-                  "cache_type_k", "cache_type_v"},
+                  "cache_type_k", "cache_type_v", "override_tensors"},
     "transformers": {"max_model_len"},
 }
 

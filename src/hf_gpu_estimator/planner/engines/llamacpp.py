@@ -14,7 +14,7 @@ from __future__ import annotations
 from hf_gpu_estimator.errors import ConflictingOptionsError, InvalidArgumentError
 from hf_gpu_estimator.hardware import GPU
 from hf_gpu_estimator.memory import overhead
-from hf_gpu_estimator.memory.llamacpp import check_v_cache, flash_attention_on, kv_cache_type, llamacpp_memory
+from hf_gpu_estimator.memory.llamacpp import llamacpp_memory, parse_override_tensors, served_memory
 from hf_gpu_estimator.memory.weights import plan_weights
 from hf_gpu_estimator.planner.engines._capacity import ServingCapacity, check_context
 from hf_gpu_estimator.planner.engines.speculative import Speculative
@@ -53,7 +53,8 @@ def llamacpp_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *, ctx_size
                       parallel: int = LLAMACPP_DEFAULT_PARALLEL, n_gpu_layers: int | None = None,
                       flash_attn: str | None = None, speculative: Speculative | None = None,
                       mmproj: bool = False, n_cpu_moe: int | None = None, cache_type_k: str | None = None,
-                      cache_type_v: str | None = None) -> ServingCapacity:
+                      cache_type_v: str | None = None,
+                      override_tensors: str | tuple[str, ...] | None = None) -> ServingCapacity:
     """What llama-server ``-c ctx_size -np parallel -ngl n_gpu_layers -fa flash_attn`` holds on ``gpu``.
 
     ``flash_attn``: ``on``, ``off`` or ``auto`` (the default;
@@ -62,7 +63,8 @@ def llamacpp_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *, ctx_size
     quantized V cache is refused (llama.cpp: "V cache quantization requires flash_attn").
 
     ``cache_type_k`` / ``cache_type_v``: ``-ctk`` / ``-ctv`` (f16, bf16, f32, q8_0, q4_0, q4_1, iq4_nl,
-    q5_0, q5_1); each defaults to the workload's ``kv_cache_dtype``, else f16.
+    q5_0, q5_1); each defaults to the workload's ``cache_type_k`` / ``cache_type_v``, then its ``kv_cache_dtype``,
+    else f16 (:func:`~hf_gpu_estimator.memory.llamacpp.served_memory`, the path ``hfge estimate`` takes too).
 
     With several GPUs (``tp x pp``) the buffers are split evenly by layers (``--split-mode layer``).
 
@@ -72,6 +74,10 @@ def llamacpp_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *, ctx_size
     draft is sized in the target's GGUF type.
 
     ``n_cpu_moe``: ``--n-cpu-moe N``, the routed experts of the first N layers in host memory.
+
+    ``override_tensors``: ``-ot PATTERN=BUFFER,...`` (one string or several, in order): a tensor whose name
+    matches a pattern goes to that buffer (``CPU``: host memory; ``CUDA0`` ...: the GPU), the first match
+    winning, before ``--n-cpu-moe``'s patterns (:func:`~hf_gpu_estimator.memory.llamacpp.parse_override_tensors`).
 
     ``mmproj``: a vision-language model served with ``--mmproj``: the vision tower and projector, which
     convert_hf_to_gguf.py writes to that separate file (f16 by default), are loaded on the GPU (tools/mtmd,
@@ -95,14 +101,11 @@ def llamacpp_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *, ctx_size
     if parallel > ctx:
         raise InvalidArgumentError("parallel", parallel, f"at most -c {ctx} (each slot gets -c / -np tokens)")
     quant, note = _gguf_quantization(spec, workload)
-    kv_type = kv_cache_type("kv_cache_dtype", workload.kv_cache_dtype or "f16")
-    kv_k = kv_cache_type("cache_type_k", cache_type_k) if cache_type_k is not None else kv_type
-    kv_v = kv_cache_type("cache_type_v", cache_type_v) if cache_type_v is not None else kv_type
-    fa, fa_note = flash_attention_on(spec, mode=flash_attn or "auto", runtime=gpu.runtime, kv_type_k=kv_k,
-                                     kv_type_v=kv_v)
-    check_v_cache(fa, kv_v, fa_note)
-    m = llamacpp_memory(spec, n_ctx=ctx, n_parallel=parallel, n_gpu_layers=ngl, kv_type=kv_k, quantization=quant,
-                        flash_attention=fa, n_cpu_moe=n_cpu_moe or 0, kv_type_v=kv_v)
+    overrides = parse_override_tensors(override_tensors)
+    m, fa_note = served_memory(spec, workload, n_ctx=ctx, n_parallel=parallel, n_gpu_layers=ngl, quantization=quant,
+                               runtime=gpu.runtime, flash_attn=flash_attn or "auto", n_cpu_moe=n_cpu_moe or 0,
+                               override_tensors=overrides, cache_type_k=cache_type_k, cache_type_v=cache_type_v)
+    fa = m.flash_attention
     devices = workload.parallelism.tp * workload.parallelism.pp
     weights, kv, compute = m.weights_gpu // devices, m.kv_gpu // devices, m.compute_buffer
     draft_note = mmproj_note = None

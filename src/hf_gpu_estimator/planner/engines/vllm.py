@@ -125,13 +125,21 @@ class VllmVersion:
     moe_cache_kept: bool = False
     #: ``--gpu-memory-utilization`` when not given.
     default_gpu_memory_utilization: float = 0.9
+    #: Non-torch memory logged on a GPU class, by catalog-name prefix: (prefix, single GPU, added per rank with
+    #: several GPUs); a GPU the rule has no log for takes ``non_torch_other_gpu`` (when set) with NCCL's buffers.
+    non_torch_by_gpu: tuple[tuple[str, int, int], ...] = ()
+    non_torch_other_gpu: int | None = None
 
-    def non_torch_bytes(self, tp: int, pp: int, *, samples: bool = True) -> int:
+    def non_torch_bytes(self, tp: int, pp: int, *, samples: bool = True, gpu: str | None = None) -> int:
         """Non-torch memory per rank: the single-GPU figure, plus communicator buffers with more than one GPU.
 
         ``samples``: whether the rank runs the sampler (the last pipeline stage); the others, where the rule
-        measured them, count less.
+        measured them, count less. ``gpu``: the catalog name, for a rule whose figure depends on the GPU class.
         """
+        if self.non_torch_other_gpu is not None and gpu is not None:
+            base, comm = next(((one, many) for prefix, one, many in self.non_torch_by_gpu if gpu.startswith(prefix)),
+                              (self.non_torch_other_gpu, overhead.NCCL_BYTES))
+            return base + (comm if tp * pp > 1 else 0)
         if self.non_torch_tp_bytes:
             base = self.non_torch_tp1_bytes if samples or self.non_torch_no_sampler_bytes is None \
                 else self.non_torch_no_sampler_bytes
@@ -179,8 +187,17 @@ VLLM_VERSIONS: dict[str, VllmVersion] = {
         version="0.6", engine="v0", releases=("0.6",),
         non_torch_tp1_bytes=int(1.79 * GiB), non_torch_multi_gpu_bytes=int(1.79 * GiB),
         sampler_bytes_per_logit=V0_SAMPLER_BYTES_PER_LOGIT,
+        # vllm/worker/worker.py determine_num_available_blocks from 0.6.4 (PR #9352) counts the device's used
+        # memory less torch's allocations: the CUDA context, and on the H100 of PR #10511 (0.6.5) what loading and
+        # profiling added outside torch (1.79 GiB; 3.58 GiB per rank at tp=2). Other GPUs: the bare CUDA context
+        # (memory/overhead.py CUDA_CONTEXT_BARE_BYTES, 0.39 GiB), as 0.6.4.post1 logs 0.44 GiB on an RTX A6000
+        # (https://github.com/vllm-project/vllm/issues/10360), plus NCCL's buffers per rank with several GPUs.
+        non_torch_by_gpu=(("H100", int(1.79 * GiB), int(1.79 * GiB)),),
+        non_torch_other_gpu=overhead.CUDA_CONTEXT_BARE_BYTES,
         source="vllm/worker/worker.py determine_num_available_blocks; non-torch 1.79 GiB (tp=1) and 3.58 GiB "
-               "(tp=2) per rank on an H100 in https://github.com/vllm-project/vllm/pull/10511"),
+               "(tp=2) per rank on an H100 in https://github.com/vllm-project/vllm/pull/10511; on other GPUs the "
+               "bare CUDA context (0.44 GiB logged on an RTX A6000, "
+               "https://github.com/vllm-project/vllm/issues/10360)"),
     "0.7": VllmVersion(
         version="0.7", engine="v0", releases=("0.7",),
         non_torch_tp1_bytes=int(0.16 * GiB), non_torch_multi_gpu_bytes=overhead.NCCL_BYTES,
@@ -616,7 +633,7 @@ def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
                                                tp=p.tp, sampler_bytes_per_logit=rule.sampler_bytes_per_logit,
                                                moe_cache_kept=moe_cache_kept)
         activations += encoder if first else 0
-        non_torch = rule.non_torch_bytes(p.tp, p.pp, samples=samples)
+        non_torch = rule.non_torch_bytes(p.tp, p.pp, samples=samples, gpu=gpu.name)
         pool = int(total * utilization - weights - activations - non_torch - rule.cuda_graph_bytes)
         if rule.hybrid_allocator:
             h = hybrid_pool(layout, pool, block_size=block_size, max_model_len=model_len, max_position=max_pos,
