@@ -180,6 +180,11 @@ class Mixer:
     #: q and k pass through a weightless per-head L2 norm computed in fp32 (llama4's Llama4TextL2Norm on
     #: its RoPE layers): what it saves is not a model-wide ``Architecture.qk_norm``.
     l2_qk_norm: bool = False
+    #: ``linear``: the chunked scan transformers' torch path runs. ``gated_delta``: gated DeltaNet's
+    #: (modeling_qwen3_next.py ``torch_chunk_gated_delta_rule``: one decay per head and token); ``kda``: Kimi
+    #: delta attention's (modeling_kimi_linear.py ``chunk_kimi_delta_attention``, bailing_hybrid's copy: a decay
+    #: per key channel, so its pairwise decay is ``chunk x chunk x head_dim`` per head and chunk).
+    scan: Literal["gated_delta", "kda"] = "gated_delta"
 
     @property
     def value_dim(self) -> int:
