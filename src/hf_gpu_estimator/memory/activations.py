@@ -480,8 +480,10 @@ DELTANET_CHUNK = 64
 MAMBA2_CHUNK = 256
 #: ``chunk x chunk x head_dim`` fp32 tensors per head (:func:`_kda_pairwise`) a KDA layer's backward holds beyond
 #: its saved set: the gradients of the pairwise decay (accumulated over the chunk loop) and of ``k_beta * key``,
-#: and ``mul``'s gradient toward ``k_beta`` before its sum. Measured on exact-mode traces (small kimi_linear
-#: configs, 2 x 128 and 2 x 512 tokens; kimi_linear at 2 x 2048: 12,786 MiB of temporaries at the peak).
+#: and ``mul``'s gradient toward ``k_beta`` before its sum. Exact-mode traces: kimi_linear's cut default config at
+#: 2 x 2048 tokens holds 12,786 MiB of temporaries at its peak (3.1 such tensors); two KDA layers of 8 heads x 128
+#: and one MLA layer (hidden 512, bf16-mixed, 2 x 1024 tokens): the whole estimate +1.9 % (kimi_linear) and +2.3 %
+#: (bailing_hybrid) of the traced peak, +1.7 % and +2.0 % with checkpointing, prefill +0.1 % and +0.3 %.
 KDA_BACKWARD_PAIRWISE = 3
 
 
@@ -545,7 +547,8 @@ def recurrent_saved_bytes(mixer: Mixer, *, compute_bytes: int, hidden: int, seq_
         return c * 3 * hidden + c * 4 * inner + 4 * 12 * inner + c * 4 * hidden, c * inner
     heads = mixer.heads or 1
     if mixer.kind == "linear" and mixer.scan == "kda":
-        return _kda_saved(mixer, c, seq_len, autocast), 4 * mixer.inner * (mixer.chunk or DELTANET_CHUNK)
+        # Forward transient: the pairwise decay's difference and its masked copy, before exp.
+        return _kda_saved(mixer, c, seq_len, autocast), _kda_pairwise(mixer, seq_len)
     if mixer.kind == "linear":
         chunk = mixer.chunk or DELTANET_CHUNK
         padded, _ = _chunking(chunk, seq_len)
@@ -615,7 +618,8 @@ def _kda_saved(mixer: Mixer, c: int, seq_len: int | None, autocast: bool) -> flo
     ``k_beta``, ``k_cumdecay``, the decayed query, the intra-chunk attention, ``v_new`` and the decayed key);
     each chunk's fp32 state (and its two 16-bit casts under autocast); the gated RMSNorm's four fp32 tensors,
     g_b_proj's input and o_proj's input. Itemized by reading the code; the totals are checked against
-    exact-mode traces of kimi_linear and bailing_hybrid (tests/test_memory_layers.py, docs/coverage-long.md).
+    exact-mode traces of kimi_linear and bailing_hybrid at 2 x 2048 tokens (docs/coverage-long.md: -2.8 % and
+    -4.4 %, the peak inside the last KDA layer's backward).
     """
     chunk = mixer.chunk or DELTANET_CHUNK
     padded, _ = _chunking(chunk, seq_len)

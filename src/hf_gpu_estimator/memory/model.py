@@ -269,10 +269,16 @@ def _inference(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: 
     # Only the last position's logits (generate passes logits_to_keep=1), then an fp32 copy; a forward
     # without logits_to_keep computes them for every prompt position first.
     logits = B * arch.vocab_size * ((c if arch.last_logits_only else S * c) + 4)
+    prefill_logits = logits
+    if not arch.last_logits_only and arch.final_logit_softcapping:
+        # Every prompt position's logits upcast, then soft-capped (xLSTMForCausalLM.forward: ``lm_head(...).float()``,
+        # then ``cap * tanh(logits / cap)``): three fp32 copies alive at the tanh. Exact-mode trace of xlstm at
+        # 4 x 2048 tokens: 4,796 MiB of activations at the prefill peak, 4,716 MiB of them these logits.
+        prefill_logits = B * S * arch.vocab_size * 3 * 4
     dequant = _dequant_transient(arch, plan)
     prefill = Moment(phase="prefill", components={
         "weights": W, "kv_cache": kv_prefill, "activations": hidden,
-        "transient": max(layer_transient + mask + dequant, logits), "workspace": ws})
+        "transient": max(layer_transient + mask + dequant, prefill_logits), "workspace": ws})
     # Decode: the last step, with the cache at S + N - 1 tokens growing to S + N; DynamicCache.update
     # concatenates (old and new tensors of one layer alive together).
     total = S + max(N, 1)
