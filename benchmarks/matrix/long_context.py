@@ -117,9 +117,9 @@ GOAL_MEDIAN = 0.02
 
 #: What tests/test_coverage_long.py requires per workload (share within, median |error|): the goal where it is
 #: met, else the measured figure (docs/coverage-long.md), so a regression fails and the gap stays in view.
-#: Measured (docs/coverage-long.md): inference sdpa 168 of 187 within (89.8 %), median 2.1 %; training 150 of 165
+#: Measured (docs/coverage-long.md): inference sdpa 169 of 187 within (90.4 %), median 2.01 %; training 150 of 165
 #: (90.9 %), median 0.3 %; with checkpointing 146 of 158 (92.4 %), median 0.0 %; inference eager meets the goal.
-MIN_WITHIN: dict[str, float] = {**{name: GOAL_WITHIN for name in WORKLOADS}, "inference sdpa": 0.89,
+MIN_WITHIN: dict[str, float] = {**{name: GOAL_WITHIN for name in WORKLOADS}, "inference sdpa": 0.90,
                                 "training": 0.90, "training ckpt": 0.92}
 MAX_MEDIAN: dict[str, float] = {**{name: GOAL_MEDIAN for name in WORKLOADS}, "inference sdpa": 0.022}
 
@@ -153,8 +153,6 @@ KNOWN_GAPS: dict[str, str] = {
     "modernbert-decoder": "unanalysed: the SDPA prefill peaks above the estimate",
     "moshi": "unanalysed: the SDPA prefill peaks above the estimate",
     "mpt": "unanalysed: the SDPA prefill (ALiBi bias added to the attention mask) peaks above the estimate",
-    "xlnet": "unanalysed: its relative two-stream attention (einsum position scores) holds more than the "
-             "modelled scores",
     "bart": "unanalysed: training the decoder of an encoder-decoder class (causal-LM use) peaks below the estimate, whose logits and loss terms dominate",
     "bigbird_pegasus": "unanalysed: training the decoder of an encoder-decoder class (causal-LM use) peaks below the estimate, whose logits and loss terms dominate",
     "blenderbot": "unanalysed: training the decoder of an encoder-decoder class (causal-LM use) peaks below the estimate, whose logits and loss terms dominate",

@@ -353,6 +353,10 @@ _EAGER_HELD_SCORES: Mapping[str, tuple[int, int, str]] = {
                       "attention probabilities included) in ``layer_outputs``"),
     "roformer": (0, 1, "modeling_roformer.py RoFormerEncoder.forward keeps the previous layer's outputs (its "
                        "attention probabilities included) in ``layer_outputs``"),
+    "xlnet": (2, 0, "modeling_xlnet.py XLNetRelativeAttention.rel_attn_core keeps the content scores (ac) and the "
+                    "shifted position scores (bd) bound beside the summed, scaled scores and their softmax; the "
+                    "position scores are first computed over klen + qlen relative positions (two score tensors) and "
+                    "index_select'ed to klen"),
     "gpt_neox_japanese": (1, 1, "modeling_gpt_neox_japanese.py _attn keeps the zeros tensor baddbmm adds to "
                                 "(attn_scores); GPTNeoXJapaneseModel.forward keeps the previous layer's "
                                 "probabilities in ``outputs``"),
