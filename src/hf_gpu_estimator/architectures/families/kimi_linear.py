@@ -156,6 +156,9 @@ def analyze_kimi_linear(f: Fields, model_type: str, head: Head) -> tuple[Archite
     if len(mixers) > 1:
         notes.append("linears lists the linear layers of both layer kinds (KDA and MLA); each layer has one of them")
     if not kimi:
+        notes.append("MLA's per-head sigmoid output gate (g_proj; its product saves the attention output in "
+                     "training) is not in the activation terms: one heads x v_head_dim tensor per token per MLA "
+                     "layer")
         notes.append("the KDA layers' conv1d, dt_bias and A_log, the routers' gate.weight and "
                      "e_score_correction_bias stay float32 (_keep_in_fp32_modules_strict); counted in the "
                      "checkpoint dtype")
