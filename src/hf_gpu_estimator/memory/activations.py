@@ -483,7 +483,8 @@ MAMBA2_CHUNK = 256
 #: and ``mul``'s gradient toward ``k_beta`` before its sum. Exact-mode traces: kimi_linear's cut default config at
 #: 2 x 2048 tokens holds 12,786 MiB of temporaries at its peak (3.1 such tensors); two KDA layers of 8 heads x 128
 #: and one MLA layer (hidden 512, bf16-mixed, 2 x 1024 tokens): the whole estimate +1.9 % (kimi_linear) and +2.3 %
-#: (bailing_hybrid) of the traced peak, +1.7 % and +2.0 % with checkpointing, prefill +0.1 % and +0.3 %.
+#: (bailing_hybrid) of the traced peak, +1.7 % and +2.0 % with checkpointing, prefill +0.1 % and +0.3 %; kimi_linear
+#: at 2 x 512 tokens without autocast: bf16-true +1.9 % (+1.9 % with checkpointing), 32-true +2.4 % (+2.1 %).
 KDA_BACKWARD_PAIRWISE = 3
 
 
