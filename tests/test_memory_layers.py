@@ -164,3 +164,12 @@ def test_a_forward_without_logits_to_keep_computes_every_prompt_position() -> No
     assert not arch.last_logits_only and architecture_from_config({"model_type": "llama"}).last_logits_only
     est = estimate(config, seq_len=128, new_tokens=1)
     assert est.memory.components["transient"] >= 128 * 1000 * 2
+
+
+def test_soft_capped_logits_of_every_prompt_position_are_upcast() -> None:
+    # xLSTMForCausalLM.forward: no logits_to_keep, ``lm_head(...).float()`` then ``cap * tanh(logits / cap)``.
+    config = {"model_type": "xlstm", "hidden_size": 64, "num_hidden_layers": 1, "num_heads": 2, "vocab_size": 1000}
+    arch = architecture_from_config(config)
+    assert not arch.last_logits_only and arch.final_logit_softcapping == 30.0
+    est = estimate(config, seq_len=128, new_tokens=1, batch_size=2)
+    assert est.memory.components["transient"] >= 2 * 128 * 1000 * 3 * 4
