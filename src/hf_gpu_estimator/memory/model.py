@@ -154,6 +154,17 @@ def _with_images(spec: ModelSpec, arch: Architecture, workload: Workload, *, det
     return dataclasses.replace(result, assumptions=(*notes, *result.assumptions))
 
 
+def _scan_notes(arch: Architecture) -> list[str]:
+    """Which implementation of a recurrent scan the activation terms follow, where transformers may run another."""
+    if any(m.scan == "kda" for layer, _ in arch.layer_groups for m in layer.mixers):
+        # transformers' use_kernel_func_from_hub_with_fallback("chunk_kda", "fla") (modeling_kimi_linear.py): a hub
+        # kernel when requested, else the fla package when installed, else the torch function.
+        return ["KDA layers: transformers' torch chunked scan (chunk_kimi_delta_attention: fp32 chunk x chunk x "
+                "head_dim decay tensors per head), what runs without the fla package; with fla installed "
+                "transformers calls fla's chunk_kda kernel instead, which is not modelled"]
+    return []
+
+
 def _finish(moments: list[Moment], terms: list[Term], workload: Workload, assumptions: list[str],
             *, activation_bytes_at_peak: int, host_offload_bytes: int = 0, decode_kv_bytes: int = 0,
             detail: bool = True) -> MemoryEstimate:
@@ -317,6 +328,7 @@ def _inference(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: 
                            "DynamicCache")
         if arch.is_mla:
             assumptions.append("MLA: the cache holds the compressed latent (kv_lora_rank + qk_rope_head_dim per token)")
+        assumptions.extend(_scan_notes(arch))
         if plan.quantization.startswith("gguf:"):
             assumptions.append("GGUF runs in llama.cpp, not PyTorch: 'allocated' means llama.cpp's buffers; the KV "
                                "cache is sized for seq_len + new_tokens as llama.cpp's n_ctx")
@@ -551,6 +563,7 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
                                "(torch/amp/grad_scaler.py)")
         assumptions.append(f"training step: loss = model(input_ids, labels=input_ids).loss; backward; "
                            f"{workload.optimizer.name}.step(); zero_grad(set_to_none=True); steady state (step >= 2)")
+        assumptions.extend(_scan_notes(arch))
         if plan.quantization in ("nf4", "fp4"):
             assumptions.append("QLoRA: bitsandbytes 4-bit base " + (
                 "with double quantization (absmax 8-bit per 64 weights)" if workload.double_quant
