@@ -784,6 +784,13 @@ def test_generic_family_attention_free_state_space_model() -> None:
                      id="nested"),
         pytest.param({"model_type": "llama", "architectures": "LlamaForCausalLM"}, "architectures",
                      id="architectures-str"),
+        pytest.param({"model_type": "kimi_linear", "num_hidden_layers": 3,
+                      "linear_attn_config": {"full_attn_layers": [3], "kda_layers": [1]}},
+                     "linear_attn_config.full_attn_layers", id="kimi-layer-lists"),
+        pytest.param({"model_type": "kimi_linear", "mlp_layer_types": ["dense", "moe"]}, "mlp_layer_types",
+                     id="kimi-mlp-types"),
+        pytest.param({"model_type": "bailing_hybrid", "num_experts_per_token": 600}, "num_experts_per_token",
+                     id="bailing-top-k"),
     ],
 )  # fmt: skip
 def test_malformed_config(config: dict[str, Any], field: str) -> None:
