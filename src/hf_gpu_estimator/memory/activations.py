@@ -610,7 +610,8 @@ def _kda_saved(mixer: Mixer, c: int, seq_len: int | None, autocast: bool) -> flo
     ``KimiLinearDeltaAttention.forward`` and ``chunk_kimi_delta_attention``, transformers 5.25), by autograd's
     rules for each op: the convolution's input cast and its output (saved by silu); the forget gate's
     f_b_proj input, exp, ``1 + exp`` and softplus outputs and the ``g > 20`` mask (Kimi's written-out softplus;
-    Ling's bounded sigmoid gate saves two fp32 key-wide tensors fewer, counted as Kimi's); beta; q and k in fp32
+    Ling's bounded sigmoid gate saves one fp32 key-wide tensor, the mask and the low-rank inputs fewer, counted
+    as Kimi's: under 1 % of the layer); beta; q and k in fp32
     before their L2 norm; per padded token the value, key and ``k_beta`` read by the ``beta`` products, the
     scaled query and the three decay exponentials the chunk loop reads; three ``chunk x chunk x head_dim``
     tensors per head (the pairwise decay, ``k_beta * key`` and the loop's ``query * key``, saved by the
