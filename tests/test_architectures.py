@@ -242,6 +242,34 @@ HYBRID_CASES: list[tuple[str, dict[str, Any]]] = [
                                           tie_word_embeddings=True,
                                           layer_types=["linear_attention", "full_attention", "full_attention",
                                                        "linear_attention"])),
+    # A Kimi-Linear checkpoint's config.json style: linear_attn_config (1-indexed MLA/KDA layer lists),
+    # first_k_dense_replace read from the keyword arguments, the attribute-mapped MoE names.
+    ("kimi_linear-tiny", _tiny("kimi_linear", num_hidden_layers=4, num_key_value_heads=4, kv_lora_rank=16,
+                               qk_rope_head_dim=8, qk_nope_head_dim=16, v_head_dim=12, num_experts=6,
+                               num_experts_per_token=2, num_shared_experts=2, moe_intermediate_size=24,
+                               first_k_dense_replace=2, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+                               linear_attn_config={"head_dim": 8, "num_heads": 3, "short_conv_kernel_size": 3,
+                                                   "full_attn_layers": [2, 4], "kda_layers": [1, 3]})),
+    ("kimi_linear-tiny-q-lora-default-types", _tiny("kimi_linear", num_hidden_layers=5, q_lora_rank=12,
+                                                    kv_lora_rank=16, qk_rope_head_dim=8, qk_nope_head_dim=16,
+                                                    v_head_dim=16, num_experts=4, num_experts_per_token=2,
+                                                    moe_intermediate_size=24, linear_num_heads=2, linear_head_dim=8,
+                                                    attention_bias=True, pad_token_id=0, bos_token_id=1,
+                                                    eos_token_id=2,
+                                                    mlp_layer_types=["sparse", "dense", "sparse", "dense", "sparse"])),
+    ("bailing_hybrid-tiny", _tiny("bailing_hybrid", num_hidden_layers=4, layer_group_size=2, head_dim=8,
+                                  kv_lora_rank=16, qk_rope_head_dim=8, qk_nope_head_dim=16, v_head_dim=16,
+                                  num_experts=8, n_group=2, topk_group=1, num_experts_per_token=2,
+                                  moe_intermediate_size=24, first_k_dense_replace=1, pad_token_id=0,
+                                  eos_token_id=2)),
+    ("bailing_hybrid-tiny-saved-config", _tiny("bailing_hybrid", num_hidden_layers=3, head_dim=8,
+                                               linear_head_dim=12, linear_num_heads=2, linear_conv_kernel_dim=3,
+                                               kv_lora_rank=16, qk_rope_head_dim=8, qk_nope_head_dim=16,
+                                               v_head_dim=16, q_lora_rank=10, num_experts=8, n_group=2,
+                                               topk_group=1, num_experts_per_token=2, moe_intermediate_size=24,
+                                               pad_token_id=0, eos_token_id=2,
+                                               layer_types=["linear_attention", "full_attention",
+                                                            "linear_attention"])),
     ("jamba-tiny", _tiny("jamba", num_hidden_layers=5, num_key_value_heads=2, num_experts=4, attn_layer_period=3,
                          attn_layer_offset=1, mamba_d_state=8, num_experts_per_tok=2)),
     ("jamba-tiny-dense-tied", _tiny("jamba", num_key_value_heads=2, num_experts=1, mamba_dt_rank=5,
@@ -756,6 +784,13 @@ def test_generic_family_attention_free_state_space_model() -> None:
                      id="nested"),
         pytest.param({"model_type": "llama", "architectures": "LlamaForCausalLM"}, "architectures",
                      id="architectures-str"),
+        pytest.param({"model_type": "kimi_linear", "num_hidden_layers": 3,
+                      "linear_attn_config": {"full_attn_layers": [3], "kda_layers": [1]}},
+                     "linear_attn_config.full_attn_layers", id="kimi-layer-lists"),
+        pytest.param({"model_type": "kimi_linear", "mlp_layer_types": ["dense", "moe"]}, "mlp_layer_types",
+                     id="kimi-mlp-types"),
+        pytest.param({"model_type": "bailing_hybrid", "num_experts_per_token": 600}, "num_experts_per_token",
+                     id="bailing-top-k"),
     ],
 )  # fmt: skip
 def test_malformed_config(config: dict[str, Any], field: str) -> None:
@@ -780,7 +815,7 @@ def test_import_is_torch_free() -> None:
 
 
 _STATE_CASES = ["mamba-tiny", "mamba2-tiny", "qwen3_next-tiny", "jamba-tiny", "nemotron_h-tiny-pattern", "lfm2-tiny",
-                "falcon_h1-tiny", "granitemoehybrid-tiny", "bamba-tiny"]
+                "falcon_h1-tiny", "granitemoehybrid-tiny", "bamba-tiny", "kimi_linear-tiny", "bailing_hybrid-tiny"]
 
 
 @pytest.mark.parametrize("case", _STATE_CASES)

@@ -209,3 +209,10 @@ def test_looped_experts_hold_one_experts_tokens() -> None:
         dataclasses.replace(layer, ffn=dataclasses.replace(layer.ffn, looped_experts=False)) for layer in arch.layers))
     kwargs = {"compute_bytes": 2, "attn": "sdpa", "seq_len": 1024, "query_len": 1024}
     assert inference_layer_transient(arch, **kwargs) < inference_layer_transient(grouped, **kwargs)
+def test_soft_capped_logits_of_every_prompt_position_are_upcast() -> None:
+    # xLSTMForCausalLM.forward: no logits_to_keep, ``lm_head(...).float()`` then ``cap * tanh(logits / cap)``.
+    config = {"model_type": "xlstm", "hidden_size": 64, "num_hidden_layers": 1, "num_heads": 2, "vocab_size": 1000}
+    arch = architecture_from_config(config)
+    assert not arch.last_logits_only and arch.final_logit_softcapping == 30.0
+    est = estimate(config, seq_len=128, new_tokens=1, batch_size=2)
+    assert est.memory.components["transient"] >= 2 * 128 * 1000 * 3 * 4

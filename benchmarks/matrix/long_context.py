@@ -168,10 +168,6 @@ MAX_MEDIAN: dict[str, float] = {name: GOAL_MEDIAN for name in ALL_WORKLOADS}
 
 #: Types outside :data:`TOLERANCE` on a workload, with why (the measured error is shown beside it).
 KNOWN_GAPS: dict[str, str] = {
-    "bailing_hybrid": "Kimi-delta linear-attention layers and MLA attention, read by the generic family as plain "
-                      "attention (no family module)",
-    "kimi_linear": "Kimi-delta linear-attention layers and MLA attention, read by the generic family as plain "
-                   "attention (no family module)",
     "doge": "SDPA gets its per-head dynamic mask [batch, heads, query, key] in the compute dtype as an additive "
             "mask: counted under eager attention only",
     "bitnet": "the MLP's ffn_sub_norm (an RMSNorm over the MLP width, fp32 copies) holds the MLP peak: not "
@@ -183,9 +179,6 @@ KNOWN_GAPS: dict[str, str] = {
     "modernbert-decoder": "unanalysed: the SDPA prefill peaks above the estimate",
     "moshi": "unanalysed: the SDPA prefill peaks above the estimate",
     "mpt": "unanalysed: the SDPA prefill (ALiBi bias added to the attention mask) peaks above the estimate",
-    "xlnet": "unanalysed: its relative two-stream attention (einsum position scores) holds more than the "
-             "modelled scores",
-    "xlstm": "unanalysed: the mLSTM prefill at 2048 tokens holds more than the chunkwise terms modelled",
     "bart": "unanalysed: training the decoder of an encoder-decoder class (causal-LM use) peaks below the estimate, whose logits and loss terms dominate",
     "bigbird_pegasus": "unanalysed: training the decoder of an encoder-decoder class (causal-LM use) peaks below the estimate, whose logits and loss terms dominate",
     "blenderbot": "unanalysed: training the decoder of an encoder-decoder class (causal-LM use) peaks below the estimate, whose logits and loss terms dominate",

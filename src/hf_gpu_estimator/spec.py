@@ -195,6 +195,11 @@ class Mixer:
         """Whether the attention runs block-sparse over ``tokens`` tokens: BigBirdModel.forward switches to full
         attention up to ``(5 + 2 x random_blocks) x block_size`` tokens."""
         return bool(self.block_size) and tokens > (5 + 2 * self.random_blocks) * self.block_size
+    #: ``linear``: the chunked scan transformers' torch path runs. ``gated_delta``: gated DeltaNet's
+    #: (modeling_qwen3_next.py ``torch_chunk_gated_delta_rule``: one decay per head and token); ``kda``: Kimi
+    #: delta attention's (modeling_kimi_linear.py ``chunk_kimi_delta_attention``, bailing_hybrid's copy: a decay
+    #: per key channel, so its pairwise decay is ``chunk x chunk x head_dim`` per head and chunk).
+    scan: Literal["gated_delta", "kda"] = "gated_delta"
 
     @property
     def value_dim(self) -> int:

@@ -35,6 +35,25 @@ def fused_experts(hidden: int, inter: int, experts: int, *, bias: bool = False) 
     )
 
 
+def mla_linears(hidden: int, heads: int, *, q_rank: int | None, kv_rank: int, nope: int, rope: int, v_dim: int,
+                bias: bool) -> tuple[LinearShape, ...]:
+    """Multi-head latent attention's projections (modeling_deepseek_v3.py ``DeepseekV3Attention``): q_proj, or
+    q_a_proj/q_b_proj with a ``q_rank``; kv_a_proj_with_mqa (the latent and the shared rotary key), kv_b_proj
+    (the latent to every head's non-rotary key and value), o_proj. ``bias`` (attention_bias) reaches q_a_proj,
+    kv_a_proj_with_mqa and o_proj only."""
+    qk_dim = nope + rope
+    if q_rank is None:
+        q: tuple[LinearShape, ...] = (LinearShape(name="q_proj", in_features=hidden, out_features=heads * qk_dim),)
+    else:
+        q = (LinearShape(name="q_a_proj", in_features=hidden, out_features=q_rank, bias=bias),
+             LinearShape(name="q_b_proj", in_features=q_rank, out_features=heads * qk_dim))
+    return q + (
+        LinearShape(name="kv_a_proj_with_mqa", in_features=hidden, out_features=kv_rank + rope, bias=bias),
+        LinearShape(name="kv_b_proj", in_features=kv_rank, out_features=heads * (nope + v_dim)),
+        LinearShape(name="o_proj", in_features=heads * v_dim, out_features=hidden, bias=bias),
+    )
+
+
 def gated_linears(hidden: int, inter: int, bias: bool) -> tuple[LinearShape, ...]:
     """A SwiGLU/GeGLU MLP: gate, up and down projections."""
     return (

@@ -1,4 +1,4 @@
-"""Recurrent token mixers shared by the SSM and hybrid families: Mamba, Mamba2, gated DeltaNet, short conv.
+"""Recurrent token mixers shared by the SSM and hybrid families: Mamba, Mamba2, gated DeltaNet, KDA, short conv.
 
 Each builder returns a :class:`Part`: the mixer's parameters by role, its linear layers (peft leaf names)
 and the :class:`~hf_gpu_estimator.spec.Mixer` with the states transformers caches for it. The cache
@@ -92,6 +92,37 @@ def gated_deltanet(hidden: int, k_heads: int, v_heads: int, k_dim: int, v_dim: i
                   inner=value_dim, state_elements=v_heads * k_dim * v_dim, conv_elements=conv_dim * kernel,
                   conv_kernel=kernel)
     return Part(params, v_dim, linears, mixer)
+
+
+def kimi_delta(hidden: int, heads: int, head_dim: int, kernel: int, *, low_rank_gates: bool) -> Part:
+    """Kimi delta attention (KDA): modeling_kimi_linear.py ``KimiLinearDeltaAttention`` (``low_rank_gates``) and
+    modeling_bailing_hybrid.py ``BailingHybridDeltaAttention``.
+
+    q/k/v projections (hidden -> heads*head_dim each, no bias), a depthwise conv1d over the three (no bias),
+    the forget gate (kimi: f_a_proj hidden -> head_dim, f_b_proj head_dim -> heads*head_dim; bailing: one
+    f_proj), dt_bias (heads*head_dim) and A_log (heads), b_proj (hidden -> heads), the output gate (kimi:
+    g_a_proj/g_b_proj; bailing: g_proj), a gated RMSNorm (head_dim) and o_proj. Keys and values share the head
+    width; the recurrent state is (heads, head_dim, head_dim) per sequence, in fp32 (``chunk_kimi_delta_attention``
+    computes in float32 and the layer casts the final state ``.to(torch.float32)``).
+    """
+    width = heads * head_dim
+
+    def linear(name: str, n_in: int, n_out: int) -> LinearShape:
+        return LinearShape(name=name, in_features=n_in, out_features=n_out, group="state")
+
+    def gate(prefix: str) -> tuple[LinearShape, ...]:
+        if low_rank_gates:
+            return linear(f"{prefix}_a_proj", hidden, head_dim), linear(f"{prefix}_b_proj", head_dim, width)
+        return (linear(f"{prefix}_proj", hidden, width),)
+
+    linears = (
+        *(linear(name, hidden, width) for name in ("q_proj", "k_proj", "v_proj")),
+        *gate("f"), linear("b_proj", hidden, heads), *gate("g"), linear("o_proj", width, hidden),
+    )
+    params = sum(lin(x.in_features, x.out_features, x.bias) for x in linears) + 3 * width * kernel + width + heads
+    mixer = Mixer(kind="linear", scan="kda", heads=heads, kv_heads=heads, head_dim=head_dim, inner=width,
+                  state_elements=heads * head_dim * head_dim, conv_elements=3 * width * kernel, conv_kernel=kernel)
+    return Part(params, head_dim, linears, mixer)
 
 
 def short_conv(hidden: int, kernel: int, bias: bool) -> Part:

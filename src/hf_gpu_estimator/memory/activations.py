@@ -284,7 +284,7 @@ def _layer_activations(arch: Architecture, layer: Layer, workload: Workload, seq
     if mixer.kind == "none":
         attn_in = 0
     elif recurrent:
-        attn_in = 1 if full else 0
+        attn_in = (KDA_INPUT_READERS if mixer.scan == "kda" else 1) if full else 0
     else:
         attn_in = _savers(arch, workload, "attn_in", moe=is_moe,
                           names=_MLA_HIDDEN_READERS if mixer.kind == "mla" else None)
@@ -483,6 +483,14 @@ def _ffn_saved(arch: Architecture, ffn: FFN, workload: Workload, d: Dims, *, c: 
 #: config.chunk_size (256 by default). A mixer's ``chunk`` overrides them.
 DELTANET_CHUNK = 64
 MAMBA2_CHUNK = 256
+#: ``chunk x chunk x head_dim`` fp32 tensors per head (:func:`_kda_pairwise`) a KDA layer's backward holds beyond
+#: its saved set: the gradients of the pairwise decay (accumulated over the chunk loop) and of ``k_beta * key``,
+#: and ``mul``'s gradient toward ``k_beta`` before its sum. Exact-mode traces: kimi_linear's cut default config at
+#: 2 x 2048 tokens holds 12,786 MiB of temporaries at its peak (3.1 such tensors); two KDA layers of 8 heads x 128
+#: and one MLA layer (hidden 512, bf16-mixed, 2 x 1024 tokens): the whole estimate +1.9 % (kimi_linear) and +2.3 %
+#: (bailing_hybrid) of the traced peak, +1.7 % and +2.0 % with checkpointing, prefill +0.1 % and +0.3 %; kimi_linear
+#: at 2 x 512 tokens without autocast: bf16-true +1.9 % (+1.9 % with checkpointing), 32-true +2.4 % (+2.1 %).
+KDA_BACKWARD_PAIRWISE = 3
 
 
 def _chunking(chunk: int, seq_len: int | None) -> tuple[float, float]:
@@ -544,6 +552,9 @@ def recurrent_saved_bytes(mixer: Mixer, *, compute_bytes: int, hidden: int, seq_
         # The bf16 key stays alive through the loop (its fp32 copies are what is saved).
         return c * 3 * hidden + c * 4 * inner + 4 * 12 * inner + c * 4 * hidden, c * inner
     heads = mixer.heads or 1
+    if mixer.kind == "linear" and mixer.scan == "kda":
+        # Forward transient: the pairwise decay's difference and its masked copy, before exp.
+        return _kda_saved(mixer, c, seq_len, autocast), _kda_pairwise(mixer, seq_len)
     if mixer.kind == "linear":
         chunk = mixer.chunk or DELTANET_CHUNK
         padded, _ = _chunking(chunk, seq_len)
@@ -585,6 +596,50 @@ def recurrent_saved_bytes(mixer: Mixer, *, compute_bytes: int, hidden: int, seq_
     return saved, 4 * 2 * inner * d_state
 
 
+#: Linear layers reading a KDA layer's input (modeling_kimi_linear.py ``KimiLinearDeltaAttention``: q/k/v_proj,
+#: forget_gate.f_a_proj, b_proj, g_a_proj; modeling_bailing_hybrid.py: q/k/v_proj, forget_gate.f_proj, b_proj,
+#: g_proj): under autocast each saves its own 16-bit cast of the fp32 input.
+KDA_INPUT_READERS = 6
+
+
+def _kda_pairwise(mixer: Mixer, seq_len: int | None) -> float:
+    """Bytes per token of one fp32 ``(chunk, chunk, head_dim)`` tensor per head (``chunk_kimi_delta_attention``'s
+    per-channel pairwise decay, and each product with it), over the padded sequence."""
+    chunk = mixer.chunk or DELTANET_CHUNK
+    padded, _ = _chunking(chunk, seq_len)
+    return 4 * chunk * mixer.inner * padded
+
+
+def _kda_saved(mixer: Mixer, c: int, seq_len: int | None, autocast: bool) -> float:
+    """What a KDA layer saves for backward per token beyond its input (modeling_kimi_linear.py
+    ``KimiLinearDeltaAttention.forward`` and ``chunk_kimi_delta_attention``, transformers 5.25), by autograd's
+    rules for each op: the convolution's input cast and its output (saved by silu); the forget gate's
+    f_b_proj input, exp, ``1 + exp`` and softplus outputs and the ``g > 20`` mask (Kimi's written-out softplus;
+    Ling's bounded sigmoid gate saves one fp32 key-wide tensor, the mask and the low-rank inputs fewer, counted
+    as Kimi's: under 1 % of the layer); beta; q and k in fp32
+    before their L2 norm; per padded token the value, key and ``k_beta`` read by the ``beta`` products, the
+    scaled query and the three decay exponentials the chunk loop reads; three ``chunk x chunk x head_dim``
+    tensors per head (the pairwise decay, ``k_beta * key`` and the loop's ``query * key``, saved by the
+    products with the decay); the UT loop's row and block clones (``sum(i + i^2)`` over the chunk per chunk);
+    the matmuls' operands (under autocast 16-bit copies: the UT matrix twice, ``v_beta``, the decayed
+    ``k_beta``, ``k_cumdecay``, the decayed query, the intra-chunk attention, ``v_new`` and the decayed key);
+    each chunk's fp32 state (and its two 16-bit casts under autocast); the gated RMSNorm's four fp32 tensors,
+    g_b_proj's input and o_proj's input. Itemized by reading the code; the totals are checked against
+    exact-mode traces of kimi_linear and bailing_hybrid at 2 x 2048 tokens (docs/coverage-long.md: -2.8 % and
+    -4.4 %, the peak inside the last KDA layer's backward).
+    """
+    chunk = mixer.chunk or DELTANET_CHUNK
+    padded, _ = _chunking(chunk, seq_len)
+    h, d, w = mixer.heads, mixer.head_dim, mixer.inner
+    e = c if autocast else 4  # a matmul's saved copy of an fp32 operand: its 16-bit cast under autocast
+    per_token = c * 6 * w + c * d + 13 * w + c * h + 8 * w + 16 * w + c * d + c * w
+    scan = (4 * 7 * w + 4 * h + (6 * e if autocast else 4 * 6) * w
+            + h * (2 * c * chunk + c * chunk if autocast else 2 * 4 * chunk)
+            + 4 * h * ((chunk - 1) * (2 * chunk - 1) / 6 + (chunk - 1) / 2))
+    states = (4 + (2 * c if autocast else 0)) * h * d * d / chunk
+    return per_token + padded * (scan + states) + 3 * _kda_pairwise(mixer, seq_len)
+
+
 def recurrent_backward_bytes(mixer: Mixer, *, seq_len: int | None = None, autocast: bool = False) -> float:
     """Gradient buffers per token alive while a recurrent mixer's backward runs, beyond its saved tensors.
 
@@ -605,6 +660,8 @@ def recurrent_backward_bytes(mixer: Mixer, *, seq_len: int | None = None, autoca
     if mixer.kind == "ssm":
         padded, _ = _chunking(mixer.chunk or MAMBA2_CHUNK, seq_len)
         return (2 if autocast else 1) * 4 * mixer.heads * (mixer.chunk or MAMBA2_CHUNK) * padded
+    if mixer.kind == "linear" and mixer.scan == "kda":
+        return KDA_BACKWARD_PAIRWISE * _kda_pairwise(mixer, seq_len)
     return 0.0
 
 
@@ -654,6 +711,17 @@ def recurrent_inference_bytes(mixer: Mixer, *, compute_bytes: int, hidden: int, 
             2 * padded / chunk + 2 * per_seq)
         return (c * (inner + 2 * channels + heads) + padded * 4 * 3 * heads * chunk + max(at_end, at_states)
                 + 4 * 4 * heads)
+    if mixer.kind == "linear" and mixer.scan == "kda":
+        # chunk_kimi_delta_attention at ``k_beta * key * decay_mask`` (modeling_kimi_linear.py): the convolution's
+        # output (q, k, v views) and beta in the compute dtype, the forget gate's fp32 output; per padded token in
+        # fp32 the normalized query and key, value, cumulated decay, beta, ``v_beta`` and ``k_beta``, and three
+        # ``chunk x chunk x head_dim`` tensors per head (the pairwise decay, ``k_beta * key`` and the product
+        # being written). Exact-mode traces of kimi_linear at 4 x 2048 tokens: 25,831 MiB of activations at the
+        # prefill peak, inside the fourth KDA layer.
+        chunk = mixer.chunk or DELTANET_CHUNK
+        padded, _ = _chunking(chunk, seq_len)
+        return c * (3 * inner + heads) + 4 * inner + padded * (4 * 6 * inner + 4 * heads) \
+            + 3 * _kda_pairwise(mixer, seq_len)
     if mixer.kind == "linear":
         chunk = mixer.chunk or DELTANET_CHUNK
         padded, per_seq = _chunking(chunk, seq_len)

@@ -166,6 +166,17 @@ def _with_images(spec: ModelSpec, arch: Architecture, workload: Workload, *, det
     return dataclasses.replace(result, assumptions=(*notes, *result.assumptions))
 
 
+def _scan_notes(arch: Architecture) -> list[str]:
+    """Which implementation of a recurrent scan the activation terms follow, where transformers may run another."""
+    if any(m.scan == "kda" for layer, _ in arch.layer_groups for m in layer.mixers):
+        # transformers' use_kernel_func_from_hub_with_fallback("chunk_kda", "fla") (modeling_kimi_linear.py): a hub
+        # kernel when requested, else the fla package when installed, else the torch function.
+        return ["KDA layers: transformers' torch chunked scan (chunk_kimi_delta_attention: fp32 chunk x chunk x "
+                "head_dim decay tensors per head), what runs without the fla package; with fla installed "
+                "transformers calls fla's chunk_kda kernel instead, which is not modelled"]
+    return []
+
+
 def _finish(moments: list[Moment], terms: list[Term], workload: Workload, assumptions: list[str],
             *, activation_bytes_at_peak: int, host_offload_bytes: int = 0, decode_kv_bytes: int = 0,
             detail: bool = True) -> MemoryEstimate:
@@ -289,10 +300,16 @@ def _inference(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: 
     stacked = 2 if heads > 1 else 1
     logits = B * heads * arch.vocab_size * ((c if arch.last_logits_only else stacked * S * c) + 4)
     step_logits = B * heads * arch.vocab_size * (stacked * c + 4)  # a decode step's one position
+    prefill_logits = logits
+    if not arch.last_logits_only and arch.final_logit_softcapping:
+        # Every prompt position's logits upcast, then soft-capped (xLSTMForCausalLM.forward: ``lm_head(...).float()``,
+        # then ``cap * tanh(logits / cap)``): three fp32 copies alive at the tanh. Exact-mode trace of xlstm at
+        # 4 x 2048 tokens: 4,796 MiB of activations at the prefill peak, 4,716 MiB of them these logits.
+        prefill_logits = B * S * arch.vocab_size * 3 * 4
     dequant = _dequant_transient(arch, plan)
     prefill = Moment(phase="prefill", components={
         "weights": W, "kv_cache": kv_prefill, "activations": hidden,
-        "transient": max(layer_transient + mask + dequant, logits), "workspace": ws})
+        "transient": max(layer_transient + mask + dequant, prefill_logits), "workspace": ws})
     # Decode: the last step, with the cache at S + N - 1 tokens growing to S + N; DynamicCache.update
     # concatenates (old and new tensors of one layer alive together).
     total = S + max(N, 1)
@@ -333,6 +350,7 @@ def _inference(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: 
                            "DynamicCache")
         if arch.is_mla:
             assumptions.append("MLA: the cache holds the compressed latent (kv_lora_rank + qk_rope_head_dim per token)")
+        assumptions.extend(_scan_notes(arch))
         if plan.quantization.startswith("gguf:"):
             assumptions.append("GGUF runs in llama.cpp, not PyTorch: 'allocated' means llama.cpp's buffers; the KV "
                                "cache is sized for seq_len + new_tokens as llama.cpp's n_ctx")
@@ -622,6 +640,7 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
                                "(torch/amp/grad_scaler.py)")
         assumptions.append(f"training step: loss = model(input_ids, labels=input_ids).loss; backward; "
                            f"{workload.optimizer.name}.step(); zero_grad(set_to_none=True); steady state (step >= 2)")
+        assumptions.extend(_scan_notes(arch))
         if plan.quantization in ("nf4", "fp4"):
             assumptions.append("QLoRA: bitsandbytes 4-bit base " + (
                 "with double quantization (absmax 8-bit per 64 weights)" if workload.double_quant

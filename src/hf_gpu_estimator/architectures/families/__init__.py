@@ -23,6 +23,7 @@ from hf_gpu_estimator.architectures.families import (
     granitemoehybrid,
     hrm_text,
     jamba,
+    kimi_linear,
     lfm2,
     llama4,
     llama_like,
@@ -39,7 +40,7 @@ from hf_gpu_estimator.architectures.families import (
 
 _MODULES = (llama_like, gemma3, deepseek_v3, phi, gpt2, gpt_neox, falcon, bert, t5, gpt_oss, llama4, glm4_moe,
             vision_language, mamba, qwen3_next, jamba, granitemoehybrid, falcon_h1, nemotron_h, lfm2, gemma3n, dory,
-            dbrx, dots1, bamba, rwkv, xlstm, hrm_text, musicgen)
+            dbrx, dots1, bamba, rwkv, xlstm, hrm_text, musicgen, kimi_linear)
 
 
 def _collect() -> dict[str, Family]:

@@ -74,6 +74,8 @@ def analyze_xlstm(f: Fields, model_type: str, head: Head) -> tuple[Architecture,
         num_attention_heads=0, num_key_value_heads=0, head_dim=0, intermediate_size=up, vocab_size=vocab,
         tie_word_embeddings=tie, max_position_embeddings=None, hidden_act="silu",
         layer_types=("linear_attention",) * layers, linears=mixer_linears + ffn_linears, per_layer=(layer,) * layers,
+        # xLSTMForCausalLM.forward takes no logits_to_keep and soft-caps every position's fp32 logits.
+        last_logits_only=False, final_logit_softcapping=f.opt_float("output_logit_soft_cap", 30.0, positive=True),
         notes=("the mLSTM layers take the linear kind's activation terms, itemized on gated DeltaNet's torch path "
                "(memory/activations.py), not on mLSTM's; unverified for xLSTM beyond its coverage-matrix trace "
                "(docs/coverage.md)",),
