@@ -207,7 +207,9 @@ def llamacpp_memory(spec: ModelSpec, *, n_ctx: int, n_parallel: int = 1, n_gpu_l
 
     compute = staged = 0
     outputs = tokens if n_outputs is None else max(1, min(n_outputs, tokens))
-    if ngl > 0:
+    # -ngl 0 still computes on the GPU for a micro-batch of OFFLOAD_MIN_BATCH tokens or more (op offload; logs:
+    # ROCm/ROCm issue #5104, Qwen3-14B Q8_0 "offloaded 0/41 layers", "ROCm0 compute buffer size = 1094.99 MiB")
+    if ngl > 0 or tokens >= OFFLOAD_MIN_BATCH:
         logits = outputs * (arch.vocab_size + arch.hidden_size) * 4
         heads = arch.num_attention_heads
         swa_cells = min(cells, -(-((arch.sliding_window or 0) * n_parallel + n_ubatch) // KV_PAD) * KV_PAD)
@@ -218,7 +220,14 @@ def llamacpp_memory(spec: ModelSpec, *, n_ctx: int, n_parallel: int = 1, n_gpu_l
         scores = 0 if flash_attention else tokens * (cells * heads + out + arch.hidden_size) * 4 + masks
         layers = tokens * 4 * layer_peak_values(arch) + masks
         staged = staged_copy_bytes(arch, host_weights, kv_host_layer) if tokens >= OFFLOAD_MIN_BATCH else 0
-        compute = max(logits, scores, layers) + staged
+        # the output layer in host memory (-ngl 0): its matrix is staged beside the logits when the output
+        # product has OFFLOAD_MIN_BATCH rows or more (its batch is the output rows)
+        head = 0
+        if not on_gpu(n_layer) and outputs >= OFFLOAD_MIN_BATCH:
+            head = next((t.nbytes for t in tensors if t.name == "output.weight"), 0) or next(
+                (t.nbytes for t in tensors if t.name == "token_embd.weight"), 0)
+        compute = max(logits + head, max(scores, layers) + staged)
+        staged = max(staged, head)
     formula = (f"-ngl {ngl}/{n_layer + 1} (token_embd on host), KV {cells} cells x {n_layer} layers in {label}, "
                f"compute buffer for a {tokens}-token micro-batch: the largest of the logits of {outputs} output "
                "row(s), the layers' working set with the attention masks"
