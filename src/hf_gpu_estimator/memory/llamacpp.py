@@ -308,7 +308,7 @@ def layer_peak_values(arch: Architecture) -> int:
       output held while the FFN runs (+ hidden).
 
     Recurrent mixers (Mamba, RWKV, linear attention) are sized by their projections only (their scan's
-    temporaries are not modelled).
+    temporaries are not modelled). Qwen3-VL's deepstack input adds ``hidden`` per deepstack layer.
     """
     hidden = arch.hidden_size
     peak = 0
@@ -336,7 +336,9 @@ def layer_peak_values(arch: Architecture) -> int:
         if arch.parallel_attention:
             ffn += hidden
         peak = max(peak, hidden + max(attn, ffn))
-    return peak
+    # Qwen3-VL: build_inp_embd (src/llama-graph.cpp) makes the input n_embd_inp = hidden x (1 + deepstack) wide
+    # and the first layers add its deepstack slices, so the extra rows are alive at the early layers' peak
+    return peak + hidden * arch.deepstack_layers
 
 
 def mask_bytes(arch: Architecture, tokens: int, cells: int, swa_cells: int, flash_attention: bool) -> int:
