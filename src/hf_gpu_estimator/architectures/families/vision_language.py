@@ -171,7 +171,7 @@ def analyze_qwen2_5_vl(f: Fields, model_type: str, head: Head) -> tuple[Architec
 
 
 def _qwen3_vl_vision(v: Fields) -> tuple[int, int, int, int, int]:
-    """(tower, mergers, patch, merge) of modeling_qwen3_vl.py Qwen3VLVisionModel."""
+    """(tower, mergers, patch, merge, deepstack mergers) of modeling_qwen3_vl.py Qwen3VLVisionModel."""
     hidden = v.integer("hidden_size", 1152)
     inter = v.integer("intermediate_size", 4304)
     depth = v.integer("depth", 27, aliases=("num_hidden_layers",))
