@@ -7,9 +7,11 @@ gpustack/gguf-parser-go measured llama-server's device compute buffer for ~120 a
 MI300X, ``-fa on``, q8_0 K and V, ``-ub 512 -np 1``, at full offload and at 1-4 offloaded layers). The rows
 whose model the catalog holds are copied to ``benchmarks/llamacpp/compute_buffer_sweep.json`` with the
 catalog id they are sized from. Each is sized by ``memory/llamacpp.py`` ``llamacpp_memory`` at the row's
-``-c``, q8_0 K and V, flash attention on, with one logits row reserved (llama-server from llama.cpp PR
-#23861, which the measured build postdates) and, beside it, with the ``n_ubatch`` rows older releases
-reserve. Error = (ours - measured) / measured. ``--write`` stores the result in
+``-c``, q8_0 K and V, flash attention on, the GGUF type its file name gives (``llama-quantize``'s mix for it),
+with one logits row reserved (llama-server from llama.cpp PR #23861, which the measured build postdates) and,
+beside it, with the ``n_ubatch`` rows older releases reserve; the partial row is sized at ``-ngl 1``, 2 and 4
+(the output layer, then 1 and 3 blocks on the GPU), which must agree as the sweep's do. Error = (ours -
+measured) / measured. ``--write`` stores the result in
 ``benchmarks/results/serving/llamacpp-compute-buffers.json`` and regenerates docs/serving.md's table.
 """
 
@@ -34,6 +36,7 @@ def evaluate() -> dict[str, object]:
     """Every row sized as measured; per row ours (one output row and ``n_ubatch`` rows) and the errors."""
     from hf_gpu_estimator.memory.llamacpp import llamacpp_memory
     from hf_gpu_estimator.sources.catalog import lookup
+    from hf_gpu_estimator.sources.gguf import _quant_tags
 
     data = json.loads(DATA.read_text(encoding="utf-8"))
     rows = []
@@ -41,18 +44,26 @@ def evaluate() -> dict[str, object]:
         spec = lookup(r["model"])
         if spec is None or spec.architecture is None:
             raise SystemExit(f"{r['model']} is not in the catalog")
-        sized = {}
-        for key, outputs in (("ours", 1), ("ours_all_outputs", None)):
-            m = llamacpp_memory(spec, n_ctx=r["context_size"], quantization="gguf:Q4_K_M", kv_type="q8_0",
-                                flash_attention=True, n_outputs=outputs)
-            sized[key] = round(m.compute_buffer / MiB, 2)
+        tags = _quant_tags(r["file"])
+        quant = f"gguf:{tags[-1] if tags else 'Q4_K_M'}"  # the one row without a file: see its note
+
+        def buffer(outputs: int | None, ngl: int | None = None) -> float:
+            m = llamacpp_memory(spec, n_ctx=r["context_size"], quantization=quant, kv_type="q8_0",  # noqa: B023
+                                flash_attention=True, n_outputs=outputs, n_gpu_layers=ngl)
+            return round(m.compute_buffer / MiB, 2)
+
+        sized = {"ours": buffer(1), "ours_all_outputs": buffer(None)}
+        depths = {buffer(1, ngl) for ngl in (1, 2, 4)}
+        if len(depths) != 1:
+            raise SystemExit(f"{r['model']}: -ngl 1, 2, 4 give {sorted(depths)} MiB; the sweep measured one buffer")
+        sized["ours_partial"] = depths.pop()
         full, partial = r["measured_full_mib"], r["measured_partial_mib"]
         rows.append({
             "model": r["model"], "architecture": r["architecture"], "context_size": r["context_size"],
-            "measured_full_mib": full, "measured_partial_mib": partial, **sized,
+            "quantization": quant, "measured_full_mib": full, "measured_partial_mib": partial, **sized,
             "error_full": round((sized["ours"] - full) / full, 4),
             "error_full_all_outputs": round((sized["ours_all_outputs"] - full) / full, 4),
-            "error_partial": round((sized["ours"] - partial) / partial, 4),
+            "error_partial": round((sized["ours_partial"] - partial) / partial, 4),
         })
     return {"source": data["source"], "conditions": data["conditions"], "rows": rows, "summary": summarize(rows)}
 
@@ -81,16 +92,19 @@ def render_table(result: dict[str, object]) -> str:
         f"buffer: median |error| {s['full']['median_abs'] * 100:.1f} %, worst {_pct(s['full']['worst'])} "
         f"({s['full']['worst_model']}), {s['full']['within_10pct']} within 10 %; reserving `n_ubatch` logits rows as "
         f"older releases do: median |error| {s['full_all_outputs']['median_abs'] * 100:.1f} %, worst "
-        f"{_pct(s['full_all_outputs']['worst'])}. Against the partial-offload buffer (1-4 layers, which the model "
-        f"does not distinguish): median |error| {s['partial']['median_abs'] * 100:.1f} %.",
+        f"{_pct(s['full_all_outputs']['worst'])}. Against the partial-offload buffer (1-4 layers: a host layer's "
+        f"weights and KV cache staged in the GPU's compute buffer): median |error| "
+        f"{s['partial']['median_abs'] * 100:.1f} %, worst {_pct(s['partial']['worst'])} "
+        f"({s['partial']['worst_model']}), {s['partial']['within_10pct']} within 10 %.",
         "",
-        "| model (architecture) | -c | measured full / partial (MiB) | ours (MiB) | error "
-        "| ours, n_ubatch rows (MiB) |",
-        "|---|---|---|---|---|---|",
+        "| model (architecture) | -c | GGUF | measured full / partial (MiB) | ours full / partial (MiB) | error "
+        "full / partial | ours full, n_ubatch rows (MiB) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:  # type: ignore[union-attr]
-        lines.append(f"| {r['model']} ({r['architecture']}) | {r['context_size']} | {r['measured_full_mib']:.2f} / "
-                     f"{r['measured_partial_mib']:.2f} | {r['ours']:.2f} | {_pct(r['error_full'])} | "
+        lines.append(f"| {r['model']} ({r['architecture']}) | {r['context_size']} | {r['quantization'][5:]} | "
+                     f"{r['measured_full_mib']:.2f} / {r['measured_partial_mib']:.2f} | {r['ours']:.2f} / "
+                     f"{r['ours_partial']:.2f} | {_pct(r['error_full'])} / {_pct(r['error_partial'])} | "
                      f"{r['ours_all_outputs']:.2f} |")
     return "\n".join(lines)
 

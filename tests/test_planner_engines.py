@@ -306,6 +306,29 @@ def test_llamacpp_slots_and_offload() -> None:
         engine_capacity(spec, make_workload(quantization="nf4"), gpu, engine="llama.cpp")
 
 
+def test_llamacpp_partial_offload_stages_host_weights() -> None:
+    """A host layer's matrices run on the GPU for a micro-batch of 32+ tokens (ggml-cuda offload_op), each copied
+    into the compute buffer in its own split: a gated FFN keeps the largest copy on top of the working set, the
+    same at every partial depth; a 16-token micro-batch stages nothing; experts kept on the host by --n-cpu-moe
+    are staged at full offload too."""
+    from hf_gpu_estimator.memory.llamacpp import gguf_tensors_of, llamacpp_memory
+
+    spec = lookup("Qwen/Qwen2.5-3B-Instruct")
+    kw = dict(n_ctx=4096, quantization="gguf:Q4_K_M", kv_type="q8_0", n_outputs=1)
+    full = llamacpp_memory(spec, **kw).compute_buffer
+    largest = max(t.nbytes for t in gguf_tensors_of(spec, "gguf:Q4_K_M") if t.layer is not None)
+    depths = {llamacpp_memory(spec, n_gpu_layers=n, **kw).compute_buffer for n in (1, 2, 4, 36)}
+    assert depths == {full + largest}
+    assert llamacpp_memory(spec, n_gpu_layers=37, **kw).compute_buffer == full
+    small = dict(kw, n_ubatch=16)
+    assert (llamacpp_memory(spec, n_gpu_layers=2, **small).compute_buffer
+            == llamacpp_memory(spec, **small).compute_buffer)
+    moe = lookup("Qwen/Qwen3-Coder-30B-A3B-Instruct")
+    experts = max(t.nbytes for t in gguf_tensors_of(moe, "gguf:Q4_K_M") if t.layer == 0 and "_exps" in t.name)
+    moe_full = llamacpp_memory(moe, **kw).compute_buffer
+    assert llamacpp_memory(moe, n_cpu_moe=1, **kw).compute_buffer == moe_full + experts
+
+
 def test_plan_that_does_not_fit_reports_the_smallest_configuration() -> None:
     spec, gpu = lookup("meta-llama/Llama-3.1-70B"), get_gpu("H100-SXM-80GB")
     p = plan(spec, make_workload(seq_len=1024, new_tokens=256), gpu)

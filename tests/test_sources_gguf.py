@@ -238,6 +238,22 @@ def test_qwen25_3b_tied_buffers_match_llamacpp_log():
     assert m.weights_gpu == spec.checkpoint_bytes
 
 
+def test_qwen3_14b_q8_0_at_ngl_0_matches_llamacpp_log():
+    # ROCm/ROCm issue #5104 (llama.cpp build 5898 cbc68be5, Qwen3-14B-Q8_0.gguf, "offloaded 0/41 layers to GPU",
+    # n_ctx 4096, n_ubatch 512, flash_attn 0): "CPU_Mapped model buffer size = 14965.61 MiB", "CPU KV buffer
+    # size = 640.00 MiB", "ROCm0 compute buffer size = 1094.99 MiB": with every layer in host memory the GPU still
+    # runs the products (op offload) and stages output.weight (788.25 MiB) beside the 512 logits rows that
+    # release reserved. Tolerance 0.1 %.
+    from hf_gpu_estimator.sources.catalog import lookup
+
+    m = llamacpp_memory(lookup("Qwen/Qwen3-14B"), n_ctx=4096, n_gpu_layers=0, quantization="gguf:Q8_0",
+                        flash_attention=False)
+    assert m.weights_gpu == 0 and m.kv_gpu == 0
+    assert m.weights_host / MiB == pytest.approx(14965.61, rel=1e-3)
+    assert m.kv_host / MiB == 640.0
+    assert m.compute_buffer / MiB == pytest.approx(1094.99, rel=1e-3)
+
+
 def test_gpu_layers_and_kv_types():
     spec, _ = gguf_spec("Q4_K_M", **LLAMA3_8B)
     full = llamacpp_memory(spec, n_ctx=8192)
@@ -245,7 +261,11 @@ def test_gpu_layers_and_kv_types():
     assert llamacpp_memory(spec, n_ctx=8192, kv_type="q8_0").kv == 1024 * MiB * 34 // 64
     assert llamacpp_memory(spec, n_ctx=8192, kv_type="q4_0").kv == 1024 * MiB * 18 // 64
     none = llamacpp_memory(spec, n_ctx=8192, n_gpu_layers=0)
-    assert none.weights_gpu == 0 and none.kv_gpu == 0 and none.compute_buffer == 0
+    assert none.weights_gpu == 0 and none.kv_gpu == 0
+    # -ngl 0 still runs a 512-token micro-batch's products on the GPU, staging the host matrices (op offload);
+    # under 32 tokens nothing is offloaded
+    assert none.compute_buffer > 0
+    assert llamacpp_memory(spec, n_ctx=8192, n_gpu_layers=0, n_ubatch=16).compute_buffer == 0
     assert none.weights_host == spec.checkpoint_bytes
     half = llamacpp_memory(spec, n_ctx=8192, n_gpu_layers=16)
     assert (half.kv_gpu, half.kv_host) == (15 * 32 * MiB, 17 * 32 * MiB)  # the output layer counts as one of 16

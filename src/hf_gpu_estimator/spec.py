@@ -398,6 +398,9 @@ class Architecture:
     #: Tokens one image gives the cross-attention layers to attend (mllama: tiles x patches); 0: images
     #: join the text sequence instead (``tokens_per_image``).
     cross_tokens_per_image: int = 0
+    #: Qwen3-VL deepstack: vision features added to the first N layers' hidden states (the count of
+    #: ``vision_config.deepstack_visual_indexes``); llama.cpp widens its input embedding to ``hidden x (1 + N)``.
+    deepstack_layers: int = 0
     # "family" (a family module), or "generic" (standard config fields only: see assumptions).
     derivation: Literal["family", "generic"] = "family"
 

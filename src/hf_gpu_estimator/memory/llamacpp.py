@@ -17,6 +17,9 @@ load_tensors, src/llama-kv-cache.cpp, src/llama-context.cpp):
   the logits ``n_ubatch x n_vocab`` f32 and the normalized hidden state it is computed from, a layer's
   working set with the attention masks, or, without flash attention, the ``n_ubatch x n_kv x n_head`` f32
   attention scores beside their product with V, the residual stream and the masks, whichever is largest.
+  A layer left in host memory (``-ngl`` below the layer count, ``--n-cpu-moe``, ``-ot ...=CPU``) still runs
+  its matrix products on the GPU for a micro-batch of 32 tokens or more, with its weights and KV cache copied
+  into the compute buffer one at a time (:func:`staged_copy_bytes`).
 """
 
 from __future__ import annotations
@@ -40,6 +43,10 @@ KV_TYPES = {name: name.upper() for name in LLAMACPP_CACHE_TYPES}
 #: llama_context_default_params: n_ubatch 512; the KV cache size is padded to 256 cells.
 N_UBATCH = 512
 KV_PAD = 256
+#: ggml-cuda ``ggml_backend_cuda_device_offload_op``: an op whose weight is in host memory runs on the GPU once its
+#: batch (``ggml_nrows``, ``ne[1]`` of a MUL_MAT, ``ne[2]`` of a MUL_MAT_ID) reaches 32 rows; GET_ROWS never does.
+#: The HIP build (ROCm) is the same code.
+OFFLOAD_MIN_BATCH = 32
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -143,6 +150,7 @@ def llamacpp_memory(spec: ModelSpec, *, n_ctx: int, n_parallel: int = 1, n_gpu_l
     tensors = gguf_tensors_of(spec, quantization)
     weights_gpu = weights_host = 0
     names = {t.name for t in tensors}
+    host_weights: dict[int, list[GGUFTensor]] = {}  # per block, the matrices left in host memory
     for t in tensors:
         if t.name.startswith("token_embd"):
             layer = -1  # the input layer: always host
@@ -163,6 +171,8 @@ def llamacpp_memory(spec: ModelSpec, *, n_ctx: int, n_parallel: int = 1, n_gpu_l
             weights_gpu += t.nbytes
         else:
             weights_host += t.nbytes
+            if t.layer is not None and len(t.shape) >= 2:
+                host_weights.setdefault(t.layer, []).append(t)
     if "output.weight" not in names:
         embd = next((t for t in tensors if t.name == "token_embd.weight"), None)
         if embd is not None:
@@ -172,6 +182,7 @@ def llamacpp_memory(spec: ModelSpec, *, n_ctx: int, n_parallel: int = 1, n_gpu_l
     cells = -(-n_ctx // KV_PAD) * KV_PAD
     tokens = min(n_ubatch, n_ctx)
     kv_gpu = kv_host = 0
+    kv_host_layer: dict[int, int] = {}
     sliding = set(i for i, t in enumerate(arch.layer_types) if t == "sliding_attention")
     for layer in range(n_layer):
         n = cells
@@ -192,10 +203,13 @@ def llamacpp_memory(spec: ModelSpec, *, n_ctx: int, n_parallel: int = 1, n_gpu_l
             kv_gpu += nbytes
         else:
             kv_host += nbytes
+            kv_host_layer[layer] = nbytes
 
-    compute = 0
+    compute = staged = 0
     outputs = tokens if n_outputs is None else max(1, min(n_outputs, tokens))
-    if ngl > 0:
+    # -ngl 0 still computes on the GPU for a micro-batch of OFFLOAD_MIN_BATCH tokens or more (op offload; logs:
+    # ROCm/ROCm issue #5104, Qwen3-14B Q8_0 "offloaded 0/41 layers", "ROCm0 compute buffer size = 1094.99 MiB")
+    if ngl > 0 or tokens >= OFFLOAD_MIN_BATCH:
         logits = outputs * (arch.vocab_size + arch.hidden_size) * 4
         heads = arch.num_attention_heads
         swa_cells = min(cells, -(-((arch.sliding_window or 0) * n_parallel + n_ubatch) // KV_PAD) * KV_PAD)
@@ -205,14 +219,75 @@ def llamacpp_memory(spec: ModelSpec, *, n_ctx: int, n_parallel: int = 1, n_gpu_l
         out = heads * (arch.v_head_dim or arch.head_dim)
         scores = 0 if flash_attention else tokens * (cells * heads + out + arch.hidden_size) * 4 + masks
         layers = tokens * 4 * layer_peak_values(arch) + masks
-        compute = max(logits, scores, layers)
+        staged = staged_copy_bytes(arch, host_weights, kv_host_layer) if tokens >= OFFLOAD_MIN_BATCH else 0
+        # the output layer in host memory (-ngl 0): its matrix is staged beside the logits when the output
+        # product has OFFLOAD_MIN_BATCH rows or more (its batch is the output rows)
+        head = 0
+        if not on_gpu(n_layer) and outputs >= OFFLOAD_MIN_BATCH:
+            head = next((t.nbytes for t in tensors if t.name == "output.weight"), 0) or next(
+                (t.nbytes for t in tensors if t.name == "token_embd.weight"), 0)
+        compute = max(logits + head, max(scores, layers) + staged)
+        staged = max(staged, head)
     formula = (f"-ngl {ngl}/{n_layer + 1} (token_embd on host), KV {cells} cells x {n_layer} layers in {label}, "
                f"compute buffer for a {tokens}-token micro-batch: the largest of the logits of {outputs} output "
                "row(s), the layers' working set with the attention masks"
-               + ("" if flash_attention else ", the attention scores"))
+               + ("" if flash_attention else ", the attention scores")
+               + (f", beside {staged:,} B of host layers' weights / KV cache staged on the GPU" if staged else ""))
     return LlamaCppMemory(weights_gpu=weights_gpu, weights_host=weights_host, kv_gpu=kv_gpu, kv_host=kv_host,
                           compute_buffer=compute, n_gpu_layers=ngl, n_layer=n_layer, kv_cells=cells, kv_type=label,
                           flash_attention=flash_attention, formula=formula)  # fmt: skip
+
+
+def staged_copy_bytes(arch: Architecture, host_weights: dict[int, list[GGUFTensor]],
+                      kv_host_layer: dict[int, int]) -> int:
+    """The bytes a host-resident layer stages in the GPU's compute buffer at partial offload (or with experts kept
+    in host memory), the largest over the host layers.
+
+    What llama.cpp does (ggml/src/ggml-backend.cpp ``ggml_backend_sched``, op offload on by default): an op whose
+    weight sits in a host buffer is assigned to the GPU when the backend's ``offload_op`` accepts it
+    (:data:`OFFLOAD_MIN_BATCH`), and the ops around it follow it there; the scheduler copies every input held by
+    another backend into the GPU's compute buffer at the start of the split that reads it, and starts a new split
+    at each op whose weight is elsewhere ("by starting a new split, the memory of the previously offloaded weights
+    can be reused"). So one layer's copies are staged one at a time in graph order: the attention input
+    projections, the layer's whole K and V cache (the views FLASH_ATTN_EXT / the KQ product read, ``n_kv`` cells
+    in the cache type), the attention output projection, then the FFN matrices (routed experts whole: MUL_MAT_ID
+    takes the full expert tensor).
+
+    ggml-alloc places each copy best-fit in a freed block. A gated FFN (and a MoE layer) frees its gate and up
+    activations before the down projection's copy is needed, so every copy finds a hole and only the largest one
+    stays on top of the working set; a plain MLP (GPT-NeoX, Falcon, StarCoder2) keeps its up activation alive
+    until the down projection, so each copy larger than every earlier one of the layer is placed past them all
+    and they add up. This reading of the allocator is checked against gpustack/gguf-parser-go's measured
+    partial-offload buffers (``benchmarks/llamacpp_compute_buffers.py``), not derived node by node.
+    """
+
+    def rank(t: GGUFTensor) -> int:
+        name = t.name.split(".", 2)[-1]
+        if name.startswith("attn_output"):
+            return 2
+        if name.startswith("attn_"):
+            return 0
+        if name.startswith("ffn_down"):
+            return 4
+        return 3
+
+    layers = arch.layers
+    worst = 0
+    for layer in set(host_weights) | set(kv_host_layer):
+        items = [(rank(t), t.name, t.nbytes) for t in host_weights.get(layer, ())]
+        if kv_host_layer.get(layer):
+            items.append((1, "", kv_host_layer[layer]))
+        sizes = [n for _, _, n in sorted(items)]
+        ffn = layers[layer].ffn if layer < len(layers) else None
+        if ffn is None or ffn.kind == "moe" or ffn.gated:
+            staged = max(sizes, default=0)
+        else:
+            staged = top = 0
+            for n in sizes:
+                if n > top:
+                    staged, top = staged + n, n
+        worst = max(worst, staged)
+    return worst
 
 
 def layer_peak_values(arch: Architecture) -> int:
@@ -233,7 +308,7 @@ def layer_peak_values(arch: Architecture) -> int:
       output held while the FFN runs (+ hidden).
 
     Recurrent mixers (Mamba, RWKV, linear attention) are sized by their projections only (their scan's
-    temporaries are not modelled).
+    temporaries are not modelled). Qwen3-VL's deepstack input adds ``hidden`` per deepstack layer.
     """
     hidden = arch.hidden_size
     peak = 0
@@ -261,7 +336,9 @@ def layer_peak_values(arch: Architecture) -> int:
         if arch.parallel_attention:
             ffn += hidden
         peak = max(peak, hidden + max(attn, ffn))
-    return peak
+    # Qwen3-VL: build_inp_embd (src/llama-graph.cpp) makes the input n_embd_inp = hidden x (1 + deepstack) wide
+    # and the first layers add its deepstack slices, so the extra rows are alive at the early layers' peak
+    return peak + hidden * arch.deepstack_layers
 
 
 def mask_bytes(arch: Architecture, tokens: int, cells: int, swa_cells: int, flash_attention: bool) -> int:

@@ -170,8 +170,8 @@ def analyze_qwen2_5_vl(f: Fields, model_type: str, head: Head) -> tuple[Architec
                  tokens=tokens, tokens_note=note)
 
 
-def _qwen3_vl_vision(v: Fields) -> tuple[int, int, int, int]:
-    """(tower, mergers, patch, merge) of modeling_qwen3_vl.py Qwen3VLVisionModel."""
+def _qwen3_vl_vision(v: Fields) -> tuple[int, int, int, int, int]:
+    """(tower, mergers, patch, merge, deepstack mergers) of modeling_qwen3_vl.py Qwen3VLVisionModel."""
     hidden = v.integer("hidden_size", 1152)
     inter = v.integer("intermediate_size", 4304)
     depth = v.integer("depth", 27, aliases=("num_hidden_layers",))
@@ -192,7 +192,7 @@ def _qwen3_vl_vision(v: Fields) -> tuple[int, int, int, int]:
     mlp = lin(wide, wide, True) + lin(wide, out, True)
     # merger normalizes before the shuffle (hidden); each deepstack merger after it (hidden * merge^2).
     mergers = 2 * hidden + mlp + n_deepstack * (2 * wide + mlp)
-    return tower, mergers, patch, merge
+    return tower, mergers, patch, merge, n_deepstack
 
 
 def _analyze_qwen3_vl(
@@ -202,12 +202,13 @@ def _analyze_qwen3_vl(
     # (dense) or qwen3_moe language model.
     text = f.sub("text_config")
     arch, t = analyze_llama_like(text, text_type, "base", style=style)
-    tower, mergers, patch, merge = _qwen3_vl_vision(f.sub("vision_config"))
+    tower, mergers, patch, merge, deepstack = _qwen3_vl_vision(f.sub("vision_config"))
     tokens, note = _qwen_tokens(patch, merge)
-    return _wrap(f, model_type, head, arch, t, tower=tower, projector=mergers, tie_default=False,
-                 tokens=tokens, tokens_note=note,
-                 extra_notes=("deepstack: features of deepstack_visual_indexes are added to the first "
-                              "language-model layers' hidden states at the image positions",))
+    arch, t = _wrap(f, model_type, head, arch, t, tower=tower, projector=mergers, tie_default=False,
+                    tokens=tokens, tokens_note=note,
+                    extra_notes=("deepstack: features of deepstack_visual_indexes are added to the first "
+                                 "language-model layers' hidden states at the image positions",))
+    return dataclasses.replace(arch, deepstack_layers=deepstack), t
 
 
 def analyze_qwen3_vl(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
