@@ -34,12 +34,17 @@ Modelled versions (``--vllm-version``):
 * ``0.18`` (0.18 and 0.19, the default): as 0.17, non-torch memory as measured on H100 logs of 0.19
   (0.25 GiB on one GPU, 2.07 / 2.13 GiB per rank at tp=2 / 4, 0.07 GiB on a pipeline stage that does
   not sample); checked on the llm-d planner's 74 runs (benchmarks/llmd_vllm.py).
-* ``0.20`` (0.20 to 0.27): as 0.18, with vLLM's CUDA-graph estimate counted before the pool is sized
+* ``0.20`` (0.20 and 0.21): as 0.18, with vLLM's CUDA-graph estimate counted before the pool is sized
   (VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS on by default from v0.20.0, vllm/envs.py; its log says "default
   since v0.21.0") as :func:`cuda_graph_estimate_bytes` computes it from the capture sizes, heads, MLP width
   and layers, and ``--gpu-memory-utilization`` 0.92 by default (vllm/config/cache.py from v0.20.0).
-* ``0.28`` (0.28 to 0.33): as 0.20, with 16384 batched tokens on GPUs of 160 GiB or more; the V2 model
-  runner the default from 0.29 (its estimate modelled as the V1 runner's, unverified).
+* ``0.22`` (0.22, 0.23), ``0.24``, ``0.25`` (0.25 to 0.27), ``0.28``: as 0.20, but a model on the V2 model
+  runner counts no CUDA-graph memory (its ``profile_cudagraph_memory`` returns 0 up to v0.28.0): dense
+  unquantized Qwen3 from 0.22; Llama, Mistral, Qwen3, DeepSeek-V2, Qwen2-MoE, GraniteMoE at 0.24; every
+  dense non-hybrid model from 0.25 (:meth:`VllmVersion.uses_v2_runner`). From 0.28 GPUs of 160 GiB or more
+  get 16384 batched tokens.
+* ``0.29`` (0.29 to 0.33): every model on the V2 runner, which estimates its CUDA graphs again (modelled
+  with the V1 runner's figure, unverified).
 
 Not modelled: 0.34, which sizes an extensible KV cache from the memory measured after warm-up and CUDA-graph
 capture (vllm/v1/worker/extensible_kv_cache.py ``measure_kv_cache_bytes``, utilization 1.0 by default).
@@ -127,6 +132,27 @@ class VllmVersion:
     cuda_graphs_profiled: bool = False
     #: ``max_num_batched_tokens`` of ``vllm serve`` on a GPU of 160 GiB or more (B200, B300); ``None``: as an H100.
     large_gpu_batched_tokens: int | None = None
+    #: Which models run on the V2 model runner by default (vllm/config/vllm.py ``use_v2_model_runner``):
+    #: ``none``; ``listed`` (the architectures in ``v2_architectures``, dense and unquantized in 0.22-0.23);
+    #: ``dense`` (every dense, non-hybrid model, and the listed MoE architectures); ``all``.
+    v2_runner: Literal["none", "listed", "listed-unquantized", "dense", "all"] = "none"
+    v2_architectures: frozenset[str] = frozenset()
+    #: Whether the V2 runner's ``profile_cudagraph_memory`` measures anything (0.22-0.28: ``return 0``).
+    v2_counts_cuda_graphs: bool = False
+
+    def uses_v2_runner(self, spec: ModelSpec, *, hybrid: bool) -> bool:
+        """Whether ``spec`` runs on the V2 model runner by default on CUDA (unsupported features not modelled)."""
+        arch = spec.architecture
+        names = spec.config.get("architectures") or ()
+        listed = any(name in self.v2_architectures for name in names)
+        moe = arch is not None and arch.is_moe
+        if self.v2_runner == "all":
+            return True
+        if self.v2_runner == "dense":
+            return listed or (not moe and not hybrid)
+        if self.v2_runner == "listed-unquantized":
+            return listed and not moe and spec.quantization is None
+        return self.v2_runner == "listed" and listed
     #: Whether a MoE model's fused-MoE caches stay allocated through the sampler pass
     #: (:func:`profile_activation_bytes`).
     moe_cache_kept: bool = False
@@ -305,7 +331,7 @@ VLLM_VERSIONS: dict[str, VllmVersion] = {
                "benchmarks/llmd/; 0.13 -> 0.25 GiB between 0.17 and 0.18 in its version sweep)"),
 }  # fmt: skip
 VLLM_VERSIONS["0.20"] = dataclasses.replace(
-    VLLM_VERSIONS["0.18"], version="0.20", releases=("0.20", "0.21", "0.22", "0.23", "0.24", "0.25", "0.26", "0.27"),
+    VLLM_VERSIONS["0.18"], version="0.20", releases=("0.20", "0.21"),
     cuda_graphs_profiled=True, default_gpu_memory_utilization=0.92,
     source="as 0.18, with vLLM's CUDA-graph estimate counted before the pool is sized "
            "(vllm/envs.py VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS default '1' from v0.20.0, '0' at v0.19.0; "
@@ -313,14 +339,36 @@ VLLM_VERSIONS["0.20"] = dataclasses.replace(
            "line says 'default since v0.21.0') and --gpu-memory-utilization 0.92 by default (vllm/config/cache.py "
            "at v0.20.0; 0.9 at v0.19.0); non-torch memory and the sampler carried over from 0.19 (unverified on "
            "these releases)")
+_V2_NOTE = ("; models on the V2 model runner (vllm/config/vllm.py use_v2_model_runner) count no CUDA-graph memory: "
+            "its profile_cudagraph_memory returns 0 up to v0.28.0 (vllm/v1/worker/gpu/model_runner.py; "
+            "https://github.com/vllm-project/vllm/pull/49233)")
+VLLM_VERSIONS["0.22"] = dataclasses.replace(
+    VLLM_VERSIONS["0.20"], version="0.22", releases=("0.22", "0.23"),
+    v2_runner="listed-unquantized", v2_architectures=frozenset({"Qwen3ForCausalLM"}),
+    source=VLLM_VERSIONS["0.20"].source + _V2_NOTE + ": at v0.22.0-v0.23.0 dense unquantized Qwen3ForCausalLM")
+VLLM_VERSIONS["0.24"] = dataclasses.replace(
+    VLLM_VERSIONS["0.20"], version="0.24", releases=("0.24",), v2_runner="listed",
+    v2_architectures=frozenset({"Qwen3ForCausalLM", "DeepseekV2ForCausalLM", "Qwen2MoeForCausalLM",
+                                "GraniteMoeForCausalLM", "LlamaForCausalLM", "MistralForCausalLM"}),
+    source=VLLM_VERSIONS["0.20"].source + _V2_NOTE + ": at v0.24.0 Qwen3, Llama, Mistral, DeepSeek-V2, Qwen2-MoE, "
+           "GraniteMoE")
+_V2_MOE = frozenset({"DeepseekV2ForCausalLM", "Qwen2MoeForCausalLM", "GraniteMoeForCausalLM"})
+VLLM_VERSIONS["0.25"] = dataclasses.replace(
+    VLLM_VERSIONS["0.20"], version="0.25", releases=("0.25", "0.26", "0.27"), v2_runner="dense",
+    v2_architectures=_V2_MOE,
+    source=VLLM_VERSIONS["0.20"].source + _V2_NOTE + ": from v0.25.0 every dense model that is not hybrid, and "
+           "the DeepSeek-V2, Qwen2-MoE and GraniteMoE architectures")
 VLLM_VERSIONS["0.28"] = dataclasses.replace(
-    VLLM_VERSIONS["0.20"], version="0.28", releases=("0.28", "0.29", "0.30", "0.31", "0.32", "0.33"),
-    large_gpu_batched_tokens=16384,
-    source=VLLM_VERSIONS["0.20"].source + "; from v0.28.0 GPUs of 160 GiB or more get 16384 batched tokens "
-           "(vllm/engine/arg_utils.py get_batch_defaults at v0.28.0); from v0.29.0 the V2 model runner is the "
-           "default for every model it supports (vllm/config/vllm.py use_v2_model_runner), whose estimate "
-           "captures the PIECEWISE graphs in full (vllm/v1/worker/gpu/cudagraph_utils.py "
-           "profile_cudagraph_memory; modelled with the V1 runner's figure, unverified)")
+    VLLM_VERSIONS["0.25"], version="0.28", releases=("0.28",), large_gpu_batched_tokens=16384,
+    source=VLLM_VERSIONS["0.25"].source + "; 16384 batched tokens on GPUs of 160 GiB or more "
+           "(vllm/engine/arg_utils.py get_batch_defaults at v0.28.0)")
+VLLM_VERSIONS["0.29"] = dataclasses.replace(
+    VLLM_VERSIONS["0.28"], version="0.29", releases=("0.29", "0.30", "0.31", "0.32", "0.33"), v2_runner="all",
+    v2_counts_cuda_graphs=True,
+    source=VLLM_VERSIONS["0.20"].source + "; from v0.29.0 the V2 model runner is the default for every model and "
+           "estimates its CUDA graphs (vllm/v1/worker/gpu/cudagraph_utils.py profile_cudagraph_memory: PIECEWISE "
+           "graphs captured in full, FULL extrapolated from two; modelled with the V1 runner's figure, "
+           "unverified); 16384 batched tokens on GPUs of 160 GiB or more (v0.28.0)")
 #: The newest rule checked against logs (the default of ``--vllm-version``).
 DEFAULT_VLLM_VERSION = "0.18"
 
@@ -704,10 +752,11 @@ def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
     encoder, images = encoder_output_bytes(arch, tokens, act_bytes=act_bytes) if rule.engine == "v1" else (0, 0)
 
     stages = pipeline_layers(arch.num_layers, p.pp)
+    v2_runner = rule.uses_v2_runner(spec, hybrid=any(g.is_state for g in layout.groups))
 
     def graph_bytes(first: bool) -> int:
         """vLLM's CUDA-graph estimate on the first or last pipeline stage (0 where it is not counted)."""
-        if not rule.cuda_graphs_profiled:
+        if not rule.cuda_graphs_profiled or (v2_runner and not rule.v2_counts_cuda_graphs):
             return 0
         return cuda_graph_estimate_bytes(arch, tp=p.tp, layers=stages[0] if first else stages[-1],
                                          act_bytes=act_bytes, max_num_seqs=seqs, max_num_batched_tokens=tokens)[0]
@@ -763,14 +812,16 @@ def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
         f"vLLM {rule.version} rule ({rule.engine.upper()} engine, releases {rule.releases[0]}-{rule.releases[-1]}): "
         f"KV pool = {utilization:g} x {total / GiB:.2f} GiB - weights - profile activations ({tokens} batched "
         f"tokens, {min(seqs, tokens)} sampler rows) - non-torch {non_torch / GiB:.2f} GiB"
-        + (f" - CUDA graphs {graph_bytes(True) / GiB:.2f} GiB" if rule.cuda_graphs_profiled else "")
+        + (f" - CUDA graphs {graph_bytes(True) / GiB:.2f} GiB" if graph_bytes(True) else "")
         + f" ({rule.source})",
         paging,
         ("CUDA graphs: vLLM's estimate counted in the pool (gpu_model_runner.py profile_cudagraph_memory), "
          + cuda_graph_estimate_bytes(arch, tp=p.tp, layers=stages[0], act_bytes=act_bytes, max_num_seqs=seqs,
                                      max_num_batched_tokens=tokens)[1]
          + "; FlashAttention's split-KV accumulators from vLLM's code, the rest fitted on vLLM 0.19 H100 logs")
-        if rule.cuda_graphs_profiled else "CUDA graphs are captured after the pool is sized (inside the 1 - gpu_memory_utilization headroom)",
+        if graph_bytes(True) else ("CUDA graphs: not counted in the pool: the V2 model runner's "
+                                   "profile_cudagraph_memory returns 0 in this release (captured in the "
+                                   "1 - gpu_memory_utilization headroom)") if rule.cuda_graphs_profiled else "CUDA graphs are captured after the pool is sized (inside the 1 - gpu_memory_utilization headroom)",
     ) + ((f"GGUF ({workload.quantization if workload.quantization.startswith('gguf:') else 'the file'}): vLLM keeps the "
           "ggml blocks (GGUFLinearMethod, dequantized in its kernels), so the weights are the file's tensors split "
           f"over tp, plus {gguf_weight_bytes(spec, workload)[1] / GiB:.2f} GiB of padding where a merged q/k/v or "
@@ -788,5 +839,5 @@ def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
         profile_peak_bytes=int(weights + activations), non_torch_bytes=int(non_torch), kv_pool_bytes=max(0, pool),
         kv_bytes_per_token=layout.token_bytes, num_blocks=blocks, kv_cache_tokens=kv_tokens, max_model_len=model_len,
         max_concurrent_sequences=concurrent, largest_max_model_len=longest, fits=problem is None, problem=problem,
-        assumptions=assumptions, max_concurrency=concurrency, cuda_graph_bytes=graph_bytes(True) if rule.cuda_graphs_profiled else None,
+        assumptions=assumptions, max_concurrency=concurrency, cuda_graph_bytes=graph_bytes(True) if graph_bytes(True) else None,
     )  # fmt: skip
