@@ -226,7 +226,7 @@ CAPTURE_1024_MODEL_TYPES = frozenset({"gpt_oss"})
 #: gemma-2-27b 212 (248), fp32 Llama-3.1-8B 224 (204), tp=4 84 (86); unverified against vLLM's code.
 PIECEWISE_FIRST_BASE_BYTES = 68 << 20
 PIECEWISE_FIRST_MLP_FACTOR = 5
-#: What each further capture size adds, FULL and PIECEWISE together, per decoder layer of the rank: FITTED on
+#: What each further capture size adds, FULL and PIECEWISE together (half each), per decoder layer of the rank: FITTED on
 #: the same logs' "(51-1) x N MiB per-graph" (vLLM measures it in 2 MiB steps): 12 MiB for 32-layer models
 #: (Llama-3.1-8B, Mistral, gemma-7b 28 layers), 28-34 MiB for 80-layer 70B models at tp 2 and 4, 18 for
 #: gemma-2-27b (46); MoE models 14-20 (Qwen3-30B-A3B 48 layers 20, DeepSeek-V2-Lite 27 layers 18: above this).
@@ -250,8 +250,8 @@ def cuda_graph_estimate_bytes(arch: Architecture, *, tp: int, layers: int, act_b
 
     vllm/v1/worker/gpu_model_runner.py ``profile_cudagraph_memory`` (v0.19.0 to v0.33.0) captures, per mode
     (PIECEWISE and FULL by default), the two largest sizes into a throwaway pool and counts
-    ``max(first captures) + sum((n - 1) x second capture)``. The FULL first capture holds FlashAttention's
-    split-KV accumulators at the largest size ``T`` (:data:`FA_MAX_NUM_SPLITS_FOR_CUDA_GRAPH` x ``T`` x heads
+    ``max(first captures) + sum((n - 1) x second capture)``; FULL graphs (uniform decode) take the sizes up to
+    ``max_num_seqs``. The FULL first capture holds FlashAttention's split-KV accumulators at its largest size ``T`` (:data:`FA_MAX_NUM_SPLITS_FOR_CUDA_GRAPH` x ``T`` x heads
     per rank x (value head dim + 1) fp32 values: 258 MiB for Llama-3.1-8B, 260 logged); the PIECEWISE first
     capture and the per-size increase are fitted (:data:`PIECEWISE_FIRST_MLP_FACTOR`,
     :data:`PER_GRAPH_BYTES_PER_LAYER`).
@@ -259,18 +259,20 @@ def cuda_graph_estimate_bytes(arch: Architecture, *, tp: int, layers: int, act_b
     sizes = cudagraph_capture_sizes(arch, max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens)
     if not sizes:
         return 0, "no CUDA graphs captured"
-    top = sizes[-1]
+    # FULL graphs are uniform decode batches: the capture sizes up to max_num_seqs (vllm/v1/cudagraph_dispatcher.py)
+    full = [s for s in sizes if s <= max_num_seqs]
     heads = max(1, arch.num_attention_heads // tp)
     v_dim = int(arch.kv_lora_rank or 0) if arch.is_mla else arch.head_dim
     split_kv = act_bytes == 2 and arch.model_type not in NO_SPLIT_KV_MODEL_TYPES
-    full_first = FA_MAX_NUM_SPLITS_FOR_CUDA_GRAPH * top * heads * (v_dim + 1) * 4 if split_kv else 0
+    full_first = FA_MAX_NUM_SPLITS_FOR_CUDA_GRAPH * full[-1] * heads * (v_dim + 1) * 4 if split_kv and full else 0
     mlp = arch.num_experts_per_tok * arch.moe_intermediate_size if arch.is_moe else arch.intermediate_size
-    piecewise_first = PIECEWISE_FIRST_BASE_BYTES + PIECEWISE_FIRST_MLP_FACTOR * top * (mlp // tp) * act_bytes
-    per_size = PER_GRAPH_BYTES_PER_LAYER * layers
-    total = max(full_first, piecewise_first) + (len(sizes) - 1) * per_size
-    return total, (f"{len(sizes)} capture sizes up to {top}: max(FULL first {full_first / (1 << 20):.0f} MiB, "
-                   f"PIECEWISE first {piecewise_first / (1 << 20):.0f} MiB) + {len(sizes) - 1} x "
-                   f"{per_size / (1 << 20):.1f} MiB")
+    piecewise_first = PIECEWISE_FIRST_BASE_BYTES + PIECEWISE_FIRST_MLP_FACTOR * sizes[-1] * (mlp // tp) * act_bytes
+    per_size = PER_GRAPH_BYTES_PER_LAYER * layers // 2  # per mode
+    further = len(sizes) - 1 + max(0, len(full) - 1)
+    total = max(full_first, piecewise_first) + further * per_size
+    return total, (f"PIECEWISE {len(sizes)} sizes up to {sizes[-1]}, FULL {len(full)} up to "
+                   f"{full[-1] if full else 0}: max(FULL first {full_first / (1 << 20):.0f} MiB, PIECEWISE first "
+                   f"{piecewise_first / (1 << 20):.0f} MiB) + {further} x {per_size / (1 << 20):.2f} MiB")
 
 
 VLLM_VERSIONS: dict[str, VllmVersion] = {
