@@ -158,7 +158,7 @@ def test_vllm_versions_and_bad_input() -> None:
         engine_capacity(spec, make_workload(), gpu, engine="tgi")
     with pytest.raises(InvalidArgumentError, match="ctx_size.*a setting of vllm"):
         engine_capacity(spec, make_workload(), gpu, engine="vllm", ctx_size=4096)
-    assert set(VLLM_VERSIONS) == {"0.6", "0.7", "0.8", "0.10", "0.17", "0.18", "0.20", "0.22", "0.24", "0.25", "0.28", "0.29"}
+    assert set(VLLM_VERSIONS) == {"0.6", "0.7", "0.8", "0.10", "0.17", "0.18", "0.20", "0.22", "0.24", "0.25", "0.28", "0.29", "0.34"}
 
 
 def test_would_not_start_is_said() -> None:
@@ -395,12 +395,29 @@ def test_vllm_020_counts_cuda_graphs_and_defaults_to_092() -> None:
                             gpu_memory_utilization=0.9)
     assert same.kv_pool_bytes == pytest.approx(old.kv_pool_bytes - same.cuda_graph_bytes, abs=2)
     with pytest.raises(InvalidArgumentError, match="vllm_version"):
-        serving_capacity(spec, make_workload(), gpu, vllm_version="0.34")  # extensible KV cache: not modelled
+        serving_capacity(spec, make_workload(), gpu, vllm_version="0.35")
+
+
+def test_vllm_034_extensible_kv_cache() -> None:
+    """v0.34.0 sizes the pool after capture: utilisation 1.0 when unset, the activation peak kept free plus a margin
+    of max(1 GiB, 0.75 x peak), CUDA graphs as captured (vllm/v1/worker/extensible_kv_cache.py)."""
+    from hf_gpu_estimator.planner.engines.vllm import V034_INIT_USED_BYTES
+
+    spec, gpu = lookup("meta-llama/Llama-3.1-8B-Instruct"), get_gpu("H100-SXM-80GB")
+    cap = serving_capacity(spec, make_workload(), gpu, vllm_version="0.34.0", max_model_len=8192)
+    assert cap.gpu_memory_utilization == 1.0
+    peak = cap.profile_peak_bytes - cap.weights_bytes
+    held = cap.weights_bytes + cap.non_torch_bytes + cap.cuda_graph_bytes
+    expected = gpu.usable_memory_bytes - V034_INIT_USED_BYTES - held - max(GiB, 0.75 * peak) - peak
+    assert cap.kv_pool_bytes == pytest.approx(expected, abs=2)
+    capped = serving_capacity(spec, make_workload(), gpu, vllm_version="0.34", max_model_len=8192,
+                              gpu_memory_utilization=0.8)
+    assert capped.kv_pool_bytes == pytest.approx(0.8 * gpu.usable_memory_bytes - held - peak, abs=2)
 
 
 @pytest.mark.parametrize(("model", "counted"), [
     ("meta-llama/Llama-3.1-8B-Instruct", {"0.21": True, "0.23": True, "0.24": False, "0.27": False, "0.28": False,
-                                          "0.29": True}),
+                                          "0.29": True, "0.34": True}),
     ("Qwen/Qwen3-8B", {"0.21": True, "0.22": False, "0.24": False, "0.27": False, "0.29": True}),
     ("Qwen/Qwen3-30B-A3B", {"0.22": True, "0.24": True, "0.27": True, "0.28": True, "0.29": True}),
 ], ids=["llama", "qwen3-dense", "qwen3-moe"])

@@ -46,8 +46,9 @@ Modelled versions (``--vllm-version``):
 * ``0.29`` (0.29 to 0.33): every model on the V2 runner, which estimates its CUDA graphs again (modelled
   with the V1 runner's figure, unverified).
 
-Not modelled: 0.34, which sizes an extensible KV cache from the memory measured after warm-up and CUDA-graph
-capture (vllm/v1/worker/extensible_kv_cache.py ``measure_kv_cache_bytes``, utilization 1.0 by default).
+* ``0.34``: the extensible KV cache, sized from the memory free after warm-up and CUDA-graph capture
+  (vllm/v1/worker/extensible_kv_cache.py ``measure_kv_cache_bytes``, :func:`extensible_pool_bytes`),
+  ``--gpu-memory-utilization`` 1.0 when not given. Unverified against a log of 0.34.
 
 Weights are what vLLM loads: the checkpoint's tensors, the rotary cos/sin caches
 (:func:`rotary_cache_bytes`) and the kernel padding of MXFP4 experts (:func:`kernel_padding_bytes`),
@@ -132,6 +133,9 @@ class VllmVersion:
     cuda_graphs_profiled: bool = False
     #: ``max_num_batched_tokens`` of ``vllm serve`` on a GPU of 160 GiB or more (B200, B300); ``None``: as an H100.
     large_gpu_batched_tokens: int | None = None
+    #: Whether the pool is an extensible KV cache sized from the memory free after warm-up and CUDA-graph capture
+    #: (:func:`extensible_pool_bytes`), not from the profile run's estimate.
+    extensible_kv_cache: bool = False
     #: Which models run on the V2 model runner by default (vllm/config/vllm.py ``use_v2_model_runner``):
     #: ``none``; ``listed`` (the architectures in ``v2_architectures``, dense and unquantized in 0.22-0.23);
     #: ``dense`` (every dense, non-hybrid model, and the listed MoE architectures); ``all``.
@@ -371,6 +375,35 @@ VLLM_VERSIONS["0.29"] = dataclasses.replace(
            "estimates its CUDA graphs (vllm/v1/worker/gpu/cudagraph_utils.py profile_cudagraph_memory: PIECEWISE "
            "graphs captured in full, FULL extrapolated from two; modelled with the V1 runner's figure, "
            "unverified); 16384 batched tokens on GPUs of 160 GiB or more (v0.28.0)")
+VLLM_VERSIONS["0.34"] = dataclasses.replace(
+    VLLM_VERSIONS["0.29"], version="0.34", releases=("0.34",), extensible_kv_cache=True,
+    default_gpu_memory_utilization=1.0,
+    source="the extensible KV cache, on by default on CUDA from v0.34.0 (vllm/config/cache.py "
+           "enable_extensible_kv_cache; resolved_gpu_memory_utilization 1.0 when unset): the pool is sized from the "
+           "memory free after warm-up and CUDA-graph capture, less max(1 GiB, 0.75 x the activation peak) and the "
+           "peak itself (vllm/v1/worker/extensible_kv_cache.py measure_kv_cache_bytes, KV_CACHE_MARGIN_FLOOR_BYTES, "
+           "KV_CACHE_MARGIN_FRACTION); CUDA graphs as captured (modelled with the V1 runner's estimate); the CUDA "
+           "context before vLLM's first snapshot 0.51 GiB on one GPU, 1.53 GiB per rank with several (vLLM 0.19 "
+           "H100 logs, llm-d planner); unverified against a log of 0.34")
+#: What the device holds before vLLM's first memory snapshot, per rank (CUDA context; with several GPUs the
+#: distributed init too): "init" used memory of the llm-d planner's vLLM 0.19 H100 logs, 0.51 GiB on all 44
+#: single-GPU runs, 1.43-2.07 GiB per rank with tp or pp > 1 (1.53 the most common).
+V034_INIT_USED_BYTES = int(0.51 * GiB)
+V034_INIT_USED_MULTI_GPU_BYTES = int(1.53 * GiB)
+#: vllm/v1/worker/extensible_kv_cache.py at v0.34.0: KV_CACHE_MARGIN_FLOOR_BYTES (CUDA) and KV_CACHE_MARGIN_FRACTION.
+EXTENSIBLE_MARGIN_FLOOR_BYTES = 1 << 30
+EXTENSIBLE_MARGIN_FRACTION = 0.75
+
+
+def extensible_pool_bytes(*, total: int, utilization: float, used: int, peak: int, multi_gpu: bool) -> int:
+    """The KV cache vLLM 0.34's extensible cache commits (``measure_kv_cache_bytes``): the budget
+    ``total x utilization`` less what the engine holds (``used``: weights, non-torch memory, CUDA graphs), capped by
+    the device's headroom less a margin of ``max(1 GiB, 0.75 x peak)``, then less the activation ``peak`` itself."""
+    headroom = total - (V034_INIT_USED_MULTI_GPU_BYTES if multi_gpu else V034_INIT_USED_BYTES) - used
+    margin = max(EXTENSIBLE_MARGIN_FLOOR_BYTES, int(peak * EXTENSIBLE_MARGIN_FRACTION))
+    return min(int(total * utilization) - used, headroom - margin) - peak
+
+
 #: The newest rule checked against logs (the default of ``--vllm-version``).
 DEFAULT_VLLM_VERSION = "0.18"
 
@@ -758,7 +791,9 @@ def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
 
     def graph_bytes(first: bool) -> int:
         """vLLM's CUDA-graph estimate on the first or last pipeline stage (0 where it is not counted)."""
-        if not rule.cuda_graphs_profiled or (v2_runner and not rule.v2_counts_cuda_graphs):
+        if rule.extensible_kv_cache:  # measured after capture: the graphs as captured
+            pass
+        elif not rule.cuda_graphs_profiled or (v2_runner and not rule.v2_counts_cuda_graphs):
             return 0
         return cuda_graph_estimate_bytes(arch, tp=p.tp, layers=stages[0] if first else stages[-1],
                                          act_bytes=act_bytes, max_num_seqs=seqs, max_num_batched_tokens=tokens)[0]
@@ -771,7 +806,11 @@ def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
         activations += encoder if first else 0
         non_torch = rule.non_torch_bytes(p.tp, p.pp, samples=samples, gpu=gpu.name)
         graphs = graph_bytes(first)
-        pool = int(total * utilization - weights - activations - non_torch - graphs)
+        if rule.extensible_kv_cache:
+            pool = extensible_pool_bytes(total=total, utilization=utilization, used=weights + non_torch + graphs,
+                                         peak=activations, multi_gpu=p.tp * p.pp > 1)
+        else:
+            pool = int(total * utilization - weights - activations - non_torch - graphs)
         if rule.hybrid_allocator:
             h = hybrid_pool(layout, pool, block_size=block_size, max_model_len=model_len, max_position=max_pos,
                             max_num_batched_tokens=tokens)
@@ -812,9 +851,13 @@ def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
     problem = capacity_problem("vLLM", smallest_pool, weights, total, utilization, concurrent, model_len, kv_tokens)
     assumptions = (
         f"vLLM {rule.version} rule ({rule.engine.upper()} engine, releases {rule.releases[0]}-{rule.releases[-1]}): "
-        f"KV pool = {utilization:g} x {total / GiB:.2f} GiB - weights - profile activations ({tokens} batched "
-        f"tokens, {min(seqs, tokens)} sampler rows) - non-torch {non_torch / GiB:.2f} GiB"
-        + (f" - CUDA graphs {graph_bytes(True) / GiB:.2f} GiB" if graph_bytes(True) else "")
+        + (f"KV pool = min({utilization:g} x {total / GiB:.2f} GiB - held, free after capture - max(1 GiB, 0.75 x "
+           f"peak)) - peak, held = weights + non-torch {non_torch / GiB:.2f} GiB + CUDA graphs "
+           f"{graph_bytes(True) / GiB:.2f} GiB, peak = the profile activations ({tokens} batched tokens, "
+           f"{min(seqs, tokens)} sampler rows)" if rule.extensible_kv_cache else
+           f"KV pool = {utilization:g} x {total / GiB:.2f} GiB - weights - profile activations ({tokens} batched "
+           f"tokens, {min(seqs, tokens)} sampler rows) - non-torch {non_torch / GiB:.2f} GiB"
+           + (f" - CUDA graphs {graph_bytes(True) / GiB:.2f} GiB" if graph_bytes(True) else ""))
         + f" ({rule.source})",
         paging,
         ("CUDA graphs: vLLM's estimate counted in the pool (gpu_model_runner.py profile_cudagraph_memory), "
