@@ -22,6 +22,7 @@ from hf_gpu_estimator.planner.engines.vllm import (
     profile_activation_bytes,
     resolve_vllm_version,
     serving_capacity,
+    vllm_batch_defaults,
 )
 from hf_gpu_estimator.sources.catalog import lookup
 from hf_gpu_estimator.workload import make_workload
@@ -122,6 +123,26 @@ def test_vllm_pool_to_tokens_matches_log() -> None:
     _, tokens, _, _ = pool_capacity(layout, int(row["logged"]["kv_pool_gib"] * GiB), block_size=16,
                                     max_model_len=40960, max_position=40960)
     assert tokens / row["logged"]["kv_cache_tokens"] - 1 == pytest.approx(0, abs=POOL_TOLERANCE)
+
+
+def test_vllm_021_capture_sizes_and_tokens_match_log() -> None:
+    """LMCache issue #3430 (vLLM 0.21.0, Qwen3-8B, RTX A5000): "PIECEWISE=51 (largest=512), FULL=35 (largest=256)" and
+    6.37 GiB -> 46,368 tokens, 2.83x at 16,384 tokens (46,384 tokens modelled: +0.03 %)."""
+    from hf_gpu_estimator.planner.engines.vllm import cudagraph_capture_sizes
+
+    row = next(r for r in ROWS if r["id"].startswith("lmcache3430"))
+    spec, logged = lookup(row["model"]), row["logged"]
+    seqs = vllm_batch_defaults(_gpu_with_total(23.5), row["vllm_version"])[1]
+    sizes = cudagraph_capture_sizes(spec.architecture, max_num_seqs=seqs, max_num_batched_tokens=2048)
+    full = [s for s in sizes if s <= seqs]
+    assert (len(sizes), sizes[-1], len(full), full[-1]) == (
+        logged["cudagraph_piecewise_sizes"], logged["cudagraph_piecewise_largest"], logged["cudagraph_full_sizes"],
+        logged["cudagraph_full_largest"])
+    layout = kv_layout(spec, make_workload(), dtype_bytes=2)
+    blocks, tokens, _, _ = pool_capacity(layout, int(logged["kv_pool_gib"] * GiB), block_size=16,
+                                         max_model_len=row["max_model_len"], max_position=40960)
+    assert tokens / logged["kv_cache_tokens"] - 1 == pytest.approx(0, abs=POOL_TOLERANCE)
+    assert blocks / (row["max_model_len"] // 16) == pytest.approx(logged["max_concurrency"], abs=0.01)
 
 
 def test_vllm_fp32_profile_has_no_score_matrix() -> None:
@@ -432,8 +453,6 @@ def test_vllm_v2_model_runner_counts_no_cuda_graphs_until_029(model: str, counte
 
 def test_vllm_028_batch_defaults_on_160_gib_gpus() -> None:
     """vllm/engine/arg_utils.py get_batch_defaults from v0.28.0: 16384 batched tokens on GPUs of 160 GiB or more."""
-    from hf_gpu_estimator.planner.engines.vllm import vllm_batch_defaults
-
     big = get_gpu("B200")  # 178 GiB
     assert vllm_batch_defaults(big, "0.27") == (8192, 1024)
     assert vllm_batch_defaults(big, "0.28") == (16384, 1024)
