@@ -45,7 +45,6 @@ Modelled versions (``--vllm-version``):
   get 16384 batched tokens.
 * ``0.29`` (0.29 to 0.33): every model on the V2 runner, which estimates its CUDA graphs again (modelled
   with the V1 runner's figure, unverified).
-
 * ``0.34``: the extensible KV cache, sized from the memory free after warm-up and CUDA-graph capture
   (vllm/v1/worker/extensible_kv_cache.py ``measure_kv_cache_bytes``, :func:`extensible_pool_bytes`),
   ``--gpu-memory-utilization`` 1.0 when not given. Unverified against a log of 0.34.
