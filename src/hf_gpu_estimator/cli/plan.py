@@ -59,10 +59,10 @@ def register(subparsers: Any) -> None:
     engine.add_argument("--engine", choices=ENGINES,
                         help="serving engine for the capacity answer (default: vllm; llama.cpp for a GGUF model); "
                              "with --eval: the engine lm-evaluation-harness drives (vllm or transformers)")
-    engine.add_argument("--vllm-version", help="vLLM release X.Y whose sizing rule applies, 0.6 to 0.27 (default: "
+    engine.add_argument("--vllm-version", help="vLLM release X.Y whose sizing rule applies, 0.6 to 0.34 (default: "
                                                "0.19, the newest checked against logs; see docs/serving.md)")
     engine.add_argument("--gpu-memory-utilization", type=float,
-                        help="vLLM's share of device memory (default 0.9; 0.92 from vLLM 0.21)")
+                        help="vLLM's share of device memory (default 0.9; 0.92 from vLLM 0.20; 1.0 from 0.34)")
     engine.add_argument("--max-model-len", type=token_count,
                         help="context length the engine sizes sequences for (default: the model's maximum); 32k = 32768")
     engine.add_argument("--max-num-seqs", type=positive_int, help="vLLM's max_num_seqs (default: vLLM's, by GPU)")

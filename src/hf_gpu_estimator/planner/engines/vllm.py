@@ -34,19 +34,29 @@ Modelled versions (``--vllm-version``):
 * ``0.18`` (0.18 and 0.19, the default): as 0.17, non-torch memory as measured on H100 logs of 0.19
   (0.25 GiB on one GPU, 2.07 / 2.13 GiB per rank at tp=2 / 4, 0.07 GiB on a pipeline stage that does
   not sample); checked on the llm-d planner's 74 runs (benchmarks/llmd_vllm.py).
-* ``0.21`` (0.21 to 0.27): as 0.18, with CUDA-graph memory profiled before the pool is sized (vLLM's
-  default since v0.21.0, as its log says; modelled as the typical estimate of the 0.19 logs,
-  :data:`V021_CUDA_GRAPH_BYTES`) and ``--gpu-memory-utilization`` 0.92 by default. Not checked against
-  a log of these releases.
+* ``0.20`` (0.20 and 0.21): as 0.18, with vLLM's CUDA-graph estimate counted before the pool is sized
+  (VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS on by default from v0.20.0, vllm/envs.py; its log says "default
+  since v0.21.0") as :func:`cuda_graph_estimate_bytes` computes it from the capture sizes, heads, MLP width
+  and layers, and ``--gpu-memory-utilization`` 0.92 by default (vllm/config/cache.py from v0.20.0).
+* ``0.22`` (0.22, 0.23), ``0.24``, ``0.25`` (0.25 to 0.27), ``0.28``: as 0.20, but a model on the V2 model
+  runner counts no CUDA-graph memory (its ``profile_cudagraph_memory`` returns 0 up to v0.28.0): dense
+  unquantized Qwen3 from 0.22; Llama, Mistral, Qwen3, DeepSeek-V2, Qwen2-MoE, GraniteMoE at 0.24; every
+  dense non-hybrid model from 0.25 (:meth:`VllmVersion.uses_v2_runner`). From 0.28 GPUs of 160 GiB or more
+  get 16384 batched tokens.
+* ``0.29`` (0.29 to 0.33): every model on the V2 runner, which estimates its CUDA graphs again (modelled
+  with the V1 runner's figure, unverified).
+* ``0.34``: the extensible KV cache, sized from the memory free after warm-up and CUDA-graph capture
+  (vllm/v1/worker/extensible_kv_cache.py ``measure_kv_cache_bytes``, :func:`extensible_pool_bytes`),
+  ``--gpu-memory-utilization`` 1.0 when not given. Unverified against a log of 0.34.
 
 Weights are what vLLM loads: the checkpoint's tensors, the rotary cos/sin caches
 (:func:`rotary_cache_bytes`) and the kernel padding of MXFP4 experts (:func:`kernel_padding_bytes`),
 per pipeline stage (:func:`stage_weights`); every rank sizes its own pool and the engine keeps the
 fewest blocks.
 
-CUDA graphs are captured after the pool is sized and live in the ``1 - gpu_memory_utilization``
-headroom in every modelled version (the 0.19 log: "CUDA graph memory profiling will be enabled by
-default", VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS=0 at v0.19.0).
+Up to 0.19 CUDA graphs are captured after the pool is sized and live in the ``1 - gpu_memory_utilization``
+headroom (the 0.19 log: "CUDA graph memory profiling will be enabled by default",
+VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS=0 at v0.19.0).
 
 The published start-up logs each version is checked against are in
 ``tests/data/vllm_startup_logs.json`` with their sources and each row's error in
@@ -117,9 +127,35 @@ class VllmVersion:
     #: What communicators add per rank by tensor-parallel degree (the largest degree listed applies above it);
     #: empty: ``non_torch_multi_gpu_bytes`` for every degree.
     non_torch_tp_bytes: tuple[tuple[int, int], ...] = ()
-    #: CUDA-graph memory counted against the pool (vLLM's own estimate, profiled before the pool is sized);
-    #: 0: graphs are captured afterwards, in the ``1 - gpu_memory_utilization`` headroom.
-    cuda_graph_bytes: int = 0
+    #: Whether vLLM's CUDA-graph estimate (:func:`cuda_graph_estimate_bytes`) is counted against the pool;
+    #: False: graphs are captured afterwards, in the ``1 - gpu_memory_utilization`` headroom.
+    cuda_graphs_profiled: bool = False
+    #: ``max_num_batched_tokens`` of ``vllm serve`` on a GPU of 160 GiB or more (B200, B300); ``None``: as an H100.
+    large_gpu_batched_tokens: int | None = None
+    #: Whether the pool is an extensible KV cache sized from the memory free after warm-up and CUDA-graph capture
+    #: (:func:`extensible_pool_bytes`), not from the profile run's estimate.
+    extensible_kv_cache: bool = False
+    #: Which models run on the V2 model runner by default (vllm/config/vllm.py ``use_v2_model_runner``):
+    #: ``none``; ``listed`` (the architectures in ``v2_architectures``, dense and unquantized in 0.22-0.23);
+    #: ``dense`` (every dense, non-hybrid model, and the listed MoE architectures); ``all``.
+    v2_runner: Literal["none", "listed", "listed-unquantized", "dense", "all"] = "none"
+    v2_architectures: frozenset[str] = frozenset()
+    #: Whether the V2 runner's ``profile_cudagraph_memory`` measures anything (0.22-0.28: ``return 0``).
+    v2_counts_cuda_graphs: bool = False
+
+    def uses_v2_runner(self, spec: ModelSpec, *, hybrid: bool) -> bool:
+        """Whether ``spec`` runs on the V2 model runner by default on CUDA (unsupported features not modelled)."""
+        arch = spec.architecture
+        names = spec.config.get("architectures") or ()
+        listed = any(name in self.v2_architectures for name in names)
+        moe = arch is not None and arch.is_moe
+        if self.v2_runner == "all":
+            return True
+        if self.v2_runner == "dense":
+            return listed or (not moe and not hybrid)
+        if self.v2_runner == "listed-unquantized":
+            return listed and not moe and spec.quantization is None
+        return self.v2_runner == "listed" and listed
     #: Whether a MoE model's fused-MoE caches stay allocated through the sampler pass
     #: (:func:`profile_activation_bytes`).
     moe_cache_kept: bool = False
@@ -175,12 +211,72 @@ V1_SAMPLER_BYTES_PER_LOGIT = 15
 V018_NON_TORCH_BYTES = int(0.25 * GiB)
 V018_NON_TORCH_NO_SAMPLER_BYTES = int(0.07 * GiB)
 V018_NON_TORCH_TP_BYTES = ((2, int((2.07 - 0.25) * GiB)), (4, int((2.13 - 0.25) * GiB)))
-#: CUDA-graph memory as vLLM estimates it before sizing the pool (one capture per mode, then the second
-#: capture's increase times the other capture sizes, vLLM issue #45178): 0.84 GiB, the estimate vLLM 0.19
-#: logs for Llama-3.1-8B on an H100 (PIECEWISE 138 MiB + 50 x 6 MiB, FULL 260 MiB + 50 x 6 MiB, 51 sizes
-#: each). A MEASURED constant standing for a per-model figure: over the llm-d planner's 59 started runs
-#: the estimate ranges 0.49-1.92 GiB; other GPUs unverified.
-V021_CUDA_GRAPH_BYTES = int(0.84 * GiB)
+#: FlashAttention's split-KV limit under CUDA graphs (vllm/config/attention.py
+#: ``flash_attn_max_num_splits_for_cuda_graph`` = 32 at v0.20.0): a FULL graph of ``T`` tokens pre-allocates
+#: fp32 accumulators for 32 splits (``out_accum`` and ``softmax_lse_accum``).
+FA_MAX_NUM_SPLITS_FOR_CUDA_GRAPH = 32
+#: Model types whose attention vLLM 0.19 ran on TRITON_ATTN on an H100 (no split-KV accumulators in its FULL
+#: graphs, 4-8 MiB first capture): gemma-3 ("Using TRITON_ATTN attention backend", llm-d planner's logs);
+#: attention with sinks (gpt-oss: FLASH_ATTN, 8 MiB first FULL capture).
+NO_SPLIT_KV_MODEL_TYPES = frozenset({"gemma3", "gemma3_text", "gpt_oss"})
+#: Model types whose capture sizes go to 1024, not 512 (vllm/model_executor/models/config.py at v0.20.0,
+#: GptOssForCausalLMConfig: "Increase the max capture size from 512 to 1024 for performance").
+CAPTURE_1024_MODEL_TYPES = frozenset({"gpt_oss"})
+#: The PIECEWISE first capture at ``T`` tokens: a base plus ``5 x T x`` the MLP width per rank in the model
+#: dtype (the gate/up output, its activation and inductor's buffers held in the graph pool and the
+#: warm-up). FITTED on the 0.19 logs of the llm-d planner's runs (DEBUG "Estimated PIECEWISE CUDA graph
+#: memory: X MiB first-capture"): Llama-3.1-8B 138 MiB (modelled 138), Qwen2.5-7B 160 (161), phi-2 100 (113),
+#: gemma-2-27b 212 (248), fp32 Llama-3.1-8B 224 (204), tp=4 84 (86); unverified against vLLM's code.
+PIECEWISE_FIRST_BASE_BYTES = 68 << 20
+PIECEWISE_FIRST_MLP_FACTOR = 5
+#: What each further capture size adds, FULL and PIECEWISE together (half each), per decoder layer of the rank: FITTED on
+#: the same logs' "(51-1) x N MiB per-graph" (vLLM measures it in 2 MiB steps): 12 MiB for 32-layer models
+#: (Llama-3.1-8B, Mistral, gemma-7b 28 layers), 28-34 MiB for 80-layer 70B models at tp 2 and 4, 18 for
+#: gemma-2-27b (46); MoE models 14-20 (Qwen3-30B-A3B 48 layers 20, DeepSeek-V2-Lite 27 layers 18: above this).
+PER_GRAPH_BYTES_PER_LAYER = int(0.375 * (1 << 20))
+
+
+def cudagraph_capture_sizes(arch: Architecture, *, max_num_seqs: int, max_num_batched_tokens: int,
+                            speculative_tokens: int = 0) -> list[int]:
+    """The batch sizes vLLM captures by default (vllm/config/vllm.py ``_set_cudagraph_sizes`` at v0.20.0 to
+    v0.33.0): 1, 2, 4, multiples of 8 below 256 and of 16 from 256, up to ``min(2 x max_num_seqs x (1 +
+    speculative tokens), 512)`` (1024 for gpt-oss) and no more than ``max_num_batched_tokens``."""
+    cap = 1024 if arch.model_type in CAPTURE_1024_MODEL_TYPES else min(2 * max_num_seqs * (1 + speculative_tokens), 512)
+    cap = min(cap, max_num_batched_tokens)
+    sizes = [1, 2, 4, *range(8, 256, 8), *range(256, cap + 1, 16)]
+    return [s for s in sizes if s <= cap]
+
+
+def cuda_graph_estimate_bytes(arch: Architecture, *, tp: int, layers: int, act_bytes: int,
+                              max_num_seqs: int, max_num_batched_tokens: int) -> tuple[int, str]:
+    """``(bytes, formula)``: the CUDA-graph memory vLLM's V1 model runner estimates before sizing the pool.
+
+    vllm/v1/worker/gpu_model_runner.py ``profile_cudagraph_memory`` (v0.19.0 to v0.33.0) captures, per mode
+    (PIECEWISE and FULL by default), the two largest sizes into a throwaway pool and counts
+    ``max(first captures) + sum((n - 1) x second capture)``; FULL graphs (uniform decode) take the sizes up to
+    ``max_num_seqs``. The FULL first capture holds FlashAttention's split-KV accumulators at its largest size ``T`` (:data:`FA_MAX_NUM_SPLITS_FOR_CUDA_GRAPH` x ``T`` x heads
+    per rank x (value head dim + 1) fp32 values: 258 MiB for Llama-3.1-8B, 260 logged); the PIECEWISE first
+    capture and the per-size increase are fitted (:data:`PIECEWISE_FIRST_MLP_FACTOR`,
+    :data:`PER_GRAPH_BYTES_PER_LAYER`).
+    """
+    sizes = cudagraph_capture_sizes(arch, max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens)
+    if not sizes:
+        return 0, "no CUDA graphs captured"
+    # FULL graphs are uniform decode batches: the capture sizes up to max_num_seqs (vllm/v1/cudagraph_dispatcher.py)
+    full = [s for s in sizes if s <= max_num_seqs]
+    heads = max(1, arch.num_attention_heads // tp)
+    v_dim = int(arch.kv_lora_rank or 0) if arch.is_mla else arch.head_dim
+    split_kv = act_bytes == 2 and arch.model_type not in NO_SPLIT_KV_MODEL_TYPES
+    full_first = FA_MAX_NUM_SPLITS_FOR_CUDA_GRAPH * full[-1] * heads * (v_dim + 1) * 4 if split_kv and full else 0
+    mlp = arch.num_experts_per_tok * arch.moe_intermediate_size if arch.is_moe else arch.intermediate_size
+    piecewise_first = PIECEWISE_FIRST_BASE_BYTES + PIECEWISE_FIRST_MLP_FACTOR * sizes[-1] * (mlp // tp) * act_bytes
+    per_size = PER_GRAPH_BYTES_PER_LAYER * layers // 2  # per mode
+    further = len(sizes) - 1 + max(0, len(full) - 1)
+    total = max(full_first, piecewise_first) + further * per_size
+    return total, (f"PIECEWISE {len(sizes)} sizes up to {sizes[-1]}, FULL {len(full)} up to "
+                   f"{full[-1] if full else 0}: max(FULL first {full_first / (1 << 20):.0f} MiB, PIECEWISE first "
+                   f"{piecewise_first / (1 << 20):.0f} MiB) + {further} x {per_size / (1 << 20):.2f} MiB")
+
 
 VLLM_VERSIONS: dict[str, VllmVersion] = {
     "0.6": VllmVersion(
@@ -239,14 +335,74 @@ VLLM_VERSIONS: dict[str, VllmVersion] = {
                "0.25 GiB on one H100, 2.07/2.13 GiB per rank at tp=2/4 (llm-d planner's 74 v0.19.0 runs, "
                "benchmarks/llmd/; 0.13 -> 0.25 GiB between 0.17 and 0.18 in its version sweep)"),
 }  # fmt: skip
-VLLM_VERSIONS["0.21"] = dataclasses.replace(
-    VLLM_VERSIONS["0.18"], version="0.21", releases=("0.21", "0.22", "0.23", "0.24", "0.25", "0.26", "0.27"),
-    cuda_graph_bytes=V021_CUDA_GRAPH_BYTES, default_gpu_memory_utilization=0.92,
-    source="as 0.18, with CUDA-graph memory profiled before the pool is sized (vLLM's log from 0.27.1: 'CUDA "
-           "graph memory profiling is enabled (default since v0.21.0)', https://github.com/gpustack/runner/pull/251; "
-           "the estimate: https://github.com/vllm-project/vllm/pull/30515) and --gpu-memory-utilization 0.92 by "
-           "default (https://docs.vllm.ai/en/stable/cli/serve/; the first release with 0.92 unverified); "
-           "non-torch memory and the sampler carried over from 0.19 (unverified on these releases)")
+VLLM_VERSIONS["0.20"] = dataclasses.replace(
+    VLLM_VERSIONS["0.18"], version="0.20", releases=("0.20", "0.21"),
+    cuda_graphs_profiled=True, default_gpu_memory_utilization=0.92,
+    source="as 0.18, with vLLM's CUDA-graph estimate counted before the pool is sized "
+           "(vllm/envs.py VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS default '1' from v0.20.0, '0' at v0.19.0; "
+           "vllm/v1/worker/gpu_worker.py determine_available_memory subtracts cudagraph_memory_estimate; its log "
+           "line says 'default since v0.21.0') and --gpu-memory-utilization 0.92 by default (vllm/config/cache.py "
+           "at v0.20.0; 0.9 at v0.19.0); non-torch memory and the sampler carried over from 0.19 (unverified on "
+           "these releases)")
+_V2_NOTE = ("; models on the V2 model runner (vllm/config/vllm.py use_v2_model_runner) count no CUDA-graph memory: "
+            "its profile_cudagraph_memory returns 0 up to v0.28.0 (vllm/v1/worker/gpu/model_runner.py; "
+            "https://github.com/vllm-project/vllm/pull/49233)")
+VLLM_VERSIONS["0.22"] = dataclasses.replace(
+    VLLM_VERSIONS["0.20"], version="0.22", releases=("0.22", "0.23"),
+    v2_runner="listed-unquantized", v2_architectures=frozenset({"Qwen3ForCausalLM"}),
+    source=VLLM_VERSIONS["0.20"].source + _V2_NOTE + ": at v0.22.0-v0.23.0 dense unquantized Qwen3ForCausalLM")
+VLLM_VERSIONS["0.24"] = dataclasses.replace(
+    VLLM_VERSIONS["0.20"], version="0.24", releases=("0.24",), v2_runner="listed",
+    v2_architectures=frozenset({"Qwen3ForCausalLM", "DeepseekV2ForCausalLM", "Qwen2MoeForCausalLM",
+                                "GraniteMoeForCausalLM", "LlamaForCausalLM", "MistralForCausalLM"}),
+    source=VLLM_VERSIONS["0.20"].source + _V2_NOTE + ": at v0.24.0 Qwen3, Llama, Mistral, DeepSeek-V2, Qwen2-MoE, "
+           "GraniteMoE")
+_V2_MOE = frozenset({"DeepseekV2ForCausalLM", "Qwen2MoeForCausalLM", "GraniteMoeForCausalLM"})
+VLLM_VERSIONS["0.25"] = dataclasses.replace(
+    VLLM_VERSIONS["0.20"], version="0.25", releases=("0.25", "0.26", "0.27"), v2_runner="dense",
+    v2_architectures=_V2_MOE,
+    source=VLLM_VERSIONS["0.20"].source + _V2_NOTE + ": from v0.25.0 every dense model that is not hybrid, and "
+           "the DeepSeek-V2, Qwen2-MoE and GraniteMoE architectures")
+VLLM_VERSIONS["0.28"] = dataclasses.replace(
+    VLLM_VERSIONS["0.25"], version="0.28", releases=("0.28",), large_gpu_batched_tokens=16384,
+    source=VLLM_VERSIONS["0.25"].source + "; 16384 batched tokens on GPUs of 160 GiB or more "
+           "(vllm/engine/arg_utils.py get_batch_defaults at v0.28.0)")
+VLLM_VERSIONS["0.29"] = dataclasses.replace(
+    VLLM_VERSIONS["0.28"], version="0.29", releases=("0.29", "0.30", "0.31", "0.32", "0.33"), v2_runner="all",
+    v2_counts_cuda_graphs=True,
+    source=VLLM_VERSIONS["0.20"].source + "; from v0.29.0 the V2 model runner is the default for every model and "
+           "estimates its CUDA graphs (vllm/v1/worker/gpu/cudagraph_utils.py profile_cudagraph_memory: PIECEWISE "
+           "graphs captured in full, FULL extrapolated from two; modelled with the V1 runner's figure, "
+           "unverified); 16384 batched tokens on GPUs of 160 GiB or more (v0.28.0)")
+VLLM_VERSIONS["0.34"] = dataclasses.replace(
+    VLLM_VERSIONS["0.29"], version="0.34", releases=("0.34",), extensible_kv_cache=True,
+    default_gpu_memory_utilization=1.0,
+    source="the extensible KV cache, on by default on CUDA from v0.34.0 (vllm/config/cache.py "
+           "enable_extensible_kv_cache; resolved_gpu_memory_utilization 1.0 when unset): the pool is sized from the "
+           "memory free after warm-up and CUDA-graph capture, less max(1 GiB, 0.75 x the activation peak) and the "
+           "peak itself (vllm/v1/worker/extensible_kv_cache.py measure_kv_cache_bytes, KV_CACHE_MARGIN_FLOOR_BYTES, "
+           "KV_CACHE_MARGIN_FRACTION); CUDA graphs as captured (modelled with the V1 runner's estimate); the CUDA "
+           "context before vLLM's first snapshot 0.51 GiB on one GPU, 1.53 GiB per rank with several (vLLM 0.19 "
+           "H100 logs, llm-d planner); unverified against a log of 0.34")
+#: What the device holds before vLLM's first memory snapshot, per rank (CUDA context; with several GPUs the
+#: distributed init too): "init" used memory of the llm-d planner's vLLM 0.19 H100 logs, 0.51 GiB on all 44
+#: single-GPU runs, 1.43-2.07 GiB per rank with tp or pp > 1 (1.53 the most common).
+V034_INIT_USED_BYTES = int(0.51 * GiB)
+V034_INIT_USED_MULTI_GPU_BYTES = int(1.53 * GiB)
+#: vllm/v1/worker/extensible_kv_cache.py at v0.34.0: KV_CACHE_MARGIN_FLOOR_BYTES (CUDA) and KV_CACHE_MARGIN_FRACTION.
+EXTENSIBLE_MARGIN_FLOOR_BYTES = 1 << 30
+EXTENSIBLE_MARGIN_FRACTION = 0.75
+
+
+def extensible_pool_bytes(*, total: int, utilization: float, used: int, peak: int, multi_gpu: bool) -> int:
+    """The KV cache vLLM 0.34's extensible cache commits (``measure_kv_cache_bytes``): the budget
+    ``total x utilization`` less what the engine holds (``used``: weights, non-torch memory, CUDA graphs), capped by
+    the device's headroom less a margin of ``max(1 GiB, 0.75 x peak)``, then less the activation ``peak`` itself."""
+    headroom = total - (V034_INIT_USED_MULTI_GPU_BYTES if multi_gpu else V034_INIT_USED_BYTES) - used
+    margin = max(EXTENSIBLE_MARGIN_FLOOR_BYTES, int(peak * EXTENSIBLE_MARGIN_FRACTION))
+    return min(int(total * utilization) - used, headroom - margin) - peak
+
+
 #: The newest rule checked against logs (the default of ``--vllm-version``).
 DEFAULT_VLLM_VERSION = "0.18"
 
@@ -275,7 +431,7 @@ def vllm_batch_defaults(gpu: GPU, version: str | None = None, *, max_model_len: 
     V1 (``EngineArgs.get_batch_defaults``, vllm/engine/arg_utils.py): GPUs with >= 70 GiB whose name
     does not contain "a100" (H100, H200, MI300X ...) get 8192 tokens / 1024 sequences for the
     OpenAI server (16384 for the offline ``LLM`` class); others 2048 / 256 (a larger budget lowered
-    A100 throughput, vLLM PR #17885). V0 without chunked prefill: ``max(max_model_len, 2048)`` tokens
+    A100 throughput, vLLM PR #17885); from 0.28 GPUs of 160 GiB or more (B200, B300) 16384 / 1024. V0 without chunked prefill: ``max(max_model_len, 2048)`` tokens
     and 256 sequences (SchedulerConfig); with chunked prefill (on by default above 32K context) 512.
     """
     rule = resolve_vllm_version(version)
@@ -283,6 +439,8 @@ def vllm_batch_defaults(gpu: GPU, version: str | None = None, *, max_model_len: 
         if max_model_len is not None and max_model_len > 32768:
             return 512, 256
         return max(max_model_len or 2048, 2048), 256
+    if rule.large_gpu_batched_tokens and gpu.usable_memory_bytes >= 160 * GiB:
+        return rule.large_gpu_batched_tokens, 1024
     if gpu.usable_memory_bytes >= 70 * GiB and "a100" not in gpu.name.lower():
         return 8192, 1024
     return 2048, 256
@@ -627,6 +785,18 @@ def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
     # V1 keeps the dummy encoder outputs of a vision-language model through the profile run (first stage only)
     encoder, images = encoder_output_bytes(arch, tokens, act_bytes=act_bytes) if rule.engine == "v1" else (0, 0)
 
+    stages = pipeline_layers(arch.num_layers, p.pp)
+    v2_runner = rule.uses_v2_runner(spec, hybrid=any(g.is_state for g in layout.groups))
+
+    def graph_bytes(first: bool) -> int:
+        """vLLM's CUDA-graph estimate on the first or last pipeline stage (0 where it is not counted)."""
+        if rule.extensible_kv_cache:  # measured after capture: the graphs as captured
+            pass
+        elif not rule.cuda_graphs_profiled or (v2_runner and not rule.v2_counts_cuda_graphs):
+            return 0
+        return cuda_graph_estimate_bytes(arch, tp=p.tp, layers=stages[0] if first else stages[-1],
+                                         act_bytes=act_bytes, max_num_seqs=seqs, max_num_batched_tokens=tokens)[0]
+
     def rank(weights: int, samples: bool, first: bool = True) -> tuple[int, int, int, tuple[int, int, int, int, float]]:
         """(activations, non-torch, pool, (blocks, tokens, concurrent, longest, concurrency)) of one rank."""
         activations = profile_activation_bytes(arch, tokens, min(seqs, tokens) if samples else 0, act_bytes=act_bytes,
@@ -634,7 +804,12 @@ def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
                                                moe_cache_kept=moe_cache_kept)
         activations += encoder if first else 0
         non_torch = rule.non_torch_bytes(p.tp, p.pp, samples=samples, gpu=gpu.name)
-        pool = int(total * utilization - weights - activations - non_torch - rule.cuda_graph_bytes)
+        graphs = graph_bytes(first)
+        if rule.extensible_kv_cache:
+            pool = extensible_pool_bytes(total=total, utilization=utilization, used=weights + non_torch + graphs,
+                                         peak=activations, multi_gpu=p.tp * p.pp > 1)
+        else:
+            pool = int(total * utilization - weights - activations - non_torch - graphs)
         if rule.hybrid_allocator:
             h = hybrid_pool(layout, pool, block_size=block_size, max_model_len=model_len, max_position=max_pos,
                             max_num_batched_tokens=tokens)
@@ -675,13 +850,22 @@ def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
     problem = capacity_problem("vLLM", smallest_pool, weights, total, utilization, concurrent, model_len, kv_tokens)
     assumptions = (
         f"vLLM {rule.version} rule ({rule.engine.upper()} engine, releases {rule.releases[0]}-{rule.releases[-1]}): "
-        f"KV pool = {utilization:g} x {total / GiB:.2f} GiB - weights - profile activations ({tokens} batched "
-        f"tokens, {min(seqs, tokens)} sampler rows) - non-torch {non_torch / GiB:.2f} GiB"
-        + (f" - CUDA graphs {rule.cuda_graph_bytes / GiB:.2f} GiB" if rule.cuda_graph_bytes else "")
+        + (f"KV pool = min({utilization:g} x {total / GiB:.2f} GiB - held, free after capture - max(1 GiB, 0.75 x "
+           f"peak)) - peak, held = weights + non-torch {non_torch / GiB:.2f} GiB + CUDA graphs "
+           f"{graph_bytes(True) / GiB:.2f} GiB, peak = the profile activations ({tokens} batched tokens, "
+           f"{min(seqs, tokens)} sampler rows)" if rule.extensible_kv_cache else
+           f"KV pool = {utilization:g} x {total / GiB:.2f} GiB - weights - profile activations ({tokens} batched "
+           f"tokens, {min(seqs, tokens)} sampler rows) - non-torch {non_torch / GiB:.2f} GiB"
+           + (f" - CUDA graphs {graph_bytes(True) / GiB:.2f} GiB" if graph_bytes(True) else ""))
         + f" ({rule.source})",
         paging,
-        "CUDA graphs: vLLM's estimate counted in the pool (a typical H100 figure, not this model's)"
-        if rule.cuda_graph_bytes else "CUDA graphs are captured after the pool is sized (inside the 1 - gpu_memory_utilization headroom)",
+        ("CUDA graphs: vLLM's estimate counted in the pool (gpu_model_runner.py profile_cudagraph_memory), "
+         + cuda_graph_estimate_bytes(arch, tp=p.tp, layers=stages[0], act_bytes=act_bytes, max_num_seqs=seqs,
+                                     max_num_batched_tokens=tokens)[1]
+         + "; FlashAttention's split-KV accumulators from vLLM's code, the rest fitted on vLLM 0.19 H100 logs")
+        if graph_bytes(True) else ("CUDA graphs: not counted in the pool: the V2 model runner's "
+                                   "profile_cudagraph_memory returns 0 in this release (captured in the "
+                                   "1 - gpu_memory_utilization headroom)") if rule.cuda_graphs_profiled else "CUDA graphs are captured after the pool is sized (inside the 1 - gpu_memory_utilization headroom)",
     ) + ((f"GGUF ({workload.quantization if workload.quantization.startswith('gguf:') else 'the file'}): vLLM keeps the "
           "ggml blocks (GGUFLinearMethod, dequantized in its kernels), so the weights are the file's tensors split "
           f"over tp, plus {gguf_weight_bytes(spec, workload)[1] / GiB:.2f} GiB of padding where a merged q/k/v or "
@@ -699,5 +883,5 @@ def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
         profile_peak_bytes=int(weights + activations), non_torch_bytes=int(non_torch), kv_pool_bytes=max(0, pool),
         kv_bytes_per_token=layout.token_bytes, num_blocks=blocks, kv_cache_tokens=kv_tokens, max_model_len=model_len,
         max_concurrent_sequences=concurrent, largest_max_model_len=longest, fits=problem is None, problem=problem,
-        assumptions=assumptions, max_concurrency=concurrency, cuda_graph_bytes=rule.cuda_graph_bytes or None,
+        assumptions=assumptions, max_concurrency=concurrency, cuda_graph_bytes=graph_bytes(True) if graph_bytes(True) else None,
     )  # fmt: skip
