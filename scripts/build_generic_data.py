@@ -95,6 +95,26 @@ _NATIVE_SOFTMAX = {
                   "eager_attention_forward serves the vision encoder"),
 }
 
+def loss_upcast(model_cls: type) -> bool | None:
+    """Whether the causal-LM class's forward computes its loss through ``self.loss_function`` (transformers'
+    ForCausalLMLoss upcasts the logits to fp32 first) or upcasts them itself: False where it calls
+    ``CrossEntropyLoss()`` / ``cross_entropy(`` on the head's output as it is (modeling_bart.py
+    ``BartForCausalLM.forward``: ``loss_fct(logits.view(-1, self.config.vocab_size), labels.view(-1))``). None when
+    the forward holds neither (a loss of its own, or none)."""
+    try:
+        source = inspect.getsource(model_cls.forward)
+    except (OSError, TypeError):
+        return None
+    # Code only: the docstring's examples (``>>>``, ``...``) and comments are not run.
+    code = [line.split("#", 1)[0] for line in source.splitlines()
+            if not line.strip().startswith((">>>", "..."))]
+    if any("self.loss_function" in line or ("logits" in line and _UPCAST.search(line)) for line in code):
+        return True
+    return False if any(_CROSS_ENTROPY.search(line) for line in code) else None
+
+
+_CROSS_ENTROPY = re.compile(r"CrossEntropyLoss\(|cross_entropy\(")
+
 #: A causal-LM class that only warns when the config is not a decoder (RobertaForCausalLM.__init__).
 _WARNS_NOT_DECODER = re.compile(r"if not config\.is_decoder:\s*\n\s*logger\.warning")
 _QUERY_UPCAST = re.compile(r"(query|key)\w*\.to\(torch\.float32\)")
@@ -159,6 +179,9 @@ def main() -> int:
                     entry["native_softmax"] = True
                 if "logits_to_keep" not in inspect.signature(model_cls.forward).parameters:
                     entry["logits_to_keep"] = False
+                # nn.CrossEntropyLoss on the 16-bit logits (no fp32 upcast): a smaller loss (Architecture.loss_upcast).
+                if loss_upcast(model_cls) is False:
+                    entry["loss_upcast"] = False
             except Exception:
                 pass
             entry["buffers"] = persistent_buffers(model_type)

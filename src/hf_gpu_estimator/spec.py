@@ -351,6 +351,11 @@ class Architecture:
     # The forward takes logits_to_keep, so generate's prefill computes the last position's logits only;
     # False: logits for every prompt position (whisper's WhisperForCausalLM).
     last_logits_only: bool = True
+    # How the causal-LM forward computes its training loss. True: transformers' ForCausalLMLoss, which upcasts the
+    # logits to fp32 first (loss/loss_utils.py ``logits = logits.float()``). False: ``nn.CrossEntropyLoss()`` on the
+    # head's output in the compute dtype (modeling_bart.py ``BartForCausalLM.forward`` and the other decoders of
+    # encoder-decoder classes, whisper, trocr, xlnet, cpmant, musicgen; transformers 5.25).
+    loss_upcast: bool = True
     # What the counts include or leave out, in words (e.g. a multimodal wrapper's vision tower).
     notes: tuple[str, ...] = ()
     #: One (mixer, ffn) per layer as the family describes it; empty for uniform models, whose

@@ -120,6 +120,13 @@ def computes_last_logits_only(model_type: str) -> bool:
     return bool(_data().get("model_types", {}).get(model_type, {}).get("logits_to_keep", True))
 
 
+def computes_loss_upcast(model_type: str) -> bool:
+    """Whether the causal-LM class's forward computes its loss through ``self.loss_function`` (ForCausalLMLoss:
+    fp32 logits first) rather than ``nn.CrossEntropyLoss()`` on the head's output in its own dtype; recorded from
+    its source by ``scripts/build_generic_data.py`` (True when unrecorded)."""
+    return bool(_data().get("model_types", {}).get(model_type, {}).get("loss_upcast", True))
+
+
 def known_model_types() -> frozenset[str]:
     """Every model type the recorded transformers implements (causal LMs, their text models, wrappers)."""
     return frozenset(_data().get("model_types", {}))

@@ -660,12 +660,26 @@ def loss_bytes(arch: Architecture, workload: Workload) -> tuple[float, float, fl
     ``log_softmax`` saves its fp32 output. The model output keeps the 16-bit logits alive until the
     training step drops it. Backward: nll's fp32 gradient plus log_softmax's fp32 input gradient
     next to the saved output.
+
+    Without the upcast (``arch.loss_upcast`` False: ``nn.CrossEntropyLoss()`` on the 16-bit logits), the
+    ATen composite (aten/src/ATen/native/LossNLL.cpp ``cross_entropy_loss_symint``) runs ``log_softmax`` in the
+    logits' dtype and saves its 16-bit output. Under autocast ``nll_loss`` (autocast's fp32 list,
+    ATen/autocast_mode.h) takes an fp32 copy of it, which its backward keeps (derivatives.yaml
+    ``nll_loss_forward`` saves ``self``); backward starts with nll's fp32 gradient beside both. Without autocast
+    everything stays 16-bit: saved log-probabilities, then nll's and log_softmax's 16-bit gradients. Exact-mode
+    traces of bart, mbart, pegasus, marian ... at 2 x 2048 tokens (docs/coverage-long.md) peak at that backward.
     """
     precision = workload.precision
     c = BYTES[precision.compute_dtype]
     V = arch.vocab_size
     upcast = 0 if c == 4 else 4
     softcap = 2 * c if arch.final_logit_softcapping else 0  # tanh saves its output; divided logits
+    if not arch.loss_upcast and c < 4:
+        if precision.mixed:  # 16-bit log-probabilities + nll's fp32 copy; backward: + nll's fp32 gradient
+            saved, during, backward = (c + 4) * V, (2 * c + 4) * V, (c + 8) * V
+        else:  # 16-bit log-probabilities; backward: + nll's and log_softmax's 16-bit gradients
+            saved, during, backward = c * V, 2 * c * V, 3 * c * V
+        return saved + softcap, during + softcap, backward + (c * V if softcap else 0)
     saved = 4 * V + softcap
     during = c * V + upcast * V + 4 * V + softcap
     backward = 4 * V + 4 * V + 4 * V
