@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from hf_gpu_estimator import estimate
 from hf_gpu_estimator.architectures import architecture_from_config
 from hf_gpu_estimator.errors import ConflictingOptionsError
 from hf_gpu_estimator.memory.kv_cache import kv_cache_bytes, state_bytes_per_sequence
+from hf_gpu_estimator.workload import make_workload
 
 _QWEN3_NEXT = {"model_type": "qwen3_next", "hidden_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4,
                "num_key_value_heads": 2, "head_dim": 32, "intermediate_size": 256, "vocab_size": 512,
@@ -164,3 +167,22 @@ def test_a_forward_without_logits_to_keep_computes_every_prompt_position() -> No
     assert not arch.last_logits_only and architecture_from_config({"model_type": "llama"}).last_logits_only
     est = estimate(config, seq_len=128, new_tokens=1)
     assert est.memory.components["transient"] >= 128 * 1000 * 2
+
+
+def test_a_loss_on_16_bit_logits_keeps_16_bit_log_probabilities() -> None:
+    # BartForCausalLM.forward calls nn.CrossEntropyLoss() on the head's 16-bit output (no ForCausalLMLoss
+    # upcast): 16-bit log-probabilities, and under autocast nll_loss's fp32 copy of them (exact-mode traces,
+    # docs/coverage-long.md); without autocast everything stays 16-bit. Per token: (saved, during, backward).
+    from hf_gpu_estimator.memory.activations import loss_bytes
+
+    config = {"model_type": "bart", "d_model": 64, "decoder_layers": 2, "encoder_layers": 2,
+              "decoder_attention_heads": 4, "encoder_attention_heads": 4, "vocab_size": 5000}
+    arch = architecture_from_config(config)
+    assert not arch.loss_upcast and architecture_from_config({"model_type": "llama"}).loss_upcast
+    V = 5000
+    mixed = make_workload(task="training", precision="bf16-mixed")
+    assert loss_bytes(arch, mixed) == (6 * V, 8 * V, 10 * V)
+    assert loss_bytes(arch, make_workload(task="training", precision="bf16-true")) == (2 * V, 4 * V, 6 * V)
+    assert loss_bytes(arch, make_workload(task="training", precision="32-true")) == \
+        loss_bytes(dataclasses.replace(arch, loss_upcast=True), make_workload(task="training", precision="32-true"))
+    assert loss_bytes(dataclasses.replace(arch, loss_upcast=True), mixed) == (4 * V, 10 * V, 12 * V)

@@ -356,6 +356,9 @@ class Architecture:
     # head's output in the compute dtype (modeling_bart.py ``BartForCausalLM.forward`` and the other decoders of
     # encoder-decoder classes, whisper, trocr, xlnet, cpmant, musicgen; transformers 5.25).
     loss_upcast: bool = True
+    # Output heads per position, each with the vocabulary, whose losses the forward computes one after another
+    # (musicgen: one head per codebook); 1 for a single head.
+    logit_heads: int = 1
     # What the counts include or leave out, in words (e.g. a multimodal wrapper's vision tower).
     notes: tuple[str, ...] = ()
     #: One (mixer, ffn) per layer as the family describes it; empty for uniform models, whose

@@ -679,13 +679,23 @@ def loss_bytes(arch: Architecture, workload: Workload) -> tuple[float, float, fl
             saved, during, backward = (c + 4) * V, (2 * c + 4) * V, (c + 8) * V
         else:  # 16-bit log-probabilities; backward: + nll's and log_softmax's 16-bit gradients
             saved, during, backward = c * V, 2 * c * V, 3 * c * V
-        return saved + softcap, during + softcap, backward + (c * V if softcap else 0)
-    saved = 4 * V + softcap
-    during = c * V + upcast * V + 4 * V + softcap
-    backward = 4 * V + 4 * V + 4 * V
+        saved, during = saved + softcap, during + softcap
+    else:
+        saved = 4 * V + softcap
+        during = c * V + upcast * V + 4 * V + softcap
+        backward = 4 * V + 4 * V + 4 * V
     if arch.final_logit_softcapping:
         # tanh backward: the 16-bit gradient next to the saved tanh output (measured by trace).
         backward += c * V
+    K = arch.logit_heads
+    if K > 1:
+        # One head per codebook (modeling_musicgen.py MusicgenForCausalLM.forward, transformers 5.25): the K heads'
+        # logits are stacked (kept by the output), then each codebook's ``logits[:, k].contiguous()`` goes through
+        # the loss in turn, so every codebook's saved tensors are alive at the last one, beside its contiguous copy.
+        # Backward (a zeros tensor of the stacked shape per codebook's select and their running sum) peaks at the
+        # forward's level (exact-mode traces of musicgen and musicgen_melody at 2 x 2048 tokens).
+        during = K * c * V + K * saved + c * V
+        return K * saved, during, during
     return saved, during, backward
 
 

@@ -53,6 +53,7 @@ def analyze_musicgen(f: Fields, model_type: str, head: Head) -> tuple[Architectu
         # MusicgenMelodyDecoder.forward keeps each layer's outputs (its attention probabilities included) in
         # ``layer_outputs`` until the next layer returns (modeling_musicgen_melody.py, transformers 5.25).
         eager_held_scores=1 if model_type == "musicgen_melody" and layers > 1 else 0,
+        logit_heads=codebooks,  # lm_heads: the loss runs per codebook (MusicgenForCausalLM.forward)
         linears=(*attention_linears(hidden, hidden, hidden, False, False)[:3],
                  LinearShape(name="out_proj", in_features=hidden, out_features=hidden),
                  LinearShape(name="fc1", in_features=hidden, out_features=inter),
