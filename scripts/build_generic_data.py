@@ -16,6 +16,7 @@ import re
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 OUT = Path(__file__).resolve().parents[1] / "src/hf_gpu_estimator/architectures/generic_data.json"
 
@@ -32,20 +33,24 @@ FIELDS = (
 )  # fmt: skip
 
 
-def persistent_buffers(model_type: str) -> list[str] | None:
-    """Name suffixes of the persistent buffers (state-dict tensors that are not parameters) of the causal-LM
-    class at its default config cut to a few layers, on the meta device: what a checkpoint stores beside its
-    parameters. The suffix is the part after the last layer index (``mlp.gate.e_score_correction_bias``), or
-    the last two name parts outside layers. None when the default config cannot be built."""
+def meta_model(model_type: str) -> Any:
+    """The causal-LM class at its default config cut to a few layers, on the meta device; None when the default
+    config cannot be built."""
     from hf_gpu_estimator import coverage
     from hf_gpu_estimator.runtime import build
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model = build.build_meta_model(coverage.default_cut_config(model_type).config)
+            return build.build_meta_model(coverage.default_cut_config(model_type).config)
     except Exception:  # a default config transformers cannot build: no record (the patterns apply)  # noqa: BLE001
         return None
+
+
+def persistent_buffers(model: Any) -> list[str]:
+    """Name suffixes of the persistent buffers (state-dict tensors that are not parameters) of ``model``: what a
+    checkpoint stores beside its parameters. The suffix is the part after the last layer index
+    (``mlp.gate.e_score_correction_bias``), or the last two name parts outside layers."""
     out = set()
     for module_name, module in model.named_modules():
         skip = getattr(module, "_non_persistent_buffers_set", set())
@@ -56,6 +61,30 @@ def persistent_buffers(model_type: str) -> list[str] | None:
             index = max((i for i, p in enumerate(parts) if p.isdigit()), default=None)
             out.add(".".join(parts[index + 1:] if index is not None else parts[-2:]))
     return sorted(out)
+
+
+def uses_conv1d(model: Any) -> bool:
+    """Whether ``model``'s projections are transformers' ``Conv1D`` (pytorch_utils.py: the weight stored
+    ``in x out``, the transpose of ``nn.Linear``'s), as GPT-2 and GPT (openai-gpt) build them."""
+    from transformers.pytorch_utils import Conv1D
+
+    return any(isinstance(m, Conv1D) for m in model.modules())
+
+
+def layer_activation(model: Any) -> str | None:
+    """The ``ACT2FN`` name of the one activation module class in ``model``'s first decoder layer (openai-gpt's
+    MLP runs ``ACT_FNS[config.afn]``: gelu_new for "gelu", modeling_openai.py); None when there is none or more
+    than one."""
+    from transformers.activations import ACT2CLS
+
+    names: dict[type, str] = {}
+    for name, cls in ACT2CLS.items():
+        names.setdefault(cls[0] if isinstance(cls, tuple) else cls, name)
+    found = {names[type(m)] for n, m in model.named_modules() if _FIRST_LAYER.search(n) and type(m) in names}
+    return found.pop() if len(found) == 1 else None
+
+
+_FIRST_LAYER = re.compile(r"\.0\.")
 
 
 def eager_softmax_native(model_cls: type) -> bool | None:
@@ -184,7 +213,17 @@ def main() -> int:
                     entry["loss_upcast"] = False
             except Exception:
                 pass
-            entry["buffers"] = persistent_buffers(model_type)
+            model = meta_model(model_type)
+            entry["buffers"] = None if model is None else persistent_buffers(model)
+            if model is not None:
+                # Conv1D projections: the checkpoint's linear shapes are stored transposed (generic.refine_generic).
+                if uses_conv1d(model):
+                    entry["conv1d"] = True
+                # The MLP's activation as built, for a config without a standard activation field (openai-gpt's
+                # ``afn``); a config's own field wins.
+                activation = layer_activation(model)
+                if activation is not None and "hidden_act" not in entry.get("defaults", {}):
+                    entry["activation"] = activation
         out[model_type] = entry
     # Every model type transformers implements is recorded (a multimodal wrapper is read through its
     # text_config); the field aliases and defaults only for causal LMs and their text models.

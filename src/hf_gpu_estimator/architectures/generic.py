@@ -33,7 +33,7 @@ _ALIASES: Mapping[str, tuple[str, ...]] = {
     "num_attention_heads": ("n_head", "num_heads", "n_heads"),
     "num_key_value_heads": ("num_kv_heads", "n_head_kv", "n_kv_heads", "multi_query_group_num"),
     "head_dim": ("d_kv", "kv_channels", "attention_head_dim"),
-    "intermediate_size": ("ffn_hidden_size", "n_inner", "d_ff", "ffn_dim", "ffn_intermediate_size"),
+    "intermediate_size": ("ffn_hidden_size", "n_inner", "d_ff", "ffn_dim", "ffn_intermediate_size", "dff"),
     "vocab_size": ("padded_vocab_size", "n_vocab"),
     "max_position_embeddings": ("n_positions", "max_seq_len", "max_sequence_length", "seq_length", "n_ctx"),
     "hidden_act": ("activation_function", "hidden_activation", "activation", "act_fn"),
@@ -127,6 +127,12 @@ def computes_loss_upcast(model_type: str) -> bool:
     return bool(_data().get("model_types", {}).get(model_type, {}).get("loss_upcast", True))
 
 
+def uses_conv1d(model_type: str) -> bool:
+    """Whether the causal-LM class builds its projections as transformers' ``Conv1D`` (weights stored
+    ``in x out``, pytorch_utils.py), as recorded from the meta-device model (False when unrecorded)."""
+    return bool(_data().get("model_types", {}).get(model_type, {}).get("conv1d", False))
+
+
 def known_model_types() -> frozenset[str]:
     """Every model type the recorded transformers implements (causal LMs, their text models, wrappers)."""
     return frozenset(_data().get("model_types", {}))
@@ -214,7 +220,9 @@ def analyze_generic(f: Fields, model_type: str, head: Head) -> tuple[Architectur
     # tie_word_embeddings only ties where the model class declares the tie (recorded per type).
     tie = s.boolean("tie_word_embeddings", True) and bool(
         _data().get("model_types", {}).get(model_type, {}).get("ties_lm_head", True))
-    act = s.string("hidden_act", "silu")
+    # Without an activation field of its own, the activation module the class builds (openai-gpt's MLP runs
+    # ACT_FNS[config.afn], gelu_new for its default "gelu"; recorded from the meta-device model).
+    act = s.string("hidden_act", str(_data().get("model_types", {}).get(model_type, {}).get("activation", "silu")))
     gated = act in _GATED_ACTS
     bias = s.boolean("attention_bias", False)
     window = s.opt_int("sliding_window")
