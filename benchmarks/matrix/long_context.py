@@ -165,7 +165,6 @@ KNOWN_GAPS: dict[str, str] = {
     "prophetnet": "unanalysed: its n-gram decoder's training peaks far above the estimate (predicting "
                   "ngram streams is not modelled)",
     "megatron-bert": "unanalysed: training with checkpointing peaks above the estimate",
-    "nanochat": "unanalysed: training with checkpointing peaks above the estimate",
     "gemma3n_text": "unanalysed: training peaks above the estimate",
     "hrm_text": "unanalysed: training (its recurrent H/L cycles) peaks below the estimate",
     "gpt_bigcode": "a GPT-2-style block keeps the attention output and the residual bound through the MLP "

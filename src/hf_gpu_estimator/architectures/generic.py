@@ -336,6 +336,9 @@ def analyze_generic(f: Fields, model_type: str, head: Head) -> tuple[Architectur
         per_layer=tuple(per_layer),
         derivation="generic",
         last_logits_only=computes_last_logits_only(model_type),
+        # ``logits = tanh(logits / cap) * cap`` before the loss where the config sets it (modeling_nanochat.py
+        # NanoChatForCausalLM.forward, like gemma2's): tanh saves its output.
+        final_logit_softcapping=tf.opt_float("final_logit_softcapping", None, positive=True),
         notes=(f"{model_type!r} has no family module: dimensions from transformers' standard config fields "
                "(generic family); parameter counts are exact only from the checkpoint's safetensors headers",
                *decoder_note),
