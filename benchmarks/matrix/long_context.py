@@ -158,10 +158,12 @@ KNOWN_GAPS: dict[str, str] = {
     "xlnet": "unanalysed: its relative two-stream attention (einsum position scores) holds more than the "
              "modelled scores",
     "xlstm": "unanalysed: the mLSTM prefill at 2048 tokens holds more than the chunkwise terms modelled",
-    "blenderbot": "training without checkpointing peaks inside the top decoder layer's backward (vocabulary 8,008 "
-                  "against d_model 2,560, so the loss is small): traced at that layer, the tied head's fp32 gradient "
-                  "and the layer's gradients as each linear's backward ends; estimated with the whole layer's "
-                  "gradients, saved tensors and backward transient at once (+840 MiB)",
+    "blenderbot": "training without checkpointing is estimated to peak in the top decoder layer's backward "
+                  "(vocabulary 8,008 against d_model 2,560: a small loss), with the tied head's and the whole "
+                  "layer's gradients (418 MiB), every saved tensor and a backward transient at once: 4,575 MiB; "
+                  "traced, that layer's backward reaches 3,797 MiB (the tied head's fp32 gradient, the layer's "
+                  "own as each linear's backward ends, saved tensors freed as it goes) and the step peaks at the "
+                  "loss's backward (3,951 MiB)",
     "prophetnet": "unanalysed: its n-gram decoder's training peaks far above the estimate (predicting "
                   "ngram streams is not modelled)",
     "megatron-bert": "MegatronBertSelfAttention keeps its own eager code (transformers 5.25): the fp32 extended mask "
