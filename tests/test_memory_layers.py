@@ -186,3 +186,24 @@ def test_a_loss_on_16_bit_logits_keeps_16_bit_log_probabilities() -> None:
     assert loss_bytes(arch, make_workload(task="training", precision="32-true")) == \
         loss_bytes(dataclasses.replace(arch, loss_upcast=True), make_workload(task="training", precision="32-true"))
     assert loss_bytes(dataclasses.replace(arch, loss_upcast=True), mixed) == (4 * V, 10 * V, 12 * V)
+
+
+def test_layer_calls_under_no_grad_save_nothing() -> None:
+    # HrmTextModel.forward runs the L stack's earliest iterations of each H cycle under torch.no_grad(): with
+    # H_cycles 2, L_cycles 3 and L_bp_cycles [2] (padded to [1, 2]), 3 of the 6 L-stack calls and both H-stack
+    # calls keep tensors for backward (exact-mode trace, docs/coverage-long.md).
+    from hf_gpu_estimator.memory import estimate_memory
+    from hf_gpu_estimator.sources import inspect_model
+
+    config = {"model_type": "hrm_text", "hidden_size": 64, "num_layers_per_stack": 2, "num_hidden_layers": 16,
+              "num_attention_heads": 4, "head_dim": 16, "intermediate_size": 128, "vocab_size": 512}
+    spec = inspect_model(config)
+    arch = spec.architecture
+    assert (arch.num_layers, arch.grad_layers, arch.norm_weight) == (16, 10, False)
+    work = make_workload(task="training", batch_size=1, seq_len=64, precision="bf16-mixed")
+
+    def saved(a: object) -> int:
+        m = estimate_memory(dataclasses.replace(spec, architecture=a), work)
+        return next(t.bytes for t in m.terms if t.name == "decoder layers (saved for backward)")
+
+    assert saved(arch) * 16 == pytest.approx(saved(dataclasses.replace(arch, grad_layers=0)) * 10, rel=1e-6)

@@ -179,9 +179,6 @@ KNOWN_GAPS: dict[str, str] = {
                     "gate, fp32 q/k/v and branch norms, the activation-sparsity relu of the first 10 layers) saves "
                     "1,760-1,890 MiB per layer at 2 x 2048 tokens without checkpointing (traced, weight casts "
                     "excluded), estimated 1,025 MiB",
-    "hrm_text": "HrmTextModel.forward runs the L stack's earliest iterations of each H cycle under torch.no_grad() "
-                "(L_bp_cycles [2], padded to [1, 2]: 10 of its 16 layer calls save tensors for backward); "
-                "estimated as 16 saving calls (6,084 MiB of layer activations against 2,874 MiB traced)",
     "gpt_bigcode": "a GPT-2-style block keeps the attention output and the residual bound through the MLP "
                    "(four hidden-wide tensors beside the MLP's; two modelled)",
 }

@@ -367,6 +367,12 @@ class Architecture:
     #: Decoder layers with weights of their own, where ``layers`` lists some more than once because they run
     #: more than once per forward (dory's looped section: ``layers`` is the order of the runs); 0: ``num_layers``.
     weight_layers: int = 0
+    #: Layer calls that keep tensors for backward where the others run under ``torch.no_grad()`` (hrm_text's
+    #: recurrence); 0: every layer.
+    grad_layers: int = 0
+    #: The decoder layers' RMSNorms carry a weight (False: hrm_text's weightless ``HrmTextRMSNorm``, whose
+    #: ``x * rsqrt(...)`` product no weight multiply saves).
+    norm_weight: bool = True
     #: The effective per-layer description (``per_layer``, or derived): what memory/ reads.
     layers: tuple[Layer, ...] = field(init=False, repr=False, compare=False)
     # Images: parameters of the vision tower + projector, and the tokens one image adds to the sequence.

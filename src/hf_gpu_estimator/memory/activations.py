@@ -297,7 +297,7 @@ def _layer_activations(arch: Architecture, layer: Layer, workload: Workload, seq
         # normalized cast, gemma's ``(x * (1 + w)).type_as`` the fp32 normalized tensor, only when
         # the norm weight trains. LayerNorm (native_layer_norm): input + fp32 mean/rstd.
         if rms:
-            trained = (4 if arch.norm_style == "gemma" else r) * width if full else 0
+            trained = (4 if arch.norm_style == "gemma" else r) * width if full and arch.norm_weight else 0
             return 4 * width + 4 + trained
         return r * width + 8
 
