@@ -16,6 +16,7 @@ import re
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 OUT = Path(__file__).resolve().parents[1] / "src/hf_gpu_estimator/architectures/generic_data.json"
 
@@ -32,14 +33,9 @@ FIELDS = (
 )  # fmt: skip
 
 
-def meta_facts(model_type: str) -> dict[str, object] | None:
-    """What the causal-LM class at its default config, cut to a few layers and built on the meta device, says
-    beyond its config: ``buffers``, the name suffixes of its persistent buffers (state-dict tensors that are not
-    parameters; the part after the last layer index, ``mlp.gate.e_score_correction_bias``, or the last two name
-    parts outside layers): what a checkpoint stores beside its parameters; and ``keep_in_fp32``, the module-name
-    patterns ``from_pretrained`` loads in float32 whatever the requested dtype (``PreTrainedModel._get_dtype_plan``:
-    ``_keep_in_fp32_modules_strict`` for a bfloat16 or float16 load, plus ``_keep_in_fp32_modules`` for a float16
-    one; merged from the submodels at init), by load dtype. None when the default config cannot be built."""
+def meta_model(model_type: str) -> Any:
+    """The causal-LM class at its default config cut to a few layers, on the meta device; None when the default
+    config cannot be built."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from matrix.cut import default_cut_config
     from hf_gpu_estimator.runtime import build
@@ -47,9 +43,15 @@ def meta_facts(model_type: str) -> dict[str, object] | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model = build.build_meta_model(default_cut_config(model_type).config)
+            return build.build_meta_model(default_cut_config(model_type).config)
     except Exception:  # a default config transformers cannot build: no record (the patterns apply)  # noqa: BLE001
         return None
+
+
+def persistent_buffers(model: Any) -> list[str]:
+    """Name suffixes of the persistent buffers (state-dict tensors that are not parameters) of ``model``: what a
+    checkpoint stores beside its parameters. The suffix is the part after the last layer index
+    (``mlp.gate.e_score_correction_bias``), or the last two name parts outside layers."""
     out = set()
     for module_name, module in model.named_modules():
         skip = getattr(module, "_non_persistent_buffers_set", set())
@@ -59,10 +61,40 @@ def meta_facts(model_type: str) -> dict[str, object] | None:
             parts = f"{module_name}.{buffer_name}".strip(".").split(".")
             index = max((i for i, p in enumerate(parts) if p.isdigit()), default=None)
             out.add(".".join(parts[index + 1:] if index is not None else parts[-2:]))
+    return sorted(out)
+
+
+def keep_in_fp32(model: Any) -> dict[str, list[str]]:
+    """The module-name patterns ``from_pretrained`` loads in float32 whatever the requested dtype, by requested dtype
+    (``PreTrainedModel._get_dtype_plan``: ``_keep_in_fp32_modules_strict`` for a bfloat16 or float16 load, plus
+    ``_keep_in_fp32_modules`` for a float16 one; ``model`` holds them merged from its submodels at init)."""
     strict = {p for p in (getattr(model, "_keep_in_fp32_modules_strict", None) or ()) if p}
     fp16 = strict | {p for p in (getattr(model, "_keep_in_fp32_modules", None) or ()) if p}
-    keep = {dtype: sorted(patterns) for dtype, patterns in (("bfloat16", strict), ("float16", fp16)) if patterns}
-    return {"buffers": sorted(out), "keep_in_fp32": keep}
+    return {dtype: sorted(patterns) for dtype, patterns in (("bfloat16", strict), ("float16", fp16)) if patterns}
+
+
+def uses_conv1d(model: Any) -> bool:
+    """Whether ``model``'s projections are transformers' ``Conv1D`` (pytorch_utils.py: the weight stored
+    ``in x out``, the transpose of ``nn.Linear``'s), as GPT-2 and GPT (openai-gpt) build them."""
+    from transformers.pytorch_utils import Conv1D
+
+    return any(isinstance(m, Conv1D) for m in model.modules())
+
+
+def layer_activation(model: Any) -> str | None:
+    """The ``ACT2FN`` name of the one activation module class in ``model``'s first decoder layer (openai-gpt's
+    MLP runs ``ACT_FNS[config.afn]``: gelu_new for "gelu", modeling_openai.py); None when there is none or more
+    than one."""
+    from transformers.activations import ACT2CLS
+
+    names: dict[type, str] = {}
+    for name, cls in ACT2CLS.items():
+        names.setdefault(cls[0] if isinstance(cls, tuple) else cls, name)
+    found = {names[type(m)] for n, m in model.named_modules() if _FIRST_LAYER.search(n) and type(m) in names}
+    return found.pop() if len(found) == 1 else None
+
+
+_FIRST_LAYER = re.compile(r"\.0\.")
 
 
 def eager_softmax_native(model_cls: type) -> bool | None:
@@ -138,6 +170,26 @@ _NATIVE_SOFTMAX = {
                   "eager_attention_forward serves the vision encoder"),
 }
 
+def loss_upcast(model_cls: type) -> bool | None:
+    """Whether the causal-LM class's forward computes its loss through ``self.loss_function`` (transformers'
+    ForCausalLMLoss upcasts the logits to fp32 first) or upcasts them itself: False where it calls
+    ``CrossEntropyLoss()`` / ``cross_entropy(`` on the head's output as it is (modeling_bart.py
+    ``BartForCausalLM.forward``: ``loss_fct(logits.view(-1, self.config.vocab_size), labels.view(-1))``). None when
+    the forward holds neither (a loss of its own, or none)."""
+    try:
+        source = inspect.getsource(model_cls.forward)
+    except (OSError, TypeError):
+        return None
+    # Code only: the docstring's examples (``>>>``, ``...``) and comments are not run.
+    code = [line.split("#", 1)[0] for line in source.splitlines()
+            if not line.strip().startswith((">>>", "..."))]
+    if any("self.loss_function" in line or ("logits" in line and _UPCAST.search(line)) for line in code):
+        return True
+    return False if any(_CROSS_ENTROPY.search(line) for line in code) else None
+
+
+_CROSS_ENTROPY = re.compile(r"CrossEntropyLoss\(|cross_entropy\(")
+
 #: A causal-LM class that only warns when the config is not a decoder (RobertaForCausalLM.__init__).
 _WARNS_NOT_DECODER = re.compile(r"if not config\.is_decoder:\s*\n\s*logger\.warning")
 _QUERY_UPCAST = re.compile(r"(query|key)\w*\.to\(torch\.float32\)")
@@ -209,11 +261,23 @@ def main() -> int:
                     entry["fp32_router"] = True
                 if "logits_to_keep" not in inspect.signature(model_cls.forward).parameters:
                     entry["logits_to_keep"] = False
+                # nn.CrossEntropyLoss on the 16-bit logits (no fp32 upcast): a smaller loss (Architecture.loss_upcast).
+                if loss_upcast(model_cls) is False:
+                    entry["loss_upcast"] = False
             except Exception:
                 pass
-            facts = meta_facts(model_type)
-            entry["buffers"] = None if facts is None else facts["buffers"]
-            entry["keep_in_fp32"] = {} if facts is None else facts["keep_in_fp32"]
+            model = meta_model(model_type)
+            entry["buffers"] = None if model is None else persistent_buffers(model)
+            if model is not None:
+                entry["keep_in_fp32"] = keep_in_fp32(model)
+                # Conv1D projections: the checkpoint's linear shapes are stored transposed (generic.refine_generic).
+                if uses_conv1d(model):
+                    entry["conv1d"] = True
+                # The MLP's activation as built, for a config without a standard activation field (openai-gpt's
+                # ``afn``); a config's own field wins.
+                activation = layer_activation(model)
+                if activation is not None and "hidden_act" not in entry.get("defaults", {}):
+                    entry["activation"] = activation
         out[model_type] = entry
     # Every model type transformers implements is recorded (a multimodal wrapper is read through its
     # text_config); the field aliases and defaults only for causal LMs and their text models.

@@ -365,3 +365,18 @@ def test_classification_head_matches_the_trace(method: str, precision: str) -> N
     est = estimate(dict(config), mode="exact", task="training", method=method, batch_size=2, seq_len=512,
                    precision=precision, head="classification", num_labels=3)
     assert est.memory.allocated_peak_bytes < analytic["causal-lm"]
+
+
+@pytest.mark.parametrize("precision", ["bf16-true", "bf16-mixed", "32-true"])
+def test_loss_on_16_bit_logits_matches_exact_mode(precision: str) -> None:
+    """BartForCausalLM.forward calls nn.CrossEntropyLoss() on the head's output as it is (no fp32 upcast): with a
+    vocabulary that dominates, the step peaks at the loss's backward, estimated as traced (Architecture.loss_upcast;
+    under autocast nll_loss's fp32 copy, runtime/trace/cuda.py)."""
+    config = {"model_type": "bart", "d_model": 64, "decoder_layers": 2, "encoder_layers": 2,
+              "decoder_attention_heads": 4, "encoder_attention_heads": 4, "decoder_ffn_dim": 128,
+              "encoder_ffn_dim": 128, "vocab_size": 32000, "max_position_embeddings": 1024}
+    work = make_workload(task="training", batch_size=2, seq_len=512, precision=precision)
+    traced = trace_workload(config, work)
+    m = estimate_memory(inspect_model(config), work, detail=False)
+    assert traced.phase_at_peak.startswith("backward")
+    assert m.allocated_peak_bytes - m.components["workspace"] == pytest.approx(traced.peak_bytes, rel=0.02)

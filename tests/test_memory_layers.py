@@ -11,6 +11,7 @@ from hf_gpu_estimator.architectures import architecture_from_config
 from hf_gpu_estimator.errors import ConflictingOptionsError
 from hf_gpu_estimator.memory.activations import inference_layer_transient
 from hf_gpu_estimator.memory.kv_cache import kv_cache_bytes, state_bytes_per_sequence
+from hf_gpu_estimator.workload import make_workload
 
 _QWEN3_NEXT = {"model_type": "qwen3_next", "hidden_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4,
                "num_key_value_heads": 2, "head_dim": 32, "intermediate_size": 256, "vocab_size": 512,
@@ -216,3 +217,41 @@ def test_soft_capped_logits_of_every_prompt_position_are_upcast() -> None:
     assert not arch.last_logits_only and arch.final_logit_softcapping == 30.0
     est = estimate(config, seq_len=128, new_tokens=1, batch_size=2)
     assert est.memory.components["transient"] >= 2 * 128 * 1000 * 3 * 4
+def test_a_loss_on_16_bit_logits_keeps_16_bit_log_probabilities() -> None:
+    # BartForCausalLM.forward calls nn.CrossEntropyLoss() on the head's 16-bit output (no ForCausalLMLoss
+    # upcast): 16-bit log-probabilities, and under autocast nll_loss's fp32 copy of them (exact-mode traces,
+    # docs/coverage-long.md); without autocast everything stays 16-bit. Per token: (saved, during, backward).
+    from hf_gpu_estimator.memory.activations import loss_bytes
+
+    config = {"model_type": "bart", "d_model": 64, "decoder_layers": 2, "encoder_layers": 2,
+              "decoder_attention_heads": 4, "encoder_attention_heads": 4, "vocab_size": 5000}
+    arch = architecture_from_config(config)
+    assert not arch.loss_upcast and architecture_from_config({"model_type": "llama"}).loss_upcast
+    V = 5000
+    mixed = make_workload(task="training", precision="bf16-mixed")
+    assert loss_bytes(arch, mixed) == (6 * V, 8 * V, 10 * V)
+    assert loss_bytes(arch, make_workload(task="training", precision="bf16-true")) == (2 * V, 4 * V, 6 * V)
+    assert loss_bytes(arch, make_workload(task="training", precision="32-true")) == \
+        loss_bytes(dataclasses.replace(arch, loss_upcast=True), make_workload(task="training", precision="32-true"))
+    assert loss_bytes(dataclasses.replace(arch, loss_upcast=True), mixed) == (4 * V, 10 * V, 12 * V)
+
+
+def test_layer_calls_under_no_grad_save_nothing() -> None:
+    # HrmTextModel.forward runs the L stack's earliest iterations of each H cycle under torch.no_grad(): with
+    # H_cycles 2, L_cycles 3 and L_bp_cycles [2] (padded to [1, 2]), 3 of the 6 L-stack calls and both H-stack
+    # calls keep tensors for backward (exact-mode trace, docs/coverage-long.md).
+    from hf_gpu_estimator.memory import estimate_memory
+    from hf_gpu_estimator.sources import inspect_model
+
+    config = {"model_type": "hrm_text", "hidden_size": 64, "num_layers_per_stack": 2, "num_hidden_layers": 16,
+              "num_attention_heads": 4, "head_dim": 16, "intermediate_size": 128, "vocab_size": 512}
+    spec = inspect_model(config)
+    arch = spec.architecture
+    assert (arch.num_layers, arch.grad_layers, arch.norm_weight) == (16, 10, False)
+    work = make_workload(task="training", batch_size=1, seq_len=64, precision="bf16-mixed")
+
+    def saved(a: object) -> int:
+        m = estimate_memory(dataclasses.replace(spec, architecture=a), work)
+        return next(t.bytes for t in m.terms if t.name == "decoder layers (saved for backward)")
+
+    assert saved(arch) * 16 == pytest.approx(saved(dataclasses.replace(arch, grad_layers=0)) * 10, rel=1e-6)

@@ -178,6 +178,24 @@ def test_dropout_saves_a_bool_mask_as_on_cuda() -> None:
     assert saved == [torch.bool]
 
 
+def test_cross_entropy_under_autocast_runs_as_cuda_does() -> None:
+    """CUDA autocast has no entry for cross_entropy_loss: its composite runs log_softmax in the input's dtype and
+    nll_loss (autocast's fp32 list) on an fp32 copy, which nll's backward keeps (exact mode follows CUDA)."""
+    from hf_gpu_estimator.runtime.trace.cuda import CudaSemantics
+
+    saved: list[torch.dtype] = []  # of the [tokens, vocab] tensors (nll also keeps a 0-dim total weight)
+    logits = torch.randn(8, 32, requires_grad=True)
+    target = torch.randint(0, 32, (8,))
+    semantics = CudaSemantics()
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: (t.dim() == 2 and saved.append(t.dtype)) or t,
+                                                  lambda t: t), semantics, semantics.autocast(torch.bfloat16, cache=False):
+        loss = torch.nn.CrossEntropyLoss()(logits.to(torch.bfloat16), target)
+    assert loss.dtype == torch.float32
+    assert sorted(str(d) for d in saved) == ["torch.bfloat16", "torch.float32"]
+    reference = torch.nn.functional.cross_entropy(logits.to(torch.bfloat16).float(), target)
+    assert loss.item() == pytest.approx(reference.item(), abs=0.05)
+
+
 def test_deepcopy_of_a_fake_constant() -> None:
     """torch's Tensor.__deepcopy__ fails on a fake tensor made from real data (a CPU constant behind a meta
     storage); under exact mode it is a fresh fake clone (dory deep-copies its looped section's cache layers)."""

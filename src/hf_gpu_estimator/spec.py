@@ -379,8 +379,14 @@ class Architecture:
     # The forward takes logits_to_keep, so generate's prefill computes the last position's logits only;
     # False: logits for every prompt position (whisper's WhisperForCausalLM).
     last_logits_only: bool = True
+    # How the causal-LM forward computes its training loss. True: transformers' ForCausalLMLoss, which upcasts the
+    # logits to fp32 first (loss/loss_utils.py ``logits = logits.float()``). False: ``nn.CrossEntropyLoss()`` on the
+    # head's output in the compute dtype (modeling_bart.py ``BartForCausalLM.forward`` and the other decoders of
+    # encoder-decoder classes, whisper, trocr, xlnet, cpmant, musicgen; transformers 5.25).
+    loss_upcast: bool = True
     # Output heads whose logits the forward stacks (MusicgenForCausalLM: one lm_head per codebook, then
-    # ``torch.stack([head(h) for head in self.lm_heads], dim=1)``): each head's output and the stack, per position.
+    # ``torch.stack([head(h) for head in self.lm_heads], dim=1)``): each head's output and the stack, per position;
+    # in training, one loss per head, computed one after another. 1 for a single head.
     logit_heads: int = 1
     # What the counts include or leave out, in words (e.g. a multimodal wrapper's vision tower).
     notes: tuple[str, ...] = ()
@@ -390,6 +396,12 @@ class Architecture:
     #: Decoder layers with weights of their own, where ``layers`` lists some more than once because they run
     #: more than once per forward (dory's looped section: ``layers`` is the order of the runs); 0: ``num_layers``.
     weight_layers: int = 0
+    #: Layer calls that keep tensors for backward where the others run under ``torch.no_grad()`` (hrm_text's
+    #: recurrence); 0: every layer.
+    grad_layers: int = 0
+    #: The decoder layers' RMSNorms carry a weight (False: hrm_text's weightless ``HrmTextRMSNorm``, whose
+    #: ``x * rsqrt(...)`` product no weight multiply saves).
+    norm_weight: bool = True
     #: The effective per-layer description (``per_layer``, or derived): what memory/ reads.
     layers: tuple[Layer, ...] = field(init=False, repr=False, compare=False)
     # Images: parameters of the vision tower + projector, and the tokens one image adds to the sequence.

@@ -37,6 +37,7 @@ from hf_gpu_estimator.architectures._registry import Family
 from hf_gpu_estimator.architectures.families import FAMILIES
 from hf_gpu_estimator.architectures.generic import (
     analyze_generic,
+    computes_loss_upcast,
     generic_assumption,
     generic_native_softmax,
     generic_supports_sdpa,
@@ -155,8 +156,10 @@ def analyze(config: Mapping[str, Any]) -> Analysis:
         )
     sdpa = family.supports_sdpa if family is not GENERIC else generic_supports_sdpa(model_type)
     native = family.native_softmax if family is not GENERIC else generic_native_softmax(model_type)
+    # The loss as the causal-LM class's forward computes it (recorded from its source for family and generic
+    # types alike: musicgen's family class is the recorded one).
     arch = dataclasses.replace(arch, notes=notes, native_softmax=native, supports_sdpa=sdpa,
-                               **_dropouts(config, family))
+                               loss_upcast=computes_loss_upcast(model_type), **_dropouts(config, family))
     return Analysis(architecture=arch, counts=tally.counts(), class_name=class_name)
 
 

@@ -12,6 +12,7 @@ import dataclasses
 import re
 from collections.abc import Iterable, Mapping
 
+from hf_gpu_estimator.architectures.generic import uses_conv1d
 from hf_gpu_estimator.errors import ConfigHeaderMismatchError
 from hf_gpu_estimator.spec import Architecture, LinearShape, TensorInfo
 
@@ -23,6 +24,7 @@ _FIRST_K_PROJ = re.compile(
     r"(?:^|\.)(?:layers|h|blocks|block|decoder\.layers)\.0\.(?:self_attn|attention|attn)\.k_proj\.weight$")
 _EXPERT_INDEX = re.compile(r"(?:^|\.)experts\.(\d+)\.")
 _GATED_LEAVES = frozenset({"gate_proj", "w1", "w3", "gate_up_proj", "wi_0"})
+_FFN_MODULE = re.compile(r"\.(mlp|ffn|feed_forward|ff)\.")
 _DOWN_LEAVES = frozenset({"down_proj", "w2", "fc2", "c_proj", "dense_4h_to_h", "wo"})
 
 
@@ -96,8 +98,8 @@ def refine_generic(arch: Architecture, tensors: Iterable[TensorInfo]) -> Archite
     """The generic family's architecture with one block's real linear layers from the headers.
 
     The first decoder layer's 2-D ``*.weight`` tensors become :class:`LinearShape` entries (peft
-    leaf names, ``out x in`` shapes as ``nn.Linear`` stores them); a gate projection marks the MLP
-    gated. Quantized (packed) checkpoints keep the config-derived shapes.
+    leaf names, ``out x in`` shapes as ``nn.Linear`` stores them, ``in x out`` as ``Conv1D`` does); a gate
+    projection marks the MLP gated. Quantized (packed) checkpoints keep the config-derived shapes.
     """
     first: list[TensorInfo] = []
     for t in _language_tensors(tensors):
@@ -107,12 +109,18 @@ def refine_generic(arch: Architecture, tensors: Iterable[TensorInfo]) -> Archite
             first.append(t)
     if not first:
         return arch
+    # transformers' Conv1D (GPT's projections, pytorch_utils.py) stores its weight ``in x out``.
+    conv1d = uses_conv1d(arch.model_type)
     linears = tuple(
-        LinearShape(name=t.name.rsplit(".", 2)[-2], in_features=t.shape[1], out_features=t.shape[0]) for t in first
+        LinearShape(name=t.name.rsplit(".", 2)[-2], in_features=t.shape[0 if conv1d else 1],
+                    out_features=t.shape[1 if conv1d else 0]) for t in first
     )
     leaves = {lin.name for lin in linears}
     gated = bool(leaves & _GATED_LEAVES)
-    down = next((lin for lin in linears if lin.name in _DOWN_LEAVES), None)
+    # The feed-forward's down projection; a leaf name the attention shares (GPT's ``attn.c_proj`` beside
+    # ``mlp.c_proj``) is taken from the feed-forward module.
+    downs = [(t.name, lin) for t, lin in zip(first, linears) if lin.name in _DOWN_LEAVES]
+    down = next((lin for name, lin in downs if _FFN_MODULE.search(name)), downs[0][1] if downs else None)
     inter = down.in_features if down is not None else arch.intermediate_size
     layers = tuple(
         dataclasses.replace(layer, ffn=dataclasses.replace(layer.ffn, gated=gated, intermediate=inter))

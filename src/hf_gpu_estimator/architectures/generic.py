@@ -33,7 +33,7 @@ _ALIASES: Mapping[str, tuple[str, ...]] = {
     "num_attention_heads": ("n_head", "num_heads", "n_heads"),
     "num_key_value_heads": ("num_kv_heads", "n_head_kv", "n_kv_heads", "multi_query_group_num"),
     "head_dim": ("d_kv", "kv_channels", "attention_head_dim"),
-    "intermediate_size": ("ffn_hidden_size", "n_inner", "d_ff", "ffn_dim", "ffn_intermediate_size"),
+    "intermediate_size": ("ffn_hidden_size", "n_inner", "d_ff", "ffn_dim", "ffn_intermediate_size", "dff"),
     "vocab_size": ("padded_vocab_size", "n_vocab"),
     "max_position_embeddings": ("n_positions", "max_seq_len", "max_sequence_length", "seq_length", "n_ctx"),
     "hidden_act": ("activation_function", "hidden_activation", "activation", "act_fn"),
@@ -142,6 +142,19 @@ def computes_last_logits_only(model_type: str) -> bool:
     return bool(_data().get("model_types", {}).get(model_type, {}).get("logits_to_keep", True))
 
 
+def computes_loss_upcast(model_type: str) -> bool:
+    """Whether the causal-LM class's forward computes its loss through ``self.loss_function`` (ForCausalLMLoss:
+    fp32 logits first) rather than ``nn.CrossEntropyLoss()`` on the head's output in its own dtype; recorded from
+    its source by ``scripts/build_generic_data.py`` (True when unrecorded)."""
+    return bool(_data().get("model_types", {}).get(model_type, {}).get("loss_upcast", True))
+
+
+def uses_conv1d(model_type: str) -> bool:
+    """Whether the causal-LM class builds its projections as transformers' ``Conv1D`` (weights stored
+    ``in x out``, pytorch_utils.py), as recorded from the meta-device model (False when unrecorded)."""
+    return bool(_data().get("model_types", {}).get(model_type, {}).get("conv1d", False))
+
+
 def known_model_types() -> frozenset[str]:
     """Every model type the recorded transformers implements (causal LMs, their text models, wrappers)."""
     return frozenset(_data().get("model_types", {}))
@@ -229,7 +242,9 @@ def analyze_generic(f: Fields, model_type: str, head: Head) -> tuple[Architectur
     # tie_word_embeddings only ties where the model class declares the tie (recorded per type).
     tie = s.boolean("tie_word_embeddings", True) and bool(
         _data().get("model_types", {}).get(model_type, {}).get("ties_lm_head", True))
-    act = s.string("hidden_act", "silu")
+    # Without an activation field of its own, the activation module the class builds (openai-gpt's MLP runs
+    # ACT_FNS[config.afn], gelu_new for its default "gelu"; recorded from the meta-device model).
+    act = s.string("hidden_act", str(_data().get("model_types", {}).get(model_type, {}).get("activation", "silu")))
     gated = act in _GATED_ACTS
     bias = s.boolean("attention_bias", False)
     window = s.opt_int("sliding_window")
@@ -356,6 +371,9 @@ def analyze_generic(f: Fields, model_type: str, head: Head) -> tuple[Architectur
         per_layer=tuple(per_layer),
         derivation="generic",
         last_logits_only=computes_last_logits_only(model_type),
+        # ``logits = tanh(logits / cap) * cap`` before the loss where the config sets it (modeling_nanochat.py
+        # NanoChatForCausalLM.forward, like gemma2's): tanh saves its output.
+        final_logit_softcapping=tf.opt_float("final_logit_softcapping", None, positive=True),
         notes=(f"{model_type!r} has no family module: dimensions from transformers' standard config fields "
                "(generic family); parameter counts are exact only from the checkpoint's safetensors headers",
                *decoder_note),

@@ -297,7 +297,7 @@ def _layer_activations(arch: Architecture, layer: Layer, workload: Workload, seq
         # normalized cast, gemma's ``(x * (1 + w)).type_as`` the fp32 normalized tensor, only when
         # the norm weight trains. LayerNorm (native_layer_norm): input + fp32 mean/rstd.
         if rms:
-            trained = (4 if arch.norm_style == "gemma" else r) * width if full else 0
+            trained = (4 if arch.norm_style == "gemma" else r) * width if full and arch.norm_weight else 0
             return 4 * width + 4 + trained
         return r * width + 8
 
@@ -741,18 +741,42 @@ def loss_bytes(arch: Architecture, workload: Workload) -> tuple[float, float, fl
     ``log_softmax`` saves its fp32 output. The model output keeps the 16-bit logits alive until the
     training step drops it. Backward: nll's fp32 gradient plus log_softmax's fp32 input gradient
     next to the saved output.
+
+    Without the upcast (``arch.loss_upcast`` False: ``nn.CrossEntropyLoss()`` on the 16-bit logits), the
+    ATen composite (aten/src/ATen/native/LossNLL.cpp ``cross_entropy_loss_symint``) runs ``log_softmax`` in the
+    logits' dtype and saves its 16-bit output. Under autocast ``nll_loss`` (autocast's fp32 list,
+    ATen/autocast_mode.h) takes an fp32 copy of it, which its backward keeps (derivatives.yaml
+    ``nll_loss_forward`` saves ``self``); backward starts with nll's fp32 gradient beside both. Without autocast
+    everything stays 16-bit: saved log-probabilities, then nll's and log_softmax's 16-bit gradients. Exact-mode
+    traces of bart, mbart, pegasus, marian ... at 2 x 2048 tokens (docs/coverage-long.md) peak at that backward.
     """
     precision = workload.precision
     c = BYTES[precision.compute_dtype]
     V = arch.vocab_size
     upcast = 0 if c == 4 else 4
     softcap = 2 * c if arch.final_logit_softcapping else 0  # tanh saves its output; divided logits
-    saved = 4 * V + softcap
-    during = c * V + upcast * V + 4 * V + softcap
-    backward = 4 * V + 4 * V + 4 * V
+    if not arch.loss_upcast and c < 4:
+        if precision.mixed:  # 16-bit log-probabilities + nll's fp32 copy; backward: + nll's fp32 gradient
+            saved, during, backward = (c + 4) * V, (2 * c + 4) * V, (c + 8) * V
+        else:  # 16-bit log-probabilities; backward: + nll's and log_softmax's 16-bit gradients
+            saved, during, backward = c * V, 2 * c * V, 3 * c * V
+        saved, during = saved + softcap, during + softcap
+    else:
+        saved = 4 * V + softcap
+        during = c * V + upcast * V + 4 * V + softcap
+        backward = 4 * V + 4 * V + 4 * V
     if arch.final_logit_softcapping:
         # tanh backward: the 16-bit gradient next to the saved tanh output (measured by trace).
         backward += c * V
+    K = arch.logit_heads
+    if K > 1:
+        # One head per codebook (modeling_musicgen.py MusicgenForCausalLM.forward, transformers 5.25): the K heads'
+        # logits are stacked (kept by the output), then each codebook's ``logits[:, k].contiguous()`` goes through
+        # the loss in turn, so every codebook's saved tensors are alive at the last one, beside its contiguous copy.
+        # Backward (a zeros tensor of the stacked shape per codebook's select and their running sum) peaks at the
+        # forward's level (exact-mode traces of musicgen and musicgen_melody at 2 x 2048 tokens).
+        during = K * c * V + K * saved + c * V
+        return K * saved, during, during
     return saved, during, backward
 
 

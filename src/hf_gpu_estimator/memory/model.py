@@ -458,7 +458,9 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
     per_layer_saved += extra.kbit_casts if ckpt else extra.total
     recomputed_extra = extra.dropout + extra.quantized_inputs + extra.own_model if ckpt else 0.0
     A_layer = int(T * per_layer_saved * micro_in_flight * act_share)  # one layer's saved tensors
-    A_layers = int(A_layer * layers_here)
+    # Layer calls under torch.no_grad() keep nothing for backward (Architecture.grad_layers).
+    saving_layers = layers_here * (arch.grad_layers / arch.num_layers if arch.grad_layers else 1.0)
+    A_layers = int(A_layer * saving_layers)
     if workload.activation_offloading:
         # torchtune OffloadActivations (training/_activation_offloading.py, v0.5.0): every saved tensor of at least
         # min_offload_size=1024 B is copied to host memory as forward saves it, and its device copy is kept only
@@ -589,7 +591,7 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
                  formula=f"{plan.updated_params:,} trainable with a gradient x {tb} B ({plan.trainable_dtype})" + _shard_note(shard.grads)),
             Term(component="optimizer_states", name="optimizer states", bytes=S_opt, formula=opt_formula),
             Term(component="activations", name="decoder layers (saved for backward)", bytes=A_layers,
-                 formula=(f"{B} x {S} tokens x {layers_here:g} layers x {per_layer_saved:,.0f} B/token"
+                 formula=(f"{B} x {S} tokens x {saving_layers:g} layers x {per_layer_saved:,.0f} B/token"
                           + (" (checkpointed layer inputs)" if workload.gradient_checkpointing else "")
                           + (f", of which {extra.own_model:+,.0f} B/token the framework's own model code (fused "
                              "QKV attention, LoRAQKVLinear)" if extra.own_model and not ckpt else "")),
@@ -610,7 +612,7 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
                                       "without checkpointing)"))
         if layer.training_cache and not ckpt:
             terms.append(Term(component="activations", name="DynamicCache built by the training forward",
-                              bytes=int(T * layer.training_cache * layers_here),
+                              bytes=int(T * layer.training_cache * saving_layers),
                               formula="use_cache=True (config default): k/v copies not otherwise saved"))
         terms.extend(zero.terms)
         if gathered:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hf_gpu_estimator.architectures._dims import DERIVED, Dims
-from hf_gpu_estimator.architectures._fields import FULL, Fields, Head, Tally, lin
+from hf_gpu_estimator.architectures._fields import FULL, MISSING, Fields, Head, Tally, lin
 from hf_gpu_estimator.architectures._registry import Family
 from hf_gpu_estimator.architectures.blocks import attention_linears, gated_linears
 from hf_gpu_estimator.spec import Architecture, LinearShape
@@ -39,6 +39,14 @@ def analyze_hrm_text(f: Fields, model_type: str, head: Head) -> tuple[Architectu
     if calls != per_stack * h_cycles * (l_cycles + 1):
         raise f.error("num_hidden_layers", calls, f"num_layers_per_stack x H_cycles x (L_cycles + 1) = "
                                                   f"{per_stack * h_cycles * (l_cycles + 1)}")
+    # HrmTextModel.forward runs the L stack's first L_cycles - n iterations of H cycle h under torch.no_grad(), n
+    # from L_bp_cycles left-padded with 1s to H_cycles entries (default [2]); every H-stack call keeps its tensors.
+    bp = f.raw("L_bp_cycles")
+    bp = [2] if bp is MISSING or bp is None else bp
+    if not isinstance(bp, list) or not all(isinstance(n, int) and not isinstance(n, bool) for n in bp):
+        raise f.error("L_bp_cycles", bp, "a list of integers")
+    padded = [1] * max(0, h_cycles - len(bp)) + bp
+    grad_l = sum(min(max(padded[h] if h < len(padded) else 1, 0), l_cycles) for h in range(h_cycles))
     bias = f.boolean("attention_bias", False)
     mlp_bias = f.boolean("mlp_bias", False)
     q_out, kv_out = heads * head_dim, kv_heads * head_dim
@@ -59,6 +67,8 @@ def analyze_hrm_text(f: Fields, model_type: str, head: Head) -> tuple[Architectu
         family="hrm_text",
         num_layers=calls,
         weight_layers=stacks,
+        grad_layers=per_stack * (grad_l + h_cycles),
+        norm_weight=False,  # HrmTextRMSNorm: x * rsqrt(mean(x^2) + eps), no weight
         attention_bias=bias,
         layer_types=(FULL,) * calls,
         linears=(*attention_linears(hidden, q_out, kv_out, bias, bias),

@@ -53,7 +53,8 @@ def analyze_musicgen(f: Fields, model_type: str, head: Head) -> tuple[Architectu
         norms_per_layer=2,
         layer_types=(FULL,) * layers,
         # MusicgenForCausalLM.forward (and the melody one) takes no logits_to_keep and stacks one head's logits per
-        # codebook (modeling_musicgen.py, transformers 5.25): generate's prefill computes every position's.
+        # codebook (modeling_musicgen.py, transformers 5.25): generate's prefill computes every position's; the
+        # training loss runs per codebook.
         last_logits_only=False,
         logit_heads=codebooks,
         # MusicgenMelodyDecoder.forward keeps each layer's outputs (its attention probabilities included) in

@@ -150,6 +150,8 @@ class CudaSemantics(TorchFunctionMode):
                     args, kwargs = self._cast_all(args, kwargs, widest)
         if func is torch.nn.functional.scaled_dot_product_attention:
             return self._sdpa(*args, **kwargs)
+        if func is torch.nn.functional.cross_entropy and self.amp_dtype is not None:
+            return self._cross_entropy(*args, **kwargs)
         if name == "__deepcopy__" and args and isinstance(args[0], FakeTensor) and args[0].constant is not None:
             return self._deepcopy_constant(*args, **kwargs)
         if func is torch.nn.functional.dropout:
@@ -181,6 +183,28 @@ class CudaSemantics(TorchFunctionMode):
         out.requires_grad_(t.requires_grad)
         memo[id(t)] = out
         return out
+
+    def _cross_entropy(self, input: torch.Tensor, target: torch.Tensor, weight: Any = None, size_average: Any = None,
+                       ignore_index: int = -100, reduce: Any = None, reduction: str = "mean",
+                       label_smoothing: float = 0.0) -> torch.Tensor:
+        """``F.cross_entropy`` under CUDA autocast, as its ATen composite runs below the autocast key.
+
+        CUDA autocast has no entry for ``cross_entropy_loss`` (ATen/autocast_mode.h): the composite
+        (aten/src/ATen/native/LossNLL.cpp ``cross_entropy_loss_symint``) calls ``log_softmax(self, class_dim,
+        self.scalar_type())``, whose explicit dtype keeps autocast's fp32_set_opt_dtype policy from upcasting it,
+        then ``nll_loss``, on autocast's fp32 list, which casts the log-probabilities to an fp32 copy that its
+        backward keeps (derivatives.yaml ``nll_loss_forward``: ``self`` is saved). So a 16-bit input gives 16-bit
+        log-probabilities and an fp32 copy of them (the emulation's torch-function mode sees only the Python call,
+        not the composite's inner operators). Class-index targets without label smoothing (what transformers'
+        ``CrossEntropyLoss()`` calls pass); other forms run unchanged."""
+        if (input.dtype not in _HALF or target.is_floating_point() or label_smoothing > 0
+                or size_average is not None or reduce is not None):
+            return torch.nn.functional.cross_entropy(input, target, weight, size_average, ignore_index, reduce,
+                                                     reduction, label_smoothing)
+        class_dim = 0 if input.dim() == 1 else 1
+        log_probs = torch.log_softmax(input, class_dim, dtype=input.dtype)
+        return torch.nn.functional.nll_loss(log_probs.to(torch.float32), target, self._cast(weight, torch.float32),
+                                            ignore_index=ignore_index, reduction=reduction)
 
     @staticmethod
     def _dropout(input: torch.Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> torch.Tensor:
