@@ -132,6 +132,9 @@ def test_torchtune_compiled_loss_keeps_no_vocabulary_wide_fp32(llama):
     # The full-finetune recipe drops compile_loss's return value: a whole loss stays eager there.
     full = train(method="full", seq_len=2048, framework="torchtune", loss="hf", torch_compile=True)
     assert loss_terms(arch, full) == loss_terms(arch, train(method="full", seq_len=2048))
+    # So does lora_finetune_distributed (more than one GPU).
+    ddp = train(method="lora", seq_len=2048, framework="torchtune", loss="hf", torch_compile=True, num_gpus=2)
+    assert loss_terms(arch, ddp) == loss_terms(arch, train(method="lora", seq_len=2048, num_gpus=2))
     eager = train(method="lora", seq_len=2048, framework="torchtune", loss="hf")
     hf_compiled = train(method="lora", seq_len=2048, loss="hf", torch_compile=True)
     assert loss_terms(arch, hf_compiled) == loss_terms(arch, eager) == loss_terms(arch, train(method="lora", seq_len=2048))

@@ -268,10 +268,11 @@ def loss_terms(arch: Architecture, workload: Workload) -> tuple[float, float, fl
     V = arch.vocab_size
     compiled = workload.torch_compile and framework_profile(workload.framework).compiles_loss
     if workload.loss == "hf":
-        if compiled and workload.method != "full":
-            # torchtune compile=True, loss torch.nn.CrossEntropyLoss: the LoRA recipes keep the compiled loss
-            # (``self._loss_fn = training.compile_loss(...)``); the full-finetune recipe drops compile_loss's return
-            # value, so a whole loss stays eager there (recipes/*_single_device.py at v0.5.0). The eager head
+        if compiled and workload.method != "full" and workload.parallelism.num_gpus == 1:
+            # torchtune compile=True, loss torch.nn.CrossEntropyLoss: only lora_finetune_single_device keeps the
+            # compiled loss (``self._loss_fn = training.compile_loss(...)``); the full-finetune and every distributed
+            # recipe drop compile_loss's return value, so a whole loss stays eager there (recipes/*.py at v0.5.0;
+            # more than one GPU is taken as lora_finetune_distributed). The eager head
             # upcasts (16-bit output and its fp32 copy together), the compiled loss saves its fp32 input and
             # allocates only the fp32 gradient in backward (benchmarks/training_runs/compiled_loss.py).
             head16 = c * V if c < 4 else 0
