@@ -45,6 +45,14 @@ def test_grouped_query_keys_and_values_are_expanded():
     assert own_model_layer_saved(tiny.architecture, train(method="full")) == 2 * 2 * (32 - 4) * 64
 
 
+def test_expanded_keys_and_values_not_counted_twice_where_transformers_repeats_them():
+    """Mistral-7B-v0.1 (32 query heads, 8 kv heads of 128, a 4096-token window): from 4096 tokens transformers
+    hands SDPA a sliding mask and repeats k and v itself (memory/activations.py), so LitGPT's copies add nothing."""
+    mistral = lookup("mistralai/Mistral-7B-v0.1").architecture
+    assert own_model_layer_saved(mistral, train(method="full", seq_len=1024)) == 2 * 2 * (32 - 8) * 128
+    assert own_model_layer_saved(mistral, train(method="full", seq_len=4096)) == 0
+
+
 #: Bytes per token one decoder layer saves for backward in LitGPT's own code, traced on fake tensors (a pack
 #: hook on torch.autograd.graph.saved_tensors_hooks over one block, CUDA's dropout mask and SDPA kernel choice,
 #: bf16, 256 tokens) from litgpt/model.py + litgpt/lora.py at 43c44323 (f247be87 for Phi-3; lit_gpt at 8641822

@@ -10,9 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hf_gpu_estimator.frameworks import LITGPT_HEAD_CHUNK_TOKENS, TORCHTUNE_OUTPUT_CHUNKS, framework_profile
-from hf_gpu_estimator.memory.activations import _group_of, effective_attention, layers_holding, loss_bytes
+from hf_gpu_estimator.memory.activations import (
+    _group_of,
+    effective_attention,
+    layers_holding,
+    loss_bytes,
+    sdpa_gets_mask,
+)
 from hf_gpu_estimator.memory.terms import BYTES
-from hf_gpu_estimator.spec import Architecture, LinearShape
+from hf_gpu_estimator.spec import ATTENTION_KINDS, Architecture, LinearShape
 from hf_gpu_estimator.workload import Workload
 
 
@@ -101,7 +107,8 @@ def own_model_layer_saved(arch: Architecture, workload: Workload) -> float:
       n_head``): ``v`` is a reshape *view* of that output, so SDPA's saved ``v`` keeps the q and k parts
       alive too (2 x heads x head_dim). Grouped/multi-query: ``k`` and ``v`` are ``expand``-ed to every
       query head and copied by ``reshape``, and SDPA saves the copies, where transformers passes the
-      kv heads (``enable_gqa``): 2 x (heads - kv heads) x head_dim more.
+      kv heads (``enable_gqa``): 2 x (heads - kv heads) x head_dim more, in the layers transformers
+      gives no mask (with one it repeats k and v too).
     * ``LoRAQKVLinear`` (LoRA on the fused qkv): one ``lora_dropout`` over the shared input where peft
       drops it once per adapted q/k/v projection (recipe_layer_saved counts one per projection); when
       only some of q/k/v are adapted, ``zero_pad``'s ``index_copy`` saves its source, the adapted
@@ -125,7 +132,16 @@ def own_model_layer_saved(arch: Architecture, workload: Workload) -> float:
     H = arch.hidden_size
     a, g, hs = arch.num_attention_heads, arch.num_key_value_heads, arch.head_dim
     share = max((_per_layer(arch, lin) for lin in arch.linears if _group_of(lin) == "attn_in"), default=1.0)
-    saved = 2 * c * a * hs if g == a else 2 * c * (a - g) * hs
+    if g == a:
+        saved = 2 * c * a * hs
+    else:
+        # Where transformers hands SDPA a mask (a sliding window the sequence outgrows) it repeats k and v
+        # to every head too, so the expanded copies are already counted there.
+        attention = [(layer, n) for layer, n in arch.layer_groups
+                     if any(m.kind in ATTENTION_KINDS for m in layer.mixers)]
+        unmasked = sum(n for layer, n in attention
+                       if not any(sdpa_gets_mask(m, workload.seq_len) for m in layer.mixers))
+        saved = 2 * c * (a - g) * hs * unmasked / max(1, sum(n for _, n in attention))
     if workload.method == "full":
         return share * saved
     linears = {lin.name: lin for lin in arch.linears if lin.count == 1}
