@@ -123,3 +123,15 @@ def test_litgpt_published_runs_within_ten_percent(bench):
     results = [bench.evaluate(run) for run in bench.load_runs() if run["framework"] == "litgpt"]
     assert len(results) >= 35
     assert not [(r["id"], round(r["error"], 3)) for r in results if abs(r["error"]) > 0.10]
+
+
+def test_eager_attention_says_the_own_model_is_not_itemized():
+    """Gemma-2 runs eager (softcapping): LitGPT's own attention there is not itemized, and the estimate says so."""
+    from hf_gpu_estimator import estimate
+
+    gemma2 = lookup("google/gemma-2-2b")
+    said = [a for a in estimate(gemma2, task="training", method="qlora", framework="litgpt").assumptions
+            if "own model with eager attention" in str(a)]
+    assert said
+    assert not [a for a in estimate(gemma2, task="training", method="qlora").assumptions
+                if "own model with eager attention" in str(a)]

@@ -416,6 +416,10 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
     # The recipe's own saved tensors (memory/recipe.py): with checkpointing only the fp32 layer input of
     # the k-bit recipe stays per layer; the rest is rebuilt with the recomputed layer.
     extra = recipe_layer_saved(arch, workload)
+    if detail and profile.fused_qkv_model and attn == "eager":
+        assumptions.append(f"{profile.name}'s own model with eager attention (softcapping, sliding window): its saved "
+                           "tensors are taken as transformers' eager forward's (unverified; own_model_layer_saved "
+                           "itemizes the SDPA path only)")
     per_layer_saved += extra.kbit_casts if ckpt else extra.total
     recomputed_extra = extra.dropout + extra.quantized_inputs + extra.own_model if ckpt else 0.0
     A_layer = int(T * per_layer_saved * micro_in_flight * act_share)  # one layer's saved tensors
