@@ -198,6 +198,14 @@ def test_activation_offloading_keeps_one_layer_input_on_the_device(llama):
     assert kept.components["activations"] == (32 + 1) * layer_input
 
 
+def test_activation_offloading_without_checkpointing_is_refused():
+    """torchtune raises when enable_activation_offloading is set without enable_activation_checkpointing."""
+    from hf_gpu_estimator.errors import ConflictingOptionsError
+
+    with pytest.raises(ConflictingOptionsError, match="gradient-checkpointing"):
+        train(method="lora", framework="torchtune", activation_offloading=True)
+
+
 @pytest.mark.parametrize(("compile_", "traced"), [(False, 152_168), (True, 98_664)], ids=["eager", "compiled"])
 def test_torchtune_layer_saves_what_its_trace_shows(compile_, traced):
     """torchtune's own llama3_2 layer at Llama 3.2 3B's shapes, full finetune on packed positions: the bytes per token
