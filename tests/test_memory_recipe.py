@@ -176,11 +176,13 @@ def _chunked_head_backward_peak(trainable_head: bool, vocab: int, hidden: int, t
 
 
 @pytest.mark.parametrize("trainable_head", [False, True], ids=["frozen-head", "trained-head"])
-def test_torchtune_chunked_head_backward_matches_the_trace(trainable_head):
+@pytest.mark.parametrize("T", [128, 512, 2048], ids=["chunk-1/12-head", "chunk-1/3-head", "chunk-4/3-head"])
+def test_torchtune_chunked_head_backward_matches_the_trace(trainable_head, T):
     """The loss backward of torchtune's chunked head: every chunk (or its gradient) and one more chunk; with a trained
-    head, each chunk's head backward adds a whole weight gradient to the sum: 3 x (weight gradient - one chunk) more
-    (memory/model.py). Llama 3.2 3B's ratio of chunk to head (tokens / 8 / hidden = 1/3) at a sixteenth of its size."""
-    V, H, T, chunks = 8016, 192, 512, 8
+    head, each chunk's head backward adds a whole weight gradient to the sum: 3 x (weight gradient - one chunk) more,
+    none once a chunk outgrows the weight (memory/model.py). Llama 3.2 3B's ratio of chunk to head (tokens / 8 /
+    hidden = 1/3) at a sixteenth of its size, and a smaller and a larger chunk."""
+    V, H, chunks = 8016, 192, 8
     traced = _chunked_head_backward_peak(trainable_head, V, H, T, chunks)
     weight, chunk = V * H * 2, T * 2 * V / chunks
     analytic = weight + chunks * chunk + chunk + T * H * 2 + (3 * max(0, weight - chunk) if trainable_head else 0)
