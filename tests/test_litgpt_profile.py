@@ -95,13 +95,17 @@ def test_decoder_layer_matches_the_litgpt_trace(bench, run_id):
 
 def test_previous_micro_batch_held_through_the_next_forward(llama):
     """LitGPT fit: the old logits (2 B x vocab per token) and, with bitsandbytes 0.42's MatMul4Bit, every 4-bit
-    layer's input of the old step (the streams no adapter saves: 4096 + 4096 + 11008, x 2 B, 32 layers) and the
-    head's input."""
+    layer's input of the old step (the four streams its linears read, none of them saved by an adapter when LoRA
+    drops its input: attention and MLP inputs, attention output 4096 each, MLP product 11008, x 2 B, 32 layers) and
+    the head's input."""
+    from hf_gpu_estimator.memory.recipe import recipe_layer_saved
+
     arch = llama.architecture
     lora = train(method="lora")
     assert previous_output_bytes(arch, lora, 0.0) == 2 * 32000
     qlora = train(method="qlora")
-    quantized = 32 * 2 * (4096 + 4096 + 11008)
+    quantized = 32 * recipe_layer_saved(arch, qlora).quantized_inputs
+    assert quantized == 32 * 2 * (3 * 4096 + 11008)
     assert previous_output_bytes(arch, qlora, quantized) == 2 * 32000 + quantized + 2 * 4096
     assert previous_output_bytes(arch, train(method="qlora", framework="lit-gpt"), quantized) == 0
     est = estimate_memory(llama, qlora)
