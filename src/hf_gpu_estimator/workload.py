@@ -107,6 +107,7 @@ OPTIMIZER_ALIASES: Mapping[str, str] = {
     "adamw_8bit": "adamw-8bit", "adamw_bnb_8bit": "adamw-8bit", "adamw8bit": "adamw-8bit",
     "paged_adamw_8bit": "paged-adamw-8bit", "paged_adamw_32bit": "paged-adamw", "paged-adamw-32bit": "paged-adamw",
     "sgd_momentum": "sgd-momentum", "lion_32bit": "lion", "torchao-adamw8bit": "adamw-8bit-torchao",
+    "torchao_adamw8bit": "adamw-8bit-torchao",
 }  # fmt: skip
 
 
