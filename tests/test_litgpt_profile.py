@@ -139,3 +139,9 @@ def test_eager_attention_says_the_own_model_is_not_itemized():
     assert said
     assert not [a for a in estimate(gemma2, task="training", method="qlora").assumptions
                 if "own model with eager attention" in str(a)]
+
+
+def test_previous_output_of_a_classification_head_is_its_labels(llama):
+    """A classification head outputs num_labels values per token, not the vocabulary."""
+    arch = llama.architecture
+    assert previous_output_bytes(arch, train(method="lora", head="classification", num_labels=3), 0.0) == 2 * 3

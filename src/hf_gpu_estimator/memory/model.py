@@ -21,6 +21,7 @@ from hf_gpu_estimator.memory.recipe import (
     dequantized_bytes,
     head_adapter_bytes,
     loss_terms,
+    output_width,
     own_layer_saved,
     previous_output_bytes,
     recipe_layer_saved,
@@ -542,7 +543,7 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
     if previous:
         # The new head runs while the old output is still bound: its logits so far (all chunks) and the
         # head's dequantized weight, beside the previous micro-batch's leftovers.
-        head_forward = int(T * (final_norm + BYTES[plan.compute_dtype] * arch.vocab_size + head_saved
+        head_forward = int(T * (final_norm + BYTES[plan.compute_dtype] * output_width(arch, workload) + head_saved
                                 + head_transient) * shard.activations)
         moments.insert(0, moment("forward (head, previous micro-batch held)", weights=W + copies_all, grads=G_res,
                                  acts=A_layers + embeddings + previous, transient=head_forward + dequant_head))
@@ -567,8 +568,9 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
         if previous:
             terms.append(Term(component="activations", name="previous micro-batch's output held", bytes=previous,
                               formula=f"{T} tokens x {previous / max(1, T):,.0f} B: its logits"
-                                      + (" and its 4-bit layers' saved inputs" if previous > T * c * arch.vocab_size
-                                         else "") + " until the next forward returns (LitGPT fit)"))
+                                      + (" and its 4-bit layers' saved inputs"
+                                         if previous > T * c * output_width(arch, workload) else "")
+                                      + " until the next forward returns (LitGPT fit)"))
         if copies_all:
             terms.append(Term(component="weights", name="autocast 16-bit weight copies", bytes=copies_all,
                               formula="linear weights x 2 B, cached by autocast (and saved by F.linear until backward "

@@ -172,10 +172,15 @@ def previous_output_bytes(arch: Architecture, workload: Workload, quantized_inpu
     if not framework_profile(workload.framework).keeps_previous_output:
         return 0.0
     c = BYTES[workload.precision.compute_dtype]
-    held = c * arch.vocab_size
+    held = c * output_width(arch, workload)
     if workload.method == "qlora" and workload.quantized_saves_input and not workload.gradient_checkpointing:
         held += quantized_inputs + (c * arch.hidden_size if workload.quantize_lm_head else 0)
     return held
+
+
+def output_width(arch: Architecture, workload: Workload) -> int:
+    """Values per token the model's head outputs: the vocabulary, or a classification head's labels."""
+    return arch.vocab_size if workload.head == "causal-lm" else workload.num_labels
 
 
 def dequantized_bytes(arch: Architecture, workload: Workload, *, head: bool) -> int:
