@@ -59,10 +59,33 @@ def meta_facts(model_type: str) -> dict[str, object] | None:
             parts = f"{module_name}.{buffer_name}".strip(".").split(".")
             index = max((i for i, p in enumerate(parts) if p.isdigit()), default=None)
             out.add(".".join(parts[index + 1:] if index is not None else parts[-2:]))
+    return {"buffers": sorted(out), "keep_in_fp32": keep_in_fp32_plan(model)}
+
+
+def keep_in_fp32_plan(model: object) -> dict[str, list[str]]:
+    """The module-name patterns a model (instance, or class where no instance is built) loads in float32, by load
+    dtype: ``_keep_in_fp32_modules_strict`` for bfloat16 and float16, plus ``_keep_in_fp32_modules`` for float16
+    (``PreTrainedModel._get_dtype_plan``)."""
     strict = {p for p in (getattr(model, "_keep_in_fp32_modules_strict", None) or ()) if p}
     fp16 = strict | {p for p in (getattr(model, "_keep_in_fp32_modules", None) or ()) if p}
-    keep = {dtype: sorted(patterns) for dtype, patterns in (("bfloat16", strict), ("float16", fp16)) if patterns}
-    return {"buffers": sorted(out), "keep_in_fp32": keep}
+    return {dtype: sorted(patterns) for dtype, patterns in (("bfloat16", strict), ("float16", fp16)) if patterns}
+
+
+def class_keep_in_fp32(model_type: str) -> dict[str, list[str]]:
+    """:func:`keep_in_fp32_plan` of a type with no causal-LM class (T5's ``wo``, BLIP-2's ``query_tokens``), read
+    from its seq2seq-LM or base model class (not built: a composite model's submodels are not merged in)."""
+    import transformers
+    from transformers.models.auto.modeling_auto import MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES, MODEL_MAPPING_NAMES
+
+    for mapping in (MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES, MODEL_MAPPING_NAMES):
+        name = mapping.get(model_type)
+        try:
+            cls = getattr(transformers, name) if isinstance(name, str) else None
+        except Exception:  # a model class that fails to import in this environment  # noqa: BLE001
+            cls = None
+        if cls is not None:
+            return keep_in_fp32_plan(cls)
+    return {}
 
 
 def eager_softmax_native(model_cls: type) -> bool | None:
@@ -171,13 +194,15 @@ def main() -> int:
             facts = meta_facts(model_type)
             entry["buffers"] = None if facts is None else facts["buffers"]
             entry["keep_in_fp32"] = {} if facts is None else facts["keep_in_fp32"]
+        else:
+            entry["keep_in_fp32"] = class_keep_in_fp32(model_type)
         out[model_type] = entry
     # Every model type transformers implements is recorded (a multimodal wrapper is read through its
     # text_config); the field aliases and defaults only for causal LMs and their text models.
     causal = {k for k, v in out.items() if v.get("causal_lm")}
     full = causal | {str(v["text_model_type"]) for k, v in out.items() if v.get("text_model_type")}
     out = {k: {kk: vv for kk, vv in v.items() if vv not in ({}, None) and kk != "causal_lm"
-               and (k in full or kk in ("attribute_map", "text_model_type"))}
+               and (k in full or kk in ("attribute_map", "text_model_type", "keep_in_fp32"))}
            for k, v in out.items()}
     data = {"transformers": transformers.__version__, "torch": torch.__version__.split("+")[0], "model_types": out}
     OUT.write_text(json.dumps(data, sort_keys=True, separators=(",", ":")) + "\n")
