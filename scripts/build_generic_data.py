@@ -65,9 +65,10 @@ def persistent_buffers(model: Any) -> list[str]:
 
 
 def keep_in_fp32(model: Any) -> dict[str, list[str]]:
-    """The module-name patterns ``from_pretrained`` loads in float32 whatever the requested dtype, by requested dtype
-    (``PreTrainedModel._get_dtype_plan``: ``_keep_in_fp32_modules_strict`` for a bfloat16 or float16 load, plus
-    ``_keep_in_fp32_modules`` for a float16 one; ``model`` holds them merged from its submodels at init)."""
+    """The module-name patterns a model (instance, or class where no instance is built) loads in float32 whatever
+    the requested dtype, by requested dtype (``PreTrainedModel._get_dtype_plan``: ``_keep_in_fp32_modules_strict``
+    for a bfloat16 or float16 load, plus ``_keep_in_fp32_modules`` for a float16 one; an instance holds them merged
+    from its submodels at init)."""
     strict = {p for p in (getattr(model, "_keep_in_fp32_modules_strict", None) or ()) if p}
     fp16 = strict | {p for p in (getattr(model, "_keep_in_fp32_modules", None) or ()) if p}
     return {dtype: sorted(patterns) for dtype, patterns in (("bfloat16", strict), ("float16", fp16)) if patterns}
@@ -95,6 +96,23 @@ def layer_activation(model: Any) -> str | None:
 
 
 _FIRST_LAYER = re.compile(r"\.0\.")
+
+
+def class_keep_in_fp32(model_type: str) -> dict[str, list[str]]:
+    """:func:`keep_in_fp32` of a type with no causal-LM class (T5's ``wo``, BLIP-2's ``query_tokens``), read
+    from its seq2seq-LM or base model class (not built: a composite model's submodels are not merged in)."""
+    import transformers
+    from transformers.models.auto.modeling_auto import MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES, MODEL_MAPPING_NAMES
+
+    for mapping in (MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES, MODEL_MAPPING_NAMES):
+        name = mapping.get(model_type)
+        try:
+            cls = getattr(transformers, name) if isinstance(name, str) else None
+        except Exception:  # a model class that fails to import in this environment  # noqa: BLE001
+            cls = None
+        if cls is not None:
+            return keep_in_fp32(cls)
+    return {}
 
 
 def eager_softmax_native(model_cls: type) -> bool | None:
@@ -278,13 +296,15 @@ def main() -> int:
                 activation = layer_activation(model)
                 if activation is not None and "hidden_act" not in entry.get("defaults", {}):
                     entry["activation"] = activation
+        else:
+            entry["keep_in_fp32"] = class_keep_in_fp32(model_type)
         out[model_type] = entry
     # Every model type transformers implements is recorded (a multimodal wrapper is read through its
     # text_config); the field aliases and defaults only for causal LMs and their text models.
     causal = {k for k, v in out.items() if v.get("causal_lm")}
     full = causal | {str(v["text_model_type"]) for k, v in out.items() if v.get("text_model_type")}
     out = {k: {kk: vv for kk, vv in v.items() if vv not in ({}, None) and kk != "causal_lm"
-               and (k in full or kk in ("attribute_map", "text_model_type"))}
+               and (k in full or kk in ("attribute_map", "text_model_type", "keep_in_fp32"))}
            for k, v in out.items()}
     data = {"transformers": transformers.__version__, "torch": torch.__version__.split("+")[0], "model_types": out}
     OUT.write_text(json.dumps(data, sort_keys=True, separators=(",", ":")) + "\n")

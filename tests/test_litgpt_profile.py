@@ -45,6 +45,14 @@ def test_grouped_query_keys_and_values_are_expanded():
     assert own_model_layer_saved(tiny.architecture, train(method="full")) == 2 * 2 * (32 - 4) * 64
 
 
+def test_expanded_keys_and_values_not_counted_twice_where_transformers_repeats_them():
+    """Mistral-7B-v0.1 (32 query heads, 8 kv heads of 128, a 4096-token window): from 4096 tokens transformers
+    hands SDPA a sliding mask and repeats k and v itself (memory/activations.py), so LitGPT's copies add nothing."""
+    mistral = lookup("mistralai/Mistral-7B-v0.1").architecture
+    assert own_model_layer_saved(mistral, train(method="full", seq_len=1024)) == 2 * 2 * (32 - 8) * 128
+    assert own_model_layer_saved(mistral, train(method="full", seq_len=4096)) == 0
+
+
 #: Bytes per token one decoder layer saves for backward in LitGPT's own code, traced on fake tensors (a pack
 #: hook on torch.autograd.graph.saved_tensors_hooks over one block, CUDA's dropout mask and SDPA kernel choice,
 #: bf16, 256 tokens) from litgpt/model.py + litgpt/lora.py at 43c44323 (f247be87 for Phi-3; lit_gpt at 8641822
@@ -87,13 +95,17 @@ def test_decoder_layer_matches_the_litgpt_trace(bench, run_id):
 
 def test_previous_micro_batch_held_through_the_next_forward(llama):
     """LitGPT fit: the old logits (2 B x vocab per token) and, with bitsandbytes 0.42's MatMul4Bit, every 4-bit
-    layer's input of the old step (the streams no adapter saves: 4096 + 4096 + 11008, x 2 B, 32 layers) and the
-    head's input."""
+    layer's input of the old step (the four streams its linears read, none of them saved by an adapter when LoRA
+    drops its input: attention and MLP inputs, attention output 4096 each, MLP product 11008, x 2 B, 32 layers) and
+    the head's input."""
+    from hf_gpu_estimator.memory.recipe import recipe_layer_saved
+
     arch = llama.architecture
     lora = train(method="lora")
     assert previous_output_bytes(arch, lora, 0.0) == 2 * 32000
     qlora = train(method="qlora")
-    quantized = 32 * 2 * (4096 + 4096 + 11008)
+    quantized = 32 * recipe_layer_saved(arch, qlora).quantized_inputs
+    assert quantized == 32 * 2 * (3 * 4096 + 11008)
     assert previous_output_bytes(arch, qlora, quantized) == 2 * 32000 + quantized + 2 * 4096
     assert previous_output_bytes(arch, train(method="qlora", framework="lit-gpt"), quantized) == 0
     est = estimate_memory(llama, qlora)
@@ -115,3 +127,21 @@ def test_litgpt_published_runs_within_ten_percent(bench):
     results = [bench.evaluate(run) for run in bench.load_runs() if run["framework"] == "litgpt"]
     assert len(results) >= 35
     assert not [(r["id"], round(r["error"], 3)) for r in results if abs(r["error"]) > 0.10]
+
+
+def test_eager_attention_says_the_own_model_is_not_itemized():
+    """Gemma-2 runs eager (softcapping): LitGPT's own attention there is not itemized, and the estimate says so."""
+    from hf_gpu_estimator import estimate
+
+    gemma2 = lookup("google/gemma-2-2b")
+    said = [a for a in estimate(gemma2, task="training", method="qlora", framework="litgpt").assumptions
+            if "own model with eager attention" in str(a)]
+    assert said
+    assert not [a for a in estimate(gemma2, task="training", method="qlora").assumptions
+                if "own model with eager attention" in str(a)]
+
+
+def test_previous_output_of_a_classification_head_is_its_labels(llama):
+    """A classification head outputs num_labels values per token, not the vocabulary."""
+    arch = llama.architecture
+    assert previous_output_bytes(arch, train(method="lora", head="classification", num_labels=3), 0.0) == 2 * 3

@@ -132,6 +132,9 @@ def test_torchtune_compiled_loss_keeps_no_vocabulary_wide_fp32(llama):
     # The full-finetune recipe drops compile_loss's return value: a whole loss stays eager there.
     full = train(method="full", seq_len=2048, framework="torchtune", loss="hf", torch_compile=True)
     assert loss_terms(arch, full) == loss_terms(arch, train(method="full", seq_len=2048))
+    # So does lora_finetune_distributed (more than one GPU).
+    ddp = train(method="lora", seq_len=2048, framework="torchtune", loss="hf", torch_compile=True, num_gpus=2)
+    assert loss_terms(arch, ddp) == loss_terms(arch, train(method="lora", seq_len=2048, num_gpus=2))
     eager = train(method="lora", seq_len=2048, framework="torchtune", loss="hf")
     hf_compiled = train(method="lora", seq_len=2048, loss="hf", torch_compile=True)
     assert loss_terms(arch, hf_compiled) == loss_terms(arch, eager) == loss_terms(arch, train(method="lora", seq_len=2048))
@@ -173,11 +176,13 @@ def _chunked_head_backward_peak(trainable_head: bool, vocab: int, hidden: int, t
 
 
 @pytest.mark.parametrize("trainable_head", [False, True], ids=["frozen-head", "trained-head"])
-def test_torchtune_chunked_head_backward_matches_the_trace(trainable_head):
+@pytest.mark.parametrize("T", [128, 512, 2048], ids=["chunk-1/12-head", "chunk-1/3-head", "chunk-4/3-head"])
+def test_torchtune_chunked_head_backward_matches_the_trace(trainable_head, T):
     """The loss backward of torchtune's chunked head: every chunk (or its gradient) and one more chunk; with a trained
-    head, each chunk's head backward adds a whole weight gradient to the sum: 3 x (weight gradient - one chunk) more
-    (memory/model.py). Llama 3.2 3B's ratio of chunk to head (tokens / 8 / hidden = 1/3) at a sixteenth of its size."""
-    V, H, T, chunks = 8016, 192, 512, 8
+    head, each chunk's head backward adds a whole weight gradient to the sum: 3 x (weight gradient - one chunk) more,
+    none once a chunk outgrows the weight (memory/model.py). Llama 3.2 3B's ratio of chunk to head (tokens / 8 /
+    hidden = 1/3) at a sixteenth of its size, and a smaller and a larger chunk."""
+    V, H, chunks = 8016, 192, 8
     traced = _chunked_head_backward_peak(trainable_head, V, H, T, chunks)
     weight, chunk = V * H * 2, T * 2 * V / chunks
     analytic = weight + chunks * chunk + chunk + T * H * 2 + (3 * max(0, weight - chunk) if trainable_head else 0)
@@ -193,6 +198,14 @@ def test_activation_offloading_keeps_one_layer_input_on_the_device(llama):
     layer_input = 2 * 2048 * 4096 * 2  # batch x tokens x hidden x bf16
     assert offloaded.components["activations"] == layer_input
     assert kept.components["activations"] == (32 + 1) * layer_input
+
+
+def test_activation_offloading_without_checkpointing_is_refused():
+    """torchtune raises when enable_activation_offloading is set without enable_activation_checkpointing."""
+    from hf_gpu_estimator.errors import ConflictingOptionsError
+
+    with pytest.raises(ConflictingOptionsError, match="gradient-checkpointing"):
+        train(method="lora", framework="torchtune", activation_offloading=True)
 
 
 @pytest.mark.parametrize(("compile_", "traced"), [(False, 152_168), (True, 98_664)], ids=["eager", "compiled"])

@@ -145,6 +145,10 @@ def test_modules_kept_in_float32_are_counted_per_requested_dtype():
     kept = count_parameters([norm, gate_proj], config={"model_type": "gpt_oss"}).parameters.kept_fp32
     assert kept == {"float16": 64}
     assert count_parameters([norm, gate_proj], config={"model_type": "llama"}).parameters.kept_fp32 == {}
+    # Types without a causal-LM class too: T5PreTrainedModel._keep_in_fp32_modules = ["wo"] (fp16 loads).
+    wo = TensorInfo(name="encoder.block.0.layer.1.DenseReluDense.wo.weight", dtype="F32", shape=(64, 256))
+    wi = TensorInfo(name="encoder.block.0.layer.1.DenseReluDense.wi.weight", dtype="F32", shape=(256, 64))
+    assert count_parameters([wo, wi], config={"model_type": "t5"}).parameters.kept_fp32 == {"float16": 64 * 256}
 
 
 def test_kept_float32_modules_add_their_bytes_where_from_pretrained_loads_the_model():

@@ -107,6 +107,7 @@ OPTIMIZER_ALIASES: Mapping[str, str] = {
     "adamw_8bit": "adamw-8bit", "adamw_bnb_8bit": "adamw-8bit", "adamw8bit": "adamw-8bit",
     "paged_adamw_8bit": "paged-adamw-8bit", "paged_adamw_32bit": "paged-adamw", "paged-adamw-32bit": "paged-adamw",
     "sgd_momentum": "sgd-momentum", "lion_32bit": "lion", "torchao-adamw8bit": "adamw-8bit-torchao",
+    "torchao_adamw8bit": "adamw-8bit-torchao",
 }  # fmt: skip
 
 
@@ -460,6 +461,13 @@ def make_workload(
         raise ConflictingOptionsError(given[0], buckets[given[0]], f"is a DeepSpeed ZeRO setting, not {strategy_!r}",
                                       fix="pass --strategy zero1, zero2 or zero3 with it")
     accumulation = _positive_int("gradient_accumulation_steps", gradient_accumulation_steps)
+    offloading = _bool("activation_offloading", activation_offloading)
+    if offloading and task_ == "training" and not gc:
+        # torchtune's recipes raise "enable_activation_offloading should only be True when
+        # enable_activation_checkpointing is True" (recipes/*_finetune_*.py at v0.5.0); the estimate models
+        # the stash of checkpointed layer inputs only (memory/model.py).
+        raise ConflictingOptionsError("activation_offloading", True, "needs gradient checkpointing (torchtune refuses "
+                                      "activation offloading without it)", fix="add --gradient-checkpointing")
     ignored = _ignored(task_, method_, {
         "precision": (precision_.name, "bf16-mixed"), "optimizer": (optimizer_.name, "adamw"),
         "gradient_checkpointing": (gc, False), "gradient_accumulation_steps": (accumulation, 1), "lora_rank": (rank, 16),
@@ -516,7 +524,7 @@ def make_workload(
         kbit_fp32_casts=(profile.kbit_fp32_casts and strategy_ not in ("fsdp", "fsdp-hybrid", "fsdp-grad-op", "zero3"))
         if kbit_fp32_casts is None else _bool("kbit_fp32_casts", kbit_fp32_casts),
         optimizer_in_backward=_bool("optimizer_in_backward", optimizer_in_backward),
-        activation_offloading=_bool("activation_offloading", activation_offloading),
+        activation_offloading=offloading,
         torch_compile=_bool("torch_compile", torch_compile),
         use_reentrant=profile.use_reentrant if use_reentrant is None else _bool("use_reentrant", use_reentrant),
         head=head_,

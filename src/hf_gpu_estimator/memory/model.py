@@ -21,6 +21,7 @@ from hf_gpu_estimator.memory.recipe import (
     dequantized_bytes,
     head_adapter_bytes,
     loss_terms,
+    output_width,
     own_layer_saved,
     previous_output_bytes,
     recipe_layer_saved,
@@ -455,6 +456,10 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
     # The recipe's own saved tensors (memory/recipe.py): with checkpointing only the fp32 layer input of
     # the k-bit recipe stays per layer; the rest is rebuilt with the recomputed layer.
     extra = recipe_layer_saved(arch, workload)
+    if detail and profile.fused_qkv_model and attn == "eager":
+        assumptions.append(f"{profile.name}'s own model with eager attention (softcapping, sliding window): its saved "
+                           "tensors are taken as transformers' eager forward's (unverified; own_model_layer_saved "
+                           "itemizes the SDPA path only)")
     per_layer_saved += extra.kbit_casts if ckpt else extra.total
     recomputed_extra = extra.dropout + extra.quantized_inputs + extra.own_model if ckpt else 0.0
     A_layer = int(T * per_layer_saved * micro_in_flight * act_share)  # one layer's saved tensors
@@ -579,7 +584,7 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
     if previous:
         # The new head runs while the old output is still bound: its logits so far (all chunks) and the
         # head's dequantized weight, beside the previous micro-batch's leftovers.
-        head_forward = int(T * (final_norm + BYTES[plan.compute_dtype] * arch.vocab_size + head_saved
+        head_forward = int(T * (final_norm + BYTES[plan.compute_dtype] * output_width(arch, workload) + head_saved
                                 + head_transient) * shard.activations)
         moments.insert(0, moment("forward (head, previous micro-batch held)", weights=W + copies_all, grads=G_res,
                                  acts=A_layers + embeddings + previous, transient=head_forward + dequant_head))
@@ -604,8 +609,9 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
         if previous:
             terms.append(Term(component="activations", name="previous micro-batch's output held", bytes=previous,
                               formula=f"{T} tokens x {previous / max(1, T):,.0f} B: its logits"
-                                      + (" and its 4-bit layers' saved inputs" if previous > T * c * arch.vocab_size
-                                         else "") + " until the next forward returns (LitGPT fit)"))
+                                      + (" and its 4-bit layers' saved inputs"
+                                         if previous > T * c * output_width(arch, workload) else "")
+                                      + " until the next forward returns (LitGPT fit)"))
         if copies_all:
             terms.append(Term(component="weights", name="autocast 16-bit weight copies", bytes=copies_all,
                               formula="linear weights x 2 B, cached by autocast (and saved by F.linear until backward "

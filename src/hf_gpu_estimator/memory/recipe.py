@@ -10,9 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hf_gpu_estimator.frameworks import LITGPT_HEAD_CHUNK_TOKENS, TORCHTUNE_OUTPUT_CHUNKS, framework_profile
-from hf_gpu_estimator.memory.activations import _group_of, effective_attention, layers_holding, loss_bytes
+from hf_gpu_estimator.memory.activations import (
+    _group_of,
+    effective_attention,
+    layers_holding,
+    loss_bytes,
+    sdpa_gets_mask,
+)
 from hf_gpu_estimator.memory.terms import BYTES
-from hf_gpu_estimator.spec import Architecture, LinearShape
+from hf_gpu_estimator.spec import ATTENTION_KINDS, Architecture, LinearShape
 from hf_gpu_estimator.workload import Workload
 
 
@@ -101,7 +107,8 @@ def own_model_layer_saved(arch: Architecture, workload: Workload) -> float:
       n_head``): ``v`` is a reshape *view* of that output, so SDPA's saved ``v`` keeps the q and k parts
       alive too (2 x heads x head_dim). Grouped/multi-query: ``k`` and ``v`` are ``expand``-ed to every
       query head and copied by ``reshape``, and SDPA saves the copies, where transformers passes the
-      kv heads (``enable_gqa``): 2 x (heads - kv heads) x head_dim more.
+      kv heads (``enable_gqa``): 2 x (heads - kv heads) x head_dim more, in the layers transformers
+      gives no mask (with one it repeats k and v too).
     * ``LoRAQKVLinear`` (LoRA on the fused qkv): one ``lora_dropout`` over the shared input where peft
       drops it once per adapted q/k/v projection (recipe_layer_saved counts one per projection); when
       only some of q/k/v are adapted, ``zero_pad``'s ``index_copy`` saves its source, the adapted
@@ -125,7 +132,16 @@ def own_model_layer_saved(arch: Architecture, workload: Workload) -> float:
     H = arch.hidden_size
     a, g, hs = arch.num_attention_heads, arch.num_key_value_heads, arch.head_dim
     share = max((_per_layer(arch, lin) for lin in arch.linears if _group_of(lin) == "attn_in"), default=1.0)
-    saved = 2 * c * a * hs if g == a else 2 * c * (a - g) * hs
+    if g == a:
+        saved = 2 * c * a * hs
+    else:
+        # Where transformers hands SDPA a mask (a sliding window the sequence outgrows) it repeats k and v
+        # to every head too, so the expanded copies are already counted there.
+        attention = [(layer, n) for layer, n in arch.layer_groups
+                     if any(m.kind in ATTENTION_KINDS for m in layer.mixers)]
+        unmasked = sum(n for layer, n in attention
+                       if not any(sdpa_gets_mask(m, workload.seq_len) for m in layer.mixers))
+        saved = 2 * c * (a - g) * hs * unmasked / max(1, sum(n for _, n in attention))
     if workload.method == "full":
         return share * saved
     linears = {lin.name: lin for lin in arch.linears if lin.count == 1}
@@ -156,10 +172,15 @@ def previous_output_bytes(arch: Architecture, workload: Workload, quantized_inpu
     if not framework_profile(workload.framework).keeps_previous_output:
         return 0.0
     c = BYTES[workload.precision.compute_dtype]
-    held = c * arch.vocab_size
+    held = c * output_width(arch, workload)
     if workload.method == "qlora" and workload.quantized_saves_input and not workload.gradient_checkpointing:
         held += quantized_inputs + (c * arch.hidden_size if workload.quantize_lm_head else 0)
     return held
+
+
+def output_width(arch: Architecture, workload: Workload) -> int:
+    """Values per token the model's head outputs: the vocabulary, or a classification head's labels."""
+    return arch.vocab_size if workload.head == "causal-lm" else workload.num_labels
 
 
 def dequantized_bytes(arch: Architecture, workload: Workload, *, head: bool) -> int:
@@ -268,10 +289,11 @@ def loss_terms(arch: Architecture, workload: Workload) -> tuple[float, float, fl
     V = arch.vocab_size
     compiled = workload.torch_compile and framework_profile(workload.framework).compiles_loss
     if workload.loss == "hf":
-        if compiled and workload.method != "full":
-            # torchtune compile=True, loss torch.nn.CrossEntropyLoss: the LoRA recipes keep the compiled loss
-            # (``self._loss_fn = training.compile_loss(...)``); the full-finetune recipe drops compile_loss's return
-            # value, so a whole loss stays eager there (recipes/*_single_device.py at v0.5.0). The eager head
+        if compiled and workload.method != "full" and workload.parallelism.num_gpus == 1:
+            # torchtune compile=True, loss torch.nn.CrossEntropyLoss: only lora_finetune_single_device keeps the
+            # compiled loss (``self._loss_fn = training.compile_loss(...)``); the full-finetune and every distributed
+            # recipe drop compile_loss's return value, so a whole loss stays eager there (recipes/*.py at v0.5.0;
+            # more than one GPU is taken as lora_finetune_distributed). The eager head
             # upcasts (16-bit output and its fp32 copy together), the compiled loss saves its fp32 input and
             # allocates only the fp32 gradient in backward (benchmarks/training_runs/compiled_loss.py).
             head16 = c * V if c < 4 else 0
