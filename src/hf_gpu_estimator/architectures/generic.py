@@ -136,6 +136,18 @@ def fp32_router(model_type: str) -> bool:
     return bool(_data().get("model_types", {}).get(model_type, {}).get("fp32_router", False))
 
 
+def kept_fp32_unknown(model_type: str) -> str | None:
+    """The assumption line of a model known without tensor names (config.json alone, the bundled catalog) whose type
+    keeps modules in float32 on a 16-bit load (:func:`keep_in_fp32`): their parameters are counted in the load
+    dtype. None when the type keeps none."""
+    patterns = sorted({p for ps in keep_in_fp32(model_type).values() for p in ps})
+    if not patterns:
+        return None
+    return (f"from_pretrained keeps the modules matching {', '.join(patterns)} in float32 on a 16-bit load "
+            "(_keep_in_fp32_modules); without the checkpoint's tensor names their parameters are counted in the "
+            "load dtype (point at the repository for its headers)")
+
+
 def computes_last_logits_only(model_type: str) -> bool:
     """Whether the causal-LM class's forward takes ``logits_to_keep`` (generate's prefill then computes the last
     position's logits only); recorded from transformers (True when unrecorded)."""
