@@ -1,0 +1,408 @@
+"""Parts: one builder per kind of token mixer or feed-forward block, and ``stack()`` that sums them.
+
+A :class:`Part` carries, for one instance in one layer, its parameters by role, its linear layers (peft
+leaf names) and what it does: a :class:`~hf_gpu_estimator.spec.Mixer` (attention, MLA, Mamba, gated
+DeltaNet, short conv) or an :class:`~hf_gpu_estimator.spec.FFN` (dense MLP, routed experts), or neither
+(a norm, the embeddings, the head). A family reads its fields, builds the parts its modeling file has,
+and gives the layer pattern as one tuple of parts per layer; :func:`stack` sums the roles, builds the
+per-layer :class:`~hf_gpu_estimator.spec.Layer` list and the block's linears, and derives the
+Architecture's MoE fields from the layers, so the counts and the description cannot disagree.
+
+The recurrent mixers' cache shapes follow transformers 5 ``cache_utils.LinearAttentionLayer``: the
+convolution state is the conv input ``(batch, channels, seq)`` cut to ``(batch, channels, conv_kernel)``
+(``update_conv_state`` is called with ``conv_kernel_size=<the kernel>``), so ``conv_elements = channels *
+kernel``; the recurrent state is whatever tensor the scan returns (``zeros_like``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from hf_gpu_estimator.architectures._fields import Fields, Head, Tally, lin
+from hf_gpu_estimator.architectures.blocks import attention_linears, fused_experts, gated_linears
+from hf_gpu_estimator.spec import FFN, Layer, LinearShape, Mixer
+
+#: The mixer and FFN of a layer that has none (Nemotron-H's single-part blocks, Mamba's mixer-only blocks).
+NO_MIXER = Mixer(kind="none")
+NO_FFN = FFN(kind="none")
+
+
+@dataclass(frozen=True)
+class Part:
+    """One module of a layer (or of the model around the layers): parameters by role, linears, what it does.
+
+    Attributes:
+        params: parameters of one instance, by role (:data:`~hf_gpu_estimator.spec.ROLES`).
+        linears: its linear layers, by the leaf names peft targets.
+        mixer: the token mixer it is, if it is one.
+        ffn: the feed-forward part it is, if it is one.
+        idle: parameters one token does not reach (the routed experts it is not sent to).
+    """
+
+    params: Mapping[str, int] = field(default_factory=dict)
+    linears: tuple[LinearShape, ...] = ()
+    mixer: Mixer | None = None
+    ffn: FFN | None = None
+    idle: int = 0
+
+    def role(self, name: str) -> int:
+        """Parameters of one instance in role ``name``."""
+        return self.params.get(name, 0)
+
+
+def _linear_params(linears: Sequence[LinearShape]) -> int:
+    return sum(lin(x.in_features, x.out_features, x.bias) * x.count for x in linears)
+
+
+def combine(*parts: Part, ffn: FFN | None = None, mixer: Mixer | None = None) -> Part:
+    """Several modules counted as one part: roles and idle parameters summed, linears in order; the mixer
+    and FFN are the first given (or ``mixer``/``ffn``)."""
+    params: dict[str, int] = {}
+    for p in parts:
+        for role, n in p.params.items():
+            params[role] = params.get(role, 0) + n
+    return Part(params=params, linears=tuple(x for p in parts for x in p.linears),
+                mixer=mixer or next((p.mixer for p in parts if p.mixer is not None), None),
+                ffn=ffn or next((p.ffn for p in parts if p.ffn is not None), None),
+                idle=sum(p.idle for p in parts))
+
+
+# --------------------------------------------------------------------------------------------
+# Parts around the layers, and norms.
+# --------------------------------------------------------------------------------------------
+
+
+def params(role: str, n: int) -> Part:
+    """``n`` parameters in ``role`` with nothing else to describe (a norm, an embedding table, a bias)."""
+    return Part(params={role: n})
+
+
+def norm(n: int) -> Part:
+    """Normalization weights (and biases): ``n`` parameters in role ``norm``."""
+    return params("norm", n)
+
+
+def embedding(vocab: int, hidden: int) -> Part:
+    """The token embedding table."""
+    return params("embedding", vocab * hidden)
+
+
+def lm_head(vocab: int, hidden: int, head: Head, *, tied: bool) -> Part:
+    """An untied output projection of a causal LM (a tied one is the embedding table, counted once)."""
+    return params("lm_head", vocab * hidden if head == "causal_lm" and not tied else 0)
+
+
+# --------------------------------------------------------------------------------------------
+# Attention mixers.
+# --------------------------------------------------------------------------------------------
+
+
+def attention(hidden: int, heads: int, kv_heads: int, head_dim: int, *, qkv_bias: bool = False,
+              o_bias: bool | None = None, fused: bool = False, o_name: str = "o_proj", q_gate: bool = False,
+              qk_norm: int = 0) -> Part:
+    """Multi-head / grouped-query attention: q/k/v/o projections (``fused``: one ``qkv_proj``, as phi3).
+
+    Args:
+        o_bias: the output projection's bias; ``None``: as q/k/v.
+        o_name: the output projection's leaf name (lfm2: ``out_proj``).
+        q_gate: ``q_proj`` also makes a per-channel output gate, doubling its width (qwen3_next).
+        qk_norm: parameters of q/k norms (per head: ``2 * head_dim``; over the projection: its width).
+    """
+    o_bias = qkv_bias if o_bias is None else o_bias
+    q_out, kv_out = heads * head_dim, kv_heads * head_dim
+    linears = attention_linears(hidden, q_out, kv_out, qkv_bias, o_bias, fused=fused)
+    if q_gate:
+        linears = (dataclasses.replace(linears[0], out_features=2 * q_out), *linears[1:])
+    if o_name != linears[-1].name:
+        linears = (*linears[:-1], dataclasses.replace(linears[-1], name=o_name))
+    return Part(params={"attention": _linear_params(linears), "norm": qk_norm}, linears=linears,
+                mixer=Mixer(kind="full", heads=heads, kv_heads=kv_heads, head_dim=head_dim))
+
+
+def gqa(f: Fields, hidden: int, heads: int, kv_heads: int, *, bias: bool, o_name: str = "o_proj",
+        qk_norm: int = 0, head_dim: int | None = None) -> Part:
+    """A plain grouped-query attention block (q/k/v/o, one bias flag) as the hybrids' modeling files build it:
+    ``head_dim`` is the config's ``head_dim`` when present, else ``head_dim`` (a config class default), else
+    ``hidden // heads`` (``getattr(config, "head_dim", ...)``); ``num_key_value_heads`` must divide the heads."""
+    if heads % kv_heads:
+        raise f.error("num_key_value_heads", kv_heads, f"a divisor of num_attention_heads={heads}")
+    head_dim = f.opt_int("head_dim", head_dim) or hidden // heads
+    return attention(hidden, heads, kv_heads, head_dim, qkv_bias=bias, o_name=o_name, qk_norm=qk_norm)
+
+
+def windowed(part: Part, *, window: int | None = None, chunk: int | None = None) -> Part:
+    """The same attention over the last ``window`` tokens (``sliding``) or within ``chunk``-token blocks."""
+    if part.mixer is None:
+        raise ValueError("windowed() takes an attention part")
+    kind = "chunked" if chunk is not None else "sliding"
+    return dataclasses.replace(part, mixer=dataclasses.replace(part.mixer, kind=kind, window=window, chunk=chunk))
+
+
+def mla(hidden: int, heads: int, kv_heads: int, *, q_rank: int | None, kv_rank: int, nope: int, rope: int,
+        v_dim: int, bias: bool) -> Part:
+    """DeepSeek's multi-head latent attention (modeling_deepseek_v3.py ``DeepseekV3Attention``).
+
+    q: ``q_proj`` (no ``q_lora_rank``) or ``q_a_proj`` -> RMSNorm(q_rank) -> ``q_b_proj``; kv:
+    ``kv_a_proj_with_mqa`` (hidden -> kv_rank + rope) -> RMSNorm(kv_rank) -> ``kv_b_proj``; ``o_proj``.
+    ``attention_bias`` reaches q_a, kv_a and o only. The cache holds ``kv_rank + rope`` per token.
+    """
+    qk_dim = nope + rope
+    if q_rank is None:
+        q = (LinearShape(name="q_proj", in_features=hidden, out_features=heads * qk_dim),)
+    else:
+        q = (LinearShape(name="q_a_proj", in_features=hidden, out_features=q_rank, bias=bias),
+             LinearShape(name="q_b_proj", in_features=q_rank, out_features=heads * qk_dim))
+    linears = q + (
+        LinearShape(name="kv_a_proj_with_mqa", in_features=hidden, out_features=kv_rank + rope, bias=bias),
+        LinearShape(name="kv_b_proj", in_features=kv_rank, out_features=heads * (nope + v_dim)),
+        LinearShape(name="o_proj", in_features=heads * v_dim, out_features=hidden, bias=bias),
+    )
+    return Part(params={"attention": _linear_params(linears), "norm": (q_rank or 0) + kv_rank}, linears=linears,
+                mixer=Mixer(kind="mla", heads=heads, kv_heads=kv_heads, head_dim=qk_dim, v_head_dim=v_dim,
+                            kv_lora_rank=kv_rank, rope_dim=rope))
+
+
+# --------------------------------------------------------------------------------------------
+# Recurrent mixers.
+# --------------------------------------------------------------------------------------------
+
+
+def _state_part(linears: tuple[LinearShape, ...], extra: int, norm_params: int, mixer: Mixer) -> Part:
+    return Part(params={"attention": _linear_params(linears) + extra, "norm": norm_params}, linears=linears,
+                mixer=mixer)
+
+
+def mamba1(hidden: int, inner: int, state: int, kernel: int, dt_rank: int, *, proj_bias: bool, conv_bias: bool,
+           bc_norms: bool = False) -> Part:
+    """modeling_mamba.py ``MambaMixer`` (and jamba's ``JambaMambaMixer`` with ``bc_norms``: RMSNorms on dt, B, C).
+
+    in_proj (hidden -> 2*inner), depthwise conv1d (inner x kernel), x_proj (inner -> dt_rank + 2*state, no bias),
+    dt_proj (dt_rank -> inner, bias), A_log (inner x state), D (inner), out_proj (inner -> hidden).
+    """
+    linears = (
+        LinearShape(name="in_proj", in_features=hidden, out_features=2 * inner, bias=proj_bias, group="state"),
+        LinearShape(name="x_proj", in_features=inner, out_features=dt_rank + 2 * state, group="state"),
+        LinearShape(name="dt_proj", in_features=dt_rank, out_features=inner, bias=True, group="state"),
+        LinearShape(name="out_proj", in_features=inner, out_features=hidden, bias=proj_bias, group="state"),
+    )
+    extra = inner * kernel + (inner if conv_bias else 0) + inner * state + inner
+    mixer = Mixer(kind="ssm", inner=inner, state_elements=inner * state, conv_elements=inner * kernel,
+                  conv_kernel=kernel)
+    return _state_part(linears, extra, dt_rank + 2 * state if bc_norms else 0, mixer)
+
+
+def mamba2(hidden: int, inner: int, heads: int, head_dim: int, groups: int, state: int, kernel: int, *,
+           proj_bias: bool, conv_bias: bool, out_bias: bool | None = None, gated_norm: bool = True) -> Part:
+    """modeling_mamba2.py ``Mamba2Mixer`` (also falcon_h1, nemotron_h, granitemoehybrid).
+
+    conv_dim = inner + 2*groups*state; in_proj (hidden -> inner + conv_dim + heads); depthwise conv1d over
+    conv_dim; dt_bias, A_log, D (heads each); gated RMSNorm (inner, optional in falcon_h1); out_proj.
+    The SSM state is (heads, head_dim, state) per sequence.
+    """
+    conv_dim = inner + 2 * groups * state
+    out_bias = proj_bias if out_bias is None else out_bias
+    linears = (
+        LinearShape(name="in_proj", in_features=hidden, out_features=inner + conv_dim + heads, bias=proj_bias,
+                    group="state"),
+        LinearShape(name="out_proj", in_features=inner, out_features=hidden, bias=out_bias, group="state"),
+    )
+    mixer = Mixer(kind="ssm", heads=heads, head_dim=head_dim, inner=inner,
+                  state_elements=heads * head_dim * state, conv_elements=conv_dim * kernel, conv_kernel=kernel)
+    extra = conv_dim * kernel + (conv_dim if conv_bias else 0) + 3 * heads
+    return _state_part(linears, extra, inner if gated_norm else 0, mixer)
+
+
+def gated_deltanet(hidden: int, k_heads: int, v_heads: int, k_dim: int, v_dim: int, kernel: int) -> Part:
+    """modeling_qwen3_next.py ``Qwen3NextGatedDeltaNet``.
+
+    in_proj_qkvz (hidden -> 2*key_dim + 2*value_dim), in_proj_ba (hidden -> 2*v_heads), depthwise conv1d over
+    conv_dim = 2*key_dim + value_dim (no bias), dt_bias and A_log (v_heads), gated RMSNorm (v_dim), out_proj.
+    The recurrent state is (v_heads, k_dim, v_dim) per sequence, in fp32 (torch_chunk_gated_delta_rule).
+    """
+    key_dim, value_dim = k_heads * k_dim, v_heads * v_dim
+    conv_dim = 2 * key_dim + value_dim
+    linears = (
+        LinearShape(name="in_proj_qkvz", in_features=hidden, out_features=2 * key_dim + 2 * value_dim, group="state"),
+        LinearShape(name="in_proj_ba", in_features=hidden, out_features=2 * v_heads, group="state"),
+        LinearShape(name="out_proj", in_features=value_dim, out_features=hidden, group="state"),
+    )
+    mixer = Mixer(kind="linear", heads=v_heads, kv_heads=k_heads, head_dim=k_dim, v_head_dim=v_dim,
+                  inner=value_dim, state_elements=v_heads * k_dim * v_dim, conv_elements=conv_dim * kernel,
+                  conv_kernel=kernel)
+    return _state_part(linears, conv_dim * kernel + 2 * v_heads, v_dim, mixer)
+
+
+def short_conv(hidden: int, kernel: int, bias: bool) -> Part:
+    """modeling_lfm2.py ``Lfm2ShortConv``: in_proj (hidden -> 3*hidden), depthwise conv (hidden x kernel), out_proj.
+
+    Only a convolution state is cached: (hidden, kernel) per sequence (``conv_L_cache``).
+    """
+    linears = (
+        LinearShape(name="in_proj", in_features=hidden, out_features=3 * hidden, bias=bias, group="state"),
+        LinearShape(name="out_proj", in_features=hidden, out_features=hidden, bias=bias, group="state"),
+    )
+    mixer = Mixer(kind="conv", inner=hidden, conv_elements=hidden * kernel, conv_kernel=kernel)
+    return _state_part(linears, hidden * kernel + (hidden if bias else 0), 0, mixer)
+
+
+# --------------------------------------------------------------------------------------------
+# Feed-forward parts.
+# --------------------------------------------------------------------------------------------
+
+
+def gated_mlp(hidden: int, inter: int, *, bias: bool = False, role: str = "mlp", fused: bool = False,
+              names: tuple[str, str, str] | None = None) -> Part:
+    """A SwiGLU/GeGLU MLP: gate, up and down projections (``fused``: one ``gate_up_proj``, as phi3, without
+    biases; ``names``: other leaf names for gate, up, down, as lfm2's ``w1``, ``w3``, ``w2``). ``role``:
+    ``experts`` for a shared expert."""
+    if fused:
+        linears: tuple[LinearShape, ...] = (
+            LinearShape(name="gate_up_proj", in_features=hidden, out_features=2 * inter),
+            LinearShape(name="down_proj", in_features=inter, out_features=hidden),
+        )
+    else:
+        linears = gated_linears(hidden, inter, bias)
+        if names is not None:
+            linears = tuple(dataclasses.replace(x, name=n) for x, n in zip(linears, names, strict=True))
+    return Part(params={role: _linear_params(linears)}, linears=linears,
+                ffn=FFN(kind="dense", intermediate=inter))
+
+
+def mlp(hidden: int, inter: int, *, bias: bool = False, names: tuple[str, str] = ("up_proj", "down_proj"),
+        role: str = "mlp") -> Part:
+    """A plain two-matrix MLP (``act(x W1) W2``): ``names`` are the in and out projections' leaf names."""
+    linears = (
+        LinearShape(name=names[0], in_features=hidden, out_features=inter, bias=bias),
+        LinearShape(name=names[1], in_features=inter, out_features=hidden, bias=bias),
+    )
+    return Part(params={role: _linear_params(linears)}, linears=linears,
+                ffn=FFN(kind="dense", intermediate=inter, gated=False))
+
+
+def routed_experts(hidden: int, inter: int, experts: int, top_k: int, *, gated: bool = True,
+                   width: int | None = None, linears: tuple[LinearShape, ...] | None = None) -> Part:
+    """``experts`` bias-free expert MLPs of width ``inter`` of which a token runs ``top_k`` (the router apart).
+
+    Stored as transformers 5 stores them (``fused_experts``: 3-D ``gate_up_proj`` and ``down_proj``), or,
+    not ``gated``, an ``up_proj`` and ``down_proj`` per expert (Nemotron-H) reading ``width`` (the hidden
+    size, or a latent). ``linears``: other stored shapes of the same parameters (dbrx's ``w1``/``v1``/``w2``).
+    """
+    width = width or hidden
+    if linears is None:
+        if gated:
+            linears = fused_experts(width, inter, experts)
+        else:
+            linears = (LinearShape(name="up_proj", in_features=width, out_features=inter, count=experts),
+                       LinearShape(name="down_proj", in_features=inter, out_features=width, count=experts))
+    expert = (3 if gated else 2) * width * inter
+    return Part(params={"experts": experts * expert}, linears=linears, idle=(experts - top_k) * expert,
+                ffn=FFN(kind="moe", intermediate=inter, gated=gated, experts=experts, top_k=top_k))
+
+
+def moe(routed: Part, *, router: int, shared: Part | None = None, always: Sequence[Part] = (),
+        fp32_routing: bool = False) -> Part:
+    """A mixture-of-experts block: the ``routed`` experts, the ``router``'s parameters, a ``shared`` expert
+    every token runs (its width is the FFN's ``shared``) and other modules every token runs (``always``:
+    Nemotron-H's latent projections). Routing in float32: ``fp32_routing`` (see ``FFN.fp32_routing``)."""
+    if routed.ffn is None or routed.ffn.kind != "moe":
+        raise ValueError("moe() takes routed_experts()")
+    ffn = dataclasses.replace(routed.ffn, shared=shared.ffn.intermediate if shared and shared.ffn else 0,
+                              fp32_routing=fp32_routing)
+    return combine(routed, params("router", router), *((shared,) if shared else ()), *always, ffn=ffn)
+
+
+# --------------------------------------------------------------------------------------------
+# The stack.
+# --------------------------------------------------------------------------------------------
+
+
+def merge_linears(*groups: tuple[LinearShape, ...]) -> tuple[LinearShape, ...]:
+    """The union of several layer kinds' linears, first occurrence of each (name, shape) kept."""
+    seen: dict[tuple[str, int, int, int, bool], LinearShape] = {}
+    for group in groups:
+        for x in group:
+            seen.setdefault((x.name, x.in_features, x.out_features, x.count, x.bias), x)
+    return tuple(seen.values())
+
+
+@dataclass(frozen=True)
+class Stack:
+    """Layers built from parts: the parameter tally, one :class:`Layer` per layer and one block's linears."""
+
+    tally: Tally
+    layers: tuple[Layer, ...]
+    linears: tuple[LinearShape, ...]
+
+    @property
+    def moe_layers(self) -> tuple[int, ...]:
+        return tuple(i for i, layer in enumerate(self.layers) if layer.ffn.kind == "moe")
+
+    @property
+    def moe(self) -> FFN | None:
+        """The first MoE layer's FFN (the representative experts), or ``None``."""
+        return next((layer.ffn for layer in self.layers if layer.ffn.kind == "moe"), None)
+
+    @property
+    def leading_dense(self) -> int:
+        """Layers before the first MoE layer (all of them when none is MoE)."""
+        moe = self.moe_layers
+        return moe[0] if moe else len(self.layers)
+
+    def keywords(self) -> dict[str, Any]:
+        """Architecture keywords derived from the layers: ``per_layer``, ``linears`` and the MoE fields
+        (``num_experts`` ... of the first MoE layer, 0 without one; ``moe_layers``)."""
+        moe = self.moe
+        return {
+            "per_layer": self.layers, "linears": self.linears, "moe_layers": self.moe_layers,
+            "num_experts": moe.experts if moe else 0, "num_experts_per_tok": moe.top_k if moe else 0,
+            "moe_intermediate_size": moe.intermediate if moe else 0,
+            "shared_expert_intermediate_size": moe.shared if moe else 0,
+        }
+
+
+def stack(pattern: Sequence[Sequence[Part]], *, outer: Sequence[Part] = (),
+          linears: Sequence[Part] | None = None) -> Stack:
+    """Sum ``pattern`` (one tuple of parts per layer) and the ``outer`` parts (embeddings, final norm, head).
+
+    A layer's mixer is its first part with a mixer (a second one runs beside it: ``Layer.parallel``,
+    falcon_h1), its FFN the part with an FFN; a layer without one gets ``Mixer(kind="none")`` or
+    ``FFN(kind="none")``. ``linears`` lists one block's linear layers: the linears of the given parts in
+    order, else of every distinct part in the order the pattern first uses it (a hybrid's list holds every
+    layer kind's). Layers made of the same part objects share one :class:`Layer` (cheap to group).
+    """
+    tally = Tally()
+    made: dict[tuple[int, ...], Layer] = {}
+    counts: dict[tuple[int, ...], int] = {}
+    blocks: dict[tuple[int, ...], Sequence[Part]] = {}
+    layers = []
+    for block in pattern:
+        key = tuple(map(id, block))
+        layer = made.get(key)
+        if layer is None:
+            mixers = [p.mixer for p in block if p.mixer is not None]
+            ffns = [p.ffn for p in block if p.ffn is not None]
+            if len(mixers) > 2 or len(ffns) > 1:
+                raise ValueError(f"a layer takes at most two mixers and one FFN, got {len(mixers)} and {len(ffns)}")
+            layer = made[key] = Layer(mixer=mixers[0] if mixers else NO_MIXER, ffn=ffns[0] if ffns else NO_FFN,
+                                      parallel=mixers[1] if len(mixers) > 1 else None)
+            blocks[key] = block
+            counts[key] = 0
+        counts[key] += 1
+        layers.append(layer)
+    for key, n in counts.items():
+        for part in blocks[key]:
+            _add(tally, part, n)
+    for part in outer:
+        _add(tally, part, 1)
+    if linears is None:
+        linears = list({id(p): p for block in blocks.values() for p in block}.values())
+    return Stack(tally=tally, layers=tuple(layers), linears=merge_linears(*(p.linears for p in linears)))
+
+
+def _add(tally: Tally, part: Part, n: int) -> None:
+    for role, count in part.params.items():
+        tally.add(role, n * count)
+    tally.idle += n * part.idle
