@@ -50,6 +50,19 @@ VARIANTS: tuple[dict[str, Any], ...] = (
     {"num_hidden_layers": 8, "num_experts": 4, "num_local_experts": 4, "num_experts_per_tok": 1,
      "expert_layer_period": 4, "attn_layer_period": 2, "attn_layer_offset": 1, "attn_layer_indices": [1, 5]},
     {"num_hidden_layers": 4, "first_k_dense_replace": 9, "n_shared_experts": 0},
+    {"num_hidden_layers": 8, "num_experts": 4, "num_local_experts": 4, "num_experts_per_tok": 2,
+     "decoder_sparse_step": 2, "mlp_only_layers": [3], "expert_layer_offset": 0, "attn_layer_indices": [0],
+     "num_dense_layers": 3, "moe_layer_start_index": 2,
+     "moe_layer_interval": 2},
+    {"num_hidden_layers": 7, "hybrid_override_pattern": "M-E*MEM", "moe_latent_size": 64, "use_bias": True,
+     "use_sliding_window": True, "sliding_window": 32, "max_window_layers": 3},
+    {"num_hidden_layers": 8, "layer_types": ["full_attention", "linear_attention"] * 4, "num_experts": 4,
+     "num_experts_per_tok": 2, "decoder_sparse_step": 2},
+    {"num_hidden_layers": 7, "layer_types": ["conv", "full_attention", "conv", "conv", "full_attention", "conv", "conv"],
+     "num_dense_layers": 2},
+    {"num_hidden_layers": 6, "layer_types": ["sliding_attention", "full_attention"] * 3, "sliding_window": 16,
+     "use_sliding_window": True, "first_k_dense_replace": 1, "n_shared_experts": 1, "n_routed_experts": 4,
+     "num_experts_per_tok": 2},
 )
 
 #: Test modules whose module-level values hold configs (dicts with a ``model_type``).

@@ -101,13 +101,13 @@ def lm_head(vocab: int, hidden: int, head: Head, *, tied: bool) -> Part:
 
 
 def attention(hidden: int, heads: int, kv_heads: int, head_dim: int, *, qkv_bias: bool = False,
-              o_bias: bool | None = None, fused: bool = False, o_name: str = "o_proj", q_gate: bool = False,
-              qk_norm: int = 0) -> Part:
+              o_bias: bool | None = None, fused: bool = False, names: tuple[str, ...] | None = None,
+              q_gate: bool = False, qk_norm: int = 0) -> Part:
     """Multi-head / grouped-query attention: q/k/v/o projections (``fused``: one ``qkv_proj``, as phi3).
 
     Args:
         o_bias: the output projection's bias; ``None``: as q/k/v.
-        o_name: the output projection's leaf name (lfm2: ``out_proj``).
+        names: other leaf names of the projections, in order (lfm2's ``out_proj``, dbrx's ``Wqkv``).
         q_gate: ``q_proj`` also makes a per-channel output gate, doubling its width (qwen3_next).
         qk_norm: parameters of q/k norms (per head: ``2 * head_dim``; over the projection: its width).
     """
@@ -116,8 +116,8 @@ def attention(hidden: int, heads: int, kv_heads: int, head_dim: int, *, qkv_bias
     linears = attention_linears(hidden, q_out, kv_out, qkv_bias, o_bias, fused=fused)
     if q_gate:
         linears = (dataclasses.replace(linears[0], out_features=2 * q_out), *linears[1:])
-    if o_name != linears[-1].name:
-        linears = (*linears[:-1], dataclasses.replace(linears[-1], name=o_name))
+    if names is not None:
+        linears = tuple(dataclasses.replace(x, name=n) for x, n in zip(linears, names, strict=True))
     return Part(params={"attention": _linear_params(linears), "norm": qk_norm}, linears=linears,
                 mixer=Mixer(kind="full", heads=heads, kv_heads=kv_heads, head_dim=head_dim))
 
@@ -130,7 +130,8 @@ def gqa(f: Fields, hidden: int, heads: int, kv_heads: int, *, bias: bool, o_name
     if heads % kv_heads:
         raise f.error("num_key_value_heads", kv_heads, f"a divisor of num_attention_heads={heads}")
     head_dim = f.opt_int("head_dim", head_dim) or hidden // heads
-    return attention(hidden, heads, kv_heads, head_dim, qkv_bias=bias, o_name=o_name, qk_norm=qk_norm)
+    return attention(hidden, heads, kv_heads, head_dim, qkv_bias=bias, qk_norm=qk_norm,
+                     names=("q_proj", "k_proj", "v_proj", o_name))
 
 
 def windowed(part: Part, *, window: int | None = None, chunk: int | None = None) -> Part:
