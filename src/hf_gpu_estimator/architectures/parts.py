@@ -23,6 +23,7 @@ from typing import Any
 
 from hf_gpu_estimator.architectures._fields import Fields, Head, Tally, lin
 from hf_gpu_estimator.architectures.blocks import attention_linears, fused_experts, gated_linears
+from hf_gpu_estimator.architectures.recurrent import mamba2_heads
 from hf_gpu_estimator.spec import FFN, Layer, LinearShape, Mixer
 
 #: The mixer and FFN of a layer that has none (Nemotron-H's single-part blocks, Mamba's mixer-only blocks).
@@ -214,6 +215,21 @@ def mamba2(hidden: int, inner: int, heads: int, head_dim: int, groups: int, stat
                   state_elements=heads * head_dim * state, conv_elements=conv_dim * kernel, conv_kernel=kernel)
     extra = conv_dim * kernel + (conv_dim if conv_bias else 0) + 3 * heads
     return _state_part(linears, extra, inner if gated_norm else 0, mixer)
+
+
+def mamba2_from_fields(f: Fields, hidden: int) -> Part:
+    """The Mamba2 mixer of the IBM hybrids (bamba's ``BambaMixer``, granitemoehybrid's
+    ``GraniteMoeHybridMambaLayer``) from their shared ``mamba_*`` fields and configuration defaults:
+    width ``mamba_expand * hidden_size``, 128 heads of ``"auto"`` width, one group, state 256, kernel 4,
+    conv bias, no projection bias, gated RMSNorm."""
+    inner = f.integer("mamba_expand", 2) * hidden
+    heads, head_dim = mamba2_heads(f, inner, "mamba_n_heads", 128, "mamba_d_head")
+    groups = f.integer("mamba_n_groups", 1)
+    if heads % groups:
+        raise f.error("mamba_n_groups", groups, f"a divisor of mamba_n_heads={heads}")
+    return mamba2(hidden, inner, heads, head_dim, groups, f.integer("mamba_d_state", 256),
+                  f.integer("mamba_d_conv", 4), proj_bias=f.boolean("mamba_proj_bias", False),
+                  conv_bias=f.boolean("mamba_conv_bias", True))
 
 
 def gated_deltanet(hidden: int, k_heads: int, v_heads: int, k_dim: int, v_dim: int, kernel: int) -> Part:
