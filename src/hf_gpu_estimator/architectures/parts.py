@@ -271,10 +271,10 @@ def short_conv(hidden: int, kernel: int, bias: bool) -> Part:
 
 
 def gated_mlp(hidden: int, inter: int, *, bias: bool = False, role: str = "mlp", fused: bool = False,
-              names: tuple[str, str, str] | None = None) -> Part:
-    """A SwiGLU/GeGLU MLP: gate, up and down projections (``fused``: one ``gate_up_proj``, as phi3, without
-    biases; ``names``: other leaf names for gate, up, down, as lfm2's ``w1``, ``w3``, ``w2``). ``role``:
-    ``experts`` for a shared expert."""
+              names: tuple[str, ...] | None = None) -> Part:
+    """A SwiGLU/GeGLU MLP: gate, up and down projections (``fused``: one ``gate_up_proj`` and ``down_proj``,
+    as phi3, without biases; ``names``: other leaf names in that order, as lfm2's ``w1``, ``w3``, ``w2``).
+    ``role``: ``experts`` for a shared expert."""
     if fused:
         linears: tuple[LinearShape, ...] = (
             LinearShape(name="gate_up_proj", in_features=hidden, out_features=2 * inter),
@@ -282,8 +282,8 @@ def gated_mlp(hidden: int, inter: int, *, bias: bool = False, role: str = "mlp",
         )
     else:
         linears = gated_linears(hidden, inter, bias)
-        if names is not None:
-            linears = tuple(dataclasses.replace(x, name=n) for x, n in zip(linears, names, strict=True))
+    if names is not None:
+        linears = tuple(dataclasses.replace(x, name=n) for x, n in zip(linears, names, strict=True))
     return Part(params={role: _linear_params(linears)}, linears=linears,
                 ffn=FFN(kind="dense", intermediate=inter))
 
