@@ -124,14 +124,15 @@ def attention(hidden: int, heads: int, kv_heads: int, head_dim: int, *, qkv_bias
 
 
 def gqa(f: Fields, hidden: int, heads: int, kv_heads: int, *, bias: bool, o_name: str = "o_proj",
-        qk_norm: int = 0, head_dim: int | None = None) -> Part:
+        qk_norm: bool = False, head_dim: int | None = None) -> Part:
     """A plain grouped-query attention block (q/k/v/o, one bias flag) as the hybrids' modeling files build it:
     ``head_dim`` is the config's ``head_dim`` when present, else ``head_dim`` (a config class default), else
-    ``hidden // heads`` (``getattr(config, "head_dim", ...)``); ``num_key_value_heads`` must divide the heads."""
+    ``hidden // heads`` (``getattr(config, "head_dim", ...)``); ``num_key_value_heads`` must divide the heads.
+    ``qk_norm``: RMSNorms on q and k per head (``head_dim`` weights each)."""
     if heads % kv_heads:
         raise f.error("num_key_value_heads", kv_heads, f"a divisor of num_attention_heads={heads}")
     head_dim = f.opt_int("head_dim", head_dim) or hidden // heads
-    return attention(hidden, heads, kv_heads, head_dim, qkv_bias=bias, qk_norm=qk_norm,
+    return attention(hidden, heads, kv_heads, head_dim, qkv_bias=bias, qk_norm=2 * head_dim if qk_norm else 0,
                      names=("q_proj", "k_proj", "v_proj", o_name))
 
 

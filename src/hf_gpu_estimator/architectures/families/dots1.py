@@ -37,8 +37,7 @@ def analyze_dots1(f: Fields, model_type: str, head: Head) -> tuple[Architecture,
         types = tuple(SLIDING if window is not None and i >= max_window else FULL for i in range(layers))
 
     # input/post_attention_layernorm; q_norm, k_norm per head.
-    attention = parts.gqa(f, hidden, d.num_attention_heads, d.num_key_value_heads, bias=bias,
-                          qk_norm=2 * d.head_dim)
+    attention = parts.gqa(f, hidden, d.num_attention_heads, d.num_key_value_heads, bias=bias, qk_norm=True)
     mixers = {FULL: attention, SLIDING: parts.windowed(attention, window=window)}
     norms = parts.norm(2 * hidden)
     dense = parts.gated_mlp(hidden, d.intermediate_size)
