@@ -103,7 +103,7 @@ def lm_head(vocab: int, hidden: int, head: Head, *, tied: bool) -> Part:
 
 def attention(hidden: int, heads: int, kv_heads: int, head_dim: int, *, qkv_bias: bool = False,
               o_bias: bool | None = None, fused: bool = False, names: tuple[str, ...] | None = None,
-              q_gate: bool = False, qk_norm: int = 0) -> Part:
+              q_gate: bool = False, qk_norm: int = 0, sinks: bool = False) -> Part:
     """Multi-head / grouped-query attention: q/k/v/o projections (``fused``: one ``qkv_proj``, as phi3).
 
     Args:
@@ -111,6 +111,7 @@ def attention(hidden: int, heads: int, kv_heads: int, head_dim: int, *, qkv_bias
         names: other leaf names of the projections, in order (lfm2's ``out_proj``, dbrx's ``Wqkv``).
         q_gate: ``q_proj`` also makes a per-channel output gate, doubling its width (qwen3_next).
         qk_norm: parameters of q/k norms (per head: ``2 * head_dim``; over the projection: its width).
+        sinks: a learned logit per head joins the softmax (gpt-oss ``GptOssAttention.sinks``).
     """
     o_bias = qkv_bias if o_bias is None else o_bias
     q_out, kv_out = heads * head_dim, kv_heads * head_dim
@@ -119,8 +120,9 @@ def attention(hidden: int, heads: int, kv_heads: int, head_dim: int, *, qkv_bias
         linears = (dataclasses.replace(linears[0], out_features=2 * q_out), *linears[1:])
     if names is not None:
         linears = tuple(dataclasses.replace(x, name=n) for x, n in zip(linears, names, strict=True))
-    return Part(params={"attention": _linear_params(linears), "norm": qk_norm}, linears=linears,
-                mixer=Mixer(kind="full", heads=heads, kv_heads=kv_heads, head_dim=head_dim))
+    return Part(params={"attention": _linear_params(linears) + (heads if sinks else 0), "norm": qk_norm},
+                linears=linears, mixer=Mixer(kind="full", heads=heads, kv_heads=kv_heads, head_dim=head_dim,
+                                             sinks=sinks))
 
 
 def gqa(f: Fields, hidden: int, heads: int, kv_heads: int, *, bias: bool, o_name: str = "o_proj",
@@ -136,12 +138,16 @@ def gqa(f: Fields, hidden: int, heads: int, kv_heads: int, *, bias: bool, o_name
                      names=("q_proj", "k_proj", "v_proj", o_name))
 
 
+def with_mixer(part: Part, **changes: Any) -> Part:
+    """The same part with its mixer's ``changes`` (a :class:`~hf_gpu_estimator.spec.Mixer` field each)."""
+    if part.mixer is None:
+        raise ValueError("with_mixer() takes a mixer part")
+    return dataclasses.replace(part, mixer=dataclasses.replace(part.mixer, **changes))
+
+
 def windowed(part: Part, *, window: int | None = None, chunk: int | None = None) -> Part:
     """The same attention over the last ``window`` tokens (``sliding``) or within ``chunk``-token blocks."""
-    if part.mixer is None:
-        raise ValueError("windowed() takes an attention part")
-    kind = "chunked" if chunk is not None else "sliding"
-    return dataclasses.replace(part, mixer=dataclasses.replace(part.mixer, kind=kind, window=window, chunk=chunk))
+    return with_mixer(part, kind="chunked" if chunk is not None else "sliding", window=window, chunk=chunk)
 
 
 def mla(hidden: int, heads: int, kv_heads: int, *, q_rank: int | None, kv_rank: int, nope: int, rope: int,
@@ -300,35 +306,38 @@ def mlp(hidden: int, inter: int, *, bias: bool = False, names: tuple[str, str] =
                 ffn=FFN(kind="dense", intermediate=inter, gated=False))
 
 
-def routed_experts(hidden: int, inter: int, experts: int, top_k: int, *, gated: bool = True,
+def routed_experts(hidden: int, inter: int, experts: int, top_k: int, *, gated: bool = True, bias: bool = False,
                    width: int | None = None, linears: tuple[LinearShape, ...] | None = None) -> Part:
-    """``experts`` bias-free expert MLPs of width ``inter`` of which a token runs ``top_k`` (the router apart).
+    """``experts`` expert MLPs of width ``inter`` of which a token runs ``top_k`` (the router apart).
 
-    Stored as transformers 5 stores them (``fused_experts``: 3-D ``gate_up_proj`` and ``down_proj``), or,
-    not ``gated``, an ``up_proj`` and ``down_proj`` per expert (Nemotron-H) reading ``width`` (the hidden
-    size, or a latent). ``linears``: other stored shapes of the same parameters (dbrx's ``w1``/``v1``/``w2``).
+    Stored as transformers 5 stores them (``fused_experts``: 3-D ``gate_up_proj`` and ``down_proj``, with
+    ``bias``: gpt-oss), or, not ``gated``, an ``up_proj`` and ``down_proj`` per expert (Nemotron-H) reading
+    ``width`` (the hidden size, or a latent). ``linears``: other stored shapes of the same parameters (dbrx's
+    ``w1``/``v1``/``w2``).
     """
     width = width or hidden
     if linears is None:
         if gated:
-            linears = fused_experts(width, inter, experts)
+            linears = fused_experts(width, inter, experts, bias=bias)
         else:
-            linears = (LinearShape(name="up_proj", in_features=width, out_features=inter, count=experts),
-                       LinearShape(name="down_proj", in_features=inter, out_features=width, count=experts))
-    expert = (3 if gated else 2) * width * inter
+            linears = (LinearShape(name="up_proj", in_features=width, out_features=inter, count=experts, bias=bias),
+                       LinearShape(name="down_proj", in_features=inter, out_features=width, count=experts,
+                                   bias=bias))
+    expert = _linear_params(linears) // experts if experts else 0
     return Part(params={"experts": experts * expert}, linears=linears, idle=(experts - top_k) * expert,
-                ffn=FFN(kind="moe", intermediate=inter, gated=gated, experts=experts, top_k=top_k))
+                ffn=FFN(kind="moe", intermediate=inter, gated=gated, experts=experts, top_k=top_k, expert_bias=bias))
 
 
 def moe(routed: Part, *, router: int, shared: Part | None = None, always: Sequence[Part] = (),
-        fp32_routing: bool = False) -> Part:
+        **details: Any) -> Part:
     """A mixture-of-experts block: the ``routed`` experts, the ``router``'s parameters, a ``shared`` expert
     every token runs (its width is the FFN's ``shared``) and other modules every token runs (``always``:
-    Nemotron-H's latent projections). Routing in float32: ``fp32_routing`` (see ``FFN.fp32_routing``)."""
+    Nemotron-H's latent projections). ``details``: further :class:`~hf_gpu_estimator.spec.FFN` fields
+    (``fp32_routing``, ``dense_experts``, ``clamped_swiglu``)."""
     if routed.ffn is None or routed.ffn.kind != "moe":
         raise ValueError("moe() takes routed_experts()")
     ffn = dataclasses.replace(routed.ffn, shared=shared.ffn.intermediate if shared and shared.ffn else 0,
-                              fp32_routing=fp32_routing)
+                              **details)
     return combine(routed, params("router", router), *((shared,) if shared else ()), *always, ffn=ffn)
 
 
