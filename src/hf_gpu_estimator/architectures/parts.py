@@ -58,6 +58,13 @@ def _linear_params(linears: Sequence[LinearShape]) -> int:
     return sum(lin(x.in_features, x.out_features, x.bias) * x.count for x in linears)
 
 
+def of_linears(role: str, linears: tuple[LinearShape, ...], *, mixer: Mixer | None = None,
+               ffn: FFN | None = None) -> Part:
+    """A module that is its linear layers (a family's own projection names and shapes): their parameters
+    in ``role``, and what it does."""
+    return Part(params={role: _linear_params(linears)}, linears=linears, mixer=mixer, ffn=ffn)
+
+
 def combine(*parts: Part, ffn: FFN | None = None, mixer: Mixer | None = None) -> Part:
     """Several modules counted as one part: roles and idle parameters summed, linears in order; the mixer
     and FFN are the first given (or ``mixer``/``ffn``)."""
