@@ -31,7 +31,6 @@ def _chunking(chunk: int, seq_len: int | None) -> tuple[float, float]:
     return -(-seq_len // chunk) * chunk / seq_len, 1 / seq_len
 
 
-
 @dataclass(frozen=True)
 class StateMixerMemory:
     """One recurrent kind's per-token bytes.
