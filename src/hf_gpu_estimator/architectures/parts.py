@@ -398,14 +398,16 @@ class Stack:
 
 
 def stack(pattern: Sequence[Sequence[Part]], *, outer: Sequence[Part] = (),
-          linears: Sequence[Part] | None = None) -> Stack:
+          linears: Sequence[Part] | None = None, merge: bool = True) -> Stack:
     """Sum ``pattern`` (one tuple of parts per layer) and the ``outer`` parts (embeddings, final norm, head).
 
     A layer's mixer is its first part with a mixer (a second one runs beside it: ``Layer.parallel``,
     falcon_h1), its FFN the part with an FFN; a layer without one gets ``Mixer(kind="none")`` or
     ``FFN(kind="none")``. ``linears`` lists one block's linear layers: the linears of the given parts in
     order, else of every distinct part in the order the pattern first uses it (a hybrid's list holds every
-    layer kind's). Layers made of the same part objects share one :class:`Layer` (cheap to group).
+    layer kind's), each (name, shape) once; ``merge=False`` keeps repeats (RWKV's time mix and channel mix
+    each have a ``receptance`` of the same shape). Layers made of the same part objects share one
+    :class:`Layer` (cheap to group).
     """
     tally = Tally()
     made: dict[tuple[int, ...], Layer] = {}
@@ -433,7 +435,9 @@ def stack(pattern: Sequence[Sequence[Part]], *, outer: Sequence[Part] = (),
         _add(tally, part, 1)
     if linears is None:
         linears = list({id(p): p for block in blocks.values() for p in block}.values())
-    return Stack(tally=tally, layers=tuple(layers), linears=merge_linears(*(p.linears for p in linears)))
+    groups = [p.linears for p in linears]
+    return Stack(tally=tally, layers=tuple(layers),
+                 linears=merge_linears(*groups) if merge else tuple(x for g in groups for x in g))
 
 
 def _add(tally: Tally, part: Part, n: int) -> None:
