@@ -32,6 +32,31 @@ def _chunking(chunk: int, seq_len: int | None) -> tuple[float, float]:
 
 
 @dataclass(frozen=True)
+class _Scan:
+    """A chunked scan's widths per token: the mixer's inner stream, heads, convolution channels, the chunk,
+    the padded tokens per token and 1 / tokens per sequence (:func:`_chunking`)."""
+
+    inner: int
+    heads: int
+    channels: int
+    chunk: int
+    padded: float
+    per_seq: float
+
+    @classmethod
+    def of(cls, mixer: Mixer, hidden: int, seq_len: int | None, default_chunk: int) -> _Scan:
+        chunk = mixer.chunk or default_chunk
+        padded, per_seq = _chunking(chunk, seq_len)
+        return cls(inner=mixer.inner or hidden, heads=mixer.heads or 1,
+                   channels=mixer.conv_elements // (mixer.conv_kernel or 4), chunk=chunk, padded=padded,
+                   per_seq=per_seq)
+
+    def keys(self, mixer: Mixer) -> int:
+        """Gated DeltaNet's q/k width after repeat to the value heads."""
+        return self.heads * (mixer.state_elements // max(1, self.heads * (mixer.value_dim or 1)))
+
+
+@dataclass(frozen=True)
 class StateMixerMemory:
     """One recurrent kind's per-token bytes.
 
@@ -69,15 +94,10 @@ def _wkv_prefill(mixer: Mixer, c: int, hidden: int, seq_len: int) -> float:
 
 
 def _deltanet_saved(mixer: Mixer, c: int, hidden: int, seq_len: int | None, autocast: bool) -> tuple[float, float]:
-    inner = mixer.inner or hidden
-    channels = mixer.conv_elements // (mixer.conv_kernel or 4)
-    heads = mixer.heads or 1
-    chunk = mixer.chunk or DELTANET_CHUNK
-    padded, _ = _chunking(chunk, seq_len)
-    dv = mixer.value_dim or 1
-    keys = heads * (mixer.state_elements // max(1, heads * dv))  # q/k width after repeat to the value heads
+    g = _Scan.of(mixer, hidden, seq_len, DELTANET_CHUNK)
+    inner, heads, chunk, padded, keys = g.inner, g.heads, g.chunk, g.padded, g.keys(mixer)
     scores = heads * chunk
-    saved = c * (2 * channels + heads) + 4 * 9 * heads + 4 * 2 * keys
+    saved = c * (2 * g.channels + heads) + 4 * 9 * heads + 4 * 2 * keys
     if autocast:
         # The matmuls save 16-bit copies of their fp32 operands (seven key-wide, two score-wide and
         # the loop's intra-chunk slice, v_new and states), the fp32 ones are saved by the products.
@@ -91,24 +111,15 @@ def _deltanet_saved(mixer: Mixer, c: int, hidden: int, seq_len: int | None, auto
 
 
 def _deltanet_prefill(mixer: Mixer, c: int, hidden: int, seq_len: int) -> float:
-    inner = mixer.inner or hidden
-    heads = mixer.heads or 1
-    channels = mixer.conv_elements // (mixer.conv_kernel or 4)
-    chunk = mixer.chunk or DELTANET_CHUNK
-    padded, per_seq = _chunking(chunk, seq_len)
-    dv = mixer.value_dim or 1
-    keys = heads * (mixer.state_elements // max(1, heads * dv))
-    return (c * (2 * channels + 2 * inner + 5 * heads) + padded * (4 * 3 * heads * chunk + 4 * 4 * inner
-            + 4 * 6 * keys) + 4 * 2 * mixer.state_elements * per_seq)
+    g = _Scan.of(mixer, hidden, seq_len, DELTANET_CHUNK)
+    return (c * (2 * g.channels + 2 * g.inner + 5 * g.heads) + g.padded * (4 * 3 * g.heads * g.chunk
+            + 4 * 4 * g.inner + 4 * 6 * g.keys(mixer)) + 4 * 2 * mixer.state_elements * g.per_seq)
 
 
 def _mamba2_saved(mixer: Mixer, c: int, hidden: int, seq_len: int | None, autocast: bool) -> tuple[float, float]:
-    inner = mixer.inner or hidden
-    channels = mixer.conv_elements // (mixer.conv_kernel or 4)
-    heads = mixer.heads or 1
+    g = _Scan.of(mixer, hidden, seq_len, MAMBA2_CHUNK)
+    inner, heads, channels, chunk, padded = g.inner, g.heads, g.channels, g.chunk, g.padded
     d_state = mixer.state_elements // max(1, inner)
-    chunk = mixer.chunk or MAMBA2_CHUNK
-    padded, per_seq = _chunking(chunk, seq_len)
     # The convolution keeps the in_proj output (gate, x/B/C, dt) as its input; under autocast it casts
     # ``.to(conv weight dtype)`` (fp32) back to 16 bits and keeps that x/B/C copy instead. softplus is
     # an fp32 autocast op. The einsums save 16-bit copies of their fp32 operands under autocast.
@@ -117,7 +128,7 @@ def _mamba2_saved(mixer: Mixer, c: int, hidden: int, seq_len: int | None, autoca
     saved = (c * (conv_in + channels + inner) + (4 if autocast else c) * 2 * heads + 4 * 4 * heads
              + 4 * inner * (6 + padded) + 4 * heads * d_state * padded + 4 * heads * chunk * padded
              + e * padded * (4 * heads * d_state + 2 * heads * chunk + 3 * inner)
-             + e * mixer.state_elements * (2 * padded / chunk + per_seq))
+             + e * mixer.state_elements * (2 * padded / chunk + g.per_seq))
     return saved, 4 * 2 * heads * chunk
 
 
@@ -127,14 +138,11 @@ def _mamba2_backward(mixer: Mixer, seq_len: int | None, autocast: bool) -> float
 
 
 def _mamba2_prefill(mixer: Mixer, c: int, hidden: int, seq_len: int) -> float:
-    inner = mixer.inner or hidden
-    heads = mixer.heads or 1
-    channels = mixer.conv_elements // (mixer.conv_kernel or 4)
-    chunk = mixer.chunk or MAMBA2_CHUNK
-    padded, per_seq = _chunking(chunk, seq_len)
+    g = _Scan.of(mixer, hidden, seq_len, MAMBA2_CHUNK)
+    inner, heads, chunk, padded = g.inner, g.heads, g.chunk, g.padded
     d_state = mixer.state_elements // max(1, inner)
-    return (c * (inner + 2 * channels + heads) + padded * (4 * 3 * heads * chunk + 4 * 7 * inner
-            + 4 * 3 * heads * d_state) + 4 * 4 * heads + 4 * mixer.state_elements * (padded / chunk + 2 * per_seq))
+    return (c * (inner + 2 * g.channels + heads) + padded * (4 * 3 * heads * chunk + 4 * 7 * inner
+            + 4 * 3 * heads * d_state) + 4 * 4 * heads + 4 * mixer.state_elements * (padded / chunk + 2 * g.per_seq))
 
 
 def _mamba_saved(mixer: Mixer, c: int, hidden: int, seq_len: int | None, autocast: bool) -> tuple[float, float]:
