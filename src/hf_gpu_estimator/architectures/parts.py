@@ -41,6 +41,7 @@ class Part:
         mixer: the token mixer it is, if it is one.
         ffn: the feed-forward part it is, if it is one.
         idle: parameters one token does not reach (the routed experts it is not sent to).
+        off_text: parameters only another input reaches, by that input (``ParameterCounts.off_text_path``).
     """
 
     params: Mapping[str, int] = field(default_factory=dict)
@@ -48,6 +49,7 @@ class Part:
     mixer: Mixer | None = None
     ffn: FFN | None = None
     idle: int = 0
+    off_text: Mapping[str, int] = field(default_factory=dict)
 
     def role(self, name: str) -> int:
         """Parameters of one instance in role ``name``."""
@@ -69,13 +71,22 @@ def combine(*parts: Part, ffn: FFN | None = None, mixer: Mixer | None = None) ->
     """Several modules counted as one part: roles and idle parameters summed, linears in order; the mixer
     and FFN are the first given (or ``mixer``/``ffn``)."""
     params: dict[str, int] = {}
+    off_text: dict[str, int] = {}
     for p in parts:
         for role, n in p.params.items():
             params[role] = params.get(role, 0) + n
+        for source, n in p.off_text.items():
+            off_text[source] = off_text.get(source, 0) + n
     return Part(params=params, linears=tuple(x for p in parts for x in p.linears),
                 mixer=mixer or next((p.mixer for p in parts if p.mixer is not None), None),
                 ffn=ffn or next((p.ffn for p in parts if p.ffn is not None), None),
-                idle=sum(p.idle for p in parts))
+                idle=sum(p.idle for p in parts), off_text=off_text)
+
+
+def reached_only_by(part: Part, source: str) -> Part:
+    """``part`` with all its parameters reached only by the input ``source`` (``OFF_TEXT_INPUTS``): a
+    text-only step never runs it, so training gives it no gradient and no optimizer state."""
+    return dataclasses.replace(part, off_text={source: sum(part.params.values())})
 
 
 # --------------------------------------------------------------------------------------------
@@ -443,4 +454,6 @@ def stack(pattern: Sequence[Sequence[Part]], *, outer: Sequence[Part] = (),
 def _add(tally: Tally, part: Part, n: int) -> None:
     for role, count in part.params.items():
         tally.add(role, n * count)
+    for source, count in part.off_text.items():
+        tally.add_off_text(source, n * count)
     tally.idle += n * part.idle
