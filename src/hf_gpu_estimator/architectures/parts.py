@@ -380,6 +380,8 @@ class Stack:
     tally: Tally
     layers: tuple[Layer, ...]
     linears: tuple[LinearShape, ...]
+    #: Layers with weights of their own when ``layers`` lists the runs of a looped model; 0: one per layer.
+    weight_layers: int = 0
 
     @property
     def moe_layers(self) -> tuple[int, ...]:
@@ -404,12 +406,13 @@ class Stack:
             "per_layer": self.layers, "linears": self.linears, "moe_layers": self.moe_layers,
             "num_experts": moe.experts if moe else 0, "num_experts_per_tok": moe.top_k if moe else 0,
             "moe_intermediate_size": moe.intermediate if moe else 0,
-            "shared_expert_intermediate_size": moe.shared if moe else 0,
+            "shared_expert_intermediate_size": moe.shared if moe else 0, "weight_layers": self.weight_layers,
         }
 
 
 def stack(pattern: Sequence[Sequence[Part]], *, outer: Sequence[Part] = (),
-          linears: Sequence[Part] | None = None, merge: bool = True) -> Stack:
+          linears: Sequence[Part] | None = None, merge: bool = True,
+          runs: Sequence[Sequence[Part]] | None = None) -> Stack:
     """Sum ``pattern`` (one tuple of parts per layer) and the ``outer`` parts (embeddings, final norm, head).
 
     A layer's mixer is its first part with a mixer (a second one runs beside it: ``Layer.parallel``,
@@ -417,38 +420,46 @@ def stack(pattern: Sequence[Sequence[Part]], *, outer: Sequence[Part] = (),
     ``FFN(kind="none")``. ``linears`` lists one block's linear layers: the linears of the given parts in
     order, else of every distinct part in the order the pattern first uses it (a hybrid's list holds every
     layer kind's), each (name, shape) once; ``merge=False`` keeps repeats (RWKV's time mix and channel mix
-    each have a ``receptance`` of the same shape). Layers made of the same part objects share one
+    each have a ``receptance`` of the same shape). ``runs``: the layers in the order one forward runs them,
+    where that is not ``pattern`` (a looped model runs some layers more than once: their parameters count
+    once, their activations and caches once per run). Layers made of the same part objects share one
     :class:`Layer` (cheap to group).
     """
     tally = Tally()
     made: dict[tuple[int, ...], Layer] = {}
     counts: dict[tuple[int, ...], int] = {}
     blocks: dict[tuple[int, ...], Sequence[Part]] = {}
-    layers = []
     for block in pattern:
         key = tuple(map(id, block))
-        layer = made.get(key)
-        if layer is None:
-            mixers = [p.mixer for p in block if p.mixer is not None]
-            ffns = [p.ffn for p in block if p.ffn is not None]
-            if len(mixers) > 2 or len(ffns) > 1:
-                raise ValueError(f"a layer takes at most two mixers and one FFN, got {len(mixers)} and {len(ffns)}")
-            layer = made[key] = Layer(mixer=mixers[0] if mixers else NO_MIXER, ffn=ffns[0] if ffns else NO_FFN,
-                                      parallel=mixers[1] if len(mixers) > 1 else None)
+        if key not in blocks:
             blocks[key] = block
             counts[key] = 0
         counts[key] += 1
-        layers.append(layer)
     for key, n in counts.items():
         for part in blocks[key]:
             _add(tally, part, n)
     for part in outer:
         _add(tally, part, 1)
+    layers = tuple(_layer(block, made) for block in (pattern if runs is None else runs))
     if linears is None:
         linears = list({id(p): p for block in blocks.values() for p in block}.values())
     groups = [p.linears for p in linears]
-    return Stack(tally=tally, layers=tuple(layers),
-                 linears=merge_linears(*groups) if merge else tuple(x for g in groups for x in g))
+    return Stack(tally=tally, layers=layers,
+                 linears=merge_linears(*groups) if merge else tuple(x for g in groups for x in g),
+                 weight_layers=len(pattern) if runs is not None else 0)
+
+
+def _layer(block: Sequence[Part], made: dict[tuple[int, ...], Layer]) -> Layer:
+    key = tuple(map(id, block))
+    layer = made.get(key)
+    if layer is None:
+        mixers = [p.mixer for p in block if p.mixer is not None]
+        ffns = [p.ffn for p in block if p.ffn is not None]
+        if len(mixers) > 2 or len(ffns) > 1:
+            raise ValueError(f"a layer takes at most two mixers and one FFN, got {len(mixers)} and {len(ffns)}")
+        layer = made[key] = Layer(mixer=mixers[0] if mixers else NO_MIXER, ffn=ffns[0] if ffns else NO_FFN,
+                                  parallel=mixers[1] if len(mixers) > 1 else None)
+    return layer
 
 
 def _add(tally: Tally, part: Part, n: int) -> None:
