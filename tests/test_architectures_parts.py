@@ -97,3 +97,10 @@ def test_reached_only_by_marks_every_parameter() -> None:
     counts = s.tally.counts()
     assert counts.off_text_path == {"cross_attention": sum(cross.params.values())}
     assert counts.total == 2 * sum(cross.params.values())
+
+
+def test_repeated_counts_a_stack_it_does_not_describe() -> None:
+    block = parts.combine(parts.attention(64, 4, 4, 16), parts.gated_mlp(64, 96))
+    s = parts.stack([(block,)], outer=(parts.repeated(block, 3),))
+    assert s.tally.counts().total == 4 * sum(block.params.values())
+    assert len(s.layers) == 1

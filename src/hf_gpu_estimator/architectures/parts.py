@@ -83,6 +83,13 @@ def combine(*parts: Part, ffn: FFN | None = None, mixer: Mixer | None = None) ->
                 idle=sum(p.idle for p in parts), off_text=off_text)
 
 
+def repeated(part: Part, n: int) -> Part:
+    """``n`` copies of ``part`` counted as one, describing no layer (a stack the Architecture does not list
+    layer by layer: T5's decoder)."""
+    return Part(params={role: n * count for role, count in part.params.items()}, idle=n * part.idle,
+                off_text={source: n * count for source, count in part.off_text.items()})
+
+
 def reached_only_by(part: Part, source: str) -> Part:
     """``part`` with all its parameters reached only by the input ``source`` (``OFF_TEXT_INPUTS``): a
     text-only step never runs it, so training gives it no gradient and no optimizer state."""
