@@ -475,7 +475,8 @@ def profile_activation_bytes(arch: Architecture, tokens: int, rows: int, *, act_
     attention = q_dim + 2 * kv_dim + q_dim + h
     if arch.is_moe:
         mlp = arch.num_experts_per_tok * (3 * arch.moe_intermediate_size // tp + h)
-        if arch.num_dense_layers:
+        if arch.num_dense_layers or (arch.moe_layers and len(arch.moe_layers) < arch.num_layers):
+            # A dense layer anywhere (DeepSeek's leading ones, Llama-4 Maverick's interleaved ones): its MLP too.
             mlp = max(mlp, (3 if arch.gated_mlp else 2) * arch.intermediate_size // tp + h)
     else:
         mlp = (3 if arch.gated_mlp else 2) * arch.intermediate_size // tp + h
