@@ -337,6 +337,13 @@ class Architecture:
     attention_dropout: float = 0.0
     # Eager attention runs softmax in the scores' dtype rather than fp32 (gpt2, bert, t5, falcon).
     native_softmax: bool = False
+    # Hidden-wide tensors (compute dtype) a decoder layer itself keeps bound while its feed-forward runs without
+    # autograd, beside its input (which the model's layer loop keeps bound until the layer returns): 2 for a
+    # pre-norm block (the residual after attention and the normed MLP input, modeling_llama.py
+    # LlamaDecoderLayer); 1 where the MLP reads the residual itself (post-norm olmo2, BERT's post-LN layer); 3 or
+    # more where the block also keeps its attention output or normed input bound (GPT-2's ``attn_output``).
+    # Inference only; read per family from the modeling code and checked against the long-context traces.
+    ffn_held_hidden: int = 2
     # Score-sized tensors (compute dtype) a model's own eager attention keeps alive at its softmax beyond the
     # standard function's (transformers' eager_attention_forward): the unmasked scores bound under a second name
     # (bloom), a zeros tensor baddbmm adds to (gpt_neox_japanese), the previous layer's probabilities kept by the

@@ -71,7 +71,7 @@ def transformers_version() -> str:
 #: peak of transformers' own code, over the traced types the generic family estimates (default configs
 #: cut to a few layers, with the checkpoint's headers), |error| median and worst, and how many of them
 #: are within 10 % (inference) and 15 % (training) with exact parameter counts.
-GENERIC_MEASURED = {"types": 137, "within": 136, "inference_median": 0.001, "inference_worst": 0.101,
+GENERIC_MEASURED = {"types": 137, "within": 136, "inference_median": 0.000, "inference_worst": 0.101,
                     "training_median": 0.000, "training_worst": 0.143}
 
 GENERIC_TOLERANCE = (
@@ -294,6 +294,7 @@ def analyze_generic(f: Fields, model_type: str, head: Head) -> tuple[Architectur
         family="generic",
         bidirectional=not decoder,
         eager_held_scores=_eager_held_scores(model_type, layers),
+        ffn_held_hidden=_ffn_held_hidden(tf, model_type),
         # A DeepSeek-sparse-attention token indexer (configuration_deepseek_v32.py index_n_heads, index_head_dim).
         indexer_heads=tf.opt_int("index_n_heads", 0, minimum=0) or 0,
         indexer_head_dim=tf.opt_int("index_head_dim", 0, minimum=0) or 0,
@@ -362,6 +363,34 @@ _EAGER_HELD_SCORES: Mapping[str, tuple[int, int, str]] = {
 def _eager_held_scores(model_type: str, layers: int) -> int:
     every, later, _ = _EAGER_HELD_SCORES.get(model_type, (0, 0, ""))
     return every + (later if layers > 1 else 0)
+
+
+_BERT_LAYER = ("its BertLayer-style layer (modeling_bert.py BertLayer.feed_forward_chunk) feeds the attention "
+               "output, already normed (post-LN), to the intermediate and keeps it as the output's residual")
+
+#: Hidden-wide tensors a type's decoder layer keeps bound while its feed-forward runs without autograd
+#: (Architecture.ffn_held_hidden; 2 when not listed), with the source. Read in transformers 5.25, checked against
+#: the long-context traces (docs/coverage-long.md: the live tensors at the sdpa prefill peak).
+_FFN_HELD_HIDDEN: Mapping[str, tuple[int, str]] = {
+    **{t: (1, _BERT_LAYER) for t in ("bert-generation", "camembert", "data2vec-text", "electra", "ernie", "rembert",
+                                     "roberta", "roc_bert", "roformer", "xlm-roberta")},
+    "roberta-prelayernorm": (1, "modeling_roberta_prelayernorm.py RobertaPreLayerNormIntermediate rebinds its "
+                                "LayerNorm output to the dense projection's: the attention output alone stays"),
+    "exaone4": (1, "modeling_exaone4.py Exaone4DecoderLayer: post-norms only, the MLP reads the residual"),
+    "flex_olmo": (1, "modeling_flex_olmo.py FlexOlmoDecoderLayer: post-norms only, the MLP reads the residual"),
+    "ctrl": (4, "modeling_ctrl.py EncoderLayer.forward keeps ``normed``, ``attn_output``, ``out1`` (the residual) "
+                "and ``out2`` (layernorm2's output) bound through the feed-forward"),
+    "stablelm": (4, "modeling_stablelm.py StableLmDecoderLayer.forward without use_parallel_residual keeps "
+                    "input_layernorm's output (``hidden_states``), ``self_attn_output``, the residual and "
+                    "post_attention_layernorm's output bound through the MLP; with it, the normed input and "
+                    "``self_attn_output``"),
+}
+
+
+def _ffn_held_hidden(tf: Fields, model_type: str) -> int:
+    if model_type == "stablelm" and tf.boolean("use_parallel_residual", False):
+        return 2
+    return _FFN_HELD_HIDDEN.get(model_type, (2, ""))[0]
 
 
 def _decoder(tf: Fields, model_type: str) -> tuple[bool, tuple[str, ...]]:

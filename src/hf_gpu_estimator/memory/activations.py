@@ -42,8 +42,9 @@ _ACT_SAVED = {"gelu_new": 4, "gelu_fast": 4, "quick_gelu": 2}
 #: "relu2" (ReLUSquaredActivation: relu, then torch.square) holds the projection, relu's output and the square:
 #: three (exact-mode trace of arcee at 4 x 2048 tokens, sdpa: the prefill peaks there). "xielu" without the
 #: xielu CUDA package runs transformers' Python fallback (XIELUActivation._xielu_python: torch.where over two
-#: written-out branches): 5.65 MLP-wide tensors beside the residual at the traced peak of apertus (4 x 2048, sdpa).
-_ACT_ALIVE = {"gelu_new": 4, "gelu_fast": 4, "quick_gelu": 3, "relu2": 3, "xielu": 6}
+#: written-out branches): the projection, four MLP-wide intermediates and a boolean one (torch.where's condition) at the
+#: traced peak of apertus (4 x 2048, sdpa), 5.5 in the compute dtype.
+_ACT_ALIVE = {"gelu_new": 4, "gelu_fast": 4, "quick_gelu": 3, "relu2": 3, "xielu": 5.5}
 
 
 def act_saved_bytes(hidden_act: str, compute_bytes: int, mixed: bool) -> int:
@@ -715,6 +716,13 @@ def inference_layer_transient(arch: Architecture, *, compute_bytes: int, attn: s
         elif attn == "eager":
             attn_bytes = max(attn_bytes, _eager_softmax_bytes(arch, d, c, seq_len, float16=float16))
         peak = max(peak, attn_bytes, _indexer_bytes(arch, c, seq_len))
+    # While a layer's feed-forward runs, the model's loop still holds the layer's input (``hidden_states =
+    # decoder_layer(hidden_states, ...)``, modeling_llama.py LlamaModel.forward and its siblings) beside the
+    # embeddings (from the second layer on they are distinct tensors), and the layer holds its own
+    # (Architecture.ffn_held_hidden; the feed-forward terms count 2). Exact-mode traces of the long-context matrix
+    # (llama at 4 x 2048 tokens, sdpa: the embeddings, layer 0's output, layer 1's residual and normed input beside
+    # the MLP at the prefill peak).
+    layer_held = (c * H if arch.num_layers > 1 else 0) + (arch.ffn_held_hidden - 2) * c * H
     for layer, _ in arch.layer_groups:
         for mixer in layer.mixers:
             if mixer.kind in STATE_KINDS:
@@ -728,15 +736,15 @@ def inference_layer_transient(arch: Architecture, *, compute_bytes: int, attn: s
             # until it returns: alive through the feed-forward. With sinks they are a slice of the
             # softmax output, which keeps the sink column (modeling_gpt_oss.py ``probs[..., :-1]``).
             held = c * d.heads * (seq_len + (1 if layer.mixer.sinks else 0))
-        ffn = _ffn_inference_bytes(arch, layer.ffn, c, H, d.intermediate) + held
+        ffn = _ffn_inference_bytes(arch, layer.ffn, c, H, d.intermediate) + held + layer_held
         if layer.mixer.kind == "wkv":
             # RWKV-4's channel mix (modeling_rwkv.py RwkvFeedForward) shifts its input by one token and
             # mixes it into the key and receptance inputs: three hidden-wide tensors beyond the MLP's; the
-            # block (RwkvBlock.forward) keeps the time mix's output and its own input alive until it
-            # returns. Live tensors at the traced prefill peak of an rwkv config (inside the channel mix).
-            # Its squared ReLU is inline (torch.square(torch.relu(self.key(key)))): the projection is freed
-            # before the square, two MLP-wide tensors where ACT2FN's "relu2" module holds three.
-            ffn += 5 * c * H - (_ACT_ALIVE.get(arch.hidden_act, 2) - 2) * c * (layer.ffn.intermediate or d.intermediate)
+            # block (RwkvBlock.forward) keeps the time mix's output alive until it returns (its input is the
+            # loop's, counted above). Live tensors at the traced prefill peak of an rwkv config (inside the
+            # channel mix). Its squared ReLU is inline (torch.square(torch.relu(self.key(key)))): the projection
+            # is freed before the square, two MLP-wide tensors where ACT2FN's "relu2" module holds three.
+            ffn += 4 * c * H - (_ACT_ALIVE.get(arch.hidden_act, 2) - 2) * c * (layer.ffn.intermediate or d.intermediate)
         peak = max(peak, ffn)
     return peak
 

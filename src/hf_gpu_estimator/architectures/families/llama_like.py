@@ -45,6 +45,7 @@ class _Style:
     moe: Literal["none", "mixtral", "qwen2_moe", "qwen3_moe", "ernie4_5_moe"] = "none"
     lm_head_bias: Callable[[Fields], bool] = lambda f: False
     parallel_attention: bool = False
+    ffn_held_hidden: int = 2  # Architecture.ffn_held_hidden
     softcapping: tuple[float | None, float | None] | None = None  # (attn, final) defaults
     # RMSNorm flavour: gemma computes (x * (1 + w)) in fp32 and casts after (modeling_gemma.py).
     norm_style: Literal["llama", "gemma"] = "llama"
@@ -165,6 +166,7 @@ LLAMA_LIKE: dict[str, _Style] = {
         vocab_size=50304, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
         num_attention_heads=32, num_key_value_heads=None, head_dim=None, max_position_embeddings=2048,
         tie_word_embeddings=False, qkv_bias=_attention_bias, o_bias=_attention_bias, qk_norm="flat",
+        ffn_held_hidden=1,  # Olmo2DecoderLayer: the MLP reads the residual (post-norms)
         causal_lm="Olmo2ForCausalLM", base="Olmo2Model",
     ),
     # modeling_starcoder2.py: LayerNorm with bias, plain MLP c_fc/c_proj, use_bias everywhere.
@@ -208,7 +210,7 @@ LLAMA_LIKE: dict[str, _Style] = {
         vocab_size=50304, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
         num_attention_heads=32, num_key_value_heads=None, head_dim=None, max_position_embeddings=2048,
         tie_word_embeddings=False, qkv_bias=_attention_bias, o_bias=_attention_bias, qk_norm="flat",
-        sliding="olmo3", sliding_window=4096,
+        sliding="olmo3", sliding_window=4096, ffn_held_hidden=1,
         causal_lm="Olmo3ForCausalLM", base="Olmo3Model",
     ),
     # configuration_ernie4_5.py / modeling_ernie4_5.py: use_bias on q/k/v/o and the MLP, head_dim 128.
@@ -431,6 +433,7 @@ def analyze_llama_like(
         norm=s.norm,
         attention_bias=qkv_bias or o_bias,
         parallel_attention=s.parallel_attention,
+        ffn_held_hidden=s.ffn_held_hidden,
         layer_types=layer_types,
         sliding_window=window,
         attn_logit_softcapping=attn_cap,
