@@ -117,9 +117,9 @@ GOAL_MEDIAN = 0.02
 
 #: What tests/test_coverage_long.py requires per workload (share within, median |error|): the goal where it is
 #: met, else the measured figure (docs/coverage-long.md), so a regression fails and the gap stays in view.
-#: Measured (docs/coverage-long.md): inference sdpa 168 of 187 within (89.8 %), median 0.5 %; training 149 of 165
+#: Measured (docs/coverage-long.md): inference sdpa 172 of 187 within (92.0 %), median 0.5 %; training 149 of 165
 #: (90.3 %), median 0.3 %; with checkpointing 146 of 158 (92.4 %), median 0.0 %; inference eager meets the goal.
-MIN_WITHIN: dict[str, float] = {**{name: GOAL_WITHIN for name in WORKLOADS}, "inference sdpa": 0.89,
+MIN_WITHIN: dict[str, float] = {**{name: GOAL_WITHIN for name in WORKLOADS}, "inference sdpa": 0.91,
                                 "training": 0.90, "training ckpt": 0.92}
 MAX_MEDIAN: dict[str, float] = {name: GOAL_MEDIAN for name in WORKLOADS}
 
@@ -136,24 +136,19 @@ KNOWN_GAPS: dict[str, str] = {
             "under generate fills one",
     "flint": "fp32 scores and softmax with a learned sink column per head (torch.cat) in eager attention, SDPA "
              "unsupported: the generic family reads no sinks",
-    "doge": "SDPA gets its per-head dynamic mask [batch, heads, query, key] in the compute dtype as an additive "
-            "mask: counted under eager attention only",
     "nemotron_h": "Mamba2 prefill at 2048 tokens: the chunk-scan terms itemized at 128 tokens overcount "
                   "(chunk x chunk matrices per head)",
     "minicpm5_moe": "its experts run a Python loop over the hit experts (MiniCPM5MoeExperts.forward: an int64 "
                     "one_hot routing mask of experts + 1 classes, a gather per expert), not grouped_mm as modelled",
     "dbrx": "its experts run a loop over the experts (DbrxExperts), not grouped_mm as modelled: SDPA prefill "
             "peaks lower than estimated",
-    "ernie4_5": "unanalysed: the SDPA prefill peaks inside self_attn above the modelled rotary/projection step",
     "dory": "unanalysed: the SDPA prefill of its looped section peaks above the estimate",
     "musicgen": "MusicgenForCausalLM.forward takes no logits_to_keep: the SDPA prefill peaks at the stacked "
                 "logits of every codebook for every position, modelled for the last position only",
     "musicgen_melody": "MusicgenMelodyForCausalLM.forward takes no logits_to_keep: the SDPA prefill peaks at the "
                        "stacked logits of every codebook for every position, modelled for the last position only",
     "minimax_m3_vl_text": "unanalysed: the SDPA prefill peaks below the estimate",
-    "modernbert-decoder": "unanalysed: the SDPA prefill peaks above the estimate",
     "moshi": "unanalysed: the SDPA prefill peaks above the estimate",
-    "mpt": "unanalysed: the SDPA prefill (ALiBi bias added to the attention mask) peaks above the estimate",
     "xlnet": "unanalysed: its relative two-stream attention (einsum position scores) holds more than the "
              "modelled scores",
     "xlstm": "unanalysed: the mLSTM prefill at 2048 tokens holds more than the chunkwise terms modelled",

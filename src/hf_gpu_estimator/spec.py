@@ -344,6 +344,14 @@ class Architecture:
     # more where the block also keeps its attention output or normed input bound (GPT-2's ``attn_output``).
     # Inference only; read per family from the modeling code and checked against the long-context traces.
     ffn_held_hidden: int = 2
+    # Rotary embedding computed in float32 without autograd: fp32 tensors of one rotated tensor's size (queries,
+    # then keys) alive while it is rotated (0: rotation in the compute dtype). ``rotary_fp32_inputs``: both q and k
+    # are cast to fp32 before either is rotated, so both copies stay alive (modeling_cohere.py). Inference only.
+    rotary_fp32_alive: float = 0.0
+    rotary_fp32_inputs: bool = False
+    # SDPA gets a per-head additive mask [batch, heads, query, key] in the compute dtype, built from a batch-wide
+    # additive copy of the causal mask and its boolean comparison (modeling_doge.py prepare_dynamic_mask).
+    sdpa_head_mask: bool = False
     # Score-sized tensors (compute dtype) a model's own eager attention keeps alive at its softmax beyond the
     # standard function's (transformers' eager_attention_forward): the unmasked scores bound under a second name
     # (bloom), a zeros tensor baddbmm adds to (gpt_neox_japanese), the previous layer's probabilities kept by the

@@ -295,6 +295,9 @@ def analyze_generic(f: Fields, model_type: str, head: Head) -> tuple[Architectur
         bidirectional=not decoder,
         eager_held_scores=_eager_held_scores(model_type, layers),
         ffn_held_hidden=_ffn_held_hidden(tf, model_type),
+        rotary_fp32_alive=_ROTARY_FP32.get(model_type, (0.0, False, ""))[0],
+        rotary_fp32_inputs=_ROTARY_FP32.get(model_type, (0.0, False, ""))[1],
+        sdpa_head_mask=model_type == "doge",  # modeling_doge.py DogeAttention.prepare_dynamic_mask
         # A DeepSeek-sparse-attention token indexer (configuration_deepseek_v32.py index_n_heads, index_head_dim).
         indexer_heads=tf.opt_int("index_n_heads", 0, minimum=0) or 0,
         indexer_head_dim=tf.opt_int("index_head_dim", 0, minimum=0) or 0,
@@ -347,6 +350,8 @@ _EAGER_HELD_SCORES: Mapping[str, tuple[int, int, str]] = {
                    "mask in the compute dtype, passed to eager attention as its additive mask"),
     "megatron-bert": (0, 1, "modeling_megatron_bert.py MegatronBertEncoder.forward keeps the previous layer's "
                             "outputs (its attention probabilities included) in ``layer_outputs``"),
+    "mpt": (0, 1, "MptModel.forward keeps the previous block's probabilities (``outputs = block(...)``); its ALiBi "
+                  "bias (fp32) makes the scores fp32 before masked_fill and softmax (modeling_mpt.py MptAttention)"),
     "openai-gpt": (1, 0, "modeling_openai.py Attention._attn masks with ``w = w * b + -1e4 * (1 - b)``: the scores, "
                          "their masked product and the sum alive at once (three score tensors, one more than "
                          "at its native softmax)"),
@@ -384,6 +389,17 @@ _FFN_HELD_HIDDEN: Mapping[str, tuple[int, str]] = {
                     "input_layernorm's output (``hidden_states``), ``self_attn_output``, the residual and "
                     "post_attention_layernorm's output bound through the MLP; with it, the normed input and "
                     "``self_attn_output``"),
+}
+
+
+_COHERE_ROTARY = "apply_rotary_pos_emb casts q and k to float32 first (``q = q.float(); k = k.float()``), then rotates"
+
+#: Float32 rotary embeddings (Architecture.rotary_fp32_alive, rotary_fp32_inputs), with the source; read in
+#: transformers 5.25, checked against the long-context traces (docs/coverage-long.md).
+_ROTARY_FP32: Mapping[str, tuple[float, bool, str]] = {
+    **{t: (4, True, _COHERE_ROTARY) for t in ("cohere2", "cohere2_moe", "ergo")},
+    "modernbert-decoder": (3.5, False, "modeling_modernbert_decoder.py apply_rotary_pos_emb: ``(q.float() * cos) + "
+                                       "(rotate_half(q.float()) * sin)``, rotate_half's negated half beside"),
 }
 
 

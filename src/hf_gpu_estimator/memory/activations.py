@@ -707,6 +707,15 @@ def inference_layer_transient(arch: Architecture, *, compute_bytes: int, attn: s
     sinks = any(m.sinks for layer, _ in arch.layer_groups for m in layer.mixers)
     if kinds & ATTENTION_KINDS:
         attn_bytes = 2 * c * H + c * (d.heads * d.qk_head_dim * 2 + d.kv_heads * (d.qk_head_dim + d.v_head_dim) * 2)
+        attn_bytes = max(attn_bytes, _rotary_fp32_bytes(arch, d, c))
+        if attn == "sdpa" and arch.sdpa_head_mask:
+            # modeling_doge.py DogeAttention.prepare_dynamic_mask: torch.where makes an additive copy of the boolean
+            # causal mask in the compute dtype ([batch, 1, query, key]), ``!= 0`` a boolean one, and masked_fill the
+            # per-head mask SDPA receives (exact-mode trace of doge at 4 x 2048 tokens, sdpa: the three at the
+            # prefill peak inside attention, beside the residual, the normed input and the rotated queries; the
+            # layer's keys and values are the cache's, counted by the caller). Longer than its keep_window_size
+            # (2048) the mask is also top-k filtered, which is not traced.
+            attn_bytes = max(attn_bytes, 2 * c * H + c * d.heads * d.qk_head_dim + (c * d.heads + c + 1) * seq_len)
         if attn == "eager" and sinks:
             # Attention sinks (modeling_gpt_oss.py eager_attention_forward): the masked scores stay bound
             # while torch.cat appends the sink column and the row max is subtracted, and softmax runs in
@@ -747,6 +756,27 @@ def inference_layer_transient(arch: Architecture, *, compute_bytes: int, attn: s
             ffn += 4 * c * H - (_ACT_ALIVE.get(arch.hidden_act, 2) - 2) * c * (layer.ffn.intermediate or d.intermediate)
         peak = max(peak, ffn)
     return peak
+
+
+def _rotary_fp32_bytes(arch: Architecture, d: Dims, c: int) -> float:
+    """Per-token bytes alive inside attention while a float32 rotary embedding rotates the queries, then the keys
+    (no autograd; 0 without :attr:`Architecture.rotary_fp32_alive`): the residual and normed input, the q/k/v
+    query projection in the compute dtype (the layer's key and value projections are the size of its cache entry,
+    counted by the caller), and per rotated tensor ``rotary_fp32_alive`` fp32 copies of it; while the keys rotate,
+    the rotated fp32 queries too, and with ``rotary_fp32_inputs`` the fp32 copy of the other input.
+    Exact-mode traces at 4 x 2048 tokens, sdpa (docs/coverage-long.md): ernie4_5 ``(q.float() * cos) +
+    (rotate_half(q).float() * sin)``: three fp32 query-sized tensors at the peak; cohere (``q = q.float(); k =
+    k.float()`` first): the two copies, the rotated queries and three key-sized tensors; modernbert-decoder
+    (``rotate_half(q.float())``): three and a half."""
+    alive = arch.rotary_fp32_alive
+    if not alive:
+        return 0.0
+    q = d.heads * d.qk_head_dim
+    k = d.kv_heads * d.qk_head_dim
+    inputs = arch.rotary_fp32_inputs
+    rotating_q = 4 * alive * q + (4 * k if inputs else 0)
+    rotating_k = 4 * q + (4 * q if inputs else 0) + 4 * alive * k
+    return 2 * c * d.hidden + c * q + max(rotating_q, rotating_k)
 
 
 def _indexer_bytes(arch: Architecture, c: int, seq_len: int) -> float:
