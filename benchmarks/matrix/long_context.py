@@ -117,9 +117,9 @@ GOAL_MEDIAN = 0.02
 
 #: What tests/test_coverage_long.py requires per workload (share within, median |error|): the goal where it is
 #: met, else the measured figure (docs/coverage-long.md), so a regression fails and the gap stays in view.
-#: Measured (docs/coverage-long.md): inference sdpa 172 of 187 within (92.0 %), median 0.5 %; training 149 of 165
+#: Measured (docs/coverage-long.md): inference sdpa 175 of 187 within (93.6 %), median 0.5 %; training 149 of 165
 #: (90.3 %), median 0.3 %; with checkpointing 146 of 158 (92.4 %), median 0.0 %; inference eager meets the goal.
-MIN_WITHIN: dict[str, float] = {**{name: GOAL_WITHIN for name in WORKLOADS}, "inference sdpa": 0.91,
+MIN_WITHIN: dict[str, float] = {**{name: GOAL_WITHIN for name in WORKLOADS}, "inference sdpa": 0.93,
                                 "training": 0.90, "training ckpt": 0.92}
 MAX_MEDIAN: dict[str, float] = {name: GOAL_MEDIAN for name in WORKLOADS}
 
@@ -142,13 +142,14 @@ KNOWN_GAPS: dict[str, str] = {
                     "one_hot routing mask of experts + 1 classes, a gather per expert), not grouped_mm as modelled",
     "dbrx": "its experts run a loop over the experts (DbrxExperts), not grouped_mm as modelled: SDPA prefill "
             "peaks lower than estimated",
-    "dory": "unanalysed: the SDPA prefill of its looped section peaks above the estimate",
+    "dory": "training without checkpointing: under autocast its fp32 scaling vectors (suv_gate, suv_up) make the "
+            "MLP's gate, up, activation and products fp32, and the sandwich interpolation (sub/add) and the "
+            "attention gate (sigmoid) fp32: saved tensors beyond the modelled bf16 ones (trace: about 1.4 GiB per "
+            "layer run at 2 x 2048 tokens)",
     "musicgen": "MusicgenForCausalLM.forward takes no logits_to_keep: the SDPA prefill peaks at the stacked "
                 "logits of every codebook for every position, modelled for the last position only",
     "musicgen_melody": "MusicgenMelodyForCausalLM.forward takes no logits_to_keep: the SDPA prefill peaks at the "
                        "stacked logits of every codebook for every position, modelled for the last position only",
-    "minimax_m3_vl_text": "unanalysed: the SDPA prefill peaks below the estimate",
-    "moshi": "unanalysed: the SDPA prefill peaks above the estimate",
     "xlnet": "unanalysed: its relative two-stream attention (einsum position scores) holds more than the "
              "modelled scores",
     "xlstm": "unanalysed: the mLSTM prefill at 2048 tokens holds more than the chunkwise terms modelled",

@@ -352,6 +352,10 @@ class Architecture:
     # SDPA gets a per-head additive mask [batch, heads, query, key] in the compute dtype, built from a batch-wide
     # additive copy of the causal mask and its boolean comparison (modeling_doge.py prepare_dynamic_mask).
     sdpa_head_mask: bool = False
+    # The MLP normalizes its product before the down projection (an RMS/L2 "ffn_sub_norm" over the MLP width, fp32
+    # inside): MLP-wide tensors in the compute dtype still bound while the norm holds its two fp32 copies (bitnet:
+    # 1, the product; dory: 3, its scaled gate and up beside it); 0 without such a norm. Inference only.
+    ffn_sub_norm_alive: int = 0
     # Score-sized tensors (compute dtype) a model's own eager attention keeps alive at its softmax beyond the
     # standard function's (transformers' eager_attention_forward): the unmasked scores bound under a second name
     # (bloom), a zeros tensor baddbmm adds to (gpt_neox_japanese), the previous layer's probabilities kept by the

@@ -114,6 +114,12 @@ def refine_generic(arch: Architecture, tensors: Iterable[TensorInfo]) -> Archite
     gated = bool(leaves & _GATED_LEAVES)
     down = next((lin for lin in linears if lin.name in _DOWN_LEAVES), None)
     inter = down.in_features if down is not None else arch.intermediate_size
+    if not gated and down is not None and any(lin.name not in _DOWN_LEAVES and lin.in_features == arch.hidden_size
+                                              and lin.out_features == 2 * inter != 2 * arch.hidden_size
+                                              for lin in linears):
+        # One projection to twice the down projection's input: a fused gate/up split in two (moshi's fc1,
+        # MoshiGatingMLP.forward: ``act(x[..., 0, :]) * x[..., 1, :]``).
+        gated = True
     layers = tuple(
         dataclasses.replace(layer, ffn=dataclasses.replace(layer.ffn, gated=gated, intermediate=inter))
         if layer.ffn.kind == "dense" else layer

@@ -298,8 +298,10 @@ def analyze_generic(f: Fields, model_type: str, head: Head) -> tuple[Architectur
         rotary_fp32_alive=_ROTARY_FP32.get(model_type, (0.0, False, ""))[0],
         rotary_fp32_inputs=_ROTARY_FP32.get(model_type, (0.0, False, ""))[1],
         sdpa_head_mask=model_type == "doge",  # modeling_doge.py DogeAttention.prepare_dynamic_mask
+        # modeling_bitnet.py BitNetMLP.forward: ``down_proj(ffn_sub_norm(act_fn(gate_proj(x)) * up_proj(x)))``.
+        ffn_sub_norm_alive=1 if model_type == "bitnet" else 0,
         # A DeepSeek-sparse-attention token indexer (configuration_deepseek_v32.py index_n_heads, index_head_dim).
-        indexer_heads=tf.opt_int("index_n_heads", 0, minimum=0) or 0,
+        indexer_heads=(tf.opt_int("index_n_heads", 0, minimum=0) or 0) if _has_indexer(s, model_type) else 0,
         indexer_head_dim=tf.opt_int("index_head_dim", 0, minimum=0) or 0,
         num_layers=layers,
         hidden_size=hidden,
@@ -401,6 +403,19 @@ _ROTARY_FP32: Mapping[str, tuple[float, bool, str]] = {
     "modernbert-decoder": (3.5, False, "modeling_modernbert_decoder.py apply_rotary_pos_emb: ``(q.float() * cos) + "
                                        "(rotate_half(q.float()) * sin)``, rotate_half's negated half beside"),
 }
+
+
+#: Types whose token indexer exists only on the layers of one ``layer_types`` entry (modeling_minimax_m3_vl.py
+#: MiniMaxM3VLAttention: ``MiniMaxM3VLIndexer(...) if config.layer_types[layer_idx] == "minimax_m3_sparse"``).
+_INDEXED_LAYER_TYPE: Mapping[str, str] = {"minimax_m3_vl_text": "minimax_m3_sparse"}
+
+
+def _has_indexer(s: _Standard, model_type: str) -> bool:
+    kind = _INDEXED_LAYER_TYPE.get(model_type)
+    if kind is None:
+        return True
+    given = s.raw("layer_types")
+    return not isinstance(given, (list, tuple)) or kind in given
 
 
 def _ffn_held_hidden(tf: Fields, model_type: str) -> int:

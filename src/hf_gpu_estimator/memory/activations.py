@@ -85,12 +85,21 @@ class Dims:
     qk_head_dim: int  # per-head q/k width (MLA: nope + rope)
 
 
+def fused_gate_up(arch: Architecture) -> bool:
+    """Whether the gated MLP's gate and up projections are one linear layer of 2 x intermediate outputs (phi3's
+    gate_up_proj; moshi's fc1, split by a view in MoshiGatingMLP.forward)."""
+    return arch.gated_mlp and any(
+        lin.name == "gate_up_proj" or (lin.in_features == arch.hidden_size
+                                       and lin.out_features == 2 * arch.intermediate_size != 2 * arch.hidden_size)
+        for lin in arch.linears if lin.group != "attn_out")
+
+
 def dims(arch: Architecture) -> Dims:
     names = {lin.name for lin in arch.linears}
     attn_inputs = 1 if names & {"qkv_proj", "c_attn", "query_key_value", "Wqkv"} else 3
     if arch.is_mla:
         attn_inputs = 2  # q_a_proj (or q_proj) and kv_a_proj_with_mqa
-    mlp_inputs = 2 if arch.gated_mlp and "gate_up_proj" not in names else 1
+    mlp_inputs = 2 if arch.gated_mlp and not fused_gate_up(arch) else 1
     qk = arch.head_dim
     if arch.is_mla:
         qk = int(arch.qk_nope_head_dim or 0) + int(arch.qk_rope_head_dim or 0)
@@ -831,8 +840,14 @@ def _ffn_inference_bytes(arch: Architecture, ffn: FFN, c: int, H: int, default_i
         # MLP: residual + input + act(gate) + up + product alive at the multiply (gated; a fused gate_up_proj's
         # output stays whole beside them, exact-mode trace of glm at 4 x 2048 tokens); the activation's own
         # temporaries otherwise.
-        fused = 1 if ffn.gated and any(lin.name == "gate_up_proj" for lin in arch.linears) else 0
-        return 2 * c * H + (3 + fused if ffn.gated else max(2, _ACT_ALIVE.get(arch.hidden_act, 2))) * c * inter
+        fused = 1 if ffn.gated and fused_gate_up(arch) else 0
+        mlp = (3 + fused if ffn.gated else max(2, _ACT_ALIVE.get(arch.hidden_act, 2))) * c * inter
+        if arch.ffn_sub_norm_alive:
+            # The sub-norm's fp32 copy of the product and its square (``x.to(float32)``, ``x.pow(2)``) beside what
+            # the MLP still binds (modeling_bitnet.py BitNetMLP.forward, modeling_dory.py DoryMLP.forward).
+            # Exact-mode traces at 4 x 2048 tokens, sdpa: both prefills peak inside ffn_sub_norm.
+            mlp = max(mlp, (arch.ffn_sub_norm_alive * c + 8) * inter)
+        return 2 * c * H + mlp
     # grouped_mm experts (integrations/moe.py grouped_mm_experts_forward), per routed token: at the
     # gating, the gathered input stays alive with the fused gate/up output, act(gate) and the product;
     # at the end, the gathered input, the down projection's output, the output weighted by the routing
