@@ -251,7 +251,12 @@ def analyze_generic(f: Fields, model_type: str, head: Head) -> tuple[Architectur
         return mixers[kind]
 
     dense = FFN(kind="dense", intermediate=inter, gated=gated)
-    moe = FFN(kind="moe", intermediate=moe_inter, gated=gated, experts=experts, top_k=top_k, shared=shared)
+    # A router with a score-correction bias (DeepSeek-V3's noaux_tc routing: modeling_deepseek_v3.py
+    # DeepseekV3TopkRouter, ``F.linear(hidden_states.float(), self.weight.float())``, and its copies) returns fp32
+    # routing weights, so the weighted expert outputs are fp32 (FFN.fp32_routing).
+    fp32_routing = any(b.endswith("e_score_correction_bias") for b in persistent_buffers(model_type) or ())
+    moe = FFN(kind="moe", intermediate=moe_inter, gated=gated, experts=experts, top_k=top_k, shared=shared,
+              fp32_routing=fp32_routing)
     made: dict[tuple[str, bool], Layer] = {}  # one Layer object per (kind, moe): cheap to group
     per_layer = []
     for i, kind in enumerate(kinds):
