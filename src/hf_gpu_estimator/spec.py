@@ -356,6 +356,9 @@ class Architecture:
     # inside): MLP-wide tensors in the compute dtype still bound while the norm holds its two fp32 copies (bitnet:
     # 1, the product; dory: 3, its scaled gate and up beside it); 0 without such a norm. Inference only.
     ffn_sub_norm_alive: int = 0
+    # Non-persistent buffers the model builds when it loads (not in the checkpoint, not parameters): boolean causal
+    # masks of max_position_embeddings squared (GPTBigCodeModel.bias, GPTNeoSelfAttention.bias per layer), bytes.
+    buffer_bytes: int = 0
     # Score-sized tensors (compute dtype) a model's own eager attention keeps alive at its softmax beyond the
     # standard function's (transformers' eager_attention_forward): the unmasked scores bound under a second name
     # (bloom), a zeros tensor baddbmm adds to (gpt_neox_japanese), the previous layer's probabilities kept by the

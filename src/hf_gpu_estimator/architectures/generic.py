@@ -305,6 +305,9 @@ def analyze_generic(f: Fields, model_type: str, head: Head) -> tuple[Architectur
         sdpa_head_mask=model_type == "doge",  # modeling_doge.py DogeAttention.prepare_dynamic_mask
         # modeling_bitnet.py BitNetMLP.forward: ``down_proj(ffn_sub_norm(act_fn(gate_proj(x)) * up_proj(x)))``.
         ffn_sub_norm_alive=1 if model_type == "bitnet" else 0,
+        # modeling_gpt_neo.py GPTNeoSelfAttention.__init__: a non-persistent boolean mask of max_position_embeddings
+        # squared per attention layer (``self.bias = nn.Buffer(bias, persistent=False)``).
+        buffer_bytes=layers * (_position_limit(s) or 0) ** 2 if model_type == "gpt_neo" else 0,
         # A DeepSeek-sparse-attention token indexer (configuration_deepseek_v32.py index_n_heads, index_head_dim).
         indexer_heads=(tf.opt_int("index_n_heads", 0, minimum=0) or 0) if _has_indexer(s, model_type) else 0,
         indexer_head_dim=tf.opt_int("index_head_dim", 0, minimum=0) or 0,

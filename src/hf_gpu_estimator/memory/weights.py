@@ -187,6 +187,10 @@ def _finish_plan(spec: ModelSpec, workload: Workload, *, weight_dtype: str, comp
                  inputs: frozenset[str] | None) -> WeightPlan:  # fmt: skip
     total = spec.parameters.total
     precision = workload.precision
+    buffers = spec.architecture.buffer_bytes if spec.architecture is not None else 0
+    if buffers:
+        weights_bytes += buffers
+        formula += f" + {buffers:,} B of non-persistent buffers (causal-mask tables)"
     adapter_params = 0
     adapter_bytes = 0
     unreached: dict[str, int] = {}
