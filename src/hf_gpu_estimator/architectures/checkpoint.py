@@ -24,6 +24,7 @@ _FIRST_K_PROJ = re.compile(
 _EXPERT_INDEX = re.compile(r"(?:^|\.)experts\.(\d+)\.")
 _GATED_LEAVES = frozenset({"gate_proj", "w1", "w3", "gate_up_proj", "wi_0"})
 _DOWN_LEAVES = frozenset({"down_proj", "w2", "fc2", "c_proj", "dense_4h_to_h", "wo"})
+_UP_LEAVES = frozenset({"up_proj", "fc1", "c_fc", "dense_h_to_4h", "w1", "wi"})
 
 
 def _language_tensors(tensors: Iterable[TensorInfo]) -> list[TensorInfo]:
@@ -114,9 +115,8 @@ def refine_generic(arch: Architecture, tensors: Iterable[TensorInfo]) -> Archite
     gated = bool(leaves & _GATED_LEAVES)
     down = next((lin for lin in linears if lin.name in _DOWN_LEAVES), None)
     inter = down.in_features if down is not None else arch.intermediate_size
-    if not gated and down is not None and any(lin.name not in _DOWN_LEAVES and lin.in_features == arch.hidden_size
-                                              and lin.out_features == 2 * inter != 2 * arch.hidden_size
-                                              for lin in linears):
+    if not gated and down is not None and any(lin.name in _UP_LEAVES and lin.in_features == arch.hidden_size
+                                              and lin.out_features == 2 * inter for lin in linears):
         # One projection to twice the down projection's input: a fused gate/up split in two (moshi's fc1,
         # MoshiGatingMLP.forward: ``act(x[..., 0, :]) * x[..., 1, :]``).
         gated = True

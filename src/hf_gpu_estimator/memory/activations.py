@@ -89,9 +89,9 @@ def fused_gate_up(arch: Architecture) -> bool:
     """Whether the gated MLP's gate and up projections are one linear layer of 2 x intermediate outputs (phi3's
     gate_up_proj; moshi's fc1, split by a view in MoshiGatingMLP.forward)."""
     return arch.gated_mlp and any(
-        lin.name == "gate_up_proj" or (lin.in_features == arch.hidden_size
-                                       and lin.out_features == 2 * arch.intermediate_size != 2 * arch.hidden_size)
-        for lin in arch.linears if lin.group != "attn_out")
+        lin.name == "gate_up_proj" or (lin.name in _MLP_IN and lin.in_features == arch.hidden_size
+                                       and lin.out_features == 2 * arch.intermediate_size)
+        for lin in arch.linears)
 
 
 def dims(arch: Architecture) -> Dims:
