@@ -769,7 +769,7 @@ def inference_layer_transient(arch: Architecture, *, compute_bytes: int, attn: s
 
 def _rotary_fp32_bytes(arch: Architecture, d: Dims, c: int) -> float:
     """Per-token bytes alive inside attention while a float32 rotary embedding rotates the queries, then the keys
-    (no autograd; 0 without :attr:`Architecture.rotary_fp32_alive`): the residual and normed input, the q/k/v
+    (no autograd; 0 without :attr:`Architecture.rotary_fp32_alive`): the residual and normed input, the
     query projection in the compute dtype (the layer's key and value projections are the size of its cache entry,
     counted by the caller), and per rotated tensor ``rotary_fp32_alive`` fp32 copies of it; while the keys rotate,
     the rotated fp32 queries too, and with ``rotary_fp32_inputs`` the fp32 copy of the other input.
