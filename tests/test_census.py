@@ -113,14 +113,16 @@ def test_threads_and_processes_give_the_rows_of_a_sequential_run() -> None:
 
 def test_an_exact_job_traces_the_model() -> None:
     pytest.importorskip("torch")
-    (job,) = parse_jobs("inference:ctx=64:new=8:mode=exact")
+    # 256 tokens: a context where the analytic device total (2 MiB segments) is not the traced one, so the row
+    # shows which it holds.
+    (job,) = parse_jobs("inference:ctx=256:new=8:mode=exact")
     assert job.mode == "exact" and "mode" not in job.options
     from hf_gpu_estimator import estimate
 
     spec = lookup("openai-community/gpt2")
     (row,) = census_rows(spec, (job,), gpus=GPUS)
-    traced = estimate(spec, mode="exact", batch_size=1, seq_len=56, new_tokens=8)
-    assert row.memory_bytes == traced.memory.device_total_bytes != estimate(spec, batch_size=1, seq_len=56,
+    traced = estimate(spec, mode="exact", batch_size=1, seq_len=248, new_tokens=8)
+    assert row.memory_bytes == traced.memory.device_total_bytes != estimate(spec, batch_size=1, seq_len=248,
                                                                               new_tokens=8).memory.device_total_bytes
     with pytest.raises(InvalidArgumentError, match="mode= analytic or exact"):
         parse_jobs("inference:mode=fast")

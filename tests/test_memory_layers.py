@@ -255,3 +255,38 @@ def test_layer_calls_under_no_grad_save_nothing() -> None:
         return next(t.bytes for t in m.terms if t.name == "decoder layers (saved for backward)")
 
     assert saved(arch) * 16 == pytest.approx(saved(dataclasses.replace(arch, grad_layers=0)) * 10, rel=1e-6)
+def test_the_inference_mlp_peak_holds_the_layer_input_the_loop_keeps() -> None:
+    # Exact-mode trace of llama at 4 x 2048 tokens (sdpa, docs/coverage-long.md): at layer 1's MLP the embeddings,
+    # layer 0's output (the loop's ``hidden_states``), the residual and the normed input are alive beside gate,
+    # up and their product. Per token, beside the embeddings: 3 hidden-wide and 3 MLP-wide tensors.
+    from hf_gpu_estimator.memory.activations import inference_layer_transient
+
+    dims = {"hidden_size": 256, "intermediate_size": 1024, "num_attention_heads": 4, "vocab_size": 512}
+
+    def peak(config: dict) -> float:
+        arch = architecture_from_config(config)
+        return inference_layer_transient(arch, compute_bytes=2, attn="sdpa", seq_len=2048, query_len=2048)
+
+    llama = peak({"model_type": "llama", "num_hidden_layers": 2, **dims})
+    assert llama == 2 * (3 * 256 + 3 * 1024)
+    # One layer: its input is the embeddings themselves.
+    assert peak({"model_type": "llama", "num_hidden_layers": 1, **dims}) == llama - 2 * 256
+    # Post-norm olmo2: the MLP reads the residual itself; GPT-2 keeps attn_output bound as well.
+    assert peak({"model_type": "olmo2", "num_hidden_layers": 2, **dims}) == llama - 2 * 256
+    gpt2 = peak({"model_type": "gpt2", "n_embd": 256, "n_layer": 2, "n_head": 4, "n_inner": 1024, "vocab_size": 512})
+    assert gpt2 == 2 * (4 * 256 + 4 * 1024)  # gelu_new holds four MLP-wide tensors
+
+
+def test_a_projection_to_twice_the_down_input_is_a_fused_gated_mlp() -> None:
+    # MoshiGatingMLP: fc1 (hidden -> 2 x intermediate), split by a view into gate and up.
+    from hf_gpu_estimator.architectures.checkpoint import refine_generic
+    from hf_gpu_estimator.memory.activations import fused_gate_up
+    from hf_gpu_estimator.spec import TensorInfo
+
+    arch = architecture_from_config({"model_type": "moshi", "hidden_size": 64, "num_hidden_layers": 2,
+                                     "num_attention_heads": 4, "vocab_size": 100, "hidden_act": "silu",
+                                     "ffn_dim": 256})
+    tensors = [TensorInfo(name="model.layers.0.mlp.fc1.weight", dtype="BF16", shape=(256, 64)),
+               TensorInfo(name="model.layers.0.mlp.fc2.weight", dtype="BF16", shape=(64, 128))]
+    refined = refine_generic(arch, tensors)
+    assert refined.gated_mlp and refined.intermediate_size == 128 and fused_gate_up(refined)

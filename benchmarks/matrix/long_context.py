@@ -166,18 +166,11 @@ MAX_MEDIAN: dict[str, float] = {name: GOAL_MEDIAN for name in ALL_WORKLOADS}
 
 #: Types outside :data:`TOLERANCE` on a workload, with why (the measured error is shown beside it).
 KNOWN_GAPS: dict[str, str] = {
-    "doge": "SDPA gets its per-head dynamic mask [batch, heads, query, key] in the compute dtype as an additive "
-            "mask: counted under eager attention only",
-    "bitnet": "the MLP's ffn_sub_norm (an RMSNorm over the MLP width, fp32 copies) holds the MLP peak: not "
-              "modelled",
-    "ernie4_5": "unanalysed: the SDPA prefill peaks inside self_attn above the modelled rotary/projection step",
-    "dory": "unanalysed: its looped section peaks above the estimate: the SDPA prefill; and training without "
-            "checkpointing, whose peak holds 9,525 MiB of activations besides the fp32 log-probabilities and the "
-            "head's 16-bit copy (traced) against 7,036 MiB estimated",
-    "minimax_m3_vl_text": "unanalysed: the SDPA prefill peaks below the estimate",
-    "modernbert-decoder": "unanalysed: the SDPA prefill peaks above the estimate",
-    "moshi": "unanalysed: the SDPA prefill peaks above the estimate",
-    "mpt": "unanalysed: the SDPA prefill (ALiBi bias added to the attention mask) peaks above the estimate",
+    "dory": "training without checkpointing: under autocast its fp32 scaling vectors (suv_gate, suv_up) make the "
+            "MLP's gate, up, activation and products fp32, and the sandwich interpolation (sub/add) and the "
+            "attention gate (sigmoid) fp32: its peak holds 9,525 MiB of activations besides the fp32 "
+            "log-probabilities and the head's 16-bit copy (traced) against 7,036 MiB estimated (about 1.4 GiB per "
+            "layer run at 2 x 2048 tokens beyond the modelled bf16 tensors)",
     "blenderbot": "training without checkpointing is estimated to peak in the top decoder layer's backward "
                   "(vocabulary 8,008 against d_model 2,560: a small loss), with the tied head's and the whole "
                   "layer's gradients (418 MiB), every saved tensor and a backward transient at once: 4,575 MiB; "
@@ -197,8 +190,6 @@ KNOWN_GAPS: dict[str, str] = {
                     "gate, fp32 q/k/v and branch norms, the activation-sparsity relu of the first 10 layers) saves "
                     "1,760-1,890 MiB per layer at 2 x 2048 tokens without checkpointing (traced, weight casts "
                     "excluded), estimated 1,025 MiB",
-    "gpt_bigcode": "a GPT-2-style block keeps the attention output and the residual bound through the MLP "
-                   "(four hidden-wide tensors beside the MLP's; two modelled)",
 }
 
 

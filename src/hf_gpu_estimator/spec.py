@@ -361,6 +361,28 @@ class Architecture:
     attention_dropout: float = 0.0
     # Eager attention runs softmax in the scores' dtype rather than fp32 (gpt2, bert, t5, falcon).
     native_softmax: bool = False
+    # Hidden-wide tensors (compute dtype) a decoder layer itself keeps bound while its feed-forward runs without
+    # autograd, beside its input (which the model's layer loop keeps bound until the layer returns): 2 for a
+    # pre-norm block (the residual after attention and the normed MLP input, modeling_llama.py
+    # LlamaDecoderLayer); 1 where the MLP reads the residual itself (post-norm olmo2, BERT's post-LN layer); 3 or
+    # more where the block also keeps its attention output or normed input bound (GPT-2's ``attn_output``).
+    # Inference only; read per family from the modeling code and checked against the long-context traces.
+    ffn_held_hidden: int = 2
+    # Rotary embedding computed in float32 without autograd: fp32 tensors of one rotated tensor's size (queries,
+    # then keys) alive while it is rotated (0: rotation in the compute dtype). ``rotary_fp32_inputs``: both q and k
+    # are cast to fp32 before either is rotated, so both copies stay alive (modeling_cohere.py). Inference only.
+    rotary_fp32_alive: float = 0.0
+    rotary_fp32_inputs: bool = False
+    # SDPA gets a per-head additive mask [batch, heads, query, key] in the compute dtype, built from a batch-wide
+    # additive copy of the causal mask and its boolean comparison (modeling_doge.py prepare_dynamic_mask).
+    sdpa_head_mask: bool = False
+    # The MLP normalizes its product before the down projection (an RMS/L2 "ffn_sub_norm" over the MLP width, fp32
+    # inside): MLP-wide tensors in the compute dtype still bound while the norm holds its two fp32 copies (bitnet:
+    # 1, the product; dory: 3, its scaled gate and up beside it); 0 without such a norm. Inference only.
+    ffn_sub_norm_alive: int = 0
+    # Non-persistent buffers the model builds when it loads (not in the checkpoint, not parameters): boolean causal
+    # masks of max_position_embeddings squared (GPTBigCodeModel.bias, GPTNeoSelfAttention.bias per layer), bytes.
+    buffer_bytes: int = 0
     # Score-sized tensors (compute dtype) a model's own eager attention keeps alive at its softmax beyond the
     # standard function's (transformers' eager_attention_forward): the unmasked scores bound under a second name
     # (bloom), a zeros tensor baddbmm adds to (gpt_neox_japanese), the previous layer's probabilities kept by the

@@ -118,7 +118,7 @@ def _u(key: str, under: float, over: float, runs: int, worst_run: str) -> Uncert
 #: task (inference; training, with or without activation checkpointing). Source: :data:`SOURCE`.
 UNCERTAINTY: Mapping[str, Uncertainty] = {
     u.key: u for u in (
-        _u("inference/sdpa", -0.0771, 0.0857, 16, "gemma-2-2b/inf-b1-s2048"),
+        _u("inference/sdpa", -0.0771, 0.0948, 16, "gemma-2-2b/inf-b1-s2048"),
         _u("inference/eager", -0.3203, 0.0592, 2, "tinyllama-1.1b/inf-eager-b4-s4096"),
         _u("training/sdpa", -0.1217, 0.0517, 22, "h200-2026-11-26-measure-qwen2.5-0.5b-lora-bf16true-b2-s512"),
         _u("training/sdpa/checkpointing", -0.1939, 0.0381, 9, "gemma-2-2b/train-bf16true-b2-s2048-gc"),

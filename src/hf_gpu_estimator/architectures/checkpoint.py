@@ -26,6 +26,7 @@ _EXPERT_INDEX = re.compile(r"(?:^|\.)experts\.(\d+)\.")
 _GATED_LEAVES = frozenset({"gate_proj", "w1", "w3", "gate_up_proj", "wi_0"})
 _FFN_MODULE = re.compile(r"\.(mlp|ffn|feed_forward|ff)\.")
 _DOWN_LEAVES = frozenset({"down_proj", "w2", "fc2", "c_proj", "dense_4h_to_h", "wo"})
+_UP_LEAVES = frozenset({"up_proj", "fc1", "c_fc", "dense_h_to_4h", "w1", "wi"})
 
 
 def _language_tensors(tensors: Iterable[TensorInfo]) -> list[TensorInfo]:
@@ -122,6 +123,11 @@ def refine_generic(arch: Architecture, tensors: Iterable[TensorInfo]) -> Archite
     downs = [(t.name, lin) for t, lin in zip(first, linears) if lin.name in _DOWN_LEAVES]
     down = next((lin for name, lin in downs if _FFN_MODULE.search(name)), downs[0][1] if downs else None)
     inter = down.in_features if down is not None else arch.intermediate_size
+    if not gated and down is not None and any(lin.name in _UP_LEAVES and lin.in_features == arch.hidden_size
+                                              and lin.out_features == 2 * inter for lin in linears):
+        # One projection to twice the down projection's input: a fused gate/up split in two (moshi's fc1,
+        # MoshiGatingMLP.forward: ``act(x[..., 0, :]) * x[..., 1, :]``).
+        gated = True
     layers = tuple(
         dataclasses.replace(layer, ffn=dataclasses.replace(layer.ffn, gated=gated, intermediate=inter))
         if layer.ffn.kind == "dense" else layer

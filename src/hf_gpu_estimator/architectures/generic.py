@@ -308,6 +308,12 @@ def analyze_generic(f: Fields, model_type: str, head: Head) -> tuple[Architectur
                                      chunk=chunk if kind == "chunked" else None, sinks=sinks, **sparse)
         return mixers[kind]
 
+    # A router with a score-correction bias (DeepSeek-V3's noaux_tc routing: modeling_deepseek_v3.py
+    # DeepseekV3TopkRouter, ``F.linear(hidden_states.float(), self.weight.float())``, and its copies) returns fp32
+    # routing weights, so the weighted expert outputs are fp32 (FFN.fp32_routing); so does a router recorded as
+    # computing in fp32 from its modeling file.
+    fp32_routing = fp32_router(model_type) or any(
+        b.endswith("e_score_correction_bias") for b in persistent_buffers(model_type) or ())
     q_out, kv_out = heads * head_dim, kv_heads * head_dim
     attention = parts.of_linears("attention", attention_linears(hidden, q_out, kv_out, bias, bias))
     blocks: dict[str, parts.Part] = {}
@@ -325,7 +331,7 @@ def analyze_generic(f: Fields, model_type: str, head: Head) -> tuple[Architectur
         shared_mlp = (parts.gated_mlp(hidden, shared, role="experts") if gated
                       else parts.mlp(hidden, shared, role="experts")) if shared else None
         moe = parts.moe(parts.routed_experts(hidden, moe_inter, experts, top_k, gated=gated),
-                        router=experts * hidden, shared=shared_mlp, fp32_routing=fp32_router(model_type))
+                        router=experts * hidden, shared=shared_mlp, fp32_routing=fp32_routing)
     norms = parts.norm(2 * hidden)
     st = parts.stack(
         [(block(kind), norms,
@@ -343,8 +349,17 @@ def analyze_generic(f: Fields, model_type: str, head: Head) -> tuple[Architectur
         bidirectional=not decoder,
         eager_held_scores=_eager_held_scores(model_type, layers),
         fp32_scores=fp32_scores,
+        ffn_held_hidden=_ffn_held_hidden(tf, model_type),
+        rotary_fp32_alive=_ROTARY_FP32.get(model_type, (0.0, False, ""))[0],
+        rotary_fp32_inputs=_ROTARY_FP32.get(model_type, (0.0, False, ""))[1],
+        sdpa_head_mask=model_type == "doge",  # modeling_doge.py DogeAttention.prepare_dynamic_mask
+        # modeling_bitnet.py BitNetMLP.forward: ``down_proj(ffn_sub_norm(act_fn(gate_proj(x)) * up_proj(x)))``.
+        ffn_sub_norm_alive=1 if model_type == "bitnet" else 0,
+        # modeling_gpt_neo.py GPTNeoSelfAttention.__init__: a non-persistent boolean mask of max_position_embeddings
+        # squared per attention layer (``self.bias = nn.Buffer(bias, persistent=False)``).
+        buffer_bytes=layers * (_position_limit(s) or 0) ** 2 if model_type == "gpt_neo" else 0,
         # A DeepSeek-sparse-attention token indexer (configuration_deepseek_v32.py index_n_heads, index_head_dim).
-        indexer_heads=tf.opt_int("index_n_heads", 0, minimum=0) or 0,
+        indexer_heads=(tf.opt_int("index_n_heads", 0, minimum=0) or 0) if _has_indexer(s, model_type) else 0,
         indexer_head_dim=tf.opt_int("index_head_dim", 0, minimum=0) or 0,
         num_layers=layers,
         hidden_size=hidden,
@@ -365,7 +380,7 @@ def analyze_generic(f: Fields, model_type: str, head: Head) -> tuple[Architectur
         # A router computing in fp32 (recorded from the modeling file): the routing weights, and the experts'
         # weighted outputs, are fp32 (exact-mode trace of minicpm5_moe at 4 x 2048 tokens: the prefill peaks at the
         # fp32 weighted output and its reordered copy).
-        moe_fp32_routing=bool(moe_layers) and fp32_router(model_type),
+        moe_fp32_routing=bool(moe_layers) and fp32_routing,
         derivation="generic",
         last_logits_only=computes_last_logits_only(model_type),
         # ``logits = tanh(logits / cap) * cap`` before the loss where the config sets it (modeling_nanochat.py
@@ -396,6 +411,8 @@ _EAGER_HELD_SCORES: Mapping[str, tuple[int, int, str]] = {
                    "mask in the compute dtype, passed to eager attention as its additive mask"),
     "megatron-bert": (0, 1, "modeling_megatron_bert.py MegatronBertEncoder.forward keeps the previous layer's "
                             "outputs (its attention probabilities included) in ``layer_outputs``"),
+    "mpt": (0, 1, "MptModel.forward keeps the previous block's probabilities (``outputs = block(...)``); its ALiBi "
+                  "bias (fp32) makes the scores fp32 before masked_fill and softmax (modeling_mpt.py MptAttention)"),
     "openai-gpt": (1, 0, "modeling_openai.py Attention._attn masks with ``w = w * b + -1e4 * (1 - b)``: the scores, "
                          "their masked product and the sum alive at once (three score tensors, one more than "
                          "at its native softmax)"),
@@ -416,6 +433,58 @@ _EAGER_HELD_SCORES: Mapping[str, tuple[int, int, str]] = {
 def _eager_held_scores(model_type: str, layers: int) -> int:
     every, later, _ = _EAGER_HELD_SCORES.get(model_type, (0, 0, ""))
     return every + (later if layers > 1 else 0)
+
+
+_BERT_LAYER = ("its BertLayer-style layer (modeling_bert.py BertLayer.feed_forward_chunk) feeds the attention "
+               "output, already normed (post-LN), to the intermediate and keeps it as the output's residual")
+
+#: Hidden-wide tensors a type's decoder layer keeps bound while its feed-forward runs without autograd
+#: (Architecture.ffn_held_hidden; 2 when not listed), with the source. Read in transformers 5.25, checked against
+#: the long-context traces (docs/coverage-long.md: the live tensors at the sdpa prefill peak).
+_FFN_HELD_HIDDEN: Mapping[str, tuple[int, str]] = {
+    **{t: (1, _BERT_LAYER) for t in ("bert-generation", "camembert", "data2vec-text", "electra", "ernie", "rembert",
+                                     "roberta", "roc_bert", "roformer", "xlm-roberta")},
+    "roberta-prelayernorm": (1, "modeling_roberta_prelayernorm.py RobertaPreLayerNormIntermediate rebinds its "
+                                "LayerNorm output to the dense projection's: the attention output alone stays"),
+    "exaone4": (1, "modeling_exaone4.py Exaone4DecoderLayer: post-norms only, the MLP reads the residual"),
+    "flex_olmo": (1, "modeling_flex_olmo.py FlexOlmoDecoderLayer: post-norms only, the MLP reads the residual"),
+    "ctrl": (4, "modeling_ctrl.py EncoderLayer.forward keeps ``normed``, ``attn_output``, ``out1`` (the residual) "
+                "and ``out2`` (layernorm2's output) bound through the feed-forward"),
+    "stablelm": (4, "modeling_stablelm.py StableLmDecoderLayer.forward without use_parallel_residual keeps "
+                    "input_layernorm's output (``hidden_states``), ``self_attn_output``, the residual and "
+                    "post_attention_layernorm's output bound through the MLP; with it, the normed input and "
+                    "``self_attn_output``"),
+}
+
+
+_COHERE_ROTARY = "apply_rotary_pos_emb casts q and k to float32 first (``q = q.float(); k = k.float()``), then rotates"
+
+#: Float32 rotary embeddings (Architecture.rotary_fp32_alive, rotary_fp32_inputs), with the source; read in
+#: transformers 5.25, checked against the long-context traces (docs/coverage-long.md).
+_ROTARY_FP32: Mapping[str, tuple[float, bool, str]] = {
+    **{t: (4, True, _COHERE_ROTARY) for t in ("cohere2", "cohere2_moe", "ergo")},
+    "modernbert-decoder": (3.5, False, "modeling_modernbert_decoder.py apply_rotary_pos_emb: ``(q.float() * cos) + "
+                                       "(rotate_half(q.float()) * sin)``, rotate_half's negated half beside"),
+}
+
+
+#: Types whose token indexer exists only on the layers of one ``layer_types`` entry (modeling_minimax_m3_vl.py
+#: MiniMaxM3VLAttention: ``MiniMaxM3VLIndexer(...) if config.layer_types[layer_idx] == "minimax_m3_sparse"``).
+_INDEXED_LAYER_TYPE: Mapping[str, str] = {"minimax_m3_vl_text": "minimax_m3_sparse"}
+
+
+def _has_indexer(s: _Standard, model_type: str) -> bool:
+    kind = _INDEXED_LAYER_TYPE.get(model_type)
+    if kind is None:
+        return True
+    given = s.raw("layer_types")
+    return not isinstance(given, (list, tuple)) or kind in given
+
+
+def _ffn_held_hidden(tf: Fields, model_type: str) -> int:
+    if model_type == "stablelm" and tf.boolean("use_parallel_residual", False):
+        return 2
+    return _FFN_HELD_HIDDEN.get(model_type, (2, ""))[0]
 
 
 def _decoder(tf: Fields, model_type: str) -> tuple[bool, tuple[str, ...]]:

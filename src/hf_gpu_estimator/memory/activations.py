@@ -48,8 +48,9 @@ _ACT_SAVED = {"gelu_new": 4, "gelu_fast": 4, "quick_gelu": 2}
 #: "relu2" (ReLUSquaredActivation: relu, then torch.square) holds the projection, relu's output and the square:
 #: three (exact-mode trace of arcee at 4 x 2048 tokens, sdpa: the prefill peaks there). "xielu" without the
 #: xielu CUDA package runs transformers' Python fallback (XIELUActivation._xielu_python: torch.where over two
-#: written-out branches): 5.65 MLP-wide tensors beside the residual at the traced peak of apertus (4 x 2048, sdpa).
-_ACT_ALIVE = {"gelu_new": 4, "gelu_fast": 4, "quick_gelu": 3, "relu2": 3, "xielu": 6}
+#: written-out branches): the projection, four MLP-wide intermediates and a boolean one (torch.where's condition) at the
+#: traced peak of apertus (4 x 2048, sdpa), 5.5 in the compute dtype.
+_ACT_ALIVE = {"gelu_new": 4, "gelu_fast": 4, "quick_gelu": 3, "relu2": 3, "xielu": 5.5}
 
 
 def act_saved_bytes(hidden_act: str, compute_bytes: int, mixed: bool) -> int:
@@ -90,12 +91,21 @@ class Dims:
     qk_head_dim: int  # per-head q/k width (MLA: nope + rope)
 
 
+def fused_gate_up(arch: Architecture) -> bool:
+    """Whether the gated MLP's gate and up projections are one linear layer of 2 x intermediate outputs (phi3's
+    gate_up_proj; moshi's fc1, split by a view in MoshiGatingMLP.forward)."""
+    return arch.gated_mlp and any(
+        lin.name == "gate_up_proj" or (lin.name in _MLP_IN and lin.in_features == arch.hidden_size
+                                       and lin.out_features == 2 * arch.intermediate_size)
+        for lin in arch.linears)
+
+
 def dims(arch: Architecture) -> Dims:
     names = {lin.name for lin in arch.linears}
     attn_inputs = 1 if names & {"qkv_proj", "c_attn", "query_key_value", "Wqkv"} else 3
     if arch.is_mla:
         attn_inputs = 2  # q_a_proj (or q_proj) and kv_a_proj_with_mqa
-    mlp_inputs = 2 if arch.gated_mlp and "gate_up_proj" not in names else 1
+    mlp_inputs = 2 if arch.gated_mlp and not fused_gate_up(arch) else 1
     qk = arch.head_dim
     if arch.is_mla:
         qk = int(arch.qk_nope_head_dim or 0) + int(arch.qk_rope_head_dim or 0)
@@ -562,6 +572,15 @@ def inference_layer_transient(arch: Architecture, *, compute_bytes: int, attn: s
     sinks = any(m.sinks for layer, _ in arch.layer_groups for m in layer.mixers)
     if kinds & ATTENTION_KINDS:
         attn_bytes = 2 * c * H + c * (d.heads * d.qk_head_dim * 2 + d.kv_heads * (d.qk_head_dim + d.v_head_dim) * 2)
+        attn_bytes = max(attn_bytes, _rotary_fp32_bytes(arch, d, c))
+        if attn == "sdpa" and arch.sdpa_head_mask:
+            # modeling_doge.py DogeAttention.prepare_dynamic_mask: torch.where makes an additive copy of the boolean
+            # causal mask in the compute dtype ([batch, 1, query, key]), ``!= 0`` a boolean one, and masked_fill the
+            # per-head mask SDPA receives (exact-mode trace of doge at 4 x 2048 tokens, sdpa: the three at the
+            # prefill peak inside attention, beside the residual, the normed input and the rotated queries; the
+            # layer's keys and values are the cache's, counted by the caller). Longer than its keep_window_size
+            # (2048) the mask is also top-k filtered, which is not traced.
+            attn_bytes = max(attn_bytes, 2 * c * H + c * d.heads * d.qk_head_dim + (c * d.heads + c + 1) * seq_len)
         if attn == "eager" and sinks:
             # Attention sinks (modeling_gpt_oss.py eager_attention_forward): the masked scores stay bound
             # while torch.cat appends the sink column and the row max is subtracted, and softmax runs in
@@ -580,6 +599,13 @@ def inference_layer_transient(arch: Architecture, *, compute_bytes: int, attn: s
         if sparse:
             attn_bytes = max(block_sparse_inference_bytes(m, c, H, query_len) for m in sparse)
         peak = max(peak, attn_bytes, _indexer_bytes(arch, c, seq_len))
+    # While a layer's feed-forward runs, the model's loop still holds the layer's input (``hidden_states =
+    # decoder_layer(hidden_states, ...)``, modeling_llama.py LlamaModel.forward and its siblings) beside the
+    # embeddings (from the second layer on they are distinct tensors), and the layer holds its own
+    # (Architecture.ffn_held_hidden; the feed-forward terms count 2). Exact-mode traces of the long-context matrix
+    # (llama at 4 x 2048 tokens, sdpa: the embeddings, layer 0's output, layer 1's residual and normed input beside
+    # the MLP at the prefill peak).
+    layer_held = (c * H if arch.num_layers > 1 else 0) + (arch.ffn_held_hidden - 2) * c * H
     for layer, _ in arch.layer_groups:
         for mixer in layer.mixers:
             if mixer.kind in STATE_KINDS:
@@ -598,15 +624,15 @@ def inference_layer_transient(arch: Architecture, *, compute_bytes: int, attn: s
             # softmax output, which keeps the sink column (modeling_gpt_oss.py ``probs[..., :-1]``), unless cast
             # to a new tensor (modeling_flint.py ``[..., :-1].to(value_states.dtype)``).
             held = c * d.heads * (seq_len + (1 if layer.mixer.sinks and not arch.fp32_scores else 0))
-        ffn = _ffn_inference_bytes(arch, layer.ffn, c, H, d.intermediate) + held
+        ffn = _ffn_inference_bytes(arch, layer.ffn, c, H, d.intermediate) + held + layer_held
         if layer.mixer.kind == "wkv":
             # RWKV-4's channel mix (modeling_rwkv.py RwkvFeedForward) shifts its input by one token and
             # mixes it into the key and receptance inputs: three hidden-wide tensors beyond the MLP's; the
-            # block (RwkvBlock.forward) keeps the time mix's output and its own input alive until it
-            # returns. Live tensors at the traced prefill peak of an rwkv config (inside the channel mix).
-            # Its squared ReLU is inline (torch.square(torch.relu(self.key(key)))): the projection is freed
-            # before the square, two MLP-wide tensors where ACT2FN's "relu2" module holds three.
-            ffn += 5 * c * H - (_ACT_ALIVE.get(arch.hidden_act, 2) - 2) * c * (layer.ffn.intermediate or d.intermediate)
+            # block (RwkvBlock.forward) keeps the time mix's output alive until it returns (its input is the
+            # loop's, counted above). Live tensors at the traced prefill peak of an rwkv config (inside the
+            # channel mix). Its squared ReLU is inline (torch.square(torch.relu(self.key(key)))): the projection
+            # is freed before the square, two MLP-wide tensors where ACT2FN's "relu2" module holds three.
+            ffn += 4 * c * H - (_ACT_ALIVE.get(arch.hidden_act, 2) - 2) * c * (layer.ffn.intermediate or d.intermediate)
         peak = max(peak, ffn)
     return peak
 
@@ -649,6 +675,27 @@ def block_sparse_saved_bytes(mixer: Mixer, c: int, hidden: int, tokens: int, *, 
     band = h * middle * (soft * (5 + r) * bs + casts * (3 + r) * bs + c * 3 * bs + c * d * (2 * 3 + r))
     ends = 2 * h * bs * (soft + 2 * c)
     return band + ends + 2 * c * hidden
+
+
+def _rotary_fp32_bytes(arch: Architecture, d: Dims, c: int) -> float:
+    """Per-token bytes alive inside attention while a float32 rotary embedding rotates the queries, then the keys
+    (no autograd; 0 without :attr:`Architecture.rotary_fp32_alive`): the residual and normed input, the
+    query projection in the compute dtype (the layer's key and value projections are the size of its cache entry,
+    counted by the caller), and per rotated tensor ``rotary_fp32_alive`` fp32 copies of it; while the keys rotate,
+    the rotated fp32 queries too, and with ``rotary_fp32_inputs`` the fp32 copy of the other input.
+    Exact-mode traces at 4 x 2048 tokens, sdpa (docs/coverage-long.md): ernie4_5 ``(q.float() * cos) +
+    (rotate_half(q).float() * sin)``: three fp32 query-sized tensors at the peak; cohere (``q = q.float(); k =
+    k.float()`` first): the two copies, the rotated queries and three key-sized tensors; modernbert-decoder
+    (``rotate_half(q.float())``): three and a half."""
+    alive = arch.rotary_fp32_alive
+    if not alive:
+        return 0.0
+    q = d.heads * d.qk_head_dim
+    k = d.kv_heads * d.qk_head_dim
+    inputs = arch.rotary_fp32_inputs
+    rotating_q = 4 * alive * q + (4 * k if inputs else 0)
+    rotating_k = 4 * q + (4 * q if inputs else 0) + 4 * alive * k
+    return 2 * c * d.hidden + c * q + max(rotating_q, rotating_k)
 
 
 def _indexer_bytes(arch: Architecture, c: int, seq_len: int) -> float:
@@ -703,8 +750,14 @@ def _ffn_inference_bytes(arch: Architecture, ffn: FFN, c: int, H: int, default_i
         # MLP: residual + input + act(gate) + up + product alive at the multiply (gated; a fused gate_up_proj's
         # output stays whole beside them, exact-mode trace of glm at 4 x 2048 tokens); the activation's own
         # temporaries otherwise.
-        fused = 1 if ffn.gated and any(lin.name == "gate_up_proj" for lin in arch.linears) else 0
-        return 2 * c * H + (3 + fused if ffn.gated else max(2, _ACT_ALIVE.get(arch.hidden_act, 2))) * c * inter
+        fused = 1 if ffn.gated and fused_gate_up(arch) else 0
+        mlp = (3 + fused if ffn.gated else max(2, _ACT_ALIVE.get(arch.hidden_act, 2))) * c * inter
+        if arch.ffn_sub_norm_alive:
+            # The sub-norm's fp32 copy of the product and its square (``x.to(float32)``, ``x.pow(2)``) beside what
+            # the MLP still binds (modeling_bitnet.py BitNetMLP.forward, modeling_dory.py DoryMLP.forward).
+            # Exact-mode traces at 4 x 2048 tokens, sdpa: both prefills peak inside ffn_sub_norm.
+            mlp = max(mlp, (arch.ffn_sub_norm_alive * c + 8) * inter)
+        return 2 * c * H + mlp
     if ffn.looped_experts:
         # One expert at a time (FFN.looped_experts): the zeros output buffer of every token, the previous
         # expert's weighted output (still bound while the next expert runs) and, for the expert running, its

@@ -194,6 +194,10 @@ def _finish_plan(spec: ModelSpec, workload: Workload, *, weight_dtype: str, comp
         extra = kept * (BYTES["float32"] - BYTES[weight_dtype])
         weights_bytes += extra
         formula += f" + {kept:,} params kept in float32 by from_pretrained (_keep_in_fp32_modules): {extra:,} B more"
+    buffers = spec.architecture.buffer_bytes if spec.architecture is not None else 0
+    if buffers:
+        weights_bytes += buffers
+        formula += f" + {buffers:,} B of non-persistent buffers (causal-mask tables)"
     adapter_params = 0
     adapter_bytes = 0
     unreached: dict[str, int] = {}

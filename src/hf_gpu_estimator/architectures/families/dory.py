@@ -94,6 +94,8 @@ def analyze_dory(f: Fields, model_type: str, head: Head) -> tuple[Architecture, 
         sliding_window=window,
         # Sandwich norms (4) plus attn_sub_norm and ffn_sub_norm, all L2 norms without weights.
         norms_per_layer=6,
+        # DoryMLP.forward binds the scaled gate and up while ffn_sub_norm normalizes their product.
+        ffn_sub_norm_alive=3,
         qk_norm="head",
         **s.keywords(),
         notes=((f"{layers} decoder layers; the {n_recurrent} recurrent ones run {loops} times per forward, so the "

@@ -52,6 +52,12 @@ def analyze_gpt2(f: Fields, model_type: str, head: Head) -> tuple[Architecture, 
         gated_mlp=False,
         norm="layernorm",
         attention_bias=True,
+        # GPT2Block.forward / GPTBigCodeBlock.forward keep ``attn_output`` bound beside the residual and ln_2's
+        # output while the MLP runs (exact-mode traces of gpt2 and gpt_bigcode at 4 x 2048 tokens).
+        ffn_held_hidden=3,
+        # GPTBigCodeModel.__init__ registers ``bias`` (non-persistent): a boolean tril of max_position_embeddings
+        # squared, whatever the attention implementation.
+        buffer_bytes=positions * positions if bigcode else 0,
         layer_types=(FULL,) * layers,
         **s.keywords(),
         notes=(("multi-query attention: one key/value head cached; eager attention expands it to every head "

@@ -45,6 +45,8 @@ class _Style:
     moe: Literal["none", "mixtral", "qwen2_moe", "qwen3_moe", "ernie4_5_moe"] = "none"
     lm_head_bias: Callable[[Fields], bool] = lambda f: False
     parallel_attention: bool = False
+    ffn_held_hidden: int = 2  # Architecture.ffn_held_hidden
+    rotary_fp32: tuple[float, bool] = (0.0, False)  # Architecture.rotary_fp32_alive, rotary_fp32_inputs
     softcapping: tuple[float | None, float | None] | None = None  # (attn, final) defaults
     # RMSNorm flavour: gemma computes (x * (1 + w)) in fp32 and casts after (modeling_gemma.py).
     norm_style: Literal["llama", "gemma"] = "llama"
@@ -165,6 +167,7 @@ LLAMA_LIKE: dict[str, _Style] = {
         vocab_size=50304, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
         num_attention_heads=32, num_key_value_heads=None, head_dim=None, max_position_embeddings=2048,
         tie_word_embeddings=False, qkv_bias=_attention_bias, o_bias=_attention_bias, qk_norm="flat",
+        ffn_held_hidden=1,  # Olmo2DecoderLayer: the MLP reads the residual (post-norms)
         causal_lm="Olmo2ForCausalLM", base="Olmo2Model",
     ),
     # modeling_starcoder2.py: LayerNorm with bias, plain MLP c_fc/c_proj, use_bias everywhere.
@@ -183,6 +186,7 @@ LLAMA_LIKE: dict[str, _Style] = {
         num_attention_heads=64, num_key_value_heads=None, head_dim=None, max_position_embeddings=8192,
         tie_word_embeddings=True, qkv_bias=_attention_bias, o_bias=_attention_bias, qk_norm="cohere",
         block_norms=1, norm="layernorm", parallel_attention=True,
+        rotary_fp32=(4, True),  # apply_rotary_pos_emb: q.float(), k.float(), then the interleaved rotation
         causal_lm="CohereForCausalLM", base="CohereModel",
     ),
     # modeling_granite.py: llama with scalar multipliers (no parameters).
@@ -208,7 +212,7 @@ LLAMA_LIKE: dict[str, _Style] = {
         vocab_size=50304, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
         num_attention_heads=32, num_key_value_heads=None, head_dim=None, max_position_embeddings=2048,
         tie_word_embeddings=False, qkv_bias=_attention_bias, o_bias=_attention_bias, qk_norm="flat",
-        sliding="olmo3", sliding_window=4096,
+        sliding="olmo3", sliding_window=4096, ffn_held_hidden=1,
         causal_lm="Olmo3ForCausalLM", base="Olmo3Model",
     ),
     # configuration_ernie4_5.py / modeling_ernie4_5.py: use_bias on q/k/v/o and the MLP, head_dim 128.
@@ -216,6 +220,7 @@ LLAMA_LIKE: dict[str, _Style] = {
         vocab_size=103424, hidden_size=1024, intermediate_size=3072, num_hidden_layers=18,
         num_attention_heads=16, num_key_value_heads=2, head_dim=128, max_position_embeddings=131072,
         tie_word_embeddings=True, qkv_bias=_use_bias, o_bias=_use_bias, mlp_bias=_use_bias,
+        rotary_fp32=(3, False),  # apply_rotary_pos_emb: (q.float() * cos) + (rotate_half(q).float() * sin)
         causal_lm="Ernie4_5ForCausalLM", base="Ernie4_5Model",
     ),
     # configuration_ernie4_5_moe.py / modeling_ernie4_5_moe.py: MoE layers from moe_layer_start_index to
@@ -226,7 +231,7 @@ LLAMA_LIKE: dict[str, _Style] = {
         vocab_size=103424, hidden_size=2560, intermediate_size=12288, num_hidden_layers=28,
         num_attention_heads=20, num_key_value_heads=4, head_dim=None, max_position_embeddings=131072,
         tie_word_embeddings=True, qkv_bias=_use_bias, o_bias=_use_bias, mlp_bias=_use_bias,
-        moe="ernie4_5_moe", lm_head_bias=_use_bias,
+        moe="ernie4_5_moe", lm_head_bias=_use_bias, rotary_fp32=(3, False),  # as ernie4_5
         causal_lm="Ernie4_5_MoeForCausalLM", base="Ernie4_5_MoeModel",
     ),
     # configuration_phimoe.py / modeling_phimoe.py: mixtral with LayerNorm (+bias), attention_bias,
@@ -405,6 +410,9 @@ def analyze_llama_like(
         norm=s.norm,
         attention_bias=qkv_bias or o_bias,
         parallel_attention=s.parallel_attention,
+        ffn_held_hidden=s.ffn_held_hidden,
+        rotary_fp32_alive=s.rotary_fp32[0],
+        rotary_fp32_inputs=s.rotary_fp32[1],
         layer_types=layer_types,
         sliding_window=window,
         attn_logit_softcapping=attn_cap,
