@@ -174,15 +174,3 @@ def test_kept_float32_modules_add_their_bytes_where_from_pretrained_loads_the_mo
     assert lora.weights_bytes == spec.parameters.total * 2 + kept * 2
     full = plan_weights(spec, make_workload(task="training", method="full", precision="bf16-true"))
     assert full.weights_bytes == spec.parameters.total * 2
-
-
-def test_a_spec_without_tensor_names_says_its_float32_modules_are_not_counted():
-    from hf_gpu_estimator.sources.catalog import lookup
-
-    spec = build_spec(model_id="cfg-only", config={"model_type": "deepseek_v3"}, tensors=None)
-    assert spec.parameters.kept_fp32 == {}
-    assert any("_keep_in_fp32_modules: e_score_correction_bias, gate.weight for bfloat16 loads" in a
-               for a in spec.assumptions)
-    assert any("float16 loads" in a for a in lookup("openai/gpt-oss-20b").assumptions)
-    assert not any("_keep_in_fp32_modules" in a for a in build_spec(
-        model_id="cfg-only", config={"model_type": "llama"}, tensors=None).assumptions)

@@ -325,21 +325,6 @@ def kept_fp32_counts(counted: list[tuple[str, int]], config: Mapping[str, object
     return out
 
 
-def kept_fp32_uncounted_note(model_type: object) -> str | None:
-    """The assumption a spec without tensor names states when its type keeps modules in float32: the counts have
-    no names to match the recorded patterns against, so those parameters are sized in the requested dtype."""
-    if not isinstance(model_type, str):
-        return None
-    from hf_gpu_estimator.architectures.generic import keep_in_fp32
-
-    kept = keep_in_fp32(model_type)
-    if not kept:
-        return None
-    loads = "; ".join(f"{', '.join(names)} for {dtype} loads" for dtype, names in sorted(kept.items()))
-    return (f"from_pretrained keeps some of {model_type}'s modules in float32 (_keep_in_fp32_modules: {loads}); "
-            "without tensor names they are sized in the requested dtype (point at the checkpoint to count them)")
-
-
 def _recorded_buffers(config: Mapping[str, object] | None) -> frozenset[str] | None:
     """The persistent-buffer name suffixes transformers registers for the config's model type, if recorded."""
     if config is None or not isinstance(config.get("model_type"), str):
@@ -471,9 +456,6 @@ def build_spec(
         parameters = architectures.parameter_counts(config)
         provenance["parameters"] = "config"
         checkpoint_bytes, bytes_by_dtype = None, {}
-        kept_note = kept_fp32_uncounted_note(config.get("model_type"))
-        if kept_note:
-            notes.append(kept_note)
         if architecture is not None and architecture.derivation == "generic":
             notes.append("generic family without safetensors headers: parameter counts assume llama-style blocks "
                          "(approximate; point at the checkpoint for exact counts)")

@@ -157,7 +157,6 @@ def _checkpoint_bytes(
 def _spec(canonical: str) -> ModelSpec:
     from hf_gpu_estimator.architectures import architecture_from_config
     from hf_gpu_estimator.sources.config import quantization_from_config
-    from hf_gpu_estimator.sources.headers import kept_fp32_uncounted_note
 
     entry = _load()[0][canonical]
     # A private deep copy: callers may treat ModelSpec.config as the plain dict a Hub source gives.
@@ -197,9 +196,6 @@ def _spec(canonical: str) -> ModelSpec:
         assumptions.append("config.json names no torch_dtype; the checkpoint is assumed to store float32")
     if entry.get("notes"):
         assumptions.append(str(entry["notes"]))
-    kept_note = kept_fp32_uncounted_note(config.get("model_type"))
-    if kept_note:
-        assumptions.append(kept_note)
 
     return ModelSpec(
         id=canonical,
