@@ -318,6 +318,10 @@ HYBRID_CASES: list[tuple[str, dict[str, Any]]] = [
                                        head_dim=16, vocab_size_per_layer_input=150, hidden_size_per_layer_input=8,
                                        laurel_rank=4, num_kv_shared_layers=0, altup_num_inputs=3,
                                        tie_word_embeddings=False, attention_bias=True)),
+    # o_proj's bias is hidden_size wide, not heads x head_dim (they differ here: 4 x 8 != 64).
+    ("gemma3n_text-tiny-narrow-heads", _tiny("gemma3n_text", num_hidden_layers=7, num_key_value_heads=2, head_dim=8,
+                                             vocab_size_per_layer_input=150, hidden_size_per_layer_input=8,
+                                             laurel_rank=4, num_kv_shared_layers=2, attention_bias=True)),
     ("lfm2-tiny", _tiny("lfm2", num_key_value_heads=2, full_attn_idxs=[1], block_multiple_of=16)),
     ("hrm_text-tiny", _tiny("hrm_text", num_hidden_layers=2, H_cycles=2, L_cycles=2)),
     ("hrm_text-tiny-split", _tiny("hrm_text", num_hidden_layers=12, num_layers_per_stack=2, H_cycles=2, L_cycles=2,

@@ -34,3 +34,32 @@ def test_readme_counts_match_the_catalogs_and_the_coverage_page():
     within = re.search(r"\*\*(\d+) of (\d+) types within tolerance", coverage)
     assert within and f"{within.group(1)} of {within.group(2)} types within tolerance" in readme.replace("\n  ", " "), (
         "README's coverage figure differs from docs/coverage.md: copy it from the page")
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_readme_long_context_figures_match_the_page():
+    import re
+
+    readme = _flat((ROOT / "README.md").read_text(encoding="utf-8"))
+    page = (ROOT / "docs/coverage-long.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| (inference [a-z0-9 ]+|training[a-z ]*) \| (\d+) \| (\d+) \| [\d.]+% \|", page, re.MULTILINE)
+    assert rows, "docs/coverage-long.md has no figures table"
+    for workload, compared, within in rows:
+        assert f"{workload} {within} of {compared}" in readme, (
+            f"README's long-context figure for {workload} differs from docs/coverage-long.md ({within} of {compared})")
+
+
+def test_readme_engine_figures_match_the_serving_page():
+    import re
+
+    readme = _flat((ROOT / "README.md").read_text(encoding="utf-8"))
+    page = (ROOT / "docs/serving.md").read_text(encoding="utf-8")
+    mae = {name: (ours, theirs) for name, ours, theirs in re.findall(
+        r"^\| (weights|KV pool|max concurrency) \| ([\d.]+) % \(\d+\) \| [^|]+ \| ([\d.]+) % \(\d+\) \|", page, re.MULTILINE)}
+    assert len(mae) == 3, "docs/serving.md has no llm-d table"
+    ours = " / ".join(mae[k][0] for k in ("weights", "KV pool", "max concurrency"))
+    theirs = " / ".join(mae[k][1] for k in ("weights", "KV pool", "max concurrency"))
+    assert f"MAE {ours} % (the planner's own: {theirs} %)" in readme, "README's llm-d figures differ from docs/serving.md"

@@ -174,3 +174,18 @@ def test_kept_float32_modules_add_their_bytes_where_from_pretrained_loads_the_mo
     assert lora.weights_bytes == spec.parameters.total * 2 + kept * 2
     full = plan_weights(spec, make_workload(task="training", method="full", precision="bf16-true"))
     assert full.weights_bytes == spec.parameters.total * 2
+
+
+def test_kept_float32_modules_unknown_without_tensor_names_are_said():
+    from hf_gpu_estimator.sources import inspect_model
+
+    config = {"model_type": "deepseek_v3", "hidden_size": 64, "intermediate_size": 128, "moe_intermediate_size": 32,
+              "num_hidden_layers": 1, "num_attention_heads": 4, "num_key_value_heads": 4, "vocab_size": 100,
+              "n_routed_experts": 4, "num_experts_per_tok": 2, "first_k_dense_replace": 0, "q_lora_rank": None,
+              "kv_lora_rank": 16, "qk_nope_head_dim": 8, "qk_rope_head_dim": 8, "v_head_dim": 16}
+    spec = inspect_model(config)
+    assert spec.parameters.kept_fp32 == {}
+    assert any("gate.weight" in a and "float32" in a for a in spec.assumptions)
+    llama = inspect_model({"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1,
+                           "num_attention_heads": 4, "vocab_size": 100})
+    assert not any("_keep_in_fp32_modules" in a for a in llama.assumptions)

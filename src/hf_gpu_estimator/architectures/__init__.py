@@ -3,7 +3,10 @@
 The ground truth is transformers itself (v5): for a config ``c``, ``parameter_counts(c).total`` equals
 ``sum(p.numel() for p in Cls(Config(**c)).parameters())`` for ``Cls = model_class_name(c)``, which
 counts tied weights once. Each family below mirrors its ``configuration_<family>.py`` defaults and
-``modeling_<family>.py`` module tree; the comments name the file a rule comes from. No torch, no I/O.
+``modeling_<family>.py`` module tree; the comments name the file a rule comes from. A family reads its
+fields, builds the parts its modeling file has (:mod:`~hf_gpu_estimator.architectures.parts`: each part
+carries its parameters, its linears and its mixer or FFN) and gives the layer pattern; ``parts.stack``
+sums the counts and builds the layers, so the two cannot disagree. No torch, no I/O.
 
 Roles (``ParameterCounts.by_role``):
 

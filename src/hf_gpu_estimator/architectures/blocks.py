@@ -1,12 +1,12 @@
-"""Shared building blocks: attention and MLP linears, vision towers."""
+"""Shared building blocks: attention and MLP linear shapes (the parts build on them), vision towers."""
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Any
 
-from hf_gpu_estimator.architectures._fields import CHUNKED, SLIDING, Fields, Tally, lin
-from hf_gpu_estimator.spec import FFN, Architecture, Layer, LinearShape, Mixer
+from hf_gpu_estimator.architectures._fields import Fields, Tally, lin
+from hf_gpu_estimator.spec import Architecture, LinearShape
 
 
 def attention_linears(
@@ -115,29 +115,3 @@ def clip_vision(v: Fields) -> int:
     n += ((image // patch) ** 2 + 1) * hidden  # position_embedding: the patches and the class token
     n += 2 * 2 * hidden  # pre_layrnorm, post_layernorm
     return n + layers * _vit_layer(hidden, inter)
-
-
-
-
-def attention_layers(
-    layer_types: tuple[str, ...],
-    ffns: tuple[FFN, ...],
-    *,
-    heads: int,
-    kv_heads: int,
-    head_dim: int,
-    window: int | None = None,
-    chunk: int | None = None,
-    sinks: bool = False,
-) -> tuple[Layer, ...]:
-    """One Layer per entry of ``layer_types`` (full/sliding/chunked attention) with its FFN.
-
-    A sliding or chunked layer without a window or chunk size attends to everything: ``full``.
-    """
-    shape = {"heads": heads, "kv_heads": kv_heads, "head_dim": head_dim, "sinks": sinks}
-    full = Mixer(kind="full", **shape)
-    mixers = {
-        SLIDING: Mixer(kind="sliding", window=window, **shape) if window else full,
-        CHUNKED: Mixer(kind="chunked", chunk=chunk, **shape) if chunk else full,
-    }
-    return tuple(Layer(mixer=mixers.get(kind, full), ffn=ffn) for kind, ffn in zip(layer_types, ffns, strict=True))

@@ -16,15 +16,17 @@ returns is marked ``derivation="generic"`` and says so in its notes.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from hf_gpu_estimator.architectures._fields import Fields, Head, Tally, lin
-from hf_gpu_estimator.architectures.blocks import attention_linears, gated_linears
-from hf_gpu_estimator.spec import FFN, Architecture, Layer, LinearShape, Mixer
+from hf_gpu_estimator.architectures import parts
+from hf_gpu_estimator.architectures._fields import Fields, Head, Tally
+from hf_gpu_estimator.architectures.blocks import attention_linears
+from hf_gpu_estimator.spec import Architecture, Mixer
 
 #: Names other configs use for the standard fields, beyond the model type's own ``attribute_map``.
 _ALIASES: Mapping[str, tuple[str, ...]] = {
@@ -134,6 +136,18 @@ def fp32_router(model_type: str) -> bool:
     """Whether the causal-LM class's MoE router computes in fp32 (``F.linear(hidden_states.type(torch.float32),
     ...)``), as recorded from its modeling file by ``scripts/build_generic_data.py`` (False when unrecorded)."""
     return bool(_data().get("model_types", {}).get(model_type, {}).get("fp32_router", False))
+
+
+def kept_fp32_unknown(model_type: str) -> str | None:
+    """The assumption line of a model known without tensor names (config.json alone, the bundled catalog) whose type
+    keeps modules in float32 on a 16-bit load (:func:`keep_in_fp32`): their parameters are counted in the load
+    dtype. None when the type keeps none."""
+    patterns = sorted({p for ps in keep_in_fp32(model_type).values() for p in ps})
+    if not patterns:
+        return None
+    return (f"from_pretrained keeps the modules matching {', '.join(patterns)} in float32 on a 16-bit load "
+            "(_keep_in_fp32_modules); without the checkpoint's tensor names their parameters are counted in the "
+            "load dtype (point at the repository for its headers)")
 
 
 def computes_last_logits_only(model_type: str) -> bool:
@@ -294,45 +308,34 @@ def analyze_generic(f: Fields, model_type: str, head: Head) -> tuple[Architectur
                                      chunk=chunk if kind == "chunked" else None, sinks=sinks, **sparse)
         return mixers[kind]
 
-    dense = FFN(kind="dense", intermediate=inter, gated=gated)
-    moe = FFN(kind="moe", intermediate=moe_inter, gated=gated, experts=experts, top_k=top_k, shared=shared,
-              fp32_routing=fp32_router(model_type))
-    made: dict[tuple[str, bool], Layer] = {}  # one Layer object per (kind, moe): cheap to group
-    per_layer = []
-    for i, kind in enumerate(kinds):
-        is_moe = experts > 0 and top_k > 0 and i >= first_dense and i not in mlp_only and (i + 1) % step == 0
-        if (kind, is_moe) not in made:
-            made[(kind, is_moe)] = Layer(mixer=mixer(kind), ffn=moe if is_moe else dense)
-        per_layer.append(made[(kind, is_moe)])
-    moe_layers = tuple(i for i, layer in enumerate(per_layer) if layer.ffn.kind == "moe")
-
     q_out, kv_out = heads * head_dim, kv_heads * head_dim
-    attn = lin(hidden, q_out, bias) + 2 * lin(hidden, kv_out, bias) + lin(q_out, hidden, bias)
-    mats = 3 if gated else 2
-    t = Tally()
-    t.add("embedding", vocab * hidden)
-    for layer in per_layer:
-        m, ffn = layer.mixer, layer.ffn
-        # A recurrent block: in_proj (x, z and the state inputs) + out_proj, roughly 3 x hidden x inner.
-        t.add("attention", attn if m.has_cache else 3 * hidden * max(m.inner, hidden))
-        t.add("norm", 2 * hidden)
-        if ffn.kind == "moe":
-            expert = mats * hidden * moe_inter
-            t.add("experts", experts * expert + mats * hidden * shared)
-            t.add("router", experts * hidden)
-            t.idle += (experts - top_k) * expert
-        else:
-            t.add("mlp", mats * hidden * inter)
-    t.add("norm", hidden)
-    if head in ("causal_lm", "conditional") and not tie:
-        t.add("lm_head", vocab * hidden)
+    attention = parts.of_linears("attention", attention_linears(hidden, q_out, kv_out, bias, bias))
+    blocks: dict[str, parts.Part] = {}
 
-    linears: tuple[LinearShape, ...] = attention_linears(hidden, q_out, kv_out, bias, bias)
-    if gated:
-        linears += gated_linears(hidden, inter, False)
-    else:
-        linears += (LinearShape(name="up_proj", in_features=hidden, out_features=inter),
-                    LinearShape(name="down_proj", in_features=inter, out_features=hidden))
+    def block(kind: str) -> parts.Part:
+        if kind not in blocks:
+            m = mixer(kind)
+            # A recurrent block: in_proj (x, z and the state inputs) + out_proj, roughly 3 x hidden x inner.
+            blocks[kind] = dataclasses.replace(attention, mixer=m) if m.has_cache else \
+                parts.Part(params={"attention": 3 * hidden * max(m.inner, hidden)}, mixer=m)
+        return blocks[kind]
+
+    dense = parts.gated_mlp(hidden, inter) if gated else parts.mlp(hidden, inter)
+    if experts and top_k:
+        shared_mlp = (parts.gated_mlp(hidden, shared, role="experts") if gated
+                      else parts.mlp(hidden, shared, role="experts")) if shared else None
+        moe = parts.moe(parts.routed_experts(hidden, moe_inter, experts, top_k, gated=gated),
+                        router=experts * hidden, shared=shared_mlp, fp32_routing=fp32_router(model_type))
+    norms = parts.norm(2 * hidden)
+    st = parts.stack(
+        [(block(kind), norms,
+          moe if experts > 0 and top_k > 0 and i >= first_dense and i not in mlp_only and (i + 1) % step == 0
+          else dense) for i, kind in enumerate(kinds)],
+        outer=(parts.embedding(vocab, hidden), parts.norm(hidden),
+               parts.params("lm_head", vocab * hidden if head in ("causal_lm", "conditional") and not tie else 0)),
+        linears=(attention, dense),
+    )
+    moe_layers = st.moe_layers
     decoder, decoder_note = _decoder(tf, model_type)
     arch = Architecture(
         model_type=model_type,
@@ -357,18 +360,12 @@ def analyze_generic(f: Fields, model_type: str, head: Head) -> tuple[Architectur
         attention_bias=bias,
         layer_types=tuple("sliding_attention" if k == "sliding" else "full_attention" for k in kinds),
         sliding_window=window if "sliding" in kinds else None,
-        num_experts=experts if moe_layers else 0,
-        num_experts_per_tok=top_k if moe_layers else 0,
-        moe_intermediate_size=moe_inter if moe_layers else 0,
-        shared_expert_intermediate_size=shared if moe_layers else 0,
         num_shared_experts=(n_shared or (1 if shared else 0)) if moe_layers else 0,
-        moe_layers=moe_layers,
+        **st.keywords(),
         # A router computing in fp32 (recorded from the modeling file): the routing weights, and the experts'
         # weighted outputs, are fp32 (exact-mode trace of minicpm5_moe at 4 x 2048 tokens: the prefill peaks at the
         # fp32 weighted output and its reordered copy).
         moe_fp32_routing=bool(moe_layers) and fp32_router(model_type),
-        linears=linears,
-        per_layer=tuple(per_layer),
         derivation="generic",
         last_logits_only=computes_last_logits_only(model_type),
         # ``logits = tanh(logits / cap) * cap`` before the loss where the config sets it (modeling_nanochat.py
@@ -378,7 +375,7 @@ def analyze_generic(f: Fields, model_type: str, head: Head) -> tuple[Architectur
                "(generic family); parameter counts are exact only from the checkpoint's safetensors headers",
                *decoder_note),
     )
-    return arch, t
+    return arch, st.tally
 
 
 #: Score-sized tensors a type's own eager attention keeps alive at its softmax beyond transformers' standard

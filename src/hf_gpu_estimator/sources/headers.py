@@ -397,7 +397,7 @@ def build_spec(
     """
     from hf_gpu_estimator import architectures
     from hf_gpu_estimator.architectures.checkpoint import check_against_config, refine_generic
-    from hf_gpu_estimator.architectures.generic import generic_assumption
+    from hf_gpu_estimator.architectures.generic import generic_assumption, kept_fp32_unknown
     from hf_gpu_estimator.sources.config import quantization_from_config, stored_dtype_from_config
 
     notes = list(assumptions)
@@ -455,6 +455,9 @@ def build_spec(
             raise ValueError("build_spec needs a config or tensors")
         parameters = architectures.parameter_counts(config)
         provenance["parameters"] = "config"
+        kept = kept_fp32_unknown(str(config.get("model_type", "")))
+        if kept:
+            notes.append(kept)
         checkpoint_bytes, bytes_by_dtype = None, {}
         if architecture is not None and architecture.derivation == "generic":
             notes.append("generic family without safetensors headers: parameter counts assume llama-style blocks "

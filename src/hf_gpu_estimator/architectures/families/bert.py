@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from hf_gpu_estimator.architectures import parts
 from hf_gpu_estimator.architectures._dims import DERIVED, Dims
 from hf_gpu_estimator.architectures._fields import FULL, Fields, Head, Tally, lin
 from hf_gpu_estimator.architectures._registry import Family
-from hf_gpu_estimator.spec import Architecture, LinearShape
+from hf_gpu_estimator.spec import Architecture, LinearShape, Mixer
 
 
 def analyze_bert(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
@@ -19,37 +20,33 @@ def analyze_bert(f: Fields, model_type: str, head: Head) -> tuple[Architecture, 
     cross = f.boolean("add_cross_attention", False)
     if cross and not is_decoder:
         raise f.error("add_cross_attention", True, "false unless is_decoder is true (modeling_bert.py BertLayer)")
-    inner = heads * (hidden // heads)  # all_head_size
-    linears = (
+    inner = heads * d.head_dim  # all_head_size
+    # BertSelfAttention: query/key/value (hidden -> all_head_size), BertSelfOutput.dense (hidden x hidden), with
+    # biases; a decoder with add_cross_attention has a second such attention. BertIntermediate.dense,
+    # BertOutput.dense.
+    attention = parts.of_linears("attention", (
         LinearShape(name="query", in_features=hidden, out_features=inner, bias=True),
         LinearShape(name="key", in_features=hidden, out_features=inner, bias=True),
         LinearShape(name="value", in_features=hidden, out_features=inner, bias=True),
         LinearShape(name="dense", in_features=hidden, out_features=hidden, bias=True),
-        LinearShape(name="dense", in_features=hidden, out_features=inter, bias=True),
-        LinearShape(name="dense", in_features=inter, out_features=hidden, bias=True),
-    )
-    attn = 3 * lin(hidden, inner, True) + lin(hidden, hidden, True)  # self + output.dense
+    ), mixer=Mixer(kind="full", heads=heads, kv_heads=d.num_key_value_heads, head_dim=d.head_dim))
     attention_lns = 2 * hidden
     if cross:
-        attn, attention_lns = 2 * attn, 2 * attention_lns
-    t = Tally()
-    # word, position and token-type tables; the embedding LayerNorm is a norm.
-    t.add("embedding", (vocab + positions + type_vocab) * hidden)
-    t.add("norm", 2 * hidden)
-    t.add("attention", layers * attn)
-    t.add("mlp", layers * (lin(hidden, inter, True) + lin(inter, hidden, True)))
-    t.add("norm", layers * (attention_lns + 2 * hidden))
+        attention = parts.combine(attention, parts.params("attention", attention.role("attention")))
+        attention_lns *= 2
+    mlp = parts.mlp(hidden, inter, bias=True, names=("dense", "dense"))
+    # Word, position and token-type tables, and the embedding LayerNorm.
+    outer = [parts.params("embedding", (vocab + positions + type_vocab) * hidden), parts.norm(2 * hidden)]
     if head in ("base", "pretraining"):
-        t.add("other", lin(hidden, hidden, True))  # pooler
+        outer.append(parts.params("other", lin(hidden, hidden, True)))  # pooler
     if head in ("masked_lm", "pretraining", "lm_head_model"):
         # BertLMPredictionHead: transform dense + LayerNorm, decoder (weight tied to the word
         # embeddings, decoder.bias tied to predictions.bias when tie_word_embeddings).
-        t.add("lm_head", lin(hidden, hidden, True) + vocab)
-        t.add("norm", 2 * hidden)
-        if not tie:
-            t.add("lm_head", vocab * hidden + vocab)
+        outer += [parts.params("lm_head", lin(hidden, hidden, True) + vocab), parts.norm(2 * hidden),
+                  parts.params("lm_head", 0 if tie else vocab * hidden + vocab)]
     if head == "pretraining":
-        t.add("other", lin(hidden, 2, True))  # seq_relationship (next-sentence prediction)
+        outer.append(parts.params("other", lin(hidden, 2, True)))  # seq_relationship (next-sentence prediction)
+    s = parts.stack([(attention, parts.norm(attention_lns + 2 * hidden), mlp)] * layers, outer=outer, merge=False)
     arch = d.architecture(
         model_type,
         family="bert",
@@ -61,9 +58,9 @@ def analyze_bert(f: Fields, model_type: str, head: Head) -> tuple[Architecture, 
         # (modeling_bert.py BertSelfAttention.forward); without is_decoder its attention is bidirectional.
         is_decoder=is_decoder or head == "lm_head_model",
         bidirectional=not is_decoder,
-        linears=linears,
+        **s.keywords(),
     )
-    return arch, t
+    return arch, s.tally
 
 
 FAMILIES = {

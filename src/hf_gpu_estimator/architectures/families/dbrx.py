@@ -7,9 +7,12 @@ The dimensions sit in two nested configs (configuration_dbrx.py): ``attn_config`
 
 from __future__ import annotations
 
-from hf_gpu_estimator.architectures._fields import FULL, Fields, Head, Tally, lin
+from dataclasses import replace
+
+from hf_gpu_estimator.architectures import parts
+from hf_gpu_estimator.architectures._fields import FULL, Fields, Head, Tally
 from hf_gpu_estimator.architectures._registry import Family
-from hf_gpu_estimator.spec import FFN, Architecture, Layer, LinearShape, Mixer
+from hf_gpu_estimator.spec import Architecture, LinearShape
 
 
 def analyze_dbrx(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
@@ -36,28 +39,17 @@ def analyze_dbrx(f: Fields, model_type: str, head: Head) -> tuple[Architecture, 
 
     # DbrxAttention: one fused Wqkv, out_proj, no biases. DbrxExpertGLU: w1, v1, w2 are 2-D parameters
     # of (experts * ffn_hidden_size, d_model), w2 applied transposed; the router is a bias-free Linear.
-    linears = (
-        LinearShape(name="Wqkv", in_features=hidden, out_features=hidden + 2 * kv_heads * head_dim),
-        LinearShape(name="out_proj", in_features=hidden, out_features=hidden),
-        LinearShape(name="w1", in_features=hidden, out_features=inter, count=experts),
-        LinearShape(name="v1", in_features=hidden, out_features=inter, count=experts),
-        LinearShape(name="w2", in_features=inter, out_features=hidden, count=experts),
-    )
-    expert = 3 * hidden * inter
-    t = Tally()
-    t.add("embedding", vocab * hidden)
-    for _ in range(layers):
-        t.add("attention", sum(lin(x.in_features, x.out_features, False) for x in linears[:2]))
-        t.add("norm", 2 * hidden)  # norm_1, norm_2: LayerNorm(bias=False)
-        t.add("experts", experts * expert)
-        t.add("router", experts * hidden)
-        t.idle += (experts - top_k) * expert
-    t.add("norm", hidden)  # norm_f
-    if head == "causal_lm":
-        t.add("lm_head", vocab * hidden)
-
-    layer = Layer(mixer=Mixer(kind="full", heads=heads, kv_heads=kv_heads, head_dim=head_dim),
-                  ffn=FFN(kind="moe", intermediate=inter, experts=experts, top_k=top_k, looped_experts=True))
+    attention = parts.attention(hidden, heads, kv_heads, head_dim, fused=True, names=("Wqkv", "out_proj"))
+    stored = (LinearShape(name="w1", in_features=hidden, out_features=inter, count=experts),
+              LinearShape(name="v1", in_features=hidden, out_features=inter, count=experts),
+              LinearShape(name="w2", in_features=inter, out_features=hidden, count=experts))
+    moe = parts.moe(parts.routed_experts(hidden, inter, experts, top_k, linears=stored), router=experts * hidden)
+    # DbrxExperts.forward loops over the hit experts (no grouped_mm): memory/activations.py's looped_experts.
+    moe = replace(moe, ffn=replace(moe.ffn, looped_experts=True))
+    norms = parts.norm(2 * hidden)  # norm_1, norm_2: LayerNorm(bias=False)
+    s = parts.stack([(attention, norms, moe)] * layers,
+                    outer=(parts.embedding(vocab, hidden), parts.norm(hidden),  # norm_f
+                           parts.lm_head(vocab, hidden, head, tied=False)))
     arch = Architecture(
         model_type=model_type, family=model_type, num_layers=layers, hidden_size=hidden,
         num_attention_heads=heads, num_key_value_heads=kv_heads, head_dim=head_dim, intermediate_size=inter,
@@ -66,13 +58,12 @@ def analyze_dbrx(f: Fields, model_type: str, head: Head) -> tuple[Architecture, 
         hidden_act=str((ffn.raw("ffn_act_fn") or {}).get("name", "silu")) if isinstance(
             ffn.raw("ffn_act_fn"), dict) else "silu",
         norm="layernorm", layer_types=(FULL,) * layers,
-        num_experts=experts, num_experts_per_tok=top_k, moe_intermediate_size=inter,
-        moe_layers=tuple(range(layers)), linears=linears, per_layer=(layer,) * layers,
+        **s.keywords(),
         notes=("routing: softmax over the experts, top-k, weights renormalized by their p-norm "
                "(moe_normalize_expert_weights); DbrxExperts runs the routed experts one by one",
                "attn_config.attn_pdrop (attention dropout) is not modelled: 0 in DBRX's checkpoints"),
     )
-    return arch, t
+    return arch, s.tally
 
 
 FAMILIES = {

@@ -9,10 +9,10 @@ group-limited top-k, and no MLP biases.
 
 from __future__ import annotations
 
-from hf_gpu_estimator.architectures._fields import FULL, Fields, Head, Tally, lin
+from hf_gpu_estimator.architectures import parts
+from hf_gpu_estimator.architectures._fields import FULL, Fields, Head, Tally
 from hf_gpu_estimator.architectures._registry import Family
-from hf_gpu_estimator.architectures.blocks import fused_experts, gated_linears
-from hf_gpu_estimator.spec import Architecture, LinearShape
+from hf_gpu_estimator.spec import Architecture
 
 #: Config defaults that differ: configuration_deepseek_v3.py, configuration_deepseek_v2.py.
 _DEFAULTS = {
@@ -54,52 +54,21 @@ def analyze_deepseek_v3(f: Fields, model_type: str, head: Head) -> tuple[Archite
     mlp_bias = v2 and f.boolean("mlp_bias", False)  # DeepseekV2MLP: dense layers and shared experts
     if top_k > n_routed:
         raise f.error("num_experts_per_tok", top_k, f"at most n_routed_experts={n_routed}")
-    qk_dim = nope + rope
-
-    if q_rank is None:
-        q_linears = (LinearShape(name="q_proj", in_features=hidden, out_features=heads * qk_dim),)
-        q_norm = 0
-    else:
-        q_linears = (
-            LinearShape(name="q_a_proj", in_features=hidden, out_features=q_rank, bias=bias),
-            LinearShape(name="q_b_proj", in_features=q_rank, out_features=heads * qk_dim),
-        )
-        q_norm = q_rank
-    attn_linears = q_linears + (
-        LinearShape(name="kv_a_proj_with_mqa", in_features=hidden, out_features=kv_rank + rope, bias=bias),
-        LinearShape(name="kv_b_proj", in_features=kv_rank, out_features=heads * (nope + v_dim)),
-        LinearShape(name="o_proj", in_features=heads * v_dim, out_features=hidden, bias=bias),
+    attention = parts.mla(hidden, heads, kv_heads, q_rank=q_rank, kv_rank=kv_rank, nope=nope, rope=rope,
+                          v_dim=v_dim, bias=bias)
+    norms = parts.norm(2 * hidden)
+    dense = parts.gated_mlp(hidden, inter, bias=mlp_bias)  # DeepseekV2MLP / DeepseekV3MLP
+    shared = parts.gated_mlp(hidden, moe_inter * n_shared, bias=mlp_bias, role="experts") if n_shared else None
+    # gate.weight (e_score_correction_bias is a buffer). DeepseekV2/V3TopkRouter: F.linear on float32 input
+    # and weight, softmax/sigmoid in fp32, top-k weights scaled and returned as float32.
+    moe = parts.moe(parts.routed_experts(hidden, moe_inter, n_routed, top_k), router=n_routed * hidden,
+                    shared=shared, fp32_routing=True)
+    s = parts.stack(
+        [(attention, norms, dense if i < first_dense else moe) for i in range(layers)],
+        outer=(parts.embedding(vocab, hidden), parts.norm(hidden), parts.lm_head(vocab, hidden, head, tied=tie)),
+        linears=(attention, moe if first_dense < layers else dense),  # a MoE block where there is one
     )
-    attn = sum(lin(x.in_features, x.out_features, x.bias) for x in attn_linears)
-    shared_inter = moe_inter * n_shared
-    expert = 3 * hidden * moe_inter
-    moe_layers = tuple(i for i in range(layers) if i >= first_dense)
-
-    t = Tally()
-    t.add("embedding", vocab * hidden)
-    for i in range(layers):
-        t.add("attention", attn)
-        t.add("norm", 2 * hidden + q_norm + kv_rank)
-        if i >= first_dense:
-            shared = 2 * lin(hidden, shared_inter, mlp_bias) + lin(shared_inter, hidden, mlp_bias)
-            t.add("experts", n_routed * expert + shared)
-            t.add("router", n_routed * hidden)  # gate.weight; e_score_correction_bias is a buffer
-            t.idle += (n_routed - top_k) * expert
-        else:
-            t.add("mlp", 2 * lin(hidden, inter, mlp_bias) + lin(inter, hidden, mlp_bias))
-    t.add("norm", hidden)
-    if head == "causal_lm" and not tie:
-        t.add("lm_head", vocab * hidden)
-
-    linears = attn_linears
-    if moe_layers:
-        linears += (
-            *fused_experts(hidden, moe_inter, n_routed),
-        )
-        if shared_inter:
-            linears += gated_linears(hidden, shared_inter, mlp_bias)
-    else:
-        linears += gated_linears(hidden, inter, mlp_bias)
+    any_moe = bool(s.moe_layers)
     arch = Architecture(
         model_type=model_type,
         family=model_type,
@@ -107,7 +76,7 @@ def analyze_deepseek_v3(f: Fields, model_type: str, head: Head) -> tuple[Archite
         hidden_size=hidden,
         num_attention_heads=heads,
         num_key_value_heads=kv_heads,
-        head_dim=qk_dim,
+        head_dim=nope + rope,
         intermediate_size=inter,
         vocab_size=vocab,
         tie_word_embeddings=tie,
@@ -116,31 +85,24 @@ def analyze_deepseek_v3(f: Fields, model_type: str, head: Head) -> tuple[Archite
         attention_bias=bias,
         layer_types=(FULL,) * layers,
         v_head_dim=v_dim,
-        num_experts=n_routed if moe_layers else 0,
-        num_experts_per_tok=top_k if moe_layers else 0,
-        moe_intermediate_size=moe_inter if moe_layers else 0,
-        num_shared_experts=n_shared if moe_layers else 0,
-        shared_expert_intermediate_size=shared_inter if moe_layers else 0,
-        # DeepseekV2/V3TopkRouter: F.linear on float32 input and weight, softmax/sigmoid in fp32, top-k
-        # weights scaled and returned as float32.
-        moe_fp32_routing=bool(moe_layers),
-        num_dense_layers=min(first_dense, layers),
-        moe_layers=moe_layers,
+        num_shared_experts=n_shared if any_moe else 0,
+        moe_fp32_routing=any_moe,
+        num_dense_layers=s.leading_dense,
         q_lora_rank=q_rank,
         kv_lora_rank=kv_rank,
         qk_nope_head_dim=nope,
         qk_rope_head_dim=rope,
-        linears=linears,
         notes=(
             "num_nextn_predict_layers (MTP) is not counted: transformers builds no module for it",
             *(("num_experts_per_tok is null (transformers' default): no routed expert counted as active",)
-              if given_top_k is None and moe_layers else ()),
+              if given_top_k is None and any_moe else ()),
             *(("routing: softmax over the experts, then top-k (topk_method greedy or group_limited_greedy); "
                "the router runs in float32",) if v2 else
               ("routing: sigmoid scores plus e_score_correction_bias (a buffer), group-limited top-k",)),
         ),
+        **s.keywords(),
     )
-    return arch, t
+    return arch, s.tally
 
 
 FAMILIES = {

@@ -21,11 +21,11 @@ counted once per distinct layer.
 
 from __future__ import annotations
 
+from hf_gpu_estimator.architectures import parts
 from hf_gpu_estimator.architectures._dims import Dims
-from hf_gpu_estimator.architectures._fields import FULL, SLIDING, Fields, Head, Tally, lin
+from hf_gpu_estimator.architectures._fields import FULL, SLIDING, Fields, Head, Tally
 from hf_gpu_estimator.architectures._registry import Family
-from hf_gpu_estimator.architectures.blocks import attention_linears, gated_linears
-from hf_gpu_estimator.spec import FFN, Architecture, Layer, LinearShape, Mixer
+from hf_gpu_estimator.spec import Architecture, LinearShape
 
 
 def analyze_dory(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
@@ -57,58 +57,49 @@ def analyze_dory(f: Fields, model_type: str, head: Head) -> tuple[Architecture, 
         types = f.layer_types(layers) or tuple(FULL if (i + 1) % 4 == 0 else SLIDING for i in range(layers))
     per_loop_cache = f.string("recurrent_kv_cache_mode", "per_loop") == "per_loop"
 
-    q_out, kv_out = heads * head_dim, kv_heads * head_dim
     bias = f.boolean("attention_bias", False)
     mlp_bias = f.boolean("mlp_bias", False)
-    linears = (
-        *attention_linears(hidden, q_out, kv_out, bias, bias),
-        # AfmoeAttention's output gate: sigmoid(gate_proj(x)) scales the attention output.
-        LinearShape(name="gate_proj", in_features=hidden, out_features=q_out, bias=False, group="attn_in"),
-        *gated_linears(hidden, inter, mlp_bias),
-    )
-    attn = sum(lin(x.in_features, x.out_features, x.bias) for x in linears[:5]) + 2 * q_out  # + sqk, s_gate
-    mlp = sum(lin(x.in_features, x.out_features, x.bias) for x in linears[5:]) + 2 * inter  # + suv_gate, suv_up
-    t = Tally()
-    t.add("embedding", vocab * hidden)
-    t.add("attention", layers * attn)
-    t.add("mlp", layers * mlp)
-    t.add("other", layers * 2 * hidden)  # lambda_1, lambda_2 (the residual interpolation rates)
-    if head == "causal_lm":
-        t.add("lm_head", vocab + (0 if tie else vocab * hidden))  # DoryLMHead: weight + logit_scale
-
-    dense = FFN(kind="dense", intermediate=inter, gated=True)
-    mixers = {
-        FULL: Mixer(kind="full", heads=heads, kv_heads=kv_heads, head_dim=head_dim),
-        SLIDING: Mixer(kind="sliding", heads=heads, kv_heads=kv_heads, head_dim=head_dim, window=window),
-    }
+    q_out = heads * head_dim
+    # AfmoeAttention's output gate: sigmoid(gate_proj(x)) scales the attention output; sqk, s_gate.
+    full = parts.combine(
+        parts.attention(hidden, heads, kv_heads, head_dim, qkv_bias=bias),
+        parts.of_linears("attention", (LinearShape(name="gate_proj", in_features=hidden, out_features=q_out,
+                                                   bias=False, group="attn_in"),)),
+        parts.params("attention", 2 * q_out))
+    mlp = parts.combine(parts.gated_mlp(hidden, inter, bias=mlp_bias), parts.params("mlp", 2 * inter))  # suv_*
+    rates = parts.params("other", 2 * hidden)  # lambda_1, lambda_2 (the residual interpolation rates)
+    attention = {FULL: full, SLIDING: parts.windowed(full, window=window)}
     # A recurrent layer's earlier loops under "last_loop" read the cache without writing one.
-    reading = {k: Mixer(kind=m.kind, heads=heads, kv_heads=kv_heads, head_dim=head_dim, window=m.window,
-                        kv_shared=True) for k, m in mixers.items()}
-    made = {k: Layer(mixer=m, ffn=dense) for k, m in mixers.items()}
-    shared = {k: Layer(mixer=m, ffn=dense) for k, m in reading.items()}
-    recurrent = range(n_input, n_input + n_recurrent)
-    order: list[Layer] = [made[types[i]] for i in range(n_input)]
+    reading = {k: parts.with_mixer(a, kv_shared=True) for k, a in attention.items()}
+    weights = [(attention[kind], mlp, rates) for kind in types]
+    reads = [(reading[kind], mlp, rates) for kind in types]
+    # DoryModel.forward runs self.layers[:n_input], then [n_input:n_input + n_recurrent] once per loop, then
+    # [num_hidden_layers - n_output:]: Python slices, also where a derived n_recurrent_layers is negative.
+    end = n_input + n_recurrent
+    order = weights[:n_input]
     for loop in range(loops):
-        last = loop == loops - 1
-        order += [(made if per_loop_cache or last else shared)[types[i]] for i in recurrent]
-    order += [made[types[i]] for i in range(n_input + n_recurrent, layers)]
+        order += (weights if per_loop_cache or loop == loops - 1 else reads)[n_input:end]
+    order += weights[layers - n_output:]
+    s = parts.stack(weights, runs=order, linears=(full, mlp), merge=False,
+                    outer=(parts.embedding(vocab, hidden),
+                           # DoryLMHead: weight + logit_scale
+                           parts.params("lm_head", vocab + (0 if tie else vocab * hidden) if head == "causal_lm"
+                                        else 0)))
     arch = d.architecture(
         model_type,
         family="dory",
         num_layers=len(order),
         attention_bias=bias,
-        layer_types=tuple(layer.mixer.kind == "sliding" and SLIDING or FULL for layer in order),
+        layer_types=tuple(layer.mixer.kind == "sliding" and SLIDING or FULL for layer in s.layers),
         sliding_window=window,
-        linears=linears,
         # Sandwich norms (4) plus attn_sub_norm and ffn_sub_norm, all L2 norms without weights.
         norms_per_layer=6,
         qk_norm="head",
-        per_layer=tuple(order),
-        weight_layers=layers,
+        **s.keywords(),
         notes=((f"{layers} decoder layers; the {n_recurrent} recurrent ones run {loops} times per forward, so the "
                 f"layer list has {len(order)} entries (activations and caches per run, parameters once)"),),
     )
-    return arch, t
+    return arch, s.tally
 
 
 FAMILIES = {

@@ -8,12 +8,11 @@ index ``max_window_layers`` and above slide when ``sliding_window`` is set (Dots
 
 from __future__ import annotations
 
+from hf_gpu_estimator.architectures import parts
 from hf_gpu_estimator.architectures._dims import Dims
-from hf_gpu_estimator.architectures._fields import FULL, SLIDING, Fields, Head, Tally, lin
+from hf_gpu_estimator.architectures._fields import FULL, SLIDING, Fields, Head, Tally
 from hf_gpu_estimator.architectures._registry import Family
-from hf_gpu_estimator.architectures.blocks import fused_experts, gated_linears
-from hf_gpu_estimator.architectures.recurrent import gqa
-from hf_gpu_estimator.spec import FFN, Architecture, Layer, Mixer
+from hf_gpu_estimator.spec import Architecture
 
 
 def analyze_dots1(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
@@ -21,15 +20,14 @@ def analyze_dots1(f: Fields, model_type: str, head: Head) -> tuple[Architecture,
     # default to null (the model cannot be built so): here they are required once a layer is MoE.
     d = Dims.read(f, hidden_size=4608, intermediate_size=10944, num_hidden_layers=62, num_attention_heads=32,
                   num_key_value_heads=32, vocab_size=152064, tie_word_embeddings=False, max_position_embeddings=2048)
-    hidden, inter, layers, vocab = d.hidden_size, d.intermediate_size, d.num_layers, d.vocab_size
-    heads, kv_heads, head_dim = d.num_attention_heads, d.num_key_value_heads, d.head_dim
+    hidden, layers = d.hidden_size, d.num_layers
     moe_inter = f.integer("moe_intermediate_size", 1408)
     bias = f.boolean("attention_bias", False)
     first_dense = min(f.integer("first_k_dense_replace", 0, minimum=0), layers)
-    moe_layers = tuple(range(first_dense, layers))
-    experts = f.integer("n_routed_experts", 0, aliases=("num_local_experts",)) if moe_layers else 0
-    n_shared = f.integer("n_shared_experts", 0, minimum=0) if moe_layers else 0
-    top_k = f.integer("num_experts_per_tok", 0) if moe_layers else 0
+    any_moe = first_dense < layers
+    experts = f.integer("n_routed_experts", 0, aliases=("num_local_experts",)) if any_moe else 0
+    n_shared = f.integer("n_shared_experts", 0, minimum=0) if any_moe else 0
+    top_k = f.integer("num_experts_per_tok", 0) if any_moe else 0
     if top_k > experts:
         raise f.error("num_experts_per_tok", top_k, f"at most n_routed_experts={experts}")
     window = f.opt_int("sliding_window", 4096)
@@ -38,44 +36,30 @@ def analyze_dots1(f: Fields, model_type: str, head: Head) -> tuple[Architecture,
     if types is None:
         types = tuple(SLIDING if window is not None and i >= max_window else FULL for i in range(layers))
 
-    attention = gqa(f, hidden, heads, kv_heads, bias=bias)
-    shared_inter = moe_inter * n_shared
-    expert = 3 * hidden * moe_inter
-    t = Tally()
-    t.add("embedding", vocab * hidden)
-    for i in range(layers):
-        t.add("attention", attention.params)
-        t.add("norm", 2 * hidden + 2 * head_dim)  # input/post_attention_layernorm, q_norm, k_norm
-        if i >= first_dense:
-            t.add("experts", experts * expert + 3 * hidden * shared_inter)
-            t.add("router", experts * hidden)  # Dots1TopkRouter.weight (float32)
-            t.idle += (experts - top_k) * expert
-        else:
-            t.add("mlp", 3 * hidden * inter)
-    t.add("norm", hidden)
-    if head == "causal_lm" and not d.tie_word_embeddings:
-        t.add("lm_head", vocab * hidden)
-
-    sliding = Mixer(kind="sliding", heads=heads, kv_heads=kv_heads, head_dim=head_dim, window=window)
-    dense = FFN(kind="dense", intermediate=inter)
-    # Dots1TopkRouter: float32 router logits, sigmoid scores, float32 top-k weights (modeling_dots1.py).
-    routed = FFN(kind="moe", intermediate=moe_inter, experts=experts, top_k=top_k, shared=shared_inter,
-                 fp32_routing=True)
-    per_layer = tuple(Layer(mixer=attention.mixer if types[i] == FULL else sliding,
-                            ffn=dense if i < first_dense else routed) for i in range(layers))
-    linears = attention.linears + (gated_linears(hidden, inter, False) if first_dense else ())
-    if moe_layers:
-        linears += fused_experts(hidden, moe_inter, experts)
+    # input/post_attention_layernorm; q_norm, k_norm per head.
+    attention = parts.gqa(f, hidden, d.num_attention_heads, d.num_key_value_heads, bias=bias, qk_norm=True)
+    mixers = {FULL: attention, SLIDING: parts.windowed(attention, window=window)}
+    norms = parts.norm(2 * hidden)
+    dense = parts.gated_mlp(hidden, d.intermediate_size)
+    routed = parts.routed_experts(hidden, moe_inter, experts, top_k)
+    # Dots1TopkRouter: float32 weight, float32 router logits, sigmoid scores, float32 top-k weights.
+    shared = parts.gated_mlp(hidden, moe_inter * n_shared, role="experts") if n_shared else None
+    moe = parts.moe(routed, router=experts * hidden, shared=shared, fp32_routing=True)
+    s = parts.stack(
+        [(mixers[kind], norms, dense if i < first_dense else moe) for i, kind in enumerate(types)],
+        outer=(parts.embedding(d.vocab_size, hidden), parts.norm(hidden),
+               parts.lm_head(d.vocab_size, hidden, head, tied=d.tie_word_embeddings)),
+        # One block's linears: the attention, a dense MLP when there is one, the routed experts.
+        linears=(attention, *((dense,) if first_dense else ()), *((routed,) if any_moe else ())),
+    )
     arch = d.architecture(
         model_type, attention_bias=bias, layer_types=types,
         sliding_window=window if SLIDING in types else None, qk_norm="head",
-        num_experts=experts, num_experts_per_tok=top_k, moe_intermediate_size=moe_inter if moe_layers else 0,
-        num_shared_experts=n_shared, shared_expert_intermediate_size=shared_inter,
-        num_dense_layers=first_dense, moe_layers=moe_layers, linears=linears, per_layer=per_layer,
+        num_shared_experts=n_shared, num_dense_layers=s.leading_dense, **s.keywords(),
         notes=("routing: sigmoid scores plus e_score_correction_bias (a buffer), group-limited top-k; "
-               "the router weight is float32",) if moe_layers else (),
+               "the router weight is float32",) if any_moe else (),
     )
-    return arch, t
+    return arch, s.tally
 
 
 FAMILIES = {

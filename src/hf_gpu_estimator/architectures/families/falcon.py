@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from hf_gpu_estimator.architectures import parts
 from hf_gpu_estimator.architectures._dims import DERIVED, Dims
-from hf_gpu_estimator.architectures._fields import FULL, Fields, Head, Tally, lin
+from hf_gpu_estimator.architectures._fields import FULL, Fields, Head, Tally
 from hf_gpu_estimator.architectures._registry import Family
-from hf_gpu_estimator.spec import Architecture, LinearShape
+from hf_gpu_estimator.spec import Architecture, LinearShape, Mixer
 
 
 def analyze_falcon(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
@@ -35,19 +36,14 @@ def analyze_falcon(f: Fields, model_type: str, head: Head) -> tuple[Architecture
     if num_ln is None and new_arch:
         num_ln = 2
     block_lns = 2 if (not parallel or num_ln == 2) else 1
-    linears = (
+    attention = parts.of_linears("attention", (
         LinearShape(name="query_key_value", in_features=hidden, out_features=qkv_out, bias=bias),
         LinearShape(name="dense", in_features=hidden, out_features=hidden, bias=bias),
-        LinearShape(name="dense_h_to_4h", in_features=hidden, out_features=ffn, bias=bias),
-        LinearShape(name="dense_4h_to_h", in_features=ffn, out_features=hidden, bias=bias),
-    )
-    t = Tally()
-    t.add("embedding", vocab * hidden)
-    t.add("attention", layers * (lin(hidden, qkv_out, bias) + lin(hidden, hidden, bias)))
-    t.add("mlp", layers * (lin(hidden, ffn, bias) + lin(ffn, hidden, bias)))
-    t.add("norm", layers * block_lns * 2 * hidden + 2 * hidden)  # + ln_f
-    if head == "causal_lm" and not tie:
-        t.add("lm_head", vocab * hidden)
+    ), mixer=Mixer(kind="full", heads=heads, kv_heads=kv_heads, head_dim=head_dim))
+    mlp = parts.mlp(hidden, ffn, bias=bias, names=("dense_h_to_4h", "dense_4h_to_h"))
+    s = parts.stack([(attention, parts.norm(block_lns * 2 * hidden), mlp)] * layers,
+                    outer=(parts.embedding(vocab, hidden), parts.norm(2 * hidden),  # ln_f
+                           parts.lm_head(vocab, hidden, head, tied=tie)))
     arch = d.architecture(
         model_type,
         family="falcon",
@@ -57,13 +53,13 @@ def analyze_falcon(f: Fields, model_type: str, head: Head) -> tuple[Architecture
         attention_bias=bias,
         parallel_attention=parallel or new_arch,
         layer_types=(FULL,) * layers,
-        linears=linears,
+        **s.keywords(),
         # FalconModel.forward binds each block's (output, attention probabilities) to ``outputs`` until the next
         # block returns: one layer's eager probabilities stay alive through the next layer's attention
         # (modeling_falcon.py, transformers 5.25; traced: 12.35 bytes per score element at 4 x 2048 tokens).
         eager_held_scores=1 if layers > 1 else 0,
     )
-    return arch, t
+    return arch, s.tally
 
 
 FAMILIES = {

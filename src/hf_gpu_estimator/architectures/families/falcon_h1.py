@@ -7,12 +7,12 @@ caches both for the layer (``layer_types`` are all ``"hybrid"``: cache_utils.Lin
 
 from __future__ import annotations
 
+from hf_gpu_estimator.architectures import parts
 from hf_gpu_estimator.architectures._dims import Dims
 from hf_gpu_estimator.architectures._fields import Fields, Head, Tally
 from hf_gpu_estimator.architectures._registry import Family
-from hf_gpu_estimator.architectures.blocks import gated_linears
-from hf_gpu_estimator.architectures.recurrent import gqa, mamba2, mamba2_heads
-from hf_gpu_estimator.spec import FFN, Architecture, Layer
+from hf_gpu_estimator.architectures.recurrent import mamba2_heads
+from hf_gpu_estimator.spec import Architecture
 
 
 def analyze_falcon_h1(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
@@ -21,7 +21,8 @@ def analyze_falcon_h1(f: Fields, model_type: str, head: Head) -> tuple[Architect
                   num_key_value_heads=8, vocab_size=128000, tie_word_embeddings=False, max_position_embeddings=8192)
     hidden, inter, layers, vocab = d.hidden_size, d.intermediate_size, d.num_layers, d.vocab_size
     mlp_bias = f.boolean("mlp_bias", False)
-    attention = gqa(f, hidden, d.num_attention_heads, d.num_key_value_heads, bias=f.boolean("attention_bias", False))
+    attention = parts.gqa(f, hidden, d.num_attention_heads, d.num_key_value_heads,
+                          bias=f.boolean("attention_bias", False))
     # FalconH1Mixer: width mamba_d_ssm (default 1024), else mamba_expand * hidden_size; the gated RMSNorm
     # exists only with mamba_rms_norm; out_proj's bias is projectors_bias.
     inner = f.opt_int("mamba_d_ssm", 1024) or f.integer("mamba_expand", 2) * hidden
@@ -29,27 +30,20 @@ def analyze_falcon_h1(f: Fields, model_type: str, head: Head) -> tuple[Architect
     groups = f.integer("mamba_n_groups", 1)
     if m_heads % groups:
         raise f.error("mamba_n_groups", groups, f"a divisor of mamba_n_heads={m_heads}")
-    mamba = mamba2(hidden, inner, m_heads, m_head_dim, groups, f.integer("mamba_d_state", 256),
-                   f.integer("mamba_d_conv", 4), proj_bias=f.boolean("mamba_proj_bias", False),
-                   conv_bias=f.boolean("mamba_conv_bias", True), out_bias=f.boolean("projectors_bias", False),
-                   gated_norm=f.boolean("mamba_rms_norm", False))
-    mlp = gated_linears(hidden, inter, mlp_bias)
-
-    t = Tally()
-    t.add("embedding", vocab * hidden)
-    t.add("attention", layers * (attention.params + mamba.params))
-    t.add("norm", layers * (mamba.norm + 2 * hidden) + hidden)  # input_layernorm, pre_ff_layernorm; final
-    t.add("mlp", layers * sum(x.in_features * x.out_features + (x.out_features if x.bias else 0) for x in mlp))
-    if head == "causal_lm" and not d.tie_word_embeddings:
-        t.add("lm_head", vocab * hidden)
-
-    layer = Layer(mixer=attention.mixer, parallel=mamba.mixer, ffn=FFN(kind="dense", intermediate=inter))
+    mamba = parts.mamba2(hidden, inner, m_heads, m_head_dim, groups, f.integer("mamba_d_state", 256),
+                         f.integer("mamba_d_conv", 4), proj_bias=f.boolean("mamba_proj_bias", False),
+                         conv_bias=f.boolean("mamba_conv_bias", True), out_bias=f.boolean("projectors_bias", False),
+                         gated_norm=f.boolean("mamba_rms_norm", False))
+    # Each layer: attention and Mamba2 side by side, input_layernorm and pre_ff_layernorm, the MLP.
+    block = (attention, mamba, parts.norm(2 * hidden), parts.gated_mlp(hidden, inter, bias=mlp_bias))
+    s = parts.stack([block] * layers,
+                    outer=(parts.embedding(vocab, hidden), parts.norm(hidden),  # final_layernorm
+                           parts.lm_head(vocab, hidden, head, tied=d.tie_word_embeddings)))
     arch = d.architecture(
         model_type, attention_bias=f.boolean("attention_bias", False),
-        parallel_attention=True, layer_types=("hybrid",) * layers,
-        linears=attention.linears + mamba.linears + mlp, per_layer=(layer,) * layers,
+        parallel_attention=True, layer_types=("hybrid",) * layers, **s.keywords(),
     )
-    return arch, t
+    return arch, s.tally
 
 
 FAMILIES = {

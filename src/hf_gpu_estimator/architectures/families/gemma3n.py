@@ -11,10 +11,10 @@ the per-layer input projections are ``other``.
 
 from __future__ import annotations
 
+from hf_gpu_estimator.architectures import parts
 from hf_gpu_estimator.architectures._fields import FULL, SLIDING, Fields, Head, Tally
 from hf_gpu_estimator.architectures._registry import Family
-from hf_gpu_estimator.architectures.blocks import attention_linears, gated_linears
-from hf_gpu_estimator.spec import FFN, Architecture, Layer, Mixer
+from hf_gpu_estimator.spec import Architecture
 
 
 def _intermediate(f: Fields, layers: int) -> tuple[int, ...]:
@@ -50,37 +50,30 @@ def analyze_gemma3n_text(f: Fields, model_type: str, head: Head) -> tuple[Archit
     if shared and (first_shared < 1 or set(types[:first_shared]) != set(types)):
         raise f.error("num_kv_shared_layers", shared, "fewer than num_hidden_layers, leaving at least one layer "
                       "of each layer type before the shared ones (Gemma3nTextConfig.kv_sharing_modes)")
-    q_out, kv_out = heads * head_dim, kv_heads * head_dim
-    attn_linears = attention_linears(hidden, q_out, kv_out, bias, bias)
-
-    def lin(i: int, o: int) -> int:
-        return i * o + (o if bias else 0)
-
-    t = Tally()
-    t.add("embedding", vocab * hidden + per_layer_vocab * layers * per_layer)
-    t.add("other", hidden * layers * per_layer)  # per_layer_model_projection
-    t.add("norm", per_layer + hidden)  # per_layer_projection_norm, final norm
-    t.add("other", 2 * (n - 1) * hidden * hidden)  # altup_projections, altup_unembed_projections
-    for i in range(layers):
-        reuse = i >= first_shared
-        t.add("attention", 2 * lin(hidden, q_out) + (0 if reuse else 2 * lin(hidden, kv_out)))
-        t.add("norm", head_dim * (1 if reuse else 2))  # q_norm (+ k_norm); v_norm has no weight
-        t.add("norm", 4 * hidden)  # input, post_attention, pre_feedforward, post_feedforward
-        t.add("mlp", 3 * hidden * widths[i])
-        # Gemma3nTextAltUp: correct_output_scale, correction_coefs, prediction_coefs, modality_router, router_norm.
-        t.add("other", hidden + n * n + n * n * n + hidden * n)
-        t.add("norm", hidden)
-        t.add("other", 2 * hidden * rank)  # Gemma3nTextLaurelBlock linear_left, linear_right
-        t.add("norm", hidden)  # post_laurel_norm
-        t.add("other", 2 * hidden * per_layer)  # per_layer_input_gate, per_layer_projection
-        t.add("norm", hidden)  # post_per_layer_input_norm
-    if head == "causal_lm" and not tie:
-        t.add("lm_head", vocab * hidden)
-
-    def mixer(i: int) -> Mixer:
-        kind = "sliding" if types[i] == SLIDING else "full"
-        return Mixer(kind=kind, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
-                     window=window if kind == "sliding" else None, kv_shared=i >= first_shared)
+    # Gemma3nTextAttention: q/k/v/o (attention_bias), q_norm and k_norm per head (v_norm has no weight); the
+    # kv-shared layers build neither k/v projections nor k_norm and keep no cache.
+    own = parts.attention(hidden, heads, kv_heads, head_dim, qkv_bias=bias, qk_norm=2 * head_dim)
+    q, _, _, o = own.linears
+    reuse = parts.of_linears("attention", (q, o), mixer=parts.with_mixer(own, kv_shared=True).mixer)
+    reuse = parts.combine(reuse, parts.norm(head_dim))
+    attention = {(kind, shared_kv): parts.windowed(a, window=window) if kind == SLIDING else a
+                 for kind in (FULL, SLIDING) for shared_kv, a in ((False, own), (True, reuse))}
+    mlps = {w: parts.gated_mlp(hidden, w) for w in dict.fromkeys(widths)}
+    # input, post_attention, pre_feedforward, post_feedforward norms; Gemma3nTextAltUp (correct_output_scale,
+    # correction_coefs, prediction_coefs, modality_router, router_norm); Gemma3nTextLaurelBlock (linear_left,
+    # linear_right, post_laurel_norm); per_layer_input_gate, per_layer_projection, post_per_layer_input_norm.
+    extras = parts.combine(parts.norm(4 * hidden + hidden + hidden + hidden),
+                           parts.params("other", hidden + n * n + n * n * n + hidden * n + 2 * hidden * rank
+                                        + 2 * hidden * per_layer))
+    s = parts.stack(
+        [(attention[types[i], i >= first_shared], extras, mlps[widths[i]]) for i in range(layers)],
+        outer=(parts.params("embedding", vocab * hidden + per_layer_vocab * layers * per_layer),
+               parts.params("other", hidden * layers * per_layer),  # per_layer_model_projection
+               parts.norm(per_layer + hidden),  # per_layer_projection_norm, final norm
+               parts.params("other", 2 * (n - 1) * hidden * hidden),  # altup_projections, altup_unembed_projections
+               parts.lm_head(vocab, hidden, head, tied=tie)),
+        linears=(own, parts.gated_mlp(hidden, max(widths))),
+    )
 
     arch = Architecture(
         model_type=model_type, family="gemma3n_text", num_layers=layers, hidden_size=hidden,
@@ -90,13 +83,11 @@ def analyze_gemma3n_text(f: Fields, model_type: str, head: Head) -> tuple[Archit
         hidden_act=f.string("hidden_activation", "gelu_pytorch_tanh"), attention_bias=bias, layer_types=types,
         sliding_window=window if SLIDING in types else None,
         final_logit_softcapping=f.opt_float("final_logit_softcapping", 30.0),
-        linears=attn_linears + gated_linears(hidden, max(widths), False), norm_style="gemma",
-        norms_per_layer=4, qk_norm="head",
-        per_layer=tuple(Layer(mixer=mixer(i), ffn=FFN(kind="dense", intermediate=widths[i])) for i in range(layers)),
+        norm_style="gemma", norms_per_layer=4, qk_norm="head", **s.keywords(),
         notes=(f"the last {shared} layers reuse the keys and values of earlier layers and keep no KV cache",)
         if shared else (),
     )
-    return arch, t
+    return arch, s.tally
 
 
 FAMILIES = {

@@ -3,10 +3,11 @@ learned positions, tied head."""
 
 from __future__ import annotations
 
+from hf_gpu_estimator.architectures import parts
 from hf_gpu_estimator.architectures._dims import DERIVED, Dims
 from hf_gpu_estimator.architectures._fields import FULL, Fields, Head, Tally, lin
 from hf_gpu_estimator.architectures._registry import Family
-from hf_gpu_estimator.spec import Architecture, LinearShape
+from hf_gpu_estimator.spec import FFN, Architecture, LinearShape, Mixer
 
 
 def analyze_gpt2(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
@@ -27,24 +28,24 @@ def analyze_gpt2(f: Fields, model_type: str, head: Head) -> tuple[Architecture, 
     kv_heads = 1 if bigcode and f.boolean("multi_query", True) else heads
     kv_dim = kv_heads * (hidden // heads)
     cross = f.boolean("add_cross_attention", False)
-    linears = (
-        LinearShape(name="c_attn", in_features=hidden, out_features=hidden + 2 * kv_dim, bias=True),
-        LinearShape(name="c_proj", in_features=hidden, out_features=hidden, bias=True, group="attn_out"),
-        LinearShape(name="c_fc", in_features=hidden, out_features=inner, bias=True),
-        LinearShape(name="c_proj", in_features=inner, out_features=hidden, bias=True, group="mlp_out"),
-    )
-    attn = lin(hidden, hidden + 2 * kv_dim, True) + lin(hidden, hidden, True)
+    attn = (LinearShape(name="c_attn", in_features=hidden, out_features=hidden + 2 * kv_dim, bias=True),
+            LinearShape(name="c_proj", in_features=hidden, out_features=hidden, bias=True, group="attn_out"))
     norms = 2 * 2 * hidden  # ln_1, ln_2
     if cross:  # crossattention: c_attn (2E), q_attn (E), c_proj (E); ln_cross_attn
-        attn += lin(hidden, 2 * hidden, True) + 2 * lin(hidden, hidden, True)
+        cross_attn = lin(hidden, 2 * hidden, True) + 2 * lin(hidden, hidden, True)
         norms += 2 * hidden
-    t = Tally()
-    t.add("embedding", vocab * hidden + positions * hidden)  # wte + wpe
-    t.add("attention", layers * attn)
-    t.add("mlp", layers * (lin(hidden, inner, True) + lin(inner, hidden, True)))
-    t.add("norm", layers * norms + 2 * hidden)  # + ln_f
-    if head == "causal_lm" and not tie:
-        t.add("lm_head", vocab * hidden)
+    attention = parts.combine(
+        parts.of_linears("attention", attn, mixer=Mixer(kind="full", heads=heads, kv_heads=kv_heads,
+                                                        head_dim=d.head_dim)),
+        parts.params("attention", cross_attn if cross else 0))
+    mlp = parts.of_linears("mlp", (
+        LinearShape(name="c_fc", in_features=hidden, out_features=inner, bias=True),
+        LinearShape(name="c_proj", in_features=inner, out_features=hidden, bias=True, group="mlp_out"),
+    ), ffn=FFN(kind="dense", intermediate=inner, gated=False))
+    s = parts.stack([(attention, parts.norm(norms), mlp)] * layers,
+                    outer=(parts.params("embedding", vocab * hidden + positions * hidden),  # wte + wpe
+                           parts.norm(2 * hidden),  # ln_f
+                           parts.lm_head(vocab, hidden, head, tied=tie)))
     arch = d.architecture(
         model_type,
         num_key_value_heads=kv_heads,
@@ -52,11 +53,11 @@ def analyze_gpt2(f: Fields, model_type: str, head: Head) -> tuple[Architecture, 
         norm="layernorm",
         attention_bias=True,
         layer_types=(FULL,) * layers,
-        linears=linears,
+        **s.keywords(),
         notes=(("multi-query attention: one key/value head cached; eager attention expands it to every head "
                 "(repeat_kv) before the score matmul",) if bigcode and kv_heads == 1 else ()),
     )
-    return arch, t
+    return arch, s.tally
 
 
 FAMILIES = {

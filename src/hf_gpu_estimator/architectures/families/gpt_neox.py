@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from hf_gpu_estimator.architectures import parts
 from hf_gpu_estimator.architectures._dims import DERIVED, Dims
-from hf_gpu_estimator.architectures._fields import FULL, Fields, Head, Tally, lin
+from hf_gpu_estimator.architectures._fields import FULL, Fields, Head, Tally
 from hf_gpu_estimator.architectures._registry import Family
-from hf_gpu_estimator.spec import Architecture, LinearShape
+from hf_gpu_estimator.spec import Architecture, LinearShape, Mixer
 
 
 def analyze_gpt_neox(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
@@ -13,21 +14,16 @@ def analyze_gpt_neox(f: Fields, model_type: str, head: Head) -> tuple[Architectu
                   head_dim=DERIVED, intermediate_size=24576, vocab_size=50432, tie_word_embeddings=False,
                   max_position_embeddings=2048, hidden_act="gelu")
     hidden, inter, layers, vocab = d.hidden_size, d.intermediate_size, d.num_layers, d.vocab_size
-    tie = d.tie_word_embeddings
     bias = f.boolean("attention_bias", True)
-    linears = (
+    # GPTNeoXAttention: query_key_value (hidden -> 3 * hidden) and dense; GPTNeoXMLP with biases.
+    attention = parts.of_linears("attention", (
         LinearShape(name="query_key_value", in_features=hidden, out_features=3 * hidden, bias=bias),
         LinearShape(name="dense", in_features=hidden, out_features=hidden, bias=bias),
-        LinearShape(name="dense_h_to_4h", in_features=hidden, out_features=inter, bias=True),
-        LinearShape(name="dense_4h_to_h", in_features=inter, out_features=hidden, bias=True),
-    )
-    t = Tally()
-    t.add("embedding", vocab * hidden)  # embed_in
-    t.add("attention", layers * (lin(hidden, 3 * hidden, bias) + lin(hidden, hidden, bias)))
-    t.add("mlp", layers * (lin(hidden, inter, True) + lin(inter, hidden, True)))
-    t.add("norm", layers * 2 * 2 * hidden + 2 * hidden)  # two LayerNorms per layer + final_layer_norm
-    if head == "causal_lm" and not tie:
-        t.add("lm_head", vocab * hidden)
+    ), mixer=Mixer(kind="full", heads=d.num_attention_heads, kv_heads=d.num_key_value_heads, head_dim=d.head_dim))
+    mlp = parts.mlp(hidden, inter, bias=True, names=("dense_h_to_4h", "dense_4h_to_h"))
+    s = parts.stack([(attention, parts.norm(2 * 2 * hidden), mlp)] * layers,  # two LayerNorms per layer
+                    outer=(parts.embedding(vocab, hidden), parts.norm(2 * hidden),  # embed_in, final_layer_norm
+                           parts.lm_head(vocab, hidden, head, tied=d.tie_word_embeddings)))
     arch = d.architecture(
         model_type,
         family="gpt_neox",
@@ -36,9 +32,9 @@ def analyze_gpt_neox(f: Fields, model_type: str, head: Head) -> tuple[Architectu
         attention_bias=bias,
         parallel_attention=f.boolean("use_parallel_residual", True),
         layer_types=(FULL,) * layers,
-        linears=linears,
+        **s.keywords(),
     )
-    return arch, t
+    return arch, s.tally
 
 
 FAMILIES = {

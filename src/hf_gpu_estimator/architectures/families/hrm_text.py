@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from hf_gpu_estimator.architectures import parts
 from hf_gpu_estimator.architectures._dims import DERIVED, Dims
-from hf_gpu_estimator.architectures._fields import FULL, MISSING, Fields, Head, Tally, lin
+from hf_gpu_estimator.architectures._fields import FULL, MISSING, Fields, Head, Tally
 from hf_gpu_estimator.architectures._registry import Family
-from hf_gpu_estimator.architectures.blocks import attention_linears, gated_linears
 from hf_gpu_estimator.spec import Architecture, LinearShape
 
 
@@ -49,35 +49,31 @@ def analyze_hrm_text(f: Fields, model_type: str, head: Head) -> tuple[Architectu
     grad_l = sum(min(max(padded[h] if h < len(padded) else 1, 0), l_cycles) for h in range(h_cycles))
     bias = f.boolean("attention_bias", False)
     mlp_bias = f.boolean("mlp_bias", False)
-    q_out, kv_out = heads * head_dim, kv_heads * head_dim
     # HrmTextAttention: q/k/v/o and a sigmoid output gate (hidden -> heads x head_dim); the MLP is SwiGLU.
     # Its RMSNorms (input, post-attention, each stack's final_norm) have no weight.
-    attention = (lin(hidden, q_out, bias) + 2 * lin(hidden, kv_out, bias) + lin(q_out, hidden, bias)
-                 + lin(hidden, q_out, bias))
+    attention = parts.attention(hidden, heads, kv_heads, head_dim, qkv_bias=bias)
+    attention = parts.combine(attention, parts.of_linears("attention", (LinearShape(
+        name="gate_proj", in_features=hidden, out_features=heads * head_dim, bias=bias, group="attn_in"),)))
+    mlp = parts.gated_mlp(hidden, inter, bias=mlp_bias)
+    block = (attention, mlp)
     stacks = 2 * per_stack
-    t = Tally()
-    t.add("embedding", vocab * hidden)
-    t.add("attention", stacks * attention)
-    t.add("mlp", stacks * (2 * lin(hidden, inter, mlp_bias) + lin(inter, hidden, mlp_bias)))
-    t.add("other", hidden)  # z_L_init, the L stack's initial state (a frozen parameter)
-    if head == "causal_lm" and not tie:
-        t.add("lm_head", vocab * hidden)
+    s = parts.stack([block] * stacks, runs=[block] * calls, merge=False,
+                    outer=(parts.embedding(vocab, hidden),
+                           parts.params("other", hidden),  # z_L_init, the L stack's initial state (frozen)
+                           parts.lm_head(vocab, hidden, head, tied=tie)))
     arch = d.architecture(
         model_type,
         family="hrm_text",
         num_layers=calls,
-        weight_layers=stacks,
         grad_layers=per_stack * (grad_l + h_cycles),
         norm_weight=False,  # HrmTextRMSNorm: x * rsqrt(mean(x^2) + eps), no weight
         attention_bias=bias,
         layer_types=(FULL,) * calls,
-        linears=(*attention_linears(hidden, q_out, kv_out, bias, bias),
-                 LinearShape(name="gate_proj", in_features=hidden, out_features=q_out, bias=bias, group="attn_in"),
-                 *gated_linears(hidden, inter, mlp_bias)),
+        **s.keywords(),
         notes=((f"{stacks} weight layers (two stacks of {per_stack}) called {calls} times by the H/L recurrence, "
                 "one cache slot per call"),),
     )
-    return arch, t
+    return arch, s.tally
 
 
 FAMILIES = {

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from hf_gpu_estimator.architectures import parts
 from hf_gpu_estimator.architectures._dims import Dims
 from hf_gpu_estimator.architectures._fields import FULL, Fields, Head, Tally
 from hf_gpu_estimator.architectures._registry import Family
-from hf_gpu_estimator.architectures.blocks import fused_experts, gated_linears
-from hf_gpu_estimator.architectures.recurrent import dt_rank, gqa, mamba1, merge_linears, period_offset
-from hf_gpu_estimator.spec import FFN, Architecture, Layer
+from hf_gpu_estimator.architectures.recurrent import dt_rank, period_offset
+from hf_gpu_estimator.spec import Architecture
 
 LINEAR = "linear_attention"
 
@@ -21,54 +21,32 @@ def analyze_jamba(f: Fields, model_type: str, head: Head) -> tuple[Architecture,
     top_k = f.integer("num_experts_per_tok", 2)
     attn_period, attn_offset = period_offset(f, "attn_layer_period", "attn_layer_offset", 8, 4)
     expert_period, expert_offset = period_offset(f, "expert_layer_period", "expert_layer_offset", 2, 1)
-    attention = gqa(f, hidden, d.num_attention_heads, d.num_key_value_heads, bias=False)
+    attention = parts.gqa(f, hidden, d.num_attention_heads, d.num_key_value_heads, bias=False)
     # JambaMambaMixer: Mamba1 with RMSNorms on dt, B and C.
-    mamba = mamba1(hidden, f.integer("mamba_expand", 2) * hidden, f.integer("mamba_d_state", 16),
-                   f.integer("mamba_d_conv", 4), dt_rank(f, "mamba_dt_rank", hidden),
-                   proj_bias=f.boolean("mamba_proj_bias", False), conv_bias=f.boolean("mamba_conv_bias", True),
-                   bc_norms=True)
+    mamba = parts.mamba1(hidden, f.integer("mamba_expand", 2) * hidden, f.integer("mamba_d_state", 16),
+                         f.integer("mamba_d_conv", 4), dt_rank(f, "mamba_dt_rank", hidden),
+                         proj_bias=f.boolean("mamba_proj_bias", False), conv_bias=f.boolean("mamba_conv_bias", True),
+                         bc_norms=True)
     # JambaConfig.layers_block_type / layers_num_experts: a layer with one expert is a dense JambaMLP.
     types = tuple(FULL if i % attn_period == attn_offset else LINEAR for i in range(layers))
-    moe_layers = tuple(i for i in range(layers) if i % expert_period == expert_offset and num_experts > 1)
-    if moe_layers and top_k > num_experts:
+    is_moe = [i % expert_period == expert_offset and num_experts > 1 for i in range(layers)]
+    if any(is_moe) and top_k > num_experts:
         raise f.error("num_experts_per_tok", top_k, f"at most num_experts={num_experts}")
 
-    t = Tally()
-    t.add("embedding", vocab * hidden)
-    expert = 3 * hidden * inter  # JambaExperts: fused gate_up_proj + down_proj
-    moe_set = set(moe_layers)
-    for i in range(layers):
-        part = attention if types[i] == FULL else mamba
-        t.add("attention", part.params)
-        t.add("norm", part.norm + 2 * hidden)  # input_layernorm, pre_ff_layernorm
-        if i in moe_set:
-            t.add("experts", num_experts * expert)
-            t.add("router", num_experts * hidden)  # JambaTopKRouter.weight
-            t.idle += (num_experts - top_k) * expert
-        else:
-            t.add("mlp", 3 * hidden * inter)
-    t.add("norm", hidden)  # final_layernorm
-    if head == "causal_lm" and not d.tie_word_embeddings:
-        t.add("lm_head", vocab * hidden)
-
-    dense = FFN(kind="dense", intermediate=inter)
-    moe = FFN(kind="moe", intermediate=inter, experts=num_experts, top_k=top_k)
-    per_layer = tuple(Layer(mixer=attention.mixer if types[i] == FULL else mamba.mixer,
-                            ffn=moe if i in moe_set else dense) for i in range(layers))
-    ffn_linears = gated_linears(hidden, inter, False) if len(moe_layers) < layers else ()
-    if moe_layers:
-        ffn_linears += (
-            *fused_experts(hidden, inter, num_experts),
-        )
-    kinds = tuple(dict.fromkeys(types))
-    arch = d.architecture(
-        model_type, layer_types=types,
-        num_experts=num_experts if moe_layers else 0, num_experts_per_tok=top_k if moe_layers else 0,
-        moe_intermediate_size=inter if moe_layers else 0, moe_layers=moe_layers,
-        linears=merge_linears(*(attention.linears if k == FULL else mamba.linears for k in kinds), ffn_linears),
-        per_layer=per_layer,
+    mixers = {FULL: attention, LINEAR: mamba}
+    norms = parts.norm(2 * hidden)  # input_layernorm, pre_ff_layernorm
+    dense = parts.gated_mlp(hidden, inter)
+    # JambaExperts: fused gate_up_proj + down_proj; JambaTopKRouter.weight.
+    moe = parts.moe(parts.routed_experts(hidden, inter, num_experts, top_k), router=num_experts * hidden)
+    s = parts.stack(
+        [(mixers[kind], norms, moe if is_moe[i] else dense) for i, kind in enumerate(types)],
+        outer=(parts.embedding(vocab, hidden), parts.norm(hidden),  # final_layernorm
+               parts.lm_head(vocab, hidden, head, tied=d.tie_word_embeddings)),
+        # Both mixer kinds' linears, then a dense MLP's where a layer has one, then the experts'.
+        linears=(*(mixers[k] for k in dict.fromkeys(types)), *((dense,) if not all(is_moe) else ()),
+                 *((moe,) if any(is_moe) else ())),
     )
-    return arch, t
+    return d.architecture(model_type, layer_types=types, **s.keywords()), s.tally
 
 
 FAMILIES = {

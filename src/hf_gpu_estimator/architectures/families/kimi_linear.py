@@ -12,7 +12,8 @@ from __future__ import annotations
 from hf_gpu_estimator.architectures._fields import FULL, MISSING, Fields, Head, Tally, lin
 from hf_gpu_estimator.architectures._registry import Family
 from hf_gpu_estimator.architectures.blocks import fused_experts, gated_linears, mla_linears
-from hf_gpu_estimator.architectures.recurrent import Part, kimi_delta, merge_linears, pattern_list
+from hf_gpu_estimator.architectures.parts import Part, kimi_delta, merge_linears
+from hf_gpu_estimator.architectures.recurrent import pattern_list
 from hf_gpu_estimator.spec import FFN, Architecture, Layer, LinearShape, Mixer
 
 LINEAR = "linear_attention"
@@ -121,8 +122,8 @@ def analyze_kimi_linear(f: Fields, model_type: str, head: Head) -> tuple[Archite
             t.add("attention", mla_params)
             t.add("norm", 2 * hidden + mla_norm)
         else:
-            t.add("attention", kda.params)
-            t.add("norm", 2 * hidden + kda.norm)
+            t.add("attention", kda.role("attention"))
+            t.add("norm", 2 * hidden + kda.role("norm"))
         if mlp_types[i] == "sparse":
             t.add("experts", n_routed * expert + 3 * hidden * shared_inter)
             t.add("router", n_routed * hidden)  # gate.weight; e_score_correction_bias is a buffer

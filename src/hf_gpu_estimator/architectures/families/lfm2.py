@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-from hf_gpu_estimator.architectures._fields import FULL, Fields, Head, Tally, lin
+from hf_gpu_estimator.architectures import parts
+from hf_gpu_estimator.architectures._fields import FULL, Fields, Head, Tally
 from hf_gpu_estimator.architectures._registry import NO_DROPOUT, Family
-from hf_gpu_estimator.architectures.blocks import fused_experts
-from hf_gpu_estimator.architectures.recurrent import gqa, merge_linears, pattern_list, short_conv
-from hf_gpu_estimator.spec import FFN, Architecture, Layer, LinearShape
+from hf_gpu_estimator.architectures.recurrent import pattern_list
+from hf_gpu_estimator.spec import Architecture
 
 CONV = "conv"
 
@@ -51,9 +51,10 @@ def analyze_lfm2(f: Fields, model_type: str, head: Head) -> tuple[Architecture, 
         inter = _mlp_width(f, f.integer("block_ff_dim", 12288, aliases=("intermediate_size",)))
         moe_inter = experts = top_k = 0
         dense_layers = layers
-    attention = gqa(f, hidden, heads, kv_heads, bias=False, o_name="out_proj")
+    # Lfm2Attention: q/k/v and out_proj without biases; q_layernorm, k_layernorm per head.
+    attention = parts.gqa(f, hidden, heads, kv_heads, bias=False, o_name="out_proj", qk_norm=True)
     head_dim = attention.mixer.head_dim
-    conv = short_conv(hidden, f.integer("conv_L_cache", 3), f.boolean("conv_bias", False))
+    conv = parts.short_conv(hidden, f.integer("conv_L_cache", 3), f.boolean("conv_bias", False))
     # Lfm2Config.__post_init__: layer_types, else attention at full_attn_idxs (default: every layer).
     # Lfm2MoeConfig derives nothing (its modeling file indexes layer_types, so transformers cannot build
     # the model without them): counted as Lfm2Config's default, attention in every layer, and said so.
@@ -63,54 +64,32 @@ def analyze_lfm2(f: Fields, model_type: str, head: Head) -> tuple[Architecture, 
         idxs = f.int_list("full_attn_idxs")
         full = set(range(layers)) if idxs is None else set(idxs)
         types = tuple(FULL if i in full else CONV for i in range(layers))
-    mlp = (
-        LinearShape(name="w1", in_features=hidden, out_features=inter),
-        LinearShape(name="w3", in_features=hidden, out_features=inter),
-        LinearShape(name="w2", in_features=inter, out_features=hidden),
+
+    mixers = {FULL: attention, CONV: conv}
+    norms = parts.norm(2 * hidden)  # operator_norm, ffn_norm
+    dense = parts.gated_mlp(hidden, inter, names=("w1", "w3", "w2"))
+    # Lfm2MoeSparseMoeBlock: fused experts, the router's weight; expert_bias is a buffer.
+    routed = parts.moe(parts.routed_experts(hidden, moe_inter, experts, top_k), router=experts * hidden)
+    s = parts.stack(
+        [(mixers[kind], norms, dense if i < dense_layers else routed) for i, kind in enumerate(types)],
+        outer=(parts.embedding(vocab, hidden), parts.norm(hidden),  # embedding_norm (after the last layer)
+               parts.lm_head(vocab, hidden, head, tied=tie)),
+        linears=(*(mixers[k] for k in dict.fromkeys(types)), *((dense,) if dense_layers else ()),
+                 *((routed,) if dense_layers < layers else ())),
     )
-
-    t = Tally()
-    t.add("embedding", vocab * hidden)
-    for i, kind in enumerate(types):
-        if kind == FULL:
-            t.add("attention", attention.params)
-            t.add("norm", 2 * head_dim)  # q_layernorm, k_layernorm
-        else:
-            t.add("attention", conv.params)
-        t.add("norm", 2 * hidden)  # operator_norm, ffn_norm
-        if i < dense_layers:
-            t.add("mlp", sum(lin(x.in_features, x.out_features, False) for x in mlp))
-        else:  # Lfm2MoeSparseMoeBlock: fused experts, the router's weight; expert_bias is a buffer
-            t.add("experts", experts * 3 * hidden * moe_inter)
-            t.add("router", experts * hidden)
-            t.idle += (experts - top_k) * 3 * hidden * moe_inter
-    t.add("norm", hidden)  # embedding_norm (applied after the last layer)
-    if head == "causal_lm" and not tie:
-        t.add("lm_head", vocab * hidden)
-
-    dense = FFN(kind="dense", intermediate=inter)
-    routed = FFN(kind="moe", intermediate=moe_inter, experts=experts, top_k=top_k)
-    moe_layers = tuple(range(min(dense_layers, layers), layers))
-    ffn_linears = (mlp if dense_layers else ()) + (fused_experts(hidden, moe_inter, experts) if moe_layers else ())
-    kinds = tuple(dict.fromkeys(types))
+    any_moe = bool(s.moe_layers)
     arch = Architecture(
         model_type=model_type, family=model_type, num_layers=layers, hidden_size=hidden,
         num_attention_heads=heads, num_key_value_heads=kv_heads, head_dim=head_dim, intermediate_size=inter,
         vocab_size=vocab, tie_word_embeddings=tie,
         max_position_embeddings=f.integer("max_position_embeddings", 128_000), layer_types=types,
-        qk_norm="head",
-        linears=merge_linears(*(attention.linears if k == FULL else conv.linears for k in kinds), ffn_linears),
-        per_layer=tuple(Layer(mixer=attention.mixer if k == FULL else conv.mixer,
-                              ffn=dense if i < dense_layers else routed) for i, k in enumerate(types)),
-        num_experts=experts if moe_layers else 0, num_experts_per_tok=top_k if moe_layers else 0,
-        moe_intermediate_size=moe_inter if moe_layers else 0, num_dense_layers=min(dense_layers, layers),
-        moe_layers=moe_layers,
+        qk_norm="head", num_dense_layers=s.leading_dense, **s.keywords(),
         notes=(*(("routing: sigmoid scores plus expert_bias (a float32 buffer) pick the top-k; "
-                  "the experts run through transformers' experts implementation",) if moe_layers else ()),
+                  "the experts run through transformers' experts implementation",) if any_moe else ()),
                *(("layer_types is unset (transformers cannot build lfm2_moe without it): every layer is "
                   "counted as attention",) if unset_types else ())),
     )
-    return arch, t
+    return arch, s.tally
 
 
 FAMILIES = {

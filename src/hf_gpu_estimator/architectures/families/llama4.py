@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
-
+from hf_gpu_estimator.architectures import parts
 from hf_gpu_estimator.architectures._dims import Dims
 from hf_gpu_estimator.architectures._fields import CHUNKED, FULL, Fields, Head, Tally, lin
 from hf_gpu_estimator.architectures._registry import Family
-from hf_gpu_estimator.architectures.blocks import (
-    attention_layers,
-    attention_linears,
-    fused_experts,
-    gated_linears,
-    with_vision,
-)
-from hf_gpu_estimator.spec import FFN, Architecture
+from hf_gpu_estimator.architectures.blocks import with_vision
+from hf_gpu_estimator.spec import Architecture
 
 
 def analyze_llama4_text(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
@@ -45,54 +38,36 @@ def analyze_llama4_text(f: Fields, model_type: str, head: Head) -> tuple[Archite
     moe_layers = tuple(sorted({i for i in given_moe if 0 <= i < layers}))
     layer_types = f.layer_types(layers, (FULL, CHUNKED)) or tuple(
         CHUNKED if r and chunk is not None else FULL for r in rope)
-    q_out, kv_out = heads * head_dim, kv_heads * head_dim
 
-    expert = 3 * hidden * inter  # Llama4TextExperts: gate_up_proj (E, H, 2I), down_proj (E, I, H)
-    t = Tally()
-    t.add("embedding", vocab * hidden)
-    # Llama4TextL2Norm (the q/k norm of RoPE layers) has no parameters.
-    t.add("attention", layers * (lin(hidden, q_out, bias) + 2 * lin(hidden, kv_out, bias) + lin(q_out, hidden, bias)))
-    t.add("norm", layers * 2 * hidden + hidden)
-    n_moe = len(moe_layers)
-    t.add("experts", n_moe * (experts * expert + 3 * hidden * inter))  # routed + shared_expert
-    t.add("router", n_moe * experts * hidden)  # Llama4Router: Linear(hidden, experts, bias=False)
-    t.add("mlp", (layers - n_moe) * 3 * hidden * inter_mlp)
-    t.idle += n_moe * (experts - top_k) * expert
-    if head == "causal_lm" and not tie:
-        t.add("lm_head", vocab * hidden)
-
-    # modeling_llama4.py Llama4TextMoe: routed_in = hidden_states.repeat(num_experts, 1), one bmm over all
-    # experts (scores zero for the unrouted ones): every expert sees every token.
-    moe = FFN(kind="moe", intermediate=inter, experts=experts, top_k=top_k, shared=inter, dense_experts=True)
-    dense = FFN(kind="dense", intermediate=inter_mlp)
+    # Llama4TextL2Norm (the q/k norm of RoPE layers) has no parameters: Llama4TextAttention builds it
+    # ``if config.use_qk_norm and self.use_rope``.
+    attention = parts.attention(hidden, heads, kv_heads, head_dim, qkv_bias=bias)
+    l2 = f.boolean("use_qk_norm", True)
+    mixers = {(kind, r): parts.with_mixer(
+        parts.windowed(attention, chunk=chunk) if kind == CHUNKED and chunk else attention, l2_qk_norm=bool(l2 and r))
+        for kind in (FULL, CHUNKED) for r in (0, 1)}
+    norms = parts.norm(2 * hidden)
+    # Llama4TextExperts: gate_up_proj (E, H, 2I), down_proj (E, I, H); Llama4Router: Linear(hidden, experts,
+    # bias=False); shared_expert. Llama4TextMoe: routed_in = hidden_states.repeat(num_experts, 1), one bmm over
+    # all experts (scores zero for the unrouted ones): every expert sees every token.
+    moe = parts.moe(parts.routed_experts(hidden, inter, experts, top_k), router=experts * hidden,
+                    shared=parts.gated_mlp(hidden, inter, role="experts"), dense_experts=True)
+    dense = parts.gated_mlp(hidden, inter_mlp)
     moe_set = set(moe_layers)
-    per_layer = attention_layers(layer_types, tuple(moe if i in moe_set else dense for i in range(layers)),
-                                 heads=heads, kv_heads=kv_heads, head_dim=head_dim, chunk=chunk)
-    if f.boolean("use_qk_norm", True):
-        # Llama4TextAttention: ``if config.use_qk_norm and self.use_rope: self.qk_norm = Llama4TextL2Norm``.
-        per_layer = tuple(dataclasses.replace(layer, mixer=dataclasses.replace(layer.mixer, l2_qk_norm=True))
-                          if r else layer for layer, r in zip(per_layer, rope, strict=True))
-    linears = attention_linears(hidden, q_out, kv_out, bias, bias)
-    if moe_layers:
-        linears += (
-            *fused_experts(hidden, inter, experts),
-        ) + gated_linears(hidden, inter, False)
-    else:
-        linears += gated_linears(hidden, inter_mlp, False)
+    s = parts.stack(
+        [(mixers[kind, int(bool(r))], norms, moe if i in moe_set else dense)
+         for i, (kind, r) in enumerate(zip(layer_types, rope, strict=True))],
+        outer=(parts.embedding(vocab, hidden), parts.norm(hidden), parts.lm_head(vocab, hidden, head, tied=tie)),
+        linears=(attention, moe if moe_layers else dense),  # a MoE block where there is one
+    )
     arch = d.architecture(
         model_type,
         family="llama4",
         intermediate_size=inter_mlp,
         attention_bias=bias,
         layer_types=layer_types,
-        num_experts=experts if moe_layers else 0,
-        num_experts_per_tok=top_k if moe_layers else 0,
-        moe_intermediate_size=inter if moe_layers else 0,
         num_shared_experts=1 if moe_layers else 0,
-        shared_expert_intermediate_size=inter if moe_layers else 0,
-        moe_layers=moe_layers,
-        linears=linears,
-        per_layer=per_layer,
+        **s.keywords(),
         notes=(
             f"chunked attention (attention_chunk_size={chunk}) on the RoPE layers, full attention on the NoPE "
             "layers (every no_rope_layer_interval-th); the cache of a chunked layer is capped at its chunk "
@@ -101,7 +76,7 @@ def analyze_llama4_text(f: Fields, model_type: str, head: Head) -> tuple[Archite
             "expert; routed experts are stored (num_experts, in_features, out_features)",
         ),
     )
-    return arch, t
+    return arch, s.tally
 
 
 def _llama4_vision(v: Fields, text_hidden: int) -> tuple[int, int, int]:

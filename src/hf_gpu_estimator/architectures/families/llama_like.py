@@ -6,11 +6,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from hf_gpu_estimator.architectures import parts
 from hf_gpu_estimator.architectures._dims import Dims
-from hf_gpu_estimator.architectures._fields import FULL, SLIDING, Fields, Head, Tally, lin
+from hf_gpu_estimator.architectures._fields import FULL, SLIDING, Fields, Head, Tally
 from hf_gpu_estimator.architectures._registry import Family
-from hf_gpu_estimator.architectures.blocks import attention_linears, fused_experts, gated_linears
-from hf_gpu_estimator.spec import Architecture, LinearShape
+from hf_gpu_estimator.spec import Architecture
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -360,66 +360,40 @@ def analyze_llama_like(
     if s.moe == "mixtral" and top_k > num_experts:
         raise f.error("num_experts_per_tok", top_k, f"at most num_local_experts={num_experts}")
 
-    t = Tally()
-    t.add("embedding", vocab * hidden)
-    if s.attn == "fused_qkv":
-        attn = lin(hidden, q_out + 2 * kv_out, qkv_bias) + lin(q_out, hidden, o_bias)
-    else:
-        attn = lin(hidden, q_out, qkv_bias) + 2 * lin(hidden, kv_out, qkv_bias) + lin(q_out, hidden, o_bias)
+    qk_norm = {"head": 2 * head_dim, "flat": q_out + kv_out}.get(s.qk_norm, 0)
+    if s.qk_norm == "cohere" and f.boolean("use_qk_norm", False):
+        qk_norm = q_out + kv_out
+    attention = parts.attention(hidden, heads, kv_heads, head_dim, qkv_bias=qkv_bias, o_bias=o_bias,
+                                fused=s.attn == "fused_qkv", qk_norm=qk_norm)
+    # A sliding layer without a window attends to everything.
+    mixers = {FULL: attention, SLIDING: parts.windowed(attention, window=window) if window else attention}
+    norms = parts.norm(s.block_norms * hidden * s.norm_params)
     if s.mlp == "plain":
-        dense_mlp = lin(hidden, inter, mlp_bias) + lin(inter, hidden, mlp_bias)
+        dense = parts.mlp(hidden, inter, bias=mlp_bias, names=("c_fc", "c_proj"))
     else:
-        dense_mlp = 2 * lin(hidden, inter, mlp_bias) + lin(inter, hidden, mlp_bias)
-    norms = s.block_norms * hidden * s.norm_params
-    if s.qk_norm == "head":
-        norms += 2 * head_dim
-    elif s.qk_norm == "flat":
-        norms += q_out + kv_out
-    elif s.qk_norm == "cohere" and f.boolean("use_qk_norm", False):
-        norms += q_out + kv_out
-    expert = 3 * hidden * moe_inter  # fused gate_up_proj (2*I x H) + down_proj (H x I), no bias
-    moe_set = set(moe_layers)
-    for i in range(layers):
-        t.add("attention", attn)
-        t.add("norm", norms)
-        if i in moe_set:
-            t.add("experts", num_experts * expert)
-            t.add("router", num_experts * hidden)
-            t.idle += (num_experts - top_k) * expert
-            if s.moe == "ernie4_5_moe":
-                t.add("router", num_experts)  # moe_statics.e_score_correction_bias, an nn.Parameter
-                if shared_inter:
-                    t.add("experts", 2 * lin(hidden, shared_inter, mlp_bias) + lin(shared_inter, hidden, mlp_bias))
-            elif shared_inter:
-                t.add("experts", 3 * hidden * shared_inter)
-                t.add("router", hidden)  # shared_expert_gate: Linear(hidden, 1, bias=False)
-        else:
-            t.add("mlp", dense_mlp)
-    t.add("norm", hidden * s.norm_params)  # final norm
-    if head == "causal_lm" and not tie:
-        t.add("lm_head", vocab * hidden)
-    if head == "causal_lm" and s.lm_head_bias(f):
-        t.add("lm_head", vocab)  # the bias stays its own parameter when the weight is tied
-
-    linears = attention_linears(hidden, q_out, kv_out, qkv_bias, o_bias, fused=s.attn == "fused_qkv")
+        dense = parts.gated_mlp(hidden, inter, bias=mlp_bias, fused=s.mlp == "fused_gated")
+    ffn = dense
     if moe_layers:
-        linears += (
-            *fused_experts(hidden, moe_inter, num_experts),
-        )
-        if shared_inter:
-            linears += gated_linears(hidden, shared_inter, mlp_bias and s.moe == "ernie4_5_moe")
-    elif s.mlp == "plain":
-        linears += (
-            LinearShape(name="c_fc", in_features=hidden, out_features=inter, bias=mlp_bias),
-            LinearShape(name="c_proj", in_features=inter, out_features=hidden, bias=mlp_bias),
-        )
-    elif s.mlp == "fused_gated":
-        linears += (
-            LinearShape(name="gate_up_proj", in_features=hidden, out_features=2 * inter),
-            LinearShape(name="down_proj", in_features=inter, out_features=hidden),
-        )
-    else:
-        linears += gated_linears(hidden, inter, mlp_bias)
+        routed = parts.routed_experts(hidden, moe_inter, num_experts, top_k)
+        if s.moe == "ernie4_5_moe":
+            # moe_statics.e_score_correction_bias is an nn.Parameter; the shared experts take use_bias.
+            shared = parts.gated_mlp(hidden, shared_inter, bias=mlp_bias, role="experts") if shared_inter else None
+            ffn = parts.moe(routed, router=num_experts * hidden + num_experts, shared=shared)
+        elif shared_inter:
+            # qwen2_moe: shared_expert, and shared_expert_gate: Linear(hidden, 1, bias=False).
+            ffn = parts.moe(routed, router=num_experts * hidden + hidden,
+                            shared=parts.gated_mlp(hidden, shared_inter, role="experts"))
+        else:
+            ffn = parts.moe(routed, router=num_experts * hidden)
+    moe_set = set(moe_layers)
+    # The lm_head bias stays its own parameter when the weight is tied.
+    head_bias = parts.params("lm_head", vocab if head == "causal_lm" and s.lm_head_bias(f) else 0)
+    st = parts.stack(
+        [(mixers.get(kind, attention), norms, ffn if i in moe_set else dense) for i, kind in enumerate(layer_types)],
+        outer=(parts.embedding(vocab, hidden), parts.norm(hidden * s.norm_params),  # the final norm
+               parts.lm_head(vocab, hidden, head, tied=tie), head_bias),
+        linears=(attention, ffn),  # a MoE block where there is one
+    )
 
     attn_cap, final_cap = None, None
     if s.softcapping is not None:
@@ -435,19 +409,14 @@ def analyze_llama_like(
         sliding_window=window,
         attn_logit_softcapping=attn_cap,
         final_logit_softcapping=final_cap,
-        num_experts=num_experts if moe_layers else 0,
-        num_experts_per_tok=top_k if moe_layers else 0,
-        moe_intermediate_size=moe_inter if moe_layers else 0,
         num_shared_experts=n_shared if shared_inter and moe_layers else 0,
-        shared_expert_intermediate_size=shared_inter if moe_layers else 0,
-        moe_layers=moe_layers,
-        linears=linears,
         norm_style=s.norm_style,
         # gemma2/3 add post-attention and post-MLP norms (modeling_gemma2.py): 4 per block.
         norms_per_layer=4 if s.block_norms == 4 else 2,
         qk_norm={"head": "head", "flat": "full"}.get(s.qk_norm),
+        **st.keywords(),
     )
-    return arch, t
+    return arch, st.tally
 
 
 FAMILIES = {

@@ -4,28 +4,23 @@ from __future__ import annotations
 
 from hf_gpu_estimator.architectures._fields import Fields, Head, Tally
 from hf_gpu_estimator.architectures._registry import NO_DROPOUT, Family
-from hf_gpu_estimator.architectures.recurrent import Part, dt_rank, mamba1, mamba2
-from hf_gpu_estimator.spec import FFN, Architecture, Layer
+from hf_gpu_estimator.architectures.parts import Part, embedding, lm_head, mamba1, mamba2, norm, stack
+from hf_gpu_estimator.architectures.recurrent import dt_rank
+from hf_gpu_estimator.spec import Architecture
 
 
 def _ssm_stack(f: Fields, model_type: str, head: Head, *, hidden: int, layers: int, vocab: int, tie: bool,
                part: Part, notes: tuple[str, ...]) -> tuple[Architecture, Tally]:
     # modeling_mamba.py / modeling_mamba2.py: embeddings, per block one RMSNorm + mixer, norm_f, lm_head.
-    t = Tally()
-    t.add("embedding", vocab * hidden)
-    t.add("attention", layers * part.params)
-    t.add("norm", layers * (hidden + part.norm) + hidden)
-    if head == "causal_lm" and not tie:
-        t.add("lm_head", vocab * hidden)
-    layer = Layer(mixer=part.mixer, ffn=FFN(kind="none"))
+    s = stack([(part, norm(hidden))] * layers,
+              outer=(embedding(vocab, hidden), norm(hidden), lm_head(vocab, hidden, head, tied=tie)))
     arch = Architecture(
         model_type=model_type, family=model_type, num_layers=layers, hidden_size=hidden,
         num_attention_heads=0, num_key_value_heads=0, head_dim=0, intermediate_size=0, vocab_size=vocab,
         tie_word_embeddings=tie, max_position_embeddings=None, hidden_act=f.string("hidden_act", "silu"),
-        norms_per_layer=1, layer_types=("linear_attention",) * layers, linears=part.linears,
-        per_layer=(layer,) * layers, notes=notes,
+        norms_per_layer=1, layer_types=("linear_attention",) * layers, notes=notes, **s.keywords(),
     )
-    return arch, t
+    return arch, s.tally
 
 
 def analyze_mamba(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from hf_gpu_estimator.architectures import parts
 from hf_gpu_estimator.architectures._dims import DERIVED, Dims
-from hf_gpu_estimator.architectures._fields import FULL, Fields, Head, Tally, lin
+from hf_gpu_estimator.architectures._fields import FULL, Fields, Head, Tally
 from hf_gpu_estimator.architectures._registry import Family
-from hf_gpu_estimator.architectures.blocks import attention_linears
-from hf_gpu_estimator.spec import Architecture, LinearShape
+from hf_gpu_estimator.spec import Architecture, LinearShape, Mixer
 
 
 def analyze_musicgen(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
@@ -30,19 +30,24 @@ def analyze_musicgen(f: Fields, model_type: str, head: Head) -> tuple[Architectu
     hidden, inter, layers, vocab = dims.hidden_size, dims.intermediate_size, dims.num_layers, dims.vocab_size
     codebooks = d.integer("num_codebooks", 4)
     cross = model_type in ("musicgen", "musicgen_decoder")
-    attention = 4 * lin(hidden, hidden, False)  # q/k/v/out_proj, no bias (MusicgenAttention bias=False)
-    t = Tally()
-    t.add("embedding", codebooks * (vocab + 1) * hidden)
-    t.add("attention", layers * attention * (2 if cross else 1))
-    t.add("mlp", layers * (lin(hidden, inter, False) + lin(inter, hidden, False)))
-    # LayerNorms (weight + bias): self-attention, cross-attention (MusicGen), final; and the decoder's last.
-    t.add("norm", (layers * (3 if cross else 2) + 1) * 2 * hidden)
+    # MusicgenAttention: q/k/v/out_proj, hidden x hidden, no bias; fc1/fc2 without bias; a LayerNorm (weight and
+    # bias) before self-attention, cross-attention (MusicGen) and the MLP, and the decoder's last.
+    self_attn = parts.of_linears("attention", (
+        *(LinearShape(name=n, in_features=hidden, out_features=hidden) for n in ("q_proj", "k_proj", "v_proj")),
+        LinearShape(name="out_proj", in_features=hidden, out_features=hidden),
+    ), mixer=Mixer(kind="full", heads=dims.num_attention_heads, kv_heads=dims.num_key_value_heads,
+                   head_dim=dims.head_dim))
+    mlp = parts.mlp(hidden, inter, names=("fc1", "fc2"))
+    # MusicgenDecoderLayer skips encoder_attn without encoder states: a decoder-only step never reaches it (as
+    # sources/headers.off_text_path finds from the tensor names).
+    block = (self_attn, parts.norm(2 * 2 * hidden), mlp)
     if cross:
-        # MusicgenDecoderLayer skips encoder_attn without encoder states: a decoder-only step never reaches
-        # it (as sources/headers.off_text_path finds from the tensor names).
-        t.add_off_text("cross_attention", layers * (attention + 2 * hidden))
-    if head == "causal_lm":
-        t.add("lm_head", codebooks * vocab * hidden)  # lm_heads: one per codebook, no bias
+        block += (parts.reached_only_by(parts.combine(parts.params("attention", self_attn.role("attention")),
+                                                      parts.norm(2 * hidden)), "cross_attention"),)
+    s = parts.stack([block] * layers, linears=(self_attn, mlp),
+                    outer=(parts.params("embedding", codebooks * (vocab + 1) * hidden), parts.norm(2 * hidden),
+                           # lm_heads: one per codebook, no bias
+                           parts.params("lm_head", codebooks * vocab * hidden if head == "causal_lm" else 0)))
     arch = dims.architecture(
         model_type,
         family="musicgen",
@@ -60,14 +65,11 @@ def analyze_musicgen(f: Fields, model_type: str, head: Head) -> tuple[Architectu
         # MusicgenMelodyDecoder.forward keeps each layer's outputs (its attention probabilities included) in
         # ``layer_outputs`` until the next layer returns (modeling_musicgen_melody.py, transformers 5.25).
         eager_held_scores=1 if model_type == "musicgen_melody" and layers > 1 else 0,
-        linears=(*attention_linears(hidden, hidden, hidden, False, False)[:3],
-                 LinearShape(name="out_proj", in_features=hidden, out_features=hidden),
-                 LinearShape(name="fc1", in_features=hidden, out_features=inter),
-                 LinearShape(name="fc2", in_features=inter, out_features=hidden)),
+        **s.keywords(),
         notes=((f"the audio decoder (MusicgenForCausalLM): {codebooks} codebook streams, each with its own "
                 "embedding and head; the text encoder and the audio codec are not counted"),),
     )
-    return arch, t
+    return arch, s.tally
 
 
 _FAMILY = {

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from hf_gpu_estimator.architectures import parts
 from hf_gpu_estimator.architectures._dims import Dims
-from hf_gpu_estimator.architectures._fields import FULL, Fields, Head, Tally, lin
+from hf_gpu_estimator.architectures._fields import FULL, Fields, Head, Tally
 from hf_gpu_estimator.architectures._registry import Family
-from hf_gpu_estimator.spec import Architecture, LinearShape
+from hf_gpu_estimator.spec import Architecture
 
 
 def analyze_phi(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
@@ -14,28 +15,17 @@ def analyze_phi(f: Fields, model_type: str, head: Head) -> tuple[Architecture, T
     hidden, inter, layers, vocab = d.hidden_size, d.intermediate_size, d.num_layers, d.vocab_size
     tie = d.tie_word_embeddings
     heads, kv_heads, head_dim = d.num_attention_heads, d.num_key_value_heads, d.head_dim
-    q_out, kv_out = heads * head_dim, kv_heads * head_dim
-    linears = (
-        LinearShape(name="q_proj", in_features=hidden, out_features=q_out, bias=True),
-        LinearShape(name="k_proj", in_features=hidden, out_features=kv_out, bias=True),
-        LinearShape(name="v_proj", in_features=hidden, out_features=kv_out, bias=True),
-        LinearShape(name="dense", in_features=q_out, out_features=hidden, bias=True),
-        LinearShape(name="fc1", in_features=hidden, out_features=inter, bias=True),
-        LinearShape(name="fc2", in_features=inter, out_features=hidden, bias=True),
-    )
-    attn = sum(lin(x.in_features, x.out_features, True) for x in linears[:4])
-    mlp = sum(lin(x.in_features, x.out_features, True) for x in linears[4:])
+    attention = parts.attention(hidden, heads, kv_heads, head_dim, qkv_bias=True,
+                                names=("q_proj", "k_proj", "v_proj", "dense"))
+    mlp = parts.mlp(hidden, inter, bias=True, names=("fc1", "fc2"))
     norms = 2 * hidden  # input_layernorm (weight + bias); attention and MLP read the same input
     if f.boolean("qk_layernorm", False):
         norms += 2 * 2 * (hidden // heads)  # modeling_phi.py: LayerNorm(hidden // heads) for q and k
-    t = Tally()
-    t.add("embedding", vocab * hidden)
-    t.add("attention", layers * attn)
-    t.add("mlp", layers * mlp)
-    t.add("norm", layers * norms + 2 * hidden)  # + final_layernorm
-    if head == "causal_lm":
-        # modeling_phi.py: lm_head = Linear(hidden, vocab, bias=True); only the weight can be tied.
-        t.add("lm_head", vocab + (0 if tie else vocab * hidden))
+    # modeling_phi.py: lm_head = Linear(hidden, vocab, bias=True); only the weight can be tied.
+    s = parts.stack([(attention, parts.norm(norms), mlp)] * layers,
+                    outer=(parts.embedding(vocab, hidden), parts.norm(2 * hidden),  # final_layernorm
+                           parts.lm_head(vocab, hidden, head, tied=tie),
+                           parts.params("lm_head", vocab if head == "causal_lm" else 0)))
     arch = d.architecture(
         model_type,
         family="phi",
@@ -44,9 +34,9 @@ def analyze_phi(f: Fields, model_type: str, head: Head) -> tuple[Architecture, T
         attention_bias=True,
         parallel_attention=True,
         layer_types=(FULL,) * layers,
-        linears=linears,
+        **s.keywords(),
     )
-    return arch, t
+    return arch, s.tally
 
 
 FAMILIES = {

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from hf_gpu_estimator.architectures import parts
 from hf_gpu_estimator.architectures._dims import Dims
-from hf_gpu_estimator.architectures._fields import FULL, Fields, Head, Tally, lin
+from hf_gpu_estimator.architectures._fields import FULL, Fields, Head, Tally
 from hf_gpu_estimator.architectures._registry import Family
-from hf_gpu_estimator.architectures.blocks import attention_linears, fused_experts, gated_linears
-from hf_gpu_estimator.architectures.recurrent import gated_deltanet, merge_linears, pattern_list
-from hf_gpu_estimator.spec import FFN, Architecture, Layer, LinearShape, Mixer
+from hf_gpu_estimator.architectures.recurrent import pattern_list
+from hf_gpu_estimator.spec import Architecture
 
 LINEAR = "linear_attention"
 
@@ -24,8 +24,8 @@ def analyze_qwen3_next(f: Fields, model_type: str, head: Head) -> tuple[Architec
     v_heads = f.integer("linear_num_value_heads", 32)
     if v_heads % k_heads:
         raise f.error("linear_num_value_heads", v_heads, f"a multiple of linear_num_key_heads={k_heads}")
-    deltanet = gated_deltanet(hidden, k_heads, v_heads, f.integer("linear_key_head_dim", 128),
-                              f.integer("linear_value_head_dim", 128), f.integer("linear_conv_kernel_dim", 4))
+    deltanet = parts.gated_deltanet(hidden, k_heads, v_heads, f.integer("linear_key_head_dim", 128),
+                                    f.integer("linear_value_head_dim", 128), f.integer("linear_conv_kernel_dim", 4))
     num_experts = f.integer("num_experts", 512, minimum=0)
     top_k = f.integer("num_experts_per_tok", 10)
     moe_inter = f.integer("moe_intermediate_size", 512)
@@ -40,66 +40,35 @@ def analyze_qwen3_next(f: Fields, model_type: str, head: Head) -> tuple[Architec
         interval = f.integer("full_attention_interval", 4)
         types = tuple(LINEAR if (i + 1) % interval else FULL for i in range(layers))
     # Qwen3NextDecoderLayer: a sparse MoE block unless listed in mlp_only_layers or off the sparse step.
-    moe_layers = tuple(i for i in range(layers)
-                       if i not in mlp_only and num_experts > 0 and (i + 1) % step == 0)
-    if moe_layers and top_k > num_experts:
+    is_moe = [i not in mlp_only and num_experts > 0 and (i + 1) % step == 0 for i in range(layers)]
+    if any(is_moe) and top_k > num_experts:
         raise f.error("num_experts_per_tok", top_k, f"at most num_experts={num_experts}")
 
     # Qwen3NextAttention: q_proj doubles its output (query and an output gate), q_norm/k_norm per head.
-    q_out, kv_out = heads * head_dim, kv_heads * head_dim
-    attn_linears = (
-        LinearShape(name="q_proj", in_features=hidden, out_features=2 * q_out, bias=bias),
-        *attention_linears(hidden, q_out, kv_out, bias, bias)[1:],
+    attention = parts.attention(hidden, heads, kv_heads, head_dim, qkv_bias=bias, q_gate=True, qk_norm=2 * head_dim)
+    mixers = {FULL: attention, LINEAR: deltanet}
+    norms = parts.norm(2 * hidden)
+    dense = parts.gated_mlp(hidden, inter)
+    # Qwen3NextExperts (fused gate_up_proj + down_proj, no bias); gate.weight + shared_expert_gate (hidden -> 1).
+    moe = parts.moe(parts.routed_experts(hidden, moe_inter, num_experts, top_k), router=num_experts * hidden + hidden,
+                    shared=parts.gated_mlp(hidden, shared_inter, role="experts"))
+    kinds = tuple(dict.fromkeys(types))
+    s = parts.stack(
+        [(mixers[kind], norms, moe if is_moe[i] else dense) for i, kind in enumerate(types)],
+        outer=(parts.embedding(vocab, hidden), parts.norm(hidden),
+               parts.lm_head(vocab, hidden, head, tied=d.tie_word_embeddings)),
+        # Both mixer kinds' linears, then the MoE block's, then a dense MLP's where a layer has one.
+        linears=(*(mixers[k] for k in kinds), *((moe,) if any(is_moe) else ()),
+                 *((dense,) if not all(is_moe) else ())),
     )
-    attn = sum(lin(x.in_features, x.out_features, x.bias) for x in attn_linears)
-    expert = 3 * hidden * moe_inter  # fused gate_up_proj + down_proj, no bias (Qwen3NextExperts)
-
-    t = Tally()
-    t.add("embedding", vocab * hidden)
-    moe_set = set(moe_layers)
-    for i in range(layers):
-        if types[i] == FULL:
-            t.add("attention", attn)
-            t.add("norm", 2 * head_dim)
-        else:
-            t.add("attention", deltanet.params)
-            t.add("norm", deltanet.norm)
-        t.add("norm", 2 * hidden)
-        if i in moe_set:
-            t.add("experts", num_experts * expert + 3 * hidden * shared_inter)
-            t.add("router", num_experts * hidden + hidden)  # gate.weight + shared_expert_gate (hidden -> 1)
-            t.idle += (num_experts - top_k) * expert
-        else:
-            t.add("mlp", 3 * hidden * inter)
-    t.add("norm", hidden)
-    if head == "causal_lm" and not d.tie_word_embeddings:
-        t.add("lm_head", vocab * hidden)
-
-    full = Mixer(kind="full", heads=heads, kv_heads=kv_heads, head_dim=head_dim)
-    dense = FFN(kind="dense", intermediate=inter)
-    moe = FFN(kind="moe", intermediate=moe_inter, experts=num_experts, top_k=top_k, shared=shared_inter)
-    per_layer = tuple(Layer(mixer=full if types[i] == FULL else deltanet.mixer,
-                            ffn=moe if i in moe_set else dense) for i in range(layers))
-    ffn_linears: tuple[LinearShape, ...] = ()
-    if moe_layers:
-        ffn_linears += (
-            *fused_experts(hidden, moe_inter, num_experts),
-            *gated_linears(hidden, shared_inter, False),
-        )
-    if len(moe_layers) < layers:
-        ffn_linears += gated_linears(hidden, inter, False)
-    mixers = tuple(dict.fromkeys(types))
-    linears = merge_linears(*(attn_linears if k == FULL else deltanet.linears for k in mixers), ffn_linears)
+    any_moe = bool(s.moe_layers)
     arch = d.architecture(
-        model_type, attention_bias=bias, layer_types=types,
-        num_experts=num_experts if moe_layers else 0, num_experts_per_tok=top_k if moe_layers else 0,
-        moe_intermediate_size=moe_inter if moe_layers else 0, num_shared_experts=1 if moe_layers else 0,
-        shared_expert_intermediate_size=shared_inter if moe_layers else 0, moe_layers=moe_layers,
-        linears=linears, norm_style="gemma", qk_norm="head", per_layer=per_layer,
+        model_type, attention_bias=bias, layer_types=types, num_shared_experts=1 if any_moe else 0,
+        norm_style="gemma", qk_norm="head", **s.keywords(),
         notes=("linears lists the linear layers of both layer kinds (gated DeltaNet and gated attention); "
-               "each layer has one of them",) if len(mixers) > 1 else (),
+               "each layer has one of them",) if len(kinds) > 1 else (),
     )
-    return arch, t
+    return arch, s.tally
 
 
 FAMILIES = {

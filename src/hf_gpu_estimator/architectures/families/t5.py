@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from hf_gpu_estimator.architectures import parts
 from hf_gpu_estimator.architectures._fields import FULL, Fields, Head, Tally
 from hf_gpu_estimator.architectures._registry import Family
-from hf_gpu_estimator.spec import Architecture, LinearShape
+from hf_gpu_estimator.spec import Architecture
 
 
 def analyze_t5(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
@@ -19,43 +20,25 @@ def analyze_t5(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Ta
     buckets = f.integer("relative_attention_num_buckets", 32)
     vocab = f.integer("vocab_size", 32128)
     proj = f.string("feed_forward_proj", "relu")
-    parts = proj.split("-")
-    if (len(parts) > 1 and parts[0] != "gated") or len(parts) > 2:
+    proj_parts = proj.split("-")
+    if (len(proj_parts) > 1 and proj_parts[0] != "gated") or len(proj_parts) > 2:
         raise f.error("feed_forward_proj", proj, "'ACT' or 'gated-ACT', e.g. 'relu' or 'gated-gelu'")
-    gated = parts[0] == "gated"
-    act = "gelu_new" if proj == "gated-gelu" else parts[-1]
-    inner = heads * d_kv
-    attn = 3 * d_model * inner + inner * d_model  # q, k, v, o without bias
-    ff = (3 if gated else 2) * d_model * d_ff
-    rel_bias = buckets * heads  # relative_attention_bias in the first block of each stack
+    gated = proj_parts[0] == "gated"
+    act = "gelu_new" if proj == "gated-gelu" else proj_parts[-1]
+    # T5Attention: q, k, v, o without bias; T5DenseGatedActDense (wi_0, wi_1, wo) or T5DenseActDense (wi, wo).
+    attention = parts.attention(d_model, heads, heads, d_kv, names=("q", "k", "v", "o"))
+    ff = (parts.gated_mlp(d_model, d_ff, names=("wi_0", "wi_1", "wo")) if gated
+          else parts.mlp(d_model, d_ff, names=("wi", "wo")))
+    rel_bias = parts.params("attention", buckets * heads)  # relative_attention_bias in each stack's first block
     with_decoder = head in ("seq2seq", "conditional")
-    t = Tally()
-    # configuration_t5.py forces tie_word_embeddings=True: shared, both stacks' embed_tokens and
-    # lm_head are one tensor.
-    t.add("embedding", vocab * d_model)
-    t.add("attention", enc_layers * attn + rel_bias)
-    t.add("mlp", enc_layers * ff)
-    t.add("norm", enc_layers * 2 * d_model + d_model)
-    if with_decoder:
-        t.add("attention", dec_layers * 2 * attn + rel_bias)
-        t.add("mlp", dec_layers * ff)
-        t.add("norm", dec_layers * 3 * d_model + d_model)
-    ff_linears = (
-        (
-            LinearShape(name="wi_0", in_features=d_model, out_features=d_ff),
-            LinearShape(name="wi_1", in_features=d_model, out_features=d_ff),
-        )
-        if gated
-        else (LinearShape(name="wi", in_features=d_model, out_features=d_ff),)
-    )
-    linears = (
-        LinearShape(name="q", in_features=d_model, out_features=inner),
-        LinearShape(name="k", in_features=d_model, out_features=inner),
-        LinearShape(name="v", in_features=d_model, out_features=inner),
-        LinearShape(name="o", in_features=inner, out_features=d_model),
-        *ff_linears,
-        LinearShape(name="wo", in_features=d_ff, out_features=d_model),
-    )
+    # T5Block: self-attention, (decoder: cross-attention,) feed-forward, a T5LayerNorm before each; each stack's
+    # final_layer_norm. The decoder is counted, not described layer by layer (linears and layers: the encoder's).
+    decoder = (parts.repeated(parts.combine(attention, attention, ff, parts.norm(3 * d_model)), dec_layers),
+               rel_bias, parts.norm(d_model)) if with_decoder else ()
+    # configuration_t5.py forces tie_word_embeddings=True: shared, both stacks' embed_tokens and lm_head are
+    # one tensor.
+    s = parts.stack([(attention, parts.norm(2 * d_model), ff)] * enc_layers,
+                    outer=(parts.embedding(vocab, d_model), rel_bias, parts.norm(d_model), *decoder))
     arch = Architecture(
         model_type=model_type,
         family="t5",
@@ -75,10 +58,10 @@ def analyze_t5(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Ta
         is_encoder_decoder=with_decoder,
         is_decoder=with_decoder,
         num_decoder_layers=dec_layers if with_decoder else None,
-        linears=linears,
+        **s.keywords(),
         notes=("linears describe one encoder block; decoder blocks add a cross-attention q/k/v/o",),
     )
-    return arch, t
+    return arch, s.tally
 
 
 FAMILIES = {

@@ -12,18 +12,13 @@ from __future__ import annotations
 import dataclasses
 import math
 
+from hf_gpu_estimator.architectures import parts
 from hf_gpu_estimator.architectures._dims import DERIVED, Dims
 from hf_gpu_estimator.architectures._fields import MISSING, Fields, Head, Tally, lin
 from hf_gpu_estimator.architectures._registry import Family
-from hf_gpu_estimator.architectures.blocks import (
-    attention_linears,
-    clip_vision,
-    gated_linears,
-    siglip_vision,
-    with_vision,
-)
+from hf_gpu_estimator.architectures.blocks import clip_vision, siglip_vision, with_vision
 from hf_gpu_estimator.architectures.families.llama_like import LLAMA_LIKE, _attention_bias, _Style, analyze_llama_like
-from hf_gpu_estimator.spec import FFN, Architecture, Layer, Mixer
+from hf_gpu_estimator.spec import Architecture
 
 #: Side of the reference image for dynamic-resolution models, in pixels.
 REFERENCE_IMAGE_SIDE = 1024
@@ -372,38 +367,31 @@ def analyze_mllama(f: Fields, model_type: str, head: Head) -> tuple[Architecture
     cross = text.int_list("cross_attention_layers")
     cross = (3, 8, 13, 18, 23, 28, 33, 38) if cross is None else cross
     cross_set = {i for i in cross if 0 <= i < layers}
-    q_out, kv_out = heads * head_dim, kv_heads * head_dim
-    attn = lin(hidden, q_out, False) + 2 * lin(hidden, kv_out, False) + lin(q_out, hidden, False)
-
-    t = Tally()
-    t.add("embedding", (vocab + 8) * hidden)  # MllamaTextModel.embed_tokens: vocab_size + 8 rows
-    for i in range(layers):
-        t.add("attention", attn)
-        t.add("mlp", 3 * hidden * inter)
-        t.add("norm", 2 * hidden)
-        if i in cross_set:
-            t.add("attention", 2)  # cross_attn_attn_gate, cross_attn_mlp_gate (tanh gates)
-            t.add("norm", 2 * head_dim)  # cross_attn q_norm, k_norm
-            # MllamaTextModel.forward skips a cross-attention layer whole when there are no image states
-            # (and nothing cached): text-only steps never reach it.
-            t.add_off_text("cross_attention", attn + 3 * hidden * inter + 2 * hidden + 2 + 2 * head_dim)
-    t.add("norm", hidden)
-    if head == "conditional":
-        t.add("lm_head", vocab * hidden)  # never tied (modeling_mllama.py leaves _tied_weights_keys out)
+    attention = parts.attention(hidden, heads, kv_heads, head_dim)
+    mlp = parts.gated_mlp(hidden, inter)
+    norms = parts.norm(2 * hidden)
+    # A cross-attention layer: the same projections attending the image states, cross_attn_attn_gate and
+    # cross_attn_mlp_gate (tanh gates), q_norm and k_norm. MllamaTextModel.forward skips it whole when there
+    # are no image states (and nothing cached): text-only steps never reach it.
+    cross = parts.reached_only_by(parts.combine(
+        parts.with_mixer(attention, kind="cross"), parts.params("attention", 2), parts.norm(2 * head_dim),
+        norms, mlp), "cross_attention")
     tower, projector, vision_tokens = _mllama_vision(f.sub("vision_config"), hidden)
-    t.add("other", tower + projector)
-    t.add_off_text("vision", tower + projector)
-
-    shape = {"heads": heads, "kv_heads": kv_heads, "head_dim": head_dim}
-    dense = FFN(kind="dense", intermediate=inter)
-    per_layer = tuple(Layer(mixer=Mixer(kind="cross" if i in cross_set else "full", **shape), ffn=dense)
-                      for i in range(layers))
+    s = parts.stack(
+        [(cross,) if i in cross_set else (attention, norms, mlp) for i in range(layers)],
+        # MllamaTextModel.embed_tokens: vocab_size + 8 rows.
+        outer=(parts.params("embedding", (vocab + 8) * hidden),
+               parts.norm(hidden),
+               # never tied (modeling_mllama.py leaves _tied_weights_keys out)
+               parts.params("lm_head", vocab * hidden if head == "conditional" else 0),
+               parts.reached_only_by(parts.params("other", tower + projector), "vision")),
+        linears=(attention, mlp),
+    )
     arch = d.architecture(
         model_type,
         family="mllama",
         layer_types=("full_attention",) * layers,
-        linears=attention_linears(hidden, q_out, kv_out, False, False) + gated_linears(hidden, inter, False),
-        per_layer=per_layer,
+        **s.keywords(),
         vision_parameters=tower + projector,
         tokens_per_image=1,
         cross_tokens_per_image=vision_tokens,
@@ -415,7 +403,7 @@ def analyze_mllama(f: Fields, model_type: str, head: Head) -> tuple[Architecture
             "((image_size/patch_size)^2 + 1)), independent of the text length, and have no self-attention cache",
         ),
     )
-    return arch, t
+    return arch, s.tally
 
 
 FAMILIES = {

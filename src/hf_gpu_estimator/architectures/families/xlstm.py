@@ -3,9 +3,10 @@ with exponential input and sigmoid forget gates per head) and a SwiGLU feed-forw
 
 from __future__ import annotations
 
-from hf_gpu_estimator.architectures._fields import Fields, Head, Tally, lin
+from hf_gpu_estimator.architectures import parts
+from hf_gpu_estimator.architectures._fields import Fields, Head, Tally
 from hf_gpu_estimator.architectures._registry import NO_DROPOUT, Family
-from hf_gpu_estimator.spec import FFN, Architecture, Layer, LinearShape, Mixer
+from hf_gpu_estimator.spec import FFN, Architecture, LinearShape, Mixer
 
 
 def _round_up(x: float, multiple: int) -> int:
@@ -54,33 +55,30 @@ def analyze_xlstm(f: Fields, model_type: str, head: Head) -> tuple[Architecture,
     v_head = v // heads
     norm = hidden * (2 if bias else 1)  # xLSTMRMSNorm: weight, and a bias with use_bias
 
-    t = Tally()
-    t.add("embedding", vocab * hidden)
-    t.add("attention", layers * sum(lin(x.in_features, x.out_features, x.bias) for x in mixer_linears))
-    t.add("mlp", layers * sum(lin(x.in_features, x.out_features, x.bias) for x in ffn_linears))
-    # norm_mlstm, norm_ffn, the multi-head norm (heads * v_head wide); out_norm has no bias.
-    t.add("norm", layers * (2 * norm + heads * v_head * (2 if bias else 1)) + hidden)
-    if head == "causal_lm" and not tie:
-        t.add("lm_head", vocab * hidden)
-
     # xLSTMCache per layer: the matrix memory C (heads, qk_head, v_head), the normalizer n (heads, qk_head) and
     # the stabilizer m (heads, 1); the chunkwise kernel runs in chunks of chunk_size.
     qk_head = qk // heads
-    mixer = Mixer(kind="linear", heads=heads, kv_heads=heads, head_dim=qk_head, v_head_dim=v_head, inner=v,
-                  state_elements=heads * qk_head * v_head + heads * qk_head + heads, chunk=f.integer("chunk_size", 64))
-    layer = Layer(mixer=mixer, ffn=FFN(kind="dense", intermediate=up))
+    mlstm = parts.of_linears("attention", mixer_linears, mixer=Mixer(
+        kind="linear", heads=heads, kv_heads=heads, head_dim=qk_head, v_head_dim=v_head, inner=v,
+        state_elements=heads * qk_head * v_head + heads * qk_head + heads, chunk=f.integer("chunk_size", 64)))
+    ffn = parts.of_linears("mlp", ffn_linears, ffn=FFN(kind="dense", intermediate=up))
+    # norm_mlstm, norm_ffn, the multi-head norm (heads * v_head wide); out_norm has no bias.
+    norms = parts.norm(2 * norm + heads * v_head * (2 if bias else 1))
+    s = parts.stack([(mlstm, norms, ffn)] * layers,
+                    outer=(parts.embedding(vocab, hidden), parts.norm(hidden),
+                           parts.lm_head(vocab, hidden, head, tied=tie)))
     arch = Architecture(
         model_type=model_type, family=model_type, num_layers=layers, hidden_size=hidden,
         num_attention_heads=0, num_key_value_heads=0, head_dim=0, intermediate_size=up, vocab_size=vocab,
         tie_word_embeddings=tie, max_position_embeddings=None, hidden_act="silu",
-        layer_types=("linear_attention",) * layers, linears=mixer_linears + ffn_linears, per_layer=(layer,) * layers,
+        layer_types=("linear_attention",) * layers, **s.keywords(),
         # xLSTMForCausalLM.forward takes no logits_to_keep and soft-caps every position's fp32 logits.
         last_logits_only=False, final_logit_softcapping=f.opt_float("output_logit_soft_cap", 30.0, positive=True),
         notes=("the mLSTM layers take the linear kind's activation terms, itemized on gated DeltaNet's torch path "
                "(memory/activations.py), not on mLSTM's; unverified for xLSTM beyond its coverage-matrix trace "
                "(docs/coverage.md)",),
     )
-    return arch, t
+    return arch, s.tally
 
 
 FAMILIES = {

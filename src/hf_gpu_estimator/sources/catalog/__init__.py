@@ -156,6 +156,7 @@ def _checkpoint_bytes(
 @lru_cache(maxsize=None)
 def _spec(canonical: str) -> ModelSpec:
     from hf_gpu_estimator.architectures import architecture_from_config
+    from hf_gpu_estimator.architectures.generic import kept_fp32_unknown
     from hf_gpu_estimator.sources.config import quantization_from_config
 
     entry = _load()[0][canonical]
@@ -192,6 +193,9 @@ def _spec(canonical: str) -> ModelSpec:
         checked = ", ".join(f"{k}={v!r}" for k, v in entry["config_facts"].items())
         rest = f"; its other fields are those of {entry['derived_from']} (bundled)" if entry.get("derived_from") else ""
         assumptions.append(f"architecture facts checked against {entry['config_facts_source']}: {checked}{rest}")
+    kept = kept_fp32_unknown(str(config.get("model_type", "")))
+    if kept:
+        assumptions.append(kept)
     if entry["stored_dtype_source"] == "default":
         assumptions.append("config.json names no torch_dtype; the checkpoint is assumed to store float32")
     if entry.get("notes"):
