@@ -379,3 +379,21 @@ def test_normalized_workload_rebuilds_itself(options: dict) -> None:
     normalized field must be one make_workload takes back (a causal-LM's num_labels was refused)."""
     w = make_workload(**options)
     assert make_workload(**w.to_dict()) == w
+
+
+@pytest.mark.parametrize("loss", ["hf-fp32-logits", "hf-shifted-copy"], ids=str)
+def test_an_older_transformers_loss_kind_leaves_a_class_without_the_upcast_alone(loss):
+    """The two older-transformers kinds describe the upcasting ForCausalLMLoss / LlamaForCausalLM paths;
+    BartForCausalLM.forward calls nn.CrossEntropyLoss() on its 16-bit logits itself (transformers 4.46.0 and
+    5.25), so its loss terms stay those of :func:`activations.loss_bytes`."""
+    from hf_gpu_estimator.architectures import architecture_from_config
+    from hf_gpu_estimator.memory.activations import loss_bytes
+    from hf_gpu_estimator.memory.recipe import loss_terms
+
+    bart = architecture_from_config({"model_type": "bart", "d_model": 64, "decoder_layers": 2, "encoder_layers": 2,
+                                     "decoder_attention_heads": 4, "encoder_attention_heads": 4, "vocab_size": 5000})
+    work = train(precision="bf16-mixed", loss=loss)
+    assert not bart.loss_upcast
+    assert loss_terms(bart, work) == loss_bytes(bart, train(precision="bf16-mixed"))
+    llama = architecture_from_config({"model_type": "llama", "vocab_size": 5000})
+    assert loss_terms(llama, work) != loss_bytes(llama, train(precision="bf16-mixed"))

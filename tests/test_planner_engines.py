@@ -70,7 +70,7 @@ def test_vllm_pool_across_versions_matches_the_quoted_pair(row: dict) -> None:  
 def test_vllm_06_non_torch_memory_by_gpu_class() -> None:
     """vLLM 0.6 counts the device's non-torch memory (worker.py determine_num_available_blocks): 1.79 GiB logged on
     an H100 (PR #10511), the bare CUDA context elsewhere (0.39 GiB; 0.44 GiB logged on an RTX A6000, vLLM issue
-    #10360, whose pool of 22.74 GiB we now give within 2 %: +0.7 %, was -5.4 % with the H100 figure)."""
+    #10360, whose pool of 22.74 GiB the estimate gives within 2 %: +0.7 %; -5.4 % with the H100 figure)."""
     row = next(r for r in ROWS if r["id"].startswith("issue10360"))
     gpu = dataclasses.replace(get_gpu(row["gpu"]), usable_memory_bytes=int(row["gpu_total_gib"] * GiB))
     cap = serving_capacity(lookup(row["model"]), make_workload(), gpu, vllm_version="0.6",

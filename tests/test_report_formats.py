@@ -200,3 +200,26 @@ def test_recipes_are_accepted() -> None:
     assert qlora.workload.task == "training" and qlora.workload.precision.compute_dtype == "bfloat16"
     assert qlora.workload.dtype == "bfloat16"
     assert estimate(lookup(LLAMA), method="lora").workload.is_training
+
+
+def test_inspect_json_carries_every_architecture_field_and_the_kept_float32_counts() -> None:
+    """``hfge inspect --format json`` serializes the whole Architecture (dataclasses.asdict), so fields added to
+    it (loss_upcast, logit_heads, a mixer's scan ...) reach it without a renderer change; the float32-kept
+    parameter counts that move the weights' bytes are there too."""
+    import dataclasses
+
+    from hf_gpu_estimator.report import spec_to_dict
+    from hf_gpu_estimator.sources.headers import TensorInfo, build_spec
+
+    config = {"model_type": "bart", "d_model": 64, "decoder_layers": 1, "encoder_layers": 1, "vocab_size": 100,
+              "decoder_attention_heads": 4, "encoder_attention_heads": 4, "decoder_ffn_dim": 128}
+    spec = build_spec(model_id="tiny-bart", config=config,
+                      tensors=(TensorInfo(name="model.shared.weight", dtype="BF16", shape=(100, 64)),))
+    out = json.loads(json.dumps(spec_to_dict(spec)))
+    assert out["architecture"]["loss_upcast"] is False and out["architecture"]["logit_heads"] == 1
+    assert set(out["architecture"]) == {f.name for f in dataclasses.fields(spec.architecture)}
+    assert out["parameters_kept_fp32"] == {}
+    router = TensorInfo(name="model.layers.0.mlp.gate.weight", dtype="BF16", shape=(4, 64))
+    dsv3 = build_spec(model_id="tiny-dsv3", config={"model_type": "deepseek_v3", "num_hidden_layers": 1,
+                                                                       "hidden_size": 64}, tensors=(router,))
+    assert spec_to_dict(dsv3)["parameters_kept_fp32"] == {"bfloat16": 256, "float16": 256}

@@ -28,6 +28,19 @@ def test_live_transformers_model_on_meta():
     assert spec.parameters.by_role["embedding"] == 256 * 64 and "lm_head" not in spec.parameters.by_role
 
 
+def test_live_model_counts_the_modules_from_pretrained_keeps_in_float32():
+    # The same count as from the Hub headers (sources.headers.kept_fp32_counts over the parameter names):
+    # DeepseekV3PreTrainedModel._keep_in_fp32_modules_strict holds the router weights, here one layer's 4 x 64.
+    config = transformers.AutoConfig.for_model(
+        model_type="deepseek_v3", hidden_size=64, intermediate_size=128, moe_intermediate_size=32,
+        num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=4, vocab_size=100, n_routed_experts=4,
+        num_experts_per_tok=2, first_k_dense_replace=0, q_lora_rank=None, kv_lora_rank=16, qk_nope_head_dim=8,
+        qk_rope_head_dim=8, v_head_dim=16)
+    with torch.device("meta"):
+        model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    assert inspect_model(model).parameters.kept_fp32 == {"bfloat16": 4 * 64, "float16": 4 * 64}
+
+
 def test_plain_module():
     model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.LayerNorm(3))
     spec = inspect_model(model)

@@ -300,6 +300,11 @@ def loss_terms(arch: Architecture, workload: Workload) -> tuple[float, float, fl
             return (4 * V + COMPILED_CE_ROW_BYTES, head16 + 4 * V + COMPILED_CE_ROW_BYTES,
                     8 * V + COMPILED_CE_ROW_BYTES)
         return loss_bytes(arch, workload)
+    if workload.loss in ("hf-fp32-logits", "hf-shifted-copy") and not arch.loss_upcast:
+        # Both kinds describe the upcasting loss of LlamaForCausalLM / ForCausalLMLoss at those releases; a class
+        # recorded without the upcast calls nn.CrossEntropyLoss() on its 16-bit head output itself, without a
+        # shifted copy (modeling_bart.py BartForCausalLM.forward, transformers 4.46.0 and 5.25).
+        return loss_bytes(arch, workload)
     if workload.loss == "hf-fp32-logits":
         return 8 * V, 12 * V, 16 * V
     if workload.loss == "hf-shifted-copy":

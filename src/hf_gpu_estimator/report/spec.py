@@ -76,6 +76,8 @@ def spec_to_dict(spec: ModelSpec) -> dict[str, Any]:
         "parameters": spec.parameters.total,
         "active_parameters": spec.parameters.active,
         "parameters_by_role": dict(spec.parameters.by_role),
+        # Per requested dtype, the parameters from_pretrained keeps in float32 (they add to the weights' bytes).
+        "parameters_kept_fp32": dict(spec.parameters.kept_fp32),
         "stored_dtype": spec.stored_dtype,
         "checkpoint_bytes": spec.checkpoint_bytes,
         "checkpoint_bytes_by_dtype": dict(spec.checkpoint_bytes_by_dtype),

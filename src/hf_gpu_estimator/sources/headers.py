@@ -298,7 +298,7 @@ def count_parameters(
     dominant = max(float_bytes, key=lambda d: float_bytes[d]) if float_bytes else None
     return CheckpointCounts(
         parameters=ParameterCounts(total=total, by_role={r: n for r, n in by_role.items() if n}, active=active,
-                                   off_text_path=off_text_path(counted), kept_fp32=_kept_fp32(counted, config)),
+                                   off_text_path=off_text_path(counted), kept_fp32=kept_fp32_counts(counted, config)),
         checkpoint_bytes=sum(bytes_by_dtype.values()),
         checkpoint_bytes_by_dtype=dict(bytes_by_dtype),
         dominant_float_dtype=SAFETENSORS_TO_TORCH.get(dominant) if dominant else None,
@@ -308,7 +308,7 @@ def count_parameters(
     )
 
 
-def _kept_fp32(counted: list[tuple[str, int]], config: Mapping[str, object] | None) -> dict[str, int]:
+def kept_fp32_counts(counted: list[tuple[str, int]], config: Mapping[str, object] | None) -> dict[str, int]:
     """Counted parameters ``from_pretrained`` keeps in float32, by requested dtype: the names the config's model
     type's recorded ``_keep_in_fp32_modules(_strict)`` patterns match (a regular-expression search per name, as
     transformers' ``core_model_loading`` applies its dtype plan)."""

@@ -6,7 +6,7 @@ from collections import Counter
 
 from hf_gpu_estimator.errors import MalformedConfigError, UnsupportedArchitectureError
 from hf_gpu_estimator.sources.config import config_to_dict, quantization_from_config, stored_dtype_from_config
-from hf_gpu_estimator.sources.headers import off_text_path, role_of
+from hf_gpu_estimator.sources.headers import kept_fp32_counts, off_text_path, role_of
 from hf_gpu_estimator.spec import ROLES, TORCH_TO_SAFETENSORS, ModelSpec, ParameterCounts, Provenance, TensorInfo
 
 
@@ -93,7 +93,7 @@ def spec_from_module(module: object, *, model_id: str | None = None) -> ModelSpe
         id=name or type(module).__name__,
         architecture=architecture,
         parameters=ParameterCounts(total=total, by_role={r: n for r, n in by_role.items() if n}, active=active,
-                                   off_text_path=off_text_path(counted)),
+                                   off_text_path=off_text_path(counted), kept_fp32=kept_fp32_counts(counted, config)),
         stored_dtype=stored,
         checkpoint_bytes=sum(bytes_by_dtype.values()),
         checkpoint_bytes_by_dtype=dict(bytes_by_dtype),
