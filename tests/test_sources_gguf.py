@@ -208,7 +208,10 @@ def test_gpt_oss_quants_keep_the_mxfp4_experts():
     for model, sizes in GPT_OSS_GB.items():
         for ftype, gb in sizes.items():
             assert gguf_scheme_bytes(lookup(model), ftype)[0] / 1e9 == pytest.approx(gb, rel=0.005), ftype
-    _, by_type = gguf_scheme_bytes(lookup("openai/gpt-oss-20b"), "Q4_K_M")
+    # The sweep's own file, huggingface.co/unsloth/gpt-oss-20b-GGUF/resolve/main/gpt-oss-20b-Q4_K_M.gguf:
+    # 11,624,759,488 bytes (header and tokenizer included); requantized experts would make it 15.8 GB.
+    total, by_type = gguf_scheme_bytes(lookup("openai/gpt-oss-20b"), "Q4_K_M")
+    assert total == pytest.approx(11_624_759_488, rel=0.002)
     assert by_type["MXFP4"] == 72 * 2880 * 2880 * 32 * 17 // 32  # 24 layers x gate/up/down, 134.4 MiB each
 
 
