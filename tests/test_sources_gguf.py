@@ -188,6 +188,33 @@ def test_fused_qkv_mixes_match_published_files(model: str):
         assert gguf_scheme_bytes(spec, ftype)[0] == pytest.approx(size, rel=0.001), ftype
 
 
+#: Published gpt-oss GGUF sizes, every one with the experts kept MXFP4: llama-bench's model size (GiB, tensor data)
+#: of ggml-org/gpt-oss-120b-GGUF (MXFP4_MOE) and unsloth's gpt-oss-120b-F16.gguf (community.frame.work/t/73280/26);
+#: unsloth/gpt-oss-120b-GGUF per quant (ailocalcheck.com/model/unsloth/gpt-oss-120b-GGUF, labelled GB, in GiB: its
+#: F16 60.88 is llama-bench's 60.87 GiB); bartowski/openai_gpt-oss-20b-GGUF README (llama.cpp b6096, GB).
+GPT_OSS_GIB = {"openai/gpt-oss-120b": {"MXFP4_MOE": 59.02, "F16": 60.87, "Q2_K": 58.27, "Q4_K_M": 58.46,
+                                       "Q6_K": 58.94}}
+GPT_OSS_GB = {"openai/gpt-oss-20b": {"MXFP4_MOE": 12.1, "Q6_K": 12.04}}
+
+
+def test_gpt_oss_quants_keep_the_mxfp4_experts():
+    """Published gpt-oss files keep the MXFP4 experts under every ftype (llama-quantize's own rule would
+    requantize them: Q4_K_M 15.8 GB for gpt-oss-20b, its experts Q5_0/Q8_0 by the block-size fallback)."""
+    from hf_gpu_estimator.quantization import gguf_scheme_bytes
+
+    for model, sizes in GPT_OSS_GIB.items():
+        for ftype, gib in sizes.items():
+            assert gguf_scheme_bytes(lookup(model), ftype)[0] / 2**30 == pytest.approx(gib, rel=0.001), ftype
+    for model, sizes in GPT_OSS_GB.items():
+        for ftype, gb in sizes.items():
+            assert gguf_scheme_bytes(lookup(model), ftype)[0] / 1e9 == pytest.approx(gb, rel=0.005), ftype
+    # The sweep's own file, huggingface.co/unsloth/gpt-oss-20b-GGUF/resolve/main/gpt-oss-20b-Q4_K_M.gguf:
+    # 11,624,759,488 bytes (header and tokenizer included); requantized experts would make it 15.8 GB.
+    total, by_type = gguf_scheme_bytes(lookup("openai/gpt-oss-20b"), "Q4_K_M")
+    assert total == pytest.approx(11_624_759_488, rel=0.002)
+    assert by_type["MXFP4"] == 72 * 2880 * 2880 * 32 * 17 // 32  # 24 layers x gate/up/down, 134.4 MiB each
+
+
 @pytest.mark.parametrize("text", ["gguf:iq3_M", "gguf:iq2_m", "gguf:fp16", "gguf:Q4_K", "gguf:bf16", "GGUF:tq1_0"])
 def test_every_llamacpp_type_name_is_accepted(text: str):
     assert normalize_quantization(text).startswith("gguf:")

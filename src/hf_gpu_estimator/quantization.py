@@ -245,6 +245,9 @@ class MixModel:
     n_head_kv: int
     n_expert: int = 0
     is_70b: bool = False  # llama.cpp's LLM_TYPE_70B (80 layers, n_embd 8192)
+    #: The checkpoint's expert matrices are MXFP4 (gpt-oss): convert_hf_to_gguf.py writes them as MXFP4
+    #: (GptOssModel.repack_mxfp4) and the published quantized files keep them so (see gguf_tensor_types).
+    experts_mxfp4: bool = False
 
     @property
     def n_gqa(self) -> int:
@@ -307,6 +310,14 @@ def gguf_tensor_types(ftype: str, tensors: list[tuple[str, tuple[int, ...]]], mo
             result.append("F32")
             continue
         new = default
+        if model.experts_mxfp4 and len(shape) > 2 and shape[2] > 1 and _category(name).startswith("ffn_"):
+            # MXFP4 experts stay MXFP4 in every published gpt-oss GGUF: bartowski/openai_gpt-oss-20b-GGUF
+            # (llama.cpp b6096, README: "All quants keep the feed forward networks at mxfp4"; MXFP4 12.1 GB,
+            # Q6_K 12.04 GB) and unsloth/gpt-oss-120b-GGUF (Q2_K to Q8_0 within 58.3-59.0 GB). llama-quantize's
+            # own rule would requantize them: llama_tensor_get_type at 007dbbf3 reads no source type, so the
+            # publishers keep them with --tensor-type overrides.
+            result.append("MXFP4")
+            continue
         if quantized:
             new = _mix_type(ftype, default, name, shape, _category(name), model, tied=tied, has_imatrix=has_imatrix,
                             n_attention_wv=n_attention_wv, counters=counters, n_layer=n_layer)
@@ -538,16 +549,25 @@ def _layer_key(name: str) -> int:
     return -1
 
 
+def mix_model(spec: ModelSpec) -> MixModel:
+    """What llama_tensor_get_type reads from ``spec`` (its architecture must be known)."""
+    arch = spec.architecture
+    if arch is None:
+        raise InvalidArgumentError("quantization", spec.id, "a model with layer shapes")
+    q = spec.quantization
+    return MixModel(arch=arch.model_type, n_layer=arch.num_layers, n_head=arch.num_attention_heads,
+                    n_head_kv=arch.num_key_value_heads, n_expert=arch.num_experts,
+                    is_70b=arch.num_layers == 80 and arch.hidden_size == 8192,
+                    experts_mxfp4=q is not None and q.method.lower() == "mxfp4")
+
+
 def gguf_scheme_bytes(spec: ModelSpec, ftype: str) -> tuple[int, dict[str, int]]:
     """Bytes of ``spec`` as a ``llama-quantize <ftype>`` file (tensor data) and the bytes per ggml type."""
     layout = gguf_layout(spec)
     arch = spec.architecture
     if arch is None:  # gguf_layout raised already; kept for the type checker
         raise InvalidArgumentError("quantization", ftype, "a model with layer shapes")
-    model = MixModel(arch=arch.model_type, n_layer=arch.num_layers, n_head=arch.num_attention_heads,
-                     n_head_kv=arch.num_key_value_heads, n_expert=arch.num_experts,
-                     is_70b=arch.num_layers == 80 and arch.hidden_size == 8192)
-    types = gguf_tensor_types(ftype, layout, model)
+    types = gguf_tensor_types(ftype, layout, mix_model(spec))
     by_type: dict[str, int] = {}
     total = 0
     for (name, dims), kind in zip(layout, types):

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from hf_gpu_estimator.constants import LLAMACPP_CACHE_TYPES
 from hf_gpu_estimator.errors import ConflictingOptionsError, InvalidArgumentError
-from hf_gpu_estimator.quantization import GGUF_TYPES, GGUFTensor, MixModel, gguf_layout, gguf_tensor_types
+from hf_gpu_estimator.quantization import GGUF_TYPES, GGUFTensor, gguf_layout, gguf_tensor_types, mix_model
 from hf_gpu_estimator.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -90,10 +90,7 @@ def gguf_tensors_of(spec: ModelSpec, quantization: str | None) -> tuple[GGUFTens
     if arch is None:
         raise ConflictingOptionsError("quantization", quantization, f"needs the layer shapes of {spec.id!r}",
                                       fix="inspect a model with a config.json")
-    model = MixModel(arch=arch.model_type, n_layer=arch.num_layers, n_head=arch.num_attention_heads,
-                     n_head_kv=arch.num_key_value_heads, n_expert=arch.num_experts,
-                     is_70b=arch.num_layers == 80 and arch.hidden_size == 8192)
-    types = gguf_tensor_types(quantization.split(":", 1)[1], layout, model)
+    types = gguf_tensor_types(quantization.split(":", 1)[1], layout, mix_model(spec))
     return tuple(GGUFTensor(name=n, shape=s, type=t) for (n, s), t in zip(layout, types))
 
 
