@@ -774,10 +774,10 @@ def eager_score_bytes(compute_bytes: int, *, native_softmax: bool = False, float
 
 
 def inference_layer_transient(arch: Architecture, *, compute_bytes: int, attn: str, seq_len: int,
-                              query_len: int, float16: bool = False) -> float:
+                              query_len: int, batch_size: int = 1, float16: bool = False) -> float:
     """Peak per-token bytes alive inside one decoder layer under ``torch.no_grad`` (prefill or decode),
     excluding the KV cache: the largest over the model's distinct layers. ``seq_len`` is the key
-    length (for eager's score matrix)."""
+    length (for eager's score matrix); ``batch_size`` decides whether a broadcast matmul copies (the indexer's)."""
     d = dims(arch)
     c = compute_bytes
     H = d.hidden
@@ -804,7 +804,7 @@ def inference_layer_transient(arch: Architecture, *, compute_bytes: int, attn: s
         sparse = [m for layer, _ in arch.layer_groups for m in layer.mixers if m.block_sparse_at(query_len)]
         if sparse:
             attn_bytes = max(block_sparse_inference_bytes(m, c, H, query_len) for m in sparse)
-        peak = max(peak, attn_bytes, _indexer_bytes(arch, c, seq_len))
+        peak = max(peak, attn_bytes, _indexer_bytes(arch, c, seq_len, query_len=query_len, batch_size=batch_size))
     for layer, _ in arch.layer_groups:
         for mixer in layer.mixers:
             if mixer.kind in STATE_KINDS:
@@ -876,18 +876,22 @@ def block_sparse_saved_bytes(mixer: Mixer, c: int, hidden: int, tokens: int, *, 
     return band + ends + 2 * c * hidden
 
 
-def _indexer_bytes(arch: Architecture, c: int, seq_len: int) -> float:
+def _indexer_bytes(arch: Architecture, c: int, seq_len: int, *, query_len: int, batch_size: int) -> float:
     """Per-token bytes alive inside a DeepSeek-sparse-attention token indexer (no autograd), whatever the attention
     implementation: ``torch.matmul(q.float() [b, s, heads, dim], k.float() [b, 1, dim, t])`` broadcasts the keys
-    over the queries, so matmul materializes them in fp32 (``dim`` floats per query and key) beside its fp32
-    scores (``heads`` per query and key); then ``relu`` writes a second score tensor (modeling_deepseek_v32.py
-    DeepseekV32Indexer.forward, transformers 5.25; the axk2 and hy_v4 indexers are the same code). The residual and
-    normed input stay alive. Exact-mode trace of axk2 at 4 x 2048 tokens (16 index heads of 128): 612 bytes per
-    query and key at the peak, inside the indexer."""
+    over the queries; where the batch and the queries are both longer than one, the expanded keys cannot be viewed
+    as one batch dimension, so matmul materializes them in fp32 (``dim`` floats per query and key) beside its fp32
+    scores (``heads`` per query and key); one request (or one query) is a view, no copy. Then the scaling (``*
+    softmax_scale``) writes a second score tensor, ``relu`` a third once the first is freed
+    (modeling_deepseek_v32.py DeepseekV32Indexer.forward, transformers 5.25; the axk2 and hy_v4 indexers are the
+    same code). The residual and normed input stay alive. Exact-mode traces of axk2 (16 index heads of 128): 612
+    bytes per query and key at the peak at 4 x 2048 tokens; at 1 x 8192 the bmm output and its scaled copy, 8192
+    MiB of the 8739 MiB of activations at the peak, inside the indexer."""
     if not arch.indexer_heads:
         return 0.0
     h, dim = arch.indexer_heads, arch.indexer_head_dim
-    return 2 * c * arch.hidden_size + max(4 * dim + 4 * h, 8 * h) * seq_len
+    keys = 4 * dim if batch_size > 1 and query_len > 1 else 0
+    return 2 * c * arch.hidden_size + max(keys + 4 * h, 8 * h) * seq_len
 
 
 def _eager_softmax_bytes(arch: Architecture, d: Dims, c: int, seq_len: int, *, float16: bool) -> float:
