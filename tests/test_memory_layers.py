@@ -8,7 +8,7 @@ import pytest
 
 from hf_gpu_estimator import estimate
 from hf_gpu_estimator.architectures import architecture_from_config
-from hf_gpu_estimator.errors import ConflictingOptionsError
+from hf_gpu_estimator.errors import ConflictingOptionsError, MalformedConfigError
 from hf_gpu_estimator.memory.activations import inference_layer_transient
 from hf_gpu_estimator.memory.kv_cache import kv_cache_bytes, state_bytes_per_sequence
 
@@ -216,3 +216,44 @@ def test_soft_capped_logits_of_every_prompt_position_are_upcast() -> None:
     assert not arch.last_logits_only and arch.final_logit_softcapping == 30.0
     est = estimate(config, seq_len=128, new_tokens=1, batch_size=2)
     assert est.memory.components["transient"] >= 2 * 128 * 1000 * 3 * 4
+
+
+def test_the_indexer_copies_broadcast_keys_only_for_several_requests() -> None:
+    # DeepseekV32Indexer.forward: torch.matmul(q [b, s, heads, dim], k [b, 1, dim, t]) views the expanded keys as
+    # one batch dimension when b == 1 (exact-mode trace of axk2 at 1 x 8192: scores only); b > 1 copies them.
+    arch = architecture_from_config({"model_type": "deepseek_v32", "hidden_size": 256, "num_hidden_layers": 2,
+                                     "num_attention_heads": 4, "vocab_size": 1000, "index_n_heads": 4,
+                                     "index_head_dim": 128, "q_lora_rank": 64, "kv_lora_rank": 32})
+    assert arch.indexer_heads == 4
+    kwargs = {"compute_bytes": 2, "attn": "sdpa", "seq_len": 8192, "query_len": 8192}
+    one = inference_layer_transient(arch, batch_size=1, **kwargs)
+    four = inference_layer_transient(arch, batch_size=4, **kwargs)
+    assert one == 2 * 2 * 256 + 8 * 4 * 8192
+    assert four == 2 * 2 * 256 + (4 * 128 + 4 * 4) * 8192
+
+
+_DEEPSEEK_V4 = {"model_type": "deepseek_v4", "hidden_size": 256, "num_hidden_layers": 3, "num_attention_heads": 4,
+                "num_key_value_heads": 1, "head_dim": 64, "vocab_size": 1000, "index_n_heads": 4,
+                "index_head_dim": 32, "q_lora_rank": 64,
+                "layer_types": ["heavily_compressed_attention", "compressed_sparse_attention", "sliding_attention"]}
+
+
+def test_compressed_attention_adds_its_entries_to_the_keys() -> None:
+    # DeepseekV4Attention.forward concatenates the compressor's entries to the keys (rates: configuration_deepseek_v4
+    # default_compress_rates, or compress_rates); its fp32 sinks promote the eager scores to fp32.
+    arch = architecture_from_config(_DEEPSEEK_V4)
+    assert (arch.compressed_key_rate, arch.indexer_key_stride, arch.fp32_sinks) == (4, 4, True)
+    assert architecture_from_config({**_DEEPSEEK_V4, "compress_rates": {"compressed_sparse_attention": 8}}
+                                    ).compressed_key_rate == 8
+    plain = dataclasses.replace(arch, compressed_key_rate=0)
+    kwargs = {"compute_bytes": 2, "attn": "eager", "seq_len": 4096, "query_len": 4096, "batch_size": 1}
+    # 1024 more keys per query: 12 bytes per score (two 16-bit, two fp32), the concatenated mask and the block bias.
+    assert inference_layer_transient(arch, **kwargs) - inference_layer_transient(plain, **kwargs) == \
+        4 * 1024 * (2 * 2 + 2 * 4) + 2 * (4096 + 1024 + 1024 + 1)
+
+
+def test_malformed_compress_rates_name_the_field() -> None:
+    with pytest.raises(MalformedConfigError, match="compress_rates.compressed_sparse_attention"):
+        architecture_from_config({**_DEEPSEEK_V4, "compress_rates": {"compressed_sparse_attention": 0}})
+    with pytest.raises(MalformedConfigError, match="compress_rates"):
+        architecture_from_config({**_DEEPSEEK_V4, "compress_rates": [4, 128]})

@@ -17,12 +17,13 @@ returns is marked ``derivation="generic"`` and says so in its notes.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from hf_gpu_estimator.architectures._fields import Fields, Head, Tally, lin
+from hf_gpu_estimator.architectures._fields import MISSING, Fields, Head, Tally, lin
 from hf_gpu_estimator.architectures.blocks import attention_linears, gated_linears
 from hf_gpu_estimator.spec import FFN, Architecture, Layer, LinearShape, Mixer
 
@@ -253,6 +254,7 @@ def analyze_generic(f: Fields, model_type: str, head: Head) -> tuple[Architectur
     step = tf.opt_int("decoder_sparse_step", 1) or 1
 
     kinds = _layer_kinds(tf, s, layers, window, chunk)
+    compressed_key_rate, indexer_key_stride = _compression(tf, s)
     sinks, fp32_scores = eager_sinks(model_type)
     # BigBird's block-sparse attention (configuration_big_bird.py attention_type, block_size 64,
     # num_random_blocks 3); the decoder of an encoder-decoder (bigbird_pegasus) attends in full.
@@ -325,9 +327,12 @@ def analyze_generic(f: Fields, model_type: str, head: Head) -> tuple[Architectur
         bidirectional=not decoder,
         eager_held_scores=_eager_held_scores(model_type, layers),
         fp32_scores=fp32_scores,
+        fp32_sinks=sinks and any(re.search(p, "self_attn.sinks") for p in keep_in_fp32(model_type).get("bfloat16", ())),
+        compressed_key_rate=compressed_key_rate,
         # A DeepSeek-sparse-attention token indexer (configuration_deepseek_v32.py index_n_heads, index_head_dim).
         indexer_heads=tf.opt_int("index_n_heads", 0, minimum=0) or 0,
         indexer_head_dim=tf.opt_int("index_head_dim", 0, minimum=0) or 0,
+        indexer_key_stride=indexer_key_stride,
         num_layers=layers,
         hidden_size=hidden,
         num_attention_heads=heads,
@@ -438,6 +443,35 @@ def _layer_kinds(tf: Fields, s: _Standard, layers: int, window: int | None, chun
     if chunk is not None:
         return ["chunked"] * layers
     return ["full"] * layers
+
+
+#: DeepSeek-V4's compression rate per layer type where the config names none (configuration_deepseek_v4.py
+#: default_compress_rates, transformers 5.25), and the legacy per-layer ``compress_ratios`` values' layer types.
+_COMPRESS_RATES = {"compressed_sparse_attention": 4, "heavily_compressed_attention": 128}
+
+
+def _compression(tf: Fields, s: _Standard) -> tuple[int, int]:
+    """(the densest compressed layer's rate, the indexer's key stride) of compressed attention (DeepSeek-V4:
+    ``layer_types`` naming compressed-sparse or heavily-compressed layers, their rates in ``compress_rates`` or the
+    legacy per-layer ``compress_ratios``; configuration_deepseek_v4.py): (0, 1) without. The indexer belongs to the
+    compressed-sparse compressor and scores its entries (modeling_deepseek_v4.py DeepseekV4CSACompressor)."""
+    given = tf.raw("compress_rates")
+    rates = dict(_COMPRESS_RATES)
+    if isinstance(given, Mapping):
+        for name, rate in given.items():
+            if not isinstance(rate, int) or isinstance(rate, bool) or rate < 1:
+                raise tf.error(f"compress_rates.{name}", rate, "an integer >= 1")
+            rates[str(name)] = rate
+    elif given is not MISSING and given is not None:
+        raise tf.error("compress_rates", given, "a mapping of layer type to compression rate")
+    types = s.raw("layer_types")
+    used = [rates[t] for t in types if isinstance(t, str) and t in rates] if isinstance(types, (list, tuple)) else []
+    legacy = tf.int_list("compress_ratios")
+    if not used and legacy:
+        used = [r for r in legacy if r > 0]
+    if not used:
+        return 0, 1
+    return min(used), rates["compressed_sparse_attention"]
 
 
 def _state_mixers(tf: Fields, hidden: int) -> dict[str, Mixer]:
