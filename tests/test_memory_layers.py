@@ -257,3 +257,17 @@ def test_malformed_compress_rates_name_the_field() -> None:
         architecture_from_config({**_DEEPSEEK_V4, "compress_rates": {"compressed_sparse_attention": 0}})
     with pytest.raises(MalformedConfigError, match="compress_rates"):
         architecture_from_config({**_DEEPSEEK_V4, "compress_rates": [4, 128]})
+
+
+def test_a_boolean_sdpa_mask_is_converted_to_an_additive_one() -> None:
+    # A sliding mask the keys outgrow reaches SDPA: the memory-efficient kernel takes where(logical_not(mask), -inf,
+    # 0) in the query dtype, the negated copy and the additive one per query and key (exact-mode trace of
+    # modernbert-decoder at 1 x 8192). While the keys fit the window, transformers drops the mask: nothing.
+    config = {"model_type": "mistral", "hidden_size": 128, "intermediate_size": 64, "num_hidden_layers": 2,
+              "num_attention_heads": 4, "num_key_value_heads": 4, "vocab_size": 1000}
+    kwargs = {"compute_bytes": 2, "attn": "sdpa", "seq_len": 4096, "query_len": 4096, "batch_size": 1}
+    masked = inference_layer_transient(architecture_from_config({**config, "sliding_window": 64}), **kwargs)
+    fits = inference_layer_transient(architecture_from_config({**config, "sliding_window": 8192}), **kwargs)
+    # residual, normed input and queries (the keys and values are the cache's), then 1 + 2 bytes per key
+    assert masked == 2 * 2 * 128 + 2 * 128 + (1 + 2) * 4096
+    assert fits < masked

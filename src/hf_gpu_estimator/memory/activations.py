@@ -819,6 +819,14 @@ def inference_layer_transient(arch: Architecture, *, compute_bytes: int, attn: s
                 attn_bytes += c * d.heads * (d.qk_head_dim + d.v_head_dim)
         elif attn == "eager":
             attn_bytes = max(attn_bytes, _eager_softmax_bytes(arch, d, c, keys, float16=float16))
+        elif attn == "sdpa" and query_len > 1 and any(sdpa_gets_mask(m, seq_len) for layer, _ in arch.layer_groups
+                                                        for m in layer.mixers if m.kind in ATTENTION_KINDS):
+            # A boolean mask rules flash out; the memory-efficient kernel takes it as an additive mask,
+            # ``where(logical_not(mask), -inf, 0)`` in the query dtype (convert_boolean_attn_mask, torch 2.13
+            # sdp_utils): the negated boolean copy and the additive one beside the mask, per query and key.
+            # Exact-mode trace of modernbert-decoder at 1 x 8192 tokens (sliding layers of 128): 192 of the 356 MiB
+            # of activations at the prefill peak, inside a sliding layer's attention.
+            attn_bytes = max(attn_bytes, _at_attention_bytes(arch, d, c) + (1 + c) * seq_len)
         sparse = [m for layer, _ in arch.layer_groups for m in layer.mixers if m.block_sparse_at(query_len)]
         if sparse:
             attn_bytes = max(block_sparse_inference_bytes(m, c, H, query_len) for m in sparse)
@@ -927,12 +935,20 @@ def _eager_softmax_bytes(arch: Architecture, d: Dims, c: int, seq_len: int, *, f
     matrix (docs/coverage-long.md; llama at 4 x 2048 tokens: 5120 MiB of scores and 192 MiB of residual, normed
     input and queries beside the cache and the mask).
     """
+    per_score = eager_score_bytes(c, native_softmax=arch.native_softmax, float16=float16) \
+        + c * arch.eager_held_scores
+    return _at_attention_bytes(arch, d, c) + per_score * d.heads * seq_len
+
+
+def _at_attention_bytes(arch: Architecture, d: Dims, c: int) -> float:
+    """Per-token bytes alive when the attention function starts, past the rotary step (no autograd): the
+    residual and the normed input, the rotated queries, the keys and values repeated to the query heads where
+    they are grouped (repeat_kv copies), and the layer's own keys and values where the model keeps no cache (a
+    decoder's are the cache's tensors, counted with the cache)."""
     kv_width = d.qk_head_dim + d.v_head_dim
     repeated = c * d.heads * kv_width if d.kv_heads < d.heads else 0
     own_kv = 0 if arch.is_decoder else c * d.kv_heads * kv_width
-    per_score = eager_score_bytes(c, native_softmax=arch.native_softmax, float16=float16) \
-        + c * arch.eager_held_scores
-    return 2 * c * d.hidden + c * d.heads * d.qk_head_dim + repeated + own_kv + per_score * d.heads * seq_len
+    return 2 * c * d.hidden + c * d.heads * d.qk_head_dim + repeated + own_kv
 
 
 def _expert_extra_alive(ffn: FFN, inter: int) -> int:
