@@ -271,3 +271,12 @@ def test_a_boolean_sdpa_mask_is_converted_to_an_additive_one() -> None:
     # residual, normed input and queries (the keys and values are the cache's), then 1 + 2 bytes per key
     assert masked == 2 * 2 * 128 + 2 * 128 + (1 + 2) * 4096
     assert fits < masked
+
+
+def test_a_family_keeps_the_recorded_softmax_dtype() -> None:
+    # modeling_llama4.py eager_attention_forward runs softmax in the scores' dtype (recorded from the modeling file):
+    # the llama4 family module does not say so itself.
+    arch = architecture_from_config({"model_type": "llama4_text", "hidden_size": 256, "num_hidden_layers": 2,
+                                     "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 64,
+                                     "intermediate_size": 256, "intermediate_size_mlp": 512, "vocab_size": 1000})
+    assert arch.native_softmax

@@ -154,7 +154,9 @@ def analyze(config: Mapping[str, Any]) -> Analysis:
             "(its task head, if any, is not included)",
         )
     sdpa = family.supports_sdpa if family is not GENERIC else generic_supports_sdpa(model_type)
-    native = family.native_softmax if family is not GENERIC else generic_native_softmax(model_type)
+    # The eager softmax's dtype as recorded from the modeling file (scripts/build_generic_data.py) where a family
+    # does not state it: llama4's eager_attention_forward runs softmax in the scores' dtype (modeling_llama4.py).
+    native = family.native_softmax or generic_native_softmax(model_type)
     arch = dataclasses.replace(arch, notes=notes, native_softmax=native, supports_sdpa=sdpa,
                                **_dropouts(config, family))
     return Analysis(architecture=arch, counts=tally.counts(), class_name=class_name)
