@@ -162,10 +162,10 @@ GOAL_MEDIAN = 0.02
 #: met, else the measured figure (docs/coverage-long.md), so a regression fails and the gap stays in view.
 #: Measured (docs/coverage-long.md): inference sdpa 173 of 187 within (92.5 %), median 1.6 %; training 150 of 165
 #: (90.9 %), median 0.3 %; with checkpointing 147 of 158 (93.0 %), median 0.0 %; inference eager meets the goal.
-#: At 8k (the types traced so far): inference sdpa 8k 74 of 81 (91.4 %), median 1.7 %; inference eager 8k meets
-#: the goal (79 of 80, median 0.1 %).
+#: At 8k (the types traced by 10:30 UTC): inference sdpa 8k 96 of 106 (90.6 %), median 1.7 %; inference eager 8k
+#: meets the goal (103 of 105, median 0.1 %).
 MIN_WITHIN: dict[str, float] = {**{name: GOAL_WITHIN for name in ALL_WORKLOADS}, "inference sdpa": 0.92,
-                                "training": 0.90, "training ckpt": 0.93, "inference sdpa 8k": 0.91}
+                                "training": 0.90, "training ckpt": 0.93, "inference sdpa 8k": 0.90}
 MAX_MEDIAN: dict[str, float] = {name: GOAL_MEDIAN for name in ALL_WORKLOADS}
 
 #: Types outside :data:`TOLERANCE` on a workload, with why (the measured error is shown beside it).
@@ -175,16 +175,14 @@ KNOWN_GAPS: dict[str, str] = {
             "keys) prepare_dynamic_mask also top-k filters it (modeling_doge.py: topk's int64 indices [heads, query, "
             "2048], the scattered active mask, its == 0 boolean and the refilled mask; trace at 1 x 8192: 3,584 MiB "
             "beside the 1,024 MiB mask), not modelled",
-    "bitnet": "inference sdpa and sdpa 8k: the MLP's ffn_sub_norm (an RMSNorm over the MLP width, fp32 copies) "
-              "holds the MLP peak: not modelled",
+    "bitnet": "the MLP's ffn_sub_norm (an RMSNorm over the MLP width, fp32 copies) holds the MLP peak: not "
+              "modelled",
     "ctrl": "inference sdpa and sdpa 8k: the SDPA prefill peaks inside the feed-forward (ffn.1, ReLU) above the "
             "modelled MLP; at 8k the sinusoidal position table's compute-dtype copy (modeling_ctrl.py "
             "``self.pos_encoding.to(dtype)``: n_positions 16384 x 1280, 40 MiB) and the bound position embeddings "
             "(20 MiB) too, not modelled",
-    "ernie4_5": "inference sdpa and sdpa 8k: unanalysed: the SDPA prefill peaks inside self_attn above the modelled "
-                "rotary/projection step",
-    "dory": "inference sdpa and sdpa 8k: unanalysed: the SDPA prefill of its looped section peaks above the "
-            "estimate",
+    "ernie4_5": "unanalysed: the SDPA prefill peaks inside self_attn above the modelled rotary/projection step",
+    "dory": "unanalysed: the SDPA prefill of its looped section peaks above the estimate",
     "inkling_text": "inference sdpa 8k: its relative-position-bias layers pass SDPA a per-head float mask (the bias "
                     "joined to the causal mask, sdpa_attention.py create_position_bias_mask) with grouped KV heads: "
                     "the math backend, which upcasts to fp32 (scores, the masked sum, the mask's fp32 copy: 12 bytes "
@@ -196,6 +194,10 @@ KNOWN_GAPS: dict[str, str] = {
                           "softmax, and the two int64 [query, key] relative-distance matrices built per forward "
                           "(full and sliding; modeling_inkling2_loop.py get_relative_distance): not modelled (trace "
                           "at 1 x 8192, 24 heads: 21,506 MiB of score-sized tensors, 1,024 MiB of distances)",
+    "zamba2": "inference sdpa 8k: its Mamba2 blocks (layers_block_type \"linear_attention\") are read as a generic "
+              "linear mixer: n_mamba_heads, mamba_headdim and chunk_size are not read, so the chunked scan's fp32 "
+              "tensors are not modelled (trace at 1 x 8192, 8 heads of 640, chunk 256: seven [tokens, 5120] fp32 "
+              "tensors, 1,120 MiB, at the prefill peak); eager is within, its attention scores are larger",
     "minimax_m3_vl_text": "unanalysed: the SDPA prefill peaks below the estimate",
     "modernbert-decoder": "unanalysed: the SDPA prefill peaks above the estimate",
     "moshi": "unanalysed: the SDPA prefill peaks above the estimate",
@@ -501,7 +503,11 @@ def main(argv: list[str] | None = None) -> int:
                "config_hash": cut.config_hash}
         entry = data["entries"].get(model_type)
         config, long_changes = long_config(cut.config, ctx.workloads, ctx.positions)
-        if long_changes and not ctx.raise_learned and (entry is None or entry.get("config_hash") != cut.config_hash):
+        # Checked once per cut config: an entry records that its raised fields hold no learned table
+        # (``positions_checked``); a recorded refusal, or an entry traced without the check, is checked again.
+        checked = entry is not None and entry.get("config_hash") == cut.config_hash \
+            and bool(entry.get("positions_checked"))
+        if long_changes and not ctx.raise_learned and not checked:
             before = coverage_traces.count(cut).get("parameters")
             after = coverage_traces.count(replace(cut, config=config)).get("parameters")
             if before != after:  # a learned position table: its length is the model's limit
@@ -511,11 +517,14 @@ def main(argv: list[str] | None = None) -> int:
                                                         f"not allow {_tokens(ctx.workloads)} tokens"}
                 coverage_traces.save(data, args.out)
                 continue
+            if entry is not None and entry.get("config_hash") == cut.config_hash and entry.get("config"):
+                entry["positions_checked"] = True
         if not entry or any(entry.get(k) != v for k, v in key.items()) \
                 or config_hash(entry.get("config") or {}) != config_hash(config):
             counted = coverage_traces.count(replace(cut, config=config))
             entry = {**key, "layers": list(cut.layers), "cut": dict(cut.changes), "long_changes": long_changes,
-                     "config": config, **counted, "traces": {}, "errors": {}}
+                     "config": config, **counted, "traces": {}, "errors": {},
+                     **({"positions_checked": True} if long_changes and not ctx.raise_learned else {})}
 
             if counted.get("status") == "error":
                 data["entries"][model_type] = entry
