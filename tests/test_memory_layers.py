@@ -280,3 +280,15 @@ def test_a_family_keeps_the_recorded_softmax_dtype() -> None:
                                      "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 64,
                                      "intermediate_size": 256, "intermediate_size_mlp": 512, "vocab_size": 1000})
     assert arch.native_softmax
+
+
+def test_zamba2_mamba2_blocks_are_state_space_layers() -> None:
+    # configuration_zamba2.py names its Mamba2 blocks "linear_attention" and their fields n_mamba_heads,
+    # mamba_headdim, chunk_size: read as a Mamba2 mixer, not a generic linear one.
+    arch = architecture_from_config({"model_type": "zamba2", "hidden_size": 256, "num_hidden_layers": 2,
+                                     "num_attention_heads": 4, "attention_head_dim": 64, "vocab_size": 1000,
+                                     "mamba_d_state": 16, "mamba_expand": 2, "n_mamba_heads": 4, "mamba_headdim": 128,
+                                     "chunk_size": 128, "layers_block_type": ["linear_attention", "hybrid"]})
+    mamba = arch.layers[0].mixer
+    assert (mamba.kind, mamba.heads, mamba.head_dim, mamba.inner, mamba.chunk) == ("ssm", 4, 128, 512, 128)
+    assert mamba.state_elements == 4 * 128 * 16

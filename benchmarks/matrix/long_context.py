@@ -194,10 +194,6 @@ KNOWN_GAPS: dict[str, str] = {
                           "softmax, and the two int64 [query, key] relative-distance matrices built per forward "
                           "(full and sliding; modeling_inkling2_loop.py get_relative_distance): not modelled (trace "
                           "at 1 x 8192, 24 heads: 21,506 MiB of score-sized tensors, 1,024 MiB of distances)",
-    "zamba2": "inference sdpa 8k: its Mamba2 blocks (layers_block_type \"linear_attention\") are read as a generic "
-              "linear mixer: n_mamba_heads, mamba_headdim and chunk_size are not read, so the chunked scan's fp32 "
-              "tensors are not modelled (trace at 1 x 8192, 8 heads of 640, chunk 256: seven [tokens, 5120] fp32 "
-              "tensors, 1,120 MiB, at the prefill peak); eager is within, its attention scores are larger",
     "minimax_m3_vl_text": "unanalysed: the SDPA prefill peaks below the estimate",
     "modernbert-decoder": "unanalysed: the SDPA prefill peaks above the estimate",
     "moshi": "unanalysed: the SDPA prefill peaks above the estimate",

@@ -268,7 +268,10 @@ def analyze_generic(f: Fields, model_type: str, head: Head) -> tuple[Architectur
     def mixer(kind: str) -> Mixer:
         if kind not in mixers:
             if kind in ("linear", "ssm"):
-                mixers[kind] = states.get(kind) or Mixer(kind=kind, inner=hidden)
+                # A "linear_attention" layer type where the config describes only a state-space mixer: zamba2 names
+                # its Mamba2 blocks so (configuration_zamba2.py layers_block_type).
+                fallback = states.get("ssm") if kind == "linear" and "linear" not in states else None
+                mixers[kind] = states.get(kind) or fallback or Mixer(kind=kind, inner=hidden)
             elif kind == "sliding":
                 # Sliding layers with their own head counts (configuration_inkling.py swa_num_attention_heads,
                 # swa_num_key_value_heads, swa_head_dim: 16 KV heads on the sliding layers, 8 on the others).
@@ -489,15 +492,19 @@ def _state_mixers(tf: Fields, hidden: int) -> dict[str, Mixer]:
     if d_state:
         inner = first("mamba_intermediate_size") or (first("expand", "mamba_expand") or 2) * hidden
         kernel = first("conv_kernel", "mamba_d_conv") or 4
-        groups = first("n_groups", "mamba_n_groups") or 1
-        n_heads, head = first("mamba_n_heads", "num_heads"), first("mamba_d_head", "head_dim")
+        # zamba2's names (configuration_zamba2.py n_mamba_heads, mamba_headdim, mamba_ngroups) beside the usual ones;
+        # its own head dim first (its head_dim is the attention's).
+        groups = first("n_groups", "mamba_n_groups", "mamba_ngroups") or 1
+        n_heads = first("mamba_n_heads", "n_mamba_heads", "num_heads")
+        head = first("mamba_d_head", "mamba_headdim", "head_dim")
         if n_heads and head and n_heads * head == inner:  # Mamba2: heads x head_dim x state
             state, conv = n_heads * head * d_state, (inner + 2 * groups * d_state) * kernel
         else:  # Mamba1: inner x state
             state, conv = inner * d_state, inner * kernel
         mamba2 = bool(n_heads and head and n_heads * head == inner)
         out["ssm"] = Mixer(kind="ssm", heads=n_heads if mamba2 else 0, head_dim=head if mamba2 else 0,
-                           state_elements=state, conv_elements=conv, conv_kernel=kernel, inner=inner)
+                           state_elements=state, conv_elements=conv, conv_kernel=kernel, inner=inner,
+                           chunk=first("chunk_size") if mamba2 else None)
     nk, nv = first("linear_num_key_heads"), first("linear_num_value_heads")
     dk, dv = first("linear_key_head_dim"), first("linear_value_head_dim")
     if nk and nv and dk and dv:
