@@ -8,7 +8,7 @@ import pytest
 
 from hf_gpu_estimator import estimate
 from hf_gpu_estimator.architectures import architecture_from_config
-from hf_gpu_estimator.errors import ConflictingOptionsError
+from hf_gpu_estimator.errors import ConflictingOptionsError, MalformedConfigError
 from hf_gpu_estimator.memory.activations import inference_layer_transient
 from hf_gpu_estimator.memory.kv_cache import kv_cache_bytes, state_bytes_per_sequence
 from hf_gpu_estimator.workload import make_workload
@@ -290,3 +290,79 @@ def test_a_projection_to_twice_the_down_input_is_a_fused_gated_mlp() -> None:
                TensorInfo(name="model.layers.0.mlp.fc2.weight", dtype="BF16", shape=(64, 128))]
     refined = refine_generic(arch, tensors)
     assert refined.gated_mlp and refined.intermediate_size == 128 and fused_gate_up(refined)
+
+
+def test_the_indexer_copies_broadcast_keys_only_for_several_requests() -> None:
+    # DeepseekV32Indexer.forward: torch.matmul(q [b, s, heads, dim], k [b, 1, dim, t]) views the expanded keys as
+    # one batch dimension when b == 1 (exact-mode trace of axk2 at 1 x 8192: scores only); b > 1 copies them.
+    arch = architecture_from_config({"model_type": "deepseek_v32", "hidden_size": 256, "num_hidden_layers": 2,
+                                     "num_attention_heads": 4, "vocab_size": 1000, "index_n_heads": 4,
+                                     "index_head_dim": 128, "q_lora_rank": 64, "kv_lora_rank": 32})
+    assert arch.indexer_heads == 4
+    kwargs = {"compute_bytes": 2, "attn": "sdpa", "seq_len": 8192, "query_len": 8192}
+    one = inference_layer_transient(arch, batch_size=1, **kwargs)
+    four = inference_layer_transient(arch, batch_size=4, **kwargs)
+    assert one == 2 * 2 * 256 + 8 * 4 * 8192
+    assert four == 2 * 2 * 256 + (4 * 128 + 4 * 4) * 8192
+
+
+_DEEPSEEK_V4 = {"model_type": "deepseek_v4", "hidden_size": 256, "num_hidden_layers": 3, "num_attention_heads": 4,
+                "num_key_value_heads": 1, "head_dim": 64, "vocab_size": 1000, "index_n_heads": 4,
+                "index_head_dim": 32, "q_lora_rank": 64,
+                "layer_types": ["heavily_compressed_attention", "compressed_sparse_attention", "sliding_attention"]}
+
+
+def test_compressed_attention_adds_its_entries_to_the_keys() -> None:
+    # DeepseekV4Attention.forward concatenates the compressor's entries to the keys (rates: configuration_deepseek_v4
+    # default_compress_rates, or compress_rates); its fp32 sinks promote the eager scores to fp32.
+    arch = architecture_from_config(_DEEPSEEK_V4)
+    assert (arch.compressed_key_rate, arch.indexer_key_stride, arch.fp32_sinks) == (4, 4, True)
+    assert architecture_from_config({**_DEEPSEEK_V4, "compress_rates": {"compressed_sparse_attention": 8}}
+                                    ).compressed_key_rate == 8
+    plain = dataclasses.replace(arch, compressed_key_rate=0)
+    kwargs = {"compute_bytes": 2, "attn": "eager", "seq_len": 4096, "query_len": 4096, "batch_size": 1}
+    # 1024 more keys per query: 12 bytes per score (two 16-bit, two fp32), the concatenated mask and the block bias.
+    assert inference_layer_transient(arch, **kwargs) - inference_layer_transient(plain, **kwargs) == \
+        4 * 1024 * (2 * 2 + 2 * 4) + 2 * (4096 + 1024 + 1024 + 1)
+
+
+def test_malformed_compress_rates_name_the_field() -> None:
+    with pytest.raises(MalformedConfigError, match="compress_rates.compressed_sparse_attention"):
+        architecture_from_config({**_DEEPSEEK_V4, "compress_rates": {"compressed_sparse_attention": 0}})
+    with pytest.raises(MalformedConfigError, match="compress_rates"):
+        architecture_from_config({**_DEEPSEEK_V4, "compress_rates": [4, 128]})
+
+
+def test_a_boolean_sdpa_mask_is_converted_to_an_additive_one() -> None:
+    # A sliding mask the keys outgrow reaches SDPA: the memory-efficient kernel takes where(logical_not(mask), -inf,
+    # 0) in the query dtype, the negated copy and the additive one per query and key (exact-mode trace of
+    # modernbert-decoder at 1 x 8192). While the keys fit the window, transformers drops the mask: nothing.
+    config = {"model_type": "mistral", "hidden_size": 128, "intermediate_size": 64, "num_hidden_layers": 2,
+              "num_attention_heads": 4, "num_key_value_heads": 4, "vocab_size": 1000}
+    kwargs = {"compute_bytes": 2, "attn": "sdpa", "seq_len": 4096, "query_len": 4096, "batch_size": 1}
+    masked = inference_layer_transient(architecture_from_config({**config, "sliding_window": 64}), **kwargs)
+    fits = inference_layer_transient(architecture_from_config({**config, "sliding_window": 8192}), **kwargs)
+    # residual, normed input and queries (the keys and values are the cache's), then 1 + 2 bytes per key
+    assert masked == 2 * 2 * 128 + 2 * 128 + (1 + 2) * 4096
+    assert fits < masked
+
+
+def test_a_family_keeps_the_recorded_softmax_dtype() -> None:
+    # modeling_llama4.py eager_attention_forward runs softmax in the scores' dtype (recorded from the modeling file):
+    # the llama4 family module does not say so itself.
+    arch = architecture_from_config({"model_type": "llama4_text", "hidden_size": 256, "num_hidden_layers": 2,
+                                     "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 64,
+                                     "intermediate_size": 256, "intermediate_size_mlp": 512, "vocab_size": 1000})
+    assert arch.native_softmax
+
+
+def test_zamba2_mamba2_blocks_are_state_space_layers() -> None:
+    # configuration_zamba2.py names its Mamba2 blocks "linear_attention" and their fields n_mamba_heads,
+    # mamba_headdim, chunk_size: read as a Mamba2 mixer, not a generic linear one.
+    arch = architecture_from_config({"model_type": "zamba2", "hidden_size": 256, "num_hidden_layers": 2,
+                                     "num_attention_heads": 4, "attention_head_dim": 64, "vocab_size": 1000,
+                                     "mamba_d_state": 16, "mamba_expand": 2, "n_mamba_heads": 4, "mamba_headdim": 128,
+                                     "chunk_size": 128, "layers_block_type": ["linear_attention", "hybrid"]})
+    mamba = arch.layers[0].mixer
+    assert (mamba.kind, mamba.heads, mamba.head_dim, mamba.inner, mamba.chunk) == ("ssm", 4, 128, 512, 128)
+    assert mamba.state_elements == 4 * 128 * 16

@@ -161,7 +161,7 @@ GOAL_MEDIAN = 0.02
 #: What tests/test_coverage_long.py requires per workload (share within, median |error|): the goal where it is
 #: met, else the measured figure (docs/coverage-long.md), so a regression fails and the gap stays in view.
 #: Measured (docs/coverage-long.md): see the figures table; the goal where met.
-MIN_WITHIN: dict[str, float] = {**{name: GOAL_WITHIN for name in ALL_WORKLOADS}, "inference sdpa": 0.92}
+MIN_WITHIN: dict[str, float] = {**{name: GOAL_WITHIN for name in ALL_WORKLOADS}, "inference sdpa 8k": 0.93}
 MAX_MEDIAN: dict[str, float] = {name: GOAL_MEDIAN for name in ALL_WORKLOADS}
 
 #: Types outside :data:`TOLERANCE` on a workload, with why (the measured error is shown beside it).
@@ -177,6 +177,24 @@ KNOWN_GAPS: dict[str, str] = {
                   "traced, that layer's backward reaches 3,797 MiB (the tied head's fp32 gradient, the layer's "
                   "own as each linear's backward ends, saved tensors freed as it goes) and the step peaks at the "
                   "loss's backward (3,951 MiB)",
+    "doge": "inference sdpa 8k: beyond keep_window_size (2048 keys) prepare_dynamic_mask also top-k filters its "
+            "per-head mask (modeling_doge.py: topk's int64 indices [heads, query, 2048], the scattered active mask, "
+            "its == 0 boolean and the refilled mask; trace at 1 x 8192: 3,584 MiB beside the 1,024 MiB mask), not "
+            "modelled",
+    "ctrl": "inference sdpa 8k: the sinusoidal position table's compute-dtype copy (modeling_ctrl.py "
+            "``self.pos_encoding.to(dtype)``: n_positions 16384 x 1280, 40 MiB) and the bound position embeddings "
+            "(20 MiB), not modelled",
+    "inkling_text": "inference sdpa 8k: its relative-position-bias layers pass SDPA a per-head float mask (the bias "
+                    "joined to the causal mask, sdpa_attention.py create_position_bias_mask) with grouped KV heads: "
+                    "the math backend, which upcasts to fp32 (scores, the masked sum, the mask's fp32 copy: 12 bytes "
+                    "per score beside the bf16 bias and combined mask; trace at 1 x 8192, 64 heads: 65,536 of the "
+                    "67,474 MiB of activations at the peak); a fused kernel is modelled",
+    "inkling2_loop_text": "inference eager 8k and sdpa 8k (eager runs for both): its relative position bias (a "
+                          "per-head [heads, query, key] bias in the compute dtype, gathered and masked, added to "
+                          "the scores), the sink concatenation's fp32 copy (``torch.cat(...).float()``) beside its "
+                          "softmax, and the two int64 [query, key] relative-distance matrices built per forward "
+                          "(full and sliding; modeling_inkling2_loop.py get_relative_distance): not modelled (trace "
+                          "at 1 x 8192, 24 heads: 21,506 MiB of score-sized tensors, 1,024 MiB of distances)",
     "prophetnet": "unanalysed: its n-gram decoder's training peaks far above the estimate (predicting "
                   "ngram streams is not modelled)",
     "megatron-bert": "MegatronBertSelfAttention keeps its own eager code (transformers 5.25): the fp32 extended mask "
@@ -475,7 +493,11 @@ def main(argv: list[str] | None = None) -> int:
                "config_hash": cut.config_hash}
         entry = data["entries"].get(model_type)
         config, long_changes = long_config(cut.config, ctx.workloads, ctx.positions)
-        if long_changes and not ctx.raise_learned and (entry is None or entry.get("config_hash") != cut.config_hash):
+        # Checked once per cut config: an entry records that its raised fields hold no learned table
+        # (``positions_checked``); a recorded refusal, or an entry traced without the check, is checked again.
+        checked = entry is not None and entry.get("config_hash") == cut.config_hash \
+            and bool(entry.get("positions_checked"))
+        if long_changes and not ctx.raise_learned and not checked:
             before = coverage_traces.count(cut).get("parameters")
             after = coverage_traces.count(replace(cut, config=config)).get("parameters")
             if before != after:  # a learned position table: its length is the model's limit
@@ -485,11 +507,14 @@ def main(argv: list[str] | None = None) -> int:
                                                         f"not allow {_tokens(ctx.workloads)} tokens"}
                 coverage_traces.save(data, args.out)
                 continue
+            if entry is not None and entry.get("config_hash") == cut.config_hash and entry.get("config"):
+                entry["positions_checked"] = True
         if not entry or any(entry.get(k) != v for k, v in key.items()) \
                 or config_hash(entry.get("config") or {}) != config_hash(config):
             counted = coverage_traces.count(replace(cut, config=config))
             entry = {**key, "layers": list(cut.layers), "cut": dict(cut.changes), "long_changes": long_changes,
-                     "config": config, **counted, "traces": {}, "errors": {}}
+                     "config": config, **counted, "traces": {}, "errors": {},
+                     **({"positions_checked": True} if long_changes and not ctx.raise_learned else {})}
 
             if counted.get("status") == "error":
                 data["entries"][model_type] = entry

@@ -392,10 +392,21 @@ class Architecture:
     # eager_attention_forward: ``torch.matmul(query.float(), key_states.float().transpose(2, 3))`` with autocast
     # off), so the masked scores, the sink column's concatenation and the softmax are fp32. Read with sinks.
     fp32_scores: bool = False
+    # The sinks are an fp32 parameter whatever the compute dtype (modeling_deepseek_v4.py, modeling_hy_v4.py:
+    # ``nn.Parameter(..., dtype=torch.float32)``, in _keep_in_fp32_modules_strict), so eager attention's
+    # ``torch.cat([attn_weights, sinks])`` promotes the 16-bit scores to fp32. Read with sinks.
+    fp32_sinks: bool = False
+    # Compressed attention (DeepSeek-V4's compressed-sparse and heavily-compressed layers): the compressor's
+    # entries, one per ``compressed_key_rate`` tokens on the densest such layer, join the keys
+    # (modeling_deepseek_v4.py DeepseekV4Attention.forward: ``torch.cat([kv, compressed_kv], dim=2)``); 0 without.
+    compressed_key_rate: int = 0
     # A DeepSeek-sparse-attention token indexer ahead of attention (deepseek_v32, glm_moe_dsa, axk2, hy_v4):
     # (index heads, index head dim); 0 when absent.
     indexer_heads: int = 0
     indexer_head_dim: int = 0
+    # The indexer scores one key per this many tokens: DeepSeek-V4's scores the compressed-sparse compressor's
+    # entries (modeling_deepseek_v4.py DeepseekV4Indexer.forward); 1: every token (deepseek_v32).
+    indexer_key_stride: int = 1
     # PreTrainedModel._supports_sdpa: when False transformers runs eager attention for "sdpa".
     supports_sdpa: bool = True
     # The forward takes logits_to_keep, so generate's prefill computes the last position's logits only;

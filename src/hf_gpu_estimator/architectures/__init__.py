@@ -158,7 +158,9 @@ def analyze(config: Mapping[str, Any]) -> Analysis:
             "(its task head, if any, is not included)",
         )
     sdpa = family.supports_sdpa if family is not GENERIC else generic_supports_sdpa(model_type)
-    native = family.native_softmax if family is not GENERIC else generic_native_softmax(model_type)
+    # The eager softmax's dtype as recorded from the modeling file (scripts/build_generic_data.py) where a family
+    # does not state it: llama4's eager_attention_forward runs softmax in the scores' dtype (modeling_llama4.py).
+    native = family.native_softmax or generic_native_softmax(model_type)
     # The loss as the causal-LM class's forward computes it (recorded from its source for family and generic
     # types alike: musicgen's family class is the recorded one).
     arch = dataclasses.replace(arch, notes=notes, native_softmax=native, supports_sdpa=sdpa,

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Mapping
 from functools import lru_cache
 from importlib import resources
 from typing import Any
 
 from hf_gpu_estimator.architectures import parts
-from hf_gpu_estimator.architectures._fields import Fields, Head, Tally
+from hf_gpu_estimator.architectures._fields import MISSING, Fields, Head, Tally
 from hf_gpu_estimator.architectures.blocks import attention_linears
 from hf_gpu_estimator.spec import Architecture, Mixer
 
@@ -282,6 +283,7 @@ def analyze_generic(f: Fields, model_type: str, head: Head) -> tuple[Architectur
     step = tf.opt_int("decoder_sparse_step", 1) or 1
 
     kinds = _layer_kinds(tf, s, layers, window, chunk)
+    compressed_key_rate, indexer_key_stride = _compression(tf, s)
     sinks, fp32_scores = eager_sinks(model_type)
     # BigBird's block-sparse attention (configuration_big_bird.py attention_type, block_size 64,
     # num_random_blocks 3); the decoder of an encoder-decoder (bigbird_pegasus) attends in full.
@@ -295,7 +297,10 @@ def analyze_generic(f: Fields, model_type: str, head: Head) -> tuple[Architectur
     def mixer(kind: str) -> Mixer:
         if kind not in mixers:
             if kind in ("linear", "ssm"):
-                mixers[kind] = states.get(kind) or Mixer(kind=kind, inner=hidden)
+                # A "linear_attention" layer type where the config describes only a state-space mixer: zamba2 names
+                # its Mamba2 blocks so (configuration_zamba2.py layers_block_type).
+                fallback = states.get("ssm") if kind == "linear" and "linear" not in states else None
+                mixers[kind] = states.get(kind) or fallback or Mixer(kind=kind, inner=hidden)
             elif kind == "sliding":
                 # Sliding layers with their own head counts (configuration_inkling.py swa_num_attention_heads,
                 # swa_num_key_value_heads, swa_head_dim: 16 KV heads on the sliding layers, 8 on the others).
@@ -358,9 +363,12 @@ def analyze_generic(f: Fields, model_type: str, head: Head) -> tuple[Architectur
         # modeling_gpt_neo.py GPTNeoSelfAttention.__init__: a non-persistent boolean mask of max_position_embeddings
         # squared per attention layer (``self.bias = nn.Buffer(bias, persistent=False)``).
         buffer_bytes=layers * (_position_limit(s) or 0) ** 2 if model_type == "gpt_neo" else 0,
+        fp32_sinks=sinks and any(re.search(p, "self_attn.sinks") for p in keep_in_fp32(model_type).get("bfloat16", ())),
+        compressed_key_rate=compressed_key_rate,
         # A DeepSeek-sparse-attention token indexer (configuration_deepseek_v32.py index_n_heads, index_head_dim).
         indexer_heads=(tf.opt_int("index_n_heads", 0, minimum=0) or 0) if _has_indexer(s, model_type) else 0,
         indexer_head_dim=tf.opt_int("index_head_dim", 0, minimum=0) or 0,
+        indexer_key_stride=indexer_key_stride,
         num_layers=layers,
         hidden_size=hidden,
         num_attention_heads=heads,
@@ -524,6 +532,35 @@ def _layer_kinds(tf: Fields, s: _Standard, layers: int, window: int | None, chun
     return ["full"] * layers
 
 
+#: DeepSeek-V4's compression rate per layer type where the config names none (configuration_deepseek_v4.py
+#: default_compress_rates, transformers 5.25), and the legacy per-layer ``compress_ratios`` values' layer types.
+_COMPRESS_RATES = {"compressed_sparse_attention": 4, "heavily_compressed_attention": 128}
+
+
+def _compression(tf: Fields, s: _Standard) -> tuple[int, int]:
+    """(the densest compressed layer's rate, the indexer's key stride) of compressed attention (DeepSeek-V4:
+    ``layer_types`` naming compressed-sparse or heavily-compressed layers, their rates in ``compress_rates`` or the
+    legacy per-layer ``compress_ratios``; configuration_deepseek_v4.py): (0, 1) without. The indexer belongs to the
+    compressed-sparse compressor and scores its entries (modeling_deepseek_v4.py DeepseekV4CSACompressor)."""
+    given = tf.raw("compress_rates")
+    rates = dict(_COMPRESS_RATES)
+    if isinstance(given, Mapping):
+        for name, rate in given.items():
+            if not isinstance(rate, int) or isinstance(rate, bool) or rate < 1:
+                raise tf.error(f"compress_rates.{name}", rate, "an integer >= 1")
+            rates[str(name)] = rate
+    elif given is not MISSING and given is not None:
+        raise tf.error("compress_rates", given, "a mapping of layer type to compression rate")
+    types = s.raw("layer_types")
+    used = [rates[t] for t in types if isinstance(t, str) and t in rates] if isinstance(types, (list, tuple)) else []
+    legacy = tf.int_list("compress_ratios")
+    if not used and legacy:
+        used = [r for r in legacy if r > 0]
+    if not used:
+        return 0, 1
+    return min(used), rates["compressed_sparse_attention"]
+
+
 def _state_mixers(tf: Fields, hidden: int) -> dict[str, Mixer]:
     """Recurrent-state shapes from the usual Mamba / Mamba2 / linear-attention fields."""
     out: dict[str, Mixer] = {}
@@ -539,15 +576,19 @@ def _state_mixers(tf: Fields, hidden: int) -> dict[str, Mixer]:
     if d_state:
         inner = first("mamba_intermediate_size") or (first("expand", "mamba_expand") or 2) * hidden
         kernel = first("conv_kernel", "mamba_d_conv") or 4
-        groups = first("n_groups", "mamba_n_groups") or 1
-        n_heads, head = first("mamba_n_heads", "num_heads"), first("mamba_d_head", "head_dim")
+        # zamba2's names (configuration_zamba2.py n_mamba_heads, mamba_headdim, mamba_ngroups) beside the usual ones;
+        # its own head dim first (its head_dim is the attention's).
+        groups = first("n_groups", "mamba_n_groups", "mamba_ngroups") or 1
+        n_heads = first("mamba_n_heads", "n_mamba_heads", "num_heads")
+        head = first("mamba_d_head", "mamba_headdim", "head_dim")
         if n_heads and head and n_heads * head == inner:  # Mamba2: heads x head_dim x state
             state, conv = n_heads * head * d_state, (inner + 2 * groups * d_state) * kernel
         else:  # Mamba1: inner x state
             state, conv = inner * d_state, inner * kernel
         mamba2 = bool(n_heads and head and n_heads * head == inner)
         out["ssm"] = Mixer(kind="ssm", heads=n_heads if mamba2 else 0, head_dim=head if mamba2 else 0,
-                           state_elements=state, conv_elements=conv, conv_kernel=kernel, inner=inner)
+                           state_elements=state, conv_elements=conv, conv_kernel=kernel, inner=inner,
+                           chunk=first("chunk_size") if mamba2 else None)
     nk, nv = first("linear_num_key_heads"), first("linear_num_value_heads")
     dk, dv = first("linear_key_head_dim"), first("linear_value_head_dim")
     if nk and nv and dk and dv:

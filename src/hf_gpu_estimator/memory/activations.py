@@ -559,10 +559,10 @@ def eager_score_bytes(compute_bytes: int, *, native_softmax: bool = False, float
 
 
 def inference_layer_transient(arch: Architecture, *, compute_bytes: int, attn: str, seq_len: int,
-                              query_len: int, float16: bool = False) -> float:
+                              query_len: int, batch_size: int = 1, float16: bool = False) -> float:
     """Peak per-token bytes alive inside one decoder layer under ``torch.no_grad`` (prefill or decode),
     excluding the KV cache: the largest over the model's distinct layers. ``seq_len`` is the key
-    length (for eager's score matrix)."""
+    length (for eager's score matrix); ``batch_size`` decides whether a broadcast matmul copies (the indexer's)."""
     d = dims(arch)
     c = compute_bytes
     H = d.hidden
@@ -570,6 +570,11 @@ def inference_layer_transient(arch: Architecture, *, compute_bytes: int, attn: s
     peak = float(c * H + 8 * H)
     kinds = {layer.mixer.kind for layer, _ in arch.layer_groups}
     sinks = any(m.sinks for layer, _ in arch.layer_groups for m in layer.mixers)
+    # Keys per query: a compressed-attention layer appends its compressor's entries to the keys
+    # (Architecture.compressed_key_rate).
+    keys = seq_len + (seq_len // arch.compressed_key_rate if arch.compressed_key_rate else 0)
+    # Sinks kept in fp32 promote the concatenated scores to fp32 (Architecture.fp32_sinks).
+    promoted = arch.fp32_sinks and not arch.fp32_scores and c < 4
     if kinds & ATTENTION_KINDS:
         attn_bytes = 2 * c * H + c * (d.heads * d.qk_head_dim * 2 + d.kv_heads * (d.qk_head_dim + d.v_head_dim) * 2)
         attn_bytes = max(attn_bytes, _rotary_fp32_bytes(arch, d, c))
@@ -581,7 +586,20 @@ def inference_layer_transient(arch: Architecture, *, compute_bytes: int, attn: s
             # layer's keys and values are the cache's, counted by the caller). Longer than its keep_window_size
             # (2048) the mask is also top-k filtered, which is not traced.
             attn_bytes = max(attn_bytes, 2 * c * H + c * d.heads * d.qk_head_dim + (c * d.heads + c + 1) * seq_len)
-        if attn == "eager" and sinks:
+        if arch.compressed_key_rate:
+            # The 4-D mask concatenated with the compressor's block bias (one column per compressed key, bound
+            # with its own extra column): modeling_deepseek_v4.py DeepseekV4Attention.forward,
+            # DeepseekV4CSACompressor.forward.
+            attn_bytes += c * (keys + keys - seq_len + 1)
+        if attn == "eager" and sinks and promoted:
+            # Sinks in fp32 (modeling_deepseek_v4.py eager_attention_forward): torch.cat promotes the masked
+            # 16-bit scores to fp32, the max-subtracted copy and softmax's output are fp32 and one column wider,
+            # and ``probs[..., :-1].to(value_states.dtype)`` writes a 16-bit copy while the masked scores are
+            # still bound: 2 x 2 + 2 x 4 bytes per score in bf16. Exact-mode trace of deepseek_v4 at 1 x 8192
+            # tokens (64 heads, 8192 + 2048 keys on its compressed-sparse layer): 61,444 of the 62,876 MiB of
+            # activations at the prefill peak are these four tensors.
+            attn_bytes += d.heads * (2 * c * keys + 2 * 4 * (keys + 1))
+        elif attn == "eager" and sinks:
             # Attention sinks (modeling_gpt_oss.py eager_attention_forward): the masked scores stay bound
             # while torch.cat appends the sink column and the row max is subtracted, and softmax runs in
             # the scores' dtype: three score tensors, two of them one column wider (the 4-D masks are
@@ -590,15 +608,23 @@ def inference_layer_transient(arch: Architecture, *, compute_bytes: int, attn: s
             # values repeated to the query heads (repeat_kv) where they are grouped (exact-mode trace of flint
             # at 4 x 2048 tokens: 6,146 MiB of fp32 scores and 128 MiB of repeated keys and values at the peak).
             s = 4 if arch.fp32_scores else c
-            attn_bytes += s * d.heads * (seq_len + 2 * (seq_len + 1))
+            attn_bytes += s * d.heads * (keys + 2 * (keys + 1))
             if arch.fp32_scores and d.kv_heads < d.heads:
                 attn_bytes += c * d.heads * (d.qk_head_dim + d.v_head_dim)
         elif attn == "eager":
-            attn_bytes = max(attn_bytes, _eager_softmax_bytes(arch, d, c, seq_len, float16=float16))
+            attn_bytes = max(attn_bytes, _eager_softmax_bytes(arch, d, c, keys, float16=float16))
+        elif attn == "sdpa" and query_len > 1 and any(sdpa_gets_mask(m, seq_len) for layer, _ in arch.layer_groups
+                                                        for m in layer.mixers if m.kind in ATTENTION_KINDS):
+            # A boolean mask rules flash out; the memory-efficient kernel takes it as an additive mask,
+            # ``where(logical_not(mask), -inf, 0)`` in the query dtype (convert_boolean_attn_mask, torch 2.13
+            # sdp_utils): the negated boolean copy and the additive one beside the mask, per query and key.
+            # Exact-mode trace of modernbert-decoder at 1 x 8192 tokens (sliding layers of 128): 192 of the 356 MiB
+            # of activations at the prefill peak, inside a sliding layer's attention.
+            attn_bytes = max(attn_bytes, _at_attention_bytes(arch, d, c) + (1 + c) * seq_len)
         sparse = [m for layer, _ in arch.layer_groups for m in layer.mixers if m.block_sparse_at(query_len)]
         if sparse:
             attn_bytes = max(block_sparse_inference_bytes(m, c, H, query_len) for m in sparse)
-        peak = max(peak, attn_bytes, _indexer_bytes(arch, c, seq_len))
+        peak = max(peak, attn_bytes, _indexer_bytes(arch, c, seq_len, query_len=query_len, batch_size=batch_size))
     # While a layer's feed-forward runs, the model's loop still holds the layer's input (``hidden_states =
     # decoder_layer(hidden_states, ...)``, modeling_llama.py LlamaModel.forward and its siblings) beside the
     # embeddings (from the second layer on they are distinct tensors), and the layer holds its own
@@ -622,8 +648,8 @@ def inference_layer_transient(arch: Architecture, *, compute_bytes: int, attn: s
             # them bound (``hidden_states, _ = self.self_attn(...)``, modeling_llama.py and most siblings)
             # until it returns: alive through the feed-forward. With sinks they are a slice of the
             # softmax output, which keeps the sink column (modeling_gpt_oss.py ``probs[..., :-1]``), unless cast
-            # to a new tensor (modeling_flint.py ``[..., :-1].to(value_states.dtype)``).
-            held = c * d.heads * (seq_len + (1 if layer.mixer.sinks and not arch.fp32_scores else 0))
+            # to a new tensor (modeling_flint.py ``[..., :-1].to(value_states.dtype)``; fp32 sinks likewise).
+            held = c * d.heads * (keys + (1 if layer.mixer.sinks and not arch.fp32_scores and not promoted else 0))
         ffn = _ffn_inference_bytes(arch, layer.ffn, c, H, d.intermediate) + held + layer_held
         if layer.mixer.kind == "wkv":
             # RWKV-4's channel mix (modeling_rwkv.py RwkvFeedForward) shifts its input by one token and
@@ -698,18 +724,25 @@ def _rotary_fp32_bytes(arch: Architecture, d: Dims, c: int) -> float:
     return 2 * c * d.hidden + c * q + max(rotating_q, rotating_k)
 
 
-def _indexer_bytes(arch: Architecture, c: int, seq_len: int) -> float:
+def _indexer_bytes(arch: Architecture, c: int, seq_len: int, *, query_len: int, batch_size: int) -> float:
     """Per-token bytes alive inside a DeepSeek-sparse-attention token indexer (no autograd), whatever the attention
     implementation: ``torch.matmul(q.float() [b, s, heads, dim], k.float() [b, 1, dim, t])`` broadcasts the keys
-    over the queries, so matmul materializes them in fp32 (``dim`` floats per query and key) beside its fp32
-    scores (``heads`` per query and key); then ``relu`` writes a second score tensor (modeling_deepseek_v32.py
-    DeepseekV32Indexer.forward, transformers 5.25; the axk2 and hy_v4 indexers are the same code). The residual and
-    normed input stay alive. Exact-mode trace of axk2 at 4 x 2048 tokens (16 index heads of 128): 612 bytes per
-    query and key at the peak, inside the indexer."""
+    over the queries; where the batch and the queries are both longer than one, the expanded keys cannot be viewed
+    as one batch dimension, so matmul materializes them in fp32 (``dim`` floats per query and key) beside its fp32
+    scores (``heads`` per query and key); one request (or one query) is a view, no copy. Then the scaling (``*
+    softmax_scale``) writes a second score tensor, ``relu`` a third once the first is freed
+    (modeling_deepseek_v32.py DeepseekV32Indexer.forward, transformers 5.25; the axk2 and hy_v4 indexers are the
+    same code). The residual and normed input stay alive. Exact-mode traces of axk2 (16 index heads of 128): 612
+    bytes per query and key at the peak at 4 x 2048 tokens; at 1 x 8192 the bmm output and its scaled copy, 8192
+    MiB of the 8739 MiB of activations at the peak, inside the indexer. DeepSeek-V4's indexer scores the CSA
+    compressor's entries, one key per ``Architecture.indexer_key_stride`` tokens (modeling_deepseek_v4.py
+    DeepseekV4IndexerScorer.forward: the same broadcast matmul; its attention, not the indexer, holds the traced
+    peaks)."""
     if not arch.indexer_heads:
         return 0.0
     h, dim = arch.indexer_heads, arch.indexer_head_dim
-    return 2 * c * arch.hidden_size + max(4 * dim + 4 * h, 8 * h) * seq_len
+    copy = 4 * dim if batch_size > 1 and query_len > 1 else 0
+    return 2 * c * arch.hidden_size + max(copy + 4 * h, 8 * h) * (seq_len // arch.indexer_key_stride)
 
 
 def _eager_softmax_bytes(arch: Architecture, d: Dims, c: int, seq_len: int, *, float16: bool) -> float:
@@ -724,12 +757,20 @@ def _eager_softmax_bytes(arch: Architecture, d: Dims, c: int, seq_len: int, *, f
     matrix (docs/coverage-long.md; llama at 4 x 2048 tokens: 5120 MiB of scores and 192 MiB of residual, normed
     input and queries beside the cache and the mask).
     """
+    per_score = eager_score_bytes(c, native_softmax=arch.native_softmax, float16=float16) \
+        + c * arch.eager_held_scores
+    return _at_attention_bytes(arch, d, c) + per_score * d.heads * seq_len
+
+
+def _at_attention_bytes(arch: Architecture, d: Dims, c: int) -> float:
+    """Per-token bytes alive when the attention function starts, past the rotary step (no autograd): the
+    residual and the normed input, the rotated queries, the keys and values repeated to the query heads where
+    they are grouped (repeat_kv copies), and the layer's own keys and values where the model keeps no cache (a
+    decoder's are the cache's tensors, counted with the cache)."""
     kv_width = d.qk_head_dim + d.v_head_dim
     repeated = c * d.heads * kv_width if d.kv_heads < d.heads else 0
     own_kv = 0 if arch.is_decoder else c * d.kv_heads * kv_width
-    per_score = eager_score_bytes(c, native_softmax=arch.native_softmax, float16=float16) \
-        + c * arch.eager_held_scores
-    return 2 * c * d.hidden + c * d.heads * d.qk_head_dim + repeated + own_kv + per_score * d.heads * seq_len
+    return 2 * c * d.hidden + c * d.heads * d.qk_head_dim + repeated + own_kv
 
 
 def _expert_extra_alive(ffn: FFN, inter: int) -> int:

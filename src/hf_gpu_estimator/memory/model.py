@@ -279,7 +279,7 @@ def _inference(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: 
     prompt = 0 if _prefill_writes_no_cache(arch, S) else S
     kv_prefill = kv(prompt, storage=True)
     layer_transient = int(B * S * inference_layer_transient(arch, compute_bytes=c, attn=attn, seq_len=S, query_len=S,
-                                                         float16=plan.compute_dtype == "float16")
+                                                         batch_size=B, float16=plan.compute_dtype == "float16")
                           * shard.activations)
     # 4-D additive mask built once per forward, one per masking pattern (transformers builds a causal
     # and a sliding-window mask when both layer kinds are present; masking_utils create_masks_for_generate).
@@ -317,7 +317,8 @@ def _inference(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: 
     cached = prompt + max(N, 1)  # what the cache holds at the end of generation
     kv_decode = kv(cached - 1)
     per_layer_kv = kv(cached) // max(1, layers_here)
-    step_transient = int(B * inference_layer_transient(arch, compute_bytes=c, attn=attn, seq_len=total, query_len=1))
+    step_transient = int(B * inference_layer_transient(arch, compute_bytes=c, attn=attn, seq_len=total, query_len=1,
+                                                          batch_size=B))
     decode = Moment(phase="decode", components={
         "weights": W, "kv_cache": kv_decode + per_layer_kv, "activations": B * c * arch.hidden_size,
         "transient": step_transient + step_logits + dequant, "workspace": ws})
