@@ -160,8 +160,8 @@ GOAL_MEDIAN = 0.02
 
 #: What tests/test_coverage_long.py requires per workload (share within, median |error|): the goal where it is
 #: met, else the measured figure (docs/coverage-long.md), so a regression fails and the gap stays in view.
-#: Measured (docs/coverage-long.md): see the figures table; the goal where met.
-MIN_WITHIN: dict[str, float] = {**{name: GOAL_WITHIN for name in ALL_WORKLOADS}, "inference sdpa 8k": 0.93}
+#: Measured (docs/coverage-long.md): every workload meets the goal.
+MIN_WITHIN: dict[str, float] = {name: GOAL_WITHIN for name in ALL_WORKLOADS}
 MAX_MEDIAN: dict[str, float] = {name: GOAL_MEDIAN for name in ALL_WORKLOADS}
 
 #: Types outside :data:`TOLERANCE` on a workload, with why (the measured error is shown beside it).
@@ -181,9 +181,6 @@ KNOWN_GAPS: dict[str, str] = {
             "per-head mask (modeling_doge.py: topk's int64 indices [heads, query, 2048], the scattered active mask, "
             "its == 0 boolean and the refilled mask; trace at 1 x 8192: 3,584 MiB beside the 1,024 MiB mask), not "
             "modelled",
-    "ctrl": "inference sdpa 8k: the sinusoidal position table's compute-dtype copy (modeling_ctrl.py "
-            "``self.pos_encoding.to(dtype)``: n_positions 16384 x 1280, 40 MiB) and the bound position embeddings "
-            "(20 MiB), not modelled",
     "inkling_text": "inference sdpa 8k: its relative-position-bias layers pass SDPA a per-head float mask (the bias "
                     "joined to the causal mask, sdpa_attention.py create_position_bias_mask) with grouped KV heads: "
                     "the math backend, which upcasts to fp32 (scores, the masked sum, the mask's fp32 copy: 12 bytes "
