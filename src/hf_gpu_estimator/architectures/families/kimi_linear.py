@@ -9,12 +9,12 @@ their chunked KDA scan; they differ in defaults, in KDA's gates (Kimi: low-rank 
 
 from __future__ import annotations
 
-from hf_gpu_estimator.architectures._fields import FULL, MISSING, Fields, Head, Tally, lin
+from hf_gpu_estimator.architectures import parts
+from hf_gpu_estimator.architectures._fields import FULL, MISSING, Fields, Head, Tally
 from hf_gpu_estimator.architectures._registry import Family
-from hf_gpu_estimator.architectures.blocks import fused_experts, gated_linears, mla_linears
-from hf_gpu_estimator.architectures.parts import Part, kimi_delta, merge_linears
+from hf_gpu_estimator.architectures.parts import Part, kimi_delta
 from hf_gpu_estimator.architectures.recurrent import pattern_list
-from hf_gpu_estimator.spec import FFN, Architecture, Layer, LinearShape, Mixer
+from hf_gpu_estimator.spec import Architecture, LinearShape
 
 LINEAR = "linear_attention"
 
@@ -107,54 +107,30 @@ def analyze_kimi_linear(f: Fields, model_type: str, head: Head) -> tuple[Archite
         mlp_types = tuple("dense" if i < first else "sparse" for i in range(layers))
     moe_layers = tuple(i for i, kind in enumerate(mlp_types) if kind == "sparse")
 
-    mla = mla_linears(hidden, heads, q_rank=q_rank, kv_rank=kv_rank, nope=nope, rope=rope, v_dim=v_dim, bias=bias)
+    attention = parts.mla(hidden, heads, kv_heads, q_rank=q_rank, kv_rank=kv_rank, nope=nope, rope=rope,
+                          v_dim=v_dim, bias=bias)
     if not kimi:  # BailingHybridAttention: a per-head sigmoid output gate
-        mla += (LinearShape(name="g_proj", in_features=hidden, out_features=heads),)
-    mla_params = sum(lin(x.in_features, x.out_features, x.bias) for x in mla)
-    mla_norm = kv_rank + (q_rank or 0)  # kv_a_layernorm, q_a_layernorm
-    shared_inter = moe_inter * n_shared
-    expert = 3 * hidden * moe_inter
-
-    t = Tally()
-    t.add("embedding", vocab * hidden)
-    for i in range(layers):
-        if types[i] == FULL:
-            t.add("attention", mla_params)
-            t.add("norm", 2 * hidden + mla_norm)
-        else:
-            t.add("attention", kda.role("attention"))
-            t.add("norm", 2 * hidden + kda.role("norm"))
-        if mlp_types[i] == "sparse":
-            t.add("experts", n_routed * expert + 3 * hidden * shared_inter)
-            t.add("router", n_routed * hidden)  # gate.weight; e_score_correction_bias is a buffer
-            t.idle += (n_routed - top_k) * expert
-        else:
-            t.add("mlp", 3 * hidden * inter)
-    t.add("norm", hidden)
-    if head == "causal_lm" and not tie:
-        t.add("lm_head", vocab * hidden)
-
-    attention = Mixer(kind="mla", heads=heads, kv_heads=kv_heads, head_dim=nope + rope, v_head_dim=v_dim,
-                      kv_lora_rank=kv_rank, rope_dim=rope)
-    dense = FFN(kind="dense", intermediate=inter)
-    # KimiLinearTopkRouter / BailingHybridTopkRouter (DeepseekV3TopkRouter): fp32 logits and routing weights.
-    moe = FFN(kind="moe", intermediate=moe_inter, experts=n_routed, top_k=top_k, shared=shared_inter,
-              fp32_routing=True)
-    made: dict[tuple[str, str], Layer] = {}
-    per_layer = tuple(made.setdefault((kind, ffn), Layer(mixer=attention if kind == FULL else kda.mixer,
-                                                         ffn=moe if ffn == "sparse" else dense))
-                      for kind, ffn in zip(types, mlp_types, strict=True))
-    ffn_linears: tuple[LinearShape, ...] = ()
-    if moe_layers:
-        ffn_linears += fused_experts(hidden, moe_inter, n_routed)
-        if shared_inter:
-            ffn_linears += gated_linears(hidden, shared_inter, False)
-    if len(moe_layers) < layers:
-        ffn_linears += gated_linears(hidden, inter, False)
-    mixers = tuple(dict.fromkeys(types))
-    linears = merge_linears(*(mla if k == FULL else kda.linears for k in mixers), ffn_linears)
+        attention = parts.combine(attention, parts.of_linears(
+            "attention", (LinearShape(name="g_proj", in_features=hidden, out_features=heads),)))
+    mixers = {FULL: attention, LINEAR: kda}
+    norms = parts.norm(2 * hidden)
+    dense = parts.gated_mlp(hidden, inter)
+    routed = parts.routed_experts(hidden, moe_inter, n_routed, top_k)
+    shared = parts.gated_mlp(hidden, moe_inter * n_shared, role="experts") if n_shared else None
+    # KimiLinearTopkRouter / BailingHybridTopkRouter (DeepseekV3TopkRouter): fp32 logits and routing weights; the
+    # router's e_score_correction_bias is a buffer.
+    moe = parts.moe(routed, router=n_routed * hidden, shared=shared, fp32_routing=True)
+    kinds = tuple(dict.fromkeys(types))
+    s = parts.stack(
+        [(mixers[kind], norms, moe if ffn == "sparse" else dense) for kind, ffn in zip(types, mlp_types, strict=True)],
+        outer=(parts.embedding(vocab, hidden), parts.norm(hidden), parts.lm_head(vocab, hidden, head, tied=tie)),
+        # One block's linears: each layer kind's mixer (in the order the layers first use them), then the routed
+        # and shared experts, then the dense MLP.
+        linears=(*(mixers[k] for k in kinds), *((routed, *((shared,) if shared else ())) if moe_layers else ()),
+                 *((dense,) if len(moe_layers) < layers else ())),
+    )
     notes: list[str] = []
-    if len(mixers) > 1:
+    if len(kinds) > 1:
         notes.append("linears lists the linear layers of both layer kinds (KDA and MLA); each layer has one of them")
     if not kimi:
         notes.append("MLA's per-head sigmoid output gate (g_proj; its product saves the attention output in "
@@ -174,13 +150,11 @@ def analyze_kimi_linear(f: Fields, model_type: str, head: Head) -> tuple[Archite
         max_position_embeddings=f.integer("model_max_length", d["model_max_length"],
                                           aliases=("max_position_embeddings",)),
         hidden_act=f.string("hidden_act", "silu"), attention_bias=bias, layer_types=types, v_head_dim=v_dim,
-        num_experts=n_routed if moe_layers else 0, num_experts_per_tok=top_k if moe_layers else 0,
-        moe_intermediate_size=moe_inter if moe_layers else 0, num_shared_experts=n_shared if moe_layers else 0,
-        shared_expert_intermediate_size=shared_inter if moe_layers else 0, moe_fp32_routing=bool(moe_layers),
-        moe_layers=moe_layers, q_lora_rank=q_rank, kv_lora_rank=kv_rank, qk_nope_head_dim=nope,
-        qk_rope_head_dim=rope, linears=linears, per_layer=per_layer, notes=tuple(notes),
+        num_shared_experts=n_shared if moe_layers else 0, moe_fp32_routing=bool(moe_layers),
+        q_lora_rank=q_rank, kv_lora_rank=kv_rank, qk_nope_head_dim=nope, qk_rope_head_dim=rope,
+        notes=tuple(notes), **s.keywords(),
     )
-    return arch, t
+    return arch, s.tally
 
 
 FAMILIES = {
