@@ -82,6 +82,56 @@ def uses_conv1d(model: Any) -> bool:
     return any(isinstance(m, Conv1D) for m in model.modules())
 
 
+def fused_experts(model: Any) -> list[str]:
+    """Leaf names of the 3-D parameters the model's expert modules hold (transformers 5 stores a MoE layer's routed
+    experts as one ``gate_up_proj`` / ``down_proj`` stack, ``Qwen3MoeExperts``): what bitsandbytes' ``nn.Linear``
+    replacement leaves unquantized and what peft targets as parameters."""
+    out = set()
+    for _, module in model.named_modules():
+        for name, param in module.named_parameters(recurse=False):
+            if param.dim() == 3 and "Expert" in type(module).__name__:
+                out.add(name)
+    return sorted(out)
+
+
+def bnb_unfuses_experts(model: Any) -> bool:
+    """Whether transformers swaps the model's fused experts for per-expert ``nn.Linear`` modules before
+    bitsandbytes quantizes (``quantizers/base.py`` ``MODULES_TO_PATCH_FOR_QUANTIZATION``: Llama 4's experts)."""
+    from transformers.quantizers.base import MODULES_TO_PATCH_FOR_QUANTIZATION
+    from transformers.utils.quantization_config import QuantizationMethod
+
+    names = {type(m).__name__ for m in model.modules()}
+    return any(cls in names and QuantizationMethod.BITS_AND_BYTES in entry["quantization_methods"]
+               for cls, entry in MODULES_TO_PATCH_FOR_QUANTIZATION.items())
+
+
+def peft_moe_conversion(model_type: str) -> str | None:
+    """The transformers-4 layout peft maps a MoE type's LoRA targets from (``mixtral`` or ``qwen2_moe``): peft's
+    ``convert_peft_config_for_transformers`` turns expert projection names into targets on the fused expert
+    parameters (``utils/transformers_weight_conversion.py`` ``_MODEL_TO_CONVERSION_PATTERN``,
+    ``_MOE_TARGET_MODULE_MAPPING``); None when peft is absent or leaves the type alone."""
+    try:
+        from peft.utils import transformers_weight_conversion as conv
+    except ImportError:
+        return None
+    base = conv._MODEL_TO_CONVERSION_PATTERN.get(model_type)
+    if base in conv._MOE_TARGET_MODULE_MAPPING and conv._MOE_FUSED_TARGETS.get(base):
+        return str(base)
+    return None
+
+
+def peft_moe_tables() -> dict[str, object]:
+    """peft's MoE target tables: per layout, each transformers-4 name and the parameter it now targets, and the
+    names fused into one parameter (whose LoRA rank is multiplied by their number)."""
+    try:
+        import peft
+        from peft.utils import transformers_weight_conversion as conv
+    except ImportError:
+        return {}
+    return {"version": peft.__version__, "targets": conv._MOE_TARGET_MODULE_MAPPING,
+            "fused": {k: {p: list(v) for p, v in d.items()} for k, d in conv._MOE_FUSED_TARGETS.items()}}
+
+
 def layer_activation(model: Any) -> str | None:
     """The ``ACT2FN`` name of the one activation module class in ``model``'s first decoder layer (openai-gpt's
     MLP runs ``ACT_FNS[config.afn]``: gelu_new for "gelu", modeling_openai.py); None when there is none or more
@@ -291,6 +341,14 @@ def main() -> int:
                 # Conv1D projections: the checkpoint's linear shapes are stored transposed (generic.refine_generic).
                 if uses_conv1d(model):
                     entry["conv1d"] = True
+                experts = fused_experts(model)
+                if experts:
+                    entry["fused_experts"] = experts
+                    if bnb_unfuses_experts(model):
+                        entry["bnb_unfuses_experts"] = True
+                    layout = peft_moe_conversion(model_type)
+                    if layout:
+                        entry["peft_moe"] = layout
                 # The MLP's activation as built, for a config without a standard activation field (openai-gpt's
                 # ``afn``); a config's own field wins.
                 activation = layer_activation(model)
@@ -306,7 +364,8 @@ def main() -> int:
     out = {k: {kk: vv for kk, vv in v.items() if vv not in ({}, None) and kk != "causal_lm"
                and (k in full or kk in ("attribute_map", "text_model_type", "keep_in_fp32"))}
            for k, v in out.items()}
-    data = {"transformers": transformers.__version__, "torch": torch.__version__.split("+")[0], "model_types": out}
+    data = {"transformers": transformers.__version__, "torch": torch.__version__.split("+")[0], "model_types": out,
+            "peft_moe": peft_moe_tables()}
     OUT.write_text(json.dumps(data, sort_keys=True, separators=(",", ":")) + "\n")
     print(f"{len(out)} model types -> {OUT}")
     return 0

@@ -174,6 +174,9 @@ class Workload:
     allgather_bucket_size: int | None = None
     prefetch_bucket_size: int | None = None
     cuda_module_loading: str = "lazy"  # CUDA_MODULE_LOADING: the CUDA context's size (memory/overhead.py)
+    # Who loads the checkpoint: transformers' from_pretrained, or a serving engine's own loader (which quantizes
+    # fused MoE experts that bitsandbytes-in-transformers leaves alone: memory/weights.py bnb_keeps_experts)
+    weights_loader: Literal["transformers", "engine"] = "transformers"
 
     @property
     def is_training(self) -> bool:

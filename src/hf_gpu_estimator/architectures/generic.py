@@ -170,6 +170,36 @@ def uses_conv1d(model_type: str) -> bool:
     return bool(_data().get("model_types", {}).get(model_type, {}).get("conv1d", False))
 
 
+def fused_experts(model_type: str) -> tuple[str, ...]:
+    """Leaf names of the 3-D parameters a MoE type's expert modules hold in transformers 5 (``gate_up_proj``,
+    ``down_proj``), as recorded from the meta-device model; empty for a type with none or unrecorded."""
+    return tuple(_data().get("model_types", {}).get(model_type, {}).get("fused_experts", ()))
+
+
+def bnb_unfuses_experts(model_type: str) -> bool:
+    """Whether transformers swaps the type's fused experts for per-expert ``nn.Linear`` modules before bitsandbytes
+    quantizes (``quantizers/base.py`` ``MODULES_TO_PATCH_FOR_QUANTIZATION``), as recorded."""
+    return bool(_data().get("model_types", {}).get(model_type, {}).get("bnb_unfuses_experts", False))
+
+
+def peft_moe_targets(model_type: str) -> tuple[dict[str, str], dict[str, tuple[str, ...]]] | None:
+    """peft's LoRA target conversion for a MoE type whose transformers-4 expert linears became fused parameters
+    (peft ``utils/transformers_weight_conversion.py``, recorded with its version): each transformers-4 name and
+    the parameter it targets now, and per fused parameter the names fused into it; None when peft leaves the
+    type's targets alone."""
+    layout = _data().get("model_types", {}).get(model_type, {}).get("peft_moe")
+    tables = _data().get("peft_moe", {})
+    if not layout or layout not in tables.get("targets", {}):
+        return None
+    fused = {name: tuple(olds) for name, olds in tables.get("fused", {}).get(layout, {}).items()}
+    return dict(tables["targets"][layout]), fused
+
+
+def peft_version() -> str:
+    """The peft version whose MoE target tables ``generic_data.json`` records."""
+    return str(_data().get("peft_moe", {}).get("version", "unknown"))
+
+
 def known_model_types() -> frozenset[str]:
     """Every model type the recorded transformers implements (causal LMs, their text models, wrappers)."""
     return frozenset(_data().get("model_types", {}))

@@ -27,7 +27,7 @@ from hf_gpu_estimator.memory.recipe import (
     recipe_layer_saved,
 )
 from hf_gpu_estimator.memory.terms import BYTES, COMPONENTS, MemoryEstimate, Moment, Term
-from hf_gpu_estimator.memory.weights import WeightPlan, plan_weights, step_inputs
+from hf_gpu_estimator.memory.weights import WeightPlan, bnb_keeps_experts, peft_expert_targets, plan_weights, step_inputs
 from hf_gpu_estimator.memory.zero import REDUCE_BUCKET_DEFAULT, zero_buffers
 from hf_gpu_estimator.spec import Architecture, ModelSpec
 from hf_gpu_estimator.verdict import CONTEXT_KEY, RATIO_KEY, Assumption
@@ -546,6 +546,11 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
     previous = int(T * previous_output_bytes(arch, workload, extra.quantized_inputs * layers_here)
                    * shard.activations)
     ws = _workspace(workload)
+    stacks_saved, stacks_layer, stacks_grad = _expert_stacks(spec, arch, plan, workload, layers_here)
+    if stacks_saved:
+        A_layers += 0 if ckpt else stacks_saved
+        A_layer += 0 if ckpt else stacks_layer
+        recompute += stacks_grad + (stacks_layer if ckpt else 0)
 
     # DistributedDataParallel's reducer allocates flat bucket tensors holding a copy of every
     # gradient at construction (gradient_as_bucket_view=False by default): resident throughout.
@@ -617,6 +622,20 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
             terms.append(Term(component="weights", name="autocast 16-bit weight copies", bytes=copies_all,
                               formula="linear weights x 2 B, cached by autocast (and saved by F.linear until backward "
                                       "without checkpointing)"))
+        if stacks_saved:
+            targets = peft_expert_targets(spec, workload)
+            names = ", ".join(sorted(targets.params)) if targets else ""
+            terms.append(Term(component="activations", name="peft expert stacks (W + B A) saved for backward",
+                              bytes=0 if ckpt else stacks_saved,
+                              formula=f"{stacks_layer:,} B per MoE layer ({names}: every expert's weight plus its "
+                                      "LoRA delta, materialized by peft's ParamWrapper parametrization and saved by "
+                                      "the experts' matmuls)" + (" x the MoE layers" if not ckpt else
+                                      ": one layer's, rebuilt by the checkpointed recompute")))
+            assumptions.append(
+                f"peft's MoE target conversion (peft >= 0.20 under transformers 5) puts LoRA on the fused expert "
+                f"parameters ({names}): each MoE layer's forward builds W + B A for the whole stack in the weight "
+                "dtype (peft 0.21 _LoraFactorsProxy, one baddbmm; peft 0.20 also holds the delta) and keeps it for "
+                "backward, which adds its gradient")
         if layer.training_cache and not ckpt:
             terms.append(Term(component="activations", name="DynamicCache built by the training forward",
                               bytes=int(T * layer.training_cache * saving_layers),
@@ -671,6 +690,32 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
     result = _finish([load, *moments], terms, workload, assumptions, activation_bytes_at_peak=act_at_peak,
                      host_offload_bytes=host, detail=detail)
     return dataclasses.replace(result, first_step_allocated_bytes=max(first, load.total_bytes))
+
+
+def _expert_stacks(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: Workload,
+                   layers_here: int) -> tuple[int, int, int]:
+    """(saved by every MoE layer, one layer's stacks, what a layer's backward adds above them) in bytes for LoRA on fused
+    expert parameters (:func:`~hf_gpu_estimator.memory.weights.peft_expert_targets`): peft's parametrization
+    rebuilds each targeted stack as ``W + B A`` in W's dtype at every forward, the experts' matmuls keep it for
+    backward, and backward forms its full gradient before reducing it onto ``A`` and ``B``."""
+    targets = peft_expert_targets(spec, workload)
+    if targets is None or not targets.stack_elements:
+        return 0, 0, 0
+    dtype = plan.weight_dtype
+    if workload.method == "qlora" and bnb_keeps_experts(spec, workload.with_(quantization=plan.quantization)) \
+            and workload.kbit_fp32_casts:
+        dtype = "float32"  # prepare_model_for_kbit_training casts the unquantized experts to fp32
+    b = BYTES[dtype]
+    layer = targets.stack_elements * b
+    # Backward meets the stacks in reverse forward order (down_proj, then gate_up_proj); each one's gradient sits
+    # beside the stacks not yet done, and a stack is freed once its factors' gradients are taken from it.
+    alive, above = layer, 0
+    for lin in reversed([x for x in arch.linears if x.count > 1 and x.name in targets.params]):
+        stack = lin.count * lin.in_features * lin.out_features * b
+        above = max(above, alive + stack - layer)
+        alive -= stack
+    moe_here = targets.moe_layers * layers_here // max(1, arch.num_layers)
+    return layer * moe_here, layer, above
 
 
 def _fsdp_gathered_bytes(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: Workload,

@@ -71,15 +71,19 @@ def lora_parameters(spec: ModelSpec, workload: Workload) -> int:
     """Trainable LoRA parameters: ``r * (in + out)`` per targeted linear layer (peft LoraLayer A and B).
 
     ``all-linear`` targets every linear layer of the decoder blocks (peft's INCLUDE_LINEAR_LAYERS_SHORTHAND,
-    which excludes the output layer). Fused MoE expert weights are not nn.Linear and are not targeted.
+    which excludes the output layer). Fused MoE expert weights are not nn.Linear: peft targets them as
+    parameters only through its conversion of transformers-4 names (:func:`peft_expert_targets`), which
+    then adds ``r' * experts * (in + out)`` per targeted expert stack and ``r * (hidden + experts)`` for the
+    router.
     """
     arch = spec.architecture
     if arch is None or not arch.linears:
         # No layer shapes (header-only source): peft's default q_proj/v_proj on a square-ish block.
         raise ConflictingOptionsError("method", workload.method, "needs the model's layer shapes",
                                       fix="inspect a model with a config.json (or pass a supported config)")
-    targets = set(workload.lora_targets)
-    everything = "all-linear" in targets
+    experts = peft_expert_targets(spec, workload)
+    targets = experts.module_targets if experts else set(workload.lora_targets)
+    everything = experts is None and "all-linear" in targets
     total = 0
     matched = False
     for linear in arch.linears:
@@ -90,6 +94,9 @@ def lora_parameters(spec: ModelSpec, workload: Workload) -> int:
             # A hybrid's attention linears live only in its attention layers, its Mamba projections
             # only in the Mamba layers.
             total += workload.lora_rank * (linear.in_features + linear.out_features) * layers_holding(arch, linear)
+    if experts is not None and experts.params:
+        matched = True
+        total += experts.adapter_params
     if workload.lora_on_lm_head:
         from hf_gpu_estimator.memory.recipe import head_adapter_params
 
@@ -101,6 +108,85 @@ def lora_parameters(spec: ModelSpec, workload: Workload) -> int:
                                       f"matches no linear layer of {arch.model_type}",
                                       fix=f"use module names among: {names}, or all-linear")
     return total
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExpertLoRA:
+    """What peft's MoE target conversion makes of a LoRA config on a transformers-5 MoE model."""
+
+    #: Module names still targeted as ``nn.Linear`` (the converted names leave this set: a dense layer's or a
+    #: shared expert's ``gate_proj``/``up_proj``/``down_proj`` then get no adapter).
+    module_targets: frozenset[str]
+    #: Targeted fused expert parameters and the rank multiplier of each (``gate_up_proj``: 2, two names fused).
+    params: Mapping[str, int]
+    router: bool  # the router's ``gate.weight`` (a 2-D parameter, rank r)
+    adapter_params: int  # lora_A and lora_B of the expert stacks and routers, every MoE layer
+    #: Elements of one MoE layer's targeted expert stacks: what each forward materializes as W + B A.
+    stack_elements: int
+    moe_layers: int
+
+
+def peft_expert_targets(spec: ModelSpec, workload: Workload) -> ExpertLoRA | None:
+    """peft's conversion of LoRA targets on a MoE type whose transformers-4 expert linears became fused parameters
+    (peft 0.20+ ``convert_peft_config_for_transformers``, ``utils/transformers_weight_conversion.py``, run by
+    ``get_peft_model`` under transformers 5): ``all-linear`` resolves to the block's linear names plus the old
+    expert and router names; each old name in the targets (``gate_proj``, ``up_proj``, ``down_proj``, ``gate``;
+    Mixtral's ``w1``, ``w3``, ``w2``, ``gate``) becomes a parameter target (``gate_up_proj`` at rank 2r when
+    both of its names are given, ``down_proj``, ``gate.weight``) and leaves the module targets. peft wraps each
+    stack in a ``ParamWrapper``: ``lora_A`` is ``(r' x experts, in)``, ``lora_B`` ``(out, r' x experts)``.
+    None for other types, other frameworks, and targets that name no converted module.
+
+    Raises:
+        ConflictingOptionsError: one of two fused names without the other (peft's ValueError "Cannot convert
+            PEFT target(s) ... because they are fused").
+    """
+    from hf_gpu_estimator.architectures.generic import peft_moe_targets
+
+    arch = spec.architecture
+    if arch is None or workload.framework != "hf" or not workload.is_training or workload.method == "full":
+        return None
+    tables = peft_moe_targets(arch.model_type)
+    if tables is None:
+        return None
+    mapping, fused = tables
+    asked = set(workload.lora_targets)
+    if "all-linear" in asked:
+        asked = (asked - {"all-linear"}) | {lin.name for lin in arch.linears if lin.count == 1} | set(mapping)
+    converted = {name for name in asked if any(name == old or name.endswith(f".{old}") for old in mapping)}
+    if not converted:
+        return None
+    params: dict[str, int] = {}
+    router = False
+    for name in converted:
+        old = next(o for o in mapping if name == o or name.endswith(f".{o}"))
+        new = mapping[old]
+        if new == "gate.weight":
+            router = True
+            continue
+        olds = fused.get(new, (old,))
+        present = {o for o in olds if any(n == o or n.endswith(f".{o}") for n in converted)}
+        if len(present) < len(olds):
+            raise ConflictingOptionsError(
+                "lora_targets", ",".join(workload.lora_targets),
+                f"names {', '.join(sorted(present))} but not {', '.join(sorted(set(olds) - present))}: peft fuses "
+                f"them into {arch.model_type}'s {new} expert parameter and refuses one without the other",
+                fix=f"target all of {', '.join(olds)}, or none")
+        params[new] = len(olds)
+    moe_groups = [(layer, n) for layer, n in arch.layer_groups if layer.ffn.kind == "moe"]
+    moe_layers = sum(n for _, n in moe_groups)
+    if arch.stored_layers != arch.num_layers:
+        moe_layers = max(1, moe_layers * arch.stored_layers // arch.num_layers)
+    r = workload.lora_rank
+    per_layer = 0
+    stack = 0
+    for lin in arch.linears:
+        if lin.count > 1 and lin.name in params:
+            per_layer += r * params[lin.name] * lin.count * (lin.in_features + lin.out_features)
+            stack += lin.count * lin.in_features * lin.out_features
+    if router and moe_groups:
+        per_layer += r * (arch.hidden_size + int(moe_groups[0][0].ffn.experts or 0))
+    return ExpertLoRA(module_targets=frozenset(asked - converted), params=params, router=router,
+                      adapter_params=per_layer * moe_layers, stack_elements=stack, moe_layers=moe_layers)
 
 
 #: Inputs besides text that a workload with images reaches: the vision tower and projector, and the
@@ -165,7 +251,8 @@ def plan_weights(spec: ModelSpec, workload: Workload, *, inputs: frozenset[str] 
                             quantized_params=quantized_params, bits=bits, weights_bytes=weights_bytes,
                             formula=formula, inputs=inputs)  # fmt: skip
     elif quant != "none":
-        quantized_params = sum(counts.by_role.get(role, 0) for role in quantized_roles(quant))
+        kept_experts = bnb_keeps_experts(spec, workload)
+        quantized_params = sum(counts.by_role.get(role, 0) for role in quantized_roles(quant, keep_experts=kept_experts))
         if quant.startswith("gguf:"):
             return _gguf_plan(spec, workload, quant, weight_dtype)
         bits = linear_bits_per_weight(quant, double_quant=workload.double_quant, group_size=(spec.quantization.group_size if spec.quantization and
@@ -176,6 +263,10 @@ def plan_weights(spec: ModelSpec, workload: Workload, *, inputs: frozenset[str] 
                 * spec.architecture.stored_layers
         formula = (f"{quantized_params:,} linear params x {bits:.3f} bits ({quant}) + "
                    f"{total - quantized_params:,} other params x {BYTES[weight_dtype]} B ({weight_dtype})")
+        if kept_experts:
+            formula += (f", the {counts.by_role.get('experts', 0):,} routed-expert params among them: bitsandbytes "
+                        "replaces nn.Linear modules only, and transformers 5 holds the experts as fused 3-D "
+                        "parameters (integrations/bitsandbytes.py replace_with_bnb_linear; bitsandbytes issue #1849)")
     weights_bytes = int(quantized_params * bits / 8 + (total - quantized_params) * BYTES[weight_dtype] + extra_bytes)
     return _finish_plan(spec, workload, weight_dtype=weight_dtype, compute_dtype=compute_dtype, quant=quant,
                         quantized_params=quantized_params, bits=bits, weights_bytes=weights_bytes, formula=formula,
@@ -219,18 +310,41 @@ def _finish_plan(spec: ModelSpec, workload: Workload, *, weight_dtype: str, comp
     )  # fmt: skip
 
 
-def quantized_roles(quantization: str) -> tuple[str, ...]:
+def quantized_roles(quantization: str, *, keep_experts: bool = False) -> tuple[str, ...]:
     """The ``by_role`` entries a scheme quantizes.
 
     MXFP4 (gpt-oss): the experts only (its modules_to_not_convert keep attention, router, embeddings
     and head). Block FP8 (DeepSeek-V3, FineGrainedFP8): attention, MLP and expert linears; the
-    router gate stays in the checkpoint dtype. Others: every decoder linear (:data:`QUANTIZED_ROLES`).
+    router gate stays in the checkpoint dtype. Others: every decoder linear (:data:`QUANTIZED_ROLES`),
+    the routed experts apart with ``keep_experts`` (:func:`bnb_keeps_experts`).
     """
     if quantization == "mxfp4":
         return ("experts",)
     if quantization == "fp8":
         return ("attention", "mlp", "experts")
+    if keep_experts:
+        return tuple(role for role in QUANTIZED_ROLES if role != "experts")
     return QUANTIZED_ROLES
+
+
+#: The bitsandbytes schemes transformers applies by replacing ``nn.Linear`` modules.
+BNB_SCHEMES = frozenset({"nf4", "fp4", "int8"})
+
+
+def bnb_keeps_experts(spec: ModelSpec, workload: Workload) -> bool:
+    """Whether ``from_pretrained`` with bitsandbytes leaves the routed experts unquantized: transformers 5 stores
+    them as fused 3-D parameters (``Qwen3MoeExperts.gate_up_proj``), and ``replace_with_bnb_linear`` replaces
+    ``nn.Linear`` and ``Conv1D`` modules only (transformers 5.25 ``integrations/bitsandbytes.py``; bitsandbytes
+    issue #1849), unless transformers first swaps the experts for per-expert linears (Llama 4's,
+    ``MODULES_TO_PATCH_FOR_QUANTIZATION``). A serving engine's own loader (``weights_loader="engine"``) and a
+    framework with its own MoE modules quantize them."""
+    from hf_gpu_estimator.architectures.generic import bnb_unfuses_experts, fused_experts
+
+    arch = spec.architecture
+    if workload.quantization not in BNB_SCHEMES or arch is None or workload.weights_loader != "transformers" \
+            or workload.framework != "hf" or not spec.parameters.by_role.get("experts"):
+        return False
+    return bool(fused_experts(arch.model_type)) and not bnb_unfuses_experts(arch.model_type)
 
 
 def checkpoint_quantization(spec: ModelSpec) -> str:

@@ -150,7 +150,7 @@ def weights_per_device(spec: ModelSpec, workload: Workload) -> int:
     """Weight bytes one device of the workload's split holds (the memory model's ``weights`` component)."""
     from hf_gpu_estimator.memory import estimate_memory
 
-    probe = workload.with_(batch_size=1, seq_len=1, new_tokens=0)
+    probe = workload.with_(batch_size=1, seq_len=1, new_tokens=0, weights_loader="engine")
     return int(estimate_memory(spec, probe, detail=False).components.get("weights", 0))
 
 

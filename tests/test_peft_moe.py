@@ -1,0 +1,97 @@
+"""LoRA and bitsandbytes on transformers-5 MoE models: fused expert parameters as peft and transformers treat them.
+
+References: peft 0.21.2 ``get_peft_model`` on the meta-device model (the parameter count, exact) and exact-mode
+traces of the real peft forward and backward (the memory, tolerance below); bitsandbytes' ``nn.Linear``-only
+replacement from transformers 5.25's ``integrations/bitsandbytes.py`` (bitsandbytes issue #1849).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+from hf_gpu_estimator import estimate
+from hf_gpu_estimator.errors import ConflictingOptionsError
+from hf_gpu_estimator.sources.catalog import lookup
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+peft = pytest.importorskip("peft")
+
+SMALL = dict(num_hidden_layers=3, hidden_size=256, intermediate_size=512, moe_intermediate_size=128,
+             n_routed_experts=8, num_experts=8, num_local_experts=8, first_k_dense_replace=1, vocab_size=1000,
+             layer_types=None, head_dim=32, num_attention_heads=8, num_key_value_heads=4)
+
+
+def _config(model_type: str) -> dict:
+    return transformers.AutoConfig.for_model(model_type, **SMALL).to_dict()
+
+
+def _peft_trainable(config: dict, targets: str | list[str]) -> int:
+    cfg = transformers.AutoConfig.for_model(config["model_type"], **SMALL)
+    with torch.device("meta"):
+        model = transformers.AutoModelForCausalLM.from_config(cfg)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # peft's rank_pattern notes and transformers' deprecations
+        model = peft.get_peft_model(model, peft.LoraConfig(r=8, target_modules=targets))
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("model_type", ["qwen3_moe", "glm4_moe", "deepseek_v3", "mixtral"])
+@pytest.mark.parametrize("targets", ["all-linear", "q_proj,v_proj,gate_proj,up_proj,down_proj"])
+def test_lora_parameters_match_peft(model_type: str, targets: str) -> None:
+    """peft converts the transformers-4 expert names into targets on the fused stacks (gate_up_proj at rank 2r)
+    and the router weight, and the dense and shared-expert MLPs lose theirs: the count is peft's, exactly."""
+    config = _config(model_type)
+    if model_type == "mixtral" and "gate_proj" in targets:
+        targets = "q_proj,v_proj,w1,w2,w3"
+    ours = estimate(config, task="training", method="lora", lora_rank=8, lora_targets=targets)
+    theirs = _peft_trainable(config, "all-linear" if targets == "all-linear" else targets.split(","))
+    assert ours.to_dict()["model"]["trainable_parameters"] == theirs
+
+
+def test_half_a_fused_pair_is_refused_as_peft_refuses_it() -> None:
+    with pytest.raises(ConflictingOptionsError, match="gate_up_proj"):
+        estimate(_config("qwen3_moe"), task="training", method="lora", lora_targets="q_proj,gate_proj")
+
+
+@pytest.mark.parametrize("ckpt", [False, True], ids=["saved", "checkpointed"])
+def test_expert_stacks_against_the_trace(ckpt: bool) -> None:
+    """Each MoE layer's W + B A (the whole stack, in the weight dtype) is kept for backward; with checkpointing one
+    layer's is rebuilt. What all-linear adds over q_proj,v_proj, analytic against traced: within 10 %."""
+    config = transformers.AutoConfig.for_model(
+        "qwen3_moe", num_hidden_layers=2, hidden_size=512, intermediate_size=1024, moe_intermediate_size=512,
+        num_experts=32, num_experts_per_tok=4, vocab_size=4096, head_dim=64, num_attention_heads=8,
+        num_key_value_heads=4).to_dict()
+    work = dict(task="training", method="lora", lora_rank=16, batch_size=2, seq_len=256, precision="bf16-true",
+                gradient_checkpointing=ckpt)
+
+    def added(mode: str) -> int:
+        peaks = [estimate(config, mode=mode, lora_targets=t, **work).memory.allocated_peak_bytes
+                 for t in ("all-linear", "q_proj,v_proj")]
+        return peaks[0] - peaks[1]
+
+    traced, ours = added("exact"), added("analytic")
+    assert traced > 64 * 2**20  # the stacks dominate: 2 layers x 48 MiB without checkpointing
+    assert ours == pytest.approx(traced, rel=0.10)
+
+
+def test_bitsandbytes_leaves_fused_experts_unquantized() -> None:
+    """QLoRA on Qwen3-30B-A3B through transformers: the 30.5e9 routed-expert parameters stay bf16 (bitsandbytes
+    replaces nn.Linear only); a serving engine's loader quantizes them."""
+    spec = lookup("Qwen/Qwen3-30B-A3B")
+    experts = spec.parameters.by_role["experts"]
+    est = estimate(spec, task="training", method="qlora", lora_targets="q_proj,v_proj", batch_size=1, seq_len=512)
+    weights = est.memory.components["weights"]
+    assert weights > experts * 2
+    assert any("#1849" in t.formula for t in est.memory.terms if t.component == "weights")
+    # Llama 4's experts are swapped for per-expert linears first (MODULES_TO_PATCH_FOR_QUANTIZATION)
+    from hf_gpu_estimator.architectures.generic import bnb_unfuses_experts, fused_experts
+
+    assert fused_experts("llama4_text") and bnb_unfuses_experts("llama4_text")
+    from hf_gpu_estimator.planner.engines._capacity import weights_per_device
+    from hf_gpu_estimator.workload import make_workload
+
+    served = weights_per_device(spec, make_workload(quantization="nf4"))
+    assert served < experts * 2 / 3
