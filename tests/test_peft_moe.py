@@ -78,7 +78,7 @@ def test_expert_stacks_against_the_trace(ckpt: bool) -> None:
 
 
 def test_bitsandbytes_leaves_fused_experts_unquantized() -> None:
-    """QLoRA on Qwen3-30B-A3B through transformers: the 30.5e9 routed-expert parameters stay bf16 (bitsandbytes
+    """QLoRA on Qwen3-30B-A3B through transformers: the 29.0e9 routed-expert parameters stay bf16 (bitsandbytes
     replaces nn.Linear only); a serving engine's loader quantizes them."""
     spec = lookup("Qwen/Qwen3-30B-A3B")
     experts = spec.parameters.by_role["experts"]
