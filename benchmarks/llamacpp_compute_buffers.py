@@ -68,17 +68,20 @@ def evaluate() -> dict[str, object]:
     return {"source": data["source"], "conditions": data["conditions"], "rows": rows, "summary": summarize(rows)}
 
 
-def summarize(rows: list[dict[str, object]]) -> dict[str, object]:
-    def stats(key: str) -> dict[str, object]:
-        errors = [float(r[key]) for r in rows]  # type: ignore[arg-type]
-        worst = max(rows, key=lambda r: abs(float(r[key])))  # type: ignore[arg-type]
-        return {"median_abs": round(statistics.median(abs(e) for e in errors), 4),
-                "median": round(statistics.median(errors), 4),
-                "worst": worst[key], "worst_model": worst["model"],
-                "within_10pct": sum(abs(e) <= 0.10 for e in errors)}
+def error_stats(rows: list[dict[str, object]], key: str) -> dict[str, object]:
+    """Median |error|, median, worst (and its model) and the count within 10 % of the rows' ``key``."""
+    errors = [float(r[key]) for r in rows]  # type: ignore[arg-type]
+    worst = max(rows, key=lambda r: abs(float(r[key])))  # type: ignore[arg-type]
+    return {"median_abs": round(statistics.median(abs(e) for e in errors), 4),
+            "median": round(statistics.median(errors), 4),
+            "worst": worst[key], "worst_model": worst["model"],
+            "within_10pct": sum(abs(e) <= 0.10 for e in errors)}
 
-    return {"rows": len(rows), "full": stats("error_full"), "full_all_outputs": stats("error_full_all_outputs"),
-            "partial": stats("error_partial")}
+
+def summarize(rows: list[dict[str, object]]) -> dict[str, object]:
+    return {"rows": len(rows), "full": error_stats(rows, "error_full"),
+            "full_all_outputs": error_stats(rows, "error_full_all_outputs"),
+            "partial": error_stats(rows, "error_partial")}
 
 
 def _pct(value: object) -> str:
@@ -110,11 +113,22 @@ def render_table(result: dict[str, object]) -> str:
 
 
 def write(result: dict[str, object]) -> None:
-    RESULT.parent.mkdir(parents=True, exist_ok=True)
-    RESULT.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    write_result(result, RESULT, DOC_BEGIN, DOC_END, render_table(result))
+
+
+def write_result(result: dict[str, object], path: Path, begin: str, end: str, table: str) -> None:
+    """Store ``result`` at ``path`` and put ``table`` between docs/serving.md's ``begin`` and ``end`` markers."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     doc = DOC.read_text(encoding="utf-8")
-    start, end = doc.index(DOC_BEGIN) + len(DOC_BEGIN), doc.index(DOC_END)
-    DOC.write_text(doc[:start] + "\n" + render_table(result) + "\n" + doc[end:], encoding="utf-8")
+    start, stop = doc.index(begin) + len(begin), doc.index(end)
+    DOC.write_text(doc[:start] + "\n" + table + "\n" + doc[stop:], encoding="utf-8")
+
+
+def doc_block(begin: str, end: str) -> str:
+    """docs/serving.md's text between the ``begin`` and ``end`` markers."""
+    doc = DOC.read_text(encoding="utf-8")
+    return doc[doc.index(begin) + len(begin):doc.index(end)]
 
 
 def main(argv: list[str] | None = None) -> int:
