@@ -14,14 +14,13 @@ docs/serving.md's table (the block after the ``-fa`` paragraph); the flash-on ro
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from llamacpp_compute_buffers import MiB, ROOT, _pct, doc_block, error_stats, write_result  # noqa: E402
+from llamacpp_compute_buffers import (  # noqa: E402
+    MiB, ROOT, _pct, catalog_rows, doc_block, error_stats, run, write_result)
 
 DATA = ROOT / "benchmarks" / "llamacpp" / "fa_off_logs.json"
 RESULT = ROOT / "benchmarks" / "results" / "serving" / "llamacpp-fa-off.json"
@@ -32,14 +31,10 @@ DOC_END = "<!-- /llamacpp-fa-off -->"
 def evaluate() -> dict[str, object]:
     """Every row sized at its logged settings; per row ours and the error."""
     from hf_gpu_estimator.memory.llamacpp import llamacpp_memory
-    from hf_gpu_estimator.sources.catalog import lookup
 
-    data = json.loads(DATA.read_text(encoding="utf-8"))
+    data, specs = catalog_rows(DATA)
     rows = []
-    for r in data["rows"]:
-        spec = lookup(r["model"])
-        if spec is None or spec.architecture is None:
-            raise SystemExit(f"{r['model']} is not in the catalog")
+    for r, spec in specs:
         outputs = None if r["outputs_reserved"] == "n_ubatch" else r["n_seq_max"]
         m = llamacpp_memory(spec, n_ctx=r["n_ctx"], n_parallel=r["n_seq_max"], n_gpu_layers=r["n_gpu_layers"],
                             kv_type=r["kv_type"], quantization=f"gguf:{r['gguf_type']}", flash_attention=False,
@@ -63,7 +58,8 @@ def render_table(result: dict[str, object]) -> str:
     s = result["summary"]
     lines = [
         f"{s['rows']} logged runs with flash attention off, {s['full_rows']} of them at full offload "
-        f"({s['full']['within_10pct']} within 10 %). Error of ours against the logged compute buffer: median |error| {s['all']['median_abs'] * 100:.1f} %, "
+        f"({s['full']['within_10pct']} within 10 %). Error of ours against the logged compute buffer: "
+        f"median |error| {s['all']['median_abs'] * 100:.1f} %, "
         f"worst {_pct(s['all']['worst'])} ({s['all']['worst_model']}); at full offload median |error| "
         f"{s['full']['median_abs'] * 100:.1f} %, worst {_pct(s['full']['worst'])}.",
         "",
@@ -83,15 +79,7 @@ def write(result: dict[str, object]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--write", action="store_true", help="store the result and regenerate docs/serving.md's table")
-    args = parser.parse_args(argv)
-    result = evaluate()
-    print(render_table(result))
-    if args.write:
-        write(result)
-        print(f"wrote {RESULT.relative_to(ROOT)} and docs/serving.md", file=sys.stderr)
-    return 0
+    return run(argv, __doc__, evaluate, render_table, write, RESULT)
 
 
 __all__ = ["DOC_BEGIN", "DOC_END", "RESULT", "doc_block", "evaluate", "main", "render_table", "write"]
