@@ -355,7 +355,10 @@ def score_values(arch: Architecture, cells: int, fused: bool) -> int:
     * the rotated q (``heads x head_dim``), which the scores read.
 
     Later layers find the embeddings' block free, so the first layer's scores are the largest. Checked against
-    llama.cpp's logs (``benchmarks/llamacpp_fa_off.py``)."""
+    llama.cpp's logs of b4418-b4897 and of llama-cpp-python and ollama builds of 2024-2025
+    (``benchmarks/llamacpp_fa_off.py``). Later builds' ``build_attn`` (src/llama-graph.cpp) expands q, then v,
+    then k (for rope fusion), and builds the same non-flash ops in ``build_attn_mha``: k and v are freed at the
+    cache stores before the scores, so the stack below them is the same (unverified against a log of theirs)."""
     q = arch.num_attention_heads * arch.head_dim
     kv = arch.num_key_value_heads * arch.head_dim
     proj = q + 2 * kv if fused else q
