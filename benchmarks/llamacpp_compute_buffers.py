@@ -21,7 +21,9 @@ import argparse
 import json
 import statistics
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "benchmarks" / "llamacpp" / "compute_buffer_sweep.json"
@@ -35,15 +37,11 @@ MiB = 1 << 20
 def evaluate() -> dict[str, object]:
     """Every row sized as measured; per row ours (one output row and ``n_ubatch`` rows) and the errors."""
     from hf_gpu_estimator.memory.llamacpp import llamacpp_memory
-    from hf_gpu_estimator.sources.catalog import lookup
     from hf_gpu_estimator.sources.gguf import _quant_tags
 
-    data = json.loads(DATA.read_text(encoding="utf-8"))
+    data, specs = catalog_rows(DATA)
     rows = []
-    for r in data["rows"]:
-        spec = lookup(r["model"])
-        if spec is None or spec.architecture is None:
-            raise SystemExit(f"{r['model']} is not in the catalog")
+    for r, spec in specs:
         tags = _quant_tags(r["file"])
         quant = f"gguf:{tags[-1] if tags else 'Q4_K_M'}"  # the one row without a file: see its note
 
@@ -68,17 +66,34 @@ def evaluate() -> dict[str, object]:
     return {"source": data["source"], "conditions": data["conditions"], "rows": rows, "summary": summarize(rows)}
 
 
-def summarize(rows: list[dict[str, object]]) -> dict[str, object]:
-    def stats(key: str) -> dict[str, object]:
-        errors = [float(r[key]) for r in rows]  # type: ignore[arg-type]
-        worst = max(rows, key=lambda r: abs(float(r[key])))  # type: ignore[arg-type]
-        return {"median_abs": round(statistics.median(abs(e) for e in errors), 4),
-                "median": round(statistics.median(errors), 4),
-                "worst": worst[key], "worst_model": worst["model"],
-                "within_10pct": sum(abs(e) <= 0.10 for e in errors)}
+def error_stats(rows: list[dict[str, object]], key: str) -> dict[str, object]:
+    """Median |error|, median, worst (and its model) and the count within 10 % of the rows' ``key``."""
+    errors = [float(r[key]) for r in rows]  # type: ignore[arg-type]
+    worst = max(rows, key=lambda r: abs(float(r[key])))  # type: ignore[arg-type]
+    return {"median_abs": round(statistics.median(abs(e) for e in errors), 4),
+            "median": round(statistics.median(errors), 4),
+            "worst": worst[key], "worst_model": worst["model"],
+            "within_10pct": sum(abs(e) <= 0.10 for e in errors)}
 
-    return {"rows": len(rows), "full": stats("error_full"), "full_all_outputs": stats("error_full_all_outputs"),
-            "partial": stats("error_partial")}
+
+def catalog_rows(path: Path) -> tuple[dict[str, Any], list[tuple[dict[str, Any], Any]]]:
+    """The data file at ``path`` and each of its rows with the catalog spec of the row's model."""
+    from hf_gpu_estimator.sources.catalog import lookup
+
+    data = json.loads(path.read_text(encoding="utf-8"))
+    specs = []
+    for r in data["rows"]:
+        spec = lookup(r["model"])
+        if spec is None or spec.architecture is None:
+            raise SystemExit(f"{r['model']} is not in the catalog")
+        specs.append((r, spec))
+    return data, specs
+
+
+def summarize(rows: list[dict[str, object]]) -> dict[str, object]:
+    return {"rows": len(rows), "full": error_stats(rows, "error_full"),
+            "full_all_outputs": error_stats(rows, "error_full_all_outputs"),
+            "partial": error_stats(rows, "error_partial")}
 
 
 def _pct(value: object) -> str:
@@ -110,22 +125,39 @@ def render_table(result: dict[str, object]) -> str:
 
 
 def write(result: dict[str, object]) -> None:
-    RESULT.parent.mkdir(parents=True, exist_ok=True)
-    RESULT.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    write_result(result, RESULT, DOC_BEGIN, DOC_END, render_table(result))
+
+
+def write_result(result: dict[str, object], path: Path, begin: str, end: str, table: str) -> None:
+    """Store ``result`` at ``path`` and put ``table`` between docs/serving.md's ``begin`` and ``end`` markers."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     doc = DOC.read_text(encoding="utf-8")
-    start, end = doc.index(DOC_BEGIN) + len(DOC_BEGIN), doc.index(DOC_END)
-    DOC.write_text(doc[:start] + "\n" + render_table(result) + "\n" + doc[end:], encoding="utf-8")
+    start, stop = doc.index(begin) + len(begin), doc.index(end)
+    DOC.write_text(doc[:start] + "\n" + table + "\n" + doc[stop:], encoding="utf-8")
+
+
+def doc_block(begin: str, end: str) -> str:
+    """docs/serving.md's text between the ``begin`` and ``end`` markers."""
+    doc = DOC.read_text(encoding="utf-8")
+    return doc[doc.index(begin) + len(begin):doc.index(end)]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    return run(argv, __doc__, evaluate, render_table, write, RESULT)
+
+
+def run(argv: list[str] | None, doc: str | None, evaluate: Callable[[], dict[str, object]],
+        render: Callable[[dict[str, object]], str], write: Callable[[dict[str, object]], None], result: Path) -> int:
+    """A benchmark's command line: print the table; ``--write`` stores the result and regenerates the doc."""
+    parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
     parser.add_argument("--write", action="store_true", help="store the result and regenerate docs/serving.md's table")
     args = parser.parse_args(argv)
-    result = evaluate()
-    print(render_table(result))
+    fresh = evaluate()
+    print(render(fresh))
     if args.write:
-        write(result)
-        print(f"wrote {RESULT.relative_to(ROOT)} and docs/serving.md", file=sys.stderr)
+        write(fresh)
+        print(f"wrote {result.relative_to(ROOT)} and docs/serving.md", file=sys.stderr)
     return 0
 
 

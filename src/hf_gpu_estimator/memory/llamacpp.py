@@ -16,7 +16,8 @@ load_tensors, src/llama-kv-cache.cpp, src/llama-context.cpp):
 * The compute buffer is reserved for the worst micro-batch (``n_ubatch`` = 512 tokens, all output):
   the logits ``n_ubatch x n_vocab`` f32 and the normalized hidden state it is computed from, a layer's
   working set with the attention masks, or, without flash attention, the ``n_ubatch x n_kv x n_head`` f32
-  attention scores beside their product with V, the residual stream and the masks, whichever is largest.
+  attention scores of the first layer above the blocks ggml-alloc placed before them (:func:`score_values`),
+  whichever is largest.
   A layer left in host memory (``-ngl`` below the layer count, ``--n-cpu-moe``, ``-ot ...=CPU``) still runs
   its matrix products on the GPU for a micro-batch of 32 tokens or more, with its weights and KV cache copied
   into the compute buffer one at a time (:func:`staged_copy_bytes`).
@@ -211,10 +212,7 @@ def llamacpp_memory(spec: ModelSpec, *, n_ctx: int, n_parallel: int = 1, n_gpu_l
         heads = arch.num_attention_heads
         swa_cells = min(cells, -(-((arch.sliding_window or 0) * n_parallel + n_ubatch) // KV_PAD) * KV_PAD)
         masks = mask_bytes(arch, tokens, cells, swa_cells, flash_attention)
-        # without flash attention (src/llama-graph.cpp build_attn_mha): kq = k x q, f32 n_kv x n_tokens x n_head,
-        # softmax in place with the mask, then v x kq beside it; the residual stream and the masks stay alive
-        out = heads * (arch.v_head_dim or arch.head_dim)
-        scores = 0 if flash_attention else tokens * (cells * heads + out + arch.hidden_size) * 4 + masks
+        scores = 0 if flash_attention else tokens * 4 * score_values(arch, cells, fused_qkv(tensors)) + masks
         layers = tokens * 4 * layer_peak_values(arch) + masks
         staged = staged_copy_bytes(arch, host_weights, kv_host_layer) if tokens >= OFFLOAD_MIN_BATCH else 0
         # the output layer in host memory (-ngl 0): its matrix is staged beside the logits when the output
@@ -336,6 +334,40 @@ def layer_peak_values(arch: Architecture) -> int:
     # Qwen3-VL: build_inp_embd (src/llama-graph.cpp) makes the input n_embd_inp = hidden x (1 + deepstack) wide
     # and the first layers add its deepstack slices, so the extra rows are alive at the early layers' peak
     return peak + hidden * arch.deepstack_layers
+
+
+def score_values(arch: Architecture, cells: int, fused: bool) -> int:
+    """Values per token of the micro-batch in the compute buffer at the attention scores of the first layer,
+    without flash attention, the masks aside.
+
+    What llama.cpp does (src/llama.cpp ``llm_build_kqv`` at b4418-b4897, src/llama-graph.cpp ``build_attn_mha``
+    since; ggml/src/ggml-alloc.c ``ggml_gallocr``/``ggml_dyn_tallocr``; ggml/src/ggml-backend.cpp
+    ``ggml_backend_sched``): the scores ``kq = k x q`` are f32 ``n_kv x n_tokens x n_head``, the softmax runs in
+    place, and ``v x kq`` (the attention output) fits a block freed earlier. ggml-alloc places a block no free
+    hole fits at the top of the buffer, above every block still alive, so the scores of the first layer sit above:
+
+    * the token embeddings, copied from the host ``get_rows`` into the GPU's buffer at the start of the split
+      (``hidden``; the scheduler's copy of a split input), with the positions and the masks;
+    * the normalized layer input (``hidden``), alive until the last q/k/v projection reads it;
+    * the q projection (``heads x head_dim``), freed once rope has written the rotated q beside it (rope on a
+      reshaped view does not run in place in ggml-alloc), or, with a fused ``attn_qkv`` (GPT-NeoX, Phi-3),
+      the whole q/k/v product (``q + 2 x kv``), freed after its three copies; k and v fit that hole;
+    * the rotated q (``heads x head_dim``), which the scores read.
+
+    Later layers find the embeddings' block free, so the first layer's scores are the largest. Checked against
+    llama.cpp's logs of b4418-b4897 and of llama-cpp-python and ollama builds of 2024-2025
+    (``benchmarks/llamacpp_fa_off.py``). Later builds' ``build_attn`` (src/llama-graph.cpp) expands q, then v,
+    then k (for rope fusion), and builds the same non-flash ops in ``build_attn_mha``: k and v are freed at the
+    cache stores before the scores, so the stack below them is the same (unverified against a log of theirs)."""
+    q = arch.num_attention_heads * arch.head_dim
+    kv = arch.num_key_value_heads * arch.head_dim
+    proj = q + 2 * kv if fused else q
+    return cells * arch.num_attention_heads + 2 * arch.hidden_size + proj + q
+
+
+def fused_qkv(tensors: tuple[GGUFTensor, ...]) -> bool:
+    """Whether the layers project q, k and v with one ``attn_qkv`` matrix (GPT-NeoX, Phi-3, Falcon ...)."""
+    return any(t.name.endswith(".attn_qkv.weight") for t in tensors)
 
 
 def mask_bytes(arch: Architecture, tokens: int, cells: int, swa_cells: int, flash_attention: bool) -> int:
