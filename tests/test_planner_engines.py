@@ -504,6 +504,25 @@ def test_vllm_cuda_graph_estimate_against_logs(model: str, tp: int, pp: int, log
     assert cap.cuda_graph_bytes / GiB == pytest.approx(logged, rel=0.25)
 
 
+def test_vllm_split_kv_accumulators_only_on_flash_attention_3() -> None:
+    """vLLM pre-allocates FlashAttention's 32 split-KV accumulators in FULL graphs only on FA3 (Hopper): its metadata
+    builder sets max_num_splits ``if self.use_full_cuda_graph and self.aot_schedule``, aot_schedule being FA3
+    (vllm/v1/attention/backends/flash_attn.py, v0.19.0 to v0.34.0). Llama-3.1-8B, 1024 sequences: on an H200 the FULL
+    first capture (258 MiB) outweighs the PIECEWISE one (138 MiB); on a B200 (FA4) only the PIECEWISE one counts."""
+    from hf_gpu_estimator.planner.engines.vllm import cuda_graph_estimate_bytes
+
+    spec = lookup("meta-llama/Llama-3.1-8B-Instruct")
+    hopper, blackwell = (serving_capacity(spec, make_workload(), get_gpu(name), vllm_version="0.21", max_model_len=8192)
+                         for name in ("H200-SXM-141GB", "B200-180GB"))
+    assert (hopper.max_num_seqs, blackwell.max_num_seqs) == (1024, 1024)
+    assert (hopper.cuda_graph_bytes - blackwell.cuda_graph_bytes) / (1 << 20) == pytest.approx(258 - 138, abs=2)
+    kwargs = dict(tp=1, layers=32, act_bytes=2, max_num_seqs=256, max_num_batched_tokens=2048)
+    fa3 = cuda_graph_estimate_bytes(spec.architecture, **kwargs)  # type: ignore[arg-type]
+    fa2 = cuda_graph_estimate_bytes(spec.architecture, flash_attn_3=False, **kwargs)  # type: ignore[arg-type]
+    # 256 sequences (a GPU under 70 GiB): 129 MiB of accumulators, below the PIECEWISE first capture either way
+    assert "FULL first 129 MiB" in fa3[1] and "FULL first 0 MiB" in fa2[1] and fa2[0] == fa3[0]
+
+
 def test_vllm_stage_weights_rotary_caches_and_mxfp4_padding() -> None:
     """Weights as vLLM 0.19 logs them on an H100 (llm-d planner runs, benchmarks/llmd/results_raw.csv)."""
     from hf_gpu_estimator.planner.engines.vllm import (

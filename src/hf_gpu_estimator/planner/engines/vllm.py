@@ -215,6 +215,15 @@ V018_NON_TORCH_TP_BYTES = ((2, int((2.07 - 0.25) * GiB)), (4, int((2.13 - 0.25) 
 #: ``flash_attn_max_num_splits_for_cuda_graph`` = 32 at v0.20.0): a FULL graph of ``T`` tokens pre-allocates
 #: fp32 accumulators for 32 splits (``out_accum`` and ``softmax_lse_accum``).
 FA_MAX_NUM_SPLITS_FOR_CUDA_GRAPH = 32
+#: GPUs (catalog-name prefixes) of compute capability 9.x, where vLLM runs FlashAttention 3: only there does its
+#: FlashAttention metadata builder pre-allocate the split-KV accumulators of FULL graphs
+#: (vllm/v1/attention/backends/flash_attn.py, v0.19.0 to v0.34.0: ``aot_schedule = get_flash_attn_version() == 3``,
+#: ``max_num_splits`` set to the CUDA-graph limit only ``if self.use_full_cuda_graph and self.aot_schedule``;
+#: vllm/v1/attention/backends/fa_utils.py ``get_flash_attn_version``: FA3 on capability 9, FA4 on 10, else FA2). On
+#: FA2 (Ampere, Ada) ``num_splits`` is 0, FlashAttention's own heuristic, and the first FULL capture runs with
+#: ``max_num_batched_tokens // size`` tokens per sequence (gpu_model_runner.py ``profile_seq_lens``): one KV block,
+#: one split, no accumulators.
+FA3_GPU_PREFIXES = ("H100", "H200", "H20", "GH200")
 #: Model types whose attention vLLM 0.19 ran on TRITON_ATTN on an H100 (no split-KV accumulators in its FULL
 #: graphs, 4-8 MiB first capture): gemma-3 ("Using TRITON_ATTN attention backend", llm-d planner's logs);
 #: attention with sinks (gpt-oss: FLASH_ATTN, 8 MiB first FULL capture).
@@ -248,14 +257,17 @@ def cudagraph_capture_sizes(arch: Architecture, *, max_num_seqs: int, max_num_ba
 
 
 def cuda_graph_estimate_bytes(arch: Architecture, *, tp: int, layers: int, act_bytes: int,
-                              max_num_seqs: int, max_num_batched_tokens: int) -> tuple[int, str]:
+                              max_num_seqs: int, max_num_batched_tokens: int,
+                              flash_attn_3: bool = True) -> tuple[int, str]:
     """``(bytes, formula)``: the CUDA-graph memory vLLM's V1 model runner estimates before sizing the pool.
 
     vllm/v1/worker/gpu_model_runner.py ``profile_cudagraph_memory`` (v0.19.0 to v0.33.0) captures, per mode
     (PIECEWISE and FULL by default), the two largest sizes into a throwaway pool and counts
     ``max(first captures) + sum((n - 1) x second capture)``; FULL graphs (uniform decode) take the sizes up to
-    ``max_num_seqs``. The FULL first capture holds FlashAttention's split-KV accumulators at its largest size ``T`` (:data:`FA_MAX_NUM_SPLITS_FOR_CUDA_GRAPH` x ``T`` x heads
-    per rank x (value head dim + 1) fp32 values: 258 MiB for Llama-3.1-8B, 260 logged); the PIECEWISE first
+    ``max_num_seqs``. On FlashAttention 3 (``flash_attn_3``: Hopper, :data:`FA3_GPU_PREFIXES`) the FULL first capture
+    holds FlashAttention's split-KV accumulators at its largest size ``T`` (:data:`FA_MAX_NUM_SPLITS_FOR_CUDA_GRAPH` x
+    ``T`` x heads per rank x (value head dim + 1) fp32 values: 258 MiB for Llama-3.1-8B, 260 logged); elsewhere none.
+    The PIECEWISE first
     capture and the per-size increase are fitted (:data:`PIECEWISE_FIRST_MLP_FACTOR`,
     :data:`PER_GRAPH_BYTES_PER_LAYER`).
     """
@@ -266,7 +278,7 @@ def cuda_graph_estimate_bytes(arch: Architecture, *, tp: int, layers: int, act_b
     full = [s for s in sizes if s <= max_num_seqs]
     heads = max(1, arch.num_attention_heads // tp)
     v_dim = int(arch.kv_lora_rank or 0) if arch.is_mla else arch.head_dim
-    split_kv = act_bytes == 2 and arch.model_type not in NO_SPLIT_KV_MODEL_TYPES
+    split_kv = flash_attn_3 and act_bytes == 2 and arch.model_type not in NO_SPLIT_KV_MODEL_TYPES
     full_first = FA_MAX_NUM_SPLITS_FOR_CUDA_GRAPH * full[-1] * heads * (v_dim + 1) * 4 if split_kv and full else 0
     mlp = arch.num_experts_per_tok * arch.moe_intermediate_size if arch.is_moe else arch.intermediate_size
     piecewise_first = PIECEWISE_FIRST_BASE_BYTES + PIECEWISE_FIRST_MLP_FACTOR * sizes[-1] * (mlp // tp) * act_bytes
@@ -788,6 +800,7 @@ def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
 
     stages = pipeline_layers(arch.num_layers, p.pp)
     v2_runner = rule.uses_v2_runner(spec, hybrid=any(g.is_state for g in layout.groups))
+    flash_attn_3 = gpu.name.startswith(FA3_GPU_PREFIXES)
 
     def graph_bytes(first: bool) -> int:
         """vLLM's CUDA-graph estimate on the first or last pipeline stage (0 where it is not counted)."""
@@ -796,7 +809,8 @@ def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
         elif not rule.cuda_graphs_profiled or (v2_runner and not rule.v2_counts_cuda_graphs):
             return 0
         return cuda_graph_estimate_bytes(arch, tp=p.tp, layers=stages[0] if first else stages[-1],
-                                         act_bytes=act_bytes, max_num_seqs=seqs, max_num_batched_tokens=tokens)[0]
+                                         act_bytes=act_bytes, max_num_seqs=seqs, max_num_batched_tokens=tokens,
+                                         flash_attn_3=flash_attn_3)[0]
 
     def rank(weights: int, samples: bool, first: bool = True) -> tuple[int, int, int, tuple[int, int, int, int, float]]:
         """(activations, non-torch, pool, (blocks, tokens, concurrent, longest, concurrency)) of one rank."""
@@ -862,8 +876,9 @@ def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
         paging,
         ("CUDA graphs: vLLM's estimate counted in the pool (gpu_model_runner.py profile_cudagraph_memory), "
          + cuda_graph_estimate_bytes(arch, tp=p.tp, layers=stages[0], act_bytes=act_bytes, max_num_seqs=seqs,
-                                     max_num_batched_tokens=tokens)[1]
-         + "; FlashAttention's split-KV accumulators from vLLM's code, the rest fitted on vLLM 0.19 H100 logs")
+                                     max_num_batched_tokens=tokens, flash_attn_3=flash_attn_3)[1]
+         + "; FlashAttention 3's split-KV accumulators (Hopper only) from vLLM's code, the rest fitted on vLLM 0.19 "
+           "H100 logs")
         if graph_bytes(True) else ("CUDA graphs: not counted in the pool: the V2 model runner's "
                                    "profile_cudagraph_memory returns 0 in this release (captured in the "
                                    "1 - gpu_memory_utilization headroom)") if rule.cuda_graphs_profiled else "CUDA graphs are captured after the pool is sized (inside the 1 - gpu_memory_utilization headroom)",
