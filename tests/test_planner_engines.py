@@ -867,3 +867,7 @@ def test_vllm_serves_a_gguf_in_its_ggml_blocks() -> None:
     assert tp2.weights_bytes == total // 2 + rotary_cache_bytes(spec, 2)
     with pytest.raises(ConflictingOptionsError, match="TQ1_0"):
         engine_capacity(spec, make_workload(quantization="gguf:TQ1_0"), gpu, engine="vllm", max_model_len=8192)
+    # v0.24.0 drops GGUF from vLLM (no quantization/gguf.py, no "gguf" method): the vllm-gguf-plugin serves it
+    for version, plugin in (("0.23", False), ("0.24", True), ("0.29", True)):
+        notes = engine_capacity(spec, work, gpu, engine="vllm", max_model_len=8192, vllm_version=version).assumptions
+        assert any("vllm-gguf-plugin" in a for a in notes) is plugin, version

@@ -165,6 +165,9 @@ class VllmVersion:
     #: several GPUs); a GPU the rule has no log for takes ``non_torch_other_gpu`` (when set) with NCCL's buffers.
     non_torch_by_gpu: tuple[tuple[str, int, int], ...] = ()
     non_torch_other_gpu: int | None = None
+    #: Whether vLLM itself serves GGUF checkpoints (vllm/model_executor/layers/quantization/gguf.py); from v0.24.0
+    #: the file and the ``gguf`` method are gone from the release and the vllm-gguf-plugin serves them.
+    gguf_in_tree: bool = True
 
     def non_torch_bytes(self, tp: int, pp: int, *, samples: bool = True, gpu: str | None = None) -> int:
         """Non-torch memory per rank: the single-GPU figure, plus communicator buffers with more than one GPU.
@@ -364,14 +367,14 @@ VLLM_VERSIONS["0.22"] = dataclasses.replace(
     v2_runner="listed-unquantized", v2_architectures=frozenset({"Qwen3ForCausalLM"}),
     source=VLLM_VERSIONS["0.20"].source + _V2_NOTE + ": at v0.22.0-v0.23.0 dense unquantized Qwen3ForCausalLM")
 VLLM_VERSIONS["0.24"] = dataclasses.replace(
-    VLLM_VERSIONS["0.20"], version="0.24", releases=("0.24",), v2_runner="listed",
+    VLLM_VERSIONS["0.20"], version="0.24", releases=("0.24",), v2_runner="listed", gguf_in_tree=False,
     v2_architectures=frozenset({"Qwen3ForCausalLM", "DeepseekV2ForCausalLM", "Qwen2MoeForCausalLM",
                                 "GraniteMoeForCausalLM", "LlamaForCausalLM", "MistralForCausalLM"}),
     source=VLLM_VERSIONS["0.20"].source + _V2_NOTE + ": at v0.24.0 Qwen3, Llama, Mistral, DeepSeek-V2, Qwen2-MoE, "
            "GraniteMoE")
 _V2_MOE = frozenset({"DeepseekV2ForCausalLM", "Qwen2MoeForCausalLM", "GraniteMoeForCausalLM"})
 VLLM_VERSIONS["0.25"] = dataclasses.replace(
-    VLLM_VERSIONS["0.20"], version="0.25", releases=("0.25", "0.26", "0.27"), v2_runner="dense",
+    VLLM_VERSIONS["0.20"], version="0.25", releases=("0.25", "0.26", "0.27"), v2_runner="dense", gguf_in_tree=False,
     v2_architectures=_V2_MOE,
     source=VLLM_VERSIONS["0.20"].source + _V2_NOTE + ": from v0.25.0 every dense model that is not hybrid, and "
            "the DeepSeek-V2, Qwen2-MoE and GraniteMoE architectures")
@@ -886,7 +889,11 @@ def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
           "ggml blocks (GGUFLinearMethod, dequantized in its kernels), so the weights are the file's tensors split "
           f"over tp, plus {gguf_weight_bytes(spec, workload)[1] / GiB:.2f} GiB of padding where a merged q/k/v or "
           "gate/up layer mixes types (vllm/model_executor/layers/quantization/gguf.py at v0.19.0; unverified against "
-          "a vLLM GGUF start-up log)",) if is_gguf(spec, workload) else ()) + ((speculative_note(speculative, drafter) + "; the drafter's dummy run and the rejection sampler's in the "
+          "a vLLM GGUF start-up log)" + ("" if rule.gguf_in_tree else
+          f"; vLLM {rule.version} has no GGUF support of its own (gguf.py and the 'gguf' quantization method are gone "
+          "from v0.24.0, deprecated in https://github.com/vllm-project/vllm/issues/39583): it needs the "
+          "vllm-gguf-plugin, whose layout is taken to be the in-tree one (unverified)"),)
+         if is_gguf(spec, workload) else ()) + ((speculative_note(speculative, drafter) + "; the drafter's dummy run and the rejection sampler's in the "
           "profile run are not modelled",) if speculative is not None and drafter is not None else ()) + ((
           f"vision encoder: the profile run keeps the dummy outputs of {images} image(s) x {arch.tokens_per_image} "
           f"tokens x {arch.hidden_size} ({encoder / GiB:.3f} GiB) in the encoder cache through the forward and the "
