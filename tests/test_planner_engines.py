@@ -39,7 +39,7 @@ def _gpu_with_total(total_gib: float):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("row", [r for r in ROWS if "weights_gib" in r["logged"] and not r.get("weights_from_log")
-                                 and not r.get("settings_assumed")],
+                                 and not r.get("settings_assumed") and "gpu" not in r],
                          ids=lambda r: r["id"])
 def test_vllm_pool_matches_published_log(row: dict) -> None:  # type: ignore[type-arg]
     spec = lookup(row["model"])
@@ -51,6 +51,19 @@ def test_vllm_pool_matches_published_log(row: dict) -> None:  # type: ignore[typ
     error = cap.kv_pool_bytes / GiB / logged["kv_pool_gib"] - 1
     # pr10511 tp1: +0.01 %, tp2: +0.02 % (the V0 sampler constant is fitted on these rows' 256 sampler rows)
     assert abs(error) < POOL_TOLERANCE, f"{row['id']}: {error:+.2%}"
+
+
+def test_vllm_019_pool_on_an_a100_matches_published_log() -> None:
+    """gpt-oss-20b on an A100 80GB, vLLM 0.19.0, 0.65 utilisation, 131,072 context (2048 batched tokens, 256
+    sequences: the A100 is excluded from the large-GPU defaults). Pool 36.86 GiB modelled, 36.56 logged (+0.8 %);
+    weights 13.68 modelled, 13.72 logged (-0.3 %: MXFP4 padding modelled as on an H100, the A100 runs Marlin)."""
+    row = next(r for r in ROWS if r["id"].startswith("myoceane-gpt-oss-20b"))
+    gpu = dataclasses.replace(get_gpu(row["gpu"]), usable_memory_bytes=int(row["gpu_total_gib"] * GiB))
+    cap = serving_capacity(lookup(row["model"]), make_workload(), gpu, vllm_version=row["vllm_version"],
+                           gpu_memory_utilization=row["gpu_memory_utilization"], max_model_len=row["max_model_len"])
+    assert (cap.max_num_batched_tokens, cap.max_num_seqs) == (2048, 256)
+    assert cap.weights_bytes / GiB == pytest.approx(row["logged"]["weights_gib"], abs=0.05)
+    assert cap.kv_pool_bytes / GiB / row["logged"]["kv_pool_gib"] - 1 == pytest.approx(0, abs=POOL_TOLERANCE)
 
 
 #: The Qwen3-14B pair of issue 13 (settings assumed, see the rows' note): the V1 sampler change at 0.17.
@@ -179,7 +192,7 @@ def test_vllm_versions_and_bad_input() -> None:
         engine_capacity(spec, make_workload(), gpu, engine="tgi")
     with pytest.raises(InvalidArgumentError, match="ctx_size.*a setting of vllm"):
         engine_capacity(spec, make_workload(), gpu, engine="vllm", ctx_size=4096)
-    assert set(VLLM_VERSIONS) == {"0.6", "0.7", "0.8", "0.10", "0.17", "0.18", "0.20", "0.22", "0.24", "0.25", "0.28", "0.29", "0.34"}
+    assert set(VLLM_VERSIONS) == {"0.6", "0.7", "0.8", "0.10", "0.17", "0.18", "0.20", "0.22", "0.24", "0.25", "0.28", "0.29", "0.33", "0.34"}
 
 
 def test_would_not_start_is_said() -> None:
@@ -474,6 +487,31 @@ def test_vllm_v2_model_runner_counts_no_cuda_graphs_until_029(model: str, counte
         assert (cap.cuda_graph_bytes is not None) is expected, version
 
 
+def test_vllm_v2_runner_dummy_sampler_holds_the_logits() -> None:
+    """The V2 runner's dummy sampler keeps the default sampling state: v0.22.0-v0.27.x hold the logits and their fp32
+    copy (6 B per bf16 logit), v0.28.0-v0.32.x the logits alone (2 B), from v0.33.0 a warm-up pass runs the whole
+    pipeline (the V1 figure, 15 B); with tp > 1 the gather holds 2 + 1/tp logits (vllm/v1/worker/gpu/sample/sampler.py,
+    model_runner.py _dummy_sampler_run). Qwen3-8B (on the V2 runner from 0.22) at 1024 sampler rows on an H100."""
+    from hf_gpu_estimator.planner.engines.vllm import v2_sampler_bytes_per_logit
+
+    assert v2_sampler_bytes_per_logit("logits_fp32", act_bytes=2, tp=1) == 6
+    assert v2_sampler_bytes_per_logit("logits", act_bytes=2, tp=1) == 2
+    assert v2_sampler_bytes_per_logit("logits", act_bytes=2, tp=4) == 4.5
+    spec, gpu = lookup("Qwen/Qwen3-8B"), get_gpu("H100-SXM-80GB")
+    arch = spec.architecture
+
+    def peak(version: str) -> float:
+        cap = serving_capacity(spec, make_workload(), gpu, vllm_version=version, max_model_len=8192)
+        return (cap.profile_peak_bytes - cap.weights_bytes) / GiB
+
+    def expected(per_logit: float) -> float:
+        return profile_activation_bytes(arch, 8192, 1024, act_bytes=2, tp=1, sampler_bytes_per_logit=per_logit) / GiB
+
+    assert peak("0.21") == pytest.approx(expected(15)) and peak("0.33") == pytest.approx(expected(15))
+    assert peak("0.22") == pytest.approx(expected(6)) and peak("0.28") == pytest.approx(expected(2))
+    assert peak("0.29") == peak("0.28") < peak("0.22") < peak("0.21")
+
+
 def test_vllm_028_batch_defaults_on_160_gib_gpus() -> None:
     """vllm/engine/arg_utils.py get_batch_defaults from v0.28.0: 16384 batched tokens on GPUs of 160 GiB or more."""
     big = get_gpu("B200")  # 178 GiB
@@ -502,6 +540,25 @@ def test_vllm_cuda_graph_estimate_against_logs(model: str, tp: int, pp: int, log
     cap = serving_capacity(lookup(model), make_workload(tp=tp, pp=pp, num_gpus=tp * pp), gpu, vllm_version="0.20",
                            max_model_len=8192)
     assert cap.cuda_graph_bytes / GiB == pytest.approx(logged, rel=0.25)
+
+
+def test_vllm_split_kv_accumulators_only_on_flash_attention_3() -> None:
+    """vLLM pre-allocates FlashAttention's 32 split-KV accumulators in FULL graphs only on FA3 (Hopper): its metadata
+    builder sets max_num_splits ``if self.use_full_cuda_graph and self.aot_schedule``, aot_schedule being FA3
+    (vllm/v1/attention/backends/flash_attn.py, v0.19.0 to v0.34.0). Llama-3.1-8B, 1024 sequences: on an H200 the FULL
+    first capture (258 MiB) outweighs the PIECEWISE one (138 MiB); on a B200 (FA4) only the PIECEWISE one counts."""
+    from hf_gpu_estimator.planner.engines.vllm import cuda_graph_estimate_bytes
+
+    spec = lookup("meta-llama/Llama-3.1-8B-Instruct")
+    hopper, blackwell = (serving_capacity(spec, make_workload(), get_gpu(name), vllm_version="0.21", max_model_len=8192)
+                         for name in ("H200-SXM-141GB", "B200-180GB"))
+    assert (hopper.max_num_seqs, blackwell.max_num_seqs) == (1024, 1024)
+    assert (hopper.cuda_graph_bytes - blackwell.cuda_graph_bytes) / (1 << 20) == pytest.approx(258 - 138, abs=2)
+    kwargs = dict(tp=1, layers=32, act_bytes=2, max_num_seqs=256, max_num_batched_tokens=2048)
+    fa3 = cuda_graph_estimate_bytes(spec.architecture, **kwargs)  # type: ignore[arg-type]
+    fa2 = cuda_graph_estimate_bytes(spec.architecture, flash_attn_3=False, **kwargs)  # type: ignore[arg-type]
+    # 256 sequences (a GPU under 70 GiB): 129 MiB of accumulators, below the PIECEWISE first capture either way
+    assert "FULL first 129 MiB" in fa3[1] and "FULL first 0 MiB" in fa2[1] and fa2[0] == fa3[0]
 
 
 def test_vllm_stage_weights_rotary_caches_and_mxfp4_padding() -> None:
@@ -851,3 +908,7 @@ def test_vllm_serves_a_gguf_in_its_ggml_blocks() -> None:
     assert tp2.weights_bytes == total // 2 + rotary_cache_bytes(spec, 2)
     with pytest.raises(ConflictingOptionsError, match="TQ1_0"):
         engine_capacity(spec, make_workload(quantization="gguf:TQ1_0"), gpu, engine="vllm", max_model_len=8192)
+    # v0.24.0 drops GGUF from vLLM (no quantization/gguf.py, no "gguf" method): the vllm-gguf-plugin serves it
+    for version, plugin in (("0.23", False), ("0.24", True), ("0.29", True)):
+        notes = engine_capacity(spec, work, gpu, engine="vllm", max_model_len=8192, vllm_version=version).assumptions
+        assert any("vllm-gguf-plugin" in a for a in notes) is plugin, version

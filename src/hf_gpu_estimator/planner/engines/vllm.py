@@ -41,13 +41,22 @@ Modelled versions (``--vllm-version``):
 * ``0.22`` (0.22, 0.23), ``0.24``, ``0.25`` (0.25 to 0.27), ``0.28``: as 0.20, but a model on the V2 model
   runner counts no CUDA-graph memory (its ``profile_cudagraph_memory`` returns 0 up to v0.28.0): dense
   unquantized Qwen3 from 0.22; Llama, Mistral, Qwen3, DeepSeek-V2, Qwen2-MoE, GraniteMoE at 0.24; every
-  dense non-hybrid model from 0.25 (:meth:`VllmVersion.uses_v2_runner`). From 0.28 GPUs of 160 GiB or more
-  get 16384 batched tokens.
-* ``0.29`` (0.29 to 0.33): every model on the V2 runner, which estimates its CUDA graphs again (modelled
+  dense non-hybrid model from 0.25 (:meth:`VllmVersion.uses_v2_runner`). The V2 runner's dummy sampler pass
+  holds the logits and their fp32 copy up to 0.27, the logits alone from 0.28
+  (:func:`v2_sampler_bytes_per_logit`). From 0.28 GPUs of 160 GiB or more get 16384 batched tokens. GGUF
+  has no in-tree support from 0.24 (the vllm-gguf-plugin serves it).
+* ``0.29`` (0.29 to 0.32): every model on the V2 runner, which estimates its CUDA graphs again (modelled
   with the V1 runner's figure, unverified).
-* ``0.34``: the extensible KV cache, sized from the memory free after warm-up and CUDA-graph capture
+* ``0.33``: as 0.29, the dummy sampler also running a warm-up pass through the whole sampling pipeline
+  (modelled with the V1 runner's sampler figure).
+* ``0.34``: as 0.33, with the extensible KV cache, sized from the memory free after warm-up and CUDA-graph capture
   (vllm/v1/worker/extensible_kv_cache.py ``measure_kv_cache_bytes``, :func:`extensible_pool_bytes`),
   ``--gpu-memory-utilization`` 1.0 when not given. Unverified against a log of 0.34.
+
+Only the V1 runner's CUDA-graph estimate has been compared with logs: vLLM 0.19's logged estimates on H100s
+and one vLLM 0.21 log on an RTX A5000 (0.52 GiB logged, 0.68 modelled: the per-size figure is fitted on H100s).
+FlashAttention's split-KV accumulators are counted on Hopper only, where vLLM runs FlashAttention 3
+(:data:`FA3_GPU_PREFIXES`).
 
 Weights are what vLLM loads: the checkpoint's tensors, the rotary cos/sin caches
 (:func:`rotary_cache_bytes`) and the kernel padding of MXFP4 experts (:func:`kernel_padding_bytes`),
@@ -142,6 +151,10 @@ class VllmVersion:
     v2_architectures: frozenset[str] = frozenset()
     #: Whether the V2 runner's ``profile_cudagraph_memory`` measures anything (0.22-0.28: ``return 0``).
     v2_counts_cuda_graphs: bool = False
+    #: What the V2 runner's dummy sampler pass holds (:func:`v2_sampler_bytes_per_logit`): ``logits_fp32`` (the
+    #: logits and their fp32 copy, 0.22-0.27), ``logits`` (the logits alone, 0.28-0.32), ``v1`` (the whole sampling
+    #: pipeline, modelled with the V1 runner's figure, from 0.33).
+    v2_sampler: Literal["v1", "logits_fp32", "logits"] = "v1"
 
     def uses_v2_runner(self, spec: ModelSpec, *, hybrid: bool) -> bool:
         """Whether ``spec`` runs on the V2 model runner by default on CUDA (unsupported features not modelled)."""
@@ -165,6 +178,9 @@ class VllmVersion:
     #: several GPUs); a GPU the rule has no log for takes ``non_torch_other_gpu`` (when set) with NCCL's buffers.
     non_torch_by_gpu: tuple[tuple[str, int, int], ...] = ()
     non_torch_other_gpu: int | None = None
+    #: Whether vLLM itself serves GGUF checkpoints (vllm/model_executor/layers/quantization/gguf.py); from v0.24.0
+    #: the file and the ``gguf`` method are gone from the release and the vllm-gguf-plugin serves them.
+    gguf_in_tree: bool = True
 
     def non_torch_bytes(self, tp: int, pp: int, *, samples: bool = True, gpu: str | None = None) -> int:
         """Non-torch memory per rank: the single-GPU figure, plus communicator buffers with more than one GPU.
@@ -215,6 +231,15 @@ V018_NON_TORCH_TP_BYTES = ((2, int((2.07 - 0.25) * GiB)), (4, int((2.13 - 0.25) 
 #: ``flash_attn_max_num_splits_for_cuda_graph`` = 32 at v0.20.0): a FULL graph of ``T`` tokens pre-allocates
 #: fp32 accumulators for 32 splits (``out_accum`` and ``softmax_lse_accum``).
 FA_MAX_NUM_SPLITS_FOR_CUDA_GRAPH = 32
+#: GPUs (catalog-name prefixes) of compute capability 9.x, where vLLM runs FlashAttention 3: only there does its
+#: FlashAttention metadata builder pre-allocate the split-KV accumulators of FULL graphs
+#: (vllm/v1/attention/backends/flash_attn.py, v0.19.0 to v0.34.0: ``aot_schedule = get_flash_attn_version() == 3``,
+#: ``max_num_splits`` set to the CUDA-graph limit only ``if self.use_full_cuda_graph and self.aot_schedule``;
+#: vllm/v1/attention/backends/fa_utils.py ``get_flash_attn_version``: FA3 on capability 9, FA4 on 10, else FA2). On
+#: FA2 (Ampere, Ada) ``num_splits`` is 0, FlashAttention's own heuristic, and the first FULL capture runs with
+#: ``max_num_batched_tokens // size`` tokens per sequence (gpu_model_runner.py ``profile_seq_lens``): one KV block,
+#: one split, no accumulators.
+FA3_GPU_PREFIXES = ("H100", "H200", "H20", "GH200")
 #: Model types whose attention vLLM 0.19 ran on TRITON_ATTN on an H100 (no split-KV accumulators in its FULL
 #: graphs, 4-8 MiB first capture): gemma-3 ("Using TRITON_ATTN attention backend", llm-d planner's logs);
 #: attention with sinks (gpt-oss: FLASH_ATTN, 8 MiB first FULL capture).
@@ -248,14 +273,17 @@ def cudagraph_capture_sizes(arch: Architecture, *, max_num_seqs: int, max_num_ba
 
 
 def cuda_graph_estimate_bytes(arch: Architecture, *, tp: int, layers: int, act_bytes: int,
-                              max_num_seqs: int, max_num_batched_tokens: int) -> tuple[int, str]:
+                              max_num_seqs: int, max_num_batched_tokens: int,
+                              flash_attn_3: bool = True) -> tuple[int, str]:
     """``(bytes, formula)``: the CUDA-graph memory vLLM's V1 model runner estimates before sizing the pool.
 
     vllm/v1/worker/gpu_model_runner.py ``profile_cudagraph_memory`` (v0.19.0 to v0.33.0) captures, per mode
     (PIECEWISE and FULL by default), the two largest sizes into a throwaway pool and counts
     ``max(first captures) + sum((n - 1) x second capture)``; FULL graphs (uniform decode) take the sizes up to
-    ``max_num_seqs``. The FULL first capture holds FlashAttention's split-KV accumulators at its largest size ``T`` (:data:`FA_MAX_NUM_SPLITS_FOR_CUDA_GRAPH` x ``T`` x heads
-    per rank x (value head dim + 1) fp32 values: 258 MiB for Llama-3.1-8B, 260 logged); the PIECEWISE first
+    ``max_num_seqs``. On FlashAttention 3 (``flash_attn_3``: Hopper, :data:`FA3_GPU_PREFIXES`) the FULL first capture
+    holds FlashAttention's split-KV accumulators at its largest size ``T`` (:data:`FA_MAX_NUM_SPLITS_FOR_CUDA_GRAPH` x
+    ``T`` x heads per rank x (value head dim + 1) fp32 values: 258 MiB for Llama-3.1-8B, 260 logged); elsewhere none.
+    The PIECEWISE first
     capture and the per-size increase are fitted (:data:`PIECEWISE_FIRST_MLP_FACTOR`,
     :data:`PER_GRAPH_BYTES_PER_LAYER`).
     """
@@ -266,7 +294,7 @@ def cuda_graph_estimate_bytes(arch: Architecture, *, tp: int, layers: int, act_b
     full = [s for s in sizes if s <= max_num_seqs]
     heads = max(1, arch.num_attention_heads // tp)
     v_dim = int(arch.kv_lora_rank or 0) if arch.is_mla else arch.head_dim
-    split_kv = act_bytes == 2 and arch.model_type not in NO_SPLIT_KV_MODEL_TYPES
+    split_kv = flash_attn_3 and act_bytes == 2 and arch.model_type not in NO_SPLIT_KV_MODEL_TYPES
     full_first = FA_MAX_NUM_SPLITS_FOR_CUDA_GRAPH * full[-1] * heads * (v_dim + 1) * 4 if split_kv and full else 0
     mlp = arch.num_experts_per_tok * arch.moe_intermediate_size if arch.is_moe else arch.intermediate_size
     piecewise_first = PIECEWISE_FIRST_BASE_BYTES + PIECEWISE_FIRST_MLP_FACTOR * sizes[-1] * (mlp // tp) * act_bytes
@@ -346,36 +374,47 @@ VLLM_VERSIONS["0.20"] = dataclasses.replace(
            "these releases)")
 _V2_NOTE = ("; models on the V2 model runner (vllm/config/vllm.py use_v2_model_runner) count no CUDA-graph memory: "
             "its profile_cudagraph_memory returns 0 up to v0.28.0 (vllm/v1/worker/gpu/model_runner.py; "
-            "https://github.com/vllm-project/vllm/pull/49233)")
+            "https://github.com/vllm-project/vllm/pull/49233), and their dummy sampler pass holds the logits and their "
+            "fp32 copy, not the V1 sampler's pipeline (vllm/v1/worker/gpu/sample/sampler.py up to v0.27.x; "
+            "unverified against a log)")
 VLLM_VERSIONS["0.22"] = dataclasses.replace(
     VLLM_VERSIONS["0.20"], version="0.22", releases=("0.22", "0.23"),
-    v2_runner="listed-unquantized", v2_architectures=frozenset({"Qwen3ForCausalLM"}),
+    v2_runner="listed-unquantized", v2_architectures=frozenset({"Qwen3ForCausalLM"}), v2_sampler="logits_fp32",
     source=VLLM_VERSIONS["0.20"].source + _V2_NOTE + ": at v0.22.0-v0.23.0 dense unquantized Qwen3ForCausalLM")
 VLLM_VERSIONS["0.24"] = dataclasses.replace(
-    VLLM_VERSIONS["0.20"], version="0.24", releases=("0.24",), v2_runner="listed",
+    VLLM_VERSIONS["0.20"], version="0.24", releases=("0.24",), v2_runner="listed", gguf_in_tree=False,
+    v2_sampler="logits_fp32",
     v2_architectures=frozenset({"Qwen3ForCausalLM", "DeepseekV2ForCausalLM", "Qwen2MoeForCausalLM",
                                 "GraniteMoeForCausalLM", "LlamaForCausalLM", "MistralForCausalLM"}),
     source=VLLM_VERSIONS["0.20"].source + _V2_NOTE + ": at v0.24.0 Qwen3, Llama, Mistral, DeepSeek-V2, Qwen2-MoE, "
            "GraniteMoE")
 _V2_MOE = frozenset({"DeepseekV2ForCausalLM", "Qwen2MoeForCausalLM", "GraniteMoeForCausalLM"})
 VLLM_VERSIONS["0.25"] = dataclasses.replace(
-    VLLM_VERSIONS["0.20"], version="0.25", releases=("0.25", "0.26", "0.27"), v2_runner="dense",
+    VLLM_VERSIONS["0.20"], version="0.25", releases=("0.25", "0.26", "0.27"), v2_runner="dense", gguf_in_tree=False,
+    v2_sampler="logits_fp32",
     v2_architectures=_V2_MOE,
     source=VLLM_VERSIONS["0.20"].source + _V2_NOTE + ": from v0.25.0 every dense model that is not hybrid, and "
            "the DeepSeek-V2, Qwen2-MoE and GraniteMoE architectures")
 VLLM_VERSIONS["0.28"] = dataclasses.replace(
-    VLLM_VERSIONS["0.25"], version="0.28", releases=("0.28",), large_gpu_batched_tokens=16384,
+    VLLM_VERSIONS["0.25"], version="0.28", releases=("0.28",), large_gpu_batched_tokens=16384, v2_sampler="logits",
     source=VLLM_VERSIONS["0.25"].source + "; 16384 batched tokens on GPUs of 160 GiB or more "
-           "(vllm/engine/arg_utils.py get_batch_defaults at v0.28.0)")
+           "(vllm/engine/arg_utils.py get_batch_defaults at v0.28.0); the V2 runner's dummy sampler pass holds the "
+           "logits alone (apply_sampling_params skips the fp32 copy when no request needs it, v0.28.0)")
 VLLM_VERSIONS["0.29"] = dataclasses.replace(
-    VLLM_VERSIONS["0.28"], version="0.29", releases=("0.29", "0.30", "0.31", "0.32", "0.33"), v2_runner="all",
+    VLLM_VERSIONS["0.28"], version="0.29", releases=("0.29", "0.30", "0.31", "0.32"), v2_runner="all",
     v2_counts_cuda_graphs=True,
     source=VLLM_VERSIONS["0.20"].source + "; from v0.29.0 the V2 model runner is the default for every model and "
            "estimates its CUDA graphs (vllm/v1/worker/gpu/cudagraph_utils.py profile_cudagraph_memory: PIECEWISE "
            "graphs captured in full, FULL extrapolated from two; modelled with the V1 runner's figure, "
-           "unverified); 16384 batched tokens on GPUs of 160 GiB or more (v0.28.0)")
+           "unverified); 16384 batched tokens on GPUs of 160 GiB or more (v0.28.0); the dummy sampler pass holds the "
+           "logits alone (vllm/v1/worker/gpu/sample/sampler.py, v0.28.0 to v0.32.x)")
+VLLM_VERSIONS["0.33"] = dataclasses.replace(
+    VLLM_VERSIONS["0.29"], version="0.33", releases=("0.33",), v2_sampler="v1",
+    source=VLLM_VERSIONS["0.29"].source.rsplit("; the dummy sampler pass", 1)[0] + "; from v0.33.0 the dummy "
+           "sampler runs a second pass with SamplingParams.for_sampler_warmup() (top-k, top-p, penalties, logprobs: "
+           "vllm/v1/worker/gpu/model_runner.py _dummy_sampler_run), modelled with the V1 runner's figure (unverified)")
 VLLM_VERSIONS["0.34"] = dataclasses.replace(
-    VLLM_VERSIONS["0.29"], version="0.34", releases=("0.34",), extensible_kv_cache=True,
+    VLLM_VERSIONS["0.33"], version="0.34", releases=("0.34",), extensible_kv_cache=True,
     default_gpu_memory_utilization=1.0,
     source="the extensible KV cache, on by default on CUDA from v0.34.0 (vllm/config/cache.py "
            "enable_extensible_kv_cache; resolved_gpu_memory_utilization 1.0 when unset): the pool is sized from the "
@@ -446,8 +485,26 @@ def vllm_batch_defaults(gpu: GPU, version: str | None = None, *, max_model_len: 
     return 2048, 256
 
 
+def v2_sampler_bytes_per_logit(mode: str, *, act_bytes: int, tp: int) -> float:
+    """Bytes per logit the V2 model runner's dummy sampler pass holds at its peak (vllm/v1/worker/gpu/model_runner.py
+    ``_dummy_sampler_run``, vllm/v1/worker/gpu/sample/sampler.py).
+
+    Its dummy batch keeps the default sampling state (top-k = vocabulary, top-p = 1, no penalties; sample/states.py),
+    so the pass holds the logits in the model dtype, from v0.22.0 to v0.27.x their fp32 copy too
+    (``apply_sampling_params`` copies unconditionally; from v0.28.0 it returns early when no request needs logits
+    processing); the Gumbel-max sampling keeps two values per 1024-logit block. With tensor parallelism the
+    logits gather holds the rank's shard, the gathered tensor and its reordered copy at once
+    (vllm/distributed/device_communicators/base_device_communicator.py ``all_gather``): ``2 + 1/tp`` logits.
+    From v0.33.0 a second pass with ``SamplingParams.for_sampler_warmup()`` runs the whole pipeline (``v1``, not
+    handled here). Unverified against a start-up log of a model on the V2 runner.
+    """
+    gathered = act_bytes * (2 + 1 / tp) if tp > 1 else act_bytes
+    held = act_bytes + (4 if mode == "logits_fp32" else 0)
+    return max(gathered, held)
+
+
 def profile_activation_bytes(arch: Architecture, tokens: int, rows: int, *, act_bytes: int, tp: int,
-                             sampler_bytes_per_logit: int, moe_cache_kept: bool = False) -> int:
+                             sampler_bytes_per_logit: float, moe_cache_kept: bool = False) -> int:
     """Torch's activation peak of vLLM's profile run on one rank: a forward of ``tokens`` tokens through
     vLLM's layers, then the dummy sampler over ``rows`` logits rows; the larger of the two.
 
@@ -788,6 +845,10 @@ def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
 
     stages = pipeline_layers(arch.num_layers, p.pp)
     v2_runner = rule.uses_v2_runner(spec, hybrid=any(g.is_state for g in layout.groups))
+    flash_attn_3 = gpu.name.startswith(FA3_GPU_PREFIXES)
+    v2_sampler = rule.v2_sampler if v2_runner else "v1"
+    sampler_bytes = rule.sampler_bytes_per_logit if v2_sampler == "v1" else v2_sampler_bytes_per_logit(
+        v2_sampler, act_bytes=act_bytes, tp=p.tp)
 
     def graph_bytes(first: bool) -> int:
         """vLLM's CUDA-graph estimate on the first or last pipeline stage (0 where it is not counted)."""
@@ -796,12 +857,13 @@ def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
         elif not rule.cuda_graphs_profiled or (v2_runner and not rule.v2_counts_cuda_graphs):
             return 0
         return cuda_graph_estimate_bytes(arch, tp=p.tp, layers=stages[0] if first else stages[-1],
-                                         act_bytes=act_bytes, max_num_seqs=seqs, max_num_batched_tokens=tokens)[0]
+                                         act_bytes=act_bytes, max_num_seqs=seqs, max_num_batched_tokens=tokens,
+                                         flash_attn_3=flash_attn_3)[0]
 
     def rank(weights: int, samples: bool, first: bool = True) -> tuple[int, int, int, tuple[int, int, int, int, float]]:
         """(activations, non-torch, pool, (blocks, tokens, concurrent, longest, concurrency)) of one rank."""
         activations = profile_activation_bytes(arch, tokens, min(seqs, tokens) if samples else 0, act_bytes=act_bytes,
-                                               tp=p.tp, sampler_bytes_per_logit=rule.sampler_bytes_per_logit,
+                                               tp=p.tp, sampler_bytes_per_logit=sampler_bytes,
                                                moe_cache_kept=moe_cache_kept)
         activations += encoder if first else 0
         non_torch = rule.non_torch_bytes(p.tp, p.pp, samples=samples, gpu=gpu.name)
@@ -862,8 +924,9 @@ def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
         paging,
         ("CUDA graphs: vLLM's estimate counted in the pool (gpu_model_runner.py profile_cudagraph_memory), "
          + cuda_graph_estimate_bytes(arch, tp=p.tp, layers=stages[0], act_bytes=act_bytes, max_num_seqs=seqs,
-                                     max_num_batched_tokens=tokens)[1]
-         + "; FlashAttention's split-KV accumulators from vLLM's code, the rest fitted on vLLM 0.19 H100 logs")
+                                     max_num_batched_tokens=tokens, flash_attn_3=flash_attn_3)[1]
+         + "; FlashAttention 3's split-KV accumulators (Hopper only) from vLLM's code, the rest fitted on vLLM 0.19 "
+           "H100 logs")
         if graph_bytes(True) else ("CUDA graphs: not counted in the pool: the V2 model runner's "
                                    "profile_cudagraph_memory returns 0 in this release (captured in the "
                                    "1 - gpu_memory_utilization headroom)") if rule.cuda_graphs_profiled else "CUDA graphs are captured after the pool is sized (inside the 1 - gpu_memory_utilization headroom)",
@@ -871,7 +934,11 @@ def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
           "ggml blocks (GGUFLinearMethod, dequantized in its kernels), so the weights are the file's tensors split "
           f"over tp, plus {gguf_weight_bytes(spec, workload)[1] / GiB:.2f} GiB of padding where a merged q/k/v or "
           "gate/up layer mixes types (vllm/model_executor/layers/quantization/gguf.py at v0.19.0; unverified against "
-          "a vLLM GGUF start-up log)",) if is_gguf(spec, workload) else ()) + ((speculative_note(speculative, drafter) + "; the drafter's dummy run and the rejection sampler's in the "
+          "a vLLM GGUF start-up log)" + ("" if rule.gguf_in_tree else
+          f"; vLLM {rule.version} has no GGUF support of its own (gguf.py and the 'gguf' quantization method are gone "
+          "from v0.24.0, deprecated in https://github.com/vllm-project/vllm/issues/39583): it needs the "
+          "vllm-gguf-plugin, whose layout is taken to be the in-tree one (unverified)"),)
+         if is_gguf(spec, workload) else ()) + ((speculative_note(speculative, drafter) + "; the drafter's dummy run and the rejection sampler's in the "
           "profile run are not modelled",) if speculative is not None and drafter is not None else ()) + ((
           f"vision encoder: the profile run keeps the dummy outputs of {images} image(s) x {arch.tokens_per_image} "
           f"tokens x {arch.hidden_size} ({encoder / GiB:.3f} GiB) in the encoder cache through the forward and the "
