@@ -110,17 +110,17 @@ class SglangVersion:
         return self.first <= release <= self.last
 
 
-def _wheel(versions: str) -> str:
-    return f"python/sglang/srt/server_args.py ``_handle_gpu_memory_settings`` in the sglang {versions} wheels on PyPI"
+def _wheel(versions: str, where: str = "_handle_gpu_memory_settings") -> str:
+    return f"python/sglang/srt/server_args.py ``{where}`` in the sglang {versions} wheels on PyPI"
 
 
 SGLANG_VERSIONS: dict[str, SglangVersion] = {
     "0.4.1": SglangVersion(version="0.4.1", first=(0, 4, 1), last=(0, 4, 5),
-                           source=_wheel("0.4.1.post7, 0.4.3.post2, 0.4.4.post1 and 0.4.5").replace(
-                               "``_handle_gpu_memory_settings``", "``__post_init__``")),
-    "0.4.6": SglangVersion(version="0.4.6", first=(0, 4, 6), last=(0, 4, 6), source=_wheel("0.4.6")),
-    "0.4.7": SglangVersion(version="0.4.7", first=(0, 4, 7), last=(0, 4, 7), source=_wheel("0.4.7")),
-    "0.4.8": SglangVersion(version="0.4.8", first=(0, 4, 8), last=(0, 5, 2), source=_wheel("0.4.8, 0.4.10 and 0.5.2")),
+                           source=_wheel("0.4.1.post7, 0.4.3.post2, 0.4.4.post1 and 0.4.5", "__post_init__")),
+    "0.4.6": SglangVersion(version="0.4.6", first=(0, 4, 6), last=(0, 4, 6), source=_wheel("0.4.6", "__post_init__")),
+    "0.4.7": SglangVersion(version="0.4.7", first=(0, 4, 7), last=(0, 4, 7), source=_wheel("0.4.7", "__post_init__")),
+    "0.4.8": SglangVersion(version="0.4.8", first=(0, 4, 8), last=(0, 5, 2),
+                           source=_wheel("0.4.8, 0.4.10 and 0.5.2", "__post_init__`` / ``_handle_gpu_memory_settings")),
     "0.5.3": SglangVersion(version="0.5.3", first=(0, 5, 3), last=(0, 5, 9),
                            source=_wheel("0.5.3, 0.5.4, 0.5.5, 0.5.6, 0.5.8 and 0.5.9")),
     "0.5.10": SglangVersion(version="0.5.10", first=(0, 5, 10), last=(0, 5, 10), source=_wheel("0.5.10")),
@@ -205,8 +205,8 @@ def rotary_cache_bytes(spec: ModelSpec) -> int:
         rotary_dim = arch.qk_rope_head_dim
     elif any(k in config for k in ("rope_theta", "rope_scaling", "rope_parameters")):
         factor = config.get("partial_rotary_factor", 1.0)
-        factor = factor if isinstance(factor, (int, float)) and not isinstance(factor, bool) and 0 < factor <= 1 else 1.0
-        rotary_dim = int(arch.head_dim * factor)
+        usable = isinstance(factor, (int, float)) and not isinstance(factor, bool) and 0 < factor <= 1
+        rotary_dim = int(arch.head_dim * (factor if usable else 1.0))
     else:
         return 0
     return arch.max_position_embeddings * rotary_dim * 4
