@@ -15,7 +15,7 @@ from hf_gpu_estimator.memory.terms import BYTES
 from hf_gpu_estimator.planner import plan
 from hf_gpu_estimator.planner.engines import engine_capacity
 from hf_gpu_estimator.planner.engines._capacity import CacheGroup, KVLayout, kv_layout, pool_capacity
-from hf_gpu_estimator.planner.engines.sglang import default_mem_fraction_static
+from hf_gpu_estimator.planner.engines.sglang import default_mem_fraction_static, nvidia_smi_memory_mib
 from hf_gpu_estimator.planner.engines.vllm import (
     VLLM_VERSIONS,
     hybrid_pool,
@@ -260,7 +260,8 @@ def test_sglang_keeps_every_token_in_sliding_layers() -> None:
 def test_sglang_pool() -> None:
     spec, gpu = lookup("meta-llama/Llama-3.1-8B-Instruct"), get_gpu("H100-SXM-80GB")
     frac = default_mem_fraction_static(gpu, version="0.5.2")
-    assert frac == pytest.approx((gpu.usable_memory_bytes / GiB - 10.0) / (gpu.usable_memory_bytes / GiB), abs=1e-3)
+    mem = nvidia_smi_memory_mib(gpu) / 1024
+    assert frac == pytest.approx((mem - 10.0) / mem, abs=1e-3)
     cap = engine_capacity(spec, make_workload(), gpu, engine="sglang", max_model_len=8192)
     assert cap.kv_cache_tokens == cap.kv_pool_bytes // cap.kv_bytes_per_token
     assert cap.fits and cap.engine == "sglang"
@@ -282,7 +283,7 @@ def test_sglang_pool() -> None:
 def test_sglang_mem_fraction_static_by_release(gpu: str, tp: int, version: str, reserved_mib: float) -> None:
     """The default --mem-fraction-static of each SGLang rule, as server_args.py computes it (wheels on PyPI)."""
     device = get_gpu(gpu)
-    mem = device.usable_memory_bytes / 2**20
+    mem = nvidia_smi_memory_mib(device)
     assert default_mem_fraction_static(device, tp, version=version) == pytest.approx(
         round((mem - reserved_mib) / mem, 3), abs=1e-4)
 
@@ -291,10 +292,13 @@ def test_sglang_older_rules_speculative_and_vlm() -> None:
     h100, h200 = get_gpu("H100-SXM-80GB"), get_gpu("H200")
     assert default_mem_fraction_static(h100, 4, version="0.4.6") == 0.85  # by tp up to 80 GiB
     assert default_mem_fraction_static(h200, 1, version="0.4.6") == pytest.approx(
-        1 - 13 * 1024 / (h200.usable_memory_bytes / 2**20), abs=1e-4)
+        1 - 13 * 1024 / nvidia_smi_memory_mib(h200), abs=1e-4)
+    # 0.4.1 to 0.4.5: by tensor-parallel size alone, on any device
+    assert [default_mem_fraction_static(h200, tp, version="0.4.3.post4") for tp in (1, 2, 4, 8, 16)] == [
+        0.88, 0.87, 0.85, 0.81, 0.79]
     assert default_mem_fraction_static(h100, 1, version="0.4.7", speculative_method="eagle") == pytest.approx(0.88 * 0.95)
     # EAGLE-style drafts reserve 2 GiB more (4 GiB from 0.5.10), a standalone draft model 6 GiB.
-    mem = h100.usable_memory_bytes / 2**20
+    mem = nvidia_smi_memory_mib(h100)
     base = 512 + 8192 * 1.5 + 256 * 2 + 128
     assert default_mem_fraction_static(h100, version="0.5.6", speculative_method="eagle3") == round(
         (mem - base - 2048) / mem, 3)
@@ -316,6 +320,108 @@ def test_sglang_older_rules_speculative_and_vlm() -> None:
                           sglang_version="0.5.4", max_model_len=8192)
     assert cap.engine_version == "0.5.4" and cap.gpu_memory_utilization == default_mem_fraction_static(
         h100, version="0.5.4")
+
+
+SGLANG = json.loads((Path(__file__).parent / "data" / "sglang_startup_logs.json").read_text())
+SGLANG_ROWS = [r for r in SGLANG["rows"] if "checks" not in r]
+#: Tokens within 1.5 % of max_total_num_tokens. Modelled: docs +0.12 %, PR #4760 +0.51 %, QwQ-32B on 4 x L4 +0.91 %,
+#: Qwen3-0.6B +0.46 %, Qwen3-14B on 4 x RTX 4090 +0.75 % (before: -0.52, -0.12, -17.6, -3.2 / -4.1 with the default
+#: fraction, -4.2 %).
+SGLANG_TOKEN_TOLERANCE = 0.015
+#: The load's "mem usage" within 0.3 GiB: the caching allocator rounds each weight tensor of 10 MiB or more up to
+#: 2 MiB (not modelled): +0.07 to +0.26 GiB on these rows.
+SGLANG_LOADED_TOLERANCE_GIB = 0.3
+
+
+def _sglang_row(row: dict):  # type: ignore[no-untyped-def,type-arg]
+    from hf_gpu_estimator.planner.engines.sglang import sglang_capacity
+
+    work = make_workload(dtype=row["dtype"], tp=row["tp"], num_gpus=row["tp"])
+    return sglang_capacity(lookup(row["model"]), work, get_gpu(row["gpu"]), sglang_version=row["sglang_version"],
+                           mem_fraction_static=row["mem_fraction_static"])
+
+
+@pytest.mark.parametrize("row", SGLANG_ROWS, ids=lambda r: r["id"])
+def test_sglang_pool_matches_published_log(row: dict) -> None:  # type: ignore[type-arg]
+    """max_total_num_tokens = (free at init x fraction - loaded) // cell, on the catalog's GPU."""
+    cap, logged = _sglang_row(row), row["logged"]
+    assert cap.profile_peak_bytes / GiB == pytest.approx(logged["loaded_gib"], abs=SGLANG_LOADED_TOLERANCE_GIB)
+    if "pre_load_free_gib" in logged:  # in use before the load: 0.38 logged / 0.39 modelled on the H100, 0.40 / 0.68
+        # on 4 x L4 (the communicators took 0.13 GiB there, 0.29 modelled; the context 0.27, 0.39 modelled)
+        in_use = cap.total_memory_bytes / GiB - logged["pre_load_free_gib"]
+        assert cap.non_torch_bytes / GiB == pytest.approx(in_use, abs=0.3)
+    assert cap.kv_bytes_per_token * logged["kv_tokens"] / 2 / GiB == pytest.approx(logged["k_size_gib"], abs=0.006)
+    error = cap.kv_cache_tokens / logged["kv_tokens"] - 1
+    assert abs(error) < SGLANG_TOKEN_TOLERANCE, f"{row['id']}: {error:+.2%}"
+
+
+@pytest.mark.parametrize("row", SGLANG_ROWS, ids=lambda r: r["id"])
+def test_sglang_formula_reproduces_logged_tokens(row: dict) -> None:  # type: ignore[type-arg]
+    """SGLang's own arithmetic on the logged free memory (model_runner.py profile_max_num_token):
+    ``post - pre x (1 - fraction)`` over the cell; the logs print GiB to two decimals (0.2 % here)."""
+    cap, logged = _sglang_row(row), row["logged"]
+    post = logged["post_load_free_gib"]
+    pre = logged.get("pre_load_free_gib", post + logged["loaded_gib"])
+    tokens = (post - pre * (1 - row["mem_fraction_static"])) * GiB // cap.kv_bytes_per_token
+    assert tokens == pytest.approx(logged["kv_tokens"], rel=0.002)
+
+
+@pytest.mark.parametrize("row", [r for r in SGLANG_ROWS if r.get("fraction_default") or r.get("settings_assumed")],
+                         ids=lambda r: r["id"])
+def test_sglang_default_fraction_matches_log(row: dict) -> None:  # type: ignore[type-arg]
+    """The fraction SGLang chose (ServerArgs in the log; the assumed rows: the one their tokens imply)."""
+    gpu = get_gpu(row["gpu"])
+    assert default_mem_fraction_static(gpu, row["tp"], version=row["sglang_version"]) == pytest.approx(
+        row["mem_fraction_static"], abs=1e-3)
+
+
+def test_sglang_moe_cell_and_distributed_init() -> None:
+    """Qwen3-235B-A22B at tp 4 (vLLM issue #21348's SGLang line): 367,404 tokens in 8.23 GiB of K; the
+    communicators' share is the median of the logged "Init torch distributed ends" figures."""
+    import statistics
+
+    from hf_gpu_estimator.planner.engines.sglang import SGLANG_DIST_INIT_BYTES, sglang_init_bytes
+
+    row = next(r for r in SGLANG["rows"] if r["id"].startswith("vllm21348"))
+    layout = kv_layout(lookup(row["model"]), make_workload(tp=4, num_gpus=4), dtype_bytes=int(BYTES[row["kv_dtype"]]))
+    assert layout.token_bytes * row["logged"]["kv_tokens"] / 2 / GiB == pytest.approx(row["logged"]["k_size_gib"],
+                                                                                       abs=0.006)
+    assert SGLANG_DIST_INIT_BYTES == int(statistics.median(r["gib"] for r in SGLANG["distributed_init"]) * GiB)
+    h100 = get_gpu("H100-SXM-80GB")
+    assert sglang_init_bytes(h100, 2) - sglang_init_bytes(h100) == SGLANG_DIST_INIT_BYTES
+
+
+def test_sglang_mla_cell_formula_and_vlm_fraction() -> None:
+    """Kimi-K2.5 at tp 8 on MI355X (SGLang 0.5.8, ROCm): 2,454,421 MLA tokens in 160.63 GiB, (512 + 64) x 61 x 2 bytes
+    each on every rank; SGLang's arithmetic on the logged memory; its default fraction 0.8260405859375 is the
+    0.5.3 rule's 0.908 times adjust_mem_fraction_for_vlm's factor for a 27 x 1152 vision tower, to the last digit."""
+    from hf_gpu_estimator.planner.engines.sglang import vlm_fraction_factor
+
+    row = next(r for r in SGLANG["rows"] if r["id"].startswith("amd-kimi"))
+    logged = row["logged"]
+    layout = kv_layout(lookup(row["text_model"]), make_workload(tp=8, num_gpus=8))
+    assert layout.token_bytes == (512 + 64) * 61 * 2
+    assert layout.token_bytes * logged["kv_tokens"] / GiB == pytest.approx(logged["kv_size_gib"], abs=0.006)
+    post = logged["post_load_free_gib"]
+    pre = post + logged["loaded_gib"]
+    tokens = (post - pre * (1 - row["mem_fraction_static"])) * GiB // layout.token_bytes
+    assert tokens == pytest.approx(logged["kv_tokens"], rel=0.002)
+    factor = vlm_fraction_factor({"vision_config": row["vision_tower"]})
+    assert 0.908 * factor == pytest.approx(row["mem_fraction_static"], abs=1e-12)
+
+
+def test_sglang_pool_from_free_memory() -> None:
+    """Memory another process holds is not in SGLang's ``pre``: the pool is the same fraction of what is free."""
+    from hf_gpu_estimator.planner import Deployment, fit
+    from hf_gpu_estimator.planner.engines.sglang import sglang_init_bytes
+
+    spec, h100 = lookup("meta-llama/Llama-3.1-8B-Instruct"), get_gpu("H100-SXM-80GB")
+    free = 40 * GiB
+    v = fit(spec, make_workload(), Deployment(gpu=h100, engine="sglang", max_model_len=8192, free_memory_bytes=free))
+    cap = v.serving
+    assert cap.gpu_memory_utilization == default_mem_fraction_static(h100)
+    assert cap.kv_pool_bytes == int((free - sglang_init_bytes(h100)) * cap.gpu_memory_utilization
+                                    - cap.profile_peak_bytes)
 
 
 def test_llamacpp_slots_and_offload() -> None:

@@ -71,7 +71,7 @@ def register(subparsers: Any) -> None:
     engine.add_argument("--mem-fraction-static", type=float,
                         help="SGLang's share of device memory for weights and KV pool (default: SGLang's, by GPU)")
     engine.add_argument("--sglang-version", help="SGLang release X.Y.Z whose --mem-fraction-static default applies, "
-                                                 "0.4.6 to 0.5.10 (default 0.5.10; see docs/serving.md)")
+                                                 "0.4.1 to 0.5.10 (default 0.5.10; see docs/serving.md)")
     engine.add_argument("-c", "--ctx-size", type=token_count,
                         help="llama.cpp: total context shared by the slots (default: the model's maximum)")
     engine.add_argument("-np", "--parallel", type=positive_int, help="llama.cpp: parallel slots (default 1)")

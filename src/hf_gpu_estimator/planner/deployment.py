@@ -335,17 +335,19 @@ def _engine_fit(spec: ModelSpec, work: Workload, deployment: Deployment, notes: 
                            "free the device")
             extra.append(Assumption(key="free_memory", text=f"vLLM needs its whole share free at start-up ({VLLM_FREE_MEMORY_CHECK})"))
         elif engine == "sglang":
-            # SGLang sizes the pool from the memory free after loading: what another process holds
-            # comes out of the pool (model_runner.py profile_max_num_token). The same pool on a device
-            # of ``free`` bytes with the fraction that keeps total x (1 - fraction) free.
+            # SGLang sizes the pool from the memory free when it starts (model_runner.py
+            # profile_max_num_token: free after load - free at init x (1 - fraction)): what another process
+            # holds is neither in the pool nor in the share kept free. The default fraction still follows
+            # the device's total (server_args.py reads nvidia-smi's memory.total).
             fraction = settings.get("mem_fraction_static") or default_mem_fraction_static(
                 gpu, d.tp, d.pp, version=d.engine_version, spec=spec,
                 speculative_method=d.speculative.method if d.speculative is not None else None)
-            settings["mem_fraction_static"] = max(0.01, 1 - gpu.usable_memory_bytes * (1 - fraction) / free)
-            d = d.with_(mem_fraction_static=fraction)  # the launch line keeps SGLang's own fraction
+            settings["mem_fraction_static"] = fraction
+            d = d.with_(mem_fraction_static=fraction)
             sized_gpu = replace(gpu, usable_memory_bytes=int(free))
             extra.append(Assumption(key="free_memory", text=(
-                f"SGLang pool from {free / GiB:.2f} GiB free: total x {fraction:g} less what other processes hold")))
+                f"SGLang pool from {free / GiB:.2f} GiB free: {fraction:g} x the memory free at start-up "
+                "less the weights")))
         else:
             sized_gpu = replace(gpu, usable_memory_bytes=int(free))
             extra.append(Assumption(key="free_memory", text=f"{name} sized on {free / GiB:.2f} GiB free"))

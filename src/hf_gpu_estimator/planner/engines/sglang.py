@@ -1,21 +1,29 @@
 """SGLang: the token pool its model runner sizes after loading the weights, by SGLang release.
 
-SGLang (python/sglang/srt/model_executor/model_runner.py ``profile_max_num_token``) measures the
-free memory after the weights are loaded and keeps ``total * (1 - mem_fraction_static)`` free for
-activations, CUDA graphs and (with speculative decoding) the draft model::
+SGLang (python/sglang/srt/model_executor/model_runner.py ``profile_max_num_token``, the same formula
+in the 0.4.1.post7, 0.4.3.post2, 0.4.4.post1, 0.4.5, 0.4.6, 0.4.9.post2, 0.4.10, 0.5.3 and 0.5.10 wheels;
+``model_runner_kv_cache_mixin.py`` in 0.5.10) reads the free device memory twice: once after
+``init_torch_distributed`` (``pre``: the device total less the CUDA context and the communicators), once
+after loading the weights (``post``), and keeps ``pre x (1 - mem_fraction_static)`` free for activations,
+CUDA graphs and (with speculative decoding) the draft model::
 
-    rest = free_after_load - total * (1 - mem_fraction_static)
-    max_total_num_tokens = rest // cell_size        # cell_size: one token's K and V over all layers
+    rest = post - pre x (1 - mem_fraction_static)      # = pre x mem_fraction_static - loaded
+    max_total_num_tokens = rest // cell_size // page_size x page_size
+
+``cell_size`` is one token's K and V over every attention layer of the device (MLA: ``kv_lora_rank +
+qk_rope_head_dim`` per layer); ``loaded`` is what the load took: the weights and the fp32 rotary
+``cos_sin_cache`` (``max_position x rotary_dim``, kept in fp32 on CUDA by ``RotaryEmbedding``). Memory
+another process holds is not in ``pre``, so it is not kept free either.
 
 The default ``--mem-fraction-static`` is a rule of ``python/sglang/srt/server_args.py`` that changed
 between releases (:data:`SGLANG_VERSIONS`, read from each release's wheel on PyPI). Each rule works on
-``gpu_mem``, the ``memory.total`` nvidia-smi reports in MiB (``get_nvgpu_memory_capacity``), which
-the catalog approximates by the memory torch reports (``usable_memory_bytes``; nvidia-smi's total is a
-few hundred MiB larger: 615 MiB on an H200), and ``mem_fraction_static = (gpu_mem - reserved) /
-gpu_mem`` where the rule gives ``reserved``:
+``gpu_mem``, the ``memory.total`` nvidia-smi reports in MiB (``get_nvgpu_memory_capacity``), which is
+larger than the total torch reports (``usable_memory_bytes``) by :data:`NVIDIA_SMI_EXTRA_MIB`, and
+``mem_fraction_static = (gpu_mem - reserved) / gpu_mem`` where the rule gives ``reserved``:
 
-* ``0.4.6``: no reserve: 0.88 / 0.87 / 0.85 / 0.81 / 0.79 at tp 1 / 2 / 4 / 8 / 16 up to 80 GiB,
-  ``gpu_mem - 13 GiB`` above.
+* ``0.4.1`` (0.4.1 to 0.4.5): by tensor-parallel size alone, 0.88 / 0.87 / 0.85 / 0.81 / 0.79 at tp 1 /
+  2 / 4 / 8 / 16.
+* ``0.4.6``: no reserve: the same fractions up to 80 GiB, ``gpu_mem - 13 GiB`` above.
 * ``0.4.7``: the same fractions by ``tp x pp``; above 96 GiB ``min(f + 48 GiB (1 - f) / gpu_mem,
   (gpu_mem - 18 GiB) / gpu_mem)`` (20 GiB with speculative decoding), above 180,000 MiB 0.79;
   speculative decoding below 96 GiB multiplies the fraction by 0.95.
@@ -32,6 +40,8 @@ gpu_mem`` where the rule gives ``reserved``:
 From 0.4.10 a vision-language model's fraction is then scaled by ``0.95 x clamp(1 - 0.1 (L H^2 /
 (24 x 1024^2) - 1), 0.8, 1.05)`` for a vision tower of ``L`` layers of width ``H``
 (``adjust_mem_fraction_for_vlm``).
+
+Checked against published start-up logs (tests/data/sglang_startup_logs.json, tests/test_planner_engines.py).
 """
 
 from __future__ import annotations
@@ -68,6 +78,15 @@ GiB = 1 << 30
 MiB = 1 << 20
 #: SGLang's default page size: one token (server_args ``page_size``).
 SGLANG_PAGE_SIZE = 1
+#: nvidia-smi's ``memory.total`` less the total torch reports, in MiB: 357 on an RTX 4090 (24,564 MiB vs
+#: 23.64 GiB), 469 on an H100 SXM (81,559 vs 79.19 GiB), 475 on an L4 (23,034 vs 22.03 GiB), 613 on an L40S
+#: (46,068 vs 44.39 GiB), 615 on an H200 (the pairs and their sources are in hardware/gpus.json); the median.
+#: SGLang's default fraction is computed from nvidia-smi's figure.
+NVIDIA_SMI_EXTRA_MIB = 475
+#: What ``init_torch_distributed`` takes with several GPUs (NCCL communicators, custom all-reduce buffers), as
+#: SGLang logs it ("Init torch distributed ends. mem usage=X GB", rank 0): 0.13, 0.22, 0.29, 0.39 and 1.96 GiB
+#: in the logs of tests/data/sglang_startup_logs.json ``distributed_init``; the median. One GPU: 0.
+SGLANG_DIST_INIT_BYTES = int(0.29 * GiB)
 
 Release = tuple[int, int, int]
 
@@ -91,14 +110,17 @@ class SglangVersion:
         return self.first <= release <= self.last
 
 
-def _wheel(versions: str) -> str:
-    return f"python/sglang/srt/server_args.py ``_handle_gpu_memory_settings`` in the sglang {versions} wheels on PyPI"
+def _wheel(versions: str, where: str = "_handle_gpu_memory_settings") -> str:
+    return f"python/sglang/srt/server_args.py ``{where}`` in the sglang {versions} wheels on PyPI"
 
 
 SGLANG_VERSIONS: dict[str, SglangVersion] = {
-    "0.4.6": SglangVersion(version="0.4.6", first=(0, 4, 6), last=(0, 4, 6), source=_wheel("0.4.6")),
-    "0.4.7": SglangVersion(version="0.4.7", first=(0, 4, 7), last=(0, 4, 7), source=_wheel("0.4.7")),
-    "0.4.8": SglangVersion(version="0.4.8", first=(0, 4, 8), last=(0, 5, 2), source=_wheel("0.4.8, 0.4.10 and 0.5.2")),
+    "0.4.1": SglangVersion(version="0.4.1", first=(0, 4, 1), last=(0, 4, 5),
+                           source=_wheel("0.4.1.post7, 0.4.3.post2, 0.4.4.post1 and 0.4.5", "__post_init__")),
+    "0.4.6": SglangVersion(version="0.4.6", first=(0, 4, 6), last=(0, 4, 6), source=_wheel("0.4.6", "__post_init__")),
+    "0.4.7": SglangVersion(version="0.4.7", first=(0, 4, 7), last=(0, 4, 7), source=_wheel("0.4.7", "__post_init__")),
+    "0.4.8": SglangVersion(version="0.4.8", first=(0, 4, 8), last=(0, 5, 2),
+                           source=_wheel("0.4.8, 0.4.10 and 0.5.2", "__post_init__`` / ``_handle_gpu_memory_settings")),
     "0.5.3": SglangVersion(version="0.5.3", first=(0, 5, 3), last=(0, 5, 9),
                            source=_wheel("0.5.3, 0.5.4, 0.5.5, 0.5.6, 0.5.8 and 0.5.9")),
     "0.5.10": SglangVersion(version="0.5.10", first=(0, 5, 10), last=(0, 5, 10), source=_wheel("0.5.10")),
@@ -154,6 +176,42 @@ def _piecewise_token_counts(max_tokens: int) -> int:
     return sum(1 for s in sizes if s <= max_tokens)
 
 
+#: The rules that pick the fraction by tensor-parallel size (and chunked_prefill_size 2048 below 25,000 MiB, else 8192).
+OLD_RULES = ("0.4.1", "0.4.6", "0.4.7")
+
+
+def nvidia_smi_memory_mib(gpu: GPU) -> float:
+    """``gpu_mem`` of SGLang's rules: nvidia-smi's total in MiB, the reported total plus
+    :data:`NVIDIA_SMI_EXTRA_MIB` on a CUDA device (the reported total elsewhere)."""
+    return gpu.usable_memory_bytes / MiB + (NVIDIA_SMI_EXTRA_MIB if gpu.runtime == "cuda" else 0)
+
+
+def sglang_init_bytes(gpu: GPU, tp: int = 1, pp: int = 1) -> int:
+    """Device memory in use when SGLang takes ``pre`` (after ``init_torch_distributed``): the bare CUDA
+    context (the catalog's own runtime context where an entry sets one) and, with several GPUs,
+    :data:`SGLANG_DIST_INIT_BYTES`."""
+    context = overhead.CUDA_CONTEXT_BARE_BYTES if gpu.context_bytes is None else gpu.context_bytes
+    return context + (SGLANG_DIST_INIT_BYTES if tp * pp > 1 else 0)
+
+
+def rotary_cache_bytes(spec: ModelSpec) -> int:
+    """SGLang's rotary ``cos_sin_cache``: ``max_position x rotary_dim`` fp32 values, one per model
+    (``get_rope`` caches the module; fp32 on CUDA, layers/rotary_embedding.py). 0 for a model without
+    rotary positions (no ``rope_theta`` / ``rope_scaling`` / ``rope_parameters`` in its config, not MLA)."""
+    arch, config = spec.architecture, spec.config
+    if arch is None or not arch.max_position_embeddings:
+        return 0
+    if arch.is_mla and arch.qk_rope_head_dim:
+        rotary_dim = arch.qk_rope_head_dim
+    elif any(k in config for k in ("rope_theta", "rope_scaling", "rope_parameters")):
+        factor = config.get("partial_rotary_factor", 1.0)
+        usable = isinstance(factor, (int, float)) and not isinstance(factor, bool) and 0 < factor <= 1
+        rotary_dim = int(arch.head_dim * (factor if usable else 1.0))
+    else:
+        return 0
+    return arch.max_position_embeddings * rotary_dim * 4
+
+
 #: Speculative methods SGLang sizes as EAGLE-style drafts (a head or MTP layers) and as a standalone model.
 STANDALONE_METHODS = frozenset({"draft"})
 
@@ -170,15 +228,17 @@ def default_mem_fraction_static(gpu: GPU, tp: int = 1, pp: int = 1, *, version: 
             ``ngram`` (no draft weights), or ``None``.
     """
     rule, release = resolve_sglang_version(version)
-    mem = gpu.usable_memory_bytes / MiB
+    mem = nvidia_smi_memory_mib(gpu)
     n = tp * pp
     spec_algo = speculative_method not in (None, "ngram")
     standalone = speculative_method in STANDALONE_METHODS
-    if rule.version in ("0.4.6", "0.4.7"):
-        size = tp if rule.version == "0.4.6" else n
+    if rule.version in OLD_RULES:
+        size = n if rule.version == "0.4.7" else tp
         steps = ((16, 0.79), (8, 0.81), (4, 0.85), (2, 0.87))
         by_size = next((f for limit, f in steps if size >= limit), 0.88)
-        if rule.version == "0.4.6":
+        if rule.version == "0.4.1":
+            fraction = by_size
+        elif rule.version == "0.4.6":
             fraction = by_size if mem <= 81920 else (mem - 13 * 1024) / mem
         else:
             fraction = by_size if mem <= 81920 else 0.88
@@ -259,43 +319,47 @@ def sglang_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *, mem_fracti
     model_len = max_model_len if max_model_len is not None else max_pos
     check_context(spec, model_len)
     weights = weights_per_device(spec, workload)
-    # used after loading: the weights and the runtime's context (plus NCCL buffers with several GPUs)
-    non_torch = overhead.runtime_context_bytes(gpu) + (overhead.NCCL_BYTES if p.tp * p.pp > 1 else 0)
+    loaded = weights + rotary_cache_bytes(spec)
+    # pre: free after init_torch_distributed; the pool is what the load leaves of pre x fraction
+    init = sglang_init_bytes(gpu, p.tp, p.pp)
     total = gpu.usable_memory_bytes
-    pool = int(total * fraction - weights - non_torch)
+    pre = total - init
+    pool = int(pre * fraction - loaded)
     # SGLang's default token pool keeps every token in every attention layer (sliding ones too); recurrent
     # layers take their state per sequence
     layout = kv_layout(spec, workload).without_windows()
     blocks, kv_tokens, concurrent, longest = pool_capacity(layout, pool, block_size=SGLANG_PAGE_SIZE,
                                                            max_model_len=model_len, max_position=max_pos)
-    problem = capacity_problem("SGLang", pool, weights, total, fraction, concurrent, model_len, kv_tokens)
+    problem = capacity_problem("SGLang", pool, loaded, pre, fraction, concurrent, model_len, kv_tokens)
     spec_notes: tuple[str, ...] = ()
     if speculative is not None and speculative.method != "ngram":
         drafter = draft_cost(spec, speculative, workload)
         extra_slots = draft_steps_headroom(sglang_max_num_reqs(kv_tokens, model_len), speculative)
         kv_tokens += extra_slots
         extra = drafter.weights_bytes + drafter.kv_bytes_per_token * kv_tokens + extra_slots * layout.token_bytes
-        reserve = total * (1 - fraction)
+        reserve = pre * (1 - fraction)
         spec_notes = (speculative_note(speculative, drafter) + f"; {extra_slots:,} extra token slots, "
                       f"{extra / GiB:.2f} GiB in all out of the {reserve / GiB:.2f} GiB the fraction keeps free",)
         if problem is None and extra > reserve:
             problem = (f"SGLang would run out of memory: the drafter's weights and cache need {extra / GiB:.1f} GiB of "
                        f"the {reserve / GiB:.1f} GiB --mem-fraction-static {fraction:g} keeps free (with activations "
                        "and CUDA graphs); lower --mem-fraction-static or use a smaller draft")
-    chunk = sglang_batch_defaults(total / MiB, p.tp, release)[0] if rule.version not in ("0.4.6", "0.4.7") else (
-        2048 if total / MiB < 25_000 else 8192)
+    smi = nvidia_smi_memory_mib(gpu)
+    chunk = sglang_batch_defaults(smi, p.tp, release)[0] if rule.version not in OLD_RULES else (
+        2048 if smi < 25_000 else 8192)
     given = "given" if mem_fraction_static is not None else (
         f"SGLang {'.'.join(map(str, release))} default ({rule.version} rule: {rule.source}; nvidia-smi's total "
-        "taken as the catalog's reported memory)")
+        f"taken as the reported memory + {NVIDIA_SMI_EXTRA_MIB} MiB)")
     return ServingCapacity(
         engine="sglang", engine_version=".".join(map(str, release)), gpu=gpu.name, tp=p.tp, pp=p.pp,
         gpu_memory_utilization=fraction, max_num_batched_tokens=chunk, max_num_seqs=concurrent,
         block_size=SGLANG_PAGE_SIZE, total_memory_bytes=total, weights_bytes=int(weights),
-        profile_peak_bytes=int(weights), non_torch_bytes=int(non_torch), kv_pool_bytes=max(0, pool),
+        profile_peak_bytes=int(loaded), non_torch_bytes=int(init), kv_pool_bytes=max(0, pool),
         kv_bytes_per_token=layout.token_bytes, num_blocks=blocks, kv_cache_tokens=kv_tokens, max_model_len=model_len,
         max_concurrent_sequences=concurrent, largest_max_model_len=longest, fits=problem is None, problem=problem,
-        assumptions=(f"SGLang token pool = {fraction:g} x {total / GiB:.2f} GiB - weights - CUDA context "
-                     f"(model_runner.py profile_max_num_token); --mem-fraction-static {given}",
+        assumptions=(f"SGLang token pool = {fraction:g} x ({total / GiB:.2f} GiB - {init / GiB:.2f} GiB CUDA context"
+                     f"{' and communicators' if p.tp * p.pp > 1 else ''}) - {loaded / GiB:.2f} GiB weights and rotary "
+                     f"cache (model_runner.py profile_max_num_token); --mem-fraction-static {given}",
                      f"{layout.describe()} per device; sliding-window layers keep every token (SGLang's default "
                      "pool; its SWA pool for some architectures is not modelled)", *spec_notes),
     )  # fmt: skip
