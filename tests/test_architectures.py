@@ -332,6 +332,12 @@ HYBRID_CASES: list[tuple[str, dict[str, Any]]] = [
                                    global_head_dim=32, attention_k_eq_v=True, num_global_key_value_heads=1,
                                    hidden_size_per_layer_input=0, enable_moe_block=True, num_experts=4, top_k_experts=2,
                                    moe_intermediate_size=24, tie_word_embeddings=False, attention_bias=True)),
+    # a config.json saved by transformers 5.25: per_layer_config (string keys) and global_head_dim null.
+    ("gemma4_text-tiny-per-layer-config", _tiny(
+        "gemma4_text", num_hidden_layers=4, num_key_value_heads=2, head_dim=16, global_head_dim=None,
+        layer_types=["sliding_attention", "full_attention"] * 2, hidden_size_per_layer_input=0,
+        per_layer_config={"1": {"head_dim": 32, "num_key_value_heads": 1}, "3": {"head_dim": 32,
+                                                                                 "num_key_value_heads": 1}})),
     # the multimodal wrapper with its vision and audio towers.
     ("gemma4-tiny", {"model_type": "gemma4", "text_config": _tiny(
         "gemma4_text", num_hidden_layers=6, num_key_value_heads=2, head_dim=16, global_head_dim=32,
@@ -815,6 +821,12 @@ def test_generic_family_attention_free_state_space_model() -> None:
                      id="kimi-mlp-types"),
         pytest.param({"model_type": "bailing_hybrid", "num_experts_per_token": 600}, "num_experts_per_token",
                      id="bailing-top-k"),
+        pytest.param({"model_type": "gemma4_text", "num_hidden_layers": 6, "num_kv_shared_layers": 2},
+                     "num_kv_shared_layers", id="gemma4-no-full-producer"),
+        pytest.param({"model_type": "gemma4", "text_config": {"per_layer_config": {"99": {"head_dim": 8}}}},
+                     "text_config.per_layer_config", id="gemma4-layer-index"),
+        pytest.param({"model_type": "gemma4", "audio_config": {"subsampling_conv_channels": [128]}},
+                     "audio_config.subsampling_conv_channels", id="gemma4-audio-channels"),
     ],
 )  # fmt: skip
 def test_malformed_config(config: dict[str, Any], field: str) -> None:
@@ -913,7 +925,8 @@ def test_gemma4_layers_and_cache() -> None:
     # 4 sliding layers of 2 x 16 and one full layer of 2 x 32 keep 10 tokens (keys + values, bf16).
     assert kv_cache_bytes(a, batch_size=1, tokens=10, dtype_bytes=2) == 10 * 2 * 2 * (4 * 2 * 16 + 2 * 32)
     m = architecture_from_config(cases["gemma4_text-tiny-moe"])
-    assert {(x.mixer.kind, x.mixer.head_dim, x.mixer.kv_heads) for x in m.layers} == {("sliding", 16, 2), ("full", 32, 1)}
+    assert {(x.mixer.kind, x.mixer.head_dim, x.mixer.kv_heads) for x in m.layers} == {
+        ("sliding", 16, 2), ("full", 32, 1)}
     assert m.is_moe and (m.num_experts, m.num_experts_per_tok) == (4, 2)
     w = architecture_from_config(cases["gemma4-tiny"])
     assert w.model_type == "gemma4" and w.tokens_per_image == 280 and w.vision_parameters > 0

@@ -23,6 +23,7 @@ from hf_gpu_estimator.architectures import parts
 from hf_gpu_estimator.architectures._fields import FULL, MISSING, SLIDING, Fields, Head, Tally
 from hf_gpu_estimator.architectures._registry import Family
 from hf_gpu_estimator.architectures.blocks import with_vision
+from hf_gpu_estimator.architectures.families.gemma3n import first_kv_shared_layer
 from hf_gpu_estimator.spec import Architecture
 
 #: Gemma4TextConfig.__post_init__: without layer_types, every sixth layer is full ("by default 5:1").
@@ -39,21 +40,21 @@ def _types(f: Fields, layers: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return types, ()
 
 
-def _overrides(f: Fields, layers: int) -> dict[int, Mapping[str, object]]:
-    """``per_layer_config`` as a config.json may carry it: layer index (a string) -> head_dim and
-    num_key_value_heads of that layer."""
+def _overrides(f: Fields, layers: int) -> dict[int, Fields]:
+    """``per_layer_config`` as a config.json may carry it: layer index (a string) -> that layer's head_dim and
+    num_key_value_heads."""
     value = f.raw("per_layer_config")
     if value is MISSING or value is None:
         return {}
-    out: dict[int, Mapping[str, object]] = {}
-    if isinstance(value, Mapping):
-        for key, layer in value.items():
-            index = int(key) if isinstance(key, str) and key.isdigit() else key
-            if not isinstance(index, int) or not 0 <= index < layers or not isinstance(layer, Mapping):
-                raise f.error("per_layer_config", value, f"layer indices below {layers}, each with a mapping")
-            out[index] = layer
-        return out
-    raise f.error("per_layer_config", value, "a mapping of layer index to head_dim / num_key_value_heads")
+    if not isinstance(value, Mapping):
+        raise f.error("per_layer_config", value, "a mapping of layer index to head_dim / num_key_value_heads")
+    out: dict[int, Fields] = {}
+    for key, layer in value.items():
+        index = int(key) if isinstance(key, str) and key.isdigit() else key
+        if not isinstance(index, int) or not 0 <= index < layers or not isinstance(layer, Mapping):
+            raise f.error("per_layer_config", value, f"layer indices below {layers}, each with a mapping")
+        out[index] = Fields(layer, source=f.source, prefix=f"{f.prefix}per_layer_config.{key}.")
+    return out
 
 
 def analyze_gemma4_text(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
@@ -63,7 +64,7 @@ def analyze_gemma4_text(f: Fields, model_type: str, head: Head) -> tuple[Archite
     heads = f.integer("num_attention_heads", 8)
     kv_heads = f.integer("num_key_value_heads", 4)
     head_dim = f.integer("head_dim", 256)
-    global_head_dim = f.integer("global_head_dim", 512)
+    global_head_dim = f.opt_int("global_head_dim", 512)
     k_eq_v = f.boolean("attention_k_eq_v", False)
     global_kv = f.opt_int("num_global_key_value_heads", None)
     vocab = f.integer("vocab_size", 262_144)
@@ -76,20 +77,21 @@ def analyze_gemma4_text(f: Fields, model_type: str, head: Head) -> tuple[Archite
     window = f.integer("sliding_window", 512)
     shared = f.integer("num_kv_shared_layers", 0, minimum=0)
     types, type_notes = _types(f, layers)
-    first_shared = layers - shared
-    if shared and (first_shared < 1 or set(types[:first_shared]) != set(types)):
-        raise f.error("num_kv_shared_layers", shared, "fewer than num_hidden_layers, leaving at least one layer "
-                      "of each layer type before the shared ones (Gemma4TextConfig.kv_sharing_modes)")
+    first_shared = first_kv_shared_layer(f, types, shared, "Gemma4TextConfig")
     # Gemma4TextConfig.__post_init__: full layers take global_head_dim, and num_global_key_value_heads only
     # where attention_k_eq_v; a config.json's own per_layer_config replaces that.
     overrides = _overrides(f, layers)
+    if global_head_dim is None and not overrides:
+        raise f.error("global_head_dim", None, "an integer >= 1 (or a per_layer_config)")
     full_kv = global_kv if k_eq_v and global_kv is not None else kv_heads
 
     def shape(i: int) -> tuple[int, int]:
         if overrides:
-            layer = overrides.get(i, {})
-            return int(layer.get("head_dim", head_dim)), int(layer.get("num_key_value_heads", kv_heads))  # type: ignore[call-overload]
-        return (global_head_dim, full_kv) if types[i] == FULL else (head_dim, kv_heads)
+            layer = overrides.get(i)
+            if layer is None:
+                return head_dim, kv_heads
+            return layer.integer("head_dim", head_dim), layer.integer("num_key_value_heads", kv_heads)
+        return (global_head_dim or head_dim, full_kv) if types[i] == FULL else (head_dim, kv_heads)
 
     # Gemma4TextAttention: q/o always, q_norm per head; k/v projections and k_norm (v_norm has no weight) only
     # in layers that keep their own cache; full layers with attention_k_eq_v have no v_proj (v is k).
@@ -135,7 +137,8 @@ def analyze_gemma4_text(f: Fields, model_type: str, head: Head) -> tuple[Archite
     def width(i: int) -> int:
         return 2 * inter if double and i >= first_shared else inter
 
-    outer = [parts.params("embedding", vocab * hidden), parts.norm(hidden), parts.lm_head(vocab, hidden, head, tied=tie)]
+    outer = [parts.params("embedding", vocab * hidden), parts.norm(hidden),
+             parts.lm_head(vocab, hidden, head, tied=tie)]
     if per_layer:
         # embed_tokens_per_layer packs every layer's table; per_layer_model_projection, per_layer_projection_norm.
         outer += [parts.params("embedding", per_layer_vocab * layers * per_layer),
