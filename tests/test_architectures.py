@@ -322,6 +322,31 @@ HYBRID_CASES: list[tuple[str, dict[str, Any]]] = [
     ("gemma3n_text-tiny-narrow-heads", _tiny("gemma3n_text", num_hidden_layers=7, num_key_value_heads=2, head_dim=8,
                                              vocab_size_per_layer_input=150, hidden_size_per_layer_input=8,
                                              laurel_rank=4, num_kv_shared_layers=2, attention_bias=True)),
+    # Gemma 4: full layers of another head_dim, per-layer inputs, KV-shared layers with a double-wide MLP.
+    ("gemma4_text-tiny", _tiny("gemma4_text", num_hidden_layers=8, num_key_value_heads=2, head_dim=16,
+                               global_head_dim=32, layer_types=(["sliding_attention"] * 3 + ["full_attention"]) * 2,
+                               vocab_size_per_layer_input=150, hidden_size_per_layer_input=8, num_kv_shared_layers=3,
+                               use_double_wide_mlp=True, sliding_window=16)),
+    # keys as values on full layers (no v_proj, num_global_key_value_heads), MoE beside the dense MLP, untied.
+    ("gemma4_text-tiny-moe", _tiny("gemma4_text", num_hidden_layers=6, num_key_value_heads=2, head_dim=16,
+                                   global_head_dim=32, attention_k_eq_v=True, num_global_key_value_heads=1,
+                                   hidden_size_per_layer_input=0, enable_moe_block=True, num_experts=4, top_k_experts=2,
+                                   moe_intermediate_size=24, tie_word_embeddings=False, attention_bias=True)),
+    # a config.json saved by transformers 5.25: per_layer_config (string keys) and global_head_dim null.
+    ("gemma4_text-tiny-per-layer-config", _tiny(
+        "gemma4_text", num_hidden_layers=4, num_key_value_heads=2, head_dim=16, global_head_dim=None,
+        layer_types=["sliding_attention", "full_attention"] * 2, hidden_size_per_layer_input=0,
+        per_layer_config={"1": {"head_dim": 32, "num_key_value_heads": 1}, "3": {"head_dim": 32,
+                                                                                 "num_key_value_heads": 1}})),
+    # the multimodal wrapper with its vision and audio towers.
+    ("gemma4-tiny", {"model_type": "gemma4", "text_config": _tiny(
+        "gemma4_text", num_hidden_layers=6, num_key_value_heads=2, head_dim=16, global_head_dim=32,
+        layer_types=["sliding_attention", "sliding_attention", "full_attention"] * 2, vocab_size_per_layer_input=150, hidden_size_per_layer_input=8, num_kv_shared_layers=2),
+        "vision_config": {"model_type": "gemma4_vision", "hidden_size": 32, "intermediate_size": 48,
+                          "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 2, "head_dim": 16,
+                          "position_embedding_size": 64, "use_clipped_linears": True, "standardize": True},
+        "audio_config": {"model_type": "gemma4_audio", "hidden_size": 32, "num_hidden_layers": 2,
+                         "num_attention_heads": 2, "subsampling_conv_channels": [16, 8], "output_proj_dims": 24}}),
     ("lfm2-tiny", _tiny("lfm2", num_key_value_heads=2, full_attn_idxs=[1], block_multiple_of=16)),
     ("hrm_text-tiny", _tiny("hrm_text", num_hidden_layers=2, H_cycles=2, L_cycles=2)),
     ("hrm_text-tiny-split", _tiny("hrm_text", num_hidden_layers=12, num_layers_per_stack=2, H_cycles=2, L_cycles=2,
@@ -372,7 +397,8 @@ def _role_of(name: str, moe: bool = False) -> str:
     """Classify a transformers parameter name into ROLES, the way parameter_counts documents it."""
     name = name.replace(".norm_attn_norm.", ".")  # DBRX's container of its attention and block norms
     if any(k in name for k in ("vision_tower", "multi_modal_projector", "pooler", "seq_relationship",
-                               "vision_model", "model.visual.", "image_newline")):
+                               "vision_model", "model.visual.", "image_newline", "audio_tower", "embed_vision",
+                               "embed_audio")):
         return "other"
     if any(k in name for k in ("norm", "ln_", "LayerNorm", "layer_norm", ".ln1.", ".ln2.", ".pre_ln.")):
         return "norm"
@@ -795,6 +821,12 @@ def test_generic_family_attention_free_state_space_model() -> None:
                      id="kimi-mlp-types"),
         pytest.param({"model_type": "bailing_hybrid", "num_experts_per_token": 600}, "num_experts_per_token",
                      id="bailing-top-k"),
+        pytest.param({"model_type": "gemma4_text", "num_hidden_layers": 6, "num_kv_shared_layers": 2},
+                     "num_kv_shared_layers", id="gemma4-no-full-producer"),
+        pytest.param({"model_type": "gemma4", "text_config": {"per_layer_config": {"99": {"head_dim": 8}}}},
+                     "text_config.per_layer_config", id="gemma4-layer-index"),
+        pytest.param({"model_type": "gemma4", "audio_config": {"subsampling_conv_channels": [128]}},
+                     "audio_config.subsampling_conv_channels", id="gemma4-audio-channels"),
     ],
 )  # fmt: skip
 def test_malformed_config(config: dict[str, Any], field: str) -> None:
@@ -877,6 +909,28 @@ def test_rwkv_state_shapes_and_dtypes() -> None:
     assert sum(s.numel() for s in state[:2]) == layers * mixer.conv_elements
     assert sum(s.numel() for s in state[2:]) == layers * mixer.state_elements
     assert sum(s.numel() * s.element_size() for s in state) == layers * state_bytes_per_sequence(mixer, 2)
+
+
+def test_gemma4_layers_and_cache() -> None:
+    """Gemma 4: full layers take global_head_dim (and num_global_key_value_heads only with attention_k_eq_v);
+    the KV-shared layers keep no cache; with use_double_wide_mlp their MLP is twice as wide
+    (configuration_gemma4.py Gemma4TextConfig.__post_init__ / kv_sharing_modes, modeling_gemma4.py)."""
+    from hf_gpu_estimator.memory.kv_cache import kv_cache_bytes
+
+    cases = dict(HYBRID_CASES)
+    a = architecture_from_config(cases["gemma4_text-tiny"])
+    assert [(m.mixer.kind, m.mixer.head_dim, m.mixer.kv_heads, m.mixer.kv_shared, m.ffn.intermediate)
+            for m in a.layers] == [("sliding", 16, 2, False, 96)] * 3 + [("full", 32, 2, False, 96)] + [
+        ("sliding", 16, 2, False, 96)] + [("sliding", 16, 2, True, 192)] * 2 + [("full", 32, 2, True, 192)]
+    # 4 sliding layers of 2 x 16 and one full layer of 2 x 32 keep 10 tokens (keys + values, bf16).
+    assert kv_cache_bytes(a, batch_size=1, tokens=10, dtype_bytes=2) == 10 * 2 * 2 * (4 * 2 * 16 + 2 * 32)
+    m = architecture_from_config(cases["gemma4_text-tiny-moe"])
+    assert {(x.mixer.kind, x.mixer.head_dim, x.mixer.kv_heads) for x in m.layers} == {
+        ("sliding", 16, 2), ("full", 32, 1)}
+    assert m.is_moe and (m.num_experts, m.num_experts_per_tok) == (4, 2)
+    w = architecture_from_config(cases["gemma4-tiny"])
+    assert w.model_type == "gemma4" and w.tokens_per_image == 280 and w.vision_parameters > 0
+    assert parameter_counts(cases["gemma4-tiny"]).off_text_path.keys() == {"vision", "audio"}
 
 
 def test_kv_sharing_and_parallel_mixers_in_the_cache() -> None:

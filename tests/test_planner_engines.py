@@ -230,6 +230,18 @@ def test_hybrid_pool_groups_as_vllm() -> None:
     assert pool.max_concurrent_sequences == 10_000 // (2048 + 6 * 578)
 
 
+def test_kv_shared_layers_join_no_cache_group() -> None:
+    """gemma-4-E4B: the last 18 of 42 layers read earlier layers' keys and values; vLLM V1 gives them no KV
+    cache spec (gpu_model_runner.py get_kv_cache_spec skips kv_sharing_target_layer_name), so the groups
+    hold the 20 sliding (2 KV heads x 256) and 4 full (2 x 512) layers that keep a cache: 5 + 1 groups of 4."""
+    layout = kv_layout(lookup("google/gemma-4-E4B-it"), make_workload())
+    assert [(g.kind, g.layers, g.token_bytes, g.span) for g in layout.groups] == [
+        ("sliding", 20, 2 * 2 * 256 * 2, 512), ("full", 4, 2 * 2 * 512 * 2, None)]
+    pool = hybrid_pool(layout, 1 << 34, block_size=16, max_model_len=8192, max_position=131072,
+                       max_num_batched_tokens=8192)
+    assert (pool.group_size, pool.num_groups) == (4, 6)
+
+
 def test_hybrid_pool_recurrent_and_chunked_layers() -> None:
     """A Qwen3-Next-like stack (12 full + 36 linear-attention layers): the attention block grows to hold a
     state page (multiple of 16 tokens) and every sequence takes one page per recurrent group; chunked

@@ -16,6 +16,7 @@ from hf_gpu_estimator.architectures.families import (
     falcon_h1,
     gemma3,
     gemma3n,
+    gemma4,
     glm4_moe,
     gpt2,
     gpt_neox,
@@ -39,7 +40,7 @@ from hf_gpu_estimator.architectures.families import (
 )
 
 _MODULES = (llama_like, gemma3, deepseek_v3, phi, gpt2, gpt_neox, falcon, bert, t5, gpt_oss, llama4, glm4_moe,
-            vision_language, mamba, qwen3_next, jamba, granitemoehybrid, falcon_h1, nemotron_h, lfm2, gemma3n, dory,
+            vision_language, mamba, qwen3_next, jamba, granitemoehybrid, falcon_h1, nemotron_h, lfm2, gemma3n, gemma4, dory,
             dbrx, dots1, bamba, rwkv, xlstm, hrm_text, musicgen, kimi_linear)
 
 

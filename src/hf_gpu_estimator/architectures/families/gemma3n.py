@@ -28,6 +28,16 @@ def _intermediate(f: Fields, layers: int) -> tuple[int, ...]:
     return (f.integer("intermediate_size", 16_384),) * layers
 
 
+def first_kv_shared_layer(f: Fields, types: tuple[str, ...], shared: int, config_class: str) -> int:
+    """The first of the last ``shared`` layers, which read the cache of the last earlier layer of their type:
+    each type must have such a layer (``kv_sharing_modes`` of Gemma3nTextConfig and Gemma4TextConfig)."""
+    first = len(types) - shared
+    if shared and (first < 1 or set(types[:first]) != set(types)):
+        raise f.error("num_kv_shared_layers", shared, "fewer than num_hidden_layers, leaving at least one layer "
+                      f"of each layer type before the shared ones ({config_class}.kv_sharing_modes)")
+    return first
+
+
 def analyze_gemma3n_text(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
     # configuration_gemma3n.py Gemma3nTextConfig defaults; modeling_gemma3n.py module tree.
     hidden = f.integer("hidden_size", 2048)
@@ -46,10 +56,7 @@ def analyze_gemma3n_text(f: Fields, model_type: str, head: Head) -> tuple[Archit
     window = f.integer("sliding_window", 512)
     shared = f.integer("num_kv_shared_layers", 15, minimum=0)
     types = f.layer_types(layers) or tuple(FULL if (i + 1) % 5 == 0 else SLIDING for i in range(layers))
-    first_shared = layers - shared
-    if shared and (first_shared < 1 or set(types[:first_shared]) != set(types)):
-        raise f.error("num_kv_shared_layers", shared, "fewer than num_hidden_layers, leaving at least one layer "
-                      "of each layer type before the shared ones (Gemma3nTextConfig.kv_sharing_modes)")
+    first_shared = first_kv_shared_layer(f, types, shared, "Gemma3nTextConfig")
     # Gemma3nTextAttention: q/k/v/o (attention_bias), q_norm and k_norm per head (v_norm has no weight); the
     # kv-shared layers build neither k/v projections nor k_norm and keep no cache.
     own = parts.attention(hidden, heads, kv_heads, head_dim, qkv_bias=bias, qk_norm=2 * head_dim)

@@ -266,6 +266,10 @@ def kv_layout(spec: ModelSpec, workload: Workload, *, dtype_bytes: int | None = 
     counts: dict[tuple[str, int | None, int, int], int] = {}
     for layer, count in arch.layer_groups:
         m = layer.mixer
+        if m.kv_shared:
+            # It reads an earlier layer's cache and has none: vLLM V1 gives it no KV cache spec, so it joins
+            # no KV cache group (gpu_model_runner.py get_kv_cache_spec skips kv_sharing_target_layer_name).
+            continue
         span = m.window if m.kind == "sliding" else m.chunk if m.kind == "chunked" else None
         key = (m.kind, span, layer_kv_bytes_per_token(m, c, kv_heads_divisor=p.tp),
                state_bytes_per_sequence(m, c, state_dtype_bytes=state_dtype_bytes) // p.tp)
