@@ -289,6 +289,36 @@ class Layer:
         return (self.mixer,) if self.parallel is None else (self.mixer, self.parallel)
 
 
+#: The vision encoders llama.cpp's clip graph builds (tools/mtmd/clip.cpp ``clip_image_build_graph``), by the
+#: mmproj file's ``clip.projector_type`` family: gemma3 (SigLIP), qwen2.5vl / qwen3vl (Qwen's merger ViTs), pixtral
+#: (Mistral 3), llama4, llava (a CLIP or SigLIP tower with an MLP projector).
+VisionProjector = Literal["gemma3", "qwen2.5vl", "qwen3vl", "pixtral", "llama4", "llava"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class VisionTower:
+    """A vision-language model's image encoder as the mmproj file describes it (what llama.cpp's clip sizes
+    its graph from): the ViT's width, heads, MLP width and depth, the patch and image sides in pixels."""
+
+    projector: VisionProjector
+    hidden: int
+    heads: int
+    intermediate: int
+    layers: int
+    patch: int
+    image: int
+    #: A gated (SwiGLU) MLP: gate and up products are alive together (Pixtral, Qwen2.5-VL).
+    gated: bool = False
+    #: Patches merged per side into one token after the ViT (spatial_merge_size; 1: none).
+    merge: int = 1
+    #: A class token ahead of the patches (CLIP, Llama 4).
+    class_token: bool = False
+    #: Windowed-attention layers read an ``n_pos x n_pos`` mask (Qwen2.5-VL's fullatt_block_indexes).
+    window_attention: bool = False
+    #: Qwen3-VL deepstack mergers: ViT layers whose output feeds an extra merger.
+    deepstack: int = 0
+
+
 @dataclass(frozen=True, kw_only=True)
 class Architecture:
     """The layer dimensions the memory and speed models need.
@@ -440,6 +470,8 @@ class Architecture:
     # Images: parameters of the vision tower + projector, and the tokens one image adds to the sequence.
     vision_parameters: int = 0
     tokens_per_image: int = 0
+    #: The vision encoder's dimensions (None: no vision tower, or one whose shape is not read).
+    vision: VisionTower | None = None
     #: Tokens one image gives the cross-attention layers to attend (mllama: tiles x patches); 0: images
     #: join the text sequence instead (``tokens_per_image``).
     cross_tokens_per_image: int = 0

@@ -6,7 +6,7 @@ import dataclasses
 from typing import Any
 
 from hf_gpu_estimator.architectures._fields import Fields, Tally, lin
-from hf_gpu_estimator.spec import Architecture, LinearShape
+from hf_gpu_estimator.spec import Architecture, LinearShape, VisionProjector, VisionTower
 
 
 def attention_linears(
@@ -66,16 +66,18 @@ def gated_linears(hidden: int, inter: int, bias: bool) -> tuple[LinearShape, ...
 
 
 def with_vision(arch: Architecture, t: Tally, *, model_type: str, tower: int, projector: int, tokens: int,
-                notes: tuple[str, ...], tower_note: str = "", **changes: Any) -> Architecture:
+                notes: tuple[str, ...], tower_note: str = "", vision: VisionTower | None = None,
+                **changes: Any) -> Architecture:
     """A vision-language wrapper around the language model ``arch``: the vision tower and projector are
     counted under role ``other`` and off the text path (a text-only step never reaches them), and one
-    image adds ``tokens`` to the sequence. ``changes`` are further Architecture fields (tie_word_embeddings)."""
+    image adds ``tokens`` to the sequence; ``vision`` is the tower's shape. ``changes`` are further
+    Architecture fields (tie_word_embeddings)."""
     t.add("other", tower + projector)
     t.add_off_text("vision", tower + projector)
     tower_note = tower_note or (f"counts include the vision tower ({tower:,} parameters) and the projector "
                                 f"({projector:,}) under role 'other'; the dimensions are the language model's")
     return dataclasses.replace(arch, model_type=model_type, vision_parameters=tower + projector, tokens_per_image=tokens,
-                               notes=(*arch.notes, tower_note, *notes), **changes)
+                               vision=vision, notes=(*arch.notes, tower_note, *notes), **changes)
 
 
 def _vit_layer(hidden: int, inter: int) -> int:
@@ -92,6 +94,13 @@ def _vit_shape(v: Fields, *, patch: int) -> tuple[int, int, int, int, int, int]:
     v.integer("num_attention_heads", 12)
     return (hidden, inter, layers, v.integer("num_channels", 3), v.integer("image_size", 224),
             v.integer("patch_size", patch))
+
+
+def vit_tower(v: Fields, *, projector: VisionProjector, patch: int, class_token: bool) -> VisionTower:
+    """The shape of a CLIP or SigLIP vision_config (the class defaults both share, the family's patch size)."""
+    hidden, inter, layers, _, image, patch = _vit_shape(v, patch=patch)
+    return VisionTower(projector=projector, hidden=hidden, heads=v.integer("num_attention_heads", 12),
+                       intermediate=inter, layers=layers, patch=patch, image=image, class_token=class_token)
 
 
 def siglip_vision(v: Fields) -> int:

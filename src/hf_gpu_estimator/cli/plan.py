@@ -100,7 +100,8 @@ def register(subparsers: Any) -> None:
     engine.add_argument("-fitc", "--fit-ctx", dest="fit_ctx", type=token_count,
                         help="llama.cpp --fit: the smallest context it shrinks an unset -c to (default 4096)")
     engine.add_argument("--mmproj", action="store_true", default=None,
-                        help="llama.cpp: load the vision-language model's projector and vision tower (--mmproj)")
+                        help="llama.cpp: load the vision-language model's projector and vision tower (--mmproj), "
+                             "with its image encoder's warm-up compute buffer")
     p.add_argument("--request-rate", type=float, help="requests per second (--cheapest serving; default 1)")
     p.add_argument("--input-tokens", type=positive_int,
                    help="mean prompt tokens per request (--cheapest serving; default 1024)")

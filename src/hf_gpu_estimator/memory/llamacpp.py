@@ -36,7 +36,7 @@ from hf_gpu_estimator.spec import ModelSpec
 
 if TYPE_CHECKING:
     from hf_gpu_estimator.memory.terms import MemoryEstimate
-    from hf_gpu_estimator.spec import Architecture
+    from hf_gpu_estimator.spec import Architecture, VisionTower
     from hf_gpu_estimator.workload import Workload
 
 #: -ctk/-ctv types (common/arg.cpp kv_cache_types) -> ggml type names.
@@ -379,6 +379,69 @@ def mask_bytes(arch: Architecture, tokens: int, cells: int, swa_cells: int, flas
     full = cells if kinds & {"full", "mla", "chunked"} else 0
     swa = swa_cells if "sliding" in kinds else 0
     return (full + swa) * tokens * per_value
+
+
+#: clip.cpp ``load_hparams``: the warm-up image of the dynamic-resolution encoders, in merged tokens per side
+#: (``set_warmup_n_tokens``: 46 x 46 for Qwen2-VL, Qwen2.5-VL and Qwen3-VL, 16 x 16 for Pixtral, "avoid OOM on
+#: warmup"); the others warm up at their image_size. The logs agree: 1472 x 1472 for Qwen3-VL (patch 16,
+#: ggml-org/llama.cpp#18181), 448 x 448 for Mistral-Small-3.2 (patch 14, ggml-org/llama.cpp#16842).
+CLIP_WARMUP_TOKENS_PER_SIDE = {"qwen2.5vl": 46, "qwen3vl": 46, "pixtral": 16}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClipBuffer:
+    """The compute buffer llama.cpp's clip reserves on the GPU for ``--mmproj`` (its warm-up graph)."""
+
+    bytes: int
+    image_side: int  # the warm-up image, pixels per side
+    positions: int  # the ViT's sequence: patches (+ a class token)
+    flash_attention: bool
+    formula: str
+
+
+def clip_compute_buffer(vision: VisionTower, *, flash_attention: bool, out_hidden: int) -> ClipBuffer:
+    """The GPU compute buffer of llama.cpp's image encoder: ``clip_model_loader::warmup`` builds the graph of one
+    image (:data:`CLIP_WARMUP_TOKENS_PER_SIDE`, else image_size pixels a side) and ``ggml_backend_sched_reserve``
+    sizes the buffer from it (``alloc_compute_meta``); llama-server passes its ``-fa`` to the clip
+    (``mparams.flash_attn_type``; ``auto`` turns flash attention on where the backend runs it).
+
+    The largest moment of one ViT layer, f32 over ``n`` positions (``A = n x hidden x 4`` bytes), as ggml's
+    allocator keeps tensors until their last use (clip.cpp ``build_vit`` / ``build_attn`` / ``build_ffn``):
+
+    * without flash attention, the attention scores ``heads x n^2 x 4`` beside six A-sized tensors (the
+      residual, Q, K, V, V made contiguous, the attention output); with it, five (K and V cast to f16);
+    * the MLP: up (and gate and their product, for a gated MLP) ``n x intermediate x 4`` each, beside the
+      residual, the normalized input and the down projection's output (3 A);
+    * Qwen2.5-VL's window-attention mask, an input ``n x n`` f32 kept for every windowed layer, or its f16 copy
+      with flash attention (the f32 input is freed once cast); Qwen3-VL's deepstack layers' outputs (A each),
+      held to the end because the deepstack mergers hang off the final concatenation and ggml schedules them
+      after the last layer;
+    * or the projector's output (tokens x the language model's width, deepstack features included) beside
+      its inputs, when larger.
+
+    Checked against the buffers llama.cpp logs (docs/serving.md, tests/test_llamacpp_clip.py).
+    """
+    per_side = CLIP_WARMUP_TOKENS_PER_SIDE.get(vision.projector)
+    side = per_side * vision.patch * vision.merge if per_side else vision.image
+    patches = (side // vision.patch) ** 2
+    n = patches + (1 if vision.class_token else 0)
+    a = n * vision.hidden * 4
+    if flash_attention:
+        attention = 5 * a
+    else:
+        attention = vision.heads * n * n * 4 + 6 * a
+    mlp = (3 if vision.gated else 1) * n * vision.intermediate * 4 + 3 * a
+    mask = n * n * (2 if flash_attention else 4) if vision.window_attention else 0
+    held = vision.deepstack * a
+    tokens = patches // (vision.merge * vision.merge)
+    output = 2 * tokens * out_hidden * (1 + vision.deepstack) * 4
+    total = max(mask + held + max(attention, mlp), output)
+    parts = ["f32 attention scores heads x n^2 + 6 A" if not flash_attention else "5 A (flash attention)",
+             f"MLP {'3' if vision.gated else '1'} x n x intermediate + 3 A"]
+    extra = (" + window mask n^2" if mask else "") + (f" + {vision.deepstack} deepstack A" if held else "")
+    formula = (f"clip warm-up image {side} x {side}: n = {n} positions, A = n x {vision.hidden} x 4 B; "
+               f"max({', '.join(parts)}){extra}")
+    return ClipBuffer(bytes=total, image_side=side, positions=n, flash_attention=flash_attention, formula=formula)
 
 
 def cache_types(workload: Workload, cache_type_k: str | None = None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hf_gpu_estimator.architectures._fields import Fields, Head, Tally
 from hf_gpu_estimator.architectures._registry import Family
-from hf_gpu_estimator.architectures.blocks import siglip_vision, with_vision
+from hf_gpu_estimator.architectures.blocks import siglip_vision, vit_tower, with_vision
 from hf_gpu_estimator.architectures.families.llama_like import analyze_llama_like
 from hf_gpu_estimator.spec import Architecture
 
@@ -25,6 +25,7 @@ def analyze_gemma3(f: Fields, model_type: str, head: Head) -> tuple[Architecture
     tokens = f.integer("mm_tokens_per_image", 256)
     arch = with_vision(
         arch, t, model_type=model_type, tower=tower, projector=projector, tokens=tokens, tie_word_embeddings=tie,
+        vision=vit_tower(vision, projector="gemma3", patch=16, class_token=False),
         tower_note=(f"counts include the SigLIP vision tower ({tower:,} parameters) and the multimodal "
                     f"projector ({projector:,}) under role 'other'; the dimensions are the language model's"),
         notes=(f"tokens_per_image={tokens} (mm_tokens_per_image); the processor adds start/end-of-image markers",))

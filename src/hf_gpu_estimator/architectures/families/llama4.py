@@ -7,7 +7,7 @@ from hf_gpu_estimator.architectures._dims import Dims
 from hf_gpu_estimator.architectures._fields import CHUNKED, FULL, Fields, Head, Tally, lin
 from hf_gpu_estimator.architectures._registry import Family
 from hf_gpu_estimator.architectures.blocks import with_vision
-from hf_gpu_estimator.spec import Architecture
+from hf_gpu_estimator.spec import Architecture, VisionTower
 
 
 def analyze_llama4_text(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
@@ -79,11 +79,11 @@ def analyze_llama4_text(f: Fields, model_type: str, head: Head) -> tuple[Archite
     return arch, s.tally
 
 
-def _llama4_vision(v: Fields, text_hidden: int) -> tuple[int, int, int]:
-    """(vision tower, projector, tokens per tile) of Llama4VisionModel + Llama4MultiModalProjector."""
+def _llama4_vision(v: Fields, text_hidden: int) -> tuple[int, int, int, VisionTower]:
+    """(vision tower, projector, tokens per tile, shape) of Llama4VisionModel + Llama4MultiModalProjector."""
     hidden = v.integer("hidden_size", 768)
     layers = v.integer("num_hidden_layers", 34)
-    v.integer("num_attention_heads", 16)
+    heads = v.integer("num_attention_heads", 16)
     inter = v.integer("intermediate_size", 5632)
     channels = v.integer("num_channels", 3)
     image = v.integer("image_size", 448)
@@ -101,15 +101,18 @@ def _llama4_vision(v: Fields, text_hidden: int) -> tuple[int, int, int]:
     n += layers * (4 * lin(hidden, hidden, True) + lin(hidden, inter, True) + lin(inter, hidden, True) + 4 * hidden)
     n += lin(inter, proj_in, False) + lin(proj_out, proj_out, False)  # vision_adapter (Llama4VisionMLP2)
     projector = lin(out_dim, text_hidden, False)  # Llama4MultiModalProjector.linear_1
-    return n, projector, int(patches * ratio * ratio)
+    shape = VisionTower(projector="llama4", hidden=hidden, heads=heads, intermediate=inter, layers=layers,
+                        patch=patch, image=image, class_token=True)
+    return n, projector, int(patches * ratio * ratio), shape
 
 
 def analyze_llama4(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
     # Llama4ForConditionalGeneration: vision_model + multi_modal_projector + language_model (Llama4ForCausalLM).
     text = f.sub("text_config")
     arch, t = analyze_llama4_text(text, "llama4_text", "causal_lm" if head == "conditional" else "base")
-    tower, projector, per_tile = _llama4_vision(f.sub("vision_config"), arch.hidden_size)
-    arch = with_vision(arch, t, model_type=model_type, tower=tower, projector=projector, tokens=per_tile, notes=(
+    tower, projector, per_tile, vision = _llama4_vision(f.sub("vision_config"), arch.hidden_size)
+    arch = with_vision(arch, t, model_type=model_type, tower=tower, projector=projector, tokens=per_tile,
+                       vision=vision, notes=(
         f"tokens_per_image={per_tile}: one image_size tile, (image_size/patch_size)^2 x "
         "pixel_shuffle_ratio^2 (Llama4VisionPixelShuffleMLP); the processor splits larger images into "
         "several tiles plus a global view, each adding as many",))

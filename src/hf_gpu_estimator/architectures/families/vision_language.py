@@ -16,9 +16,9 @@ from hf_gpu_estimator.architectures import parts
 from hf_gpu_estimator.architectures._dims import DERIVED, Dims
 from hf_gpu_estimator.architectures._fields import MISSING, Fields, Head, Tally, lin
 from hf_gpu_estimator.architectures._registry import Family
-from hf_gpu_estimator.architectures.blocks import clip_vision, siglip_vision, with_vision
+from hf_gpu_estimator.architectures.blocks import clip_vision, siglip_vision, vit_tower, with_vision
 from hf_gpu_estimator.architectures.families.llama_like import LLAMA_LIKE, _attention_bias, _Style, analyze_llama_like
-from hf_gpu_estimator.spec import Architecture
+from hf_gpu_estimator.spec import Architecture, VisionTower
 
 #: Side of the reference image for dynamic-resolution models, in pixels.
 REFERENCE_IMAGE_SIDE = 1024
@@ -27,6 +27,7 @@ REFERENCE_IMAGE_SIDE = 1024
 def _wrap(
     f: Fields, model_type: str, head: Head, arch: Architecture, t: Tally, *, tower: int, projector: int,
     tie_default: bool, tokens: int, tokens_note: str, extra_notes: tuple[str, ...] = (), tie: bool | None = None,
+    vision: VisionTower | None = None,
 ) -> tuple[Architecture, Tally]:
     """Add the vision parts and the wrapper's lm_head (tied by the top-level tie_word_embeddings, or ``tie``
     where the wrapper's config resolves it otherwise)."""
@@ -34,7 +35,7 @@ def _wrap(
     if head == "conditional" and not tie:
         t.add("lm_head", arch.vocab_size * arch.hidden_size)
     arch = with_vision(arch, t, model_type=model_type, tower=tower, projector=projector, tokens=tokens,
-                       notes=(tokens_note, *extra_notes), tie_word_embeddings=tie)
+                       notes=(tokens_note, *extra_notes), tie_word_embeddings=tie, vision=vision)
     return arch, t
 
 
@@ -83,6 +84,7 @@ def analyze_mistral3(f: Fields, model_type: str, head: Head) -> tuple[Architectu
     channels = v.integer("num_channels", d["num_channels"])
     image = v.integer("image_size", d["image_size"])
     patch = v.integer("patch_size", d["patch_size"])
+    heads = v.integer("num_attention_heads", 16)
     # PixtralVisionModel: patch_conv (no bias), ln_pre, per layer two RMSNorms + q/k/v/o + gated MLP, no biases.
     tower = channels * patch * patch * hidden + hidden
     tower += layers * (4 * hidden * hidden + 3 * hidden * inter + 2 * hidden)
@@ -96,8 +98,10 @@ def analyze_mistral3(f: Fields, model_type: str, head: Head) -> tuple[Architectu
     side = min(REFERENCE_IMAGE_SIDE, image)
     cells = math.ceil(side / (patch * merge))
     tokens = cells * (cells + 1)
+    vision = VisionTower(projector="pixtral", hidden=hidden, heads=heads, intermediate=inter, layers=layers,
+                         patch=patch, image=image, gated=True, merge=merge)
     return _wrap(
-        f, model_type, head, arch, t, tower=tower, projector=projector, tie_default=True, tokens=tokens,
+        f, model_type, head, arch, t, tower=tower, projector=projector, tie_default=True, tokens=tokens, vision=vision,
         tokens_note=(f"tokens_per_image={tokens}: a {side} x {side}-pixel image (images up to image_size={image}) "
                      f"gives {cells} x {cells} merged patches plus {cells} row-break/end tokens (PixtralProcessor)"),
     )
@@ -152,6 +156,7 @@ def analyze_qwen2_5_vl(f: Fields, model_type: str, head: Head) -> tuple[Architec
     temporal = v.integer("temporal_patch_size", 2)
     merge = v.integer("spatial_merge_size", 2)
     out = v.integer("out_hidden_size", 3584)
+    heads = v.integer("num_heads", 16)
     tower = channels * temporal * patch * patch * hidden  # Conv3d patch embedding, no bias
     # per block: two RMSNorms, fused qkv + proj with biases, gated MLP with biases.
     tower += depth * (2 * hidden + lin(hidden, 3 * hidden, True) + lin(hidden, hidden, True)
@@ -161,12 +166,15 @@ def analyze_qwen2_5_vl(f: Fields, model_type: str, head: Head) -> tuple[Architec
     # Qwen2_5_VLConfig: an untied root tie_word_embeddings follows a text_config that ties.
     tie_default = text.boolean("tie_word_embeddings", False) if text is not f else False
     tokens, note = _qwen_tokens(patch, merge)
+    vision = VisionTower(projector="qwen2.5vl", hidden=hidden, heads=heads, intermediate=inter, layers=depth,
+                         patch=patch, image=REFERENCE_IMAGE_SIDE, gated=True, merge=merge,
+                         window_attention=True)  # windowed layers but fullatt_block_indexes
     return _wrap(f, model_type, head, arch, t, tower=tower, projector=merger, tie_default=tie_default,
-                 tokens=tokens, tokens_note=note)
+                 tokens=tokens, tokens_note=note, vision=vision)
 
 
-def _qwen3_vl_vision(v: Fields) -> tuple[int, int, int, int, int]:
-    """(tower, mergers, patch, merge, deepstack mergers) of modeling_qwen3_vl.py Qwen3VLVisionModel."""
+def _qwen3_vl_vision(v: Fields) -> tuple[int, int, VisionTower]:
+    """(tower, mergers, shape) of modeling_qwen3_vl.py Qwen3VLVisionModel."""
     hidden = v.integer("hidden_size", 1152)
     inter = v.integer("intermediate_size", 4304)
     depth = v.integer("depth", 27, aliases=("num_hidden_layers",))
@@ -187,7 +195,9 @@ def _qwen3_vl_vision(v: Fields) -> tuple[int, int, int, int, int]:
     mlp = lin(wide, wide, True) + lin(wide, out, True)
     # merger normalizes before the shuffle (hidden); each deepstack merger after it (hidden * merge^2).
     mergers = 2 * hidden + mlp + n_deepstack * (2 * wide + mlp)
-    return tower, mergers, patch, merge, n_deepstack
+    shape = VisionTower(projector="qwen3vl", hidden=hidden, heads=v.integer("num_heads", 16), intermediate=inter,
+                        layers=depth, patch=patch, image=REFERENCE_IMAGE_SIDE, merge=merge, deepstack=n_deepstack)
+    return tower, mergers, shape
 
 
 def _analyze_qwen3_vl(
@@ -197,13 +207,13 @@ def _analyze_qwen3_vl(
     # (dense) or qwen3_moe language model.
     text = f.sub("text_config")
     arch, t = analyze_llama_like(text, text_type, "base", style=style)
-    tower, mergers, patch, merge, deepstack = _qwen3_vl_vision(f.sub("vision_config"))
-    tokens, note = _qwen_tokens(patch, merge)
+    tower, mergers, vision = _qwen3_vl_vision(f.sub("vision_config"))
+    tokens, note = _qwen_tokens(vision.patch, vision.merge)
     arch, t = _wrap(f, model_type, head, arch, t, tower=tower, projector=mergers, tie_default=False,
-                    tokens=tokens, tokens_note=note,
+                    tokens=tokens, tokens_note=note, vision=vision,
                     extra_notes=("deepstack: features of deepstack_visual_indexes are added to the first "
                                  "language-model layers' hidden states at the image positions",))
-    return dataclasses.replace(arch, deepstack_layers=deepstack), t
+    return dataclasses.replace(arch, deepstack_layers=vision.deepstack), t
 
 
 def analyze_qwen3_vl(f: Fields, model_type: str, head: Head) -> tuple[Architecture, Tally]:
@@ -323,8 +333,9 @@ def analyze_llava(f: Fields, model_type: str, head: Head) -> tuple[Architecture,
     tie = f.boolean("tie_word_embeddings", False)
     if model_type == "llava" and f.raw("text_config") not in (MISSING, None):
         tie = tie or f.sub("text_config").boolean("tie_word_embeddings", False)
+    vision = vit_tower(v, projector="llava", patch=patch, class_token=class_tokens == 1)
     return _wrap(f, model_type, head, arch, t, tower=tower, projector=projector, tie_default=tie, tie=tie,
-                 tokens=tokens, tokens_note=note)
+                 tokens=tokens, tokens_note=note, vision=vision)
 
 
 # --------------------------------------------------------------------------------------------

@@ -14,7 +14,12 @@ from __future__ import annotations
 from hf_gpu_estimator.errors import ConflictingOptionsError, InvalidArgumentError
 from hf_gpu_estimator.hardware import GPU
 from hf_gpu_estimator.memory import overhead
-from hf_gpu_estimator.memory.llamacpp import llamacpp_memory, parse_override_tensors, served_memory
+from hf_gpu_estimator.memory.llamacpp import (
+    clip_compute_buffer,
+    llamacpp_memory,
+    parse_override_tensors,
+    served_memory,
+)
 from hf_gpu_estimator.memory.weights import plan_weights
 from hf_gpu_estimator.planner.engines._capacity import ServingCapacity, check_context
 from hf_gpu_estimator.planner.engines.speculative import Speculative
@@ -81,7 +86,9 @@ def llamacpp_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *, ctx_size
 
     ``mmproj``: a vision-language model served with ``--mmproj``: the vision tower and projector, which
     convert_hf_to_gguf.py writes to that separate file (f16 by default), are loaded on the GPU (tools/mtmd,
-    offloaded unless ``--no-mmproj-offload``); the image encoder's compute buffer is not modelled.
+    offloaded unless ``--no-mmproj-offload``), beside the image encoder's compute buffer, reserved at start-up
+    for one warm-up image with llama-server's ``-fa``
+    (:func:`~hf_gpu_estimator.memory.llamacpp.clip_compute_buffer`).
 
     Raises:
         InvalidArgumentError: A bad ``-c``, ``-np`` or ``-ngl``, or a context beyond the model's limit.
@@ -114,8 +121,15 @@ def llamacpp_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *, ctx_size
             raise InvalidArgumentError("mmproj", mmproj, f"a vision-language model ({spec.id} has no vision tower)")
         weights += arch.vision_parameters * 2
         mmproj_note = (f"--mmproj: the vision tower and projector ({arch.vision_parameters:,} parameters) in f16, "
-                       f"{arch.vision_parameters * 2 / GiB:.2f} GiB on the GPU; the image encoder's compute buffer "
-                       "is not modelled")
+                       f"{arch.vision_parameters * 2 / GiB:.2f} GiB on the GPU")
+        if arch.vision is None:
+            mmproj_note += "; the image encoder's compute buffer is not modelled for this vision tower"
+        else:
+            clip = clip_compute_buffer(arch.vision, flash_attention=fa, out_hidden=arch.hidden_size)
+            compute += clip.bytes
+            mmproj_note += (f", and the image encoder's compute buffer, {clip.bytes / GiB:.2f} GiB with flash "
+                            f"attention {'on' if fa else 'off'} ({clip.formula}; clip.cpp warmup / "
+                            "alloc_compute_meta, checked against llama.cpp's logs in docs/serving.md)")
     if speculative is not None:
         if speculative.method != "draft" or speculative.draft is None:
             raise InvalidArgumentError("speculative_method", speculative.method,
