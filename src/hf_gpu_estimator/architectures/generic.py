@@ -368,13 +368,15 @@ def analyze_generic(f: Fields, model_type: str, head: Head) -> tuple[Architectur
         moe = parts.moe(parts.routed_experts(hidden, moe_inter, experts, top_k, gated=gated),
                         router=experts * hidden, shared=shared_mlp, fp32_routing=fp32_routing)
     norms = parts.norm(2 * hidden)
+    is_moe = [experts > 0 and top_k > 0 and i >= first_dense and i not in mlp_only and (i + 1) % step == 0
+              for i in range(len(kinds))]
     st = parts.stack(
-        [(block(kind), norms,
-          moe if experts > 0 and top_k > 0 and i >= first_dense and i not in mlp_only and (i + 1) % step == 0
-          else dense) for i, kind in enumerate(kinds)],
+        [(block(kind), norms, moe if is_moe[i] else dense) for i, kind in enumerate(kinds)],
         outer=(parts.embedding(vocab, hidden), parts.norm(hidden),
                parts.params("lm_head", vocab * hidden if head in ("causal_lm", "conditional") and not tie else 0)),
-        linears=(attention, dense),
+        # The MoE block's linears (the fused expert stacks, a shared expert) where the model has MoE layers, as the
+        # families list them; the dense MLP's otherwise.
+        linears=(attention, moe if any(is_moe) else dense),
     )
     moe_layers = st.moe_layers
     decoder, decoder_note = _decoder(tf, model_type)
