@@ -28,7 +28,6 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the models come from the bundled catalog
 
 from llamacpp_compute_buffers import doc_block, write_result  # noqa: E402
 
@@ -42,8 +41,11 @@ DOC_END = "<!-- /oom-reports -->"
 OUTCOMES = ("oom", "ran")
 #: The verdict that is right for each outcome.
 RIGHT = {"oom": ("does not fit", "would not start"), "ran": ("fits",)}
-METRICS = ("nvidia-smi", "max_memory_allocated", "max_memory_reserved", "oom message: in use",
-           "oom message: allocated by PyTorch", "oom message: reserved by PyTorch")
+#: The metrics a post may print, each with the estimate's figure it is compared with (None: a lower bound only, such as
+#: what the process held when an allocation failed).
+METRICS = {"nvidia-smi": "device_total_bytes", "max_memory_allocated": "allocated_peak_bytes",
+           "max_memory_reserved": "reserved_peak_bytes", "oom message: in use": None,
+           "oom message: allocated by PyTorch": None, "oom message: reserved by PyTorch": None}
 UNITS = {"GB": 1e9, "GiB": float(1 << 30), "MiB": float(1 << 20), "MB": 1e6}
 REQUIRED = ("id", "source", "quote", "model", "gpu", "num_gpus", "outcome", "workload", "assumed")
 GiB = float(1 << 30)
@@ -67,7 +69,7 @@ def check_row(row: dict[str, Any]) -> list[str]:
         problems.append("'assumed' is not a list")
     observed = row.get("observed")
     if observed is not None and (observed.get("unit") not in UNITS or observed.get("metric") not in METRICS):
-        problems.append(f"observed {observed} needs a unit in {sorted(UNITS)} and a metric in {METRICS}")
+        problems.append(f"observed {observed} needs a unit in {sorted(UNITS)} and a metric in {sorted(METRICS)}")
     if not str(row.get("source", "")).startswith("https://"):
         problems.append("source is not a URL")
     return problems
@@ -91,17 +93,21 @@ def evaluate(row: dict[str, Any]) -> dict[str, Any]:
         options["num_gpus"] = row["num_gpus"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        v = estimate(row["model"], gpu=get_gpu(row["gpu"]).name, **options).verdict()
+        est = estimate(row["model"], gpu=get_gpu(row["gpu"]).name, **options)
+        v = est.verdict()
     verdict = v.verdict
     right = None if verdict == "tight" else verdict in RIGHT[row["outcome"]]
     task, framework, method = group_of(row)
     observed = row.get("observed")
     observed_bytes = None if observed is None else int(observed["value"] * UNITS[observed["unit"]])
+    compared = None if observed is None else METRICS[observed["metric"]]
+    observed_error = None if compared is None else getattr(est.memory, compared) / observed_bytes - 1
     return {"id": row["id"], "file": row["file"], "task": task, "framework": framework, "method": method,
             "gpu": row["gpu"], "outcome": row["outcome"], "verdict": verdict, "right": right,
             "needs_bytes": v.needs_bytes, "needs_low_bytes": v.needs_low_bytes, "needs_high_bytes": v.needs_high_bytes,
             "usable_bytes": v.usable_bytes, "limit_bytes": v.limit_bytes, "observed_bytes": observed_bytes,
-            "observed_metric": None if observed is None else observed["metric"], "note": row.get("note", "")}
+            "observed_metric": None if observed is None else observed["metric"], "observed_error": observed_error,
+            "note": row.get("note", "")}
 
 
 def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -113,8 +119,9 @@ def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if r["method"] != "-":
             groups.setdefault(f"method={r['method']}", []).append(r)
         groups.setdefault(f"outcome={r['outcome']}", []).append(r)
+    order = ("all", "task", "framework", "method", "outcome")
     out = []
-    for name, members in groups.items():
+    for name, members in sorted(groups.items(), key=lambda g: (order.index(g[0].split("=")[0]), g[0])):
         right = sum(r["right"] is True for r in members)
         wrong = sum(r["right"] is False for r in members)
         out.append({"group": name, "rows": len(members), "right": right, "wrong": wrong,
@@ -140,12 +147,14 @@ def render_table(result: dict[str, Any]) -> str:
         lines.append(f"| {s['group']} | {s['rows']} | {s['right']} | {s['wrong']} | {s['tight']} | "
                      f"{s['share_right']:.0%} |")
     lines += ["", "Rows not right (needs: the low-high range of the device total, GiB per GPU; limit: the usable "
-              "memory less the 5 % margin):", "",
-              "| row | outcome | verdict | needs GiB | limit GiB | note |", "|---|---|---|---|---|---|"]
+              "memory less the 5 % margin; estimate vs printed: the estimate of the metric the post printed, against it):",
+              "", "| row | outcome | verdict | needs GiB | limit GiB | estimate vs printed | note |",
+              "|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         if r["right"] is not True:
+            printed = "-" if r["observed_error"] is None else f"{r['observed_error']:+.1%} ({r['observed_metric']})"
             lines.append(f"| {r['id']} | {r['outcome']} | {r['verdict']} | {r['needs_low_bytes'] / GiB:.1f}-"
-                         f"{r['needs_high_bytes'] / GiB:.1f} | {r['limit_bytes'] / GiB:.1f} | {r['note']} |")
+                         f"{r['needs_high_bytes'] / GiB:.1f} | {r['limit_bytes'] / GiB:.1f} | {printed} | {r['note']} |")
     return "\n".join(lines)
 
 
@@ -164,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--summary", action="store_true", help="print the summary and the rows not right only")
     parser.add_argument("--write", action="store_true", help="store the result and regenerate docs/oom-reports.md")
     args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the models come from the bundled catalog
     result = run_all()
     if args.json:
         print(json.dumps(result, indent=1))
