@@ -128,19 +128,19 @@ def write(result: dict[str, object]) -> None:
     write_result(result, RESULT, DOC_BEGIN, DOC_END, render_table(result))
 
 
-def write_result(result: dict[str, object], path: Path, begin: str, end: str, table: str) -> None:
-    """Store ``result`` at ``path`` and put ``table`` between docs/serving.md's ``begin`` and ``end`` markers."""
+def write_result(result: dict[str, object], path: Path, begin: str, end: str, table: str, *, doc: Path = DOC) -> None:
+    """Store ``result`` at ``path`` and put ``table`` between ``doc``'s (docs/serving.md) ``begin`` and ``end`` markers."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-    doc = DOC.read_text(encoding="utf-8")
-    start, stop = doc.index(begin) + len(begin), doc.index(end)
-    DOC.write_text(doc[:start] + "\n" + table + "\n" + doc[stop:], encoding="utf-8")
+    text = doc.read_text(encoding="utf-8")
+    start, stop = text.index(begin) + len(begin), text.index(end)
+    doc.write_text(text[:start] + "\n" + table + "\n" + text[stop:], encoding="utf-8")
 
 
-def doc_block(begin: str, end: str) -> str:
-    """docs/serving.md's text between the ``begin`` and ``end`` markers."""
-    doc = DOC.read_text(encoding="utf-8")
-    return doc[doc.index(begin) + len(begin):doc.index(end)]
+def doc_block(begin: str, end: str, *, doc: Path = DOC) -> str:
+    """``doc``'s (docs/serving.md) text between the ``begin`` and ``end`` markers."""
+    text = doc.read_text(encoding="utf-8")
+    return text[text.index(begin) + len(begin):text.index(end)]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,99 @@
+"""The out-of-memory reports benchmark (benchmarks/oom_reports/): every row is valid, the verdicts hold their
+figures, docs/oom-reports.md shows the stored result, and the README quotes it."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: Measured (README, "How accurate"): 32 training rows, 24 right, 3 wrong, 5 tight; each row not right is named in
+#: benchmarks/oom_reports/README.md. A regression (fewer right, more wrong) fails.
+MIN_TRAINING_ROWS = 32
+MIN_TRAINING_RIGHT = 24
+MAX_TRAINING_WRONG = 3
+
+
+def _bench() -> Any:
+    spec = importlib.util.spec_from_file_location("oom_reports_run", ROOT / "benchmarks" / "oom_reports" / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("oom_reports_run", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def bench() -> Any:
+    return _bench()
+
+
+@pytest.fixture(scope="module")
+def result(bench: Any) -> dict[str, Any]:
+    return bench.run_all()
+
+
+def _group(result: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(s for s in result["summary"] if s["group"] == name)
+
+
+def test_every_row_is_valid(bench: Any) -> None:
+    from hf_gpu_estimator.hardware import get_gpu
+    from hf_gpu_estimator.sources import catalog
+
+    rows = bench.load_rows()
+    models = set(catalog.list_models())
+    ids = [r["id"] for r in rows]
+    assert len(ids) == len(set(ids)), "row ids repeat"
+    for row in rows:
+        assert bench.check_row(row) == [], row["id"]
+        assert row["model"] in models, f"{row['id']}: {row['model']} is not in the bundled catalog"
+        get_gpu(row["gpu"])  # raises on an unknown GPU
+        assert isinstance(row["num_gpus"], int) and row["num_gpus"] >= 1, row["id"]
+        assert all(isinstance(a, str) and a for a in row["assumed"]), row["id"]
+
+
+def test_a_bad_row_is_refused(bench: Any) -> None:
+    row = {"id": "x", "source": "http://example", "quote": "", "model": "m", "gpu": "T4", "num_gpus": 1,
+           "outcome": "crashed", "workload": {}, "assumed": []}
+    problems = bench.check_row(row)
+    assert any("outcome" in p for p in problems) and any("URL" in p for p in problems)
+
+
+def test_training_verdicts_hold_their_figures(result: dict[str, Any]) -> None:
+    training = _group(result, "task=training")
+    assert training["rows"] >= MIN_TRAINING_ROWS
+    assert training["right"] >= MIN_TRAINING_RIGHT, training
+    assert training["wrong"] <= MAX_TRAINING_WRONG, training
+    assert training["right"] + training["wrong"] + training["tight"] == training["rows"]
+
+
+def test_scoring_counts_tight_apart(bench: Any) -> None:
+    assert bench.RIGHT == {"oom": ("does not fit", "would not start"), "ran": ("fits",)}
+    results = [{"id": "a", "task": "training", "framework": "hf", "method": "lora", "outcome": "ran", "right": None},
+               {"id": "b", "task": "training", "framework": "hf", "method": "lora", "outcome": "oom", "right": True}]
+    overall = bench.summarize(results)[0]
+    assert (overall["rows"], overall["right"], overall["wrong"], overall["tight"]) == (2, 1, 0, 1)
+
+
+def test_the_doc_shows_the_stored_result(bench: Any, result: dict[str, Any]) -> None:
+    stored = json.loads(bench.RESULT.read_text(encoding="utf-8"))
+    assert bench.published_block().strip() == bench.render_table(stored).strip(), (
+        "run benchmarks/oom_reports/run.py --write")
+    assert json.loads(json.dumps(result)) == stored, "run benchmarks/oom_reports/run.py --write"
+
+
+def test_readme_quotes_the_training_figure(result: dict[str, Any]) -> None:
+    training = _group(result, "task=training")
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    quoted = re.search(r"(\d+) training and fine-tuning reports .*?: (\d+) right, (\d+) wrong, (\d+) tight", readme)
+    assert quoted, "README names no out-of-memory reports figure"
+    assert tuple(int(g) for g in quoted.groups()) == (
+        training["rows"], training["right"], training["wrong"], training["tight"]), (
+        "README's out-of-memory reports figure is stale: copy it from benchmarks/oom_reports/run.py --summary")
