@@ -256,3 +256,72 @@ def test_lora_counts_weight_layers_of_looped_models(config):
                   if isinstance(m, torch.nn.Linear) and name.rsplit(".", 1)[-1] in ("q_proj", "v_proj"))
     work = make_workload(task="training", method="lora", lora_rank=8, lora_targets="q_proj,v_proj")
     assert lora_parameters(inspect_model(config), work) == wrapped
+
+
+# transformers <= 4.41 generate (framework "hf-4.41"). Reference: the Qwen2 speed benchmark, transformers 4.38.2,
+# Flash Attention 2, one A100 80GB, batch 1, 2048 tokens generated, torch.cuda.max_memory_allocated in GiB
+# (https://github.com/shadowboxx/Qwen2/blob/cb54c496fb94dcc960653c1aa0595679f956f56b/docs/source/benchmark/
+# speed_benchmark.rst; speed_benchmark_transformers.py in QwenLM/Qwen2.5 examples/speed-benchmark).
+@pytest.mark.parametrize(("model", "seq_len", "published_gib"), [
+    ("Qwen/Qwen2-7B-Instruct", 30720, 42.62),
+    ("Qwen/Qwen2-7B-Instruct", 14336, 27.71),
+    ("Qwen/Qwen2-1.5B-Instruct", 30720, 30.31),
+    ("Qwen/Qwen2-7B-Instruct-AWQ", 30720, 33.63),
+], ids=["7b-30720", "7b-14336", "1.5b-30720", "7b-awq-30720"])
+def test_transformers_4_41_generate_matches_the_qwen2_benchmark(model, seq_len, published_gib):
+    work = make_workload(seq_len=seq_len, new_tokens=2048, attn_implementation="flash_attention_2", framework="hf-4.41")
+    mem = estimate_memory(lookup(model), work)
+    # Tolerance 3 %: the estimate stays 0.4 GiB under at every length (what it leaves out is constant).
+    assert mem.allocated_peak_bytes / GiB == pytest.approx(published_gib, rel=0.03)
+    assert mem.phase_at_peak == "prefill"  # the 16-bit logits and their fp32 copy of every prompt position
+
+
+def test_transformers_5_keeps_the_last_position_only():
+    # Qwen2.5 speed benchmark (transformers 4.46, generate with logits_to_keep): Qwen2.5-7B-Instruct at 30720
+    # tokens allocates 19.97 GiB; the same architecture at 4.38.2 allocated 42.62 GiB (test above).
+    work = make_workload(seq_len=30720, new_tokens=2048, attn_implementation="flash_attention_2")
+    mem = estimate_memory(lookup("Qwen/Qwen2.5-7B-Instruct"), work)
+    assert mem.allocated_peak_bytes / GiB == pytest.approx(19.97, rel=0.03)
+
+
+def test_legacy_generate_holds_the_old_and_the_new_cache(llama7b):
+    # transformers <= 4.41: the legacy cache tuple keeps every layer's old tensors while the step concatenates
+    # (generation/utils.py greedy_search at v4.41.2, transformers#30536): two whole caches at the last step.
+    options = {"seq_len": 16, "new_tokens": 4000, "dtype": "float16"}
+    legacy = estimate_memory(llama7b, make_workload(framework="hf-4.41", **options))
+    current = estimate_memory(llama7b, make_workload(**options))
+    arch = llama7b.architecture
+    cache = kv_cache_bytes(arch, batch_size=1, tokens=16 + 4000, dtype_bytes=2)
+    old = kv_cache_bytes(arch, batch_size=1, tokens=16 + 3999, dtype_bytes=2)
+    decode = [m for m in legacy.moments if m.phase == "decode" and not m.note]
+    assert decode[0].components["kv_cache"] == old + cache
+    assert legacy.allocated_peak_bytes - current.allocated_peak_bytes == pytest.approx(cache - cache // 32, rel=0.01)
+
+
+def test_legacy_first_step_keeps_the_prompts_logits(llama7b):
+    # The prefill's outputs (fp32 logits of every prompt position) stay referenced through the first decode step.
+    work = make_workload(framework="hf-4.41", seq_len=4000, new_tokens=8, dtype="float16")
+    mem = estimate_memory(llama7b, work)
+    first = next(m for m in mem.moments if m.note.startswith("first step"))
+    arch = llama7b.architecture
+    assert first.components["transient"] > 4000 * arch.vocab_size * 4
+    assert first.components["kv_cache"] == (kv_cache_bytes(arch, batch_size=1, tokens=4000, dtype_bytes=2)
+                                             + kv_cache_bytes(arch, batch_size=1, tokens=4001, dtype_bytes=2))
+
+
+def test_only_upcasting_types_get_the_fp32_copy():
+    # transformers 4.41.2 FalconForCausalLM returns the head's output as is; LlamaForCausalLM upcasts it.
+    work = make_workload(framework="hf-4.41", seq_len=8192, new_tokens=1, dtype="bfloat16")
+    falcon = lookup("tiiuae/falcon-7b")
+    prefill = next(m for m in estimate_memory(falcon, work).moments if m.phase == "prefill")
+    logits = 8192 * falcon.architecture.vocab_size * 2
+    assert logits <= prefill.components["transient"] < logits * 1.5
+
+
+def test_transformers_4_quantizes_moe_experts_with_bitsandbytes():
+    # transformers 4.41 Mixtral experts are nn.Linear (w1/w2/w3), which replace_with_bnb_linear quantizes; in
+    # transformers 5 they are fused 3-D parameters it leaves in 16 bits (memory/weights.py bnb_keeps_experts).
+    mixtral = lookup("mistralai/Mixtral-8x7B-Instruct-v0.1")
+    old = estimate_memory(mixtral, make_workload(framework="hf-4.41", quantization="nf4", seq_len=256, new_tokens=16))
+    new = estimate_memory(mixtral, make_workload(quantization="nf4", seq_len=256, new_tokens=16))
+    assert old.components["weights"] / GiB < 25 < 80 < new.components["weights"] / GiB

@@ -59,6 +59,13 @@ class FrameworkProfile:
     #: ``activation_checkpointing_enable`` defaults to ``{"use_reentrant": False}`` (modeling_utils.py);
     #: transformers 4.35-4.4x ``gradient_checkpointing_enable`` defaulted to ``{"use_reentrant": True}``.
     use_reentrant: bool = False
+    #: ``generate`` keeps the previous step alive through the next forward (transformers <= 4.41
+    #: ``generation/utils.py`` ``greedy_search``/``_sample``: ``outputs`` is rebound only when the next forward
+    #: returns, and ``model_kwargs["past_key_values"]`` holds the legacy cache tuple, whose tensors
+    #: ``DynamicCache.from_legacy_cache(...).update`` concatenates into new ones layer by layer): the whole old cache
+    #: and the whole new one are alive at the end of every decode step, and the prompt's logits through the first
+    #: one (transformers#30536, which dropped both for 4.42: a ``DynamicCache`` passed in, ``del outputs``).
+    legacy_generate_cache: bool = False
     #: The framework's own decoder with one fused QKV linear (LitGPT litgpt/model.py ``CausalSelfAttention``,
     #: litgpt/lora.py ``LoRAQKVLinear``): what its attention and LoRA save differs from the transformers
     #: forward memory/activations.py follows (memory/recipe.py ``own_model_layer_saved``).
@@ -109,12 +116,30 @@ _LIT_GPT_2023 = dataclasses.replace(
     notes=("lit-gpt's finetune/lora.py runs the longest sample first (iteration 0) and shorter random micro-batches "
            "after it, so no full-length micro-batch is held from before the peak",))
 
+#: Model types whose causal-LM ``forward`` returns every position's logits upcast to fp32 at transformers 4.41.2
+#: (``logits = logits.float()`` after the head; ``grep`` of ``models/*/modeling_*.py`` in the v4.41.2 wheel, jamba
+#: left out: its ``num_logits_to_keep`` keeps the last position). The other types return them in the compute dtype.
+FP32_LOGITS_4_41: frozenset[str] = frozenset({
+    "cohere", "gemma", "idefics2", "jetmoe", "llama", "mistral", "mixtral", "olmo", "paligemma", "phi", "phi3",
+    "qwen2", "qwen2_moe", "recurrent_gemma", "starcoder2"})
+
 FRAMEWORKS: Mapping[str, FrameworkProfile] = {
     "hf": FrameworkProfile(
         name="hf", release="transformers 5.x, peft 0.13+, bitsandbytes >= 0.43.2",
         source="https://github.com/huggingface/transformers/blob/main/src/transformers/loss/loss_utils.py; "
                "https://github.com/bitsandbytes-foundation/bitsandbytes/blob/0.45.0/"
                "bitsandbytes/autograd/_functions.py"),
+    "hf-4.41": FrameworkProfile(
+        name="hf-4.41", release="transformers 4.41 and earlier 4.x releases, bitsandbytes < 0.43.2",
+        source="https://github.com/huggingface/transformers/blob/v4.41.2/src/transformers/generation/utils.py "
+               "(greedy_search / _sample: outputs and the legacy cache tuple alive through the next forward); "
+               "src/transformers/models/llama/modeling_llama.py at v4.41.2 (DynamicCache.from_legacy_cache, "
+               "logits = logits.float() over every position, no num_logits_to_keep); "
+               "src/transformers/models/mixtral/modeling_mixtral.py at v4.41.2 (experts as nn.Linear w1/w2/w3, which "
+               "bitsandbytes replaces); transformers#30536, #31292; bitsandbytes 0.43.1 MatMul4Bit ctx.tensors",
+        loss="hf-fp32-logits", quantized_saves_input=True, use_reentrant=True, legacy_generate_cache=True,
+        notes=("transformers <= 4.41: generate computes every prompt position's logits (upcast to fp32 where the "
+               "model's forward does) and keeps the old cache beside the new one while each step concatenates",)),
     "trl": FrameworkProfile(
         name="trl", release="trl 0.13 (SFTTrainer) on transformers, peft 0.13, bitsandbytes >= 0.43.2",
         source="https://github.com/huggingface/trl/blob/v0.13.0/trl/trainer/sft_trainer.py (_prepare_peft_model: "

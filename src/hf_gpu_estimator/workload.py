@@ -347,7 +347,7 @@ def make_workload(
     Options that the task does not use (``precision`` for inference, ``new_tokens`` for training ...)
     are ignored with one :class:`~hf_gpu_estimator.errors.IgnoredOptionWarning`.
 
-    ``framework`` (``hf`` default, ``trl``, ``axolotl``, ``unsloth``, ``llama-factory``, ``torchtune``,
+    ``framework`` (``hf`` default, ``hf-4.41``, ``trl``, ``axolotl``, ``unsloth``, ``llama-factory``, ``torchtune``,
     ``litgpt``) fills ``loss``, ``lora_dropout``, ``quantized_saves_input``, ``quantize_lm_head`` and
     ``kbit_fp32_casts`` and ``use_reentrant`` when they are not given (:mod:`hf_gpu_estimator.frameworks`).
     ``head="classification"`` puts a sequence-classification head of ``num_labels`` outputs in place of

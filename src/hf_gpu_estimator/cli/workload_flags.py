@@ -86,9 +86,11 @@ WORKLOAD_FLAGS: tuple[Flag, ...] = (
     Flag("--offload-params", {"action": "store_true", "help": "ZeRO-3/FSDP parameter offload to CPU"}),
     # The training recipe: a framework profile's defaults, each overridable (frameworks.py, memory/recipe.py).
     Flag("--framework", {"default": "hf",
-                         "help": "hf (default), trl, axolotl, unsloth, llama-factory, torchtune, litgpt, lit-gpt (its Oct "
-                                 "2023 release): what the framework allocates beyond the model"}),
-    Flag("--loss", {"help": "hf, hf-fp32-logits (transformers 4.3x-4.4x), chunked (LitGPT), chunked-fp32 (torchtune); "
+                         "help": "hf (default, transformers 5), hf-4.41 (transformers <= 4.41: generate keeps the legacy "
+                                 "cache and the prompt's logits), trl, axolotl, unsloth, llama-factory, torchtune, litgpt, "
+                                 "lit-gpt (its Oct 2023 release): what the framework allocates beyond the model"}),
+    Flag("--loss", {"help": "hf, hf-fp32-logits (transformers 4.3x-4.4x; inference: every prompt position's logits), "
+                            "chunked (LitGPT), chunked-fp32 (torchtune); "
                             "default: the framework's"}),
     Flag("--lora-dropout", {"type": finite_float(0.0, inclusive=True),
                             "help": "LoRA dropout probability (default: the framework's; peft 0.0)"}),

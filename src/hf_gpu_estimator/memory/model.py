@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from hf_gpu_estimator.errors import ConflictingOptionsError
-from hf_gpu_estimator.frameworks import TORCHTUNE_OUTPUT_CHUNKS, framework_profile
+from hf_gpu_estimator.frameworks import FP32_LOGITS_4_41, TORCHTUNE_OUTPUT_CHUNKS, framework_profile
 from hf_gpu_estimator.memory import overhead
 from hf_gpu_estimator.memory.activations import (
     decoder_layer_activations,
@@ -307,6 +307,15 @@ def _inference(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: 
         # then ``cap * tanh(logits / cap)``): three fp32 copies alive at the tanh. Exact-mode trace of xlstm at
         # 4 x 2048 tokens: 4,796 MiB of activations at the prefill peak, 4,716 MiB of them these logits.
         prefill_logits = B * S * arch.vocab_size * 3 * 4
+    every_logits = _every_position_logits(arch, workload, c)
+    kept_logits = 0  # the prompt's logits as generate's ``outputs`` holds them (legacy generate only)
+    if every_logits is not None:
+        # transformers <= 4.41 (loss kind hf-fp32-logits): no logits_to_keep, so the head runs on every prompt
+        # position; where the model's forward upcasts (FP32_LOGITS_4_41) its 16-bit output and the fp32 copy are
+        # alive together at ``logits.float()`` (Qwen2 speed benchmark at transformers 4.38.2, A100: Qwen2-7B at
+        # 30720 tokens allocates 42.62 GiB where Qwen2.5-7B at 4.46 allocates 19.97).
+        prefill_logits = logits = B * S * arch.vocab_size * every_logits
+        kept_logits = B * S * arch.vocab_size * (4 if every_logits > c else c)
     dequant = _dequant_transient(arch, plan)
     prefill = Moment(phase="prefill", components={
         "weights": W, "kv_cache": kv_prefill, "activations": hidden,
@@ -317,12 +326,26 @@ def _inference(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: 
     cached = prompt + max(N, 1)  # what the cache holds at the end of generation
     kv_decode = kv(cached - 1)
     per_layer_kv = kv(cached) // max(1, layers_here)
-    step_transient = int(B * inference_layer_transient(arch, compute_bytes=c, attn=attn, seq_len=total, query_len=1,
-                                                          batch_size=B))
+    legacy = framework_profile(workload.framework).legacy_generate_cache
+    if legacy:
+        # The legacy tuple keeps every layer's old tensors while the step concatenates new ones (frameworks.py
+        # legacy_generate_cache): the whole old cache beside the whole new one at the end of the step.
+        per_layer_kv = kv(cached)
+
+    def step_transient(tokens: int) -> int:
+        return int(B * inference_layer_transient(arch, compute_bytes=c, attn=attn, seq_len=tokens, query_len=1,
+                                                 batch_size=B))
+
     decode = Moment(phase="decode", components={
         "weights": W, "kv_cache": kv_decode + per_layer_kv, "activations": B * c * arch.hidden_size,
-        "transient": step_transient + step_logits + dequant, "workspace": ws})
+        "transient": step_transient(total) + step_logits + dequant, "workspace": ws})
     moments = [prefill] + ([decode] if N > 0 else [])
+    if legacy and N > 1:
+        # The first decode step under legacy generate: the prompt's cache and its one-token-longer copy, and the
+        # prefill's ``outputs`` with the prompt's logits, still referenced until this forward returns.
+        moments.append(Moment(phase="decode", note="first step: the prompt's outputs still referenced", components={
+            "weights": W, "kv_cache": kv(prompt) + kv(prompt + 1), "activations": B * c * arch.hidden_size,
+            "transient": step_transient(S + 1) + step_logits + kept_logits + dequant, "workspace": ws}))
     terms: list[Term] = []
     if detail:
         terms = [
@@ -332,9 +355,11 @@ def _inference(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: 
             Term(component="transient", name="prefill layer peak", bytes=layer_transient,
                  formula=f"batch {B} x {S} tokens x per-token layer peak ({attn})", low=int(layer_transient * 0.9),
                  high=int(layer_transient * 1.2)),
-            Term(component="transient", name="last-position logits + fp32 copy" if arch.last_logits_only
+            Term(component="transient", name="prompt logits" + (" + their fp32 copy" if every_logits > c else "")
+                 if every_logits is not None else "last-position logits + fp32 copy" if arch.last_logits_only
                  else "prompt logits + fp32 copy of the last", bytes=logits,
-                 formula=(f"{B} x {heads} heads x " if heads > 1 else f"{B} x ")
+                 formula=f"{B} x {S} tokens x vocab {arch.vocab_size} x {every_logits} B (transformers <= 4.41)"
+                 if every_logits is not None else (f"{B} x {heads} heads x " if heads > 1 else f"{B} x ")
                  + f"vocab {arch.vocab_size} x ({c if arch.last_logits_only else f'{S} x {c}' + (' x 2' if heads > 1 else '')} + 4) B"),
             Term(component="workspace", name="cuBLAS workspace", bytes=ws,
                  formula="32 MiB cuBLAS + 1 MiB cuBLASLt per stream (Hopper+), via the caching allocator"),
@@ -348,8 +373,14 @@ def _inference(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: 
         if dequant:
             terms.append(Term(component="transient", name="dequantized layer weight", bytes=dequant,
                               formula="largest quantized linear dequantized to the compute dtype"))
-        assumptions.append("inference follows transformers generate: prefill with logits_to_keep=1, greedy decode, "
-                           "DynamicCache")
+        if legacy or every_logits is not None:
+            assumptions.append(f"inference follows transformers generate at {workload.framework} "
+                               f"({framework_profile(workload.framework).release}): every prompt position's logits"
+                               + (", the legacy cache tuple kept while each step concatenates a new cache" if legacy
+                                  else "") + ", greedy decode")
+        else:
+            assumptions.append("inference follows transformers generate: prefill with logits_to_keep=1, greedy decode, "
+                               "DynamicCache")
         if arch.is_mla:
             assumptions.append("MLA: the cache holds the compressed latent (kv_lora_rank + qk_rope_head_dim per token)")
         assumptions.extend(_scan_notes(arch))
@@ -359,6 +390,17 @@ def _inference(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: 
     peak_activation = max(m.components.get("transient", 0) for m in moments)
     return _finish(moments, terms, workload, assumptions, activation_bytes_at_peak=peak_activation,
                    decode_kv_bytes=kv(cached) if N > 1 else 0, detail=detail)
+
+
+def _every_position_logits(arch: Architecture, workload: Workload, compute_bytes: int) -> int | None:
+    """Bytes per prompt position and vocabulary entry of the prefill's logits when the forward computes them for
+    every position (loss kind ``hf-fp32-logits``, transformers <= 4.41: no ``logits_to_keep``): the compute dtype, plus
+    the fp32 copy where the model type's forward upcast (FP32_LOGITS_4_41). ``None``: transformers 5's last position
+    only (memory/model.py ``_inference`` handles the types without ``logits_to_keep``)."""
+    if workload.loss != "hf-fp32-logits" or arch.logit_heads > 1:
+        return None
+    c = compute_bytes
+    return c + (4 if arch.model_type in FP32_LOGITS_4_41 and c < 4 else 0)
 
 
 def _prefill_writes_no_cache(arch: Architecture, tokens: int) -> bool:
