@@ -14,7 +14,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: Measured (README, "How accurate"): 32 training rows, 24 right, 3 wrong, 5 tight; each row not right is named in
+#: Measured (README, "How accurate"): 32 training rows, 24 right, 3 wrong, 5 tight (26 inference rows, 20 right, 0 wrong,
+#: 6 tight: tests/test_oom_reports_inference.py); each row not right is named in
 #: benchmarks/oom_reports/README.md. A regression (fewer right, more wrong) fails.
 MIN_TRAINING_ROWS = 32
 MIN_TRAINING_RIGHT = 24
@@ -89,11 +90,11 @@ def test_the_doc_shows_the_stored_result(bench: Any, result: dict[str, Any]) -> 
     assert json.loads(json.dumps(result)) == stored, "run benchmarks/oom_reports/run.py --write"
 
 
-def test_readme_quotes_the_training_figure(result: dict[str, Any]) -> None:
-    training = _group(result, "task=training")
+def test_readme_quotes_the_figures(result: dict[str, Any]) -> None:
     readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
-    quoted = re.search(r"(\d+) training and fine-tuning reports .*?: (\d+) right, (\d+) wrong, (\d+) tight", readme)
-    assert quoted, "README names no out-of-memory reports figure"
-    assert tuple(int(g) for g in quoted.groups()) == (
-        training["rows"], training["right"], training["wrong"], training["tight"]), (
-        "README's out-of-memory reports figure is stale: copy it from benchmarks/oom_reports/run.py --summary")
+    for task, words in (("training", "training and fine-tuning reports"), ("inference", "inference reports")):
+        group = _group(result, f"task={task}")
+        quoted = re.search(rf"(\d+) {words}: (\d+) right, (\d+) wrong, (\d+) tight", readme)
+        assert quoted, f"README names no out-of-memory reports figure for {task}"
+        assert tuple(int(g) for g in quoted.groups()) == (group["rows"], group["right"], group["wrong"], group["tight"]), (
+            f"README's {task} out-of-memory reports figure is stale: copy it from benchmarks/oom_reports/run.py --summary")
