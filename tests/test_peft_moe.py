@@ -45,7 +45,7 @@ def _peft_trainable(config: dict, targets: str | list[str]) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-@pytest.mark.parametrize("model_type", ["qwen3_moe", "glm4_moe", "deepseek_v3", "mixtral", "olmoe"])
+@pytest.mark.parametrize("model_type", ["qwen3_moe", "glm4_moe", "deepseek_v3", "mixtral", "olmoe", "qwen2_moe"])
 @pytest.mark.parametrize("targets", ["all-linear", "q_proj,v_proj,gate_proj,up_proj,down_proj"])
 def test_lora_parameters_match_peft(model_type: str, targets: str) -> None:
     """peft converts the transformers-4 expert names into targets on the fused stacks (gate_up_proj at rank 2r)

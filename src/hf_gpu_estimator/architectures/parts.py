@@ -386,6 +386,13 @@ def routed_experts(hidden: int, inter: int, experts: int, top_k: int, *, gated: 
                 ffn=FFN(kind="moe", intermediate=inter, gated=gated, experts=experts, top_k=top_k, expert_bias=bias))
 
 
+def shared_expert_gate(hidden: int) -> Part:
+    """Qwen2-MoE's ``shared_expert_gate``: ``Linear(hidden, 1, bias=False)`` reading the MoE input, whose sigmoid
+    scales the shared expert's output (modeling_qwen2_moe.py ``Qwen2MoeSparseMoeBlock``); counted with the router."""
+    return of_linears("router", (LinearShape(name="shared_expert_gate", in_features=hidden, out_features=1,
+                                             group="mlp_in"),))
+
+
 def moe(routed: Part, *, router: int, shared: Part | None = None, always: Sequence[Part] = (),
         **details: Any) -> Part:
     """A mixture-of-experts block: the ``routed`` experts, the ``router``'s parameters, a ``shared`` expert

@@ -386,8 +386,8 @@ def analyze_llama_like(
             ffn = parts.moe(routed, router=num_experts * hidden + num_experts, shared=shared)
         elif shared_inter:
             # qwen2_moe: shared_expert, and shared_expert_gate: Linear(hidden, 1, bias=False).
-            ffn = parts.moe(routed, router=num_experts * hidden + hidden,
-                            shared=parts.gated_mlp(hidden, shared_inter, role="experts"))
+            ffn = parts.moe(routed, router=num_experts * hidden, shared=parts.gated_mlp(hidden, shared_inter, role="experts"),
+                            always=(parts.shared_expert_gate(hidden),))
         else:
             ffn = parts.moe(routed, router=num_experts * hidden)
     moe_set = set(moe_layers)

@@ -50,8 +50,8 @@ def analyze_qwen3_next(f: Fields, model_type: str, head: Head) -> tuple[Architec
     norms = parts.norm(2 * hidden)
     dense = parts.gated_mlp(hidden, inter)
     # Qwen3NextExperts (fused gate_up_proj + down_proj, no bias); gate.weight + shared_expert_gate (hidden -> 1).
-    moe = parts.moe(parts.routed_experts(hidden, moe_inter, num_experts, top_k), router=num_experts * hidden + hidden,
-                    shared=parts.gated_mlp(hidden, shared_inter, role="experts"))
+    moe = parts.moe(parts.routed_experts(hidden, moe_inter, num_experts, top_k), router=num_experts * hidden,
+                    shared=parts.gated_mlp(hidden, shared_inter, role="experts"), always=(parts.shared_expert_gate(hidden),))
     kinds = tuple(dict.fromkeys(types))
     s = parts.stack(
         [(mixers[kind], norms, moe if is_moe[i] else dense) for i, kind in enumerate(types)],
