@@ -504,16 +504,24 @@ def v2_sampler_bytes_per_logit(mode: str, *, act_bytes: int, tp: int) -> float:
 
 
 def profile_activation_bytes(arch: Architecture, tokens: int, rows: int, *, act_bytes: int, tp: int,
-                             sampler_bytes_per_logit: float, moe_cache_kept: bool = False) -> int:
+                             sampler_bytes_per_logit: float, moe_cache_kept: bool = False,
+                             residual_copies: int = 3) -> int:
     """Torch's activation peak of vLLM's profile run on one rank: a forward of ``tokens`` tokens through
     vLLM's layers, then the dummy sampler over ``rows`` logits rows; the larger of the two.
 
-    Forward (vllm/model_executor/models/llama.py and layers/fused_moe): the residual stream (layer
-    input, residual, normed input: ``3 * tokens * hidden``) plus the larger of the attention block
+    Forward (vllm/model_executor/models/llama.py and layers/fused_moe): the residual stream
+    (``residual_copies * tokens * hidden``) plus the larger of the attention block
     (fused qkv, attention output, o_proj output) and the MLP (fused gate_up, activation output,
     down_proj output; gate_up stays referenced until the MLP returns) or the fused-MoE intermediate
     caches (``tokens * top_k * (3 * moe_intermediate / tp + hidden)``). No attention scores: the
-    attention kernels are skipped without metadata in the profile run.
+    attention kernels are skipped without metadata in the profile run. The V0 engine runs the model eagerly,
+    where ``RMSNorm.forward_cuda`` normalizes in place (``fused_add_rms_norm`` on the input and the residual,
+    vllm/model_executor/layers/layernorm.py at v0.7.2): two hidden-size tensors (``residual_copies=2``; vLLM
+    0.6.4 logs of Llama-3.1-8B on an RTX 3090, vLLM issue #10517: the peak grows 110.7 KB per batched token,
+    2.07 GiB at 20,000 tokens and 2.99 at 29,000, i.e. 2 x hidden + 3 x intermediate + hidden bf16 values).
+    The V1 engine runs the ``torch.compile``-d model, modelled with three (the layer input, the residual and
+    the normed input: fitted on the llm-d vLLM 0.19 runs, whose forward-bound first pipeline stages it
+    matches to 0.29 % of the pool against 0.39 % with two; unverified against the compiled graph).
 
     Sampler: the forward's ``tokens x hidden`` output, still referenced, and ``rows`` logits rows of the
     whole vocabulary (gathered over tensor-parallel ranks, so the same on every rank: Llama-3.1-8B logs
@@ -537,7 +545,7 @@ def profile_activation_bytes(arch: Architecture, tokens: int, rows: int, *, act_
             mlp = max(mlp, (3 if arch.gated_mlp else 2) * arch.intermediate_size // tp + h)
     else:
         mlp = (3 if arch.gated_mlp else 2) * arch.intermediate_size // tp + h
-    forward = tokens * act_bytes * (3 * h + max(attention, mlp))
+    forward = tokens * act_bytes * (residual_copies * h + max(attention, mlp))
     sampler = tokens * act_bytes * h + rows * arch.vocab_size * sampler_bytes_per_logit
     if moe_cache_kept and arch.is_moe:
         sampler += tokens * act_bytes * arch.num_experts_per_tok * (2 * arch.moe_intermediate_size // tp + h)
@@ -864,7 +872,8 @@ def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
         """(activations, non-torch, pool, (blocks, tokens, concurrent, longest, concurrency)) of one rank."""
         activations = profile_activation_bytes(arch, tokens, min(seqs, tokens) if samples else 0, act_bytes=act_bytes,
                                                tp=p.tp, sampler_bytes_per_logit=sampler_bytes,
-                                               moe_cache_kept=moe_cache_kept)
+                                               moe_cache_kept=moe_cache_kept,
+                                               residual_copies=2 if rule.engine == "v0" else 3)
         activations += encoder if first else 0
         non_torch = rule.non_torch_bytes(p.tp, p.pp, samples=samples, gpu=gpu.name)
         graphs = graph_bytes(first)
