@@ -178,6 +178,9 @@ class VllmVersion:
     #: several GPUs); a GPU the rule has no log for takes ``non_torch_other_gpu`` (when set) with NCCL's buffers.
     non_torch_by_gpu: tuple[tuple[str, int, int], ...] = ()
     non_torch_other_gpu: int | None = None
+    #: V0's ``max_num_batched_tokens`` with chunked prefill, which ``EngineArgs`` turns on above 32,768 tokens of
+    #: context (vllm/config.py SchedulerConfig: 512 at v0.6.4.post1, 2048 at v0.7.2).
+    v0_chunked_prefill_tokens: int = 512
     #: Whether vLLM itself serves GGUF checkpoints (vllm/model_executor/layers/quantization/gguf.py); from v0.24.0
     #: the file and the ``gguf`` method are gone from the release and the vllm-gguf-plugin serves them.
     gguf_in_tree: bool = True
@@ -325,9 +328,10 @@ VLLM_VERSIONS: dict[str, VllmVersion] = {
     "0.7": VllmVersion(
         version="0.7", engine="v0", releases=("0.7",),
         non_torch_tp1_bytes=int(0.16 * GiB), non_torch_multi_gpu_bytes=overhead.NCCL_BYTES,
-        sampler_bytes_per_logit=V0_SAMPLER_BYTES_PER_LOGIT,
+        sampler_bytes_per_logit=V0_SAMPLER_BYTES_PER_LOGIT, v0_chunked_prefill_tokens=2048,
         source="vllm/worker/worker.py after https://github.com/vllm-project/vllm/pull/12126 (only the non-torch "
-               "increase during profiling counts: 0.16 GiB at tp=1 in that PR's log)"),
+               "increase during profiling counts: 0.16 GiB at tp=1 in that PR's log); 2048 batched tokens with "
+               "chunked prefill (vllm/config.py SchedulerConfig at v0.7.2)"),
     "0.8": VllmVersion(
         version="0.8", engine="v1", releases=("0.8", "0.9"),
         non_torch_tp1_bytes=int(0.16 * GiB), non_torch_multi_gpu_bytes=overhead.NCCL_BYTES,
@@ -471,12 +475,13 @@ def vllm_batch_defaults(gpu: GPU, version: str | None = None, *, max_model_len: 
     does not contain "a100" (H100, H200, MI300X ...) get 8192 tokens / 1024 sequences for the
     OpenAI server (16384 for the offline ``LLM`` class); others 2048 / 256 (a larger budget lowered
     A100 throughput, vLLM PR #17885); from 0.28 GPUs of 160 GiB or more (B200, B300) 16384 / 1024. V0 without chunked prefill: ``max(max_model_len, 2048)`` tokens
-    and 256 sequences (SchedulerConfig); with chunked prefill (on by default above 32K context) 512.
+    and 256 sequences (SchedulerConfig); with chunked prefill (on by default above 32K context) 512 on 0.6, 2048
+    on 0.7 (:attr:`VllmVersion.v0_chunked_prefill_tokens`).
     """
     rule = resolve_vllm_version(version)
     if rule.engine == "v0":
         if max_model_len is not None and max_model_len > 32768:
-            return 512, 256
+            return rule.v0_chunked_prefill_tokens, 256
         return max(max_model_len or 2048, 2048), 256
     if rule.large_gpu_batched_tokens and gpu.usable_memory_bytes >= 160 * GiB:
         return rule.large_gpu_batched_tokens, 1024
