@@ -16,10 +16,12 @@ Modelled versions (``--vllm-version``):
 * ``0.6`` (the V0 engine before vLLM PR #12126): non-torch memory is everything outside torch's
   allocator (CUDA context, cuBLAS, NCCL): 1.79 GiB per rank at tp=1 and 3.58 GiB at tp=2 on an
   H100 in the log of vLLM PR #10511; profile tokens ``max(max_model_len, 2048)`` without chunked
-  prefill; the V0 sampler keeps sorted copies of the logits (39 bytes per logit).
+  prefill, 512 with it (on above 32,768 tokens of context); the V0 sampler keeps sorted copies of the logits
+  (39 bytes per logit); the eager forward keeps two hidden-size tensors in its residual stream
+  (:func:`profile_activation_bytes`).
 * ``0.7`` (V0 after PR #12126): the memory snapshot is taken after the CUDA context exists, so
   only the non-torch *increase* during the profile run counts (0.16 GiB at tp=1 in that PR's log;
-  NCCL buffers on top for tp > 1).
+  NCCL buffers on top for tp > 1); 2048 profile tokens with chunked prefill.
 * ``0.8`` (0.8 and 0.9, the V1 engine): as 0.7 for non-torch memory; scheduler budgets from
   ``EngineArgs.get_batch_defaults`` (:func:`vllm_batch_defaults`); the dummy sampler pass of the
   profile run is the V0 sampler (vLLM PR #13594: sorted copies of the logits, 39 bytes per logit);
