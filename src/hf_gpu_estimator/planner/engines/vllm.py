@@ -71,7 +71,8 @@ VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS=0 at v0.19.0).
 
 The published start-up logs each version is checked against are in
 ``tests/data/vllm_startup_logs.json`` with their sources and each row's error in
-``tests/test_planner_engines.py``.
+``tests/test_planner_engines.py``; the published start-up refusals in ``tests/data/vllm_startup_errors.json``
+(``tests/test_planner_engines_vllm_errors.py``).
 """
 
 from __future__ import annotations
