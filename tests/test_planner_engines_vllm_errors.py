@@ -62,9 +62,9 @@ def test_we_refuse_where_vllm_refused(row: dict) -> None:  # type: ignore[type-a
 @pytest.mark.parametrize("row", [r for r in ROWS if "kv_pool_gib" in r["logged"]], ids=lambda r: r["id"])
 def test_pool_matches_the_printed_figure(row: dict) -> None:  # type: ignore[type-arg]
     """issue10517 29k: 2.86 GiB vs 2.89 printed (-1.2 %; -8.8 % with three hidden-size tensors in the V0 residual
-    stream, as before), 20k: 3.78 vs 3.81 (-0.7 %; -4.7 % before). gpt-oss-120b on an H100 with the logged weights: 0.10.1
-    -2.43 vs -2.14 GiB (0.4 % of the 71.27 GiB budget), 0.11.0 at 0.95 with 1024 batched tokens 1.61 vs 1.71 GiB
-    (0.1 % of 75.23 GiB)."""
+    stream, as before), 20k: 3.78 vs 3.81 (-0.7 %; -4.7 % before). gpt-oss-120b on an H100 with the logged
+    weights: 0.10.1 -2.43 vs -2.14 GiB (0.4 % of the 71.27 GiB budget), 0.11.0 at 0.95 with 1024 batched tokens
+    1.61 vs 1.71 GiB (0.1 % of 75.23 GiB)."""
     cap = _capacity(row)
     ours, logged = _pool_gib(row, cap), row["logged"]["kv_pool_gib"]
     if _substituted_weights(row) is None:
