@@ -16,10 +16,12 @@ Modelled versions (``--vllm-version``):
 * ``0.6`` (the V0 engine before vLLM PR #12126): non-torch memory is everything outside torch's
   allocator (CUDA context, cuBLAS, NCCL): 1.79 GiB per rank at tp=1 and 3.58 GiB at tp=2 on an
   H100 in the log of vLLM PR #10511; profile tokens ``max(max_model_len, 2048)`` without chunked
-  prefill; the V0 sampler keeps sorted copies of the logits (39 bytes per logit).
+  prefill, 512 with it (on above 32,768 tokens of context); the V0 sampler keeps sorted copies of the logits
+  (39 bytes per logit); the eager forward keeps two hidden-size tensors in its residual stream
+  (:func:`profile_activation_bytes`).
 * ``0.7`` (V0 after PR #12126): the memory snapshot is taken after the CUDA context exists, so
   only the non-torch *increase* during the profile run counts (0.16 GiB at tp=1 in that PR's log;
-  NCCL buffers on top for tp > 1).
+  NCCL buffers on top for tp > 1); 2048 profile tokens with chunked prefill.
 * ``0.8`` (0.8 and 0.9, the V1 engine): as 0.7 for non-torch memory; scheduler budgets from
   ``EngineArgs.get_batch_defaults`` (:func:`vllm_batch_defaults`); the dummy sampler pass of the
   profile run is the V0 sampler (vLLM PR #13594: sorted copies of the logits, 39 bytes per logit);
@@ -69,7 +71,8 @@ VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS=0 at v0.19.0).
 
 The published start-up logs each version is checked against are in
 ``tests/data/vllm_startup_logs.json`` with their sources and each row's error in
-``tests/test_planner_engines.py``.
+``tests/test_planner_engines.py``; the published start-up refusals in ``tests/data/vllm_startup_errors.json``
+(``tests/test_planner_engines_vllm_errors.py``).
 """
 
 from __future__ import annotations
@@ -178,6 +181,9 @@ class VllmVersion:
     #: several GPUs); a GPU the rule has no log for takes ``non_torch_other_gpu`` (when set) with NCCL's buffers.
     non_torch_by_gpu: tuple[tuple[str, int, int], ...] = ()
     non_torch_other_gpu: int | None = None
+    #: V0's ``max_num_batched_tokens`` with chunked prefill, which ``EngineArgs`` turns on above 32,768 tokens of
+    #: context (vllm/config.py SchedulerConfig: 512 at v0.6.4.post1, 2048 at v0.7.2).
+    v0_chunked_prefill_tokens: int = 512
     #: Whether vLLM itself serves GGUF checkpoints (vllm/model_executor/layers/quantization/gguf.py); from v0.24.0
     #: the file and the ``gguf`` method are gone from the release and the vllm-gguf-plugin serves them.
     gguf_in_tree: bool = True
@@ -325,9 +331,10 @@ VLLM_VERSIONS: dict[str, VllmVersion] = {
     "0.7": VllmVersion(
         version="0.7", engine="v0", releases=("0.7",),
         non_torch_tp1_bytes=int(0.16 * GiB), non_torch_multi_gpu_bytes=overhead.NCCL_BYTES,
-        sampler_bytes_per_logit=V0_SAMPLER_BYTES_PER_LOGIT,
+        sampler_bytes_per_logit=V0_SAMPLER_BYTES_PER_LOGIT, v0_chunked_prefill_tokens=2048,
         source="vllm/worker/worker.py after https://github.com/vllm-project/vllm/pull/12126 (only the non-torch "
-               "increase during profiling counts: 0.16 GiB at tp=1 in that PR's log)"),
+               "increase during profiling counts: 0.16 GiB at tp=1 in that PR's log); 2048 batched tokens with "
+               "chunked prefill (vllm/config.py SchedulerConfig at v0.7.2)"),
     "0.8": VllmVersion(
         version="0.8", engine="v1", releases=("0.8", "0.9"),
         non_torch_tp1_bytes=int(0.16 * GiB), non_torch_multi_gpu_bytes=overhead.NCCL_BYTES,
@@ -471,12 +478,13 @@ def vllm_batch_defaults(gpu: GPU, version: str | None = None, *, max_model_len: 
     does not contain "a100" (H100, H200, MI300X ...) get 8192 tokens / 1024 sequences for the
     OpenAI server (16384 for the offline ``LLM`` class); others 2048 / 256 (a larger budget lowered
     A100 throughput, vLLM PR #17885); from 0.28 GPUs of 160 GiB or more (B200, B300) 16384 / 1024. V0 without chunked prefill: ``max(max_model_len, 2048)`` tokens
-    and 256 sequences (SchedulerConfig); with chunked prefill (on by default above 32K context) 512.
+    and 256 sequences (SchedulerConfig); with chunked prefill (on by default above 32K context) 512 on 0.6, 2048
+    on 0.7 (:attr:`VllmVersion.v0_chunked_prefill_tokens`).
     """
     rule = resolve_vllm_version(version)
     if rule.engine == "v0":
         if max_model_len is not None and max_model_len > 32768:
-            return 512, 256
+            return rule.v0_chunked_prefill_tokens, 256
         return max(max_model_len or 2048, 2048), 256
     if rule.large_gpu_batched_tokens and gpu.usable_memory_bytes >= 160 * GiB:
         return rule.large_gpu_batched_tokens, 1024
@@ -504,16 +512,24 @@ def v2_sampler_bytes_per_logit(mode: str, *, act_bytes: int, tp: int) -> float:
 
 
 def profile_activation_bytes(arch: Architecture, tokens: int, rows: int, *, act_bytes: int, tp: int,
-                             sampler_bytes_per_logit: float, moe_cache_kept: bool = False) -> int:
+                             sampler_bytes_per_logit: float, moe_cache_kept: bool = False,
+                             residual_copies: int = 3) -> int:
     """Torch's activation peak of vLLM's profile run on one rank: a forward of ``tokens`` tokens through
     vLLM's layers, then the dummy sampler over ``rows`` logits rows; the larger of the two.
 
-    Forward (vllm/model_executor/models/llama.py and layers/fused_moe): the residual stream (layer
-    input, residual, normed input: ``3 * tokens * hidden``) plus the larger of the attention block
+    Forward (vllm/model_executor/models/llama.py and layers/fused_moe): the residual stream
+    (``residual_copies * tokens * hidden``) plus the larger of the attention block
     (fused qkv, attention output, o_proj output) and the MLP (fused gate_up, activation output,
     down_proj output; gate_up stays referenced until the MLP returns) or the fused-MoE intermediate
     caches (``tokens * top_k * (3 * moe_intermediate / tp + hidden)``). No attention scores: the
-    attention kernels are skipped without metadata in the profile run.
+    attention kernels are skipped without metadata in the profile run. The V0 engine runs the model eagerly,
+    where ``RMSNorm.forward_cuda`` normalizes in place (``fused_add_rms_norm`` on the input and the residual,
+    vllm/model_executor/layers/layernorm.py at v0.7.2): two hidden-size tensors (``residual_copies=2``; vLLM
+    0.6.4 logs of Llama-3.1-8B on an RTX 3090, vLLM issue #10517: the peak grows 110.7 KB per batched token,
+    2.07 GiB at 20,000 tokens and 2.99 at 29,000, i.e. 2 x hidden + 3 x intermediate + hidden bf16 values).
+    The V1 engine runs the ``torch.compile``-d model, modelled with three (the layer input, the residual and
+    the normed input: fitted on the llm-d vLLM 0.19 runs, whose forward-bound first pipeline stages it
+    matches to 0.29 % of the pool against 0.39 % with two; unverified against the compiled graph).
 
     Sampler: the forward's ``tokens x hidden`` output, still referenced, and ``rows`` logits rows of the
     whole vocabulary (gathered over tensor-parallel ranks, so the same on every rank: Llama-3.1-8B logs
@@ -537,7 +553,7 @@ def profile_activation_bytes(arch: Architecture, tokens: int, rows: int, *, act_
             mlp = max(mlp, (3 if arch.gated_mlp else 2) * arch.intermediate_size // tp + h)
     else:
         mlp = (3 if arch.gated_mlp else 2) * arch.intermediate_size // tp + h
-    forward = tokens * act_bytes * (3 * h + max(attention, mlp))
+    forward = tokens * act_bytes * (residual_copies * h + max(attention, mlp))
     sampler = tokens * act_bytes * h + rows * arch.vocab_size * sampler_bytes_per_logit
     if moe_cache_kept and arch.is_moe:
         sampler += tokens * act_bytes * arch.num_experts_per_tok * (2 * arch.moe_intermediate_size // tp + h)
@@ -864,7 +880,8 @@ def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
         """(activations, non-torch, pool, (blocks, tokens, concurrent, longest, concurrency)) of one rank."""
         activations = profile_activation_bytes(arch, tokens, min(seqs, tokens) if samples else 0, act_bytes=act_bytes,
                                                tp=p.tp, sampler_bytes_per_logit=sampler_bytes,
-                                               moe_cache_kept=moe_cache_kept)
+                                               moe_cache_kept=moe_cache_kept,
+                                               residual_copies=2 if rule.engine == "v0" else 3)
         activations += encoder if first else 0
         non_torch = rule.non_torch_bytes(p.tp, p.pp, samples=samples, gpu=gpu.name)
         graphs = graph_bytes(first)
