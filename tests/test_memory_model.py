@@ -256,3 +256,52 @@ def test_lora_counts_weight_layers_of_looped_models(config):
                   if isinstance(m, torch.nn.Linear) and name.rsplit(".", 1)[-1] in ("q_proj", "v_proj"))
     work = make_workload(task="training", method="lora", lora_rank=8, lora_targets="q_proj,v_proj")
     assert lora_parameters(inspect_model(config), work) == wrapped
+
+
+def _term(est, name):
+    return next((t.bytes for t in est.terms if t.name == name), 0)
+
+
+def test_sharded_qlora_keeps_the_bnb_quant_state_whole(llama7b):
+    # transformers (4.4x _load_state_dict_into_meta_model) quantizes on the GPU and moves only Params4bit.data off
+    # it: the absmax (8 bits per 64 weights) and nested constants stay whole on every GPU under FSDP and ZeRO-3.
+    # fms-acceleration's QLoRA FSDP runs end holding 17.94 / 11.86 GiB (Llama-2-70B / Mixtral on 2 GPUs).
+    base = dict(task="training", method="qlora", gradient_checkpointing=True, framework="trl", kbit_fp32_casts=False)
+    plan = plan_weights(llama7b, make_workload(**base))
+    state = plan.quantized_params * (linear_bits_per_weight("nf4") - 4) / 8
+    one = estimate_memory(llama7b, make_workload(**base))
+    two = estimate_memory(llama7b, make_workload(**base, num_gpus=2, strategy="fsdp"))
+    step = {m.phase: m for m in two.moments}["optimizer step"].components
+    step1 = {m.phase: m for m in one.moments}["optimizer step"].components
+    assert step["weights"] == pytest.approx(step1["weights"] / 2 + state / 2, abs=8)
+    assert _term(two, "bitsandbytes 4-bit quant state, on every GPU") == pytest.approx(state / 2, abs=2)
+    offloaded = estimate_memory(llama7b, make_workload(**base, num_gpus=2, strategy="fsdp", offload_params=True))
+    assert {m.phase: m for m in offloaded.moments}["optimizer step"].components["weights"] == pytest.approx(state, abs=2)
+    # torchtune's NF4Tensor shards its scalers with the data; DDP keeps everything whole anyway.
+    tune = estimate_memory(llama7b, make_workload(**{**base, "framework": "torchtune"}, num_gpus=2, strategy="fsdp"))
+    assert not _term(tune, "bitsandbytes 4-bit quant state, on every GPU")
+
+
+def test_fsdp_gathers_units_in_the_mixed_precision_dtype(llama7b):
+    # accelerate/Lightning pass MixedPrecision(param_dtype=bf16) for bf16-mixed; torch FSDP1 allocates the
+    # unsharded flat parameter in that dtype: fp32 shards, bf16 units, the same units as a bf16-true run.
+    work = dict(task="training", num_gpus=8, strategy="fsdp", gradient_checkpointing=True)
+    mixed = estimate_memory(llama7b, make_workload(**work, precision="bf16-mixed"))
+    true = estimate_memory(llama7b, make_workload(**work, precision="bf16-true"))
+    assert _term(mixed, "FSDP all-gathered units") == _term(true, "FSDP all-gathered units") > 0
+    lora = dict(work, method="lora", precision="bf16-mixed")
+    fp32_base = estimate_memory(llama7b, make_workload(**lora, dtype="float32"))
+    bf16_base = estimate_memory(llama7b, make_workload(**lora))
+    assert _term(fp32_base, "FSDP all-gathered units") == _term(bf16_base, "FSDP all-gathered units")
+    assert _term(fp32_base, "weights") == pytest.approx(2 * _term(bf16_base, "weights"), rel=1e-2)  # + fp32 adapters
+
+
+def test_zero3_gathers_a_layer_and_the_head(llama7b):
+    # DeepSpeed ZeRO-3 keeps a parameter gathered while it is used again within stage3_max_reuse_distance (1e9
+    # elements): one decoder layer (202M params for Llama-2-7B) from its recompute to its backward, and the head.
+    work = make_workload(task="training", method="lora", num_gpus=8, strategy="zero3", gradient_checkpointing=True)
+    est = estimate_memory(llama7b, work)
+    counts = llama7b.parameters.by_role
+    layer = (llama7b.parameters.total + lora_parameters(llama7b, work) - counts["embedding"] - counts["lm_head"]) / 32
+    assert _term(est, "FSDP all-gathered units") == pytest.approx((layer + counts["lm_head"]) * 2, rel=1e-6)
+    assert "stage3_max_reuse_distance" in next(t.formula for t in est.terms if t.name == "FSDP all-gathered units")
