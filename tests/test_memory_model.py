@@ -305,3 +305,52 @@ def test_zero3_gathers_a_layer_and_the_head(llama7b):
     layer = (llama7b.parameters.total + lora_parameters(llama7b, work) - counts["embedding"] - counts["lm_head"]) / 32
     assert _term(est, "FSDP all-gathered units") == pytest.approx((layer + counts["lm_head"]) * 2, rel=1e-6)
     assert "stage3_max_reuse_distance" in next(t.formula for t in est.terms if t.name == "FSDP all-gathered units")
+
+
+def test_fsdp_frozen_units_hold_reentrant_checkpoint_inputs(llama7b):
+    # FSDP1's reshard-only multi-grad hook on a frozen unit's inputs lives until the backward ends; under reentrant
+    # checkpointing those inputs are the recompute's leaves: every layer's input and its gradient stay allocated.
+    # fms-acceleration's Llama-2-70B QLoRA FSDP run (2 x A100-80GB, batch 2 x 4096) peaks at 43.48 GiB allocated.
+    base = dict(task="training", method="qlora", num_gpus=2, strategy="fsdp", gradient_checkpointing=True,
+                framework="trl", kbit_fp32_casts=False, batch_size=2, seq_len=1024)
+    held = estimate_memory(llama7b, make_workload(**base, use_reentrant=True))
+    free = estimate_memory(llama7b, make_workload(**base, use_reentrant=False))
+    first = {m.phase: m for m in held.moments}["backward (first layer)"].components["activations"]
+    first_free = {m.phase: m for m in free.moments}["backward (first layer)"].components["activations"]
+    per_layer = 2 * 1024 * 4096 * 2  # T x hidden x bf16
+    assert first - first_free == 31 * per_layer + 31 * per_layer  # the other 31 inputs and their gradients
+    assert _term(held, "FSDP-held checkpoint inputs and their gradients") == 62 * per_layer
+    # A full finetune's units train (no reshard-only hook); one GPU has no FSDP.
+    full = make_workload(**{**base, "method": "full", "precision": "bf16-true"}, use_reentrant=True)
+    assert not _term(estimate_memory(llama7b, full), "FSDP-held checkpoint inputs and their gradients")
+
+
+def test_multi_grad_hook_keeps_reentrant_leaves_alive():
+    # The mechanism, on torch's own API: a multi-grad hook on the detached input of a reentrant checkpoint keeps that
+    # leaf (and the gradient backward accumulates into it) until the hook's handle is removed.
+    import gc
+    import weakref
+
+    torch = pytest.importorskip("torch")
+    from torch.autograd.graph import register_multi_grad_hook
+    from torch.utils.checkpoint import checkpoint
+
+    handles, leaves = [], []
+
+    def layer(x, weight):
+        if torch.is_grad_enabled():  # the recompute, as FSDP's pre-forward sees it
+            handles.append(register_multi_grad_hook([x], lambda grads: None))
+            leaves.append(weakref.ref(x))
+        return x @ weight
+
+    weight = torch.randn(8, 8)
+    h = torch.randn(4, 8, requires_grad=True)
+    for _ in range(3):
+        h = checkpoint(layer, h, weight, use_reentrant=True)
+    h.sum().backward()
+    gc.collect()
+    assert [ref() is not None and ref().grad is not None for ref in leaves] == [True] * 3
+    for handle in handles:
+        handle.remove()
+    gc.collect()
+    assert [ref() for ref in leaves] == [None] * 3

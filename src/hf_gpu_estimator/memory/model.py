@@ -536,6 +536,18 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
     # stream's dtype, above non-reentrant at the step-1 backward (tests/test_memory_recipe.py).
     stream = 4 if workload.method == "qlora" and workload.kbit_fp32_casts else r
     reentrant = int(T * stream * arch.hidden_size * shard.activations) if ckpt and workload.use_reentrant else 0
+    # FSDP1 reshards a frozen unit after its backward through a multi-grad hook on the unit's inputs
+    # (_register_post_backward_reshard_only_hook, torch 2.1+ _runtime_utils.py) and removes the hook only at the
+    # end of the backward (_finalize_params). Under reentrant checkpointing around the unit (transformers calls
+    # checkpoint(decoder_layer.__call__, ...)) those inputs are the recompute's detached leaves: the hook's closure
+    # holds their AccumulateGrad nodes, which hold the leaves, so every layer's input and the gradient backward
+    # accumulates in it stay allocated until the backward ends (reproduced with torch.autograd.graph
+    # register_multi_grad_hook on torch 2.13, tests/test_memory_model.py). At the first layer: all L inputs and
+    # L - 1 input gradients.
+    held_inputs = held_grads = 0
+    if _fsdp_holds_checkpoint_inputs(workload):
+        held_inputs = A_layers - A_layer
+        held_grads = int(T * stream * arch.hidden_size * shard.activations * max(0.0, saving_layers - 1))
     recompute = largest_layer + layer_bw + copies_layer + reentrant if ckpt else layer_bw
     live_copies = 0 if ckpt else copies_all
     dequant = _dequant_transient(arch, plan)
@@ -587,7 +599,8 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
         moment("backward (top layer)", weights=W + (live_copies - copies_head if not ckpt else 0),
                grads=max(G_res, G_head + G_layer), acts=A_layers + embeddings, transient=recompute + dequant),
         moment("backward (first layer)", weights=W + (copies_layer if not ckpt else 0),
-               grads=max(G_res, G - G_emb - G_layer), acts=A_layer + embeddings, transient=recompute + dequant),
+               grads=max(G_res, G - G_emb - G_layer), acts=A_layer + held_inputs + held_grads + embeddings,
+               transient=recompute + dequant),
         moment("optimizer step", weights=W, grads=G, acts=0, transient=opt_temp),
     ]
     if previous:
@@ -672,6 +685,13 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
             if precision.mixed:
                 formula += f"; in {plan.compute_dtype} (FSDP MixedPrecision param_dtype: _full_param_padded)"
             terms.append(Term(component="weights", name="FSDP all-gathered units", bytes=gathered, formula=formula))
+        if held_grads:
+            terms.append(Term(component="activations", name="FSDP-held checkpoint inputs and their gradients",
+                              bytes=held_inputs + held_grads,
+                              formula=f"at the first layer's backward: {saving_layers:g} checkpointed layer inputs "
+                                      f"and {max(0.0, saving_layers - 1):g} input gradients ({T} tokens x "
+                                      f"{arch.hidden_size} x {stream} B each), kept by FSDP's reshard-only "
+                                      "multi-grad hooks on the reentrant recompute's inputs until the backward ends"))
         if paged:
             assumptions.append(f"{workload.optimizer.name}: its {paged / 2**30:.2f} GiB of states live in CUDA unified "
                                "memory (cudaMallocManaged), outside torch's allocator; they use free device memory and "
@@ -793,6 +813,14 @@ def _fsdp_layer_units(workload: Workload) -> int:
             and workload.parallelism.strategy in ("fsdp", "fsdp-hybrid"):
         return 1
     return 2
+
+
+def _fsdp_holds_checkpoint_inputs(workload: Workload) -> bool:
+    """Whether FSDP1 keeps every checkpointed layer's input and input gradient until the backward ends: frozen
+    decoder-layer units (LoRA under peft's ``fsdp_auto_wrap_policy``, :func:`_fsdp_layer_units`) with
+    transformers' reentrant checkpointing around each unit (see the comment in ``_training``)."""
+    return (_fsdp_layer_units(workload) == 1 and workload.gradient_checkpointing and workload.use_reentrant
+            and workload.parallelism.dp > 1)
 
 
 #: Frameworks that load with transformers' ``from_pretrained`` and train with its Trainer (accelerate's FSDP
