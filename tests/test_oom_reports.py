@@ -14,12 +14,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: Measured (README, "How accurate"): 32 training rows, 24 right, 3 wrong, 5 tight (26 inference rows, 20 right, 0 wrong,
-#: 6 tight: tests/test_oom_reports_inference.py); each row not right is named in
-#: benchmarks/oom_reports/README.md. A regression (fewer right, more wrong) fails.
+#: Measured (README, "How accurate"): 32 training rows, 22 right, 2 wrong, 8 tight (26 inference rows, 20 right, 0 wrong,
+#: 6 tight: tests/test_oom_reports_inference.py); each row not right is named in benchmarks/oom_reports/README.md. A
+#: regression (fewer right, more wrong) fails. (24 right, 3 wrong, 5 tight before FSDP's held checkpoint inputs were
+#: modelled and PEFT's FSDP LoRA example was read as loading float32: the fms Llama-2-70B batch-4 OOM moved from wrong to
+#: tight; PEFT's QLoRA FSDP-offload row, which printed 19.6 GB on a 24 GB card, from right to tight at -0.6 % of what it
+#: printed; PEFT's LoRA FSDP row from right to tight at +7.0 %.)
 MIN_TRAINING_ROWS = 32
-MIN_TRAINING_RIGHT = 24
-MAX_TRAINING_WRONG = 3
+MIN_TRAINING_RIGHT = 22
+MAX_TRAINING_WRONG = 2
 
 
 def _bench() -> Any:
