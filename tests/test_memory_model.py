@@ -325,3 +325,99 @@ def test_transformers_4_quantizes_moe_experts_with_bitsandbytes():
     old = estimate_memory(mixtral, make_workload(framework="hf-4.41", quantization="nf4", seq_len=256, new_tokens=16))
     new = estimate_memory(mixtral, make_workload(quantization="nf4", seq_len=256, new_tokens=16))
     assert old.components["weights"] / GiB < 25 < 80 < new.components["weights"] / GiB
+def _term(est, name):
+    return next((t.bytes for t in est.terms if t.name == name), 0)
+
+
+def test_sharded_qlora_keeps_the_bnb_quant_state_whole(llama7b):
+    # transformers (4.4x _load_state_dict_into_meta_model) quantizes on the GPU and moves only Params4bit.data off
+    # it: the absmax (8 bits per 64 weights) and nested constants stay whole on every GPU under FSDP and ZeRO-3.
+    # fms-acceleration's QLoRA FSDP runs end holding 17.94 / 11.86 GiB (Llama-2-70B / Mixtral on 2 GPUs).
+    base = dict(task="training", method="qlora", gradient_checkpointing=True, framework="trl", kbit_fp32_casts=False)
+    plan = plan_weights(llama7b, make_workload(**base))
+    state = plan.quantized_params * (linear_bits_per_weight("nf4") - 4) / 8
+    one = estimate_memory(llama7b, make_workload(**base))
+    two = estimate_memory(llama7b, make_workload(**base, num_gpus=2, strategy="fsdp"))
+    step = {m.phase: m for m in two.moments}["optimizer step"].components
+    step1 = {m.phase: m for m in one.moments}["optimizer step"].components
+    assert step["weights"] == pytest.approx(step1["weights"] / 2 + state / 2, abs=8)
+    assert _term(two, "bitsandbytes 4-bit quant state, on every GPU") == pytest.approx(state / 2, abs=2)
+    offloaded = estimate_memory(llama7b, make_workload(**base, num_gpus=2, strategy="fsdp", offload_params=True))
+    assert {m.phase: m for m in offloaded.moments}["optimizer step"].components["weights"] == pytest.approx(state, abs=2)
+    # torchtune's NF4Tensor shards its scalers with the data; DDP keeps everything whole anyway.
+    tune = estimate_memory(llama7b, make_workload(**{**base, "framework": "torchtune"}, num_gpus=2, strategy="fsdp"))
+    assert not _term(tune, "bitsandbytes 4-bit quant state, on every GPU")
+
+
+def test_fsdp_gathers_units_in_the_mixed_precision_dtype(llama7b):
+    # accelerate/Lightning pass MixedPrecision(param_dtype=bf16) for bf16-mixed; torch FSDP1 allocates the
+    # unsharded flat parameter in that dtype: fp32 shards, bf16 units, the same units as a bf16-true run.
+    work = dict(task="training", num_gpus=8, strategy="fsdp", gradient_checkpointing=True)
+    mixed = estimate_memory(llama7b, make_workload(**work, precision="bf16-mixed"))
+    true = estimate_memory(llama7b, make_workload(**work, precision="bf16-true"))
+    assert _term(mixed, "FSDP all-gathered units") == _term(true, "FSDP all-gathered units") > 0
+    lora = dict(work, method="lora", precision="bf16-mixed")
+    fp32_base = estimate_memory(llama7b, make_workload(**lora, dtype="float32"))
+    bf16_base = estimate_memory(llama7b, make_workload(**lora))
+    assert _term(fp32_base, "FSDP all-gathered units") == _term(bf16_base, "FSDP all-gathered units")
+    assert _term(fp32_base, "weights") == pytest.approx(2 * _term(bf16_base, "weights"), rel=1e-2)  # + fp32 adapters
+
+
+def test_zero3_gathers_a_layer_and_the_head(llama7b):
+    # DeepSpeed ZeRO-3 keeps a parameter gathered while it is used again within stage3_max_reuse_distance (1e9
+    # elements): one decoder layer (202M params for Llama-2-7B) from its recompute to its backward, and the head.
+    work = make_workload(task="training", method="lora", num_gpus=8, strategy="zero3", gradient_checkpointing=True)
+    est = estimate_memory(llama7b, work)
+    counts = llama7b.parameters.by_role
+    layer = (llama7b.parameters.total + lora_parameters(llama7b, work) - counts["embedding"] - counts["lm_head"]) / 32
+    assert _term(est, "FSDP all-gathered units") == pytest.approx((layer + counts["lm_head"]) * 2, rel=1e-6)
+    assert "stage3_max_reuse_distance" in next(t.formula for t in est.terms if t.name == "FSDP all-gathered units")
+
+
+def test_fsdp_frozen_units_hold_reentrant_checkpoint_inputs(llama7b):
+    # FSDP1's reshard-only multi-grad hook on a frozen unit's inputs lives until the backward ends; under reentrant
+    # checkpointing those inputs are the recompute's leaves: every layer's input and its gradient stay allocated.
+    # fms-acceleration's Llama-2-70B QLoRA FSDP run (2 x A100-80GB, batch 2 x 4096) peaks at 43.48 GiB allocated.
+    base = dict(task="training", method="qlora", num_gpus=2, strategy="fsdp", gradient_checkpointing=True,
+                framework="trl", kbit_fp32_casts=False, batch_size=2, seq_len=1024)
+    held = estimate_memory(llama7b, make_workload(**base, use_reentrant=True))
+    free = estimate_memory(llama7b, make_workload(**base, use_reentrant=False))
+    first = {m.phase: m for m in held.moments}["backward (first layer)"].components["activations"]
+    first_free = {m.phase: m for m in free.moments}["backward (first layer)"].components["activations"]
+    per_layer = 2 * 1024 * 4096 * 2  # T x hidden x bf16
+    assert first - first_free == 31 * per_layer + 31 * per_layer  # the other 31 inputs and their gradients
+    assert _term(held, "FSDP-held checkpoint inputs and their gradients") == 62 * per_layer
+    # A full finetune's units train (no reshard-only hook); one GPU has no FSDP.
+    full = make_workload(**{**base, "method": "full", "precision": "bf16-true"}, use_reentrant=True)
+    assert not _term(estimate_memory(llama7b, full), "FSDP-held checkpoint inputs and their gradients")
+
+
+def test_multi_grad_hook_keeps_reentrant_leaves_alive():
+    # The mechanism, on torch's own API: a multi-grad hook on the detached input of a reentrant checkpoint keeps that
+    # leaf (and the gradient backward accumulates into it) until the hook's handle is removed.
+    import gc
+    import weakref
+
+    torch = pytest.importorskip("torch")
+    from torch.autograd.graph import register_multi_grad_hook
+    from torch.utils.checkpoint import checkpoint
+
+    handles, leaves = [], []
+
+    def layer(x, weight):
+        if torch.is_grad_enabled():  # the recompute, as FSDP's pre-forward sees it
+            handles.append(register_multi_grad_hook([x], lambda grads: None))
+            leaves.append(weakref.ref(x))
+        return x @ weight
+
+    weight = torch.randn(8, 8)
+    h = torch.randn(4, 8, requires_grad=True)
+    for _ in range(3):
+        h = checkpoint(layer, h, weight, use_reentrant=True)
+    h.sum().backward()
+    gc.collect()
+    assert [ref() is not None and ref().grad is not None for ref in leaves] == [True] * 3
+    for handle in handles:
+        handle.remove()
+    gc.collect()
+    assert [ref() for ref in leaves] == [None] * 3

@@ -454,7 +454,9 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
     if detail and profile.name != "hf":
         assumptions.append(f"framework {profile.name} ({profile.release}): {profile.source}")
         assumptions.extend(profile.notes)
-    W = int((plan.weights_bytes + plan.adapter_bytes + recipe_weights) * shard.weights)
+    whole_state = _replicated_quant_state_bytes(plan, workload)
+    W = int((plan.weights_bytes + plan.adapter_bytes + recipe_weights) * shard.weights
+            + whole_state * (1 - shard.weights))
     assumptions += recipe_notes
     if profile.single_op_gelu and arch.hidden_act in ("gelu_new", "gelu_fast"):
         arch = dataclasses.replace(arch, hidden_act="gelu_pytorch_tanh")
@@ -576,6 +578,18 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
     # stream's dtype, above non-reentrant at the step-1 backward (tests/test_memory_recipe.py).
     stream = 4 if workload.method == "qlora" and workload.kbit_fp32_casts else r
     reentrant = int(T * stream * arch.hidden_size * shard.activations) if ckpt and workload.use_reentrant else 0
+    # FSDP1 reshards a frozen unit after its backward through a multi-grad hook on the unit's inputs
+    # (_register_post_backward_reshard_only_hook, torch 2.1+ _runtime_utils.py) and removes the hook only at the
+    # end of the backward (_finalize_params). Under reentrant checkpointing around the unit (transformers calls
+    # checkpoint(decoder_layer.__call__, ...)) those inputs are the recompute's detached leaves: the hook's closure
+    # holds their AccumulateGrad nodes, which hold the leaves, so every layer's input and the gradient backward
+    # accumulates in it stay allocated until the backward ends (reproduced with torch.autograd.graph
+    # register_multi_grad_hook on torch 2.13, tests/test_memory_model.py). At the first layer: all L inputs and
+    # L - 1 input gradients.
+    held_inputs = held_grads = 0
+    if _fsdp_holds_checkpoint_inputs(workload):
+        held_inputs = A_layers - A_layer
+        held_grads = int(T * stream * arch.hidden_size * shard.activations * max(0.0, saving_layers - 1))
     recompute = largest_layer + layer_bw + copies_layer + reentrant if ckpt else layer_bw
     live_copies = 0 if ckpt else copies_all
     dequant = _dequant_transient(arch, plan)
@@ -617,7 +631,8 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
             "weights": weights, "optimizer_states": S_opt, "gradients": grads + bucket, "activations": acts,
             "transient": transient, "workspace": ws})
 
-    load = _load_moment(spec, arch, plan, workload, int((plan.weights_bytes + recipe_weights) * shard.weights))
+    load = _load_moment(spec, arch, plan, workload, int((plan.weights_bytes + recipe_weights) * shard.weights
+                                                        + whole_state * (1 - shard.weights)))
     moments = [
         moment("forward (loss)", weights=W + copies_all, grads=G_res, acts=A_layers + embeddings,
                transient=head + dequant_head),
@@ -626,7 +641,8 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
         moment("backward (top layer)", weights=W + (live_copies - copies_head if not ckpt else 0),
                grads=max(G_res, G_head + G_layer), acts=A_layers + embeddings, transient=recompute + dequant),
         moment("backward (first layer)", weights=W + (copies_layer if not ckpt else 0),
-               grads=max(G_res, G - G_emb - G_layer), acts=A_layer + embeddings, transient=recompute + dequant),
+               grads=max(G_res, G - G_emb - G_layer), acts=A_layer + held_inputs + held_grads + embeddings,
+               transient=recompute + dequant),
         moment("optimizer step", weights=W, grads=G, acts=0, transient=opt_temp),
     ]
     if previous:
@@ -683,11 +699,41 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
                               bytes=int(T * layer.training_cache * saving_layers),
                               formula="use_cache=True (config default): k/v copies not otherwise saved"))
         terms.extend(zero.terms)
+        if whole_state and shard.weights < 1:
+            terms.append(Term(component="weights", name="bitsandbytes 4-bit quant state, on every GPU",
+                              bytes=int(whole_state * (1 - shard.weights)),
+                              formula=f"{plan.quantized_params:,} 4-bit weights x {plan.quantized_bits - 4:.3f} bits "
+                                      "(absmax and nested constants) held whole, not sharded: the part of it the "
+                                      "weights term shards"))
+            assumptions.append("bitsandbytes 4-bit under FSDP/ZeRO-3: transformers (4.4x, _load_state_dict_into_meta"
+                               "_model) quantizes each weight on the GPU and moves only Params4bit.data to the CPU "
+                               "(or meta), so its quant_state stays on every GPU; FSDP and ZeRO-3 shard parameters "
+                               "and the quant state is an attribute, not a parameter")
         if gathered:
-            terms.append(Term(component="weights", name="FSDP all-gathered units", bytes=gathered,
-                              formula="2 decoder layers unsharded (the current unit and the one BACKWARD_PRE "
-                                      "prefetches) + the root unit (embeddings, head), kept unsharded from forward "
-                                      "to backward (torch FSDP1 _post_forward_reshard)"))
+            if p.strategy == "zero3" and not p.offload_params:
+                formula = ("1 decoder layer gathered + the output head: DeepSpeed ZeRO-3 keeps a module's gathered "
+                           "parameters while they are used again within stage3_max_reuse_distance (1e9 elements; "
+                           "partitioned_param_coordinator.py __params_to_release): a layer from its (recomputed) "
+                           "forward to its backward, the head from the loss to its backward")
+            elif _fsdp_layer_units(workload) == 1:
+                formula = ("1 decoder layer unsharded (peft's fsdp_auto_wrap_policy puts each LoRA Linear in a unit "
+                           "of its own, so BACKWARD_PRE prefetches a LoRA unit, not the previous layer) + the root "
+                           "unit (embeddings, head), kept unsharded from forward to backward (torch FSDP1 "
+                           "_post_forward_reshard)")
+            else:
+                formula = ("2 decoder layers unsharded (the current unit and the one BACKWARD_PRE prefetches) + the "
+                           "root unit (embeddings, head), kept unsharded from forward to backward (torch FSDP1 "
+                           "_post_forward_reshard)")
+            if precision.mixed:
+                formula += f"; in {plan.compute_dtype} (FSDP MixedPrecision param_dtype: _full_param_padded)"
+            terms.append(Term(component="weights", name="FSDP all-gathered units", bytes=gathered, formula=formula))
+        if held_grads:
+            terms.append(Term(component="activations", name="FSDP-held checkpoint inputs and their gradients",
+                              bytes=held_inputs + held_grads,
+                              formula=f"at the first layer's backward: {saving_layers:g} checkpointed layer inputs "
+                                      f"and {max(0.0, saving_layers - 1):g} input gradients ({T} tokens x "
+                                      f"{arch.hidden_size} x {stream} B each), kept by FSDP's reshard-only "
+                                      "multi-grad hooks on the reentrant recompute's inputs until the backward ends"))
         if paged:
             assumptions.append(f"{workload.optimizer.name}: its {paged / 2**30:.2f} GiB of states live in CUDA unified "
                                "memory (cudaMallocManaged), outside torch's allocator; they use free device memory and "
@@ -768,18 +814,77 @@ def _fsdp_gathered_bytes(spec: ModelSpec, arch: Architecture, plan: WeightPlan, 
     ("do not free the root's parameters in the post-forward", torch/distributed/fsdp/_runtime_utils.py). With
     CPU offload of parameters the same units are gathered onto the GPU (one GPU included); DeepSpeed ZeRO-3 with
     its parameters offloaded is estimated with the same two units (its prefetch and live-parameter buckets are
-    not modelled)."""
+    not modelled). DeepSpeed ZeRO-3 with its parameters on the GPU holds one decoder layer and the output head
+    gathered (a parameter stays gathered while it is used again within ``stage3_max_reuse_distance``, default
+    1e9 elements, DeepSpeed 0.14 partitioned_param_coordinator.py ``__params_to_release``; its prefetch bucket
+    counts only when its size is given, memory/zero.py).
+
+    Under a mixed precision the units are gathered in the compute dtype: accelerate's
+    ``FullyShardedDataParallelPlugin.set_mixed_precision`` (v1.0.1) and Lightning's ``FSDPPrecision`` pass
+    ``MixedPrecision(param_dtype=bf16)`` for bf16 mixed precision, and torch FSDP1 allocates the unsharded
+    ``_full_param_padded`` in that dtype (``_flat_param.py``); DeepSpeed's bf16 mode holds its parameters in bf16.
+    A bitsandbytes 4-bit weight is gathered as its packed data (its quant state is not a parameter)."""
     p = workload.parallelism
     offloaded = p.offload_params and p.strategy in ("fsdp", "zero3")
-    if p.strategy not in ("fsdp", "fsdp-hybrid", "zero3") or (p.dp < 2 and not offloaded) \
-            or (p.strategy == "zero3" and not offloaded):
+    if p.strategy not in ("fsdp", "fsdp-hybrid", "zero3") or (p.dp < 2 and not offloaded):
         return 0
     counts = spec.parameters.by_role
-    root_params = counts.get("embedding", 0) + counts.get("lm_head", 0) + counts.get("norm", 0) / max(1, arch.num_layers)
-    total = plan.weights_bytes + plan.adapter_bytes + recipe_weights
-    root_bytes = root_params * BYTES[plan.weight_dtype]
-    layer_bytes = max(0.0, (total - root_bytes) / max(1, arch.num_layers))
-    return int(2 * layer_bytes + root_bytes)
+    float_bytes = BYTES[plan.compute_dtype] if workload.precision.mixed else BYTES[plan.weight_dtype]
+    others = plan.total_params - plan.quantized_params
+    quantized = plan.weights_bytes - others * BYTES[plan.weight_dtype] - _replicated_quant_state_bytes(plan, workload)
+    total = quantized + others * float_bytes + plan.adapter_params * float_bytes
+    if not workload.precision.mixed:
+        total += recipe_weights
+    embeddings = (counts.get("embedding", 0) + counts.get("lm_head", 0)) * float_bytes
+    layer_bytes = max(0.0, (total - embeddings) / max(1, arch.num_layers))
+    if p.strategy == "zero3" and not offloaded:
+        head = counts.get("lm_head", 0) or (counts.get("embedding", 0) if arch.tie_word_embeddings else 0)
+        return int(layer_bytes + head * float_bytes)
+    root_bytes = embeddings + counts.get("norm", 0) / max(1, arch.num_layers) * float_bytes
+    return int(_fsdp_layer_units(workload) * max(0.0, (total - root_bytes) / max(1, arch.num_layers)) + root_bytes)
+
+
+def _fsdp_layer_units(workload: Workload) -> int:
+    """Decoder-layer units FSDP holds unsharded at once: the running one and the one ``BACKWARD_PRE`` prefetches,
+    the unit before it in post-forward order (torch FSDP1 ``_exec_order_utils.get_handle_to_backward_prefetch``,
+    read in torch 2.13). With LoRA under transformers' Trainer, peft's ``fsdp_auto_wrap_policy`` (applied by
+    ``Trainer._fsdp_qlora_plugin_updates``, and by peft's examples/sft/train.py) wraps every trainable leaf (each
+    ``lora_A``/``lora_B`` Linear) in a unit of its own: those run inside the layer, so the unit before a layer in
+    post-forward order is its own last LoRA unit, and the previous layer is not prefetched."""
+    if workload.method in ("lora", "qlora") and workload.framework in _TRANSFORMERS_TRAINER \
+            and workload.parallelism.strategy in ("fsdp", "fsdp-hybrid"):
+        return 1
+    return 2
+
+
+def _fsdp_holds_checkpoint_inputs(workload: Workload) -> bool:
+    """Whether FSDP1 keeps every checkpointed layer's input and input gradient until the backward ends: frozen
+    decoder-layer units (LoRA under peft's ``fsdp_auto_wrap_policy``, :func:`_fsdp_layer_units`) with
+    transformers' reentrant checkpointing around each unit (see the comment in ``_training``)."""
+    return (_fsdp_layer_units(workload) == 1 and workload.gradient_checkpointing and workload.use_reentrant
+            and workload.parallelism.dp > 1)
+
+
+#: Frameworks that load with transformers' ``from_pretrained`` and train with its Trainer (accelerate's FSDP
+#: plugin); torchtune quantizes with torchao's NF4Tensor, whose scalers FSDP2 shards with the data, and LitGPT
+#: wraps its own blocks with Fabric.
+_TRANSFORMERS_TRAINER = frozenset({"hf", "trl", "axolotl", "llama-factory", "unsloth"})
+
+
+def _replicated_quant_state_bytes(plan: WeightPlan, workload: Workload) -> int:
+    """Bytes of the bitsandbytes 4-bit quant state (absmax per 64 weights, nested constants) that every GPU holds
+    whole when FSDP or ZeRO-3 shards (or offloads) the weights: transformers (4.40 - 4.5x,
+    ``modeling_utils._load_state_dict_into_meta_model``) quantizes each weight on the GPU and then moves only
+    ``Params4bit.data`` to the CPU or the meta device ("we need to quantize the parameter on the GPU and then cast
+    it to CPU"), keeping ``quant_state`` in the parameter's ``__dict__`` on the GPU; FSDP flattens and DeepSpeed
+    partitions parameters only. Measured: fms-acceleration's 2-GPU QLoRA FSDP runs (refs/a100_80gb.csv at 24bdadb,
+    mem_torch_mem_alloc_in_bytes, allocated when training ends) hold 17.94 GiB (Llama-2-70B), 11.86 GiB (Mixtral)
+    and 2.09 GiB (Mistral-7B): weights, LoRA states and workspace come to 17.86, 11.88 and 2.11 GiB with the state
+    whole (17.35, 11.54 and 2.06 with it sharded)."""
+    if plan.quantization not in ("nf4", "fp4") or workload.framework not in _TRANSFORMERS_TRAINER \
+            or workload.parallelism.strategy not in ("fsdp", "fsdp-hybrid", "zero3"):
+        return 0
+    return int(plan.quantized_params * (plan.quantized_bits - 4) / 8)
 
 
 def _load_moment(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: Workload, weights: int) -> Moment:
