@@ -109,6 +109,23 @@ def test_optimizer_state_bytes(llama7b, optimizer, bytes_per_param):
     assert est.components["optimizer_states"] == pytest.approx(6_738_415_616 * bytes_per_param, rel=1e-6)
 
 
+def test_torch_2_0_foreach_adamw_keeps_two_intermediates(llama7b):
+    # torch 2.0.1 torch/optim/adamw.py _multi_tensor_adamw: exp_avg_sq_sqrt = _foreach_sqrt(exp_avg_sqs) and
+    # denom = _foreach_add(exp_avg_sq_sqrt, eps) are alive together at _foreach_addcdiv_; torch 2.1 adds eps in place
+    # (pytorch#104898), one intermediate. Full fine-tune under bf16-mixed: fp32 parameters, so 4 B per parameter each.
+    def step_temporaries(optimizer):
+        est = estimate_memory(llama7b, make_workload(task="training", optimizer=optimizer))
+        return next(t.bytes for t in est.terms if t.name == "optimizer step temporaries")
+
+    assert step_temporaries("adamw") == 6_738_415_616 * 4
+    assert step_temporaries("adamw-torch2.0") == 6_738_415_616 * 4 * 2
+    assert step_temporaries("adamw_torch2.0") == step_temporaries("adam-torch2.0") == step_temporaries("adamw-torch2.0")
+    one = estimate_memory(llama7b, make_workload(task="training"))
+    two = estimate_memory(llama7b, make_workload(task="training", optimizer="adamw-torch2.0"))
+    assert two.components["optimizer_states"] == one.components["optimizer_states"]
+    assert two.allocated_peak_bytes - one.allocated_peak_bytes == 6_738_415_616 * 4
+
+
 def test_adafactor_is_factored(llama7b):
     adam = estimate_memory(llama7b, make_workload(task="training", precision="bf16-true"))
     ada = estimate_memory(llama7b, make_workload(task="training", precision="bf16-true", optimizer="adafactor"))

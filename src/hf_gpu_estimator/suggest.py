@@ -203,7 +203,7 @@ def search(spec: ModelSpec, workload: Workload | Mapping[str, Any], *, budget_by
             singles.append((lora,))
         if work.method in ("full", "lora"):
             singles.append((qlora,))
-        if work.optimizer.name in ("adamw", "adam"):
+        if work.optimizer.name in ("adamw", "adam", "adamw-torch2.0", "adam-torch2.0"):
             singles.append((_Change("optimizer", "8-bit AdamW (bitsandbytes)", {"optimizer": "adamw-8bit"}),))
         sharded = p.strategy in ("zero3", "fsdp")
         zero3 = _Change("strategy", "ZeRO-3 / FSDP full sharding of weights, gradients and optimizer states",

@@ -71,6 +71,9 @@ class OptimizerSpec:
     #: Bytes per element of the stepped parameter that its step allocates as temporaries, where the step runs
     #: one parameter at a time (so the largest parameter sets the peak).
     step_bytes_per_element: float = 0.0
+    #: Parameter-sized temporaries alive together in a foreach (multi-tensor) step over every parameter: torch.optim
+    #: Adam/AdamW keep one (sqrt(exp_avg_sq), made the denominator in place) since torch 2.1 (pytorch#104898).
+    foreach_intermediates: float = 0.0
     source: str = ""
 
 
@@ -79,8 +82,20 @@ class OptimizerSpec:
 _BNB_8BIT_STATE = 1 + 4 / 256
 
 OPTIMIZERS: Mapping[str, OptimizerSpec] = {
-    "adamw": OptimizerSpec(name="adamw", state_tensors=2, source="torch.optim.AdamW: exp_avg, exp_avg_sq like the param"),
-    "adam": OptimizerSpec(name="adam", state_tensors=2, source="torch.optim.Adam: exp_avg, exp_avg_sq like the param"),
+    "adamw": OptimizerSpec(name="adamw", state_tensors=2, foreach_intermediates=1,
+                           source="torch.optim.AdamW: exp_avg, exp_avg_sq like the param"),
+    "adam": OptimizerSpec(name="adam", state_tensors=2, foreach_intermediates=1,
+                          source="torch.optim.Adam: exp_avg, exp_avg_sq like the param"),
+    "adamw-torch2.0": OptimizerSpec(
+        name="adamw-torch2.0", state_tensors=2, foreach_intermediates=2,
+        source="torch.optim.AdamW of torch <= 2.0 (foreach): exp_avg, exp_avg_sq like the param; the step keeps "
+               "exp_avg_sq_sqrt = _foreach_sqrt(exp_avg_sqs) and denom = _foreach_add(exp_avg_sq_sqrt, eps) together "
+               "for _foreach_addcdiv_ (torch 2.0.1 wheel, torch/optim/adamw.py _multi_tensor_adamw; pytorch#97712, "
+               "in place from torch 2.1 by pytorch#104898)"),
+    "adam-torch2.0": OptimizerSpec(
+        name="adam-torch2.0", state_tensors=2, foreach_intermediates=2,
+        source="torch.optim.Adam of torch <= 2.0 (foreach): the same two intermediates (torch 2.0.1 wheel, "
+               "torch/optim/adam.py _multi_tensor_adam; pytorch#97712)"),
     "adamw-fused": OptimizerSpec(name="adamw-fused", state_tensors=2,
                                  source="torch.optim.AdamW(fused=True): exp_avg, exp_avg_sq like the param; one fused "
                                         "kernel per parameter group, no foreach temporaries"),
@@ -107,7 +122,7 @@ OPTIMIZER_ALIASES: Mapping[str, str] = {
     "adamw_8bit": "adamw-8bit", "adamw_bnb_8bit": "adamw-8bit", "adamw8bit": "adamw-8bit",
     "paged_adamw_8bit": "paged-adamw-8bit", "paged_adamw_32bit": "paged-adamw", "paged-adamw-32bit": "paged-adamw",
     "sgd_momentum": "sgd-momentum", "lion_32bit": "lion", "torchao-adamw8bit": "adamw-8bit-torchao",
-    "torchao_adamw8bit": "adamw-8bit-torchao",
+    "torchao_adamw8bit": "adamw-8bit-torchao", "adamw_torch2.0": "adamw-torch2.0", "adam_torch2.0": "adam-torch2.0",
 }  # fmt: skip
 
 

@@ -56,8 +56,8 @@ WORKLOAD_FLAGS: tuple[Flag, ...] = (
     Flag("--dtype", {"help": "weight dtype: float32, float16, bfloat16 (default: the checkpoint's)"}),
     Flag("--precision", {"help": "training precision: 32-true, 16-mixed, bf16-mixed (default), 16-true, bf16-true"}),
     Flag("--optimizer", {"default": "adamw",
-                         "help": "adamw (default), adamw-8bit, paged-adamw-8bit, adamw-8bit-torchao, adafactor, sgd, "
-                                 "sgd-momentum, lion"}),
+                         "help": "adamw (default), adamw-torch2.0 (torch <= 2.0's foreach step), adamw-8bit, "
+                                 "paged-adamw-8bit, adamw-8bit-torchao, adafactor, sgd, sgd-momentum, lion"}),
     Flag("--gradient-checkpointing", {"action": "store_true", "help": "recompute each decoder layer in backward"}),
     Flag("--gradient-accumulation-steps", {"type": positive_int, "default": 1}),
     Flag("--attn-implementation", {"default": "sdpa", "help": "eager, sdpa (default), flash_attention_2"}),

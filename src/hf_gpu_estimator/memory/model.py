@@ -740,6 +740,9 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
                                "page to host memory when it runs out")
         if opt_temp:
             formula = "foreach AdamW: sqrt(exp_avg_sq) for every parameter (torch.optim.adam)"
+            if workload.optimizer.foreach_intermediates == 2:
+                formula = ("foreach AdamW of torch <= 2.0: sqrt(exp_avg_sq) and denom = sqrt + eps for every "
+                           "parameter, alive together (torch 2.0.1 torch/optim/adamw.py _multi_tensor_adamw)")
             if workload.optimizer.step_bytes_per_element:
                 formula = (f"one parameter's step at a time: {workload.optimizer.step_bytes_per_element:g} B x the "
                            f"largest parameter ({workload.optimizer.name})")
@@ -957,7 +960,7 @@ def _optimizer_bytes(spec: ModelSpec, arch: Architecture, plan: WeightPlan, work
         return nbytes, f"{n:,} x {opt.state_bytes_per_param:.3f} B ({opt.source})", \
             _per_parameter_step_bytes(spec, arch, plan, workload)
     nbytes = int(n * opt.state_tensors * tb)
-    temp = n * tb if opt.name in ("adamw", "adam") else 0
+    temp = int(n * tb * opt.foreach_intermediates)
     return nbytes, f"{n:,} x {opt.state_tensors:g} states x {tb} B ({opt.source})", temp
 
 

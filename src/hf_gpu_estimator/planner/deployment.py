@@ -671,7 +671,8 @@ def transformers_launch(spec: ModelSpec, work: Workload, d: Deployment) -> Launc
 _LIGHTNING_STRATEGY = {"none": "auto", "ddp": "ddp", "zero1": "deepspeed_stage_1", "zero2": "deepspeed_stage_2",
                        "zero3": "deepspeed_stage_3", "fsdp": "fsdp", "fsdp-grad-op": "fsdp", "fsdp-hybrid": "fsdp"}
 #: transformers TrainingArguments ``optim`` for each optimizer (transformers.training_args.OptimizerNames).
-_HF_OPTIM = {"adamw": "adamw_torch", "adam": "adamw_torch", "adamw-8bit": "adamw_bnb_8bit",
+_HF_OPTIM = {"adamw": "adamw_torch", "adam": "adamw_torch", "adamw-torch2.0": "adamw_torch",
+             "adam-torch2.0": "adamw_torch", "adamw-8bit": "adamw_bnb_8bit",
              "paged-adamw-8bit": "paged_adamw_8bit", "adafactor": "adafactor", "sgd": "sgd", "lion": "lion_32bit"}
 
 
