@@ -1074,3 +1074,37 @@ def test_vllm_qwen35_state_layout_and_kv_tokens_by_release() -> None:
                            speculative=Speculative(method="mtp", num_speculative_tokens=3))
     # the MTP layer joins the 16 attention layers (17 per group, 3 linear groups padded to 51); 4 state pages a request
     assert mtp.max_concurrency == pytest.approx(mtp.num_blocks / (math.ceil(131072 / mtp.block_size) + 3 * 4))
+
+
+@pytest.mark.parametrize("row", [r for r in ROWS if r["id"].startswith("blocks-")], ids=lambda r: r["id"])
+def test_vllm_hybrid_blocks_per_request_with_mtp_match_log(row: dict) -> None:  # type: ignore[type-arg]
+    """club-3090 #91 (vLLM 0.20.1, Qwen3.6-27B, tp=2, fp8 KV, MTP x3, prefix caching): 619,479 tokens and 2.36x at
+    262,144 fix 179 blocks per request: 164 attention blocks of 1600 tokens (the MTP layer's attention in the groups of
+    17; the conv state 3 + 3 rows) and 3 linear groups x (2 + 3) state pages; 423 blocks reproduce both figures."""
+    from hf_gpu_estimator.planner.engines.speculative import Speculative, draft_cost, merged_layout
+    from hf_gpu_estimator.planner.engines.vllm import ssm_state_dtype_bytes, vllm_state_bytes
+
+    spec, logged, length = lookup(row["model"]), row["logged"], row["max_model_len"]
+    rule = resolve_vllm_version(row["vllm_version"])
+    steps = row["speculative"]["num_speculative_tokens"]
+    work = make_workload(kv_cache_dtype=row["kv_dtype"], tp=row["tp"], num_gpus=row["tp"])
+    ssm = ssm_state_dtype_bytes(spec, 2)
+    layout = kv_layout(spec, work, state_bytes=lambda m: vllm_state_bytes(m, conv_bytes=2, ssm_bytes=ssm,
+                                                                            speculative_tokens=steps))
+    layout = merged_layout(layout, draft_cost(spec, Speculative(method="mtp", num_speculative_tokens=steps), work))
+
+    def pool(blocks: int):  # type: ignore[no-untyped-def]
+        probe = hybrid_pool(layout, 0, block_size=16, max_model_len=length, max_position=262144,
+                            max_num_batched_tokens=8192, state_blocks=(2 if row["prefix_caching"] else 1) + steps,
+                            tokens_from_concurrency=rule.kv_tokens_from_concurrency)
+        return hybrid_pool(layout, blocks * probe.page_bytes * probe.group_size, block_size=16, max_model_len=length,
+                           max_position=262144, max_num_batched_tokens=8192,
+                           state_blocks=(2 if row["prefix_caching"] else 1) + steps,
+                           tokens_from_concurrency=rule.kv_tokens_from_concurrency)
+
+    one = pool(1000)
+    per_request = round(one.num_blocks / one.max_concurrency)
+    assert (rule.version, one.block_size, one.group_size, one.num_groups, per_request) == ("0.21", 1600, 17, 4, 179)
+    blocks = math.ceil(logged["kv_cache_tokens"] * per_request / length)
+    got = pool(blocks)
+    assert (got.kv_cache_tokens, round(got.max_concurrency, 2)) == (logged["kv_cache_tokens"], logged["max_concurrency"])

@@ -462,6 +462,12 @@ def extensible_pool_bytes(*, total: int, utilization: float, used: int, peak: in
 DEFAULT_VLLM_VERSION = "0.18"
 
 
+#: ``X.Y`` series whose later patch releases (``X.Y.1`` on) follow another rule: v0.20.1 logs the KV cache size in
+#: tokens as 0.21 does (``int(max_concurrency x max_model_len)``: 619,479 = int(423 / 179 x 262,144) tokens in a
+#: v0.20.1 start-up log, club-3090 issue #91; vllm/v1/core/kv_cache_utils.py at v0.20.2), v0.20.0 as 0.19.
+PATCH_RULES = {"0.20": "0.21"}
+
+
 def resolve_vllm_version(version: str | None) -> VllmVersion:
     """The sizing rule for ``version`` (``X.Y`` or ``X.Y.Z``; ``None``: the newest modelled).
 
@@ -475,6 +481,9 @@ def resolve_vllm_version(version: str | None) -> VllmVersion:
     short = ".".join(parts[:2])
     for rule in VLLM_VERSIONS.values():
         if short in rule.releases and all(p.isdigit() for p in parts) and len(parts) in (2, 3):
+            if short in PATCH_RULES and len(parts) == 3 and int(parts[2]) >= 1:
+                # The logged KV token count changed in a patch release (PATCH_RULES).
+                return VLLM_VERSIONS[PATCH_RULES[short]]
             return rule
     accepted = ", ".join(r for rule in VLLM_VERSIONS.values() for r in rule.releases)
     raise InvalidArgumentError("vllm_version", version, f"a modelled vLLM release: {accepted}")
