@@ -850,6 +850,14 @@ def test_generic_family_attention_free_state_space_model() -> None:
                      "text_config.per_layer_config", id="gemma4-layer-index"),
         pytest.param({"model_type": "gemma4", "audio_config": {"subsampling_conv_channels": [128]}},
                      "audio_config.subsampling_conv_channels", id="gemma4-audio-channels"),
+        pytest.param({"model_type": "qwen3_5_moe", "text_config": {"num_experts": 0}}, "text_config.num_experts",
+                     id="qwen3_5-moe-no-experts"),
+        pytest.param({"model_type": "qwen3_5_text", "linear_num_key_heads": 3}, "linear_num_value_heads",
+                     id="qwen3_5-linear-heads"),
+        pytest.param({"model_type": "qwen3_5", "vision_config": {"depth": "27"}}, "vision_config.depth",
+                     id="qwen3_5-vision-depth"),
+        pytest.param({"model_type": "qwen3_5_moe_text", "layer_types": ["linear_attention"]}, "layer_types",
+                     id="qwen3_5-layer-types"),
     ],
 )  # fmt: skip
 def test_malformed_config(config: dict[str, Any], field: str) -> None:
