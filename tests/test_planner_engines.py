@@ -192,7 +192,7 @@ def test_vllm_versions_and_bad_input() -> None:
         engine_capacity(spec, make_workload(), gpu, engine="tgi")
     with pytest.raises(InvalidArgumentError, match="ctx_size.*a setting of vllm"):
         engine_capacity(spec, make_workload(), gpu, engine="vllm", ctx_size=4096)
-    assert set(VLLM_VERSIONS) == {"0.6", "0.7", "0.8", "0.10", "0.17", "0.18", "0.20", "0.22", "0.24", "0.25", "0.28", "0.29", "0.33", "0.34"}
+    assert set(VLLM_VERSIONS) == {"0.6", "0.7", "0.8", "0.10", "0.17", "0.18", "0.20", "0.21", "0.22", "0.24", "0.25", "0.28", "0.29", "0.33", "0.34"}
 
 
 def test_would_not_start_is_said() -> None:
@@ -1030,3 +1030,81 @@ def test_vllm_serves_a_gguf_in_its_ggml_blocks() -> None:
     for version, plugin in (("0.23", False), ("0.24", True), ("0.29", True)):
         notes = engine_capacity(spec, work, gpu, engine="vllm", max_model_len=8192, vllm_version=version).assumptions
         assert any("vllm-gguf-plugin" in a for a in notes) is plugin, version
+
+
+@pytest.mark.parametrize("row", [r for r in ROWS if r["id"].startswith("club3090-")], ids=lambda r: r["id"])
+def test_vllm_hybrid_pool_to_tokens_matches_qwen35_logs(row: dict) -> None:  # type: ignore[type-arg]
+    """Qwen3.6-35B-A3B on vLLM 0.24.0 (club-3090 #612, #652): 5.98 / 6.01 GiB -> 567,978 / 569,878 tokens, 4.33x /
+    4.35x at 131,072, both exact: float32 temporal state (config mamba_ssm_dtype), conv state kernel - 1 rows, 2096-token
+    blocks, 2 state pages per request with prefix caching ('align'), tokens = int(concurrency x max_model_len)."""
+    from hf_gpu_estimator.planner.engines.vllm import ssm_state_dtype_bytes, vllm_state_bytes
+
+    spec, logged = lookup(row["model"]), row["logged"]
+    rule = resolve_vllm_version(row["vllm_version"])
+    ssm = ssm_state_dtype_bytes(spec, 2)
+    layout = kv_layout(spec, make_workload(kv_cache_dtype=row["kv_dtype"], tp=row["tp"], num_gpus=row["tp"]),
+                       state_bytes=lambda m: vllm_state_bytes(m, conv_bytes=2, ssm_bytes=ssm))
+    pool = hybrid_pool(layout, int(logged["kv_pool_gib"] * GiB), block_size=16, max_model_len=row["max_model_len"],
+                       max_position=262144, max_num_batched_tokens=8192, state_blocks=2 if row["prefix_caching"] else 1,
+                       tokens_from_concurrency=rule.kv_tokens_from_concurrency)
+    assert (ssm, pool.block_size, pool.num_groups, pool.group_size) == (4, 2096, 4, 10)
+    assert pool.kv_cache_tokens / logged["kv_cache_tokens"] - 1 == pytest.approx(0, abs=POOL_TOLERANCE)
+    assert pool.max_concurrency == pytest.approx(logged["max_concurrency"], abs=0.01)
+
+
+def test_vllm_qwen35_state_layout_and_kv_tokens_by_release() -> None:
+    """vLLM lays a gated-DeltaNet state out as conv (kernel - 1 + speculative tokens) x channels in the model dtype plus
+    the temporal state in the SSM dtype (mamba_utils.py), float32 for Qwen3.5 (config mamba_ssm_dtype); each request
+    holds 1 + speculative tokens state pages; the logged token count is num_blocks // groups x block up to 0.20,
+    int(concurrency x max_model_len) from 0.21 (kv_cache_utils.py get_kv_cache_capacity)."""
+    from hf_gpu_estimator.planner.engines.speculative import Speculative
+    from hf_gpu_estimator.planner.engines.vllm import vllm_state_bytes
+
+    spec, h100 = lookup("Qwen/Qwen3.6-27B"), get_gpu("H100-SXM-80GB")
+    deltanet = next(layer.mixer for layer, _ in spec.architecture.layer_groups if layer.mixer.kind == "linear")
+    conv = (2 * 16 * 128 + 48 * 128) * 2  # one conv row of the q/k/v channels, bf16
+    assert vllm_state_bytes(deltanet, conv_bytes=2, ssm_bytes=4) == 3 * conv + 48 * 128 * 128 * 4
+    assert vllm_state_bytes(deltanet, conv_bytes=2, ssm_bytes=4, speculative_tokens=3) == 6 * conv + 48 * 128 * 128 * 4
+    old = serving_capacity(spec, make_workload(), h100, vllm_version="0.20", max_model_len=131072)
+    new = serving_capacity(spec, make_workload(), h100, vllm_version="0.21", max_model_len=131072)
+    assert old.block_size == new.block_size == 784  # 16 x ceil(3,207,168 / (16 x 4 KiB))
+    assert old.kv_cache_tokens == old.num_blocks // 4 * 784  # 16 full + 48 linear layers: 4 groups of 16
+    assert new.kv_cache_tokens == int(new.num_blocks / (math.ceil(131072 / 784) + 3) * 131072)
+    mtp = serving_capacity(spec, make_workload(), h100, vllm_version="0.21", max_model_len=131072,
+                           speculative=Speculative(method="mtp", num_speculative_tokens=3))
+    # the MTP layer joins the 16 attention layers (17 per group, 3 linear groups padded to 51); 4 state pages a request
+    assert mtp.max_concurrency == pytest.approx(mtp.num_blocks / (math.ceil(131072 / mtp.block_size) + 3 * 4))
+
+
+@pytest.mark.parametrize("row", [r for r in ROWS if r["id"].startswith("blocks-")], ids=lambda r: r["id"])
+def test_vllm_hybrid_blocks_per_request_with_mtp_match_log(row: dict) -> None:  # type: ignore[type-arg]
+    """club-3090 #91 (vLLM 0.20.1, Qwen3.6-27B, tp=2, fp8 KV, MTP x3, prefix caching): 619,479 tokens and 2.36x at
+    262,144 fix 179 blocks per request: 164 attention blocks of 1600 tokens (the MTP layer's attention in the groups of
+    17; the conv state 3 + 3 rows) and 3 linear groups x (2 + 3) state pages; 423 blocks reproduce both figures."""
+    from hf_gpu_estimator.planner.engines.speculative import Speculative, draft_cost, merged_layout
+    from hf_gpu_estimator.planner.engines.vllm import ssm_state_dtype_bytes, vllm_state_bytes
+
+    spec, logged, length = lookup(row["model"]), row["logged"], row["max_model_len"]
+    rule = resolve_vllm_version(row["vllm_version"])
+    steps = row["speculative"]["num_speculative_tokens"]
+    work = make_workload(kv_cache_dtype=row["kv_dtype"], tp=row["tp"], num_gpus=row["tp"])
+    ssm = ssm_state_dtype_bytes(spec, 2)
+    layout = kv_layout(spec, work, state_bytes=lambda m: vllm_state_bytes(m, conv_bytes=2, ssm_bytes=ssm,
+                                                                            speculative_tokens=steps))
+    layout = merged_layout(layout, draft_cost(spec, Speculative(method="mtp", num_speculative_tokens=steps), work))
+
+    def pool(blocks: int):  # type: ignore[no-untyped-def]
+        probe = hybrid_pool(layout, 0, block_size=16, max_model_len=length, max_position=262144,
+                            max_num_batched_tokens=8192, state_blocks=(2 if row["prefix_caching"] else 1) + steps,
+                            tokens_from_concurrency=rule.kv_tokens_from_concurrency)
+        return hybrid_pool(layout, blocks * probe.page_bytes * probe.group_size, block_size=16, max_model_len=length,
+                           max_position=262144, max_num_batched_tokens=8192,
+                           state_blocks=(2 if row["prefix_caching"] else 1) + steps,
+                           tokens_from_concurrency=rule.kv_tokens_from_concurrency)
+
+    one = pool(1000)
+    per_request = round(one.num_blocks / one.max_concurrency)
+    assert (rule.version, one.block_size, one.group_size, one.num_groups, per_request) == ("0.21", 1600, 17, 4, 179)
+    blocks = math.ceil(logged["kv_cache_tokens"] * per_request / length)
+    got = pool(blocks)
+    assert (got.kv_cache_tokens, round(got.max_concurrency, 2)) == (logged["kv_cache_tokens"], logged["max_concurrency"])

@@ -267,20 +267,29 @@ def mamba2_from_fields(f: Fields, hidden: int) -> Part:
                   conv_bias=f.boolean("mamba_conv_bias", True))
 
 
-def gated_deltanet(hidden: int, k_heads: int, v_heads: int, k_dim: int, v_dim: int, kernel: int) -> Part:
-    """modeling_qwen3_next.py ``Qwen3NextGatedDeltaNet``.
+def gated_deltanet(hidden: int, k_heads: int, v_heads: int, k_dim: int, v_dim: int, kernel: int, *,
+                   split: bool = False) -> Part:
+    """modeling_qwen3_next.py ``Qwen3NextGatedDeltaNet`` (and modeling_qwen3_5.py ``Qwen3_5GatedDeltaNet``,
+    ``split``).
 
     in_proj_qkvz (hidden -> 2*key_dim + 2*value_dim), in_proj_ba (hidden -> 2*v_heads), depthwise conv1d over
     conv_dim = 2*key_dim + value_dim (no bias), dt_bias and A_log (v_heads), gated RMSNorm (v_dim), out_proj.
+    Qwen3.5 splits the input projections into in_proj_qkv (2*key_dim + value_dim), in_proj_z (value_dim),
+    in_proj_b and in_proj_a (v_heads each): the same parameters under four names.
     The recurrent state is (v_heads, k_dim, v_dim) per sequence, in fp32 (torch_chunk_gated_delta_rule).
     """
     key_dim, value_dim = k_heads * k_dim, v_heads * v_dim
     conv_dim = 2 * key_dim + value_dim
-    linears = (
+    inputs = (
+        LinearShape(name="in_proj_qkv", in_features=hidden, out_features=2 * key_dim + value_dim, group="state"),
+        LinearShape(name="in_proj_z", in_features=hidden, out_features=value_dim, group="state"),
+        LinearShape(name="in_proj_b", in_features=hidden, out_features=v_heads, group="state"),
+        LinearShape(name="in_proj_a", in_features=hidden, out_features=v_heads, group="state"),
+    ) if split else (
         LinearShape(name="in_proj_qkvz", in_features=hidden, out_features=2 * key_dim + 2 * value_dim, group="state"),
         LinearShape(name="in_proj_ba", in_features=hidden, out_features=2 * v_heads, group="state"),
-        LinearShape(name="out_proj", in_features=value_dim, out_features=hidden, group="state"),
     )
+    linears = (*inputs, LinearShape(name="out_proj", in_features=value_dim, out_features=hidden, group="state"))
     mixer = Mixer(kind="linear", heads=v_heads, kv_heads=k_heads, head_dim=k_dim, v_head_dim=v_dim,
                   inner=value_dim, state_elements=v_heads * k_dim * v_dim, conv_elements=conv_dim * kernel,
                   conv_kernel=kernel)

@@ -173,8 +173,9 @@ def analyze_qwen2_5_vl(f: Fields, model_type: str, head: Head) -> tuple[Architec
                  tokens=tokens, tokens_note=note, vision=vision)
 
 
-def _qwen3_vl_vision(v: Fields) -> tuple[int, int, VisionTower]:
-    """(tower, mergers, shape) of modeling_qwen3_vl.py Qwen3VLVisionModel."""
+def _qwen3_vl_vision(v: Fields, *, deepstack: bool = True) -> tuple[int, int, VisionTower]:
+    """(tower, mergers, shape) of modeling_qwen3_vl.py Qwen3VLVisionModel (``deepstack=False``: modeling_qwen3_5.py
+    Qwen3_5VisionModel, which builds no deepstack mergers whatever deepstack_visual_indexes says)."""
     hidden = v.integer("hidden_size", 1152)
     inter = v.integer("intermediate_size", 4304)
     depth = v.integer("depth", 27, aliases=("num_hidden_layers",))
@@ -184,8 +185,8 @@ def _qwen3_vl_vision(v: Fields) -> tuple[int, int, VisionTower]:
     merge = v.integer("spatial_merge_size", 2)
     out = v.integer("out_hidden_size", 3584)
     positions = v.integer("num_position_embeddings", 2304)
-    deepstack = v.int_list("deepstack_visual_indexes")
-    n_deepstack = 3 if deepstack is None else len(deepstack)
+    deepstack_on, deepstack = deepstack, v.int_list("deepstack_visual_indexes")
+    n_deepstack = (3 if deepstack is None else len(deepstack)) if deepstack_on else 0
     tower = channels * temporal * patch * patch * hidden + hidden  # Conv3d with bias
     tower += positions * hidden  # pos_embed
     # per block: two LayerNorms with bias, fused qkv + proj, linear_fc1/linear_fc2, all with biases.
@@ -207,12 +208,19 @@ def _analyze_qwen3_vl(
     # (dense) or qwen3_moe language model.
     text = f.sub("text_config")
     arch, t = analyze_llama_like(text, text_type, "base", style=style)
-    tower, mergers, vision = _qwen3_vl_vision(f.sub("vision_config"))
+    return qwen_vision_wrap(f, model_type, head, arch, t, deepstack=True)
+
+
+def qwen_vision_wrap(f: Fields, model_type: str, head: Head, arch: Architecture, t: Tally, *,
+                     deepstack: bool) -> tuple[Architecture, Tally]:
+    """A language model's architecture with the Qwen3-VL vision model of ``f["vision_config"]`` and the wrapper's
+    lm_head (untied unless the top-level tie_word_embeddings says so)."""
+    tower, mergers, vision = _qwen3_vl_vision(f.sub("vision_config"), deepstack=deepstack)
     tokens, note = _qwen_tokens(vision.patch, vision.merge)
+    extra = ("deepstack: features of deepstack_visual_indexes are added to the first "
+             "language-model layers' hidden states at the image positions",) if vision.deepstack else ()
     arch, t = _wrap(f, model_type, head, arch, t, tower=tower, projector=mergers, tie_default=False,
-                    tokens=tokens, tokens_note=note, vision=vision,
-                    extra_notes=("deepstack: features of deepstack_visual_indexes are added to the first "
-                                 "language-model layers' hidden states at the image positions",))
+                    tokens=tokens, tokens_note=note, vision=vision, extra_notes=extra)
     return dataclasses.replace(arch, deepstack_layers=vision.deepstack), t
 
 

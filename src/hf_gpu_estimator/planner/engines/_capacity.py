@@ -12,7 +12,7 @@ from hf_gpu_estimator.hardware import GPU
 from hf_gpu_estimator.memory.kv_cache import layer_kv_bytes_per_token, state_bytes_per_sequence
 from hf_gpu_estimator.memory.terms import BYTES
 from hf_gpu_estimator.memory.weights import plan_weights
-from hf_gpu_estimator.spec import STATE_KINDS, Architecture, ModelSpec
+from hf_gpu_estimator.spec import STATE_KINDS, Architecture, Mixer, ModelSpec
 from hf_gpu_estimator.workload import Workload
 
 #: Engines the planner models (``--engine``).
@@ -251,12 +251,13 @@ class KVLayout:
 
 
 def kv_layout(spec: ModelSpec, workload: Workload, *, dtype_bytes: int | None = None,
-              state_dtype_bytes: int | None = None) -> KVLayout:
+              state_dtype_bytes: int | None = None, state_bytes: Callable[[Mixer], int] | None = None) -> KVLayout:
     """Per-device cache layout: layers split by ``pp``, KV heads by ``tp`` (replicated below one head per
     rank, MLA's latent never split), recurrent states split by ``tp``; bytes from memory/kv_cache.py.
 
     ``state_dtype_bytes``: the recurrent states' element size where the engine's differs from
-    transformers' (vLLM keeps them in the model dtype).
+    transformers' (vLLM keeps them in the model dtype). ``state_bytes``: one sequence's state of a recurrent
+    mixer as the engine lays it out (whole device, split by ``tp`` here), in place of transformers' layout.
     """
     arch = spec.architecture
     if arch is None or not arch.is_decoder:
@@ -272,7 +273,8 @@ def kv_layout(spec: ModelSpec, workload: Workload, *, dtype_bytes: int | None = 
             continue
         span = m.window if m.kind == "sliding" else m.chunk if m.kind == "chunked" else None
         key = (m.kind, span, layer_kv_bytes_per_token(m, c, kv_heads_divisor=p.tp),
-               state_bytes_per_sequence(m, c, state_dtype_bytes=state_dtype_bytes) // p.tp)
+               (state_bytes(m) if state_bytes is not None and m.kind in STATE_KINDS
+                else state_bytes_per_sequence(m, c, state_dtype_bytes=state_dtype_bytes)) // p.tp)
         counts[key] = counts.get(key, 0) + count
     groups = tuple(CacheGroup(kind=kind, layers=math.ceil(n / p.pp), token_bytes=token, span=span, state_bytes=state)
                    for (kind, span, token, state), n in counts.items())

@@ -87,6 +87,7 @@ from hf_gpu_estimator.hardware import GPU
 from hf_gpu_estimator.memory import overhead
 from hf_gpu_estimator.memory.terms import BYTES
 from hf_gpu_estimator.memory.weights import plan_weights
+from hf_gpu_estimator.memory.kv_cache import state_bytes_per_sequence
 from hf_gpu_estimator.planner.engines._capacity import (
     KVLayout,
     ServingCapacity,
@@ -100,7 +101,7 @@ from hf_gpu_estimator.planner.engines._capacity import (
     weights_per_device,
 )
 from hf_gpu_estimator.planner.engines.speculative import Speculative, draft_cost, merged_layout, speculative_note
-from hf_gpu_estimator.spec import Architecture, ModelSpec
+from hf_gpu_estimator.spec import Architecture, Mixer, ModelSpec
 from hf_gpu_estimator.workload import Workload
 
 #: vLLM's default ``gpu_memory_utilization`` (vllm/config CacheConfig; ``--gpu-memory-utilization``).
@@ -184,6 +185,9 @@ class VllmVersion:
     #: V0's ``max_num_batched_tokens`` with chunked prefill, which ``EngineArgs`` turns on above 32,768 tokens of
     #: context (vllm/config.py SchedulerConfig: 512 at v0.6.4.post1, 2048 at v0.7.2).
     v0_chunked_prefill_tokens: int = 512
+    #: Whether the logged "GPU KV cache size" is ``int(max_concurrency x max_model_len)`` (v0.21.0 on,
+    #: :func:`hybrid_pool`) rather than ``num_blocks // groups x block_size``.
+    kv_tokens_from_concurrency: bool = False
     #: Whether vLLM itself serves GGUF checkpoints (vllm/model_executor/layers/quantization/gguf.py); from v0.24.0
     #: the file and the ``gguf`` method are gone from the release and the vllm-gguf-plugin serves them.
     gguf_in_tree: bool = True
@@ -371,7 +375,7 @@ VLLM_VERSIONS: dict[str, VllmVersion] = {
                "benchmarks/llmd/; 0.13 -> 0.25 GiB between 0.17 and 0.18 in its version sweep)"),
 }  # fmt: skip
 VLLM_VERSIONS["0.20"] = dataclasses.replace(
-    VLLM_VERSIONS["0.18"], version="0.20", releases=("0.20", "0.21"),
+    VLLM_VERSIONS["0.18"], version="0.20", releases=("0.20",),
     cuda_graphs_profiled=True, default_gpu_memory_utilization=0.92,
     source="as 0.18, with vLLM's CUDA-graph estimate counted before the pool is sized "
            "(vllm/envs.py VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS default '1' from v0.20.0, '0' at v0.19.0; "
@@ -379,28 +383,33 @@ VLLM_VERSIONS["0.20"] = dataclasses.replace(
            "line says 'default since v0.21.0') and --gpu-memory-utilization 0.92 by default (vllm/config/cache.py "
            "at v0.20.0; 0.9 at v0.19.0); non-torch memory and the sampler carried over from 0.19 (unverified on "
            "these releases)")
+VLLM_VERSIONS["0.21"] = dataclasses.replace(
+    VLLM_VERSIONS["0.20"], version="0.21", releases=("0.21",), kv_tokens_from_concurrency=True,
+    source=VLLM_VERSIONS["0.20"].source + "; from v0.21.0 the logged KV cache size in tokens is max_concurrency x "
+           "max_model_len (vllm/v1/core/kv_cache_utils.py get_kv_cache_capacity), not num_blocks // groups x "
+           "block_size")
 _V2_NOTE = ("; models on the V2 model runner (vllm/config/vllm.py use_v2_model_runner) count no CUDA-graph memory: "
             "its profile_cudagraph_memory returns 0 up to v0.28.0 (vllm/v1/worker/gpu/model_runner.py; "
             "https://github.com/vllm-project/vllm/pull/49233), and their dummy sampler pass holds the logits and their "
             "fp32 copy, not the V1 sampler's pipeline (vllm/v1/worker/gpu/sample/sampler.py up to v0.27.x; "
             "unverified against a log)")
 VLLM_VERSIONS["0.22"] = dataclasses.replace(
-    VLLM_VERSIONS["0.20"], version="0.22", releases=("0.22", "0.23"),
+    VLLM_VERSIONS["0.21"], version="0.22", releases=("0.22", "0.23"),
     v2_runner="listed-unquantized", v2_architectures=frozenset({"Qwen3ForCausalLM"}), v2_sampler="logits_fp32",
-    source=VLLM_VERSIONS["0.20"].source + _V2_NOTE + ": at v0.22.0-v0.23.0 dense unquantized Qwen3ForCausalLM")
+    source=VLLM_VERSIONS["0.21"].source + _V2_NOTE + ": at v0.22.0-v0.23.0 dense unquantized Qwen3ForCausalLM")
 VLLM_VERSIONS["0.24"] = dataclasses.replace(
-    VLLM_VERSIONS["0.20"], version="0.24", releases=("0.24",), v2_runner="listed", gguf_in_tree=False,
+    VLLM_VERSIONS["0.21"], version="0.24", releases=("0.24",), v2_runner="listed", gguf_in_tree=False,
     v2_sampler="logits_fp32",
     v2_architectures=frozenset({"Qwen3ForCausalLM", "DeepseekV2ForCausalLM", "Qwen2MoeForCausalLM",
                                 "GraniteMoeForCausalLM", "LlamaForCausalLM", "MistralForCausalLM"}),
-    source=VLLM_VERSIONS["0.20"].source + _V2_NOTE + ": at v0.24.0 Qwen3, Llama, Mistral, DeepSeek-V2, Qwen2-MoE, "
+    source=VLLM_VERSIONS["0.21"].source + _V2_NOTE + ": at v0.24.0 Qwen3, Llama, Mistral, DeepSeek-V2, Qwen2-MoE, "
            "GraniteMoE")
 _V2_MOE = frozenset({"DeepseekV2ForCausalLM", "Qwen2MoeForCausalLM", "GraniteMoeForCausalLM"})
 VLLM_VERSIONS["0.25"] = dataclasses.replace(
-    VLLM_VERSIONS["0.20"], version="0.25", releases=("0.25", "0.26", "0.27"), v2_runner="dense", gguf_in_tree=False,
+    VLLM_VERSIONS["0.21"], version="0.25", releases=("0.25", "0.26", "0.27"), v2_runner="dense", gguf_in_tree=False,
     v2_sampler="logits_fp32",
     v2_architectures=_V2_MOE,
-    source=VLLM_VERSIONS["0.20"].source + _V2_NOTE + ": from v0.25.0 every dense model that is not hybrid, and "
+    source=VLLM_VERSIONS["0.21"].source + _V2_NOTE + ": from v0.25.0 every dense model that is not hybrid, and "
            "the DeepSeek-V2, Qwen2-MoE and GraniteMoE architectures")
 VLLM_VERSIONS["0.28"] = dataclasses.replace(
     VLLM_VERSIONS["0.25"], version="0.28", releases=("0.28",), large_gpu_batched_tokens=16384, v2_sampler="logits",
@@ -410,7 +419,7 @@ VLLM_VERSIONS["0.28"] = dataclasses.replace(
 VLLM_VERSIONS["0.29"] = dataclasses.replace(
     VLLM_VERSIONS["0.28"], version="0.29", releases=("0.29", "0.30", "0.31", "0.32"), v2_runner="all",
     v2_counts_cuda_graphs=True,
-    source=VLLM_VERSIONS["0.20"].source + "; from v0.29.0 the V2 model runner is the default for every model and "
+    source=VLLM_VERSIONS["0.21"].source + "; from v0.29.0 the V2 model runner is the default for every model and "
            "estimates its CUDA graphs (vllm/v1/worker/gpu/cudagraph_utils.py profile_cudagraph_memory: PIECEWISE "
            "graphs captured in full, FULL extrapolated from two; modelled with the V1 runner's figure, "
            "unverified); 16384 batched tokens on GPUs of 160 GiB or more (v0.28.0); the dummy sampler pass holds the "
@@ -453,6 +462,12 @@ def extensible_pool_bytes(*, total: int, utilization: float, used: int, peak: in
 DEFAULT_VLLM_VERSION = "0.18"
 
 
+#: ``X.Y`` series whose later patch releases (``X.Y.1`` on) follow another rule: v0.20.1 logs the KV cache size in
+#: tokens as 0.21 does (``int(max_concurrency x max_model_len)``: 619,479 = int(423 / 179 x 262,144) tokens in a
+#: v0.20.1 start-up log, club-3090 issue #91; vllm/v1/core/kv_cache_utils.py at v0.20.2), v0.20.0 as 0.19.
+PATCH_RULES = {"0.20": "0.21"}
+
+
 def resolve_vllm_version(version: str | None) -> VllmVersion:
     """The sizing rule for ``version`` (``X.Y`` or ``X.Y.Z``; ``None``: the newest modelled).
 
@@ -466,6 +481,9 @@ def resolve_vllm_version(version: str | None) -> VllmVersion:
     short = ".".join(parts[:2])
     for rule in VLLM_VERSIONS.values():
         if short in rule.releases and all(p.isdigit() for p in parts) and len(parts) in (2, 3):
+            if short in PATCH_RULES and len(parts) == 3 and int(parts[2]) >= 1:
+                # The logged KV token count changed in a patch release (PATCH_RULES).
+                return VLLM_VERSIONS[PATCH_RULES[short]]
             return rule
     accepted = ", ".join(r for rule in VLLM_VERSIONS.values() for r in rule.releases)
     raise InvalidArgumentError("vllm_version", version, f"a modelled vLLM release: {accepted}")
@@ -579,6 +597,34 @@ def encoder_output_bytes(arch: Architecture, budget_tokens: int, *, act_bytes: i
     return images * per_image * arch.hidden_size * act_bytes, images
 
 
+#: Architectures whose temporal (SSM) state dtype vLLM takes from the config's ``mamba_ssm_dtype`` when
+#: ``--mamba-ssm-cache-dtype`` is "auto" (vllm/model_executor/models/config.py
+#: ``Qwen3_5ForConditionalGenerationConfig``, v0.19.0 to v0.34.0; Qwen3.5/3.6 checkpoints say float32).
+SSM_DTYPE_FROM_CONFIG = frozenset({"Qwen3_5ForConditionalGeneration", "Qwen3_5MoeForConditionalGeneration"})
+
+
+def ssm_state_dtype_bytes(spec: ModelSpec, act_bytes: int) -> int:
+    """Bytes per element of vLLM's temporal (SSM) state: the model dtype ("auto"), or the config's
+    ``mamba_ssm_dtype`` for the architectures in :data:`SSM_DTYPE_FROM_CONFIG`."""
+    if not SSM_DTYPE_FROM_CONFIG.intersection(spec.config.get("architectures") or ()):
+        return act_bytes
+    text = spec.config.get("text_config") if isinstance(spec.config.get("text_config"), dict) else spec.config
+    name = text.get("mamba_ssm_dtype")
+    return int(BYTES[name]) if isinstance(name, str) and name in BYTES else act_bytes
+
+
+def vllm_state_bytes(mixer: Mixer, *, conv_bytes: int, ssm_bytes: int, speculative_tokens: int = 0) -> int:
+    """One sequence's Mamba / gated-DeltaNet state as vLLM allocates it (whole device): the convolution state
+    keeps ``conv_kernel - 1 + speculative_tokens`` rows of the conv channels in the model dtype, the temporal
+    state ``state_elements`` in the SSM dtype (vllm/model_executor/layers/mamba/mamba_utils.py
+    ``MambaStateShapeCalculator.mamba1/mamba2/gated_delta_net_state_shape``, ``MambaStateDtypeCalculator``,
+    v0.19.0 to v0.34.0). Other recurrent kinds keep :func:`state_bytes_per_sequence`'s layout in the model dtype."""
+    if mixer.kind not in ("linear", "ssm") or mixer.conv_kernel < 2:
+        return state_bytes_per_sequence(mixer, conv_bytes, state_dtype_bytes=ssm_bytes)
+    channels = mixer.conv_elements // mixer.conv_kernel
+    return channels * (mixer.conv_kernel - 1 + speculative_tokens) * conv_bytes + mixer.state_elements * ssm_bytes
+
+
 #: vLLM rounds an attention block grown to hold a Mamba state page to a multiple of this many tokens
 #: (vllm/model_executor/models/config.py HybridAttentionMambaModelConfig: kernel block alignment).
 KERNEL_BLOCK_ALIGNMENT = 16
@@ -609,10 +655,17 @@ class HybridPool:
 
 
 def hybrid_pool(layout: KVLayout, pool_bytes: int, *, block_size: int, max_model_len: int, max_position: int,
-                max_num_batched_tokens: int) -> HybridPool:
+                max_num_batched_tokens: int, state_blocks: int = 1,
+                tokens_from_concurrency: bool = False) -> HybridPool:
     """vLLM V1's KV cache groups over ``layout`` and what a pool of ``pool_bytes`` holds
     (``get_kv_cache_config``: ``_get_kv_cache_groups_uniform_page_size``, ``get_max_concurrency_for_kv_cache_config``,
-    ``_report_kv_cache_config``)."""
+    ``_report_kv_cache_config``).
+
+    ``state_blocks``: the pages one request takes in a Mamba/linear-attention group (vllm/v1/kv_cache_interface.py
+    ``MambaSpec.max_memory_usage_bytes``: 1 + the speculative tokens, 2 + them with prefix caching in Mamba "align"
+    mode). ``tokens_from_concurrency``: "GPU KV cache size" is ``int(max_concurrency x max_model_len)``
+    (vllm/v1/core/kv_cache_utils.py ``get_kv_cache_capacity`` from v0.21.0) rather than
+    ``num_blocks // groups x block_size`` (v0.20.0 and before)."""
     attention = [g for g in layout.groups if not g.is_state and g.layers]
     states = [g for g in layout.groups if g.is_state and g.layers]
     if not attention and not states:
@@ -633,12 +686,15 @@ def hybrid_pool(layout: KVLayout, pool_bytes: int, *, block_size: int, max_model
     num_blocks = max(0, pool_bytes) // (page * group_size) if page else 0
 
     def blocks_per_sequence(tokens: int) -> int:
-        return sum(n * g.blocks(tokens, block_size, in_flight=max_num_batched_tokens) for g, n in per_kind)
+        return sum(n * (state_blocks if g.is_state else g.blocks(tokens, block_size, in_flight=max_num_batched_tokens))
+                   for g, n in per_kind)
 
     per_seq = blocks_per_sequence(max_model_len)
     longest = largest_length(lambda n: blocks_per_sequence(n) <= num_blocks, max_position, block_size)
+    kv_tokens = (int(num_blocks / per_seq * max_model_len) if per_seq else 0) if tokens_from_concurrency \
+        else num_blocks // num_groups * block_size
     return HybridPool(block_size=block_size, page_bytes=page, group_size=group_size, num_groups=num_groups,
-                      num_blocks=num_blocks, kv_cache_tokens=num_blocks // num_groups * block_size,
+                      num_blocks=num_blocks, kv_cache_tokens=kv_tokens,
                       max_concurrent_sequences=num_blocks // per_seq if per_seq else 0,
                       largest_max_model_len=longest, max_concurrency=num_blocks / per_seq if per_seq else 0.0)
 
@@ -843,9 +899,14 @@ def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
     act_bytes = int(BYTES[plan_weights(spec, workload).compute_dtype])
     first_weights, last_weights = stage_weights(spec, workload, act_bytes=act_bytes)
     total = gpu.usable_memory_bytes
-    # Mamba and linear-attention states in the model dtype (mamba_ssm_cache_dtype "auto",
-    # vllm/model_executor/layers/mamba/mamba_utils.py MambaStateDtypeCalculator)
-    layout = kv_layout(spec, workload, state_dtype_bytes=act_bytes)
+    # Mamba and linear-attention states as vLLM lays them out: conv rows kernel - 1 + speculative tokens in the
+    # model dtype, the temporal state in the model dtype (mamba_ssm_cache_dtype "auto") or the config's
+    # mamba_ssm_dtype (Qwen3.5); each request holds 1 + speculative tokens pages of it (prefix caching, off by
+    # default for hybrid models, not modelled)
+    spec_tokens = speculative.num_speculative_tokens if speculative is not None else 0
+    ssm_bytes = ssm_state_dtype_bytes(spec, act_bytes)
+    layout = kv_layout(spec, workload, state_bytes=lambda m: vllm_state_bytes(
+        m, conv_bytes=act_bytes, ssm_bytes=ssm_bytes, speculative_tokens=spec_tokens))
     drafter = draft_cost(spec, speculative, workload) if speculative is not None else None
     if drafter is not None:
         layout = merged_layout(layout, drafter)
@@ -892,7 +953,8 @@ def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
             pool = int(total * utilization - weights - activations - non_torch - graphs)
         if rule.hybrid_allocator:
             h = hybrid_pool(layout, pool, block_size=block_size, max_model_len=model_len, max_position=max_pos,
-                            max_num_batched_tokens=tokens)
+                            max_num_batched_tokens=tokens, state_blocks=1 + spec_tokens,
+                            tokens_from_concurrency=rule.kv_tokens_from_concurrency)
             return activations, non_torch, pool, (h.num_blocks, h.kv_cache_tokens, h.max_concurrent_sequences,
                                                   h.largest_max_model_len, h.max_concurrency)
         used = layout.without_windows() if mixed else layout
@@ -914,7 +976,8 @@ def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
             blocks, kv_tokens, concurrent, longest, concurrency = last
     if rule.hybrid_allocator:
         hybrid = hybrid_pool(layout, pool, block_size=block_size, max_model_len=model_len, max_position=max_pos,
-                             max_num_batched_tokens=tokens)
+                             max_num_batched_tokens=tokens, state_blocks=1 + spec_tokens,
+                             tokens_from_concurrency=rule.kv_tokens_from_concurrency)
         block_size = hybrid.block_size
         paging = (f"hybrid KV cache manager: {layout.describe()} per device in {hybrid.num_groups} groups of "
                   f"{hybrid.group_size} layers, blocks of {block_size} tokens; sliding layers hold the window - 1 "
