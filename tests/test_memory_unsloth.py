@@ -126,7 +126,8 @@ def test_fast_ce_keeps_16_bit_logits_and_accelerates_fp32_copy(llama, precision,
 
 def test_unsloth_checkpointing_is_typed_and_framework_bound():
     assert unsloth().activation_offloading and unsloth().gradient_checkpointing
-    assert not unsloth(gradient_checkpointing=True).activation_offloading
+    plain = unsloth(gradient_checkpointing=True)  # use_gradient_checkpointing=True: torch.utils.checkpoint, reentrant
+    assert not plain.activation_offloading and plain.use_reentrant
     with pytest.raises(ConflictingOptionsError) as info:
         unsloth(framework="trl")
     assert "gradient_checkpointing" in str(info.value)
