@@ -5,7 +5,7 @@ whether the output head is quantized, the fp32 casts of the k-bit recipe, its Lo
 estimator reads the workload's resolved fields (``Workload.loss``, ``quantized_saves_input`` ...);
 ``make_workload(framework=...)`` fills the ones the caller leaves out from the profile. What the framework's
 own model code and loop do (``fused_qkv_model``, ``keeps_previous_output``, ``fp16_quant_state``,
-``compiles_loss``, ``own_decoder_layer``) has no flag: memory/ reads it from the profile. The default,
+``compiles_loss``, ``own_decoder_layer``, ``fast_lora_layer``) has no flag: memory/ reads it from the profile. The default,
 ``hf``, is transformers 5 + peft + bitsandbytes as released today, which is what the trace referee runs.
 """
 
