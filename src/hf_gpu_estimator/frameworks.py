@@ -5,7 +5,7 @@ whether the output head is quantized, the fp32 casts of the k-bit recipe, its Lo
 estimator reads the workload's resolved fields (``Workload.loss``, ``quantized_saves_input`` ...);
 ``make_workload(framework=...)`` fills the ones the caller leaves out from the profile. What the framework's
 own model code and loop do (``fused_qkv_model``, ``keeps_previous_output``, ``fp16_quant_state``,
-``compiles_loss``, ``own_decoder_layer``) has no flag: memory/ reads it from the profile. The default,
+``compiles_loss``, ``own_decoder_layer``, ``fast_lora_layer``) has no flag: memory/ reads it from the profile. The default,
 ``hf``, is transformers 5 + peft + bitsandbytes as released today, which is what the trace referee runs.
 """
 
@@ -23,9 +23,12 @@ from typing import Literal
 #: 16-bit logits kept by the output, the fp32 upcast and its contiguous shifted copy inside the loss;
 #: ``chunked``: the head runs in token chunks whose 16-bit outputs and log_softmax stay 16-bit (LitGPT
 #: ``chunked_cross_entropy``); ``chunked-fp32``: 16-bit chunks, each
-#: upcast to fp32 in the loss, fp32 log_softmax saved per chunk (torchtune ``CEWithChunkedOutputLoss``).
-LossKind = Literal["hf", "hf-fp32-logits", "hf-shifted-copy", "chunked", "chunked-fp32"]
-LOSS_KINDS: tuple[str, ...] = ("hf", "hf-fp32-logits", "hf-shifted-copy", "chunked", "chunked-fp32")
+#: upcast to fp32 in the loss, fp32 log_softmax saved per chunk (torchtune ``CEWithChunkedOutputLoss``);
+#: ``cce``: Apple's Cut Cross Entropy, the head and the loss in one kernel that never writes the logits
+#: (unsloth_zoo ``fused_linear_cross_entropy``); ``fast-ce``: 16-bit logits whose Triton cross entropy keeps
+#: them for backward and writes their gradient in place (unsloth ``fast_cross_entropy_loss``).
+LossKind = Literal["hf", "hf-fp32-logits", "hf-shifted-copy", "chunked", "chunked-fp32", "cce", "fast-ce"]
+LOSS_KINDS: tuple[str, ...] = ("hf", "hf-fp32-logits", "hf-shifted-copy", "chunked", "chunked-fp32", "cce", "fast-ce")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,6 +89,13 @@ class FrameworkProfile:
     #: The framework builds its own decoder layer for llama-style models, whose saved tensors were traced eager
     #: and under its per-layer compile (memory/recipe.py ``own_layer_saved``).
     own_decoder_layer: bool = False
+    #: LoRA on llama-style layers through the framework's own autograd functions (unsloth
+    #: unsloth/kernels/fast_lora.py ``LoRA_MLP``, ``LoRA_QKV``, ``LoRA_W``; rms_layernorm.py, rope_embedding.py):
+    #: what one decoder layer saves for backward and allocates in it (memory/recipe.py ``fast_lora_layer``).
+    fast_lora_layer: bool = False
+    #: ``gradient_checkpointing="unsloth"`` is accepted: each checkpointed layer input is copied to host memory
+    #: in forward and brought back for the recompute (unsloth_zoo ``Unsloth_Offloaded_Gradient_Checkpointer``).
+    offloaded_checkpointing: bool = False
     notes: tuple[str, ...] = ()
 
 
@@ -161,12 +171,18 @@ FRAMEWORKS: Mapping[str, FrameworkProfile] = {
         use_reentrant=True,
         notes=("LLaMA-Factory is estimated as the hf stack (its k-bit preparation is unverified)",)),
     "unsloth": FrameworkProfile(
-        name="unsloth", release="unsloth 2024.x",
-        source="https://github.com/unslothai/unsloth (fast_cross_entropy_loss: chunked loss without an fp32 "
-               "logits copy; unverified at a release)",
-        loss="chunked",
-        notes=("unsloth's patched kernels and its offloaded gradient checkpointing are not modelled: estimate is an "
-               "upper bound on its activations",)),
+        name="unsloth", release="unsloth 2024.12.4 (4aa34a0a, 2024-12-10), unsloth_zoo 2024.12.2 (b09a9432), "
+                                "cut_cross_entropy 24.12",
+        source="https://github.com/unslothai/unsloth/blob/4aa34a0afa/unsloth/models/llama.py "
+               "(CausalLM_fast_forward: fused_linear_cross_entropy when cut_cross_entropy is installed, else "
+               "fast_cross_entropy_loss on 16-bit logits; LlamaModel_fast_forward: Unsloth_Offloaded_Gradient_"
+               "Checkpointer for use_gradient_checkpointing='unsloth', torch.utils.checkpoint(use_reentrant=True) "
+               "for True); unsloth/kernels/fast_lora.py, rms_layernorm.py, rope_embedding.py at 4aa34a0afa; "
+               "https://github.com/unslothai/unsloth-zoo/blob/b09a9432/unsloth_zoo/gradient_checkpointing.py, "
+               "unsloth_zoo/loss_utils.py; cut_cross_entropy 24.12.3 cce.py, cce_backward.py",
+        loss="cce", use_reentrant=True, fast_lora_layer=True, offloaded_checkpointing=True,
+        notes=("unsloth: Cut Cross Entropy needs torch >= 2.4, triton >= 3 and compute capability >= 7.5 "
+               "(unsloth_zoo loss_utils HAS_CUT_CROSS_ENTROPY); elsewhere pass --loss fast-ce",)),
     "torchtune": FrameworkProfile(
         name="torchtune", release="torchtune 0.5.0",
         source="https://github.com/pytorch/torchtune/blob/v0.5.0/torchtune/modules/loss/ce_chunked_output_loss.py; "

@@ -317,7 +317,7 @@ def make_workload(
     dtype: str | None = None,
     precision: str | None = None,
     optimizer: str = "adamw",
-    gradient_checkpointing: bool = False,
+    gradient_checkpointing: bool | str = False,
     gradient_accumulation_steps: int = 1,
     attn_implementation: str = "sdpa",
     quantization: str | None = None,
@@ -464,7 +464,15 @@ def make_workload(
     if optimizer_in_backward and gradient_accumulation_steps != 1:
         raise ConflictingOptionsError("optimizer_in_backward", True, "steps each parameter as its gradient arrives",
                                       fix="use --gradient-accumulation-steps 1 with it")
-    gc = _bool("gradient_checkpointing", gradient_checkpointing)
+    offloaded_gc = isinstance(gradient_checkpointing, str) and gradient_checkpointing.strip().lower() in (
+        "unsloth", "offloaded")
+    if isinstance(gradient_checkpointing, str) and not offloaded_gc:
+        raise InvalidArgumentError("gradient_checkpointing", gradient_checkpointing, "True, False or 'unsloth'")
+    if offloaded_gc and not profile.offloaded_checkpointing:
+        raise ConflictingOptionsError("gradient_checkpointing", gradient_checkpointing,
+                                      f"is unsloth's offloaded checkpointing, not {profile.name}'s",
+                                      fix="add --framework unsloth, or pass --gradient-checkpointing alone")
+    gc = True if offloaded_gc else _bool("gradient_checkpointing", gradient_checkpointing)
     head_ = _choice("head", head, HEADS, {"lm": "causal-lm", "causal_lm": "causal-lm", "sequence-classification":
                                           "classification", "seq-cls": "classification"})
     if num_labels is not None and head_ != "classification":
@@ -479,7 +487,9 @@ def make_workload(
         raise ConflictingOptionsError(given[0], buckets[given[0]], f"is a DeepSpeed ZeRO setting, not {strategy_!r}",
                                       fix="pass --strategy zero1, zero2 or zero3 with it")
     accumulation = _positive_int("gradient_accumulation_steps", gradient_accumulation_steps)
-    offloading = _bool("activation_offloading", activation_offloading)
+    # unsloth's use_gradient_checkpointing="unsloth" (unsloth_zoo Unsloth_Offloaded_Gradient_Checkpointer): each
+    # checkpointed layer input goes to host memory in forward, so the device keeps one layer's (memory/model.py).
+    offloading = offloaded_gc or _bool("activation_offloading", activation_offloading)
     if offloading and task_ == "training" and not gc:
         # torchtune's recipes raise "enable_activation_offloading should only be True when
         # enable_activation_checkpointing is True" (recipes/*_finetune_*.py at v0.5.0); the estimate models

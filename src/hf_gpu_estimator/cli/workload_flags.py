@@ -26,6 +26,18 @@ def on_off(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected on or off, got {text!r}")
 
 
+def checkpointing(text: str) -> bool | str:
+    """``--gradient-checkpointing [on|off|unsloth]``: on alone; ``unsloth`` (or ``offloaded``) is unsloth's
+    offloaded variant, ``use_gradient_checkpointing="unsloth"`` (make_workload checks the framework)."""
+    value = text.strip().lower()
+    if value in ("unsloth", "offloaded"):
+        return "unsloth"
+    try:
+        return on_off(value)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected on, off or unsloth, got {text!r}") from None
+
+
 @dataclass(frozen=True)
 class Flag:
     """One ``--flag`` and its argparse options; ``dest`` is the make_workload keyword."""
@@ -58,7 +70,10 @@ WORKLOAD_FLAGS: tuple[Flag, ...] = (
     Flag("--optimizer", {"default": "adamw",
                          "help": "adamw (default), adamw-torch2.0 (torch <= 2.0's foreach step), adamw-8bit, "
                                  "paged-adamw-8bit, adamw-8bit-torchao, adafactor, sgd, sgd-momentum, lion"}),
-    Flag("--gradient-checkpointing", {"action": "store_true", "help": "recompute each decoder layer in backward"}),
+    Flag("--gradient-checkpointing", {"nargs": "?", "const": True, "default": False, "type": checkpointing,
+                                      "metavar": "unsloth",
+                                      "help": "recompute each decoder layer in backward; 'unsloth' (with --framework "
+                                              "unsloth): its offloaded variant, each layer's input kept in host memory"}),
     Flag("--gradient-accumulation-steps", {"type": positive_int, "default": 1}),
     Flag("--attn-implementation", {"default": "sdpa", "help": "eager, sdpa (default), flash_attention_2"}),
     Flag("--quantization", {"help": "none, int8, nf4, fp4, fp8, gptq-4bit, awq-4bit, gguf:Q4_K_M ..."}),
@@ -90,7 +105,8 @@ WORKLOAD_FLAGS: tuple[Flag, ...] = (
                                  "cache and the prompt's logits), trl, axolotl, unsloth, llama-factory, torchtune, litgpt, "
                                  "lit-gpt (its Oct 2023 release): what the framework allocates beyond the model"}),
     Flag("--loss", {"help": "hf, hf-fp32-logits (transformers 4.3x-4.4x; inference: every prompt position's logits), "
-                            "chunked (LitGPT), chunked-fp32 (torchtune); "
+                            "chunked (LitGPT), chunked-fp32 (torchtune), cce (Cut Cross Entropy, unsloth), fast-ce "
+                            "(unsloth without cut_cross_entropy); "
                             "default: the framework's"}),
     Flag("--lora-dropout", {"type": finite_float(0.0, inclusive=True),
                             "help": "LoRA dropout probability (default: the framework's; peft 0.0)"}),

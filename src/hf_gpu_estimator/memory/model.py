@@ -19,7 +19,9 @@ from hf_gpu_estimator.memory.activations import (
 from hf_gpu_estimator.memory.kv_cache import kv_cache_bytes
 from hf_gpu_estimator.memory.recipe import (
     dequantized_bytes,
+    fast_lora_layer,
     head_adapter_bytes,
+    loss_constant_bytes,
     loss_terms,
     output_width,
     own_layer_saved,
@@ -486,6 +488,16 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
         host += int(_optimizer_bytes(spec, arch, plan, workload)[0] / max(1, p.dp))
 
     layer = decoder_layer_activations(arch, workload, seq_len=S)
+    fast_layer = fast_lora_layer(arch, workload)
+    if fast_layer is not None:
+        layer = fast_layer
+        if detail:
+            assumptions.append(f"{profile.name}'s fast LoRA kernels (LoRA_QKV, LoRA_W, LoRA_MLP, fast RMSNorm and RoPE): "
+                               f"{fast_layer.saved:,.0f} B/token saved per decoder layer (memory/recipe.py "
+                               "fast_lora_layer)")
+    elif detail and profile.fast_lora_layer and workload.method != "full":
+        assumptions.append(f"{profile.name}: its fast LoRA kernels need LoRA on q, k, v, o, gate, up and down without "
+                           "dropout on a llama-style layer; the decoder layers are taken as transformers' with peft")
     ckpt = workload.gradient_checkpointing
     act_share = 1.0 if ckpt else shard.activations
     per_layer_saved = layer.checkpoint if ckpt else layer.saved + layer.training_cache
@@ -525,8 +537,15 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
     loss_backward += head_saved
     r = 4 if (precision.mixed and workload.method == "full") else c
     final_norm = norm_bytes(arch.hidden_size, r, rms=arch.norm == "rmsnorm") + c * arch.hidden_size
-    head = int(T * (final_norm + loss_during) * shard.activations)
-    head_backward = int(T * (final_norm + loss_backward) * shard.activations)
+    if fast_layer is not None:
+        final_norm = 2 * c * arch.hidden_size + 4  # fast_rms_layernorm: its input and fp32 r saved, its output
+    loss_forward_fixed, loss_backward_fixed = loss_constant_bytes(arch, workload)
+    head = int(T * (final_norm + loss_during) * shard.activations) + loss_forward_fixed
+    head_backward = int(T * (final_norm + loss_backward) * shard.activations) + loss_backward_fixed
+    if detail and loss_backward_fixed:
+        assumptions.append(f"Cut Cross Entropy's backward allocates a gradient the size of the output head "
+                           f"({loss_backward_fixed / 2**30:.2f} GiB with its fp32 mean logits) even for a frozen head "
+                           "(cut_cross_entropy cce_backward_kernel: dc = zeros_like(c))")
     embeddings = T * r * arch.hidden_size  # the embedding output stays alive (read by layer 0's norm)
     if arch.embedding_dropout:
         embeddings += T * arch.hidden_size  # dropout's bool mask
@@ -666,7 +685,8 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
                              "QKV attention, LoRAQKVLinear)" if extra.own_model and not ckpt else "")),
                  low=int(A_layers * ACTIVATION_RANGE[0]), high=int(A_layers * ACTIVATION_RANGE[1])),
             Term(component="transient", name="logits + fp32 loss", bytes=head,
-                 formula=f"{T} tokens x ({loss_during:,.0f} B logits/loss + {final_norm:,.0f} B final norm)"),
+                 formula=f"{T} tokens x ({loss_during:,.0f} B logits/loss + {final_norm:,.0f} B final norm)"
+                         + (f" + {loss_forward_fixed:,} B per step" if loss_forward_fixed else "")),
             Term(component="workspace", name="cuBLAS workspace", bytes=ws,
                  formula="32 MiB cuBLAS + 1 MiB cuBLASLt per stream (Hopper+), via the caching allocator"),
         ]

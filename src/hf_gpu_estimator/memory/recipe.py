@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from hf_gpu_estimator.frameworks import LITGPT_HEAD_CHUNK_TOKENS, TORCHTUNE_OUTPUT_CHUNKS, framework_profile
 from hf_gpu_estimator.memory.activations import (
+    LayerActivations,
     _group_of,
     effective_attention,
     layers_holding,
@@ -227,6 +228,69 @@ def own_layer_saved(arch: Architecture, workload: Workload) -> float | None:
     return 8 * I + 28 * H + 4 * hd + 4 * nh + 8
 
 
+#: The LoRA targets unsloth's fast kernels need on a llama-style layer: ``FastLlamaModel.patch_peft_model``
+#: (unsloth/models/llama.py at 4aa34a0afa) swaps in ``apply_lora_qkv`` only when q, k and v all carry an adapter,
+#: ``apply_lora_mlp_swiglu`` only when gate, up and down do, ``apply_lora_o`` for o, each only with lora_dropout 0
+#: and no bias; other layers keep peft's LoRA modules.
+_UNSLOTH_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def fast_lora_layer(arch: Architecture, workload: Workload) -> LayerActivations | None:
+    """Per-token bytes of one llama-style decoder layer under unsloth's own kernels (profile ``fast_lora_layer``),
+    LoRA or QLoRA on the seven projections without dropout; ``None`` where unsloth keeps peft's modules or the
+    architecture is not one it patches this way. From the code at unsloth 2024.12.4 (4aa34a0afa):
+
+    * ``LlamaDecoderLayer_fast_forward``: two ``fast_rms_layernorm`` calls, ``Fast_RMS_Layernorm.forward``
+      (kernels/rms_layernorm.py) saving its input ``X`` and one fp32 ``r`` per row, its output a new tensor.
+    * ``LoRA_QKV.forward`` (kernels/fast_lora.py) saves only its input (the normalized tensor): Q, K, V come
+      from ``matmul_lora`` under the autograd function, so the rank-r products are not saved.
+      ``Fast_RoPE_Embedding`` (kernels/rope_embedding.py) rotates Q and K in place and keeps only the
+      cos/sin cache.
+    * ``flash_attn_func(Q, K, V, causal=True)`` saves q, k, v (kv heads, no expansion), its output and an
+      fp32 log-sum-exp per head; without flash-attn (attn_implementation other than flash_attention_2)
+      xformers' path ``reshape``s K and V to every query head while the input needs a gradient, and
+      those copies are what it saves.
+    * ``LoRA_W`` (o_proj) saves its input, the attention output already saved; the residual add a new
+      tensor; ``LoRA_MLP.forward`` saves its input and the gate and up outputs ``e`` and ``g``, not their
+      SwiGLU product (``swiglu_fg_kernel``'s ``h`` is recomputed in backward).
+
+    ``saved`` is the layer's total, ``checkpoint`` its input. The backward's peak is in ``LoRA_MLP.backward``:
+    beside the saved tensors, the output's gradient and ``DW = matmul_lora(dY, downW.t(), ...)``, whose
+    ``out += (X @ A) @ (s * B)`` allocates a second intermediate-wide tensor before the add; the SwiGLU
+    backward (``swiglu_DWf_DW_dfg_kernel``) then writes into ``DW``, ``e`` and ``g`` and ``dX`` into the saved
+    input (``out = X``). The attention's backward (flash-attn: dq, dk, dv, kv grads expanded to every head for
+    grouped queries, an fp32 dq accumulator) comes after the MLP's saved tensors are freed.
+    """
+    profile = framework_profile(workload.framework)
+    if not profile.fast_lora_layer or workload.method == "full" or workload.lora_dropout > 0:
+        return None
+    if not set(_UNSLOTH_TARGETS) <= set(workload.lora_targets) and "all-linear" not in workload.lora_targets:
+        return None
+    if (arch.is_moe or arch.is_mla or arch.parallel_attention or arch.attention_bias or not arch.gated_mlp
+            or arch.hidden_act != "silu" or arch.norm != "rmsnorm" or arch.mixer_kinds != ("full",)
+            or not arch.num_attention_heads):
+        return None
+    names = {lin.name for lin in arch.linears}
+    if not set(_UNSLOTH_TARGETS) <= names:
+        return None
+    c = BYTES[workload.precision.compute_dtype]
+    H, I = arch.hidden_size, arch.intermediate_size
+    a, g, hd = arch.num_attention_heads, arch.num_key_value_heads, arch.head_dim
+    kv = g if workload.attn_implementation == "flash_attention_2" else a  # xformers saves K, V per query head
+    norms = 2 * (c * H + 4)  # each Fast_RMS_Layernorm: its input and fp32 r
+    attention = c * H + c * (2 * a * hd + 2 * kv * hd) + 4 * a  # LoRA_QKV's X; Q, out, K, V; lse
+    mlp = c * H + 2 * c * I  # LoRA_MLP's X, e, g
+    saved = norms + attention + mlp
+    mlp_backward = c * H + 2 * c * I  # dY, DW and matmul_lora's LoRA term
+    # flash-attn backward: dq, dk, dv (dk, dv at every query head for grouped queries), the fp32 dq accumulator,
+    # beside LoRA_W's input gradient, once the MLP's e, g and X are gone.
+    attention_backward = (c * (3 * a + (2 * g if g != a else 0)) * hd + 4 * a * hd + 4 * a + c * a * hd
+                          - c * (H + 2 * I))
+    return LayerActivations(saved=saved, training_cache=0.0, forward_transient=c * I + 2 * c * H,
+                            backward_transient=max(mlp_backward, attention_backward), checkpoint=c * H,
+                            largest=saved - c * H)
+
+
 def _stream_share(arch: Architecture, linears: list[LinearShape], group: str) -> float:
     return max((_per_layer(arch, lin) for lin in linears if (_group_of(lin) or lin.name) == group), default=0.0)
 
@@ -259,6 +323,31 @@ def head_adapter_bytes(arch: Architecture, workload: Workload) -> tuple[float, f
 COMPILED_CE_ROW_BYTES = 8
 
 
+#: Cut Cross Entropy per token (cut_cross_entropy 24.12.3 cce.py ``LinearCrossEntropyFunction``, called by
+#: unsloth_zoo ``fused_linear_cross_entropy`` with ``shift=True``): saved, the fp32 log-sum-exp and the int32
+#: (row, column) offsets of the valid shifted targets (utils.py ``_build_flat_valids``); while the loss runs also
+#: ``nonzero``'s int64 pairs and the fp32 negative dot (indexed_dot.py). Its backward adds ``de = zeros_like(e)``,
+#: one hidden-wide row (cce_backward.py ``cce_backward_kernel``).
+CCE_ROW_SAVED = 4 + 8
+CCE_ROW_FORWARD = 16 + 4
+#: unsloth's ``Fast_CrossEntropyLoss`` splits a vocabulary over MAX_FUSED_SIZE = 65536 into chunks, one fp32
+#: log-sum-exp per chunk and row (unsloth/kernels/cross_entropy_loss.py at 4aa34a0afa); it saves the 16-bit
+#: logits, the row log-sum-exp and the labels, and its backward writes the logits' gradient into them.
+FAST_CE_MAX_FUSED = 65536
+
+
+def loss_constant_bytes(arch: Architecture, workload: Workload) -> tuple[int, int]:
+    """(forward, backward) bytes of the loss that do not grow with the tokens: Cut Cross Entropy's fp32 mean
+    logit per vocabulary entry (``return_logit_avg`` for gradient filtering) and, in backward, ``dc =
+    zeros_like(c)``, a gradient the size of the output head, allocated whether or not the head trains
+    (cce_backward.py ``cce_backward_kernel``, cut_cross_entropy 24.12.3)."""
+    if workload.loss != "cce" or workload.head != "causal-lm":
+        return 0, 0
+    c = BYTES[workload.precision.compute_dtype]
+    avg = 4 * arch.vocab_size
+    return avg, avg + c * arch.vocab_size * arch.hidden_size
+
+
 def _chunk_tokens(workload: Workload) -> int:
     if workload.loss == "chunked":
         return min(LITGPT_HEAD_CHUNK_TOKENS, workload.seq_len)
@@ -278,8 +367,21 @@ def loss_terms(arch: Architecture, workload: Workload) -> tuple[float, float, fl
       in a list and each chunk's 16-bit log_softmax saved; no fp32 copy.
     * ``chunked-fp32`` (torchtune ``CEWithChunkedOutputLoss``): 16-bit chunks kept, each upcast to fp32 in
       turn, its fp32 log_softmax saved.
+    * ``cce`` (unsloth_zoo ``fused_linear_cross_entropy`` -> Cut Cross Entropy): no logits at all; a few bytes a
+      row (``CCE_ROW_SAVED``) and, in backward, the head input's gradient (``loss_constant_bytes``: the rest).
+    * ``fast-ce`` (unsloth ``fast_cross_entropy_loss``): the 16-bit logits saved once, the gradient written into
+      them; under autocast accelerate's fp32 copy of the returned logits while the forward ends.
     """
     c = BYTES[workload.precision.compute_dtype]
+    if workload.head == "causal-lm" and workload.loss == "cce":
+        return CCE_ROW_SAVED, CCE_ROW_SAVED + CCE_ROW_FORWARD, CCE_ROW_SAVED + c * arch.hidden_size
+    if workload.head == "causal-lm" and workload.loss == "fast-ce":
+        V = arch.vocab_size
+        chunks = -(-V // FAST_CE_MAX_FUSED)
+        # accelerate's convert_outputs_to_fp32 (Accelerator.prepare_model under fp16/bf16 autocast) upcasts the
+        # logits CausalLM_fast_forward returns while the 16-bit ones are alive; the copy goes with the outputs.
+        upcast = 4 * V if workload.precision.mixed else 0
+        return c * V + 4, c * V + 4 + 4 + 4 * chunks + upcast, c * V + 4
     if workload.head == "classification":
         # transformers 5 GenericForSequenceClassification: ``score`` gives [batch, seq, num_labels] logits in the
         # compute dtype, of which one row per sequence is pooled; ForSequenceClassificationLoss runs on the

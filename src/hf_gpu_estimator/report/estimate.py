@@ -77,7 +77,7 @@ def workload_line(est: Estimate) -> str:
         parts = [f"training ({w.method})", f"batch {w.batch_size} x {w.seq_len} tokens", w.precision.name,
                  w.optimizer.name]
         if w.gradient_checkpointing:
-            parts.append("gradient checkpointing")
+            parts.append("gradient checkpointing" + (", inputs offloaded" if w.activation_offloading else ""))
     else:
         parts = ["inference", f"batch {w.batch_size}", f"{w.seq_len} prompt + {w.new_tokens} new tokens",
                  w.dtype or est.spec.stored_dtype]
