@@ -424,14 +424,14 @@ def test_sglang_mla_cell_formula_and_vlm_fraction() -> None:
 
 def test_sglang_rotary_cache_reads_the_text_config() -> None:
     """SGLang's fp32 cos_sin_cache has vLLM's positions and rotary width, read from a wrapper's text_config too
-    (Qwen3.6-27B: partial rotary 0.25 of 256; gemma-3: the local cache beside the 8x linear-scaled one); off CUDA
-    the cache is cast to the model dtype."""
+    (Qwen3.6-27B: partial rotary 0.25 of 256); gemma-3's local and global caches both unscaled (gemma3_causal.py);
+    off CUDA the cache is cast to the model dtype."""
     from hf_gpu_estimator.planner.engines.sglang import rotary_cache_bytes
 
     h100, mi300 = get_gpu("H100-SXM-80GB"), get_gpu("MI300X")
     qwen, gemma = lookup("Qwen/Qwen3.6-27B"), lookup("google/gemma-3-4b-it")
     assert rotary_cache_bytes(qwen, make_workload(), h100) == 262144 * 64 * 4
-    assert rotary_cache_bytes(gemma, make_workload(), h100) == (131072 + 8 * 131072) * 256 * 4
+    assert rotary_cache_bytes(gemma, make_workload(), h100) == 2 * 131072 * 256 * 4
     assert rotary_cache_bytes(qwen, make_workload(), mi300) == 262144 * 64 * 2
 
 

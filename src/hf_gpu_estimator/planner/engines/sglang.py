@@ -201,10 +201,16 @@ def rotary_cache_bytes(spec: ModelSpec, workload: Workload, gpu: GPU) -> int:
     (:func:`hf_gpu_estimator.planner.engines.vllm.rotary_cache_bytes`: SGLang's layers/rotary_embedding keeps
     vLLM's ``get_rope`` caching and scaled lengths), in fp32 on CUDA: ``RotaryEmbedding.__init__`` casts the cache
     to the model dtype only off CUDA ("cache needs to be in FP32", layers/rotary_embedding/base.py in the 0.5.10
-    wheel)."""
+    wheel). Gemma 3's local and global layers both take an unscaled ("default") rope, two caches of
+    ``max_position`` (models/gemma3_causal.py ``Gemma3Attention`` in the 0.5.10 wheel), where vLLM scales the
+    global one."""
+    from hf_gpu_estimator.planner.engines.vllm import LOCAL_ROPE_MODEL_TYPES
     from hf_gpu_estimator.planner.engines.vllm import rotary_cache_bytes as rotary_bytes
 
     dtype_bytes = 4 if gpu.runtime == "cuda" else int(BYTES[plan_weights(spec, workload).compute_dtype])
+    arch = spec.architecture
+    if arch is not None and arch.model_type in LOCAL_ROPE_MODEL_TYPES:
+        return 2 * int(arch.max_position_embeddings or 0) * arch.head_dim * dtype_bytes
     return rotary_bytes(spec, dtype_bytes)
 
 
