@@ -192,7 +192,7 @@ def test_vllm_versions_and_bad_input() -> None:
         engine_capacity(spec, make_workload(), gpu, engine="tgi")
     with pytest.raises(InvalidArgumentError, match="ctx_size.*a setting of vllm"):
         engine_capacity(spec, make_workload(), gpu, engine="vllm", ctx_size=4096)
-    assert set(VLLM_VERSIONS) == {"0.6", "0.7", "0.8", "0.10", "0.17", "0.18", "0.20", "0.21", "0.22", "0.24", "0.25", "0.28", "0.29", "0.33", "0.34"}
+    assert set(VLLM_VERSIONS) == {"0.6", "0.7", "0.8", "0.10", "0.17", "0.18", "0.20", "0.21", "0.22", "0.24", "0.25", "0.26", "0.28", "0.29", "0.33", "0.34"}
 
 
 def test_would_not_start_is_said() -> None:
@@ -1087,6 +1087,22 @@ def test_vllm_qwen35_state_layout_and_kv_tokens_by_release() -> None:
                            speculative=Speculative(method="mtp", num_speculative_tokens=3))
     # the MTP layer joins the 16 attention layers (17 per group, 3 linear groups padded to 51); 4 state pages a request
     assert mtp.max_concurrency == pytest.approx(mtp.num_blocks / (math.ceil(131072 / mtp.block_size) + 3 * 4))
+
+
+def test_vllm_hybrid_prefix_caching_by_release() -> None:
+    """From v0.26.0 a hybrid model gets prefix caching by default (config/model.py is_prefix_caching_supported), its
+    gated-DeltaNet states in Mamba 'align' mode: 2 state pages per request where 0.25 holds 1."""
+    spec, h100 = lookup("Qwen/Qwen3.6-27B"), get_gpu("H100-SXM-80GB")
+    before = serving_capacity(spec, make_workload(), h100, vllm_version="0.25.1", max_model_len=131072)
+    after = serving_capacity(spec, make_workload(), h100, vllm_version="0.26.0", max_model_len=131072)
+    attention = math.ceil(131072 / after.block_size)
+    assert before.num_blocks == after.num_blocks
+    assert before.max_concurrency == pytest.approx(before.num_blocks / (attention + 3 * 1))
+    assert after.max_concurrency == pytest.approx(after.num_blocks / (attention + 3 * 2))
+    assert any("'align' mode keeps 2 state pages" in a for a in after.assumptions)
+    dense = lookup("meta-llama/Llama-3.1-8B-Instruct")
+    assert serving_capacity(dense, make_workload(), h100, vllm_version="0.26", max_model_len=8192).num_blocks == \
+        serving_capacity(dense, make_workload(), h100, vllm_version="0.25", max_model_len=8192).num_blocks
 
 
 @pytest.mark.parametrize("row", [r for r in ROWS if r["id"].startswith("blocks-")], ids=lambda r: r["id"])
