@@ -242,6 +242,17 @@ def test_kv_shared_layers_join_no_cache_group() -> None:
     assert (pool.group_size, pool.num_groups) == (4, 6)
 
 
+def test_sglang_cell_keeps_kv_shared_layers() -> None:
+    """SGLang's token pool has a cell over every layer (model_runner.py num_effective_layers; gemma3n_causal.py
+    only skips writing the KV-shared layers' buffers): gemma-4-E4B's 42 layers, 35 sliding and 7 full, every
+    token in each (SGLang's default pool)."""
+    spec = lookup("google/gemma-4-E4B-it")
+    kept = kv_layout(spec, make_workload(), keep_kv_shared=True)
+    assert [(g.kind, g.layers) for g in kept.groups] == [("sliding", 35), ("full", 7)]
+    cap = engine_capacity(spec, make_workload(), get_gpu("H100-SXM-80GB"), engine="sglang", max_model_len=8192)
+    assert cap.kv_bytes_per_token == 35 * 2 * 2 * 256 * 2 + 7 * 2 * 2 * 512 * 2
+
+
 def test_hybrid_pool_recurrent_and_chunked_layers() -> None:
     """A Qwen3-Next-like stack (12 full + 36 linear-attention layers): the attention block grows to hold a
     state page (multiple of 16 tokens) and every sequence takes one page per recurrent group; chunked

@@ -329,7 +329,7 @@ def sglang_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *, mem_fracti
     pool = int(pre * fraction - loaded)
     # SGLang's default token pool keeps every token in every attention layer (sliding ones too); recurrent
     # layers take their state per sequence
-    layout = kv_layout(spec, workload).without_windows()
+    layout = kv_layout(spec, workload, keep_kv_shared=True).without_windows()
     blocks, kv_tokens, concurrent, longest = pool_capacity(layout, pool, block_size=SGLANG_PAGE_SIZE,
                                                            max_model_len=model_len, max_position=max_pos)
     problem = capacity_problem("SGLang", pool, loaded, pre, fraction, concurrent, model_len, kv_tokens)
