@@ -1094,6 +1094,7 @@ def test_vllm_qwen35_state_layout_and_kv_tokens_by_release() -> None:
     assert old.block_size == new.block_size == 784  # 16 x ceil(3,207,168 / (16 x 4 KiB))
     assert old.kv_cache_tokens == old.num_blocks // 4 * 784  # 16 full + 48 linear layers: 4 groups of 16
     assert new.kv_cache_tokens == int(new.num_blocks / (math.ceil(131072 / 784) + 3) * 131072)
+    assert (old.kv_cache_tokens, new.kv_cache_tokens) == (66_640, 261_377)  # the figures docs/serving.md quotes
     mtp = serving_capacity(spec, make_workload(), h100, vllm_version="0.21", max_model_len=131072,
                            speculative=Speculative(method="mtp", num_speculative_tokens=3))
     # the MTP layer joins the 16 attention layers (17 per group, 3 linear groups padded to 51); 4 state pages a request
