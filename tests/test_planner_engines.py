@@ -192,7 +192,7 @@ def test_vllm_versions_and_bad_input() -> None:
         engine_capacity(spec, make_workload(), gpu, engine="tgi")
     with pytest.raises(InvalidArgumentError, match="ctx_size.*a setting of vllm"):
         engine_capacity(spec, make_workload(), gpu, engine="vllm", ctx_size=4096)
-    assert set(VLLM_VERSIONS) == {"0.6", "0.7", "0.8", "0.10", "0.17", "0.18", "0.20", "0.21", "0.22", "0.24", "0.25", "0.26", "0.28", "0.29", "0.33", "0.34"}
+    assert set(VLLM_VERSIONS) == {"0.6", "0.7", "0.8", "0.10", "0.17", "0.18", "0.20", "0.21", "0.22", "0.24", "0.25", "0.26", "0.27", "0.28", "0.29", "0.33", "0.34"}
 
 
 def test_would_not_start_is_said() -> None:
@@ -630,8 +630,8 @@ def test_vllm_v2_model_runner_counts_no_cuda_graphs_until_029(model: str, counte
 
 
 def test_vllm_v2_runner_dummy_sampler_holds_the_logits() -> None:
-    """The V2 runner's dummy sampler keeps the default sampling state: v0.22.0-v0.27.x hold the logits and their fp32
-    copy (6 B per bf16 logit), v0.28.0-v0.32.x the logits alone (2 B), from v0.33.0 a warm-up pass runs the whole
+    """The V2 runner's dummy sampler keeps the default sampling state: v0.22.0-v0.26.x hold the logits and their fp32
+    copy (6 B per bf16 logit), v0.27.0-v0.32.x the logits alone (2 B), from v0.33.0 a warm-up pass runs the whole
     pipeline (the V1 figure, 15 B); with tp > 1 the gather holds 2 + 1/tp logits (vllm/v1/worker/gpu/sample/sampler.py,
     model_runner.py _dummy_sampler_run). Qwen3-8B (on the V2 runner from 0.22) at 1024 sampler rows on an H100."""
     from hf_gpu_estimator.planner.engines.vllm import v2_sampler_bytes_per_logit
@@ -651,6 +651,7 @@ def test_vllm_v2_runner_dummy_sampler_holds_the_logits() -> None:
 
     assert peak("0.21") == pytest.approx(expected(15)) and peak("0.33") == pytest.approx(expected(15))
     assert peak("0.22") == pytest.approx(expected(6)) and peak("0.28") == pytest.approx(expected(2))
+    assert peak("0.26") == pytest.approx(expected(6)) and peak("0.27") == pytest.approx(expected(2))
     assert peak("0.29") == peak("0.28") < peak("0.22") < peak("0.21")
 
 

@@ -42,11 +42,11 @@ Modelled versions (``--vllm-version``):
   and layers, and ``--gpu-memory-utilization`` 0.92 by default (vllm/config/cache.py from v0.20.0).
 * ``0.21`` (0.20.1 to 0.21): as 0.20, the logged KV cache size in tokens ``int(max_concurrency x max_model_len)``
   (:func:`hybrid_pool`).
-* ``0.22`` (0.22, 0.23), ``0.24``, ``0.25``, ``0.26`` (0.26, 0.27), ``0.28``: as 0.21, but a model on the V2 model
+* ``0.22`` (0.22, 0.23), ``0.24``, ``0.25``, ``0.26``, ``0.27``, ``0.28``: as 0.21, but a model on the V2 model
   runner counts no CUDA-graph memory (its ``profile_cudagraph_memory`` returns 0 up to v0.28.0): dense
   unquantized Qwen3 from 0.22; Llama, Mistral, Qwen3, DeepSeek-V2, Qwen2-MoE, GraniteMoE at 0.24; every
   dense non-hybrid model from 0.25 (:meth:`VllmVersion.uses_v2_runner`). The V2 runner's dummy sampler pass
-  holds the logits and their fp32 copy up to 0.27, the logits alone from 0.28
+  holds the logits and their fp32 copy up to 0.26, the logits alone from 0.27
   (:func:`v2_sampler_bytes_per_logit`). From 0.28 GPUs of 160 GiB or more get 16384 batched tokens. GGUF
   has no in-tree support from 0.24 (the vllm-gguf-plugin serves it). From 0.26 a hybrid model gets prefix caching
   by default, its states 2 pages per request (Mamba "align" mode; :attr:`VllmVersion.hybrid_prefix_caching`).
@@ -159,7 +159,7 @@ class VllmVersion:
     #: Whether the V2 runner's ``profile_cudagraph_memory`` measures anything (0.22-0.28: ``return 0``).
     v2_counts_cuda_graphs: bool = False
     #: What the V2 runner's dummy sampler pass holds (:func:`v2_sampler_bytes_per_logit`): ``logits_fp32`` (the
-    #: logits and their fp32 copy, 0.22-0.27), ``logits`` (the logits alone, 0.28-0.32), ``v1`` (the whole sampling
+    #: logits and their fp32 copy, 0.22-0.26), ``logits`` (the logits alone, 0.27-0.32), ``v1`` (the whole sampling
     #: pipeline, modelled with the V1 runner's figure, from 0.33).
     v2_sampler: Literal["v1", "logits_fp32", "logits"] = "v1"
 
@@ -399,7 +399,7 @@ VLLM_VERSIONS["0.21"] = dataclasses.replace(
 _V2_NOTE = ("; models on the V2 model runner (vllm/config/vllm.py use_v2_model_runner) count no CUDA-graph memory: "
             "its profile_cudagraph_memory returns 0 up to v0.28.0 (vllm/v1/worker/gpu/model_runner.py; "
             "https://github.com/vllm-project/vllm/pull/49233), and their dummy sampler pass holds the logits and their "
-            "fp32 copy, not the V1 sampler's pipeline (vllm/v1/worker/gpu/sample/sampler.py up to v0.27.x; "
+            "fp32 copy, not the V1 sampler's pipeline (vllm/v1/worker/gpu/sample/sampler.py up to v0.26.x; "
             "unverified against a log)")
 VLLM_VERSIONS["0.22"] = dataclasses.replace(
     VLLM_VERSIONS["0.21"], version="0.22", releases=("0.22", "0.23"),
@@ -424,13 +424,17 @@ _PREFIX_NOTE = ("; hybrid models get prefix caching by default from v0.26.0 (vll
                 "vllm/v1/kv_cache_interface.py MambaSpec.max_memory_usage_bytes) or 'all' mode for models with "
                 "SupportsMambaPrefixCaching (vllm/model_executor/models/config.py)")
 VLLM_VERSIONS["0.26"] = dataclasses.replace(
-    VLLM_VERSIONS["0.25"], version="0.26", releases=("0.26", "0.27"), hybrid_prefix_caching=True,
+    VLLM_VERSIONS["0.25"], version="0.26", releases=("0.26",), hybrid_prefix_caching=True,
     source=VLLM_VERSIONS["0.25"].source + _PREFIX_NOTE)
+VLLM_VERSIONS["0.27"] = dataclasses.replace(
+    VLLM_VERSIONS["0.26"], version="0.27", releases=("0.27",), v2_sampler="logits",
+    source=VLLM_VERSIONS["0.26"].source + "; the V2 runner's dummy sampler pass holds the logits alone "
+           "(apply_sampling_params returns before the fp32 copy when no request needs logits processing, "
+           "vllm/v1/worker/gpu/sample/sampler.py _requires_logits_processing from v0.27.0)")
 VLLM_VERSIONS["0.28"] = dataclasses.replace(
-    VLLM_VERSIONS["0.26"], version="0.28", releases=("0.28",), large_gpu_batched_tokens=16384, v2_sampler="logits",
-    source=VLLM_VERSIONS["0.26"].source + "; 16384 batched tokens on GPUs of 160 GiB or more "
-           "(vllm/engine/arg_utils.py get_batch_defaults at v0.28.0); the V2 runner's dummy sampler pass holds the "
-           "logits alone (apply_sampling_params skips the fp32 copy when no request needs it, v0.28.0)")
+    VLLM_VERSIONS["0.27"], version="0.28", releases=("0.28",), large_gpu_batched_tokens=16384,
+    source=VLLM_VERSIONS["0.27"].source + "; 16384 batched tokens on GPUs of 160 GiB or more "
+           "(vllm/engine/arg_utils.py get_batch_defaults at v0.28.0)")
 VLLM_VERSIONS["0.29"] = dataclasses.replace(
     VLLM_VERSIONS["0.28"], version="0.29", releases=("0.29", "0.30", "0.31", "0.32"), v2_runner="all",
     v2_counts_cuda_graphs=True,
@@ -438,7 +442,7 @@ VLLM_VERSIONS["0.29"] = dataclasses.replace(
            "estimates its CUDA graphs (vllm/v1/worker/gpu/cudagraph_utils.py profile_cudagraph_memory: PIECEWISE "
            "graphs captured in full, FULL extrapolated from two; modelled with the V1 runner's figure, "
            "unverified); 16384 batched tokens on GPUs of 160 GiB or more (v0.28.0)" + _PREFIX_NOTE + "; the dummy "
-           "sampler pass holds the logits alone (vllm/v1/worker/gpu/sample/sampler.py, v0.28.0 to v0.32.x)")
+           "sampler pass holds the logits alone (vllm/v1/worker/gpu/sample/sampler.py, v0.27.0 to v0.32.x)")
 VLLM_VERSIONS["0.33"] = dataclasses.replace(
     VLLM_VERSIONS["0.29"], version="0.33", releases=("0.33",), v2_sampler="v1",
     source=VLLM_VERSIONS["0.29"].source.rsplit("; the dummy sampler pass", 1)[0] + "; from v0.33.0 the dummy "
@@ -531,8 +535,8 @@ def v2_sampler_bytes_per_logit(mode: str, *, act_bytes: int, tp: int) -> float:
     ``_dummy_sampler_run``, vllm/v1/worker/gpu/sample/sampler.py).
 
     Its dummy batch keeps the default sampling state (top-k = vocabulary, top-p = 1, no penalties; sample/states.py),
-    so the pass holds the logits in the model dtype, from v0.22.0 to v0.27.x their fp32 copy too
-    (``apply_sampling_params`` copies unconditionally; from v0.28.0 it returns early when no request needs logits
+    so the pass holds the logits in the model dtype, from v0.22.0 to v0.26.x their fp32 copy too
+    (``apply_sampling_params`` copies unconditionally; from v0.27.0 it returns early when no request needs logits
     processing); the Gumbel-max sampling keeps two values per 1024-logit block. With tensor parallelism the
     logits gather holds the rank's shard, the gathered tensor and its reordered copy at once
     (vllm/distributed/device_communicators/base_device_communicator.py ``all_gather``): ``2 + 1/tp`` logits.
