@@ -1118,6 +1118,18 @@ def test_vllm_hybrid_prefix_caching_by_release() -> None:
         serving_capacity(dense, make_workload(), h100, vllm_version="0.25", max_model_len=8192).num_blocks
 
 
+def test_vllm_refusal_suggests_a_length_that_fits_a_hybrid_pool() -> None:
+    """A hybrid pool's logged tokens (from 0.21: concurrency x max_model_len) are not one sequence's: the refusal
+    suggests the longest sequence the blocks hold, and that length starts."""
+    spec, h100 = lookup("Qwen/Qwen3.6-27B"), get_gpu("H100-SXM-80GB")
+    cap = serving_capacity(spec, make_workload(), h100, vllm_version="0.21", max_model_len=262144,
+                           gpu_memory_utilization=0.74)
+    assert not cap.fits and cap.largest_max_model_len < cap.kv_cache_tokens
+    assert f"lower --max-model-len to {cap.largest_max_model_len} or less" in str(cap.problem)
+    assert serving_capacity(spec, make_workload(), h100, vllm_version="0.21", max_model_len=cap.largest_max_model_len,
+                            gpu_memory_utilization=0.74).fits
+
+
 @pytest.mark.parametrize("row", [r for r in ROWS if r["id"].startswith("blocks-")], ids=lambda r: r["id"])
 def test_vllm_hybrid_blocks_per_request_with_mtp_match_log(row: dict) -> None:  # type: ignore[type-arg]
     """club-3090 #91 (vLLM 0.20.1, Qwen3.6-27B, tp=2, fp8 KV, MTP x3, prefix caching): 619,479 tokens and 2.36x at

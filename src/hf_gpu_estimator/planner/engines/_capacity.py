@@ -330,8 +330,10 @@ def pool_capacity(layout: KVLayout, pool_bytes: int, *, block_size: int, max_mod
 
 
 def capacity_problem(engine: str, pool_bytes: int, weights_bytes: int, total_bytes: float, share: float,
-                     concurrent: int, max_model_len: int, kv_tokens: int) -> str | None:
-    """One line saying why the engine would refuse to start, or ``None``."""
+                     concurrent: int, max_model_len: int, kv_tokens: int, longest: int | None = None) -> str | None:
+    """One line saying why the engine would refuse to start, or ``None``. ``longest``: the longest sequence the
+    pool holds, suggested in place of ``kv_tokens`` (a hybrid pool's tokens are not all one sequence's: recurrent
+    state pages and sliding windows take their share)."""
     gib = 1 << 30
     if pool_bytes <= 0:
         return (f"{engine} would not start: no memory left for the KV cache ({weights_bytes / gib:.1f} GiB of weights "
@@ -339,5 +341,5 @@ def capacity_problem(engine: str, pool_bytes: int, weights_bytes: int, total_byt
                 "quantization, or a larger GPU")
     if concurrent < 1:
         return (f"{engine} would not start: the KV pool holds {kv_tokens} tokens, fewer than one {max_model_len}-token "
-                f"sequence; lower --max-model-len to {kv_tokens} or less, or add GPUs")
+                f"sequence; lower --max-model-len to {kv_tokens if longest is None else longest} or less, or add GPUs")
     return None

@@ -1029,7 +1029,8 @@ def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
         paging += (f"; pipeline of {p.pp} stages: memory figures are rank 0's (embedding, no sampler), blocks the "
                    f"fewest over the first and last stage (last: {last_weights / GiB:.2f} GiB of weights, LM head "
                    "and sampler)")
-    problem = capacity_problem("vLLM", smallest_pool, weights, total, utilization, concurrent, model_len, kv_tokens)
+    problem = capacity_problem("vLLM", smallest_pool, weights, total, utilization, concurrent, model_len, kv_tokens,
+                               longest=longest)
     assumptions = (
         f"vLLM {rule.version} rule ({rule.engine.upper()} engine, releases {rule.releases[0]}-{rule.releases[-1]}): "
         + (f"KV pool = min({utilization:g} x {total / GiB:.2f} GiB - held, free after capture - max(1 GiB, 0.75 x "
