@@ -192,7 +192,8 @@ def test_vllm_versions_and_bad_input() -> None:
         engine_capacity(spec, make_workload(), gpu, engine="tgi")
     with pytest.raises(InvalidArgumentError, match="ctx_size.*a setting of vllm"):
         engine_capacity(spec, make_workload(), gpu, engine="vllm", ctx_size=4096)
-    assert set(VLLM_VERSIONS) == {"0.6", "0.7", "0.8", "0.10", "0.17", "0.18", "0.20", "0.21", "0.22", "0.24", "0.25", "0.26", "0.27", "0.28", "0.29", "0.33", "0.34"}
+    assert set(VLLM_VERSIONS) == {"0.6", "0.7", "0.8", "0.10", "0.17", "0.18", "0.20", "0.21", "0.22", "0.24", "0.25",
+                                  "0.26", "0.27", "0.28", "0.29", "0.33", "0.34"}
 
 
 def test_would_not_start_is_said() -> None:
