@@ -178,6 +178,9 @@ def test_vllm_versions_and_bad_input() -> None:
     assert resolve_vllm_version("0.9.2").version == "0.8" and not resolve_vllm_version("0.9").hybrid_allocator
     assert resolve_vllm_version("0.12").version == "0.10" and resolve_vllm_version("0.12").hybrid_allocator
     assert resolve_vllm_version("v0.6").engine == "v0"
+    # patch releases that changed a rule: v0.20.1 logs tokens as 0.21 does (PATCH_RULES)
+    assert [resolve_vllm_version(v).version for v in ("0.20", "0.20.0", "0.20.1", "0.20.2", "0.26.1", "0.27.0")] == [
+        "0.20", "0.20", "0.21", "0.21", "0.26", "0.27"]
     for bad in ("0.5", "1.0", "latest", "0.8.x"):
         with pytest.raises(InvalidArgumentError, match="vllm_version"):
             resolve_vllm_version(bad)
