@@ -1120,6 +1120,21 @@ def test_vllm_hybrid_prefix_caching_by_release() -> None:
     dense = lookup("meta-llama/Llama-3.1-8B-Instruct")
     assert serving_capacity(dense, make_workload(), h100, vllm_version="0.26", max_model_len=8192).num_blocks == \
         serving_capacity(dense, make_workload(), h100, vllm_version="0.25", max_model_len=8192).num_blocks
+    # GraniteMoeHybrid (SupportsMambaPrefixCaching) runs 'all' mode at 0.26-0.27 (not modelled, said), 'align' from 0.28
+    from hf_gpu_estimator.sources import inspect_model
+
+    granite = inspect_model({"model_type": "granitemoehybrid", "architectures": ["GraniteMoeHybridForCausalLM"],
+                             "num_hidden_layers": 8, "layer_types": ["linear_attention"] * 6 + ["attention"] * 2})
+
+    def notes(version: str) -> str:
+        return " ".join(serving_capacity(granite, make_workload(), h100, vllm_version=version,
+                                         max_model_len=2048).assumptions)
+
+    assert "runs Mamba 'all' mode" in notes("0.27") and "'align' mode keeps 2 state pages" in notes("0.28")
+    # attention-free (the class default: every layer Mamba): no prefix caching by default, one state page
+    pure = inspect_model({"model_type": "granitemoehybrid", "architectures": ["GraniteMoeHybridForCausalLM"]})
+    assert "recurrent layers 1 page(s) per sequence" in " ".join(serving_capacity(
+        pure, make_workload(), h100, vllm_version="0.28", max_model_len=2048).assumptions)
 
 
 def test_vllm_refusal_suggests_a_length_that_fits_a_hybrid_pool() -> None:

@@ -196,9 +196,12 @@ class VllmVersion:
     gguf_in_tree: bool = True
     #: Whether a hybrid model (attention beside Mamba / linear-attention layers) gets prefix caching by default
     #: (vllm/config/model.py ``is_prefix_caching_supported``: False for "hybrid" up to v0.25.1, True from v0.26.0),
-    #: which keeps its states in Mamba "align" mode, 2 + speculative pages per request (:func:`hybrid_pool`), or
-    #: "all" mode for :data:`MAMBA_PREFIX_CACHING_ARCHITECTURES`.
+    #: which keeps its states in Mamba "align" mode, 2 + speculative pages per request (:func:`hybrid_pool`).
     hybrid_prefix_caching: bool = False
+    #: Whether :data:`MAMBA_PREFIX_CACHING_ARCHITECTURES` run Mamba "all" mode under prefix caching
+    #: (vllm/model_executor/models/config.py ``MambaModelConfig`` at v0.26.0-v0.27.x; "align" for every model
+    #: from v0.28.0).
+    mamba_all_mode: bool = False
 
     def non_torch_bytes(self, tp: int, pp: int, *, samples: bool = True, gpu: str | None = None) -> int:
         """Non-torch memory per rank: the single-GPU figure, plus communicator buffers with more than one GPU.
@@ -421,10 +424,10 @@ VLLM_VERSIONS["0.25"] = dataclasses.replace(
            "the DeepSeek-V2, Qwen2-MoE and GraniteMoE architectures")
 _PREFIX_NOTE = ("; hybrid models get prefix caching by default from v0.26.0 (vllm/config/model.py "
                 "is_prefix_caching_supported), their states in Mamba 'align' mode (2 + speculative pages per request, "
-                "vllm/v1/kv_cache_interface.py MambaSpec.max_memory_usage_bytes) or 'all' mode for models with "
-                "SupportsMambaPrefixCaching (vllm/model_executor/models/config.py)")
+                "vllm/v1/kv_cache_interface.py MambaSpec.max_memory_usage_bytes; 'all' mode for models with "
+                "SupportsMambaPrefixCaching at v0.26.0-v0.27.x, vllm/model_executor/models/config.py MambaModelConfig)")
 VLLM_VERSIONS["0.26"] = dataclasses.replace(
-    VLLM_VERSIONS["0.25"], version="0.26", releases=("0.26",), hybrid_prefix_caching=True,
+    VLLM_VERSIONS["0.25"], version="0.26", releases=("0.26",), hybrid_prefix_caching=True, mamba_all_mode=True,
     source=VLLM_VERSIONS["0.25"].source + _PREFIX_NOTE)
 VLLM_VERSIONS["0.27"] = dataclasses.replace(
     VLLM_VERSIONS["0.26"], version="0.27", releases=("0.27",), v2_sampler="logits",
@@ -432,9 +435,10 @@ VLLM_VERSIONS["0.27"] = dataclasses.replace(
            "(apply_sampling_params returns before the fp32 copy when no request needs logits processing, "
            "vllm/v1/worker/gpu/sample/sampler.py _requires_logits_processing from v0.27.0)")
 VLLM_VERSIONS["0.28"] = dataclasses.replace(
-    VLLM_VERSIONS["0.27"], version="0.28", releases=("0.28",), large_gpu_batched_tokens=16384,
+    VLLM_VERSIONS["0.27"], version="0.28", releases=("0.28",), large_gpu_batched_tokens=16384, mamba_all_mode=False,
     source=VLLM_VERSIONS["0.27"].source + "; 16384 batched tokens on GPUs of 160 GiB or more "
-           "(vllm/engine/arg_utils.py get_batch_defaults at v0.28.0)")
+           "(vllm/engine/arg_utils.py get_batch_defaults at v0.28.0); Mamba 'align' mode for every hybrid model "
+           "under prefix caching (MambaModelConfig at v0.28.0)")
 VLLM_VERSIONS["0.29"] = dataclasses.replace(
     VLLM_VERSIONS["0.28"], version="0.29", releases=("0.29", "0.30", "0.31", "0.32"), v2_runner="all",
     v2_counts_cuda_graphs=True,
@@ -644,7 +648,7 @@ def vllm_state_bytes(mixer: Mixer, *, conv_bytes: int, ssm_bytes: int, speculati
     return channels * (mixer.conv_kernel - 1 + speculative_tokens) * conv_bytes + mixer.state_elements * ssm_bytes
 
 
-#: Architectures vLLM runs in Mamba "all" mode under prefix caching (``SupportsMambaPrefixCaching`` in
+#: Architectures vLLM 0.26-0.27 runs in Mamba "all" mode under prefix caching (``SupportsMambaPrefixCaching`` in
 #: vllm/model_executor/models/{mamba,mamba2,jamba,nemotron_h,zamba2,granitemoehybrid,falcon_h1}.py at v0.26.0): a state
 #: page per block of the sequence, blocks aligned to the Mamba chunk size (not modelled: :func:`serving_capacity` takes
 #: "align" mode's pages and says so).
@@ -1015,7 +1019,8 @@ def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
                   f"{hybrid.group_size} layers, blocks of {block_size} tokens; sliding layers hold the window - 1 "
                   f"+ {tokens} batched tokens + 1 block, recurrent layers {state_blocks} page(s) per sequence")
         if prefix_cached:
-            all_mode = MAMBA_PREFIX_CACHING_ARCHITECTURES.intersection(spec.config.get("architectures") or ())
+            all_mode = rule.mamba_all_mode and MAMBA_PREFIX_CACHING_ARCHITECTURES.intersection(
+                spec.config.get("architectures") or ())
             paging += (f"; vLLM {rule.version} turns prefix caching on for hybrid models (is_prefix_caching_supported "
                        "from v0.26.0): " + ("this architecture runs Mamba 'all' mode, a state page per block of the "
                        "sequence with blocks aligned to the Mamba chunk size, not modelled: 'align' mode's 2 pages "
