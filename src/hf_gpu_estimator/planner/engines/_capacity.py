@@ -251,13 +251,14 @@ class KVLayout:
 
 
 def kv_layout(spec: ModelSpec, workload: Workload, *, dtype_bytes: int | None = None,
-              state_dtype_bytes: int | None = None, state_bytes: Callable[[Mixer], int] | None = None) -> KVLayout:
+              state_bytes: Callable[[Mixer], int] | None = None, keep_kv_shared: bool = False) -> KVLayout:
     """Per-device cache layout: layers split by ``pp``, KV heads by ``tp`` (replicated below one head per
     rank, MLA's latent never split), recurrent states split by ``tp``; bytes from memory/kv_cache.py.
 
-    ``state_dtype_bytes``: the recurrent states' element size where the engine's differs from
-    transformers' (vLLM keeps them in the model dtype). ``state_bytes``: one sequence's state of a recurrent
-    mixer as the engine lays it out (whole device, split by ``tp`` here), in place of transformers' layout.
+    ``state_bytes``: one sequence's state of a recurrent mixer as the engine lays it out (whole device, split by
+    ``tp`` here), in place of transformers' layout. ``keep_kv_shared``: layers that read an earlier layer's cache
+    (gemma3n, gemma4) keep a cache of their own, as SGLang's token pool does (a cell over every layer,
+    model_runner.py ``num_effective_layers``; gemma3n_causal.py only skips writing it); vLLM gives them none.
     """
     arch = spec.architecture
     if arch is None or not arch.is_decoder:
@@ -267,14 +268,16 @@ def kv_layout(spec: ModelSpec, workload: Workload, *, dtype_bytes: int | None = 
     counts: dict[tuple[str, int | None, int, int], int] = {}
     for layer, count in arch.layer_groups:
         m = layer.mixer
-        if m.kv_shared:
+        if m.kv_shared and keep_kv_shared:
+            m = replace(m, kv_shared=False)
+        elif m.kv_shared:
             # It reads an earlier layer's cache and has none: vLLM V1 gives it no KV cache spec, so it joins
             # no KV cache group (gpu_model_runner.py get_kv_cache_spec skips kv_sharing_target_layer_name).
             continue
         span = m.window if m.kind == "sliding" else m.chunk if m.kind == "chunked" else None
         key = (m.kind, span, layer_kv_bytes_per_token(m, c, kv_heads_divisor=p.tp),
                (state_bytes(m) if state_bytes is not None and m.kind in STATE_KINDS
-                else state_bytes_per_sequence(m, c, state_dtype_bytes=state_dtype_bytes)) // p.tp)
+                else state_bytes_per_sequence(m, c)) // p.tp)
         counts[key] = counts.get(key, 0) + count
     groups = tuple(CacheGroup(kind=kind, layers=math.ceil(n / p.pp), token_bytes=token, span=span, state_bytes=state)
                    for (kind, span, token, state), n in counts.items())
@@ -327,8 +330,10 @@ def pool_capacity(layout: KVLayout, pool_bytes: int, *, block_size: int, max_mod
 
 
 def capacity_problem(engine: str, pool_bytes: int, weights_bytes: int, total_bytes: float, share: float,
-                     concurrent: int, max_model_len: int, kv_tokens: int) -> str | None:
-    """One line saying why the engine would refuse to start, or ``None``."""
+                     concurrent: int, max_model_len: int, kv_tokens: int, longest: int | None = None) -> str | None:
+    """One line saying why the engine would refuse to start, or ``None``. ``longest``: the longest sequence the
+    pool holds, suggested in place of ``kv_tokens`` (a hybrid pool's tokens are not all one sequence's: recurrent
+    state pages and sliding windows take their share)."""
     gib = 1 << 30
     if pool_bytes <= 0:
         return (f"{engine} would not start: no memory left for the KV cache ({weights_bytes / gib:.1f} GiB of weights "
@@ -336,5 +341,5 @@ def capacity_problem(engine: str, pool_bytes: int, weights_bytes: int, total_byt
                 "quantization, or a larger GPU")
     if concurrent < 1:
         return (f"{engine} would not start: the KV pool holds {kv_tokens} tokens, fewer than one {max_model_len}-token "
-                f"sequence; lower --max-model-len to {kv_tokens} or less, or add GPUs")
+                f"sequence; lower --max-model-len to {kv_tokens if longest is None else longest} or less, or add GPUs")
     return None

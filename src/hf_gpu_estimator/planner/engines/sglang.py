@@ -11,8 +11,8 @@ CUDA graphs and (with speculative decoding) the draft model::
     max_total_num_tokens = rest // cell_size // page_size x page_size
 
 ``cell_size`` is one token's K and V over every attention layer of the device (MLA: ``kv_lora_rank +
-qk_rope_head_dim`` per layer); ``loaded`` is what the load took: the weights and the fp32 rotary
-``cos_sin_cache`` (``max_position x rotary_dim``, kept in fp32 on CUDA by ``RotaryEmbedding``). Memory
+qk_rope_head_dim`` per layer); ``loaded`` is what the load took: the weights and the rotary ``cos_sin_cache``
+(``max_position x rotary_dim``, kept in fp32 on CUDA by ``RotaryEmbedding``, :func:`rotary_cache_bytes`). Memory
 another process holds is not in ``pre``, so it is not kept free either.
 
 The default ``--mem-fraction-static`` is a rule of ``python/sglang/srt/server_args.py`` that changed
@@ -54,6 +54,8 @@ from typing import Any
 from hf_gpu_estimator.errors import InvalidArgumentError
 from hf_gpu_estimator.hardware import GPU
 from hf_gpu_estimator.memory import overhead
+from hf_gpu_estimator.memory.terms import BYTES
+from hf_gpu_estimator.memory.weights import plan_weights
 from hf_gpu_estimator.planner.engines._capacity import (
     ServingCapacity,
     capacity_problem,
@@ -194,22 +196,22 @@ def sglang_init_bytes(gpu: GPU, tp: int = 1, pp: int = 1) -> int:
     return context + (SGLANG_DIST_INIT_BYTES if tp * pp > 1 else 0)
 
 
-def rotary_cache_bytes(spec: ModelSpec) -> int:
-    """SGLang's rotary ``cos_sin_cache``: ``max_position x rotary_dim`` fp32 values, one per model
-    (``get_rope`` caches the module; fp32 on CUDA, layers/rotary_embedding.py). 0 for a model without
-    rotary positions (no ``rope_theta`` / ``rope_scaling`` / ``rope_parameters`` in its config, not MLA)."""
-    arch, config = spec.architecture, spec.config
-    if arch is None or not arch.max_position_embeddings:
-        return 0
-    if arch.is_mla and arch.qk_rope_head_dim:
-        rotary_dim = arch.qk_rope_head_dim
-    elif any(k in config for k in ("rope_theta", "rope_scaling", "rope_parameters")):
-        factor = config.get("partial_rotary_factor", 1.0)
-        usable = isinstance(factor, (int, float)) and not isinstance(factor, bool) and 0 < factor <= 1
-        rotary_dim = int(arch.head_dim * (factor if usable else 1.0))
-    else:
-        return 0
-    return arch.max_position_embeddings * rotary_dim * 4
+def rotary_cache_bytes(spec: ModelSpec, workload: Workload, gpu: GPU) -> int:
+    """SGLang's rotary ``cos_sin_cache``: the positions and rotary dimensions of vLLM's
+    (:func:`hf_gpu_estimator.planner.engines.vllm.rotary_cache_bytes`: SGLang's layers/rotary_embedding keeps
+    vLLM's ``get_rope`` caching and scaled lengths), in fp32 on CUDA: ``RotaryEmbedding.__init__`` casts the cache
+    to the model dtype only off CUDA ("cache needs to be in FP32", layers/rotary_embedding/base.py in the 0.5.10
+    wheel). Gemma 3's local and global layers both take an unscaled ("default") rope, two caches of
+    ``max_position`` (models/gemma3_causal.py ``Gemma3Attention`` in the 0.5.10 wheel), where vLLM scales the
+    global one."""
+    from hf_gpu_estimator.planner.engines.vllm import LOCAL_ROPE_MODEL_TYPES
+    from hf_gpu_estimator.planner.engines.vllm import rotary_cache_bytes as rotary_bytes
+
+    dtype_bytes = 4 if gpu.runtime == "cuda" else int(BYTES[plan_weights(spec, workload).compute_dtype])
+    arch = spec.architecture
+    if arch is not None and arch.model_type in LOCAL_ROPE_MODEL_TYPES:
+        return 2 * int(arch.max_position_embeddings or 0) * arch.head_dim * dtype_bytes
+    return rotary_bytes(spec, dtype_bytes)
 
 
 #: Speculative methods SGLang sizes as EAGLE-style drafts (a head or MTP layers) and as a standalone model.
@@ -319,7 +321,7 @@ def sglang_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *, mem_fracti
     model_len = max_model_len if max_model_len is not None else max_pos
     check_context(spec, model_len)
     weights = weights_per_device(spec, workload)
-    loaded = weights + rotary_cache_bytes(spec)
+    loaded = weights + rotary_cache_bytes(spec, workload, gpu)
     # pre: free after init_torch_distributed; the pool is what the load leaves of pre x fraction
     init = sglang_init_bytes(gpu, p.tp, p.pp)
     total = gpu.usable_memory_bytes
@@ -327,7 +329,7 @@ def sglang_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *, mem_fracti
     pool = int(pre * fraction - loaded)
     # SGLang's default token pool keeps every token in every attention layer (sliding ones too); recurrent
     # layers take their state per sequence
-    layout = kv_layout(spec, workload).without_windows()
+    layout = kv_layout(spec, workload, keep_kv_shared=True).without_windows()
     blocks, kv_tokens, concurrent, longest = pool_capacity(layout, pool, block_size=SGLANG_PAGE_SIZE,
                                                            max_model_len=model_len, max_position=max_pos)
     problem = capacity_problem("SGLang", pool, loaded, pre, fraction, concurrent, model_len, kv_tokens)

@@ -40,13 +40,16 @@ Modelled versions (``--vllm-version``):
   (VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS on by default from v0.20.0, vllm/envs.py; its log says "default
   since v0.21.0") as :func:`cuda_graph_estimate_bytes` computes it from the capture sizes, heads, MLP width
   and layers, and ``--gpu-memory-utilization`` 0.92 by default (vllm/config/cache.py from v0.20.0).
-* ``0.22`` (0.22, 0.23), ``0.24``, ``0.25`` (0.25 to 0.27), ``0.28``: as 0.20, but a model on the V2 model
+* ``0.21`` (0.20.1 to 0.21): as 0.20, the logged KV cache size in tokens ``int(max_concurrency x max_model_len)``
+  (:func:`hybrid_pool`).
+* ``0.22`` (0.22, 0.23), ``0.24``, ``0.25``, ``0.26``, ``0.27``, ``0.28``: as 0.21, but a model on the V2 model
   runner counts no CUDA-graph memory (its ``profile_cudagraph_memory`` returns 0 up to v0.28.0): dense
   unquantized Qwen3 from 0.22; Llama, Mistral, Qwen3, DeepSeek-V2, Qwen2-MoE, GraniteMoE at 0.24; every
   dense non-hybrid model from 0.25 (:meth:`VllmVersion.uses_v2_runner`). The V2 runner's dummy sampler pass
-  holds the logits and their fp32 copy up to 0.27, the logits alone from 0.28
+  holds the logits and their fp32 copy up to 0.26, the logits alone from 0.27
   (:func:`v2_sampler_bytes_per_logit`). From 0.28 GPUs of 160 GiB or more get 16384 batched tokens. GGUF
-  has no in-tree support from 0.24 (the vllm-gguf-plugin serves it).
+  has no in-tree support from 0.24 (the vllm-gguf-plugin serves it). From 0.26 a hybrid model gets prefix caching
+  by default, its states 2 pages per request (Mamba "align" mode; :attr:`VllmVersion.hybrid_prefix_caching`).
 * ``0.29`` (0.29 to 0.32): every model on the V2 runner, which estimates its CUDA graphs again (modelled
   with the V1 runner's figure, unverified).
 * ``0.33``: as 0.29, the dummy sampler also running a warm-up pass through the whole sampling pipeline
@@ -156,7 +159,7 @@ class VllmVersion:
     #: Whether the V2 runner's ``profile_cudagraph_memory`` measures anything (0.22-0.28: ``return 0``).
     v2_counts_cuda_graphs: bool = False
     #: What the V2 runner's dummy sampler pass holds (:func:`v2_sampler_bytes_per_logit`): ``logits_fp32`` (the
-    #: logits and their fp32 copy, 0.22-0.27), ``logits`` (the logits alone, 0.28-0.32), ``v1`` (the whole sampling
+    #: logits and their fp32 copy, 0.22-0.26), ``logits`` (the logits alone, 0.27-0.32), ``v1`` (the whole sampling
     #: pipeline, modelled with the V1 runner's figure, from 0.33).
     v2_sampler: Literal["v1", "logits_fp32", "logits"] = "v1"
 
@@ -191,6 +194,14 @@ class VllmVersion:
     #: Whether vLLM itself serves GGUF checkpoints (vllm/model_executor/layers/quantization/gguf.py); from v0.24.0
     #: the file and the ``gguf`` method are gone from the release and the vllm-gguf-plugin serves them.
     gguf_in_tree: bool = True
+    #: Whether a hybrid model (attention beside Mamba / linear-attention layers) gets prefix caching by default
+    #: (vllm/config/model.py ``is_prefix_caching_supported``: False for "hybrid" up to v0.25.1, True from v0.26.0),
+    #: which keeps its states in Mamba "align" mode, 2 + speculative pages per request (:func:`hybrid_pool`).
+    hybrid_prefix_caching: bool = False
+    #: Whether :data:`MAMBA_PREFIX_CACHING_ARCHITECTURES` run Mamba "all" mode under prefix caching
+    #: (vllm/model_executor/models/config.py ``MambaModelConfig`` at v0.26.0-v0.27.x; "align" for every model
+    #: from v0.28.0).
+    mamba_all_mode: bool = False
 
     def non_torch_bytes(self, tp: int, pp: int, *, samples: bool = True, gpu: str | None = None) -> int:
         """Non-torch memory per rank: the single-GPU figure, plus communicator buffers with more than one GPU.
@@ -385,13 +396,13 @@ VLLM_VERSIONS["0.20"] = dataclasses.replace(
            "these releases)")
 VLLM_VERSIONS["0.21"] = dataclasses.replace(
     VLLM_VERSIONS["0.20"], version="0.21", releases=("0.21",), kv_tokens_from_concurrency=True,
-    source=VLLM_VERSIONS["0.20"].source + "; from v0.21.0 the logged KV cache size in tokens is max_concurrency x "
-           "max_model_len (vllm/v1/core/kv_cache_utils.py get_kv_cache_capacity), not num_blocks // groups x "
-           "block_size")
+    source=VLLM_VERSIONS["0.20"].source + "; from v0.20.1 the logged KV cache size in tokens is max_concurrency x "
+           "max_model_len (vllm/v1/core/kv_cache_utils.py _report_kv_cache_config at v0.20.2-v0.23.0, "
+           "get_kv_cache_capacity from v0.24.0), not num_blocks // groups x block_size")
 _V2_NOTE = ("; models on the V2 model runner (vllm/config/vllm.py use_v2_model_runner) count no CUDA-graph memory: "
             "its profile_cudagraph_memory returns 0 up to v0.28.0 (vllm/v1/worker/gpu/model_runner.py; "
             "https://github.com/vllm-project/vllm/pull/49233), and their dummy sampler pass holds the logits and their "
-            "fp32 copy, not the V1 sampler's pipeline (vllm/v1/worker/gpu/sample/sampler.py up to v0.27.x; "
+            "fp32 copy, not the V1 sampler's pipeline (vllm/v1/worker/gpu/sample/sampler.py up to v0.26.x; "
             "unverified against a log)")
 VLLM_VERSIONS["0.22"] = dataclasses.replace(
     VLLM_VERSIONS["0.21"], version="0.22", releases=("0.22", "0.23"),
@@ -406,24 +417,36 @@ VLLM_VERSIONS["0.24"] = dataclasses.replace(
            "GraniteMoE")
 _V2_MOE = frozenset({"DeepseekV2ForCausalLM", "Qwen2MoeForCausalLM", "GraniteMoeForCausalLM"})
 VLLM_VERSIONS["0.25"] = dataclasses.replace(
-    VLLM_VERSIONS["0.21"], version="0.25", releases=("0.25", "0.26", "0.27"), v2_runner="dense", gguf_in_tree=False,
+    VLLM_VERSIONS["0.21"], version="0.25", releases=("0.25",), v2_runner="dense", gguf_in_tree=False,
     v2_sampler="logits_fp32",
     v2_architectures=_V2_MOE,
     source=VLLM_VERSIONS["0.21"].source + _V2_NOTE + ": from v0.25.0 every dense model that is not hybrid, and "
            "the DeepSeek-V2, Qwen2-MoE and GraniteMoE architectures")
+_PREFIX_NOTE = ("; hybrid models get prefix caching by default from v0.26.0 (vllm/config/model.py "
+                "is_prefix_caching_supported), their states in Mamba 'align' mode (2 + speculative pages per request, "
+                "vllm/v1/kv_cache_interface.py MambaSpec.max_memory_usage_bytes; 'all' mode for models with "
+                "SupportsMambaPrefixCaching at v0.26.0-v0.27.x, vllm/model_executor/models/config.py MambaModelConfig)")
+VLLM_VERSIONS["0.26"] = dataclasses.replace(
+    VLLM_VERSIONS["0.25"], version="0.26", releases=("0.26",), hybrid_prefix_caching=True, mamba_all_mode=True,
+    source=VLLM_VERSIONS["0.25"].source + _PREFIX_NOTE)
+VLLM_VERSIONS["0.27"] = dataclasses.replace(
+    VLLM_VERSIONS["0.26"], version="0.27", releases=("0.27",), v2_sampler="logits",
+    source=VLLM_VERSIONS["0.26"].source + "; the V2 runner's dummy sampler pass holds the logits alone "
+           "(apply_sampling_params returns before the fp32 copy when no request needs logits processing, "
+           "vllm/v1/worker/gpu/sample/sampler.py _requires_logits_processing from v0.27.0)")
 VLLM_VERSIONS["0.28"] = dataclasses.replace(
-    VLLM_VERSIONS["0.25"], version="0.28", releases=("0.28",), large_gpu_batched_tokens=16384, v2_sampler="logits",
-    source=VLLM_VERSIONS["0.25"].source + "; 16384 batched tokens on GPUs of 160 GiB or more "
-           "(vllm/engine/arg_utils.py get_batch_defaults at v0.28.0); the V2 runner's dummy sampler pass holds the "
-           "logits alone (apply_sampling_params skips the fp32 copy when no request needs it, v0.28.0)")
+    VLLM_VERSIONS["0.27"], version="0.28", releases=("0.28",), large_gpu_batched_tokens=16384, mamba_all_mode=False,
+    source=VLLM_VERSIONS["0.27"].source + "; 16384 batched tokens on GPUs of 160 GiB or more "
+           "(vllm/engine/arg_utils.py get_batch_defaults at v0.28.0); Mamba 'align' mode for every hybrid model "
+           "under prefix caching (MambaModelConfig at v0.28.0)")
 VLLM_VERSIONS["0.29"] = dataclasses.replace(
     VLLM_VERSIONS["0.28"], version="0.29", releases=("0.29", "0.30", "0.31", "0.32"), v2_runner="all",
     v2_counts_cuda_graphs=True,
     source=VLLM_VERSIONS["0.21"].source + "; from v0.29.0 the V2 model runner is the default for every model and "
            "estimates its CUDA graphs (vllm/v1/worker/gpu/cudagraph_utils.py profile_cudagraph_memory: PIECEWISE "
            "graphs captured in full, FULL extrapolated from two; modelled with the V1 runner's figure, "
-           "unverified); 16384 batched tokens on GPUs of 160 GiB or more (v0.28.0); the dummy sampler pass holds the "
-           "logits alone (vllm/v1/worker/gpu/sample/sampler.py, v0.28.0 to v0.32.x)")
+           "unverified); 16384 batched tokens on GPUs of 160 GiB or more (v0.28.0)" + _PREFIX_NOTE + "; the dummy "
+           "sampler pass holds the logits alone (vllm/v1/worker/gpu/sample/sampler.py, v0.27.0 to v0.32.x)")
 VLLM_VERSIONS["0.33"] = dataclasses.replace(
     VLLM_VERSIONS["0.29"], version="0.33", releases=("0.33",), v2_sampler="v1",
     source=VLLM_VERSIONS["0.29"].source.rsplit("; the dummy sampler pass", 1)[0] + "; from v0.33.0 the dummy "
@@ -438,7 +461,7 @@ VLLM_VERSIONS["0.34"] = dataclasses.replace(
            "peak itself (vllm/v1/worker/extensible_kv_cache.py measure_kv_cache_bytes, KV_CACHE_MARGIN_FLOOR_BYTES, "
            "KV_CACHE_MARGIN_FRACTION); CUDA graphs as captured (modelled with the V1 runner's estimate); the CUDA "
            "context before vLLM's first snapshot 0.51 GiB on one GPU, 1.53 GiB per rank with several (vLLM 0.19 "
-           "H100 logs, llm-d planner); unverified against a log of 0.34")
+           "H100 logs, llm-d planner); unverified against a log of 0.34" + _PREFIX_NOTE)
 #: What the device holds before vLLM's first memory snapshot, per rank (CUDA context; with several GPUs the
 #: distributed init too): "init" used memory of the llm-d planner's vLLM 0.19 H100 logs, 0.51 GiB on all 44
 #: single-GPU runs, 1.43-2.07 GiB per rank with tp or pp > 1 (1.53 the most common).
@@ -516,8 +539,8 @@ def v2_sampler_bytes_per_logit(mode: str, *, act_bytes: int, tp: int) -> float:
     ``_dummy_sampler_run``, vllm/v1/worker/gpu/sample/sampler.py).
 
     Its dummy batch keeps the default sampling state (top-k = vocabulary, top-p = 1, no penalties; sample/states.py),
-    so the pass holds the logits in the model dtype, from v0.22.0 to v0.27.x their fp32 copy too
-    (``apply_sampling_params`` copies unconditionally; from v0.28.0 it returns early when no request needs logits
+    so the pass holds the logits in the model dtype, from v0.22.0 to v0.26.x their fp32 copy too
+    (``apply_sampling_params`` copies unconditionally; from v0.27.0 it returns early when no request needs logits
     processing); the Gumbel-max sampling keeps two values per 1024-logit block. With tensor parallelism the
     logits gather holds the rank's shard, the gathered tensor and its reordered copy at once
     (vllm/distributed/device_communicators/base_device_communicator.py ``all_gather``): ``2 + 1/tp`` logits.
@@ -625,6 +648,15 @@ def vllm_state_bytes(mixer: Mixer, *, conv_bytes: int, ssm_bytes: int, speculati
     return channels * (mixer.conv_kernel - 1 + speculative_tokens) * conv_bytes + mixer.state_elements * ssm_bytes
 
 
+#: Architectures vLLM 0.26-0.27 runs in Mamba "all" mode under prefix caching (``SupportsMambaPrefixCaching`` in
+#: vllm/model_executor/models/{mamba,mamba2,jamba,nemotron_h,zamba2,granitemoehybrid,falcon_h1}.py at v0.26.0): a state
+#: page per block of the sequence, blocks aligned to the Mamba chunk size (not modelled: :func:`serving_capacity` takes
+#: "align" mode's pages and says so).
+MAMBA_PREFIX_CACHING_ARCHITECTURES = frozenset({
+    "MambaForCausalLM", "Mamba2ForCausalLM", "JambaForCausalLM", "NemotronHForCausalLM", "Zamba2ForCausalLM",
+    "GraniteMoeHybridForCausalLM", "FalconH1ForCausalLM"})
+
+
 #: vLLM rounds an attention block grown to hold a Mamba state page to a multiple of this many tokens
 #: (vllm/model_executor/models/config.py HybridAttentionMambaModelConfig: kernel block alignment).
 KERNEL_BLOCK_ALIGNMENT = 16
@@ -664,8 +696,8 @@ def hybrid_pool(layout: KVLayout, pool_bytes: int, *, block_size: int, max_model
     ``state_blocks``: the pages one request takes in a Mamba/linear-attention group (vllm/v1/kv_cache_interface.py
     ``MambaSpec.max_memory_usage_bytes``: 1 + the speculative tokens, 2 + them with prefix caching in Mamba "align"
     mode). ``tokens_from_concurrency``: "GPU KV cache size" is ``int(max_concurrency x max_model_len)``
-    (vllm/v1/core/kv_cache_utils.py ``get_kv_cache_capacity`` from v0.21.0) rather than
-    ``num_blocks // groups x block_size`` (v0.20.0 and before)."""
+    (vllm/v1/core/kv_cache_utils.py ``_report_kv_cache_config`` from v0.20.1, ``get_kv_cache_capacity`` from
+    v0.24.0) rather than ``num_blocks // groups x block_size`` (v0.20.0 and before)."""
     attention = [g for g in layout.groups if not g.is_state and g.layers]
     states = [g for g in layout.groups if g.is_state and g.layers]
     if not attention and not states:
@@ -901,8 +933,8 @@ def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
     total = gpu.usable_memory_bytes
     # Mamba and linear-attention states as vLLM lays them out: conv rows kernel - 1 + speculative tokens in the
     # model dtype, the temporal state in the model dtype (mamba_ssm_cache_dtype "auto") or the config's
-    # mamba_ssm_dtype (Qwen3.5); each request holds 1 + speculative tokens pages of it (prefix caching, off by
-    # default for hybrid models, not modelled)
+    # mamba_ssm_dtype (Qwen3.5); each request holds 1 + speculative tokens pages of it, 2 + them where the release
+    # turns prefix caching on for hybrid models (Mamba "align" mode)
     spec_tokens = speculative.num_speculative_tokens if speculative is not None else 0
     ssm_bytes = ssm_state_dtype_bytes(spec, act_bytes)
     layout = kv_layout(spec, workload, state_bytes=lambda m: vllm_state_bytes(
@@ -922,6 +954,10 @@ def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
 
     stages = pipeline_layers(arch.num_layers, p.pp)
     v2_runner = rule.uses_v2_runner(spec, hybrid=any(g.is_state for g in layout.groups))
+    # attention beside the states ("hybrid"; attention-free models get no prefix caching)
+    prefix_cached = rule.hybrid_prefix_caching and any(g.is_state for g in layout.groups) and any(
+        not g.is_state for g in layout.groups)
+    state_blocks = (2 if prefix_cached else 1) + spec_tokens
     flash_attn_3 = gpu.name.startswith(FA3_GPU_PREFIXES)
     v2_sampler = rule.v2_sampler if v2_runner else "v1"
     sampler_bytes = rule.sampler_bytes_per_logit if v2_sampler == "v1" else v2_sampler_bytes_per_logit(
@@ -953,7 +989,7 @@ def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
             pool = int(total * utilization - weights - activations - non_torch - graphs)
         if rule.hybrid_allocator:
             h = hybrid_pool(layout, pool, block_size=block_size, max_model_len=model_len, max_position=max_pos,
-                            max_num_batched_tokens=tokens, state_blocks=1 + spec_tokens,
+                            max_num_batched_tokens=tokens, state_blocks=state_blocks,
                             tokens_from_concurrency=rule.kv_tokens_from_concurrency)
             return activations, non_torch, pool, (h.num_blocks, h.kv_cache_tokens, h.max_concurrent_sequences,
                                                   h.largest_max_model_len, h.max_concurrency)
@@ -976,12 +1012,20 @@ def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
             blocks, kv_tokens, concurrent, longest, concurrency = last
     if rule.hybrid_allocator:
         hybrid = hybrid_pool(layout, pool, block_size=block_size, max_model_len=model_len, max_position=max_pos,
-                             max_num_batched_tokens=tokens, state_blocks=1 + spec_tokens,
+                             max_num_batched_tokens=tokens, state_blocks=state_blocks,
                              tokens_from_concurrency=rule.kv_tokens_from_concurrency)
         block_size = hybrid.block_size
         paging = (f"hybrid KV cache manager: {layout.describe()} per device in {hybrid.num_groups} groups of "
                   f"{hybrid.group_size} layers, blocks of {block_size} tokens; sliding layers hold the window - 1 "
-                  f"+ {tokens} batched tokens + 1 block, recurrent layers one page per sequence")
+                  f"+ {tokens} batched tokens + 1 block, recurrent layers {state_blocks} page(s) per sequence")
+        if prefix_cached:
+            all_mode = rule.mamba_all_mode and MAMBA_PREFIX_CACHING_ARCHITECTURES.intersection(
+                spec.config.get("architectures") or ())
+            paging += (f"; vLLM {rule.version} turns prefix caching on for hybrid models (is_prefix_caching_supported "
+                       "from v0.26.0): " + ("this architecture runs Mamba 'all' mode, a state page per block of the "
+                       "sequence with blocks aligned to the Mamba chunk size, not modelled: 'align' mode's 2 pages "
+                       "taken, so the concurrency is overstated (--no-enable-prefix-caching gives 1)" if all_mode else
+                       "Mamba 'align' mode keeps 2 state pages per request"))
     else:
         paging = (f"KV blocks of {block_size} tokens over every cache layer ({layout.describe()})"
                   + ("; no hybrid allocator before vLLM 0.10: sliding and chunked layers keep every token"
@@ -990,7 +1034,8 @@ def serving_capacity(spec: ModelSpec, workload: Workload, gpu: GPU, *,
         paging += (f"; pipeline of {p.pp} stages: memory figures are rank 0's (embedding, no sampler), blocks the "
                    f"fewest over the first and last stage (last: {last_weights / GiB:.2f} GiB of weights, LM head "
                    "and sampler)")
-    problem = capacity_problem("vLLM", smallest_pool, weights, total, utilization, concurrent, model_len, kv_tokens)
+    problem = capacity_problem("vLLM", smallest_pool, weights, total, utilization, concurrent, model_len, kv_tokens,
+                               longest=longest)
     assumptions = (
         f"vLLM {rule.version} rule ({rule.engine.upper()} engine, releases {rule.releases[0]}-{rule.releases[-1]}): "
         + (f"KV pool = min({utilization:g} x {total / GiB:.2f} GiB - held, free after capture - max(1 GiB, 0.75 x "
