@@ -58,6 +58,14 @@ def test_lora_parameters_match_peft(model_type: str, targets: str) -> None:
     assert ours.to_dict()["model"]["trainable_parameters"] == theirs
 
 
+@pytest.mark.parametrize("targets", ["gate", "q_proj,gate"])
+def test_router_alone_gets_its_adapter(targets: str) -> None:
+    """The router's ``gate`` without any expert name still becomes peft's ``gate.weight`` parameter target."""
+    config = _config("qwen3_moe")
+    ours = estimate(config, task="training", method="lora", lora_rank=8, lora_targets=targets)
+    assert ours.to_dict()["model"]["trainable_parameters"] == _peft_trainable(config, targets.split(","))
+
+
 def test_half_a_fused_pair_is_refused_as_peft_refuses_it() -> None:
     with pytest.raises(ConflictingOptionsError, match="gate_up_proj"):
         estimate(_config("qwen3_moe"), task="training", method="lora", lora_targets="q_proj,gate_proj")

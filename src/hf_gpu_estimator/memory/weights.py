@@ -94,7 +94,7 @@ def lora_parameters(spec: ModelSpec, workload: Workload) -> int:
             # A hybrid's attention linears live only in its attention layers, its Mamba projections
             # only in the Mamba layers.
             total += workload.lora_rank * (linear.in_features + linear.out_features) * layers_holding(arch, linear)
-    if experts is not None and experts.params:
+    if experts is not None and (experts.params or experts.router):
         matched = True
         total += experts.adapter_params
     if workload.lora_on_lm_head:
