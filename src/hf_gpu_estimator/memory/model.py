@@ -394,10 +394,11 @@ def _inference(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: 
 
 def _every_position_logits(arch: Architecture, workload: Workload, compute_bytes: int) -> int | None:
     """Bytes per prompt position and vocabulary entry of the prefill's logits when the forward computes them for
-    every position (loss kind ``hf-fp32-logits``, transformers <= 4.41: no ``logits_to_keep``): the compute dtype, plus
-    the fp32 copy where the model type's forward upcast (FP32_LOGITS_4_41). ``None``: transformers 5's last position
-    only (memory/model.py ``_inference`` handles the types without ``logits_to_keep``)."""
-    if workload.loss != "hf-fp32-logits" or arch.logit_heads > 1:
+    every position (a framework profile with ``legacy_generate_cache``, transformers <= 4.41: no ``logits_to_keep``):
+    the compute dtype, plus the fp32 copy where the model type's forward upcast (FP32_LOGITS_4_41). ``None``:
+    transformers 5's last position only (memory/model.py ``_inference`` handles the types without
+    ``logits_to_keep``). The training loss kind plays no part: generate never computes a loss."""
+    if not framework_profile(workload.framework).legacy_generate_cache or arch.logit_heads > 1:
         return None
     c = compute_bytes
     return c + (4 if arch.model_type in FP32_LOGITS_4_41 and c < 4 else 0)
