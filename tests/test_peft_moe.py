@@ -110,3 +110,26 @@ def test_bitsandbytes_leaves_fused_experts_unquantized() -> None:
 
     served = weights_per_device(spec, make_workload(quantization="nf4"))
     assert served < experts * 2 / 3
+
+
+def test_dropout_on_converted_targets_is_refused_as_peft_refuses_it() -> None:
+    """peft's ParamWrapper raises "does not work with lora_dropout != 0" on the expert and router parameters; LoRA
+    on the attention alone keeps its dropout."""
+    config = _config("qwen3_moe")
+    with pytest.raises(ConflictingOptionsError, match="lora_dropout"):
+        estimate(config, task="training", method="lora", lora_targets="all-linear", lora_dropout=0.05)
+    estimate(config, task="training", method="lora", lora_targets="q_proj,v_proj", lora_dropout=0.05)
+
+
+def test_frozen_experts_keep_no_matmul_inputs() -> None:
+    """LoRA off the experts: their matmuls take no weight gradient, so neither the gathered input nor the down
+    projection's input is saved. Analytic against traced at 2 x 2048 tokens: within 5 % (15 % high when counted)."""
+    config = transformers.AutoConfig.for_model(
+        "qwen3_moe", num_hidden_layers=2, hidden_size=512, intermediate_size=1024, moe_intermediate_size=512,
+        num_experts=32, num_experts_per_tok=4, vocab_size=4096, head_dim=64, num_attention_heads=8,
+        num_key_value_heads=4).to_dict()
+    work = dict(task="training", method="lora", lora_rank=16, batch_size=2, seq_len=2048, precision="bf16-true",
+                lora_targets="q_proj,v_proj")
+    traced = estimate(config, mode="exact", **work).memory.allocated_peak_bytes
+    ours = estimate(config, mode="analytic", **work).memory.allocated_peak_bytes
+    assert ours == pytest.approx(traced, rel=0.05)

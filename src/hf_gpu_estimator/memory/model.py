@@ -27,7 +27,14 @@ from hf_gpu_estimator.memory.recipe import (
     recipe_layer_saved,
 )
 from hf_gpu_estimator.memory.terms import BYTES, COMPONENTS, MemoryEstimate, Moment, Term
-from hf_gpu_estimator.memory.weights import WeightPlan, bnb_keeps_experts, peft_expert_targets, plan_weights, step_inputs
+from hf_gpu_estimator.memory.weights import (
+    WeightPlan,
+    bnb_keeps_experts,
+    lora_module_targets,
+    peft_expert_targets,
+    plan_weights,
+    step_inputs,
+)
 from hf_gpu_estimator.memory.zero import REDUCE_BUCKET_DEFAULT, zero_buffers
 from hf_gpu_estimator.spec import Architecture, ModelSpec
 from hf_gpu_estimator.verdict import CONTEXT_KEY, RATIO_KEY, Assumption
@@ -977,8 +984,9 @@ def _per_parameter_step_bytes(spec: ModelSpec, arch: Architecture, plan: WeightP
 def _matrix_shapes(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: Workload) -> list[tuple[int, int]]:
     if workload.method != "full":
         shapes = []
+        targets = lora_module_targets(arch, workload)
         for lin in arch.linears:
-            if lin.count == 1 and ("all-linear" in workload.lora_targets or lin.name in workload.lora_targets):
+            if lin.count == 1 and ("all-linear" in targets or lin.name in targets):
                 shapes += [(workload.lora_rank, lin.in_features), (lin.out_features, workload.lora_rank)] \
                     * layers_holding(arch, lin)
         return shapes

@@ -9,7 +9,7 @@ from hf_gpu_estimator.errors import ConflictingOptionsError
 from hf_gpu_estimator.memory.activations import layers_holding
 from hf_gpu_estimator.memory.terms import BYTES
 from hf_gpu_estimator.quantization import linear_bits_per_weight
-from hf_gpu_estimator.spec import ModelSpec, QuantizationConfig
+from hf_gpu_estimator.spec import Architecture, ModelSpec, QuantizationConfig
 from hf_gpu_estimator.workload import Workload
 
 #: by_role entries made of the decoder blocks' linear layers: what bitsandbytes, GPTQ and AWQ
@@ -82,8 +82,8 @@ def lora_parameters(spec: ModelSpec, workload: Workload) -> int:
         raise ConflictingOptionsError("method", workload.method, "needs the model's layer shapes",
                                       fix="inspect a model with a config.json (or pass a supported config)")
     experts = peft_expert_targets(spec, workload)
-    targets = experts.module_targets if experts else set(workload.lora_targets)
-    everything = experts is None and "all-linear" in targets
+    targets = lora_module_targets(arch, workload)
+    everything = "all-linear" in targets
     total = 0
     matched = False
     for linear in arch.linears:
@@ -138,11 +138,16 @@ def peft_expert_targets(spec: ModelSpec, workload: Workload) -> ExpertLoRA | Non
 
     Raises:
         ConflictingOptionsError: one of two fused names without the other (peft's ValueError "Cannot convert
-            PEFT target(s) ... because they are fused").
+            PEFT target(s) ... because they are fused"), or LoRA dropout on a converted target (peft's
+            ``ParamWrapper`` raises "does not work with lora_dropout != 0", peft 0.21.2 ``tuners/lora/layer.py``).
     """
+    return expert_lora(spec.architecture, workload)
+
+
+def expert_lora(arch: Architecture | None, workload: Workload) -> ExpertLoRA | None:
+    """:func:`peft_expert_targets` from the architecture alone (what the per-layer activation code holds)."""
     from hf_gpu_estimator.architectures.generic import peft_moe_targets
 
-    arch = spec.architecture
     if arch is None or workload.framework != "hf" or not workload.is_training or workload.method == "full":
         return None
     tables = peft_moe_targets(arch.model_type)
@@ -172,6 +177,12 @@ def peft_expert_targets(spec: ModelSpec, workload: Workload) -> ExpertLoRA | Non
                 f"them into {arch.model_type}'s {new} expert parameter and refuses one without the other",
                 fix=f"target all of {', '.join(olds)}, or none")
         params[new] = len(olds)
+    if workload.lora_dropout:
+        raise ConflictingOptionsError(
+            "lora_dropout", workload.lora_dropout,
+            f"peft puts LoRA on {arch.model_type}'s expert and router parameters for "
+            f"{', '.join(sorted(converted))} (its MoE target conversion), and its ParamWrapper refuses dropout there",
+            fix="set lora_dropout 0, or leave the expert and router names out of the LoRA targets")
     moe_groups = [(layer, n) for layer, n in arch.layer_groups if layer.ffn.kind == "moe"]
     moe_layers = sum(n for _, n in moe_groups)
     if arch.stored_layers != arch.num_layers:
@@ -187,6 +198,14 @@ def peft_expert_targets(spec: ModelSpec, workload: Workload) -> ExpertLoRA | Non
         per_layer += r * (arch.hidden_size + int(moe_groups[0][0].ffn.experts or 0))
     return ExpertLoRA(module_targets=frozenset(asked - converted), params=params, router=router,
                       adapter_params=per_layer * moe_layers, stack_elements=stack, moe_layers=moe_layers)
+
+
+def lora_module_targets(arch: Architecture | None, workload: Workload) -> frozenset[str]:
+    """The LoRA targets peft matches against ``nn.Linear`` modules (``all-linear`` kept as the shorthand): the
+    workload's, less the names peft's MoE conversion moves onto the expert parameters (:func:`expert_lora`). The one
+    answer to "which linears carry an adapter" for the parameter count, the saved activations and the step."""
+    experts = expert_lora(arch, workload)
+    return experts.module_targets if experts is not None else frozenset(workload.lora_targets)
 
 
 #: Inputs besides text that a workload with images reaches: the vision tower and projector, and the
