@@ -180,8 +180,8 @@ def expert_lora(arch: Architecture | None, workload: Workload) -> ExpertLoRA | N
     if workload.lora_dropout:
         raise ConflictingOptionsError(
             "lora_dropout", workload.lora_dropout,
-            f"peft puts LoRA on {arch.model_type}'s expert and router parameters for "
-            f"{', '.join(sorted(converted))} (its MoE target conversion), and its ParamWrapper refuses dropout there",
+            f"is refused by peft's ParamWrapper, which carries the LoRA its MoE target conversion puts on "
+            f"{arch.model_type}'s expert and router parameters for {', '.join(sorted(converted))}",
             fix="set lora_dropout 0, or leave the expert and router names out of the LoRA targets")
     moe_groups = [(layer, n) for layer, n in arch.layer_groups if layer.ffn.kind == "moe"]
     moe_layers = sum(n for _, n in moe_groups)
