@@ -133,3 +133,21 @@ def test_frozen_experts_keep_no_matmul_inputs() -> None:
     traced = estimate(config, mode="exact", **work).memory.allocated_peak_bytes
     ours = estimate(config, mode="analytic", **work).memory.allocated_peak_bytes
     assert ours == pytest.approx(traced, rel=0.05)
+
+
+@pytest.mark.parametrize("targets", ["all-linear", "q_proj,gate_proj,up_proj,down_proj,gate"])
+def test_a_live_converted_peft_model_keeps_its_expert_targets(targets: str) -> None:
+    """After get_peft_model the expert and router names sit in target_parameters; the live-model reader maps them
+    back, so the estimate counts the expert LoRA as peft does."""
+    from hf_gpu_estimator.integrations._core import describe_model
+
+    cfg = transformers.AutoConfig.for_model("qwen3_moe", **_small("qwen3_moe"))
+    with torch.device("meta"):
+        model = transformers.AutoModelForCausalLM.from_config(cfg)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = peft.get_peft_model(model, peft.LoraConfig(
+            r=8, target_modules="all-linear" if targets == "all-linear" else targets.split(",")))
+    facts = describe_model(model)
+    est = estimate(facts.source, task="training", **facts.options)
+    assert est.to_dict()["model"]["trainable_parameters"] == facts.trainable_parameters

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from hf_gpu_estimator.errors import ConflictingOptionsError
@@ -198,6 +198,22 @@ def expert_lora(arch: Architecture | None, workload: Workload) -> ExpertLoRA | N
         per_layer += r * (arch.hidden_size + int(moe_groups[0][0].ffn.experts or 0))
     return ExpertLoRA(module_targets=frozenset(asked - converted), params=params, router=router,
                       adapter_params=per_layer * moe_layers, stack_elements=stack, moe_layers=moe_layers)
+
+
+def peft_targets_before_conversion(model_type: str, modules: Iterable[str], parameters: Iterable[str]) -> tuple[str, ...]:
+    """The LoRA targets, as :func:`peft_expert_targets` reads them, of a peft config that its MoE target conversion
+    already ran on (a live model: ``target_modules`` less the converted names, ``target_parameters`` the fused
+    stacks and ``gate.weight``): each targeted parameter goes back to the transformers-4 names peft converted into it
+    (``gate_up_proj`` -> ``gate_proj`` and ``up_proj``). Parameters the type's tables do not name are left out."""
+    from hf_gpu_estimator.architectures.generic import peft_moe_targets
+
+    targets = set(modules)
+    tables = peft_moe_targets(model_type)
+    if tables is not None:
+        mapping, _ = tables
+        for param in parameters:
+            targets |= {old for old, new in mapping.items() if param == new or param.endswith(f".{new}")}
+    return tuple(sorted(targets))
 
 
 def lora_module_targets(arch: Architecture | None, workload: Workload) -> frozenset[str]:
