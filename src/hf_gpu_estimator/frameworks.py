@@ -126,7 +126,7 @@ FP32_LOGITS_4_41: frozenset[str] = frozenset({
 
 FRAMEWORKS: Mapping[str, FrameworkProfile] = {
     "hf": FrameworkProfile(
-        name="hf", release="transformers 5.x, peft 0.13+, bitsandbytes >= 0.43.2",
+        name="hf", release="transformers 5.x, peft 0.20+ on MoE types (its expert target conversion; 0.13+ otherwise), bitsandbytes >= 0.43.2",
         source="https://github.com/huggingface/transformers/blob/main/src/transformers/loss/loss_utils.py; "
                "https://github.com/bitsandbytes-foundation/bitsandbytes/blob/0.45.0/"
                "bitsandbytes/autograd/_functions.py"),
