@@ -151,3 +151,15 @@ def test_a_live_converted_peft_model_keeps_its_expert_targets(targets: str) -> N
     facts = describe_model(model)
     est = estimate(facts.source, task="training", **facts.options)
     assert est.to_dict()["model"]["trainable_parameters"] == facts.trainable_parameters
+
+
+def test_dequantized_weight_is_a_quantized_one() -> None:
+    """The prefill's dequantized weight is the largest 4-bit linear: not Mixtral's 16-bit fused experts under
+    transformers 5 (32 MiB, q_proj), the expert weight under transformers 4 where bitsandbytes quantized them."""
+    spec = lookup("mistralai/Mixtral-8x7B-Instruct-v0.1")
+
+    def dequant(framework: str) -> int:
+        est = estimate(spec, quantization="nf4", seq_len=512, new_tokens=16, framework=framework)
+        return next(t.bytes for t in est.memory.terms if t.name == "dequantized layer weight")
+
+    assert dequant("hf") == 4096 * 4096 * 2 < dequant("hf-4.41")

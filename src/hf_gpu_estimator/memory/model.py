@@ -323,7 +323,7 @@ def _inference(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: 
         # 30720 tokens allocates 42.62 GiB where Qwen2.5-7B at 4.46 allocates 19.97).
         prefill_logits = logits = B * S * arch.vocab_size * every_logits
         kept_logits = B * S * arch.vocab_size * (4 if every_logits > c else c)
-    dequant = _dequant_transient(arch, plan)
+    dequant = _dequant_transient(spec, arch, plan, workload)
     prefill = Moment(phase="prefill", components={
         "weights": W, "kv_cache": kv_prefill, "activations": hidden,
         "transient": max(layer_transient + mask + dequant, prefill_logits), "workspace": ws})
@@ -417,12 +417,15 @@ def _prefill_writes_no_cache(arch: Architecture, tokens: int) -> bool:
     return bool(mixers) and all(m.block_sparse_at(tokens) for m in mixers)
 
 
-def _dequant_transient(arch: Architecture, plan: WeightPlan) -> int:
-    """bitsandbytes/GPTQ kernels on the prefill path dequantize one linear's weight at a time."""
-    if plan.quantization in ("nf4", "fp4", "int8") and arch.linears:
-        largest = max(lin.in_features * lin.out_features for lin in arch.linears)
-        return largest * BYTES[plan.compute_dtype]
-    return 0
+def _dequant_transient(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: Workload) -> int:
+    """bitsandbytes/GPTQ kernels on the prefill path dequantize one linear's weight at a time: the largest quantized
+    one (not the routed experts where bitsandbytes leaves them in 16 bits, memory/weights.py bnb_keeps_experts)."""
+    if plan.quantization not in ("nf4", "fp4", "int8") or not arch.linears:
+        return 0
+    kept = bnb_keeps_experts(spec, workload.with_(quantization=plan.quantization))
+    largest = max((lin.in_features * lin.out_features for lin in arch.linears if not (kept and lin.count > 1)),
+                  default=0)
+    return largest * BYTES[plan.compute_dtype]
 
 
 def _kv_formula(arch: Architecture, batch: int, tokens: int, dtype_bytes: int) -> str:
@@ -600,7 +603,7 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
         held_grads = int(T * stream * arch.hidden_size * shard.activations * max(0.0, saving_layers - 1))
     recompute = largest_layer + layer_bw + copies_layer + reentrant if ckpt else layer_bw
     live_copies = 0 if ckpt else copies_all
-    dequant = _dequant_transient(arch, plan)
+    dequant = _dequant_transient(spec, arch, plan, workload)
     # Lightning's fp16 4-bit state: each dequantized weight exists in fp16 and in the compute dtype; the
     # output head is the largest (memory/recipe.py dequantized_bytes).
     dequant_head = max(dequant, dequantized_bytes(arch, workload, head=True))
