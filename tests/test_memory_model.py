@@ -335,6 +335,20 @@ def test_only_upcasting_types_get_the_fp32_copy():
     assert logits <= prefill.components["transient"] < logits * 1.5
 
 
+def test_inference_logits_follow_the_framework_not_the_loss_kind(llama7b):
+    # Every prompt position's logits are transformers <= 4.41 generate's (the hf-4.41 profile); a training loss kind
+    # given for inference is ignored with a warning and moves nothing.
+    from hf_gpu_estimator.errors import IgnoredOptionWarning
+
+    options = {"seq_len": 4096, "new_tokens": 16, "dtype": "float16"}
+    with pytest.warns(IgnoredOptionWarning, match="loss=hf-fp32-logits"):
+        given = make_workload(loss="hf-fp32-logits", **options)
+    current = estimate_memory(llama7b, make_workload(**options))
+    assert estimate_memory(llama7b, given).allocated_peak_bytes == current.allocated_peak_bytes
+    legacy = estimate_memory(llama7b, make_workload(framework="hf-4.41", **options))
+    assert legacy.allocated_peak_bytes - current.allocated_peak_bytes > 4096 * llama7b.architecture.vocab_size * 4
+
+
 def test_transformers_4_quantizes_moe_experts_with_bitsandbytes():
     # transformers 4.41 Mixtral experts are nn.Linear (w1/w2/w3), which replace_with_bnb_linear quantizes; in
     # transformers 5 they are fused 3-D parameters it leaves in 16 bits (memory/weights.py bnb_keeps_experts).
@@ -342,6 +356,8 @@ def test_transformers_4_quantizes_moe_experts_with_bitsandbytes():
     old = estimate_memory(mixtral, make_workload(framework="hf-4.41", quantization="nf4", seq_len=256, new_tokens=16))
     new = estimate_memory(mixtral, make_workload(quantization="nf4", seq_len=256, new_tokens=16))
     assert old.components["weights"] / GiB < 25 < 80 < new.components["weights"] / GiB
+
+
 def _term(est, name):
     return next((t.bytes for t in est.terms if t.name == name), 0)
 

@@ -67,7 +67,8 @@ class FrameworkProfile:
     #: returns, and ``model_kwargs["past_key_values"]`` holds the legacy cache tuple, whose tensors
     #: ``DynamicCache.from_legacy_cache(...).update`` concatenates into new ones layer by layer): the whole old cache
     #: and the whole new one are alive at the end of every decode step, and the prompt's logits through the first
-    #: one (transformers#30536, which dropped both for 4.42: a ``DynamicCache`` passed in, ``del outputs``).
+    #: one (transformers#30536, which dropped both for 4.42: a ``DynamicCache`` passed in, ``del outputs``). The
+    #: prefill's forward has no ``logits_to_keep`` either: every prompt position's logits (memory/model.py).
     legacy_generate_cache: bool = False
     #: The framework's own decoder with one fused QKV linear (LitGPT litgpt/model.py ``CausalSelfAttention``,
     #: litgpt/lora.py ``LoRAQKVLinear``): what its attention and LoRA save differs from the transformers
@@ -135,7 +136,7 @@ FP32_LOGITS_4_41: frozenset[str] = frozenset({
 
 FRAMEWORKS: Mapping[str, FrameworkProfile] = {
     "hf": FrameworkProfile(
-        name="hf", release="transformers 5.x, peft 0.13+, bitsandbytes >= 0.43.2",
+        name="hf", release="transformers 5.x, peft 0.20+ on MoE types (its expert target conversion; 0.13+ otherwise), bitsandbytes >= 0.43.2",
         source="https://github.com/huggingface/transformers/blob/main/src/transformers/loss/loss_utils.py; "
                "https://github.com/bitsandbytes-foundation/bitsandbytes/blob/0.45.0/"
                "bitsandbytes/autograd/_functions.py"),

@@ -300,7 +300,7 @@ def _ignored(task: str, method: str, options: Mapping[str, tuple[object, object]
     """The options given (value != default) that ``task``/``method`` do not use, as ``name=value``."""
     unused = {
         "inference": ("precision", "optimizer", "gradient_checkpointing", "gradient_accumulation_steps",
-                      "lora_rank", "lora_alpha", "lora_targets", "offload_optimizer", "offload_params"),
+                      "lora_rank", "lora_alpha", "lora_targets", "offload_optimizer", "offload_params", "loss"),
         "training": ("new_tokens", "gpu_layers", "cache_type_k", "cache_type_v")
                     + (("dtype", "lora_rank", "lora_alpha", "lora_targets") if method == "full" else ()),
     }[task]
@@ -503,6 +503,7 @@ def make_workload(
         "offload_optimizer": (offload_optimizer, False),
         "offload_params": (offload_params, False), "new_tokens": (new, 0), "dtype": (dtype_, None),
         "gpu_layers": (gpu_layers_, None), "cache_type_k": (cache_k, None), "cache_type_v": (cache_v, None),
+        "loss": (loss_, profile.loss),
     })  # fmt: skip
     if ignored:
         import warnings

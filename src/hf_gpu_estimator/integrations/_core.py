@@ -460,6 +460,14 @@ def describe_model(model: Any) -> ModelFacts:
                 notes.append(f"LoRA target_modules is a regex ({targets!r}); estimated with the default q_proj,v_proj")
         elif targets:
             options["lora_targets"] = tuple(sorted(targets))
+        parameters = getattr(adapter, "target_parameters", None)
+        model_type = getattr(config, "model_type", None) if config is not None else None
+        if parameters and isinstance(model_type, str) and options.get("lora_targets"):
+            # peft's MoE target conversion (transformers 5) moved the expert and router names to
+            # target_parameters: the estimate reads them as the names they came from (memory/weights.py).
+            from hf_gpu_estimator.memory.weights import peft_targets_before_conversion
+
+            options["lora_targets"] = peft_targets_before_conversion(model_type, options["lora_targets"], parameters)
         options = {k: v for k, v in options.items() if v is not None}
         # The live module also holds the adapters; the config gives the base model's exact counts.
         base_config = config if config is not None else _config_of(getattr(inner, "base_model", None))

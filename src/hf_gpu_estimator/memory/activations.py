@@ -213,7 +213,9 @@ def _savers(arch: Architecture, workload: Workload, group: str, *, moe: bool,
         if moe and group == "mlp_out":
             return 1  # each routed copy's down projection saves its input (per copy, see caller)
         return len(in_group)
-    targets = set(workload.lora_targets)
+    from hf_gpu_estimator.memory.weights import lora_module_targets
+
+    targets = lora_module_targets(arch, workload)
     if "all-linear" in targets:
         return len(in_group)
     return sum(1 for n in in_group if n.split(".")[-1] in targets)
@@ -224,8 +226,8 @@ def decoder_layer_activations(arch: Architecture, workload: Workload, *, seq_len
 
     Cached on what it depends on (not the batch size), so the planner's sweeps stay cheap.
     """
-    key = (id(arch), workload.precision.name, workload.method, workload.lora_targets, workload.attn_implementation,
-           workload.gradient_checkpointing, seq_len)
+    key = (id(arch), workload.precision.name, workload.method, workload.lora_targets, workload.framework,
+           workload.attn_implementation, workload.gradient_checkpointing, seq_len)
     hit = _CACHE.get(key)
     if hit is not None and hit[0] is arch:  # the identity check guards against a reused id()
         return hit[1]
@@ -479,6 +481,17 @@ def _ffn_saved(arch: Architecture, ffn: FFN, workload: Workload, d: Dims, *, c: 
             # sigmoid saves its output, ``gate * sigmoid`` the clamped gate, ``(up + 1) * glu`` both
             # factors: the clamped gate, glu and up + 1 beyond a plain GLU's act(gate).
             per_mlp += e * 3 * inter
+        if not full:
+            # A matmul whose weight takes no gradient keeps no input: frozen experts (LoRA elsewhere) save neither
+            # the gathered input nor the down projection's input; an expert stack under LoRA (peft's MoE target
+            # conversion, memory/weights.py expert_lora) keeps its own. Exact-mode traces of qwen3_moe (2 layers,
+            # hidden 512, 32 experts, top 4) at 1024 and 2048 tokens: per routed copy and layer, q_proj,v_proj
+            # saves 2,752 B less than the full-training count and all-linear 302 B less.
+            from hf_gpu_estimator.memory.weights import expert_lora
+
+            adapted = expert_lora(arch, workload)
+            stacks = adapted.params if adapted is not None else {}
+            per_mlp -= e * ((0 if "gate_up_proj" in stacks else H) + (0 if "down_proj" in stacks else inter))
     else:
         per_mlp = act_bytes * inter + linear_inputs(mlp_out, inter, already_saved=False)
     mlp = per_mlp * copies

@@ -29,7 +29,14 @@ from hf_gpu_estimator.memory.recipe import (
     recipe_layer_saved,
 )
 from hf_gpu_estimator.memory.terms import BYTES, COMPONENTS, MemoryEstimate, Moment, Term
-from hf_gpu_estimator.memory.weights import WeightPlan, bnb_keeps_experts, peft_expert_targets, plan_weights, step_inputs
+from hf_gpu_estimator.memory.weights import (
+    WeightPlan,
+    bnb_keeps_experts,
+    lora_module_targets,
+    peft_expert_targets,
+    plan_weights,
+    step_inputs,
+)
 from hf_gpu_estimator.memory.zero import REDUCE_BUCKET_DEFAULT, zero_buffers
 from hf_gpu_estimator.spec import Architecture, ModelSpec
 from hf_gpu_estimator.verdict import CONTEXT_KEY, RATIO_KEY, Assumption
@@ -318,7 +325,7 @@ def _inference(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: 
         # 30720 tokens allocates 42.62 GiB where Qwen2.5-7B at 4.46 allocates 19.97).
         prefill_logits = logits = B * S * arch.vocab_size * every_logits
         kept_logits = B * S * arch.vocab_size * (4 if every_logits > c else c)
-    dequant = _dequant_transient(arch, plan)
+    dequant = _dequant_transient(spec, arch, plan, workload)
     prefill = Moment(phase="prefill", components={
         "weights": W, "kv_cache": kv_prefill, "activations": hidden,
         "transient": max(layer_transient + mask + dequant, prefill_logits), "workspace": ws})
@@ -396,10 +403,11 @@ def _inference(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: 
 
 def _every_position_logits(arch: Architecture, workload: Workload, compute_bytes: int) -> int | None:
     """Bytes per prompt position and vocabulary entry of the prefill's logits when the forward computes them for
-    every position (loss kind ``hf-fp32-logits``, transformers <= 4.41: no ``logits_to_keep``): the compute dtype, plus
-    the fp32 copy where the model type's forward upcast (FP32_LOGITS_4_41). ``None``: transformers 5's last position
-    only (memory/model.py ``_inference`` handles the types without ``logits_to_keep``)."""
-    if workload.loss != "hf-fp32-logits" or arch.logit_heads > 1:
+    every position (a framework profile with ``legacy_generate_cache``, transformers <= 4.41: no ``logits_to_keep``):
+    the compute dtype, plus the fp32 copy where the model type's forward upcast (FP32_LOGITS_4_41). ``None``:
+    transformers 5's last position only (memory/model.py ``_inference`` handles the types without
+    ``logits_to_keep``). The training loss kind plays no part: generate never computes a loss."""
+    if not framework_profile(workload.framework).legacy_generate_cache or arch.logit_heads > 1:
         return None
     c = compute_bytes
     return c + (4 if arch.model_type in FP32_LOGITS_4_41 and c < 4 else 0)
@@ -411,12 +419,15 @@ def _prefill_writes_no_cache(arch: Architecture, tokens: int) -> bool:
     return bool(mixers) and all(m.block_sparse_at(tokens) for m in mixers)
 
 
-def _dequant_transient(arch: Architecture, plan: WeightPlan) -> int:
-    """bitsandbytes/GPTQ kernels on the prefill path dequantize one linear's weight at a time."""
-    if plan.quantization in ("nf4", "fp4", "int8") and arch.linears:
-        largest = max(lin.in_features * lin.out_features for lin in arch.linears)
-        return largest * BYTES[plan.compute_dtype]
-    return 0
+def _dequant_transient(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: Workload) -> int:
+    """bitsandbytes/GPTQ kernels on the prefill path dequantize one linear's weight at a time: the largest quantized
+    one (not the routed experts where bitsandbytes leaves them in 16 bits, memory/weights.py bnb_keeps_experts)."""
+    if plan.quantization not in ("nf4", "fp4", "int8") or not arch.linears:
+        return 0
+    kept = bnb_keeps_experts(spec, workload.with_(quantization=plan.quantization))
+    largest = max((lin.in_features * lin.out_features for lin in arch.linears if not (kept and lin.count > 1)),
+                  default=0)
+    return largest * BYTES[plan.compute_dtype]
 
 
 def _kv_formula(arch: Architecture, batch: int, tokens: int, dtype_bytes: int) -> str:
@@ -611,7 +622,7 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
         held_grads = int(T * stream * arch.hidden_size * shard.activations * max(0.0, saving_layers - 1))
     recompute = largest_layer + layer_bw + copies_layer + reentrant if ckpt else layer_bw
     live_copies = 0 if ckpt else copies_all
-    dequant = _dequant_transient(arch, plan)
+    dequant = _dequant_transient(spec, arch, plan, workload)
     # Lightning's fp16 4-bit state: each dequantized weight exists in fp16 and in the compute dtype; the
     # output head is the largest (memory/recipe.py dequantized_bytes).
     dequant_head = max(dequant, dequantized_bytes(arch, workload, head=True))
@@ -996,8 +1007,9 @@ def _per_parameter_step_bytes(spec: ModelSpec, arch: Architecture, plan: WeightP
 def _matrix_shapes(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: Workload) -> list[tuple[int, int]]:
     if workload.method != "full":
         shapes = []
+        targets = lora_module_targets(arch, workload)
         for lin in arch.linears:
-            if lin.count == 1 and ("all-linear" in workload.lora_targets or lin.name in workload.lora_targets):
+            if lin.count == 1 and ("all-linear" in targets or lin.name in targets):
                 shapes += [(workload.lora_rank, lin.in_features), (lin.out_features, workload.lora_rank)] \
                     * layers_holding(arch, lin)
         return shapes

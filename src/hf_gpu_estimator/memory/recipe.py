@@ -23,8 +23,10 @@ from hf_gpu_estimator.spec import ATTENTION_KINDS, Architecture, LinearShape
 from hf_gpu_estimator.workload import Workload
 
 
-def _targeted(workload: Workload, linear: LinearShape) -> bool:
-    targets = set(workload.lora_targets)
+def _targeted(arch: Architecture, workload: Workload, linear: LinearShape) -> bool:
+    from hf_gpu_estimator.memory.weights import lora_module_targets
+
+    targets = lora_module_targets(arch, workload)
     return "all-linear" in targets or linear.name in targets
 
 
@@ -73,7 +75,7 @@ def recipe_layer_saved(arch: Architecture, workload: Workload) -> RecipeLayer:
         group = _group_of(lin) or lin.name
         share = _per_layer(arch, lin)
         streams[group] = max(streams.get(group, 0), lin.in_features)
-        if not _targeted(workload, lin):
+        if not _targeted(arch, workload, lin):
             continue
         if workload.lora_dropout > 0:
             dropout += share * lin.in_features * (1 if mixed else c + 1)
@@ -82,7 +84,7 @@ def recipe_layer_saved(arch: Architecture, workload: Workload) -> RecipeLayer:
     if workload.lora_dropout > 0 and not mixed:
         # lora_A saves the dropped copies, counted above, not the x activations.py counted once per stream.
         dropout -= sum(c * streams[g] * _stream_share(arch, linears, g) for g in
-                       {(_group_of(lin) or lin.name) for lin in linears if _targeted(workload, lin)})
+                       {(_group_of(lin) or lin.name) for lin in linears if _targeted(arch, workload, lin)})
     quantized = 0.0
     if workload.method == "qlora" and workload.quantized_saves_input:
         quantized = sum(c * width * _stream_share(arch, linears, g) for g, width in streams.items()
@@ -148,16 +150,16 @@ def own_model_layer_saved(arch: Architecture, workload: Workload) -> float:
     linears = {lin.name: lin for lin in arch.linears if lin.count == 1}
     p = workload.lora_dropout
     dropped = 1 if mixed else c + 1  # bool mask (+ the dropped copy lora_A saves without autocast)
-    qkv = [linears[n] for n in _SEPARATE_QKV if n in linears and _targeted(workload, linears[n])]
+    qkv = [linears[n] for n in _SEPARATE_QKV if n in linears and _targeted(arch, workload, linears[n])]
     if len(qkv) > 1 and p > 0:
         saved -= (len(qkv) - 1) * H * dropped
     if 0 < len(qkv) < 3 and all(n in linears for n in _SEPARATE_QKV):
         saved += c * sum(lin.out_features for lin in qkv)
-    proj = [lin for lin in linears.values() if _group_of(lin) == "attn_out" and _targeted(workload, lin)]
+    proj = [lin for lin in linears.values() if _group_of(lin) == "attn_out" and _targeted(arch, workload, lin)]
     if proj and p > 0 and not mixed:
         saved += c * a * hs
     fused_up = linears.get("gate_up_proj")
-    if fused_up is not None and _targeted(workload, fused_up) and p > 0:
+    if fused_up is not None and _targeted(arch, workload, fused_up) and p > 0:
         saved += H * dropped
     return share * saved
 

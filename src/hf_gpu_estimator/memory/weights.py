@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from hf_gpu_estimator.errors import ConflictingOptionsError
 from hf_gpu_estimator.memory.activations import layers_holding
 from hf_gpu_estimator.memory.terms import BYTES
 from hf_gpu_estimator.quantization import linear_bits_per_weight
-from hf_gpu_estimator.spec import ModelSpec, QuantizationConfig
+from hf_gpu_estimator.spec import Architecture, ModelSpec, QuantizationConfig
 from hf_gpu_estimator.workload import Workload
 
 #: by_role entries made of the decoder blocks' linear layers: what bitsandbytes, GPTQ and AWQ
@@ -82,8 +82,8 @@ def lora_parameters(spec: ModelSpec, workload: Workload) -> int:
         raise ConflictingOptionsError("method", workload.method, "needs the model's layer shapes",
                                       fix="inspect a model with a config.json (or pass a supported config)")
     experts = peft_expert_targets(spec, workload)
-    targets = experts.module_targets if experts else set(workload.lora_targets)
-    everything = experts is None and "all-linear" in targets
+    targets = lora_module_targets(arch, workload)
+    everything = "all-linear" in targets
     total = 0
     matched = False
     for linear in arch.linears:
@@ -94,7 +94,7 @@ def lora_parameters(spec: ModelSpec, workload: Workload) -> int:
             # A hybrid's attention linears live only in its attention layers, its Mamba projections
             # only in the Mamba layers.
             total += workload.lora_rank * (linear.in_features + linear.out_features) * layers_holding(arch, linear)
-    if experts is not None and experts.params:
+    if experts is not None and (experts.params or experts.router):
         matched = True
         total += experts.adapter_params
     if workload.lora_on_lm_head:
@@ -138,11 +138,16 @@ def peft_expert_targets(spec: ModelSpec, workload: Workload) -> ExpertLoRA | Non
 
     Raises:
         ConflictingOptionsError: one of two fused names without the other (peft's ValueError "Cannot convert
-            PEFT target(s) ... because they are fused").
+            PEFT target(s) ... because they are fused"), or LoRA dropout on a converted target (peft's
+            ``ParamWrapper`` raises "does not work with lora_dropout != 0", peft 0.21.2 ``tuners/lora/layer.py``).
     """
+    return expert_lora(spec.architecture, workload)
+
+
+def expert_lora(arch: Architecture | None, workload: Workload) -> ExpertLoRA | None:
+    """:func:`peft_expert_targets` from the architecture alone (what the per-layer activation code holds)."""
     from hf_gpu_estimator.architectures.generic import peft_moe_targets
 
-    arch = spec.architecture
     if arch is None or workload.framework != "hf" or not workload.is_training or workload.method == "full":
         return None
     tables = peft_moe_targets(arch.model_type)
@@ -172,6 +177,12 @@ def peft_expert_targets(spec: ModelSpec, workload: Workload) -> ExpertLoRA | Non
                 f"them into {arch.model_type}'s {new} expert parameter and refuses one without the other",
                 fix=f"target all of {', '.join(olds)}, or none")
         params[new] = len(olds)
+    if workload.lora_dropout:
+        raise ConflictingOptionsError(
+            "lora_dropout", workload.lora_dropout,
+            f"is refused by peft's ParamWrapper, which carries the LoRA its MoE target conversion puts on "
+            f"{arch.model_type}'s expert and router parameters for {', '.join(sorted(converted))}",
+            fix="set lora_dropout 0, or leave the expert and router names out of the LoRA targets")
     moe_groups = [(layer, n) for layer, n in arch.layer_groups if layer.ffn.kind == "moe"]
     moe_layers = sum(n for _, n in moe_groups)
     if arch.stored_layers != arch.num_layers:
@@ -187,6 +198,30 @@ def peft_expert_targets(spec: ModelSpec, workload: Workload) -> ExpertLoRA | Non
         per_layer += r * (arch.hidden_size + int(moe_groups[0][0].ffn.experts or 0))
     return ExpertLoRA(module_targets=frozenset(asked - converted), params=params, router=router,
                       adapter_params=per_layer * moe_layers, stack_elements=stack, moe_layers=moe_layers)
+
+
+def peft_targets_before_conversion(model_type: str, modules: Iterable[str], parameters: Iterable[str]) -> tuple[str, ...]:
+    """The LoRA targets, as :func:`peft_expert_targets` reads them, of a peft config that its MoE target conversion
+    already ran on (a live model: ``target_modules`` less the converted names, ``target_parameters`` the fused
+    stacks and ``gate.weight``): each targeted parameter goes back to the transformers-4 names peft converted into it
+    (``gate_up_proj`` -> ``gate_proj`` and ``up_proj``). Parameters the type's tables do not name are left out."""
+    from hf_gpu_estimator.architectures.generic import peft_moe_targets
+
+    targets = set(modules)
+    tables = peft_moe_targets(model_type)
+    if tables is not None:
+        mapping, _ = tables
+        for param in parameters:
+            targets |= {old for old, new in mapping.items() if param == new or param.endswith(f".{new}")}
+    return tuple(sorted(targets))
+
+
+def lora_module_targets(arch: Architecture | None, workload: Workload) -> frozenset[str]:
+    """The LoRA targets peft matches against ``nn.Linear`` modules (``all-linear`` kept as the shorthand): the
+    workload's, less the names peft's MoE conversion moves onto the expert parameters (:func:`expert_lora`). The one
+    answer to "which linears carry an adapter" for the parameter count, the saved activations and the step."""
+    experts = expert_lora(arch, workload)
+    return experts.module_targets if experts is not None else frozenset(workload.lora_targets)
 
 
 #: Inputs besides text that a workload with images reaches: the vision tower and projector, and the
