@@ -166,6 +166,35 @@ def _group_of(linear: LinearShape) -> str:
     return ""
 
 
+def _holds(layer: Layer, group: str) -> bool:
+    """Whether a layer has the linears of ``group``: attention linears the attention layers, MLP linears the
+    dense-FFN layers and MoE layers with a shared expert, recurrent projections the state-space layers."""
+    if group in ("attn_in", "attn_out"):
+        return any(m.kind in ATTENTION_KINDS for m in layer.mixers)
+    if group in ("mlp_in", "mlp_out"):
+        return layer.ffn.kind == "dense" or (layer.ffn.kind == "moe" and bool(layer.ffn.shared))
+    if group == "state":
+        return any(m.kind in STATE_KINDS for m in layer.mixers)
+    return True
+
+
+def first_adapted_layer(arch: Architecture, targets: frozenset[str], *, experts: bool = False) -> int:
+    """The index of the first decoder layer holding a LoRA-targeted linear (``targets``: peft's module names, or
+    ``all-linear``; ``experts``: adapters on the fused expert stacks, in the MoE layers); ``num_layers`` when none.
+
+    Without gradient checkpointing nothing below it requires a gradient (the embedding and the frozen layers before
+    it): autograd records no graph there, so those layers save nothing for backward (exact-mode trace of a 4-layer
+    qwen3_next with LoRA on ``o_proj``, whose only attention layer is the last). Checkpointing calls
+    ``enable_input_require_grads`` (transformers ``gradient_checkpointing_enable`` for peft models, TRL), which makes
+    every layer's input require one."""
+    everything = "all-linear" in targets
+    groups = {_group_of(lin) for lin in arch.linears if lin.count == 1 and (everything or lin.name in targets)}
+    for i, layer in enumerate(arch.layers):
+        if any(_holds(layer, g) if g else True for g in groups) or (experts and layer.ffn.kind == "moe"):
+            return i
+    return arch.num_layers
+
+
 def layers_holding(arch: Architecture, linear: LinearShape) -> int:
     """How many decoder layers contain ``linear``: attention linears live in the attention layers, MLP
     linears in the dense-FFN layers (and MoE layers with shared experts, which reuse the names),
@@ -175,15 +204,7 @@ def layers_holding(arch: Architecture, linear: LinearShape) -> int:
     its layers more than once, and its ``layers`` list each run; the count is scaled by
     ``stored_layers / num_layers`` (the looped layers are alike)."""
     group = _group_of(linear)
-    if group in ("attn_in", "attn_out"):
-        held = sum(n for layer, n in arch.layer_groups if any(m.kind in ATTENTION_KINDS for m in layer.mixers))
-    elif group in ("mlp_in", "mlp_out"):
-        held = sum(n for layer, n in arch.layer_groups
-                   if layer.ffn.kind == "dense" or (layer.ffn.kind == "moe" and layer.ffn.shared))
-    elif group == "state":
-        held = sum(n for layer, n in arch.layer_groups if any(m.kind in STATE_KINDS for m in layer.mixers))
-    else:
-        held = 0
+    held = sum(n for layer, n in arch.layer_groups if _holds(layer, group)) if group else 0
     held = held or arch.num_layers
     if arch.stored_layers != arch.num_layers:
         held = max(1, held * arch.stored_layers // arch.num_layers)

@@ -11,6 +11,7 @@ from hf_gpu_estimator.memory import overhead
 from hf_gpu_estimator.memory.activations import (
     decoder_layer_activations,
     effective_attention,
+    first_adapted_layer,
     inference_layer_transient,
     layers_holding,
     norm_bytes,
@@ -32,6 +33,7 @@ from hf_gpu_estimator.memory.terms import BYTES, COMPONENTS, MemoryEstimate, Mom
 from hf_gpu_estimator.memory.weights import (
     WeightPlan,
     bnb_keeps_experts,
+    expert_lora,
     lora_module_targets,
     peft_expert_targets,
     plan_weights,
@@ -533,6 +535,17 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
     A_layer = int(T * per_layer_saved * micro_in_flight * act_share)  # one layer's saved tensors
     # Layer calls under torch.no_grad() keep nothing for backward (Architecture.grad_layers).
     saving_layers = layers_here * (arch.grad_layers / arch.num_layers if arch.grad_layers else 1.0)
+    below = 0
+    if workload.method != "full" and not ckpt and layers_here == arch.num_layers and not arch.grad_layers:
+        # Layers below the first one with an adapter keep nothing for backward (activations.first_adapted_layer).
+        targets = expert_lora(arch, workload)
+        below = first_adapted_layer(arch, lora_module_targets(arch, workload),
+                                    experts=targets is not None and bool(targets.params))
+        if below and detail:
+            assumptions.append(f"the first {below} decoder layer(s) hold no adapter and nothing below them needs a "
+                               "gradient: they save nothing for backward (no gradient checkpointing, so no "
+                               "enable_input_require_grads)")
+        saving_layers = max(0, layers_here - below) * 1.0
     A_layers = int(A_layer * saving_layers)
     if workload.activation_offloading:
         # torchtune OffloadActivations (training/_activation_offloading.py, v0.5.0): every saved tensor of at least
@@ -560,8 +573,8 @@ def _training(spec: ModelSpec, arch: Architecture, plan: WeightPlan, workload: W
     embeddings = T * r * arch.hidden_size  # the embedding output stays alive (read by layer 0's norm)
     if arch.embedding_dropout:
         embeddings += T * arch.hidden_size  # dropout's bool mask
-    if workload.activation_offloading:
-        embeddings = 0  # saved by layer 0, so offloaded with it (above)
+    if workload.activation_offloading or below:
+        embeddings = 0  # saved by layer 0, so offloaded with it (above), or not saved: layer 0 needs no gradient
     layer_bw = int(T * layer.backward_transient * shard.activations)
 
     # Under autocast every fp32 weight a matmul reads is cast once and the 16-bit copy cached until
