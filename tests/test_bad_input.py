@@ -30,7 +30,7 @@ WORKLOAD_CASES = [
     ("dtype", "int4", ("float16",)), ("dtype", 16, ()), ("dtype", "", ()),
     ("precision", "64-true", ()), ("precision", 16, ()),
     ("optimizer", "adamw9000", ()), ("optimizer", None, ()),
-    ("gradient_checkpointing", "yes", ("True or False",)), ("gradient_checkpointing", 1, ()),
+    ("gradient_checkpointing", "yes", ("True, False or 'unsloth'",)), ("gradient_checkpointing", 1, ()),
     ("gradient_accumulation_steps", 0, ()),
     ("attn_implementation", "flash3", ()),
     ("quantization", "int3", ()), ("quantization", 4, ()),
