@@ -195,11 +195,6 @@ def peft_moe_targets(model_type: str) -> tuple[dict[str, str], dict[str, tuple[s
     return dict(tables["targets"][layout]), fused
 
 
-def peft_version() -> str:
-    """The peft version whose MoE target tables ``generic_data.json`` records."""
-    return str(_data().get("peft_moe", {}).get("version", "unknown"))
-
-
 def known_model_types() -> frozenset[str]:
     """Every model type the recorded transformers implements (causal LMs, their text models, wrappers)."""
     return frozenset(_data().get("model_types", {}))
